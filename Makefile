@@ -1,0 +1,50 @@
+# nsdash: the two commands a newcomer needs are `make run` and `make test`.
+# Every target does its own set-up, idempotently: apt packages, the virtual
+# environment at .venv, the package installed into it, and the demo OS trees.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := systemd-container debootstrap busybox-static tmux libsystemd-dev pkg-config \
+	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux
+
+.PHONY: run test setup apt venv trees lint typecheck screenshots bench clean
+
+run: setup
+	$(VENV)/bin/nsdash --demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: apt venv trees
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+trees: venv
+	$(PY) -m nsdash.demo.trees
+
+lint: venv
+	$(VENV)/bin/ruff check nsdash tests bench
+	$(VENV)/bin/mypy nsdash
+
+screenshots: setup
+	$(PY) -m nsdash.tui.screenshots screenshots
+
+bench: setup
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,3 @@
+"""nsdash: run and watch OS containers."""
+
+__version__ = "0.1.0"

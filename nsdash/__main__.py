@@ -1,0 +1,5 @@
+import sys
+
+from nsdash.cli import main
+
+sys.exit(main())

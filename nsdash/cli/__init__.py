@@ -1,0 +1,91 @@
+"""The `nsdash` command: dispatch a verb to its module, turn errors into one line.
+
+Each verb lives in its own module with `main(argv) -> int`, imported only when
+that verb runs, so `nsdash spawn` never pays for importing the dashboard.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from nsdash.errors import NsdashError
+
+# verb -> module under nsdash.cli
+VERBS: dict[str, str] = {
+    "spawn": "spawn",
+    "list": "machinectl",
+    "status": "machinectl",
+    "start": "machinectl",
+    "login": "machinectl",
+    "shell": "machinectl",
+    "poweroff": "machinectl",
+    "reboot": "machinectl",
+    "terminate": "machinectl",
+    "kill": "machinectl",
+    "list-images": "machinectl",
+    "ps": "machinectl",
+    "cgls": "cgls",
+    "cgtop": "cgtop",
+    "journal": "journal",
+    "systemctl": "systemctl",
+    "dashboard": "dashboard",
+    "_supervise": "supervise",
+}
+
+USAGE = """\
+usage: nsdash [VERB] [OPTIONS...]
+
+With no verb, opens the dashboard.
+
+Containers:   spawn              run a command or boot an OS tree (systemd-nspawn's options)
+Machines:     list, status, start, login, shell, poweroff, reboot, terminate, kill,
+              list-images, ps    (machinectl's verbs)
+Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
+Journals:     journal -M NAME    (journalctl for machines)
+Units:        systemctl -M NAME  (a machine's own systemd)
+
+`nsdash VERB --help` describes each verb.  Set NSDASH_DEBUG=1 for tracebacks.
+"""
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"nsdash: {text}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if args and args[0] == "--version":
+        from nsdash import __version__
+
+        print(f"nsdash {__version__}")
+        return 0
+    verb = args.pop(0) if args and not args[0].startswith("-") else "dashboard"
+    module_name = VERBS.get(verb)
+    if module_name is None:
+        _err(f"unknown verb '{verb}'; run 'nsdash --help' for the list of verbs")
+        return 2
+    debug = bool(os.environ.get("NSDASH_DEBUG"))
+    try:
+        module = importlib.import_module(f"nsdash.cli.{module_name}")
+        if module_name == "machinectl":
+            args.insert(0, verb)
+        return int(module.main(args) or 0)
+    except NsdashError as e:
+        if debug:
+            raise
+        _err(e.oneline())
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `nsdash list | head`: the reader went away; that is not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0

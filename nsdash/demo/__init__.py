@@ -1,0 +1,1 @@
+"""Demo and test OS trees that nsdash builds itself and caches."""

@@ -1,0 +1,1 @@
+"""nsdash.tui.console."""

@@ -1,0 +1,244 @@
+"""Suite-wide fixtures: tiers by folder, the demo trees, and the leak check.
+
+Tiers: tests/unit (pure, no root), tests/integration, tests/security and
+tests/faults (root, real namespaces, cgroups and trees), tests/tui (the
+dashboard; root where it drives real machines).  With
+NSDASH_REQUIRE_ROOT_TESTS=1 (set by .ci/run) a skipped root test fails the run.
+
+Every root test is wrapped by `leak_check`: mounts, machine cgroups, veth
+links, state entries and container processes must be the same after the test
+as before it, or the test fails naming what leaked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT_TIERS = {"integration", "security", "faults"}
+TIER_BY_DIR = {"unit": "unit", "integration": "integration", "security": "security",
+               "faults": "faults", "tui": "tui"}
+IS_ROOT = os.geteuid() == 0
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+NSDASH = [PY, "-m", "nsdash"]
+
+_skipped_root: list[str] = []
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        tier = TIER_BY_DIR.get(parts[0]) if len(parts) > 1 else None
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
+        if tier in ROOT_TIERS:
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") and not IS_ROOT:
+            item.add_marker(pytest.mark.skip(reason="needs root: creates namespaces and cgroups"))
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "integration" in report.keywords:
+        _skipped_root.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("NSDASH_SESSION_LEAKED"):
+        session.exitstatus = 1
+    if os.environ.get("NSDASH_REQUIRE_ROOT_TESTS") and _skipped_root:
+        sys.stderr.write(f"\nERROR: {len(_skipped_root)} root-only test(s) were skipped; "
+                         "CI requires them to run:\n  " + "\n  ".join(_skipped_root[:20]) + "\n")
+        session.exitstatus = 1
+
+
+# ---------------------------------------------------------------- environment
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir(tmp_path_factory):
+    """Each test session keeps machine state in a directory of its own under /run."""
+    base = Path("/run/nsdash-test") if IS_ROOT else tmp_path_factory.mktemp("state")
+    state = base / f"s{os.getpid()}"
+    state.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("NSDASH_STATE_DIR")
+    os.environ["NSDASH_STATE_DIR"] = str(state)
+    yield state
+    if old is None:
+        os.environ.pop("NSDASH_STATE_DIR", None)
+    else:
+        os.environ["NSDASH_STATE_DIR"] = old
+    shutil.rmtree(state, ignore_errors=True)
+    try:
+        base.rmdir()
+    except OSError:
+        pass
+
+
+def run_nsdash(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """Run the real `nsdash` command (as `python -m nsdash`) and capture its output."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run([*NSDASH, *args], timeout=timeout, cwd=REPO, **kw)
+
+
+# ---------------------------------------------------------------- trees
+
+def _cached_tree(name: str) -> Path:
+    from nsdash.demo import trees
+
+    return trees.ensure(name)
+
+
+@pytest.fixture(scope="session")
+def busybox_cache() -> Path:
+    if not IS_ROOT:
+        pytest.skip("needs root")
+    return _cached_tree("busybox")
+
+
+@pytest.fixture
+def busybox_tree(busybox_cache, tmp_path, machine_name) -> Path:
+    """A private copy of the BusyBox demo tree (about 2 MB), fresh for each test.
+
+    The copy's directory is named after `machine_name`, so the default machine
+    name (the directory's last component) is tagged for the leak check.
+    """
+    dest = tmp_path / machine_name
+    subprocess.run(["cp", "-a", str(busybox_cache), str(dest)], check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def debian_cache() -> Path:
+    """The cached Debian tree; use it read-only (with --ephemeral) or through debian_tree."""
+    if not IS_ROOT:
+        pytest.skip("needs root")
+    return _cached_tree("debian")
+
+
+@pytest.fixture(scope="session")
+def debian_tree(debian_cache, tmp_path_factory) -> Path:
+    """A writable copy of the Debian tree shared by the session's tests."""
+    dest = tmp_path_factory.mktemp("trees") / "debian"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(debian_cache), str(dest)], check=True)
+    return dest
+
+
+# ---------------------------------------------------------------- leak check
+#
+# Several test sessions may run at once on a developer's machine, so the check
+# only counts what this session can own: names carrying the session TAG
+# (machine names from the `machine_name` fixture, their cgroups, veth links and
+# processes) and mounts under this session's temporary or state directories.
+
+TAG = f"t{os.getpid()}"
+_names = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def machine_name() -> str:
+    """A machine name unique to this test and tagged with the session, for the leak check."""
+    return f"{TAG}-{next(_names):x}"
+
+
+def _ours(text: str, roots: tuple[str, ...]) -> bool:
+    return TAG in text or any(text.startswith(r) for r in roots)
+
+
+def _session_roots() -> tuple[str, ...]:
+    roots = [os.environ.get("NSDASH_STATE_DIR", "/run/nsdash")]
+    base = os.environ.get("NSDASH_TEST_TMPBASE")
+    if base:
+        roots.append(base)
+    return tuple(roots)
+
+
+def _mounts(roots) -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {m for m in (line.split()[4] for line in f) if _ours(m, roots)}
+
+
+def _machine_cgroups() -> set[str]:
+    from nsdash.system import cgroupfs
+
+    found = set()
+    for hierarchy in cgroupfs.detect().hierarchies():
+        top = hierarchy / "machine.slice"
+        if top.is_dir():
+            found.update(str(c) for c in top.iterdir() if c.is_dir() and TAG in c.name)
+    return found
+
+
+def _links() -> set[str]:
+    return {p.name for p in Path("/sys/class/net").iterdir()
+            if p.name.startswith(("ve-", "vb-", "vz-")) and TAG in p.name}
+
+
+def _state_entries() -> set[str]:
+    state = Path(os.environ.get("NSDASH_STATE_DIR", "/run/nsdash")) / "machines"
+    return {p.name for p in state.iterdir()} if state.is_dir() else set()
+
+
+def _container_procs() -> set[str]:
+    procs = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if "machine.slice" in text and TAG in text:
+            procs.add(pid)
+    return procs
+
+
+def leak_snapshot() -> dict[str, set[str]]:
+    roots = _session_roots()
+    return {"mounts": _mounts(roots), "cgroups": _machine_cgroups(), "links": _links(),
+            "state": _state_entries(), "processes": _container_procs()}
+
+
+def leaks_since(before: dict[str, set[str]], wait: float = 5.0) -> dict[str, set[str]]:
+    """What exists now that did not before; polls briefly since teardown is asynchronous."""
+    deadline = time.monotonic() + wait
+    while True:
+        now = leak_snapshot()
+        leaked = {k: now[k] - before[k] for k in now if now[k] - before[k]}
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_leak_check(tmp_path_factory):
+    """Nothing of this session's may remain when it ends."""
+    os.environ["NSDASH_TEST_TMPBASE"] = str(tmp_path_factory.getbasetemp())
+    if not IS_ROOT:
+        yield
+        return
+    empty: dict[str, set[str]] = {k: set() for k in ("mounts", "cgroups", "links", "state", "processes")}
+    yield
+    leaked = leaks_since(empty)
+    if leaked:
+        sys.stderr.write(f"\nERROR: the test session left behind: {leaked}\n")
+        os.environ["NSDASH_SESSION_LEAKED"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def leak_check(request):
+    if not IS_ROOT or not request.node.get_closest_marker("integration"):
+        yield
+        return
+    before = leak_snapshot()
+    yield
+    leaked = leaks_since(before)
+    if leaked:
+        pytest.fail(f"test left behind: {leaked}", pytrace=False)

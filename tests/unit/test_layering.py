@@ -1,0 +1,50 @@
+"""The layers' one-way arrows, checked in fresh interpreters."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEADLESS = ["nsdash.launcher", "nsdash.machines", "nsdash.monitor", "nsdash.journal",
+            "nsdash.system", "nsdash.cli", "nsdash.inside"]
+
+
+def _modules_after_import(module: str) -> set[str]:
+    code = f"import sys, importlib; importlib.import_module({module!r}); print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("module", HEADLESS)
+def test_headless_packages_do_not_import_textual(module):
+    loaded = _modules_after_import(module)
+    assert not {m for m in loaded if m == "textual" or m.startswith("textual.")}
+
+
+def test_no_module_outside_tui_imports_textual():
+    offenders = []
+    for path in (REPO / "nsdash").rglob("*.py"):
+        if "tui" in path.relative_to(REPO / "nsdash").parts:
+            continue
+        text = path.read_text()
+        if "import textual" in text or "from textual" in text:
+            offenders.append(str(path))
+    assert offenders == []
+
+
+def test_spawn_path_imports_no_ui():
+    loaded = _modules_after_import("nsdash.cli.spawn")
+    heavy = {m for m in loaded if m.split(".")[0] in {"textual", "rich", "pyte", "systemd"}}
+    assert heavy == set()
+
+
+def test_child_side_code_is_standard_library_only():
+    """The code that runs after clone imports only the standard library and itself."""
+    loaded = _modules_after_import("nsdash.launcher.child")
+    third_party = {m.split(".")[0] for m in loaded} - set(sys.stdlib_module_names) - {"nsdash", "__main__"}
+    nsdash_mods = {m for m in loaded if m.startswith("nsdash.")}
+    assert third_party == set()
+    assert nsdash_mods <= {"nsdash.launcher.child", "nsdash.launcher", "nsdash.system",
+                           "nsdash.system.syscalls", "nsdash.errors"}
