@@ -163,10 +163,13 @@ def ensure(name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nsdash.demo.trees")
-    parser.add_argument("names", nargs="*", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("names", nargs="*", metavar="NAME", help="busybox, debian (default: both)")
     parser.add_argument("--print", action="store_true", help="print the tree paths")
     args = parser.parse_args(argv)
-    for name in args.names:
+    unknown = [n for n in args.names if n not in BUILDERS]
+    if unknown:
+        parser.error(f"unknown tree {unknown[0]!r}; choose from {', '.join(BUILDERS)}")
+    for name in args.names or list(BUILDERS):
         path = ensure(name)
         if args.print:
             print(path)
