@@ -1,0 +1,379 @@
+"""Sandbox checks and set-up steps the container's child runs (standard library only).
+
+Everything here runs after clone, in the child, so it imports nothing but the
+standard library and nsdash.errors.  Each check fails closed: if the sandbox
+is not what the plan promised, the container does not start.
+
+- install_seccomp: load the filter the parent compiled (nsdash.launcher.seccomp);
+- join_session_keyring: a fresh anonymous session keyring, so the caller's
+  keys never reach the container (before seccomp, which denies keyctl);
+- verify_masks / verify_read_only: masked paths read nothing, read-only paths
+  are on read-only mounts;
+- open_mask_source: /dev/null (char 1:3) or an empty read-only file, opened
+  with O_PATH|O_NOFOLLOW so a swapped symlink cannot stand in for it;
+- open_in_root / mount_at_fd: resolve bind, tmpfs, inaccessible and journal
+  targets with openat2(RESOLVE_IN_ROOT) and mount through the opened fd, so
+  absolute or ../ symlinks (even ones swapped during set-up) stay inside;
+- refuse_symlinked_api_dirs: a tree whose /proc, /sys or /dev is a symlink;
+- cloexec_all_but_console / verify_fds_before_exec: nothing but fds 0-2
+  survives exec;
+- verify_cwd_inside_root: after chdir, the working directory is reachable
+  from the new root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import stat
+import struct
+
+from nsdash.errors import NsdashError
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+# Syscall numbers; the generic (new) ones are shared by every architecture.
+_ARCH = os.uname().machine
+SYS_keyctl = {"x86_64": 250, "aarch64": 219}.get(_ARCH, 250)
+SYS_close_range = 436
+SYS_openat2 = 437
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+PR_SET_SECCOMP = 22
+PR_GET_SECCOMP = 21
+PR_GET_NO_NEW_PRIVS = 39
+SECCOMP_MODE_FILTER = 2
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+MS_BIND = 4096
+MS_REC = 16384
+
+# The directories a container's API file systems are mounted on.
+API_DIRS = ("proc", "sys", "dev")
+
+
+class SandboxError(NsdashError):
+    """The sandbox is not what the plan promised; the container must not start."""
+
+
+def _syscall(nr: int, *args: object) -> int:
+    ret = _libc.syscall(ctypes.c_long(nr), *args)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(ret)
+
+
+# ------------------------------------------------------------------ seccomp
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install_seccomp(program: bytes) -> None:
+    """Load a classic-BPF filter (struct sock_filter[]) for this process.
+
+    The kernel accepts it with no_new_privs set or CAP_SYS_ADMIN in the current
+    user namespace, so call it before the last capability drop.
+    """
+    if not program or len(program) % 8:
+        raise SandboxError(f"the system-call filter is malformed ({len(program)} bytes)",
+                           "this is a bug in nsdash; rerun with NSDASH_DEBUG=1 and report it")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    ret = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                      ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if ret < 0:
+        err = ctypes.get_errno()
+        hint = ("keep CAP_SYS_ADMIN or pass --no-new-privileges=yes" if err == errno.EACCES
+                else "the kernel lacks CONFIG_SECCOMP_FILTER")
+        raise SandboxError(f"cannot install the system-call filter: {os.strerror(err)}", hint)
+
+
+# ------------------------------------------------------------------ keyring
+
+def join_session_keyring() -> None:
+    """Join a fresh, anonymous session keyring (call before seccomp denies keyctl)."""
+    try:
+        _syscall(SYS_keyctl, ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None)
+    except OSError as e:
+        # A kernel without CONFIG_KEYS has no keys to leak.
+        if e.errno not in (errno.ENOSYS, errno.EOPNOTSUPP):
+            raise SandboxError(f"cannot join a fresh session keyring: {e.strerror}",
+                               "the container would share the caller's keys") from None
+
+
+# ------------------------------------------------------------------ masks
+
+def _is_dev_null(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+
+
+def open_mask_source(path: str) -> int:
+    """Open a mask source with O_PATH|O_NOFOLLOW and check what it really is.
+
+    Accepted: the null device (char 1:3), or an empty regular file on a
+    read-only mount or with no write bits.  Returns the O_PATH fd; bind it with
+    mount_at_fd(...) through /proc/self/fd so nothing can be swapped in.
+    """
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise SandboxError(f"mask source {path} cannot be opened: {e.strerror}",
+                           "the container needs a real /dev/null to mask paths") from None
+    st = os.fstat(fd)
+    ok = _is_dev_null(st) or (
+        stat.S_ISREG(st.st_mode) and st.st_size == 0
+        and (not st.st_mode & 0o222 or os.fstatvfs(fd).f_flag & os.ST_RDONLY))
+    if not ok:
+        os.close(fd)
+        raise SandboxError(f"mask source {path} is neither the null device (1:3) nor an "
+                           "empty read-only file", "refusing to mask paths with it")
+    return fd
+
+
+def masked_ok(path: str) -> bool:
+    """True if PATH exposes nothing: absent, the null device, an empty read-only
+    file, or an empty directory on a read-only mount."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    if _is_dev_null(st):
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        return not os.listdir(path) and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    if stat.S_ISREG(st.st_mode):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            # Unopenable (EACCES/EPERM) is masked enough for a read; but it must
+            # not be writable either.
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        try:
+            # /proc files report size 0, so only a read tells what they hold.
+            return os.read(fd, 1) == b"" and bool(os.fstatvfs(fd).f_flag & os.ST_RDONLY)
+        finally:
+            os.close(fd)
+    return False
+
+
+def verify_masks(root: str, masked: list[str] | tuple[str, ...]) -> None:
+    """Refuse to start unless every masked path under ROOT really is masked."""
+    bad = [p for p in masked if not masked_ok(_under(root, p))]
+    if bad:
+        raise SandboxError(f"masked path(s) still readable after set-up: {', '.join(bad)}",
+                           "refusing to start; the host kernel or /proc layout is unexpected")
+
+
+def verify_read_only(root: str, paths: list[str] | tuple[str, ...]) -> None:
+    """Refuse to start unless every existing path is on a read-only mount."""
+    bad = []
+    for p in paths:
+        full = _under(root, p)
+        try:
+            if not os.statvfs(full).f_flag & os.ST_RDONLY:
+                bad.append(p)
+        except FileNotFoundError:
+            continue
+    if bad:
+        raise SandboxError(f"path(s) meant read-only are writable: {', '.join(bad)}",
+                           "refusing to start; the read-only remount did not take")
+
+
+def _under(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/")) if root not in ("", "/") else path
+
+
+# ------------------------------------------------------------------ paths in the root
+
+def refuse_symlinked_api_dirs(root: str) -> None:
+    """A tree whose /proc, /sys or /dev is a symlink could aim the API mounts at the host."""
+    for name in API_DIRS:
+        path = os.path.join(root, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise SandboxError(f"{path} is a symlink (to {os.readlink(path)})",
+                               f"the tree's /{name} must be a directory; remove the link")
+        if not stat.S_ISDIR(st.st_mode):
+            raise SandboxError(f"{path} is not a directory",
+                               f"the tree's /{name} must be a directory")
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open PATH relative to DIRFD under RESOLVE rules; returns an fd."""
+    how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)
+    return _syscall(SYS_openat2, ctypes.c_int(dirfd), os.fsencode(path), how,
+                    ctypes.c_size_t(len(how)))
+
+
+def _open_dir_in_root(root_fd: int, rel: str) -> int:
+    return openat2(root_fd, rel or ".", os.O_PATH | os.O_DIRECTORY,
+                   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+
+def open_in_root(root_fd: int, path: str, *, directory: bool = True, create: bool = True) -> int:
+    """Open PATH (container-absolute) as an O_PATH fd, resolved as if ROOT_FD were /.
+
+    Every symlink on the way, absolute or ../, is resolved inside the root:
+    the kernel (RESOLVE_IN_ROOT) guarantees the fd's object is under it.
+    Missing components are created (directories; a file for the last
+    component when DIRECTORY is false), each relative to the already opened
+    parent fd, so a symlink swapped in meanwhile cannot redirect the creation.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise SandboxError(f"container path {path} contains '..'", "give a normalised absolute path")
+    parent = os.dup(root_fd)
+    try:
+        for i, name in enumerate(parts):
+            last = i == len(parts) - 1
+            rel = "/".join(parts[: i + 1])
+            want_dir = directory or not last
+            try:
+                fd = openat2(root_fd, rel, os.O_PATH | (os.O_DIRECTORY if want_dir else 0),
+                             RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                # mkdirat/openat(O_EXCL) never follow a symlink in the last
+                # component; an O_PATH fd serves as their dirfd.
+                if want_dir:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=parent)
+                else:
+                    with contextlib.suppress(FileExistsError):
+                        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                         | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                try:
+                    fd = openat2(root_fd, rel, os.O_PATH | (os.O_DIRECTORY if want_dir else 0),
+                                 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+                except FileNotFoundError:
+                    raise SandboxError(f"{'/' + rel} is a dangling symlink inside the tree",
+                                       "remove it or choose another target") from None
+            os.close(parent)
+            parent = fd
+        return parent
+    except BaseException:
+        os.close(parent)
+        raise
+
+
+def fd_path(fd: int) -> str:
+    """The magic link that names the object behind FD; mount(2) follows it to that object."""
+    return f"/proc/self/fd/{fd}"
+
+
+def mount_at_fd(source: str | None, target_fd: int, fstype: str | None, flags: int = 0,
+                data: str | None = None) -> None:
+    """mount(2) onto the object TARGET_FD holds (not onto whatever a path names now)."""
+    def b(s: str | None) -> bytes | None:
+        return None if s is None else os.fsencode(s)
+    ret = _libc.mount(b(source), os.fsencode(fd_path(target_fd)), b(fstype),
+                      ctypes.c_ulong(flags), b(data))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount: {os.strerror(err)}", source)
+
+
+def bind_in_root(root: str, source: str, target: str, *, recursive: bool = True,
+                 directory: bool | None = None) -> None:
+    """Bind SOURCE (host path) onto TARGET (container path) resolved inside ROOT."""
+    if directory is None:
+        directory = os.path.isdir(source)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        tfd = open_in_root(root_fd, target, directory=directory)
+        try:
+            mount_at_fd(source, tfd, None, MS_BIND | (MS_REC if recursive else 0))
+        finally:
+            os.close(tfd)
+    finally:
+        os.close(root_fd)
+
+
+# ------------------------------------------------------------------ before exec
+
+def cloexec_all_but_console() -> None:
+    """Mark every fd above 2 close-on-exec (close_range(CLOSE_RANGE_CLOEXEC))."""
+    try:
+        _syscall(SYS_close_range, ctypes.c_uint(3), ctypes.c_uint(0xFFFFFFFF),
+                 ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+
+
+def fds_surviving_exec() -> list[int]:
+    """Open fds above 2 without FD_CLOEXEC (what the exec'd program would inherit)."""
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError:  # the directory fd listdir used, already closed
+            continue
+        if not flags & fcntl.FD_CLOEXEC:
+            out.append(fd)
+    return out
+
+
+def verify_fds_before_exec() -> None:
+    leaked = fds_surviving_exec()
+    if leaked:
+        raise SandboxError(f"file descriptor(s) {leaked} would leak into the container",
+                           "this is a bug in nsdash; rerun with NSDASH_DEBUG=1 and report it")
+
+
+def verify_cwd_inside_root() -> None:
+    """After pivot_root and chdir, the working directory must lie under the new /.
+
+    getcwd(3) fails (ENOENT, "unreachable") when the cwd is outside the root;
+    walking up with '..' must reach the root's own inode.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    if not cwd.startswith("/"):
+        raise SandboxError("the working directory lies outside the container's root",
+                           "pass a --chdir= path that exists inside the tree")
+    root = os.stat("/")
+    here = os.stat(".")
+    for _ in range(4096):
+        if (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino):
+            return
+        up = os.stat(os.path.join(*([".."] * (_ + 1))))
+        if (up.st_dev, up.st_ino) == (here.st_dev, here.st_ino):
+            break
+        here = up
+    raise SandboxError("the working directory lies outside the container's root",
+                       "pass a --chdir= path that exists inside the tree")
+
+
+def seccomp_mode() -> int:
+    """0 none, 1 strict, 2 filter: what /proc/self/status calls Seccomp."""
+    return int(_libc.prctl(ctypes.c_int(PR_GET_SECCOMP), 0, 0, 0, 0))
+
+
+def no_new_privs() -> bool:
+    return bool(_libc.prctl(ctypes.c_int(PR_GET_NO_NEW_PRIVS), 0, 0, 0, 0))
