@@ -51,6 +51,7 @@ SECCOMP_MODE_FILTER = 2
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
 
 MS_BIND = 4096
@@ -218,56 +219,70 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
                     ctypes.c_size_t(len(how)))
 
 
-def _open_dir_in_root(root_fd: int, rel: str) -> int:
-    return openat2(root_fd, rel or ".", os.O_PATH | os.O_DIRECTORY,
-                   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+MAX_SYMLINK_HOPS = 40
+
+
+def _open_resolved(root_fd: int, parts: list[str], directory: bool) -> int:
+    """Open an already symlink-free path; a symlink swapped in since fails (ELOOP)."""
+    return openat2(root_fd, "/".join(parts) or ".",
+                   os.O_PATH | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0),
+                   RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
 
 
 def open_in_root(root_fd: int, path: str, *, directory: bool = True, create: bool = True) -> int:
     """Open PATH (container-absolute) as an O_PATH fd, resolved as if ROOT_FD were /.
 
-    Every symlink on the way, absolute or ../, is resolved inside the root:
-    the kernel (RESOLVE_IN_ROOT) guarantees the fd's object is under it.
-    Missing components are created (directories; a file for the last
-    component when DIRECTORY is false), each relative to the already opened
-    parent fd, so a symlink swapped in meanwhile cannot redirect the creation.
+    Symlinks are followed by hand the way the container would see them: an
+    absolute target restarts at the root, '..' stops at the root.  Missing
+    components (even behind a symlink) are created relative to an fd of their
+    already-resolved parent (mkdirat/openat never follow a last-component
+    symlink), and every open uses RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS, so the
+    kernel guarantees the object is under the root and a symlink swapped in
+    during set-up makes the open fail instead of redirecting it.
     """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in todo:
         raise SandboxError(f"container path {path} contains '..'", "give a normalised absolute path")
-    parent = os.dup(root_fd)
-    try:
-        for i, name in enumerate(parts):
-            last = i == len(parts) - 1
-            rel = "/".join(parts[: i + 1])
-            want_dir = directory or not last
+    done: list[str] = []
+    hops = 0
+    while todo:
+        name = todo.pop(0)
+        if name == "..":
+            done = done[:-1]
+            continue
+        if name in ("", "."):
+            continue
+        last = not todo
+        parent = _open_resolved(root_fd, done, True)
+        try:
             try:
-                fd = openat2(root_fd, rel, os.O_PATH | (os.O_DIRECTORY if want_dir else 0),
-                             RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+                st = os.lstat(name, dir_fd=parent)
             except FileNotFoundError:
                 if not create:
                     raise
-                # mkdirat/openat(O_EXCL) never follow a symlink in the last
-                # component; an O_PATH fd serves as their dirfd.
-                if want_dir:
+                # mkdirat/openat(O_EXCL) never follow a symlink in the last component.
+                if directory or not last:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, 0o755, dir_fd=parent)
                 else:
                     with contextlib.suppress(FileExistsError):
                         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                          | os.O_CLOEXEC, 0o644, dir_fd=parent))
-                try:
-                    fd = openat2(root_fd, rel, os.O_PATH | (os.O_DIRECTORY if want_dir else 0),
-                                 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-                except FileNotFoundError:
-                    raise SandboxError(f"{'/' + rel} is a dangling symlink inside the tree",
-                                       "remove it or choose another target") from None
+                st = os.lstat(name, dir_fd=parent)
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise SandboxError(f"too many symlinks resolving {path} inside the tree",
+                                       "the tree has a symlink loop there")
+                target = os.readlink(name, dir_fd=parent)
+                if target.startswith("/"):
+                    done = []
+                todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+                continue
+        finally:
             os.close(parent)
-            parent = fd
-        return parent
-    except BaseException:
-        os.close(parent)
-        raise
+        done.append(name)
+    return _open_resolved(root_fd, done, directory)
 
 
 def fd_path(fd: int) -> str:
