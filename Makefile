@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := systemd-container debootstrap busybox-static tmux libsystemd-dev pkg-config \
-	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux
+	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote
 
 .PHONY: run test setup apt venv trees lint typecheck screenshots bench clean
 
