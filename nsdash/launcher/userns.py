@@ -1,0 +1,202 @@
+"""User namespaces: --private-users=, -U and --private-users-ownership=, as systemd-nspawn defines them.
+
+  no         no user namespace (the default; container root is host root)
+  yes        a namespace whose base is the UID owning the tree's root
+             directory, 65536 IDs
+  pick       a free 64K range chosen from the machine name (rule below)
+  identity   0:65536 mapped onto itself: only the namespace's isolation
+  UID[:N]    an explicit base and size (size defaults to 65536)
+
+-U means --private-users=pick --private-users-ownership=auto.
+
+The "pick" rule: ranges are 64K-aligned slots between 0x00080000 and
+0x6FFF0000 (nspawn's container range).  The first slot tried is
+sha256(machine name) modulo the number of slots, so a machine gets the same
+range every time (its files keep their owners between runs); if the tree's
+root is already owned by a UID at the start of a slot (an earlier pick), that
+slot is reused.  A slot overlapping a range in use (another machine, a host
+user in /etc/passwd, a range in /etc/subuid) is skipped for the next one.
+
+Ownership: off leaves the tree's files alone; chown shifts them into the range
+once (and back never); map uses an idmapped mount of the tree where the kernel
+and file system support it; auto is map if supported, else chown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsdash.errors import UsageError
+
+RANGE_SIZE = 0x10000
+PICK_FIRST = 0x00080000
+PICK_LAST = 0x6FFF0000  # exclusive
+SLOTS = (PICK_LAST - PICK_FIRST) // RANGE_SIZE
+MAX_UID = 0xFFFFFFFE
+
+MODES = ("no", "yes", "pick", "identity")
+OWNERSHIP = ("off", "chown", "map", "auto")
+_FALSE = {"no", "false", "0", "off"}
+_TRUE = {"yes", "true", "1", "on"}
+
+
+@dataclass(frozen=True)
+class PrivateUsers:
+    """The parsed option: MODE is one of MODES or "fixed" (with BASE and SIZE)."""
+
+    mode: str = "no"
+    base: int | None = None
+    size: int = RANGE_SIZE
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "no"
+
+
+def parse_private_users(value: str) -> PrivateUsers:
+    """--private-users=VALUE, or a clean UsageError."""
+    v = value.strip().lower()
+    if v in _FALSE:
+        return PrivateUsers("no")
+    if v in _TRUE:
+        return PrivateUsers("yes")
+    if v in ("pick", "identity"):
+        return PrivateUsers(v, 0 if v == "identity" else None)
+    base_s, _, size_s = value.partition(":")
+    try:
+        base = int(base_s, 10)
+        size = int(size_s, 10) if size_s else RANGE_SIZE
+    except ValueError:
+        raise UsageError(f"invalid --private-users= value '{value}'",
+                         "use no, yes, pick, identity, UID or UID:RANGE") from None
+    if base < 0 or size <= 0 or base + size - 1 > MAX_UID:
+        raise UsageError(f"--private-users= range '{value}' is outside 0..{MAX_UID}",
+                         "give a base UID and a positive size that fit in 32 bits")
+    return PrivateUsers("fixed", base, size)
+
+
+def parse_ownership(value: str) -> str:
+    v = value.strip().lower()
+    if v in _FALSE:
+        return "off"
+    if v in OWNERSHIP:
+        return v
+    raise UsageError(f"invalid --private-users-ownership= value '{value}'",
+                     "use off, chown, map or auto")
+
+
+def first_slot(machine: str) -> int:
+    """The slot index the pick rule tries first for MACHINE."""
+    digest = hashlib.sha256(machine.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SLOTS
+
+
+def _overlaps(base: int, size: int, used: Iterable[tuple[int, int]]) -> bool:
+    return any(base < b + n and b < base + size for b, n in used)
+
+
+def pick_base(machine: str, used: Iterable[tuple[int, int]] = (), root_owner: int | None = None) -> int:
+    """A free 64K-aligned base for MACHINE (see the module's rule)."""
+    used = list(used)
+    if (root_owner is not None and PICK_FIRST <= root_owner < PICK_LAST
+            and (root_owner - PICK_FIRST) % RANGE_SIZE == 0
+            and not _overlaps(root_owner, RANGE_SIZE, used)):
+        return root_owner
+    start = first_slot(machine)
+    for i in range(SLOTS):
+        base = PICK_FIRST + ((start + i) % SLOTS) * RANGE_SIZE
+        if not _overlaps(base, RANGE_SIZE, used):
+            return base
+    raise UsageError("no free 64K UID range is left for --private-users=pick",
+                     "stop a machine or give --private-users=UID:RANGE")
+
+
+def host_ranges(etc: Path = Path("/etc")) -> list[tuple[int, int]]:
+    """UID ranges the host uses: each passwd entry (size 1) and each subuid range."""
+    used: list[tuple[int, int]] = []
+    try:
+        for line in (etc / "passwd").read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                used.append((int(fields[2]), 1))
+    except OSError:
+        pass
+    try:
+        for line in (etc / "subuid").read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                used.append((int(fields[1]), int(fields[2])))
+    except OSError:
+        pass
+    return used
+
+
+def resolve_range(opt: PrivateUsers, machine: str, root: Path,
+                  used: Iterable[tuple[int, int]] = ()) -> tuple[int, int] | None:
+    """(base, size) of the namespace to create, or None for no namespace."""
+    if not opt.enabled:
+        return None
+    if opt.mode == "identity":
+        return (0, RANGE_SIZE)
+    if opt.mode == "fixed":
+        assert opt.base is not None
+        return (opt.base, opt.size)
+    owner = os.stat(root).st_uid
+    if opt.mode == "yes":
+        return (owner, RANGE_SIZE)
+    return (pick_base(machine, used, owner), RANGE_SIZE)
+
+
+def id_map(base: int, size: int) -> str:
+    """The text written to /proc/PID/uid_map and gid_map: container 0 is host BASE."""
+    return f"0 {base} {size}\n"
+
+
+def write_id_maps(pid: int, base: int, size: int) -> None:
+    """Map the child's new user namespace (the parent does this, as root on the host)."""
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(id_map(base, size))
+
+
+def shift_ownership(root: Path, base: int, size: int) -> int:
+    """--private-users-ownership=chown: move every file's owner from U to BASE+U.
+
+    Files already inside [BASE, BASE+SIZE) are left alone, so a second run is
+    a no-op; an owner outside both ranges cannot be mapped and is refused.
+    Returns the number of inodes changed.  Never follows symlinks, never
+    leaves the tree's file system.
+    """
+    changed = 0
+    top_dev = os.lstat(root).st_dev
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == top_dev]
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.join(dirpath, name) if name != "." else dirpath
+            if name == "." and dirpath != str(root):
+                continue  # each directory is handled once, from its parent
+            st = os.lstat(path)
+            uid, gid = _shift(st.st_uid, base, size, path), _shift(st.st_gid, base, size, path)
+            if (uid, gid) != (st.st_uid, st.st_gid):
+                mode = st.st_mode
+                os.lchown(path, uid, gid)
+                # chown clears set-id bits; put them back (not on symlinks).
+                if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                    os.chmod(path, stat.S_IMODE(mode))
+                changed += 1
+    return changed
+
+
+def _shift(ident: int, base: int, size: int, path: str) -> int:
+    if base <= ident < base + size:
+        return ident
+    if ident < size:
+        return base + ident
+    raise UsageError(f"{path} is owned by ID {ident}, outside both 0..{size - 1} and the "
+                     f"container range {base}..{base + size - 1}",
+                     "fix the tree's ownership or choose another --private-users= range")

@@ -1,0 +1,37 @@
+"""--private-users-ownership=chown against a real tree: owners move into the range, once."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from nsdash.errors import UsageError
+from nsdash.launcher import userns
+
+
+def test_chown_shifts_every_owner_once_and_keeps_setid_bits(busybox_tree):
+    base = userns.pick_base(busybox_tree.name)
+    suid = busybox_tree / "bin" / "su-test"
+    suid.write_text("")
+    os.chmod(suid, 0o4755)
+    os.lchown(busybox_tree / "bin", 0, 5)
+    changed = userns.shift_ownership(busybox_tree, base, userns.RANGE_SIZE)
+    assert changed > 10
+    for dirpath, dirs, files in os.walk(busybox_tree):
+        for name in [*dirs, *files]:
+            st = os.lstat(os.path.join(dirpath, name))
+            assert base <= st.st_uid < base + userns.RANGE_SIZE
+            assert base <= st.st_gid < base + userns.RANGE_SIZE
+    assert os.lstat(busybox_tree / "bin").st_gid == base + 5
+    assert stat.S_IMODE(os.stat(suid).st_mode) == 0o4755
+    assert userns.shift_ownership(busybox_tree, base, userns.RANGE_SIZE) == 0  # idempotent
+    # the next pick for this tree reuses the range its owner records
+    assert userns.pick_base("another-name", root_owner=busybox_tree.stat().st_uid) == base
+
+
+def test_chown_refuses_an_owner_it_cannot_map(busybox_tree):
+    os.lchown(busybox_tree / "etc", 70000, 0)
+    with pytest.raises(UsageError, match="owned by ID 70000"):
+        userns.shift_ownership(busybox_tree, userns.PICK_FIRST, userns.RANGE_SIZE)
