@@ -1,0 +1,114 @@
+"""A machine's entry in nsdash's state directory.
+
+    <state_root>/machines/NAME/
+        lock         held (flock LOCK_EX) by the supervisor for its whole life
+        state.json   MachineState, replaced atomically
+        control      the supervisor's control socket (0600, root only)
+        console.log  the console log (and console.log.1)
+
+The supervisor's lock, not its recorded PID, tells whether it is alive: a PID
+can be reused after a crash or a host reboot (/run is on disk here), a lock
+dies with its holder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nsdash.system.paths import machine_dir, state_root
+
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+CONTROL = "control"
+CONSOLE_LOG = "console.log"
+
+
+@dataclass(frozen=True)
+class MachineState:
+    name: str
+    root: str
+    leader: int | None
+    cgroup: str
+    supervisor: int
+    started: str  # ISO-8601 UTC: when the supervisor started the first boot
+    since: str  # ISO-8601 UTC: when the current boot started
+    boot: int = 1
+    state: str = "running"  # starting|running|stopping|rebooting
+    class_: str = "container"
+    service: str = "nsdash"
+    uuid: str | None = None
+    netif: list[str] = field(default_factory=list)
+    boot_mode: bool = False  # -b: the tree's own init
+    command: list[str] = field(default_factory=list)
+    ephemeral: bool = False
+    registered: bool = False  # with systemd-machined
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["class"] = data.pop("class_")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MachineState:
+        data = dict(data)
+        data["class_"] = data.pop("class", "container")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def machines_root() -> Path:
+    return state_root() / "machines"
+
+
+def write_state(directory: Path, state: MachineState) -> None:
+    """Write state.json atomically: readers see the old or the new file, never half."""
+    tmp = directory / f".{STATE_FILE}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(state.to_json(), f, indent=1)
+        f.write("\n")
+    os.replace(tmp, directory / STATE_FILE)
+
+
+def read_state(directory: Path) -> MachineState | None:
+    try:
+        with open(directory / STATE_FILE) as f:
+            return MachineState.from_json(json.load(f))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, TypeError):
+        return None  # a torn or foreign file: treated as no state
+
+
+def supervisor_alive(directory: Path) -> bool:
+    """True while some process holds the entry's lock (the supervisor)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
+
+
+def entry_names() -> list[str]:
+    root = machines_root()
+    try:
+        return sorted(n for n in os.listdir(root) if not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+__all__ = ["MachineState", "machine_dir", "machines_root", "write_state", "read_state",
+           "supervisor_alive", "entry_names", "STATE_FILE", "LOCK_FILE", "CONTROL", "CONSOLE_LOG"]
