@@ -1,0 +1,268 @@
+"""`nsdash cgtop`: the top control groups by CPU, memory, tasks or I/O, like systemd-cgtop.
+
+Batch mode (-b, or output not a terminal) prints the same text layout as
+`systemd-cgtop -b`.  On a terminal it redraws the screen each refresh; keys:
+p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+import select
+import shutil
+import sys
+import time
+
+from nsdash.errors import UsageError
+from nsdash.monitor import counters as C
+from nsdash.monitor import display
+from nsdash.monitor.machines import MachineMap, find_cgroup
+from nsdash.monitor.rates import rates_between
+from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sampler
+from nsdash.monitor.tree import normalize
+from nsdash.system import cgroupfs
+
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6,
+          "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
+
+
+def parse_seconds(text: str) -> float:
+    """systemd time spans as cgtop's --delay takes them: '1', '0.5', '500ms', '2s', '1min'."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", text)
+    if not m or m.group(2) not in _UNITS:
+        raise UsageError(f"invalid delay '{text}'", "give seconds, e.g. -d 1 or -d 500ms")
+    value = float(m.group(1)) * _UNITS[m.group(2)]
+    if value <= 0:
+        raise UsageError(f"invalid delay '{text}'", "the delay must be more than zero")
+    return value
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "yes", "y", "true", "t", "on"):
+        return True
+    if low in ("0", "no", "n", "false", "f", "off"):
+        return False
+    raise UsageError(f"invalid boolean '{text}'", "use yes or no")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, "see 'nsdash cgtop --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.")
+    order = p.add_mutually_exclusive_group()
+    p.add_argument("-b", "--batch", action="store_true", help="Run in batch mode, accepting no input")
+    p.add_argument("-r", "--raw", action="store_true", help="Provide raw (not human-readable) numbers")
+    for flag, name in (("-p", "path"), ("-t", "tasks"), ("-c", "cpu"), ("-m", "memory"), ("-i", "io")):
+        order.add_argument(flag, dest="order", action="store_const", const=name,
+                           help=f"Order by {name}")
+    order.add_argument("--order", choices=display.ORDERS, help="Order by path, tasks, cpu, memory or io")
+    p.add_argument("--cpu", nargs="?", const="time", default="percentage",
+                   choices=("percentage", "time"), help="Show CPU usage as time or percentage")
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("-P", dest="count", action="store_const", const=COUNT_USERSPACE,
+                       help="Count userspace processes instead of tasks (excl. kernel)")
+    count.add_argument("-k", dest="count", action="store_const", const=COUNT_ALL,
+                       help="Count all processes instead of tasks (incl. kernel)")
+    p.add_argument("--recursive", default="yes", help="Sum up process count recursively (yes|no)")
+    p.add_argument("-d", "--delay", default="1", help="Delay between updates (default 1s)")
+    p.add_argument("-n", "--iterations", type=int, default=0, help="Run for N iterations before exiting")
+    p.add_argument("-1", dest="once", action="store_true", help="Shortcut for --iterations=1")
+    p.add_argument("--depth", type=int, default=3, help="Maximum traversal depth (default: 3)")
+    p.add_argument("-M", "--machine", help="Show container")
+    p.add_argument("--extra", default="",
+                   help="Extra columns (nsdash): comma list of " + ",".join(display.EXTRA_COLUMNS))
+    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
+    p.add_argument("path", nargs="?", help="Control group to show (default: all)")
+    return p
+
+
+class Options(argparse.Namespace):
+    batch: bool
+    raw: bool
+    order: str | None
+    cpu: str
+    count: str | None
+    recursive: str
+    delay: str
+    iterations: int
+    once: bool
+    depth: int
+    machine: str | None
+    extra: str
+    cgroup_root: str
+    path: str | None
+
+
+def main(argv: list[str]) -> int:
+    opts = build_parser().parse_args(argv, namespace=Options())
+    delay = parse_seconds(opts.delay)
+    iterations = 1 if opts.once else opts.iterations
+    if iterations < 0:
+        raise UsageError(f"invalid iteration count {iterations}", "give a positive number")
+    if opts.depth < 0:
+        raise UsageError(f"invalid depth {opts.depth}", "give 0 or more")
+    extras = _extras(opts.extra)
+    layout = cgroupfs.detect(pathlib.Path(opts.cgroup_root))
+    if layout.unified is None and not layout.v1:
+        raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
+    start = _start_path(opts, layout)
+    count = opts.count or (COUNT_PIDS if _has_pids(layout) else COUNT_USERSPACE)
+    fields = set(C.BASIC)
+    for name in opts.extra.split(","):
+        if name == "limit":
+            fields.add("limit")
+        elif name == "throttle":
+            fields.add("throttle")
+        elif name == "pressure":
+            fields |= {"cpu_pressure", "memory_pressure", "io_pressure"}
+    view = _View(order=opts.order or "cpu", cpu_time=opts.cpu == "time", raw=opts.raw,
+                 recursive=_parse_bool(opts.recursive), count=count, extras=extras)
+    interactive = not opts.batch and sys.stdout.isatty() and sys.stdin.isatty()
+    with Sampler(layout, start, opts.depth, fields, count) as sampler:
+        if interactive:
+            return _interactive(sampler, view, delay, iterations)
+        return _batch(sampler, view, delay, iterations)
+
+
+def _extras(spec: str) -> list[display.Extra]:
+    cols: list[display.Extra] = []
+    for name in filter(None, spec.split(",")):
+        if name not in display.EXTRA_COLUMNS:
+            raise UsageError(f"unknown extra column '{name}'",
+                             "choose from " + ", ".join(display.EXTRA_COLUMNS))
+        cols.extend(display.EXTRA_COLUMNS[name])
+    return cols
+
+
+def _has_pids(layout: cgroupfs.Layout) -> bool:
+    if "pids" in layout.v1:
+        return True
+    if layout.unified is not None:
+        try:
+            with open(layout.unified / "cgroup.controllers") as f:
+                return "pids" in f.read().split()
+        except OSError:
+            return False
+    return False
+
+
+def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
+    path = normalize(opts.path or "/")
+    if opts.machine:
+        mounts = [str(m) for m in layout.hierarchies()]
+        cgroup = find_cgroup(opts.machine, mounts, MachineMap())
+        if cgroup is None:
+            raise UsageError(f"no machine '{opts.machine}' is running",
+                             "see 'nsdash list' for the running machines")
+        path = normalize(cgroup + path)
+    if not any(os.path.isdir(str(m) + ("" if path == "/" else path)) for m in layout.hierarchies()):
+        raise UsageError(f"control group '{path}' does not exist", "see 'nsdash cgls' for the tree")
+    return path
+
+
+class _View:
+    """What the user chose to see; keys in interactive mode change it."""
+
+    def __init__(self, *, order: str, cpu_time: bool, raw: bool, recursive: bool, count: str,
+                 extras: list[display.Extra]) -> None:
+        self.order, self.cpu_time, self.raw = order, cpu_time, raw
+        self.recursive, self.count, self.extras = recursive, count, extras
+
+    @property
+    def count_label(self) -> str:
+        return {COUNT_PIDS: "Tasks", COUNT_USERSPACE: "Procs"}.get(self.count, "Proc+")
+
+    def rows(self, prev, cur) -> list[display.Row]:
+        rows = display.rows_from(cur.counters, rates_between(prev, cur))
+        parents_first = self.order != "tasks" or self.recursive
+        return display.order_rows(rows, self.order, self.cpu_time, parents_first)
+
+
+def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
+    tty = sys.stdout.isatty()
+    out = sys.stdout
+    prev = None
+    done = 0
+    while True:
+        began = time.monotonic()
+        cur = sampler.sample()
+        done += 1
+        rows = view.rows(prev, cur)
+        header = None
+        if tty:
+            width = max(10, shutil.get_terminal_size().columns - 36 - (8 if view.cpu_time else 6))
+            header = display.header_line(width, view.count_label, view.cpu_time, 8, view.extras)
+            lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, path_width=width,
+                                   header=header, extras=view.extras)
+        else:
+            lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, extras=view.extras)
+        text = "\n".join(lines) + "\n" if lines else ""
+        if iterations and done >= iterations:
+            out.write(text)
+            out.flush()
+            return 0
+        if not tty:
+            text += "\n"
+        out.write(text)
+        out.flush()
+        prev = cur
+        time.sleep(max(0.0, delay - (time.monotonic() - began)))
+
+
+def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    out = sys.stdout
+    prev = None
+    done = 0
+    try:
+        while True:
+            cur = sampler.sample()
+            done += 1
+            size = shutil.get_terminal_size()
+            width = max(10, size.columns - 36 - (8 if view.cpu_time else 6)
+                        - sum(c.width + 1 for c in view.extras))
+            header = display.header_line(width, view.count_label, view.cpu_time, 8, view.extras)
+            rows = view.rows(prev, cur)[:max(4, size.lines - 6)]
+            lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, path_width=width,
+                                   header=header, extras=view.extras)
+            out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+            out.flush()
+            prev = cur
+            if iterations and done >= iterations:
+                return 0
+            deadline = time.monotonic() + delay
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([fd], [], [], left)
+                if not ready:
+                    break
+                key = os.read(fd, 1).decode(errors="replace")
+                if key in ("q", "Q"):
+                    return 0
+                if key == " ":
+                    break
+                if key in "ptcmi" and key:
+                    view.order = {"p": "path", "t": "tasks", "c": "cpu", "m": "memory", "i": "io"}[key]
+                    break
+                if key == "%":
+                    view.cpu_time = not view.cpu_time
+                    break
+                if key == "+":
+                    delay = delay + 1 if delay >= 1 else delay + 0.1
+                    break
+                if key == "-":
+                    delay = max(0.1, delay - 1 if delay > 1 else delay - 0.1)
+                    break
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

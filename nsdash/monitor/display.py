@@ -1,0 +1,241 @@
+"""systemd-cgtop's table, as pure functions: which rows, in what order, formatted how.
+
+The text layout follows systemd-cgtop (systemd 252) byte for byte in batch
+mode: a path column as wide as the longest path, then ' %7s' tasks,
+' %6.1f' CPU percent (or ' %*s' CPU time), and ' %8s' for memory, input/s and
+output/s; '-' where a value is not known; blank lines between refreshes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from nsdash.monitor.counters import Counters
+from nsdash.monitor.rates import Rates
+
+ORDERS = ("path", "tasks", "cpu", "memory", "io")
+
+_IEC = (("E", 1 << 60), ("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10))
+
+_TIMESPAN = (("y", 31557600 * 10**6), ("month", 2629800 * 10**6), ("w", 604800 * 10**6),
+             ("d", 86400 * 10**6), ("h", 3600 * 10**6), ("min", 60 * 10**6), ("s", 10**6),
+             ("ms", 1000), ("us", 1))
+
+
+def format_bytes(n: int) -> str:
+    """systemd's format_bytes(): IEC units, one truncated decimal, 'B' below 1K."""
+    for i, (suffix, factor) in enumerate(_IEC):
+        if n >= factor:
+            last = i == len(_IEC) - 1
+            decimal = (n * 10 // factor) % 10 if last else (n // _IEC[i + 1][1] * 10 // 1024) % 10
+            return f"{n // factor}.{decimal}{suffix}"
+    return f"{n}B"
+
+
+def format_timespan(usec: int, accuracy: int = 1) -> str:
+    """systemd's format_timespan() (accuracy 0 behaves as 1 microsecond)."""
+    if usec <= 0:
+        return "0"
+    accuracy = max(accuracy, 1)
+    parts: list[str] = []
+    t = usec
+    for suffix, unit in _TIMESPAN:
+        if t <= 0 or (t < accuracy and parts):
+            break
+        if t < unit:
+            continue
+        a, b = divmod(t, unit)
+        sep = " " if parts else ""
+        if t < 60 * 10**6 and b > 0:
+            j = len(str(unit)) - 1  # digits after the point for this unit
+            cc = accuracy
+            while cc > 1:
+                b //= 10
+                j -= 1
+                cc //= 10
+            if j > 0:
+                parts.append(f"{sep}{a}.{b:0{j}d}{suffix}")
+                t = 0
+                continue
+        parts.append(f"{sep}{a}{suffix}")
+        t = b
+    return "".join(parts)
+
+
+def ellipsize(text: str, width: int, percent: int = 33) -> str:
+    """systemd's ellipsize(): keep PERCENT of the room at the start, the rest at the end."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    x = (width - 1) * percent // 100
+    return text[:x] + "…" + text[len(text) - (width - x - 1):]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One cgroup as cgtop shows it; None where systemd-cgtop shows '-'."""
+
+    path: str
+    tasks: int | None
+    cpu_percent: float | None
+    cpu_usec: int | None
+    memory: int | None
+    io_read_bps: float | None
+    io_write_bps: float | None
+    counters: Counters
+    extra: Mapping[str, float | int | None] = None  # type: ignore[assignment]
+
+
+def rows_from(counters: Mapping[str, Counters], rates: Mapping[str, Rates]) -> list[Row]:
+    """The cgroups cgtop shows: those with at least one known value (zero tasks or memory count as unknown)."""
+    rows = []
+    for path, c in counters.items():
+        r = rates.get(path) or Rates()
+        tasks = c.tasks if c.tasks else None
+        memory = c.memory if c.memory else None
+        io_known = r.io_read_bps is not None and r.io_write_bps is not None
+        if tasks is None and r.cpu_percent is None and memory is None and not io_known:
+            continue
+        cpu_usec = None if c.cpu_ns is None else c.cpu_ns // 1000
+        rows.append(Row(path, tasks, r.cpu_percent, cpu_usec, memory,
+                        r.io_read_bps if io_known else None, r.io_write_bps if io_known else None, c))
+    return rows
+
+
+def _value_key(row: Row, order: str, cpu_time: bool) -> tuple:
+    """Bigger first, known before unknown; the path breaks ties."""
+    if order == "cpu":
+        v = row.cpu_usec if cpu_time else row.cpu_percent
+    elif order == "tasks":
+        v = row.tasks
+    elif order == "memory":
+        v = row.memory
+    elif order == "io":
+        v = None if row.io_read_bps is None else row.io_read_bps + (row.io_write_bps or 0)
+    else:
+        v = None
+    if order == "path":
+        return (0, 0, row.path)
+    return (0, -v, row.path) if v is not None else (1, 0, row.path)
+
+
+def order_rows(rows: Sequence[Row], order: str = "cpu", cpu_time: bool = False,
+               parents_first: bool = True) -> list[Row]:
+    """Sort like systemd-cgtop: by ORDER, but a cgroup never before a shown ancestor.
+
+    systemd-cgtop folds "parent first" into its qsort comparison, which is not
+    a consistent order; here it is a priority walk: the best-ranked row whose
+    shown ancestors are already out goes next.
+    """
+    keys = {r.path: _value_key(r, order, cpu_time) for r in rows}
+    if not parents_first:
+        return sorted(rows, key=lambda r: keys[r.path])
+    by_path = {r.path: r for r in rows}
+    waiting: dict[str, list[Row]] = {}
+    ready: list[tuple] = []
+    for r in rows:
+        anc = _shown_ancestor(r.path, by_path)
+        if anc is None:
+            heapq.heappush(ready, (keys[r.path], r.path))
+        else:
+            waiting.setdefault(anc, []).append(r)
+    out: list[Row] = []
+    while ready:
+        _, path = heapq.heappop(ready)
+        out.append(by_path[path])
+        for child in waiting.pop(path, ()):
+            heapq.heappush(ready, (keys[child.path], child.path))
+    return out
+
+
+def _shown_ancestor(path: str, shown: Mapping[str, Row]) -> str | None:
+    while path != "/":
+        path = path.rsplit("/", 1)[0] or "/"
+        if path in shown:
+            return path
+    return None
+
+
+def _maybe_bytes(value: float | int | None, raw: bool) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if raw else format_bytes(int(value))
+
+
+def _maybe_timespan(usec: int | None, raw: bool) -> str:
+    if usec is None:
+        return "-"
+    return str(usec) if raw else format_timespan(usec)
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A column nsdash adds behind --extra: header, width and how to get the text."""
+
+    name: str
+    header: str
+    width: int
+
+
+EXTRA_COLUMNS: dict[str, tuple[Extra, ...]] = {
+    "limit": (Extra("memory_limit", "MemLimit", 8),),
+    "throttle": (Extra("nr_throttled", "Throttled", 9), Extra("throttled_usec", "Thr-Time", 8)),
+    "pressure": (Extra("cpu_pressure", "CPU-PSI", 7), Extra("memory_pressure", "Mem-PSI", 7),
+                 Extra("io_pressure", "IO-PSI", 7)),
+    "net": (Extra("net_rx_bps", "NetRx/s", 8), Extra("net_tx_bps", "NetTx/s", 8)),
+}
+
+
+def _extra_text(col: Extra, row: Row, raw: bool) -> str:
+    if col.name in ("net_rx_bps", "net_tx_bps"):
+        value = (row.extra or {}).get(col.name)
+        return _maybe_bytes(value, raw)
+    value = getattr(row.counters, col.name)
+    if value is None:
+        return "-"
+    if col.name == "memory_limit":
+        return _maybe_bytes(value, raw)
+    if col.name == "throttled_usec":
+        return _maybe_timespan(int(value), raw)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def render(rows: Sequence[Row], *, cpu_time: bool = False, raw: bool = False,
+           path_width: int | None = None, header: str | None = None,
+           extras: Sequence[Extra] = ()) -> list[str]:
+    """The table's lines.  PATH_WIDTH None: as wide as the longest path (batch mode)."""
+    cpu_texts = [_maybe_timespan(r.cpu_usec, raw) for r in rows] if cpu_time else []
+    cpu_width = max((len(t) for t in cpu_texts), default=0)
+    if path_width is None:
+        path_width = max([3, *(len(r.path) for r in rows)])
+    lines = []
+    if header is not None:
+        lines.append(header)
+    for i, r in enumerate(rows):
+        parts = [f"{ellipsize(r.path, path_width):<{path_width}}"]
+        parts.append(f" {r.tasks:7d}" if r.tasks is not None else "       -")
+        if cpu_time:
+            parts.append(f" {cpu_texts[i]:>{cpu_width}}")
+        else:
+            parts.append(f" {r.cpu_percent:6.1f}" if r.cpu_percent is not None else "      -")
+        parts.append(f" {_maybe_bytes(r.memory, raw):>8}")
+        parts.append(f" {_maybe_bytes(r.io_read_bps, raw):>8}")
+        parts.append(f" {_maybe_bytes(r.io_write_bps, raw):>8}")
+        for col in extras:
+            parts.append(f" {_extra_text(col, r, raw):>{col.width}}")
+        lines.append("".join(parts))
+    return lines
+
+
+def header_line(path_width: int, count_label: str, cpu_time: bool, cpu_width: int,
+                extras: Sequence[Extra] = ()) -> str:
+    """The column titles systemd-cgtop prints on a terminal."""
+    cpu = f"{'CPU Time':>{cpu_width}}" if cpu_time else f"{'%CPU':>6}"
+    text = (f"{'Control Group':<{path_width}} {count_label:>7} {cpu} {'Memory':>8} "
+            f"{'Input/s':>8} {'Output/s':>8}")
+    return text + "".join(f" {c.header:>{c.width}}" for c in extras)

@@ -1,0 +1,142 @@
+"""Which machine a cgroup (or a process) belongs to.
+
+Machines live in `/machine.slice/machine-NAME.scope`: nsdash's own (in every
+hierarchy) and systemd-nspawn's, whose scope names escape '-' as '\\x2d' the
+way systemd escapes unit names.  nsdash's state directory may also name a
+machine's cgroup explicitly (state.json, field "cgroup"); that wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from nsdash.system import paths
+
+_SCOPE = re.compile(r"^machine-(.+)\.scope$")
+_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+def unescape_unit(name: str) -> str:
+    r"""systemd unit-name unescaping: '\x2d' -> '-'."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
+def escape_unit(name: str) -> str:
+    r"""systemd unit-name escaping for a machine name: '-' -> '\x2d' (and other specials)."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isalnum() and ch.isascii() or ch in ":_" or (ch == "." and i > 0):
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
+    return "".join(out)
+
+
+def machine_from_scope(path: str) -> str | None:
+    """'/machine.slice/machine-foo.scope/...' -> 'foo' (for the scope and everything below)."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if part == "machine.slice" and i + 1 < len(parts):
+            m = _SCOPE.match(parts[i + 1])
+            if m:
+                return unescape_unit(m.group(1))
+    return None
+
+
+def registered_cgroups(state_root: Path | None = None) -> dict[str, str]:
+    """Machine name -> cgroup path, from nsdash's state directory (missing or broken files skipped)."""
+    root = (state_root or paths.state_root()) / "machines"
+    found: dict[str, str] = {}
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return found
+    for name in names:
+        try:
+            with open(root / name / "state.json") as f:
+                cgroup = json.load(f).get("cgroup")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(cgroup, str) and cgroup.startswith("/"):
+            found[name] = cgroup.rstrip("/") or "/"
+    return found
+
+
+class MachineMap:
+    """Maps cgroup paths to machine names; build one per refresh (state files change)."""
+
+    def __init__(self, registered: Mapping[str, str] | None = None) -> None:
+        reg = registered_cgroups() if registered is None else registered
+        # Longest cgroup first, so a nested machine wins over its parent.
+        self._by_cgroup = sorted(((c, n) for n, c in reg.items()), key=lambda cn: -len(cn[0]))
+        self.registered = dict(reg)
+
+    def machine_of(self, cgroup: str) -> str | None:
+        for prefix, name in self._by_cgroup:
+            if cgroup == prefix or cgroup.startswith(prefix + "/"):
+                return name
+        return machine_from_scope(cgroup)
+
+    def cgroup_of(self, machine: str, existing: Iterable[str] = ()) -> str | None:
+        """The machine's cgroup: registered, else nsdash's or nspawn's scope if it exists."""
+        if machine in self.registered:
+            return self.registered[machine]
+        candidates = (f"/machine.slice/machine-{machine}.scope",
+                      f"/machine.slice/machine-{escape_unit(machine)}.scope")
+        present = set(existing)
+        for c in candidates:
+            if c in present:
+                return c
+        return None
+
+    def map_all(self, cgroups: Iterable[str]) -> dict[str, str]:
+        """cgroup -> machine, for the cgroups that belong to one."""
+        out = {}
+        for c in cgroups:
+            name = self.machine_of(c)
+            if name is not None:
+                out[c] = name
+        return out
+
+
+def process_cgroup(pid: int, proc: str = "/proc") -> str | None:
+    """A process's cgroup in the hierarchy that holds every process (cgroup2, else name=systemd)."""
+    try:
+        with open(f"{proc}/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    fallback = None
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if ctrls == "":
+            return path
+        if ctrls == "name=systemd":
+            fallback = path
+    return fallback
+
+
+def machine_of_process(pid: int, mapping: MachineMap | None = None, proc: str = "/proc") -> str | None:
+    cgroup = process_cgroup(pid, proc)
+    if cgroup is None:
+        return None
+    return (mapping or MachineMap()).machine_of(cgroup)
+
+
+def find_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap | None = None) -> str | None:
+    """The cgroup of MACHINE if it exists in one of the hierarchies at MOUNT_DIRS."""
+    mapping = mapping or MachineMap()
+    dirs = list(mount_dirs)
+    candidates = []
+    if machine in mapping.registered:
+        candidates.append(mapping.registered[machine])
+    candidates += [f"/machine.slice/machine-{machine}.scope",
+                   f"/machine.slice/machine-{escape_unit(machine)}.scope"]
+    for c in candidates:
+        if any(os.path.isdir(d + c) for d in dirs):
+            return c
+    return None

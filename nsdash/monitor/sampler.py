@@ -1,0 +1,312 @@
+"""The counter sampler: counter files stay open and each refresh re-reads them with pread.
+
+A refresh costs one pread per counter per cgroup.  The hierarchies are walked
+again only when the set of cgroups may have changed: at once when the cgroup2
+root's cgroup.stat reports a different number of descendants (one pread), and
+otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
+signal).  A cgroup that vanished is noticed on the spot: its kept-open files
+answer ENODEV, and it is dropped and its files closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from nsdash.monitor import counters as C
+from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
+from nsdash.system import cgroupfs
+
+_GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
+_PF_KTHREAD = 0x00200000
+
+# How tasks are counted, as systemd-cgtop's default, -P and -k.
+COUNT_PIDS, COUNT_USERSPACE, COUNT_ALL = "pids", "userspace", "all"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Every sampled cgroup's Counters at one instant (time.monotonic() seconds)."""
+
+    timestamp: float
+    counters: Mapping[str, C.Counters]
+    unreadable: frozenset[str] = frozenset()  # cgroups whose listing or files were refused
+    start: str = "/"
+    depth: int | None = None
+
+    def paths(self) -> list[str]:
+        return list(self.counters)
+
+
+@dataclass
+class _Entry:
+    fds: list[int] = field(default_factory=list)
+    parsers: list[C.Parser] = field(default_factory=list)
+    procs_fd: int = -1  # cgroup.procs, when tasks are counted from processes
+
+
+class Sampler:
+    """Samples every cgroup under START (DEPTH levels deep) on every layout.
+
+    `fields` picks figures from counters.SOURCES (counters.BASIC by default;
+    extras cost one more pread each).  `count` is how tasks are counted:
+    COUNT_PIDS (pids.current), COUNT_USERSPACE (processes without kernel
+    threads, like `systemd-cgtop -P`) or COUNT_ALL (`-k`); process counts are
+    summed up the tree like systemd-cgtop's --recursive=yes.
+    """
+
+    def __init__(self, layout: cgroupfs.Layout | None = None, start: str = "/",
+                 depth: int | None = None, fields: Iterable[str] = C.BASIC,
+                 count: str = COUNT_PIDS, proc: str = "/proc",
+                 root_from_proc: bool | None = None, rewalk_interval: float = 5.0) -> None:
+        self.layout = layout or cgroupfs.detect()
+        self.start = normalize(start)
+        self.depth = depth
+        self.fields = frozenset(fields) & C.ALL
+        self.count = count
+        self.proc = proc
+        self.rewalk_interval = rewalk_interval
+        if root_from_proc is None:
+            root_from_proc = self.layout.root == cgroupfs.DEFAULT_ROOT and C.root_from_proc()
+        self._root_from_proc = root_from_proc and self.start == "/"
+        self._procs_mount = primary_mount(self.layout)
+        self._mount_of_key = self._resolve_keys()
+        self._walk_mounts = self._mounts_to_walk()
+        self._entries: dict[str, _Entry] = {}
+        self._unreadable: frozenset[str] = frozenset()
+        self._last_walk = -1e18
+        self._stat_fd = self._open_descendant_counter()
+        self._descendants: bytes | None = None
+        self._kthread: dict[int, bool] = {}
+
+    # ------------------------------------------------------------ public
+
+    def sample(self) -> Sample:
+        """Read every counter once; walk the hierarchies first if they may have changed."""
+        if self._needs_walk():
+            self._rewalk()
+        now = time.monotonic()
+        out: dict[str, C.Counters] = {}
+        gone: list[str] = []
+        pread = os.pread
+        nfields = C.NFIELDS
+        make = C.Counters._make
+        counting = self.count != COUNT_PIDS
+        for path, entry in self._entries.items():
+            values: list = [None] * nfields
+            try:
+                for fd, parse in zip(entry.fds, entry.parsers, strict=True):
+                    parse(pread(fd, 4096, 0), values)
+                if counting and entry.procs_fd >= 0:
+                    values[C.TASKS] = self._count_procs(entry.procs_fd)
+            except OSError as e:
+                if e.errno in _GONE:
+                    gone.append(path)
+                    continue
+                raise
+            out[path] = make(values)
+        for path in gone:
+            self._close_entry(self._entries.pop(path))
+        if counting:
+            out = _sum_tasks_up(out)
+        return Sample(now, MappingProxyType(out), self._unreadable, self.start, self.depth)
+
+    def close(self) -> None:
+        for entry in self._entries.values():
+            self._close_entry(entry)
+        self._entries.clear()
+        if self._stat_fd >= 0:
+            os.close(self._stat_fd)
+            self._stat_fd = -1
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open_files(self) -> int:
+        """How many counter files are open (for tests and the benchmark)."""
+        return sum(len(e.fds) + (e.procs_fd >= 0) for e in self._entries.values())
+
+    # ------------------------------------------------------------ walking
+
+    def _resolve_keys(self) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        if self.layout.unified is not None:
+            keys[""] = str(self.layout.unified)
+        for ctrl, path in self.layout.v1.items():
+            keys[ctrl] = str(path)
+        return keys
+
+    def _mounts_to_walk(self) -> list[str]:
+        """One mount per distinct hierarchy that holds a wanted file (cpu,cpuacct share one)."""
+        wanted = {key for f in self.fields for key, _, _ in C.SOURCES[f]}
+        candidates = [self._mount_of_key[k] for k in sorted(wanted) if k in self._mount_of_key]
+        mounts: dict[str, str] = {}
+        for mount in [self._procs_mount, *candidates]:
+            mounts.setdefault(os.path.realpath(mount), mount)
+        return list(mounts.values())
+
+    def _open_descendant_counter(self) -> int:
+        unified = self._mount_of_key.get("")
+        if unified is None:
+            return -1
+        try:
+            return os.open(_dir(unified, self.start) + "/cgroup.stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+
+    def _needs_walk(self) -> bool:
+        if time.monotonic() - self._last_walk >= self.rewalk_interval:
+            return True
+        if self._stat_fd >= 0:
+            try:
+                data = os.pread(self._stat_fd, 4096, 0)
+            except OSError:
+                return True
+            line = data.split(b"\n", 1)[0]  # nr_descendants N
+            if line != self._descendants:
+                return True
+        return False
+
+    def _rewalk(self) -> None:
+        self._last_walk = time.monotonic()
+        if self._stat_fd >= 0:
+            try:
+                self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
+            except OSError:
+                self._descendants = None
+        seen: list[str] = []
+        unreadable: set[str] = set()
+        for mount in self._walk_mounts:
+            list_cgroups(mount, self.start, self.depth, seen, unreadable)
+        present = dict.fromkeys(seen)
+        for path in [p for p in self._entries if p not in present]:
+            self._close_entry(self._entries.pop(path))
+        # Keep parents before children: rebuild the dict in path order.
+        entries: dict[str, _Entry] = {}
+        for path in sorted(present, key=_path_key):
+            entry = self._entries.get(path)
+            if entry is None:
+                entry = self._open_entry(path, unreadable)
+            entries[path] = entry
+        self._entries = entries
+        self._unreadable = frozenset(unreadable)
+
+    def _open_entry(self, path: str, unreadable: set[str]) -> _Entry:
+        entry = _Entry()
+        from_proc = self._root_from_proc and path == "/"
+        for name in sorted(self.fields):
+            if name == "tasks" and self.count != COUNT_PIDS:
+                continue
+            if from_proc and name in C.ROOT_PROC_SOURCES:
+                fname, parser = C.ROOT_PROC_SOURCES[name]
+                self._try_open(entry, os.path.join(self.proc, fname), parser, unreadable, path)
+                continue
+            for key, fname, parser in C.SOURCES[name]:
+                mount = self._mount_of_key.get(key)
+                if mount is not None and self._try_open(entry, _dir(mount, path) + "/" + fname,
+                                                         parser, unreadable, path):
+                    break
+        if self.count != COUNT_PIDS:
+            try:
+                entry.procs_fd = os.open(_dir(self._procs_mount, path) + "/cgroup.procs",
+                                         os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno in (errno.EACCES, errno.EPERM):
+                    unreadable.add(path)
+        return entry
+
+    @staticmethod
+    def _try_open(entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str) -> bool:
+        try:
+            fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                unreadable.add(path)
+            return False
+        try:
+            ok = parser(os.pread(fd, 4096, 0), [None] * C.NFIELDS)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            os.close(fd)
+            return False
+        entry.fds.append(fd)
+        entry.parsers.append(parser)
+        return True
+
+    @staticmethod
+    def _close_entry(entry: _Entry) -> None:
+        for fd in entry.fds:
+            os.close(fd)
+        entry.fds.clear()
+        if entry.procs_fd >= 0:
+            os.close(entry.procs_fd)
+            entry.procs_fd = -1
+
+    # ------------------------------------------------------------ process counting
+
+    def _count_procs(self, fd: int) -> int | None:
+        data = _pread_all(fd)
+        pids = data.split()
+        if self.count == COUNT_ALL:
+            return len(pids) or None
+        n = 0
+        for pid in pids:
+            if not self._is_kthread(int(pid)):
+                n += 1
+        return n or None
+
+    def _is_kthread(self, pid: int) -> bool:
+        known = self._kthread.get(pid)
+        if known is not None:
+            return known
+        try:
+            with open(f"{self.proc}/{pid}/stat", "rb") as f:
+                stat = f.read()
+            flags = int(stat[stat.rindex(b")") + 2:].split()[6])
+            known = bool(flags & _PF_KTHREAD)
+        except (OSError, ValueError, IndexError):
+            return False
+        if len(self._kthread) > 65536:
+            self._kthread.clear()
+        self._kthread[pid] = known
+        return known
+
+
+def _dir(mount: str, path: str) -> str:
+    return mount if path == "/" else mount + path
+
+
+def _path_key(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/"))
+
+
+def _pread_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while True:
+        data = os.pread(fd, 65536, offset)
+        if not data:
+            break
+        chunks.append(data)
+        offset += len(data)
+    return b"".join(chunks)
+
+
+def _sum_tasks_up(counters: dict[str, C.Counters]) -> dict[str, C.Counters]:
+    """Add each cgroup's process count into its ancestors' (systemd-cgtop --recursive=yes)."""
+    totals = {p: (c.tasks or 0) for p, c in counters.items()}
+    for path in sorted(counters, key=lambda p: -p.count("/")):
+        if path == "/":
+            continue
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent in totals and totals[path]:
+            totals[parent] += totals[path]
+    return {p: c._replace(tasks=totals[p] or None) for p, c in counters.items()}

@@ -1,0 +1,136 @@
+"""Walk a cgroup hierarchy into an immutable tree, or list the cgroups of every hierarchy.
+
+A subtree that cannot be read (EACCES) or that vanishes while we walk it is
+marked in place on its node; the walk never aborts because of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from nsdash.system.cgroupfs import Layout
+
+# Errors that mean "this cgroup went away while we looked".
+_GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
+
+
+@dataclass(frozen=True)
+class CgroupNode:
+    """One cgroup: its path from the hierarchy root ('/', '/a/b'), children and processes."""
+
+    path: str
+    children: tuple[CgroupNode, ...] = ()
+    pids: tuple[int, ...] | None = None  # None: not read, or unreadable
+    unreadable: bool = False  # listing or cgroup.procs failed with EACCES/EPERM
+    vanished: bool = False  # removed while being walked
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1] or "/"
+
+    def iter(self):
+        """Every node, parent before children."""
+        yield self
+        for child in self.children:
+            yield from child.iter()
+
+    def find(self, path: str) -> CgroupNode | None:
+        for node in self.iter():
+            if node.path == path:
+                return node
+        return None
+
+
+def join(parent: str, name: str) -> str:
+    return "/" + name if parent == "/" else f"{parent}/{name}"
+
+
+def normalize(path: str) -> str:
+    """'a/b/', '/a//b' -> '/a/b'; '' -> '/'."""
+    return "/" + "/".join(p for p in path.split("/") if p)
+
+
+def primary_mount(layout: Layout) -> str:
+    """The hierarchy that holds every process: cgroup2 if mounted, else name=systemd."""
+    if layout.unified is not None:
+        return str(layout.unified)
+    for key in ("systemd", "name=systemd"):
+        if key in layout.v1:
+            return str(layout.v1[key])
+    if not layout.v1:
+        raise FileNotFoundError(errno.ENOENT, "no cgroup hierarchy mounted", str(layout.root))
+    return str(next(iter(layout.v1.values())))
+
+
+def read_pids(directory: str) -> tuple[int, ...]:
+    with open(os.path.join(directory, "cgroup.procs"), "rb") as f:
+        return tuple(int(x) for x in f.read().split())
+
+
+def walk(mount: str, start: str = "/", depth: int | None = None, with_pids: bool = False) -> CgroupNode:
+    """The tree under START in the hierarchy mounted at MOUNT, DEPTH levels deep (None: all)."""
+    start = normalize(start)
+    return _walk(mount, start, depth, with_pids)
+
+
+def _walk(mount: str, path: str, depth: int | None, with_pids: bool) -> CgroupNode:
+    directory = mount + ("" if path == "/" else path)
+    pids: tuple[int, ...] | None = None
+    unreadable = False
+    if with_pids:
+        try:
+            pids = read_pids(directory)
+        except OSError as e:
+            if e.errno in _GONE:
+                return CgroupNode(path, vanished=True)
+            unreadable = True
+    if depth is not None and depth <= 0:
+        return CgroupNode(path, (), pids, unreadable)
+    try:
+        with os.scandir(directory) as it:
+            names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except OSError as e:
+        if e.errno in _GONE:
+            return CgroupNode(path, vanished=True)
+        return CgroupNode(path, (), pids, True)
+    sub = None if depth is None else depth - 1
+    children = tuple(_walk(mount, join(path, n), sub, with_pids) for n in names)
+    return CgroupNode(path, children, pids, unreadable)
+
+
+def hierarchy_mounts(layout: Layout) -> dict[str, str]:
+    """Distinct mount -> hierarchy key ('' for cgroup2, else the first controller name)."""
+    mounts: dict[str, str] = {}
+    if layout.unified is not None:
+        mounts[str(layout.unified)] = ""
+    for ctrl, path in layout.v1.items():
+        mounts.setdefault(str(os.path.realpath(path)), ctrl)
+    return mounts
+
+
+def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
+                 out: list[str] | None = None, unreadable: set[str] | None = None) -> list[str]:
+    """Paths of every cgroup under START in one hierarchy, parents first; cheap (d_type only)."""
+    start = normalize(start)
+    found = [] if out is None else out
+    bad = set() if unreadable is None else unreadable
+    if not os.path.isdir(mount + ("" if start == "/" else start)):
+        return found
+    stack = [(start, 0)]
+    while stack:
+        path, level = stack.pop()
+        found.append(path)
+        if depth is not None and level >= depth:
+            continue
+        try:
+            with os.scandir(mount + ("" if path == "/" else path)) as it:
+                names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError as e:
+            if e.errno not in _GONE:
+                bad.add(path)
+            continue
+        prefix = "/" if path == "/" else path + "/"
+        stack.extend((prefix + n, level + 1) for n in names)
+    return found
