@@ -1,0 +1,164 @@
+"""Reach a running machine's own system bus from the host, with a deadline on every step.
+
+The socket is looked up *inside* the machine's root with openat2(RESOLVE_IN_ROOT):
+walking /proc/LEADER/root/run/dbus/system_bus_socket directly would follow an
+absolute symlink planted by the machine against the host's root, and could
+connect us, as root, to the host's own bus.  The O_PATH fd is then connected
+through /proc/self/fd/N, which also keeps the address far below AF_UNIX's
+108-byte limit whatever the PID.  The bus daemon inside authenticates EXTERNAL
+by uid; without a user namespace, root on the host is root inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from nsdash.errors import NsdashError
+from nsdash.inside.target import Target
+from nsdash.system import syscalls
+
+BUS_SOCKET = "run/dbus/system_bus_socket"
+DEFAULT_TIMEOUT = float(os.environ.get("NSDASH_BUS_TIMEOUT", "10"))
+
+
+class BusUnreachable(NsdashError):
+    """The machine has no bus we can reach (no systemd, no dbus, not booted yet)."""
+
+
+class BusTimeout(NsdashError):
+    """The machine's bus or its systemd did not answer in time."""
+
+
+class MachineGone(NsdashError):
+    """The machine powered off while we were talking to it."""
+
+
+class BusCallError(NsdashError):
+    """A D-Bus error reply, e.g. org.freedesktop.systemd1.NoSuchUnit."""
+
+    def __init__(self, name: str, text: str, hint: str | None = None) -> None:
+        super().__init__(text, hint)
+        self.name = name
+
+
+def _diagnose_missing_bus(target: Target) -> BusUnreachable:
+    """Say why the socket is missing: no systemd at all, or systemd without a bus (yet)."""
+    root = target.root
+    if (root / "run/systemd/system").is_dir():
+        return BusUnreachable(
+            f"machine '{target.name}' runs systemd but has no system bus at /{BUS_SOCKET}",
+            "install dbus in the machine's tree, or wait until its boot has started dbus.service")
+    return BusUnreachable(
+        f"machine '{target.name}' does not run systemd (no /run/systemd/system inside)",
+        "units can only be managed in machines booted with systemd (nsdash spawn -b)")
+
+
+def open_bus_socket(target: Target) -> int:
+    """An O_PATH fd on the machine's bus socket, resolved within the machine's root."""
+    try:
+        rootfd = os.open(target.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MachineGone(f"machine '{target.name}' is not running (its init {target.leader} is gone)",
+                          "see 'nsdash list'") from e
+    try:
+        return syscalls.openat2(rootfd, BUS_SOCKET, syscalls.O_PATH, syscalls.RESOLVE_IN_ROOT)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise _diagnose_missing_bus(target) from e
+        raise BusUnreachable(f"cannot open the bus socket of machine '{target.name}': {e.strerror}",
+                             "check that the machine is running and booted") from e
+    finally:
+        os.close(rootfd)
+
+
+class MachineBus:
+    """An open connection to one machine's system bus; use as `async with MachineBus(target)`."""
+
+    def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._bus: MessageBus | None = None
+
+    async def __aenter__(self) -> MachineBus:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def connect(self) -> None:
+        fd = open_bus_socket(self.target)
+        try:
+            bus = MessageBus(bus_address=f"unix:path=/proc/self/fd/{fd}", auth_timeout=self.timeout)
+            self._bus = await self._deadline(bus.connect(), "connecting to its bus")
+        except ConnectionRefusedError as e:
+            raise BusUnreachable(f"the bus of machine '{self.target.name}' refuses connections",
+                                 "its dbus.service may have stopped; see 'nsdash journal -M "
+                                 f"{self.target.name} -u dbus.service'") from e
+        except OSError as e:
+            raise self._lost(e) from e
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._bus is not None:
+            self._bus.disconnect()
+            self._bus = None
+
+    @property
+    def bus(self) -> MessageBus:
+        if self._bus is None:
+            raise RuntimeError("MachineBus used before connect()")
+        return self._bus
+
+    async def call(self, destination: str, path: str, interface: str, member: str,
+                   signature: str = "", body: Sequence[Any] = ()) -> list[Any]:
+        """Call a method; returns the reply's body, raises BusCallError on an error reply."""
+        msg = Message(destination=destination, path=path, interface=interface, member=member,
+                      signature=signature, body=list(body))
+        reply = await self._deadline(self.bus.call(msg), f"{interface.rsplit('.', 1)[-1]}.{member}")
+        if reply.message_type == MessageType.ERROR:
+            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
+            raise BusCallError(reply.error_name or "unknown", str(text))
+        return list(reply.body)
+
+    def on_signal(self, handler: Callable[[Message], None]) -> Callable[[], None]:
+        """Route every incoming message to HANDLER (it filters); returns a function that removes it."""
+        def _wrapped(msg: Message) -> None:
+            if msg.message_type == MessageType.SIGNAL:
+                handler(msg)
+
+        self.bus.add_message_handler(_wrapped)
+        return lambda: self.bus.remove_message_handler(_wrapped)
+
+    async def add_match(self, rule: str) -> None:
+        await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                        "AddMatch", "s", [rule])
+
+    async def _deadline(self, awaitable: Any, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, self.timeout)
+        except TimeoutError as e:
+            if not self.target.alive():
+                raise self._lost(e) from e
+            raise BusTimeout(f"machine '{self.target.name}' did not answer within {self.timeout:g}s "
+                             f"({what})", "it may be overloaded or stuck booting; retry, or raise "
+                             "NSDASH_BUS_TIMEOUT") from e
+        except (BusCallError, NsdashError):
+            raise
+        except Exception as e:  # dbus-fast fails pending calls with the disconnect's error
+            raise self._lost(e) from e
+
+    def _lost(self, cause: BaseException) -> NsdashError:
+        if not self.target.alive():
+            return MachineGone(f"machine '{self.target.name}' powered off during the call",
+                               "start it again with 'nsdash start' or 'nsdash spawn -b'")
+        return BusUnreachable(f"lost the bus of machine '{self.target.name}': {cause or type(cause).__name__}",
+                              "its dbus.service may have stopped or restarted; retry")

@@ -1,0 +1,410 @@
+"""A machine's own systemd (org.freedesktop.systemd1) over its bus: units, unit files, jobs.
+
+`Systemd` is the async API (the dashboard awaits it in a worker); `run()` is the
+thin synchronous wrapper the CLI uses.  Everything returned is a frozen
+dataclass; unknown values are None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dbus_fast import Message, Variant
+
+from nsdash.errors import NsdashError, UsageError
+from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus
+from nsdash.inside.target import Target
+
+SYSTEMD = "org.freedesktop.systemd1"
+MANAGER_PATH = "/org/freedesktop/systemd1"
+MANAGER = "org.freedesktop.systemd1.Manager"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+
+UNIT_TYPES = ("service", "mount", "swap", "socket", "target", "device", "automount", "timer",
+              "path", "slice", "scope")
+JOB_MODES = ("replace", "fail", "isolate", "ignore-dependencies", "ignore-requirements")
+
+T = TypeVar("T")
+
+
+class UnitNotFound(NsdashError):
+    """No unit of that name is loaded or can be loaded."""
+
+    exit_code = 5  # systemctl's EXIT_NOTINSTALLED for start/stop of an unknown unit
+
+
+class JobFailed(NsdashError):
+    """A start/stop/... job finished with a result other than 'done'."""
+
+    def __init__(self, message: str, hint: str, outcome: JobOutcome) -> None:
+        super().__init__(message, hint)
+        self.outcome = outcome
+
+
+# ---------------------------------------------------------------- records
+
+@dataclass(frozen=True)
+class UnitInfo:
+    """One row of ListUnits."""
+
+    name: str
+    description: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    following: str
+    job_id: int | None
+    job_type: str | None
+
+    @property
+    def type(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    @property
+    def failed(self) -> bool:
+        return self.active_state == "failed"
+
+    @property
+    def load_error(self) -> bool:
+        return self.load_state in ("not-found", "bad-setting", "error", "masked")
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    """One row of ListUnitFiles."""
+
+    name: str
+    path: str
+    state: str
+
+    @property
+    def type(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    """The properties `status` shows, from one Properties.GetAll call."""
+
+    name: str
+    description: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    load_error: str | None  # systemd's message when the unit failed to load
+    fragment_path: str | None
+    unit_file_state: str | None
+    unit_file_preset: str | None
+    documentation: tuple[str, ...]
+    control_group: str | None  # relative to the machine's cgroup root
+    main_pid: int | None  # as the machine sees it
+    exec_main_pid: int | None
+    exec_main_code: int | None  # CLD_EXITED=1, CLD_KILLED=2, CLD_DUMPED=3
+    exec_main_status: int | None
+    result: str | None  # "success", "exit-code", "signal", "timeout", ...
+    active_enter_us: int | None  # realtime µs
+    inactive_enter_us: int | None
+    state_change_us: int | None
+    tasks_current: int | None
+    tasks_max: int | None
+    memory_current: int | None
+    cpu_usage_ns: int | None
+    triggered_by: tuple[str, ...]
+
+    @property
+    def failed(self) -> bool:
+        return self.active_state == "failed"
+
+    @classmethod
+    def from_properties(cls, name: str, props: dict[str, Any]) -> UnitStatus:
+        def get(key: str) -> Any:
+            value = props.get(key)
+            return value.value if isinstance(value, Variant) else value
+
+        def text(key: str) -> str | None:
+            value = get(key)
+            return value if isinstance(value, str) and value else None
+
+        def number(key: str) -> int | None:
+            # systemd reports "unset" as 0 for PIDs/timestamps and as UINT64_MAX for counters
+            value = get(key)
+            if not isinstance(value, int) or value in (0, 2**64 - 1):
+                return None
+            return value
+
+        def counter(key: str) -> int | None:
+            value = get(key)
+            return None if not isinstance(value, int) or value == 2**64 - 1 else value
+
+        load_error = get("LoadError")
+        error_text = load_error[1] if isinstance(load_error, list | tuple) and len(load_error) > 1 else None
+        exec_code = number("ExecMainCode")
+        return cls(
+            name=text("Id") or name,
+            description=text("Description") or name,
+            load_state=text("LoadState") or "stub",
+            active_state=text("ActiveState") or "inactive",
+            sub_state=text("SubState") or "dead",
+            load_error=error_text or None,
+            fragment_path=text("FragmentPath"),
+            unit_file_state=text("UnitFileState"),
+            unit_file_preset=text("UnitFilePreset"),
+            documentation=tuple(get("Documentation") or ()),
+            control_group=text("ControlGroup"),
+            main_pid=number("MainPID"),
+            exec_main_pid=number("ExecMainPID"),
+            exec_main_code=exec_code,
+            exec_main_status=counter("ExecMainStatus") if exec_code else None,
+            result=text("Result"),
+            active_enter_us=number("ActiveEnterTimestamp"),
+            inactive_enter_us=number("InactiveEnterTimestamp"),
+            state_change_us=number("StateChangeTimestamp"),
+            tasks_current=number("TasksCurrent") if "TasksCurrent" in props else None,
+            tasks_max=number("TasksMax"),
+            memory_current=number("MemoryCurrent"),
+            cpu_usage_ns=number("CPUUsageNSec"),
+            triggered_by=tuple(get("TriggeredBy") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job queued for a unit; result is None until it finished (or when not waited for)."""
+
+    job_id: int
+    job_path: str
+    unit: str
+    kind: str  # start, stop, restart, reload
+    result: str | None  # done, canceled, timeout, failed, dependency, skipped
+
+    @property
+    def ok(self) -> bool:
+        return self.result in (None, "done", "skipped")
+
+
+@dataclass(frozen=True)
+class InstallChange:
+    """One change EnableUnitFiles/DisableUnitFiles made: ('symlink', link, target) or ('unlink', link, '')."""
+
+    kind: str
+    path: str
+    source: str
+
+
+# ---------------------------------------------------------------- names
+
+def mangle(name: str) -> str:
+    """systemctl's shorthand: a name without a unit suffix means NAME.service."""
+    if not name or "/" in name:
+        raise UsageError(f"'{name}' is not a unit name", "name a unit such as sshd.service")
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    if suffix in UNIT_TYPES or any(c in name for c in "*?["):
+        return name
+    return f"{name}.service"
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    pats = list(patterns)
+    return not pats or any(fnmatch.fnmatchcase(name, p) for p in pats)
+
+
+def filter_units(units: Iterable[UnitInfo], *, types: Iterable[str] = (), states: Iterable[str] = (),
+                 patterns: Iterable[str] = (), all_units: bool = False) -> list[UnitInfo]:
+    """systemctl list-units' selection: without --all, only active, failed or job-holding units."""
+    types, states, patterns = set(types), set(states), list(patterns)
+    chosen = []
+    for u in units:
+        if types and u.type not in types:
+            continue
+        if states and not states & {u.load_state, u.active_state, u.sub_state}:
+            continue
+        if not matches(u.name, patterns):
+            continue
+        if not all_units and not states and u.active_state == "inactive" and u.job_id is None:
+            continue
+        if not all_units and u.following:
+            continue
+        chosen.append(u)
+    return sorted(chosen, key=lambda u: u.name)
+
+
+def filter_unit_files(files: Iterable[UnitFile], *, types: Iterable[str] = (),
+                      states: Iterable[str] = (), patterns: Iterable[str] = ()) -> list[UnitFile]:
+    types, states, patterns = set(types), set(states), list(patterns)
+    return sorted((f for f in files if (not types or f.type in types)
+                   and (not states or f.state in states) and matches(f.name, patterns)),
+                  key=lambda f: f.name)
+
+
+# ---------------------------------------------------------------- the API
+
+class Systemd:
+    """The machine's service manager, over an open MachineBus."""
+
+    def __init__(self, bus: MachineBus) -> None:
+        self.bus = bus
+        self._jobs_removed: dict[str, str] = {}  # job path -> result
+        self._job_event = asyncio.Event()
+        self._subscribed = False
+
+    async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None) -> list[Any]:
+        try:
+            return await self.bus.call(SYSTEMD, MANAGER_PATH, MANAGER, member, signature, body or [])
+        except BusCallError as e:
+            if e.name in ("org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed"):
+                raise UnitNotFound(e.message.rstrip("."), f"see 'nsdash systemctl -M {self.bus.target.name} "
+                                   "list-unit-files' for the units it has") from e
+            if e.name == "org.freedesktop.DBus.Error.ServiceUnknown":
+                raise BusCallError(e.name, f"machine '{self.bus.target.name}' has a bus but no systemd on it",
+                                   "units can only be managed in machines booted with systemd") from e
+            raise
+
+    # -------------------------------------------------------- readers
+
+    async def list_units(self, patterns: Iterable[str] = ()) -> list[UnitInfo]:
+        pats = list(patterns)
+        if pats:
+            (rows,) = await self._manager("ListUnitsByPatterns", "asas", [[], pats])
+        else:
+            (rows,) = await self._manager("ListUnits")
+        return [UnitInfo(name=r[0], description=r[1], load_state=r[2], active_state=r[3], sub_state=r[4],
+                         following=r[5], job_id=r[7] or None, job_type=r[8] or None) for r in rows]
+
+    async def list_unit_files(self) -> list[UnitFile]:
+        (rows,) = await self._manager("ListUnitFiles")
+        return [UnitFile(name=path.rsplit("/", 1)[-1], path=path, state=state) for path, state in rows]
+
+    async def unit_path(self, name: str, load: bool = True) -> str:
+        """The unit's object path; LoadUnit also answers for units not loaded (LoadState tells)."""
+        (path,) = await self._manager("LoadUnit" if load else "GetUnit", "s", [mangle(name)])
+        return str(path)
+
+    async def status(self, name: str) -> UnitStatus:
+        name = mangle(name)
+        path = await self.unit_path(name)
+        (props,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [""])
+        return UnitStatus.from_properties(name, props)
+
+    async def active_state(self, name: str) -> str:
+        """What `is-active` prints: the unit's ActiveState, 'inactive' for units not loaded."""
+        try:
+            path = await self.unit_path(name, load=False)
+        except UnitNotFound:
+            return "inactive"
+        (value,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "Get", "ss",
+                                       ["org.freedesktop.systemd1.Unit", "ActiveState"])
+        return str(value.value if isinstance(value, Variant) else value)
+
+    async def find_unit_of_pid(self, pid: int) -> str:
+        """The unit a process (PID as the machine sees it) belongs to."""
+        path = await self._manager("GetUnitByPID", "u", [pid])
+        (value,) = await self.bus.call(SYSTEMD, str(path[0]), PROPERTIES, "Get", "ss",
+                                       ["org.freedesktop.systemd1.Unit", "Id"])
+        return str(value.value if isinstance(value, Variant) else value)
+
+    # -------------------------------------------------------- jobs
+
+    async def _subscribe(self) -> None:
+        if self._subscribed:
+            return
+        self.bus.on_signal(self._on_signal)
+        await self.bus.add_match(f"type='signal',sender='{SYSTEMD}',path='{MANAGER_PATH}',"
+                                 f"interface='{MANAGER}',member='JobRemoved'")
+        await self._manager("Subscribe")
+        self._subscribed = True
+
+    def _on_signal(self, msg: Message) -> None:
+        if msg.member == "JobRemoved" and msg.interface == MANAGER and len(msg.body) == 4:
+            _, job_path, _, result = msg.body
+            self._jobs_removed[str(job_path)] = str(result)
+            self._job_event.set()
+
+    async def _wait_job(self, job_path: str, timeout: float | None) -> str:
+        async def until_removed() -> str:
+            while job_path not in self._jobs_removed:
+                self._job_event.clear()
+                await self._job_event.wait()
+            return self._jobs_removed.pop(job_path)
+
+        try:
+            return await asyncio.wait_for(until_removed(), timeout)
+        except TimeoutError as e:
+            raise NsdashError(f"the job {job_path.rsplit('/', 1)[-1]} did not finish within {timeout:g}s",
+                              "it is still queued in the machine; see 'nsdash systemctl -M "
+                              f"{self.bus.target.name} status UNIT' and the unit's journal") from e
+
+    async def job(self, kind: str, name: str, mode: str = "replace", wait: bool = True,
+                  job_timeout: float | None = 300.0) -> JobOutcome:
+        """Queue a start/stop/restart/reload job; with WAIT, return when it finished.
+
+        A failed job raises JobFailed naming systemd's result and the unit's Result.
+        """
+        methods = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit",
+                   "reload": "ReloadUnit", "try-restart": "TryRestartUnit",
+                   "reload-or-restart": "ReloadOrRestartUnit"}
+        if kind not in methods:
+            raise UsageError(f"unknown job type '{kind}'", f"use one of {', '.join(methods)}")
+        if mode not in JOB_MODES:
+            raise UsageError(f"unknown job mode '{mode}'", f"use one of {', '.join(JOB_MODES)}")
+        name = mangle(name)
+        if wait:
+            await self._subscribe()
+        (job_path,) = await self._manager(methods[kind], "ss", [name, mode])
+        job_path = str(job_path)
+        job_id = int(job_path.rsplit("/", 1)[-1]) if job_path.rsplit("/", 1)[-1].isdigit() else 0
+        if not wait:
+            return JobOutcome(job_id, job_path, name, kind, None)
+        result = await self._wait_job(job_path, job_timeout)
+        outcome = JobOutcome(job_id, job_path, name, kind, result)
+        if not outcome.ok:
+            raise await self._job_failure(outcome)
+        return outcome
+
+    async def _job_failure(self, outcome: JobOutcome) -> JobFailed:
+        machine = self.bus.target.name
+        why = {"failed": "failed", "timeout": "timed out", "canceled": "was canceled",
+               "dependency": "failed because a dependency failed", "invalid": "is invalid for this unit",
+               "unsupported": "is not supported by this unit", "assert": "failed an assertion",
+               "once": "cannot run again (RefuseManualStart/Stop or a one-shot)"}
+        detail = ""
+        try:
+            status = await self.status(outcome.unit)
+            if status.result and status.result != "success":
+                detail = f" (unit result: {status.result})"
+        except NsdashError:
+            pass
+        return JobFailed(
+            f"job for {outcome.unit} {why.get(outcome.result or '', outcome.result or 'failed')}"
+            f" (job result: {outcome.result}){detail}",
+            f"see 'nsdash systemctl -M {machine} status {outcome.unit}' and "
+            f"'nsdash journal -M {machine} -u {outcome.unit}'", outcome)
+
+    # -------------------------------------------------------- unit files
+
+    async def enable(self, names: Iterable[str], runtime: bool = False, force: bool = False) -> list[InstallChange]:
+        (_, changes) = await self._manager("EnableUnitFiles", "asbb", [[mangle(n) for n in names], runtime, force])
+        await self.daemon_reload()
+        return [InstallChange(*c) for c in changes]
+
+    async def disable(self, names: Iterable[str], runtime: bool = False) -> list[InstallChange]:
+        (changes,) = await self._manager("DisableUnitFiles", "asb", [[mangle(n) for n in names], runtime])
+        await self.daemon_reload()
+        return [InstallChange(*c) for c in changes]
+
+    async def daemon_reload(self) -> None:
+        await self._manager("Reload")
+
+
+# ---------------------------------------------------------------- sync wrapper
+
+def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: float = DEFAULT_TIMEOUT) -> T:
+    """Connect to TARGET's bus, run ACTION(systemd) and disconnect: the CLI's way in."""
+    async def main() -> T:
+        async with MachineBus(target, timeout) as bus:
+            return await action(Systemd(bus))
+
+    return asyncio.run(main())
