@@ -69,13 +69,18 @@ def read_pids(directory: str) -> tuple[int, ...]:
         return tuple(int(x) for x in f.read().split())
 
 
-def walk(mount: str, start: str = "/", depth: int | None = None, with_pids: bool = False) -> CgroupNode:
-    """The tree under START in the hierarchy mounted at MOUNT, DEPTH levels deep (None: all)."""
+def walk(mount: str, start: str = "/", depth: int | None = None, with_pids: bool = False,
+         sort: bool = True) -> CgroupNode:
+    """The tree under START in the hierarchy mounted at MOUNT, DEPTH levels deep (None: all).
+
+    Children come sorted by name, or with SORT false in the kernel's directory
+    order (which is what systemd-cgls prints).
+    """
     start = normalize(start)
-    return _walk(mount, start, depth, with_pids)
+    return _walk(mount, start, depth, with_pids, sort)
 
 
-def _walk(mount: str, path: str, depth: int | None, with_pids: bool) -> CgroupNode:
+def _walk(mount: str, path: str, depth: int | None, with_pids: bool, sort: bool) -> CgroupNode:
     directory = mount + ("" if path == "/" else path)
     pids: tuple[int, ...] | None = None
     unreadable = False
@@ -90,13 +95,15 @@ def _walk(mount: str, path: str, depth: int | None, with_pids: bool) -> CgroupNo
         return CgroupNode(path, (), pids, unreadable)
     try:
         with os.scandir(directory) as it:
-            names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+            names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
     except OSError as e:
         if e.errno in _GONE:
             return CgroupNode(path, vanished=True)
         return CgroupNode(path, (), pids, True)
+    if sort:
+        names.sort()
     sub = None if depth is None else depth - 1
-    children = tuple(_walk(mount, join(path, n), sub, with_pids) for n in names)
+    children = tuple(_walk(mount, join(path, n), sub, with_pids, sort) for n in names)
     return CgroupNode(path, children, pids, unreadable)
 
 

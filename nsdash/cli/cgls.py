@@ -1,0 +1,187 @@
+"""`nsdash cgls`: the cgroup tree with its processes, drawn like systemd-cgls.
+
+Reads the hierarchy that holds every process (cgroup2, else name=systemd),
+lists children in the kernel's directory order, processes before child
+cgroups, hides empty cgroups unless -a and kernel threads unless -k, and cuts
+command lines to the terminal width (80 columns when not on a terminal)
+unless -l.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import sys
+from collections.abc import Callable
+
+from nsdash.errors import UsageError
+from nsdash.monitor import procs, tree
+from nsdash.monitor.machines import MachineMap, find_cgroup
+from nsdash.monitor.tree import CgroupNode
+from nsdash.system import cgroupfs
+
+BRANCH, RIGHT, VERTICAL, SPACE = "├─", "└─", "│ ", "  "
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, "see 'nsdash cgls --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.")
+    p.add_argument("-a", "--all", action="store_true", help="Show all groups, including empty")
+    p.add_argument("-k", dest="kernel", action="store_true", help="Include kernel threads in output")
+    p.add_argument("-l", "--full", action="store_true", help="Do not ellipsize process tree members")
+    p.add_argument("-M", "--machine", help="Show container")
+    p.add_argument("--xattr", default="yes", help="Show cgroup extended attributes (yes|no)")
+    p.add_argument("--cgroup-id", default="yes", help="Show cgroup ID (yes|no)")
+    p.add_argument("--no-pager", action="store_true", help="Do not pipe output into a pager (never does)")
+    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="Control groups to show")
+    return p
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "yes", "y", "true", "t", "on"):
+        return True
+    if low in ("0", "no", "n", "false", "f", "off"):
+        return False
+    raise UsageError(f"invalid boolean '{text}'", "use yes or no")
+
+
+# ------------------------------------------------------------------ pure drawing
+
+Cmdline = Callable[[int, int | None], str | None]  # (pid, max columns) -> text or None if gone
+
+
+def _populated(node: CgroupNode) -> bool:
+    return any(n.pids for n in node.iter())
+
+
+def draw(node: CgroupNode, cmdline: Cmdline, *, columns: int | None, show_all: bool = False,
+         is_kthread: Callable[[int], bool] = lambda pid: False, kernel: bool = False,
+         cgroup_id: Callable[[str], int | None] = lambda path: None,
+         xattrs: Callable[[str], list[tuple[str, str]]] = lambda path: [], prefix: str = "") -> list[str]:
+    """The lines systemd-cgls prints under one cgroup (not its own name).
+
+    COLUMNS None: full command lines (-l).
+    """
+    lines: list[str] = []
+    children = [c for c in node.children if show_all or _populated(c)]
+    pids = sorted(set(node.pids or ()))
+    if not kernel:
+        pids = [p for p in pids if not is_kthread(p)]
+    texts = [(p, cmdline(p, None if columns is None else _cmd_columns(columns, pids))) for p in pids]
+    texts = [(p, t) for p, t in texts if t is not None]
+    if texts:
+        width = len(str(texts[-1][0] if pids else 0))
+        width = len(str(max(pids)))
+        for i, (pid, text) in enumerate(texts):
+            glyph = BRANCH if (children or i < len(texts) - 1) else RIGHT
+            lines.append(f"{prefix}{glyph}{pid:>{width}} {text}")
+    for i, child in enumerate(children):
+        last = i == len(children) - 1
+        name = child.name
+        cid = cgroup_id(child.path)
+        suffix = f" (#{cid})" if cid else ""
+        lines.append(f"{prefix}{RIGHT if last else BRANCH}{name}{suffix}")
+        for key, value in xattrs(child.path):
+            lines.append(f"{prefix}{SPACE if last else VERTICAL}→ {key}: {value}")
+        sub_columns = None if columns is None else columns - 2
+        lines.extend(draw(child, cmdline, columns=sub_columns, show_all=show_all, is_kthread=is_kthread,
+                          kernel=kernel, cgroup_id=cgroup_id, xattrs=xattrs, prefix=prefix + (SPACE if last else VERTICAL)))
+    return lines
+
+
+def _cmd_columns(columns: int, pids: list[int]) -> int:
+    """Room left for a command line after '├─PID ' (systemd: 20 when nothing is left)."""
+    pid_width = len(str(max(pids))) if pids else 1
+    return columns - (pid_width + 3) if columns > pid_width + 3 else 20
+
+
+# ------------------------------------------------------------------ effects
+
+def _columns() -> int:
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 80
+
+
+def _cgroup_id(mount: str, unified: bool) -> Callable[[str], int | None]:
+    def get(path: str) -> int | None:
+        if not unified:
+            return None
+        try:
+            return os.stat(mount + path).st_ino
+        except OSError:
+            return None
+    return get
+
+
+def _xattrs(mount: str) -> Callable[[str], list[tuple[str, str]]]:
+    """The cgroup's user.* and trusted.* attributes (systemd keeps the invocation ID there)."""
+    def get(path: str) -> list[tuple[str, str]]:
+        directory = mount + path
+        try:
+            names = os.listxattr(directory)
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if name.startswith(("user.", "trusted.")):
+                try:
+                    value = os.getxattr(directory, name)
+                except OSError:
+                    continue
+                text = value.decode(errors="replace")
+                out.append((name, "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)))
+        return out
+    return get
+
+
+def main(argv: list[str]) -> int:
+    opts = build_parser().parse_args(argv)
+    layout = cgroupfs.detect(pathlib.Path(opts.cgroup_root))
+    if layout.unified is None and not layout.v1:
+        raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
+    mount = tree.primary_mount(layout)
+    base = "/"
+    if opts.machine:
+        found = find_cgroup(opts.machine, [mount], MachineMap())
+        if found is None:
+            raise UsageError(f"no machine '{opts.machine}' is running",
+                             "see 'nsdash list' for the running machines")
+        base = found
+    paths = [tree.normalize(base + "/" + p) if opts.machine else tree.normalize(p) for p in opts.paths]
+    for p in paths:
+        if not os.path.isdir(mount + ("" if p == "/" else p)):
+            raise UsageError(f"control group '{p}' does not exist", "see 'nsdash cgls' for the tree")
+    columns = None if opts.full else _columns()
+    kthreads: dict[int, bool] = {}
+
+    def is_kthread(pid: int) -> bool:
+        if pid not in kthreads:
+            kthreads[pid] = procs.is_kernel_thread(pid)
+        return kthreads[pid]
+
+    cid = _cgroup_id(mount, layout.unified is not None and mount == str(layout.unified))
+    if not _parse_bool(opts.cgroup_id):
+        cid = _cgroup_id(mount, False)
+    xattrs = _xattrs(mount) if _parse_bool(opts.xattr) else (lambda path: [])
+    out: list[str] = []
+    for p in paths or [base]:
+        node = tree.walk(mount, p, with_pids=True, sort=False)
+        out.append(f"Control group {p}:")
+        if not paths and p == "/":
+            out.append("-.slice")
+        out.extend(draw(node, procs.cmdline, columns=columns, show_all=opts.all, is_kthread=is_kthread,
+                        kernel=opts.kernel, cgroup_id=cid, xattrs=xattrs))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0

@@ -1,0 +1,67 @@
+"""Processes of a cgroup, with their command lines, as systemd-cgls shows them."""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+_PF_KTHREAD = 0x00200000
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    cmdline: str  # '[comm]' for kernel threads and processes without a command line
+    kernel_thread: bool
+    machine: str | None = None
+
+
+def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
+    """By the PF_KTHREAD flag in /proc/PID/stat (as systemd does); a vanished process is not one."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return bool(int(stat[stat.rindex(b")") + 2:].split()[6]) & _PF_KTHREAD)
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc") -> str | None:
+    """The command line as one string ('[comm]' when empty), cut to MAX_COLUMNS with '…'.
+
+    None when the process is gone.
+    """
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+        text = _printable(raw.replace(b"\0", b" ").decode(errors="replace").rstrip(" "))
+        if not text:
+            with open(f"{proc}/{pid}/comm", "rb") as f:
+                text = "[" + _printable(f.read().decode(errors="replace").rstrip("\n")) + "]"
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH):
+            return None
+        return None
+    if max_columns is not None and len(text) > max_columns:
+        text = text[:max(max_columns - 1, 0)] + "…"
+    return text
+
+
+def processes(directory: str, kernel_threads: bool = False, proc: str = "/proc") -> list[ProcessInfo]:
+    """The processes listed in DIRECTORY/cgroup.procs, sorted by PID; gone ones skipped."""
+    with open(os.path.join(directory, "cgroup.procs"), "rb") as f:
+        pids = sorted({int(x) for x in f.read().split()})
+    out = []
+    for pid in pids:
+        kt = is_kernel_thread(pid, proc)
+        if kt and not kernel_threads:
+            continue
+        text = cmdline(pid, None, proc)
+        if text is not None:
+            out.append(ProcessInfo(pid, text, kt))
+    return out
