@@ -61,7 +61,7 @@ class ConsoleLog:
 
     def tail(self, nbytes: int) -> bytes:
         """The last NBYTES written, across the rotation boundary."""
-        parts = []
+        parts: list[bytes] = []
         for path in (self.path, self.path.with_name(self.path.name + ".1")):
             if nbytes <= 0:
                 break

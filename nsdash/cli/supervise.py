@@ -1,0 +1,77 @@
+"""`nsdash _supervise --ready-fd N`: the detached supervisor's entry point (hidden verb).
+
+The client writes the ContainerSpec as JSON on stdin.  We detach (setsid, a
+second fork so we can never reacquire a terminal, stdio to /dev/null), run the
+supervisor, and tell the waiting client through the ready pipe either
+{"ok": true, "leader": PID} once the machine runs, or the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from nsdash.errors import NsdashError
+
+
+def _report(fd: int, body: dict) -> None:
+    if fd < 0:
+        return
+    try:
+        os.write(fd, json.dumps(body).encode())
+    except OSError:
+        pass  # the client gave up waiting; the machine runs regardless
+    finally:
+        os.close(fd)
+
+
+def _detach() -> None:
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    os.umask(0o022)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--ready-fd" or not argv[1].isdigit():
+        raise NsdashError("_supervise is internal", "use 'nsdash spawn --detach' or 'nsdash start'")
+    ready = int(argv[1])
+    os.set_inheritable(ready, False)
+    from nsdash.launcher import speccodec
+
+    try:
+        spec = speccodec.loads(sys.stdin.read())
+    except (ValueError, TypeError) as e:
+        _report(ready, {"ok": False, "message": f"bad spec from the client: {e}"})
+        return 1
+    if os.fork() > 0:
+        os._exit(0)  # the client reaps us; our child carries on
+    _detach()
+    from nsdash.launcher.supervisor import Supervisor
+
+    state = {"fd": ready}
+
+    def on_ready(leader: int) -> None:
+        _report(state["fd"], {"ok": True, "machine": spec.machine, "leader": leader})
+        state["fd"] = -1
+
+    try:
+        status = Supervisor(spec, on_ready=on_ready).run()
+    except NsdashError as e:
+        _report(state["fd"], {"ok": False, "message": e.message, "hint": e.hint})
+        os._exit(1)
+    except BaseException as e:  # noqa: BLE001 - the client must hear why, not a silent EOF
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        _report(state["fd"], {"ok": False, "message": f"supervisor failed: {detail}",
+                              "hint": "rerun in the foreground, or with NSDASH_DEBUG=1"})
+        os._exit(1)
+    if state["fd"] >= 0:
+        _report(state["fd"], {"ok": False, "message": f"the machine stopped at once (status {status})"})
+    os._exit(status & 0xFF)

@@ -1,0 +1,348 @@
+"""What the CLI and the dashboard call to run and manage machines.
+
+Every call resolves the name first: a live machine is reached through its
+supervisor's control socket; an orphan (its supervisor died) is cleaned up
+and reported; an unknown name is an error naming the choices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nsdash.errors import MachineNotFound, NsdashError, PrivilegeError, ProtocolError, UsageError
+from nsdash.launcher import protocol as proto
+from nsdash.launcher import speccodec
+from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines import registry
+from nsdash.machines import state as st
+from nsdash.system.paths import IMAGE_DIRS
+
+Notice = Callable[[str], None]
+
+
+def _stderr_notice(text: str) -> None:
+    sys.stderr.write(f"nsdash: {text}\n")
+
+
+class OrphanCleaned(MachineNotFound):
+    """The name belonged to an orphan, which has now been cleaned up."""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise PrivilegeError("managing machines needs root", "run the command with sudo")
+
+
+def clean_if_orphan(name: str, notice: Notice | None = _stderr_notice) -> bool:
+    """Clean NAME's entry if its supervisor died; True if there was one."""
+    directory = st.machine_dir(name)
+    if not directory.exists() or st.supervisor_alive(directory):
+        return False
+    from nsdash.launcher.orphans import clean_orphan
+
+    done = clean_orphan(name)
+    if notice is not None:
+        notice(f"machine '{name}' was orphaned (its supervisor died); cleaned up: "
+               + ("; ".join(done) if done else "nothing left"))
+    return True
+
+
+# ---------------------------------------------------------------- control connection
+
+
+class Control:
+    """A request/response connection to one supervisor."""
+
+    def __init__(self, name: str, timeout: float = 10.0) -> None:
+        self.name = name
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.settimeout(timeout)
+        self.lines = proto.LineReader()
+        self._pending: list[bytes] = []
+        self._id = 0
+        try:
+            self.sock.connect(str(st.machine_dir(name) / st.CONTROL))
+        except PermissionError:
+            self.sock.close()
+            raise PrivilegeError(f"no permission to control machine '{name}'", "run the command as root") from None
+        except OSError as e:
+            self.sock.close()
+            raise MachineNotFound(f"machine '{name}' is not answering ({e.strerror})",
+                                  "see 'nsdash list'") from None
+        self.request("hello", version=proto.VERSION)
+
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        self._id += 1
+        self.sock.sendall(proto.encode_request(op, self._id, **args))
+        reply = proto.decode_response(self._line())
+        if not reply["ok"]:
+            code, message = reply.get("error"), reply.get("message", "")
+            if code == "permission-denied":
+                raise PrivilegeError(message, "run the command as root")
+            raise ProtocolError(f"machine '{self.name}': {message}")
+        return reply
+
+    def _line(self) -> bytes:
+        while not self._pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ProtocolError(f"machine '{self.name}': the supervisor closed the connection")
+            for item in self.lines.feed(data):
+                if isinstance(item, proto.BadMessage):
+                    raise ProtocolError(f"machine '{self.name}': {item.message}")
+                self._pending.append(item)
+        return self._pending.pop(0)
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait until the supervisor closes the connection (it exits); True if it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except TimeoutError:
+                return False
+            except OSError:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Control:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(name: str, notice: Notice | None = _stderr_notice) -> Control:
+    require_root()
+    registry.validate_name(name)
+    if clean_if_orphan(name, notice):
+        raise OrphanCleaned(f"machine '{name}' is not running (its orphaned remains were cleaned up)",
+                            f"start it again with 'nsdash start {name}' or 'nsdash spawn'")
+    directory = st.machine_dir(name)
+    if not directory.exists():
+        registry.lookup(name, with_machined=False)  # raises with suggestions
+    return Control(name)
+
+
+def _wait_entry_gone(name: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    directory = st.machine_dir(name)
+    while time.monotonic() < deadline:
+        if not directory.exists():
+            return True
+        time.sleep(0.02)
+    return not directory.exists()
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def status(name: str) -> dict[str, Any]:
+    with connect(name) as c:
+        return dict(c.request("status")["status"])
+
+
+def _stop(name: str, op: str, wait: bool, timeout: float, **args: Any) -> None:
+    with connect(name) as c:
+        c.request(op, **args)
+        if wait and not (c.wait_closed(timeout) and _wait_entry_gone(name, 5.0)):
+            raise NsdashError(f"machine '{name}' did not stop within {timeout:.0f} s",
+                              f"force it with 'nsdash terminate {name}'")
+
+
+def poweroff(name: str, wait: bool = True, timeout: float = 30.0) -> None:
+    _stop(name, "poweroff", wait, timeout)
+
+
+def terminate(name: str, wait: bool = True, timeout: float = 10.0) -> None:
+    _stop(name, "terminate", wait, timeout)
+
+
+def reboot(name: str, wait: bool = True, timeout: float = 30.0) -> dict[str, Any]:
+    with connect(name) as c:
+        before = c.request("status")["status"]["boot"]
+        c.request("reboot")
+        if not wait:
+            return {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = c.request("status")["status"]
+            if s["boot"] > before and s["state"] == "running":
+                return dict(s)
+            time.sleep(0.05)
+    raise NsdashError(f"machine '{name}' did not come back within {timeout:.0f} s", f"see 'nsdash status {name}'")
+
+
+def kill(name: str, signal: int, whom: str = "leader") -> None:
+    with connect(name) as c:
+        c.request("kill", signal=signal, whom=whom)
+
+
+# ---------------------------------------------------------------- console
+
+
+class ConsoleSession:
+    """An attached console: output frames in, keyboard bytes and window sizes out."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+        self.sock = control.sock
+        self.sock.settimeout(None)
+        self.frames = proto.FrameReader()
+        self.ended: dict[str, Any] | None = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """Console bytes and events received; None once the supervisor closed the connection."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return b"", []
+        data = self.sock.recv(65536)
+        if not data:
+            return None
+        out, events = bytearray(), []
+        for kind, payload in self.frames.feed(data):
+            if kind == proto.FRAME_OUTPUT:
+                out += payload
+            elif kind == proto.FRAME_EVENT:
+                events.append(json.loads(payload))
+        return bytes(out), events
+
+    def send(self, data: bytes) -> None:
+        for i in range(0, len(data), proto.MAX_FRAME):
+            self.sock.sendall(proto.frame(proto.FRAME_INPUT, data[i:i + proto.MAX_FRAME]))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.sock.sendall(proto.winsize_frame(rows, cols))
+
+    def close(self) -> None:
+        self.control.close()
+
+    def __enter__(self) -> ConsoleSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def attach(name: str, rows: int | None = None, cols: int | None = None,
+           replay: int | None = None) -> ConsoleSession:
+    c = connect(name)
+    args: dict[str, Any] = {}
+    if rows and cols:
+        args.update(rows=rows, cols=cols)
+    if replay is not None:
+        args["replay"] = replay
+    try:
+        c.request("attach", **args)
+    except BaseException:
+        c.close()
+        raise
+    return ConsoleSession(c)
+
+
+# ---------------------------------------------------------------- spawn / start
+
+
+def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
+          notice: Notice | None = _stderr_notice) -> dict[str, Any]:
+    """Start SPEC under a detached supervisor; returns once the machine runs."""
+    require_root()
+    if not detach:
+        from nsdash.launcher.supervisor import Supervisor
+
+        return {"status": Supervisor(spec).run()}
+    registry.validate_name(spec.machine)
+    clean_if_orphan(spec.machine, notice)
+    if st.supervisor_alive(st.machine_dir(spec.machine)):
+        from nsdash.errors import MachineExists
+
+        raise MachineExists(f"machine '{spec.machine}' is already running",
+                            f"pick another name with -M, or stop it with 'nsdash poweroff {spec.machine}'")
+    r, w = os.pipe2(os.O_CLOEXEC)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
+                                                     env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "nsdash", "_supervise", "--ready-fd", str(w)],
+                                stdin=subprocess.PIPE, pass_fds=(w,), env=env, cwd="/",
+                                stdout=subprocess.DEVNULL)
+    finally:
+        os.close(w)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(speccodec.dumps(spec).encode())
+        proc.stdin.close()
+        proc.wait()
+        report = _read_all(r, timeout)
+    finally:
+        os.close(r)
+    if not report:
+        raise NsdashError(f"the supervisor for '{spec.machine}' exited before the machine ran",
+                          "run it in the foreground (without --detach) to see why")
+    result = json.loads(report)
+    if not result.get("ok"):
+        raise NsdashError(result.get("message", "the machine did not start"), result.get("hint"))
+    return dict(result)
+
+
+def _read_all(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NsdashError(f"the machine did not start within {timeout:.0f} s")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            data = os.read(fd, 65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def find_image(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> Path:
+    registry.validate_name(name)
+    for d in dirs:
+        candidate = d / name
+        if candidate.is_dir():
+            return candidate
+        if (d / f"{name}.raw").exists():
+            raise UsageError(f"image '{name}' is a disk image ({d / (name + '.raw')})",
+                             "nsdash boots directory trees only; unpack it into a directory")
+    raise MachineNotFound(f"no image named '{name}' in {', '.join(str(d) for d in dirs)}",
+                          "see 'nsdash list-images'")
+
+
+def list_images(dirs: tuple[Path, ...] = IMAGE_DIRS) -> list[Path]:
+    seen: dict[str, Path] = {}
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            for entry in sorted(d.iterdir()):
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in seen:
+                    seen[entry.name] = entry
+    return list(seen.values())
+
+
+def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> dict[str, Any]:
+    """machinectl start: boot image NAME detached, with its journal linked into the tree."""
+    directory = find_image(name, dirs)
+    spec = ContainerSpec(directory=directory, machine=name, boot=True, link_journal="try-guest")
+    return spawn(spec, detach=True)

@@ -1,0 +1,63 @@
+"""Clean up after a supervisor that died without tearing its machine down.
+
+A state entry whose lock nobody holds is an orphan: its supervisor was killed
+(kill -9, OOM, host crash).  Whatever it left (processes in the machine's
+cgroup, mounts under its state directory, the host side of its veth link, the
+entry itself) is removed here, so a new machine of the same name can start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from nsdash.errors import NsdashError
+from nsdash.launcher.cgroup import MachineCgroup
+from nsdash.machines import state as st
+from nsdash.system import syscalls
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = str(directory).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == str(directory) or point.startswith(prefix):
+                found.append(point)
+    return found
+
+
+def clean_orphan(name: str) -> list[str]:
+    """Remove what a dead supervisor left behind for NAME; returns what was done."""
+    directory = st.machine_dir(name)
+    if st.supervisor_alive(directory):
+        raise NsdashError(f"machine '{name}' is not an orphan: its supervisor is alive")
+    state = st.read_state(directory)
+    done: list[str] = []
+    cgroup = MachineCgroup(name)
+    if state is not None and state.cgroup and state.cgroup != cgroup.path:
+        cgroup.path = state.cgroup
+        cgroup.dirs = cgroup._dirs()
+    if any(d.exists() for d in cgroup.dirs):
+        count = len(cgroup.pids())
+        cgroup.remove()
+        done.append(f"killed {count} process(es) and removed cgroup {cgroup.path}")
+    for point in sorted(_mounts_under(directory), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            syscalls.umount2(point, syscalls.MNT_DETACH)
+            done.append(f"unmounted {point}")
+    for ifname in state.netif if state else []:
+        if Path("/sys/class/net", ifname).exists():
+            subprocess.run(["ip", "link", "del", ifname], capture_output=True, check=False)
+            done.append(f"removed link {ifname}")
+    if _mounts_under(directory):
+        raise NsdashError(f"cannot clean up machine '{name}': mounts remain under {directory}",
+                          "unmount them by hand (findmnt -R " + str(directory) + ")")
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        done.append(f"removed state {directory}")
+    return done
+

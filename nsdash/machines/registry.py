@@ -1,0 +1,163 @@
+"""Which machines exist: nsdash's state entries checked against reality, plus machined's.
+
+A reader: it never changes anything.  An entry whose supervisor holds its lock
+is a live machine; an entry nobody holds is an ORPHAN, reported as such (the
+launcher's orphans module cleans it when a command touches the name).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nsdash.errors import MachineNotFound, UsageError
+from nsdash.machines import state as st
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    class_: str = "container"
+    service: str = "nsdash"
+    source: str = "nsdash"  # nsdash | machined
+    orphan: bool = False
+    state: st.MachineState | None = None
+    leader: int | None = None
+    root: str | None = None
+    os_release: dict[str, str] = field(default_factory=dict)
+    addresses: list[str] = field(default_factory=list)
+
+    @property
+    def os(self) -> str:
+        return self.os_release.get("ID", "-") or "-"
+
+    @property
+    def version(self) -> str:
+        return self.os_release.get("VERSION_ID", "-") or "-"
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid machine name '{name}'",
+                         "names are 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit")
+    return name
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def read_os_release(root: str | Path) -> dict[str, str]:
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            with open(Path(root) / rel) as f:
+                return parse_os_release(f.read())
+        except OSError:
+            continue
+    return {}
+
+
+def _own_netns(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def parse_fib_trie(text: str) -> list[str]:
+    """Local IPv4 addresses from /proc/PID/net/fib_trie, loopback excluded."""
+    found: list[str] = []
+    last = None
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("|--"):
+            last = s[3:].strip()
+        elif s.startswith("/32 host LOCAL") and last and not last.startswith("127.") and last not in found:
+            found.append(last)
+    return found
+
+
+def addresses(pid: int) -> list[str]:
+    """The machine's own addresses: only when it has a network namespace of its own."""
+    if not _own_netns(pid):
+        return []
+    out: list[str] = []
+    try:
+        with open(f"/proc/{pid}/net/fib_trie") as f:
+            out += parse_fib_trie(f.read())
+        with open(f"/proc/{pid}/net/if_inet6") as f:
+            for line in f:
+                parts = line.split()
+                raw, scope = parts[0], parts[3]
+                if scope == "00":  # global scope only
+                    out.append(":".join(raw[i:i + 4] for i in range(0, 32, 4)))
+    except OSError:
+        pass
+    return out
+
+
+def _from_entry(name: str) -> Machine | None:
+    directory = st.machine_dir(name)
+    state = st.read_state(directory)
+    alive = st.supervisor_alive(directory)
+    if not alive and not directory.exists():
+        return None
+    leader = state.leader if state else None
+    os_release: dict[str, str] = {}
+    addrs: list[str] = []
+    if alive and leader:
+        os_release = read_os_release(f"/proc/{leader}/root")
+        addrs = addresses(leader)
+    if not os_release and state is not None:
+        os_release = read_os_release(state.root)
+    return Machine(name=name, orphan=not alive, state=state, leader=leader if alive else None,
+                   root=state.root if state else None, os_release=os_release, addresses=addrs)
+
+
+def nsdash_machines() -> list[Machine]:
+    return [m for m in (_from_entry(n) for n in st.entry_names()) if m is not None]
+
+
+def list_machines(with_machined: bool = True) -> list[Machine]:
+    """nsdash's machines, then those other managers registered with machined."""
+    ours = nsdash_machines()
+    if not with_machined:
+        return ours
+    from nsdash.machines import machined
+
+    names = {m.name for m in ours}
+    others = [m for m in machined.list_machines() if m.name not in names and m.class_ != "host"]
+    return sorted(ours + others, key=lambda m: m.name)
+
+
+def lookup(name: str, with_machined: bool = True) -> Machine:
+    """The machine called NAME (orphans included), or MachineNotFound naming the choices."""
+    validate_name(name)
+    m = _from_entry(name)
+    if m is not None:
+        return m
+    if with_machined:
+        from nsdash.machines import machined
+
+        for other in machined.list_machines():
+            if other.name == name:
+                return other
+    known = [m.name for m in nsdash_machines()]
+    close = [k for k in known if k.startswith(name) or name in k]
+    hint = (f"did you mean {', '.join(close[:3])}?" if close
+            else "see 'nsdash list' for running machines, or 'nsdash list-images' for images")
+    raise MachineNotFound(f"no machine named '{name}'", hint)
