@@ -1,0 +1,136 @@
+"""`nsdash journal`: journalctl for machines, read from their own journal files.
+
+Differences from journalctl: it never reads the host's journal (name a machine
+with -M or a directory with -D), never pages, and machines without a journal
+show their console log instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from nsdash.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, through the dispatcher
+        raise UsageError(message, "see 'nsdash journal --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nsdash journal", description="Show machines' journals (journalctl's options).")
+    p.add_argument("-M", "--machine", action="append", default=[], metavar="NAME",
+                   help="a machine to show (repeat to merge several)")
+    p.add_argument("-D", "--directory", action="append", default=[], metavar="DIR",
+                   help="a journal directory to show")
+    p.add_argument("-f", "--follow", action="store_true", help="show new entries as they are written")
+    p.add_argument("-n", "--lines", nargs="?", const="10", metavar="N",
+                   help="show the last N entries (10 when N is left out; 'all' for all)")
+    p.add_argument("-p", "--priority", metavar="PRIORITY", help="a level (0-7 or emerg..debug) or FROM..TO")
+    p.add_argument("-u", "--unit", action="append", default=[], metavar="UNIT",
+                   help="entries of this unit (glob allowed; repeat for several)")
+    p.add_argument("-b", "--boot", nargs="?", const="0", metavar="N|ID",
+                   help="one boot: 0 the last, -1 the one before, 1 the first, or a boot ID")
+    p.add_argument("-S", "--since", metavar="TIME", help="entries at or after TIME")
+    p.add_argument("-U", "--until", metavar="TIME", help="entries at or before TIME")
+    p.add_argument("-o", "--output", default="short", choices=["short", "short-precise", "json", "cat"],
+                   help="output format")
+    p.add_argument("--list-boots", action="store_true", help="list the boots in the journal")
+    p.add_argument("--no-pager", action="store_true", help="accepted for compatibility (nsdash never pages)")
+    return p
+
+
+def _use_color() -> bool:
+    forced = os.environ.get("SYSTEMD_COLORS")
+    if forced is not None:
+        return forced.lower() in ("1", "yes", "true", "on", "16", "256", "24bit")
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _lines(text: str | None, follow: bool) -> int | None:
+    if text is None:
+        return 10 if follow else None
+    if text == "all":
+        return None
+    t = text.lstrip("+")
+    if not t.isdigit():
+        raise UsageError(f"invalid number of lines '{text}'", "give a number, e.g. -n 20, or -n all")
+    return int(t)
+
+
+def _report_skipped(log, already: int) -> int:
+    skipped = log.skipped
+    for line in skipped[already:]:
+        sys.stderr.write(f"nsdash: {line}\n")
+    return len(skipped)
+
+
+def _list_boots(log) -> int:
+    from nsdash.journal.console import ConsoleSource
+    from nsdash.journal.reader import JournalSource
+
+    for src in log.sources:
+        if isinstance(src, JournalSource):
+            print(f"{'IDX':>3} {'BOOT ID':32} {'FIRST ENTRY':27} LAST ENTRY")
+            for b in src.boots():
+                first = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(b.first // 10**6))
+                last = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(b.last // 10**6))
+                print(f"{b.index:>3} {b.boot_id} {first:27} {last}")
+        elif isinstance(src, ConsoleSource):
+            numbers = src.boot_numbers()
+            print(f"{'IDX':>3} BOOT (console log of {src.machine})")
+            for i, n in enumerate(numbers):
+                print(f"{i - len(numbers) + 1:>3} boot {n}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from nsdash.journal import filters as flt
+
+    if not args.machine and not args.directory:
+        raise UsageError("no machine or journal directory given",
+                         "name a machine with -M NAME (see 'nsdash list') or a directory with -D DIR")
+    for d in args.directory:
+        if not Path(d).is_dir():
+            raise UsageError(f"journal directory '{d}' does not exist", "give a directory that holds *.journal files")
+    filters = flt.Filters(
+        priorities=flt.parse_priority(args.priority) if args.priority else None,
+        units=tuple(flt.mangle_unit(u) for u in args.unit),
+        boot=flt.parse_boot(args.boot) if args.boot is not None else None,
+        since=flt.parse_time(args.since) if args.since else None,
+        until=flt.parse_time(args.until) if args.until else None,
+    )
+    lines = _lines(args.lines, args.follow)
+
+    from nsdash.journal.format import Printer
+    from nsdash.journal.merge import open_logs
+
+    with open_logs(args.machine, [Path(d) for d in args.directory],
+                   filters if not args.list_boots else flt.Filters(),
+                   detail=args.output == "json") as log:
+        if args.list_boots:
+            return _list_boots(log)
+        machines = {getattr(s, "machine", None) for s in log.sources}
+        printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(machines) > 1)
+        if args.follow:
+            log.filenos()  # watch before reading, so nothing written meanwhile waits for the next change
+        if lines is None:
+            printer.write_all(log.entries())
+        else:
+            printer.write_all(log.tail(lines))
+        sys.stdout.flush()
+        reported = _report_skipped(log, 0)
+        if args.follow:
+            while True:
+                log.wait()
+                new = log.read_new()
+                if new:
+                    printer.write_all(new)
+                    sys.stdout.flush()
+                reported = _report_skipped(log, reported)
+    return 0

@@ -1,0 +1,220 @@
+"""A machine's console log, read and followed as entries, for machines without a journal.
+
+The supervisor writes the raw console bytes to console.log, with separator
+lines of its own:  `-- nsdash: <event> <ISO-8601 UTC time>[ (<detail>)] --`
+(events: boot N, reboot, poweroff, exited, killed).  Each separator becomes an
+entry (priority 6, `event` set); every other line an entry with no priority,
+timed by the separator before it (the log has no per-line times) or, when
+followed, by the moment it was read.  Terminal escape sequences are dropped:
+they drive a screen, they are not log text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nsdash.journal.entry import Entry
+from nsdash.journal.filters import Filters
+from nsdash.system import syscalls
+
+SEPARATOR = re.compile(
+    r"^-- nsdash: (?P<event>boot \d+|reboot|poweroff|exited|killed|[a-z][a-z -]*?) "
+    r"(?P<time>\d{4}-\d\d-\d\d[T ][0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)(?: \((?P<detail>.*)\))? --$")
+# CSI ... final byte, OSC ... BEL/ST, other two-byte escapes; then stray C0 controls except tab.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
+_READ = 1 << 20
+
+
+def parse_separator(line: str) -> tuple[str, int, str | None] | None:
+    """(event, microseconds since the epoch, detail) for a separator line, else None."""
+    m = SEPARATOR.match(line)
+    if not m:
+        return None
+    try:
+        stamp = datetime.fromisoformat(m.group("time").replace(" ", "T"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:  # the supervisor writes UTC
+        stamp = stamp.replace(tzinfo=UTC)
+    return m.group("event"), int(stamp.timestamp() * 10**6), m.group("detail")
+
+
+def clean_line(line: str) -> str:
+    return _ESCAPES.sub("", line.rstrip("\r")).replace("\r", "")
+
+
+class ConsoleSource:
+    """Console-log entries passing FILTERS, history then follow, like JournalSource."""
+
+    def __init__(self, path: Path, filters: Filters | None = None, machine: str | None = None,
+                 detail: bool = False) -> None:
+        self.path = Path(path)
+        self.filters = filters or Filters()
+        self.machine = machine or self.path.parent.name
+        self.skipped: list[str] = []
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = ""
+        self._offset = 0
+        self._inode: tuple[int, int] | None = None
+        self._boot = 0  # boot number of the lines being read (0: before any separator)
+        self._time: int | None = None
+        self._counter = 0
+        self._wanted_boot: int | None = None
+        self._inotify: int | None = None
+        self._host = self.machine.encode()
+        self._resolve_boot_filter()
+
+    # ------------------------------------------------------------ parsing
+
+    def _read_more(self, following: bool) -> list[Entry]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return []
+        try:
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino)
+            if self._inode is not None and (ident != self._inode or st.st_size < self._offset):
+                # Replaced or truncated (a new log for a restarted machine): start over.
+                self._offset, self._pending = 0, ""
+                self._decoder.reset()
+            self._inode = ident
+            out: list[Entry] = []
+            while True:
+                chunk = os.pread(fd, _READ, self._offset)
+                if not chunk:
+                    break
+                self._offset += len(chunk)
+                out += self._feed(self._decoder.decode(chunk), following)
+            return out
+        finally:
+            os.close(fd)
+
+    def _feed(self, text: str, following: bool) -> list[Entry]:
+        text = self._pending + text
+        lines = text.split("\n")
+        self._pending = lines.pop()  # an incomplete last line waits for its newline
+        now = int(time.time() * 10**6) if following else None
+        out = []
+        for raw in lines:
+            entry = self._line_entry(clean_line(raw), now)
+            if entry is not None and self._admits(entry):
+                out.append(entry)
+        return out
+
+    def _line_entry(self, line: str, now: int | None) -> Entry | None:
+        sep = parse_separator(line)
+        self._counter += 1
+        if sep is not None:
+            event, stamp, _detail = sep
+            if event.startswith("boot "):
+                self._boot = int(event.split()[1])
+            self._time = stamp
+            fields = {"MESSAGE": line.encode(), "PRIORITY": b"6", "_HOSTNAME": self._host,
+                      "SYSLOG_IDENTIFIER": b"nsdash", "NSDASH_EVENT": event.encode(),
+                      "NSDASH_BOOT": str(self._boot).encode()}
+            return Entry(stamp, fields, self.machine, cursor=f"console;{self._counter}", event=event)
+        if not line:
+            return None
+        stamp = now if now is not None else (self._time if self._time is not None else self._mtime())
+        fields = {"MESSAGE": line.encode(), "_HOSTNAME": self._host, "SYSLOG_IDENTIFIER": b"console",
+                  "NSDASH_BOOT": str(self._boot).encode()}
+        return Entry(stamp, fields, self.machine, cursor=f"console;{self._counter}")
+
+    def _mtime(self) -> int:
+        try:
+            return int(self.path.stat().st_mtime * 10**6)
+        except OSError:
+            return int(time.time() * 10**6)
+
+    def _admits(self, e: Entry) -> bool:
+        f = self.filters
+        if f.units:
+            return False  # console lines come from no unit
+        if self._wanted_boot is not None and self._boot != self._wanted_boot:
+            return False
+        return f.admits_priority(e.priority) and f.admits_time(e.realtime)
+
+    # ------------------------------------------------------------ boots
+
+    def boot_numbers(self) -> list[int]:
+        """The boots the log records ("boot N" separators), oldest first."""
+        numbers: list[int] = []
+        try:
+            with open(self.path, "rb") as f:
+                for raw in f:
+                    if raw.startswith(b"-- nsdash: boot "):
+                        sep = parse_separator(clean_line(raw.decode("utf-8", "replace").rstrip("\n")))
+                        if sep and sep[0].startswith("boot "):
+                            numbers.append(int(sep[0].split()[1]))
+        except OSError:
+            pass
+        return numbers
+
+    def _resolve_boot_filter(self) -> None:
+        boot = self.filters.boot
+        if boot is None:
+            return
+        from nsdash.errors import NsdashError
+
+        numbers = self.boot_numbers()
+        if isinstance(boot, str):
+            raise NsdashError(f"{self.machine}'s console log has no boot IDs, only boot numbers",
+                              "use -b with an offset (0, -1, 1, ...)")
+        pick = boot - 1 if boot > 0 else len(numbers) - 1 + boot
+        if not 0 <= pick < len(numbers):
+            raise NsdashError(f"data from the specified boot ({boot:+d}) is not in {self.machine}'s console log",
+                              "list the boots with --list-boots")
+        self._wanted_boot = numbers[pick]
+
+    # ------------------------------------------------------------ the source interface
+
+    def entries(self):
+        yield from self._read_more(following=False)
+
+    def tail(self, n: int) -> list[Entry]:
+        kept: deque[Entry] = deque(maxlen=max(n, 0))
+        kept.extend(self._read_more(following=False))
+        return list(kept)
+
+    def seek_end(self) -> None:
+        self._read_more(following=False)
+
+    def fileno(self) -> int:
+        """Readable when the log changed (inotify on the file and its directory)."""
+        if self._inotify is None:
+            fd = syscalls.inotify_init1()
+            syscalls.inotify_add_watch(fd, str(self.path.parent),
+                                       syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_MODIFY
+                                       | syscalls.IN_CLOSE_WRITE)
+            self._inotify = fd
+        return self._inotify
+
+    def timeout_ms(self) -> int:
+        return -1
+
+    def read_new(self) -> list[Entry]:
+        if self._inotify is not None:
+            try:
+                while os.read(self._inotify, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+        return self._read_more(following=True)
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            os.close(self._inotify)
+            self._inotify = None
+
+    def __enter__(self) -> ConsoleSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,218 @@
+"""journalctl's output formats, line for line: short, short-precise, json, cat.
+
+short:          `Mon DD HH:MM:SS HOST IDENT[PID]: MESSAGE` (the sender's own time,
+                continuation lines indented under the message, "-- Boot ID --"
+                between boots, "[N blob data]" for unprintable messages)
+short-precise:  the same with microseconds
+json:           one object per line, values as strings, byte arrays for
+                unprintable values, null above 4096 bytes, arrays for repeated fields
+cat:            the message alone
+Colours by priority as journalctl's get_log_colors() when asked (on a terminal).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import IO
+
+from nsdash.journal.entry import Entry, FieldValue
+
+FORMATS = ("short", "short-precise", "json", "cat")
+JSON_THRESHOLD = 4096
+
+ANSI_NORMAL = "\x1b[0m"
+ANSI_HIGHLIGHT = "\x1b[0;1;39m"
+_COLORS = {0: "\x1b[0;1;31m", 1: "\x1b[0;1;31m", 2: "\x1b[0;1;31m", 3: "\x1b[0;1;31m",
+           4: "\x1b[0;1;38;5;185m", 5: ANSI_HIGHLIGHT, 7: "\x1b[0;38;5;245m"}
+
+# What journalctl's utf8_is_printable() rejects: C0 controls but tab and newline, DEL, C1 controls.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def color_of(priority: int | None) -> tuple[str, str]:
+    """The (on, off) escape sequences journalctl uses for a priority."""
+    on = _COLORS.get(6 if priority is None else priority, "")
+    return on, (ANSI_NORMAL if on else "")
+
+
+def _printable(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _UNPRINTABLE.search(text) else text
+
+
+def format_bytes(n: int) -> str:
+    """systemd's format_bytes(): 1023 -> "1023B", 1536 -> "1.5K"."""
+    for suffix, factor in (("E", 1 << 60), ("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30),
+                           ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= factor:
+            return f"{n // factor}.{(n * 10 // factor) % 10}{suffix}"
+    return f"{n}B"
+
+
+def _first(value: FieldValue | None) -> bytes | None:
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+class _Clock:
+    """Local-time "Mon DD HH:MM:SS", cached per second (most entries share their second)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, usec: int) -> str:
+        second = usec // 1_000_000
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%b %d %H:%M:%S", time.localtime(second))
+        return self._text
+
+
+class Printer:
+    """Writes entries to OUT in one of journalctl's formats.
+
+    tag_machines: show each entry's machine in the host column (short) or as
+    NSDASH_MACHINE (json), for streams merged from several machines; like
+    journalctl --merge, no "-- Boot --" lines then.
+    """
+
+    def __init__(self, out: IO[str], mode: str = "short", color: bool = False, tag_machines: bool = False) -> None:
+        if mode not in FORMATS:
+            raise ValueError(mode)
+        self.out = out
+        self.mode = mode
+        self.color = color
+        self.tag_machines = tag_machines
+        self._clock = _Clock()
+        self._previous_boot: bytes | None = None
+        self._render: Callable[[Entry], str | None] = {
+            "short": self.short, "short-precise": self.short, "json": self.json, "cat": self.cat}[mode]
+        self.count = 0
+
+    def write(self, entry: Entry) -> None:
+        text = self._render(entry)
+        if text is not None:
+            self.out.write(text)
+            self.count += 1
+
+    def write_all(self, entries) -> None:
+        render, write = self._render, self.out.write
+        n = 0
+        for e in entries:
+            text = render(e)
+            if text is not None:
+                write(text)
+                n += 1
+        self.count += n
+
+    # ------------------------------------------------------------ short
+
+    def _boot_line(self, entry: Entry) -> str:
+        if self.tag_machines or entry.event is not None:
+            return ""
+        boot = _first(entry.fields.get("_BOOT_ID"))
+        if boot is None:
+            return ""
+        previous, self._previous_boot = self._previous_boot, boot
+        if previous is None or previous == boot:
+            return ""
+        on, off = (ANSI_HIGHLIGHT, ANSI_NORMAL) if self.color else ("", "")
+        return f"{on}-- Boot {boot.decode('ascii', 'replace')} --{off}\n"
+
+    def short(self, entry: Entry) -> str | None:
+        fields = entry.fields
+        if entry.event is not None:  # a console-log separator stands on its own, like "-- Boot --"
+            on, off = (ANSI_HIGHLIGHT, ANSI_NORMAL) if self.color else ("", "")
+            return f"{on}{entry.message}{off}\n"
+        raw = _first(fields.get("MESSAGE"))
+        if raw is None:
+            return None  # journalctl skips entries without a message
+        head = self._boot_line(entry)
+        source_ts = _first(fields.get("_SOURCE_REALTIME_TIMESTAMP"))
+        usec = int(source_ts) if source_ts is not None and source_ts.isdigit() else entry.realtime
+        stamp = self._clock(usec)
+        if self.mode == "short-precise":
+            stamp = f"{stamp}.{usec % 1_000_000:06d}"
+        parts = [stamp]
+        host = entry.machine.encode() if self.tag_machines and entry.machine else _first(fields.get("_HOSTNAME"))
+        host_text = _short_field(host)
+        if host_text is not None:
+            parts.append(" " + host_text)
+        ident = _short_field(_first(fields.get("SYSLOG_IDENTIFIER")))
+        if ident is None:
+            ident = _short_field(_first(fields.get("_COMM")))
+        parts.append(" " + (ident if ident is not None else "unknown"))
+        pid = _short_field(_first(fields.get("SYSLOG_PID")))
+        if pid is None:
+            pid = _short_field(_first(fields.get("_PID")))
+        if pid is not None:
+            parts.append(f"[{pid}]")
+        prefix = "".join(parts)
+        message = _printable(raw)
+        if message is None:
+            return f"{head}{prefix}: [{format_bytes(len(raw))} blob data]\n"
+        if not message:
+            return f"{head}{prefix}: \n"
+        on = off = ""
+        if self.color:
+            on, off = color_of(entry.priority)
+        if "\n" not in message:
+            return f"{head}{prefix}: {on}{message}{off}\n"
+        indent = " " * (len(prefix) + 2)
+        lines = message.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        body = f"\n{indent}".join(f"{on}{line}{off}" for line in lines)
+        return f"{head}{prefix}: {body}\n"
+
+    # ------------------------------------------------------------ cat
+
+    def cat(self, entry: Entry) -> str | None:
+        raw = _first(entry.fields.get("MESSAGE"))
+        if raw is None:
+            return None
+        text = raw.decode("utf-8", "replace")
+        if self.color:
+            on, off = color_of(entry.priority)
+            return f"{on}{text}{off}\n"
+        return text + "\n"
+
+    # ------------------------------------------------------------ json
+
+    def json(self, entry: Entry) -> str | None:
+        obj: dict[str, object] = {}
+        if entry.cursor is not None:
+            obj["__CURSOR"] = entry.cursor
+        obj["__REALTIME_TIMESTAMP"] = str(entry.realtime)
+        if entry.monotonic is not None:
+            obj["__MONOTONIC_TIMESTAMP"] = str(entry.monotonic)
+        for name, value in entry.fields.items():
+            if isinstance(value, list):
+                obj[name] = [_json_value(v) for v in value]
+            else:
+                obj[name] = _json_value(value)
+        if self.tag_machines and entry.machine:
+            obj["NSDASH_MACHINE"] = entry.machine
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _short_field(raw: bytes | None) -> str | None:
+    """journalctl's shall_print(): short enough and printable, else the field is left out."""
+    if raw is None or len(raw) >= 300:
+        return None
+    return _printable(raw)
+
+
+def _json_value(raw: bytes) -> object:
+    if len(raw) > JSON_THRESHOLD:
+        return None
+    text = _printable(raw)
+    return text if text is not None else list(raw)

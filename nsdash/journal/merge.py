@@ -1,0 +1,143 @@
+"""Several sources (machines' journals, console logs) as one time-ordered stream.
+
+Each entry keeps the machine it came from.  Following waits on every
+source's change descriptor at once with poll(2); nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import select
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from nsdash.journal.console import ConsoleSource
+from nsdash.journal.entry import Entry
+from nsdash.journal.filters import Filters
+from nsdash.journal.locate import MachineLogs, locate, require_logs
+from nsdash.journal.reader import JournalSource
+
+
+class Source(Protocol):
+    skipped: list[str]
+
+    def entries(self) -> Iterator[Entry]: ...
+    def tail(self, n: int) -> list[Entry]: ...
+    def seek_end(self) -> None: ...
+    def fileno(self) -> int: ...
+    def timeout_ms(self) -> int: ...
+    def read_new(self) -> list[Entry]: ...
+    def close(self) -> None: ...
+
+
+def _key(e: Entry) -> int:
+    return e.realtime
+
+
+class MergedLog:
+    """The entries of SOURCES, merged by time: history (all or the last N), then follow."""
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self.sources = list(sources)
+        self._poll: select.poll | None = None
+        self._by_fd: dict[int, Source] = {}
+
+    @property
+    def skipped(self) -> list[str]:
+        return [s for src in self.sources for s in src.skipped]
+
+    def entries(self) -> Iterator[Entry]:
+        """All matching entries, oldest first."""
+        if len(self.sources) == 1:
+            return self.sources[0].entries()
+        return heapq.merge(*(s.entries() for s in self.sources), key=_key)
+
+    def tail(self, n: int) -> list[Entry]:
+        """The last N matching entries over all sources, oldest first."""
+        merged = list(heapq.merge(*(s.tail(n) for s in self.sources), key=_key))
+        return merged[-n:] if n > 0 else []
+
+    def seek_end(self) -> None:
+        for s in self.sources:
+            s.seek_end()
+
+    # ------------------------------------------------------------ following
+
+    def filenos(self) -> list[int]:
+        """Descriptors that become readable when some source may have new entries."""
+        if self._poll is None:
+            self._poll = select.poll()
+            for s in self.sources:
+                fd = s.fileno()
+                self._by_fd[fd] = s
+                self._poll.register(fd, select.POLLIN)
+        return list(self._by_fd)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a source changed or TIMEOUT seconds passed; True if something changed."""
+        self.filenos()
+        assert self._poll is not None
+        wanted = -1 if timeout is None else int(timeout * 1000)
+        for s in self.sources:
+            t = s.timeout_ms()
+            if t >= 0:
+                wanted = t if wanted < 0 else min(wanted, t)
+        return bool(self._poll.poll(wanted))
+
+    def read_new(self) -> list[Entry]:
+        """Entries added since the last read, by time (non-blocking)."""
+        if len(self.sources) == 1:
+            return self.sources[0].read_new()
+        return sorted((e for s in self.sources for e in s.read_new()), key=_key)
+
+    def follow(self, timeout: float | None = None) -> Iterator[Entry]:
+        """New entries as they come, forever (or until TIMEOUT seconds pass with none)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.wait(remaining)
+            new = self.read_new()
+            yield from new
+            if deadline is not None and not new and time.monotonic() >= deadline:
+                return
+
+    def close(self) -> None:
+        for s in self.sources:
+            s.close()
+
+    def __enter__(self) -> MergedLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- opening
+
+
+def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False) -> list[Source]:
+    """A machine's journal directories, or its console log when it keeps no journal."""
+    require_logs(logs)
+    if logs.journal_dirs:
+        return [JournalSource(d, filters, logs.name, detail) for d in logs.journal_dirs]
+    assert logs.console_log is not None
+    return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
+
+
+def open_logs(machines: Sequence[str] = (), directories: Sequence[Path] = (), filters: Filters | None = None,
+              detail: bool = False) -> MergedLog:
+    """One stream over machines (by name) and journal directories (-D)."""
+    filters = filters or Filters()
+    sources: list[Source] = []
+    try:
+        for name in machines:
+            sources += sources_for(locate(name), filters, detail)
+        for d in directories:
+            sources.append(JournalSource(Path(d), filters, None, detail))
+    except BaseException:
+        for s in sources:
+            s.close()
+        raise
+    return MergedLog(sources)
