@@ -343,6 +343,17 @@ class Systemd:
 
         A failed job raises JobFailed naming systemd's result and the unit's Result.
         """
+        if wait:
+            await self.subscribe()
+        outcome = await self.enqueue(kind, name, mode)
+        return await self.finish(outcome, job_timeout) if wait else outcome
+
+    async def subscribe(self) -> None:
+        """Ask systemd for JobRemoved signals; call before enqueue() when you will finish() the job."""
+        await self._subscribe()
+
+    async def enqueue(self, kind: str, name: str, mode: str = "replace") -> JobOutcome:
+        """Queue a job and return at once (result None)."""
         methods = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit",
                    "reload": "ReloadUnit", "try-restart": "TryRestartUnit",
                    "reload-or-restart": "ReloadOrRestartUnit"}
@@ -351,18 +362,18 @@ class Systemd:
         if mode not in JOB_MODES:
             raise UsageError(f"unknown job mode '{mode}'", f"use one of {', '.join(JOB_MODES)}")
         name = mangle(name)
-        if wait:
-            await self._subscribe()
         (job_path,) = await self._manager(methods[kind], "ss", [name, mode])
         job_path = str(job_path)
-        job_id = int(job_path.rsplit("/", 1)[-1]) if job_path.rsplit("/", 1)[-1].isdigit() else 0
-        if not wait:
-            return JobOutcome(job_id, job_path, name, kind, None)
-        result = await self._wait_job(job_path, job_timeout)
-        outcome = JobOutcome(job_id, job_path, name, kind, result)
-        if not outcome.ok:
-            raise await self._job_failure(outcome)
-        return outcome
+        tail = job_path.rsplit("/", 1)[-1]
+        return JobOutcome(int(tail) if tail.isdigit() else 0, job_path, name, kind, None)
+
+    async def finish(self, outcome: JobOutcome, job_timeout: float | None = 300.0) -> JobOutcome:
+        """Wait for a job queued after subscribe(); raises JobFailed unless it is done."""
+        result = await self._wait_job(outcome.job_path, job_timeout)
+        done = JobOutcome(outcome.job_id, outcome.job_path, outcome.unit, outcome.kind, result)
+        if not done.ok:
+            raise await self._job_failure(done)
+        return done
 
     async def _job_failure(self, outcome: JobOutcome) -> JobFailed:
         machine = self.bus.target.name
@@ -397,6 +408,16 @@ class Systemd:
 
     async def daemon_reload(self) -> None:
         await self._manager("Reload")
+
+    async def unit_file_state(self, name: str) -> str:
+        (state,) = await self._manager("GetUnitFileState", "s", [mangle(name)])
+        return str(state)
+
+    async def reset_failed(self, name: str | None = None) -> None:
+        if name is None:
+            await self._manager("ResetFailed")
+        else:
+            await self._manager("ResetFailedUnit", "s", [mangle(name)])
 
 
 # ---------------------------------------------------------------- sync wrapper

@@ -1,0 +1,109 @@
+"""A unit's processes, read from the host's view of the machine's cgroup.
+
+The machine's systemd names a unit's cgroup relative to the root of the
+machine's cgroup namespace (ControlGroup=/system.slice/foo.service).  On the
+host that is MACHINE_CGROUP + ControlGroup in the cgroup2 hierarchy (the one a
+booted systemd uses, also on hybrid hosts).  PIDs are read there as host PIDs
+and translated to the machine's own PIDs through /proc/PID/status (NSpid).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsdash.inside.target import Target
+from nsdash.system import cgroupfs
+
+
+@dataclass(frozen=True)
+class UnitProcess:
+    """One process in a unit's cgroup."""
+
+    pid: int  # as the machine sees it (None-free: falls back to the host PID)
+    host_pid: int
+    cgroup: str  # the process's cgroup, relative to the machine's cgroup root
+    cmdline: str
+    comm: str  # the kernel's short process name (what "Main PID: 29 (dbus-daemon)" shows)
+
+
+def parse_nspid(status_text: str) -> int | None:
+    """The innermost PID from /proc/PID/status' NSpid line."""
+    for line in status_text.splitlines():
+        if line.startswith("NSpid:"):
+            fields = line.split()[1:]
+            return int(fields[-1]) if fields else None
+    return None
+
+
+def parse_cmdline(raw: bytes, comm: str = "") -> str:
+    """/proc/PID/cmdline as ps shows it; kernel threads and zombies get [comm]."""
+    args = [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0") if a] if raw else []
+    return " ".join(args) if args else f"[{comm}]"
+
+
+def strip_suffix(path: str, suffix: str) -> str | None:
+    """'/a/b/init.scope' minus '/init.scope' -> '/a/b'; None when PATH does not end with SUFFIX."""
+    path, suffix = path.rstrip("/"), "/" + suffix.strip("/")
+    if suffix == "/":
+        return path
+    if path == suffix:
+        return ""
+    return path[: -len(suffix)] if path.endswith(suffix) else None
+
+
+def machine_cgroup_root(target: Target, init_cgroup: str = "/init.scope", proc: Path = Path("/proc")) -> str | None:
+    """The machine's cgroup namespace root on the host's cgroup2 hierarchy.
+
+    Recorded by nsdash's supervisor when known; otherwise derived from where the
+    machine's init sits (host view) minus where it thinks it sits (INIT_CGROUP).
+    """
+    if target.cgroup:
+        return target.cgroup.rstrip("/")
+    try:
+        leader = cgroupfs.own_cgroup(target.leader, proc).get("")
+    except OSError:
+        return None
+    if leader is None:
+        return None
+    return strip_suffix(leader, init_cgroup)
+
+
+def unit_processes(target: Target, control_group: str, layout: cgroupfs.Layout | None = None,
+                   init_cgroup: str = "/init.scope", proc: Path = Path("/proc")) -> list[UnitProcess] | None:
+    """Processes in CONTROL_GROUP and below; None when the host view is unavailable."""
+    layout = layout or cgroupfs.detect()
+    base = machine_cgroup_root(target, init_cgroup, proc)
+    if base is None or layout.unified is None:
+        return None
+    top = layout.unified_path(base + control_group)
+    if top is None or not top.is_dir():
+        return []
+    found: list[UnitProcess] = []
+    for directory, subdirs, _ in os.walk(top):
+        subdirs.sort()
+        rel = control_group + directory[len(str(top)):]
+        try:
+            pids = [int(p) for p in Path(directory, "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            continue  # the cgroup went away while we walked
+        for host_pid in pids:
+            found.append(_process(host_pid, rel, proc))
+    return found
+
+
+def _process(host_pid: int, cgroup: str, proc: Path) -> UnitProcess:
+    pdir = proc / str(host_pid)
+    try:
+        status = (pdir / "status").read_text()
+    except OSError:
+        status = ""
+    try:
+        raw = (pdir / "cmdline").read_bytes()
+    except OSError:
+        raw = b""
+    comm = next((line.split(None, 1)[1] for line in status.splitlines()
+                 if line.startswith("Name:") and len(line.split(None, 1)) > 1), "?")
+    inner = parse_nspid(status)
+    return UnitProcess(inner if inner is not None else host_pid, host_pid, cgroup, parse_cmdline(raw, comm), comm)
