@@ -1,0 +1,104 @@
+"""`nsdash login NAME`: the machine's console in this terminal, like machinectl login.
+
+Raw mode, the window size follows the terminal (SIGWINCH), and ^] pressed
+three times within a second detaches, leaving the machine running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import termios
+import tty
+
+ESCAPE = 0x1D  # ^]
+ESCAPE_COUNT = 3
+ESCAPE_WINDOW = 1.0
+
+
+class EscapeDetector:
+    """Spots ^] typed ESCAPE_COUNT times within ESCAPE_WINDOW seconds."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def feed(self, data: bytes, now: float) -> bool:
+        for b in data:
+            if b != ESCAPE:
+                self.times.clear()
+                continue
+            self.times = [t for t in self.times if now - t <= ESCAPE_WINDOW] + [now]
+            if len(self.times) >= ESCAPE_COUNT:
+                return True
+        return False
+
+
+def _winsize(fd: int) -> tuple[int, int] | None:
+    try:
+        cols, rows = os.get_terminal_size(fd)
+        return rows, cols
+    except OSError:
+        return None
+
+
+def login(name: str) -> int:
+    import select
+    import time
+
+    from nsdash.launcher import client
+
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    size = _winsize(stdin)
+    session = client.attach(name, *(size or (None, None)))
+    sys.stderr.write(f"Connected to machine {name}. Press ^] three times within 1s to exit session.\r\n")
+    sys.stderr.flush()
+    is_tty = os.isatty(stdin)
+    saved = termios.tcgetattr(stdin) if is_tty else None
+    sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
+    old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
+    escape = EscapeDetector()
+    message = f"Connection to machine {name} terminated."
+    try:
+        if is_tty:
+            tty.setraw(stdin)
+        stdin_open = True
+        while True:
+            watch = [session.fileno(), sig_r] + ([stdin] if stdin_open else [])
+            ready, _, _ = select.select(watch, [], [])
+            if sig_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(sig_r, 64)
+                size = _winsize(stdin)
+                if size:
+                    session.resize(*size)
+            if stdin in ready:
+                data = os.read(stdin, 4096)
+                if not data:
+                    stdin_open = False  # piped input ended: keep showing output
+                else:
+                    if escape.feed(data, time.monotonic()):
+                        break
+                    session.send(data)
+            if session.fileno() in ready:
+                got = session.read(0)
+                if got is None:
+                    message = f"Machine {name} terminated."
+                    break
+                out, events = got
+                if out:
+                    os.write(stdout, out)
+                if any(e.get("event") in ("poweroff", "exited", "killed") for e in events):
+                    message = f"Machine {name} terminated."
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(sig_r)
+        os.close(sig_w)
+        session.close()
+    sys.stderr.write(f"\r\n{message}\r\n")
+    return 0

@@ -1,0 +1,377 @@
+"""machinectl's verbs, names and output: list, status, start, login, shell, poweroff,
+reboot, terminate, kill, list-images, ps.
+
+The dispatcher passes the verb as argv[0].  Formatting is pure (format_* take
+records, return text) so it is tested without machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from nsdash.errors import UsageError
+from nsdash.machines.registry import Machine
+
+VERBS = ("list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
+         "list-images", "ps")
+
+
+# ---------------------------------------------------------------- pure formatting
+
+
+def table(headers: list[str], rows: list[list[str]], legend: bool = True) -> str:
+    """machinectl's tables: left-aligned columns one space apart, the last unpadded."""
+    all_rows = ([headers] if legend else []) + rows
+    if not all_rows:
+        return ""
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(headers))]
+    lines = []
+    for r in all_rows:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(r[:-1])] + [r[-1]]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def format_list(machines: list[Machine], legend: bool = True) -> str:
+    rows = []
+    for m in machines:
+        addr = m.addresses[0] + ("…" if len(m.addresses) > 1 else "") if m.addresses else "-"
+        service = m.service + (" (orphaned)" if m.orphan else "")
+        rows.append([m.name, m.class_, service, m.os, m.version, addr])
+    text = table(["MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES"], rows, legend)
+    if legend:
+        text += ("\n" if rows else "") + (f"{len(rows)} machines listed.\n" if rows else "No machines.\n")
+    return text
+
+
+def machine_json(m: Machine) -> dict[str, Any]:
+    s = m.state
+    return {"machine": m.name, "class": m.class_, "service": m.service, "os": m.os if m.os != "-" else None,
+            "version": m.version if m.version != "-" else None, "addresses": m.addresses or None,
+            "leader": m.leader, "root": m.root, "orphaned": m.orphan,
+            "state": s.state if s else None, "since": s.since if s else None,
+            "boot": s.boot if s else None, "cgroup": s.cgroup if s else None,
+            "netif": s.netif if s else [], "supervisor": s.supervisor if s else None}
+
+
+def _since(iso: str, now: datetime | None = None) -> str:
+    try:
+        t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return iso
+    now = now or datetime.now(UTC)
+    secs = max(0, int((now - t).total_seconds()))
+    if secs < 60:
+        ago = f"{secs}s ago"
+    elif secs < 3600:
+        ago = f"{secs // 60}min {secs % 60}s ago"
+    else:
+        ago = f"{secs // 3600}h {secs % 3600 // 60}min ago"
+    return f"{t.strftime('%a %Y-%m-%d %H:%M:%S UTC')}; {ago}"
+
+
+def cgroup_tree(procs_by_cgroup: list[tuple[str, list[tuple[int, str]]]], top: str) -> list[str]:
+    """systemd-cgls-style lines for a cgroup and its children: (relative path, [(pid, cmd)])."""
+    lines: list[str] = []
+
+    def walk(rel: str, prefix: str) -> None:
+        children = sorted(c for c, _ in procs_by_cgroup
+                          if c.startswith(rel + "/" if rel else "") and c != rel
+                          and "/" not in c[len(rel) + (1 if rel else 0):])
+        procs = next((p for c, p in procs_by_cgroup if c == rel), [])
+        items: list[tuple[str, Any]] = [("p", p) for p in procs] + [("c", c) for c in children]
+        for i, (kind, item) in enumerate(items):
+            last = i == len(items) - 1
+            branch = "└─" if last else "├─"
+            if kind == "p":
+                lines.append(f"{prefix}{branch}{item[0]} {item[1]}")
+            else:
+                lines.append(f"{prefix}{branch}{item.rsplit('/', 1)[-1]}")
+                walk(item, prefix + ("  " if last else "│ "))
+
+    lines.append(top)
+    walk("", "")
+    return lines
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _parser(verb: str, names: str | None = "*") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"nsdash {verb}", add_help=True)
+    if names:
+        p.add_argument("names", nargs=names, metavar="NAME")
+    return p
+
+
+def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    try:
+        return p.parse_args(argv)
+    except SystemExit as e:
+        if e.code == 0:
+            raise
+        raise UsageError(f"bad arguments for '{p.prog}'", f"see '{p.prog} --help'") from None
+
+
+def _output_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", choices=["short", "json", "json-pretty"], default="short")
+    p.add_argument("--no-legend", action="store_true")
+    p.add_argument("--no-pager", action="store_true")
+
+
+def _dump(data: Any, mode: str) -> None:
+    sys.stdout.write(json.dumps(data, indent=2 if mode == "json-pretty" else None) + "\n")
+
+
+def parse_signal(text: str) -> int:
+    t = text.upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < 65:
+            return n
+    else:
+        t = t if t.startswith("SIG") else "SIG" + t
+        if t.startswith("SIGRTMIN+") and t[9:].isdigit():
+            return int(signal.SIGRTMIN) + int(t[9:])
+        if t.startswith("SIGRTMAX-") and t[9:].isdigit():
+            return int(signal.SIGRTMAX) - int(t[9:])
+        try:
+            return int(signal.Signals[t])
+        except KeyError:
+            pass
+    raise UsageError(f"unknown signal '{text}'", "use a name such as TERM, KILL, RTMIN+4, or a number 1-64")
+
+
+def _names_required(ns: argparse.Namespace, verb: str) -> list[str]:
+    if not ns.names:
+        raise UsageError(f"'nsdash {verb}' needs a machine name", "see 'nsdash list' for running machines")
+    return list(ns.names)
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def cmd_list(argv: list[str]) -> int:
+    p = _parser("list", None)
+    _output_opts(p)
+    p.add_argument("--all", "-a", action="store_true", help="ignored (machinectl compatibility)")
+    ns = _parse(p, argv)
+    from nsdash.machines import registry
+
+    machines = registry.list_machines()
+    if ns.output.startswith("json"):
+        _dump([machine_json(m) for m in machines], ns.output)
+    else:
+        sys.stdout.write(format_list(machines, legend=not ns.no_legend))
+    return 0
+
+
+def _status_text(m: Machine, log_lines: list[str]) -> str:
+    from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.monitor import procs
+
+    s = m.state
+    head = m.name + (f"({s.uuid})" if s and s.uuid else "")
+    out = [head]
+
+    def field(label: str, value: str) -> None:
+        out.append(f"{label:>16}: {value}")
+
+    if s:
+        field("Since", _since(s.since))
+    if m.leader:
+        field("Leader", f"{m.leader} ({(procs.cmdline(m.leader) or '?').split()[0].rsplit('/', 1)[-1]})")
+    field("Service", f"{m.service}; class {m.class_}")
+    if m.orphan:
+        field("State", "orphaned (its supervisor died)")
+    elif s:
+        field("State", f"{s.state}, boot {s.boot}")
+    if m.root:
+        field("Root", m.root)
+    if s and s.netif:
+        field("Iface", " ".join(s.netif))
+    for i, a in enumerate(m.addresses):
+        out.append(f"{'Address' if i == 0 else '':>16}{': ' if i == 0 else '  '}{a}")
+    if m.os_release:
+        field("OS", m.os_release.get("PRETTY_NAME") or m.os)
+    if s and s.cgroup:
+        field("Unit", s.cgroup.rsplit("/", 1)[-1])
+        cg = MachineCgroup(m.name)
+        top = cg.main_dir.parent / s.cgroup.rsplit("/", 1)[-1] if cg.path != s.cgroup else cg.main_dir
+        found: list[tuple[str, list[tuple[int, str]]]] = []
+        for sub, _dirs, _files in sorted(os.walk(top)):
+            rel = os.path.relpath(sub, top)
+            rel = "" if rel == "." else rel
+            try:
+                plist = [(pi.pid, pi.cmdline) for pi in procs.processes(sub)]
+            except OSError:
+                plist = []
+            found.append((rel, plist))
+        for line in cgroup_tree(found, "")[1:]:
+            out.append(" " * 18 + line)
+    if log_lines:
+        out.append("")
+        out.extend(log_lines)
+    return "\n".join(out) + "\n"
+
+
+def cmd_status(argv: list[str]) -> int:
+    p = _parser("status")
+    _output_opts(p)
+    p.add_argument("-n", "--lines", type=int, default=10)
+    ns = _parse(p, argv)
+    from nsdash.launcher import client
+    from nsdash.launcher.consolelog import last_lines
+    from nsdash.machines import registry
+    from nsdash.machines import state as st
+
+    names = _names_required(ns, "status")
+    results: list[Any] = []
+    texts = []
+    for name in names:
+        client.clean_if_orphan(name)
+        m = registry.lookup(name)
+        lines = last_lines(st.machine_dir(name) / st.CONSOLE_LOG, ns.lines) if m.source == "nsdash" else []
+        results.append({**machine_json(m), "log": lines})
+        texts.append(_status_text(m, lines))
+    if ns.output.startswith("json"):
+        _dump(results if len(results) > 1 else results[0], ns.output)
+    else:
+        sys.stdout.write("\n".join(texts))
+    return 0
+
+
+def cmd_start(argv: list[str]) -> int:
+    ns = _parse(_parser("start"), argv)
+    from nsdash.launcher import client
+
+    for name in _names_required(ns, "start"):
+        client.start(name)
+    return 0
+
+
+def _simple(verb: str, argv: list[str]) -> int:
+    ns = _parse(_parser(verb), argv)
+    from nsdash.launcher import client
+
+    action = {"poweroff": client.poweroff, "terminate": client.terminate, "reboot": client.reboot}[verb]
+    for name in _names_required(ns, verb):
+        action(name)
+    return 0
+
+
+def cmd_kill(argv: list[str]) -> int:
+    p = _parser("kill")
+    p.add_argument("-s", "--signal", default="SIGTERM")
+    p.add_argument("--kill-whom", "--kill-who", dest="whom", choices=["leader", "all"], default="all")
+    ns = _parse(p, argv)
+    sig = parse_signal(ns.signal)
+    from nsdash.launcher import client
+
+    for name in _names_required(ns, "kill"):
+        client.kill(name, sig, ns.whom)
+    return 0
+
+
+def cmd_list_images(argv: list[str]) -> int:
+    p = _parser("list-images", None)
+    _output_opts(p)
+    ns = _parse(p, argv)
+    from nsdash.launcher import client
+
+    images = client.list_images()
+    rows, data = [], []
+    for path in images:
+        st_ = path.stat()
+        ro = "yes" if not os.access(path, os.W_OK) else "no"
+        mtime = datetime.fromtimestamp(st_.st_mtime, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
+        rows.append([path.name, "directory", ro, str(path), mtime])
+        data.append({"name": path.name, "type": "directory", "ro": ro == "yes", "path": str(path),
+                     "mtime": int(st_.st_mtime)})
+    if ns.output.startswith("json"):
+        _dump(data, ns.output)
+        return 0
+    sys.stdout.write(table(["NAME", "TYPE", "RO", "PATH", "MODIFIED"], rows, not ns.no_legend))
+    if not ns.no_legend:
+        sys.stdout.write(("\n" if rows else "") + (f"{len(rows)} images listed.\n" if rows else "No images.\n"))
+    return 0
+
+
+def cmd_ps(argv: list[str]) -> int:
+    p = _parser("ps", None)
+    _output_opts(p)
+    p.add_argument("-M", "--machine", dest="machine")
+    ns = _parse(p, argv)
+    import psutil
+
+    from nsdash.machines import registry
+    from nsdash.monitor.machines import MachineMap, process_cgroup
+
+    if ns.machine:
+        registry.lookup(ns.machine)
+    mapping = MachineMap()
+    rows, data = [], []
+    for proc in psutil.process_iter(["pid", "username", "cmdline", "name", "cpu_times"]):
+        cg = process_cgroup(proc.info["pid"])
+        machine = mapping.machine_of(cg) if cg else None
+        if ns.machine and machine != ns.machine:
+            continue
+        cmd = " ".join(proc.info["cmdline"] or []) or f"[{proc.info['name']}]"
+        t = proc.info["cpu_times"]
+        secs = int(t.user + t.system) if t else 0
+        rows.append([str(proc.info["pid"]), machine or "-", proc.info["username"] or "?",
+                     f"{secs // 60}:{secs % 60:02d}", cmd])
+        data.append({"pid": proc.info["pid"], "machine": machine, "user": proc.info["username"],
+                     "cpu_seconds": secs, "command": cmd})
+    if ns.output.startswith("json"):
+        _dump(data, ns.output)
+        return 0
+    sys.stdout.write(table(["PID", "MACHINE", "USER", "TIME", "COMMAND"], rows, not ns.no_legend))
+    return 0
+
+
+def cmd_login(argv: list[str]) -> int:
+    p = _parser("login", "?")
+    ns = _parse(p, argv)
+    names = _names_required(ns, "login")
+    from nsdash.cli.login import login
+
+    return login(names[0])
+
+
+def cmd_shell(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="nsdash shell")
+    p.add_argument("--uid", default=None, help="ignored: commands run as root")
+    p.add_argument("-E", "--setenv", action="append", default=[])
+    p.add_argument("target", metavar="NAME")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    ns = _parse(p, argv)
+    name = ns.target.split("@", 1)[-1] or ".host"
+    if name == ".host":
+        raise UsageError("'nsdash shell' enters machines, not the host", "name a machine from 'nsdash list'")
+    env = {}
+    for item in ns.setenv:
+        if "=" not in item:
+            raise UsageError(f"--setenv needs NAME=VALUE, got '{item}'")
+        k, _, v = item.partition("=")
+        env[k] = v
+    from nsdash.cli.shell import shell
+
+    return shell(name, list(ns.command), env)
+
+
+def main(argv: list[str]) -> int:
+    verb, rest = argv[0], argv[1:]
+    if verb in ("poweroff", "reboot", "terminate"):
+        return _simple(verb, rest)
+    handler = {"list": cmd_list, "status": cmd_status, "start": cmd_start, "kill": cmd_kill,
+               "list-images": cmd_list_images, "ps": cmd_ps, "login": cmd_login, "shell": cmd_shell}.get(verb)
+    if handler is None:
+        raise UsageError(f"unknown machine verb '{verb}'")
+    return handler(rest)

@@ -1,0 +1,104 @@
+"""`nsdash shell NAME [CMD...]`: run a command inside a running machine.
+
+Like `nsenter -t LEADER -a`: join the leader's namespaces (user if it has its
+own, then mount, pid, uts, ipc, net, cgroup) and its root, after moving
+ourselves into the machine's cgroup so `nsdash terminate` reaches the command
+too.  Unlike `machinectl shell`, the command's exit status is passed back.
+The command uses this terminal directly; no extra PTY is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nsdash.errors import NsdashError
+
+# The order matters: the user namespace first (it grants the rights for the
+# rest), the mount namespace before chroot, the pid namespace last (it only
+# applies to children).
+NAMESPACES = ("user", "mnt", "uts", "ipc", "net", "cgroup", "pid")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _login_shell(root_fd: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if parts[0] == "root" and len(parts) >= 7 and parts[6]:
+                    return parts[6]
+    except OSError:
+        pass
+    return "/bin/sh"
+
+
+def _exit_status(wait_status: int) -> int:
+    if os.WIFEXITED(wait_status):
+        return os.WEXITSTATUS(wait_status)
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return 1
+
+
+def shell(name: str, command: list[str], env: dict[str, str]) -> int:
+    from nsdash.launcher import client
+    from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.system import syscalls
+
+    status = client.status(name)
+    leader = status.get("leader")
+    if not leader:
+        raise NsdashError(f"machine '{name}' has no running leader", f"see 'nsdash status {name}'")
+    # Open every namespace (and the root) before joining any: /proc changes under us.
+    fds: list[tuple[str, int]] = []
+    try:
+        for ns in NAMESPACES:
+            path = f"/proc/{leader}/ns/{ns}"
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{ns}").st_ino:
+                continue  # shared with the host (e.g. no private network)
+            fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        for _, fd in fds:
+            os.close(fd)
+        raise NsdashError(f"machine '{name}' stopped while we joined it") from None
+    cgroup = MachineCgroup(name)
+    if status.get("cgroup") and status["cgroup"] != cgroup.path:
+        cgroup.path = status["cgroup"]
+        cgroup.dirs = cgroup._dirs()
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cgroup.join(0)
+            for _, fd in fds:
+                syscalls.setns(fd, 0)
+            os.fchdir(root_fd)
+            os.chroot(".")
+            os.chdir("/")
+            argv = command or [_login_shell(root_fd), "-l"]
+            child_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
+                         "TERM": os.environ.get("TERM", "vt220"), "container": "nsdash", **env}
+            inner = os.fork()  # the pid namespace applies to children only
+            if inner == 0:
+                try:
+                    os.execvpe(argv[0], argv, child_env)
+                except OSError as e:
+                    os.write(2, f"nsdash: cannot run '{argv[0]}' in machine '{name}': {e.strerror}\n".encode())
+                    os._exit(127)
+            _, st = os.waitpid(inner, 0)
+            os._exit(_exit_status(st))
+        except BaseException as e:  # noqa: BLE001 - report, never fall back into the parent's code
+            os.write(2, f"nsdash: cannot enter machine '{name}': {e}\n".encode())
+            os._exit(126)
+    for _, fd in fds:
+        os.close(fd)
+    os.close(root_fd)
+    while True:
+        try:
+            _, st = os.waitpid(pid, 0)
+            return _exit_status(st)
+        except InterruptedError:
+            continue
+        except KeyboardInterrupt:
+            continue  # the command inside got the ^C too; wait for it
