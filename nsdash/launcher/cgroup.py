@@ -1,0 +1,172 @@
+"""The machine's cgroup: machine.slice/machine-NAME.scope in every hierarchy we use.
+
+On a unified host that is one directory in the cgroup2 tree.  On hybrid and
+legacy hosts the machine also gets the same directory in the v1 cpu, cpuacct,
+memory, pids and blkio hierarchies, so monitors find memory and task figures
+there (cgroup2 on a hybrid host has no controllers), and in the v1 devices
+hierarchy, where a whitelist stops the container from using device nodes it
+creates.  The truth of "running" is a populated cgroup, never a state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+from nsdash.errors import MachineExists, NsdashError
+from nsdash.system import cgroupfs
+
+SLICE = "machine.slice"
+
+# The v1 devices whitelist: the nodes the plan binds into /dev, plus PTYs.
+# Everything else (a disk node made with mknod, say) cannot be opened.
+DEVICE_ALLOW = (
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",  # tty console ptmx
+    "c 136:* rwm",  # pts
+    "c 10:200 rwm",  # net/tun
+)
+
+
+def scope_path(machine: str) -> str:
+    """The machine's cgroup path, relative to each hierarchy's root."""
+    return f"/{SLICE}/machine-{machine}.scope"
+
+
+class MachineCgroup:
+    """Create, join, signal and remove one machine's cgroup in every hierarchy."""
+
+    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None) -> None:
+        self.machine = machine
+        self.path = scope_path(machine)
+        self.layout = layout or cgroupfs.detect()
+        self.dirs = self._dirs()
+
+    def _dirs(self) -> list[Path]:
+        dirs: list[Path] = []
+        unified = self.layout.unified_path(self.path)
+        if unified is not None:
+            dirs.append(unified)
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices"):
+            p = self.layout.v1_path(ctrl, self.path)
+            if p is not None and p not in dirs:
+                dirs.append(p)
+        return dirs
+
+    @property
+    def main_dir(self) -> Path:
+        """The directory that holds every process of the machine (cgroup2 if present)."""
+        return self.dirs[0]
+
+    # ---- queries -----------------------------------------------------------
+
+    def pids(self) -> list[int]:
+        """Every process in the machine's cgroup and its descendants."""
+        found: list[int] = []
+        for d in self.dirs:
+            for sub, _, _ in os.walk(d):
+                try:
+                    with open(os.path.join(sub, "cgroup.procs")) as f:
+                        found.extend(int(line) for line in f if line.strip())
+                except OSError:
+                    continue
+        return sorted(set(found))
+
+    def populated(self) -> bool:
+        events = self.main_dir / "cgroup.events"
+        try:
+            with open(events) as f:
+                for line in f:
+                    if line.startswith("populated "):
+                        return line.split()[1] == "1"
+        except FileNotFoundError:
+            if not self.main_dir.exists():
+                return False
+        except OSError:
+            pass
+        return bool(self.pids())
+
+    # ---- effects -----------------------------------------------------------
+
+    def create(self) -> None:
+        """Make the cgroup everywhere; refuse if a machine of that name is running."""
+        if self.main_dir.exists() and self.populated():
+            raise MachineExists(f"machine '{self.machine}' is already running",
+                                f"pick another name with -M, or stop it with 'nsdash poweroff {self.machine}'")
+        try:
+            for d in self.dirs:
+                d.mkdir(parents=True, exist_ok=True)
+            self._restrict_devices()
+        except PermissionError as e:
+            self.remove()
+            raise NsdashError(f"cannot create cgroup {self.path}: {e.strerror}",
+                              "run nsdash as root") from None
+
+    def _restrict_devices(self) -> None:
+        d = self.layout.v1_path("devices", self.path)
+        if d is None or not d.is_dir():
+            return
+        with open(d / "devices.deny", "w") as f:
+            f.write("a")
+        for rule in DEVICE_ALLOW:
+            with open(d / "devices.allow", "w") as f:
+                f.write(rule)
+
+    def join(self, pid: int | str = 0) -> None:
+        """Move PID (0 = the caller) into the cgroup of every hierarchy."""
+        for d in self.dirs:
+            with open(d / "cgroup.procs", "w") as f:
+                f.write(str(pid))
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send SIG to every process of the machine."""
+        kill_file = self.main_dir / "cgroup.kill"
+        if sig == signal.SIGKILL and kill_file.exists():
+            with contextlib.suppress(OSError):
+                kill_file.write_text("1")
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def remove(self, timeout: float = 5.0) -> None:
+        """Kill what remains, wait until empty, rmdir deepest first.  Idempotent."""
+        deadline = time.monotonic() + timeout
+        while any(d.exists() for d in self.dirs):
+            if self.pids():
+                self.kill(signal.SIGKILL)
+            busy = False
+            for d in self.dirs:
+                busy |= not _rmtree_cgroup(d)
+            if not busy:
+                break
+            if time.monotonic() > deadline:
+                raise NsdashError(f"cgroup {self.path} did not empty within {timeout:.0f} s",
+                                  "check for processes stuck in uninterruptible sleep (ps -eo stat,pid,cmd)")
+            time.sleep(0.005)
+
+
+def _rmtree_cgroup(top: Path) -> bool:
+    """rmdir a cgroup and its children, deepest first; False while some stay busy."""
+    if not top.exists():
+        return True
+    ok = True
+    for sub, dirs, _ in os.walk(top, topdown=False):
+        for name in dirs:
+            ok &= _rmdir(os.path.join(sub, name))
+    return _rmdir(str(top)) and ok
+
+
+def _rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        if e.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise

@@ -1,0 +1,214 @@
+"""What runs after fork: the middle child, and the container's PID 1 before exec.
+
+Standard library, nsdash.system.syscalls and nsdash.errors only (a test checks
+it): this code runs in a forked copy of the supervisor, where importing
+anything heavy would be slow or unsafe.  The plan's mount operations were
+built and imported by the parent; here they are only executed.
+
+Failures before exec are written to ERR_FD (close-on-exec, so the parent reads
+EOF when exec succeeds) as "message\\0hint", and the process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import struct
+import sys
+import termios
+from typing import Any, NoReturn
+
+from nsdash.system import syscalls as sc
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
+    with contextlib.suppress(OSError):
+        os.write(err_fd, f"{message}\0{hint}".encode(errors="replace")[:4000])
+    os._exit(code)
+
+
+def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
+           console_fd: int | None) -> NoReturn:
+    """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
+    try:
+        for d in cgroup_dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write("0")
+        sc.unshare(plan.namespaces)
+        pid = os.fork()
+    except OSError as e:
+        fail(err_fd, f"cannot create the container's namespaces: {e.strerror or e}",
+             "nsdash needs root on a kernel with mount, PID, UTS, IPC and cgroup namespaces")
+    if pid == 0:
+        os.close(info_fd)
+        container_init(plan, go_fd, err_fd, console_fd)
+    os.write(info_fd, struct.pack("i", pid))
+    os._exit(0)
+
+
+def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -> NoReturn:
+    """PID 1 of the container: wait for the parent, set everything up, exec."""
+    try:
+        # Until exec, signals must neither kill Python with a traceback nor be lost.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_DFL)
+        if os.read(go_fd, 1) != b"1":
+            os._exit(1)  # the parent gave up; it reports why
+        os.close(go_fd)
+        os.setsid()
+        if console_fd is not None:
+            fcntl.ioctl(console_fd, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(console_fd, fd)
+            if console_fd > 2:
+                os.close(console_fd)
+        setup_root(plan, err_fd)
+        sc.sethostname(plan.hostname)
+        if plan.network != "host":
+            loopback_up()
+        drop_capabilities(plan)
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        fail(err_fd, f"cannot set up the container:{where} {e.strerror or e}",
+             "run with NSDASH_DEBUG=1 for details")
+    except Exception as e:  # noqa: BLE001 - anything here must reach the parent as one line
+        fail(err_fd, f"cannot set up the container: {e}")
+    if plan.as_pid2:
+        stub_init(plan, err_fd)
+    exec_payload(plan, err_fd)
+
+
+def setup_root(plan: Any, err_fd: int) -> None:
+    # Nothing we mount may propagate back to the host, but host unmounts still reach us.
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+    for op in plan.mounts:
+        try:
+            op.execute(plan.root)
+        except OSError as e:
+            fail(err_fd, f"cannot set up the container: {op.describe()}: {e.strerror or e}",
+                 _hint_for(op))
+    os.chdir(plan.root)
+    # pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no view of the host.
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _hint_for(op: Any) -> str:
+    name = type(op).__name__
+    if name == "Bind":
+        return "check that the bind source exists and the target's parent is a directory"
+    if name == "RootOverlay":
+        return "--ephemeral needs overlayfs; check that the kernel has it (modprobe overlay)"
+    return "run with NSDASH_DEBUG=1 for details"
+
+
+def loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+
+
+def _last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+def drop_capabilities(plan: Any) -> None:
+    """Bounding set = the plan's; then switch user; then trim the other sets to match."""
+    keep = set(plan.capability_numbers)
+    for cap in range(_last_cap() + 1):
+        if cap not in keep:
+            sc.prctl(sc.PR_CAPBSET_DROP, cap)
+    with contextlib.suppress(OSError):
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    user = plan.user
+    if user.uid != 0 or user.gid != 0:
+        os.setgroups(list(user.groups))
+        os.setgid(user.gid)
+        os.setuid(user.uid)  # a non-root user ends up with no capabilities at all
+        return
+    os.setgroups(list(user.groups) or [0])
+    _, permitted, _ = sc.capget()
+    mask = 0
+    for cap in keep:
+        mask |= 1 << cap
+    mask &= permitted
+    sc.capset(mask, mask, 0)
+
+
+def _clean_process_state(err_fd: int) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so restore them.
+    for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Only stdio and the error pipe (close-on-exec) may reach the payload.
+    os.closerange(3, err_fd)
+    os.closerange(err_fd + 1, 1 << 20)
+
+
+def exec_payload(plan: Any, err_fd: int) -> NoReturn:
+    env = dict(plan.env)
+    try:
+        os.chdir(plan.chdir)
+    except OSError as e:
+        if plan.chdir != plan.user.home:
+            fail(err_fd, f"cannot change to directory {plan.chdir} in the container: {e.strerror}",
+                 "pass an existing directory to --chdir")
+        os.chdir("/")
+    _clean_process_state(err_fd)
+    try:
+        os.execvpe(plan.argv[0], list(plan.argv), env)
+    except OSError as e:
+        fail(err_fd, f"cannot run {plan.argv[0]} in the container: {e.strerror}",
+             "give a program that exists inside the tree", 127)
+
+
+# ---------------------------------------------------------------- --as-pid2
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGQUIT, signal.SIGCONT, signal.SIGWINCH, signal.SIGRTMIN + 3, signal.SIGRTMIN + 4)
+
+
+def stub_init(plan: Any, err_fd: int) -> NoReturn:
+    """PID 1 for --as-pid2: fork the payload as PID 2, reap everything, forward signals to it."""
+    child = os.fork()
+    if child == 0:
+        exec_payload(plan, err_fd)
+    os.close(err_fd)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for s in FORWARDED:
+        signal.signal(s, forward)
+    for fd in range(3):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            if os.WIFSIGNALED(status):
+                os._exit(128 + os.WTERMSIG(status))
+            os._exit(os.waitstatus_to_exitcode(status))
+
+
+if __name__ == "__main__":  # pragma: no cover - this module is imported, never run
+    sys.exit("nsdash.launcher.child is not a program")

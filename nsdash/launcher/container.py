@@ -1,0 +1,359 @@
+"""Container: one run of a ContainerSpec, from fork to teardown.
+
+    with Container(spec, console_fd=slave) as c:
+        leader = c.start()
+        outcome = c.wait()
+
+The caller (the foreground run loop, or the detached supervisor) is made a
+child subreaper: a middle child joins the machine's cgroup, unshares the
+namespaces, forks the container's PID 1 and exits, so PID 1 is reparented to
+the caller, which waits for it.  A sync pipe holds PID 1 until the host-side
+set-up (veth) is done; a close-on-exec error pipe tells the caller whether
+PID 1 reached exec or why it did not.  close() always tears everything down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsdash.errors import NsdashError
+from nsdash.launcher import child
+from nsdash.launcher.cgroup import MachineCgroup, scope_path
+from nsdash.launcher.plan import CAPABILITIES, LaunchPlan, build_plan
+from nsdash.launcher.spec import ContainerSpec
+from nsdash.system import paths
+from nsdash.system import syscalls as sc
+
+# reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
+REBOOT_SIGNAL = signal.SIGHUP
+POWEROFF_SIGNAL = signal.SIGINT
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run of the container ended."""
+
+    kind: str  # "exited" | "poweroff" | "reboot" | "killed"
+    status: int  # exit code, or signal number for "killed"
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> Outcome:
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig == REBOOT_SIGNAL:
+                return cls("reboot", 0)
+            if sig == POWEROFF_SIGNAL:
+                return cls("poweroff", 0)
+            return cls("killed", sig)
+        return cls("exited", os.waitstatus_to_exitcode(status))
+
+    def exit_code(self) -> int:
+        """What `nsdash spawn` exits with for this outcome."""
+        if self.kind == "exited":
+            return self.status
+        if self.kind == "killed":
+            return 128 + self.status
+        return 0
+
+
+def veth_name(machine: str) -> str:
+    """The host side of --network-veth: ve-NAME, cut to the kernel's 15 characters."""
+    return ("ve-" + machine)[:15]
+
+
+def _available_capabilities() -> frozenset[str]:
+    _, permitted, _ = sc.capget()
+    return frozenset(name for name, bit in CAPABILITIES.items() if permitted & (1 << bit))
+
+
+class Container:
+    """One run of a container; a context manager whose close() tears everything down."""
+
+    def __init__(self, spec: ContainerSpec, *, console_fd: int | None = None) -> None:
+        self.spec = spec
+        self.console_fd = console_fd
+        self.leader: int | None = None
+        self.cgroup: str = scope_path(spec.machine)
+        self.plan: LaunchPlan | None = None
+        self.ready = threading.Event()  # set when the payload sends READY=1
+        self.status_text: str | None = None  # the payload's last STATUS=
+        self.outcome: Outcome | None = None
+        self._cg: MachineCgroup | None = None
+        self._run_dir: Path | None = None
+        self._notify: socket.socket | None = None
+        self._pidfd: int | None = None
+        self._veth: str | None = None
+        self._closed = False
+
+    # ---- lifecycle ------------------------------------------------------------
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> int:
+        """Launch the container; return the host PID of its PID 1.  On failure nothing remains."""
+        if self.leader is not None:
+            raise RuntimeError("a Container runs once; make a new one to run again")
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> int:
+        spec = self.spec
+        run_dir = paths.state_root() / "run" / spec.machine
+        console = os.ttyname(self.console_fd) if self.console_fd is not None else None
+        plan = build_plan(spec, console=console, state_dir=str(run_dir),
+                          host_term=os.environ.get("TERM"), available_caps=_available_capabilities())
+        self.plan = plan
+        cg = MachineCgroup(spec.machine)
+        cg.create()  # refuses a running machine of that name before anything else is touched
+        self._cg = cg
+        self._prepare_run_dir(run_dir, plan)
+        self._prepare_journal(plan)
+
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        info_r, info_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            middle = os.fork()
+            if middle == 0:
+                try:
+                    os.close(info_r)
+                    os.close(go_w)
+                    os.close(err_r)
+                    child.middle(plan, [str(d) for d in cg.dirs], info_w, go_r, err_w, self.console_fd)
+                finally:
+                    os._exit(1)
+            os.close(info_w)
+            os.close(go_r)
+            os.close(err_w)
+            info_w = go_r = err_w = -1
+            data = _read_all(info_r)
+            os.waitpid(middle, 0)
+            if len(data) != 4:
+                self._raise_child_error(err_r, "the container's namespaces could not be created")
+            self.leader = struct.unpack("i", data)[0]
+            self._pidfd = _pidfd_open(self.leader)
+            self._setup_network(plan)
+            os.write(go_w, b"1")
+            os.close(go_w)
+            go_w = -1
+            report = _read_all(err_r)
+            if report:
+                self._reap_leader()
+                msg, _, hint = report.decode(errors="replace").partition("\0")
+                raise NsdashError(msg, hint or None)
+        finally:
+            for fd in (info_r, info_w, go_r, go_w, err_r, err_w):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        return self.leader
+
+    def _raise_child_error(self, err_r: int, fallback: str) -> None:
+        report = _read_all(err_r)
+        msg, _, hint = report.decode(errors="replace").partition("\0")
+        raise NsdashError(msg or fallback, hint or None)
+
+    def _prepare_run_dir(self, run_dir: Path, plan: LaunchPlan) -> None:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a stale one: its machine is not running
+        run_dir.mkdir(parents=True, mode=0o700)
+        self._run_dir = run_dir
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        sock.bind(str(run_dir / "notify"))
+        self._notify = sock
+        if plan.ephemeral_dir:
+            for sub in ("upper", "work", "root"):
+                os.makedirs(os.path.join(plan.ephemeral_dir, sub), mode=0o755, exist_ok=True)
+
+    def _prepare_journal(self, plan: LaunchPlan) -> None:
+        if plan.host_journal_dir:
+            os.makedirs(plan.host_journal_dir, mode=0o2755, exist_ok=True)
+        if plan.host_journal_link:
+            link, target = plan.host_journal_link
+            if not os.path.islink(link):
+                os.symlink(target, link)
+
+    def _setup_network(self, plan: LaunchPlan) -> None:
+        if plan.network != "veth" or self.leader is None:
+            return
+        name = veth_name(plan.machine)
+        from pyroute2 import IPRoute  # only when a veth was asked for: pyroute2 is slow to import
+
+        with IPRoute() as ipr:
+            try:
+                ipr.link("add", ifname=name, kind="veth", peer={"ifname": "host0", "net_ns_pid": self.leader})
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
+                                  "is another machine using that name? pick another with -M") from None
+            self._veth = name
+            idx = ipr.link_lookup(ifname=name)
+            if idx:
+                ipr.link("set", index=idx[0], state="up")
+
+    # ---- running --------------------------------------------------------------
+
+    @property
+    def netif(self) -> list[str]:
+        """Host-side network interfaces made for this run (the veth's ve-NAME)."""
+        return [self._veth] if self._veth else []
+
+    @property
+    def pidfd(self) -> int | None:
+        """A pidfd of PID 1, readable once it has exited (for select loops)."""
+        return self._pidfd
+
+    @property
+    def notify_fd(self) -> int | None:
+        """The notify socket; call read_notify() when it is readable."""
+        return self._notify.fileno() if self._notify else None
+
+    def read_notify(self) -> list[str]:
+        """Drain sd_notify messages from the payload; sets `ready` on READY=1."""
+        messages: list[str] = []
+        if self._notify is None:
+            return messages
+        while True:
+            try:
+                data = self._notify.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            for line in data.decode(errors="replace").splitlines():
+                messages.append(line)
+                if line == "READY=1":
+                    self.ready.set()
+                elif line.startswith("STATUS="):
+                    self.status_text = line[7:]
+        return messages
+
+    def wait(self) -> Outcome:
+        """Block until PID 1 ends; how it ended."""
+        if self.outcome is not None:
+            return self.outcome
+        if self.leader is None:
+            raise RuntimeError("the container was not started")
+        _, status = os.waitpid(self.leader, 0)
+        self.outcome = Outcome.from_wait_status(status)
+        return self.outcome
+
+    def poll(self) -> Outcome | None:
+        """The outcome if PID 1 has ended, else None (never blocks)."""
+        if self.outcome is not None or self.leader is None:
+            return self.outcome
+        pid, status = os.waitpid(self.leader, os.WNOHANG)
+        if pid == 0:
+            return None
+        self.outcome = Outcome.from_wait_status(status)
+        return self.outcome
+
+    def signal(self, sig: int, whom: str = "leader") -> None:
+        """Send SIG to PID 1 ("leader") or to every process of the machine ("all")."""
+        if whom == "all":
+            if self._cg is not None:
+                self._cg.kill(sig)
+            return
+        if whom != "leader":
+            raise ValueError(f"whom must be 'leader' or 'all', not {whom!r}")
+        if self.leader is not None and self.outcome is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.leader, sig)
+
+    def terminate(self) -> None:
+        """Ask for an orderly stop: the plan's kill signal (SIGRTMIN+3 when booted)."""
+        if self.plan is not None:
+            self.signal(self.plan.kill_signal)
+
+    def close(self) -> None:
+        """Kill what remains, remove the cgroup everywhere, the veth and the run directory."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[str] = []
+        if self._cg is not None:
+            if self.leader is not None and self.outcome is None:
+                self._cg.kill(signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.leader, signal.SIGKILL)
+                self._reap_leader()
+            try:
+                self._cg.remove()
+            except NsdashError as e:
+                errors.append(e.oneline())
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._veth:
+            self._remove_veth(self._veth)
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self._run_dir.parent.rmdir()
+        if self.plan is not None:
+            _remove_created(self.plan.created_paths)
+        if errors:
+            raise NsdashError("; ".join(errors))
+
+    def _reap_leader(self) -> None:
+        if self.leader is None or self.outcome is not None:
+            return
+        try:
+            _, status = os.waitpid(self.leader, 0)
+            self.outcome = Outcome.from_wait_status(status)
+        except ChildProcessError:
+            self.outcome = Outcome("killed", signal.SIGKILL)
+
+    @staticmethod
+    def _remove_veth(name: str) -> None:
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            return  # the pair died with the container's network namespace
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr, contextlib.suppress(Exception):
+            idx = ipr.link_lookup(ifname=name)
+            if idx:
+                ipr.link("del", index=idx[0])
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        data = os.read(fd, 4096)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
+
+
+def _remove_created(paths_: tuple[str, ...]) -> None:
+    """Remove the empty mount points the plan made in the tree (not the user's files)."""
+    for p in reversed(paths_):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.rmdir(p)
+            elif os.path.isfile(p) and os.path.getsize(p) == 0:
+                os.unlink(p)

@@ -1,0 +1,333 @@
+"""Mount operations: small objects that describe() themselves and execute() in the child.
+
+A LaunchPlan is a list of these.  Only execute() makes system calls; it runs in
+the container's PID 1 inside its new mount namespace, before pivot_root, with
+ROOT the host path of the future root.  Targets are container paths, resolved
+inside ROOT so a symlink in the tree cannot point a mount at the host.
+
+Standard library and nsdash.system.syscalls only: this runs after fork.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from nsdash.system.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_STRICTATIME,
+    mount,
+)
+
+INACCESSIBLE_DIR = "/run/host/inaccessible"
+
+
+class EscapeError(ValueError):
+    """A container path whose symlinks climb out of the root."""
+
+
+def resolve_in_root(root: str, path: str, *, follow_last: bool = True, strict: bool = False) -> str:
+    """The host path of container PATH, following symlinks as if ROOT were '/'.
+
+    Absolute symlinks restart at ROOT; '..' never climbs above ROOT (with
+    STRICT, trying to is an EscapeError).  Missing components are appended as
+    they are, so the result may not exist yet.
+    """
+    todo = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if not done:
+                if strict:
+                    raise EscapeError(path)
+                continue
+            done.pop()
+            continue
+        candidate = os.path.join(root, *done, part)
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            done.append(part)
+            done.extend(p for p in todo if p and p != ".")
+            return os.path.join(root, *done)
+        if stat.S_ISLNK(st.st_mode) and (todo or follow_last):
+            hops += 1
+            if hops > 40:
+                raise OSError(40, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p and p != "."] + todo
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
+
+
+def ensure_dir(path: str, mode: int = 0o755) -> None:
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=mode, exist_ok=True)
+
+
+def ensure_file(path: str, mode: int = 0o644) -> None:
+    if os.path.lexists(path):
+        return
+    ensure_dir(os.path.dirname(path))
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode))
+
+
+def _flags_text(flags: int) -> str:
+    names = [("ro", MS_RDONLY), ("nosuid", MS_NOSUID), ("nodev", MS_NODEV), ("noexec", MS_NOEXEC)]
+    return ",".join(n for n, f in names if flags & f)
+
+
+@dataclass(frozen=True)
+class MountOp:
+    """Base class: one step of the mount plan."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def execute(self, root: str) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RootBind(MountOp):
+    """Bind the tree onto itself (or onto TARGET) so it is a mount point pivot_root accepts."""
+
+    source: str
+    target: str
+
+    def describe(self) -> str:
+        return f"bind {self.source} -> {self.target} (container root)"
+
+    def execute(self, root: str) -> None:
+        mount(self.source, self.target, None, MS_BIND | MS_REC)
+
+
+@dataclass(frozen=True)
+class RootOverlay(MountOp):
+    """--ephemeral: an overlay whose upper layer is thrown away at exit."""
+
+    lower: str
+    upper: str
+    work: str
+    target: str
+
+    def describe(self) -> str:
+        return f"overlay lower={self.lower} upper={self.upper} -> {self.target} (ephemeral root)"
+
+    def execute(self, root: str) -> None:
+        data = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}"
+        mount("overlay", self.target, "overlay", 0, data)
+
+
+@dataclass(frozen=True)
+class Filesystem(MountOp):
+    """A fresh kernel or tmpfs file system: proc, sysfs, tmpfs, devpts, mqueue, cgroup2."""
+
+    fstype: str
+    target: str
+    flags: int = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    options: str | None = None
+    mode: int = 0o755  # mode of the mount point if it must be created
+
+    def describe(self) -> str:
+        opts = ",".join(x for x in (_flags_text(self.flags), self.options) if x)
+        return f"mount {self.fstype} {self.target}" + (f" ({opts})" if opts else "")
+
+    def execute(self, root: str) -> None:
+        path = resolve_in_root(root, self.target)
+        ensure_dir(path, self.mode)
+        mount(self.fstype, path, self.fstype, self.flags, self.options)
+
+
+def tmpfs(target: str, mode: str = "0755", flags: int = MS_NOSUID | MS_NODEV | MS_STRICTATIME,
+          extra: str = "") -> Filesystem:
+    options = f"mode={mode}" + (f",{extra}" if extra else "")
+    return Filesystem("tmpfs", target, flags, options)
+
+
+@dataclass(frozen=True)
+class Bind(MountOp):
+    """Bind a host path (SOURCE) to a container path; the mount point is made if missing."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    recursive: bool = True
+    flags: int = 0  # extra flags for the read-only remount (nosuid, ...)
+    source_in_root: bool = False  # SOURCE is a container path (already mounted inside)
+
+    def describe(self) -> str:
+        kind = "rbind" if self.recursive else "bind"
+        src = f"(container){self.source}" if self.source_in_root else self.source
+        return f"{kind} {src} -> {self.target}" + (" (ro)" if self.read_only else "")
+
+    def execute(self, root: str) -> None:
+        source = resolve_in_root(root, self.source) if self.source_in_root else self.source
+        target = resolve_in_root(root, self.target)
+        if os.path.isdir(source):
+            ensure_dir(target)
+        else:
+            ensure_file(target)
+        mount(source, target, None, MS_BIND | (MS_REC if self.recursive else 0))
+        if self.read_only:
+            mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | self.flags)
+
+
+@dataclass(frozen=True)
+class ReadOnly(MountOp):
+    """Make an existing container path read-only by binding it onto itself."""
+
+    target: str
+    flags: int = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    missing_ok: bool = True
+    recursive: bool = True
+
+    def describe(self) -> str:
+        return f"read-only {self.target}"
+
+    def execute(self, root: str) -> None:
+        path = resolve_in_root(root, self.target)
+        if not os.path.lexists(path):
+            if self.missing_ok:
+                return
+            raise FileNotFoundError(2, "no such file or directory", self.target)
+        mount(path, path, None, MS_BIND | (MS_REC if self.recursive else 0))
+        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | self.flags)
+
+
+@dataclass(frozen=True)
+class Mask(MountOp):
+    """Hide a path behind an empty, mode-000 file or directory (nspawn's 'inaccessible')."""
+
+    target: str
+    missing_ok: bool = True
+
+    def describe(self) -> str:
+        return f"mask {self.target}"
+
+    def execute(self, root: str) -> None:
+        path = resolve_in_root(root, self.target)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if self.missing_ok:
+                return
+            raise
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "reg"
+        source = resolve_in_root(root, f"{INACCESSIBLE_DIR}/{kind}")
+        mount(source, path, None, MS_BIND)
+        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+@dataclass(frozen=True)
+class InaccessibleNodes(MountOp):
+    """The empty mode-000 file and directory that Mask binds over hidden paths."""
+
+    def describe(self) -> str:
+        return f"create {INACCESSIBLE_DIR}/{{reg,dir}} (mode 000)"
+
+    def execute(self, root: str) -> None:
+        base = resolve_in_root(root, INACCESSIBLE_DIR)
+        ensure_dir(base)
+        ensure_dir(os.path.join(base, "dir"), 0)
+        os.chmod(os.path.join(base, "dir"), 0)
+        ensure_file(os.path.join(base, "reg"), 0)
+        os.chmod(os.path.join(base, "reg"), 0)
+
+
+@dataclass(frozen=True)
+class Symlink(MountOp):
+    target: str
+    points_to: str
+    replace: bool = False
+
+    def describe(self) -> str:
+        return f"symlink {self.target} -> {self.points_to}"
+
+    def execute(self, root: str) -> None:
+        path = resolve_in_root(root, self.target, follow_last=False)
+        if os.path.lexists(path):
+            if not self.replace:
+                return
+            os.unlink(path)
+        ensure_dir(os.path.dirname(path))
+        os.symlink(self.points_to, path)
+
+
+@dataclass(frozen=True)
+class WriteFile(MountOp):
+    """Write CONTENT to a container path (host data copied in: os-release, resolv.conf)."""
+
+    target: str
+    content: bytes
+    mode: int = 0o644
+    replace: bool = True  # False: leave an existing non-regular file (symlink) alone
+
+    def describe(self) -> str:
+        return f"write {self.target} ({len(self.content)} bytes)"
+
+    def execute(self, root: str) -> None:
+        path = resolve_in_root(root, self.target, follow_last=False)
+        if os.path.lexists(path):
+            if not self.replace and not stat.S_ISREG(os.lstat(path).st_mode):
+                return
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                os.unlink(path)
+        ensure_dir(os.path.dirname(path))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, self.mode)
+        try:
+            os.write(fd, self.content)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class MakeDir(MountOp):
+    target: str
+    mode: int = 0o755
+
+    def describe(self) -> str:
+        return f"mkdir {self.target}"
+
+    def execute(self, root: str) -> None:
+        ensure_dir(resolve_in_root(root, self.target), self.mode)
+
+
+@dataclass(frozen=True)
+class RemountRoot(MountOp):
+    """--read-only: the root's own mount becomes read-only (API file systems stay as they are)."""
+
+    target: str
+
+    def describe(self) -> str:
+        return "remount / read-only"
+
+    def execute(self, root: str) -> None:
+        mount(None, self.target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+@dataclass(frozen=True)
+class Delete(MountOp):
+    """Remove a file from the tree (--resolv-conf=delete, --timezone=delete)."""
+
+    target: str
+
+    def describe(self) -> str:
+        return f"delete {self.target}"
+
+    def execute(self, root: str) -> None:
+        path = resolve_in_root(root, self.target, follow_last=False)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.unlink(path)

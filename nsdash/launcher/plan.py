@@ -1,0 +1,539 @@
+"""ContainerSpec -> LaunchPlan: everything the child will do, decided before fork.
+
+The plan is data: namespace flags, an ordered list of mount operations
+(nsdash.launcher.mounts), argv, environment, user, capabilities.  Building it
+reads the tree and a few host files (os-release, resolv.conf, localtime), all
+relative to parameters so unit tests use fixture trees; it makes no changes.
+`describe()` is what `nsdash spawn --dry-run` prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nsdash.errors import SpecError
+from nsdash.launcher import mounts as m
+from nsdash.launcher.spec import ContainerSpec
+from nsdash.system.syscalls import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_STRICTATIME,
+)
+
+# systemd-nspawn's PATH for the payload (DEFAULT_PATH_COMPAT: works for split and merged /usr).
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NOTIFY_PATH = "/run/host/notify"
+INIT_CANDIDATES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")
+
+CAPABILITIES = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+# systemd-nspawn(1), --capability=: "the following capabilities will be granted in any way".
+DEFAULT_CAPABILITIES = frozenset({
+    "CAP_AUDIT_CONTROL", "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER", "CAP_FSETID", "CAP_IPC_OWNER", "CAP_KILL", "CAP_LEASE", "CAP_LINUX_IMMUTABLE",
+    "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_SETFCAP",
+    "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT",
+    "CAP_SYS_NICE", "CAP_SYS_PTRACE", "CAP_SYS_RESOURCE", "CAP_SYS_TTY_CONFIG",
+})
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+# /proc entries systemd-nspawn makes inaccessible or read-only (nspawn-mount.c's mount table).
+PROC_MASKED = ("/proc/kallsyms", "/proc/kcore", "/proc/keys", "/proc/sysrq-trigger", "/proc/timer_list")
+PROC_READ_ONLY = ("/proc/acpi", "/proc/apm", "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
+                  "/proc/scsi")
+
+API_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+    groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What the child does, in order, and what the parent sets up around it."""
+
+    machine: str
+    hostname: str
+    tree: str  # the OS tree on the host
+    root: str  # where the container's root is mounted (the tree, or the ephemeral overlay)
+    namespaces: int
+    mounts: tuple[m.MountOp, ...]
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    chdir: str
+    user: User
+    capabilities: frozenset[str]
+    boot: bool
+    as_pid2: bool
+    kill_signal: int
+    network: str  # "host" | "private" | "veth"
+    uuid: str  # 32 hex digits
+    ephemeral_dir: str | None = None  # holds upper/, work/ and root/ for --ephemeral
+    created_paths: tuple[str, ...] = ()  # host paths in the tree the mounts create; removed after exit
+    host_journal_dir: str | None = None  # --link-journal=host: made on the host before start
+    host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def capability_numbers(self) -> tuple[int, ...]:
+        return tuple(sorted(CAPABILITIES[c] for c in self.capabilities if c in CAPABILITIES))
+
+    def describe(self) -> str:
+        ns = [n for n, f in (("mnt", CLONE_NEWNS), ("uts", CLONE_NEWUTS), ("ipc", CLONE_NEWIPC),
+                             ("cgroup", CLONE_NEWCGROUP), ("pid", CLONE_NEWPID), ("net", CLONE_NEWNET))
+              if self.namespaces & f]
+        lines = [
+            f"machine:      {self.machine}",
+            f"directory:    {self.tree}",
+            f"root:         {self.root}",
+            f"hostname:     {self.hostname}",
+            f"namespaces:   {' '.join(ns)}",
+            f"network:      {self.network}",
+            f"command:      {' '.join(self.argv)}" + ("  (as PID 2 under a stub init)" if self.as_pid2 else ""),
+            f"user:         {self.user.name} ({self.user.uid}:{self.user.gid})",
+            f"chdir:        {self.chdir}",
+            f"kill signal:  {signal.Signals(self.kill_signal).name if self.kill_signal in signal.Signals._value2member_map_ else self.kill_signal}",
+            f"capabilities: {' '.join(sorted(self.capabilities))}",
+            "environment:",
+            *(f"  {k}={v}" for k, v in self.env),
+            "mounts:",
+            *(f"  {op.describe()}" for op in self.mounts),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- tree lookups
+
+def _read(path: str | Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def find_executable(tree: str, command: str, path: str = CONTAINER_PATH) -> str | None:
+    """The container path of COMMAND as the container's execvp would find it, or None."""
+    candidates = [command] if "/" in command else [f"{d}/{command}" for d in path.split(":") if d]
+    for cand in candidates:
+        if not cand.startswith("/"):
+            continue  # relative to a chdir we cannot know; let exec decide
+        host = m.resolve_in_root(tree, cand)
+        try:
+            st = os.stat(host)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return cand
+    return None
+
+
+def lookup_user(tree: str, name: str | None) -> User:
+    """A user from the tree's /etc/passwd (and its groups from /etc/group)."""
+    if name is None or name in ("root", "0"):
+        name = "root"
+    passwd = (_read(m.resolve_in_root(tree, "/etc/passwd")) or b"").decode(errors="replace")
+    for line in passwd.splitlines():
+        f = line.split(":")
+        if len(f) >= 7 and (f[0] == name or f[2] == name):
+            try:
+                uid, gid = int(f[2]), int(f[3])
+            except ValueError:
+                continue
+            return User(f[0], uid, gid, f[5] or "/", f[6] or "/bin/sh", _groups_of(tree, f[0], gid))
+    if name == "root":
+        return User("root", 0, 0, "/root", "/bin/sh")
+    if name.isdigit():
+        return User(name, int(name), int(name), "/", "/bin/sh")
+    raise SpecError(f"user '{name}' does not exist in the container's /etc/passwd",
+                    "pick a user the tree defines, or a numeric UID, with -u")
+
+
+def _groups_of(tree: str, user: str, gid: int) -> tuple[int, ...]:
+    text = (_read(m.resolve_in_root(tree, "/etc/group")) or b"").decode(errors="replace")
+    found = [gid]
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) >= 4 and user in f[3].split(","):
+            with contextlib.suppress(ValueError):
+                found.append(int(f[2]))
+    return tuple(dict.fromkeys(found))
+
+
+def tree_machine_id(tree: str, spec_uuid: str | None) -> str | None:
+    """The machine ID nspawn links journals by: --uuid, else the tree's /etc/machine-id."""
+    if spec_uuid:
+        return spec_uuid.replace("-", "").lower()
+    raw = (_read(m.resolve_in_root(tree, "/etc/machine-id")) or b"").strip().decode(errors="replace")
+    if len(raw) == 32 and all(c in "0123456789abcdef" for c in raw):
+        return raw
+    return None
+
+
+def host_os_release(host_root: str = "/") -> bytes:
+    for p in ("etc/os-release", "usr/lib/os-release"):
+        data = _read(os.path.join(host_root, p))
+        if data is not None:
+            return data
+    return b""
+
+
+def parse_os_release(data: bytes) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for line in data.decode(errors="replace").splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            result[k.strip()] = v.strip().strip("\"'")
+    return result
+
+
+# ---------------------------------------------------------------- validation
+
+def _check_tree(spec: ContainerSpec) -> str:
+    tree = os.path.abspath(spec.directory)
+    if not os.path.exists(tree):
+        raise SpecError(f"directory {tree} does not exist", "pass the OS tree's directory with -D")
+    if not os.path.isdir(tree):
+        raise SpecError(f"{tree} is not a directory", "pass the OS tree's directory with -D")
+    if not os.path.isdir(m.resolve_in_root(tree, "/usr")):
+        raise SpecError(f"{tree} does not look like an OS tree (it has no /usr)",
+                        "point -D at the root of an OS tree (for example one made with debootstrap)")
+    return tree
+
+
+def _command(spec: ContainerSpec, tree: str, user: User) -> tuple[str, ...]:
+    if spec.boot:
+        for init in INIT_CANDIDATES:
+            if find_executable(tree, init):
+                return (init, *spec.command)
+        raise SpecError(f"no init found in {tree} (looked for {', '.join(INIT_CANDIDATES)})",
+                        "install an init system in the tree, or run a command without -b")
+    if spec.command:
+        if find_executable(tree, spec.command[0]) is None and not (
+                spec.chdir and not spec.command[0].startswith("/") and "/" in spec.command[0]):
+            raise SpecError(f"command '{spec.command[0]}' not found in {tree}",
+                            "give a program that exists inside the tree (its path inside the container)")
+        return spec.command
+    # No command: a login shell, as systemd-nspawn starts one.
+    for shell in (user.shell, "/bin/bash", "/bin/sh"):
+        if shell and find_executable(tree, shell):
+            return (shell, "-l")
+    raise SpecError(f"no shell found in {tree}", "give the command to run after the options")
+
+
+def _missing_chain(tree: str, host_path: str) -> list[str]:
+    """The components of HOST_PATH that do not exist yet, outermost first."""
+    missing: list[str] = []
+    p = host_path
+    while p != tree and p.startswith(tree + "/") and not os.path.lexists(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    return missing[::-1]
+
+
+def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str]]:
+    ops: list[m.MountOp] = []
+    created: list[str] = []
+    for b in spec.binds:
+        src = os.path.abspath(b.source)
+        if not os.path.exists(src):
+            raise SpecError(f"bind source {src} does not exist", "create it, or fix the --bind/--bind-ro value")
+        try:
+            host_target = m.resolve_in_root(tree, b.target, strict=True)
+        except m.EscapeError:
+            raise SpecError(f"bind target {b.target} escapes the container root through a symlink",
+                            "bind to a path that stays inside the tree") from None
+        created += _missing_chain(tree, host_target)
+        ops.append(m.Bind(src, b.target, read_only=b.read_only, recursive=b.recursive,
+                          flags=MS_NOSUID | MS_NODEV if b.read_only else 0))
+    for t in spec.tmpfs:
+        try:
+            host_target = m.resolve_in_root(tree, t.target, strict=True)
+        except m.EscapeError:
+            raise SpecError(f"tmpfs target {t.target} escapes the container root through a symlink",
+                            "mount the tmpfs on a path that stays inside the tree") from None
+        created += _missing_chain(tree, host_target)
+        ops.append(m.Filesystem("tmpfs", t.target, MS_NOSUID | MS_NODEV, t.options))
+    for path in spec.inaccessible:
+        ops.append(m.Mask(path, missing_ok=False))
+    return ops, created
+
+
+# ---------------------------------------------------------------- the plan
+
+def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: str | None = None,
+               host_root: str = "/", host_term: str | None = None,
+               available_caps: frozenset[str] | None = None) -> LaunchPlan:
+    """Turn SPEC into a LaunchPlan.
+
+    console: host path of the device to bind at /dev/console (a PTY slave), or
+    None for /dev/null.  state_dir: the run's private directory under the state
+    root (ephemeral layers, the notify socket).  host_root: where to read the
+    host's own files.  available_caps: what this process may keep (None: all).
+    """
+    tree = _check_tree(spec)
+    user = lookup_user(tree, spec.user)
+    argv = _command(spec, tree, user)
+    bind_ops, created = _bind_ops(spec, tree)
+    uuid_hex = (spec.uuid or uuidlib.uuid4().hex).replace("-", "").lower()
+
+    namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
+    network = "host"
+    if spec.network_veth:
+        network = "veth"
+    elif spec.private_network:
+        network = "private"
+    if network != "host":
+        namespaces |= CLONE_NEWNET
+
+    ephemeral_dir = None
+    root = tree
+    ops: list[m.MountOp] = []
+    if spec.ephemeral:
+        if state_dir is None:
+            raise SpecError("--ephemeral needs a state directory", "set NSDASH_STATE_DIR or run as root")
+        ephemeral_dir = os.path.join(state_dir, "ephemeral")
+        root = os.path.join(ephemeral_dir, "root")
+        ops.append(m.RootOverlay(tree, os.path.join(ephemeral_dir, "upper"),
+                                 os.path.join(ephemeral_dir, "work"), root))
+    else:
+        ops.append(m.RootBind(tree, tree))
+
+    # /run first: the inaccessible nodes that mask /proc entries live there.
+    ops += [
+        m.tmpfs("/run", "0755"),
+        m.InaccessibleNodes(),
+        m.Filesystem("proc", "/proc", API_FLAGS),
+        m.ReadOnly("/proc/sys", API_FLAGS, missing_ok=False),
+    ]
+    if network != "host":
+        # nspawn keeps /proc/sys/net writable when the container has its own network.
+        ops.insert(-1, m.Bind("/proc/sys/net", "/proc/sys/net", source_in_root=True))
+    ops += [m.Mask(p) for p in PROC_MASKED]
+    ops += [m.ReadOnly(p) for p in PROC_READ_ONLY]
+    ops += [
+        m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
+        m.Filesystem("cgroup2", "/sys/fs/cgroup", API_FLAGS, "nsdelegate"),
+        m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME),
+    ]
+    dev = os.path.join(host_root, "dev")
+    nodes = [n for n in DEV_NODES if os.path.exists(os.path.join(dev, n))]
+    if os.path.exists(os.path.join(dev, "net/tun")):
+        nodes.append("net/tun")
+    ops += [m.Bind(f"/dev/{n}", f"/dev/{n}", recursive=False) for n in nodes]
+    ops += [
+        *([m.Bind(console, "/dev/console", recursive=False)] if console else []),
+        m.Filesystem("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        m.Symlink("/dev/ptmx", "pts/ptmx"),
+        m.tmpfs("/dev/shm", "1777"),
+        m.Filesystem("mqueue", "/dev/mqueue", API_FLAGS),
+        m.Symlink("/dev/fd", "/proc/self/fd"),
+        m.Symlink("/dev/stdin", "/proc/self/fd/0"),
+        m.Symlink("/dev/stdout", "/proc/self/fd/1"),
+        m.Symlink("/dev/stderr", "/proc/self/fd/2"),
+        m.tmpfs("/tmp", "1777"),
+    ]
+    # The Container Interface: who runs us, and the host's identity.
+    os_release = host_os_release(host_root)
+    ops += [
+        m.WriteFile("/run/host/os-release", os_release),
+        m.WriteFile("/run/host/container-manager", b"nsdash\n"),
+        m.WriteFile("/run/systemd/container", b"nsdash\n"),
+    ]
+    if state_dir is not None:
+        ops.append(m.WriteFile(NOTIFY_PATH, b""))  # the mount point, made before /run/host turns read-only
+    ops.append(m.ReadOnly("/run/host", MS_NOSUID | MS_NODEV, missing_ok=False, recursive=False))
+    if state_dir is not None:
+        ops.append(m.Bind(os.path.join(state_dir, "notify"), NOTIFY_PATH, recursive=False))
+
+    writable = not spec.read_only
+    ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
+    ops += _timezone_ops(spec.timezone, tree, writable, host_root)
+
+    machine_id = tree_machine_id(tree, spec.uuid)
+    journal_ops, host_journal_dir, host_journal_link = _journal(spec, tree, machine_id, host_root)
+    ops += journal_ops
+    ops += bind_ops
+    if spec.read_only:
+        ops.append(m.RemountRoot(root))
+
+    caps = set(DEFAULT_CAPABILITIES)
+    if network != "host":
+        caps.add("CAP_NET_ADMIN")
+    caps |= set(spec.capabilities)
+    caps -= set(spec.drop_capabilities)
+    if available_caps is not None:
+        caps &= available_caps
+
+    env = _environment(spec, user, uuid_hex, os_release, console is not None, host_term, state_dir)
+    kill = spec.kill_signal if spec.kill_signal is not None else (
+        signal.SIGRTMIN + 3 if spec.boot else signal.SIGKILL)
+    chdir = spec.chdir or ("/" if spec.boot else user.home)
+    return LaunchPlan(
+        machine=spec.machine, hostname=spec.effective_hostname, tree=tree, root=root,
+        namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
+        user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
+        kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
+        created_paths=tuple(created) if not spec.ephemeral else (),
+        host_journal_dir=host_journal_dir, host_journal_link=host_journal_link)
+
+
+def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: bytes, tty: bool,
+                 host_term: str | None, state_dir: str | None) -> list[tuple[str, str]]:
+    env: dict[str, str] = {
+        "PATH": CONTAINER_PATH,
+        "container": "nsdash",
+        "container_uuid": str(uuidlib.UUID(uuid_hex)),
+        "TERM": (host_term or "vt220") if tty else "dumb",
+        "HOME": user.home,
+        "USER": user.name,
+        "LOGNAME": user.name,
+    }
+    if spec.user:
+        env["SHELL"] = user.shell
+    if state_dir is not None:
+        env["NOTIFY_SOCKET"] = NOTIFY_PATH
+    release = parse_os_release(os_release)
+    for key in ("ID", "VERSION_ID", "BUILD_ID", "VARIANT_ID", "IMAGE_ID", "IMAGE_VERSION"):
+        if release.get(key):
+            env[f"container_host_{key.lower()}"] = release[key]
+    for k, v in spec.setenv:
+        env[k] = v
+    return list(env.items())
+
+
+def _resolv_conf_ops(mode: str, network: str, writable: bool, host_root: str) -> list[m.MountOp]:
+    """--resolv-conf, as systemd-nspawn(1) describes it."""
+    if mode == "auto":
+        if network != "host":
+            return []
+        stub = os.path.join(host_root, "run/systemd/resolve/stub-resolv.conf")
+        source_kind = "stub" if os.path.exists(stub) else "host"
+        mode = f"{'copy' if writable else 'bind'}-{source_kind}"
+    if mode == "off":
+        return []
+    if mode == "delete":
+        return [m.Delete("/etc/resolv.conf")]
+    action, _, kind = mode.partition("-")
+    sources = {"host": "etc/resolv.conf", "static": "usr/lib/systemd/resolv.conf",
+               "uplink": "run/systemd/resolve/resolv.conf", "stub": "run/systemd/resolve/stub-resolv.conf"}
+    if kind not in sources or action not in ("copy", "replace", "bind"):
+        raise SpecError(f"unknown --resolv-conf mode '{mode}'",
+                        "use auto, off, delete, or copy-/replace-/bind- with host, static, uplink or stub")
+    source = os.path.join(host_root, sources[kind])
+    if action == "bind":
+        return [m.Bind(os.path.realpath(source), "/etc/resolv.conf", read_only=True,
+                       recursive=False, flags=MS_NOSUID | MS_NODEV)]
+    data = _read(source)
+    if data is None:
+        return []
+    return [m.WriteFile("/etc/resolv.conf", data, 0o644, replace=(action == "replace"))]
+
+
+def _timezone_ops(mode: str, tree: str, writable: bool, host_root: str) -> list[m.MountOp]:
+    """--timezone, as systemd-nspawn(1) describes it."""
+    localtime = os.path.join(host_root, "etc/localtime")
+    if mode == "auto":
+        mode = "symlink" if os.path.islink(localtime) else ("copy" if writable else "bind")
+        if mode == "symlink" and not writable:
+            mode = "bind"
+    if mode == "off":
+        return []
+    if mode == "delete":
+        return [m.Delete("/etc/localtime")]
+    if not os.path.exists(localtime):
+        return []
+    if mode == "symlink":
+        link = os.readlink(localtime) if os.path.islink(localtime) else ""
+        zone = link.split("zoneinfo/", 1)[1] if "zoneinfo/" in link else None
+        if zone and os.path.exists(m.resolve_in_root(tree, f"/usr/share/zoneinfo/{zone}")):
+            return [m.Symlink("/etc/localtime", f"../usr/share/zoneinfo/{zone}", replace=True)]
+        mode = "copy"  # the tree lacks the zone file: a copy keeps the time right
+    if mode == "copy":
+        data = _read(localtime) or b""
+        return [m.WriteFile("/etc/localtime", data, 0o644, replace=True)]
+    if mode == "bind":
+        return [m.Bind(os.path.realpath(localtime), "/etc/localtime", read_only=True, recursive=False,
+                       flags=MS_NOSUID | MS_NODEV)]
+    raise SpecError(f"unknown --timezone mode '{mode}'", "use auto, copy, bind, symlink, delete or off")
+
+
+def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: str
+             ) -> tuple[list[m.MountOp], str | None, tuple[str, str] | None]:
+    """--link-journal: share the guest's journal directory with the host (nspawn semantics)."""
+    mode = spec.link_journal
+    if mode == "no":
+        return [], None, None
+    try_ = mode.startswith("try-") or mode == "auto"
+    if machine_id is None:
+        if try_:
+            return [], None, None
+        raise SpecError(f"--link-journal={mode} needs a machine ID, and {tree}/etc/machine-id has none",
+                        "give the tree a machine ID (systemd-machine-id-setup --root=DIR) or pass --uuid")
+    host_journal = os.path.join(host_root, "var/log/journal")
+    host_dir = os.path.join(host_journal, machine_id)
+    guest_path = f"/var/log/journal/{machine_id}"
+    if mode == "auto":
+        if os.path.isdir(host_dir) and not os.path.islink(host_dir):
+            return [m.Bind(host_dir, guest_path)], None, None
+        return [], None, None
+    if spec.ephemeral or not os.path.isdir(host_journal):
+        if try_:
+            return [], None, None
+        raise SpecError(f"--link-journal={mode} needs a persistent host journal ({host_journal})"
+                        + (" and a non-ephemeral container" if spec.ephemeral else ""),
+                        f"create {host_journal}, or use --link-journal=try-{mode}")
+    kind = mode.removeprefix("try-")
+    if kind == "host":
+        if os.path.islink(host_dir):
+            if try_:
+                return [], None, None
+            raise SpecError(f"{host_dir} is a symlink (linked to a guest before)",
+                            "remove it or use --link-journal=guest")
+        return [m.Bind(host_dir, guest_path)], host_dir, None
+    # guest: the journal stays in the tree; the host gets a symlink to it.
+    guest_host_path = os.path.join(tree, guest_path.lstrip("/"))
+    if os.path.exists(host_dir) and not os.path.islink(host_dir):
+        if try_:
+            return [], None, None
+        raise SpecError(f"{host_dir} exists on the host and is not a symlink",
+                        "remove it or use --link-journal=host")
+    return [m.MakeDir(guest_path, 0o2755)], None, (host_dir, guest_host_path)
+
+
+def new_uuid() -> str:
+    return uuidlib.uuid4().hex
