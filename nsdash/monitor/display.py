@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.rates import Rates
@@ -74,8 +75,7 @@ def ellipsize(text: str, width: int, percent: int = 33) -> str:
     return text[:x] + "…" + text[len(text) - (width - x - 1):]
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One cgroup as cgtop shows it; None where systemd-cgtop shows '-'."""
 
     path: str
@@ -86,14 +86,15 @@ class Row:
     io_read_bps: float | None
     io_write_bps: float | None
     counters: Counters
-    extra: Mapping[str, float | int | None] = None  # type: ignore[assignment]
+    extra: Mapping[str, float | int | None] | None = None
 
 
 def rows_from(counters: Mapping[str, Counters], rates: Mapping[str, Rates]) -> list[Row]:
     """The cgroups cgtop shows: those with at least one known value (zero tasks or memory count as unknown)."""
     rows = []
+    none = Rates()
     for path, c in counters.items():
-        r = rates.get(path) or Rates()
+        r = rates.get(path) or none
         tasks = c.tasks if c.tasks else None
         memory = c.memory if c.memory else None
         io_known = r.io_read_bps is not None and r.io_write_bps is not None

@@ -9,14 +9,13 @@ two samples) gives None rather than a negative rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.sampler import Sample
 
 
-@dataclass(frozen=True)
-class Rates:
+class Rates(NamedTuple):
     """Per-second figures for one cgroup between two samples."""
 
     cpu_percent: float | None = None  # 100.0 = one CPU busy

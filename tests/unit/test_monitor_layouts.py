@@ -1,0 +1,250 @@
+"""The monitor reads fixture trees of each cgroup layout: unified, hybrid and legacy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from nsdash.monitor import counters as C
+from nsdash.monitor import tree
+from nsdash.monitor.machines import MachineMap, registered_cgroups
+from nsdash.monitor.rates import rates_between
+from nsdash.monitor.sampler import COUNT_ALL, Sampler
+from nsdash.system import cgroupfs
+
+V2_FILES = {
+    "cgroup.procs": "",
+    "cpu.stat": "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 10\n"
+                "nr_throttled 3\nthrottled_usec 700\n",
+    "memory.current": "1048576\n",
+    "memory.max": "max\n",
+    "pids.current": "4\n",
+    "io.stat": "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n"
+               "8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n",
+    "cpu.pressure": "some avg10=1.50 avg60=0.00 avg300=0.00 total=10\nfull avg10=0.00 avg60=0.00 "
+                    "avg300=0.00 total=0\n",
+    "memory.pressure": "some avg10=0.25 avg60=0.00 avg300=0.00 total=1\n",
+    "io.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+}
+
+V1_FILES = {
+    "cpuacct": {"cpuacct.usage": "3000000\n"},
+    "cpu": {"cpu.stat": "nr_periods 5\nnr_throttled 2\nthrottled_time 9000\n"},
+    "memory": {"memory.usage_in_bytes": "2097152\n", "memory.limit_in_bytes": "9223372036854771712\n"},
+    "pids": {"pids.current": "7\n"},
+    "blkio": {"blkio.throttle.io_service_bytes_recursive":
+              "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 0\n8:0 Total 12288\nTotal 12288\n"},
+    "systemd": {},
+}
+
+
+def _write(directory: Path, files: dict[str, str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+
+def make_v2(root: Path, cgroups=("/", "/a", "/a/b", "/machine.slice/machine-web.scope")) -> None:
+    for cg in cgroups:
+        d = root / cg.lstrip("/")
+        _write(d, V2_FILES)
+        if cg == "/":
+            (d / "cgroup.controllers").write_text("cpu io memory pids\n")
+
+
+def make_v1(root: Path, cgroups=("/", "/a", "/a/b", "/machine.slice/machine-web.scope")) -> None:
+    for ctrl, files in V1_FILES.items():
+        for cg in cgroups:
+            d = root / ctrl / cg.lstrip("/")
+            _write(d, {"tasks": "", "cgroup.procs": "", **files})
+
+
+@pytest.fixture(params=["unified", "hybrid", "legacy"])
+def layout(request, tmp_path) -> cgroupfs.Layout:
+    root = tmp_path / "cgroup"
+    if request.param == "unified":
+        make_v2(root)
+    elif request.param == "hybrid":
+        make_v1(root)
+        make_v2(root / "unified")
+        # cgroup2 on a hybrid host has no controllers enabled: only cpu.stat.
+        for cg in ("", "a", "a/b", "machine.slice/machine-web.scope"):
+            for name in ("memory.current", "memory.max", "pids.current", "io.stat"):
+                (root / "unified" / cg / name).unlink()
+            (root / "unified" / cg / "cpu.stat").write_text("usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n")
+    else:
+        make_v1(root)
+    found = cgroupfs.detect(root)
+    assert found.kind == request.param
+    return found
+
+
+def test_each_layout_reads_every_counter(layout):
+    with Sampler(layout, fields=C.ALL, root_from_proc=False) as sampler:
+        sample = sampler.sample()
+    assert set(sample.counters) >= {"/", "/a", "/a/b", "/machine.slice/machine-web.scope"}
+    c = sample.counters["/a/b"]
+    if layout.kind == "unified":
+        assert (c.tasks, c.cpu_ns, c.memory, c.memory_limit) == (4, 2_500_000, 1048576, None)
+        assert (c.io_read_bytes, c.io_write_bytes) == (101, 202)
+        assert (c.nr_throttled, c.throttled_usec) == (3, 700)
+        assert (c.cpu_pressure, c.memory_pressure, c.io_pressure) == (1.5, 0.25, 0.0)
+    else:
+        # v1 figures: cpuacct (ns), memory.usage_in_bytes, pids, blkio; no pressure files in v1.
+        assert (c.tasks, c.cpu_ns, c.memory) == (7, 3_000_000, 2097152)
+        assert c.memory_limit is None  # page-rounded LONG_MAX means "no limit"
+        assert (c.io_read_bytes, c.io_write_bytes) == (4096, 8192)
+        assert (c.nr_throttled, c.throttled_usec) == (2, 9)
+        if layout.kind == "legacy":
+            assert c.cpu_pressure is None
+        else:
+            assert c.cpu_pressure == 1.5  # the cgroup2 mount still has PSI files
+
+
+def test_unknown_is_none_never_a_number(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/bare"))
+    for name in V2_FILES:
+        if name != "cgroup.procs":
+            (root / "bare" / name).unlink()
+    with Sampler(cgroupfs.detect(root), fields=C.ALL, root_from_proc=False) as sampler:
+        bare = sampler.sample().counters["/bare"]
+    assert all(v is None for v in bare)
+
+
+def test_garbage_in_a_counter_file_is_skipped_not_fatal(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    (root / "x" / "memory.current").write_text("not a number\n")
+    with Sampler(cgroupfs.detect(root), root_from_proc=False) as sampler:
+        c = sampler.sample().counters["/x"]
+    assert c.memory is None and c.tasks == 4
+
+
+def test_files_stay_open_and_fresh_values_are_read(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=3600) as sampler:
+        first = sampler.sample()
+        opened = sampler.open_files()
+        # Same inode rewritten in place: the kept-open fd must see the new value.
+        with open(root / "x" / "cpu.stat", "r+") as f:
+            f.write("usage_usec 4500\n")
+        second = sampler.sample()
+        assert sampler.open_files() == opened
+    assert first.counters["/x"].cpu_ns == 2_500_000
+    assert second.counters["/x"].cpu_ns == 4_500_000
+    assert second.timestamp > first.timestamp
+
+
+def test_new_and_removed_cgroups_are_picked_up_on_rewalk(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=0) as sampler:
+        sampler.sample()
+        before = sampler.open_files()
+        make_v2(root, ("/y",))
+        assert "/y" in sampler.sample().counters
+        assert sampler.open_files() > before
+        for f in (root / "y").iterdir():
+            f.unlink()
+        (root / "y").rmdir()
+        assert "/y" not in sampler.sample().counters
+        assert sampler.open_files() == before
+
+
+def test_depth_limits_the_walk(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/a", "/a/b", "/a/b/c"))
+    with Sampler(cgroupfs.detect(root), depth=2, root_from_proc=False) as sampler:
+        assert set(sampler.sample().counters) == {"/", "/a", "/a/b"}
+    with Sampler(cgroupfs.detect(root), start="/a", depth=1, root_from_proc=False) as sampler:
+        assert set(sampler.sample().counters) == {"/a", "/a/b"}
+
+
+def test_process_counting_sums_up_the_tree(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/a", "/a/b"))
+    (root / "a" / "cgroup.procs").write_text("10\n11\n")
+    (root / "a" / "b" / "cgroup.procs").write_text("12\n")
+    with Sampler(cgroupfs.detect(root), count=COUNT_ALL, root_from_proc=False) as sampler:
+        got = sampler.sample().counters
+    assert (got["/a/b"].tasks, got["/a"].tasks, got["/"].tasks) == (1, 3, 3)
+
+
+def test_cpu_percent_between_two_fixture_samples(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=3600) as sampler:
+        a = sampler.sample()
+        with open(root / "x" / "cpu.stat", "r+") as f:
+            f.write("usage_usec 9999999\n")
+        b = sampler.sample()
+    assert rates_between(None, a)["/x"].cpu_percent is None
+    pct = rates_between(a, b)["/x"].cpu_percent
+    assert pct is not None and pct > 0
+
+
+@pytest.fixture
+def public_dir():
+    """A directory every user can traverse (pytest's tmp_path is private to its owner)."""
+    path = Path(tempfile.mkdtemp(prefix="nsdash-monitor-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_tree_walk_marks_unreadable_subtree_in_place(public_dir):
+    root = public_dir / "cgroup"
+    make_v2(root, ("/", "/open", "/secret", "/secret/inner"))
+    os.chmod(root / "secret", 0o700)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the reader runs as nobody: root would read anything
+        try:
+            os.close(r)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            node = tree.walk(str(root), with_pids=True)
+            found = {n.path: (n.unreadable, n.vanished) for n in node.iter()}
+            os.write(w, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        found = json.loads(f.read() or "{}")
+    os.waitpid(pid, 0)
+    assert found["/secret"] == [True, False]
+    assert found["/open"] == [False, False]
+    assert "/secret/inner" not in found
+
+
+def test_walk_of_a_missing_start_is_marked_vanished(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/",))
+    node = tree.walk(str(root), "/gone", with_pids=True)
+    assert node.vanished and node.children == ()
+
+
+def test_machine_cgroups_map_to_names(tmp_path):
+    state = tmp_path / "state"
+    (state / "machines" / "db").mkdir(parents=True)
+    (state / "machines" / "db" / "state.json").write_text(json.dumps({"cgroup": "/custom/db"}))
+    (state / "machines" / "broken").mkdir()
+    (state / "machines" / "broken" / "state.json").write_text("{not json")
+    reg = registered_cgroups(state)
+    assert reg == {"db": "/custom/db"}
+    mm = MachineMap(reg)
+    assert mm.machine_of("/custom/db/payload") == "db"
+    assert mm.machine_of("/machine.slice/machine-web.scope") == "web"
+    assert mm.machine_of("/machine.slice/machine-my\\x2dbox.scope/init.scope") == "my-box"
+    assert mm.machine_of("/system.slice/sshd.service") is None
+    assert mm.cgroup_of("web", ["/machine.slice/machine-web.scope"]) == "/machine.slice/machine-web.scope"
+    assert mm.cgroup_of("my-box", ["/machine.slice/machine-my\\x2dbox.scope"]) \
+        == "/machine.slice/machine-my\\x2dbox.scope"
