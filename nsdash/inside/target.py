@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import MachineNotFound
-from nsdash.machines import state as machine_state
-from nsdash.system.paths import machine_dir
+from nsdash.machines import registry
 
 
 @dataclass(frozen=True)
@@ -29,17 +28,18 @@ class Target:
 
 
 def resolve(name: str) -> Target:
-    """The running machine called NAME (from nsdash's state directory), or MachineNotFound."""
-    directory = machine_dir(name)
-    state = machine_state.read_state(directory)
-    if state is None or not machine_state.supervisor_alive(directory):
-        raise MachineNotFound(f"no running machine called '{name}'",
-                              "see 'nsdash list' for the running machines")
-    if not state.leader:
-        raise MachineNotFound(f"machine '{name}' has no running init right now (it is {state.state})",
+    """The running machine called NAME (nsdash's own, or one registered with machined)."""
+    machine = registry.lookup(name)
+    if machine.orphan:
+        raise MachineNotFound(f"machine '{name}' is not running (its supervisor is gone)",
+                              f"start it again, or clean up with 'nsdash terminate {name}'")
+    if not machine.leader:
+        state = machine.state.state if machine.state else "starting"
+        raise MachineNotFound(f"machine '{name}' has no running init right now (it is {state})",
                               "wait until it has booted, then retry")
-    target = Target(name, state.leader, state.cgroup or None)
+    cgroup = machine.state.cgroup if machine.state and machine.state.cgroup else None
+    target = Target(name, machine.leader, cgroup)
     if not target.alive():
-        raise MachineNotFound(f"machine '{name}' is not running (its init {state.leader} is gone)",
+        raise MachineNotFound(f"machine '{name}' is not running (its init {machine.leader} is gone)",
                               "see 'nsdash list'")
     return target

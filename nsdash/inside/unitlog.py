@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nsdash.errors import NsdashError
 from nsdash.inside.target import Target
 
 JOURNAL_DIRS = ("var/log/journal", "run/log/journal")
@@ -40,13 +41,25 @@ def machine_id(root: Path) -> str | None:
     return text if len(text) == 32 else None
 
 
-def journal_files(root: Path) -> list[str]:
+def journal_dirs(target: Target, root: Path | None = None) -> list[Path]:
+    """The machine's journal directories: nsdash.journal's lookup (--link-journal, --uuid), else its root's."""
+    if root is None:
+        try:
+            from nsdash.journal.locate import locate
+
+            found = list(locate(target.name).journal_dirs)
+            if found:
+                return found
+        except NsdashError:
+            pass
+    root = root or target.root
     mid = machine_id(root)
-    if mid is None:
-        return []
+    return [] if mid is None else [root / d / mid for d in JOURNAL_DIRS]
+
+
+def journal_files(dirs: list[Path]) -> list[str]:
     files: list[str] = []
-    for d in JOURNAL_DIRS:
-        directory = root / d / mid
+    for directory in dirs:
         try:
             files += sorted(str(p) for p in directory.iterdir() if p.name.endswith((".journal", ".journal~")))
         except OSError:
@@ -62,7 +75,7 @@ def _text(value: object) -> str:
 
 def unit_lines(target: Target, unit: str, count: int = 10, root: Path | None = None) -> list[LogLine]:
     """The last COUNT lines about UNIT in the machine's current boot, oldest first."""
-    files = journal_files(root or target.root)
+    files = journal_files(journal_dirs(target, root))
     if not files or count <= 0:
         return []
     from systemd import journal  # imported here: `nsdash systemctl start` does not need it
