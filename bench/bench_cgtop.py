@@ -15,6 +15,7 @@ wait4().  Removes everything it made, on every path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,15 +65,11 @@ def make_tree(top: str, n: int, procs: bool) -> list[int]:
 
 def remove_tree(top: str, n: int, pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for pid in pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
     for h in hierarchies():
         base = h / top
         if not base.exists():

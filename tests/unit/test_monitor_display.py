@@ -99,7 +99,7 @@ def test_extra_columns_only_when_asked():
               *display.EXTRA_COLUMNS["pressure"]]
     line = display.render(rows, extras=extras)[0]
     assert line == "/x        1      -     4.0K        -        -     1.0G         3  1.500ms    1.25       -       -"
-    assert display.render(rows)[0] == "/x         1      -     4.0K        -        -"
+    assert display.render(rows)[0] == "/x        1      -     4.0K        -        -"
 
 
 def test_ellipsize_keeps_a_third_at_the_start():
