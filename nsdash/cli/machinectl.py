@@ -151,7 +151,7 @@ def parse_signal(text: str) -> int:
 def _names_required(ns: argparse.Namespace, verb: str) -> list[str]:
     if not ns.names:
         raise UsageError(f"'nsdash {verb}' needs a machine name", "see 'nsdash list' for running machines")
-    return list(ns.names)
+    return [ns.names] if isinstance(ns.names, str) else list(ns.names)
 
 
 # ---------------------------------------------------------------- verbs

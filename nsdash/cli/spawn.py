@@ -79,7 +79,13 @@ def _fallback_parse(argv: list[str]) -> ContainerSpec:
 
 
 def main(argv: list[str]) -> int:
+    # --detach (also taken by the options parser as spec.detach): run under a background
+    # supervisor and return once the machine runs (nsdash.launcher.client).
+    detach = "--detach" in argv[: _first_positional(argv)]
+    if detach:
+        argv = [a for i, a in enumerate(argv) if not (a == "--detach" and i < _first_positional(argv))]
     spec, dry_run = _parse(argv)
+    detach = detach or bool(getattr(spec, "detach", False))
     if dry_run:
         from nsdash.launcher.plan import build_plan
         from nsdash.system import paths
@@ -91,6 +97,16 @@ def main(argv: list[str]) -> int:
         return 0
     if os.geteuid() != 0:
         raise PrivilegeError("nsdash spawn needs root", "run it with sudo (namespaces, mounts and cgroups need root)")
+    if detach:
+        import dataclasses
+
+        from nsdash.launcher import client
+
+        if not any(a.startswith("--console") for a in argv[: _first_positional(argv)]):
+            # No terminal to infer from: the supervisor's PTY takes input from attachers.
+            spec = dataclasses.replace(spec, console="interactive")
+        client.spawn(spec, detach=True)
+        return 0
     from nsdash.launcher.run import run_foreground
 
     return run_foreground(spec)

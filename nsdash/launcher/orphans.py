@@ -16,7 +16,7 @@ from pathlib import Path
 from nsdash.errors import NsdashError
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import state as st
-from nsdash.system import syscalls
+from nsdash.system import paths, syscalls
 
 
 def _mounts_under(directory: Path) -> list[str]:
@@ -49,10 +49,18 @@ def clean_orphan(name: str) -> list[str]:
         with contextlib.suppress(OSError):
             syscalls.umount2(point, syscalls.MNT_DETACH)
             done.append(f"unmounted {point}")
-    for ifname in state.netif if state else []:
+    for ifname in sorted(set(state.netif if state else []) | {("ve-" + name)[:15]}):
         if Path("/sys/class/net", ifname).exists():
             subprocess.run(["ip", "link", "del", ifname], capture_output=True, check=False)
             done.append(f"removed link {ifname}")
+    run_dir = paths.state_root() / "run" / name  # the launcher's per-run directory (ephemeral roots)
+    for point in sorted(_mounts_under(run_dir), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            syscalls.umount2(point, syscalls.MNT_DETACH)
+            done.append(f"unmounted {point}")
+    if not _mounts_under(run_dir) and run_dir.exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        done.append(f"removed {run_dir}")
     if _mounts_under(directory):
         raise NsdashError(f"cannot clean up machine '{name}': mounts remain under {directory}",
                           "unmount them by hand (findmnt -R " + str(directory) + ")")

@@ -258,12 +258,22 @@ class Supervisor:
         if self.registration is not None:
             self.registration.register(self._state())
         self._write_state()
-        threading.Thread(target=self._wait_container, args=(self.container,), daemon=True).start()
+        pidfd = getattr(self.container, "pidfd", None)
+        if pidfd is not None:
+            self.sel.register(pidfd, selectors.EVENT_READ, "leader")
+        else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
+            threading.Thread(target=self._wait_container, args=(self.container,), daemon=True).start()
 
     def _wait_container(self, container: Any) -> None:
         outcome = container.wait()
         self.outcome = outcome
         os.write(self._wake_w, b"x")
+
+    def _leader_exited(self) -> None:
+        self.outcome = self.container.poll()
+        if self.outcome is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(self.container.pidfd)
 
     def _after_exit(self) -> bool:
         """The container's init ended: log it, then reboot (True) or stop (False)."""
@@ -287,6 +297,10 @@ class Supervisor:
             self._write_state()
         if self.registration is not None:
             self.registration.unregister()
+        pidfd = getattr(self.container, "pidfd", None)
+        if pidfd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(pidfd)
         self.container.close()
         self.container = None
         return reboot
@@ -377,6 +391,8 @@ class Supervisor:
                         self.poweroff()
                 elif what == "wake":
                     self._drain(self._wake_r)
+                elif what == "leader":
+                    self._leader_exited()
                 elif isinstance(what, _Conn):
                     if mask & selectors.EVENT_READ:
                         self._conn_readable(what)
