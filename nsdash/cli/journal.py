@@ -123,6 +123,8 @@ def main(argv: list[str]) -> int:
             printer.write_all(log.entries())
         else:
             printer.write_all(log.tail(lines))
+        if printer.count == 0 and not args.follow and args.output.startswith("short"):
+            print("-- No entries --")
         sys.stdout.flush()
         reported = _report_skipped(log, 0)
         if args.follow:

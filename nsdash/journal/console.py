@@ -61,7 +61,7 @@ class ConsoleSource:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending = ""
         self._offset = 0
-        self._inode: tuple[int, int] | None = None
+        self._fd: int | None = None
         self._boot = 0  # boot number of the lines being read (0: before any separator)
         self._time: int | None = None
         self._counter = 0
@@ -70,31 +70,58 @@ class ConsoleSource:
         self._host = self.machine.encode()
         self._resolve_boot_filter()
 
-    # ------------------------------------------------------------ parsing
+    # ------------------------------------------------------------ reading bytes
+
+    def _open(self, path: Path) -> int | None:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    def _drain(self, fd: int, following: bool) -> list[Entry]:
+        out: list[Entry] = []
+        while True:
+            chunk = os.pread(fd, _READ, self._offset)
+            if not chunk:
+                return out
+            self._offset += len(chunk)
+            out += self._feed(self._decoder.decode(chunk), following)
+
+    def _restart(self) -> None:
+        self._offset, self._pending = 0, ""
+        self._decoder.reset()
 
     def _read_more(self, following: bool) -> list[Entry]:
+        """Whatever was written since the last call, across a rotation or truncation."""
+        out: list[Entry] = []
+        if self._fd is None:
+            rotated = self._open(self.path.with_name(self.path.name + ".1"))
+            if rotated is not None:  # the older half of a rotated log comes first
+                try:
+                    out += self._drain(rotated, following)
+                finally:
+                    os.close(rotated)
+                self._restart()
+            self._fd = self._open(self.path)
+            if self._fd is None:
+                return out
+        out += self._drain(self._fd, following)
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            current = os.stat(self.path)
         except OSError:
-            return []
-        try:
-            st = os.fstat(fd)
-            ident = (st.st_dev, st.st_ino)
-            if self._inode is not None and (ident != self._inode or st.st_size < self._offset):
-                # Replaced or truncated (a new log for a restarted machine): start over.
-                self._offset, self._pending = 0, ""
-                self._decoder.reset()
-            self._inode = ident
-            out: list[Entry] = []
-            while True:
-                chunk = os.pread(fd, _READ, self._offset)
-                if not chunk:
-                    break
-                self._offset += len(chunk)
-                out += self._feed(self._decoder.decode(chunk), following)
-            return out
-        finally:
-            os.close(fd)
+            return out  # gone (machine removed); keep what we hold
+        held = os.fstat(self._fd)
+        if (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
+            # Rotated (console.log -> console.log.1): we drained the old file, now the new one.
+            os.close(self._fd)
+            self._fd = self._open(self.path)
+            self._restart()
+            if self._fd is not None:
+                out += self._drain(self._fd, following)
+        elif held.st_size < self._offset:
+            self._restart()  # truncated in place
+            out += self._drain(self._fd, following)
+        return out
 
     def _feed(self, text: str, following: bool) -> list[Entry]:
         text = self._pending + text
@@ -146,15 +173,16 @@ class ConsoleSource:
     def boot_numbers(self) -> list[int]:
         """The boots the log records ("boot N" separators), oldest first."""
         numbers: list[int] = []
-        try:
-            with open(self.path, "rb") as f:
-                for raw in f:
-                    if raw.startswith(b"-- nsdash: boot "):
-                        sep = parse_separator(clean_line(raw.decode("utf-8", "replace").rstrip("\n")))
-                        if sep and sep[0].startswith("boot "):
-                            numbers.append(int(sep[0].split()[1]))
-        except OSError:
-            pass
+        for path in (self.path.with_name(self.path.name + ".1"), self.path):
+            try:
+                with open(path, "rb") as f:
+                    for raw in f:
+                        if raw.startswith(b"-- nsdash: boot "):
+                            sep = parse_separator(clean_line(raw.decode("utf-8", "replace").rstrip("\n")))
+                            if sep and sep[0].startswith("boot "):
+                                numbers.append(int(sep[0].split()[1]))
+            except OSError:
+                continue
         return numbers
 
     def _resolve_boot_filter(self) -> None:
@@ -209,6 +237,9 @@ class ConsoleSource:
         return self._read_more(following=True)
 
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._inotify is not None:
             os.close(self._inotify)
             self._inotify = None

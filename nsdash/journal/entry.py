@@ -67,7 +67,7 @@ class Entry:
 
     @property
     def pid(self) -> str | None:
-        return self.get("SYSLOG_PID") or self.get("_PID")
+        return self.get("_PID") or self.get("SYSLOG_PID")
 
     @property
     def unit(self) -> str | None:

@@ -30,6 +30,18 @@ _COLORS = {0: "\x1b[0;1;31m", 1: "\x1b[0;1;31m", 2: "\x1b[0;1;31m", 3: "\x1b[0;1
 
 # What journalctl's utf8_is_printable() rejects: C0 controls but tab and newline, DEL, C1 controls.
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# journalctl's strip_tab_ansi(): colour (SGR) sequences dropped, a tab becomes eight spaces.
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_tab_ansi(text: str) -> str:
+    if "\x1b" in text:
+        text = _SGR.sub("", text)
+    return text.replace("\t", "        ") if "\t" in text else text
+
+
+_HIGHLIGHTS = {"\x1b[0;1;31m": ANSI_HIGHLIGHT, "\x1b[0;1;38;5;185m": ANSI_HIGHLIGHT,
+               ANSI_HIGHLIGHT: "\x1b[0;1;31m", "\x1b[0;38;5;245m": "\x1b[0;1;31m"}
 
 
 def color_of(priority: int | None) -> tuple[str, str]:
@@ -150,27 +162,30 @@ class Printer:
         if ident is None:
             ident = _short_field(_first(fields.get("_COMM")))
         parts.append(" " + (ident if ident is not None else "unknown"))
-        pid = _short_field(_first(fields.get("SYSLOG_PID")))
+        pid = _short_field(_first(fields.get("_PID")))  # journald's own record wins over the sender's claim
         if pid is None:
-            pid = _short_field(_first(fields.get("_PID")))
+            pid = _short_field(_first(fields.get("SYSLOG_PID")))
         if pid is not None:
             parts.append(f"[{pid}]")
         prefix = "".join(parts)
-        message = _printable(raw)
+        message = _printable_message(raw)
         if message is None:
             return f"{head}{prefix}: [{format_bytes(len(raw))} blob data]\n"
         if not message:
             return f"{head}{prefix}: \n"
-        on = off = ""
+        on = off = first_on = ""
         if self.color:
             on, off = color_of(entry.priority)
+            # journalctl 252 marks an empty highlight at the start of the first line (its
+            # grep highlighting, unused here): colour, highlight colour, colour again.
+            first_on = f"{on}{_HIGHLIGHTS.get(on, '')}{on}"
         if "\n" not in message:
-            return f"{head}{prefix}: {on}{message}{off}\n"
+            return f"{head}{prefix}: {first_on}{message}{off}\n"
         indent = " " * (len(prefix) + 2)
         lines = message.split("\n")
         if lines[-1] == "":
             lines.pop()
-        body = f"\n{indent}".join(f"{on}{line}{off}" for line in lines)
+        body = f"\n{indent}".join(f"{first_on if i == 0 else on}{line}{off}" for i, line in enumerate(lines))
         return f"{head}{prefix}: {body}\n"
 
     # ------------------------------------------------------------ cat
@@ -202,6 +217,16 @@ class Printer:
         if self.tag_machines and entry.machine:
             obj["NSDASH_MACHINE"] = entry.machine
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _printable_message(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\t" in text or "\x1b" in text:
+        text = _strip_tab_ansi(text)
+    return None if _UNPRINTABLE.search(text) else text
 
 
 def _short_field(raw: bytes | None) -> str | None:

@@ -75,6 +75,18 @@ def _leader_alive(pid: int | None) -> bool:
     return True
 
 
+def _supervised(mdir: Path) -> bool:
+    """The supervisor's lock, not the recorded PID, says a machine runs (PIDs get reused)."""
+    if not (mdir / "lock").exists():
+        return True  # a state entry from elsewhere (or older): trust the PID check
+    from nsdash.machines.state import supervisor_alive
+
+    try:
+        return supervisor_alive(mdir)
+    except OSError:
+        return False
+
+
 def _first(state: dict, *keys: str):
     for key in keys:
         if state.get(key) not in (None, ""):
@@ -133,7 +145,7 @@ def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
         if tree is None:
             raise MachineNotFound(f"no machine named '{name}'",
                                   "see 'nsdash list' for machines, or read a journal directory with -D DIR")
-    running = _leader_alive(leader)
+    running = _leader_alive(leader) and _supervised(mdir)
     if not running:
         leader = None
     machine_id = machine_id_of(Path(f"/proc/{leader}/root") if leader else tree, uuid)

@@ -133,7 +133,7 @@ class JournalSource:
                 self._empty_match = True
             else:
                 _add_unit_matches(r, units)
-        if f.priorities is not None:
+        if f.priorities is not None and len(f.priorities) < 8:  # all eight: no match, as journalctl
             for p in sorted(f.priorities):
                 r.add_match(f"PRIORITY={p}".encode())
             r.add_conjunction()
