@@ -60,6 +60,9 @@ class ContainerSpec:
     reboot_exit: bool = False  # --reboot=exit: exit 133 on reboot instead of restarting
     no_new_privileges: bool = False
     private_users: str = "no"
+    private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
+    detach: bool = False  # --detach: the supervisor runs in the background
+    dry_run: bool = False  # --dry-run: print the launch plan, run nothing
 
     @property
     def effective_hostname(self) -> str:

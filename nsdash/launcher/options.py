@@ -1,0 +1,448 @@
+"""`nsdash spawn` options: systemd-nspawn's names, short forms, syntax and meaning.
+
+parse_spawn_args(argv) turns a command line into a frozen ContainerSpec, merging
+the machine's .nspawn settings file the way systemd-nspawn does (command-line
+options win; untrusted files cannot grant privileges).  All bad input raises
+UsageError/SpecError with one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from nsdash.errors import SpecError, UsageError
+from nsdash.launcher import validate as v
+from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
+
+LINK_JOURNAL = ("no", "host", "try-host", "guest", "try-guest", "auto")
+RESOLV_CONF = ("off", "copy-host", "copy-static", "copy-uplink", "copy-stub",
+               "replace-host", "replace-static", "replace-uplink", "replace-stub",
+               "bind-host", "bind-static", "bind-uplink", "bind-stub", "delete", "auto")
+TIMEZONE = ("off", "copy", "bind", "symlink", "delete", "auto")
+CONSOLE = ("interactive", "read-only", "passive", "pipe", "autopipe")
+SETTINGS = ("yes", "no", "override", "trusted")
+REBOOT = ("restart", "exit")
+
+# Where systemd-nspawn looks for an image named by -M when -D is not given.
+IMAGE_SEARCH_PATH = ("/etc/machines", "/run/machines", "/var/lib/machines",
+                     "/var/lib/container", "/usr/local/lib/machines", "/usr/lib/machines")
+
+HELP = """\
+usage: nsdash spawn [OPTIONS...] [COMMAND [ARGS...]]
+
+Spawn a command or OS in a light-weight container (systemd-nspawn's options).
+
+  -h --help                 Show this help
+     --dry-run              Print the launch plan and exit without running it      [nsdash]
+     --detach               Run the container in the background                    [nsdash]
+
+Image:
+  -D --directory=PATH       Root directory for the container
+  -x --ephemeral            Run container with snapshot of root directory, and
+                            remove it after exit (an overlayfs upper layer)
+     --read-only            Mount the root directory read-only
+
+Execution:
+  -a --as-pid2              Maintain a stub init as PID1, invoke binary as PID2
+  -b --boot                 Boot up full system (i.e. invoke init)
+     --chdir=PATH           Set working directory in the container
+  -E --setenv=NAME[=VALUE]  Pass an environment variable to PID 1
+  -u --user=USER            Run the command under specified user or UID
+     --kill-signal=SIGNAL   Select signal to use for shutting down PID 1
+     --notify-ready=BOOLEAN Accepted for compatibility; READY=1 is always awaited  [nsdash]
+     --reboot=restart|exit  What a reboot inside does: restart the container in this
+                            process (default) or exit with 133 as nspawn does under
+                            its service unit                                        [nsdash]
+
+System Identity:
+  -M --machine=NAME         Set the machine name for the container
+     --hostname=NAME        Override the hostname for the container
+     --uuid=UUID            Set a specific machine UUID for the container
+
+Properties:
+     --register=BOOLEAN     Register container as machine (yes, no or auto:
+                            register if systemd-machined is reachable)              [nsdash: auto]
+
+User Namespacing:
+     --private-users=no|yes|pick|identity|UIDBASE[:NUIDS]
+                            Run within user namespace
+  -U                        Equivalent to --private-users=pick and
+                            --private-users-ownership=auto
+     --private-users-ownership=off|chown|map|auto
+                            Adjust OS tree ownership to private UID/GID range
+
+Networking:
+     --private-network      Disable network in container (only a loopback device)
+  -n --network-veth         Add a virtual Ethernet connection between host
+                            (ve-NAME) and container (host0)
+
+Security:
+     --capability=CAP       In addition to the default, retain specified capability
+     --drop-capability=CAP  Drop the specified capability from the default set
+     --no-new-privileges    Set PR_SET_NO_NEW_PRIVS flag for container payload
+
+Filesystems:
+     --bind=PATH[:PATH[:OPTIONS]]
+                            Bind mount a file or directory from the host into
+                            the container (OPTIONS: rbind or norbind; a '+' before
+                            the source makes it relative to the image; escape ':'
+                            in paths as '\\:')
+     --bind-ro=PATH[:PATH[:OPTIONS]
+                            Similar, but creates a read-only bind mount
+     --inaccessible=PATH    Over-mount file node with inaccessible node to mask it
+     --tmpfs=PATH[:OPTIONS] Mount an empty tmpfs to the specified directory
+     --resolv-conf=MODE     Select mode of /etc/resolv.conf initialization
+     --timezone=MODE        Select mode of /etc/localtime initialization
+     --link-journal=MODE    Link up guest journal, one of no, auto, guest,
+                            host, try-guest, try-host
+  -j                        Equivalent to --link-journal=try-guest
+
+Input/Output:
+     --console=MODE         Select how stdin/stdout/stderr and /dev/console are
+                            set up for the container (interactive, read-only,
+                            passive, pipe, autopipe)
+  -P --pipe                 Equivalent to --console=pipe
+  -q --quiet                Do not show status information
+
+Settings:
+     --settings=BOOLEAN     Load additional settings from .nspawn file
+                            (yes, no, override or trusted)
+
+Where nsdash differs from systemd-nspawn: $container is "nsdash"; images are
+directories only (no --image); a reboot inside restarts the container in the
+same process unless --reboot=exit; --register=auto is the default; --dry-run and
+--detach are nsdash's own.
+"""
+
+
+class SpawnArgumentParser(argparse.ArgumentParser):
+    """argparse, but its errors become one-line UsageErrors and --help is ours."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"spawn: {message}", "run 'nsdash spawn --help' for the options")
+
+    def print_help(self, file: Any = None) -> None:
+        (file or sys.stdout).write(HELP)
+
+
+def _parser() -> SpawnArgumentParser:
+    p = SpawnArgumentParser(prog="nsdash spawn", add_help=False, allow_abbrev=True)
+    a = p.add_argument
+    a("-h", "--help", action="help")
+    a("-D", "--directory")
+    a("-M", "--machine")
+    a("--hostname")
+    a("--uuid")
+    a("-b", "--boot", action="store_true", default=None)
+    a("-a", "--as-pid2", action="store_true", default=None)
+    a("--chdir")
+    a("-E", "--setenv", action="append")
+    a("-u", "--user")
+    a("--bind", action="append", dest="binds_rw")
+    a("--bind-ro", action="append", dest="binds_ro")
+    a("--tmpfs", action="append")
+    a("--inaccessible", action="append")
+    a("--read-only", action="store_true", default=None)
+    a("-x", "--ephemeral", action="store_true", default=None)
+    a("--private-network", action="store_true", default=None)
+    a("-n", "--network-veth", action="store_true", default=None)
+    a("--link-journal")
+    a("-j", action="store_const", const="try-guest", dest="link_journal")
+    a("--resolv-conf")
+    a("--timezone")
+    a("--register")
+    a("--kill-signal")
+    a("--console")
+    a("-P", "--pipe", action="store_const", const="pipe", dest="console")
+    a("-q", "--quiet", action="store_true", default=None)
+    a("--capability", action="append")
+    a("--drop-capability", action="append")
+    a("--settings")
+    a("--reboot")
+    a("--detach", action="store_true", default=None)
+    a("--dry-run", action="store_true", default=None)
+    a("--no-new-privileges", nargs="?", const="yes")
+    a("--private-users", nargs="?", const="yes")
+    a("-U", action="store_true", dest="private_users_pick", default=None)
+    a("--private-users-ownership", "--private-users-chown", dest="private_users_ownership")
+    a("--notify-ready")
+    a("command", nargs=argparse.REMAINDER)
+    return p
+
+
+@dataclass
+class Options:
+    """Settings gathered from the command line or a .nspawn file before they
+    become a ContainerSpec.  None means "not given here"."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    override: bool = False  # --settings=override: these win over the command line
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.values.get(key)
+        return default if value is None else value
+
+
+def _nonempty(value: str, option: str, syntax: str) -> str:
+    if value is None or not value.strip():
+        raise UsageError(f"empty {option} value", f"use {option}={syntax}")
+    return value
+
+
+def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--bind") -> Bind:
+    """SRC[:DST[:OPTIONS]] with '+SRC' relative to the image and '\\:' for a colon."""
+    syntax = f"use {option}=SRC[:DST[:OPTIONS]]"
+    parts = v.split_escaped(value)
+    if len(parts) > 3:
+        raise UsageError(f"invalid {option} '{value}': too many ':'", f"{syntax} (escape ':' in paths as '\\:')")
+    source = parts[0]
+    target = parts[1] if len(parts) > 1 else None
+    opts = parts[2] if len(parts) > 2 else ""
+    if not source:
+        raise UsageError(f"invalid {option} '{value}': empty source", syntax)
+    if target is not None and not target:
+        raise UsageError(f"invalid {option} '{value}': empty target", syntax)
+    relative = source.startswith("+")
+    if relative:
+        inner = "/" + source[1:].lstrip("/")
+        if tree is None:
+            raise UsageError(f"{option} '{value}' is relative to the image but no image is known", "pass -D DIR")
+        host_source = Path(os.path.normpath(str(tree) + inner))
+        target = target if target is not None else inner
+    else:
+        host_source = Path(os.path.abspath(source))
+        target = target if target is not None else str(host_source)
+    if not v.is_absolute_path(target):
+        raise UsageError(f"invalid {option} '{value}': target '{target}' is not an absolute path", syntax)
+    recursive = True
+    for opt in filter(None, opts.split(",")):
+        if opt == "rbind":
+            recursive = True
+        elif opt == "norbind":
+            recursive = False
+        elif opt in ("idmap", "noidmap", "rootidmap", "owneridmap"):
+            raise UsageError(f"{option} option '{opt}' is not supported by nsdash", "use rbind or norbind")
+        else:
+            raise UsageError(f"invalid {option} option '{opt}' in '{value}'", "use rbind or norbind")
+    if not host_source.exists():
+        raise SpecError(f"{option} source {host_source} does not exist", "create it or fix the path")
+    return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive)
+
+
+def parse_tmpfs(value: str, option: str = "--tmpfs") -> TmpfsMount:
+    """PATH[:OPTIONS], mode=0755 unless OPTIONS say otherwise."""
+    path, sep, opts = value.partition(":") if "\\" not in value else _first_and_rest(value)
+    if not path:
+        raise UsageError(f"invalid {option} '{value}': empty path", f"use {option}=PATH[:OPTIONS]")
+    if not v.is_absolute_path(path):
+        raise UsageError(f"invalid {option} '{value}': '{path}' is not an absolute path",
+                         f"use {option}=/PATH[:OPTIONS]")
+    if sep and not opts:
+        raise UsageError(f"invalid {option} '{value}': empty options", f"use {option}=PATH or {option}=PATH:OPTIONS")
+    if "\0" in opts:
+        raise UsageError(f"invalid {option} '{value}': NUL in options", f"use {option}=PATH[:OPTIONS]")
+    return TmpfsMount(target=v.normalize_path(path), options=opts or "mode=0755")
+
+
+def _first_and_rest(value: str) -> tuple[str, str, str]:
+    parts = v.split_escaped(value)
+    if len(parts) == 1:
+        return parts[0], "", ""
+    # the options part keeps its own colons (mount options never contain escapes)
+    first = parts[0]
+    rest = value[value.index(":", _escaped_len(value, first)) + 1:]
+    return first, ":", rest
+
+
+def _escaped_len(value: str, first: str) -> int:
+    i = n = 0
+    while n < len(first):
+        i += 2 if value[i] == "\\" else 1
+        n += 1
+    return i
+
+
+def parse_absolute(value: str, option: str) -> str:
+    if not v.is_absolute_path(value):
+        raise UsageError(f"invalid {option} '{value}': not an absolute path", f"use {option}=/PATH")
+    return v.normalize_path(value)
+
+
+def options_from_args(ns: argparse.Namespace) -> Options:
+    """Validate each command-line value; return only what was given."""
+    o: dict[str, Any] = {}
+    if ns.directory is not None:
+        o["directory"] = _nonempty(ns.directory, "--directory", "PATH")
+    if ns.machine:  # an empty -M means "derive it", as in nspawn
+        o["machine"] = v.parse_machine_name(ns.machine)
+    if ns.hostname is not None:
+        o["hostname"] = v.parse_machine_name(ns.hostname, "--hostname")
+    if ns.uuid is not None:
+        o["uuid"] = v.parse_uuid(ns.uuid)
+    for key in ("boot", "as_pid2", "read_only", "ephemeral", "private_network", "network_veth",
+                "quiet", "detach", "dry_run"):
+        if getattr(ns, key):
+            o[key] = True
+    if ns.chdir is not None:
+        o["chdir"] = parse_absolute(ns.chdir, "--chdir")
+    if ns.setenv:
+        pairs = [v.parse_setenv(item) for item in ns.setenv]
+        o["setenv"] = [p for p in pairs if p is not None]
+    if ns.user is not None:
+        o["user"] = v.parse_user(ns.user)
+    o["bind_specs"] = [(b, False) for b in ns.binds_rw or []] + [(b, True) for b in ns.binds_ro or []]
+    if not o["bind_specs"]:
+        del o["bind_specs"]
+    if ns.tmpfs:
+        o["tmpfs"] = [parse_tmpfs(t) for t in ns.tmpfs]
+    if ns.inaccessible:
+        o["inaccessible"] = [parse_absolute(p, "--inaccessible") for p in ns.inaccessible]
+    if ns.link_journal is not None:
+        o["link_journal"] = v.parse_choice(ns.link_journal, LINK_JOURNAL, "--link-journal")
+    if ns.resolv_conf is not None:
+        o["resolv_conf"] = v.parse_choice(ns.resolv_conf, RESOLV_CONF, "--resolv-conf")
+    if ns.timezone is not None:
+        o["timezone"] = v.parse_choice(ns.timezone, TIMEZONE, "--timezone")
+    if ns.register is not None:
+        o["register"] = "auto" if ns.register == "auto" else (
+            "yes" if v.parse_boolean(ns.register, "--register") else "no")
+    if ns.kill_signal is not None:
+        o["kill_signal"] = v.parse_signal(ns.kill_signal)
+    if ns.console is not None:
+        o["console"] = v.parse_choice(ns.console, CONSOLE, "--console")
+    if ns.capability:
+        o["capabilities"] = frozenset().union(*(v.parse_capabilities(c, "--capability") for c in ns.capability))
+    if ns.drop_capability:
+        o["drop_capabilities"] = frozenset().union(
+            *(v.parse_capabilities(c, "--drop-capability") for c in ns.drop_capability))
+    if ns.settings is not None:
+        s = ns.settings if ns.settings in ("override", "trusted") else (
+            "yes" if v.parse_boolean(ns.settings, "--settings") else "no")
+        o["settings"] = s
+    if ns.reboot is not None:
+        o["reboot_exit"] = v.parse_choice(ns.reboot, REBOOT, "--reboot") == "exit"
+    if ns.no_new_privileges is not None:
+        o["no_new_privileges"] = v.parse_boolean(ns.no_new_privileges, "--no-new-privileges")
+    if ns.private_users_pick:
+        o["private_users"] = "pick"
+        o["private_users_ownership"] = "auto"
+    if ns.private_users is not None:
+        from nsdash.launcher.userns import parse_private_users
+
+        parse_private_users(ns.private_users)
+        o["private_users"] = ns.private_users
+    if ns.private_users_ownership is not None:
+        from nsdash.launcher.userns import parse_ownership
+
+        o["private_users_ownership"] = parse_ownership(ns.private_users_ownership)
+    if ns.notify_ready is not None:
+        v.parse_boolean(ns.notify_ready, "--notify-ready")
+    command = list(ns.command or [])
+    if command and command[0] == "--":
+        command.pop(0)
+    if command:
+        o["command"] = command
+    return Options(o)
+
+
+def find_directory(machine: str | None) -> str:
+    """nspawn without -D: the image named by -M in the image search path, else the current directory."""
+    if machine:
+        for base in IMAGE_SEARCH_PATH:
+            candidate = os.path.join(base, machine)
+            if os.path.isdir(candidate):
+                return candidate
+        raise UsageError(f"no image named '{machine}' in {', '.join(IMAGE_SEARCH_PATH)}",
+                         "pass the tree with -D DIR")
+    return os.getcwd()
+
+
+def check_directory(path: str) -> Path:
+    if not os.path.exists(path):
+        raise SpecError(f"directory {path} does not exist", "pass an existing OS tree with -D DIR")
+    if not os.path.isdir(path):
+        raise SpecError(f"{path} is not a directory", "pass an OS tree's root directory with -D DIR")
+    return Path(os.path.abspath(path))
+
+
+def derive_machine_name(directory: Path, ephemeral: bool) -> str:
+    """nspawn's rule: the directory's last component; with -x a random suffix so
+    several ephemeral copies of one image can run at once."""
+    base = directory.name or "root"
+    if not v.is_valid_hostname(base):
+        raise UsageError(f"cannot use directory name '{base}' as the machine name (not a valid hostname)",
+                         "pass a name with -M NAME")
+    if ephemeral:
+        base = f"{base[:v.HOST_NAME_MAX - 17]}-{secrets.token_hex(8)}"
+    return base
+
+
+_SPEC_KEYS = ("hostname", "uuid", "boot", "as_pid2", "chdir", "user", "read_only", "ephemeral",
+              "private_network", "network_veth", "link_journal", "resolv_conf", "timezone", "register",
+              "kill_signal", "console", "quiet", "reboot_exit", "no_new_privileges", "private_users",
+              "private_users_ownership", "detach", "dry_run")
+
+
+def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
+    """Merge the command line over a .nspawn file's settings (already filtered
+    for trust) into a ContainerSpec.  Lists from the file are replaced, not
+    extended, by the command line's, as nspawn's settings mask does."""
+    layers = [settings, cli] if settings is None or not settings.override else [cli, settings]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is not None:
+            merged.update({k: val for k, val in layer.values.items() if val is not None})
+    merged["directory"] = cli.values["directory"]
+    directory = Path(merged["directory"])
+    machine = merged.get("machine") or derive_machine_name(directory, bool(merged.get("ephemeral")))
+    if merged.get("boot") and merged.get("as_pid2"):
+        raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")
+    if merged.get("read_only") and merged.get("ephemeral"):
+        raise UsageError("--read-only and --ephemeral may not be combined", "drop one of them")
+    tree = directory
+    binds = tuple(parse_bind(spec, ro, tree) for spec, ro in merged.get("bind_specs", []))
+    kwargs: dict[str, Any] = {k: merged[k] for k in _SPEC_KEYS if merged.get(k) is not None}
+    return ContainerSpec(
+        directory=directory,
+        machine=machine,
+        command=tuple(merged.get("command", ())),
+        setenv=tuple(merged.get("setenv", ())),
+        binds=binds,
+        tmpfs=tuple(merged.get("tmpfs", ())),
+        inaccessible=tuple(merged.get("inaccessible", ())),
+        capabilities=frozenset(merged.get("capabilities", frozenset())),
+        drop_capabilities=frozenset(merged.get("drop_capabilities", frozenset())),
+        **kwargs,
+    )
+
+
+def parse_args(argv: list[str]) -> Options:
+    """The command line alone, validated (no settings file, directory unchecked)."""
+    return options_from_args(_parser().parse_args(list(argv)))
+
+
+def parse_spawn_args(argv: list[str]) -> ContainerSpec:
+    """systemd-nspawn's command line (plus nsdash's own options) -> ContainerSpec."""
+    cli = parse_args(argv)
+    raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
+    directory = check_directory(raw_dir)
+    cli.values["directory"] = str(directory)
+    settings_mode = cli.get("settings", "yes")
+    settings: Options | None = None
+    if settings_mode != "no":
+        from nsdash.launcher import settings as nspawn_settings
+
+        name = cli.get("machine") or derive_machine_name(directory, False)
+        settings = nspawn_settings.load_for(name, directory, settings_mode)
+    spec = build_spec(cli, settings)
+    return spec
+
+
+def with_overrides(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
+    return replace(spec, **changes)

@@ -1,0 +1,191 @@
+"""Pure validators for systemd-nspawn-style option values.
+
+Each parse_* function returns the normalised value or raises UsageError with
+one line naming the problem and the fix.  The rules follow systemd's own
+(hostname_is_valid, id128 parsing, signal_from_string, capability_from_name,
+extract_first_word's backslash escapes) so values accepted by systemd-nspawn
+are accepted here and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from nsdash.errors import UsageError
+
+HOST_NAME_MAX = 64
+
+# capability number -> name, as in linux/capability.h (0 .. CAP_LAST_CAP).
+CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)
+_CAP_BY_NAME = {name: name for name in CAPABILITIES}
+
+_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
+_FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
+
+
+def parse_boolean(value: str, option: str) -> bool:
+    """systemd's parse_boolean(): 1/yes/y/true/t/on and 0/no/n/false/f/off, any case."""
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise UsageError(f"invalid {option} value '{value}'", "use yes or no (or true/false, on/off, 1/0)")
+
+
+def is_valid_hostname(name: str) -> bool:
+    """systemd's hostname_is_valid(name, 0): dot-separated labels of letters,
+    digits, '-' and '_', no label starting or ending with '-', no empty label,
+    no trailing dot, at most 64 characters."""
+    if not name or len(name) > HOST_NAME_MAX:
+        return False
+    for label in name.split("."):
+        if not label or label.startswith("-") or label.endswith("-"):
+            return False
+        if not all(c.isascii() and (c.isalnum() or c in "-_") for c in label):
+            return False
+    return True
+
+
+def parse_machine_name(name: str, option: str = "--machine") -> str:
+    if not is_valid_hostname(name):
+        raise UsageError(f"invalid {option} name '{name}'",
+                         "use letters, digits, '-', '_' and '.' (a hostname of at most 64 characters)")
+    return name
+
+
+def parse_uuid(value: str) -> str:
+    """An id128 as 32 hex digits or in 8-4-4-4-12 form; returned as 32 lowercase hex digits."""
+    v = value.strip()
+    hexdigits = v.replace("-", "") if len(v) == 36 else v
+    dashed_ok = len(v) != 36 or all(v[i] == "-" for i in (8, 13, 18, 23))
+    if not dashed_ok or len(hexdigits) != 32 or not all(c in "0123456789abcdefABCDEF" for c in hexdigits):
+        raise UsageError(f"invalid --uuid '{value}'",
+                         "give 32 hex digits, or a UUID like 01234567-89ab-cdef-0123-456789abcdef")
+    if int(hexdigits, 16) == 0:
+        raise UsageError("--uuid may not be all zeroes", "give a random UUID (e.g. from uuidgen)")
+    return hexdigits.lower()
+
+
+def parse_signal(value: str, option: str = "--kill-signal") -> int:
+    """systemd's signal_from_string(): SIGTERM, TERM, RTMIN+3, SIGRTMAX-1 or a number."""
+    v = value.strip()
+    hint = "use a signal name like SIGTERM or SIGRTMIN+3, or its number"
+    name = v[3:] if v.upper().startswith("SIG") else v
+    number: int | None = None
+    if name.isdigit():
+        number = int(name)
+    elif name.upper().startswith(("RTMIN", "RTMAX")):
+        base = signal.SIGRTMIN if name.upper().startswith("RTMIN") else signal.SIGRTMAX
+        rest = name[5:]
+        offset = 0
+        if rest:
+            sign, digits = rest[0], rest[1:]
+            if sign not in "+-" or not digits.isdigit():
+                raise UsageError(f"invalid {option} '{value}'", hint)
+            offset = int(digits) if sign == "+" else -int(digits)
+        number = int(base) + offset
+        if not signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+            raise UsageError(f"invalid {option} '{value}': outside SIGRTMIN..SIGRTMAX", hint)
+    elif name.isalnum() and name.isascii():
+        try:
+            number = int(signal.Signals["SIG" + name.upper()])
+        except KeyError:
+            number = None
+    if number is None or not 1 <= number <= int(signal.SIGRTMAX):
+        raise UsageError(f"invalid {option} '{value}'", hint)
+    return number
+
+
+def parse_capabilities(value: str, option: str) -> frozenset[str]:
+    """A comma-separated list of capability names (CAP_SYS_ADMIN, cap_sys_admin, or a number), or 'all'."""
+    names: set[str] = set()
+    items = [item.strip() for item in value.split(",")]
+    if not value.strip() or any(not item for item in items):
+        raise UsageError(f"invalid {option} '{value}': empty capability name",
+                         f"use {option}=CAP_NAME[,CAP_NAME...] or {option}=all")
+    for item in items:
+        if item.lower() == "all":
+            names.update(CAPABILITIES)
+            continue
+        name = _CAP_BY_NAME.get(item.upper())
+        if name is None and item.isdigit() and int(item) < len(CAPABILITIES):
+            name = CAPABILITIES[int(item)]
+        if name is None:
+            raise UsageError(f"unknown capability '{item}' in {option}",
+                             "use names like CAP_NET_ADMIN (see capabilities(7)) or 'all'")
+        names.add(name)
+    return frozenset(names)
+
+
+def split_escaped(value: str, sep: str = ":") -> list[str]:
+    """Split VALUE at unescaped SEP; a backslash escapes the next character
+    (so '\\:' is a literal colon), as systemd's extract_first_word() does."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(value)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, None)
+            if nxt is None:
+                raise UsageError(f"'{value}' ends in a lone backslash", "escape a colon as '\\:' and a backslash as '\\\\'")
+            current.append(nxt)
+        elif c == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    parts.append("".join(current))
+    return parts
+
+
+def is_absolute_path(path: str) -> bool:
+    return path.startswith("/") and "\0" not in path
+
+
+def normalize_path(path: str) -> str:
+    """Collapse '//' and '/./' (not '..': a target may not climb out; checked elsewhere)."""
+    return os.path.normpath(path) if not path.startswith("//") else os.path.normpath("/" + path.lstrip("/"))
+
+
+def is_valid_env_name(name: str) -> bool:
+    """systemd's env_name_is_valid(): letters, digits and '_', not starting with a digit."""
+    return bool(name) and not name[0].isdigit() and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+
+
+def parse_setenv(value: str, environ: dict[str, str] | os._Environ[str] | None = None) -> tuple[str, str] | None:
+    """-E NAME=VALUE, or NAME alone to pass on the caller's value (None when the caller has none)."""
+    name, eq, val = value.partition("=")
+    if not is_valid_env_name(name):
+        raise UsageError(f"invalid --setenv '{value}': '{name}' is not a variable name",
+                         "use --setenv=NAME=VALUE with NAME made of letters, digits and '_'")
+    if "\0" in val:
+        raise UsageError(f"invalid --setenv '{name}': the value contains a NUL byte", "remove it")
+    if not eq:
+        env = os.environ if environ is None else environ
+        return (name, env[name]) if name in env else None
+    return name, val
+
+
+def parse_user(value: str) -> str:
+    """-u USER: a user name or a numeric UID; resolved later against the tree's /etc/passwd."""
+    if not value or any(c in value for c in ":/\n\0 \t") or value.startswith("-") or len(value) > 256:
+        raise UsageError(f"invalid --user '{value}'", "give a user name or UID that exists in the container")
+    return value
+
+
+def parse_choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise UsageError(f"invalid {option} value '{value}'", f"use one of: {', '.join(choices)}")
+    return value
