@@ -258,6 +258,7 @@ class Supervisor:
         if self.registration is not None:
             self.registration.register(self._state())
         self._write_state()
+        self._broadcast(proto.event_frame(f"boot {self.boot}", leader=self.container.leader), raw=True)
         pidfd = getattr(self.container, "pidfd", None)
         if pidfd is not None:
             self.sel.register(pidfd, selectors.EVENT_READ, "leader")
