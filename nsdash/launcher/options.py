@@ -216,7 +216,10 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
         host_source = Path(os.path.normpath(str(tree) + inner))
         target = target if target is not None else inner
     else:
-        host_source = Path(os.path.abspath(source))
+        if not v.is_absolute_path(source):
+            raise UsageError(f"invalid {option} '{value}': source '{source}' is not an absolute path",
+                             f"{syntax} with an absolute SRC (or +SRC, relative to the image)")
+        host_source = Path(v.normalize_path(source))
         target = target if target is not None else str(host_source)
     if not v.is_absolute_path(target):
         raise UsageError(f"invalid {option} '{value}': target '{target}' is not an absolute path", syntax)
@@ -237,14 +240,12 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
 
 def parse_tmpfs(value: str, option: str = "--tmpfs") -> TmpfsMount:
     """PATH[:OPTIONS], mode=0755 unless OPTIONS say otherwise."""
-    path, sep, opts = value.partition(":") if "\\" not in value else _first_and_rest(value)
+    path, _, opts = value.partition(":") if "\\" not in value else _first_and_rest(value)
     if not path:
         raise UsageError(f"invalid {option} '{value}': empty path", f"use {option}=PATH[:OPTIONS]")
     if not v.is_absolute_path(path):
         raise UsageError(f"invalid {option} '{value}': '{path}' is not an absolute path",
                          f"use {option}=/PATH[:OPTIONS]")
-    if sep and not opts:
-        raise UsageError(f"invalid {option} '{value}': empty options", f"use {option}=PATH or {option}=PATH:OPTIONS")
     if "\0" in opts:
         raise UsageError(f"invalid {option} '{value}': NUL in options", f"use {option}=PATH[:OPTIONS]")
     return TmpfsMount(target=v.normalize_path(path), options=opts or "mode=0755")
@@ -372,11 +373,11 @@ def check_directory(path: str) -> Path:
 
 
 def derive_machine_name(directory: Path, ephemeral: bool) -> str:
-    """nspawn's rule: the directory's last component; with -x a random suffix so
-    several ephemeral copies of one image can run at once."""
-    base = directory.name or "root"
+    """nspawn's rule: the directory's last component, cleaned up as a hostname;
+    with -x a random suffix so several ephemeral copies of one image can run at once."""
+    base = v.hostname_cleanup(directory.name)
     if not v.is_valid_hostname(base):
-        raise UsageError(f"cannot use directory name '{base}' as the machine name (not a valid hostname)",
+        raise UsageError(f"cannot derive a machine name from directory '{directory}'",
                          "pass a name with -M NAME")
     if ephemeral:
         base = f"{base[:v.HOST_NAME_MAX - 17]}-{secrets.token_hex(8)}"

@@ -45,23 +45,51 @@ def parse_boolean(value: str, option: str) -> bool:
 
 
 def is_valid_hostname(name: str) -> bool:
-    """systemd's hostname_is_valid(name, 0): dot-separated labels of letters,
-    digits, '-' and '_', no label starting or ending with '-', no empty label,
-    no trailing dot, at most 64 characters."""
+    """systemd's hostname_is_valid(name, 0): dot-separated labels of ASCII
+    letters, digits and '-' (RFC 5890's LDH), no label starting or ending with
+    '-', no empty label, no trailing dot, at most 64 characters."""
     if not name or len(name) > HOST_NAME_MAX:
         return False
     for label in name.split("."):
         if not label or label.startswith("-") or label.endswith("-"):
             return False
-        if not all(c.isascii() and (c.isalnum() or c in "-_") for c in label):
+        if not all(c.isascii() and (c.isalnum() or c == "-") for c in label):
             return False
     return True
+
+
+def hostname_cleanup(name: str) -> str:
+    """systemd's hostname_cleanup(): drop characters a hostname cannot hold,
+    leading/doubled dots and hyphens after dots, a trailing '-' or '.', and
+    anything past 64 characters.  nspawn applies it to a directory name before
+    using it as the machine name."""
+    out: list[str] = []
+    dot, hyphen = True, True
+    for c in name:
+        if len(out) >= HOST_NAME_MAX:
+            break
+        if c == ".":
+            if dot or hyphen:
+                continue
+            out.append(c)
+            dot, hyphen = True, False
+        elif c == "-":
+            if dot:
+                continue
+            out.append(c)
+            dot, hyphen = False, True
+        elif c.isascii() and c.isalnum():
+            out.append(c)
+            dot, hyphen = False, False
+    if out and out[-1] in "-.":
+        out.pop()
+    return "".join(out)
 
 
 def parse_machine_name(name: str, option: str = "--machine") -> str:
     if not is_valid_hostname(name):
         raise UsageError(f"invalid {option} name '{name}'",
-                         "use letters, digits, '-', '_' and '.' (a hostname of at most 64 characters)")
+                         "use letters, digits, '-' and '.' (a hostname of at most 64 characters)")
     return name
 
 
@@ -79,30 +107,28 @@ def parse_uuid(value: str) -> str:
 
 
 def parse_signal(value: str, option: str = "--kill-signal") -> int:
-    """systemd's signal_from_string(): SIGTERM, TERM, RTMIN+3, SIGRTMAX-1 or a number."""
-    v = value.strip()
+    """systemd's signal_from_string(): SIGTERM, TERM, RTMIN+3, SIGRTMAX-1 or a
+    number; names are case-sensitive there, so 'sigterm' is refused here too."""
     hint = "use a signal name like SIGTERM or SIGRTMIN+3, or its number"
-    name = v[3:] if v.upper().startswith("SIG") else v
+    name = value[3:] if value.startswith("SIG") else value
     number: int | None = None
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         number = int(name)
-    elif name.upper().startswith(("RTMIN", "RTMAX")):
-        base = signal.SIGRTMIN if name.upper().startswith("RTMIN") else signal.SIGRTMAX
+    elif name.startswith(("RTMIN", "RTMAX")):
+        base = int(signal.SIGRTMIN if name.startswith("RTMIN") else signal.SIGRTMAX)
         rest = name[5:]
         offset = 0
         if rest:
             sign, digits = rest[0], rest[1:]
-            if sign not in "+-" or not digits.isdigit():
+            if sign not in "+-" or not (digits.isascii() and digits.isdigit()):
                 raise UsageError(f"invalid {option} '{value}'", hint)
             offset = int(digits) if sign == "+" else -int(digits)
-        number = int(base) + offset
+        number = base + offset
         if not signal.SIGRTMIN <= number <= signal.SIGRTMAX:
             raise UsageError(f"invalid {option} '{value}': outside SIGRTMIN..SIGRTMAX", hint)
-    elif name.isalnum() and name.isascii():
-        try:
-            number = int(signal.Signals["SIG" + name.upper()])
-        except KeyError:
-            number = None
+    elif name.isascii() and name.isalnum() and name.isupper():
+        member = signal.Signals.__members__.get("SIG" + name)
+        number = int(member) if member is not None else None
     if number is None or not 1 <= number <= int(signal.SIGRTMAX):
         raise UsageError(f"invalid {option} '{value}'", hint)
     return number
