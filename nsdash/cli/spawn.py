@@ -7,7 +7,6 @@ as its console.  Imports stay minimal: this is the hot path of every spawn.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 

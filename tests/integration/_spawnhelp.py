@@ -1,0 +1,83 @@
+"""Helpers for the launcher's root tests: run a spec with a real PTY console, find PID 1."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nsdash.launcher.container import Container, Outcome
+from nsdash.launcher.spec import ContainerSpec
+from nsdash.system import cgroupfs
+
+
+def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
+             on_output: Callable[[Container, bytes], None] | None = None) -> tuple[Outcome, str]:
+    """Run SPEC to the end with a PTY as its console; its outcome and console text (\\r\\n -> \\n)."""
+    master, slave = os.openpty()
+    out = b""
+    try:
+        with Container(spec, console_fd=slave) as c:
+            c.start()
+            deadline = time.monotonic() + timeout
+            while True:
+                outcome = c.poll()
+                if outcome is not None:
+                    break
+                if time.monotonic() > deadline:
+                    c.signal(signal.SIGKILL, "all")
+                    raise TimeoutError(f"container did not end in {timeout} s; output so far:\n{out[-2000:]!r}")
+                fds = [master] + ([c.notify_fd] if c.notify_fd is not None else [])
+                ready, _, _ = select.select(fds, [], [], 0.05)
+                if c.notify_fd in ready:
+                    c.read_notify()
+                if master in ready:
+                    out += os.read(master, 65536)
+                    if on_output is not None:
+                        on_output(c, out)
+            os.set_blocking(master, False)
+            try:
+                while chunk := os.read(master, 65536):
+                    out += chunk
+            except OSError:
+                pass
+        return outcome, out.decode(errors="replace").replace("\r\n", "\n")
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def leader_of(machine: str) -> int | None:
+    """The host PID of a machine's PID 1, found from its cgroup (NSpid ends in 1)."""
+    layout = cgroupfs.detect()
+    base = layout.unified_path(f"/machine.slice/machine-{machine}.scope") or layout.v1_path(
+        "pids", f"/machine.slice/machine-{machine}.scope")
+    if base is None:
+        return None
+    for sub, _, _ in os.walk(base):
+        try:
+            pids = Path(sub, "cgroup.procs").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("NSpid:") and line.split()[-1] == "1":
+                    return int(pid)
+    return None
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError("condition not met")

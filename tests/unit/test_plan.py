@@ -1,0 +1,280 @@
+"""The launch plan: pure decisions from a spec and a fixture tree (no root, no syscalls)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from nsdash.errors import SpecError
+from nsdash.launcher import mounts as m
+from nsdash.launcher.plan import DEFAULT_CAPABILITIES, build_plan, find_executable, lookup_user
+from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
+from nsdash.system.syscalls import CLONE_NEWNET, CLONE_NEWPID
+
+
+def _exe(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    t = tmp_path / "tree"
+    for d in ("usr/bin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "home/alice"):
+        (t / d).mkdir(parents=True)
+    (t / "bin").symlink_to("usr/bin")
+    _exe(t / "usr/bin/sh")
+    _exe(t / "usr/bin/true")
+    _exe(t / "usr/lib/systemd/systemd")
+    (t / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n")
+    (t / "etc/group").write_text("root:x:0:\nalice:x:1000:\nwheel:x:10:alice\n")
+    (t / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    return t
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    h = tmp_path / "host"
+    (h / "etc").mkdir(parents=True)
+    (h / "dev/net").mkdir(parents=True)
+    for n in ("null", "zero", "full", "random", "urandom", "tty", "net/tun"):
+        (h / "dev" / n).write_text("")
+    (h / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
+    (h / "etc/resolv.conf").write_text("nameserver 192.0.2.53\n")
+    (h / "usr/share/zoneinfo/Europe").mkdir(parents=True)
+    (h / "usr/share/zoneinfo/Europe/Paris").write_bytes(b"TZif-paris")
+    (h / "etc/localtime").symlink_to("../usr/share/zoneinfo/Europe/Paris")
+    (h / "var/log/journal").mkdir(parents=True)
+    return h
+
+
+def plan_for(tree: Path, host: Path, **kw):
+    spec = ContainerSpec(directory=tree, machine=kw.pop("machine", "box"), **kw)
+    return build_plan(spec, state_dir=str(host / "state"), host_root=str(host), host_term="xterm")
+
+
+def kinds(plan) -> list[str]:
+    return [op.describe() for op in plan.mounts]
+
+
+def test_default_plan_namespaces_command_and_identity(tree, host):
+    plan = plan_for(tree, host, command=("true",))
+    assert plan.namespaces & CLONE_NEWPID and not plan.namespaces & CLONE_NEWNET
+    assert plan.argv == ("true",)
+    assert plan.hostname == "box" and plan.root == str(tree)
+    assert plan.kill_signal == signal.SIGKILL
+    env = dict(plan.env)
+    assert env["container"] == "nsdash" and env["NOTIFY_SOCKET"] == "/run/host/notify"
+    assert env["container_host_id"] == "debian" and env["container_host_version_id"] == "12"
+    assert len(env["container_uuid"]) == 36
+    assert plan.capabilities == DEFAULT_CAPABILITIES
+
+
+def test_mount_order_puts_run_before_masks_and_root_first(tree, host):
+    plan = plan_for(tree, host, command=("true",))
+    ops = plan.mounts
+    assert isinstance(ops[0], m.RootBind)
+    run = next(i for i, op in enumerate(ops) if isinstance(op, m.Filesystem) and op.target == "/run")
+    first_mask = next(i for i, op in enumerate(ops) if isinstance(op, m.Mask))
+    assert run < first_mask
+    text = "\n".join(kinds(plan))
+    for expected in ("mount proc /proc", "read-only /proc/sys", "mask /proc/kcore", "mount sysfs /sys (ro",
+                     "mount cgroup2 /sys/fs/cgroup", "mount devpts /dev/pts", "symlink /dev/ptmx -> pts/ptmx",
+                     "bind /dev/null -> /dev/null", "bind /dev/net/tun -> /dev/net/tun",
+                     "write /run/host/os-release", "write /run/systemd/container"):
+        assert expected in text, expected
+    assert "/dev/console" not in text  # no console: systemd-nspawn's pipe mode has none
+
+
+def test_console_is_bound_when_given(tree, host):
+    spec = ContainerSpec(directory=tree, machine="box", command=("true",))
+    plan = build_plan(spec, console="/dev/pts/7", host_root=str(host))
+    assert "bind /dev/pts/7 -> /dev/console" in "\n".join(kinds(plan))
+
+
+def test_boot_finds_init_and_uses_sigrtmin3(tree, host):
+    plan = plan_for(tree, host, boot=True, command=("--unit=rescue.target",))
+    assert plan.argv == ("/usr/lib/systemd/systemd", "--unit=rescue.target")
+    assert plan.kill_signal == signal.SIGRTMIN + 3
+    assert plan.chdir == "/"
+
+
+def test_no_command_starts_the_users_login_shell(tree, host):
+    assert plan_for(tree, host).argv == ("/bin/sh", "-l")
+
+
+def test_private_network_adds_netns_and_net_admin(tree, host):
+    plan = plan_for(tree, host, command=("true",), private_network=True)
+    assert plan.namespaces & CLONE_NEWNET and plan.network == "private"
+    assert "CAP_NET_ADMIN" in plan.capabilities
+    assert "rbind (container)/proc/sys/net -> /proc/sys/net" in kinds(plan)
+    assert not any("resolv.conf" in d for d in kinds(plan))  # auto leaves it alone with private networking
+    assert plan_for(tree, host, command=("true",), network_veth=True).network == "veth"
+
+
+def test_capabilities_added_dropped_and_limited(tree, host):
+    plan = plan_for(tree, host, command=("true",), capabilities=frozenset({"CAP_NET_ADMIN"}),
+                    drop_capabilities=frozenset({"CAP_SYS_ADMIN"}))
+    assert "CAP_NET_ADMIN" in plan.capabilities and "CAP_SYS_ADMIN" not in plan.capabilities
+    assert "CAP_SYS_MODULE" not in plan.capabilities
+    spec = ContainerSpec(directory=tree, machine="box", command=("true",))
+    limited = build_plan(spec, host_root=str(host), available_caps=frozenset({"CAP_CHOWN", "CAP_SYS_MODULE"}))
+    assert limited.capabilities == {"CAP_CHOWN"}
+
+
+def test_user_lookup(tree, host):
+    alice = lookup_user(str(tree), "alice")
+    assert (alice.uid, alice.gid, alice.home) == (1000, 1000, "/home/alice")
+    assert 10 in alice.groups
+    plan = plan_for(tree, host, command=("true",), user="alice")
+    env = dict(plan.env)
+    assert env["HOME"] == "/home/alice" and env["USER"] == "alice" and plan.chdir == "/home/alice"
+    with pytest.raises(SpecError, match="user 'bob' does not exist"):
+        plan_for(tree, host, command=("true",), user="bob")
+
+
+def test_setenv_overrides_and_chdir(tree, host):
+    plan = plan_for(tree, host, command=("true",), setenv=(("FOO", "bar"), ("TERM", "vt100")), chdir="/tmp")
+    env = dict(plan.env)
+    assert env["FOO"] == "bar" and env["TERM"] == "vt100" and plan.chdir == "/tmp"
+
+
+def test_ephemeral_uses_an_overlay_under_the_state_dir(tree, host):
+    plan = plan_for(tree, host, command=("true",), ephemeral=True)
+    assert isinstance(plan.mounts[0], m.RootOverlay)
+    assert plan.root.startswith(str(host / "state")) and plan.ephemeral_dir
+    assert plan.created_paths == ()
+
+
+def test_binds_tmpfs_inaccessible_and_created_mount_points(tree, host, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    plan = plan_for(tree, host, command=("true",),
+                    binds=(Bind(src, "/mnt/a/b"), Bind(src, "/root", read_only=True, recursive=False)),
+                    tmpfs=(TmpfsMount("/scratch", "mode=0700"),), inaccessible=("/etc",))
+    text = kinds(plan)
+    assert f"rbind {src} -> /mnt/a/b" in text and f"bind {src} -> /root (ro)" in text
+    assert "mount tmpfs /scratch (nosuid,nodev,mode=0700)" in text and "mask /etc" in text
+    assert plan.created_paths == (str(tree / "mnt"), str(tree / "mnt/a"), str(tree / "mnt/a/b"),
+                                  str(tree / "scratch"))
+    # the user's mounts come after the API file systems, so they win
+    assert text.index(f"rbind {src} -> /mnt/a/b") > text.index("mount tmpfs /tmp (nosuid,nodev,mode=1777)")
+
+
+def test_read_only_remounts_root_last(tree, host):
+    plan = plan_for(tree, host, command=("true",), read_only=True)
+    assert isinstance(plan.mounts[-1], m.RemountRoot)
+    assert "bind" in [d.split()[0] for d in kinds(plan) if "/etc/resolv.conf" in d][0]  # auto on ro: bind
+
+
+@pytest.mark.parametrize("mode,expect", [
+    ("auto", "write /etc/resolv.conf"), ("copy-host", "write /etc/resolv.conf"),
+    ("replace-host", "write /etc/resolv.conf"), ("bind-host", "bind"), ("off", None),
+    ("delete", "delete /etc/resolv.conf"),
+])
+def test_resolv_conf_modes(tree, host, mode, expect):
+    found = [d for d in kinds(plan_for(tree, host, command=("true",), resolv_conf=mode)) if "resolv.conf" in d]
+    if expect is None:
+        assert found == []
+    else:
+        assert found and found[0].startswith(expect)
+
+
+def test_resolv_conf_copy_carries_the_hosts_content(tree, host):
+    plan = plan_for(tree, host, command=("true",), resolv_conf="copy-host")
+    op = next(op for op in plan.mounts if isinstance(op, m.WriteFile) and op.target == "/etc/resolv.conf")
+    assert op.content == b"nameserver 192.0.2.53\n" and op.replace is False
+
+
+def test_timezone_modes(tree, host):
+    # auto with a symlinked host localtime: symlink if the tree has the zone, else copy
+    d = kinds(plan_for(tree, host, command=("true",)))
+    assert "write /etc/localtime (10 bytes)" in d
+    (tree / "usr/share/zoneinfo/Europe").mkdir(parents=True)
+    (tree / "usr/share/zoneinfo/Europe/Paris").write_bytes(b"x")
+    d = kinds(plan_for(tree, host, command=("true",)))
+    assert "symlink /etc/localtime -> ../usr/share/zoneinfo/Europe/Paris" in d
+    assert any(x.startswith("bind") and "/etc/localtime" in x
+               for x in kinds(plan_for(tree, host, command=("true",), timezone="bind")))
+    assert not any("localtime" in x for x in kinds(plan_for(tree, host, command=("true",), timezone="off")))
+
+
+def test_link_journal_modes(tree, host):
+    mid = "0123456789abcdef0123456789abcdef"
+    assert plan_for(tree, host, command=("true",), link_journal="no").host_journal_dir is None
+    p = plan_for(tree, host, command=("true",), link_journal="host")
+    assert p.host_journal_dir == str(host / "var/log/journal" / mid)
+    assert f"rbind {host}/var/log/journal/{mid} -> /var/log/journal/{mid}" in kinds(p)
+    p = plan_for(tree, host, command=("true",), link_journal="guest")
+    assert p.host_journal_link == (str(host / "var/log/journal" / mid), str(tree / "var/log/journal" / mid))
+    assert f"mkdir /var/log/journal/{mid}" in kinds(p)
+    # try-guest on an ephemeral container quietly does nothing; guest fails
+    p = plan_for(tree, host, command=("true",), link_journal="try-guest", ephemeral=True)
+    assert p.host_journal_link is None
+    with pytest.raises(SpecError, match="non-ephemeral"):
+        plan_for(tree, host, command=("true",), link_journal="guest", ephemeral=True)
+    # auto binds the host directory only when it exists
+    assert plan_for(tree, host, command=("true",), link_journal="auto").host_journal_dir is None
+    (host / "var/log/journal" / mid).mkdir()
+    assert any("/var/log/journal/" in d for d in kinds(plan_for(tree, host, command=("true",), link_journal="auto")))
+
+
+@pytest.mark.parametrize("setup,kw,message", [
+    (None, {"directory": "/nonexistent/tree"}, "does not exist"),
+    ("file", {}, "is not a directory"),
+    ("nousr", {}, "has no /usr"),
+    (None, {"command": ("nosuchcmd",)}, "command 'nosuchcmd' not found"),
+    ("noinit", {"boot": True}, "no init found"),
+])
+def test_bad_trees_and_commands(tree, host, tmp_path, setup, kw, message):
+    directory = kw.pop("directory", tree)
+    if setup == "file":
+        directory = tmp_path / "afile"
+        directory.write_text("")
+    elif setup == "nousr":
+        directory = tmp_path / "empty"
+        directory.mkdir()
+    elif setup == "noinit":
+        (tree / "usr/lib/systemd/systemd").unlink()
+    kw.setdefault("command", ("true",))
+    with pytest.raises(SpecError, match=message):
+        plan_for(Path(directory), host, **kw)
+
+
+def test_bind_source_missing_and_target_escaping(tree, host, tmp_path):
+    with pytest.raises(SpecError, match="bind source .* does not exist"):
+        plan_for(tree, host, command=("true",), binds=(Bind(tmp_path / "nope", "/mnt"),))
+    (tree / "escape").symlink_to("../../../../../etc")
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(SpecError, match="escapes the container root"):
+        plan_for(tree, host, command=("true",), binds=(Bind(src, "/escape/x"),))
+    # absolute symlinks resolve inside the root, as in a chroot
+    (tree / "abs").symlink_to("/etc")
+    plan = plan_for(tree, host, command=("true",), binds=(Bind(src, "/abs/y"),))
+    assert plan.created_paths == (str(tree / "etc/y"),)
+
+
+def test_resolve_in_root_and_find_executable(tree):
+    root = str(tree)
+    assert m.resolve_in_root(root, "/bin/sh") == os.path.join(root, "usr/bin/sh")
+    assert m.resolve_in_root(root, "/../../etc/passwd") == os.path.join(root, "etc/passwd")
+    assert m.resolve_in_root(root, "/bin", follow_last=False) == os.path.join(root, "bin")
+    with pytest.raises(m.EscapeError):
+        m.resolve_in_root(root, "/../x", strict=True)
+    assert find_executable(root, "sh") == "/usr/bin/sh"
+    assert find_executable(root, "/bin/sh") == "/bin/sh"
+    assert find_executable(root, "nope") is None
+    (tree / "usr/bin/data").write_text("")
+    assert find_executable(root, "data") is None  # not executable
+
+
+def test_describe_lists_everything(tree, host):
+    text = plan_for(tree, host, command=("true", "x")).describe()
+    assert "machine:      box" in text and "command:      true x" in text
+    assert "namespaces:   mnt uts ipc cgroup pid" in text and "mounts:" in text and "container=nsdash" in text
+    assert "kill signal:  SIGKILL" in text
