@@ -1,0 +1,141 @@
+"""Pure parts of the supervisor, registry and machinectl verbs."""
+
+import dataclasses
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nsdash.cli.login import EscapeDetector
+from nsdash.cli.machinectl import cgroup_tree, format_list, parse_signal, table
+from nsdash.errors import UsageError
+from nsdash.launcher import consolelog, speccodec
+from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
+from nsdash.launcher.supervisor import RebootLimiter, outcome_event
+from nsdash.machines import state as st
+from nsdash.machines.registry import Machine, parse_fib_trie, parse_os_release, validate_name
+
+
+def test_separator_format_is_exact_and_parseable():
+    line = consolelog.separator("exited", "status 3", when="2026-11-29T05:00:00Z")
+    assert line == b"\n-- nsdash: exited 2026-11-29T05:00:00Z (status 3) --\n"
+    assert consolelog.separator("boot 2", when="2026-11-29T05:00:00Z") == \
+        b"\n-- nsdash: boot 2 2026-11-29T05:00:00Z --\n"
+    m = consolelog.SEPARATOR_RE.search(line)
+    assert m and m["event"] == b"exited" and m["detail"] == b"status 3"
+
+
+def test_console_log_rotates_once_and_tails_across_the_boundary(tmp_path):
+    log = consolelog.ConsoleLog(tmp_path / "console.log", limit=100)
+    for i in range(30):
+        log.write(f"line {i:02d}\n".encode())  # 8 bytes each
+    log.close()
+    cur = (tmp_path / "console.log").read_bytes()
+    old = (tmp_path / "console.log.1").read_bytes()
+    assert len(cur) <= 100 and len(old) <= 100
+    assert (old + cur).endswith(b"line 29\n")
+    log = consolelog.ConsoleLog(tmp_path / "console.log", limit=100)
+    assert log.tail(24) == b"line 27\nline 28\nline 29\n"
+    assert log.tail(10_000) == old + cur
+    log.close()
+    assert consolelog.last_lines(tmp_path / "console.log", 2) == ["line 28", "line 29"]
+
+
+def test_last_lines_strip_terminal_escapes(tmp_path):
+    (tmp_path / "c").write_bytes(b"\x1b[1;32mOK\x1b[0m  started\r\n\x1b[6nlogin: ")
+    assert consolelog.last_lines(tmp_path / "c", 5) == ["OK  started", "login: "]
+
+
+def test_reboot_limiter_allows_a_burst_then_stops_and_forgets_old_reboots():
+    lim = RebootLimiter(burst=5, window=10)
+    assert all(lim.allow(t) for t in (0, 1, 2, 3, 4))
+    assert not lim.allow(5)
+    lim = RebootLimiter(burst=5, window=10)
+    assert all(lim.allow(t * 3.0) for t in range(20))  # slow reboots never trip it
+
+
+def test_outcome_events():
+    assert outcome_event("exited", 3) == ("exited", "status 3")
+    assert outcome_event("killed", signal.SIGKILL) == ("killed", "signal SIGKILL")
+    assert outcome_event("poweroff", 0) == ("poweroff", None)
+
+
+def test_state_roundtrip(tmp_path):
+    s = st.MachineState(name="m", root="/r", leader=5, cgroup="/machine.slice/machine-m.scope",
+                        supervisor=4, started="a", since="b", netif=["ve-m"])
+    st.write_state(tmp_path, s)
+    assert st.read_state(tmp_path) == s
+    assert '"class": "container"' in (tmp_path / "state.json").read_text()
+    (tmp_path / "state.json").write_text("{torn")
+    assert st.read_state(tmp_path) is None
+    assert not st.supervisor_alive(tmp_path)
+
+
+def test_spec_codec_roundtrip_keeps_types():
+    spec = ContainerSpec(directory=Path("/srv/t"), machine="m", boot=True, command=("a", "b"),
+                         setenv=(("A", "1"),), binds=(Bind(Path("/x"), "/y", True),),
+                         tmpfs=(TmpfsMount("/tmp"),), capabilities=frozenset({"CAP_NET_ADMIN"}))
+    back = speccodec.loads(speccodec.dumps(spec))
+    assert back == spec
+    assert isinstance(back.directory, Path) and isinstance(back.binds[0].source, Path)
+    assert all(type(getattr(back, f.name)) is type(getattr(spec, f.name)) for f in dataclasses.fields(spec))
+
+
+def test_table_and_list_follow_machinectl():
+    assert table(["A", "BB"], [["xyz", "1"], ["q", "22"]]) == "A   BB\nxyz 1\nq   22\n"
+    ms = [Machine("web", os_release={"ID": "debian", "VERSION_ID": "12"}, addresses=["10.0.0.2", "fe80::1"]),
+          Machine("nspawned", service="systemd-nspawn", source="machined")]
+    text = format_list(ms)
+    assert text.splitlines()[0].split() == ["MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES"]
+    assert "web      container nsdash         debian 12      10.0.0.2…" in text
+    assert text.endswith("\n2 machines listed.\n")
+    assert format_list([]) == "MACHINE CLASS SERVICE OS VERSION ADDRESSES\nNo machines.\n"
+    assert "listed" not in format_list(ms, legend=False)
+
+
+def test_cgroup_tree_draws_processes_then_children():
+    lines = cgroup_tree([("", [(1, "init")]), ("a", [(5, "x")]), ("a/b", []), ("c", [(7, "y")])], "top")
+    assert lines == ["top", "├─1 init", "├─a", "│ ├─5 x", "│ └─b", "└─c", "  └─7 y"]
+
+
+def test_parse_signal():
+    assert parse_signal("KILL") == signal.SIGKILL
+    assert parse_signal("sigterm") == signal.SIGTERM
+    assert parse_signal("9") == 9
+    assert parse_signal("RTMIN+4") == signal.SIGRTMIN + 4
+    for bad in ("NOPE", "0", "99"):
+        with pytest.raises(UsageError):
+            parse_signal(bad)
+
+
+def test_os_release_and_addresses_parsing():
+    assert parse_os_release('ID=debian\nVERSION_ID="12"\n# c\nPRETTY_NAME=\'D 12\'\n') == \
+        {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "D 12"}
+    trie = ("Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.0.0.2\n        /32 host LOCAL\n"
+            "     |-- 127.0.0.1\n        /32 host LOCAL\nLocal:\n     |-- 10.0.0.2\n        /32 host LOCAL\n")
+    assert parse_fib_trie(trie) == ["10.0.0.2"]
+
+
+def test_machine_names_are_validated():
+    assert validate_name("t1-a.b_c") == "t1-a.b_c"
+    for bad in ("", "../x", "a/b", "-x", "x" * 65):
+        with pytest.raises(UsageError):
+            validate_name(bad)
+
+
+def test_escape_detector_needs_three_within_a_second():
+    d = EscapeDetector()
+    assert not d.feed(b"\x1d\x1d", 0.0)
+    assert d.feed(b"\x1d", 0.5)
+    d = EscapeDetector()
+    assert not d.feed(b"\x1d\x1d", 0.0) and not d.feed(b"\x1d", 1.5)
+    d = EscapeDetector()
+    assert not d.feed(b"\x1dx\x1d\x1d", 0.0)
+
+
+def test_since_formatting():
+    from nsdash.cli.machinectl import _since
+
+    now = datetime(2026, 11, 29, 6, 0, 5, tzinfo=UTC)
+    assert _since("2026-11-29T05:58:00Z", now) == "Sun 2026-11-29 05:58:00 UTC; 2min 5s ago"
