@@ -1,0 +1,262 @@
+"""The monitor against real cgroups, real processes and the real systemd-cgtop/cgls (root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nsdash.monitor import tree
+from nsdash.monitor.machines import MachineMap, machine_of_process
+from nsdash.monitor.rates import rates_between
+from nsdash.monitor.sampler import Sampler
+from nsdash.system import cgroupfs, paths
+from tests.conftest import run_nsdash
+
+COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio")
+
+
+def _hierarchies() -> list[Path]:
+    layout = cgroupfs.detect()
+    found: list[Path] = [layout.unified] if layout.unified else []
+    for ctrl in COUNTED:
+        p = layout.v1.get(ctrl)
+        if p is not None and p.resolve() not in [f.resolve() for f in found]:
+            found.append(p)
+    return found
+
+
+class RealCgroups:
+    """A machine-style scope with child cgroups in every counting hierarchy, torn down fully."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.scope = f"/machine.slice/machine-{name}.scope"
+        self.hierarchies = _hierarchies()
+        self.procs: list[subprocess.Popen] = []
+        self.made: list[Path] = []
+
+    def make(self, sub: str = "") -> str:
+        path = self.scope + (f"/{sub}" if sub else "")
+        for h in self.hierarchies:
+            d = h
+            for part in path.strip("/").split("/"):
+                d = d / part
+                if not d.exists():
+                    d.mkdir()
+                    if part != "machine.slice":
+                        self.made.append(d)
+        return path
+
+    def run_in(self, sub: str, argv: list[str]) -> subprocess.Popen:
+        path = self.make(sub)
+        proc = subprocess.Popen(argv)
+        self.procs.append(proc)
+        for h in self.hierarchies:
+            (h / path.lstrip("/") / "cgroup.procs").write_text(str(proc.pid))
+        return proc
+
+    def remove(self, sub: str) -> None:
+        path = self.scope + f"/{sub}"
+        for h in self.hierarchies:
+            d = h / path.lstrip("/")
+            d.rmdir()
+            self.made.remove(d)
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        for d in sorted(self.made, key=lambda p: -len(p.parts)):
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+@pytest.fixture
+def cgroups(machine_name):
+    cg = RealCgroups(machine_name)
+    cg.make()
+    try:
+        yield cg
+    finally:
+        cg.cleanup()
+
+
+BURN = ["sh", "-c", "while :; do :; done"]
+IDLE = ["sleep", "600"]
+
+
+def test_burner_reads_one_core_and_idle_reads_zero(cgroups):
+    cgroups.run_in("burn", BURN)
+    cgroups.run_in("idle", IDLE)
+    with Sampler(start=cgroups.scope) as sampler:
+        first = sampler.sample()
+        time.sleep(1.5)
+        second = sampler.sample()
+    assert rates_between(None, first)[cgroups.scope + "/burn"].cpu_percent is None
+    rates = rates_between(first, second)
+    burn = rates[cgroups.scope + "/burn"].cpu_percent
+    idle = rates[cgroups.scope + "/idle"].cpu_percent
+    assert burn is not None and 60 <= burn <= 110, burn
+    assert idle is not None and idle < 5, idle
+    scope = second.counters[cgroups.scope]
+    assert scope.tasks == 2 and scope.memory and scope.memory > 0
+
+
+def _parse_batch(text: str) -> dict[str, tuple[str, str, str]]:
+    """The last refresh of cgtop -b output: path -> (tasks, cpu, memory)."""
+    block = text.rstrip("\n").split("\n\n")[-1]
+    rows = {}
+    for line in block.splitlines():
+        path, tasks, cpu, mem, _in, _out = line.rsplit(None, 5)
+        rows["/" + path.strip().lstrip("/")] = (tasks, cpu, mem)
+    return rows
+
+
+def _bytes(text: str) -> float:
+    units = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return float(text[:-1]) * units[text[-1]]
+
+
+@pytest.mark.skipif(shutil.which("systemd-cgtop") is None, reason="systemd-cgtop not installed")
+def test_cgtop_agrees_with_systemd_cgtop(cgroups):
+    cgroups.run_in("burn", BURN)
+    cgroups.run_in("idle", IDLE)
+    cgroups.run_in("idle", IDLE)
+    args = ["-b", "-n", "2", "-d", "1", cgroups.scope]
+    theirs = subprocess.Popen(["systemd-cgtop", *args], stdout=subprocess.PIPE, text=True)
+    ours = run_nsdash("cgtop", *args)
+    their_text = theirs.communicate(timeout=30)[0]
+    assert ours.returncode == 0, ours.stderr
+    mine, sd = _parse_batch(ours.stdout), _parse_batch(their_text)
+    for sub in ("/burn", "/idle"):
+        path = cgroups.scope + sub
+        assert mine[path][0] == sd[path][0]  # tasks: exactly the same
+        if "-" in (mine[path][2], sd[path][2]):  # v1 memory charges nothing for a moved process
+            assert mine[path][2] == sd[path][2]
+            continue
+        assert abs(_bytes(mine[path][2]) - _bytes(sd[path][2])) <= max(0.2 * _bytes(sd[path][2]), 256 << 10)
+    assert mine[cgroups.scope + "/idle"][0] == "2"
+    assert abs(float(mine[cgroups.scope + "/burn"][1]) - float(sd[cgroups.scope + "/burn"][1])) < 25
+    # The same text layout: every line of ours has the columns where systemd-cgtop has them.
+    their_lines = [line for line in their_text.splitlines() if line and not line.startswith("//")]
+    our_lines = [line for line in ours.stdout.splitlines() if line]
+    assert {len(line) for line in our_lines} == {len(line) for line in their_lines}
+
+
+@pytest.mark.skipif(shutil.which("systemd-cgls") is None, reason="systemd-cgls not installed")
+def test_cgls_prints_what_systemd_cgls_prints(cgroups):
+    cgroups.run_in("burn", BURN)
+    cgroups.run_in("idle/deeper", IDLE)
+    cgroups.make("empty")
+    for args in ([cgroups.scope], ["-a", cgroups.scope], ["-l", cgroups.scope + "/idle"]):
+        theirs = subprocess.run(["systemd-cgls", "--no-pager", *args], capture_output=True, text=True)
+        ours = run_nsdash("cgls", *args)
+        assert ours.returncode == 0, ours.stderr
+        assert ours.stdout == theirs.stdout
+    assert "sh -c while :; do :; done" in ours.stdout or "sleep 600" in ours.stdout
+
+
+def test_cgroups_vanishing_mid_walk_never_abort(cgroups):
+    names = [f"churn{i}" for i in range(150)]
+    for n in names:
+        cgroups.make(n)
+    unified = cgroupfs.detect().unified
+    stop = threading.Event()
+
+    def remover():
+        for n in names:
+            cgroups.remove(n)
+        stop.set()
+
+    with Sampler(start=cgroups.scope, rewalk_interval=0) as sampler:
+        sampler.sample()
+        thread = threading.Thread(target=remover)
+        thread.start()
+        rounds = 0
+        while not stop.is_set() or rounds < 3:
+            sampler.sample()
+            if unified is not None:
+                tree.walk(str(unified), cgroups.scope, with_pids=True)
+            rounds += 1
+        thread.join()
+        final = sampler.sample()
+    assert set(final.counters) == {cgroups.scope}
+
+
+def test_kept_open_files_of_a_removed_cgroup_are_dropped(cgroups):
+    cgroups.make("gone")
+    with Sampler(start=cgroups.scope, rewalk_interval=3600) as sampler:
+        assert cgroups.scope + "/gone" in sampler.sample().counters
+        before = sampler.open_files()
+        cgroups.remove("gone")
+        after = sampler.sample()
+        assert cgroups.scope + "/gone" not in after.counters
+        assert sampler.open_files() < before
+
+
+def test_unreadable_subtree_is_marked_for_an_unprivileged_reader(cgroups):
+    cgroups.make("secret/inner")
+    cgroups.make("open")
+    layout = cgroupfs.detect()
+    mount = tree.primary_mount(layout)
+    os.chmod(mount + cgroups.scope + "/secret", 0o700)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            node = tree.walk(mount, cgroups.scope, with_pids=True)
+            with Sampler(layout, start=cgroups.scope) as sampler:
+                sample = sampler.sample()
+            report = {"nodes": {n.path: n.unreadable for n in node.iter()},
+                      "sampled": sorted(sample.counters), "unreadable": sorted(sample.unreadable)}
+            os.write(w, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        report = json.loads(f.read() or "{}")
+    os.waitpid(pid, 0)
+    assert report["nodes"][cgroups.scope + "/secret"] is True
+    assert report["nodes"][cgroups.scope + "/open"] is False
+    assert cgroups.scope + "/secret" in report["unreadable"]
+    assert cgroups.scope + "/open" in report["sampled"]
+
+
+def test_machine_cgroup_and_processes_map_to_the_machine(cgroups, machine_name):
+    proc = cgroups.run_in("payload", IDLE)
+    state = paths.machine_dir(machine_name)
+    state.mkdir(parents=True)
+    try:
+        (state / "state.json").write_text(json.dumps({"name": machine_name, "cgroup": cgroups.scope}))
+        mm = MachineMap()
+        assert mm.machine_of(cgroups.scope + "/payload") == machine_name
+        assert machine_of_process(proc.pid, mm) == machine_name
+        out = run_nsdash("cgtop", "-b", "-n", "1", "-M", machine_name)
+        assert out.returncode == 0, out.stderr
+        assert {line.split()[0] for line in out.stdout.splitlines()} == {
+            cgroups.scope, cgroups.scope + "/payload"}
+        listing = run_nsdash("cgls", "-M", machine_name)
+        assert "sleep 600" in listing.stdout and listing.returncode == 0
+    finally:
+        shutil.rmtree(state)
+    # Without a state file the scope name still says which machine it is.
+    assert MachineMap({}).machine_of(cgroups.scope + "/payload") == machine_name
+    missing = run_nsdash("cgtop", "-b", "-n", "1", "-M", machine_name + "-nope")
+    assert missing.returncode != 0 and missing.stderr.count("\n") == 1
+    assert "no machine" in missing.stderr and "Traceback" not in missing.stderr
