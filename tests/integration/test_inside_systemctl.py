@@ -1,0 +1,340 @@
+"""`nsdash systemctl -M` against a real Debian machine booted by nsdash, over the machine's own bus.
+
+One ephemeral boot of the cached Debian tree serves the module; test units are
+written into it through its init's root and picked up with daemon-reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from nsdash.inside import procs, unitlog, units
+from nsdash.inside.bus import BusTimeout, MachineBus
+from nsdash.inside.target import Target, resolve
+from nsdash.system import cgroupfs
+from tests.conftest import TAG, run_nsdash
+
+TEST_UNIT = """\
+[Unit]
+Description=nsdash test service
+
+[Service]
+ExecStart=/bin/sleep infinity
+ExecReload=/bin/true
+
+[Install]
+WantedBy=multi-user.target
+"""
+FAILING_UNIT = """\
+[Unit]
+Description=nsdash failing service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+"""
+SLOW_UNIT = """\
+[Unit]
+Description=nsdash slow service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sleep 60
+"""
+
+
+def wait_for(predicate, timeout: float = 30.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError("condition not met")
+
+
+def system_state(name: str) -> str | None:
+    """The machine's Manager.SystemState over its bus, or None while the bus is not up yet."""
+    async def get(sd: units.Systemd) -> str:
+        (value,) = await sd.bus.call(units.SYSTEMD, units.MANAGER_PATH, units.PROPERTIES, "Get", "ss",
+                                     [units.MANAGER, "SystemState"])
+        return str(value.value)
+
+    try:
+        return units.run(resolve(name), get, timeout=2)
+    except Exception:
+        return None
+
+
+def boot(tree: Path, name: str, *extra: str) -> Target:
+    r = run_nsdash("spawn", "--detach", *extra, "-bD", str(tree), "-M", name)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: system_state(name) in ("running", "degraded"))
+    return resolve(name)
+
+
+def power_off(name: str) -> None:
+    r = run_nsdash("poweroff", name, timeout=60)
+    if r.returncode != 0:
+        run_nsdash("terminate", name, timeout=30)
+
+
+def install_units(target: Target, **files: str) -> None:
+    unit_dir = target.root / "etc/systemd/system"
+    for fname, text in files.items():
+        (unit_dir / fname).write_text(text)
+    units.run(target, lambda sd: sd.daemon_reload())
+
+
+@pytest.fixture(scope="module")
+def machine(debian_cache):
+    name = f"{TAG}-inside"
+    target = boot(debian_cache, name, "-x")
+    try:
+        install_units(target, **{"nsdash-test.service": TEST_UNIT, "nsdash-fail.service": FAILING_UNIT})
+        yield target
+    finally:
+        power_off(name)
+
+
+def systemctl(target: Target, *args: str, timeout: float = 60):
+    return run_nsdash("systemctl", "-M", target.name, *args, timeout=timeout)
+
+
+def unit_cgroup_pids(target: Target, unit: str) -> list[int]:
+    """Host PIDs in the unit's cgroup, read straight from the host's cgroup2 hierarchy."""
+    layout = cgroupfs.detect()
+    assert target.cgroup and layout.unified is not None
+    path = layout.unified_path(f"{target.cgroup}/system.slice/{unit}")
+    try:
+        return [int(p) for p in (path / "cgroup.procs").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+# ---------------------------------------------------------------- listing
+
+def test_list_units_over_the_machines_bus(machine):
+    r = systemctl(machine, "list-units", "--type=service")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["UNIT", "LOAD", "ACTIVE", "SUB", "DESCRIPTION"]
+    dbus = next(line for line in lines if line.split()[:1] == ["dbus.service"])
+    assert dbus.split()[1:4] == ["loaded", "active", "running"]
+    assert "Pass --all to see loaded but inactive units, too." in r.stdout
+    assert not any("nsdash-test.service" in line for line in lines)  # inactive: only with --all
+
+    r = systemctl(machine, "list-units", "--all", "-o", "json", "dbus*")
+    rows = {row["unit"]: row for row in json.loads(r.stdout)}
+    assert set(rows) == {"dbus.service", "dbus.socket"}
+    assert rows["dbus.socket"]["active"] == "active"
+    assert rows["dbus.service"]["description"] == "D-Bus System Message Bus"
+
+
+def test_list_unit_files_shows_state_and_preset(machine):
+    r = systemctl(machine, "list-unit-files", "nsdash-test.service")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split() == ["nsdash-test.service", "disabled", "enabled"]
+    assert r.stdout.splitlines()[-1] == "1 unit files listed."
+
+
+# ---------------------------------------------------------------- a unit's life
+
+def test_start_and_stop_a_unit_its_processes_come_and_go(machine):
+    r = systemctl(machine, "is-active", "nsdash-test")
+    assert (r.returncode, r.stdout) == (3, "inactive\n")
+    assert unit_cgroup_pids(machine, "nsdash-test.service") == []
+
+    r = systemctl(machine, "start", "nsdash-test")
+    assert r.returncode == 0, r.stderr
+    r = systemctl(machine, "is-active", "nsdash-test")
+    assert (r.returncode, r.stdout) == (0, "active\n")
+    pids = unit_cgroup_pids(machine, "nsdash-test.service")
+    assert len(pids) == 1
+    assert Path(f"/proc/{pids[0]}/cmdline").read_bytes() == b"/bin/sleep\0infinity\0"
+
+    r = systemctl(machine, "status", "nsdash-test")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    inner = procs.parse_nspid(Path(f"/proc/{pids[0]}/status").read_text())
+    assert text.startswith("● nsdash-test.service - nsdash test service\n")
+    assert "     Active: active (running) since " in text
+    assert f"   Main PID: {inner} (sleep)\n" in text
+    assert "     CGroup: /system.slice/nsdash-test.service\n" in text
+    assert f"             └─{inner} /bin/sleep infinity\n" in text
+    journal = wait_for(lambda: [line.message for line in unitlog.unit_lines(machine, "nsdash-test.service")
+                                if line.message.startswith("Started nsdash-test.service")])
+    assert journal and "Started nsdash-test.service - nsdash test service." in r.stdout + journal[-1]
+
+    r = systemctl(machine, "stop", "nsdash-test")
+    assert r.returncode == 0, r.stderr
+    assert unit_cgroup_pids(machine, "nsdash-test.service") == []
+    assert not Path(f"/proc/{pids[0]}").exists()
+    r = systemctl(machine, "is-active", "nsdash-test")
+    assert (r.returncode, r.stdout) == (3, "inactive\n")
+
+
+def test_restart_through_the_async_api_and_find_the_unit_of_a_process(machine):
+    async def flow(sd: units.Systemd):
+        await sd.job("start", "nsdash-test")
+        before = await sd.status("nsdash-test")
+        job = await sd.job("restart", "nsdash-test.service")
+        after = await sd.status("nsdash-test")
+        owner = await sd.find_unit_of_pid(after.main_pid or 0)
+        await sd.job("stop", "nsdash-test")
+        return before, job, after, owner
+
+    before, job, after, owner = units.run(machine, flow)
+    assert job.result == "done" and job.kind == "restart"
+    assert before.main_pid and after.main_pid and before.main_pid != after.main_pid
+    assert owner == "nsdash-test.service"
+    assert after.control_group == "/system.slice/nsdash-test.service"
+
+
+def test_a_failing_start_reports_systemds_result_and_points_to_the_journal(machine):
+    r = systemctl(machine, "start", "nsdash-fail")
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "job for nsdash-fail.service failed" in err and "exit-code" in err
+    assert f"nsdash journal -M {machine.name} -u nsdash-fail.service" in err
+    assert "Traceback" not in r.stderr
+
+    r = systemctl(machine, "is-failed", "nsdash-fail")
+    assert (r.returncode, r.stdout) == (0, "failed\n")
+    r = systemctl(machine, "is-active", "nsdash-fail")
+    assert r.returncode == 3
+    r = systemctl(machine, "status", "nsdash-fail")
+    assert r.returncode == 3
+    assert r.stdout.startswith("× nsdash-fail.service")
+    assert "Active: failed (Result: exit-code)" in r.stdout
+    assert "(code=exited, status=1/FAILURE)" in r.stdout
+    assert "Failed with result 'exit-code'." in r.stdout  # from the machine's journal
+    r = systemctl(machine, "reset-failed", "nsdash-fail")
+    assert r.returncode == 0
+    assert systemctl(machine, "is-failed", "nsdash-fail").returncode == 1
+
+
+def test_unknown_units(machine):
+    r = systemctl(machine, "start", "no-such-unit")
+    assert r.returncode == 5
+    assert r.stderr.count("\n") == 1 and "no-such-unit.service not found" in r.stderr
+    r = systemctl(machine, "status", "no-such-unit")
+    assert r.returncode == 4 and "could not be found" in r.stderr
+    r = systemctl(machine, "is-active", "no-such-unit")
+    assert (r.returncode, r.stdout) == (3, "inactive\n")
+
+
+def test_enable_and_disable_change_the_machines_tree(machine):
+    link = machine.root / "etc/systemd/system/multi-user.target.wants/nsdash-test.service"
+    r = systemctl(machine, "enable", "nsdash-test")
+    assert r.returncode == 0, r.stderr
+    assert "Created symlink /etc/systemd/system/multi-user.target.wants/nsdash-test.service" in r.stderr
+    assert link.is_symlink()
+    assert systemctl(machine, "is-enabled", "nsdash-test").stdout == "enabled\n"
+    r = systemctl(machine, "disable", "nsdash-test")
+    assert r.returncode == 0, r.stderr
+    assert not link.exists() and not link.is_symlink()
+    r = systemctl(machine, "is-enabled", "nsdash-test")
+    assert (r.returncode, r.stdout) == (1, "disabled\n")
+
+
+def test_no_block_only_queues(machine):
+    r = systemctl(machine, "start", "--no-block", "-o", "json", "nsdash-test")
+    assert r.returncode == 0, r.stderr
+    (job,) = json.loads(r.stdout)
+    assert job["unit"] == "nsdash-test.service" and job["result"] is None and job["job"] > 0
+    wait_for(lambda: systemctl(machine, "is-active", "nsdash-test").returncode == 0)
+    assert systemctl(machine, "stop", "nsdash-test").returncode == 0
+
+
+# ---------------------------------------------------------------- a bus that does not answer
+
+def test_a_frozen_bus_times_out_clearly(machine):
+    """Stop the machine's dbus-daemon: every call must give up at the deadline, not hang."""
+    layout = cgroupfs.detect()
+    bus_pids = [int(p) for p in (layout.unified_path(f"{machine.cgroup}/system.slice/dbus.service")
+                                 / "cgroup.procs").read_text().split()]
+    assert bus_pids
+    for pid in bus_pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        r = systemctl(machine, "--timeout", "1", "list-units")
+        elapsed = time.monotonic() - start
+        assert r.returncode == 1
+        assert "did not answer within 1s" in r.stderr and "NSDASH_BUS_TIMEOUT" in r.stderr
+        assert r.stderr.count("\n") == 1
+        assert elapsed < 5
+        with pytest.raises(BusTimeout):
+            units.run(machine, lambda sd: sd.list_units(), timeout=0.5)
+    finally:
+        for pid in bus_pids:
+            os.kill(pid, signal.SIGCONT)
+    assert systemctl(machine, "is-active", "dbus").returncode == 0
+
+
+# ---------------------------------------------------------------- other machines
+
+def test_a_machine_without_systemd_gets_one_clear_error(busybox_tree, machine_name):
+    r = run_nsdash("spawn", "--detach", "-bD", str(busybox_tree), "-M", machine_name)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = run_nsdash("systemctl", "-M", machine_name, "list-units")
+        assert r.returncode == 1
+        assert r.stderr == (f"nsdash: machine '{machine_name}' does not run systemd (no /run/systemd/system "
+                            "inside); units can only be managed in machines booted with systemd "
+                            "(nsdash spawn -b)\n")
+    finally:
+        power_off(machine_name)
+
+
+def test_an_unknown_machine(machine_name):
+    r = run_nsdash("systemctl", "-M", machine_name, "list-units")
+    assert r.returncode == 1 and r.stderr.startswith(f"nsdash: no machine named '{machine_name}'")
+
+
+def test_the_machine_powering_off_during_a_job_wait(debian_cache, machine_name):
+    """A job still waited for when the machine powers off ends with a clear error, not a hang."""
+    target = boot(debian_cache, machine_name, "-x")
+    try:
+        install_units(target, **{"nsdash-slow.service": SLOW_UNIT})
+
+        async def wait_while_powering_off(sd: units.Systemd):
+            await sd.subscribe()
+            job = await sd.enqueue("start", "nsdash-slow")
+            os.kill(target.leader, signal.SIGRTMIN + 4)  # systemd's "power off now", as machinectl sends it
+            return await sd.finish(job, job_timeout=30)
+
+        start = time.monotonic()
+        with pytest.raises(Exception) as e:
+            units.run(target, wait_while_powering_off, timeout=10)
+        assert time.monotonic() - start < 30
+        assert type(e.value).__name__ in ("MachineGone", "BusUnreachable", "JobFailed")
+        assert e.value.oneline()  # an NsdashError: one line for the user
+        wait_for(lambda: not target.alive())
+    finally:
+        power_off(machine_name)
+
+
+def test_bus_connections_are_reused_for_many_calls(machine):
+    """One connection answers a burst of calls (what the dashboard's poller does)."""
+    async def many(sd: units.Systemd):
+        return [len(await sd.list_units()) for _ in range(20)]
+
+    counts = units.run(machine, many)
+    assert len(counts) == 20 and min(counts) > 10
+
+    async def raw():
+        async with MachineBus(machine, timeout=5) as b:
+            return await b.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId")
+
+    (machine_id,) = asyncio.run(raw())
+    assert len(machine_id) == 32
