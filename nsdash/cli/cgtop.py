@@ -20,9 +20,9 @@ from nsdash.errors import UsageError
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
 from nsdash.monitor.machines import MachineMap, find_cgroup
-from nsdash.monitor.rates import rates_between
-from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sampler
-from nsdash.monitor.tree import normalize
+from nsdash.monitor.rates import net_rates, rates_between
+from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
+from nsdash.monitor.tree import normalize, primary_mount
 from nsdash.system import cgroupfs
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6,
@@ -125,10 +125,16 @@ def main(argv: list[str]) -> int:
     view = _View(order=opts.order or "cpu", cpu_time=opts.cpu == "time", raw=opts.raw,
                  recursive=_parse_bool(opts.recursive), count=count, extras=extras)
     interactive = not opts.batch and sys.stdout.isatty() and sys.stdin.isatty()
-    with Sampler(layout, start, opts.depth, fields, count) as sampler:
-        if interactive:
-            return _interactive(sampler, view, delay, iterations)
-        return _batch(sampler, view, delay, iterations)
+    if "net" in opts.extra.split(","):
+        view.net = _NetColumn(layout)
+    try:
+        with Sampler(layout, start, opts.depth, fields, count) as sampler:
+            if interactive:
+                return _interactive(sampler, view, delay, iterations)
+            return _batch(sampler, view, delay, iterations)
+    finally:
+        if view.net is not None:
+            view.net.close()
 
 
 def _extras(spec: str) -> list[display.Extra]:
@@ -167,6 +173,39 @@ def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
     return path
 
 
+class _NetColumn:
+    """--extra=net: each machine's network rates on its top cgroup's row."""
+
+    def __init__(self, layout: cgroupfs.Layout) -> None:
+        from nsdash.monitor.net import NetSampler
+
+        self.mount = primary_mount(layout)
+        self.sampler = NetSampler()
+        self.last: tuple[float, dict] | None = None
+
+    def annotate(self, rows: list[display.Row], sample: Sample) -> list[display.Row]:
+        from nsdash.monitor.net import leaders_from_cgroups
+
+        mm = MachineMap()
+        tops = {}
+        for path in sample.counters:
+            name = mm.machine_of(path)
+            parent = path.rsplit("/", 1)[0] or "/"
+            if name is not None and mm.machine_of(parent) != name:
+                tops[name] = path
+        now = time.monotonic()
+        counters = self.sampler.sample(leaders_from_cgroups(tops, self.mount))
+        rates = net_rates(self.last[1] if self.last else None, counters,
+                          now - self.last[0] if self.last else 0.0)
+        self.last = (now, counters)
+        by_path = {path: rates.get(name, (None, None)) for name, path in tops.items()}
+        return [r._replace(extra={"net_rx_bps": by_path[r.path][0], "net_tx_bps": by_path[r.path][1]})
+                if r.path in by_path else r for r in rows]
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
 class _View:
     """What the user chose to see; keys in interactive mode change it."""
 
@@ -174,6 +213,7 @@ class _View:
                  extras: list[display.Extra]) -> None:
         self.order, self.cpu_time, self.raw = order, cpu_time, raw
         self.recursive, self.count, self.extras = recursive, count, extras
+        self.net: _NetColumn | None = None
 
     @property
     def count_label(self) -> str:
@@ -181,6 +221,8 @@ class _View:
 
     def rows(self, prev, cur) -> list[display.Row]:
         rows = display.rows_from(cur.counters, rates_between(prev, cur))
+        if self.net is not None:
+            rows = self.net.annotate(rows, cur)
         parents_first = self.order != "tasks" or self.recursive
         return display.order_rows(rows, self.order, self.cpu_time, parents_first)
 

@@ -9,9 +9,11 @@ two samples) gives None rather than a negative rate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from nsdash.monitor.counters import Counters
+from nsdash.monitor.net import NetCounters
 from nsdash.monitor.sampler import Sample
 
 
@@ -54,4 +56,18 @@ def rates_between(before: Sample | None, after: Sample) -> dict[str, Rates]:
             delta_rate(prev.io_read_bytes, now.io_read_bytes, seconds),
             delta_rate(prev.io_write_bytes, now.io_write_bytes, seconds),
         )
+    return result
+
+
+def net_rates(before: Mapping[str, NetCounters | None] | None, after: Mapping[str, NetCounters | None],
+              seconds: float) -> dict[str, tuple[float | None, float | None]]:
+    """Machine -> (received, sent) bytes per second between two network samples."""
+    result: dict[str, tuple[float | None, float | None]] = {}
+    for name, now in after.items():
+        prev = None if before is None else before.get(name)
+        if prev is None or now is None:
+            result[name] = (None, None)
+        else:
+            result[name] = (delta_rate(prev.rx_bytes, now.rx_bytes, seconds),
+                            delta_rate(prev.tx_bytes, now.tx_bytes, seconds))
     return result
