@@ -8,7 +8,8 @@ nsdash.launcher.sandbox.install_seccomp).
 Policy, in the spirit of systemd-nspawn: the calls that reach kernel state no
 namespace isolates (the keyring, kernel modules, kexec, swap, the clock, BPF,
 perf, file handles that bypass the mount tree, raw port I/O, process
-accounting) fail with EPERM; audit netlink sockets are refused with
+accounting) fail with EPERM, and so does ioctl(TIOCSTI/TIOCLINUX) keystroke
+injection; audit netlink sockets are refused with
 EAFNOSUPPORT as nspawn does, because audit is not namespaced.  A capability
 the user adds on purpose (--capability=CAP_SYS_TIME, ...) opens its group
 again, as nspawn does.  reboot(2) stays allowed: in a PID namespace the kernel
@@ -30,6 +31,8 @@ from collections.abc import Iterable
 import pyseccomp
 
 NETLINK_AUDIT = 9
+TIOCSTI = 0x5412  # push a byte into a terminal's input queue
+TIOCLINUX = 0x541C  # the virtual console's selection paste can do the same
 
 # Calls that always fail: the keyring is shared with the host (not namespaced)
 # and so is the kernel's handle-based file lookup that escaped Docker once
@@ -91,6 +94,12 @@ def build_filter(added_capabilities: Iterable[str] = ()) -> pyseccomp.SyscallFil
         except (OSError, ValueError, RuntimeError):
             # Not a call on this architecture (stime on x86_64, iopl on arm64).
             continue
+    # Keystroke injection into whatever terminal the container can reach (a
+    # --console=pipe on the user's TTY, a passed-in fd): refused outright, like
+    # bubblewrap and Docker.  The kernel compares only the low 32 bits of the
+    # request, so must we (CVE-2019-10063: high bits set slipped past flatpak).
+    for request in (TIOCSTI, TIOCLINUX):
+        flt.add_rule(eperm, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0xFFFFFFFF, request))
     flt.add_rule(pyseccomp.ERRNO(errno.EAFNOSUPPORT), "socket",
                  pyseccomp.Arg(0, pyseccomp.EQ, socket.AF_NETLINK),
                  pyseccomp.Arg(2, pyseccomp.EQ, NETLINK_AUDIT))

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -28,9 +31,20 @@ def in_child(fn: Callable[[], Any], timeout: float = 30.0) -> Any:
         os._exit(0)
     os.close(w)
     chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"child still running after {timeout}s: killed")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
     _, status = os.waitpid(pid, 0)
     if not chunks:
         raise AssertionError(f"child died without an answer (wait status {status:#x})")

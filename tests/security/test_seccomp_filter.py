@@ -133,3 +133,32 @@ def test_filter_refuses_to_install_garbage():
 
     with pytest.raises(Exception, match="malformed"):
         in_child(attack)
+
+
+def _tiocsti(fd: int, request: int) -> int:
+    ch = ctypes.c_char(b"x")
+    ctypes.set_errno(0)
+    ret = LIBC.ioctl(ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.byref(ch))
+    return ctypes.get_errno() if ret < 0 else 0
+
+
+def test_tiocsti_injection_is_refused_even_with_high_bits_set():
+    program = seccomp.compile_filter()
+
+    def attack():
+        import pty
+        import tty
+
+        master, slave = pty.openpty()
+        tty.setraw(slave)  # a byte is readable at once, no line discipline wait
+        before = _tiocsti(slave, seccomp.TIOCSTI)  # control: root may inject here
+        injected = os.read(slave, 1) if before == 0 else b""
+        sandbox.install_seccomp(program)
+        after = _tiocsti(slave, seccomp.TIOCSTI)
+        high_bits = _tiocsti(slave, seccomp.TIOCSTI | (1 << 32))
+        return {"before": before, "injected": injected.decode(), "after": after, "high": high_bits}
+
+    out = in_child(attack)
+    assert out["before"] == 0 and out["injected"] == "x"
+    assert out["after"] == errno.EPERM
+    assert out["high"] == errno.EPERM
