@@ -98,18 +98,30 @@ BURN = ["sh", "-c", "while :; do :; done"]
 IDLE = ["sleep", "600"]
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_burner_reads_one_core_and_idle_reads_zero(cgroups):
-    cgroups.run_in("burn", BURN)
+    burner = cgroups.run_in("burn", BURN)
     cgroups.run_in("idle", IDLE)
     with Sampler(start=cgroups.scope) as sampler:
+        t0, c0 = time.monotonic(), _cpu_seconds(burner.pid)
         first = sampler.sample()
         time.sleep(1.5)
         second = sampler.sample()
+        t1, c1 = time.monotonic(), _cpu_seconds(burner.pid)
     assert rates_between(None, first)[cgroups.scope + "/burn"].cpu_percent is None
     rates = rates_between(first, second)
     burn = rates[cgroups.scope + "/burn"].cpu_percent
     idle = rates[cgroups.scope + "/idle"].cpu_percent
-    assert burn is not None and 60 <= burn <= 110, burn
+    # One core when the host is quiet; on a busy 2-core host the burner gets less, so the
+    # truth is what the kernel charged the process itself over the same interval.
+    truth = 100 * (c1 - c0) / (t1 - t0)
+    assert burn is not None and burn <= 110 and abs(burn - truth) < 12, (burn, truth)
+    assert truth > 30 or burn > 60, (burn, truth)
     assert idle is not None and idle < 5, idle
     scope = second.counters[cgroups.scope]
     assert scope.tasks == 2 and scope.memory and scope.memory > 0
