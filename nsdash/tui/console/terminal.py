@@ -164,6 +164,9 @@ class TerminalModel:
     def line_runs(self, y: int) -> list[Run]:
         return runs_of(self.screen.buffer[y], self.columns)
 
+    def history_runs_at(self, index: int) -> list[Run]:
+        return runs_of(self.screen.history[index], self.columns)
+
     def history_runs(self) -> list[list[Run]]:
         return [runs_of(line, self.columns) for line in self.screen.history]
 

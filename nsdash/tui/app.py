@@ -1,0 +1,345 @@
+"""NsdashApp: the dashboard's screens, global keys, command palette and the one poller.
+
+The app never reads the host itself: the Poller posts snapshots and journal
+lines, actions run in thread workers through LauncherActions, and the console
+pane's connection reads its socket in a thread of its own.  Quitting detaches
+from everything and leaves every machine running.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.reactive import reactive
+from textual.worker import get_current_worker
+
+from nsdash.errors import NsdashError
+from nsdash.launcher.spec import ContainerSpec
+from nsdash.tui.actions import LauncherActions
+from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.history import MetricHistory
+from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
+from nsdash.tui.poller import Poller, Readers
+from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.screens.machine import MachineScreen
+from nsdash.tui.screens.spawn import SpawnScreen
+from nsdash.tui.widgets.console_pane import ConsolePane
+from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.journal_pane import JournalPane
+from nsdash.tui.widgets.machine_list import MachineList
+
+REPO_STYLES = Path(__file__).resolve().parents[2] / "styles"
+
+
+def css_path() -> Path:
+    """styles/nsdash.tcss from the installed package (nsdash/styles), else from the repository."""
+    try:
+        installed = Path(str(resources.files("nsdash") / "styles" / "nsdash.tcss"))
+        if installed.is_file():
+            return installed
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return REPO_STYLES / "nsdash.tcss"
+
+
+DESTRUCTIVE = {"poweroff": "Power off", "reboot": "Reboot", "terminate": "Terminate"}
+
+
+class MachineCommands(Provider):
+    """Every action on every machine, in the command palette."""
+
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        app = self.app
+        assert isinstance(app, NsdashApp)
+        out: list[tuple[str, Any, str]] = [
+            ("Spawn a machine", app.action_spawn, "open the spawn form"),
+            ("Follow all journals", app.action_follow_all, "merge every machine's journal in the pane"),
+            ("Toggle dark/light theme", app.action_toggle_theme, ""),
+        ]
+        for name in app.machine_names():
+            out += [
+                (f"Open machine view: {name}", partial(app.open_machine, name), "CPU, journal and console"),
+                (f"Attach console: {name}", partial(app.open_machine, name, True), ""),
+                (f"Follow journal: {name}", partial(app.follow_journal, name), ""),
+                (f"Power off: {name}", partial(app.ask_and_run, "poweroff", name), "asks first"),
+                (f"Reboot: {name}", partial(app.ask_and_run, "reboot", name), "asks first"),
+                (f"Terminate: {name}", partial(app.ask_and_run, "terminate", name), "asks first"),
+            ]
+        return out
+
+    async def discover(self) -> Hits:
+        for text, callback, help_text in self._commands():
+            yield DiscoveryHit(text, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, help=help_text)
+
+
+class NsdashApp(App):
+    """The nsdash dashboard."""
+
+    TITLE = "nsdash"
+    CSS_PATH = str(css_path())
+    COMMANDS = App.COMMANDS | {MachineCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("s", "spawn", "Spawn"),
+        Binding("b", "spawn(True)", "Boot image", show=False),
+        Binding("o", "machine_action('poweroff')", "Poweroff"),
+        Binding("r", "machine_action('reboot')", "Reboot"),
+        Binding("x", "machine_action('terminate')", "Terminate"),
+        Binding("a", "attach", "Console"),
+        Binding("j", "journal", "Journal"),
+        Binding("J", "follow_all", "All journals", show=False),
+        Binding("v", "view", "View"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+    ]
+
+    selected: reactive[str | None] = reactive(None)
+
+    def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
+                 interval: float = 1.0, poll: bool = True, clock=time.time) -> None:
+        super().__init__()
+        self.readers = readers
+        self.actions = actions or LauncherActions()
+        self.interval = interval
+        self.poll = poll
+        self.clock = clock
+        self.history = MetricHistory()
+        self.snapshot = Snapshot(0.0)
+        self.poller: Poller | None = None
+        self.last_error: str | None = None
+        self.following: tuple[str, ...] | None = None
+        self.busy: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen())
+        if not self.poll:
+            return
+        try:
+            readers = self.readers
+            if readers is None:
+                from nsdash.tui.poller import HostReaders
+
+                readers = HostReaders()
+        except (NsdashError, OSError) as e:
+            self.notify(f"cannot read the host: {e}", severity="error", timeout=10)
+            return
+        self.poller = Poller(readers, self.post_message, self.interval)
+        self.poller.start()
+
+    def on_unmount(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+
+    # ------------------------------------------------------------ snapshots
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        snap = message.snapshot
+        if snap.errors:
+            if snap.errors[0] != self.last_error:
+                self.notify(snap.errors[0], title="reading the host", severity="warning")
+            self.last_error = snap.errors[0]
+        if snap.machines or snap.rows or not snap.errors:
+            self.snapshot = snap
+            self.history.update(snap)
+        self._apply()
+
+    def _apply(self) -> None:
+        screen = self.screen
+        if isinstance(screen, DashboardScreen | MachineScreen):
+            screen.apply(self.snapshot, self.history, self.status_text())
+
+    def status_text(self) -> str:
+        n = len(self.snapshot.machines)
+        delay = self.poller.interval if self.poller else self.interval
+        sel = f"  ·  selected: {self.selected}" if self.selected else ""
+        return f"nsdash  ·  {n} machine{'s' if n != 1 else ''}  ·  refresh {delay:g} s{sel}"
+
+    def machine_names(self) -> list[str]:
+        return [m.name for m in self.snapshot.machines]
+
+    def on_journal_lines(self, message: JournalLines) -> None:
+        for pane in self.screen.query(JournalPane):
+            pane.show(message.machines, message.lines, message.reset, message.note)
+
+    # ------------------------------------------------------------ selection
+
+    def on_machine_list_selected(self, message: MachineList.Selected) -> None:
+        self.selected = message.machine
+
+    def on_machine_list_opened(self, message: MachineList.Opened) -> None:
+        self.open_machine(message.machine)
+
+    def on_cpu_table_machine_selected(self, message: CpuTable.MachineSelected) -> None:
+        self.selected = message.machine
+        for ml in self.screen.query(MachineList):
+            ml.select(message.machine)
+
+    def on_cpu_table_delay_requested(self, message: CpuTable.DelayRequested) -> None:
+        if self.poller is not None:
+            current = self.poller.interval
+            new = current + message.step if current + message.step >= 1 else current * (2 if message.step > 0 else 0.5)
+            self.notify(f"refresh every {self.poller.set_interval(new):g} s", timeout=2)
+            self._apply()
+
+    def on_cpu_table_refresh_requested(self, message: CpuTable.RefreshRequested) -> None:
+        if self.poller is not None:
+            self.poller.refresh_now()
+
+    def watch_selected(self, machine: str | None) -> None:
+        if isinstance(self.screen, DashboardScreen):
+            if self.following is None or len(self.following) <= 1:
+                self.follow_journal(machine)
+            info = next((m for m in self.snapshot.machines if m.name == machine), None)
+            if info is not None and info.cgroup:
+                screen = self.screen
+                table = screen.query_one(CpuTable)
+                if not table.has_focus:
+                    table.select_path(info.cgroup)
+            self._apply()
+
+    def follow_journal(self, machine: str | None) -> None:
+        want = (machine,) if machine else None
+        if want != self.following:
+            self.following = want
+            if self.poller is not None:
+                self.poller.follow_journal(want)
+
+    # ------------------------------------------------------------ screens
+
+    def open_machine(self, name: str, console: bool = False) -> None:
+        screen = MachineScreen(name)
+        self.push_screen(screen)
+        self.following = None
+        self.follow_journal(name)
+        self.call_after_refresh(self._apply)
+        if console:
+            self.call_after_refresh(screen.action_attach)
+
+    def dashboard_resumed(self) -> None:
+        if isinstance(self.screen, DashboardScreen):
+            self.following = None
+            self.follow_journal(self.selected)
+            self._apply()
+
+    def attach_console(self, pane: ConsolePane, name: str) -> None:
+        conn = ConsoleConnection(name, pane.model, pane._ended, attach=self.actions.attach)
+        pane.attach(name, conn)
+
+    def on_console_pane_ended(self, message: ConsolePane.Ended) -> None:
+        self.notify(f"{message.machine}: {message.reason}", severity="warning")
+        for pane in self.screen.query(ConsolePane):
+            if pane.attached == message.machine:
+                pane.detach()
+
+    # ------------------------------------------------------------ actions
+
+    def action_view(self) -> None:
+        if self.selected:
+            self.open_machine(self.selected)
+        else:
+            self.notify("no machine selected", severity="warning")
+
+    def action_attach(self) -> None:
+        if isinstance(self.screen, MachineScreen):
+            self.screen.action_attach()
+        elif self.selected:
+            self.open_machine(self.selected, console=True)
+        else:
+            self.notify("no machine selected", severity="warning")
+
+    def action_journal(self) -> None:
+        panes = list(self.screen.query(JournalPane))
+        if self.selected and isinstance(self.screen, DashboardScreen):
+            self.following = None
+            self.follow_journal(self.selected)
+        if panes:
+            panes[0].action_follow()
+            panes[0].query_one("#journal-log").focus()
+
+    def action_follow_all(self) -> None:
+        names = tuple(self.machine_names())
+        if names and self.poller is not None:
+            self.following = names
+            self.poller.follow_journal(names)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_spawn(self, boot_image: bool = False) -> None:
+        self.run_worker(self._load_images_then_spawn, thread=True, group="images")
+
+    def _load_images_then_spawn(self) -> None:
+        try:
+            images = self.actions.images()
+        except (NsdashError, OSError):
+            images = {}
+        self.call_from_thread(self._open_spawn_form, images)
+
+    def _open_spawn_form(self, images: dict[str, Path]) -> None:
+        def done(spec: ContainerSpec | None) -> None:
+            if spec is not None:
+                self.run_action_worker("spawn", spec.machine, partial(self.actions.spawn, spec))
+
+        self.push_screen(SpawnScreen(images, self.machine_names()), done)
+
+    def action_machine_action(self, action: str) -> None:
+        target = self.screen.machine if isinstance(self.screen, MachineScreen) else self.selected
+        if not target:
+            self.notify("no machine selected", severity="warning")
+            return
+        self.ask_and_run(action, target)
+
+    def ask_and_run(self, action: str, name: str) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_action_worker(action, name, partial(getattr(self.actions, action), name))
+
+        self.push_screen(ConfirmScreen(f"{DESTRUCTIVE[action]} machine '{name}'?", DESTRUCTIVE[action]),
+                         answered)
+
+    def run_action_worker(self, action: str, name: str, call) -> None:
+        if (action, name) in self.busy:
+            self.notify(f"{action} {name}: already in progress", severity="warning")
+            return
+        self.busy.add((action, name))
+        self.notify(f"{action} {name}…", timeout=3)
+
+        def work() -> None:
+            error = None
+            try:
+                call()
+            except NsdashError as e:
+                error = e.oneline()
+            except OSError as e:
+                error = f"{type(e).__name__}: {e}"
+            if not get_current_worker().is_cancelled:
+                self.post_message(ActionDone(action, name, error))
+
+        self.run_worker(work, thread=True, group="actions", exit_on_error=False)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.busy.discard((message.action, message.machine))
+        if message.error:
+            self.notify(message.error, title=f"{message.action} {message.machine} failed", severity="error",
+                        timeout=10)
+        else:
+            self.notify(f"{message.action} {message.machine}: done", timeout=3)
+        if self.poller is not None:
+            self.poller.refresh_now()

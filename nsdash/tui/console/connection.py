@@ -1,0 +1,94 @@
+"""The console's I/O: one attached console session, read in a thread of its own.
+
+It feeds what it reads into the TerminalModel (under the model's lock) and
+raises a flag; the pane looks at the flag at most ~30 times a second, so a
+flooding console costs parsing, not rendering.  Keystrokes and window sizes go
+the other way.  Closing detaches; the machine keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from nsdash.errors import NsdashError
+from nsdash.tui.console.terminal import TerminalModel
+
+
+class Session(Protocol):
+    def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None: ...
+    def send(self, data: bytes) -> None: ...
+    def resize(self, rows: int, cols: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _attach(name: str, rows: int, cols: int) -> Session:
+    from nsdash.launcher import client
+
+    return client.attach(name, rows=rows, cols=cols)
+
+
+class ConsoleConnection:
+    def __init__(self, name: str, model: TerminalModel,
+                 on_end: Callable[[str], None],
+                 attach: Callable[[str, int, int], Session] = _attach) -> None:
+        self.name = name
+        self.model = model
+        self.lock = threading.Lock()
+        self.changed = threading.Event()
+        self.on_end = on_end
+        self._attach = attach
+        self._session: Session | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"console-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._session = self._attach(self.name, self.model.lines, self.model.columns)
+        except (NsdashError, OSError) as e:
+            self.on_end(e.oneline() if isinstance(e, NsdashError) else f"cannot attach: {e}")
+            return
+        reason = "the console closed (the machine stopped)"
+        try:
+            while not self._closing:
+                got = self._session.read(timeout=0.5)
+                if got is None:
+                    break
+                data, _events = got
+                if data:
+                    with self.lock:
+                        self.model.feed(data)
+                    self.changed.set()
+        except OSError as e:
+            reason = f"console connection lost: {e}"
+        if not self._closing:
+            self.on_end(reason)
+
+    def send(self, data: bytes) -> None:
+        if self._session is not None:
+            try:
+                self._session.send(data)
+            except OSError as e:
+                self.on_end(f"console connection lost: {e}")
+
+    def resize(self, columns: int, lines: int) -> None:
+        with self.lock:
+            self.model.resize(columns, lines)
+        self.changed.set()
+        if self._session is not None:
+            with contextlib.suppress(OSError):
+                self._session.resize(lines, columns)
+
+    def close(self) -> None:
+        self._closing = True
+        if self._session is not None:
+            with contextlib.suppress(OSError):
+                self._session.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)

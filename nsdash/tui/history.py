@@ -1,0 +1,48 @@
+"""The last minute of each machine's CPU, memory and I/O, kept from snapshot to snapshot.
+
+Pure: fed one Snapshot at a time on the UI thread (cheap: a dict lookup per
+machine), read by the machine list's sparklines and the machine view.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from nsdash.tui.messages import Snapshot
+
+WINDOW = 60  # samples: a minute at the default 1 s refresh
+
+
+@dataclass
+class Series:
+    cpu: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    memory: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    io: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+
+class MetricHistory:
+    def __init__(self) -> None:
+        self.by_machine: dict[str, Series] = {}
+
+    def update(self, snap: Snapshot) -> None:
+        if not snap.machines and snap.errors:
+            return  # an error-only snapshot carries no figures
+        rows = {r.path: r for r in snap.rows}
+        live = set()
+        for m in snap.machines:
+            live.add(m.name)
+            series = self.by_machine.setdefault(m.name, Series())
+            row = rows.get(m.cgroup) if m.cgroup else None
+            series.cpu.append(row.cpu_percent if row else None)
+            series.memory.append(float(row.memory) if row and row.memory is not None else None)
+            io = None
+            if row and row.io_read_bps is not None:
+                io = row.io_read_bps + (row.io_write_bps or 0.0)
+            series.io.append(io)
+        for gone in set(self.by_machine) - live:
+            del self.by_machine[gone]
+
+    def cpu(self, name: str) -> list[float | None]:
+        s = self.by_machine.get(name)
+        return list(s.cpu) if s else []

@@ -1,0 +1,94 @@
+"""What the poller and the action workers tell the app: immutable snapshots and results.
+
+Everything here is built off the UI thread and never changed afterwards, so a
+widget can keep a reference without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from textual.message import Message
+
+from nsdash.monitor.display import Row
+from nsdash.monitor.tree import CgroupNode
+
+EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """One row of the machine list."""
+
+    name: str
+    state: str  # running, starting, stopping, rebooting, orphan, ...
+    os: str = "-"
+    address: str = "-"
+    started: float | None = None  # epoch seconds the current boot began
+    cgroup: str | None = None
+    leader: int | None = None
+    boot: int = 1
+    boot_mode: bool = False
+    root: str | None = None
+    source: str = "nsdash"
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    """One journal or console-log entry, decoded off the UI thread."""
+
+    realtime: int  # µs since the epoch
+    machine: str | None
+    priority: int | None
+    identifier: str | None
+    unit: str | None
+    message: str
+    event: str | None = None  # console-log separators: "boot 2", "reboot", ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One refresh: machines, the cgroup tree and the cgtop rows."""
+
+    timestamp: float
+    machines: tuple[MachineInfo, ...] = ()
+    tree: CgroupNode | None = None
+    rows: tuple[Row, ...] = ()
+    commands: Mapping[int, str] = field(default_factory=lambda: EMPTY)  # pid -> command line
+    machine_of: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # cgroup path -> machine name
+    errors: tuple[str, ...] = ()  # readers that failed this round, in words
+
+
+class SnapshotReady(Message):
+    """A new snapshot; an unprocessed older one is dropped in its favour."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotReady)
+
+
+class JournalLines(Message):
+    """Entries for the followed journal: `reset` replaces what is shown (a new selection)."""
+
+    def __init__(self, machines: tuple[str, ...], lines: tuple[JournalLine, ...], reset: bool,
+                 note: str | None = None) -> None:
+        super().__init__()
+        self.machines = machines
+        self.lines = lines
+        self.reset = reset
+        self.note = note
+
+
+class ActionDone(Message):
+    """An action on a machine finished: ok, or the error to show."""
+
+    def __init__(self, action: str, machine: str, error: str | None = None) -> None:
+        super().__init__()
+        self.action = action
+        self.machine = machine
+        self.error = error

@@ -1,0 +1,279 @@
+"""The one worker that reads the host and posts immutable snapshots to the app.
+
+It runs in a thread of its own: every `interval` seconds it samples the
+counters, walks the cgroup tree and lists the machines; in between it waits on
+the followed journal's change descriptors (and a wake-up pipe), so a journal
+line reaches the pane at once without polling.  Snapshot messages coalesce in
+the app's queue (SnapshotReady.can_replace), so a slow UI never falls behind.
+
+The readers sit behind `Readers`, so the app can run over real machines
+(HostReaders) or over fixed data in rendering tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from textual.message import Message
+
+from nsdash.errors import NsdashError
+from nsdash.tui.messages import JournalLine, JournalLines, MachineInfo, Snapshot, SnapshotReady
+
+MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
+JOURNAL_TAIL = 300
+
+
+class JournalFeed(Protocol):
+    def tail(self, n: int) -> Sequence[JournalLine]: ...
+    def read_new(self) -> Sequence[JournalLine]: ...
+    def filenos(self) -> list[int]: ...
+    def close(self) -> None: ...
+
+
+class Readers(Protocol):
+    """What the poller reads; every call may block on the host."""
+
+    def snapshot(self) -> Snapshot: ...
+    def open_journal(self, machines: tuple[str, ...]) -> JournalFeed: ...
+    def close(self) -> None: ...
+
+
+class Poller:
+    """Calls the readers in its own thread and hands messages to `post` (thread-safe)."""
+
+    def __init__(self, readers: Readers, post: Callable[[Message], object], interval: float = 1.0) -> None:
+        self.readers = readers
+        self.post = post
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._journal_want: tuple[str, ...] | None = None
+        self._journal_changed = False
+        self._stop = threading.Event()
+        self._refresh_now = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ control (any thread)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="nsdash-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def set_interval(self, seconds: float) -> float:
+        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, seconds))
+        self._wake()
+        return self.interval
+
+    def refresh_now(self) -> None:
+        self._refresh_now = True
+        self._wake()
+
+    def follow_journal(self, machines: tuple[str, ...] | None) -> None:
+        """Follow these machines' logs (merged), or none."""
+        with self._lock:
+            if machines != self._journal_want:
+                self._journal_want = machines
+                self._journal_changed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        feed: JournalFeed | None = None
+        following: tuple[str, ...] = ()
+        next_sample = 0.0
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    changed, want = self._journal_changed, self._journal_want
+                    self._journal_changed = False
+                if changed:
+                    if feed is not None:
+                        feed.close()
+                        feed = None
+                    following = want or ()
+                    if following:
+                        feed = self._open_journal(following)
+                elif feed is not None:
+                    new = self._guard(feed.read_new)
+                    if new:
+                        self.post(JournalLines(following, tuple(new), reset=False))
+                now = time.monotonic()
+                if self._refresh_now or now >= next_sample:
+                    self._refresh_now = False
+                    snap = self._guard(self.readers.snapshot)
+                    if snap is not None:
+                        self.post(SnapshotReady(snap))
+                    next_sample = time.monotonic() + self.interval
+                fds = [self._wake_r] + (self._guard(feed.filenos) or [] if feed is not None else [])
+                timeout = max(0.0, next_sample - time.monotonic())
+                try:
+                    ready, _, _ = select.select(fds, [], [], timeout)
+                except (OSError, ValueError):
+                    time.sleep(min(timeout, 0.2))
+                    ready = []
+                if self._wake_r in ready:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 4096)
+        finally:
+            if feed is not None:
+                feed.close()
+            self.readers.close()
+
+    def _open_journal(self, machines: tuple[str, ...]) -> JournalFeed | None:
+        try:
+            feed = self.readers.open_journal(machines)
+            lines = tuple(feed.tail(JOURNAL_TAIL))
+        except NsdashError as e:
+            self.post(JournalLines(machines, (), reset=True, note=e.oneline()))
+            return None
+        except OSError as e:
+            self.post(JournalLines(machines, (), reset=True, note=f"cannot read the journal: {e}"))
+            return None
+        self.post(JournalLines(machines, lines, reset=True))
+        return feed
+
+    def _guard(self, call):
+        """A reader failing must not kill the poller: report it and carry on."""
+        try:
+            return call()
+        except (NsdashError, OSError) as e:
+            text = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
+            self.post(SnapshotReady(Snapshot(time.monotonic(), errors=(text,))))
+            return None
+
+
+# ---------------------------------------------------------------- the real readers
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _line_of(entry, machine: str | None = None) -> JournalLine:
+    return JournalLine(realtime=int(entry.realtime or 0), machine=getattr(entry, "machine", None) or machine,
+                       priority=entry.priority, identifier=entry.identifier, unit=entry.unit,
+                       message=entry.message, event=getattr(entry, "event", None))
+
+
+class _HostJournal:
+    def __init__(self, machines: tuple[str, ...]) -> None:
+        from nsdash.journal import open_logs
+
+        self.log = open_logs(list(machines))
+
+    def tail(self, n: int) -> list[JournalLine]:
+        return [_line_of(e) for e in self.log.tail(n)]
+
+    def read_new(self) -> list[JournalLine]:
+        return [_line_of(e) for e in self.log.read_new()]
+
+    def filenos(self) -> list[int]:
+        return self.log.filenos()
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class HostReaders:
+    """The real readers: nsdash.monitor, nsdash.machines and nsdash.journal."""
+
+    def __init__(self, with_machined: bool = True) -> None:
+        from nsdash.monitor.sampler import Sampler
+        from nsdash.monitor.tree import primary_mount
+
+        self.sampler = Sampler()
+        self.mount = primary_mount(self.sampler.layout)
+        self.with_machined = with_machined
+        self._previous: Any = None
+
+    def close(self) -> None:
+        self.sampler.close()
+
+    def snapshot(self) -> Snapshot:
+        from nsdash.monitor import display, tree
+        from nsdash.monitor.machines import MachineMap
+        from nsdash.monitor.rates import rates_between
+
+        errors: list[str] = []
+        machines = self._machines(errors)
+        sample = self.sampler.sample()
+        rates = rates_between(self._previous, sample)
+        self._previous = sample
+        rows = display.rows_from(sample.counters, rates)
+        root = tree.walk(self.mount, "/", with_pids=True)
+        mapping = MachineMap()
+        machine_of = mapping.map_all(sample.counters)
+        machines = tuple(m if m.cgroup else _with_cgroup(m, mapping, sample.counters) for m in machines)
+        return Snapshot(sample.timestamp, machines, root, tuple(rows), self._command_lines(root),
+                        machine_of, tuple(errors))
+
+    def open_journal(self, machines: tuple[str, ...]) -> JournalFeed:
+        return _HostJournal(machines)
+
+    def _machines(self, errors: list[str]) -> tuple[MachineInfo, ...]:
+        from nsdash.machines import registry
+
+        try:
+            found = registry.list_machines(with_machined=self.with_machined)
+        except NsdashError as e:
+            errors.append(e.oneline())
+            found = registry.list_machines(with_machined=False)
+        out = []
+        for m in found:
+            s = m.state
+            pretty = m.os_release.get("ID")
+            version = m.os_release.get("VERSION_ID")
+            out.append(MachineInfo(
+                name=m.name,
+                state="orphan" if m.orphan else (s.state if s else "running"),
+                os=f"{pretty} {version}" if pretty and version else (pretty or "-"),
+                address=m.addresses[0] if m.addresses else "-",
+                started=_epoch(s.since) if s else None,
+                cgroup=s.cgroup if s and s.cgroup else None,
+                leader=m.leader, boot=s.boot if s else 1, boot_mode=bool(s and s.boot_mode),
+                root=m.root, source=m.source))
+        return tuple(out)
+
+    def _command_lines(self, root) -> dict[int, str]:
+        """Command lines of every process in the tree (re-read: a process may exec)."""
+        from nsdash.monitor.procs import cmdline
+
+        live: dict[int, str] = {}
+        for node in root.iter():
+            for pid in node.pids or ():
+                text = cmdline(pid)
+                if text is not None:
+                    live[pid] = text
+        return live
+
+
+def _with_cgroup(m: MachineInfo, mapping, existing) -> MachineInfo:
+    from dataclasses import replace
+
+    return replace(m, cgroup=mapping.cgroup_of(m.name, existing))

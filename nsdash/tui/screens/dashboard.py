@@ -1,0 +1,68 @@
+"""The overview: machines, the CPU table, the cgroup tree and the journal of the selected machine."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from nsdash.tui.history import MetricHistory
+from nsdash.tui.messages import Snapshot
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
+from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.journal_pane import JournalPane
+from nsdash.tui.widgets.machine_list import MachineList
+
+
+class StatusLine(Static):
+    """One line: how many machines, the refresh delay, the last reader error."""
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [
+        Binding("f", "toggle_maximize", "Maximise"),
+        Binding("tab", "app.focus_next", "Next panel", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine("nsdash", id="status")
+        with Horizontal(id="top-row", classes="row"):
+            yield MachineList(id="machines", classes="panel")
+            yield CpuTable(id="cpu", classes="panel")
+        with Horizontal(id="bottom-row", classes="row"):
+            yield CgroupTree(id="tree", classes="panel")
+            yield JournalPane(id="journal", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#machines").border_title = "Machines"
+        self.query_one("#cpu").border_title = "CPU (cgtop: p t c m i % + - space)"
+        self.query_one("#tree").border_title = "Control groups"
+        self.query_one(MachineList).focus()
+
+    def on_screen_resume(self) -> None:
+        self.app.dashboard_resumed()  # type: ignore[attr-defined]
+
+    def apply(self, snap: Snapshot, history: MetricHistory, status: str) -> None:
+        self.query_one(StatusLine).update(status)
+        if not snap.machines and not snap.rows and snap.errors:
+            return
+        self.query_one(MachineList).update_machines(snap.machines, history.cpu, self.app.clock())  # type: ignore[attr-defined]
+        self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of))
+        if snap.tree is not None:
+            self.query_one(CgroupTree).update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
+
+    def action_toggle_maximize(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        focused = self.focused
+        while focused is not None and not focused.has_class("panel"):
+            focused = focused.parent  # type: ignore[assignment]
+        if focused is not None:
+            self.maximize(focused)
+
+
+

@@ -1,0 +1,91 @@
+"""One machine on one screen: its CPU, memory and I/O of the last minute, its journal and its console."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Sparkline, Static
+
+from nsdash.tui import format as fmt
+from nsdash.tui.history import MetricHistory
+from nsdash.tui.messages import MachineInfo, Snapshot
+from nsdash.tui.widgets.console_pane import ConsolePane
+from nsdash.tui.widgets.journal_pane import JournalPane
+
+
+class MachineScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("a", "attach", "Console"),
+        Binding("f", "toggle_maximize", "Maximise"),
+    ]
+
+    def __init__(self, machine: str) -> None:
+        super().__init__()
+        self.machine = machine
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.machine, id="machine-info")
+        with Horizontal(id="machine-body"):
+            with Vertical(id="machine-left"):
+                with Vertical(id="machine-metrics", classes="panel"):
+                    for key, label in (("cpu", "CPU %"), ("memory", "Memory"), ("io", "I/O")):
+                        with Horizontal(classes="metric"):
+                            yield Label(label, classes="metric-label")
+                            yield Sparkline([], id=f"spark-{key}", classes="metric-spark")
+                            yield Label("-", id=f"value-{key}", classes="metric-value")
+                yield JournalPane(id="machine-journal", classes="panel")
+            yield ConsolePane(id="console", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#machine-metrics").border_title = "Last minute"
+        self.query_one(ConsolePane).border_title = "Console (a: attach)"
+
+    def apply(self, snap: Snapshot, history: MetricHistory, status: str) -> None:
+        info = next((m for m in snap.machines if m.name == self.machine), None)
+        if not snap.machines and snap.errors:
+            return
+        self.query_one("#machine-info", Static).update(describe(info, self.machine))
+        series = history.by_machine.get(self.machine)
+        if series is None:
+            return
+        for key, values, text in (("cpu", series.cpu, fmt.percent), ("memory", series.memory, fmt.size),
+                                  ("io", series.io, fmt.rate)):
+            known = [v if v is not None else 0.0 for v in values]
+            self.query_one(f"#spark-{key}", Sparkline).data = known
+            last = values[-1] if values else None
+            self.query_one(f"#value-{key}", Label).update(text(last))
+
+    def action_attach(self) -> None:
+        pane = self.query_one(ConsolePane)
+        if pane.attached != self.machine:
+            self.app.attach_console(pane, self.machine)  # type: ignore[attr-defined]
+        pane.focus()
+
+    def action_toggle_maximize(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        focused = self.focused
+        while focused is not None and not focused.has_class("panel"):
+            focused = focused.parent  # type: ignore[assignment]
+        if focused is not None:
+            self.maximize(focused)
+
+    def on_console_pane_left(self, event: ConsolePane.Left) -> None:
+        self.query_one("#machine-journal").focus()
+
+
+def describe(info: MachineInfo | None, name: str, now: float | None = None) -> str:
+    if info is None:
+        return f"{name}: gone"
+    now = time.time() if now is None else now
+    up = fmt.uptime(now - info.started) if info.started else "-"
+    kind = "boot" if info.boot_mode else "command"
+    return (f"{info.name}  ·  {info.state}  ·  {info.os}  ·  {info.address}  ·  up {up}"
+            f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}")

@@ -1,0 +1,164 @@
+"""The cgls-style cgroup tree: nodes keyed by path, changed in place, never rebuilt.
+
+Only expanded branches are synchronised with each snapshot; a collapsed
+branch just knows whether it has anything to show, and is filled in when the
+user opens it.  So the cursor and the open branches survive every refresh,
+and 5,000 cgroups cost only what is on screen.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from nsdash.monitor.tree import CgroupNode
+
+Key = tuple[str, object]  # ("cg", path) or ("pid", pid)
+
+
+class CgroupTree(Tree[Key]):
+    """systemd-cgls as a live tree: processes under their cgroups, machines named."""
+
+    COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {
+        "cgroup-tree--machine", "cgroup-tree--process", "cgroup-tree--unreadable",
+    }
+
+    def __init__(self, **kw) -> None:
+        super().__init__("/", data=("cg", "/"), **kw)
+        self._keyed: dict[Key, TreeNode[Key]] = {("cg", "/"): self.root}
+        self._labels: dict[Key, str] = {}
+        self._by_path: dict[str, CgroupNode] = {}
+        self._commands: dict[int, str] = {}
+        self._machine_of: dict[str, str] = {}
+        self._seen: set[str] = set()  # cgroups shown before: opened automatically only once
+        self.root.expand()
+
+    # ------------------------------------------------------------ public
+
+    def update_tree(self, root: CgroupNode, commands: dict[int, str], machine_of: dict[str, str]) -> None:
+        self._by_path = {n.path: n for n in root.iter()}
+        self._commands = commands
+        self._machine_of = machine_of
+        cursor = self.cursor_node
+        self._sync(self.root, root)
+        if cursor is not None and cursor.data in self._keyed and cursor is not self.cursor_node:
+            self.call_after_refresh(self.move_cursor, cursor)
+
+    def select_path(self, path: str) -> None:
+        """Open the branches down to PATH and put the cursor on it."""
+        parts = [p for p in path.split("/") if p]
+        current = "/"
+        for part in parts:
+            node = self._keyed.get(("cg", current))
+            if node is None:
+                return
+            node.expand()
+            self._fill(node)
+            current = (current.rstrip("/") + "/" + part)
+        target = self._keyed.get(("cg", current))
+        if target is not None:
+            self.call_after_refresh(self.move_cursor, target)
+
+    def node_for(self, key: Key) -> TreeNode[Key] | None:
+        return self._keyed.get(key)
+
+    # ------------------------------------------------------------ syncing
+
+    def _sync(self, tnode: TreeNode[Key], cg: CgroupNode) -> None:
+        self._set_label(tnode, cg)
+        has_content = bool(cg.children or cg.pids)
+        if not tnode.is_root:
+            tnode.allow_expand = has_content
+        if not (tnode.is_expanded or tnode.is_root):
+            if tnode.children:
+                self._forget(tnode)
+                tnode.remove_children()
+            return
+        wanted: list[tuple[Key, object]] = [(("pid", pid), pid) for pid in (cg.pids or ())]
+        wanted += [(("cg", child.path), child) for child in cg.children]
+        wanted_keys = {k for k, _ in wanted}
+        for child in list(tnode.children):
+            if child.data not in wanted_keys:
+                self._forget(child)
+                child.remove()
+        previous: TreeNode[Key] | None = None
+        for key, item in wanted:
+            node = self._keyed.get(key)
+            if node is None:
+                node = self._add(tnode, key, item, previous)
+                if isinstance(item, CgroupNode) and item.path not in self._seen:
+                    self._seen.add(item.path)
+                    if self._opens_at_first(item):
+                        node.expand()
+            if isinstance(item, CgroupNode):
+                self._sync(node, item)
+            else:
+                self._set_process_label(node, item)  # type: ignore[arg-type]
+            previous = node
+
+    def _opens_at_first(self, cg: CgroupNode) -> bool:
+        """Like systemd-cgls, show the machines' part of the tree open; the rest starts closed."""
+        return cg.path == "/machine.slice" or (cg.path.startswith("/machine.slice/") and cg.path.count("/") <= 3)
+
+    def _fill(self, tnode: TreeNode[Key]) -> None:
+        key = tnode.data
+        if key is not None and key[0] == "cg":
+            cg = self._by_path.get(str(key[1]))
+            if cg is not None:
+                self._sync(tnode, cg)
+
+    def _add(self, parent: TreeNode[Key], key: Key, item: object, after: TreeNode[Key] | None) -> TreeNode[Key]:
+        placement = {"after": after} if after is not None else {"before": 0} if parent.children else {}
+        if key[0] == "pid":
+            node = parent.add("", data=key, allow_expand=False, **placement)  # type: ignore[arg-type]
+        else:
+            node = parent.add("", data=key, **placement)  # type: ignore[arg-type]
+        self._keyed[key] = node
+        return node
+
+    def _forget(self, tnode: TreeNode[Key]) -> None:
+        stack = [tnode]
+        while stack:
+            n = stack.pop()
+            if n.data is not None:
+                self._keyed.pop(n.data, None)
+                self._labels.pop(n.data, None)
+            stack.extend(n.children)
+
+    def _set_label(self, tnode: TreeNode[Key], cg: CgroupNode) -> None:
+        name = "/" if cg.path == "/" else cg.name
+        machine = self._machine_of.get(cg.path)
+        parent_machine = self._machine_of.get(cg.path.rsplit("/", 1)[0] or "/")
+        tag = f"  [{machine}]" if machine and machine != parent_machine else ""
+        mark = "  (unreadable)" if cg.unreadable else ""
+        plain = name + tag + mark
+        if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
+            return
+        self._labels[tnode.data] = plain  # type: ignore[index]
+        text = Text(name)
+        if tag:
+            text.append(tag, style=self.get_component_rich_style("cgroup-tree--machine", partial=True))
+        if mark:
+            text.append(mark, style=self.get_component_rich_style("cgroup-tree--unreadable", partial=True))
+        tnode.set_label(text)
+
+    def _set_process_label(self, tnode: TreeNode[Key], pid: int) -> None:
+        plain = f"{pid} {self._commands.get(pid, '?')}"
+        if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
+            return
+        self._labels[tnode.data] = plain  # type: ignore[index]
+        tnode.set_label(Text(plain, style=self.get_component_rich_style("cgroup-tree--process", partial=True)))
+
+    # ------------------------------------------------------------ events
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[Key]) -> None:
+        self._fill(event.node)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[Key]) -> None:
+        # Forget a closed branch's contents; it is filled again when reopened.
+        node = event.node
+        if not node.is_root and node.children:
+            for child in node.children:
+                self._forget(child)
+            node.remove_children()

@@ -1,0 +1,214 @@
+"""The console pane: renders the terminal model; keys go to the machine while it has focus.
+
+ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
+shift+pagedown scroll the history, boot separators included.  Rendering
+happens at most FPS times a second and only for changed lines.
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.message import Message
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.console.terminal import Run, TerminalModel
+
+FPS = 30
+LEAVE_KEY = "ctrl+right_square_bracket"
+_COLOURS = {"brown": "yellow", "default": None}
+
+
+def style_of(run: Run, cache: dict[tuple, Style]) -> Style:
+    key = (run.fg, run.bg, run.bold, run.italics, run.underscore, run.reverse)
+    style = cache.get(key)
+    if style is None:
+        fg, bg = (_colour(run.fg), _colour(run.bg))
+        style = Style(color=fg, bgcolor=bg, bold=run.bold or None, italic=run.italics or None,
+                      underline=run.underscore or None, reverse=run.reverse or None)
+        cache[key] = style
+    return style
+
+
+def _colour(name: str) -> str | None:
+    if name in _COLOURS:
+        return _COLOURS[name]
+    if len(name) == 6 and all(c in "0123456789abcdefABCDEF" for c in name):
+        return "#" + name
+    return name.replace("bright", "bright_") if name.startswith("bright") and "_" not in name else name
+
+
+class ConsolePane(Widget, can_focus=True):
+    """A machine's console: attach(), then type; ctrl+] leaves, shift+pageup scrolls back."""
+
+    attached: reactive[str | None] = reactive(None)
+    scrollback: reactive[int] = reactive(0)  # lines scrolled back into the history
+
+    class Left(Message):
+        """The user pressed the leave key."""
+
+    class Ended(Message):
+        def __init__(self, machine: str, reason: str) -> None:
+            super().__init__()
+            self.machine = machine
+            self.reason = reason
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.model = TerminalModel(80, 24)
+        self.connection: ConsoleConnection | None = None
+        self._styles: dict[tuple, Style] = {}
+        self._lines: list[Strip] = []
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / FPS, self._tick)
+
+    # ------------------------------------------------------------ public
+
+    def attach(self, machine: str, connection: ConsoleConnection | None = None) -> None:
+        """Attach to MACHINE's console (the connection is injectable for tests)."""
+        self.detach()
+        self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
+        self._lines = []
+        self.connection = connection or ConsoleConnection(machine, self.model, self._ended)
+        self.connection.model = self.model
+        self.attached = machine
+        self.connection.start()
+
+    def detach(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        self.attached = None
+
+    def screen_text(self) -> list[str]:
+        if self.connection is None:
+            return self.model.display()
+        with self.connection.lock:
+            return self.model.display()
+
+    # ------------------------------------------------------------ rendering
+
+    def _tick(self) -> None:
+        conn = self.connection
+        if conn is None or not conn.changed.is_set():
+            return
+        conn.changed.clear()
+        with conn.lock:
+            dirty = self.model.take_dirty()
+            if len(self._lines) != self.model.lines:
+                self._lines = [Strip.blank(self.model.columns)] * self.model.lines
+                dirty = set(range(self.model.lines))
+            for y in dirty:
+                self._lines[y] = self._strip(self.model.line_runs(y))
+            history = len(self.model.screen.history)
+        if self.scrollback:
+            self.scrollback = min(self.scrollback, history)
+        self.refresh()
+
+    def _strip(self, runs: list[Run]) -> Strip:
+        cache = self._styles
+        return Strip([Segment(r.text, style_of(r, cache)) for r in runs])
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if self.scrollback and self.connection is not None:
+            with self.connection.lock:
+                history = self.model.screen.history
+                index = len(history) - self.scrollback + y
+                if index < len(history):
+                    strip = self._strip(self.model.history_runs_at(index)) if index >= 0 else Strip.blank(width)
+                    return strip.crop_extend(0, width, None)
+                y = index - len(history)
+        if y < len(self._lines):
+            strip = self._lines[y]
+            if self.has_focus and self.scrollback == 0 and self.connection is not None:
+                cx, cy = self.model.cursor
+                if cy == y and self.model.cursor_visible:
+                    strip = _with_cursor(strip, cx)
+            return strip.crop_extend(0, width, None)
+        return Strip.blank(width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.connection is not None and event.size.width > 0 and event.size.height > 0:
+            self.connection.resize(event.size.width, event.size.height)
+
+    # ------------------------------------------------------------ input
+
+    async def on_key(self, event: events.Key) -> None:
+        if event.key == LEAVE_KEY:
+            event.stop()
+            self.post_message(self.Left())
+            return
+        if event.key in ("shift+pageup", "shift+pagedown"):
+            event.stop()
+            page = max(1, self.size.height - 1)
+            with (self.connection.lock if self.connection else _null()):
+                limit = len(self.model.screen.history)
+            step = page if event.key == "shift+pageup" else -page
+            self.scrollback = max(0, min(limit, self.scrollback + step))
+            return
+        if self.connection is None:
+            return
+        data = self.model.key_bytes(event.key, event.character)
+        if data is not None:
+            event.stop()
+            event.prevent_default()
+            self.scrollback = 0
+            self.connection.send(data)
+
+    def on_paste(self, event: events.Paste) -> None:
+        if self.connection is not None:
+            self.connection.send(event.text.replace("\n", "\r").encode())
+
+    def watch_scrollback(self) -> None:
+        self.set_class(self.scrollback > 0, "-scrolled")
+        self.refresh()
+
+    def watch_attached(self, machine: str | None) -> None:
+        self.set_class(machine is not None, "-attached")
+        self.border_title = f"Console: {machine}" if machine else "Console (not attached)"
+        self.border_subtitle = "ctrl+] leaves · shift+pgup history" if machine else ""
+
+    def on_unmount(self) -> None:
+        self.detach()
+
+    def _ended(self, reason: str) -> None:
+        """From the I/O thread: the session ended."""
+        message = self.Ended(self.attached or "", reason)
+        try:
+            self.app.call_from_thread(self.post_message, message)
+        except RuntimeError:  # already on the UI thread (a failed send)
+            self.post_message(message)
+
+
+def _with_cursor(strip: Strip, x: int) -> Strip:
+    segments = list(strip)
+    out: list[Segment] = []
+    pos = 0
+    for seg in segments:
+        n = len(seg.text)
+        if pos <= x < pos + n:
+            i = x - pos
+            base = seg.style or Style()
+            if i:
+                out.append(Segment(seg.text[:i], seg.style))
+            out.append(Segment(seg.text[i], base + Style(reverse=not base.reverse)))
+            if i + 1 < n:
+                out.append(Segment(seg.text[i + 1:], seg.style))
+        else:
+            out.append(seg)
+        pos += n
+    return Strip(out)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

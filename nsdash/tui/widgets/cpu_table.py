@@ -1,0 +1,183 @@
+"""The cgtop-style table: rows keyed by cgroup path, updated in place, sorted like systemd-cgtop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import DataTable
+
+from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
+from nsdash.tui import format as fmt
+
+COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("memory", "Memory"),
+           ("input", "Input/s"), ("output", "Output/s"))
+ORDERS = {"path": "path", "tasks": "tasks", "cpu": "cpu", "memory": "memory", "io": "io"}
+
+
+NUMBERS_WIDTH = 40  # the five figure columns with their cell padding
+
+
+class PathCell(Text):
+    """The Control Group cell: shows the path ellipsized, remembers it whole (the sort key)."""
+
+    def __init__(self, path: str, width: int) -> None:
+        super().__init__(ellipsize(path, width) if len(path) > width else path)
+        self.path = path
+
+
+def cells_of(row: Row, cpu_time: bool) -> tuple[str, ...]:
+    cpu = format_timespan(row.cpu_usec) if cpu_time and row.cpu_usec is not None else (
+        "-" if cpu_time else fmt.percent(row.cpu_percent))
+    return (row.path, "-" if row.tasks is None else str(row.tasks), cpu, fmt.size(row.memory),
+            fmt.rate(row.io_read_bps), fmt.rate(row.io_write_bps))
+
+
+class CpuTable(DataTable):
+    """Control Group, Tasks, %CPU, Memory, Input/s, Output/s, with systemd-cgtop's keys."""
+
+    BINDINGS = [
+        Binding("p", "order('path')", "Path", show=False),
+        Binding("t", "order('tasks')", "Tasks", show=False),
+        Binding("c", "order('cpu')", "CPU", show=False),
+        Binding("m", "order('memory')", "Mem", show=False),
+        Binding("i", "order('io')", "I/O", show=False),
+        Binding("percent_sign", "toggle_cpu_time", "%/time", show=False),
+        Binding("plus", "delay(1)", "+delay", show=False),
+        Binding("minus", "delay(-1)", "-delay", show=False),
+        Binding("space", "refresh_now", "Refresh", show=False),
+    ]
+
+    order: reactive[str] = reactive("cpu")
+    cpu_time: reactive[bool] = reactive(False)
+
+    class OrderChanged(Message):
+        def __init__(self, order: str, cpu_time: bool) -> None:
+            super().__init__()
+            self.order = order
+            self.cpu_time = cpu_time
+
+    class DelayRequested(Message):
+        def __init__(self, step: int) -> None:
+            super().__init__()
+            self.step = step
+
+    class RefreshRequested(Message):
+        pass
+
+    class MachineSelected(Message):
+        def __init__(self, machine: str) -> None:
+            super().__init__()
+            self.machine = machine
+
+    def __init__(self, **kw) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        self._rows: dict[str, tuple[str, ...]] = {}
+        self._last: Sequence[Row] = ()
+        self.machine_of: dict[str, str] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    # ------------------------------------------------------------ public
+
+    def update_rows(self, rows: Sequence[Row], machine_of: dict[str, str] | None = None) -> None:
+        """Apply a snapshot: add, change and drop rows by path; then order them."""
+        self._last = rows
+        if machine_of is not None:
+            self.machine_of = dict(machine_of)
+        cursor_key = self._cursor_key()
+        seen = set()
+        for row in rows:
+            cells = cells_of(row, self.cpu_time)
+            seen.add(row.path)
+            old = self._rows.get(row.path)
+            if old is None:
+                self.add_row(*self._styled(cells), key=row.path)
+            elif old != cells:
+                for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
+                    if new != was:
+                        self.update_cell(row.path, col, self._styled_cell(col, new), update_width=True)
+            self._rows[row.path] = cells
+        for gone in set(self._rows) - seen:
+            del self._rows[gone]
+            self.remove_row(gone)
+        self._reorder(cursor_key)
+
+    def selected_path(self) -> str | None:
+        return self._cursor_key()
+
+    def select_path(self, path: str) -> None:
+        if path in self._rows:
+            self.move_cursor(row=self.get_row_index(path))
+
+    # ------------------------------------------------------------ watchers
+
+    def watch_order(self) -> None:
+        self._reorder(self._cursor_key())
+
+    def watch_cpu_time(self) -> None:
+        if self._last:
+            self.update_rows(self._last)
+
+    # ------------------------------------------------------------ helpers
+
+    def _styled(self, cells: tuple[str, ...]) -> list[Text | str]:
+        return [self._styled_cell(col, c) for (col, _), c in zip(COLUMNS, cells, strict=True)]
+
+    def _styled_cell(self, col: str, value: str) -> Text | str:
+        if col == "path":
+            return PathCell(value, self._path_width())
+        return Text(value, justify="right")
+
+    def _path_width(self) -> int:
+        return max(16, self.size.width - NUMBERS_WIDTH - 2) if self.size.width else 60
+
+    def on_resize(self) -> None:
+        width = self._path_width()
+        if width != getattr(self, "_shown_width", None):
+            self._shown_width = width
+            for path in self._rows:
+                self.update_cell(path, "path", PathCell(path, width))
+            self._reorder(self._cursor_key())
+
+    def _cursor_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # noqa: BLE001 - an out-of-range cursor just means "none"
+            return None
+
+    def _reorder(self, cursor_key: str | None) -> None:
+        if not self._last:
+            return
+        rank = {r.path: i for i, r in enumerate(order_rows(self._last, ORDERS[self.order], self.cpu_time))}
+        self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
+        if cursor_key is not None and cursor_key in self._rows:
+            self.move_cursor(row=self.get_row_index(cursor_key), animate=False)
+
+    # ------------------------------------------------------------ actions
+
+    def action_order(self, order: str) -> None:
+        self.order = order
+        self.post_message(self.OrderChanged(self.order, self.cpu_time))
+
+    def action_toggle_cpu_time(self) -> None:
+        self.cpu_time = not self.cpu_time
+        self.post_message(self.OrderChanged(self.order, self.cpu_time))
+
+    def action_delay(self, step: int) -> None:
+        self.post_message(self.DelayRequested(step))
+
+    def action_refresh_now(self) -> None:
+        self.post_message(self.RefreshRequested())
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        machine = self.machine_of.get(str(event.row_key.value))
+        if machine and self.has_focus:
+            self.post_message(self.MachineSelected(machine))

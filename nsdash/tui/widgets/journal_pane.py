@@ -1,0 +1,210 @@
+"""The journal pane: live follow that pauses when scrolled up, priority colours, filters, search.
+
+The pane keeps the last entries it was given (no I/O: the poller follows the
+journal and posts lines); filtering re-renders from that buffer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import Input, RichLog
+
+from nsdash.tui.messages import JournalLine
+
+KEEP = 5000
+PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+# p cycles through: everything, then up to notice, warning, err.
+PRIORITY_STEPS = (None, 5, 4, 3)
+
+
+@dataclass(frozen=True)
+class JournalFilter:
+    max_priority: int | None = None  # show entries at this priority or more urgent
+    unit: str | None = None  # substring of the unit or identifier
+    search: str | None = None  # case-insensitive substring of the message
+
+    def admits(self, line: JournalLine) -> bool:
+        if self.max_priority is not None and line.event is None and (
+                line.priority is None or line.priority > self.max_priority):
+            return False
+        if self.unit:
+            hay = f"{line.unit or ''} {line.identifier or ''}".lower()
+            if self.unit.lower() not in hay:
+                return False
+        return not (self.search and self.search.lower() not in line.message.lower())
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_priority is not None:
+            parts.append(f"≤{PRIORITY_NAMES[self.max_priority]}")
+        if self.unit:
+            parts.append(f"unit~{self.unit}")
+        if self.search:
+            parts.append(f"/{self.search}")
+        return " ".join(parts)
+
+
+def line_text(line: JournalLine, merged: bool) -> str:
+    stamp = time.strftime("%b %d %H:%M:%S", time.localtime(line.realtime / 1e6)) if line.realtime else " " * 15
+    if line.event:
+        return f"{stamp} -- {line.event} --"
+    who = line.identifier or line.unit or ""
+    machine = f"{line.machine} " if merged and line.machine else ""
+    return f"{stamp} {machine}{who + ': ' if who else ''}{line.message}"
+
+
+class _Log(RichLog):
+    """A RichLog that stops following when the user scrolls up and resumes at the bottom."""
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        following = new >= self.max_scroll_y - 1
+        if following != self.auto_scroll:
+            self.auto_scroll = following
+            pane = self.parent
+            if isinstance(pane, JournalPane):
+                pane.following = following
+
+
+class JournalPane(Vertical):
+    """The followed machines' log lines, with filters; focus it and press p, u, / or end."""
+
+    BINDINGS = [
+        Binding("p", "cycle_priority", "Priority"),
+        Binding("u", "ask('unit')", "Unit"),
+        Binding("slash", "ask('search')", "Search"),
+        Binding("end", "follow", "Follow", show=False),
+        Binding("escape", "clear_filters", "Clear", show=False),
+    ]
+    COMPONENT_CLASSES = {f"journal-pane--{n}" for n in PRIORITY_NAMES} | {
+        "journal-pane--event", "journal-pane--console", "journal-pane--match"}
+
+    following: reactive[bool] = reactive(True)
+    filter: reactive[JournalFilter] = reactive(JournalFilter, always_update=True)
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.lines: deque[JournalLine] = deque(maxlen=KEEP)
+        self.machines: tuple[str, ...] = ()
+        self.note: str | None = None
+        self._asking: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield _Log(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="journal-log")
+        yield Input(id="journal-query", classes="-hidden")
+
+    def on_mount(self) -> None:
+        self._retitle()
+
+    # ------------------------------------------------------------ public
+
+    def show(self, machines: tuple[str, ...], lines: Iterable[JournalLine], reset: bool,
+             note: str | None = None) -> None:
+        if reset:
+            self.machines = machines
+            self.lines.clear()
+            self.note = note
+        new = list(lines)
+        self.lines.extend(new)
+        if reset:
+            self._render_all()
+        else:
+            log = self.query_one(_Log)
+            f = self.filter
+            for line in new:
+                if f.admits(line):
+                    log.write(self._styled(line), scroll_end=None)
+        self._retitle()
+
+    def visible_text(self) -> list[str]:
+        """The rendered lines (for tests and screenshots)."""
+        return [line.text for line in self.query_one(_Log).lines]
+
+    # ------------------------------------------------------------ watchers
+
+    def watch_following(self, following: bool) -> None:
+        self.set_class(following, "-following")
+        self.set_class(not following, "-paused")
+        self._retitle()
+
+    def watch_filter(self) -> None:
+        if self.is_mounted:
+            self._render_all()
+            self._retitle()
+
+    # ------------------------------------------------------------ helpers
+
+    def _render_all(self) -> None:
+        log = self.query_one(_Log)
+        log.clear()
+        f = self.filter
+        if self.note and not self.lines:
+            log.write(Text(self.note, style=self.get_component_rich_style("journal-pane--event", partial=True)))
+        for line in self.lines:
+            if f.admits(line):
+                log.write(self._styled(line), scroll_end=False)
+        if self.following:
+            log.scroll_end(animate=False)
+
+    def _styled(self, line: JournalLine) -> Text:
+        if line.event:
+            cls = "journal-pane--event"
+        elif line.priority is None:
+            cls = "journal-pane--console"
+        else:
+            cls = f"journal-pane--{PRIORITY_NAMES[max(0, min(7, line.priority))]}"
+        text = Text(line_text(line, len(self.machines) > 1), style=self.get_component_rich_style(cls, partial=True))
+        if self.filter.search:
+            text.highlight_words([self.filter.search], style=self.get_component_rich_style(
+                "journal-pane--match", partial=True), case_sensitive=False)
+        return text
+
+    def _retitle(self) -> None:
+        who = ", ".join(self.machines) if self.machines else "no machine"
+        state = "following" if self.following else "paused (end: follow)"
+        extra = self.filter.describe()
+        self.border_title = f"Journal: {who}"
+        self.border_subtitle = f"{extra}  {state}" if extra else state
+
+    # ------------------------------------------------------------ actions
+
+    def action_cycle_priority(self) -> None:
+        i = PRIORITY_STEPS.index(self.filter.max_priority) if self.filter.max_priority in PRIORITY_STEPS else 0
+        self.filter = JournalFilter(PRIORITY_STEPS[(i + 1) % len(PRIORITY_STEPS)], self.filter.unit,
+                                    self.filter.search)
+
+    def action_ask(self, what: str) -> None:
+        self._asking = what
+        box = self.query_one("#journal-query", Input)
+        box.placeholder = "unit or identifier (empty: all)" if what == "unit" else "search text (empty: none)"
+        box.value = (self.filter.unit if what == "unit" else self.filter.search) or ""
+        box.remove_class("-hidden")
+        box.focus()
+
+    def action_follow(self) -> None:
+        log = self.query_one(_Log)
+        log.scroll_end(animate=False)
+        self.following = True
+        log.auto_scroll = True
+
+    def action_clear_filters(self) -> None:
+        self.filter = JournalFilter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip() or None
+        if self._asking == "unit":
+            self.filter = JournalFilter(self.filter.max_priority, value, self.filter.search)
+        else:
+            self.filter = JournalFilter(self.filter.max_priority, self.filter.unit, value)
+        event.input.add_class("-hidden")
+        self.query_one(_Log).focus()

@@ -1,0 +1,119 @@
+"""The machine list: one row per machine, keyed by name, cells changed in place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from nsdash.tui import format as fmt
+from nsdash.tui.messages import MachineInfo
+
+COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "Address"),
+           ("uptime", "Up"), ("cpu", "CPU (1 min)"))
+SPARK_WIDTH = 20
+
+
+def spark(values: list) -> str:
+    """The CPU sparkline: scaled to the busiest moment, but never finer than 5 % per full bar."""
+    top = max([v for v in values if v is not None] + [5.0])
+    return fmt.sparkline(values, SPARK_WIDTH, top=top)
+
+
+class MachineList(DataTable):
+    """Every registered machine with its state, OS, address, uptime and CPU sparkline."""
+
+    COMPONENT_CLASSES = {"machine-list--running", "machine-list--transient", "machine-list--orphan"}
+
+    class Selected(Message):
+        """The cursor moved onto a machine (or the list emptied: None)."""
+
+        def __init__(self, machine: str | None) -> None:
+            super().__init__()
+            self.machine = machine
+
+    class Opened(Message):
+        def __init__(self, machine: str) -> None:
+            super().__init__()
+            self.machine = machine
+
+    def __init__(self, clock: Callable[[], float] = time.time, **kw) -> None:
+        super().__init__(cursor_type="row", **kw)
+        self.clock = clock
+        self._rows: dict[str, tuple] = {}
+        self._selected: str | None = None
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    # ------------------------------------------------------------ public
+
+    def update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list],
+                        now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        seen = set()
+        for m in machines:
+            seen.add(m.name)
+            up = fmt.uptime(now - m.started) if m.started and m.state == "running" else "-"
+            cells = (m.name, m.state, m.os, m.address, up, spark(cpu(m.name)))
+            old = self._rows.get(m.name)
+            if old is None:
+                self.add_row(*self._styled(cells), key=m.name)
+            elif old != cells:
+                for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
+                    if new != was:
+                        self.update_cell(m.name, col, self._styled_cell(col, new, cells[1]), update_width=True)
+            self._rows[m.name] = cells
+        for gone in set(self._rows) - seen:
+            del self._rows[gone]
+            self.remove_row(gone)
+        if self._selected not in self._rows:
+            self._announce()
+
+    @property
+    def selected(self) -> str | None:
+        return self._selected
+
+    def select(self, name: str) -> None:
+        if name in self._rows and name != self._current():
+            self.move_cursor(row=self.get_row_index(name), animate=False)
+
+    # ------------------------------------------------------------ helpers
+
+    def _styled(self, cells: tuple) -> list:
+        return [self._styled_cell(col, c, cells[1]) for (col, _), c in zip(COLUMNS, cells, strict=True)]
+
+    def _styled_cell(self, col: str, value: str, state: str) -> Text | str:
+        if col == "state":
+            cls = ("machine-list--running" if value == "running"
+                   else "machine-list--orphan" if value == "orphan" else "machine-list--transient")
+            return Text(value, style=self.get_component_rich_style(cls, partial=True))
+        if col == "cpu":
+            return Text(value, style=self.get_component_rich_style("machine-list--running", partial=True))
+        return value
+
+    def _current(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # noqa: BLE001 - out of range: nothing selected
+            return None
+
+    def _announce(self) -> None:
+        current = self._current()
+        if current != self._selected:
+            self._selected = current
+            self.post_message(self.Selected(current))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._announce()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.post_message(self.Opened(str(event.row_key.value)))
