@@ -295,7 +295,7 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if ns.setenv:
         pairs = [v.parse_setenv(item) for item in ns.setenv]
         o["setenv"] = [p for p in pairs if p is not None]
-    if ns.user is not None:
+    if ns.user:  # an empty -u means the default (root), as in nspawn
         o["user"] = v.parse_user(ns.user)
     o["bind_specs"] = [(b, False) for b in ns.binds_rw or []] + [(b, True) for b in ns.binds_ro or []]
     if not o["bind_specs"]:
@@ -390,22 +390,43 @@ _SPEC_KEYS = ("hostname", "uuid", "boot", "as_pid2", "chdir", "user", "read_only
               "private_users_ownership", "detach", "dry_run")
 
 
+# Settings that systemd-nspawn masks together (its SETTING_* bits): when the
+# stronger side sets any of a group, the weaker side's whole group is dropped.
+MASK_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"boot", "as_pid2", "command"}),  # SETTING_START_MODE (and the parameters)
+    frozenset({"capabilities", "drop_capabilities"}),  # SETTING_CAPABILITY
+    frozenset({"bind_specs", "tmpfs", "inaccessible"}),  # SETTING_CUSTOM_MOUNTS
+    frozenset({"private_network", "network_veth"}),  # SETTING_NETWORK
+    frozenset({"private_users", "private_users_ownership"}),  # SETTING_USERNS
+)
+
+
+def merge_layers(weak: dict[str, Any], strong: dict[str, Any]) -> dict[str, Any]:
+    """STRONG over WEAK, group by group as nspawn's settings mask does."""
+    weak = dict(weak)
+    for group in MASK_GROUPS:
+        if group & strong.keys():
+            for key in group:
+                weak.pop(key, None)
+    weak.update({k: val for k, val in strong.items() if val is not None})
+    return weak
+
+
 def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
-    """Merge the command line over a .nspawn file's settings (already filtered
-    for trust) into a ContainerSpec.  Lists from the file are replaced, not
-    extended, by the command line's, as nspawn's settings mask does."""
-    layers = [settings, cli] if settings is None or not settings.override else [cli, settings]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        if layer is not None:
-            merged.update({k: val for k, val in layer.values.items() if val is not None})
+    """Merge the command line and a .nspawn file's settings (already filtered
+    for trust) into a ContainerSpec: the command line wins, unless the file
+    was loaded with --settings=override."""
+    if settings is None:
+        merged = {k: val for k, val in cli.values.items() if val is not None}
+    elif settings.override:
+        merged = merge_layers(cli.values, settings.values)
+    else:
+        merged = merge_layers(settings.values, cli.values)
     merged["directory"] = cli.values["directory"]
     directory = Path(merged["directory"])
     machine = merged.get("machine") or derive_machine_name(directory, bool(merged.get("ephemeral")))
     if merged.get("boot") and merged.get("as_pid2"):
         raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")
-    if merged.get("read_only") and merged.get("ephemeral"):
-        raise UsageError("--read-only and --ephemeral may not be combined", "drop one of them")
     tree = directory
     binds = tuple(parse_bind(spec, ro, tree) for spec, ro in merged.get("bind_specs", []))
     kwargs: dict[str, Any] = {k: merged[k] for k in _SPEC_KEYS if merged.get(k) is not None}
@@ -428,8 +449,10 @@ def parse_args(argv: list[str]) -> Options:
     return options_from_args(_parser().parse_args(list(argv)))
 
 
-def parse_spawn_args(argv: list[str]) -> ContainerSpec:
-    """systemd-nspawn's command line (plus nsdash's own options) -> ContainerSpec."""
+def parse_spawn_args(argv: list[str], *, trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
+    """systemd-nspawn's command line (plus nsdash's own options) -> ContainerSpec.
+
+    TRUSTED_DIRS replaces /etc/systemd/nspawn and /run/systemd/nspawn (tests)."""
     cli = parse_args(argv)
     raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
     directory = check_directory(raw_dir)
@@ -440,7 +463,8 @@ def parse_spawn_args(argv: list[str]) -> ContainerSpec:
         from nsdash.launcher import settings as nspawn_settings
 
         name = cli.get("machine") or derive_machine_name(directory, False)
-        settings = nspawn_settings.load_for(name, directory, settings_mode)
+        settings = nspawn_settings.load_for(name, directory, settings_mode,
+                                            trusted_dirs if trusted_dirs is not None else nspawn_settings.TRUSTED_DIRS)
     spec = build_spec(cli, settings)
     return spec
 

@@ -137,8 +137,9 @@ def parse_signal(value: str, option: str = "--kill-signal") -> int:
 def parse_capabilities(value: str, option: str) -> frozenset[str]:
     """A comma-separated list of capability names (CAP_SYS_ADMIN, cap_sys_admin, or a number), or 'all'."""
     names: set[str] = set()
-    items = [item.strip() for item in value.split(",")]
-    if not value.strip() or any(not item for item in items):
+    # empty items are skipped, as systemd's extract_first_word() does; an empty list is an error
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
         raise UsageError(f"invalid {option} '{value}': empty capability name",
                          f"use {option}=CAP_NAME[,CAP_NAME...] or {option}=all")
     for item in items:
@@ -146,7 +147,7 @@ def parse_capabilities(value: str, option: str) -> frozenset[str]:
             names.update(CAPABILITIES)
             continue
         name = _CAP_BY_NAME.get(item.upper())
-        if name is None and item.isdigit() and int(item) < len(CAPABILITIES):
+        if name is None and item.isascii() and item.isdigit() and int(item) < len(CAPABILITIES):
             name = CAPABILITIES[int(item)]
         if name is None:
             raise UsageError(f"unknown capability '{item}' in {option}",
@@ -206,7 +207,8 @@ def parse_setenv(value: str, environ: dict[str, str] | os._Environ[str] | None =
 
 def parse_user(value: str) -> str:
     """-u USER: a user name or a numeric UID; resolved later against the tree's /etc/passwd."""
-    if not value or any(c in value for c in ":/\n\0 \t") or value.startswith("-") or len(value) > 256:
+    if (not value or not value.isascii() or not value.isprintable() or any(c in value for c in ":/ ")
+            or value.startswith("-") or len(value) > 256):
         raise UsageError(f"invalid --user '{value}'", "give a user name or UID that exists in the container")
     return value
 
