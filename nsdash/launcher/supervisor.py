@@ -101,6 +101,7 @@ class _Conn:
         self.greeted = False
         self.out = bytearray()
         self.closing = False
+        self.refused = False  # a non-root peer: everything it sends is discarded
 
     @property
     def attached(self) -> bool:
@@ -459,14 +460,14 @@ class Supervisor:
             conn = _Conn(sock)
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _pid, uid, _gid = struct.unpack("3i", creds)
-            if uid != 0:
-                # Defence in depth: the socket's mode already keeps others out.
-                with contextlib.suppress(OSError):
-                    sock.send(proto.error("permission-denied", "only root may control machines"))
-                sock.close()
-                continue
             self.conns[sock.fileno()] = conn
             self.sel.register(sock, selectors.EVENT_READ, conn)
+            if uid != 0:
+                # Defence in depth: the socket's mode already keeps others out.  The
+                # connection stays open, unread, until the peer closes it: closing
+                # with its request unread would reset it before it saw the error.
+                conn.refused = True
+                self._send(conn, proto.error("permission-denied", "only root may control machines"))
 
     def _drop(self, conn: _Conn) -> None:
         fd = conn.sock.fileno()
@@ -517,6 +518,8 @@ class Supervisor:
             data = b""
         if not data:
             self._drop(conn)  # detaching (or a truncated request) never stops the machine
+            return
+        if conn.refused:
             return
         if conn.attached:
             self._console_input(conn, data)

@@ -1,0 +1,406 @@
+"""Machines that outlive the terminal: detached supervisors and machinectl's verbs, for real."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import select
+import signal
+import time
+
+import pytest
+from conftest import run_nsdash
+
+from nsdash.launcher import client
+from nsdash.machines import state as st
+
+
+def _cleanup(name: str) -> None:
+    """Tear a machine down whatever state the test left it in."""
+    d = st.machine_dir(name)
+    if st.supervisor_alive(d):
+        run_nsdash("terminate", name, timeout=30)
+    if st.supervisor_alive(d):
+        s = st.read_state(d)
+        if s:
+            os.kill(s.supervisor, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while st.supervisor_alive(d) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if d.exists():
+        from nsdash.launcher.orphans import clean_orphan
+
+        clean_orphan(name)
+
+
+@pytest.fixture
+def detached(machine_name):
+    """start(*spawn_args, name=...) runs `nsdash spawn --detach`; every machine is torn down after."""
+    names: list[str] = []
+
+    def start(*args: str, name: str = machine_name, check: bool = True):
+        names.append(name)
+        r = run_nsdash("spawn", "--detach", "-M", name, *args)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    yield start
+    for n in names:
+        _cleanup(n)
+
+
+def wait_for(pred, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def console_log(name: str) -> str:
+    try:
+        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone(name: str) -> bool:
+    return not st.machine_dir(name).exists()
+
+
+def collect_events(session, until, timeout=20.0):
+    """Read an attached console until an event matches UNTIL (or the supervisor closes)."""
+    events, out = [], b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = session.read(0.2)
+        if got is None:
+            return events, out, True
+        out += got[0]
+        events += got[1]
+        if any(until(e) for e in got[1]):
+            return events, out, False
+    raise AssertionError(f"no matching event; got {events}")
+
+
+# ---------------------------------------------------------------- BusyBox
+
+
+def test_busybox_detached_list_status_shell_ps(detached, busybox_tree, machine_name):
+    t0 = time.monotonic()
+    detached("-bD", str(busybox_tree))
+    assert time.monotonic() - t0 < 10
+    wait_for(lambda: "login:" in console_log(machine_name), what="the getty prompt")
+
+    r = run_nsdash("list")
+    assert r.returncode == 0
+    row = next(line for line in r.stdout.splitlines() if line.startswith(machine_name))
+    assert row.split() == [machine_name, "container", "nsdash", "busybox", "1", "-"]
+    assert r.stdout.rstrip().endswith("machines listed.")
+    listed = json.loads(run_nsdash("list", "-o", "json").stdout)
+    mine = next(m for m in listed if m["machine"] == machine_name)
+    assert mine["class"] == "container" and mine["service"] == "nsdash" and mine["leader"] > 1
+
+    r = run_nsdash("status", machine_name)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    for label in ("Since:", "Leader:", "Root: " + str(busybox_tree), "OS: nsdash BusyBox demo",
+                  f"Unit: machine-{machine_name}.scope", "getty -L 0 console", "login:"):
+        assert label in text, (label, text)
+    assert f"{mine['leader']} init" in text  # the cgroup tree lists PID 1 by its host PID
+    data = json.loads(run_nsdash("status", machine_name, "-o", "json").stdout)
+    assert data["state"] == "running" and data["boot"] == 1 and any("login:" in x for x in data["log"])
+
+    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "hostname; echo pid=$$; exit 7")
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.split() == [machine_name, "pid=" + r.stdout.split("pid=")[1].split()[0]]
+    assert int(r.stdout.split("pid=")[1]) < 100  # inside the machine's PID namespace
+    assert run_nsdash("shell", machine_name, "/no/such/command").returncode == 127
+    assert run_nsdash("shell", machine_name, "/bin/sh", "-c", "kill -9 $$").returncode == 128 + 9
+
+    r = run_nsdash("ps", "-M", machine_name)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:2] == ["PID", "MACHINE"]
+    assert any("getty" in line and line.split()[1] == machine_name for line in lines[1:])
+    procs = json.loads(run_nsdash("ps", "-o", "json").stdout)
+    assert {p["machine"] for p in procs if "getty -L 0 console" in p["command"]} >= {machine_name}
+
+    r = run_nsdash("poweroff", machine_name)
+    assert r.returncode == 0, r.stderr
+    assert gone(machine_name)
+
+
+def test_login_through_a_real_pty_and_detach_leaves_it_running(detached, busybox_tree, machine_name):
+    detached("-bD", str(busybox_tree))
+    wait_for(lambda: "login:" in console_log(machine_name), what="the getty prompt")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(run_nsdash.__globals__["PY"], [run_nsdash.__globals__["PY"], "-m", "nsdash", "login",
+                                                   machine_name], dict(os.environ))
+    buf = bytearray()
+
+    def until(pattern: bytes, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while pattern not in buf:
+            assert time.monotonic() < deadline, (pattern, bytes(buf))
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    buf.extend(os.read(fd, 4096))
+                except OSError:
+                    break
+
+    try:
+        until(b"Connected to machine")
+        os.write(fd, b"\r")
+        until(f"{machine_name} login:".encode())
+        os.write(fd, b"root\r")
+        until(b"# ")
+        os.write(fd, b"echo answer-$((6*7))\r")
+        until(b"answer-42")
+        os.write(fd, b"\x1d\x1d\x1d")
+        until(b"terminated")
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(fd)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert client.status(machine_name)["state"] == "running"  # detaching never stops the machine
+
+
+def test_reboot_keeps_the_name_and_marks_a_new_boot(detached, busybox_tree, machine_name):
+    detached("-bD", str(busybox_tree))
+    first = client.status(machine_name)
+    r = run_nsdash("reboot", machine_name)
+    assert r.returncode == 0, r.stderr
+    second = client.status(machine_name)
+    assert second["boot"] == 2 and second["leader"] != first["leader"]
+    assert second["cgroup"] == first["cgroup"] and second["state"] == "running"
+    log = console_log(machine_name)
+    assert "\n-- nsdash: boot 1 " in log and "\n-- nsdash: reboot " in log and "\n-- nsdash: boot 2 " in log
+    assert log.index("boot 1") < log.index("-- nsdash: reboot") < log.index("boot 2")
+    assert run_nsdash("poweroff", machine_name).returncode == 0
+    assert gone(machine_name)
+
+
+def test_terminate_and_kill(detached, busybox_tree, machine_name):
+    detached("-bD", str(busybox_tree))
+    t0 = time.monotonic()
+    assert run_nsdash("terminate", machine_name).returncode == 0
+    assert gone(machine_name) and time.monotonic() - t0 < 5
+    assert "no machine named" in run_nsdash("status", machine_name).stderr
+
+    detached("-bD", str(busybox_tree))
+    # BusyBox init takes SIGTERM as "reboot": proof the signal reached the leader.
+    r = run_nsdash("kill", "-s", "TERM", "--kill-whom=leader", machine_name)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: client.status(machine_name)["boot"] == 2, what="a reboot after SIGTERM")
+    with client.attach(machine_name, replay=0) as session:
+        assert run_nsdash("kill", "-s", "KILL", "--kill-whom=all", machine_name).returncode == 0
+        events, _, closed = collect_events(session, lambda e: e["event"] == "killed")
+    ended = next(e for e in events if e["event"] == "killed")
+    assert ended["status"] == signal.SIGKILL and ended["detail"] == "signal SIGKILL"
+    wait_for(lambda: gone(machine_name), what="the machine to go away")
+
+
+def test_init_exit_status_is_reported(detached, busybox_tree, machine_name):
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "read x; exit $x")
+    with client.attach(machine_name, replay=0) as session:
+        session.send(b"3\n")
+        events, _, _ = collect_events(session, lambda e: e["event"] == "exited")
+    assert next(e for e in events if e["event"] == "exited")["status"] == 3
+    wait_for(lambda: gone(machine_name), what="the machine to go away")
+
+
+def test_reboot_loop_is_rate_limited_and_reported(detached, busybox_tree, machine_name):
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "sleep 0.2; reboot -f")
+    with client.attach(machine_name, replay=0) as session:
+        events, _, _ = collect_events(session, lambda e: e["event"] == "exited", timeout=30)
+    reboots = [e for e in events if e["event"] == "reboot"]
+    final = events[-1]
+    assert len(reboots) >= 3  # the ones after we attached; the limit is 5 in 10 s
+    assert final["event"] == "exited" and "reboot loop" in final["detail"]
+    wait_for(lambda: gone(machine_name), what="the machine to go away")
+
+
+def test_supervisor_killed_leaves_an_orphan_that_is_reported_and_cleaned(detached, busybox_tree, machine_name):
+    detached("-bD", str(busybox_tree))
+    s = client.status(machine_name)
+    os.kill(s["supervisor"], signal.SIGKILL)
+    wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
+    r = run_nsdash("list")
+    assert "orphaned" in r.stdout  # readers report, never change
+    r = run_nsdash("status", machine_name)
+    assert r.returncode != 0
+    assert "orphaned" in r.stderr and "killed" in r.stderr and "Traceback" not in r.stderr
+    assert gone(machine_name)
+    assert not running(s["leader"])  # killed (perhaps a zombie until the host's init reaps it)
+    detached("-bD", str(busybox_tree))  # the same name starts again
+    assert client.status(machine_name)["boot"] == 1
+    assert run_nsdash("poweroff", machine_name).returncode == 0
+
+
+def test_user_mistakes_get_one_line(detached, busybox_tree, machine_name):
+    for args in (("status", "no-such-machine-x"), ("poweroff", "no-such-machine-x"), ("login", "../etc"),
+                 ("kill", "-s", "BOGUS", "x"), ("start", "no-such-image-x"), ("status",)):
+        r = run_nsdash(*args)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and r.stderr.startswith("nsdash: "), (args, r.stderr)
+    detached("-bD", str(busybox_tree))
+    r = detached("-bD", str(busybox_tree), check=False)
+    assert r.returncode != 0 and "already running" in r.stderr and r.stderr.count("\n") == 1
+    r = run_nsdash("spawn", "--detach", "--register=yes", "-M", machine_name + "-r", "-bD", str(busybox_tree))
+    if r.returncode == 0:  # a host with machined: fine, then stop it
+        run_nsdash("terminate", machine_name + "-r")
+    else:
+        assert "machined" in r.stderr and r.stderr.count("\n") == 1
+        assert gone(machine_name + "-r")
+
+
+# ---------------------------------------------------------------- control socket
+
+
+def _raw(name: str):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(st.machine_dir(name) / st.CONTROL))
+    f = s.makefile("rb")
+    return s, f
+
+
+def test_malformed_messages_get_errors_and_the_supervisor_stays_up(detached, busybox_tree, machine_name):
+    detached("-bD", str(busybox_tree))
+    s, f = _raw(machine_name)
+
+    def ask(data: bytes) -> dict:
+        s.sendall(data)
+        return json.loads(f.readline())
+
+    assert ask(b'{"op":"status"}\n')["error"] == "out-of-order"
+    assert ask(b'{"op":"hello","version":99}\n')["error"] == "version"
+    assert ask(b'{"op":"hello","version":1,"id":"h"}\n') == {"ok": True, "id": "h", "version": 1,
+                                                              "machine": machine_name}
+    assert ask(b'{"op":"hello","version":1}\n')["error"] == "out-of-order"
+    assert ask(b"\x00\xff garbage\n")["error"] == "malformed"
+    assert ask(b"[1,2,3]\n")["error"] == "malformed"
+    assert ask(b'{"op":"format"}\n')["error"] == "unknown-op"
+    assert ask(b'{"op":"kill","signal":999}\n')["error"] == "malformed"
+    assert ask(b"x" * 200_000 + b"\n")["error"] == "oversized"
+    assert ask(b'{"op":"status","id":5}\n')["status"]["name"] == machine_name  # still in sync
+    s.sendall(b'{"op":"poweroff"')  # truncated: the connection closes mid-request
+    s.close()
+    s, f = _raw(machine_name)
+    assert ask(b'{"op":"hello","version":1}\n')["ok"]
+    s.sendall(b'{"op":"attach"}\nZ\0\0\0\0')  # then an unknown frame type
+    assert json.loads(f.readline())["ok"]
+    rest = f.read()  # the supervisor reports the bad frame and closes this connection only
+    assert b"bad-frame" in rest
+    s.close()
+    assert client.status(machine_name)["state"] == "running"
+
+
+def test_non_root_peers_are_refused(detached, busybox_tree, machine_name):
+    detached("-bD", str(busybox_tree))
+    path = st.machine_dir(machine_name) / st.CONTROL
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+    def as_nobody() -> str:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                import socket
+
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(5)
+                try:
+                    s.connect(str(path))
+                    s.sendall(b'{"op":"hello","version":1}\n{"op":"terminate"}\n')
+                    f = s.makefile("rb")
+                    result = f.readline().decode()
+                    s.settimeout(0.5)
+                    with contextlib.suppress(OSError):
+                        result += f.readline().decode()  # nothing more comes: terminate is ignored
+                except OSError as e:
+                    result = f"oserror {e.errno}"
+                os.write(w, result.encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            out = f.read().decode()
+        os.waitpid(pid, 0)
+        return out
+
+    import errno
+
+    assert as_nobody() == f"oserror {errno.EACCES}"  # the socket's mode keeps others out
+    os.chmod(path, 0o666)  # ... and SO_PEERCRED still refuses them if the mode were wrong
+    try:
+        reply = as_nobody()
+    finally:
+        os.chmod(path, 0o600)
+    assert json.loads(reply.splitlines()[0])["error"] == "permission-denied"
+    assert len(reply.splitlines()) == 1  # no answer to terminate: it was never read
+    assert client.status(machine_name)["state"] == "running"
+
+
+def test_many_attachers_and_window_size(detached, busybox_tree, machine_name):
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "while read l; do stty size; done")
+    a = client.attach(machine_name, rows=30, cols=100, replay=0)
+    b = client.attach(machine_name, replay=0)
+    try:
+        a.resize(41, 133)
+        time.sleep(0.1)
+        b.send(b"go\n")
+        for session in (a, b):
+            out = b""
+            deadline = time.monotonic() + 10
+            while b"41 133" not in out:
+                assert time.monotonic() < deadline, out
+                got = session.read(0.2)
+                assert got is not None
+                out += got[0]
+    finally:
+        a.close()
+    assert client.status(machine_name)["attached"] == 1
+    b.close()
+    assert run_nsdash("terminate", machine_name).returncode == 0
+
+
+# ---------------------------------------------------------------- Debian (systemd as init)
+
+
+def test_debian_boots_detached_and_powers_off(detached, debian_cache, machine_name):
+    detached("-xbD", str(debian_cache))
+    wait_for(lambda: "login:" in console_log(machine_name), timeout=60, what="systemd's getty prompt")
+    s = client.status(machine_name)
+    assert s["init"] == "systemd"
+    r = run_nsdash("list", "--no-legend")
+    row = next(line for line in r.stdout.splitlines() if line.startswith(machine_name))
+    assert row.split()[3:5] == ["debian", "12"]
+    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "systemctl is-system-running --wait; exit 5")
+    assert r.returncode == 5
+    assert r.stdout.strip() in ("running", "degraded")
+    t0 = time.monotonic()
+    assert run_nsdash("poweroff", machine_name).returncode == 0
+    assert gone(machine_name) and time.monotonic() - t0 < 20
