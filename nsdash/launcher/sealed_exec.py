@@ -1,0 +1,80 @@
+"""Run from a sealed in-memory copy of the interpreter before joining a container.
+
+A helper that joins a running container (`nsdash shell`, anything that setns()
+into a machine and execs there) is, for a moment, a host binary running
+inside the container's PID namespace.  Root in the container can open
+/proc/PID/exe of that process (or make the helper re-exec itself by planting
+`#!/proc/self/exe` as the program it runs), wait for it to exit and then
+write through the handle: the host's interpreter is overwritten
+(runc's CVE-2019-5736).
+
+The same cure as runc's, in our own code: before joining, re-exec the
+interpreter from a memfd copy sealed against writing, shrinking and growing.
+/proc/self/exe then names that memfd; writes fail with EPERM (the seals) and
+the copy dies with the last process using it.  The host file is never
+reachable through /proc/PID/exe.  The process is also made non-dumpable until
+it execs, which closes /proc/PID/ to container processes without
+CAP_SYS_PTRACE.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import sys
+
+MEMFD_NAME = "nsdash-sealed-python"
+SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+PR_SET_DUMPABLE = 4
+
+
+def running_sealed() -> bool:
+    """True if this process's executable is our sealed memfd copy."""
+    try:
+        return os.readlink("/proc/self/exe").startswith(f"/memfd:{MEMFD_NAME}")
+    except OSError:
+        return False
+
+
+def sealed_copy(path: str) -> int:
+    """A memfd holding PATH's bytes, sealed so nothing can change it."""
+    fd = os.memfd_create(MEMFD_NAME, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(src).st_size
+            off = 0
+            while off < size:
+                sent = os.sendfile(fd, src, off, size - off)
+                if sent == 0:
+                    raise OSError(f"{path} shrank while it was copied")
+                off += sent
+        finally:
+            os.close(src)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def ensure_sealed_exe() -> None:
+    """Re-exec this very command from a sealed interpreter copy, once; then return.
+
+    Call it first thing in a verb that will join a container.  Arguments,
+    environment and the venv are kept (argv[0] stays sys.executable, so the
+    interpreter finds its prefix as before).
+    """
+    if running_sealed():
+        _not_dumpable()
+        return
+    fd = sealed_copy(os.path.realpath(sys.executable))
+    # An ELF image may be exec'd from a close-on-exec fd (only scripts cannot).
+    os.execve(f"/proc/self/fd/{fd}", [sys.executable, *sys.orig_argv[1:]], dict(os.environ))
+
+
+def _not_dumpable() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(ctypes.c_int(PR_SET_DUMPABLE), ctypes.c_ulong(0), ctypes.c_ulong(0),
+               ctypes.c_ulong(0), ctypes.c_ulong(0))
