@@ -103,7 +103,7 @@ class MachineBus:
                                  "its dbus.service may have stopped; see 'nsdash journal -M "
                                  f"{self.target.name} -u dbus.service'") from e
         except OSError as e:
-            raise self._lost(e) from e
+            raise await self.loss(e) from e
         finally:
             os.close(fd)
 
@@ -129,6 +129,10 @@ class MachineBus:
             raise BusCallError(reply.error_name or "unknown", str(text))
         return list(reply.body)
 
+    async def wait_closed(self) -> None:
+        """Return (or raise the connection's error) once the bus connection is gone."""
+        await self.bus.wait_for_disconnect()
+
     def on_signal(self, handler: Callable[[Message], None]) -> Callable[[], None]:
         """Route every incoming message to HANDLER (it filters); returns a function that removes it."""
         def _wrapped(msg: Message) -> None:
@@ -147,18 +151,22 @@ class MachineBus:
             return await asyncio.wait_for(awaitable, self.timeout)
         except TimeoutError as e:
             if not self.target.alive():
-                raise self._lost(e) from e
+                raise await self.loss(e) from e
             raise BusTimeout(f"machine '{self.target.name}' did not answer within {self.timeout:g}s "
                              f"({what})", "it may be overloaded or stuck booting; retry, or raise "
                              "NSDASH_BUS_TIMEOUT") from e
         except (BusCallError, NsdashError):
             raise
         except Exception as e:  # dbus-fast fails pending calls with the disconnect's error
-            raise self._lost(e) from e
+            raise await self.loss(e) from e
 
-    def _lost(self, cause: BaseException) -> NsdashError:
+    async def loss(self, cause: BaseException, grace: float = 2.0) -> NsdashError:
+        """Why the connection broke: the machine went away (given GRACE to finish dying), or just its bus."""
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.target.alive() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
         if not self.target.alive():
             return MachineGone(f"machine '{self.target.name}' powered off during the call",
                                "start it again with 'nsdash start' or 'nsdash spawn -b'")
-        return BusUnreachable(f"lost the bus of machine '{self.target.name}': {cause or type(cause).__name__}",
+        return BusUnreachable(f"lost the bus of machine '{self.target.name}' ({str(cause) or type(cause).__name__})",
                               "its dbus.service may have stopped or restarted; retry")

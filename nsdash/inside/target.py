@@ -24,7 +24,12 @@ class Target:
         return self.proc / str(self.leader) / "root"
 
     def alive(self) -> bool:
-        return (self.proc / str(self.leader)).exists()
+        """The init still runs (a zombie waiting for its supervisor to reap it does not count)."""
+        try:
+            stat = (self.proc / str(self.leader) / "stat").read_text()
+        except OSError:
+            return False
+        return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X", "")
 
 
 def resolve(name: str) -> Target:

@@ -324,18 +324,28 @@ class Systemd:
             self._job_event.set()
 
     async def _wait_job(self, job_path: str, timeout: float | None) -> str:
+        """The job's result from JobRemoved; ends early (MachineGone/BusUnreachable) if the bus drops."""
         async def until_removed() -> str:
             while job_path not in self._jobs_removed:
                 self._job_event.clear()
                 await self._job_event.wait()
             return self._jobs_removed.pop(job_path)
 
+        removed = asyncio.ensure_future(until_removed())
+        dropped = asyncio.ensure_future(self.bus.wait_closed())
         try:
-            return await asyncio.wait_for(until_removed(), timeout)
-        except TimeoutError as e:
-            raise NsdashError(f"the job {job_path.rsplit('/', 1)[-1]} did not finish within {timeout:g}s",
-                              "it is still queued in the machine; see 'nsdash systemctl -M "
-                              f"{self.bus.target.name} status UNIT' and the unit's journal") from e
+            done, _ = await asyncio.wait({removed, dropped}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            removed.cancel()
+            dropped.cancel()
+        if removed in done:
+            return removed.result()
+        if dropped in done:
+            raise await self.bus.loss(dropped.exception() or EOFError("the bus closed"))
+        raise NsdashError(f"the job {job_path.rsplit('/', 1)[-1]} did not finish within {timeout:g}s",
+                          "it is still queued in the machine; see 'nsdash systemctl -M "
+                          f"{self.bus.target.name} status UNIT' and the unit's journal")
 
     async def job(self, kind: str, name: str, mode: str = "replace", wait: bool = True,
                   job_timeout: float | None = 300.0) -> JobOutcome:
@@ -383,11 +393,21 @@ class Systemd:
                "once": "cannot run again (RefuseManualStart/Stop or a one-shot)"}
         detail = ""
         try:
+            if outcome.result == "canceled":
+                try:
+                    state: str | None = await self.system_state()
+                except NsdashError:
+                    state = None  # the bus failing right after a cancel: it is going down
+                if state in ("stopping", None):
+                    return JobFailed(f"job for {outcome.unit} was canceled: machine '{machine}' is shutting down",
+                                     f"start it again, then retry; see 'nsdash journal -M {machine}'", outcome)
             status = await self.status(outcome.unit)
             if status.result and status.result != "success":
                 detail = f" (unit result: {status.result})"
         except NsdashError:
-            pass
+            if not self.bus.target.alive():
+                return JobFailed(f"job for {outcome.unit} {outcome.result}: machine '{machine}' powered off",
+                                 f"start it again, then retry; see 'nsdash journal -M {machine}'", outcome)
         return JobFailed(
             f"job for {outcome.unit} {why.get(outcome.result or '', outcome.result or 'failed')}"
             f" (job result: {outcome.result}){detail}",
@@ -408,6 +428,11 @@ class Systemd:
 
     async def daemon_reload(self) -> None:
         await self._manager("Reload")
+
+    async def system_state(self) -> str:
+        """The manager's SystemState: initializing, starting, running, degraded, stopping, ..."""
+        (value,) = await self.bus.call(SYSTEMD, MANAGER_PATH, PROPERTIES, "Get", "ss", [MANAGER, "SystemState"])
+        return str(value.value if isinstance(value, Variant) else value)
 
     async def unit_file_state(self, name: str) -> str:
         (state,) = await self._manager("GetUnitFileState", "s", [mangle(name)])

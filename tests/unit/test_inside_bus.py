@@ -85,7 +85,7 @@ def test_absolute_symlink_resolves_inside_the_machine_not_on_the_host(tmp_path):
 def test_a_silent_bus_times_out_with_a_clear_error(tmp_path):
     target, root = fake_machine(tmp_path)
     server = listen(root / "run/dbus/system_bus_socket")
-    (tmp_path / "proc" / str(target.leader)).mkdir(exist_ok=True)  # the machine is "alive"
+    (tmp_path / "proc" / str(target.leader) / "stat").write_text("4242 (systemd) S 0 1 1\n")  # "alive"
     try:
         start = time.monotonic()
         with pytest.raises(BusTimeout, match="did not answer within 0.5s"):
@@ -112,6 +112,15 @@ def test_a_bus_that_hangs_up_is_reported_as_lost(tmp_path):
     finally:
         t.join(5)
         server.close()
+
+
+def test_a_zombie_init_is_not_alive(tmp_path):
+    target, _ = fake_machine(tmp_path)
+    stat = tmp_path / "proc" / str(target.leader) / "stat"
+    stat.write_text("4242 (systemd (x)) S 0 1 1\n")
+    assert target.alive()
+    stat.write_text("4242 (systemd (x)) Z 0 1 1\n")
+    assert not target.alive()
 
 
 def test_a_machine_whose_init_is_gone(tmp_path):
