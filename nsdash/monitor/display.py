@@ -8,6 +8,7 @@ output/s; '-' where a value is not known; blank lines between refreshes.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ _TIMESPAN = (("y", 31557600 * 10**6), ("month", 2629800 * 10**6), ("w", 604800 *
              ("ms", 1000), ("us", 1))
 
 
+@functools.lru_cache(maxsize=8192)
 def format_bytes(n: int) -> str:
     """systemd's format_bytes(): IEC units, one truncated decimal, 'B' below 1K."""
     for i, (suffix, factor) in enumerate(_IEC):

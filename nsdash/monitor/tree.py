@@ -131,8 +131,13 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
         found.append(path)
         if depth is not None and level >= depth:
             continue
+        directory = mount + ("" if path == "/" else path)
         try:
-            with os.scandir(mount + ("" if path == "/" else path)) as it:
+            # A directory's link count is 2 + its subdirectories (kernfs, tmpfs, ext4; 1 means
+            # "not counted"): a leaf cgroup costs one stat instead of listing its many files.
+            if os.stat(directory).st_nlink == 2:
+                continue
+            with os.scandir(directory) as it:
                 names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
         except OSError as e:
             if e.errno not in _GONE:
