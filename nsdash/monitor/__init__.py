@@ -32,7 +32,19 @@ Machines (cgroup -> name, name -> cgroup, pid -> name)::
     from nsdash.monitor.machines import MachineMap, machine_of_process
     mm = MachineMap(); mm.machine_of("/machine.slice/machine-foo.scope/payload")  # 'foo'
 
+Processes of a cgroup, with command lines and the MACHINE column::
+
+    from nsdash.monitor.procs import processes_with_machines
+    processes_with_machines(tree.primary_mount(layout) + path, path)  # [ProcessInfo(pid, cmdline, ...)]
+
+Per-machine network counters (keep one NetSampler; it keeps netns sockets open)::
+
+    from nsdash.monitor.net import NetSampler, leaders_from_cgroups
+    from nsdash.monitor.rates import net_rates
+    with NetSampler() as ns:
+        a = ns.sample({"web": leader_pid}); ...; b = ns.sample({"web": leader_pid})
+    net_rates(a, b, seconds)                    # {"web": (rx_bytes_per_s, tx_bytes_per_s)}
+
 systemd-cgtop's rows, order and text (pure): nsdash.monitor.display
-(rows_from, order_rows, render, format_bytes).  Processes of a cgroup:
-nsdash.monitor.procs.  Per-machine network counters: nsdash.monitor.net.
+(rows_from, order_rows, render, format_bytes, format_timespan).
 """

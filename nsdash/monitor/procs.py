@@ -6,6 +6,8 @@ import errno
 import os
 from dataclasses import dataclass
 
+from nsdash.monitor.machines import MachineMap
+
 _PF_KTHREAD = 0x00200000
 
 
@@ -65,3 +67,11 @@ def processes(directory: str, kernel_threads: bool = False, proc: str = "/proc")
         if text is not None:
             out.append(ProcessInfo(pid, text, kt))
     return out
+
+
+def processes_with_machines(directory: str, cgroup: str, kernel_threads: bool = False,
+                            mapping: MachineMap | None = None, proc: str = "/proc") -> list[ProcessInfo]:
+    """processes() with the MACHINE column filled from the cgroup they live in."""
+    machine = (mapping or MachineMap()).machine_of(cgroup)
+    return [ProcessInfo(p.pid, p.cmdline, p.kernel_thread, machine)
+            for p in processes(directory, kernel_threads, proc)]

@@ -248,3 +248,21 @@ def test_machine_cgroups_map_to_names(tmp_path):
     assert mm.cgroup_of("web", ["/machine.slice/machine-web.scope"]) == "/machine.slice/machine-web.scope"
     assert mm.cgroup_of("my-box", ["/machine.slice/machine-my\\x2dbox.scope"]) \
         == "/machine.slice/machine-my\\x2dbox.scope"
+
+
+def test_root_cgroup_reads_proc_like_systemd_cgtop_outside_containers(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/a"))
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "loadavg").write_text("0.70 0.34 0.19 2/123 15521\n")
+    (proc / "stat").write_text("cpu  100 5 20 9000 40 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    (proc / "meminfo").write_text("MemTotal:       1000 kB\nMemFree:         100 kB\n"
+                                  "MemAvailable:    400 kB\n")
+    with Sampler(cgroupfs.detect(root), proc=str(proc), root_from_proc=True) as sampler:
+        got = sampler.sample().counters
+    tick_ns = 10**9 // os.sysconf("SC_CLK_TCK")
+    assert got["/"].tasks == 123
+    assert got["/"].cpu_ns == (100 + 5 + 20 + 1 + 2 + 3) * tick_ns  # idle and iowait left out
+    assert got["/"].memory == 600 * 1024
+    assert got["/a"].tasks == 4  # other cgroups still read their own files
