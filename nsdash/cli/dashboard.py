@@ -1,0 +1,65 @@
+"""`nsdash` with no verb: the full-screen dashboard.  `nsdash --demo` starts the demo machines first.
+
+The demo machines are the two cached trees (nsdash.demo.trees) booted
+ephemerally and detached, named demo-busybox and demo-debian; machines already
+running are left alone.  Quitting the dashboard leaves every machine running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nsdash.errors import NsdashError, UsageError
+
+DEMO_MACHINES = (("demo-busybox", "busybox"), ("demo-debian", "debian"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nsdash", description="Open the nsdash dashboard.")
+    p.add_argument("--demo", action="store_true",
+                   help="build the demo trees if needed and start demo-busybox and demo-debian first")
+    p.add_argument("-d", "--delay", type=float, default=1.0, metavar="SECONDS",
+                   help="refresh delay (default 1 s; + and - change it in the CPU table)")
+    return p
+
+
+def start_demo_machines(notice=print) -> list[str]:
+    """Start the demo machines that are not running yet; return the names started."""
+    from nsdash.demo import trees
+    from nsdash.launcher import client
+    from nsdash.launcher.spec import ContainerSpec
+    from nsdash.machines import state as st
+
+    client.require_root()
+    started = []
+    for name, tree in DEMO_MACHINES:
+        if st.supervisor_alive(st.machine_dir(name)):
+            continue
+        notice(f"nsdash: preparing the {tree} demo tree…")
+        directory = trees.ensure(tree)
+        spec = ContainerSpec(directory=directory, machine=name, boot=True, ephemeral=True,
+                             link_journal="no")
+        client.spawn(spec, detach=True, notice=None)
+        started.append(name)
+    return started
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if not 0.25 <= args.delay <= 30:
+        raise UsageError(f"refresh delay {args.delay:g} s is out of range", "pick 0.25 to 30 seconds")
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UsageError("the dashboard needs a terminal", "run it in a terminal, or use 'nsdash list' or "
+                         "'nsdash cgtop -b' for text output")
+    if args.demo:
+        try:
+            start_demo_machines(lambda text: sys.stderr.write(text + "\n"))
+        except NsdashError:
+            raise
+        except OSError as e:
+            raise NsdashError(f"could not start the demo machines: {e}", "run 'make trees' and retry") from e
+    from nsdash.tui.app import NsdashApp
+
+    NsdashApp(interval=args.delay).run()
+    return 0

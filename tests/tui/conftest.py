@@ -1,0 +1,34 @@
+"""Helpers for the dashboard tests: the app over fixed data, and waiting without sleeping blindly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from nsdash.tui import sample_data as sd
+from nsdash.tui.app import NsdashApp
+from nsdash.tui.messages import JournalLines, SnapshotReady
+
+
+def sample_app(**kw) -> NsdashApp:
+    """The real app with the poller off: tests post fixed snapshots themselves."""
+    return NsdashApp(poll=False, clock=lambda: sd.T0, **kw)
+
+
+async def feed_sample(app: NsdashApp, pilot, steps: int = 3) -> None:
+    for i in range(steps):
+        app.post_message(SnapshotReady(sd.snapshot(i)))
+        await pilot.pause()
+    app.post_message(JournalLines(("demo-debian",), sd.JOURNAL, reset=True))
+    await pilot.pause()
+
+
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Let the app run until CONDITION holds (checked between event-loop turns)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or condition}")
+        await pilot.pause(0.05)
+        await asyncio.sleep(0)

@@ -1,0 +1,75 @@
+"""Pure pieces of the dashboard: the spawn form's rules, formatting, history, journal filters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nsdash.tui import format as fmt
+from nsdash.tui import sample_data as sd
+from nsdash.tui.history import MetricHistory
+from nsdash.tui.messages import JournalLine
+from nsdash.tui.spawnform import FormError, SpawnForm, to_spec
+from nsdash.tui.widgets.journal_pane import JournalFilter, line_text
+
+IMAGES = {"fedora": Path("/var/lib/machines/fedora")}
+
+
+def test_spawn_form_image_boot_veth():
+    spec = to_spec(SpawnForm("fedora", network="veth", link_journal="try-guest"), IMAGES, set())
+    assert spec.directory == Path("/var/lib/machines/fedora")
+    assert spec.machine == "fedora" and spec.boot
+    assert spec.private_network and spec.network_veth and spec.link_journal == "try-guest"
+
+
+def test_spawn_form_path_command_private_network():
+    spec = to_spec(SpawnForm("/srv/trees/bb/", name="web-1", boot=False, command="/bin/sh -c 'echo hi'",
+                             network="private"), IMAGES, set())
+    assert spec.machine == "web-1" and spec.command == ("/bin/sh", "-c", "echo hi")
+    assert spec.private_network and not spec.network_veth and not spec.boot
+
+
+@pytest.mark.parametrize(("form", "field", "words"), [
+    (SpawnForm(""), "tree", "choose an image"),
+    (SpawnForm("relative/tree"), "tree", "absolute path"),
+    (SpawnForm("/srv/x", name="bad name!"), "name", "invalid machine name"),
+    (SpawnForm("/srv/busy"), "name", "already running"),
+    (SpawnForm("/srv/x", boot=False), "command", "give a command"),
+    (SpawnForm("/srv/x", boot=False, command="echo 'unclosed"), "command", "does not parse"),
+    (SpawnForm("/srv/x", network="bridge"), "network", "one of"),
+])
+def test_spawn_form_refuses_with_the_field_named(form, field, words):
+    with pytest.raises(FormError) as e:
+        to_spec(form, IMAGES, {"busy"})
+    assert e.value.field == field and words in e.value.message
+
+
+def test_sparkline_and_formats():
+    assert fmt.sparkline([0, 50, 100], 3, top=100) == "▁▅█"
+    assert fmt.sparkline([None, 1.0], 4, top=1.0) == "   █"
+    assert fmt.uptime(59) == "59s" and fmt.uptime(3720) == "1h 2m" and fmt.uptime(90000) == "1d 1h"
+    assert fmt.uptime(None) == "-"
+    assert fmt.rate(2048) == "2.0K/s" and fmt.rate(None) == "-"
+
+
+def test_history_follows_each_machines_cgroup_and_forgets_gone_machines():
+    h = MetricHistory()
+    for i in range(70):
+        h.update(sd.snapshot(i))
+    assert h.cpu("demo-busybox") == [3.5] * 60
+    assert h.by_machine["demo-debian"].memory[-1] == 150_000_000
+    h.update(sd.snapshot(71).__class__(71.0, sd.MACHINES[:1], sd.TREE, sd.ROWS))
+    assert "demo-debian" not in h.by_machine
+
+
+def test_journal_filter_priority_unit_search():
+    lines = [JournalLine(0, "m", 3, "sshd", "ssh.service", "Failed password"),
+             JournalLine(0, "m", 6, "systemd", "init.scope", "Started thing"),
+             JournalLine(0, "m", None, None, None, "console text"),
+             JournalLine(0, "m", 6, None, None, "", event="reboot")]
+    assert [line.message for line in lines if JournalFilter(max_priority=4).admits(line)] == ["Failed password", ""]
+    assert [line.message for line in lines if JournalFilter(unit="ssh").admits(line)] == ["Failed password"]
+    assert [line.message for line in lines if JournalFilter(search="START").admits(line)] == ["Started thing"]
+    assert "-- reboot --" in line_text(lines[3], merged=False)
+    assert line_text(lines[0], merged=True).endswith("m sshd: Failed password")

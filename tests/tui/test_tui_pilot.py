@@ -1,0 +1,202 @@
+"""The dashboard's widgets driven with the pilot over fixed data: keyed updates, keys, modals."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from conftest import feed_sample, sample_app, wait_for
+
+from nsdash.errors import NsdashError
+from nsdash.monitor.tree import CgroupNode
+from nsdash.tui import sample_data as sd
+from nsdash.tui.messages import JournalLine, JournalLines, SnapshotReady
+from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.screens.spawn import SpawnScreen
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
+from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.journal_pane import JournalPane
+from nsdash.tui.widgets.machine_list import MachineList
+
+
+def order(table: CpuTable) -> list[str]:
+    return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
+
+
+async def test_cgtop_keys_reorder_rows_in_place():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        table.focus()
+        await pilot.pause()
+        assert order(table)[:3] == ["/", "/system.slice", "/machine.slice"]  # %CPU, parents first
+        await pilot.press("m")
+        assert table.order == "memory"
+        by_mem = order(table)
+        assert by_mem.index("/system.slice") < by_mem.index("/machine.slice")
+        await pilot.press("t")
+        assert order(table)[:2] == ["/", "/system.slice"]
+        await pilot.press("p")
+        assert order(table) == sorted(order(table))
+        await pilot.press("percent_sign")
+        assert table.cpu_time
+        assert set(order(table)) == {r.path for r in sd.ROWS}
+
+
+async def test_table_cursor_stays_on_its_cgroup_across_refreshes():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        table.focus()
+        table.select_path("/init.scope")
+        await pilot.pause()
+        # The next refresh makes /init.scope the busiest: it moves to the top, the cursor with it.
+        rows = tuple(r._replace(cpu_percent=90.0) if r.path == "/init.scope" else r for r in sd.ROWS)
+        app.post_message(SnapshotReady(replace(sd.snapshot(9), rows=rows)))
+        await pilot.pause()
+        assert table.selected_path() == "/init.scope"
+        assert order(table).index("/init.scope") < order(table).index("/system.slice")
+        # A cgroup that disappears loses its row; the others keep theirs.
+        app.post_message(SnapshotReady(replace(sd.snapshot(10), rows=rows[:-1])))
+        await pilot.pause()
+        assert "/system.slice" not in order(table) and table.row_count == len(sd.ROWS) - 1
+
+
+async def test_tree_keeps_open_branches_and_cursor_and_marks_unreadable():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        system = tree.node_for(("cg", "/system.slice"))
+        assert system is not None and not system.is_expanded
+        system.expand()
+        await pilot.pause()
+        secret = tree.node_for(("cg", "/system.slice/secret.service"))
+        assert secret is not None and "(unreadable)" in str(secret.label)
+        tree.focus()
+        tree.move_cursor(secret)
+        await pilot.pause()
+        # A new cgroup appears above the cursor; the cursor and the open branch stay.
+        new_root = CgroupNode("/", (CgroupNode("/aaa.slice", (), ()),) + sd.TREE.children, ())
+        app.post_message(SnapshotReady(replace(sd.snapshot(5), tree=new_root)))
+        await pilot.pause()
+        await pilot.pause()
+        assert tree.node_for(("cg", "/aaa.slice")) is not None
+        assert tree.node_for(("cg", "/system.slice")).is_expanded
+        assert tree.cursor_node is tree.node_for(("cg", "/system.slice/secret.service"))
+        # Processes sit under their cgroups, with their command lines.
+        getty = tree.node_for(("pid", 4250))
+        assert getty is not None and "getty" in str(getty.label)
+
+
+async def test_machine_list_updates_cells_by_name():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        ml = app.screen.query_one(MachineList)
+        assert ml.row_count == 2
+        assert str(ml.get_row("demo-debian")[4]) == "3h 2m"
+        machines = (replace(sd.MACHINES[0], state="rebooting"), sd.MACHINES[1])
+        app.post_message(SnapshotReady(replace(sd.snapshot(5), machines=machines)))
+        await pilot.pause()
+        assert str(ml.get_row("demo-busybox")[1]) == "rebooting"
+        assert ml.row_count == 2
+
+
+async def test_journal_pauses_when_scrolled_up_and_filters():
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        pane = app.screen.query_one(JournalPane)
+        many = tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 6, "ticker", None, f"tick {i}")
+                     for i in range(200))
+        app.post_message(JournalLines(("demo-debian",), many, reset=False))
+        await pilot.pause()
+        log = pane.query_one("#journal-log")
+        await wait_for(pilot, lambda: log.scroll_y >= log.max_scroll_y - 1 and log.max_scroll_y > 0, what="end")
+        assert pane.following
+        log.scroll_to(y=0, animate=False)
+        await wait_for(pilot, lambda: not pane.following, what="pause")
+        app.post_message(JournalLines(("demo-debian",), (JournalLine(0, "demo-debian", 3, "x", None, "late"),),
+                                      reset=False))
+        await pilot.pause()
+        assert log.scroll_y == 0  # paused: new lines do not pull the view down
+        log.focus()
+        await pilot.press("end")
+        await wait_for(pilot, lambda: pane.following, what="follow again")
+        await pilot.press("p", "p", "p")  # up to err
+        assert pane.filter.max_priority == 3
+        assert [t.split(": ", 1)[-1] for t in pane.visible_text() if "--" not in t] == [
+            "failed to reach the update server: connection refused", "late"]
+        await pilot.press("escape")
+        await pilot.press("slash")
+        await pilot.press(*"tick 19", "enter")
+        assert pane.filter.search == "tick 19"
+        assert len(pane.visible_text()) == 11  # tick 19, tick 190..199
+
+
+class RecordingActions:
+    """Stands in for the launcher in UI-flow tests only; the real path is tested as root."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.fail = fail
+
+    def _do(self, *call):
+        self.calls.append(call)
+        if self.fail:
+            raise NsdashError("machine 'demo-busybox' did not stop within 30 s", "force it with terminate")
+
+    def poweroff(self, name):
+        self._do("poweroff", name)
+
+    def reboot(self, name):
+        self._do("reboot", name)
+
+    def terminate(self, name):
+        self._do("terminate", name)
+
+    def spawn(self, spec):
+        self._do("spawn", spec)
+
+    def images(self):
+        return {}
+
+
+async def test_destructive_actions_confirm_and_errors_notify():
+    actions = RecordingActions(fail=True)
+    app = sample_app(actions=actions)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        await pilot.press("o")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen) and actions.calls == []
+        await pilot.press("r")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("failed" in (n.title or "") for n in app._notifications), what="error")
+        assert actions.calls == [("reboot", "demo-busybox")]
+        note = next(n for n in app._notifications if "failed" in (n.title or ""))
+        assert "did not stop" in note.message and note.severity == "error"
+        assert app.is_running
+
+
+async def test_spawn_form_validates_before_submitting():
+    actions = RecordingActions()
+    app = sample_app(actions=actions)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), what="form")
+        form = app.screen
+        form.query_one("#spawn-tree").value = "/srv/tree"
+        form.query_one("#spawn-name").value = "demo-busybox"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SpawnScreen)
+        assert "already running" in str(form.query_one("#spawn-error").render())
+        form.query_one("#spawn-name").value = "web"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: actions.calls, what="spawn call")
+        spec = actions.calls[0][1]
+        assert spec.machine == "web" and str(spec.directory) == "/srv/tree" and spec.boot
