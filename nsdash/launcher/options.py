@@ -131,6 +131,17 @@ class SpawnArgumentParser(argparse.ArgumentParser):
         (file or sys.stdout).write(HELP)
 
 
+class _AppendBind(argparse.Action):
+    """--bind and --bind-ro into one list, in command-line order, as nspawn keeps them."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        items = list(getattr(namespace, self.dest) or [])
+        ro = "--bind-ro" in self.option_strings
+        items.append((values, ro, "--bind-ro" if ro else "--bind"))
+        setattr(namespace, self.dest, items)
+
+
 def _parser() -> SpawnArgumentParser:
     p = SpawnArgumentParser(prog="nsdash spawn", add_help=False, allow_abbrev=True)
     a = p.add_argument
@@ -144,8 +155,8 @@ def _parser() -> SpawnArgumentParser:
     a("--chdir")
     a("-E", "--setenv", action="append")
     a("-u", "--user")
-    a("--bind", action="append", dest="binds_rw")
-    a("--bind-ro", action="append", dest="binds_ro")
+    a("--bind", action=_AppendBind, dest="bind_specs")
+    a("--bind-ro", action=_AppendBind, dest="bind_specs")
     a("--tmpfs", action="append")
     a("--inaccessible", action="append")
     a("--read-only", action="store_true", default=None)
@@ -297,9 +308,8 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         o["setenv"] = [p for p in pairs if p is not None]
     if ns.user:  # an empty -u means the default (root), as in nspawn
         o["user"] = v.parse_user(ns.user)
-    o["bind_specs"] = [(b, False) for b in ns.binds_rw or []] + [(b, True) for b in ns.binds_ro or []]
-    if not o["bind_specs"]:
-        del o["bind_specs"]
+    if ns.bind_specs:
+        o["bind_specs"] = ns.bind_specs
     if ns.tmpfs:
         o["tmpfs"] = [parse_tmpfs(t) for t in ns.tmpfs]
     if ns.inaccessible:
@@ -428,7 +438,7 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     if merged.get("boot") and merged.get("as_pid2"):
         raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")
     tree = directory
-    binds = tuple(parse_bind(spec, ro, tree) for spec, ro in merged.get("bind_specs", []))
+    binds = tuple(parse_bind(value, ro, tree, label) for value, ro, label in merged.get("bind_specs", []))
     kwargs: dict[str, Any] = {k: merged[k] for k in _SPEC_KEYS if merged.get(k) is not None}
     return ContainerSpec(
         directory=directory,

@@ -138,7 +138,7 @@ def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any)
         elif key in ("Bind", "BindReadOnly"):
             if not value:
                 raise UsageError(f"empty {key}= value", f"use {key}=SRC[:DST[:OPTIONS]]")
-            values.setdefault("bind_specs", []).append((value, key == "BindReadOnly"))
+            values.setdefault("bind_specs", []).append((value, key == "BindReadOnly", f"{key}="))
         elif key == "TemporaryFileSystem":
             values.setdefault("tmpfs", []).append(opt.parse_tmpfs(value, "TemporaryFileSystem="))
         elif key == "Inaccessible":
