@@ -21,6 +21,7 @@ import sys
 import termios
 from typing import Any, NoReturn
 
+from nsdash.launcher import sandbox
 from nsdash.system import syscalls as sc
 
 SIOCGIFFLAGS = 0x8913
@@ -75,7 +76,10 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
         sc.sethostname(plan.hostname)
         if plan.network != "host":
             loopback_up()
+        harden(plan)
         drop_capabilities(plan)
+    except sandbox.SandboxError as e:
+        fail(err_fd, e.message, e.hint or "")
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         fail(err_fd, f"cannot set up the container:{where} {e.strerror or e}",
@@ -101,6 +105,25 @@ def setup_root(plan: Any, err_fd: int) -> None:
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
+
+
+def harden(plan: Any) -> None:
+    """Fail closed on a sandbox that is not what the plan promised, then lock it in.
+
+    Runs after pivot_root, with all capabilities still held: verify masks and
+    read-only paths, join a fresh session keyring (before seccomp denies
+    keyctl), set no_new_privs if asked, load the seccomp filter (which needs
+    CAP_SYS_ADMIN or no_new_privs, hence before the capability drop).
+    """
+    extra = plan.extra
+    sandbox.verify_masks("/", extra.get("verify_masked", ()))
+    sandbox.verify_read_only("/", extra.get("verify_read_only", ()))
+    sandbox.join_session_keyring()
+    if extra.get("no_new_privileges"):
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    program = extra.get("seccomp")
+    if program:
+        sandbox.install_seccomp(program)
 
 
 def _hint_for(op: Any) -> str:
@@ -169,7 +192,12 @@ def exec_payload(plan: Any, err_fd: int) -> NoReturn:
             fail(err_fd, f"cannot change to directory {plan.chdir} in the container: {e.strerror}",
                  "pass an existing directory to --chdir")
         os.chdir("/")
-    _clean_process_state(err_fd)
+    try:
+        sandbox.verify_cwd_inside_root()
+        _clean_process_state(err_fd)
+        sandbox.verify_fds_before_exec()
+    except sandbox.SandboxError as e:
+        fail(err_fd, e.message, e.hint or "")
     try:
         os.execvpe(plan.argv[0], list(plan.argv), env)
     except OSError as e:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nsdash.errors import SpecError
 from nsdash.launcher import mounts as m
+from nsdash.launcher import sandbox
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
@@ -229,6 +230,8 @@ def _check_tree(spec: ContainerSpec) -> str:
         raise SpecError(f"directory {tree} does not exist", "pass the OS tree's directory with -D")
     if not os.path.isdir(tree):
         raise SpecError(f"{tree} is not a directory", "pass the OS tree's directory with -D")
+    # A symlinked /proc, /sys or /dev could aim the API mounts elsewhere: refuse the tree.
+    sandbox.refuse_symlinked_api_dirs(tree)
     if not os.path.isdir(m.resolve_in_root(tree, "/usr")):
         raise SpecError(f"{tree} does not look like an OS tree (it has no /usr)",
                         "point -D at the root of an OS tree (for example one made with debootstrap)")
@@ -409,7 +412,21 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         created_paths=tuple(created) if not spec.ephemeral else (),
-        host_journal_dir=host_journal_dir, host_journal_link=host_journal_link)
+        host_journal_dir=host_journal_dir, host_journal_link=host_journal_link,
+        extra=_hardening(spec, network))
+
+
+def _hardening(spec: ContainerSpec, network: str) -> dict[str, object]:
+    """What the child verifies and locks in before exec (nsdash.launcher.child.harden)."""
+    from nsdash.launcher.seccomp import compile_filter  # libseccomp: parent side only
+
+    read_only = ["/proc/sys", "/sys", *PROC_READ_ONLY]
+    return {
+        "verify_masked": PROC_MASKED,
+        "verify_read_only": tuple(read_only),
+        "no_new_privileges": spec.no_new_privileges,
+        "seccomp": compile_filter(spec.capabilities),
+    }
 
 
 def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: bytes, tty: bool,
