@@ -22,7 +22,7 @@ The API the CLI and the dashboard use::
   cursors and monotonic times (needed only by the json format).
   Raises MachineNotFound for an unknown machine and NsdashError for a machine
   with no log at all or a boot that is not in the journal.
-- `locate(name)` -> `MachineLogs` (machine_id, journal_dirs, console_log,
+- `locate_machine(name)` (= nsdash.journal.locate.locate) -> `MachineLogs` (machine_id, journal_dirs, console_log,
   running) without opening anything.
 - `Filters(priorities, units, boot, since, until)` with the parsers
   parse_priority ("err", "3", "warning..err"), mangle_unit ("sshd" ->
@@ -45,7 +45,7 @@ from typing import Any
 _EXPORTS = {
     "Entry": "entry", "Filters": "filters", "mangle_unit": "filters", "parse_boot": "filters",
     "parse_priority": "filters", "parse_time": "filters", "FORMATS": "format", "Printer": "format",
-    "color_of": "format", "MachineLogs": "locate", "locate": "locate", "MergedLog": "merge",
+    "color_of": "format", "MachineLogs": "locate", "locate_machine": "locate", "MergedLog": "merge",
     "open_logs": "merge",
 }
 __all__ = sorted(_EXPORTS)
@@ -55,4 +55,4 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nsdash.journal' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"nsdash.journal.{module}"), name)
+    return getattr(importlib.import_module(f"nsdash.journal.{module}"), name.removesuffix("_machine"))

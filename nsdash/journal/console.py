@@ -203,10 +203,20 @@ class ConsoleSource:
 
     # ------------------------------------------------------------ the source interface
 
+    def _rewind(self) -> None:
+        """Back to the start of the log, so history can be read again (as a journal can)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._restart()
+        self._boot, self._time, self._counter = 0, None, 0
+
     def entries(self):
+        self._rewind()
         yield from self._read_more(following=False)
 
     def tail(self, n: int) -> list[Entry]:
+        self._rewind()
         kept: deque[Entry] = deque(maxlen=max(n, 0))
         kept.extend(self._read_more(following=False))
         return list(kept)

@@ -108,9 +108,11 @@ def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
     """Every existing journal directory of the machine, each directory once."""
     candidates: list[Path] = []
     if leader:
+        # While it runs, its own view is the truth: the tree's directory may be a bare
+        # mount point under --link-journal=host, or hidden by an ephemeral overlay.
         root = Path(f"/proc/{leader}/root")
         candidates += [root / "var/log/journal" / machine_id, root / "run/log/journal" / machine_id]
-    if tree is not None:
+    elif tree is not None:
         candidates.append(tree / "var/log/journal" / machine_id)
     candidates.append(host_journal / machine_id)
     found: list[Path] = []

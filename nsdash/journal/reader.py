@@ -24,6 +24,7 @@ os.environ.setdefault("SYSTEMD_LOG_LEVEL", "crit")
 
 from systemd import _reader  # noqa: E402  (after the log level is set)
 
+RECHECK_MS = 100
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 
 
@@ -222,9 +223,17 @@ class JournalSource:
         return self._r.fileno()
 
     def timeout_ms(self) -> int:
-        """How long a poll may wait before read_new() must be called anyway (-1: forever)."""
+        """How long a poll may wait before read_new() must be called anyway.
+
+        journald writes entries into the mmapped file at once but signals the change
+        (an ftruncate, hence inotify) only from a timer that coalesces 250 ms of
+        writes, so inotify alone sees an entry 250-500 ms late (journalctl -f too).
+        Looking again after at most RECHECK_MS (sd_journal_next at the tail costs
+        microseconds) brings that under 200 ms; inotify still wakes us at once for
+        file creation, rotation and removal, and when journald does signal.
+        """
         t = self._r.get_timeout_ms()
-        return -1 if t is None or t < 0 else int(t)
+        return RECHECK_MS if t is None or t < 0 else min(int(t), RECHECK_MS)
 
     def read_new(self) -> list[Entry]:
         """Entries appended since the last read; handles rotation and vacuuming (sd-journal reopens)."""

@@ -1,0 +1,310 @@
+"""Machines' journals, for real: the Debian tree booted by nsdash, journald inside, read from the host.
+
+Entries are written inside with systemd-cat / logger / systemd-run (through
+`nsdash shell`), read back by priority, unit and boot, followed with a
+measured latency, and found through every --link-journal mode.  A BusyBox
+machine's console log is followed through the same interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from nsdash.journal import Filters, open_logs, parse_priority
+from nsdash.journal.locate import locate
+from nsdash.journal.merge import MergedLog
+from tests.conftest import NSDASH, REPO, TAG, run_nsdash
+
+HOST_JOURNAL = Path("/var/log/journal")
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {predicate}")
+        time.sleep(step)
+
+
+def messages(name: str, filters: Filters | None = None) -> list[str]:
+    with open_logs([name], filters=filters) as log:
+        return [e.message for e in log.entries()]
+
+
+def shell(name: str, *argv: str) -> None:
+    r = run_nsdash("shell", name, *argv, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def tree(debian_cache, tmp_path_factory) -> Path:
+    """A writable copy of the Debian tree for this module (each boot gives it a fresh machine ID)."""
+    dest = tmp_path_factory.mktemp("jtree") / "debian"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(debian_cache), str(dest)], check=True)
+    yield dest
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+@contextmanager
+def booted(tree: Path, name: str, *opts: str) -> Iterator[str]:
+    """Boot TREE as NAME with a machine ID of its own; power off and remove host journal links after."""
+    machine_id = uuid.uuid4().hex
+    (tree / "etc/machine-id").write_text(machine_id + "\n")
+    r = run_nsdash("spawn", "--detach", *opts, "-bD", str(tree), "-M", name)
+    assert r.returncode == 0, r.stderr
+    try:
+        # journald is up once PID 1 logged the end of start-up into it.
+        wait_for(lambda: locate(name).journal_dirs and any(
+            "Startup finished" in m for m in messages(name, Filters(units=("init.scope",)))))
+        yield machine_id
+    finally:
+        r = run_nsdash("poweroff", name, timeout=60)
+        if r.returncode != 0:
+            run_nsdash("terminate", name, timeout=30)
+        host_dir = HOST_JOURNAL / machine_id
+        if host_dir.is_symlink():
+            host_dir.unlink()
+        elif host_dir.is_dir():
+            shutil.rmtree(host_dir)
+
+
+@pytest.fixture(scope="module")
+def machine(tree) -> Iterator[str]:
+    """One Debian machine booted with -j for the reading tests, with entries written inside."""
+    name = f"{TAG}-journal"
+    with booted(tree, name, "-j"):
+        for prio in ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"):
+            shell(name, "/usr/bin/systemd-cat", "-p", prio, "-t", "probe", "/bin/echo", f"probe at {prio}")
+        shell(name, "/usr/bin/logger", "-p", "user.warning", "-t", "lgr", "logger says warning")
+        shell(name, "/usr/bin/systemd-run", "--unit=nsdash-named", "--wait", "-q", "/bin/echo", "hello from a unit")
+        wait_for(lambda: "hello from a unit" in messages(name) and "logger says warning" in messages(name))
+        yield name
+
+
+def test_priorities_read_back_like_journalctl(machine):
+    probes = [m for m in messages(machine, Filters(priorities=parse_priority("err"))) if m.startswith("probe")]
+    assert probes == ["probe at emerg", "probe at alert", "probe at crit", "probe at err"]
+    ranged = messages(machine, Filters(priorities=parse_priority("notice..warning")))
+    assert "probe at warning" in ranged and "probe at notice" in ranged and "logger says warning" in ranged
+    assert not {"probe at err", "probe at info", "probe at debug"} & set(ranged)
+    r = run_nsdash("journal", "-M", machine, "-p", "4", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert records and all(int(rec["PRIORITY"]) <= 4 for rec in records)
+    assert {"probe at warning", "logger says warning"} <= {rec["MESSAGE"] for rec in records}
+
+
+def test_unit_filter_has_journalctl_u_semantics(machine):
+    r = run_nsdash("journal", "-M", machine, "-u", "nsdash-named", "-o", "cat")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "hello from a unit" in lines  # the unit's own process (_SYSTEMD_UNIT)
+    assert any(line.startswith("Started nsdash-named.service") for line in lines)  # PID 1 about it (UNIT=)
+    assert not any(line.startswith("probe") for line in lines)
+
+
+def test_the_same_directory_reads_identically_with_journalctl(machine):
+    logs = locate(machine)
+    assert logs.running and logs.journal_dirs
+    directory = logs.journal_dirs[0]
+    for opts in (["-p", "err"], ["-u", "nsdash-named"], ["-n", "20"]):
+        want = subprocess.run(["journalctl", "--no-pager", "-D", str(directory), "-o", "short-precise", *opts],
+                              capture_output=True, text=True, env={**os.environ, "SYSTEMD_COLORS": "0"}).stdout
+        got = run_nsdash("journal", "-D", str(directory), "-o", "short-precise", *opts).stdout
+        # the machine keeps logging between the two reads: compare the common part
+        assert got.splitlines()[: len(want.splitlines()) - 2] == want.splitlines()[: len(want.splitlines()) - 2]
+
+
+def _latencies_from(log: MergedLog, name: str, count: int) -> list[float]:
+    """Write COUNT entries inside; for each, the time from journald's record to our follower seeing it."""
+    seen: list[float] = []
+    for i in range(count):
+        shell(name, "/usr/bin/systemd-cat", "-t", "latency", "/bin/echo", f"latency {i}")
+        deadline = time.monotonic() + 5
+        found = None
+        while found is None and time.monotonic() < deadline:
+            log.wait(timeout=max(0.0, deadline - time.monotonic()))
+            now = time.time()
+            for e in log.read_new():
+                if e.message == f"latency {i}":
+                    found = now - e.realtime / 1e6
+        assert found is not None, f"entry {i} never seen while following"
+        seen.append(found)
+    return seen
+
+
+def test_follow_sees_new_entries_within_200ms(machine):
+    with open_logs([machine], filters=Filters(units=())) as log:
+        log.filenos()
+        log.tail(0)
+        latencies = _latencies_from(log, machine, 8)
+    print(f"\nfollow latency (API): median {statistics.median(latencies) * 1000:.1f} ms, "
+          f"max {max(latencies) * 1000:.1f} ms")
+    assert statistics.median(latencies) < 0.2
+    assert max(latencies) < 0.5  # slack for a loaded CI runner
+
+
+def test_follow_through_the_cli_with_json_timestamps(machine):
+    proc = subprocess.Popen([*NSDASH, "journal", "-M", machine, "-f", "-n", "0", "-o", "json", "-p", "info"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        latencies = []
+        for i in range(5):
+            shell(machine, "/usr/bin/systemd-cat", "-t", "clilat", "/bin/echo", f"cli {i}")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    continue
+                line = proc.stdout.readline()
+                now = time.time()
+                rec = json.loads(line)
+                if rec.get("MESSAGE") == f"cli {i}":
+                    latencies.append(now - int(rec["__REALTIME_TIMESTAMP"]) / 1e6)
+                    break
+        assert len(latencies) == 5, "the follower missed entries"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"\nfollow latency (CLI): median {statistics.median(latencies) * 1000:.1f} ms")
+    assert statistics.median(latencies) < 0.2
+
+
+def test_follow_survives_rotation_and_vacuum_inside(machine):
+    with open_logs([machine]) as log:
+        log.filenos()
+        log.tail(0)
+        shell(machine, "/bin/journalctl", "--rotate")
+        shell(machine, "/usr/bin/systemd-cat", "-t", "rot", "/bin/echo", "after rotation")
+        shell(machine, "/bin/journalctl", "--vacuum-files=1", "-q")
+        shell(machine, "/usr/bin/systemd-cat", "-t", "rot", "/bin/echo", "after vacuum")
+        got: list[str] = []
+        deadline = time.monotonic() + 10
+        while "after vacuum" not in got and time.monotonic() < deadline:
+            log.wait(timeout=1)
+            got += [e.message for e in log.read_new()]
+    assert got.index("after rotation") < got.index("after vacuum")
+
+
+def test_a_truncated_copy_of_a_real_journal_is_read_as_far_as_possible(machine, tmp_path):
+    src = locate(machine).journal_dirs[0]
+    copy = tmp_path / "j"
+    shutil.copytree(src, copy)
+    files = sorted(copy.glob("*.journal*"))
+    whole = files[0]
+    broken = copy / "system@00000000000000000000000000000000-0000000000000001-0000000000000001.journal~"
+    shutil.copy(whole, broken)
+    os.truncate(broken, broken.stat().st_size // 2)
+    r = run_nsdash("journal", "-D", str(copy), "-o", "cat")
+    assert r.returncode == 0
+    assert "probe at err" in r.stdout
+    assert f"{broken}: truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["host", "try-host", "guest", "try-guest", "auto", "no"])
+def test_link_journal_modes(tree, machine_name, mode):
+    with booted(tree, machine_name, f"--link-journal={mode}") as machine_id:
+        shell(machine_name, "/usr/bin/systemd-cat", "-p", "err", "-t", "linkmode", "/bin/echo", f"mode {mode}")
+        wait_for(lambda: f"mode {mode}" in messages(machine_name, Filters(priorities=parse_priority("err"))))
+        logs = locate(machine_name)
+        host_dir = HOST_JOURNAL / machine_id
+        if mode in ("host", "try-host"):
+            assert host_dir.is_dir() and not host_dir.is_symlink()
+            assert any((host_dir / f.name).exists() for f in host_dir.iterdir())
+        elif mode in ("guest", "try-guest"):
+            assert host_dir.is_symlink()
+            assert host_dir.resolve() == (tree / "var/log/journal" / machine_id).resolve()
+        else:
+            assert not host_dir.exists()
+        # The host-side path and the in-machine path are one directory, listed once.
+        assert len(logs.journal_dirs) == 1
+        if mode in ("host", "try-host", "guest", "try-guest"):
+            # readable from the host path alone, as journalctl -m / -M would on a systemd host
+            r = run_nsdash("journal", "-D", str(host_dir), "-p", "err", "-o", "cat")
+            assert f"mode {mode}" in r.stdout.splitlines()
+
+
+def test_a_volatile_journal_of_an_ephemeral_machine_is_reached_through_its_root(debian_cache, machine_name):
+    r = run_nsdash("spawn", "--detach", "-x", "-bD", str(debian_cache), "-M", machine_name)
+    assert r.returncode == 0, r.stderr
+    try:
+        logs = wait_for(lambda: (lg := locate(machine_name)).journal_dirs and lg)
+        assert str(logs.journal_dirs[0]).startswith("/proc/")
+        assert "/run/log/journal/" in str(logs.journal_dirs[0])
+        shell(machine_name, "/usr/bin/logger", "-p", "daemon.crit", "volatile but readable")
+        wait_for(lambda: "volatile but readable" in messages(machine_name, Filters(priorities=parse_priority("crit"))))
+    finally:
+        run_nsdash("poweroff", machine_name, timeout=60)
+
+
+def test_a_reboot_makes_a_new_boot_that_b_tells_apart(tree, machine_name):
+    with booted(tree, machine_name, "-j"):
+        shell(machine_name, "/usr/bin/systemd-cat", "-t", "bootmark", "/bin/echo", "before reboot")
+        r = run_nsdash("reboot", machine_name, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: locate(machine_name).running and len(_boots(machine_name)) == 2)
+        wait_for(lambda: any("Startup finished" in m for m in messages(machine_name, Filters(boot=0))))
+        shell(machine_name, "/usr/bin/systemd-cat", "-t", "bootmark", "/bin/echo", "after reboot")
+        wait_for(lambda: "after reboot" in messages(machine_name))
+        assert "before reboot" in messages(machine_name, Filters(boot=-1))
+        assert "before reboot" not in messages(machine_name, Filters(boot=0))
+        assert "after reboot" in messages(machine_name, Filters(boot=0))
+        r = run_nsdash("journal", "-M", machine_name, "-b", "-1", "-o", "cat")
+        assert "before reboot" in r.stdout and "after reboot" not in r.stdout
+
+
+def _boots(name: str) -> list:
+    from nsdash.journal.reader import JournalSource
+
+    with JournalSource(locate(name).journal_dirs[0]) as src:
+        return src.boots()
+
+
+def test_a_busybox_machines_console_log_is_followed(busybox_tree, machine_name):
+    r = run_nsdash("spawn", "--detach", "-D", str(busybox_tree), "-M", machine_name, "/bin/sh", "-c",
+                   "echo started; while :; do sleep 0.2; echo tick; done")
+    assert r.returncode == 0, r.stderr
+    try:
+        logs = wait_for(lambda: (lg := locate(machine_name)).console_log and lg)
+        assert logs.journal_dirs == ()
+        with open_logs([machine_name]) as log:
+            log.filenos()
+            history = wait_for(lambda: [e for e in log.tail(50)] if any(
+                e.message == "started" for e in log.tail(50)) else None)
+            separators = [e for e in history if e.event]
+            assert separators and separators[0].event == "boot 1" and separators[0].priority == 6
+            assert all(e.priority is None for e in history if not e.event)
+            log.seek_end()
+            got: list[str] = []
+            deadline = time.monotonic() + 5
+            while got.count("tick") < 2 and time.monotonic() < deadline:
+                log.wait(timeout=1)
+                got += [e.message for e in log.read_new()]
+            assert got.count("tick") >= 2
+        cli = run_nsdash("journal", "-M", machine_name, "-n", "3")
+        assert cli.returncode == 0 and "tick" in cli.stdout
+    finally:
+        run_nsdash("terminate", machine_name, timeout=30)
+
+
+def test_unknown_machine_is_one_clear_line(machine_name):
+    r = run_nsdash("journal", "-M", machine_name)
+    assert r.returncode == 1
+    assert r.stderr == f"nsdash: no machine named '{machine_name}'; see 'nsdash list' for machines, " \
+                       "or read a journal directory with -D DIR\n"
