@@ -107,3 +107,31 @@ def _process(host_pid: int, cgroup: str, proc: Path) -> UnitProcess:
                  if line.startswith("Name:") and len(line.split(None, 1)) > 1), "?")
     inner = parse_nspid(status)
     return UnitProcess(inner if inner is not None else host_pid, host_pid, cgroup, parse_cmdline(raw, comm), comm)
+
+
+def unit_of_cgroup(cgroup: str) -> str | None:
+    """The unit a machine-relative cgroup belongs to, without asking the bus (systemd's cg_path_get_unit).
+
+    '/system.slice/nginx.service/worker' -> 'nginx.service'; '/user.slice' -> 'user.slice';
+    '/init.scope' -> 'init.scope'.  Slices are skipped while a unit lies below them.
+    """
+    parts = [p for p in cgroup.split("/") if p]
+    last_slice = None
+    for part in parts:
+        if part.endswith(".slice"):
+            last_slice = part
+            continue
+        if "." in part and part.rsplit(".", 1)[1] in ("service", "scope", "socket", "mount", "swap"):
+            return part
+        break
+    return last_slice
+
+
+def machine_relative(host_cgroup: str, machine_cgroup: str) -> str | None:
+    """A host cgroup path as the machine sees it ('/machine.slice/m/system.slice/x' -> '/system.slice/x')."""
+    base = machine_cgroup.rstrip("/")
+    if host_cgroup == base:
+        return "/"
+    if host_cgroup.startswith(base + "/"):
+        return host_cgroup[len(base):]
+    return None

@@ -165,3 +165,14 @@ def test_unit_processes_from_a_fixture_cgroup_tree(tmp_path):
     assert procs.unit_processes(recorded, "/init.scope", layout, proc=proc)[0].pid == 1
     assert procs.unit_processes(target, "/system.slice/gone.service", layout, proc=proc) == []
     assert procs.unit_processes(target, "/x", cgroupfs.Layout("legacy", cg, None, {}), proc=proc) is None
+
+
+def test_unit_of_a_cgroup_without_the_bus():
+    assert procs.unit_of_cgroup("/system.slice/nginx.service/worker") == "nginx.service"
+    assert procs.unit_of_cgroup("/init.scope") == "init.scope"
+    assert procs.unit_of_cgroup("/user.slice/user-0.slice/session-1.scope") == "session-1.scope"
+    assert procs.unit_of_cgroup("/user.slice") == "user.slice"
+    assert procs.unit_of_cgroup("/") is None
+    assert procs.machine_relative("/machine.slice/m1/system.slice/a.service", "/machine.slice/m1") \
+        == "/system.slice/a.service"
+    assert procs.machine_relative("/machine.slice/m10/x", "/machine.slice/m1") is None
