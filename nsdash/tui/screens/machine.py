@@ -50,7 +50,8 @@ class MachineScreen(Screen):
         info = next((m for m in snap.machines if m.name == self.machine), None)
         if not snap.machines and snap.errors:
             return
-        self.query_one("#machine-info", Static).update(describe(info, self.machine))
+        now = self.app.clock()  # type: ignore[attr-defined]
+        self.query_one("#machine-info", Static).update(describe(info, self.machine, now))
         series = history.by_machine.get(self.machine)
         if series is None:
             return
