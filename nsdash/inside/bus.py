@@ -20,7 +20,7 @@ from typing import Any
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from nsdash.errors import NsdashError
+from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
 from nsdash.system import syscalls
 
@@ -64,6 +64,8 @@ def open_bus_socket(target: Target) -> int:
     """An O_PATH fd on the machine's bus socket, resolved within the machine's root."""
     try:
         rootfd = os.open(target.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError as e:
+        raise PrivilegeError(f"reaching machine '{target.name}' needs root", "run it with sudo") from e
     except OSError as e:
         raise MachineGone(f"machine '{target.name}' is not running (its init {target.leader} is gone)",
                           "see 'nsdash list'") from e
@@ -126,7 +128,12 @@ class MachineBus:
         reply = await self._deadline(self.bus.call(msg), f"{interface.rsplit('.', 1)[-1]}.{member}")
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
-            raise BusCallError(reply.error_name or "unknown", str(text))
+            hint = None
+            if reply.error_name in ("org.freedesktop.DBus.Error.AccessDenied",
+                                    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"):
+                hint = ("the machine's D-Bus policy or polkit refused host root; check its "
+                        "/etc/dbus-1 and polkit rules")
+            raise BusCallError(reply.error_name or "unknown", str(text), hint)
         return list(reply.body)
 
     async def wait_closed(self) -> None:
