@@ -43,6 +43,12 @@ def _winsize(fd: int) -> tuple[int, int] | None:
         return None
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def login(name: str) -> int:
     import select
     import time
@@ -65,6 +71,9 @@ def login(name: str) -> int:
         if is_tty:
             tty.setraw(stdin)
         stdin_open = True
+        first = session.read(0)  # whatever arrived together with the attach reply
+        if first and first[0]:
+            _write_all(stdout, first[0])
         while True:
             watch = [session.fileno(), sig_r] + ([stdin] if stdin_open else [])
             ready, _, _ = select.select(watch, [], [])
@@ -89,7 +98,7 @@ def login(name: str) -> int:
                     break
                 out, events = got
                 if out:
-                    os.write(stdout, out)
+                    _write_all(stdout, out)
                 if any(e.get("event") in ("poweroff", "exited", "killed") for e in events):
                     message = f"Machine {name} terminated."
     finally:

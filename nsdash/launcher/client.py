@@ -68,7 +68,6 @@ class Control:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.settimeout(timeout)
         self.lines = proto.LineReader()
-        self._pending: list[bytes] = []
         self._id = 0
         try:
             self.sock.connect(str(st.machine_dir(name) / st.CONTROL))
@@ -93,15 +92,16 @@ class Control:
         return reply
 
     def _line(self) -> bytes:
-        while not self._pending:
+        while True:
+            item = self.lines.pop()
+            if isinstance(item, proto.BadMessage):
+                raise ProtocolError(f"machine '{self.name}': {item.message}")
+            if item is not None:
+                return item
             data = self.sock.recv(65536)
             if not data:
                 raise ProtocolError(f"machine '{self.name}': the supervisor closed the connection")
-            for item in self.lines.feed(data):
-                if isinstance(item, proto.BadMessage):
-                    raise ProtocolError(f"machine '{self.name}': {item.message}")
-                self._pending.append(item)
-        return self._pending.pop(0)
+            self.lines.push(data)
 
     def wait_closed(self, timeout: float) -> bool:
         """Wait until the supervisor closes the connection (it exits); True if it did."""
@@ -204,19 +204,22 @@ class ConsoleSession:
         self.sock = control.sock
         self.sock.settimeout(None)
         self.frames = proto.FrameReader()
-        self.ended: dict[str, Any] | None = None
+        self._early = control.lines.pending()  # frames that came with the attach reply
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
         """Console bytes and events received; None once the supervisor closed the connection."""
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        if not ready:
-            return b"", []
-        data = self.sock.recv(65536)
-        if not data:
-            return None
+        if self._early:
+            data, self._early = self._early, b""
+        else:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                return b"", []
+            data = self.sock.recv(65536)
+            if not data:
+                return None
         out, events = bytearray(), []
         for kind, payload in self.frames.feed(data):
             if kind == proto.FRAME_OUTPUT:

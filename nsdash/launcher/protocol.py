@@ -148,26 +148,39 @@ class LineReader:
         self.discarding = False
 
     def feed(self, data: bytes) -> list[bytes | BadMessage]:
-        self.buf += data
+        """Add DATA and take every complete line."""
+        self.push(data)
         out: list[bytes | BadMessage] = []
+        while (item := self.pop()) is not None:
+            out.append(item)
+        return out
+
+    def push(self, data: bytes) -> None:
+        self.buf += data
+
+    def pop(self) -> bytes | BadMessage | None:
+        """The next complete line (or an oversize report), None if there is none yet.
+
+        One at a time, so a caller can stop after `attach` and take the raw rest
+        with pending(): what follows is console frames, not lines.
+        """
         while True:
             nl = self.buf.find(b"\n")
             if nl < 0:
                 if len(self.buf) >= self.limit:
-                    if not self.discarding:
-                        out.append(BadMessage("oversized", f"line longer than {self.limit} bytes"))
-                    self.discarding = True
                     self.buf.clear()
-                return out
+                    if not self.discarding:
+                        self.discarding = True
+                        return BadMessage("oversized", f"line longer than {self.limit} bytes")
+                return None
             line = bytes(self.buf[:nl])
             del self.buf[: nl + 1]
             if self.discarding:
                 self.discarding = False
                 continue
             if len(line) + 1 > self.limit:
-                out.append(BadMessage("oversized", f"line longer than {self.limit} bytes"))
-                continue
-            out.append(line)
+                return BadMessage("oversized", f"line longer than {self.limit} bytes")
+            return line
 
     def pending(self) -> bytes:
         """Bytes received after the last complete line (e.g. after `attach`)."""

@@ -524,7 +524,8 @@ class Supervisor:
         if conn.attached:
             self._console_input(conn, data)
             return
-        for item in conn.lines.feed(data):
+        conn.lines.push(data)
+        while (item := conn.lines.pop()) is not None:
             if isinstance(item, proto.BadMessage):
                 self._send(conn, proto.error(item.code, item.message))
                 continue
