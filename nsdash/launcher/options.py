@@ -125,7 +125,14 @@ class SpawnArgumentParser(argparse.ArgumentParser):
     """argparse, but its errors become one-line UsageErrors and --help is ours."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"spawn: {message}", "run 'nsdash spawn --help' for the options")
+        raise UsageError(f"spawn: {v.printable(message)}", "run 'nsdash spawn --help' for the options")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse drops a '--' even when it is an option's own value (--user=--),
+        # leaving an empty list; getopt keeps it as the value.
+        if arg_strings == ["--"] and action.nargs in (None, "?"):
+            return "--"
+        return super()._get_values(action, arg_strings)
 
     def print_help(self, file: Any = None) -> None:
         (file or sys.stdout).write(HELP)
@@ -181,7 +188,8 @@ def _parser() -> SpawnArgumentParser:
     a("--no-new-privileges", nargs="?", const="yes")
     a("--private-users", nargs="?", const="yes")
     a("-U", action="store_true", dest="private_users_pick", default=None)
-    a("--private-users-ownership", "--private-users-chown", dest="private_users_ownership")
+    a("--private-users-ownership", dest="private_users_ownership")
+    a("--private-users-chown", action="store_const", const="chown", dest="private_users_ownership")  # the old spelling
     a("--notify-ready")
     a("command", nargs=argparse.REMAINDER)
     return p
@@ -211,29 +219,29 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
     syntax = f"use {option}=SRC[:DST[:OPTIONS]]"
     parts = v.split_escaped(value)
     if len(parts) > 3:
-        raise UsageError(f"invalid {option} '{value}': too many ':'", f"{syntax} (escape ':' in paths as '\\:')")
+        raise UsageError(f"invalid {option} {value!r}: too many ':'", f"{syntax} (escape ':' in paths as '\\:')")
     source = parts[0]
     target = parts[1] if len(parts) > 1 else None
     opts = parts[2] if len(parts) > 2 else ""
     if not source:
-        raise UsageError(f"invalid {option} '{value}': empty source", syntax)
+        raise UsageError(f"invalid {option} {value!r}: empty source", syntax)
     if target is not None and not target:
-        raise UsageError(f"invalid {option} '{value}': empty target", syntax)
+        raise UsageError(f"invalid {option} {value!r}: empty target", syntax)
     relative = source.startswith("+")
     if relative:
         inner = "/" + source[1:].lstrip("/")
         if tree is None:
-            raise UsageError(f"{option} '{value}' is relative to the image but no image is known", "pass -D DIR")
+            raise UsageError(f"{option} {value!r} is relative to the image but no image is known", "pass -D DIR")
         host_source = Path(os.path.normpath(str(tree) + inner))
         target = target if target is not None else inner
     else:
         if not v.is_absolute_path(source):
-            raise UsageError(f"invalid {option} '{value}': source '{source}' is not an absolute path",
+            raise UsageError(f"invalid {option} {value!r}: source {source!r} is not an absolute path",
                              f"{syntax} with an absolute SRC (or +SRC, relative to the image)")
         host_source = Path(v.normalize_path(source))
         target = target if target is not None else str(host_source)
     if not v.is_absolute_path(target):
-        raise UsageError(f"invalid {option} '{value}': target '{target}' is not an absolute path", syntax)
+        raise UsageError(f"invalid {option} {value!r}: target {target!r} is not an absolute path", syntax)
     recursive = True
     for opt in filter(None, opts.split(",")):
         if opt == "rbind":
@@ -241,11 +249,11 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
         elif opt == "norbind":
             recursive = False
         elif opt in ("idmap", "noidmap", "rootidmap", "owneridmap"):
-            raise UsageError(f"{option} option '{opt}' is not supported by nsdash", "use rbind or norbind")
+            raise UsageError(f"{option} option {opt!r} is not supported by nsdash", "use rbind or norbind")
         else:
-            raise UsageError(f"invalid {option} option '{opt}' in '{value}'", "use rbind or norbind")
+            raise UsageError(f"invalid {option} option {opt!r} in {value!r}", "use rbind or norbind")
     if not host_source.exists():
-        raise SpecError(f"{option} source {host_source} does not exist", "create it or fix the path")
+        raise SpecError(f"{option} source {v.printable(host_source)} does not exist", "create it or fix the path")
     return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive)
 
 
@@ -253,12 +261,12 @@ def parse_tmpfs(value: str, option: str = "--tmpfs") -> TmpfsMount:
     """PATH[:OPTIONS], mode=0755 unless OPTIONS say otherwise."""
     path, _, opts = value.partition(":") if "\\" not in value else _first_and_rest(value)
     if not path:
-        raise UsageError(f"invalid {option} '{value}': empty path", f"use {option}=PATH[:OPTIONS]")
+        raise UsageError(f"invalid {option} {value!r}: empty path", f"use {option}=PATH[:OPTIONS]")
     if not v.is_absolute_path(path):
-        raise UsageError(f"invalid {option} '{value}': '{path}' is not an absolute path",
+        raise UsageError(f"invalid {option} {value!r}: {path!r} is not an absolute path",
                          f"use {option}=/PATH[:OPTIONS]")
     if "\0" in opts:
-        raise UsageError(f"invalid {option} '{value}': NUL in options", f"use {option}=PATH[:OPTIONS]")
+        raise UsageError(f"invalid {option} {value!r}: NUL in options", f"use {option}=PATH[:OPTIONS]")
     return TmpfsMount(target=v.normalize_path(path), options=opts or "mode=0755")
 
 
@@ -282,7 +290,7 @@ def _escaped_len(value: str, first: str) -> int:
 
 def parse_absolute(value: str, option: str) -> str:
     if not v.is_absolute_path(value):
-        raise UsageError(f"invalid {option} '{value}': not an absolute path", f"use {option}=/PATH")
+        raise UsageError(f"invalid {option} {value!r}: not an absolute path", f"use {option}=/PATH")
     return v.normalize_path(value)
 
 
@@ -344,14 +352,9 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         o["private_users"] = "pick"
         o["private_users_ownership"] = "auto"
     if ns.private_users is not None:
-        from nsdash.launcher.userns import parse_private_users
-
-        parse_private_users(ns.private_users)
-        o["private_users"] = ns.private_users
+        o["private_users"] = v.parse_private_users(ns.private_users)
     if ns.private_users_ownership is not None:
-        from nsdash.launcher.userns import parse_ownership
-
-        o["private_users_ownership"] = parse_ownership(ns.private_users_ownership)
+        o["private_users_ownership"] = v.parse_private_users_ownership(ns.private_users_ownership)
     if ns.notify_ready is not None:
         v.parse_boolean(ns.notify_ready, "--notify-ready")
     command = list(ns.command or [])
@@ -369,16 +372,16 @@ def find_directory(machine: str | None) -> str:
             candidate = os.path.join(base, machine)
             if os.path.isdir(candidate):
                 return candidate
-        raise UsageError(f"no image named '{machine}' in {', '.join(IMAGE_SEARCH_PATH)}",
+        raise UsageError(f"no image named {machine!r} in {', '.join(IMAGE_SEARCH_PATH)}",
                          "pass the tree with -D DIR")
     return os.getcwd()
 
 
 def check_directory(path: str) -> Path:
     if not os.path.exists(path):
-        raise SpecError(f"directory {path} does not exist", "pass an existing OS tree with -D DIR")
+        raise SpecError(f"directory {v.printable(path)} does not exist", "pass an existing OS tree with -D DIR")
     if not os.path.isdir(path):
-        raise SpecError(f"{path} is not a directory", "pass an OS tree's root directory with -D DIR")
+        raise SpecError(f"{v.printable(path)} is not a directory", "pass an OS tree's root directory with -D DIR")
     return Path(os.path.abspath(path))
 
 
@@ -387,7 +390,7 @@ def derive_machine_name(directory: Path, ephemeral: bool) -> str:
     with -x a random suffix so several ephemeral copies of one image can run at once."""
     base = v.hostname_cleanup(directory.name)
     if not v.is_valid_hostname(base):
-        raise UsageError(f"cannot derive a machine name from directory '{directory}'",
+        raise UsageError(f"cannot derive a machine name from directory {str(directory)!r}",
                          "pass a name with -M NAME")
     if ephemeral:
         base = f"{base[:v.HOST_NAME_MAX - 17]}-{secrets.token_hex(8)}"

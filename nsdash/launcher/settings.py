@@ -53,7 +53,7 @@ def find(machine: str, directory: Path, trusted_dirs: tuple[str, ...] = TRUSTED_
 
 
 def _bad(path: str, lineno: int, key: str, value: str, hint: str) -> UsageError:
-    return UsageError(f"{path}:{lineno}: invalid {key}= value '{value}'", hint)
+    return UsageError(f"{path}:{lineno}: invalid {key}= value {value!r}", hint)
 
 
 def parse(text: str, path: str = "<settings>") -> Settings:
@@ -62,7 +62,7 @@ def parse(text: str, path: str = "<settings>") -> Settings:
 
     values: dict[str, Any] = {}
     section = ""
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(text.split("\n"), 1):  # only \n ends a line, as in systemd
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
@@ -72,7 +72,7 @@ def parse(text: str, path: str = "<settings>") -> Settings:
         key, eq, value = line.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not key:
-            raise UsageError(f"{path}:{lineno}: expected KEY=VALUE, got '{line}'", "fix the settings file")
+            raise UsageError(f"{path}:{lineno}: expected KEY=VALUE, got {line!r}", "fix the settings file")
         try:
             _apply(values, section, key, value, opt)
         except UsageError as e:
@@ -88,7 +88,7 @@ def _words(value: str, key: str) -> list[str]:
     try:
         return shlex.split(value)
     except ValueError as e:
-        raise UsageError(f"invalid {key}= value '{value}': {e}", "fix the quoting") from None
+        raise UsageError(f"invalid {key}= value {value!r}: {e}", "fix the quoting") from None
 
 
 def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any) -> None:
@@ -106,7 +106,7 @@ def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any)
                 env.clear()
             for word in _words(value, key):
                 if "=" not in word:
-                    raise UsageError(f"invalid Environment= assignment '{word}'", "use Environment=NAME=VALUE")
+                    raise UsageError(f"invalid Environment= assignment {word!r}", "use Environment=NAME=VALUE")
                 pair = v.parse_setenv(word)
                 if pair is not None:
                     env.append(pair)
@@ -124,10 +124,7 @@ def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any)
             values["drop_capabilities"] = (values.get("drop_capabilities", frozenset())
                                            | v.parse_capabilities(value, "DropCapability="))
         elif key == "PrivateUsers":
-            from nsdash.launcher.userns import parse_private_users
-
-            parse_private_users(value)
-            values["private_users"] = value
+            values["private_users"] = v.parse_private_users(value)
         elif key == "NoNewPrivileges":
             values["no_new_privileges"] = _bool(value, key)
     elif section == "Files":
@@ -144,11 +141,9 @@ def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any)
         elif key == "Inaccessible":
             values.setdefault("inaccessible", []).append(opt.parse_absolute(value, "Inaccessible="))
         elif key in ("PrivateUsersOwnership", "PrivateUsersChown"):
-            from nsdash.launcher.userns import parse_ownership
-
             if key == "PrivateUsersChown":  # the older boolean spelling
                 value = "chown" if _bool(value, key) else "off"
-            values["private_users_ownership"] = parse_ownership(value)
+            values["private_users_ownership"] = v.parse_private_users_ownership(value)
     elif section == "Network":
         if key == "Private":
             values["private_network"] = _bool(value, key)

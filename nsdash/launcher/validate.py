@@ -34,6 +34,11 @@ _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 _FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
 
 
+def printable(text: object) -> str:
+    """TEXT with control characters escaped, so an error stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def parse_boolean(value: str, option: str) -> bool:
     """systemd's parse_boolean(): 1/yes/y/true/t/on and 0/no/n/false/f/off, any case."""
     v = value.strip().lower()
@@ -41,7 +46,7 @@ def parse_boolean(value: str, option: str) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise UsageError(f"invalid {option} value '{value}'", "use yes or no (or true/false, on/off, 1/0)")
+    raise UsageError(f"invalid {option} value {value!r}", "use yes or no (or true/false, on/off, 1/0)")
 
 
 def is_valid_hostname(name: str) -> bool:
@@ -88,7 +93,7 @@ def hostname_cleanup(name: str) -> str:
 
 def parse_machine_name(name: str, option: str = "--machine") -> str:
     if not is_valid_hostname(name):
-        raise UsageError(f"invalid {option} name '{name}'",
+        raise UsageError(f"invalid {option} name {name!r}",
                          "use letters, digits, '-' and '.' (a hostname of at most 64 characters)")
     return name
 
@@ -99,7 +104,7 @@ def parse_uuid(value: str) -> str:
     hexdigits = v.replace("-", "") if len(v) == 36 else v
     dashed_ok = len(v) != 36 or all(v[i] == "-" for i in (8, 13, 18, 23))
     if not dashed_ok or len(hexdigits) != 32 or not all(c in "0123456789abcdefABCDEF" for c in hexdigits):
-        raise UsageError(f"invalid --uuid '{value}'",
+        raise UsageError(f"invalid --uuid {value!r}",
                          "give 32 hex digits, or a UUID like 01234567-89ab-cdef-0123-456789abcdef")
     if int(hexdigits, 16) == 0:
         raise UsageError("--uuid may not be all zeroes", "give a random UUID (e.g. from uuidgen)")
@@ -121,16 +126,16 @@ def parse_signal(value: str, option: str = "--kill-signal") -> int:
         if rest:
             sign, digits = rest[0], rest[1:]
             if sign not in "+-" or not (digits.isascii() and digits.isdigit()):
-                raise UsageError(f"invalid {option} '{value}'", hint)
+                raise UsageError(f"invalid {option} {value!r}", hint)
             offset = int(digits) if sign == "+" else -int(digits)
         number = base + offset
         if not signal.SIGRTMIN <= number <= signal.SIGRTMAX:
-            raise UsageError(f"invalid {option} '{value}': outside SIGRTMIN..SIGRTMAX", hint)
+            raise UsageError(f"invalid {option} {value!r}: outside SIGRTMIN..SIGRTMAX", hint)
     elif name.isascii() and name.isalnum() and name.isupper():
         member = signal.Signals.__members__.get("SIG" + name)
         number = int(member) if member is not None else None
     if number is None or not 1 <= number <= int(signal.SIGRTMAX):
-        raise UsageError(f"invalid {option} '{value}'", hint)
+        raise UsageError(f"invalid {option} {value!r}", hint)
     return number
 
 
@@ -140,7 +145,7 @@ def parse_capabilities(value: str, option: str) -> frozenset[str]:
     # empty items are skipped, as systemd's extract_first_word() does; an empty list is an error
     items = [item.strip() for item in value.split(",") if item.strip()]
     if not items:
-        raise UsageError(f"invalid {option} '{value}': empty capability name",
+        raise UsageError(f"invalid {option} {value!r}: empty capability name",
                          f"use {option}=CAP_NAME[,CAP_NAME...] or {option}=all")
     for item in items:
         if item.lower() == "all":
@@ -150,7 +155,7 @@ def parse_capabilities(value: str, option: str) -> frozenset[str]:
         if name is None and item.isascii() and item.isdigit() and int(item) < len(CAPABILITIES):
             name = CAPABILITIES[int(item)]
         if name is None:
-            raise UsageError(f"unknown capability '{item}' in {option}",
+            raise UsageError(f"unknown capability {item!r} in {option}",
                              "use names like CAP_NET_ADMIN (see capabilities(7)) or 'all'")
         names.add(name)
     return frozenset(names)
@@ -166,7 +171,7 @@ def split_escaped(value: str, sep: str = ":") -> list[str]:
         if c == "\\":
             nxt = next(chars, None)
             if nxt is None:
-                raise UsageError(f"'{value}' ends in a lone backslash", "escape a colon as '\\:' and a backslash as '\\\\'")
+                raise UsageError(f"{value!r} ends in a lone backslash", "escape a colon as '\\:' and a backslash as '\\\\'")
             current.append(nxt)
         elif c == sep:
             parts.append("".join(current))
@@ -195,10 +200,10 @@ def parse_setenv(value: str, environ: dict[str, str] | os._Environ[str] | None =
     """-E NAME=VALUE, or NAME alone to pass on the caller's value (None when the caller has none)."""
     name, eq, val = value.partition("=")
     if not is_valid_env_name(name):
-        raise UsageError(f"invalid --setenv '{value}': '{name}' is not a variable name",
+        raise UsageError(f"invalid --setenv {value!r}: {name!r} is not a variable name",
                          "use --setenv=NAME=VALUE with NAME made of letters, digits and '_'")
     if "\0" in val:
-        raise UsageError(f"invalid --setenv '{name}': the value contains a NUL byte", "remove it")
+        raise UsageError(f"invalid --setenv {name!r}: the value contains a NUL byte", "remove it")
     if not eq:
         env = os.environ if environ is None else environ
         return (name, env[name]) if name in env else None
@@ -209,11 +214,31 @@ def parse_user(value: str) -> str:
     """-u USER: a user name or a numeric UID; resolved later against the tree's /etc/passwd."""
     if (not value or not value.isascii() or not value.isprintable() or any(c in value for c in ":/ ")
             or value.startswith("-") or len(value) > 256):
-        raise UsageError(f"invalid --user '{value}'", "give a user name or UID that exists in the container")
+        raise UsageError(f"invalid --user {value!r}", "give a user name or UID that exists in the container")
     return value
 
 
 def parse_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
-        raise UsageError(f"invalid {option} value '{value}'", f"use one of: {', '.join(choices)}")
+        raise UsageError(f"invalid {option} value {value!r}", f"use one of: {', '.join(choices)}")
     return value
+
+
+def parse_private_users(value: str) -> str:
+    """--private-users= / PrivateUsers=, checked by the userns module; the string is kept."""
+    from nsdash.launcher import userns
+
+    try:
+        userns.parse_private_users(value)
+    except UsageError as e:
+        raise UsageError(printable(e.message), e.hint) from None
+    return value
+
+
+def parse_private_users_ownership(value: str) -> str:
+    from nsdash.launcher import userns
+
+    try:
+        return userns.parse_ownership(value)
+    except UsageError as e:
+        raise UsageError(printable(e.message), e.hint) from None
