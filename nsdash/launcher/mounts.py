@@ -14,6 +14,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+from nsdash.launcher import sandbox
 from nsdash.system.syscalls import (
     MS_BIND,
     MS_NODEV,
@@ -27,6 +28,33 @@ from nsdash.system.syscalls import (
 )
 
 INACCESSIBLE_DIR = "/run/host/inaccessible"
+REMOUNT_RO = MS_BIND | MS_REMOUNT | MS_RDONLY
+
+
+class _At:
+    """Targets opened inside the root (openat2 RESOLVE_IN_ROOT) and mounted through
+    /proc/self/fd/N: a symlink in the tree, even one swapped in during set-up,
+    cannot move a mount out of the root (nsdash.launcher.sandbox)."""
+
+    def __init__(self, root: str) -> None:
+        self.root_fd = sandbox.open_root(root)
+        self.fds: list[int] = []
+
+    def __enter__(self) -> _At:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in (*self.fds, self.root_fd):
+            os.close(fd)
+
+    def open(self, path: str, *, directory: bool = True, create: bool = True, mode: int = 0o755) -> str:
+        """The magic-link path of PATH's object inside the root (what mount(2) should be given)."""
+        fd = sandbox.open_in_root(self.root_fd, path, directory=directory, create=create, mode=mode)
+        self.fds.append(fd)
+        return sandbox.fd_path(fd)
+
+    def is_dir(self, fd_link: str) -> bool:
+        return stat.S_ISDIR(os.stat(fd_link).st_mode)
 
 
 class EscapeError(ValueError):
@@ -146,9 +174,8 @@ class Filesystem(MountOp):
         return f"mount {self.fstype} {self.target}" + (f" ({opts})" if opts else "")
 
     def execute(self, root: str) -> None:
-        path = resolve_in_root(root, self.target)
-        ensure_dir(path, self.mode)
-        mount(self.fstype, path, self.fstype, self.flags, self.options)
+        with _At(root) as at:
+            mount(self.fstype, at.open(self.target, mode=self.mode), self.fstype, self.flags, self.options)
 
 
 def tmpfs(target: str, mode: str = "0755", flags: int = MS_NOSUID | MS_NODEV | MS_STRICTATIME,
@@ -174,15 +201,13 @@ class Bind(MountOp):
         return f"{kind} {src} -> {self.target}" + (" (ro)" if self.read_only else "")
 
     def execute(self, root: str) -> None:
-        source = resolve_in_root(root, self.source) if self.source_in_root else self.source
-        target = resolve_in_root(root, self.target)
-        if os.path.isdir(source):
-            ensure_dir(target)
-        else:
-            ensure_file(target)
-        mount(source, target, None, MS_BIND | (MS_REC if self.recursive else 0))
-        if self.read_only:
-            mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | self.flags)
+        with _At(root) as at:
+            source = at.open(self.source, directory=False, create=False) if self.source_in_root else self.source
+            is_dir = os.path.isdir(source)
+            mount(source, at.open(self.target, directory=is_dir), None, MS_BIND | (MS_REC if self.recursive else 0))
+            if self.read_only:
+                # Reopened: the fd taken before the bind names the covered directory.
+                mount(None, at.open(self.target, directory=is_dir, create=False), None, REMOUNT_RO | self.flags)
 
 
 @dataclass(frozen=True)
@@ -198,13 +223,15 @@ class ReadOnly(MountOp):
         return f"read-only {self.target}"
 
     def execute(self, root: str) -> None:
-        path = resolve_in_root(root, self.target)
-        if not os.path.lexists(path):
-            if self.missing_ok:
-                return
-            raise FileNotFoundError(2, "no such file or directory", self.target)
-        mount(path, path, None, MS_BIND | (MS_REC if self.recursive else 0))
-        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | self.flags)
+        with _At(root) as at:
+            try:
+                path = at.open(self.target, directory=False, create=False)
+            except FileNotFoundError:
+                if self.missing_ok:
+                    return
+                raise FileNotFoundError(2, "no such file or directory", self.target) from None
+            mount(path, path, None, MS_BIND | (MS_REC if self.recursive else 0))
+            mount(None, at.open(self.target, directory=False, create=False), None, REMOUNT_RO | self.flags)
 
 
 @dataclass(frozen=True)
@@ -218,17 +245,19 @@ class Mask(MountOp):
         return f"mask {self.target}"
 
     def execute(self, root: str) -> None:
-        path = resolve_in_root(root, self.target)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            if self.missing_ok:
-                return
-            raise
-        kind = "dir" if stat.S_ISDIR(st.st_mode) else "reg"
-        source = resolve_in_root(root, f"{INACCESSIBLE_DIR}/{kind}")
-        mount(source, path, None, MS_BIND)
-        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        with _At(root) as at:
+            try:
+                path = at.open(self.target, directory=False, create=False)
+            except FileNotFoundError:
+                if self.missing_ok:
+                    return
+                raise
+            kind = "dir" if at.is_dir(path) else "reg"
+            source = at.open(f"{INACCESSIBLE_DIR}/{kind}", directory=(kind == "dir"), create=False)
+            sandbox.check_mask_source(int(source.rsplit("/", 1)[1]), f"{INACCESSIBLE_DIR}/{kind}")
+            mount(source, path, None, MS_BIND)
+            mount(None, at.open(self.target, directory=False, create=False), None,
+                  REMOUNT_RO | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 @dataclass(frozen=True)
@@ -302,7 +331,8 @@ class MakeDir(MountOp):
         return f"mkdir {self.target}"
 
     def execute(self, root: str) -> None:
-        ensure_dir(resolve_in_root(root, self.target), self.mode)
+        with _At(root) as at:
+            at.open(self.target, mode=self.mode)
 
 
 @dataclass(frozen=True)

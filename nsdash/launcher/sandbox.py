@@ -118,26 +118,43 @@ def _is_dev_null(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
 
 
+def check_mask_source(fd: int, what: str) -> None:
+    """Accept only the null device (char 1:3), or an empty file or directory that
+    cannot be written (no write bits, or on a read-only mount)."""
+    st = os.fstat(fd)
+    unwritable = not st.st_mode & 0o222 or bool(os.fstatvfs(fd).f_flag & os.ST_RDONLY)
+    empty_dir = stat.S_ISDIR(st.st_mode) and st.st_nlink <= 2 and not _dir_entries(fd)
+    ok = _is_dev_null(st) or (unwritable and (
+        (stat.S_ISREG(st.st_mode) and st.st_size == 0) or empty_dir))
+    if not ok:
+        raise SandboxError(f"mask source {what} is neither the null device (1:3) nor an "
+                           "empty read-only file or directory", "refusing to mask paths with it")
+
+
+def _dir_entries(fd: int) -> list[str]:
+    dfd = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return os.listdir(dfd)
+    finally:
+        os.close(dfd)
+
+
 def open_mask_source(path: str) -> int:
     """Open a mask source with O_PATH|O_NOFOLLOW and check what it really is.
 
-    Accepted: the null device (char 1:3), or an empty regular file on a
-    read-only mount or with no write bits.  Returns the O_PATH fd; bind it with
-    mount_at_fd(...) through /proc/self/fd so nothing can be swapped in.
+    Returns the O_PATH fd; bind it through fd_path() so nothing can be
+    swapped in between the check and the mount.
     """
     try:
         fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
         raise SandboxError(f"mask source {path} cannot be opened: {e.strerror}",
                            "the container needs a real /dev/null to mask paths") from None
-    st = os.fstat(fd)
-    ok = _is_dev_null(st) or (
-        stat.S_ISREG(st.st_mode) and st.st_size == 0
-        and (not st.st_mode & 0o222 or os.fstatvfs(fd).f_flag & os.ST_RDONLY))
-    if not ok:
+    try:
+        check_mask_source(fd, path)
+    except BaseException:
         os.close(fd)
-        raise SandboxError(f"mask source {path} is neither the null device (1:3) nor an "
-                           "empty read-only file", "refusing to mask paths with it")
+        raise
     return fd
 
 
@@ -229,7 +246,13 @@ def _open_resolved(root_fd: int, parts: list[str], directory: bool) -> int:
                    RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
 
 
-def open_in_root(root_fd: int, path: str, *, directory: bool = True, create: bool = True) -> int:
+def open_root(root: str) -> int:
+    """An O_PATH fd of the container's root on the host, for open_in_root()."""
+    return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def open_in_root(root_fd: int, path: str, *, directory: bool = True, create: bool = True,
+                 mode: int = 0o755) -> int:
     """Open PATH (container-absolute) as an O_PATH fd, resolved as if ROOT_FD were /.
 
     Symlinks are followed by hand the way the container would see them: an
@@ -263,11 +286,11 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = True, create: boo
                 # mkdirat/openat(O_EXCL) never follow a symlink in the last component.
                 if directory or not last:
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, 0o755, dir_fd=parent)
+                        os.mkdir(name, mode if last else 0o755, dir_fd=parent)
                 else:
                     with contextlib.suppress(FileExistsError):
                         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                                         | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                                         | os.O_CLOEXEC, mode & 0o666, dir_fd=parent))
                 st = os.lstat(name, dir_fd=parent)
             if stat.S_ISLNK(st.st_mode):
                 hops += 1
