@@ -59,7 +59,8 @@ Cmdline = Callable[[int, int | None], str | None]  # (pid, max columns) -> text 
 
 
 def _populated(node: CgroupNode) -> bool:
-    return any(n.pids for n in node.iter())
+    # Whatever we may not read might hold processes: shown, like systemd-cgls does.
+    return any(n.pids or n.unreadable for n in node.iter())
 
 
 def draw(node: CgroupNode, cmdline: Cmdline, *, columns: int | None, show_all: bool = False,
@@ -71,7 +72,7 @@ def draw(node: CgroupNode, cmdline: Cmdline, *, columns: int | None, show_all: b
     COLUMNS None: full command lines (-l).
     """
     lines: list[str] = []
-    children = [c for c in node.children if show_all or _populated(c)]
+    children = [c for c in node.children if not c.vanished and (show_all or _populated(c))]
     pids = sorted(set(node.pids or ()))
     if not kernel:
         pids = [p for p in pids if not is_kthread(p)]
@@ -88,6 +89,8 @@ def draw(node: CgroupNode, cmdline: Cmdline, *, columns: int | None, show_all: b
         name = child.name
         cid = cgroup_id(child.path)
         suffix = f" (#{cid})" if cid else ""
+        if child.unreadable:
+            suffix += " (unreadable)"  # nsdash's addition; systemd-cgls shows nothing inside
         lines.append(f"{prefix}{RIGHT if last else BRANCH}{name}{suffix}")
         for key, value in xattrs(child.path):
             lines.append(f"{prefix}{SPACE if last else VERTICAL}→ {key}: {value}")

@@ -17,7 +17,7 @@ from nsdash.monitor.machines import MachineMap, machine_of_process
 from nsdash.monitor.rates import rates_between
 from nsdash.monitor.sampler import Sampler
 from nsdash.system import cgroupfs, paths
-from tests.conftest import run_nsdash
+from tests.conftest import NSDASH, REPO, run_nsdash
 
 COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio")
 
@@ -248,6 +248,13 @@ def test_unreadable_subtree_is_marked_for_an_unprivileged_reader(cgroups):
     assert report["nodes"][cgroups.scope + "/open"] is False
     assert cgroups.scope + "/secret" in report["unreadable"]
     assert cgroups.scope + "/open" in report["sampled"]
+    if shutil.which("setpriv"):
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        out = subprocess.run([*nobody, *NSDASH, "cgls", "-a", cgroups.scope], capture_output=True,
+                             text=True, cwd=REPO)
+        assert out.returncode == 0, out.stderr
+        assert "─secret" in out.stdout and "(unreadable)" in out.stdout
+        assert "─open" in out.stdout and "inner" not in out.stdout
 
 
 def test_machine_cgroup_and_processes_map_to_the_machine(cgroups, machine_name):

@@ -139,3 +139,9 @@ def test_cgls_drawing():
     assert "deep" in text and "77" not in text  # a kernel thread keeps its cgroup shown, not itself
     shown_all = draw(tree, lambda pid, cols: cmd[pid], columns=None, show_all=True)
     assert "├─empty" in shown_all
+
+
+def test_cgls_marks_unreadable_subtrees_and_drops_vanished_ones():
+    tree = CgroupNode("/", (CgroupNode("/locked", unreadable=True), CgroupNode("/gone", vanished=True),
+                            CgroupNode("/quiet", (), ())))
+    assert draw(tree, lambda pid, cols: "x", columns=80) == ["└─locked (unreadable)"]
