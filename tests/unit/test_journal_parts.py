@@ -1,0 +1,241 @@
+"""The journal's pure parts and its file-level pieces: options, console logs, locating, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from nsdash.cli import main as nsdash_main
+from nsdash.errors import MachineNotFound, NsdashError, UsageError
+from nsdash.journal.console import ConsoleSource, clean_line, parse_separator
+from nsdash.journal.filters import Filters, mangle_unit, parse_boot, parse_priority, parse_time
+from nsdash.journal.locate import check_journal_file, journal_dirs, locate, machine_id_of
+from nsdash.journal.merge import MergedLog, open_logs
+
+# ---------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("text, want", [
+    ("err", {0, 1, 2, 3}), ("3", {0, 1, 2, 3}), ("emerg", {0}), ("debug", set(range(8))),
+    ("warning..err", {3, 4}), ("err..warning", {3, 4}), ("2..4", {2, 3, 4}), ("..1", {0, 1}),
+    ("notice..", {5, 6, 7}), ("WARNING", {0, 1, 2, 3, 4}),
+])
+def test_priorities_as_journalctl_reads_them(text, want):
+    assert parse_priority(text) == frozenset(want)
+
+
+@pytest.mark.parametrize("text", ["9", "loud", "err..9", "-1", ""])
+def test_bad_priorities_name_the_fix(text):
+    with pytest.raises(UsageError) as e:
+        parse_priority(text)
+    assert "emerg" in e.value.hint
+
+
+@pytest.mark.parametrize("text, want", [
+    ("sshd", "sshd.service"), ("cron.service", "cron.service"), ("foo.socket", "foo.socket"),
+    ("user-1000.slice", "user-1000.slice"), ("a.b", "a.b.service"), ("f*", "f*"),
+])
+def test_unit_names_are_mangled_like_systemd(text, want):
+    assert mangle_unit(text) == want
+
+
+def test_boots_offsets_and_ids():
+    assert parse_boot(None) == 0
+    assert parse_boot("-1") == -1 and parse_boot("2") == 2 and parse_boot("+1") == 1
+    assert parse_boot("0F006B43-DA50-47AA-9169-6F3DE932AE4C") == "0f006b43da5047aa91696f3de932ae4c"
+    with pytest.raises(UsageError):
+        parse_boot("yesterday")
+
+
+def test_times_in_journalctls_syntax():
+    now = datetime(2026, 11, 29, 12, 30, 0).timestamp()
+    us = 10**6
+    assert parse_time("now", now) == int(now * us)
+    assert parse_time("-1h", now) == int(now * us) - 3600 * us
+    assert parse_time("+5min", now) == int(now * us) + 300 * us
+    assert parse_time("2 days ago", now) == int(now * us) - 2 * 86400 * us
+    assert parse_time("1h 30min ago", now) == int(now * us) - 5400 * us
+    assert parse_time("@1700000000", now) == 1700000000 * us
+    assert parse_time("today", now) == int(datetime(2026, 11, 29).timestamp() * us)
+    assert parse_time("yesterday", now) == int(datetime(2026, 11, 28).timestamp() * us)
+    assert parse_time("2026-01-02 03:04:05", now) == int(datetime(2026, 1, 2, 3, 4, 5).timestamp() * us)
+    assert parse_time("2026-01-02", now) == int(datetime(2026, 1, 2).timestamp() * us)
+    assert parse_time("08:15", now) == int(datetime(2026, 11, 29, 8, 15).timestamp() * us)
+    with pytest.raises(UsageError):
+        parse_time("last tuesday", now)
+
+
+def test_filters_admit_console_lines_as_info():
+    f = Filters(priorities=parse_priority("notice"))
+    assert not f.admits_priority(None) and f.admits_priority(5)
+    assert Filters(priorities=parse_priority("info")).admits_priority(None)
+    assert Filters(since=10, until=20).admits_time(15) and not Filters(since=10).admits_time(9)
+
+
+# ---------------------------------------------------------------- console logs
+
+SEP1 = "-- nsdash: boot 1 2026-11-29T05:00:00Z --"
+SEP2 = "-- nsdash: reboot 2026-11-29T05:01:00Z --"
+SEP3 = "-- nsdash: boot 2 2026-11-29T05:01:01Z --"
+SEP4 = "-- nsdash: exited 2026-11-29T05:02:00Z (status 3) --"
+
+
+def test_separators_parse_to_events_and_utc_times():
+    event, stamp, detail = parse_separator(SEP4)
+    assert event == "exited" and detail == "status 3"
+    assert stamp == int(datetime.fromisoformat("2026-11-29T05:02:00+00:00").timestamp() * 10**6)
+    assert parse_separator("-- nsdash: boot 1 --") is None
+    assert parse_separator("hello -- nsdash: boot 1 2026-11-29T05:00:00Z --") is None
+
+
+def test_terminal_escapes_are_not_log_text():
+    assert clean_line("\x1b[1;32mOK\x1b[0m done\r") == "OK done"
+    assert clean_line("\x1b]0;title\x07prompt") == "prompt"
+    assert clean_line("a\tb") == "a\tb"
+
+
+def _console(tmp_path: Path, text: bytes) -> Path:
+    d = tmp_path / "machines" / "bb"
+    d.mkdir(parents=True)
+    (d / "console.log").write_bytes(text)
+    return d / "console.log"
+
+
+def test_console_log_entries_boots_and_partial_lines(tmp_path):
+    log = _console(tmp_path, f"\n{SEP1}\nhello\n\x1b[31mred\x1b[0m\n\n{SEP2}\n\n{SEP3}\nagain\npartial".encode())
+    with ConsoleSource(log) as src:
+        entries = list(src.entries())
+        assert [e.message for e in entries] == [SEP1, "hello", "red", SEP2, SEP3, "again"]
+        assert [e.event for e in entries if e.event] == ["boot 1", "reboot", "boot 2"]
+        assert [e.priority for e in entries] == [6, None, None, 6, 6, None]
+        assert entries[1].realtime == entries[0].realtime  # timed by the separator before it
+        assert {e.machine for e in entries} == {"bb"} and entries[1].get("_HOSTNAME") == "bb"
+        assert src.boot_numbers() == [1, 2]
+    with ConsoleSource(log, Filters(boot=-1)) as src:
+        assert [e.message for e in src.entries()] == [SEP1, "hello", "red", SEP2]
+    with ConsoleSource(log, Filters(boot=0)) as src:
+        assert [e.message for e in src.tail(10)] == [SEP3, "again"]
+    with pytest.raises(NsdashError, match=r"boot \(-5\)"):
+        ConsoleSource(log, Filters(boot=-5))
+    with ConsoleSource(log, Filters(units=("x.service",))) as src:
+        assert list(src.entries()) == []
+
+
+def test_console_log_is_followed_with_inotify_across_split_utf8_and_rotation(tmp_path):
+    path = _console(tmp_path, f"{SEP1}\nfirst\n".encode())
+    with ConsoleSource(path) as src, MergedLog([src]) as log:
+        log.filenos()
+        assert [e.message for e in log.tail(5)] == [SEP1, "first"]
+        with open(path, "ab") as f:
+            f.write("café ok\n".encode()[:4])  # "caf" and half of the two-byte "é"
+        assert log.wait(timeout=2)
+        assert log.read_new() == []
+        with open(path, "ab") as f:
+            f.write("café ok\n".encode()[4:])
+        assert log.wait(timeout=2)
+        new = log.read_new()
+        assert [e.message for e in new] == ["café ok"]
+        assert abs(new[0].realtime / 1e6 - time.time()) < 5  # followed lines carry the time they were read
+        # the supervisor's rotation: console.log -> console.log.1, a new console.log
+        with open(path, "ab") as f:
+            f.write(b"last of the old file\n")
+        os.replace(path, path.with_name("console.log.1"))
+        path.write_bytes(f"{SEP2}\nfresh\n".encode())
+        got: list[str] = []
+        deadline = time.monotonic() + 3
+        while "fresh" not in got and time.monotonic() < deadline:
+            log.wait(timeout=1)
+            got += [e.message for e in log.read_new()]
+        assert got == ["last of the old file", SEP2, "fresh"]
+    with ConsoleSource(path) as src:  # history spans the rotated half first
+        assert [e.message for e in src.entries()] == [SEP1, "first", "café ok", "last of the old file", SEP2, "fresh"]
+
+
+# ---------------------------------------------------------------- locating
+
+
+def test_machine_id_from_the_tree_else_the_uuid(tmp_path):
+    (tmp_path / "etc").mkdir()
+    assert machine_id_of(tmp_path, "7CB6B85E-8215-444A-B415-011596679BA2") == "7cb6b85e8215444ab415011596679ba2"
+    (tmp_path / "etc/machine-id").write_text("08c30baea87644339ade293f4e706ff1\n")
+    assert machine_id_of(tmp_path, "7cb6b85e8215444ab415011596679ba2") == "08c30baea87644339ade293f4e706ff1"
+    (tmp_path / "etc/machine-id").write_text("uninitialized\n")
+    assert machine_id_of(tmp_path, None) is None
+
+
+def test_journal_dirs_of_a_stopped_tree_and_a_guest_link_are_listed_once(tmp_path):
+    mid = "08c30baea87644339ade293f4e706ff1"
+    tree = tmp_path / "tree"
+    (tree / "var/log/journal" / mid).mkdir(parents=True)
+    host = tmp_path / "host"
+    host.mkdir()
+    assert journal_dirs(mid, tree, None, host) == (tree / "var/log/journal" / mid,)
+    (host / mid).symlink_to(tree / "var/log/journal" / mid)  # --link-journal=guest
+    assert journal_dirs(mid, tree, None, host) == (tree / "var/log/journal" / mid,)
+    assert journal_dirs("f" * 32, tree, None, host) == ()
+
+
+def _state(tmp_path: Path, monkeypatch, machine: str, **state) -> Path:
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path / "state"))
+    d = tmp_path / "state" / "machines" / machine
+    d.mkdir(parents=True)
+    if state:
+        (d / "state.json").write_text(json.dumps(state))
+    return d
+
+
+def test_locate_reads_the_supervisors_state(tmp_path, monkeypatch):
+    mid = "08c30baea87644339ade293f4e706ff1"
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/machine-id").write_text(mid + "\n")
+    (tree / "var/log/journal" / mid).mkdir(parents=True)
+    d = _state(tmp_path, monkeypatch, "web", name="web", root=str(tree), leader=None, uuid="ab" * 16)
+    logs = locate("web", host_journal=tmp_path / "nohost")
+    assert logs.machine_id == mid and not logs.running
+    assert logs.journal_dirs == (tree / "var/log/journal" / mid,) and logs.console_log is None
+    (d / "console.log").write_text(f"{SEP1}\n")
+    assert locate("web", host_journal=tmp_path / "nohost").console_log == d / "console.log"
+
+
+def test_unknown_machine_and_machine_without_logs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path / "state"))
+    with pytest.raises(MachineNotFound):
+        locate("surely-not-a-machine-name")
+    _state(tmp_path, monkeypatch, "bare", name="bare", root=str(tmp_path / "empty"), leader=None)
+    with pytest.raises(NsdashError, match="has no journal and no console log"):
+        open_logs(["bare"])
+    rc = nsdash_main(["journal", "-M", "bare"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and err.startswith("nsdash: machine 'bare' has no journal")
+
+
+def test_journal_file_header_checks(tmp_path):
+    (tmp_path / "a.journal").write_bytes(b"LPKSHHRH" + b"\0" * 10)
+    assert check_journal_file(tmp_path / "a.journal") == "truncated (no complete header)"
+    (tmp_path / "b.journal").write_bytes(b"NOTAJRNL" + b"\0" * 200)
+    assert check_journal_file(tmp_path / "b.journal") == "not a journal file (bad signature)"
+
+
+# ---------------------------------------------------------------- CLI errors
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["journal"], "no machine or journal directory given"),
+    (["journal", "-D", "/nonexistent/dir"], "does not exist"),
+    (["journal", "-D", "/tmp", "-p", "loud"], "unknown log level 'loud'"),
+    (["journal", "-D", "/tmp", "-n", "many"], "invalid number of lines"),
+    (["journal", "-D", "/tmp", "--since", "whenever"], "failed to parse timestamp"),
+    (["journal", "-D", "/tmp", "-o", "verbose"], "invalid choice"),
+    (["journal", "-D", "/tmp", "-u", "a/b"], "invalid unit name"),
+])
+def test_bad_input_is_one_line_with_a_hint(capsys, argv, words):
+    rc = nsdash_main(argv)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and words in err and "; " in err and "Traceback" not in err
