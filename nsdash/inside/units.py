@@ -8,6 +8,7 @@ dataclass; unknown values are None.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fnmatch
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -453,4 +454,10 @@ def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: floa
         async with MachineBus(target, timeout) as bus:
             return await action(Systemd(bus))
 
-    return asyncio.run(main())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # Called from inside an event loop (a dashboard's main thread): run on a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()

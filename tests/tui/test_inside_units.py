@@ -1,0 +1,120 @@
+"""The units screen driven with the pilot against a real Debian machine booted by nsdash (root)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nsdash.inside import units
+from nsdash.inside.view import MachineUnits
+from nsdash.tui.app import NsdashApp
+from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.screens.units import UnitsScreen, visible
+from tests.integration.test_inside_systemctl import FAILING_UNIT, TEST_UNIT, boot, install_units, power_off
+from tests.tui.conftest import wait_for
+
+pytestmark = pytest.mark.integration  # root: boots a machine; leak-checked
+
+
+@pytest.fixture
+def machine(debian_cache, machine_name):
+    target = boot(debian_cache, machine_name, "-x")
+    try:
+        install_units(target, **{"nsdash-test.service": TEST_UNIT, "nsdash-fail.service": FAILING_UNIT})
+        with pytest.raises(units.JobFailed):
+            units.run(target, lambda sd: sd.job("start", "nsdash-fail"))
+        yield target
+    finally:
+        power_off(machine_name)
+
+
+def table_units(screen: UnitsScreen) -> list[str]:
+    table = screen.query_one("#units-table")
+    return [str(k.value) for k in table.rows]
+
+
+async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(machine):
+    app = NsdashApp(poll=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = UnitsScreen(machine.name)
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: "dbus.service" in table_units(screen), what="the unit list")
+        # The failed unit is listed (active view) and marked.
+        assert "nsdash-fail.service" in table_units(screen)
+        assert screen.glyph_of("nsdash-fail.service") == "×"
+        cell = screen.query_one("#units-table").get_cell("nsdash-fail.service", "unit")
+        assert cell.plain.startswith("● ") and "red" in str(cell.style)
+        assert "1 failed" in str(screen.query_one("#units-info").render())
+
+        # f: failed only.
+        await pilot.press("f")
+        assert table_units(screen) == ["nsdash-fail.service"]
+        await pilot.press("f")
+
+        # Filter by typing; the inactive test unit only appears with a (all).
+        await pilot.press("slash")
+        for ch in "nsdash":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        assert table_units(screen) == ["nsdash-fail.service"]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "nsdash-test.service" in table_units(screen),
+                       what="the not-loaded test unit with all")
+
+        # Start it (no question asked), see it active and its process in the status pane.
+        screen.query_one("#units-table").move_cursor(row=table_units(screen).index("nsdash-test.service"))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.snapshot is not None and any(
+            u.name == "nsdash-test.service" and u.active_state == "active" for u in screen.snapshot.units),
+            what="nsdash-test.service to become active")
+        detail = screen.query_one("#unit-detail")
+        await wait_for(pilot, lambda: "/bin/sleep infinity" in str(detail.render()), what="its process")
+        text = str(detail.render())
+        assert text.startswith("● nsdash-test.service - nsdash test service")
+        assert "CGroup: /system.slice/nsdash-test.service" in text
+
+        # The unit's journal.
+        await pilot.press("j")
+        await wait_for(pilot, lambda: "Started nsdash-test.service" in str(detail.render()), what="its journal")
+        await pilot.press("j")
+
+        # Stop asks first; "n" keeps it running, "y" stops it.
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("n")
+        assert units.run(machine, lambda sd: sd.active_state("nsdash-test")) == "active"
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: units.run(machine, lambda sd: sd.active_state("nsdash-test")) == "inactive",
+                       what="the unit to stop")
+
+        # A failing start is reported, not raised.
+        screen.query_one("#units-table").move_cursor(row=table_units(screen).index("nsdash-fail.service"))
+        notes_before = len(app._notifications)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any("nsdash journal -M" in n.message for n in list(app._notifications)[
+            notes_before:]), what="the failure notification")
+
+
+async def test_jump_to_a_unit_by_name(machine):
+    """What the cgroup tree's 'jump to unit' uses: open the screen with the unit selected."""
+    pid = units.run(machine, lambda sd: sd.status("dbus")).main_pid
+    unit = MachineUnits(machine.name).unit_of_pid(pid)
+    assert unit == "dbus.service"
+    app = NsdashApp(poll=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = UnitsScreen(machine.name, select=unit)
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.selected_unit == "dbus.service", what="the jump")
+        detail = screen.query_one("#unit-detail")
+        await wait_for(pilot, lambda: "dbus-daemon" in str(detail.render()), what="its status")
+
+
+def test_visible_rows_logic():
+    rows = (units.UnitInfo("a.service", "Alpha", "loaded", "active", "running", "", None, None),
+            units.UnitInfo("b.service", "Beta", "loaded", "inactive", "dead", "", None, None),
+            units.UnitInfo("c.service", "Gamma", "loaded", "failed", "failed", "", None, None))
+    assert [u.name for u in visible(rows, "", False, False)] == ["a.service", "c.service"]
+    assert [u.name for u in visible(rows, "", True, False)] == ["a.service", "b.service", "c.service"]
+    assert [u.name for u in visible(rows, "", False, True)] == ["c.service"]
+    assert [u.name for u in visible(rows, "beta", True, False)] == ["b.service"]
