@@ -65,8 +65,10 @@ class Outcome:
 
 
 def veth_name(machine: str) -> str:
-    """The host side of --network-veth: ve-NAME, cut to the kernel's 15 characters."""
-    return ("ve-" + machine)[:15]
+    """The host side of --network-veth: ve-NAME, shortened as systemd-nspawn does."""
+    from nsdash.system.netlink import veth_host_name
+
+    return veth_host_name(machine)
 
 
 def _available_capabilities() -> frozenset[str]:
@@ -191,19 +193,16 @@ class Container:
     def _setup_network(self, plan: LaunchPlan) -> None:
         if plan.network != "veth" or self.leader is None:
             return
-        name = veth_name(plan.machine)
-        from pyroute2 import IPRoute  # only when a veth was asked for: pyroute2 is slow to import
+        from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
-        with IPRoute() as ipr:
-            try:
-                ipr.link("add", ifname=name, kind="veth", peer={"ifname": "host0", "net_ns_pid": self.leader})
-            except Exception as e:  # pyroute2's NetlinkError and friends
-                raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
-                                  "is another machine using that name? pick another with -M") from None
-            self._veth = name
-            idx = ipr.link_lookup(ifname=name)
-            if idx:
-                ipr.link("set", index=idx[0], state="up")
+        name = veth_name(plan.machine)
+        try:
+            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine))
+        except Exception as e:  # pyroute2's NetlinkError and friends
+            raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
+                              "is another machine using that name? pick another with -M") from None
+        self._veth = name
+        netlink.set_link_up(name)
 
     # ---- running --------------------------------------------------------------
 
@@ -325,12 +324,10 @@ class Container:
     def _remove_veth(name: str) -> None:
         if not os.path.exists(f"/sys/class/net/{name}"):
             return  # the pair died with the container's network namespace
-        from pyroute2 import IPRoute
+        from nsdash.system import netlink
 
-        with IPRoute() as ipr, contextlib.suppress(Exception):
-            idx = ipr.link_lookup(ifname=name)
-            if idx:
-                ipr.link("del", index=idx[0])
+        with contextlib.suppress(Exception):
+            netlink.delete_link(name)
 
 
 def _read_all(fd: int) -> bytes:

@@ -35,6 +35,8 @@ def console_mode(requested: str, stdin_tty: bool, stdout_tty: bool) -> str:
     """The console mode actually used (systemd-nspawn's rules for autopipe)."""
     if requested == "autopipe":
         return "interactive" if stdin_tty and stdout_tty else "pipe"
+    if requested == "interactive" and not stdin_tty:
+        return "read-only"  # nspawn's default off a terminal; the spec cannot tell us it was explicit
     return requested
 
 
@@ -56,9 +58,12 @@ class EscapeDetector:
         return False
 
 
+_raw = False  # the terminal is in raw mode: lines need an explicit carriage return
+
+
 def _say(spec: ContainerSpec, text: str) -> None:
     if not spec.quiet:
-        sys.stderr.write(text + "\n")
+        sys.stderr.write(text + ("\r\n" if _raw else "\n"))
         sys.stderr.flush()
 
 
@@ -79,10 +84,53 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
+class _Signals:
+    """Signals caught from before the first start to the end: none may kill us mid-set-up."""
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH)
+
+    def __init__(self) -> None:
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.caught: list[int] = []
+        self.stop_requests = 0
+        self._old = {s: signal.signal(s, self._on_signal) for s in self.HANDLED}
+        self._old_wakeup = signal.set_wakeup_fd(self.wake_w)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.caught.append(signum)
+        if signum != signal.SIGWINCH:
+            self.stop_requests += 1
+
+    def restore(self) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+
 def run_foreground(spec: ContainerSpec) -> int:
     """Run SPEC with the caller's terminal as its console; the exit code for nsdash spawn."""
+    global _raw
     stdin_tty = os.isatty(0)
     mode = console_mode(spec.console, stdin_tty, os.isatty(1))
+    saved = None
+    if mode == "interactive" and stdin_tty:
+        # Raw before the container starts, so early keys (^] included) reach us, not the line editor.
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+        _raw = True
+    sigs = _Signals()
+    try:
+        return _run_all(spec, mode, stdin_tty, sigs)
+    finally:
+        sigs.restore()
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            _raw = False
+
+
+def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals) -> int:
     first = True
 
     def started() -> None:
@@ -94,13 +142,14 @@ def run_foreground(spec: ContainerSpec) -> int:
         first = False
 
     while True:
-        outcome = _run_once(spec, mode, started)
+        outcome = _run_once(spec, mode, started, sigs)
         if outcome.kind == "reboot":
-            if spec.reboot_exit:
-                _say(spec, f"Container {spec.machine} is being rebooted.")
-                return REBOOT_EXIT
             _say(spec, f"Container {spec.machine} is being rebooted.")
-            continue
+            if spec.reboot_exit:
+                return REBOOT_EXIT
+            if not sigs.stop_requests:
+                continue
+            outcome = Outcome("poweroff", 0)  # asked to stop while it rebooted: do not start again
         if outcome.kind == "poweroff":
             _say(spec, f"Container {spec.machine} has been shut down.")
         elif outcome.kind == "killed":
@@ -112,12 +161,12 @@ def run_foreground(spec: ContainerSpec) -> int:
         return outcome.exit_code()
 
 
-def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None]) -> Outcome:
+def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None], sigs: _Signals) -> Outcome:
     if mode == "pipe":
         with Container(spec) as c:
             c.start()
             started()
-            return _loop(c, None, None, mode)
+            return _loop(c, None, mode, sigs)
     master, slave = os.openpty()
     try:
         if os.isatty(0):
@@ -125,98 +174,78 @@ def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None]) -> Ou
         with Container(spec, console_fd=slave) as c:
             c.start()
             started()
-            return _loop(c, master, slave, mode)
+            return _loop(c, master, mode, sigs)
     finally:
         for fd in (master, slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
 
-def _loop(c: Container, master: int | None, slave: int | None, mode: str) -> Outcome:
+def _loop(c: Container, master: int | None, mode: str, sigs: _Signals) -> Outcome:
     """Shuttle bytes and signals until PID 1 ends."""
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    caught: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        caught.append(signum)
-
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH)
-    old_handlers = {s: signal.signal(s, on_signal) for s in handled}
-    old_wakeup = signal.set_wakeup_fd(wake_w)
+    wake_r, caught = sigs.wake_r, sigs.caught
     stdin_fd = 0
     forward_input = master is not None and mode == "interactive"
     show_output = master is not None and mode in ("interactive", "read-only")
-    raw_saved = None
-    if forward_input and os.isatty(stdin_fd):
-        raw_saved = termios.tcgetattr(stdin_fd)
-        tty.setraw(stdin_fd)
     escape = EscapeDetector()
     stdin_open = forward_input
     terminating = 0
-    try:
+    # A signal caught while starting is still in `caught`, handled on the first turn.
+    if master is not None:
+        os.set_blocking(master, False)
+    while True:
+        outcome = c.poll()
+        if outcome is not None:
+            if master is not None and show_output:
+                _drain(master)
+            return outcome
+        rlist = [wake_r]
+        if c.pidfd is not None:
+            rlist.append(c.pidfd)
+        if c.notify_fd is not None:
+            rlist.append(c.notify_fd)
         if master is not None:
-            os.set_blocking(master, False)
-        while True:
-            outcome = c.poll()
-            if outcome is not None:
-                if master is not None and show_output:
-                    _drain(master)
-                return outcome
-            rlist = [wake_r]
-            if c.pidfd is not None:
-                rlist.append(c.pidfd)
-            if c.notify_fd is not None:
-                rlist.append(c.notify_fd)
-            if master is not None:
-                rlist.append(master)
-            if stdin_open:
-                rlist.append(stdin_fd)
-            try:
-                ready, _, _ = select.select(rlist, [], [], None if c.pidfd is not None else 0.1)
-            except InterruptedError:
-                ready = []
-            if wake_r in ready:
-                with contextlib.suppress(OSError):
-                    os.read(wake_r, 512)
-            while caught:
-                signum = caught.pop(0)
-                if signum == signal.SIGWINCH and master is not None and os.isatty(stdin_fd):
-                    _copy_winsize(stdin_fd, master)
-                elif signum != signal.SIGWINCH:
-                    # nspawn: SIGTERM asks the payload to stop with the kill signal; again means now.
-                    terminating += 1
-                    if terminating == 1:
-                        c.terminate()
-                    else:
-                        c.signal(signal.SIGKILL, "all")
-            if c.notify_fd is not None and c.notify_fd in ready:
-                c.read_notify()
-            if master is not None and master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError as e:
-                    if e.errno != errno.EIO:
-                        raise
-                    data = b""
-                if data and show_output:
-                    _write_all(1, data)
-            if stdin_open and stdin_fd in ready:
-                data = os.read(stdin_fd, 4096)
-                if not data:
-                    stdin_open = False
-                elif raw_saved is not None and escape.feed(data):
+            rlist.append(master)
+        if stdin_open:
+            rlist.append(stdin_fd)
+        try:
+            ready, _, _ = select.select(rlist, [], [], None if c.pidfd is not None else 0.1)
+        except InterruptedError:
+            ready = []
+        if wake_r in ready:
+            with contextlib.suppress(OSError):
+                os.read(wake_r, 512)
+        while caught:
+            signum = caught.pop(0)
+            if signum == signal.SIGWINCH and master is not None and os.isatty(stdin_fd):
+                _copy_winsize(stdin_fd, master)
+            elif signum != signal.SIGWINCH:
+                # nspawn: SIGTERM asks the payload to stop with the kill signal; again means now.
+                terminating += 1
+                if terminating == 1:
+                    c.terminate()
+                else:
                     c.signal(signal.SIGKILL, "all")
-                    stdin_open = False
-                elif master is not None:
-                    _write_all(master, data)
-    finally:
-        if raw_saved is not None:
-            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, raw_saved)
-        signal.set_wakeup_fd(old_wakeup)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        os.close(wake_r)
-        os.close(wake_w)
+        if c.notify_fd is not None and c.notify_fd in ready:
+            c.read_notify()
+        if master is not None and master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                data = b""
+            if data and show_output:
+                _write_all(1, data)
+        if stdin_open and stdin_fd in ready:
+            data = os.read(stdin_fd, 4096)
+            if not data:
+                stdin_open = False
+            elif _raw and escape.feed(data):
+                c.signal(signal.SIGKILL, "all")
+                stdin_open = False
+            elif master is not None:
+                _write_all(master, data)
 
 
 def _drain(master: int) -> None:
