@@ -4,17 +4,21 @@ parse_spawn_args(argv) turns a command line into a frozen ContainerSpec, merging
 the machine's .nspawn settings file the way systemd-nspawn does (command-line
 options win; untrusted files cannot grant privileges).  All bad input raises
 UsageError/SpecError with one line naming the problem and the fix.
+
+The command line is read by a small getopt_long work-alike rather than
+argparse: it keeps nspawn's exact rules (options stop at the first non-option,
+a value may start with '-', unique prefixes of long names) and spares the
+spawn path argparse's imports (argparse pulls in shutil on first use).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import secrets
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from types import SimpleNamespace
+from typing import Any
 
 from nsdash.errors import SpecError, UsageError
 from nsdash.launcher import validate as v
@@ -121,78 +125,149 @@ same process unless --reboot=exit; --register=auto is the default; --dry-run and
 """
 
 
-class SpawnArgumentParser(argparse.ArgumentParser):
-    """argparse, but its errors become one-line UsageErrors and --help is ours."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"spawn: {v.printable(message)}", "run 'nsdash spawn --help' for the options")
-
-    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
-        # argparse drops a '--' even when it is an option's own value (--user=--),
-        # leaving an empty list; getopt keeps it as the value.
-        if arg_strings == ["--"] and action.nargs in (None, "?"):
-            return "--"
-        return super()._get_values(action, arg_strings)
-
-    def print_help(self, file: Any = None) -> None:
-        (file or sys.stdout).write(HELP)
+# getopt_long's argument kinds
+NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
 
 
-class _AppendBind(argparse.Action):
-    """--bind and --bind-ro into one list, in command-line order, as nspawn keeps them."""
+@dataclass(frozen=True)
+class Opt:
+    long: str | None
+    short: str | None
+    arg: int
+    dest: str
+    const: Any = True  # what a flag stores
+    append: bool = False
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        items = list(getattr(namespace, self.dest) or [])
-        ro = "--bind-ro" in self.option_strings
-        items.append((values, ro, "--bind-ro" if ro else "--bind"))
-        setattr(namespace, self.dest, items)
+
+OPTIONS: tuple[Opt, ...] = (
+    Opt("help", "h", NO_ARG, "help"),
+    Opt("directory", "D", REQUIRED, "directory"),
+    Opt("machine", "M", REQUIRED, "machine"),
+    Opt("hostname", None, REQUIRED, "hostname"),
+    Opt("uuid", None, REQUIRED, "uuid"),
+    Opt("boot", "b", NO_ARG, "boot"),
+    Opt("as-pid2", "a", NO_ARG, "as_pid2"),
+    Opt("chdir", None, REQUIRED, "chdir"),
+    Opt("setenv", "E", REQUIRED, "setenv", append=True),
+    Opt("user", "u", REQUIRED, "user"),
+    Opt("bind", None, REQUIRED, "bind_specs", const="--bind", append=True),
+    Opt("bind-ro", None, REQUIRED, "bind_specs", const="--bind-ro", append=True),
+    Opt("tmpfs", None, REQUIRED, "tmpfs", append=True),
+    Opt("inaccessible", None, REQUIRED, "inaccessible", append=True),
+    Opt("read-only", None, NO_ARG, "read_only"),
+    Opt("ephemeral", "x", NO_ARG, "ephemeral"),
+    Opt("private-network", None, NO_ARG, "private_network"),
+    Opt("network-veth", "n", NO_ARG, "network_veth"),
+    Opt("link-journal", None, REQUIRED, "link_journal"),
+    Opt(None, "j", NO_ARG, "link_journal", const="try-guest"),
+    Opt("resolv-conf", None, REQUIRED, "resolv_conf"),
+    Opt("timezone", None, REQUIRED, "timezone"),
+    Opt("register", None, REQUIRED, "register"),
+    Opt("kill-signal", None, REQUIRED, "kill_signal"),
+    Opt("console", None, REQUIRED, "console"),
+    Opt("pipe", "P", NO_ARG, "console", const="pipe"),
+    Opt("quiet", "q", NO_ARG, "quiet"),
+    Opt("capability", None, REQUIRED, "capability", append=True),
+    Opt("drop-capability", None, REQUIRED, "drop_capability", append=True),
+    Opt("settings", None, REQUIRED, "settings"),
+    Opt("reboot", None, REQUIRED, "reboot"),
+    Opt("detach", None, NO_ARG, "detach"),
+    Opt("dry-run", None, NO_ARG, "dry_run"),
+    Opt("no-new-privileges", None, OPTIONAL, "no_new_privileges", const="yes"),
+    Opt("private-users", None, OPTIONAL, "private_users", const="yes"),
+    Opt(None, "U", NO_ARG, "private_users_pick"),
+    Opt("private-users-ownership", None, REQUIRED, "private_users_ownership"),
+    Opt("private-users-chown", None, NO_ARG, "private_users_ownership", const="chown"),  # the old spelling
+    Opt("notify-ready", None, REQUIRED, "notify_ready"),
+)
+_LONG = {o.long: o for o in OPTIONS if o.long}
+_SHORT = {o.short: o for o in OPTIONS if o.short}
 
 
-def _parser() -> SpawnArgumentParser:
-    p = SpawnArgumentParser(prog="nsdash spawn", add_help=False, allow_abbrev=True)
-    a = p.add_argument
-    a("-h", "--help", action="help")
-    a("-D", "--directory")
-    a("-M", "--machine")
-    a("--hostname")
-    a("--uuid")
-    a("-b", "--boot", action="store_true", default=None)
-    a("-a", "--as-pid2", action="store_true", default=None)
-    a("--chdir")
-    a("-E", "--setenv", action="append")
-    a("-u", "--user")
-    a("--bind", action=_AppendBind, dest="bind_specs")
-    a("--bind-ro", action=_AppendBind, dest="bind_specs")
-    a("--tmpfs", action="append")
-    a("--inaccessible", action="append")
-    a("--read-only", action="store_true", default=None)
-    a("-x", "--ephemeral", action="store_true", default=None)
-    a("--private-network", action="store_true", default=None)
-    a("-n", "--network-veth", action="store_true", default=None)
-    a("--link-journal")
-    a("-j", action="store_const", const="try-guest", dest="link_journal")
-    a("--resolv-conf")
-    a("--timezone")
-    a("--register")
-    a("--kill-signal")
-    a("--console")
-    a("-P", "--pipe", action="store_const", const="pipe", dest="console")
-    a("-q", "--quiet", action="store_true", default=None)
-    a("--capability", action="append")
-    a("--drop-capability", action="append")
-    a("--settings")
-    a("--reboot")
-    a("--detach", action="store_true", default=None)
-    a("--dry-run", action="store_true", default=None)
-    a("--no-new-privileges", nargs="?", const="yes")
-    a("--private-users", nargs="?", const="yes")
-    a("-U", action="store_true", dest="private_users_pick", default=None)
-    a("--private-users-ownership", dest="private_users_ownership")
-    a("--private-users-chown", action="store_const", const="chown", dest="private_users_ownership")  # the old spelling
-    a("--notify-ready")
-    a("command", nargs=argparse.REMAINDER)
-    return p
+def _usage(text: str) -> UsageError:
+    return UsageError(f"spawn: {v.printable(text)}", "run 'nsdash spawn --help' for the options")
+
+
+def _find_long(name: str) -> Opt:
+    """An exact name, or a unique prefix of one, as getopt_long accepts."""
+    if name in _LONG:
+        return _LONG[name]
+    matches = [o for n, o in _LONG.items() if n.startswith(name)]
+    if len({id(o) for o in matches}) == 1 and name:
+        return matches[0]
+    if matches and name:
+        names = ", ".join(f"--{o.long}" for o in matches)
+        raise _usage(f"option '--{name}' is ambiguous; possibilities: {names}")
+    raise _usage(f"unrecognized option '--{name}'")
+
+
+def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
+    """systemd-nspawn's getopt_long("+...") semantics: options until the first
+    non-option argument or '--'; -abc bundles; -Dvalue and -D value; --name=value
+    and --name value; optional arguments only as --name=value."""
+    found: list[tuple[Opt, Any]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            return found, argv[i:]
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            opt = _find_long(name)
+            if opt.arg == NO_ARG:
+                if eq:
+                    raise _usage(f"option '--{opt.long}' doesn't allow an argument")
+                found.append((opt, opt.const))
+            elif eq:
+                found.append((opt, value))
+            elif opt.arg == OPTIONAL:
+                found.append((opt, opt.const))
+            elif i < len(argv):
+                found.append((opt, argv[i]))
+                i += 1
+            else:
+                raise _usage(f"option '--{opt.long}' requires an argument")
+        elif arg.startswith("-") and arg != "-":
+            j = 1
+            while j < len(arg):
+                opt = _SHORT.get(arg[j])  # type: ignore[assignment]
+                if opt is None:
+                    raise _usage(f"invalid option -- '{arg[j]}'")
+                j += 1
+                if opt.arg == NO_ARG:
+                    found.append((opt, opt.const))
+                    continue
+                if j < len(arg):
+                    found.append((opt, arg[j:]))
+                elif i < len(argv):
+                    found.append((opt, argv[i]))
+                    i += 1
+                else:
+                    raise _usage(f"option requires an argument -- '{opt.short}'")
+                break
+        else:
+            return found, argv[i - 1:]
+    return found, []
+
+
+def _namespace(argv: list[str]) -> SimpleNamespace:
+    """The command line as attributes named by Opt.dest (None when not given)."""
+    ns = SimpleNamespace(**{o.dest: None for o in OPTIONS})
+    found, ns.command = getopt(argv)
+    for opt, value in found:
+        if opt.dest == "help":
+            sys.stdout.write(HELP)
+            raise SystemExit(0)
+        if opt.dest == "bind_specs":
+            ro = opt.const == "--bind-ro"
+            value = (value, ro, opt.const)
+        if opt.append:
+            current = getattr(ns, opt.dest) or []
+            current.append(value)
+            value = current
+        setattr(ns, opt.dest, value)
+    return ns
 
 
 @dataclass
@@ -294,7 +369,7 @@ def parse_absolute(value: str, option: str) -> str:
     return v.normalize_path(value)
 
 
-def options_from_args(ns: argparse.Namespace) -> Options:
+def options_from_args(ns: SimpleNamespace) -> Options:
     """Validate each command-line value; return only what was given."""
     o: dict[str, Any] = {}
     if ns.directory is not None:
@@ -358,8 +433,6 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if ns.notify_ready is not None:
         v.parse_boolean(ns.notify_ready, "--notify-ready")
     command = list(ns.command or [])
-    if command and command[0] == "--":
-        command.pop(0)
     if command:
         o["command"] = command
     return Options(o)
@@ -393,7 +466,7 @@ def derive_machine_name(directory: Path, ephemeral: bool) -> str:
         raise UsageError(f"cannot derive a machine name from directory {str(directory)!r}",
                          "pass a name with -M NAME")
     if ephemeral:
-        base = f"{base[:v.HOST_NAME_MAX - 17]}-{secrets.token_hex(8)}"
+        base = f"{base[:v.HOST_NAME_MAX - 17]}-{os.urandom(8).hex()}"
     return base
 
 
@@ -459,7 +532,7 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
 
 def parse_args(argv: list[str]) -> Options:
     """The command line alone, validated (no settings file, directory unchecked)."""
-    return options_from_args(_parser().parse_args(list(argv)))
+    return options_from_args(_namespace(list(argv)))
 
 
 def parse_spawn_args(argv: list[str], *, trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:

@@ -12,7 +12,6 @@ nspawn ignores them.  Unknown sections and keys are ignored like nspawn does
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +84,8 @@ def _bool(value: str, key: str) -> bool:
 
 
 def _words(value: str, key: str) -> list[str]:
+    import shlex  # only when a file has Parameters= or Environment=: shlex costs a few ms
+
     try:
         return shlex.split(value)
     except ValueError as e:

@@ -136,6 +136,7 @@ def test_long_options_may_be_abbreviated_like_getopt(tree):
     assert parse(tree, "--ephem").ephemeral
     with raises_line(UsageError, "ambiguous"):
         parse(tree, "--private")
+    assert parse(tree, "--private-n").private_network
 
 
 # --- names ----------------------------------------------------------------------
@@ -404,16 +405,32 @@ def test_private_users(tree):
 # --- argparse's own errors, help ------------------------------------------------------
 
 @pytest.mark.parametrize("args,message", [
-    (["--bogus"], "unrecognized arguments: --bogus"),
-    (["-D"], "argument -D/--directory: expected one argument"),
-    (["--bind"], "expected one argument"),
-    (["--boot=yes"], "ignored explicit argument"),
+    (["--bogus"], "unrecognized option '--bogus'"),
+    (["-Z"], "invalid option -- 'Z'"),
+    (["-D"], "option requires an argument -- 'D'"),
+    (["--bind"], "option '--bind' requires an argument"),
+    (["--boot=yes"], "option '--boot' doesn't allow an argument"),
+    (["--pr"], "option '--pr' is ambiguous; possibilities: --private-network, --private-users"),
 ])
-def test_argparse_errors_are_one_line_usage_errors(args, message):
+def test_getopt_errors_are_one_line_usage_errors(args, message):
     with pytest.raises(UsageError) as e:
         parse_spawn_args(args)
     line = e.value.oneline()
     assert message in line and "\n" not in line and "nsdash spawn --help" in line
+
+
+def test_option_values_may_start_with_a_dash_like_getopt(tree):
+    with raises_line(UsageError, "invalid --machine name '-bad'"):
+        parse(tree, "-M", "-bad")
+    assert parse(tree, "-E", "X=-1", "--chdir", "/-x").chdir == "/-x"
+
+
+def test_short_option_value_attached(tree):
+    assert parse(tree, "-Mbox", "-uroot", "-EA=1").setenv == (("A", "1"),)
+
+
+def test_lone_dash_is_the_command(tree):
+    assert parse(tree, "-", "x").command == ("-", "x")
 
 
 def test_help_is_nspawn_style_and_says_where_nsdash_differs(capsys):
