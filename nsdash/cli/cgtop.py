@@ -227,6 +227,17 @@ class _View:
         return display.order_rows(rows, self.order, self.cpu_time, parents_first)
 
 
+def _screen(view: _View, rows: list[display.Row], columns: int) -> list[str]:
+    """The table for a terminal: header, and paths cut to what the width leaves (systemd's sums)."""
+    cpu_width = display.cpu_time_width(rows, view.raw) if view.cpu_time else 6
+    cpu_width = max(cpu_width, len("CPU Time")) if view.cpu_time else cpu_width
+    width = max(10, columns - 36 - cpu_width - sum(c.width + 1 for c in view.extras))
+    header = display.header_line(width, view.count_label, view.cpu_time, cpu_width, view.extras,
+                                 view.order, ansi=True)
+    return display.render(rows, cpu_time=view.cpu_time, raw=view.raw, path_width=width,
+                          header=display.HOME_CLEAR + header, extras=view.extras, cpu_width=cpu_width)
+
+
 def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
     tty = sys.stdout.isatty()
     out = sys.stdout
@@ -237,12 +248,8 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
         cur = sampler.sample()
         done += 1
         rows = view.rows(prev, cur)
-        header = None
         if tty:
-            width = max(10, shutil.get_terminal_size().columns - 36 - (8 if view.cpu_time else 6))
-            header = display.header_line(width, view.count_label, view.cpu_time, 8, view.extras)
-            lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, path_width=width,
-                                   header=header, extras=view.extras)
+            lines = _screen(view, rows, shutil.get_terminal_size().columns)
         else:
             lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, extras=view.extras)
         text = "\n".join(lines) + "\n" if lines else ""
@@ -273,13 +280,9 @@ def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -
             cur = sampler.sample()
             done += 1
             size = shutil.get_terminal_size()
-            width = max(10, size.columns - 36 - (8 if view.cpu_time else 6)
-                        - sum(c.width + 1 for c in view.extras))
-            header = display.header_line(width, view.count_label, view.cpu_time, 8, view.extras)
             rows = view.rows(prev, cur)[:max(4, size.lines - 6)]
-            lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, path_width=width,
-                                   header=header, extras=view.extras)
-            out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+            lines = _screen(view, rows, size.columns)
+            out.write("\n".join(lines) + "\n")
             out.flush()
             prev = cur
             if iterations and done >= iterations:

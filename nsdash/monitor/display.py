@@ -210,10 +210,14 @@ def _extra_text(col: Extra, row: Row, raw: bool) -> str:
 
 def render(rows: Sequence[Row], *, cpu_time: bool = False, raw: bool = False,
            path_width: int | None = None, header: str | None = None,
-           extras: Sequence[Extra] = ()) -> list[str]:
-    """The table's lines.  PATH_WIDTH None: as wide as the longest path (batch mode)."""
+           extras: Sequence[Extra] = (), cpu_width: int | None = None) -> list[str]:
+    """The table's lines.  PATH_WIDTH None: as wide as the longest path (batch mode).
+
+    CPU_WIDTH None: the CPU Time column is as wide as its longest value.
+    """
     cpu_texts = [_maybe_timespan(r.cpu_usec, raw) for r in rows] if cpu_time else []
-    cpu_width = max((len(t) for t in cpu_texts), default=0)
+    if cpu_width is None:
+        cpu_width = max((len(t) for t in cpu_texts), default=0)
     if path_width is None:
         path_width = max([3, *(len(r.path) for r in rows)])
     lines = []
@@ -235,10 +239,26 @@ def render(rows: Sequence[Row], *, cpu_time: bool = False, raw: bool = False,
     return lines
 
 
+def cpu_time_width(rows: Sequence[Row], raw: bool = False) -> int:
+    """Width of the CPU Time column: its longest value (systemd's maxtcpu)."""
+    return max((len(_maybe_timespan(r.cpu_usec, raw)) for r in rows), default=0)
+
+
+# The escape sequences systemd-cgtop 252 writes, byte for byte.
+_UNDERLINE, _NORMAL = "\x1b[0;4m", "\x1b[0m"
+_ON, _OFF = "\x1b[0;1;39m" + _UNDERLINE, _NORMAL + _UNDERLINE
+HOME_CLEAR = "\x1b[H\x1b[2J" + _NORMAL
+
+
 def header_line(path_width: int, count_label: str, cpu_time: bool, cpu_width: int,
-                extras: Sequence[Extra] = ()) -> str:
-    """The column titles systemd-cgtop prints on a terminal."""
+                extras: Sequence[Extra] = (), order: str | None = None, ansi: bool = False) -> str:
+    """The column titles systemd-cgtop prints on a terminal, underlined, the sort column bold."""
     cpu = f"{'CPU Time':>{cpu_width}}" if cpu_time else f"{'%CPU':>6}"
-    text = (f"{'Control Group':<{path_width}} {count_label:>7} {cpu} {'Memory':>8} "
-            f"{'Input/s':>8} {'Output/s':>8}")
-    return text + "".join(f" {c.header:>{c.width}}" for c in extras)
+    cells = [("path", f"{'Control Group':<{path_width}}"), ("tasks", f"{count_label:>7}"), ("cpu", cpu),
+             ("memory", f"{'Memory':>8}"), ("io", f"{'Input/s':>8}"), ("io", f"{'Output/s':>8}")]
+    cells += [("", f"{c.header:>{c.width}}") for c in extras]
+    if not ansi:
+        return " ".join(text for _, text in cells)
+    on = lambda key: _ON if key == order else ""  # noqa: E731
+    off = lambda key: _OFF if key == order else ""  # noqa: E731
+    return _UNDERLINE + " ".join(f"{on(k)}{t}{off(k)}" for k, t in cells) + _NORMAL
