@@ -145,3 +145,12 @@ def test_cgls_marks_unreadable_subtrees_and_drops_vanished_ones():
     tree = CgroupNode("/", (CgroupNode("/locked", unreadable=True), CgroupNode("/gone", vanished=True),
                             CgroupNode("/quiet", (), ())))
     assert draw(tree, lambda pid, cols: "x", columns=80) == ["└─locked (unreadable)"]
+
+
+def test_terminal_header_is_systemd_cgtops_bytes():
+    # Captured from systemd-cgtop 252 -b -m on a 100-column terminal.
+    got = display.header_line(38, "Tasks", False, 6, order="memory", ansi=True)
+    assert got == ("\x1b[0;4mControl Group                            Tasks   %CPU "
+                   "\x1b[0;1;39m\x1b[0;4m  Memory\x1b[0m\x1b[0;4m  Input/s Output/s\x1b[0m")
+    plain = display.header_line(20, "Procs", True, 10)
+    assert plain == "Control Group          Procs   CPU Time   Memory  Input/s Output/s"
