@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,8 @@ from nsdash.monitor.sampler import Sampler
 from nsdash.system import cgroupfs, paths
 from tests.conftest import NSDASH, REPO, run_nsdash
 
-COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio")
+# The counting v1 controllers, and name=systemd, where systemd-cgtop -P counts processes.
+COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio", "systemd")
 
 
 def _hierarchies() -> list[Path]:
@@ -55,11 +57,18 @@ class RealCgroups:
         return path
 
     def run_in(self, sub: str, argv: list[str]) -> subprocess.Popen:
+        """Start ARGV already inside the cgroup, so all its memory is charged there (v1 does
+        not move charges with a process)."""
         path = self.make(sub)
-        proc = subprocess.Popen(argv)
+        files = [str(h / path.lstrip("/") / "cgroup.procs") for h in self.hierarchies]
+
+        def join() -> None:
+            for f in files:
+                with open(f, "w") as fh:
+                    fh.write("0")
+
+        proc = subprocess.Popen(argv, preexec_fn=join)
         self.procs.append(proc)
-        for h in self.hierarchies:
-            (h / path.lstrip("/") / "cgroup.procs").write_text(str(proc.pid))
         return proc
 
     def remove(self, sub: str) -> None:
@@ -96,6 +105,7 @@ def cgroups(machine_name):
 
 BURN = ["sh", "-c", "while :; do :; done"]
 IDLE = ["sleep", "600"]
+HOLD = [sys.executable, "-c", "import time; x = b'x' * (24 << 20); time.sleep(600)"]  # 24 MiB
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -146,26 +156,30 @@ def _bytes(text: str) -> float:
 def test_cgtop_agrees_with_systemd_cgtop(cgroups):
     cgroups.run_in("burn", BURN)
     cgroups.run_in("idle", IDLE)
-    cgroups.run_in("idle", IDLE)
-    args = ["-b", "-n", "2", "-d", "1", cgroups.scope]
-    theirs = subprocess.Popen(["systemd-cgtop", *args], stdout=subprocess.PIPE, text=True)
-    ours = run_nsdash("cgtop", *args)
-    their_text = theirs.communicate(timeout=30)[0]
-    assert ours.returncode == 0, ours.stderr
-    mine, sd = _parse_batch(ours.stdout), _parse_batch(their_text)
-    for sub in ("/burn", "/idle"):
-        path = cgroups.scope + sub
-        assert mine[path][0] == sd[path][0]  # tasks: exactly the same
-        if "-" in (mine[path][2], sd[path][2]):  # v1 memory charges nothing for a moved process
-            assert mine[path][2] == sd[path][2]
-            continue
-        assert abs(_bytes(mine[path][2]) - _bytes(sd[path][2])) <= max(0.2 * _bytes(sd[path][2]), 256 << 10)
-    assert mine[cgroups.scope + "/idle"][0] == "2"
-    assert abs(float(mine[cgroups.scope + "/burn"][1]) - float(sd[cgroups.scope + "/burn"][1])) < 25
-    # The same text layout: every line of ours has the columns where systemd-cgtop has them.
-    their_lines = [line for line in their_text.splitlines() if line and not line.startswith("//")]
-    our_lines = [line for line in ours.stdout.splitlines() if line]
-    assert {len(line) for line in our_lines} == {len(line) for line in their_lines}
+    cgroups.run_in("idle", HOLD)
+    time.sleep(0.5)  # let the holder fill its memory
+    for mode in ([], ["-P"], ["-k"]):
+        args = ["-b", "-n", "2", "-d", "1", *mode, cgroups.scope]
+        theirs = subprocess.Popen(["systemd-cgtop", *args], stdout=subprocess.PIPE, text=True)
+        ours = run_nsdash("cgtop", *args)
+        their_text = theirs.communicate(timeout=30)[0]
+        assert ours.returncode == 0, ours.stderr
+        mine, sd = _parse_batch(ours.stdout), _parse_batch(their_text)
+        for sub in ("/burn", "/idle"):
+            path = cgroups.scope + sub
+            assert mine[path][0] == sd[path][0], (mode, path)  # tasks: exactly the same
+            if "-" in (mine[path][2], sd[path][2]):
+                assert mine[path][2] == sd[path][2]
+            else:
+                assert abs(_bytes(mine[path][2]) - _bytes(sd[path][2])) <= max(
+                    0.1 * _bytes(sd[path][2]), 256 << 10), (mine[path], sd[path])
+        assert _bytes(mine[cgroups.scope + "/idle"][2]) >= 24 << 20
+        assert mine[cgroups.scope + "/idle"][0] == "2"  # sleep and the holder, one thread each
+        assert abs(float(mine[cgroups.scope + "/burn"][1]) - float(sd[cgroups.scope + "/burn"][1])) < 25
+        # The same text layout: our lines are as wide as systemd-cgtop's.
+        their_lines = [line for line in their_text.splitlines() if line and not line.startswith("//")]
+        our_lines = [line for line in ours.stdout.splitlines() if line]
+        assert {len(line) for line in our_lines} == {len(line) for line in their_lines}
 
 
 @pytest.mark.skipif(shutil.which("systemd-cgls") is None, reason="systemd-cgls not installed")
