@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import NsdashError
-from nsdash.launcher import child
+from nsdash.launcher import child, inuse
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
 from nsdash.launcher.plan import CAPABILITIES, LaunchPlan, build_plan
 from nsdash.launcher.spec import ContainerSpec
@@ -108,7 +108,10 @@ class Container:
         if self.leader is not None:
             raise RuntimeError("a Container runs once; make a new one to run again")
         try:
-            return self._start()
+            # One start at a time per name and per tree, until PID 1 runs in the tree (inuse.py).
+            with inuse.start_guard(self.spec.machine, os.path.abspath(self.spec.directory),
+                                   self.spec.ephemeral):
+                return self._start()
         except BaseException:
             self.close()
             raise

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import stat
-import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,10 +308,14 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     host's own files.  available_caps: what this process may keep (None: all).
     """
     tree = _check_tree(spec)
+    if spec.private_users not in ("no", "false", "0", "off"):
+        # Fail closed: never run a tree the user asked to isolate without the isolation.
+        raise SpecError(f"--private-users={spec.private_users} is not supported by this nsdash build yet",
+                        "run without -U/--private-users; do not run untrusted trees meanwhile")
     user = lookup_user(tree, spec.user)
     argv = _command(spec, tree, user)
     bind_ops, created = _bind_ops(spec, tree)
-    uuid_hex = (spec.uuid or uuidlib.uuid4().hex).replace("-", "").lower()
+    uuid_hex = (spec.uuid or new_uuid()).replace("-", "").lower()
 
     namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
     network = "host"
@@ -418,15 +421,48 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
 
 def _hardening(spec: ContainerSpec, network: str) -> dict[str, object]:
     """What the child verifies and locks in before exec (nsdash.launcher.child.harden)."""
-    from nsdash.launcher.seccomp import compile_filter  # libseccomp: parent side only
-
     read_only = ["/proc/sys", "/sys", *PROC_READ_ONLY]
     return {
         "verify_masked": PROC_MASKED,
         "verify_read_only": tuple(read_only),
         "no_new_privileges": spec.no_new_privileges,
-        "seccomp": compile_filter(spec.capabilities),
+        "seccomp": seccomp_program(spec.capabilities),
     }
+
+
+def seccomp_program(capabilities: frozenset[str]) -> bytes:
+    """The compiled seccomp filter, from a cache under the state root when it is fresh.
+
+    Importing libseccomp's binding and compiling costs more than the rest of a
+    spawn; the result depends only on seccomp.py and the added capabilities, so
+    it is kept, keyed by seccomp.py's identity (mtime, size, inode), the
+    machine architecture and the capability set.  The state root is root's.
+    """
+    from nsdash.system import paths
+
+    source = Path(__file__).with_name("seccomp.py")
+    try:
+        st = source.stat()
+        caps = "+".join(sorted(c for c in capabilities if c in CAPABILITIES)) or "default"
+        key = f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}-{os.uname().machine}-{caps}"
+        cached = paths.state_root() / "cache" / f"seccomp-{key}.bpf"
+        data = _read(cached)
+        if data and len(data) % 8 == 0:
+            return data
+    except OSError:
+        cached = None
+    from nsdash.launcher.seccomp import compile_filter  # libseccomp: parent side only
+
+    program = compile_filter(capabilities)
+    if cached is not None:
+        with contextlib.suppress(OSError):
+            cached.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(program)
+            os.replace(tmp, cached)
+    return program
 
 
 def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: bytes, tty: bool,
@@ -434,7 +470,7 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     env: dict[str, str] = {
         "PATH": CONTAINER_PATH,
         "container": "nsdash",
-        "container_uuid": str(uuidlib.UUID(uuid_hex)),
+        "container_uuid": format_uuid(uuid_hex),
         "TERM": (host_term or "vt220") if tty else "dumb",
         "HOME": user.home,
         "USER": user.name,
@@ -553,4 +589,12 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
 
 
 def new_uuid() -> str:
-    return uuidlib.uuid4().hex
+    """A random (version 4) UUID as 32 hex digits; the uuid module would pull in platform."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
+
+
+def format_uuid(hex32: str) -> str:
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:32]}"

@@ -1,0 +1,135 @@
+"""One machine per name and per tree, decided by the cgroups, serialised by flock.
+
+The truth for "running" is a machine's cgroup: populated means running,
+whatever lock or state file says (a supervisor killed with SIGKILL leaves both
+behind, or neither).  Two things make that truth safe to act on:
+
+- start_guard() serialises starts: an flock on a per-name lock file and one on
+  the tree's directory, held from "is it running?" until the new PID 1 has
+  pivoted into the tree (or failed).  Two `start`s of one name at the same
+  instant: the second waits, then finds the first's cgroup populated.  The
+  locks die with their holder, so they never go stale.
+- tree_users() finds the machines whose processes have the tree as their root
+  (/proc/PID/root, compared by device and inode), from the populated
+  machine.slice cgroups: a second machine is refused on a tree whose first
+  machine's processes still live, even when its supervisor is gone.
+
+An --ephemeral machine runs on an overlay, so its root is not the tree: any
+number of them may share a tree, and they are not seen as its users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from nsdash.errors import MachineExists
+from nsdash.system import cgroupfs, paths
+
+SLICE = "machine.slice"
+LOCK_DIR = ".locks"
+
+
+def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, Path]:
+    """machine name -> its cgroup directory in the hierarchy that holds every process."""
+    base = layout.unified_path(SLICE) if layout.unified else None
+    if base is None or not base.is_dir():
+        base = layout.v1_path("pids", SLICE) or layout.v1_path("cpu", SLICE)
+    found: dict[str, Path] = {}
+    if base is None:
+        return found
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(base):
+            if entry.is_dir() and entry.name.startswith("machine-") and entry.name.endswith(".scope"):
+                found[entry.name[len("machine-"):-len(".scope")]] = Path(entry.path)
+    return found
+
+
+def _pids(cgroup: Path, limit: int = 8) -> list[int]:
+    out: list[int] = []
+    for sub, _, _ in os.walk(cgroup):
+        with contextlib.suppress(OSError), open(os.path.join(sub, "cgroup.procs")) as f:
+            out.extend(int(x) for x in f.read().split())
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def tree_users(tree: str | Path, layout: cgroupfs.Layout | None = None,
+               exclude: str | None = None) -> list[str]:
+    """Names of running machines whose root is TREE."""
+    try:
+        st = os.stat(tree)
+    except OSError:
+        return []
+    key = (st.st_dev, st.st_ino)
+    users = []
+    for name, cg in _machine_scopes(layout or cgroupfs.detect()).items():
+        if name == exclude:
+            continue
+        for pid in _pids(cg):
+            try:
+                root = os.stat(f"/proc/{pid}/root")
+            except OSError:
+                continue  # gone, or a zombie
+            if (root.st_dev, root.st_ino) == key:
+                users.append(name)
+                break
+    return users
+
+
+def _lock_file(name: str) -> int:
+    """Open and flock NAME's start lock, robust against a concurrent unlink."""
+    directory = paths.state_root() / LOCK_DIR
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder before us unlinked it: lock the new one
+
+
+def _release(fd: int, name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(paths.state_root() / LOCK_DIR / name)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        (paths.state_root() / LOCK_DIR).rmdir()
+
+
+@contextlib.contextmanager
+def start_guard(name: str, tree: str | Path, ephemeral: bool) -> Iterator[None]:
+    """Hold the name's and the tree's start locks; refuse a tree a live machine runs on."""
+    name_fd = _lock_file(name)
+    tree_fd = -1
+    try:
+        tree_fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(tree_fd, fcntl.LOCK_EX)
+    except OSError as e:
+        if tree_fd >= 0:
+            os.close(tree_fd)
+        tree_fd = -1
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+            _release(name_fd, name)
+            raise
+        # A missing tree is reported by the plan, with a better message.
+    try:
+        users = tree_users(tree, exclude=name)
+        if users:
+            raise MachineExists(f"directory {tree} is in use by running machine '{users[0]}'",
+                                f"stop it first with 'nsdash terminate {users[0]}' (this also cleans "
+                                "up after a dead supervisor)")
+        yield
+    finally:
+        if tree_fd >= 0:
+            os.close(tree_fd)
+        _release(name_fd, name)
