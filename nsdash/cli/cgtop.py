@@ -19,7 +19,7 @@ import time
 from nsdash.errors import UsageError
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
-from nsdash.monitor.machines import MachineMap, find_cgroup
+from nsdash.monitor.machines import MachineMap, find_cgroup, process_cgroup, registered_leaders
 from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
@@ -194,7 +194,12 @@ class _NetColumn:
             if name is not None and mm.machine_of(parent) != name:
                 tops[name] = path
         now = time.monotonic()
-        counters = self.sampler.sample(leaders_from_cgroups(tops, self.mount))
+        leaders = leaders_from_cgroups(tops, self.mount)
+        for name, pid in registered_leaders().items():
+            # The recorded leader, while it still lives in the machine's cgroup.
+            if name in tops and mm.machine_of(process_cgroup(pid) or "") == name:
+                leaders[name] = pid
+        counters = self.sampler.sample(leaders)
         rates = net_rates(self.last[1] if self.last else None, counters,
                           now - self.last[0] if self.last else 0.0)
         self.last = (now, counters)

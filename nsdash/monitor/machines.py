@@ -47,10 +47,9 @@ def machine_from_scope(path: str) -> str | None:
     return None
 
 
-def registered_cgroups(state_root: Path | None = None) -> dict[str, str]:
-    """Machine name -> cgroup path, from nsdash's state directory (missing or broken files skipped)."""
+def _state_records(state_root: Path | None) -> dict[str, dict]:
     root = (state_root or paths.state_root()) / "machines"
-    found: dict[str, str] = {}
+    found: dict[str, dict] = {}
     try:
         names = sorted(os.listdir(root))
     except OSError:
@@ -58,12 +57,28 @@ def registered_cgroups(state_root: Path | None = None) -> dict[str, str]:
     for name in names:
         try:
             with open(root / name / "state.json") as f:
-                cgroup = json.load(f).get("cgroup")
-        except (OSError, ValueError, AttributeError):
+                record = json.load(f)
+        except (OSError, ValueError):
             continue
+        if isinstance(record, dict):
+            found[name] = record
+    return found
+
+
+def registered_cgroups(state_root: Path | None = None) -> dict[str, str]:
+    """Machine name -> cgroup path, from nsdash's state directory (missing or broken files skipped)."""
+    found: dict[str, str] = {}
+    for name, record in _state_records(state_root).items():
+        cgroup = record.get("cgroup")
         if isinstance(cgroup, str) and cgroup.startswith("/"):
             found[name] = cgroup.rstrip("/") or "/"
     return found
+
+
+def registered_leaders(state_root: Path | None = None) -> dict[str, int]:
+    """Machine name -> its recorded leader PID (may be stale: check before trusting it)."""
+    return {name: record["leader"] for name, record in _state_records(state_root).items()
+            if isinstance(record.get("leader"), int) and record["leader"] > 0}
 
 
 class MachineMap:

@@ -12,7 +12,7 @@ import pytest
 
 from nsdash.monitor import counters as C
 from nsdash.monitor import tree
-from nsdash.monitor.machines import MachineMap, registered_cgroups
+from nsdash.monitor.machines import MachineMap, registered_cgroups, registered_leaders
 from nsdash.monitor.rates import rates_between
 from nsdash.monitor.sampler import COUNT_ALL, Sampler
 from nsdash.system import cgroupfs
@@ -235,11 +235,13 @@ def test_walk_of_a_missing_start_is_marked_vanished(tmp_path):
 def test_machine_cgroups_map_to_names(tmp_path):
     state = tmp_path / "state"
     (state / "machines" / "db").mkdir(parents=True)
-    (state / "machines" / "db" / "state.json").write_text(json.dumps({"cgroup": "/custom/db"}))
+    (state / "machines" / "db" / "state.json").write_text(json.dumps({"cgroup": "/custom/db",
+                                                                      "leader": 4242}))
     (state / "machines" / "broken").mkdir()
     (state / "machines" / "broken" / "state.json").write_text("{not json")
     reg = registered_cgroups(state)
     assert reg == {"db": "/custom/db"}
+    assert registered_leaders(state) == {"db": 4242}
     mm = MachineMap(reg)
     assert mm.machine_of("/custom/db/payload") == "db"
     assert mm.machine_of("/machine.slice/machine-web.scope") == "web"
