@@ -461,7 +461,8 @@ def check_directory(path: str) -> Path:
 def derive_machine_name(directory: Path, ephemeral: bool) -> str:
     """nspawn's rule: the directory's last component, cleaned up as a hostname;
     with -x a random suffix so several ephemeral copies of one image can run at once."""
-    base = v.hostname_cleanup(directory.name)
+    # nspawn names a container of the host's root after the host
+    base = v.hostname_cleanup(directory.name if str(directory) != "/" else os.uname().nodename)
     if not v.is_valid_hostname(base):
         raise UsageError(f"cannot derive a machine name from directory {str(directory)!r}",
                          "pass a name with -M NAME")
@@ -510,6 +511,10 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         merged = merge_layers(settings.values, cli.values)
     merged["directory"] = cli.values["directory"]
     directory = Path(merged["directory"])
+    if str(directory) == "/" and not merged.get("ephemeral"):
+        # nspawn's rule: the host's own root may only be run as a throwaway copy
+        raise SpecError("spawning a container on the host's root directory is not supported",
+                        "add --ephemeral (-x) to run on a discarded copy of it")
     machine = merged.get("machine") or derive_machine_name(directory, bool(merged.get("ephemeral")))
     if merged.get("boot") and merged.get("as_pid2"):
         raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")

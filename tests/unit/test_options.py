@@ -4,6 +4,7 @@ forms, syntax, defaults and the one-line errors for bad input."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 from collections.abc import Iterator
@@ -81,6 +82,14 @@ def test_no_directory_with_machine_searches_the_image_path(tree, monkeypatch):
 def test_missing_directory_is_named(tmp_path):
     with raises_line(SpecError, f"directory {tmp_path}/nope does not exist; .*-D"):
         parse_spawn_args(["-D", str(tmp_path / "nope")])
+
+
+def test_host_root_only_as_ephemeral():
+    with raises_line(SpecError, "host's root directory is not supported; add --ephemeral"):
+        parse_spawn_args(["-D", "/", "-M", "h"], trusted_dirs=())
+    assert parse_spawn_args(["-D", "/", "-x", "-M", "h"], trusted_dirs=()).ephemeral
+    host = parse_spawn_args(["-D", "/", "-x"], trusted_dirs=()).machine
+    assert host.startswith(os.uname().nodename.split(".")[0])
 
 
 def test_file_as_directory_is_named(tmp_path):
