@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -129,14 +129,17 @@ same process unless --reboot=exit; --register=auto is the default; --dry-run and
 NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
 
 
-@dataclass(frozen=True)
 class Opt:
-    long: str | None
-    short: str | None
-    arg: int
-    dest: str
-    const: Any = True  # what a flag stores
-    append: bool = False
+    """One option: its names, its argument kind, where it is stored.
+    (A plain class: a dataclass compiles its methods with exec() at import.)"""
+
+    __slots__ = ("long", "short", "arg", "dest", "const", "append")
+
+    def __init__(self, long: str | None, short: str | None, arg: int, dest: str,
+                 const: Any = True, append: bool = False) -> None:
+        self.long, self.short, self.arg, self.dest = long, short, arg, dest
+        self.const = const  # what a flag stores
+        self.append = append
 
 
 OPTIONS: tuple[Opt, ...] = (
@@ -270,13 +273,13 @@ def _namespace(argv: list[str]) -> SimpleNamespace:
     return ns
 
 
-@dataclass
 class Options:
     """Settings gathered from the command line or a .nspawn file before they
     become a ContainerSpec.  None means "not given here"."""
 
-    values: dict[str, Any] = field(default_factory=dict)
-    override: bool = False  # --settings=override: these win over the command line
+    def __init__(self, values: dict[str, Any] | None = None, override: bool = False) -> None:
+        self.values: dict[str, Any] = values if values is not None else {}
+        self.override = override  # --settings=override: these win over the command line
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.values.get(key)
