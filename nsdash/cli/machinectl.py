@@ -57,7 +57,8 @@ def machine_json(m: Machine) -> dict[str, Any]:
             "leader": m.leader, "root": m.root, "orphaned": m.orphan,
             "state": s.state if s else None, "since": s.since if s else None,
             "boot": s.boot if s else None, "cgroup": s.cgroup if s else None,
-            "netif": s.netif if s else [], "supervisor": s.supervisor if s else None}
+            "netif": s.netif if s else [], "supervisor": s.supervisor if s else None,
+            "registered": s.registered if s else m.source == "machined"}
 
 
 def _since(iso: str, now: datetime | None = None) -> str:

@@ -37,6 +37,7 @@ REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
 STOP_TIMEOUT = 15.0  # poweroff/reboot: SIGKILL everything after this long
 REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
 CLIENT_BUFFER_LIMIT = 1024 * 1024  # an attacher this far behind is dropped
+REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 SIGRTMIN = signal.SIGRTMIN.value if hasattr(signal.SIGRTMIN, "value") else int(signal.SIGRTMIN)
 
 
@@ -131,6 +132,7 @@ class Supervisor:
         self.stop_reason: str | None = None  # "poweroff" | "terminate" | "reboot-loop" ...
         self.reboot_requested = False
         self.kill_deadline: float | None = None
+        self.registration_checks: list[float] = []
         self.limiter = RebootLimiter()
         self.uuid = spec.uuid or uuidlib.uuid4().hex
         self.registration: Any = None
@@ -145,8 +147,9 @@ class Supervisor:
             self._claim_entry()
             stack.callback(self._remove_entry)
             self.master, self.slave = os.openpty()
+            self.slave_path = os.ttyname(self.slave)
             stack.callback(os.close, self.master)
-            stack.callback(os.close, self.slave)
+            stack.callback(lambda: os.close(self.slave))
             os.set_blocking(self.master, False)
             os.set_inheritable(self.master, False)
             self._set_winsize(24, 80)
@@ -248,6 +251,7 @@ class Supervisor:
         self.reboot_requested = False
         self.kill_deadline = None
         self._broadcast(self.log.mark(f"boot {self.boot}"))
+        self._reopen_console()
         self.container = Container(self.spec, console_fd=self.slave)
         try:
             self.container.start()
@@ -258,6 +262,8 @@ class Supervisor:
         self.phase = "running"
         if self.registration is not None:
             self.registration.register(self._state())
+            now = time.monotonic()
+            self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
         self._write_state()
         self._broadcast(proto.event_frame(f"boot {self.boot}", leader=self.container.leader), raw=True)
         pidfd = getattr(self.container, "pidfd", None)
@@ -265,6 +271,17 @@ class Supervisor:
             self.sel.register(pidfd, selectors.EVENT_READ, "leader")
         else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
             threading.Thread(target=self._wait_container, args=(self.container,), daemon=True).start()
+
+    def _reopen_console(self) -> None:
+        """A fresh slave fd for each boot: systemd's shutdown hangs the console up
+        (vhangup), after which every operation on the old fd fails with EIO."""
+        if self.boot == 1:
+            return
+        fd = os.open(self.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        winsize = fcntl.ioctl(self.master, termios.TIOCGWINSZ, b"\0" * 8)
+        os.close(self.slave)
+        self.slave = fd
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, winsize)
 
     def _wait_container(self, container: Any) -> None:
         outcome = container.wait()
@@ -378,9 +395,8 @@ class Supervisor:
     def _loop(self) -> None:
         self.sel.register(self.master, selectors.EVENT_READ, "pty")
         while True:
-            timeout = None
-            if self.kill_deadline is not None:
-                timeout = max(0.0, self.kill_deadline - time.monotonic())
+            deadlines = [d for d in (self.kill_deadline, *self.registration_checks[:1]) if d is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for key, mask in self.sel.select(timeout):
                 what = key.data
                 if what == "pty":
@@ -400,6 +416,9 @@ class Supervisor:
                         self._conn_readable(what)
                     if mask & selectors.EVENT_WRITE and what.sock.fileno() >= 0:
                         self._flush(what)
+            if self.registration_checks and time.monotonic() >= self.registration_checks[0]:
+                self.registration_checks.pop(0)
+                self._check_registration()
             if self.kill_deadline is not None and time.monotonic() >= self.kill_deadline:
                 self.kill_deadline = None
                 if self.container is not None:
@@ -411,10 +430,20 @@ class Supervisor:
                     return
                 try:
                     self._boot_once()
-                except NsdashError as e:
-                    self._broadcast(self.log.mark("exited", f"reboot failed: {e.message}"))
+                except (NsdashError, OSError) as e:
+                    reason = e.message if isinstance(e, NsdashError) else str(e)
+                    self._broadcast(self.log.mark("exited", f"reboot failed: {reason}"))
                     self.exit_status = 1
                     return
+
+    def _check_registration(self) -> None:
+        """machined may drop a registration whose unit systemd does not know (ours is
+        a scope made by nsdash, not by systemd) when unit events from the previous
+        boot arrive late; a short while after each registration, make sure it holds."""
+        if self.registration is None or self.container is None or self.phase != "running":
+            return
+        with contextlib.suppress(NsdashError):
+            self.registration.ensure(self._state())
 
     @staticmethod
     def _drain(fd: int) -> None:

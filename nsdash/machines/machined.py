@@ -87,6 +87,17 @@ class Registration:
         self.name = state.name
         self.active = True
 
+    def ensure(self, state: MachineState) -> bool:
+        """Register again if machined has forgotten the machine; True if it had."""
+        try:
+            _manager("GetMachine", "s", [state.name])
+            return False
+        except dbus.BusError as e:
+            if e.name != NO_SUCH_MACHINE:
+                return False
+        self.register(state)
+        return True
+
     def unregister(self) -> None:
         if self.name is None or not self.active:
             return

@@ -404,3 +404,47 @@ def test_debian_boots_detached_and_powers_off(detached, debian_cache, machine_na
     t0 = time.monotonic()
     assert run_nsdash("poweroff", machine_name).returncode == 0
     assert gone(machine_name) and time.monotonic() - t0 < 20
+
+
+# ---------------------------------------------------------------- the real systemd-machined
+
+
+def test_nested_machine_is_registered_with_the_real_machined(detached, debian_tree, machine_name):
+    """Boot Debian (systemd PID 1, machined on its bus), run nsdash inside, check machinectl."""
+    import sysconfig
+
+    from conftest import REPO
+
+    site = sysconfig.get_paths()["purelib"]
+    detached("-bD", str(debian_tree), f"--bind-ro={REPO}:/opt/nsdash", f"--bind-ro={site}:/opt/site")
+    wait_for(lambda: "login:" in console_log(machine_name), timeout=60, what="the outer machine's getty")
+
+    def inside(script: str, timeout: float = 60) -> str:
+        r = run_nsdash("shell", machine_name, "/bin/sh", "-c",
+                       "export PYTHONPATH=/opt/nsdash:/opt/site; cd /; " + script, timeout=timeout)
+        assert r.returncode == 0, (script, r.stdout, r.stderr)
+        return r.stdout
+
+    inside("python3 -m nsdash spawn --detach --register=yes -xbD / -M inner")
+    listed = inside("machinectl list --no-legend")
+    assert listed.split()[:3] == ["inner", "container", "nsdash"], listed
+    status = inside("machinectl --no-pager status inner")
+    assert "Service: nsdash; class container" in status and "Root: /" in status
+    leader = int(status.split("Leader: ")[1].split()[0])
+    ps_shows = ("for i in $(seq 100); do ps -o machine= -p {pid} | grep -qx inner && exit 0; sleep 0.1; done; "
+                "ps -eo pid,machine,cgroup,comm; ls -l /run/systemd/machines; exit 1")
+    inside(ps_shows.format(pid=leader))  # ps -o machine reads machined's records
+
+    inside("python3 -m nsdash reboot inner")  # re-registers the new leader: no "already exists"
+    status = inside("machinectl --no-pager status inner")
+    new_leader = int(status.split("Leader: ")[1].split()[0])
+    assert new_leader != leader
+    inside("sleep 4; " + ps_shows.format(pid=new_leader))  # still registered once the old boot's events settled
+    inner = json.loads(inside("python3 -m nsdash status -o json inner"))
+    assert inner["state"] == "running" and inner["boot"] == 2 and inner["registered"] is True
+
+    inside("machinectl poweroff inner")  # machined signals our leader; the supervisor winds down
+    inside("for i in $(seq 100); do [ -e /run/nsdash/machines/inner ] || break; sleep 0.1; done; "
+           "test ! -e /run/nsdash/machines/inner")
+    assert inside("machinectl list --no-legend").strip() == ""
+    assert run_nsdash("poweroff", machine_name).returncode == 0
