@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from nsdash.launcher import sandbox
 from nsdash.system.syscalls import (
@@ -117,9 +116,55 @@ def _flags_text(flags: int) -> str:
     return ",".join(n for n, f in names if flags & f)
 
 
-@dataclass(frozen=True)
 class MountOp:
-    """Base class: one step of the mount plan."""
+    """Base class: one step of the mount plan; an immutable value object.
+
+    Subclasses declare their fields as annotated class attributes (a value
+    there is the default), as a dataclass would.  Not a dataclass: generating
+    fourteen of them costs more than the rest of a spawn's imports.
+    """
+
+    _fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            for name in klass.__dict__.get("__annotations__", {}):
+                if not name.startswith("_") and name not in names:
+                    names.append(name)
+        cls._fields = tuple(names)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        fields = self._fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
+        values = dict(zip(fields, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in fields or name in values:
+                raise TypeError(f"{type(self).__name__}: unexpected or repeated argument {name!r}")
+            values[name] = value
+        for name in fields:
+            if name in values:
+                object.__setattr__(self, name, values[name])
+            elif not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__}: missing argument {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({args})"
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -128,7 +173,6 @@ class MountOp:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class RootBind(MountOp):
     """Bind the tree onto itself (or onto TARGET) so it is a mount point pivot_root accepts."""
 
@@ -142,7 +186,6 @@ class RootBind(MountOp):
         mount(self.source, self.target, None, MS_BIND | MS_REC)
 
 
-@dataclass(frozen=True)
 class RootOverlay(MountOp):
     """--ephemeral: an overlay whose upper layer is thrown away at exit."""
 
@@ -159,7 +202,6 @@ class RootOverlay(MountOp):
         mount("overlay", self.target, "overlay", 0, data)
 
 
-@dataclass(frozen=True)
 class Filesystem(MountOp):
     """A fresh kernel or tmpfs file system: proc, sysfs, tmpfs, devpts, mqueue, cgroup2."""
 
@@ -184,7 +226,6 @@ def tmpfs(target: str, mode: str = "0755", flags: int = MS_NOSUID | MS_NODEV | M
     return Filesystem("tmpfs", target, flags, options)
 
 
-@dataclass(frozen=True)
 class Bind(MountOp):
     """Bind a host path (SOURCE) to a container path; the mount point is made if missing."""
 
@@ -210,7 +251,6 @@ class Bind(MountOp):
                 mount(None, at.open(self.target, directory=is_dir, create=False), None, REMOUNT_RO | self.flags)
 
 
-@dataclass(frozen=True)
 class ReadOnly(MountOp):
     """Make an existing container path read-only by binding it onto itself."""
 
@@ -234,7 +274,6 @@ class ReadOnly(MountOp):
             mount(None, at.open(self.target, directory=False, create=False), None, REMOUNT_RO | self.flags)
 
 
-@dataclass(frozen=True)
 class Mask(MountOp):
     """Hide a path behind an empty, mode-000 file or directory (nspawn's 'inaccessible')."""
 
@@ -260,7 +299,6 @@ class Mask(MountOp):
                   REMOUNT_RO | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-@dataclass(frozen=True)
 class InaccessibleNodes(MountOp):
     """The empty mode-000 file and directory that Mask binds over hidden paths."""
 
@@ -276,7 +314,6 @@ class InaccessibleNodes(MountOp):
         os.chmod(os.path.join(base, "reg"), 0)
 
 
-@dataclass(frozen=True)
 class Symlink(MountOp):
     target: str
     points_to: str
@@ -295,7 +332,6 @@ class Symlink(MountOp):
         os.symlink(self.points_to, path)
 
 
-@dataclass(frozen=True)
 class WriteFile(MountOp):
     """Write CONTENT to a container path (host data copied in: os-release, resolv.conf)."""
 
@@ -322,7 +358,6 @@ class WriteFile(MountOp):
             os.close(fd)
 
 
-@dataclass(frozen=True)
 class MakeDir(MountOp):
     target: str
     mode: int = 0o755
@@ -335,7 +370,6 @@ class MakeDir(MountOp):
             at.open(self.target, mode=self.mode)
 
 
-@dataclass(frozen=True)
 class RemountRoot(MountOp):
     """--read-only: the root's own mount becomes read-only (API file systems stay as they are)."""
 
@@ -348,7 +382,6 @@ class RemountRoot(MountOp):
         mount(None, self.target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
-@dataclass(frozen=True)
 class Delete(MountOp):
     """Remove a file from the tree (--resolv-conf=delete, --timezone=delete)."""
 

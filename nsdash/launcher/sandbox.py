@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -34,7 +33,12 @@ import struct
 
 from nsdash.errors import NsdashError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+try:  # glibc's name first: find_library would run ldconfig in a subprocess on every start
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    import ctypes.util  # it imports subprocess and tempfile: only off glibc
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 # Syscall numbers; the generic (new) ones are shared by every architecture.
