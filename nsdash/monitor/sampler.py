@@ -96,24 +96,28 @@ class Sampler:
         nfields = C.NFIELDS
         make = C.Counters._make
         counting = self.count != COUNT_PIDS
+        unreadable = set(self._unreadable)
         for path, entry in self._entries.items():
             values: list = [None] * nfields
             try:
                 for fd, parse in zip(entry.fds, entry.parsers, strict=True):
-                    parse(pread(fd, 4096, 0), values)
+                    try:
+                        parse(pread(fd, 4096, 0), values)
+                    except ValueError:
+                        continue  # a figure the kernel wrote oddly stays unknown
                 if counting and entry.procs_fd >= 0:
                     values[C.TASKS] = self._count_procs(entry.procs_fd)
             except OSError as e:
                 if e.errno in _GONE:
                     gone.append(path)
                     continue
-                raise
+                unreadable.add(path)  # keep what was read; the rest stays None
             out[path] = make(values)
         for path in gone:
             self._close_entry(self._entries.pop(path))
         if counting:
             out = _sum_tasks_up(out)
-        return Sample(now, MappingProxyType(out), self._unreadable, self.start, self.depth)
+        return Sample(now, MappingProxyType(out), frozenset(unreadable), self.start, self.depth)
 
     def close(self) -> None:
         for entry in self._entries.values():

@@ -268,3 +268,15 @@ def test_root_cgroup_reads_proc_like_systemd_cgtop_outside_containers(tmp_path):
     assert got["/"].cpu_ns == (100 + 5 + 20 + 1 + 2 + 3) * tick_ns  # idle and iowait left out
     assert got["/"].memory == 600 * 1024
     assert got["/a"].tasks == 4  # other cgroups still read their own files
+
+
+def test_a_counter_turning_odd_after_opening_is_unknown_for_that_refresh_only(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=3600) as sampler:
+        assert sampler.sample().counters["/x"].memory == 1048576
+        (root / "x" / "memory.current").write_text("garbage")
+        odd = sampler.sample().counters["/x"]
+        assert odd.memory is None and odd.tasks == 4
+        (root / "x" / "memory.current").write_text("2048\n")
+        assert sampler.sample().counters["/x"].memory == 2048
