@@ -390,8 +390,7 @@ def options_from_args(ns: SimpleNamespace) -> Options:
     if ns.chdir is not None:
         o["chdir"] = parse_absolute(ns.chdir, "--chdir")
     if ns.setenv:
-        pairs = [v.parse_setenv(item) for item in ns.setenv]
-        o["setenv"] = [p for p in pairs if p is not None]
+        o["setenv"] = [v.parse_setenv(item) for item in ns.setenv]
     if ns.user:  # an empty -u means the default (root), as in nspawn
         o["user"] = v.parse_user(ns.user)
     if ns.bind_specs:

@@ -108,9 +108,7 @@ def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any)
             for word in _words(value, key):
                 if "=" not in word:
                     raise UsageError(f"invalid Environment= assignment {word!r}", "use Environment=NAME=VALUE")
-                pair = v.parse_setenv(word)
-                if pair is not None:
-                    env.append(pair)
+                env.append(v.parse_setenv(word))
         elif key == "User":
             values["user"] = v.parse_user(value)
         elif key == "WorkingDirectory":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Mapping
 
 from nsdash.errors import UsageError
 
@@ -196,8 +197,8 @@ def is_valid_env_name(name: str) -> bool:
     return bool(name) and not name[0].isdigit() and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
 
 
-def parse_setenv(value: str, environ: dict[str, str] | os._Environ[str] | None = None) -> tuple[str, str] | None:
-    """-E NAME=VALUE, or NAME alone to pass on the caller's value (None when the caller has none)."""
+def parse_setenv(value: str, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """-E NAME=VALUE, or NAME alone to pass on the caller's value."""
     name, eq, val = value.partition("=")
     if not is_valid_env_name(name):
         raise UsageError(f"invalid --setenv {value!r}: {name!r} is not a variable name",
@@ -205,8 +206,10 @@ def parse_setenv(value: str, environ: dict[str, str] | os._Environ[str] | None =
     if "\0" in val:
         raise UsageError(f"invalid --setenv {name!r}: the value contains a NUL byte", "remove it")
     if not eq:
+        # NAME alone passes the caller's value on; systemd-nspawn 252 sets it
+        # empty when the caller has none (checked by hand)
         env = os.environ if environ is None else environ
-        return (name, env[name]) if name in env else None
+        return name, env.get(name, "")
     return name, val
 
 
