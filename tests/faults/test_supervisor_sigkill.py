@@ -1,0 +1,76 @@
+"""Kill -9 the supervisor: the cgroup stays the truth for "running"."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from _machines import one_line_error, teardown, wait_for
+from conftest import run_nsdash
+
+from nsdash.launcher import client
+from nsdash.launcher.cgroup import MachineCgroup
+from nsdash.machines import state as st
+
+
+@pytest.fixture
+def names(machine_name):
+    made: list[str] = []
+    yield made
+    for n in made:
+        teardown(n)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine_name, names):
+    names += [machine_name, machine_name + "-b"]
+    r = run_nsdash("spawn", "--detach", "-M", machine_name, "-bD", str(busybox_tree))
+    assert r.returncode == 0, r.stderr
+    s = client.status(machine_name)
+    os.kill(s["supervisor"], signal.SIGKILL)
+    wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
+    cg = MachineCgroup(machine_name)
+    assert cg.populated() and _alive(s["leader"])  # the machine's processes outlive their supervisor
+
+    # Same tree, another name, in the foreground: refused while the orphan's processes live.
+    r = run_nsdash("spawn", "-q", "-M", machine_name + "-b", "-D", str(busybox_tree), "/bin/true")
+    assert one_line_error(r) and "in use by running machine" in r.stderr, r.stderr
+    # Same name, in the foreground: refused as well (its cgroup is populated).
+    r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, "-D", str(busybox_tree), "/bin/true")
+    assert one_line_error(r) and "already running" in r.stderr, r.stderr
+    assert cg.populated() and _alive(s["leader"])  # refusing harmed nothing
+
+    # The next command that touches the name reports the orphan and cleans it up.
+    r = run_nsdash("terminate", machine_name)
+    assert "orphaned" in r.stderr and "Traceback" not in r.stderr
+    wait_for(lambda: not _alive(s["leader"]), what="the orphan's processes to die")
+    assert not any(d.exists() for d in cg.dirs)
+    assert not st.machine_dir(machine_name).exists()
+
+    # And the tree is free again.
+    r = run_nsdash("spawn", "-q", "-M", machine_name + "-b", "-D", str(busybox_tree), "/bin/true")
+    assert r.returncode == 0, r.stderr
+
+
+def test_cgroup_kill_reaches_processes_that_left_the_leader(busybox_tree, machine_name, names):
+    """Daemons double-forked away from PID 1 still die with the orphan's cgroup."""
+    names.append(machine_name)
+    r = run_nsdash("spawn", "--detach", "-M", machine_name, "-D", str(busybox_tree), "/bin/sh", "-c",
+                   "(setsid sleep 300 &) ; (setsid sleep 301 &) ; exec sleep 302")
+    assert r.returncode == 0, r.stderr
+    cg = MachineCgroup(machine_name)
+    wait_for(lambda: len(cg.pids()) >= 3, what="three sleepers")
+    pids = cg.pids()
+    os.kill(client.status(machine_name)["supervisor"], signal.SIGKILL)
+    wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
+    r = run_nsdash("status", machine_name)
+    assert r.returncode != 0 and "orphaned" in r.stderr
+    wait_for(lambda: not any(_alive(p) for p in pids), what="every process of the orphan to die")
