@@ -25,6 +25,18 @@ from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sampl
 from nsdash.monitor.tree import normalize, primary_mount
 from nsdash.system import cgroupfs
 
+DIFFERENCES = """Differences from systemd-cgtop (252):
+  - an idle cgroup shows 0.0 %CPU, not '-' or its last value;
+  - v1 I/O comes from blkio.throttle.io_service_bytes_recursive (systemd reads
+    blkio.io_service_bytes, which recent kernels lack, and shows '-');
+  - on hybrid hosts a cgroup that exists only in cgroup2 gets CPU from cpu.stat;
+  - with PATH the top row is '/PATH' (systemd prints '//PATH');
+  - --cpu=time shows '-' for an unknown time (systemd prints 0);
+  - an unknown PATH or machine is an error (systemd prints nothing);
+  - parents always come before their children (systemd's sort mostly does);
+  - --extra=limit,throttle,pressure,net adds columns after Output/s.
+"""
+
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6,
           "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
 
@@ -55,7 +67,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.")
+    p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.",
+                epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter)
     order = p.add_mutually_exclusive_group()
     p.add_argument("-b", "--batch", action="store_true", help="Run in batch mode, accepting no input")
     p.add_argument("-r", "--raw", action="store_true", help="Provide raw (not human-readable) numbers")
