@@ -138,7 +138,8 @@ class MachineBus:
 
     async def wait_closed(self) -> None:
         """Return (or raise the connection's error) once the bus connection is gone."""
-        await self.bus.wait_for_disconnect()
+        # shield: cancelling a waiter must not cancel dbus-fast's own disconnect future
+        await asyncio.shield(self.bus.wait_for_disconnect())
 
     def on_signal(self, handler: Callable[[Message], None]) -> Callable[[], None]:
         """Route every incoming message to HANDLER (it filters); returns a function that removes it."""

@@ -343,7 +343,8 @@ class Systemd:
         if removed in done:
             return removed.result()
         if dropped in done:
-            raise await self.bus.loss(dropped.exception() or EOFError("the bus closed"))
+            cause = None if dropped.cancelled() else dropped.exception()
+            raise await self.bus.loss(cause or EOFError("the bus closed"))
         raise NsdashError(f"the job {job_path.rsplit('/', 1)[-1]} did not finish within {timeout:g}s",
                           "it is still queued in the machine; see 'nsdash systemctl -M "
                           f"{self.bus.target.name} status UNIT' and the unit's journal")

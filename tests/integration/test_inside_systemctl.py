@@ -345,3 +345,14 @@ def test_bus_connections_are_reused_for_many_calls(machine):
 
     (machine_id,) = asyncio.run(raw())
     assert len(machine_id) == 32
+
+
+def test_many_jobs_on_one_connection(machine):
+    """Waiting for one job must not spoil the connection for the next (the dashboard keeps acting)."""
+    async def cycle(sd: units.Systemd):
+        results = []
+        for kind in ("start", "reload", "restart", "stop", "start", "stop"):
+            results.append((await sd.job(kind, "nsdash-test")).result)
+        return results
+
+    assert units.run(machine, cycle) == ["done"] * 6
