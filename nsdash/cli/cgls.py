@@ -24,6 +24,13 @@ from nsdash.system import cgroupfs
 
 BRANCH, RIGHT, VERTICAL, SPACE = "├─", "└─", "│ ", "  "
 
+DIFFERENCES = """\
+Differences from systemd-cgls (252):
+  - a subtree the caller may not read is marked '(unreadable)' (systemd shows it empty);
+  - PATH is a cgroup path; units (-u, --user-unit) and CONTROLLER:PATH are not taken;
+  - there is no pager.
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
@@ -31,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.")
+    p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.",
+                epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-a", "--all", action="store_true", help="Show all groups, including empty")
     p.add_argument("-k", dest="kernel", action="store_true", help="Include kernel threads in output")
     p.add_argument("-l", "--full", action="store_true", help="Do not ellipsize process tree members")
