@@ -9,6 +9,7 @@ import pty
 import select
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from conftest import run_nsdash
@@ -448,3 +449,20 @@ def test_nested_machine_is_registered_with_the_real_machined(detached, debian_tr
            "test ! -e /run/nsdash/machines/inner")
     assert inside("machinectl list --no-legend").strip() == ""
     assert run_nsdash("poweroff", machine_name).returncode == 0
+
+
+def test_start_boots_an_image_by_name_and_list_images_shows_it(busybox_tree, machine_name):
+    link = Path("/var/lib/machines") / machine_name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(busybox_tree)
+    try:
+        r = run_nsdash("list-images")
+        assert any(line.split()[:2] == [machine_name, "directory"] for line in r.stdout.splitlines())
+        r = run_nsdash("start", machine_name)
+        assert r.returncode == 0, r.stderr
+        s = client.status(machine_name)
+        assert s["boot_mode"] is True and s["root"] == str(link)
+        assert run_nsdash("poweroff", machine_name).returncode == 0
+    finally:
+        _cleanup(machine_name)
+        link.unlink()
