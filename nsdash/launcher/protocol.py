@@ -68,6 +68,9 @@ def decode_request(line: bytes) -> Request:
         body = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadMessage("malformed", f"not a JSON object: {e}") from None
+    except (ValueError, RecursionError):
+        # ValueError: an integer over Python's 4300-digit limit; RecursionError: [[[[...]]]] nesting.
+        raise BadMessage("malformed", "not a JSON object: too deep or too large a number") from None
     if not isinstance(body, dict):
         raise BadMessage("malformed", "a request must be a JSON object")
     op = body.pop("op", None)
