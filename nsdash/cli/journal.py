@@ -110,13 +110,12 @@ def main(argv: list[str]) -> int:
     from nsdash.journal.format import Printer
     from nsdash.journal.merge import open_logs
 
+    printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(args.machine) > 1)
     with open_logs(args.machine, [Path(d) for d in args.directory],
                    filters if not args.list_boots else flt.Filters(),
-                   detail=args.output == "json") as log:
+                   detail=args.output == "json", only=printer.fields_needed()) as log:
         if args.list_boots:
             return _list_boots(log)
-        machines = {getattr(s, "machine", None) for s in log.sources}
-        printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(machines) > 1)
         if args.follow:
             log.filenos()  # watch before reading, so nothing written meanwhile waits for the next change
         if lines is None:

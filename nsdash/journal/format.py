@@ -12,6 +12,7 @@ Colours by priority as journalctl's get_log_colors() when asked (on a terminal).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -104,10 +105,18 @@ class Printer:
         self.color = color
         self.tag_machines = tag_machines
         self._clock = _Clock()
+        self.precise = mode == "short-precise"
+        self._senders: dict[tuple, str] = {}
         self._previous_boot: bytes | None = None
         self._render: Callable[[Entry], str | None] = {
             "short": self.short, "short-precise": self.short, "json": self.json, "cat": self.cat}[mode]
         self.count = 0
+
+    def fields_needed(self) -> tuple[str, ...] | None:
+        """The journal fields this format reads (None: all of them)."""
+        if self.mode == "cat":
+            return ("MESSAGE", "PRIORITY") if self.color else ("MESSAGE",)
+        return None
 
     def write(self, entry: Entry) -> None:
         text = self._render(entry)
@@ -140,37 +149,50 @@ class Printer:
         return f"{on}-- Boot {boot.decode('ascii', 'replace')} --{off}\n"
 
     def short(self, entry: Entry) -> str | None:
+        # The hot path of `nsdash journal`: keep the common case (one value per field,
+        # a plain ASCII one-line message, a sender seen before) to a few dict lookups.
         fields = entry.fields
         if entry.event is not None:  # a console-log separator stands on its own, like "-- Boot --"
             on, off = (ANSI_HIGHLIGHT, ANSI_NORMAL) if self.color else ("", "")
             return f"{on}{entry.message}{off}\n"
-        raw = _first(fields.get("MESSAGE"))
+        raw = fields.get("MESSAGE")
         if raw is None:
             return None  # journalctl skips entries without a message
-        head = self._boot_line(entry)
-        source_ts = _first(fields.get("_SOURCE_REALTIME_TIMESTAMP"))
+        if isinstance(raw, list):
+            raw = raw[0]
+        head = ""
+        if not self.tag_machines:
+            boot = fields.get("_BOOT_ID")
+            if boot is not None and boot != self._previous_boot:
+                head = self._boot_line(entry)
+        source_ts = fields.get("_SOURCE_REALTIME_TIMESTAMP")
+        if isinstance(source_ts, list):
+            source_ts = source_ts[0]
         usec = int(source_ts) if source_ts is not None and source_ts.isdigit() else entry.realtime
         stamp = self._clock(usec)
-        if self.mode == "short-precise":
+        if self.precise:
             stamp = f"{stamp}.{usec % 1_000_000:06d}"
-        parts = [stamp]
-        host = entry.machine.encode() if self.tag_machines and entry.machine else _first(fields.get("_HOSTNAME"))
-        host_text = _short_field(host)
-        if host_text is not None:
-            parts.append(" " + host_text)
-        ident = _short_field(_first(fields.get("SYSLOG_IDENTIFIER")))
-        if ident is None:
-            ident = _short_field(_first(fields.get("_COMM")))
-        parts.append(" " + (ident if ident is not None else "unknown"))
-        pid = _short_field(_first(fields.get("_PID")))  # journald's own record wins over the sender's claim
-        if pid is None:
-            pid = _short_field(_first(fields.get("SYSLOG_PID")))
-        if pid is not None:
-            parts.append(f"[{pid}]")
-        prefix = "".join(parts)
-        message = _printable_message(raw)
-        if message is None:
-            return f"{head}{prefix}: [{format_bytes(len(raw))} blob data]\n"
+        get = fields.get
+        host = entry.machine if self.tag_machines and entry.machine else get("_HOSTNAME")
+        key = (host, get("SYSLOG_IDENTIFIER"), get("_COMM"), get("_PID"), get("SYSLOG_PID"))
+        try:
+            sender = self._senders[key]
+        except (KeyError, TypeError):  # TypeError: a repeated field (a list) is not hashable
+            sender = _sender(key)
+            if len(self._senders) > 65536:
+                self._senders.clear()
+            with contextlib.suppress(TypeError):
+                self._senders[key] = sender
+        prefix = stamp + sender
+        if _PLAIN.fullmatch(raw):  # printable ASCII, no tab, escape or newline: shown as is
+            message = raw.decode("ascii")
+            if not self.color:
+                return f"{head}{prefix}: {message}\n"
+        else:
+            decoded = _printable_message(raw)
+            if decoded is None:
+                return f"{head}{prefix}: [{format_bytes(len(raw))} blob data]\n"
+            message = decoded
         if not message:
             return f"{head}{prefix}: \n"
         on = off = first_on = ""
@@ -227,6 +249,28 @@ def _printable_message(raw: bytes) -> str | None:
     if "\t" in text or "\x1b" in text:
         text = _strip_tab_ansi(text)
     return None if _UNPRINTABLE.search(text) else text
+
+
+_PLAIN = re.compile(rb"[ -~]*")
+
+
+def _sender(key: tuple) -> str:
+    """" HOST IDENT[PID]" as journalctl prints it, from (host, identifier, comm, pid, syslog pid)."""
+    host, ident, comm, pid, syslog_pid = (v.encode() if isinstance(v, str) else _first(v) for v in key)
+    out = ""
+    host_text = _short_field(host)
+    if host_text is not None:
+        out += " " + host_text
+    name = _short_field(ident)
+    if name is None:
+        name = _short_field(comm)
+    out += " " + (name if name is not None else "unknown")
+    pid_text = _short_field(pid)  # journald's own record wins over the sender's claim
+    if pid_text is None:
+        pid_text = _short_field(syslog_pid)
+    if pid_text is not None:
+        out += f"[{pid_text}]"
+    return out
 
 
 def _short_field(raw: bytes | None) -> str | None:

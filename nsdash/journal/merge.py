@@ -117,25 +117,28 @@ class MergedLog:
 # ---------------------------------------------------------------- opening
 
 
-def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False) -> list[Source]:
+def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
+                only: tuple[str, ...] | None = None) -> list[Source]:
     """A machine's journal directories, or its console log when it keeps no journal."""
     require_logs(logs)
     if logs.journal_dirs:
-        return [JournalSource(d, filters, logs.name, detail) for d in logs.journal_dirs]
+        return [JournalSource(d, filters, logs.name, detail, only) for d in logs.journal_dirs]
     assert logs.console_log is not None
     return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
 
 
 def open_logs(machines: Sequence[str] = (), directories: Sequence[Path] = (), filters: Filters | None = None,
-              detail: bool = False) -> MergedLog:
-    """One stream over machines (by name) and journal directories (-D)."""
+              detail: bool = False, only: tuple[str, ...] | None = None) -> MergedLog:
+    """One stream over machines (by name) and journal directories (-D).
+
+    only: fetch just these journal fields (None: all; Printer.fields_needed says what a format uses)."""
     filters = filters or Filters()
     sources: list[Source] = []
     try:
         for name in machines:
-            sources += sources_for(locate(name), filters, detail)
+            sources += sources_for(locate(name), filters, detail, only)
         for d in directories:
-            sources.append(JournalSource(Path(d), filters, None, detail))
+            sources.append(JournalSource(Path(d), filters, None, detail, only))
     except BaseException:
         for s in sources:
             s.close()
