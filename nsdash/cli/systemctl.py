@@ -38,8 +38,14 @@ def _csv(values: list[str]) -> list[str]:
     return [v for item in values for v in item.split(",") if v]
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        # one line through the dispatcher, not argparse's usage block
+        raise UsageError(message, "see 'nsdash systemctl --help'")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nsdash systemctl",
         description="Manage the units of a running machine through its own systemd and D-Bus.",
         epilog=f"verbs: {', '.join(VERBS)}.  Unlike systemctl, --wait waits for the queued jobs to "
