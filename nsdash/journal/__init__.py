@@ -7,8 +7,14 @@ The API the CLI and the dashboard use::
     log = open_logs(["web", "db"], filters=Filters(priorities=parse_priority("warning")))
     history = log.tail(200)          # last 200 entries over both machines, oldest first
     fds = log.filenos()              # readable when any source changed (inotify)
-    ...                              # poll/select on fds, or log.wait(timeout=0.5)
+    ...                              # poll/select on fds with a timeout of at most
+                                     # log.recheck_ms() (100 ms with journals), or log.wait()
     new = log.read_new()             # non-blocking: entries written since, by time
+
+journald signals a change to its files only from a 250 ms timer, so a reader
+woken by inotify alone sees entries 250-500 ms late (journalctl -f does);
+calling read_new() again after recheck_ms() even without an event brings that
+under 100 ms at the cost of one sd_journal_next per journal.
     log.close()                      # (or use `with open_logs(...) as log:`)
 
 - `Entry`: realtime (µs since the epoch), machine, fields (raw bytes by

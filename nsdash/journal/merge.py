@@ -75,15 +75,23 @@ class MergedLog:
                 self._poll.register(fd, select.POLLIN)
         return list(self._by_fd)
 
+    def recheck_ms(self) -> int:
+        """The longest a follower should go without calling read_new() (-1: only on events)."""
+        wanted = -1
+        for s in self.sources:
+            t = s.timeout_ms()
+            if t >= 0:
+                wanted = t if wanted < 0 else min(wanted, t)
+        return wanted
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a source changed or TIMEOUT seconds passed; True if something changed."""
         self.filenos()
         assert self._poll is not None
         wanted = -1 if timeout is None else int(timeout * 1000)
-        for s in self.sources:
-            t = s.timeout_ms()
-            if t >= 0:
-                wanted = t if wanted < 0 else min(wanted, t)
+        recheck = self.recheck_ms()
+        if recheck >= 0:
+            wanted = recheck if wanted < 0 else min(wanted, recheck)
         return bool(self._poll.poll(wanted))
 
     def read_new(self) -> list[Entry]:
