@@ -94,6 +94,10 @@ class MachineCgroup:
 
     def create(self) -> None:
         """Make the cgroup everywhere; refuse if a machine of that name is running."""
+        if not self.dirs:
+            raise NsdashError(f"no usable cgroup hierarchy under {self.layout.root} (neither cgroup2 nor "
+                              "v1 cpu/memory/pids controllers are mounted)",
+                              "mount cgroup2 at /sys/fs/cgroup (or the v1 controllers) and try again")
         if self.main_dir.exists() and self.populated():
             raise MachineExists(f"machine '{self.machine}' is already running",
                                 f"pick another name with -M, or stop it with 'nsdash poweroff {self.machine}'")
