@@ -322,6 +322,8 @@ class Systemd:
         if msg.member == "JobRemoved" and msg.interface == MANAGER and len(msg.body) == 4:
             _, job_path, _, result = msg.body
             self._jobs_removed[str(job_path)] = str(result)
+            while len(self._jobs_removed) > 1024:  # other clients' jobs, on a long-lived connection
+                del self._jobs_removed[next(iter(self._jobs_removed))]
             self._job_event.set()
 
     async def _wait_job(self, job_path: str, timeout: float | None) -> str:
