@@ -307,10 +307,14 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
         raise UsageError(f"invalid {option} {value!r}: empty target", syntax)
     relative = source.startswith("+")
     if relative:
-        inner = "/" + source[1:].lstrip("/")
+        inner = v.normalize_path("/" + source[1:])
         if tree is None:
             raise UsageError(f"{option} {value!r} is relative to the image but no image is known", "pass -D DIR")
-        host_source = Path(os.path.normpath(str(tree) + inner))
+        # followed inside the tree as nspawn's chase does: neither '..' nor a
+        # symlink in an untrusted image may turn +PATH into a host path
+        from nsdash.launcher.mounts import resolve_in_root
+
+        host_source = Path(resolve_in_root(str(tree), inner))
         target = target if target is not None else inner
     else:
         if not v.is_absolute_path(source):

@@ -288,6 +288,14 @@ def test_bind_plus_source_defaults_target_to_its_inner_path(tree):
     assert parse(tree, "--bind-ro=+/srv").binds == (Bind(tree / "srv", "/srv", read_only=True),)
 
 
+def test_bind_plus_source_stays_inside_the_image(tree, tmp_path):
+    (tree / "srv").mkdir()
+    (tree / "evil").symlink_to("/etc")  # an image's absolute symlink means its own /etc
+    (tree / "etc" / "x").mkdir()
+    assert parse(tree, "--bind=+/../../srv:/a").binds == (Bind(tree / "srv", "/a"),)
+    assert parse(tree, "--bind=+/evil/x:/b").binds == (Bind(tree / "etc" / "x", "/b"),)
+
+
 def test_bind_escaped_colons(tree, tmp_path):
     src = tmp_path / "a:b"
     src.mkdir()
