@@ -28,7 +28,7 @@ from nsdash.inside.units import (
 )
 
 JOB_VERBS = ("start", "stop", "restart", "reload", "try-restart", "reload-or-restart")
-VERBS = ("list-units", "list-unit-files", "status", *JOB_VERBS, "enable", "disable", "is-active", "is-failed",
+VERBS = ("list-units", "list-unit-files", "list-jobs", "status", "show", *JOB_VERBS, "enable", "disable", "is-active", "is-failed",
          "is-enabled", "daemon-reload", "reset-failed")
 EXIT_NOT_RUNNING = 3  # systemctl's EXIT_PROGRAM_NOT_RUNNING
 EXIT_NO_SUCH_UNIT = 4
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--type", action="append", default=[], help="unit types, comma-separated")
     p.add_argument("--state", action="append", default=[], help="load/active/sub states, comma-separated")
     p.add_argument("--failed", action="store_true", help="same as --state=failed")
-    p.add_argument("-a", "--all", action="store_true", help="also list inactive units")
+    p.add_argument("-a", "--all", action="store_true", help="also list inactive units; show: every property")
+    p.add_argument("-p", "--property", action="append", default=[], help="show: only these properties")
+    p.add_argument("--value", action="store_true", help="show: print values only, without NAME=")
     p.add_argument("--no-legend", action="store_true", help="no header, legend or counts")
     p.add_argument("--no-pager", action="store_true", help="accepted for compatibility (nsdash never pages)")
     p.add_argument("-l", "--full", action="store_true", help="accepted for compatibility (never ellipsized)")
@@ -104,7 +106,7 @@ def main(argv: list[str]) -> int:
     bad = [t for t in args.type if t not in UNIT_TYPES]
     if bad:
         raise UsageError(f"unknown unit type '{bad[0]}'", f"use one of: {', '.join(UNIT_TYPES)}")
-    needs_units = args.verb in (*JOB_VERBS, "status", "enable", "disable", "is-active", "is-failed", "is-enabled")
+    needs_units = args.verb in (*JOB_VERBS, "status", "show", "enable", "disable", "is-active", "is-failed", "is-enabled")
     if needs_units and not args.args:
         raise UsageError(f"'{args.verb}' needs at least one unit", f"e.g. nsdash systemctl -M {args.machine} "
                          f"{args.verb} nginx.service")
@@ -142,6 +144,26 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
         return 0
     if verb == "status":
         return await _status(sd, target, args, out)
+    if verb == "show":
+        names = _csv(args.property)
+        records: list[dict[str, Any]] = []
+        texts: list[str] = []
+        for unit in args.args:
+            props = await sd.properties(unit)
+            records.append({k: v for k, v in props.items() if not names or k in names})
+            texts.append(render.show(props, names, args.value, args.all))
+        if out.json:
+            out.emit(json.loads(json.dumps(records, default=str)))
+        else:
+            out.text.append("\n".join(texts))
+        return 0
+    if verb == "list-jobs":
+        jobs = await sd.list_jobs()
+        if out.json:
+            out.emit([{"job": j.job_id, "unit": j.unit, "type": j.kind, "state": j.state} for j in jobs])
+        else:
+            out.text.append(render.list_jobs(jobs, legend=not args.no_legend))
+        return 0
     if verb in JOB_VERBS:
         return await _jobs(sd, verb, [mangle(u) for u in args.args], args, out)
     if verb in ("enable", "disable"):

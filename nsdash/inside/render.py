@@ -5,6 +5,7 @@ Shared by `nsdash systemctl` and the dashboard's unit views; no I/O here.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,7 @@ from typing import Any
 from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.procs import UnitProcess
 from nsdash.inside.unitlog import LogLine
-from nsdash.inside.units import UnitFile, UnitInfo, UnitStatus
+from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
 
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 EXIT_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 4: "NOPERMISSION",
@@ -255,6 +256,50 @@ def status(st: UnitStatus, *, processes: Sequence[UnitProcess] | None = None,
     if log:
         text += "\n" + "\n".join(line.short() for line in log) + "\n"
     return text
+
+
+def list_jobs(jobs: Sequence[JobInfo], *, legend: bool = True) -> str:
+    if not jobs:
+        return "No jobs running.\n" if legend else ""
+    rows = [[str(j.job_id), j.unit, j.kind, j.state] for j in jobs]
+    lines = [" ".join(cells).rstrip() for cells in _table(["JOB", "UNIT", "TYPE", "STATE"], rows)]
+    if not legend:
+        return "\n".join(lines[1:]) + "\n"
+    return "\n".join(lines) + f"\n\n{len(jobs)} jobs listed.\n"
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:/@+=,-]*$")
+
+
+def property_value(name: str, value: Any) -> str:
+    """A property as `systemctl show` prints it: timestamps as dates, yes/no, [not set], quoted lists."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        if value == 2**64 - 1:
+            return "infinity" if name.endswith("Max") or name.startswith("Limit") else "[not set]"
+        if name.endswith("Timestamp"):
+            return format_timestamp(value) if value else ""
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return " ".join(v if _PLAIN.match(v) else f'"{v}"' for v in value)
+    return str(value)
+
+
+def show(props: dict[str, Any], names: Sequence[str] = (), value_only: bool = False, all_props: bool = False) -> str:
+    """`systemctl show`: Name=value lines; without -p, empty and structured properties are left out."""
+    out = []
+    for name, value in props.items():
+        if names and name not in names:
+            continue
+        structured = isinstance(value, list | tuple) and not all(isinstance(v, str) for v in value)
+        text = property_value(name, value)
+        if not names and not all_props and (structured or text == "" or text == "[not set]"):
+            continue
+        out.append(text if value_only else f"{name}={text}")
+    return "".join(line + "\n" for line in out)
 
 
 # ---------------------------------------------------------------- JSON

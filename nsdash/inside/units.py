@@ -188,6 +188,16 @@ class JobOutcome:
 
 
 @dataclass(frozen=True)
+class JobInfo:
+    """One row of ListJobs: a job queued or running in the machine."""
+
+    job_id: int
+    unit: str
+    kind: str  # start, stop, ...
+    state: str  # waiting, running
+
+
+@dataclass(frozen=True)
 class InstallChange:
     """One change EnableUnitFiles/DisableUnitFiles made: ('symlink', link, target) or ('unlink', link, '')."""
 
@@ -289,6 +299,16 @@ class Systemd:
         path = await self.unit_path(name)
         (props,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [""])
         return UnitStatus.from_properties(name, props)
+
+    async def properties(self, name: str) -> dict[str, Any]:
+        """Every property of the unit (all its interfaces), values unwrapped from their variants."""
+        path = await self.unit_path(mangle(name))
+        (props,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [""])
+        return {k: (v.value if isinstance(v, Variant) else v) for k, v in props.items()}
+
+    async def list_jobs(self) -> list[JobInfo]:
+        (rows,) = await self._manager("ListJobs")
+        return sorted((JobInfo(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows), key=lambda j: j.job_id)
 
     async def active_state(self, name: str) -> str:
         """What `is-active` prints: the unit's ActiveState, 'inactive' for units not loaded."""

@@ -99,7 +99,8 @@ def machine(debian_cache):
     name = f"{TAG}-inside"
     target = boot(debian_cache, name, "-x")
     try:
-        install_units(target, **{"nsdash-test.service": TEST_UNIT, "nsdash-fail.service": FAILING_UNIT})
+        install_units(target, **{"nsdash-test.service": TEST_UNIT, "nsdash-fail.service": FAILING_UNIT,
+                                 "nsdash-slow.service": SLOW_UNIT})
         yield target
     finally:
         power_off(name)
@@ -356,3 +357,26 @@ def test_many_jobs_on_one_connection(machine):
         return results
 
     assert units.run(machine, cycle) == ["done"] * 6
+
+
+def test_list_jobs_and_show(machine):
+    r = systemctl(machine, "start", "--no-block", "nsdash-slow")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = systemctl(machine, "list-jobs")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[0].split() == ["JOB", "UNIT", "TYPE", "STATE"]
+        row = next(line.split() for line in r.stdout.splitlines() if "nsdash-slow.service" in line)
+        assert row[2:] == ["start", "running"]
+        assert r.stdout.endswith("jobs listed.\n")
+        r = systemctl(machine, "show", "-p", "ActiveState,SubState", "-p", "Description", "nsdash-slow")
+        assert sorted(r.stdout.splitlines()) == ["ActiveState=activating", "Description=nsdash slow service",
+                                                 "SubState=start"]
+    finally:
+        assert systemctl(machine, "stop", "nsdash-slow").returncode == 0
+    assert systemctl(machine, "list-jobs").stdout == "No jobs running.\n"
+    main = units.run(machine, lambda sd: sd.status("dbus")).main_pid
+    r = systemctl(machine, "show", "--value", "-p", "MainPID", "dbus")
+    assert r.stdout == f"{main}\n"
+    (props,) = json.loads(systemctl(machine, "show", "-o", "json", "-p", "Id,MainPID", "dbus").stdout)
+    assert props == {"Id": "dbus.service", "MainPID": main}

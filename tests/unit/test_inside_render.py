@@ -178,3 +178,20 @@ def test_json_records():
                                                         "sub": "running", "job": None, "description": "a.service desc"}
     data = render.status_json(status(), None, [])
     assert data["main_pid"] == 35 and data["processes"] is None and data["journal"] == []
+
+
+def test_show_and_list_jobs():
+    from nsdash.inside.units import JobInfo
+
+    assert render.property_value("TasksMax", 2**64 - 1) == "infinity"
+    assert render.property_value("MemoryCurrent", 2**64 - 1) == "[not set]"
+    assert render.property_value("ActiveExitTimestamp", 0) == ""
+    assert render.property_value("RemainAfterExit", False) == "no"
+    assert render.property_value("Documentation", ["man:x(1)", "https://a"]) == '"man:x(1)" https://a'
+    props = {"Id": "a.service", "MainPID": 0, "Wants": [], "ExecStart": [("/bin/x", ["x"], False)]}
+    assert render.show(props) == "Id=a.service\nMainPID=0\n"
+    assert render.show(props, all_props=True).count("\n") == 4
+    assert render.show(props, ["MainPID"], value_only=True) == "0\n"
+    assert render.list_jobs([]) == "No jobs running.\n"
+    assert render.list_jobs([JobInfo(7, "a.service", "start", "running")]).splitlines() == [
+        "JOB UNIT      TYPE  STATE", "7   a.service start running", "", "1 jobs listed."]
