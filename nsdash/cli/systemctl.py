@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -130,7 +131,7 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
             out.emit(render.units_json(units))
         else:
             out.text.append(render.list_units(units, legend=not args.no_legend, all_units=args.all,
-                                              states=args.state))
+                                              states=args.state, color=_color()))
         return 0
     if verb == "list-unit-files":
         files = filter_unit_files(await sd.list_unit_files(), types=args.type, states=args.state,
@@ -195,6 +196,11 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
     raise AssertionError(verb)
 
 
+def _color() -> bool:
+    """Colour like systemctl on a terminal; never into pipes, files or with NO_COLOR set."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
 def _report_states(states: list[tuple[str, str]], args: argparse.Namespace, out: _Out) -> None:
     if args.quiet:
         return
@@ -222,7 +228,7 @@ async def _status(sd: Systemd, target: Target, args: argparse.Namespace, out: _O
         if out.json:
             records.append(render.status_json(st, processes, log))
         else:
-            texts.append(render.status(st, processes=processes, log=log, triggers=triggers))
+            texts.append(render.status(st, processes=processes, log=log, triggers=triggers, color=_color()))
         if st.active_state not in ("active", "reloading"):
             rc = rc or EXIT_NOT_RUNNING
     if out.json:

@@ -24,7 +24,19 @@ EXIT_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIM
 LEGEND = ("LOAD   = Reflects whether the unit definition was properly loaded.\n"
           "ACTIVE = The high-level unit activation state, i.e. generalization of SUB.\n"
           "SUB    = The low-level unit activation state, values depend on unit type.\n")
-LABEL_WIDTH = 11  # "TriggeredBy" is the widest label systemctl status aligns on
+LABEL_WIDTH = 11
+GREEN, RED, RESET = "\x1b[0;1;32m", "\x1b[0;1;31m", "\x1b[0m"  # systemctl's highlight colours
+
+
+def paint(text: str, active_state: str, color: bool) -> str:
+    """TEXT in the colour systemctl gives ACTIVE_STATE (green active, red failed), if COLOR."""
+    if not color:
+        return text
+    if active_state in ("active", "reloading"):
+        return f"{GREEN}{text}{RESET}"
+    if active_state == "failed":
+        return f"{RED}{text}{RESET}"
+    return text  # "TriggeredBy" is the widest label systemctl status aligns on
 
 
 def sort_key(name: str) -> tuple[str, str]:
@@ -55,7 +67,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[list[st
 
 
 def list_units(units: Sequence[UnitInfo], *, legend: bool = True, all_units: bool = False,
-               states: Sequence[str] = ()) -> str:
+               states: Sequence[str] = (), color: bool = False) -> str:
     units = sorted(units, key=lambda u: sort_key(u.name))
     with_jobs = any(u.job_id is not None for u in units)
     header = ["UNIT", "LOAD", "ACTIVE", "SUB"] + (["JOB"] if with_jobs else []) + ["DESCRIPTION"]
@@ -63,8 +75,9 @@ def list_units(units: Sequence[UnitInfo], *, legend: bool = True, all_units: boo
             + ([u.job_type or ""] if with_jobs else []) + [u.description] for u in units]
     lines = []
     for i, cells in enumerate(_table(header, rows)):
-        mark = "●" if i > 0 and (units[i - 1].failed or units[i - 1].load_error) else " "
-        lines.append(f"{mark} {' '.join(cells)}".rstrip())
+        marked = i > 0 and (units[i - 1].failed or units[i - 1].load_error)
+        text = f"{'●' if marked else ' '} {' '.join(cells)}".rstrip()
+        lines.append(paint(text, "failed", color) if marked else text)
     if not legend:
         return "\n".join(lines[1:]) + ("\n" if len(lines) > 1 else "")
     text = "\n".join(lines) + "\n"
@@ -206,10 +219,11 @@ def cgroup_tree(control_group: str, processes: Iterable[UnitProcess], full: bool
 
 def status(st: UnitStatus, *, processes: Sequence[UnitProcess] | None = None,
            log: Sequence[LogLine] = (), triggers: Sequence[tuple[str, str]] = (),
-           now_us: int | None = None) -> str:
+           now_us: int | None = None, color: bool = False) -> str:
     """The text of `systemctl status UNIT`."""
     now_us = now_us if now_us is not None else int(time.time() * 1e6)
-    out = [f"{glyph(st.active_state)} {st.name}" + (f" - {st.description}" if st.description else "")]
+    out = [f"{paint(glyph(st.active_state), st.active_state, color)} {st.name}"
+           + (f" - {st.description}" if st.description else "")]
 
     details = [st.fragment_path] if st.fragment_path else []
     if st.unit_file_state:
@@ -224,6 +238,7 @@ def status(st: UnitStatus, *, processes: Sequence[UnitProcess] | None = None,
     active = f"{st.active_state} ({st.sub_state})"
     if st.failed and st.result and st.result != "success":
         active = f"{st.active_state} (Result: {st.result})"
+    active = paint(active, st.active_state, color)
     since = st.active_enter_us if st.active_state in ("active", "reloading") else st.inactive_enter_us
     if st.active_state in ("active", "reloading", "inactive", "failed") and since:
         active += f" since {format_timestamp(since)}; {format_relative(since, now_us)}"

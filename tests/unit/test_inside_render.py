@@ -195,3 +195,12 @@ def test_show_and_list_jobs():
     assert render.list_jobs([]) == "No jobs running.\n"
     assert render.list_jobs([JobInfo(7, "a.service", "start", "running")]).splitlines() == [
         "JOB UNIT      TYPE  STATE", "7   a.service start running", "", "1 jobs listed."]
+
+
+def test_colour_only_when_asked():
+    text = render.status(status(), processes=[], now_us=NOW, color=True)
+    assert text.startswith("\x1b[0;1;32m●\x1b[0m web.service - Web\n")
+    assert "Active: \x1b[0;1;32mactive (running)\x1b[0m since" in text
+    table = render.list_units([unit("x.service", "failed", "failed", desc="X")], color=True)
+    assert table.splitlines()[1] == "\x1b[0;1;31m● x.service loaded failed failed X\x1b[0m"
+    assert "\x1b" not in render.list_units([unit("x.service", "failed", "failed")])
