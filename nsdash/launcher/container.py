@@ -15,6 +15,7 @@ PID 1 reached exec or why it did not.  close() always tears everything down.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -35,6 +36,15 @@ from nsdash.system import syscalls as sc
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
 REBOOT_SIGNAL = signal.SIGHUP
 POWEROFF_SIGNAL = signal.SIGINT
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space where nsdash keeps its state (NSDASH_STATE_DIR, default /run/nsdash)",
+    errno.EDQUOT: "free some space where nsdash keeps its state (NSDASH_STATE_DIR, default /run/nsdash)",
+    errno.EROFS: "that file system is read-only: run the tree with -x/--ephemeral, or remount it read-write",
+    errno.EACCES: "run nsdash as root",
+    errno.EPERM: "run nsdash as root",
+}
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,12 @@ class Container:
             with inuse.start_guard(self.spec.machine, os.path.abspath(self.spec.directory),
                                    self.spec.ephemeral):
                 return self._start()
+        except OSError as e:
+            # A full disk, a read-only file system, ...: one line naming the cause, nothing left.
+            self.close()
+            where = f" ({e.filename})" if e.filename else ""
+            raise NsdashError(f"cannot start machine '{self.spec.machine}': {e.strerror or e}{where}",
+                              _OS_HINTS.get(e.errno or 0, "run with NSDASH_DEBUG=1 for details")) from None
         except BaseException:
             self.close()
             raise
