@@ -127,9 +127,13 @@ class Poller:
                     next_sample = time.monotonic() + self.interval
                 fds = [self._wake_r] + (self._guard(feed.filenos) or [] if feed is not None else [])
                 timeout = max(0.0, next_sample - time.monotonic())
+                # poll(2), not select(2): a busy process may hold descriptors above 1024.
+                poller = select.poll()
+                for fd in fds:
+                    poller.register(fd, select.POLLIN)
                 try:
-                    ready, _, _ = select.select(fds, [], [], timeout)
-                except (OSError, ValueError):
+                    ready = [fd for fd, _ in poller.poll(timeout * 1000)]
+                except OSError:
                     time.sleep(min(timeout, 0.2))
                     ready = []
                 if self._wake_r in ready:
@@ -251,7 +255,7 @@ class HostReaders:
             version = m.os_release.get("VERSION_ID")
             out.append(MachineInfo(
                 name=m.name,
-                state="orphan" if m.orphan else (s.state if s else "running"),
+                state="orphan" if m.orphan else (s.state if s else "starting"),
                 os=f"{pretty} {version}" if pretty and version else (pretty or "-"),
                 address=m.addresses[0] if m.addresses else "-",
                 started=_epoch(s.since) if s else None,

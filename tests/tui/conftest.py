@@ -24,11 +24,12 @@ async def feed_sample(app: NsdashApp, pilot, steps: int = 3) -> None:
     await pilot.pause()
 
 
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0,
+                   what: str | Callable[[], str] = "") -> None:
     """Let the app run until CONDITION holds (checked between event-loop turns)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or condition}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
         await pilot.pause(0.05)
         await asyncio.sleep(0)

@@ -65,7 +65,7 @@ class ConsoleConnection:
                     with self.lock:
                         self.model.feed(data)
                     self.changed.set()
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: select() on a descriptor above 1024
             reason = f"console connection lost: {e}"
         if not self._closing:
             self.on_end(reason)

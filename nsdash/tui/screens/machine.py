@@ -79,7 +79,7 @@ class MachineScreen(Screen):
             self.maximize(focused)
 
     def on_console_pane_left(self, event: ConsolePane.Left) -> None:
-        self.query_one("#machine-journal").focus()
+        self.query_one("#machine-journal #journal-log").focus()
 
 
 def describe(info: MachineInfo | None, name: str, now: float | None = None) -> str:

@@ -177,6 +177,12 @@ class JournalPane(Vertical):
 
     # ------------------------------------------------------------ actions
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # escape clears filters only when there are some; otherwise it means "back".
+        if action == "clear_filters":
+            return self.filter != JournalFilter()
+        return True
+
     def action_cycle_priority(self) -> None:
         i = PRIORITY_STEPS.index(self.filter.max_priority) if self.filter.max_priority in PRIORITY_STEPS else 0
         self.filter = JournalFilter(PRIORITY_STEPS[(i + 1) % len(PRIORITY_STEPS)], self.filter.unit,
