@@ -55,14 +55,38 @@ def _bad(path: str, lineno: int, key: str, value: str, hint: str) -> UsageError:
     return UsageError(f"{path}:{lineno}: invalid {key}= value {value!r}", hint)
 
 
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, stripped text) of each logical line: only '\n' ends
+    a line, and a trailing backslash joins the next one with a space, as in
+    systemd's unit-file syntax (comment lines are never continued)."""
+    result: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 0
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if not pending:
+            start = lineno
+            if line[:1] in ("#", ";"):
+                result.append((lineno, line))
+                continue
+        if line.endswith("\\"):
+            pending.append(line[:-1])
+            continue
+        pending.append(line)
+        result.append((start, " ".join(pending).strip()))
+        pending = []
+    if pending:
+        result.append((start, " ".join(pending).strip()))
+    return result
+
+
 def parse(text: str, path: str = "<settings>") -> Settings:
     """Parse a .nspawn file's text into option values (validated)."""
     from nsdash.launcher import options as opt
 
     values: dict[str, Any] = {}
     section = ""
-    for lineno, raw in enumerate(text.split("\n"), 1):  # only \n ends a line, as in systemd
-        line = raw.strip()
+    for lineno, line in _logical_lines(text):
         if not line or line[0] in "#;":
             continue
         if line.startswith("[") and line.endswith("]"):

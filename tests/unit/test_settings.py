@@ -85,6 +85,11 @@ def test_process_two_and_empty_assignments_reset_lists():
     assert v["as_pid2"] is True and v["command"] == [] and v["setenv"] == []
 
 
+def test_continuation_lines_join_with_a_space():
+    v = settings.parse("[Exec]\nParameters=one \\\n  two\\\nthree\n# c \\\nBoot=yes\n").values
+    assert v["command"] == ["one", "two", "three"] and v["boot"] is True
+
+
 @pytest.mark.parametrize("value,expected", [("overlay", True), ("no", None), ("false", None)])
 def test_volatile_maps_to_ephemeral(value, expected):
     assert settings.parse(f"[Files]\nVolatile={value}\n").values.get("ephemeral") is expected
