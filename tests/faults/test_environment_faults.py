@@ -45,11 +45,10 @@ def small_tmpfs(path, options: str):
 def _fill(path) -> None:
     """Use up every block and inode of the file system at PATH."""
     i = 0
-    with contextlib.suppress(OSError):
-        with open(path / "filler", "wb") as f:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
+    with contextlib.suppress(OSError), open(path / "filler", "wb") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
     with contextlib.suppress(OSError):
         while True:
             (path / f"i{i}").touch()
