@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,20 @@ class Target:
     def root(self) -> Path:
         """The machine's root directory through its init's /proc entry (follows pivot_root)."""
         return self.proc / str(self.leader) / "root"
+
+    def started_us(self) -> int | None:
+        """When the machine's init started (realtime µs, to a clock tick): where its current boot begins.
+
+        /proc/PID/stat counts from boot in CLOCK_BOOTTIME ticks; mapping through both clocks read
+        now avoids /proc/stat's btime, which is rounded to the second.
+        """
+        try:
+            stat = (self.proc / str(self.leader) / "stat").read_text()
+        except OSError:
+            return None
+        ticks = int(stat[stat.rfind(")") + 2 :].split()[19])  # field 22, starttime
+        now_real, now_boot = time.time(), time.clock_gettime(time.CLOCK_BOOTTIME)
+        return int((now_real - (now_boot - ticks / os.sysconf("SC_CLK_TCK"))) * 1_000_000)
 
     def alive(self) -> bool:
         """The init still runs (a zombie waiting for its supervisor to reap it does not count)."""

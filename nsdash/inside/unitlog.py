@@ -15,6 +15,7 @@ from nsdash.errors import NsdashError
 from nsdash.inside.target import Target
 
 JOURNAL_DIRS = ("var/log/journal", "run/log/journal")
+BOOT_SLACK_US = 0  # the init's start time is rounded down to a clock tick already
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ def unit_lines(target: Target, unit: str, count: int = 10, root: Path | None = N
         reader.seek_tail()
         lines: list[LogLine] = []
         boot = None
+        # Containers may share the host's boot ID (unless the launcher gives each boot its own), so
+        # the current boot also ends, going back, where the machine's init started.
+        since = target.started_us() if root is None else None
         while len(lines) < count:
             entry = reader.get_previous()
             if not entry:
@@ -101,6 +105,8 @@ def unit_lines(target: Target, unit: str, count: int = 10, root: Path | None = N
                 break
             stamp = entry.get("__REALTIME_TIMESTAMP")
             realtime = int(stamp.timestamp() * 1e6) if stamp is not None else 0
+            if since is not None and realtime < since - BOOT_SLACK_US:
+                break
             prio = entry.get("PRIORITY")
             lines.append(LogLine(
                 realtime_us=realtime,

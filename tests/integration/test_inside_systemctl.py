@@ -380,3 +380,30 @@ def test_list_jobs_and_show(machine):
     assert r.stdout == f"{main}\n"
     (props,) = json.loads(systemctl(machine, "show", "-o", "json", "-p", "Id,MainPID", "dbus").stdout)
     assert props == {"Id": "dbus.service", "MainPID": main}
+
+
+def test_status_shows_only_the_current_boots_journal(debian_tree, machine_name):
+    """After a reboot of a persistent tree, the unit's lines of the previous boot are not shown."""
+    unit_file = debian_tree / "etc/systemd/system/nsdash-boots.service"
+    unit_file.write_text(TEST_UNIT.replace("nsdash test service", "nsdash boots service"))
+    try:
+        target = boot(debian_tree, machine_name)
+        try:
+            assert systemctl(target, "start", "nsdash-boots").returncode == 0
+            assert systemctl(target, "stop", "nsdash-boots").returncode == 0
+            wait_for(lambda: "Stopped nsdash-boots.service" in systemctl(target, "status", "nsdash-boots").stdout)
+            r = run_nsdash("reboot", machine_name, timeout=60)
+            assert r.returncode == 0, r.stderr
+            wait_for(lambda: system_state(machine_name) in ("running", "degraded")
+                     and resolve(machine_name).leader != target.leader)
+            target = resolve(machine_name)
+            text = systemctl(target, "status", "nsdash-boots").stdout
+            assert "Started" not in text and "Stopped" not in text, text
+            assert systemctl(target, "start", "nsdash-boots").returncode == 0
+            r = wait_for(lambda: (out := systemctl(target, "status", "nsdash-boots").stdout).count("Started ") and out)
+            assert r.count("Started nsdash-boots.service") == 1 and "Stopped" not in r
+            assert systemctl(target, "stop", "nsdash-boots").returncode == 0
+        finally:
+            power_off(machine_name)
+    finally:
+        unit_file.unlink()
