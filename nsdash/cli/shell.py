@@ -43,8 +43,12 @@ def _exit_status(wait_status: int) -> int:
 def shell(name: str, command: list[str], env: dict[str, str]) -> int:
     from nsdash.launcher import client
     from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.launcher.sealed_exec import ensure_sealed_exe
     from nsdash.system import syscalls
 
+    # The forked helper is, until it execs, a host binary inside the machine's PID namespace:
+    # run from a sealed copy so /proc/PID/exe can never reach the host's interpreter (CVE-2019-5736).
+    ensure_sealed_exe()
     status = client.status(name)
     leader = status.get("leader")
     if not leader:
