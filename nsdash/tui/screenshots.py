@@ -32,6 +32,8 @@ async def _wait(pilot, condition, timeout: float, what: str) -> None:
 
 
 async def _shoot_real(out: Path, seconds: float) -> list[Path]:
+    from textual.widgets import Input
+
     from nsdash.tui.app import NsdashApp
     from nsdash.tui.screens.machine import MachineScreen
     from nsdash.tui.widgets.console_pane import ConsolePane
@@ -69,7 +71,7 @@ async def _shoot_real(out: Path, seconds: float) -> list[Path]:
         await pilot.press("s")
         await _wait(pilot, lambda: app.screen.__class__.__name__ == "SpawnScreen", 10, "the spawn form")
         await pilot.pause(0.5)
-        app.screen.query_one("#spawn-name").value = "web-1"
+        app.screen.query_one("#spawn-name", Input).value = "web-1"
         save("spawn-form.svg")
         await pilot.press("escape")
     return written
