@@ -332,7 +332,7 @@ def _boots(name: str) -> list:
         return src.boots()
 
 
-def test_a_busybox_machines_console_log_is_followed(busybox_tree, machine_name):
+def test_a_busybox_machines_console_log_is_followed(busybox_tree, machine_name, machine):
     r = run_nsdash("spawn", "--detach", "-D", str(busybox_tree), "-M", machine_name, "/bin/sh", "-c",
                    "echo started; while :; do sleep 0.2; echo tick; done")
     assert r.returncode == 0, r.stderr
@@ -355,6 +355,16 @@ def test_a_busybox_machines_console_log_is_followed(busybox_tree, machine_name):
             assert got.count("tick") >= 2
         cli = run_nsdash("journal", "-M", machine_name, "-n", "3")
         assert cli.returncode == 0 and "tick" in cli.stdout
+        # merged with the Debian machine's journal: one time-ordered stream, each line tagged
+        both = run_nsdash("journal", "-M", machine, "-M", machine_name, "-o", "short-precise")
+        assert both.returncode == 0, both.stderr
+        lines = both.stdout.splitlines()
+        assert any(f" {machine_name} console: tick" in line for line in lines)
+        assert any(f" {machine} probe[" in line for line in lines)
+        with open_logs([machine, machine_name]) as log:
+            merged = list(log.entries())
+        assert [e.realtime for e in merged] == sorted(e.realtime for e in merged)
+        assert {e.machine for e in merged} == {machine, machine_name}
     finally:
         run_nsdash("terminate", machine_name, timeout=30)
 

@@ -251,3 +251,22 @@ def test_follow_of_an_initially_empty_match_shows_every_new_entry(journal_dir, t
         write_journal(d / "system.journal", [export_entry(_base(MESSAGE=f"bad {i}", PRIORITY="3"), T0 + i + 1, 2,
                                                           BOOT1) for i in range(3)])
         assert [e.message for e in _collect(log, 3)] == ["bad 0", "bad 1", "bad 2"]
+
+
+def test_merged_output_tags_each_line_with_its_machine(journal_dir, tmp_path):
+    import io
+
+    from nsdash.journal.format import Printer
+
+    with MergedLog([JournalSource(journal_dir, machine="alpha"),
+                    JournalSource(journal_dir, machine="beta", detail=True)]) as log:
+        entries = list(log.entries())
+    out = io.StringIO()
+    Printer(out, "short", tag_machines=True).write_all(entries)
+    lines = out.getvalue().splitlines()
+    assert any(" alpha foo[100]: foo failed" in line for line in lines)
+    assert any(" beta foo[100]: foo failed" in line for line in lines)
+    assert not any(line.startswith("-- Boot") for line in lines)  # like journalctl --merge
+    out = io.StringIO()
+    Printer(out, "json", tag_machines=True).write_all(entries[:4])
+    assert {json.loads(line)["NSDASH_MACHINE"] for line in out.getvalue().splitlines()} == {"alpha", "beta"}
