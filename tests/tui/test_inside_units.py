@@ -32,6 +32,17 @@ def table_units(screen: UnitsScreen) -> list[str]:
     return [str(k.value) for k in table.rows]
 
 
+async def select(pilot, screen: UnitsScreen, unit: str) -> None:
+    """Put the cursor on UNIT and wait until the screen agrees (a refresh may land in between)."""
+    def on_it() -> bool:
+        if screen.selected_unit != unit:
+            screen.query_one("#units-table").move_cursor(row=table_units(screen).index(unit))
+            return False
+        return True
+
+    await wait_for(pilot, on_it, what=f"the cursor on {unit}")
+
+
 async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(machine):
     app = NsdashApp(poll=False)
     async with app.run_test(size=(160, 45)) as pilot:
@@ -61,7 +72,7 @@ async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(mach
                        what="the not-loaded test unit with all")
 
         # Start it (no question asked), see it active and its process in the status pane.
-        screen.query_one("#units-table").move_cursor(row=table_units(screen).index("nsdash-test.service"))
+        await select(pilot, screen, "nsdash-test.service")
         await pilot.press("s")
         await wait_for(pilot, lambda: screen.snapshot is not None and any(
             u.name == "nsdash-test.service" and u.active_state == "active" for u in screen.snapshot.units),
@@ -89,11 +100,10 @@ async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(mach
                        what="the unit to stop")
 
         # A failing start is reported, not raised.
-        screen.query_one("#units-table").move_cursor(row=table_units(screen).index("nsdash-fail.service"))
-        notes_before = len(app._notifications)
+        await select(pilot, screen, "nsdash-fail.service")
         await pilot.press("s")
-        await wait_for(pilot, lambda: any("nsdash journal -M" in n.message for n in list(app._notifications)[
-            notes_before:]), what="the failure notification")
+        await wait_for(pilot, lambda: any("nsdash journal -M" in n.message for n in app._notifications),
+                       what=lambda: f"the failure notification; have {[n.message for n in app._notifications]}")
 
 
 async def test_jump_to_a_unit_by_name(machine):
