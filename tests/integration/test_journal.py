@@ -360,7 +360,7 @@ def test_a_busybox_machines_console_log_is_followed(busybox_tree, machine_name, 
         assert both.returncode == 0, both.stderr
         lines = both.stdout.splitlines()
         assert any(f" {machine_name} console: tick" in line for line in lines)
-        assert any(f" {machine} probe[" in line for line in lines)
+        assert any(f" {machine} systemd[1]: " in line or f" {machine} rot[" in line for line in lines)
         with open_logs([machine, machine_name]) as log:
             merged = list(log.entries())
         assert [e.realtime for e in merged] == sorted(e.realtime for e in merged)
