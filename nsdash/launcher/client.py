@@ -70,7 +70,7 @@ class Control:
         self.lines = proto.LineReader()
         self._id = 0
         try:
-            self.sock.connect(str(st.machine_dir(name) / st.CONTROL))
+            self._connect(str(st.machine_dir(name) / st.CONTROL), timeout)
         except PermissionError:
             self.sock.close()
             raise PrivilegeError(f"no permission to control machine '{name}'", "run the command as root") from None
@@ -79,6 +79,19 @@ class Control:
             raise MachineNotFound(f"machine '{name}' is not answering ({e.strerror})",
                                   "see 'nsdash list'") from None
         self.request("hello", version=proto.VERSION)
+
+    def _connect(self, path: str, timeout: float) -> None:
+        # With a timeout set, connect() on a unix socket whose backlog is full fails at
+        # once with EAGAIN instead of waiting: retry until the supervisor catches up.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def request(self, op: str, **args: Any) -> dict[str, Any]:
         self._id += 1

@@ -124,8 +124,8 @@ def error(code: str, message: str, rid: Any = None) -> bytes:
 def decode_response(line: bytes) -> dict[str, Any]:
     try:
         body = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadMessage("malformed", f"bad response: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise BadMessage("malformed", f"bad response: {str(e)[:200]}") from None
     if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
         raise BadMessage("malformed", "a response is an object with a boolean 'ok'")
     return body
@@ -134,7 +134,11 @@ def decode_response(line: bytes) -> dict[str, Any]:
 def _line(body: dict[str, Any]) -> bytes:
     data = json.dumps(body, separators=(",", ":")).encode() + b"\n"
     if len(data) > MAX_LINE:
-        raise BadMessage("oversized", "message longer than the protocol allows")
+        if "ok" not in body:
+            raise BadMessage("oversized", "message longer than the protocol allows")
+        # A reply too long to send, most likely an id too big to echo: a short error instead.
+        return _line({"ok": False, "error": "oversized",
+                      "message": "the reply would be longer than the protocol allows (is the id too long?)"})
     return data
 
 

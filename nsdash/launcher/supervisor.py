@@ -159,6 +159,7 @@ class Supervisor:
             stack.callback(self.listener.close)
             stack.callback(self._close_conns)
             self._signals(stack)
+            stack.callback(self._close_container)  # on every path, a crash included
             self.registration = self._registration()
             if self.registration is not None:
                 stack.callback(self.registration.unregister)
@@ -167,6 +168,11 @@ class Supervisor:
                 self.on_ready(self.container.leader)
             self._loop()
             return self.exit_status
+
+    def _close_container(self) -> None:
+        if self.container is not None:
+            container, self.container = self.container, None
+            container.close()
 
     def _claim_entry(self) -> None:
         """Create the state entry holding its lock, atomically by rename."""
@@ -218,7 +224,7 @@ class Supervisor:
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        sock.listen(16)
+        sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
         self.sel.register(sock, selectors.EVENT_READ, "listen")
         return sock
@@ -412,10 +418,7 @@ class Supervisor:
                 elif what == "leader":
                     self._leader_exited()
                 elif isinstance(what, _Conn):
-                    if mask & selectors.EVENT_READ:
-                        self._conn_readable(what)
-                    if mask & selectors.EVENT_WRITE and what.sock.fileno() >= 0:
-                        self._flush(what)
+                    self._serve(what, mask)
             if self.registration_checks and time.monotonic() >= self.registration_checks[0]:
                 self.registration_checks.pop(0)
                 self._check_registration()
@@ -497,6 +500,17 @@ class Supervisor:
                 # with its request unread would reset it before it saw the error.
                 conn.refused = True
                 self._send(conn, proto.error("permission-denied", "only root may control machines"))
+
+    def _serve(self, conn: _Conn, mask: int) -> None:
+        try:
+            if mask & selectors.EVENT_READ:
+                self._conn_readable(conn)
+            if mask & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
+                self._flush(conn)
+        except Exception as e:  # noqa: BLE001 - one client's request must never bring the machine down
+            with contextlib.suppress(OSError, proto.BadMessage):
+                conn.sock.send(proto.error("internal", f"{type(e).__name__}: {e}"[:500]))
+            self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
         fd = conn.sock.fileno()
