@@ -196,6 +196,10 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
     raise AssertionError(verb)
 
 
+def is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
 def _color() -> bool:
     """Colour like systemctl on a terminal; never into pipes, files or with NO_COLOR set."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
@@ -214,8 +218,15 @@ async def _status(sd: Systemd, target: Target, args: argparse.Namespace, out: _O
     rc = 0
     texts: list[str] = []
     records: list[dict[str, Any]] = []
+    names: list[str] = []
     for arg in args.args:
-        name = await sd.find_unit_of_pid(int(arg)) if arg.isdigit() else mangle(arg)
+        if arg.isdigit():
+            names.append(await sd.find_unit_of_pid(int(arg)))
+        elif is_glob(arg):  # like systemctl: every loaded unit the pattern matches
+            names += [u.name for u in filter_units(await sd.list_units([arg]), all_units=True)]
+        else:
+            names.append(mangle(arg))
+    for name in names:
         st = await sd.status(name)
         if st.load_state == "not-found" and st.active_state == "inactive":
             out.errors.append(f"nsdash: unit {name} could not be found in machine '{target.name}'; "

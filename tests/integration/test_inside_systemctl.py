@@ -139,6 +139,11 @@ def test_list_units_over_the_machines_bus(machine):
     assert rows["dbus.socket"]["active"] == "active"
     assert rows["dbus.service"]["description"] == "D-Bus System Message Bus"
 
+    r = systemctl(machine, "status", "-n", "0", "dbus*")
+    assert r.returncode == 0, r.stderr
+    assert [line for line in r.stdout.splitlines() if line.startswith("●")] == [
+        "● dbus.service - D-Bus System Message Bus", "● dbus.socket - D-Bus System Message Bus Socket"]
+
 
 def test_list_unit_files_shows_state_and_preset(machine):
     r = systemctl(machine, "list-unit-files", "nsdash-test.service")
