@@ -34,6 +34,7 @@ def _stop(name: str) -> None:
 
 @pytest.fixture
 def busybox_machine(busybox_tree, machine_name):
+    """A BusyBox machine of the test's own (for tests that stop or reboot it)."""
     client.spawn(ContainerSpec(directory=busybox_tree, machine=machine_name, boot=True), detach=True, notice=None)
     yield machine_name
     _stop(machine_name)

@@ -104,6 +104,8 @@ class JournalPane(Vertical):
 
     def on_mount(self) -> None:
         self._retitle()
+        if self.lines or self.note:
+            self.call_after_refresh(self._render_all)
 
     # ------------------------------------------------------------ public
 
@@ -115,6 +117,8 @@ class JournalPane(Vertical):
             self.note = note
         new = list(lines)
         self.lines.extend(new)
+        if not self.query(_Log):
+            return  # not composed yet (or going away): on_mount renders what is kept
         if reset:
             self._render_all()
         else:
@@ -144,6 +148,8 @@ class JournalPane(Vertical):
     # ------------------------------------------------------------ helpers
 
     def _render_all(self) -> None:
+        if not self.query(_Log):
+            return
         log = self.query_one(_Log)
         log.clear()
         f = self.filter
