@@ -8,21 +8,39 @@ poll, then process()), never by sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from systemd import _reader
 
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, is_glob
 from nsdash.journal.locate import check_journal_file, journal_files
 
-# libsystemd reports skipped files on stderr by itself (and would scribble over the
-# dashboard); we check files ourselves and say what was skipped once, our way.
-os.environ.setdefault("SYSTEMD_LOG_LEVEL", "crit")
 
-from systemd import _reader  # noqa: E402  (after the log level is set)
+@contextlib.contextmanager
+def _quiet_libsystemd():
+    """libsystemd reports skipped files on stderr by itself (scribbling over the dashboard);
+    we check files ourselves and say what was skipped, our way.  It reads SYSTEMD_LOG_LEVEL
+    once, when it first logs: set it only around opening, so child processes (supervisors,
+    containers) never inherit it."""
+    if "SYSTEMD_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["SYSTEMD_LOG_LEVEL"] = "crit"
+    try:
+        yield
+    finally:
+        os.environ.pop("SYSTEMD_LOG_LEVEL", None)
+
+
+def _open(directory: Path) -> _reader._Reader:
+    with _quiet_libsystemd():
+        return _reader._Reader(0, str(directory))
 
 RECHECK_MS = 100
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
@@ -78,7 +96,7 @@ class JournalSource:
             if why:
                 self.skipped.append(f"{path}: {why}, skipped")
         try:
-            self._r = _reader._Reader(0, str(self.directory))
+            self._r = _open(self.directory)
         except (OSError, ValueError) as e:
             raise NsdashError(f"cannot open the journal in {self.directory}: {e}",
                               "check the directory holds journal files and is readable") from e
@@ -90,7 +108,7 @@ class JournalSource:
 
     def boots(self) -> list[Boot]:
         """The boots in this journal, oldest first (reads no entry data)."""
-        r = _reader._Reader(0, str(self.directory))
+        r = _open(self.directory)
         try:
             spans = []
             for raw in r.query_unique("_BOOT_ID"):
