@@ -121,11 +121,11 @@ class MachineBus:
         return self._bus
 
     async def call(self, destination: str, path: str, interface: str, member: str,
-                   signature: str = "", body: Sequence[Any] = ()) -> list[Any]:
+                   signature: str = "", body: Sequence[Any] = (), timeout: float | None = None) -> list[Any]:
         """Call a method; returns the reply's body, raises BusCallError on an error reply."""
         msg = Message(destination=destination, path=path, interface=interface, member=member,
                       signature=signature, body=list(body))
-        reply = await self._deadline(self.bus.call(msg), f"{interface.rsplit('.', 1)[-1]}.{member}")
+        reply = await self._deadline(self.bus.call(msg), f"{interface.rsplit('.', 1)[-1]}.{member}", timeout)
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
             hint = None
@@ -154,13 +154,14 @@ class MachineBus:
         await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                         "AddMatch", "s", [rule])
 
-    async def _deadline(self, awaitable: Any, what: str) -> Any:
+    async def _deadline(self, awaitable: Any, what: str, timeout: float | None = None) -> Any:
+        timeout = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(awaitable, self.timeout)
+            return await asyncio.wait_for(awaitable, timeout)
         except TimeoutError as e:
             if not self.target.alive():
                 raise await self.loss(e) from e
-            raise BusTimeout(f"machine '{self.target.name}' did not answer within {self.timeout:g}s "
+            raise BusTimeout(f"machine '{self.target.name}' did not answer within {timeout:g}s "
                              f"({what})", "it may be overloaded or stuck booting; retry, or raise "
                              "NSDASH_BUS_TIMEOUT") from e
         except (BusCallError, NsdashError):

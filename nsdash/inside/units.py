@@ -27,6 +27,7 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 
 UNIT_TYPES = ("service", "mount", "swap", "socket", "target", "device", "automount", "timer",
               "path", "slice", "scope")
+SLOW_CALL_FACTOR = 3  # deadline multiplier for calls that make systemd work: ListUnitFiles, Reload
 JOB_MODES = ("replace", "fail", "isolate", "ignore-dependencies", "ignore-requirements")
 
 T = TypeVar("T")
@@ -262,9 +263,10 @@ class Systemd:
         self._job_event = asyncio.Event()
         self._subscribed = False
 
-    async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None) -> list[Any]:
+    async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None,
+                       timeout: float | None = None) -> list[Any]:
         try:
-            return await self.bus.call(SYSTEMD, MANAGER_PATH, MANAGER, member, signature, body or [])
+            return await self.bus.call(SYSTEMD, MANAGER_PATH, MANAGER, member, signature, body or [], timeout)
         except BusCallError as e:
             if e.name in ("org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed"):
                 raise UnitNotFound(e.message.rstrip("."), f"see 'nsdash systemctl -M {self.bus.target.name} "
@@ -286,7 +288,8 @@ class Systemd:
                          following=r[5], job_id=r[7] or None, job_type=r[8] or None) for r in rows]
 
     async def list_unit_files(self) -> list[UnitFile]:
-        (rows,) = await self._manager("ListUnitFiles")
+        # systemd scans every unit directory for this (about a second for 200 files): a longer deadline
+        (rows,) = await self._manager("ListUnitFiles", timeout=self.bus.timeout * SLOW_CALL_FACTOR)
         return [UnitFile(name=path.rsplit("/", 1)[-1], path=path, state=state) for path, state in rows]
 
     async def unit_path(self, name: str, load: bool = True) -> str:
@@ -441,17 +444,19 @@ class Systemd:
     # -------------------------------------------------------- unit files
 
     async def enable(self, names: Iterable[str], runtime: bool = False, force: bool = False) -> list[InstallChange]:
-        (_, changes) = await self._manager("EnableUnitFiles", "asbb", [[mangle(n) for n in names], runtime, force])
+        (_, changes) = await self._manager("EnableUnitFiles", "asbb", [[mangle(n) for n in names], runtime, force],
+                                           timeout=self.bus.timeout * SLOW_CALL_FACTOR)
         await self.daemon_reload()
         return [InstallChange(*c) for c in changes]
 
     async def disable(self, names: Iterable[str], runtime: bool = False) -> list[InstallChange]:
-        (changes,) = await self._manager("DisableUnitFiles", "asb", [[mangle(n) for n in names], runtime])
+        (changes,) = await self._manager("DisableUnitFiles", "asb", [[mangle(n) for n in names], runtime],
+                                           timeout=self.bus.timeout * SLOW_CALL_FACTOR)
         await self.daemon_reload()
         return [InstallChange(*c) for c in changes]
 
     async def daemon_reload(self) -> None:
-        await self._manager("Reload")
+        await self._manager("Reload", timeout=self.bus.timeout * SLOW_CALL_FACTOR)
 
     async def system_state(self) -> str:
         """The manager's SystemState: initializing, starting, running, degraded, stopping, ..."""

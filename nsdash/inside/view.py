@@ -7,12 +7,15 @@ that may power off between refreshes.  Everything returned is immutable.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from nsdash.inside import procs, render, unitlog
 from nsdash.inside import units as api
 from nsdash.inside.bus import DEFAULT_TIMEOUT
 from nsdash.inside.target import Target, resolve
+
+FILES_TTL = 30.0
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,28 @@ class MachineUnits:
     def __init__(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.name = name
         self.timeout = timeout
+        self._files: tuple[float, tuple[api.UnitFile, ...]] | None = None  # (when, files)
 
     def _target(self) -> Target:
         return resolve(self.name)
 
     def snapshot(self, with_files: bool = False) -> UnitsSnapshot:
-        async def both(sd: api.Systemd) -> tuple[list[api.UnitInfo], list[api.UnitFile]]:
-            return await sd.list_units(), (await sd.list_unit_files() if with_files else [])
+        """The loaded units; WITH_FILES adds the unit files, cached for FILES_TTL seconds because
+        ListUnitFiles makes the machine's systemd scan every unit directory (about a second)."""
+        fresh = self._files is not None and time.monotonic() - self._files[0] < FILES_TTL
+
+        async def both(sd: api.Systemd) -> tuple[list[api.UnitInfo], list[api.UnitFile] | None]:
+            return await sd.list_units(), (await sd.list_unit_files() if with_files and not fresh else None)
 
         rows, files = api.run(self._target(), both, self.timeout)
+        if files is not None:
+            self._files = (time.monotonic(), tuple(files))
         rows = sorted(rows, key=lambda u: render.sort_key(u.name))
-        return UnitsSnapshot(self.name, tuple(rows), tuple(files))
+        return UnitsSnapshot(self.name, tuple(rows), self._files[1] if with_files and self._files else ())
+
+    def forget_files(self) -> None:
+        """Fetch the unit files again on the next snapshot (after enable/disable or daemon-reload)."""
+        self._files = None
 
     def detail(self, unit: str, lines: int = 10) -> UnitDetail:
         target = self._target()

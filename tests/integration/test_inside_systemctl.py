@@ -412,3 +412,21 @@ def test_status_shows_only_the_current_boots_journal(debian_tree, machine_name):
             power_off(machine_name)
     finally:
         unit_file.unlink()
+
+
+def test_the_dashboard_facade_caches_unit_files(machine):
+    """ListUnitFiles costs the machine's systemd about a second: refreshes reuse it for a while."""
+    from nsdash.inside.view import MachineUnits
+
+    mu = MachineUnits(machine.name)
+    first = mu.snapshot(with_files=True)
+    assert any(f.name == "nsdash-test.service" for f in first.files)
+    start = time.monotonic()
+    second = mu.snapshot(with_files=True)
+    assert time.monotonic() - start < 0.5
+    assert second.files == first.files
+    assert "nsdash-test.service" in {u.name for u in second.with_unloaded()}
+    assert mu.snapshot().files == ()
+    detail = mu.detail("dbus")
+    assert detail.status.name == "dbus.service" and detail.processes
+    assert detail.text().startswith("● dbus.service")
