@@ -22,7 +22,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash journal", description="Show machines' journals (journalctl's options).")
+    p = _Parser(prog="nsdash journal", description="Show machines' journals (journalctl's options).",
+                epilog="Where nsdash differs from journalctl: it reads machines' own journal files (no "
+                       "journald needed) and never the host's journal; it never pages; a machine whose init "
+                       "keeps no journal shows its console log (with the supervisor's boot separators); "
+                       "-f also looks every 100 ms, as journald signals changes only every 250 ms; "
+                       "several -M are merged by time, each line tagged with its machine.")
     p.add_argument("-M", "--machine", action="append", default=[], metavar="NAME",
                    help="a machine to show (repeat to merge several)")
     p.add_argument("-D", "--directory", action="append", default=[], metavar="DIR",
