@@ -239,3 +239,13 @@ def test_bad_input_is_one_line_with_a_hint(capsys, argv, words):
     err = capsys.readouterr().err
     assert rc == 1
     assert err.count("\n") == 1 and words in err and "; " in err and "Traceback" not in err
+
+
+def test_locating_does_not_load_systemd_python():
+    """The launcher and `inside` import the locator; the journal Reader stays out of their processes."""
+    import subprocess
+    import sys
+
+    code = "import sys, nsdash.journal.locate, nsdash.journal; print('systemd' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
