@@ -214,28 +214,26 @@ class NsdashApp(App):
                     table.select_path(info.cgroup)
             self._apply()
 
-    def follow_journal(self, machine: str | None) -> None:
+    def follow_journal(self, machine: str | None, again: bool = False) -> None:
         want = (machine,) if machine else None
-        if want != self.following:
+        if again or want != self.following:
             self.following = want
             if self.poller is not None:
-                self.poller.follow_journal(want)
+                self.poller.follow_journal(want, again=again)
 
     # ------------------------------------------------------------ screens
 
     def open_machine(self, name: str, console: bool = False) -> None:
         screen = MachineScreen(name)
         self.push_screen(screen)
-        self.following = None
-        self.follow_journal(name)
+        self.follow_journal(name, again=True)
         self.call_after_refresh(self._apply)
         if console:
             self.call_after_refresh(screen.action_attach)
 
     def dashboard_resumed(self) -> None:
         if isinstance(self.screen, DashboardScreen):
-            self.following = None
-            self.follow_journal(self.selected)
+            self.follow_journal(self.selected, again=True)
             self._apply()
 
     def attach_console(self, pane: ConsolePane, name: str) -> None:
@@ -267,7 +265,6 @@ class NsdashApp(App):
     def action_journal(self) -> None:
         panes = list(self.screen.query(JournalPane))
         if self.selected and isinstance(self.screen, DashboardScreen):
-            self.following = None
             self.follow_journal(self.selected)
         if panes:
             panes[0].action_follow()

@@ -84,10 +84,10 @@ class Poller:
         self._refresh_now = True
         self._wake()
 
-    def follow_journal(self, machines: tuple[str, ...] | None) -> None:
-        """Follow these machines' logs (merged), or none."""
+    def follow_journal(self, machines: tuple[str, ...] | None, again: bool = False) -> None:
+        """Follow these machines' logs (merged), or none; AGAIN re-sends the history (a new pane)."""
         with self._lock:
-            if machines != self._journal_want:
+            if again or machines != self._journal_want:
                 self._journal_want = machines
                 self._journal_changed = True
         self._wake()
@@ -265,15 +265,16 @@ class HostReaders:
         return tuple(out)
 
     def _command_lines(self, root) -> dict[int, str]:
-        """Command lines of every process in the tree (re-read: a process may exec)."""
-        from nsdash.monitor.procs import cmdline
+        """Command lines of the tree's processes, kernel threads left out as systemd-cgls does."""
+        from nsdash.monitor.procs import cmdline, is_kernel_thread
 
         live: dict[int, str] = {}
         for node in root.iter():
             for pid in node.pids or ():
                 text = cmdline(pid)
-                if text is not None:
-                    live[pid] = text
+                if text is None or (text.startswith("[") and is_kernel_thread(pid)):
+                    continue
+                live[pid] = text
         return live
 
 

@@ -49,7 +49,7 @@ async def _shoot_real(out: Path, seconds: float) -> list[Path]:
         ml = app.screen.query_one(MachineList)
         await _wait(pilot, lambda: {"demo-busybox", "demo-debian"} <= set(ml._rows), 60, "the demo machines")
         ml.focus()
-        ml.select("demo-debian")
+        ml.select("demo-busybox")
         await pilot.pause(seconds)  # let the sparklines and the journal fill a little
         save("overview.svg")
         await pilot.press("v")

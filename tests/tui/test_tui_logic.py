@@ -73,3 +73,15 @@ def test_journal_filter_priority_unit_search():
     assert [line.message for line in lines if JournalFilter(search="START").admits(line)] == ["Started thing"]
     assert "-- reboot --" in line_text(lines[3], merged=False)
     assert line_text(lines[0], merged=True).endswith("m sshd: Failed password")
+
+
+def test_console_boot_separators_get_their_carriage_return():
+    from nsdash.tui.console.connection import fix_separators
+    from nsdash.tui.console.terminal import TerminalModel
+
+    data = b"bye\r\n\n-- nsdash: reboot 2026-11-29T06:09:43Z --\nhello\r\n"
+    model = TerminalModel(60, 6)
+    model.feed(fix_separators(data))
+    assert model.line_text(2).startswith("-- nsdash: reboot")
+    assert model.line_text(3).startswith("hello")
+    assert fix_separators(b"plain\n") == b"plain\n"

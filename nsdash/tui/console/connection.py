@@ -9,12 +9,21 @@ the other way.  Closing detaches; the machine keeps running.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from nsdash.errors import NsdashError
 from nsdash.tui.console.terminal import TerminalModel
+
+# The supervisor's boot separators end in a bare LF; on a terminal that would leave
+# the next line indented, so they get the CR a PTY would have added.
+_SEPARATOR = re.compile(rb"(?<!\r)\n(-- nsdash: [^\r\n]{1,200} --)\n")
+
+
+def fix_separators(data: bytes) -> bytes:
+    return _SEPARATOR.sub(rb"\r\n\1\r\n", data) if b"-- nsdash: " in data else data
 
 
 class Session(Protocol):
@@ -63,9 +72,11 @@ class ConsoleConnection:
                 data, _events = got
                 if data:
                     with self.lock:
-                        self.model.feed(data)
+                        self.model.feed(fix_separators(data))
                     self.changed.set()
-        except (OSError, ValueError) as e:  # ValueError: select() on a descriptor above 1024
+        except NsdashError as e:
+            reason = f"console connection lost: {e.oneline()}"
+        except (OSError, ValueError) as e:  # ValueError: a malformed frame, or select() above fd 1024
             reason = f"console connection lost: {e}"
         if not self._closing:
             self.on_end(reason)

@@ -67,7 +67,7 @@ class CgroupTree(Tree[Key]):
 
     def _sync(self, tnode: TreeNode[Key], cg: CgroupNode) -> None:
         self._set_label(tnode, cg)
-        has_content = bool(cg.children or cg.pids)
+        has_content = bool(cg.children or any(p in self._commands for p in cg.pids or ()))
         if not tnode.is_root:
             tnode.allow_expand = has_content
         if not (tnode.is_expanded or tnode.is_root):
@@ -75,7 +75,8 @@ class CgroupTree(Tree[Key]):
                 self._forget(tnode)
                 tnode.remove_children()
             return
-        wanted: list[tuple[Key, object]] = [(("pid", pid), pid) for pid in (cg.pids or ())]
+        # Only processes the poller described: kernel threads and the already gone are left out.
+        wanted: list[tuple[Key, object]] = [(("pid", pid), pid) for pid in (cg.pids or ()) if pid in self._commands]
         wanted += [(("cg", child.path), child) for child in cg.children]
         wanted_keys = {k for k, _ in wanted}
         for child in list(tnode.children):

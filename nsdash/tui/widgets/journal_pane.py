@@ -111,13 +111,14 @@ class JournalPane(Vertical):
 
     def show(self, machines: tuple[str, ...], lines: Iterable[JournalLine], reset: bool,
              note: str | None = None) -> None:
+        self.machines = machines
         if reset:
-            self.machines = machines
             self.lines.clear()
             self.note = note
         new = list(lines)
         self.lines.extend(new)
         if not self.query(_Log):
+            self._retitle()
             return  # not composed yet (or going away): on_mount renders what is kept
         if reset:
             self._render_all()
