@@ -206,6 +206,11 @@ def _find_long(name: str) -> Opt:
     raise _usage(f"unrecognized option '--{name}'")
 
 
+def _help() -> SystemExit:
+    sys.stdout.write(HELP)
+    return SystemExit(0)
+
+
 def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
     """systemd-nspawn's getopt_long("+...") semantics: options until the first
     non-option argument or '--'; -abc bundles; -Dvalue and -D value; --name=value
@@ -220,6 +225,8 @@ def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             opt = _find_long(name)
+            if opt.dest == "help" and not eq:
+                raise _help()  # at once, as nspawn's option loop does: later errors don't matter
             if opt.arg == NO_ARG:
                 if eq:
                     raise _usage(f"option '--{opt.long}' doesn't allow an argument")
@@ -240,6 +247,8 @@ def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
                 if opt is None:
                     raise _usage(f"invalid option -- '{arg[j]}'")
                 j += 1
+                if opt.dest == "help":
+                    raise _help()
                 if opt.arg == NO_ARG:
                     found.append((opt, opt.const))
                     continue
@@ -261,9 +270,6 @@ def _namespace(argv: list[str]) -> SimpleNamespace:
     ns = SimpleNamespace(**{o.dest: None for o in OPTIONS})
     found, ns.command = getopt(argv)
     for opt, value in found:
-        if opt.dest == "help":
-            sys.stdout.write(HELP)
-            raise SystemExit(0)
         if opt.dest == "bind_specs":
             ro = opt.const == "--bind-ro"
             value = (value, ro, opt.const)

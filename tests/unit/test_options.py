@@ -462,6 +462,12 @@ def test_help_is_nspawn_style_and_says_where_nsdash_differs(capsys):
         assert opt in out
 
 
+def test_help_wins_over_later_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_spawn_args(["-qh", "--bogus"])
+    assert e.value.code == 0 and "usage: nsdash spawn" in capsys.readouterr().out
+
+
 def test_every_issue_option_is_accepted(tree, tmp_path):
     """The option list of issue 3, all at once."""
     spec = parse(tree, "-M", "all1", "--hostname=h", "--uuid=" + "1" * 32, "-b", "--chdir=/", "-E", "A=1",
