@@ -124,7 +124,8 @@ def test_presets_read_rules_from_tree(tmp_path):
 def test_status_active_with_processes_and_journal():
     procs = [UnitProcess(35, 9035, "/system.slice/web.service", "/usr/sbin/web -f", "web"),
              UnitProcess(40, 9040, "/system.slice/web.service/worker", "/usr/sbin/web --worker", "web")]
-    log = [LogLine(NOW - 70_000_000, "deb", "systemd", "1", "Started web.service - Web.", 6)]
+    log = [LogLine(NOW - 70_000_000, "deb", "systemd", "1", "Started web.service - Web.", 6,
+                   "Nov 29 05:26:00 deb systemd[1]: Started web.service - Web.")]
     text = render.status(status(Documentation=["man:web(8)", "https://x"]), processes=procs, log=log,
                          triggers=[("web.socket", "active")], now_us=NOW)
     lines = text.splitlines()
