@@ -2,7 +2,7 @@
 
 Headless (no textual).  The dashboard's drill-down uses it like this::
 
-    from nsdash.inside import target, units, procs, unitlog, render
+    from nsdash.inside import bus, target, units, procs, unitlog, render, view
 
     t = target.resolve("web1")                 # Target(name, leader, cgroup); MachineNotFound
     # async, in a worker (every bus call has a deadline: BusTimeout, never a hang):
@@ -30,8 +30,12 @@ Headless (no textual).  The dashboard's drill-down uses it like this::
     procs.unit_of_cgroup(procs.machine_relative(host_cgroup, t.cgroup))   # process -> unit, no bus
     unitlog.unit_lines(t, "nginx.service", 10) # [LogLine] of the current boot, .short() is
                                                #   journalctl's line; for a live view use
-                                               #   nsdash.journal.reader.JournalSource with
-                                               #   Filters(units=("nginx.service",))
+                                               #   nsdash.journal.open_logs([name],
+                                               #   filters=Filters(units=("nginx.service",)))
+
+    # blocking, one call per refresh, for the dashboard's thread workers:
+    view.MachineUnits(name).snapshot(with_files=False) / .detail(unit) / .journal(unit) / .act(kind, unit)
+    # the screen: nsdash.tui.screens.units.UnitsScreen(name, select=unit)
     render.list_units(rows) / render.status(st, processes=..., log=...)   # systemctl's text
 
 Errors are NsdashError subclasses with a one-line message and hint: bus.BusUnreachable
