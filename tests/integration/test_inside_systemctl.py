@@ -430,3 +430,17 @@ def test_the_dashboard_facade_caches_unit_files(machine):
     detail = mu.detail("dbus")
     assert detail.status.name == "dbus.service" and detail.processes
     assert detail.text().startswith("● dbus.service")
+
+
+def test_a_booted_machine_whose_bus_socket_is_gone(debian_cache, machine_name):
+    """systemd runs but its bus cannot be reached: one line naming that, and what to do."""
+    target = boot(debian_cache, machine_name, "-x")
+    try:
+        (target.root / "run/dbus/system_bus_socket").unlink()
+        r = systemctl(target, "list-units")
+        assert r.returncode == 1
+        assert r.stderr == (f"nsdash: machine '{machine_name}' runs systemd but has no system bus at "
+                            "/run/dbus/system_bus_socket; install dbus in the machine's tree, or wait until "
+                            "its boot has started dbus.service\n")
+    finally:
+        power_off(machine_name)
