@@ -36,14 +36,20 @@ def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 
 def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
-           console_fd: int | None) -> NoReturn:
-    """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit."""
+           console_fd: int | None, late_cgroup_dirs: list[str] | None = None) -> NoReturn:
+    """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
+
+    CGROUP_DIRS are joined before unshare(CLONE_NEWCGROUP), so they become the
+    container's cgroup root (the cgroup2 one above all).  LATE_CGROUP_DIRS (the
+    v1 accounting hierarchies of a hybrid host, which the container never
+    mounts) take PID 1 while it already sets up its mounts: each cgroup move
+    waits for an RCU grace period, and doing them in parallel hides that.
+    """
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
     try:
         for d in cgroup_dirs:
-            with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                f.write("0")
+            _join(d, 0)
         sc.unshare(plan.namespaces)
         pid = os.fork()
     except OSError as e:
@@ -52,19 +58,30 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
     if pid == 0:
         os.close(info_fd)
         container_init(plan, go_fd, err_fd, console_fd)
+    try:
+        for d in late_cgroup_dirs or ():
+            _join(d, pid)
+    except OSError as e:
+        fail(err_fd, f"cannot move the container into cgroup {d}: {e.strerror or e}",
+             "check that the cgroup hierarchies under /sys/fs/cgroup are writable by root")
     os.write(info_fd, struct.pack("i", pid))
     os._exit(0)
 
 
+def _join(cgroup_dir: str, pid: int) -> None:
+    fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+
+
 def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -> NoReturn:
-    """PID 1 of the container: wait for the parent, set everything up, exec."""
+    """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec."""
     try:
         # Until exec, signals must neither kill Python with a traceback nor be lost.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
-        if os.read(go_fd, 1) != b"1":
-            os._exit(1)  # the parent gave up; it reports why
-        os.close(go_fd)
         os.setsid()
         if console_fd is not None:
             fcntl.ioctl(console_fd, termios.TIOCSCTTY, 0)
@@ -76,6 +93,10 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
         sc.sethostname(plan.hostname)
         if plan.network != "host":
             loopback_up()
+        # The mounts are ours alone; what follows needs the parent's host-side set-up (veth) done.
+        if os.read(go_fd, 1) != b"1":
+            os._exit(1)  # the parent gave up; it reports why
+        os.close(go_fd)
         harden(plan)
         drop_capabilities(plan)
     except sandbox.SandboxError as e:

@@ -145,6 +145,10 @@ class Container:
         self._prepare_run_dir(run_dir, plan)
         self._prepare_journal(plan)
 
+        # The container's cgroup root must be joined before the cgroup namespace is made; the
+        # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).
+        dirs = [str(d) for d in cg.dirs]
+        early, late = (dirs[:1], dirs[1:]) if cg.layout.unified is not None else (dirs, [])
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         info_r, info_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -156,7 +160,7 @@ class Container:
                     os.close(info_r)
                     os.close(go_w)
                     os.close(err_r)
-                    child.middle(plan, [str(d) for d in cg.dirs], info_w, go_r, err_w, self.console_fd)
+                    child.middle(plan, early, info_w, go_r, err_w, self.console_fd, late)
                 finally:
                     os._exit(1)
             os.close(info_w)

@@ -345,17 +345,38 @@ class WriteFile(MountOp):
 
     def execute(self, root: str) -> None:
         path = resolve_in_root(root, self.target, follow_last=False)
-        if os.path.lexists(path):
-            if not self.replace and not stat.S_ISREG(os.lstat(path).st_mode):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not self.replace and not stat.S_ISREG(st.st_mode):
                 return
-            if stat.S_ISLNK(os.lstat(path).st_mode):
+            if stat.S_ISLNK(st.st_mode):
                 os.unlink(path)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == len(self.content) and _same_content(path, self.content):
+                # Unchanged (the common case: resolv.conf, localtime on every start).  Rewriting
+                # would cost a synchronous flush on ext4, whose auto_da_alloc guards truncate+write.
+                if stat.S_IMODE(st.st_mode) != self.mode:
+                    os.chmod(path, self.mode)
+                return
         ensure_dir(os.path.dirname(path))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, self.mode)
         try:
             os.write(fd, self.content)
         finally:
             os.close(fd)
+
+
+def _same_content(path: str, content: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(content) + 1) == content
+    finally:
+        os.close(fd)
 
 
 class MakeDir(MountOp):
