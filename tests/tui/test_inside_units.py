@@ -12,7 +12,7 @@ from nsdash.tui.screens.units import UnitsScreen, visible
 from tests.integration.test_inside_systemctl import FAILING_UNIT, TEST_UNIT, boot, install_units, power_off
 from tests.tui.conftest import wait_for
 
-pytestmark = pytest.mark.integration  # root: boots a machine; leak-checked
+root = pytest.mark.integration  # boots a machine: root only, leak-checked
 
 
 @pytest.fixture
@@ -43,6 +43,7 @@ async def select(pilot, screen: UnitsScreen, unit: str) -> None:
     await wait_for(pilot, on_it, what=f"the cursor on {unit}")
 
 
+@root
 async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(machine):
     app = NsdashApp(poll=False)
     async with app.run_test(size=(160, 45)) as pilot:
@@ -106,6 +107,7 @@ async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(mach
                        what=lambda: f"the failure notification; have {[n.message for n in app._notifications]}")
 
 
+@root
 async def test_jump_to_a_unit_by_name(machine):
     """What the cgroup tree's 'jump to unit' uses: open the screen with the unit selected."""
     pid = units.run(machine, lambda sd: sd.status("dbus")).main_pid
