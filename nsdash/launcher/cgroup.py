@@ -114,11 +114,8 @@ class MachineCgroup:
         d = self.layout.v1_path("devices", self.path)
         if d is None or not d.is_dir():
             return
-        with open(d / "devices.deny", "w") as f:
-            f.write("a")
-        for rule in DEVICE_ALLOW:
-            with open(d / "devices.allow", "w") as f:
-                f.write(rule)
+        _write_each(d / "devices.deny", ("a",))
+        _write_each(d / "devices.allow", DEVICE_ALLOW)  # the kernel takes one rule per write
 
     def join(self, pid: int | str = 0) -> None:
         """Move PID (0 = the caller) into the cgroup of every hierarchy."""
@@ -139,29 +136,37 @@ class MachineCgroup:
     def remove(self, timeout: float = 5.0) -> None:
         """Kill what remains, wait until empty, rmdir deepest first.  Idempotent."""
         deadline = time.monotonic() + timeout
-        while any(d.exists() for d in self.dirs):
-            if self.pids():
-                self.kill(signal.SIGKILL)
-            busy = False
-            for d in self.dirs:
-                busy |= not _rmtree_cgroup(d)
-            if not busy:
-                break
+        while True:
+            # Usually everything is gone already: try the rmdirs before scanning for processes.
+            if all([_rmtree_cgroup(d) for d in self.dirs]):
+                return
             if time.monotonic() > deadline:
                 raise NsdashError(f"cgroup {self.path} did not empty within {timeout:.0f} s",
                                   "check for processes stuck in uninterruptible sleep (ps -eo stat,pid,cmd)")
+            self.kill(signal.SIGKILL)
             time.sleep(0.005)
 
 
 def _rmtree_cgroup(top: Path) -> bool:
     """rmdir a cgroup and its children, deepest first; False while some stay busy."""
-    if not top.exists():
+    if _rmdir(str(top)):
+        return True  # the common case: no child cgroups, no processes
+    if not os.path.isdir(top):
         return True
     ok = True
     for sub, dirs, _ in os.walk(top, topdown=False):
         for name in dirs:
             ok &= _rmdir(os.path.join(sub, name))
     return _rmdir(str(top)) and ok
+
+
+def _write_each(path: Path, lines: tuple[str, ...]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        for line in lines:
+            os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def _rmdir(path: str) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -195,7 +194,7 @@ class Container:
         raise NsdashError(msg or fallback, hint or None)
 
     def _prepare_run_dir(self, run_dir: Path, plan: LaunchPlan) -> None:
-        shutil.rmtree(run_dir, ignore_errors=True)  # a stale one: its machine is not running
+        _rmtree(run_dir)  # a stale one: its machine is not running
         run_dir.mkdir(parents=True, mode=0o700)
         self._run_dir = run_dir
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
@@ -326,7 +325,7 @@ class Container:
             self._notify.close()
             self._notify = None
         if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
+            _rmtree(self._run_dir)
             with contextlib.suppress(OSError):
                 self._run_dir.parent.rmdir()
         if self.plan is not None:
@@ -351,6 +350,26 @@ class Container:
 
         with contextlib.suppress(Exception):
             netlink.delete_link(name)
+
+
+def _rmtree(path: Path | str) -> None:
+    """shutil.rmtree(ignore_errors=True) without importing shutil (and with it bz2 and lzma)."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    for sub, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(sub, name))
+        for name in dirs:
+            full = os.path.join(sub, name)
+            with contextlib.suppress(OSError):
+                os.unlink(full) if os.path.islink(full) else os.rmdir(full)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def _read_all(fd: int) -> bytes:
