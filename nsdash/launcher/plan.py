@@ -126,7 +126,7 @@ class LaunchPlan:
             f"command:      {' '.join(self.argv)}" + ("  (as PID 2 under a stub init)" if self.as_pid2 else ""),
             f"user:         {self.user.name} ({self.user.uid}:{self.user.gid})",
             f"chdir:        {self.chdir}",
-            f"kill signal:  {signal.Signals(self.kill_signal).name if self.kill_signal in signal.Signals._value2member_map_ else self.kill_signal}",
+            f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
             "environment:",
             *(f"  {k}={v}" for k, v in self.env),
@@ -586,6 +586,16 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
         raise SpecError(f"{host_dir} exists on the host and is not a symlink",
                         "remove it or use --link-journal=host")
     return [m.MakeDir(guest_path, 0o2755)], None, (host_dir, guest_host_path)
+
+
+def signal_name(sig: int) -> str:
+    """SIGTERM, SIGRTMIN+3, ...: how systemd-nspawn's man page names signals."""
+    if signal.SIGRTMIN < sig <= signal.SIGRTMAX:
+        return f"SIGRTMIN+{sig - signal.SIGRTMIN}"
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
 
 
 def new_uuid() -> str:

@@ -23,6 +23,7 @@ import tty
 from collections.abc import Callable
 
 from nsdash.launcher.container import Container, Outcome
+from nsdash.launcher.plan import signal_name
 from nsdash.launcher.spec import ContainerSpec
 
 ESCAPE = 0x1D  # ^]
@@ -153,7 +154,7 @@ def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals) ->
         if outcome.kind == "poweroff":
             _say(spec, f"Container {spec.machine} has been shut down.")
         elif outcome.kind == "killed":
-            _say(spec, f"Container {spec.machine} terminated by signal {signal.Signals(outcome.status).name}.")
+            _say(spec, f"Container {spec.machine} terminated by signal {signal_name(outcome.status)}.")
         elif outcome.status == 0:
             _say(spec, f"Container {spec.machine} exited successfully.")
         else:
