@@ -62,6 +62,10 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
         for d in late_cgroup_dirs or ():
             _join(d, pid)
     except OSError as e:
+        # PID 1 holds the error pipe open while it waits for the go byte: kill it, or the
+        # parent (reading that pipe for our message) and PID 1 wait for each other forever.
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
         fail(err_fd, f"cannot move the container into cgroup {d}: {e.strerror or e}",
              "check that the cgroup hierarchies under /sys/fs/cgroup are writable by root")
     os.write(info_fd, struct.pack("i", pid))
