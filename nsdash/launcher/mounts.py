@@ -116,12 +116,12 @@ def _flags_text(flags: int) -> str:
     return ",".join(n for n, f in names if flags & f)
 
 
-class MountOp:
-    """Base class: one step of the mount plan; an immutable value object.
+class Frozen:
+    """An immutable value object with dataclass-like fields, made without code generation.
 
     Subclasses declare their fields as annotated class attributes (a value
-    there is the default), as a dataclass would.  Not a dataclass: generating
-    fourteen of them costs more than the rest of a spawn's imports.
+    there is the default), as a dataclass would.  Not dataclasses: generating
+    the plan's sixteen classes cost more than the rest of a spawn's imports.
     """
 
     _fields: tuple[str, ...] = ()
@@ -165,6 +165,11 @@ class MountOp:
     def __repr__(self) -> str:
         args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({args})"
+
+
+
+class MountOp(Frozen):
+    """Base class: one step of the mount plan."""
 
     def describe(self) -> str:
         raise NotImplementedError

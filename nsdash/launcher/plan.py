@@ -13,8 +13,9 @@ import contextlib
 import os
 import signal
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from nsdash.errors import SpecError
 from nsdash.launcher import mounts as m
@@ -72,8 +73,7 @@ PROC_READ_ONLY = ("/proc/acpi", "/proc/apm", "/proc/asound", "/proc/bus", "/proc
 API_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 
-@dataclass(frozen=True)
-class User:
+class User(m.Frozen):
     name: str
     uid: int
     gid: int
@@ -82,8 +82,7 @@ class User:
     groups: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
+class LaunchPlan(m.Frozen):
     """What the child does, in order, and what the parent sets up around it."""
 
     machine: str
@@ -106,7 +105,7 @@ class LaunchPlan:
     created_paths: tuple[str, ...] = ()  # host paths in the tree the mounts create; removed after exit
     host_journal_dir: str | None = None  # --link-journal=host: made on the host before start
     host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
 
     @property
     def capability_numbers(self) -> tuple[int, ...]:
