@@ -47,9 +47,14 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
     """
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
+    late: list[tuple[str, int]] = []
     try:
         for d in cgroup_dirs:
             _join(d, 0)
+        # Opened now: PID 1 shares our new mount namespace and may pivot_root it away
+        # (host /sys/fs/cgroup gone from our view) before the late joins below run.
+        late = [(d, os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+                for d in late_cgroup_dirs or ()]
         sc.unshare(plan.namespaces)
         pid = os.fork()
     except OSError as e:
@@ -57,10 +62,14 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
              "nsdash needs root on a kernel with mount, PID, UTS, IPC and cgroup namespaces")
     if pid == 0:
         os.close(info_fd)
+        for _, fd in late:
+            os.close(fd)  # host cgroup files have no business in the container
         container_init(plan, go_fd, err_fd, console_fd)
+    d = ""
     try:
-        for d in late_cgroup_dirs or ():
-            _join(d, pid)
+        for path, fd in late:
+            d = path
+            os.write(fd, str(pid).encode())
     except OSError as e:
         # PID 1 holds the error pipe open while it waits for the go byte: kill it, or the
         # parent (reading that pipe for our message) and PID 1 wait for each other forever.
