@@ -11,11 +11,11 @@ EOF when exec succeeds) as "message\\0hint", and the process exits.
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py would pull in selectors and enum for one ioctl
 import contextlib
 import fcntl
 import os
 import signal
-import socket
 import struct
 import sys
 import termios
@@ -170,10 +170,13 @@ def _hint_for(op: Any) -> str:
 
 
 def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
         req = struct.pack("16sh22x", b"lo", 0)
         flags = struct.unpack("16sh22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
 def _last_cap() -> int:

@@ -14,11 +14,11 @@ PID 1 reached exec or why it did not.  close() always tears everything down.
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py would pull in selectors and enum for one datagram socket
 import contextlib
 import errno
 import os
 import signal
-import socket
 import struct
 import threading
 from dataclasses import dataclass
@@ -99,7 +99,7 @@ class Container:
         self.outcome: Outcome | None = None
         self._cg: MachineCgroup | None = None
         self._run_dir: Path | None = None
-        self._notify: socket.socket | None = None
+        self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
         self._closed = False
@@ -197,7 +197,7 @@ class Container:
         _rmtree(run_dir)  # a stale one: its machine is not running
         run_dir.mkdir(parents=True, mode=0o700)
         self._run_dir = run_dir
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
         sock.bind(str(run_dir / "notify"))
         self._notify = sock
         if plan.ephemeral_dir:
