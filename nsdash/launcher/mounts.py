@@ -330,8 +330,8 @@ class Symlink(MountOp):
     def execute(self, root: str) -> None:
         path = resolve_in_root(root, self.target, follow_last=False)
         if os.path.lexists(path):
-            if not self.replace:
-                return
+            if not self.replace or (os.path.islink(path) and os.readlink(path) == self.points_to):
+                return  # the tree's own, or already right (/etc/localtime on every start)
             os.unlink(path)
         ensure_dir(os.path.dirname(path))
         os.symlink(self.points_to, path)
