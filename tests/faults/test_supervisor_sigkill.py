@@ -22,6 +22,11 @@ def names(machine_name):
         teardown(n)
 
 
+def _reaped(pids) -> bool:
+    """Gone from /proc entirely: the host's init (our reaper once the supervisor died) took them."""
+    return not any(os.path.exists(f"/proc/{p}") for p in pids)
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -39,6 +44,7 @@ def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine
     wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
     cg = MachineCgroup(machine_name)
     assert cg.populated() and _alive(s["leader"])  # the machine's processes outlive their supervisor
+    orphan_pids = cg.pids()
 
     # Same tree, another name, in the foreground: refused while the orphan's processes live.
     r = run_nsdash("spawn", "-q", "-M", machine_name + "-b", "-D", str(busybox_tree), "/bin/true")
@@ -54,6 +60,7 @@ def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine
     wait_for(lambda: not _alive(s["leader"]), what="the orphan's processes to die")
     assert not any(d.exists() for d in cg.dirs)
     assert not st.machine_dir(machine_name).exists()
+    wait_for(lambda: _reaped(orphan_pids), 30, "the host's init to reap the orphan's zombies")
 
     # And the tree is free again.
     r = run_nsdash("spawn", "-q", "-M", machine_name + "-b", "-D", str(busybox_tree), "/bin/true")
@@ -74,3 +81,4 @@ def test_cgroup_kill_reaches_processes_that_left_the_leader(busybox_tree, machin
     r = run_nsdash("status", machine_name)
     assert r.returncode != 0 and "orphaned" in r.stderr
     wait_for(lambda: not any(_alive(p) for p in pids), what="every process of the orphan to die")
+    wait_for(lambda: _reaped(pids), 30, "the host's init to reap the orphan's zombies")
