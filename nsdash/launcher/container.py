@@ -17,15 +17,17 @@ from __future__ import annotations
 import _socket  # the C module: socket.py would pull in selectors and enum for one datagram socket
 import contextlib
 import errno
+import gc
 import os
 import signal
 import struct
 import threading
 from dataclasses import dataclass
+from typing import cast
 from pathlib import Path
 
 from nsdash.errors import NsdashError
-from nsdash.launcher import child, inuse
+from nsdash.launcher import child, inuse, userns
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
 from nsdash.launcher.plan import CAPABILITIES, LaunchPlan, build_plan
 from nsdash.launcher.spec import ContainerSpec
@@ -143,6 +145,11 @@ class Container:
         self._cg = cg
         self._prepare_run_dir(run_dir, plan)
         self._prepare_journal(plan)
+        user_range = cast("tuple[int, int] | None", plan.extra.get("userns"))
+        if user_range:  # -U: the tree's owners and the cgroup move into the container's range
+            userns.prepare_tree(plan.tree, *user_range, str(plan.extra.get("ownership")))
+            if cg.layout.unified is not None:
+                userns.delegate_cgroup(cg.main_dir, user_range[0])
 
         # The container's cgroup root must be joined before the cgroup namespace is made; the
         # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).
@@ -153,8 +160,12 @@ class Container:
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
+            # The children only run a little Python before exec; keep the collector from walking
+            # (and so copying, page by page) every object of ours in them.
+            gc.freeze()
             middle = os.fork()
             if middle == 0:
+                gc.disable()
                 try:
                     os.close(info_r)
                     os.close(go_w)
@@ -162,6 +173,7 @@ class Container:
                     child.middle(plan, early, info_w, go_r, err_w, self.console_fd, late)
                 finally:
                     os._exit(1)
+            gc.unfreeze()
             os.close(info_w)
             os.close(go_r)
             os.close(err_w)
@@ -173,6 +185,8 @@ class Container:
             self.leader = struct.unpack("i", data)[0]
             self._pidfd = _pidfd_open(self.leader)
             self._setup_network(plan)
+            if user_range:
+                userns.write_id_maps(self.leader, *user_range)
             os.write(go_w, b"1")
             os.close(go_w)
             go_w = -1
@@ -182,6 +196,7 @@ class Container:
                 msg, _, hint = report.decode(errors="replace").partition("\0")
                 raise NsdashError(msg, hint or None)
         finally:
+            gc.unfreeze()  # (already, unless fork failed)
             for fd in (info_r, info_w, go_r, go_w, err_r, err_w):
                 if fd >= 0:
                     with contextlib.suppress(OSError):
