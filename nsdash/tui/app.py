@@ -8,6 +8,7 @@ from everything and leaves every machine running.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import partial
 from importlib import resources
@@ -17,6 +18,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.worker import get_current_worker
 
@@ -163,7 +165,9 @@ class NsdashApp(App):
     def _apply(self) -> None:
         screen = self.screen
         if isinstance(screen, DashboardScreen | MachineScreen):
-            screen.apply(self.snapshot, self.history, self.status_text())
+            # NoMatches: the screen is not composed yet; the next snapshot will show.
+            with contextlib.suppress(NoMatches):
+                screen.apply(self.snapshot, self.history, self.status_text())
 
     def status_text(self) -> str:
         n = len(self.snapshot.machines)

@@ -28,6 +28,7 @@ from nsdash.tui.messages import JournalLine, JournalLines, MachineInfo, Snapshot
 
 MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
 JOURNAL_TAIL = 300
+REREAD = 5  # refreshes between two reads of one process's command line
 
 
 class JournalFeed(Protocol):
@@ -215,6 +216,8 @@ class HostReaders:
         self.mount = primary_mount(self.sampler.layout)
         self.with_machined = with_machined
         self._previous: Any = None
+        self._commands: dict[int, str | None] = {}  # None: a kernel thread
+        self._round = 0
 
     def close(self) -> None:
         self.sampler.close()
@@ -265,17 +268,28 @@ class HostReaders:
         return tuple(out)
 
     def _command_lines(self, root) -> dict[int, str]:
-        """Command lines of the tree's processes, kernel threads left out as systemd-cgls does."""
+        """Command lines of the tree's processes, kernel threads left out as systemd-cgls does.
+
+        Reading every process's cmdline each refresh is most of the poller's
+        cost, so each is re-read every REREAD refreshes (spread by pid: a fifth
+        of them per refresh), a new pid at once; kernel threads are remembered.
+        """
         from nsdash.monitor.procs import cmdline, is_kernel_thread
 
-        live: dict[int, str] = {}
+        self._round += 1
+        old = self._commands
+        live: dict[int, str | None] = {}
         for node in root.iter():
             for pid in node.pids or ():
-                text = cmdline(pid)
-                if text is None or (text.startswith("[") and is_kernel_thread(pid)):
-                    continue
-                live[pid] = text
-        return live
+                known = old.get(pid, "")
+                if known == "" or (known is not None and (pid + self._round) % REREAD == 0):
+                    text = cmdline(pid)
+                    if text is None:
+                        continue
+                    known = None if text.startswith("[") and is_kernel_thread(pid) else text
+                live[pid] = known
+        self._commands = live
+        return {pid: text for pid, text in live.items() if text is not None}
 
 
 def _with_cgroup(m: MachineInfo, mapping, existing) -> MachineInfo:

@@ -79,13 +79,18 @@ async def test_tree_keeps_open_branches_and_cursor_and_marks_unreadable():
         await pilot.pause()
         # A new cgroup appears above the cursor; the cursor and the open branch stay.
         new_root = CgroupNode("/", (CgroupNode("/aaa.slice", (), ()),) + sd.TREE.children, ())
-        app.post_message(SnapshotReady(replace(sd.snapshot(5), tree=new_root)))
-        await pilot.pause()
+        for step in (5, 6):  # the tree follows every other refresh
+            app.post_message(SnapshotReady(replace(sd.snapshot(step), tree=new_root)))
+            await pilot.pause()
         await pilot.pause()
         assert tree.node_for(("cg", "/aaa.slice")) is not None
         assert tree.node_for(("cg", "/system.slice")).is_expanded
         assert tree.cursor_node is tree.node_for(("cg", "/system.slice/secret.service"))
         # Processes sit under their cgroups, with their command lines.
+        tree.select_path(sd.MACHINES[0].cgroup + "/payload")
+        await pilot.pause()
+        tree.node_for(("cg", sd.MACHINES[0].cgroup + "/payload")).expand()
+        await pilot.pause()
         getty = tree.node_for(("pid", 4250))
         assert getty is not None and "getty" in str(getty.label)
 

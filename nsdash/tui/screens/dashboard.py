@@ -15,9 +15,17 @@ from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.machine_list import MachineList
 
+TREE_EVERY = 2
+
 
 class StatusLine(Static):
     """One line: how many machines, the refresh delay, the last reader error."""
+
+    def show(self, text: str) -> None:
+        # Static.update() lays the screen out again even for the same text: skip that at rest.
+        if text != getattr(self, "_shown", None):
+            self._shown = text
+            self.update(text)
 
 
 class DashboardScreen(Screen):
@@ -25,6 +33,8 @@ class DashboardScreen(Screen):
         Binding("f", "toggle_maximize", "Maximise"),
         Binding("tab", "app.focus_next", "Next panel", show=False),
     ]
+
+    _round = 0
 
     def compose(self) -> ComposeResult:
         yield StatusLine("nsdash", id="status")
@@ -46,13 +56,17 @@ class DashboardScreen(Screen):
         self.app.dashboard_resumed()  # type: ignore[attr-defined]
 
     def apply(self, snap: Snapshot, history: MetricHistory, status: str) -> None:
-        self.query_one(StatusLine).update(status)
+        self.query_one(StatusLine).show(status)
         if not snap.machines and not snap.rows and snap.errors:
             return
         self.query_one(MachineList).update_machines(snap.machines, history.cpu, self.app.clock())  # type: ignore[attr-defined]
         self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of))
-        if snap.tree is not None:
-            self.query_one(CgroupTree).update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
+        tree = self.query_one(CgroupTree)
+        self._round += 1
+        # The tree follows every other refresh unless the user is in it: processes come and go
+        # all the time, and each change re-lays the tree out (about half the cost at rest).
+        if snap.tree is not None and (tree.has_focus or self._round % TREE_EVERY == 1):
+            tree.update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
 
     def action_toggle_maximize(self) -> None:
         if self.maximized is not None:

@@ -27,6 +27,7 @@ class MachineScreen(Screen):
     def __init__(self, machine: str) -> None:
         super().__init__()
         self.machine = machine
+        self._info_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static(self.machine, id="machine-info")
@@ -51,7 +52,10 @@ class MachineScreen(Screen):
         if not snap.machines and snap.errors:
             return
         now = self.app.clock()  # type: ignore[attr-defined]
-        self.query_one("#machine-info", Static).update(describe(info, self.machine, now))
+        text = describe(info, self.machine, now)
+        if text != self._info_text:  # Static.update() re-lays the screen out: only on change
+            self._info_text = text
+            self.query_one("#machine-info", Static).update(text)
         series = history.by_machine.get(self.machine)
         if series is None:
             return

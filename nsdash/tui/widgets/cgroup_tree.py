@@ -68,8 +68,8 @@ class CgroupTree(Tree[Key]):
     def _sync(self, tnode: TreeNode[Key], cg: CgroupNode) -> None:
         self._set_label(tnode, cg)
         has_content = bool(cg.children or any(p in self._commands for p in cg.pids or ()))
-        if not tnode.is_root:
-            tnode.allow_expand = has_content
+        if not tnode.is_root and tnode.allow_expand != has_content:
+            tnode.allow_expand = has_content  # (setting it at all repaints the tree)
         if not (tnode.is_expanded or tnode.is_root):
             if tnode.children:
                 self._forget(tnode)
@@ -99,8 +99,8 @@ class CgroupTree(Tree[Key]):
             previous = node
 
     def _opens_at_first(self, cg: CgroupNode) -> bool:
-        """Like systemd-cgls, show the machines' part of the tree open; the rest starts closed."""
-        return cg.path == "/machine.slice" or (cg.path.startswith("/machine.slice/") and cg.path.count("/") <= 3)
+        """machine.slice starts open (the machines at a glance); the rest starts closed."""
+        return cg.path == "/machine.slice"
 
     def _fill(self, tnode: TreeNode[Key]) -> None:
         key = tnode.data

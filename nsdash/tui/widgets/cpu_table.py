@@ -15,10 +15,13 @@ from nsdash.tui import format as fmt
 
 COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("memory", "Memory"),
            ("input", "Input/s"), ("output", "Output/s"))
+# Fixed widths for the figures: measuring thousands of changed cells each refresh
+# to fit the columns would cost more than everything else together.
+WIDTHS = {"tasks": 5, "cpu": 9, "memory": 7, "input": 9, "output": 9}
 ORDERS = {"path": "path", "tasks": "tasks", "cpu": "cpu", "memory": "memory", "io": "io"}
 
 
-NUMBERS_WIDTH = 40  # the five figure columns with their cell padding
+NUMBERS_WIDTH = 39 + 10  # the five figure columns with their cell padding
 
 
 class PathCell(Text):
@@ -81,7 +84,8 @@ class CpuTable(DataTable):
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label if key == "path" else Text(label, justify="right"), key=key,
+                            width=WIDTHS.get(key))
 
     # ------------------------------------------------------------ public
 
@@ -101,7 +105,7 @@ class CpuTable(DataTable):
             elif old != cells:
                 for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
                     if new != was:
-                        self.update_cell(row.path, col, self._styled_cell(col, new), update_width=True)
+                        self.update_cell(row.path, col, self._styled_cell(col, new))
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]

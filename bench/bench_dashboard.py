@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The dashboard under load: refresh cost with many cgroups and machines, key latency, CPU at rest.
+
+1. N real cgroups (default 5000, made like bench_cgtop.py in every hierarchy):
+   the poller's cost per refresh (HostReaders.snapshot: sample + tree walk +
+   machine list, off the UI thread), then the UI's cost to apply that snapshot
+   with M machines in the list (default 200; the extra machine rows are
+   synthetic, the cgroups real), and key latency: a cgtop sort key pressed on
+   the 5000-row table until the reordered table is rendered.
+2. At rest: K real BusyBox machines (default 20, booted ephemeral from the demo
+   tree), the real app headless at the default 1 s refresh for S seconds; the
+   process's CPU time over wall time.
+
+    .venv/bin/python bench/bench_dashboard.py
+    .venv/bin/python bench/bench_dashboard.py --cgroups 500 --machines 50 --rest-machines 5 --rest-seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+os.environ.setdefault("NSDASH_STATE_DIR", "/run/nsdash-bench-dashboard")
+
+from bench_cgtop import make_tree, remove_tree  # noqa: E402
+
+from nsdash.tui.messages import MachineInfo, SnapshotReady  # noqa: E402
+
+
+def cpu_now() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def poller_cost(refreshes: int):
+    from nsdash.tui.poller import HostReaders
+
+    readers = HostReaders()
+    try:
+        readers.snapshot()
+        wall, cpu = [], []
+        snap = None
+        for _ in range(refreshes):
+            c0, w0 = cpu_now(), time.perf_counter()
+            snap = readers.snapshot()
+            wall.append(time.perf_counter() - w0)
+            cpu.append(cpu_now() - c0)
+        return snap, statistics.median(wall), statistics.median(cpu)
+    finally:
+        readers.close()
+
+
+async def ui_cost(snap, machines: int, refreshes: int):
+    from nsdash.tui.app import NsdashApp
+    from nsdash.tui.widgets.cpu_table import CpuTable
+
+    fake = tuple(MachineInfo(f"bench-{i:03d}", "running", "busybox 1", f"10.0.{i // 250}.{i % 250 + 1}",
+                             time.time() - 60 * i, None) for i in range(machines))
+    app = NsdashApp(poll=False)
+    costs = []
+    async with app.run_test(size=(160, 50)) as pilot:
+        for i in range(refreshes + 1):
+            s = replace(snap, timestamp=snap.timestamp + i, machines=snap.machines + fake)
+            t0 = time.perf_counter()
+            app.on_snapshot_ready(SnapshotReady(s))
+            await pilot.pause()
+            if i:
+                costs.append(time.perf_counter() - t0)
+        table = app.screen.query_one(CpuTable)
+        table.focus()
+        await pilot.pause()
+        latencies = []
+        for key in ("m", "t", "p", "c") * 3:
+            t0 = time.perf_counter()
+            await pilot.press(key)
+            await pilot.pause()
+            latencies.append(time.perf_counter() - t0)
+        rows = table.row_count
+    return statistics.median(costs), statistics.median(latencies), max(latencies), rows
+
+
+async def at_rest(seconds: float) -> float:
+    from nsdash.tui.app import NsdashApp
+
+    app = NsdashApp(interval=1.0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause(3)  # start-up and the first refreshes are not "rest"
+        c0, w0 = cpu_now(), time.perf_counter()
+        await pilot.pause(seconds)
+        return (cpu_now() - c0) / (time.perf_counter() - w0) * 100
+
+
+def start_machines(k: int, names: list[str]) -> None:
+    """Boot K BusyBox machines, appending each name as it starts (so a failure still cleans up)."""
+    from nsdash.demo import trees
+    from nsdash.errors import NsdashError
+    from nsdash.launcher import client
+    from nsdash.launcher.spec import ContainerSpec
+
+    tree = trees.ensure("busybox")
+    for i in range(k):
+        name = f"bench-rest-{i:02d}"
+        names.append(name)
+        try:
+            client.spawn(ContainerSpec(directory=tree, machine=name, boot=True, ephemeral=True), detach=True,
+                         timeout=30, notice=None)
+        except NsdashError as e:
+            print(f"  ({name} did not start: {e.oneline()})")
+
+
+def stop_machines(names: list[str]) -> None:
+    from nsdash.errors import NsdashError
+    from nsdash.launcher import client
+
+    for name in names:
+        with contextlib.suppress(NsdashError, OSError):
+            client.terminate(name, wait=True)
+        client.clean_if_orphan(name, notice=None)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cgroups", type=int, default=5000)
+    ap.add_argument("--machines", type=int, default=200)
+    ap.add_argument("--refreshes", type=int, default=10)
+    ap.add_argument("--rest-machines", type=int, default=20)
+    ap.add_argument("--rest-seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.stderr.write("bench_dashboard: needs root (it makes cgroups and machines)\n")
+        return 1
+    top = f"nsdash-bench-dash-{os.getpid()}"
+    make_tree(top, args.cgroups, procs=False)
+    try:
+        snap, wall, cpu = poller_cost(args.refreshes)
+        print(f"poller, {len(snap.rows)} cgroups: {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU per refresh"
+              " (off the UI thread)")
+        apply_s, lat_med, lat_max, rows = asyncio.run(ui_cost(snap, args.machines, args.refreshes))
+        print(f"UI, {rows} table rows + {args.machines + len(snap.machines)} machines: "
+              f"{apply_s * 1000:.0f} ms to apply a refresh")
+        print(f"key latency (cgtop sort key on {rows} rows, pressed until rendered): "
+              f"median {lat_med * 1000:.0f} ms, max {lat_max * 1000:.0f} ms")
+    finally:
+        remove_tree(top, args.cgroups, [])
+    names: list[str] = []
+    try:
+        start_machines(args.rest_machines, names)
+        pct = asyncio.run(at_rest(args.rest_seconds))
+        print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core")
+    finally:
+        stop_machines(names)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
