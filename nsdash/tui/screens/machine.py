@@ -59,12 +59,14 @@ class MachineScreen(Screen):
         series = history.by_machine.get(self.machine)
         if series is None:
             return
-        for key, values, text in (("cpu", series.cpu, fmt.percent), ("memory", series.memory, fmt.size),
+        for key, values, show in (("cpu", series.cpu, fmt.percent), ("memory", series.memory, fmt.size),
                                   ("io", series.io, fmt.rate)):
             known = [v if v is not None else 0.0 for v in values]
             self.query_one(f"#spark-{key}", Sparkline).data = known
-            last = values[-1] if values else None
-            self.query_one(f"#value-{key}", Label).update(text(last))
+            value = show(values[-1] if values else None)
+            label = self.query_one(f"#value-{key}", Label)
+            if str(label.render()) != value:
+                label.update(value)
 
     def action_attach(self) -> None:
         pane = self.query_one(ConsolePane)
