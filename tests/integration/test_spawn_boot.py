@@ -148,6 +148,8 @@ class Terminal:
 
     def close(self) -> None:
         """Stop nsdash the way a user would (SIGTERM, twice), so it tears its container down."""
+        if self.fd < 0:
+            return
         for _ in range(2):
             if self.code is not None:
                 break
@@ -160,6 +162,7 @@ class Terminal:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
         os.close(self.fd)
+        self.fd = -1
 
 
 @pytest.fixture
@@ -241,3 +244,19 @@ def test_sigterm_to_nsdash_stops_the_container_with_its_kill_signal(terminal, bu
     wait_for(lambda: leader_of(machine_name))
     os.kill(t.pid, signal.SIGTERM)
     assert t.wait() == 128 + signal.SIGKILL  # no --boot: the default kill signal is SIGKILL
+
+
+def test_read_only_console_shows_output_but_sends_no_input(terminal, busybox_tree):
+    t = terminal("-q", "--console=read-only", "-D", str(busybox_tree), "/bin/sh", "-c",
+                 "echo shown-$((1+1)); read line; echo got-$line")
+    t.read_until(b"shown-2")
+    t.send(b"forty$((40+2))\r")
+    time.sleep(0.5)
+    assert b"got-forty42" not in t.out  # nothing typed reached the container
+    t.close()
+
+
+def test_passive_console_shows_nothing(terminal, busybox_tree):
+    t = terminal("--console=passive", "-D", str(busybox_tree), "/bin/sh", "-c", "echo hidden-$((2+3))")
+    assert t.wait() == 0
+    assert b"hidden-5" not in t.out
