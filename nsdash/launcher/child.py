@@ -105,14 +105,21 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
                 os.dup2(console_fd, fd)
             if console_fd > 2:
                 os.close(console_fd)
+        userns = plan.extra.get("userns")
+        if userns:
+            # The parent writes our ID maps before go; until then we are host root, unmapped
+            # here, and could create nothing on the file systems we are about to mount.
+            _await_go(go_fd)
+            os.setresgid(0, 0, 0)
+            os.setgroups([])
+            os.setresuid(0, 0, 0)
         setup_root(plan, err_fd)
         sc.sethostname(plan.hostname)
         if plan.network != "host":
             loopback_up()
         # The mounts are ours alone; what follows needs the parent's host-side set-up (veth) done.
-        if os.read(go_fd, 1) != b"1":
-            os._exit(1)  # the parent gave up; it reports why
-        os.close(go_fd)
+        if not userns:
+            _await_go(go_fd)
         harden(plan)
         drop_capabilities(plan)
     except sandbox.SandboxError as e:
@@ -126,6 +133,12 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
     if plan.as_pid2:
         stub_init(plan, err_fd)
     exec_payload(plan, err_fd)
+
+
+def _await_go(go_fd: int) -> None:
+    if os.read(go_fd, 1) != b"1":
+        os._exit(1)  # the parent gave up; it reports why
+    os.close(go_fd)
 
 
 def setup_root(plan: Any, err_fd: int) -> None:

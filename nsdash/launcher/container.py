@@ -23,8 +23,8 @@ import signal
 import struct
 import threading
 from dataclasses import dataclass
-from typing import cast
 from pathlib import Path
+from typing import cast
 
 from nsdash.errors import NsdashError
 from nsdash.launcher import child, inuse, userns
@@ -150,6 +150,7 @@ class Container:
             userns.prepare_tree(plan.tree, *user_range, str(plan.extra.get("ownership")))
             if cg.layout.unified is not None:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
+            userns.hand_over(run_dir, self.console_fd, user_range[0])
 
         # The container's cgroup root must be joined before the cgroup namespace is made; the
         # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).

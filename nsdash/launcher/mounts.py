@@ -420,3 +420,23 @@ class Delete(MountOp):
         path = resolve_in_root(root, self.target, follow_last=False)
         if os.path.lexists(path) and not os.path.isdir(path):
             os.unlink(path)
+
+
+class HostSysReadOnly(MountOp):
+    """-U without a private network: the host's /sys, bound recursively (a user namespace that
+    does not own the network namespace may not mount sysfs, nor bind /sys without what is
+    mounted below it) and made read-only all the way down with mount_setattr."""
+
+    target: str = "/sys"
+
+    def describe(self) -> str:
+        return f"rbind /sys -> {self.target} (ro, recursively)"
+
+    def execute(self, root: str) -> None:
+        with _At(root) as at:
+            mount("/sys", at.open(self.target), None, MS_BIND | MS_REC)
+            fd = sandbox.open_in_root(at.root_fd, self.target, create=False)
+            try:
+                sandbox.read_only_recursive(fd)
+            finally:
+                os.close(fd)

@@ -27,6 +27,7 @@ from nsdash.system.syscalls import (
     CLONE_NEWNET,
     CLONE_NEWNS,
     CLONE_NEWPID,
+    CLONE_NEWUSER,
     CLONE_NEWUTS,
     MS_NODEV,
     MS_NOEXEC,
@@ -307,10 +308,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     host's own files.  available_caps: what this process may keep (None: all).
     """
     tree = _check_tree(spec)
-    if spec.private_users not in ("no", "false", "0", "off"):
-        # Fail closed: never run a tree the user asked to isolate without the isolation.
-        raise SpecError(f"--private-users={spec.private_users} is not supported by this nsdash build yet",
-                        "run without -U/--private-users; do not run untrusted trees meanwhile")
+    user_range = _private_users(spec, tree)
     user = lookup_user(tree, spec.user)
     argv = _command(spec, tree, user)
     bind_ops, created = _bind_ops(spec, tree)
@@ -324,6 +322,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         network = "private"
     if network != "host":
         namespaces |= CLONE_NEWNET
+    if user_range:
+        namespaces |= CLONE_NEWUSER
 
     ephemeral_dir = None
     root = tree
@@ -351,7 +351,9 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     ops += [m.Mask(p) for p in PROC_MASKED]
     ops += [m.ReadOnly(p) for p in PROC_READ_ONLY]
     ops += [
-        m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
+        # sysfs may only be mounted by a user namespace that owns the network namespace too.
+        m.HostSysReadOnly() if user_range and network == "host"
+        else m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
         m.Filesystem("cgroup2", "/sys/fs/cgroup", API_FLAGS, "nsdelegate"),
         m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME),
     ]
@@ -415,7 +417,24 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         created_paths=tuple(created) if not spec.ephemeral else (),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link,
-        extra=_hardening(spec, network))
+        extra={**_hardening(spec, network), "userns": user_range,
+               "ownership": spec.private_users_ownership})
+
+
+def _private_users(spec: ContainerSpec, tree: str) -> tuple[int, int] | None:
+    """--private-users / -U: the (base, size) of the container's user namespace, or None."""
+    from nsdash.launcher import userns
+
+    opt = userns.parse_private_users(spec.private_users)
+    if not opt.enabled:
+        return None
+    if spec.ephemeral:
+        raise SpecError("--private-users with --ephemeral is not supported yet",
+                        "run a private copy of the tree with -U instead of -x")
+    if spec.private_users_ownership == "map":
+        raise SpecError("--private-users-ownership=map (idmapped mounts) is not supported yet",
+                        "use --private-users-ownership=chown (or auto, which falls back to it)")
+    return userns.resolve_range(opt, spec.machine, Path(tree), userns.host_ranges())
 
 
 def _hardening(spec: ContainerSpec, network: str) -> dict[str, object]:

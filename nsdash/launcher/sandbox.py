@@ -419,3 +419,21 @@ def seccomp_mode() -> int:
 
 def no_new_privs() -> bool:
     return bool(_libc.prctl(ctypes.c_int(PR_GET_NO_NEW_PRIVS), 0, 0, 0, 0))
+
+
+SYS_mount_setattr = 442
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+def read_only_recursive(path_fd: int) -> None:
+    """mount_setattr(AT_RECURSIVE): the mount at PATH_FD and every mount below it read-only,
+    nosuid, nodev, noexec in one step (a remount only reaches the top one)."""
+    attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                       0, 0, 0)
+    _syscall(SYS_mount_setattr, ctypes.c_int(path_fd), b"", ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
+             attr, ctypes.c_size_t(len(attr)))

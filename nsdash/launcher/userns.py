@@ -200,3 +200,29 @@ def _shift(ident: int, base: int, size: int, path: str) -> int:
     raise UsageError(f"{path} is owned by ID {ident}, outside both 0..{size - 1} and the "
                      f"container range {base}..{base + size - 1}",
                      "fix the tree's ownership or choose another --private-users= range")
+
+
+def prepare_tree(tree: str, base: int, size: int, ownership: str) -> None:
+    """Before start: bring the tree's owners into the range (chown/auto; map is refused by the plan)."""
+    if ownership in ("chown", "auto"):
+        shift_ownership(Path(tree), base, size)
+
+
+def delegate_cgroup(directory: Path, base: int) -> None:
+    """Hand the machine's cgroup2 directory to the container's root, as nspawn does with -U,
+    so an init inside can create its own sub-cgroups."""
+    for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        path = directory / name if name else directory
+        if path.exists():
+            os.chown(path, base, base)
+
+
+def hand_over(run_dir: Path, console_fd: int | None, base: int) -> None:
+    """What the container's root must reach from inside: the notify socket (through the
+    run directory, which only gains search permission) and its console PTY."""
+    os.chmod(run_dir, 0o711)
+    notify = run_dir / "notify"
+    if notify.exists():
+        os.chown(notify, base, base)
+    if console_fd is not None:
+        os.fchown(console_fd, base, base)
