@@ -110,10 +110,7 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
             # The parent writes our ID maps before go; until then we are host root, unmapped
             # here, and could create nothing on the file systems we are about to mount.
             _await_go(go_fd)
-            os.setresgid(0, 0, 0)
-            os.setgroups([])
-            os.setresuid(0, 0, 0)
-        setup_root(plan, err_fd)
+        setup_root(plan, err_fd, become_userns_root=bool(userns))
         sc.sethostname(plan.hostname)
         if plan.network != "host":
             loopback_up()
@@ -141,20 +138,55 @@ def _await_go(go_fd: int) -> None:
     os.close(go_fd)
 
 
-def setup_root(plan: Any, err_fd: int) -> None:
+def setup_root(plan: Any, err_fd: int, become_userns_root: bool = False) -> None:
     # Nothing we mount may propagate back to the host, but host unmounts still reach us.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
-    for op in plan.mounts:
+    root, ops = plan.root, list(plan.mounts)
+    if become_userns_root:
+        ops = _switch_to_userns_root(plan, ops, err_fd)
+        root = ops.pop(0)
+    for op in ops:
         try:
-            op.execute(plan.root)
+            op.execute(root)
         except OSError as e:
             fail(err_fd, f"cannot set up the container: {op.describe()}: {e.strerror or e}",
                  _hint_for(op))
-    os.chdir(plan.root)
+    os.chdir(root)
     # pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no view of the host.
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
+
+
+def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int) -> list[Any]:
+    """-U: become root of the user namespace (uid 0 = the range's base), keeping a way in.
+
+    As host root (unmapped here) we could not create files on the file systems we
+    mount; as the namespace's root we may not search the host directories above
+    the tree or a bind source.  So the root bind and every host-side bind source
+    are opened first, and used afterwards through /proc/self/fd.  Returns the new
+    root path followed by the remaining operations.
+    """
+    first = ops.pop(0)
+    try:
+        first.execute(plan.root)  # the tree bound onto itself (no files created)
+    except OSError as e:
+        fail(err_fd, f"cannot set up the container: {first.describe()}: {e.strerror or e}", _hint_for(first))
+    keep = [os.open(plan.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    rewritten: list[Any] = []
+    for op in ops:
+        source = getattr(op, "source", None)
+        if type(op).__name__ == "Bind" and isinstance(source, str) and not op.source_in_root:
+            fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+            keep.append(fd)
+            values = {name: getattr(op, name) for name in op._fields}
+            values["source"] = f"/proc/self/fd/{fd}"
+            op = type(op)(**values)
+        rewritten.append(op)
+    os.setresgid(0, 0, 0)
+    os.setgroups([])
+    os.setresuid(0, 0, 0)
+    return [f"/proc/self/fd/{keep[0]}", *rewritten]
 
 
 def harden(plan: Any) -> None:
