@@ -58,6 +58,11 @@ class MachineCgroup:
         return dirs
 
     @property
+    def filters_devices(self) -> bool:
+        """Whether the host has the v1 devices controller, where DEVICE_ALLOW is enforced."""
+        return self.layout.v1_path("devices", self.path) is not None
+
+    @property
     def main_dir(self) -> Path:
         """The directory that holds every process of the machine (cgroup2 if present)."""
         return self.dirs[0]

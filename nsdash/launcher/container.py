@@ -137,10 +137,15 @@ class Container:
         spec = self.spec
         run_dir = paths.state_root() / "run" / spec.machine
         console = os.ttyname(self.console_fd) if self.console_fd is not None else None
-        plan = build_plan(spec, console=console, state_dir=str(run_dir),
-                          host_term=os.environ.get("TERM"), available_caps=_available_capabilities())
-        self.plan = plan
         cg = MachineCgroup(spec.machine)
+        available = _available_capabilities()
+        if not cg.filters_devices and "CAP_MKNOD" not in spec.capabilities:
+            # No v1 devices controller (pure cgroup2 hosts; nsdash loads no BPF device filter):
+            # without CAP_MKNOD a container cannot make the device nodes nothing would stop it using.
+            available -= {"CAP_MKNOD"}
+        plan = build_plan(spec, console=console, state_dir=str(run_dir),
+                          host_term=os.environ.get("TERM"), available_caps=available)
+        self.plan = plan
         cg.create()  # refuses a running machine of that name before anything else is touched
         self._cg = cg
         self._prepare_run_dir(run_dir, plan)

@@ -278,3 +278,20 @@ def test_describe_lists_everything(tree, host):
     assert "machine:      box" in text and "command:      true x" in text
     assert "namespaces:   mnt uts ipc cgroup pid" in text and "mounts:" in text and "container=nsdash" in text
     assert "kill signal:  SIGKILL" in text
+
+
+def test_machine_cgroup_paths_on_each_layout(tmp_path):
+    from nsdash.launcher.cgroup import MachineCgroup, scope_path
+    from nsdash.system.cgroupfs import Layout
+
+    root = tmp_path / "cg"
+    unified = MachineCgroup("box", Layout("unified", root, root, {}))
+    assert scope_path("box") == "/machine.slice/machine-box.scope"
+    assert unified.dirs == [root / "machine.slice/machine-box.scope"]
+    assert not unified.filters_devices  # so the container loses CAP_MKNOD (container.py)
+    v1 = {c: root / c for c in ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer")}
+    hybrid = MachineCgroup("box", Layout("hybrid", root, root / "unified", v1))
+    assert hybrid.main_dir == root / "unified/machine.slice/machine-box.scope"
+    assert {d.parts[-3] for d in hybrid.dirs} == {"unified", "cpu", "cpuacct", "memory", "pids", "blkio",
+                                                  "devices"}
+    assert hybrid.filters_devices
