@@ -169,7 +169,7 @@ class Container:
             # The children only run a little Python before exec; keep the collector from walking
             # (and so copying, page by page) every object of ours in them.
             gc.freeze()
-            middle = os.fork()
+            middle, early = _fork_middle(cg, early)
             if middle == 0:
                 gc.disable()
                 try:
@@ -371,6 +371,25 @@ class Container:
 
         with contextlib.suppress(Exception):
             netlink.delete_link(name)
+
+
+def _fork_middle(cg: MachineCgroup, early: list[str]) -> tuple[int, list[str]]:
+    """Fork the middle child straight into the machine's cgroup2 directory when the kernel can
+    (clone3 CLONE_INTO_CGROUP), which saves the RCU grace period a cgroup.procs write waits
+    for; else fork and let the child join EARLY.  Returns (pid, what the child still joins)."""
+    if cg.layout.unified is not None and early and early[0] == str(cg.main_dir):
+        try:
+            fd = os.open(cg.main_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return os.fork(), early
+        try:
+            return sc.fork_into_cgroup(fd), early[1:]
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return os.fork(), early
 
 
 def _rmtree(path: Path | str) -> None:

@@ -173,3 +173,41 @@ def inotify_init1(flags: int = IN_NONBLOCK | IN_CLOEXEC) -> int:
 def inotify_add_watch(fd: int, path: str, mask: int) -> int:
     return _check(_libc.inotify_add_watch(ctypes.c_int(fd), _b(path), ctypes.c_uint32(mask)),
                   "inotify_add_watch", path)
+
+
+# ---- clone3 into a cgroup (added by the launcher) ----------------------------
+
+CLONE_INTO_CGROUP = 0x200000000
+SYS_clone3 = 435  # the same on every architecture (new-style syscall numbers)
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+        "set_tid", "set_tid_size", "cgroup")]
+
+
+# PyDLL keeps the GIL across the call: the child must come back from clone3 holding it.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """os.fork(), but the child is born in the cgroup2 directory CGROUP_FD (clone3 with
+    CLONE_INTO_CGROUP): no cgroup.procs write, whose migration waits for an RCU grace period.
+    Python's fork hooks run as for os.fork().  OSError (ENOSYS, E2BIG, EINVAL, EBUSY) means
+    the kernel or the cgroup cannot; callers then fork and join the usual way."""
+    import signal
+
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return int(pid)
