@@ -6,7 +6,8 @@ absolute symlink planted by the machine against the host's root, and could
 connect us, as root, to the host's own bus.  The O_PATH fd is then connected
 through /proc/self/fd/N, which also keeps the address far below AF_UNIX's
 108-byte limit whatever the PID.  The bus daemon inside authenticates EXTERNAL
-by uid; without a user namespace, root on the host is root inside.
+by uid; without a user namespace, root on the host is root inside; with one
+(-U), the connection is made from inside it (connect_as_machine_root).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,6 +82,76 @@ def open_bus_socket(target: Target) -> int:
         os.close(rootfd)
 
 
+def own_user_namespace(target: Target) -> bool:
+    """True when the machine runs in a user namespace of its own (-U): host root is nobody there."""
+    try:
+        return os.stat(target.proc / str(target.leader) / "ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino
+    except OSError:
+        return False
+
+
+def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> socket.socket:
+    """A connection to the socket at PATH_FD made from inside the machine's user namespace, as its root.
+
+    The bus daemon authenticates EXTERNAL by the peer credentials the kernel recorded at
+    connect(); from the host they would read "nobody".  A forked child (single-threaded, as
+    setns(CLONE_NEWUSER) requires) enters the namespace, becomes its root, connects and hands
+    the connected socket back over a socketpair.
+    """
+    userns = os.open(target.proc / str(target.leader) / "ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: system calls only, then _exit
+            status = 1
+            try:
+                syscalls.setns(userns, syscalls.CLONE_NEWUSER)
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.connect(f"/proc/self/fd/{path_fd}")
+                socket.send_fds(theirs, [b"k"], [conn.fileno()])
+                status = 0
+            finally:
+                os._exit(status)
+        theirs.close()
+        ours.settimeout(timeout)
+        try:
+            _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+        except TimeoutError:
+            os.kill(pid, 9)
+            raise
+        finally:
+            os.waitpid(pid, 0)
+        if not fds:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "could not connect from the machine's user namespace")
+        return _Preconnected(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fds[0])
+    finally:
+        os.close(userns)
+        ours.close()
+        theirs.close()
+
+
+class _Preconnected(socket.socket):
+    """A socket connected elsewhere (connect_as_machine_root): dbus-fast's connect() is a no-op on it."""
+
+    def connect(self, address: Any) -> None:
+        return None
+
+
+class _PreconnectedBus(MessageBus):
+    """dbus-fast's bus over a socket we connected ourselves (it has no fd transport)."""
+
+    def __init__(self, sock: socket.socket, **kw: Any) -> None:
+        super().__init__(bus_address="unix:path=/nsdash-preconnected", **kw)
+        self._preconnected = sock
+
+    def _create_socket_for_transport(  # type: ignore[override]  # an instance method: it needs our socket
+            self, transport: str, options: dict[str, str]) -> Any:
+        sock = self._preconnected
+        return sock, sock.makefile("rwb"), options.get("path", "")
+
+
 class MachineBus:
     """An open connection to one machine's system bus; use as `async with MachineBus(target)`."""
 
@@ -98,7 +170,11 @@ class MachineBus:
     async def connect(self) -> None:
         fd = open_bus_socket(self.target)
         try:
-            bus = MessageBus(bus_address=f"unix:path=/proc/self/fd/{fd}", auth_timeout=self.timeout)
+            if own_user_namespace(self.target):
+                sock = connect_as_machine_root(self.target, fd, self.timeout)
+                bus: MessageBus = _PreconnectedBus(sock, auth_timeout=self.timeout)
+            else:
+                bus = MessageBus(bus_address=f"unix:path=/proc/self/fd/{fd}", auth_timeout=self.timeout)
             self._bus = await self._deadline(bus.connect(), "connecting to its bus")
         except ConnectionRefusedError as e:
             raise BusUnreachable(f"the bus of machine '{self.target.name}' refuses connections",

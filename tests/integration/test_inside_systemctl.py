@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -442,5 +443,23 @@ def test_a_booted_machine_whose_bus_socket_is_gone(debian_cache, machine_name):
         assert r.stderr == (f"nsdash: machine '{machine_name}' runs systemd but has no system bus at "
                             "/run/dbus/system_bus_socket; install dbus in the machine's tree, or wait until "
                             "its boot has started dbus.service\n")
+    finally:
+        power_off(machine_name)
+
+
+def test_a_machine_with_its_own_user_namespace(debian_cache, tmp_path, machine_name):
+    """Under -U host root is "nobody" to the machine's bus: nsdash connects as the machine's root."""
+    tree = tmp_path / machine_name
+    subprocess.run(["cp", "-a", str(debian_cache), str(tree)], check=True)
+    (tree / "etc/systemd/system/nsdash-test.service").write_text(TEST_UNIT)
+    target = boot(tree, machine_name, "-U")
+    try:
+        assert Path(f"/proc/{target.leader}/uid_map").read_text().split()[1] != "0"  # really mapped
+        r = systemctl(target, "start", "nsdash-test")
+        assert r.returncode == 0, r.stderr
+        r = systemctl(target, "status", "nsdash-test")
+        assert r.returncode == 0, r.stderr
+        assert "└─" in r.stdout and "/bin/sleep infinity" in r.stdout
+        assert systemctl(target, "stop", "nsdash-test").returncode == 0
     finally:
         power_off(machine_name)
