@@ -27,7 +27,7 @@ Headless (no textual).  The dashboard's drill-down uses it like this::
                                                #   from the host's cgroup2 view; None if unavailable
     procs.machine_cgroup_root(t)               # host cgroup path of the machine (its unit cgroups
                                                #   are that + UnitStatus.control_group)
-    procs.unit_of_cgroup(procs.machine_relative(host_cgroup, t.cgroup))   # process -> unit, no bus
+    procs.unit_of_process(t, host_pid)         # a host PID -> its unit from its cgroup, no bus
     unitlog.unit_lines(t, "nginx.service", 10) # [LogLine] of the current boot, .short() is
                                                #   journalctl's line; for a live view use
                                                #   nsdash.journal.open_logs([name],

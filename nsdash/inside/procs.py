@@ -135,3 +135,16 @@ def machine_relative(host_cgroup: str, machine_cgroup: str) -> str | None:
     if host_cgroup.startswith(base + "/"):
         return host_cgroup[len(base):]
     return None
+
+
+def unit_of_process(target: Target, host_pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The unit a host PID of the machine belongs to, from its cgroup alone (no bus); None if not the machine's."""
+    try:
+        cgroup = cgroupfs.own_cgroup(host_pid, proc).get("")
+    except OSError:
+        return None
+    base = machine_cgroup_root(target, proc=proc)
+    if cgroup is None or base is None:
+        return None
+    relative = machine_relative(cgroup, base) if base else cgroup
+    return unit_of_cgroup(relative) if relative else None

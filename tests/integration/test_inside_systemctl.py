@@ -463,3 +463,13 @@ def test_a_machine_with_its_own_user_namespace(debian_cache, tmp_path, machine_n
         assert systemctl(target, "stop", "nsdash-test").returncode == 0
     finally:
         power_off(machine_name)
+
+
+def test_the_unit_of_a_host_process_without_the_bus(machine):
+    """The cgroup tree's "jump to unit": a host PID to its unit from its cgroup alone."""
+    inner = units.run(machine, lambda sd: sd.status("dbus")).main_pid
+    host_pid = next(p.host_pid for p in procs.unit_processes(machine, "/system.slice/dbus.service") or []
+                    if p.pid == inner)
+    assert procs.unit_of_process(machine, host_pid) == "dbus.service"
+    assert procs.unit_of_process(machine, machine.leader) == "init.scope"
+    assert procs.unit_of_process(machine, os.getpid()) is None  # not the machine's

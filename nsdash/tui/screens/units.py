@@ -8,9 +8,9 @@ notification and the table keeps its last contents.
 Hooking it into the app (app.py / machine.py belong to the dashboard):
 - machine view: a binding such as Binding("u", "units", "Units") with
   `def action_units(self): self.app.push_screen(UnitsScreen(self.machine))`;
-- cgroup tree / process list, "jump to unit": for a process in machine M whose host
-  cgroup is CG, `unit = procs.unit_of_cgroup(procs.machine_relative(CG, state.cgroup))`
-  (no bus needed), then `app.push_screen(UnitsScreen(M, select=unit))`;
+- cgroup tree / process list, "jump to unit": for host PID P of machine M,
+  `unit = procs.unit_of_process(target.resolve(M), P)` (no bus needed; in a worker),
+  then `app.push_screen(UnitsScreen(M, select=unit))`;
 - the command palette: ("Units: NAME", partial(app.push_screen, UnitsScreen(NAME))).
 """
 
