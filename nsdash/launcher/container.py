@@ -290,7 +290,11 @@ class Container:
             return self.outcome
         if self.leader is None:
             raise RuntimeError("the container was not started")
-        _, status = os.waitpid(self.leader, 0)
+        try:
+            _, status = os.waitpid(self.leader, 0)
+        except ChildProcessError:
+            # Reaped meanwhile by close() or poll() on another thread: theirs is the answer.
+            return self.outcome or Outcome("killed", signal.SIGKILL)
         self.outcome = Outcome.from_wait_status(status)
         return self.outcome
 
@@ -298,7 +302,10 @@ class Container:
         """The outcome if PID 1 has ended, else None (never blocks)."""
         if self.outcome is not None or self.leader is None:
             return self.outcome
-        pid, status = os.waitpid(self.leader, os.WNOHANG)
+        try:
+            pid, status = os.waitpid(self.leader, os.WNOHANG)
+        except ChildProcessError:
+            return self.outcome or Outcome("killed", signal.SIGKILL)
         if pid == 0:
             return None
         self.outcome = Outcome.from_wait_status(status)

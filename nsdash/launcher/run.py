@@ -10,6 +10,7 @@ container.  A reboot starts the container again in this same process unless
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -23,7 +24,7 @@ import tty
 from collections.abc import Callable
 
 from nsdash.launcher.container import Container, Outcome
-from nsdash.launcher.plan import signal_name
+from nsdash.launcher.plan import new_uuid, signal_name
 from nsdash.launcher.spec import ContainerSpec
 
 ESCAPE = 0x1D  # ^]
@@ -121,6 +122,10 @@ def run_foreground(spec: ContainerSpec) -> int:
         saved = termios.tcgetattr(0)
         tty.setraw(0)
         _raw = True
+    if spec.uuid is None:
+        # One identity for the whole session: a reboot must not give the machine a new UUID
+        # (systemd derives a missing machine ID from it), as with systemd-nspawn.
+        spec = dataclasses.replace(spec, uuid=new_uuid())
     sigs = _Signals()
     try:
         return _run_all(spec, mode, stdin_tty, sigs)

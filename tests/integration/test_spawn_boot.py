@@ -219,6 +219,7 @@ def test_reboot_restarts_in_the_same_process_then_poweroff(terminal, busybox_tre
     t = terminal("-D", str(busybox_tree), "-b")
     t.read_until(b"login:")
     first = leader_of(machine_name)
+    uuid_before = _env_of(first)["container_uuid"]
     os.kill(first, signal.SIGTERM)  # BusyBox init reboots on SIGTERM
     t.read_until(f"Container {machine_name} is being rebooted.".encode())
     second = wait_for(lambda: (p := leader_of(machine_name)) and p != first and p)
@@ -226,9 +227,15 @@ def test_reboot_restarts_in_the_same_process_then_poweroff(terminal, busybox_tre
     while t.out.count(b"login:") < 2 and time.monotonic() < deadline:
         t._pump(0.05)
     assert t.out.count(b"login:") == 2
+    assert _env_of(second)["container_uuid"] == uuid_before  # the same machine after its reboot
     os.kill(second, signal.SIGUSR2)  # and powers off on SIGUSR2
     assert t.wait() == 0
     assert f"Container {machine_name} has been shut down.".encode() in t.out
+
+
+def _env_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 def test_reboot_exit_returns_133(terminal, busybox_tree, machine_name):
