@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -12,18 +13,35 @@ from conftest import run_nsdash
 from nsdash.launcher import client
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import state as st
+from nsdash.system import syscalls
 
 
 @pytest.fixture
 def names(machine_name):
+    """Machines to tear down; meanwhile this process is a child subreaper, so the processes a
+    killed supervisor orphans become our children and we reap them (the host's init here reaps
+    late, and a zombie still shows in its machine's cgroup)."""
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     made: list[str] = []
-    yield made
-    for n in made:
-        teardown(n)
+    try:
+        yield made
+        for n in made:
+            teardown(n)
+    finally:
+        _reap_children()
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
+
+
+def _reap_children() -> bool:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    return False
 
 
 def _reaped(pids) -> bool:
     """Gone from /proc entirely: the host's init (our reaper once the supervisor died) took them."""
+    _reap_children()
     return not any(os.path.exists(f"/proc/{p}") for p in pids)
 
 
@@ -60,7 +78,7 @@ def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine
     wait_for(lambda: not _alive(s["leader"]), what="the orphan's processes to die")
     assert not any(d.exists() for d in cg.dirs)
     assert not st.machine_dir(machine_name).exists()
-    wait_for(lambda: _reaped(orphan_pids), 30, "the host's init to reap the orphan's zombies")
+    wait_for(lambda: _reaped(orphan_pids), 30, "the orphan's zombies to be reaped")
 
     # And the tree is free again.
     r = run_nsdash("spawn", "-q", "-M", machine_name + "-b", "-D", str(busybox_tree), "/bin/true")
@@ -81,4 +99,4 @@ def test_cgroup_kill_reaches_processes_that_left_the_leader(busybox_tree, machin
     r = run_nsdash("status", machine_name)
     assert r.returncode != 0 and "orphaned" in r.stderr
     wait_for(lambda: not any(_alive(p) for p in pids), what="every process of the orphan to die")
-    wait_for(lambda: _reaped(pids), 30, "the host's init to reap the orphan's zombies")
+    wait_for(lambda: _reaped(pids), 30, "the orphan's zombies to be reaped")
