@@ -146,12 +146,17 @@ def _read(path: str | Path) -> bytes | None:
         return None
 
 
-def find_executable(tree: str, command: str, path: str = CONTAINER_PATH) -> str | None:
-    """The container path of COMMAND as the container's execvp would find it, or None."""
-    candidates = [command] if "/" in command else [f"{d}/{command}" for d in path.split(":") if d]
+def find_executable(tree: str, command: str, path: str = CONTAINER_PATH, cwd: str = "/") -> str | None:
+    """The container path of COMMAND as the container's execvp would find it, or None.
+
+    A relative name with a slash (./run.sh) is looked up from CWD, the payload's working directory."""
+    if "/" in command:
+        candidates = [command if command.startswith("/") else f"{cwd.rstrip('/')}/{command}"]
+    else:
+        candidates = [f"{d}/{command}" for d in path.split(":") if d]
     for cand in candidates:
         if not cand.startswith("/"):
-            continue  # relative to a chdir we cannot know; let exec decide
+            continue
         host = m.resolve_in_root(tree, cand)
         try:
             st = os.stat(host)
@@ -245,8 +250,8 @@ def _command(spec: ContainerSpec, tree: str, user: User) -> tuple[str, ...]:
         raise SpecError(f"no init found in {tree} (looked for {', '.join(INIT_CANDIDATES)})",
                         "install an init system in the tree, or run a command without -b")
     if spec.command:
-        if find_executable(tree, spec.command[0]) is None and not (
-                spec.chdir and not spec.command[0].startswith("/") and "/" in spec.command[0]):
+        cwd = spec.chdir or ("/" if spec.boot else user.home)
+        if find_executable(tree, spec.command[0], cwd=cwd) is None:
             raise SpecError(f"command '{spec.command[0]}' not found in {tree}",
                             "give a program that exists inside the tree (its path inside the container)")
         return spec.command

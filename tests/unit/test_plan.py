@@ -295,3 +295,10 @@ def test_machine_cgroup_paths_on_each_layout(tmp_path):
     assert {d.parts[-3] for d in hybrid.dirs} == {"unified", "cpu", "cpuacct", "memory", "pids", "blkio",
                                                   "devices"}
     assert hybrid.filters_devices
+
+
+def test_relative_command_is_found_from_the_working_directory(tree, host):
+    _exe(tree / "etc/run.sh")
+    assert plan_for(tree, host, command=("./run.sh",), chdir="/etc").argv == ("./run.sh",)
+    with pytest.raises(SpecError, match="not found"):
+        plan_for(tree, host, command=("./run.sh",))  # from /root it does not exist
