@@ -90,8 +90,12 @@ def _available_capabilities() -> frozenset[str]:
 class Container:
     """One run of a container; a context manager whose close() tears everything down."""
 
-    def __init__(self, spec: ContainerSpec, *, console_fd: int | None = None) -> None:
+    def __init__(self, spec: ContainerSpec, *, console_fd: int | None = None,
+                 uuid: str | None = None) -> None:
+        """uuid: $container_uuid when neither the tree nor --uuid gives one (pass the same
+        one to each run of a machine that reboots)."""
         self.spec = spec
+        self.uuid = uuid
         self.console_fd = console_fd
         self.leader: int | None = None
         self.cgroup: str = scope_path(spec.machine)
@@ -144,7 +148,8 @@ class Container:
             # without CAP_MKNOD a container cannot make the device nodes nothing would stop it using.
             available -= {"CAP_MKNOD"}
         plan = build_plan(spec, console=console, state_dir=str(run_dir),
-                          host_term=os.environ.get("TERM"), available_caps=available)
+                          host_term=os.environ.get("TERM"), available_caps=available,
+                          session_uuid=self.uuid)
         self.plan = plan
         cg.create()  # refuses a running machine of that name before anything else is touched
         self._cg = cg

@@ -200,12 +200,13 @@ def _groups_of(tree: str, user: str, gid: int) -> tuple[int, ...]:
 
 
 def tree_machine_id(tree: str, spec_uuid: str | None) -> str | None:
-    """The machine ID nspawn links journals by: --uuid, else the tree's /etc/machine-id."""
-    if spec_uuid:
-        return spec_uuid.replace("-", "").lower()
+    """The machine's ID as systemd-nspawn settles it: the tree's /etc/machine-id when set (it
+    wins even over --uuid), else --uuid, else None.  Journals are linked by it."""
     raw = (_read(m.resolve_in_root(tree, "/etc/machine-id")) or b"").strip().decode(errors="replace")
     if len(raw) == 32 and all(c in "0123456789abcdef" for c in raw):
         return raw
+    if spec_uuid:
+        return spec_uuid.replace("-", "").lower()
     return None
 
 
@@ -304,11 +305,13 @@ def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str
 
 def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: str | None = None,
                host_root: str = "/", host_term: str | None = None,
-               available_caps: frozenset[str] | None = None) -> LaunchPlan:
+               available_caps: frozenset[str] | None = None,
+               session_uuid: str | None = None) -> LaunchPlan:
     """Turn SPEC into a LaunchPlan.
 
     console: host path of the device to bind at /dev/console (a PTY slave), or
-    None for /dev/null.  state_dir: the run's private directory under the state
+    None for /dev/null.  session_uuid: the container UUID to use when the tree
+    has no machine ID and no --uuid was given.  state_dir: the run's private directory under the state
     root (ephemeral layers, the notify socket).  host_root: where to read the
     host's own files.  available_caps: what this process may keep (None: all).
     """
@@ -317,7 +320,10 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     user = lookup_user(tree, spec.user)
     argv = _command(spec, tree, user)
     bind_ops, created = _bind_ops(spec, tree)
-    uuid_hex = (spec.uuid or new_uuid()).replace("-", "").lower()
+    # $container_uuid: the machine ID (tree's, else --uuid), else one for the session (kept across
+    # reboots by the caller, so systemd derives the same transient machine ID), else a new one.
+    machine_id = tree_machine_id(tree, spec.uuid)
+    uuid_hex = (machine_id or session_uuid or new_uuid()).replace("-", "").lower()
 
     namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
     network = "host"
@@ -396,7 +402,6 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
     ops += _timezone_ops(spec.timezone, tree, writable, host_root)
 
-    machine_id = tree_machine_id(tree, spec.uuid)
     journal_ops, host_journal_dir, host_journal_link = _journal(spec, tree, machine_id, host_root)
     ops += journal_ops
     ops += bind_ops

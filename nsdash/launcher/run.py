@@ -10,7 +10,6 @@ container.  A reboot starts the container again in this same process unless
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import os
@@ -122,13 +121,12 @@ def run_foreground(spec: ContainerSpec) -> int:
         saved = termios.tcgetattr(0)
         tty.setraw(0)
         _raw = True
-    if spec.uuid is None:
-        # One identity for the whole session: a reboot must not give the machine a new UUID
-        # (systemd derives a missing machine ID from it), as with systemd-nspawn.
-        spec = dataclasses.replace(spec, uuid=new_uuid())
+    # One identity for the whole session: a reboot must not give the machine a new UUID
+    # (systemd derives a missing machine ID from it), as with systemd-nspawn.
+    session_uuid = new_uuid()
     sigs = _Signals()
     try:
-        return _run_all(spec, mode, stdin_tty, sigs)
+        return _run_all(spec, mode, stdin_tty, sigs, session_uuid)
     finally:
         sigs.restore()
         if saved is not None:
@@ -136,7 +134,7 @@ def run_foreground(spec: ContainerSpec) -> int:
             _raw = False
 
 
-def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals) -> int:
+def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals, session_uuid: str) -> int:
     first = True
 
     def started() -> None:
@@ -148,7 +146,7 @@ def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals) ->
         first = False
 
     while True:
-        outcome = _run_once(spec, mode, started, sigs)
+        outcome = _run_once(spec, mode, started, sigs, session_uuid)
         if outcome.kind == "reboot":
             _say(spec, f"Container {spec.machine} is being rebooted.")
             if spec.reboot_exit:
@@ -167,9 +165,10 @@ def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals) ->
         return outcome.exit_code()
 
 
-def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None], sigs: _Signals) -> Outcome:
+def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None], sigs: _Signals,
+              session_uuid: str) -> Outcome:
     if mode == "pipe":
-        with Container(spec) as c:
+        with Container(spec, uuid=session_uuid) as c:
             c.start()
             started()
             return _loop(c, None, mode, sigs)
@@ -177,7 +176,7 @@ def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None], sigs:
     try:
         if os.isatty(0):
             _copy_winsize(0, master)
-        with Container(spec, console_fd=slave) as c:
+        with Container(spec, console_fd=slave, uuid=session_uuid) as c:
             c.start()
             started()
             return _loop(c, master, mode, sigs)

@@ -302,3 +302,15 @@ def test_relative_command_is_found_from_the_working_directory(tree, host):
     assert plan_for(tree, host, command=("./run.sh",), chdir="/etc").argv == ("./run.sh",)
     with pytest.raises(SpecError, match="not found"):
         plan_for(tree, host, command=("./run.sh",))  # from /root it does not exist
+
+
+def test_container_uuid_follows_nspawn(tree, host):
+    env = dict(plan_for(tree, host, command=("true",), uuid="ffffffffffffffffffffffffffffffff").env)
+    assert env["container_uuid"] == "01234567-89ab-cdef-0123-456789abcdef"  # the tree's machine ID wins
+    (tree / "etc/machine-id").write_text("")
+    env = dict(plan_for(tree, host, command=("true",), uuid="ffffffffffffffffffffffffffffffff").env)
+    assert env["container_uuid"] == "ffffffff-ffff-ffff-ffff-ffffffffffff"
+    spec = ContainerSpec(directory=tree, machine="box", command=("true",))
+    plan = build_plan(spec, host_root=str(host), session_uuid="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+    assert dict(plan.env)["container_uuid"] == "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+    assert plan.host_journal_dir is None and plan.host_journal_link is None  # no machine ID to link by
