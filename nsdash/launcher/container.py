@@ -198,7 +198,8 @@ class Container:
             self._setup_network(plan)
             if user_range:
                 userns.write_id_maps(self.leader, *user_range)
-            os.write(go_w, b"1")
+            with contextlib.suppress(BrokenPipeError):
+                os.write(go_w, b"1")  # EPIPE: PID 1 already failed; its report is on err_r
             os.close(go_w)
             go_w = -1
             report = _read_all(err_r)

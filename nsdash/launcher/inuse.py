@@ -88,6 +88,7 @@ def _lock_file(name: str) -> int:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / name
     while True:
+        # The directory stays (removing it would race with a concurrent start's mkdir).
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -102,8 +103,6 @@ def _release(fd: int, name: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(paths.state_root() / LOCK_DIR / name)
     os.close(fd)
-    with contextlib.suppress(OSError):
-        (paths.state_root() / LOCK_DIR).rmdir()
 
 
 @contextlib.contextmanager
