@@ -45,14 +45,18 @@ class ConsoleLog:
         self.limit = limit
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(self._fd).st_size
+        self.dropped = 0  # bytes lost to write errors (ENOSPC)
 
     def write(self, data: bytes) -> None:
+        """Append DATA; on a full or failing disk the bytes are dropped, never the machine."""
         if not data:
             return
-        if self._size + len(data) > self.limit and self._size > 0:
-            self._rotate()
-        os.write(self._fd, data)
-        self._size += len(data)
+        try:
+            if self._size + len(data) > self.limit and self._size > 0:
+                self._rotate()
+            self._size += os.write(self._fd, data)
+        except OSError:
+            self.dropped += len(data)
 
     def mark(self, event: str, detail: str | None = None) -> bytes:
         line = separator(event, detail)
@@ -82,9 +86,10 @@ class ConsoleLog:
             self._fd = -1
 
     def _rotate(self) -> None:
-        os.close(self._fd)
         os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.close(self._fd)
+        self._fd = fd
         self._size = 0
 
 
