@@ -252,7 +252,6 @@ class Supervisor:
         from nsdash.launcher.container import Container
 
         self.boot += 1
-        self.since = utc_now()
         self.outcome = None
         self.reboot_requested = False
         self.kill_deadline = None
@@ -266,6 +265,7 @@ class Supervisor:
             self.container = None
             raise
         self.phase = "running"
+        self.since = utc_now()  # when this boot's init started, after any slow set-up
         if self.registration is not None:
             self.registration.register(self._state())
             now = time.monotonic()
