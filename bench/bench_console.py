@@ -65,6 +65,69 @@ def run_model(parts: list[bytes]) -> float:
     return time.perf_counter() - t
 
 
+class FloodSession:
+    """Console bytes as fast as the pane takes them (the machine side of `cat bigfile`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.parts = chunks(data)
+        self.i = 0
+        self.sent = 0
+
+    def read(self, timeout=None):
+        part = self.parts[self.i % len(self.parts)]
+        self.i += 1
+        self.sent += len(part)
+        return part, []
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def resize(self, rows: int, cols: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def ui_lag(flood: bool, seconds: float = 3.0) -> tuple[float, float, float]:
+    """How late the UI's event loop runs a 20 ms timer while the console pane takes a flood.
+
+    A key press waits for the same loop, so the lateness bounds the extra
+    key-to-screen latency the flood causes.  Returns (median lag, max lag, MB/s fed).
+    """
+    import asyncio
+
+    from textual.app import App
+
+    from nsdash.tui.console.connection import ConsoleConnection
+    from nsdash.tui.widgets.console_pane import ConsolePane
+
+    session = FloodSession(cat_stream(4 << 20) if flood else b"")
+    lags: list[float] = []
+
+    class Bench(App):
+        def compose(self):
+            yield ConsolePane()
+
+    app = Bench()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(ConsolePane)
+        if flood:
+            conn = ConsoleConnection("flood", pane.model, lambda reason: None,
+                                     attach=lambda name, rows, cols: session)
+            pane.attach("flood", conn)
+        await pilot.pause(0.3)
+        t_start, sent0 = time.perf_counter(), session.sent
+        while time.perf_counter() - t_start < seconds:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.02)
+            lags.append(time.perf_counter() - t0 - 0.02)
+        rate = (session.sent - sent0) / (time.perf_counter() - t_start) / 1e6
+        pane.detach()
+    lags.sort()
+    return lags[len(lags) // 2], lags[-1], rate
+
+
 def main() -> int:
     print(f"{'stream':<8} {'MB':>5} {'pyte MB/s':>10} {'nsdash MB/s':>12} {'ratio':>6}")
     for name, make, size in (("cat", cat_stream, 4 << 20), ("boot", boot_stream, 2 << 20)):
@@ -74,6 +137,13 @@ def main() -> int:
         p = min(run_pyte(parts) for _ in range(2))
         m = min(run_model(parts) for _ in range(3))
         print(f"{name:<8} {mb:5.1f} {mb / p:10.2f} {mb / m:12.2f} {p / m:6.1f}x")
+    import asyncio
+
+    idle_med, idle_max, _ = asyncio.run(ui_lag(False))
+    med, worst, rate = asyncio.run(ui_lag(True))
+    print(f"UI event-loop lag (bounds key-to-screen delay): idle median {idle_med * 1000:.0f} ms, "
+          f"max {idle_max * 1000:.0f} ms; while the pane takes a `cat` flood at {rate:.1f} MB/s: "
+          f"median {med * 1000:.0f} ms, max {worst * 1000:.0f} ms")
     return 0
 
 

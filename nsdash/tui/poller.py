@@ -210,6 +210,8 @@ class HostReaders:
 
     def __init__(self, with_machined: bool = True) -> None:
         from nsdash.monitor.sampler import Sampler
+
+        _raise_file_limit()  # the sampler keeps a few files open per cgroup: 5,000 cgroups need more
         from nsdash.monitor.tree import primary_mount
 
         self.sampler = Sampler()
@@ -290,6 +292,15 @@ class HostReaders:
                 live[pid] = known
         self._commands = live
         return {pid: text for pid, text in live.items() if text is not None}
+
+
+def _raise_file_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
 def _with_cgroup(m: MachineInfo, mapping, existing) -> MachineInfo:

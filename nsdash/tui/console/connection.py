@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -47,6 +48,7 @@ class ConsoleConnection:
         self.model = model
         self.lock = threading.Lock()
         self.changed = threading.Event()
+        self.ui_waiting = False  # the pane wants the lock (set by the UI thread)
         self.on_end = on_end
         self._attach = attach
         self._session: Session | None = None
@@ -74,12 +76,27 @@ class ConsoleConnection:
                     with self.lock:
                         self.model.feed(fix_separators(data))
                     self.changed.set()
+                    if self.ui_waiting:
+                        # A flood never lets recv() block, and a lock is not fair: step aside
+                        # so the pane can take its snapshot of the screen.
+                        time.sleep(0.001)
         except NsdashError as e:
             reason = f"console connection lost: {e.oneline()}"
         except (OSError, ValueError) as e:  # ValueError: a malformed frame, or select() above fd 1024
             reason = f"console connection lost: {e}"
         if not self._closing:
             self.on_end(reason)
+
+    @contextlib.contextmanager
+    def locked_for_ui(self):
+        """The model's lock, taken from the UI thread ahead of the reader."""
+        self.ui_waiting = True
+        try:
+            with self.lock:
+                self.ui_waiting = False
+                yield
+        finally:
+            self.ui_waiting = False
 
     def send(self, data: bytes) -> None:
         if self._session is not None:
@@ -89,7 +106,7 @@ class ConsoleConnection:
                 self.on_end(f"console connection lost: {e}")
 
     def resize(self, columns: int, lines: int) -> None:
-        with self.lock:
+        with self.locked_for_ui():
             self.model.resize(columns, lines)
         self.changed.set()
         if self._session is not None:

@@ -88,7 +88,7 @@ class ConsolePane(Widget, can_focus=True):
     def screen_text(self) -> list[str]:
         if self.connection is None:
             return self.model.display()
-        with self.connection.lock:
+        with self.connection.locked_for_ui():
             return self.model.display()
 
     # ------------------------------------------------------------ rendering
@@ -98,7 +98,7 @@ class ConsolePane(Widget, can_focus=True):
         if conn is None or not conn.changed.is_set():
             return
         conn.changed.clear()
-        with conn.lock:
+        with conn.locked_for_ui():
             dirty = self.model.take_dirty()
             if len(self._lines) != self.model.lines:
                 self._lines = [Strip.blank(self.model.columns)] * self.model.lines
@@ -117,7 +117,7 @@ class ConsolePane(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if self.scrollback and self.connection is not None:
-            with self.connection.lock:
+            with self.connection.locked_for_ui():
                 history = self.model.screen.history
                 index = len(history) - self.scrollback + y
                 if index < len(history):
@@ -147,7 +147,7 @@ class ConsolePane(Widget, can_focus=True):
         if event.key in ("shift+pageup", "shift+pagedown"):
             event.stop()
             page = max(1, self.size.height - 1)
-            with (self.connection.lock if self.connection else _null()):
+            with (self.connection.locked_for_ui() if self.connection else _null()):
                 limit = len(self.model.screen.history)
             step = page if event.key == "shift+pageup" else -page
             self.scrollback = max(0, min(limit, self.scrollback + step))
