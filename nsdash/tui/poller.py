@@ -295,12 +295,23 @@ class HostReaders:
 
 
 def _raise_file_limit() -> None:
+    """As many open files as the system allows a process (root may raise the hard limit too)."""
     import resource
 
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            ceiling = int(f.read())
+    except (OSError, ValueError):
+        ceiling = 1 << 20
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    for want in ((ceiling, ceiling), (hard, hard)):
+        if soft >= want[0] and soft != resource.RLIM_INFINITY:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, want)
+            return
+        except (ValueError, OSError):
+            continue
 
 
 def _with_cgroup(m: MachineInfo, mapping, existing) -> MachineInfo:
