@@ -85,3 +85,15 @@ def test_console_boot_separators_get_their_carriage_return():
     assert model.line_text(2).startswith("-- nsdash: reboot")
     assert model.line_text(3).startswith("hello")
     assert fix_separators(b"plain\n") == b"plain\n"
+
+
+def test_dashboard_verb_refuses_without_a_terminal_and_bad_delays_in_one_line():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    for args, words in (([], "needs a terminal"), (["--delay", "99"], "out of range")):
+        r = subprocess.run([sys.executable, "-m", "nsdash", *args], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, cwd=repo, timeout=30)
+        assert r.returncode != 0 and words in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
