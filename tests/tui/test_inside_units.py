@@ -10,7 +10,7 @@ from nsdash.tui.app import NsdashApp
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.units import UnitsScreen, visible
 from tests.integration.test_inside_systemctl import FAILING_UNIT, TEST_UNIT, boot, install_units, power_off
-from tests.tui.conftest import wait_for
+from tuikit import wait_for
 
 root = pytest.mark.integration  # boots a machine: root only, leak-checked
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conftest import feed_sample, sample_app, wait_for
+from tuikit import feed_sample, sample_app, wait_for
 
 from nsdash.errors import NsdashError
 from nsdash.monitor.tree import CgroupNode

@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 
 import pytest
-from conftest import wait_for
+from tuikit import wait_for
 
 from nsdash.errors import NsdashError
 from nsdash.launcher import client

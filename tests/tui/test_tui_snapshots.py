@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import feed_sample, sample_app
+from tuikit import feed_sample, sample_app
 from test_terminal_model import SYSTEMD_BOOT
 
 from nsdash.tui import sample_data as sd
