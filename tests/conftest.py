@@ -12,6 +12,7 @@ as before it, or the test fails naming what leaked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -74,10 +75,8 @@ def _state_dir(tmp_path_factory):
     else:
         os.environ["NSDASH_STATE_DIR"] = old
     shutil.rmtree(state, ignore_errors=True)
-    try:
+    with contextlib.suppress(OSError):
         base.rmdir()
-    except OSError:
-        pass
 
 
 def run_nsdash(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:

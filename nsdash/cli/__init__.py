@@ -6,6 +6,7 @@ that verb runs, so `nsdash spawn` never pays for importing the dashboard.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -84,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `nsdash list | head`: the reader went away; that is not an error.
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tuikit import wait_for
 
 from nsdash.inside import units
 from nsdash.inside.view import MachineUnits
@@ -10,7 +11,6 @@ from nsdash.tui.app import NsdashApp
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.units import UnitsScreen, visible
 from tests.integration.test_inside_systemctl import FAILING_UNIT, TEST_UNIT, boot, install_units, power_off
-from tuikit import wait_for
 
 root = pytest.mark.integration  # boots a machine: root only, leak-checked
 

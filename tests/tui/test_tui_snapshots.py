@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tuikit import feed_sample, sample_app
 from test_terminal_model import SYSTEMD_BOOT
+from tuikit import feed_sample, sample_app
 
 from nsdash.tui import sample_data as sd
 from nsdash.tui.console.terminal import TerminalModel
