@@ -227,8 +227,7 @@ class ConsoleSession:
         if self._early:
             data, self._early = self._early, b""
         else:
-            ready, _, _ = select.select([self.sock], [], [], timeout)
-            if not ready:
+            if not _readable(self.sock.fileno(), timeout):
                 return b"", []
             data = self.sock.recv(65536)
             if not data:
@@ -319,6 +318,13 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     return dict(result)
 
 
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Wait until FD is readable (or at EOF/error); poll(), since select() refuses fds over 1023."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+
 def _read_all(fd: int, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
@@ -326,8 +332,7 @@ def _read_all(fd: int, timeout: float) -> bytes:
         left = deadline - time.monotonic()
         if left <= 0:
             raise NsdashError(f"the machine did not start within {timeout:.0f} s")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
+        if _readable(fd, left):
             data = os.read(fd, 65536)
             if not data:
                 return b"".join(chunks)
