@@ -139,6 +139,7 @@ class Supervisor:
         self.exit_status = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock_fd = -1
+        self._pty_retry: float | None = None  # when to watch the PTY master again after EIO
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -401,7 +402,8 @@ class Supervisor:
     def _loop(self) -> None:
         self.sel.register(self.master, selectors.EVENT_READ, "pty")
         while True:
-            deadlines = [d for d in (self.kill_deadline, *self.registration_checks[:1]) if d is not None]
+            deadlines = [d for d in (self.kill_deadline, self._pty_retry, *self.registration_checks[:1])
+                         if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for key, mask in self.sel.select(timeout):
                 what = key.data
@@ -419,6 +421,10 @@ class Supervisor:
                     self._leader_exited()
                 elif isinstance(what, _Conn):
                     self._serve(what, mask)
+            if self._pty_retry is not None and time.monotonic() >= self._pty_retry:
+                self._pty_retry = None
+                self.sel.register(self.master, selectors.EVENT_READ, "pty")
+                self._pty_readable()
             if self.registration_checks and time.monotonic() >= self.registration_checks[0]:
                 self.registration_checks.pop(0)
                 self._check_registration()
@@ -462,12 +468,25 @@ class Supervisor:
                 return
             except OSError as e:
                 if e.errno == errno.EIO:
+                    self._pty_no_reader()
                     return
                 raise
             if not data:
                 return
             self.log.write(data)
             self._broadcast(data)
+
+    PTY_RETRY = 0.1  # seconds between looks at a PTY whose slave nobody has open
+
+    def _pty_no_reader(self) -> None:
+        """EIO from the master: no slave is open right now (between systemd closing the
+        console and getty opening it, or after a hangup).  The master then polls readable
+        without pause, so stop watching it for a moment rather than spin; the machine and
+        its attachers carry on."""
+        if self._pty_retry is None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(self.master)
+            self._pty_retry = time.monotonic() + self.PTY_RETRY
 
     def _broadcast(self, data: bytes, raw: bool = False) -> None:
         if not self.conns:
@@ -478,7 +497,9 @@ class Supervisor:
                 self._send(conn, wire)
 
     def _set_winsize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        # Through the master: the slave fd is hung up (EIO on every ioctl) once systemd or
+        # getty has called vhangup() on the console; the master always reaches the pair.
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     # ---------------------------------------------------------------- clients
 
@@ -508,8 +529,12 @@ class Supervisor:
             if mask & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
                 self._flush(conn)
         except Exception as e:  # noqa: BLE001 - one client's request must never bring the machine down
+            message = f"{type(e).__name__}: {e}"[:500]
+            # An attached client reads console frames: a JSON line there would be garbage to it.
+            wire = proto.event_frame("error", code="internal", message=message) if conn.attached \
+                else proto.error("internal", message)
             with contextlib.suppress(OSError, proto.BadMessage):
-                conn.sock.send(proto.error("internal", f"{type(e).__name__}: {e}"[:500]))
+                conn.sock.send(bytes(conn.out) + wire)
             self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
