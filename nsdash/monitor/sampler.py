@@ -6,6 +6,11 @@ root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
 signal).  A cgroup that vanished is noticed on the spot: its kept-open files
 answer ENODEV, and it is dropped and its files closed.
+
+Thousands of cgroups need tens of thousands of open files: the sampler raises
+its soft RLIMIT_NOFILE to the hard limit, keeps a reserve of descriptors free
+for everyone else, and once the budget is spent (or open() says EMFILE/ENFILE)
+the remaining counters are read open-read-close instead: slower, never failing.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
 from nsdash.system import cgroupfs
 
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
+_NO_FDS = (errno.EMFILE, errno.ENFILE)
+FD_RESERVE = 256  # descriptors left free for the rest of the process (sockets, PTYs, ...)
 _PF_KTHREAD = 0x00200000
 
 # How tasks are counted, as systemd-cgtop's default, -P and -k.
@@ -44,9 +51,35 @@ class Sample:
 
 @dataclass
 class _Entry:
-    fds: list[int] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)  # -1: not kept open, read by name each time
+    names: list[str] = field(default_factory=list)
     parsers: list[C.Parser] = field(default_factory=list)
     procs_fd: int = -1  # cgroup.procs, when tasks are counted from processes
+    procs_name: str = ""  # set when cgroup.procs is read by name (no descriptor to spare)
+    incomplete: bool = False  # a file could not be opened even for a moment (EMFILE): retry
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def _read_by_name(filename: str) -> bytes:
+    fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _pread_all(fd)
+    finally:
+        os.close(fd)
 
 
 class Sampler:
@@ -82,6 +115,10 @@ class Sampler:
         self._stat_fd = self._open_descendant_counter()
         self._descendants: bytes | None = None
         self._kthread: dict[int, bool] = {}
+        # Counter files kept open, and how many may be: past that, open-read-close.
+        self._kept = 0
+        self._incomplete = False  # some entry lacks files for want of descriptors
+        self._fd_budget = max(0, raise_nofile_limit() - FD_RESERVE)
 
     # ------------------------------------------------------------ public
 
@@ -100,13 +137,19 @@ class Sampler:
         for path, entry in self._entries.items():
             values: list = [None] * nfields
             try:
-                for fd, parse in zip(entry.fds, entry.parsers, strict=True):
+                for fd, name, parse in zip(entry.fds, entry.names, entry.parsers, strict=True):
                     try:
-                        parse(pread(fd, 4096, 0), values)
+                        parse(pread(fd, 4096, 0) if fd >= 0 else _read_by_name(name), values)
                     except ValueError:
                         continue  # a figure the kernel wrote oddly stays unknown
+                    except OSError as e:
+                        if fd >= 0 or e.errno not in _NO_FDS:
+                            raise
+                        unreadable.add(path)  # no descriptor free even for a moment: unknown now
                 if counting and entry.procs_fd >= 0:
-                    values[C.TASKS] = self._count_procs(entry.procs_fd)
+                    values[C.TASKS] = self._count_procs(_pread_all(entry.procs_fd))
+                elif counting and entry.procs_name:
+                    values[C.TASKS] = self._count_procs(_read_by_name(entry.procs_name))
             except OSError as e:
                 if e.errno in _GONE:
                     gone.append(path)
@@ -135,7 +178,11 @@ class Sampler:
 
     def open_files(self) -> int:
         """How many counter files are open (for tests and the benchmark)."""
-        return sum(len(e.fds) + (e.procs_fd >= 0) for e in self._entries.values())
+        return sum(sum(fd >= 0 for fd in e.fds) + (e.procs_fd >= 0) for e in self._entries.values())
+
+    def read_by_name(self) -> int:
+        """How many counter files are read open-read-close for want of descriptors."""
+        return sum(sum(fd < 0 for fd in e.fds) + bool(e.procs_name) for e in self._entries.values())
 
     # ------------------------------------------------------------ walking
 
@@ -166,7 +213,7 @@ class Sampler:
             return -1
 
     def _needs_walk(self) -> bool:
-        if time.monotonic() - self._last_walk >= self.rewalk_interval:
+        if time.monotonic() - self._last_walk >= self.rewalk_interval or self._incomplete:
             return True
         if self._stat_fd >= 0:
             try:
@@ -190,14 +237,16 @@ class Sampler:
         for mount in self._walk_mounts:
             list_cgroups(mount, self.start, self.depth, seen, unreadable)
         present = dict.fromkeys(seen)
-        for path in [p for p in self._entries if p not in present]:
+        for path in [p for p in self._entries if p not in present or self._entries[p].incomplete]:
             self._close_entry(self._entries.pop(path))
+        self._incomplete = False
         # Keep parents before children: rebuild the dict in path order.
         entries: dict[str, _Entry] = {}
         for path in sorted(present, key=_path_key):
             entry = self._entries.get(path)
             if entry is None:
                 entry = self._open_entry(path, unreadable)
+                self._incomplete |= entry.incomplete
             entries[path] = entry
         self._entries = entries
         self._unreadable = frozenset(unreadable)
@@ -218,46 +267,79 @@ class Sampler:
                                                          parser, unreadable, path):
                     break
         if self.count != COUNT_PIDS:
+            filename = _dir(self._procs_mount, path) + "/cgroup.procs"
             try:
-                entry.procs_fd = os.open(_dir(self._procs_mount, path) + "/cgroup.procs",
-                                         os.O_RDONLY | os.O_CLOEXEC)
+                fd = self._open_counter(filename)
+                if fd >= 0:
+                    entry.procs_fd = fd
+                else:
+                    os.close(os.open(filename, os.O_RDONLY | os.O_CLOEXEC))  # readable at all?
+                    entry.procs_name = filename
             except OSError as e:
                 if e.errno in (errno.EACCES, errno.EPERM):
                     unreadable.add(path)
+                elif e.errno in _NO_FDS:
+                    entry.incomplete = True
         return entry
 
-    @staticmethod
-    def _try_open(entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str) -> bool:
+    def _open_counter(self, filename: str) -> int:
+        """An fd to keep for FILENAME, or -1 when none can be spared (read it by name)."""
+        if self._kept >= self._fd_budget:
+            return -1
         try:
             fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
+            if e.errno not in _NO_FDS:
+                raise
+            # The process ran out before our budget did (others hold many): stop keeping files.
+            self._fd_budget = max(0, self._kept - FD_RESERVE)
+            return -1
+        self._kept += 1
+        return fd
+
+    def _try_open(self, entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str) -> bool:
+        fd = -1
+        try:
+            fd = self._open_counter(filename)
+            data = os.pread(fd, 4096, 0) if fd >= 0 else _read_by_name(filename)
+            ok = parser(data, [None] * C.NFIELDS)
+        except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):
                 unreadable.add(path)
-            return False
-        try:
-            ok = parser(os.pread(fd, 4096, 0), [None] * C.NFIELDS)
-        except (OSError, ValueError):
+            elif e.errno in _NO_FDS:
+                entry.incomplete = True  # not even one descriptor free: open it again next time
+                unreadable.add(path)
+            ok = False
+        except ValueError:
             ok = False
         if not ok:
-            os.close(fd)
+            if fd >= 0:
+                self._release(fd)
             return False
         entry.fds.append(fd)
+        entry.names.append(filename)
         entry.parsers.append(parser)
         return True
 
-    @staticmethod
-    def _close_entry(entry: _Entry) -> None:
+    def _release(self, fd: int) -> None:
+        os.close(fd)
+        self._kept -= 1
+
+    def _close_entry(self, entry: _Entry) -> None:
         for fd in entry.fds:
-            os.close(fd)
+            if fd >= 0:
+                self._release(fd)
         entry.fds.clear()
+        entry.names.clear()
+        entry.parsers.clear()
         if entry.procs_fd >= 0:
-            os.close(entry.procs_fd)
+            self._release(entry.procs_fd)
             entry.procs_fd = -1
+        entry.procs_name = ""
 
     # ------------------------------------------------------------ process counting
 
-    def _count_procs(self, fd: int) -> int | None:
-        data = _pread_all(fd)
+    def _count_procs(self, data: bytes) -> int | None:
         pids = data.split()
         if self.count == COUNT_ALL:
             return len(pids) or None

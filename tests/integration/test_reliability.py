@@ -100,3 +100,93 @@ def test_console_session_reads_on_a_descriptor_above_1023(detached, busybox_tree
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ---------------------------------------------------------------- the sampler short of descriptors
+
+_SAMPLER_SCRIPT = r"""
+import json, os, resource, sys
+from nsdash.monitor.sampler import Sampler
+limit, start, fill = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+s = Sampler(start=start)
+fillers = []
+while fill and len(fillers) < 100000:  # others in the process hold all but FILL descriptors
+    try:
+        fillers.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+for fd in fillers[:fill]:
+    os.close(fd)
+first = s.sample()
+for fd in fillers[fill:]:
+    os.close(fd)
+second = s.sample()
+def known(sample):
+    return sum(1 for c in sample.counters.values() if c.cpu_ns is not None and c.memory is not None)
+print(json.dumps({"paths": len(second.counters), "first_paths": len(first.counters),
+                  "first_known": known(first), "known": known(second),
+                  "open": s.open_files(), "by_name": s.read_by_name()}))
+s.close()
+"""
+
+CHILDREN = 300
+
+
+@pytest.fixture
+def many_cgroups(machine_name):
+    from nsdash.system import cgroupfs
+
+    layout = cgroupfs.detect()
+    roots = [layout.unified] if layout.unified else []
+    for ctrl in ("memory", "pids", "cpu"):
+        p = layout.v1.get(ctrl)
+        if p is not None and p.resolve() not in [r.resolve() for r in roots]:
+            roots.append(p)
+    scope = f"/machine.slice/machine-{machine_name}.scope"
+    made = []
+    try:
+        for root in roots:
+            (root / "machine.slice").mkdir(exist_ok=True)
+            top = root / scope.lstrip("/")
+            top.mkdir()
+            made.append(top)
+            for i in range(CHILDREN):
+                (top / f"c{i}").mkdir()
+                made.append(top / f"c{i}")
+        yield scope
+    finally:
+        for d in reversed(made):
+            os.rmdir(d)
+
+
+def _run_sampler(limit: int, scope: str, fill: int = 0) -> dict:
+    import json
+    import subprocess
+
+    from conftest import PY, REPO
+
+    r = subprocess.run([PY, "-c", _SAMPLER_SCRIPT, str(limit), scope, str(fill)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_sampler_with_few_descriptors_reads_the_rest_by_name(many_cgroups):
+    """A hard limit well below what keeping every counter open needs: every cgroup is still
+    sampled, every figure known, and the kept-open files stay inside the limit."""
+    got = _run_sampler(400, many_cgroups)
+    assert got["paths"] == CHILDREN + 1
+    assert got["first_known"] == got["known"] == CHILDREN + 1
+    assert got["by_name"] > 0
+    assert got["open"] < 400
+
+
+def test_sampler_survives_emfile_from_descriptors_held_elsewhere(many_cgroups):
+    """The budget says yes but open() says EMFILE (the rest of the process holds nearly all):
+    the refresh completes with what it could read, and the next one reads everything."""
+    got = _run_sampler(5000, many_cgroups, fill=40)
+    assert got["first_paths"] == CHILDREN + 1
+    assert got["paths"] == CHILDREN + 1
+    assert got["known"] == CHILDREN + 1
+    assert got["by_name"] > 0
