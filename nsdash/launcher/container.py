@@ -29,7 +29,7 @@ from typing import cast
 from nsdash.errors import NsdashError
 from nsdash.launcher import child, inuse, userns
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
-from nsdash.launcher.plan import CAPABILITIES, LaunchPlan, build_plan
+from nsdash.launcher.plan import BOOT_ID_FILE, CAPABILITIES, LaunchPlan, build_plan
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import paths
 from nsdash.system import syscalls as sc
@@ -227,6 +227,12 @@ class Container:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
         sock.bind(str(run_dir / "notify"))
         self._notify = sock
+        if plan.boot_id is not None:
+            fd = os.open(run_dir / BOOT_ID_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            try:
+                os.write(fd, f"{plan.boot_id}\n".encode())
+            finally:
+                os.close(fd)
         if plan.ephemeral_dir:
             for sub in ("upper", "work", "root"):
                 os.makedirs(os.path.join(plan.ephemeral_dir, sub), mode=0o755, exist_ok=True)

@@ -39,6 +39,8 @@ from nsdash.system.syscalls import (
 # systemd-nspawn's PATH for the payload (DEFAULT_PATH_COMPAT: works for split and merged /usr).
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NOTIFY_PATH = "/run/host/notify"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+BOOT_ID_FILE = "boot_id"  # in the run's state directory: this boot's ID, bound over BOOT_ID_PATH
 INIT_CANDIDATES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")
 
 CAPABILITIES = {
@@ -106,6 +108,7 @@ class LaunchPlan(m.Frozen):
     created_paths: tuple[str, ...] = ()  # host paths in the tree the mounts create; removed after exit
     host_journal_dir: str | None = None  # --link-journal=host: made on the host before start
     host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
+    boot_id: str | None = None  # this boot's ID (8-4-4-4-12), written to the run dir before start
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
 
     @property
@@ -361,6 +364,13 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         ops.insert(-1, m.Bind("/proc/sys/net", "/proc/sys/net", source_in_root=True))
     ops += [m.Mask(p) for p in PROC_MASKED]
     ops += [m.ReadOnly(p) for p in PROC_READ_ONLY]
+    boot_id = None
+    if state_dir is not None:
+        # A fresh boot ID for every boot, as systemd-nspawn gives (journald and `journalctl -b`
+        # tell boots apart by it); the host's would make every boot of every container the same.
+        boot_id = format_uuid(new_uuid())
+        ops.append(m.Bind(os.path.join(state_dir, BOOT_ID_FILE), BOOT_ID_PATH, read_only=True,
+                          recursive=False, flags=API_FLAGS))
     ops += [
         # sysfs may only be mounted by a user namespace that owns the network namespace too.
         m.HostSysReadOnly() if user_range and network == "host"
@@ -426,7 +436,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         created_paths=tuple(created) if not spec.ephemeral else (),
-        host_journal_dir=host_journal_dir, host_journal_link=host_journal_link,
+        host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         extra={**_hardening(spec, network), "userns": user_range,
                "ownership": spec.private_users_ownership})
 

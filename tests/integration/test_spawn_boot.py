@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import signal
 import time
@@ -231,6 +232,36 @@ def test_reboot_restarts_in_the_same_process_then_poweroff(terminal, busybox_tre
     os.kill(second, signal.SIGUSR2)  # and powers off on SIGUSR2
     assert t.wait() == 0
     assert f"Container {machine_name} has been shut down.".encode() in t.out
+
+
+def test_each_boot_gets_its_own_boot_id(terminal, busybox_tree, machine_name):
+    host_boot_id = Path("/proc/sys/kernel/random/boot_id").read_text()
+    t = terminal("-D", str(busybox_tree), "-b")
+    t.read_until(b"login:")
+    first = leader_of(machine_name)
+    first_id = _boot_id_of(first)
+    os.kill(first, signal.SIGTERM)  # BusyBox init reboots on SIGTERM: the same nsdash starts it again
+    t.read_until(f"Container {machine_name} is being rebooted.".encode())
+    second = wait_for(lambda: (p := leader_of(machine_name)) and p != first and p)
+    deadline = time.monotonic() + 20
+    while t.out.count(b"login:") < 2 and time.monotonic() < deadline:
+        t._pump(0.05)  # its mounts are made: PID 1 is in the cgroup before it sets them up
+    assert t.out.count(b"login:") == 2
+    second_id = _boot_id_of(second)
+    for boot_id in (first_id, second_id):
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n", boot_id)
+        assert boot_id != host_boot_id
+    assert first_id != second_id
+    # read-only inside, like the kernel's own file
+    mountinfo = Path(f"/proc/{second}/mountinfo").read_text()
+    assert re.search(r" /proc/sys/kernel/random/boot_id ro,", mountinfo)
+    os.kill(second, signal.SIGUSR2)
+    assert t.wait() == 0
+
+
+def _boot_id_of(pid: int) -> str:
+    """The boot ID the container sees (its own /proc, reached through its root)."""
+    return Path(f"/proc/{pid}/root/proc/sys/kernel/random/boot_id").read_text()
 
 
 def _env_of(pid: int) -> dict[str, str]:

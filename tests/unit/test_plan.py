@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -314,3 +315,17 @@ def test_container_uuid_follows_nspawn(tree, host):
     plan = build_plan(spec, host_root=str(host), session_uuid="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
     assert dict(plan.env)["container_uuid"] == "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
     assert plan.host_journal_dir is None and plan.host_journal_link is None  # no machine ID to link by
+
+
+def test_each_plan_binds_a_fresh_read_only_boot_id(tree, host):
+    first, second = plan_for(tree, host, command=("true",)), plan_for(tree, host, command=("true",))
+    for plan in (first, second):
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", plan.boot_id)
+        assert f"bind {host}/state/boot_id -> /proc/sys/kernel/random/boot_id (ro)" in kinds(plan)
+        # bound after /proc/sys turns read-only, and read-only itself
+        assert kinds(plan).index("read-only /proc/sys") < kinds(plan).index(
+            f"bind {host}/state/boot_id -> /proc/sys/kernel/random/boot_id (ro)")
+    assert first.boot_id != second.boot_id
+    # without a state directory (nothing to hold the file) the host's stays, as before
+    spec = ContainerSpec(directory=tree, machine="box", command=("true",))
+    assert build_plan(spec, host_root=str(host)).boot_id is None
