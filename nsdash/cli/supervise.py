@@ -3,11 +3,13 @@
 The client writes the ContainerSpec as JSON on stdin.  We detach (setsid, a
 second fork so we can never reacquire a terminal, stdio to /dev/null), run the
 supervisor, and tell the waiting client through the ready pipe either
-{"ok": true, "leader": PID} once the machine runs, or the error.
+{"ok": true, "leader": PID} once the machine runs, or the error.  Before that, one
+line {"supervisor": PID}, so a client that times out can kill and clean up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -54,6 +56,9 @@ def main(argv: list[str]) -> int:
     if os.fork() > 0:
         os._exit(0)  # the client reaps us; our child carries on
     _detach()
+    # Who we are, first: a client that gives up waiting kills us and cleans up (client.spawn).
+    with contextlib.suppress(OSError):
+        os.write(ready, json.dumps({"supervisor": os.getpid()}).encode() + b"\n")
     from nsdash.launcher.supervisor import Supervisor
 
     state = {"fd": ready}

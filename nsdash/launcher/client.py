@@ -306,9 +306,20 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
         proc.stdin.write(speccodec.dumps(spec).encode())
         proc.stdin.close()
         proc.wait()
-        report = _read_all(r, timeout)
+        received = bytearray()
+        try:
+            _read_all(r, timeout, received)
+        except NsdashError:
+            _abandon_start(spec.machine, received)
+            raise NsdashError(f"machine '{spec.machine}' did not start within {timeout:.0f} s "
+                              "(its supervisor, processes and cgroups were removed)",
+                              "the host may be overloaded; try again, or run it in the foreground "
+                              "with NSDASH_DEBUG=1 to see where it stops") from None
     finally:
         os.close(r)
+    # The supervisor first says who it is ({"supervisor": PID}), then how the start went.
+    lines = [line for line in bytes(received).splitlines() if line.strip()]
+    report = lines[-1] if lines and b'"supervisor"' not in lines[-1] else b""
     if not report:
         raise NsdashError(f"the supervisor for '{spec.machine}' exited before the machine ran",
                           "run it in the foreground (without --detach) to see why")
@@ -325,9 +336,9 @@ def _readable(fd: int, timeout: float | None) -> bool:
     return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
 
-def _read_all(fd: int, timeout: float) -> bytes:
+def _read_all(fd: int, timeout: float, into: bytearray) -> None:
+    """Read FD to EOF into INTO; NsdashError once TIMEOUT seconds have passed."""
     deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -335,8 +346,32 @@ def _read_all(fd: int, timeout: float) -> bytes:
         if _readable(fd, left):
             data = os.read(fd, 65536)
             if not data:
-                return b"".join(chunks)
-            chunks.append(data)
+                return
+            into += data
+
+
+def _abandon_start(machine: str, received: bytes) -> None:
+    """A start that never finished: kill its supervisor and the machine's processes, then
+    clean up as for an orphan (cgroups, mounts, state entry), so nothing is left behind."""
+    import signal
+
+    from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.launcher.orphans import clean_orphan
+
+    for line in received.splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            pid = int(json.loads(line).get("supervisor"))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # The machine's processes may hold the entry's lock (forked before they exec).
+    with contextlib.suppress(OSError, NsdashError):
+        MachineCgroup(machine).kill(signal.SIGKILL)
+    directory = st.machine_dir(machine)
+    deadline = time.monotonic() + 10
+    while st.supervisor_alive(directory) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(NsdashError, OSError):
+        clean_orphan(machine)
 
 
 def find_image(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> Path:

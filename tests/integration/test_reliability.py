@@ -190,3 +190,26 @@ def test_sampler_survives_emfile_from_descriptors_held_elsewhere(many_cgroups):
     assert got["paths"] == CHILDREN + 1
     assert got["known"] == CHILDREN + 1
     assert got["by_name"] > 0
+
+
+# ---------------------------------------------------------------- a start that never finishes
+
+
+def test_a_start_that_times_out_leaves_nothing_behind(busybox_tree, machine_name):
+    """The supervisor blocks for good before the machine runs (here: the tree's
+    /etc/machine-id is a FIFO nobody writes): client.spawn gives up after its timeout,
+    and kills and removes the supervisor, the state entry and any processes."""
+    from nsdash.errors import NsdashError
+    from nsdash.launcher.spec import ContainerSpec
+
+    mid = busybox_tree / "etc/machine-id"
+    if mid.exists():
+        mid.unlink()
+    os.mkfifo(mid)
+    spec = ContainerSpec(directory=busybox_tree, machine=machine_name, boot=True)
+    t0 = time.monotonic()
+    with pytest.raises(NsdashError, match="did not start within 3 s"):
+        client.spawn(spec, timeout=3, notice=None)
+    assert time.monotonic() - t0 < 15
+    assert not st.machine_dir(machine_name).exists()
+    assert run_nsdash("list").stdout.count(machine_name) == 0
