@@ -24,7 +24,6 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from nsdash.errors import NsdashError
 from nsdash.launcher import child, inuse, userns
@@ -155,7 +154,8 @@ class Container:
         self._cg = cg
         self._prepare_run_dir(run_dir, plan)
         self._prepare_journal(plan)
-        user_range = cast("tuple[int, int] | None", plan.extra.get("userns"))
+        extra_range = plan.extra.get("userns")  # (base, size) or None; typing.cast costs ~3 ms to import
+        user_range: tuple[int, int] | None = extra_range if isinstance(extra_range, tuple) else None
         if user_range:  # -U: the tree's owners and the cgroup move into the container's range
             userns.prepare_tree(plan.tree, *user_range, str(plan.extra.get("ownership")))
             if cg.layout.unified is not None:

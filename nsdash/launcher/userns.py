@@ -24,7 +24,6 @@ and file system support it; auto is map if supported, else chown.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterable
@@ -92,6 +91,8 @@ def parse_ownership(value: str) -> str:
 
 def first_slot(machine: str) -> int:
     """The slot index the pick rule tries first for MACHINE."""
+    import hashlib  # only -U=pick needs it: not on every spawn's import path
+
     digest = hashlib.sha256(machine.encode()).digest()
     return int.from_bytes(digest[:8], "big") % SLOTS
 
