@@ -310,7 +310,7 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
         try:
             _read_all(r, timeout, received)
         except NsdashError:
-            _abandon_start(spec.machine, received)
+            _abandon_start(spec.machine, bytes(received))
             raise NsdashError(f"machine '{spec.machine}' did not start within {timeout:.0f} s "
                               "(its supervisor, processes and cgroups were removed)",
                               "the host may be overloaded; try again, or run it in the foreground "
