@@ -366,7 +366,11 @@ class WriteFile(MountOp):
                     os.chmod(path, self.mode)
                 return
         ensure_dir(os.path.dirname(path))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, self.mode)
+        if st is not None and stat.S_IFMT(st.st_mode) not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            os.unlink(path)  # a FIFO, socket or device node: opening it could block or write elsewhere
+        # O_NONBLOCK: should a FIFO appear here meanwhile, fail (ENXIO) rather than hang.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     self.mode)
         try:
             os.write(fd, self.content)
         finally:
@@ -375,11 +379,11 @@ class WriteFile(MountOp):
 
 def _same_content(path: str, content: bytes) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
-        return os.read(fd, len(content) + 1) == content
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, len(content) + 1) == content
     finally:
         os.close(fd)
 

@@ -142,11 +142,21 @@ class LaunchPlan(m.Frozen):
 # ---------------------------------------------------------------- tree lookups
 
 def _read(path: str | Path) -> bytes | None:
+    """A regular file's bytes, else None.  O_NONBLOCK: a FIFO planted in a tree (as
+    /etc/machine-id, say) must not hang the start waiting for a writer."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as f:
             return f.read()
     except OSError:
         return None
+    finally:
+        os.close(fd)
 
 
 def find_executable(tree: str, command: str, path: str = CONTAINER_PATH, cwd: str = "/") -> str | None:
