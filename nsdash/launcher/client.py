@@ -358,14 +358,17 @@ def _abandon_start(machine: str, received: bytes) -> None:
     from nsdash.launcher.cgroup import MachineCgroup
     from nsdash.launcher.orphans import clean_orphan
 
+    ours = False
     for line in received.splitlines():
-        with contextlib.suppress(ValueError, AttributeError):
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
             pid = int(json.loads(line).get("supervisor"))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    # The machine's processes may hold the entry's lock (forked before they exec).
-    with contextlib.suppress(OSError, NsdashError):
-        MachineCgroup(machine).kill(signal.SIGKILL)
+            ours = True
+    if ours:  # (without its PID we cannot tell whose the name's cgroup is: leave it)
+        # The machine's processes may hold the entry's lock (forked before they exec).
+        with contextlib.suppress(OSError, NsdashError):
+            MachineCgroup(machine).kill(signal.SIGKILL)
     directory = st.machine_dir(machine)
     deadline = time.monotonic() + 10
     while st.supervisor_alive(directory) and time.monotonic() < deadline:
