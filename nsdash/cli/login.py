@@ -101,6 +101,10 @@ def login(name: str) -> int:
                     _write_all(stdout, out)
                 if any(e.get("event") in ("poweroff", "exited", "killed") for e in events):
                     message = f"Machine {name} terminated."
+                failed = [e for e in events if e.get("event") == "error"]
+                if failed:  # the supervisor drops the session after it: say why, not "terminated"
+                    message = f"Console of machine {name} failed: {failed[0].get('message', 'unknown error')}"
+                    break
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
