@@ -38,6 +38,11 @@ REBOOT_SIGNAL = signal.SIGHUP
 POWEROFF_SIGNAL = signal.SIGINT
 
 
+# Held from creating the handshake pipes until the parent has closed the children's ends:
+# a start on another thread forking inside that window would hand its middle child and
+# PID 1 our write ends, and neither side would then see the EOF it waits for.
+_FORK_WINDOW = threading.Lock()
+
 _OS_HINTS = {
     errno.ENOSPC: "free some space where nsdash keeps its state (NSDASH_STATE_DIR, default /run/nsdash)",
     errno.EDQUOT: "free some space where nsdash keeps its state (NSDASH_STATE_DIR, default /run/nsdash)",
@@ -167,10 +172,13 @@ class Container:
         dirs = [str(d) for d in cg.dirs]
         early, late = (dirs[:1], dirs[1:]) if cg.layout.unified is not None else (dirs, [])
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        info_r, info_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        _FORK_WINDOW.acquire()
+        holding = True
+        info_r = info_w = go_r = go_w = err_r = err_w = -1
         try:
+            info_r, info_w = os.pipe2(os.O_CLOEXEC)
+            go_r, go_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
             # The children only run a little Python before exec; keep the collector from walking
             # (and so copying, page by page) every object of ours in them.
             gc.freeze()
@@ -189,6 +197,8 @@ class Container:
             os.close(go_r)
             os.close(err_w)
             info_w = go_r = err_w = -1
+            _FORK_WINDOW.release()
+            holding = False
             data = _read_all(info_r)
             os.waitpid(middle, 0)
             if len(data) != 4:
@@ -208,6 +218,8 @@ class Container:
                 msg, _, hint = report.decode(errors="replace").partition("\0")
                 raise NsdashError(msg, hint or None)
         finally:
+            if holding:
+                _FORK_WINDOW.release()
             gc.unfreeze()  # (already, unless fork failed)
             for fd in (info_r, info_w, go_r, go_w, err_r, err_w):
                 if fd >= 0:

@@ -228,3 +228,37 @@ def test_a_fifo_in_the_tree_does_not_hang_the_start(busybox_tree, machine_name):
         os.mkfifo(f)
     r = run_nsdash("spawn", "-q", "-M", machine_name, "-D", str(busybox_tree), "/bin/true", timeout=30)
     assert r.returncode == 0 or (r.stderr.count("\n") == 1 and "nsdash:" in r.stderr), r.stderr
+
+
+# ---------------------------------------------------------------- starts in threads of one process
+
+
+def test_concurrent_starts_in_one_process_do_not_deadlock(busybox_tree, machine_name):
+    """Two threads starting containers at once: neither's children may inherit the other's
+    handshake pipes (each would then wait for EOF the other's PID 1 holds back)."""
+    import threading
+
+    from nsdash.launcher.container import Container
+    from nsdash.launcher.spec import ContainerSpec
+
+    failures: list[str] = []
+
+    def run(tag: str) -> None:
+        for i in range(12):
+            spec = ContainerSpec(directory=busybox_tree, machine=f"{machine_name}-{tag}{i}",
+                                 command=("/bin/true",), ephemeral=True)
+            try:
+                with Container(spec) as c:
+                    c.start()
+                    if c.wait().exit_code() != 0:
+                        failures.append(f"{tag}{i}: exit {c.outcome}")
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                failures.append(f"{tag}{i}: {e}")
+
+    threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "concurrent starts deadlocked"
+    assert not failures, failures
