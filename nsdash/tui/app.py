@@ -33,6 +33,7 @@ from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
+from nsdash.tui.screens.units import UnitsScreen
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
@@ -71,6 +72,7 @@ class MachineCommands(Provider):
                 (f"Open machine view: {name}", partial(app.open_machine, name), "CPU, journal and console"),
                 (f"Attach console: {name}", partial(app.open_machine, name, True), ""),
                 (f"Follow journal: {name}", partial(app.follow_journal, name), ""),
+                (f"Units: {name}", partial(app.open_units, name), "the machine's systemd units"),
                 (f"Power off: {name}", partial(app.ask_and_run, "poweroff", name), "asks first"),
                 (f"Reboot: {name}", partial(app.ask_and_run, "reboot", name), "asks first"),
                 (f"Terminate: {name}", partial(app.ask_and_run, "terminate", name), "asks first"),
@@ -107,6 +109,7 @@ class NsdashApp(App):
         Binding("j", "journal", "Journal"),
         Binding("J", "follow_all", "All journals", show=False),
         Binding("v", "view", "View"),
+        Binding("u", "units", "Units"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 
@@ -255,6 +258,16 @@ class NsdashApp(App):
     def action_view(self) -> None:
         if self.selected:
             self.open_machine(self.selected)
+        else:
+            self.notify("no machine selected", severity="warning")
+
+    def open_units(self, name: str, unit: str | None = None) -> None:
+        """The machine's units, over its own bus (nsdash.inside)."""
+        self.push_screen(UnitsScreen(name, select=unit))
+
+    def action_units(self) -> None:
+        if self.selected:
+            self.open_units(self.selected)
         else:
             self.notify("no machine selected", severity="warning")
 

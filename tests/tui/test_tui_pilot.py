@@ -205,3 +205,17 @@ async def test_spawn_form_validates_before_submitting():
         await wait_for(pilot, lambda: actions.calls, what="spawn call")
         spec = actions.calls[0][1]
         assert spec.machine == "web" and str(spec.directory) == "/srv/tree" and spec.boot
+
+
+async def test_units_key_opens_the_selected_machines_units():
+    from nsdash.tui.screens.units import UnitsScreen
+
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        await pilot.press("u")
+        assert isinstance(app.screen, UnitsScreen)
+        assert app.screen.machine == app.selected
+        # The sample machine has no bus: the screen says so and the app keeps running.
+        await wait_for(pilot, lambda: len(app._notifications) > 0, what="a notification")
+        assert app.is_running
