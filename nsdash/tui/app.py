@@ -34,6 +34,7 @@ from nsdash.tui.screens.dashboard import DashboardScreen
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.screens.units import UnitsScreen
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
@@ -266,10 +267,26 @@ class NsdashApp(App):
         self.push_screen(UnitsScreen(name, select=unit))
 
     def action_units(self) -> None:
-        if self.selected:
+        tree = self.focused if isinstance(self.focused, CgroupTree) else None
+        hit = tree.process_at_cursor() if tree is not None else None
+        if hit is not None:
+            # A process in a machine: jump to the unit it belongs to (found in a worker:
+            # it reads the process's cgroup).
+            self.run_worker(partial(self._jump_to_unit, *hit), thread=True, group="units")
+        elif self.selected:
             self.open_units(self.selected)
         else:
             self.notify("no machine selected", severity="warning")
+
+    def _jump_to_unit(self, machine: str, pid: int) -> None:
+        from nsdash.inside import procs, target
+
+        try:
+            unit = procs.unit_of_process(target.resolve(machine), pid)
+        except (NsdashError, OSError) as e:
+            self.call_from_thread(self.notify, f"{machine}: {e}", severity="warning")
+            return
+        self.call_from_thread(self.open_units, machine, unit)
 
     def action_attach(self) -> None:
         if isinstance(self.screen, MachineScreen):

@@ -122,6 +122,57 @@ async def test_jump_to_a_unit_by_name(machine):
         await wait_for(pilot, lambda: "dbus-daemon" in str(detail.render()), what="its status")
 
 
+@root
+async def test_u_on_a_process_in_the_cgroup_tree_jumps_to_its_unit(machine):
+    """The real dashboard, real poller: cursor on dbus-daemon's process in the tree, 'u' opens dbus.service."""
+    import os
+
+    from nsdash.inside.procs import parse_nspid
+    from nsdash.system import cgroupfs
+    from nsdash.tui.widgets.cgroup_tree import CgroupTree
+
+    # The host PID of the machine's dbus-daemon: the process in its cgroup whose innermost PID is MainPID.
+    pid = units.run(machine, lambda sd: sd.status("dbus")).main_pid
+    candidates = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = f.read()
+            cg = cgroupfs.own_cgroup(int(entry)).get("", "")
+        except OSError:
+            continue
+        if machine.name in cg and cg.endswith("/dbus.service") and parse_nspid(status) == pid:
+            candidates.append(int(entry))
+    (host_pid,) = candidates
+    cgroup = cgroupfs.own_cgroup(host_pid)[""]
+    app = NsdashApp()
+    async with app.run_test(size=(160, 45)) as pilot:
+        tree = app.screen.query_one(CgroupTree)
+        def shown() -> bool:
+            tree.select_path(cgroup)  # opens the branches down to the unit's cgroup
+            node = tree.node_for(("cg", cgroup))
+            if node is not None:
+                node.expand()  # its processes appear at the next refresh
+            return tree.node_for(("pid", host_pid)) is not None
+
+        await wait_for(pilot, shown, what=f"{cgroup} and its process {host_pid} in the tree")
+        tree.focus()
+
+        def on_process() -> bool:
+            node = tree.node_for(("pid", host_pid))
+            if tree.cursor_node is not node:
+                tree.move_cursor(node)  # lands once the new lines are laid out
+                return False
+            return True
+
+        await wait_for(pilot, on_process, what="the cursor on the process")
+        assert tree.process_at_cursor() == (machine.name, host_pid)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, UnitsScreen), what="the units screen")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.selected_unit == "dbus.service", what="dbus.service selected")
+
+
 def test_visible_rows_logic():
     rows = (units.UnitInfo("a.service", "Alpha", "loaded", "active", "running", "", None, None),
             units.UnitInfo("b.service", "Beta", "loaded", "inactive", "dead", "", None, None),

@@ -45,6 +45,20 @@ class CgroupTree(Tree[Key]):
         if cursor is not None and cursor.data in self._keyed and cursor is not self.cursor_node:
             self.call_after_refresh(self.move_cursor, cursor)
 
+    def process_at_cursor(self) -> tuple[str, int] | None:
+        """(machine, host PID) when the cursor is on a process inside a machine, else None."""
+        node = self.cursor_node
+        if node is None or node.data is None or node.data[0] != "pid" or node.parent is None:
+            return None
+        # The nearest enclosing cgroup that the monitor mapped to a machine.
+        parent: TreeNode[Key] | None = node.parent
+        while parent is not None and parent.data is not None:
+            machine = self._machine_of.get(str(parent.data[1]))
+            if machine:
+                return machine, int(node.data[1])  # type: ignore[call-overload]
+            parent = parent.parent
+        return None
+
     def select_path(self, path: str) -> None:
         """Open the branches down to PATH and put the cursor on it."""
         parts = [p for p in path.split("/") if p]
