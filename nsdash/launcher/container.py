@@ -22,7 +22,6 @@ import os
 import signal
 import struct
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import NsdashError
@@ -32,6 +31,7 @@ from nsdash.launcher.plan import BOOT_ID_FILE, CAPABILITIES, LaunchPlan, build_p
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import paths
 from nsdash.system import syscalls as sc
+from nsdash.system.frozen import Frozen
 
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
 REBOOT_SIGNAL = signal.SIGHUP
@@ -52,8 +52,7 @@ _OS_HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Frozen):
     """How one run of the container ended."""
 
     kind: str  # "exited" | "poweroff" | "reboot" | "killed"

@@ -14,6 +14,7 @@ import os
 import stat
 
 from nsdash.launcher import sandbox
+from nsdash.system.frozen import Frozen
 from nsdash.system.syscalls import (
     MS_BIND,
     MS_NODEV,
@@ -114,58 +115,6 @@ def ensure_file(path: str, mode: int = 0o644) -> None:
 def _flags_text(flags: int) -> str:
     names = [("ro", MS_RDONLY), ("nosuid", MS_NOSUID), ("nodev", MS_NODEV), ("noexec", MS_NOEXEC)]
     return ",".join(n for n, f in names if flags & f)
-
-
-class Frozen:
-    """An immutable value object with dataclass-like fields, made without code generation.
-
-    Subclasses declare their fields as annotated class attributes (a value
-    there is the default), as a dataclass would.  Not dataclasses: generating
-    the plan's sixteen classes cost more than the rest of a spawn's imports.
-    """
-
-    _fields: tuple[str, ...] = ()
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        names: list[str] = []
-        for klass in reversed(cls.__mro__):
-            for name in klass.__dict__.get("__annotations__", {}):
-                if not name.startswith("_") and name not in names:
-                    names.append(name)
-        cls._fields = tuple(names)
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        fields = self._fields
-        if len(args) > len(fields):
-            raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
-        values = dict(zip(fields, args, strict=False))
-        for name, value in kwargs.items():
-            if name not in fields or name in values:
-                raise TypeError(f"{type(self).__name__}: unexpected or repeated argument {name!r}")
-            values[name] = value
-        for name in fields:
-            if name in values:
-                object.__setattr__(self, name, values[name])
-            elif not hasattr(type(self), name):
-                raise TypeError(f"{type(self).__name__}: missing argument {name!r}")
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, f) for f in self._fields)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._values()))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
-        return f"{type(self).__name__}({args})"
-
 
 
 class MountOp(Frozen):

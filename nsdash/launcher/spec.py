@@ -7,12 +7,12 @@ Built from systemd-nspawn-style options (see nsdash.launcher.options) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsdash.system.frozen import Frozen
 
-@dataclass(frozen=True)
-class Bind:
+
+class Bind(Frozen):
     """--bind / --bind-ro: SRC[:DST[:OPTIONS]]."""
 
     source: Path
@@ -21,16 +21,14 @@ class Bind:
     recursive: bool = True  # rbind (default) or norbind
 
 
-@dataclass(frozen=True)
-class TmpfsMount:
+class TmpfsMount(Frozen):
     """--tmpfs PATH[:OPTIONS]."""
 
     target: str
     options: str = "mode=0755"
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
+class ContainerSpec(Frozen):
     directory: Path
     machine: str
     hostname: str | None = None  # defaults to the machine name
@@ -55,8 +53,8 @@ class ContainerSpec:
     kill_signal: int | None = None  # None: SIGRTMIN+3 with boot, else SIGKILL
     console: str = "interactive"  # interactive|read-only|passive|pipe|autopipe
     quiet: bool = False
-    capabilities: frozenset[str] = field(default_factory=frozenset)  # added to the default set
-    drop_capabilities: frozenset[str] = field(default_factory=frozenset)
+    capabilities: frozenset[str] = frozenset()  # added to the default set
+    drop_capabilities: frozenset[str] = frozenset()
     reboot_exit: bool = False  # --reboot=exit: exit 133 on reboot instead of restarting
     no_new_privileges: bool = False
     private_users: str = "no"

@@ -7,13 +7,13 @@ decoding converts back by looking at each field's annotation.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from nsdash.launcher import spec as specmod
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.system.frozen import Frozen
 
 _NESTED = {"binds": specmod.Bind, "tmpfs": specmod.TmpfsMount}
 
@@ -21,8 +21,8 @@ _NESTED = {"binds": specmod.Bind, "tmpfs": specmod.TmpfsMount}
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Frozen):
+        return {name: _plain(getattr(value, name)) for name in value._fields}
     if isinstance(value, frozenset):
         return sorted(_plain(v) for v in value)
     if isinstance(value, tuple | list):
@@ -32,14 +32,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _typed(cls: type, data: dict[str, Any]) -> Any:
+def _annotations(cls: type) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(klass.__dict__.get("__annotations__", {}))
+    return merged
+
+
+def _typed(cls: Any, data: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
+    annotations = _annotations(cls)
+    for name in cls._fields:
+        if name not in data:
             continue
-        value = data[f.name]
-        ann = str(f.type)
-        nested = _NESTED.get(f.name) if cls is ContainerSpec else None
+        value = data[name]
+        ann = str(annotations[name])
+        nested = _NESTED.get(name) if cls is ContainerSpec else None
         if value is None:
             pass
         elif nested is not None:
@@ -50,7 +58,7 @@ def _typed(cls: type, data: dict[str, Any]) -> Any:
             value = frozenset(value)
         elif isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        kwargs[f.name] = value
+        kwargs[name] = value
     return cls(**kwargs)
 
 

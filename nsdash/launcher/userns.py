@@ -27,10 +27,10 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import UsageError
+from nsdash.system.frozen import Frozen
 
 RANGE_SIZE = 0x10000
 PICK_FIRST = 0x00080000
@@ -44,8 +44,7 @@ _FALSE = {"no", "false", "0", "off"}
 _TRUE = {"yes", "true", "1", "on"}
 
 
-@dataclass(frozen=True)
-class PrivateUsers:
+class PrivateUsers(Frozen):
     """The parsed option: MODE is one of MODES or "fixed" (with BASE and SIZE)."""
 
     mode: str = "no"

@@ -11,8 +11,9 @@ The root is a parameter so tests can point it at a fixture tree.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from nsdash.system.frozen import Frozen
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
@@ -21,14 +22,13 @@ DEFAULT_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "blkio")
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Frozen):
     """The cgroup hierarchies of a host."""
 
     kind: str  # "unified" | "hybrid" | "legacy"
     root: Path
     unified: Path | None  # the cgroup2 mount, if any
-    v1: dict[str, Path] = field(default_factory=dict)  # controller -> hierarchy mount
+    v1: dict[str, Path]  # controller -> hierarchy mount
 
     def v1_path(self, controller: str, cgroup: str) -> Path | None:
         base = self.v1.get(controller)

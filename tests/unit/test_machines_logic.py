@@ -1,6 +1,5 @@
 """Pure parts of the supervisor, registry and machinectl verbs."""
 
-import dataclasses
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +78,7 @@ def test_spec_codec_roundtrip_keeps_types():
     back = speccodec.loads(speccodec.dumps(spec))
     assert back == spec
     assert isinstance(back.directory, Path) and isinstance(back.binds[0].source, Path)
-    assert all(type(getattr(back, f.name)) is type(getattr(spec, f.name)) for f in dataclasses.fields(spec))
+    assert all(type(getattr(back, name)) is type(getattr(spec, name)) for name in spec._fields)
 
 
 def test_table_and_list_follow_machinectl():
