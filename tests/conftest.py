@@ -194,9 +194,23 @@ def _container_procs() -> set[str]:
                 text = f.read()
         except OSError:
             continue
-        if "machine.slice" in text and TAG in text:
+        if "machine.slice" in text and TAG in text and not _reaped_by_host_init(pid):
             procs.add(pid)
     return procs
+
+
+def _reaped_by_host_init(pid: str) -> bool:
+    """A zombie handed to the host's init: dead already, only waiting for init to reap it.
+
+    The kernel keeps a zombie in its cgroup until it is reaped, and this
+    machine's PID 1 (not systemd) reaps at its own pace; that is not a leak.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return fields[0] == "Z" and fields[1] == "1"
 
 
 def leak_snapshot() -> dict[str, set[str]]:
