@@ -26,6 +26,9 @@ from nsdash.launcher.container import Container, Outcome
 from nsdash.launcher.plan import new_uuid, signal_name
 from nsdash.launcher.spec import ContainerSpec
 
+if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
+    from nsdash.machines.machined import Registration
+
 ESCAPE = 0x1D  # ^]
 ESCAPE_COUNT = 3
 ESCAPE_WINDOW = 1.0
@@ -125,20 +128,54 @@ def run_foreground(spec: ContainerSpec) -> int:
     # (systemd derives a missing machine ID from it), as with systemd-nspawn.
     session_uuid = new_uuid()
     sigs = _Signals()
+    registration = None
     try:
-        return _run_all(spec, mode, stdin_tty, sigs, session_uuid)
+        registration = _registration(spec)
+        return _run_all(spec, mode, stdin_tty, sigs, session_uuid, registration)
     finally:
+        if registration is not None:
+            registration.unregister()
         sigs.restore()
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
             _raw = False
 
 
-def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals, session_uuid: str) -> int:
+def _registration(spec: ContainerSpec) -> Registration | None:
+    """systemd-machined registration for a run in the terminal, as systemd-nspawn does.
+
+    With --register=auto and no system bus there is nobody to ask: skip it
+    without importing the D-Bus client, which would cost every spawn.
+    """
+    if spec.register == "no":
+        return None
+    if spec.register == "auto" and "DBUS_SYSTEM_BUS_ADDRESS" not in os.environ \
+            and not os.path.exists("/run/dbus/system_bus_socket"):
+        return None
+    from nsdash.machines import machined
+
+    return machined.Registration.open(required=spec.register == "yes")
+
+
+def _register(registration: Registration, spec: ContainerSpec, c: Container, session_uuid: str) -> None:
+    from nsdash.machines.state import MachineState
+
+    netif = getattr(c, "netif", None)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    registration.register(MachineState(
+        name=spec.machine, root=str(spec.directory), leader=c.leader, cgroup=c.cgroup,
+        supervisor=os.getpid(), started=now, since=now, uuid=session_uuid,
+        netif=[netif] if isinstance(netif, str) else list(netif or [])))
+
+
+def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals, session_uuid: str,
+             registration: Registration | None = None) -> int:
     first = True
 
-    def started() -> None:
+    def started(c: Container) -> None:
         nonlocal first
+        if registration is not None:
+            _register(registration, spec, c, session_uuid)
         if first:
             _say(spec, f"Spawning container {spec.machine} on {spec.directory}.")
             if mode == "interactive" and stdin_tty:
@@ -165,12 +202,12 @@ def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals, se
         return outcome.exit_code()
 
 
-def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None], sigs: _Signals,
+def _run_once(spec: ContainerSpec, mode: str, started: Callable[[Container], None], sigs: _Signals,
               session_uuid: str) -> Outcome:
     if mode == "pipe":
         with Container(spec, uuid=session_uuid) as c:
             c.start()
-            started()
+            started(c)
             return _loop(c, None, mode, sigs)
     master, slave = os.openpty()
     try:
@@ -178,7 +215,7 @@ def _run_once(spec: ContainerSpec, mode: str, started: Callable[[], None], sigs:
             _copy_winsize(0, master)
         with Container(spec, console_fd=slave, uuid=session_uuid) as c:
             c.start()
-            started()
+            started(c)
             return _loop(c, master, mode, sigs)
     finally:
         for fd in (master, slave):

@@ -444,6 +444,15 @@ def test_nested_machine_is_registered_with_the_real_machined(detached, debian_tr
     inner = json.loads(inside("python3 -m nsdash status -o json inner"))
     assert inner["state"] == "running" and inner["boot"] == 2 and inner["registered"] is True
 
+    # A run in the terminal (no supervisor) registers too, as systemd-nspawn's does, and unregisters at exit.
+    out = inside("python3 -m nsdash spawn -q --register=yes -xD / -M fg sleep 3 </dev/null & pid=$!; "
+                 "for i in $(seq 50); do machinectl list --no-legend | grep -q '^fg ' && break; sleep 0.1; done; "
+                 "machinectl list --no-legend; wait $pid; echo rc=$?; echo ---; machinectl list --no-legend")
+    during, after = out.split("---")
+    assert "rc=0" in during and any(line.split()[:3] == ["fg", "container", "nsdash"]
+                                    for line in during.splitlines()), out
+    assert "fg" not in after.split(), out
+
     inside("machinectl poweroff inner")  # machined signals our leader; the supervisor winds down
     inside("for i in $(seq 100); do [ -e /run/nsdash/machines/inner ] || break; sleep 0.1; done; "
            "test ! -e /run/nsdash/machines/inner")
