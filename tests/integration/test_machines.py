@@ -453,6 +453,19 @@ def test_nested_machine_is_registered_with_the_real_machined(detached, debian_tr
                                     for line in during.splitlines()), out
     assert "fg" not in after.split(), out
 
+    # A machine another manager registered is listed too, marked with its service.
+    # (machined wants the leader in a unit of its own, hence systemd-run.)
+    out = inside("systemd-run -q --unit=othermgr-leader sleep 60; "
+                 "pid=$(systemctl show -p MainPID --value othermgr-leader); "
+                 "busctl call org.freedesktop.machine1 /org/freedesktop/machine1 "
+                 "org.freedesktop.machine1.Manager RegisterMachine sayssus other 0 othermgr container $pid / >&2; "
+                 "python3 -m nsdash list -o json; echo ---; python3 -m nsdash list; "
+                 "systemctl stop othermgr-leader")
+    listed_json, listed_text = out.split("---")
+    others = [m for m in json.loads(listed_json) if m["machine"] == "other"]
+    assert others and others[0]["service"] == "othermgr" and others[0]["class"] == "container", out
+    assert any(line.split()[:3] == ["other", "container", "othermgr"] for line in listed_text.splitlines()), out
+
     inside("machinectl poweroff inner")  # machined signals our leader; the supervisor winds down
     inside("for i in $(seq 100); do [ -e /run/nsdash/machines/inner ] || break; sleep 0.1; done; "
            "test ! -e /run/nsdash/machines/inner")
