@@ -86,6 +86,47 @@ def run_nsdash(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedPro
     return subprocess.run([*NSDASH, *args], timeout=timeout, cwd=REPO, **kw)
 
 
+# ---------------------------------------------------------------- machines
+
+def teardown_machine(name: str) -> None:
+    """Tear machine NAME down whatever state a test left it in: stop it, kill its
+    supervisor if it will not stop, and clean up the orphan that leaves."""
+    import signal
+
+    from nsdash.launcher.orphans import clean_orphan
+    from nsdash.machines import state as st
+
+    d = st.machine_dir(name)
+    if st.supervisor_alive(d):
+        run_nsdash("terminate", name, timeout=30)
+    if st.supervisor_alive(d):
+        s = st.read_state(d)
+        if s:
+            os.kill(s.supervisor, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while st.supervisor_alive(d) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if d.exists():
+        clean_orphan(name)
+
+
+@pytest.fixture
+def detached(machine_name):
+    """start(*spawn_args, name=...) runs `nsdash spawn --detach`; every machine is torn down after."""
+    names: list[str] = []
+
+    def start(*args: str, name: str = machine_name, check: bool = True):
+        names.append(name)
+        r = run_nsdash("spawn", "--detach", "-M", name, *args)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    yield start
+    for n in names:
+        teardown_machine(n)
+
+
 # ---------------------------------------------------------------- trees
 
 def _cached_tree(name: str) -> Path:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
-from conftest import run_nsdash
-
-from nsdash.machines import state as st
+from conftest import teardown_machine
 
 
 def wait_for(pred, timeout: float = 15.0, what: str = "condition"):
@@ -21,20 +17,7 @@ def wait_for(pred, timeout: float = 15.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def teardown(name: str) -> None:
-    """Whatever state a test left NAME in: stop it, kill its supervisor, clean its orphan."""
-    d = st.machine_dir(name)
-    if st.supervisor_alive(d):
-        run_nsdash("terminate", name, timeout=30)
-    if st.supervisor_alive(d):
-        s = st.read_state(d)
-        if s:
-            os.kill(s.supervisor, signal.SIGKILL)
-        wait_for(lambda: not st.supervisor_alive(d), 5, "supervisor death")
-    if d.exists():
-        from nsdash.launcher.orphans import clean_orphan
-
-        clean_orphan(name)
+teardown = teardown_machine  # the suite-wide teardown, under the name these tests use
 
 
 def one_line_error(r) -> bool:

@@ -11,46 +11,10 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-from conftest import run_nsdash
+from conftest import run_nsdash, teardown_machine
 
 from nsdash.launcher import client
 from nsdash.machines import state as st
-
-
-def _cleanup(name: str) -> None:
-    """Tear a machine down whatever state the test left it in."""
-    d = st.machine_dir(name)
-    if st.supervisor_alive(d):
-        run_nsdash("terminate", name, timeout=30)
-    if st.supervisor_alive(d):
-        s = st.read_state(d)
-        if s:
-            os.kill(s.supervisor, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while st.supervisor_alive(d) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if d.exists():
-        from nsdash.launcher.orphans import clean_orphan
-
-        clean_orphan(name)
-
-
-@pytest.fixture
-def detached(machine_name):
-    """start(*spawn_args, name=...) runs `nsdash spawn --detach`; every machine is torn down after."""
-    names: list[str] = []
-
-    def start(*args: str, name: str = machine_name, check: bool = True):
-        names.append(name)
-        r = run_nsdash("spawn", "--detach", "-M", name, *args)
-        if check:
-            assert r.returncode == 0, r.stderr
-        return r
-
-    yield start
-    for n in names:
-        _cleanup(n)
 
 
 def wait_for(pred, timeout=15.0, what="condition"):
@@ -486,7 +450,7 @@ def test_start_boots_an_image_by_name_and_list_images_shows_it(busybox_tree, mac
         assert s["boot_mode"] is True and s["root"] == str(link)
         assert run_nsdash("poweroff", machine_name).returncode == 0
     finally:
-        _cleanup(machine_name)
+        teardown_machine(machine_name)
         link.unlink()
 
 

@@ -4,7 +4,6 @@ handshake failures cleaned up, attach on high fds.  Real machines, real PTYs."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
@@ -12,37 +11,6 @@ from conftest import run_nsdash
 
 from nsdash.launcher import client
 from nsdash.machines import state as st
-
-
-def _cleanup(name: str) -> None:
-    d = st.machine_dir(name)
-    if st.supervisor_alive(d):
-        run_nsdash("terminate", name, timeout=30)
-    if st.supervisor_alive(d):
-        s = st.read_state(d)
-        if s:
-            os.kill(s.supervisor, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while st.supervisor_alive(d) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if d.exists():
-        from nsdash.launcher.orphans import clean_orphan
-
-        clean_orphan(name)
-
-
-@pytest.fixture
-def detached(machine_name):
-    names: list[str] = []
-
-    def start(*args: str, name: str = machine_name) -> None:
-        names.append(name)
-        r = run_nsdash("spawn", "--detach", "-M", name, *args)
-        assert r.returncode == 0, r.stderr
-
-    yield start
-    for n in names:
-        _cleanup(n)
 
 
 def _read_until(session: client.ConsoleSession, needle: bytes, timeout: float) -> bytes:
