@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 
 from nsdash.errors import UsageError
+from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import procs, tree
 from nsdash.monitor.machines import MachineMap, find_cgroup
 from nsdash.monitor.tree import CgroupNode
@@ -50,15 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", help="Control groups to show")
     return p
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "yes", "y", "true", "t", "on"):
-        return True
-    if low in ("0", "no", "n", "false", "f", "off"):
-        return False
-    raise UsageError(f"invalid boolean '{text}'", "use yes or no")
 
 
 # ------------------------------------------------------------------ pure drawing
@@ -183,9 +175,9 @@ def main(argv: list[str]) -> int:
         return kthreads[pid]
 
     cid = _cgroup_id(mount, layout.unified is not None and mount == str(layout.unified))
-    if not _parse_bool(opts.cgroup_id):
+    if not parse_boolean(opts.cgroup_id, "--cgroup-id"):
         cid = _cgroup_id(mount, False)
-    xattrs = _xattrs(mount) if _parse_bool(opts.xattr) else (lambda path: [])
+    xattrs = _xattrs(mount) if parse_boolean(opts.xattr, "--xattr") else (lambda path: [])
     out: list[str] = []
     for p in paths or [base]:
         node = tree.walk(mount, p, with_pids=True, sort=False)

@@ -17,6 +17,7 @@ import sys
 import time
 
 from nsdash.errors import UsageError
+from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
 from nsdash.monitor.machines import MachineMap, find_cgroup, process_cgroup, registered_leaders
@@ -50,15 +51,6 @@ def parse_seconds(text: str) -> float:
     if value <= 0:
         raise UsageError(f"invalid delay '{text}'", "the delay must be more than zero")
     return value
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "yes", "y", "true", "t", "on"):
-        return True
-    if low in ("0", "no", "n", "false", "f", "off"):
-        return False
-    raise UsageError(f"invalid boolean '{text}'", "use yes or no")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +128,7 @@ def main(argv: list[str]) -> int:
         elif name == "pressure":
             fields |= {"cpu_pressure", "memory_pressure", "io_pressure"}
     view = _View(order=opts.order or "cpu", cpu_time=opts.cpu == "time", raw=opts.raw,
-                 recursive=_parse_bool(opts.recursive), count=count, extras=extras)
+                 recursive=parse_boolean(opts.recursive, "--recursive"), count=count, extras=extras)
     interactive = not opts.batch and sys.stdout.isatty() and sys.stdin.isatty()
     if "net" in opts.extra.split(","):
         view.net = _NetColumn(layout)
