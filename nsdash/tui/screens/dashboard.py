@@ -5,11 +5,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import Snapshot
+from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
@@ -28,7 +28,7 @@ class StatusLine(Static):
             self.update(text)
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(PanelScreen):
     BINDINGS = [
         Binding("f", "toggle_maximize", "Maximise"),
         Binding("tab", "app.focus_next", "Next panel", show=False),
@@ -67,16 +67,5 @@ class DashboardScreen(Screen):
         # all the time, and each change re-lays the tree out (about half the cost at rest).
         if snap.tree is not None and (tree.has_focus or self._round % TREE_EVERY == 1):
             tree.update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
-
-    def action_toggle_maximize(self) -> None:
-        if self.maximized is not None:
-            self.minimize()
-            return
-        focused = self.focused
-        while focused is not None and not focused.has_class("panel"):
-            focused = focused.parent  # type: ignore[assignment]
-        if focused is not None:
-            self.maximize(focused)
-
 
 

@@ -7,17 +7,17 @@ import time
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from nsdash.tui import format as fmt
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import MachineInfo, Snapshot
+from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.journal_pane import JournalPane
 
 
-class MachineScreen(Screen):
+class MachineScreen(PanelScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "attach", "Console"),
@@ -74,15 +74,6 @@ class MachineScreen(Screen):
             self.app.attach_console(pane, self.machine)  # type: ignore[attr-defined]
         pane.focus()
 
-    def action_toggle_maximize(self) -> None:
-        if self.maximized is not None:
-            self.minimize()
-            return
-        focused = self.focused
-        while focused is not None and not focused.has_class("panel"):
-            focused = focused.parent  # type: ignore[assignment]
-        if focused is not None:
-            self.maximize(focused)
 
     def on_console_pane_left(self, event: ConsolePane.Left) -> None:
         self.query_one("#machine-journal #journal-log").focus()
