@@ -86,6 +86,18 @@ def run_nsdash(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedPro
     return subprocess.run([*NSDASH, *args], timeout=timeout, cwd=REPO, **kw)
 
 
+def wait_for(predicate, timeout: float = 30.0, step: float = 0.05, what: str = "condition"):
+    """Poll PREDICATE until it returns something true and return that; fail the test after TIMEOUT s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
 # ---------------------------------------------------------------- machines
 
 def teardown_machine(name: str) -> None:

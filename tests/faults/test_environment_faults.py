@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
-from _machines import one_line_error, teardown, wait_for
-from conftest import NSDASH, REPO, run_nsdash
+from _machines import one_line_error, teardown
+from conftest import NSDASH, REPO, run_nsdash, wait_for
 
 from nsdash.launcher import client
 from nsdash.launcher.cgroup import MachineCgroup

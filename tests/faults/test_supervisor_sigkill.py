@@ -7,8 +7,8 @@ import os
 import signal
 
 import pytest
-from _machines import one_line_error, teardown, wait_for
-from conftest import run_nsdash
+from _machines import one_line_error, teardown
+from conftest import run_nsdash, wait_for
 
 from nsdash.launcher import client
 from nsdash.launcher.cgroup import MachineCgroup

@@ -73,11 +73,3 @@ def leader_of(machine: str) -> int | None:
     return None
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")

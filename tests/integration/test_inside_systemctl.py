@@ -21,7 +21,7 @@ from nsdash.inside import procs, unitlog, units
 from nsdash.inside.bus import BusTimeout, MachineBus, MachineGone
 from nsdash.inside.target import Target, resolve
 from nsdash.system import cgroupfs
-from tests.conftest import TAG, run_nsdash
+from tests.conftest import TAG, run_nsdash, wait_for
 
 TEST_UNIT = """\
 [Unit]
@@ -50,16 +50,6 @@ Description=nsdash slow service
 Type=oneshot
 ExecStart=/bin/sleep 60
 """
-
-
-def wait_for(predicate, timeout: float = 30.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")
 
 
 def system_state(name: str) -> str | None:

@@ -25,20 +25,9 @@ import pytest
 from nsdash.journal import Filters, open_logs, parse_priority
 from nsdash.journal.locate import locate
 from nsdash.journal.merge import MergedLog
-from tests.conftest import NSDASH, REPO, TAG, run_nsdash
+from tests.conftest import NSDASH, REPO, TAG, run_nsdash, wait_for
 
 HOST_JOURNAL = Path("/var/log/journal")
-
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {predicate}")
-        time.sleep(step)
 
 
 def messages(name: str, filters: Filters | None = None) -> list[str]:

@@ -11,20 +11,10 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import run_nsdash, teardown_machine
+from conftest import run_nsdash, teardown_machine, wait_for
 
 from nsdash.launcher import client
 from nsdash.machines import state as st
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def console_log(name: str) -> str:

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from _spawnhelp import run_spec, wait_for
-from conftest import run_nsdash
+from _spawnhelp import run_spec
+from conftest import run_nsdash, wait_for
 
 from nsdash.errors import MachineExists, NsdashError, SpecError
 from nsdash.launcher.container import Container, veth_name

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _spawnhelp import leader_of, run_spec, wait_for
-from conftest import NSDASH, REPO
+from _spawnhelp import leader_of, run_spec
+from conftest import NSDASH, REPO, wait_for
 
 from nsdash.launcher.container import Container
 from nsdash.launcher.spec import ContainerSpec
