@@ -77,30 +77,6 @@ def _since(iso: str, now: datetime | None = None) -> str:
     return f"{t.strftime('%a %Y-%m-%d %H:%M:%S UTC')}; {ago}"
 
 
-def cgroup_tree(procs_by_cgroup: list[tuple[str, list[tuple[int, str]]]], top: str) -> list[str]:
-    """systemd-cgls-style lines for a cgroup and its children: (relative path, [(pid, cmd)])."""
-    lines: list[str] = []
-
-    def walk(rel: str, prefix: str) -> None:
-        children = sorted(c for c, _ in procs_by_cgroup
-                          if c.startswith(rel + "/" if rel else "") and c != rel
-                          and "/" not in c[len(rel) + (1 if rel else 0):])
-        procs = next((p for c, p in procs_by_cgroup if c == rel), [])
-        items: list[tuple[str, Any]] = [("p", p) for p in procs] + [("c", c) for c in children]
-        for i, (kind, item) in enumerate(items):
-            last = i == len(items) - 1
-            branch = "└─" if last else "├─"
-            if kind == "p":
-                lines.append(f"{prefix}{branch}{item[0]} {item[1]}")
-            else:
-                lines.append(f"{prefix}{branch}{item.rsplit('/', 1)[-1]}")
-                walk(item, prefix + ("  " if last else "│ "))
-
-    lines.append(top)
-    walk("", "")
-    return lines
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -176,6 +152,7 @@ def cmd_list(argv: list[str]) -> int:
 def _status_text(m: Machine, log_lines: list[str]) -> str:
     from nsdash.launcher.cgroup import MachineCgroup
     from nsdash.monitor import procs
+    from nsdash.monitor.tree_lines import process_tree
 
     s = m.state
     head = m.name + (f"({s.uuid})" if s and s.uuid else "")
@@ -205,16 +182,14 @@ def _status_text(m: Machine, log_lines: list[str]) -> str:
         field("Unit", s.cgroup.rsplit("/", 1)[-1])
         cg = MachineCgroup(m.name)
         top = cg.main_dir.parent / s.cgroup.rsplit("/", 1)[-1] if cg.path != s.cgroup else cg.main_dir
-        found: list[tuple[str, list[tuple[int, str]]]] = []
-        for sub, _dirs, _files in sorted(os.walk(top)):
+        found: dict[str, list[tuple[int, str]]] = {}
+        for sub, _dirs, _files in os.walk(top):
             rel = os.path.relpath(sub, top)
-            rel = "" if rel == "." else rel
             try:
-                plist = [(pi.pid, pi.cmdline) for pi in procs.processes(sub)]
+                found["" if rel == "." else rel] = [(pi.pid, pi.cmdline) for pi in procs.processes(sub)]
             except OSError:
-                plist = []
-            found.append((rel, plist))
-        for line in cgroup_tree(found, "")[1:]:
+                found["" if rel == "." else rel] = []
+        for line in process_tree("", found):
             out.append(" " * 18 + line)
     if log_lines:
         out.append("")

@@ -16,6 +16,7 @@ from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.procs import UnitProcess
 from nsdash.inside.unitlog import LogLine
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
+from nsdash.monitor.tree_lines import process_tree
 
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 EXIT_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 4: "NOPERMISSION",
@@ -187,34 +188,12 @@ def _label(name: str) -> str:
     return f"{name.rjust(LABEL_WIDTH)}: "
 
 
-def cgroup_tree(control_group: str, processes: Iterable[UnitProcess], full: bool = True) -> list[str]:
+def cgroup_tree(control_group: str, processes: Iterable[UnitProcess]) -> list[str]:
     """systemd-cgls style lines under CONTROL_GROUP: a cgroup's processes first, then its children."""
-    by_group: dict[str, list[UnitProcess]] = {}
+    by_group: dict[str, list[tuple[int, str]]] = {}
     for p in processes:
-        by_group.setdefault(p.cgroup, []).append(p)
-    children: dict[str, set[str]] = {}
-    for group in by_group:
-        while group != control_group and group.startswith(control_group + "/"):
-            parent = group.rsplit("/", 1)[0]
-            children.setdefault(parent, set()).add(group)
-            group = parent
-
-    lines: list[str] = []
-
-    def walk(group: str, prefix: str) -> None:
-        items: list[tuple[str, Any]] = [("p", p) for p in sorted(by_group.get(group, []), key=lambda p: p.pid)]
-        items += [("g", g) for g in sorted(children.get(group, ()))]
-        for i, (kind, item) in enumerate(items):
-            last = i == len(items) - 1
-            branch = "└─" if last else "├─"
-            if kind == "p":
-                lines.append(f"{prefix}{branch}{item.pid} {item.cmdline}")
-            else:
-                lines.append(f"{prefix}{branch}{item.rsplit('/', 1)[-1]}")
-                walk(item, prefix + ("  " if last else "│ "))
-
-    walk(control_group, "")
-    return lines
+        by_group.setdefault(p.cgroup, []).append((p.pid, p.cmdline))
+    return process_tree(control_group, by_group)
 
 
 def status(st: UnitStatus, *, processes: Sequence[UnitProcess] | None = None,

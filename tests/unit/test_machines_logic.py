@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from nsdash.cli.login import EscapeDetector
-from nsdash.cli.machinectl import cgroup_tree, format_list, parse_signal, table
+from nsdash.cli.machinectl import format_list, parse_signal, table
 from nsdash.errors import UsageError
 from nsdash.launcher import consolelog, speccodec
 from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
 from nsdash.launcher.supervisor import RebootLimiter, outcome_event
 from nsdash.machines import state as st
 from nsdash.machines.registry import Machine, parse_fib_trie, parse_os_release, validate_name
+from nsdash.monitor.tree_lines import process_tree
 
 
 def test_separator_format_is_exact_and_parseable():
@@ -93,9 +94,15 @@ def test_table_and_list_follow_machinectl():
     assert "listed" not in format_list(ms, legend=False)
 
 
-def test_cgroup_tree_draws_processes_then_children():
-    lines = cgroup_tree([("", [(1, "init")]), ("a", [(5, "x")]), ("a/b", []), ("c", [(7, "y")])], "top")
-    assert lines == ["top", "├─1 init", "├─a", "│ ├─5 x", "│ └─b", "└─c", "  └─7 y"]
+def test_process_tree_draws_processes_then_children():
+    procs = {"": [(7, "late"), (1, "init")], "a": [(5, "x")], "a/b": [], "c": [(9, "y")]}
+    assert process_tree("", procs) == ["├─1 init", "├─7 late", "├─a", "│ ├─5 x", "│ └─b", "└─c", "  └─9 y"]
+
+
+def test_process_tree_adds_intermediate_groups_and_ignores_outsiders():
+    procs = {"/u.service": [(3, "main")], "/u.service/x/y": [(4, "deep")], "/other": [(5, "no")]}
+    assert process_tree("/u.service", procs, groups=["/u.service/empty"]) == [
+        "├─3 main", "├─empty", "└─x", "  └─y", "    └─4 deep"]
 
 
 def test_parse_signal():
