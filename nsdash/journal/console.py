@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nsdash.journal.entry import Entry
-from nsdash.journal.filters import Filters
+from nsdash.journal.filters import Filters, boot_index
 from nsdash.system import syscalls
 
 SEPARATOR = re.compile(
@@ -195,8 +195,8 @@ class ConsoleSource:
         if isinstance(boot, str):
             raise NsdashError(f"{self.machine}'s console log has no boot IDs, only boot numbers",
                               "use -b with an offset (0, -1, 1, ...)")
-        pick = boot - 1 if boot > 0 else len(numbers) - 1 + boot
-        if not 0 <= pick < len(numbers):
+        pick = boot_index(boot, len(numbers))
+        if pick is None:
             raise NsdashError(f"data from the specified boot ({boot:+d}) is not in {self.machine}'s console log",
                               "list the boots with --list-boots")
         self._wanted_boot = numbers[pick]

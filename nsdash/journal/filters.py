@@ -101,6 +101,12 @@ _UNITS_US = {
 _SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)")
 
 
+def boot_index(offset: int, count: int) -> int | None:
+    """Where boot OFFSET (journalctl's -b: 1 is the first, 0 the last, -1 the one before) is in COUNT boots."""
+    pick = offset - 1 if offset > 0 else count - 1 + offset
+    return pick if 0 <= pick < count else None
+
+
 def _span_us(text: str) -> int | None:
     """'1h 30min' -> microseconds; None when TEXT is not a span."""
     pos, total = 0, 0.0

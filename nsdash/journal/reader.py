@@ -18,7 +18,7 @@ from systemd import _reader
 
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
-from nsdash.journal.filters import Filters, is_glob
+from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import check_journal_file, journal_files
 
 
@@ -134,8 +134,8 @@ class JournalSource:
                 return boot
             raise NsdashError(f"boot {boot} is not in the journal in {self.directory}",
                               "list the boots with --list-boots")
-        pick = boot - 1 if boot > 0 else len(boots) - 1 + boot
-        if not 0 <= pick < len(boots):
+        pick = boot_index(boot, len(boots))
+        if pick is None:
             raise NsdashError(f"data from the specified boot ({boot:+d}) is not available in {self.directory}",
                               "list the boots with --list-boots")
         return boots[pick].boot_id

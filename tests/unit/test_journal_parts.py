@@ -249,3 +249,10 @@ def test_locating_does_not_load_systemd_python():
     code = "import sys, nsdash.journal.locate, nsdash.journal; print('systemd' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_boot_index_counts_like_journalctl_b():
+    from nsdash.journal.filters import boot_index
+    assert [boot_index(o, 3) for o in (1, 2, 3, 4)] == [0, 1, 2, None]
+    assert [boot_index(o, 3) for o in (0, -1, -2, -3)] == [2, 1, 0, None]
+    assert boot_index(0, 0) is None
