@@ -106,11 +106,16 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
             if console_fd > 2:
                 os.close(console_fd)
         userns = plan.extra.get("userns")
+        tree_fd = None
         if userns:
             # The parent writes our ID maps before go; until then we are host root, unmapped
             # here, and could create nothing on the file systems we are about to mount.
-            _await_go(go_fd)
-        setup_root(plan, err_fd, become_userns_root=bool(userns))
+            # With ownership map/auto, go may bring the idmapped tree (userns.idmapped_tree).
+            if plan.extra.get("ownership") in ("map", "auto"):
+                tree_fd = _await_go_with_fd(go_fd)
+            else:
+                _await_go(go_fd)
+        setup_root(plan, err_fd, become_userns_root=bool(userns), tree_fd=tree_fd)
         sc.sethostname(plan.hostname)
         if plan.network != "host":
             loopback_up()
@@ -138,12 +143,26 @@ def _await_go(go_fd: int) -> None:
     os.close(go_fd)
 
 
-def setup_root(plan: Any, err_fd: int, become_userns_root: bool = False) -> None:
+def _await_go_with_fd(go_fd: int) -> int | None:
+    """_await_go on the socket pair that may carry one fd with the go byte."""
+    sock = _socket.socket(fileno=go_fd)
+    try:
+        data, ancillary, _, _ = sock.recvmsg(1, _socket.CMSG_SPACE(4))
+    finally:
+        sock.close()
+    fds = [struct.unpack("i", d[:4])[0] for level, kind, d in ancillary
+           if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4]
+    if data != b"1":
+        os._exit(1)  # the parent gave up; it reports why
+    return fds[0] if fds else None
+
+
+def setup_root(plan: Any, err_fd: int, become_userns_root: bool = False, tree_fd: int | None = None) -> None:
     # Nothing we mount may propagate back to the host, but host unmounts still reach us.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
     root, ops = plan.root, list(plan.mounts)
     if become_userns_root:
-        ops = _switch_to_userns_root(plan, ops, err_fd)
+        ops = _switch_to_userns_root(plan, ops, err_fd, tree_fd)
         root = ops.pop(0)
     for op in ops:
         try:
@@ -158,21 +177,32 @@ def setup_root(plan: Any, err_fd: int, become_userns_root: bool = False) -> None
     os.chdir("/")
 
 
-def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int) -> list[Any]:
+def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int | None = None) -> list[Any]:
     """-U: become root of the user namespace (uid 0 = the range's base), keeping a way in.
 
     As host root (unmapped here) we could not create files on the file systems we
     mount; as the namespace's root we may not search the host directories above
     the tree or a bind source.  So the root bind and every host-side bind source
-    are opened first, and used afterwards through /proc/self/fd.  Returns the new
-    root path followed by the remaining operations.
+    are opened first, and used afterwards through /proc/self/fd.  TREE_FD, when
+    given, is the tree's idmapped mount: it takes the root bind's place.  With
+    -x the overlay is mounted after the switch, as the namespace's root, over
+    its upper and work directories (owned by the range).  Returns the new root
+    path followed by the remaining operations.
     """
     first = ops.pop(0)
+    overlay = type(first).__name__ == "RootOverlay"
     try:
-        first.execute(plan.root)  # the tree bound onto itself (no files created)
+        if tree_fd is not None:
+            # The tree's own path, in our mount namespace only: the root itself, or -x's lower layer.
+            sc.move_mount(tree_fd, plan.tree)
+            os.close(tree_fd)
+        elif not overlay:
+            first.execute(plan.root)  # the tree bound onto itself (no files created)
     except OSError as e:
         fail(err_fd, f"cannot set up the container: {first.describe()}: {e.strerror or e}", _hint_for(first))
-    keep = [os.open(plan.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    keep = [os.open(plan.tree if overlay else plan.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    if overlay:
+        keep.append(os.open(plan.ephemeral_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
     rewritten: list[Any] = []
     for op in ops:
         source = getattr(op, "source", None)
@@ -186,7 +216,16 @@ def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int) -> list[Any]:
     os.setresgid(0, 0, 0)
     os.setgroups([])
     os.setresuid(0, 0, 0)
-    return [f"/proc/self/fd/{keep[0]}", *rewritten]
+    if overlay:
+        eph = f"/proc/self/fd/{keep[1]}"
+        try:
+            # userxattr: a user namespace may not write trusted.overlay.* on the upper layer.
+            sc.mount("overlay", f"{eph}/root", "overlay", 0,
+                     f"lowerdir=/proc/self/fd/{keep[0]},upperdir={eph}/upper,workdir={eph}/work,userxattr")
+        except OSError as e:
+            fail(err_fd, f"cannot set up the container: {first.describe()}: {e.strerror or e}", _hint_for(first))
+        keep.append(os.open(f"{eph}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+    return [f"/proc/self/fd/{keep[-1] if overlay else keep[0]}", *rewritten]
 
 
 def harden(plan: Any) -> None:

@@ -160,11 +160,15 @@ class Container:
         self._prepare_journal(plan)
         extra_range = plan.extra.get("userns")  # (base, size) or None; typing.cast costs ~3 ms to import
         user_range: tuple[int, int] | None = extra_range if isinstance(extra_range, tuple) else None
+        ownership = str(plan.extra.get("ownership"))
+        # map/auto: the idmapped tree travels to PID 1 with the go byte (SCM_RIGHTS), once
+        # its user namespace exists to serve as the mapping.
+        send_tree = bool(user_range) and ownership in ("map", "auto")
         if user_range:  # -U: the tree's owners and the cgroup move into the container's range
-            userns.prepare_tree(plan.tree, *user_range, str(plan.extra.get("ownership")))
+            userns.prepare_tree(plan.tree, *user_range, ownership)
             if cg.layout.unified is not None:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
-            userns.hand_over(run_dir, self.console_fd, user_range[0])
+            userns.hand_over(run_dir, self.console_fd, user_range[0], plan.ephemeral_dir)
 
         # The container's cgroup root must be joined before the cgroup namespace is made; the
         # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).
@@ -176,7 +180,7 @@ class Container:
         info_r = info_w = go_r = go_w = err_r = err_w = -1
         try:
             info_r, info_w = os.pipe2(os.O_CLOEXEC)
-            go_r, go_w = os.pipe2(os.O_CLOEXEC)
+            go_r, go_w = _socketpair() if send_tree else os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             # The children only run a little Python before exec; keep the collector from walking
             # (and so copying, page by page) every object of ours in them.
@@ -205,10 +209,19 @@ class Container:
             self.leader = struct.unpack("i", data)[0]
             self._pidfd = _pidfd_open(self.leader)
             self._setup_network(plan)
+            tree_fd = -1
             if user_range:
                 userns.write_id_maps(self.leader, *user_range)
+                if send_tree:
+                    tree_fd = self._idmapped_tree(plan, user_range, ownership)
             with contextlib.suppress(BrokenPipeError):
-                os.write(go_w, b"1")  # EPIPE: PID 1 already failed; its report is on err_r
+                if tree_fd >= 0:
+                    try:
+                        _send_fd(go_w, b"1", tree_fd)
+                    finally:
+                        os.close(tree_fd)
+                else:
+                    os.write(go_w, b"1")  # EPIPE: PID 1 already failed; its report is on err_r
             os.close(go_w)
             go_w = -1
             report = _read_all(err_r)
@@ -225,6 +238,17 @@ class Container:
                     with contextlib.suppress(OSError):
                         os.close(fd)
         return self.leader
+
+    def _idmapped_tree(self, plan: LaunchPlan, user_range: tuple[int, int], ownership: str) -> int:
+        """-U map/auto: the tree idmapped through PID 1's user namespace, or -1 when auto
+        falls back to chown (the kernel or file system refused: that is the probe)."""
+        try:
+            return userns.idmapped_tree(plan.tree, f"/proc/{self.leader}/ns/user")
+        except OSError as e:
+            if ownership == "map" or plan.ephemeral_dir:
+                raise userns.idmap_refusal(plan.tree, e) from None
+        userns.shift_ownership(Path(plan.tree), *user_range)
+        return -1
 
     def _raise_child_error(self, err_r: int, fallback: str) -> None:
         report = _read_all(err_r)
@@ -440,6 +464,19 @@ def _rmtree(path: Path | str) -> None:
                 os.unlink(full) if os.path.islink(full) else os.rmdir(full)
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _socketpair() -> tuple[int, int]:
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    return a.detach(), b.detach()
+
+
+def _send_fd(sock_fd: int, data: bytes, fd: int) -> None:
+    sock = _socket.socket(fileno=sock_fd)
+    try:
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+    finally:
+        sock.detach()
 
 
 def _read_all(fd: int) -> bytes:

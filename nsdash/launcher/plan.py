@@ -329,7 +329,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     host's own files.  available_caps: what this process may keep (None: all).
     """
     tree = _check_tree(spec)
-    user_range = _private_users(spec, tree)
+    user_range, ownership = _private_users(spec, tree)
     user = lookup_user(tree, spec.user)
     argv = _command(spec, tree, user)
     bind_ops, created = _bind_ops(spec, tree)
@@ -447,61 +447,69 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         created_paths=tuple(created) if not spec.ephemeral else (),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
-        extra={**_hardening(spec, network), "userns": user_range,
-               "ownership": spec.private_users_ownership})
+        extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
 
 
-def _private_users(spec: ContainerSpec, tree: str) -> tuple[int, int] | None:
-    """--private-users / -U: the (base, size) of the container's user namespace, or None."""
+def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, str]:
+    """--private-users / -U: the (base, size) of the container's user namespace (or None) and
+    the ownership mode to use (userns.effective_ownership)."""
     from nsdash.launcher import userns
 
     opt = userns.parse_private_users(spec.private_users)
     if not opt.enabled:
-        return None
-    if spec.ephemeral:
-        raise SpecError("--private-users with --ephemeral is not supported yet",
-                        "run a private copy of the tree with -U instead of -x")
-    if spec.private_users_ownership == "map":
-        raise SpecError("--private-users-ownership=map (idmapped mounts) is not supported yet",
-                        "use --private-users-ownership=chown (or auto, which falls back to it)")
-    return userns.resolve_range(opt, spec.machine, Path(tree), userns.host_ranges())
+        return None, "off"
+    user_range = userns.resolve_range(opt, spec.machine, Path(tree), userns.host_ranges())
+    assert user_range is not None
+    ownership = userns.effective_ownership(spec.private_users_ownership, os.stat(tree).st_uid,
+                                           *user_range, spec.ephemeral)
+    return user_range, ownership
 
 
-def _hardening(spec: ContainerSpec, network: str) -> dict[str, object]:
+def _hardening(spec: ContainerSpec, network: str, caps: frozenset[str]) -> dict[str, object]:
     """What the child verifies and locks in before exec (nsdash.launcher.child.harden)."""
     read_only = ["/proc/sys", "/sys", *PROC_READ_ONLY]
     return {
         "verify_masked": PROC_MASKED,
         "verify_read_only": tuple(read_only),
         "no_new_privileges": spec.no_new_privileges,
-        "seccomp": seccomp_program(spec.capabilities),
+        # the bounding set decides which capability-tied call groups open, as in nspawn
+        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny),
     }
 
 
-def seccomp_program(capabilities: frozenset[str]) -> bytes:
-    """The compiled seccomp filter, from a cache under the state root when it is fresh.
+def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
+                    deny: tuple[str, ...] = ()) -> bytes:
+    """The compiled seccomp filters (sandbox.pack_filters), from a cache under the state root when fresh.
 
     Importing libseccomp's binding and compiling costs more than the rest of a
-    spawn; the result depends only on seccomp.py and the added capabilities, so
-    it is kept, keyed by seccomp.py's identity (mtime, size, inode), the
-    machine architecture and the capability set.  The state root is root's.
+    spawn; the result depends only on seccomp.py and syscall_groups.py, the
+    container's capability set and its --system-call-filter lists, so it is
+    kept, keyed by the two modules' identities (mtime, size, inode), the
+    machine architecture, the capabilities as a bit mask and a digest of the
+    lists.  The state root is root's.
     """
     from nsdash.system import paths
 
-    source = Path(__file__).with_name("seccomp.py")
     try:
-        st = source.stat()
-        caps = "+".join(sorted(c for c in capabilities if c in CAPABILITIES)) or "default"
-        key = f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}-{os.uname().machine}-{caps}"
-        cached = paths.state_root() / "cache" / f"seccomp-{key}.bpf"
-        data = _read(cached)
-        if data and len(data) % 8 == 0:
-            return data
-    except OSError:
-        cached = None
-    from nsdash.launcher.seccomp import compile_filter  # libseccomp: parent side only
+        ids = "-".join(f"{st.st_mtime_ns}.{st.st_size}.{st.st_ino}" for st in (
+            Path(__file__).with_name(name).stat() for name in ("seccomp.py", "syscall_groups.py")))
+        mask = sum(1 << i for i, cap in enumerate(CAPABILITIES) if cap in capabilities)
+        key = f"{ids}-{os.uname().machine}-{mask:x}"
+        if allow or deny:
+            import hashlib  # only with --system-call-filter: hashlib costs the spawn path ~2 ms
 
-    program = compile_filter(capabilities)
+            lists = f"{' '.join(sorted(set(allow)))}~{' '.join(sorted(set(deny)))}"
+            key += "-" + hashlib.sha256(lists.encode()).hexdigest()[:16]
+        cached = paths.state_root() / "cache" / f"seccomp2-{key}.bpf"
+        data = _read(cached)
+        if data:
+            sandbox.unpack_filters(data)
+            return data
+    except (OSError, sandbox.SandboxError):
+        cached = None
+    from nsdash.launcher.seccomp import compile_filters  # libseccomp: parent side only
+
+    program = sandbox.pack_filters(compile_filters(capabilities, allow, deny))
     if cached is not None:
         with contextlib.suppress(OSError):
             cached.parent.mkdir(parents=True, mode=0o700, exist_ok=True)

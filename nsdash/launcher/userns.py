@@ -18,8 +18,15 @@ slot is reused.  A slot overlapping a range in use (another machine, a host
 user in /etc/passwd, a range in /etc/subuid) is skipped for the next one.
 
 Ownership: off leaves the tree's files alone; chown shifts them into the range
-once (and back never); map uses an idmapped mount of the tree where the kernel
-and file system support it; auto is map if supported, else chown.
+once (and back never); map mounts the tree through an idmapped mount, so its
+files keep their on-disk owners 0..SIZE-1, the container sees them as its own
+0..SIZE-1 and its processes run as BASE+U on the host (a file container root
+creates lands on disk owned by 0); auto is map where the kernel and the tree's
+file system support it, else chown.  Whether they do is not guessed: the
+supervisor tries to make the idmapped mount once the container's user
+namespace exists (with it as the mapping), and auto falls back to chown only
+when the kernel refuses.  -x/--ephemeral puts the overlay's empty upper layer
+(owned by the range) over the idmapped tree, so the tree is never written.
 """
 
 from __future__ import annotations
@@ -202,10 +209,75 @@ def _shift(ident: int, base: int, size: int, path: str) -> int:
                      "fix the tree's ownership or choose another --private-users= range")
 
 
+def effective_ownership(ownership: str, root_uid: int, base: int, size: int, ephemeral: bool) -> str:
+    """The ownership mode a start uses, or a UsageError for a combination that cannot work.
+
+    auto means map only while the tree's root still has its on-disk owner from
+    0..SIZE-1: a tree an earlier chown shifted into the range stays on chown.
+    """
+    if ownership == "auto" and root_uid >= size and base <= root_uid < base + size:
+        ownership = "chown"
+    if ownership == "map" and root_uid >= size:
+        raise UsageError(f"--private-users-ownership=map needs a tree owned by IDs 0..{size - 1}; "
+                         f"its root is owned by {root_uid}",
+                         "use --private-users-ownership=chown for a tree shifted by an earlier chown")
+    if ephemeral and ownership == "chown":
+        raise UsageError("--private-users-ownership=chown would rewrite the tree's owners, which "
+                         "-x/--ephemeral leaves unchanged",
+                         "use --private-users-ownership=map (or auto), or drop -x")
+    return ownership
+
+
 def prepare_tree(tree: str, base: int, size: int, ownership: str) -> None:
-    """Before start: bring the tree's owners into the range (chown/auto; map is refused by the plan)."""
-    if ownership in ("chown", "auto"):
+    """Before start: bring the tree's owners into the range (chown; map and auto wait for
+    the user namespace, see idmapped_tree)."""
+    if ownership == "chown":
         shift_ownership(Path(tree), base, size)
+
+
+def idmapped_tree(tree: str, userns_path: str) -> int:
+    """A detached, recursive clone of TREE's mounts, idmapped through the user namespace
+    at USERNS_PATH (on-disk U shows as that namespace's U).  Returns its fd; OSError if
+    the kernel or the file system cannot (EINVAL: the file system lacks idmap support)."""
+    from nsdash.system import syscalls as sc
+
+    ns_fd = os.open(userns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = sc.open_tree(-100, tree, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_RECURSIVE)
+        try:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_IDMAP, 0, ns_fd)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.close(ns_fd)
+
+
+def idmap_refusal(tree: str, err: OSError) -> UsageError:
+    """The one-line error for an idmapped mount the kernel refused."""
+    fstype = fs_type(tree)
+    cause = (f"its file system ({fstype}) does not support idmapped mounts" if err.errno == 22
+             else f"the kernel refused an idmapped mount ({os.strerror(err.errno or 0)})")
+    return UsageError(f"cannot mount {tree} with --private-users-ownership=map: {cause}",
+                      "move the tree to a file system with idmap support (ext4, xfs, btrfs, tmpfs) "
+                      "or use --private-users-ownership=chown")
+
+
+def fs_type(path: str) -> str:
+    """The type of the file system PATH lives on (from /proc/self/mountinfo), or "unknown"."""
+    try:
+        dev = os.stat(path).st_dev
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "unknown"
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in reversed(lines):  # the last mount of that device is the one on top
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == want and " - " in line:
+            return line.split(" - ", 1)[1].split()[0]
+    return "unknown"
 
 
 def delegate_cgroup(directory: Path, base: int) -> None:
@@ -217,10 +289,14 @@ def delegate_cgroup(directory: Path, base: int) -> None:
             os.chown(path, base, base)
 
 
-def hand_over(run_dir: Path, console_fd: int | None, base: int) -> None:
+def hand_over(run_dir: Path, console_fd: int | None, base: int, ephemeral_dir: str | None = None) -> None:
     """What the container's root must reach from inside: the notify socket (through the
-    run directory, which only gains search permission) and its console PTY."""
+    run directory, which only gains search permission), its console PTY, and for -x the
+    overlay's upper and work directories (it mounts the overlay itself, as itself)."""
     os.chmod(run_dir, 0o711)
+    if ephemeral_dir:
+        for sub in ("upper", "work"):
+            os.chown(os.path.join(ephemeral_dir, sub), base, base)
     notify = run_dir / "notify"
     if notify.exists():
         os.chown(notify, base, base)

@@ -211,3 +211,44 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     if pid < 0:
         raise OSError(err, f"clone3: {os.strerror(err)}")
     return int(pid)
+
+
+# ---- the new mount API (added for --private-users-ownership=map) -------------
+
+SYS_open_tree = 428  # the same on every architecture (new-style syscall numbers)
+SYS_move_mount = 429
+SYS_mount_setattr = 442
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_IDMAP = 0x00100000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount (tree) at PATH; returns its fd."""
+    return _check(_libc.syscall(ctypes.c_long(SYS_open_tree), ctypes.c_int(dirfd), _b(path),
+                                ctypes.c_uint(flags)), "open_tree", path)
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
+                  userns_fd: int = 0) -> None:
+    """mount_setattr(2) on the mount at DIRFD/PATH (AT_EMPTY_PATH: DIRFD itself)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
+    _check(_libc.syscall(ctypes.c_long(SYS_mount_setattr), ctypes.c_int(dirfd), _b(path),
+                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr", path or None)
+
+
+def move_mount(from_fd: int, to_path: str, to_dirfd: int = -100) -> None:
+    """move_mount(2) of the detached mount FROM_FD onto TO_PATH (relative to TO_DIRFD, default cwd)."""
+    _check(_libc.syscall(ctypes.c_long(SYS_move_mount), ctypes.c_int(from_fd), b"",
+                         ctypes.c_int(to_dirfd), _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+           "move_mount", to_path)

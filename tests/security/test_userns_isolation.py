@@ -57,9 +57,3 @@ def test_unmasking_proc_reveals_nothing_under_userns(busybox_tree, machine_name)
     addresses = set(lines[0].split())
     assert addresses <= {"0000000000000000"}, addresses  # no kernel pointers for a non-init userns
     assert lines[1:4] == ["no-timers", "no-proc", "no-sysctl"]
-
-
-def test_userns_with_ephemeral_or_idmap_is_a_clear_refusal(busybox_tree, machine_name):
-    for extra in (["-x"], ["--private-users-ownership=map"]):
-        r = run_nsdash("spawn", "-q", "-U", *extra, "-D", str(busybox_tree), "-M", machine_name, "/bin/true")
-        assert r.returncode != 0 and r.stderr.count("\n") == 1 and "not supported yet" in r.stderr, r.stderr
