@@ -92,6 +92,8 @@ Security:
      --capability=CAP       In addition to the default, retain specified capability
      --drop-capability=CAP  Drop the specified capability from the default set
      --no-new-privileges    Set PR_SET_NO_NEW_PRIVS flag for container payload
+     --system-call-filter=LIST|~LIST
+                            Permit/prohibit specific system calls
 
 Filesystems:
      --bind=PATH[:PATH[:OPTIONS]]
@@ -179,6 +181,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("detach", None, NO_ARG, "detach"),
     Opt("dry-run", None, NO_ARG, "dry_run"),
     Opt("no-new-privileges", None, OPTIONAL, "no_new_privileges", const="yes"),
+    Opt("system-call-filter", None, REQUIRED, "system_call_filter", append=True),
     Opt("private-users", None, OPTIONAL, "private_users", const="yes"),
     Opt(None, "U", NO_ARG, "private_users_pick"),
     Opt("private-users-ownership", None, REQUIRED, "private_users_ownership"),
@@ -437,6 +440,13 @@ def options_from_args(ns: SimpleNamespace) -> Options:
         o["reboot_exit"] = v.parse_choice(ns.reboot, REBOOT, "--reboot") == "exit"
     if ns.no_new_privileges is not None:
         o["no_new_privileges"] = v.parse_boolean(ns.no_new_privileges, "--no-new-privileges")
+    if ns.system_call_filter:
+        allow: list[str] = []
+        deny: list[str] = []
+        for value in ns.system_call_filter:  # each use adds to its list, as in nspawn
+            negative, names = v.parse_syscall_filter(value, "--system-call-filter")
+            (deny if negative else allow).extend(names)
+        o["syscall_allow"], o["syscall_deny"] = tuple(allow), tuple(deny)
     if ns.private_users_pick:
         o["private_users"] = "pick"
         o["private_users_ownership"] = "auto"
@@ -488,7 +498,7 @@ def derive_machine_name(directory: Path, ephemeral: bool) -> str:
 _SPEC_KEYS = ("hostname", "uuid", "boot", "as_pid2", "chdir", "user", "read_only", "ephemeral",
               "private_network", "network_veth", "link_journal", "resolv_conf", "timezone", "register",
               "kill_signal", "console", "quiet", "reboot_exit", "no_new_privileges", "private_users",
-              "private_users_ownership", "detach", "dry_run")
+              "private_users_ownership", "detach", "dry_run", "syscall_allow", "syscall_deny")
 
 
 # Settings that systemd-nspawn masks together (its SETTING_* bits): when the
@@ -499,6 +509,7 @@ MASK_GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"bind_specs", "tmpfs", "inaccessible"}),  # SETTING_CUSTOM_MOUNTS
     frozenset({"private_network", "network_veth"}),  # SETTING_NETWORK
     frozenset({"private_users", "private_users_ownership"}),  # SETTING_USERNS
+    frozenset({"syscall_allow", "syscall_deny"}),  # SETTING_SYSCALL_FILTER
 )
 
 

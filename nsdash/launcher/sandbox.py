@@ -4,7 +4,7 @@ Everything here runs after clone, in the child, so it imports nothing but the
 standard library and nsdash.errors.  Each check fails closed: if the sandbox
 is not what the plan promised, the container does not start.
 
-- install_seccomp: load the filter the parent compiled (nsdash.launcher.seccomp);
+- install_seccomp: load the filters the parent compiled (nsdash.launcher.seccomp);
 - join_session_keyring: a fresh anonymous session keyring, so the caller's
   keys never reach the container (before seccomp, which denies keyctl);
 - verify_masks / verify_read_only: masked paths read nothing, read-only paths
@@ -83,24 +83,47 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install_seccomp(program: bytes) -> None:
-    """Load a classic-BPF filter (struct sock_filter[]) for this process.
+def pack_filters(programs: tuple[bytes, ...] | list[bytes]) -> bytes:
+    """Several classic-BPF programs as one blob: each one's byte length (4 bytes,
+    little-endian), then its instructions.  The plan carries and caches this."""
+    return b"".join(len(p).to_bytes(4, "little") + p for p in programs)
 
-    The kernel accepts it with no_new_privs set or CAP_SYS_ADMIN in the current
-    user namespace, so call it before the last capability drop.
-    """
-    if not program or len(program) % 8:
-        raise SandboxError(f"the system-call filter is malformed ({len(program)} bytes)",
+
+def unpack_filters(blob: bytes) -> list[bytes]:
+    """pack_filters' inverse; SandboxError if the blob is not well formed."""
+    programs: list[bytes] = []
+    pos = 0
+    while pos < len(blob):
+        size = int.from_bytes(blob[pos:pos + 4], "little")
+        program = blob[pos + 4:pos + 4 + size]
+        if pos + 4 > len(blob) or not size or size % 8 or len(program) != size:
+            break
+        programs.append(program)
+        pos += 4 + size
+    if not programs or pos != len(blob):
+        raise SandboxError(f"the system-call filter is malformed ({len(blob)} bytes)",
                            "this is a bug in nsdash; rerun with NSDASH_DEBUG=1 and report it")
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    ret = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
-                      ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
-    if ret < 0:
-        err = ctypes.get_errno()
-        hint = ("keep CAP_SYS_ADMIN or pass --no-new-privileges=yes" if err == errno.EACCES
-                else "the kernel lacks CONFIG_SECCOMP_FILTER")
-        raise SandboxError(f"cannot install the system-call filter: {os.strerror(err)}", hint)
+    return programs
+
+
+def install_seccomp(blob: bytes) -> None:
+    """Load the classic-BPF filters packed in BLOB (pack_filters), in order.
+
+    The kernel runs every filter on each call and the strictest answer wins.
+    It accepts a filter with no_new_privs set or CAP_SYS_ADMIN in the current
+    user namespace, so call this before the last capability drop.
+    """
+    for program in unpack_filters(blob):
+        buf = ctypes.create_string_buffer(program, len(program))
+        prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        ret = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                          ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+        if ret < 0:
+            err = ctypes.get_errno()
+            hint = ("keep CAP_SYS_ADMIN or pass --no-new-privileges=yes" if err == errno.EACCES
+                    else "the kernel lacks CONFIG_SECCOMP_FILTER" if err == errno.EINVAL
+                    else "do not deny prctl in --system-call-filter")
+            raise SandboxError(f"cannot install the system-call filter: {os.strerror(err)}", hint)
 
 
 # ------------------------------------------------------------------ keyring

@@ -1,23 +1,22 @@
 """The container's system-call filter, compiled in the parent with libseccomp.
 
-The child imports only the standard library, so the filter is built here (in
-the supervisor, before clone) and handed over as raw classic-BPF bytes; the
-child installs them with prctl(PR_SET_SECCOMP) right before exec (see
+The child imports only the standard library, so the filters are built here
+(in the supervisor, before clone) and handed over as raw classic-BPF bytes;
+the child installs them with prctl(PR_SET_SECCOMP) right before exec (see
 nsdash.launcher.sandbox.install_seccomp).
 
-Policy, in the spirit of systemd-nspawn: the calls that reach kernel state no
-namespace isolates (the keyring, kernel modules, kexec, swap, the clock, BPF,
-perf, file handles that bypass the mount tree, raw port I/O, process
-accounting) fail with EPERM, and so does ioctl(TIOCSTI/TIOCLINUX) keystroke
-injection; audit netlink sockets are refused with
-EAFNOSUPPORT as nspawn does, because audit is not namespaced.  A capability
-the user adds on purpose (--capability=CAP_SYS_TIME, ...) opens its group
-again, as nspawn does.  reboot(2) stays allowed: in a PID namespace the kernel
-turns it into killing the namespace's init, which is how a container reboots.
+Policy, as systemd-nspawn's: an allow-list (nsdash.launcher.syscall_groups).
+A call the table knows but the policy does not allow fails with EPERM; a call
+newer than the table fails with ENOSYS, so a libc that tries a new call first
+falls back to the old one instead of failing.  --system-call-filter adds to
+the allowed set or, with '~', takes from it.
 
-nspawn uses an allow-list; nsdash uses a deny-list over the same dangerous
-groups, so an unusual but harmless call in a guest never breaks it, while
-everything nspawn documents as blocked is blocked.
+Two filters are stacked, as nspawn does, because libseccomp drops conditional
+rules on a call that also has an unconditional one: the allow-list itself,
+and a guard whose default is to allow, which refuses keystroke injection
+(ioctl TIOCSTI/TIOCLINUX) and audit netlink sockets (EAFNOSUPPORT, which
+audit userspace reads as "audit is off"; audit is not namespaced).  The
+kernel runs both and the stricter answer wins.
 """
 
 from __future__ import annotations
@@ -30,44 +29,15 @@ from collections.abc import Iterable
 
 import pyseccomp
 
+from nsdash.launcher import syscall_groups
+
 NETLINK_AUDIT = 9
 TIOCSTI = 0x5412  # push a byte into a terminal's input queue
 TIOCLINUX = 0x541C  # the virtual console's selection paste can do the same
 
-# Calls that always fail: the keyring is shared with the host (not namespaced)
-# and so is the kernel's handle-based file lookup that escaped Docker once
-# ("shocker").
-ALWAYS_DENIED: tuple[str, ...] = (
-    "keyctl", "add_key", "request_key",
-    "open_by_handle_at",
-    "bpf", "perf_event_open",
-    "lookup_dcookie", "uselib", "_sysctl", "nfsservctl",
-)
-
-# Groups a deliberately added capability opens again (nspawn's rule).
-BY_CAPABILITY: dict[str, tuple[str, ...]] = {
-    "CAP_SYS_MODULE": ("init_module", "finit_module", "delete_module"),
-    "CAP_SYS_BOOT": ("kexec_load", "kexec_file_load"),
-    "CAP_SYS_ADMIN": ("swapon", "swapoff"),
-    "CAP_SYS_TIME": ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime"),
-    "CAP_SYS_RAWIO": ("iopl", "ioperm", "pciconfig_iobase", "pciconfig_read", "pciconfig_write"),
-    "CAP_SYS_PACCT": ("acct",),
-    "CAP_SYSLOG": ("syslog",),
-}
-
-# CAP_SYS_ADMIN is in nspawn's default set, yet nspawn still refuses swap:
-# only an *added* capability opens a group, never a default one.
-_DEFAULT_KEEPS_DENIED = frozenset({"CAP_SYS_ADMIN"})
-
-
-def denied_syscalls(added_capabilities: Iterable[str] = ()) -> tuple[str, ...]:
-    """The names that fail with EPERM, given the capabilities the user added."""
-    added = {c.upper() for c in added_capabilities}
-    out = list(ALWAYS_DENIED)
-    for cap, calls in BY_CAPABILITY.items():
-        if cap not in added or cap in _DEFAULT_KEEPS_DENIED:
-            out.extend(calls)
-    return tuple(out)
+# libseccomp's "optimise" attribute: 2 is a binary search over call numbers,
+# which keeps a 400-rule filter to a few comparisons per call.
+_OPTIMIZE_BINARY_TREE = 2
 
 
 def _secondary_arches() -> tuple[int, ...]:
@@ -80,20 +50,42 @@ def _secondary_arches() -> tuple[int, ...]:
     return ()
 
 
-def build_filter(added_capabilities: Iterable[str] = ()) -> pyseccomp.SyscallFilter:
-    """The libseccomp filter object (default: allow)."""
-    flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+def _new_filter(default_action: int) -> pyseccomp.SyscallFilter:
+    flt = pyseccomp.SyscallFilter(default_action)
     for arch in _secondary_arches():
         # OSError: the kernel or libseccomp lacks that ABI, so nothing to cover.
         with contextlib.suppress(OSError):
             flt.add_arch(arch)
+    return flt
+
+
+def _add(flt: pyseccomp.SyscallFilter, action: int, name: str) -> bool:
+    try:
+        flt.add_rule(action, name)
+    except (OSError, ValueError, RuntimeError):
+        # Not a call on any architecture of this filter (vm86 on x86_64,
+        # osf_* off Alpha), or newer than libseccomp: the default covers it.
+        return False
+    return True
+
+
+def allow_list_filter(allowed: frozenset[str]) -> pyseccomp.SyscallFilter:
+    """Default ENOSYS; ALLOWED pass; every other known call EPERM."""
+    flt = _new_filter(pyseccomp.ERRNO(errno.ENOSYS))
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        flt.set_attr(pyseccomp.Attr.CTL_OPTIMIZE, _OPTIMIZE_BINARY_TREE)
+    for name in sorted(allowed):
+        _add(flt, pyseccomp.ALLOW, name)
     eperm = pyseccomp.ERRNO(errno.EPERM)
-    for name in denied_syscalls(added_capabilities):
-        try:
-            flt.add_rule(eperm, name)
-        except (OSError, ValueError, RuntimeError):
-            # Not a call on this architecture (stime on x86_64, iopl on arm64).
-            continue
+    for name in sorted(syscall_groups.KNOWN - allowed):
+        _add(flt, eperm, name)
+    return flt
+
+
+def guard_filter() -> pyseccomp.SyscallFilter:
+    """Default ALLOW; TIOCSTI/TIOCLINUX EPERM, audit netlink sockets EAFNOSUPPORT."""
+    flt = _new_filter(pyseccomp.ALLOW)
+    eperm = pyseccomp.ERRNO(errno.EPERM)
     # Keystroke injection into whatever terminal the container can reach (a
     # --console=pipe on the user's TTY, a passed-in fd): refused outright, like
     # bubblewrap and Docker.  The kernel compares only the low 32 bits of the
@@ -106,9 +98,7 @@ def build_filter(added_capabilities: Iterable[str] = ()) -> pyseccomp.SyscallFil
     return flt
 
 
-def compile_filter(added_capabilities: Iterable[str] = ()) -> bytes:
-    """The filter as classic BPF: an array of struct sock_filter (8 bytes each)."""
-    flt = build_filter(added_capabilities)
+def _export(flt: pyseccomp.SyscallFilter) -> bytes:
     r, w = os.pipe()
     chunks: list[bytes] = []
     try:
@@ -124,3 +114,28 @@ def compile_filter(added_capabilities: Iterable[str] = ()) -> bytes:
     if not program or len(program) % 8:
         raise RuntimeError(f"libseccomp exported a malformed filter ({len(program)} bytes)")
     return program
+
+
+def compile_filters(capabilities: Iterable[str] = (), allow: tuple[str, ...] = (),
+                    deny: tuple[str, ...] = ()) -> tuple[bytes, ...]:
+    """The filters as classic BPF (arrays of 8-byte struct sock_filter), in install order.
+
+    CAPABILITIES is the container's bounding set (it opens the groups tied to
+    a capability); ALLOW and DENY come from --system-call-filter.  The guard
+    goes first: the allow-list may deny prctl/seccomp, which loading the
+    second filter needs.
+    """
+    allowed = syscall_groups.allowed_calls(frozenset(c.upper() for c in capabilities), allow, deny)
+    return (_export(guard_filter()), _export(allow_list_filter(allowed)))
+
+
+def denied_syscalls(capabilities: Iterable[str] | None = None, allow: tuple[str, ...] = (),
+                    deny: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The known calls that fail with EPERM for a container whose bounding set is
+    CAPABILITIES (None: the default set), sorted; tests attack with this."""
+    if capabilities is None:
+        from nsdash.launcher.plan import DEFAULT_CAPABILITIES
+
+        capabilities = DEFAULT_CAPABILITIES
+    allowed = syscall_groups.allowed_calls(frozenset(c.upper() for c in capabilities), allow, deny)
+    return tuple(sorted(syscall_groups.KNOWN - allowed))

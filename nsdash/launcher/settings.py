@@ -4,8 +4,9 @@ Found where systemd-nspawn looks: /etc/systemd/nspawn/NAME.nspawn, then
 /run/systemd/nspawn/NAME.nspawn (both trusted), then NAME.nspawn next to the
 image directory (untrusted unless --settings=trusted).  An untrusted file
 cannot grant privileges: its Capability=, Bind=, BindReadOnly=,
-TemporaryFileSystem=, Inaccessible= and [Network] settings are ignored, as
-nspawn ignores them.  Unknown sections and keys are ignored like nspawn does
+TemporaryFileSystem=, Inaccessible= and [Network] settings and the calls its
+SystemCallFilter= would allow are ignored, as nspawn ignores them (a '~'
+deny-list only narrows, so it stays).  Unknown sections and keys are ignored like nspawn does
 (with a warning in nspawn's debug log; quietly here).
 """
 
@@ -25,7 +26,7 @@ TRUSTED_DIRS = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
 
 # Keys an untrusted file may not set (they widen what the container can reach).
 PRIVILEGED = frozenset({"capabilities", "bind_specs", "tmpfs", "inaccessible",
-                        "private_network", "network_veth"})
+                        "private_network", "network_veth", "syscall_allow"})
 
 
 class Settings:
@@ -153,6 +154,18 @@ def _apply(values: dict[str, Any], section: str, key: str, value: str, opt: Any)
             values["private_users"] = v.parse_private_users(value)
         elif key == "NoNewPrivileges":
             values["no_new_privileges"] = _bool(value, key)
+        elif key == "SystemCallFilter":
+            # several lines add up; an empty one resets both lists (unit-file rule)
+            allow, deny = values.get("syscall_allow", ()), values.get("syscall_deny", ())
+            if not value:
+                allow, deny = (), ()
+            else:
+                negative, names = v.parse_syscall_filter(value, "SystemCallFilter=")
+                if negative:
+                    deny += names
+                else:
+                    allow += names
+            values["syscall_allow"], values["syscall_deny"] = allow, deny
     elif section == "Files":
         if key == "ReadOnly":
             values["read_only"] = _bool(value, key)

@@ -57,6 +57,8 @@ class ContainerSpec(Frozen):
     drop_capabilities: frozenset[str] = frozenset()
     reboot_exit: bool = False  # --reboot=exit: exit 133 on reboot instead of restarting
     no_new_privileges: bool = False
+    syscall_allow: tuple[str, ...] = ()  # --system-call-filter names and @groups added
+    syscall_deny: tuple[str, ...] = ()  # ... and those taken away ('~' lists)
     private_users: str = "no"
     private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
     detach: bool = False  # --detach: the supervisor runs in the background

@@ -227,6 +227,25 @@ def parse_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     return value
 
 
+def parse_syscall_filter(value: str, option: str) -> tuple[bool, tuple[str, ...]]:
+    """--system-call-filter=LIST: (negative, names).  Space-separated call names
+    and @groups; a leading '~' makes the list a deny-list."""
+    from nsdash.launcher import syscall_groups  # only when the option is given
+
+    negative = value.startswith("~")
+    names = tuple(value[1:].split() if negative else value.split())
+    if not names:
+        raise UsageError(f"invalid {option} {printable(value)!r}: no system call named",
+                         f"use {option}='NAME @GROUP ...' or {option}='~NAME ...'")
+    for name in names:
+        why = syscall_groups.check_name(name)
+        if why:
+            raise UsageError(f"invalid {option}: {printable(name)!r} is {why}",
+                             "use call names from syscalls(2) or groups like @mount "
+                             "(systemd-analyze syscall-filter lists them)")
+    return negative, names
+
+
 def parse_private_users(value: str) -> str:
     """--private-users= / PrivateUsers=, checked by the userns module; the string is kept."""
     from nsdash.launcher import userns
