@@ -77,6 +77,12 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
             cgroup.join(0)
             for _, fd in fds:
                 syscalls.setns(fd, 0)
+            if any(ns == "user" for ns, _ in fds):
+                # -U: host root is unmapped (nobody, and capless after exec) in the machine's
+                # user namespace; become the namespace's root, as its PID 1 did.
+                os.setresgid(0, 0, 0)
+                os.setgroups([])
+                os.setresuid(0, 0, 0)
             os.fchdir(root_fd)
             os.chroot(".")
             os.chdir("/")
