@@ -5,7 +5,12 @@ legacy hosts the machine also gets the same directory in the v1 cpu, cpuacct,
 memory, pids and blkio hierarchies, so monitors find memory and task figures
 there (cgroup2 on a hybrid host has no controllers), and in the v1 devices
 hierarchy, where a whitelist stops the container from using device nodes it
-creates.  The truth of "running" is a populated cgroup, never a state file.
+creates.  Wherever cgroup2 is mounted, the same rules are also attached to the
+machine's cgroup2 directory as an eBPF device program (device_filter.py): on a
+unified host that program is the only device filter; on a hybrid host the
+kernel asks both, and the program already holds while the container's first
+processes have joined cgroup2 but not yet the v1 hierarchies.
+The truth of "running" is a populated cgroup, never a state file.
 """
 
 from __future__ import annotations
@@ -14,22 +19,46 @@ import contextlib
 import errno
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 from nsdash.errors import MachineExists, NsdashError
+from nsdash.launcher import device_filter
 from nsdash.system import cgroupfs
 
 SLICE = "machine.slice"
 
-# The v1 devices whitelist: the nodes the plan binds into /dev, plus PTYs.
-# Everything else (a disk node made with mknod, say) cannot be opened.
+# The device whitelist (v1 devices.allow lines; the cgroup2 BPF program is built from the
+# same lines): the nodes the plan binds into /dev, plus PTYs.  Everything else (a disk
+# node made with mknod, say) cannot be opened.
 DEVICE_ALLOW = (
     "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
     "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",  # tty console ptmx
     "c 136:* rwm",  # pts
     "c 10:200 rwm",  # net/tun
 )
+
+
+# The device program, loaded once per process and attached to each machine's cgroup2
+# directory (each attachment holds its own reference).  None: the kernel refused it.
+_PROGRAM_LOCK = threading.Lock()
+_program: list[int | None] = []
+device_filter_error: OSError | None = None  # why the kernel refused it, for diagnostics
+
+
+def device_program() -> int | None:
+    """The fd of the BPF device program for DEVICE_ALLOW, or None where bpf(2) cannot load it
+    (no CONFIG_CGROUP_BPF, or a seccomp filter around us, as inside another container)."""
+    global device_filter_error
+    with _PROGRAM_LOCK:
+        if not _program:
+            try:
+                _program.append(device_filter.load(device_filter.parse_rules(DEVICE_ALLOW)))
+            except OSError as e:
+                device_filter_error = e
+                _program.append(None)
+        return _program[0]
 
 
 def scope_path(machine: str) -> str:
@@ -59,8 +88,11 @@ class MachineCgroup:
 
     @property
     def filters_devices(self) -> bool:
-        """Whether the host has the v1 devices controller, where DEVICE_ALLOW is enforced."""
-        return self.layout.v1_path("devices", self.path) is not None
+        """Whether opening device nodes outside DEVICE_ALLOW is refused: by the v1 devices
+        whitelist, or by the BPF program on cgroup2 when the kernel takes it."""
+        if self.layout.v1_path("devices", self.path) is not None:
+            return True
+        return self.layout.unified is not None and device_program() is not None
 
     @property
     def main_dir(self) -> Path:
@@ -117,10 +149,20 @@ class MachineCgroup:
 
     def _restrict_devices(self) -> None:
         d = self.layout.v1_path("devices", self.path)
-        if d is None or not d.is_dir():
+        if d is not None and d.is_dir():
+            _write_each(d / "devices.deny", ("a",))
+            _write_each(d / "devices.allow", DEVICE_ALLOW)  # the kernel takes one rule per write
+        unified = self.layout.unified_path(self.path)
+        prog = device_program() if unified is not None else None
+        if unified is None or prog is None:
             return
-        _write_each(d / "devices.deny", ("a",))
-        _write_each(d / "devices.allow", DEVICE_ALLOW)  # the kernel takes one rule per write
+        try:
+            device_filter.attach(unified, prog)
+        except OSError as e:
+            # The program loaded, so the container keeps CAP_MKNOD on its strength: fail closed.
+            self.remove()
+            raise NsdashError(f"cannot attach the device filter to cgroup {unified}: {e.strerror or e}",
+                              "check that cgroup2 is mounted read-write and nsdash runs as root") from None
 
     def join(self, pid: int | str = 0) -> None:
         """Move PID (0 = the caller) into the cgroup of every hierarchy."""

@@ -29,7 +29,7 @@ from nsdash.launcher import child, inuse, userns
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
 from nsdash.launcher.plan import BOOT_ID_FILE, CAPABILITIES, LaunchPlan, build_plan
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.system import paths
+from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
 from nsdash.system.frozen import Frozen
 
@@ -94,10 +94,12 @@ class Container:
     """One run of a container; a context manager whose close() tears everything down."""
 
     def __init__(self, spec: ContainerSpec, *, console_fd: int | None = None,
-                 uuid: str | None = None) -> None:
+                 uuid: str | None = None, cgroup_layout: cgroupfs.Layout | None = None) -> None:
         """uuid: $container_uuid when neither the tree nor --uuid gives one (pass the same
-        one to each run of a machine that reboots)."""
+        one to each run of a machine that reboots).  cgroup_layout: the hierarchies to use
+        instead of the host's (tests run a pure-cgroup2 layout on a hybrid host)."""
         self.spec = spec
+        self.cgroup_layout = cgroup_layout
         self.uuid = uuid
         self.console_fd = console_fd
         self.leader: int | None = None
@@ -144,11 +146,12 @@ class Container:
         spec = self.spec
         run_dir = paths.state_root() / "run" / spec.machine
         console = os.ttyname(self.console_fd) if self.console_fd is not None else None
-        cg = MachineCgroup(spec.machine)
+        cg = MachineCgroup(spec.machine, self.cgroup_layout)
         available = _available_capabilities()
         if not cg.filters_devices and "CAP_MKNOD" not in spec.capabilities:
-            # No v1 devices controller (pure cgroup2 hosts; nsdash loads no BPF device filter):
-            # without CAP_MKNOD a container cannot make the device nodes nothing would stop it using.
+            # Neither the cgroup2 BPF device program (the kernel refused to load it) nor a v1
+            # devices whitelist: as systemd-nspawn keeps CAP_MKNOD only on the strength of its
+            # filter, without one a container must not make nodes nothing would stop it using.
             available -= {"CAP_MKNOD"}
         plan = build_plan(spec, console=console, state_dir=str(run_dir),
                           host_term=os.environ.get("TERM"), available_caps=available,

@@ -282,14 +282,15 @@ def test_describe_lists_everything(tree, host):
 
 
 def test_machine_cgroup_paths_on_each_layout(tmp_path):
-    from nsdash.launcher.cgroup import MachineCgroup, scope_path
+    from nsdash.launcher.cgroup import MachineCgroup, device_program, scope_path
     from nsdash.system.cgroupfs import Layout
 
     root = tmp_path / "cg"
     unified = MachineCgroup("box", Layout("unified", root, root, {}))
     assert scope_path("box") == "/machine.slice/machine-box.scope"
     assert unified.dirs == [root / "machine.slice/machine-box.scope"]
-    assert not unified.filters_devices  # so the container loses CAP_MKNOD (container.py)
+    # cgroup2 only: the BPF device program is the filter; without it the container loses CAP_MKNOD
+    assert unified.filters_devices == (device_program() is not None)
     v1 = {c: root / c for c in ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer")}
     hybrid = MachineCgroup("box", Layout("hybrid", root, root / "unified", v1))
     assert hybrid.main_dir == root / "unified/machine.slice/machine-box.scope"
