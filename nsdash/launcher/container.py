@@ -250,7 +250,7 @@ class Container:
         except OSError as e:
             if ownership == "map" or plan.ephemeral_dir:
                 raise userns.idmap_refusal(plan.tree, e) from None
-        userns.shift_ownership(Path(plan.tree), *user_range)
+        userns.shift_tree(plan.tree, *user_range)
         return -1
 
     def _raise_child_error(self, err_r: int, fallback: str) -> None:

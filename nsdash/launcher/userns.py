@@ -176,27 +176,37 @@ def shift_ownership(root: Path, base: int, size: int) -> int:
 
     Files already inside [BASE, BASE+SIZE) are left alone, so a second run is
     a no-op; an owner outside both ranges cannot be mapped and is refused.
-    Returns the number of inodes changed.  Never follows symlinks, never
-    leaves the tree's file system.
+    The root directory is shifted last, so a root owned by BASE means a walk
+    that finished (already_shifted).  Returns the number of inodes changed.
+    Never follows symlinks, never leaves the tree's file system.
     """
     changed = 0
     top_dev = os.lstat(root).st_dev
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == top_dev]
-        for name in [".", *dirnames, *filenames]:
-            path = os.path.join(dirpath, name) if name != "." else dirpath
-            if name == "." and dirpath != str(root):
-                continue  # each directory is handled once, from its parent
-            st = os.lstat(path)
-            uid, gid = _shift(st.st_uid, base, size, path), _shift(st.st_gid, base, size, path)
-            if (uid, gid) != (st.st_uid, st.st_gid):
-                mode = st.st_mode
-                os.lchown(path, uid, gid)
-                # chown clears set-id bits; put them back (not on symlinks).
-                if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
-                    os.chmod(path, stat.S_IMODE(mode))
-                changed += 1
-    return changed
+        for name in [*dirnames, *filenames]:
+            changed += _shift_one(os.path.join(dirpath, name), base, size)
+    return changed + _shift_one(str(root), base, size)
+
+
+def already_shifted(root: Path, base: int) -> bool:
+    """True if a chown walk into BASE's range finished on ROOT (its root is shifted last),
+    as systemd-nspawn judges it: later starts skip the walk."""
+    st = os.lstat(root)
+    return base != 0 and (st.st_uid, st.st_gid) == (base, base)
+
+
+def _shift_one(path: str, base: int, size: int) -> int:
+    st = os.lstat(path)
+    uid, gid = _shift(st.st_uid, base, size, path), _shift(st.st_gid, base, size, path)
+    if (uid, gid) == (st.st_uid, st.st_gid):
+        return 0
+    mode = st.st_mode
+    os.lchown(path, uid, gid)
+    # chown clears set-id bits; put them back (not on symlinks).
+    if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+        os.chmod(path, stat.S_IMODE(mode))
+    return 1
 
 
 def _shift(ident: int, base: int, size: int, path: str) -> int:
@@ -232,6 +242,12 @@ def prepare_tree(tree: str, base: int, size: int, ownership: str) -> None:
     """Before start: bring the tree's owners into the range (chown; map and auto wait for
     the user namespace, see idmapped_tree)."""
     if ownership == "chown":
+        shift_tree(tree, base, size)
+
+
+def shift_tree(tree: str, base: int, size: int) -> None:
+    """chown, skipping the walk on a tree a finished earlier walk shifted."""
+    if not already_shifted(Path(tree), base):
         shift_ownership(Path(tree), base, size)
 
 

@@ -35,3 +35,18 @@ def test_chown_refuses_an_owner_it_cannot_map(busybox_tree):
     os.lchown(busybox_tree / "etc", 70000, 0)
     with pytest.raises(UsageError, match="owned by ID 70000"):
         userns.shift_ownership(busybox_tree, userns.PICK_FIRST, userns.RANGE_SIZE)
+
+
+def test_a_finished_chown_is_not_walked_again(busybox_tree):
+    """The root is shifted last: a shifted root means the walk finished, as nspawn judges it."""
+    base = userns.pick_base(busybox_tree.name)
+    passwd = busybox_tree / "etc" / "passwd"
+    assert not userns.already_shifted(busybox_tree, base)
+    userns.shift_ownership(busybox_tree, base, userns.RANGE_SIZE)
+    assert userns.already_shifted(busybox_tree, base)
+    os.lchown(passwd, 0, 0)  # changed behind our back after a finished walk
+    userns.prepare_tree(str(busybox_tree), base, userns.RANGE_SIZE, "chown")
+    assert os.lstat(passwd).st_uid == 0  # not walked again
+    os.lchown(busybox_tree, 0, 0)  # what a walk killed half-way leaves: the root unshifted
+    userns.prepare_tree(str(busybox_tree), base, userns.RANGE_SIZE, "chown")
+    assert os.lstat(passwd).st_uid == base and userns.already_shifted(busybox_tree, base)
