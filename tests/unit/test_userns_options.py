@@ -80,3 +80,18 @@ def test_host_ranges_reads_passwd_and_subuid(tmp_path):
 
 def test_id_map_text():
     assert userns.id_map(524288, 65536) == "0 524288 65536\n"
+
+
+def test_effective_ownership():
+    base, size = userns.PICK_FIRST, userns.RANGE_SIZE
+    eff = userns.effective_ownership
+    assert eff("auto", 0, base, size, False) == "auto"  # decided by the idmap probe at start
+    assert eff("auto", base, base, size, False) == "chown"  # an earlier chown shifted it: stay there
+    assert eff("map", 0, base, size, True) == "map"
+    assert eff("off", 0, base, size, True) == "off"
+    with pytest.raises(UsageError, match="needs a tree owned by IDs 0..65535"):
+        eff("map", base, base, size, False)
+    with pytest.raises(UsageError, match="-x/--ephemeral"):
+        eff("chown", 0, base, size, True)
+    with pytest.raises(UsageError, match="-x/--ephemeral"):
+        eff("auto", base, base, size, True)  # auto on a shifted tree would chown
