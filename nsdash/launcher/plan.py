@@ -131,6 +131,7 @@ class LaunchPlan(m.Frozen):
             f"chdir:        {self.chdir}",
             f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
+            f"syscalls:     {self.extra.get('syscall_filter', 'no filter')}",
             "environment:",
             *(f"  {k}={v}" for k, v in self.env),
             "mounts:",
@@ -474,6 +475,8 @@ def _hardening(spec: ContainerSpec, network: str, caps: frozenset[str]) -> dict[
         "no_new_privileges": spec.no_new_privileges,
         # the bounding set decides which capability-tied call groups open, as in nspawn
         "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny),
+        "syscall_filter": " ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
+                                    *(f"-{n}" for n in spec.syscall_deny)]),
     }
 
 

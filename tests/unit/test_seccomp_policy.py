@@ -138,3 +138,34 @@ def test_the_command_line_masks_the_files_lists_as_one_setting():
     file_values = {"syscall_allow": ("keyctl",), "syscall_deny": ("uname",)}
     merged = merge_layers(file_values, {"syscall_deny": ("@mount",)})
     assert "syscall_allow" not in merged and merged["syscall_deny"] == ("@mount",)
+
+
+# ---------------------------------------------------------------- the plan
+
+def _plan(tmp_path: Path, **kw):
+    from nsdash.launcher.plan import build_plan
+    from nsdash.launcher.spec import ContainerSpec
+
+    t = tmp_path / "tree"
+    for d in ("usr/bin", "etc", "root"):
+        (t / d).mkdir(parents=True, exist_ok=True)
+    (t / "usr/bin/true").write_text("#!/bin/sh\n")
+    (t / "usr/bin/true").chmod(0o755)
+    (t / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    host = tmp_path / "host"
+    (host / "etc").mkdir(parents=True, exist_ok=True)
+    spec = ContainerSpec(directory=t, machine="box", command=("/usr/bin/true",), **kw)
+    return build_plan(spec, state_dir=str(host / "state"), host_root=str(host), host_term="xterm")
+
+
+def test_the_plan_carries_both_filters_compiled_for_its_bounding_set(tmp_path):
+    from nsdash.launcher import sandbox
+
+    default = _plan(tmp_path)
+    assert len(sandbox.unpack_filters(default.extra["seccomp"])) == 2  # the guard, then the allow-list
+    assert "syscalls:     nspawn's allow-list\n" in default.describe()
+    no_boot = _plan(tmp_path, drop_capabilities=frozenset({"CAP_SYS_BOOT"}))
+    assert no_boot.extra["seccomp"] != default.extra["seccomp"]  # reboot left the allow-list
+    filtered = _plan(tmp_path, syscall_allow=("keyctl",), syscall_deny=("@mount",))
+    assert filtered.extra["seccomp"] != default.extra["seccomp"]
+    assert "syscalls:     nspawn's allow-list +keyctl -@mount\n" in filtered.describe()
