@@ -17,7 +17,7 @@ import socket
 import pyseccomp
 import pytest
 from _forked import in_child
-from conftest import run_nsdash
+from conftest import run_nsdash, wait_for
 
 from nsdash.launcher import sandbox, seccomp, syscall_groups
 from nsdash.launcher.plan import DEFAULT_CAPABILITIES
@@ -280,3 +280,13 @@ def test_a_bad_filter_value_is_one_line_on_stderr(busybox_tree, machine_name, va
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--system-call-filter" in lines[0], r.stderr
     assert "Traceback" not in r.stderr and "\x1b" not in r.stderr
+
+
+def test_the_filter_lists_reach_a_detached_supervisor(busybox_tree, machine_name, detached):
+    # the spec crosses to the background supervisor as JSON; the lists must survive it
+    report = busybox_tree / "root" / "report"
+    detached("-q", "-D", str(busybox_tree), "--system-call-filter=~@mount", "/bin/sh", "-c",
+             "grep Seccomp_filters /proc/self/status > /root/.r; mount -t tmpfs t /tmp 2>>/root/.r;"
+             " echo rc=$? >> /root/.r; mv /root/.r /root/report; sleep 60")
+    text = wait_for(lambda: report.exists() and report.read_text(), timeout=20, what="the report")
+    assert "Seccomp_filters:\t2" in text and "permission denied" in text and "rc=0" not in text, text
