@@ -9,6 +9,7 @@ The command uses this terminal directly; no extra PTY is allocated.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from nsdash.errors import NsdashError
@@ -30,6 +31,37 @@ def _login_shell(root_fd: int) -> str:
     except OSError:
         pass
     return "/bin/sh"
+
+
+def _leader_limits(leader: int) -> tuple[int, bool]:
+    """The machine PID 1's capability bounding set and no_new_privs flag."""
+    bounding, no_new_privs = 0, False
+    with open(f"/proc/{leader}/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                bounding = int(line.split()[1], 16)
+            elif line.startswith("NoNewPrivs:"):
+                no_new_privs = line.split()[1] == "1"
+    return bounding, no_new_privs
+
+
+def _limit_capabilities(bounding: int, no_new_privs: bool) -> None:
+    from nsdash.system import syscalls
+
+    cap = 0
+    while True:
+        if not bounding & (1 << cap):
+            try:
+                syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                break  # past the kernel's last capability
+        cap += 1
+    effective, permitted, inheritable = syscalls.capget()
+    syscalls.capset(effective & bounding, permitted & bounding, inheritable & bounding)
+    if no_new_privs:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _exit_status(wait_status: int) -> int:
@@ -62,6 +94,7 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
                 continue  # shared with the host (e.g. no private network)
             fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
         root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        bounding, no_new_privs = _leader_limits(leader)
     except FileNotFoundError:
         for _, fd in fds:
             os.close(fd)
@@ -83,6 +116,10 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
                 os.setresgid(0, 0, 0)
                 os.setgroups([])
                 os.setresuid(0, 0, 0)
+            # The command (and we, while still a host binary in its PID namespace, before
+            # exec) gets no capability the machine's PID 1 lacks: were container root to take
+            # us over in that window (ptrace), it would gain nothing (CAP_SYS_MODULE, ...).
+            _limit_capabilities(bounding, no_new_privs)
             os.fchdir(root_fd)
             os.chroot(".")
             os.chdir("/")

@@ -15,6 +15,16 @@ the copy dies with the last process using it.  The host file is never
 reachable through /proc/PID/exe.  The process is also made non-dumpable until
 it execs, which closes /proc/PID/ to container processes without
 CAP_SYS_PTRACE.
+
+Without -U container root keeps CAP_SYS_ADMIN and CAP_SYS_PTRACE in the host's
+user namespace, so non-dumpable does not stop it, and every other file the
+helper maps (ld.so, libc, libpython, extension modules) would be open to it
+read-write through /proc/PID/map_files/.  So the re-exec happens in a mount
+namespace of the helper's own where every mount is read-only (cgroup
+hierarchies excepted: the helper joins the machine's cgroup): all it maps
+comes through read-only mounts, and reopening a mapping for writing fails
+with EROFS.  That namespace is left behind when the helper joins the
+machine's; its mounts can be neither reached nor changed from inside.
 """
 
 from __future__ import annotations
@@ -70,8 +80,41 @@ def ensure_sealed_exe() -> None:
         _not_dumpable()
         return
     fd = sealed_copy(os.path.realpath(sys.executable))
+    read_only_view()
     # An ELF image may be exec'd from a close-on-exec fd (only scripts cannot).
     os.execve(f"/proc/self/fd/{fd}", [sys.executable, *sys.orig_argv[1:]], dict(os.environ))
+
+
+WRITABLE_TYPES = ("cgroup", "cgroup2")
+
+
+def read_only_view() -> None:
+    """Move this process into a private mount namespace where every mount is read-only,
+    except the cgroup hierarchies that were writable.  Raises NsdashError if it cannot."""
+    from nsdash.errors import NsdashError
+    from nsdash.system import syscalls as sc
+
+    try:
+        with open("/proc/self/mountinfo") as f:
+            keep = [_unescape(fields[4]) for fields in (line.split() for line in f)
+                    if _fstype(fields) in WRITABLE_TYPES and "rw" in fields[5].split(",")]
+        sc.unshare(sc.CLONE_NEWNS)
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)  # nothing of ours reaches the host
+        sc.mount_setattr(-100, "/", sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY)
+        for path in keep:
+            sc.mount_setattr(-100, path, 0, 0, sc.MOUNT_ATTR_RDONLY)
+    except OSError as e:
+        raise NsdashError(f"cannot make the joining helper's read-only view of the host: {e.strerror or e}",
+                          "nsdash shell needs root and a kernel with mount_setattr (Linux 5.12 or later)") from None
+
+
+def _fstype(fields: list[str]) -> str:
+    return fields[fields.index("-") + 1] if "-" in fields else ""
+
+
+def _unescape(path: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 def _not_dumpable() -> None:

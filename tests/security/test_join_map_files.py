@@ -1,0 +1,121 @@
+"""`nsdash shell` while container root lies in wait for it (no -U: root keeps CAP_SYS_ADMIN and
+CAP_SYS_PTRACE in the host's user namespace).
+
+Between its fork into the machine's PID namespace and its exec, the joining
+helper is a host process there.  The attacker, a static program running as
+the machine's payload, scans its /proc for it, stops it, and opens each of
+its /proc/PID/map_files/* (host ld.so, libc, libpython, extension modules)
+read-write: each must be refused.  Then what the helper keeps is checked: no
+capability, and no no_new_privs, beyond the machine PID 1's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import run_nsdash, wait_for
+
+from nsdash.launcher import client
+
+ATTACKER = r"""
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char seen[1 << 22];
+
+int main(int argc, char **argv) {
+    FILE *log = fopen(argv[1], "w");
+    setvbuf(log, NULL, _IOLBF, 0);
+    fprintf(log, "ready\n");
+    for (;;) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 1 || pid == getpid() || pid >= (1 << 22) || seen[pid]) continue;
+            char p[64], link[512];
+            snprintf(p, sizeof p, "/proc/%d/exe", pid);
+            ssize_t n = readlink(p, link, sizeof link - 1);
+            if (n < 0) continue;
+            link[n] = 0;
+            if (!strstr(link, "nsdash-sealed")) continue;  /* the helper, not yet exec'd */
+            seen[pid] = 1;
+            kill(pid, SIGSTOP);
+            fprintf(log, "caught %d\n", pid);
+            snprintf(p, sizeof p, "/proc/%d/map_files", pid);
+            DIR *m = opendir(p);
+            if (!m) { fprintf(log, "no-map-files %s\n", strerror(errno)); kill(pid, SIGCONT); continue; }
+            struct dirent *f;
+            while ((f = readdir(m))) {
+                if (f->d_name[0] == '.') continue;
+                char q[512], target[512];
+                snprintf(q, sizeof q, "%s/%s", p, f->d_name);
+                n = readlink(q, target, sizeof target - 1);
+                if (n < 0) continue;
+                target[n] = 0;
+                int fd = open(q, O_RDWR | O_CLOEXEC);  /* never written to: opening is the breach */
+                if (fd >= 0) { fprintf(log, "WRITABLE %s\n", target); close(fd); }
+                else fprintf(log, "refused %s: %s\n", target, strerror(errno));
+            }
+            closedir(m);
+            kill(pid, SIGCONT);
+        }
+        closedir(d);
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def attacker(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler (gcc, with libc6-dev for -static) is needed to build the attacker"
+    d = tmp_path_factory.mktemp("attacker")
+    (d / "attacker.c").write_text(ATTACKER)
+    subprocess.run([cc, "-static", "-O2", "-o", str(d / "attacker"), str(d / "attacker.c")], check=True)
+    return d / "attacker"
+
+
+def test_helper_mappings_cannot_be_reopened_for_writing(busybox_tree, attacker, detached, machine_name):
+    shutil.copy(attacker, busybox_tree / "attacker")
+    log = busybox_tree / "attack.log"
+    detached("-D", str(busybox_tree), "/attacker", "/attack.log")
+    wait_for(lambda: log.exists() and "ready" in log.read_text(), what="the attacker to start")
+    for _ in range(6):
+        r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "exit 3", timeout=30)
+        assert r.returncode == 3, r.stderr
+    time.sleep(0.2)
+    text = log.read_text()
+    assert text.count("caught ") >= 1, text  # it did get hold of the helper before exec
+    assert "WRITABLE" not in text, "\n".join(line for line in text.splitlines() if "WRITABLE" in line)
+    refused = [line for line in text.splitlines() if line.startswith("refused /")]
+    assert any("/libc.so" in line and line.endswith("Read-only file system") for line in refused), text
+    assert any("python" in line and line.endswith("Read-only file system") for line in refused), text
+
+
+def _status(pid: int | str) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+@pytest.mark.parametrize("opts", [(), ("--drop-capability=CAP_SYS_PTRACE,CAP_NET_RAW", "--no-new-privileges")])
+def test_joined_command_holds_nothing_pid1_lacks(busybox_tree, detached, machine_name, opts):
+    detached(*opts, "-D", str(busybox_tree), "/bin/sleep", "600")
+    leader = _status(client.status(machine_name)["leader"])
+    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status")
+    assert r.returncode == 0, r.stderr
+    inside = dict(line.split(":\t", 1) for line in r.stdout.replace("\r", "").splitlines())
+    assert inside["CapBnd"] == leader["CapBnd"]
+    assert int(inside["CapEff"], 16) & ~int(leader["CapBnd"], 16) == 0
+    assert inside["NoNewPrivs"] == leader["NoNewPrivs"] == ("1" if opts else "0")
+    if opts:
+        assert not int(inside["CapBnd"], 16) & (1 << 19)  # CAP_SYS_PTRACE
