@@ -1,14 +1,17 @@
 """The pure terminal model behind the console pane: bytes in, screen lines out.
 
-It wraps a pyte screen and adds what a console pane needs and pyte lacks:
+It keeps pyte's screen as the reference and adds what a console pane needs:
 - an incremental UTF-8 decoder, so a character split across two reads is kept
   whole (decoding each read on its own would mangle it);
-- a fast path for plain printable ASCII runs, CR and LF, which is most of what
-  a flooding console (`cat`, a verbose boot) sends.  pyte parses one
-  character at a time (about 1 MB/s); the fast path writes whole runs into
-  the line with one dict update and reuses per-attribute glyphs;
-- a bounded scrollback of lines scrolled off the top (cheap: the line objects
-  pyte drops are kept as they are);
+- a fast path for what a flooding console (`cat`, a verbose boot) sends:
+  runs of single-width text, CR, LF, SGR colours, cursor moves and erase in
+  line.  pyte parses one character at a time (well under 1 MB/s here); the
+  fast path takes one regex token at a time, writes lines as Row segments
+  (rows.py) and gets each SGR's result from pyte once per (attrs, params).
+  Anything else (other escapes, wide or combining characters, scroll
+  margins, insert mode) goes to pyte's own stream after the rows are turned
+  back into pyte rows, so the screen is always what pyte would show;
+- a bounded scrollback of lines scrolled off the top;
 - dirty-line tracking the widget polls at most ~30 times a second;
 - the keys -> bytes table for what the user types.
 
@@ -18,46 +21,55 @@ No I/O and no Textual here: the widget feeds bytes and reads lines.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import pyte
 from pyte import charsets as cs
 from pyte import modes as mo
-from pyte.screens import Char, StaticDefaultDict
+from pyte.screens import Char
+from wcwidth import wcwidth
 
-PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F))
-# Plain ASCII with CR and LF only: the bulk of a flooding console.
-_PLAIN_BLOCK = re.compile(r"[\x20-\x7e\r\n]+")
-_PLAIN_PART = re.compile(r"[\x20-\x7e]+|\r|\n")
-# A complete, simple CSI sequence (SGR colours, cursor moves, erases): dispatched
-# straight to the screen with pyte's own parameter rules.
-_CSI_SEQ = re.compile(r"\x1b\[(\?)?([0-9;]*)([@-~])")
-# Non-ASCII text without controls: drawn by pyte's own (width-aware) draw().
-_OTHER_TEXT = re.compile(r"[^\x00-\x1f\x7f-\x9f\x20-\x7e]+")
+from nsdash.tui.console.rows import DEFAULT, GlyphCache, Row, Run, materialize, row_text, runs_of
+
+__all__ = ["Row", "Run", "TerminalModel", "key_to_bytes", "runs_of"]
+
 DECCKM = 1 << 5  # application cursor keys (private mode 1, shifted as pyte does)
 
 
-@dataclass(frozen=True)
-class Run:
-    """A stretch of one line with the same attributes, ready to style."""
+def _narrow_class() -> str:
+    """A regex class of the characters pyte draws into exactly one cell."""
+    ranges: list[list[int]] = [[0x20, 0x7E]]
+    for c in range(0xA0, 0x3000):
+        if wcwidth(chr(c)) == 1:
+            if ranges[-1][1] == c - 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    return "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges)
 
-    text: str
-    fg: str = "default"
-    bg: str = "default"
-    bold: bool = False
-    italics: bool = False
-    underscore: bool = False
-    reverse: bool = False
 
-
-class PlainRow(NamedTuple):
-    """A scrollback row written by plain text in one attribute set."""
-
-    text: str
-    attrs: Char
+_NARROW = _narrow_class()
+# One token of the fast path.  Groups: 1 a run of text and SGRs, 2 a CR LF right
+# after it (a whole line in one match), 3 CR LF, 4/5 another CSI's parameters
+# and final byte, 6 CR, 7 LF.
+_TOKEN = re.compile(
+    f"((?:[{_NARROW}]++|\x1b\\[[0-9;]*+m)++)(\r\n)?"
+    r"|(\r\n)"
+    r"|\x1b\[([0-9;]*)([@-~])"
+    r"|(\r)"
+    r"|(\n)"
+)
+# Splits a run into text, SGR parameters, text, ...
+_SGR_SPLIT = re.compile(r"\x1b\[([0-9;]*)m")
+# A CSI cut off by the end of a read: kept for the next read rather than handed to pyte.
+_PARTIAL = re.compile(r"\x1b(?:\[[0-9;]{0,32})?\Z")
+# What pyte gets in one piece when the fast path stops: a run of other characters.
+_OTHER = re.compile(f"[^{_NARROW}\x1b\r\n]+")
+# CSI final bytes whose pyte handlers move only the cursor, with the handlers' names.
+_CURSOR_ONLY = {final: name for final, name in pyte.Stream.csi.items() if name.startswith("cursor_")}
 
 
 class _ScrollbackScreen(pyte.Screen):
@@ -77,26 +89,40 @@ class TerminalModel:
     """A terminal of COLUMNS x LINES fed with bytes; see the module docstring."""
 
     def __init__(self, columns: int = 80, lines: int = 24, history: int = 5000) -> None:
-        self.screen = _ScrollbackScreen(columns, lines, history)
-        self.stream = pyte.Stream(self.screen)
+        self._screen = _ScrollbackScreen(columns, lines, history)
+        self.stream = pyte.Stream(self._screen)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._glyphs: dict[Char, dict[str, Char]] = {}
+        self._glyphs = GlyphCache()
+        self._sgr: dict[tuple[int, str], tuple[Char, Char]] = {}
+        self._interned: dict[Char, Char] = {DEFAULT: DEFAULT}
+        self._partial = ""  # the start of a CSI the last read ended in
+        # While _mine, _rows (Rows and pyte rows) is the screen and pyte's buffer is stale.
+        self._rows: list[Any] = []
+        self._mine = False
+        self._scrolled = False  # since _own: pyte would hold every row but the bottom one
         self.bytes_fed = 0
 
     # ------------------------------------------------------------ geometry
 
     @property
     def columns(self) -> int:
-        return self.screen.columns
+        return self._screen.columns
 
     @property
     def lines(self) -> int:
-        return self.screen.lines
+        return self._screen.lines
+
+    @property
+    def screen(self) -> pyte.Screen:
+        """pyte's screen, brought up to date (every row a pyte row)."""
+        self._release()
+        return self._screen
 
     def resize(self, columns: int, lines: int) -> None:
         if (columns, lines) != (self.columns, self.lines):
-            self.screen.resize(lines=max(1, lines), columns=max(1, columns))
-            self.screen.dirty.update(range(self.screen.lines))
+            self._release()
+            self._screen.resize(lines=max(1, lines), columns=max(1, columns))
+            self._screen.dirty.update(range(self._screen.lines))
 
     # ------------------------------------------------------------ input
 
@@ -108,239 +134,280 @@ class TerminalModel:
             self.feed_text(text)
 
     def feed_text(self, text: str) -> None:
-        screen = self.screen
         stream = self.stream
-        n = len(text)
-        off = 0
-        while off < n:
-            # pyte's parser keeps its own state inside an escape sequence; only
-            # when it is back to plain text may we bypass it.
-            if not stream._taking_plain_text:
-                stream.feed(text[off])
-                off += 1
-                continue
-            if self._fast_ok():
-                m = _PLAIN_BLOCK.match(text, off)
-                if m is not None:
-                    block = m.group()
-                    if "\n" not in block and "\r" not in block:
-                        self._draw_ascii(block)
-                    elif screen.margins is None and mo.DECAWM in screen.mode:
-                        self._feed_plain_block(block)
-                    else:
-                        self._feed_plain_slowly(block)
-                    off = m.end()
-                    continue
-            ch = text[off]
-            if ch == "\x1b":
-                m = _CSI_SEQ.match(text, off)
-                if m is not None:
-                    self._dispatch_csi(*m.groups())
-                    off = m.end()
-                    continue
-            m = _OTHER_TEXT.match(text, off)
+        if self._partial:
+            text = self._partial + text
+            self._partial = ""
+        if stream._taking_plain_text and text.endswith(("\x1b", "[", ";", *"0123456789")):
+            # Feeding pyte half a sequence would make it take the rows back for nothing.
+            m = _PARTIAL.search(text, max(0, len(text) - 40))
             if m is not None:
-                screen.draw(m.group())
-                off = m.end()
-            else:
-                stream.feed(ch)
-                off += 1
+                self._partial = m.group()
+                text = text[: m.start()]
+        n = len(text)
+        pos = 0
+        while pos < n:
+            if stream._taking_plain_text and self._fast_ok():
+                pos = self._fast(text, pos)
+                if pos >= n:
+                    break
+            pos = self._via_pyte(text, pos)
 
     # ------------------------------------------------------------ output
 
     def take_dirty(self) -> set[int]:
         """The lines changed since the last call (and forget them)."""
-        dirty = {y for y in self.screen.dirty if 0 <= y < self.screen.lines}
-        self.screen.dirty.clear()
+        s = self._screen
+        dirty = {y for y in s.dirty if 0 <= y < s.lines}
+        s.dirty.clear()
         return dirty
 
+    def _row(self, y: int) -> Any:
+        return self._rows[y] if self._mine else self._screen.buffer[y]
+
     def line_text(self, y: int) -> str:
-        line = self.screen.buffer[y]
-        return "".join(line[x].data for x in range(self.columns))
+        return row_text(self._row(y), self.columns)
 
     def display(self) -> list[str]:
         return [self.line_text(y) for y in range(self.lines)]
 
     def line_runs(self, y: int) -> list[Run]:
-        return runs_of(self.screen.buffer[y], self.columns)
+        return runs_of(self._row(y), self.columns)
+
+    @property
+    def history_length(self) -> int:
+        return len(self._screen.history)
 
     def history_runs_at(self, index: int) -> list[Run]:
-        return runs_of(self.screen.history[index], self.columns)
+        return runs_of(self._screen.history[index], self.columns)
 
     def history_runs(self) -> list[list[Run]]:
-        return [runs_of(line, self.columns) for line in self.screen.history]
+        return [runs_of(line, self.columns) for line in self._screen.history]
 
     @property
     def cursor(self) -> tuple[int, int]:
-        return (min(self.screen.cursor.x, self.columns - 1), self.screen.cursor.y)
+        return (min(self._screen.cursor.x, self.columns - 1), self._screen.cursor.y)
 
     @property
     def cursor_visible(self) -> bool:
-        return mo.DECTCEM in self.screen.mode
+        return mo.DECTCEM in self._screen.mode
 
     @property
     def application_cursor_keys(self) -> bool:
-        return DECCKM in self.screen.mode
+        return DECCKM in self._screen.mode
 
     def key_bytes(self, key: str, character: str | None = None) -> bytes | None:
         return key_to_bytes(key, character, application_cursor=self.application_cursor_keys)
 
-    # ------------------------------------------------------------ fast path
+    # ------------------------------------------------------------ rows
+
+    def _own(self) -> list[Any]:
+        """Take the screen's rows for the fast path."""
+        if not self._mine:
+            buffer = self._screen.buffer
+            self._rows = [buffer[y] if y in buffer else Row() for y in range(self._screen.lines)]
+            self._mine = True
+            self._scrolled = False
+        return self._rows
+
+    def _release(self) -> None:
+        """Hand the rows back to pyte, every Row made a pyte row."""
+        if self._mine:
+            s = self._screen
+            # pyte's index() leaves every row but the bottom one in its buffer.
+            held = s.lines - 1 if self._scrolled else 0
+            for y, row in enumerate(self._rows):
+                if type(row) is not Row:
+                    s.buffer[y] = row
+                elif row.segs or row.held or y < held:
+                    s.buffer[y] = materialize(row, s.default_char, self._glyphs)
+                else:
+                    s.buffer.pop(y, None)
+            self._rows = []
+            self._mine = False
+
+    # ------------------------------------------------------------ pyte's path
 
     def _fast_ok(self) -> bool:
-        s = self.screen
-        return s.charset == 0 and s.g0_charset is cs.LAT1_MAP and mo.IRM not in s.mode
+        s = self._screen
+        # Reverse screen (DECSCNM) changes the default cell, which Rows take as plain.
+        return (s.charset == 0 and s.g0_charset is cs.LAT1_MAP
+                and mo.IRM not in s.mode and mo.DECSCNM not in s.mode)
 
-    def _glyph_table(self, attrs: Char) -> dict[str, Char]:
-        table = self._glyphs.get(attrs)
-        if table is None:
-            if len(self._glyphs) > 256:
-                self._glyphs.clear()
-            table = {c: attrs._replace(data=c) for c in PRINTABLE_ASCII}
-            self._glyphs[attrs] = table
-        return table
+    def _via_pyte(self, text: str, pos: int) -> int:
+        """Feed pyte one token (or run of other characters) and then the rest of any sequence it is in."""
+        self._release()
+        stream = self.stream
+        n = len(text)
+        if stream._taking_plain_text:
+            m = _TOKEN.match(text, pos) or _OTHER.match(text, pos)
+            end = m.end() if m is not None else pos + 1
+            self._pyte_feed(text[pos:end])
+            pos = end
+        while pos < n and not stream._taking_plain_text:
+            self._pyte_feed(text[pos])
+            pos += 1
+        return pos
 
-    def _dispatch_csi(self, private: str | None, params: str, final: str) -> None:
-        # pyte: every ';'-separated field is an int (empty is 0), capped at 9999.
-        args = [min(int(p or 0), 9999) for p in params.split(";")]
-        name = pyte.Stream.csi.get(final)
-        handler = getattr(self.screen, name) if name else self.screen.debug
-        if private:
-            handler(*args, private=True)
-        else:
-            handler(*args)
+    def _pyte_feed(self, text: str) -> None:
+        # pyte's handlers choke on some malformed parameter lists (ESC[1;2;3K,
+        # ESC[5K); it resets its parser, and a terminal ignores such a sequence.
+        with contextlib.suppress(TypeError, NameError):
+            self.stream.feed(text)
 
-    def _feed_plain_slowly(self, block: str) -> None:
-        """Plain text with CR/LF when scroll margins or no-autowrap rule out the block path."""
-        screen = self.screen
-        for m in _PLAIN_PART.finditer(block):
-            part = m.group()
-            if part == "\n":
-                screen.linefeed()
-            elif part == "\r":
-                screen.cursor.x = 0
-            else:
-                self._draw_ascii(part)
+    # ------------------------------------------------------------ fast path
 
-    def _feed_plain_block(self, block: str) -> None:
-        """Draw plain text with CR/LF, scrolling once at the end of the block.
+    def _sgr_after(self, attrs: Char, params: str) -> Char:
+        """The cursor's attributes after SGR PARAMS, as pyte computes them (cached by identity)."""
+        cursor = self._screen.cursor
+        cursor.attrs = attrs
+        self._screen.select_graphic_rendition(*[min(int(p or 0), 9999) for p in params.split(";")])
+        if len(self._sgr) > 1024:
+            self._sgr.clear()
+            self._interned = {DEFAULT: DEFAULT}
+        after = self._interned.setdefault(cursor.attrs, cursor.attrs)
+        self._sgr[(id(attrs), params)] = (attrs, after)
+        return after
 
-        pyte shifts every row of its buffer on each LF at the bottom and builds
-        each cell separately.  Here rows made during the block are plain
-        strings (one attribute set: the cursor's, which plain text cannot
-        change); a LF at the bottom appends one.  At the end the rows still on
-        screen become pyte rows and the rest go to the scrollback as they are.
-        Needs autowrap on and no scroll margins.  (Cells skipped over on a
-        fresh row, after a bare LF, take the cursor's attributes rather than
-        the default ones: invisible unless a background colour is set.)
+    def _fast(self, text: str, pos: int) -> int:
+        """Run the fast path from POS; return where it stopped (a token only pyte handles, or the end).
+
+        Keeps the cursor in locals and writes it back at the end.  The rules
+        are pyte's: a character drawn in the last column leaves the cursor
+        past it (x == columns) and the next one wraps first; without
+        autowrap further characters overwrite the last column; LF at the
+        bottom scrolls the whole screen (the fast path steps aside when
+        scroll margins are set); erase in line writes the cursor's attrs.
         """
-        s = self.screen
-        lines, cols = s.lines, s.columns
-        buffer = s.buffer
-        fresh: list[str] = []  # rows made during this block
-        first_y = cy = s.cursor.y
-        x = s.cursor.x
-        attrs = s.cursor.attrs
-        glyph = self._glyph_table(attrs).__getitem__
-        lnm = mo.LNM in s.mode
-        for k, piece in enumerate(block.split("\n")):
-            if k:
-                cy += 1
-                if cy >= lines + len(fresh):
-                    fresh.append("")
-                if lnm:
-                    x = 0
-            for j, seg in enumerate(piece.split("\r") if "\r" in piece else (piece,)):
-                if j:
-                    x = 0
-                i, n = 0, len(seg)
-                while i < n:
-                    if x >= cols:  # pending wrap
-                        x = 0
-                        cy += 1
-                        if cy >= lines + len(fresh):
-                            fresh.append("")
-                    take = seg[i : i + cols - x]
-                    end = x + len(take)
-                    if cy < lines:
-                        buffer[cy].update(zip(range(x, end), map(glyph, take), strict=True))
-                    else:
-                        f = cy - lines
-                        row = fresh[f]
-                        if x == 0 and len(row) <= end:
-                            fresh[f] = take
-                        else:
-                            fresh[f] = row[:x].ljust(x) + take + row[end:]
-                    x = end
-                    i += len(take)
-        start = len(fresh)
-        if start:
-            rows: list[Any] = [buffer[y] for y in range(lines)]
-            rows += [PlainRow(text, attrs) for text in fresh]
-            s.history.extend(rows[:start])
-            for y in range(lines):
-                row = rows[start + y]
-                s.buffer[y] = self._to_pyte_row(row) if isinstance(row, PlainRow) else row
-            s.dirty.update(range(lines))
-        else:
-            s.dirty.update(range(first_y, cy + 1))
-        s.cursor.x = x
-        s.cursor.y = cy - start
-
-    def _to_pyte_row(self, row: PlainRow) -> StaticDefaultDict[int, Char]:
-        line = StaticDefaultDict[int, Char](self.screen.default_char)
-        glyph = self._glyph_table(row.attrs).__getitem__
-        line.update(zip(range(len(row.text)), map(glyph, row.text), strict=True))
-        return line
-
-    def _draw_ascii(self, run: str) -> None:
-        """What pyte's draw() does for width-1 characters, a line segment at a time."""
-        s = self.screen
+        s = self._screen
+        rows = self._own()
         cur = s.cursor
-        cols = s.columns
-        glyph = self._glyph_table(cur.attrs).__getitem__
-        i, n = 0, len(run)
-        while i < n:
-            if cur.x >= cols:
-                if mo.DECAWM in s.mode:
-                    s.dirty.add(cur.y)
-                    s.carriage_return()
-                    s.linefeed()
+        x, y, attrs = cur.x, cur.y, cur.attrs
+        # One object per attribute set, so that caches keyed by identity hit.
+        attrs = self._interned.get(attrs) or self._interned.setdefault(attrs, attrs)
+        cols, last = s.columns, s.lines - 1
+        autowrap = mo.DECAWM in s.mode
+        lnm = mo.LNM in s.mode
+        full = s.margins is None
+        history = s.history.append
+        dirty = s.dirty.add
+        glyphs = self._glyphs
+        sgr = self._sgr.get
+        split = _SGR_SPLIT.split
+        match = _TOKEN.match
+        n = len(text)
+        scrolled = False
+
+        def put(row: Any, x: int, t: str, attrs: Char) -> None:
+            if type(row) is Row:
+                row.put(x, t, attrs)
+            else:
+                row.update(zip(range(x, x + len(t)), map(glyphs(attrs).__getitem__, t), strict=True))
+
+        while pos < n:
+            m = match(text, pos)
+            if m is None:
+                break
+            k = m.lastindex or 0
+            if k <= 2:  # text and SGRs, maybe then CR LF
+                run = m.group(1)
+                if autowrap and not full and x + len(run) > cols:
+                    break  # it may wrap inside scroll margins: pyte's
+                sgr_next = False
+                for t in split(run) if "\x1b" in run else (run,):
+                    if sgr_next:  # SGR parameters
+                        sgr_next = False
+                        if t == "0" or not t:
+                            attrs = DEFAULT
+                        else:
+                            hit = sgr((id(attrs), t))
+                            attrs = hit[1] if hit is not None and hit[0] is attrs else self._sgr_after(attrs, t)
+                        continue
+                    sgr_next = True
+                    if not t:
+                        continue
+                    ln = len(t)
+                    if x + ln <= cols:
+                        row = rows[y]
+                        if type(row) is Row and row.end == x:
+                            row.segs.append((t, attrs))
+                            row.end = x + ln
+                        else:
+                            put(row, x, t, attrs)
+                        x += ln
+                    else:
+                        i = 0
+                        while i < ln:
+                            if x >= cols:
+                                if not autowrap:
+                                    put(rows[y], cols - 1, t[-1], attrs)
+                                    break
+                                dirty(y)
+                                x = 0
+                                if y == last:
+                                    history(rows.pop(0))
+                                    rows.append(Row())
+                                    scrolled = True
+                                else:
+                                    y += 1
+                            take = t[i : i + cols - x]
+                            put(rows[y], x, take, attrs)
+                            x += len(take)
+                            i += len(take)
+                dirty(y)
+                if k == 2:
+                    if not full:
+                        pos = m.start(2)
+                        break
+                    x = 0
+                    if y == last:
+                        history(rows.pop(0))
+                        rows.append(Row())
+                        scrolled = True
+                    else:
+                        y += 1
+            elif k == 3 or k == 7:  # CR LF, LF
+                if not full:
+                    break
+                if k == 3 or lnm:
+                    x = 0
+                if y == last:
+                    history(rows.pop(0))
+                    rows.append(Row())
+                    scrolled = True
                 else:
-                    # No autowrap: every further character lands in the last column.
-                    s.buffer[cur.y][cols - 1] = glyph(run[-1])
-                    s.dirty.add(cur.y)
-                    cur.x = cols
-                    return
-            x = cur.x
-            seg = run[i : i + cols - x]
-            s.buffer[cur.y].update(zip(range(x, x + len(seg)), map(glyph, seg), strict=True))
-            cur.x = x + len(seg)
-            s.dirty.add(cur.y)
-            i += len(seg)
-
-
-def runs_of(line: Any, columns: int) -> list[Run]:
-    """Group a pyte line (or a scrollback PlainRow) into runs of equal attributes."""
-    if isinstance(line, PlainRow):
-        a = line.attrs
-        return [Run(line.text[:columns].ljust(columns), a.fg, a.bg, a.bold, a.italics, a.underscore, a.reverse)]
-    runs: list[Run] = []
-    text: list[str] = []
-    key: tuple | None = None
-    default = getattr(line, "default", Char(" "))
-    for x in range(columns):
-        ch = line.get(x, default)
-        k = (ch.fg, ch.bg, ch.bold, ch.italics, ch.underscore, ch.reverse)
-        if k != key:
-            if text and key is not None:
-                runs.append(Run("".join(text), *key))
-            text = []
-            key = k
-        text.append(ch.data)
-    if text and key is not None:
-        runs.append(Run("".join(text), *key))
-    return runs
+                    y += 1
+            elif k == 6:
+                x = 0
+            else:
+                final = m.group(5)
+                args = [min(int(p or 0), 9999) for p in m.group(4).split(";")]
+                if final in _CURSOR_ONLY:
+                    cur.x, cur.y = x, y
+                    with contextlib.suppress(TypeError):  # too many parameters: nothing moves
+                        getattr(s, _CURSOR_ONLY[final])(*args)
+                    x, y = cur.x, cur.y
+                elif final == "K" and len(args) <= 2 and args[0] in (0, 1, 2):
+                    how = args[0]
+                    start = x if how == 0 else 0
+                    stop = x + 1 if how == 1 else cols
+                    row = rows[y]
+                    if stop > start:
+                        if type(row) is Row:
+                            row.put(start, " " * (stop - start), attrs)
+                        else:
+                            row.update(dict.fromkeys(range(start, stop), attrs))
+                    elif type(row) is Row:
+                        row.held = True  # pyte looked the row up all the same
+                    dirty(y)
+                else:
+                    break
+            pos = m.end()
+        cur.x, cur.y, cur.attrs = x, y, attrs
+        if scrolled:
+            self._scrolled = True
+            s.dirty.update(range(s.lines))
+        return pos
 
 
 # ---------------------------------------------------------------- keys -> bytes

@@ -63,6 +63,7 @@ class ConsolePane(Widget, can_focus=True):
         self.connection: ConsoleConnection | None = None
         self._styles: dict[tuple, Style] = {}
         self._lines: list[Strip] = []
+        self.shown_bytes = 0  # how much of the console's output the last frame shows
 
     def on_mount(self) -> None:
         self.set_interval(1 / FPS, self._tick)
@@ -105,7 +106,8 @@ class ConsolePane(Widget, can_focus=True):
                 dirty = set(range(self.model.lines))
             for y in dirty:
                 self._lines[y] = self._strip(self.model.line_runs(y))
-            history = len(self.model.screen.history)
+            history = self.model.history_length
+            self.shown_bytes = self.model.bytes_fed
         if self.scrollback:
             self.scrollback = min(self.scrollback, history)
         self.refresh()
@@ -118,12 +120,12 @@ class ConsolePane(Widget, can_focus=True):
         width = self.size.width
         if self.scrollback and self.connection is not None:
             with self.connection.locked_for_ui():
-                history = self.model.screen.history
-                index = len(history) - self.scrollback + y
-                if index < len(history):
+                history = self.model.history_length
+                index = history - self.scrollback + y
+                if index < history:
                     strip = self._strip(self.model.history_runs_at(index)) if index >= 0 else Strip.blank(width)
                     return strip.crop_extend(0, width, None)
-                y = index - len(history)
+                y = index - history
         if y < len(self._lines):
             strip = self._lines[y]
             if self.has_focus and self.scrollback == 0 and self.connection is not None:
@@ -148,7 +150,7 @@ class ConsolePane(Widget, can_focus=True):
             event.stop()
             page = max(1, self.size.height - 1)
             with (self.connection.locked_for_ui() if self.connection else _null()):
-                limit = len(self.model.screen.history)
+                limit = self.model.history_length
             step = page if event.key == "shift+pageup" else -page
             self.scrollback = max(0, min(limit, self.scrollback + step))
             return

@@ -1,0 +1,175 @@
+"""Screen rows the console's fast path writes without one pyte Char per cell.
+
+A flooding console scrolls thousands of lines a second past a 24-line screen;
+building a pyte Char for every cell of a line that is gone before the next
+frame is most of the cost.  A Row keeps a line as a list of (text, attrs)
+segments from column 0 instead: appending a run of text is one list append.
+It becomes a pyte row (`materialize`) only when pyte itself must work on the
+screen, and is rendered (`runs_of`) straight from its segments.
+
+A segment whose attrs is None stands for cells nothing wrote (the cursor
+jumped past them): pyte has no key there, which matters to pyte's
+erase_in_display (it rewrites only the cells a row holds).  Likewise pyte's
+buffer holds only the rows something touched, and delete_lines moves only
+those: a Row with no segments is in pyte's buffer only if `held`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyte.screens import Char, StaticDefaultDict
+
+DEFAULT = Char(" ")
+
+
+class Row:
+    """One screen line as (text, attrs) segments covering columns 0 .. end."""
+
+    __slots__ = ("segs", "end", "held")
+
+    def __init__(self) -> None:
+        self.segs: list[tuple[str, Char | None]] = []
+        self.end = 0
+        self.held = False
+
+    def put(self, x: int, text: str, attrs: Char) -> None:
+        """Write TEXT at column X; cells take ATTRS with their character."""
+        end = self.end
+        if x >= end:
+            if x > end:
+                self.segs.append((" " * (x - end), None))
+            self.segs.append((text, attrs))
+            self.end = x + len(text)
+            return
+        stop = x + len(text)
+        last, last_attrs = self.segs[-1]
+        start = end - len(last)
+        if x >= start and stop <= end:  # within the last segment (a line being redrawn over its erased tail)
+            pieces: list[tuple[str, Char | None]] = [(text, attrs)]
+            if x > start:
+                pieces.insert(0, (last[: x - start], last_attrs))
+            if stop < end:
+                pieces.append((last[stop - start :], last_attrs))
+            self.segs[-1:] = pieces
+            return
+        segs = _cut(self.segs, 0, x)
+        segs.append((text, attrs))
+        if stop < end:
+            segs += _cut(self.segs, stop, end)
+        else:
+            self.end = stop
+        self.segs = segs
+
+    @property
+    def text(self) -> str:
+        return "".join(t for t, _ in self.segs)
+
+
+def _cut(segs: list[tuple[str, Char | None]], a: int, b: int) -> list[tuple[str, Char | None]]:
+    """The parts of SEGS that cover columns a .. b."""
+    out = []
+    pos = 0
+    for text, attrs in segs:
+        end = pos + len(text)
+        if end > a and pos < b:
+            out.append((text[max(a - pos, 0) : b - pos], attrs))
+        pos = end
+        if pos >= b:
+            break
+    return out
+
+
+class Glyphs(dict[str, Char]):
+    """Character -> Char in one attribute set, made on first use and kept."""
+
+    def __init__(self, attrs: Char) -> None:
+        super().__init__()
+        self.attrs = attrs
+
+    def __missing__(self, char: str) -> Char:
+        glyph = self[char] = self.attrs._replace(data=char)
+        return glyph
+
+
+class GlyphCache:
+    """Glyphs per attribute set, keyed by identity: hashing a Char costs more than the lookup saves."""
+
+    def __init__(self) -> None:
+        self._tables: dict[int, Glyphs] = {}
+
+    def __call__(self, attrs: Char) -> Glyphs:
+        table = self._tables.get(id(attrs))
+        if table is None or table.attrs is not attrs:
+            if len(self._tables) > 512:
+                self._tables.clear()
+            table = self._tables[id(attrs)] = Glyphs(attrs)
+        return table
+
+
+def materialize(row: Row, default: Char, glyphs: GlyphCache) -> StaticDefaultDict[int, Char]:
+    """The pyte row holding what ROW shows (cells nothing wrote stay absent)."""
+    line = StaticDefaultDict[int, Char](default)
+    pos = 0
+    for text, attrs in row.segs:
+        n = len(text)
+        if attrs is not None:
+            line.update(zip(range(pos, pos + n), map(glyphs(attrs).__getitem__, text), strict=True))
+        pos += n
+    return line
+
+
+@dataclass(frozen=True)
+class Run:
+    """A stretch of one line with the same attributes, ready to style."""
+
+    text: str
+    fg: str = "default"
+    bg: str = "default"
+    bold: bool = False
+    italics: bool = False
+    underscore: bool = False
+    reverse: bool = False
+
+
+def _key(ch: Char) -> tuple:
+    return (ch.fg, ch.bg, ch.bold, ch.italics, ch.underscore, ch.reverse)
+
+
+def runs_of(line: Any, columns: int) -> list[Run]:
+    """Group a screen line (a Row or a pyte row) into runs of equal attributes, COLUMNS wide."""
+    pairs: list[tuple[str, tuple]] = []
+    if isinstance(line, Row):
+        pos = 0
+        for text, attrs in line.segs:
+            if pos >= columns:
+                break
+            pairs.append((text[: columns - pos], _key(attrs or DEFAULT)))
+            pos += len(text)
+        if pos < columns:
+            pairs.append((" " * (columns - pos), _key(DEFAULT)))
+    else:
+        default = getattr(line, "default", DEFAULT)
+        pairs = [(ch.data, _key(ch)) for ch in (line.get(x, default) for x in range(columns))]
+    runs: list[Run] = []
+    texts: list[str] = []
+    key: tuple | None = None
+    for text, k in pairs:
+        if k != key:
+            if texts and key is not None:
+                runs.append(Run("".join(texts), *key))
+            texts = []
+            key = k
+        texts.append(text)
+    if texts and key is not None:
+        runs.append(Run("".join(texts), *key))
+    return runs
+
+
+def row_text(line: Any, columns: int) -> str:
+    """The characters of a screen line, COLUMNS wide."""
+    if isinstance(line, Row):
+        return line.text[:columns].ljust(columns)
+    default = getattr(line, "default", DEFAULT)
+    return "".join(line.get(x, default).data for x in range(columns))
