@@ -45,6 +45,18 @@ def _leader_limits(leader: int) -> tuple[int, bool]:
     return bounding, no_new_privs
 
 
+def _machine_filters(name: str) -> bytes | None:
+    """The seccomp filters the machine's PID 1 runs under, as its supervisor saved them."""
+    from nsdash.launcher.container import SECCOMP_FILE
+    from nsdash.system import paths
+
+    try:
+        with open(paths.state_root() / "run" / name / SECCOMP_FILE, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def _limit_capabilities(bounding: int, no_new_privs: bool) -> None:
     from nsdash.system import syscalls
 
@@ -95,6 +107,7 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
             fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
         root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         bounding, no_new_privs = _leader_limits(leader)
+        seccomp = _machine_filters(name)
     except FileNotFoundError:
         for _, fd in fds:
             os.close(fd)
@@ -119,6 +132,12 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
             # The command (and we, while still a host binary in its PID namespace, before
             # exec) gets no capability the machine's PID 1 lacks: were container root to take
             # us over in that window (ptrace), it would gain nothing (CAP_SYS_MODULE, ...).
+            # And runs under the machine's seccomp filter, loaded as PID 1 loads it (before the
+            # capability drop): an unfiltered process inside is one root there could take over.
+            if seccomp:
+                from nsdash.launcher.sandbox import install_seccomp
+
+                install_seccomp(seccomp)
             _limit_capabilities(bounding, no_new_privs)
             os.fchdir(root_fd)
             os.chroot(".")

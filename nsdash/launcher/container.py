@@ -33,6 +33,8 @@ from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
 from nsdash.system.frozen import Frozen
 
+SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
+
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
 REBOOT_SIGNAL = signal.SIGHUP
 POWEROFF_SIGNAL = signal.SIGINT
@@ -269,6 +271,14 @@ class Container:
             fd = os.open(run_dir / BOOT_ID_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
             try:
                 os.write(fd, f"{plan.boot_id}\n".encode())
+            finally:
+                os.close(fd)
+        program = plan.extra.get("seccomp")
+        if isinstance(program, bytes) and program:
+            # nsdash shell loads the same filter into what it runs in the machine.
+            fd = os.open(run_dir / SECCOMP_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+            try:
+                os.write(fd, program)
             finally:
                 os.close(fd)
         if plan.ephemeral_dir:

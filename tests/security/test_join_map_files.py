@@ -5,8 +5,9 @@ Between its fork into the machine's PID namespace and its exec, the joining
 helper is a host process there.  The attacker, a static program running as
 the machine's payload, scans its /proc for it, stops it, and opens each of
 its /proc/PID/map_files/* (host ld.so, libc, libpython, extension modules)
-read-write: each must be refused.  Then what the helper keeps is checked: no
-capability, and no no_new_privs, beyond the machine PID 1's.
+read-write: each must be refused.  Then what the joined command holds is
+checked: no capability beyond the machine PID 1's, its no_new_privs, and its
+seccomp filters.
 """
 
 from __future__ import annotations
@@ -111,11 +112,14 @@ def _status(pid: int | str) -> dict[str, str]:
 def test_joined_command_holds_nothing_pid1_lacks(busybox_tree, detached, machine_name, opts):
     detached(*opts, "-D", str(busybox_tree), "/bin/sleep", "600")
     leader = _status(client.status(machine_name)["leader"])
-    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status")
+    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status")
     assert r.returncode == 0, r.stderr
     inside = dict(line.split(":\t", 1) for line in r.stdout.replace("\r", "").splitlines())
     assert inside["CapBnd"] == leader["CapBnd"]
     assert int(inside["CapEff"], 16) & ~int(leader["CapBnd"], 16) == 0
     assert inside["NoNewPrivs"] == leader["NoNewPrivs"] == ("1" if opts else "0")
+    # The machine's seccomp filters too (an unfiltered process inside is one to take over).
+    assert inside["Seccomp"] == leader["Seccomp"] == "2"
+    assert inside["Seccomp_filters"] == leader["Seccomp_filters"]
     if opts:
         assert not int(inside["CapBnd"], 16) & (1 << 19)  # CAP_SYS_PTRACE
