@@ -72,9 +72,11 @@ def sealed_copy(path: str) -> int:
 def ensure_sealed_exe() -> None:
     """Re-exec this very command from a sealed interpreter copy, once; then return.
 
-    Call it first thing in a verb that will join a container.  Arguments,
-    environment and the venv are kept (argv[0] stays sys.executable, so the
-    interpreter finds its prefix as before).
+    Call it first thing in a verb that will join a container.  Arguments and
+    the venv are kept (argv[0] stays sys.executable, so the interpreter finds
+    its prefix as before); of the environment only what nsdash and Python read
+    (KEPT_ENV): until it execs, root inside could read the helper's
+    /proc/PID/environ, and the caller's tokens have no business there.
     """
     if running_sealed():
         _not_dumpable()
@@ -82,9 +84,12 @@ def ensure_sealed_exe() -> None:
     fd = sealed_copy(os.path.realpath(sys.executable))
     read_only_view()
     # An ELF image may be exec'd from a close-on-exec fd (only scripts cannot).
-    os.execve(f"/proc/self/fd/{fd}", [sys.executable, *sys.orig_argv[1:]], dict(os.environ))
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith(KEPT_ENV_PREFIXES)}
+    os.execve(f"/proc/self/fd/{fd}", [sys.executable, *sys.orig_argv[1:]], env)
 
 
+KEPT_ENV = ("TERM", "LANG", "PATH", "COLUMNS", "LINES")
+KEPT_ENV_PREFIXES = ("NSDASH_", "PYTHON", "LC_")
 WRITABLE_TYPES = ("cgroup", "cgroup2")
 
 

@@ -5,13 +5,15 @@ Between its fork into the machine's PID namespace and its exec, the joining
 helper is a host process there.  The attacker, a static program running as
 the machine's payload, scans its /proc for it, stops it, and opens each of
 its /proc/PID/map_files/* (host ld.so, libc, libpython, extension modules)
-read-write: each must be refused.  Then what the joined command holds is
+read-write: each must be refused, and its environment must not hold the
+caller's.  Then what the joined command holds is
 checked: no capability beyond the machine PID 1's, its no_new_privs, and its
 seccomp filters.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -52,6 +54,15 @@ int main(int argc, char **argv) {
             seen[pid] = 1;
             kill(pid, SIGSTOP);
             fprintf(log, "caught %d\n", pid);
+            char env[65536];
+            snprintf(p, sizeof p, "/proc/%d/environ", pid);
+            int efd = open(p, O_RDONLY | O_CLOEXEC);
+            n = efd >= 0 ? read(efd, env, sizeof env - 1) : -1;
+            if (efd >= 0) close(efd);
+            for (ssize_t i = 0; i < n; i += strlen(env + i) + 1) {
+                env[n] = 0;
+                if (!strncmp(env + i, "API_TOKEN=", 10)) fprintf(log, "ENV-LEAK %s\n", env + i);
+            }
             snprintf(p, sizeof p, "/proc/%d/map_files", pid);
             DIR *m = opendir(p);
             if (!m) { fprintf(log, "no-map-files %s\n", strerror(errno)); kill(pid, SIGCONT); continue; }
@@ -92,12 +103,14 @@ def test_helper_mappings_cannot_be_reopened_for_writing(busybox_tree, attacker, 
     detached("-D", str(busybox_tree), "/attacker", "/attack.log")
     wait_for(lambda: log.exists() and "ready" in log.read_text(), what="the attacker to start")
     for _ in range(6):
-        r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "exit 3", timeout=30)
+        r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "exit 3", timeout=30,
+                       env={**os.environ, "API_TOKEN": "the-callers-secret"})
         assert r.returncode == 3, r.stderr
     time.sleep(0.2)
     text = log.read_text()
     assert text.count("caught ") >= 1, text  # it did get hold of the helper before exec
     assert "WRITABLE" not in text, "\n".join(line for line in text.splitlines() if "WRITABLE" in line)
+    assert "ENV-LEAK" not in text  # the caller's environment stays behind
     refused = [line for line in text.splitlines() if line.startswith("refused /")]
     assert any("/libc.so" in line and line.endswith("Read-only file system") for line in refused), text
     assert any("python" in line and line.endswith("Read-only file system") for line in refused), text
