@@ -145,6 +145,9 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
             argv = command or [_login_shell(root_fd), "-l"]
             child_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
                          "TERM": os.environ.get("TERM", "vt220"), "container": "nsdash", **env}
+            # Only the caller's stdio goes in: any other descriptor we inherited (a host
+            # directory, a pipe) would be a way out of the machine's root for whoever holds it.
+            os.closerange(3, 1 << 20)
             inner = os.fork()  # the pid namespace applies to children only
             if inner == 0:
                 try:

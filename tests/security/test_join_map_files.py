@@ -136,3 +136,18 @@ def test_joined_command_holds_nothing_pid1_lacks(busybox_tree, detached, machine
     assert inside["Seccomp_filters"] == leader["Seccomp_filters"]
     if opts:
         assert not int(inside["CapBnd"], 16) & (1 << 19)  # CAP_SYS_PTRACE
+
+
+def test_joined_command_gets_no_descriptor_but_stdio(busybox_tree, detached, machine_name, tmp_path):
+    """A host directory the caller leaks to `nsdash shell` (not close-on-exec) stays outside."""
+    detached("-D", str(busybox_tree), "/bin/sleep", "600")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        r = run_nsdash("shell", machine_name, "/bin/sh", "-c", f"ls /proc/self/fd/; ls /proc/self/fd/{fd}/ || echo gone",
+                       pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.replace("\r", "").split()
+    assert lines[-1] == "gone"
+    assert sorted(set(lines[:-1]) - {"3"}) == ["0", "1", "2"]  # 3: ls's own directory fd
