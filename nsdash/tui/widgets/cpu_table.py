@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
 from nsdash.tui import format as fmt
+from nsdash.tui.widgets.fast_table import FastTable
 
 COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("memory", "Memory"),
            ("input", "Input/s"), ("output", "Output/s"))
@@ -39,7 +40,7 @@ def cells_of(row: Row, cpu_time: bool) -> tuple[str, ...]:
             fmt.rate(row.io_read_bps), fmt.rate(row.io_write_bps))
 
 
-class CpuTable(DataTable):
+class CpuTable(FastTable):
     """Control Group, Tasks, %CPU, Memory, Input/s, Output/s, with systemd-cgtop's keys."""
 
     BINDINGS = [
@@ -105,7 +106,7 @@ class CpuTable(DataTable):
             elif old != cells:
                 for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
                     if new != was:
-                        self.update_cell(row.path, col, self._styled_cell(col, new))
+                        self.set_cell(row.path, col, self._styled_cell(col, new))
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
@@ -160,10 +161,14 @@ class CpuTable(DataTable):
     def _reorder(self, cursor_key: str | None) -> None:
         if not self._last:
             return
-        rank = {r.path: i for i, r in enumerate(order_rows(self._last, ORDERS[self.order], self.cpu_time))}
-        self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
+        wanted = [r.path for r in order_rows(self._last, ORDERS[self.order], self.cpu_time) if r.path in self._rows]
+        if wanted != self.row_keys():  # sorting repaints every row: only when the order changed
+            rank = {path: i for i, path in enumerate(wanted)}
+            self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
         if cursor_key is not None and cursor_key in self._rows:
-            self.move_cursor(row=self.get_row_index(cursor_key), animate=False)
+            row = self.get_row_index(cursor_key)
+            if row != self.cursor_row:
+                self.move_cursor(row=row, animate=False)
 
     # ------------------------------------------------------------ actions
 

@@ -11,6 +11,7 @@ from textual.widgets import DataTable
 
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
+from nsdash.tui.widgets.fast_table import FastTable
 
 COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "Address"),
            ("uptime", "Up"), ("cpu", "CPU (1 min)"))
@@ -23,7 +24,7 @@ def spark(values: list) -> str:
     return fmt.sparkline(values, SPARK_WIDTH, top=top)
 
 
-class MachineList(DataTable):
+class MachineList(FastTable):
     """Every registered machine with its state, OS, address, uptime and CPU sparkline."""
 
     COMPONENT_CLASSES = {"machine-list--running", "machine-list--transient", "machine-list--orphan"}
@@ -66,7 +67,7 @@ class MachineList(DataTable):
             elif old != cells:
                 for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
                     if new != was:
-                        self.update_cell(m.name, col, self._styled_cell(col, new, cells[1]), update_width=True)
+                        self.set_cell(m.name, col, self._styled_cell(col, new, cells[1]))
             self._rows[m.name] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]

@@ -1,0 +1,216 @@
+"""A DataTable whose unchanged cells are never rendered twice.
+
+Textual's DataTable keys its cell cache on a table-wide update counter, so one
+changed cell (a CPU figure, an uptime) re-renders every visible cell of every
+row through Rich's Padding/Styled machinery: at a 1 s refresh that was most of
+the dashboard's CPU at rest.  FastTable keys the cache on the cell's own
+content (plus its place, width and highlight) instead, and renders the
+one-line cells our tables hold straight to segments.  set_cell() repaints
+just the changed row (update_cell() repaints the whole table, and finds a
+row's place by summing every row above it).  Everything else
+(cursor, keys, mouse, scrolling, sorting, events, CSS) is DataTable's own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual._segment_tools import line_crop
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widgets import DataTable
+from textual.widgets._data_table import default_cell_formatter
+
+CACHE_SIZE = 4096  # cells: a few screens' worth, cleared wholesale when full
+
+
+def cell_key(value: object) -> object:
+    """What decides a cell's look: the string itself, or a Text's text, styles and alignment."""
+    if isinstance(value, Text):
+        return (value.plain, value.style, value.justify, tuple(value.spans))
+    return value
+
+
+def cell_segments(text: Text, width: int, padding: int, console, style: Style, post: Style) -> list[Segment]:
+    """One line of WIDTH cells: padding, TEXT cropped and aligned as it asks, padding."""
+    inner = max(0, width - 2 * padding)
+    text = text.copy()
+    text.end = ""
+    if text.cell_len > inner:
+        text.truncate(inner, overflow=text.overflow)  # None: crop, as DataTable does
+    excess = inner - text.cell_len
+    if excess > 0:
+        if text.justify == "right":
+            text.pad_left(excess)
+        elif text.justify == "center":
+            text.pad_left(excess // 2)
+            text.pad_right(excess - excess // 2)
+        else:
+            text.pad_right(excess)
+    pad = Segment(" " * padding) if padding else None
+    body = list(text.render(console))
+    if text.style:  # render() leaves the base style to the caller
+        body = list(Segment.apply_style(body, console.get_style(text.style)))
+    segments = ([pad] if pad else []) + body + ([pad] if pad else [])
+    return list(Segment.apply_style(segments, style, post))
+
+
+class Paint(NamedTuple):
+    """The table-wide inputs of one paint: part of every cached line's key."""
+
+    style: Style
+    widths: tuple[int, ...]
+    width: int
+    show_cursor: bool
+    show_hover: bool
+    simple: bool  # a row cursor and none of zebra stripes, row labels, fixed rows or columns
+    header: int  # lines above the first row
+
+
+class FastTable(DataTable):
+    """DataTable with a per-cell render cache keyed on content (see the module docstring)."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._fast_cells: dict[tuple, list[list[Segment]]] = {}
+        self._fast_lines: dict[tuple, Strip] = {}
+        self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
+        self._version = 0
+        self._paint: Paint | None = None
+
+    # ------------------------------------------------------------ caches
+
+    def _bump(self, row_key: object) -> None:
+        self._version += 1
+        self._versions[row_key] = self._version
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._fast_cells.clear()
+        self._fast_lines.clear()
+
+    def notify_style_update(self) -> None:
+        self._fast_cells.clear()
+        self._fast_lines.clear()
+        super().notify_style_update()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line needs but costs a walk over the DOM or reactives: once per paint.
+        self._paint = self._paint_state()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
+
+    def _paint_state(self) -> Paint:
+        return Paint(self.rich_style, tuple(c.get_render_width(self) for c in self.ordered_columns),
+                     self.size.width, self.show_cursor, self._show_hover_cursor,
+                     self.cursor_type == "row" and not (self.zebra_stripes or self._should_render_row_labels
+                                                        or self.fixed_rows or self.fixed_columns),
+                     self.header_height if self.show_header else 0)
+
+    def render_line(self, y: int) -> Strip:
+        paint = self._paint or self._paint_state()
+        if not paint.simple or y < paint.header:
+            return super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        return self._line(paint, y + scroll_y - paint.header, scroll_x, scroll_x + paint.width)
+
+    def _line(self, paint: Paint, index: int, x1: int, x2: int) -> Strip:
+        """A data row's line, cached by the row's own version rather than the table's."""
+        if not 0 <= index < self.row_count:
+            return Strip.blank(paint.width, paint.style)
+        row_key = self._row_locations.get_key(index)
+        cursor = self.cursor_coordinate.row == index
+        hover = self.hover_coordinate.row == index
+        key = (row_key, index, self._versions.get(row_key), cursor, hover, x1, x2, paint, self._pseudo_class_state)
+        strip = self._fast_lines.get(key)
+        if strip is None:
+            strip = self._row_line(paint, index, x1, x2, cursor, hover)
+            if len(self._fast_lines) >= CACHE_SIZE:
+                self._fast_lines.clear()
+            self._fast_lines[key] = strip
+        return strip
+
+    def _row_line(self, paint: Paint, index: int, x1: int, x2: int, cursor: bool, hover: bool) -> Strip:
+        """One data row as DataTable draws it with a row cursor: its cells, then its style out to the edge."""
+        segments: list[Segment] = []
+        for column_index, width in enumerate(paint.widths):
+            segments += self._render_cell(index, column_index, paint.style, width, cursor, hover)[0]
+        highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
+                                                       paint.show_hover, False, False)
+        extend = paint.style + highlight + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
+        segments.append(Segment(" " * max(0, paint.width - sum(paint.widths)), extend))
+        return Strip(line_crop(segments, x1, x2, paint.width)).adjust_cell_length(paint.width, paint.style).simplify()
+
+    # ------------------------------------------------------------ cells
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        header = row_index == -1
+        row_key = self._header_row_key if header else self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if column_index < 0 or row_key is None or column_key is None or (
+                not header and self.rows[row_key].height != 1) or (header and self.header_height != 1):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        value = self.columns[column_key].label if header else self._data[row_key].get(column_key)
+        key = (row_key, column_key, row_index, column_index, cell_key(value), base_style, width, cursor, hover,
+               self._show_hover_cursor, self.show_cursor, self._pseudo_class_state)
+        lines = self._fast_cells.get(key)
+        if lines is None:
+            fixed = not header and (row_index < self.fixed_rows or column_index < self.fixed_columns)
+            component, post = self._get_styles_to_render_cell(
+                header, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor,
+                self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+            style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component
+            text = value if isinstance(value, Text) else default_cell_formatter(
+                "" if value is None else value, wrap=False, height=1)
+            if not isinstance(text, Text):  # some other renderable: DataTable knows how
+                return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            lines = [cell_segments(text, width, self.cell_padding, self.app.console, style, post)]
+            if len(self._fast_cells) >= CACHE_SIZE:
+                self._fast_cells.clear()
+            self._fast_cells[key] = lines
+        return lines
+
+    def set_cell(self, row_key: str, column_key: str, value: object) -> None:
+        """Change one cell and repaint only its row; widen the column only if it no longer fits."""
+        column = self.columns.get(column_key)  # type: ignore[call-overload]
+        width = value.cell_len if isinstance(value, Text) else cell_len(str(value))
+        if column is None or row_key not in self._data or (column.auto_width and width > column.content_width):
+            self.update_cell(row_key, column_key, value, update_width=True)
+            return
+        self._data[row_key][column_key] = value  # type: ignore[index]
+        self._update_count += 1
+        self._bump(row_key)
+        self.refresh_line(self._row_locations.get(row_key))  # type: ignore[arg-type]
+
+    def update_cell(self, row_key, column_key, value, *, update_width: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self._bump(row_key)
+        super().update_cell(row_key, column_key, value, update_width=update_width)
+
+    def add_row(self, *cells, height: int | None = 1, key: str | None = None, label=None):  # type: ignore[no-untyped-def]
+        row_key = super().add_row(*cells, height=height, key=key, label=label)
+        self._bump(row_key)  # a key used before may come back with other cells
+        return row_key
+
+    def refresh_line(self, row_index: int | None) -> None:
+        """Repaint the row at ROW_INDEX (rows here are one line high)."""
+        if row_index is None:
+            return
+        y = row_index + (self.header_height if self.show_header else 0)
+        self._refresh_region(Region(0, y, max(self.size.width, self.virtual_size.width), 1))
+
+    def row_keys(self) -> list[str]:
+        """The rows' keys in the order shown."""
+        get = self._row_locations.get_key
+        return [str(key.value) for key in map(get, range(self.row_count)) if key is not None]
+
+    def clear(self, columns: bool = False) -> FastTable:
+        self._fast_cells.clear()
+        super().clear(columns)
+        return self
