@@ -36,6 +36,7 @@ from nsdash.system import cgroupfs  # noqa: E402
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 BUS_SOCKET = Path("/run/dbus/system_bus_socket")
+BUS_PID = Path("/run/dbus/pid")
 
 
 def _unified() -> Path:
@@ -91,7 +92,8 @@ def main() -> None:
     src = trees.ensure("debian")
     bus = None
     if subprocess.run(["pgrep", "-x", "dbus-daemon"], capture_output=True).returncode != 0:
-        BUS_SOCKET.unlink(missing_ok=True)  # a stale socket from a bus that is gone
+        BUS_SOCKET.unlink(missing_ok=True)  # a stale socket and pid file from a bus that is gone
+        BUS_PID.unlink(missing_ok=True)
         Path("/run/dbus").mkdir(parents=True, exist_ok=True)
         out = subprocess.run(["dbus-daemon", "--system", "--fork", "--print-pid"], check=True,
                              capture_output=True, text=True).stdout
@@ -123,6 +125,7 @@ def main() -> None:
         if bus:
             os.kill(bus, signal.SIGTERM)
             BUS_SOCKET.unlink(missing_ok=True)
+            BUS_PID.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
