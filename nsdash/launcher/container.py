@@ -251,7 +251,7 @@ class Container:
             return userns.idmapped_tree(plan.tree, f"/proc/{self.leader}/ns/user")
         except OSError as e:
             if ownership == "map" or plan.ephemeral_dir:
-                raise userns.idmap_refusal(plan.tree, e) from None
+                raise userns.idmap_refusal(plan.tree, e, bool(plan.ephemeral_dir)) from None
         userns.shift_tree(plan.tree, *user_range)
         return -1
 

@@ -270,14 +270,37 @@ def idmapped_tree(tree: str, userns_path: str) -> int:
         os.close(ns_fd)
 
 
-def idmap_refusal(tree: str, err: OSError) -> UsageError:
+def idmap_refusal(tree: str, err: OSError, ephemeral: bool = False) -> UsageError:
     """The one-line error for an idmapped mount the kernel refused."""
-    fstype = fs_type(tree)
-    cause = (f"its file system ({fstype}) does not support idmapped mounts" if err.errno == 22
-             else f"the kernel refused an idmapped mount ({os.strerror(err.errno or 0)})")
+    types = fs_types(tree)
+    if err.errno != 22:  # EINVAL is the file system's answer; anything else the kernel's
+        cause = f"the kernel refused an idmapped mount ({os.strerror(err.errno or 0)})"
+    elif len(types) > 1:
+        cause = (f"the file systems at and below it ({', '.join(types)}) do not all support "
+                 "idmapped mounts")
+    else:
+        cause = f"its file system ({types[0] if types else 'unknown'}) does not support idmapped mounts"
     return UsageError(f"cannot mount {tree} with --private-users-ownership=map: {cause}",
-                      "move the tree to a file system with idmap support (ext4, xfs, btrfs, tmpfs) "
-                      "or use --private-users-ownership=chown")
+                      "move the tree to a file system with idmap support (ext4, xfs, btrfs, tmpfs)"
+                      + (" or run it without -U" if ephemeral else " or use --private-users-ownership=chown"))
+
+
+def fs_types(tree: str) -> list[str]:
+    """The types of the file systems mounted at or below TREE (its own first), from mountinfo."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+        top = fs_type(tree)
+    except OSError:
+        return []
+    real = os.path.realpath(tree).rstrip("/") + "/"
+    below = []
+    for line in lines:
+        fields = line.split()
+        point = fields[4].replace("\\040", " ") + "/" if len(fields) > 4 else ""
+        if point.startswith(real) and point != real and " - " in line:
+            below.append(line.split(" - ", 1)[1].split()[0])
+    return [top, *sorted(set(below) - {top})]
 
 
 def fs_type(path: str) -> str:

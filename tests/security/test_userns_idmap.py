@@ -189,3 +189,11 @@ def test_map_refuses_a_tree_an_earlier_chown_shifted(busybox_tree, machine_name)
     rc, out, err = _spawn(busybox_tree, machine_name, "stat -c '%u:%g' /etc/passwd", "-U")
     assert rc == 0, err
     assert out.split() == ["0:0"]
+
+
+def test_userns_ephemeral_host_root_names_the_mounts_below(machine_name):
+    """-U -x -D /: the host's root has proc, sysfs, ... below it, which cannot be idmapped."""
+    r = run_nsdash("spawn", "-q", "-U", "-x", "-D", "/", "-M", machine_name, "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "do not all support idmapped mounts" in r.stderr and "proc" in r.stderr, r.stderr
+    assert not st.machine_dir(machine_name).exists()
