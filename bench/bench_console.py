@@ -14,8 +14,8 @@ Measured, in one run:
 - pane: the real ConsolePane in a headless Textual app (app.run_test, 120x40),
   fed through its real ConsoleConnection reader thread by a session that hands
   out the stream as fast as it is read.  Throughput runs until the last byte
-  is on a painted frame (the pane's render_line is called for a frame whose
-  snapshot includes it).  Meanwhile a key is pressed every 100 ms; the session
+  is on a painted frame (Textual calls the pane's render_line for a frame
+  whose snapshot includes it).  Meanwhile a key is pressed every 100 ms; the session
   echoes it into the stream as a machine's tty would, and key-to-screen
   latency runs from the press to the first painted frame that includes the
   echo.  After the flood, one more key's echo must be readable on screen.
@@ -133,8 +133,8 @@ class FloodSession:
         self.i = 0
         self.handed = 0  # bytes handed to the reader so far (stream and echoes)
         self.stream_end = -1  # offset after the stream's last byte, once handed
-        self.keys: queue.Queue[tuple[float, bytes]] = queue.Queue()
-        self.echoes: list[tuple[float, int]] = []  # (press time, offset after the echo)
+        self.keys: queue.Queue[bytes] = queue.Queue()
+        self.echoes: list[int] = []  # offset after each echo, in the order of the keys
         self.started = threading.Event()
         self.t_start = 0.0
 
@@ -144,9 +144,8 @@ class FloodSession:
             self.started.set()
         out = b""
         while not self.keys.empty():
-            t, key = self.keys.get()
-            out += b"\x1b[7m<" + key + b">\x1b[0m"
-            self.echoes.append((t, self.handed + len(out)))
+            out += b"\x1b[7m<" + self.keys.get() + b">\x1b[0m"
+            self.echoes.append(self.handed + len(out))
         if self.i < len(self.parts):
             out += self.parts[self.i]
             self.i += 1
@@ -158,7 +157,7 @@ class FloodSession:
         return out, []
 
     def send(self, data: bytes) -> None:
-        self.keys.put((time.perf_counter(), data))
+        self.keys.put(data)
 
     def resize(self, rows: int, cols: int) -> None:
         pass
@@ -169,6 +168,7 @@ class FloodSession:
 
 async def through_pane(data: bytes) -> dict[str, float]:
     """Feed DATA through the real ConsolePane; see the module docstring."""
+    from textual import events
     from textual.app import App
 
     from nsdash.tui.console.connection import ConsoleConnection
@@ -178,7 +178,8 @@ async def through_pane(data: bytes) -> dict[str, float]:
 
     class MeasuredPane(ConsolePane):
         def render_line(self, y: int):
-            if y == 0:
+            # The first line Textual paints of a frame (only changed lines are painted).
+            if not painted or painted[-1][1] != self.shown_bytes:
                 painted.append((time.perf_counter(), self.shown_bytes))
             return super().render_line(y)
 
@@ -198,20 +199,26 @@ async def through_pane(data: bytes) -> dict[str, float]:
         conn = ConsoleConnection("flood", pane.model, lambda reason: None,
                                  attach=lambda name, rows, cols: session)
         pane.attach("flood", conn)
+        presses: list[float] = []
         while session.stream_end < 0:
+            # As the terminal driver does: a key event posted to the app (pilot.press
+            # would wait for the app to go idle, which it does not under a flood).
             await asyncio.sleep(0.1)
-            await pilot.press("x")
+            presses.append(time.perf_counter())
+            app.post_message(events.Key("x", "x"))
         deadline = time.perf_counter() + 60
-        while first_paint(session.handed) is None and time.perf_counter() < deadline:
+        while (len(session.echoes) < len(presses) or first_paint(session.handed) is None) \
+                and time.perf_counter() < deadline:
             await asyncio.sleep(0.005)
-        await pilot.press("z")
+        app.post_message(events.Key("z", "z"))
         await asyncio.sleep(0.3)
         echo_on_screen = any("<z>" in line for line in pane.screen_text())
         pane.detach()
     end = first_paint(session.stream_end)
-    lat = [shown - t for t, offset in session.echoes[:-1] if (shown := first_paint(offset)) is not None]
+    lat = [shown - t for t, offset in zip(presses, session.echoes, strict=False)
+           if (shown := first_paint(offset)) is not None]
     return {"mbps": session.stream_end / ((end or float("nan")) - session.t_start) / 1e6,
-            "keys": len(session.echoes) - 1, "shown": len(lat),
+            "keys": len(presses), "shown": len(lat),
             "lat_med": statistics.median(lat) if lat else float("nan"), "lat_max": max(lat, default=float("nan")),
             "echo_on_screen": echo_on_screen}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyte
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nsdash.tui.console.terminal import Row, TerminalModel, key_to_bytes, runs_of
@@ -185,7 +185,7 @@ _pieces = st.sampled_from([
     b"\x1b[44m", b"\x1b[38;5;208m", b"\x1b[48;2;10;20;30m", b"\x1b[4;9;5;3m", b"\x1b[;m",
     b"\x1b[H", b"\x1b[5;3H", b"\x1b[99;99H", b"\x1b[2A", b"\x1b[B", b"\x1b[3C", b"\x1b[D", b"\x1b[10G",
     b"\x1b[4d", b"\x1b[2E", b"\x1b[F", b"\x1b[2`", b"\x1b[5a", b"\x1b[3e", b"\x1b[1;2f",
-    b"\x1b[K", b"\x1b[0K", b"\x1b[1K", b"\x1b[2K", b"\x1b[J", b"\x1b[1J", b"\x1b[2J",
+    b"\x1b[K", b"\x1b[0K", b"\x1b[1K", b"\x1b[2K", b"\x1b[J", b"\x1b[1J", b"\x1b[2J", b"\x1b[3J", b"\x1b[2;5J",
     b"\x1b[3;8r", b"\x1b[2;6r", b"\x1b[r", b"\x1b[?7l", b"\x1b[?7h", b"\x1b[4h", b"\x1b[4l",
     b"\x1b[20h", b"\x1b[20l", b"\x1b[?1h", b"\x1b[?25l",
     b"\x1b(0", b"\x0e", b"\x0f", b"\x1b]0;title\x07", b"\x1b7", b"\x1b8", b"\x1bM", b"\x1bD", b"\x1bE",
@@ -201,6 +201,7 @@ def _stream(pieces: list[bytes]) -> bytes:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_pieces, max_size=80), st.lists(st.integers(0, 10_000), max_size=12),
        st.sampled_from([(30, 6), (12, 3), (80, 24)]))
+@example([b"\x1b[", b"\x1b["], [], (30, 6))  # a CSI cut short by another ESC, then plain "["
 def test_random_streams_match_pyte_cell_for_cell(pieces, cuts, size):
     data = _stream(pieces)
     cols, rows = size

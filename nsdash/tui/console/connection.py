@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +57,10 @@ class ConsoleConnection:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        # A flooding console keeps this thread parsing (Python, holding the GIL); the UI
+        # thread waits up to the switch interval for the GIL on every wake-up, several
+        # per frame.  Python's 5 ms default adds tens of ms to key-to-screen; 1 ms does not.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self._thread = threading.Thread(target=self._run, name=f"console-{self.name}", daemon=True)
         self._thread.start()
 

@@ -62,9 +62,25 @@ class Row:
             self.end = stop
         self.segs = segs
 
+    def blank(self, attrs: Char) -> None:
+        """pyte's erase_in_display on this row: every cell it holds becomes a blank in ATTRS."""
+        self.segs = [(" " * len(t), None if a is None else attrs) for t, a in self.segs]
+        self.held = True
+
     @property
     def text(self) -> str:
         return "".join(t for t, _ in self.segs)
+
+
+def erase(row: Any, start: int, stop: int, attrs: Char) -> None:
+    """pyte's erase_in_line on cells start .. stop of a Row or a pyte row."""
+    if type(row) is Row:
+        if stop > start:
+            row.put(start, " " * (stop - start), attrs)
+        else:
+            row.held = True  # pyte looked the row up all the same
+    else:
+        row.update(dict.fromkeys(range(start, stop), attrs))
 
 
 def _cut(segs: list[tuple[str, Char | None]], a: int, b: int) -> list[tuple[str, Char | None]]:

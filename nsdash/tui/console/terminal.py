@@ -32,7 +32,7 @@ from pyte import modes as mo
 from pyte.screens import Char
 from wcwidth import wcwidth
 
-from nsdash.tui.console.rows import DEFAULT, GlyphCache, Row, Run, materialize, row_text, runs_of
+from nsdash.tui.console.rows import DEFAULT, GlyphCache, Row, Run, erase, materialize, row_text, runs_of
 
 __all__ = ["Row", "Run", "TerminalModel", "key_to_bytes", "runs_of"]
 
@@ -138,18 +138,16 @@ class TerminalModel:
         if self._partial:
             text = self._partial + text
             self._partial = ""
-        if stream._taking_plain_text and text.endswith(("\x1b", "[", ";", *"0123456789")):
-            # Feeding pyte half a sequence would make it take the rows back for nothing.
-            m = _PARTIAL.search(text, max(0, len(text) - 40))
-            if m is not None:
-                self._partial = m.group()
-                text = text[: m.start()]
         n = len(text)
         pos = 0
         while pos < n:
             if stream._taking_plain_text and self._fast_ok():
                 pos = self._fast(text, pos)
                 if pos >= n:
+                    break
+                if _PARTIAL.match(text, pos):
+                    # Feeding pyte half a sequence would make it take the rows back for nothing.
+                    self._partial = text[pos:]
                     break
             pos = self._via_pyte(text, pos)
 
@@ -313,8 +311,9 @@ class TerminalModel:
                 run = m.group(1)
                 if autowrap and not full and x + len(run) > cols:
                     break  # it may wrap inside scroll margins: pyte's
+                parts = split(run) if "\x1b" in run else (run,)
                 sgr_next = False
-                for t in split(run) if "\x1b" in run else (run,):
+                for t in parts:
                     if sgr_next:  # SGR parameters
                         sgr_next = False
                         if t == "0" or not t:
@@ -389,17 +388,21 @@ class TerminalModel:
                     x, y = cur.x, cur.y
                 elif final == "K" and len(args) <= 2 and args[0] in (0, 1, 2):
                     how = args[0]
-                    start = x if how == 0 else 0
-                    stop = x + 1 if how == 1 else cols
-                    row = rows[y]
-                    if stop > start:
-                        if type(row) is Row:
-                            row.put(start, " " * (stop - start), attrs)
-                        else:
-                            row.update(dict.fromkeys(range(start, stop), attrs))
-                    elif type(row) is Row:
-                        row.held = True  # pyte looked the row up all the same
+                    erase(rows[y], x if how == 0 else 0, x + 1 if how == 1 else cols, attrs)
                     dirty(y)
+                elif final == "J" and args[0] in (0, 1, 2, 3):
+                    # pyte blanks the cells the rows hold, then erases in line for 0 and 1.
+                    how = args[0]
+                    for yy in range(y + 1, last + 1) if how == 0 else range(y) if how == 1 else range(last + 1):
+                        row = rows[yy]
+                        if type(row) is Row:
+                            row.blank(attrs)
+                        else:
+                            row.update(dict.fromkeys(row, attrs))
+                        dirty(yy)
+                    if how < 2:
+                        erase(rows[y], x if how == 0 else 0, x + 1 if how == 1 else cols, attrs)
+                        dirty(y)
                 else:
                     break
             pos = m.end()

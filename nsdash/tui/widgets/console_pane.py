@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -62,8 +63,9 @@ class ConsolePane(Widget, can_focus=True):
         self.model = TerminalModel(80, 24)
         self.connection: ConsoleConnection | None = None
         self._styles: dict[tuple, Style] = {}
-        self._lines: list[Strip] = []
+        self._lines: list[Strip | list[Run]] = []  # a line's strip, or its runs until painted
         self.shown_bytes = 0  # how much of the console's output the last frame shows
+        self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
 
     def on_mount(self) -> None:
         self.set_interval(1 / FPS, self._tick)
@@ -75,6 +77,7 @@ class ConsolePane(Widget, can_focus=True):
         self.detach()
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
         self._lines = []
+        self._cursor = None
         self.connection = connection or ConsoleConnection(machine, self.model, self._ended)
         self.connection.model = self.model
         self.attached = machine
@@ -99,22 +102,37 @@ class ConsolePane(Widget, can_focus=True):
         if conn is None or not conn.changed.is_set():
             return
         conn.changed.clear()
+        model = self.model
+        old_cursor = self._cursor
+        # Under the lock only what the frame needs from the model: the changed lines'
+        # runs.  Strips are made when Textual paints the line (it skips frames under load).
         with conn.locked_for_ui():
-            dirty = self.model.take_dirty()
-            if len(self._lines) != self.model.lines:
-                self._lines = [Strip.blank(self.model.columns)] * self.model.lines
-                dirty = set(range(self.model.lines))
+            dirty = model.take_dirty()
+            if len(self._lines) != model.lines:
+                self._lines = [Strip.blank(self.size.width)] * model.lines
+                dirty = set(range(model.lines))
             for y in dirty:
-                self._lines[y] = self._strip(self.model.line_runs(y))
-            history = self.model.history_length
-            self.shown_bytes = self.model.bytes_fed
+                self._lines[y] = model.line_runs(y)
+            history = model.history_length
+            self._cursor = model.cursor if model.cursor_visible else None
+            self.shown_bytes = model.bytes_fed
         if self.scrollback:
             self.scrollback = min(self.scrollback, history)
-        self.refresh()
+        for cursor in (old_cursor, self._cursor):
+            if cursor is not None:
+                dirty.add(cursor[1])
+        if self.scrollback or len(dirty) > len(self._lines) // 2:
+            self.refresh()
+        else:
+            width = self.size.width
+            self.refresh(*(Region(0, y, width, 1) for y in dirty))
 
     def _strip(self, runs: list[Run]) -> Strip:
+        """One line, cut or padded to the pane's width."""
         cache = self._styles
-        return Strip([Segment(r.text, style_of(r, cache)) for r in runs])
+        width = self.size.width
+        strip = Strip([Segment(r.text, style_of(r, cache)) for r in runs], sum(len(r.text) for r in runs))
+        return strip if strip.cell_length == width else strip.crop_extend(0, width, None)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -127,12 +145,14 @@ class ConsolePane(Widget, can_focus=True):
                     return strip.crop_extend(0, width, None)
                 y = index - history
         if y < len(self._lines):
-            strip = self._lines[y]
-            if self.has_focus and self.scrollback == 0 and self.connection is not None:
-                cx, cy = self.model.cursor
-                if cy == y and self.model.cursor_visible:
-                    strip = _with_cursor(strip, cx)
-            return strip.crop_extend(0, width, None)
+            line = self._lines[y]
+            strip = line if isinstance(line, Strip) else self._strip(line)
+            self._lines[y] = strip
+            if strip.cell_length != width:  # resized since the frame was made
+                strip = strip.crop_extend(0, width, None)
+            if self._cursor is not None and self._cursor[1] == y and self.has_focus and self.scrollback == 0:
+                strip = _with_cursor(strip, self._cursor[0])
+            return strip
         return Strip.blank(width)
 
     def on_resize(self, event: events.Resize) -> None:
