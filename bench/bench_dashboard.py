@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """The dashboard under load: refresh cost with many cgroups and machines, key latency, CPU at rest.
 
-1. N real cgroups (default 5000, made like bench_cgtop.py in every hierarchy):
+1. (--only load) N real cgroups (default 5000, made like bench_cgtop.py in every hierarchy):
    the poller's cost per refresh (HostReaders.snapshot: sample + tree walk +
    machine list, off the UI thread), then the UI's cost to apply that snapshot
    with M machines in the list (default 200; the extra machine rows are
    synthetic, the cgroups real), and key latency: a cgtop sort key pressed on
    the 5000-row table until the reordered table is rendered.
-2. At rest: K real BusyBox machines (default 20, booted ephemeral from the demo
+2. (--only rest) At rest: K real BusyBox machines (default 20, booted ephemeral from the demo
    tree), the real app headless at the default 1 s refresh for S seconds; the
    process's CPU time over wall time.
 
@@ -23,6 +23,7 @@ import contextlib
 import os
 import statistics
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -89,15 +90,31 @@ async def ui_cost(snap, machines: int, refreshes: int):
     return statistics.median(costs), statistics.median(latencies), max(latencies), rows
 
 
-async def at_rest(seconds: float) -> float:
+def thread_cpu(name: str) -> float:
+    """CPU seconds of this process's Python thread NAME (from /proc: the thread itself cannot be asked)."""
+    thread = next((t for t in threading.enumerate() if t.name == name), None)
+    if thread is None or thread.native_id is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def at_rest(seconds: float) -> tuple[float, float, float]:
+    """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread."""
     from nsdash.tui.app import NsdashApp
 
     app = NsdashApp(interval=1.0)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause(3)  # start-up and the first refreshes are not "rest"
-        c0, w0 = cpu_now(), time.perf_counter()
+        c0, u0, p0, w0 = cpu_now(), time.thread_time(), thread_cpu("nsdash-poller"), time.perf_counter()
         await pilot.pause(seconds)
-        return (cpu_now() - c0) / (time.perf_counter() - w0) * 100
+        wall = time.perf_counter() - w0
+        return ((cpu_now() - c0) / wall * 100, (time.thread_time() - u0) / wall * 100,
+                (thread_cpu("nsdash-poller") - p0) / wall * 100)
 
 
 def start_machines(k: int, names: list[str]) -> None:
@@ -135,10 +152,19 @@ def main() -> int:
     ap.add_argument("--refreshes", type=int, default=10)
     ap.add_argument("--rest-machines", type=int, default=20)
     ap.add_argument("--rest-seconds", type=float, default=30.0)
+    ap.add_argument("--only", choices=("load", "rest"), help="run only part 1 (load) or part 2 (rest)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.stderr.write("bench_dashboard: needs root (it makes cgroups and machines)\n")
         return 1
+    if args.only != "rest":
+        load(args)
+    if args.only != "load":
+        rest(args)
+    return 0
+
+
+def load(args) -> None:
     top = f"nsdash-bench-dash-{os.getpid()}"
     make_tree(top, args.cgroups, procs=False)
     try:
@@ -152,14 +178,19 @@ def main() -> int:
               f"median {lat_med * 1000:.0f} ms, max {lat_max * 1000:.0f} ms")
     finally:
         remove_tree(top, args.cgroups, [])
+
+
+def rest(args) -> None:
     names: list[str] = []
     try:
         start_machines(args.rest_machines, names)
-        pct = asyncio.run(at_rest(args.rest_seconds))
-        print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core")
+        load_before = os.getloadavg()[0]
+        pct, ui, poller = asyncio.run(at_rest(args.rest_seconds))
+        print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core "
+              f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after)")
     finally:
         stop_machines(names)
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from nsdash.monitor.tree import CgroupNode
+from nsdash.tui.widgets.steady import SteadyScrollbars
 
 Key = tuple[str, object]  # ("cg", path) or ("pid", pid)
 
 
-class CgroupTree(Tree[Key]):
+class CgroupTree(Tree[Key], SteadyScrollbars):
     """systemd-cgls as a live tree: processes under their cgroups, machines named."""
 
     COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {

@@ -104,9 +104,8 @@ class CpuTable(FastTable):
             if old is None:
                 self.add_row(*self._styled(cells), key=row.path)
             elif old != cells:
-                for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
-                    if new != was:
-                        self.set_cell(row.path, col, self._styled_cell(col, new))
+                self.set_cells(row.path, {col: self._styled_cell(col, new) for (col, _), new, was
+                                          in zip(COLUMNS, cells, old, strict=True) if new != was})
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
@@ -161,7 +160,12 @@ class CpuTable(FastTable):
     def _reorder(self, cursor_key: str | None) -> None:
         if not self._last:
             return
-        wanted = [r.path for r in order_rows(self._last, ORDERS[self.order], self.cpu_time) if r.path in self._rows]
+        rows: Sequence[Row] = self._last
+        if self.order == "cpu" and not self.cpu_time:
+            # Rank by the figure shown: rows that both read 0.0 keep their order (by path)
+            # instead of trading places on differences nobody can see.
+            rows = [r._replace(cpu_percent=round(r.cpu_percent, 1)) if r.cpu_percent else r for r in rows]
+        wanted = [r.path for r in order_rows(rows, ORDERS[self.order], self.cpu_time) if r.path in self._rows]
         if wanted != self.row_keys():  # sorting repaints every row: only when the order changed
             rank = {path: i for i, path in enumerate(wanted)}
             self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))

@@ -5,7 +5,7 @@ changed cell (a CPU figure, an uptime) re-renders every visible cell of every
 row through Rich's Padding/Styled machinery: at a 1 s refresh that was most of
 the dashboard's CPU at rest.  FastTable keys the cache on the cell's own
 content (plus its place, width and highlight) instead, and renders the
-one-line cells our tables hold straight to segments.  set_cell() repaints
+one-line cells our tables hold straight to segments.  set_cells() repaints
 just the changed row (update_cell() repaints the whole table, and finds a
 row's place by summing every row above it).  Everything else
 (cursor, keys, mouse, scrolling, sorting, events, CSS) is DataTable's own.
@@ -24,6 +24,8 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets._data_table import default_cell_formatter
+
+from nsdash.tui.widgets.steady import SteadyScrollbars
 
 CACHE_SIZE = 4096  # cells: a few screens' worth, cleared wholesale when full
 
@@ -71,7 +73,7 @@ class Paint(NamedTuple):
     header: int  # lines above the first row
 
 
-class FastTable(DataTable):
+class FastTable(DataTable, SteadyScrollbars):
     """DataTable with a per-cell render cache keyed on content (see the module docstring)."""
 
     def __init__(self, *args, **kw) -> None:
@@ -177,14 +179,16 @@ class FastTable(DataTable):
             self._fast_cells[key] = lines
         return lines
 
-    def set_cell(self, row_key: str, column_key: str, value: object) -> None:
-        """Change one cell and repaint only its row; widen the column only if it no longer fits."""
-        column = self.columns.get(column_key)  # type: ignore[call-overload]
-        width = value.cell_len if isinstance(value, Text) else cell_len(str(value))
-        if column is None or row_key not in self._data or (column.auto_width and width > column.content_width):
-            self.update_cell(row_key, column_key, value, update_width=True)
-            return
-        self._data[row_key][column_key] = value  # type: ignore[index]
+    def set_cells(self, row_key: str, changes: dict[str, object]) -> None:
+        """Change some cells of one row and repaint only that row; widen a column only if it no longer fits."""
+        row = self._data.get(row_key)  # type: ignore[call-overload]
+        for column_key, value in changes.items():
+            column = self.columns.get(column_key)  # type: ignore[call-overload]
+            width = value.cell_len if isinstance(value, Text) else cell_len(str(value))
+            if row is None or column is None or (column.auto_width and width > column.content_width):
+                self.update_cell(row_key, column_key, value, update_width=True)
+            else:
+                row[column_key] = value
         self._update_count += 1
         self._bump(row_key)
         self.refresh_line(self._row_locations.get(row_key))  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, RichLog
 
 from nsdash.tui.messages import JournalLine
+from nsdash.tui.widgets.steady import SteadyScrollbars
 
 KEEP = 5000
 PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -62,7 +63,7 @@ def line_text(line: JournalLine, merged: bool) -> str:
     return f"{stamp} {machine}{who + ': ' if who else ''}{line.message}"
 
 
-class _Log(RichLog):
+class _Log(RichLog, SteadyScrollbars):
     """A RichLog that stops following when the user scrolls up and resumes at the bottom."""
 
     def watch_scroll_y(self, old: float, new: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from rich.style import Style
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
@@ -46,6 +47,7 @@ class MachineList(FastTable):
         self.clock = clock
         self._rows: dict[str, tuple] = {}
         self._selected: str | None = None
+        self._styles: dict[str, Style] = {}
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -56,6 +58,7 @@ class MachineList(FastTable):
     def update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list],
                         now: float | None = None) -> None:
         now = self.clock() if now is None else now
+        self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
         for m in machines:
             seen.add(m.name)
@@ -65,9 +68,8 @@ class MachineList(FastTable):
             if old is None:
                 self.add_row(*self._styled(cells), key=m.name)
             elif old != cells:
-                for (col, _), new, was in zip(COLUMNS, cells, old, strict=True):
-                    if new != was:
-                        self.set_cell(m.name, col, self._styled_cell(col, new, cells[1]))
+                self.set_cells(m.name, {col: self._styled_cell(col, new, cells[1]) for (col, _), new, was
+                                        in zip(COLUMNS, cells, old, strict=True) if new != was})
             self._rows[m.name] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
@@ -92,10 +94,16 @@ class MachineList(FastTable):
         if col == "state":
             cls = ("machine-list--running" if value == "running"
                    else "machine-list--orphan" if value == "orphan" else "machine-list--transient")
-            return Text(value, style=self.get_component_rich_style(cls, partial=True))
+            return Text(value, style=self._style(cls))
         if col == "cpu":
-            return Text(value, style=self.get_component_rich_style("machine-list--running", partial=True))
+            return Text(value, style=self._style("machine-list--running"))
         return value
+
+    def _style(self, component: str) -> Style:
+        style = self._styles.get(component)
+        if style is None:
+            style = self._styles[component] = self.get_component_rich_style(component, partial=True)
+        return style
 
     def _current(self) -> str | None:
         if not self.row_count:
