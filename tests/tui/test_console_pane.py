@@ -1,0 +1,156 @@
+"""The console pane end to end in a headless app: a real ConsoleConnection reader thread
+feeds the real ConsolePane from a session that plays a console stream (the
+connection's attach hook, the same one the supervisor's client fills in)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+
+import pyte
+from textual import events
+from textual.app import App
+
+from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.widgets.console_pane import FPS, ConsolePane
+
+OK = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39munit-%d.service\x1b[0m - Unit number %d.\r\n"
+BOOT = (b"".join(OK % (i, i) for i in range(300))
+        + b"\r\x1b[K[\x1b[0;31m*  \x1b[0m] A start job is running for caf\xc3\xa9 (1s / 1min 30s)\r"
+        + b"\x1b[H\x1b[2J\r\nDebian GNU/Linux 12 demo tty1\r\n\r\ndemo login: ")
+
+
+class PlaySession:
+    """Plays DATA in 4 KiB reads, then again REPEAT times; echoes typed bytes back like a tty."""
+
+    def __init__(self, data: bytes, repeat: int = 1) -> None:
+        self.parts = [data[i : i + 4096] for i in range(0, len(data), 4096)] * repeat
+        self.next = 0
+        self.typed: queue.Queue[bytes] = queue.Queue()
+        self.sent: list[bytes] = []
+        self.done = threading.Event()
+
+    def read(self, timeout=None):
+        out = b""
+        while not self.typed.empty():
+            out += self.typed.get()
+        if self.next < len(self.parts):
+            out += self.parts[self.next]
+            self.next += 1
+        elif not out:
+            self.done.set()
+            time.sleep(0.01)
+        return out, []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+        self.typed.put(data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class PaneApp(App):
+    def compose(self):
+        yield ConsolePane()
+
+
+def painted_text(pane: ConsolePane) -> list[str]:
+    """What Textual gets from the pane for each line."""
+    return ["".join(seg.text for seg in pane.render_line(y)) for y in range(pane.size.height)]
+
+
+def pyte_text(data: bytes, cols: int, rows: int) -> tuple[list[str], list[str]]:
+    """The screen plain pyte shows after DATA, and the lines it scrolled off the top."""
+    screen = pyte.HistoryScreen(cols, rows, history=10000)
+    pyte.ByteStream(screen).feed(data)
+
+    def text(line) -> str:
+        return "".join(line[x].data for x in range(cols))
+
+    return [text(screen.buffer[y]) for y in range(rows)], [text(line) for line in screen.history.top]
+
+
+async def attach_playing(pilot, session: PlaySession) -> ConsolePane:
+    pane = pilot.app.query_one(ConsolePane)
+    pane.focus()
+    await pilot.pause()
+    conn = ConsoleConnection("play", pane.model, lambda reason: None, attach=lambda name, rows, cols: session)
+    pane.attach("play", conn)
+    return pane
+
+
+async def settle(pilot, session: PlaySession, pane: ConsolePane) -> None:
+    deadline = time.monotonic() + 20
+    while not session.done.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(3 / FPS)  # the next frames take what the reader fed last
+    await pilot.pause()
+
+
+async def test_pane_paints_what_pyte_shows_and_keeps_the_history():
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        session = PlaySession(BOOT)
+        pane = await attach_playing(pilot, session)
+        await settle(pilot, session, pane)
+        cols, rows = pane.size.width, pane.size.height
+        screen, history = pyte_text(BOOT, cols, rows)
+        assert painted_text(pane) == screen
+        # A page back: the last lines that scrolled off, then the top of the screen.
+        await pilot.press("shift+pageup")
+        page = rows - 1
+        assert painted_text(pane) == history[-page:] + screen[: rows - page]
+        # ... in their colours: the OK is green, as SGR 32 said.
+        ok = [seg for seg in pane.render_line(0) if seg.text.strip() == "OK"]
+        assert ok and ok[0].style is not None and ok[0].style.color is not None
+        assert ok[0].style.color.name == "green"
+        pane.detach()
+
+
+async def test_typed_keys_reach_the_machine_and_their_echo_is_painted():
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        session = PlaySession(b"demo login: ")
+        pane = await attach_playing(pilot, session)
+        await settle(pilot, session, pane)
+        session.done.clear()
+        await pilot.press("r", "o", "o", "t")
+        await settle(pilot, session, pane)
+        assert any(line.rstrip() == "demo login: root" for line in painted_text(pane))
+        pane.detach()
+
+
+async def test_a_flood_is_painted_at_most_fps_times_a_second_and_keys_still_get_through():
+    painted: list[float] = []
+
+    class CountingPane(ConsolePane):
+        def render_line(self, y):
+            if y == 0:
+                painted.append(time.monotonic())
+            return super().render_line(y)
+
+    class CountingApp(App):
+        def compose(self):
+            yield CountingPane()
+
+    async with CountingApp().run_test(size=(100, 30)) as pilot:
+        session = PlaySession(BOOT, repeat=5000)  # ~100 MB: more than a second's worth
+        pane = pilot.app.query_one(CountingPane)
+        pane.focus()
+        conn = ConsoleConnection("flood", pane.model, lambda reason: None, attach=lambda name, rows, cols: session)
+        pane.attach("flood", conn)
+        await asyncio.sleep(0.3)
+        painted.clear()
+        start = time.monotonic()
+        pilot.app.post_message(events.Key("x", "x"))
+        await asyncio.sleep(1.0)
+        frames = sum(1 for t in painted if start <= t < start + 1.0)
+        assert session.next < len(session.parts), "the flood ended before the measurement did"
+        assert 5 <= frames <= FPS + 3
+        assert session.sent == [b"x"]
+        assert pane.model.bytes_fed > 1_000_000
+        pane.detach()
