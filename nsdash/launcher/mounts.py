@@ -56,6 +56,15 @@ class _At:
     def is_dir(self, fd_link: str) -> bool:
         return stat.S_ISDIR(os.stat(fd_link).st_mode)
 
+    def existing(self, path: str, missing_ok: bool) -> str | None:
+        """open() of something already there (file or directory); None if it is not and MISSING_OK."""
+        try:
+            return self.open(path, directory=False, create=False)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise FileNotFoundError(2, "no such file or directory", path) from None
+
 
 class EscapeError(ValueError):
     """A container path whose symlinks climb out of the root."""
@@ -218,12 +227,9 @@ class ReadOnly(MountOp):
 
     def execute(self, root: str) -> None:
         with _At(root) as at:
-            try:
-                path = at.open(self.target, directory=False, create=False)
-            except FileNotFoundError:
-                if self.missing_ok:
-                    return
-                raise FileNotFoundError(2, "no such file or directory", self.target) from None
+            path = at.existing(self.target, self.missing_ok)
+            if path is None:
+                return
             mount(path, path, None, MS_BIND | (MS_REC if self.recursive else 0))
             mount(None, at.open(self.target, directory=False, create=False), None, REMOUNT_RO | self.flags)
 
@@ -239,12 +245,9 @@ class Mask(MountOp):
 
     def execute(self, root: str) -> None:
         with _At(root) as at:
-            try:
-                path = at.open(self.target, directory=False, create=False)
-            except FileNotFoundError:
-                if self.missing_ok:
-                    return
-                raise
+            path = at.existing(self.target, self.missing_ok)
+            if path is None:
+                return
             kind = "dir" if at.is_dir(path) else "reg"
             source = at.open(f"{INACCESSIBLE_DIR}/{kind}", directory=(kind == "dir"), create=False)
             sandbox.check_mask_source(int(source.rsplit("/", 1)[1]), f"{INACCESSIBLE_DIR}/{kind}")
