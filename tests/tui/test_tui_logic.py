@@ -11,6 +11,7 @@ from nsdash.tui import sample_data as sd
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import JournalLine
 from nsdash.tui.spawnform import FormError, SpawnForm, to_spec
+from nsdash.tui.widgets.cpu_table import display_order
 from nsdash.tui.widgets.journal_pane import JournalFilter, line_text
 
 IMAGES = {"fedora": Path("/var/lib/machines/fedora")}
@@ -97,3 +98,14 @@ def test_dashboard_verb_refuses_without_a_terminal_and_bad_delays_in_one_line():
                            capture_output=True, text=True, cwd=repo, timeout=30)
         assert r.returncode != 0 and words in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_cpu_order_ranks_the_figure_shown():
+    """Rows reading the same %CPU (to 0.1) stay in path order; a visible difference still counts."""
+    base = sd.ROWS[0]
+    rows = [base._replace(path="/b", cpu_percent=0.04), base._replace(path="/a", cpu_percent=0.01),
+            base._replace(path="/c", cpu_percent=0.26), base._replace(path="/d", cpu_percent=None)]
+    assert display_order(rows, "cpu") == ["/c", "/a", "/b", "/d"]
+    assert display_order(rows, "path") == ["/a", "/b", "/c", "/d"]
+    # Unrounded, /b (0.04) would go before /a (0.01) although both read 0.0.
+    assert display_order([r._replace(cpu_percent=0.5) if r.path == "/a" else r for r in rows], "cpu")[:2] == ["/a", "/c"]

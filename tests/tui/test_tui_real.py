@@ -12,14 +12,13 @@ from nsdash.errors import NsdashError
 from nsdash.launcher import client
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import state as st
-from nsdash.monitor.display import order_rows
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.console_pane import ConsolePane
-from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.cpu_table import CpuTable, display_order
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.machine_list import MachineList
 
@@ -78,7 +77,7 @@ async def test_a_machine_appears_in_every_panel_and_sort_keys_work(busybox_machi
             await pilot.press(key)
             assert table.order == order
             shown = [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
-            assert shown == [r.path for r in order_rows(table._last, order)]
+            assert shown == display_order(table._last, order)
     assert st.supervisor_alive(st.machine_dir(name)), "quitting the dashboard must leave the machine running"
 
 

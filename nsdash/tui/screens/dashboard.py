@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
+from nsdash.monitor.tree import CgroupNode
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import Snapshot
+from nsdash.tui.poller import TREE_EVERY
 from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.machine_list import MachineList
-
-TREE_EVERY = 2
 
 
 class StatusLine(Static):
@@ -34,7 +35,7 @@ class DashboardScreen(PanelScreen):
         Binding("tab", "app.focus_next", "Next panel", show=False),
     ]
 
-    _round = 0
+    _tree_shown: CgroupNode | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusLine("nsdash", id="status")
@@ -61,11 +62,15 @@ class DashboardScreen(PanelScreen):
             return
         self.query_one(MachineList).update_machines(snap.machines, history.cpu, self.app.clock())  # type: ignore[attr-defined]
         self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of))
-        tree = self.query_one(CgroupTree)
-        self._round += 1
-        # The tree follows every other refresh unless the user is in it: processes come and go
-        # all the time, and each change re-lays the tree out (about half the cost at rest).
-        if snap.tree is not None and (tree.has_focus or self._round % TREE_EVERY == 1):
-            tree.update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
+        # The poller walks the tree every other refresh unless the user is in it (see
+        # on_descendant_focus) and hands the same tree again in between: nothing to do then.
+        if snap.tree is not None and snap.tree is not self._tree_shown:
+            self._tree_shown = snap.tree
+            self.query_one(CgroupTree).update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        poller = getattr(self.app, "poller", None)
+        if poller is not None:
+            poller.walk_tree_every(1 if isinstance(event.widget, CgroupTree) else TREE_EVERY)
 
 

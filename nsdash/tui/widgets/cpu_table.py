@@ -40,6 +40,15 @@ def cells_of(row: Row, cpu_time: bool) -> tuple[str, ...]:
             fmt.rate(row.io_read_bps), fmt.rate(row.io_write_bps))
 
 
+def display_order(rows: Sequence[Row], order: str, cpu_time: bool = False) -> list[str]:
+    """The paths in systemd-cgtop's order, %CPU ranked as shown (to 0.1): rows that both read
+    0.0 keep their order (by path) instead of trading places on differences nobody can see,
+    which would re-sort and repaint the table every refresh."""
+    if order == "cpu" and not cpu_time:
+        rows = [r._replace(cpu_percent=round(r.cpu_percent, 1)) if r.cpu_percent else r for r in rows]
+    return [r.path for r in order_rows(rows, ORDERS[order], cpu_time)]
+
+
 class CpuTable(FastTable):
     """Control Group, Tasks, %CPU, Memory, Input/s, Output/s, with systemd-cgtop's keys."""
 
@@ -160,12 +169,7 @@ class CpuTable(FastTable):
     def _reorder(self, cursor_key: str | None) -> None:
         if not self._last:
             return
-        rows: Sequence[Row] = self._last
-        if self.order == "cpu" and not self.cpu_time:
-            # Rank by the figure shown: rows that both read 0.0 keep their order (by path)
-            # instead of trading places on differences nobody can see.
-            rows = [r._replace(cpu_percent=round(r.cpu_percent, 1)) if r.cpu_percent else r for r in rows]
-        wanted = [r.path for r in order_rows(rows, ORDERS[self.order], self.cpu_time) if r.path in self._rows]
+        wanted = [path for path in display_order(self._last, self.order, self.cpu_time) if path in self._rows]
         if wanted != self.row_keys():  # sorting repaints every row: only when the order changed
             rank = {path: i for i, path in enumerate(wanted)}
             self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
