@@ -134,6 +134,7 @@ class FloodSession:
         self.handed = 0  # bytes handed to the reader so far (stream and echoes)
         self.stream_end = -1  # offset after the stream's last byte, once handed
         self.keys: queue.Queue[bytes] = queue.Queue()
+        self.key_times: list[float] = []  # when each key reached the machine
         self.echoes: list[int] = []  # offset after each echo, in the order of the keys
         self.started = threading.Event()
         self.t_start = 0.0
@@ -157,6 +158,7 @@ class FloodSession:
         return out, []
 
     def send(self, data: bytes) -> None:
+        self.key_times.append(time.perf_counter())
         self.keys.put(data)
 
     def resize(self, rows: int, cols: int) -> None:
@@ -217,9 +219,11 @@ async def through_pane(data: bytes) -> dict[str, float]:
     end = first_paint(session.stream_end)
     lat = [shown - t for t, offset in zip(presses, session.echoes, strict=False)
            if (shown := first_paint(offset)) is not None]
+    to_machine = [got - t for t, got in zip(presses, session.key_times, strict=False)]
     return {"mbps": session.stream_end / ((end or float("nan")) - session.t_start) / 1e6,
             "keys": len(presses), "shown": len(lat),
             "lat_med": statistics.median(lat) if lat else float("nan"), "lat_max": max(lat, default=float("nan")),
+            "to_machine": statistics.median(to_machine) if to_machine else float("nan"),
             "echo_on_screen": echo_on_screen}
 
 
@@ -234,7 +238,8 @@ def main() -> int:
         p = mb / min(run_pyte(small) for _ in range(2))
         m = mb / min(run_model(small) for _ in range(3))
         r = asyncio.run(through_pane(make(int(pane_mb * 1e6))))
-        keys = f"median {r['lat_med'] * 1000:.0f} ms, max {r['lat_max'] * 1000:.0f} ms ({r['shown']}/{r['keys']} keys)"
+        keys = (f"median {r['lat_med'] * 1000:.0f} ms, max {r['lat_max'] * 1000:.0f} ms "
+                f"({r['shown']}/{r['keys']} keys; key->machine median {r['to_machine'] * 1000:.0f} ms)")
         print(f"{name:<6} {p:10.2f} {m:8.2f} ({m / p:4.1f}x) {r['mbps']:8.2f} ({r['mbps'] / p:4.1f}x)   {keys}"
               + ("" if r["echo_on_screen"] else "  [last echo NOT on screen]"))
     return 0

@@ -2,8 +2,9 @@
 
 A flooding console scrolls thousands of lines a second past a 24-line screen;
 building a pyte Char for every cell of a line that is gone before the next
-frame is most of the cost.  A Row keeps a line as a list of (text, attrs)
-segments from column 0 instead: appending a run of text is one list append.
+frame is most of the cost.  A Row keeps a line as (text, attrs) segments
+from column 0 instead: writing a run of text at the end of a line is one
+list extend.
 It becomes a pyte row (`materialize`) only when pyte itself must work on the
 screen, and is rendered (`runs_of`) straight from its segments.
 
@@ -11,7 +12,7 @@ A segment whose attrs is None stands for cells nothing wrote (the cursor
 jumped past them): pyte has no key there, which matters to pyte's
 erase_in_display (it rewrites only the cells a row holds).  Likewise pyte's
 buffer holds only the rows something touched, and delete_lines moves only
-those: a Row with no segments is in pyte's buffer only if `held`.
+those: an empty Row is in pyte's buffer only if `held`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from pyte.screens import Char, StaticDefaultDict
 DEFAULT = Char(" ")
 
 
-class Row:
-    """One screen line as (text, attrs) segments covering columns 0 .. end."""
+class Row(list[Any]):
+    """One screen line as segments covering columns 0 .. end, flat: text, attrs, text, attrs ...
 
-    __slots__ = ("segs", "end", "held")
+    Flat rather than (text, attrs) tuples: a flood makes millions of segments,
+    and every container that outlives a garbage collection is work for the
+    next one (tuples made them pause the UI for tens of ms).
+    """
+
+    __slots__ = ("end", "held")
 
     def __init__(self) -> None:
-        self.segs: list[tuple[str, Char | None]] = []
+        super().__init__()
         self.end = 0
         self.held = False
 
@@ -39,37 +45,40 @@ class Row:
         end = self.end
         if x >= end:
             if x > end:
-                self.segs.append((" " * (x - end), None))
-            self.segs.append((text, attrs))
+                self += (" " * (x - end), None)
+            self += (text, attrs)
             self.end = x + len(text)
             return
         stop = x + len(text)
-        last, last_attrs = self.segs[-1]
+        last, last_attrs = self[-2], self[-1]
         start = end - len(last)
         if x >= start and stop <= end:  # within the last segment (a line being redrawn over its erased tail)
-            pieces: list[tuple[str, Char | None]] = [(text, attrs)]
-            if x > start:
-                pieces.insert(0, (last[: x - start], last_attrs))
+            pieces: list[Any] = [last[: x - start], last_attrs] if x > start else []
+            pieces += (text, attrs)
             if stop < end:
-                pieces.append((last[stop - start :], last_attrs))
-            self.segs[-1:] = pieces
+                pieces += (last[stop - start :], last_attrs)
+            self[-2:] = pieces
             return
-        segs = _cut(self.segs, 0, x)
-        segs.append((text, attrs))
+        segs = _cut(self, 0, x)
+        segs += (text, attrs)
         if stop < end:
-            segs += _cut(self.segs, stop, end)
+            segs += _cut(self, stop, end)
         else:
             self.end = stop
-        self.segs = segs
+        self[:] = segs
 
     def blank(self, attrs: Char) -> None:
         """pyte's erase_in_display on this row: every cell it holds becomes a blank in ATTRS."""
-        self.segs = [(" " * len(t), None if a is None else attrs) for t, a in self.segs]
+        self[0::2] = [" " * len(t) for t in self[0::2]]
+        self[1::2] = [None if a is None else attrs for a in self[1::2]]
         self.held = True
+
+    def segments(self) -> zip[tuple[str, Char | None]]:
+        return zip(self[0::2], self[1::2], strict=True)
 
     @property
     def text(self) -> str:
-        return "".join(t for t, _ in self.segs)
+        return "".join(self[0::2])
 
 
 def erase(row: Any, start: int, stop: int, attrs: Char) -> None:
@@ -83,14 +92,14 @@ def erase(row: Any, start: int, stop: int, attrs: Char) -> None:
         row.update(dict.fromkeys(range(start, stop), attrs))
 
 
-def _cut(segs: list[tuple[str, Char | None]], a: int, b: int) -> list[tuple[str, Char | None]]:
-    """The parts of SEGS that cover columns a .. b."""
-    out = []
+def _cut(row: Row, a: int, b: int) -> list[Any]:
+    """The flat segments of ROW that cover columns a .. b."""
+    out: list[Any] = []
     pos = 0
-    for text, attrs in segs:
+    for text, attrs in row.segments():
         end = pos + len(text)
         if end > a and pos < b:
-            out.append((text[max(a - pos, 0) : b - pos], attrs))
+            out += (text[max(a - pos, 0) : b - pos], attrs)
         pos = end
         if pos >= b:
             break
@@ -128,7 +137,7 @@ def materialize(row: Row, default: Char, glyphs: GlyphCache) -> StaticDefaultDic
     """The pyte row holding what ROW shows (cells nothing wrote stay absent)."""
     line = StaticDefaultDict[int, Char](default)
     pos = 0
-    for text, attrs in row.segs:
+    for text, attrs in row.segments():
         n = len(text)
         if attrs is not None:
             line.update(zip(range(pos, pos + n), map(glyphs(attrs).__getitem__, text), strict=True))
@@ -158,7 +167,7 @@ def runs_of(line: Any, columns: int) -> list[Run]:
     pairs: list[tuple[str, tuple]] = []
     if isinstance(line, Row):
         pos = 0
-        for text, attrs in line.segs:
+        for text, attrs in line.segments():
             if pos >= columns:
                 break
             pairs.append((text[: columns - pos], _key(attrs or DEFAULT)))

@@ -217,7 +217,7 @@ class TerminalModel:
             for y, row in enumerate(self._rows):
                 if type(row) is not Row:
                     s.buffer[y] = row
-                elif row.segs or row.held or y < held:
+                elif row or row.held or y < held:
                     s.buffer[y] = materialize(row, s.default_char, self._glyphs)
                 else:
                     s.buffer.pop(y, None)
@@ -329,7 +329,7 @@ class TerminalModel:
                     if x + ln <= cols:
                         row = rows[y]
                         if type(row) is Row and row.end == x:
-                            row.segs.append((t, attrs))
+                            row += (t, attrs)
                             row.end = x + ln
                         else:
                             put(row, x, t, attrs)

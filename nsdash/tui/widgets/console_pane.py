@@ -14,12 +14,14 @@ from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widget import Widget
 
 from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.console.terminal import Run, TerminalModel
 
 FPS = 30
+ECHO_WAIT = 0.008  # s after a key until the frame that should show its echo
 LEAVE_KEY = "ctrl+right_square_bracket"
 _COLOURS = {"brown": "yellow", "default": None}
 
@@ -65,10 +67,12 @@ class ConsolePane(Widget, can_focus=True):
         self._styles: dict[tuple, Style] = {}
         self._lines: list[Strip | list[Run]] = []  # a line's strip, or its runs until painted
         self.shown_bytes = 0  # how much of the console's output the last frame shows
+        self._ticker: Timer | None = None
+        self._soon: Timer | None = None
         self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
 
     def on_mount(self) -> None:
-        self.set_interval(1 / FPS, self._tick)
+        self._ticker = self.set_interval(1 / FPS, self._tick)
 
     # ------------------------------------------------------------ public
 
@@ -127,6 +131,19 @@ class ConsolePane(Widget, can_focus=True):
             width = self.size.width
             self.refresh(*(Region(0, y, width, 1) for y in dirty))
 
+    def _tick_soon(self) -> None:
+        """Take the next frame shortly after a key, not up to a frame later: its echo
+        comes back within a few ms.  The frame clock restarts from there, so the
+        pane still paints about FPS times a second."""
+        if self._soon is None:
+            self._soon = self.set_timer(ECHO_WAIT, self._soon_tick)
+
+    def _soon_tick(self) -> None:
+        self._soon = None
+        if self._ticker is not None:
+            self._ticker.reset()
+        self._tick()
+
     def _strip(self, runs: list[Run]) -> Strip:
         """One line, cut or padded to the pane's width."""
         cache = self._styles
@@ -182,6 +199,7 @@ class ConsolePane(Widget, can_focus=True):
             event.prevent_default()
             self.scrollback = 0
             self.connection.send(data)
+            self._tick_soon()
 
     def on_paste(self, event: events.Paste) -> None:
         if self.connection is not None:
