@@ -15,14 +15,21 @@ from nsdash.system import cgroupfs
 
 
 def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
-             on_output: Callable[[Container, bytes], None] | None = None) -> tuple[Outcome, str]:
-    """Run SPEC to the end with a PTY as its console; its outcome and console text (\\r\\n -> \\n)."""
+             on_output: Callable[[Container, bytes], None] | None = None,
+             on_ready: Callable[[Container], None] | None = None,
+             cgroup_layout: cgroupfs.Layout | None = None) -> tuple[Outcome, str]:
+    """Run SPEC to the end with a PTY as its console; its outcome and console text (\\r\\n -> \\n).
+
+    ON_OUTPUT sees the console text so far after each read; ON_READY is called
+    once, when the payload sends READY=1; CGROUP_LAYOUT overrides the host's.
+    """
     master, slave = os.openpty()
     out = b""
     try:
-        with Container(spec, console_fd=slave) as c:
+        with Container(spec, console_fd=slave, cgroup_layout=cgroup_layout) as c:
             c.start()
             deadline = time.monotonic() + timeout
+            ready_seen = False
             while True:
                 outcome = c.poll()
                 if outcome is not None:
@@ -34,6 +41,9 @@ def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
                 ready, _, _ = select.select(fds, [], [], 0.05)
                 if c.notify_fd in ready:
                     c.read_notify()
+                    if on_ready is not None and c.ready.is_set() and not ready_seen:
+                        ready_seen = True
+                        on_ready(c)
                 if master in ready:
                     out += os.read(master, 65536)
                     if on_output is not None:

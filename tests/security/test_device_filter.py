@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import re
-import select
 import signal
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 import pyseccomp
 import pytest
 from _forked import in_child
+from _spawnhelp import run_spec
 from conftest import teardown_machine, wait_for
 
 from nsdash.launcher import cgroup as cgmod
@@ -59,39 +59,9 @@ def program_alive(prog_id: int) -> bool:
 
 def run_container(spec: ContainerSpec, layout: cgroupfs.Layout | None = None, timeout: float = 20.0,
                   on_ready: Callable[[Container], None] | None = None) -> tuple[int | str, str]:
-    """Run SPEC to its end with a fresh PTY as its console; (exit status or how it ended, console
-    text).  ON_READY is called once when the payload sends READY=1."""
-    master, slave = os.openpty()
-    out = b""
-    try:
-        with Container(spec, console_fd=slave, cgroup_layout=layout) as c:
-            c.start()
-            deadline = time.monotonic() + timeout
-            called = False
-            while (outcome := c.poll()) is None:
-                if time.monotonic() > deadline:
-                    c.signal(signal.SIGKILL, "all")
-                    raise AssertionError(f"container still running: {out[-2000:]!r}")
-                fds = [master] + ([c.notify_fd] if c.notify_fd is not None else [])
-                ready = select.select(fds, [], [], 0.05)[0]
-                if c.notify_fd in ready:
-                    c.read_notify()
-                    if c.ready.is_set() and on_ready is not None and not called:
-                        called = True
-                        on_ready(c)
-                if master in ready:
-                    out += os.read(master, 65536)
-            os.set_blocking(master, False)
-            try:
-                while chunk := os.read(master, 65536):
-                    out += chunk
-            except OSError:
-                pass
-        text = out.decode(errors="replace").replace("\r\n", "\n")
-        return (outcome.status if outcome.kind == "exited" else outcome.kind), text
-    finally:
-        os.close(master)
-        os.close(slave)
+    """run_spec, with how it ended as the exit status or the outcome's kind ("poweroff", ...)."""
+    outcome, text = run_spec(spec, cgroup_layout=layout, timeout=timeout, on_ready=on_ready)
+    return (outcome.status if outcome.kind == "exited" else outcome.kind), text
 
 
 # Each line: "WHAT ok" or "WHAT err: MESSAGE".  /dev is the container's own tmpfs (mknod works
