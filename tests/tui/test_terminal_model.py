@@ -112,6 +112,15 @@ def test_resize_changes_geometry_and_marks_all_dirty():
     assert model.take_dirty() == set(range(30))
 
 
+def test_sequences_pyte_chokes_on_do_not_stop_the_console():
+    # pyte raises on these (bad parameter counts, an unknown erase mode, origin mode
+    # without margins); a machine can send them, and the console must go on.
+    for seq in (b"\x1b[1;2;3K", b"\x1b[5K", b"\x1b[7J", b"\x1b[1;2A", b"\x1b[?6h\x1b[4d"):
+        model = TerminalModel(20, 3)
+        model.feed(b"before " + seq + b"after")
+        assert "after" in "".join(model.display()), seq
+
+
 def test_keys_to_bytes():
     assert key_to_bytes("enter") == b"\r"
     assert key_to_bytes("ctrl+c") == b"\x03"

@@ -21,7 +21,6 @@ No I/O and no Textual here: the widget feeds bytes and reads lines.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import re
 from collections import deque
 from typing import Any
@@ -248,10 +247,14 @@ class TerminalModel:
         return pos
 
     def _pyte_feed(self, text: str) -> None:
-        # pyte's handlers choke on some malformed parameter lists (ESC[1;2;3K,
-        # ESC[5K); it resets its parser, and a terminal ignores such a sequence.
-        with contextlib.suppress(TypeError, NameError):
+        # pyte's handlers choke on some parameter lists (ESC[1;2;3K, ESC[5K) and
+        # assert margins exist for ESC[d in origin mode; it resets its parser, and a
+        # terminal ignores such a sequence.  The console must not stop over one.
+        try:
             self.stream.feed(text)
+        except (TypeError, NameError, AssertionError):
+            cur, s = self._screen.cursor, self._screen
+            cur.x, cur.y = min(max(cur.x, 0), s.columns), min(max(cur.y, 0), s.lines - 1)
 
     # ------------------------------------------------------------ fast path
 
@@ -383,9 +386,11 @@ class TerminalModel:
                 args = [min(int(p or 0), 9999) for p in m.group(4).split(";")]
                 if final in _CURSOR_ONLY:
                     cur.x, cur.y = x, y
-                    with contextlib.suppress(TypeError):  # too many parameters: nothing moves
+                    try:
                         getattr(s, _CURSOR_ONLY[final])(*args)
-                    x, y = cur.x, cur.y
+                        x, y = cur.x, cur.y
+                    except (TypeError, AssertionError):  # as in _pyte_feed: the cursor stays
+                        cur.x, cur.y = x, y
                 elif final == "K" and len(args) <= 2 and args[0] in (0, 1, 2):
                     how = args[0]
                     erase(rows[y], x if how == 0 else 0, x + 1 if how == 1 else cols, attrs)
