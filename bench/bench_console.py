@@ -214,7 +214,8 @@ async def through_pane(data: bytes) -> dict[str, float]:
             await asyncio.sleep(0.005)
         app.post_message(events.Key("z", "z"))
         await asyncio.sleep(0.3)
-        echo_on_screen = any("<z>" in line for line in pane.screen_text())
+        painted_lines = ["".join(seg.text for seg in ConsolePane.render_line(pane, y)) for y in range(pane.size.height)]
+        echo_on_screen = any("<z>" in line for line in painted_lines)
         pane.detach()
     end = first_paint(session.stream_end)
     lat = [shown - t for t, offset in zip(presses, session.echoes, strict=False)
