@@ -3,8 +3,8 @@
 Textual's DataTable keys its cell cache on a table-wide update counter, so one
 changed cell (a CPU figure, an uptime) re-renders every visible cell of every
 row through Rich's Padding/Styled machinery: at a 1 s refresh that was most of
-the dashboard's CPU at rest.  FastTable keys the cache on the cell's own
-content (plus its place, width and highlight) instead, and renders the
+the dashboard's CPU at rest.  FastTable caches each cell by its own value
+(plus its place, width and highlight) instead, and renders the
 one-line cells our tables hold straight to segments.  set_cells() repaints
 just the changed row (update_cell() repaints the whole table, and finds a
 row's place by summing every row above it).  Everything else
@@ -27,14 +27,8 @@ from textual.widgets._data_table import default_cell_formatter
 
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
-CACHE_SIZE = 4096  # cells: a few screens' worth, cleared wholesale when full
-
-
-def cell_key(value: object) -> object:
-    """What decides a cell's look: the string itself, or a Text's text, styles and alignment."""
-    if isinstance(value, Text):
-        return (value.plain, value.style, value.justify, tuple(value.spans))
-    return value
+CACHE_SIZE = 4096  # lines: a few screens' worth, cleared wholesale when full
+CELLS_KEPT = 65536  # cells, the last look of each
 
 
 def cell_segments(text: Text, width: int, padding: int, console, style: Style, post: Style) -> list[Segment]:
@@ -58,7 +52,7 @@ def cell_segments(text: Text, width: int, padding: int, console, style: Style, p
     if text.style:  # render() leaves the base style to the caller
         body = list(Segment.apply_style(body, console.get_style(text.style)))
     segments = ([pad] if pad else []) + body + ([pad] if pad else [])
-    return list(Segment.apply_style(segments, style, post))
+    return list(Segment.simplify(Segment.apply_style(segments, style, post)))
 
 
 class Paint(NamedTuple):
@@ -78,7 +72,7 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        self._fast_cells: dict[tuple, list[list[Segment]]] = {}
+        self._fast_cells: dict[tuple, tuple[object, tuple, list[list[Segment]]]] = {}
         self._fast_lines: dict[tuple, Strip] = {}
         self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
         self._version = 0
@@ -147,7 +141,8 @@ class FastTable(DataTable, SteadyScrollbars):
                                                        paint.show_hover, False, False)
         extend = paint.style + highlight + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
         segments.append(Segment(" " * max(0, paint.width - sum(paint.widths)), extend))
-        return Strip(line_crop(segments, x1, x2, paint.width)).adjust_cell_length(paint.width, paint.style).simplify()
+        # Cells come simplified and no two cells share a style (each carries its place): no simplify().
+        return Strip(line_crop(segments, x1, x2, paint.width)).adjust_cell_length(paint.width, paint.style)
 
     # ------------------------------------------------------------ cells
 
@@ -160,23 +155,29 @@ class FastTable(DataTable, SteadyScrollbars):
                 not header and self.rows[row_key].height != 1) or (header and self.header_height != 1):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         value = self.columns[column_key].label if header else self._data[row_key].get(column_key)
-        key = (row_key, column_key, row_index, column_index, cell_key(value), base_style, width, cursor, hover,
-               self._show_hover_cursor, self.show_cursor, self._pseudo_class_state)
-        lines = self._fast_cells.get(key)
-        if lines is None:
-            fixed = not header and (row_index < self.fixed_rows or column_index < self.fixed_columns)
-            component, post = self._get_styles_to_render_cell(
-                header, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor,
-                self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-            style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component
-            text = value if isinstance(value, Text) else default_cell_formatter(
-                "" if value is None else value, wrap=False, height=1)
-            if not isinstance(text, Text):  # some other renderable: DataTable knows how
-                return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-            lines = [cell_segments(text, width, self.cell_padding, self.app.console, style, post)]
-            if len(self._fast_cells) >= CACHE_SIZE:
-                self._fast_cells.clear()
-            self._fast_cells[key] = lines
+        paint = self._paint
+        show_cursor, show_hover = (paint.show_cursor, paint.show_hover) if paint else (
+            self.show_cursor, self._show_hover_cursor)
+        # A changed cell holds a new object, so the object itself (kept alive here) says "same content".
+        place = (row_key, column_key)
+        look = (row_index, column_index, base_style, width, cursor, hover, show_hover, show_cursor,
+                self._pseudo_class_state)
+        cached = self._fast_cells.get(place)
+        if cached is not None and cached[0] is value and cached[1] == look:
+            return cached[2]
+        fixed = not header and (row_index < self.fixed_rows or column_index < self.fixed_columns)
+        component, post = self._get_styles_to_render_cell(
+            header, False, fixed, hover, cursor, show_cursor, show_hover,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component
+        text = value if isinstance(value, Text) else default_cell_formatter(
+            "" if value is None else value, wrap=False, height=1)
+        if not isinstance(text, Text):  # some other renderable: DataTable knows how
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        lines = [cell_segments(text, width, self.cell_padding, self.app.console, style, post)]
+        if len(self._fast_cells) >= CELLS_KEPT:
+            self._fast_cells.clear()
+        self._fast_cells[place] = (value, look, lines)
         return lines
 
     def set_cells(self, row_key: str, changes: dict[str, object]) -> None:
