@@ -241,3 +241,21 @@ def test_screen_read_midway_then_fed_on_matches_pyte():
         model.feed(data[i : i + 5])
         model.screen  # noqa: B018 - the property syncs pyte's buffer
     assert_exactly_pyte(model, reference(data, 30, 6))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_boot_pieces, max_size=40), st.lists(_boot_pieces, max_size=40),
+       st.tuples(st.integers(5, 100), st.integers(2, 30)))
+def test_resize_between_reads_matches_pyte(before, after, size):
+    # The pane resizes the model when its window changes, Rows and all.
+    model = TerminalModel(80, 24, history=10000)
+    ref = _Reference(80, 24)
+    stream = pyte.ByteStream(ref)
+    for part in (_stream(before), None, _stream(after)):
+        if part is None:
+            model.resize(*size)
+            ref.resize(lines=size[1], columns=size[0])
+        else:
+            model.feed(part)
+            stream.feed(part)
+    assert_exactly_pyte(model, ref)

@@ -228,8 +228,11 @@ class TerminalModel:
     def _fast_ok(self) -> bool:
         s = self._screen
         # Reverse screen (DECSCNM) changes the default cell, which Rows take as plain.
+        # pyte's resize leaves the cursor where it was, possibly off the smaller
+        # screen, until something moves it: pyte's own rules then.
         return (s.charset == 0 and s.g0_charset is cs.LAT1_MAP
-                and mo.IRM not in s.mode and mo.DECSCNM not in s.mode)
+                and mo.IRM not in s.mode and mo.DECSCNM not in s.mode
+                and s.cursor.y < s.lines and s.cursor.x <= s.columns)
 
     def _via_pyte(self, text: str, pos: int) -> int:
         """Feed pyte one token (or run of other characters) and then the rest of any sequence it is in."""
