@@ -154,3 +154,14 @@ async def test_a_flood_is_painted_at_most_fps_times_a_second_and_keys_still_get_
         assert session.sent == [b"x"]
         assert pane.model.bytes_fed > 1_000_000
         pane.detach()
+
+
+async def test_wide_characters_take_two_cells_on_the_painted_line():
+    async with PaneApp().run_test(size=(40, 8)) as pilot:
+        session = PlaySession("日本 ok\r\n".encode())
+        pane = await attach_playing(pilot, session)
+        await settle(pilot, session, pane)
+        strip = pane.render_line(0)
+        assert strip.cell_length == pane.size.width
+        assert "".join(seg.text for seg in strip).startswith("日本 ok")
+        pane.detach()

@@ -2,7 +2,9 @@
 
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
-happens at most FPS times a second and only for changed lines.
+happens at most about FPS times a second (a frame also follows a key by
+ECHO_WAIT, for its echo) and only for changed lines; the model is read
+under the connection's lock, the strips are made when Textual paints.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class ConsolePane(Widget, can_focus=True):
         """One line, cut or padded to the pane's width."""
         cache = self._styles
         width = self.size.width
-        strip = Strip([Segment(r.text, style_of(r, cache)) for r in runs], sum(len(r.text) for r in runs))
+        strip = Strip([Segment(r.text, style_of(r, cache)) for r in runs])  # Strip measures: wide characters
         return strip if strip.cell_length == width else strip.crop_extend(0, width, None)
 
     def render_line(self, y: int) -> Strip:
