@@ -231,13 +231,14 @@ class HostReaders:
         self.tree_every = TREE_EVERY
         self._tree: tuple[Any, dict[int, str]] | None = None
         self._tree_round = 0
+        self._mapping: Any = None
+        self._owner: dict[str, str | None] = {}
 
     def close(self) -> None:
         self.sampler.close()
 
     def snapshot(self) -> Snapshot:
         from nsdash.monitor import display, tree
-        from nsdash.monitor.machines import MachineMap
         from nsdash.monitor.rates import rates_between
 
         errors: list[str] = []
@@ -252,10 +253,36 @@ class HostReaders:
             root = tree.walk(self.mount, "/", with_pids=True)
             self._tree = (root, self._command_lines(root))
         root, commands = self._tree  # the same objects again: the pane sees nothing new
-        mapping = MachineMap()
-        machine_of = mapping.map_all(sample.counters)
+        mapping = self._machine_map(machines)
+        machine_of = self._map_all(mapping, sample.counters)
         machines = tuple(m if m.cgroup else _with_cgroup(m, mapping, sample.counters) for m in machines)
         return Snapshot(sample.timestamp, machines, root, tuple(rows), commands, machine_of, tuple(errors))
+
+    def _machine_map(self, machines: tuple[MachineInfo, ...]):
+        """A MachineMap of nsdash's machines' recorded cgroups, as MachineMap() would read them from
+        the same state files the machine list just read; rebuilt only when they change."""
+        from nsdash.monitor.machines import MachineMap
+
+        registered = {m.name: m.cgroup.rstrip("/") or "/" for m in machines
+                      if m.source == "nsdash" and m.cgroup and m.cgroup.startswith("/")}
+        if self._mapping is None or registered != self._mapping.registered:
+            self._mapping = MachineMap(registered)
+            self._owner = {}
+        return self._mapping
+
+    def _map_all(self, mapping, cgroups) -> dict[str, str]:
+        """cgroup -> machine like mapping.map_all, remembering each cgroup's answer while the map holds."""
+        owner = self._owner
+        if len(owner) > 2 * len(cgroups) + 1000:  # cgroups come and go: forget the gone ones now and then
+            owner.clear()
+        out = {}
+        for c in cgroups:
+            name = owner.get(c, "")
+            if name == "":
+                name = owner[c] = mapping.machine_of(c)
+            if name is not None:
+                out[c] = name
+        return out
 
     def open_journal(self, machines: tuple[str, ...]) -> JournalFeed:
         return _HostJournal(machines)
