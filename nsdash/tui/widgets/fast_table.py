@@ -55,6 +55,12 @@ def cell_segments(text: Text, width: int, padding: int, console, style: Style, p
     return list(Segment.simplify(Segment.apply_style(segments, style, post)))
 
 
+def with_place(segments: list[Segment], row: int, column: int) -> list[Segment]:
+    """The cell's segments marked with its place, as DataTable's mouse handling reads it from the meta."""
+    place = Style.from_meta({"row": row, "column": column})
+    return [Segment(text, style + place if style else place, control) for text, style, control in segments]
+
+
 class Paint(NamedTuple):
     """The table-wide inputs of one paint: part of every cached line's key."""
 
@@ -72,7 +78,7 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        self._fast_cells: dict[tuple, tuple[object, tuple, list[list[Segment]]]] = {}
+        self._fast_cells: dict[tuple, tuple[object, tuple, list[Segment]]] = {}
         self._fast_lines: dict[tuple, Strip] = {}
         self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
         self._version = 0
@@ -136,7 +142,9 @@ class FastTable(DataTable, SteadyScrollbars):
         """One data row as DataTable draws it with a row cursor: its cells, then its style out to the edge."""
         segments: list[Segment] = []
         for column_index, width in enumerate(paint.widths):
-            segments += self._render_cell(index, column_index, paint.style, width, cursor, hover)[0]
+            body = self._cell_body(index, column_index, paint.style, width, cursor, hover)
+            segments += (with_place(body, index, column_index) if body is not None
+                         else self._render_cell(index, column_index, paint.style, width, cursor, hover)[0])
         highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
                                                        paint.show_hover, False, False)
         extend = paint.style + highlight + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
@@ -148,37 +156,45 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        body = self._cell_body(row_index, column_index, base_style, width, cursor, hover)
+        if body is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        return [with_place(body, row_index, column_index)]
+
+    def _cell_body(self, row_index: int, column_index: int, base_style: Style, width: int,
+                   cursor: bool, hover: bool) -> list[Segment] | None:
+        """A one-line cell's segments without its place (row, column) in their meta; None: not ours."""
         header = row_index == -1
         row_key = self._header_row_key if header else self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
         if column_index < 0 or row_key is None or column_key is None or (
                 not header and self.rows[row_key].height != 1) or (header and self.header_height != 1):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            return None
         value = self.columns[column_key].label if header else self._data[row_key].get(column_key)
         paint = self._paint
         show_cursor, show_hover = (paint.show_cursor, paint.show_hover) if paint else (
             self.show_cursor, self._show_hover_cursor)
-        # A changed cell holds a new object, so the object itself (kept alive here) says "same content".
+        # A changed cell holds a new object, so the object itself (kept alive here) says "same content";
+        # the row's index is left out, so a row that only moved (a re-sort) is not rendered again.
+        fixed = not header and (row_index < self.fixed_rows or column_index < self.fixed_columns)
         place = (row_key, column_key)
-        look = (row_index, column_index, base_style, width, cursor, hover, show_hover, show_cursor,
+        look = (header, fixed, column_index, base_style, width, cursor, hover, show_hover, show_cursor,
                 self._pseudo_class_state)
         cached = self._fast_cells.get(place)
         if cached is not None and cached[0] is value and cached[1] == look:
             return cached[2]
-        fixed = not header and (row_index < self.fixed_rows or column_index < self.fixed_columns)
         component, post = self._get_styles_to_render_cell(
             header, False, fixed, hover, cursor, show_cursor, show_hover,
             self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-        style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component
         text = value if isinstance(value, Text) else default_cell_formatter(
             "" if value is None else value, wrap=False, height=1)
         if not isinstance(text, Text):  # some other renderable: DataTable knows how
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        lines = [cell_segments(text, width, self.cell_padding, self.app.console, style, post)]
+            return None
+        body = cell_segments(text, width, self.cell_padding, self.app.console, base_style + component, post)
         if len(self._fast_cells) >= CELLS_KEPT:
             self._fast_cells.clear()
-        self._fast_cells[place] = (value, look, lines)
-        return lines
+        self._fast_cells[place] = (value, look, body)
+        return body
 
     def set_cells(self, row_key: str, changes: dict[str, object]) -> None:
         """Change some cells of one row and repaint only that row; widen a column only if it no longer fits."""
