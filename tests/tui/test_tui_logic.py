@@ -109,3 +109,18 @@ def test_cpu_order_ranks_the_figure_shown():
     assert display_order(rows, "path") == ["/a", "/b", "/c", "/d"]
     # Unrounded, /b (0.04) would go before /a (0.01) although both read 0.0.
     assert display_order([r._replace(cpu_percent=0.5) if r.path == "/a" else r for r in rows], "cpu")[:2] == ["/a", "/c"]
+
+
+def test_host_readers_walk_the_tree_at_their_cadence():
+    """Over the real host: between two walks the same tree object comes again (the pane skips it)."""
+    from nsdash.tui.poller import HostReaders
+
+    readers = HostReaders(with_machined=False)
+    try:
+        first, second, third = (readers.snapshot() for _ in range(3))
+        assert first.tree is not None and second.tree is first.tree and third.tree is not first.tree
+        assert second.commands is first.commands
+        readers.tree_every = 1
+        assert readers.snapshot().tree is not third.tree
+    finally:
+        readers.close()

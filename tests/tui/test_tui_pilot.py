@@ -219,3 +219,75 @@ async def test_units_key_opens_the_selected_machines_units():
         # The sample machine has no bus: the screen says so and the app keeps running.
         await wait_for(pilot, lambda: len(app._notifications) > 0, what="a notification")
         assert app.is_running
+
+
+def shown(table, row: int) -> str:
+    """The text the table paints for data row ROW (after the header), as the screen gets it."""
+    return table.render_line(table.header_height + row).text
+
+
+async def test_table_paints_changed_and_moved_rows_from_the_new_data():
+    """Rows are cached per row and per cell: a changed figure and a re-sort must still show the new data."""
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        before = [shown(table, i) for i in range(table.row_count)]
+        assert not any("/init.scope" in line and "90.0" in line for line in before)
+        rows = tuple(r._replace(cpu_percent=90.0) if r.path == "/init.scope" else r for r in sd.ROWS)
+        app.post_message(SnapshotReady(replace(sd.snapshot(9), rows=rows)))
+        await pilot.pause()
+        lines = [shown(table, i) for i in range(table.row_count)]
+        at = order(table).index("/init.scope")
+        assert "/init.scope" in lines[at] and "90.0" in lines[at]
+        for i, path in enumerate(order(table)):  # every row painted where it now stands
+            assert lines[i].lstrip().startswith(str(table.get_cell(path, "path"))), (i, path, lines[i])
+        # A figure that changes without moving its row (memory, sorted by %CPU) is painted too.
+        still = order(table)[-1]
+        rows = tuple(r._replace(memory=7 << 30) if r.path == still else r for r in rows)
+        app.post_message(SnapshotReady(replace(sd.snapshot(10), rows=rows)))
+        await pilot.pause()
+        assert order(table)[-1] == still and "7.0G" in shown(table, table.row_count - 1)
+
+
+async def test_clicking_a_table_row_puts_the_cursor_on_it():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        top = table.content_region.y - table.region.y + table.header_height  # border, then the header
+        await pilot.click(CpuTable, offset=(4, top + 2))
+        await pilot.pause()
+        assert table.cursor_row == 2 and table.selected_path() == order(table)[2]
+
+
+async def test_the_poller_walks_the_tree_every_refresh_only_while_the_tree_has_focus():
+    from nsdash.tui.poller import TREE_EVERY, Poller
+
+    class Readers:
+        tree_every = TREE_EVERY
+
+        def snapshot(self):
+            return sd.snapshot(0)
+
+        def open_journal(self, machines):
+            raise NsdashError("no journal here")
+
+        def close(self):
+            pass
+
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        readers = Readers()
+        app.poller = Poller(readers, app.post_message)  # never started: only its settings are used
+        try:
+            app.screen.query_one(CgroupTree).focus()
+            await pilot.pause()
+            assert readers.tree_every == 1
+            app.screen.query_one(CpuTable).focus()
+            await pilot.pause()
+            assert readers.tree_every == TREE_EVERY
+        finally:
+            app.poller.stop()
+            app.poller = None
