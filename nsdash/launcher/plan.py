@@ -637,8 +637,10 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
             raise SpecError(f"{host_dir} is a symlink (linked to a guest before)",
                             "remove it or use --link-journal=guest")
         return [m.Bind(host_dir, guest_path)], host_dir, None
-    # guest: the journal stays in the tree; the host gets a symlink to it.
-    guest_host_path = os.path.join(tree, guest_path.lstrip("/"))
+    # guest: the journal stays in the tree; the host gets a symlink to it, whose target is
+    # resolved as the container sees it (symlinks in the tree stay inside the tree), so a tree
+    # whose /var/log points at /etc or climbs with ../ cannot aim the host's link at host files.
+    guest_host_path = m.resolve_in_root(tree, guest_path)
     if os.path.exists(host_dir) and not os.path.islink(host_dir):
         if try_:
             return [], None, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -330,3 +331,15 @@ def test_each_plan_binds_a_fresh_read_only_boot_id(tree, host):
     # without a state directory (nothing to hold the file) the host's stays, as before
     spec = ContainerSpec(directory=tree, machine="box", command=("true",))
     assert build_plan(spec, host_root=str(host)).boot_id is None
+
+
+@pytest.mark.parametrize("link", ["/etc", "../../../../../../../../etc"])
+def test_guest_journal_link_points_inside_the_tree_whatever_its_symlinks(tree, host, link):
+    # The tree's /var/log is a symlink out of it (absolute, or climbing with ../): the host's
+    # /var/log/journal/ID link must still point at the tree's own directory, as the container sees it.
+    mid = (tree / "etc/machine-id").read_text().strip()
+    shutil.rmtree(tree / "var/log", ignore_errors=True)
+    (tree / "var").mkdir(exist_ok=True)
+    (tree / "var/log").symlink_to(link)
+    p = plan_for(tree, host, command=("true",), link_journal="guest")
+    assert p.host_journal_link == (str(host / "var/log/journal" / mid), str(tree / "etc/journal" / mid))
