@@ -26,7 +26,8 @@ def sparkline(values: Sequence[float | None], width: int, top: float | None = No
 
 
 def uptime(seconds: float | None) -> str:
-    """1d 2h, 3h 4m, 5m 6s, 7s: the two biggest units, like machinectl's timespans."""
+    """1d 2h, 3h 4m, 5m, 7s: the two biggest units, like machinectl's timespans, but seconds only
+    in the first minute: a list of machines then repaints a row once a minute, not every second."""
     if seconds is None or seconds < 0:
         return "-"
     s = int(seconds)
@@ -38,7 +39,7 @@ def uptime(seconds: float | None) -> str:
     if h:
         return f"{h}h {m}m"
     if m:
-        return f"{m}m {s}s"
+        return f"{m}m"
     return f"{s}s"
 
 

@@ -50,6 +50,7 @@ def test_sparkline_and_formats():
     assert fmt.sparkline([0, 50, 100], 3, top=100) == "▁▅█"
     assert fmt.sparkline([None, 1.0], 4, top=1.0) == "   █"
     assert fmt.uptime(59) == "59s" and fmt.uptime(3720) == "1h 2m" and fmt.uptime(90000) == "1d 1h"
+    assert fmt.uptime(61) == fmt.uptime(119) == "1m"  # a row changes once a minute, not every second
     assert fmt.uptime(None) == "-"
     assert fmt.rate(2048) == "2.0K/s" and fmt.rate(None) == "-"
 
