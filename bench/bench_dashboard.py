@@ -153,6 +153,8 @@ def main() -> int:
     ap.add_argument("--rest-machines", type=int, default=20)
     ap.add_argument("--rest-seconds", type=float, default=30.0)
     ap.add_argument("--only", choices=("load", "rest"), help="run only part 1 (load) or part 2 (rest)")
+    ap.add_argument("--terminal", action="store_true",
+                    help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.stderr.write("bench_dashboard: needs root (it makes cgroups and machines)\n")
@@ -189,8 +191,50 @@ def rest(args) -> None:
         print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core "
               f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after)")
+        if args.terminal:
+            pct = in_tmux(args.rest_seconds)
+            print(f"at rest in tmux (160x50, real terminal output), {len(names)} machines: {pct:.1f}% of one core")
     finally:
         stop_machines(names)
+
+
+def in_tmux(seconds: float) -> float:
+    """The real `nsdash` in a detached tmux session: its process's CPU time over SECONDS of wall time."""
+    import subprocess
+
+    session = f"nsdash-bench-{os.getpid()}"
+    env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
+                    f"env {env} {sys.executable} -m nsdash"], check=True, cwd=REPO)
+    try:
+        pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
+                                      capture_output=True, text=True, check=True).stdout.split()[0])
+        time.sleep(8)  # start-up and the first refreshes are not "at rest"
+        pid = _python_of(pane_pid)
+
+        def ticks() -> int:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+
+        t0, c0 = time.monotonic(), ticks()
+        time.sleep(seconds)
+        used = (ticks() - c0) / os.sysconf("SC_CLK_TCK")
+        return 100 * used / (time.monotonic() - t0)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+def _python_of(pid: int) -> int:
+    """The deepest process under PID: tmux runs the command through a shell and env."""
+    while True:
+        kids: list[str] = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += f.read().split()
+        if not kids:
+            return pid
+        pid = int(kids[0])
 
 
 if __name__ == "__main__":
