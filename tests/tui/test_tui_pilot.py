@@ -291,3 +291,38 @@ async def test_the_poller_walks_the_tree_every_refresh_only_while_the_tree_has_f
         finally:
             app.poller.stop()
             app.poller = None
+
+
+async def test_panels_resize_with_the_keys_and_stack_again_when_narrow():
+    app = sample_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await feed_sample(app, pilot)
+        screen = app.screen
+        machines, cpu = screen.query_one(MachineList), screen.query_one(CpuTable)
+        top, bottom = screen.query_one("#top-row"), screen.query_one("#bottom-row")
+        assert abs(machines.region.width - cpu.region.width) <= 1  # 1fr each
+        cpu.focus()
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        await pilot.pause()
+        assert cpu.region.width > 1.8 * machines.region.width  # 2fr against 1fr
+        before = top.region.height
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert top.region.height > before and top.region.height + bottom.region.height <= 50
+        for _ in range(40):  # never below half a share, never vanishing
+            await pilot.press("less_than_sign")
+        await pilot.pause()
+        assert 0 < cpu.region.width < machines.region.width
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert cpu.region.width == machines.region.width == 80  # stacked: the whole width each
+        await pilot.resize_terminal(160, 50)
+        await pilot.pause()
+        assert 0 < cpu.region.width < machines.region.width  # the chosen sizes are back
+
+
+def test_a_panel_share_stays_within_its_bounds():
+    from nsdash.tui.screens.panels import LARGEST, SMALLEST, resized
+
+    assert resized(1.0, 0.5) == 1.5 and resized(1.0, -0.5) == 0.5
+    assert resized(SMALLEST, -0.5) == SMALLEST and resized(LARGEST, 0.5) == LARGEST
