@@ -85,8 +85,10 @@ def _exit_status(wait_status: int) -> int:
 
 
 def shell(name: str, command: list[str], env: dict[str, str]) -> int:
+    # Everything the forked child calls is imported here: after its chroot, host modules are out of reach.
     from nsdash.launcher import client
     from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.launcher.sandbox import install_seccomp
     from nsdash.launcher.sealed_exec import ensure_sealed_exe
     from nsdash.system import syscalls
 
@@ -129,19 +131,19 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
                 os.setresgid(0, 0, 0)
                 os.setgroups([])
                 os.setresuid(0, 0, 0)
+            # Take the machine's root while we still hold CAP_SYS_CHROOT: the machine's bounding
+            # set (and its filter, which ties chroot to that capability) may lack it.
+            os.fchdir(root_fd)
+            os.chroot(".")
+            os.chdir("/")
             # The command (and we, while still a host binary in its PID namespace, before
             # exec) gets no capability the machine's PID 1 lacks: were container root to take
             # us over in that window (ptrace), it would gain nothing (CAP_SYS_MODULE, ...).
             # And runs under the machine's seccomp filter, loaded as PID 1 loads it (before the
             # capability drop): an unfiltered process inside is one root there could take over.
             if seccomp:
-                from nsdash.launcher.sandbox import install_seccomp
-
                 install_seccomp(seccomp)
             _limit_capabilities(bounding, no_new_privs)
-            os.fchdir(root_fd)
-            os.chroot(".")
-            os.chdir("/")
             argv = command or [_login_shell(root_fd), "-l"]
             child_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
                          "TERM": os.environ.get("TERM", "vt220"), "container": "nsdash", **env}

@@ -151,3 +151,12 @@ def test_joined_command_gets_no_descriptor_but_stdio(busybox_tree, detached, mac
     lines = r.stdout.replace("\r", "").split()
     assert lines[-1] == "gone"
     assert sorted(set(lines[:-1]) - {"3"}) == ["0", "1", "2"]  # 3: ls's own directory fd
+
+
+def test_shell_joins_a_machine_without_cap_sys_chroot(busybox_tree, detached, machine_name):
+    """The helper takes the machine's root while it still holds its own capabilities: a machine
+    whose bounding set lacks CAP_SYS_CHROOT is joined all the same (chroot after the drop fails)."""
+    detached("--drop-capability=CAP_SYS_CHROOT", "-D", str(busybox_tree), "/bin/sleep", "600")
+    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "grep ^CapBnd /proc/self/status; exit 4")
+    assert r.returncode == 4, r.stderr
+    assert not int(r.stdout.split()[-1], 16) & (1 << 18)  # CAP_SYS_CHROOT stays out
