@@ -33,16 +33,18 @@ def _login_shell(root_fd: int) -> str:
     return "/bin/sh"
 
 
-def _leader_limits(leader: int) -> tuple[int, bool]:
-    """The machine PID 1's capability bounding set and no_new_privs flag."""
-    bounding, no_new_privs = 0, False
+def _leader_limits(leader: int) -> tuple[int, bool, bool]:
+    """The machine PID 1's capability bounding set, no_new_privs flag and whether it is filtered."""
+    bounding, no_new_privs, filtered = 0, False, False
     with open(f"/proc/{leader}/status") as f:
         for line in f:
             if line.startswith("CapBnd:"):
                 bounding = int(line.split()[1], 16)
             elif line.startswith("NoNewPrivs:"):
                 no_new_privs = line.split()[1] == "1"
-    return bounding, no_new_privs
+            elif line.startswith("Seccomp:"):
+                filtered = line.split()[1] == "2"
+    return bounding, no_new_privs, filtered
 
 
 def _machine_filters(name: str) -> bytes | None:
@@ -101,6 +103,7 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
         raise NsdashError(f"machine '{name}' has no running leader", f"see 'nsdash status {name}'")
     # Open every namespace (and the root) before joining any: /proc changes under us.
     fds: list[tuple[str, int]] = []
+    root_fd = -1
     try:
         for ns in NAMESPACES:
             path = f"/proc/{leader}/ns/{ns}"
@@ -108,12 +111,20 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
                 continue  # shared with the host (e.g. no private network)
             fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
         root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        bounding, no_new_privs = _leader_limits(leader)
+        bounding, no_new_privs, filtered = _leader_limits(leader)
         seccomp = _machine_filters(name)
     except FileNotFoundError:
+        for fd in (*(fd for _, fd in fds), root_fd):
+            if fd >= 0:
+                os.close(fd)
+        raise NsdashError(f"machine '{name}' stopped while we joined it") from None
+    if filtered and not seccomp:
+        # Fail closed: the command would run inside without the filter its PID 1 is under.
         for _, fd in fds:
             os.close(fd)
-        raise NsdashError(f"machine '{name}' stopped while we joined it") from None
+        os.close(root_fd)
+        raise NsdashError(f"machine '{name}' runs under a system-call filter, but its saved copy is missing",
+                          f"restart the machine ('nsdash reboot {name}') so nsdash can join it filtered")
     cgroup = MachineCgroup(name)
     if status.get("cgroup") and status["cgroup"] != cgroup.path:
         cgroup.path = status["cgroup"]

@@ -160,3 +160,17 @@ def test_shell_joins_a_machine_without_cap_sys_chroot(busybox_tree, detached, ma
     r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "grep ^CapBnd /proc/self/status; exit 4")
     assert r.returncode == 4, r.stderr
     assert not int(r.stdout.split()[-1], 16) & (1 << 18)  # CAP_SYS_CHROOT stays out
+
+
+def test_shell_refuses_a_filtered_machine_whose_saved_filter_is_gone(busybox_tree, detached, machine_name):
+    """Without the saved filters the joined command would run unfiltered inside: fail closed."""
+    from nsdash.launcher.container import SECCOMP_FILE
+    from nsdash.system import paths
+
+    detached("-D", str(busybox_tree), "/bin/sleep", "600")
+    (paths.state_root() / "run" / machine_name / SECCOMP_FILE).unlink()
+    r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "echo RAN")
+    assert r.returncode != 0
+    assert "RAN" not in r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "filter" in r.stderr, r.stderr
