@@ -142,8 +142,8 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
                 os.setresgid(0, 0, 0)
                 os.setgroups([])
                 os.setresuid(0, 0, 0)
-            # Take the machine's root while we still hold CAP_SYS_CHROOT: the machine's bounding
-            # set (and its filter, which ties chroot to that capability) may lack it.
+            # Take the machine's root before the capability drop and the filter below: the
+            # machine's bounding set may lack CAP_SYS_CHROOT, its filter may deny chroot.
             os.fchdir(root_fd)
             os.chroot(".")
             os.chdir("/")
