@@ -219,6 +219,13 @@ class FastTable(DataTable, SteadyScrollbars):
         self._bump(row_key)  # a key used before may come back with other cells
         return row_key
 
+    def remove_row(self, row_key) -> None:  # type: ignore[no-untyped-def]
+        # Cgroups come and go for good (session scopes, transient units): forget a gone row's cells.
+        for column_key in self.columns:
+            self._fast_cells.pop((row_key, column_key), None)
+        self._versions.pop(row_key, None)
+        super().remove_row(row_key)
+
     def refresh_line(self, row_index: int | None) -> None:
         """Repaint the row at ROW_INDEX (rows here are one line high)."""
         if row_index is None:
@@ -233,5 +240,6 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def clear(self, columns: bool = False) -> FastTable:
         self._fast_cells.clear()
+        self._versions.clear()
         super().clear(columns)
         return self

@@ -1,0 +1,68 @@
+"""FastTable's caches against what the table paints without them: after a theme switch, a
+resize and a column change; and their size while rows come and go."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tuikit import feed_sample, sample_app
+
+from nsdash.tui import sample_data as sd
+from nsdash.tui.messages import SnapshotReady
+from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.fast_table import FastTable
+from nsdash.tui.widgets.machine_list import MachineList
+
+
+def painted(table: FastTable) -> list[list[tuple[str, object]]]:
+    """Every line the table paints now (header and rows), text and style per segment."""
+    return [[(s.text, s.style) for s in table.render_line(y)] for y in range(table.size.height)]
+
+
+def uncached(table: FastTable) -> list[list[tuple[str, object]]]:
+    table._fast_cells.clear()
+    table._fast_lines.clear()
+    return painted(table)
+
+
+async def test_theme_switch_repaints_cached_rows_in_the_new_colours():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tables = [app.screen.query_one(CpuTable), app.screen.query_one(MachineList)]
+        dark = [painted(t) for t in tables]
+        app.action_toggle_theme()
+        await pilot.pause()
+        await pilot.pause()
+        for table, before in zip(tables, dark, strict=True):
+            now = painted(table)
+            assert now != before
+            assert now == uncached(table)
+
+
+async def test_resize_repaints_cached_rows_at_the_new_width():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        painted(table)
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        assert painted(table) == uncached(table)
+
+
+async def test_cgroups_coming_and_going_leave_no_cache_behind():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        base = sd.ROWS
+        for i in range(30):
+            extra = tuple(base[0]._replace(path=f"/transient-{i}-{j}.scope") for j in range(20))
+            app.post_message(SnapshotReady(replace(sd.snapshot(3 + i), rows=base + extra)))
+            await pilot.pause()
+            painted(table)
+        live = table.row_count
+        assert live == len(base) + 20
+        assert len(table._versions) <= live
+        assert len({key for key, _column in table._fast_cells}) <= live
