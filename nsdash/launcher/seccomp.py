@@ -92,9 +92,10 @@ def guard_filter() -> pyseccomp.SyscallFilter:
     # request, so must we (CVE-2019-10063: high bits set slipped past flatpak).
     for request in (TIOCSTI, TIOCLINUX):
         flt.add_rule(eperm, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0xFFFFFFFF, request))
+    # socket() takes family and protocol as int: again only the low 32 bits count.
     flt.add_rule(pyseccomp.ERRNO(errno.EAFNOSUPPORT), "socket",
-                 pyseccomp.Arg(0, pyseccomp.EQ, socket.AF_NETLINK),
-                 pyseccomp.Arg(2, pyseccomp.EQ, NETLINK_AUDIT))
+                 pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, socket.AF_NETLINK),
+                 pyseccomp.Arg(2, pyseccomp.MASKED_EQ, 0xFFFFFFFF, NETLINK_AUDIT))
     return flt
 
 

@@ -141,6 +141,35 @@ def test_audit_netlink_socket_is_refused_and_other_netlink_is_not():
     assert out["after"] == errno.EAFNOSUPPORT
 
 
+def _raw_socket_errno(family: int, protocol: int) -> int:
+    """socket(2) straight through syscall(2), so high bits reach the filter as they are."""
+    ctypes.set_errno(0)
+    fd = LIBC.syscall(ctypes.c_long(_nr("socket")), ctypes.c_long(family), ctypes.c_long(socket.SOCK_RAW),
+                      ctypes.c_long(protocol))
+    if fd < 0:
+        return ctypes.get_errno()
+    os.close(fd)
+    return 0
+
+
+def test_audit_netlink_socket_is_refused_even_with_high_bits_set():
+    """The kernel takes socket()'s family and protocol as int: bits above 32 must not slip past."""
+    program = _filter()
+    high = 1 << 32
+
+    def attack():
+        before = _raw_socket_errno(socket.AF_NETLINK | high, seccomp.NETLINK_AUDIT | high)
+        sandbox.install_seccomp(program)
+        return {"before": before,
+                "family": _raw_socket_errno(socket.AF_NETLINK | high, seccomp.NETLINK_AUDIT),
+                "protocol": _raw_socket_errno(socket.AF_NETLINK, seccomp.NETLINK_AUDIT | high),
+                "both": _raw_socket_errno(socket.AF_NETLINK | high, seccomp.NETLINK_AUDIT | high)}
+
+    out = in_child(attack)
+    assert out["before"] == 0  # control: the kernel drops the high bits and makes the socket
+    assert out["family"] == out["protocol"] == out["both"] == errno.EAFNOSUPPORT, out
+
+
 @pytest.mark.parametrize("cap,call", [("CAP_SYS_TIME", "clock_settime"), ("CAP_SYS_MODULE", "init_module"),
                                       ("CAP_IPC_LOCK", "mlock"), ("CAP_SYS_PACCT", "acct")])
 def test_a_kept_capability_opens_its_group(cap, call):
