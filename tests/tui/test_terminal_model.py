@@ -142,14 +142,15 @@ def test_application_cursor_mode_follows_the_stream():
 
 
 class _Reference(pyte.Screen):
-    """Plain pyte with the model's scrollback rule: a full-screen scroll keeps the top line."""
+    """Plain pyte with the model's scrollback rule: a scroll from the top line keeps that line (as xterm)."""
 
     def __init__(self, columns: int, lines: int) -> None:
         self.history: list = []
         super().__init__(columns, lines)
 
     def index(self) -> None:
-        if self.cursor.y == self.lines - 1 and (self.margins is None or self.margins.top == 0):
+        top, bottom = self.margins or (0, self.lines - 1)
+        if self.cursor.y == bottom and top == 0:
             self.history.append(self.buffer[0])
         super().index()
 
@@ -195,7 +196,7 @@ _pieces = st.sampled_from([
     b"\x1b[H", b"\x1b[5;3H", b"\x1b[99;99H", b"\x1b[2A", b"\x1b[B", b"\x1b[3C", b"\x1b[D", b"\x1b[10G",
     b"\x1b[4d", b"\x1b[2E", b"\x1b[F", b"\x1b[2`", b"\x1b[5a", b"\x1b[3e", b"\x1b[1;2f",
     b"\x1b[K", b"\x1b[0K", b"\x1b[1K", b"\x1b[2K", b"\x1b[J", b"\x1b[1J", b"\x1b[2J", b"\x1b[3J", b"\x1b[2;5J",
-    b"\x1b[3;8r", b"\x1b[2;6r", b"\x1b[r", b"\x1b[?7l", b"\x1b[?7h", b"\x1b[4h", b"\x1b[4l",
+    b"\x1b[3;8r", b"\x1b[2;6r", b"\x1b[1;4r", b"\x1b[r", b"\x1b[?7l", b"\x1b[?7h", b"\x1b[4h", b"\x1b[4l",
     b"\x1b[20h", b"\x1b[20l", b"\x1b[?1h", b"\x1b[?25l",
     b"\x1b(0", b"\x0e", b"\x0f", b"\x1b]0;title\x07", b"\x1b7", b"\x1b8", b"\x1bM", b"\x1bD", b"\x1bE",
     b"\x1b[2L", b"\x1b[M", b"\x1b[3P", b"\x1b[2@", b"\x1b[4X", b"\xc2\x9b1m", b"\x1b[", b"12", b";",
@@ -259,3 +260,13 @@ def test_resize_between_reads_matches_pyte(before, after, size):
             model.feed(part)
             stream.feed(part)
     assert_exactly_pyte(model, ref)
+
+
+def test_scrollback_takes_what_scrolls_off_the_top_only():
+    # A region from the top (apt's progress bar below it) scrolls its top line into the
+    # history; a line feed below the region scrolls nothing, and keeps nothing.
+    model = model_of(b"a\r\nb\r\nc\x1b[1;3r\x1b[6;1Hbar\n", cols=20, rows=6)
+    assert model.history_length == 0
+    model.feed(b"\x1b[3;1H\n\n")
+    assert [line.rstrip() for line in model.display()[:3]] == ["c", "", ""]
+    assert ["".join(r.text for r in runs).rstrip() for runs in model.history_runs()] == ["a", "b"]

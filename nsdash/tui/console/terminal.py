@@ -72,14 +72,19 @@ _CURSOR_ONLY = {final: name for final, name in pyte.Stream.csi.items() if name.s
 
 
 class _ScrollbackScreen(pyte.Screen):
-    """A pyte Screen that keeps the lines scrolled off the top (full-screen scrolls only)."""
+    """A pyte Screen that keeps the lines scrolled off the top of the screen.
+
+    As xterm does, a scroll region that starts at the top line counts (a
+    progress bar kept below it); a line feed that scrolls nothing keeps nothing.
+    """
 
     def __init__(self, columns: int, lines: int, history: int) -> None:
         self.history: deque[Any] = deque(maxlen=history)
         super().__init__(columns, lines)
 
     def index(self) -> None:
-        if self.cursor.y == self.lines - 1 and (self.margins is None or self.margins.top == 0):
+        top, bottom = self.margins or (0, self.lines - 1)
+        if self.cursor.y == bottom and top == 0:
             self.history.append(self.buffer[0])
         super().index()
 
