@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sys
 import threading
 import time
 
@@ -14,6 +15,7 @@ from textual import events
 from textual.app import App
 
 from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.widgets.console_pane import FPS, ConsolePane
 
 OK = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39munit-%d.service\x1b[0m - Unit number %d.\r\n"
@@ -165,3 +167,60 @@ async def test_wide_characters_take_two_cells_on_the_painted_line():
         assert strip.cell_length == pane.size.width
         assert "".join(seg.text for seg in strip).startswith("日本 ok")
         pane.detach()
+
+
+class SlowAttach:
+    """An attach hook that waits for GO, then hands out SESSION or fails."""
+
+    def __init__(self, session: PlaySession | None) -> None:
+        self.session = session
+        self.go = threading.Event()
+        self.closed = False
+
+    def __call__(self, name: str, rows: int, cols: int):
+        self.go.wait(10)
+        if self.session is None:
+            raise OSError("connection refused")
+        inner = self.session
+        outer = self
+
+        class Tracked(PlaySession):
+            def __init__(self) -> None:
+                self.__dict__.update(inner.__dict__)
+
+            def close(self) -> None:
+                outer.closed = True
+
+        return Tracked()
+
+
+def test_detach_puts_the_gil_switch_interval_back_when_the_last_console_goes():
+    before = sys.getswitchinterval()
+    ends: list[str] = []
+    a = ConsoleConnection("a", TerminalModel(), ends.append, attach=lambda n, r, c: PlaySession(b"a"))
+    b = ConsoleConnection("b", TerminalModel(), ends.append, attach=lambda n, r, c: PlaySession(b"b"))
+    a.start()
+    b.start()
+    assert sys.getswitchinterval() <= 0.001
+    a.close()
+    assert sys.getswitchinterval() <= 0.001  # b still reads
+    b.close()
+    b.close()  # twice: no harm
+    assert sys.getswitchinterval() == before
+    assert ends == []
+
+
+def test_a_console_closed_while_attaching_closes_its_session_and_reports_nothing():
+    for session in (PlaySession(b"late"), None):  # attached after the close; failed after it
+        ends: list[str] = []
+        hook = SlowAttach(session)
+        conn = ConsoleConnection("slow", TerminalModel(), ends.append, attach=hook)
+        conn.start()
+        conn.close()  # the user moved on to another machine
+        hook.go.set()
+        assert conn._thread is not None
+        conn._thread.join(5)
+        assert not conn._thread.is_alive()
+        assert ends == []  # a late failure must not end the console the pane shows now
+        assert hook.closed == (session is not None)
+

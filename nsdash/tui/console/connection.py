@@ -41,6 +41,36 @@ def _attach(name: str, rows: int, cols: int) -> Session:
     return client.attach(name, rows=rows, cols=cols)
 
 
+class _SwitchInterval:
+    """Python's GIL switch interval at 1 ms while any console reads, as it was after the last.
+
+    A flooding console keeps its reader parsing (Python, holding the GIL); the UI
+    thread waits up to the switch interval for the GIL on every wake-up, several
+    per frame.  Python's 5 ms default adds tens of ms to key-to-screen; 1 ms does not.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    def take(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, 0.001))
+            self._users += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_SWITCH = _SwitchInterval()
+
+
 class ConsoleConnection:
     def __init__(self, name: str, model: TerminalModel,
                  on_end: Callable[[str], None],
@@ -57,18 +87,21 @@ class ConsoleConnection:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        # A flooding console keeps this thread parsing (Python, holding the GIL); the UI
-        # thread waits up to the switch interval for the GIL on every wake-up, several
-        # per frame.  Python's 5 ms default adds tens of ms to key-to-screen; 1 ms does not.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        _SWITCH.take()
         self._thread = threading.Thread(target=self._run, name=f"console-{self.name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._session = self._attach(self.name, self.model.lines, self.model.columns)
+            session = self._attach(self.name, self.model.lines, self.model.columns)
         except (NsdashError, OSError) as e:
-            self.on_end(e.oneline() if isinstance(e, NsdashError) else f"cannot attach: {e}")
+            if not self._closing:  # else the pane has moved on: this is no news about what it shows
+                self.on_end(e.oneline() if isinstance(e, NsdashError) else f"cannot attach: {e}")
+            return
+        self._session = session
+        if self._closing:  # closed while attaching: close() found no session to close
+            with contextlib.suppress(OSError):
+                session.close()
             return
         reason = "the console closed (the machine stopped)"
         try:
@@ -119,7 +152,11 @@ class ConsoleConnection:
                 self._session.resize(lines, columns)
 
     def close(self) -> None:
+        if self._closing:
+            return
         self._closing = True
+        if self._thread is not None:
+            _SWITCH.give_back()
         if self._session is not None:
             with contextlib.suppress(OSError):
                 self._session.close()
