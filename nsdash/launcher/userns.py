@@ -31,8 +31,10 @@ when the kernel refuses.  -x/--ephemeral puts the overlay's empty upper layer
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -172,7 +174,8 @@ def write_id_maps(pid: int, base: int, size: int) -> None:
 
 
 def shift_ownership(root: Path, base: int, size: int) -> int:
-    """--private-users-ownership=chown: move every file's owner from U to BASE+U.
+    """--private-users-ownership=chown: move every file's owner (and the IDs its ACLs name)
+    from U to BASE+U.
 
     Files already inside [BASE, BASE+SIZE) are left alone, so a second run is
     a no-op; an owner outside both ranges cannot be mapped and is refused.
@@ -206,7 +209,29 @@ def _shift_one(path: str, base: int, size: int) -> int:
     # chown clears set-id bits; put them back (not on symlinks).
     if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
         os.chmod(path, stat.S_IMODE(mode))
+    if not stat.S_ISLNK(mode):
+        _shift_acls(path, stat.S_ISDIR(mode), base, size)
     return 1
+
+
+_ACL_NAMED = (0x02, 0x08)  # ACL_USER, ACL_GROUP: the entries that carry an ID
+
+
+def _shift_acls(path: str, is_dir: bool, base: int, size: int) -> None:
+    """As nspawn's chown: the users and groups a POSIX ACL names move into the range too
+    (Debian's journal directory grants group adm by ACL)."""
+    for name in ("system.posix_acl_access", "system.posix_acl_default") if is_dir else ("system.posix_acl_access",):
+        try:
+            value = bytearray(os.getxattr(path, name, follow_symlinks=False))
+        except OSError as e:
+            if e.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+                continue  # no ACL (the common case), or a file system without them
+            raise
+        for off in range(4, len(value) - 7, 8):  # after the version word: (tag u16, perm u16, id u32)
+            tag, ident = struct.unpack_from("<H2xI", value, off)
+            if tag in _ACL_NAMED:
+                struct.pack_into("<I", value, off + 4, _shift(ident, base, size, f"{path} ({name})"))
+        os.setxattr(path, name, bytes(value), follow_symlinks=False)
 
 
 def _shift(ident: int, base: int, size: int, path: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 
 import pytest
 
@@ -50,3 +51,32 @@ def test_a_finished_chown_is_not_walked_again(busybox_tree):
     os.lchown(busybox_tree, 0, 0)  # what a walk killed half-way leaves: the root unshifted
     userns.prepare_tree(str(busybox_tree), base, userns.RANGE_SIZE, "chown")
     assert os.lstat(passwd).st_uid == base and userns.already_shifted(busybox_tree, base)
+
+
+def _acl(entries: list[tuple[int, int, int]]) -> bytes:
+    """A system.posix_acl_* value: version 2, then (tag, perm, id) entries."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def _acl_entries(path, name: str) -> list[tuple[int, int, int]]:
+    value = os.getxattr(path, name, follow_symlinks=False)
+    return [struct.unpack_from("<HHI", value, 4 + 8 * i) for i in range((len(value) - 4) // 8)]
+
+
+def test_chown_shifts_the_ids_named_in_acls(busybox_tree):
+    """As nspawn's chown does: a tree's ACL naming group 4 (Debian's journal grants adm) names
+    the container's group 4 afterwards, not the host's."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x02, 5, 1000), (0x04, 5, undefined), (0x08, 5, 4),
+               (0x10, 5, undefined), (0x20, 5, undefined)]
+    journal = busybox_tree / "var" / "log" / "journal"
+    journal.mkdir(parents=True)
+    os.setxattr(journal, "system.posix_acl_access", _acl(entries))
+    os.setxattr(journal, "system.posix_acl_default", _acl(entries))
+    base = userns.pick_base(busybox_tree.name)
+    userns.shift_ownership(busybox_tree, base, userns.RANGE_SIZE)
+    shifted = [(0x01, 7, undefined), (0x02, 5, base + 1000), (0x04, 5, undefined), (0x08, 5, base + 4),
+               (0x10, 5, undefined), (0x20, 5, undefined)]
+    assert _acl_entries(journal, "system.posix_acl_access") == shifted
+    assert _acl_entries(journal, "system.posix_acl_default") == shifted
+    assert os.lstat(journal).st_uid == base
