@@ -224,3 +224,21 @@ def test_a_console_closed_while_attaching_closes_its_session_and_reports_nothing
         assert ends == []  # a late failure must not end the console the pane shows now
         assert hook.closed == (session is not None)
 
+
+
+async def test_the_cursor_is_painted_on_its_cell_after_wide_characters():
+    async with PaneApp().run_test(size=(40, 8)) as pilot:
+        session = PlaySession("日本 ok\r\n日本\x1b[1C".encode())  # the cursor: cell 5 of line 1
+        pane = await attach_playing(pilot, session)
+        await settle(pilot, session, pane)
+        assert pane.has_focus and pane.model.cursor == (5, 1)
+        cells = [(seg.text, bool(seg.style and seg.style.reverse)) for seg in pane.render_line(1)]
+        at = 0
+        reversed_at = []
+        for text, rev in cells:
+            for ch in text:
+                if rev:
+                    reversed_at.append(at)
+                at += 2 if ch in "日本" else 1
+        assert reversed_at == [5]
+        pane.detach()

@@ -229,23 +229,13 @@ class ConsolePane(Widget, can_focus=True):
 
 
 def _with_cursor(strip: Strip, x: int) -> Strip:
-    segments = list(strip)
-    out: list[Segment] = []
-    pos = 0
-    for seg in segments:
-        n = len(seg.text)
-        if pos <= x < pos + n:
-            i = x - pos
-            base = seg.style or Style()
-            if i:
-                out.append(Segment(seg.text[:i], seg.style))
-            out.append(Segment(seg.text[i], base + Style(reverse=not base.reverse)))
-            if i + 1 < n:
-                out.append(Segment(seg.text[i + 1:], seg.style))
-        else:
-            out.append(seg)
-        pos += n
-    return Strip(out)
+    """STRIP with cell X in reverse video (X counts cells: a wide character takes two)."""
+    if not 0 <= x < strip.cell_length:  # a frame from before the pane narrowed
+        return strip
+    left, cell, right = strip.divide([x, x + 1, strip.cell_length])
+    marked = [Segment(seg.text, (seg.style or Style()) + Style(reverse=not (seg.style and seg.style.reverse)))
+              for seg in cell]
+    return Strip([*left, *marked, *right])
 
 
 class _null:
