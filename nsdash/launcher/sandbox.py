@@ -120,9 +120,13 @@ def install_seccomp(blob: bytes) -> None:
                           ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
         if ret < 0:
             err = ctypes.get_errno()
+            # The container's own lists cannot cause EPERM here (the guard, loaded first, allows
+            # prctl; a filter does not apply to its own loading): an outer filter refuses it.
             hint = ("keep CAP_SYS_ADMIN or pass --no-new-privileges=yes" if err == errno.EACCES
                     else "the kernel lacks CONFIG_SECCOMP_FILTER" if err == errno.EINVAL
-                    else "do not deny prctl in --system-call-filter")
+                    else "an outer system-call filter refuses to load another; run nsdash outside that sandbox"
+                    if err == errno.EPERM
+                    else "run with NSDASH_DEBUG=1 for details")
             raise SandboxError(f"cannot install the system-call filter: {os.strerror(err)}", hint)
 
 

@@ -204,6 +204,26 @@ def test_an_allow_list_entry_opens_a_refused_call_and_a_deny_entry_closes_an_all
     assert _filtered(_filter(allow=("keyctl",), deny=("@keyring",)), calls)["keyctl"] == errno.EPERM
 
 
+def test_a_filter_refused_by_an_outer_filter_names_the_cause():
+    """nsdash run under a filter that refuses prctl (inside another sandbox): the error says so,
+    not a --system-call-filter value that cannot cause it."""
+    program = _filter()
+
+    def attack():
+        outer = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+        outer.add_rule(pyseccomp.ERRNO(errno.EPERM), "prctl")
+        outer.load()
+        try:
+            sandbox.install_seccomp(program)
+        except sandbox.SandboxError as e:
+            return {"message": e.message, "hint": e.hint}
+        return None
+
+    out = in_child(attack)
+    assert out and "Operation not permitted" in out["message"]
+    assert "--system-call-filter" not in out["hint"] and "outer" in out["hint"], out
+
+
 def test_filter_refuses_to_install_garbage():
     for blob in (b"\x00" * 7, b"\x08\x00\x00\x00" + b"\x00" * 4 + b"\x01", b""):
         def attack(blob=blob):
