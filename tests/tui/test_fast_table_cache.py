@@ -9,6 +9,7 @@ from tuikit import feed_sample, sample_app
 
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import SnapshotReady
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.fast_table import FastTable
 from nsdash.tui.widgets.machine_list import MachineList
@@ -66,3 +67,27 @@ async def test_cgroups_coming_and_going_leave_no_cache_behind():
         assert live == len(base) + 20
         assert len(table._versions) <= live
         assert len({key for key, _column in table._fast_cells}) <= live
+
+
+async def test_tree_labels_take_the_theme_colours_and_follow_a_switch():
+    # The process labels are $text-muted: a colour with alpha, blended over the tree's
+    # background (taken without it they came out white, unreadable on the light theme).
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        tree.select_path(sd.MACHINES[0].cgroup + "/payload")
+        await pilot.pause()
+        tree.node_for(("cg", sd.MACHINES[0].cgroup + "/payload")).expand()
+        await pilot.pause()
+
+        def getty_colour():
+            line = next(tree.render_line(y) for y in range(tree.size.height) if "getty" in tree.render_line(y).text)
+            return next(seg.style.color for seg in line if "getty" in seg.text)
+
+        for _theme in ("textual-dark", "textual-light"):
+            want = tree.get_component_rich_style("cgroup-tree--process").color
+            assert getty_colour() == want, app.theme
+            app.action_toggle_theme()
+            await pilot.pause()
+            await pilot.pause()

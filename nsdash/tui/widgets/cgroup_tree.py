@@ -8,6 +8,7 @@ and 5,000 cgroups cost only what is on screen.
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
@@ -33,7 +34,22 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         self._commands: dict[int, str] = {}
         self._machine_of: dict[str, str] = {}
         self._seen: set[str] = set()  # cgroups shown before: opened automatically only once
+        self._styles: dict[str, Style] = {}
         self.root.expand()
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._recolour)
+
+    def _recolour(self, _theme: object) -> None:
+        """A new theme: every shown label again, in its colours."""
+        self._styles = {}
+        self._labels = {}
+        for key, node in list(self._keyed.items()):
+            cg = self._by_path.get(str(key[1])) if key[0] == "cg" else None
+            if cg is not None:
+                self._set_label(node, cg)
+            elif key[0] == "pid":
+                self._set_process_label(node, key[1])  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ public
 
@@ -154,9 +170,9 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         self._labels[tnode.data] = plain  # type: ignore[index]
         text = Text(name)
         if tag:
-            text.append(tag, style=self.get_component_rich_style("cgroup-tree--machine", partial=True))
+            text.append(tag, style=self._style("cgroup-tree--machine"))
         if mark:
-            text.append(mark, style=self.get_component_rich_style("cgroup-tree--unreadable", partial=True))
+            text.append(mark, style=self._style("cgroup-tree--unreadable"))
         tnode.set_label(text)
 
     def _set_process_label(self, tnode: TreeNode[Key], pid: int) -> None:
@@ -164,7 +180,19 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
             return
         self._labels[tnode.data] = plain  # type: ignore[index]
-        tnode.set_label(Text(plain, style=self.get_component_rich_style("cgroup-tree--process", partial=True)))
+        tnode.set_label(Text(plain, style=self._style("cgroup-tree--process")))
+
+    def _style(self, component: str) -> Style:
+        """A component's colour and text style without its background (the cursor line keeps its own).
+
+        Taken in full first: a colour with alpha ($text-muted) is blended over the
+        background; without one it came out as plain white."""
+        style = self._styles.get(component)
+        if style is None:
+            full = self.get_component_rich_style(component)
+            style = self._styles[component] = Style(color=full.color, bold=full.bold, italic=full.italic,
+                                                     underline=full.underline)
+        return style
 
     # ------------------------------------------------------------ events
 
