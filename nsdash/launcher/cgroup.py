@@ -142,10 +142,13 @@ class MachineCgroup:
             for d in self.dirs:
                 d.mkdir(parents=True, exist_ok=True)
             self._restrict_devices()
-        except PermissionError as e:
+        except OSError as e:
+            # What was made in the other hierarchies goes again (a read-only one, a full one).
             self.remove()
-            raise NsdashError(f"cannot create cgroup {self.path}: {e.strerror}",
-                              "run nsdash as root") from None
+            where = f" in {Path(e.filename).parent}" if e.filename else ""
+            raise NsdashError(f"cannot create cgroup {self.path}{where}: {e.strerror or e}",
+                              "run nsdash as root" if isinstance(e, PermissionError)
+                              else "check that every cgroup hierarchy is mounted read-write") from None
 
     def _restrict_devices(self) -> None:
         d = self.layout.v1_path("devices", self.path)
@@ -225,4 +228,6 @@ def _rmdir(path: str) -> bool:
     except OSError as e:
         if e.errno in (errno.EBUSY, errno.ENOTEMPTY):
             return False
+        if e.errno == errno.EROFS and not os.path.lexists(path):
+            return True  # rmdir checks for a writable mount before it looks the name up
         raise
