@@ -83,7 +83,14 @@ def allow_list_filter(allowed: frozenset[str]) -> pyseccomp.SyscallFilter:
 
 
 def guard_filter() -> pyseccomp.SyscallFilter:
-    """Default ALLOW; TIOCSTI/TIOCLINUX EPERM, audit netlink sockets EAFNOSUPPORT."""
+    """Default ALLOW; TIOCSTI/TIOCLINUX EPERM, audit netlink sockets EAFNOSUPPORT.
+
+    A 32-bit x86 program can still make the socket through socketcall(2), whose
+    arguments lie in memory where no filter sees them (refusing socketcall
+    would break 32-bit glibc's sockets); the kernel refuses audit requests from
+    outside the initial PID namespace anyway, so this rule is what audit
+    userspace reads, not the barrier.
+    """
     flt = _new_filter(pyseccomp.ALLOW)
     eperm = pyseccomp.ERRNO(errno.EPERM)
     # Keystroke injection into whatever terminal the container can reach (a
