@@ -12,6 +12,7 @@ from nsdash.tui.messages import SnapshotReady
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.fast_table import FastTable
+from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.machine_list import MachineList
 
 
@@ -88,6 +89,28 @@ async def test_tree_labels_take_the_theme_colours_and_follow_a_switch():
         for _theme in ("textual-dark", "textual-light"):
             want = tree.get_component_rich_style("cgroup-tree--process").color
             assert getty_colour() == want, app.theme
+            app.action_toggle_theme()
+            await pilot.pause()
+            await pilot.pause()
+
+
+async def test_journal_lines_take_the_theme_colours_and_follow_a_switch():
+    # info lines are $text and debug lines $text-muted: taken without the background they
+    # came out white, unreadable on the light theme.
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        pane = app.screen.query_one(JournalPane)
+        log = pane.query_one("#journal-log")
+
+        def colour_of(word: str):
+            line = next(log.render_line(y) for y in range(log.size.height) if word in log.render_line(y).text)
+            return next(seg.style.color for seg in line if word in seg.text)
+
+        for _theme in ("textual-dark", "textual-light"):
+            for word, component in (("Started systemd", "info"), ("debug: unit", "debug")):
+                want = pane.get_component_rich_style(f"journal-pane--{component}").color
+                assert colour_of(word) == want, (app.theme, word)
             app.action_toggle_theme()
             await pilot.pause()
             await pilot.pause()

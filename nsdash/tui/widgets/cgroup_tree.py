@@ -14,6 +14,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from nsdash.monitor.tree import CgroupNode
+from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
 Key = tuple[str, object]  # ("cg", path) or ("pid", pid)
@@ -183,15 +184,9 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         tnode.set_label(Text(plain, style=self._style("cgroup-tree--process")))
 
     def _style(self, component: str) -> Style:
-        """A component's colour and text style without its background (the cursor line keeps its own).
-
-        Taken in full first: a colour with alpha ($text-muted) is blended over the
-        background; without one it came out as plain white."""
         style = self._styles.get(component)
         if style is None:
-            full = self.get_component_rich_style(component)
-            style = self._styles[component] = Style(color=full.color, bold=full.bold, italic=full.italic,
-                                                     underline=full.underline)
+            style = self._styles[component] = text_style(self, component)
         return style
 
     # ------------------------------------------------------------ events

@@ -19,6 +19,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, RichLog
 
 from nsdash.tui.messages import JournalLine
+from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
 KEEP = 5000
@@ -107,6 +108,8 @@ class JournalPane(Vertical):
         self._retitle()
         if self.lines or self.note:
             self.call_after_refresh(self._render_all)
+        # Written lines keep the colours they were written in: a new theme writes them again.
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._render_all())
 
     # ------------------------------------------------------------ public
 
@@ -156,7 +159,7 @@ class JournalPane(Vertical):
         log.clear()
         f = self.filter
         if self.note and not self.lines:
-            log.write(Text(self.note, style=self.get_component_rich_style("journal-pane--event", partial=True)))
+            log.write(Text(self.note, style=text_style(self, "journal-pane--event")))
         for line in self.lines:
             if f.admits(line):
                 log.write(self._styled(line), scroll_end=False)
@@ -170,10 +173,10 @@ class JournalPane(Vertical):
             cls = "journal-pane--console"
         else:
             cls = f"journal-pane--{PRIORITY_NAMES[max(0, min(7, line.priority))]}"
-        text = Text(line_text(line, len(self.machines) > 1), style=self.get_component_rich_style(cls, partial=True))
+        text = Text(line_text(line, len(self.machines) > 1), style=text_style(self, cls))
         if self.filter.search:
-            text.highlight_words([self.filter.search], style=self.get_component_rich_style(
-                "journal-pane--match", partial=True), case_sensitive=False)
+            text.highlight_words([self.filter.search], style=text_style(self, "journal-pane--match", background=True),
+                                 case_sensitive=False)
         return text
 
     def _retitle(self) -> None:
