@@ -314,9 +314,9 @@ class HostReaders:
     def _command_lines(self, root) -> dict[int, str]:
         """Command lines of the tree's processes, kernel threads left out as systemd-cgls does.
 
-        Reading every process's cmdline each refresh is most of the poller's
-        cost, so each is re-read every REREAD refreshes (spread by pid: a fifth
-        of them per refresh), a new pid at once; kernel threads are remembered.
+        Reading every process's cmdline at each walk of the tree is most of the
+        walk's cost, so each is re-read every REREAD walks (spread by pid: a
+        fifth of them per walk), a new pid at once; kernel threads are remembered.
         """
         from nsdash.monitor.procs import cmdline, is_kernel_thread
 
