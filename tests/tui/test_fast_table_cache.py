@@ -114,3 +114,17 @@ async def test_journal_lines_take_the_theme_colours_and_follow_a_switch():
             app.action_toggle_theme()
             await pilot.pause()
             await pilot.pause()
+
+
+async def test_cpu_table_figures_stay_in_view_when_the_terminal_narrows():
+    app = sample_app()
+    async with app.run_test(size=(300, 40)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        assert table.render_line(0).text.rstrip().endswith("Output/s")
+        await pilot.resize_terminal(160, 40)
+        await pilot.pause()
+        await pilot.pause()
+        # The paths are ellipsized to the new width, and their column shrinks with them.
+        assert table.render_line(0).text.rstrip().endswith("Output/s"), table.render_line(0).text
+        assert sum(c.get_render_width(table) for c in table.ordered_columns) <= table.size.width

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
 from nsdash.tui import format as fmt
@@ -156,6 +157,13 @@ class CpuTable(FastTable):
             self._shown_width = width
             for path in self._rows:
                 self.update_cell(path, "path", PathCell(path, width))
+            # DataTable only ever widens a column: fit it to the ellipsized paths, or the
+            # figures stay off to the right when the terminal narrows.
+            column = self.columns.get(ColumnKey("path"))
+            if column is not None:
+                cells = (self.get_cell(path, "path").cell_len for path in self._rows)
+                column.content_width = max([column.label.cell_len, *cells])
+                self._require_update_dimensions = True
             self._reorder(self._cursor_key())
 
     def _cursor_key(self) -> str | None:
