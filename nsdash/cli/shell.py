@@ -1,9 +1,10 @@
 """`nsdash shell NAME [CMD...]`: run a command inside a running machine.
 
 Like `nsenter -t LEADER -a`: join the leader's namespaces (user if it has its
-own, then mount, pid, uts, ipc, net, cgroup) and its root, after moving
+own, then mount, uts, ipc, net, cgroup, pid) and its root, after moving
 ourselves into the machine's cgroup so `nsdash terminate` reaches the command
-too.  Unlike `machinectl shell`, the command's exit status is passed back.
+too; then take on PID 1's seccomp filters, bounding set and no_new_privs.
+Unlike `machinectl shell`, the command's exit status is passed back.
 The command uses this terminal directly; no extra PTY is allocated.
 """
 

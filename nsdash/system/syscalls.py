@@ -215,7 +215,7 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
 
 # ---- the new mount API (added for --private-users-ownership=map) -------------
 
-SYS_open_tree = 428  # the same on every architecture (new-style syscall numbers)
+SYS_open_tree = 428  # new-style numbers: the same on every architecture but alpha and mips
 SYS_move_mount = 429
 SYS_mount_setattr = 442
 OPEN_TREE_CLONE = 1
