@@ -149,7 +149,9 @@ class CpuTable(FastTable):
         return Text(value, justify="right")
 
     def _path_width(self) -> int:
-        return max(16, self.size.width - NUMBERS_WIDTH - 2) if self.size.width else 60
+        # Room is kept for the vertical scrollbar: it comes with the rows, not with a resize.
+        room = self.size.width - NUMBERS_WIDTH - 2 - self.styles.scrollbar_size_vertical
+        return max(16, room) if self.size.width else 60
 
     def on_resize(self) -> None:
         width = self._path_width()
