@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import socket
 import sys
 import threading
 import time
@@ -242,3 +243,26 @@ async def test_the_cursor_is_painted_on_its_cell_after_wide_characters():
                 at += 2 if ch in "日本" else 1
         assert reversed_at == [5]
         pane.detach()
+
+
+def test_detach_does_not_wait_for_the_readers_poll_timeout():
+    # The real client session over a socket whose other end (the supervisor) stays quiet:
+    # the reader sits in poll(); closing must wake it, not leave the UI waiting ~0.5 s.
+    from nsdash.launcher import client
+    from nsdash.launcher import protocol as proto
+
+    ours, supervisor = socket.socketpair()
+    control = client.Control.__new__(client.Control)
+    control.sock, control.lines, control.name = ours, proto.LineReader(), "quiet"
+    session = client.ConsoleSession(control)
+    ends: list[str] = []
+    conn = ConsoleConnection("quiet", TerminalModel(), ends.append, attach=lambda n, r, c: session)
+    conn.start()
+    time.sleep(0.2)  # the reader is in poll() now
+    start = time.monotonic()
+    conn.close()
+    took = time.monotonic() - start
+    supervisor.close()
+    assert conn._thread is not None and not conn._thread.is_alive()
+    assert took < 0.1, f"detach took {took:.3f} s"
+    assert ends == []

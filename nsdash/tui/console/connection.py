@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import sys
 import threading
 import time
@@ -158,7 +159,12 @@ class ConsoleConnection:
         if self._thread is not None:
             _SWITCH.give_back()
         if self._session is not None:
+            # Closing a socket does not wake a poll() on it in another thread: the reader would
+            # sit out its read timeout while the UI waits in join().  A shutdown wakes it (EOF).
+            sock = getattr(self._session, "sock", None)
             with contextlib.suppress(OSError):
+                if isinstance(sock, socket.socket):
+                    sock.shutdown(socket.SHUT_RDWR)
                 self._session.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
