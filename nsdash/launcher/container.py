@@ -154,7 +154,15 @@ class Container:
             # Neither the cgroup2 BPF device program (the kernel refused to load it) nor a v1
             # devices whitelist: as systemd-nspawn keeps CAP_MKNOD only on the strength of its
             # filter, without one a container must not make nodes nothing would stop it using.
+            # Like nspawn, start anyway but say so: nodes already in the tree stay usable.
             available -= {"CAP_MKNOD"}
+            from nsdash.launcher import cgroup as cgroup_module
+
+            why = cgroup_module.device_filter_error
+            os.write(2, (f"nsdash: warning: no device filter on this host (the kernel refused the "
+                         f"cgroup2 device program: {why.strerror if why else 'unknown'}); CAP_MKNOD "
+                         f"is dropped, but device nodes in the tree stay usable: use -U for trees "
+                         f"you do not trust\n").encode())
         plan = build_plan(spec, console=console, state_dir=str(run_dir),
                           host_term=os.environ.get("TERM"), available_caps=available,
                           session_uuid=self.uuid)
