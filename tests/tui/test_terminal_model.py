@@ -269,4 +269,5 @@ def test_scrollback_takes_what_scrolls_off_the_top_only():
     assert model.history_length == 0
     model.feed(b"\x1b[3;1H\n\n")
     assert [line.rstrip() for line in model.display()[:3]] == ["c", "", ""]
-    assert ["".join(r.text for r in runs).rstrip() for runs in model.history_runs()] == ["a", "b"]
+    history = [model.history_runs_at(i) for i in range(model.history_length)]
+    assert ["".join(r.text for r in runs).rstrip() for runs in history] == ["a", "b"]

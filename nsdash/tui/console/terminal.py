@@ -183,9 +183,6 @@ class TerminalModel:
     def history_runs_at(self, index: int) -> list[Run]:
         return runs_of(self._screen.history[index], self.columns)
 
-    def history_runs(self) -> list[list[Run]]:
-        return [runs_of(line, self.columns) for line in self._screen.history]
-
     @property
     def cursor(self) -> tuple[int, int]:
         return (min(self._screen.cursor.x, self.columns - 1), self._screen.cursor.y)
