@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 
 from nsdash.errors import NsdashError
 
@@ -46,6 +47,42 @@ def _leader_limits(leader: int) -> tuple[int, bool, bool]:
             elif line.startswith("Seccomp:"):
                 filtered = line.split()[1] == "2"
     return bounding, no_new_privs, filtered
+
+
+def in_cgroup(proc_cgroup: str, path: str) -> bool:
+    """Whether a /proc/PID/cgroup text puts the process at PATH or below, in any hierarchy."""
+    below = path.rstrip("/") + "/"
+    for line in proc_cgroup.splitlines():
+        where = line.split(":", 2)[-1]
+        if where == path or where.startswith(below):
+            return True
+    return False
+
+
+def _pin_leader(name: str, leader: int, cgroup_path: str) -> int:
+    """A pidfd of the machine's leader, checked to be in the machine's cgroup.
+
+    Between reading the leader's PID from the supervisor and opening its /proc
+    files the machine may stop and the PID be reused: the pidfd pins the
+    process we checked, and _still_running() after opening its namespaces
+    proves they were that process's.
+    """
+    try:
+        pidfd = os.pidfd_open(leader)
+        with open(f"/proc/{leader}/cgroup") as f:
+            ours = in_cgroup(f.read(), cgroup_path)
+    except (ProcessLookupError, FileNotFoundError):
+        raise NsdashError(f"machine '{name}' stopped while we joined it") from None
+    if not ours:
+        os.close(pidfd)
+        raise NsdashError(f"machine '{name}' stopped while we joined it (PID {leader} is no longer its leader)",
+                          f"see 'nsdash status {name}'")
+    return pidfd
+
+
+def _still_running(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited."""
+    return not select.select([pidfd], [], [], 0)[0]
 
 
 def _machine_filters(name: str) -> bytes | None:
@@ -102,6 +139,11 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
     leader = status.get("leader")
     if not leader:
         raise NsdashError(f"machine '{name}' has no running leader", f"see 'nsdash status {name}'")
+    cgroup = MachineCgroup(name)
+    if status.get("cgroup") and status["cgroup"] != cgroup.path:
+        cgroup.path = status["cgroup"]
+        cgroup.dirs = cgroup._dirs()
+    pidfd = _pin_leader(name, leader, cgroup.path)
     # Open every namespace (and the root) before joining any: /proc changes under us.
     fds: list[tuple[str, int]] = []
     root_fd = -1
@@ -114,11 +156,15 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
         root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         bounding, no_new_privs, filtered = _leader_limits(leader)
         seccomp = _machine_filters(name)
+        if not _still_running(pidfd):
+            raise FileNotFoundError(leader)  # what we opened may be another process's
     except FileNotFoundError:
         for fd in (*(fd for _, fd in fds), root_fd):
             if fd >= 0:
                 os.close(fd)
         raise NsdashError(f"machine '{name}' stopped while we joined it") from None
+    finally:
+        os.close(pidfd)
     if filtered and not seccomp:
         # Fail closed: the command would run inside without the filter its PID 1 is under.
         for _, fd in fds:
@@ -126,10 +172,6 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
         os.close(root_fd)
         raise NsdashError(f"machine '{name}' runs under a system-call filter, but its saved copy is missing",
                           f"restart the machine ('nsdash reboot {name}') so nsdash can join it filtered")
-    cgroup = MachineCgroup(name)
-    if status.get("cgroup") and status["cgroup"] != cgroup.path:
-        cgroup.path = status["cgroup"]
-        cgroup.dirs = cgroup._dirs()
 
     pid = os.fork()
     if pid == 0:
