@@ -266,3 +266,21 @@ def test_detach_does_not_wait_for_the_readers_poll_timeout():
     assert conn._thread is not None and not conn._thread.is_alive()
     assert took < 0.1, f"detach took {took:.3f} s"
     assert ends == []
+
+
+async def test_every_sgr_colour_paints():
+    # pyte names SGR 93/103 'brightbrown' and SGR 105 'bfightmagenta' (sic); Rich knows neither,
+    # and one such cell stopped the app in render_line.
+    codes = [*range(30, 38), *range(40, 48), *range(90, 98), *range(100, 108)]
+    data = b"".join(b"\x1b[%dm%d " % (c, c) for c in codes) + b"\x1b[0m\r\n"
+    async with PaneApp().run_test(size=(120, 8)) as pilot:
+        session = PlaySession(data)
+        pane = await attach_playing(pilot, session)
+        await settle(pilot, session, pane)
+        styles = {seg.text.strip(): seg.style for y in range(2) for seg in pane.render_line(y) if seg.text.strip()}
+        assert styles["93"].color.name == "bright_yellow"
+        assert styles["103"].bgcolor.name == "bright_yellow"
+        assert styles["105"].bgcolor.name == "bright_magenta"
+        assert styles["33"].color.name == "yellow"
+        assert pilot.app.is_running
+        pane.detach()

@@ -9,6 +9,7 @@ under the connection's lock, the strips are made when Textual paints.
 
 from __future__ import annotations
 
+from rich.color import Color, ColorParseError
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -25,7 +26,9 @@ from nsdash.tui.console.terminal import Run, TerminalModel
 FPS = 30
 ECHO_WAIT = 0.008  # s after a key until the frame that should show its echo
 LEAVE_KEY = "ctrl+right_square_bracket"
-_COLOURS = {"brown": "yellow", "default": None}
+# pyte's names that Rich spells otherwise: SGR 33 is 'brown', SGR 93/103 'brightbrown', and
+# SGR 105 'bfightmagenta' (a typo in pyte 0.8).
+_COLOURS = {"brown": "yellow", "brightbrown": "bright_yellow", "bfightmagenta": "bright_magenta", "default": None}
 
 
 def style_of(run: Run, cache: dict[tuple, Style]) -> Style:
@@ -44,7 +47,12 @@ def _colour(name: str) -> str | None:
         return _COLOURS[name]
     if len(name) == 6 and all(c in "0123456789abcdefABCDEF" for c in name):
         return "#" + name
-    return name.replace("bright", "bright_") if name.startswith("bright") and "_" not in name else name
+    colour = name.replace("bright", "bright_") if name.startswith("bright") and "_" not in name else name
+    try:
+        Color.parse(colour)
+    except ColorParseError:  # a name Rich does not know must not stop the pane: the default colour
+        return None
+    return colour
 
 
 class ConsolePane(Widget, can_focus=True):
