@@ -3,9 +3,11 @@
 Textual's DataTable keys its cell cache on a table-wide update counter, so one
 changed cell (a CPU figure, an uptime) re-renders every visible cell of every
 row through Rich's Padding/Styled machinery: at a 1 s refresh that was most of
-the dashboard's CPU at rest.  FastTable caches each cell by its own value
-(plus its place, width and highlight) instead, and renders the
-one-line cells our tables hold straight to segments.  set_cells() repaints
+the dashboard's CPU at rest.  FastTable caches each cell's segments under its
+row and column keys instead, good while the cell holds the same object (a
+changed cell is a new one) at the same width and highlight, and each row's
+line under the row's own version; it renders the one-line cells our tables
+hold straight to segments.  set_cells() repaints
 just the changed row (update_cell() repaints the whole table, and finds a
 row's place by summing every row above it).  Everything else
 (cursor, keys, mouse, scrolling, sorting, events, CSS) is DataTable's own.
@@ -74,7 +76,7 @@ class Paint(NamedTuple):
 
 
 class FastTable(DataTable, SteadyScrollbars):
-    """DataTable with a per-cell render cache keyed on content (see the module docstring)."""
+    """DataTable with per-cell and per-row render caches (see the module docstring)."""
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
