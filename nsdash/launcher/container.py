@@ -92,6 +92,17 @@ def _available_capabilities() -> frozenset[str]:
     return frozenset(name for name, bit in CAPABILITIES.items() if permitted & (1 << bit))
 
 
+
+def _warn_no_device_filter() -> None:
+    """Like nspawn, start without a device filter where none can exist, but say so: device
+    nodes already in the tree stay usable (CAP_MKNOD is dropped, so no new ones)."""
+    from nsdash.launcher import cgroup as cgroup_module
+
+    why = cgroup_module.device_filter_error
+    os.write(2, (f"nsdash: warning: no device filter on this host (the kernel refused the cgroup2 "
+                 f"device program: {why.strerror if why else 'no cgroup2'}); CAP_MKNOD is dropped, but "
+                 f"device nodes in the tree stay usable: use -U for trees you do not trust\n").encode())
+
 class Container:
     """One run of a container; a context manager whose close() tears everything down."""
 
@@ -154,21 +165,15 @@ class Container:
             # Neither the cgroup2 BPF device program (the kernel refused to load it) nor a v1
             # devices whitelist: as systemd-nspawn keeps CAP_MKNOD only on the strength of its
             # filter, without one a container must not make nodes nothing would stop it using.
-            # Like nspawn, start anyway but say so: nodes already in the tree stay usable.
             available -= {"CAP_MKNOD"}
-            from nsdash.launcher import cgroup as cgroup_module
-
-            why = cgroup_module.device_filter_error
-            os.write(2, (f"nsdash: warning: no device filter on this host (the kernel refused the "
-                         f"cgroup2 device program: {why.strerror if why else 'unknown'}); CAP_MKNOD "
-                         f"is dropped, but device nodes in the tree stay usable: use -U for trees "
-                         f"you do not trust\n").encode())
         plan = build_plan(spec, console=console, state_dir=str(run_dir),
                           host_term=os.environ.get("TERM"), available_caps=available,
                           session_uuid=self.uuid)
         self.plan = plan
         cg.create()  # refuses a running machine of that name before anything else is touched
         self._cg = cg
+        if not cg.filters_devices:
+            _warn_no_device_filter()
         self._prepare_run_dir(run_dir, plan)
         self._prepare_journal(plan)
         extra_range = plan.extra.get("userns")  # (base, size) or None; typing.cast costs ~3 ms to import
