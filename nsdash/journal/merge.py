@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from nsdash.errors import NsdashError
 from nsdash.journal.console import ConsoleSource
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters
@@ -130,7 +131,21 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
     """A machine's journal directories, or its console log when it keeps no journal."""
     require_logs(logs)
     if logs.journal_dirs:
-        return [JournalSource(d, filters, logs.name, detail, only) for d in logs.journal_dirs]
+        out: list[Source] = []
+        try:
+            for d in logs.journal_dirs:
+                try:
+                    out.append(JournalSource(d, filters, logs.name, detail, only))
+                except NsdashError:
+                    # Gone since locate(): a booting machine's journald moves /run/log/journal
+                    # to /var/log/journal when it flushes (or the machine just stopped).
+                    if Path(d).is_dir():
+                        raise
+        except BaseException:
+            for source in out:
+                source.close()
+            raise
+        return out
     assert logs.console_log is not None
     return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
 

@@ -270,3 +270,19 @@ def test_merged_output_tags_each_line_with_its_machine(journal_dir, tmp_path):
     out = io.StringIO()
     Printer(out, "json", tag_machines=True).write_all(entries[:4])
     assert {json.loads(line)["NSDASH_MACHINE"] for line in out.getvalue().splitlines()} == {"alpha", "beta"}
+
+
+def test_a_journal_directory_gone_since_it_was_located_is_passed_over(journal_dir, tmp_path):
+    # A booting machine's journald flushes /run/log/journal/ID to /var/log/journal and removes it:
+    # a reader that located both a moment before reads the one still there instead of failing.
+    from nsdash.journal.locate import MachineLogs
+    from nsdash.journal.merge import sources_for
+
+    logs = MachineLogs(name="web", machine_id=None, journal_dirs=(tmp_path / "gone", journal_dir),
+                       console_log=None, running=True)
+    sources = sources_for(logs, Filters())
+    try:
+        assert [s.directory for s in sources] == [journal_dir]
+    finally:
+        for s in sources:
+            s.close()
