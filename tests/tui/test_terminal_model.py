@@ -6,7 +6,7 @@ import pyte
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nsdash.tui.console.terminal import Row, TerminalModel, key_to_bytes, runs_of
+from nsdash.tui.console.terminal import Row, ScrollbackScreen, TerminalModel, key_to_bytes, runs_of
 
 # Byte streams recorded from real consoles (BusyBox getty, a systemd boot, ls --color, a
 # full-screen program setting margins), trimmed.
@@ -141,22 +141,10 @@ def test_application_cursor_mode_follows_the_stream():
     assert model.key_bytes("left") == b"\x1b[D"
 
 
-class _Reference(pyte.Screen):
-    """Plain pyte with the model's scrollback rule: a scroll from the top line keeps that line (as xterm)."""
-
-    def __init__(self, columns: int, lines: int) -> None:
-        self.history: list = []
-        super().__init__(columns, lines)
-
-    def index(self) -> None:
-        top, bottom = self.margins or (0, self.lines - 1)
-        if self.cursor.y == bottom and top == 0:
-            self.history.append(self.buffer[0])
-        super().index()
-
-
-def reference(data: bytes, cols: int, rows: int) -> _Reference:
-    screen = _Reference(cols, rows)
+def reference(data: bytes, cols: int, rows: int) -> ScrollbackScreen:
+    """Plain pyte (its own parser) with the model's scrollback rule: a scroll from the top line
+    keeps that line, as xterm does."""
+    screen = ScrollbackScreen(cols, rows, history=1 << 20)
     pyte.ByteStream(screen).feed(data)
     return screen
 
@@ -169,7 +157,7 @@ def fed_in_pieces(data: bytes, cuts: list[int], cols: int, rows: int) -> Termina
     return model
 
 
-def assert_exactly_pyte(model: TerminalModel, ref: _Reference) -> None:
+def assert_exactly_pyte(model: TerminalModel, ref: ScrollbackScreen) -> None:
     """Same screen as plain pyte: what the pane renders (read before anything syncs), then every cell."""
     cols, rows = ref.columns, ref.lines
     assert model.display() == texts(ref)
@@ -250,7 +238,7 @@ def test_screen_read_midway_then_fed_on_matches_pyte():
 def test_resize_between_reads_matches_pyte(before, after, size):
     # The pane resizes the model when its window changes, Rows and all.
     model = TerminalModel(80, 24, history=10000)
-    ref = _Reference(80, 24)
+    ref = ScrollbackScreen(80, 24, history=1 << 20)
     stream = pyte.ByteStream(ref)
     for part in (_stream(before), None, _stream(after)):
         if part is None:

@@ -71,7 +71,7 @@ _OTHER = re.compile(f"[^{_NARROW}\x1b\r\n]+")
 _CURSOR_ONLY = {final: name for final, name in pyte.Stream.csi.items() if name.startswith("cursor_")}
 
 
-class _ScrollbackScreen(pyte.Screen):
+class ScrollbackScreen(pyte.Screen):
     """A pyte Screen that keeps the lines scrolled off the top of the screen.
 
     As xterm does, a scroll region that starts at the top line counts (a
@@ -93,7 +93,7 @@ class TerminalModel:
     """A terminal of COLUMNS x LINES fed with bytes; see the module docstring."""
 
     def __init__(self, columns: int = 80, lines: int = 24, history: int = 5000) -> None:
-        self._screen = _ScrollbackScreen(columns, lines, history)
+        self._screen = ScrollbackScreen(columns, lines, history)
         self.stream = pyte.Stream(self._screen)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._glyphs = GlyphCache()
