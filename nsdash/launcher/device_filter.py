@@ -19,6 +19,7 @@ import contextlib
 import os
 
 from nsdash.system import bpf
+from nsdash.system.frozen import Frozen
 
 _TYPES = {"c": bpf.BPF_DEVCG_DEV_CHAR, "b": bpf.BPF_DEVCG_DEV_BLOCK}
 _ACCESS = {"r": bpf.BPF_DEVCG_ACC_READ, "w": bpf.BPF_DEVCG_ACC_WRITE, "m": bpf.BPF_DEVCG_ACC_MKNOD}
@@ -29,29 +30,13 @@ PROGRAM_NAME = "nsdash_devices"
 _R_TYPE, _R_ACCESS, _R_MAJOR, _R_MINOR, _R_TMP = 2, 3, 4, 5, 1
 
 
-class DeviceRule(tuple):
+class DeviceRule(Frozen):
     """One allow rule: (kind, major, minor, access); kind 0 = any type, major/minor None = any."""
 
-    __slots__ = ()
-
-    def __new__(cls, kind: int, major: int | None, minor: int | None, access: int) -> DeviceRule:
-        return super().__new__(cls, (kind, major, minor, access))
-
-    @property
-    def kind(self) -> int:
-        return int(self[0])
-
-    @property
-    def major(self) -> int | None:
-        return self[1]  # type: ignore[no-any-return]
-
-    @property
-    def minor(self) -> int | None:
-        return self[2]  # type: ignore[no-any-return]
-
-    @property
-    def access(self) -> int:
-        return int(self[3])
+    kind: int
+    major: int | None
+    minor: int | None
+    access: int
 
     @classmethod
     def parse(cls, text: str) -> DeviceRule:

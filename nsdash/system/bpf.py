@@ -12,6 +12,7 @@ import ctypes
 import os
 import struct
 
+from nsdash.system.frozen import Frozen
 from nsdash.system.syscalls import _libc
 
 # bpf(2) commands
@@ -61,33 +62,14 @@ _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "i686": 357, "armv7l"
 INSN_SIZE = 8
 
 
-class Insn(tuple):
+class Insn(Frozen):
     """One eBPF instruction: (code, dst, src, off, imm), as struct bpf_insn holds it."""
 
-    __slots__ = ()
-
-    def __new__(cls, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> Insn:
-        return super().__new__(cls, (code, dst, src, off, imm))
-
-    @property
-    def code(self) -> int:
-        return int(self[0])
-
-    @property
-    def dst(self) -> int:
-        return int(self[1])
-
-    @property
-    def src(self) -> int:
-        return int(self[2])
-
-    @property
-    def off(self) -> int:
-        return int(self[3])
-
-    @property
-    def imm(self) -> int:
-        return int(self[4])
+    code: int
+    dst: int = 0
+    src: int = 0
+    off: int = 0
+    imm: int = 0
 
     def encode(self) -> bytes:
         # little-endian hosts: dst_reg is the low nibble of the second byte
