@@ -70,6 +70,21 @@ async def test_cgroups_coming_and_going_leave_no_cache_behind():
         assert len({key for key, _column in table._fast_cells}) <= live
 
 
+def painted_colour(widget, word: str):
+    """The colour WORD is painted in, on the first of WIDGET's lines that shows it."""
+    line = next(widget.render_line(y) for y in range(widget.size.height) if word in widget.render_line(y).text)
+    return next(seg.style.color for seg in line if word in seg.text)
+
+
+async def each_theme(app, pilot):
+    """Yield once in the dark theme and once in the light one."""
+    for _theme in ("textual-dark", "textual-light"):
+        yield
+        app.action_toggle_theme()
+        await pilot.pause()
+        await pilot.pause()
+
+
 async def test_tree_labels_take_the_theme_colours_and_follow_a_switch():
     # The process labels are $text-muted: a colour with alpha, blended over the tree's
     # background (taken without it they came out white, unreadable on the light theme).
@@ -82,16 +97,9 @@ async def test_tree_labels_take_the_theme_colours_and_follow_a_switch():
         tree.node_for(("cg", sd.MACHINES[0].cgroup + "/payload")).expand()
         await pilot.pause()
 
-        def getty_colour():
-            line = next(tree.render_line(y) for y in range(tree.size.height) if "getty" in tree.render_line(y).text)
-            return next(seg.style.color for seg in line if "getty" in seg.text)
-
-        for _theme in ("textual-dark", "textual-light"):
+        async for _ in each_theme(app, pilot):
             want = tree.get_component_rich_style("cgroup-tree--process").color
-            assert getty_colour() == want, app.theme
-            app.action_toggle_theme()
-            await pilot.pause()
-            await pilot.pause()
+            assert painted_colour(tree, "getty") == want, app.theme
 
 
 async def test_journal_lines_take_the_theme_colours_and_follow_a_switch():
@@ -103,17 +111,10 @@ async def test_journal_lines_take_the_theme_colours_and_follow_a_switch():
         pane = app.screen.query_one(JournalPane)
         log = pane.query_one("#journal-log")
 
-        def colour_of(word: str):
-            line = next(log.render_line(y) for y in range(log.size.height) if word in log.render_line(y).text)
-            return next(seg.style.color for seg in line if word in seg.text)
-
-        for _theme in ("textual-dark", "textual-light"):
+        async for _ in each_theme(app, pilot):
             for word, component in (("Started systemd", "info"), ("debug: unit", "debug")):
                 want = pane.get_component_rich_style(f"journal-pane--{component}").color
-                assert colour_of(word) == want, (app.theme, word)
-            app.action_toggle_theme()
-            await pilot.pause()
-            await pilot.pause()
+                assert painted_colour(log, word) == want, (app.theme, word)
 
 
 async def test_cpu_table_figures_stay_in_view_when_the_terminal_narrows():
