@@ -121,8 +121,8 @@ def start_machines(k: int, names: list[str]) -> None:
     """Boot K BusyBox machines, appending each name as it starts (so a failure still cleans up)."""
     from nsdash.demo import trees
     from nsdash.errors import NsdashError
-    from nsdash.launcher import client
     from nsdash.launcher.spec import ContainerSpec
+    from nsdash.machines import client
 
     tree = trees.ensure("busybox")
     for i in range(k):
@@ -137,7 +137,7 @@ def start_machines(k: int, names: list[str]) -> None:
 
 def stop_machines(names: list[str]) -> None:
     from nsdash.errors import NsdashError
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     for name in names:
         with contextlib.suppress(NsdashError, OSError):

@@ -105,8 +105,8 @@ def teardown_machine(name: str) -> None:
     supervisor if it will not stop, and clean up the orphan that leaves."""
     import signal
 
-    from nsdash.launcher.orphans import clean_orphan
     from nsdash.machines import state as st
+    from nsdash.machines.orphans import clean_orphan
 
     d = st.machine_dir(name)
     if st.supervisor_alive(d):

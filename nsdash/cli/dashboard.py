@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 def start_demo_machines(notice=print) -> list[str]:
     """Start the demo machines that are not running yet; return the names started."""
     from nsdash.demo import trees
-    from nsdash.launcher import client
     from nsdash.launcher.spec import ContainerSpec
+    from nsdash.machines import client
     from nsdash.machines import state as st
 
     client.require_root()

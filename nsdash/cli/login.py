@@ -53,7 +53,7 @@ def login(name: str) -> int:
     import select
     import time
 
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     size = _winsize(stdin)

@@ -202,10 +202,9 @@ def cmd_status(argv: list[str]) -> int:
     _output_opts(p)
     p.add_argument("-n", "--lines", type=int, default=10)
     ns = _parse(p, argv)
-    from nsdash.launcher import client
-    from nsdash.launcher.consolelog import last_lines
-    from nsdash.machines import registry
+    from nsdash.machines import client, registry
     from nsdash.machines import state as st
+    from nsdash.machines.consolelog import last_lines
 
     names = _names_required(ns, "status")
     results: list[Any] = []
@@ -225,7 +224,7 @@ def cmd_status(argv: list[str]) -> int:
 
 def cmd_start(argv: list[str]) -> int:
     ns = _parse(_parser("start"), argv)
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     for name in _names_required(ns, "start"):
         client.start(name)
@@ -234,7 +233,7 @@ def cmd_start(argv: list[str]) -> int:
 
 def _simple(verb: str, argv: list[str]) -> int:
     ns = _parse(_parser(verb), argv)
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     action = {"poweroff": client.poweroff, "terminate": client.terminate, "reboot": client.reboot}[verb]
     for name in _names_required(ns, verb):
@@ -248,7 +247,7 @@ def cmd_kill(argv: list[str]) -> int:
     p.add_argument("--kill-whom", "--kill-who", dest="whom", choices=["leader", "all"], default="all")
     ns = _parse(p, argv)
     sig = parse_signal(ns.signal)
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     for name in _names_required(ns, "kill"):
         client.kill(name, sig, ns.whom)
@@ -259,7 +258,7 @@ def cmd_list_images(argv: list[str]) -> int:
     p = _parser("list-images", None)
     _output_opts(p)
     ns = _parse(p, argv)
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     images = client.list_images()
     rows, data = [], []

@@ -126,10 +126,10 @@ def _exit_status(wait_status: int) -> int:
 
 def shell(name: str, command: list[str], env: dict[str, str]) -> int:
     # Everything the forked child calls is imported here: after its chroot, host modules are out of reach.
-    from nsdash.launcher import client
     from nsdash.launcher.cgroup import MachineCgroup
     from nsdash.launcher.sandbox import install_seccomp
     from nsdash.launcher.sealed_exec import ensure_sealed_exe
+    from nsdash.machines import client
     from nsdash.system import syscalls
 
     # The forked helper is, until it execs, a host binary inside the machine's PID namespace:

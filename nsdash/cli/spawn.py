@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
         raise PrivilegeError("nsdash spawn needs root",
                              "run it with sudo (namespaces, mounts and cgroups need root)")
     if spec.detach:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         result = client.spawn(spec, detach=True)
         if not spec.quiet:
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(f"Started machine {spec.machine}" + (f" (PID 1 = {leader} on the host)" if leader
                                                                   else "") + ".\n")
         return 0
-    from nsdash.launcher.run import run_foreground
+    from nsdash.machines.run import run_foreground
 
     code = run_foreground(spec)
     _fast_exit(code)

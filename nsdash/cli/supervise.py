@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     # Who we are, first: a client that gives up waiting kills us and cleans up (client.spawn).
     with contextlib.suppress(OSError):
         os.write(ready, json.dumps({"supervisor": os.getpid()}).encode() + b"\n")
-    from nsdash.launcher.supervisor import Supervisor
+    from nsdash.machines.supervisor import Supervisor
 
     state = {"fd": ready}
 

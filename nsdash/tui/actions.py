@@ -14,31 +14,31 @@ from nsdash.tui.console.connection import Session
 
 class LauncherActions:
     def spawn(self, spec: ContainerSpec) -> None:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         client.spawn(spec, detach=True, notice=None)
 
     def poweroff(self, name: str) -> None:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         client.poweroff(name, wait=True)
 
     def reboot(self, name: str) -> None:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         client.reboot(name, wait=True)
 
     def terminate(self, name: str) -> None:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         client.terminate(name, wait=True)
 
     def images(self) -> dict[str, Path]:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         return {p.name: p for p in client.list_images()}
 
     def attach(self, name: str, rows: int, cols: int) -> Session:
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         return client.attach(name, rows=rows, cols=cols)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = asyncio.run(_shoot_sample(args.directory))
     else:
         from nsdash.cli.dashboard import start_demo_machines
-        from nsdash.launcher import client
+        from nsdash.machines import client
 
         started = start_demo_machines(lambda text: sys.stderr.write(text + "\n"))
         try:

@@ -16,7 +16,7 @@ import pytest
 from _machines import teardown
 from conftest import run_nsdash
 
-from nsdash.launcher import client
+from nsdash.machines import client
 from nsdash.machines import state as st
 
 SEED = 8

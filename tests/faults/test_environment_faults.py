@@ -14,8 +14,8 @@ import pytest
 from _machines import one_line_error, teardown
 from conftest import NSDASH, REPO, run_nsdash, wait_for
 
-from nsdash.launcher import client
 from nsdash.launcher.cgroup import MachineCgroup
+from nsdash.machines import client
 from nsdash.system import syscalls
 
 

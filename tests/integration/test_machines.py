@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import run_nsdash, teardown_machine, wait_for
 
-from nsdash.launcher import client
+from nsdash.machines import client
 from nsdash.machines import state as st
 
 

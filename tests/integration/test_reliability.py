@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import run_nsdash
 
-from nsdash.launcher import client
+from nsdash.machines import client
 from nsdash.machines import state as st
 
 

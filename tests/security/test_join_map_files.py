@@ -21,7 +21,7 @@ import time
 import pytest
 from conftest import run_nsdash, wait_for
 
-from nsdash.launcher import client
+from nsdash.machines import client
 
 ATTACKER = r"""
 #include <dirent.h>

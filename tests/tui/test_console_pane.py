@@ -248,8 +248,8 @@ async def test_the_cursor_is_painted_on_its_cell_after_wide_characters():
 def test_detach_does_not_wait_for_the_readers_poll_timeout():
     # The real client session over a socket whose other end (the supervisor) stays quiet:
     # the reader sits in poll(); closing must wake it, not leave the UI waiting ~0.5 s.
-    from nsdash.launcher import client
-    from nsdash.launcher import protocol as proto
+    from nsdash.machines import client
+    from nsdash.machines import protocol as proto
 
     ours, supervisor = socket.socketpair()
     control = client.Control.__new__(client.Control)

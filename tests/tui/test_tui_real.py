@@ -9,8 +9,8 @@ import pytest
 from tuikit import wait_for
 
 from nsdash.errors import NsdashError
-from nsdash.launcher import client
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines import client
 from nsdash.machines import state as st
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.screens.confirm import ConfirmScreen

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from nsdash.errors import NsdashError
-from nsdash.launcher import client
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines import client
 from nsdash.machines import state as st
 
 pytestmark = [pytest.mark.integration,

@@ -48,3 +48,37 @@ def test_child_side_code_is_standard_library_only():
     assert third_party == set()
     assert nsdash_mods <= {"nsdash.launcher.child", "nsdash.launcher", "nsdash.system",
                            "nsdash.system.syscalls", "nsdash.errors", "nsdash.launcher.sandbox"}
+
+
+# Each package may import only the packages below it (DESIGN.md's layers).
+LAYER_BELOW = {
+    "system": set(),
+    "launcher": {"system"},
+    "machines": {"launcher", "system"},
+    "monitor": {"machines", "launcher", "system"},
+    "journal": {"machines", "launcher", "system", "monitor"},
+    "inside": {"machines", "launcher", "system", "journal", "monitor"},
+}
+
+
+def _imported_packages(package: str) -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for path in (REPO / "nsdash" / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "nsdash" and len(parts) > 1 and parts[1] not in {"errors", package}:
+                    found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(LAYER_BELOW))
+def test_packages_import_only_the_layers_below(package):
+    assert _imported_packages(package) - LAYER_BELOW[package] == set()

@@ -9,11 +9,12 @@ import pytest
 from nsdash.cli.login import EscapeDetector
 from nsdash.cli.machinectl import format_list, parse_signal, table
 from nsdash.errors import UsageError
-from nsdash.launcher import consolelog, speccodec
+from nsdash.launcher import speccodec
 from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
-from nsdash.launcher.supervisor import RebootLimiter, outcome_event
+from nsdash.machines import consolelog
 from nsdash.machines import state as st
 from nsdash.machines.registry import Machine, parse_fib_trie, parse_os_release, validate_name
+from nsdash.machines.supervisor import RebootLimiter, outcome_event
 from nsdash.monitor.tree_lines import process_tree
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from nsdash.launcher.container import Outcome
 from nsdash.launcher.plan import format_uuid, new_uuid, signal_name
-from nsdash.launcher.run import EscapeDetector, console_mode
+from nsdash.machines.run import EscapeDetector, console_mode
 
 
 def _signalled(sig: int) -> int:

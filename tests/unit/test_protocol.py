@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as s
 
-from nsdash.launcher import protocol as proto
+from nsdash.machines import protocol as proto
 
 
 def test_request_roundtrip_keeps_id_and_arguments():

@@ -37,7 +37,7 @@ class Session(Protocol):
 
 
 def _attach(name: str, rows: int, cols: int) -> Session:
-    from nsdash.launcher import client
+    from nsdash.machines import client
 
     return client.attach(name, rows=rows, cols=cols)
 

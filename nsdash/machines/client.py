@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from nsdash.errors import MachineNotFound, NsdashError, PrivilegeError, ProtocolError, UsageError
-from nsdash.launcher import protocol as proto
 from nsdash.launcher import speccodec
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines import protocol as proto
 from nsdash.machines import registry
 from nsdash.machines import state as st
 from nsdash.system.paths import IMAGE_DIRS
@@ -48,7 +48,7 @@ def clean_if_orphan(name: str, notice: Notice | None = _stderr_notice) -> bool:
     directory = st.machine_dir(name)
     if not directory.exists() or st.supervisor_alive(directory):
         return False
-    from nsdash.launcher.orphans import clean_orphan
+    from nsdash.machines.orphans import clean_orphan
 
     done = clean_orphan(name)
     if notice is not None:
@@ -281,7 +281,7 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     """Start SPEC under a detached supervisor; returns once the machine runs."""
     require_root()
     if not detach:
-        from nsdash.launcher.supervisor import Supervisor
+        from nsdash.machines.supervisor import Supervisor
 
         return {"status": Supervisor(spec).run()}
     registry.validate_name(spec.machine)
@@ -356,7 +356,7 @@ def _abandon_start(machine: str, received: bytes) -> None:
     import signal
 
     from nsdash.launcher.cgroup import MachineCgroup
-    from nsdash.launcher.orphans import clean_orphan
+    from nsdash.machines.orphans import clean_orphan
 
     ours = False
     for line in received.splitlines():

@@ -27,10 +27,10 @@ from contextlib import ExitStack
 from typing import Any
 
 from nsdash.errors import MachineExists, NsdashError
-from nsdash.launcher import protocol as proto
-from nsdash.launcher.consolelog import ConsoleLog, utc_now
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines import protocol as proto
 from nsdash.machines import state as st
+from nsdash.machines.consolelog import ConsoleLog, utc_now
 
 REBOOT_BURST = 5  # more than this many reboots ...
 REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
@@ -177,7 +177,7 @@ class Supervisor:
 
     def _claim_entry(self) -> None:
         """Create the state entry holding its lock, atomically by rename."""
-        from nsdash.launcher.orphans import clean_orphan
+        from nsdash.machines.orphans import clean_orphan
 
         root = st.machines_root()
         root.mkdir(parents=True, exist_ok=True)
