@@ -21,6 +21,8 @@ from nsdash.errors import SpecError
 from nsdash.launcher import mounts as m
 from nsdash.launcher import sandbox
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.system import confined
+from nsdash.system.idfiles import normalise_id, parse_os_release
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -142,6 +144,9 @@ class LaunchPlan(m.Frozen):
 
 # ---------------------------------------------------------------- tree lookups
 
+_ACCOUNTS_MAX = 16 << 20  # /etc/passwd and /etc/group: generous, but bounded
+
+
 def _read(path: str | Path) -> bytes | None:
     """A regular file's bytes, else None.  O_NONBLOCK: a FIFO planted in a tree (as
     /etc/machine-id, say) must not hang the start waiting for a writer."""
@@ -158,6 +163,15 @@ def _read(path: str | Path) -> bytes | None:
         return None
     finally:
         os.close(fd)
+
+
+def _tree_read(tree: str, path: str, limit: int = confined.SMALL) -> bytes:
+    """A tree file's bytes, confined to the tree (its symlinks cannot reach the host's
+    files), b"" when it is missing or refused: the tree is the guest's, even before it runs."""
+    try:
+        return confined.read_bytes(tree, path, limit)
+    except OSError:
+        return b""
 
 
 def find_executable(tree: str, command: str, path: str = CONTAINER_PATH, cwd: str = "/") -> str | None:
@@ -185,7 +199,7 @@ def lookup_user(tree: str, name: str | None) -> User:
     """A user from the tree's /etc/passwd (and its groups from /etc/group)."""
     if name is None or name in ("root", "0"):
         name = "root"
-    passwd = (_read(m.resolve_in_root(tree, "/etc/passwd")) or b"").decode(errors="replace")
+    passwd = _tree_read(tree, "/etc/passwd", _ACCOUNTS_MAX).decode(errors="replace")
     for line in passwd.splitlines():
         f = line.split(":")
         if len(f) >= 7 and (f[0] == name or f[2] == name):
@@ -203,7 +217,7 @@ def lookup_user(tree: str, name: str | None) -> User:
 
 
 def _groups_of(tree: str, user: str, gid: int) -> tuple[int, ...]:
-    text = (_read(m.resolve_in_root(tree, "/etc/group")) or b"").decode(errors="replace")
+    text = _tree_read(tree, "/etc/group", _ACCOUNTS_MAX).decode(errors="replace")
     found = [gid]
     for line in text.splitlines():
         f = line.split(":")
@@ -216,12 +230,7 @@ def _groups_of(tree: str, user: str, gid: int) -> tuple[int, ...]:
 def tree_machine_id(tree: str, spec_uuid: str | None) -> str | None:
     """The machine's ID as systemd-nspawn settles it: the tree's /etc/machine-id when set (it
     wins even over --uuid), else --uuid, else None.  Journals are linked by it."""
-    raw = (_read(m.resolve_in_root(tree, "/etc/machine-id")) or b"").strip().decode(errors="replace")
-    if len(raw) == 32 and all(c in "0123456789abcdef" for c in raw):
-        return raw
-    if spec_uuid:
-        return spec_uuid.replace("-", "").lower()
-    return None
+    return normalise_id(_tree_read(tree, "/etc/machine-id", 256).decode(errors="replace")) or normalise_id(spec_uuid)
 
 
 def host_os_release(host_root: str = "/") -> bytes:
@@ -230,15 +239,6 @@ def host_os_release(host_root: str = "/") -> bytes:
         if data is not None:
             return data
     return b""
-
-
-def parse_os_release(data: bytes) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for line in data.decode(errors="replace").splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            result[k.strip()] = v.strip().strip("\"'")
-    return result
 
 
 # ---------------------------------------------------------------- validation
