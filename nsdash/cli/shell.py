@@ -15,6 +15,7 @@ import os
 import select
 
 from nsdash.errors import NsdashError
+from nsdash.machines import identity
 
 # The order matters: the user namespace first (it grants the rights for the
 # rest), the mount namespace before chroot, the pid namespace last (it only
@@ -149,10 +150,9 @@ def shell(name: str, command: list[str], env: dict[str, str]) -> int:
     root_fd = -1
     try:
         for ns in NAMESPACES:
-            path = f"/proc/{leader}/ns/{ns}"
-            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{ns}").st_ino:
+            if identity.shares_host_namespace(leader, ns):
                 continue  # shared with the host (e.g. no private network)
-            fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            fds.append((ns, os.open(f"/proc/{leader}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)))
         root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         bounding, no_new_privs, filtered = _leader_limits(leader)
         seccomp = _machine_filters(name)

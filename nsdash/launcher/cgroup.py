@@ -5,7 +5,10 @@ legacy hosts the machine also gets the same directory in the v1 cpu, cpuacct,
 memory, pids and blkio hierarchies, so monitors find memory and task figures
 there (cgroup2 on a hybrid host has no controllers), and in the v1 devices
 hierarchy, where a whitelist stops the container from using device nodes it
-creates.  Wherever cgroup2 is mounted, the same rules are also attached to the
+creates.  It also joins its own cgroup in every other v1 hierarchy mounted (cpuset,
+freezer, name=systemd...): the container's cgroup namespace is rooted at
+where it stands in each, so a hierarchy it mounts inside shows its own
+subtree, never the host's or another machine's.  Wherever cgroup2 is mounted, the same rules are also attached to the
 machine's cgroup2 directory as an eBPF device program (device_filter.py): on a
 unified host that program is the only device filter; on a hybrid host the
 kernel asks both, and the program already holds while the container's first
@@ -28,6 +31,10 @@ from nsdash.launcher import device_filter
 from nsdash.system import cgroupfs
 
 SLICE = "machine.slice"
+
+# systemd-nspawn's scope (and systemd-nspawn@.service) has TasksMax=16384: a fork bomb
+# inside stops there, not at the host's pid_max.
+TASKS_MAX = 16384
 
 # The device whitelist (v1 devices.allow lines; the cgroup2 BPF program is built from the
 # same lines): the nodes the plan binds into /dev, plus PTYs.  Everything else (a disk
@@ -80,7 +87,7 @@ class MachineCgroup:
         unified = self.layout.unified_path(self.path)
         if unified is not None:
             dirs.append(unified)
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices"):
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", *sorted(self.layout.v1)):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)
@@ -141,6 +148,10 @@ class MachineCgroup:
         try:
             for d in self.dirs:
                 d.mkdir(parents=True, exist_ok=True)
+            cpuset = self.layout.v1_path("cpuset", self.path)
+            if cpuset is not None:
+                _inherit_cpuset(cpuset, self.layout.v1["cpuset"])
+            self._limit_tasks()
             self._restrict_devices()
         except OSError as e:
             # What was made in the other hierarchies goes again (a read-only one, a full one).
@@ -149,6 +160,17 @@ class MachineCgroup:
             raise NsdashError(f"cannot create cgroup {self.path}{where}: {e.strerror or e}",
                               "run nsdash as root" if isinstance(e, PermissionError)
                               else "check that every cgroup hierarchy is mounted read-write") from None
+
+    def _limit_tasks(self) -> None:
+        """pids.max = TASKS_MAX: in cgroup2 where the pids controller is there to enable
+        (as systemd enables it down to the scope), else in the v1 pids hierarchy."""
+        unified = self.layout.unified_path(self.path)
+        if unified is not None and _enable_down(self.layout.unified, unified, "pids"):
+            (unified / "pids.max").write_text(str(TASKS_MAX))
+            return
+        v1 = self.layout.v1_path("pids", self.path)
+        if v1 is not None:
+            (v1 / "pids.max").write_text(str(TASKS_MAX))
 
     def _restrict_devices(self) -> None:
         d = self.layout.v1_path("devices", self.path)
@@ -208,6 +230,34 @@ def _rmtree_cgroup(top: Path) -> bool:
         for name in dirs:
             ok &= _rmdir(os.path.join(sub, name))
     return _rmdir(str(top)) and ok
+
+
+def _enable_down(top: Path | None, leaf: Path, controller: str) -> bool:
+    """Enable CONTROLLER in cgroup.subtree_control from TOP down to LEAF's parent; False
+    when TOP's hierarchy does not offer it (bound to a v1 hierarchy, as on hybrid hosts)."""
+    if top is None:
+        return False
+    try:
+        if controller not in (top / "cgroup.controllers").read_text().split():
+            return False
+        for d in (p for p in reversed(leaf.parents) if p == top or top in p.parents):
+            control = d / "cgroup.subtree_control"
+            if controller not in control.read_text().split():
+                control.write_text(f"+{controller}")
+    except OSError:
+        return False
+    return (leaf / f"{controller}.max").exists()
+
+
+def _inherit_cpuset(leaf: Path, top: Path) -> None:
+    """A new v1 cpuset cgroup has no CPUs and no memory nodes (nothing can join it)
+    until given some: each level from TOP down to LEAF takes its parent's."""
+    levels = [leaf, *leaf.parents]
+    chain = list(reversed(levels[:levels.index(top)]))
+    for d in chain:
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not (d / name).read_text().strip():
+                (d / name).write_text((d.parent / name).read_text())
 
 
 def _write_each(path: Path, lines: tuple[str, ...]) -> None:

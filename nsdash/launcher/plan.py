@@ -144,6 +144,14 @@ class LaunchPlan(m.Frozen):
 
 # ---------------------------------------------------------------- tree lookups
 
+# systemd-nspawn's limits on the file systems it mounts (systemd's TMPFS_LIMITS_*): a
+# container cannot fill the host's memory through /dev/shm or /tmp.  A --tmpfs on the
+# same path (or the payload's own mount) replaces them, as with nspawn.
+TMPFS_LIMITS_DEV = "size=4m,nr_inodes=1m"
+TMPFS_LIMITS_RUN = "size=20%,nr_inodes=800k"
+TMPFS_LIMITS_TMP = "size=10%,nr_inodes=400k"
+TMPFS_LIMITS_SHM = "size=10%,nr_inodes=1m"
+
 _ACCOUNTS_MAX = 16 << 20  # /etc/passwd and /etc/group: generous, but bounded
 
 
@@ -365,7 +373,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
 
     # /run first: the inaccessible nodes that mask /proc entries live there.
     ops += [
-        m.tmpfs("/run", "0755"),
+        m.tmpfs("/run", "0755", extra=TMPFS_LIMITS_RUN),
         m.InaccessibleNodes(),
         m.Filesystem("proc", "/proc", API_FLAGS),
         m.ReadOnly("/proc/sys", API_FLAGS, missing_ok=False),
@@ -387,7 +395,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         m.HostSysReadOnly() if user_range and network == "host"
         else m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
         m.Filesystem("cgroup2", "/sys/fs/cgroup", API_FLAGS, "nsdelegate"),
-        m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME),
+        m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME, TMPFS_LIMITS_DEV),
     ]
     dev = os.path.join(host_root, "dev")
     nodes = [n for n in DEV_NODES if os.path.exists(os.path.join(dev, n))]
@@ -398,13 +406,13 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         *([m.Bind(console, "/dev/console", recursive=False)] if console else []),
         m.Filesystem("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
         m.Symlink("/dev/ptmx", "pts/ptmx"),
-        m.tmpfs("/dev/shm", "1777"),
+        m.tmpfs("/dev/shm", "1777", extra=TMPFS_LIMITS_SHM),
         m.Filesystem("mqueue", "/dev/mqueue", API_FLAGS),
         m.Symlink("/dev/fd", "/proc/self/fd"),
         m.Symlink("/dev/stdin", "/proc/self/fd/0"),
         m.Symlink("/dev/stdout", "/proc/self/fd/1"),
         m.Symlink("/dev/stderr", "/proc/self/fd/2"),
-        m.tmpfs("/tmp", "1777"),
+        m.tmpfs("/tmp", "1777", extra=TMPFS_LIMITS_TMP),
     ]
     # The Container Interface: who runs us, and the host's identity.
     os_release = host_os_release(host_root)

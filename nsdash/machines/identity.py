@@ -43,10 +43,10 @@ def machine_id(root: str | os.PathLike[str] | int) -> str | None:
 
 
 def shares_host_namespace(pid: int | str, ns: str, proc: str = "/proc") -> bool | None:
-    """True if process PID shares namespace NS (net, user, pid, ...) with us; None if PID is gone."""
+    """True if process PID (under PROC) shares namespace NS (net, user, ...) with us; None if it is gone."""
     try:
         theirs = os.stat(f"{proc}/{pid}/ns/{ns}")
-        ours = os.stat(f"{proc}/self/ns/{ns}")
+        ours = os.stat(f"/proc/self/ns/{ns}")
     except OSError:
         return None
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)

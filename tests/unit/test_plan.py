@@ -164,7 +164,7 @@ def test_binds_tmpfs_inaccessible_and_created_mount_points(tree, host, tmp_path)
     assert plan.created_paths == (str(tree / "mnt"), str(tree / "mnt/a"), str(tree / "mnt/a/b"),
                                   str(tree / "scratch"))
     # the user's mounts come after the API file systems, so they win
-    assert text.index(f"rbind {src} -> /mnt/a/b") > text.index("mount tmpfs /tmp (nosuid,nodev,mode=1777)")
+    assert text.index(f"rbind {src} -> /mnt/a/b") > text.index("mount tmpfs /tmp (nosuid,nodev,mode=1777,size=10%,nr_inodes=400k)")
 
 
 def test_read_only_remounts_root_last(tree, host):
@@ -295,8 +295,9 @@ def test_machine_cgroup_paths_on_each_layout(tmp_path):
     v1 = {c: root / c for c in ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer")}
     hybrid = MachineCgroup("box", Layout("hybrid", root, root / "unified", v1))
     assert hybrid.main_dir == root / "unified/machine.slice/machine-box.scope"
+    # every v1 hierarchy, freezer too: the cgroup namespace is rooted at the machine's cgroup in each
     assert {d.parts[-3] for d in hybrid.dirs} == {"unified", "cpu", "cpuacct", "memory", "pids", "blkio",
-                                                  "devices"}
+                                                  "devices", "freezer"}
     assert hybrid.filters_devices
 
 
