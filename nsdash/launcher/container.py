@@ -126,6 +126,7 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
+        self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -305,6 +306,7 @@ class Container:
             link, target = plan.host_journal_link
             if not os.path.islink(link):
                 os.symlink(target, link)
+                self._journal_link = (link, target)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
         if plan.network != "veth" or self.leader is None:
@@ -431,6 +433,7 @@ class Container:
                 self._run_dir.parent.rmdir()
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
+        _remove_link(self._journal_link)
         if errors:
             raise NsdashError("; ".join(errors))
 
@@ -490,6 +493,17 @@ def _rmtree(path: Path | str) -> None:
                 os.unlink(full) if os.path.islink(full) else os.rmdir(full)
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _remove_link(made: tuple[str, str] | None) -> None:
+    """Remove a host symlink we made, if it is still ours (still pointing where we aimed it):
+    once the machine is gone it would dangle, or outlive the tree it names."""
+    if made is None:
+        return
+    link, target = made
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == target:
+            os.unlink(link)
 
 
 def _socketpair() -> tuple[int, int]:

@@ -21,6 +21,7 @@ from nsdash.errors import SpecError
 from nsdash.launcher import mounts as m
 from nsdash.launcher import sandbox
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.launcher.validate import is_host_root
 from nsdash.system import confined
 from nsdash.system.idfiles import normalise_id, parse_os_release
 from nsdash.system.syscalls import (
@@ -257,6 +258,10 @@ def _check_tree(spec: ContainerSpec) -> str:
         raise SpecError(f"directory {tree} does not exist", "pass the OS tree's directory with -D")
     if not os.path.isdir(tree):
         raise SpecError(f"{tree} is not a directory", "pass the OS tree's directory with -D")
+    if is_host_root(tree) and not spec.ephemeral:
+        # nspawn's rule, on the resolved directory: every route to a spec passes here
+        raise SpecError("spawning a container on the host's root directory is not supported",
+                        "add --ephemeral (-x) to run on a discarded copy of it")
     # A symlinked /proc, /sys or /dev could aim the API mounts elsewhere: refuse the tree.
     sandbox.refuse_symlinked_api_dirs(tree)
     if not os.path.isdir(m.resolve_in_root(tree, "/usr")):
