@@ -21,6 +21,7 @@ journal shows nothing, not the host's journal.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -69,6 +70,24 @@ class JournalDir:
             return confined.open_in_root(root_fd, self.inner, directory=True)
         finally:
             os.close(root_fd)
+
+    def signature(self) -> tuple[tuple[str, int], ...]:
+        """(name, inode) of each journal file entry, not followed: changes when files come or go
+        (one directory listing and an lstat each, no opens); () if the directory is gone."""
+        try:
+            dir_fd = self.open()
+        except OSError:
+            return ()
+        try:
+            out = []
+            for name in sorted(confined.list_dir(dir_fd, ".", limit=1 << 20)):
+                if name.endswith(JOURNAL_SUFFIXES):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                        out.append((name, st.st_ino))
+            return tuple(out)
+        finally:
+            os.close(dir_fd)
 
     def open_files(self) -> tuple[list[tuple[str, int]], list[str]]:
         """(name, fd) of each journal file in it, sorted by name, and why others were skipped.

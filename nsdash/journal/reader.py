@@ -62,19 +62,15 @@ class _ConfinedFiles:
 
     def __init__(self, directory: JournalDir) -> None:
         self.directory = directory
-        self.signature: tuple[tuple[str, int, int], ...] = ()
+        self.signature: tuple[tuple[str, int], ...] = ()  # JournalDir.signature() when last opened
         self._never = os.pipe()  # fileno() for the poll: nothing ever writes; the recheck drives us
         self._empty: int | None = None  # an empty, already removed directory: sd-journal takes no empty file list
 
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
+        self.signature = self.directory.signature()  # first: a change while we open shows next time
         opened, why = self.directory.open_files()
         if skipped is not None:
             skipped.extend(why)
-        sig = []
-        for name, fd in opened:
-            st = os.fstat(fd)
-            sig.append((name, st.st_dev, st.st_ino))
-        self.signature = tuple(sig)
         fds = [fd for _, fd in opened]
         if not fds:
             return _open(self._empty_dir())
@@ -86,17 +82,8 @@ class _ConfinedFiles:
             raise
 
     def changed(self) -> bool:
-        """True if journal files came or went (cheap: one confined directory listing)."""
-        try:
-            opened, _ = self.directory.open_files()
-        except OSError:
-            return False
-        sig = []
-        for name, fd in opened:
-            st = os.fstat(fd)
-            os.close(fd)
-            sig.append((name, st.st_dev, st.st_ino))
-        return tuple(sig) != self.signature
+        """True if journal files came or went (one confined directory listing, no opens)."""
+        return self.directory.signature() != self.signature
 
     def fileno(self) -> int:
         return self._never[0]
