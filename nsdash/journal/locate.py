@@ -187,6 +187,8 @@ def read_state(name: str) -> dict | None:
     """The supervisor's state.json for NAME, or None when there is none (or it is unreadable)."""
     try:
         data = json.loads((machine_dir(name) / "state.json").read_text())
+    except PermissionError:
+        raise  # not "no logs": the caller is not root (the CLI says so in one line)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
