@@ -344,3 +344,43 @@ def test_guest_journal_link_points_inside_the_tree_whatever_its_symlinks(tree, h
     (tree / "var/log").symlink_to(link)
     p = plan_for(tree, host, command=("true",), link_journal="guest")
     assert p.host_journal_link == (str(host / "var/log/journal" / mid), str(tree / "etc/journal" / mid))
+
+
+def test_tasks_limit_goes_to_cgroup2_where_pids_can_be_enabled_else_v1(tmp_path):
+    from nsdash.launcher import cgroup as c
+    from nsdash.system.cgroupfs import Layout
+
+    # A pure cgroup2 host offering pids: enabled down to machine.slice, the limit on the scope.
+    root = tmp_path / "v2"
+    leaf = root / "machine.slice/machine-box.scope"
+    leaf.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    for d in (root, root / "machine.slice"):
+        (d / "cgroup.subtree_control").write_text("cpu\n")
+    (leaf / "pids.max").write_text("max\n")  # as the kernel shows it once enabled above
+    c.MachineCgroup("box", Layout("unified", root, root, {}))._limit_tasks()
+    assert (leaf / "pids.max").read_text() == str(c.TASKS_MAX)
+    assert (root / "cgroup.subtree_control").read_text() == "+pids"
+    # A hybrid host (pids bound to v1): the v1 pids hierarchy takes it, cgroup2 is left alone.
+    uni, pids = tmp_path / "h/unified", tmp_path / "h/pids"
+    (uni / "machine.slice/machine-box.scope").mkdir(parents=True)
+    (uni / "cgroup.controllers").write_text("\n")
+    (pids / "machine.slice/machine-box.scope").mkdir(parents=True)
+    c.MachineCgroup("box", Layout("hybrid", tmp_path / "h", uni, {"pids": pids}))._limit_tasks()
+    assert (pids / "machine.slice/machine-box.scope/pids.max").read_text() == str(c.TASKS_MAX)
+    assert not (uni / "machine.slice/machine-box.scope/pids.max").exists()
+
+
+def test_a_new_v1_cpuset_cgroup_takes_its_parents_cpus_and_nodes(tmp_path):
+    from nsdash.launcher.cgroup import _inherit_cpuset
+
+    top = tmp_path / "cpuset"
+    leaf = top / "machine.slice/machine-box.scope"
+    leaf.mkdir(parents=True)
+    (top / "cpuset.cpus").write_text("0-1\n")
+    (top / "cpuset.mems").write_text("0\n")
+    for d in (top / "machine.slice", leaf):
+        (d / "cpuset.cpus").write_text("\n")
+        (d / "cpuset.mems").write_text("\n")
+    _inherit_cpuset(leaf, top)
+    assert (leaf / "cpuset.cpus").read_text() == "0-1\n" and (leaf / "cpuset.mems").read_text() == "0\n"
