@@ -37,7 +37,8 @@ from nsdash.system.paths import IMAGE_DIRS, machine_dir
 
 HOST_JOURNAL = Path("/var/log/journal")
 JOURNAL_SUFFIXES = (".journal", ".journal~")
-MAX_JOURNAL_FILES = 1024  # sd-journal's own limit is 7168; a guest could plant millions
+MAX_JOURNAL_FILES = 256  # journald keeps 100 by default (SystemMaxFiles=); each costs us an fd
+MAX_DIR_ENTRIES = 65536  # looked at per listing: a guest can make millions, the recheck runs every 100 ms
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class JournalDir:
             return ()
         try:
             out = []
-            for name in sorted(confined.list_dir(dir_fd, ".", limit=1 << 20)):
+            for name in sorted(confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES)):
                 if name.endswith(JOURNAL_SUFFIXES):
                     with contextlib.suppress(OSError):
                         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -98,7 +99,7 @@ class JournalDir:
         opened: list[tuple[str, int]] = []
         skipped: list[str] = []
         try:
-            names = sorted(n for n in confined.list_dir(dir_fd, ".", limit=1 << 20) if n.endswith(JOURNAL_SUFFIXES))
+            names = sorted(n for n in confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES) if n.endswith(JOURNAL_SUFFIXES))
             if len(names) > MAX_JOURNAL_FILES:
                 skipped.append(f"{self}: {len(names) - MAX_JOURNAL_FILES} journal files over {MAX_JOURNAL_FILES}, "
                                "the oldest skipped")

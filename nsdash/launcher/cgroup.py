@@ -5,14 +5,15 @@ legacy hosts the machine also gets the same directory in the v1 cpu, cpuacct,
 memory, pids and blkio hierarchies, so monitors find memory and task figures
 there (cgroup2 on a hybrid host has no controllers), and in the v1 devices
 hierarchy, where a whitelist stops the container from using device nodes it
-creates.  It also joins its own cgroup in every other v1 hierarchy mounted (cpuset,
-freezer, name=systemd...): the container's cgroup namespace is rooted at
+creates.  It also joins its own cgroup in every other v1 hierarchy mounted
+(cpuset, freezer, name=systemd...): the container's cgroup namespace is rooted
 where it stands in each, so a hierarchy it mounts inside shows its own
-subtree, never the host's or another machine's.  Wherever cgroup2 is mounted, the same rules are also attached to the
-machine's cgroup2 directory as an eBPF device program (device_filter.py): on a
-unified host that program is the only device filter; on a hybrid host the
-kernel asks both, and the program already holds while the container's first
-processes have joined cgroup2 but not yet the v1 hierarchies.
+subtree, never the host's or another machine's.  Wherever cgroup2 is mounted,
+the same rules are also attached to the machine's cgroup2 directory as an
+eBPF device program (device_filter.py): on a unified host that program is the
+only device filter; on a hybrid host the kernel asks both, and the program
+already holds while the container's first processes have joined cgroup2 but
+not yet the v1 hierarchies.  pids.max is systemd-nspawn's TasksMax.
 The truth of "running" is a populated cgroup, never a state file.
 """
 
