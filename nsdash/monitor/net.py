@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nsdash.machines import identity
+
 IFNAMSIZ = 15  # usable characters of a link name
 
 
@@ -72,7 +74,6 @@ class NetSampler:
 
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = proc
-        self._host_ns = _netns_inode("self", proc)
         self._inside: dict[tuple[str, int], Any] = {}  # (machine, netns inode) -> IPRoute
 
     def sample(self, leaders: Mapping[str, int]) -> dict[str, NetCounters | None]:
@@ -85,7 +86,7 @@ class NetSampler:
         wanted: set[tuple[str, int]] = set()
         for name, pid in leaders.items():
             ns = _netns_inode(pid, self.proc)
-            if ns is None or ns == self._host_ns:
+            if ns is None or identity.shares_host_namespace(pid, "net", self.proc) is not False:
                 result[name] = None  # gone, or shares the host's network
                 continue
             veth = by_name.get(veth_name(name))
