@@ -496,13 +496,14 @@ def _rmtree(path: Path | str) -> None:
 
 
 def _remove_link(made: tuple[str, str] | None) -> None:
-    """Remove a host symlink we made, if it is still ours (still pointing where we aimed it):
-    once the machine is gone it would dangle, or outlive the tree it names."""
+    """Remove the --link-journal=guest host symlink we made if it now dangles (the guest removed
+    its journal directory).  One that still leads to the tree's journal stays, as nspawn's does:
+    `journalctl -m` and `nsdash journal` read a stopped machine's journal through it."""
     if made is None:
         return
     link, target = made
     with contextlib.suppress(OSError):
-        if os.readlink(link) == target:
+        if os.readlink(link) == target and not os.path.isdir(link):
             os.unlink(link)
 
 
