@@ -54,7 +54,7 @@ def secret(tmp_path_factory) -> Path:
     return d
 
 
-SECRET_ID = "5ec2e75ec2e75ec2e75ec2e75ec2e700"
+SECRET_ID = uuid.uuid4().hex  # a host machine ID of our own making, fresh per session
 
 
 @pytest.fixture(scope="module")
@@ -198,50 +198,69 @@ def test_journal_files_planted_as_symlinks_fifos_and_devices_are_skipped_by_name
         assert planted in err  # said why it was left out
 
 
-def test_the_pollers_machine_reader_marks_the_broken_machine_only(machines):
-    from nsdash.machines import registry
-    from nsdash.tui.poller import HostReaders
+POLLER = """
+import json
+from nsdash.machines import registry
+from nsdash.tui.poller import HostReaders
 
-    readers = HostReaders(with_machined=False)
-    try:
-        errors: list[str] = []
-        infos = {m.name: m for m in readers._machines(errors)}
-        snapshot = readers.snapshot()
-    finally:
-        readers.close()
-    assert SECRET not in repr(infos) + repr(errors) + repr(snapshot.machines) + repr(snapshot.errors)
+readers = HostReaders(with_machined=False)
+try:
+    errors = []
+    infos = {m.name: m.os for m in readers._machines(errors)}
+    snapshot = readers.snapshot()
+finally:
+    readers.close()
+found = registry.list_machines(with_machined=False)
+print(json.dumps({"infos": infos, "errors": errors, "snapshot": repr(snapshot.machines) + repr(snapshot.errors),
+                  "registry": repr([(m.os_release, m.os_release_error, m.addresses) for m in found])}))
+"""
+
+
+def in_child(script: str, *args: str) -> str:
+    """Run reader code the dashboard runs in-process, in a child bounded in time and memory."""
+    r = subprocess.run([NSDASH[0], "-c", script, *args], capture_output=True, timeout=BOUND, cwd=REPO,
+                       preexec_fn=_limit_memory)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert SECRET.encode() not in r.stdout + r.stderr
+    return r.stdout.decode()
+
+
+def test_the_pollers_machine_reader_marks_the_broken_machine_only(machines):
+    import json
+
+    out = json.loads(in_child(POLLER))
+    infos, errors = out["infos"], out["errors"]
     for name, key in machines.items():
         assert name in infos
         if not key or not key.startswith(("os-", "usr-")):
-            assert infos[name].os.startswith("busybox"), (name, infos[name].os)
+            assert infos[name].startswith("busybox"), (name, infos[name])
         else:
-            assert not infos[name].os.startswith("busybox")
+            assert not infos[name].startswith("busybox")
     for key in ("os-fifo", "os-zero", "os-big"):
         name = next(n for n, k in machines.items() if k == key)
         assert any(name in e for e in errors), (key, errors)  # an error for that machine, by name
     clean = next(n for n, k in machines.items() if not k)
     assert not any(clean in e for e in errors)
-    found = registry.list_machines(with_machined=False)
-    assert SECRET not in repr([(m.os_release, m.os_release_error, m.addresses) for m in found])
+
+
+def _leader(machines: dict[str, str], key: str) -> int:
+    name = next(n for n, k in machines.items() if k == key)
+    s = st.read_state(st.machine_dir(name))
+    assert s and s.leader
+    return s.leader
 
 
 def test_preset_files_are_read_confined(machines):
-    from nsdash.inside.presets import read_rules
-
-    name = next(n for n, k in machines.items() if k == "preset")
-    s = st.read_state(st.machine_dir(name))
-    assert s and s.leader
-    rules = read_rules(Path(f"/proc/{s.leader}/root"))
-    assert SECRET not in repr(rules)
+    out = in_child("import sys; from nsdash.inside.presets import read_rules; "
+                   "print(read_rules(__import__('pathlib').Path(sys.argv[1])))",
+                   f"/proc/{_leader(machines, 'preset')}/root")
+    assert out.strip() == "[]"  # every planted preset refused, none read
 
 
 def test_the_journal_fallback_of_the_units_screen_is_confined(machines):
-    from nsdash.inside.target import Target
-    from nsdash.inside.unitlog import fallback_dirs
-
     for key in ("jdir-abs", "jdir-climb", "jdir-host"):
-        name = next(n for n, k in machines.items() if k == key)
-        s = st.read_state(st.machine_dir(name))
-        assert s and s.leader
-        target = Target(name=name, leader=s.leader)
-        assert fallback_dirs(target) == []  # the symlinked directory leads nowhere from inside the root
+        out = in_child("import sys; from nsdash.inside.target import Target; "
+                       "from nsdash.inside.unitlog import fallback_dirs; "
+                       "print(fallback_dirs(Target(name=sys.argv[1], leader=int(sys.argv[2]))))",
+                       key, str(_leader(machines, key)))
+        assert out.strip() == "[]"  # the symlinked directory leads nowhere from inside the root
