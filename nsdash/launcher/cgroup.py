@@ -191,10 +191,15 @@ class MachineCgroup:
                               "check that cgroup2 is mounted read-write and nsdash runs as root") from None
 
     def join(self, pid: int | str = 0) -> None:
-        """Move PID (0 = the caller) into the cgroup of every hierarchy."""
+        """Move PID (0 = the caller) into the cgroup of every hierarchy (those a machine started
+        by an older nsdash never had, it has not: the main one must be there)."""
         for d in self.dirs:
-            with open(d / "cgroup.procs", "w") as f:
-                f.write(str(pid))
+            try:
+                with open(d / "cgroup.procs", "w") as f:
+                    f.write(str(pid))
+            except FileNotFoundError:
+                if d == self.main_dir:
+                    raise
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send SIG to every process of the machine."""
