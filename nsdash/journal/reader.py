@@ -8,9 +8,11 @@ poll, then process()), never by sleeping.
 A machine's journal directory (a locate.JournalDir) is the guest's: its files
 are opened here one by one, confined, and handed to sd-journal as descriptors
 (sd_journal_open_files_fd), so sd-journal never resolves a path the guest
-controls.  Such a reader has no inotify descriptor: it looks again every
-RECHECK_MS and reopens at its last entry when the set of files changed
-(rotation, journald's flush from /run to /var).
+controls.  sd-journal keeps no inotify descriptor for such files, so the
+source watches the directory itself (through the descriptor it opened
+confined), looks again at least every RECHECK_MS, and reopens at its last
+entry when the set of files changed (rotation, journald's flush from /run to
+/var).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
+from nsdash.system import syscalls
+
+_WATCH = (syscalls.IN_MODIFY | syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_DELETE_SELF
+          | syscalls.IN_MOVE_SELF)
 
 
 @contextlib.contextmanager
@@ -63,10 +69,13 @@ class _ConfinedFiles:
     def __init__(self, directory: JournalDir) -> None:
         self.directory = directory
         self.signature: tuple[tuple[str, int], ...] = ()  # JournalDir.signature() when last opened
-        self._never = os.pipe()  # fileno() for the poll: nothing ever writes; the recheck drives us
+        # Our own inotify on the (confined, already opened) directory: sd-journal keeps none for
+        # files given as descriptors.  journald's ftruncate after writing, new files and moves wake it.
+        self._inotify = syscalls.inotify_init1()
         self._empty: int | None = None  # an empty, already removed directory: sd-journal takes no empty file list
 
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
+        self._watch()
         self.signature = self.directory.signature()  # first: a change while we open shows next time
         opened, why = self.directory.open_files()
         if skipped is not None:
@@ -85,8 +94,27 @@ class _ConfinedFiles:
         """True if journal files came or went (one confined directory listing, no opens)."""
         return self.directory.signature() != self.signature
 
+    def _watch(self) -> None:
+        try:
+            fd = self.directory.open()
+        except OSError:
+            return  # gone (journald's flush removes /run/log/journal/ID): the recheck still runs
+        try:
+            # /proc/self/fd/N: the directory we resolved confined, not a path the guest controls.
+            syscalls.inotify_add_watch(self._inotify, f"/proc/self/fd/{fd}", _WATCH)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def drain(self) -> None:
+        """Read the pending change events (what changed is looked up, not taken from them)."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._inotify, 65536):
+                pass
+
     def fileno(self) -> int:
-        return self._never[0]
+        return self._inotify
 
     def _empty_dir(self) -> int:
         if self._empty is None:
@@ -98,7 +126,7 @@ class _ConfinedFiles:
         return self._empty
 
     def close(self) -> None:
-        for fd in (*self._never, self._empty):
+        for fd in (self._inotify, self._empty):
             if fd is not None:
                 os.close(fd)
 
@@ -343,6 +371,7 @@ class JournalSource:
     def read_new(self) -> list[Entry]:
         """Entries appended since the last read; handles rotation and vacuuming (sd-journal reopens)."""
         if self._confined is not None:
+            self._confined.drain()
             self._reopen_if_changed()
         else:
             try:

@@ -94,7 +94,9 @@ def test_following_sees_appended_entries_and_new_files(root):
         assert [e.message for e in log.tail(10)] == ["one", "two"]
         assert 0 <= log.recheck_ms() <= 100  # no inotify on descriptors: it looks again soon
         write_journal(d / "system.journal", entries("three", start=2))
+        assert log.wait(timeout=2.0)  # woken by the change (our inotify on the confined directory)
         assert _follow(log, "three") == ["three"]
+        assert not log.wait(timeout=0.05)  # events drained: no busy loop
         # rotation: a new file appears (journald's archive + a fresh system.journal)
         write_journal(d / "user-1000.journal", entries("four", start=3))
         assert _follow(log, "four") == ["four"]  # read once, nothing repeated after the reopen
