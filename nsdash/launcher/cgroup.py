@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from nsdash.errors import MachineExists, NsdashError
-from nsdash.launcher import device_filter
+from nsdash.launcher import device_filter, names
 from nsdash.system import cgroupfs
 
-SLICE = "machine.slice"
+SLICE = names.SLICE
 
 # The device whitelist (v1 devices.allow lines; the cgroup2 BPF program is built from the
 # same lines): the nodes the plan binds into /dev, plus PTYs.  Everything else (a disk
@@ -61,9 +61,7 @@ def device_program() -> int | None:
         return _program[0]
 
 
-def scope_path(machine: str) -> str:
-    """The machine's cgroup path, relative to each hierarchy's root."""
-    return f"/{SLICE}/machine-{machine}.scope"
+scope_path = names.scope_path  # the machine's cgroup path, relative to each hierarchy's root
 
 
 class MachineCgroup:
