@@ -198,13 +198,17 @@ class Bind(MountOp):
     recursive: bool = True
     flags: int = 0  # extra flags for the read-only remount (nosuid, ...)
     source_in_root: bool = False  # SOURCE is a container path (already mounted inside)
+    make_source: bool = False  # SOURCE is a temporary directory to create first (--bind=:/PATH)
 
     def describe(self) -> str:
         kind = "rbind" if self.recursive else "bind"
         src = f"(container){self.source}" if self.source_in_root else self.source
-        return f"{kind} {src} -> {self.target}" + (" (ro)" if self.read_only else "")
+        return (f"{kind} {src}{' (temporary)' if self.make_source else ''} -> {self.target}"
+                + (" (ro)" if self.read_only else ""))
 
     def execute(self, root: str) -> None:
+        if self.make_source:
+            os.makedirs(self.source, mode=0o755, exist_ok=True)
         with _At(root) as at:
             source = at.open(self.source, directory=False, create=False) if self.source_in_root else self.source
             is_dir = os.path.isdir(source)

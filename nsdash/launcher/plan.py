@@ -18,8 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from nsdash.errors import SpecError
+from nsdash.launcher import mountopts, sandbox
 from nsdash.launcher import mounts as m
-from nsdash.launcher import sandbox
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
@@ -287,13 +287,24 @@ def _missing_chain(tree: str, host_path: str) -> list[str]:
     return missing[::-1]
 
 
-def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str]]:
+def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
+              userns: bool) -> tuple[list[m.MountOp], list[str]]:
     ops: list[m.MountOp] = []
     created: list[str] = []
-    for b in spec.binds:
-        src = os.path.abspath(b.source)
-        if not os.path.exists(src):
-            raise SpecError(f"bind source {src} does not exist", "create it, or fix the --bind/--bind-ro value")
+    for i, b in enumerate(spec.binds):
+        if b.source is None:
+            # nspawn: an empty source is a fresh temporary directory, removed after exit
+            if state_dir is None:
+                raise SpecError(f"--bind with an empty source ({b.target}) needs a state directory",
+                                "set NSDASH_STATE_DIR or run as root")
+            src = os.path.join(state_dir, "bind-temp", str(i))
+        else:
+            src = os.path.abspath(b.source)
+            if not os.path.exists(src):
+                raise SpecError(f"bind source {src} does not exist", "create it, or fix the --bind/--bind-ro value")
+        if b.idmap and userns:
+            raise SpecError(f"the bind option idmap ({b.target}) with --private-users is not supported by nsdash",
+                            "leave idmap out and chown the source to the container's range, or bind read-only")
         try:
             host_target = m.resolve_in_root(tree, b.target, strict=True)
         except m.EscapeError:
@@ -301,7 +312,7 @@ def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str
                             "bind to a path that stays inside the tree") from None
         created += _missing_chain(tree, host_target)
         ops.append(m.Bind(src, b.target, read_only=b.read_only, recursive=b.recursive,
-                          flags=MS_NOSUID | MS_NODEV if b.read_only else 0))
+                          flags=MS_NOSUID | MS_NODEV if b.read_only else 0, make_source=b.source is None))
     for t in spec.tmpfs:
         try:
             host_target = m.resolve_in_root(tree, t.target, strict=True)
@@ -309,7 +320,9 @@ def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str
             raise SpecError(f"tmpfs target {t.target} escapes the container root through a symlink",
                             "mount the tmpfs on a path that stays inside the tree") from None
         created += _missing_chain(tree, host_target)
-        ops.append(m.Filesystem("tmpfs", t.target, MS_NOSUID | MS_NODEV, t.options))
+        # ro, noexec, ... are mount flags, the rest tmpfs's own data (one place splits them)
+        flags, data = mountopts.split(t.options, MS_NOSUID | MS_NODEV)
+        ops.append(m.Filesystem("tmpfs", t.target, flags, data or None))
     for path in spec.inaccessible:
         ops.append(m.Mask(path, missing_ok=False))
     return ops, created
@@ -333,7 +346,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     user_range, ownership = _private_users(spec, tree)
     user = lookup_user(tree, spec.user)
     argv = _command(spec, tree, user)
-    bind_ops, created = _bind_ops(spec, tree)
+    bind_ops, created = _bind_ops(spec, tree, state_dir, user_range is not None)
     # $container_uuid: the machine ID (tree's, else --uuid), else one for the session (kept across
     # reboots by the caller, so systemd derives the same transient machine ID), else a new one.
     machine_id = tree_machine_id(tree, spec.uuid)

@@ -15,17 +15,25 @@ from nsdash.system.frozen import Frozen
 class Bind(Frozen):
     """--bind / --bind-ro: SRC[:DST[:OPTIONS]]."""
 
-    source: Path
+    source: Path | None  # None: an empty SRC, a temporary directory removed at exit (as nspawn)
     target: str  # absolute path inside the container
     read_only: bool = False
     recursive: bool = True  # rbind (default) or norbind
+    idmap: bool = False  # idmap: the container's user namespace maps the source's owners
 
 
 class TmpfsMount(Frozen):
-    """--tmpfs PATH[:OPTIONS]."""
+    """--tmpfs PATH[:OPTIONS] (mount(8) options: flags and tmpfs data, split by launcher.mountopts)."""
 
     target: str
     options: str = "mode=0755"
+
+
+class Credential(Frozen):
+    """--set-credential / --load-credential: a file in /run/host/credentials."""
+
+    id: str
+    data: bytes
 
 
 class ContainerSpec(Frozen):
@@ -63,6 +71,13 @@ class ContainerSpec(Frozen):
     private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
     detach: bool = False  # --detach: the supervisor runs in the background
     dry_run: bool = False  # --dry-run: print the launch plan, run nothing
+    # per-process settings of the payload (launcher.child.apply_process_settings)
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # (NOFILE, soft, hard); -1 is infinity
+    oom_score_adjust: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    personality: str | None = None  # x86 | x86-64
+    suppress_sync: bool = False
+    credentials: tuple[Credential, ...] = ()
 
     @property
     def effective_hostname(self) -> str:

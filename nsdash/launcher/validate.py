@@ -55,16 +55,16 @@ def parse_machine_name(name: str, option: str = "--machine") -> str:
     return check_machine_name(name, f"{option} name")
 
 
-def parse_uuid(value: str) -> str:
+def parse_uuid(value: str, option: str = "--uuid") -> str:
     """An id128 as 32 hex digits or in 8-4-4-4-12 form; returned as 32 lowercase hex digits."""
     v = value.strip()
     hexdigits = v.replace("-", "") if len(v) == 36 else v
     dashed_ok = len(v) != 36 or all(v[i] == "-" for i in (8, 13, 18, 23))
     if not dashed_ok or len(hexdigits) != 32 or not all(c in "0123456789abcdefABCDEF" for c in hexdigits):
-        raise UsageError(f"invalid --uuid {value!r}",
+        raise UsageError(f"invalid {option} {value!r}",
                          "give 32 hex digits, or a UUID like 01234567-89ab-cdef-0123-456789abcdef")
     if int(hexdigits, 16) == 0:
-        raise UsageError("--uuid may not be all zeroes", "give a random UUID (e.g. from uuidgen)")
+        raise UsageError(f"{option} may not be all zeroes", "give a random UUID (e.g. from uuidgen)")
     return hexdigits.lower()
 
 
