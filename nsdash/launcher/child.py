@@ -15,6 +15,7 @@ import _socket  # the C module: socket.py would pull in selectors and enum for o
 import contextlib
 import fcntl
 import os
+import resource  # imported now: after pivot_root the host's library is out of reach
 import signal
 import struct
 import sys
@@ -122,6 +123,7 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
         # The mounts are ours alone; what follows needs the parent's host-side set-up (veth) done.
         if not userns:
             _await_go(go_fd)
+        apply_process_settings(plan.process)
         harden(plan)
         drop_capabilities(plan)
     except sandbox.SandboxError as e:
@@ -327,6 +329,44 @@ def exec_payload(plan: Any, err_fd: int) -> NoReturn:
     except OSError as e:
         fail(err_fd, f"cannot run {plan.argv[0]} in the container: {e.strerror}",
              "give a program that exists inside the tree", 127)
+
+
+# ---------------------------------------------------------------- per-process settings
+
+def apply_process_settings(settings: Any) -> None:
+    """--rlimit, --oom-score-adjust, --cpu-affinity and --personality, as nspawn's inner
+    child sets them: in PID 1 before exec, while it still holds CAP_SYS_RESOURCE (raising
+    a hard limit or lowering the OOM score needs it) and before seccomp is loaded.  Each
+    failure is a SandboxError: one line to the parent."""
+    if settings.rlimits:
+        for name, soft, hard in settings.rlimits:
+            limits = (resource.RLIM_INFINITY if soft < 0 else soft, resource.RLIM_INFINITY if hard < 0 else hard)
+            try:
+                resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), limits)
+            except (OSError, ValueError) as e:
+                raise sandbox.SandboxError(f"cannot set --rlimit={name}={soft}:{hard}: {e}",
+                                           "raising a hard limit needs CAP_SYS_RESOURCE; stay within nsdash's own limits") from None
+    if settings.oom_score_adjust is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(settings.oom_score_adjust))
+        except OSError as e:
+            raise sandbox.SandboxError(f"cannot set --oom-score-adjust={settings.oom_score_adjust}: "
+                                       f"{e.strerror}", "lowering the score needs CAP_SYS_RESOURCE, which "
+                                       "nsdash's own process lacks here") from None
+    if settings.cpu_affinity is not None:
+        try:
+            os.sched_setaffinity(0, settings.cpu_affinity)
+        except OSError as e:
+            raise sandbox.SandboxError(f"cannot set --cpu-affinity: {e.strerror}",
+                                       f"name CPUs this host has (0-{(os.cpu_count() or 1) - 1})") from None
+    if settings.personality is not None:
+        persona = sc.PER_LINUX32 if settings.personality == "x86" else sc.PER_LINUX
+        try:
+            sc.personality(persona)
+        except OSError as e:
+            raise sandbox.SandboxError(f"cannot set --personality={settings.personality}: {e.strerror}",
+                                       "leave --personality out on this host") from None
 
 
 # ---------------------------------------------------------------- --as-pid2

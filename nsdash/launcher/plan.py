@@ -39,6 +39,7 @@ from nsdash.system.syscalls import (
 # systemd-nspawn's PATH for the payload (DEFAULT_PATH_COMPAT: works for split and merged /usr).
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NOTIFY_PATH = "/run/host/notify"
+CREDENTIALS_PATH = "/run/host/credentials"  # $CREDENTIALS_DIRECTORY of PID 1, as nspawn's
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 BOOT_ID_FILE = "boot_id"  # in the run's state directory: this boot's ID, bound over BOOT_ID_PATH
 INIT_CANDIDATES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")
@@ -85,6 +86,31 @@ class User(m.Frozen):
     groups: tuple[int, ...] = ()
 
 
+class ProcessSettings(m.Frozen):
+    """Per-process settings of the payload, applied by PID 1 before it locks itself down
+    (launcher.child.apply_process_settings): --rlimit, --oom-score-adjust,
+    --cpu-affinity and --personality."""
+
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # (NOFILE, soft, hard); -1 is infinity
+    oom_score_adjust: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    personality: str | None = None  # x86 | x86-64
+
+    def describe(self) -> str:
+        parts = [f"rlimit {n}={_limit(s)}:{_limit(h)}" for n, s, h in self.rlimits]
+        if self.oom_score_adjust is not None:
+            parts.append(f"oom_score_adj {self.oom_score_adjust}")
+        if self.cpu_affinity is not None:
+            parts.append("cpus " + ",".join(map(str, self.cpu_affinity)))
+        if self.personality is not None:
+            parts.append(f"personality {self.personality}")
+        return "; ".join(parts) or "inherited"
+
+
+def _limit(value: int) -> str:
+    return "infinity" if value < 0 else str(value)
+
+
 class LaunchPlan(m.Frozen):
     """What the child does, in order, and what the parent sets up around it."""
 
@@ -110,6 +136,7 @@ class LaunchPlan(m.Frozen):
     host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
     boot_id: str | None = None  # this boot's ID (8-4-4-4-12), written to the run dir before start
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
+    process: ProcessSettings = ProcessSettings()
 
     @property
     def capability_numbers(self) -> tuple[int, ...]:
@@ -132,6 +159,7 @@ class LaunchPlan(m.Frozen):
             f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
             f"syscalls:     {self.extra.get('syscall_filter', 'no filter')}",
+            f"process:      {self.process.describe()}",
             "environment:",
             *(f"  {k}={v}" for k, v in self.env),
             "mounts:",
@@ -426,11 +454,14 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         m.WriteFile("/run/host/container-manager", b"nsdash\n"),
         m.WriteFile("/run/systemd/container", b"nsdash\n"),
     ]
+    if spec.credentials:
+        ops.append(m.MakeDir(CREDENTIALS_PATH, 0o700))  # the mount point, made before /run/host turns read-only
     if state_dir is not None:
         ops.append(m.WriteFile(NOTIFY_PATH, b""))  # the mount point, made before /run/host turns read-only
     ops.append(m.ReadOnly("/run/host", MS_NOSUID | MS_NODEV, missing_ok=False, recursive=False))
     if state_dir is not None:
         ops.append(m.Bind(os.path.join(state_dir, "notify"), NOTIFY_PATH, recursive=False))
+    ops += _credential_ops(spec)  # on top of the read-only /run/host (a plain bind would hide them)
 
     writable = not spec.read_only
     ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
@@ -461,6 +492,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         created_paths=tuple(created) if not spec.ephemeral else (),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
+        process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
+                                cpu_affinity=spec.cpu_affinity, personality=spec.personality),
         extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
 
 
@@ -537,6 +570,17 @@ def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
     return program
 
 
+def _credential_ops(spec: ContainerSpec) -> list[m.MountOp]:
+    """--set-credential/--load-credential as nspawn passes them: a ramfs (never swapped) at
+    /run/host/credentials, one read-only file per credential, the directory read-only."""
+    if not spec.credentials:
+        return []
+    ops: list[m.MountOp] = [m.Filesystem("ramfs", CREDENTIALS_PATH, API_FLAGS, "mode=0700", mode=0o700)]
+    ops += [m.WriteFile(f"{CREDENTIALS_PATH}/{c.id}", c.data, mode=0o400) for c in spec.credentials]
+    ops.append(m.ReadOnly(CREDENTIALS_PATH, API_FLAGS, missing_ok=False, recursive=False))
+    return ops
+
+
 def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: bytes, tty: bool,
                  host_term: str | None, state_dir: str | None) -> list[tuple[str, str]]:
     env: dict[str, str] = {
@@ -556,6 +600,8 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     for key in ("ID", "VERSION_ID", "BUILD_ID", "VARIANT_ID", "IMAGE_ID", "IMAGE_VERSION"):
         if release.get(key):
             env[f"container_host_{key.lower()}"] = release[key]
+    if spec.credentials:
+        env["CREDENTIALS_DIRECTORY"] = CREDENTIALS_PATH
     for k, v in spec.setenv:
         env[k] = v
     return list(env.items())

@@ -1,0 +1,137 @@
+"""The options nsdash gained from systemd-nspawn 252's --help, checked by what they do
+inside a real BusyBox machine (not only how they parse).  As root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_nsdash
+
+
+def spawn(tree: Path, *args: str, settings: str = "no") -> tuple[int, str, str]:
+    r = run_nsdash("spawn", "-q", "-P", f"--settings={settings}", "-D", str(tree), *args)
+    return r.returncode, r.stdout, r.stderr
+
+
+def sh(tree: Path, script: str, *options: str, settings: str = "no") -> str:
+    code, out, err = spawn(tree, *options, "/bin/sh", "-c", script, settings=settings)
+    assert code == 0, err
+    return out
+
+
+def test_rlimit_sets_soft_and_hard_limits(busybox_tree):
+    assert sh(busybox_tree, "ulimit -n", "--rlimit=NOFILE=77").split() == ["77"]
+    out = sh(busybox_tree, "ulimit -Sn; ulimit -Hn", "--rlimit=RLIMIT_NOFILE=50:60")
+    assert out.split() == ["50", "60"]
+    assert sh(busybox_tree, "ulimit -c", "--rlimit=CORE=infinity").split() == ["unlimited"]
+
+
+def test_rlimit_from_a_trusted_nspawn_file_and_not_from_an_untrusted_one(busybox_tree):
+    settings = busybox_tree.parent / f"{busybox_tree.name}.nspawn"
+    settings.write_text("[Exec]\nLimitNOFILE=66\n")
+    try:
+        r = run_nsdash("spawn", "-q", "-P", "-D", str(busybox_tree), "/bin/sh", "-c", "ulimit -n")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() != ["66"] and "LimitNOFILE=" in r.stderr  # untrusted: warned, not applied
+        out = sh(busybox_tree, "ulimit -n", settings="trusted")
+        assert out.split() == ["66"]
+    finally:
+        settings.unlink()
+
+
+def _has_cap_sys_resource() -> bool:
+    with open("/proc/self/status") as f:
+        eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    return bool(eff & (1 << 24))
+
+
+def test_oom_score_adjust(busybox_tree):
+    assert sh(busybox_tree, "cat /proc/self/oom_score_adj", "--oom-score-adjust=345").split() == ["345"]
+    if _has_cap_sys_resource():
+        assert sh(busybox_tree, "cat /proc/self/oom_score_adj", "--oom-score-adjust=-200").split() == ["-200"]
+    else:  # as for nspawn: lowering the score needs CAP_SYS_RESOURCE (this test host lacks it)
+        code, _, err = spawn(busybox_tree, "--oom-score-adjust=-200", "/bin/true")
+        assert code != 0 and err.count("\n") == 1 and "CAP_SYS_RESOURCE" in err
+
+
+def test_cpu_affinity(busybox_tree):
+    out = sh(busybox_tree, "grep Cpus_allowed_list /proc/self/status", "--cpu-affinity=0")
+    assert out.split() == ["Cpus_allowed_list:", "0"]
+    if (os.cpu_count() or 1) > 1:
+        out = sh(busybox_tree, "grep Cpus_allowed_list /proc/self/status", "--cpu-affinity=1")
+        assert out.split()[-1] == "1"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="--personality switches x86 and x86-64 only")
+def test_personality_x86_makes_uname_report_i686(busybox_tree):
+    assert sh(busybox_tree, "uname -m", "--personality=x86").split() == ["i686"]
+    assert sh(busybox_tree, "uname -m", "--personality=x86-64").split() == ["x86_64"]
+
+
+def test_set_and_load_credential(busybox_tree, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"from a file\n")
+    script = ('echo "dir=$CREDENTIALS_DIRECTORY"; cat $CREDENTIALS_DIRECTORY/one; echo; '
+              "cat $CREDENTIALS_DIRECTORY/two; stat -c '%a' $CREDENTIALS_DIRECTORY/one; "
+              "echo x > $CREDENTIALS_DIRECTORY/one 2>/dev/null && echo writable || echo read-only; "
+              "touch $CREDENTIALS_DIRECTORY/new 2>/dev/null && echo dir-writable || echo dir-read-only")
+    out = sh(busybox_tree, script, "--set-credential=one:a\\tb", f"--load-credential=two:{secret}")
+    assert out.splitlines() == ["dir=/run/host/credentials", "a\tb", "from a file", "400", "read-only",
+                                "dir-read-only"]
+
+
+def test_duplicate_or_unreadable_credentials_are_one_line(busybox_tree, tmp_path):
+    code, _, err = spawn(busybox_tree, "--set-credential=a:1", "--set-credential=a:2", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "duplicate credential 'a'" in err
+    code, _, err = spawn(busybox_tree, f"--load-credential=a:{tmp_path}/missing", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "cannot read" in err
+
+
+def test_tmpfs_options_split_into_flags_and_data(busybox_tree):
+    out = sh(busybox_tree, "grep ' /x ' /proc/self/mountinfo; touch /x/f 2>/dev/null && echo rw || echo ro",
+             "--tmpfs=/x:ro,nosuid,size=1M,mode=0700")
+    line, result = out.splitlines()
+    fields = line.split()
+    assert "ro" in fields[5].split(",") and "nosuid" in fields[5].split(",")
+    assert "size=1024k" in line and "mode=700" in line
+    assert result == "ro"
+
+
+def test_empty_bind_source_is_a_temporary_directory_removed_at_exit(busybox_tree):
+    out = sh(busybox_tree, "echo hi > /scratch/f && cat /scratch/f && ls -a /scratch | wc -l",
+             "--bind=:/scratch")
+    assert out.split() == ["hi", "3"]  # . .. f: it started empty
+    state = Path(os.environ.get("NSDASH_STATE_DIR", "/run/nsdash"))
+    leftovers = [p for p in state.rglob("bind-temp")] if state.exists() else []
+    assert leftovers == []
+
+
+def test_machine_id_in_an_nspawn_file_is_the_uuid(busybox_tree):
+    settings = busybox_tree.parent / f"{busybox_tree.name}.nspawn"
+    settings.write_text("[Exec]\nMachineID=0123456789abcdef0123456789abcdef\n")
+    try:
+        assert sh(busybox_tree, "echo $container_uuid", settings="yes").strip() == \
+            "01234567-89ab-cdef-0123-456789abcdef"
+    finally:
+        settings.unlink()
+
+
+@pytest.mark.parametrize("option", ["--capability=help", "--resolv-conf=help", "--timezone=help",
+                                    "--console=help", "--rlimit=help"])
+def test_help_values_print_lists(option):
+    r = run_nsdash("spawn", option)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) >= 4, r.stderr
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["--image=/x.raw"], "--image is not supported by nsdash: images are directories only"),
+    (["-Z", "x"], "--selinux-context is not supported by nsdash"),
+    (["--port=80"], "--port is not supported by nsdash"),
+    (["--bind-user=root"], "--bind-user is not supported by nsdash"),
+])
+def test_unsupported_options_are_refused_with_the_reason(busybox_tree, argv, word):
+    code, _, err = spawn(busybox_tree, *argv, "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and word in err, err
