@@ -520,14 +520,15 @@ def _hardening(spec: ContainerSpec, network: str, caps: frozenset[str]) -> dict[
         "verify_read_only": tuple(read_only),
         "no_new_privileges": spec.no_new_privileges,
         # the bounding set decides which capability-tied call groups open, as in nspawn
-        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny),
+        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny, spec.suppress_sync),
         "syscall_filter": " ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
-                                    *(f"-{n}" for n in spec.syscall_deny)]),
+                                    *(f"-{n}" for n in spec.syscall_deny),
+                                    *(["(sync calls suppressed)"] if spec.suppress_sync else [])]),
     }
 
 
 def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
-                    deny: tuple[str, ...] = ()) -> bytes:
+                    deny: tuple[str, ...] = (), suppress_sync: bool = False) -> bytes:
     """The compiled seccomp filters (sandbox.pack_filters), from a cache under the state root when fresh.
 
     Importing libseccomp's binding and compiling costs more than the rest of a
@@ -543,7 +544,7 @@ def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
         ids = "-".join(f"{st.st_mtime_ns}.{st.st_size}.{st.st_ino}" for st in (
             Path(__file__).with_name(name).stat() for name in ("seccomp.py", "syscall_groups.py")))
         mask = sum(1 << i for i, cap in enumerate(CAPABILITIES) if cap in capabilities)
-        key = f"{ids}-{os.uname().machine}-{mask:x}"
+        key = f"{ids}-{os.uname().machine}-{mask:x}" + ("-nosync" if suppress_sync else "")
         if allow or deny:
             import hashlib  # only with --system-call-filter: hashlib costs the spawn path ~2 ms
 
@@ -558,7 +559,7 @@ def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
         cached = None
     from nsdash.launcher.seccomp import compile_filters  # libseccomp: parent side only
 
-    program = sandbox.pack_filters(compile_filters(capabilities, allow, deny))
+    program = sandbox.pack_filters(compile_filters(capabilities, allow, deny, suppress_sync))
     if cached is not None:
         with contextlib.suppress(OSError):
             cached.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
