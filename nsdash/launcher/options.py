@@ -367,6 +367,10 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     machine = merged.get("machine") or derive_machine_name(directory, bool(merged.get("ephemeral")))
     if merged.get("boot") and merged.get("as_pid2"):
         raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")
+    if merged.get("private_users") == "pick" and merged.get("private_users_ownership") is None:
+        # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
+        # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
+        merged["private_users_ownership"] = "auto"
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))

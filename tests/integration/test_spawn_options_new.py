@@ -143,3 +143,15 @@ def test_suppress_sync_makes_the_sync_calls_succeed_without_doing_anything(busyb
     assert sh(busybox_tree, script).split() == ["1"]
     assert sh(busybox_tree, script, "--suppress-sync=yes").split() == ["0"]
     assert sh(busybox_tree, script, "--suppress-sync=no").split() == ["1"]
+
+
+def test_private_users_pick_alone_starts_a_tree_whose_root_is_0700(busybox_tree):
+    """nspawn 252 defaults ownership to auto with pick (an ID-mapped root), so a root-owned
+    0700 tree starts and is left as it was."""
+    busybox_tree.chmod(0o700)
+    before = busybox_tree.stat()
+    out = sh(busybox_tree, "id -u; cut -c1-10 /proc/self/uid_map | tr -d ' '", "--private-users=pick")
+    uid, inner_first = out.split()
+    assert uid == "0" and inner_first == "0"
+    after = busybox_tree.stat()
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
