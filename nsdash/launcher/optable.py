@@ -403,10 +403,13 @@ def _help_row(r: Setting) -> list[str]:
     elif r.long and r.arg == OPTIONAL:
         name += r.metavar if r.metavar.startswith(("[", "=")) else f"[={r.metavar}]"
     left = f"  {short}{name}".rstrip()
-    note = r.nsdash
-    if r.unsupported:
-        note = "[nsdash: not supported]"
-    text = _wrap(r.help + (f"  {note}" if note else ""), _WIDTH - _TEXT_COL)
+    note = "[nsdash: not supported]" if r.unsupported else r.nsdash
+    text = _wrap(r.help, _WIDTH - _TEXT_COL)
+    if note:  # the marker stays whole: on the last line if it fits, else on its own
+        if len(text[-1]) + 1 + len(note) <= _WIDTH - _TEXT_COL:
+            text[-1] += f" {note}"
+        else:
+            text.append(note)
     if len(left) >= _TEXT_COL - 1:
         return [left, *(" " * _TEXT_COL + t for t in text)]
     return [left.ljust(_TEXT_COL) + text[0], *(" " * _TEXT_COL + t for t in text[1:])]
