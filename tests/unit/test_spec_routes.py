@@ -122,3 +122,10 @@ def test_new_spec_fields_survive_the_trip_to_the_supervisor(tmp_path):
                          cpu_affinity=(0, 2), personality="x86", suppress_sync=True,
                          credentials=(Credential("a", b"\x00\xffbin"),))
     assert speccodec.loads(speccodec.dumps(spec)) == spec
+
+
+def test_the_readme_lists_every_refused_option():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for row in optable.OPTIONS:
+        if row.unsupported:
+            assert f"--{row.long}" in readme, row.long
