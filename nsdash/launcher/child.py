@@ -209,6 +209,8 @@ def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int 
     for op in ops:
         source = getattr(op, "source", None)
         if type(op).__name__ == "Bind" and isinstance(source, str) and not op.source_in_root:
+            if op.make_source:
+                os.makedirs(source, mode=0o755, exist_ok=True)  # --bind=:/PATH's temporary directory
             fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
             keep.append(fd)
             values = {name: getattr(op, name) for name in op._fields}

@@ -149,6 +149,28 @@ class RootBind(MountOp):
         mount(self.source, self.target, None, MS_BIND | MS_REC)
 
 
+class PivotInto(MountOp):
+    """--pivot-root=NEW[:OLD]: the tree's NEW directory becomes the container's root (bound
+    over it, before anything else is mounted there), and the whole tree is bound at OLD
+    inside it when OLD is given (nspawn otherwise unmounts the old root: it is simply
+    never visible here)."""
+
+    new: str
+    old: str | None = None
+
+    def describe(self) -> str:
+        return f"pivot into {self.new}" + (f" (old root at {self.old})" if self.old else "")
+
+    def execute(self, root: str) -> None:
+        with _At(root) as at:
+            new = at.open(self.new, create=False)
+            if self.old:
+                # the whole tree inside NEW first, so the bind of NEW below carries it along
+                # (binding it afterwards would copy NEW's own stacked mount over it)
+                mount(root, at.open(self.new.rstrip("/") + "/" + self.old.lstrip("/")), None, MS_BIND | MS_REC)
+            mount(new, root, None, MS_BIND | MS_REC)
+
+
 class RootOverlay(MountOp):
     """--ephemeral: an overlay whose upper layer is thrown away at exit."""
 

@@ -159,8 +159,7 @@ ROWS: tuple[Setting, ...] = (
     Setting("verity-data", None, group=IMAGE, metavar="PATH", key="verity_data", unsupported=DIRS_ONLY,
             help="Specify hash device for verity"),
     Setting("pivot-root", None, group=IMAGE, metavar="PATH[:PATH]", key="pivot_root", file="Exec.PivotRoot",
-            unsupported="nsdash boots the tree's own root; bind the wanted directory with -D instead",
-            help="Pivot root to given directory in the container"),
+            parse=pv.parse_pivot_root, help="Pivot root to given directory in the container"),
 
     # --- Execution
     Setting("as-pid2", "a", group=EXEC, arg=NO_ARG, key="as_pid2", file="Exec.ProcessTwo", file_parse=_bool,

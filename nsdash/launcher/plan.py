@@ -372,12 +372,14 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     """
     tree = _check_tree(spec)
     user_range, ownership = _private_users(spec, tree)
-    user = lookup_user(tree, spec.user)
-    argv = _command(spec, tree, user)
-    bind_ops, created = _bind_ops(spec, tree, state_dir, user_range is not None)
+    view, pivot_ops, pivot_created = _pivot(spec, tree, user_range is not None)  # what the container sees as /
+    user = lookup_user(view, spec.user)
+    argv = _command(spec, view, user)
+    bind_ops, created = _bind_ops(spec, view, state_dir, user_range is not None)
+    created = pivot_created + created
     # $container_uuid: the machine ID (tree's, else --uuid), else one for the session (kept across
     # reboots by the caller, so systemd derives the same transient machine ID), else a new one.
-    machine_id = tree_machine_id(tree, spec.uuid)
+    machine_id = tree_machine_id(view, spec.uuid)
     uuid_hex = (machine_id or session_uuid or new_uuid()).replace("-", "").lower()
 
     namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
@@ -403,6 +405,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
                                  os.path.join(ephemeral_dir, "work"), root))
     else:
         ops.append(m.RootBind(tree, tree))
+    ops += pivot_ops
 
     # /run first: the inaccessible nodes that mask /proc entries live there.
     ops += [
@@ -465,9 +468,9 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
 
     writable = not spec.read_only
     ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
-    ops += _timezone_ops(spec.timezone, tree, writable, host_root)
+    ops += _timezone_ops(spec.timezone, view, writable, host_root)
 
-    journal_ops, host_journal_dir, host_journal_link = _journal(spec, tree, machine_id, host_root)
+    journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
     ops += journal_ops
     ops += bind_ops
     if spec.read_only:
@@ -495,6 +498,31 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
         extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
+
+
+def _pivot(spec: ContainerSpec, tree: str, userns: bool) -> tuple[str, list[m.MountOp], list[str]]:
+    """--pivot-root=NEW[:OLD]: the host path of what the container sees as its root, the
+    operation that makes it so, and the mount point it creates for OLD."""
+    if not spec.pivot_root:
+        return tree, [], []
+    new, old = spec.pivot_root[0], (spec.pivot_root[1] if len(spec.pivot_root) > 1 else None)
+    if userns:
+        raise SpecError("--pivot-root together with --private-users is not supported by nsdash",
+                        "leave one of them out")
+    try:
+        view = m.resolve_in_root(tree, new, strict=True)
+    except m.EscapeError:
+        raise SpecError(f"--pivot-root {new} escapes the tree through a symlink", "name a directory inside it") from None
+    if not os.path.isdir(view):
+        raise SpecError(f"--pivot-root: {new} is not a directory in {tree}", "name an existing directory of the tree")
+    created: list[str] = []
+    if old:
+        try:
+            created = _missing_chain(view, m.resolve_in_root(view, old, strict=True))
+        except m.EscapeError:
+            raise SpecError(f"--pivot-root: {old} escapes the new root through a symlink",
+                            "name a directory inside it") from None
+    return view, [m.PivotInto(new, old)], created
 
 
 def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, str]:

@@ -77,6 +77,7 @@ class ContainerSpec(Frozen):
     cpu_affinity: tuple[int, ...] | None = None
     personality: str | None = None  # x86 | x86-64
     suppress_sync: bool = False
+    pivot_root: tuple[str, ...] = ()  # --pivot-root=NEW[:OLD]: (NEW,) or (NEW, OLD)
     credentials: tuple[Credential, ...] = ()
 
     @property

@@ -86,6 +86,17 @@ def parse_volatile(value: str, option: str) -> bool | None:
                      f"use {name}overlay (like -x) or {name}no")
 
 
+def parse_pivot_root(value: str, option: str) -> tuple[str, ...] | None:
+    """--pivot-root=NEW[:OLD] / PivotRoot=: absolute paths inside the tree; empty resets."""
+    if not value:
+        return None
+    parts = value.split(":")
+    if len(parts) > 2 or not all(v.is_absolute_path(p) for p in parts):
+        raise UsageError(f"invalid {option} {v.printable(value)!r}",
+                         f"use {option.rstrip('=')}=/NEW[:/OLD] (absolute paths inside the tree)")
+    return tuple(v.normalize_path(p) for p in parts)
+
+
 def bind_spec(value: str, read_only: bool, option: str) -> tuple[str, bool, str]:
     """--bind/--bind-ro and Bind=/BindReadOnly=: kept raw until the tree is known
     (+SRC is resolved inside it); options.parse_bind checks them then."""

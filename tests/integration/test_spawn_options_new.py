@@ -4,6 +4,7 @@ inside a real BusyBox machine (not only how they parse).  As root."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,15 @@ def test_private_users_pick_alone_starts_a_tree_whose_root_is_0700(busybox_tree)
     assert uid == "0" and inner_first == "0"
     after = busybox_tree.stat()
     assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+
+
+def test_pivot_root_makes_a_subdirectory_the_root_and_keeps_the_old_one_where_asked(busybox_tree):
+    sysroot = busybox_tree / "sysroot"
+    sysroot.mkdir()
+    shutil.copytree(busybox_tree / "bin", sysroot / "bin", symlinks=True)
+    (sysroot / "marker").write_text("inner\n")
+    out = sh(busybox_tree, "cat /marker; test -d /oldroot/sysroot && echo old-root-there", "--pivot-root=/sysroot:/oldroot")
+    assert out.split() == ["inner", "old-root-there"]
+    assert not (sysroot / "oldroot").exists()  # the mount point nsdash made is gone after exit
+    out = sh(busybox_tree, "cat /marker; test -e /sysroot && echo leaked || echo alone", "--pivot-root=/sysroot")
+    assert out.split() == ["inner", "alone"]

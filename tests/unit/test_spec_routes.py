@@ -111,8 +111,8 @@ def test_every_nspawn_file_key_is_a_row():
 def test_unsupported_file_keys_are_refused_not_ignored():
     from nsdash.launcher import settings
 
-    with pytest.raises(UsageError, match="f.nspawn:2: PivotRoot= is not supported by nsdash"):
-        settings.parse("[Exec]\nPivotRoot=/sysroot\n", "f.nspawn")
+    with pytest.raises(UsageError, match="f.nspawn:2: Port= is not supported by nsdash"):
+        settings.parse("[Network]\nPort=80\n", "f.nspawn")
     s = settings.parse("[Exec]\nNoSuchKey=1\n", "f.nspawn")
     assert s.values == {} and s.warnings == ["f.nspawn:2: unknown setting NoSuchKey= [Exec], not applied"]
 
@@ -129,3 +129,14 @@ def test_the_readme_lists_every_refused_option():
     for row in optable.OPTIONS:
         if row.unsupported:
             assert f"--{row.long}" in readme, row.long
+
+
+@pytest.mark.parametrize("value,expected", [("/sysroot", ("/sysroot",)), ("/a//b:/old/", ("/a/b", "/old"))])
+def test_pivot_root_values(images, value, expected):
+    assert parse_spawn_args(["-D", str(images / "box1"), f"--pivot-root={value}"], trusted_dirs=()).pivot_root == expected
+
+
+@pytest.mark.parametrize("value", ["rel", "/a:rel", "/a:/b:/c"])
+def test_bad_pivot_root_values(images, value):
+    with pytest.raises(UsageError, match="invalid --pivot-root"):
+        parse_spawn_args(["-D", str(images / "box1"), f"--pivot-root={value}"], trusted_dirs=())
