@@ -149,6 +149,36 @@ class RootBind(MountOp):
         mount(self.source, self.target, None, MS_BIND | MS_REC)
 
 
+def _overlay_path(path: str) -> str:
+    """A path as overlayfs's option parser wants it: ':', ',' and '\\' escaped."""
+    return "".join("\\" + c if c in ":,\\" else c for c in path)
+
+
+class Overlay(MountOp):
+    """--overlay / --overlay-ro: host directories stacked at a container path."""
+
+    lower: tuple[str, ...]  # bottom first
+    target: str
+    upper: str | None = None
+    work: str | None = None  # a sibling of UPPER (overlayfs wants both on one file system)
+    read_only: bool = False
+    make_upper: bool = False  # UPPER is a temporary directory to create first
+
+    def describe(self) -> str:
+        top = f" upper={self.upper}" + (" (temporary)" if self.make_upper else "") if self.upper else ""
+        return f"overlay lower={':'.join(self.lower)}{top} -> {self.target}" + (" (ro)" if self.read_only else "")
+
+    def execute(self, root: str) -> None:
+        data = "lowerdir=" + ":".join(_overlay_path(p) for p in reversed(self.lower))  # top first
+        if self.upper and self.work:
+            if self.make_upper:
+                os.makedirs(self.upper, mode=0o755, exist_ok=True)
+            os.makedirs(self.work, mode=0o700, exist_ok=True)
+            data += f",upperdir={_overlay_path(self.upper)},workdir={_overlay_path(self.work)}"
+        with _At(root) as at:
+            mount("overlay", at.open(self.target), "overlay", MS_RDONLY if self.read_only else 0, data)
+
+
 class PivotInto(MountOp):
     """--pivot-root=NEW[:OLD]: the tree's NEW directory becomes the container's root (bound
     over it, before anything else is mounted there), and the whole tree is bound at OLD

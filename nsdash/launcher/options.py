@@ -36,7 +36,7 @@ from nsdash.launcher.optable import (  # noqa: F401  (re-exported: callers and t
     SETTINGS,
     TIMEZONE,
 )
-from nsdash.launcher.spec import Bind, ContainerSpec
+from nsdash.launcher.spec import Bind, ContainerSpec, OverlayMount
 from nsdash.launcher.values import check_unique_credentials, parse_absolute, parse_tmpfs  # noqa: F401
 
 TYPE_CHECKING = False  # typing costs the spawn path ~3 ms to import; mypy reads this as True
@@ -55,7 +55,7 @@ NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
     "directory", "machine", "settings",  # spec_from's own inputs
     "notify_ready",  # nsdash always waits for READY=1 from a booted init (see --help)
-    "bind_specs",  # become `binds` once the tree is known
+    "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
 })
 
 
@@ -287,6 +287,42 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
                 idmap=idmap)
 
 
+def _host_path(path: str, tree: Path, option: str, value: str) -> Path:
+    """An --overlay source: +PATH inside the image (followed there, never out of it),
+    else absolute, or relative to the current directory (nspawn's rule for overlays)."""
+    if path.startswith("+"):
+        from nsdash.launcher.mounts import resolve_in_root
+
+        return Path(resolve_in_root(str(tree), v.normalize_path("/" + path[1:])))
+    if "\0" in path:
+        raise UsageError(f"invalid {option} {value!r}: NUL in a path", "remove it")
+    return Path(os.path.abspath(path))
+
+
+def parse_overlay(value: str, read_only: bool, tree: Path, option: str = "--overlay") -> OverlayMount:
+    """LOWER[:LOWER...]:UPPER:DEST, or SOURCE:DEST (DEST's host path is then the top too)."""
+    syntax = f"use {option.rstrip('=')}=LOWER[:LOWER...]:UPPER:DEST or SOURCE:DEST"
+    parts = v.split_escaped(value)
+    if len(parts) < 2:
+        raise UsageError(f"invalid {option} {value!r}: at least two paths are needed", syntax)
+    target = parts[-1]
+    if not v.is_absolute_path(target):
+        raise UsageError(f"invalid {option} {value!r}: the destination {target!r} is not an absolute path", syntax)
+    sources = parts[:-1] if len(parts) > 2 else [parts[0], target]
+    temporary = not read_only and sources[-1] == ""
+    if any(not p for p in (sources[:-1] if temporary else sources)):
+        raise UsageError(f"invalid {option} {value!r}: an empty path", f"{syntax} (only the upper may be empty)")
+    paths = [None if not p else _host_path(p, tree, option, value) for p in sources]
+    for p in paths:
+        if p is not None and not p.is_dir():
+            raise SpecError(f"{option} source {v.printable(p)} is not a directory", "create it or fix the path")
+    if read_only:
+        return OverlayMount(lower=tuple(p for p in paths if p is not None), upper=None,
+                            target=v.normalize_path(target), read_only=True)
+    return OverlayMount(lower=tuple(p for p in paths[:-1] if p is not None), upper=paths[-1],
+                        target=v.normalize_path(target), temporary=temporary)
+
+
 # ------------------------------------------------------------------ the spec
 
 def find_directory(machine: str | None) -> str:
@@ -374,11 +410,13 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))
+    overlays = tuple(parse_overlay(value, ro, directory, label)
+                     for value, ro, label in merged.get("overlay_specs", []))
     check_unique_credentials(merged.get("credentials", ()))
     fields = ContainerSpec._fields
     kwargs = {k: _spec_value(k, val) for k, val in merged.items()
               if k in fields and k not in ("directory", "machine") and val is not None}
-    return ContainerSpec(directory=directory, machine=machine, binds=binds, **kwargs)
+    return ContainerSpec(directory=directory, machine=machine, binds=binds, overlays=overlays, **kwargs)
 
 
 def _warn_to_stderr(message: str) -> None:

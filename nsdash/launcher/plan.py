@@ -20,7 +20,7 @@ from types import MappingProxyType
 from nsdash.errors import SpecError
 from nsdash.launcher import mountopts, sandbox
 from nsdash.launcher import mounts as m
-from nsdash.launcher.spec import ContainerSpec
+from nsdash.launcher.spec import ContainerSpec, OverlayMount
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -316,9 +316,12 @@ def _missing_chain(tree: str, host_path: str) -> list[str]:
 
 
 def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
-              userns: bool) -> tuple[list[m.MountOp], list[str]]:
+              userns: bool) -> tuple[list[m.MountOp], list[str], list[str]]:
+    """The user's mounts, the mount points they create in the tree, and what they create
+    on the host outside it (overlay work directories, removed at exit even with -x)."""
     ops: list[m.MountOp] = []
     created: list[str] = []
+    host_created: list[str] = []
     for i, b in enumerate(spec.binds):
         if b.source is None:
             # nspawn: an empty source is a fresh temporary directory, removed after exit
@@ -351,9 +354,42 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
         # ro, noexec, ... are mount flags, the rest tmpfs's own data (one place splits them)
         flags, data = mountopts.split(t.options, MS_NOSUID | MS_NODEV)
         ops.append(m.Filesystem("tmpfs", t.target, flags, data or None))
+    for i, o in enumerate(spec.overlays):
+        if userns:
+            raise SpecError("--overlay together with --private-users is not supported by nsdash",
+                            "leave one of them out")
+        ops.append(_overlay_op(i, o, state_dir, host_created))
+        try:
+            created += _missing_chain(tree, m.resolve_in_root(tree, o.target, strict=True))
+        except m.EscapeError:
+            raise SpecError(f"overlay target {o.target} escapes the container root through a symlink",
+                            "mount it on a path that stays inside the tree") from None
     for path in spec.inaccessible:
         ops.append(m.Mask(path, missing_ok=False))
-    return ops, created
+    return ops, created, host_created
+
+
+def _overlay_op(i: int, o: OverlayMount, state_dir: str | None, created: list[str]) -> m.Overlay:
+    """The mount for --overlay I; a user-given upper gets its work directory as a sibling
+    (made at start, removed at exit: it goes into CREATED), a temporary one lives in the
+    run's state directory."""
+    lower = tuple(str(p) for p in o.lower)
+    if o.read_only:
+        if len(lower) < 2:
+            raise SpecError(f"--overlay-ro for {o.target} needs two or more source paths",
+                            "overlayfs stacks at least two read-only layers")
+        return m.Overlay(lower, o.target, read_only=True)
+    if o.temporary:
+        if state_dir is None:
+            raise SpecError(f"--overlay with an empty upper ({o.target}) needs a state directory",
+                            "set NSDASH_STATE_DIR or run as root")
+        base = os.path.join(state_dir, "overlay-temp", str(i))
+        return m.Overlay(lower, o.target, os.path.join(base, "upper"), os.path.join(base, "work"),
+                         make_upper=True)
+    assert o.upper is not None
+    work = os.path.join(os.path.dirname(o.upper), f".#{os.path.basename(o.upper)}.nsdash-work")
+    created += [work, os.path.join(work, "work"), os.path.join(work, "index")]
+    return m.Overlay(lower, o.target, str(o.upper), work)
 
 
 # ---------------------------------------------------------------- the plan
@@ -375,7 +411,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     view, pivot_ops, pivot_created = _pivot(spec, tree, user_range is not None)  # what the container sees as /
     user = lookup_user(view, spec.user)
     argv = _command(spec, view, user)
-    bind_ops, created = _bind_ops(spec, view, state_dir, user_range is not None)
+    bind_ops, created, host_created = _bind_ops(spec, view, state_dir, user_range is not None)
     created = pivot_created + created
     # $container_uuid: the machine ID (tree's, else --uuid), else one for the session (kept across
     # reboots by the caller, so systemd derives the same transient machine ID), else a new one.
@@ -493,7 +529,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
-        created_paths=tuple(created) if not spec.ephemeral else (),
+        created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),

@@ -29,6 +29,16 @@ class TmpfsMount(Frozen):
     options: str = "mode=0755"
 
 
+class OverlayMount(Frozen):
+    """--overlay / --overlay-ro: host trees stacked at a container path."""
+
+    lower: tuple[Path, ...]  # bottom first
+    upper: Path | None  # the writable top (None: read-only, or a temporary directory when temporary)
+    target: str
+    read_only: bool = False
+    temporary: bool = False  # an empty upper: a temporary directory removed at exit
+
+
 class Credential(Frozen):
     """--set-credential / --load-credential: a file in /run/host/credentials."""
 
@@ -50,6 +60,7 @@ class ContainerSpec(Frozen):
     binds: tuple[Bind, ...] = ()
     tmpfs: tuple[TmpfsMount, ...] = ()
     inaccessible: tuple[str, ...] = ()
+    overlays: tuple[OverlayMount, ...] = ()
     read_only: bool = False
     ephemeral: bool = False
     private_network: bool = False

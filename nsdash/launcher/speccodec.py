@@ -16,7 +16,8 @@ from nsdash.launcher import spec as specmod
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.frozen import Frozen
 
-_NESTED = {"binds": specmod.Bind, "tmpfs": specmod.TmpfsMount, "credentials": specmod.Credential}
+_NESTED = {"binds": specmod.Bind, "tmpfs": specmod.TmpfsMount, "credentials": specmod.Credential,
+           "overlays": specmod.OverlayMount}
 
 
 def _plain(value: Any) -> Any:

@@ -106,6 +106,15 @@ def bind_spec(value: str, read_only: bool, option: str) -> tuple[str, bool, str]
     return value, read_only, option
 
 
+def overlay_spec(value: str, read_only: bool, option: str) -> tuple[str, bool, str]:
+    """--overlay/--overlay-ro and Overlay=/OverlayReadOnly=: kept raw until the tree is
+    known (+PATH is inside it); options.parse_overlay checks them then."""
+    if len(v.split_escaped(value)) < 2:
+        raise UsageError(f"invalid {option} {v.printable(value)!r}: at least two paths are needed",
+                         f"use {option.rstrip('=')}=LOWER[:LOWER...]:UPPER:DEST or SOURCE:DEST")
+    return value, read_only, option
+
+
 def parse_tmpfs(value: str, option: str = "--tmpfs") -> TmpfsMount:
     """PATH[:OPTIONS], mode=0755 unless OPTIONS say otherwise; OPTIONS are mount(8)'s
     (flags and tmpfs data, split by nsdash.launcher.mountopts when mounted)."""

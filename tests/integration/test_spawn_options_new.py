@@ -168,3 +168,20 @@ def test_pivot_root_makes_a_subdirectory_the_root_and_keeps_the_old_one_where_as
     assert not (sysroot / "oldroot").exists()  # the mount point nsdash made is gone after exit
     out = sh(busybox_tree, "cat /marker; test -e /sysroot && echo leaked || echo alone", "--pivot-root=/sysroot")
     assert out.split() == ["inner", "alone"]
+
+
+def test_overlay_writes_to_the_upper_layer_and_leaves_nothing_behind(busybox_tree, tmp_path):
+    low, up = tmp_path / "low", tmp_path / "up"
+    low.mkdir()
+    up.mkdir()
+    (low / "a").write_text("low\n")
+    (up / "b").write_text("up\n")
+    script = ("cat /ov/a /ov/b; echo new > /ov/c; echo t > /etc2/tmpfile && echo etc2-writable; "
+              "touch /ro/x 2>/dev/null || echo ro-read-only")
+    out = sh(busybox_tree, script, f"--overlay={low}:{up}:/ov", "--overlay=+/etc::/etc2",
+             f"--overlay-ro={low}:{up}:/ro")
+    assert out.split() == ["low", "up", "etc2-writable", "ro-read-only"]
+    assert (up / "c").read_text() == "new\n" and not (low / "c").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".#")) == []  # the work dir went
+    assert not (busybox_tree / "etc/tmpfile").exists()  # the temporary upper was thrown away
+    assert not any((busybox_tree / d).exists() for d in ("ov", "etc2", "ro"))

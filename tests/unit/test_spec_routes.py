@@ -140,3 +140,26 @@ def test_pivot_root_values(images, value, expected):
 def test_bad_pivot_root_values(images, value):
     with pytest.raises(UsageError, match="invalid --pivot-root"):
         parse_spawn_args(["-D", str(images / "box1"), f"--pivot-root={value}"], trusted_dirs=())
+
+
+def test_overlay_values(images, tmp_path):
+    from nsdash.launcher.spec import OverlayMount
+
+    low, up = tmp_path / "low", tmp_path / "up"
+    low.mkdir()
+    up.mkdir()
+    spec = parse_spawn_args(["-D", str(images / "box1"), f"--overlay={low}:{up}:/x", f"--overlay={low}:{up}",
+                             "--overlay=+/usr::/usr", f"--overlay-ro={low}:{up}:/z"], trusted_dirs=())
+    assert spec.overlays == (
+        OverlayMount((low,), up, "/x"),
+        OverlayMount((low,), up, str(up)),  # two paths: the second is the top and the mount point
+        OverlayMount((images / "box1/usr",), None, "/usr", temporary=True),
+        OverlayMount((low, up), None, "/z", read_only=True),
+    )
+
+
+@pytest.mark.parametrize("value,words", [("/only", "at least two paths"), ("/a:rel", "not an absolute path"),
+                                         (":/a:/b", "an empty path"), ("/nonexistent-x:/y", "not a directory")])
+def test_bad_overlays(images, value, words):
+    with pytest.raises(UsageError, match=words):
+        parse_spawn_args(["-D", str(images / "box1"), f"--overlay={value}"], trusted_dirs=())
