@@ -59,6 +59,7 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
         # (host /sys/fs/cgroup gone from our view) before the late joins below run.
         late = [(d, os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
                 for d in late_cgroup_dirs or ()]
+        join_network_namespace(plan.netns_path)
         sc.unshare(plan.namespaces)
         pid = os.fork()
     except OSError as e:
@@ -118,7 +119,7 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
                 _await_go(go_fd)
         setup_root(plan, err_fd, become_userns_root=bool(userns), tree_fd=tree_fd)
         sc.sethostname(plan.hostname)
-        if plan.network != "host":
+        if plan.network not in ("host", "netns"):  # a joined namespace's links are its owner's
             loopback_up()
         # The mounts are ours alone; what follows needs the parent's host-side set-up (veth) done.
         if not userns:
@@ -369,6 +370,18 @@ def apply_process_settings(settings: Any) -> None:
         except OSError as e:
             raise sandbox.SandboxError(f"cannot set --personality={settings.personality}: {e.strerror}",
                                        "leave --personality out on this host") from None
+
+
+def join_network_namespace(path: str | None) -> None:
+    """--network-namespace-path: setns() into that namespace before the others are made
+    (CLONE_NEWNET is then left out of the plan's set)."""
+    if path is None:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(fd, sc.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- --as-pid2

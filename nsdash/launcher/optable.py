@@ -119,7 +119,8 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = "nsdash's networking is --private-network and --network-veth only; configure other links inside"
+NET_LATER = ("nsdash's networking is --private-network, --network-veth and --network-namespace-path; "
+             "configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -244,7 +245,7 @@ ROWS: tuple[Setting, ...] = (
             unsupported=NET_LATER, privileged=True, mask="NETWORK",
             help="Similar, but attach it to an automatically managed bridge"),
     Setting("network-namespace-path", None, group=NET, metavar="PATH", key="network_namespace_path",
-            unsupported=NET_LATER, mask="NETWORK",
+            parse=pv.parse_absolute, mask="NETWORK",
             help="Set network namespace to the one represented by the specified file node"),
     Setting("port", "p", group=NET, metavar="[PROTOCOL:]HOSTPORT[:CONTAINERPORT]", key="port",
             file="Network.Port", privileged=True,

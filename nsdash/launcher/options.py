@@ -407,6 +407,9 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
+    if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
+        raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
+                         "the joined namespace is the container's network: pick one")
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))

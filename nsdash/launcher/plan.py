@@ -128,7 +128,7 @@ class LaunchPlan(m.Frozen):
     boot: bool
     as_pid2: bool
     kill_signal: int
-    network: str  # "host" | "private" | "veth"
+    network: str  # "host" | "private" | "veth" | "netns" (--network-namespace-path)
     uuid: str  # 32 hex digits
     ephemeral_dir: str | None = None  # holds upper/, work/ and root/ for --ephemeral
     created_paths: tuple[str, ...] = ()  # host paths in the tree the mounts create; removed after exit
@@ -137,6 +137,7 @@ class LaunchPlan(m.Frozen):
     boot_id: str | None = None  # this boot's ID (8-4-4-4-12), written to the run dir before start
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
     process: ProcessSettings = ProcessSettings()
+    netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
 
     @property
     def capability_numbers(self) -> tuple[int, ...]:
@@ -420,11 +421,14 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
 
     namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
     network = "host"
-    if spec.network_veth:
+    if spec.network_namespace_path:
+        _check_netns(spec.network_namespace_path)
+        network = "netns"
+    elif spec.network_veth:
         network = "veth"
     elif spec.private_network:
         network = "private"
-    if network != "host":
+    if network not in ("host", "netns"):
         namespaces |= CLONE_NEWNET
     if user_range:
         namespaces |= CLONE_NEWUSER
@@ -464,7 +468,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
                           recursive=False, flags=API_FLAGS))
     ops += [
         # sysfs may only be mounted by a user namespace that owns the network namespace too.
-        m.HostSysReadOnly() if user_range and network == "host"
+        m.HostSysReadOnly() if user_range and network in ("host", "netns")
         else m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
         m.Filesystem("cgroup2", "/sys/fs/cgroup", API_FLAGS, "nsdelegate"),
         m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME),
@@ -529,11 +533,34 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
+        netns_path=spec.network_namespace_path,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
         extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
+
+
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is
+
+
+def _check_netns(path: str) -> None:
+    """--network-namespace-path must name a network namespace (e.g. /run/netns/NAME)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SpecError(f"--network-namespace-path {path}: {e.strerror}", "give a file such as /run/netns/NAME") from None
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        kind = None
+    finally:
+        os.close(fd)
+    if kind != CLONE_NEWNET:
+        raise SpecError(f"--network-namespace-path {path} is not a network namespace",
+                        "give a file such as /run/netns/NAME or /proc/PID/ns/net")
 
 
 def _pivot(spec: ContainerSpec, tree: str, userns: bool) -> tuple[str, list[m.MountOp], list[str]]:

@@ -65,6 +65,7 @@ class ContainerSpec(Frozen):
     ephemeral: bool = False
     private_network: bool = False
     network_veth: bool = False
+    network_namespace_path: str | None = None  # --network-namespace-path: join it instead
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...

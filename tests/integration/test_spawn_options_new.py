@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,21 @@ def test_overlay_writes_to_the_upper_layer_and_leaves_nothing_behind(busybox_tre
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".#")) == []  # the work dir went
     assert not (busybox_tree / "etc/tmpfile").exists()  # the temporary upper was thrown away
     assert not any((busybox_tree / d).exists() for d in ("ov", "etc2", "ro"))
+
+
+def test_network_namespace_path_joins_that_namespace(busybox_tree):
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/net"
+        for _ in range(100):  # until unshare has made it
+            if os.readlink(path) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.01)
+        out = sh(busybox_tree, "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1",
+                 f"--network-namespace-path={path}")
+        assert out.split() == [os.readlink(path), "lo"]
+        code, _, err = spawn(busybox_tree, f"--network-namespace-path=/proc/{holder.pid}/ns/pid", "/bin/true")
+        assert code != 0 and "is not a network namespace" in err and err.count("\n") == 1
+    finally:
+        holder.kill()
+        holder.wait()
