@@ -63,14 +63,30 @@ def _replacement(c: str) -> str:
     return f"\\U{o:08x}"
 
 
-def _spelled(c: str) -> str:
-    r = _replacements.get(c)
+def _json_spelling(c: str) -> str:
+    """C as a JSON string escape (UTF-16 units), for JSON text shown on a terminal."""
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:
+        o -= 0xDC00  # the byte it was; JSON has no bytes, this is the closest honest spelling
+    if o < 0x10000:
+        return f"\\u{o:04x}"
+    o -= 0x10000
+    return f"\\u{0xD800 + (o >> 10):04x}\\u{0xDC00 + (o & 0x3FF):04x}"
+
+
+def _spelled(c: str, table: dict[str, str], json: bool) -> str:
+    r = table.get(c)
     if r is None:
         r = _replacement(c)
-        if len(_replacements) >= _CACHE_LIMIT:
-            _replacements.clear()
-        _replacements[c] = r
+        if json and r != c:
+            r = _json_spelling(c)
+        if len(table) >= _CACHE_LIMIT:
+            table.clear()
+        table[c] = r
     return r
+
+
+_json_replacements: dict[str, str] = {}
 
 
 def escape(text: str, *, newline: bool = False, tab: bool = False) -> str:
@@ -86,10 +102,22 @@ def escape(text: str, *, newline: bool = False, tab: bool = False) -> str:
     for c in set(_CANDIDATES.findall(text)):
         if (c == "\n" and newline) or (c == "\t" and tab):
             continue
-        r = _spelled(c)
+        r = _spelled(c, _replacements, False)
         if r != c:
             text = text.replace(c, r)
     return text
+
+
+def escape_json(line: str) -> str:
+    """One line of JSON text made safe for a terminal and still the same JSON: what escape() would
+    escape is spelled as a JSON `\\uXXXX` escape (JSON encoders leave DEL, C1 and bidi characters raw)."""
+    if line.isprintable():
+        return line
+    for c in set(_CANDIDATES.findall(line)):
+        r = _spelled(c, _json_replacements, True)
+        if r != c:
+            line = line.replace(c, r)
+    return line
 
 
 def escape_bytes(data: bytes, *, newline: bool = False, tab: bool = False) -> str:
