@@ -104,3 +104,16 @@ async def test_hostile_guest_text_is_painted_escaped_and_inert():
         await pilot.click(MachineList, offset=(region.width // 2, 1))
         await pilot.pause()
         assert app.is_running and not isinstance(app.screen, ConfirmScreen)
+
+
+def test_unit_rows_and_machine_header_show_guest_text_escaped():
+    from nsdash.inside.units import UnitInfo
+    from nsdash.tui.screens.machine import describe
+    from nsdash.tui.screens.units import row_cells
+
+    unit = UnitInfo("evil\x1b[>c.service", HOSTILE, "loaded", "active", "running\u202e", "", None, None)
+    cells = row_cells(unit)
+    assert [c.plain for c in cells] == ["  evil\\x1b[>c.service", "loaded", "active", "running\\u202e", SHOWN]
+    assert all(isinstance(c, Text) and not c.spans for c in cells[1:])
+    header = describe(MachineInfo("m", "running", HOSTILE, "10.0.0.1\x1b]0;t\x07", sd.T0 - 5), "m", sd.T0)
+    assert SHOWN in header and "10.0.0.1\\x1b]0;t\\x07" in header and not RAW.search(header)

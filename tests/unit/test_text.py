@@ -131,3 +131,34 @@ def test_every_code_point_of_the_control_planes_is_decided():
         c = chr(o)
         if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"):
             assert c not in escape(c), f"U+{o:04X}"
+
+
+def _printed(mode: str, terminal: bool, message: bytes, **fields: bytes) -> str:
+    import io
+
+    from nsdash.journal.entry import Entry
+    from nsdash.journal.format import Printer
+
+    out = io.StringIO()
+    entry = Entry(1_700_000_000_000_000, {"MESSAGE": message, "_HOSTNAME": b"host", "SYSLOG_IDENTIFIER": b"app",
+                                          **fields})
+    Printer(out, mode, terminal=terminal).write(entry)
+    return out.getvalue()
+
+
+def test_journal_formats_escape_on_a_terminal_and_keep_exact_text_in_pipes():
+    import json
+
+    bidi = "ok \u202eevil \x7f\u0085".encode()
+    # short: journalctl leaves out what holds controls ("blob data"); the rest is escaped everywhere.
+    assert _printed("short", False, bidi).endswith("app: [14B blob data]\n")
+    assert _printed("short", False, "ok \u202eevil".encode()).endswith("app: ok \\u202eevil\n")
+    assert "\u202e" not in _printed("short", False, b"x", SYSLOG_IDENTIFIER="a\u202eb".encode())
+    assert "\x1b" not in _printed("short", False, b"\x1b]0;t\x07")
+    # cat: exact into a pipe, escaped on a terminal.
+    assert _printed("cat", False, b"\x1b]0;t\x07 \xe2\x80\xae") == "\x1b]0;t\x07 \u202e\n"
+    assert _printed("cat", True, b"\x1b]0;t\x07 \xe2\x80\xae\tx\ny") == "\\x1b]0;t\\x07 \\u202e\tx\ny\n"
+    # json: the same JSON either way; on a terminal, no raw character a terminal would act on.
+    piped, shown = _printed("json", False, "a\u202eb".encode()), _printed("json", True, "a\u202eb".encode())
+    assert "\u202e" in piped and not RAW.search(shown.rstrip("\n"))
+    assert json.loads(piped) == json.loads(shown)
