@@ -72,7 +72,7 @@ def _lines(text: str | None, follow: bool) -> int | None:
 def _report_skipped(log, already: int) -> int:
     skipped = log.skipped
     for line in skipped[already:]:
-        sys.stderr.write(f"nsdash: {line}\n")
+        sys.stderr.write(f"nsdash: {escape(line)}\n")  # names files the guest made
     return len(skipped)
 
 

@@ -68,8 +68,11 @@ class Tmux:
         self.session = "dash"
 
     def run(self, *args: str) -> str:
+        # A clean environment: the server's becomes the app's, and pytest's COLUMNS/LINES would
+        # make the app paint 80x24 inside the 160x48 pane.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/root", "TERM": "xterm-256color"}
         return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], capture_output=True,
-                              text=True, check=True, timeout=10).stdout
+                              text=True, check=True, timeout=10, env=env).stdout
 
     def start(self, command: list[str], cols: int, rows: int) -> None:
         env = {"NSDASH_STATE_DIR": os.environ["NSDASH_STATE_DIR"], "TERM": "xterm-256color",
@@ -86,6 +89,9 @@ class Tmux:
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.session, *keys)
 
     def state(self) -> dict[str, str]:
         fmt = "#{pane_title}|#{window_name}|#{window_width}x#{window_height}|#{window_layout}|#{pane_dead}"
@@ -134,6 +140,28 @@ def _panel_rows(screen: str) -> list[tuple[int, str]]:
     return [(i, t) for i, line in enumerate(screen.splitlines()) for t in titles if t in line]
 
 
+def _assert_untouched(tmux: Tmux, before: dict[str, str], layout_before: list, name: str) -> str:
+    """The terminal as it was, the dashboard as it was, no action asked for, the machine running."""
+    time.sleep(3)  # several refreshes with the guest's text on screen
+    screen = tmux.screen()
+    after = tmux.state()
+    assert after == before, f"the terminal changed:\n{before}\n{after}"
+    assert after["buffers"] == "" and "TITLE" not in after["title"] and "PASSTHROUGH" not in after["title"]
+    assert _panel_rows(screen) == layout_before, screen
+    assert "refresh 1 s" in screen and f"selected: {name}" in screen, screen  # no delay key, no reselection
+    assert "to confirm" not in screen and "machine '" not in screen, screen  # no action was asked for
+    assert st.supervisor_alive(st.machine_dir(name)), "the machine must still run"
+    assert registry.lookup(name).state.state == "running"
+    return screen
+
+
+def _assert_clean(outputs: dict[str, subprocess.CompletedProcess]) -> None:
+    for verb, r in outputs.items():
+        assert r.returncode == 0, (verb, r.stderr)
+        found = FORBIDDEN.search(r.stdout + r.stderr)
+        assert found is None, f"{verb}: raw {found.group()!r} in its output"
+
+
 def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
     name = machine_name
     # What the guest controls in its tree: os-release (read by list, status and the machine list).
@@ -166,17 +194,7 @@ def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
         tmux.wait("hostile-keys", timeout=30)
         tmux.wait("altscr\\x1b[?1049l", timeout=30)
         tmux.wait("ev\\x1b[>cil", timeout=30)
-        time.sleep(3)  # several refreshes with everything on screen
-        screen = tmux.screen()
-        after = tmux.state()
-
-        assert after == before, f"the terminal changed:\n{before}\n{after}"
-        assert after["buffers"] == "" and "PWNED" not in after["title"] and "TITLE" not in after["title"]
-        assert _panel_rows(screen) == layout_before, screen
-        assert "refresh 1 s" in screen and f"selected: {name}" in screen, screen  # no delay key, no reselection
-        assert "to confirm" not in screen and "machine '" not in screen, screen  # no action was asked for
-        assert st.supervisor_alive(st.machine_dir(name)), "the machine must still run"
-        assert registry.lookup(name).state.state == "running"
+        _assert_untouched(tmux, before, layout_before, name)
 
         # The CLI: nothing raw in any output (pipes here; a terminal gets the same text).
         outputs = {
@@ -187,10 +205,7 @@ def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
             "journal": run_nsdash("journal", "-M", name, "-n", "60", text=False),
             "ps": run_nsdash("ps", "-M", name, text=False),
         }
-        for verb, r in outputs.items():
-            assert r.returncode == 0, (verb, r.stderr)
-            found = FORBIDDEN.search(r.stdout + r.stderr)
-            assert found is None, f"{verb}: raw {found.group()!r} in its output"
+        _assert_clean(outputs)
         assert b"\\x1b]52;c;?\\x07" in outputs["status"].stdout  # the console tail, shown escaped
         assert b"[@click=app.quit]pretty\\u202e" in outputs["status"].stdout  # os-release, escaped
         assert b"\\x1b[>c" in outputs["cgls"].stdout and b"\\x1b[>c" in outputs["cgtop"].stdout  # cgroup names
@@ -202,3 +217,70 @@ def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
                 path.rmdir()
         with contextlib.suppress(NsdashError, OSError):
             client.terminate(name, wait=True)
+
+
+HOSTILE_UNIT = """\
+[Unit]
+Description=evil\x1b]0;UNIT-TITLE\x07 \x1b[>c \x1b]52;c;?\x07 \u202e [@click=app.quit]q
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+"""
+
+
+def test_hostile_journal_and_unit_description_in_a_debian_guest(debian_cache, machine_name):
+    """An unprivileged user's `logger` line (the journal pane) and a unit's Description (the units screen)."""
+    from nsdash.inside import units
+    from tests.integration.test_inside_systemctl import boot, install_units, power_off
+
+    name = machine_name
+    target = boot(debian_cache, name, "-x")
+    tmux = Tmux(name)
+    try:
+        install_units(target, **{"nsdash-hostile.service": HOSTILE_UNIT})
+        units.run(target, lambda sd: sd.job("start", "nsdash-hostile.service"))
+        tmux.start([*NSDASH], 160, 48)
+        tmux.wait(name)
+        tmux.wait("refresh 1 s")
+        tmux.wait(f"Journal: {name}")
+        before = tmux.state()
+        layout_before = _panel_rows(tmux.screen())
+        line = "logged\x1b]52;c;?\x07\x1b[>c\x1b]0;LOG-TITLE\x07\u009b6n\u202e[@click=app.quit]q"
+        script = f"setpriv --reuid=65534 --regid=65534 --clear-groups logger -t hostile \"$(printf '{line}')\""
+        leader = registry.lookup(name).leader
+        subprocess.run(["nsenter", "-t", str(leader), "-m", "-u", "-p", "-i", "-n", "--", "/bin/sh", "-c", script],
+                       check=True, timeout=10)
+        tmux.wait("hostile: logged\\x1b]52;c;?\\x07\\x1b[>c", timeout=30)
+        _assert_untouched(tmux, before, layout_before, name)
+
+        tmux.keys("u")  # the selected machine's units, filtered to the hostile one
+        tmux.wait("units shown")
+        time.sleep(1)
+        tmux.keys("/")
+        time.sleep(0.5)
+        tmux.keys("-l", "nsdash-hostile")
+        tmux.wait(": 1 units shown")
+        tmux.keys("Enter")
+        tmux.wait("evil\\x1b]0;UNIT-TITLE", timeout=30)
+        time.sleep(2)
+        after = tmux.state()
+        assert after == before, f"the terminal changed:\n{before}\n{after}"
+        assert "to confirm" not in tmux.screen()
+        tmux.keys("Escape")
+        tmux.wait("Control groups")
+
+        outputs = {
+            "journal": run_nsdash("journal", "-M", name, "-n", "200", text=False),
+            "list-units": run_nsdash("systemctl", "-M", name, "list-units", text=False),
+            "status": run_nsdash("systemctl", "-M", name, "status", "nsdash-hostile.service", text=False),
+        }
+        _assert_clean({k: v for k, v in outputs.items() if k != "status"})
+        assert FORBIDDEN.search(outputs["status"].stdout + outputs["status"].stderr) is None
+        assert b"hostile[" in outputs["journal"].stdout  # journalctl's "[N blob data]" for a message with controls
+        assert b"evil\\x1b]0;UNIT-TITLE\\x07" in outputs["list-units"].stdout
+        assert b"evil\\x1b]0;UNIT-TITLE\\x07" in outputs["status"].stdout
+    finally:
+        tmux.kill()
+        power_off(name)
