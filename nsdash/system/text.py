@@ -125,11 +125,6 @@ def escape_bytes(data: bytes, *, newline: bool = False, tab: bool = False) -> st
     return escape(data.decode("utf-8", "surrogateescape"), newline=newline, tab=tab)
 
 
-def is_safe(text: str, *, newline: bool = False, tab: bool = False) -> bool:
-    """Whether TEXT would be shown unchanged."""
-    return escape(text, newline=newline, tab=tab) == text
-
-
 def escape_fields(record: Any) -> Any:
     """A copy of a dataclass RECORD whose text fields (str, and tuples of str) are escaped as one-line fields.
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from nsdash.system.text import escape, escape_bytes, escape_fields, is_safe
+from nsdash.system.text import escape, escape_bytes, escape_fields
 
 # Anything a terminal acts on: C0 but the three with short forms, DEL, C1 (as characters).
 CONTROLS = [chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0))]
@@ -63,7 +63,6 @@ def test_c1_controls_as_utf8_bytes_and_as_raw_bytes():
 def test_printable_text_is_returned_as_is():
     for s in ("", "plain ascii [bold] \\x1b", "héllo wörld", "中文字符", "emoji 😀", "no\u00a0break", "ideo\u3000space"):
         assert escape(s) == s
-        assert is_safe(s)
     s = "unchanged object"
     assert escape(s) is s
 
@@ -162,3 +161,16 @@ def test_journal_formats_escape_on_a_terminal_and_keep_exact_text_in_pipes():
     piped, shown = _printed("json", False, "a\u202eb".encode()), _printed("json", True, "a\u202eb".encode())
     assert "\u202e" in piped and not RAW.search(shown.rstrip("\n"))
     assert json.loads(piped) == json.loads(shown)
+
+
+def test_escape_json_keeps_the_same_json():
+    import json
+
+    from nsdash.system.text import escape_json
+
+    value = {"M": "a\u202eb\x7f\u0085 \U000e0001 é 中 \udcff"}
+    line = json.dumps(value, ensure_ascii=False)
+    shown = escape_json(line)
+    assert not RAW.search(shown) and "\U000e0001" not in shown
+    assert "é 中" in shown  # printable text stays readable
+    assert json.loads(shown) == {"M": "a\u202eb\x7f\u0085 \U000e0001 é 中 \u00ff"}  # an undecodable byte: U+00FF
