@@ -169,7 +169,7 @@ class UnitsScreen(Screen):
                 text = "\n".join(escape(line.short()) for line in lines) or f"-- no journal lines for {unit} --"
             else:
                 detail: UnitDetail = self.source.detail(unit)
-                text = escape(detail.text(), newline=True)
+                text = detail.text()  # escaped where it is shown
             self.post_message(self.DetailLoaded(unit, text))
         except NsdashError as e:
             self.post_message(self.Failed(f"reading {unit}", e))
