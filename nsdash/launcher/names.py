@@ -39,8 +39,15 @@ def is_valid_hostname(name: str) -> bool:
 
 
 def printable(text: object) -> str:
-    """TEXT with control characters escaped, so an error stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    """TEXT with control characters escaped (the one sanitiser, system.text), so an error
+    about a user's value stays one harmless line.  Imported only when needed: the spawn
+    path never pays for it with printable input."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    from nsdash.system.text import escape
+
+    return escape(s)
 
 
 def check_machine_name(name: str, what: str = "machine name") -> str:
