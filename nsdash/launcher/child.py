@@ -288,10 +288,15 @@ def drop_capabilities(plan: Any) -> None:
     with contextlib.suppress(OSError):
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     user = plan.user
+    ambient = plan.ambient_numbers
     if user.uid != 0 or user.gid != 0:
         os.setgroups(list(user.groups))
+        if ambient:
+            sc.prctl(sc.PR_SET_KEEPCAPS, 1)  # keep the permitted set across setuid, for the ambient raise
         os.setgid(user.gid)
-        os.setuid(user.uid)  # a non-root user ends up with no capabilities at all
+        os.setuid(user.uid)  # a non-root user ends up with no capabilities at all, or only the ambient ones
+        if ambient:
+            raise_ambient(ambient, only=True)
         return
     os.setgroups(list(user.groups) or [0])
     _, permitted, _ = sc.capget()
@@ -300,6 +305,8 @@ def drop_capabilities(plan: Any) -> None:
         mask |= 1 << cap
     mask &= permitted
     sc.capset(mask, mask, 0)
+    if ambient:
+        raise_ambient(ambient)
 
 
 def _clean_process_state(err_fd: int) -> None:
@@ -370,6 +377,23 @@ def apply_process_settings(settings: Any) -> None:
         except OSError as e:
             raise sandbox.SandboxError(f"cannot set --personality={settings.personality}: {e.strerror}",
                                        "leave --personality out on this host") from None
+
+
+def raise_ambient(caps: tuple[int, ...], only: bool = False) -> None:
+    """--ambient-capability: CAPS into the inheritable and ambient sets, so they survive
+    exec into a program without file capabilities.  ONLY (a non-root user): permitted and
+    effective shrink to CAPS too."""
+    wanted = 0
+    for cap in caps:
+        wanted |= 1 << cap
+    effective, permitted, _ = sc.capget()
+    if only:
+        effective, permitted = wanted & permitted, wanted & permitted
+    sc.capset(effective, permitted, wanted & permitted)
+    for cap in caps:
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+    if only:
+        sc.prctl(sc.PR_SET_KEEPCAPS, 0)
 
 
 def join_network_namespace(path: str | None) -> None:

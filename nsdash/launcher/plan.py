@@ -138,6 +138,11 @@ class LaunchPlan(m.Frozen):
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
+    ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
+
+    @property
+    def ambient_numbers(self) -> tuple[int, ...]:
+        return tuple(sorted(CAPABILITIES[c] for c in self.ambient_capabilities if c in CAPABILITIES))
 
     @property
     def capability_numbers(self) -> tuple[int, ...]:
@@ -159,6 +164,7 @@ class LaunchPlan(m.Frozen):
             f"chdir:        {self.chdir}",
             f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
+            *([f"ambient:      {' '.join(sorted(self.ambient_capabilities))}"] if self.ambient_capabilities else []),
             f"syscalls:     {self.extra.get('syscall_filter', 'no filter')}",
             f"process:      {self.process.describe()}",
             "environment:",
@@ -521,6 +527,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         caps.add("CAP_NET_ADMIN")
     caps |= set(spec.capabilities)
     caps -= set(spec.drop_capabilities)
+    caps |= set(spec.ambient_capabilities)  # nspawn retains what it raises in the ambient set
     if available_caps is not None:
         caps &= available_caps
 
@@ -533,7 +540,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
-        netns_path=spec.network_namespace_path,
+        netns_path=spec.network_namespace_path, ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,

@@ -75,6 +75,7 @@ class ContainerSpec(Frozen):
     quiet: bool = False
     capabilities: frozenset[str] = frozenset()  # added to the default set
     drop_capabilities: frozenset[str] = frozenset()
+    ambient_capabilities: frozenset[str] = frozenset()  # raised in the payload's ambient set
     reboot_exit: bool = False  # --reboot=exit: exit 133 on reboot instead of restarting
     no_new_privileges: bool = False
     syscall_allow: tuple[str, ...] = ()  # --system-call-filter names and @groups added

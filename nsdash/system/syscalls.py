@@ -112,7 +112,9 @@ def personality(persona: int) -> int:
 # ---- capabilities (added by the launcher) ----------------------------------
 
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_KEEPCAPS = 8
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 

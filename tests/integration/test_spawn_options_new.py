@@ -205,3 +205,22 @@ def test_network_namespace_path_joins_that_namespace(busybox_tree):
     finally:
         holder.kill()
         holder.wait()
+
+
+CAP_NET_RAW, CAP_SYS_TIME = 13, 25
+
+
+def _caps(out: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in out.splitlines() if line.startswith("Cap")}
+
+
+def test_ambient_capability_reaches_a_non_root_payload(busybox_tree):
+    wanted = (1 << CAP_NET_RAW) | (1 << CAP_SYS_TIME)
+    caps = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "-u", "1000",
+                    "--ambient-capability=CAP_NET_RAW,cap_sys_time"))
+    assert caps["CapAmb"] == caps["CapEff"] == caps["CapPrm"] == wanted
+    assert caps["CapBnd"] & wanted == wanted  # retained in the bounding set, as nspawn does
+    plain = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "-u", "1000"))
+    assert plain["CapAmb"] == plain["CapEff"] == plain["CapPrm"] == 0
+    as_root = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "--ambient-capability=CAP_NET_RAW"))
+    assert as_root["CapAmb"] == 1 << CAP_NET_RAW and as_root["CapEff"] & (1 << CAP_SYS_TIME) == 0
