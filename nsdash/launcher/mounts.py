@@ -179,6 +179,24 @@ class Overlay(MountOp):
             mount("overlay", at.open(self.target), "overlay", MS_RDONLY if self.read_only else 0, data)
 
 
+class VolatileRoot(MountOp):
+    """--volatile=yes: a fresh tmpfs becomes the root, with only the tree's /usr in it, read-only."""
+
+    def describe(self) -> str:
+        return "volatile root: tmpfs / with the tree's /usr read-only"
+
+    def execute(self, root: str) -> None:
+        tree = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            mount("tmpfs", root, "tmpfs", MS_NODEV | MS_STRICTATIME, "mode=0755")
+            with _At(root) as at:
+                mount(f"/proc/self/fd/{tree}/usr", at.open("/usr"), None, MS_BIND | MS_REC)
+                # reopened: the fd taken before the bind names the covered directory
+                mount(None, at.open("/usr", create=False), None, REMOUNT_RO)
+        finally:
+            os.close(tree)
+
+
 class PivotInto(MountOp):
     """--pivot-root=NEW[:OLD]: the tree's NEW directory becomes the container's root (bound
     over it, before anything else is mounted there), and the whole tree is bound at OLD

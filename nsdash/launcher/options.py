@@ -403,6 +403,9 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     machine = merged.get("machine") or derive_machine_name(directory, bool(merged.get("ephemeral")))
     if merged.get("boot") and merged.get("as_pid2"):
         raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")
+    if merged.get("volatile", "no") != "no" and merged.get("ephemeral"):
+        raise UsageError(f"--volatile={merged['volatile']} cannot be combined with --ephemeral",
+                         "pick one (--volatile=overlay is like -x)")
     if merged.get("private_users") == "pick" and merged.get("private_users_ownership") is None:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)

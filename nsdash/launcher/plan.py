@@ -452,6 +452,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     else:
         ops.append(m.RootBind(tree, tree))
     ops += pivot_ops
+    ops += _volatile_ops(spec.volatile)
 
     # /run first: the inaccessible nodes that mask /proc entries live there.
     ops += [
@@ -519,7 +520,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
     ops += journal_ops
     ops += bind_ops
-    if spec.read_only:
+    if spec.read_only or spec.volatile == "state":
         ops.append(m.RemountRoot(root))
 
     caps = set(DEFAULT_CAPABILITIES)
@@ -568,6 +569,16 @@ def _check_netns(path: str) -> None:
     if kind != CLONE_NEWNET:
         raise SpecError(f"--network-namespace-path {path} is not a network namespace",
                         "give a file such as /run/netns/NAME or /proc/PID/ns/net")
+
+
+def _volatile_ops(mode: str) -> list[m.MountOp]:
+    """--volatile=yes: a tmpfs root holding the tree's /usr; state: a tmpfs /var (the root
+    turns read-only at the end, as with --read-only).  Nothing written survives the run."""
+    if mode == "yes":
+        return [m.VolatileRoot()]
+    if mode == "state":
+        return [m.tmpfs("/var", "0755")]
+    return []
 
 
 def _pivot(spec: ContainerSpec, tree: str, userns: bool) -> tuple[str, list[m.MountOp], list[str]]:

@@ -63,6 +63,7 @@ class ContainerSpec(Frozen):
     overlays: tuple[OverlayMount, ...] = ()
     read_only: bool = False
     ephemeral: bool = False
+    volatile: str = "no"  # no | yes (tmpfs root, the tree's /usr read-only) | state (read-only, tmpfs /var)
     private_network: bool = False
     network_veth: bool = False
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead

@@ -69,21 +69,19 @@ def capability_list() -> list[str]:
     return [c.lower() for c in v.CAPABILITIES]
 
 
-def parse_volatile(value: str, option: str) -> bool | None:
-    """--volatile / Volatile=: no (nothing), overlay (like -x: changes discarded at exit); yes and
-    state (tmpfs root / tmpfs /var) have no nsdash equivalent."""
+def parse_volatile(value: str, option: str) -> dict[str, Any]:
+    """--volatile / Volatile=: no, yes (a tmpfs root with the tree's /usr read-only), state
+    (the tree read-only with a tmpfs /var) or overlay (nsdash's -x: an overlay root whose
+    changes are discarded at exit).  Stored with UPDATE (overlay sets `ephemeral`)."""
     lower = value.strip().lower()
     if lower == "overlay":
-        return True
+        return {"ephemeral": True, "volatile": "no"}
+    if lower == "state":
+        return {"volatile": "state"}
     try:
-        if not v.parse_boolean(value, option):
-            return None
+        return {"volatile": "yes" if v.parse_boolean(value, option) else "no"}
     except UsageError:
-        if lower != "state":
-            raise UsageError(f"invalid {option} value {value!r}", "use no, yes, state or overlay") from None
-    name = option if option.endswith("=") else f"{option}="
-    raise UsageError(f"{name}{value} is not supported by nsdash (no tmpfs root or tmpfs /var)",
-                     f"use {name}overlay (like -x) or {name}no")
+        raise UsageError(f"invalid {option} value {v.printable(value)!r}", "use no, yes, state or overlay") from None
 
 
 def parse_pivot_root(value: str, option: str) -> tuple[str, ...] | None:

@@ -224,3 +224,22 @@ def test_ambient_capability_reaches_a_non_root_payload(busybox_tree):
     assert plain["CapAmb"] == plain["CapEff"] == plain["CapPrm"] == 0
     as_root = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "--ambient-capability=CAP_NET_RAW"))
     assert as_root["CapAmb"] == 1 << CAP_NET_RAW and as_root["CapEff"] & (1 << CAP_SYS_TIME) == 0
+
+
+def test_volatile_state_is_a_read_only_root_with_a_throwaway_var(busybox_tree):
+    out = sh(busybox_tree, "echo x > /var/f && echo var-writable; touch /etc/f 2>/dev/null || echo etc-read-only",
+             "--volatile=state")
+    assert out.split() == ["var-writable", "etc-read-only"]
+    assert not (busybox_tree / "var/f").exists()
+
+
+def test_volatile_yes_is_a_tmpfs_root_holding_only_the_trees_usr(busybox_tree):
+    shutil.copy2(busybox_tree / "bin/busybox", busybox_tree / "usr/bin/busybox")
+    (busybox_tree / "usr/bin/sh").symlink_to("busybox")
+    script = ("/usr/bin/busybox ls /; echo x > /f && echo root-writable; "
+              "/usr/bin/busybox touch /usr/f 2>/dev/null || echo usr-read-only")
+    code, out, err = spawn(busybox_tree, "--volatile", "/usr/bin/sh", "-c", script)
+    assert code == 0, err
+    lines = out.split()
+    assert "bin" not in lines and "usr" in lines and lines[-2:] == ["root-writable", "usr-read-only"]
+    assert not (busybox_tree / "f").exists()

@@ -163,3 +163,15 @@ def test_overlay_values(images, tmp_path):
 def test_bad_overlays(images, value, words):
     with pytest.raises(UsageError, match=words):
         parse_spawn_args(["-D", str(images / "box1"), f"--overlay={value}"], trusted_dirs=())
+
+
+@pytest.mark.parametrize("args,volatile,ephemeral", [(["--volatile"], "yes", False), (["--volatile=state"], "state", False),
+                                                     (["--volatile=overlay"], "no", True), (["--volatile=no"], "no", False)])
+def test_volatile_values(images, args, volatile, ephemeral):
+    spec = parse_spawn_args(["-D", str(images / "box1"), *args], trusted_dirs=())
+    assert (spec.volatile, spec.ephemeral) == (volatile, ephemeral)
+
+
+def test_volatile_and_ephemeral_do_not_mix(images):
+    with pytest.raises(UsageError, match="cannot be combined with --ephemeral"):
+        parse_spawn_args(["-D", str(images / "box1"), "--volatile=state", "-x"], trusted_dirs=())
