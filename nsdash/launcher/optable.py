@@ -196,7 +196,7 @@ ROWS: tuple[Setting, ...] = (
     Setting("hostname", None, group=IDENTITY, metavar="NAME", key="hostname", parse=v.parse_machine_name,
             file="Exec.Hostname", help="Override the hostname for the container"),
     Setting("uuid", None, group=IDENTITY, metavar="UUID", key="uuid", parse=lambda s, o: v.parse_uuid(s, o),
-            file="Exec.MachineID", help="Set a specific machine UUID for the container"),
+            file="Exec.MachineID", privileged=True, help="Set a specific machine UUID for the container"),
 
     # --- Properties
     Setting("register", None, group=PROPS, metavar="BOOLEAN", key="register", parse=_tristate_register,
@@ -206,15 +206,15 @@ ROWS: tuple[Setting, ...] = (
     # --- User namespacing
     Setting("private-users", None, group=USERNS, arg=OPTIONAL, const="yes",
             metavar="=no|yes|pick|identity|UIDBASE[:NUIDS]", key="private_users",
-            parse=lambda s, o: v.parse_private_users(s), file="Exec.PrivateUsers", mask="USERNS",
+            parse=lambda s, o: v.parse_private_users(s), file="Exec.PrivateUsers", mask="USERNS", privileged=True,
             help="Run within user namespace"),
     Setting("private-users-ownership", None, group=USERNS, metavar="MODE", key="private_users_ownership",
             parse=lambda s, o: v.parse_private_users_ownership(s), help_list=lambda: list(OWNERSHIP),
-            file="Files.PrivateUsersOwnership", mask="USERNS",
+            file="Files.PrivateUsersOwnership", mask="USERNS", privileged=True,
             help="Adjust ('chown') or map ('map') OS tree ownership to private UID/GID range"),
     Setting("private-users-chown", None, group=USERNS, arg=NO_ARG, const="chown", key="private_users_ownership",
             file="Files.PrivateUsersChown", file_parse=lambda s, o: "chown" if _bool(s, o) else "off",
-            mask="USERNS", hidden=True, help="The older spelling of --private-users-ownership=chown"),
+            mask="USERNS", privileged=True, hidden=True, help="The older spelling of --private-users-ownership=chown"),
     Setting(None, "U", group=USERNS, arg=NO_ARG, store=UPDATE,
             const={"private_users": "pick", "private_users_ownership": "auto"},
             keys=("private_users", "private_users_ownership"), mask="USERNS",

@@ -115,8 +115,12 @@ def test_machine_id_in_an_nspawn_file_is_the_uuid(busybox_tree):
     settings = busybox_tree.parent / f"{busybox_tree.name}.nspawn"
     settings.write_text("[Exec]\nMachineID=0123456789abcdef0123456789abcdef\n")
     try:
-        assert sh(busybox_tree, "echo $container_uuid", settings="yes").strip() == \
+        assert sh(busybox_tree, "echo $container_uuid", settings="trusted").strip() == \
             "01234567-89ab-cdef-0123-456789abcdef"
+        # next to the image and not trusted: nspawn ignores MachineID= with a warning, and so does nsdash
+        r = run_nsdash("spawn", "-q", "-P", "-D", str(busybox_tree), "/bin/sh", "-c", "echo $container_uuid")
+        assert r.returncode == 0 and r.stdout.strip() != "01234567-89ab-cdef-0123-456789abcdef"
+        assert "MachineID=" in r.stderr and "not trusted" in r.stderr
     finally:
         settings.unlink()
 
