@@ -67,9 +67,10 @@ scope_path = names.scope_path  # the machine's cgroup path, relative to each hie
 class MachineCgroup:
     """Create, join, signal and remove one machine's cgroup in every hierarchy."""
 
-    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None) -> None:
+    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None, path: str | None = None) -> None:
+        """PATH: where the machine's cgroup is, if not at scope_path (as its supervisor reports it)."""
         self.machine = machine
-        self.path = scope_path(machine)
+        self.path = path or scope_path(machine)
         self.layout = layout or cgroupfs.detect()
         self.dirs = self._dirs()
 
