@@ -111,7 +111,7 @@ class Rewriter:
         self._lookup = machine_pid
         self._cache: dict[int, int | None] = {}
         prefix = root_prefix.rstrip("/")
-        self._root = re.compile("<" + re.escape(prefix) + r"(?=[/>])") if prefix else None
+        self._root = re.compile("<" + re.escape(prefix) + r"(/|>)") if prefix else None
 
     def pid(self, host_pid: int) -> str:
         if host_pid not in self._cache:
@@ -122,7 +122,7 @@ class Rewriter:
     def trace_line(self, line: str) -> str:
         out = _PID_PREFIX.sub(lambda m: f"{self.pid(int(m.group(1))):<5} ", line, count=1)
         if self._root is not None:
-            out = self._root.sub("<", out).replace("<>", "</>")
+            out = self._root.sub(lambda m: "</" if m.group(1) == "/" else "</>", out)
         gone = _EXITED.match(line)
         if gone and gone.group(1):
             self._cache.pop(int(gone.group(1)), None)  # the host may reuse that PID now
