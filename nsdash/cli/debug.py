@@ -72,8 +72,8 @@ def main(argv: list[str]) -> int:
     ours, gdb_args = split_args(argv)
     ns = build_parser().parse_args(ours)
     from nsdash.inside.debugging import gdb, tools
+    from nsdash.inside.debugging.escape import escape
     from nsdash.inside.debugging.pids import MachineProcesses
-    from nsdash.inside.debugging.strace import escape
     from nsdash.inside.target import resolve
 
     target = resolve(ns.machine)

@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
 
     check_options(strace_options)
     procs = MachineProcesses(resolve(ns.machine))
-    host_pids, what = targets(procs, ns.target, ns.host_pid)
+    host_pids, what = procs.select(ns.target, ns.host_pid)
     run = StraceRun(procs, host_pids, strace_options, ns.strace_path)
     sys.stderr.write(f"nsdash: tracing {what} of machine '{ns.machine}'; PIDs and paths are the machine's; "
                      "Ctrl-C detaches\n")
@@ -98,30 +98,6 @@ def main(argv: list[str]) -> int:
                 _show(line)
     code = run.returncode
     return 0 if code in (0, None, -2, 130) else int(code if code > 0 else 1)
-
-
-def targets(procs, target: str | None, host_pid: bool) -> tuple[list[int], str]:
-    """The host PIDs to attach to, and what they are in words."""
-    if target is None:
-        pids = procs.host_pids()
-        return pids, f"all {len(pids)} processes"
-    if target.isdigit():
-        p = procs.by_pid(int(target), host=host_pid)
-        return [p.host_pid], f"PID {p.pid} ({_safe(p.comm)}, host PID {p.host_pid})"
-    cgroup = procs.unit_cgroup(target)
-    pids = procs.host_pids(cgroup)
-    if not pids:
-        from nsdash.inside.debugging.pids import ProcessGone
-
-        raise ProcessGone(f"unit '{target}' of machine '{procs.target.name}' has no processes",
-                          "start it first")
-    return pids, f"{len(pids)} process(es) of {cgroup}"
-
-
-def _safe(text: str) -> str:
-    from nsdash.inside.debugging.strace import escape
-
-    return escape(text)
 
 
 def _show(line) -> None:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging import tools
+from nsdash.inside.debugging.escape import escape
 from nsdash.inside.debugging.pids import MachineProcesses
-from nsdash.inside.debugging.strace import escape
 from nsdash.system import cgroupfs
 
 SOFTWARE_EVENT = "cpu-clock"

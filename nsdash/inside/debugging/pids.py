@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import NsdashError, UsageError
+from nsdash.inside.debugging.escape import escape
 from nsdash.inside.procs import machine_cgroup_root, machine_relative
 from nsdash.inside.target import Target
 from nsdash.system import cgroupfs
@@ -174,3 +175,20 @@ class MachineProcesses:
                 return directory[len(str(top)):] or "/"
         raise ProcessGone(f"machine '{self.target.name}' has no running unit '{name}'",
                           f"see 'nsdash systemctl -M {self.target.name} list-units'")
+
+    # ---- what to trace -----------------------------------------------------------
+
+    def select(self, target: str | None, host: bool = False) -> tuple[list[int], str]:
+        """The host PIDs for TARGET (a PID, a unit, or None for the whole machine) and what they are, in words."""
+        if target is None:
+            pids = self.host_pids()
+            return pids, f"all {len(pids)} processes"
+        if target.isdigit():
+            p = self.by_pid(int(target), host=host)
+            return [p.host_pid], f"PID {p.pid} ({escape(p.comm)}, host PID {p.host_pid})"
+        cgroup = self.unit_cgroup(target)
+        pids = self.host_pids(cgroup)
+        if not pids:
+            raise ProcessGone(f"unit '{target}' of machine '{self.target.name}' has no processes",
+                              "start it first")
+        return pids, f"{len(pids)} process(es) of {cgroup}"

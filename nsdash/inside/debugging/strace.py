@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from nsdash.errors import UsageError
 from nsdash.inside.debugging import tools
+from nsdash.inside.debugging.escape import escape
 from nsdash.inside.debugging.pids import MachineProcesses
 
 # strace's short options that take their value as the next word (strace 6.1's getopt string).
@@ -52,14 +53,6 @@ _REFUSED = {"-o": "the trace goes to standard output: redirect it with the shell
 _PID_PREFIX = re.compile(r"^(\d+)(\s+)")
 _MESSAGE_PIDS = re.compile(r"(Process |PTRACE_[A-Z]+, |pid )(\d+)")
 _EXITED = re.compile(r"^(?:(\d+)\s+)?\+\+\+ (?:exited|killed) ")
-_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
-
-def escape(text: str) -> str:
-    """Control characters (C0, DEL, C1) as \\xNN: nothing the guest wrote reaches a terminal raw."""
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def check_options(options: list[str]) -> None:
     """Refuse strace options that would trace something other than the machine's processes.
 
@@ -158,6 +151,7 @@ class StraceRun:
         self.rewriter = Rewriter(procs.machine_pid, root_prefix)
         self.process: subprocess.Popen[bytes] | None = None
         self._fds: dict[int, str] = {}
+        self._open: set[int] = set()
         self._partial: dict[int, bytes] = {}
 
     def __enter__(self) -> StraceRun:
@@ -183,6 +177,7 @@ class StraceRun:
             os.close(write_end)
         assert self.process.stderr is not None
         self._fds = {read_end: "trace", self.process.stderr.fileno(): "message"}
+        self._open = set(self._fds)
         self._partial = {fd: b"" for fd in self._fds}
         for fd in self._fds:
             os.set_blocking(fd, False)
@@ -190,7 +185,7 @@ class StraceRun:
     def lines(self, timeout: float | None = None) -> Iterator[Line]:
         """Lines as strace writes them, until it exits (or, with TIMEOUT, until nothing came for that long)."""
         with selectors.DefaultSelector() as sel:
-            for fd in self._fds:
+            for fd in self._open:
                 sel.register(fd, selectors.EVENT_READ)
             while sel.get_map():
                 ready = sel.select(timeout)
@@ -204,6 +199,7 @@ class StraceRun:
                         continue
                     if not chunk:
                         sel.unregister(fd)
+                        self._open.discard(fd)
                         rest = self._partial.pop(fd, b"")
                         if rest:
                             yield self._line(self._fds[fd], rest)
@@ -211,6 +207,11 @@ class StraceRun:
                     *whole, self._partial[fd] = (self._partial[fd] + chunk).split(b"\n")
                     for raw in whole:
                         yield self._line(self._fds[fd], raw)
+
+    @property
+    def finished(self) -> bool:
+        """strace closed both its outputs: it has exited (or is about to)."""
+        return self.process is not None and not self._open
 
     def _line(self, kind: str, raw: bytes) -> Line:
         text = raw.decode("utf-8", "backslashreplace")
@@ -247,6 +248,7 @@ class StraceRun:
         if self.process.stderr is not None:
             self.process.stderr.close()
         self._fds = {}
+        self._open = set()
         return tail
 
     @property

@@ -1,0 +1,249 @@
+"""Trace and profile a machine from the dashboard: one screen each, its tool run by a thread worker.
+
+The worker owns the tool (strace, perf) from start to reap and answers with
+messages; leaving the screen (escape, or quitting the dashboard) asks it to
+stop, and it detaches strace / ends perf before it returns.  Nothing stays.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from nsdash.errors import NsdashError
+from nsdash.inside.debugging.perf import Profile, Profiler, flame_svg
+from nsdash.inside.debugging.strace import Line
+from nsdash.tui.widgets.profile_pane import ProfilePane
+from nsdash.tui.widgets.trace_pane import TracePane
+
+BATCH_SECONDS = 0.05  # lines are handed to the pane at most this often
+PROFILE_WINDOW = 2.0  # seconds of samples per refresh of the top lists
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What to look at: a machine, and in it a host PID, a unit, or everything."""
+
+    machine: str
+    host_pid: int | None = None
+    unit: str | None = None
+
+    def describe(self) -> str:
+        if self.host_pid is not None:
+            return f"host PID {self.host_pid} of {self.machine}"
+        if self.unit is not None:
+            return f"{self.unit} of {self.machine}"
+        return f"all of {self.machine}"
+
+
+class ToolScreen(Screen):
+    """A screen whose worker runs one tool until the screen goes."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    class Failed(Message):
+        def __init__(self, error: NsdashError) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self, subject: Subject) -> None:
+        super().__init__()
+        self.subject = subject
+        self.stopping = threading.Event()
+        self.done = threading.Event()  # the worker has reaped its tool
+
+    def on_unmount(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def on_tool_screen_failed(self, message: Failed) -> None:
+        self.notify(message.error.oneline(), title=self.subject.describe(), severity="error", timeout=10)
+
+
+class TraceScreen(ToolScreen):
+    """strace on a machine's process, unit or whole self, live."""
+
+    class Lines(Message):
+        def __init__(self, lines: list[Line]) -> None:
+            super().__init__()
+            self.lines = lines
+
+    class State(Message):
+        def __init__(self, state: str) -> None:
+            super().__init__()
+            self.state = state
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"strace: {self.subject.describe()}", id="trace-info")
+        yield TracePane(title=f"Trace: {self.subject.describe()}", id="trace", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#trace-log").focus()
+        self.run_worker(self._trace, thread=True, group="trace", exit_on_error=False)
+
+    def stop(self) -> None:
+        super().stop()
+        run = getattr(self, "_run", None)
+        if run is not None:
+            run.stop()
+
+    def _trace(self) -> None:
+        from nsdash.inside.debugging.pids import MachineProcesses
+        from nsdash.inside.debugging.strace import StraceRun
+        from nsdash.inside.target import resolve
+
+        try:
+            try:
+                procs = MachineProcesses(resolve(self.subject.machine))
+                if self.subject.host_pid is not None:
+                    host_pids, what = procs.select(str(self.subject.host_pid), host=True)
+                else:
+                    host_pids, what = procs.select(self.subject.unit)
+                run = StraceRun(procs, host_pids)
+            except NsdashError as e:
+                self.post_message(self.Failed(e))
+                self.post_message(self.State(f"not started: {e.message}"))
+                return
+            self._run = run
+            if self.stopping.is_set():
+                return
+            self.post_message(self.State(f"tracing {what}"))
+            with run:
+                self._pump(run)
+            self.post_message(self.State(f"ended (strace exit status {run.returncode})"))
+        finally:
+            self.done.set()
+
+    def _pump(self, run) -> None:
+        batch: list[Line] = []
+        sent = time.monotonic()
+        asked = False
+        while not run.finished:
+            if self.stopping.is_set() and not asked:
+                run.stop()  # strace detaches; its last lines still come through here
+                asked = True
+            for line in run.lines(timeout=BATCH_SECONDS):
+                batch.append(line)
+                if time.monotonic() - sent >= BATCH_SECONDS:
+                    break
+            if batch:
+                self.post_message(self.Lines(batch))
+                batch, sent = [], time.monotonic()
+
+    def on_trace_screen_lines(self, message: Lines) -> None:
+        self.query_one(TracePane).show(message.lines)
+
+    def on_trace_screen_state(self, message: State) -> None:
+        self.query_one(TracePane).set_state(message.state)
+
+
+class ProfileScreen(ToolScreen):
+    """perf on a machine's cgroup: the top lists, refreshed; w writes a flame graph of all samples so far."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("w", "write_flame", "Flame graph")]
+
+    class Recorded(Message):
+        def __init__(self, profile: Profile, note: str | None) -> None:
+            super().__init__()
+            self.profile = profile
+            self.note = note
+
+    class Written(Message):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.path = path
+
+    def __init__(self, subject: Subject, window: float = PROFILE_WINDOW, flame_dir: str | None = None) -> None:
+        super().__init__(subject)
+        self.window = window
+        self.flame_dir = flame_dir
+        self._profiler: Profiler | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"perf: {self.subject.describe()}", id="profile-info")
+        yield ProfilePane(title=f"Profile: {self.subject.machine}", id="profile", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._profile, thread=True, group="profile", exit_on_error=False)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._profiler is not None:
+            self._profiler.cancel()
+
+    def _profile(self) -> None:
+        from nsdash.inside.debugging.pids import MachineProcesses
+        from nsdash.inside.target import resolve
+
+        try:
+            try:
+                profiler = self._profiler = Profiler(MachineProcesses(resolve(self.subject.machine)))
+                if self.stopping.is_set():
+                    profiler.cancel()  # the screen went while perf was being found
+                while not self.stopping.is_set():
+                    profile = profiler.record(self.window)
+                    if not self.stopping.is_set():
+                        self.post_message(self.Recorded(profile, profiler.note))
+            except NsdashError as e:
+                self.post_message(self.Failed(e))
+        finally:
+            self.done.set()
+
+    def on_profile_screen_recorded(self, message: Recorded) -> None:
+        self.query_one(ProfilePane).show(message.profile, message.note)
+
+    def action_write_flame(self) -> None:
+        pane = self.query_one(ProfilePane)
+        profile = pane.cumulative()
+        if profile is None:
+            self.notify("no samples yet", severity="warning")
+            return
+        directory = self.flame_dir or os.getcwd()
+        path = os.path.join(directory, f"nsdash-flame-{self.subject.machine}-{time.strftime('%H%M%S')}.svg")
+        self.run_worker(lambda: self._write(profile, path), thread=True, group="flame", exit_on_error=False)
+
+    def _write(self, profile: Profile, path: str) -> None:
+        try:
+            svg = flame_svg(profile, f"machine {self.subject.machine}: {profile.event}, {profile.seconds:g} s")
+            with open(path, "w") as f:
+                f.write(svg)
+        except NsdashError as e:
+            self.post_message(self.Failed(e))
+            return
+        except OSError as e:
+            self.post_message(self.Failed(NsdashError(f"cannot write {path}: {e.strerror}")))
+            return
+        self.post_message(self.Written(path))
+
+    def on_profile_screen_written(self, message: Written) -> None:
+        self.query_one(ProfilePane).flame = message.path
+        self.notify(f"flame graph written to {message.path}", timeout=8)
+
+
+def subject_at_cursor(screen: Screen, focused: object, selected: str | None) -> Subject | None:
+    """What the user points at: the unit selected on a units screen, the process under the
+    cgroup tree's cursor, else the machine of the machine view or the selected machine."""
+    from nsdash.tui.screens.machine import MachineScreen
+    from nsdash.tui.screens.units import UnitsScreen
+    from nsdash.tui.widgets.cgroup_tree import CgroupTree
+
+    if isinstance(screen, UnitsScreen):
+        return Subject(screen.machine, unit=screen.selected_unit)
+    if isinstance(focused, CgroupTree):
+        hit = focused.process_at_cursor()
+        if hit is not None:
+            return Subject(hit[0], host_pid=hit[1])
+    machine = screen.machine if isinstance(screen, MachineScreen) else selected
+    return Subject(machine) if machine else None
