@@ -31,7 +31,7 @@ from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotRead
 from nsdash.tui.poller import Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
-from nsdash.tui.screens.debugging import ProfileScreen, Subject, TraceScreen, subject_at_cursor
+from nsdash.tui.screens.debugging import GdbScreen, ProfileScreen, Subject, TraceScreen, subject_at_cursor
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.screens.units import UnitsScreen
@@ -116,6 +116,7 @@ class NsdashApp(App):
         Binding("u", "units", "Units"),
         Binding("T", "trace", "Trace"),
         Binding("P", "profile", "Profile"),
+        Binding("D", "debug", "Debug (gdb)"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 
@@ -303,6 +304,15 @@ class NsdashApp(App):
             self.notify("no machine selected", severity="warning")
         else:
             self.open_profile(subject)
+
+    def action_debug(self) -> None:
+        """gdb on the process under the cgroup tree's cursor (or the selected unit's first process)."""
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None or (subject.host_pid is None and subject.unit is None):
+            self.notify("put the cursor on a process in the cgroup tree (or pick a unit) to debug it",
+                        severity="warning")
+        else:
+            self.push_screen(GdbScreen(subject))
 
     def _jump_to_unit(self, machine: str, pid: int) -> None:
         from nsdash.inside import procs, target

@@ -193,3 +193,70 @@ async def test_the_footer_and_palette_name_trace_and_profile():
         names = [text for text, _, _ in provider._commands()]
         assert any(n.startswith("Trace (strace): ") for n in names)
         assert any(n.startswith("Profile (perf): ") for n in names)
+
+
+@pytest.fixture
+def sleeping(busybox_tree, machine_name):
+    yield _start(busybox_tree, machine_name, "/bin/sleep", "1000")
+    _stop(machine_name)
+
+
+async def _cursor_on(app, pilot, machine: str, host_pid: int) -> None:
+    from nsdash.inside.debugging.pids import MachineProcesses
+    from nsdash.inside.target import resolve
+
+    cgroup = MachineProcesses(resolve(machine)).cgroup
+    tree = app.screen.query_one(CgroupTree)
+
+    def shown() -> bool:
+        tree.select_path(cgroup)
+        node = tree.node_for(("cg", cgroup))
+        if node is not None:
+            node.expand()
+        return tree.node_for(("pid", host_pid)) is not None
+
+    await wait_for(pilot, shown, what=f"process {host_pid} in the tree")
+    tree.focus()
+
+    def on_it() -> bool:
+        node = tree.node_for(("pid", host_pid))
+        if tree.cursor_node is not node:
+            tree.move_cursor(node)
+            return False
+        return True
+
+    await wait_for(pilot, on_it, what="the cursor on the process")
+
+
+@pytest.mark.integration
+async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
+    from nsdash.inside.target import resolve
+    from nsdash.tui.screens.debugging import GdbScreen
+    from nsdash.tui.widgets.console_pane import ConsolePane
+
+    leader = resolve(sleeping).leader
+    app = NsdashApp(interval=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await _cursor_on(app, pilot, sleeping, leader)
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, GdbScreen), what="the gdb screen")
+        screen = app.screen
+        pane = screen.query_one(ConsolePane)
+
+        def text() -> str:
+            return "\n".join(pane.screen_text())
+
+        await wait_for(pilot, lambda: "(gdb)" in text(), timeout=60, what=lambda: f"gdb's prompt; {text()}")
+        for key in "info inferiors":
+            await pilot.press("space" if key == " " else key)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: f"process {leader}" in text(), timeout=30,
+                       what=lambda: f"gdb's answer; {text()}")
+        traced = Path(f"/proc/{leader}/status").read_text()
+        assert re.search(r"^TracerPid:\s+[1-9]", traced, re.M)  # gdb holds it now
+        await pilot.press("ctrl+right_square_bracket")  # leave: gdb detaches and quits
+        await wait_for(pilot, lambda: not isinstance(app.screen, GdbScreen), what="back to the dashboard")
+    status = Path(f"/proc/{leader}/status").read_text()
+    assert re.search(r"^TracerPid:\s+0$", status, re.M)
+    assert re.search(r"^State:\s+S", status, re.M)  # sleeping again, not left stopped
+    assert not tracers_of(sleeping)

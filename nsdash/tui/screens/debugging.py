@@ -21,6 +21,7 @@ from textual.widgets import Footer, Static
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, Profiler, flame_svg
 from nsdash.inside.debugging.strace import Line
+from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
 
@@ -247,3 +248,81 @@ def subject_at_cursor(screen: Screen, focused: object, selected: str | None) -> 
             return Subject(hit[0], host_pid=hit[1])
     machine = screen.machine if isinstance(screen, MachineScreen) else selected
     return Subject(machine) if machine else None
+
+
+# gdb is asked to let go before the pane closes: ctrl+c (stops a running inferior), then
+# detach and quit (confirm is off).  NUL separates steps that need a moment in between.
+GDB_FAREWELL = b"\x03\0detach\rquit\r"
+
+
+class GdbScreen(ToolScreen):
+    """gdb on one of a machine's processes, in a console pane; ctrl+] (or gdb's quit) leaves and detaches."""
+
+
+    class Ready(Message):
+        def __init__(self, argv: list[str], label: str) -> None:
+            super().__init__()
+            self.argv = argv
+            self.label = label
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"gdb: {self.subject.describe()}  ·  ctrl+] leaves (gdb detaches)", id="gdb-info")
+        yield ConsolePane(id="gdb-console", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ConsolePane).focus()
+        self.run_worker(self._prepare, thread=True, group="gdb", exit_on_error=False)
+
+    def _prepare(self) -> None:
+        """Find the process and gdb (I/O: off the UI thread); the pane starts gdb on the answer."""
+        from nsdash.inside.debugging import gdb, tools
+        from nsdash.inside.debugging.pids import MachineProcesses
+        from nsdash.inside.target import resolve
+
+        try:
+            target = resolve(self.subject.machine)
+            procs = MachineProcesses(target)
+            if self.subject.host_pid is not None:
+                process = procs.by_pid(self.subject.host_pid, host=True)
+            elif self.subject.unit is not None:
+                host_pids, _ = procs.select(self.subject.unit)
+                process = procs.by_pid(host_pids[0], host=True)  # the unit's first process
+            else:
+                raise NsdashError("gdb needs one process", "put the cursor on a process in the cgroup tree, "
+                                                           "or on a unit in the units screen")
+            argv = gdb.build_argv(tools.find("gdb"), target.root, process.host_pid,
+                                  extra=["-ex", "set confirm off"])
+        except NsdashError as e:
+            self.post_message(self.Failed(e))
+            return
+        self.post_message(self.Ready(argv, f"PID {process.pid} ({process.comm}) of {self.subject.machine}"))
+
+    def on_gdb_screen_ready(self, message: Ready) -> None:
+        from nsdash.tui.console.connection import ConsoleConnection
+        from nsdash.tui.console.pty_session import PtySession
+
+        if self.stopping.is_set():
+            return
+        pane = self.query_one(ConsolePane)
+        connection = ConsoleConnection(
+            message.label, pane.model, pane._ended,
+            attach=lambda _name, rows, cols: PtySession(message.argv, rows, cols, GDB_FAREWELL))
+        pane.attach(message.label, connection)
+        pane.border_title = f"gdb: {message.label}"
+
+    def on_console_pane_left(self, event: ConsolePane.Left) -> None:
+        event.stop()
+        self.app.pop_screen()
+
+    def on_console_pane_ended(self, event: ConsolePane.Ended) -> None:
+        event.stop()  # not the machine's console: the app's "machine stopped" notice does not apply
+        self.notify(f"gdb ended ({event.machine})", timeout=4)
+        self.query_one(ConsolePane).detach()
+        self.done.set()
+
+    def on_unmount(self) -> None:
+        # The console pane, unmounted before its screen, has closed its session by now:
+        # gdb detached and quit (PtySession.close waits for it).
+        super().on_unmount()
+        self.done.set()
