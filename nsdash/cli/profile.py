@@ -45,12 +45,10 @@ def main(argv: list[str]) -> int:
     profiler = Profiler(MachineProcesses(resolve(ns.machine)), ns.perf_path, ns.frequency)
     if profiler.note:
         sys.stderr.write(f"nsdash: {profiler.note}\n")
-    sys.stderr.write(f"nsdash: sampling machine '{ns.machine}' ({profiler.cgroup}) for {ns.duration:g} s ...\n")
+    sys.stderr.write(f"nsdash: sampling machine '{ns.machine}' ({profiler.cgroup}) for {ns.duration:g} s "
+                     "(Ctrl-C ends it early)\n")
     sys.stderr.flush()
-    try:
-        profile = profiler.record(ns.duration)
-    except KeyboardInterrupt:
-        return 130
+    profile = profiler.record(ns.duration)  # Ctrl-C ends it early, with what was sampled
     sys.stdout.write(render_top(profile, ns.lines))
     if ns.flame:
         svg = flame_svg(profile, f"machine {ns.machine}: {profile.event}, {ns.duration:g} s")

@@ -173,7 +173,7 @@ def test_top_lists_and_folded_stacks():
         "yes;yes+0x5249 1",
     ]
     text = perf.render_top(profile, 2)
-    assert "4 samples of cpu-clock in 1 s" in text and "do_syscall_64" in text and "yes (40)" in text
+    assert "4 samples of cpu-clock in 1.0 s" in text and "do_syscall_64" in text and "yes (40)" in text
 
 
 def test_the_flame_graph_is_drawn_by_inferno():

@@ -23,6 +23,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -211,16 +212,24 @@ class Profiler:
             data = Path(tmp) / "perf.data"
             argv = record_argv(self.perf, data, self.cgroup, seconds, self.event, self.frequency)
             # A session of its own, so cancel() stops perf and its sleep together.
+            started = time.monotonic()
             self._running = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, start_new_session=True)
             try:
-                _, err = self._running.communicate(timeout=seconds + 60)
+                try:
+                    _, err = self._running.communicate(timeout=seconds + 60)
+                except KeyboardInterrupt:
+                    # Ctrl-C (it reaches nsdash only: perf has a session of its own) ends the
+                    # sampling early; what was sampled is still shown.
+                    self.cancel()
+                    _, err = self._running.communicate(timeout=30)
             except BaseException:
                 self._kill(signal.SIGKILL)
                 self._running.wait()
                 raise
             finally:
                 code, self._running = self._running.returncode, None
+                seconds = min(seconds, time.monotonic() - started)
             if code != 0 and not (self._cancelled and data.exists()):
                 text = err.decode(errors="replace").strip().splitlines()
                 raise PerfFailed(f"perf record failed: {escape(text[-1]) if text else f'exit status {code}'}",
@@ -252,7 +261,7 @@ class Profiler:
 def render_top(profile: Profile, limit: int = 15) -> str:
     """The two top lists as text: functions (self time) and processes."""
     total = len(profile.samples)
-    out = [f"{total} samples of {profile.event} in {profile.seconds:g} s", ""]
+    out = [f"{total} samples of {profile.event} in {profile.seconds:.1f} s", ""]
     for title, rows in (("FUNCTION", profile.top_functions(limit)), ("PROCESS", profile.top_processes(limit))):
         out.append(f"{'SAMPLES':>7} {'%':>6}  {title}")
         out += [f"{r.samples:>7} {r.percent:>5.1f}%  {r.name}" for r in rows]

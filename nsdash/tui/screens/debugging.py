@@ -217,7 +217,7 @@ class ProfileScreen(ToolScreen):
 
     def _write(self, profile: Profile, path: str) -> None:
         try:
-            svg = flame_svg(profile, f"machine {self.subject.machine}: {profile.event}, {profile.seconds:g} s")
+            svg = flame_svg(profile, f"machine {self.subject.machine}: {profile.event}, {profile.seconds:.1f} s")
             with open(path, "w") as f:
                 f.write(svg)
         except NsdashError as e:

@@ -63,7 +63,7 @@ class ProfilePane(Vertical):
         self._seconds += profile.seconds
         self._fill("#profile-functions", profile.top_functions(ROWS))
         self._fill("#profile-processes", profile.top_processes(ROWS))
-        head = f"{len(profile.samples)} samples of {profile.event} in the last {profile.seconds:g} s"
+        head = f"{len(profile.samples)} samples of {profile.event} in the last {profile.seconds:.1f} s"
         if not profile.samples:
             head += " (the machine used no CPU)"
         self.query_one("#profile-note", Static).update(head + (f"\n{note}" if note else ""))
