@@ -106,6 +106,16 @@ def forked_openers(lines: list[str], parent: int) -> set[int]:
     return openers & clones
 
 
+def host_terms(lines: list[str], err: str) -> list[str]:
+    """Lines that fell back to a host PID (none should: short-lived children included).
+
+    A process of the unit that exited between the listing and strace's attach
+    may be named by its host PID: strace then says "No such process" of it.
+    """
+    return [line for line in [*lines, *err.splitlines()] if ("host:" in line or "strace's PID NS" in line)
+            and "No such process" not in line]
+
+
 _FORK = re.compile(r"(?:\b(?:clone3?|v?fork)\(|<\.\.\. (?:clone3?|v?fork) resumed>).*= (\d+)$")
 
 
@@ -127,6 +137,7 @@ def test_strace_sees_openat_of_a_busybox_machine_with_its_pids(looping):
     lines, err, code = trace_until(["-M", looping, "1", "-e", "trace=openat,clone,fork,vfork"],
                                    lambda lines: forked_openers(lines, 1))
     assert code == 0, err
+    assert not host_terms(lines, err)
     assert 1 not in forked_openers(lines, 1)
     assert not any(line.split()[0] == str(leader) for line in lines if line.strip())
     hostname = next(line for line in lines if '"/etc/hostname"' in line)
@@ -135,6 +146,18 @@ def test_strace_sees_openat_of_a_busybox_machine_with_its_pids(looping):
     assert "tracing PID 1 (sh, host PID" in err
     assert_nothing_left(looping)
     assert resolve(looping).alive()  # detaching left the traced shell running
+
+
+def test_a_filtered_trace_still_names_short_lived_children_and_shows_only_what_was_asked(looping):
+    lines, err, code = trace_until(["-M", looping, "1", "-e", "trace=openat"],
+                                   lambda lines: sum(map(hostname_opened, lines)) >= 5)
+    assert code == 0, err
+    assert not host_terms(lines, err)
+    calls = {m.group(1) for line in lines for m in [re.match(r"^\S+\s+(?:<\.\.\. )?(\w+)", line)] if m}
+    assert calls <= {"openat", "+++", "---"}, calls  # the clone() nsdash added to learn PIDs is not shown
+    children = {int(line.split()[0]) for line in lines if hostname_opened(line)}
+    assert 1 not in children and all(0 < pid < 100_000 for pid in children)
+    assert_nothing_left(looping)
 
 
 def test_the_host_pid_and_the_whole_machine_can_be_traced(looping):
@@ -148,7 +171,7 @@ def test_the_host_pid_and_the_whole_machine_can_be_traced(looping):
     assert_nothing_left(looping)
 
 
-def test_a_user_namespaced_machine_is_traced_by_the_hosts_root(busybox_tree, machine_name):
+def test_a_user_namespaced_machine_is_traced_and_debugged_by_the_hosts_root(busybox_tree, machine_name):
     start_busybox(busybox_tree, machine_name, "/bin/sh", "-c", LOOP, extra=("-U",))
     try:
         uid_map = Path(f"/proc/{resolve(machine_name).leader}/uid_map").read_text().split()
@@ -156,6 +179,10 @@ def test_a_user_namespaced_machine_is_traced_by_the_hosts_root(busybox_tree, mac
         lines, err, code = trace_until(["-M", machine_name, "1", "-e", "trace=openat,clone"],
                                        lambda lines: forked_openers(lines, 1))
         assert code == 0, err
+        assert not host_terms(lines, err)
+        leader = resolve(machine_name).leader
+        r = run_nsdash("debug", "-M", machine_name, "1", "--batch", "-ex", "info inferiors", timeout=120)
+        assert r.returncode == 0 and f"process {leader}" in r.stdout, r.stdout + r.stderr
         assert_nothing_left(machine_name)
     finally:
         teardown_machine(machine_name)
@@ -248,6 +275,7 @@ def test_strace_a_unit_of_a_booted_debian_machine(debian):
                                    lambda lines: forked_openers(lines, shell.pid))
     assert code == 0, err
     assert "/system.slice/nsdash-loop.service" in err
+    assert not host_terms(lines, err)
     assert f"Process {shell.pid} attached" in err and str(shell.host_pid) not in err
     assert_nothing_left(debian)
 

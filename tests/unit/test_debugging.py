@@ -10,10 +10,17 @@ from nsdash.cli import debug as debug_cli
 from nsdash.cli import trace as trace_cli
 from nsdash.errors import UsageError
 from nsdash.inside.debugging import gdb, perf, strace
+from nsdash.inside.debugging.escape import escape
 from nsdash.inside.debugging.pids import pid_at_level
 from nsdash.system.cgroupfs import Layout
 
 # ---------------------------------------------------------------- strace
+
+PROCS = {"clone", "clone3", "fork", "vfork"}
+
+
+def texts(lines) -> list[str]:
+    return [line.text for line in lines]
 
 
 def test_the_pid_column_becomes_the_machines_and_exits_forget_it():
@@ -25,45 +32,79 @@ def test_the_pid_column_becomes_the_machines_and_exits_forget_it():
         return table.get(host)
 
     r = strace.Rewriter(lookup)
-    assert r.trace_line('2981  openat(AT_FDCWD</root>, "/etc/hostname", O_RDONLY) = 3</etc/hostname>') == \
-        '58    openat(AT_FDCWD</root>, "/etc/hostname", O_RDONLY) = 3</etc/hostname>'
-    assert r.trace_line("28802 clone(child_stack=NULL, flags=SIGCHLD) = 59").startswith("1     clone(")
-    assert r.trace_line("2981  +++ exited with 0 +++") == "58    +++ exited with 0 +++"
+    assert texts(r.feed("trace", '2981  openat(AT_FDCWD</root>, "/etc/hostname", O_RDONLY) = 3</etc/hostname>', 0)) \
+        == ['58    openat(AT_FDCWD</root>, "/etc/hostname", O_RDONLY) = 3</etc/hostname>']
+    assert texts(r.feed("trace", "28802 wait4(-1, NULL, 0, NULL) = 2981", 0)) == [
+        "1     wait4(-1, NULL, 0, NULL) = 2981"]  # results are the tracee's own numbers: untouched
+    assert texts(r.feed("trace", "2981  +++ exited with 0 +++", 0)) == ["58    +++ exited with 0 +++"]
     table[2981] = 77  # the host reused the PID for another process of the machine
-    assert r.trace_line("2981  --- SIGCHLD ---").startswith("77    ")
+    assert texts(r.feed("trace", "2981  --- SIGCHLD ---", 0))[0].startswith("77    ")
     assert calls == [2981, 28802, 2981]
-    # syscall results and siginfo are the tracee's own numbers already: untouched
-    assert r.trace_line("28802 wait4(-1, NULL, 0, NULL) = 2981").endswith("= 2981")
 
 
-def test_a_pid_that_is_gone_is_marked_as_the_hosts():
+def test_a_child_gone_before_its_lookup_is_named_by_its_parents_clone_result_in_order():
+    r = strace.Rewriter({100: 1}.get)  # the child (host 200) has gone: /proc cannot tell
+    assert texts(r.feed("trace", "100   vfork( <unfinished ...>", 0.0)) == ["1     vfork( <unfinished ...>"]
+    assert r.feed("trace", '200   openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3', 0.1) == []
+    assert r.feed("message", "strace: Process 200 attached", 0.1) == []  # waits too: the order holds
+    assert r.feed("trace", "200   +++ exited with 0 +++", 0.2) == []
+    out = texts(r.feed("trace", "100   <... vfork resumed>) = 45 /* 200 in strace's PID NS */", 0.3))
+    assert out == ['45    openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3', "strace: Process 45 attached",
+                   "45    +++ exited with 0 +++", "1     <... vfork resumed>) = 45"]
+    assert not r.waiting
+
+
+def test_a_pid_nobody_names_shows_the_hosts_number_after_the_hold():
     r = strace.Rewriter(lambda host: None)
-    assert r.trace_line("4242  read(0, ...) = 1").startswith("host:4242 read(")
-    assert r.message_line("strace: Process 4242 attached") == "strace: Process host:4242 attached"
+    assert r.feed("trace", "4242  read(0, ...) = 1", 10.0) == []
+    assert r.expire(10.0 + r.HOLD / 2) == []
+    assert texts(r.expire(10.0 + r.HOLD)) == ["host:4242 read(0, ...) = 1"]
+    r.feed("message", "strace: Process 4242 detached", 20.0)
+    assert texts(r.drain()) == ["strace: Process host:4242 detached"]
 
 
 def test_strace_messages_carry_the_machines_pids():
     r = strace.Rewriter({100: 1, 200: 7}.get)
-    assert r.message_line("/usr/bin/strace: Process 100 attached") == "/usr/bin/strace: Process 1 attached"
-    assert r.message_line("strace: attach: ptrace(PTRACE_SEIZE, 200): Operation not permitted") == \
-        "strace: attach: ptrace(PTRACE_SEIZE, 7): Operation not permitted"
+    assert texts(r.feed("message", "/usr/bin/strace: Process 100 attached", 0)) == [
+        "/usr/bin/strace: Process 1 attached"]
+    assert texts(r.feed("message", "strace: attach: ptrace(PTRACE_SEIZE, 200): Operation not permitted", 0)) == [
+        "strace: attach: ptrace(PTRACE_SEIZE, 7): Operation not permitted"]
+
+
+def test_process_calls_added_for_the_pids_are_hidden_again():
+    r = strace.Rewriter({1: 1}.get, hidden={"clone", "vfork"})
+    assert r.feed("trace", "1     clone(child_stack=NULL, flags=SIGCHLD) = 5 /* 9 in strace's PID NS */", 0) == []
+    assert r.feed("trace", "1     vfork( <unfinished ...>", 0) == []
+    assert r.feed("trace", "1     <... vfork resumed>) = 6 /* 10 in strace's PID NS */", 0) == []
+    assert texts(r.feed("trace", '9     openat(AT_FDCWD, "/x", O_RDONLY) = 3', 0)) == [
+        '5     openat(AT_FDCWD, "/x", O_RDONLY) = 3']
+    kept = strace.Rewriter({1: 1}.get, keep_annotations=True)
+    assert texts(kept.feed("trace", "1     clone() = 5 /* 9 in strace's PID NS */", 0)) == [
+        "1     clone() = 5 /* 9 in strace's PID NS */"]
 
 
 def test_fd_paths_lose_the_hosts_path_of_the_machines_root():
     r = strace.Rewriter({1: 1}.get, "/var/lib/machines/web")
-    line = '1     openat(AT_FDCWD</var/lib/machines/web>, "/etc/x", O_RDONLY) = 3</var/lib/machines/web/etc/x>'
-    assert r.trace_line(line) == '1     openat(AT_FDCWD</>, "/etc/x", O_RDONLY) = 3</etc/x>'
-    # a sibling directory that merely starts the same is left alone
-    assert "</var/lib/machines/webby/f>" in r.trace_line("1     read(3</var/lib/machines/webby/f>, ...) = 0")
-    assert r.trace_line('1     write(1, "<>", 2) = 2') == '1     write(1, "<>", 2) = 2'
+
+    def one(line: str) -> str:
+        (out,) = texts(r.feed("trace", line, 0))
+        return out
+
+    assert one('1     openat(AT_FDCWD</var/lib/machines/web>, "/etc/x", O_RDONLY) = 3</var/lib/machines/web/etc/x>') \
+        == '1     openat(AT_FDCWD</>, "/etc/x", O_RDONLY) = 3</etc/x>'
+    # a sibling directory that merely starts the same is left alone, and so is a string
+    assert "</var/lib/machines/webby/f>" in one("1     read(3</var/lib/machines/webby/f>, ...) = 0")
+    assert one('1     write(1, "<>", 2) = 2') == '1     write(1, "<>", 2) = 2'
     # a machine in a mount namespace of its own: the kernel already prints its paths
-    assert strace.Rewriter({1: 1}.get, "/").trace_line("1     read(3</etc/x>, ...)") == "1     read(3</etc/x>, ...)"
+    plain = strace.Rewriter({1: 1}.get, "/")
+    assert texts(plain.feed("trace", "1     read(3</etc/x>, ...)", 0)) == ["1     read(3</etc/x>, ...)"]
 
 
 def test_control_characters_from_the_guest_are_escaped():
     r = strace.Rewriter({1: 1}.get)
-    assert r.trace_line("1     read(3</tmp/\x1b]0;owned\x07>, ...)") == "1     read(3</tmp/\\x1b]0;owned\\x07>, ...)"
-    assert strace.escape("a\x9bb\tc") == "a\\x9bb\tc"
+    assert texts(r.feed("trace", "1     read(3</tmp/\x1b]0;owned\x07>, ...)", 0)) == [
+        "1     read(3</tmp/\\x1b]0;owned\\x07>, ...)"]
+    assert escape("a\x9bb\tc") == "a\\x9bb\tc"
 
 
 @pytest.mark.parametrize("options", [[], ["-e", "trace=openat"], ["-etrace=openat"], ["-tt", "-s", "200"],
@@ -84,10 +125,25 @@ def test_strace_options_that_would_trace_something_else_are_refused(options, wor
         strace.check_options(options)
 
 
-def test_strace_argv_follows_forks_writes_to_the_pipe_and_decodes_fds_once():
-    argv = strace.build_argv("/usr/bin/strace", [10, 20], ["-e", "trace=openat"], 7)
-    assert argv == ["/usr/bin/strace", "-f", "-o", "/dev/fd/7", "-y", "-p", "10", "-p", "20", "-e", "trace=openat"]
-    assert "-y" not in strace.build_argv("strace", [1], ["-yy"], 3)[:-1]
+def test_strace_argv_follows_forks_writes_to_the_pipe_and_asks_for_host_pids():
+    argv, added = strace.build_argv("/usr/bin/strace", [10, 20], ["-tt"], 7)
+    assert argv == ["/usr/bin/strace", "-f", "-o", "/dev/fd/7", "-y", "--decode-pids=pidns",
+                    "-p", "10", "-p", "20", "-tt"] and added == set()
+    argv, _ = strace.build_argv("strace", [1], ["-yy", "--decode-pids=comm"], 3)
+    assert "-y" not in argv[:-2] and "--decode-pids=pidns" not in argv
+
+
+@pytest.mark.parametrize("options, expected, added", [
+    (["-e", "trace=openat"], ["-e", "trace=openat,?clone,?clone3,?fork,?vfork"], PROCS),
+    (["-eopenat", "-tt"], ["-eopenat,?clone,?clone3,?fork,?vfork", "-tt"], PROCS),
+    (["--trace=openat,clone"], ["--trace=openat,clone,?clone3,?fork,?vfork"], PROCS - {"clone"}),
+    (["-e", "trace=read", "-e", "t=write"], ["-e", "trace=read", "-e", "t=write,?clone,?clone3,?fork,?vfork"], PROCS),
+    (["-e", "trace=%process"], ["-e", "trace=%process"], set()),
+    (["-e", "trace=!openat"], ["-e", "trace=!openat"], set()),
+    (["-e", "signal=none", "-s", "99"], ["-e", "signal=none", "-s", "99"], set()),
+])
+def test_a_plain_trace_set_gets_the_process_calls(options, expected, added):
+    assert strace.with_process_calls(options) == (expected, added)
 
 
 def test_trace_cli_splits_its_own_words_from_straces():

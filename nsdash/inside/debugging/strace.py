@@ -4,8 +4,14 @@ strace runs on the host (see the package's docstring) and attaches by host
 PID with -f, so it follows forks.  What it prints that is in the host's terms
 is rewritten, and only that:
 
-- the PID that starts each line (strace -f -o) and strace's own messages ("Process N
-  attached") carry host PIDs: they become the machine's PIDs (NSpid);
+- the PID that starts each line (strace -f -o) and strace's own messages
+  ("Process N attached") are host PIDs: they become the machine's, from
+  /proc/HOSTPID/status (NSpid) while the process exists, else from strace's
+  own --decode-pids=pidns note on the parent's clone()/fork() result
+  ("= 45 /* 17009 in strace's PID NS */"), so a child that came and went
+  before nsdash could look is still named right; lines wait (in order, at
+  most Rewriter.HOLD) for that note, and nsdash adds those calls to a trace
+  set that left them out, showing only what the user asked for;
 - syscall arguments and results are the tracee's own values and are already
   the machine's (`clone() = 45`, `si_pid=45`, `"/etc/hostname"`), untouched;
 - -y's `<path>` after a file descriptor is the path as the tracer sees it:
@@ -29,7 +35,8 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from nsdash.errors import UsageError
@@ -53,6 +60,13 @@ _REFUSED = {"-o": "the trace goes to standard output: redirect it with the shell
 _PID_PREFIX = re.compile(r"^(\d+)(\s+)")
 _MESSAGE_PIDS = re.compile(r"(Process |PTRACE_[A-Z]+, |pid )(\d+)")
 _EXITED = re.compile(r"^(?:(\d+)\s+)?\+\+\+ (?:exited|killed) ")
+# --decode-pids=pidns: "clone(...) = 45 /* 17009 in strace's PID NS */" (machine 45 is host 17009)
+_ANNOTATION = re.compile(r"(\d+) /\* (\d+) in strace's PID NS \*/")
+_SYSCALL = re.compile(r"^\d+\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()")
+# The calls whose results tell which machine PID a new child has.
+PROCESS_CALLS = ("clone", "clone3", "fork", "vfork")
+
+
 def check_options(options: list[str]) -> None:
     """Refuse strace options that would trace something other than the machine's processes.
 
@@ -87,42 +101,61 @@ def _short_cluster(word: str) -> bool:
     return False
 
 
-def build_argv(strace: str, host_pids: list[int], options: list[str], out_fd: int) -> list[str]:
-    """strace's command line: follow forks, decode fd paths (unless the user chose -y's level), attach."""
+def build_argv(strace: str, host_pids: list[int], options: list[str], out_fd: int) -> tuple[list[str], set[str]]:
+    """strace's command line, and the calls nsdash added to the user's trace set (to hide again).
+
+    Follows forks, decodes fd paths (unless the user chose -y's level), and has
+    strace print the host's PID next to every machine PID it reports
+    (--decode-pids=pidns): a new child's lines carry the host's PID, and the
+    parent's clone()/fork() result says which machine PID that is, even when the
+    child has gone before nsdash could look at /proc.  A trace set that leaves
+    those calls out gets them added; their lines are then not shown.
+    """
     argv = [strace, "-f", "-o", f"/dev/fd/{out_fd}"]
     if not any(o.startswith(("-y", "--decode-fds")) for o in options):
         argv.append("-y")
+    if not any(o.startswith(("-Y", "--decode-pids", "--pidns-translation")) for o in options):
+        argv.append("--decode-pids=pidns")
     for pid in host_pids:
         argv += ["-p", str(pid)]
-    return argv + options
+    options, added = with_process_calls(options)
+    return argv + options, added
 
 
-class Rewriter:
-    """Turns strace's lines into the machine's terms (pure, given a host->machine PID function)."""
+def with_process_calls(options: list[str]) -> tuple[list[str], set[str]]:
+    """OPTIONS with clone, fork and the like added to the trace set (the last one: it wins), when
+    that set is a plain list of calls; and which calls were added."""
+    sets = list(_trace_sets(options))
+    if not sets:
+        return list(options), set()  # everything is traced
+    index, head, calls = sets[-1]
+    names = set(calls.split(","))
+    if not calls or "%process" in names or any(c in calls for c in "!/?%@"):
+        return list(options), set()  # a class, a negation or a pattern: left as the user wrote it
+    added = {c for c in PROCESS_CALLS if c not in names}
+    out = list(options)
+    if added:
+        out[index] = head + calls + "," + ",".join(f"?{c}" for c in PROCESS_CALLS if c in added)
+    return out, added
 
-    def __init__(self, machine_pid: Callable[[int], int | None], root_prefix: str = "/") -> None:
-        self._lookup = machine_pid
-        self._cache: dict[int, int | None] = {}
-        prefix = root_prefix.rstrip("/")
-        self._root = re.compile("<" + re.escape(prefix) + r"(/|>)") if prefix else None
 
-    def pid(self, host_pid: int) -> str:
-        if host_pid not in self._cache:
-            self._cache[host_pid] = self._lookup(host_pid)
-        inner = self._cache[host_pid]
-        return str(inner) if inner is not None else f"host:{host_pid}"
-
-    def trace_line(self, line: str) -> str:
-        out = _PID_PREFIX.sub(lambda m: f"{self.pid(int(m.group(1))):<5} ", line, count=1)
-        if self._root is not None:
-            out = self._root.sub(lambda m: "</" if m.group(1) == "/" else "</>", out)
-        gone = _EXITED.match(line)
-        if gone and gone.group(1):
-            self._cache.pop(int(gone.group(1)), None)  # the host may reuse that PID now
-        return escape(out)
-
-    def message_line(self, line: str) -> str:
-        return escape(_MESSAGE_PIDS.sub(lambda m: m.group(1) + self.pid(int(m.group(2))), line))
+def _trace_sets(options: list[str]) -> Iterator[tuple[int, str, str]]:
+    """(index of the word, what precedes the set in it, the set) for each trace set given."""
+    for i, word in enumerate(options):
+        if word.startswith("--trace="):
+            yield i, "--trace=", word[len("--trace="):]
+            continue
+        if word == "-e" and i + 1 < len(options):
+            index, head, value = i + 1, "", options[i + 1]
+        elif word.startswith("-e") and len(word) > 2 and (i == 0 or options[i - 1] != "-e"):
+            index, head, value = i, "-e", word[2:]
+        else:
+            continue
+        qualifier, eq, rest = value.partition("=")
+        if not eq:
+            yield index, head, value  # -e openat: trace=openat
+        elif qualifier in ("trace", "t"):
+            yield index, head + qualifier + "=", rest
 
 
 @dataclass(frozen=True)
@@ -131,6 +164,102 @@ class Line:
 
     kind: str
     text: str
+
+
+class Rewriter:
+    """Turns strace's lines into the machine's terms, in the order strace wrote them.
+
+    A host PID is translated through LOOKUP (NSpid, while the process exists)
+    or, timing-proof, through what strace's --decode-pids=pidns annotations
+    say.  A line whose PID is not known yet waits (and the lines after it, to
+    keep the order) until a later line tells, or HOLD seconds pass; then the
+    host's number shows, as 'host:N'.  Pure: time is a parameter.
+    """
+
+    HOLD = 0.5
+
+    def __init__(self, lookup: Callable[[int], int | None], root_prefix: str = "/",
+                 hidden: Iterable[str] = (), keep_annotations: bool = False,
+                 known: dict[int, int] | None = None) -> None:
+        self._lookup = lookup
+        self._known: dict[int, int] = dict(known or {})  # host PID -> the machine's
+        self._unknown: set[int] = set()  # looked up in vain: only an annotation can tell now
+        self._queue: deque[tuple[str, str, float, tuple[int, ...]]] = deque()
+        self._hidden = frozenset(hidden)
+        self._keep_annotations = keep_annotations
+        prefix = root_prefix.rstrip("/")
+        self._root = re.compile("<" + re.escape(prefix) + r"(/|>)") if prefix else None
+
+    def feed(self, kind: str, raw: str, now: float) -> list[Line]:
+        """One line as strace wrote it; returns the lines that can be shown now, in order."""
+        if kind == "trace":
+            for m in _ANNOTATION.finditer(raw):
+                self._known[int(m.group(2))] = int(m.group(1))
+                self._unknown.discard(int(m.group(2)))
+        pids = self._pids(kind, raw)
+        for host_pid in pids:
+            self._resolve(host_pid)
+        self._queue.append((kind, raw, now, pids))
+        return self.expire(now)
+
+    def expire(self, now: float) -> list[Line]:
+        """The waiting lines that are known now, or have waited HOLD seconds."""
+        return self._release(lambda t, pids: all(p in self._known for p in pids) or now - t >= self.HOLD)
+
+    def drain(self) -> list[Line]:
+        """Every waiting line (strace has ended: nothing more will tell)."""
+        return self._release(lambda t, pids: True)
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._queue)
+
+    # ---- helpers ---------------------------------------------------------------
+
+    def _pids(self, kind: str, raw: str) -> tuple[int, ...]:
+        if kind == "trace":
+            m = _PID_PREFIX.match(raw)
+            return (int(m.group(1)),) if m else ()
+        return tuple(int(m.group(2)) for m in _MESSAGE_PIDS.finditer(raw))
+
+    def _resolve(self, host_pid: int) -> None:
+        if host_pid in self._known or host_pid in self._unknown:
+            return
+        inner = self._lookup(host_pid)
+        if inner is None:
+            self._unknown.add(host_pid)
+        else:
+            self._known[host_pid] = inner
+
+    def _release(self, ready: Callable[[float, tuple[int, ...]], bool]) -> list[Line]:
+        out: list[Line] = []
+        while self._queue and ready(self._queue[0][2], self._queue[0][3]):
+            kind, raw, _, _ = self._queue.popleft()
+            line = self._render(kind, raw)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def _pid(self, host_pid: int) -> str:
+        inner = self._known.get(host_pid)
+        return str(inner) if inner is not None else f"host:{host_pid}"
+
+    def _render(self, kind: str, raw: str) -> Line | None:
+        if kind != "trace":
+            return Line(kind, escape(_MESSAGE_PIDS.sub(lambda m: m.group(1) + self._pid(int(m.group(2))), raw)))
+        call = _SYSCALL.match(raw)
+        if call and (call.group(1) or call.group(2)) in self._hidden:
+            return None  # a clone() nsdash added to learn PIDs, not one the user asked for
+        out = _PID_PREFIX.sub(lambda m: f"{self._pid(int(m.group(1))):<5} ", raw, count=1)
+        if not self._keep_annotations:
+            out = _ANNOTATION.sub(lambda m: m.group(1), out)  # the host's numbers: not the machine's view
+        if self._root is not None:
+            out = self._root.sub(lambda m: "</" if m.group(1) == "/" else "</>", out)
+        gone = _EXITED.match(raw)
+        if gone and gone.group(1):  # the host may reuse that PID now
+            self._known.pop(int(gone.group(1)), None)
+            self._unknown.discard(int(gone.group(1)))
+        return Line(kind, escape(out))
 
 
 class StraceRun:
@@ -145,10 +274,12 @@ class StraceRun:
         self.options = list(options or [])
         self.strace = tools.find("strace", strace_path)
         try:
-            root_prefix = os.readlink(procs.proc / str(procs.target.leader) / "root")
+            self.root_prefix = os.readlink(procs.proc / str(procs.target.leader) / "root")
         except OSError:
-            root_prefix = "/"
-        self.rewriter = Rewriter(procs.machine_pid, root_prefix)
+            self.root_prefix = "/"
+        # Their machine PIDs now, while they exist: one may exit before strace attaches to it.
+        self.seed = {h: p for h in host_pids if (p := procs.machine_pid(h)) is not None}
+        self.rewriter = Rewriter(procs.machine_pid, self.root_prefix)
         self.process: subprocess.Popen[bytes] | None = None
         self._fds: dict[int, str] = {}
         self._open: set[int] = set()
@@ -164,7 +295,9 @@ class StraceRun:
     def start(self) -> None:
         read_end, write_end = os.pipe()
         try:
-            argv = build_argv(self.strace, self.host_pids, self.options, write_end)
+            argv, added = build_argv(self.strace, self.host_pids, self.options, write_end)
+            keep = any(o.startswith(("--decode-pids", "--pidns-translation")) for o in self.options)
+            self.rewriter = Rewriter(self.procs.machine_pid, self.root_prefix, added, keep, self.seed)
             # A session of its own: the terminal's Ctrl-C reaches nsdash, which detaches strace
             # itself and still shows the lines strace writes while it lets go.
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -183,40 +316,49 @@ class StraceRun:
             os.set_blocking(fd, False)
 
     def lines(self, timeout: float | None = None) -> Iterator[Line]:
-        """Lines as strace writes them, until it exits (or, with TIMEOUT, until nothing came for that long)."""
+        """Lines in the machine's terms as strace writes them, until it exits (or, with TIMEOUT,
+        until nothing came for that long)."""
+        idle_since = time.monotonic()
         with selectors.DefaultSelector() as sel:
             for fd in self._open:
                 sel.register(fd, selectors.EVENT_READ)
             while sel.get_map():
-                ready = sel.select(timeout)
+                wait = timeout
+                if self.rewriter.waiting:  # a held line is due within HOLD: look again soon
+                    wait = Rewriter.HOLD / 5 if timeout is None else min(timeout, Rewriter.HOLD / 5)
+                ready = sel.select(wait)
+                now = time.monotonic()
+                yield from self.rewriter.expire(now)
                 if not ready:
-                    return
+                    if timeout is not None and now - idle_since >= timeout:
+                        return
+                    continue
+                idle_since = now
                 for key, _ in ready:
-                    fd = int(key.fd)
-                    try:
-                        chunk = os.read(fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        sel.unregister(fd)
-                        self._open.discard(fd)
-                        rest = self._partial.pop(fd, b"")
-                        if rest:
-                            yield self._line(self._fds[fd], rest)
-                        continue
-                    *whole, self._partial[fd] = (self._partial[fd] + chunk).split(b"\n")
-                    for raw in whole:
-                        yield self._line(self._fds[fd], raw)
+                    yield from self._read(sel, int(key.fd), now)
+        yield from self.rewriter.drain()  # strace has closed both: nothing more will tell
+
+    def _read(self, sel: selectors.BaseSelector, fd: int, now: float) -> Iterator[Line]:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        kind = self._fds[fd]
+        if not chunk:
+            sel.unregister(fd)
+            self._open.discard(fd)
+            rest = self._partial.pop(fd, b"")
+            if rest:
+                yield from self.rewriter.feed(kind, rest.decode("utf-8", "backslashreplace"), now)
+            return
+        *whole, self._partial[fd] = (self._partial[fd] + chunk).split(b"\n")
+        for raw in whole:  # decoded whole lines only: a read never splits a character
+            yield from self.rewriter.feed(kind, raw.decode("utf-8", "backslashreplace"), now)
 
     @property
     def finished(self) -> bool:
         """strace closed both its outputs: it has exited (or is about to)."""
         return self.process is not None and not self._open
-
-    def _line(self, kind: str, raw: bytes) -> Line:
-        text = raw.decode("utf-8", "backslashreplace")
-        rewrite = self.rewriter.trace_line if kind == "trace" else self.rewriter.message_line
-        return Line(kind, rewrite(text))
 
     def stop(self) -> None:
         """Ask strace to detach (it then writes its last lines and exits)."""
