@@ -56,7 +56,9 @@ Debugging:    trace, debug, profile -M NAME   (strace, gdb and perf from the hos
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(f"nsdash: {text}\n")
+    from nsdash.system.text import escape  # errors may quote what a guest wrote
+
+    sys.stderr.write(f"nsdash: {escape(text)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label, Sparkline, Static
 
+from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import MachineInfo, Snapshot
@@ -30,7 +32,7 @@ class MachineScreen(PanelScreen):
         self._info_text = ""
 
     def compose(self) -> ComposeResult:
-        yield Static(self.machine, id="machine-info")
+        yield Static(Text(self.machine), id="machine-info")
         with Horizontal(id="machine-body"):
             with Vertical(id="machine-left"):
                 with Vertical(id="machine-metrics", classes="panel"):
@@ -55,7 +57,7 @@ class MachineScreen(PanelScreen):
         text = describe(info, self.machine, now)
         if text != self._info_text:  # Static.update() re-lays the screen out: only on change
             self._info_text = text
-            self.query_one("#machine-info", Static).update(text)
+            self.query_one("#machine-info", Static).update(Text(text))  # never markup: the OS name is the guest's
         series = history.by_machine.get(self.machine)
         if series is None:
             return
@@ -85,5 +87,5 @@ def describe(info: MachineInfo | None, name: str, now: float | None = None) -> s
     now = time.time() if now is None else now
     up = fmt.uptime(now - info.started) if info.started else "-"
     kind = "boot" if info.boot_mode else "command"
-    return (f"{info.name}  ·  {info.state}  ·  {info.os}  ·  {info.address}  ·  up {up}"
+    return (f"{info.name}  ·  {escape(info.state)}  ·  {escape(info.os)}  ·  {escape(info.address)}  ·  up {up}"
             f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}")
