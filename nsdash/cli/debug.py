@@ -72,9 +72,9 @@ def main(argv: list[str]) -> int:
     ours, gdb_args = split_args(argv)
     ns = build_parser().parse_args(ours)
     from nsdash.inside.debugging import gdb, tools
-    from nsdash.inside.debugging.escape import escape
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.target import resolve
+    from nsdash.system.text import escape
 
     target = resolve(ns.machine)
     process = MachineProcesses(target).by_pid(ns.pid, host=ns.host_pid)

@@ -10,9 +10,9 @@ from nsdash.cli import debug as debug_cli
 from nsdash.cli import trace as trace_cli
 from nsdash.errors import UsageError
 from nsdash.inside.debugging import gdb, perf, strace
-from nsdash.inside.debugging.escape import escape
 from nsdash.inside.debugging.pids import pid_at_level
 from nsdash.system.cgroupfs import Layout
+from nsdash.system.text import escape
 
 # ---------------------------------------------------------------- strace
 
@@ -104,7 +104,7 @@ def test_control_characters_from_the_guest_are_escaped():
     r = strace.Rewriter({1: 1}.get)
     assert texts(r.feed("trace", "1     read(3</tmp/\x1b]0;owned\x07>, ...)", 0)) == [
         "1     read(3</tmp/\\x1b]0;owned\\x07>, ...)"]
-    assert escape("a\x9bb\tc") == "a\\x9bb\tc"
+    assert escape("a\x9bb\tc") == "a\\x9bb\\tc"  # the one sanitiser, nsdash.system.text
 
 
 @pytest.mark.parametrize("options", [[], ["-e", "trace=openat"], ["-etrace=openat"], ["-tt", "-s", "200"],

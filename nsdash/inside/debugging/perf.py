@@ -31,9 +31,9 @@ from pathlib import Path
 
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging import tools
-from nsdash.inside.debugging.escape import escape
 from nsdash.inside.debugging.pids import MachineProcesses
 from nsdash.system import cgroupfs
+from nsdash.system.text import escape
 
 SOFTWARE_EVENT = "cpu-clock"
 HARDWARE_EVENT = "cycles"

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import NsdashError, UsageError
-from nsdash.inside.debugging.escape import escape
 from nsdash.inside.procs import machine_cgroup_root, machine_relative
 from nsdash.inside.target import Target
 from nsdash.system import cgroupfs
+from nsdash.system.text import escape
 
 # Unit types systemd makes cgroups for; a bare name means a service, as with systemctl.
 _CGROUP_UNIT_TYPES = ("service", "scope", "slice", "socket", "mount", "swap")

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 from nsdash.errors import UsageError
 from nsdash.inside.debugging import tools
-from nsdash.inside.debugging.escape import escape
 from nsdash.inside.debugging.pids import MachineProcesses
+from nsdash.system.text import escape
 
 # strace's short options that take their value as the next word (strace 6.1's getopt string).
 _VALUE_SHORT = set("abeEIoOpPsSuUX")

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -21,6 +22,7 @@ from textual.widgets import Footer, Static
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, Profiler, flame_svg
 from nsdash.inside.debugging.strace import Line
+from nsdash.system.text import escape
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
@@ -68,7 +70,9 @@ class ToolScreen(Screen):
         self.stopping.set()
 
     def on_tool_screen_failed(self, message: Failed) -> None:
-        self.notify(message.error.oneline(), title=self.subject.describe(), severity="error", timeout=10)
+        # Unit names and process names come from the guest: escaped, and never read as markup.
+        self.notify(escape(message.error.oneline()), title=escape(self.subject.describe()), severity="error",
+                    timeout=10, markup=False)
 
 
 class TraceScreen(ToolScreen):
@@ -85,8 +89,8 @@ class TraceScreen(ToolScreen):
             self.state = state
 
     def compose(self) -> ComposeResult:
-        yield Static(f"strace: {self.subject.describe()}", id="trace-info")
-        yield TracePane(title=f"Trace: {self.subject.describe()}", id="trace", classes="panel")
+        yield Static(Text(f"strace: {escape(self.subject.describe())}"), id="trace-info")
+        yield TracePane(title=f"Trace: {escape(self.subject.describe())}", id="trace", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -172,7 +176,7 @@ class ProfileScreen(ToolScreen):
         self._profiler: Profiler | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"perf: {self.subject.describe()}", id="profile-info")
+        yield Static(Text(f"perf: {escape(self.subject.describe())}"), id="profile-info")
         yield ProfilePane(title=f"Profile: {self.subject.machine}", id="profile", classes="panel")
         yield Footer()
 
@@ -230,7 +234,7 @@ class ProfileScreen(ToolScreen):
 
     def on_profile_screen_written(self, message: Written) -> None:
         self.query_one(ProfilePane).flame = message.path
-        self.notify(f"flame graph written to {message.path}", timeout=8)
+        self.notify(f"flame graph written to {message.path}", timeout=8, markup=False)
 
 
 def subject_at_cursor(screen: Screen, focused: object, selected: str | None) -> Subject | None:
@@ -266,7 +270,7 @@ class GdbScreen(ToolScreen):
             self.label = label
 
     def compose(self) -> ComposeResult:
-        yield Static(f"gdb: {self.subject.describe()}  ·  ctrl+] leaves (gdb detaches)", id="gdb-info")
+        yield Static(Text(f"gdb: {escape(self.subject.describe())}  ·  ctrl+] leaves (gdb detaches)"), id="gdb-info")
         yield ConsolePane(id="gdb-console", classes="panel")
         yield Footer()
 
@@ -309,7 +313,7 @@ class GdbScreen(ToolScreen):
             message.label, pane.model, pane._ended,
             attach=lambda _name, rows, cols: PtySession(message.argv, rows, cols, GDB_FAREWELL))
         pane.attach(message.label, connection)
-        pane.border_title = f"gdb: {message.label}"
+        pane.border_title = Text(f"gdb: {escape(message.label)}")
 
     def on_console_pane_left(self, event: ConsolePane.Left) -> None:
         event.stop()
@@ -317,7 +321,7 @@ class GdbScreen(ToolScreen):
 
     def on_console_pane_ended(self, event: ConsolePane.Ended) -> None:
         event.stop()  # not the machine's console: the app's "machine stopped" notice does not apply
-        self.notify(f"gdb ended ({event.machine})", timeout=4)
+        self.notify(f"gdb ended ({escape(event.machine)})", timeout=4, markup=False)
         self.query_one(ConsolePane).detach()
         self.done.set()
 

@@ -51,7 +51,7 @@ class ProfilePane(Vertical):
             table.add_column("Samples", key="samples")
             table.add_column("%", key="percent")
             table.add_column(title, key="name")
-        self.border_title = self.title
+        self.border_title = Text(self.title)
         self.query_one("#profile-functions").focus()
 
     # ------------------------------------------------------------ public
@@ -68,7 +68,7 @@ class ProfilePane(Vertical):
             head += " (the machine used no CPU)"
         self.query_one("#profile-note", Static).update(head + (f"\n{note}" if note else ""))
         flame = f"  ·  flame graph: {self.flame}" if self.flame else ""
-        self.border_subtitle = f"window {self.windows}  ·  {len(self._samples)} samples kept  ·  w: flame graph{flame}"
+        self.border_subtitle = Text(f"window {self.windows}  ·  {len(self._samples)} samples kept  ·  w: flame graph{flame}")
 
     def cumulative(self) -> Profile | None:
         """Every sample kept so far, for the flame graph; None before the first window."""

@@ -136,7 +136,8 @@ class TracePane(Vertical):
         return text
 
     def _retitle(self) -> None:
-        self.border_title = self.title
+        # Text, not markup: titles name units and processes the guest named.
+        self.border_title = Text(self.title)
         parts = [f"/{self.search}"] if self.search else []
         if self.paused:
             parts.append(f"paused, {self._unshown} new (space: resume)")
@@ -145,7 +146,7 @@ class TracePane(Vertical):
         else:
             parts.append("following")
         parts.append(self.state)
-        self.border_subtitle = "  ".join(parts)
+        self.border_subtitle = Text("  ".join(parts))
 
     # ------------------------------------------------------------ actions
 
