@@ -303,3 +303,21 @@ def test_gdb_saves_a_core_of_a_machines_process_on_the_host(debian, tmp_path):
     assert r.returncode == 0, r.stderr
     assert core.read_bytes()[:4] == b"\x7fELF" and core.stat().st_mode & 0o077 == 0
     assert_nothing_left(debian)
+
+
+def test_a_hostile_file_name_reaches_the_trace_escaped(busybox_tree, machine_name):
+    """A guest's file name with a terminal title sequence reaches the trace as text: strace 6.1
+    quotes the argument and -y's fd path, and nsdash's sanitiser stands behind both."""
+    (busybox_tree / "root" / "\x1b]0;owned\x07").write_text("x\n")  # /tmp is a tmpfs inside
+    start_busybox(busybox_tree, machine_name, "/bin/sh", "-c",
+                  "while :; do cat /root/*owned* >/dev/null; sleep 0.1; done")
+    try:
+        lines, err, code = trace_until(["-M", machine_name, "--all", "-e", "trace=openat"],
+                                       lambda lines: any("owned" in line and "</root/" in line for line in lines))
+        assert code == 0, err
+        shown = "\n".join([*lines, err])
+        assert "\x1b" not in shown and "\x07" not in shown
+        assert any(line.endswith("</root/\\33]0;owned\\7>") for line in lines), lines[-10:]
+        assert_nothing_left(machine_name)
+    finally:
+        teardown_machine(machine_name)
