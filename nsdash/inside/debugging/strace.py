@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import selectors
+import select
 import signal
 import subprocess
 import time
@@ -315,50 +315,50 @@ class StraceRun:
         for fd in self._fds:
             os.set_blocking(fd, False)
 
-    def lines(self, timeout: float | None = None) -> Iterator[Line]:
-        """Lines in the machine's terms as strace writes them, until it exits (or, with TIMEOUT,
-        until nothing came for that long)."""
-        idle_since = time.monotonic()
-        with selectors.DefaultSelector() as sel:
-            for fd in self._open:
-                sel.register(fd, selectors.EVENT_READ)
-            while sel.get_map():
-                wait = timeout
-                if self.rewriter.waiting:  # a held line is due within HOLD: look again soon
-                    wait = Rewriter.HOLD / 5 if timeout is None else min(timeout, Rewriter.HOLD / 5)
-                ready = sel.select(wait)
-                now = time.monotonic()
-                yield from self.rewriter.expire(now)
-                if not ready:
-                    if timeout is not None and now - idle_since >= timeout:
-                        return
-                    continue
-                idle_since = now
-                for key, _ in ready:
-                    yield from self._read(sel, int(key.fd), now)
-        yield from self.rewriter.drain()  # strace has closed both: nothing more will tell
+    def poll(self, timeout: float | None = None) -> list[Line]:
+        """One look at strace's outputs: the lines in the machine's terms that are ready within
+        TIMEOUT (None: until something comes), maybe none.  Nothing read is ever dropped."""
+        if not self._open:
+            return self.rewriter.drain()
+        wait = timeout
+        if self.rewriter.waiting:  # a held line is due within HOLD: look again soon
+            wait = Rewriter.HOLD / 5 if timeout is None else min(timeout, Rewriter.HOLD / 5)
+        ready, _, _ = select.select(sorted(self._open), [], [], wait)
+        now = time.monotonic()
+        out = self.rewriter.expire(now)
+        for fd in ready:
+            out += self._read(fd, now)
+        if not self._open:
+            out += self.rewriter.drain()  # strace has closed both: nothing more will tell
+        return out
 
-    def _read(self, sel: selectors.BaseSelector, fd: int, now: float) -> Iterator[Line]:
+    def lines(self) -> Iterator[Line]:
+        """Every line, as strace writes them, until it exits."""
+        while not self.finished:
+            yield from self.poll(None)
+
+    def _read(self, fd: int, now: float) -> list[Line]:
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            return []
         kind = self._fds[fd]
+        out: list[Line] = []
         if not chunk:
-            sel.unregister(fd)
             self._open.discard(fd)
             rest = self._partial.pop(fd, b"")
             if rest:
-                yield from self.rewriter.feed(kind, rest.decode("utf-8", "backslashreplace"), now)
-            return
+                out += self.rewriter.feed(kind, rest.decode("utf-8", "backslashreplace"), now)
+            return out
         *whole, self._partial[fd] = (self._partial[fd] + chunk).split(b"\n")
         for raw in whole:  # decoded whole lines only: a read never splits a character
-            yield from self.rewriter.feed(kind, raw.decode("utf-8", "backslashreplace"), now)
+            out += self.rewriter.feed(kind, raw.decode("utf-8", "backslashreplace"), now)
+        return out
 
     @property
     def finished(self) -> bool:
-        """strace closed both its outputs: it has exited (or is about to)."""
-        return self.process is not None and not self._open
+        """strace closed both its outputs (it has exited, or is about to) and every line is out."""
+        return not self._open and not self.rewriter.waiting
 
     def stop(self) -> None:
         """Ask strace to detach (it then writes its last lines and exits)."""
@@ -374,10 +374,8 @@ class StraceRun:
         self.stop()
         deadline = time.monotonic() + grace
         with contextlib.suppress(OSError, ValueError):
-            for line in self.lines(timeout=max(deadline - time.monotonic(), 0.05)):
-                tail.append(line)
-                if time.monotonic() > deadline:
-                    break
+            while not self.finished and time.monotonic() < deadline:
+                tail += self.poll(max(deadline - time.monotonic(), 0.01))
         try:
             self.process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:

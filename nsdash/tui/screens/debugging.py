@@ -21,7 +21,7 @@ from textual.widgets import Footer, Static
 
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, Profiler, flame_svg
-from nsdash.inside.debugging.strace import Line
+from nsdash.inside.debugging.strace import Line, StraceRun
 from nsdash.system.text import escape
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.profile_pane import ProfilePane
@@ -105,7 +105,6 @@ class TraceScreen(ToolScreen):
 
     def _trace(self) -> None:
         from nsdash.inside.debugging.pids import MachineProcesses
-        from nsdash.inside.debugging.strace import StraceRun
         from nsdash.inside.target import resolve
 
         try:
@@ -130,7 +129,7 @@ class TraceScreen(ToolScreen):
         finally:
             self.done.set()
 
-    def _pump(self, run) -> None:
+    def _pump(self, run: StraceRun) -> None:
         batch: list[Line] = []
         sent = time.monotonic()
         asked = False
@@ -138,13 +137,12 @@ class TraceScreen(ToolScreen):
             if self.stopping.is_set() and not asked:
                 run.stop()  # strace detaches; its last lines still come through here
                 asked = True
-            for line in run.lines(timeout=BATCH_SECONDS):
-                batch.append(line)
-                if time.monotonic() - sent >= BATCH_SECONDS:
-                    break
-            if batch:
+            batch += run.poll(BATCH_SECONDS)
+            if batch and (time.monotonic() - sent >= BATCH_SECONDS or run.finished):
                 self.post_message(self.Lines(batch))
                 batch, sent = [], time.monotonic()
+        if batch:
+            self.post_message(self.Lines(batch))
 
     def on_trace_screen_lines(self, message: Lines) -> None:
         self.query_one(TracePane).show(message.lines)
