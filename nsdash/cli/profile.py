@@ -1,4 +1,4 @@
-"""`nsdash profile -M NAME [-d SECONDS] [--flame FILE.svg]`: where a machine spends its CPU time.
+"""`nsdash profile -M NAME [UNIT] [-d SECONDS] [--flame FILE.svg]`: where a machine spends its CPU time.
 
 perf samples every CPU for SECONDS but only the machine's cgroup; the top
 lists show the hottest functions (self time, symbols from the machine's own
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=15, metavar="N", help="rows in each top list (default 15)")
     p.add_argument("--flame", metavar="FILE.svg", help="also write a flame graph there")
     p.add_argument("--perf-path", metavar="PATH", help="the host's perf to run (default: perf on PATH)")
+    p.add_argument("unit", nargs="?", metavar="UNIT", help="sample only this unit of the machine (its cgroup)")
     return p
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.target import resolve
 
-    profiler = Profiler(MachineProcesses(resolve(ns.machine)), ns.perf_path, ns.frequency)
+    profiler = Profiler(MachineProcesses(resolve(ns.machine)), ns.perf_path, ns.frequency, ns.unit)
     if profiler.note:
         sys.stderr.write(f"nsdash: {profiler.note}\n")
     sys.stderr.write(f"nsdash: sampling machine '{ns.machine}' ({profiler.cgroup}) for {ns.duration:g} s "

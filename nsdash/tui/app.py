@@ -289,7 +289,8 @@ class NsdashApp(App):
         self.push_screen(TraceScreen(subject))
 
     def open_profile(self, subject: Subject) -> None:
-        self.push_screen(ProfileScreen(Subject(subject.machine)))
+        """perf on the unit the units screen shows, else on the whole machine (a process has no cgroup of its own)."""
+        self.push_screen(ProfileScreen(Subject(subject.machine, unit=subject.unit)))
 
     def action_trace(self) -> None:
         """strace what the cursor is on: a process in the cgroup tree, a unit, else the whole machine."""

@@ -321,3 +321,18 @@ def test_a_hostile_file_name_reaches_the_trace_escaped(busybox_tree, machine_nam
         assert_nothing_left(machine_name)
     finally:
         teardown_machine(machine_name)
+
+
+def test_profile_of_one_unit_samples_only_its_processes(debian):
+    _run_inside(debian, "systemd-run -q --unit=nsdash-busy /bin/sh -c 'while :; do :; done'")
+    try:
+        procs = MachineProcesses(resolve(debian))
+        (busy,) = procs.processes(procs.unit_cgroup("nsdash-busy"))
+        r = run_nsdash("profile", "-M", debian, "nsdash-busy", "-d", "2", "-F", "199", timeout=120)
+        assert r.returncode == 0, r.stderr
+        rows = [line.split(None, 2)[2] for line in r.stdout.split("PROCESS", 1)[1].strip().splitlines()]
+        assert rows == [f"sh ({busy.pid})"], r.stdout  # nothing of the machine's other units
+        assert "/system.slice/nsdash-busy.service" in r.stderr
+    finally:
+        _run_inside(debian, "systemctl stop nsdash-busy")
+    assert_nothing_left(debian)

@@ -192,10 +192,13 @@ class Profiler:
     NO_PMU = ("no hardware cycle counter here (a VM without a PMU, or perf_event_paranoid): "
               "sampling the cpu-clock software event instead")
 
-    def __init__(self, procs: MachineProcesses, perf_path: str | None = None, frequency: int = 99) -> None:
+    def __init__(self, procs: MachineProcesses, perf_path: str | None = None, frequency: int = 99,
+                 unit: str | None = None) -> None:
+        """UNIT: sample only that unit's cgroup (a service's processes) instead of the whole machine."""
         self.perf = tools.find("perf", perf_path)
         self.procs = procs
-        self.cgroup = perf_event_cgroup(procs.cgroup, procs.layout)
+        relative = procs.unit_cgroup(unit) if unit else ""
+        self.cgroup = perf_event_cgroup(procs.cgroup + relative.rstrip("/"), procs.layout)
         self.root = procs.target.root
         self.frequency = frequency
         hardware = hardware_counters(self.perf)

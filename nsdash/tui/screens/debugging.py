@@ -152,7 +152,8 @@ class TraceScreen(ToolScreen):
 
 
 class ProfileScreen(ToolScreen):
-    """perf on a machine's cgroup: the top lists, refreshed; w writes a flame graph of all samples so far."""
+    """perf on a machine's cgroup (or a unit's): the top lists, refreshed; w writes a flame graph of all
+    samples so far."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("w", "write_flame", "Flame graph")]
 
@@ -175,7 +176,7 @@ class ProfileScreen(ToolScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"perf: {escape(self.subject.describe())}"), id="profile-info")
-        yield ProfilePane(title=f"Profile: {self.subject.machine}", id="profile", classes="panel")
+        yield ProfilePane(title=f"Profile: {escape(self.subject.describe())}", id="profile", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -192,7 +193,8 @@ class ProfileScreen(ToolScreen):
 
         try:
             try:
-                profiler = self._profiler = Profiler(MachineProcesses(resolve(self.subject.machine)))
+                profiler = self._profiler = Profiler(MachineProcesses(resolve(self.subject.machine)),
+                                                     unit=self.subject.unit)
                 if self.stopping.is_set():
                     profiler.cancel()  # the screen went while perf was being found
                 while not self.stopping.is_set():
