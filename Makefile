@@ -8,7 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := systemd-container debootstrap busybox-static tmux libsystemd-dev pkg-config \
-	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote
+	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote \
+	strace gdb linux-perf
 
 .PHONY: run test setup apt venv trees demo-trees bytecode lint typecheck screenshots bench clean
 

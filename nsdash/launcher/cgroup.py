@@ -79,7 +79,9 @@ class MachineCgroup:
         unified = self.layout.unified_path(self.path)
         if unified is not None:
             dirs.append(unified)
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices"):
+        # perf_event: where it is a v1 hierarchy, `perf record -G` (nsdash profile) finds the
+        # machine there only; on cgroup2 the controller is implicit and needs no directory.
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event"):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)
