@@ -72,8 +72,16 @@ System Identity:
      --uuid=UUID            Set a specific machine UUID for the container
 
 Properties:
+  -S --slice=SLICE          Place the container in the specified slice
+     --property=NAME=VALUE  Set scope unit property (without systemd on the host:
+                            CPUQuota, CPUWeight, MemoryMax, MemoryHigh, MemoryLow,
+                            MemoryMin, MemorySwapMax, TasksMax and IOWeight, written
+                            to the machine's cgroup files)                          [nsdash]
      --register=BOOLEAN     Register container as machine (yes, no or auto:
                             register if systemd-machined is reachable)              [nsdash: auto]
+     --keep-unit            Do not register a scope for the machine, reuse
+                            the service unit nsdash was invoked from (a detached
+                            machine then also stays in the caller's unit)
 
 User Namespacing:
      --private-users=no|yes|pick|identity|UIDBASE[:NUIDS]
@@ -187,6 +195,9 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("private-users-ownership", None, REQUIRED, "private_users_ownership"),
     Opt("private-users-chown", None, NO_ARG, "private_users_ownership", const="chown"),  # the old spelling
     Opt("notify-ready", None, REQUIRED, "notify_ready"),
+    Opt("slice", "S", REQUIRED, "slice"),
+    Opt("property", None, REQUIRED, "property", append=True),
+    Opt("keep-unit", None, NO_ARG, "keep_unit"),
 )
 _LONG = {o.long: o for o in OPTIONS if o.long}
 _SHORT = {o.short: o for o in OPTIONS if o.short}
@@ -456,10 +467,26 @@ def options_from_args(ns: SimpleNamespace) -> Options:
         o["private_users_ownership"] = v.parse_private_users_ownership(ns.private_users_ownership)
     if ns.notify_ready is not None:
         v.parse_boolean(ns.notify_ready, "--notify-ready")
+    o.update(_unit_options(ns))
     command = list(ns.command or [])
     if command:
         o["command"] = command
     return Options(o)
+
+
+def _unit_options(ns: SimpleNamespace) -> dict[str, Any]:
+    """-S/--slice, --property and --keep-unit (command line only: .nspawn files have no
+    such keys in systemd.nspawn(5))."""
+    from nsdash.launcher import properties
+
+    o: dict[str, Any] = {}
+    if ns.slice is not None:
+        o["slice"] = properties.parse_slice(ns.slice)
+    if ns.property:
+        o["properties"] = tuple(p.assignment for p in properties.parse_all(ns.property))
+    if ns.keep_unit:
+        o["keep_unit"] = True
+    return o
 
 
 def find_directory(machine: str | None) -> str:
@@ -498,7 +525,8 @@ def derive_machine_name(directory: Path, ephemeral: bool) -> str:
 _SPEC_KEYS = ("hostname", "uuid", "boot", "as_pid2", "chdir", "user", "read_only", "ephemeral",
               "private_network", "network_veth", "link_journal", "resolv_conf", "timezone", "register",
               "kill_signal", "console", "quiet", "reboot_exit", "no_new_privileges", "private_users",
-              "private_users_ownership", "detach", "dry_run", "syscall_allow", "syscall_deny")
+              "private_users_ownership", "detach", "dry_run", "syscall_allow", "syscall_deny",
+              "slice", "properties", "keep_unit")
 
 
 # Settings that systemd-nspawn masks together (its SETTING_* bits): when the

@@ -63,6 +63,9 @@ class ContainerSpec(Frozen):
     private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
     detach: bool = False  # --detach: the supervisor runs in the background
     dry_run: bool = False  # --dry-run: print the launch plan, run nothing
+    slice: str | None = None  # -S/--slice: the slice of the machine's scope (default machine.slice)
+    properties: tuple[str, ...] = ()  # --property=NAME=VALUE assignments, checked (launcher.properties)
+    keep_unit: bool = False  # --keep-unit: stay in the caller's unit, make no scope or service
 
     @property
     def effective_hostname(self) -> str:
