@@ -61,7 +61,7 @@ def _manager(member: str, signature: str = "", body: list[Any] | None = None,
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(text.split()).rstrip(".")
 
 
 def start_transient(unit: str, properties: list[Triple], unix_fds: list[int] | None = None) -> None:
@@ -244,3 +244,79 @@ def start_supervisor(machine: str, argv: list[str], env: dict[str, str], stdin_f
         ("TimeoutStopUSec", "t", int(stop_timeout * 1_000_000)),
     ], unix_fds=[stdin_fd, stdout_fd])
     return unit
+
+
+# ---------------------------------------------------------------- limits, read and changed live
+
+LIMITS = ("CPUQuota", "MemoryMax", "MemoryHigh", "TasksMax")  # what status and the dashboard show
+
+
+def _unit_limits(unit: str) -> dict[str, str]:
+    values = unit_properties(unit, "org.freedesktop.systemd1.Scope")
+    out: dict[str, str] = {}
+    quota = values.get("CPUQuotaPerSecUSec")
+    if isinstance(quota, int) and quota != props.UINT64_MAX:
+        out["CPUQuota"] = f"{quota / 10_000:g}%"
+    for name in ("MemoryMax", "MemoryHigh", "TasksMax"):
+        value = values.get(name)
+        if isinstance(value, int) and value != props.UINT64_MAX:
+            out[name] = str(value)
+    return out
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
+    """The same figures from the cgroup files nsdash wrote (hosts without systemd)."""
+    out: dict[str, str] = {}
+    v2 = layout.unified_path(cgroup)
+    quota = _read(f"{v2}/cpu.max") if v2 else None
+    if quota is None and layout.v1_path("cpu", cgroup) is not None:
+        v1 = layout.v1_path("cpu", cgroup)
+        q, period = _read(f"{v1}/cpu.cfs_quota_us"), _read(f"{v1}/cpu.cfs_period_us")
+        quota = None if q is None or period is None else f"{'max' if q == '-1' else q} {period}"
+    if quota and not quota.startswith("max"):
+        q, period = quota.split()
+        out["CPUQuota"] = f"{int(q) * 100 / int(period):g}%"
+    for name in ("MemoryMax", "MemoryHigh", "TasksMax"):
+        for hierarchy, filename in props.CGROUP_FILES[name]:
+            d = layout.v1_path(hierarchy, cgroup) if hierarchy else v2
+            text = _read(f"{d}/{filename}") if d is not None else None
+            if text is None:
+                continue
+            if text != "max" and text.isdigit() and int(text) < 2**62:  # v1's "none" is about 2**63
+                out[name] = text
+            break
+    return out
+
+
+def limits(machine: str, cgroup: str, layout: cgroupfs.Layout | None = None) -> dict[str, str]:
+    """The machine's CPUQuota, MemoryMax, MemoryHigh and TasksMax where set (bytes and tasks as
+    numbers): from its scope unit where systemd made one, else from its cgroup files."""
+    unit = cgroup.rsplit("/", 1)[-1]
+    if booted() and unit.endswith(".scope") and dbus.system_bus_reachable() and unit_state(unit) in LIVE:
+        return _unit_limits(unit)
+    return _cgroupfs_limits(cgroup, layout or cgroupfs.detect())
+
+
+def set_limit(machine: str, cgroup: str, assignment: str, layout: cgroupfs.Layout | None = None) -> None:
+    """Change one property of a running machine: through systemd where it made the scope (as
+    `systemctl set-property --runtime`), else in the cgroup files nsdash made."""
+    prop = props.parse(assignment)
+    unit = cgroup.rsplit("/", 1)[-1]
+    if booted() and unit.endswith(".scope") and dbus.system_bus_reachable() and unit_state(unit) in LIVE:
+        set_properties(unit, [prop])
+        return
+    refused = props.refusal([prop])
+    if refused is not None:
+        raise refused
+    cg = MachineCgroup(machine, layout)
+    cg.path = cgroup
+    cg.dirs = cg._dirs()
+    cg.apply(prop)
