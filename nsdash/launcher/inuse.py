@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nsdash.errors import MachineExists
-from nsdash.system import cgroupfs, paths
+from nsdash.system import cgroupfs, paths, unitname
 
 SLICE = "machine.slice"
 LOCK_DIR = ".locks"
@@ -45,7 +45,8 @@ def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, Path]:
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(base):
             if entry.is_dir() and entry.name.startswith("machine-") and entry.name.endswith(".scope"):
-                found[entry.name[len("machine-"):-len(".scope")]] = Path(entry.path)
+                # systemd's scopes escape the name ('-' is '\x2d'); nsdash's own do not
+                found[unitname.unescape(entry.name[len("machine-"):-len(".scope")])] = Path(entry.path)
     return found
 
 

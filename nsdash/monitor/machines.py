@@ -14,26 +14,14 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from nsdash.system import paths
+from nsdash.system import paths, unitname
 
 _SCOPE = re.compile(r"^machine-(.+)\.scope$")
-_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 
 
-def unescape_unit(name: str) -> str:
-    r"""systemd unit-name unescaping: '\x2d' -> '-'."""
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), name)
-
-
-def escape_unit(name: str) -> str:
-    r"""systemd unit-name escaping for a machine name: '-' -> '\x2d' (and other specials)."""
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isalnum() and ch.isascii() or ch in ":_" or (ch == "." and i > 0):
-            out.append(ch)
-        else:
-            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
-    return "".join(out)
+# systemd's unit-name escaping lives in one place (system/unitname.py); these names stay for callers.
+unescape_unit = unitname.unescape
+escape_unit = unitname.escape
 
 
 def machine_from_scope(path: str) -> str | None:
