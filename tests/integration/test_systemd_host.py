@@ -133,3 +133,20 @@ def test_slice_keep_unit_and_a_property_systemd_refuses(host):
     assert "Cannot set property Bogus, or unknown property" in r.stderr
     _gone(host, "refused")
     assert host("machinectl list --no-legend").strip() == ""
+
+
+def test_foreground_run_gets_a_scope_and_stopping_the_service_powers_off(host):
+    # a run in the terminal (no supervisor): the payload in its own scope, gone with the run
+    out = host("python3 -m nsdash spawn -q --property=TasksMax=33 -xD / -M fg sleep 3 </dev/null & pid=$!; "
+               "for i in $(seq 50); do systemctl is-active -q machine-fg.scope && break; sleep 0.1; done; "
+               "systemctl show -p TasksMax,ActiveState machine-fg.scope; wait $pid; echo rc=$?")
+    assert {"TasksMax=33", "ActiveState=active", "rc=0"} <= set(out.split()), out
+    _gone(host, "fg")
+
+    # systemctl stop on the supervisor's service (as at the host's shutdown) powers the machine off
+    _spawn(host, "stopped")
+    host("systemctl stop nsdash@stopped.service")
+    _gone(host, "stopped")
+    # a clean poweroff: the supervisor exited 0, so systemd did not mark its service failed
+    log = host("journalctl -q -u nsdash@stopped.service --no-pager -o cat")
+    assert "Deactivated successfully" in log and "Failed with result" not in log, log
