@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import time
 from typing import Any
 
@@ -116,8 +117,6 @@ def _device_binds(spec: ContainerSpec) -> list[Triple]:
     for bind in spec.binds:
         with contextlib.suppress(OSError):
             mode = os.stat(bind.source).st_mode
-            import stat
-
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
                 out.append(("DeviceAllow", "a(ss)", [[str(bind.source), "r" if bind.read_only else "rw"]]))
     return out
