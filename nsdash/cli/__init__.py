@@ -54,7 +54,9 @@ Units:        systemctl -M NAME  (a machine's own systemd)
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(f"nsdash: {text}\n")
+    from nsdash.system.text import escape  # errors may quote what a guest wrote
+
+    sys.stderr.write(f"nsdash: {escape(text)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,10 @@
 reboot, terminate, kill, list-images, ps.
 
 The dispatcher passes the verb as argv[0].  Formatting is pure (format_* take
-records, return text) so it is tested without machines.
+records, return text) so it is tested without machines.  Every table cell and
+status line is escaped (nsdash.system.text): hostnames, os-release values,
+command lines, cgroup names and the console log come from the guest.  JSON
+output is escaped by the encoder (ASCII only).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
+from nsdash.system.text import escape
 
 VERBS = ("list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
          "list-images", "ps")
@@ -27,8 +31,8 @@ VERBS = ("list", "status", "start", "login", "shell", "poweroff", "reboot", "ter
 
 
 def table(headers: list[str], rows: list[list[str]], legend: bool = True) -> str:
-    """machinectl's tables: left-aligned columns one space apart, the last unpadded."""
-    all_rows = ([headers] if legend else []) + rows
+    """machinectl's tables: left-aligned columns one space apart, the last unpadded; cells escaped."""
+    all_rows = ([headers] if legend else []) + [[escape(c) for c in r] for r in rows]
     if not all_rows:
         return ""
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(headers))]
@@ -209,7 +213,7 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
     if log_lines:
         out.append("")
         out.extend(log_lines)
-    return "\n".join(out) + "\n"
+    return "\n".join(escape(line) for line in out) + "\n"
 
 
 def cmd_status(argv: list[str]) -> int:

@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.history import MetricHistory
@@ -144,7 +145,7 @@ class NsdashApp(App):
 
                 readers = HostReaders()
         except (NsdashError, OSError) as e:
-            self.notify(f"cannot read the host: {e}", severity="error", timeout=10)
+            self.notify(escape(f"cannot read the host: {e}"), severity="error", timeout=10, markup=False)
             return
         self.poller = Poller(readers, self.post_message, self.interval)
         self.poller.start()
@@ -159,7 +160,7 @@ class NsdashApp(App):
         snap = message.snapshot
         if snap.errors:
             if snap.errors[0] != self.last_error:
-                self.notify(snap.errors[0], title="reading the host", severity="warning")
+                self.notify(escape(snap.errors[0]), title="reading the host", severity="warning", markup=False)
             self.last_error = snap.errors[0]
         if snap.machines or snap.rows or not snap.errors:
             self.snapshot = snap
@@ -249,7 +250,7 @@ class NsdashApp(App):
         pane.attach(name, conn)
 
     def on_console_pane_ended(self, message: ConsolePane.Ended) -> None:
-        self.notify(f"{message.machine}: {message.reason}", severity="warning")
+        self.notify(escape(f"{message.machine}: {message.reason}"), severity="warning", markup=False)
         for pane in self.screen.query(ConsolePane):
             if pane.attached == message.machine:
                 pane.detach()
@@ -284,7 +285,7 @@ class NsdashApp(App):
         try:
             unit = procs.unit_of_process(target.resolve(machine), pid)
         except (NsdashError, OSError) as e:
-            self.call_from_thread(self.notify, f"{machine}: {e}", severity="warning")
+            self.call_from_thread(self.notify, escape(f"{machine}: {e}"), severity="warning", markup=False)
             return
         self.call_from_thread(self.open_units, machine, unit)
 
@@ -342,15 +343,16 @@ class NsdashApp(App):
             if yes:
                 self.run_action_worker(action, name, partial(getattr(self.actions, action), name))
 
-        self.push_screen(ConfirmScreen(f"{DESTRUCTIVE[action]} machine '{name}'?", DESTRUCTIVE[action]),
+        # Confirmed by typing the machine's name: no key a stray sequence can send (screens/confirm.py).
+        self.push_screen(ConfirmScreen(f"{DESTRUCTIVE[action]} machine '{name}'?", DESTRUCTIVE[action], typed=name),
                          answered)
 
     def run_action_worker(self, action: str, name: str, call) -> None:
         if (action, name) in self.busy:
-            self.notify(f"{action} {name}: already in progress", severity="warning")
+            self.notify(escape(f"{action} {name}: already in progress"), severity="warning", markup=False)
             return
         self.busy.add((action, name))
-        self.notify(f"{action} {name}…", timeout=3)
+        self.notify(escape(f"{action} {name}…"), timeout=3, markup=False)
 
         def work() -> None:
             error = None
@@ -368,9 +370,9 @@ class NsdashApp(App):
     def on_action_done(self, message: ActionDone) -> None:
         self.busy.discard((message.action, message.machine))
         if message.error:
-            self.notify(message.error, title=f"{message.action} {message.machine} failed", severity="error",
-                        timeout=10)
+            self.notify(escape(message.error), title=escape(f"{message.action} {message.machine} failed"),
+                        severity="error", timeout=10, markup=False)
         else:
-            self.notify(f"{message.action} {message.machine}: done", timeout=3)
+            self.notify(escape(f"{message.action} {message.machine}: done"), timeout=3, markup=False)
         if self.poller is not None:
             self.poller.refresh_now()

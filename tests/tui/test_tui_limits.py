@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import Input, Label, Static
-from tuikit import feed_sample, sample_app, wait_for
+from tuikit import confirm_by_name, feed_sample, sample_app, wait_for
 
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.limits import LimitsScreen, changed_assignments
@@ -65,6 +65,8 @@ async def test_limits_show_beside_usage_and_change_after_confirmation():
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         assert "MemoryMax=32M" in str(app.screen.query_one("#confirm-question", Static).render())
         await pilot.press("y")
+        assert not any(c[0] == "set_limits" for c in actions.calls)  # no letter confirms
+        await confirm_by_name(app, pilot, "demo-debian")
         await wait_for(pilot, lambda: any(c[0] == "set_limits" for c in actions.calls), what="the change")
         cgroup = r"/machine.slice/machine-demo\x2ddebian.scope"
         assert ("set_limits", "demo-debian", cgroup, ["MemoryMax=32M"]) in actions.calls

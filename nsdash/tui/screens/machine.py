@@ -6,12 +6,14 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from nsdash.errors import NsdashError
+from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import MachineInfo, Snapshot
@@ -44,7 +46,7 @@ class MachineScreen(PanelScreen):
         self._limits_at = float("-inf")
 
     def compose(self) -> ComposeResult:
-        yield Static(self.machine, id="machine-info")
+        yield Static(Text(self.machine), id="machine-info")
         with Horizontal(id="machine-body"):
             with Vertical(id="machine-left"):
                 with Vertical(id="machine-metrics", classes="panel"):
@@ -72,7 +74,7 @@ class MachineScreen(PanelScreen):
         text = describe(info, self.machine, now, self.limits)
         if text != self._info_text:  # Static.update() re-lays the screen out: only on change
             self._info_text = text
-            self.query_one("#machine-info", Static).update(text)
+            self.query_one("#machine-info", Static).update(Text(text))  # never markup: the OS name is the guest's
         series = history.by_machine.get(self.machine)
         if series is None:
             return
@@ -142,8 +144,9 @@ class MachineScreen(PanelScreen):
 
         def edited(assignments: list[str] | None) -> None:
             if assignments:
-                app.push_screen(ConfirmScreen(f"Set {' '.join(assignments)} on machine '{self.machine}'?", "Set"),
-                                partial(confirmed, assignments))
+                # confirmed by typing the machine's name, as every action on a machine (screens/confirm.py)
+                app.push_screen(ConfirmScreen(f"Set {' '.join(assignments)} on machine '{self.machine}'?", "Set",
+                                              typed=self.machine), partial(confirmed, assignments))
 
         app.push_screen(LimitsScreen(self.machine, self.limits), edited)
 
@@ -155,6 +158,6 @@ def describe(info: MachineInfo | None, name: str, now: float | None = None,
     now = time.time() if now is None else now
     up = fmt.uptime(now - info.started) if info.started else "-"
     kind = "boot" if info.boot_mode else "command"
-    tasks = f"  ·  tasks ≤ {limits['TasksMax']}" if limits and "TasksMax" in limits else ""
-    return (f"{info.name}  ·  {info.state}  ·  {info.os}  ·  {info.address}  ·  up {up}"
+    tasks = f"  ·  tasks ≤ {escape(limits['TasksMax'])}" if limits and "TasksMax" in limits else ""
+    return (f"{info.name}  ·  {escape(info.state)}  ·  {escape(info.os)}  ·  {escape(info.address)}  ·  up {up}"
             f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}{tasks}")
