@@ -9,6 +9,7 @@ confirmation and applies them (through systemd where the host runs it).
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -17,6 +18,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from nsdash.errors import NsdashError
 from nsdash.launcher import properties as props
+from nsdash.system.text import escape
 
 # (property, label, placeholder); an emptied field means "no limit" (systemd's infinity)
 FIELDS = (("CPUQuota", "CPU quota (% of one CPU)", "e.g. 50%"),
@@ -76,7 +78,7 @@ class LimitsScreen(ModalScreen[list[str] | None]):
         try:
             assignments = changed_assignments(self.current, after)
         except NsdashError as e:
-            error.update(e.oneline())
+            error.update(Text(escape(e.oneline())))  # the user's own text: shown, never markup
             error.add_class("-shown")
             return
         self.dismiss(assignments)
