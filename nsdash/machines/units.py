@@ -190,14 +190,17 @@ class ScopeCgroup(MachineCgroup):
         does once the cgroup is empty), so the next boot may make it again."""
         deadline = time.monotonic() + timeout
         while True:
-            state = unit_state(self.unit)
-            if state is None or (state in ("inactive", "failed") and not self.main_dir.exists()):
+            # The cgroup goes first (systemd stops the emptied scope); only then ask over the bus
+            # whether the unit is unloaded, which is slower than looking at a directory.
+            state = unit_state(self.unit) if not self.main_dir.exists() else "active"
+            if state is None:
                 return
             if time.monotonic() > deadline:
                 raise NsdashError(f"{self.unit} did not go away within {timeout:.0f} s (it is {state})",
                                   f"see 'systemctl status {self.unit}'")
-            self.kill(signal.SIGKILL)
-            time.sleep(0.02)
+            if self.main_dir.exists():
+                self.kill(signal.SIGKILL)
+            time.sleep(0.01)
 
 
 def _cgroup_of(pid: int) -> str | None:
