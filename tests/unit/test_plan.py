@@ -350,7 +350,7 @@ def test_tasks_limit_goes_to_cgroup2_where_pids_can_be_enabled_else_v1(tmp_path)
     from nsdash.launcher import cgroup as c
     from nsdash.system.cgroupfs import Layout
 
-    # A pure cgroup2 host offering pids: enabled down to machine.slice, the limit on the scope.
+    # A pure cgroup2 host with pids enabled down to the scope: the limit goes there.
     root = tmp_path / "v2"
     leaf = root / "machine.slice/machine-box.scope"
     leaf.mkdir(parents=True)
@@ -360,12 +360,16 @@ def test_tasks_limit_goes_to_cgroup2_where_pids_can_be_enabled_else_v1(tmp_path)
     (leaf / "pids.max").write_text("max\n")  # as the kernel shows it once enabled above
     c.MachineCgroup("box", Layout("unified", root, root, {}))._limit_tasks()
     assert (leaf / "pids.max").read_text() == str(c.TASKS_MAX)
-    assert (root / "cgroup.subtree_control").read_text() == "+pids"
+    # --property=TasksMax= replaces the default (applied after it, by create())
+    (leaf / "pids.max").write_text("max\n")
+    c.MachineCgroup("box", Layout("unified", root, root, {}), properties=("TasksMax=99",))._limit_tasks()
+    assert (leaf / "pids.max").read_text() == "max\n"
     # A hybrid host (pids bound to v1): the v1 pids hierarchy takes it, cgroup2 is left alone.
     uni, pids = tmp_path / "h/unified", tmp_path / "h/pids"
     (uni / "machine.slice/machine-box.scope").mkdir(parents=True)
     (uni / "cgroup.controllers").write_text("\n")
     (pids / "machine.slice/machine-box.scope").mkdir(parents=True)
+    (pids / "machine.slice/machine-box.scope/pids.max").write_text("max\n")
     c.MachineCgroup("box", Layout("hybrid", tmp_path / "h", uni, {"pids": pids}))._limit_tasks()
     assert (pids / "machine.slice/machine-box.scope/pids.max").read_text() == str(c.TASKS_MAX)
     assert not (uni / "machine.slice/machine-box.scope/pids.max").exists()
