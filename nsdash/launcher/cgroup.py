@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from nsdash.errors import MachineExists, NsdashError
-from nsdash.launcher import device_filter
+from nsdash.launcher import device_filter, names
 from nsdash.system import cgroupfs
 
-SLICE = "machine.slice"
+SLICE = names.SLICE
 
 # The device whitelist (v1 devices.allow lines; the cgroup2 BPF program is built from the
 # same lines): the nodes the plan binds into /dev, plus PTYs.  Everything else (a disk
@@ -61,17 +61,16 @@ def device_program() -> int | None:
         return _program[0]
 
 
-def scope_path(machine: str) -> str:
-    """The machine's cgroup path, relative to each hierarchy's root."""
-    return f"/{SLICE}/machine-{machine}.scope"
+scope_path = names.scope_path  # the machine's cgroup path, relative to each hierarchy's root
 
 
 class MachineCgroup:
     """Create, join, signal and remove one machine's cgroup in every hierarchy."""
 
-    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None) -> None:
+    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None, path: str | None = None) -> None:
+        """PATH: where the machine's cgroup is, if not at scope_path (as its supervisor reports it)."""
         self.machine = machine
-        self.path = scope_path(machine)
+        self.path = path or scope_path(machine)
         self.layout = layout or cgroupfs.detect()
         self.dirs = self._dirs()
 
@@ -80,7 +79,9 @@ class MachineCgroup:
         unified = self.layout.unified_path(self.path)
         if unified is not None:
             dirs.append(unified)
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices"):
+        # perf_event: where it is a v1 hierarchy, `perf record -G` (nsdash profile) finds the
+        # machine there only; on cgroup2 the controller is implicit and needs no directory.
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event"):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)

@@ -400,8 +400,18 @@ def list_images(dirs: tuple[Path, ...] = IMAGE_DIRS) -> list[Path]:
     return list(seen.values())
 
 
+def start_spec(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, *,
+               trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
+    """What `machinectl start NAME` runs, through the one spec builder: systemd-nspawn@.service's
+    --boot --link-journal=try-guest with --settings=override, so NAME.nspawn is read (and wins)
+    exactly as `nsdash spawn -M NAME` reads it."""
+    from nsdash.launcher.options import spec_from
+
+    directory = find_image(name, dirs)
+    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", f"--machine={name}",
+                      f"--directory={directory}"], trusted_dirs=trusted_dirs)
+
+
 def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> dict[str, Any]:
     """machinectl start: boot image NAME detached, with its journal linked into the tree."""
-    directory = find_image(name, dirs)
-    spec = ContainerSpec(directory=directory, machine=name, boot=True, link_journal="try-guest")
-    return spawn(spec, detach=True)
+    return spawn(start_spec(name, dirs), detach=True)
