@@ -184,7 +184,7 @@ def rss_mib(pid: int | str = "self") -> float:
 
 def first(args, report: Report) -> None:
     """Start to first full frame: the real `nsdash` in tmux 160x48, the screen read until every pane is filled."""
-    samples = [first_frame() for _ in range(args.first_runs)]
+    samples = [first_frame(f"nsdash-bench-first-{os.getpid()}-{i}") for i in range(args.first_runs)]
     med = statistics.median(samples)
     print(f"start to first full frame in tmux 160x48: median {med * 1000:.0f} ms "
           f"[{min(samples) * 1000:.0f}..{max(samples) * 1000:.0f}] over {len(samples)} starts; "
@@ -200,14 +200,16 @@ def _full_frame(screen: str) -> bool:
             and ("Machine " in screen or "No machines" in screen))
 
 
-def first_frame(timeout: float = 20.0) -> float:
+def first_frame(sock: str, timeout: float = 20.0) -> float:
+    """Seconds from `tmux new-session` to a full frame; SOCK names a tmux server of its own."""
     import subprocess
 
-    sock = f"nsdash-bench-first-{os.getpid()}"
     env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={REPO}"
     t0 = time.perf_counter()
-    subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
-                    f"exec env {env} {sys.executable} -m nsdash"], check=True, cwd=REPO)
+    started = subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
+                              f"exec env {env} {sys.executable} -m nsdash"], cwd=REPO, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise SystemExit(f"tmux new-session failed: {started.stderr.strip()}")
     try:
         while time.perf_counter() - t0 < timeout:
             screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
