@@ -27,12 +27,26 @@ if TYPE_CHECKING:
 
 # Message types and header fields (specification: "Message Format").
 METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
-F_PATH, F_INTERFACE, F_MEMBER, F_ERROR_NAME, F_REPLY_SERIAL, F_DESTINATION, F_SENDER, F_SIGNATURE = range(1, 9)
+(F_PATH, F_INTERFACE, F_MEMBER, F_ERROR_NAME, F_REPLY_SERIAL, F_DESTINATION, F_SENDER, F_SIGNATURE,
+ F_UNIX_FDS) = range(1, 10)
 
 _ALIGN = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8, "h": 4,
           "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
 _FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "x": "q", "t": "Q", "d": "d", "h": "I"}
 _MAX_MESSAGE = 128 * 1024 * 1024  # the specification's limit
+
+
+class Variant:
+    """An argument of type 'v': VALUE with its SIGNATURE (replies come back unwrapped)."""
+
+    __slots__ = ("signature", "value")
+
+    def __init__(self, signature: str, value: Any) -> None:
+        self.signature = signature
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Variant({self.signature!r}, {self.value!r})"
 
 
 class WireError(Exception):
@@ -102,7 +116,7 @@ class _Writer:
             for sub, item in zip(_split(t[1:-1]), value, strict=True):
                 self.write(sub, item)
         elif c == "v":
-            sig, inner = value
+            sig, inner = (value.signature, value.value) if isinstance(value, Variant) else value
             self.write("g", sig)
             self.write(sig, inner)
         else:
@@ -125,8 +139,8 @@ class _Writer:
 
 
 def message(serial: int, destination: str, path: str, interface: str, member: str,
-            signature: str = "", body: list[object] | tuple[object, ...] = ()) -> bytes:
-    """One METHOD_CALL message, little-endian."""
+            signature: str = "", body: list[object] | tuple[object, ...] = (), unix_fds: int = 0) -> bytes:
+    """One METHOD_CALL message, little-endian; UNIX_FDS descriptors travel with it ('h' indexes them)."""
     payload = _Writer()
     for t, v in zip(_split(signature), body, strict=True):
         payload.write(t, v)
@@ -135,6 +149,8 @@ def message(serial: int, destination: str, path: str, interface: str, member: st
         (F_DESTINATION, ("s", destination))]
     if signature:
         fields.append((F_SIGNATURE, ("g", signature)))
+    if unix_fds:
+        fields.append((F_UNIX_FDS, ("u", unix_fds)))
     head = _Writer()
     head.buf += struct.pack("<cBBBII", b"l", METHOD_CALL, 0, 1, len(payload.buf), serial)
     head.write("a(yv)", fields)
@@ -205,7 +221,8 @@ class _Reader:
 class Connection:
     """One authenticated connection on a connected stream socket; blocking, with a timeout per call."""
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, unix_fds: bool = False) -> None:
+        """UNIX_FDS: ask the bus to carry file descriptors (NEGOTIATE_UNIX_FD)."""
         self.sock = sock
         self.timeout = timeout
         self.serial = 0
@@ -217,6 +234,12 @@ class Connection:
         line = self._line()
         if not line.startswith(b"OK "):
             raise WireError("org.freedesktop.DBus.Error.AuthFailed", line.decode(errors="replace").strip())
+        if unix_fds:
+            sock.sendall(b"NEGOTIATE_UNIX_FD\r\n")
+            line = self._line()
+            if not line.startswith(b"AGREE_UNIX_FD"):
+                raise WireError("org.freedesktop.DBus.Error.NotSupported",
+                                "the bus does not pass file descriptors: " + line.decode(errors="replace").strip())
         sock.sendall(b"BEGIN\r\n")
         (name,) = self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello")
         self.unique_name = str(name)
@@ -225,10 +248,19 @@ class Connection:
         self.sock.close()
 
     def call(self, destination: str, path: str, interface: str, member: str,
-             signature: str = "", body: list[object] | tuple[object, ...] = ()) -> list[object]:
-        """Send one call, return the reply's body; WireError on an error reply, TimeoutError, OSError/EOFError."""
+             signature: str = "", body: list[object] | tuple[object, ...] = (),
+             unix_fds: list[int] | tuple[int, ...] = ()) -> list[Any]:
+        """Send one call, return the reply's body; WireError on an error reply, TimeoutError, OSError/EOFError.
+
+        UNIX_FDS go with the message (the connection must have been opened with unix_fds=True)."""
         self.serial += 1
-        self.sock.sendall(message(self.serial, destination, path, interface, member, signature, body))
+        data = message(self.serial, destination, path, interface, member, signature, body, len(unix_fds))
+        if unix_fds:
+            sent = socket.send_fds(self.sock, [data], list(unix_fds))
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+        else:
+            self.sock.sendall(data)
         while True:
             kind, fields, values = self._message()
             if fields.get(F_REPLY_SERIAL) != self.serial or kind not in (METHOD_RETURN, ERROR):

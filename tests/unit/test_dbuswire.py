@@ -157,6 +157,23 @@ def test_error_reply_is_a_wire_error(private_bus: str) -> None:
         conn.close()
 
 
+def test_variant_arguments_as_systemd_takes_them() -> None:
+    """StartTransientUnit's a(sv) with Variant objects (nsdash.system.dbus.variant), read back by dbus-fast."""
+    props = [["Description", dbuswire.Variant("s", "x")], ["PIDs", dbuswire.Variant("au", [5, 6])],
+             ["ExecStart", dbuswire.Variant("a(sasb)", [("/bin/true", ["/bin/true"], False)])],
+             ["StandardInputFileDescriptor", dbuswire.Variant("h", 0)]]
+    data = dbuswire.message(1, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                            "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))",
+                            ["x.scope", "fail", props, []], unix_fds=1)
+    msg = Unmarshaller(io.BufferedRWPair(io.BytesIO(data), io.BytesIO())).unmarshall()
+    assert msg is not None
+    name, mode, got, aux = msg.body
+    assert (name, mode, aux) == ("x.scope", "fail", [])
+    assert [(k, v.signature, _fast(v.value)) for k, v in got] == [
+        ("Description", "s", "x"), ("PIDs", "au", [5, 6]),
+        ("ExecStart", "a(sasb)", [("/bin/true", ["/bin/true"], False)]), ("StandardInputFileDescriptor", "h", 0)]
+
+
 def test_bus_gone_mid_call_is_eof_or_oserror() -> None:
     ours, theirs = socket.socketpair()
     theirs.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
