@@ -69,7 +69,7 @@ class Report:
 
     def done(self) -> None:
         if self.as_json:
-            json.dump({"bench": self.bench, "load": [min(self.loads), max(self.loads)],
+            json.dump({"bench": self.bench, "started": self.started, "load": [min(self.loads), max(self.loads)],
                        "seconds": round(time.time() - self.started, 1), "rows": self.rows},
                       sys.stdout)
             sys.stdout.write("\n")

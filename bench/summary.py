@@ -84,7 +84,9 @@ def _figure(value: float | None, unit: str) -> str:
 
 def table(results: list[dict]) -> str:
     loads = [x for r in results for x in r.get("load", [])]
-    head = [f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {machine()}; "
+    starts = [r["started"] for r in results if r.get("started")]
+    when = datetime.datetime.fromtimestamp(min(starts), datetime.UTC) if starts else datetime.datetime.now(datetime.UTC)
+    head = [f"Measured {when:%Y-%m-%d %H:%M} UTC on {machine()}; "
             f"load average {min(loads, default=0):.1f}-{max(loads, default=0):.1f} during the run.",
             "Ratios are nsdash / peer (speeds: nsdash's over the peer's, higher is better); "
             "medians, [min..max] over the runs or pairs.", "",
