@@ -260,3 +260,37 @@ async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
     assert re.search(r"^TracerPid:\s+0$", status, re.M)
     assert re.search(r"^State:\s+S", status, re.M)  # sleeping again, not left stopped
     assert not tracers_of(sleeping)
+
+
+@pytest.mark.integration
+async def test_a_new_syscall_expression_restarts_strace_with_it(looping):
+    app = NsdashApp(interval=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
+        app.selected = looping
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        screen = app.screen
+        pane = screen.query_one(TracePane)
+        await wait_for(pilot, lambda: any("openat(" in t for t in pane.visible_text()), what="openat lines")
+        await pilot.press("e")
+        for key in "trace=wait4":
+            await pilot.press({"=": "equals_sign"}.get(key, key))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "-- strace -e trace=wait4 --" in pane.visible_text(),
+                       what="the restart marker")
+
+        def after_marker() -> list[str]:
+            text = pane.visible_text()
+            return text[text.index("-- strace -e trace=wait4 --") + 1:]
+
+        await wait_for(pilot, lambda: any("wait4(" in t for t in after_marker()), what="wait4 lines after it")
+        first_session = screen._sessions[0]
+        await wait_for(pilot, first_session.done.is_set, what="the first strace reaped")
+        calls = {t.split()[1].split("(")[0] for t in after_marker()
+                 if t[:1].isdigit() and "(" in t.split()[1] and "--- " not in t and "+++" not in t}
+        assert calls <= {"wait4", "<..."}, calls  # only what was asked (the added clone() lines hidden)
+        assert "-e trace=wait4" in str(pane.border_subtitle)
+        await pilot.press("escape")
+        await wait_for(pilot, screen.done.is_set, what="every strace reaped")
+    assert not tracers_of(looping)
