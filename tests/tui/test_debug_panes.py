@@ -183,7 +183,7 @@ async def test_the_footer_and_palette_name_trace_and_profile():
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
         keys = {b.key: b.description for b in app.BINDINGS if hasattr(b, "key")}
-        assert keys.get("T") == "Trace" and keys.get("P") == "Profile"
+        assert keys.get("T") == "Trace" and keys.get("P") == "Profile" and keys.get("D") == "gdb"
         from tuikit import feed_sample
 
         await feed_sample(app, pilot)
