@@ -99,10 +99,22 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
 
 
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+PERSONALITY_QUERY = 0xFFFFFFFF
+
+
+def personality(persona: int) -> int:
+    """personality(2): set the execution domain; returns the previous one."""
+    return _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
 # ---- capabilities (added by the launcher) ----------------------------------
 
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_KEEPCAPS = 8
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
