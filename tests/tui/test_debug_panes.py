@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
 import pytest
 from tuikit import sample_app, wait_for
 
-from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, parse_script
 from nsdash.inside.debugging.strace import Line
 from nsdash.launcher.spec import ContainerSpec
@@ -19,14 +17,14 @@ from nsdash.tui.screens.debugging import ProfileScreen, TraceScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
+from tests.conftest import teardown_machine
 from tests.integration.test_debug import LOOP, SPIN, tracers_of
 
 SIZE = (160, 48)
 
 
 def _stop(name: str) -> None:
-    with contextlib.suppress(NsdashError, OSError):
-        client.terminate(name, wait=True)
+    teardown_machine(name)  # the suite's teardown: terminate, and clean up whatever that leaves
 
 
 def _start(tree: Path, name: str, *command: str) -> str:
