@@ -292,3 +292,40 @@ async def test_a_new_syscall_expression_restarts_strace_with_it(looping):
         await pilot.press("escape")
         await wait_for(pilot, screen.done.is_set, what="every strace reaped")
     assert not tracers_of(looping)
+
+
+# ---------------------------------------------------------------- the PTY session gdb runs in
+
+def _read_until(session, needle: bytes, timeout: float = 10.0) -> bytes:
+    import time
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while needle not in got:
+        assert time.monotonic() < deadline, got
+        chunk = session.read(0.1)
+        assert chunk is not None, got
+        got += chunk[0]
+    return got
+
+
+def test_a_pty_session_is_a_terminal_both_ways_and_reaps_its_program():
+    from nsdash.tui.console.pty_session import PtySession
+
+    s = PtySession(["/bin/sh", "-c", 'stty size; read x; echo "got:$x"; tty -s && echo tty'], 30, 100)
+    assert b"30 100" in _read_until(s, b"30 100")  # the pane's size, as the program sees it
+    s.send(b"abc\r")
+    out = _read_until(s, b"tty\r\n")
+    assert b"got:abc" in out
+    while s.read(0.5) is not None:  # EOF once it has gone
+        pass
+    s.close()
+    assert s.process.returncode == 0 and s.master == -1
+
+
+def test_a_pty_session_ends_a_program_that_ignores_its_farewell():
+    from nsdash.tui.console.pty_session import PtySession
+
+    s = PtySession(["/bin/sleep", "100"], 24, 80, farewell=b"quit\r")
+    s.close(grace=0.3)
+    assert s.process.returncode == -15  # SIGTERM after the grace: nothing left running
