@@ -1,96 +1,29 @@
-"""nsdash.system.dbuswire: the blocking D-Bus client, checked against dbus-fast and a real bus daemon."""
+"""nsdash.system.dbuswire: blocking D-Bus calls on dbus-fast's marshalling, against a real bus daemon."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
+import sys
 import time
-from typing import Any
+from pathlib import Path
 
 import pytest
-from dbus_fast import Message, Variant
-from dbus_fast._private.unmarshaller import Unmarshaller
 
 from nsdash.system import dbuswire
 
-BODIES = [
-    ("", []),
-    ("s", ["hello"]),
-    ("asas", [[], ["a*.service", "b.socket"]]),
-    ("sayssusai", ["web1", bytes(range(16)), "nsdash", "container", 4242, "/var/lib/machines/web1", [3, 7]]),
-    ("ubxtd", [7, True, -(2**40), 2**64 - 1, 1.5]),
-    ("a{sv}(so)", [{"Id": ("s", "x.service"), "Pids": ("au", [1, 2])}, ("name", "/org/x")]),
-]
+REPO = Path(__file__).resolve().parents[2]
 
-
-def _fast(value: object) -> object:
-    """dbus-fast's shape of a value: Variants unwrapped, so the two sides compare."""
-    if isinstance(value, Variant):
-        return _fast(value.value)
-    if isinstance(value, dict):
-        return {k: _fast(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_fast(v) for v in value)
-    return value
-
-
-def _ours(signature: str, body: list[Any]) -> list[Any]:
-    """The body as our reader returns it: variants given as (signature, value) come back bare."""
-    def plain(t: str, v: Any) -> Any:
-        if t == "v":
-            sig, inner = v
-            return plain(sig, inner)
-        if t.startswith("a{"):
-            kt, vt = dbuswire._split(t[2:-1])
-            return {plain(kt, k): plain(vt, x) for k, x in v.items()}
-        if t == "ay":
-            return bytes(v)
-        if t.startswith("a"):
-            return [plain(t[1:], x) for x in v]
-        if t.startswith("("):
-            return tuple(plain(s, x) for s, x in zip(dbuswire._split(t[1:-1]), v, strict=True))
-        return v
-    return [plain(t, v) for t, v in zip(dbuswire._split(signature), body, strict=True)]
-
-
-@pytest.mark.parametrize(("signature", "body"), BODIES)
-def test_dbus_fast_reads_what_we_write(signature: str, body: list[object]) -> None:
-    data = dbuswire.message(9, "org.example.Dest", "/org/example", "org.example.Iface", "Do", signature, body)
-    msg = Unmarshaller(io.BufferedRWPair(io.BytesIO(data), io.BytesIO())).unmarshall()
-    assert msg is not None
-    assert (msg.destination, msg.path, msg.interface, msg.member, msg.serial) == (
-        "org.example.Dest", "/org/example", "org.example.Iface", "Do", 9)
-    assert msg.signature == signature
-    assert _fast(msg.body) == _fast(_ours(signature, body))
-
-
-@pytest.mark.parametrize(("signature", "body"), BODIES)
-def test_we_read_what_dbus_fast_writes(signature: str, body: list[object]) -> None:
-    def fast_value(t: str, v: Any) -> Any:
-        if t == "v":
-            sig, inner = v
-            return Variant(sig, inner)
-        if t.startswith("a{"):
-            _, vt = dbuswire._split(t[2:-1])
-            return {k: fast_value(vt, x) for k, x in v.items()}
-        return v
-    fast_body = [fast_value(t, v) for t, v in zip(dbuswire._split(signature), body, strict=True)]
-    data = bytes(Message(destination="a.b", path="/a", interface="a.b", member="M", signature=signature,
-                         body=fast_body, serial=3)._marshall(False))
-    reader = dbuswire._Reader(data, "<")
-    reader.pos = 12
-    fields = dict(reader.read("a(yv)"))
-    assert fields[dbuswire.F_MEMBER] == "M"
-    (fields_len,) = struct.unpack_from("<I", data, 12)  # the body starts after the fields, padded to 8
-    reader.pos = 16 + fields_len + (-(16 + fields_len) % 8)
-    got = [reader.read(t) for t in dbuswire._split(signature)]
-    assert got == _ours(signature, body)
-    assert reader.pos == len(data)
+def test_no_asyncio_and_the_real_package_still_loads() -> None:
+    """The blocking path loads dbus-fast's message modules without asyncio; a later
+    `import dbus_fast` (the dashboard, job verbs) gets the whole package over the same modules."""
+    code = ("import sys; from nsdash.system import dbuswire; assert 'asyncio' not in sys.modules; "
+            "import dbus_fast; from dbus_fast.aio import MessageBus; "
+            "assert dbus_fast.Variant is dbuswire.Variant and dbus_fast.Message is sys.modules['dbus_fast.message'].Message")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 @pytest.fixture
@@ -157,21 +90,23 @@ def test_error_reply_is_a_wire_error(private_bus: str) -> None:
         conn.close()
 
 
-def test_variant_arguments_as_systemd_takes_them() -> None:
-    """StartTransientUnit's a(sv) with Variant objects (nsdash.system.dbus.variant), read back by dbus-fast."""
-    props = [["Description", dbuswire.Variant("s", "x")], ["PIDs", dbuswire.Variant("au", [5, 6])],
-             ["ExecStart", dbuswire.Variant("a(sasb)", [("/bin/true", ["/bin/true"], False)])],
-             ["StandardInputFileDescriptor", dbuswire.Variant("h", 0)]]
-    data = dbuswire.message(1, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                            "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))",
-                            ["x.scope", "fail", props, []], unix_fds=1)
-    msg = Unmarshaller(io.BufferedRWPair(io.BytesIO(data), io.BytesIO())).unmarshall()
-    assert msg is not None
-    name, mode, got, aux = msg.body
-    assert (name, mode, aux) == ("x.scope", "fail", [])
-    assert [(k, v.signature, _fast(v.value)) for k, v in got] == [
-        ("Description", "s", "x"), ("PIDs", "au", [5, 6]),
-        ("ExecStart", "a(sasb)", [("/bin/true", ["/bin/true"], False)]), ("StandardInputFileDescriptor", "h", 0)]
+def test_file_descriptors_travel_with_a_call(private_bus: str) -> None:
+    """unix_fds=True negotiates descriptor passing; a call carrying one is answered (the
+    bus checks the header's descriptor count against what arrived with the message)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(private_bus)
+    conn = dbuswire.Connection(sock, 5.0, unix_fds=True)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(dbuswire.WireError) as info:  # nobody owns the name: the bus itself answers
+            conn.call("org.example.Nobody", "/x", "org.example.X", "Take", "h", [0], unix_fds=[r])
+        assert info.value.name == "org.freedesktop.DBus.Error.ServiceUnknown"
+        (names,) = conn.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames")
+        assert conn.unique_name in names
+    finally:
+        conn.close()
+        os.close(r)
+        os.close(w)
 
 
 def test_bus_gone_mid_call_is_eof_or_oserror() -> None:
