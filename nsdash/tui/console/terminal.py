@@ -104,7 +104,8 @@ class TerminalModel:
         self._rows: list[Any] = []
         self._mine = False
         self._scrolled = False  # since _own: pyte would hold every row but the bottom one
-        self.bytes_fed = 0
+        self.bytes_fed = 0  # bytes of the console's output consumed: fed, or skipped
+        self.bytes_skipped = 0
 
     # ------------------------------------------------------------ geometry
 
@@ -136,6 +137,17 @@ class TerminalModel:
         text = self._decoder.decode(data)
         if text:
             self.feed_text(text)
+
+    def skip(self, nbytes: int) -> None:
+        """NBYTES of the console's output are left out (a flood the pane cannot keep up
+        with); what comes next starts in the terminal's ground state, so a character or
+        sequence cut by the skip must not swallow it."""
+        self.bytes_fed += nbytes
+        self.bytes_skipped += nbytes
+        self._decoder.reset()
+        self._partial = ""
+        if not self.stream._taking_plain_text:
+            self.stream._initialize_parser()
 
     def feed_text(self, text: str) -> None:
         stream = self.stream
