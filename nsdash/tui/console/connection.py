@@ -103,6 +103,7 @@ class ConsoleConnection:
         self._session: Session | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
+        self.max_backlog = 0  # the most unparsed bytes held at once (bounded by BEHIND)
 
     def start(self) -> None:
         _SWITCH.take()
@@ -146,6 +147,7 @@ class ConsoleConnection:
             ended = not self._take(session, backlog, timeout)
             if len(backlog) > BEHIND:
                 self._skip(backlog)
+            self.max_backlog = max(self.max_backlog, len(backlog))
             if backlog and (budget_left or ended):
                 piece = bytes(backlog[:SLICE])
                 del backlog[:SLICE]

@@ -192,6 +192,11 @@ class TerminalModel:
     def history_length(self) -> int:
         return len(self._screen.history)
 
+    @property
+    def history_limit(self) -> int:
+        """The most lines the history keeps (older ones go)."""
+        return self._screen.history.maxlen or 0
+
     def history_runs_at(self, index: int) -> list[Run]:
         return runs_of(self._screen.history[index], self.columns)
 
