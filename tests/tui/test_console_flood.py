@@ -51,3 +51,54 @@ async def test_a_flooding_machine_costs_the_pane_bounded_memory(busybox_tree, de
         assert max(held) <= pane.model.history_limit
         assert pane.model.bytes_skipped > 0, pane.model.bytes_fed  # it fell behind, and caught up by skipping
         pane.detach()
+
+
+def test_login_keeps_up_with_a_flood_on_a_slow_terminal(busybox_tree, detached, machine_name):
+    """`nsdash login` on a terminal that takes 80 kB/s while the machine floods: it is not
+    dropped as a slow attacher, ^] three times still detaches, and it says what it skipped."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "exec yes > /dev/console")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(sys.executable, [sys.executable, "-m", "nsdash", "login", machine_name], dict(os.environ))
+    seen = bytearray()
+
+    def read_slowly(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    seen.extend(os.read(fd, 4096)[-200:])  # keep only a little: this is a flood
+                except OSError:
+                    return
+            time.sleep(0.05)
+
+    try:
+        read_slowly(6)  # several megabytes written meanwhile, far more than this terminal took
+        os.write(fd, b"\x1d\x1d\x1d")
+        deadline = time.monotonic() + 30
+        status = None
+        while status is None and time.monotonic() < deadline:
+            read_slowly(0.2)
+            done, st = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(st) if done else None
+        assert status == 0, bytes(seen[-400:])
+        pid = 0
+        while select.select([fd], [], [], 0.2)[0]:
+            try:
+                seen.extend(os.read(fd, 4096))
+            except OSError:
+                break
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    tail = bytes(seen[-600:]).decode("utf-8", "replace")
+    assert f"Connection to machine {machine_name} terminated." in tail, tail  # detached by ^], not dropped
+    assert "MB of console output skipped" in tail, tail
