@@ -35,11 +35,11 @@ from nsdash.tui.console.terminal import TerminalModel
 _SEPARATOR = re.compile(rb"(?<!\r)\n(-- nsdash: [^\r\n]{1,200} --)\n")
 
 
-BEHIND = 256 * 1024  # unparsed bytes past which the oldest are skipped
-KEEP = 64 * 1024  # what a skip keeps: several screens, even of colourful lines
+BEHIND = 64 * 1024  # unparsed bytes past which the oldest are skipped (about 100 ms of parsing)
+KEEP = 32 * 1024  # what a skip keeps: a screenful or more, even of colourful lines
 SLICE = 8 * 1024  # parsed at a time, between looks at the socket
 FRAME = 1 / 30  # the pane's frame interval
-PARSE_SHARE = 0.5  # of each frame, the most the reader parses while it is behind
+PARSE_SHARE = 0.6  # of each frame, the most the reader parses while it is behind
 
 
 def fix_separators(data: bytes) -> bytes:
