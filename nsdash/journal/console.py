@@ -34,7 +34,7 @@ FOLLOW_BEHIND, FOLLOW_KEEP = 64 * 1024, 16 * 1024  # see _catch_up
 # writers the same way, 10,000 per 30 s by default); the rest waits, and what a flood
 # writes meanwhile is skipped (_catch_up).  A reader's own pace (the dashboard's pane
 # draws each line) must not decide how far behind a flood it falls.
-FOLLOW_BURST, FOLLOW_INTERVAL = 2000, 1.0
+FOLLOW_BURST, FOLLOW_INTERVAL = 500, 1.0
 
 
 def clean_line(line: str) -> str:
