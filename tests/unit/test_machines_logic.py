@@ -125,7 +125,7 @@ def test_os_release_and_addresses_parsing():
 
 
 def test_machine_names_are_validated():
-    assert validate_name("t1-a.b_c") == "t1-a.b_c"
+    assert validate_name("t1-a.b-c") == "t1-a.b-c"
     for bad in ("", "../x", "a/b", "-x", "x" * 65):
         with pytest.raises(UsageError):
             validate_name(bad)
