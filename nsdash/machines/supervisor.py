@@ -30,7 +30,7 @@ from nsdash.errors import MachineExists, NsdashError
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import protocol as proto
 from nsdash.machines import state as st
-from nsdash.machines.consolelog import ConsoleLog, utc_now
+from nsdash.machines.consolelog import ConsoleLog, log_files, utc_now
 
 REBOOT_BURST = 5  # more than this many reboots ...
 REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
@@ -203,9 +203,9 @@ class Supervisor:
         raise NsdashError(f"could not claim the state entry for '{self.name}'")
 
     def _remove_entry(self) -> None:
-        for name in (st.STATE_FILE, st.CONTROL, st.CONSOLE_LOG, st.CONSOLE_LOG + ".1"):
+        for path in (self.dir / st.STATE_FILE, self.dir / st.CONTROL, *log_files(self.dir / st.CONSOLE_LOG)):
             with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
+                path.unlink()
         for leftover in self.dir.glob(".*"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
