@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from nsdash.machines import identity
 from nsdash.system.frozen import Frozen
 
 IFNAMSIZ = 15  # usable characters of a link name
@@ -78,6 +77,8 @@ class NetSampler:
     def sample(self, leaders: Mapping[str, int]) -> dict[str, NetCounters | None]:
         """Machine name -> counters, for machines given as name -> a PID inside them."""
         from pyroute2 import IPRoute
+
+        from nsdash.machines import identity  # here: cgtop -b imports this module, not always this call
 
         result: dict[str, NetCounters | None] = {}
         with IPRoute() as host:
