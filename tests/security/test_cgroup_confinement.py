@@ -15,6 +15,7 @@ import os
 import pytest
 from conftest import run_nsdash, wait_for
 
+from nsdash.launcher import names
 from nsdash.launcher.cgroup import TASKS_MAX, MachineCgroup
 from nsdash.machines import state as st
 from nsdash.system import cgroupfs
@@ -57,8 +58,8 @@ def test_a_v1_hierarchy_mounted_inside_shows_only_the_machines_subtree(busybox_t
             f"if mount -t cgroup -o {opts} none /x; then "
             f"echo \"{opts} mounted\"; "
             f"find /x -name 'machine*' | sed 's/^/{opts} sees /'; "
-            f"for f in /x/../machine.slice/machine-{other}.scope/pids.max "
-            f"/x/machine.slice/machine-{other}.scope/pids.max; do "
+            f"for f in '/x/..{names.scope_path(other)}/pids.max' "
+            f"'/x{names.scope_path(other)}/pids.max'; do "
             f"  (echo 3 > $f) 2>/dev/null && echo \"{opts} wrote $f\"; done; "
             f"wc -l < /x/cgroup.procs | sed 's/^/{opts} procs /'; "
             f"umount /x; else echo \"{opts} refused\"; fi")
