@@ -52,10 +52,23 @@ def test_properties_are_written_to_the_machines_cgroup_files(detached, busybox_t
 
 
 def test_slice_places_the_machine_and_goes_with_it(busybox_tree, machine_name):
+    # Inside, the cgroup namespace makes the machine's own cgroup "/": look from the host
+    # while the payload runs, through the machine's own cgroup.procs.
+    scope = names.scope_path(machine_name, f"{machine_name}-web.slice")
+    assert scope.endswith(f"/{machine_name}.slice/{machine_name}-web.slice/{names.scope_name(machine_name)}")
+    path = LAYOUT.v1_path("pids", scope)
+    assert path is not None
     r = spawn(busybox_tree, "-M", machine_name, f"--slice={machine_name}-web", "--keep-unit",
-              "/bin/sh", "-c", "grep :pids: /proc/self/cgroup")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().endswith(f"/{machine_name}.slice/{machine_name}-web.slice/{names.scope_name(machine_name)}")
+              "/bin/sh", "-c", f"cat '/proc/1/cgroup' >/dev/null; test -d /proc/1 && echo $$ && sleep 0.1; "
+              f"grep :pids: /proc/self/cgroup")
+    assert r.returncode == 0 and r.stdout.strip().endswith(":pids:/"), r.stderr
+    detached = run_nsdash("spawn", "--detach", "-q", "-M", machine_name, "-D", str(busybox_tree),
+                          f"--slice={machine_name}-web", "/bin/sh", "-c", "sleep 60")
+    assert detached.returncode == 0, detached.stderr
+    try:
+        assert (path / "cgroup.procs").read_text().split(), "the payload is not in the slice's scope"
+    finally:
+        assert run_nsdash("terminate", machine_name).returncode == 0
     for hierarchy in LAYOUT.hierarchies():
         assert not (hierarchy / f"{machine_name}.slice").exists()
 
