@@ -47,6 +47,9 @@ Spawn a command or OS in a light-weight container (systemd-nspawn's options).
   -h --help                 Show this help
      --dry-run              Print the launch plan and exit without running it      [nsdash]
      --detach               Run the container in the background                    [nsdash]
+     --wait                 With --detach: return once the guest is up (READY=1, or
+                            its init runs), fail if it is not within the timeout  [nsdash]
+     --wait-timeout=SECS    How long --wait waits (default 90)                     [nsdash]
 
 Image:
   -D --directory=PATH       Root directory for the container
@@ -61,7 +64,8 @@ Execution:
   -E --setenv=NAME[=VALUE]  Pass an environment variable to PID 1
   -u --user=USER            Run the command under specified user or UID
      --kill-signal=SIGNAL   Select signal to use for shutting down PID 1
-     --notify-ready=BOOLEAN Accepted for compatibility; READY=1 is always awaited  [nsdash]
+     --notify-ready=BOOLEAN Whether the payload says READY=1 when it is up (a booted
+                            systemd always does)
      --reboot=restart|exit  What a reboot inside does: restart the container in this
                             process (default) or exit with 133 as nspawn does under
                             its service unit                                        [nsdash]
@@ -179,6 +183,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("settings", None, REQUIRED, "settings"),
     Opt("reboot", None, REQUIRED, "reboot"),
     Opt("detach", None, NO_ARG, "detach"),
+    Opt("wait", None, NO_ARG, "wait"),
+    Opt("wait-timeout", None, REQUIRED, "wait_timeout"),
     Opt("dry-run", None, NO_ARG, "dry_run"),
     Opt("no-new-privileges", None, OPTIONAL, "no_new_privileges", const="yes"),
     Opt("system-call-filter", None, REQUIRED, "system_call_filter", append=True),
@@ -399,7 +405,7 @@ def options_from_args(ns: SimpleNamespace) -> Options:
     if ns.uuid is not None:
         o["uuid"] = v.parse_uuid(ns.uuid)
     for key in ("boot", "as_pid2", "read_only", "ephemeral", "private_network", "network_veth",
-                "quiet", "detach", "dry_run"):
+                "quiet", "detach", "wait", "dry_run"):
         if getattr(ns, key):
             o[key] = True
     if ns.chdir is not None:
@@ -455,11 +461,24 @@ def options_from_args(ns: SimpleNamespace) -> Options:
     if ns.private_users_ownership is not None:
         o["private_users_ownership"] = v.parse_private_users_ownership(ns.private_users_ownership)
     if ns.notify_ready is not None:
-        v.parse_boolean(ns.notify_ready, "--notify-ready")
+        o["notify_ready"] = v.parse_boolean(ns.notify_ready, "--notify-ready")
+    if ns.wait_timeout is not None:
+        o["wait_timeout"] = _parse_seconds(ns.wait_timeout, "--wait-timeout")
     command = list(ns.command or [])
     if command:
         o["command"] = command
     return Options(o)
+
+
+def _parse_seconds(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise UsageError(f"{option} takes seconds (0 < SECS <= 86400), not {v.printable(text)!r}",
+                         f"for example {option}=90")
+    return value
 
 
 def find_directory(machine: str | None) -> str:
@@ -498,7 +517,8 @@ def derive_machine_name(directory: Path, ephemeral: bool) -> str:
 _SPEC_KEYS = ("hostname", "uuid", "boot", "as_pid2", "chdir", "user", "read_only", "ephemeral",
               "private_network", "network_veth", "link_journal", "resolv_conf", "timezone", "register",
               "kill_signal", "console", "quiet", "reboot_exit", "no_new_privileges", "private_users",
-              "private_users_ownership", "detach", "dry_run", "syscall_allow", "syscall_deny")
+              "private_users_ownership", "detach", "dry_run", "syscall_allow", "syscall_deny",
+              "notify_ready", "wait", "wait_timeout")
 
 
 # Settings that systemd-nspawn masks together (its SETTING_* bits): when the

@@ -55,12 +55,12 @@ def system_bus_reachable() -> bool:
 
 
 async def _call(destination: str, path: str, interface: str, member: str,
-                signature: str, body: list[Any]) -> list[Any]:
+                signature: str, body: list[Any], address: str | None = None) -> list[Any]:
     from dbus_fast import Message, MessageType
     from dbus_fast.aio import MessageBus
 
     try:
-        bus = await MessageBus(bus_address=system_bus_address()).connect()
+        bus = await MessageBus(bus_address=address or system_bus_address()).connect()
     except (OSError, EOFError) as e:
         raise BusError("nsdash.NoBus", f"cannot connect to the system bus: {e}") from None
     try:
@@ -75,11 +75,12 @@ async def _call(destination: str, path: str, interface: str, member: str,
 
 
 def call(destination: str, path: str, interface: str, member: str, signature: str = "",
-         body: list[Any] | None = None, timeout: float = TIMEOUT) -> list[Any]:
-    """One method call on the system bus; BusError on an error reply, no bus or timeout."""
-    if not system_bus_reachable():
+         body: list[Any] | None = None, timeout: float = TIMEOUT, address: str | None = None) -> list[Any]:
+    """One method call on the system bus (or the bus at ADDRESS, a machine's own, say);
+    BusError on an error reply, no bus or timeout."""
+    if address is None and not system_bus_reachable():
         raise BusError("nsdash.NoBus", "no system bus is running")
-    coro = _call(destination, path, interface, member, signature, body or [])
+    coro = _call(destination, path, interface, member, signature, body or [], address)
     try:
         return asyncio.run(asyncio.wait_for(coro, timeout))
     except TimeoutError:

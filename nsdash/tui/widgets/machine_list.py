@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
+from nsdash.launcher.validate import printable
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
 from nsdash.tui.widgets.fast_table import FastTable
@@ -17,6 +18,21 @@ from nsdash.tui.widgets.fast_table import FastTable
 COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "Address"),
            ("uptime", "Up"), ("cpu", "CPU (1 min)"))
 SPARK_WIDTH = 20
+
+
+UP_STATES = ("running", "degraded")
+STATUS_WIDTH = 32  # characters of the guest's STATUS= line shown beside a state other than running
+
+
+def state_cell(m: MachineInfo) -> str:
+    """The state, and while the guest is not simply running its last STATUS= line (escaped):
+    a boot that hangs shows as 'starting' with what it waits for, never as running."""
+    if not m.status or m.state in ("running", "orphan"):
+        return m.state
+    status = printable(m.status)
+    if len(status) > STATUS_WIDTH:
+        status = status[:STATUS_WIDTH - 1] + "…"
+    return f"{m.state}: {status}"
 
 
 def spark(values: list) -> str:
@@ -62,8 +78,8 @@ class MachineList(FastTable):
         seen = set()
         for m in machines:
             seen.add(m.name)
-            up = fmt.uptime(now - m.started) if m.started and m.state == "running" else "-"
-            cells = (m.name, m.state, m.os, m.address, up, spark(cpu(m.name)))
+            up = fmt.uptime(now - m.started) if m.started and m.state in UP_STATES else "-"
+            cells = (m.name, state_cell(m), m.os, m.address, up, spark(cpu(m.name)))
             old = self._rows.get(m.name)
             if old is None:
                 self.add_row(*self._styled(cells), key=m.name)
@@ -92,8 +108,9 @@ class MachineList(FastTable):
 
     def _styled_cell(self, col: str, value: str, state: str) -> Text | str:
         if col == "state":
-            cls = ("machine-list--running" if value == "running"
-                   else "machine-list--orphan" if value == "orphan" else "machine-list--transient")
+            state = state.partition(":")[0]  # (the cell may carry the guest's STATUS= line)
+            cls = ("machine-list--running" if state == "running"
+                   else "machine-list--orphan" if state == "orphan" else "machine-list--transient")
             return Text(value, style=self._style(cls))
         if col == "cpu":
             return Text(value, style=self._style("machine-list--running"))
