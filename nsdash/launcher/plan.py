@@ -73,7 +73,8 @@ DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 # ConditionVirtualization and systemd-detect-virt, OpenRC's rc_sys, virt-what).  nsdash
 # implements systemd-nspawn's Container Interface, so it says systemd-nspawn: guests then
 # behave as under nspawn (OpenRC skips the cgroup mounts it cannot make; systemd says
-# "systemd-nspawn", not "container-other").  /run/host/container-manager names nsdash.
+# "systemd-nspawn", not "container-other").  systemd reads /run/host/container-manager
+# before $container, so it says the same, as the Container Interface asks.
 CONTAINER = "systemd-nspawn"
 MACHINE_ID_MAX = 256  # bytes: /etc/machine-id is 33; anything longer is not one
 
@@ -423,7 +424,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     os_release = host_os_release(host_root)
     ops += [
         m.WriteFile("/run/host/os-release", os_release),
-        m.WriteFile("/run/host/container-manager", b"nsdash\n"),
+        m.WriteFile("/run/host/container-manager", f"{CONTAINER}\n".encode()),
         m.WriteFile("/run/host/container-uuid", f"{format_uuid(uuid_hex)}\n".encode()),
         m.WriteFile("/run/systemd/container", f"{CONTAINER}\n".encode()),
     ]

@@ -240,6 +240,7 @@ class Supervisor:
         self.set_winsize(24, 80)
         self.log = ConsoleLog(self.dir / st.CONSOLE_LOG)
         stack.callback(self.log.close)
+        self.watch(self.master, self._pty_event)
 
     def _close_slave(self) -> None:
         if self.slave >= 0:
@@ -461,15 +462,15 @@ class Supervisor:
 
     def _exit_status(self, outcome: Outcome, then: str) -> int:
         """systemd-nspawn's exit codes: the payload's own status, 128+N for a signal, 133 for
-        a reboot under --reboot=exit; 0 for a stop that was asked for and done in time."""
+        a reboot under --reboot=exit, 0 for a poweroff; 137 when a stop had to be forced."""
         if then == "reboot-loop":
             return 1
         if then == "reboot-exit":
             return REBOOT_EXIT
         if self.forced:
             return 128 + signal.SIGKILL
-        if outcome.kind == "killed" and self.stop_reason is not None:
-            return 0
+        if outcome.kind == "killed" and self.stop_reason == "terminate":
+            return 0  # killed as asked (machinectl terminate); any other death by signal is 128+N
         return outcome.exit_code()
 
     def _drain_console(self) -> None:
