@@ -184,8 +184,9 @@ def _stop(name: str, op: str, wait: bool, timeout: float) -> dict[str, Any]:
         if not wait:
             return c.request(op)
         c.sock.settimeout(timeout + STOP_GRACE)
+        args: dict[str, Any] = {"timeout": timeout} if op != "terminate" else {}
         try:
-            reply = c.call(op, wait=True)
+            reply = c.call(op, wait=True, **args)
         except TimeoutError:
             raise NsdashError(f"machine '{name}' did not stop within {timeout + STOP_GRACE:.0f} s",
                               f"force it with 'nsdash terminate {name}'") from None

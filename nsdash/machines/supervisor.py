@@ -520,23 +520,27 @@ class Supervisor:
             self.container.signal(signal.SIGKILL, "all")
 
     def _ask_init(self, action: str, timeout: float) -> None:
+        """Ask the init to ACTION in its own way (shutdown.request); SIGKILL at the deadline."""
         c = self.container
         if c is None or c.leader is None:
             return
-        kind = self.init
-        if kind == "command" and action == "poweroff" and self.spec.kill_signal:
-            c.signal(self.spec.kill_signal)
+        if self.init == "command":
+            # A plain command: --kill-signal, else SIGTERM (as machinectl poweroff asks a payload
+            # that is no init); one that ignores it is killed at the deadline, and that is said.
+            c.signal(self.spec.kill_signal or signal.SIGTERM)
         else:
             kill_signal = c.plan.kill_signal if c.plan is not None else signal.SIGTERM
-            shutdown.request(kind, action, c.leader, kill_signal)
+            shutdown.request(self.init, action, c.leader, kill_signal)
         self._set_phase("rebooting" if action == "reboot" and self.stop_reason is None else "stopping")
         deadline = time.monotonic() + timeout
         if self.kill_deadline is None or deadline < self.kill_deadline:
             self.kill_deadline, self.stop_action, self.stop_timeout = deadline, action, timeout
 
     def _stop_signal_received(self) -> None:
-        """SIGTERM/SIGINT/SIGHUP to us: stop the machine as systemd-nspawn does (its
-        --kill-signal if one was given, else the init's own poweroff); a second one kills."""
+        """SIGTERM/SIGINT/SIGHUP to us: stop the machine as systemd-nspawn does, with its kill
+        signal (--kill-signal, or SIGKILL for a plain command) -- but a booted init without
+        --kill-signal is asked in its own way (nspawn's SIGRTMIN+3 means nothing to BusyBox,
+        SysV or runit).  A second signal kills everything."""
         self.stop_requests += 1
         c = self.container
         if c is None:
@@ -545,15 +549,15 @@ class Supervisor:
             self.stop_reason = self.stop_reason or "signal"
             c.signal(signal.SIGKILL, "all")
             return
-        if self.spec.kill_signal and self.init != "command":
-            self.stop_reason = "poweroff"
-            c.signal(self.spec.kill_signal)
+        self.stop_reason = self.stop_reason or "poweroff"
+        if self.spec.kill_signal or self.init == "command":
+            c.signal(self.spec.kill_signal or (c.plan.kill_signal if c.plan is not None else signal.SIGKILL))
             self._set_phase("stopping")
             return
         try:
             self.poweroff()
         except NsdashError:
-            c.signal(signal.SIGKILL, "all")  # no way to ask this init: the second-signal answer
+            c.signal(signal.SIGKILL, "all")  # no way to ask this init: the second signal's answer now
 
     def _deadline_passed(self) -> None:
         self.kill_deadline = None
