@@ -37,6 +37,7 @@ import threading
 import time
 from collections import deque
 from contextlib import ExitStack
+from pathlib import Path
 
 from nsdash.errors import MachineExists, NsdashError
 from nsdash.launcher.plan import new_uuid
@@ -257,7 +258,7 @@ class Supervisor:
         root = st.machines_root()
         root.mkdir(parents=True, exist_ok=True)
         tmp = root / f".{self.name}.{os.getpid()}"
-        tmp.mkdir(mode=0o700)
+        tmp.mkdir(mode=0o755)
         self._lock_fd = os.open(tmp / st.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         for _ in range(3):
@@ -274,10 +275,24 @@ class Supervisor:
                 tmp.rmdir()
                 raise MachineExists(f"machine '{self.name}' is already running",
                                     f"pick another name with -M, or stop it with 'nsdash poweroff {self.name}'")
-            from nsdash.machines.orphans import clean_orphan
-
-            clean_orphan(self.name)
+            self._clean_dead_orphan(tmp)
         raise NsdashError(f"could not claim the state entry for '{self.name}'")
+
+    def _clean_dead_orphan(self, tmp: Path) -> None:
+        """The name's entry is an orphan (its supervisor died).  Its remains are cleaned only
+        when nothing of it runs any more; live processes are never killed by a start (the
+        clients clean orphans, saying so, before they hand a machine to an engine)."""
+        from nsdash.launcher.cgroup import MachineCgroup
+        from nsdash.machines.orphans import clean_orphan
+
+        if MachineCgroup(self.name).populated():
+            os.close(self._lock_fd)
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+            raise MachineExists(f"machine '{self.name}' is already running (orphaned: its supervisor died)",
+                                f"'nsdash terminate {self.name}' cleans it up")
+        clean_orphan(self.name)
 
     def _remove_entry(self) -> None:
         for name in (st.STATE_FILE, st.CONTROL, st.CONSOLE_LOG, st.CONSOLE_LOG + ".1"):
