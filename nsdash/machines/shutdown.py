@@ -9,8 +9,9 @@ not tell, from files in the machine's root:
   runlevel-change request written to its control FIFO /run/initctl, as
   telinit 0 / telinit 6 does; signals would only run inittab's powerfail or
   ctrl-alt-del entries, which are no shutdown.
-- runit: /etc/runit/stopit made executable, /etc/runit/reboot executable for a
-  reboot and not for a poweroff, then SIGCONT to PID 1 (runit(8)).
+- runit: its stopit flag file made executable, its reboot flag executable for a
+  reboot and not for a poweroff, then SIGCONT to PID 1 (runit(8); Debian's build
+  keeps the flags in /run).
 - a plain command (no -b): SIGTERM, or --kill-signal; an unknown init the
   machine's kill signal.
 
@@ -40,8 +41,10 @@ INITCTL_PATHS = ("run/initctl", "dev/initctl")  # sysvinit >= 2.89 / older
 _INIT_REQUEST = struct.Struct("=iiii368s")
 TELINIT_SLEEPTIME = 3  # seconds between SIGTERM and SIGKILL for processes init stops (telinit's -t)
 
-RUNIT_STOPIT = "etc/runit/stopit"
-RUNIT_REBOOT = "etc/runit/reboot"
+# runit's flag files: upstream's, and Debian's build, which reads them from /run.
+RUNIT_FLAGS = {"upstream": ("etc/runit/stopit", "etc/runit/reboot"),
+               "debian": ("run/runit.stopit", "run/runit.reboot")}
+EXE_SCAN_LIMIT = 4 << 20  # bytes of runit's binary searched for the flag paths it was built with
 
 # Signals for the inits that take one; "sysv" and "runit" are handled by request() below.
 POWEROFF_SIGNAL: dict[str, int] = {"systemd": SIGRTMIN + 4, "busybox": signal.SIGUSR2}
@@ -115,8 +118,7 @@ def request(kind: str, action: str, leader: int, kill_signal: int) -> str:
     if kind == "runit":
         _runit_files(leader, reboot)
         _kill(leader, signal.SIGCONT)
-        return "made /etc/runit/stopit executable" + (" and /etc/runit/reboot" if reboot else "") + \
-            " and sent SIGCONT"
+        return "set runit's stopit" + (" and reboot" if reboot else "") + " flags and sent SIGCONT"
     sig = signal.SIGTERM if kind == "command" and reboot else kill_signal
     _kill(leader, sig)
     return f"sent signal {sig}"
@@ -175,22 +177,33 @@ def _open_fifo(root: int, path: str) -> int:
 
 
 def _runit_files(leader: int, reboot: bool) -> None:
-    """runit(8): stage 3 starts on SIGCONT when /etc/runit/stopit is executable by its owner;
-    afterwards it reboots when /etc/runit/reboot is, else halts.  Debian links both to /run,
-    so the paths are followed, but only inside the machine's root."""
+    """runit(8): stage 3 starts on SIGCONT when the stopit file is executable by its owner;
+    afterwards it reboots when the reboot file is, else halts.  Upstream keeps them in
+    /etc/runit (Void links them to /run), Debian's build reads /run/runit.stopit and
+    /run/runit.reboot: the binary says which.  Written only inside the machine's root."""
+    stopit, reboot_flag = RUNIT_FLAGS[_runit_build(leader)]
     root = _open_root(leader)
     try:
-        _set_mode(root, RUNIT_STOPIT, 0o100, create=True)
+        _set_mode(root, stopit, 0o100, create=True)
         if reboot:
-            _set_mode(root, RUNIT_REBOOT, 0o100, create=True)
+            _set_mode(root, reboot_flag, 0o100, create=True)
         else:
             with contextlib.suppress(FileNotFoundError):
-                _set_mode(root, RUNIT_REBOOT, 0o000, create=False)
+                _set_mode(root, reboot_flag, 0o000, create=False)
     except OSError as e:
-        raise NsdashError(f"cannot ask the machine's runit to stop: /{e.filename or RUNIT_STOPIT}: "
+        raise NsdashError(f"cannot ask the machine's runit to stop: /{e.filename or stopit}: "
                           f"{e.strerror}", "try again, or 'nsdash terminate' it") from None
     finally:
         os.close(root)
+
+
+def _runit_build(leader: int) -> str:
+    """'debian' if PID 1's binary names Debian's /run flag files, else 'upstream'."""
+    try:
+        with open(f"/proc/{leader}/exe", "rb") as f:
+            return "debian" if b"/run/runit.stopit" in f.read(EXE_SCAN_LIMIT) else "upstream"
+    except OSError:
+        return "upstream"
 
 
 def _set_mode(root: int, path: str, mode: int, create: bool) -> None:

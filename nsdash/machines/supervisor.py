@@ -60,6 +60,7 @@ REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
 CLIENT_BUFFER_LIMIT = 1024 * 1024  # an attacher this far behind is dropped
 REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
+NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
@@ -182,6 +183,8 @@ class Supervisor:
         self.stop_action = ""  # what kill_deadline enforces, for the message
         self.stop_timeout = 0.0
         self.forced: str | None = None  # set when this boot was killed at its stop deadline
+        self.nudge_due: float | None = None  # runit: asked again while it stops (see _ask_init)
+        self.nudge_action = "poweroff"
         self.waiters: list[tuple[_Conn, Any, str]] = []  # (conn, request id, op) answered at the boot's end
         self.registration_checks: list[float] = []
         self.health_due: float | None = None
@@ -370,6 +373,7 @@ class Supervisor:
         self.reboot_requested = False
         self.kill_deadline = None
         self.forced = None
+        self.nudge_due = None
         self.health_due = None
         self._mark(f"boot {self.boot}")
         self._reopen_console()
@@ -546,10 +550,24 @@ class Supervisor:
         else:
             kill_signal = c.plan.kill_signal if c.plan is not None else signal.SIGTERM
             shutdown.request(self.init, action, c.leader, kill_signal)
+            if self.init == "runit":
+                # runit acts on SIGCONT only in stage 2, and its stage 1 resets the flags:
+                # asked while it still boots, it is asked again until it stops.
+                self.nudge_due, self.nudge_action = time.monotonic() + NUDGE_INTERVAL, action
         self._set_phase("rebooting" if action == "reboot" and self.stop_reason is None else "stopping")
         deadline = time.monotonic() + timeout
         if self.kill_deadline is None or deadline < self.kill_deadline:
             self.kill_deadline, self.stop_action, self.stop_timeout = deadline, action, timeout
+
+    def _nudge_runit(self) -> None:
+        """Ask runit again: its stage 1 resets the flag files, and it heeds SIGCONT only in
+        stage 2, so a stop asked while it boots would otherwise be lost."""
+        c = self.container
+        self.nudge_due = time.monotonic() + NUDGE_INTERVAL
+        if c is None or c.leader is None:
+            return
+        with contextlib.suppress(NsdashError):
+            shutdown.request("runit", self.nudge_action, c.leader, signal.SIGTERM)
 
     def _stop_signal_received(self) -> None:
         """SIGTERM/SIGINT/SIGHUP to us: stop the machine as systemd-nspawn does, with its kill
@@ -644,7 +662,7 @@ class Supervisor:
 
     def _loop(self) -> None:
         while True:
-            deadlines = [d for d in (self.kill_deadline, self._pty_retry, self.health_due,
+            deadlines = [d for d in (self.kill_deadline, self._pty_retry, self.health_due, self.nudge_due,
                                      *self.registration_checks[:1]) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
@@ -670,6 +688,8 @@ class Supervisor:
                 self._start_health_check()
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self._deadline_passed()
+            if self.nudge_due is not None and now >= self.nudge_due:
+                self._nudge_runit()
             if self.outcome is not None and self.container is not None:
                 if not self._after_exit():
                     return
