@@ -60,6 +60,7 @@ REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
 CLIENT_BUFFER_LIMIT = 1024 * 1024  # an attacher this far behind is dropped
 REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
+HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older than this
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
@@ -190,6 +191,7 @@ class Supervisor:
         self.health_due: float | None = None
         self.health_busy = False
         self.health_result: str | None = None
+        self.health_checked = 0.0  # monotonic time of the last answer
         self.limiter = RebootLimiter()
         # One identity for the machine's whole life: a reboot keeps its UUID (systemd derives a
         # missing machine ID from $container_uuid), as with systemd-nspawn.  The tree's own
@@ -656,7 +658,16 @@ class Supervisor:
             return
         if self.phase in st.UP_STATES:
             self._set_phase("degraded" if result == "degraded" else "running")
-        self.health_due = time.monotonic() + HEALTH_INTERVAL
+        self.health_checked = time.monotonic()
+        self.health_due = self.health_checked + HEALTH_INTERVAL
+
+    def _health_on_demand(self) -> None:
+        """Someone asks for the status: a systemd guest's health older than HEALTH_FRESH is
+        asked again now (the answer shows in the next status), not only on the slow timer."""
+        now = time.monotonic()
+        if (self.init == "systemd" and self.phase in st.UP_STATES and self.health_due is not None
+                and now - self.health_checked > HEALTH_FRESH):
+            self.health_due = now
 
     # ---------------------------------------------------------------- event loop
 
@@ -973,6 +984,7 @@ class Supervisor:
             return
         if req.op == "status":
             self._send(conn, proto.ok(rid, status=self.status()))
+            self._health_on_demand()
             return
         if self.container is None or self.container.leader is None:
             self._send(conn, proto.error("not-running", f"machine '{self.name}' is not running now", rid))

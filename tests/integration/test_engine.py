@@ -230,3 +230,18 @@ def test_a_terminal_run_machine_is_reachable_by_the_verbs(busybox_tree, machine_
         os.close(t.fd)
     assert b"nsdash-demo: shutting down" in t.out  # the last words reached the terminal too
     assert b"Container " + machine_name.encode() + b" has been shut down." in t.out
+
+
+def test_a_systemd_guest_with_a_failed_unit_is_degraded(debian_cache, machine_name, cleanup):
+    """Asked over the guest's own bus after READY=1 (and again when someone asks for the status)."""
+    from nsdash.machines import client
+
+    cleanup(machine_name)
+    assert run_nsdash("spawn", "--detach", "--wait", "-xbD", str(debian_cache), "-M", machine_name).returncode == 0
+    wait_for(lambda: client.status(machine_name)["state"] == "running", timeout=30, what="running")
+    r = run_nsdash("shell", machine_name, "/usr/bin/systemd-run", "--unit=engine-fails", "/bin/false")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: client.status(machine_name)["state"] == "degraded", timeout=30, step=0.5, what="degraded")
+    row = next(line for line in run_nsdash("list", "--no-legend").stdout.splitlines()
+               if line.split()[0] == machine_name)
+    assert "degraded" in row.split()[-2:]
