@@ -44,6 +44,7 @@ from nsdash.launcher.plan import new_uuid
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import shutdown
 from nsdash.machines import state as st
+from nsdash.machines.consolelog import utc_now
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     from collections.abc import Callable
@@ -98,10 +99,6 @@ def outcome_event(kind: str, status: int) -> tuple[str, str | None]:
             name = str(status)
         return "killed", f"signal {name}"
     return kind, None
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class LocalConsole:
