@@ -61,6 +61,7 @@ REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
 CLIENT_BUFFER_LIMIT = 1024 * 1024  # an attacher this far behind is dropped
 REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
+HEALTH_TIMEOUT = 5.0  # seconds a guest's bus has to answer (machines/health.py)
 HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older than this
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
@@ -189,6 +190,7 @@ class Supervisor:
         self.health_busy = False
         self.health_result: str | None = None
         self.health_checked = 0.0  # monotonic time of the last answer
+        self._health: threading.Thread | None = None
         self.limiter = RebootLimiter()
         # One identity for the machine's whole life: a reboot keeps its UUID (systemd derives a
         # missing machine ID from $container_uuid), as with systemd-nspawn.  The tree's own
@@ -376,6 +378,13 @@ class Supervisor:
         self.health_due = None
         self._mark(f"boot {self.boot}")
         self._reopen_console()
+        if self._health is not None:
+            # No other thread may run while the container's children are forked: the middle
+            # child is made by a raw clone3 (CLONE_INTO_CGROUP), after which the interpreter's
+            # GIL state is not reset as os.fork() resets it, and a thread asking for the GIL
+            # deadlocks the child (tests/integration/test_reliability.py, concurrent starts).
+            self._health.join(HEALTH_TIMEOUT + 1.0)
+            self._health = None
         container = Container(self.spec, console_fd=self.slave if self.use_pty else None,
                               uuid=self.session_uuid)
         try:
@@ -637,13 +646,14 @@ class Supervisor:
         if c is None or c.leader is None or self.health_busy or self.spec.private_users != "no":
             return  # (under -U host root is nobody to the guest's bus: not asked)
         self.health_busy = True
-        threading.Thread(target=self._health_thread, args=(c.leader,), daemon=True).start()
+        self._health = threading.Thread(target=self._health_thread, args=(c.leader,), daemon=True)
+        self._health.start()
 
     def _health_thread(self, leader: int) -> None:
         from nsdash.machines.health import system_state
 
         try:
-            self.health_result = system_state(leader)
+            self.health_result = system_state(leader, HEALTH_TIMEOUT)
         finally:
             self.health_busy = False
             with contextlib.suppress(OSError):
