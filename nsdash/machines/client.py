@@ -22,11 +22,11 @@ from typing import Any
 from nsdash.errors import MachineNotFound, NsdashError, PrivilegeError, ProtocolError, UsageError
 from nsdash.launcher import speccodec
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.launcher.validate import printable
 from nsdash.machines import protocol as proto
 from nsdash.machines import registry
 from nsdash.machines import state as st
 from nsdash.system.paths import IMAGE_DIRS
+from nsdash.system.text import escape
 
 Notice = Callable[[str], None]
 STOP_TIMEOUT = 15.0  # the engine's default: then SIGKILL (supervisor.STOP_TIMEOUT)
@@ -192,7 +192,7 @@ def _stop(name: str, op: str, wait: bool, timeout: float) -> dict[str, Any]:
                               f"force it with 'nsdash terminate {name}'") from None
         if not reply["ok"]:
             if reply.get("error") == "killed":
-                raise NsdashError(f"{printable(reply.get('message', ''))} (SIGKILL to every process)",
+                raise NsdashError(f"{escape(reply.get('message', ''))} (SIGKILL to every process)",
                                   "its init did not finish shutting down in time; see "
                                   f"'nsdash journal -M {name}' or its console log") from None
             raise ProtocolError(f"machine '{name}': {reply.get('message', '')}")
@@ -257,10 +257,10 @@ def _tail(name: str, status: dict[str, Any], count: int = 10) -> str:
 
     text = ""
     if status.get("status_text"):
-        text += f"\n  last status: {printable(status['status_text'])}"
+        text += f"\n  last status: {escape(status['status_text'])}"
     lines = last_lines(st.machine_dir(name) / st.CONSOLE_LOG, count)
     if lines:
-        text += "\n  console, last lines:\n" + "\n".join(f"    {printable(line)}" for line in lines)
+        text += "\n  console, last lines:\n" + "\n".join(f"    {escape(line)}" for line in lines)
     return text
 
 
@@ -359,16 +359,16 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
                                                      env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "nsdash", "_supervise", "--ready-fd", str(w)],
-                                stdin=subprocess.PIPE, pass_fds=(w,), env=env, cwd="/",
-                                stdout=subprocess.DEVNULL)
+        if _in_own_unit(spec):
+            _start_service(spec, env, w)
+        else:
+            _fork_supervisor(spec, env, w)
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         os.close(w)
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(speccodec.dumps(spec).encode())
-        proc.stdin.close()
-        proc.wait()
         received = bytearray()
         try:
             _read_all(r, timeout, received)
@@ -394,6 +394,46 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     return dict(result)
 
 
+def _in_own_unit(spec: ContainerSpec) -> bool:
+    """On a host booted with systemd the supervisor runs in a service of its own, so the
+    machine outlives the caller's unit; --keep-unit keeps it in the caller's."""
+    if spec.keep_unit or not os.path.isdir("/run/systemd/system"):
+        return False
+    from nsdash.machines import units
+
+    return units.manages(spec)
+
+
+def _supervise_argv(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "nsdash", "_supervise", *extra]
+
+
+def _fork_supervisor(spec: ContainerSpec, env: dict[str, str], w: int) -> None:
+    """The supervisor as a detached grandchild of ours (cli/supervise.py), in our cgroup."""
+    proc = subprocess.Popen(_supervise_argv("--ready-fd", str(w)), stdin=subprocess.PIPE, pass_fds=(w,),
+                            env=env, cwd="/", stdout=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write(speccodec.dumps(spec).encode())
+    proc.stdin.close()
+    proc.wait()
+
+
+def _start_service(spec: ContainerSpec, env: dict[str, str], w: int) -> None:
+    """The supervisor as nsdash@NAME.service: the spec on its stdin (a sealed memfd), the
+    start report on its stdout (our pipe), its stderr in the journal."""
+    from nsdash.machines import units
+    from nsdash.machines.supervisor import STOP_TIMEOUT
+
+    fd = os.memfd_create("nsdash-spec", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, speccodec.dumps(spec).encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        units.start_supervisor(spec.machine, _supervise_argv("--ready-fd", "1", "--in-unit"), env,
+                               stdin_fd=fd, stdout_fd=w, stop_timeout=STOP_TIMEOUT + 15)
+    finally:
+        os.close(fd)
+
+
 def _readable(fd: int, timeout: float | None) -> bool:
     """Wait until FD is readable (or at EOF/error); poll(), since select() refuses fds over 1023."""
     poller = select.poll()
@@ -402,7 +442,9 @@ def _readable(fd: int, timeout: float | None) -> bool:
 
 
 def _read_all(fd: int, timeout: float, into: bytearray) -> None:
-    """Read FD to EOF into INTO; NsdashError once TIMEOUT seconds have passed."""
+    """Read FD into INTO until EOF or the supervisor's final report line ({"ok": ...}): a
+    service's stdout stays open in systemd for as long as the unit is loaded, so EOF alone
+    cannot end the wait.  NsdashError once TIMEOUT seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -413,6 +455,8 @@ def _read_all(fd: int, timeout: float, into: bytearray) -> None:
             if not data:
                 return
             into += data
+            if data.endswith(b"\n") and b'"ok"' in into.splitlines()[-1]:
+                return
 
 
 def _abandon_start(machine: str, received: bytes) -> None:
@@ -465,11 +509,23 @@ def list_images(dirs: tuple[Path, ...] = IMAGE_DIRS) -> list[Path]:
     return list(seen.values())
 
 
+def start_spec(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, *,
+               trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
+    """What `machinectl start NAME` runs, through the one spec builder: systemd-nspawn@.service's
+    --boot --link-journal=try-guest with --settings=override, so NAME.nspawn is read (and wins)
+    exactly as `nsdash spawn -M NAME` reads it."""
+    from nsdash.launcher.options import spec_from
+
+    directory = find_image(name, dirs)
+    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", f"--machine={name}",
+                      f"--directory={directory}"], trusted_dirs=trusted_dirs)
+
+
 def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, wait: bool = False,
           wait_timeout: float = 90.0) -> dict[str, Any]:
     """machinectl start: boot image NAME detached, with its journal linked into the tree;
     with WAIT, return once the guest is up (wait_up)."""
-    directory = find_image(name, dirs)
-    spec = ContainerSpec(directory=directory, machine=name, boot=True, link_journal="try-guest",
-                         wait=wait, wait_timeout=wait_timeout)
-    return spawn(spec, detach=True)
+    result = spawn(start_spec(name, dirs), detach=True)
+    if wait:
+        result["status"] = wait_up(name, wait_timeout)
+    return result

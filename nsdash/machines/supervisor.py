@@ -299,12 +299,13 @@ class Supervisor:
         clean_orphan(self.name)
 
     def _remove_entry(self) -> None:
-        for name in (st.STATE_FILE, st.CONTROL, st.CONSOLE_LOG, st.CONSOLE_LOG + ".1"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
-        for leftover in self.dir.glob(".*"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        # Everything the entry holds (state, socket, the console log and its side files,
+        # temporaries), whatever other modules keep there: only the supervisor removes it.
+        with os.scandir(self.dir) as entries:
+            for entry in entries:
+                if entry.name != st.LOCK_FILE:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
         # The lock goes last, so nobody sees a lock-less entry while we tear down.
         with contextlib.suppress(OSError):
             (self.dir / st.LOCK_FILE).unlink()
@@ -386,7 +387,7 @@ class Supervisor:
             self._health.join(HEALTH_TIMEOUT + 1.0)
             self._health = None
         container = Container(self.spec, console_fd=self.slave if self.use_pty else None,
-                              uuid=self.session_uuid)
+                              uuid=self.session_uuid, cgroup=self._cgroup_backend())
         try:
             container.start()
         except BaseException:
@@ -411,13 +412,29 @@ class Supervisor:
         else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
             threading.Thread(target=self._wait_container, args=(container,), daemon=True).start()
 
+    def _cgroup_backend(self) -> Any:
+        """A systemd scope for this boot where systemd manages the host (not --keep-unit),
+        else None: nsdash makes the cgroups itself (machines/units.py).  Checked without the
+        D-Bus client's import cost on hosts without systemd."""
+        if self.spec.keep_unit or not os.path.isdir("/run/systemd/system"):
+            return None
+        from nsdash.machines import units
+
+        return units.cgroup_backend(self.spec)
+
+    def _in_systemd_scope(self) -> bool:
+        """machined keeps a registration whose unit systemd made; only a cgroup nsdash made
+        itself needs the checks after each registration."""
+        return bool(getattr(self.container, "managed_cgroup", False))
+
     def _register_boot(self) -> None:
         """Register this boot with systemd-machined (the one place), and check on it later."""
         if self.registration is None:
             return
         self.registration.register(self._state())
-        now = time.monotonic()
-        self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
+        if not self._in_systemd_scope():
+            now = time.monotonic()
+            self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
 
     def _reopen_console(self) -> None:
         """A fresh slave fd for each boot after the first: the last one was closed to drain
@@ -1005,7 +1022,7 @@ class Supervisor:
             conn.frames = proto.FrameReader()
             if req.arg("rows") and req.arg("cols"):
                 self._set_winsize(req.arg("rows"), req.arg("cols"))
-            history = self.log.tail(req.arg("replay", self.replay_bytes)) if self.log is not None else b""
+            history = self.log.tail_safe(req.arg("replay", self.replay_bytes)) if self.log is not None else b""
             if history:
                 self._send(conn, proto.output_frames(history))
             return

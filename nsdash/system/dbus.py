@@ -54,18 +54,33 @@ def system_bus_reachable() -> bool:
         s.close()
 
 
+def variant(signature: str, value: Any) -> Any:
+    """A D-Bus variant (for a(sv) property lists), without callers importing dbus-fast."""
+    from dbus_fast import Variant
+
+    return Variant(signature, value)
+
+
+def plain(value: Any) -> Any:
+    """A reply value with its variants unwrapped."""
+    from dbus_fast import Variant
+
+    return value.value if isinstance(value, Variant) else value
+
+
 async def _call(destination: str, path: str, interface: str, member: str,
-                signature: str, body: list[Any], address: str | None = None) -> list[Any]:
+                signature: str, body: list[Any], unix_fds: list[int], address: str | None = None) -> list[Any]:
     from dbus_fast import Message, MessageType
     from dbus_fast.aio import MessageBus
 
     try:
-        bus = await MessageBus(bus_address=address or system_bus_address()).connect()
+        bus = await MessageBus(bus_address=address or system_bus_address(),
+                               negotiate_unix_fd=bool(unix_fds)).connect()
     except (OSError, EOFError) as e:
         raise BusError("nsdash.NoBus", f"cannot connect to the system bus: {e}") from None
     try:
         reply = await bus.call(Message(destination=destination, path=path, interface=interface,
-                                       member=member, signature=signature, body=body))
+                                       member=member, signature=signature, body=body, unix_fds=unix_fds))
     finally:
         bus.disconnect()
     assert reply is not None
@@ -75,12 +90,14 @@ async def _call(destination: str, path: str, interface: str, member: str,
 
 
 def call(destination: str, path: str, interface: str, member: str, signature: str = "",
-         body: list[Any] | None = None, timeout: float = TIMEOUT, address: str | None = None) -> list[Any]:
+         body: list[Any] | None = None, timeout: float = TIMEOUT,
+         unix_fds: list[int] | None = None, address: str | None = None) -> list[Any]:
     """One method call on the system bus (or the bus at ADDRESS, a machine's own, say);
-    BusError on an error reply, no bus or timeout."""
+    BusError on an error reply, no bus or timeout.
+    UNIX_FDS travel with the message; an 'h' argument in BODY is an index into them."""
     if address is None and not system_bus_reachable():
         raise BusError("nsdash.NoBus", "no system bus is running")
-    coro = _call(destination, path, interface, member, signature, body or [], address)
+    coro = _call(destination, path, interface, member, signature, body or [], list(unix_fds or ()), address)
     try:
         return asyncio.run(asyncio.wait_for(coro, timeout))
     except TimeoutError:

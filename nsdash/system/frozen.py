@@ -7,7 +7,15 @@ the rest of those imports, on every `nsdash spawn`.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # mypy takes this name as true; at run time typing is not imported (spawn path)
+if TYPE_CHECKING:
+    from typing import dataclass_transform
+else:
+    def dataclass_transform(**_kwargs: object):  # noqa: ANN202 - a no-op decorator at run time
+        return lambda cls: cls
 
+
+@dataclass_transform(frozen_default=True, kw_only_default=False)
 class Frozen:
     """An immutable value object with dataclass-like fields, made without code generation.
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from nsdash.launcher.validate import printable
+from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
 from nsdash.tui.widgets.fast_table import FastTable
@@ -29,7 +29,7 @@ def state_cell(m: MachineInfo) -> str:
     a boot that hangs shows as 'starting' with what it waits for, never as running."""
     if not m.status or m.state in ("running", "orphan"):
         return m.state
-    status = printable(m.status)
+    status = escape(m.status)
     if len(status) > STATUS_WIDTH:
         status = status[:STATUS_WIDTH - 1] + "…"
     return f"{m.state}: {status}"
@@ -106,7 +106,7 @@ class MachineList(FastTable):
     def _styled(self, cells: tuple) -> list:
         return [self._styled_cell(col, c, cells[1]) for (col, _), c in zip(COLUMNS, cells, strict=True)]
 
-    def _styled_cell(self, col: str, value: str, state: str) -> Text | str:
+    def _styled_cell(self, col: str, value: str, state: str) -> Text:
         if col == "state":
             state = state.partition(":")[0]  # (the cell may carry the guest's STATUS= line)
             cls = ("machine-list--running" if state == "running"
@@ -114,7 +114,9 @@ class MachineList(FastTable):
             return Text(value, style=self._style(cls))
         if col == "cpu":
             return Text(value, style=self._style("machine-list--running"))
-        return value
+        # A Text, never a str: DataTable reads a str cell as markup, and the OS name and the
+        # address come from the guest ("[@click=app.quit]" would be a link to an action).
+        return Text(escape(value))
 
     def _style(self, component: str) -> Style:
         style = self._styles.get(component)
