@@ -33,6 +33,9 @@ from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
 from nsdash.system.frozen import Frozen
 
+NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
+NOTIFY_BATCH = 256  # datagrams drained per read_notify() call, so a flood cannot starve the caller's loop
+STATUS_MAX = 256  # characters kept of STATUS= (guest text, shown escaped by whoever displays it)
 SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
 
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
@@ -378,25 +381,35 @@ class Container:
         """The notify socket; call read_notify() when it is readable."""
         return self._notify.fileno() if self._notify else None
 
-    def read_notify(self) -> list[str]:
-        """Drain sd_notify messages from the payload; sets `ready` on READY=1."""
-        messages: list[str] = []
+    def read_notify(self) -> bool:
+        """Drain sd_notify datagrams from the payload; True if READY=1 or STATUS= changed.
+
+        Bounded so a flood costs nothing: at most NOTIFY_BATCH datagrams per call (the
+        caller's loop calls again while the socket stays readable), each cut at
+        NOTIFY_DATAGRAM bytes, and only READY=1 and the last STATUS= (cut at STATUS_MAX)
+        are kept; every other key (newer systemds send more) and garbage is dropped.
+        Passed file descriptors (FDSTORE=1) are closed by the kernel: no ancillary buffer.
+        """
+        changed = False
         if self._notify is None:
-            return messages
-        while True:
+            return changed
+        for _ in range(NOTIFY_BATCH):
             try:
-                data = self._notify.recv(4096)
+                data = self._notify.recv(NOTIFY_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
-            for line in data.decode(errors="replace").splitlines():
-                messages.append(line)
-                if line == "READY=1":
+            for line in data.split(b"\n"):
+                if line == b"READY=1" and not self.ready.is_set():
                     self.ready.set()
-                elif line.startswith("STATUS="):
-                    self.status_text = line[7:]
-        return messages
+                    changed = True
+                elif line.startswith(b"STATUS="):
+                    text = line[7:7 + STATUS_MAX].decode("utf-8", "replace")
+                    if text != self.status_text:
+                        self.status_text = text
+                        changed = True
+        return changed
 
     def wait(self) -> Outcome:
         """Block until PID 1 ends; how it ended."""

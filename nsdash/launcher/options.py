@@ -54,7 +54,6 @@ IMAGE_SEARCH_PATH = ("/etc/machines", "/run/machines", "/var/lib/machines",
 NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
     "directory", "machine", "settings",  # spec_from's own inputs
-    "notify_ready",  # nsdash always waits for READY=1 from a booted init (see --help)
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
 })
 

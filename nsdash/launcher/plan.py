@@ -72,6 +72,15 @@ DEFAULT_CAPABILITIES = frozenset({
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
+# $container and /run/systemd/container: what guests' own detection keys on (systemd's
+# ConditionVirtualization and systemd-detect-virt, OpenRC's rc_sys, virt-what).  nsdash
+# implements systemd-nspawn's Container Interface, so it says systemd-nspawn: guests then
+# behave as under nspawn (OpenRC skips the cgroup mounts it cannot make; systemd says
+# "systemd-nspawn", not "container-other").  systemd reads /run/host/container-manager
+# before $container, so it says the same, as the Container Interface asks.
+CONTAINER = "systemd-nspawn"
+MACHINE_ID_MAX = 256  # bytes: /etc/machine-id is 33; anything longer is not one
+
 # /proc entries systemd-nspawn makes inaccessible or read-only (nspawn-mount.c's mount table).
 PROC_MASKED = ("/proc/kallsyms", "/proc/kcore", "/proc/keys", "/proc/sysrq-trigger", "/proc/timer_list")
 PROC_READ_ONLY = ("/proc/acpi", "/proc/apm", "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
@@ -498,6 +507,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     if os.path.exists(os.path.join(dev, "net/tun")):
         nodes.append("net/tun")
     ops += [m.Bind(f"/dev/{n}", f"/dev/{n}", recursive=False) for n in nodes]
+    ops += _dev_char_links(dev, nodes)
     ops += [
         *([m.Bind(console, "/dev/console", recursive=False)] if console else []),
         m.Filesystem("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
@@ -514,8 +524,9 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     os_release = host_os_release(host_root)
     ops += [
         m.WriteFile("/run/host/os-release", os_release),
-        m.WriteFile("/run/host/container-manager", b"nsdash\n"),
-        m.WriteFile("/run/systemd/container", b"nsdash\n"),
+        m.WriteFile("/run/host/container-manager", f"{CONTAINER}\n".encode()),
+        m.WriteFile("/run/host/container-uuid", f"{format_uuid(uuid_hex)}\n".encode()),
+        m.WriteFile("/run/systemd/container", f"{CONTAINER}\n".encode()),
     ]
     if spec.credentials:
         ops.append(m.MakeDir(CREDENTIALS_PATH, 0o700))  # the mount point, made before /run/host turns read-only
@@ -708,7 +719,7 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
                  host_term: str | None, state_dir: str | None) -> list[tuple[str, str]]:
     env: dict[str, str] = {
         "PATH": CONTAINER_PATH,
-        "container": "nsdash",
+        "container": CONTAINER,
         "container_uuid": format_uuid(uuid_hex),
         "TERM": (host_term or "vt220") if tty else "dumb",
         "HOME": user.home,
@@ -829,6 +840,19 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
         raise SpecError(f"{host_dir} exists on the host and is not a symlink",
                         "remove it or use --link-journal=host")
     return [m.MakeDir(guest_path, 0o2755)], None, (host_dir, guest_host_path)
+
+
+def _dev_char_links(dev: str, nodes: list[str]) -> list[m.MountOp]:
+    """/dev/char/MAJOR:MINOR -> ../NODE for the device nodes the container gets, as nspawn
+    and udev make them (libudev and systemd's device lookups go through /dev/char)."""
+    ops: list[m.MountOp] = []
+    for node in nodes:
+        try:
+            rdev = os.stat(os.path.join(dev, node)).st_rdev
+        except OSError:
+            continue
+        ops.append(m.Symlink(f"/dev/char/{os.major(rdev)}:{os.minor(rdev)}", "../" + node))
+    return ops
 
 
 def signal_name(sig: int) -> str:

@@ -70,7 +70,7 @@ def test_default_plan_namespaces_command_and_identity(tree, host):
     assert plan.hostname == "box" and plan.root == str(tree)
     assert plan.kill_signal == signal.SIGKILL
     env = dict(plan.env)
-    assert env["container"] == "nsdash" and env["NOTIFY_SOCKET"] == "/run/host/notify"
+    assert env["container"] == "systemd-nspawn" and env["NOTIFY_SOCKET"] == "/run/host/notify"
     assert env["container_host_id"] == "debian" and env["container_host_version_id"] == "12"
     assert len(env["container_uuid"]) == 36
     assert plan.capabilities == DEFAULT_CAPABILITIES
@@ -278,7 +278,7 @@ def test_resolve_in_root_and_find_executable(tree):
 def test_describe_lists_everything(tree, host):
     text = plan_for(tree, host, command=("true", "x")).describe()
     assert "machine:      box" in text and "command:      true x" in text
-    assert "namespaces:   mnt uts ipc cgroup pid" in text and "mounts:" in text and "container=nsdash" in text
+    assert "namespaces:   mnt uts ipc cgroup pid" in text and "mounts:" in text and "container=systemd-nspawn" in text
     assert "kill signal:  SIGKILL" in text
 
 
