@@ -307,6 +307,8 @@ class Container:
                 os.symlink(target, link)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
+        if plan.move_interfaces and self.leader is not None:
+            self._move_interfaces(plan)
         if plan.network != "veth" or self.leader is None:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
@@ -319,6 +321,19 @@ class Container:
                               "is another machine using that name? pick another with -M") from None
         self._veth = name
         netlink.set_link_up(name)
+
+    def _move_interfaces(self, plan: LaunchPlan) -> None:
+        """--network-interface: move host links into the container's namespace (the kernel hands
+        a physical one back to the host when that namespace goes; a virtual one goes with it)."""
+        from nsdash.system import netlink
+
+        assert self.leader is not None
+        for name in plan.move_interfaces:
+            try:
+                netlink.move_link(name, self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot move network interface {name} into the container: {e}",
+                                  "check that it exists and is not in use by another machine") from None
 
     # ---- running --------------------------------------------------------------
 

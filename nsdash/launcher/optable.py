@@ -119,8 +119,8 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth and --network-namespace-path; "
-             "configure other links inside")
+NET_LATER = ("nsdash's networking is --private-network, --network-veth, --network-interface and "
+             "--network-namespace-path; configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -224,8 +224,9 @@ ROWS: tuple[Setting, ...] = (
     Setting("private-network", None, group=NET, arg=NO_ARG, key="private_network", file="Network.Private",
             file_parse=_bool, privileged=True, mask="NETWORK",
             help="Disable network in container (only a loopback device)"),
-    Setting("network-interface", None, group=NET, metavar="INTERFACE", key="network_interface",
-            file="Network.Interface", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-interface", None, group=NET, metavar="INTERFACE", key="network_interfaces", store=APPEND,
+            parse=pv.parse_ifname, file="Network.Interface", file_parse=pv.parse_ifnames, file_store=EXTEND,
+            file_reset=True, privileged=True, mask="NETWORK",
             help="Assign an existing network interface to the container"),
     Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan",
             file="Network.MACVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",

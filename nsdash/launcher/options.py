@@ -410,8 +410,11 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
+    if merged.get("network_interfaces"):
+        merged["private_network"] = True  # nspawn: moving a link in means a network of its own
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
-        raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
+        raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
+                         "or --network-interface",
                          "the joined namespace is the container's network: pick one")
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network

@@ -138,6 +138,7 @@ class LaunchPlan(m.Frozen):
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
+    move_interfaces: tuple[str, ...] = ()  # --network-interface: host links the parent moves in
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
 
     @property
@@ -541,12 +542,21 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
-        netns_path=spec.network_namespace_path, ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
+        netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
         extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
+
+
+def _host_links(names: tuple[str, ...]) -> tuple[str, ...]:
+    """--network-interface: each must be a link of the host now (it is moved in after start)."""
+    for name in names:
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            raise SpecError(f"--network-interface {name}: no such network interface on the host",
+                            "see 'ip link' for the names")
+    return names
 
 
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is

@@ -247,3 +247,18 @@ def test_volatile_yes_is_a_tmpfs_root_holding_only_the_trees_usr(busybox_tree):
     lines = out.split()
     assert "bin" not in lines and "usr" in lines and lines[-2:] == ["root-writable", "usr-read-only"]
     assert not (busybox_tree / "f").exists()
+
+
+def test_network_interface_moves_a_host_link_in(busybox_tree, machine_name):
+    host, peer = f"{machine_name[:9]}a", f"{machine_name[:9]}b"  # the leak check knows the session tag
+    subprocess.run(["ip", "link", "add", host, "type", "veth", "peer", "name", peer], check=True)
+    try:
+        out = sh(busybox_tree, "tail -n +3 /proc/net/dev | cut -d: -f1", f"--network-interface={host}")
+        assert sorted(out.split()) == sorted(["lo", host])
+        # a virtual link goes with the container's namespace (a physical one would come back)
+        assert not Path(f"/sys/class/net/{host}").exists() and not Path(f"/sys/class/net/{peer}").exists()
+    finally:
+        for name in (host, peer):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+    code, _, err = spawn(busybox_tree, "--network-interface=nosuch0", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "no such network interface" in err
