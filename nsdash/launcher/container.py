@@ -313,13 +313,20 @@ class Container:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
-        name = veth_name(plan.machine)
+        prefix = "vb-" if plan.veth_bridge else netlink.HOST_PEER_PREFIX  # nspawn's names
+        name = netlink.veth_host_name(plan.machine, prefix)
         try:
-            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine))
+            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine, prefix))
         except Exception as e:  # pyroute2's NetlinkError and friends
             raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
                               "is another machine using that name? pick another with -M") from None
         self._veth = name
+        if plan.veth_bridge:
+            try:
+                netlink.set_master(name, plan.veth_bridge)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot attach {name} to bridge {plan.veth_bridge}: {e}",
+                                  "give an existing bridge (ip link add NAME type bridge)") from None
         netlink.set_link_up(name)
 
     def _move_interfaces(self, plan: LaunchPlan) -> None:

@@ -119,8 +119,8 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth, --network-interface and "
-             "--network-namespace-path; configure other links inside")
+NET_LATER = ("nsdash's networking is --private-network, --network-veth, --network-bridge, "
+             "--network-interface and --network-namespace-path; configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -240,8 +240,8 @@ ROWS: tuple[Setting, ...] = (
     Setting("network-veth-extra", None, group=NET, metavar="HOSTIF[:CONTAINERIF]", key="network_veth_extra",
             file="Network.VirtualEthernetExtra", unsupported=NET_LATER, privileged=True, mask="NETWORK",
             help="Add an additional virtual Ethernet link between host and container"),
-    Setting("network-bridge", None, group=NET, metavar="INTERFACE", key="network_bridge",
-            file="Network.Bridge", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-bridge", None, group=NET, metavar="INTERFACE", key="network_bridge", parse=pv.parse_ifname,
+            file="Network.Bridge", privileged=True, mask="NETWORK",
             help="Add a veth to the container and attach it to an existing bridge on the host"),
     Setting("network-zone", None, group=NET, metavar="NAME", key="network_zone", file="Network.Zone",
             unsupported=NET_LATER, privileged=True, mask="NETWORK",

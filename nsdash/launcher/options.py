@@ -412,6 +412,8 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         merged["private_users_ownership"] = "auto"
     if merged.get("network_interfaces"):
         merged["private_network"] = True  # nspawn: moving a link in means a network of its own
+    if merged.get("network_bridge"):
+        merged["network_veth"] = True  # nspawn: --network-bridge implies --network-veth
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
         raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
                          "or --network-interface",

@@ -139,6 +139,7 @@ class LaunchPlan(m.Frozen):
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
     move_interfaces: tuple[str, ...] = ()  # --network-interface: host links the parent moves in
+    veth_bridge: str | None = None  # --network-bridge: the host's bridge the veth (vb-NAME) joins
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
 
     @property
@@ -542,7 +543,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
-        netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
+        netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces),
+        veth_bridge=_bridge(spec.network_bridge), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
@@ -557,6 +559,13 @@ def _host_links(names: tuple[str, ...]) -> tuple[str, ...]:
             raise SpecError(f"--network-interface {name}: no such network interface on the host",
                             "see 'ip link' for the names")
     return names
+
+
+def _bridge(name: str | None) -> str | None:
+    if name is not None and not os.path.isdir(f"/sys/class/net/{name}/bridge"):
+        raise SpecError(f"--network-bridge {name}: no such bridge on the host",
+                        "make one (ip link add NAME type bridge) or pick one from 'ip link show type bridge'")
+    return name
 
 
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is

@@ -95,14 +95,15 @@ def shorten_ifname(name: str) -> str:
     return raw[: IFNAMSIZ - 5].decode(errors="ignore") + suffix
 
 
-def veth_host_name(machine: str) -> str:
-    """The host side of -n/--network-veth: ve-MACHINE, shortened as nspawn does."""
-    return shorten_ifname(HOST_PEER_PREFIX + machine)
+def veth_host_name(machine: str, prefix: str = HOST_PEER_PREFIX) -> str:
+    """The host side of -n/--network-veth: ve-MACHINE (vb-MACHINE with --network-bridge),
+    shortened as nspawn does."""
+    return shorten_ifname(prefix + machine)
 
 
-def veth_altname(machine: str) -> str | None:
+def veth_altname(machine: str, prefix: str = HOST_PEER_PREFIX) -> str | None:
     """The full ve-MACHINE, set as an alternative name when the main one was shortened."""
-    full = HOST_PEER_PREFIX + machine
+    full = prefix + machine
     return full if shorten_ifname(full) != full else None
 
 
@@ -230,6 +231,12 @@ def rename_link(name: str, new_name: str, pid: int | None = None) -> None:
     """Rename a link (it must be down)."""
     with ipr(pid) as h:
         h.link("set", index=_index(h, name), ifname=new_name)
+
+
+def set_master(name: str, master: str) -> None:
+    """Enslave link NAME to bridge MASTER (ip link set NAME master MASTER)."""
+    with ipr() as h:
+        h.link("set", index=_index(h, name), master=_index(h, master))
 
 
 def set_link_up(name: str, pid: int | None = None) -> None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_nsdash
+from conftest import NSDASH, REPO, run_nsdash
 
 
 def spawn(tree: Path, *args: str, settings: str = "no") -> tuple[int, str, str]:
@@ -262,3 +262,29 @@ def test_network_interface_moves_a_host_link_in(busybox_tree, machine_name):
             subprocess.run(["ip", "link", "del", name], capture_output=True)
     code, _, err = spawn(busybox_tree, "--network-interface=nosuch0", "/bin/true")
     assert code != 0 and err.count("\n") == 1 and "no such network interface" in err
+
+
+def test_network_bridge_attaches_the_veth_to_a_host_bridge(busybox_tree, machine_name):
+    bridge = f"{machine_name[:10]}br"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    try:
+        proc = subprocess.Popen([*NSDASH, "spawn", "-q", "-P", "--settings=no", "-D", str(busybox_tree),
+                                 f"--network-bridge={bridge}", "/bin/sh", "-c",
+                                 "tail -n +3 /proc/net/dev | cut -d: -f1; sleep 3"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        host_side = Path(f"/sys/class/net/vb-{machine_name}")
+        master = None
+        for _ in range(300):
+            if (host_side / "master").exists():
+                master = os.path.basename(os.readlink(host_side / "master"))
+                break
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert master == bridge
+        assert sorted(out.split()) == ["host0", "lo"]
+        assert not host_side.exists()  # the pair went with the container
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    code, _, err = spawn(busybox_tree, "--network-bridge=nosuchbr0", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "no such bridge" in err
