@@ -1,16 +1,19 @@
 # nsdash: the two commands a newcomer needs are `make run` and `make test`.
 # Every target does its own set-up, idempotently: apt packages, the virtual
-# environment at .venv, the package installed into it, and the demo OS trees.
+# environment at .venv, the package installed into it, and the OS trees
+# (`make trees`: the demo trees and the guest matrix the tests boot, built once
+# per machine into NSDASH_TREE_CACHE, default /var/cache/nsdash/trees).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := systemd-container debootstrap busybox-static tmux libsystemd-dev pkg-config \
-	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote
+	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote \
+	strace gdb linux-perf
 
-.PHONY: run test setup apt venv trees bytecode lint typecheck screenshots bench clean
+.PHONY: run test setup apt venv trees demo-trees bytecode lint typecheck screenshots bench clean
 
-run: setup
+run: apt venv demo-trees bytecode
 	$(VENV)/bin/nsdash --demo
 
 test: setup
@@ -41,6 +44,9 @@ venv: $(VENV)/.installed
 
 trees: venv
 	$(PY) -m nsdash.demo.trees
+
+demo-trees: venv
+	$(PY) -m nsdash.demo.trees busybox debian
 
 lint: venv
 	$(VENV)/bin/ruff check nsdash tests bench

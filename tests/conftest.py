@@ -7,7 +7,8 @@ NSDASH_REQUIRE_ROOT_TESTS=1 (set by .ci/run) a skipped root test fails the run.
 
 Every root test is wrapped by `leak_check`: mounts, machine cgroups, veth
 links, state entries and container processes must be the same after the test
-as before it, or the test fails naming what leaked.
+as before it, or the test fails naming what leaked.  The cached OS trees are
+read-only: a session that changes one fails, naming the paths.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -52,6 +54,12 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("NSDASH_SESSION_LEAKED"):
+        session.exitstatus = 1
+    changed = _cached_trees_changed()
+    if changed:
+        sys.stderr.write(f"\nERROR: the test session changed {len(changed)} path(s) in the cached trees, "
+                         "which must be used read-only (boot with -x or copy the tree):\n  "
+                         + "\n  ".join(changed[:30]) + "\n")
         session.exitstatus = 1
     if os.environ.get("NSDASH_REQUIRE_ROOT_TESTS") and _skipped_root:
         sys.stderr.write(f"\nERROR: {len(_skipped_root)} root-only test(s) were skipped; "
@@ -140,18 +148,76 @@ def detached(machine_name):
 
 
 # ---------------------------------------------------------------- trees
+#
+# The cached trees (nsdash.demo.trees) are shared by every test session on the
+# machine and are read-only by contract: a test boots one with -x/--ephemeral or
+# works on a copy.  Each cached tree's manifest is taken when a session first
+# asks for it and compared when the session ends (pytest_sessionfinish below), so
+# a test that changes a cached tree fails the run instead of making later runs
+# pass or fail depending on what it left.
 
-def _cached_tree(name: str) -> Path:
+_manifests: dict[Path, dict[str, tuple]] = {}
+
+
+def tree_manifest(root: Path) -> dict[str, tuple]:
+    """Every entry under ROOT (itself included): type and mode, owner, size, mtime, symlink target."""
+    def entry(path: str) -> tuple:
+        st = os.lstat(path)
+        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, target)
+
+    found = {".": entry(str(root))}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            found[os.path.relpath(path, root)] = entry(path)
+    return found
+
+
+def manifest_changes(before: dict[str, tuple], after: dict[str, tuple]) -> list[str]:
+    """What differs between two manifests, one line per path (added, removed, changed)."""
+    fields = ("mode", "uid", "gid", "size", "mtime", "symlink target")
+    lines = [f"added {p}" for p in sorted(after.keys() - before.keys())]
+    lines += [f"removed {p}" for p in sorted(before.keys() - after.keys())]
+    for p in sorted(before.keys() & after.keys()):
+        if before[p] != after[p]:
+            diff = [f for f, a, b in zip(fields, before[p], after[p], strict=True) if a != b]
+            lines.append(f"changed {p} ({', '.join(diff)})")
+    return lines
+
+
+def cached_tree(name: str) -> Path:
+    """The cached tree NAME (built if missing), its manifest noted for the end-of-session check."""
     from nsdash.demo import trees
 
-    return trees.ensure(name)
+    path = trees.ensure(name)
+    if path not in _manifests:
+        _manifests[path] = tree_manifest(path)
+    return path
+
+
+def _cached_trees_changed() -> list[str]:
+    changes = []
+    for path, before in _manifests.items():
+        after = tree_manifest(path) if path.is_dir() else {}
+        changes += [f"{path}: {line}" for line in manifest_changes(before, after)]
+    return changes
+
+
+@pytest.fixture(scope="session")
+def tree_cache():
+    """cached_tree itself, for tests parametrized over trees; use the trees read-only."""
+    if not IS_ROOT:
+        pytest.skip("needs root")
+    return cached_tree
 
 
 @pytest.fixture(scope="session")
 def busybox_cache() -> Path:
+    """The cached BusyBox tree; use it read-only (with --ephemeral) or through busybox_tree."""
     if not IS_ROOT:
         pytest.skip("needs root")
-    return _cached_tree("busybox")
+    return cached_tree("busybox")
 
 
 @pytest.fixture
@@ -171,7 +237,7 @@ def debian_cache() -> Path:
     """The cached Debian tree; use it read-only (with --ephemeral) or through debian_tree."""
     if not IS_ROOT:
         pytest.skip("needs root")
-    return _cached_tree("debian")
+    return cached_tree("debian")
 
 
 @pytest.fixture(scope="session")

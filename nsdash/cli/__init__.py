@@ -32,6 +32,9 @@ VERBS: dict[str, str] = {
     "journal": "journal",
     "systemctl": "systemctl",
     "dashboard": "dashboard",
+    "trace": "trace",
+    "debug": "debug",
+    "profile": "profile",
     "_supervise": "supervise",
 }
 
@@ -46,6 +49,7 @@ Machines:     list, status, start, login, shell, poweroff, reboot, terminate, ki
 Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
 Journals:     journal -M NAME    (journalctl for machines)
 Units:        systemctl -M NAME  (a machine's own systemd)
+Debugging:    trace, debug, profile -M NAME   (strace, gdb and perf from the host)
 
 `nsdash VERB --help` describes each verb.  Set NSDASH_DEBUG=1 for tracebacks.
 """

@@ -31,6 +31,7 @@ from nsdash.inside.units import (
     filter_units,
     mangle,
     run,
+    run_blocking,
 )
 from nsdash.system.text import escape, escape_fields
 
@@ -122,7 +123,11 @@ def main(argv: list[str]) -> int:
     target = resolve(args.machine)
     out = _Out(args.output)
     try:
-        rc = run(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
+        # Only jobs wait for signals (JobRemoved); every other verb makes plain calls and
+        # runs without asyncio or dbus-fast, whose imports cost more than the whole answer.
+        waits = args.verb in JOB_VERBS or (args.verb in ("enable", "disable") and args.now)
+        runner = run if waits else run_blocking
+        rc = runner(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
     finally:
         out.flush()
     return rc

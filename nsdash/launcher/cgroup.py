@@ -67,9 +67,10 @@ scope_path = names.scope_path  # the machine's cgroup path, relative to each hie
 class MachineCgroup:
     """Create, join, signal and remove one machine's cgroup in every hierarchy."""
 
-    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None) -> None:
+    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None, path: str | None = None) -> None:
+        """PATH: where the machine's cgroup is, if not at scope_path (as its supervisor reports it)."""
         self.machine = machine
-        self.path = scope_path(machine)
+        self.path = path or scope_path(machine)
         self.layout = layout or cgroupfs.detect()
         self.dirs = self._dirs()
 
@@ -78,7 +79,9 @@ class MachineCgroup:
         unified = self.layout.unified_path(self.path)
         if unified is not None:
             dirs.append(unified)
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices"):
+        # perf_event: where it is a v1 hierarchy, `perf record -G` (nsdash profile) finds the
+        # machine there only; on cgroup2 the controller is implicit and needs no directory.
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event"):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)

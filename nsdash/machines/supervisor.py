@@ -668,7 +668,7 @@ class Supervisor:
             conn.frames = proto.FrameReader()
             if req.arg("rows") and req.arg("cols"):
                 self._set_winsize(req.arg("rows"), req.arg("cols"))
-            history = self.log.tail(req.arg("replay", self.replay_bytes))
+            history = self.log.tail_safe(req.arg("replay", self.replay_bytes))
             if history:
                 self._send(conn, proto.output_frames(history))
             return

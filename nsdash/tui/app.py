@@ -32,6 +32,7 @@ from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotRead
 from nsdash.tui.poller import Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.screens.debugging import GdbScreen, ProfileScreen, Subject, TraceScreen, subject_at_cursor
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.screens.units import UnitsScreen
@@ -75,6 +76,8 @@ class MachineCommands(Provider):
                 (f"Attach console: {name}", partial(app.open_machine, name, True), ""),
                 (f"Follow journal: {name}", partial(app.follow_journal, name), ""),
                 (f"Units: {name}", partial(app.open_units, name), "the machine's systemd units"),
+                (f"Trace (strace): {name}", partial(app.open_trace, Subject(name)), "every process, live"),
+                (f"Profile (perf): {name}", partial(app.open_profile, Subject(name)), "hottest functions, live"),
                 (f"Power off: {name}", partial(app.ask_and_run, "poweroff", name), "asks first"),
                 (f"Reboot: {name}", partial(app.ask_and_run, "reboot", name), "asks first"),
                 (f"Terminate: {name}", partial(app.ask_and_run, "terminate", name), "asks first"),
@@ -112,6 +115,9 @@ class NsdashApp(App):
         Binding("J", "follow_all", "All journals", show=False),
         Binding("v", "view", "View"),
         Binding("u", "units", "Units"),
+        Binding("T", "trace", "Trace"),
+        Binding("P", "profile", "Profile"),
+        Binding("D", "debug", "Debug (gdb)"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 
@@ -278,6 +284,37 @@ class NsdashApp(App):
             self.open_units(self.selected)
         else:
             self.notify("no machine selected", severity="warning")
+
+    def open_trace(self, subject: Subject) -> None:
+        self.push_screen(TraceScreen(subject))
+
+    def open_profile(self, subject: Subject) -> None:
+        """perf on the unit the units screen shows, else on the whole machine (a process has no cgroup of its own)."""
+        self.push_screen(ProfileScreen(Subject(subject.machine, unit=subject.unit)))
+
+    def action_trace(self) -> None:
+        """strace what the cursor is on: a process in the cgroup tree, a unit, else the whole machine."""
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None:
+            self.notify("no machine selected", severity="warning")
+        else:
+            self.open_trace(subject)
+
+    def action_profile(self) -> None:
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None:
+            self.notify("no machine selected", severity="warning")
+        else:
+            self.open_profile(subject)
+
+    def action_debug(self) -> None:
+        """gdb on the process under the cgroup tree's cursor (or the selected unit's first process)."""
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None or (subject.host_pid is None and subject.unit is None):
+            self.notify("put the cursor on a process in the cgroup tree (or pick a unit) to debug it",
+                        severity="warning")
+        else:
+            self.push_screen(GdbScreen(subject))
 
     def _jump_to_unit(self, machine: str, pid: int) -> None:
         from nsdash.inside import procs, target
