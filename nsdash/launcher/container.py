@@ -126,6 +126,7 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
+        self._extra_veths: list[str] = []  # --network-veth-extra host sides, deleted at exit
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -309,6 +310,8 @@ class Container:
     def _setup_network(self, plan: LaunchPlan) -> None:
         if plan.move_interfaces and self.leader is not None:
             self._move_interfaces(plan)
+        if plan.veth_extra and self.leader is not None:
+            self._add_extra_veths(plan)
         if plan.network != "veth" or self.leader is None:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
@@ -328,6 +331,18 @@ class Container:
                 raise NsdashError(f"cannot attach {name} to bridge {plan.veth_bridge}: {e}",
                                   "give an existing bridge (ip link add NAME type bridge)") from None
         netlink.set_link_up(name)
+
+    def _add_extra_veths(self, plan: LaunchPlan) -> None:
+        """--network-veth-extra: one more veth pair per HOSTIF:CONTAINERIF, as nspawn makes them."""
+        from nsdash.system import netlink
+
+        for host_name, inner in plan.veth_extra:
+            try:
+                netlink.create_veth(host_name, peer_name=inner, peer_pid=self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot create the veth pair {host_name}/{inner}: {e}",
+                                  "pick host names no other link uses") from None
+            self._extra_veths.append(host_name)
 
     def _move_interfaces(self, plan: LaunchPlan) -> None:
         """--network-interface: move host links into the container's namespace (the kernel hands
@@ -442,8 +457,9 @@ class Container:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        if self._veth:
-            self._remove_veth(self._veth)
+        for name in ([self._veth] if self._veth else []) + self._extra_veths:
+            self._remove_veth(name)
+        self._extra_veths = []
         if self._notify is not None:
             self._notify.close()
             self._notify = None

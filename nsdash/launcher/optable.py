@@ -119,7 +119,7 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth, --network-bridge, "
+NET_LATER = ("nsdash's networking is --private-network, --network-veth(-extra), --network-bridge, "
              "--network-interface and --network-namespace-path; configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
@@ -238,7 +238,8 @@ ROWS: tuple[Setting, ...] = (
             file_parse=_bool, privileged=True, mask="NETWORK",
             help="Add a virtual Ethernet connection between host (ve-NAME) and container (host0)"),
     Setting("network-veth-extra", None, group=NET, metavar="HOSTIF[:CONTAINERIF]", key="network_veth_extra",
-            file="Network.VirtualEthernetExtra", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            store=APPEND, parse=pv.parse_veth_extra, file="Network.VirtualEthernetExtra", privileged=True,
+            mask="NETWORK",
             help="Add an additional virtual Ethernet link between host and container"),
     Setting("network-bridge", None, group=NET, metavar="INTERFACE", key="network_bridge", parse=pv.parse_ifname,
             file="Network.Bridge", privileged=True, mask="NETWORK",

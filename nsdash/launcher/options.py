@@ -410,8 +410,8 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
-    if merged.get("network_interfaces"):
-        merged["private_network"] = True  # nspawn: moving a link in means a network of its own
+    if merged.get("network_interfaces") or merged.get("network_veth_extra"):
+        merged["private_network"] = True  # nspawn: links of its own mean a network of its own
     if merged.get("network_bridge"):
         merged["network_veth"] = True  # nspawn: --network-bridge implies --network-veth
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):

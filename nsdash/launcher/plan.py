@@ -140,6 +140,7 @@ class LaunchPlan(m.Frozen):
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
     move_interfaces: tuple[str, ...] = ()  # --network-interface: host links the parent moves in
     veth_bridge: str | None = None  # --network-bridge: the host's bridge the veth (vb-NAME) joins
+    veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (host side, container side)
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
 
     @property
@@ -544,7 +545,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces),
-        veth_bridge=_bridge(spec.network_bridge), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
+        veth_bridge=_bridge(spec.network_bridge), veth_extra=spec.network_veth_extra, ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,

@@ -69,6 +69,7 @@ class ContainerSpec(Frozen):
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
     network_interfaces: tuple[str, ...] = ()  # --network-interface: host links moved into the container
     network_bridge: str | None = None  # --network-bridge: the veth's host side joins this bridge
+    network_veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (HOSTIF, CONTAINERIF)
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...

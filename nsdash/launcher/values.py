@@ -105,6 +105,12 @@ def parse_ifname(value: str, option: str) -> str:
     return value
 
 
+def parse_veth_extra(value: str, option: str) -> tuple[str, str]:
+    """HOSTIF[:CONTAINERIF] (the container side is named like the host side when left out)."""
+    host, _, inner = value.partition(":")
+    return parse_ifname(host, option), parse_ifname(inner or host, option)
+
+
 def parse_ifnames(value: str, option: str) -> list[str]:
     """Interface= in a .nspawn file: a space-separated list of names."""
     return [parse_ifname(name, option) for name in value.split()]

@@ -288,3 +288,11 @@ def test_network_bridge_attaches_the_veth_to_a_host_bridge(busybox_tree, machine
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
     code, _, err = spawn(busybox_tree, "--network-bridge=nosuchbr0", "/bin/true")
     assert code != 0 and err.count("\n") == 1 and "no such bridge" in err
+
+
+def test_network_veth_extra_adds_a_pair_removed_at_exit(busybox_tree, machine_name):
+    host = f"{machine_name[:11]}x"
+    out = sh(busybox_tree, "tail -n +3 /proc/net/dev | cut -d: -f1", f"--network-veth-extra={host}:inner0",
+             f"--network-veth-extra={host}y")
+    assert sorted(out.split()) == sorted(["lo", "inner0", f"{host}y"])
+    assert not Path(f"/sys/class/net/{host}").exists() and not Path(f"/sys/class/net/{host}y").exists()
