@@ -312,6 +312,8 @@ class Container:
             self._move_interfaces(plan)
         if plan.veth_extra and self.leader is not None:
             self._add_extra_veths(plan)
+        if plan.vlan_links and self.leader is not None:
+            self._add_vlan_links(plan)
         if plan.network != "veth" or self.leader is None:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
@@ -343,6 +345,19 @@ class Container:
                 raise NsdashError(f"cannot create the veth pair {host_name}/{inner}: {e}",
                                   "pick host names no other link uses") from None
             self._extra_veths.append(host_name)
+
+    def _add_vlan_links(self, plan: LaunchPlan) -> None:
+        """--network-macvlan / --network-ipvlan: mv-IF / iv-IF inside, on the host's IF
+        (they live in the container's namespace and go with it)."""
+        from nsdash.system import netlink
+
+        assert self.leader is not None
+        for kind, parent, inner in plan.vlan_links:
+            try:
+                netlink.create_vlan_child(kind, inner, parent, self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot create the {kind} link {inner} on {parent}: {e}",
+                                  f"check that the kernel has {kind} and that {parent} is an Ethernet link") from None
 
     def _move_interfaces(self, plan: LaunchPlan) -> None:
         """--network-interface: move host links into the container's namespace (the kernel hands

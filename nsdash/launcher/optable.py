@@ -119,8 +119,7 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth(-extra), --network-bridge, "
-             "--network-interface and --network-namespace-path; configure other links inside")
+NET_LATER = "nsdash makes no managed bridge of its own; use --network-bridge with a bridge you made"
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -228,11 +227,13 @@ ROWS: tuple[Setting, ...] = (
             parse=pv.parse_ifname, file="Network.Interface", file_parse=pv.parse_ifnames, file_store=EXTEND,
             file_reset=True, privileged=True, mask="NETWORK",
             help="Assign an existing network interface to the container"),
-    Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan",
-            file="Network.MACVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan", store=APPEND,
+            parse=pv.parse_ifname, file="Network.MACVLAN", file_parse=pv.parse_ifnames, file_store=EXTEND,
+            file_reset=True, privileged=True, mask="NETWORK",
             help="Create a macvlan network interface based on an existing one"),
-    Setting("network-ipvlan", None, group=NET, metavar="INTERFACE", key="network_ipvlan",
-            file="Network.IPVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-ipvlan", None, group=NET, metavar="INTERFACE", key="network_ipvlan", store=APPEND,
+            parse=pv.parse_ifname, file="Network.IPVLAN", file_parse=pv.parse_ifnames, file_store=EXTEND,
+            file_reset=True, privileged=True, mask="NETWORK",
             help="Create an ipvlan network interface based on an existing one"),
     Setting("network-veth", "n", group=NET, arg=NO_ARG, key="network_veth", file="Network.VirtualEthernet",
             file_parse=_bool, privileged=True, mask="NETWORK",

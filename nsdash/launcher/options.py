@@ -410,7 +410,7 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
-    if merged.get("network_interfaces") or merged.get("network_veth_extra"):
+    if any(merged.get(k) for k in ("network_interfaces", "network_veth_extra", "network_macvlan", "network_ipvlan")):
         merged["private_network"] = True  # nspawn: links of its own mean a network of its own
     if merged.get("network_bridge"):
         merged["network_veth"] = True  # nspawn: --network-bridge implies --network-veth

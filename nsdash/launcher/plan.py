@@ -141,6 +141,7 @@ class LaunchPlan(m.Frozen):
     move_interfaces: tuple[str, ...] = ()  # --network-interface: host links the parent moves in
     veth_bridge: str | None = None  # --network-bridge: the host's bridge the veth (vb-NAME) joins
     veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (host side, container side)
+    vlan_links: tuple[tuple[str, str, str], ...] = ()  # --network-macvlan/-ipvlan: (kind, host link, inside)
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
 
     @property
@@ -545,7 +546,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces),
-        veth_bridge=_bridge(spec.network_bridge), veth_extra=spec.network_veth_extra, ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
+        veth_bridge=_bridge(spec.network_bridge), veth_extra=spec.network_veth_extra,
+        vlan_links=_vlan_links(spec), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
@@ -560,6 +562,16 @@ def _host_links(names: tuple[str, ...]) -> tuple[str, ...]:
             raise SpecError(f"--network-interface {name}: no such network interface on the host",
                             "see 'ip link' for the names")
     return names
+
+
+def _vlan_links(spec: ContainerSpec) -> tuple[tuple[str, str, str], ...]:
+    """(kind, host link, name inside) for --network-macvlan (mv-IF) and --network-ipvlan (iv-IF)."""
+    from nsdash.system.netlink import shorten_ifname
+
+    links = [("macvlan", p, shorten_ifname(f"mv-{p}")) for p in spec.network_macvlan]
+    links += [("ipvlan", p, shorten_ifname(f"iv-{p}")) for p in spec.network_ipvlan]
+    _host_links(tuple(p for _, p, _ in links))
+    return tuple(links)
 
 
 def _bridge(name: str | None) -> str | None:

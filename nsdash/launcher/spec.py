@@ -70,6 +70,8 @@ class ContainerSpec(Frozen):
     network_interfaces: tuple[str, ...] = ()  # --network-interface: host links moved into the container
     network_bridge: str | None = None  # --network-bridge: the veth's host side joins this bridge
     network_veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (HOSTIF, CONTAINERIF)
+    network_macvlan: tuple[str, ...] = ()  # --network-macvlan: host links to hang mv-IF on
+    network_ipvlan: tuple[str, ...] = ()  # --network-ipvlan: host links to hang iv-IF on
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...

@@ -221,6 +221,14 @@ def create_veth(host_name: str, peer_name: str = CONTAINER_IFNAME, peer_pid: int
         return index
 
 
+def create_vlan_child(kind: str, name: str, parent: str, pid: int) -> None:
+    """A macvlan (bridge mode) or ipvlan (L2) link NAME on host link PARENT, made directly
+    in PID's network namespace (nspawn's --network-macvlan / --network-ipvlan)."""
+    mode: dict[str, Any] = {"macvlan_mode": "bridge"} if kind == "macvlan" else {"ipvlan_mode": 0}
+    with ipr() as h:
+        h.link("add", ifname=name, kind=kind, link=_index(h, parent), net_ns_pid=pid, **mode)
+
+
 def move_link(name: str, pid: int, from_pid: int | None = None) -> None:
     """Move link NAME (in FROM_PID's namespace, default ours) into PID's namespace."""
     with ipr(from_pid) as h:

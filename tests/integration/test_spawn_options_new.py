@@ -296,3 +296,22 @@ def test_network_veth_extra_adds_a_pair_removed_at_exit(busybox_tree, machine_na
              f"--network-veth-extra={host}y")
     assert sorted(out.split()) == sorted(["lo", "inner0", f"{host}y"])
     assert not Path(f"/sys/class/net/{host}").exists() and not Path(f"/sys/class/net/{host}y").exists()
+
+
+def _ethernet_link() -> str | None:
+    for p in sorted(Path("/sys/class/net").iterdir()):
+        if (p / "device").exists() or p.name.startswith(("eth", "en")):
+            return p.name
+    return None
+
+
+def test_network_macvlan_and_ipvlan(busybox_tree):
+    parent = _ethernet_link()
+    assert parent is not None, "the test host has an Ethernet link"
+    out = sh(busybox_tree, "tail -n +3 /proc/net/dev | cut -d: -f1", f"--network-macvlan={parent}")
+    assert sorted(out.split()) == sorted(["lo", f"mv-{parent}"])
+    # ipvlan needs the kernel's module: it works, or fails in one line that names it
+    code, out, err = spawn(busybox_tree, f"--network-ipvlan={parent}", "/bin/sh", "-c",
+                           "tail -n +3 /proc/net/dev | cut -d: -f1")
+    assert (code == 0 and sorted(out.split()) == sorted(["lo", f"iv-{parent}"])) or \
+        (code != 0 and err.count("\n") == 1 and "cannot create the ipvlan link" in err), err
