@@ -27,6 +27,7 @@ VERBS: dict[str, str] = {
     "kill": "machinectl",
     "list-images": "machinectl",
     "ps": "machinectl",
+    "set-property": "machinectl",
     "cgls": "cgls",
     "cgtop": "cgtop",
     "journal": "journal",
@@ -46,6 +47,7 @@ With no verb, opens the dashboard.
 Containers:   spawn              run a command or boot an OS tree (systemd-nspawn's options)
 Machines:     list, status, start, login, shell, poweroff, reboot, terminate, kill,
               list-images, ps    (machinectl's verbs)
+              set-property NAME NAME=VALUE...  (live limits, as systemctl set-property --runtime)
 Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
 Journals:     journal -M NAME    (journalctl for machines)
 Units:        systemctl -M NAME  (a machine's own systemd)

@@ -40,7 +40,8 @@ def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 
 def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
-           console_fd: int | None, late_cgroup_dirs: list[str] | None = None) -> NoReturn:
+           console_fd: int | None, late_cgroup_dirs: list[str] | None = None,
+           place_fd: int = -1) -> NoReturn:
     """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
 
     CGROUP_DIRS are joined before unshare(CLONE_NEWCGROUP), so they become the
@@ -48,9 +49,16 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
     v1 accounting hierarchies of a hybrid host, which the container never
     mounts) take PID 1 while it already sets up its mounts: each cgroup move
     waits for an RCU grace period, and doing them in parallel hides that.
+    PLACE_FD (when >= 0) holds us until the parent has had us moved into a cgroup
+    someone else makes (systemd's scope): "1" goes on, EOF gives up.
     """
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
+    if place_fd >= 0:
+        placed = os.read(place_fd, 1)
+        os.close(place_fd)
+        if placed != b"1":
+            os._exit(1)  # the parent reports why
     late: list[tuple[str, int]] = []
     try:
         for d in cgroup_dirs:

@@ -7,18 +7,19 @@ with '-', at most 64 characters.  So `my_box`, `a..b` and `x-` are refused by
 every nsdash route (spawn, start, the dashboard's form, the registry).
 
 A machine's scope is `machine.slice/machine-ESCAPED.scope` with ESCAPED made
-by systemd's unit_name_escape() (so `web-1` lives in `machine-web\\x2d1.scope`,
-exactly where systemd-machined would put it); unit_unescape() and
-machine_from_scope() read it back.  Standard library only: the launcher's
+by systemd's unit_name_escape() (nsdash.system.unitname; so `web-1` lives in
+`machine-web\\x2d1.scope`, exactly where systemd-machined would put it);
+machine_from_unit() and machine_from_scope() read it back.  Standard library only: the launcher's
 hot path imports this.
 """
 
 from __future__ import annotations
 
 from nsdash.errors import UsageError
+from nsdash.system import unitname
 
 HOST_NAME_MAX = 64
-SLICE = "machine.slice"
+SLICE = unitname.DEFAULT_SLICE
 SCOPE_PREFIX = "machine-"
 SCOPE_SUFFIX = ".scope"
 NAME_HINT = "use letters, digits, '-' and '.' (a hostname of at most 64 characters, no '_')"
@@ -86,47 +87,16 @@ def hostname_cleanup(name: str) -> str:
 
 
 # ------------------------------------------------------------------ unit names
-
-def unit_escape(text: str) -> str:
-    r"""systemd's unit_name_escape(): ASCII letters, digits, ':' and '_' stay,
-    '.' stays except first, '/' becomes '-', every other byte becomes '\xNN'."""
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        if ch == "/":
-            out.append("-")
-        elif (ch.isascii() and ch.isalnum()) or ch in ":_" or (ch == "." and i > 0):
-            out.append(ch)
-        else:
-            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
-    return "".join(out)
-
-
-def unit_unescape(text: str) -> str:
-    r"""systemd's unit_name_unescape(): '\xNN' back to its byte ('-' is kept:
-    unit_name_to_path's '-' -> '/' applies to path units, not to machine names)."""
-    data = bytearray()
-    i = 0
-    while i < len(text):
-        if text.startswith("\\x", i) and i + 4 <= len(text):
-            try:
-                data.append(int(text[i + 2:i + 4], 16))
-                i += 4
-                continue
-            except ValueError:
-                pass
-        data += text[i].encode()
-        i += 1
-    return data.decode(errors="replace")
-
+# systemd's escaping itself lives in nsdash.system.unitname; these apply it to machines.
 
 def scope_name(machine: str) -> str:
     """'web-1' -> 'machine-web\\x2d1.scope' (systemd-machined's unit for the machine)."""
-    return f"{SCOPE_PREFIX}{unit_escape(machine)}{SCOPE_SUFFIX}"
+    return unitname.machine_scope(machine)
 
 
-def scope_path(machine: str) -> str:
-    """The machine's cgroup path, relative to each hierarchy's root."""
-    return f"/{SLICE}/{scope_name(machine)}"
+def scope_path(machine: str, slice_name: str | None = None) -> str:
+    """The machine's cgroup path, relative to each hierarchy's root (in SLICE_NAME, default machine.slice)."""
+    return f"{unitname.slice_path(slice_name or SLICE)}/{scope_name(machine)}"
 
 
 def machine_from_unit(unit: str) -> str | None:
@@ -134,11 +104,12 @@ def machine_from_unit(unit: str) -> str | None:
     if not (unit.startswith(SCOPE_PREFIX) and unit.endswith(SCOPE_SUFFIX)) or \
             len(unit) <= len(SCOPE_PREFIX) + len(SCOPE_SUFFIX):
         return None
-    return unit_unescape(unit[len(SCOPE_PREFIX):-len(SCOPE_SUFFIX)])
+    return unitname.unescape(unit[len(SCOPE_PREFIX):-len(SCOPE_SUFFIX)])
 
 
 def machine_from_scope(path: str) -> str | None:
-    """'/machine.slice/machine-foo.scope/...' -> 'foo' (the scope and everything below it)."""
+    """'/machine.slice/machine-foo.scope/...' -> 'foo' (the scope and everything below it).
+    A machine put in another slice with --slice is known by the cgroup its state records."""
     parts = path.split("/")
     for i, part in enumerate(parts[:-1]):
         if part == SLICE:

@@ -106,6 +106,18 @@ def _bool(value: str, option: str) -> bool:
     return v.parse_boolean(value, option)
 
 
+def _slice(value: str, option: str) -> str:
+    from nsdash.launcher import properties  # only when asked: not on every spawn's path
+
+    return properties.parse_slice(value, option)
+
+
+def _property(value: str, option: str) -> str:
+    from nsdash.launcher import properties
+
+    return properties.parse(value, option).assignment
+
+
 def _tristate_register(value: str, option: str) -> str:
     return "auto" if value == "auto" else ("yes" if v.parse_boolean(value, option) else "no")
 
@@ -197,10 +209,19 @@ ROWS: tuple[Setting, ...] = (
     Setting("uuid", None, group=IDENTITY, metavar="UUID", key="uuid", parse=lambda s, o: v.parse_uuid(s, o),
             file="Exec.MachineID", privileged=True, help="Set a specific machine UUID for the container"),
 
-    # --- Properties
+    # --- Properties (slice, property and keep-unit are command-line only: systemd.nspawn(5) has no keys)
+    Setting("slice", "S", group=PROPS, metavar="SLICE", key="slice", parse=_slice,
+            help="Place the container in the specified slice"),
+    Setting("property", None, group=PROPS, metavar="NAME=VALUE", key="properties", parse=_property,
+            store=APPEND, nsdash="[nsdash]", help="Set scope unit property (without systemd on the host: "
+            "CPUQuota, CPUWeight, MemoryMax, MemoryHigh, MemoryLow, MemoryMin, MemorySwapMax, TasksMax "
+            "and IOWeight, written to the machine's cgroup files)"),
     Setting("register", None, group=PROPS, metavar="BOOLEAN", key="register", parse=_tristate_register,
             nsdash="[nsdash: auto]", help="Register container as machine (yes, no or auto: register if "
             "systemd-machined is reachable)"),
+    Setting("keep-unit", None, group=PROPS, arg=NO_ARG, key="keep_unit",
+            help="Do not register a scope for the machine, reuse the service unit nsdash was invoked "
+            "from (a detached machine then also stays in the caller's unit)"),
 
     # --- User namespacing
     Setting("private-users", None, group=USERNS, arg=OPTIONAL, const="yes",

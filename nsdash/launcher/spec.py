@@ -98,6 +98,9 @@ class ContainerSpec(Frozen):
     suppress_sync: bool = False
     pivot_root: tuple[str, ...] = ()  # --pivot-root=NEW[:OLD]: (NEW,) or (NEW, OLD)
     credentials: tuple[Credential, ...] = ()
+    slice: str | None = None  # -S/--slice: the slice of the machine's scope (default machine.slice)
+    properties: tuple[str, ...] = ()  # --property=NAME=VALUE assignments, checked (launcher.properties)
+    keep_unit: bool = False  # --keep-unit: stay in the caller's unit, make no scope or service
 
     @property
     def effective_hostname(self) -> str:

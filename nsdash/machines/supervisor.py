@@ -240,6 +240,18 @@ class Supervisor:
         self.sel.register(self._sig_r, selectors.EVENT_READ, "signal")
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
 
+    def _cgroup_backend(self) -> Any:
+        """A systemd scope for this boot where systemd manages the host, else None (nsdash
+        makes the cgroups itself): machines/units.py."""
+        from nsdash.machines import units
+
+        return units.cgroup_backend(self.spec)
+
+    def _in_systemd_scope(self) -> bool:
+        """machined keeps a registration whose unit systemd made; only a cgroup nsdash made
+        itself needs the checks after each registration."""
+        return bool(getattr(self.container, "managed_cgroup", False))
+
     def _registration(self) -> Any:
         if self.register_mode == "no":
             return None
@@ -258,7 +270,7 @@ class Supervisor:
         self.kill_deadline = None
         self._broadcast(self.log.mark(f"boot {self.boot}"))
         self._reopen_console()
-        self.container = Container(self.spec, console_fd=self.slave)
+        self.container = Container(self.spec, console_fd=self.slave, cgroup=self._cgroup_backend())
         try:
             self.container.start()
         except BaseException:
@@ -269,8 +281,9 @@ class Supervisor:
         self.since = utc_now()  # when this boot's init started, after any slow set-up
         if self.registration is not None:
             self.registration.register(self._state())
-            now = time.monotonic()
-            self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
+            if not self._in_systemd_scope():
+                now = time.monotonic()
+                self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
         self._write_state()
         self._broadcast(proto.event_frame(f"boot {self.boot}", leader=self.container.leader), raw=True)
         pidfd = getattr(self.container, "pidfd", None)

@@ -1,19 +1,16 @@
-"""D-Bus on the system bus: its address and one method call with a timeout.
+"""D-Bus connection helpers (dbus-fast): the system bus address, calls with timeouts.
 
 Each call opens its own short-lived connection: nsdash talks to the bus a
 handful of times per machine lifetime, and a private connection keeps the
-callers free of a shared event loop.  The calls go through the blocking
-client in nsdash.system.dbuswire: `nsdash list` asks machined on every run,
-and asyncio with dbus-fast cost it more than everything else it does.
+callers free of a shared event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from typing import Any
-
-from nsdash.system import dbuswire
 
 DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"
 TIMEOUT = 3.0
@@ -57,32 +54,49 @@ def system_bus_reachable() -> bool:
         s.close()
 
 
-def call(destination: str, path: str, interface: str, member: str, signature: str = "",
-         body: list[Any] | None = None, timeout: float = TIMEOUT) -> list[Any]:
-    """One method call on the system bus; BusError on an error reply, no bus or timeout."""
-    path_ = _socket_path(system_bus_address())
-    if path_ is None or not os.path.exists(path_):
-        raise BusError("nsdash.NoBus", "no system bus is running")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+def variant(signature: str, value: Any) -> Any:
+    """A D-Bus variant (for a(sv) property lists), without callers importing dbus-fast."""
+    from dbus_fast import Variant
+
+    return Variant(signature, value)
+
+
+def plain(value: Any) -> Any:
+    """A reply value with its variants unwrapped."""
+    from dbus_fast import Variant
+
+    return value.value if isinstance(value, Variant) else value
+
+
+async def _call(destination: str, path: str, interface: str, member: str,
+                signature: str, body: list[Any], unix_fds: list[int]) -> list[Any]:
+    from dbus_fast import Message, MessageType
+    from dbus_fast.aio import MessageBus
+
     try:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path_)
-        except OSError:
-            raise BusError("nsdash.NoBus", "no system bus is running") from None
-        try:
-            conn = dbuswire.Connection(sock, timeout)
-        except TimeoutError:
-            raise BusError("nsdash.Timeout", f"the system bus did not answer within {timeout:.0f} s") from None
-        except (OSError, EOFError, dbuswire.WireError) as e:
-            raise BusError("nsdash.NoBus", f"cannot connect to the system bus: {e}") from None
-        try:
-            return conn.call(destination, path, interface, member, signature, body or [])
-        except dbuswire.WireError as e:
-            raise BusError(e.name, e.text or "") from None
-        except TimeoutError:
-            raise BusError("nsdash.Timeout", f"{destination} did not answer {member} within {timeout:.0f} s") from None
-        except (OSError, EOFError) as e:
-            raise BusError("nsdash.NoBus", f"lost the system bus: {e}") from None
+        bus = await MessageBus(bus_address=system_bus_address(), negotiate_unix_fd=bool(unix_fds)).connect()
+    except (OSError, EOFError) as e:
+        raise BusError("nsdash.NoBus", f"cannot connect to the system bus: {e}") from None
+    try:
+        reply = await bus.call(Message(destination=destination, path=path, interface=interface,
+                                       member=member, signature=signature, body=body, unix_fds=unix_fds))
     finally:
-        sock.close()
+        bus.disconnect()
+    assert reply is not None
+    if reply.message_type == MessageType.ERROR:
+        raise BusError(reply.error_name or "unknown", str(reply.body[0]) if reply.body else "")
+    return list(reply.body)
+
+
+def call(destination: str, path: str, interface: str, member: str, signature: str = "",
+         body: list[Any] | None = None, timeout: float = TIMEOUT,
+         unix_fds: list[int] | None = None) -> list[Any]:
+    """One method call on the system bus; BusError on an error reply, no bus or timeout.
+    UNIX_FDS travel with the message; an 'h' argument in BODY is an index into them."""
+    if not system_bus_reachable():
+        raise BusError("nsdash.NoBus", "no system bus is running")
+    coro = _call(destination, path, interface, member, signature, body or [], list(unix_fds or ()))
+    try:
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+    except TimeoutError:
+        raise BusError("nsdash.Timeout", f"{destination} did not answer {member} within {timeout:.0f} s") from None

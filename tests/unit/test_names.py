@@ -7,6 +7,7 @@ import pytest
 from nsdash.errors import UsageError
 from nsdash.launcher import names
 from nsdash.machines.registry import validate_name
+from nsdash.system import unitname
 
 
 @pytest.mark.parametrize("name", ["box", "web-1", "a.b", "x" * 64, "1", "A-b.c-D"])
@@ -36,8 +37,8 @@ def test_scope_names_escape_as_systemd_does(machine, unit):
 
 def test_unit_escape_round_trips_odd_text():
     for text in ("a-b", "x\\y", ".dot", "sp ace", "ü", "a:b_c"):
-        assert names.unit_unescape(names.unit_escape(text)) == text.replace("/", "-")
-    assert names.unit_escape("/a/b") == "-a-b" and names.unit_escape(".x") == "\\x2ex"
+        assert unitname.unescape(unitname.escape(text)) == text.replace("/", "-")
+    assert unitname.escape("/a/b") == "-a-b" and unitname.escape(".x") == "\\x2ex"
 
 
 def test_non_machine_units_are_not_machines():
