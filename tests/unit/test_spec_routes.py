@@ -92,10 +92,8 @@ def test_every_option_of_nspawns_help_is_a_row():
     longs = set(re.findall(r"--([a-z][a-z0-9-]+)", text)) - {"help"}
     shorts = set(re.findall(r"^\s+-([A-Za-z]) ", text, re.M))
     assert longs and shorts
-    # --slice/-S, --property and --keep-unit arrive with the systemd-host work (merged separately)
-    pending = {"slice", "property", "keep-unit"}
-    assert sorted(longs - set(optable.BY_LONG) - pending) == []
-    assert sorted(shorts - set(optable.BY_SHORT) - {"S"}) == []
+    assert sorted(longs - set(optable.BY_LONG)) == []
+    assert sorted(shorts - set(optable.BY_SHORT)) == []
 
 
 # systemd 252's .nspawn keys (src/nspawn/nspawn-gperf.gperf)
