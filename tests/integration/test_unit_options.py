@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import run_nsdash
 
+from nsdash.launcher import names
 from nsdash.system import cgroupfs
 
 LAYOUT = cgroupfs.detect()
@@ -27,7 +28,7 @@ def test_properties_are_written_to_the_machines_cgroup_files(detached, busybox_t
     detached("-D", str(busybox_tree), "--property=TasksMax=77", "--property=MemoryMax=64M",
              "--property=MemoryHigh=32M", "--property=CPUQuota=50%", "--property=CPUWeight=200",
              "/bin/sh", "-c", "sleep 60")
-    cgroup = f"/machine.slice/machine-{machine_name}.scope"
+    cgroup = names.scope_path(machine_name)
     assert _v1("pids", cgroup, "pids.max") == "77"
     assert _v1("memory", cgroup, "memory.limit_in_bytes") == str(64 << 20)
     assert _v1("memory", cgroup, "memory.soft_limit_in_bytes") == str(32 << 20)
@@ -54,7 +55,7 @@ def test_slice_places_the_machine_and_goes_with_it(busybox_tree, machine_name):
     r = spawn(busybox_tree, "-M", machine_name, f"--slice={machine_name}-web", "--keep-unit",
               "/bin/sh", "-c", "grep :pids: /proc/self/cgroup")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().endswith(f"/{machine_name}.slice/{machine_name}-web.slice/machine-{machine_name}.scope")
+    assert r.stdout.strip().endswith(f"/{machine_name}.slice/{machine_name}-web.slice/{names.scope_name(machine_name)}")
     for hierarchy in LAYOUT.hierarchies():
         assert not (hierarchy / f"{machine_name}.slice").exists()
 
@@ -70,4 +71,4 @@ def test_unmappable_or_bad_properties_are_refused_in_one_line_leaving_nothing(bu
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.stderr)
         assert r.stderr.startswith("nsdash: ") and "Traceback" not in r.stderr
         for hierarchy in LAYOUT.hierarchies():
-            assert not (hierarchy / f"machine.slice/machine-{machine_name}.scope").exists(), args
+            assert not (hierarchy / "machine.slice" / names.scope_name(machine_name)).exists(), args
