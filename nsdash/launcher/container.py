@@ -352,6 +352,8 @@ class Container:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
+        if plan.veth_zone:
+            netlink.ensure_bridge(plan.veth_bridge or "")  # vz-ZONE, shared by the zone's machines
         prefix = "vb-" if plan.veth_bridge else netlink.HOST_PEER_PREFIX  # nspawn's names
         name = netlink.veth_host_name(plan.machine, prefix)
         try:
@@ -514,6 +516,8 @@ class Container:
         for name in ([self._veth] if self._veth else []) + self._extra_veths:
             self._remove_veth(name)
         self._extra_veths = []
+        if self.plan is not None and self.plan.veth_zone and self.plan.veth_bridge:
+            self._remove_empty_zone(self.plan.veth_bridge)
         if self._notify is not None:
             self._notify.close()
             self._notify = None
@@ -534,6 +538,15 @@ class Container:
             self.outcome = Outcome.from_wait_status(status)
         except ChildProcessError:
             self.outcome = Outcome("killed", signal.SIGKILL)
+
+    @staticmethod
+    def _remove_empty_zone(bridge: str) -> None:
+        """--network-zone: the zone's bridge goes when its last machine has left (as nspawn's)."""
+        from nsdash.system import netlink
+
+        if os.path.exists(f"/sys/class/net/{bridge}") and not netlink.bridge_ports(bridge):
+            with contextlib.suppress(Exception):
+                netlink.delete_link(bridge)
 
     @staticmethod
     def _remove_veth(name: str) -> None:

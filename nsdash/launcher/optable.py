@@ -131,7 +131,6 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = "nsdash makes no managed bridge of its own; use --network-bridge with a bridge you made"
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -267,7 +266,7 @@ ROWS: tuple[Setting, ...] = (
             file="Network.Bridge", privileged=True, mask="NETWORK",
             help="Add a veth to the container and attach it to an existing bridge on the host"),
     Setting("network-zone", None, group=NET, metavar="NAME", key="network_zone", file="Network.Zone",
-            unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            parse=pv.parse_zone, privileged=True, mask="NETWORK",
             help="Similar, but attach it to an automatically managed bridge"),
     Setting("network-namespace-path", None, group=NET, metavar="PATH", key="network_namespace_path",
             parse=pv.parse_absolute, mask="NETWORK",

@@ -412,8 +412,10 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         merged["private_users_ownership"] = "auto"
     if any(merged.get(k) for k in ("network_interfaces", "network_veth_extra", "network_macvlan", "network_ipvlan")):
         merged["private_network"] = True  # nspawn: links of its own mean a network of its own
-    if merged.get("network_bridge"):
-        merged["network_veth"] = True  # nspawn: --network-bridge implies --network-veth
+    if merged.get("network_bridge") and merged.get("network_zone"):
+        raise UsageError("--network-bridge and --network-zone may not be combined", "pick one")
+    if merged.get("network_bridge") or merged.get("network_zone"):
+        merged["network_veth"] = True  # nspawn: a bridge or a zone implies --network-veth
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
         raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
                          "or --network-interface",

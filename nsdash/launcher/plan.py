@@ -140,6 +140,7 @@ class LaunchPlan(m.Frozen):
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
     move_interfaces: tuple[str, ...] = ()  # --network-interface: host links the parent moves in
     veth_bridge: str | None = None  # --network-bridge: the host's bridge the veth (vb-NAME) joins
+    veth_zone: bool = False  # --network-zone: VETH_BRIDGE is vz-ZONE, made on demand, removed when empty
     veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (host side, container side)
     vlan_links: tuple[tuple[str, str, str], ...] = ()  # --network-macvlan/-ipvlan: (kind, host link, inside)
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
@@ -546,7 +547,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
         netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces),
-        veth_bridge=_bridge(spec.network_bridge), veth_extra=spec.network_veth_extra,
+        veth_bridge=_zone_bridge(spec.network_zone) if spec.network_zone else _bridge(spec.network_bridge),
+        veth_zone=spec.network_zone is not None, veth_extra=spec.network_veth_extra,
         vlan_links=_vlan_links(spec), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
@@ -572,6 +574,11 @@ def _vlan_links(spec: ContainerSpec) -> tuple[tuple[str, str, str], ...]:
     links += [("ipvlan", p, shorten_ifname(f"iv-{p}")) for p in spec.network_ipvlan]
     _host_links(tuple(p for _, p, _ in links))
     return tuple(links)
+
+
+def _zone_bridge(zone: str) -> str:
+    """--network-zone=ZONE: nspawn's bridge vz-ZONE."""
+    return "vz-" + zone
 
 
 def _bridge(name: str | None) -> str | None:

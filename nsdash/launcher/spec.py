@@ -69,6 +69,7 @@ class ContainerSpec(Frozen):
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
     network_interfaces: tuple[str, ...] = ()  # --network-interface: host links moved into the container
     network_bridge: str | None = None  # --network-bridge: the veth's host side joins this bridge
+    network_zone: str | None = None  # --network-zone: ... joins vz-ZONE, made on demand
     network_veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (HOSTIF, CONTAINERIF)
     network_macvlan: tuple[str, ...] = ()  # --network-macvlan: host links to hang mv-IF on
     network_ipvlan: tuple[str, ...] = ()  # --network-ipvlan: host links to hang iv-IF on

@@ -105,6 +105,15 @@ def parse_ifname(value: str, option: str) -> str:
     return value
 
 
+def parse_zone(value: str, option: str) -> str:
+    """A zone name: vz-ZONE must be an interface name (at most 12 characters here)."""
+    if not value or len(value.encode()) > 12:
+        raise UsageError(f"invalid {option} zone {v.printable(value)!r}",
+                         "give 1-12 letters, digits, '-' or '_' (the bridge is vz-ZONE)")
+    parse_ifname("vz-" + value, option)
+    return value
+
+
 def parse_veth_extra(value: str, option: str) -> tuple[str, str]:
     """HOSTIF[:CONTAINERIF] (the container side is named like the host side when left out)."""
     host, _, inner = value.partition(":")

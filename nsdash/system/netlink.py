@@ -241,6 +241,24 @@ def rename_link(name: str, new_name: str, pid: int | None = None) -> None:
         h.link("set", index=_index(h, name), ifname=new_name)
 
 
+def ensure_bridge(name: str) -> bool:
+    """Make bridge NAME (up) unless it exists; True when this call made it."""
+    if os.path.isdir(f"/sys/class/net/{name}/bridge"):
+        return False
+    with ipr() as h:
+        h.link("add", ifname=name, kind="bridge")
+        h.link("set", index=_index(h, name), state="up")
+    return True
+
+
+def bridge_ports(name: str) -> list[str]:
+    """The links enslaved to bridge NAME ([] when it is gone)."""
+    try:
+        return os.listdir(f"/sys/class/net/{name}/brif")
+    except OSError:
+        return []
+
+
 def set_master(name: str, master: str) -> None:
     """Enslave link NAME to bridge MASTER (ip link set NAME master MASTER)."""
     with ipr() as h:

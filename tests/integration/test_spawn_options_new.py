@@ -315,3 +315,26 @@ def test_network_macvlan_and_ipvlan(busybox_tree):
                            "tail -n +3 /proc/net/dev | cut -d: -f1")
     assert (code == 0 and sorted(out.split()) == sorted(["lo", f"iv-{parent}"])) or \
         (code != 0 and err.count("\n") == 1 and "cannot create the ipvlan link" in err), err
+
+
+def test_network_zone_makes_the_bridge_on_demand_and_removes_it_with_the_last_machine(busybox_tree, machine_name):
+    zone = machine_name[:12]
+    bridge = Path(f"/sys/class/net/vz-{zone}")
+    assert not bridge.exists()
+    proc = subprocess.Popen([*NSDASH, "spawn", "-q", "-P", "--settings=no", "-D", str(busybox_tree),
+                             f"--network-zone={zone}", "/bin/sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1; sleep 3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        ports: list[str] = []
+        for _ in range(300):
+            if (bridge / "brif").is_dir() and (ports := os.listdir(bridge / "brif")):
+                break
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert ports == [f"vb-{machine_name}"] and sorted(out.split()) == ["host0", "lo"]
+        assert not bridge.exists()  # its last machine left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["ip", "link", "del", f"vz-{zone}"], capture_output=True)
