@@ -147,9 +147,9 @@ ROWS: tuple[Setting, ...] = (
     # --- Image
     Setting("directory", "D", group=IMAGE, metavar="PATH", key="directory", parse=lambda s, o: pv.nonempty(s, o, "PATH"),
             help="Root directory for the container"),
-    Setting("template", None, group=IMAGE, metavar="PATH", key="template",
-            unsupported="nsdash does not create trees; copy the template first (cp -a --reflink=auto)",
-            help="Initialize root directory from template directory, if missing"),
+    Setting("template", None, group=IMAGE, metavar="PATH", key="template", parse=pv.parse_absolute,
+            help="Initialize root directory from template directory, if missing (a copy, with reflinks "
+            "where the file system has them)"),
     Setting("ephemeral", "x", group=IMAGE, arg=NO_ARG, key="ephemeral", file="Exec.Ephemeral",
             file_parse=_bool, nsdash="[nsdash: overlayfs]",
             help="Run container with snapshot of root directory, and remove it after exit"),

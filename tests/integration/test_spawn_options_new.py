@@ -338,3 +338,15 @@ def test_network_zone_makes_the_bridge_on_demand_and_removes_it_with_the_last_ma
         if proc.poll() is None:
             proc.kill()
         subprocess.run(["ip", "link", "del", f"vz-{zone}"], capture_output=True)
+
+
+def test_template_copies_a_missing_tree_once(busybox_tree, tmp_path):
+    target = tmp_path / "fromtemplate"
+    out = sh(target, "cat /etc/marker 2>/dev/null || echo none; echo made > /etc/marker", f"--template={busybox_tree}")
+    assert out.split() == ["none"] and (target / "bin/busybox").exists()
+    assert (target / "etc/marker").read_text() == "made\n" and not (busybox_tree / "etc/marker").exists()
+    # the tree exists now: the template is not used again (nspawn's rule)
+    assert sh(target, "cat /etc/marker", f"--template={busybox_tree}").split() == ["made"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".#")]
+    code, _, err = spawn(tmp_path / "other", "--dry-run", f"--template={busybox_tree}", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "does not exist yet" in err and not (tmp_path / "other").exists()
