@@ -330,7 +330,7 @@ ROWS: tuple[Setting, ...] = (
             parse=lambda s, o: pv.bind_spec(s, False, o), file="Files.Bind",
             file_parse=lambda s, o: pv.bind_spec(s, False, o), privileged=True, mask="CUSTOM_MOUNTS",
             help="Bind mount a file or directory from the host into the container (OPTIONS: rbind, "
-            "norbind, noidmap, idmap; an empty source is a temporary directory; a '+' before the source "
+            "norbind, noidmap, idmap, rootidmap; an empty source is a temporary directory; a '+' before the source "
             "makes it relative to the image; escape ':' as '\\:')"),
     Setting("bind-ro", None, group=MOUNTS, metavar="PATH[:PATH[:OPTIONS]]", key="bind_specs", store=APPEND,
             parse=lambda s, o: pv.bind_spec(s, True, o), file="Files.BindReadOnly",

@@ -274,13 +274,16 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
     for opt in filter(None, opts.split(",")):
         if opt in ("rbind", "norbind"):
             recursive = opt == "rbind"
-        elif opt in ("idmap", "noidmap"):
-            idmap = opt == "idmap"
-        elif opt in ("rootidmap", "owneridmap"):
-            raise UsageError(f"{option} option {opt!r} is not supported by nsdash",
-                             "use idmap (the container's range maps the source's owners) or noidmap")
+        elif opt in ("idmap", "rootidmap", "noidmap"):
+            # without a user namespace every mapping is the identity; with one, the plan refuses
+            # ID-mapped binds (not implemented), so idmap and rootidmap need no difference here
+            idmap = opt != "noidmap"
+        elif opt == "owneridmap":
+            raise UsageError(f"{option} option {opt!r} is not supported by nsdash (systemd 252 has no such option)",
+                             "use idmap, rootidmap or noidmap")
         else:
-            raise UsageError(f"invalid {option} option {opt!r} in {value!r}", "use rbind, norbind, idmap or noidmap")
+            raise UsageError(f"invalid {option} option {opt!r} in {value!r}",
+                             "use rbind, norbind, idmap, rootidmap or noidmap")
     if host_source is not None and not host_source.exists():
         raise SpecError(f"{option} source {v.printable(host_source)} does not exist", "create it or fix the path")
     return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive,

@@ -350,3 +350,13 @@ def test_template_copies_a_missing_tree_once(busybox_tree, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".#")]
     code, _, err = spawn(tmp_path / "other", "--dry-run", f"--template={busybox_tree}", "/bin/true")
     assert code != 0 and err.count("\n") == 1 and "does not exist yet" in err and not (tmp_path / "other").exists()
+
+
+def test_idmap_bind_options(busybox_tree, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x\n")
+    for opt in ("idmap", "rootidmap", "noidmap"):  # without a user namespace: the identity
+        assert sh(busybox_tree, "stat -c %u /x/f", f"--bind={src}:/x:{opt}").split() == ["0"]
+    code, _, err = spawn(busybox_tree, "-U", f"--bind={src}:/x:idmap", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "not supported by nsdash" in err
