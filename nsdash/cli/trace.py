@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from nsdash.errors import UsageError
+from nsdash.inside.debugging.strace import Line
 
 USAGE = "nsdash trace -M NAME [--host-pid] (PID | UNIT | --all) [STRACE OPTION...]"
 DESCRIPTION = """\
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
     return 0 if code in (0, None, -2, 130) else int(code if code > 0 else 1)
 
 
-def _show(line) -> None:
+def _show(line: Line) -> None:
     stream = sys.stdout if line.kind == "trace" else sys.stderr
     stream.write(line.text + "\n")
     stream.flush()

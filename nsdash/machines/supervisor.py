@@ -203,12 +203,12 @@ class Supervisor:
         raise NsdashError(f"could not claim the state entry for '{self.name}'")
 
     def _remove_entry(self) -> None:
-        for name in (st.STATE_FILE, st.CONTROL, st.CONSOLE_LOG, st.CONSOLE_LOG + ".1"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
-        for leftover in self.dir.glob(".*"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        # Everything the entry holds (state, socket, the console log and its side files,
+        # temporaries), whatever other modules keep there: only the supervisor removes it.
+        for entry in self.dir.iterdir():
+            if entry.name != st.LOCK_FILE:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
         # The lock goes last, so nobody sees a lock-less entry while we tear down.
         with contextlib.suppress(OSError):
             (self.dir / st.LOCK_FILE).unlink()

@@ -117,7 +117,7 @@ class NsdashApp(App):
         Binding("u", "units", "Units"),
         Binding("T", "trace", "Trace"),
         Binding("P", "profile", "Profile"),
-        Binding("D", "debug", "Debug (gdb)"),
+        Binding("D", "debug", "gdb"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 

@@ -68,7 +68,7 @@ def start_busybox(tree: Path, name: str, *command: str, extra: tuple[str, ...] =
     assert r.returncode == 0, r.stderr
 
 
-def trace_until(args: list[str], seen, timeout: float = 30) -> tuple[list[str], str, int]:
+def trace_until(args: list[str], seen, timeout: float = 60) -> tuple[list[str], str, int]:
     """Run `nsdash trace ARGS` until SEEN(lines so far) holds, then Ctrl-C it (SIGINT) and collect all."""
     p = subprocess.Popen([*NSDASH, "trace", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          cwd=REPO)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
 import pytest
 from tuikit import sample_app, wait_for
 
-from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, parse_script
 from nsdash.inside.debugging.strace import Line
 from nsdash.launcher.spec import ContainerSpec
@@ -19,14 +17,14 @@ from nsdash.tui.screens.debugging import ProfileScreen, TraceScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
+from tests.conftest import teardown_machine
 from tests.integration.test_debug import LOOP, SPIN, tracers_of
 
 SIZE = (160, 48)
 
 
 def _stop(name: str) -> None:
-    with contextlib.suppress(NsdashError, OSError):
-        client.terminate(name, wait=True)
+    teardown_machine(name)  # the suite's teardown: terminate, and clean up whatever that leaves
 
 
 def _start(tree: Path, name: str, *command: str) -> str:
@@ -183,7 +181,7 @@ async def test_the_footer_and_palette_name_trace_and_profile():
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
         keys = {b.key: b.description for b in app.BINDINGS if hasattr(b, "key")}
-        assert keys.get("T") == "Trace" and keys.get("P") == "Profile"
+        assert keys.get("T") == "Trace" and keys.get("P") == "Profile" and keys.get("D") == "gdb"
         from tuikit import feed_sample
 
         await feed_sample(app, pilot)
@@ -260,3 +258,74 @@ async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
     assert re.search(r"^TracerPid:\s+0$", status, re.M)
     assert re.search(r"^State:\s+S", status, re.M)  # sleeping again, not left stopped
     assert not tracers_of(sleeping)
+
+
+@pytest.mark.integration
+async def test_a_new_syscall_expression_restarts_strace_with_it(looping):
+    app = NsdashApp(interval=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
+        app.selected = looping
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        screen = app.screen
+        pane = screen.query_one(TracePane)
+        await wait_for(pilot, lambda: any("openat(" in t for t in pane.visible_text()), what="openat lines")
+        await pilot.press("e")
+        for key in "trace=wait4":
+            await pilot.press({"=": "equals_sign"}.get(key, key))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "-- strace -e trace=wait4 --" in pane.visible_text(),
+                       what="the restart marker")
+
+        def after_marker() -> list[str]:
+            text = pane.visible_text()
+            return text[text.index("-- strace -e trace=wait4 --") + 1:]
+
+        await wait_for(pilot, lambda: any("wait4(" in t for t in after_marker()), what="wait4 lines after it")
+        first_session = screen._sessions[0]
+        await wait_for(pilot, first_session.done.is_set, what="the first strace reaped")
+        calls = {t.split()[1].split("(")[0] for t in after_marker()
+                 if t[:1].isdigit() and "(" in t.split()[1] and "--- " not in t and "+++" not in t}
+        assert calls <= {"wait4", "<..."}, calls  # only what was asked (the added clone() lines hidden)
+        assert "-e trace=wait4" in str(pane.border_subtitle)
+        await pilot.press("escape")
+        await wait_for(pilot, screen.done.is_set, what="every strace reaped")
+    assert not tracers_of(looping)
+
+
+# ---------------------------------------------------------------- the PTY session gdb runs in
+
+def _read_until(session, needle: bytes, timeout: float = 10.0) -> bytes:
+    import time
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while needle not in got:
+        assert time.monotonic() < deadline, got
+        chunk = session.read(0.1)
+        assert chunk is not None, got
+        got += chunk[0]
+    return got
+
+
+def test_a_pty_session_is_a_terminal_both_ways_and_reaps_its_program():
+    from nsdash.tui.console.pty_session import PtySession
+
+    s = PtySession(["/bin/sh", "-c", 'stty size; read x; echo "got:$x"; tty -s && echo tty'], 30, 100)
+    assert b"30 100" in _read_until(s, b"30 100")  # the pane's size, as the program sees it
+    s.send(b"abc\r")
+    out = _read_until(s, b"tty\r\n")
+    assert b"got:abc" in out
+    while s.read(0.5) is not None:  # EOF once it has gone
+        pass
+    s.close()
+    assert s.process.returncode == 0 and s.master == -1
+
+
+def test_a_pty_session_ends_a_program_that_ignores_its_farewell():
+    from nsdash.tui.console.pty_session import PtySession
+
+    s = PtySession(["/bin/sleep", "100"], 24, 80, farewell=b"quit\r")
+    s.close(grace=0.3)
+    assert s.process.returncode == -15  # SIGTERM after the grace: nothing left running

@@ -88,7 +88,7 @@ def check_options(options: list[str]) -> None:
             expect_value = _short_cluster(word)
             continue
         raise UsageError(f"'{word}' is not a strace option: strace would run it as a command on the host",
-                         "give strace's options only, long ones as --option=VALUE")
+                         "name the PID or unit first, then strace's options only (long ones as --option=VALUE)")
 
 
 def _short_cluster(word: str) -> bool:

@@ -75,6 +75,21 @@ class ToolScreen(Screen):
                     timeout=10, markup=False)
 
 
+class _TraceSession:
+    """One strace of a trace screen (a new -e expression starts another): its options and flags."""
+
+    def __init__(self, options: list[str]) -> None:
+        self.options = options
+        self.stopping = threading.Event()
+        self.done = threading.Event()  # its worker has reaped its strace
+        self.run: StraceRun | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.run is not None:
+            self.run.stop()
+
+
 class TraceScreen(ToolScreen):
     """strace on a machine's process, unit or whole self, live."""
 
@@ -94,47 +109,72 @@ class TraceScreen(ToolScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.options: list[str] = []
+        self._sessions: list[_TraceSession] = []
         self.query_one("#trace-log").focus()
-        self.run_worker(self._trace, thread=True, group="trace", exit_on_error=False)
+        self._start()
+
+    def _start(self, marker: str | None = None) -> None:
+        session, previous = _TraceSession(list(self.options)), list(self._sessions)
+        self._sessions.append(session)
+        self.run_worker(lambda: self._trace(session, previous, marker), thread=True, group="trace",
+                        exit_on_error=False)
 
     def stop(self) -> None:
         super().stop()
-        run = getattr(self, "_run", None)
-        if run is not None:
-            run.stop()
+        for session in self._sessions:
+            session.stop()
+        self._check_done()
 
-    def _trace(self) -> None:
+    def _check_done(self) -> None:
+        if self.stopping.is_set() and all(s.done.is_set() for s in getattr(self, "_sessions", ())):
+            self.done.set()
+
+    def on_trace_pane_expression(self, message: TracePane.Expression) -> None:
+        """Trace again with the user's -e expression: the running strace detaches, a new one attaches."""
+        for session in self._sessions:
+            session.stop()
+        self.options = ["-e", message.expression] if message.expression else []
+        self._start(marker=f"-- strace -e {escape(message.expression) or 'trace=all'} --")
+
+    def _trace(self, session: _TraceSession, previous: list[_TraceSession], marker: str | None) -> None:
         from nsdash.inside.debugging.pids import MachineProcesses
         from nsdash.inside.target import resolve
 
         try:
+            for earlier in previous:  # their last lines come first: then the marker, then ours
+                earlier.done.wait(10)
+            if marker:
+                self.post_message(self.Lines([Line("message", marker)]))
             try:
                 procs = MachineProcesses(resolve(self.subject.machine))
                 if self.subject.host_pid is not None:
                     host_pids, what = procs.select(str(self.subject.host_pid), host=True)
                 else:
                     host_pids, what = procs.select(self.subject.unit)
-                run = StraceRun(procs, host_pids)
+                run = StraceRun(procs, host_pids, session.options)
             except NsdashError as e:
                 self.post_message(self.Failed(e))
                 self.post_message(self.State(f"not started: {e.message}"))
                 return
-            self._run = run
-            if self.stopping.is_set():
+            session.run = run
+            if session.stopping.is_set():
                 return
             self.post_message(self.State(f"tracing {what}"))
             with run:
-                self._pump(run)
-            self.post_message(self.State(f"ended (strace exit status {run.returncode})"))
+                self._pump(run, session)
+            if not session.stopping.is_set() or self.stopping.is_set():
+                self.post_message(self.State(f"ended (strace exit status {run.returncode})"))
         finally:
-            self.done.set()
+            session.done.set()
+            self._check_done()  # events only: safe from this thread
 
-    def _pump(self, run: StraceRun) -> None:
+    def _pump(self, run: StraceRun, session: _TraceSession) -> None:
         batch: list[Line] = []
         sent = time.monotonic()
         asked = False
         while not run.finished:
-            if self.stopping.is_set() and not asked:
+            if session.stopping.is_set() and not asked:
                 run.stop()  # strace detaches; its last lines still come through here
                 asked = True
             batch += run.poll(BATCH_SECONDS)

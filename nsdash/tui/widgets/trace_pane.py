@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, RichLog
 
@@ -39,11 +40,20 @@ class _Log(RichLog, SteadyScrollbars):
 
 
 class TracePane(Vertical):
-    """A live trace: space pauses, / filters (a substring), end follows, escape clears the filter."""
+    """A live trace: space pauses, / filters (a substring), e asks for strace's -e expression (the
+    screen restarts strace with it), end follows, escape clears the filter."""
+
+    class Expression(Message):
+        """The user gave a new strace -e expression ('' for every call)."""
+
+        def __init__(self, expression: str) -> None:
+            super().__init__()
+            self.expression = expression
 
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause"),
         Binding("slash", "ask", "Filter"),
+        Binding("e", "ask('expression')", "Syscalls"),
         Binding("end", "follow", "Follow", show=False),
         Binding("escape", "clear_filter", "Clear", show=False),
     ]
@@ -59,6 +69,8 @@ class TracePane(Vertical):
         self.lines: deque[Line] = deque(maxlen=KEEP)
         self.state = "starting"  # starting | tracing | ended: ...
         self._unshown = 0  # lines kept while paused, not yet written
+        self.expression = ""  # strace's -e expression in force
+        self._asking = "search"
 
     def compose(self) -> ComposeResult:
         yield _Log(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="trace-log")
@@ -138,7 +150,9 @@ class TracePane(Vertical):
     def _retitle(self) -> None:
         # Text, not markup: titles name units and processes the guest named.
         self.border_title = Text(self.title)
-        parts = [f"/{self.search}"] if self.search else []
+        parts = [f"-e {self.expression}"] if self.expression else []
+        if self.search:
+            parts.append(f"/{self.search}")
         if self.paused:
             parts.append(f"paused, {self._unshown} new (space: resume)")
         elif not self.following:
@@ -159,9 +173,15 @@ class TracePane(Vertical):
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
 
-    def action_ask(self) -> None:
+    def action_ask(self, what: str = "search") -> None:
+        self._asking = what
         box = self.query_one("#trace-query", Input)
-        box.value = self.search
+        if what == "expression":
+            box.placeholder = "strace -e expression, e.g. trace=openat,read or trace=%file (empty: every call)"
+            box.value = self.expression
+        else:
+            box.placeholder = "show lines containing (empty: all)"
+            box.value = self.search
         box.remove_class("-hidden")
         box.focus()
 
@@ -176,6 +196,10 @@ class TracePane(Vertical):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.search = event.value.strip()
+        if self._asking == "expression":
+            self.expression = event.value.strip()
+            self.post_message(self.Expression(self.expression))
+        else:
+            self.search = event.value.strip()
         event.input.add_class("-hidden")
         self.query_one(_Log).focus()
