@@ -131,6 +131,7 @@ class Container:
         self._pidfd: int | None = None
         self._veth: str | None = None
         self._extra_veths: list[str] = []  # --network-veth-extra host sides, deleted at exit
+        self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -195,8 +196,8 @@ class Container:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
             userns.hand_over(run_dir, self.console_fd, user_range[0], plan.ephemeral_dir)
 
-        # The container's cgroup root must be joined before the cgroup namespace is made; the
-        # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).
+        # The middle child joins cgroup2 itself; the v1 hierarchies (hybrid hosts) take PID 1,
+        # which makes the cgroup namespace once they are all joined (child.middle).
         dirs = [str(d) for d in cg.dirs] if cg.child_joins else []
         early, late = (dirs[:1], dirs[1:]) if cg.layout.unified is not None else (dirs, [])
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -340,6 +341,7 @@ class Container:
             link, target = plan.host_journal_link
             if not os.path.islink(link):
                 os.symlink(target, link)
+                self._journal_link = (link, target)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
         if plan.move_interfaces and self.leader is not None:
@@ -527,6 +529,7 @@ class Container:
                 self._run_dir.parent.rmdir()
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
+        _remove_link(self._journal_link)
         if errors:
             raise NsdashError("; ".join(errors))
 
@@ -595,6 +598,18 @@ def _rmtree(path: Path | str) -> None:
                 os.unlink(full) if os.path.islink(full) else os.rmdir(full)
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _remove_link(made: tuple[str, str] | None) -> None:
+    """Remove the --link-journal=guest host symlink we made if it now dangles (the guest removed
+    its journal directory).  One that still leads to the tree's journal stays, as nspawn's does:
+    `journalctl -m` and `nsdash journal` read a stopped machine's journal through it."""
+    if made is None:
+        return
+    link, target = made
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == target and not os.path.isdir(link):
+            os.unlink(link)
 
 
 def _socketpair() -> tuple[int, int]:

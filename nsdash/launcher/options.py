@@ -399,7 +399,7 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         merged = merge_layers(settings.values, cli.values)
     merged["directory"] = cli.values["directory"]
     directory = Path(merged["directory"])
-    if str(directory) == "/" and not merged.get("ephemeral"):
+    if v.is_host_root(directory) and not merged.get("ephemeral"):
         # nspawn's rule: the host's own root may only be run as a throwaway copy
         raise SpecError("spawning a container on the host's root directory is not supported",
                         "add --ephemeral (-x) to run on a discarded copy of it")

@@ -27,6 +27,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 CONTROL = "control"
 CONSOLE_LOG = "console.log"
+STATE_MODE = 0o600
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,13 @@ def machines_root() -> Path:
 
 
 def write_state(directory: Path, state: MachineState) -> None:
-    """Write state.json atomically: readers see the old or the new file, never half."""
+    """Write state.json atomically: readers see the old or the new file, never half.
+
+    Root only (0600): it names the machine's tree, its leader and its supervisor."""
     tmp = directory / f".{STATE_FILE}.{os.getpid()}"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, STATE_MODE)
+    os.fchmod(fd, STATE_MODE)  # a leftover temporary file keeps its old mode otherwise
+    with open(fd, "w") as f:
         json.dump(state.to_json(), f, indent=1)
         f.write("\n")
     os.replace(tmp, directory / STATE_FILE)
@@ -83,6 +88,12 @@ def read_state(directory: Path) -> MachineState | None:
         return None
     except (ValueError, TypeError):
         return None  # a torn or foreign file: treated as no state
+
+
+def orphaned(name: str) -> bool:
+    """True if NAME has an entry whose supervisor died (nobody holds its lock)."""
+    directory = machine_dir(name)
+    return directory.exists() and not supervisor_alive(directory)
 
 
 def supervisor_alive(directory: Path) -> bool:

@@ -300,6 +300,8 @@ class HostReaders:
             s = m.state
             pretty = m.os_release.get("ID")
             version = m.os_release.get("VERSION_ID")
+            if m.os_release_error:
+                errors.append(f"machine '{m.name}': {m.os_release_error}")  # its own problem, named
             out.append(MachineInfo(
                 name=m.name,
                 state="orphan" if m.orphan else (s.state if s else "starting"),

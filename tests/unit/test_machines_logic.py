@@ -13,7 +13,8 @@ from nsdash.launcher import speccodec
 from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
 from nsdash.machines import consolelog
 from nsdash.machines import state as st
-from nsdash.machines.registry import Machine, parse_fib_trie, parse_os_release, validate_name
+from nsdash.machines.identity import parse_os_release
+from nsdash.machines.registry import Machine, parse_fib_trie, validate_name
 from nsdash.machines.supervisor import RebootLimiter, outcome_event
 from nsdash.monitor.tree_lines import process_tree
 
