@@ -53,9 +53,10 @@ IMAGE_SEARCH_PATH = ("/etc/machines", "/run/machines", "/var/lib/machines",
 # Settings keys that are not ContainerSpec fields, and why nothing is lost.
 NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
-    "directory", "machine", "settings", "template",  # spec_from's own inputs
+    "directory", "machine", "settings",  # spec_from's own inputs
     "notify_ready",  # nsdash always waits for READY=1 from a booted init (see --help)
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
+    "template",  # used by spec_from to make a missing tree
 })
 
 
