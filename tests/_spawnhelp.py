@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nsdash.launcher import names
 from nsdash.launcher.container import Container, Outcome
+from nsdash.launcher.names import scope_path
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import cgroupfs
 
@@ -64,7 +64,8 @@ def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
 def leader_of(machine: str) -> int | None:
     """The host PID of a machine's PID 1, found from its cgroup (NSpid ends in 1)."""
     layout = cgroupfs.detect()
-    base = layout.unified_path(names.scope_path(machine)) or layout.v1_path("pids", names.scope_path(machine))
+    scope = scope_path(machine)  # systemd's escaping: machine-t1\x2d2.scope
+    base = layout.unified_path(scope) or layout.v1_path("pids", scope)
     if base is None:
         return None
     for sub, _, _ in os.walk(base):
