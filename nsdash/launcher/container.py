@@ -133,6 +133,7 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
+        self._extra_veths: list[str] = []  # --network-veth-extra host sides, deleted at exit
         self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
         self._closed = False
 
@@ -346,18 +347,71 @@ class Container:
                 self._journal_link = (link, target)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
+        if plan.move_interfaces and self.leader is not None:
+            self._move_interfaces(plan)
+        if plan.veth_extra and self.leader is not None:
+            self._add_extra_veths(plan)
+        if plan.vlan_links and self.leader is not None:
+            self._add_vlan_links(plan)
         if plan.network != "veth" or self.leader is None:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
-        name = veth_name(plan.machine)
+        if plan.veth_zone:
+            netlink.ensure_bridge(plan.veth_bridge or "")  # vz-ZONE, shared by the zone's machines
+        prefix = "vb-" if plan.veth_bridge else netlink.HOST_PEER_PREFIX  # nspawn's names
+        name = netlink.veth_host_name(plan.machine, prefix)
         try:
-            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine))
+            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine, prefix))
         except Exception as e:  # pyroute2's NetlinkError and friends
             raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
                               "is another machine using that name? pick another with -M") from None
         self._veth = name
+        if plan.veth_bridge:
+            try:
+                netlink.set_master(name, plan.veth_bridge)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot attach {name} to bridge {plan.veth_bridge}: {e}",
+                                  "give an existing bridge (ip link add NAME type bridge)") from None
         netlink.set_link_up(name)
+
+    def _add_extra_veths(self, plan: LaunchPlan) -> None:
+        """--network-veth-extra: one more veth pair per HOSTIF:CONTAINERIF, as nspawn makes them."""
+        from nsdash.system import netlink
+
+        for host_name, inner in plan.veth_extra:
+            try:
+                netlink.create_veth(host_name, peer_name=inner, peer_pid=self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot create the veth pair {host_name}/{inner}: {e}",
+                                  "pick host names no other link uses") from None
+            self._extra_veths.append(host_name)
+
+    def _add_vlan_links(self, plan: LaunchPlan) -> None:
+        """--network-macvlan / --network-ipvlan: mv-IF / iv-IF inside, on the host's IF
+        (they live in the container's namespace and go with it)."""
+        from nsdash.system import netlink
+
+        assert self.leader is not None
+        for kind, parent, inner in plan.vlan_links:
+            try:
+                netlink.create_vlan_child(kind, inner, parent, self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot create the {kind} link {inner} on {parent}: {e}",
+                                  f"check that the kernel has {kind} and that {parent} is an Ethernet link") from None
+
+    def _move_interfaces(self, plan: LaunchPlan) -> None:
+        """--network-interface: move host links into the container's namespace (the kernel hands
+        a physical one back to the host when that namespace goes; a virtual one goes with it)."""
+        from nsdash.system import netlink
+
+        assert self.leader is not None
+        for name in plan.move_interfaces:
+            try:
+                netlink.move_link(name, self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot move network interface {name} into the container: {e}",
+                                  "check that it exists and is not in use by another machine") from None
 
     # ---- running --------------------------------------------------------------
 
@@ -474,8 +528,11 @@ class Container:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        if self._veth:
-            self._remove_veth(self._veth)
+        for name in ([self._veth] if self._veth else []) + self._extra_veths:
+            self._remove_veth(name)
+        self._extra_veths = []
+        if self.plan is not None and self.plan.veth_zone and self.plan.veth_bridge:
+            self._remove_empty_zone(self.plan.veth_bridge)
         if self._notify is not None:
             self._notify.close()
             self._notify = None
@@ -497,6 +554,15 @@ class Container:
             self.outcome = Outcome.from_wait_status(status)
         except ChildProcessError:
             self.outcome = Outcome("killed", signal.SIGKILL)
+
+    @staticmethod
+    def _remove_empty_zone(bridge: str) -> None:
+        """--network-zone: the zone's bridge goes when its last machine has left (as nspawn's)."""
+        from nsdash.system import netlink
+
+        if os.path.exists(f"/sys/class/net/{bridge}") and not netlink.bridge_ports(bridge):
+            with contextlib.suppress(Exception):
+                netlink.delete_link(bridge)
 
     @staticmethod
     def _remove_veth(name: str) -> None:

@@ -55,6 +55,7 @@ NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
     "directory", "machine", "settings",  # spec_from's own inputs
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
+    "template",  # used by spec_from to make a missing tree
 })
 
 
@@ -273,13 +274,16 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
     for opt in filter(None, opts.split(",")):
         if opt in ("rbind", "norbind"):
             recursive = opt == "rbind"
-        elif opt in ("idmap", "noidmap"):
-            idmap = opt == "idmap"
-        elif opt in ("rootidmap", "owneridmap"):
-            raise UsageError(f"{option} option {opt!r} is not supported by nsdash",
-                             "use idmap (the container's range maps the source's owners) or noidmap")
+        elif opt in ("idmap", "rootidmap", "noidmap"):
+            # without a user namespace every mapping is the identity; with one, the plan refuses
+            # ID-mapped binds (not implemented), so idmap and rootidmap need no difference here
+            idmap = opt != "noidmap"
+        elif opt == "owneridmap":
+            raise UsageError(f"{option} option {opt!r} is not supported by nsdash (systemd 252 has no such option)",
+                             "use idmap, rootidmap or noidmap")
         else:
-            raise UsageError(f"invalid {option} option {opt!r} in {value!r}", "use rbind, norbind, idmap or noidmap")
+            raise UsageError(f"invalid {option} option {opt!r} in {value!r}",
+                             "use rbind, norbind, idmap, rootidmap or noidmap")
     if host_source is not None and not host_source.exists():
         raise SpecError(f"{option} source {v.printable(host_source)} does not exist", "create it or fix the path")
     return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive,
@@ -409,8 +413,15 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
+    if any(merged.get(k) for k in ("network_interfaces", "network_veth_extra", "network_macvlan", "network_ipvlan")):
+        merged["private_network"] = True  # nspawn: links of its own mean a network of its own
+    if merged.get("network_bridge") and merged.get("network_zone"):
+        raise UsageError("--network-bridge and --network-zone may not be combined", "pick one")
+    if merged.get("network_bridge") or merged.get("network_zone"):
+        merged["network_veth"] = True  # nspawn: a bridge or a zone implies --network-veth
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
-        raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
+        raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
+                         "or --network-interface",
                          "the joined namespace is the container's network: pick one")
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
@@ -422,6 +433,30 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     kwargs = {k: _spec_value(k, val) for k, val in merged.items()
               if k in fields and k not in ("directory", "machine") and val is not None}
     return ContainerSpec(directory=directory, machine=machine, binds=binds, overlays=overlays, **kwargs)
+
+
+def _from_template(template: str, directory: str, ephemeral: bool, dry_run: bool) -> None:
+    """--template: a missing tree is made as a copy of TEMPLATE (cp -a, reflinks where the
+    file system has them), into a temporary sibling first so no half copy is ever the tree."""
+    if ephemeral:
+        raise UsageError("--template cannot be combined with --ephemeral", "pick one")
+    if dry_run:
+        raise UsageError(f"--template: {v.printable(directory)} does not exist yet, and --dry-run makes nothing",
+                         "run without --dry-run once to create it")
+    if not os.path.isdir(template):
+        raise SpecError(f"--template {v.printable(template)} is not a directory", "give an OS tree to copy")
+    import subprocess
+
+    parent = os.path.dirname(os.path.abspath(directory)) or "/"
+    tmp = os.path.join(parent, f".#{os.path.basename(directory)}.nsdash-template-{os.getpid()}")
+    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", template.rstrip("/") + "/.", tmp],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", tmp], capture_output=True, check=False)
+        raise SpecError(f"--template: cannot copy {v.printable(template)}: "
+                        f"{v.printable(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'cp failed')}",
+                        "check the space and permissions where the tree goes")
+    os.rename(tmp, directory)
 
 
 def _warn_to_stderr(message: str) -> None:
@@ -438,7 +473,12 @@ def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = Non
     /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
     .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
+    template = cli.get("template")
+    if template and not cli.get("directory") and cli.get("machine"):
+        cli.values["directory"] = os.path.join("/var/lib/machines", cli.get("machine"))  # nspawn's rule
     raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
+    if template and not os.path.lexists(raw_dir):
+        _from_template(template, raw_dir, bool(cli.get("ephemeral")), bool(cli.get("dry_run")))
     directory = check_directory(raw_dir)
     cli.values["directory"] = str(directory)
     settings_mode = cli.get("settings", "yes")

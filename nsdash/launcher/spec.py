@@ -67,6 +67,12 @@ class ContainerSpec(Frozen):
     private_network: bool = False
     network_veth: bool = False
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
+    network_interfaces: tuple[str, ...] = ()  # --network-interface: host links moved into the container
+    network_bridge: str | None = None  # --network-bridge: the veth's host side joins this bridge
+    network_zone: str | None = None  # --network-zone: ... joins vz-ZONE, made on demand
+    network_veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (HOSTIF, CONTAINERIF)
+    network_macvlan: tuple[str, ...] = ()  # --network-macvlan: host links to hang mv-IF on
+    network_ipvlan: tuple[str, ...] = ()  # --network-ipvlan: host links to hang iv-IF on
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...

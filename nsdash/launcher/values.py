@@ -95,6 +95,36 @@ def parse_pivot_root(value: str, option: str) -> tuple[str, ...] | None:
     return tuple(v.normalize_path(p) for p in parts)
 
 
+def parse_ifname(value: str, option: str) -> str:
+    """A network interface name as the kernel takes it (dev_valid_name): 1-15 bytes, no '/',
+    ':' or white space, not '.' or '..'."""
+    if (not value or len(value.encode()) > 15 or value in (".", "..")
+            or any(c in value for c in "/:") or any(c.isspace() for c in value) or not value.isprintable()):
+        raise UsageError(f"invalid {option} interface name {v.printable(value)!r}",
+                         "give an existing interface's name (1-15 characters, no '/', ':' or spaces)")
+    return value
+
+
+def parse_zone(value: str, option: str) -> str:
+    """A zone name: vz-ZONE must be an interface name (at most 12 characters here)."""
+    if not value or len(value.encode()) > 12:
+        raise UsageError(f"invalid {option} zone {v.printable(value)!r}",
+                         "give 1-12 letters, digits, '-' or '_' (the bridge is vz-ZONE)")
+    parse_ifname("vz-" + value, option)
+    return value
+
+
+def parse_veth_extra(value: str, option: str) -> tuple[str, str]:
+    """HOSTIF[:CONTAINERIF] (the container side is named like the host side when left out)."""
+    host, _, inner = value.partition(":")
+    return parse_ifname(host, option), parse_ifname(inner or host, option)
+
+
+def parse_ifnames(value: str, option: str) -> list[str]:
+    """Interface= in a .nspawn file: a space-separated list of names."""
+    return [parse_ifname(name, option) for name in value.split()]
+
+
 def bind_spec(value: str, read_only: bool, option: str) -> tuple[str, bool, str]:
     """--bind/--bind-ro and Bind=/BindReadOnly=: kept raw until the tree is known
     (+SRC is resolved inside it); options.parse_bind checks them then."""

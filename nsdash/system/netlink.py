@@ -95,14 +95,15 @@ def shorten_ifname(name: str) -> str:
     return raw[: IFNAMSIZ - 5].decode(errors="ignore") + suffix
 
 
-def veth_host_name(machine: str) -> str:
-    """The host side of -n/--network-veth: ve-MACHINE, shortened as nspawn does."""
-    return shorten_ifname(HOST_PEER_PREFIX + machine)
+def veth_host_name(machine: str, prefix: str = HOST_PEER_PREFIX) -> str:
+    """The host side of -n/--network-veth: ve-MACHINE (vb-MACHINE with --network-bridge),
+    shortened as nspawn does."""
+    return shorten_ifname(prefix + machine)
 
 
-def veth_altname(machine: str) -> str | None:
+def veth_altname(machine: str, prefix: str = HOST_PEER_PREFIX) -> str | None:
     """The full ve-MACHINE, set as an alternative name when the main one was shortened."""
-    full = HOST_PEER_PREFIX + machine
+    full = prefix + machine
     return full if shorten_ifname(full) != full else None
 
 
@@ -220,6 +221,14 @@ def create_veth(host_name: str, peer_name: str = CONTAINER_IFNAME, peer_pid: int
         return index
 
 
+def create_vlan_child(kind: str, name: str, parent: str, pid: int) -> None:
+    """A macvlan (bridge mode) or ipvlan (L2) link NAME on host link PARENT, made directly
+    in PID's network namespace (nspawn's --network-macvlan / --network-ipvlan)."""
+    mode: dict[str, Any] = {"macvlan_mode": "bridge"} if kind == "macvlan" else {"ipvlan_mode": 0}
+    with ipr() as h:
+        h.link("add", ifname=name, kind=kind, link=_index(h, parent), net_ns_pid=pid, **mode)
+
+
 def move_link(name: str, pid: int, from_pid: int | None = None) -> None:
     """Move link NAME (in FROM_PID's namespace, default ours) into PID's namespace."""
     with ipr(from_pid) as h:
@@ -230,6 +239,30 @@ def rename_link(name: str, new_name: str, pid: int | None = None) -> None:
     """Rename a link (it must be down)."""
     with ipr(pid) as h:
         h.link("set", index=_index(h, name), ifname=new_name)
+
+
+def ensure_bridge(name: str) -> bool:
+    """Make bridge NAME (up) unless it exists; True when this call made it."""
+    if os.path.isdir(f"/sys/class/net/{name}/bridge"):
+        return False
+    with ipr() as h:
+        h.link("add", ifname=name, kind="bridge")
+        h.link("set", index=_index(h, name), state="up")
+    return True
+
+
+def bridge_ports(name: str) -> list[str]:
+    """The links enslaved to bridge NAME ([] when it is gone)."""
+    try:
+        return os.listdir(f"/sys/class/net/{name}/brif")
+    except OSError:
+        return []
+
+
+def set_master(name: str, master: str) -> None:
+    """Enslave link NAME to bridge MASTER (ip link set NAME master MASTER)."""
+    with ipr() as h:
+        h.link("set", index=_index(h, name), master=_index(h, master))
 
 
 def set_link_up(name: str, pid: int | None = None) -> None:
