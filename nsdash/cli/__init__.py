@@ -36,6 +36,7 @@ VERBS: dict[str, str] = {
     "read-only": "images",
     "export-tar": "images",
     "import-tar": "images",
+    "create": "create",
     "cgls": "cgls",
     "cgtop": "cgtop",
     "journal": "journal",
@@ -58,6 +59,7 @@ Machines:     list, status, start, login, shell, poweroff, reboot, terminate, ki
               set-property NAME NAME=VALUE...  (live limits, as systemctl set-property --runtime)
 Images:       image-status, show-image, clone, rename, remove, read-only,
               export-tar, import-tar   (machinectl's image verbs)
+              create [--distribution=debian|ubuntu] NAME|DIR   (a bootable tree, by debootstrap)
 Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
 Journals:     journal -M NAME    (journalctl for machines)
 Units:        systemctl -M NAME  (a machine's own systemd)

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -201,14 +202,39 @@ def users(image: Image) -> list[str]:
 # ---------------------------------------------------------------- building blocks
 
 
-def _temp_name(directory: Path, name: str) -> Path:
+def temp_name(directory: Path, name: str) -> Path:
+    """A hidden, unique name in DIRECTORY to build image NAME under (list-images skips it)."""
     return directory / f".#{name}{secrets.token_hex(8)}"
 
 
-def _remove_tree(path: Path) -> None:
-    """Remove a tree or file, immutable flags included (a read-only image, or files a guest marked)."""
+def _mounts_below(path: Path) -> list[str]:
+    real = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == real or point.startswith(real + "/"):
+                found.append(point)
+    return found
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a tree or file, immutable flags included (a read-only image, or files a guest
+    marked).  Mounts left below it (debootstrap's /proc and /sys, when it was interrupted)
+    are detached first: removing files through a mount of /sys or a bind mount would reach
+    far outside the tree."""
     if not os.path.lexists(path):
         return
+    if not path.is_symlink():
+        from nsdash.system.syscalls import MNT_DETACH, umount2
+
+        for point in sorted(_mounts_below(path), key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                umount2(point, MNT_DETACH)
+        left = _mounts_below(path)
+        if left:
+            raise NsdashError(f"{left[0]} is still mounted; {path} was not removed",
+                              f"unmount it, then remove {path} by hand")
     if path.is_dir() and not path.is_symlink():
         with contextlib.suppress(OSError):
             fsflags.set_immutable(path, False)
@@ -224,7 +250,8 @@ def _remove_tree(path: Path) -> None:
         path.unlink()
 
 
-def _check_new(name: str, home: Path) -> Path:
+def check_new(name: str, home: Path) -> Path:
+    """HOME/NAME for a new image NAME, refused in one line if the name is bad or taken."""
     check_name(name, "new image name")
     for d in paths.image_dirs():
         for candidate in (d / name, d / f"{name}.raw"):
@@ -268,9 +295,9 @@ def clone(name: str, new: str, read_only: bool = False) -> Image:
     subvolume, else `cp -a --reflink=auto` (shares blocks where the file system can)."""
     image = find(name)
     home = paths.image_home()
-    target = _check_new(new, home) if image.type != "raw" else _check_new(new, home).with_suffix(".raw")
+    target = check_new(new, home) if image.type != "raw" else check_new(new, home).with_suffix(".raw")
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temp = _temp_name(home, new)
+    temp = temp_name(home, new)
     try:
         if image.type == "subvolume" and shutil.which("btrfs"):
             _run(["btrfs", "subvolume", "snapshot", str(image.path.resolve()), str(temp)], "btrfs snapshot")
@@ -280,18 +307,18 @@ def clone(name: str, new: str, read_only: bool = False) -> Image:
         if image.type != "raw":
             # the copy of a read-only tree is writable unless asked otherwise
             fsflags.set_immutable(temp, False)
-        _publish(temp, target)
+        publish(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            _remove_tree(temp)
+            remove_tree(temp)
         raise
     if read_only:  # after the rename: an immutable directory cannot be renamed
         _set_read_only(target, "raw" if image.type == "raw" else image.type, True)
     return find(new)
 
 
-def _publish(temp: Path, target: Path) -> None:
-    """Rename TEMP to TARGET, refusing (not replacing) a TARGET made meanwhile."""
+def publish(temp: Path, target: Path) -> None:
+    """Rename the finished TEMP to TARGET, refusing (not replacing) a TARGET made meanwhile."""
     from nsdash.system.syscalls import renameat2_noreplace
 
     try:
@@ -304,7 +331,7 @@ def _publish(temp: Path, target: Path) -> None:
 def rename(name: str, new: str) -> Image:
     image = find(name)
     _writable(image, "renamed")
-    target = _check_new(new, image.path.parent)
+    target = check_new(new, image.path.parent)
     if image.type == "raw":
         target = target.with_suffix(".raw")
     with _locked(image):
@@ -312,7 +339,7 @@ def rename(name: str, new: str) -> Image:
         if immutable:  # an immutable directory cannot be renamed; machinectl lifts the flag meanwhile
             fsflags.set_immutable(image.path, False)
         try:
-            _publish(image.path, target)
+            publish(image.path, target)
         finally:
             if immutable:
                 fsflags.set_immutable(target if target.exists() else image.path, True)
@@ -324,11 +351,11 @@ def remove(name: str) -> None:
     _writable(image, "removed")
     with _locked(image):
         # Move it out of sight first, so a failure half-way never leaves a broken image under its name.
-        temp = _temp_name(image.path.parent, name)
+        temp = temp_name(image.path.parent, name)
         if image.type == "directory" and not image.path.is_symlink():
             fsflags.set_immutable(image.path, False)
         os.rename(image.path, temp)  # a symlinked image: only the link goes, as a link is all it is
-    _remove_tree(temp)
+    remove_tree(temp)
 
 
 def _set_read_only(path: Path, kind: str, on: bool) -> None:
@@ -449,13 +476,13 @@ def import_tar(file: str, name: str | None = None, read_only: bool = False,
     A damaged archive is refused and leaves nothing behind."""
     name = name or _default_import_name(file)
     check_name(name)
-    target = _check_new(name, paths.image_home())
+    target = check_new(name, paths.image_home())
     try:
         src = open(file, "rb")  # noqa: SIM115 - closed in the finally below
     except OSError as e:
         raise UsageError(f"cannot read {file}: {e.strerror}", "name an existing tar archive") from None
     home = paths.image_home()
-    temp = _temp_name(home, name)
+    temp = temp_name(home, name)
     try:
         total = os.fstat(src.fileno()).st_size or None
         head = src.read(8)
@@ -466,10 +493,10 @@ def import_tar(file: str, name: str | None = None, read_only: bool = False,
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.mkdir(temp, 0o755)
         _unpack(src, head, fmt, temp, file, progress, total)
-        _publish(temp, target)
+        publish(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            _remove_tree(temp)
+            remove_tree(temp)
         raise
     finally:
         src.close()
