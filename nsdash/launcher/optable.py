@@ -150,7 +150,7 @@ ROWS: tuple[Setting, ...] = (
     Setting("directory", "D", group=IMAGE, metavar="PATH", key="directory", parse=lambda s, o: pv.nonempty(s, o, "PATH"),
             help="Root directory for the container"),
     Setting("template", None, group=IMAGE, metavar="PATH", key="template",
-            unsupported="nsdash does not create trees; copy the template first (cp -a --reflink=auto)",
+            parse=lambda s, o: pv.nonempty(s, o, "PATH"),
             help="Initialize root directory from template directory, if missing"),
     Setting("ephemeral", "x", group=IMAGE, arg=NO_ARG, key="ephemeral", file="Exec.Ephemeral",
             file_parse=_bool, nsdash="[nsdash: overlayfs]",

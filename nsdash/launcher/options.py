@@ -56,6 +56,7 @@ NOT_SPEC_FIELDS = frozenset({
     "directory", "machine", "settings",  # spec_from's own inputs
     "notify_ready",  # nsdash always waits for READY=1 from a booted init (see --help)
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
+    "template",  # acted on by spec_from before the tree is checked: the spec holds the tree made
 })
 
 
@@ -429,6 +430,26 @@ def _warn_to_stderr(message: str) -> None:
     sys.stderr.write(f"nsdash: warning: {v.printable(message)}\n")
 
 
+def _from_template(cli: Options) -> None:
+    """--template=DIR: make the tree (-D, else the image home's NAME for -M NAME) from the
+    template if it does not exist yet, as nspawn does before anything else."""
+    from nsdash.launcher import template
+    from nsdash.system import paths
+
+    if cli.get("ephemeral"):
+        raise UsageError("--template= cannot be combined with --ephemeral",
+                         "an ephemeral machine leaves no tree to make; boot the template with -x instead")
+    directory = cli.get("directory")
+    if not directory:
+        machine = cli.get("machine")
+        if not machine:
+            raise UsageError("--template= needs the tree to make", "name it with -D DIR or -M NAME")
+        found = [os.path.join(base, machine) for base in IMAGE_SEARCH_PATH]
+        directory = next((c for c in found if os.path.isdir(c)), str(paths.image_home() / machine))
+        cli.values["directory"] = directory
+    template.populate(cli.get("template"), directory, bool(cli.get("quiet")))
+
+
 def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = None,
               warn: Callable[[str], None] | None = None) -> ContainerSpec:
     """The one way to a ContainerSpec: systemd-nspawn's command line (plus nsdash's
@@ -439,6 +460,8 @@ def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = Non
     /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
     .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
+    if cli.get("template"):
+        _from_template(cli)
     raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
     directory = check_directory(raw_dir)
     cli.values["directory"] = str(directory)

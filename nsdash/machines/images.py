@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import IO
 
 from nsdash.errors import MachineExists, MachineNotFound, NsdashError, UsageError
-from nsdash.launcher import inuse, names
+from nsdash.launcher import inuse, names, template
 from nsdash.system import confined, fsflags, paths
 
-BTRFS_SUPER_MAGIC = 0x9123683E
 CHUNK = 1 << 20
 
 # --format name -> (suffixes, compressor argv, magic bytes)
@@ -85,21 +84,6 @@ def check_name(name: str, what: str = "image name") -> str:
 
 
 # ---------------------------------------------------------------- discovery
-
-
-def _is_subvolume(path: Path, st: os.stat_result) -> bool:
-    if st.st_ino != 256:  # every btrfs subvolume's top directory
-        return False
-    try:
-        return os.statvfs(path).f_fsid != 0 and _fs_magic(path) == BTRFS_SUPER_MAGIC
-    except OSError:
-        return False
-
-
-def _fs_magic(path: Path) -> int:
-    # statvfs has no f_type; stat -f is the portable way without ctypes
-    out = subprocess.run(["stat", "-f", "-c", "%t", str(path)], capture_output=True, text=True)
-    return int(out.stdout.strip() or "0", 16)
 
 
 def _crtime(path: Path) -> float | None:
@@ -146,7 +130,7 @@ def _image_at(name: str, path: Path) -> Image | None:
     except OSError:
         return None
     if stat.S_ISDIR(st.st_mode):
-        kind = "subvolume" if _is_subvolume(path, st) else "directory"
+        kind = "subvolume" if template.is_subvolume(path) else "directory"
         release, hostname = _guest_facts(path)
     elif stat.S_ISREG(st.st_mode) and path.name.endswith(".raw"):
         kind, release, hostname = "raw", {}, None
@@ -238,7 +222,7 @@ def remove_tree(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         with contextlib.suppress(OSError):
             fsflags.set_immutable(path, False)
-        if _is_subvolume(path, os.lstat(path)) and shutil.which("btrfs"):
+        if template.is_subvolume(path) and shutil.which("btrfs"):
             subprocess.run(["btrfs", "property", "set", "-ts", str(path), "ro", "false"],
                            capture_output=True)
             if subprocess.run(["btrfs", "subvolume", "delete", str(path)], capture_output=True).returncode == 0:
@@ -299,11 +283,7 @@ def clone(name: str, new: str, read_only: bool = False) -> Image:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     temp = temp_name(home, new)
     try:
-        if image.type == "subvolume" and shutil.which("btrfs"):
-            _run(["btrfs", "subvolume", "snapshot", str(image.path.resolve()), str(temp)], "btrfs snapshot")
-        else:  # (a symlinked image: the tree it points to)
-            _run(["cp", "-a", "--reflink=auto", "--no-target-directory", str(image.path.resolve()), str(temp)],
-                 "cp")
+        template.copy_tree(image.path.resolve(), temp)  # (a symlinked image: the tree it points to)
         if image.type != "raw":
             # the copy of a read-only tree is writable unless asked otherwise
             fsflags.set_immutable(temp, False)

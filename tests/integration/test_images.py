@@ -219,3 +219,41 @@ def test_a_symlinked_image_is_followed_and_removing_it_removes_only_the_link(ima
     ok("remove", "linked")
     assert not os.path.lexists(image_dir / "linked")
     assert manifest(busybox_tree) == before
+
+
+# ---------------------------------------------------------------- --template
+
+
+def test_template_makes_the_tree_on_first_start_only(image, image_dir, tmp_path, machine_name):
+    template = image_dir / image
+    tree = tmp_path / "made" / machine_name
+    tree.parent.mkdir()
+    r = run_nsdash("spawn", "-q", "-P", f"--template={template}", "-D", str(tree), "/bin/sh", "-c",
+                   "cat /etc/hostname; echo first > /marker")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "busybox"
+    assert (tree / "marker").read_text() == "first\n"
+    (tree / "marker").unlink()
+    assert manifest(tree) == manifest(template)
+    assert os.listdir(tree.parent) == [machine_name]  # no temporary copy left beside it
+
+    (tree / "kept").write_text("mine\n")
+    r = run_nsdash("spawn", "-P", f"--template={template}", "-D", str(tree), "/bin/cat", "/kept")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "mine"
+    assert "already exists, not populating from template" in r.stderr
+
+
+def test_template_by_machine_name_goes_to_the_image_home(image, image_dir, machine_name):
+    r = run_nsdash("spawn", "-q", "-P", f"--template={image_dir / image}", "-M", machine_name + "-t", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    assert (image_dir / (machine_name + "-t") / "bin/busybox").exists()
+    ok("remove", machine_name + "-t")
+
+
+def test_template_refusals(image, image_dir, tmp_path):
+    tree = tmp_path / "never"
+    assert "is not a directory" in refused("spawn", f"--template={tmp_path / 'missing'}", "-D", str(tree), "/bin/true")
+    assert "--ephemeral" in refused("spawn", "-x", f"--template={image_dir / image}", "-D", str(tree), "/bin/true")
+    assert not tree.exists()
+    assert sorted(os.listdir(tmp_path)) == ["machines"]
