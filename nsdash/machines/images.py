@@ -12,7 +12,8 @@ list-images skips) in its final directory and renamed into place only when
 complete, so a failure or a Ctrl-C never leaves a half-made image under its
 name.  Images under /usr are the vendor's: read-only, never renamed or removed.
 An image a running machine uses (its root is the tree, or nsdash's state says
-the machine was started from it) is neither renamed nor removed.
+the machine was started from it) is neither renamed nor removed.  An image's
+NAME.nspawn settings go with it on clone, rename and remove, as machinectl's do.
 
 Archives are written and read by GNU tar as systemd-importd does (numeric
 owners, modes, device nodes, xattrs and ACLs kept); compression is chosen by
@@ -274,6 +275,33 @@ def _writable(image: Image, verb: str) -> None:
 # ---------------------------------------------------------------- verbs
 
 
+def settings_files(image: Image) -> list[Path]:
+    """IMAGE's .nspawn files, which machinectl clones, renames and removes with it: in
+    /etc/systemd/nspawn, /run/systemd/nspawn, and beside the image."""
+    from nsdash.launcher.settings import TRUSTED_DIRS
+
+    found = []
+    for base in (*map(Path, TRUSTED_DIRS), image.path.parent):
+        candidate = base / f"{image.name}.nspawn"
+        if candidate.is_file() and not candidate.is_symlink():
+            found.append(candidate)
+    return found
+
+
+def _follow_settings(files: list[Path], old: Image, new_name: str, new_dir: Path, action: str) -> None:
+    """Carry the settings along: a file beside the image goes beside the new one."""
+    for f in files:
+        target = (new_dir if f.parent == old.path.parent else f.parent) / f"{new_name}.nspawn"
+        if os.path.lexists(target):
+            continue  # never overwrite settings someone wrote for the new name
+        if action == "copy":
+            shutil.copy2(f, target)
+        else:
+            os.rename(f, target)
+
+
+
+
 def clone(name: str, new: str, read_only: bool = False) -> Image:
     """A copy of NAME as NEW in /var/lib/machines: a btrfs snapshot where NAME is a
     subvolume, else `cp -a --reflink=auto` (shares blocks where the file system can)."""
@@ -294,6 +322,7 @@ def clone(name: str, new: str, read_only: bool = False) -> Image:
         raise
     if read_only:  # after the rename: an immutable directory cannot be renamed
         _set_read_only(target, "raw" if image.type == "raw" else image.type, True)
+    _follow_settings(settings_files(image), image, new, home, "copy")
     return find(new)
 
 
@@ -323,6 +352,7 @@ def rename(name: str, new: str) -> Image:
         finally:
             if immutable:
                 fsflags.set_immutable(target if target.exists() else image.path, True)
+        _follow_settings(settings_files(image), image, new, image.path.parent, "rename")
     return find(new)
 
 
@@ -336,6 +366,8 @@ def remove(name: str) -> None:
             fsflags.set_immutable(image.path, False)
         os.rename(image.path, temp)  # a symlinked image: only the link goes, as a link is all it is
     remove_tree(temp)
+    for f in settings_files(image):
+        f.unlink()
 
 
 def _set_read_only(path: Path, kind: str, on: bool) -> None:

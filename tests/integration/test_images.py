@@ -257,3 +257,14 @@ def test_template_refusals(image, image_dir, tmp_path):
     assert "--ephemeral" in refused("spawn", "-x", f"--template={image_dir / image}", "-D", str(tree), "/bin/true")
     assert not tree.exists()
     assert sorted(os.listdir(tmp_path)) == ["machines"]
+
+
+def test_settings_beside_the_image_follow_clone_rename_and_remove(image_dir, image):
+    (image_dir / f"{image}.nspawn").write_text("[Exec]\nBoot=yes\n")
+    ok("clone", image, image + "-c")
+    assert (image_dir / f"{image}-c.nspawn").read_text() == "[Exec]\nBoot=yes\n"
+    ok("rename", image + "-c", image + "-r")
+    assert not (image_dir / f"{image}-c.nspawn").exists()
+    assert (image_dir / f"{image}-r.nspawn").read_text() == "[Exec]\nBoot=yes\n"
+    ok("remove", image + "-r")
+    assert sorted(os.listdir(image_dir)) == [image, f"{image}.nspawn"]
