@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nsdash.cli.machinectl import _dump, _parse, _parser
-from nsdash.errors import UsageError
+from nsdash.errors import NsdashError, UsageError
 from nsdash.machines import images
 from nsdash.system.text import escape
 
@@ -209,4 +209,9 @@ def main(argv: list[str]) -> int:
                "export-tar": cmd_export_tar, "import-tar": cmd_import_tar}.get(verb)
     if handler is None:
         raise UsageError(f"unknown image verb '{verb}'")
-    return handler(rest)
+    try:
+        return handler(rest)
+    except OSError as e:  # a file system's refusal (no space, no permission) is one line too
+        where = f" ({e.filename})" if e.filename else ""
+        raise NsdashError(f"{verb} failed: {e.strerror or e}{where}",
+                          "check the path, the free space and the permissions") from None

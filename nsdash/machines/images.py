@@ -441,6 +441,9 @@ def export_tar(name: str, file: str, fmt: str | None = None, progress: Progress 
     if fmt != "uncompressed" and not shutil.which(FORMATS[fmt][1][0]):
         raise UsageError(f"--format={fmt} needs {FORMATS[fmt][1][0]}", f"install {FORMATS[fmt][1][0]}")
     target = Path(file).absolute()
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: {target.parent} is not a directory",
+                         "create the directory first, or name a file in an existing one")
     temp = target.parent / f".#{target.name}{secrets.token_hex(8)}"
     written = 0
     with tempfile.TemporaryFile() as errors:

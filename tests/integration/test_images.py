@@ -165,6 +165,9 @@ def test_bad_names_and_missing_images_get_one_line(image_dir, image, tmp_path):
     assert "no image named" in refused("export-tar", image + "-missing", str(tmp_path / "x.tar"))
     assert "exists already" in refused("clone", image, image)
     assert "cannot read" in refused("import-tar", str(tmp_path / "none.tar"), "fine")
+    assert "is not a directory" in refused("export-tar", image, str(tmp_path / "nodir" / "x.tar"))
+    assert "unknown --format" in refused("export-tar", "--format=lz4", image, str(tmp_path / "x.tar"))
+    assert "invalid boolean" in refused("read-only", image, "maybe")
     assert sorted(os.listdir(image_dir)) == [image]
     assert sorted(os.listdir(tmp_path)) == ["machines"]
 
