@@ -128,10 +128,18 @@ def build(dest: Path, hostname: str, distribution: str, release: str, mirror: st
         except subprocess.CalledProcessError as e:
             raise NsdashError(f"finishing the tree failed: {' '.join(map(str, e.cmd))}") from None
     if root_password is not None:
-        done = subprocess.run(["chroot", str(dest), "chpasswd"], input=f"root:{root_password}\n", text=True,
-                              capture_output=True)
-        if done.returncode != 0:
-            raise NsdashError(f"setting root's password failed: {escape(done.stderr.strip())}")
+        set_root_password(dest, root_password)
+
+
+def set_root_password(tree: Path, password: str) -> None:
+    """Give root in TREE this password (hashed by the tree's own chpasswd, on its stdin:
+    never on a command line, where `ps` would show it)."""
+    if "\n" in password or ":" in password:
+        raise UsageError("--root-password may not contain ':' or a newline", "pick another password")
+    done = subprocess.run(["chroot", str(tree), "chpasswd"], input=f"root:{password}\n", text=True,
+                          capture_output=True)
+    if done.returncode != 0:
+        raise NsdashError(f"setting root's password failed: {escape(done.stderr.strip())}")
 
 
 def main(argv: list[str]) -> int:

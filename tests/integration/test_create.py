@@ -66,3 +66,21 @@ def test_bad_targets_and_unreachable_mirrors_get_one_line(tmp_path, monkeypatch)
         assert r.returncode != 0 and words in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "machines").exists() or os.listdir(tmp_path / "machines") == []
+
+
+def test_root_password_is_set_by_the_trees_own_chpasswd(debian_cache, tmp_path):
+    import subprocess
+
+    import pytest
+
+    from nsdash.cli.create import set_root_password
+    from nsdash.errors import UsageError
+
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(debian_cache), str(tree)], check=True)
+    assert (tree / "etc/shadow").read_text().startswith("root::")
+    set_root_password(tree, "s3cret pass")
+    field = (tree / "etc/shadow").read_text().splitlines()[0].split(":")[1]
+    assert field.startswith("$") and "s3cret" not in field  # hashed, not stored
+    with pytest.raises(UsageError):
+        set_root_password(tree, "a:b")
