@@ -112,13 +112,11 @@ def _read_only(path: Path, kind: str) -> bool:
 
 def _guest_facts(path: Path) -> tuple[dict[str, str], str | None]:
     """os-release and hostname, read confined to the tree (the guest wrote them)."""
-    from nsdash.machines.registry import parse_os_release
+    from nsdash.machines import identity
 
     release: dict[str, str] = {}
-    for rel in ("etc/os-release", "usr/lib/os-release"):
-        with contextlib.suppress(OSError):
-            release = parse_os_release(confined.read_text(path, rel))
-            break
+    with contextlib.suppress(OSError):  # a refused os-release shows as none
+        release = identity.os_release(path)
     hostname = None
     with contextlib.suppress(OSError):
         hostname = confined.read_text(path, "etc/hostname").strip() or None
