@@ -333,17 +333,15 @@ def cmd_list_images(argv: list[str]) -> int:
     p = _parser("list-images", None)
     _output_opts(p)
     ns = _parse(p, argv)
-    from nsdash.machines import client
+    from nsdash.machines import images
 
-    images = client.list_images()
     rows, data = [], []
-    for path in images:
-        st_ = path.stat()
-        ro = "yes" if not os.access(path, os.W_OK) else "no"
-        mtime = datetime.fromtimestamp(st_.st_mtime, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
-        rows.append([path.name, "directory", ro, str(path), mtime])
-        data.append({"name": path.name, "type": "directory", "ro": ro == "yes", "path": str(path),
-                     "mtime": int(st_.st_mtime)})
+    for image in images.discover():
+        ro = "yes" if image.read_only else "no"
+        mtime = datetime.fromtimestamp(image.mtime, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
+        rows.append([image.name, image.type, ro, str(image.path), mtime])
+        data.append({"name": image.name, "type": image.type, "ro": image.read_only, "path": str(image.path),
+                     "mtime": int(image.mtime)})
     if ns.output.startswith("json"):
         _dump(data, ns.output)
         return 0

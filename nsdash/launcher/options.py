@@ -55,7 +55,7 @@ NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
     "directory", "machine", "settings",  # spec_from's own inputs
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
-    "template",  # used by spec_from to make a missing tree
+    "template",  # acted on by spec_from before the tree is checked: the spec holds the tree made
 })
 
 
@@ -435,32 +435,31 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     return ContainerSpec(directory=directory, machine=machine, binds=binds, overlays=overlays, **kwargs)
 
 
-def _from_template(template: str, directory: str, ephemeral: bool, dry_run: bool) -> None:
-    """--template: a missing tree is made as a copy of TEMPLATE (cp -a, reflinks where the
-    file system has them), into a temporary sibling first so no half copy is ever the tree."""
-    if ephemeral:
-        raise UsageError("--template cannot be combined with --ephemeral", "pick one")
-    if dry_run:
-        raise UsageError(f"--template: {v.printable(directory)} does not exist yet, and --dry-run makes nothing",
-                         "run without --dry-run once to create it")
-    if not os.path.isdir(template):
-        raise SpecError(f"--template {v.printable(template)} is not a directory", "give an OS tree to copy")
-    import subprocess
-
-    parent = os.path.dirname(os.path.abspath(directory)) or "/"
-    tmp = os.path.join(parent, f".#{os.path.basename(directory)}.nsdash-template-{os.getpid()}")
-    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", template.rstrip("/") + "/.", tmp],
-                       capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", tmp], capture_output=True, check=False)
-        raise SpecError(f"--template: cannot copy {v.printable(template)}: "
-                        f"{v.printable(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'cp failed')}",
-                        "check the space and permissions where the tree goes")
-    os.rename(tmp, directory)
-
-
 def _warn_to_stderr(message: str) -> None:
     sys.stderr.write(f"nsdash: warning: {v.printable(message)}\n")
+
+
+def _from_template(cli: Options) -> None:
+    """--template=DIR: make the tree (-D, else the image home's NAME for -M NAME) from the
+    template if it does not exist yet, as nspawn does before anything else."""
+    from nsdash.launcher import template
+    from nsdash.system import paths
+
+    if cli.get("ephemeral"):
+        raise UsageError("--template= cannot be combined with --ephemeral",
+                         "an ephemeral machine leaves no tree to make; boot the template with -x instead")
+    directory = cli.get("directory")
+    if not directory:
+        machine = cli.get("machine")
+        if not machine:
+            raise UsageError("--template= needs the tree to make", "name it with -D DIR or -M NAME")
+        found = [os.path.join(base, machine) for base in IMAGE_SEARCH_PATH]
+        directory = next((c for c in found if os.path.isdir(c)), str(paths.image_home() / machine))
+        cli.values["directory"] = directory
+    if cli.get("dry_run") and not os.path.lexists(directory):
+        raise UsageError(f"--template: {v.printable(directory)} does not exist yet, and --dry-run makes nothing",
+                         "run without --dry-run once to create it")
+    template.populate(cli.get("template"), directory, bool(cli.get("quiet")))
 
 
 def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = None,
@@ -473,12 +472,9 @@ def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = Non
     /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
     .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
-    template = cli.get("template")
-    if template and not cli.get("directory") and cli.get("machine"):
-        cli.values["directory"] = os.path.join("/var/lib/machines", cli.get("machine"))  # nspawn's rule
+    if cli.get("template"):
+        _from_template(cli)
     raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
-    if template and not os.path.lexists(raw_dir):
-        _from_template(template, raw_dir, bool(cli.get("ephemeral")), bool(cli.get("dry_run")))
     directory = check_directory(raw_dir)
     cli.values["directory"] = str(directory)
     settings_mode = cli.get("settings", "yes")
