@@ -130,6 +130,8 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
+        self._lease: object | None = None  # network.Lease: the pool block taken for -n
+        self.network_mode: str | None = None  # which path -n took (shown by status)
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -353,6 +355,37 @@ class Container:
                               "is another machine using that name? pick another with -M") from None
         self._veth = name
         netlink.set_link_up(name)
+        self._configure_link(plan, name)
+
+    def _configure_link(self, plan: LaunchPlan, name: str) -> None:
+        """Address both ends, route host0 via the host and masquerade (launcher/network.py),
+        before the payload starts; left to systemd-networkd where it runs on the host."""
+        from nsdash.launcher import network
+        from nsdash.system import netlink
+
+        ports = [network.parse_port(p) for p in self.spec.port]
+        if network.networkd_active():
+            self.network_mode = "systemd-networkd (the host's networkd configures ve- and host0)"
+            if ports:
+                raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
+                                  "on links it configures itself", "forward the port with networkd's settings")
+            return
+        with network.locked():
+            network.check_ports(plan.machine, ports)
+            self._lease = lease = network.allocate(plan.machine)
+            try:
+                netlink.add_address(name, str(lease.host))
+                netlink.add_address(netlink.CONTAINER_IFNAME, str(lease.guest), self.leader)
+                netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
+                netlink.add_default_route(str(lease.host.ip), self.leader)
+                network.enable_forwarding()
+                network.add_rules(plan.machine, lease, name, ports)
+            except NsdashError:
+                raise
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
+        self.network_mode = (f"nsdash: {lease.host} on {name}, {lease.guest} on host0, masquerade"
+                             + "".join(f", port {p}" for p in ports))
 
     # ---- running --------------------------------------------------------------
 
@@ -461,6 +494,14 @@ class Container:
             self._pidfd = None
         if self._veth:
             self._remove_veth(self._veth)
+        if self._lease is not None:
+            from nsdash.launcher import network
+
+            try:
+                network.forget(self.spec.machine)
+            except NsdashError as e:
+                errors.append(e.oneline())
+            self._lease = None
         if self._notify is not None:
             self._notify.close()
             self._notify = None

@@ -131,7 +131,7 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth and --network-namespace-path; "
+NET_LATER = ("nsdash's networking is --private-network, --network-veth (with --port) and --network-namespace-path; "
              "configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
@@ -270,9 +270,8 @@ ROWS: tuple[Setting, ...] = (
             parse=pv.parse_absolute, mask="NETWORK",
             help="Set network namespace to the one represented by the specified file node"),
     Setting("port", "p", group=NET, metavar="[PROTOCOL:]HOSTPORT[:CONTAINERPORT]", key="port",
-            file="Network.Port", privileged=True,
-            unsupported="nsdash installs no firewall rules; forward ports on the host (e.g. with socat)",
-            help="Expose a container IP port on the host"),
+            file="Network.Port", privileged=True, store=APPEND, parse=pv.parse_port, mask="NETWORK",
+            help="Expose a container IP port on the host (needs -n: nsdash adds a DNAT rule)"),
 
     # --- Security
     Setting("capability", None, group=SECURITY, metavar="CAP", key="capabilities", store=UNION,

@@ -413,6 +413,9 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
         raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
                          "the joined namespace is the container's network: pick one")
+    if merged.get("port") and not merged.get("network_veth"):
+        raise UsageError("--port needs --network-veth (-n): ports are forwarded to the machine's veth link",
+                         "add -n")
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))

@@ -67,6 +67,7 @@ class ContainerSpec(Frozen):
     private_network: bool = False
     network_veth: bool = False
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
+    port: tuple[str, ...] = ()  # --port, normalised PROTOCOL:HOSTPORT:CONTAINERPORT (launcher/network.py)
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...

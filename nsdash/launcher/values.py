@@ -33,6 +33,16 @@ def nonempty(value: str, option: str, syntax: str) -> str:
     return value
 
 
+def parse_port(value: str, option: str) -> str:
+    """--port/Port=: [PROTOCOL:]HOSTPORT[:CONTAINERPORT], normalised to PROTOCOL:HOST:CONTAINER."""
+    from nsdash.launcher.network import parse_port as parse
+
+    try:
+        return str(parse(value))
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}", "write [tcp|udp:]HOSTPORT[:CONTAINERPORT], e.g. 8080:80") from None
+
+
 def parse_absolute(value: str, option: str) -> str:
     if not v.is_absolute_path(value):
         raise UsageError(f"invalid {option} {value!r}: not an absolute path", f"use {option}=/PATH")

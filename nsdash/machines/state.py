@@ -48,6 +48,7 @@ class MachineState:
     command: list[str] = field(default_factory=list)
     ephemeral: bool = False
     registered: bool = False  # with systemd-machined
+    network: str | None = None  # which path -n took (the launcher's Container.network_mode)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

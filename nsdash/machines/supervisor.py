@@ -399,7 +399,8 @@ class Supervisor:
             supervisor=os.getpid(), started=self.started, since=self.since, boot=self.boot,
             state=self.phase, uuid=self.uuid, netif=list(netif or []), boot_mode=self.spec.boot,
             command=list(self.spec.command), ephemeral=self.spec.ephemeral,
-            registered=self.registration is not None and self.registration.active)
+            registered=self.registration is not None and self.registration.active,
+            network=getattr(self.container, "network_mode", None))
 
     def _write_state(self) -> None:
         st.write_state(self.dir, self._state())

@@ -258,3 +258,16 @@ def delete_link(name: str, pid: int | None = None) -> bool:
                 return False
             raise
         return True
+
+
+def add_address(name: str, address: str, pid: int | None = None) -> None:
+    """Give link NAME the address ADDRESS ("10.0.0.1/30")."""
+    ip, _, prefix = address.partition("/")
+    with ipr(pid) as h:
+        h.addr("add", index=_index(h, name), address=ip, prefixlen=int(prefix))
+
+
+def add_default_route(gateway: str, pid: int | None = None) -> None:
+    """A default route via GATEWAY (which a link's address must already reach)."""
+    with ipr(pid) as h:
+        h.route("add", dst="0.0.0.0/0", gateway=gateway)

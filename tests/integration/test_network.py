@@ -1,0 +1,233 @@
+"""-n works on its own: addresses from nsdash's pool, masquerade and --port (root).
+
+Traffic stays inside namespaces the tests make: "outside" is a network
+namespace joined to the host by a veth pair with 198.18.x addresses (a
+benchmarking range no host here routes); it has no route back to nsdash's
+pool, so an answer from it proves the masquerade.  Every test checks that no
+nft rule keyed by its machine, no lease and no ve- link remain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_nsdash, teardown_machine, wait_for
+
+from nsdash.launcher import network
+from nsdash.machines import client
+from nsdash.machines import state as st
+from nsdash.system import netlink
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+OUT_HOST, OUT_PEER = "198.18.77.1", "198.18.77.2"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def _left_behind(machine: str) -> list[str]:
+    """What nsdash's networking still holds for MACHINE."""
+    found = [f"rule {r['chain']} {r['handle']}" for r in network.nft_rules() if r.get("comment") == network.tag(machine)]
+    found += [f"lease {lease.block}" for lease in network.leases() if lease.machine == machine]
+    if netlink.link_exists(netlink.veth_host_name(machine)):
+        found.append("link " + netlink.veth_host_name(machine))
+    return found
+
+
+@pytest.fixture
+def outside(machine_name) -> Iterator[str]:
+    """A network namespace standing for the outside world; yields its name."""
+    ns = f"out-{machine_name}"
+    link = "vo" + machine_name[-10:]
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+        subprocess.run(["ip", "addr", "add", f"{OUT_HOST}/30", "dev", link], check=True)
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        for cmd in (["ip", "addr", "add", f"{OUT_PEER}/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                    ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
+class _Server:
+    """python -m http.server in namespace NS (None: the host), serving DIR; its log names clients."""
+
+    def __init__(self, ns: str | None, address: str, port: int, directory: Path) -> None:
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "http.server", "-b", address, str(port),
+                                      "-d", str(directory)], stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: self._listening(ns, port), 20, what="the test's HTTP server")
+
+    @staticmethod
+    def _listening(ns: str | None, port: int) -> bool:
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        out = subprocess.run([*prefix, "ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
+        return bool(out.strip())
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=10)
+        return err
+
+
+def test_veth_machine_reaches_the_host_and_the_outside_through_the_masquerade(
+        busybox_cache, machine_name, outside, tmp_path):
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    (tmp_path / "out.txt").write_text("from-the-outside\n")
+    port = _free_port()
+    host_server = _Server(None, "0.0.0.0", port, tmp_path)
+    out_server = _Server(outside, OUT_PEER, port, tmp_path)
+    try:
+        # BusyBox's static wget crashes in glibc's resolver; nc with an address needs none.
+        get = 'printf "GET /%s HTTP/1.0\\r\\n\\r\\n" | nc -w 10 %s %d'
+        script = ("ip -4 -o addr show host0; gw=$(ip route | awk '/^default/ {print $3}'); "
+                  + get % ("host.txt", "$gw", port) + "; " + get % ("out.txt", OUT_PEER, port))
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache),
+                       "/bin/sh", "-c", script)
+    finally:
+        host_log = host_server.stop()
+        out_log = out_server.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "inet 10.229." in r.stdout and "/30" in r.stdout  # host0 was configured before the payload
+    assert "from-the-host" in r.stdout and "from-the-outside" in r.stdout
+    assert "GET /host.txt" in host_log
+    # The outside saw the host's address on its link, never the machine's pool address.
+    assert f"{OUT_HOST} - - " in out_log and "10.229." not in out_log, out_log
+    assert _left_behind(machine_name) == []
+
+
+def _start_web_machine(machine_name: str, tree: Path, *extra: str) -> subprocess.CompletedProcess:
+    script = "mkdir -p /tmp/w && echo served-by-$(hostname) > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"
+    return run_nsdash("spawn", "--detach", "-n", "-x", "-M", machine_name, *extra, "-D", str(tree),
+                      "/bin/sh", "-c", script)
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return str(reply.read().decode())
+
+
+def _outside_fetch(ns: str, url: str) -> subprocess.CompletedProcess:
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_port_forward_answers_and_goes_with_poweroff(busybox_cache, machine_name, outside):
+    port = _free_port()
+    try:
+        r = _start_web_machine(machine_name, busybox_cache, "-p", f"tcp:{port}:80")
+        assert r.returncode == 0, r.stderr
+        s = client.status(machine_name)
+        assert "masquerade" in s["network"] and f"port tcp:{port}:80" in s["network"]
+        lease = network.lease_of(machine_name)
+        assert lease is not None
+        # From the outside, to the host's address on its link: prerouting DNAT.
+        got = wait_for(lambda: _outside_fetch(outside, f"http://{OUT_HOST}:{port}/").stdout, 30, what="the forward")
+        assert f"served-by-{machine_name}" in got
+        # From the host itself, to a local address: the output chain's DNAT.
+        assert f"served-by-{machine_name}" in _fetch(f"http://{lease.host.ip}:{port}/")
+        # status and -o json show the path taken and the machine's address.
+        r = run_nsdash("status", machine_name)
+        assert "Network: nsdash:" in r.stdout and str(lease.guest.ip) in r.stdout, r.stdout
+        r = run_nsdash("list", "-o", "json")
+        assert str(lease.guest.ip) in r.stdout
+        r = run_nsdash("poweroff", machine_name)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
+        assert _left_behind(machine_name) == []
+        assert _outside_fetch(outside, f"http://{OUT_HOST}:{port}/").returncode != 0
+    finally:
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == []
+
+
+def test_port_rules_are_cleaned_after_a_supervisor_sigkill(busybox_cache, machine_name):
+    port = _free_port()
+    try:
+        r = _start_web_machine(machine_name, busybox_cache, f"--port={port}")
+        assert r.returncode == 0, r.stderr
+        s = client.status(machine_name)
+        assert _left_behind(machine_name)  # rules, lease and link are there while it runs
+        os.kill(s["supervisor"], signal.SIGKILL)
+        wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
+        assert any(r["comment"] == network.tag(machine_name) for r in network.nft_rules())
+        r = run_nsdash("status", machine_name)  # the next command naming it cleans the orphan
+        assert "orphaned" in r.stderr
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the orphan's clean-up")
+        assert _left_behind(machine_name) == []
+    finally:
+        teardown_machine(machine_name)
+
+
+def test_a_port_in_use_is_one_line_and_leaves_nothing(busybox_cache, machine_name):
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-p", str(port), "-D", str(busybox_cache),
+                       "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"host port {port}/tcp is in use" in r.stderr
+    assert _left_behind(machine_name) == []
+
+
+def test_a_port_forwarded_to_another_machine_is_refused(busybox_cache, machine_name):
+    port = _free_port()
+    other = machine_name + "-b"
+    try:
+        assert _start_web_machine(machine_name, busybox_cache, "-p", str(port)).returncode == 0
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", other, "-p", f"{port}:81", "-D", str(busybox_cache),
+                       "/bin/true")
+        assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+        assert f"already forwarded to machine '{machine_name}'" in r.stderr
+        assert _left_behind(other) == []
+    finally:
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["-n", "-p", "sctp:80"], "unknown protocol 'sctp'"),
+    (["-n", "-p", "70000"], "invalid port '70000'"),
+    (["-p", "8080"], "--port needs --network-veth"),
+])
+def test_bad_port_values_are_one_line(busybox_cache, machine_name, args, words):
+    r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, *args, "-D", str(busybox_cache), "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+    assert _left_behind(machine_name) == []
+
+
+def test_concurrent_spawns_get_distinct_blocks(busybox_cache, machine_name, tmp_path):
+    """Three machines started at once, each waiting until all three run: three blocks."""
+    names = [f"{machine_name}-{i}" for i in range(3)]
+    script = ("ip -4 -o addr show host0; touch /sync/$(hostname); n=0; "
+              "while [ $(ls /sync | wc -l) -lt 3 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done; "
+              "[ $(ls /sync | wc -l) -ge 3 ]")
+    procs = [subprocess.Popen([sys.executable, "-m", "nsdash", "spawn", "-q", "-n", "-x", "-M", n,
+                               f"--bind={tmp_path}:/sync", "-D", str(busybox_cache), "/bin/sh", "-c", script],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+             for n in names]
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs  # all three ran at the same time
+    addresses = [out.split("inet ")[1].split()[0] for out, _ in outs]
+    assert len(set(addresses)) == 3, addresses
+    for n in names:
+        assert _left_behind(n) == []
