@@ -80,11 +80,12 @@ class Outcome(Frozen):
         return 0
 
 
-def veth_name(machine: str) -> str:
-    """The host side of --network-veth: ve-NAME, shortened as systemd-nspawn does."""
+def veth_name(machine: str, prefix: str = "ve-") -> str:
+    """The host side of --network-veth: ve-NAME (vb-NAME with a bridge or zone), shortened as
+    systemd-nspawn does."""
     from nsdash.system.netlink import veth_host_name
 
-    return veth_host_name(machine)
+    return veth_host_name(machine, prefix)
 
 
 def _available_capabilities() -> frozenset[str]:
@@ -347,44 +348,72 @@ class Container:
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
-        name = veth_name(plan.machine)
+        bridge = self.spec.network_bridge
+        if bridge and not netlink.is_bridge(bridge):
+            raise NsdashError(f"--network-bridge={bridge}: there is no bridge named {bridge} on the host",
+                              f"create it (ip link add {bridge} type bridge) or name another")
+        if bridge and self.spec.port:
+            raise NsdashError("--port cannot be combined with --network-bridge: the bridge's network, not "
+                              "nsdash, addresses the machine", "use -n or --network-zone with --port")
+        joined = bridge or self.spec.network_zone
+        name = veth_name(plan.machine, "vb-" if joined else "ve-")
         try:
-            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine))
+            netlink.create_veth(name, peer_pid=self.leader,
+                                altname=netlink.veth_altname(plan.machine, "vb-" if joined else "ve-"))
         except Exception as e:  # pyroute2's NetlinkError and friends
             raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
                               "is another machine using that name? pick another with -M") from None
         self._veth = name
+        if bridge:
+            netlink.set_master(name, bridge)
+            netlink.set_link_up(name)
+            self.network_mode = f"bridge {bridge}: host0 is left to the bridge's network (DHCP inside)"
+            return
         netlink.set_link_up(name)
         self._configure_link(plan, name)
 
     def _configure_link(self, plan: LaunchPlan, name: str) -> None:
-        """Address both ends, route host0 via the host and masquerade (launcher/network.py),
-        before the payload starts; left to systemd-networkd where it runs on the host."""
+        """Address both ends (or join a zone), route host0 via the host and masquerade
+        (launcher/network.py), before the payload starts; left to systemd-networkd where
+        it runs on the host."""
+        import ipaddress
+
         from nsdash.launcher import network
         from nsdash.system import netlink
 
         ports = [network.parse_port(p) for p in self.spec.port]
+        zone = self.spec.network_zone
         if network.networkd_active():
-            self.network_mode = "systemd-networkd (the host's networkd configures ve- and host0)"
+            self.network_mode = "systemd-networkd (the host's networkd configures the link and host0)"
             if ports:
                 raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
                                   "on links it configures itself", "forward the port with networkd's settings")
             return
         with network.locked():
             network.check_ports(plan.machine, ports)
-            self._lease = lease = network.allocate(plan.machine)
             try:
-                netlink.add_address(name, str(lease.host))
-                netlink.add_address(netlink.CONTAINER_IFNAME, str(lease.guest), self.leader)
+                if zone:
+                    block = network.join_zone(zone)
+                    self._lease = lease = network.zone_member(plan.machine, block)
+                    netlink.set_master(name, network.ZONE_PREFIX + zone)
+                    guest = f"{lease.block.network_address}/{block.block.prefixlen}"
+                    gateway = block.host
+                else:
+                    self._lease = lease = network.allocate(plan.machine)
+                    netlink.add_address(name, str(lease.host))
+                    guest, gateway = str(lease.guest), lease.host
+                netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
                 netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
-                netlink.add_default_route(str(lease.host.ip), self.leader)
+                netlink.add_default_route(str(gateway.ip), self.leader)
                 network.enable_forwarding()
-                network.add_rules(plan.machine, lease, name, ports)
+                network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
+                                  ipaddress.IPv4Interface(guest).ip)
             except NsdashError:
                 raise
             except Exception as e:  # pyroute2's NetlinkError and friends
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
-        self.network_mode = (f"nsdash: {lease.host} on {name}, {lease.guest} on host0, masquerade"
+        where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
+        self.network_mode = (f"nsdash: {where}, {guest} on host0, masquerade"
                              + "".join(f", port {p}" for p in ports))
 
     # ---- running --------------------------------------------------------------

@@ -99,6 +99,7 @@ class Lease:
 
     @property
     def host(self) -> ipaddress.IPv4Interface:
+        """The host side's address (for a zone: its bridge's)."""
         return ipaddress.IPv4Interface(f"{self.block.network_address + 1}/{self.block.prefixlen}")
 
     @property
@@ -158,18 +159,48 @@ def lease_of(machine: str) -> Lease | None:
     return next((lease for lease in leases() if lease.machine == machine), None)
 
 
-def allocate(machine: str, pool: ipaddress.IPv4Network = POOL) -> Lease:
-    """Take a free block for MACHINE (call under locked())."""
-    taken = {lease.block for lease in leases()}
-    avoid = host_routes()
-    for block in pool.subnets(new_prefix=BLOCK):
-        if block in taken or any(block.overlaps(route) for route in avoid):
-            continue
-        _leases_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
-        (_leases_dir() / str(block).replace("/", "_")).write_text(machine + "\n")
-        return Lease(machine, block)
-    raise NsdashError(f"the address pool {pool} is exhausted (every /{BLOCK} is leased or routed)",
+def _write_lease(owner: str, block: ipaddress.IPv4Network) -> Lease:
+    _leases_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    (_leases_dir() / str(block).replace("/", "_")).write_text(owner + "\n")
+    return Lease(owner, block)
+
+
+def allocate(machine: str, pool: ipaddress.IPv4Network = POOL, prefix: int = BLOCK) -> Lease:
+    """Take a free block for MACHINE (or a zone's "zone:NAME"); call under locked()."""
+    taken = [lease.block for lease in leases()]
+    avoid = host_routes() + taken
+    for block in pool.subnets(new_prefix=prefix):
+        if not any(block.overlaps(used) for used in avoid):
+            return _write_lease(machine, block)
+    raise NsdashError(f"the address pool {pool} is exhausted (every /{prefix} is leased or routed)",
                       "stop a machine with -n, or remove stale leases under " + str(_leases_dir()))
+
+
+# --- zones ---------------------------------------------------------------------
+
+ZONE_BLOCK = 28  # the bridge's .1 and 13 machines
+ZONE_PREFIX = "vz-"
+
+
+def zone_owner(zone: str) -> str:
+    return "zone:" + zone
+
+
+def zone_member(machine: str, zone: Lease) -> Lease:
+    """One address of ZONE's block for MACHINE, as a /32 lease (call under locked())."""
+    taken = {lease.block.network_address for lease in leases() if lease.block.prefixlen == 32}
+    for address in list(zone.block.hosts())[1:]:
+        if address not in taken:
+            return _write_lease(machine, ipaddress.IPv4Network(f"{address}/32"))
+    raise NsdashError(f"zone {zone.machine[5:]} is full ({zone.block} has no free address)",
+                      "use another --network-zone")
+
+
+def idle_zones() -> list[Lease]:
+    """Zones none of whose addresses is leased to a machine any more."""
+    all_leases = leases()
+    return [zone for zone in all_leases if zone.machine.startswith("zone:")
+            and not any(m.block.prefixlen == 32 and m.block.subnet_of(zone.block) for m in all_leases)]
 
 
 def release(machine: str) -> list[str]:
@@ -259,19 +290,23 @@ def check_ports(machine: str, ports: list[PortForward]) -> None:
                               "pick another host port")
 
 
-def add_rules(machine: str, lease: Lease, ifname: str, ports: list[PortForward]) -> None:
-    """Masquerade LEASE's block leaving by any link but IFNAME, and forward PORTS (under locked())."""
-    comment = _quote(tag(machine))
+def add_rules(owner: str, masquerade: tuple[ipaddress.IPv4Network, str] | None,
+              ports: list[PortForward], guest: ipaddress.IPv4Address | None = None) -> None:
+    """Masquerade a (block, link) pair's block leaving by any other link, and forward PORTS to
+    GUEST; every rule commented with OWNER's tag (call under locked())."""
+    comment = _quote(tag(owner))
     lines = [
         f"add table ip {TABLE}",
         f"add chain ip {TABLE} postrouting {{ type nat hook postrouting priority srcnat; }}",
         f"add chain ip {TABLE} prerouting {{ type nat hook prerouting priority dstnat; }}",
         f"add chain ip {TABLE} output {{ type nat hook output priority -100; }}",
-        f"add rule ip {TABLE} postrouting ip saddr {lease.block} oifname != {_quote(ifname)} masquerade "
-        f"comment {comment}",
     ]
+    if masquerade is not None:
+        block, ifname = masquerade
+        lines.append(f"add rule ip {TABLE} postrouting ip saddr {block} oifname != {_quote(ifname)} masquerade "
+                     f"comment {comment}")
     for port in ports:
-        to = f"dnat to {lease.guest.ip}:{port.container_port}"
+        to = f"dnat to {guest}:{port.container_port}"
         lines.append(f"add rule ip {TABLE} prerouting fib daddr type local {port.protocol} dport {port.host_port} "
                      f"{to} comment {comment}")
         lines.append(f"add rule ip {TABLE} output fib daddr type local ip daddr != 127.0.0.0/8 "
@@ -305,13 +340,44 @@ def enable_forwarding() -> None:
 
 
 def forget(machine: str) -> list[str]:
-    """Everything nsdash's networking holds for MACHINE goes: its leases and rules."""
+    """Everything nsdash's networking holds for MACHINE goes: its leases and rules, and a
+    zone's bridge with its last machine."""
+    from nsdash.system import netlink
+
     done = []
+    nft_here = bool(shutil.which("nft") or os.path.exists("/usr/sbin/nft"))
     with locked():
         for block in release(machine):
             done.append(f"released {block}")
-        if shutil.which("nft") or os.path.exists("/usr/sbin/nft"):
+        if nft_here:
             count = remove_rules(machine)
             if count:
                 done.append(f"removed {count} nft rule(s)")
+        for zone in idle_zones():
+            name = zone.machine[5:]
+            bridge = ZONE_PREFIX + name
+            if netlink.link_exists(bridge) and netlink.delete_link(bridge):
+                done.append(f"removed zone bridge {bridge}")
+            if nft_here:
+                remove_rules(zone.machine)
+            release(zone.machine)
     return done
+
+
+def join_zone(zone: str) -> Lease:
+    """ZONE's block, with its bridge vz-ZONE made, addressed and masqueraded on first use
+    (call under locked())."""
+    from nsdash.system import netlink
+
+    owner = zone_owner(zone)
+    bridge = ZONE_PREFIX + zone
+    lease = next((z for z in leases() if z.machine == owner), None)
+    if lease is None:
+        lease = allocate(owner, prefix=ZONE_BLOCK)
+    if not netlink.link_exists(bridge):
+        netlink.create_bridge(bridge)
+        netlink.add_address(bridge, str(lease.host))
+        netlink.set_link_up(bridge)
+        enable_forwarding()
+        add_rules(owner, (lease.block, bridge), [])
+    return lease

@@ -131,7 +131,8 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth (with --port) and --network-namespace-path; "
+NET_LATER = ("nsdash's networking is --private-network, --network-veth, --network-zone, --network-bridge, --port "
+             "and --network-namespace-path; "
              "configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
@@ -261,10 +262,10 @@ ROWS: tuple[Setting, ...] = (
             file="Network.VirtualEthernetExtra", unsupported=NET_LATER, privileged=True, mask="NETWORK",
             help="Add an additional virtual Ethernet link between host and container"),
     Setting("network-bridge", None, group=NET, metavar="INTERFACE", key="network_bridge",
-            file="Network.Bridge", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            file="Network.Bridge", parse=pv.parse_ifname, privileged=True, mask="NETWORK",
             help="Add a veth to the container and attach it to an existing bridge on the host"),
     Setting("network-zone", None, group=NET, metavar="NAME", key="network_zone", file="Network.Zone",
-            unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            parse=pv.parse_zone, privileged=True, mask="NETWORK",
             help="Similar, but attach it to an automatically managed bridge"),
     Setting("network-namespace-path", None, group=NET, metavar="PATH", key="network_namespace_path",
             parse=pv.parse_absolute, mask="NETWORK",

@@ -413,8 +413,16 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
         raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
                          "the joined namespace is the container's network: pick one")
+    if merged.get("network_zone") and merged.get("network_bridge"):
+        raise UsageError("--network-zone and --network-bridge cannot be combined", "pick one")
+    if merged.get("network_zone") or merged.get("network_bridge"):
+        if merged.get("network_namespace_path"):
+            raise UsageError("--network-namespace-path cannot be combined with --network-zone or --network-bridge",
+                             "pick one")
+        merged["network_veth"] = True  # nspawn: a bridge or zone means a veth, named vb-NAME
     if merged.get("port") and not merged.get("network_veth"):
-        raise UsageError("--port needs --network-veth (-n): ports are forwarded to the machine's veth link",
+        raise UsageError("--port needs --network-veth (-n) or --network-zone: ports are forwarded to the machine's "
+                         "veth link",
                          "add -n")
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network

@@ -43,6 +43,23 @@ def parse_port(value: str, option: str) -> str:
         raise UsageError(f"{option}: {e}", "write [tcp|udp:]HOSTPORT[:CONTAINERPORT], e.g. 8080:80") from None
 
 
+def parse_ifname(value: str, option: str) -> str:
+    """A network interface name as the kernel takes it (1-15 bytes, no '/', ':' or blanks)."""
+    if not value or len(value.encode()) > 15 or value in (".", "..") or any(c in value for c in "/: \t\n"):
+        raise UsageError(f"invalid {option} {value!r}: not a network interface name",
+                         "use 1-15 characters without '/', ':' or blanks")
+    return value
+
+
+def parse_zone(value: str, option: str) -> str:
+    """--network-zone NAME: the bridge vz-NAME must be a valid interface name."""
+    if not value or len(value.encode()) > 12:
+        raise UsageError(f"invalid {option} {value!r}: the bridge vz-NAME allows 1-12 characters",
+                         "pick a shorter zone name")
+    parse_ifname("vz-" + value, option)
+    return value
+
+
 def parse_absolute(value: str, option: str) -> str:
     if not v.is_absolute_path(value):
         raise UsageError(f"invalid {option} {value!r}: not an absolute path", f"use {option}=/PATH")

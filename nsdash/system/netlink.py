@@ -95,14 +95,14 @@ def shorten_ifname(name: str) -> str:
     return raw[: IFNAMSIZ - 5].decode(errors="ignore") + suffix
 
 
-def veth_host_name(machine: str) -> str:
-    """The host side of -n/--network-veth: ve-MACHINE, shortened as nspawn does."""
-    return shorten_ifname(HOST_PEER_PREFIX + machine)
+def veth_host_name(machine: str, prefix: str = HOST_PEER_PREFIX) -> str:
+    """The host side of -n/--network-veth: ve-MACHINE (vb- with a bridge or zone), shortened as nspawn does."""
+    return shorten_ifname(prefix + machine)
 
 
-def veth_altname(machine: str) -> str | None:
+def veth_altname(machine: str, prefix: str = HOST_PEER_PREFIX) -> str | None:
     """The full ve-MACHINE, set as an alternative name when the main one was shortened."""
-    full = HOST_PEER_PREFIX + machine
+    full = prefix + machine
     return full if shorten_ifname(full) != full else None
 
 
@@ -271,3 +271,18 @@ def add_default_route(gateway: str, pid: int | None = None) -> None:
     """A default route via GATEWAY (which a link's address must already reach)."""
     with ipr(pid) as h:
         h.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def create_bridge(name: str) -> None:
+    with ipr() as h:
+        h.link("add", ifname=name, kind="bridge")
+
+
+def is_bridge(name: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{name}/bridge")
+
+
+def set_master(name: str, bridge: str) -> None:
+    """Attach link NAME (of this namespace) to BRIDGE."""
+    with ipr() as h:
+        h.link("set", index=_index(h, name), master=_index(h, bridge))
