@@ -231,3 +231,73 @@ def test_concurrent_spawns_get_distinct_blocks(busybox_cache, machine_name, tmp_
     assert len(set(addresses)) == 3, addresses
     for n in names:
         assert _left_behind(n) == []
+
+
+def _zone_left_behind(zone: str) -> list[str]:
+    found = [f"rule {r['handle']}" for r in network.nft_rules() if r.get("comment") == network.tag("zone:" + zone)]
+    found += [f"lease {lease.block}" for lease in network.leases() if lease.machine == "zone:" + zone]
+    if netlink.link_exists(network.ZONE_PREFIX + zone):
+        found.append("bridge " + network.ZONE_PREFIX + zone)
+    return found
+
+
+def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_last(busybox_cache, machine_name):
+    zone = machine_name.replace("-", "")[:11] + "z"
+    first, second = machine_name, machine_name + "-b"
+    try:
+        r = _start_web_machine(first, busybox_cache, f"--network-zone={zone}")
+        assert r.returncode == 0, r.stderr
+        assert client.status(first)["netif"] == [netlink.veth_host_name(first, "vb-")]
+        assert Path(f"/sys/class/net/{network.ZONE_PREFIX}{zone}/brif/{netlink.veth_host_name(first, 'vb-')}").exists()
+        address = network.lease_of(first).block.network_address
+        assert f"zone {zone}" in client.status(first)["network"]
+        get = f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 {address} 80'
+        r = run_nsdash("spawn", "-q", "-x", f"--network-zone={zone}", "-M", second, "-D", str(busybox_cache),
+                       "/bin/sh", "-c", get)
+        assert r.returncode == 0 and f"served-by-{first}" in r.stdout, r.stdout + r.stderr
+        assert _left_behind(second) == []
+        assert _zone_left_behind(zone)  # the first machine still uses it
+        assert run_nsdash("poweroff", first).returncode == 0
+        wait_for(lambda: not st.machine_dir(first).exists(), 30, what="the machine to stop")
+        assert _zone_left_behind(zone) == []
+    finally:
+        teardown_machine(first)
+    assert _left_behind(first) == [] and _zone_left_behind(zone) == []
+
+
+def test_an_unknown_bridge_is_one_line_and_leaves_nothing(busybox_cache, machine_name):
+    r = run_nsdash("spawn", "-q", "-x", "--network-bridge=nosuchbr0", "-M", machine_name, "-D", str(busybox_cache),
+                   "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "no bridge named nosuchbr0" in r.stderr, r.stderr
+    assert not netlink.link_exists(netlink.veth_host_name(machine_name, "vb-"))
+    assert _left_behind(machine_name) == []
+
+
+def test_a_machine_on_an_existing_bridge_is_attached_and_detached(busybox_cache, machine_name):
+    bridge = "vb-" + machine_name.replace("-", "")[:8] + "br"  # vb- and the tag: the leak check sees it
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    try:
+        r = run_nsdash("spawn", "--detach", "-x", f"--network-bridge={bridge}", "-M", machine_name,
+                       "-D", str(busybox_cache), "/bin/sleep", "300")
+        assert r.returncode == 0, r.stderr
+        vb = netlink.veth_host_name(machine_name, "vb-")
+        assert os.listdir(f"/sys/class/net/{bridge}/brif") == [vb]
+        assert "bridge " + bridge in client.status(machine_name)["network"]
+        assert network.lease_of(machine_name) is None  # the bridge's network addresses host0, not nsdash
+        assert run_nsdash("terminate", machine_name).returncode == 0
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
+        assert os.listdir(f"/sys/class/net/{bridge}/brif") == []
+        assert _left_behind(machine_name) == [] and not netlink.link_exists(vb)
+    finally:
+        teardown_machine(machine_name)
+        subprocess.run(["ip", "link", "del", bridge], check=True)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--network-zone=a", "--network-bridge=b"], "cannot be combined"),
+    (["--network-zone=waytoolongzone"], "1-12 characters"),
+    (["--network-bridge=a/b"], "not a network interface name"),
+])
+def test_bad_zone_and_bridge_values_are_one_line(busybox_cache, machine_name, args, words):
+    r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, *args, "-D", str(busybox_cache), "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
