@@ -55,8 +55,10 @@ lint: venv
 screenshots: setup
 	$(PY) -m nsdash.tui.screenshots screenshots
 
+# One table of every ratio (each bench run with --json; see bench/summary.py).
+# BENCH_ARGS=--quick for smaller sizes; BENCH_ARGS=--readme README.md rewrites the README's table.
 bench: setup
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) bench/summary.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -223,7 +223,7 @@ def cmd_status(argv: list[str]) -> int:
     _output_opts(p)
     p.add_argument("-n", "--lines", type=int, default=10)
     ns = _parse(p, argv)
-    from nsdash.machines import client, registry
+    from nsdash.machines import registry
     from nsdash.machines import state as st
     from nsdash.machines.consolelog import last_lines
 
@@ -231,7 +231,10 @@ def cmd_status(argv: list[str]) -> int:
     results: list[Any] = []
     texts = []
     for name in names:
-        client.clean_if_orphan(name)
+        if st.orphaned(name):  # the control client (a writer, and many imports) only to clean it
+            from nsdash.machines import client
+
+            client.clean_if_orphan(name)
         m = registry.lookup(name)
         lines = last_lines(st.machine_dir(name) / st.CONSOLE_LOG, ns.lines) if m.source == "nsdash" else []
         limits = _limits(m)

@@ -45,8 +45,7 @@ def require_root() -> None:
 
 def clean_if_orphan(name: str, notice: Notice | None = _stderr_notice) -> bool:
     """Clean NAME's entry if its supervisor died; True if there was one."""
-    directory = st.machine_dir(name)
-    if not directory.exists() or st.supervisor_alive(directory):
+    if not st.orphaned(name):
         return False
     from nsdash.machines.orphans import clean_orphan
 

@@ -69,6 +69,11 @@ def index_path(log: Path) -> Path:
     return log.with_name(log.name + ".idx")
 
 
+def log_files(log: Path) -> tuple[Path, ...]:
+    """Every file the log at LOG may have: itself, its rotated half and their indexes."""
+    return (log, rotated(log), index_path(log), index_path(rotated(log)))
+
+
 @dataclass(frozen=True)
 class Mark:
     """One record of the side index: the separator line at OFFSET in the log is a real mark."""

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 
 from nsdash.monitor.machines import MachineMap
+from nsdash.system.frozen import Frozen
 
 _PF_KTHREAD = 0x00200000
 
 
-@dataclass(frozen=True)
-class ProcessInfo:
+class ProcessInfo(Frozen):  # not a dataclass: cgls imports no dataclasses
     pid: int
     cmdline: str  # '[comm]' for kernel threads and processes without a command line
     kernel_thread: bool

@@ -1,38 +1,65 @@
-"""A blocking D-Bus client for plain method calls: no event loop, no signals, few imports.
+"""A blocking D-Bus connection for plain method calls, on dbus-fast's own marshalling.
 
 Read-only commands (`nsdash list`, `systemctl -M M list-units`/`status`) make
-one to three method calls and exit.  Through dbus-fast they paid for asyncio,
-ssl, logging and dbus-fast's introspection and service modules on every run,
-several times the whole work of the C tools they stand beside.  This module
-speaks the wire protocol itself (D-Bus specification, "Message Protocol"):
-EXTERNAL authentication, Hello, then calls whose replies it reads in order.
+one to three method calls and exit.  dbus-fast's MessageBus needs asyncio and
+its package import pulls in the introspection, service and message-bus
+modules: several times the whole work of the C tools nsdash stands beside.
+So this module uses only the parts of dbus-fast that build and read messages
+(Message, Variant, the unmarshaller, the EXTERNAL authenticator), loaded
+without running the package's __init__, over a blocking socket: dbus-fast
+still does all the D-Bus encoding, nsdash only sends and receives bytes.
 
-Values come back as dbus-fast returns them, so callers see one shape: structs
-as tuples, arrays as lists, dict entries as dicts, 'ay' as bytes, object paths and
-signatures as str; variants are unwrapped to their value (dbus-fast wraps them
-in a Variant, which every caller here unwraps anyway).
-Commands that wait for signals (systemctl start/stop, registration's loop)
-keep dbus-fast.
+Values come back as dbus-fast returns them, with variants unwrapped (callers
+here want the values).  Commands that wait for signals (systemctl start/stop,
+registration's loop) use dbus-fast's MessageBus as usual.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import struct
+import sys
 
 TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimported (a fast path)
 if TYPE_CHECKING:
     from typing import Any
 
-# Message types and header fields (specification: "Message Format").
-METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
-F_PATH, F_INTERFACE, F_MEMBER, F_ERROR_NAME, F_REPLY_SERIAL, F_DESTINATION, F_SENDER, F_SIGNATURE = range(1, 9)
 
-_ALIGN = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8, "h": 4,
-          "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
-_FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "x": "q", "t": "Q", "d": "d", "h": "I"}
-_MAX_MESSAGE = 128 * 1024 * 1024  # the specification's limit
+def _load_dbus_fast_parts() -> None:
+    """Import dbus-fast's message modules without its package __init__ (asyncio, introspection,
+    services: ~25 ms a command).  A later plain `import dbus_fast` reuses these same modules."""
+    if "dbus_fast" in sys.modules:
+        return
+    import importlib
+    import importlib.machinery
+    import types
+
+    spec = importlib.machinery.PathFinder.find_spec("dbus_fast")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("dbus-fast is not installed")
+    stub = types.ModuleType("dbus_fast")
+    stub.__path__ = list(spec.submodule_search_locations)
+    stub.__spec__ = spec
+    sys.modules["dbus_fast"] = stub
+    try:
+        # In the package's own order: errors first (it imports message, message signature).
+        for name in ("errors", "message", "_private.unmarshaller", "auth", "unpack"):
+            importlib.import_module(f"dbus_fast.{name}")
+    finally:
+        del sys.modules["dbus_fast"]  # the real package loads, on demand, over these modules
+
+
+_load_dbus_fast_parts()
+
+from dbus_fast._private.unmarshaller import Unmarshaller  # noqa: E402
+from dbus_fast.auth import AuthExternal  # noqa: E402
+from dbus_fast.constants import MessageType  # noqa: E402
+from dbus_fast.message import Message  # noqa: E402
+from dbus_fast.signature import Variant  # noqa: E402
+from dbus_fast.unpack import unpack_variants  # noqa: E402
+
+__all__ = ["Connection", "Variant", "WireError"]
+_MAX_LINE = 4096
 
 
 class WireError(Exception):
@@ -44,231 +71,80 @@ class WireError(Exception):
         self.text = text
 
 
-def _split(signature: str) -> list[str]:
-    """'sa{sv}(ii)' -> ['s', 'a{sv}', '(ii)']: the single complete types in order."""
-    out: list[str] = []
-    i = 0
-    while i < len(signature):
-        j = _end(signature, i)
-        out.append(signature[i:j])
-        i = j
-    return out
-
-
-def _end(sig: str, i: int) -> int:
-    """Index just past the single complete type starting at I."""
-    c = sig[i]
-    if c == "a":
-        return _end(sig, i + 1)
-    if c in "({":
-        close = ")" if c == "(" else "}"
-        depth, j = 0, i
-        while True:
-            if sig[j] in "({":
-                depth += 1
-            elif sig[j] in ")}":
-                depth -= 1
-                if depth == 0:
-                    return j + 1
-            j += 1
-            if j >= len(sig):
-                raise ValueError(f"unbalanced signature {sig!r} (no {close!r})")
-    return i + 1
-
-
-# ------------------------------------------------------------------ marshalling
-
-class _Writer:
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def pad(self, n: int) -> None:
-        self.buf += b"\0" * (-len(self.buf) % n)
-
-    def write(self, t: str, value: Any) -> None:
-        c = t[0]
-        self.pad(_ALIGN[c])
-        if c in _FIXED:
-            self.buf += struct.pack("<" + _FIXED[c], value)
-        elif c in "so":
-            data = str(value).encode()
-            self.buf += struct.pack("<I", len(data)) + data + b"\0"
-        elif c == "g":
-            data = str(value).encode()
-            self.buf += bytes((len(data),)) + data + b"\0"
-        elif c == "a":
-            self._array(t[1:], value)
-        elif c in "({":
-            for sub, item in zip(_split(t[1:-1]), value, strict=True):
-                self.write(sub, item)
-        elif c == "v":
-            sig, inner = value
-            self.write("g", sig)
-            self.write(sig, inner)
-        else:
-            raise ValueError(f"cannot marshal type {t!r}")
-
-    def _array(self, elem: str, value: Any) -> None:
-        at = len(self.buf)
-        self.buf += b"\0\0\0\0"
-        self.pad(_ALIGN[elem[0]])
-        start = len(self.buf)
-        if elem == "y":
-            self.buf += bytes(value)
-        elif elem[0] == "{":
-            for item in value.items():
-                self.write(elem, item)
-        else:
-            for item in value:
-                self.write(elem, item)
-        struct.pack_into("<I", self.buf, at, len(self.buf) - start)
-
-
-def message(serial: int, destination: str, path: str, interface: str, member: str,
-            signature: str = "", body: list[object] | tuple[object, ...] = ()) -> bytes:
-    """One METHOD_CALL message, little-endian."""
-    payload = _Writer()
-    for t, v in zip(_split(signature), body, strict=True):
-        payload.write(t, v)
-    fields: list[tuple[int, tuple[str, object]]] = [
-        (F_PATH, ("o", path)), (F_INTERFACE, ("s", interface)), (F_MEMBER, ("s", member)),
-        (F_DESTINATION, ("s", destination))]
-    if signature:
-        fields.append((F_SIGNATURE, ("g", signature)))
-    head = _Writer()
-    head.buf += struct.pack("<cBBBII", b"l", METHOD_CALL, 0, 1, len(payload.buf), serial)
-    head.write("a(yv)", fields)
-    head.pad(8)
-    return bytes(head.buf + payload.buf)
-
-
-# ------------------------------------------------------------------ unmarshalling
-
-class _Reader:
-    def __init__(self, data: bytes, endian: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.endian = endian
-
-    def align(self, n: int) -> None:
-        self.pos += -self.pos % n
-
-    def read(self, t: str) -> Any:
-        c = t[0]
-        self.align(_ALIGN[c])
-        if c in _FIXED:
-            fmt = self.endian + _FIXED[c]
-            (value,) = struct.unpack_from(fmt, self.data, self.pos)
-            self.pos += struct.calcsize(fmt)
-            return bool(value) if c == "b" else value
-        if c in "so":
-            (n,) = struct.unpack_from(self.endian + "I", self.data, self.pos)
-            self.pos += 4 + n + 1
-            return self.data[self.pos - n - 1:self.pos - 1].decode()
-        if c == "g":
-            n = self.data[self.pos]
-            self.pos += 1 + n + 1
-            return self.data[self.pos - n - 1:self.pos - 1].decode()
-        if c == "a":
-            return self._array(t[1:])
-        if c == "(":
-            return tuple(self.read(sub) for sub in _split(t[1:-1]))
-        if c == "v":
-            sig = str(self.read("g"))
-            return self.read(sig)
-        raise ValueError(f"cannot unmarshal type {t!r}")
-
-    def _array(self, elem: str) -> Any:
-        (n,) = struct.unpack_from(self.endian + "I", self.data, self.pos)
-        self.pos += 4
-        self.align(_ALIGN[elem[0]])
-        end = self.pos + n
-        if elem == "y":
-            self.pos = end
-            return self.data[end - n:end]
-        if elem[0] == "{":
-            key_t, value_t = _split(elem[1:-1])
-            d: dict[object, object] = {}
-            while self.pos < end:
-                self.align(8)
-                key = self.read(key_t)
-                d[key] = self.read(value_t)
-            return d
-        items = []
-        while self.pos < end:
-            items.append(self.read(elem))
-        return items
-
-
-# ------------------------------------------------------------------ the connection
-
 class Connection:
     """One authenticated connection on a connected stream socket; blocking, with a timeout per call."""
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, unix_fds: bool = False) -> None:
+        """UNIX_FDS: ask the bus to carry file descriptors (NEGOTIATE_UNIX_FD)."""
         self.sock = sock
         self.timeout = timeout
         self.serial = 0
         self.unique_name: str | None = None
-        self._buf = b""
+        self._unix_fds = unix_fds
         sock.settimeout(timeout)
-        # EXTERNAL: the server reads our credentials from the socket; we name our uid in hex digits.
-        sock.sendall(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\n")
-        line = self._line()
-        if not line.startswith(b"OK "):
-            raise WireError("org.freedesktop.DBus.Error.AuthFailed", line.decode(errors="replace").strip())
-        sock.sendall(b"BEGIN\r\n")
+        self._authenticate()
+        self._reader = Unmarshaller(None, sock, unix_fds)
         (name,) = self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello")
         self.unique_name = str(name)
+
+    def _authenticate(self) -> None:
+        auth = AuthExternal(os.geteuid())
+        self.sock.sendall(b"\0" + auth._authentication_start(self._unix_fds).encode() + b"\r\n")
+        while True:
+            reply = self._line()
+            try:
+                answer = auth._receive_line(reply)
+            except Exception as e:  # noqa: BLE001 - dbus-fast's AuthError and its kin
+                raise WireError("org.freedesktop.DBus.Error.AuthFailed", f"{reply}: {e}") from None
+            self.sock.sendall(answer.encode() + b"\r\n")
+            if answer == "BEGIN":
+                return
+
+    def _line(self) -> str:
+        """One line of the authentication exchange, read a byte at a time: what follows
+        BEGIN is the message stream, which the unmarshaller reads from the socket itself."""
+        line = bytearray()
+        while not line.endswith(b"\r\n"):
+            byte = self.sock.recv(1)
+            if not byte:
+                raise EOFError("the bus closed the connection during authentication")
+            line += byte
+            if len(line) > _MAX_LINE:
+                raise EOFError("the bus sent an overlong authentication line")
+        return line[:-2].decode(errors="replace")
 
     def close(self) -> None:
         self.sock.close()
 
     def call(self, destination: str, path: str, interface: str, member: str,
-             signature: str = "", body: list[object] | tuple[object, ...] = ()) -> list[object]:
-        """Send one call, return the reply's body; WireError on an error reply, TimeoutError, OSError/EOFError."""
+             signature: str = "", body: list[object] | tuple[object, ...] = (),
+             unix_fds: list[int] | tuple[int, ...] = ()) -> list[Any]:
+        """Send one call, return the reply's body; WireError on an error reply, TimeoutError, OSError/EOFError.
+
+        UNIX_FDS go with the message (the connection must have been opened with unix_fds=True);
+        an 'h' argument in BODY is an index into them."""
         self.serial += 1
-        self.sock.sendall(message(self.serial, destination, path, interface, member, signature, body))
+        msg = Message(destination=destination, path=path, interface=interface, member=member,
+                      signature=signature, body=list(body), serial=self.serial, unix_fds=list(unix_fds))
+        data = bytes(msg._marshall(self._unix_fds))
+        if unix_fds:
+            sent = socket.send_fds(self.sock, [data], list(unix_fds))
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+        else:
+            self.sock.sendall(data)
         while True:
-            kind, fields, values = self._message()
-            if fields.get(F_REPLY_SERIAL) != self.serial or kind not in (METHOD_RETURN, ERROR):
+            reply = self._next()
+            if reply.reply_serial != self.serial or reply.message_type not in (
+                    MessageType.METHOD_RETURN, MessageType.ERROR):
                 continue  # a signal (NameAcquired) or a stray reply: not ours
-            if kind == ERROR:
-                text = values[0] if values and isinstance(values[0], str) else None
-                raise WireError(str(fields.get(F_ERROR_NAME, "unknown")), text)
-            return values
+            if reply.message_type == MessageType.ERROR:
+                text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else None
+                raise WireError(reply.error_name or "unknown", text)
+            return list(unpack_variants(list(reply.body)))
 
-    def _recv(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self._buf)))
-            if not chunk:
-                raise EOFError("the bus closed the connection")
-            self._buf += chunk
-        data, self._buf = self._buf[:n], self._buf[n:]
-        return data
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self._buf:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise EOFError("the bus closed the connection during authentication")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\r\n")
-        return line
-
-    def _message(self) -> tuple[int, dict[int, object], list[object]]:
-        fixed = self._recv(16)
-        endian = "<" if fixed[:1] == b"l" else ">"
-        kind = fixed[1]
-        body_len, _serial, fields_len = struct.unpack(endian + "III", fixed[4:16])
-        head_len = 16 + fields_len + (-(16 + fields_len) % 8)
-        if head_len + body_len > _MAX_MESSAGE:
-            raise EOFError("the bus sent an oversized message")
-        rest = self._recv(head_len - 16 + body_len)
-        reader = _Reader(fixed + rest, endian)
-        reader.pos = 12
-        fields = {code: value for code, value in reader.read("a(yv)")}
-        reader.pos = head_len
-        signature = str(fields.get(F_SIGNATURE, ""))
-        values = [reader.read(t) for t in _split(signature)]
-        return kind, fields, values
+    def _next(self) -> Message:
+        while True:
+            message = self._reader.unmarshall()
+            if message is not None:
+                return message

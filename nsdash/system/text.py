@@ -32,10 +32,12 @@ The common case (printable text) costs one str.isprintable() call.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import unicodedata
-from typing import Any
+
+TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimported (cgls, list)
+if TYPE_CHECKING:
+    from typing import Any
 
 # What may need escaping: everything but printable ASCII; escape() decides per distinct character
 # (most non-ASCII characters print, and are kept).
@@ -131,6 +133,8 @@ def escape_fields(record: Any) -> Any:
     For records read from a guest (a unit's status, a process) before a pure
     formatter lays them out, so the layout's own colours stay and the guest's go.
     """
+    import dataclasses  # only here: most commands never escape a record, and it costs them inspect and ast
+
     if not dataclasses.is_dataclass(record) or isinstance(record, type):
         raise TypeError(f"not a dataclass instance: {type(record).__name__}")
     changes: dict[str, Any] = {}
