@@ -133,6 +133,8 @@ class Container:
         self._veth: str | None = None
         self._lease: object | None = None  # network.Lease: the pool block taken for -n
         self.network_mode: str | None = None  # which path -n took (shown by status)
+        self._moved: list[str] = []  # --network-interface links to give back
+        self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -344,7 +346,11 @@ class Container:
                 os.symlink(target, link)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
-        if plan.network != "veth" or self.leader is None:
+        if self.leader is None or plan.network not in ("veth", "private"):
+            return
+        if self.spec.network_interface or self.spec.network_macvlan or self.spec.network_ipvlan:
+            self._extra_links()
+        if plan.network != "veth":
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
@@ -371,6 +377,49 @@ class Container:
             return
         netlink.set_link_up(name)
         self._configure_link(plan, name)
+
+    def _extra_links(self) -> None:
+        """--network-interface (moved in, given back by close()), --network-macvlan and
+        --network-ipvlan (mv-IF/iv-IF made in the machine's namespace), as nspawn does."""
+        from nsdash.system import netlink
+
+        assert self.leader is not None
+        for option, names in (("--network-interface", self.spec.network_interface),
+                              ("--network-macvlan", self.spec.network_macvlan),
+                              ("--network-ipvlan", self.spec.network_ipvlan)):
+            for name in names:
+                if not netlink.link_exists(name):
+                    raise NsdashError(f"{option}={name}: there is no network interface {name} on the host",
+                                      "name one that `ip link` lists")
+        if self.spec.network_interface:
+            self._netns_fd = os.open(f"/proc/{self.leader}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        for name in self.spec.network_interface:
+            try:
+                netlink.move_link(name, self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"--network-interface={name}: cannot move it into the machine: {e}") from None
+            self._moved.append(name)
+        for kind, prefix, names in (("macvlan", "mv-", self.spec.network_macvlan),
+                                    ("ipvlan", "iv-", self.spec.network_ipvlan)):
+            for name in names:
+                try:
+                    netlink.create_vlan_link(kind, name, netlink.shorten_ifname(prefix + name), self.leader)
+                except Exception as e:  # pyroute2's NetlinkError, e.g. a kernel without the link type
+                    raise NsdashError(f"--network-{kind}={name}: cannot create the {kind} link: {e}",
+                                      f"does this kernel have {kind} (modprobe {kind})?") from None
+
+    def _give_back(self) -> None:
+        """Move --network-interface links back to the host (their namespace is held by an fd)."""
+        from nsdash.system import netlink
+
+        if self._netns_fd is None:
+            return
+        for name in self._moved:
+            with contextlib.suppress(Exception):  # gone meanwhile: nothing to give back
+                netlink.give_back(name, self._netns_fd)
+        self._moved = []
+        os.close(self._netns_fd)
+        self._netns_fd = None
 
     def _configure_link(self, plan: LaunchPlan, name: str) -> None:
         """Address both ends (or join a zone), route host0 via the host and masquerade
@@ -518,6 +567,7 @@ class Container:
                 self._cg.remove()
             except NsdashError as e:
                 errors.append(e.oneline())
+        self._give_back()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None

@@ -131,8 +131,7 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth, --network-zone, --network-bridge, --port "
-             "and --network-namespace-path; "
+NET_LATER = ("not implemented yet: nsdash makes the one veth of -n, --network-zone or --network-bridge; "
              "configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
@@ -246,14 +245,14 @@ ROWS: tuple[Setting, ...] = (
     Setting("private-network", None, group=NET, arg=NO_ARG, key="private_network", file="Network.Private",
             file_parse=_bool, privileged=True, mask="NETWORK",
             help="Disable network in container (only a loopback device)"),
-    Setting("network-interface", None, group=NET, metavar="INTERFACE", key="network_interface",
-            file="Network.Interface", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-interface", None, group=NET, metavar="INTERFACE", key="network_interface", store=APPEND,
+            parse=pv.parse_ifname, file="Network.Interface", privileged=True, mask="NETWORK",
             help="Assign an existing network interface to the container"),
-    Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan",
-            file="Network.MACVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan", store=APPEND,
+            parse=pv.parse_ifname, file="Network.MACVLAN", privileged=True, mask="NETWORK",
             help="Create a macvlan network interface based on an existing one"),
-    Setting("network-ipvlan", None, group=NET, metavar="INTERFACE", key="network_ipvlan",
-            file="Network.IPVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-ipvlan", None, group=NET, metavar="INTERFACE", key="network_ipvlan", store=APPEND,
+            parse=pv.parse_ifname, file="Network.IPVLAN", privileged=True, mask="NETWORK",
             help="Create an ipvlan network interface based on an existing one"),
     Setting("network-veth", "n", group=NET, arg=NO_ARG, key="network_veth", file="Network.VirtualEthernet",
             file_parse=_bool, privileged=True, mask="NETWORK",

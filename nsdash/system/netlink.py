@@ -150,18 +150,21 @@ def host_link_counters(name: str, sys_class_net: str = "/sys/class/net") -> Link
 # --- namespaces --------------------------------------------------------------
 
 @contextlib.contextmanager
-def _thread_in_netns(pid: int | None) -> Iterator[None]:
-    """Run the body with this thread in PID's network namespace (None: stay)."""
-    if pid is None:
+def _thread_in_netns(pid: int | None, fd: int | None = None) -> Iterator[None]:
+    """Run the body with this thread in PID's network namespace, or the one FD refers to
+    (an open /proc/PID/ns/net, which keeps a namespace alive after its processes died);
+    neither: stay."""
+    if pid is None and fd is None:
         yield
         return
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = fd if fd is not None else os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(target, CLONE_NEWNET)
         finally:
-            os.close(target)
+            if fd is None:
+                os.close(target)
         try:
             yield
         finally:
@@ -171,11 +174,11 @@ def _thread_in_netns(pid: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ipr(pid: int | None = None) -> Iterator[IPRoute]:
-    """A pyroute2 IPRoute whose socket lives in PID's network namespace."""
+def ipr(pid: int | None = None, fd: int | None = None) -> Iterator[IPRoute]:
+    """A pyroute2 IPRoute whose socket lives in PID's (or FD's) network namespace."""
     from pyroute2 import IPRoute
 
-    with _thread_in_netns(pid):
+    with _thread_in_netns(pid, fd):
         handle = IPRoute()
     try:
         yield handle
@@ -286,3 +289,17 @@ def set_master(name: str, bridge: str) -> None:
     """Attach link NAME (of this namespace) to BRIDGE."""
     with ipr() as h:
         h.link("set", index=_index(h, name), master=_index(h, bridge))
+
+
+def create_vlan_link(kind: str, parent: str, name: str, pid: int) -> None:
+    """A macvlan (bridge mode) or ipvlan (L2) link NAME on host link PARENT, made directly in
+    PID's network namespace (as nspawn's --network-macvlan/--network-ipvlan)."""
+    mode: dict[str, Any] = {"macvlan_mode": "bridge"} if kind == "macvlan" else {"ipvlan_mode": 0}
+    with ipr() as h:
+        h.link("add", ifname=name, kind=kind, link=_index(h, parent), net_ns_pid=pid, **mode)
+
+
+def give_back(name: str, netns_fd: int) -> None:
+    """Move link NAME out of the namespace NETNS_FD refers to, back into ours."""
+    with ipr(fd=netns_fd) as h:
+        h.link("set", index=_index(h, name), net_ns_pid=os.getpid())
