@@ -134,6 +134,7 @@ class Container:
         self._lease: object | None = None  # network.Lease: the pool block taken for -n
         self.network_mode: str | None = None  # which path -n took (shown by status)
         self._moved: list[str] = []  # --network-interface links to give back
+        self._extra_veths: list[str] = []  # --network-veth-extra host sides
         self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
         self._closed = False
 
@@ -348,7 +349,8 @@ class Container:
     def _setup_network(self, plan: LaunchPlan) -> None:
         if self.leader is None or plan.network not in ("veth", "private"):
             return
-        if self.spec.network_interface or self.spec.network_macvlan or self.spec.network_ipvlan:
+        if (self.spec.network_interface or self.spec.network_macvlan or self.spec.network_ipvlan
+                or self.spec.network_veth_extra):
             self._extra_links()
         if plan.network != "veth":
             return
@@ -407,6 +409,16 @@ class Container:
                 except Exception as e:  # pyroute2's NetlinkError, e.g. a kernel without the link type
                     raise NsdashError(f"--network-{kind}={name}: cannot create the {kind} link: {e}",
                                       f"does this kernel have {kind} (modprobe {kind})?") from None
+
+        for pair in self.spec.network_veth_extra:
+            host, _, inside = pair.partition(":")
+            try:
+                netlink.create_veth(host, inside, peer_pid=self.leader)
+            except Exception as e:  # pyroute2's NetlinkError, e.g. the name is taken
+                raise NsdashError(f"--network-veth-extra={pair}: cannot create the veth pair: {e}",
+                                  "pick a host name no link has") from None
+            self._extra_veths.append(host)
+            netlink.set_link_up(host)
 
     def _give_back(self) -> None:
         """Move --network-interface links back to the host (their namespace is held by an fd)."""
@@ -474,8 +486,8 @@ class Container:
 
     @property
     def netif(self) -> list[str]:
-        """Host-side network interfaces made for this run (the veth's ve-NAME)."""
-        return [self._veth] if self._veth else []
+        """Host-side network interfaces made for this run (the veth's ve-NAME, the extra veths)."""
+        return ([self._veth] if self._veth else []) + self._extra_veths
 
     @property
     def pidfd(self) -> int | None:
@@ -571,8 +583,8 @@ class Container:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        if self._veth:
-            self._remove_veth(self._veth)
+        for name in ([self._veth] if self._veth else []) + self._extra_veths:
+            self._remove_veth(name)
         if self._lease is not None:
             from nsdash.launcher import network
 

@@ -131,8 +131,6 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("not implemented yet: nsdash makes the one veth of -n, --network-zone or --network-bridge; "
-             "configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -258,7 +256,8 @@ ROWS: tuple[Setting, ...] = (
             file_parse=_bool, privileged=True, mask="NETWORK",
             help="Add a virtual Ethernet connection between host (ve-NAME) and container (host0)"),
     Setting("network-veth-extra", None, group=NET, metavar="HOSTIF[:CONTAINERIF]", key="network_veth_extra",
-            file="Network.VirtualEthernetExtra", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            store=APPEND, parse=pv.parse_veth_extra, file="Network.VirtualEthernetExtra", privileged=True,
+            mask="NETWORK",
             help="Add an additional virtual Ethernet link between host and container"),
     Setting("network-bridge", None, group=NET, metavar="INTERFACE", key="network_bridge",
             file="Network.Bridge", parse=pv.parse_ifname, privileged=True, mask="NETWORK",

@@ -424,10 +424,11 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         raise UsageError("--port needs --network-veth (-n) or --network-zone: ports are forwarded to the machine's "
                          "veth link",
                          "add -n")
-    if merged.get("network_interface") or merged.get("network_macvlan") or merged.get("network_ipvlan"):
+    if (merged.get("network_interface") or merged.get("network_macvlan") or merged.get("network_ipvlan")
+            or merged.get("network_veth_extra")):
         if merged.get("network_namespace_path"):
             raise UsageError("--network-namespace-path cannot be combined with --network-interface, "
-                             "--network-macvlan or --network-ipvlan", "pick one")
+                             "--network-macvlan, --network-ipvlan or --network-veth-extra", "pick one")
         merged["private_network"] = True  # nspawn: links moved or made for the machine need its own network
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network

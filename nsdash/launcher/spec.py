@@ -72,6 +72,7 @@ class ContainerSpec(Frozen):
     network_interface: tuple[str, ...] = ()  # --network-interface: host links moved in, given back at exit
     network_macvlan: tuple[str, ...] = ()  # --network-macvlan: mv-IF made on each host link
     network_ipvlan: tuple[str, ...] = ()  # --network-ipvlan: iv-IF made on each host link
+    network_veth_extra: tuple[str, ...] = ()  # --network-veth-extra, normalised HOSTIF:CONTAINERIF
     port: tuple[str, ...] = ()  # --port, normalised PROTOCOL:HOSTPORT:CONTAINERPORT (launcher/network.py)
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...

@@ -51,6 +51,15 @@ def parse_ifname(value: str, option: str) -> str:
     return value
 
 
+def parse_veth_extra(value: str, option: str) -> str:
+    """--network-veth-extra HOSTIF[:CONTAINERIF], normalised to HOSTIF:CONTAINERIF (the same name by default)."""
+    host, colon, inside = value.partition(":")
+    parse_ifname(host, option)
+    if colon:
+        parse_ifname(inside, option)
+    return f"{host}:{inside if colon else host}"
+
+
 def parse_zone(value: str, option: str) -> str:
     """--network-zone NAME: the bridge vz-NAME must be a valid interface name."""
     if not value or len(value.encode()) > 12:

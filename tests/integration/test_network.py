@@ -352,3 +352,14 @@ def test_an_ipvlan_the_kernel_cannot_make_is_one_line(busybox_cache, machine_nam
     else:
         assert r.stderr.count("\n") == 1 and "cannot create the ipvlan link" in r.stderr, r.stderr
     assert netlink.link_exists(parent)
+
+
+def test_an_extra_veth_is_made_and_goes_with_the_machine(busybox_cache, machine_name):
+    host = "ve-" + machine_name.replace("-", "")[:8] + "x"
+    r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, f"--network-veth-extra={host}:inside0",
+                   "-D", str(busybox_cache), "/bin/sh", "-c", "ip -o link show inside0")
+    assert r.returncode == 0 and "inside0@" in r.stdout, r.stdout + r.stderr
+    assert not netlink.link_exists(host)
+    r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, "--network-veth-extra=a:b/c", "-D", str(busybox_cache),
+                   "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "not a network interface name" in r.stderr
