@@ -363,3 +363,25 @@ def test_an_extra_veth_is_made_and_goes_with_the_machine(busybox_cache, machine_
     r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, "--network-veth-extra=a:b/c", "-D", str(busybox_cache),
                    "/bin/true")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "not a network interface name" in r.stderr
+
+
+def test_a_debian_machine_with_n_reaches_the_host_and_the_outside(debian_cache, machine_name, outside, tmp_path):
+    """bash's /dev/tcp, no tools from the tree: the host's address on the outside link (local
+    to the host, reached via host0's default route) and the outside's own server (masqueraded)."""
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    (tmp_path / "out.txt").write_text("from-the-outside\n")
+    port = _free_port()
+    host_server = _Server(None, OUT_HOST, port, tmp_path)
+    out_server = _Server(outside, OUT_PEER, port, tmp_path)
+    get = 'exec 3<>/dev/tcp/%s/%d && printf "GET /%s HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3; exec 3<&-'
+    try:
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(debian_cache), "/bin/bash", "-c",
+                       get % (OUT_HOST, port, "host.txt") + "; " + get % (OUT_PEER, port, "out.txt"))
+    finally:
+        host_log = host_server.stop()
+        out_log = out_server.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "from-the-host" in r.stdout and "from-the-outside" in r.stdout
+    assert "10.229." in host_log  # the host saw the machine's own address
+    assert f"{OUT_HOST} - - " in out_log and "10.229." not in out_log, out_log  # the outside saw the masquerade
+    assert _left_behind(machine_name) == []
