@@ -38,7 +38,7 @@ from typing import Any
 from nsdash.errors import NsdashError
 from nsdash.system import paths
 
-POOL = ipaddress.IPv4Network("10.229.0.0/16")
+POOL = ipaddress.IPv4Network("10.229.0.0/16")  # $NSDASH_NET_POOL names another (a host already using 10.229)
 BLOCK = 30
 TABLE = "nsdash"  # family ip
 LOCK = "/run/lock/nsdash-network.lock"
@@ -165,8 +165,24 @@ def _write_lease(owner: str, block: ipaddress.IPv4Network) -> Lease:
     return Lease(owner, block)
 
 
-def allocate(machine: str, pool: ipaddress.IPv4Network = POOL, prefix: int = BLOCK) -> Lease:
+def configured_pool() -> ipaddress.IPv4Network:
+    """The pool: $NSDASH_NET_POOL (a private IPv4 network) or POOL."""
+    text = os.environ.get("NSDASH_NET_POOL")
+    if not text:
+        return POOL
+    try:
+        network = ipaddress.IPv4Network(text)
+    except ValueError:
+        network = None
+    if network is None or not network.is_private or network.prefixlen > BLOCK:
+        raise NsdashError(f"NSDASH_NET_POOL={text} is not a private IPv4 network of /{BLOCK} or larger",
+                          "e.g. NSDASH_NET_POOL=10.229.0.0/16")
+    return network
+
+
+def allocate(machine: str, pool: ipaddress.IPv4Network | None = None, prefix: int = BLOCK) -> Lease:
     """Take a free block for MACHINE (or a zone's "zone:NAME"); call under locked()."""
+    pool = pool or configured_pool()
     taken = [lease.block for lease in leases()]
     avoid = host_routes() + taken
     for block in pool.subnets(new_prefix=prefix):

@@ -385,3 +385,24 @@ def test_a_debian_machine_with_n_reaches_the_host_and_the_outside(debian_cache, 
     assert "10.229." in host_log  # the host saw the machine's own address
     assert f"{OUT_HOST} - - " in out_log and "10.229." not in out_log, out_log  # the outside saw the masquerade
     assert _left_behind(machine_name) == []
+
+
+def test_an_exhausted_pool_is_one_line_and_leaves_nothing(busybox_cache, machine_name, monkeypatch):
+    """A pool of one /30 ($NSDASH_NET_POOL) held by a running machine: the next -n is refused."""
+    free = next(b for b in network.POOL.subnets(new_prefix=30)
+                if not any(b.overlaps(x) for x in network.host_routes() + [le.block for le in network.leases()]))
+    monkeypatch.setenv("NSDASH_NET_POOL", str(free))
+    second = machine_name + "-b"
+    try:
+        assert _start_web_machine(machine_name, busybox_cache).returncode == 0
+        assert network.lease_of(machine_name).block == free
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", second, "-D", str(busybox_cache), "/bin/true")
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and "is exhausted" in r.stderr, r.stderr
+        assert _left_behind(second) == []
+    finally:
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == []
+    monkeypatch.setenv("NSDASH_NET_POOL", "8.8.8.0/24")  # not private: refused, one line
+    r = run_nsdash("spawn", "-q", "-n", "-x", "-M", second, "-D", str(busybox_cache), "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "NSDASH_NET_POOL" in r.stderr, r.stderr
+    assert _left_behind(second) == []
