@@ -131,7 +131,7 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
-        self._lease: object | None = None  # network.Lease: the pool block taken for -n
+        self._lease: object | None = None  # network.Lease (or True while taking one): what close() gives back
         self.network_mode: str | None = None  # which path -n took (shown by status)
         self._moved: list[str] = []  # --network-interface links to give back
         self._extra_veths: list[str] = []  # --network-veth-extra host sides
@@ -452,6 +452,7 @@ class Container:
             return
         with network.locked():
             network.check_ports(plan.machine, ports)
+            self._lease = True  # from here on close() asks network.forget() (a zone made for us goes too)
             try:
                 if zone:
                     block = network.join_zone(zone)
