@@ -129,7 +129,7 @@ def _outside_fetch(ns: str, url: str) -> subprocess.CompletedProcess:
                           timeout=30)
 
 
-def test_port_forward_answers_and_goes_with_poweroff(busybox_cache, machine_name, outside):
+def test_port_forward_answers_and_goes_with_the_machine(busybox_cache, machine_name, outside):
     port = _free_port()
     try:
         r = _start_web_machine(machine_name, busybox_cache, "-p", f"tcp:{port}:80")
@@ -148,7 +148,7 @@ def test_port_forward_answers_and_goes_with_poweroff(busybox_cache, machine_name
         assert "Network: nsdash:" in r.stdout and str(lease.guest.ip) in r.stdout, r.stdout
         r = run_nsdash("list", "-o", "json")
         assert str(lease.guest.ip) in r.stdout
-        r = run_nsdash("poweroff", machine_name)
+        r = run_nsdash("terminate", machine_name)  # httpd is PID 1: poweroff is for an init
         assert r.returncode == 0, r.stderr
         wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
         assert _left_behind(machine_name) == []
@@ -257,7 +257,7 @@ def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_la
         assert r.returncode == 0 and f"served-by-{first}" in r.stdout, r.stdout + r.stderr
         assert _left_behind(second) == []
         assert _zone_left_behind(zone)  # the first machine still uses it
-        assert run_nsdash("poweroff", first).returncode == 0
+        assert run_nsdash("terminate", first).returncode == 0
         wait_for(lambda: not st.machine_dir(first).exists(), 30, what="the machine to stop")
         assert _zone_left_behind(zone) == []
     finally:
@@ -406,3 +406,17 @@ def test_an_exhausted_pool_is_one_line_and_leaves_nothing(busybox_cache, machine
     r = run_nsdash("spawn", "-q", "-n", "-x", "-M", second, "-D", str(busybox_cache), "/bin/true")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "NSDASH_NET_POOL" in r.stderr, r.stderr
     assert _left_behind(second) == []
+
+
+def test_a_booted_machine_s_rules_go_with_poweroff(busybox_tree, machine_name):
+    port = _free_port()
+    try:
+        r = run_nsdash("spawn", "--detach", "-n", "-b", "-M", machine_name, "-p", str(port), "-D", str(busybox_tree))
+        assert r.returncode == 0, r.stderr
+        assert network.tag(machine_name) in {r.get("comment") for r in network.nft_rules()}
+        r = run_nsdash("poweroff", machine_name)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
+        assert _left_behind(machine_name) == []
+    finally:
+        teardown_machine(machine_name)
