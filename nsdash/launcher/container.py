@@ -472,15 +472,18 @@ class Container:
                 netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
                 netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
                 netlink.add_default_route(str(gateway.ip), self.leader)
-                network.enable_forwarding()
-                network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
-                                  ipaddress.IPv4Interface(guest).ip)
+                masquerade = network.nft_available() or bool(ports)  # without nft: addresses, no way out
+                if masquerade:
+                    network.enable_forwarding()
+                    network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
+                                      ipaddress.IPv4Interface(guest).ip)
             except NsdashError:
                 raise
             except Exception as e:  # pyroute2's NetlinkError and friends
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
         where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
-        self.network_mode = (f"nsdash: {where}, {guest} on host0, masquerade"
+        self.network_mode = (f"nsdash: {where}, {guest} on host0, "
+                             + ("masquerade" if masquerade else "no masquerade (nft is not installed)")
                              + "".join(f", port {p}" for p in ports))
 
     # ---- running --------------------------------------------------------------

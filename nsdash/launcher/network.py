@@ -232,10 +232,14 @@ def release(machine: str) -> list[str]:
 
 # --- nftables ------------------------------------------------------------------
 
+def nft_available() -> bool:
+    return bool(shutil.which("nft") or any(os.path.exists(p) for p in ("/usr/sbin/nft", "/sbin/nft")))
+
+
 def _nft_binary() -> str:
     found = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None)
     if found is None:
-        raise NsdashError("-n needs nftables for the masquerade, and 'nft' is not installed",
+        raise NsdashError("--port needs nftables for its forwarding rules, and 'nft' is not installed",
                           "apt-get install nftables")
     return found
 
@@ -361,7 +365,7 @@ def forget(machine: str) -> list[str]:
     from nsdash.system import netlink
 
     done = []
-    nft_here = bool(shutil.which("nft") or os.path.exists("/usr/sbin/nft"))
+    nft_here = nft_available()
     with locked():
         for block in release(machine):
             done.append(f"released {block}")
@@ -394,6 +398,7 @@ def join_zone(zone: str) -> Lease:
         netlink.create_bridge(bridge)
         netlink.add_address(bridge, str(lease.host))
         netlink.set_link_up(bridge)
-        enable_forwarding()
-        add_rules(owner, (lease.block, bridge), [])
+        if nft_available():
+            enable_forwarding()
+            add_rules(owner, (lease.block, bridge), [])
     return lease
