@@ -86,7 +86,8 @@ def machine_json(m: Machine) -> dict[str, Any]:
             "uuid": s.uuid if s else None, "foreground": s.foreground if s else False,
             "since": s.since if s else None,
             "boot": s.boot if s else None, "cgroup": s.cgroup if s else None,
-            "netif": s.netif if s else [], "supervisor": s.supervisor if s else None,
+            "netif": s.netif if s else [], "network": s.network if s else None,
+            "supervisor": s.supervisor if s else None,
             "registered": s.registered if s else m.source == "machined"}
 
 
@@ -217,6 +218,8 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
         field("Root", m.root)
     if s and s.netif:
         field("Iface", " ".join(s.netif))
+    if s and s.network:
+        field("Network", s.network)
     for i, a in enumerate(m.addresses):
         out.append(f"{'Address' if i == 0 else '':>16}{': ' if i == 0 else '  '}{a}")
     if m.os_release:

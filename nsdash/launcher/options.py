@@ -423,6 +423,23 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
                          "or --network-interface",
                          "the joined namespace is the container's network: pick one")
+    if merged.get("network_zone") and merged.get("network_bridge"):
+        raise UsageError("--network-zone and --network-bridge cannot be combined", "pick one")
+    if merged.get("network_zone") or merged.get("network_bridge"):
+        if merged.get("network_namespace_path"):
+            raise UsageError("--network-namespace-path cannot be combined with --network-zone or --network-bridge",
+                             "pick one")
+        merged["network_veth"] = True  # nspawn: a bridge or zone means a veth, named vb-NAME
+    if merged.get("port") and not merged.get("network_veth"):
+        raise UsageError("--port needs --network-veth (-n) or --network-zone: ports are forwarded to the machine's "
+                         "veth link",
+                         "add -n")
+    if (merged.get("network_interface") or merged.get("network_macvlan") or merged.get("network_ipvlan")
+            or merged.get("network_veth_extra")):
+        if merged.get("network_namespace_path"):
+            raise UsageError("--network-namespace-path cannot be combined with --network-interface, "
+                             "--network-macvlan, --network-ipvlan or --network-veth-extra", "pick one")
+        merged["private_network"] = True  # nspawn: links moved or made for the machine need its own network
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))

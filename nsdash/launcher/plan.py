@@ -150,11 +150,6 @@ class LaunchPlan(m.Frozen):
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
-    move_interfaces: tuple[str, ...] = ()  # --network-interface: host links the parent moves in
-    veth_bridge: str | None = None  # --network-bridge: the host's bridge the veth (vb-NAME) joins
-    veth_zone: bool = False  # --network-zone: VETH_BRIDGE is vz-ZONE, made on demand, removed when empty
-    veth_extra: tuple[tuple[str, str], ...] = ()  # --network-veth-extra: (host side, container side)
-    vlan_links: tuple[tuple[str, str, str], ...] = ()  # --network-macvlan/-ipvlan: (kind, host link, inside)
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
 
     @property
@@ -571,46 +566,12 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
-        netns_path=spec.network_namespace_path, move_interfaces=_host_links(spec.network_interfaces),
-        veth_bridge=_zone_bridge(spec.network_zone) if spec.network_zone else _bridge(spec.network_bridge),
-        veth_zone=spec.network_zone is not None, veth_extra=spec.network_veth_extra,
-        vlan_links=_vlan_links(spec), ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
+        netns_path=spec.network_namespace_path, ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
         created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
         extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
-
-
-def _host_links(names: tuple[str, ...]) -> tuple[str, ...]:
-    """--network-interface: each must be a link of the host now (it is moved in after start)."""
-    for name in names:
-        if not os.path.exists(f"/sys/class/net/{name}"):
-            raise SpecError(f"--network-interface {name}: no such network interface on the host",
-                            "see 'ip link' for the names")
-    return names
-
-
-def _vlan_links(spec: ContainerSpec) -> tuple[tuple[str, str, str], ...]:
-    """(kind, host link, name inside) for --network-macvlan (mv-IF) and --network-ipvlan (iv-IF)."""
-    from nsdash.system.netlink import shorten_ifname
-
-    links = [("macvlan", p, shorten_ifname(f"mv-{p}")) for p in spec.network_macvlan]
-    links += [("ipvlan", p, shorten_ifname(f"iv-{p}")) for p in spec.network_ipvlan]
-    _host_links(tuple(p for _, p, _ in links))
-    return tuple(links)
-
-
-def _zone_bridge(zone: str) -> str:
-    """--network-zone=ZONE: nspawn's bridge vz-ZONE."""
-    return "vz-" + zone
-
-
-def _bridge(name: str | None) -> str | None:
-    if name is not None and not os.path.isdir(f"/sys/class/net/{name}/bridge"):
-        raise SpecError(f"--network-bridge {name}: no such bridge on the host",
-                        "make one (ip link add NAME type bridge) or pick one from 'ip link show type bridge'")
-    return name
 
 
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is

@@ -96,8 +96,7 @@ def shorten_ifname(name: str) -> str:
 
 
 def veth_host_name(machine: str, prefix: str = HOST_PEER_PREFIX) -> str:
-    """The host side of -n/--network-veth: ve-MACHINE (vb-MACHINE with --network-bridge),
-    shortened as nspawn does."""
+    """The host side of -n/--network-veth: ve-MACHINE (vb- with a bridge or zone), shortened as nspawn does."""
     return shorten_ifname(prefix + machine)
 
 
@@ -151,18 +150,21 @@ def host_link_counters(name: str, sys_class_net: str = "/sys/class/net") -> Link
 # --- namespaces --------------------------------------------------------------
 
 @contextlib.contextmanager
-def _thread_in_netns(pid: int | None) -> Iterator[None]:
-    """Run the body with this thread in PID's network namespace (None: stay)."""
-    if pid is None:
+def _thread_in_netns(pid: int | None, fd: int | None = None) -> Iterator[None]:
+    """Run the body with this thread in PID's network namespace, or the one FD refers to
+    (an open /proc/PID/ns/net, which keeps a namespace alive after its processes died);
+    neither: stay."""
+    if pid is None and fd is None:
         yield
         return
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = fd if fd is not None else os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(target, CLONE_NEWNET)
         finally:
-            os.close(target)
+            if fd is None:
+                os.close(target)
         try:
             yield
         finally:
@@ -172,11 +174,11 @@ def _thread_in_netns(pid: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ipr(pid: int | None = None) -> Iterator[IPRoute]:
-    """A pyroute2 IPRoute whose socket lives in PID's network namespace."""
+def ipr(pid: int | None = None, fd: int | None = None) -> Iterator[IPRoute]:
+    """A pyroute2 IPRoute whose socket lives in PID's (or FD's) network namespace."""
     from pyroute2 import IPRoute
 
-    with _thread_in_netns(pid):
+    with _thread_in_netns(pid, fd):
         handle = IPRoute()
     try:
         yield handle
@@ -221,14 +223,6 @@ def create_veth(host_name: str, peer_name: str = CONTAINER_IFNAME, peer_pid: int
         return index
 
 
-def create_vlan_child(kind: str, name: str, parent: str, pid: int) -> None:
-    """A macvlan (bridge mode) or ipvlan (L2) link NAME on host link PARENT, made directly
-    in PID's network namespace (nspawn's --network-macvlan / --network-ipvlan)."""
-    mode: dict[str, Any] = {"macvlan_mode": "bridge"} if kind == "macvlan" else {"ipvlan_mode": 0}
-    with ipr() as h:
-        h.link("add", ifname=name, kind=kind, link=_index(h, parent), net_ns_pid=pid, **mode)
-
-
 def move_link(name: str, pid: int, from_pid: int | None = None) -> None:
     """Move link NAME (in FROM_PID's namespace, default ours) into PID's namespace."""
     with ipr(from_pid) as h:
@@ -239,24 +233,6 @@ def rename_link(name: str, new_name: str, pid: int | None = None) -> None:
     """Rename a link (it must be down)."""
     with ipr(pid) as h:
         h.link("set", index=_index(h, name), ifname=new_name)
-
-
-def ensure_bridge(name: str) -> bool:
-    """Make bridge NAME (up) unless it exists; True when this call made it."""
-    if os.path.isdir(f"/sys/class/net/{name}/bridge"):
-        return False
-    with ipr() as h:
-        h.link("add", ifname=name, kind="bridge")
-        h.link("set", index=_index(h, name), state="up")
-    return True
-
-
-def bridge_ports(name: str) -> list[str]:
-    """The links enslaved to bridge NAME ([] when it is gone)."""
-    try:
-        return os.listdir(f"/sys/class/net/{name}/brif")
-    except OSError:
-        return []
 
 
 def set_master(name: str, master: str) -> None:
@@ -291,3 +267,39 @@ def delete_link(name: str, pid: int | None = None) -> bool:
                 return False
             raise
         return True
+
+
+def add_address(name: str, address: str, pid: int | None = None) -> None:
+    """Give link NAME the address ADDRESS ("10.0.0.1/30")."""
+    ip, _, prefix = address.partition("/")
+    with ipr(pid) as h:
+        h.addr("add", index=_index(h, name), address=ip, prefixlen=int(prefix))
+
+
+def add_default_route(gateway: str, pid: int | None = None) -> None:
+    """A default route via GATEWAY (which a link's address must already reach)."""
+    with ipr(pid) as h:
+        h.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def create_bridge(name: str) -> None:
+    with ipr() as h:
+        h.link("add", ifname=name, kind="bridge")
+
+
+def is_bridge(name: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{name}/bridge")
+
+
+def create_vlan_link(kind: str, parent: str, name: str, pid: int) -> None:
+    """A macvlan (bridge mode) or ipvlan (L2) link NAME on host link PARENT, made directly in
+    PID's network namespace (as nspawn's --network-macvlan/--network-ipvlan)."""
+    mode: dict[str, Any] = {"macvlan_mode": "bridge"} if kind == "macvlan" else {"ipvlan_mode": 0}
+    with ipr() as h:
+        h.link("add", ifname=name, kind=kind, link=_index(h, parent), net_ns_pid=pid, **mode)
+
+
+def give_back(name: str, netns_fd: int) -> None:
+    """Move link NAME out of the namespace NETNS_FD refers to, back into ours."""
+    with ipr(fd=netns_fd) as h:
+        h.link("set", index=_index(h, name), net_ns_pid=os.getpid())

@@ -136,7 +136,7 @@ def test_help_values_print_lists(option):
 @pytest.mark.parametrize("argv,word", [
     (["--image=/x.raw"], "--image is not supported by nsdash: images are directories only"),
     (["-Z", "x"], "--selinux-context is not supported by nsdash"),
-    (["--port=80"], "--port is not supported by nsdash"),
+    (["--port=80"], "--port needs --network-veth (-n)"),
     (["--bind-user=root"], "--bind-user is not supported by nsdash"),
 ])
 def test_unsupported_options_are_refused_with_the_reason(busybox_tree, argv, word):

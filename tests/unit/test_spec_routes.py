@@ -109,8 +109,10 @@ def test_every_nspawn_file_key_is_a_row():
 def test_unsupported_file_keys_are_refused_not_ignored():
     from nsdash.launcher import settings
 
-    with pytest.raises(UsageError, match="f.nspawn:2: Port= is not supported by nsdash"):
-        settings.parse("[Network]\nPort=80\n", "f.nspawn")
+    with pytest.raises(UsageError, match="f.nspawn:2: BindUser= is not supported by nsdash"):
+        settings.parse("[Files]\nBindUser=a\n", "f.nspawn")
+    assert settings.parse("[Network]\nPort=80\nPort=udp:53:5353\n", "f.nspawn").values["port"] == [
+        "tcp:80:80", "udp:53:5353"]
     s = settings.parse("[Exec]\nNoSuchKey=1\n", "f.nspawn")
     assert s.values == {} and s.warnings == ["f.nspawn:2: unknown setting NoSuchKey= [Exec], not applied"]
 
