@@ -294,7 +294,7 @@ def test_a_machine_on_an_existing_bridge_is_attached_and_detached(busybox_cache,
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--network-zone=a", "--network-bridge=b"], "cannot be combined"),
+    (["--network-zone=a", "--network-bridge=b"], "may not be combined"),
     (["--network-zone=waytoolongzone"], "1-12 characters"),
     (["--network-bridge=a/b"], "not a network interface name"),
 ])
