@@ -13,9 +13,7 @@ import contextlib
 import os
 import signal
 import stat
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 from nsdash.errors import SpecError
 from nsdash.launcher import mountopts, sandbox
@@ -107,6 +105,28 @@ class ProcessSettings(m.Frozen):
         return "; ".join(parts) or "inherited"
 
 
+class Hardening(m.Frozen):
+    """What PID 1 verifies and locks in before exec (launcher.child.harden)."""
+
+    verify_masked: tuple[str, ...] = ()  # paths that must be inaccessible
+    verify_read_only: tuple[str, ...] = ()  # paths that must be mounted read-only
+    no_new_privileges: bool = False
+    seccomp: bytes = b""  # the packed filters (sandbox.pack_filters); empty: none
+    syscall_filter: str = "no filter"  # how --dry-run names the filter
+
+
+class UserNamespace(m.Frozen):
+    """-U: the container's ID range on the host and how the tree's owners meet it."""
+
+    base: int
+    size: int
+    ownership: str  # chown | map (userns.effective_ownership has settled auto)
+
+    @property
+    def range(self) -> tuple[int, int]:
+        return self.base, self.size
+
+
 def _limit(value: int) -> str:
     return "infinity" if value < 0 else str(value)
 
@@ -135,7 +155,8 @@ class LaunchPlan(m.Frozen):
     host_journal_dir: str | None = None  # --link-journal=host: made on the host before start
     host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
     boot_id: str | None = None  # this boot's ID (8-4-4-4-12), written to the run dir before start
-    extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
+    hardening: Hardening = Hardening()
+    userns: UserNamespace | None = None  # -U; None: the host's user namespace
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
@@ -165,7 +186,7 @@ class LaunchPlan(m.Frozen):
             f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
             *([f"ambient:      {' '.join(sorted(self.ambient_capabilities))}"] if self.ambient_capabilities else []),
-            f"syscalls:     {self.extra.get('syscall_filter', 'no filter')}",
+            f"syscalls:     {self.hardening.syscall_filter}",
             f"process:      {self.process.describe()}",
             "environment:",
             *(f"  {k}={v}" for k, v in self.env),
@@ -546,7 +567,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
-        extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
+        hardening=_hardening(spec, frozenset(caps)),
+        userns=UserNamespace(*user_range, ownership) if user_range else None)
 
 
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is
@@ -621,19 +643,18 @@ def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | No
     return user_range, ownership
 
 
-def _hardening(spec: ContainerSpec, network: str, caps: frozenset[str]) -> dict[str, object]:
+def _hardening(spec: ContainerSpec, caps: frozenset[str]) -> Hardening:
     """What the child verifies and locks in before exec (nsdash.launcher.child.harden)."""
-    read_only = ["/proc/sys", "/sys", *PROC_READ_ONLY]
-    return {
-        "verify_masked": PROC_MASKED,
-        "verify_read_only": tuple(read_only),
-        "no_new_privileges": spec.no_new_privileges,
+    return Hardening(
+        verify_masked=PROC_MASKED,
+        verify_read_only=("/proc/sys", "/sys", *PROC_READ_ONLY),
+        no_new_privileges=spec.no_new_privileges,
         # the bounding set decides which capability-tied call groups open, as in nspawn
-        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny, spec.suppress_sync),
-        "syscall_filter": " ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
-                                    *(f"-{n}" for n in spec.syscall_deny),
-                                    *(["(sync calls suppressed)"] if spec.suppress_sync else [])]),
-    }
+        seccomp=seccomp_program(caps, spec.syscall_allow, spec.syscall_deny, spec.suppress_sync),
+        syscall_filter=" ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
+                                 *(f"-{n}" for n in spec.syscall_deny),
+                                 *(["(sync calls suppressed)"] if spec.suppress_sync else [])]),
+    )
 
 
 def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
