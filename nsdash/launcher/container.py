@@ -33,6 +33,10 @@ from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import OutcomeKind, Ownership
+
 SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
 
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
@@ -57,7 +61,7 @@ _OS_HINTS = {
 class Outcome(Frozen):
     """How one run of the container ended."""
 
-    kind: str  # "exited" | "poweroff" | "reboot" | "killed"
+    kind: OutcomeKind
     status: int  # exit code, or signal number for "killed"
 
     @classmethod
@@ -290,7 +294,7 @@ class Container:
         finally:
             os.close(place_w)
 
-    def _idmapped_tree(self, plan: LaunchPlan, user_range: tuple[int, int], ownership: str) -> int:
+    def _idmapped_tree(self, plan: LaunchPlan, user_range: tuple[int, int], ownership: Ownership) -> int:
         """-U map/auto: the tree idmapped through PID 1's user namespace, or -1 when auto
         falls back to chown (the kernel or file system refused: that is the probe)."""
         try:

@@ -34,6 +34,10 @@ from nsdash.system.syscalls import (
     MS_STRICTATIME,
 )
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import Ownership, ResolvConf, Timezone, Volatile
+
 # systemd-nspawn's PATH for the payload (DEFAULT_PATH_COMPAT: works for split and merged /usr).
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NOTIFY_PATH = "/run/host/notify"
@@ -120,7 +124,7 @@ class UserNamespace(m.Frozen):
 
     base: int
     size: int
-    ownership: str  # chown | map (userns.effective_ownership has settled auto)
+    ownership: Ownership  # chown | map (userns.effective_ownership has settled auto)
 
     @property
     def range(self) -> tuple[int, int]:
@@ -593,7 +597,7 @@ def _check_netns(path: str) -> None:
                         "give a file such as /run/netns/NAME or /proc/PID/ns/net")
 
 
-def _volatile_ops(mode: str) -> list[m.MountOp]:
+def _volatile_ops(mode: Volatile) -> list[m.MountOp]:
     """--volatile=yes: a tmpfs root holding the tree's /usr; state: a tmpfs /var (the root
     turns read-only at the end, as with --read-only).  Nothing written survives the run."""
     if mode == "yes":
@@ -628,7 +632,7 @@ def _pivot(spec: ContainerSpec, tree: str, userns: bool) -> tuple[str, list[m.Mo
     return view, [m.PivotInto(new, old)], created
 
 
-def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, str]:
+def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, Ownership]:
     """--private-users / -U: the (base, size) of the container's user namespace (or None) and
     the ownership mode to use (userns.effective_ownership)."""
     from nsdash.launcher import userns
@@ -738,14 +742,13 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     return list(env.items())
 
 
-def _resolv_conf_ops(mode: str, network: str, writable: bool, host_root: str) -> list[m.MountOp]:
+def _resolv_conf_ops(mode: ResolvConf, network: str, writable: bool, host_root: str) -> list[m.MountOp]:
     """--resolv-conf, as systemd-nspawn(1) describes it."""
     if mode == "auto":
         if network != "host":
             return []
-        stub = os.path.join(host_root, "run/systemd/resolve/stub-resolv.conf")
-        source_kind = "stub" if os.path.exists(stub) else "host"
-        mode = f"{'copy' if writable else 'bind'}-{source_kind}"
+        stub = os.path.exists(os.path.join(host_root, "run/systemd/resolve/stub-resolv.conf"))
+        mode = ("copy-stub" if stub else "copy-host") if writable else ("bind-stub" if stub else "bind-host")
     if mode == "off":
         return []
     if mode == "delete":
@@ -766,7 +769,7 @@ def _resolv_conf_ops(mode: str, network: str, writable: bool, host_root: str) ->
     return [m.WriteFile("/etc/resolv.conf", data, 0o644, replace=(action == "replace"))]
 
 
-def _timezone_ops(mode: str, tree: str, writable: bool, host_root: str) -> list[m.MountOp]:
+def _timezone_ops(mode: Timezone, tree: str, writable: bool, host_root: str) -> list[m.MountOp]:
     """--timezone, as systemd-nspawn(1) describes it."""
     localtime = os.path.join(host_root, "etc/localtime")
     if mode == "auto":

@@ -11,6 +11,18 @@ from pathlib import Path
 
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import (
+        ConsoleMode,
+        LinkJournal,
+        Ownership,
+        Register,
+        ResolvConf,
+        Timezone,
+        Volatile,
+    )
+
 
 class Bind(Frozen):
     """--bind / --bind-ro: SRC[:DST[:OPTIONS]]."""
@@ -63,16 +75,16 @@ class ContainerSpec(Frozen):
     overlays: tuple[OverlayMount, ...] = ()
     read_only: bool = False
     ephemeral: bool = False
-    volatile: str = "no"  # no | yes (tmpfs root, the tree's /usr read-only) | state (read-only, tmpfs /var)
+    volatile: Volatile = "no"  # no | yes (tmpfs root, the tree's /usr read-only) | state (read-only, tmpfs /var)
     private_network: bool = False
     network_veth: bool = False
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
-    link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
-    resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
-    timezone: str = "auto"  # auto|copy|bind|off|...
-    register: str = "auto"  # yes|no|auto
+    link_journal: LinkJournal = "no"
+    resolv_conf: ResolvConf = "auto"
+    timezone: Timezone = "auto"
+    register: Register = "auto"
     kill_signal: int | None = None  # None: SIGRTMIN+3 with boot, else SIGKILL
-    console: str = "interactive"  # interactive|read-only|passive|pipe|autopipe
+    console: ConsoleMode = "interactive"
     quiet: bool = False
     capabilities: frozenset[str] = frozenset()  # added to the default set
     drop_capabilities: frozenset[str] = frozenset()
@@ -82,7 +94,7 @@ class ContainerSpec(Frozen):
     syscall_allow: tuple[str, ...] = ()  # --system-call-filter names and @groups added
     syscall_deny: tuple[str, ...] = ()  # ... and those taken away ('~' lists)
     private_users: str = "no"
-    private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
+    private_users_ownership: Ownership = "off"  # -U implies auto
     detach: bool = False  # --detach: the supervisor runs in the background
     dry_run: bool = False  # --dry-run: print the launch plan, run nothing
     # per-process settings of the payload (launcher.child.apply_process_settings)

@@ -28,6 +28,7 @@ from nsdash.launcher.spec import ContainerSpec
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.launcher.modes import ConsoleMode
     from nsdash.machines.machined import Registration
 
 ESCAPE = 0x1D  # ^]
@@ -36,7 +37,7 @@ ESCAPE_WINDOW = 1.0
 REBOOT_EXIT = 133
 
 
-def console_mode(requested: str, stdin_tty: bool, stdout_tty: bool) -> str:
+def console_mode(requested: ConsoleMode, stdin_tty: bool, stdout_tty: bool) -> ConsoleMode:
     """The console mode actually used (systemd-nspawn's rules for autopipe)."""
     if requested == "autopipe":
         return "interactive" if stdin_tty and stdout_tty else "pipe"

@@ -19,9 +19,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from nsdash.system.paths import machine_dir, state_root
+
+# A machine's phase as its supervisor reports it in state.json (machinectl's State column).
+Phase: TypeAlias = Literal["starting", "running", "stopping", "rebooting"]
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
@@ -39,7 +42,7 @@ class MachineState:
     started: str  # ISO-8601 UTC: when the supervisor started the first boot
     since: str  # ISO-8601 UTC: when the current boot started
     boot: int = 1
-    state: str = "running"  # starting|running|stopping|rebooting
+    state: Phase = "running"
     class_: str = "container"
     service: str = "nsdash"
     uuid: str | None = None

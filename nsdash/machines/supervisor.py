@@ -24,13 +24,17 @@ import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsdash.errors import MachineExists, NsdashError
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import protocol as proto
 from nsdash.machines import state as st
 from nsdash.machines.consolelog import ConsoleLog, utc_now
+
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import OutcomeKind, Register
+    from nsdash.machines.state import Phase
 
 REBOOT_BURST = 5  # more than this many reboots ...
 REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
@@ -79,7 +83,7 @@ class RebootLimiter:
         return len(self.times) <= self.burst
 
 
-def outcome_event(kind: str, status: int) -> tuple[str, str | None]:
+def outcome_event(kind: OutcomeKind, status: int) -> tuple[str, str | None]:
     """The console-log separator for how a boot ended."""
     if kind == "exited":
         return "exited", f"status {status}"
@@ -120,7 +124,7 @@ class Supervisor:
         self.dir = st.machine_dir(self.name)
         self.on_ready = on_ready
         self.replay_bytes = replay_bytes
-        self.register_mode = spec.register if register is None else ("yes" if register else "no")
+        self.register_mode: Register = spec.register if register is None else ("yes" if register else "no")
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, _Conn] = {}
         self.container: Any = None
@@ -128,7 +132,7 @@ class Supervisor:
         self.boot = 0
         self.started = utc_now()
         self.since = self.started
-        self.phase = "starting"
+        self.phase: Phase = "starting"
         self.stop_reason: str | None = None  # "poweroff" | "terminate" | "reboot-loop" ...
         self.reboot_requested = False
         self.kill_deadline: float | None = None
@@ -381,7 +385,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         self.kill_deadline = min(self.kill_deadline or deadline, deadline)
 
-    def _set_phase(self, phase: str) -> None:
+    def _set_phase(self, phase: Phase) -> None:
         if self.phase != phase:
             self.phase = phase
             self._write_state()
