@@ -54,7 +54,7 @@ def machine_state(m: Machine, width: int | None = None) -> str:
         return "orphaned"
     if s is None:
         return "-" if m.source == "nsdash" else "running"
-    text = s.state
+    text: str = s.state
     if s.status_text and s.state != "running":
         status = escape(s.status_text)
         if width is not None and len(status) > width:

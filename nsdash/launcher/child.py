@@ -25,8 +25,11 @@ from nsdash.launcher import sandbox
 from nsdash.system import syscalls as sc
 
 TYPE_CHECKING = False  # typing itself costs 2 ms to import; annotations are strings anyway
-if TYPE_CHECKING:
-    from typing import Any, NoReturn
+if TYPE_CHECKING:  # types only: the plan and its operations come built from the parent
+    from typing import NoReturn, TypeGuard
+
+    from nsdash.launcher.mounts import Bind, MountOp
+    from nsdash.launcher.plan import Hardening, LaunchPlan, ProcessSettings
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -39,7 +42,7 @@ def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
     os._exit(code)
 
 
-def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
+def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
            console_fd: int | None, late_cgroup_dirs: list[str] | None = None,
            place_fd: int = -1) -> NoReturn:
     """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
@@ -125,7 +128,8 @@ def _join(cgroup_dir: str, pid: int) -> None:
         os.close(fd)
 
 
-def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None, joined_fd: int = -1) -> NoReturn:
+def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int | None,
+                   joined_fd: int = -1) -> NoReturn:
     """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec.
 
     JOINED_FD (>= 0): the cgroup namespace is still to be made, once it reads a byte there."""
@@ -142,17 +146,17 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None, j
                 os.dup2(console_fd, fd)
             if console_fd > 2:
                 os.close(console_fd)
-        userns = plan.extra.get("userns")
+        userns = plan.userns
         tree_fd = None
         if userns:
             # The parent writes our ID maps before go; until then we are host root, unmapped
             # here, and could create nothing on the file systems we are about to mount.
             # With ownership map/auto, go may bring the idmapped tree (userns.idmapped_tree).
-            if plan.extra.get("ownership") in ("map", "auto"):
+            if userns.ownership in ("map", "auto"):
                 tree_fd = _await_go_with_fd(go_fd)
             else:
                 _await_go(go_fd)
-        setup_root(plan, err_fd, become_userns_root=bool(userns), tree_fd=tree_fd)
+        setup_root(plan, err_fd, become_userns_root=userns is not None, tree_fd=tree_fd)
         sc.sethostname(plan.hostname)
         if plan.network not in ("host", "netns"):  # a joined namespace's links are its owner's
             loopback_up()
@@ -160,7 +164,7 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None, j
         if not userns:
             _await_go(go_fd)
         apply_process_settings(plan.process)
-        harden(plan)
+        harden(plan.hardening)
         drop_capabilities(plan)
     except sandbox.SandboxError as e:
         fail(err_fd, e.message, e.hint or "")
@@ -195,13 +199,13 @@ def _await_go_with_fd(go_fd: int) -> int | None:
     return fds[0] if fds else None
 
 
-def setup_root(plan: Any, err_fd: int, become_userns_root: bool = False, tree_fd: int | None = None) -> None:
+def setup_root(plan: LaunchPlan, err_fd: int, become_userns_root: bool = False,
+               tree_fd: int | None = None) -> None:
     # Nothing we mount may propagate back to the host, but host unmounts still reach us.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
     root, ops = plan.root, list(plan.mounts)
     if become_userns_root:
-        ops = _switch_to_userns_root(plan, ops, err_fd, tree_fd)
-        root = ops.pop(0)
+        root, ops = _switch_to_userns_root(plan, ops, err_fd, tree_fd)
     for op in ops:
         try:
             op.execute(root)
@@ -215,7 +219,8 @@ def setup_root(plan: Any, err_fd: int, become_userns_root: bool = False, tree_fd
     os.chdir("/")
 
 
-def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int | None = None) -> list[Any]:
+def _switch_to_userns_root(plan: LaunchPlan, ops: list[MountOp], err_fd: int,
+                           tree_fd: int | None = None) -> tuple[str, list[MountOp]]:
     """-U: become root of the user namespace (uid 0 = the range's base), keeping a way in.
 
     As host root (unmapped here) we could not create files on the file systems we
@@ -225,7 +230,7 @@ def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int 
     given, is the tree's idmapped mount: it takes the root bind's place.  With
     -x the overlay is mounted after the switch, as the namespace's root, over
     its upper and work directories (owned by the range).  Returns the new root
-    path followed by the remaining operations.
+    path and the remaining operations.
     """
     first = ops.pop(0)
     overlay = type(first).__name__ == "RootOverlay"
@@ -240,14 +245,14 @@ def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int 
         fail(err_fd, f"cannot set up the container: {first.describe()}: {e.strerror or e}", _hint_for(first))
     keep = [os.open(plan.tree if overlay else plan.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
     if overlay:
+        assert plan.ephemeral_dir is not None  # build_plan sets it with the overlay
         keep.append(os.open(plan.ephemeral_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-    rewritten: list[Any] = []
+    rewritten: list[MountOp] = []
     for op in ops:
-        source = getattr(op, "source", None)
-        if type(op).__name__ == "Bind" and isinstance(source, str) and not op.source_in_root:
+        if _is_bind(op) and not op.source_in_root:
             if op.make_source:
-                os.makedirs(source, mode=0o755, exist_ok=True)  # --bind=:/PATH's temporary directory
-            fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+                os.makedirs(op.source, mode=0o755, exist_ok=True)  # --bind=:/PATH's temporary directory
+            fd = os.open(op.source, os.O_PATH | os.O_CLOEXEC)
             keep.append(fd)
             values = {name: getattr(op, name) for name in op._fields}
             values["source"] = f"/proc/self/fd/{fd}"
@@ -265,10 +270,15 @@ def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int 
         except OSError as e:
             fail(err_fd, f"cannot set up the container: {first.describe()}: {e.strerror or e}", _hint_for(first))
         keep.append(os.open(f"{eph}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-    return [f"/proc/self/fd/{keep[-1] if overlay else keep[0]}", *rewritten]
+    return f"/proc/self/fd/{keep[-1] if overlay else keep[0]}", rewritten
 
 
-def harden(plan: Any) -> None:
+def _is_bind(op: MountOp) -> TypeGuard[Bind]:
+    """isinstance without importing nsdash.launcher.mounts on this side."""
+    return type(op).__name__ == "Bind"
+
+
+def harden(hardening: Hardening) -> None:
     """Fail closed on a sandbox that is not what the plan promised, then lock it in.
 
     Runs after pivot_root, with all capabilities still held: verify masks and
@@ -276,18 +286,16 @@ def harden(plan: Any) -> None:
     keyctl), set no_new_privs if asked, load the seccomp filter (which needs
     CAP_SYS_ADMIN or no_new_privs, hence before the capability drop).
     """
-    extra = plan.extra
-    sandbox.verify_masks("/", extra.get("verify_masked", ()))
-    sandbox.verify_read_only("/", extra.get("verify_read_only", ()))
+    sandbox.verify_masks("/", hardening.verify_masked)
+    sandbox.verify_read_only("/", hardening.verify_read_only)
     sandbox.join_session_keyring()
-    if extra.get("no_new_privileges"):
+    if hardening.no_new_privileges:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    program = extra.get("seccomp")
-    if program:
-        sandbox.install_seccomp(program)
+    if hardening.seccomp:
+        sandbox.install_seccomp(hardening.seccomp)
 
 
-def _hint_for(op: Any) -> str:
+def _hint_for(op: MountOp) -> str:
     name = type(op).__name__
     if name == "Bind":
         return "check that the bind source exists and the target's parent is a directory"
@@ -314,7 +322,7 @@ def _last_cap() -> int:
         return 40
 
 
-def drop_capabilities(plan: Any) -> None:
+def drop_capabilities(plan: LaunchPlan) -> None:
     """Bounding set = the plan's; then switch user; then trim the other sets to match."""
     keep = set(plan.capability_numbers)
     for cap in range(_last_cap() + 1):
@@ -354,7 +362,7 @@ def _clean_process_state(err_fd: int) -> None:
     os.closerange(err_fd + 1, 1 << 20)
 
 
-def exec_payload(plan: Any, err_fd: int) -> NoReturn:
+def exec_payload(plan: LaunchPlan, err_fd: int) -> NoReturn:
     env = dict(plan.env)
     try:
         os.chdir(plan.chdir)
@@ -378,7 +386,7 @@ def exec_payload(plan: Any, err_fd: int) -> NoReturn:
 
 # ---------------------------------------------------------------- per-process settings
 
-def apply_process_settings(settings: Any) -> None:
+def apply_process_settings(settings: ProcessSettings) -> None:
     """--rlimit, --oom-score-adjust, --cpu-affinity and --personality, as nspawn's inner
     child sets them: in PID 1 before exec, while it still holds CAP_SYS_RESOURCE (raising
     a hard limit or lowering the OOM score needs it) and before seccomp is loaded.  Each
@@ -449,7 +457,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signa
              signal.SIGQUIT, signal.SIGCONT, signal.SIGWINCH, signal.SIGRTMIN + 3, signal.SIGRTMIN + 4)
 
 
-def stub_init(plan: Any, err_fd: int) -> NoReturn:
+def stub_init(plan: LaunchPlan, err_fd: int) -> NoReturn:
     """PID 1 for --as-pid2: fork the payload as PID 2, reap everything, forward signals to it."""
     child = os.fork()
     if child == 0:

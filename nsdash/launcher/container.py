@@ -33,6 +33,10 @@ from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import OutcomeKind, Ownership
+
 NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
 NOTIFY_BATCH = 256  # datagrams drained per read_notify() call, so a flood cannot starve the caller's loop
 STATUS_MAX = 256  # characters kept of STATUS= (guest text, shown escaped by whoever displays it)
@@ -60,7 +64,7 @@ _OS_HINTS = {
 class Outcome(Frozen):
     """How one run of the container ended."""
 
-    kind: str  # "exited" | "poweroff" | "reboot" | "killed"
+    kind: OutcomeKind
     status: int  # exit code, or signal number for "killed"
 
     @classmethod
@@ -192,9 +196,8 @@ class Container:
             _warn_no_device_filter()
         self._prepare_run_dir(run_dir, plan)
         self._prepare_journal(plan)
-        extra_range = plan.extra.get("userns")  # (base, size) or None; typing.cast costs ~3 ms to import
-        user_range: tuple[int, int] | None = extra_range if isinstance(extra_range, tuple) else None
-        ownership = str(plan.extra.get("ownership"))
+        user_range = plan.userns.range if plan.userns else None
+        ownership = plan.userns.ownership if plan.userns else "off"
         # map/auto: the idmapped tree travels to PID 1 with the go byte (SCM_RIGHTS), once
         # its user namespace exists to serve as the mapping.
         send_tree = bool(user_range) and ownership in ("map", "auto")
@@ -301,7 +304,7 @@ class Container:
         finally:
             os.close(place_w)
 
-    def _idmapped_tree(self, plan: LaunchPlan, user_range: tuple[int, int], ownership: str) -> int:
+    def _idmapped_tree(self, plan: LaunchPlan, user_range: tuple[int, int], ownership: Ownership) -> int:
         """-U map/auto: the tree idmapped through PID 1's user namespace, or -1 when auto
         falls back to chown (the kernel or file system refused: that is the probe)."""
         try:
@@ -330,8 +333,8 @@ class Container:
                 os.write(fd, f"{plan.boot_id}\n".encode())
             finally:
                 os.close(fd)
-        program = plan.extra.get("seccomp")
-        if isinstance(program, bytes) and program:
+        program = plan.hardening.seccomp
+        if program:
             # nsdash shell loads the same filter into what it runs in the machine.
             fd = os.open(run_dir / SECCOMP_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
             try:

@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from nsdash.launcher.modes import (
+        ConsoleMode,
+        LinkJournal,
+        Ownership,
+        Register,
+        ResolvConf,
+        Timezone,
+        Volatile,
+    )
+
 # getopt_long's argument kinds
 NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
 
@@ -43,17 +53,18 @@ MERGE = "merge"  # dict update (per-entry: rlimits)
 UPDATE = "update"  # the value is a dict of keys to set (one option setting several fields)
 ADD = "add"  # the value is a dict of keys to tuples to extend (the allow- and deny-lists)
 
-LINK_JOURNAL = ("no", "host", "try-host", "guest", "try-guest", "auto")
-RESOLV_CONF = ("off", "copy-host", "copy-static", "copy-uplink", "copy-stub",
-               "replace-host", "replace-static", "replace-uplink", "replace-stub",
-               "bind-host", "bind-static", "bind-uplink", "bind-stub", "delete", "auto")
-TIMEZONE = ("off", "copy", "bind", "symlink", "delete", "auto")
-CONSOLE = ("interactive", "read-only", "passive", "pipe", "autopipe")
+LINK_JOURNAL: tuple[LinkJournal, ...] = ("no", "host", "try-host", "guest", "try-guest", "auto")
+RESOLV_CONF: tuple[ResolvConf, ...] = (
+    "off", "copy-host", "copy-static", "copy-uplink", "copy-stub",
+    "replace-host", "replace-static", "replace-uplink", "replace-stub",
+    "bind-host", "bind-static", "bind-uplink", "bind-stub", "delete", "auto")
+TIMEZONE: tuple[Timezone, ...] = ("off", "copy", "bind", "symlink", "delete", "auto")
+CONSOLE: tuple[ConsoleMode, ...] = ("interactive", "read-only", "passive", "pipe", "autopipe")
 SETTINGS = ("yes", "no", "override", "trusted")
 REBOOT = ("restart", "exit")
-REGISTER = ("yes", "no", "auto")
-OWNERSHIP = ("off", "chown", "map", "auto")
-VOLATILE = ("no", "yes", "state", "overlay")
+REGISTER: tuple[Register, ...] = ("yes", "no", "auto")
+OWNERSHIP: tuple[Ownership, ...] = ("off", "chown", "map", "auto")
+VOLATILE: tuple[Volatile, ...] = ("no", "yes", "state", "overlay")
 PERSONALITY = ("x86", "x86-64")
 
 

@@ -13,9 +13,7 @@ import contextlib
 import os
 import signal
 import stat
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 from nsdash.errors import SpecError
 from nsdash.launcher import mountopts, sandbox
@@ -38,6 +36,10 @@ from nsdash.system.syscalls import (
     MS_RDONLY,
     MS_STRICTATIME,
 )
+
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import Ownership, ResolvConf, Timezone, Volatile
 
 # systemd-nspawn's PATH for the payload (DEFAULT_PATH_COMPAT: works for split and merged /usr).
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -119,6 +121,28 @@ class ProcessSettings(m.Frozen):
         return "; ".join(parts) or "inherited"
 
 
+class Hardening(m.Frozen):
+    """What PID 1 verifies and locks in before exec (launcher.child.harden)."""
+
+    verify_masked: tuple[str, ...] = ()  # paths that must be inaccessible
+    verify_read_only: tuple[str, ...] = ()  # paths that must be mounted read-only
+    no_new_privileges: bool = False
+    seccomp: bytes = b""  # the packed filters (sandbox.pack_filters); empty: none
+    syscall_filter: str = "no filter"  # how --dry-run names the filter
+
+
+class UserNamespace(m.Frozen):
+    """-U: the container's ID range on the host and how the tree's owners meet it."""
+
+    base: int
+    size: int
+    ownership: Ownership  # chown | map (userns.effective_ownership has settled auto)
+
+    @property
+    def range(self) -> tuple[int, int]:
+        return self.base, self.size
+
+
 def _limit(value: int) -> str:
     return "infinity" if value < 0 else str(value)
 
@@ -147,7 +171,8 @@ class LaunchPlan(m.Frozen):
     host_journal_dir: str | None = None  # --link-journal=host: made on the host before start
     host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
     boot_id: str | None = None  # this boot's ID (8-4-4-4-12), written to the run dir before start
-    extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
+    hardening: Hardening = Hardening()
+    userns: UserNamespace | None = None  # -U; None: the host's user namespace
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
@@ -177,7 +202,7 @@ class LaunchPlan(m.Frozen):
             f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
             *([f"ambient:      {' '.join(sorted(self.ambient_capabilities))}"] if self.ambient_capabilities else []),
-            f"syscalls:     {self.extra.get('syscall_filter', 'no filter')}",
+            f"syscalls:     {self.hardening.syscall_filter}",
             f"process:      {self.process.describe()}",
             "environment:",
             *(f"  {k}={v}" for k, v in self.env),
@@ -571,7 +596,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
-        extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
+        hardening=_hardening(spec, frozenset(caps)),
+        userns=UserNamespace(*user_range, ownership) if user_range else None)
 
 
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is
@@ -596,7 +622,7 @@ def _check_netns(path: str) -> None:
                         "give a file such as /run/netns/NAME or /proc/PID/ns/net")
 
 
-def _volatile_ops(mode: str) -> list[m.MountOp]:
+def _volatile_ops(mode: Volatile) -> list[m.MountOp]:
     """--volatile=yes: a tmpfs root holding the tree's /usr; state: a tmpfs /var (the root
     turns read-only at the end, as with --read-only).  Nothing written survives the run."""
     if mode == "yes":
@@ -631,7 +657,7 @@ def _pivot(spec: ContainerSpec, tree: str, userns: bool) -> tuple[str, list[m.Mo
     return view, [m.PivotInto(new, old)], created
 
 
-def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, str]:
+def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, Ownership]:
     """--private-users / -U: the (base, size) of the container's user namespace (or None) and
     the ownership mode to use (userns.effective_ownership)."""
     from nsdash.launcher import userns
@@ -646,19 +672,18 @@ def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | No
     return user_range, ownership
 
 
-def _hardening(spec: ContainerSpec, network: str, caps: frozenset[str]) -> dict[str, object]:
+def _hardening(spec: ContainerSpec, caps: frozenset[str]) -> Hardening:
     """What the child verifies and locks in before exec (nsdash.launcher.child.harden)."""
-    read_only = ["/proc/sys", "/sys", *PROC_READ_ONLY]
-    return {
-        "verify_masked": PROC_MASKED,
-        "verify_read_only": tuple(read_only),
-        "no_new_privileges": spec.no_new_privileges,
+    return Hardening(
+        verify_masked=PROC_MASKED,
+        verify_read_only=("/proc/sys", "/sys", *PROC_READ_ONLY),
+        no_new_privileges=spec.no_new_privileges,
         # the bounding set decides which capability-tied call groups open, as in nspawn
-        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny, spec.suppress_sync),
-        "syscall_filter": " ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
-                                    *(f"-{n}" for n in spec.syscall_deny),
-                                    *(["(sync calls suppressed)"] if spec.suppress_sync else [])]),
-    }
+        seccomp=seccomp_program(caps, spec.syscall_allow, spec.syscall_deny, spec.suppress_sync),
+        syscall_filter=" ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
+                                 *(f"-{n}" for n in spec.syscall_deny),
+                                 *(["(sync calls suppressed)"] if spec.suppress_sync else [])]),
+    )
 
 
 def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
@@ -742,14 +767,13 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     return list(env.items())
 
 
-def _resolv_conf_ops(mode: str, network: str, writable: bool, host_root: str) -> list[m.MountOp]:
+def _resolv_conf_ops(mode: ResolvConf, network: str, writable: bool, host_root: str) -> list[m.MountOp]:
     """--resolv-conf, as systemd-nspawn(1) describes it."""
     if mode == "auto":
         if network != "host":
             return []
-        stub = os.path.join(host_root, "run/systemd/resolve/stub-resolv.conf")
-        source_kind = "stub" if os.path.exists(stub) else "host"
-        mode = f"{'copy' if writable else 'bind'}-{source_kind}"
+        stub = os.path.exists(os.path.join(host_root, "run/systemd/resolve/stub-resolv.conf"))
+        mode = ("copy-stub" if stub else "copy-host") if writable else ("bind-stub" if stub else "bind-host")
     if mode == "off":
         return []
     if mode == "delete":
@@ -770,7 +794,7 @@ def _resolv_conf_ops(mode: str, network: str, writable: bool, host_root: str) ->
     return [m.WriteFile("/etc/resolv.conf", data, 0o644, replace=(action == "replace"))]
 
 
-def _timezone_ops(mode: str, tree: str, writable: bool, host_root: str) -> list[m.MountOp]:
+def _timezone_ops(mode: Timezone, tree: str, writable: bool, host_root: str) -> list[m.MountOp]:
     """--timezone, as systemd-nspawn(1) describes it."""
     localtime = os.path.join(host_root, "etc/localtime")
     if mode == "auto":

@@ -11,6 +11,18 @@ from pathlib import Path
 
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import (
+        ConsoleMode,
+        LinkJournal,
+        Ownership,
+        Register,
+        ResolvConf,
+        Timezone,
+        Volatile,
+    )
+
 
 class Bind(Frozen):
     """--bind / --bind-ro: SRC[:DST[:OPTIONS]]."""
@@ -63,7 +75,7 @@ class ContainerSpec(Frozen):
     overlays: tuple[OverlayMount, ...] = ()
     read_only: bool = False
     ephemeral: bool = False
-    volatile: str = "no"  # no | yes (tmpfs root, the tree's /usr read-only) | state (read-only, tmpfs /var)
+    volatile: Volatile = "no"  # no | yes (tmpfs root, the tree's /usr read-only) | state (read-only, tmpfs /var)
     private_network: bool = False
     network_veth: bool = False
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
@@ -74,12 +86,12 @@ class ContainerSpec(Frozen):
     network_ipvlan: tuple[str, ...] = ()  # --network-ipvlan: iv-IF made on each host link
     network_veth_extra: tuple[str, ...] = ()  # --network-veth-extra, normalised HOSTIF:CONTAINERIF
     port: tuple[str, ...] = ()  # --port, normalised PROTOCOL:HOSTPORT:CONTAINERPORT (launcher/network.py)
-    link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
-    resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
-    timezone: str = "auto"  # auto|copy|bind|off|...
-    register: str = "auto"  # yes|no|auto
+    link_journal: LinkJournal = "no"
+    resolv_conf: ResolvConf = "auto"
+    timezone: Timezone = "auto"
+    register: Register = "auto"
     kill_signal: int | None = None  # None: SIGRTMIN+3 with boot, else SIGKILL
-    console: str = "interactive"  # interactive|read-only|passive|pipe|autopipe
+    console: ConsoleMode = "interactive"
     quiet: bool = False
     capabilities: frozenset[str] = frozenset()  # added to the default set
     drop_capabilities: frozenset[str] = frozenset()
@@ -89,7 +101,7 @@ class ContainerSpec(Frozen):
     syscall_allow: tuple[str, ...] = ()  # --system-call-filter names and @groups added
     syscall_deny: tuple[str, ...] = ()  # ... and those taken away ('~' lists)
     private_users: str = "no"
-    private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
+    private_users_ownership: Ownership = "off"  # -U implies auto
     detach: bool = False  # --detach: the supervisor runs in the background
     wait: bool = False  # --wait (with --detach): return once the guest is up
     wait_timeout: float = 90.0  # --wait-timeout: how long --wait waits, in seconds

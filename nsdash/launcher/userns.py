@@ -41,6 +41,10 @@ from pathlib import Path
 from nsdash.errors import UsageError
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import Ownership
+
 RANGE_SIZE = 0x10000
 PICK_FIRST = 0x00080000
 PICK_LAST = 0x6FFF0000  # exclusive
@@ -48,7 +52,7 @@ SLOTS = (PICK_LAST - PICK_FIRST) // RANGE_SIZE
 MAX_UID = 0xFFFFFFFE
 
 MODES = ("no", "yes", "pick", "identity")
-OWNERSHIP = ("off", "chown", "map", "auto")
+OWNERSHIP: tuple[Ownership, ...] = ("off", "chown", "map", "auto")
 _FALSE = {"no", "false", "0", "off"}
 _TRUE = {"yes", "true", "1", "on"}
 
@@ -87,12 +91,13 @@ def parse_private_users(value: str) -> PrivateUsers:
     return PrivateUsers("fixed", base, size)
 
 
-def parse_ownership(value: str) -> str:
+def parse_ownership(value: str) -> Ownership:
     v = value.strip().lower()
     if v in _FALSE:
         return "off"
-    if v in OWNERSHIP:
-        return v
+    for mode in OWNERSHIP:  # a loop, not `in`: it narrows str to the Literal for mypy
+        if v == mode:
+            return mode
     raise UsageError(f"invalid --private-users-ownership= value '{value}'",
                      "use off, chown, map or auto")
 
@@ -244,7 +249,7 @@ def _shift(ident: int, base: int, size: int, path: str) -> int:
                      "fix the tree's ownership or choose another --private-users= range")
 
 
-def effective_ownership(ownership: str, root_uid: int, base: int, size: int, ephemeral: bool) -> str:
+def effective_ownership(ownership: Ownership, root_uid: int, base: int, size: int, ephemeral: bool) -> Ownership:
     """The ownership mode a start uses, or a UsageError for a combination that cannot work.
 
     auto means map only while the tree's root still has its on-disk owner from
@@ -263,7 +268,7 @@ def effective_ownership(ownership: str, root_uid: int, base: int, size: int, eph
     return ownership
 
 
-def prepare_tree(tree: str, base: int, size: int, ownership: str) -> None:
+def prepare_tree(tree: str, base: int, size: int, ownership: Ownership) -> None:
     """Before start: bring the tree's owners into the range (chown; map and auto wait for
     the user namespace, see idmapped_tree)."""
     if ownership == "chown":

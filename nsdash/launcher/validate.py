@@ -22,6 +22,10 @@ from nsdash.launcher.names import (  # noqa: F401  (re-exported: the one rule li
     printable,
 )
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.modes import Ownership
+
 # capability number -> name, as in linux/capability.h (0 .. CAP_LAST_CAP).
 CAPABILITIES: tuple[str, ...] = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -223,7 +227,7 @@ def parse_private_users(value: str) -> str:
     return value
 
 
-def parse_private_users_ownership(value: str) -> str:
+def parse_private_users_ownership(value: str) -> Ownership:
     from nsdash.launcher import userns
 
     try:

@@ -28,13 +28,14 @@ from nsdash.machines.supervisor import LocalConsole, Supervisor
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     from nsdash.launcher.container import Outcome
+    from nsdash.launcher.modes import ConsoleMode
 
 ESCAPE = 0x1D  # ^]
 ESCAPE_COUNT = 3
 ESCAPE_WINDOW = 1.0
 
 
-def console_mode(requested: str, stdin_tty: bool, stdout_tty: bool) -> str:
+def console_mode(requested: ConsoleMode, stdin_tty: bool, stdout_tty: bool) -> ConsoleMode:
     """The console mode actually used (systemd-nspawn's rules for autopipe)."""
     if requested == "autopipe":
         return "interactive" if stdin_tty and stdout_tty else "pipe"

@@ -22,10 +22,14 @@ from pathlib import Path
 from nsdash.system.frozen import Frozen
 from nsdash.system.paths import machine_dir, state_root
 
-if False:  # typing.TYPE_CHECKING without importing typing: the foreground spawn writes state too
-    from typing import Any
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the path of the foreground spawn, which writes state too
+if TYPE_CHECKING:
+    from typing import Any, Literal, TypeAlias
 
-UP_STATES = ("running", "degraded")  # the guest is up: READY=1 said, or an init that never says it runs
+    # A machine's phase as its supervisor reports it in state.json (machinectl's State column).
+    Phase: TypeAlias = Literal["starting", "running", "degraded", "stopping", "rebooting"]
+
+UP_STATES: tuple[Phase, ...] = ("running", "degraded")  # the guest is up: READY=1 said, or an init that never says it runs
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 CONTROL = "control"
@@ -45,7 +49,7 @@ class MachineState(Frozen):
     started: str  # ISO-8601 UTC: when the supervisor started the first boot
     since: str  # ISO-8601 UTC: when the current boot started
     boot: int = 1
-    state: str = "running"  # starting|running|degraded|stopping|rebooting
+    state: Phase = "running"
     class_: str = "container"
     service: str = "nsdash"
     uuid: str | None = None

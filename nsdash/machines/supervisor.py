@@ -51,8 +51,10 @@ if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     from typing import Any
 
     from nsdash.launcher.container import Container, Outcome
+    from nsdash.launcher.modes import OutcomeKind, Register
     from nsdash.machines.consolelog import ConsoleLog
     from nsdash.machines.protocol import Request
+    from nsdash.machines.state import Phase
 
 REBOOT_BURST = 5  # more than this many reboots ...
 REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
@@ -89,7 +91,7 @@ class RebootLimiter:
         return len(self.times) <= self.burst
 
 
-def outcome_event(kind: str, status: int) -> tuple[str, str | None]:
+def outcome_event(kind: OutcomeKind, status: int) -> tuple[str, str | None]:
     """The console-log separator for how a boot ended."""
     if kind == "exited":
         return "exited", f"status {status}"
@@ -164,7 +166,7 @@ class Supervisor:
         self.local = console or LocalConsole()
         self.use_pty = pty
         self.foreground = foreground
-        self.register_mode = spec.register if register is None else ("yes" if register else "no")
+        self.register_mode: Register = spec.register if register is None else ("yes" if register else "no")
         self.poller = select.poll()
         self.handlers: dict[int, Callable[[int], None]] = {}
         self.conns: dict[int, _Conn] = {}
@@ -173,7 +175,7 @@ class Supervisor:
         self.boot = 0
         self.started = utc_now()
         self.since = self.started
-        self.phase = "starting"
+        self.phase: Phase = "starting"
         self.init = "unknown"
         self.stop_reason: str | None = None  # "poweroff" | "terminate" | "reboot-loop" | "signal"
         self.stop_requests = 0  # SIGTERM/SIGINT/SIGHUP received
@@ -625,7 +627,7 @@ class Supervisor:
                        f"within {self.stop_timeout:g} s: killed")
         self.container.signal(signal.SIGKILL, "all")
 
-    def _set_phase(self, phase: str) -> None:
+    def _set_phase(self, phase: Phase) -> None:
         if self.phase != phase:
             self.phase = phase
             self._write_state()

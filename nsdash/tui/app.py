@@ -26,10 +26,9 @@ from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
-from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
-from nsdash.tui.poller import Poller, Readers
+from nsdash.tui.poller import TREE_EVERY, Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
 from nsdash.tui.screens.debugging import GdbScreen, ProfileScreen, Subject, TraceScreen, subject_at_cursor
@@ -178,7 +177,7 @@ class NsdashApp(App):
         if isinstance(screen, DashboardScreen | MachineScreen):
             # NoMatches: the screen is not composed yet; the next snapshot will show.
             with contextlib.suppress(NoMatches):
-                screen.apply(self.snapshot, self.history, self.status_text())
+                screen.apply(self.snapshot, self.history, self.status_text(), self.clock())
 
     def status_text(self) -> str:
         n = len(self.snapshot.machines)
@@ -246,14 +245,17 @@ class NsdashApp(App):
         if console:
             self.call_after_refresh(screen.action_attach)
 
-    def dashboard_resumed(self) -> None:
+    def on_dashboard_screen_resumed(self, _message: DashboardScreen.Resumed) -> None:
         if isinstance(self.screen, DashboardScreen):
             self.follow_journal(self.selected, again=True)
             self._apply()
 
-    def attach_console(self, pane: ConsolePane, name: str) -> None:
-        conn = ConsoleConnection(name, pane.model, pane._ended, attach=self.actions.attach)
-        pane.attach(name, conn)
+    def on_dashboard_screen_tree_focus(self, message: DashboardScreen.TreeFocus) -> None:
+        if self.poller is not None:
+            self.poller.walk_tree_every(1 if message.focused else TREE_EVERY)
+
+    def on_machine_screen_attach_wanted(self, message: MachineScreen.AttachWanted) -> None:
+        message.console.attach(message.machine, opener=self.actions.attach)
 
     def on_console_pane_ended(self, message: ConsolePane.Ended) -> None:
         self.notify(escape(f"{message.machine}: {message.reason}"), severity="warning", markup=False)

@@ -162,10 +162,10 @@ def test_the_plan_carries_both_filters_compiled_for_its_bounding_set(tmp_path):
     from nsdash.launcher import sandbox
 
     default = _plan(tmp_path)
-    assert len(sandbox.unpack_filters(default.extra["seccomp"])) == 2  # the guard, then the allow-list
+    assert len(sandbox.unpack_filters(default.hardening.seccomp)) == 2  # the guard, then the allow-list
     assert "syscalls:     nspawn's allow-list\n" in default.describe()
     no_boot = _plan(tmp_path, drop_capabilities=frozenset({"CAP_SYS_BOOT"}))
-    assert no_boot.extra["seccomp"] != default.extra["seccomp"]  # reboot left the allow-list
+    assert no_boot.hardening.seccomp != default.hardening.seccomp  # reboot left the allow-list
     filtered = _plan(tmp_path, syscall_allow=("keyctl",), syscall_deny=("@mount",))
-    assert filtered.extra["seccomp"] != default.extra["seccomp"]
+    assert filtered.hardening.seccomp != default.hardening.seccomp
     assert "syscalls:     nspawn's allow-list +keyctl -@mount\n" in filtered.describe()

@@ -7,12 +7,12 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widgets import Footer, Static
 
 from nsdash.monitor.tree import CgroupNode
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import Snapshot
-from nsdash.tui.poller import TREE_EVERY
 from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
@@ -31,12 +31,26 @@ class StatusLine(Static):
 
 
 class DashboardScreen(PanelScreen):
+    """The overview.  It reads nothing itself: the app hands it each snapshot (apply) and
+    hears from it through the messages below."""
+
     BINDINGS = [
         Binding("f", "toggle_maximize", "Maximise"),
         Binding("tab", "app.focus_next", "Next panel", show=False),
     ]
 
     _tree_shown: CgroupNode | None = None
+
+    class Resumed(Message):
+        """The dashboard is on top again: follow the selection's journal, show the last snapshot."""
+
+    class TreeFocus(Message):
+        """The cgroup tree gained or lost the focus: the poller walks it every refresh while
+        the user is in it."""
+
+        def __init__(self, focused: bool) -> None:
+            super().__init__()
+            self.focused = focused
 
     def compose(self) -> ComposeResult:
         yield StatusLine("nsdash", id="status")
@@ -55,13 +69,14 @@ class DashboardScreen(PanelScreen):
         self.query_one(MachineList).focus()
 
     def on_screen_resume(self) -> None:
-        self.app.dashboard_resumed()  # type: ignore[attr-defined]
+        self.post_message(self.Resumed())
 
-    def apply(self, snap: Snapshot, history: MetricHistory, status: str) -> None:
+    def apply(self, snap: Snapshot, history: MetricHistory, status: str, now: float) -> None:
+        """Show one refresh; NOW is the app's clock (epoch seconds), for the uptimes."""
         self.query_one(StatusLine).show(status)
         if not snap.machines and not snap.rows and snap.errors:
             return
-        self.query_one(MachineList).update_machines(snap.machines, history.cpu, self.app.clock())  # type: ignore[attr-defined]
+        self.query_one(MachineList).update_machines(snap.machines, history.cpu, now)
         self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of))
         # The poller walks the tree every other refresh unless the user is in it (see
         # on_descendant_focus) and hands the same tree again in between: nothing to do then.
@@ -70,8 +85,6 @@ class DashboardScreen(PanelScreen):
             self.query_one(CgroupTree).update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        poller = getattr(self.app, "poller", None)
-        if poller is not None:
-            poller.walk_tree_every(1 if isinstance(event.widget, CgroupTree) else TREE_EVERY)
+        self.post_message(self.TreeFocus(isinstance(event.widget, CgroupTree)))
 
 

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from nsdash.errors import NsdashError
@@ -30,12 +31,23 @@ LIMITS_EVERY = 5.0  # seconds between looks at the limits in force (systemctl se
 
 
 class MachineScreen(PanelScreen):
+    """One machine.  The app hands it each snapshot (apply); attaching the console is
+    asked of the app with a message, which owns the way in (LauncherActions.attach)."""
+
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "attach", "Console"),
         Binding("f", "toggle_maximize", "Maximise"),
         Binding("l", "limits", "Limits"),
     ]
+
+    class AttachWanted(Message):
+        """Attach CONSOLE (a pane of this screen) to MACHINE's console."""
+
+        def __init__(self, console: ConsolePane, machine: str) -> None:
+            super().__init__()
+            self.console = console
+            self.machine = machine
 
     def __init__(self, machine: str) -> None:
         super().__init__()
@@ -63,11 +75,11 @@ class MachineScreen(PanelScreen):
         self.query_one("#machine-metrics").border_title = "Last minute"
         self.query_one(ConsolePane).border_title = "Console (a: attach)"
 
-    def apply(self, snap: Snapshot, history: MetricHistory, status: str) -> None:
+    def apply(self, snap: Snapshot, history: MetricHistory, status: str, now: float) -> None:
+        """Show one refresh; NOW is the app's clock (epoch seconds), for the uptime."""
         info = next((m for m in snap.machines if m.name == self.machine), None)
         if not snap.machines and snap.errors:
             return
-        now = self.app.clock()  # type: ignore[attr-defined]
         if info is not None and info.cgroup and time.monotonic() - self._limits_at > LIMITS_EVERY:
             self._cgroup = info.cgroup
             self._fetch_limits()
@@ -90,7 +102,7 @@ class MachineScreen(PanelScreen):
     def action_attach(self) -> None:
         pane = self.query_one(ConsolePane)
         if pane.attached != self.machine:
-            self.app.attach_console(pane, self.machine)  # type: ignore[attr-defined]
+            self.post_message(self.AttachWanted(pane, self.machine))
         pane.focus()
 
 

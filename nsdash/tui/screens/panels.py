@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 from textual.css.scalar import Unit
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -39,10 +40,12 @@ class PanelScreen(Screen):
         self._shares: dict[Widget, dict[str, float]] = {}
 
     def _focused_panel(self) -> Widget | None:
-        focused = self.focused
-        while focused is not None and not focused.has_class("panel"):
-            focused = focused.parent  # type: ignore[assignment]
-        return focused
+        node: DOMNode | None = self.focused
+        while isinstance(node, Widget):
+            if node.has_class("panel"):
+                return node
+            node = node.parent
+        return None
 
     def action_toggle_maximize(self) -> None:
         if self.maximized is not None:

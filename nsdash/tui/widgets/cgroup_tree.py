@@ -50,8 +50,8 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
             cg = self._by_path.get(str(key[1])) if key[0] == "cg" else None
             if cg is not None:
                 self._set_label(node, cg)
-            elif key[0] == "pid":
-                self._set_process_label(node, key[1])  # type: ignore[arg-type]
+            elif key[0] == "pid" and isinstance(key[1], int):
+                self._set_process_label(node, key[1])
 
     # ------------------------------------------------------------ public
 
@@ -73,8 +73,9 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         parent: TreeNode[Key] | None = node.parent
         while parent is not None and parent.data is not None:
             machine = self._machine_of.get(str(parent.data[1]))
-            if machine:
-                return machine, int(node.data[1])  # type: ignore[call-overload]
+            pid = node.data[1]
+            if machine and isinstance(pid, int):
+                return machine, pid
             parent = parent.parent
         return None
 
@@ -127,8 +128,8 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
                         node.expand()
             if isinstance(item, CgroupNode):
                 self._sync(node, item)
-            else:
-                self._set_process_label(node, item)  # type: ignore[arg-type]
+            elif isinstance(item, int):
+                self._set_process_label(node, item)
             previous = node
 
     def _opens_at_first(self, cg: CgroupNode) -> bool:
@@ -143,11 +144,8 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
                 self._sync(tnode, cg)
 
     def _add(self, parent: TreeNode[Key], key: Key, item: object, after: TreeNode[Key] | None) -> TreeNode[Key]:
-        placement = {"after": after} if after is not None else {"before": 0} if parent.children else {}
-        if key[0] == "pid":
-            node = parent.add("", data=key, allow_expand=False, **placement)  # type: ignore[arg-type]
-        else:
-            node = parent.add("", data=key, **placement)  # type: ignore[arg-type]
+        before = 0 if after is None and parent.children else None  # first among its siblings
+        node = parent.add("", data=key, before=before, after=after, allow_expand=key[0] != "pid")
         self._keyed[key] = node
         return node
 
@@ -167,9 +165,10 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         tag = f"  [{escape(machine)}]" if machine and machine != parent_machine else ""
         mark = "  (unreadable)" if cg.unreadable else ""
         plain = name + tag + mark
-        if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
+        key = tnode.data
+        if key is None or self._labels.get(key) == plain:
             return
-        self._labels[tnode.data] = plain  # type: ignore[index]
+        self._labels[key] = plain
         text = Text(escape(name))  # a Text, never markup; escaped: container root names its cgroups
         if tag:
             text.append(tag, style=self._style("cgroup-tree--machine"))
@@ -179,9 +178,10 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
 
     def _set_process_label(self, tnode: TreeNode[Key], pid: int) -> None:
         plain = f"{pid} {self._commands.get(pid, '?')}"
-        if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
+        key = tnode.data
+        if key is None or self._labels.get(key) == plain:
             return
-        self._labels[tnode.data] = plain  # type: ignore[index]
+        self._labels[key] = plain
         tnode.set_label(Text(escape(plain), style=self._style("cgroup-tree--process")))
 
     def _style(self, component: str) -> Style:

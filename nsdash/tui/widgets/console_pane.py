@@ -13,6 +13,8 @@ under the connection's lock, the strips are made when Textual paints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.color import Color, ColorParseError
 from rich.segment import Segment
 from rich.style import Style
@@ -24,7 +26,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
 
-from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.console.connection import ConsoleConnection, Session
 from nsdash.tui.console.terminal import Run, TerminalModel
 
 FPS = 30
@@ -91,14 +93,19 @@ class ConsolePane(Widget, can_focus=True):
 
     # ------------------------------------------------------------ public
 
-    def attach(self, machine: str, connection: ConsoleConnection | None = None) -> None:
-        """Attach to MACHINE's console (the connection is injectable for tests)."""
+    def attach(self, machine: str, connection: ConsoleConnection | None = None,
+               opener: Callable[[str, int, int], Session] | None = None) -> None:
+        """Attach to MACHINE's console, opened with OPENER (the launcher's attach; the
+        connection itself is injectable for tests)."""
         self.detach()
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
         self.skipped_bytes = 0
         self._lines = []
         self._cursor = None
-        self.connection = connection or ConsoleConnection(machine, self.model, self._ended)
+        if connection is None:
+            connection = (ConsoleConnection(machine, self.model, self._ended) if opener is None
+                          else ConsoleConnection(machine, self.model, self._ended, attach=opener))
+        self.connection = connection
         self.connection.model = self.model
         self.attached = machine
         self.connection.start()
