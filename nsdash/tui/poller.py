@@ -17,6 +17,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from textual.message import Message
 
 from nsdash.errors import NsdashError
-from nsdash.tui.messages import JournalLine, JournalLines, MachineInfo, Snapshot, SnapshotReady
+from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, MachineInfo, Snapshot, SnapshotReady
 
 MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
 JOURNAL_TAIL = 300
@@ -57,6 +58,9 @@ class Poller:
         self._lock = threading.Lock()
         self._journal_want: tuple[str, ...] | None = None
         self._journal_changed = False
+        # Lines read while the app has not yet taken the last batch (only the last the pane keeps).
+        self._backlog: deque[JournalLine] = deque(maxlen=JOURNAL_KEEP)
+        self._journal_unread = False  # a JournalLines is in the app's queue
         self._stop = threading.Event()
         self._refresh_now = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -99,6 +103,18 @@ class Poller:
                 self._journal_changed = True
         self._wake()
 
+    def journal_taken(self) -> None:
+        """The app handled a JournalLines (UI thread): the next batch may go."""
+        with self._lock:
+            self._journal_unread = False
+        if self._backlog:
+            self._wake()
+
+    def _post_journal(self, message: JournalLines) -> None:
+        with self._lock:
+            self._journal_unread = True
+        self.post(message)
+
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
@@ -118,13 +134,18 @@ class Poller:
                     if feed is not None:
                         feed.close()
                         feed = None
+                    self._backlog.clear()
                     following = want or ()
                     if following:
                         feed = self._open_journal(following)
                 elif feed is not None:
-                    new = self._guard(feed.read_new)
-                    if new:
-                        self.post(JournalLines(following, tuple(new), reset=False))
+                    self._backlog.extend(self._guard(feed.read_new) or ())
+                with self._lock:
+                    send = bool(self._backlog) and not self._journal_unread
+                if send:
+                    batch = tuple(self._backlog)
+                    self._backlog.clear()
+                    self._post_journal(JournalLines(following, batch, reset=False))
                 now = time.monotonic()
                 if self._refresh_now or now >= next_sample:
                     self._refresh_now = False
@@ -156,12 +177,12 @@ class Poller:
             feed = self.readers.open_journal(machines)
             lines = tuple(feed.tail(JOURNAL_TAIL))
         except NsdashError as e:
-            self.post(JournalLines(machines, (), reset=True, note=e.oneline()))
+            self._post_journal(JournalLines(machines, (), reset=True, note=e.oneline()))
             return None
         except OSError as e:
-            self.post(JournalLines(machines, (), reset=True, note=f"cannot read the journal: {e}"))
+            self._post_journal(JournalLines(machines, (), reset=True, note=f"cannot read the journal: {e}"))
             return None
-        self.post(JournalLines(machines, lines, reset=True))
+        self._post_journal(JournalLines(machines, lines, reset=True))
         return feed
 
     def _guard(self, call):
