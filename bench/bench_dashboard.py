@@ -156,6 +156,8 @@ def main() -> int:
     ap.add_argument("--only", choices=("load", "rest", "first"),
                     help="run only part 1 (load), part 2 (rest) or part 3 (first frame)")
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
+    ap.add_argument("--peer", type=Path, metavar="CHECKOUT",
+                    help="part 3 also times the dashboard of another checkout (e.g. main), alternating run by run")
     ap.add_argument("--terminal", action="store_true",
                     help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
     report = Report("dashboard", wants_json())
@@ -184,7 +186,14 @@ def rss_mib(pid: int | str = "self") -> float:
 
 def first(args, report: Report) -> None:
     """Start to first full frame: the real `nsdash` in tmux 160x48, the screen read until every pane is filled."""
-    samples = [first_frame(f"nsdash-bench-first-{os.getpid()}-{i}") for i in range(args.first_runs)]
+    samples, peer = [], []
+    for i in range(args.first_runs):
+        samples.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}"))
+        if args.peer:
+            peer.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}p", repo=args.peer.resolve()))
+    if peer:
+        print(f"  {args.peer}: median {statistics.median(peer) * 1000:.0f} ms "
+              f"[{min(peer) * 1000:.0f}..{max(peer) * 1000:.0f}] (alternated with this checkout's)")
     med = statistics.median(samples)
     print(f"start to first full frame in tmux 160x48: median {med * 1000:.0f} ms "
           f"[{min(samples) * 1000:.0f}..{max(samples) * 1000:.0f}] over {len(samples)} starts; "
@@ -200,14 +209,14 @@ def _full_frame(screen: str) -> bool:
             and ("Machine " in screen or "No machines" in screen))
 
 
-def first_frame(sock: str, timeout: float = 20.0) -> float:
-    """Seconds from `tmux new-session` to a full frame; SOCK names a tmux server of its own."""
+def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO) -> float:
+    """Seconds from `tmux new-session` to a full frame of REPO's nsdash; SOCK names a tmux server of its own."""
     import subprocess
 
-    env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={REPO}"
+    env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={repo}"
     t0 = time.perf_counter()
     started = subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
-                              f"exec env {env} {sys.executable} -m nsdash"], cwd=REPO, capture_output=True, text=True)
+                              f"exec env {env} {sys.executable} -m nsdash"], cwd=repo, capture_output=True, text=True)
     if started.returncode != 0:
         raise SystemExit(f"tmux new-session failed: {started.stderr.strip()}")
     try:

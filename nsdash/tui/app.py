@@ -142,16 +142,10 @@ class NsdashApp(App):
         self.push_screen(DashboardScreen())
         if not self.poll:
             return
-        try:
-            readers = self.readers
-            if readers is None:
-                from nsdash.tui.poller import HostReaders
+        from nsdash.tui.poller import HostReaders
 
-                readers = HostReaders()
-        except (NsdashError, OSError) as e:
-            self.notify(escape(f"cannot read the host: {e}"), severity="error", timeout=10, markup=False)
-            return
-        self.poller = Poller(readers, self.post_message, self.interval)
+        # HostReaders opens the host's files: made in the poller's thread, not before the first frame.
+        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=HostReaders)
         self.poller.start()
 
     def on_unmount(self) -> None:

@@ -51,8 +51,13 @@ class Readers(Protocol):
 class Poller:
     """Calls the readers in its own thread and hands messages to `post` (thread-safe)."""
 
-    def __init__(self, readers: Readers, post: Callable[[Message], object], interval: float = 1.0) -> None:
+    def __init__(self, readers: Readers | None, post: Callable[[Message], object], interval: float = 1.0,
+                 make_readers: Callable[[], Readers] | None = None) -> None:
+        """READERS, or None and MAKE_READERS: called in the poller's thread, so opening the host's
+        files is not done on the UI thread before the first frame."""
         self.readers = readers
+        self._make = make_readers
+        self._tree_every: int | None = None
         self.post = post
         self.interval = interval
         self._lock = threading.Lock()
@@ -88,8 +93,10 @@ class Poller:
 
     def walk_tree_every(self, refreshes: int) -> None:
         """How often the readers walk the cgroup tree (readers without a tree cadence ignore it)."""
-        if hasattr(self.readers, "tree_every"):
-            self.readers.tree_every = max(1, refreshes)
+        self._tree_every = max(1, refreshes)
+        readers = self.readers  # None until the thread made them: run() applies the cadence then
+        if readers is not None and hasattr(readers, "tree_every"):
+            readers.tree_every = self._tree_every
 
     def refresh_now(self) -> None:
         self._refresh_now = True
@@ -122,6 +129,18 @@ class Poller:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> None:
+        if self.readers is None:
+            try:
+                self.readers = self._make() if self._make is not None else None
+            except (NsdashError, OSError) as e:
+                text = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
+                self.post(SnapshotReady(Snapshot(time.monotonic(), errors=(f"cannot read the host: {text}",))))
+                return
+            if self.readers is None:
+                return
+            if self._tree_every is not None:
+                self.walk_tree_every(self._tree_every)
+        readers = self.readers
         feed: JournalFeed | None = None
         following: tuple[str, ...] = ()
         next_sample = 0.0
@@ -149,7 +168,7 @@ class Poller:
                 now = time.monotonic()
                 if self._refresh_now or now >= next_sample:
                     self._refresh_now = False
-                    snap = self._guard(self.readers.snapshot)
+                    snap = self._guard(readers.snapshot)
                     if snap is not None:
                         self.post(SnapshotReady(snap))
                     next_sample = time.monotonic() + self.interval
@@ -170,10 +189,11 @@ class Poller:
         finally:
             if feed is not None:
                 feed.close()
-            self.readers.close()
+            readers.close()
 
     def _open_journal(self, machines: tuple[str, ...]) -> JournalFeed | None:
         try:
+            assert self.readers is not None  # made before the loop that calls this
             feed = self.readers.open_journal(machines)
             lines = tuple(feed.tail(JOURNAL_TAIL))
         except NsdashError as e:
