@@ -28,6 +28,15 @@ VERBS: dict[str, str] = {
     "list-images": "machinectl",
     "ps": "machinectl",
     "set-property": "machinectl",
+    "image-status": "images",
+    "show-image": "images",
+    "clone": "images",
+    "rename": "images",
+    "remove": "images",
+    "read-only": "images",
+    "export-tar": "images",
+    "import-tar": "images",
+    "create": "create",
     "cgls": "cgls",
     "cgtop": "cgtop",
     "journal": "journal",
@@ -48,6 +57,9 @@ Containers:   spawn              run a command or boot an OS tree (systemd-nspaw
 Machines:     list, status, start, login, shell, poweroff, reboot, terminate, kill,
               list-images, ps    (machinectl's verbs)
               set-property NAME NAME=VALUE...  (live limits, as systemctl set-property --runtime)
+Images:       image-status, show-image, clone, rename, remove, read-only,
+              export-tar, import-tar   (machinectl's image verbs)
+              create [--distribution=debian|ubuntu] NAME|DIR   (a bootable tree, by debootstrap)
 Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
 Journals:     journal -M NAME    (journalctl for machines)
 Units:        systemctl -M NAME  (a machine's own systemd)
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("NSDASH_DEBUG"))
     try:
         module = importlib.import_module(f"nsdash.cli.{module_name}")
-        if module_name == "machinectl":
+        if module_name in ("machinectl", "images"):
             args.insert(0, verb)
         return int(module.main(args) or 0)
     except NsdashError as e:

@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 def start_demo_machines(notice=print) -> list[str]:
     """Start the demo machines that are not running yet; return the names started."""
     from nsdash.demo import trees
-    from nsdash.launcher.spec import ContainerSpec
+    from nsdash.launcher.options import spec_from
     from nsdash.machines import client
     from nsdash.machines import state as st
 
@@ -38,8 +38,9 @@ def start_demo_machines(notice=print) -> list[str]:
             continue
         notice(f"nsdash: preparing the {tree} demo tree…")
         directory = trees.ensure(tree)
-        spec = ContainerSpec(directory=directory, machine=name, boot=True, ephemeral=True,
-                             link_journal="no")
+        # the one spec builder, as `nsdash spawn -bxD TREE -M NAME` (the demo trees carry no .nspawn file)
+        spec = spec_from(["--boot", "--ephemeral", "--link-journal=no", "--settings=no", f"--machine={name}",
+                          f"--directory={directory}"])
         client.spawn(spec, detach=True, notice=None)
         started.append(name)
     return started

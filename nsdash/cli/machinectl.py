@@ -86,7 +86,8 @@ def machine_json(m: Machine) -> dict[str, Any]:
             "uuid": s.uuid if s else None, "foreground": s.foreground if s else False,
             "since": s.since if s else None,
             "boot": s.boot if s else None, "cgroup": s.cgroup if s else None,
-            "netif": s.netif if s else [], "supervisor": s.supervisor if s else None,
+            "netif": s.netif if s else [], "network": s.network if s else None,
+            "supervisor": s.supervisor if s else None,
             "registered": s.registered if s else m.source == "machined"}
 
 
@@ -217,6 +218,8 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
         field("Root", m.root)
     if s and s.netif:
         field("Iface", " ".join(s.netif))
+    if s and s.network:
+        field("Network", s.network)
     for i, a in enumerate(m.addresses):
         out.append(f"{'Address' if i == 0 else '':>16}{': ' if i == 0 else '  '}{a}")
     if m.os_release:
@@ -333,17 +336,15 @@ def cmd_list_images(argv: list[str]) -> int:
     p = _parser("list-images", None)
     _output_opts(p)
     ns = _parse(p, argv)
-    from nsdash.machines import client
+    from nsdash.machines import images
 
-    images = client.list_images()
     rows, data = [], []
-    for path in images:
-        st_ = path.stat()
-        ro = "yes" if not os.access(path, os.W_OK) else "no"
-        mtime = datetime.fromtimestamp(st_.st_mtime, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
-        rows.append([path.name, "directory", ro, str(path), mtime])
-        data.append({"name": path.name, "type": "directory", "ro": ro == "yes", "path": str(path),
-                     "mtime": int(st_.st_mtime)})
+    for image in images.discover():
+        ro = "yes" if image.read_only else "no"
+        mtime = datetime.fromtimestamp(image.mtime, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
+        rows.append([image.name, image.type, ro, str(image.path), mtime])
+        data.append({"name": image.name, "type": image.type, "ro": image.read_only, "path": str(image.path),
+                     "mtime": int(image.mtime)})
     if ns.output.startswith("json"):
         _dump(data, ns.output)
         return 0

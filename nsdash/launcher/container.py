@@ -83,11 +83,12 @@ class Outcome(Frozen):
         return 0
 
 
-def veth_name(machine: str) -> str:
-    """The host side of --network-veth: ve-NAME, shortened as systemd-nspawn does."""
+def veth_name(machine: str, prefix: str = "ve-") -> str:
+    """The host side of --network-veth: ve-NAME (vb-NAME with a bridge or zone), shortened as
+    systemd-nspawn does."""
     from nsdash.system.netlink import veth_host_name
 
-    return veth_host_name(machine)
+    return veth_host_name(machine, prefix)
 
 
 def _available_capabilities() -> frozenset[str]:
@@ -133,6 +134,11 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
+        self._lease: object | None = None  # network.Lease (or True while taking one): what close() gives back
+        self.network_mode: str | None = None  # which path -n took (shown by status)
+        self._moved: list[str] = []  # --network-interface links to give back
+        self._extra_veths: list[str] = []  # --network-veth-extra host sides
+        self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
         self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
         self._closed = False
 
@@ -346,18 +352,139 @@ class Container:
                 self._journal_link = (link, target)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
-        if plan.network != "veth" or self.leader is None:
+        if self.leader is None or plan.network not in ("veth", "private"):
+            return
+        if (self.spec.network_interface or self.spec.network_macvlan or self.spec.network_ipvlan
+                or self.spec.network_veth_extra):
+            self._extra_links()
+        if plan.network != "veth":
             return
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
-        name = veth_name(plan.machine)
+        bridge = self.spec.network_bridge
+        if bridge and not netlink.is_bridge(bridge):
+            raise NsdashError(f"--network-bridge={bridge}: there is no bridge named {bridge} on the host",
+                              f"create it (ip link add {bridge} type bridge) or name another")
+        if bridge and self.spec.port:
+            raise NsdashError("--port cannot be combined with --network-bridge: the bridge's network, not "
+                              "nsdash, addresses the machine", "use -n or --network-zone with --port")
+        joined = bridge or self.spec.network_zone
+        name = veth_name(plan.machine, "vb-" if joined else "ve-")
         try:
-            netlink.create_veth(name, peer_pid=self.leader, altname=netlink.veth_altname(plan.machine))
+            netlink.create_veth(name, peer_pid=self.leader,
+                                altname=netlink.veth_altname(plan.machine, "vb-" if joined else "ve-"))
         except Exception as e:  # pyroute2's NetlinkError and friends
             raise NsdashError(f"cannot create the veth pair {name}/host0: {e}",
                               "is another machine using that name? pick another with -M") from None
         self._veth = name
+        if bridge:
+            netlink.set_master(name, bridge)
+            netlink.set_link_up(name)
+            self.network_mode = f"bridge {bridge}: host0 is left to the bridge's network (DHCP inside)"
+            return
         netlink.set_link_up(name)
+        self._configure_link(plan, name)
+
+    def _extra_links(self) -> None:
+        """--network-interface (moved in, given back by close()), --network-macvlan and
+        --network-ipvlan (mv-IF/iv-IF made in the machine's namespace), as nspawn does."""
+        from nsdash.system import netlink
+
+        assert self.leader is not None
+        for option, names in (("--network-interface", self.spec.network_interface),
+                              ("--network-macvlan", self.spec.network_macvlan),
+                              ("--network-ipvlan", self.spec.network_ipvlan)):
+            for name in names:
+                if not netlink.link_exists(name):
+                    raise NsdashError(f"{option}={name}: there is no network interface {name} on the host",
+                                      "name one that `ip link` lists")
+        if self.spec.network_interface:
+            self._netns_fd = os.open(f"/proc/{self.leader}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        for name in self.spec.network_interface:
+            try:
+                netlink.move_link(name, self.leader)
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"--network-interface={name}: cannot move it into the machine: {e}") from None
+            self._moved.append(name)
+        for kind, prefix, names in (("macvlan", "mv-", self.spec.network_macvlan),
+                                    ("ipvlan", "iv-", self.spec.network_ipvlan)):
+            for name in names:
+                try:
+                    netlink.create_vlan_link(kind, name, netlink.shorten_ifname(prefix + name), self.leader)
+                except Exception as e:  # pyroute2's NetlinkError, e.g. a kernel without the link type
+                    raise NsdashError(f"--network-{kind}={name}: cannot create the {kind} link: {e}",
+                                      f"does this kernel have {kind} (modprobe {kind})?") from None
+
+        for pair in self.spec.network_veth_extra:
+            host, _, inside = pair.partition(":")
+            try:
+                netlink.create_veth(host, inside, peer_pid=self.leader)
+            except Exception as e:  # pyroute2's NetlinkError, e.g. the name is taken
+                raise NsdashError(f"--network-veth-extra={pair}: cannot create the veth pair: {e}",
+                                  "pick a host name no link has") from None
+            self._extra_veths.append(host)
+            netlink.set_link_up(host)
+
+    def _give_back(self) -> None:
+        """Move --network-interface links back to the host (their namespace is held by an fd)."""
+        from nsdash.system import netlink
+
+        if self._netns_fd is None:
+            return
+        for name in self._moved:
+            with contextlib.suppress(Exception):  # gone meanwhile: nothing to give back
+                netlink.give_back(name, self._netns_fd)
+        self._moved = []
+        os.close(self._netns_fd)
+        self._netns_fd = None
+
+    def _configure_link(self, plan: LaunchPlan, name: str) -> None:
+        """Address both ends (or join a zone), route host0 via the host and masquerade
+        (launcher/network.py), before the payload starts; left to systemd-networkd where
+        it runs on the host."""
+        import ipaddress
+
+        from nsdash.launcher import network
+        from nsdash.system import netlink
+
+        ports = [network.parse_port(p) for p in self.spec.port]
+        zone = self.spec.network_zone
+        if network.networkd_active():
+            self.network_mode = "systemd-networkd (the host's networkd configures the link and host0)"
+            if ports:
+                raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
+                                  "on links it configures itself", "forward the port with networkd's settings")
+            return
+        with network.locked():
+            network.check_ports(plan.machine, ports)
+            self._lease = True  # from here on close() asks network.forget() (a zone made for us goes too)
+            try:
+                if zone:
+                    block = network.join_zone(zone)
+                    self._lease = lease = network.zone_member(plan.machine, block)
+                    netlink.set_master(name, network.ZONE_PREFIX + zone)
+                    guest = f"{lease.block.network_address}/{block.block.prefixlen}"
+                    gateway = block.host
+                else:
+                    self._lease = lease = network.allocate(plan.machine)
+                    netlink.add_address(name, str(lease.host))
+                    guest, gateway = str(lease.guest), lease.host
+                netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
+                netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
+                netlink.add_default_route(str(gateway.ip), self.leader)
+                masquerade = network.nft_available() or bool(ports)  # without nft: addresses, no way out
+                if masquerade:
+                    network.enable_forwarding()
+                    network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
+                                      ipaddress.IPv4Interface(guest).ip)
+            except NsdashError:
+                raise
+            except Exception as e:  # pyroute2's NetlinkError and friends
+                raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
+        where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
+        self.network_mode = (f"nsdash: {where}, {guest} on host0, "
+                             + ("masquerade" if masquerade else "no masquerade (nft is not installed)")
+                             + "".join(f", port {p}" for p in ports))
 
     # ---- running --------------------------------------------------------------
 
@@ -368,8 +495,8 @@ class Container:
 
     @property
     def netif(self) -> list[str]:
-        """Host-side network interfaces made for this run (the veth's ve-NAME)."""
-        return [self._veth] if self._veth else []
+        """Host-side network interfaces made for this run (the veth's ve-NAME, the extra veths)."""
+        return ([self._veth] if self._veth else []) + self._extra_veths
 
     @property
     def pidfd(self) -> int | None:
@@ -471,11 +598,20 @@ class Container:
                 self._cg.remove()
             except NsdashError as e:
                 errors.append(e.oneline())
+        self._give_back()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        if self._veth:
-            self._remove_veth(self._veth)
+        for name in ([self._veth] if self._veth else []) + self._extra_veths:
+            self._remove_veth(name)
+        if self._lease is not None:
+            from nsdash.launcher import network
+
+            try:
+                network.forget(self.spec.machine)
+            except NsdashError as e:
+                errors.append(e.oneline())
+            self._lease = None
         if self._notify is not None:
             self._notify.close()
             self._notify = None

@@ -180,7 +180,8 @@ class Overlay(MountOp):
 
 
 class VolatileRoot(MountOp):
-    """--volatile=yes: a fresh tmpfs becomes the root, with only the tree's /usr in it, read-only."""
+    """--volatile=yes: a fresh tmpfs becomes the root, with only the tree's /usr in it, read-only,
+    and nspawn's links /bin, /lib, /sbin, /lib64 into it."""
 
     def describe(self) -> str:
         return "volatile root: tmpfs / with the tree's /usr read-only"
@@ -193,8 +194,21 @@ class VolatileRoot(MountOp):
                 mount(f"/proc/self/fd/{tree}/usr", at.open("/usr"), None, MS_BIND | MS_REC)
                 # reopened: the fd taken before the bind names the covered directory
                 mount(None, at.open("/usr", create=False), None, REMOUNT_RO)
+            # A merged-/usr tree's programs name their loader as /lib64/ld-linux-x86-64.so.2
+            # (or /lib/...): without nspawn's base file system links, exec fails with ENOENT.
+            for link, targets, probe in BASE_LINKS:
+                for target in targets:
+                    if os.path.exists(os.path.join(root, target, probe)):
+                        os.symlink(target, os.path.join(root, link))
+                        break
         finally:
             os.close(tree)
+
+
+# systemd's base-filesystem table, the links part: /bin, /lib, /sbin and (x86-64) /lib64
+# point into /usr where the target holds the probe.
+BASE_LINKS = (("bin", ("usr/bin",), ""), ("lib", ("usr/lib",), ""), ("sbin", ("usr/sbin",), ""),
+              ("lib64", ("usr/lib/x86_64-linux-gnu", "usr/lib64"), "ld-linux-x86-64.so.2"))
 
 
 class PivotInto(MountOp):

@@ -143,8 +143,6 @@ IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOU
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
 DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
-NET_LATER = ("nsdash's networking is --private-network, --network-veth and --network-namespace-path; "
-             "configure other links inside")
 
 ROWS: tuple[Setting, ...] = (
     Setting("help", "h", arg=NO_ARG, key="help", help="Show this help"),
@@ -165,9 +163,9 @@ ROWS: tuple[Setting, ...] = (
     # --- Image
     Setting("directory", "D", group=IMAGE, metavar="PATH", key="directory", parse=lambda s, o: pv.nonempty(s, o, "PATH"),
             help="Root directory for the container"),
-    Setting("template", None, group=IMAGE, metavar="PATH", key="template",
-            unsupported="nsdash does not create trees; copy the template first (cp -a --reflink=auto)",
-            help="Initialize root directory from template directory, if missing"),
+    Setting("template", None, group=IMAGE, metavar="PATH", key="template", parse=pv.parse_absolute,
+            help="Initialize root directory from template directory, if missing (a copy, with reflinks "
+            "where the file system has them)"),
     Setting("ephemeral", "x", group=IMAGE, arg=NO_ARG, key="ephemeral", file="Exec.Ephemeral",
             file_parse=_bool, nsdash="[nsdash: overlayfs]",
             help="Run container with snapshot of root directory, and remove it after exit"),
@@ -261,34 +259,34 @@ ROWS: tuple[Setting, ...] = (
     Setting("private-network", None, group=NET, arg=NO_ARG, key="private_network", file="Network.Private",
             file_parse=_bool, privileged=True, mask="NETWORK",
             help="Disable network in container (only a loopback device)"),
-    Setting("network-interface", None, group=NET, metavar="INTERFACE", key="network_interface",
-            file="Network.Interface", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-interface", None, group=NET, metavar="INTERFACE", key="network_interface", store=APPEND,
+            parse=pv.parse_ifname, file="Network.Interface", privileged=True, mask="NETWORK",
             help="Assign an existing network interface to the container"),
-    Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan",
-            file="Network.MACVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-macvlan", None, group=NET, metavar="INTERFACE", key="network_macvlan", store=APPEND,
+            parse=pv.parse_ifname, file="Network.MACVLAN", privileged=True, mask="NETWORK",
             help="Create a macvlan network interface based on an existing one"),
-    Setting("network-ipvlan", None, group=NET, metavar="INTERFACE", key="network_ipvlan",
-            file="Network.IPVLAN", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+    Setting("network-ipvlan", None, group=NET, metavar="INTERFACE", key="network_ipvlan", store=APPEND,
+            parse=pv.parse_ifname, file="Network.IPVLAN", privileged=True, mask="NETWORK",
             help="Create an ipvlan network interface based on an existing one"),
     Setting("network-veth", "n", group=NET, arg=NO_ARG, key="network_veth", file="Network.VirtualEthernet",
             file_parse=_bool, privileged=True, mask="NETWORK",
             help="Add a virtual Ethernet connection between host (ve-NAME) and container (host0)"),
     Setting("network-veth-extra", None, group=NET, metavar="HOSTIF[:CONTAINERIF]", key="network_veth_extra",
-            file="Network.VirtualEthernetExtra", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            store=APPEND, parse=pv.parse_veth_extra, file="Network.VirtualEthernetExtra", privileged=True,
+            mask="NETWORK",
             help="Add an additional virtual Ethernet link between host and container"),
     Setting("network-bridge", None, group=NET, metavar="INTERFACE", key="network_bridge",
-            file="Network.Bridge", unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            file="Network.Bridge", parse=pv.parse_ifname, privileged=True, mask="NETWORK",
             help="Add a veth to the container and attach it to an existing bridge on the host"),
     Setting("network-zone", None, group=NET, metavar="NAME", key="network_zone", file="Network.Zone",
-            unsupported=NET_LATER, privileged=True, mask="NETWORK",
+            parse=pv.parse_zone, privileged=True, mask="NETWORK",
             help="Similar, but attach it to an automatically managed bridge"),
     Setting("network-namespace-path", None, group=NET, metavar="PATH", key="network_namespace_path",
             parse=pv.parse_absolute, mask="NETWORK",
             help="Set network namespace to the one represented by the specified file node"),
     Setting("port", "p", group=NET, metavar="[PROTOCOL:]HOSTPORT[:CONTAINERPORT]", key="port",
-            file="Network.Port", privileged=True,
-            unsupported="nsdash installs no firewall rules; forward ports on the host (e.g. with socat)",
-            help="Expose a container IP port on the host"),
+            file="Network.Port", privileged=True, store=APPEND, parse=pv.parse_port, mask="NETWORK",
+            help="Expose a container IP port on the host (needs -n: nsdash adds a DNAT rule)"),
 
     # --- Security
     Setting("capability", None, group=SECURITY, metavar="CAP", key="capabilities", store=UNION,
@@ -344,7 +342,7 @@ ROWS: tuple[Setting, ...] = (
             parse=lambda s, o: pv.bind_spec(s, False, o), file="Files.Bind",
             file_parse=lambda s, o: pv.bind_spec(s, False, o), privileged=True, mask="CUSTOM_MOUNTS",
             help="Bind mount a file or directory from the host into the container (OPTIONS: rbind, "
-            "norbind, noidmap, idmap; an empty source is a temporary directory; a '+' before the source "
+            "norbind, noidmap, idmap, rootidmap; an empty source is a temporary directory; a '+' before the source "
             "makes it relative to the image; escape ':' as '\\:')"),
     Setting("bind-ro", None, group=MOUNTS, metavar="PATH[:PATH[:OPTIONS]]", key="bind_specs", store=APPEND,
             parse=lambda s, o: pv.bind_spec(s, True, o), file="Files.BindReadOnly",

@@ -55,6 +55,7 @@ NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
     "directory", "machine", "settings",  # spec_from's own inputs
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
+    "template",  # acted on by spec_from before the tree is checked: the spec holds the tree made
 })
 
 
@@ -273,13 +274,16 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
     for opt in filter(None, opts.split(",")):
         if opt in ("rbind", "norbind"):
             recursive = opt == "rbind"
-        elif opt in ("idmap", "noidmap"):
-            idmap = opt == "idmap"
-        elif opt in ("rootidmap", "owneridmap"):
-            raise UsageError(f"{option} option {opt!r} is not supported by nsdash",
-                             "use idmap (the container's range maps the source's owners) or noidmap")
+        elif opt in ("idmap", "rootidmap", "noidmap"):
+            # without a user namespace every mapping is the identity; with one, the plan refuses
+            # ID-mapped binds (not implemented), so idmap and rootidmap need no difference here
+            idmap = opt != "noidmap"
+        elif opt == "owneridmap":
+            raise UsageError(f"{option} option {opt!r} is not supported by nsdash (systemd 252 has no such option)",
+                             "use idmap, rootidmap or noidmap")
         else:
-            raise UsageError(f"invalid {option} option {opt!r} in {value!r}", "use rbind, norbind, idmap or noidmap")
+            raise UsageError(f"invalid {option} option {opt!r} in {value!r}",
+                             "use rbind, norbind, idmap, rootidmap or noidmap")
     if host_source is not None and not host_source.exists():
         raise SpecError(f"{option} source {v.printable(host_source)} does not exist", "create it or fix the path")
     return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive,
@@ -409,9 +413,33 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
+    if any(merged.get(k) for k in ("network_interfaces", "network_veth_extra", "network_macvlan", "network_ipvlan")):
+        merged["private_network"] = True  # nspawn: links of its own mean a network of its own
+    if merged.get("network_bridge") and merged.get("network_zone"):
+        raise UsageError("--network-bridge and --network-zone may not be combined", "pick one")
+    if merged.get("network_bridge") or merged.get("network_zone"):
+        merged["network_veth"] = True  # nspawn: a bridge or a zone implies --network-veth
     if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
-        raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
+        raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
+                         "or --network-interface",
                          "the joined namespace is the container's network: pick one")
+    if merged.get("network_zone") and merged.get("network_bridge"):
+        raise UsageError("--network-zone and --network-bridge cannot be combined", "pick one")
+    if merged.get("network_zone") or merged.get("network_bridge"):
+        if merged.get("network_namespace_path"):
+            raise UsageError("--network-namespace-path cannot be combined with --network-zone or --network-bridge",
+                             "pick one")
+        merged["network_veth"] = True  # nspawn: a bridge or zone means a veth, named vb-NAME
+    if merged.get("port") and not merged.get("network_veth"):
+        raise UsageError("--port needs --network-veth (-n) or --network-zone: ports are forwarded to the machine's "
+                         "veth link",
+                         "add -n")
+    if (merged.get("network_interface") or merged.get("network_macvlan") or merged.get("network_ipvlan")
+            or merged.get("network_veth_extra")):
+        if merged.get("network_namespace_path"):
+            raise UsageError("--network-namespace-path cannot be combined with --network-interface, "
+                             "--network-macvlan, --network-ipvlan or --network-veth-extra", "pick one")
+        merged["private_network"] = True  # nspawn: links moved or made for the machine need its own network
     if merged.get("network_veth"):
         merged["private_network"] = True  # nspawn: a veth link implies the container's own network
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))
@@ -428,6 +456,29 @@ def _warn_to_stderr(message: str) -> None:
     sys.stderr.write(f"nsdash: warning: {v.printable(message)}\n")
 
 
+def _from_template(cli: Options) -> None:
+    """--template=DIR: make the tree (-D, else the image home's NAME for -M NAME) from the
+    template if it does not exist yet, as nspawn does before anything else."""
+    from nsdash.launcher import template
+    from nsdash.system import paths
+
+    if cli.get("ephemeral"):
+        raise UsageError("--template= cannot be combined with --ephemeral",
+                         "an ephemeral machine leaves no tree to make; boot the template with -x instead")
+    directory = cli.get("directory")
+    if not directory:
+        machine = cli.get("machine")
+        if not machine:
+            raise UsageError("--template= needs the tree to make", "name it with -D DIR or -M NAME")
+        found = [os.path.join(base, machine) for base in IMAGE_SEARCH_PATH]
+        directory = next((c for c in found if os.path.isdir(c)), str(paths.image_home() / machine))
+        cli.values["directory"] = directory
+    if cli.get("dry_run") and not os.path.lexists(directory):
+        raise UsageError(f"--template: {v.printable(directory)} does not exist yet, and --dry-run makes nothing",
+                         "run without --dry-run once to create it")
+    template.populate(cli.get("template"), directory, bool(cli.get("quiet")))
+
+
 def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = None,
               warn: Callable[[str], None] | None = None) -> ContainerSpec:
     """The one way to a ContainerSpec: systemd-nspawn's command line (plus nsdash's
@@ -438,6 +489,8 @@ def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = Non
     /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
     .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
+    if cli.get("template"):
+        _from_template(cli)
     raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
     directory = check_directory(raw_dir)
     cli.values["directory"] = str(directory)

@@ -363,7 +363,8 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
             if not os.path.exists(src):
                 raise SpecError(f"bind source {src} does not exist", "create it, or fix the --bind/--bind-ro value")
         if b.idmap and userns:
-            raise SpecError(f"the bind option idmap ({b.target}) with --private-users is not supported by nsdash",
+            raise SpecError(f"the bind options idmap/rootidmap ({b.target}) with --private-users are not supported "
+                            "by nsdash",
                             "leave idmap out and chown the source to the container's range, or bind read-only")
         try:
             host_target = m.resolve_in_root(tree, b.target, strict=True)

@@ -67,6 +67,13 @@ class ContainerSpec(Frozen):
     private_network: bool = False
     network_veth: bool = False
     network_namespace_path: str | None = None  # --network-namespace-path: join it instead
+    network_zone: str | None = None  # --network-zone: the veth joins bridge vz-NAME (launcher/network.py)
+    network_bridge: str | None = None  # --network-bridge: the veth joins this existing bridge
+    network_interface: tuple[str, ...] = ()  # --network-interface: host links moved in, given back at exit
+    network_macvlan: tuple[str, ...] = ()  # --network-macvlan: mv-IF made on each host link
+    network_ipvlan: tuple[str, ...] = ()  # --network-ipvlan: iv-IF made on each host link
+    network_veth_extra: tuple[str, ...] = ()  # --network-veth-extra, normalised HOSTIF:CONTAINERIF
+    port: tuple[str, ...] = ()  # --port, normalised PROTOCOL:HOSTPORT:CONTAINERPORT (launcher/network.py)
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...

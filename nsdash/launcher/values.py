@@ -33,6 +33,43 @@ def nonempty(value: str, option: str, syntax: str) -> str:
     return value
 
 
+def parse_port(value: str, option: str) -> str:
+    """--port/Port=: [PROTOCOL:]HOSTPORT[:CONTAINERPORT], normalised to PROTOCOL:HOST:CONTAINER."""
+    from nsdash.launcher.network import parse_port as parse
+
+    try:
+        return str(parse(value))
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}", "write [tcp|udp:]HOSTPORT[:CONTAINERPORT], e.g. 8080:80") from None
+
+
+def parse_ifname(value: str, option: str) -> str:
+    """A network interface name as the kernel takes it (1-15 bytes, no '/', ':' or blanks)."""
+    if (not value or len(value.encode()) > 15 or value in (".", "..") or any(c in value for c in "/:")
+            or any(c.isspace() for c in value) or not value.isprintable()):
+        raise UsageError(f"invalid {option} {value!r}: not a network interface name",
+                         "use 1-15 characters without '/', ':' or blanks")
+    return value
+
+
+def parse_veth_extra(value: str, option: str) -> str:
+    """--network-veth-extra HOSTIF[:CONTAINERIF], normalised to HOSTIF:CONTAINERIF (the same name by default)."""
+    host, colon, inside = value.partition(":")
+    parse_ifname(host, option)
+    if colon:
+        parse_ifname(inside, option)
+    return f"{host}:{inside if colon else host}"
+
+
+def parse_zone(value: str, option: str) -> str:
+    """--network-zone NAME: the bridge vz-NAME must be a valid interface name."""
+    if not value or len(value.encode()) > 12:
+        raise UsageError(f"invalid {option} {value!r}: the bridge vz-NAME allows 1-12 characters",
+                         "pick a shorter zone name")
+    parse_ifname("vz-" + value, option)
+    return value
+
+
 def parse_absolute(value: str, option: str) -> str:
     if not v.is_absolute_path(value):
         raise UsageError(f"invalid {option} {value!r}: not an absolute path", f"use {option}=/PATH")
@@ -93,6 +130,11 @@ def parse_pivot_root(value: str, option: str) -> tuple[str, ...] | None:
         raise UsageError(f"invalid {option} {v.printable(value)!r}",
                          f"use {option.rstrip('=')}=/NEW[:/OLD] (absolute paths inside the tree)")
     return tuple(v.normalize_path(p) for p in parts)
+
+
+def parse_ifnames(value: str, option: str) -> list[str]:
+    """Interface= in a .nspawn file: a space-separated list of names."""
+    return [parse_ifname(name, option) for name in value.split()]
 
 
 def bind_spec(value: str, read_only: bool, option: str) -> tuple[str, bool, str]:

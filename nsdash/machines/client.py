@@ -25,7 +25,6 @@ from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import protocol as proto
 from nsdash.machines import registry
 from nsdash.machines import state as st
-from nsdash.system.paths import IMAGE_DIRS
 from nsdash.system.text import escape
 
 Notice = Callable[[str], None]
@@ -485,30 +484,27 @@ def _abandon_start(machine: str, received: bytes) -> None:
         clean_orphan(machine)
 
 
-def find_image(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> Path:
-    registry.validate_name(name)
-    for d in dirs:
-        candidate = d / name
-        if candidate.is_dir():
-            return candidate
-        if (d / f"{name}.raw").exists():
-            raise UsageError(f"image '{name}' is a disk image ({d / (name + '.raw')})",
-                             "nsdash boots directory trees only; unpack it into a directory")
-    raise MachineNotFound(f"no image named '{name}' in {', '.join(str(d) for d in dirs)}",
-                          "see 'nsdash list-images'")
+def find_image(name: str, dirs: tuple[Path, ...] | None = None) -> Path:
+    """The directory tree of image NAME (nsdash.machines.images finds it; a raw disk image
+    is refused: nsdash boots directory trees only)."""
+    from nsdash.machines import images
+
+    registry.validate_name(name)  # `start NAME` names a machine: the message says so
+    image = images.find(name, dirs)
+    if image.type == "raw":
+        raise UsageError(f"image '{name}' is a disk image ({image.path})",
+                         "nsdash boots directory trees only; unpack it into a directory")
+    return image.path
 
 
-def list_images(dirs: tuple[Path, ...] = IMAGE_DIRS) -> list[Path]:
-    seen: dict[str, Path] = {}
-    for d in dirs:
-        with contextlib.suppress(OSError):
-            for entry in sorted(d.iterdir()):
-                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in seen:
-                    seen[entry.name] = entry
-    return list(seen.values())
+def list_images(dirs: tuple[Path, ...] | None = None) -> list[Path]:
+    """The directory images, the first of each name, by name."""
+    from nsdash.machines import images
+
+    return [i.path for i in images.discover(dirs) if i.type != "raw"]
 
 
-def start_spec(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, *,
+def start_spec(name: str, dirs: tuple[Path, ...] | None = None, *,
                trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
     """What `machinectl start NAME` runs, through the one spec builder: systemd-nspawn@.service's
     --boot --link-journal=try-guest with --settings=override, so NAME.nspawn is read (and wins)
@@ -520,7 +516,7 @@ def start_spec(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, *,
                       f"--directory={directory}"], trusted_dirs=trusted_dirs)
 
 
-def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, wait: bool = False,
+def start(name: str, dirs: tuple[Path, ...] | None = None, wait: bool = False,
           wait_timeout: float = 90.0) -> dict[str, Any]:
     """machinectl start: boot image NAME detached, with its journal linked into the tree;
     with WAIT, return once the guest is up (wait_up)."""

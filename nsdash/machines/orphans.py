@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from nsdash.errors import NsdashError
+from nsdash.launcher import network
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import state as st
 from nsdash.system import paths, syscalls
@@ -53,6 +54,7 @@ def clean_orphan(name: str) -> list[str]:
         if Path("/sys/class/net", ifname).exists():
             subprocess.run(["ip", "link", "del", ifname], capture_output=True, check=False)
             done.append(f"removed link {ifname}")
+    done += network.forget(name)  # its address lease and nft rules (found by machine)
     run_dir = paths.state_root() / "run" / name  # the launcher's per-run directory (ephemeral roots)
     for point in sorted(_mounts_under(run_dir), key=len, reverse=True):
         with contextlib.suppress(OSError):

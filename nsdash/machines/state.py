@@ -54,6 +54,7 @@ class MachineState(Frozen):
     command: tuple[str, ...] = ()
     ephemeral: bool = False
     registered: bool = False  # with systemd-machined
+    network: str | None = None  # which path -n took (the launcher's Container.network_mode)
     status_text: str | None = None  # the guest's last sd_notify STATUS= line (guest text: escape it)
     foreground: bool = False  # run in a terminal by `nsdash spawn` (its console is that terminal)
 

@@ -642,6 +642,7 @@ class Supervisor:
             netif=c.netif if c is not None else [], boot_mode=self.spec.boot,
             command=list(self.spec.command), ephemeral=self.spec.ephemeral,
             registered=self.registration is not None and self.registration.active,
+            network=getattr(self.container, "network_mode", None),
             status_text=status_text, foreground=self.foreground)
 
     def _write_state(self) -> None:

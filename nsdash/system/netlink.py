@@ -95,14 +95,14 @@ def shorten_ifname(name: str) -> str:
     return raw[: IFNAMSIZ - 5].decode(errors="ignore") + suffix
 
 
-def veth_host_name(machine: str) -> str:
-    """The host side of -n/--network-veth: ve-MACHINE, shortened as nspawn does."""
-    return shorten_ifname(HOST_PEER_PREFIX + machine)
+def veth_host_name(machine: str, prefix: str = HOST_PEER_PREFIX) -> str:
+    """The host side of -n/--network-veth: ve-MACHINE (vb- with a bridge or zone), shortened as nspawn does."""
+    return shorten_ifname(prefix + machine)
 
 
-def veth_altname(machine: str) -> str | None:
+def veth_altname(machine: str, prefix: str = HOST_PEER_PREFIX) -> str | None:
     """The full ve-MACHINE, set as an alternative name when the main one was shortened."""
-    full = HOST_PEER_PREFIX + machine
+    full = prefix + machine
     return full if shorten_ifname(full) != full else None
 
 
@@ -150,18 +150,21 @@ def host_link_counters(name: str, sys_class_net: str = "/sys/class/net") -> Link
 # --- namespaces --------------------------------------------------------------
 
 @contextlib.contextmanager
-def _thread_in_netns(pid: int | None) -> Iterator[None]:
-    """Run the body with this thread in PID's network namespace (None: stay)."""
-    if pid is None:
+def _thread_in_netns(pid: int | None, fd: int | None = None) -> Iterator[None]:
+    """Run the body with this thread in PID's network namespace, or the one FD refers to
+    (an open /proc/PID/ns/net, which keeps a namespace alive after its processes died);
+    neither: stay."""
+    if pid is None and fd is None:
         yield
         return
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = fd if fd is not None else os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(target, CLONE_NEWNET)
         finally:
-            os.close(target)
+            if fd is None:
+                os.close(target)
         try:
             yield
         finally:
@@ -171,11 +174,11 @@ def _thread_in_netns(pid: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ipr(pid: int | None = None) -> Iterator[IPRoute]:
-    """A pyroute2 IPRoute whose socket lives in PID's network namespace."""
+def ipr(pid: int | None = None, fd: int | None = None) -> Iterator[IPRoute]:
+    """A pyroute2 IPRoute whose socket lives in PID's (or FD's) network namespace."""
     from pyroute2 import IPRoute
 
-    with _thread_in_netns(pid):
+    with _thread_in_netns(pid, fd):
         handle = IPRoute()
     try:
         yield handle
@@ -232,6 +235,12 @@ def rename_link(name: str, new_name: str, pid: int | None = None) -> None:
         h.link("set", index=_index(h, name), ifname=new_name)
 
 
+def set_master(name: str, master: str) -> None:
+    """Enslave link NAME to bridge MASTER (ip link set NAME master MASTER)."""
+    with ipr() as h:
+        h.link("set", index=_index(h, name), master=_index(h, master))
+
+
 def set_link_up(name: str, pid: int | None = None) -> None:
     with ipr(pid) as h:
         h.link("set", index=_index(h, name), state="up")
@@ -258,3 +267,39 @@ def delete_link(name: str, pid: int | None = None) -> bool:
                 return False
             raise
         return True
+
+
+def add_address(name: str, address: str, pid: int | None = None) -> None:
+    """Give link NAME the address ADDRESS ("10.0.0.1/30")."""
+    ip, _, prefix = address.partition("/")
+    with ipr(pid) as h:
+        h.addr("add", index=_index(h, name), address=ip, prefixlen=int(prefix))
+
+
+def add_default_route(gateway: str, pid: int | None = None) -> None:
+    """A default route via GATEWAY (which a link's address must already reach)."""
+    with ipr(pid) as h:
+        h.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def create_bridge(name: str) -> None:
+    with ipr() as h:
+        h.link("add", ifname=name, kind="bridge")
+
+
+def is_bridge(name: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{name}/bridge")
+
+
+def create_vlan_link(kind: str, parent: str, name: str, pid: int) -> None:
+    """A macvlan (bridge mode) or ipvlan (L2) link NAME on host link PARENT, made directly in
+    PID's network namespace (as nspawn's --network-macvlan/--network-ipvlan)."""
+    mode: dict[str, Any] = {"macvlan_mode": "bridge"} if kind == "macvlan" else {"ipvlan_mode": 0}
+    with ipr() as h:
+        h.link("add", ifname=name, kind=kind, link=_index(h, parent), net_ns_pid=pid, **mode)
+
+
+def give_back(name: str, netns_fd: int) -> None:
+    """Move link NAME out of the namespace NETNS_FD refers to, back into ours."""
+    with ipr(fd=netns_fd) as h:
+        h.link("set", index=_index(h, name), net_ns_pid=os.getpid())

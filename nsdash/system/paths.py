@@ -7,6 +7,25 @@ from pathlib import Path
 
 IMAGE_DIRS = (Path("/var/lib/machines"), Path("/usr/local/lib/machines"), Path("/usr/lib/machines"))
 
+# machinectl's search order for images (discover-image.c); the first writable
+# home, /var/lib/machines, is where clone, import and create put new images.
+IMAGE_SEARCH = (Path("/etc/machines"), Path("/run/machines"), Path("/var/lib/machines"),
+                Path("/usr/local/lib/machines"), Path("/usr/lib/machines"))
+
+
+def image_dirs() -> tuple[Path, ...]:
+    """Where images are looked up, in order; NSDASH_IMAGE_PATH (colon-separated) overrides it
+    for tests, its first entry then being where new images go."""
+    env = os.environ.get("NSDASH_IMAGE_PATH")
+    if env:
+        return tuple(Path(p) for p in env.split(":") if p)
+    return IMAGE_SEARCH
+
+
+def image_home() -> Path:
+    """Where new images (clone, import-tar, create) are made: /var/lib/machines."""
+    return image_dirs()[0] if os.environ.get("NSDASH_IMAGE_PATH") else Path("/var/lib/machines")
+
 
 def state_root() -> Path:
     """The state directory (/run/nsdash), overridable with NSDASH_STATE_DIR for tests."""

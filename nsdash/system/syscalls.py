@@ -305,3 +305,18 @@ def close_range(first: int, last: int, flags: int = 0) -> None:
     """close_range(2) over FIRST..LAST (CLOSE_RANGE_CLOEXEC: mark them close-on-exec instead)."""
     _check(_libc.syscall(ctypes.c_long(SYS_close_range), ctypes.c_uint(first), ctypes.c_uint(last),
                          ctypes.c_uint(flags)), "close_range")
+
+
+# ---- renameat2 (added for nsdash.machines.images: publishing a finished image) ----
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+
+
+def renameat2_noreplace(old: str | os.PathLike[str], new: str | os.PathLike[str]) -> None:
+    """rename(2) that fails with EEXIST instead of replacing NEW (raised as FileExistsError)."""
+    ret = _libc.renameat2(ctypes.c_int(AT_FDCWD), _b(os.fspath(old)), ctypes.c_int(AT_FDCWD),
+                          _b(os.fspath(new)), ctypes.c_uint(RENAME_NOREPLACE))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"renameat2: {os.strerror(err)}", os.fspath(new))

@@ -175,7 +175,8 @@ def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
     try:
         tmux.start([*NSDASH], 160, 48)
         tmux.wait(name)
-        screen = tmux.wait("refresh 1 s")
+        tmux.wait("refresh 1 s")
+        screen = tmux.wait(f"Journal: {name}")  # every panel titled: the layout as it stays
         before = tmux.state()
         layout_before = _panel_rows(screen)
         m = registry.lookup(name)

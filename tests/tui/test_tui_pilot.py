@@ -189,7 +189,9 @@ async def test_destructive_actions_confirm_and_errors_notify():
         assert app.is_running
 
 
-async def test_spawn_form_validates_before_submitting():
+async def test_spawn_form_validates_before_submitting(tmp_path):
+    tree = tmp_path / "tree"  # the form builds its spec as `nsdash spawn` does: the tree must exist
+    tree.mkdir()
     actions = RecordingActions()
     app = sample_app(actions=actions)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -197,7 +199,7 @@ async def test_spawn_form_validates_before_submitting():
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), what="form")
         form = app.screen
-        form.query_one("#spawn-tree").value = "/srv/tree"
+        form.query_one("#spawn-tree").value = str(tree)
         form.query_one("#spawn-name").value = "demo-busybox"
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, SpawnScreen)
@@ -206,7 +208,24 @@ async def test_spawn_form_validates_before_submitting():
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: actions.calls, what="spawn call")
         spec = actions.calls[0][1]
-        assert spec.machine == "web" and str(spec.directory) == "/srv/tree" and spec.boot
+        assert spec.machine == "web" and spec.directory == tree and spec.boot
+
+
+async def test_spawn_form_shows_what_the_nspawn_file_sets_and_nsdash_does_not_apply(tmp_path):
+    tree = tmp_path / "warnbox"
+    tree.mkdir()
+    (tmp_path / "warnbox.nspawn").write_text("[Exec]\nFancy=1\nHostname=fromfile\n")
+    actions = RecordingActions()
+    app = sample_app(actions=actions)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), what="form")
+        app.screen.query_one("#spawn-tree").value = str(tree)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: actions.calls, what="spawn call")
+        assert actions.calls[0][1].hostname == "fromfile"
+        assert any("Fancy=" in str(n.message) for n in app._notifications)
 
 
 async def test_units_key_opens_the_selected_machines_units():

@@ -310,7 +310,7 @@ def test_bind_escaped_colons(tree, tmp_path):
     ("/etc:rel", "target 'rel' is not an absolute path"),
     ("etc", "source 'etc' is not an absolute path"),
     ("/etc:/x:bogus", "invalid --bind option 'bogus'"),
-    ("/etc:/x:rootidmap", "'rootidmap' is not supported by nsdash"),
+    ("/etc:/x:owneridmap", "'owneridmap' is not supported by nsdash"),
     ("/etc:/x:rbind:more", "too many ':'"),
     ("/etc\\", "lone backslash"),
 ])

@@ -92,10 +92,8 @@ def test_every_option_of_nspawns_help_is_a_row():
     longs = set(re.findall(r"--([a-z][a-z0-9-]+)", text)) - {"help"}
     shorts = set(re.findall(r"^\s+-([A-Za-z]) ", text, re.M))
     assert longs and shorts
-    # --slice/-S, --property and --keep-unit arrive with the systemd-host work (merged separately)
-    pending = {"slice", "property", "keep-unit"}
-    assert sorted(longs - set(optable.BY_LONG) - pending) == []
-    assert sorted(shorts - set(optable.BY_SHORT) - {"S"}) == []
+    assert sorted(longs - set(optable.BY_LONG)) == []
+    assert sorted(shorts - set(optable.BY_SHORT)) == []
 
 
 # systemd 252's .nspawn keys (src/nspawn/nspawn-gperf.gperf)
@@ -111,8 +109,10 @@ def test_every_nspawn_file_key_is_a_row():
 def test_unsupported_file_keys_are_refused_not_ignored():
     from nsdash.launcher import settings
 
-    with pytest.raises(UsageError, match="f.nspawn:2: Port= is not supported by nsdash"):
-        settings.parse("[Network]\nPort=80\n", "f.nspawn")
+    with pytest.raises(UsageError, match="f.nspawn:2: BindUser= is not supported by nsdash"):
+        settings.parse("[Files]\nBindUser=a\n", "f.nspawn")
+    assert settings.parse("[Network]\nPort=80\nPort=udp:53:5353\n", "f.nspawn").values["port"] == [
+        "tcp:80:80", "udp:53:5353"]
     s = settings.parse("[Exec]\nNoSuchKey=1\n", "f.nspawn")
     assert s.values == {} and s.warnings == ["f.nspawn:2: unknown setting NoSuchKey= [Exec], not applied"]
 
@@ -175,3 +175,19 @@ def test_volatile_values(images, args, volatile, ephemeral):
 def test_volatile_and_ephemeral_do_not_mix(images):
     with pytest.raises(UsageError, match="cannot be combined with --ephemeral"):
         parse_spawn_args(["-D", str(images / "box1"), "--volatile=state", "-x"], trusted_dirs=())
+
+
+def test_the_dashboards_demo_machines_go_through_spec_from(tmp_path, monkeypatch):
+    from nsdash.cli import dashboard
+    from nsdash.demo import trees
+    from nsdash.machines import client
+    from nsdash.machines import state as st
+
+    made: list[ContainerSpec] = []
+    monkeypatch.setattr(client, "require_root", lambda: None)
+    monkeypatch.setattr(st, "supervisor_alive", lambda _d: False)
+    monkeypatch.setattr(trees, "ensure", lambda name: (tmp_path / name).mkdir(exist_ok=True) or tmp_path / name)
+    monkeypatch.setattr(client, "spawn", lambda spec, **kw: made.append(spec))
+    assert dashboard.start_demo_machines(lambda _t: None) == ["demo-busybox", "demo-debian"]
+    assert [(s.machine, s.boot, s.ephemeral, s.link_journal) for s in made] == [
+        ("demo-busybox", True, True, "no"), ("demo-debian", True, True, "no")]

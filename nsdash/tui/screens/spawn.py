@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.system.text import escape
 from nsdash.tui.spawnform import LINK_JOURNAL, NETWORKS, FormError, SpawnForm, default_name, to_spec
 
 
@@ -93,8 +94,9 @@ class SpawnScreen(ModalScreen[ContainerSpec | None]):
 
     def action_submit(self) -> None:
         error = self.query_one("#spawn-error", Static)
+        warnings: list[str] = []
         try:
-            spec = to_spec(self.form(), self.images, self.running)
+            spec = to_spec(self.form(), self.images, self.running, warnings=warnings)
         except FormError as e:
             error.update(e.message)
             error.add_class("-shown")
@@ -103,6 +105,8 @@ class SpawnScreen(ModalScreen[ContainerSpec | None]):
             if target:
                 self.query_one(target).focus()
             return
+        for warning in warnings:  # what the image's .nspawn file sets and nsdash does not apply
+            self.app.notify(escape(warning), title="settings file", severity="warning", markup=False, timeout=8)
         self.dismiss(spec)
 
     def action_cancel(self) -> None:
