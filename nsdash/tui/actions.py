@@ -7,9 +7,11 @@ runs them in thread workers and reports the outcome as a notification.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nsdash.launcher.spec import ContainerSpec
-from nsdash.tui.console.connection import Session
+if TYPE_CHECKING:  # not loaded with the dashboard: only an action needs them
+    from nsdash.launcher.spec import ContainerSpec
+    from nsdash.tui.console.connection import Session
 
 
 class LauncherActions:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import time
 from functools import partial
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -23,7 +22,6 @@ from textual.reactive import reactive
 from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
-from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.history import MetricHistory
@@ -31,28 +29,27 @@ from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotRead
 from nsdash.tui.poller import TREE_EVERY, Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
-from nsdash.tui.screens.debugging import GdbScreen, ProfileScreen, Subject, TraceScreen, subject_at_cursor
 from nsdash.tui.screens.machine import MachineScreen
-from nsdash.tui.screens.spawn import SpawnScreen
-from nsdash.tui.screens.units import UnitsScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
-from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.machine_list import MachineList
+
+if TYPE_CHECKING:
+    # Loaded when first used, not at start (issue 16: first frame within 250 ms): the spawn
+    # form, the units and debugging screens (D-Bus, perf, strace) and the console stack (pyte).
+    from nsdash.launcher.spec import ContainerSpec
+    from nsdash.tui.screens.debugging import Subject
+    from nsdash.tui.widgets.console_pane import ConsolePane
 
 REPO_STYLES = Path(__file__).resolve().parents[2] / "styles"
 
 
 def css_path() -> Path:
     """styles/nsdash.tcss from the installed package (nsdash/styles), else from the repository."""
-    try:
-        installed = Path(str(resources.files("nsdash") / "styles" / "nsdash.tcss"))
-        if installed.is_file():
-            return installed
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return REPO_STYLES / "nsdash.tcss"
+    # Beside the package's modules, as importlib.resources would find it (not imported: 10 ms at start).
+    installed = Path(__file__).resolve().parents[1] / "styles" / "nsdash.tcss"
+    return installed if installed.is_file() else REPO_STYLES / "nsdash.tcss"
 
 
 DESTRUCTIVE = {"poweroff": "Power off", "reboot": "Reboot", "terminate": "Terminate"}
@@ -62,6 +59,8 @@ class MachineCommands(Provider):
     """Every action on every machine, in the command palette."""
 
     def _commands(self) -> list[tuple[str, Any, str]]:
+        from nsdash.tui.screens.debugging import Subject
+
         app = self.app
         assert isinstance(app, NsdashApp)
         out: list[tuple[str, Any, str]] = [
@@ -143,16 +142,10 @@ class NsdashApp(App):
         self.push_screen(DashboardScreen())
         if not self.poll:
             return
-        try:
-            readers = self.readers
-            if readers is None:
-                from nsdash.tui.poller import HostReaders
+        from nsdash.tui.poller import HostReaders
 
-                readers = HostReaders()
-        except (NsdashError, OSError) as e:
-            self.notify(escape(f"cannot read the host: {e}"), severity="error", timeout=10, markup=False)
-            return
-        self.poller = Poller(readers, self.post_message, self.interval)
+        # HostReaders opens the host's files: made in the poller's thread, not before the first frame.
+        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=HostReaders)
         self.poller.start()
 
     def on_unmount(self) -> None:
@@ -189,8 +182,12 @@ class NsdashApp(App):
         return [m.name for m in self.snapshot.machines]
 
     def on_journal_lines(self, message: JournalLines) -> None:
-        for pane in self.screen.query(JournalPane):
-            pane.show(message.machines, message.lines, message.reset, message.note)
+        try:
+            for pane in self.screen.query(JournalPane):
+                pane.show(message.machines, message.lines, message.reset, message.note)
+        finally:
+            if self.poller is not None:
+                self.poller.journal_taken()
 
     # ------------------------------------------------------------ selection
 
@@ -258,6 +255,8 @@ class NsdashApp(App):
         message.console.attach(message.machine, opener=self.actions.attach)
 
     def on_console_pane_ended(self, message: ConsolePane.Ended) -> None:
+        from nsdash.tui.widgets.console_pane import ConsolePane
+
         self.notify(escape(f"{message.machine}: {message.reason}"), severity="warning", markup=False)
         for pane in self.screen.query(ConsolePane):
             if pane.attached == message.machine:
@@ -273,6 +272,8 @@ class NsdashApp(App):
 
     def open_units(self, name: str, unit: str | None = None) -> None:
         """The machine's units, over its own bus (nsdash.inside)."""
+        from nsdash.tui.screens.units import UnitsScreen
+
         self.push_screen(UnitsScreen(name, select=unit))
 
     def action_units(self) -> None:
@@ -288,14 +289,20 @@ class NsdashApp(App):
             self.notify("no machine selected", severity="warning")
 
     def open_trace(self, subject: Subject) -> None:
+        from nsdash.tui.screens.debugging import TraceScreen
+
         self.push_screen(TraceScreen(subject))
 
     def open_profile(self, subject: Subject) -> None:
         """perf on the unit the units screen shows, else on the whole machine (a process has no cgroup of its own)."""
+        from nsdash.tui.screens.debugging import ProfileScreen, Subject
+
         self.push_screen(ProfileScreen(Subject(subject.machine, unit=subject.unit)))
 
     def action_trace(self) -> None:
         """strace what the cursor is on: a process in the cgroup tree, a unit, else the whole machine."""
+        from nsdash.tui.screens.debugging import subject_at_cursor
+
         subject = subject_at_cursor(self.screen, self.focused, self.selected)
         if subject is None:
             self.notify("no machine selected", severity="warning")
@@ -303,6 +310,8 @@ class NsdashApp(App):
             self.open_trace(subject)
 
     def action_profile(self) -> None:
+        from nsdash.tui.screens.debugging import subject_at_cursor
+
         subject = subject_at_cursor(self.screen, self.focused, self.selected)
         if subject is None:
             self.notify("no machine selected", severity="warning")
@@ -311,6 +320,8 @@ class NsdashApp(App):
 
     def action_debug(self) -> None:
         """gdb on the process under the cgroup tree's cursor (or the selected unit's first process)."""
+        from nsdash.tui.screens.debugging import GdbScreen, subject_at_cursor
+
         subject = subject_at_cursor(self.screen, self.focused, self.selected)
         if subject is None or (subject.host_pid is None and subject.unit is None):
             self.notify("put the cursor on a process in the cgroup tree (or pick a unit) to debug it",
@@ -364,6 +375,8 @@ class NsdashApp(App):
         self.call_from_thread(self._open_spawn_form, images)
 
     def _open_spawn_form(self, images: dict[str, Path]) -> None:
+        from nsdash.tui.screens.spawn import SpawnScreen
+
         def done(spec: ContainerSpec | None) -> None:
             if spec is not None:
                 self.run_action_worker("spawn", spec.machine, partial(self.actions.spawn, spec))

@@ -16,6 +16,7 @@ from nsdash.monitor.display import Row
 from nsdash.monitor.tree import CgroupNode
 
 EMPTY: Mapping = MappingProxyType({})
+JOURNAL_KEEP = 5000  # journal lines the pane keeps, and so the most one batch needs to carry
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,12 @@ class SnapshotReady(Message):
 
 
 class JournalLines(Message):
-    """Entries for the followed journal: `reset` replaces what is shown (a new selection)."""
+    """Entries for the followed journal: `reset` replaces what is shown (a new selection).
+
+    The poller has at most one batch waiting in the app's queue: it gathers what
+    arrives meanwhile and posts it once the app says it took the last one
+    (Poller.journal_taken), so a flood costs the UI one write per batch.
+    """
 
     def __init__(self, machines: tuple[str, ...], lines: tuple[JournalLine, ...], reset: bool,
                  note: str | None = None) -> None:

@@ -17,6 +17,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from textual.message import Message
 
 from nsdash.errors import NsdashError
-from nsdash.tui.messages import JournalLine, JournalLines, MachineInfo, Snapshot, SnapshotReady
+from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, MachineInfo, Snapshot, SnapshotReady
 
 MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
 JOURNAL_TAIL = 300
@@ -50,13 +51,21 @@ class Readers(Protocol):
 class Poller:
     """Calls the readers in its own thread and hands messages to `post` (thread-safe)."""
 
-    def __init__(self, readers: Readers, post: Callable[[Message], object], interval: float = 1.0) -> None:
+    def __init__(self, readers: Readers | None, post: Callable[[Message], object], interval: float = 1.0,
+                 make_readers: Callable[[], Readers] | None = None) -> None:
+        """READERS, or None and MAKE_READERS: called in the poller's thread, so opening the host's
+        files is not done on the UI thread before the first frame."""
         self.readers = readers
+        self._make = make_readers
+        self._tree_every: int | None = None
         self.post = post
         self.interval = interval
         self._lock = threading.Lock()
         self._journal_want: tuple[str, ...] | None = None
         self._journal_changed = False
+        # Lines read while the app has not yet taken the last batch (only the last the pane keeps).
+        self._backlog: deque[JournalLine] = deque(maxlen=JOURNAL_KEEP)
+        self._journal_unread = False  # a JournalLines is in the app's queue
         self._stop = threading.Event()
         self._refresh_now = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -84,8 +93,10 @@ class Poller:
 
     def walk_tree_every(self, refreshes: int) -> None:
         """How often the readers walk the cgroup tree (readers without a tree cadence ignore it)."""
-        if hasattr(self.readers, "tree_every"):
-            self.readers.tree_every = max(1, refreshes)
+        self._tree_every = max(1, refreshes)
+        readers = self.readers  # None until the thread made them: run() applies the cadence then
+        if readers is not None and hasattr(readers, "tree_every"):
+            readers.tree_every = self._tree_every
 
     def refresh_now(self) -> None:
         self._refresh_now = True
@@ -99,6 +110,18 @@ class Poller:
                 self._journal_changed = True
         self._wake()
 
+    def journal_taken(self) -> None:
+        """The app handled a JournalLines (UI thread): the next batch may go."""
+        with self._lock:
+            self._journal_unread = False
+        if self._backlog:
+            self._wake()
+
+    def _post_journal(self, message: JournalLines) -> None:
+        with self._lock:
+            self._journal_unread = True
+        self.post(message)
+
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
@@ -106,6 +129,18 @@ class Poller:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> None:
+        if self.readers is None:
+            try:
+                self.readers = self._make() if self._make is not None else None
+            except (NsdashError, OSError) as e:
+                text = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
+                self.post(SnapshotReady(Snapshot(time.monotonic(), errors=(f"cannot read the host: {text}",))))
+                return
+            if self.readers is None:
+                return
+            if self._tree_every is not None:
+                self.walk_tree_every(self._tree_every)
+        readers = self.readers
         feed: JournalFeed | None = None
         following: tuple[str, ...] = ()
         next_sample = 0.0
@@ -118,17 +153,22 @@ class Poller:
                     if feed is not None:
                         feed.close()
                         feed = None
+                    self._backlog.clear()
                     following = want or ()
                     if following:
                         feed = self._open_journal(following)
                 elif feed is not None:
-                    new = self._guard(feed.read_new)
-                    if new:
-                        self.post(JournalLines(following, tuple(new), reset=False))
+                    self._backlog.extend(self._guard(feed.read_new) or ())
+                with self._lock:
+                    send = bool(self._backlog) and not self._journal_unread
+                if send:
+                    batch = tuple(self._backlog)
+                    self._backlog.clear()
+                    self._post_journal(JournalLines(following, batch, reset=False))
                 now = time.monotonic()
                 if self._refresh_now or now >= next_sample:
                     self._refresh_now = False
-                    snap = self._guard(self.readers.snapshot)
+                    snap = self._guard(readers.snapshot)
                     if snap is not None:
                         self.post(SnapshotReady(snap))
                     next_sample = time.monotonic() + self.interval
@@ -149,19 +189,20 @@ class Poller:
         finally:
             if feed is not None:
                 feed.close()
-            self.readers.close()
+            readers.close()
 
     def _open_journal(self, machines: tuple[str, ...]) -> JournalFeed | None:
         try:
+            assert self.readers is not None  # made before the loop that calls this
             feed = self.readers.open_journal(machines)
             lines = tuple(feed.tail(JOURNAL_TAIL))
         except NsdashError as e:
-            self.post(JournalLines(machines, (), reset=True, note=e.oneline()))
+            self._post_journal(JournalLines(machines, (), reset=True, note=e.oneline()))
             return None
         except OSError as e:
-            self.post(JournalLines(machines, (), reset=True, note=f"cannot read the journal: {e}"))
+            self._post_journal(JournalLines(machines, (), reset=True, note=f"cannot read the journal: {e}"))
             return None
-        self.post(JournalLines(machines, lines, reset=True))
+        self._post_journal(JournalLines(machines, lines, reset=True))
         return feed
 
     def _guard(self, call):

@@ -14,6 +14,7 @@ under the connection's lock, the strips are made when Textual paints.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.color import Color, ColorParseError
 from rich.segment import Segment
@@ -26,8 +27,9 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
 
-from nsdash.tui.console.connection import ConsoleConnection, Session
-from nsdash.tui.console.terminal import Run, TerminalModel
+if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not with the dashboard
+    from nsdash.tui.console.connection import ConsoleConnection, Session
+    from nsdash.tui.console.terminal import Run
 
 FPS = 30
 ECHO_WAIT = 0.008  # s after a key until the frame that should show its echo
@@ -78,6 +80,8 @@ class ConsolePane(Widget, can_focus=True):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
+        from nsdash.tui.console.terminal import TerminalModel
+
         self.model = TerminalModel(80, 24)
         self.connection: ConsoleConnection | None = None
         self._styles: dict[tuple, Style] = {}
@@ -98,6 +102,9 @@ class ConsolePane(Widget, can_focus=True):
         """Attach to MACHINE's console, opened with OPENER (the launcher's attach; the
         connection itself is injectable for tests)."""
         self.detach()
+        from nsdash.tui.console.connection import ConsoleConnection
+        from nsdash.tui.console.terminal import TerminalModel
+
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
         self.skipped_bytes = 0
         self._lines = []
