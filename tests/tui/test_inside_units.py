@@ -128,6 +128,7 @@ async def test_u_on_a_process_in_the_cgroup_tree_jumps_to_its_unit(machine):
     import os
 
     from nsdash.inside.procs import parse_nspid
+    from nsdash.launcher import names
     from nsdash.system import cgroupfs
     from nsdash.tui.widgets.cgroup_tree import CgroupTree
 
@@ -141,7 +142,7 @@ async def test_u_on_a_process_in_the_cgroup_tree_jumps_to_its_unit(machine):
             cg = cgroupfs.own_cgroup(int(entry)).get("", "")
         except OSError:
             continue
-        if machine.name in cg and cg.endswith("/dbus.service") and parse_nspid(status) == pid:
+        if names.scope_name(machine.name) in cg and cg.endswith("/dbus.service") and parse_nspid(status) == pid:
             candidates.append(int(entry))
     (host_pid,) = candidates
     cgroup = cgroupfs.own_cgroup(host_pid)[""]
