@@ -17,11 +17,17 @@ after a warm-up run each; the table shows medians, the spread (min-max) and the
 ratio nsdash / systemd-nspawn.  A run that does not reach its mark within the
 timeout is shown as "-" (and named below the table).  Each tool boots its own
 copy (not -x: systemd-nspawn's -x copies a whole tree on ext4, which would be
-measured too).  nsdash runs with its bytecode compiled, as an installed wheel
+measured too), with SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (cgroup2 only inside, as
+nsdash does; on this hybrid host nspawn would otherwise mount the v1 layout,
+which Debian unstable's systemd refuses to boot on).  nsdash runs with its bytecode compiled, as an installed wheel
 has it.  systemd-nspawn needs a system bus even with --register=no: one is
 started for the run if missing (see bench_spawn.py).
 
-Run as root: .venv/bin/python bench/bench_boot.py [--runs N] [--markdown] [GUEST...]
+With --states it only boots each systemd guest once per tool and prints what
+`systemctl is-system-running --wait` and `systemctl list-units --failed` say
+inside (the failed units tests/integration/test_guests.py expects).
+
+Run as root: .venv/bin/python bench/bench_boot.py [--runs N] [--markdown] [--states] [GUEST...]
 """
 
 from __future__ import annotations
@@ -60,6 +66,13 @@ TIMEOUT = 120.0
 
 class Failed(Exception):
     """A run did not reach its mark in time."""
+
+
+def nspawn_env() -> dict[str, str]:
+    """systemd-nspawn on a hybrid host gives the container the legacy (v1) cgroup layout,
+    which systemd 256 and later refuse to boot on; asked to, it gives it cgroup2 only,
+    the layout nsdash gives a machine and the only one on a pure cgroup2 host."""
+    return {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 
 
 def argv(tool: str, tree: Path, name: str) -> list[str]:
@@ -133,14 +146,32 @@ class Run:
         os.close(self.fd)
 
 
-def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None) -> tuple[float, float]:
-    """(boot-to-login, poweroff) in seconds for one boot of TREE by TOOL."""
+STATE_QUERY = (b"echo \"@@$(systemctl is-system-running --wait) $(systemctl list-units --failed --plain"
+               b" --no-legend --no-pager | cut -d' ' -f1 | sort | tr '\\n' ' ')@@\"\r")
+STATE_ANSWER = re.compile(rb"@@([a-z-]+) ([^@$\r\n]*)@@")
+
+
+def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
+              states: list[str] | None = None) -> tuple[float, float]:
+    """(boot-to-login, poweroff) in seconds for one boot of TREE by TOOL.
+
+    With STATES, systemd's state and failed units are asked at the console first
+    and appended to it ("running", "degraded: a.service b.service")."""
     run = Run(argv(tool, tree, name), env)
     try:
         login = run.expect(LOGIN, 0, "login prompt") - run.start
         mark = len(run.out)
         run.type(b"root\r")
         run.expect(PROMPT, mark, "root shell")
+        if states is not None:
+            mark = len(run.out)
+            run.type(STATE_QUERY)
+            run.expect(STATE_ANSWER, mark, "systemd's state")
+            answer = STATE_ANSWER.search(run.out, mark)
+            assert answer is not None
+            state, failed = answer.group(1).decode(), answer.group(2).decode().split()
+            states.append(f"{state}: {' '.join(failed)}" if failed else state)
+            run.expect(PROMPT, answer.end(), "root shell")
         typed = time.perf_counter()
         run.type(b"poweroff\r")
         return login, run.wait_exit() - typed
@@ -151,7 +182,7 @@ def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None) -> t
 def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[str, list[float]]]:
     src = trees.ensure(guest)
     copies = {tool: copy_tree(src, workdir / f"{guest}-{tool}") for tool in TOOLS}
-    env = {"nsdash": nsdash_env(), "systemd-nspawn": None}
+    env = {"nsdash": nsdash_env(), "systemd-nspawn": nspawn_env()}
     samples: dict[str, dict[str, list[float]]] = {t: {"login": [], "poweroff": []} for t in TOOLS}
     failures: list[str] = []
     for i in range(1 + runs):  # run 0 warms up
@@ -170,6 +201,23 @@ def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[st
     for copy in copies.values():
         shutil.rmtree(copy, ignore_errors=True)
     return samples
+
+
+def system_states(guests: list[str], workdir: Path, tag: str) -> None:
+    """Print what each systemd guest reports under each tool: is-system-running and its failed units."""
+    for guest in [g for g in guests if trees.MATRIX[g] == "systemd"]:
+        src = trees.ensure(guest)
+        for tool in TOOLS:
+            copy = copy_tree(src, workdir / f"{guest}-{tool}")
+            states: list[str] = []
+            try:
+                boot_once(tool, copy, f"{tag}-{guest[:6]}", nsdash_env() if tool == "nsdash" else nspawn_env(),
+                          states)
+            except Failed as e:
+                states.append(f"failed: {e}")
+            finally:
+                shutil.rmtree(copy, ignore_errors=True)
+            print(f"{guest:<10} {tool:<15} {states[0]}", flush=True)
 
 
 def cell(values: list[float]) -> str:
@@ -203,6 +251,8 @@ def main() -> int:
     ap.add_argument("guests", nargs="*", metavar="GUEST", help=f"{', '.join(trees.MATRIX)} (default: all)")
     ap.add_argument("--runs", type=int, default=3, help="measured runs per tool and guest (default 3)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--states", action="store_true",
+                    help="only print each systemd guest's state and failed units under each tool")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_boot needs root", file=sys.stderr)
@@ -218,6 +268,12 @@ def main() -> int:
     started = time.monotonic()
     results = {}
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-boot-", dir="/var/tmp") as tmp, system_bus():
+        if args.states:
+            try:
+                system_states(guests, Path(tmp), tag)
+            finally:
+                clean_nspawn_leftovers(tag)
+            return 0
         try:
             for guest in guests:
                 results[guest] = measure(guest, max(1, args.runs), Path(tmp), tag)
