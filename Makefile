@@ -8,7 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := systemd-container debootstrap busybox-static tmux libsystemd-dev pkg-config \
-	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote
+	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote \
+	strace gdb linux-perf
 
 .PHONY: run test setup apt venv trees demo-trees bytecode lint typecheck screenshots bench clean
 
@@ -54,8 +55,10 @@ lint: venv
 screenshots: setup
 	$(PY) -m nsdash.tui.screenshots screenshots
 
+# One table of every ratio (each bench run with --json; see bench/summary.py).
+# BENCH_ARGS=--quick for smaller sizes; BENCH_ARGS=--readme README.md rewrites the README's table.
 bench: setup
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) bench/summary.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

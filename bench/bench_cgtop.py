@@ -26,6 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+
+from report import Report, wants_json  # noqa: E402
+
 from nsdash.system import cgroupfs  # noqa: E402
 
 COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio")
@@ -97,17 +101,18 @@ def cpu_of(argv: list[str]) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def per_refresh(argv: list[str], many: int, repeat: int) -> float:
-    """Seconds of CPU per refresh: best of REPEAT (cpu(many) - cpu(2)) / (many - 2)."""
-    best = float("inf")
+def per_refresh(argv: list[str], many: int, repeat: int) -> list[float]:
+    """Seconds of CPU per refresh, REPEAT times: (cpu(many) - cpu(2)) / (many - 2); callers take the best."""
+    found = []
     for _ in range(repeat):
         long = cpu_of([*argv, "-n", str(many)])
         short = cpu_of([*argv, "-n", "2"])
-        best = min(best, (long - short) / (many - 2))
-    return best
+        found.append((long - short) / (many - 2))
+    return found
 
 
 def main() -> int:
+    report = Report("cgtop", wants_json())
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="500,5000")
     ap.add_argument("--iterations", type=int, default=0, help="K for the long run (default: by size)")
@@ -119,25 +124,31 @@ def main() -> int:
     nsdash = [sys.executable, "-m", "nsdash", "cgtop", "-b", "-d", "0.1"]
     systemd = ["systemd-cgtop", "-b", "-d", "0.1"]
     results = {}
-    for n in (int(s) for s in args.sizes.split(",")):
-        top = f"nsbench-{os.getpid()}"
-        many = args.iterations or (102 if n <= 1000 else 62)  # long runs span rewalks
-        pids = make_tree(top, n, args.procs)
-        try:
-            time.sleep(0.2)
-            sd = per_refresh(systemd, many, args.repeat)
-            ns = per_refresh(nsdash, many, args.repeat)
-        finally:
-            remove_tree(top, n, pids)
-        results[n] = (ns, sd)
-        print(f"N={n:5d}  nsdash {ns * 1000:7.2f} ms/refresh   systemd-cgtop {sd * 1000:7.2f} ms/refresh"
-              f"   ratio {ns / sd:.3f}", flush=True)
-    sizes = sorted(results)
-    if len(sizes) >= 2:
-        a, b = sizes[0], sizes[-1]
-        for name, idx in (("nsdash", 0), ("systemd-cgtop", 1)):
-            growth = results[b][idx] / results[a][idx]
-            print(f"{name}: cost x{growth:.1f} from N={a} to N={b} (N x{b / a:.0f})")
+    with report.capture():
+        for n in (int(s) for s in args.sizes.split(",")):
+            top = f"nsbench-{os.getpid()}"
+            many = args.iterations or (102 if n <= 1000 else 62)  # long runs span rewalks
+            pids = make_tree(top, n, args.procs)
+            try:
+                time.sleep(0.2)
+                sds = per_refresh(systemd, many, args.repeat)
+                nss = per_refresh(nsdash, many, args.repeat)
+            finally:
+                remove_tree(top, n, pids)
+            ns, sd = min(nss), min(sds)
+            results[n] = (ns, sd)
+            print(f"N={n:5d}  nsdash {ns * 1000:7.2f} ms/refresh   systemd-cgtop {sd * 1000:7.2f} ms/refresh"
+                  f"   ratio {ns / sd:.3f}", flush=True)
+            ratios = [a / b for a, b in zip(nss, sds, strict=True)]
+            report.row(f"cgtop CPU per refresh, {n} cgroups", ns * 1000, "systemd-cgtop", sd * 1000, "ms",
+                       ratio=ns / sd, spread=(min(ratios), max(ratios)), note=f"best of {args.repeat}")
+        sizes = sorted(results)
+        if len(sizes) >= 2:
+            a, b = sizes[0], sizes[-1]
+            for name, idx in (("nsdash", 0), ("systemd-cgtop", 1)):
+                growth = results[b][idx] / results[a][idx]
+                print(f"{name}: cost x{growth:.1f} from N={a} to N={b} (N x{b / a:.0f})")
+    report.done()
     return 0
 
 

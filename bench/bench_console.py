@@ -34,8 +34,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyte  # noqa: E402
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.tui.console.terminal import TerminalModel  # noqa: E402
 
@@ -229,22 +231,29 @@ async def through_pane(data: bytes) -> dict[str, float]:
 
 
 def main() -> int:
-    pane_mb = float(sys.argv[1]) if len(sys.argv) > 1 else 24
-    print("Console throughput, MB/s (ratio to plain pyte on the same bytes)")
-    print(f"{'stream':<6} {'plain pyte':>10} {'model':>16} {'pane (to screen)':>18} "
-          f"{'key->screen during pane flood':>32}")
-    for name, make in (("cat", cat_stream), ("boot", boot_stream)):
-        small = chunks(make(2 << 20))
-        mb = sum(map(len, small)) / 1e6
-        p = mb / min(run_pyte(small) for _ in range(2))
-        m = mb / min(run_model(small) for _ in range(3))
-        r = asyncio.run(through_pane(make(int(pane_mb * 1e6))))
-        keys = (f"median {r['lat_med'] * 1000:.0f} ms, max {r['lat_max'] * 1000:.0f} ms "
-                f"({r['shown']}/{r['keys']} keys; key->machine median {r['to_machine'] * 1000:.0f} ms)")
-        print(f"{name:<6} {p:10.2f} {m:8.2f} ({m / p:4.1f}x) {r['mbps']:8.2f} ({r['mbps'] / p:4.1f}x)   {keys}"
-              + ("" if r["echo_on_screen"] else "  [last echo NOT on screen]"))
+    report = Report("console", wants_json())
+    pane_mb = float(sys.argv[1]) if len(sys.argv) > 1 else 24  # after --json is taken out
+    with report.capture():
+        print("Console throughput, MB/s (ratio to plain pyte on the same bytes)")
+        print(f"{'stream':<6} {'plain pyte':>10} {'model':>16} {'pane (to screen)':>18} "
+              f"{'key->screen during pane flood':>32}")
+        for name, make in (("cat", cat_stream), ("boot", boot_stream)):
+            small = chunks(make(2 << 20))
+            mb = sum(map(len, small)) / 1e6
+            pytes = [run_pyte(small) for _ in range(2)]
+            p = mb / min(pytes)
+            m = mb / min(run_model(small) for _ in range(3))
+            r = asyncio.run(through_pane(make(int(pane_mb * 1e6))))
+            keys = (f"median {r['lat_med'] * 1000:.0f} ms, max {r['lat_max'] * 1000:.0f} ms "
+                    f"({r['shown']}/{r['keys']} keys; key->machine median {r['to_machine'] * 1000:.0f} ms)")
+            print(f"{name:<6} {p:10.2f} {m:8.2f} ({m / p:4.1f}x) {r['mbps']:8.2f} ({r['mbps'] / p:4.1f}x)   {keys}"
+                  + ("" if r["echo_on_screen"] else "  [last echo NOT on screen]"))
+            # Higher is better here: the ratio is nsdash's speed over plain pyte's.
+            report.row(f"console pane, {name} stream (MB/s)", r["mbps"], "plain pyte", p, "MB/s",
+                       spread=(r["mbps"] * min(pytes) / mb, r["mbps"] * max(pytes) / mb), better="higher",
+                       note=f"key->screen median {r['lat_med'] * 1000:.0f} ms")
+    report.done()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

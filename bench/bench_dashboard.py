@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("NSDASH_STATE_DIR", "/run/nsdash-bench-dashboard")
 
 from bench_cgtop import make_tree, remove_tree  # noqa: E402
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.tui.messages import MachineInfo, SnapshotReady  # noqa: E402
 
@@ -152,21 +153,76 @@ def main() -> int:
     ap.add_argument("--refreshes", type=int, default=10)
     ap.add_argument("--rest-machines", type=int, default=20)
     ap.add_argument("--rest-seconds", type=float, default=30.0)
-    ap.add_argument("--only", choices=("load", "rest"), help="run only part 1 (load) or part 2 (rest)")
+    ap.add_argument("--only", choices=("load", "rest", "first"),
+                    help="run only part 1 (load), part 2 (rest) or part 3 (first frame)")
+    ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
     ap.add_argument("--terminal", action="store_true",
                     help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
+    report = Report("dashboard", wants_json())
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.stderr.write("bench_dashboard: needs root (it makes cgroups and machines)\n")
         return 1
-    if args.only != "rest":
-        load(args)
-    if args.only != "load":
-        rest(args)
+    with report.capture():
+        if args.only in (None, "first"):
+            first(args, report)
+        if args.only in (None, "load"):
+            load(args, report)
+        if args.only in (None, "rest"):
+            rest(args, report)
+    report.done()
     return 0
 
 
-def load(args) -> None:
+def rss_mib(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def first(args, report: Report) -> None:
+    """Start to first full frame: the real `nsdash` in tmux 160x48, the screen read until every pane is filled."""
+    samples = [first_frame(f"nsdash-bench-first-{os.getpid()}-{i}") for i in range(args.first_runs)]
+    med = statistics.median(samples)
+    print(f"start to first full frame in tmux 160x48: median {med * 1000:.0f} ms "
+          f"[{min(samples) * 1000:.0f}..{max(samples) * 1000:.0f}] over {len(samples)} starts; "
+          f"load {os.getloadavg()[0]:.2f}")
+    report.row("dashboard: start to first full frame (tmux 160x48)", med * 1000, "goal", 250.0, "ms",
+               spread=(min(samples) / 0.25, max(samples) / 0.25), note="ratio to the 250 ms goal")
+
+
+def _full_frame(screen: str) -> bool:
+    """Header, machine list, cgtop's root row, the tree's root node and the key footer all painted."""
+    return ("q Quit" in screen and "▼ /" in screen and "Control Group" in screen
+            and any(line.startswith("│ / ") or "││ / " in line for line in screen.splitlines())
+            and ("Machine " in screen or "No machines" in screen))
+
+
+def first_frame(sock: str, timeout: float = 20.0) -> float:
+    """Seconds from `tmux new-session` to a full frame; SOCK names a tmux server of its own."""
+    import subprocess
+
+    env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={REPO}"
+    t0 = time.perf_counter()
+    started = subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
+                              f"exec env {env} {sys.executable} -m nsdash"], cwd=REPO, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise SystemExit(f"tmux new-session failed: {started.stderr.strip()}")
+    try:
+        while time.perf_counter() - t0 < timeout:
+            screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
+                                    capture_output=True, text=True).stdout
+            if _full_frame(screen):
+                return time.perf_counter() - t0
+            time.sleep(0.005)
+        raise SystemExit(f"no full frame within {timeout:.0f} s; last screen:\n{screen}")
+    finally:
+        subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+
+
+def load(args, report: Report) -> None:
     top = f"nsdash-bench-dash-{os.getpid()}"
     make_tree(top, args.cgroups, procs=False)
     try:
@@ -178,11 +234,19 @@ def load(args) -> None:
               f"{apply_s * 1000:.0f} ms to apply a refresh")
         print(f"key latency (cgtop sort key on {rows} rows, pressed until rendered): "
               f"median {lat_med * 1000:.0f} ms, max {lat_max * 1000:.0f} ms")
+        rss = rss_mib()
+        print(f"memory: {rss:.0f} MiB resident (this process: the headless app with {rows} table rows and "
+              f"{args.machines + len(snap.machines)} machine rows, the poller's readers, the bench)")
+        report.row(f"dashboard poller CPU per refresh, {len(snap.rows)} cgroups", cpu * 1000, "-", None, "ms",
+                   note=f"wall {wall * 1000:.0f} ms, max {most * 1000:.0f} ms")
+        report.row(f"dashboard key latency, {rows} rows", lat_med * 1000, "-", None, "ms",
+                   spread=(lat_med * 1000, lat_max * 1000), note="spread: median..max")
+        report.row(f"dashboard RSS, {rows} cgroups + {args.machines} machines (headless)", rss, "-", None, "MiB")
     finally:
         remove_tree(top, args.cgroups, [])
 
 
-def rest(args) -> None:
+def rest(args, report: Report) -> None:
     names: list[str] = []
     try:
         start_machines(args.rest_machines, names)
@@ -191,15 +255,21 @@ def rest(args) -> None:
         print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core "
               f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after)")
+        report.row(f"dashboard at rest, {len(names)} machines (headless), % of a core", pct, "goal", 1.0, "%",
+                   note=f"UI {ui:.1f}%, poller {poller:.1f}%")
         if args.terminal:
-            pct = in_tmux(args.rest_seconds)
-            print(f"at rest in tmux (160x50, real terminal output), {len(names)} machines: {pct:.1f}% of one core")
+            pct, rss, age = in_tmux(args.rest_seconds)
+            print(f"at rest in tmux (160x50, real terminal output), {len(names)} machines: {pct:.1f}% of one core; "
+                  f"{rss:.0f} MiB resident after {age:.0f} s")
+            report.row(f"dashboard at rest in tmux, {len(names)} machines, % of a core", pct, "goal", 1.0, "%")
+            report.row(f"dashboard RSS after {age:.0f} s, {len(names)} machines (tmux)", rss, "-", None, "MiB")
     finally:
         stop_machines(names)
 
 
-def in_tmux(seconds: float) -> float:
-    """The real `nsdash` in a detached tmux session: its process's CPU time over SECONDS of wall time."""
+def in_tmux(seconds: float) -> tuple[float, float, float]:
+    """The real `nsdash` in a detached tmux session: its CPU time over SECONDS of wall time (percent),
+    then its resident memory (MiB) and its age (s)."""
     import subprocess
 
     session = f"nsdash-bench-{os.getpid()}"
@@ -207,6 +277,7 @@ def in_tmux(seconds: float) -> float:
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
                     f"env {env} {sys.executable} -m nsdash"], check=True, cwd=REPO)
     try:
+        born = time.monotonic()
         pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
                                       capture_output=True, text=True, check=True).stdout.split()[0])
         time.sleep(8)  # start-up and the first refreshes are not "at rest"
@@ -220,7 +291,7 @@ def in_tmux(seconds: float) -> float:
         t0, c0 = time.monotonic(), ticks()
         time.sleep(seconds)
         used = (ticks() - c0) / os.sysconf("SC_CLK_TCK")
-        return 100 * used / (time.monotonic() - t0)
+        return 100 * used / (time.monotonic() - t0), rss_mib(pid), time.monotonic() - born
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
 

@@ -26,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.journal.export import export_entry, journal_remote, write_journal  # noqa: E402
 
@@ -57,15 +60,20 @@ def entries(n: int):
 
 
 def timed(argv: list[str], runs: int) -> float:
-    best = float("inf")
+    return min(timings(argv, runs))
+
+
+def timings(argv: list[str], runs: int) -> list[float]:
+    found = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+        found.append(time.perf_counter() - start)
+    return found
 
 
 def main() -> int:
+    report = Report("journal", wants_json())
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--formats", nargs="+", default=["short"], choices=["short", "short-precise", "cat", "json"])
@@ -74,7 +82,7 @@ def main() -> int:
     if journal_remote() is None or shutil.which("journalctl") is None:
         print("needs systemd-journal-remote and journalctl (make apt)", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="nsdash-bench-journal-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-journal-") as tmp, report.capture():
         d = Path(tmp) / "08c30baea87644339ade293f4e706ff1"
         d.mkdir()
         start = time.perf_counter()
@@ -91,10 +99,14 @@ def main() -> int:
             same = "identical output" if a == b else "OUTPUT DIFFERS"
             if fmt == "json":
                 same = "same entry count" if a.count(b"\n") == b.count(b"\n") else "ENTRY COUNTS DIFFER"
-            t_j = timed(jctl, args.runs)
-            t_o = timed(ours, args.runs)
+            js = timings(jctl, args.runs)
+            os_ = timings(ours, args.runs)
+            t_j, t_o = min(js), min(os_)
+            report.row(f"journal -o {fmt}, {args.entries:,} entries", t_o, "journalctl", t_j, "s",
+                       spread=(min(os_) / max(js), max(os_) / min(js)), note=f"best of {args.runs}; {same}")
             print(f"{fmt:14} {args.entries / t_j:>12,.0f} e/s {t_j:5.2f}s {args.entries / t_o:>12,.0f} e/s "
                   f"{t_o:5.2f}s {t_o / t_j:6.2f}x  ({same})")
+    report.done()
     return 0
 
 

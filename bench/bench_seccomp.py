@@ -27,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -46,6 +49,7 @@ def run(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[floa
 
 
 def main() -> int:
+    report = Report("seccomp", wants_json())
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--rev", default=OLD_REV)
@@ -53,7 +57,7 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     tree = trees.ensure("busybox")
-    with tempfile.TemporaryDirectory(prefix="nsdash-bench-seccomp-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-seccomp-") as tmp, report.capture():
         old = Path(tmp) / "old"
         old.mkdir()
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", opts.rev, "nsdash"],
@@ -83,18 +87,25 @@ def main() -> int:
         for _ in range(max(5, opts.runs // 2)):
             t, _ = run([str(tree / "bin" / "dd"), *dd[1:]], dict(os.environ))
             floor.append(t)
-    med = {k: {m: statistics.median(v) for m, v in s.items()} for k, s in samples.items()}
-    new, old_ = med["allow-list"], med["deny-list"]
-    print(f"spawn /bin/true           allow-list {new['true'] * 1000:7.1f} ms   deny-list "
-          f"{old_['true'] * 1000:7.1f} ms   ratio {new['true'] / old_['true']:.2f}   (median of {opts.runs})")
-    # the per-call cost: the dd spawn less the /bin/true spawn, over its 2 x DD_BYTES calls
-    per_new = (new["dd"] - new["true"]) / (2 * DD_BYTES) * 1e9
-    per_old = (old_["dd"] - old_["true"]) / (2 * DD_BYTES) * 1e9
-    per_floor = statistics.median(floor) / (2 * DD_BYTES) * 1e9
-    print(f"dd bs=1 {DD_BYTES} bytes     allow-list {new['dd'] * 1000:7.1f} ms   deny-list "
-          f"{old_['dd'] * 1000:7.1f} ms   ratio {new['dd'] / old_['dd']:.2f}")
-    print(f"per call (dd - true)      allow-list {per_new:7.0f} ns   deny-list {per_old:7.0f} ns   "
-          f"ratio {per_new / per_old:.2f}   (no filter on the host: ~{per_floor:.0f} ns incl. exec)")
+    with report.capture():
+        med = {k: {m: statistics.median(v) for m, v in s.items()} for k, s in samples.items()}
+        new, old_ = med["allow-list"], med["deny-list"]
+        pairs = [a / b for a, b in zip(samples["allow-list"]["true"], samples["deny-list"]["true"], strict=True)]
+        report.row("seccomp: spawn /bin/true, allow-list", new["true"] * 1000, f"deny-list ({opts.rev[:8]})",
+                   old_["true"] * 1000, "ms", spread=(min(pairs), max(pairs)))
+        print(f"spawn /bin/true           allow-list {new['true'] * 1000:7.1f} ms   deny-list "
+              f"{old_['true'] * 1000:7.1f} ms   ratio {new['true'] / old_['true']:.2f}   (median of {opts.runs})")
+        # the per-call cost: the dd spawn less the /bin/true spawn, over its 2 x DD_BYTES calls
+        per_new = (new["dd"] - new["true"]) / (2 * DD_BYTES) * 1e9
+        per_old = (old_["dd"] - old_["true"]) / (2 * DD_BYTES) * 1e9
+        per_floor = statistics.median(floor) / (2 * DD_BYTES) * 1e9
+        print(f"dd bs=1 {DD_BYTES} bytes     allow-list {new['dd'] * 1000:7.1f} ms   deny-list "
+              f"{old_['dd'] * 1000:7.1f} ms   ratio {new['dd'] / old_['dd']:.2f}")
+        print(f"per call (dd - true)      allow-list {per_new:7.0f} ns   deny-list {per_old:7.0f} ns   "
+              f"ratio {per_new / per_old:.2f}   (no filter on the host: ~{per_floor:.0f} ns incl. exec)")
+        report.row("seccomp: cost per system call, allow-list", per_new, "deny-list", per_old, "ns",
+                   note=f"no filter ~{per_floor:.0f} ns incl. exec")
+    report.done()
     return 0
 
 

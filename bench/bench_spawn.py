@@ -36,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -91,7 +94,7 @@ def timed(argv: list[str], env: dict[str, str] | None, timeout: float) -> float:
 
 
 def compare(label: str, trees_by_tool: dict[str, Path], args: list[str], runs: int, warmup: int,
-            timeout: float, tag: str) -> dict[str, float]:
+            timeout: float, tag: str, report: Report | None = None) -> dict[str, float]:
     samples: dict[str, list[float]] = {"nsdash": [], "systemd-nspawn": []}
     env = {"nsdash": nsdash_env(), "systemd-nspawn": None}
     order = list(samples)
@@ -108,6 +111,10 @@ def compare(label: str, trees_by_tool: dict[str, Path], args: list[str], runs: i
           f"{medians['systemd-nspawn'] * scale:8.2f} {unit}   ratio {ratio:5.2f}   "
           f"(median of {runs}; nsdash min {min(samples['nsdash']) * scale:.2f}, "
           f"nspawn min {min(samples['systemd-nspawn']) * scale:.2f})", flush=True)
+    if report is not None:
+        pairs = [a / b for a, b in zip(samples["nsdash"], samples["systemd-nspawn"], strict=True)]
+        report.row(label, medians["nsdash"] * scale, "systemd-nspawn", medians["systemd-nspawn"] * scale, unit,
+                   ratio=ratio, spread=(min(pairs), max(pairs)))
     return medians
 
 
@@ -133,6 +140,7 @@ def clean_nspawn_leftovers(tag: str) -> None:
 
 
 def main() -> int:
+    report = Report("spawn", wants_json())
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs per tool for /bin/true (default 20)")
     ap.add_argument("--boots", type=int, default=3, help="timed Debian boots per tool (default 3)")
@@ -144,7 +152,8 @@ def main() -> int:
     compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
     tag = f"bench{os.getpid()}"
     names = ["busybox"] + ([] if args.no_debian else ["debian"])
-    with tempfile.TemporaryDirectory(prefix="nsdash-bench-", dir="/var/tmp") as tmp, system_bus():
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-", dir="/var/tmp") as tmp, system_bus(), \
+            report.capture():
         try:
             print(f"load average {os.getloadavg()[0]:.2f}; python startup (-c pass) "
                   f"{python_startup() * 1000:.1f} ms; {os.cpu_count()} CPUs", flush=True)
@@ -154,12 +163,14 @@ def main() -> int:
                 copies[name] = {tool: copy_tree(src, Path(tmp) / f"{name}-{tool}")
                                 for tool in ("nsdash", "systemd-nspawn")}
             for name in names:
-                compare(f"spawn -D {name} /bin/true", copies[name], ["/bin/true"], args.runs, 3, 30, tag)
+                compare(f"spawn -D {name} /bin/true", copies[name], ["/bin/true"], args.runs, 3, 30, tag,
+                        report)
             if "debian" in names and args.boots > 0:
                 compare("debian boot-to-poweroff", copies["debian"], ["-b", "systemd.unit=poweroff.target"],
-                        args.boots, 1, 180, tag)
+                        args.boots, 1, 180, tag, report)
         finally:
             clean_nspawn_leftovers(tag)
+    report.done()
     return 0
 
 

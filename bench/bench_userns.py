@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 from nsdash.system import cgroupfs  # noqa: E402
@@ -86,6 +89,7 @@ def boot_nspawn(tree: Path, mode: str, name: str) -> float:
 
 
 def main() -> None:
+    report = Report("userns", wants_json())
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
@@ -115,17 +119,22 @@ def main() -> None:
             order = variants if i % 2 == 0 else list(reversed(variants))
             for tool, mode, boot in order:
                 times[tool, mode].append(boot(copies[tool, mode], mode, f"bench-{tool}-{mode}"))
-        print(f"Debian boot-to-poweroff under -U, {args.runs} runs each (median; first boot in brackets)")
-        for mode in ("map", "chown"):
-            ours, peer = statistics.median(times["nsdash", mode]), statistics.median(times["nspawn", mode])
-            print(f"  {mode:5}  nsdash {ours * 1000:6.0f} ms [{first['nsdash', mode] * 1000:5.0f}]   "
-                  f"nspawn {peer * 1000:6.0f} ms [{first['nspawn', mode] * 1000:5.0f}]   ratio {ours / peer:.2f}")
+        with report.capture():
+            print(f"Debian boot-to-poweroff under -U, {args.runs} runs each (median; first boot in brackets)")
+            for mode in ("map", "chown"):
+                ours, peer = statistics.median(times["nsdash", mode]), statistics.median(times["nspawn", mode])
+                print(f"  {mode:5}  nsdash {ours * 1000:6.0f} ms [{first['nsdash', mode] * 1000:5.0f}]   "
+                      f"nspawn {peer * 1000:6.0f} ms [{first['nspawn', mode] * 1000:5.0f}]   ratio {ours / peer:.2f}")
+                pairs = [a / b for a, b in zip(times["nsdash", mode], times["nspawn", mode], strict=True)]
+                report.row(f"Debian boot-to-poweroff -U ({mode})", ours * 1000, "systemd-nspawn", peer * 1000, "ms",
+                           spread=(min(pairs), max(pairs)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if bus:
             os.kill(bus, signal.SIGTERM)
             BUS_SOCKET.unlink(missing_ok=True)
             BUS_PID.unlink(missing_ok=True)
+    report.done()
 
 
 if __name__ == "__main__":

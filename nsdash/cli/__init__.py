@@ -27,11 +27,15 @@ VERBS: dict[str, str] = {
     "kill": "machinectl",
     "list-images": "machinectl",
     "ps": "machinectl",
+    "set-property": "machinectl",
     "cgls": "cgls",
     "cgtop": "cgtop",
     "journal": "journal",
     "systemctl": "systemctl",
     "dashboard": "dashboard",
+    "trace": "trace",
+    "debug": "debug",
+    "profile": "profile",
     "_supervise": "supervise",
 }
 
@@ -43,16 +47,20 @@ With no verb, opens the dashboard.
 Containers:   spawn              run a command or boot an OS tree (systemd-nspawn's options)
 Machines:     list, status, start, login, shell, poweroff, reboot, terminate, kill,
               list-images, ps    (machinectl's verbs)
+              set-property NAME NAME=VALUE...  (live limits, as systemctl set-property --runtime)
 Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
 Journals:     journal -M NAME    (journalctl for machines)
 Units:        systemctl -M NAME  (a machine's own systemd)
+Debugging:    trace, debug, profile -M NAME   (strace, gdb and perf from the host)
 
 `nsdash VERB --help` describes each verb.  Set NSDASH_DEBUG=1 for tracebacks.
 """
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(f"nsdash: {text}\n")
+    from nsdash.system.text import escape  # errors may quote what a guest wrote
+
+    sys.stderr.write(f"nsdash: {escape(text)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

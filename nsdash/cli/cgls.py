@@ -22,6 +22,7 @@ from nsdash.monitor import procs, tree
 from nsdash.monitor.machines import MachineMap, find_cgroup
 from nsdash.monitor.tree import CgroupNode
 from nsdash.system import cgroupfs
+from nsdash.system.text import escape, escape_bytes
 
 BRANCH, RIGHT, VERTICAL, SPACE = "├─", "└─", "│ ", "  "
 
@@ -143,8 +144,7 @@ def _xattrs(mount: str) -> Callable[[str], list[tuple[str, str]]]:
                     value = os.getxattr(directory, name)
                 except OSError:
                     continue
-                text = value.decode(errors="replace")
-                out.append((name, "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)))
+                out.append((escape(name), escape_bytes(value)))
         return out
     return get
 
@@ -186,5 +186,6 @@ def main(argv: list[str]) -> int:
             out.append("-.slice")
         out.extend(draw(node, procs.cmdline, columns=columns, show_all=opts.all, is_kthread=is_kthread,
                         kernel=opts.kernel, cgroup_id=cid, xattrs=xattrs))
-    sys.stdout.write("\n".join(out) + "\n")
+    # Cgroup names and command lines are the guest's: every line escaped (each is one line).
+    sys.stdout.write("\n".join(escape(line) for line in out) + "\n")
     return 0

@@ -25,6 +25,7 @@ from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
 from nsdash.system import cgroupfs
+from nsdash.system.text import escape
 
 DIFFERENCES = """Differences from systemd-cgtop (252):
   - an idle cgroup shows 0.0 %CPU, not '-' or its last value;
@@ -234,7 +235,9 @@ class _View:
         if self.net is not None:
             rows = self.net.annotate(rows, cur)
         parents_first = self.order != "tasks" or self.recursive
-        return display.order_rows(rows, self.order, self.cpu_time, parents_first)
+        ordered = display.order_rows(rows, self.order, self.cpu_time, parents_first)
+        # A guest names its own cgroups: the paths are shown escaped (ordered on the real ones).
+        return [r if r.path.isprintable() else r._replace(path=escape(r.path)) for r in ordered]
 
 
 def _screen(view: _View, rows: list[display.Row], columns: int) -> list[str]:

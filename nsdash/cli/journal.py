@@ -2,7 +2,8 @@
 
 Differences from journalctl: it never reads the host's journal (name a machine
 with -M or a directory with -D), never pages, and machines without a journal
-show their console log instead.
+show their console log instead.  Entries are the guest's text: shown escaped
+(nsdash.journal.format says how; json and cat are exact only into a pipe or file).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from nsdash.errors import UsageError
+from nsdash.system.text import escape
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +72,7 @@ def _lines(text: str | None, follow: bool) -> int | None:
 def _report_skipped(log, already: int) -> int:
     skipped = log.skipped
     for line in skipped[already:]:
-        sys.stderr.write(f"nsdash: {line}\n")
+        sys.stderr.write(f"nsdash: {escape(line)}\n")  # names files the guest made
     return len(skipped)
 
 
@@ -84,7 +86,7 @@ def _list_boots(log) -> int:
             for b in src.boots():
                 first = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(b.first // 10**6))
                 last = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(b.last // 10**6))
-                print(f"{b.index:>3} {b.boot_id} {first:27} {last}")
+                print(f"{b.index:>3} {escape(b.boot_id)} {first:27} {last}")  # the guest wrote the file
         elif isinstance(src, ConsoleSource):
             numbers = src.boot_numbers()
             print(f"{'IDX':>3} BOOT (console log of {src.machine})")

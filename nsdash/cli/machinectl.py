@@ -2,7 +2,10 @@
 reboot, terminate, kill, list-images, ps.
 
 The dispatcher passes the verb as argv[0].  Formatting is pure (format_* take
-records, return text) so it is tested without machines.
+records, return text) so it is tested without machines.  Every table cell and
+status line is escaped (nsdash.system.text): hostnames, os-release values,
+command lines, cgroup names and the console log come from the guest.  JSON
+output is escaped by the encoder (ASCII only).
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from nsdash.errors import UsageError
+from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
+from nsdash.system.text import escape
 
 VERBS = ("list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
          "list-images", "ps")
@@ -26,8 +31,8 @@ VERBS = ("list", "status", "start", "login", "shell", "poweroff", "reboot", "ter
 
 
 def table(headers: list[str], rows: list[list[str]], legend: bool = True) -> str:
-    """machinectl's tables: left-aligned columns one space apart, the last unpadded."""
-    all_rows = ([headers] if legend else []) + rows
+    """machinectl's tables: left-aligned columns one space apart, the last unpadded; cells escaped."""
+    all_rows = ([headers] if legend else []) + [[escape(c) for c in r] for r in rows]
     if not all_rows:
         return ""
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(headers))]
@@ -149,7 +154,19 @@ def cmd_list(argv: list[str]) -> int:
     return 0
 
 
-def _status_text(m: Machine, log_lines: list[str]) -> str:
+def _limits(m: Machine) -> dict[str, str]:
+    """The machine's limits (machines/units.py), for nsdash's own machines."""
+    if m.source != "nsdash" or m.state is None or not m.state.cgroup:
+        return {}
+    from nsdash.machines import units
+
+    try:
+        return units.limits(m.name, m.state.cgroup)
+    except NsdashError:
+        return {}
+
+
+def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> str:
     from nsdash.launcher.cgroup import MachineCgroup
     from nsdash.monitor import procs
     from nsdash.monitor.tree_lines import process_tree
@@ -180,8 +197,10 @@ def _status_text(m: Machine, log_lines: list[str]) -> str:
         field("OS", m.os_release.get("PRETTY_NAME") or m.os)
     if s and s.cgroup:
         field("Unit", s.cgroup.rsplit("/", 1)[-1])
+        if limits:
+            field("Limits", " ".join(f"{k}={v}" for k, v in limits.items()))
         cg = MachineCgroup(m.name)
-        top = cg.main_dir.parent / s.cgroup.rsplit("/", 1)[-1] if cg.path != s.cgroup else cg.main_dir
+        top = Path(str(cg.main_dir)[:-len(cg.path)] + s.cgroup)  # (a --slice moves it)
         found: dict[str, list[tuple[int, str]]] = {}
         for sub, _dirs, _files in os.walk(top):
             rel = os.path.relpath(sub, top)
@@ -194,7 +213,7 @@ def _status_text(m: Machine, log_lines: list[str]) -> str:
     if log_lines:
         out.append("")
         out.extend(log_lines)
-    return "\n".join(out) + "\n"
+    return "\n".join(escape(line) for line in out) + "\n"
 
 
 def cmd_status(argv: list[str]) -> int:
@@ -202,7 +221,7 @@ def cmd_status(argv: list[str]) -> int:
     _output_opts(p)
     p.add_argument("-n", "--lines", type=int, default=10)
     ns = _parse(p, argv)
-    from nsdash.machines import client, registry
+    from nsdash.machines import registry
     from nsdash.machines import state as st
     from nsdash.machines.consolelog import last_lines
 
@@ -210,11 +229,15 @@ def cmd_status(argv: list[str]) -> int:
     results: list[Any] = []
     texts = []
     for name in names:
-        client.clean_if_orphan(name)
+        if st.orphaned(name):  # the control client (a writer, and many imports) only to clean it
+            from nsdash.machines import client
+
+            client.clean_if_orphan(name)
         m = registry.lookup(name)
         lines = last_lines(st.machine_dir(name) / st.CONSOLE_LOG, ns.lines) if m.source == "nsdash" else []
-        results.append({**machine_json(m), "log": lines})
-        texts.append(_status_text(m, lines))
+        limits = _limits(m)
+        results.append({**machine_json(m), "limits": limits, "log": lines})
+        texts.append(_status_text(m, lines, limits))
     if ns.output.startswith("json"):
         _dump(results if len(results) > 1 else results[0], ns.output)
     else:
@@ -238,6 +261,25 @@ def _simple(verb: str, argv: list[str]) -> int:
     action = {"poweroff": client.poweroff, "terminate": client.terminate, "reboot": client.reboot}[verb]
     for name in _names_required(ns, verb):
         action(name)
+    return 0
+
+
+def cmd_set_property(argv: list[str]) -> int:
+    """nsdash set-property NAME NAME=VALUE...: systemctl set-property --runtime on the machine's
+    scope where systemd made it, else the machine's cgroup files (machines/units.py)."""
+    p = _parser("set-property", None)
+    p.add_argument("name", metavar="MACHINE")
+    p.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    ns = _parse(p, argv)
+    from nsdash.machines import client, registry, units
+
+    client.require_root()
+    client.clean_if_orphan(ns.name)
+    m = registry.lookup(ns.name, with_machined=False)
+    if m.state is None or not m.state.cgroup or m.orphan:
+        raise UsageError(f"machine '{ns.name}' is not running", "see 'nsdash list'")
+    for assignment in ns.assignments:
+        units.set_limit(m.name, m.state.cgroup, assignment)
     return 0
 
 
@@ -346,7 +388,8 @@ def main(argv: list[str]) -> int:
     if verb in ("poweroff", "reboot", "terminate"):
         return _simple(verb, rest)
     handler = {"list": cmd_list, "status": cmd_status, "start": cmd_start, "kill": cmd_kill,
-               "list-images": cmd_list_images, "ps": cmd_ps, "login": cmd_login, "shell": cmd_shell}.get(verb)
+               "list-images": cmd_list_images, "ps": cmd_ps, "login": cmd_login, "shell": cmd_shell,
+               "set-property": cmd_set_property}.get(verb)
     if handler is None:
         raise UsageError(f"unknown machine verb '{verb}'")
     return handler(rest)

@@ -1,229 +1,253 @@
 """`nsdash shell NAME [CMD...]`: run a command inside a running machine.
 
-Like `nsenter -t LEADER -a`: join the leader's namespaces (user if it has its
-own, then mount, uts, ipc, net, cgroup, pid) and its root, after moving
-ourselves into the machine's cgroup so `nsdash terminate` reaches the command
-too; then take on PID 1's seccomp filters, bounding set and no_new_privs.
+launcher/join.py joins the machine; this module gives the command its stdio
+and carries the bytes.  In a terminal the command gets a new PTY pair, made in
+the machine's own devpts, that nsdash bridges (raw mode, the window size
+follows SIGWINCH), as machinectl shell does: never the caller's own terminal, which a process inside could
+reopen through /proc/PID/fd/0, keep after the shell exits and use to write
+to (or read from) the caller's prompt.  Once the command has exited the PTY
+is closed, and what stays inside holds a hung-up terminal.  When stdin is
+not a terminal, stdin goes in as it is, and stdout and stderr too unless they
+are terminals (those get a pipe nsdash copies from).
 Unlike `machinectl shell`, the command's exit status is passed back.
-The command uses this terminal directly; no extra PTY is allocated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import select
+import signal
+import struct
+import termios
+import tty
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from nsdash.errors import NsdashError
 
-# The order matters: the user namespace first (it grants the rights for the
-# rest), the mount namespace before chroot, the pid namespace last (it only
-# applies to children).
-NAMESPACES = ("user", "mnt", "uts", "ipc", "net", "cgroup", "pid")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+if TYPE_CHECKING:
+    from nsdash.launcher.join import Machine
 
-
-def _login_shell(root_fd: int) -> str:
-    try:
-        with open("/etc/passwd") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(":")
-                if parts[0] == "root" and len(parts) >= 7 and parts[6]:
-                    return parts[6]
-    except OSError:
-        pass
-    return "/bin/sh"
-
-
-def _leader_limits(leader: int) -> tuple[int, bool, bool]:
-    """The machine PID 1's capability bounding set, no_new_privs flag and whether it is filtered."""
-    bounding, no_new_privs, filtered = 0, False, False
-    with open(f"/proc/{leader}/status") as f:
-        for line in f:
-            if line.startswith("CapBnd:"):
-                bounding = int(line.split()[1], 16)
-            elif line.startswith("NoNewPrivs:"):
-                no_new_privs = line.split()[1] == "1"
-            elif line.startswith("Seccomp:"):
-                filtered = line.split()[1] == "2"
-    return bounding, no_new_privs, filtered
-
-
-def in_cgroup(proc_cgroup: str, path: str) -> bool:
-    """Whether a /proc/PID/cgroup text puts the process at PATH or below, in any hierarchy."""
-    below = path.rstrip("/") + "/"
-    for line in proc_cgroup.splitlines():
-        where = line.split(":", 2)[-1]
-        if where == path or where.startswith(below):
-            return True
-    return False
-
-
-def _pin_leader(name: str, leader: int, cgroup_path: str) -> int:
-    """A pidfd of the machine's leader, checked to be in the machine's cgroup.
-
-    Between reading the leader's PID from the supervisor and opening its /proc
-    files the machine may stop and the PID be reused: the pidfd pins the
-    process we checked, and _still_running() after opening its namespaces
-    proves they were that process's.
-    """
-    try:
-        pidfd = os.pidfd_open(leader)
-        with open(f"/proc/{leader}/cgroup") as f:
-            ours = in_cgroup(f.read(), cgroup_path)
-    except (ProcessLookupError, FileNotFoundError):
-        raise NsdashError(f"machine '{name}' stopped while we joined it") from None
-    if not ours:
-        os.close(pidfd)
-        raise NsdashError(f"machine '{name}' stopped while we joined it (PID {leader} is no longer its leader)",
-                          f"see 'nsdash status {name}'")
-    return pidfd
-
-
-def _still_running(pidfd: int) -> bool:
-    """A pidfd polls readable once its process has exited."""
-    return not select.select([pidfd], [], [], 0)[0]
-
-
-def _machine_filters(name: str) -> bytes | None:
-    """The seccomp filters the machine's PID 1 runs under, as its supervisor saved them."""
-    from nsdash.launcher.container import SECCOMP_FILE
-    from nsdash.system import paths
-
-    try:
-        with open(paths.state_root() / "run" / name / SECCOMP_FILE, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def _limit_capabilities(bounding: int, no_new_privs: bool) -> None:
-    from nsdash.system import syscalls
-
-    cap = 0
-    while True:
-        if not bounding & (1 << cap):
-            try:
-                syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-                break  # past the kernel's last capability
-        cap += 1
-    effective, permitted, inheritable = syscalls.capget()
-    syscalls.capset(effective & bounding, permitted & bounding, inheritable & bounding)
-    if no_new_privs:
-        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-
-
-def _exit_status(wait_status: int) -> int:
-    if os.WIFEXITED(wait_status):
-        return os.WEXITSTATUS(wait_status)
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    return 1
+INPUT_BUFFER = 64 * 1024  # typed or piped bytes waiting for the command to read them
 
 
 def shell(name: str, command: list[str], env: dict[str, str]) -> int:
-    # Everything the forked child calls is imported here: after its chroot, host modules are out of reach.
-    from nsdash.launcher.cgroup import MachineCgroup
-    from nsdash.launcher.sandbox import install_seccomp
-    from nsdash.launcher.sealed_exec import ensure_sealed_exe
+    from nsdash.launcher.join import Machine
     from nsdash.machines import client
-    from nsdash.system import syscalls
 
-    # The forked helper is, until it execs, a host binary inside the machine's PID namespace:
-    # run from a sealed copy so /proc/PID/exe can never reach the host's interpreter (CVE-2019-5736).
-    ensure_sealed_exe()
     status = client.status(name)
     leader = status.get("leader")
     if not leader:
         raise NsdashError(f"machine '{name}' has no running leader", f"see 'nsdash status {name}'")
-    cgroup = MachineCgroup(name)
-    if status.get("cgroup") and status["cgroup"] != cgroup.path:
-        cgroup.path = status["cgroup"]
-        cgroup.dirs = cgroup._dirs()
-    pidfd = _pin_leader(name, leader, cgroup.path)
-    # Open every namespace (and the root) before joining any: /proc changes under us.
-    fds: list[tuple[str, int]] = []
-    root_fd = -1
+    with Machine.open(name, leader, status.get("cgroup")) as machine:
+        if os.isatty(0):
+            return _in_new_pty(machine, command, env)
+        return _with_pipes(machine, command, env)
+
+
+# ---------------------------------------------------------------- a terminal: a new PTY
+
+
+def _in_new_pty(machine: Machine, command: list[str], env: dict[str, str]) -> int:
+    # The new terminal starts as the caller's is set (erase key, flow control, size).
+    mode = termios.tcgetattr(0)
+    pid, master = machine.spawn_in_pty(command, env, mode, _winsize(0))
+    machine.close()  # its namespaces and root stay with the helper only
+    if master is None:
+        return _wait(pid)  # it could not join, and said why
     try:
-        for ns in NAMESPACES:
-            path = f"/proc/{leader}/ns/{ns}"
-            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{ns}").st_ino:
-                continue  # shared with the host (e.g. no private network)
-            fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        bounding, no_new_privs, filtered = _leader_limits(leader)
-        seccomp = _machine_filters(name)
-        if not _still_running(pidfd):
-            raise FileNotFoundError(leader)  # what we opened may be another process's
-    except FileNotFoundError:
-        for fd in (*(fd for _, fd in fds), root_fd):
-            if fd >= 0:
-                os.close(fd)
-        raise NsdashError(f"machine '{name}' stopped while we joined it") from None
+        with _raw(0), _signals() as wakeup:
+            _bridge_pty(pid, master, wakeup)
+    finally:
+        os.close(master)  # whatever stays inside now holds a hung-up terminal
+    return _wait(pid)
+
+
+def _bridge_pty(pid: int, master: int, wakeup: int) -> None:
+    """Copy the caller's keys to MASTER and its output back until the helper PID exits."""
+    os.set_blocking(master, False)
+    pidfd = os.pidfd_open(pid)
+    pending = bytearray()
+    stdin_open, master_open = True, True
+    try:
+        while True:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            poller.register(wakeup, select.POLLIN)
+            if master_open:
+                poller.register(master, select.POLLIN | (select.POLLOUT if pending else 0))
+            if stdin_open and len(pending) < INPUT_BUFFER:
+                poller.register(0, select.POLLIN)
+            events = dict(poller.poll())
+            if wakeup in events:
+                _drain(wakeup)
+                _copy_winsize(0, master)
+            if events.get(0):
+                data = os.read(0, 65536)
+                if data:
+                    pending += data
+                else:
+                    stdin_open = False
+            if master_open and events.get(master, 0) & select.POLLOUT and pending:
+                with contextlib.suppress(BlockingIOError):
+                    del pending[:os.write(master, pending)]
+            if master_open and events.get(master, 0) & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                master_open = _copy_out(master, 1)
+            if pidfd in events:
+                if master_open:
+                    _copy_out(master, 1)  # what the command wrote before it exited
+                return
     finally:
         os.close(pidfd)
-    if filtered and not seccomp:
-        # Fail closed: the command would run inside without the filter its PID 1 is under.
-        for _, fd in fds:
-            os.close(fd)
-        os.close(root_fd)
-        raise NsdashError(f"machine '{name}' runs under a system-call filter, but its saved copy is missing",
-                          f"restart the machine ('nsdash reboot {name}') so nsdash can join it filtered")
 
-    pid = os.fork()
-    if pid == 0:
+
+@contextlib.contextmanager
+def _raw(fd: int) -> Iterator[None]:
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[int]:
+    """A descriptor that turns readable on SIGWINCH; SIGTERM and SIGHUP end the bridge (the
+    terminal is restored, the PTY closed: the command inside gets its hangup)."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = {sig: signal.signal(sig, handler) for sig, handler in
+           ((signal.SIGWINCH, lambda *_: None), (signal.SIGTERM, stop), (signal.SIGHUP, stop))}
+    try:
+        yield r
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(r)
+        os.close(w)
+
+
+def _winsize(tty_fd: int) -> bytes | None:
+    try:
+        return fcntl.ioctl(tty_fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    except OSError:
+        return None
+
+
+def _copy_winsize(tty_fd: int, master: int) -> None:
+    size = _winsize(tty_fd)
+    if size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+# ---------------------------------------------------------------- no terminal: pipes
+
+
+def _with_pipes(machine: Machine, command: list[str], env: dict[str, str]) -> int:
+    stdio = [0, 1, 2]
+    relays: list[tuple[int, int]] = []  # (read end, where its bytes go)
+    try:
+        for fd in (1, 2):
+            if os.isatty(fd):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                stdio[fd] = w
+                relays.append((r, fd))
+        pid = machine.spawn(command, env, (stdio[0], stdio[1], stdio[2]))
+    finally:
+        for fd in stdio[1:]:
+            if fd > 2:
+                os.close(fd)
+    machine.close()
+    try:
+        _relay(pid, relays)
+    finally:
+        for r, _ in relays:
+            os.close(r)
+    return _wait(pid)
+
+
+def _relay(pid: int, relays: list[tuple[int, int]]) -> None:
+    """Copy each pipe to its terminal until the helper PID exits (not until EOF: a process
+    left inside may hold the pipe open)."""
+    if not relays:
+        return
+    for r, _ in relays:
+        os.set_blocking(r, False)
+    pidfd = os.pidfd_open(pid)
+    try:
+        open_ = dict(relays)
+        while True:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            for r in open_:
+                poller.register(r, select.POLLIN)
+            try:
+                events = dict(poller.poll())
+            except KeyboardInterrupt:
+                _interrupt(pid)
+                continue
+            for r in list(open_):
+                if events.get(r) and not _copy_out(r, open_[r]):
+                    del open_[r]
+            if pidfd in events:
+                for r, dest in open_.items():
+                    _copy_out(r, dest)
+                return
+    finally:
+        os.close(pidfd)
+
+
+# ---------------------------------------------------------------- shared
+
+
+def _copy_out(src: int, dest: int) -> bool:
+    """Copy what SRC (non-blocking) holds now to DEST; False once SRC is at its end."""
+    while True:
         try:
-            cgroup.join(0)
-            for _, fd in fds:
-                syscalls.setns(fd, 0)
-            if any(ns == "user" for ns, _ in fds):
-                # -U: host root is unmapped (nobody, and capless after exec) in the machine's
-                # user namespace; become the namespace's root, as its PID 1 did.
-                os.setresgid(0, 0, 0)
-                os.setgroups([])
-                os.setresuid(0, 0, 0)
-            # Take the machine's root before the capability drop and the filter below: the
-            # machine's bounding set may lack CAP_SYS_CHROOT, its filter may deny chroot.
-            os.fchdir(root_fd)
-            os.chroot(".")
-            os.chdir("/")
-            # The command (and we, while still a host binary in its PID namespace, before
-            # exec) gets no capability the machine's PID 1 lacks: were container root to take
-            # us over in that window (ptrace), it would gain nothing (CAP_SYS_MODULE, ...).
-            # And runs under the machine's seccomp filter, loaded as PID 1 loads it (before the
-            # capability drop): an unfiltered process inside is one root there could take over.
-            if seccomp:
-                install_seccomp(seccomp)
-            _limit_capabilities(bounding, no_new_privs)
-            argv = command or [_login_shell(root_fd), "-l"]
-            child_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
-                         "TERM": os.environ.get("TERM", "vt220"), "container": "nsdash", **env}
-            # Only the caller's stdio goes in: any other descriptor we inherited (a host
-            # directory, a pipe) would be a way out of the machine's root for whoever holds it.
-            os.closerange(3, 1 << 20)
-            inner = os.fork()  # the pid namespace applies to children only
-            if inner == 0:
-                try:
-                    os.execvpe(argv[0], argv, child_env)
-                except OSError as e:
-                    os.write(2, f"nsdash: cannot run '{argv[0]}' in machine '{name}': {e.strerror}\n".encode())
-                    os._exit(127)
-            _, st = os.waitpid(inner, 0)
-            os._exit(_exit_status(st))
-        except BaseException as e:  # noqa: BLE001 - report, never fall back into the parent's code
-            os.write(2, f"nsdash: cannot enter machine '{name}': {e}\n".encode())
-            os._exit(126)
-    for _, fd in fds:
-        os.close(fd)
-    os.close(root_fd)
+            data = os.read(src, 65536)
+        except BlockingIOError:
+            return True
+        except OSError as e:
+            if e.errno == errno.EIO:  # a PTY master whose slave nobody holds any more
+                return False
+            raise
+        if not data:
+            return False
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dest, view):]
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 256):
+            pass
+
+
+def _interrupt(pid: int) -> None:
+    """^C at the caller: the helper passes it on to the command (they share no terminal)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+
+
+def _wait(pid: int) -> int:
+    from nsdash.launcher.join import exit_status
+
     while True:
         try:
             _, st = os.waitpid(pid, 0)
-            return _exit_status(st)
+            return exit_status(st)
         except InterruptedError:
             continue
         except KeyboardInterrupt:
-            continue  # the command inside got the ^C too; wait for it
+            _interrupt(pid)

@@ -1,10 +1,13 @@
-"""`nsdash _supervise --ready-fd N`: the detached supervisor's entry point (hidden verb).
+"""`nsdash _supervise --ready-fd N [--in-unit]`: the detached supervisor's entry point (hidden verb).
 
 The client writes the ContainerSpec as JSON on stdin.  We detach (setsid, a
 second fork so we can never reacquire a terminal, stdio to /dev/null), run the
 supervisor, and tell the waiting client through the ready pipe either
-{"ok": true, "leader": PID} once the machine runs, or the error.  Before that, one
-line {"supervisor": PID}, so a client that times out can kill and clean up.
+{"ok": true, "leader": PID} once the machine runs, or the error, as one line.
+Before that, one line {"supervisor": PID}, so a client that times out can kill
+and clean up.  With --in-unit systemd started us as nsdash@NAME.service
+(machines/units.py): already detached, the ready pipe is our stdout and stderr
+goes to the journal, where it stays once the report is sent.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ def _report(fd: int, body: dict) -> None:
     if fd < 0:
         return
     try:
-        os.write(fd, json.dumps(body).encode())
+        os.write(fd, json.dumps(body).encode() + b"\n")
     except OSError:
         pass  # the client gave up waiting; the machine runs regardless
     finally:
-        os.close(fd)
+        if fd <= 2:
+            os.dup2(2, fd)  # a stdio fd stays valid (the journal), never reused by a socket
+        else:
+            os.close(fd)
 
 
 def _detach() -> None:
@@ -42,7 +48,8 @@ def _detach() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "--ready-fd" or not argv[1].isdigit():
+    in_unit = argv[2:] == ["--in-unit"]
+    if len(argv) != 2 + in_unit or argv[0] != "--ready-fd" or not argv[1].isdigit():
         raise NsdashError("_supervise is internal", "use 'nsdash spawn --detach' or 'nsdash start'")
     ready = int(argv[1])
     os.set_inheritable(ready, False)
@@ -53,9 +60,14 @@ def main(argv: list[str]) -> int:
     except (ValueError, TypeError) as e:
         _report(ready, {"ok": False, "message": f"bad spec from the client: {e}"})
         return 1
-    if os.fork() > 0:
-        os._exit(0)  # the client reaps us; our child carries on
-    _detach()
+    if in_unit:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    else:
+        if os.fork() > 0:
+            os._exit(0)  # the client reaps us; our child carries on
+        _detach()
     # Who we are, first: a client that gives up waiting kills us and cleans up (client.spawn).
     with contextlib.suppress(OSError):
         os.write(ready, json.dumps({"supervisor": os.getpid()}).encode() + b"\n")

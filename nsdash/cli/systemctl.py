@@ -1,5 +1,10 @@
 """`nsdash systemctl -M NAME VERB ...`: a machine's own systemd, over its own bus, with systemctl's output.
 
+Everything the machine's systemd answers (unit names, descriptions, paths,
+process command lines, journal lines) is the guest's: the text output escapes
+each record's fields (nsdash.system.text.escape_fields) before laying it out, so
+the layout's own colours stay; JSON is escaped by the encoder.
+
 Exit codes follow systemctl: is-active 0/3, is-failed 0/1, status 0/3 (4 for an
 unknown unit), start/stop of an unknown unit 5, a failed job 1.  Jobs are
 waited for by default, as systemctl does; --no-block only queues them.
@@ -26,7 +31,9 @@ from nsdash.inside.units import (
     filter_units,
     mangle,
     run,
+    run_blocking,
 )
+from nsdash.system.text import escape, escape_fields
 
 JOB_VERBS = ("start", "stop", "restart", "reload", "try-restart", "reload-or-restart")
 VERBS = ("list-units", "list-unit-files", "list-jobs", "status", "show", *JOB_VERBS, "enable", "disable", "is-active", "is-failed",
@@ -95,7 +102,7 @@ class _Out:
     def flush(self) -> None:
         sys.stdout.write("".join(self.text))
         for line in self.errors:
-            sys.stderr.write(line + "\n")
+            sys.stderr.write(escape(line) + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -116,7 +123,11 @@ def main(argv: list[str]) -> int:
     target = resolve(args.machine)
     out = _Out(args.output)
     try:
-        rc = run(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
+        # Only jobs wait for signals (JobRemoved); every other verb makes plain calls and
+        # runs without asyncio or dbus-fast, whose imports cost more than the whole answer.
+        waits = args.verb in JOB_VERBS or (args.verb in ("enable", "disable") and args.now)
+        runner = run if waits else run_blocking
+        rc = runner(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
     finally:
         out.flush()
     return rc
@@ -130,7 +141,8 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
         if out.json:
             out.emit(render.units_json(units))
         else:
-            out.text.append(render.list_units(units, legend=not args.no_legend, all_units=args.all,
+            out.text.append(render.list_units([escape_fields(u) for u in units], legend=not args.no_legend,
+                                              all_units=args.all,
                                               states=args.state, color=_color()))
         return 0
     if verb == "list-unit-files":
@@ -141,7 +153,9 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
         if out.json:
             out.emit(render.unit_files_json(files, table))
         else:
-            out.text.append(render.list_unit_files(files, table, legend=not args.no_legend))
+            out.text.append(render.list_unit_files([escape_fields(f) for f in files],
+                                                   {escape(k): escape(v) for k, v in table.items()},
+                                                   legend=not args.no_legend))
         return 0
     if verb == "status":
         return await _status(sd, target, args, out)
@@ -156,14 +170,14 @@ async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: 
         if out.json:
             out.emit(json.loads(json.dumps(records, default=str)))
         else:
-            out.text.append("\n".join(texts))
+            out.text.append(escape("\n".join(texts), newline=True))
         return 0
     if verb == "list-jobs":
         jobs = await sd.list_jobs()
         if out.json:
             out.emit([{"job": j.job_id, "unit": j.unit, "type": j.kind, "state": j.state} for j in jobs])
         else:
-            out.text.append(render.list_jobs(jobs, legend=not args.no_legend))
+            out.text.append(render.list_jobs([escape_fields(j) for j in jobs], legend=not args.no_legend))
         return 0
     if verb in JOB_VERBS:
         return await _jobs(sd, verb, [mangle(u) for u in args.args], args, out)
@@ -211,7 +225,7 @@ def _report_states(states: list[tuple[str, str]], args: argparse.Namespace, out:
     if out.json:
         out.emit([{"unit": u, "state": s} for u, s in states])
     else:
-        out.text += [f"{s}\n" for _, s in states]
+        out.text += [f"{escape(s)}\n" for _, s in states]
 
 
 async def _status(sd: Systemd, target: Target, args: argparse.Namespace, out: _Out) -> int:
@@ -239,7 +253,9 @@ async def _status(sd: Systemd, target: Target, args: argparse.Namespace, out: _O
         if out.json:
             records.append(render.status_json(st, processes, log))
         else:
-            texts.append(render.status(st, processes=processes, log=log, triggers=triggers, color=_color()))
+            texts.append(render.status(escape_fields(st), processes=[escape_fields(p) for p in processes or ()],
+                                       log=[escape_fields(line) for line in log],
+                                       triggers=[(escape(t), s) for t, s in triggers], color=_color()))
         if st.active_state not in ("active", "reloading"):
             rc = rc or EXIT_NOT_RUNNING
     if out.json:

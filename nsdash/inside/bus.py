@@ -12,19 +12,24 @@ by uid; without a user namespace, root on the host is root inside; with one
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
+import sys
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from dbus_fast import Message, MessageType
-from dbus_fast.aio import MessageBus
+from typing import TYPE_CHECKING, Any
 
 from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
-from nsdash.system import syscalls
+from nsdash.system import dbuswire, syscalls
+
+if TYPE_CHECKING:
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
+
+# asyncio and dbus-fast are imported only by connections that need them (blocking=False):
+# they cost a read-only command (list-units, status) several times its own work.
 
 BUS_SOCKET = "run/dbus/system_bus_socket"
 DEFAULT_TIMEOUT = float(os.environ.get("NSDASH_BUS_TIMEOUT", "10"))
@@ -40,6 +45,12 @@ class BusTimeout(NsdashError):
 
 class MachineGone(NsdashError):
     """The machine powered off while we were talking to it."""
+
+
+def plain(value: Any) -> Any:
+    """A property's value: dbus-fast's Variant unwrapped (the blocking client returns it bare)."""
+    fast = sys.modules.get("dbus_fast")
+    return value.value if fast is not None and isinstance(value, fast.Variant) else value
 
 
 class BusCallError(NsdashError):
@@ -139,26 +150,32 @@ class _Preconnected(socket.socket):
         return None
 
 
-class _PreconnectedBus(MessageBus):
+def _preconnected_bus(sock: socket.socket, **kw: Any) -> MessageBus:
     """dbus-fast's bus over a socket we connected ourselves (it has no fd transport)."""
+    from dbus_fast.aio import MessageBus
 
-    def __init__(self, sock: socket.socket, **kw: Any) -> None:
-        super().__init__(bus_address="unix:path=/nsdash-preconnected", **kw)
-        self._preconnected = sock
+    class _PreconnectedBus(MessageBus):
+        def _create_socket_for_transport(  # type: ignore[override]  # an instance method: it needs our socket
+                self, transport: str, options: dict[str, str]) -> Any:
+            return sock, sock.makefile("rwb"), options.get("path", "")
 
-    def _create_socket_for_transport(  # type: ignore[override]  # an instance method: it needs our socket
-            self, transport: str, options: dict[str, str]) -> Any:
-        sock = self._preconnected
-        return sock, sock.makefile("rwb"), options.get("path", "")
+    return _PreconnectedBus(bus_address="unix:path=/nsdash-preconnected", **kw)
 
 
 class MachineBus:
-    """An open connection to one machine's system bus; use as `async with MachineBus(target)`."""
+    """An open connection to one machine's system bus; use as `async with MachineBus(target)`.
 
-    def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT) -> None:
+    BLOCKING: method calls only, over nsdash.system.dbuswire, without asyncio
+    or dbus-fast; no signals.  Its coroutines never suspend, so a command can
+    drive them without an event loop (units.run_blocking).
+    """
+
+    def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT, blocking: bool = False) -> None:
         self.target = target
         self.timeout = timeout
+        self.blocking = blocking
         self._bus: MessageBus | None = None
+        self._wire: dbuswire.Connection | None = None
 
     async def __aenter__(self) -> MachineBus:
         await self.connect()
@@ -170,22 +187,49 @@ class MachineBus:
     async def connect(self) -> None:
         fd = open_bus_socket(self.target)
         try:
+            if self.blocking:
+                self._connect_blocking(fd)
+                return
+            from dbus_fast.aio import MessageBus
+
             if own_user_namespace(self.target):
                 sock = connect_as_machine_root(self.target, fd, self.timeout)
-                bus: MessageBus = _PreconnectedBus(sock, auth_timeout=self.timeout)
+                bus: MessageBus = _preconnected_bus(sock, auth_timeout=self.timeout)
             else:
                 bus = MessageBus(bus_address=f"unix:path=/proc/self/fd/{fd}", auth_timeout=self.timeout)
             self._bus = await self._deadline(bus.connect(), "connecting to its bus")
         except ConnectionRefusedError as e:
-            raise BusUnreachable(f"the bus of machine '{self.target.name}' refuses connections",
-                                 "its dbus.service may have stopped; see 'nsdash journal -M "
-                                 f"{self.target.name} -u dbus.service'") from e
+            raise self._refused() from e
         except OSError as e:
             raise await self.loss(e) from e
         finally:
             os.close(fd)
 
+    def _refused(self) -> BusUnreachable:
+        return BusUnreachable(f"the bus of machine '{self.target.name}' refuses connections",
+                              "its dbus.service may have stopped; see 'nsdash journal -M "
+                              f"{self.target.name} -u dbus.service'")
+
+    def _connect_blocking(self, fd: int) -> None:
+        try:
+            if own_user_namespace(self.target):
+                sock = connect_as_machine_root(self.target, fd, self.timeout)
+            else:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                sock.settimeout(self.timeout)
+                sock.connect(f"/proc/self/fd/{fd}")
+            self._wire = dbuswire.Connection(sock, self.timeout)
+        except ConnectionRefusedError as e:
+            raise self._refused() from e
+        except TimeoutError as e:
+            raise self._timed_out(self.timeout, "connecting to its bus", e) from e
+        except (OSError, EOFError, dbuswire.WireError) as e:
+            raise self._lost_blocking(e) from e
+
     def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
         if self._bus is not None:
             self._bus.disconnect()
             self._bus = None
@@ -199,26 +243,60 @@ class MachineBus:
     async def call(self, destination: str, path: str, interface: str, member: str,
                    signature: str = "", body: Sequence[Any] = (), timeout: float | None = None) -> list[Any]:
         """Call a method; returns the reply's body, raises BusCallError on an error reply."""
+        if self.blocking:
+            return self._call_blocking(destination, path, interface, member, signature, body, timeout)
+        from dbus_fast import Message, MessageType
+
         msg = Message(destination=destination, path=path, interface=interface, member=member,
                       signature=signature, body=list(body))
         reply = await self._deadline(self.bus.call(msg), f"{interface.rsplit('.', 1)[-1]}.{member}", timeout)
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
-            hint = None
-            if reply.error_name in ("org.freedesktop.DBus.Error.AccessDenied",
-                                    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"):
-                hint = ("the machine's D-Bus policy or polkit refused host root; check its "
-                        "/etc/dbus-1 and polkit rules")
-            raise BusCallError(reply.error_name or "unknown", str(text), hint)
+            raise _call_error(reply.error_name or "unknown", str(text))
         return list(reply.body)
+
+    def _call_blocking(self, destination: str, path: str, interface: str, member: str,
+                       signature: str, body: Sequence[Any], timeout: float | None) -> list[Any]:
+        if self._wire is None:
+            raise RuntimeError("MachineBus used before connect()")
+        limit = self.timeout if timeout is None else timeout
+        self._wire.sock.settimeout(limit)
+        try:
+            return self._wire.call(destination, path, interface, member, signature, list(body))
+        except dbuswire.WireError as e:
+            raise _call_error(e.name, e.name if e.text is None else e.text) from None
+        except TimeoutError as e:
+            raise self._timed_out(limit, f"{interface.rsplit('.', 1)[-1]}.{member}", e) from e
+        except (OSError, EOFError) as e:
+            raise self._lost_blocking(e) from e
+
+    def _timed_out(self, timeout: float, what: str, cause: BaseException) -> NsdashError:
+        if not self.target.alive():
+            return self._lost_blocking(cause) if self.blocking else MachineGone(
+                f"machine '{self.target.name}' powered off during the call",
+                "start it again with 'nsdash start' or 'nsdash spawn -b'")
+        return BusTimeout(f"machine '{self.target.name}' did not answer within {timeout:g}s "
+                          f"({what})", "it may be overloaded or stuck booting; retry, or raise "
+                          "NSDASH_BUS_TIMEOUT")
+
+    def _lost_blocking(self, cause: BaseException, grace: float = 2.0) -> NsdashError:
+        """loss() for blocking connections: the same verdict, waited for with sleeps."""
+        deadline = time.monotonic() + grace
+        while self.target.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._verdict(cause)
 
     async def wait_closed(self) -> None:
         """Return (or raise the connection's error) once the bus connection is gone."""
+        import asyncio
+
         # shield: cancelling a waiter must not cancel dbus-fast's own disconnect future
         await asyncio.shield(self.bus.wait_for_disconnect())
 
     def on_signal(self, handler: Callable[[Message], None]) -> Callable[[], None]:
         """Route every incoming message to HANDLER (it filters); returns a function that removes it."""
+        from dbus_fast import MessageType
+
         def _wrapped(msg: Message) -> None:
             if msg.message_type == MessageType.SIGNAL:
                 handler(msg)
@@ -231,15 +309,15 @@ class MachineBus:
                         "AddMatch", "s", [rule])
 
     async def _deadline(self, awaitable: Any, what: str, timeout: float | None = None) -> Any:
+        import asyncio
+
         timeout = self.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(awaitable, timeout)
         except TimeoutError as e:
             if not self.target.alive():
                 raise await self.loss(e) from e
-            raise BusTimeout(f"machine '{self.target.name}' did not answer within {timeout:g}s "
-                             f"({what})", "it may be overloaded or stuck booting; retry, or raise "
-                             "NSDASH_BUS_TIMEOUT") from e
+            raise self._timed_out(timeout, what, e) from e
         except (BusCallError, NsdashError):
             raise
         except Exception as e:  # dbus-fast fails pending calls with the disconnect's error
@@ -247,11 +325,27 @@ class MachineBus:
 
     async def loss(self, cause: BaseException, grace: float = 2.0) -> NsdashError:
         """Why the connection broke: the machine went away (given GRACE to finish dying), or just its bus."""
+        if self.blocking:
+            return self._lost_blocking(cause, grace)
+        import asyncio
+
         deadline = asyncio.get_running_loop().time() + grace
         while self.target.alive() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        return self._verdict(cause)
+
+    def _verdict(self, cause: BaseException) -> NsdashError:
         if not self.target.alive():
             return MachineGone(f"machine '{self.target.name}' powered off during the call",
                                "start it again with 'nsdash start' or 'nsdash spawn -b'")
         return BusUnreachable(f"lost the bus of machine '{self.target.name}' ({str(cause) or type(cause).__name__})",
                               "its dbus.service may have stopped or restarted; retry")
+
+
+def _call_error(name: str, text: str) -> BusCallError:
+    hint = None
+    if name in ("org.freedesktop.DBus.Error.AccessDenied",
+                "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"):
+        hint = ("the machine's D-Bus policy or polkit refused host root; check its "
+                "/etc/dbus-1 and polkit rules")
+    return BusCallError(name, text, hint)

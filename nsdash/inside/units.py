@@ -7,18 +7,19 @@ dataclass; unknown values are None.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import fnmatch
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from dbus_fast import Message, Variant
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nsdash.errors import NsdashError, UsageError
-from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus
+from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus, plain
 from nsdash.inside.target import Target
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from dbus_fast import Message
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -125,7 +126,7 @@ class UnitStatus:
     def from_properties(cls, name: str, props: dict[str, Any]) -> UnitStatus:
         def get(key: str) -> Any:
             value = props.get(key)
-            return value.value if isinstance(value, Variant) else value
+            return plain(value)
 
         def text(key: str) -> str | None:
             value = get(key)
@@ -260,8 +261,16 @@ class Systemd:
     def __init__(self, bus: MachineBus) -> None:
         self.bus = bus
         self._jobs_removed: dict[str, str] = {}  # job path -> result
-        self._job_event = asyncio.Event()
+        self._event: asyncio.Event | None = None  # made on first use: readers never import asyncio
         self._subscribed = False
+
+    @property
+    def _job_event(self) -> asyncio.Event:
+        if self._event is None:
+            import asyncio
+
+            self._event = asyncio.Event()
+        return self._event
 
     async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None,
                        timeout: float | None = None) -> list[Any]:
@@ -307,7 +316,7 @@ class Systemd:
         """Every property of the unit (all its interfaces), values unwrapped from their variants."""
         path = await self.unit_path(mangle(name))
         (props,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [""])
-        return {k: (v.value if isinstance(v, Variant) else v) for k, v in props.items()}
+        return {k: plain(v) for k, v in props.items()}
 
     async def list_jobs(self) -> list[JobInfo]:
         (rows,) = await self._manager("ListJobs")
@@ -321,14 +330,14 @@ class Systemd:
             return "inactive"
         (value,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "Get", "ss",
                                        ["org.freedesktop.systemd1.Unit", "ActiveState"])
-        return str(value.value if isinstance(value, Variant) else value)
+        return str(plain(value))
 
     async def find_unit_of_pid(self, pid: int) -> str:
         """The unit a process (PID as the machine sees it) belongs to."""
         path = await self._manager("GetUnitByPID", "u", [pid])
         (value,) = await self.bus.call(SYSTEMD, str(path[0]), PROPERTIES, "Get", "ss",
                                        ["org.freedesktop.systemd1.Unit", "Id"])
-        return str(value.value if isinstance(value, Variant) else value)
+        return str(plain(value))
 
     # -------------------------------------------------------- jobs
 
@@ -356,6 +365,8 @@ class Systemd:
                 self._job_event.clear()
                 await self._job_event.wait()
             return self._jobs_removed.pop(job_path)
+
+        import asyncio
 
         removed = asyncio.ensure_future(until_removed())
         dropped = asyncio.ensure_future(self.bus.wait_closed())
@@ -461,7 +472,7 @@ class Systemd:
     async def system_state(self) -> str:
         """The manager's SystemState: initializing, starting, running, degraded, stopping, ..."""
         (value,) = await self.bus.call(SYSTEMD, MANAGER_PATH, PROPERTIES, "Get", "ss", [MANAGER, "SystemState"])
-        return str(value.value if isinstance(value, Variant) else value)
+        return str(plain(value))
 
     async def unit_file_state(self, name: str) -> str:
         (state,) = await self._manager("GetUnitFileState", "s", [mangle(name)])
@@ -478,6 +489,9 @@ class Systemd:
 
 def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: float = DEFAULT_TIMEOUT) -> T:
     """Connect to TARGET's bus, run ACTION(systemd) and disconnect: the CLI's way in."""
+    import asyncio
+    import concurrent.futures
+
     async def main() -> T:
         async with MachineBus(target, timeout) as bus:
             return await action(Systemd(bus))
@@ -489,3 +503,24 @@ def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: floa
     # Called from inside an event loop (a dashboard's main thread): run on a thread of its own.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, main()).result()
+
+
+def run_blocking(target: Target, action: Callable[[Systemd], Coroutine[Any, Any, T]],
+                 timeout: float = DEFAULT_TIMEOUT) -> T:
+    """run() for actions that only call methods (no jobs, no signals): no event loop at all.
+
+    The bus is a blocking one, so no await inside ACTION ever suspends: the
+    coroutine runs to its end on the first send().
+    """
+    async def main() -> T:
+        async with MachineBus(target, timeout, blocking=True) as bus:
+            return await action(Systemd(bus))
+
+    coro = main()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coro.close()
+    raise RuntimeError("an action given to run_blocking() waited on something other than the bus")

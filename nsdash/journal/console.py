@@ -1,52 +1,70 @@
 """A machine's console log, read and followed as entries, for machines without a journal.
 
-The supervisor writes the raw console bytes to console.log, with separator
-lines of its own:  `-- nsdash: <event> <ISO-8601 UTC time>[ (<detail>)] --`
-(events: boot N, reboot, poweroff, exited, killed).  Each separator becomes an
-entry (priority 6, `event` set); every other line an entry with no priority,
-timed by the separator before it (the log has no per-line times) or, when
-followed, by the moment it was read.  Terminal escape sequences are dropped:
-they drive a screen, they are not log text.
+The supervisor writes the raw console bytes to console.log and marks boots,
+reboots and exits in a side index (machines/consolelog.py).  Each mark becomes
+an entry (priority 6, `event` set; its message is the separator line the log
+shows); every other line an entry with no priority, timed by the mark before
+it (the log has no per-line times) or, when followed, by the moment it was
+read.  A line the guest printed is never a mark, however it reads: a line is
+one only at an offset the index names.  Terminal escape sequences are
+dropped: they drive a screen, they are not log text.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import time
 from collections import deque
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index
+from nsdash.machines.consolelog import Mark, index_path, parse_marks, read_marks, rotated
 from nsdash.system import syscalls
 
-SEPARATOR = re.compile(
-    r"^-- nsdash: (?P<event>boot \d+|reboot|poweroff|exited|killed|[a-z][a-z -]*?) "
-    r"(?P<time>\d{4}-\d\d-\d\d[T ][0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)(?: \((?P<detail>.*)\))? --$")
 # CSI ... final byte, OSC ... BEL/ST, other two-byte escapes; then stray C0 controls except tab.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
 _READ = 1 << 20
-
-
-def parse_separator(line: str) -> tuple[str, int, str | None] | None:
-    """(event, microseconds since the epoch, detail) for a separator line, else None."""
-    m = SEPARATOR.match(line)
-    if not m:
-        return None
-    try:
-        stamp = datetime.fromisoformat(m.group("time").replace(" ", "T"))
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:  # the supervisor writes UTC
-        stamp = stamp.replace(tzinfo=UTC)
-    return m.group("event"), int(stamp.timestamp() * 10**6), m.group("detail")
+MAX_LINE = 64 * 1024  # a longer line (a guest that never prints LF) is cut into pieces of this size
+TAIL_WINDOW = 64 * 1024  # tail() first reads the log's last this many bytes, then twice as many, ...
 
 
 def clean_line(line: str) -> str:
     return _ESCAPES.sub("", line.rstrip("\r")).replace("\r", "")
+
+
+def _boot_of(mark: Mark) -> int | None:
+    kind, _, number = mark.event.partition(" ")
+    return int(number) if kind == "boot" and number.isdigit() else None
+
+
+class _Marks:
+    """The marks of one log file, read from its index through a descriptor held beside the
+    log's (so both follow a rotation), as the supervisor appends them."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.at: dict[int, Mark] = {}
+        self._offset = 0
+        self._pending = b""
+
+    def refresh(self) -> None:
+        if self.fd is None:
+            return
+        while chunk := os.pread(self.fd, 65536, self._offset):
+            self._offset += len(chunk)
+            data = self._pending + chunk
+            cut = data.rfind(b"\n") + 1
+            self._pending = data[cut:]
+            for mark in parse_marks(data[:cut]):
+                self.at[mark.offset] = mark
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class ConsoleSource:
@@ -58,11 +76,13 @@ class ConsoleSource:
         self.filters = filters or Filters()
         self.machine = machine or self.path.parent.name
         self.skipped: list[str] = []
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._pending = ""
+        self._pending = b""
+        self._pending_at = 0  # the log offset of _pending's first byte
+        self._skip_partial = False  # drop bytes up to the first LF (a read that starts mid-line)
         self._offset = 0
         self._fd: int | None = None
-        self._boot = 0  # boot number of the lines being read (0: before any separator)
+        self._marks = _Marks(None)
+        self._boot = 0  # boot number of the lines being read (0: before any mark)
         self._time: int | None = None
         self._counter = 0
         self._wanted_boot: int | None = None
@@ -72,81 +92,115 @@ class ConsoleSource:
 
     # ------------------------------------------------------------ reading bytes
 
-    def _open(self, path: Path) -> int | None:
-        try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
+    def _open(self, path: Path) -> tuple[int, _Marks] | None:
+        """The log at PATH and its index, opened as one pair (a rotation may run meanwhile)."""
+        for _ in range(5):
+            try:
+                idx: int | None = os.open(index_path(path), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                idx = None  # a log from before indexes, or none written yet: no marks
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                if idx is not None:
+                    os.close(idx)
+                return None
+            if idx is None or _same(idx, index_path(path)) and _same(fd, path):
+                return fd, _Marks(idx)
+            os.close(fd)
+            os.close(idx)  # rotated between the two opens: again
+        return None
 
-    def _drain(self, fd: int, following: bool) -> list[Entry]:
-        out: list[Entry] = []
+    def _drain(self, fd: int, marks: _Marks, following: bool) -> Iterator[Entry]:
         while True:
             chunk = os.pread(fd, _READ, self._offset)
             if not chunk:
-                return out
+                return
             self._offset += len(chunk)
-            out += self._feed(self._decoder.decode(chunk), following)
+            marks.refresh()  # after the read: a mark's record is written before its line
+            yield from self._feed(chunk, marks, following)
 
-    def _restart(self) -> None:
-        self._offset, self._pending = 0, ""
-        self._decoder.reset()
+    def _restart(self, offset: int = 0, fd: int | None = None) -> None:
+        """Read FD (the log) from OFFSET on, from the first whole line."""
+        self._offset = self._pending_at = offset
+        self._pending = b""
+        self._skip_partial = offset > 0 and fd is not None and os.pread(fd, 1, offset - 1) != b"\n"
 
-    def _read_more(self, following: bool) -> list[Entry]:
+    def _read_file(self, path: Path, start: int) -> Iterator[Entry]:
+        """The entries of the log file at PATH from byte START (the first whole line) to its end."""
+        opened = self._open(path)
+        if opened is None:
+            return
+        fd, marks = opened
+        try:
+            self._restart(start, fd)
+            yield from self._drain(fd, marks, following=False)
+        finally:
+            os.close(fd)
+            marks.close()
+
+    def _read_more(self, following: bool) -> Iterator[Entry]:
         """Whatever was written since the last call, across a rotation or truncation."""
-        out: list[Entry] = []
         if self._fd is None:
-            rotated = self._open(self.path.with_name(self.path.name + ".1"))
-            if rotated is not None:  # the older half of a rotated log comes first
-                try:
-                    out += self._drain(rotated, following)
-                finally:
-                    os.close(rotated)
-                self._restart()
-            self._fd = self._open(self.path)
-            if self._fd is None:
-                return out
-        out += self._drain(self._fd, following)
+            opened = self._open(self.path)
+            if opened is None:
+                return
+            self._fd, self._marks = opened
+            self._restart()
+        yield from self._drain(self._fd, self._marks, following)
         try:
             current = os.stat(self.path)
         except OSError:
-            return out  # gone (machine removed); keep what we hold
+            return  # gone (machine removed); keep what we hold
         held = os.fstat(self._fd)
         if (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
             # Rotated (console.log -> console.log.1): we drained the old file, now the new one.
             os.close(self._fd)
-            self._fd = self._open(self.path)
-            self._restart()
-            if self._fd is not None:
-                out += self._drain(self._fd, following)
+            self._marks.close()
+            self._fd = None
+            opened = self._open(self.path)
+            if opened is not None:
+                self._fd, self._marks = opened
+                self._restart()
+                yield from self._drain(self._fd, self._marks, following)
         elif held.st_size < self._offset:
             self._restart()  # truncated in place
-            out += self._drain(self._fd, following)
-        return out
+            yield from self._drain(self._fd, self._marks, following)
 
-    def _feed(self, text: str, following: bool) -> list[Entry]:
-        text = self._pending + text
-        lines = text.split("\n")
-        self._pending = lines.pop()  # an incomplete last line waits for its newline
+    def _feed(self, chunk: bytes, marks: _Marks, following: bool) -> Iterator[Entry]:
+        data = self._pending + chunk
+        at = self._pending_at
+        if self._skip_partial:
+            cut = data.find(b"\n")
+            if cut < 0:
+                self._pending, self._pending_at = b"", at + len(data)
+                return
+            data, at, self._skip_partial = data[cut + 1:], at + cut + 1, False
+        lines = [(raw, len(raw) + 1) for raw in data.split(b"\n")]  # (line, bytes it takes in the log)
+        rest = lines.pop()[0]  # an incomplete last line waits for its newline
+        while len(rest) > MAX_LINE:
+            lines.append((rest[:MAX_LINE], MAX_LINE))
+            rest = rest[MAX_LINE:]
         now = int(time.time() * 10**6) if following else None
-        out = []
-        for raw in lines:
-            entry = self._line_entry(clean_line(raw), now)
+        for raw, size in lines:
+            entry = self._line_entry(raw, marks.at.get(at), now)
+            at += size
             if entry is not None and self._admits(entry):
-                out.append(entry)
-        return out
+                yield entry
+        self._pending, self._pending_at = rest, at
 
-    def _line_entry(self, line: str, now: int | None) -> Entry | None:
-        sep = parse_separator(line)
+    def _line_entry(self, raw: bytes, mark: Mark | None, now: int | None) -> Entry | None:
         self._counter += 1
-        if sep is not None:
-            event, stamp, _detail = sep
-            if event.startswith("boot "):
-                self._boot = int(event.split()[1])
-            self._time = stamp
-            fields = {"MESSAGE": line.encode(), "PRIORITY": b"6", "_HOSTNAME": self._host,
-                      "SYSLOG_IDENTIFIER": b"nsdash", "NSDASH_EVENT": event.encode(),
+        if mark is not None and raw == mark.text.encode():
+            boot = _boot_of(mark)
+            if boot is not None:
+                self._boot = boot
+            self._time = mark.realtime
+            fields = {"MESSAGE": raw, "PRIORITY": b"6", "_HOSTNAME": self._host,
+                      "SYSLOG_IDENTIFIER": b"nsdash", "NSDASH_EVENT": mark.event.encode(),
                       "NSDASH_BOOT": str(self._boot).encode()}
-            return Entry(stamp, fields, self.machine, cursor=f"console;{self._counter}", event=event)
+            return Entry(mark.realtime, fields, self.machine, cursor=f"console;{self._counter}", event=mark.event)
+        line = clean_line(raw.decode("utf-8", "replace"))
         if not line:
             return None
         stamp = now if now is not None else (self._time if self._time is not None else self._mtime())
@@ -168,22 +222,41 @@ class ConsoleSource:
             return False
         return f.admits_priority(e.priority) and f.admits_time(e.realtime)
 
-    # ------------------------------------------------------------ boots
+    # ------------------------------------------------------------ history
+
+    def _history(self, window: int | None) -> Iterator[Entry]:
+        """The entries of the rotated log and then the current one; with WINDOW, only of
+        about their last WINDOW bytes (from the first whole line), the boot and time
+        taken from the marks before.  Leaves the current log open to follow."""
+        self._rewind()
+        old, cur = rotated(self.path), self.path
+        sizes = [_size(old), _size(cur)]
+        starts: list[int | None] = [0, 0]
+        if window is not None:
+            if window < sizes[1]:
+                starts = [None, sizes[1] - window]
+            else:
+                starts = [max(0, sizes[0] - (window - sizes[1])), 0]
+        before = [(0, m) for m in read_marks(old)] + [(1, m) for m in read_marks(cur)]
+        first = (0, starts[0]) if starts[0] is not None else (1, starts[1] or 0)
+        for i, m in before:
+            if (i, m.offset) < first:
+                boot = _boot_of(m)
+                self._boot = boot if boot is not None else self._boot
+                self._time = m.realtime
+        if starts[0] is not None and sizes[0]:
+            yield from self._read_file(old, starts[0])
+        opened = self._open(cur)
+        if opened is None:
+            return
+        self._fd, self._marks = opened
+        self._restart(starts[1] or 0, self._fd)
+        yield from self._read_more(following=False)
 
     def boot_numbers(self) -> list[int]:
-        """The boots the log records ("boot N" separators), oldest first."""
-        numbers: list[int] = []
-        for path in (self.path.with_name(self.path.name + ".1"), self.path):
-            try:
-                with open(path, "rb") as f:
-                    for raw in f:
-                        if raw.startswith(b"-- nsdash: boot "):
-                            sep = parse_separator(clean_line(raw.decode("utf-8", "replace").rstrip("\n")))
-                            if sep and sep[0].startswith("boot "):
-                                numbers.append(int(sep[0].split()[1]))
-            except OSError:
-                continue
-        return numbers
+        """The boots the log records (its "boot N" marks), oldest first."""
+        marks = read_marks(rotated(self.path)) + read_marks(self.path)
+        return [n for n in map(_boot_of, marks) if n is not None]
 
     def _resolve_boot_filter(self) -> None:
         boot = self.filters.boot
@@ -208,21 +281,31 @@ class ConsoleSource:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._marks.close()
         self._restart()
         self._boot, self._time, self._counter = 0, None, 0
 
-    def entries(self):
-        self._rewind()
-        yield from self._read_more(following=False)
+    def entries(self) -> Iterator[Entry]:
+        yield from self._history(None)
 
     def tail(self, n: int) -> list[Entry]:
-        self._rewind()
-        kept: deque[Entry] = deque(maxlen=max(n, 0))
-        kept.extend(self._read_more(following=False))
-        return list(kept)
+        """The last N entries, reading only as much of the log's end as it takes (a flooded
+        log holds a million one-letter lines)."""
+        window = max(TAIL_WINDOW, n * 256)
+        whole = _size(rotated(self.path)) + _size(self.path)
+        while True:
+            kept: deque[Entry] = deque(maxlen=max(n, 0))
+            count = 0
+            for entry in self._history(window if window < whole else None):
+                kept.append(entry)
+                count += 1
+            if count >= n or window >= whole:
+                return list(kept)
+            window *= 4
 
     def seek_end(self) -> None:
-        self._read_more(following=False)
+        for _ in self._history(0):
+            pass
 
     def fileno(self) -> int:
         """Readable when the log changed (inotify on the file and its directory)."""
@@ -244,12 +327,13 @@ class ConsoleSource:
                     pass
             except BlockingIOError:
                 pass
-        return self._read_more(following=True)
+        return list(self._read_more(following=True))
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._marks.close()
         if self._inotify is not None:
             os.close(self._inotify)
             self._inotify = None
@@ -259,3 +343,19 @@ class ConsoleSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _same(fd: int, path: Path) -> bool:
+    """Whether FD is the file at PATH now."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

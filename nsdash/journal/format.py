@@ -8,6 +8,15 @@ json:           one object per line, values as strings, byte arrays for
                 unprintable values, null above 4096 bytes, arrays for repeated fields
 cat:            the message alone
 Colours by priority as journalctl's get_log_colors() when asked (on a terminal).
+
+Every entry was written by a guest.  short and short-precise show it escaped
+(nsdash.system.text) wherever it goes: journalctl already leaves out or shows as
+"[N blob data]" what holds control characters, and the sanitiser also escapes the
+bidi and other format characters journalctl prints.  json and cat keep
+journalctl's exact text when the output is not a terminal (a pipe or a file:
+a parser gets the guest's bytes as journalctl gives them); on a terminal json
+spells those characters as JSON escapes (the same JSON) and cat shows them
+escaped.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from collections.abc import Callable
 from typing import IO
 
 from nsdash.journal.entry import Entry, FieldValue
+from nsdash.system.text import escape, escape_json
 
 FORMATS = ("short", "short-precise", "json", "cat")
 JSON_THRESHOLD = 4096
@@ -97,10 +107,13 @@ class Printer:
     journalctl --merge, no "-- Boot --" lines then.
     """
 
-    def __init__(self, out: IO[str], mode: str = "short", color: bool = False, tag_machines: bool = False) -> None:
+    def __init__(self, out: IO[str], mode: str = "short", color: bool = False, tag_machines: bool = False,
+                 terminal: bool | None = None) -> None:
         if mode not in FORMATS:
             raise ValueError(mode)
         self.out = out
+        # json and cat keep the guest's exact text only for a pipe or a file (see the module docstring).
+        self.terminal = out.isatty() if terminal is None else terminal
         self.mode = mode
         self.color = color
         self.tag_machines = tag_machines
@@ -146,7 +159,7 @@ class Printer:
         if previous is None or previous == boot:
             return ""
         on, off = (ANSI_HIGHLIGHT, ANSI_NORMAL) if self.color else ("", "")
-        return f"{on}-- Boot {boot.decode('ascii', 'replace')} --{off}\n"
+        return f"{on}-- Boot {escape(boot.decode('ascii', 'replace'))} --{off}\n"
 
     def short(self, entry: Entry) -> str | None:
         # The hot path of `nsdash journal`: keep the common case (one value per field,
@@ -154,7 +167,7 @@ class Printer:
         fields = entry.fields
         if entry.event is not None:  # a console-log separator stands on its own, like "-- Boot --"
             on, off = (ANSI_HIGHLIGHT, ANSI_NORMAL) if self.color else ("", "")
-            return f"{on}{entry.message}{off}\n"
+            return f"{on}{escape(entry.message)}{off}\n"
         raw = fields.get("MESSAGE")
         if raw is None:
             return None  # journalctl skips entries without a message
@@ -192,7 +205,7 @@ class Printer:
             decoded = _printable_message(raw)
             if decoded is None:
                 return f"{head}{prefix}: [{format_bytes(len(raw))} blob data]\n"
-            message = decoded
+            message = escape(decoded, newline=True)  # no C0/C1 left here; bidi and format characters
         if not message:
             return f"{head}{prefix}: \n"
         on = off = first_on = ""
@@ -217,6 +230,8 @@ class Printer:
         if raw is None:
             return None
         text = raw.decode("utf-8", "replace")
+        if self.terminal:
+            text = escape(text, newline=True, tab=True)
         if self.color:
             on, off = color_of(entry.priority)
             return f"{on}{text}{off}\n"
@@ -238,7 +253,8 @@ class Printer:
                 obj[name] = _json_value(value)
         if self.tag_machines and entry.machine:
             obj["NSDASH_MACHINE"] = entry.machine
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        return (escape_json(line) if self.terminal else line) + "\n"
 
 
 def _printable_message(raw: bytes) -> str | None:
@@ -277,7 +293,8 @@ def _short_field(raw: bytes | None) -> str | None:
     """journalctl's shall_print(): short enough and printable, else the field is left out."""
     if raw is None or len(raw) >= 300:
         return None
-    return _printable(raw)
+    text = _printable(raw)
+    return None if text is None else escape(text)
 
 
 def _json_value(raw: bytes) -> object:

@@ -11,6 +11,13 @@ unified host that program is the only device filter; on a hybrid host the
 kernel asks both, and the program already holds while the container's first
 processes have joined cgroup2 but not yet the v1 hierarchies.
 The truth of "running" is a populated cgroup, never a state file.
+
+MachineCgroup is the cgroupfs backend: nsdash makes the directories itself
+(hosts without systemd, and --keep-unit).  On a host booted with systemd the
+machines layer hands Container a subclass whose cgroup systemd makes (a scope
+unit with delegation, machines/units.py); the engine code is the same for both:
+create() before anything, place(PID) while the container's first process waits,
+remove() at the end.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ import time
 from pathlib import Path
 
 from nsdash.errors import MachineExists, NsdashError
-from nsdash.launcher import device_filter
+from nsdash.launcher import device_filter, names
+from nsdash.launcher import properties as props
 from nsdash.system import cgroupfs
 
-SLICE = "machine.slice"
+SLICE = names.SLICE
 
 # The device whitelist (v1 devices.allow lines; the cgroup2 BPF program is built from the
 # same lines): the nodes the plan binds into /dev, plus PTYs.  Everything else (a disk
@@ -61,18 +69,23 @@ def device_program() -> int | None:
         return _program[0]
 
 
-def scope_path(machine: str) -> str:
-    """The machine's cgroup path, relative to each hierarchy's root."""
-    return f"/{SLICE}/machine-{machine}.scope"
+scope_path = names.scope_path  # the machine's cgroup path, relative to each hierarchy's root
 
 
 class MachineCgroup:
     """Create, join, signal and remove one machine's cgroup in every hierarchy."""
 
-    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None) -> None:
+    # The container's first process joins the cgroup itself (True), or waits until
+    # place() has had it moved there (a cgroup some manager makes around a PID).
+    child_joins = True
+
+    def __init__(self, machine: str, layout: cgroupfs.Layout | None = None, path: str | None = None,
+                 slice_name: str | None = None, properties: tuple[str, ...] = ()) -> None:
+        """PATH: where the machine's cgroup is, if not at scope_path (as its supervisor reports it)."""
         self.machine = machine
-        self.path = scope_path(machine)
+        self.path = path or scope_path(machine, slice_name)
         self.layout = layout or cgroupfs.detect()
+        self.properties = props.parse_all(properties)
         self.dirs = self._dirs()
 
     def _dirs(self) -> list[Path]:
@@ -80,7 +93,9 @@ class MachineCgroup:
         unified = self.layout.unified_path(self.path)
         if unified is not None:
             dirs.append(unified)
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices"):
+        # perf_event: where it is a v1 hierarchy, `perf record -G` (nsdash profile) finds the
+        # machine there only; on cgroup2 the controller is implicit and needs no directory.
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event"):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)
@@ -131,6 +146,9 @@ class MachineCgroup:
 
     def create(self) -> None:
         """Make the cgroup everywhere; refuse if a machine of that name is running."""
+        refused = props.refusal(list(self.properties))
+        if refused is not None:
+            raise refused
         if not self.dirs:
             raise NsdashError(f"no usable cgroup hierarchy under {self.layout.root} (neither cgroup2 nor "
                               "v1 cpu/memory/pids controllers are mounted)",
@@ -142,6 +160,11 @@ class MachineCgroup:
             for d in self.dirs:
                 d.mkdir(parents=True, exist_ok=True)
             self._restrict_devices()
+            for prop in self.properties:
+                self.apply(prop)
+        except NsdashError:
+            self.remove()
+            raise
         except OSError as e:
             # What was made in the other hierarchies goes again (a read-only one, a full one).
             self.remove()
@@ -149,6 +172,52 @@ class MachineCgroup:
             raise NsdashError(f"cannot create cgroup {self.path}{where}: {e.strerror or e}",
                               "run nsdash as root" if isinstance(e, PermissionError)
                               else "check that every cgroup hierarchy is mounted read-write") from None
+
+    def place(self, pid: int) -> None:
+        """Have PID (the container's first process, waiting) moved into the cgroup by whoever
+        makes it.  cgroupfs: nothing to do, the process joins by itself (child_joins)."""
+
+    def apply(self, prop: props.Property) -> None:
+        """Write PROP (--property=, or a live change) into the machine's cgroup files: cgroup2's
+        where its controller is enabled or can be, else the v1 equivalent; one line if neither."""
+        for hierarchy, filename in props.CGROUP_FILES.get(prop.name, ()):
+            d = self._dir_for(hierarchy, filename)
+            if d is None:
+                continue
+            for name, text in props.file_value(prop, hierarchy, filename):
+                try:
+                    (d / name).write_text(text)
+                except OSError as e:
+                    raise NsdashError(f"cannot set {prop.assignment} on cgroup {self.path}: "
+                                      f"{name}: {e.strerror or e}",
+                                      "check the value against the limits of the cgroup above it") from None
+            return
+        raise NsdashError(f"cannot set {prop.assignment}: no cgroup controller for it on this host "
+                          f"({', '.join(f for _, f in props.CGROUP_FILES.get(prop.name, ()))} all missing)",
+                          "mount the controller (cgroup2, or the v1 hierarchy) or drop the property")
+
+    def _dir_for(self, hierarchy: str, filename: str) -> Path | None:
+        """The directory holding FILENAME in HIERARCHY, enabling a cgroup2 controller in the
+        parents' cgroup.subtree_control when it is available but not yet enabled there."""
+        if hierarchy:
+            d = self.layout.v1_path(hierarchy, self.path)
+            return d if d is not None and (d / filename).exists() else None
+        d = self.layout.unified_path(self.path)
+        if d is None or self.layout.unified is None:
+            return None
+        if (d / filename).exists():
+            return d
+        controller = props.V2_CONTROLLER[filename]
+        parents = [self.layout.unified] + [self.layout.unified / Path(*d.relative_to(self.layout.unified).parts[:i])
+                                           for i in range(1, len(d.relative_to(self.layout.unified).parts))]
+        for parent in parents:
+            try:
+                if controller not in (parent / "cgroup.controllers").read_text().split():
+                    return None
+                (parent / "cgroup.subtree_control").write_text(f"+{controller}")
+            except OSError:
+                return None
+        return d if (d / filename).exists() else None
 
     def _restrict_devices(self) -> None:
         d = self.layout.v1_path("devices", self.path)
@@ -189,12 +258,25 @@ class MachineCgroup:
         while True:
             # Usually everything is gone already: try the rmdirs before scanning for processes.
             if all([_rmtree_cgroup(d) for d in self.dirs]):
+                self._remove_slices()
                 return
             if time.monotonic() > deadline:
                 raise NsdashError(f"cgroup {self.path} did not empty within {timeout:.0f} s",
                                   "check for processes stuck in uninterruptible sleep (ps -eo stat,pid,cmd)")
             self.kill(signal.SIGKILL)
             time.sleep(0.005)
+
+
+    def _remove_slices(self) -> None:
+        """An --slice nsdash made goes with its last machine (machine.slice stays, as on
+        systemd hosts); a slice still holding another machine is busy and stays."""
+        parents = Path(self.path).parents
+        for parent in list(parents)[:-1]:  # deepest first, never the hierarchy root
+            if str(parent) == f"/{SLICE}":
+                return
+            for d in self.dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(str(d)[:-len(self.path)] + str(parent))
 
 
 def _rmtree_cgroup(top: Path) -> bool:

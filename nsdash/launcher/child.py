@@ -15,6 +15,7 @@ import _socket  # the C module: socket.py would pull in selectors and enum for o
 import contextlib
 import fcntl
 import os
+import resource  # imported now: after pivot_root the host's library is out of reach
 import signal
 import struct
 import sys
@@ -39,7 +40,8 @@ def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 
 def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
-           console_fd: int | None, late_cgroup_dirs: list[str] | None = None) -> NoReturn:
+           console_fd: int | None, late_cgroup_dirs: list[str] | None = None,
+           place_fd: int = -1) -> NoReturn:
     """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
 
     CGROUP_DIRS are joined before unshare(CLONE_NEWCGROUP), so they become the
@@ -47,9 +49,16 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
     v1 accounting hierarchies of a hybrid host, which the container never
     mounts) take PID 1 while it already sets up its mounts: each cgroup move
     waits for an RCU grace period, and doing them in parallel hides that.
+    PLACE_FD (when >= 0) holds us until the parent has had us moved into a cgroup
+    someone else makes (systemd's scope): "1" goes on, EOF gives up.
     """
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
+    if place_fd >= 0:
+        placed = os.read(place_fd, 1)
+        os.close(place_fd)
+        if placed != b"1":
+            os._exit(1)  # the parent reports why
     late: list[tuple[str, int]] = []
     try:
         for d in cgroup_dirs:
@@ -58,6 +67,7 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
         # (host /sys/fs/cgroup gone from our view) before the late joins below run.
         late = [(d, os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
                 for d in late_cgroup_dirs or ()]
+        join_network_namespace(plan.netns_path)
         sc.unshare(plan.namespaces)
         pid = os.fork()
     except OSError as e:
@@ -117,11 +127,12 @@ def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -
                 _await_go(go_fd)
         setup_root(plan, err_fd, become_userns_root=bool(userns), tree_fd=tree_fd)
         sc.sethostname(plan.hostname)
-        if plan.network != "host":
+        if plan.network not in ("host", "netns"):  # a joined namespace's links are its owner's
             loopback_up()
         # The mounts are ours alone; what follows needs the parent's host-side set-up (veth) done.
         if not userns:
             _await_go(go_fd)
+        apply_process_settings(plan.process)
         harden(plan)
         drop_capabilities(plan)
     except sandbox.SandboxError as e:
@@ -207,6 +218,8 @@ def _switch_to_userns_root(plan: Any, ops: list[Any], err_fd: int, tree_fd: int 
     for op in ops:
         source = getattr(op, "source", None)
         if type(op).__name__ == "Bind" and isinstance(source, str) and not op.source_in_root:
+            if op.make_source:
+                os.makedirs(source, mode=0o755, exist_ok=True)  # --bind=:/PATH's temporary directory
             fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
             keep.append(fd)
             values = {name: getattr(op, name) for name in op._fields}
@@ -283,10 +296,15 @@ def drop_capabilities(plan: Any) -> None:
     with contextlib.suppress(OSError):
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     user = plan.user
+    ambient = plan.ambient_numbers
     if user.uid != 0 or user.gid != 0:
         os.setgroups(list(user.groups))
+        if ambient:
+            sc.prctl(sc.PR_SET_KEEPCAPS, 1)  # keep the permitted set across setuid, for the ambient raise
         os.setgid(user.gid)
-        os.setuid(user.uid)  # a non-root user ends up with no capabilities at all
+        os.setuid(user.uid)  # a non-root user ends up with no capabilities at all, or only the ambient ones
+        if ambient:
+            raise_ambient(ambient, only=True)
         return
     os.setgroups(list(user.groups) or [0])
     _, permitted, _ = sc.capget()
@@ -295,6 +313,8 @@ def drop_capabilities(plan: Any) -> None:
         mask |= 1 << cap
     mask &= permitted
     sc.capset(mask, mask, 0)
+    if ambient:
+        raise_ambient(ambient)
 
 
 def _clean_process_state(err_fd: int) -> None:
@@ -327,6 +347,73 @@ def exec_payload(plan: Any, err_fd: int) -> NoReturn:
     except OSError as e:
         fail(err_fd, f"cannot run {plan.argv[0]} in the container: {e.strerror}",
              "give a program that exists inside the tree", 127)
+
+
+# ---------------------------------------------------------------- per-process settings
+
+def apply_process_settings(settings: Any) -> None:
+    """--rlimit, --oom-score-adjust, --cpu-affinity and --personality, as nspawn's inner
+    child sets them: in PID 1 before exec, while it still holds CAP_SYS_RESOURCE (raising
+    a hard limit or lowering the OOM score needs it) and before seccomp is loaded.  Each
+    failure is a SandboxError: one line to the parent."""
+    if settings.rlimits:
+        for name, soft, hard in settings.rlimits:
+            limits = (resource.RLIM_INFINITY if soft < 0 else soft, resource.RLIM_INFINITY if hard < 0 else hard)
+            try:
+                resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), limits)
+            except (OSError, ValueError) as e:
+                raise sandbox.SandboxError(f"cannot set --rlimit={name}={soft}:{hard}: {e}",
+                                           "raising a hard limit needs CAP_SYS_RESOURCE; stay within nsdash's own limits") from None
+    if settings.oom_score_adjust is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(settings.oom_score_adjust))
+        except OSError as e:
+            raise sandbox.SandboxError(f"cannot set --oom-score-adjust={settings.oom_score_adjust}: "
+                                       f"{e.strerror}", "lowering the score needs CAP_SYS_RESOURCE, which "
+                                       "nsdash's own process lacks here") from None
+    if settings.cpu_affinity is not None:
+        try:
+            os.sched_setaffinity(0, settings.cpu_affinity)
+        except OSError as e:
+            raise sandbox.SandboxError(f"cannot set --cpu-affinity: {e.strerror}",
+                                       f"name CPUs this host has (0-{(os.cpu_count() or 1) - 1})") from None
+    if settings.personality is not None:
+        persona = sc.PER_LINUX32 if settings.personality == "x86" else sc.PER_LINUX
+        try:
+            sc.personality(persona)
+        except OSError as e:
+            raise sandbox.SandboxError(f"cannot set --personality={settings.personality}: {e.strerror}",
+                                       "leave --personality out on this host") from None
+
+
+def raise_ambient(caps: tuple[int, ...], only: bool = False) -> None:
+    """--ambient-capability: CAPS into the inheritable and ambient sets, so they survive
+    exec into a program without file capabilities.  ONLY (a non-root user): permitted and
+    effective shrink to CAPS too."""
+    wanted = 0
+    for cap in caps:
+        wanted |= 1 << cap
+    effective, permitted, _ = sc.capget()
+    if only:
+        effective, permitted = wanted & permitted, wanted & permitted
+    sc.capset(effective, permitted, wanted & permitted)
+    for cap in caps:
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+    if only:
+        sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+
+
+def join_network_namespace(path: str | None) -> None:
+    """--network-namespace-path: setns() into that namespace before the others are made
+    (CLONE_NEWNET is then left out of the plan's set)."""
+    if path is None:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(fd, sc.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- --as-pid2

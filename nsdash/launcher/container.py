@@ -107,12 +107,16 @@ class Container:
     """One run of a container; a context manager whose close() tears everything down."""
 
     def __init__(self, spec: ContainerSpec, *, console_fd: int | None = None,
-                 uuid: str | None = None, cgroup_layout: cgroupfs.Layout | None = None) -> None:
+                 uuid: str | None = None, cgroup_layout: cgroupfs.Layout | None = None,
+                 cgroup: MachineCgroup | None = None) -> None:
         """uuid: $container_uuid when neither the tree nor --uuid gives one (pass the same
         one to each run of a machine that reboots).  cgroup_layout: the hierarchies to use
-        instead of the host's (tests run a pure-cgroup2 layout on a hybrid host)."""
+        instead of the host's (tests run a pure-cgroup2 layout on a hybrid host).  cgroup:
+        the cgroup backend for this run (a systemd scope on hosts booted with systemd,
+        machines/units.py); by default nsdash makes the cgroups itself."""
         self.spec = spec
         self.cgroup_layout = cgroup_layout
+        self._backend = cgroup
         self.uuid = uuid
         self.console_fd = console_fd
         self.leader: int | None = None
@@ -159,7 +163,9 @@ class Container:
         spec = self.spec
         run_dir = paths.state_root() / "run" / spec.machine
         console = os.ttyname(self.console_fd) if self.console_fd is not None else None
-        cg = MachineCgroup(spec.machine, self.cgroup_layout)
+        cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout, slice_name=spec.slice,
+                                            properties=spec.properties)
+        self.cgroup = cg.path
         available = _available_capabilities()
         if not cg.filters_devices and "CAP_MKNOD" not in spec.capabilities:
             # Neither the cgroup2 BPF device program (the kernel refused to load it) nor a v1
@@ -184,19 +190,21 @@ class Container:
         send_tree = bool(user_range) and ownership in ("map", "auto")
         if user_range:  # -U: the tree's owners and the cgroup move into the container's range
             userns.prepare_tree(plan.tree, *user_range, ownership)
-            if cg.layout.unified is not None:
+            if cg.layout.unified is not None and cg.child_joins:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
             userns.hand_over(run_dir, self.console_fd, user_range[0], plan.ephemeral_dir)
 
         # The container's cgroup root must be joined before the cgroup namespace is made; the
         # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).
-        dirs = [str(d) for d in cg.dirs]
+        dirs = [str(d) for d in cg.dirs] if cg.child_joins else []
         early, late = (dirs[:1], dirs[1:]) if cg.layout.unified is not None else (dirs, [])
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         _FORK_WINDOW.acquire()
         holding = True
-        info_r = info_w = go_r = go_w = err_r = err_w = -1
+        info_r = info_w = go_r = go_w = err_r = err_w = place_r = place_w = -1
         try:
+            if not cg.child_joins:  # the middle child waits until place() has had it moved
+                place_r, place_w = os.pipe2(os.O_CLOEXEC)
             info_r, info_w = os.pipe2(os.O_CLOEXEC)
             go_r, go_w = _socketpair() if send_tree else os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -210,7 +218,9 @@ class Container:
                     os.close(info_r)
                     os.close(go_w)
                     os.close(err_r)
-                    child.middle(plan, early, info_w, go_r, err_w, self.console_fd, late)
+                    if place_w >= 0:
+                        os.close(place_w)
+                    child.middle(plan, early, info_w, go_r, err_w, self.console_fd, late, place_r)
                 finally:
                     os._exit(1)
             gc.unfreeze()
@@ -220,6 +230,11 @@ class Container:
             info_w = go_r = err_w = -1
             _FORK_WINDOW.release()
             holding = False
+            if place_w >= 0:
+                os.close(place_r)
+                place_r = -1
+                handed, place_w = place_w, -1
+                self._place(cg, middle, handed, user_range)
             data = _read_all(info_r)
             os.waitpid(middle, 0)
             if len(data) != 4:
@@ -251,11 +266,30 @@ class Container:
             if holding:
                 _FORK_WINDOW.release()
             gc.unfreeze()  # (already, unless fork failed)
-            for fd in (info_r, info_w, go_r, go_w, err_r, err_w):
+            for fd in (info_r, info_w, go_r, go_w, err_r, err_w, place_r, place_w):
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
         return self.leader
+
+    def _place(self, cg: MachineCgroup, middle: int, place_w: int,
+               user_range: tuple[int, int] | None) -> None:
+        """Have the waiting middle child moved into the machine's cgroup (a scope systemd
+        makes around it), then let it go on to make the namespaces and PID 1."""
+        try:
+            cg.place(middle)
+            self.cgroup = cg.path
+            if user_range and cg.layout.unified is not None:
+                userns.delegate_cgroup(cg.main_dir, user_range[0])
+        except BaseException:
+            os.close(place_w)  # EOF: the middle child gives up
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(middle, 0)
+            raise
+        try:
+            os.write(place_w, b"1")
+        finally:
+            os.close(place_w)
 
     def _idmapped_tree(self, plan: LaunchPlan, user_range: tuple[int, int], ownership: str) -> int:
         """-U map/auto: the tree idmapped through PID 1's user namespace, or -1 when auto
@@ -321,6 +355,11 @@ class Container:
         netlink.set_link_up(name)
 
     # ---- running --------------------------------------------------------------
+
+    @property
+    def managed_cgroup(self) -> bool:
+        """Whether someone else (systemd) made the machine's cgroup around it."""
+        return self._backend is not None and not self._backend.child_joins
 
     @property
     def netif(self) -> list[str]:

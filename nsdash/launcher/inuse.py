@@ -28,9 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nsdash.errors import MachineExists
+from nsdash.launcher import names
 from nsdash.system import cgroupfs, paths
 
-SLICE = "machine.slice"
+SLICE = names.SLICE
 LOCK_DIR = ".locks"
 
 
@@ -44,8 +45,9 @@ def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, Path]:
         return found
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(base):
-            if entry.is_dir() and entry.name.startswith("machine-") and entry.name.endswith(".scope"):
-                found[entry.name[len("machine-"):-len(".scope")]] = Path(entry.path)
+            name = names.machine_from_unit(entry.name)
+            if name is not None and entry.is_dir():
+                found[name] = Path(entry.path)
     return found
 
 

@@ -149,6 +149,76 @@ class RootBind(MountOp):
         mount(self.source, self.target, None, MS_BIND | MS_REC)
 
 
+def _overlay_path(path: str) -> str:
+    """A path as overlayfs's option parser wants it: ':', ',' and '\\' escaped."""
+    return "".join("\\" + c if c in ":,\\" else c for c in path)
+
+
+class Overlay(MountOp):
+    """--overlay / --overlay-ro: host directories stacked at a container path."""
+
+    lower: tuple[str, ...]  # bottom first
+    target: str
+    upper: str | None = None
+    work: str | None = None  # a sibling of UPPER (overlayfs wants both on one file system)
+    read_only: bool = False
+    make_upper: bool = False  # UPPER is a temporary directory to create first
+
+    def describe(self) -> str:
+        top = f" upper={self.upper}" + (" (temporary)" if self.make_upper else "") if self.upper else ""
+        return f"overlay lower={':'.join(self.lower)}{top} -> {self.target}" + (" (ro)" if self.read_only else "")
+
+    def execute(self, root: str) -> None:
+        data = "lowerdir=" + ":".join(_overlay_path(p) for p in reversed(self.lower))  # top first
+        if self.upper and self.work:
+            if self.make_upper:
+                os.makedirs(self.upper, mode=0o755, exist_ok=True)
+            os.makedirs(self.work, mode=0o700, exist_ok=True)
+            data += f",upperdir={_overlay_path(self.upper)},workdir={_overlay_path(self.work)}"
+        with _At(root) as at:
+            mount("overlay", at.open(self.target), "overlay", MS_RDONLY if self.read_only else 0, data)
+
+
+class VolatileRoot(MountOp):
+    """--volatile=yes: a fresh tmpfs becomes the root, with only the tree's /usr in it, read-only."""
+
+    def describe(self) -> str:
+        return "volatile root: tmpfs / with the tree's /usr read-only"
+
+    def execute(self, root: str) -> None:
+        tree = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            mount("tmpfs", root, "tmpfs", MS_NODEV | MS_STRICTATIME, "mode=0755")
+            with _At(root) as at:
+                mount(f"/proc/self/fd/{tree}/usr", at.open("/usr"), None, MS_BIND | MS_REC)
+                # reopened: the fd taken before the bind names the covered directory
+                mount(None, at.open("/usr", create=False), None, REMOUNT_RO)
+        finally:
+            os.close(tree)
+
+
+class PivotInto(MountOp):
+    """--pivot-root=NEW[:OLD]: the tree's NEW directory becomes the container's root (bound
+    over it, before anything else is mounted there), and the whole tree is bound at OLD
+    inside it when OLD is given (nspawn otherwise unmounts the old root: it is simply
+    never visible here)."""
+
+    new: str
+    old: str | None = None
+
+    def describe(self) -> str:
+        return f"pivot into {self.new}" + (f" (old root at {self.old})" if self.old else "")
+
+    def execute(self, root: str) -> None:
+        with _At(root) as at:
+            new = at.open(self.new, create=False)
+            if self.old:
+                # the whole tree inside NEW first, so the bind of NEW below carries it along
+                # (binding it afterwards would copy NEW's own stacked mount over it)
+                mount(root, at.open(self.new.rstrip("/") + "/" + self.old.lstrip("/")), None, MS_BIND | MS_REC)
+            mount(new, root, None, MS_BIND | MS_REC)
+
+
 class RootOverlay(MountOp):
     """--ephemeral: an overlay whose upper layer is thrown away at exit."""
 
@@ -198,13 +268,17 @@ class Bind(MountOp):
     recursive: bool = True
     flags: int = 0  # extra flags for the read-only remount (nosuid, ...)
     source_in_root: bool = False  # SOURCE is a container path (already mounted inside)
+    make_source: bool = False  # SOURCE is a temporary directory to create first (--bind=:/PATH)
 
     def describe(self) -> str:
         kind = "rbind" if self.recursive else "bind"
         src = f"(container){self.source}" if self.source_in_root else self.source
-        return f"{kind} {src} -> {self.target}" + (" (ro)" if self.read_only else "")
+        return (f"{kind} {src}{' (temporary)' if self.make_source else ''} -> {self.target}"
+                + (" (ro)" if self.read_only else ""))
 
     def execute(self, root: str) -> None:
+        if self.make_source:
+            os.makedirs(self.source, mode=0o755, exist_ok=True)
         with _At(root) as at:
             source = at.open(self.source, directory=False, create=False) if self.source_in_root else self.source
             is_dir = os.path.isdir(source)

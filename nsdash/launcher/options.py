@@ -1,9 +1,12 @@
 """`nsdash spawn` options: systemd-nspawn's names, short forms, syntax and meaning.
 
-parse_spawn_args(argv) turns a command line into a frozen ContainerSpec, merging
-the machine's .nspawn settings file the way systemd-nspawn does (command-line
-options win; untrusted files cannot grant privileges).  All bad input raises
-UsageError/SpecError with one line naming the problem and the fix.
+The options themselves are rows of one table (nsdash.launcher.optable); this
+module reads a command line with them and turns options and .nspawn settings
+into a ContainerSpec.  spec_from(argv) is the one way to build a spec: `nsdash
+spawn`, `nsdash start` and the dashboard's spawn form all call it, so they
+accept and refuse the same names and read .nspawn files the same way (command
+line wins group by group; untrusted files cannot grant privileges).  All bad
+input raises UsageError/SpecError with one line naming the problem and the fix.
 
 The command line is read by a small getopt_long work-alike rather than
 argparse: it keeps nspawn's exact rules (options stop at the first non-option,
@@ -16,209 +19,78 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from nsdash.errors import SpecError, UsageError
+from nsdash.launcher import optable as t
 from nsdash.launcher import validate as v
-from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
+from nsdash.launcher.optable import (  # noqa: F401  (re-exported: callers and tests name them here)
+    CONSOLE,
+    LINK_JOURNAL,
+    MASK_GROUPS,
+    NO_ARG,
+    OPTIONAL,
+    OPTIONS,
+    REBOOT,
+    REQUIRED,
+    RESOLV_CONF,
+    SETTINGS,
+    TIMEZONE,
+)
+from nsdash.launcher.spec import Bind, ContainerSpec, OverlayMount
+from nsdash.launcher.values import check_unique_credentials, parse_absolute, parse_tmpfs  # noqa: F401
 
 TYPE_CHECKING = False  # typing costs the spawn path ~3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
-LINK_JOURNAL = ("no", "host", "try-host", "guest", "try-guest", "auto")
-RESOLV_CONF = ("off", "copy-host", "copy-static", "copy-uplink", "copy-stub",
-               "replace-host", "replace-static", "replace-uplink", "replace-stub",
-               "bind-host", "bind-static", "bind-uplink", "bind-stub", "delete", "auto")
-TIMEZONE = ("off", "copy", "bind", "symlink", "delete", "auto")
-CONSOLE = ("interactive", "read-only", "passive", "pipe", "autopipe")
-SETTINGS = ("yes", "no", "override", "trusted")
-REBOOT = ("restart", "exit")
+Opt = t.Setting  # the row type, by its old name
 
 # Where systemd-nspawn looks for an image named by -M when -D is not given.
 IMAGE_SEARCH_PATH = ("/etc/machines", "/run/machines", "/var/lib/machines",
                      "/var/lib/container", "/usr/local/lib/machines", "/usr/lib/machines")
 
-HELP = """\
-usage: nsdash spawn [OPTIONS...] [COMMAND [ARGS...]]
-
-Spawn a command or OS in a light-weight container (systemd-nspawn's options).
-
-  -h --help                 Show this help
-     --dry-run              Print the launch plan and exit without running it      [nsdash]
-     --detach               Run the container in the background                    [nsdash]
-
-Image:
-  -D --directory=PATH       Root directory for the container
-  -x --ephemeral            Run container with snapshot of root directory, and
-                            remove it after exit (an overlayfs upper layer)
-     --read-only            Mount the root directory read-only
-
-Execution:
-  -a --as-pid2              Maintain a stub init as PID1, invoke binary as PID2
-  -b --boot                 Boot up full system (i.e. invoke init)
-     --chdir=PATH           Set working directory in the container
-  -E --setenv=NAME[=VALUE]  Pass an environment variable to PID 1
-  -u --user=USER            Run the command under specified user or UID
-     --kill-signal=SIGNAL   Select signal to use for shutting down PID 1
-     --notify-ready=BOOLEAN Accepted for compatibility; READY=1 is always awaited  [nsdash]
-     --reboot=restart|exit  What a reboot inside does: restart the container in this
-                            process (default) or exit with 133 as nspawn does under
-                            its service unit                                        [nsdash]
-
-System Identity:
-  -M --machine=NAME         Set the machine name for the container
-     --hostname=NAME        Override the hostname for the container
-     --uuid=UUID            Set a specific machine UUID for the container
-
-Properties:
-     --register=BOOLEAN     Register container as machine (yes, no or auto:
-                            register if systemd-machined is reachable)              [nsdash: auto]
-
-User Namespacing:
-     --private-users=no|yes|pick|identity|UIDBASE[:NUIDS]
-                            Run within user namespace
-  -U                        Equivalent to --private-users=pick and
-                            --private-users-ownership=auto
-     --private-users-ownership=off|chown|map|auto
-                            Adjust OS tree ownership to private UID/GID range
-
-Networking:
-     --private-network      Disable network in container (only a loopback device)
-  -n --network-veth         Add a virtual Ethernet connection between host
-                            (ve-NAME) and container (host0)
-
-Security:
-     --capability=CAP       In addition to the default, retain specified capability
-     --drop-capability=CAP  Drop the specified capability from the default set
-     --no-new-privileges    Set PR_SET_NO_NEW_PRIVS flag for container payload
-     --system-call-filter=LIST|~LIST
-                            Permit/prohibit specific system calls
-
-Filesystems:
-     --bind=PATH[:PATH[:OPTIONS]]
-                            Bind mount a file or directory from the host into
-                            the container (OPTIONS: rbind or norbind; a '+' before
-                            the source makes it relative to the image; escape ':'
-                            in paths as '\\:')
-     --bind-ro=PATH[:PATH[:OPTIONS]
-                            Similar, but creates a read-only bind mount
-     --inaccessible=PATH    Over-mount file node with inaccessible node to mask it
-     --tmpfs=PATH[:OPTIONS] Mount an empty tmpfs to the specified directory
-     --resolv-conf=MODE     Select mode of /etc/resolv.conf initialization
-     --timezone=MODE        Select mode of /etc/localtime initialization
-     --link-journal=MODE    Link up guest journal, one of no, auto, guest,
-                            host, try-guest, try-host
-  -j                        Equivalent to --link-journal=try-guest
-
-Input/Output:
-     --console=MODE         Select how stdin/stdout/stderr and /dev/console are
-                            set up for the container (interactive, read-only,
-                            passive, pipe, autopipe)
-  -P --pipe                 Equivalent to --console=pipe
-  -q --quiet                Do not show status information
-
-Settings:
-     --settings=BOOLEAN     Load additional settings from .nspawn file
-                            (yes, no, override or trusted)
-
-Where nsdash differs from systemd-nspawn: $container is "nsdash"; images are
-directories only (no --image); a reboot inside restarts the container in the
-same process unless --reboot=exit; --register=auto is the default; --dry-run and
---detach are nsdash's own.
-"""
-
-
-# getopt_long's argument kinds
-NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
-
-
-class Opt:
-    """One option: its names, its argument kind, where it is stored.
-    (A plain class: a dataclass compiles its methods with exec() at import.)"""
-
-    __slots__ = ("long", "short", "arg", "dest", "const", "append")
-
-    def __init__(self, long: str | None, short: str | None, arg: int, dest: str,
-                 const: Any = True, append: bool = False) -> None:
-        self.long, self.short, self.arg, self.dest = long, short, arg, dest
-        self.const = const  # what a flag stores
-        self.append = append
-
-
-OPTIONS: tuple[Opt, ...] = (
-    Opt("help", "h", NO_ARG, "help"),
-    Opt("directory", "D", REQUIRED, "directory"),
-    Opt("machine", "M", REQUIRED, "machine"),
-    Opt("hostname", None, REQUIRED, "hostname"),
-    Opt("uuid", None, REQUIRED, "uuid"),
-    Opt("boot", "b", NO_ARG, "boot"),
-    Opt("as-pid2", "a", NO_ARG, "as_pid2"),
-    Opt("chdir", None, REQUIRED, "chdir"),
-    Opt("setenv", "E", REQUIRED, "setenv", append=True),
-    Opt("user", "u", REQUIRED, "user"),
-    Opt("bind", None, REQUIRED, "bind_specs", const="--bind", append=True),
-    Opt("bind-ro", None, REQUIRED, "bind_specs", const="--bind-ro", append=True),
-    Opt("tmpfs", None, REQUIRED, "tmpfs", append=True),
-    Opt("inaccessible", None, REQUIRED, "inaccessible", append=True),
-    Opt("read-only", None, NO_ARG, "read_only"),
-    Opt("ephemeral", "x", NO_ARG, "ephemeral"),
-    Opt("private-network", None, NO_ARG, "private_network"),
-    Opt("network-veth", "n", NO_ARG, "network_veth"),
-    Opt("link-journal", None, REQUIRED, "link_journal"),
-    Opt(None, "j", NO_ARG, "link_journal", const="try-guest"),
-    Opt("resolv-conf", None, REQUIRED, "resolv_conf"),
-    Opt("timezone", None, REQUIRED, "timezone"),
-    Opt("register", None, REQUIRED, "register"),
-    Opt("kill-signal", None, REQUIRED, "kill_signal"),
-    Opt("console", None, REQUIRED, "console"),
-    Opt("pipe", "P", NO_ARG, "console", const="pipe"),
-    Opt("quiet", "q", NO_ARG, "quiet"),
-    Opt("capability", None, REQUIRED, "capability", append=True),
-    Opt("drop-capability", None, REQUIRED, "drop_capability", append=True),
-    Opt("settings", None, REQUIRED, "settings"),
-    Opt("reboot", None, REQUIRED, "reboot"),
-    Opt("detach", None, NO_ARG, "detach"),
-    Opt("dry-run", None, NO_ARG, "dry_run"),
-    Opt("no-new-privileges", None, OPTIONAL, "no_new_privileges", const="yes"),
-    Opt("system-call-filter", None, REQUIRED, "system_call_filter", append=True),
-    Opt("private-users", None, OPTIONAL, "private_users", const="yes"),
-    Opt(None, "U", NO_ARG, "private_users_pick"),
-    Opt("private-users-ownership", None, REQUIRED, "private_users_ownership"),
-    Opt("private-users-chown", None, NO_ARG, "private_users_ownership", const="chown"),  # the old spelling
-    Opt("notify-ready", None, REQUIRED, "notify_ready"),
-)
-_LONG = {o.long: o for o in OPTIONS if o.long}
-_SHORT = {o.short: o for o in OPTIONS if o.short}
+# Settings keys that are not ContainerSpec fields, and why nothing is lost.
+NOT_SPEC_FIELDS = frozenset({
+    "help", "version", "no_pager",  # handled while reading the command line
+    "directory", "machine", "settings",  # spec_from's own inputs
+    "notify_ready",  # nsdash always waits for READY=1 from a booted init (see --help)
+    "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
+})
 
 
 def _usage(text: str) -> UsageError:
     return UsageError(f"spawn: {v.printable(text)}", "run 'nsdash spawn --help' for the options")
 
 
-def _find_long(name: str) -> Opt:
+def _find_long(name: str) -> t.Setting:
     """An exact name, or a unique prefix of one, as getopt_long accepts."""
-    if name in _LONG:
-        return _LONG[name]
-    matches = [o for n, o in _LONG.items() if n.startswith(name)]
+    if name in t.BY_LONG:
+        return t.BY_LONG[name]
+    matches = [o for n, o in t.BY_LONG.items() if n.startswith(name)]
     if len({id(o) for o in matches}) == 1 and name:
         return matches[0]
     if matches and name:
-        names = ", ".join(f"--{o.long}" for o in matches)
+        names = ", ".join(sorted(f"--{o.long}" for o in matches))
         raise _usage(f"option '--{name}' is ambiguous; possibilities: {names}")
     raise _usage(f"unrecognized option '--{name}'")
 
 
-def _help() -> SystemExit:
-    sys.stdout.write(HELP)
+def _exit_printing(text: str) -> SystemExit:
+    sys.stdout.write(text)
     return SystemExit(0)
 
 
-def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
+def _help() -> SystemExit:
+    return _exit_printing(t.help_text())
+
+
+def getopt(argv: list[str]) -> tuple[list[tuple[t.Setting, Any]], list[str]]:
     """systemd-nspawn's getopt_long("+...") semantics: options until the first
     non-option argument or '--'; -abc bundles; -Dvalue and -D value; --name=value
-    and --name value; optional arguments only as --name=value."""
-    found: list[tuple[Opt, Any]] = []
+    and --name value; optional arguments only as --name=value.  A flag's value is
+    None (its row's const applies)."""
+    found: list[tuple[t.Setting, Any]] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -228,16 +100,16 @@ def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             opt = _find_long(name)
-            if opt.dest == "help" and not eq:
+            if opt.key == "help" and not eq:
                 raise _help()  # at once, as nspawn's option loop does: later errors don't matter
             if opt.arg == NO_ARG:
                 if eq:
                     raise _usage(f"option '--{opt.long}' doesn't allow an argument")
-                found.append((opt, opt.const))
+                found.append((opt, None))
             elif eq:
                 found.append((opt, value))
             elif opt.arg == OPTIONAL:
-                found.append((opt, opt.const))
+                found.append((opt, None))
             elif i < len(argv):
                 found.append((opt, argv[i]))
                 i += 1
@@ -246,42 +118,94 @@ def getopt(argv: list[str]) -> tuple[list[tuple[Opt, Any]], list[str]]:
         elif arg.startswith("-") and arg != "-":
             j = 1
             while j < len(arg):
-                opt = _SHORT.get(arg[j])  # type: ignore[assignment]
-                if opt is None:
+                short = t.BY_SHORT.get(arg[j])
+                if short is None:
                     raise _usage(f"invalid option -- '{arg[j]}'")
                 j += 1
-                if opt.dest == "help":
+                if short.key == "help":
                     raise _help()
-                if opt.arg == NO_ARG:
-                    found.append((opt, opt.const))
+                if short.arg == NO_ARG:
+                    found.append((short, None))
                     continue
                 if j < len(arg):
-                    found.append((opt, arg[j:]))
+                    found.append((short, arg[j:]))
                 elif i < len(argv):
-                    found.append((opt, argv[i]))
+                    found.append((short, argv[i]))
                     i += 1
                 else:
-                    raise _usage(f"option requires an argument -- '{opt.short}'")
+                    raise _usage(f"option requires an argument -- '{short.short}'")
                 break
         else:
             return found, argv[i - 1:]
     return found, []
 
 
-def _namespace(argv: list[str]) -> SimpleNamespace:
-    """The command line as attributes named by Opt.dest (None when not given)."""
-    ns = SimpleNamespace(**{o.dest: None for o in OPTIONS})
-    found, ns.command = getopt(argv)
-    for opt, value in found:
-        if opt.dest == "bind_specs":
-            ro = opt.const == "--bind-ro"
-            value = (value, ro, opt.const)
-        if opt.append:
-            current = getattr(ns, opt.dest) or []
-            current.append(value)
-            value = current
-        setattr(ns, opt.dest, value)
-    return ns
+# ------------------------------------------------------------------ storing values
+
+def store(values: dict[str, Any], row: t.Setting, parsed: Any, how: str) -> None:
+    """Put a parsed value into VALUES the way the row says (t.SET, t.APPEND, ...)."""
+    key = row.key
+    if how == t.UPDATE:
+        values.update(parsed)
+        return
+    if how == t.ADD:
+        for k, names in parsed.items():  # each use adds to its list, as in nspawn
+            values[k] = tuple(values.get(k, ())) + tuple(names)
+        return
+    assert key is not None
+    if how == t.SET:
+        if parsed is None:
+            values.pop(key, None)  # an empty -M, Volatile=no: back to the default
+        else:
+            values[key] = parsed
+    elif how == t.APPEND:
+        values[key] = [*values.get(key, []), parsed]
+    elif how == t.EXTEND:
+        values[key] = [*values.get(key, []), *parsed]
+    elif how == t.UNION:
+        values[key] = frozenset(values.get(key, frozenset())) | parsed
+    elif how == t.MERGE:
+        values[key] = {**values.get(key, {}), **parsed}
+    else:  # pragma: no cover - a row with an unknown store kind is a programming error
+        raise AssertionError(how)
+
+
+def refuse_unsupported(row: t.Setting, label: str) -> UsageError:
+    return UsageError(f"{label} is not supported by nsdash: {row.unsupported}",
+                      "the README lists what nsdash leaves out")
+
+
+def apply_option(values: dict[str, Any], row: t.Setting, raw: str | None) -> None:
+    """One command-line option (RAW None: a flag, or an optional argument left out)."""
+    label = row.label
+    if row.unsupported:
+        raise refuse_unsupported(row, label)
+    if row.key == "version":
+        from nsdash import __version__
+
+        raise _exit_printing(f"nsdash {__version__} (systemd-nspawn 252's options)\n")
+    if raw is None:
+        parsed = row.const
+    elif raw == "help" and row.help_list is not None:
+        raise _exit_printing("".join(f"{item}\n" for item in row.help_list()))
+    else:
+        assert row.parse is not None
+        parsed = row.parse(raw, label)
+    store(values, row, parsed, row.store)
+
+
+def apply_file_key(values: dict[str, Any], row: t.Setting, key: str, raw: str) -> None:
+    """One .nspawn assignment KEY=RAW (KEY as written, for messages)."""
+    label = f"{key}="
+    if row.unsupported:
+        raise refuse_unsupported(row, label)
+    if raw == "" and row.file_reset:
+        for k in row.keys:  # an empty assignment resets the list (unit-file rule)
+            values[k] = [] if row.file_store in (t.APPEND, t.EXTEND) else ()
+        return
+    parse = row.file_parse or row.parse
+    assert parse is not None
+    store(values, row, parse(raw, label), row.file_store)
 
 
 class Options:
@@ -297,27 +221,37 @@ class Options:
         return default if value is None else value
 
 
-def _nonempty(value: str, option: str, syntax: str) -> str:
-    if value is None or not value.strip():
-        raise UsageError(f"empty {option} value", f"use {option}={syntax}")
-    return value
+def parse_args(argv: Sequence[str]) -> Options:
+    """The command line alone, validated (no settings file, directory unchecked)."""
+    found, command = getopt(list(argv))
+    values: dict[str, Any] = {}
+    for row, raw in found:
+        apply_option(values, row, raw)
+    if command:
+        values["command"] = list(command)
+    return Options(values)
 
+
+# ------------------------------------------------------------------ binds
 
 def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--bind") -> Bind:
-    """SRC[:DST[:OPTIONS]] with '+SRC' relative to the image and '\\:' for a colon."""
-    syntax = f"use {option}=SRC[:DST[:OPTIONS]]"
+    """SRC[:DST[:OPTIONS]] with '+SRC' relative to the image, '\\:' for a colon, and an
+    empty SRC for a temporary directory (removed at exit), as nspawn takes them."""
+    syntax = f"use {option.rstrip('=')}=SRC[:DST[:OPTIONS]]"
     parts = v.split_escaped(value)
     if len(parts) > 3:
         raise UsageError(f"invalid {option} {value!r}: too many ':'", f"{syntax} (escape ':' in paths as '\\:')")
     source = parts[0]
     target = parts[1] if len(parts) > 1 else None
     opts = parts[2] if len(parts) > 2 else ""
-    if not source:
+    if not source and target is None:
         raise UsageError(f"invalid {option} {value!r}: empty source", syntax)
     if target is not None and not target:
         raise UsageError(f"invalid {option} {value!r}: empty target", syntax)
-    relative = source.startswith("+")
-    if relative:
+    host_source: Path | None
+    if not source:
+        host_source = None  # nspawn: a temporary directory, made at start and removed at exit
+    elif source.startswith("+"):
         inner = v.normalize_path("/" + source[1:])
         if tree is None:
             raise UsageError(f"{option} {value!r} is relative to the image but no image is known", "pass -D DIR")
@@ -333,134 +267,63 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
                              f"{syntax} with an absolute SRC (or +SRC, relative to the image)")
         host_source = Path(v.normalize_path(source))
         target = target if target is not None else str(host_source)
+    assert target is not None
     if not v.is_absolute_path(target):
         raise UsageError(f"invalid {option} {value!r}: target {target!r} is not an absolute path", syntax)
-    recursive = True
+    recursive, idmap = True, False
     for opt in filter(None, opts.split(",")):
-        if opt == "rbind":
-            recursive = True
-        elif opt == "norbind":
-            recursive = False
-        elif opt in ("idmap", "noidmap", "rootidmap", "owneridmap"):
-            raise UsageError(f"{option} option {opt!r} is not supported by nsdash", "use rbind or norbind")
+        if opt in ("rbind", "norbind"):
+            recursive = opt == "rbind"
+        elif opt in ("idmap", "noidmap"):
+            idmap = opt == "idmap"
+        elif opt in ("rootidmap", "owneridmap"):
+            raise UsageError(f"{option} option {opt!r} is not supported by nsdash",
+                             "use idmap (the container's range maps the source's owners) or noidmap")
         else:
-            raise UsageError(f"invalid {option} option {opt!r} in {value!r}", "use rbind or norbind")
-    if not host_source.exists():
+            raise UsageError(f"invalid {option} option {opt!r} in {value!r}", "use rbind, norbind, idmap or noidmap")
+    if host_source is not None and not host_source.exists():
         raise SpecError(f"{option} source {v.printable(host_source)} does not exist", "create it or fix the path")
-    return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive)
+    return Bind(source=host_source, target=v.normalize_path(target), read_only=read_only, recursive=recursive,
+                idmap=idmap)
 
 
-def parse_tmpfs(value: str, option: str = "--tmpfs") -> TmpfsMount:
-    """PATH[:OPTIONS], mode=0755 unless OPTIONS say otherwise."""
-    path, _, opts = value.partition(":") if "\\" not in value else _first_and_rest(value)
-    if not path:
-        raise UsageError(f"invalid {option} {value!r}: empty path", f"use {option}=PATH[:OPTIONS]")
-    if not v.is_absolute_path(path):
-        raise UsageError(f"invalid {option} {value!r}: {path!r} is not an absolute path",
-                         f"use {option}=/PATH[:OPTIONS]")
-    if "\0" in opts:
-        raise UsageError(f"invalid {option} {value!r}: NUL in options", f"use {option}=PATH[:OPTIONS]")
-    return TmpfsMount(target=v.normalize_path(path), options=opts or "mode=0755")
+def _host_path(path: str, tree: Path, option: str, value: str) -> Path:
+    """An --overlay source: +PATH inside the image (followed there, never out of it),
+    else absolute, or relative to the current directory (nspawn's rule for overlays)."""
+    if path.startswith("+"):
+        from nsdash.launcher.mounts import resolve_in_root
+
+        return Path(resolve_in_root(str(tree), v.normalize_path("/" + path[1:])))
+    if "\0" in path:
+        raise UsageError(f"invalid {option} {value!r}: NUL in a path", "remove it")
+    return Path(os.path.abspath(path))
 
 
-def _first_and_rest(value: str) -> tuple[str, str, str]:
+def parse_overlay(value: str, read_only: bool, tree: Path, option: str = "--overlay") -> OverlayMount:
+    """LOWER[:LOWER...]:UPPER:DEST, or SOURCE:DEST (DEST's host path is then the top too)."""
+    syntax = f"use {option.rstrip('=')}=LOWER[:LOWER...]:UPPER:DEST or SOURCE:DEST"
     parts = v.split_escaped(value)
-    if len(parts) == 1:
-        return parts[0], "", ""
-    # the options part keeps its own colons (mount options never contain escapes)
-    first = parts[0]
-    rest = value[value.index(":", _escaped_len(value, first)) + 1:]
-    return first, ":", rest
+    if len(parts) < 2:
+        raise UsageError(f"invalid {option} {value!r}: at least two paths are needed", syntax)
+    target = parts[-1]
+    if not v.is_absolute_path(target):
+        raise UsageError(f"invalid {option} {value!r}: the destination {target!r} is not an absolute path", syntax)
+    sources = parts[:-1] if len(parts) > 2 else [parts[0], target]
+    temporary = not read_only and sources[-1] == ""
+    if any(not p for p in (sources[:-1] if temporary else sources)):
+        raise UsageError(f"invalid {option} {value!r}: an empty path", f"{syntax} (only the upper may be empty)")
+    paths = [None if not p else _host_path(p, tree, option, value) for p in sources]
+    for p in paths:
+        if p is not None and not p.is_dir():
+            raise SpecError(f"{option} source {v.printable(p)} is not a directory", "create it or fix the path")
+    if read_only:
+        return OverlayMount(lower=tuple(p for p in paths if p is not None), upper=None,
+                            target=v.normalize_path(target), read_only=True)
+    return OverlayMount(lower=tuple(p for p in paths[:-1] if p is not None), upper=paths[-1],
+                        target=v.normalize_path(target), temporary=temporary)
 
 
-def _escaped_len(value: str, first: str) -> int:
-    i = n = 0
-    while n < len(first):
-        i += 2 if value[i] == "\\" else 1
-        n += 1
-    return i
-
-
-def parse_absolute(value: str, option: str) -> str:
-    if not v.is_absolute_path(value):
-        raise UsageError(f"invalid {option} {value!r}: not an absolute path", f"use {option}=/PATH")
-    return v.normalize_path(value)
-
-
-def options_from_args(ns: SimpleNamespace) -> Options:
-    """Validate each command-line value; return only what was given."""
-    o: dict[str, Any] = {}
-    if ns.directory is not None:
-        o["directory"] = _nonempty(ns.directory, "--directory", "PATH")
-    if ns.machine:  # an empty -M means "derive it", as in nspawn
-        o["machine"] = v.parse_machine_name(ns.machine)
-    if ns.hostname is not None:
-        o["hostname"] = v.parse_machine_name(ns.hostname, "--hostname")
-    if ns.uuid is not None:
-        o["uuid"] = v.parse_uuid(ns.uuid)
-    for key in ("boot", "as_pid2", "read_only", "ephemeral", "private_network", "network_veth",
-                "quiet", "detach", "dry_run"):
-        if getattr(ns, key):
-            o[key] = True
-    if ns.chdir is not None:
-        o["chdir"] = parse_absolute(ns.chdir, "--chdir")
-    if ns.setenv:
-        o["setenv"] = [v.parse_setenv(item) for item in ns.setenv]
-    if ns.user:  # an empty -u means the default (root), as in nspawn
-        o["user"] = v.parse_user(ns.user)
-    if ns.bind_specs:
-        o["bind_specs"] = ns.bind_specs
-    if ns.tmpfs:
-        o["tmpfs"] = [parse_tmpfs(t) for t in ns.tmpfs]
-    if ns.inaccessible:
-        o["inaccessible"] = [parse_absolute(p, "--inaccessible") for p in ns.inaccessible]
-    if ns.link_journal is not None:
-        o["link_journal"] = v.parse_choice(ns.link_journal, LINK_JOURNAL, "--link-journal")
-    if ns.resolv_conf is not None:
-        o["resolv_conf"] = v.parse_choice(ns.resolv_conf, RESOLV_CONF, "--resolv-conf")
-    if ns.timezone is not None:
-        o["timezone"] = v.parse_choice(ns.timezone, TIMEZONE, "--timezone")
-    if ns.register is not None:
-        o["register"] = "auto" if ns.register == "auto" else (
-            "yes" if v.parse_boolean(ns.register, "--register") else "no")
-    if ns.kill_signal is not None:
-        o["kill_signal"] = v.parse_signal(ns.kill_signal)
-    if ns.console is not None:
-        o["console"] = v.parse_choice(ns.console, CONSOLE, "--console")
-    if ns.capability:
-        o["capabilities"] = frozenset().union(*(v.parse_capabilities(c, "--capability") for c in ns.capability))
-    if ns.drop_capability:
-        o["drop_capabilities"] = frozenset().union(
-            *(v.parse_capabilities(c, "--drop-capability") for c in ns.drop_capability))
-    if ns.settings is not None:
-        s = ns.settings if ns.settings in ("override", "trusted") else (
-            "yes" if v.parse_boolean(ns.settings, "--settings") else "no")
-        o["settings"] = s
-    if ns.reboot is not None:
-        o["reboot_exit"] = v.parse_choice(ns.reboot, REBOOT, "--reboot") == "exit"
-    if ns.no_new_privileges is not None:
-        o["no_new_privileges"] = v.parse_boolean(ns.no_new_privileges, "--no-new-privileges")
-    if ns.system_call_filter:
-        allow: list[str] = []
-        deny: list[str] = []
-        for value in ns.system_call_filter:  # each use adds to its list, as in nspawn
-            negative, names = v.parse_syscall_filter(value, "--system-call-filter")
-            (deny if negative else allow).extend(names)
-        o["syscall_allow"], o["syscall_deny"] = tuple(allow), tuple(deny)
-    if ns.private_users_pick:
-        o["private_users"] = "pick"
-        o["private_users_ownership"] = "auto"
-    if ns.private_users is not None:
-        o["private_users"] = v.parse_private_users(ns.private_users)
-    if ns.private_users_ownership is not None:
-        o["private_users_ownership"] = v.parse_private_users_ownership(ns.private_users_ownership)
-    if ns.notify_ready is not None:
-        v.parse_boolean(ns.notify_ready, "--notify-ready")
-    command = list(ns.command or [])
-    if command:
-        o["command"] = command
-    return Options(o)
-
+# ------------------------------------------------------------------ the spec
 
 def find_directory(machine: str | None) -> str:
     """nspawn without -D: the image named by -M in the image search path, else the current directory."""
@@ -495,33 +358,30 @@ def derive_machine_name(directory: Path, ephemeral: bool) -> str:
     return base
 
 
-_SPEC_KEYS = ("hostname", "uuid", "boot", "as_pid2", "chdir", "user", "read_only", "ephemeral",
-              "private_network", "network_veth", "link_journal", "resolv_conf", "timezone", "register",
-              "kill_signal", "console", "quiet", "reboot_exit", "no_new_privileges", "private_users",
-              "private_users_ownership", "detach", "dry_run", "syscall_allow", "syscall_deny")
-
-
-# Settings that systemd-nspawn masks together (its SETTING_* bits): when the
-# stronger side sets any of a group, the weaker side's whole group is dropped.
-MASK_GROUPS: tuple[frozenset[str], ...] = (
-    frozenset({"boot", "as_pid2", "command"}),  # SETTING_START_MODE (and the parameters)
-    frozenset({"capabilities", "drop_capabilities"}),  # SETTING_CAPABILITY
-    frozenset({"bind_specs", "tmpfs", "inaccessible"}),  # SETTING_CUSTOM_MOUNTS
-    frozenset({"private_network", "network_veth"}),  # SETTING_NETWORK
-    frozenset({"private_users", "private_users_ownership"}),  # SETTING_USERNS
-    frozenset({"syscall_allow", "syscall_deny"}),  # SETTING_SYSCALL_FILTER
-)
-
-
 def merge_layers(weak: dict[str, Any], strong: dict[str, Any]) -> dict[str, Any]:
-    """STRONG over WEAK, group by group as nspawn's settings mask does."""
+    """STRONG over WEAK, group by group as nspawn's settings mask does; per-entry for
+    dicts (each resource limit is its own group in nspawn)."""
     weak = dict(weak)
     for group in MASK_GROUPS:
         if group & strong.keys():
             for key in group:
                 weak.pop(key, None)
-    weak.update({k: val for k, val in strong.items() if val is not None})
+    for k, val in strong.items():
+        if val is None:
+            continue
+        weak[k] = {**weak[k], **val} if isinstance(val, dict) and isinstance(weak.get(k), dict) else val
     return weak
+
+
+def _spec_value(key: str, value: Any) -> Any:
+    """A settings value in the form its ContainerSpec field takes."""
+    if isinstance(value, dict):  # rlimits: {NAME: (soft, hard)}
+        return tuple((name, *limits) for name, limits in sorted(value.items()))
+    if isinstance(value, frozenset | set):
+        return frozenset(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
 
 
 def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
@@ -543,32 +403,41 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     machine = merged.get("machine") or derive_machine_name(directory, bool(merged.get("ephemeral")))
     if merged.get("boot") and merged.get("as_pid2"):
         raise UsageError("--boot and --as-pid2 may not be combined", "pick one of -b and -a")
-    tree = directory
-    binds = tuple(parse_bind(value, ro, tree, label) for value, ro, label in merged.get("bind_specs", []))
-    kwargs: dict[str, Any] = {k: merged[k] for k in _SPEC_KEYS if merged.get(k) is not None}
-    return ContainerSpec(
-        directory=directory,
-        machine=machine,
-        command=tuple(merged.get("command", ())),
-        setenv=tuple(merged.get("setenv", ())),
-        binds=binds,
-        tmpfs=tuple(merged.get("tmpfs", ())),
-        inaccessible=tuple(merged.get("inaccessible", ())),
-        capabilities=frozenset(merged.get("capabilities", frozenset())),
-        drop_capabilities=frozenset(merged.get("drop_capabilities", frozenset())),
-        **kwargs,
-    )
+    if merged.get("volatile", "no") != "no" and merged.get("ephemeral"):
+        raise UsageError(f"--volatile={merged['volatile']} cannot be combined with --ephemeral",
+                         "pick one (--volatile=overlay is like -x)")
+    if merged.get("private_users") == "pick" and merged.get("private_users_ownership") is None:
+        # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
+        # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
+        merged["private_users_ownership"] = "auto"
+    if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
+        raise UsageError("--network-namespace-path cannot be combined with --private-network or --network-veth",
+                         "the joined namespace is the container's network: pick one")
+    if merged.get("network_veth"):
+        merged["private_network"] = True  # nspawn: a veth link implies the container's own network
+    binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))
+    overlays = tuple(parse_overlay(value, ro, directory, label)
+                     for value, ro, label in merged.get("overlay_specs", []))
+    check_unique_credentials(merged.get("credentials", ()))
+    fields = ContainerSpec._fields
+    kwargs = {k: _spec_value(k, val) for k, val in merged.items()
+              if k in fields and k not in ("directory", "machine") and val is not None}
+    return ContainerSpec(directory=directory, machine=machine, binds=binds, overlays=overlays, **kwargs)
 
 
-def parse_args(argv: list[str]) -> Options:
-    """The command line alone, validated (no settings file, directory unchecked)."""
-    return options_from_args(_namespace(list(argv)))
+def _warn_to_stderr(message: str) -> None:
+    sys.stderr.write(f"nsdash: warning: {v.printable(message)}\n")
 
 
-def parse_spawn_args(argv: list[str], *, trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
-    """systemd-nspawn's command line (plus nsdash's own options) -> ContainerSpec.
+def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = None,
+              warn: Callable[[str], None] | None = None) -> ContainerSpec:
+    """The one way to a ContainerSpec: systemd-nspawn's command line (plus nsdash's
+    own options) merged with the machine's .nspawn file.
 
-    TRUSTED_DIRS replaces /etc/systemd/nspawn and /run/systemd/nspawn (tests)."""
+    `nsdash spawn` passes its arguments; `nsdash start NAME` and the dashboard's
+    form write theirs as the same options.  TRUSTED_DIRS replaces
+    /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
+    .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
     raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
     directory = check_directory(raw_dir)
@@ -580,6 +449,9 @@ def parse_spawn_args(argv: list[str], *, trusted_dirs: tuple[str, ...] | None = 
 
         name = cli.get("machine") or derive_machine_name(directory, False)
         settings = nspawn_settings.load_for(name, directory, settings_mode,
-                                            trusted_dirs if trusted_dirs is not None else nspawn_settings.TRUSTED_DIRS)
-    spec = build_spec(cli, settings)
-    return spec
+                                            trusted_dirs if trusted_dirs is not None else nspawn_settings.TRUSTED_DIRS,
+                                            warn=warn or _warn_to_stderr)
+    return build_spec(cli, settings)
+
+
+parse_spawn_args = spec_from  # the command line's name for it

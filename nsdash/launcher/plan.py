@@ -18,9 +18,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from nsdash.errors import SpecError
+from nsdash.launcher import mountopts, sandbox
 from nsdash.launcher import mounts as m
-from nsdash.launcher import sandbox
-from nsdash.launcher.spec import ContainerSpec
+from nsdash.launcher.spec import ContainerSpec, OverlayMount
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -39,6 +39,7 @@ from nsdash.system.syscalls import (
 # systemd-nspawn's PATH for the payload (DEFAULT_PATH_COMPAT: works for split and merged /usr).
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NOTIFY_PATH = "/run/host/notify"
+CREDENTIALS_PATH = "/run/host/credentials"  # $CREDENTIALS_DIRECTORY of PID 1, as nspawn's
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 BOOT_ID_FILE = "boot_id"  # in the run's state directory: this boot's ID, bound over BOOT_ID_PATH
 INIT_CANDIDATES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")
@@ -85,6 +86,31 @@ class User(m.Frozen):
     groups: tuple[int, ...] = ()
 
 
+class ProcessSettings(m.Frozen):
+    """Per-process settings of the payload, applied by PID 1 before it locks itself down
+    (launcher.child.apply_process_settings): --rlimit, --oom-score-adjust,
+    --cpu-affinity and --personality."""
+
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # (NOFILE, soft, hard); -1 is infinity
+    oom_score_adjust: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    personality: str | None = None  # x86 | x86-64
+
+    def describe(self) -> str:
+        parts = [f"rlimit {n}={_limit(s)}:{_limit(h)}" for n, s, h in self.rlimits]
+        if self.oom_score_adjust is not None:
+            parts.append(f"oom_score_adj {self.oom_score_adjust}")
+        if self.cpu_affinity is not None:
+            parts.append("cpus " + ",".join(map(str, self.cpu_affinity)))
+        if self.personality is not None:
+            parts.append(f"personality {self.personality}")
+        return "; ".join(parts) or "inherited"
+
+
+def _limit(value: int) -> str:
+    return "infinity" if value < 0 else str(value)
+
+
 class LaunchPlan(m.Frozen):
     """What the child does, in order, and what the parent sets up around it."""
 
@@ -102,7 +128,7 @@ class LaunchPlan(m.Frozen):
     boot: bool
     as_pid2: bool
     kill_signal: int
-    network: str  # "host" | "private" | "veth"
+    network: str  # "host" | "private" | "veth" | "netns" (--network-namespace-path)
     uuid: str  # 32 hex digits
     ephemeral_dir: str | None = None  # holds upper/, work/ and root/ for --ephemeral
     created_paths: tuple[str, ...] = ()  # host paths in the tree the mounts create; removed after exit
@@ -110,6 +136,13 @@ class LaunchPlan(m.Frozen):
     host_journal_link: tuple[str, str] | None = None  # guest: (host symlink, its target)
     boot_id: str | None = None  # this boot's ID (8-4-4-4-12), written to the run dir before start
     extra: Mapping[str, object] = MappingProxyType({})  # the hardening's additions (seccomp, checks)
+    process: ProcessSettings = ProcessSettings()
+    netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
+    ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
+
+    @property
+    def ambient_numbers(self) -> tuple[int, ...]:
+        return tuple(sorted(CAPABILITIES[c] for c in self.ambient_capabilities if c in CAPABILITIES))
 
     @property
     def capability_numbers(self) -> tuple[int, ...]:
@@ -131,7 +164,9 @@ class LaunchPlan(m.Frozen):
             f"chdir:        {self.chdir}",
             f"kill signal:  {signal_name(self.kill_signal)}",
             f"capabilities: {' '.join(sorted(self.capabilities))}",
+            *([f"ambient:      {' '.join(sorted(self.ambient_capabilities))}"] if self.ambient_capabilities else []),
             f"syscalls:     {self.extra.get('syscall_filter', 'no filter')}",
+            f"process:      {self.process.describe()}",
             "environment:",
             *(f"  {k}={v}" for k, v in self.env),
             "mounts:",
@@ -287,13 +322,27 @@ def _missing_chain(tree: str, host_path: str) -> list[str]:
     return missing[::-1]
 
 
-def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str]]:
+def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
+              userns: bool) -> tuple[list[m.MountOp], list[str], list[str]]:
+    """The user's mounts, the mount points they create in the tree, and what they create
+    on the host outside it (overlay work directories, removed at exit even with -x)."""
     ops: list[m.MountOp] = []
     created: list[str] = []
-    for b in spec.binds:
-        src = os.path.abspath(b.source)
-        if not os.path.exists(src):
-            raise SpecError(f"bind source {src} does not exist", "create it, or fix the --bind/--bind-ro value")
+    host_created: list[str] = []
+    for i, b in enumerate(spec.binds):
+        if b.source is None:
+            # nspawn: an empty source is a fresh temporary directory, removed after exit
+            if state_dir is None:
+                raise SpecError(f"--bind with an empty source ({b.target}) needs a state directory",
+                                "set NSDASH_STATE_DIR or run as root")
+            src = os.path.join(state_dir, "bind-temp", str(i))
+        else:
+            src = os.path.abspath(b.source)
+            if not os.path.exists(src):
+                raise SpecError(f"bind source {src} does not exist", "create it, or fix the --bind/--bind-ro value")
+        if b.idmap and userns:
+            raise SpecError(f"the bind option idmap ({b.target}) with --private-users is not supported by nsdash",
+                            "leave idmap out and chown the source to the container's range, or bind read-only")
         try:
             host_target = m.resolve_in_root(tree, b.target, strict=True)
         except m.EscapeError:
@@ -301,7 +350,7 @@ def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str
                             "bind to a path that stays inside the tree") from None
         created += _missing_chain(tree, host_target)
         ops.append(m.Bind(src, b.target, read_only=b.read_only, recursive=b.recursive,
-                          flags=MS_NOSUID | MS_NODEV if b.read_only else 0))
+                          flags=MS_NOSUID | MS_NODEV if b.read_only else 0, make_source=b.source is None))
     for t in spec.tmpfs:
         try:
             host_target = m.resolve_in_root(tree, t.target, strict=True)
@@ -309,10 +358,45 @@ def _bind_ops(spec: ContainerSpec, tree: str) -> tuple[list[m.MountOp], list[str
             raise SpecError(f"tmpfs target {t.target} escapes the container root through a symlink",
                             "mount the tmpfs on a path that stays inside the tree") from None
         created += _missing_chain(tree, host_target)
-        ops.append(m.Filesystem("tmpfs", t.target, MS_NOSUID | MS_NODEV, t.options))
+        # ro, noexec, ... are mount flags, the rest tmpfs's own data (one place splits them)
+        flags, data = mountopts.split(t.options, MS_NOSUID | MS_NODEV)
+        ops.append(m.Filesystem("tmpfs", t.target, flags, data or None))
+    for i, o in enumerate(spec.overlays):
+        if userns:
+            raise SpecError("--overlay together with --private-users is not supported by nsdash",
+                            "leave one of them out")
+        ops.append(_overlay_op(i, o, state_dir, host_created))
+        try:
+            created += _missing_chain(tree, m.resolve_in_root(tree, o.target, strict=True))
+        except m.EscapeError:
+            raise SpecError(f"overlay target {o.target} escapes the container root through a symlink",
+                            "mount it on a path that stays inside the tree") from None
     for path in spec.inaccessible:
         ops.append(m.Mask(path, missing_ok=False))
-    return ops, created
+    return ops, created, host_created
+
+
+def _overlay_op(i: int, o: OverlayMount, state_dir: str | None, created: list[str]) -> m.Overlay:
+    """The mount for --overlay I; a user-given upper gets its work directory as a sibling
+    (made at start, removed at exit: it goes into CREATED), a temporary one lives in the
+    run's state directory."""
+    lower = tuple(str(p) for p in o.lower)
+    if o.read_only:
+        if len(lower) < 2:
+            raise SpecError(f"--overlay-ro for {o.target} needs two or more source paths",
+                            "overlayfs stacks at least two read-only layers")
+        return m.Overlay(lower, o.target, read_only=True)
+    if o.temporary:
+        if state_dir is None:
+            raise SpecError(f"--overlay with an empty upper ({o.target}) needs a state directory",
+                            "set NSDASH_STATE_DIR or run as root")
+        base = os.path.join(state_dir, "overlay-temp", str(i))
+        return m.Overlay(lower, o.target, os.path.join(base, "upper"), os.path.join(base, "work"),
+                         make_upper=True)
+    assert o.upper is not None
+    work = os.path.join(os.path.dirname(o.upper), f".#{os.path.basename(o.upper)}.nsdash-work")
+    created += [work, os.path.join(work, "work"), os.path.join(work, "index")]
+    return m.Overlay(lower, o.target, str(o.upper), work)
 
 
 # ---------------------------------------------------------------- the plan
@@ -331,21 +415,26 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     """
     tree = _check_tree(spec)
     user_range, ownership = _private_users(spec, tree)
-    user = lookup_user(tree, spec.user)
-    argv = _command(spec, tree, user)
-    bind_ops, created = _bind_ops(spec, tree)
+    view, pivot_ops, pivot_created = _pivot(spec, tree, user_range is not None)  # what the container sees as /
+    user = lookup_user(view, spec.user)
+    argv = _command(spec, view, user)
+    bind_ops, created, host_created = _bind_ops(spec, view, state_dir, user_range is not None)
+    created = pivot_created + created
     # $container_uuid: the machine ID (tree's, else --uuid), else one for the session (kept across
     # reboots by the caller, so systemd derives the same transient machine ID), else a new one.
-    machine_id = tree_machine_id(tree, spec.uuid)
+    machine_id = tree_machine_id(view, spec.uuid)
     uuid_hex = (machine_id or session_uuid or new_uuid()).replace("-", "").lower()
 
     namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID
     network = "host"
-    if spec.network_veth:
+    if spec.network_namespace_path:
+        _check_netns(spec.network_namespace_path)
+        network = "netns"
+    elif spec.network_veth:
         network = "veth"
     elif spec.private_network:
         network = "private"
-    if network != "host":
+    if network not in ("host", "netns"):
         namespaces |= CLONE_NEWNET
     if user_range:
         namespaces |= CLONE_NEWUSER
@@ -362,6 +451,8 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
                                  os.path.join(ephemeral_dir, "work"), root))
     else:
         ops.append(m.RootBind(tree, tree))
+    ops += pivot_ops
+    ops += _volatile_ops(spec.volatile)
 
     # /run first: the inaccessible nodes that mask /proc entries live there.
     ops += [
@@ -384,7 +475,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
                           recursive=False, flags=API_FLAGS))
     ops += [
         # sysfs may only be mounted by a user namespace that owns the network namespace too.
-        m.HostSysReadOnly() if user_range and network == "host"
+        m.HostSysReadOnly() if user_range and network in ("host", "netns")
         else m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
         m.Filesystem("cgroup2", "/sys/fs/cgroup", API_FLAGS, "nsdelegate"),
         m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME),
@@ -413,20 +504,23 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         m.WriteFile("/run/host/container-manager", b"nsdash\n"),
         m.WriteFile("/run/systemd/container", b"nsdash\n"),
     ]
+    if spec.credentials:
+        ops.append(m.MakeDir(CREDENTIALS_PATH, 0o700))  # the mount point, made before /run/host turns read-only
     if state_dir is not None:
         ops.append(m.WriteFile(NOTIFY_PATH, b""))  # the mount point, made before /run/host turns read-only
     ops.append(m.ReadOnly("/run/host", MS_NOSUID | MS_NODEV, missing_ok=False, recursive=False))
     if state_dir is not None:
         ops.append(m.Bind(os.path.join(state_dir, "notify"), NOTIFY_PATH, recursive=False))
+    ops += _credential_ops(spec)  # on top of the read-only /run/host (a plain bind would hide them)
 
     writable = not spec.read_only
     ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
-    ops += _timezone_ops(spec.timezone, tree, writable, host_root)
+    ops += _timezone_ops(spec.timezone, view, writable, host_root)
 
-    journal_ops, host_journal_dir, host_journal_link = _journal(spec, tree, machine_id, host_root)
+    journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
     ops += journal_ops
     ops += bind_ops
-    if spec.read_only:
+    if spec.read_only or spec.volatile == "state":
         ops.append(m.RemountRoot(root))
 
     caps = set(DEFAULT_CAPABILITIES)
@@ -434,6 +528,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         caps.add("CAP_NET_ADMIN")
     caps |= set(spec.capabilities)
     caps -= set(spec.drop_capabilities)
+    caps |= set(spec.ambient_capabilities)  # nspawn retains what it raises in the ambient set
     if available_caps is not None:
         caps &= available_caps
 
@@ -446,9 +541,69 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         namespaces=namespaces, mounts=tuple(ops), argv=tuple(argv), env=tuple(env), chdir=chdir,
         user=user, capabilities=frozenset(caps), boot=spec.boot, as_pid2=spec.as_pid2,
         kill_signal=int(kill), network=network, uuid=uuid_hex, ephemeral_dir=ephemeral_dir,
-        created_paths=tuple(created) if not spec.ephemeral else (),
+        netns_path=spec.network_namespace_path, ambient_capabilities=frozenset(spec.ambient_capabilities) & caps,
+        created_paths=(tuple(created) if not spec.ephemeral else ()) + tuple(host_created),
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
+        process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
+                                cpu_affinity=spec.cpu_affinity, personality=spec.personality),
         extra={**_hardening(spec, network, frozenset(caps)), "userns": user_range, "ownership": ownership})
+
+
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind it is
+
+
+def _check_netns(path: str) -> None:
+    """--network-namespace-path must name a network namespace (e.g. /run/netns/NAME)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SpecError(f"--network-namespace-path {path}: {e.strerror}", "give a file such as /run/netns/NAME") from None
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        kind = None
+    finally:
+        os.close(fd)
+    if kind != CLONE_NEWNET:
+        raise SpecError(f"--network-namespace-path {path} is not a network namespace",
+                        "give a file such as /run/netns/NAME or /proc/PID/ns/net")
+
+
+def _volatile_ops(mode: str) -> list[m.MountOp]:
+    """--volatile=yes: a tmpfs root holding the tree's /usr; state: a tmpfs /var (the root
+    turns read-only at the end, as with --read-only).  Nothing written survives the run."""
+    if mode == "yes":
+        return [m.VolatileRoot()]
+    if mode == "state":
+        return [m.tmpfs("/var", "0755")]
+    return []
+
+
+def _pivot(spec: ContainerSpec, tree: str, userns: bool) -> tuple[str, list[m.MountOp], list[str]]:
+    """--pivot-root=NEW[:OLD]: the host path of what the container sees as its root, the
+    operation that makes it so, and the mount point it creates for OLD."""
+    if not spec.pivot_root:
+        return tree, [], []
+    new, old = spec.pivot_root[0], (spec.pivot_root[1] if len(spec.pivot_root) > 1 else None)
+    if userns:
+        raise SpecError("--pivot-root together with --private-users is not supported by nsdash",
+                        "leave one of them out")
+    try:
+        view = m.resolve_in_root(tree, new, strict=True)
+    except m.EscapeError:
+        raise SpecError(f"--pivot-root {new} escapes the tree through a symlink", "name a directory inside it") from None
+    if not os.path.isdir(view):
+        raise SpecError(f"--pivot-root: {new} is not a directory in {tree}", "name an existing directory of the tree")
+    created: list[str] = []
+    if old:
+        try:
+            created = _missing_chain(view, m.resolve_in_root(view, old, strict=True))
+        except m.EscapeError:
+            raise SpecError(f"--pivot-root: {old} escapes the new root through a symlink",
+                            "name a directory inside it") from None
+    return view, [m.PivotInto(new, old)], created
 
 
 def _private_users(spec: ContainerSpec, tree: str) -> tuple[tuple[int, int] | None, str]:
@@ -474,14 +629,15 @@ def _hardening(spec: ContainerSpec, network: str, caps: frozenset[str]) -> dict[
         "verify_read_only": tuple(read_only),
         "no_new_privileges": spec.no_new_privileges,
         # the bounding set decides which capability-tied call groups open, as in nspawn
-        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny),
+        "seccomp": seccomp_program(caps, spec.syscall_allow, spec.syscall_deny, spec.suppress_sync),
         "syscall_filter": " ".join(["nspawn's allow-list", *(f"+{n}" for n in spec.syscall_allow),
-                                    *(f"-{n}" for n in spec.syscall_deny)]),
+                                    *(f"-{n}" for n in spec.syscall_deny),
+                                    *(["(sync calls suppressed)"] if spec.suppress_sync else [])]),
     }
 
 
 def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
-                    deny: tuple[str, ...] = ()) -> bytes:
+                    deny: tuple[str, ...] = (), suppress_sync: bool = False) -> bytes:
     """The compiled seccomp filters (sandbox.pack_filters), from a cache under the state root when fresh.
 
     Importing libseccomp's binding and compiling costs more than the rest of a
@@ -497,7 +653,7 @@ def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
         ids = "-".join(f"{st.st_mtime_ns}.{st.st_size}.{st.st_ino}" for st in (
             Path(__file__).with_name(name).stat() for name in ("seccomp.py", "syscall_groups.py")))
         mask = sum(1 << i for i, cap in enumerate(CAPABILITIES) if cap in capabilities)
-        key = f"{ids}-{os.uname().machine}-{mask:x}"
+        key = f"{ids}-{os.uname().machine}-{mask:x}" + ("-nosync" if suppress_sync else "")
         if allow or deny:
             import hashlib  # only with --system-call-filter: hashlib costs the spawn path ~2 ms
 
@@ -512,7 +668,7 @@ def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
         cached = None
     from nsdash.launcher.seccomp import compile_filters  # libseccomp: parent side only
 
-    program = sandbox.pack_filters(compile_filters(capabilities, allow, deny))
+    program = sandbox.pack_filters(compile_filters(capabilities, allow, deny, suppress_sync))
     if cached is not None:
         with contextlib.suppress(OSError):
             cached.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -522,6 +678,17 @@ def seccomp_program(capabilities: frozenset[str], allow: tuple[str, ...] = (),
                 f.write(program)
             os.replace(tmp, cached)
     return program
+
+
+def _credential_ops(spec: ContainerSpec) -> list[m.MountOp]:
+    """--set-credential/--load-credential as nspawn passes them: a ramfs (never swapped) at
+    /run/host/credentials, one read-only file per credential, the directory read-only."""
+    if not spec.credentials:
+        return []
+    ops: list[m.MountOp] = [m.Filesystem("ramfs", CREDENTIALS_PATH, API_FLAGS, "mode=0700", mode=0o700)]
+    ops += [m.WriteFile(f"{CREDENTIALS_PATH}/{c.id}", c.data, mode=0o400) for c in spec.credentials]
+    ops.append(m.ReadOnly(CREDENTIALS_PATH, API_FLAGS, missing_ok=False, recursive=False))
+    return ops
 
 
 def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: bytes, tty: bool,
@@ -543,6 +710,8 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     for key in ("ID", "VERSION_ID", "BUILD_ID", "VARIANT_ID", "IMAGE_ID", "IMAGE_VERSION"):
         if release.get(key):
             env[f"container_host_{key.lower()}"] = release[key]
+    if spec.credentials:
+        env["CREDENTIALS_DIRECTORY"] = CREDENTIALS_PATH
     for k, v in spec.setenv:
         env[k] = v
     return list(env.items())

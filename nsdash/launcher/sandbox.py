@@ -24,42 +24,13 @@ is not what the plan promised, the container does not start.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
 import stat
-import struct
 
 from nsdash.errors import NsdashError
-
-try:  # glibc's name first: find_library would run ldconfig in a subprocess on every start
-    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    import ctypes.util  # it imports subprocess and tempfile: only off glibc
-
-    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-# Syscall numbers; the generic (new) ones are shared by every architecture.
-_ARCH = os.uname().machine
-SYS_keyctl = {"x86_64": 250, "aarch64": 219}.get(_ARCH, 250)
-SYS_close_range = 436
-SYS_openat2 = 437
-
-KEYCTL_JOIN_SESSION_KEYRING = 1
-PR_SET_SECCOMP = 22
-PR_GET_SECCOMP = 21
-PR_GET_NO_NEW_PRIVS = 39
-SECCOMP_MODE_FILTER = 2
-CLOSE_RANGE_CLOEXEC = 1 << 2
-
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_IN_ROOT = 0x10
-
-MS_BIND = 4096
-MS_REC = 16384
+from nsdash.system import syscalls as sc
 
 # The directories a container's API file systems are mounted on.
 API_DIRS = ("proc", "sys", "dev")
@@ -69,19 +40,7 @@ class SandboxError(NsdashError):
     """The sandbox is not what the plan promised; the container must not start."""
 
 
-def _syscall(nr: int, *args: object) -> int:
-    ret = _libc.syscall(ctypes.c_long(nr), *args)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return int(ret)
-
-
 # ------------------------------------------------------------------ seccomp
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
 
 def pack_filters(programs: tuple[bytes, ...] | list[bytes]) -> bytes:
     """Several classic-BPF programs as one blob: each one's byte length (4 bytes,
@@ -114,12 +73,10 @@ def install_seccomp(blob: bytes) -> None:
     user namespace, so call this before the last capability drop.
     """
     for program in unpack_filters(blob):
-        buf = ctypes.create_string_buffer(program, len(program))
-        prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
-        ret = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
-                          ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
-        if ret < 0:
-            err = ctypes.get_errno()
+        try:
+            sc.seccomp_set_mode_filter(program)
+        except OSError as e:
+            err = e.errno or 0
             # The container's own lists cannot cause EPERM here (the guard, loaded first, allows
             # prctl; a filter does not apply to its own loading): an outer filter refuses it.
             hint = ("keep CAP_SYS_ADMIN or pass --no-new-privileges=yes" if err == errno.EACCES
@@ -127,7 +84,7 @@ def install_seccomp(blob: bytes) -> None:
                     else "an outer system-call filter refuses to load another; run nsdash outside that sandbox"
                     if err == errno.EPERM
                     else "run with NSDASH_DEBUG=1 for details")
-            raise SandboxError(f"cannot install the system-call filter: {os.strerror(err)}", hint)
+            raise SandboxError(f"cannot install the system-call filter: {os.strerror(err)}", hint) from None
 
 
 # ------------------------------------------------------------------ keyring
@@ -135,7 +92,7 @@ def install_seccomp(blob: bytes) -> None:
 def join_session_keyring() -> None:
     """Join a fresh, anonymous session keyring (call before seccomp denies keyctl)."""
     try:
-        _syscall(SYS_keyctl, ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None)
+        sc.keyctl_join_session_keyring()
     except OSError as e:
         # A kernel without CONFIG_KEYS has no keys to leak.  Nor does a caller that a seccomp
         # filter keeps from keyctl (nsdash run inside a machine): the filter is inherited.
@@ -270,21 +227,14 @@ def refuse_symlinked_api_dirs(root: str) -> None:
                                f"the tree's /{name} must be a directory")
 
 
-def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): open PATH relative to DIRFD under RESOLVE rules; returns an fd."""
-    how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)
-    return _syscall(SYS_openat2, ctypes.c_int(dirfd), os.fsencode(path), how,
-                    ctypes.c_size_t(len(how)))
-
-
 MAX_SYMLINK_HOPS = 40
 
 
 def _open_resolved(root_fd: int, parts: list[str], directory: bool) -> int:
     """Open an already symlink-free path; a symlink swapped in since fails (ELOOP)."""
-    return openat2(root_fd, "/".join(parts) or ".",
-                   os.O_PATH | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0),
-                   RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
+    return sc.openat2(root_fd, "/".join(parts) or ".",
+                      os.O_PATH | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0),
+                      sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_SYMLINKS)
 
 
 def open_root(root: str) -> int:
@@ -357,13 +307,7 @@ def fd_path(fd: int) -> str:
 def mount_at_fd(source: str | None, target_fd: int, fstype: str | None, flags: int = 0,
                 data: str | None = None) -> None:
     """mount(2) onto the object TARGET_FD holds (not onto whatever a path names now)."""
-    def b(s: str | None) -> bytes | None:
-        return None if s is None else os.fsencode(s)
-    ret = _libc.mount(b(source), os.fsencode(fd_path(target_fd)), b(fstype),
-                      ctypes.c_ulong(flags), b(data))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount: {os.strerror(err)}", source)
+    sc.mount(source, fd_path(target_fd), fstype, flags, data)
 
 
 def bind_in_root(root: str, source: str, target: str, *, recursive: bool = True,
@@ -375,7 +319,7 @@ def bind_in_root(root: str, source: str, target: str, *, recursive: bool = True,
     try:
         tfd = open_in_root(root_fd, target, directory=directory)
         try:
-            mount_at_fd(source, tfd, None, MS_BIND | (MS_REC if recursive else 0))
+            mount_at_fd(source, tfd, None, sc.MS_BIND | (sc.MS_REC if recursive else 0))
         finally:
             os.close(tfd)
     finally:
@@ -387,8 +331,7 @@ def bind_in_root(root: str, source: str, target: str, *, recursive: bool = True,
 def cloexec_all_but_console() -> None:
     """Mark every fd above 2 close-on-exec (close_range(CLOSE_RANGE_CLOEXEC))."""
     try:
-        _syscall(SYS_close_range, ctypes.c_uint(3), ctypes.c_uint(0xFFFFFFFF),
-                 ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+        sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
         return
     except OSError as e:
         if e.errno not in (errno.ENOSYS, errno.EINVAL):
@@ -451,26 +394,15 @@ def verify_cwd_inside_root() -> None:
 
 def seccomp_mode() -> int:
     """0 none, 1 strict, 2 filter: what /proc/self/status calls Seccomp."""
-    return int(_libc.prctl(ctypes.c_int(PR_GET_SECCOMP), 0, 0, 0, 0))
+    return sc.prctl(sc.PR_GET_SECCOMP)
 
 
 def no_new_privs() -> bool:
-    return bool(_libc.prctl(ctypes.c_int(PR_GET_NO_NEW_PRIVS), 0, 0, 0, 0))
-
-
-SYS_mount_setattr = 442
-AT_EMPTY_PATH = 0x1000
-AT_RECURSIVE = 0x8000
-MOUNT_ATTR_RDONLY = 0x1
-MOUNT_ATTR_NOSUID = 0x2
-MOUNT_ATTR_NODEV = 0x4
-MOUNT_ATTR_NOEXEC = 0x8
+    return bool(sc.prctl(sc.PR_GET_NO_NEW_PRIVS))
 
 
 def read_only_recursive(path_fd: int) -> None:
     """mount_setattr(AT_RECURSIVE): the mount at PATH_FD and every mount below it read-only,
     nosuid, nodev, noexec in one step (a remount only reaches the top one)."""
-    attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-                       0, 0, 0)
-    _syscall(SYS_mount_setattr, ctypes.c_int(path_fd), b"", ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
-             attr, ctypes.c_size_t(len(attr)))
+    sc.mount_setattr(path_fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE,
+                     sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC)

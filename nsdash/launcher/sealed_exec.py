@@ -29,14 +29,12 @@ machine's; its mounts can be neither reached nor changed from inside.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import sys
 
 MEMFD_NAME = "nsdash-sealed-python"
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-PR_SET_DUMPABLE = 4
 
 
 def running_sealed() -> bool:
@@ -123,6 +121,6 @@ def _unescape(path: str) -> str:
 
 
 def _not_dumpable() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(ctypes.c_int(PR_SET_DUMPABLE), ctypes.c_ulong(0), ctypes.c_ulong(0),
-               ctypes.c_ulong(0), ctypes.c_ulong(0))
+    from nsdash.system import syscalls as sc
+
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)

@@ -124,17 +124,31 @@ def _export(flt: pyseccomp.SyscallFilter) -> bytes:
     return program
 
 
+# --suppress-sync: these succeed without doing anything, as under nspawn's seccomp_suppress_sync
+SYNC_CALLS = ("sync", "syncfs", "fsync", "fdatasync", "msync", "sync_file_range", "sync_file_range2")
+
+
+def suppress_sync_filter() -> pyseccomp.SyscallFilter:
+    """Default ALLOW; the sync family returns 0 at once.  (O_SYNC/O_DSYNC opens are left
+    alone: a filter cannot rewrite flags, and refusing them would break programs.)"""
+    flt = _new_filter(pyseccomp.ALLOW)
+    for name in SYNC_CALLS:
+        _add(flt, pyseccomp.ERRNO(0), name)
+    return flt
+
+
 def compile_filters(capabilities: Iterable[str] = (), allow: tuple[str, ...] = (),
-                    deny: tuple[str, ...] = ()) -> tuple[bytes, ...]:
+                    deny: tuple[str, ...] = (), suppress_sync: bool = False) -> tuple[bytes, ...]:
     """The filters as classic BPF (arrays of 8-byte struct sock_filter), in install order.
 
     CAPABILITIES is the container's bounding set (it opens the groups tied to
     a capability); ALLOW and DENY come from --system-call-filter.  The guard
     goes first: the allow-list may deny prctl/seccomp, which loading the
-    second filter needs.
+    second filter needs.  SUPPRESS_SYNC adds --suppress-sync's filter.
     """
     allowed = syscall_groups.allowed_calls(frozenset(c.upper() for c in capabilities), allow, deny)
-    return (_export(guard_filter()), _export(allow_list_filter(allowed)))
+    sync = (_export(suppress_sync_filter()),) if suppress_sync else ()
+    return (_export(guard_filter()), *sync, _export(allow_list_filter(allowed)))
 
 
 def denied_syscalls(capabilities: Iterable[str] | None = None, allow: tuple[str, ...] = (),

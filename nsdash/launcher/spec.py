@@ -15,17 +15,35 @@ from nsdash.system.frozen import Frozen
 class Bind(Frozen):
     """--bind / --bind-ro: SRC[:DST[:OPTIONS]]."""
 
-    source: Path
+    source: Path | None  # None: an empty SRC, a temporary directory removed at exit (as nspawn)
     target: str  # absolute path inside the container
     read_only: bool = False
     recursive: bool = True  # rbind (default) or norbind
+    idmap: bool = False  # idmap: the container's user namespace maps the source's owners
 
 
 class TmpfsMount(Frozen):
-    """--tmpfs PATH[:OPTIONS]."""
+    """--tmpfs PATH[:OPTIONS] (mount(8) options: flags and tmpfs data, split by launcher.mountopts)."""
 
     target: str
     options: str = "mode=0755"
+
+
+class OverlayMount(Frozen):
+    """--overlay / --overlay-ro: host trees stacked at a container path."""
+
+    lower: tuple[Path, ...]  # bottom first
+    upper: Path | None  # the writable top (None: read-only, or a temporary directory when temporary)
+    target: str
+    read_only: bool = False
+    temporary: bool = False  # an empty upper: a temporary directory removed at exit
+
+
+class Credential(Frozen):
+    """--set-credential / --load-credential: a file in /run/host/credentials."""
+
+    id: str
+    data: bytes
 
 
 class ContainerSpec(Frozen):
@@ -42,10 +60,13 @@ class ContainerSpec(Frozen):
     binds: tuple[Bind, ...] = ()
     tmpfs: tuple[TmpfsMount, ...] = ()
     inaccessible: tuple[str, ...] = ()
+    overlays: tuple[OverlayMount, ...] = ()
     read_only: bool = False
     ephemeral: bool = False
+    volatile: str = "no"  # no | yes (tmpfs root, the tree's /usr read-only) | state (read-only, tmpfs /var)
     private_network: bool = False
     network_veth: bool = False
+    network_namespace_path: str | None = None  # --network-namespace-path: join it instead
     link_journal: str = "no"  # no|host|try-host|guest|try-guest|auto
     resolv_conf: str = "auto"  # auto|copy-host|bind-host|off|...
     timezone: str = "auto"  # auto|copy|bind|off|...
@@ -55,6 +76,7 @@ class ContainerSpec(Frozen):
     quiet: bool = False
     capabilities: frozenset[str] = frozenset()  # added to the default set
     drop_capabilities: frozenset[str] = frozenset()
+    ambient_capabilities: frozenset[str] = frozenset()  # raised in the payload's ambient set
     reboot_exit: bool = False  # --reboot=exit: exit 133 on reboot instead of restarting
     no_new_privileges: bool = False
     syscall_allow: tuple[str, ...] = ()  # --system-call-filter names and @groups added
@@ -63,6 +85,17 @@ class ContainerSpec(Frozen):
     private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
     detach: bool = False  # --detach: the supervisor runs in the background
     dry_run: bool = False  # --dry-run: print the launch plan, run nothing
+    # per-process settings of the payload (launcher.child.apply_process_settings)
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # (NOFILE, soft, hard); -1 is infinity
+    oom_score_adjust: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    personality: str | None = None  # x86 | x86-64
+    suppress_sync: bool = False
+    pivot_root: tuple[str, ...] = ()  # --pivot-root=NEW[:OLD]: (NEW,) or (NEW, OLD)
+    credentials: tuple[Credential, ...] = ()
+    slice: str | None = None  # -S/--slice: the slice of the machine's scope (default machine.slice)
+    properties: tuple[str, ...] = ()  # --property=NAME=VALUE assignments, checked (launcher.properties)
+    keep_unit: bool = False  # --keep-unit: stay in the caller's unit, make no scope or service
 
     @property
     def effective_hostname(self) -> str:

@@ -1,12 +1,13 @@
 """ContainerSpec <-> JSON, so a spec reaches the detached supervisor intact.
 
 Generic over the spec's fields (others add fields as options grow): Paths
-become strings, tuples and frozensets lists, Bind/TmpfsMount objects dicts;
+become strings, bytes base64, tuples and frozensets lists, Bind/TmpfsMount/Credential objects dicts;
 decoding converts back by looking at each field's annotation.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from nsdash.launcher import spec as specmod
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.frozen import Frozen
 
-_NESTED = {"binds": specmod.Bind, "tmpfs": specmod.TmpfsMount}
+_NESTED = {"binds": specmod.Bind, "tmpfs": specmod.TmpfsMount, "credentials": specmod.Credential,
+           "overlays": specmod.OverlayMount}
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
     if isinstance(value, Frozen):
         return {name: _plain(getattr(value, name)) for name in value._fields}
     if isinstance(value, frozenset):
@@ -52,6 +56,8 @@ def _typed(cls: Any, data: dict[str, Any]) -> Any:
             pass
         elif nested is not None:
             value = tuple(_typed(nested, v) for v in value)
+        elif ann == "bytes" and isinstance(value, str):
+            value = base64.b64decode(value)
         elif "Path" in ann and isinstance(value, str):
             value = Path(value)
         elif ann.startswith("frozenset"):

@@ -14,8 +14,13 @@ import signal
 from collections.abc import Mapping
 
 from nsdash.errors import UsageError
-
-HOST_NAME_MAX = 64
+from nsdash.launcher.names import (  # noqa: F401  (re-exported: the one rule lives there)
+    HOST_NAME_MAX,
+    check_machine_name,
+    hostname_cleanup,
+    is_valid_hostname,
+    printable,
+)
 
 # capability number -> name, as in linux/capability.h (0 .. CAP_LAST_CAP).
 CAPABILITIES: tuple[str, ...] = (
@@ -35,11 +40,6 @@ _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 _FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
 
 
-def printable(text: object) -> str:
-    """TEXT with control characters escaped, so an error stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 def parse_boolean(value: str, option: str) -> bool:
     """systemd's parse_boolean(): 1/yes/y/true/t/on and 0/no/n/false/f/off, any case."""
     v = value.strip().lower()
@@ -50,65 +50,21 @@ def parse_boolean(value: str, option: str) -> bool:
     raise UsageError(f"invalid {option} value {value!r}", "use yes or no (or true/false, on/off, 1/0)")
 
 
-def is_valid_hostname(name: str) -> bool:
-    """systemd's hostname_is_valid(name, 0): dot-separated labels of ASCII
-    letters, digits and '-' (RFC 5890's LDH), no label starting or ending with
-    '-', no empty label, no trailing dot, at most 64 characters."""
-    if not name or len(name) > HOST_NAME_MAX:
-        return False
-    for label in name.split("."):
-        if not label or label.startswith("-") or label.endswith("-"):
-            return False
-        if not all(c.isascii() and (c.isalnum() or c == "-") for c in label):
-            return False
-    return True
-
-
-def hostname_cleanup(name: str) -> str:
-    """systemd's hostname_cleanup(): drop characters a hostname cannot hold,
-    leading/doubled dots and hyphens after dots, a trailing '-' or '.', and
-    anything past 64 characters.  nspawn applies it to a directory name before
-    using it as the machine name."""
-    out: list[str] = []
-    dot, hyphen = True, True
-    for c in name:
-        if len(out) >= HOST_NAME_MAX:
-            break
-        if c == ".":
-            if dot or hyphen:
-                continue
-            out.append(c)
-            dot, hyphen = True, False
-        elif c == "-":
-            if dot:
-                continue
-            out.append(c)
-            dot, hyphen = False, True
-        elif c.isascii() and c.isalnum():
-            out.append(c)
-            dot, hyphen = False, False
-    if out and out[-1] in "-.":
-        out.pop()
-    return "".join(out)
-
-
 def parse_machine_name(name: str, option: str = "--machine") -> str:
-    if not is_valid_hostname(name):
-        raise UsageError(f"invalid {option} name {name!r}",
-                         "use letters, digits, '-' and '.' (a hostname of at most 64 characters)")
-    return name
+    """The one machine-name rule (nsdash.launcher.names), with OPTION in the error."""
+    return check_machine_name(name, f"{option} name")
 
 
-def parse_uuid(value: str) -> str:
+def parse_uuid(value: str, option: str = "--uuid") -> str:
     """An id128 as 32 hex digits or in 8-4-4-4-12 form; returned as 32 lowercase hex digits."""
     v = value.strip()
     hexdigits = v.replace("-", "") if len(v) == 36 else v
     dashed_ok = len(v) != 36 or all(v[i] == "-" for i in (8, 13, 18, 23))
     if not dashed_ok or len(hexdigits) != 32 or not all(c in "0123456789abcdefABCDEF" for c in hexdigits):
-        raise UsageError(f"invalid --uuid {value!r}",
+        raise UsageError(f"invalid {option} {value!r}",
                          "give 32 hex digits, or a UUID like 01234567-89ab-cdef-0123-456789abcdef")
     if int(hexdigits, 16) == 0:
-        raise UsageError("--uuid may not be all zeroes", "give a random UUID (e.g. from uuidgen)")
+        raise UsageError(f"{option} may not be all zeroes", "give a random UUID (e.g. from uuidgen)")
     return hexdigits.lower()
 
 

@@ -45,8 +45,7 @@ def require_root() -> None:
 
 def clean_if_orphan(name: str, notice: Notice | None = _stderr_notice) -> bool:
     """Clean NAME's entry if its supervisor died; True if there was one."""
-    directory = st.machine_dir(name)
-    if not directory.exists() or st.supervisor_alive(directory):
+    if not st.orphaned(name):
         return False
     from nsdash.machines.orphans import clean_orphan
 
@@ -296,16 +295,16 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
                                                      env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "nsdash", "_supervise", "--ready-fd", str(w)],
-                                stdin=subprocess.PIPE, pass_fds=(w,), env=env, cwd="/",
-                                stdout=subprocess.DEVNULL)
+        if _in_own_unit(spec):
+            _start_service(spec, env, w)
+        else:
+            _fork_supervisor(spec, env, w)
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         os.close(w)
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(speccodec.dumps(spec).encode())
-        proc.stdin.close()
-        proc.wait()
         received = bytearray()
         try:
             _read_all(r, timeout, received)
@@ -329,6 +328,46 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     return dict(result)
 
 
+def _in_own_unit(spec: ContainerSpec) -> bool:
+    """On a host booted with systemd the supervisor runs in a service of its own, so the
+    machine outlives the caller's unit; --keep-unit keeps it in the caller's."""
+    if spec.keep_unit or not os.path.isdir("/run/systemd/system"):
+        return False
+    from nsdash.machines import units
+
+    return units.manages(spec)
+
+
+def _supervise_argv(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "nsdash", "_supervise", *extra]
+
+
+def _fork_supervisor(spec: ContainerSpec, env: dict[str, str], w: int) -> None:
+    """The supervisor as a detached grandchild of ours (cli/supervise.py), in our cgroup."""
+    proc = subprocess.Popen(_supervise_argv("--ready-fd", str(w)), stdin=subprocess.PIPE, pass_fds=(w,),
+                            env=env, cwd="/", stdout=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write(speccodec.dumps(spec).encode())
+    proc.stdin.close()
+    proc.wait()
+
+
+def _start_service(spec: ContainerSpec, env: dict[str, str], w: int) -> None:
+    """The supervisor as nsdash@NAME.service: the spec on its stdin (a sealed memfd), the
+    start report on its stdout (our pipe), its stderr in the journal."""
+    from nsdash.machines import units
+    from nsdash.machines.supervisor import STOP_TIMEOUT
+
+    fd = os.memfd_create("nsdash-spec", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, speccodec.dumps(spec).encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        units.start_supervisor(spec.machine, _supervise_argv("--ready-fd", "1", "--in-unit"), env,
+                               stdin_fd=fd, stdout_fd=w, stop_timeout=STOP_TIMEOUT + 15)
+    finally:
+        os.close(fd)
+
+
 def _readable(fd: int, timeout: float | None) -> bool:
     """Wait until FD is readable (or at EOF/error); poll(), since select() refuses fds over 1023."""
     poller = select.poll()
@@ -337,7 +376,9 @@ def _readable(fd: int, timeout: float | None) -> bool:
 
 
 def _read_all(fd: int, timeout: float, into: bytearray) -> None:
-    """Read FD to EOF into INTO; NsdashError once TIMEOUT seconds have passed."""
+    """Read FD into INTO until EOF or the supervisor's final report line ({"ok": ...}): a
+    service's stdout stays open in systemd for as long as the unit is loaded, so EOF alone
+    cannot end the wait.  NsdashError once TIMEOUT seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -348,6 +389,8 @@ def _read_all(fd: int, timeout: float, into: bytearray) -> None:
             if not data:
                 return
             into += data
+            if data.endswith(b"\n") and b'"ok"' in into.splitlines()[-1]:
+                return
 
 
 def _abandon_start(machine: str, received: bytes) -> None:
@@ -400,8 +443,18 @@ def list_images(dirs: tuple[Path, ...] = IMAGE_DIRS) -> list[Path]:
     return list(seen.values())
 
 
+def start_spec(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, *,
+               trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
+    """What `machinectl start NAME` runs, through the one spec builder: systemd-nspawn@.service's
+    --boot --link-journal=try-guest with --settings=override, so NAME.nspawn is read (and wins)
+    exactly as `nsdash spawn -M NAME` reads it."""
+    from nsdash.launcher.options import spec_from
+
+    directory = find_image(name, dirs)
+    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", f"--machine={name}",
+                      f"--directory={directory}"], trusted_dirs=trusted_dirs)
+
+
 def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> dict[str, Any]:
     """machinectl start: boot image NAME detached, with its journal linked into the tree."""
-    directory = find_image(name, dirs)
-    spec = ContainerSpec(directory=directory, machine=name, boot=True, link_journal="try-guest")
-    return spawn(spec, detach=True)
+    return spawn(start_spec(name, dirs), detach=True)

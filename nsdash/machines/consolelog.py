@@ -1,24 +1,41 @@
-"""A machine's console log: bounded, rotated once, with boot separators.
+"""A machine's console log: bounded, rotated once, with boot marks kept out of band.
 
 The file is `console.log` in the machine's state directory; when it passes
 LIMIT bytes it becomes `console.log.1` (replacing the previous one) and a new
 file starts, so at most 2 x LIMIT bytes are kept.
 
-Separator lines (the journal reader parses them; keep the format exactly):
+The supervisor marks boots, reboots and exits.  A mark is written twice:
+- into the log, as a separator line a person reading the file (or attaching)
+  sees:  `\\n-- nsdash: <event> <ISO-8601 UTC time>[ (<detail>)] --\\n`;
+- into the side index `console.log.idx` (rotated with the log, as
+  `console.log.1.idx`), one JSON record per mark: the byte offset of the
+  separator line in the log, its time, event and detail.
 
-    \\n-- nsdash: <event> <ISO-8601 UTC time>[ (<detail>)] --\\n
+Only the index says what is a mark.  The guest writes the console, so it can
+print a line that reads exactly like a separator; a reader takes a line as a
+mark only when the index names its offset and the line there is the
+separator the record describes (journal/console.py).  A side index rather
+than escaping guest bytes: the log keeps the console's exact bytes (the
+attach replay is the guest's terminal output), and no rule about line starts
+has to hold across reads that split lines.
+The record goes to the index before the line goes to the log, so a follower
+that reads the line finds its record already there.
 
-with events `boot N`, `reboot`, `poweroff`, `exited`, `killed`.
+Events: `boot N`, `reboot`, `poweroff`, `exited`, `killed`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 LIMIT = 1024 * 1024
+INDEX_LIMIT = 256 * 1024  # an index holds one record per boot or exit: a few dozen bytes each
 SEPARATOR_RE = re.compile(
     rb"^-- nsdash: (?P<event>boot \d+|reboot|poweroff|exited|killed) "
     rb"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)(?: \((?P<detail>[^)]*)\))? --$",
@@ -30,11 +47,83 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def separator(event: str, detail: str | None = None, when: str | None = None) -> bytes:
+def separator_text(event: str, detail: str | None = None, when: str | None = None) -> str:
+    """The separator line for a mark, without its line ends."""
     text = f"-- nsdash: {event} {when or utc_now()}"
     if detail:
         text += f" ({detail})"
-    return f"\n{text} --\n".encode()
+    return f"{text} --"
+
+
+def separator(event: str, detail: str | None = None, when: str | None = None) -> bytes:
+    return f"\n{separator_text(event, detail, when)}\n".encode()
+
+
+def rotated(path: Path) -> Path:
+    """Where PATH goes when it rotates."""
+    return path.with_name(path.name + ".1")
+
+
+def index_path(log: Path) -> Path:
+    """The side index of the log at LOG (of `console.log.1` too)."""
+    return log.with_name(log.name + ".idx")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One record of the side index: the separator line at OFFSET in the log is a real mark."""
+
+    offset: int
+    time: str
+    event: str
+    detail: str | None = None
+
+    @property
+    def text(self) -> str:
+        return separator_text(self.event, self.detail, self.time)
+
+    @property
+    def realtime(self) -> int:
+        """Microseconds since the epoch (the time is UTC, to the second)."""
+        stamp = datetime.strptime(self.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return int(stamp.timestamp()) * 10**6
+
+    def record(self) -> bytes:
+        return json.dumps({"offset": self.offset, "time": self.time, "event": self.event,
+                           "detail": self.detail}).encode() + b"\n"
+
+
+def parse_marks(data: bytes) -> list[Mark]:
+    """The records in an index's bytes; a malformed or cut-off record is skipped."""
+    marks: list[Mark] = []
+    for raw in data.split(b"\n"):
+        try:
+            r = json.loads(raw)
+            mark = Mark(int(r["offset"]), str(r["time"]), str(r["event"]),
+                        None if r.get("detail") is None else str(r["detail"]))
+            mark.realtime  # noqa: B018 - a time that does not parse is no record
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        marks.append(mark)
+    return marks
+
+
+def read_marks(log: Path) -> list[Mark]:
+    """The marks of the log at LOG (its index's last INDEX_LIMIT bytes), oldest first."""
+    try:
+        with open(index_path(log), "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - INDEX_LIMIT))
+            data = f.read(INDEX_LIMIT)
+    except OSError:
+        return []
+    if size > INDEX_LIMIT:
+        data = data[data.find(b"\n") + 1:]  # the first record is cut
+    return parse_marks(data)
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 
 class ConsoleLog:
@@ -43,7 +132,8 @@ class ConsoleLog:
     def __init__(self, path: Path, limit: int = LIMIT) -> None:
         self.path = Path(path)
         self.limit = limit
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._fd = _open_append(self.path)
+        self._index = _open_append(index_path(self.path))
         self._size = os.fstat(self._fd).st_size
         self.dropped = 0  # bytes lost to write errors (ENOSPC)
 
@@ -52,52 +142,139 @@ class ConsoleLog:
         if not data:
             return
         try:
-            if self._size + len(data) > self.limit and self._size > 0:
-                self._rotate()
+            self._make_room(len(data))
             self._size += os.write(self._fd, data)
         except OSError:
             self.dropped += len(data)
 
-    def mark(self, event: str, detail: str | None = None) -> bytes:
-        line = separator(event, detail)
+    def mark(self, event: str, detail: str | None = None, when: str | None = None) -> bytes:
+        """Record EVENT in the index and as a separator line in the log; the line's bytes (to
+        broadcast to attached consoles)."""
+        when = when or utc_now()
+        if detail:  # the record and the line must agree, and the line must stay one line
+            detail = " ".join(detail.split())
+        line = separator(event, detail, when)
+        try:
+            self._make_room(len(line))
+            os.write(self._index, Mark(self._size + 1, when, event, detail).record())
+        except OSError:
+            pass  # the line below is then only text, never a mark
         self.write(line)
         return line
 
     def tail(self, nbytes: int) -> bytes:
         """The last NBYTES written, across the rotation boundary."""
-        parts: list[bytes] = []
-        for path in (self.path, self.path.with_name(self.path.name + ".1")):
-            if nbytes <= 0:
-                break
-            try:
-                with open(path, "rb") as f:
-                    size = f.seek(0, os.SEEK_END)
-                    f.seek(max(0, size - nbytes))
-                    chunk = f.read()
-            except FileNotFoundError:
-                continue
-            parts.insert(0, chunk)
-            nbytes -= len(chunk)
-        return b"".join(parts)
+        return tail(self.path, nbytes)
+
+    def tail_safe(self, nbytes: int) -> bytes:
+        """At most the last NBYTES, starting where a terminal is in its ground state (see safe_start)."""
+        data = self.tail(nbytes)
+        return data if _whole(self.path, len(data)) else data[safe_start(data):]
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for fd in (self._fd, self._index):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._index = -1
+
+    def _make_room(self, n: int) -> None:
+        if self._size + n > self.limit and self._size > 0:
+            self._rotate()
 
     def _rotate(self) -> None:
-        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        index = index_path(self.path)
+        os.replace(self.path, rotated(self.path))
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(index, index_path(rotated(self.path)))
+        fd = _open_append(self.path)
         os.close(self._fd)
         self._fd = fd
+        fd = _open_append(index)
+        os.close(self._index)
+        self._index = fd
         self._size = 0
+
+
+def tail(path: Path, nbytes: int) -> bytes:
+    """The last NBYTES of the log at PATH, across the rotation boundary."""
+    parts: list[bytes] = []
+    for p in (path, rotated(path)):
+        if nbytes <= 0:
+            break
+        try:
+            with open(p, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - nbytes))
+                chunk = f.read(nbytes)
+        except FileNotFoundError:
+            continue
+        parts.insert(0, chunk)
+        nbytes -= len(chunk)
+    return b"".join(parts)
+
+
+def _whole(path: Path, held: int) -> bool:
+    """Whether HELD bytes are everything the machine wrote since it started (no rotation)."""
+    if rotated(path).exists():
+        return False
+    try:
+        return os.stat(path).st_size <= held
+    except OSError:
+        return True
+
+
+# ---------------------------------------------------------------- a safe start for a replay
+
+# What ends a control string (OSC, DCS, SOS, PM, APC) in a VT parser: BEL, ST (ESC \\),
+# CAN and SUB (which cancel), another ESC.  A replay that begins inside such a string
+# would show its body as text.
+_ESC_OR_END = re.compile(rb"[\x07\x18\x1a\x1b]")
+# A sequence started before LF and still open at it (ESC, CSI parameters, a control string)
+# runs past it: the replay starts after an LF in the ground state.
+_SEQUENCE = re.compile(
+    rb"\x1b(?:"
+    rb"\[[\x00-\x17\x19\x1c-\x1f\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"  # CSI (an LF in one is executed, the CSI goes on)
+    rb"|[\]PX^_][^\x07\x18\x1a\x1b]*(?:\x07|\x18|\x1a|\x1b\\\\)?"  # a control string; another ESC ends it too
+    rb"|[\x20-\x2f]*[\x30-\x7e]?"  # other escapes
+    rb")"
+)
+
+
+def safe_start(data: bytes) -> int:
+    """Where to start showing DATA, a cut from a console stream, so that no escape
+    sequence, control string or UTF-8 character is entered in its middle.
+
+    Nothing says what state the terminal was in at the cut.  If a string
+    terminator comes before any ESC, the cut may be inside a control string:
+    skip past the terminator.  Then start right after the first LF that a
+    parser started there reaches in its ground state (an LF is never part of a
+    UTF-8 character).  len(DATA) when there is no such point.
+    """
+    pos = 0
+    first = _ESC_OR_END.search(data)
+    if first is not None and data[first.start()] != 0x1B:
+        pos = first.end()  # BEL, CAN or SUB before any ESC
+    elif first is not None and data.startswith(b"\x1b\\", first.start()):
+        pos = first.end() + 1
+    n = len(data)
+    while pos < n:
+        lf = data.find(b"\n", pos)
+        esc = data.find(b"\x1b", pos)
+        if lf < 0:
+            return n
+        if 0 <= esc < lf:
+            m = _SEQUENCE.match(data, esc)
+            pos = m.end() if m is not None and m.end() > esc else esc + 1
+            if pos >= n:
+                return n  # a sequence still open at the end: nothing shown is safe
+            continue
+        return lf + 1
+    return n
 
 
 def last_lines(path: Path, count: int, max_bytes: int = 64 * 1024) -> list[str]:
     """The last COUNT non-empty lines of a console log, terminal escapes stripped."""
-    log = ConsoleLog.__new__(ConsoleLog)
-    log.path = Path(path)
-    data = log.tail(max_bytes)
+    data = tail(Path(path), max_bytes)
     text = re.sub(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\r", b"", data).decode("utf-8", "replace")
     lines = [line for line in text.split("\n") if line.strip()]
     return lines[-count:]

@@ -8,14 +8,12 @@ launcher's orphans module cleans it when a command touches the name).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nsdash.errors import MachineNotFound, UsageError
+from nsdash.errors import MachineNotFound
+from nsdash.launcher import names
 from nsdash.machines import state as st
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -41,10 +39,8 @@ class Machine:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise UsageError(f"invalid machine name '{name}'",
-                         "names are 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit")
-    return name
+    """The one machine-name rule (nsdash.launcher.names: a hostname, as machinectl's)."""
+    return names.check_machine_name(name)
 
 
 def parse_os_release(text: str) -> dict[str, str]:

@@ -27,6 +27,7 @@ from nsdash.launcher.plan import new_uuid, signal_name
 from nsdash.launcher.spec import ContainerSpec
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
+    from nsdash.launcher.cgroup import MachineCgroup
     from nsdash.machines.machined import Registration
 
 ESCAPE = 0x1D  # ^]
@@ -202,10 +203,20 @@ def _run_all(spec: ContainerSpec, mode: str, stdin_tty: bool, sigs: _Signals, se
         return outcome.exit_code()
 
 
+def _cgroup_backend(spec: ContainerSpec) -> MachineCgroup | None:
+    """A systemd scope for this run where systemd manages the host (not --keep-unit),
+    else None: nsdash makes the cgroups itself (machines/units.py)."""
+    if spec.keep_unit or not os.path.isdir("/run/systemd/system"):
+        return None  # without the D-Bus client's import cost on hosts without systemd
+    from nsdash.machines import units
+
+    return units.cgroup_backend(spec)
+
+
 def _run_once(spec: ContainerSpec, mode: str, started: Callable[[Container], None], sigs: _Signals,
               session_uuid: str) -> Outcome:
     if mode == "pipe":
-        with Container(spec, uuid=session_uuid) as c:
+        with Container(spec, uuid=session_uuid, cgroup=_cgroup_backend(spec)) as c:
             c.start()
             started(c)
             return _loop(c, None, mode, sigs)
@@ -213,7 +224,7 @@ def _run_once(spec: ContainerSpec, mode: str, started: Callable[[Container], Non
     try:
         if os.isatty(0):
             _copy_winsize(0, master)
-        with Container(spec, console_fd=slave, uuid=session_uuid) as c:
+        with Container(spec, console_fd=slave, uuid=session_uuid, cgroup=_cgroup_backend(spec)) as c:
             c.start()
             started(c)
             return _loop(c, master, mode, sigs)

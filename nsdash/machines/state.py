@@ -85,6 +85,12 @@ def read_state(directory: Path) -> MachineState | None:
         return None  # a torn or foreign file: treated as no state
 
 
+def orphaned(name: str) -> bool:
+    """True if NAME has an entry whose supervisor died (nobody holds its lock)."""
+    directory = machine_dir(name)
+    return directory.exists() and not supervisor_alive(directory)
+
+
 def supervisor_alive(directory: Path) -> bool:
     """True while some process holds the entry's lock (the supervisor)."""
     try:

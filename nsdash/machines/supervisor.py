@@ -203,12 +203,12 @@ class Supervisor:
         raise NsdashError(f"could not claim the state entry for '{self.name}'")
 
     def _remove_entry(self) -> None:
-        for name in (st.STATE_FILE, st.CONTROL, st.CONSOLE_LOG, st.CONSOLE_LOG + ".1"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
-        for leftover in self.dir.glob(".*"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        # Everything the entry holds (state, socket, the console log and its side files,
+        # temporaries), whatever other modules keep there: only the supervisor removes it.
+        for entry in self.dir.iterdir():
+            if entry.name != st.LOCK_FILE:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
         # The lock goes last, so nobody sees a lock-less entry while we tear down.
         with contextlib.suppress(OSError):
             (self.dir / st.LOCK_FILE).unlink()
@@ -240,6 +240,18 @@ class Supervisor:
         self.sel.register(self._sig_r, selectors.EVENT_READ, "signal")
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
 
+    def _cgroup_backend(self) -> Any:
+        """A systemd scope for this boot where systemd manages the host, else None (nsdash
+        makes the cgroups itself): machines/units.py."""
+        from nsdash.machines import units
+
+        return units.cgroup_backend(self.spec)
+
+    def _in_systemd_scope(self) -> bool:
+        """machined keeps a registration whose unit systemd made; only a cgroup nsdash made
+        itself needs the checks after each registration."""
+        return bool(getattr(self.container, "managed_cgroup", False))
+
     def _registration(self) -> Any:
         if self.register_mode == "no":
             return None
@@ -258,7 +270,7 @@ class Supervisor:
         self.kill_deadline = None
         self._broadcast(self.log.mark(f"boot {self.boot}"))
         self._reopen_console()
-        self.container = Container(self.spec, console_fd=self.slave)
+        self.container = Container(self.spec, console_fd=self.slave, cgroup=self._cgroup_backend())
         try:
             self.container.start()
         except BaseException:
@@ -269,8 +281,9 @@ class Supervisor:
         self.since = utc_now()  # when this boot's init started, after any slow set-up
         if self.registration is not None:
             self.registration.register(self._state())
-            now = time.monotonic()
-            self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
+            if not self._in_systemd_scope():
+                now = time.monotonic()
+                self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
         self._write_state()
         self._broadcast(proto.event_frame(f"boot {self.boot}", leader=self.container.leader), raw=True)
         pidfd = getattr(self.container, "pidfd", None)
@@ -668,7 +681,7 @@ class Supervisor:
             conn.frames = proto.FrameReader()
             if req.arg("rows") and req.arg("cols"):
                 self._set_winsize(req.arg("rows"), req.arg("cols"))
-            history = self.log.tail(req.arg("replay", self.replay_bytes))
+            history = self.log.tail_safe(req.arg("replay", self.replay_bytes))
             if history:
                 self._send(conn, proto.output_frames(history))
             return

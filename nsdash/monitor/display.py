@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.rates import Rates
+from nsdash.system.frozen import Frozen
 
 ORDERS = ("path", "tasks", "cpu", "memory", "io")
 
@@ -174,8 +174,7 @@ def _maybe_timespan(usec: int | None, raw: bool) -> str:
     return str(usec) if raw else format_timespan(usec)
 
 
-@dataclass(frozen=True)
-class Extra:
+class Extra(Frozen):
     """A column nsdash adds behind --extra: header, width and how to get the text."""
 
     name: str

@@ -1,8 +1,8 @@
 """Which machine a cgroup (or a process) belongs to.
 
-Machines live in `/machine.slice/machine-NAME.scope`: nsdash's own (in every
-hierarchy) and systemd-nspawn's, whose scope names escape '-' as '\\x2d' the
-way systemd escapes unit names.  nsdash's state directory may also name a
+Machines live in `/machine.slice/machine-NAME.scope` (nsdash.launcher.names:
+NAME escaped as systemd escapes unit names, '-' as '\\x2d'), nsdash's own in
+every hierarchy and systemd-nspawn's alike.  nsdash's state directory may also name a
 machine's cgroup explicitly (state.json, field "cgroup"); that wins.
 """
 
@@ -10,41 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from nsdash.launcher import names
 from nsdash.system import paths
 
-_SCOPE = re.compile(r"^machine-(.+)\.scope$")
-_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
-
-
-def unescape_unit(name: str) -> str:
-    r"""systemd unit-name unescaping: '\x2d' -> '-'."""
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), name)
-
-
-def escape_unit(name: str) -> str:
-    r"""systemd unit-name escaping for a machine name: '-' -> '\x2d' (and other specials)."""
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isalnum() and ch.isascii() or ch in ":_" or (ch == "." and i > 0):
-            out.append(ch)
-        else:
-            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
-    return "".join(out)
-
-
-def machine_from_scope(path: str) -> str | None:
-    """'/machine.slice/machine-foo.scope/...' -> 'foo' (for the scope and everything below)."""
-    parts = path.split("/")
-    for i, part in enumerate(parts):
-        if part == "machine.slice" and i + 1 < len(parts):
-            m = _SCOPE.match(parts[i + 1])
-            if m:
-                return unescape_unit(m.group(1))
-    return None
+machine_from_scope = names.machine_from_scope  # the one copy of the rule lives in launcher/names
 
 
 def _state_records(state_root: Path | None) -> dict[str, dict]:
@@ -101,7 +73,7 @@ class MachineMap:
         if machine in self.registered:
             return self.registered[machine]
         candidates = (f"/machine.slice/machine-{machine}.scope",
-                      f"/machine.slice/machine-{escape_unit(machine)}.scope")
+                      names.scope_path(machine))
         present = set(existing)
         for c in candidates:
             if c in present:
@@ -150,7 +122,7 @@ def find_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap | N
     if machine in mapping.registered:
         candidates.append(mapping.registered[machine])
     candidates += [f"/machine.slice/machine-{machine}.scope",
-                   f"/machine.slice/machine-{escape_unit(machine)}.scope"]
+                   names.scope_path(machine)]
     for c in candidates:
         if any(os.path.isdir(d + c) for d in dirs):
             return c

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from nsdash.system.frozen import Frozen
 
 IFNAMSIZ = 15  # usable characters of a link name
 
 
-@dataclass(frozen=True)
-class NetCounters:
+class NetCounters(Frozen):
     """Cumulative counters summed over a machine's links (loopback excluded)."""
 
     rx_bytes: int

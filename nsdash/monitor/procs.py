@@ -4,32 +4,44 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 
 from nsdash.monitor.machines import MachineMap
+from nsdash.system.frozen import Frozen
 
 _PF_KTHREAD = 0x00200000
 
 
-@dataclass(frozen=True)
-class ProcessInfo:
+class ProcessInfo(Frozen):  # not a dataclass: cgls imports no dataclasses
     pid: int
     cmdline: str  # '[comm]' for kernel threads and processes without a command line
     kernel_thread: bool
     machine: str | None = None
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file whole: os.open/os.read, a third of open()'s cost, paid per process."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
     """By the PF_KTHREAD flag in /proc/PID/stat (as systemd does); a vanished process is not one."""
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            stat = f.read()
+        stat = _read(f"{proc}/{pid}/stat")
         return bool(int(stat[stat.rindex(b")") + 2:].split()[6]) & _PF_KTHREAD)
     except (OSError, ValueError, IndexError):
         return False
 
 
 def _printable(text: str) -> str:
+    if text.isprintable():  # nearly every command line: no per-character pass
+        return text
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
@@ -39,12 +51,10 @@ def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc") -> st
     None when the process is gone.
     """
     try:
-        with open(f"{proc}/{pid}/cmdline", "rb") as f:
-            raw = f.read()
+        raw = _read(f"{proc}/{pid}/cmdline")
         text = _printable(raw.replace(b"\0", b" ").decode(errors="replace").rstrip(" "))
         if not text:
-            with open(f"{proc}/{pid}/comm", "rb") as f:
-                text = "[" + _printable(f.read().decode(errors="replace").rstrip("\n")) + "]"
+            text = "[" + _printable(_read(f"{proc}/{pid}/comm").decode(errors="replace").rstrip("\n")) + "]"
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ESRCH):
             return None

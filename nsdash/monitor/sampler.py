@@ -19,12 +19,12 @@ import errno
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from nsdash.monitor import counters as C
 from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
 from nsdash.system import cgroupfs
+from nsdash.system.frozen import Frozen
 
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
 _NO_FDS = (errno.EMFILE, errno.ENFILE)
@@ -35,9 +35,11 @@ _PF_KTHREAD = 0x00200000
 COUNT_PIDS, COUNT_USERSPACE, COUNT_ALL = "pids", "userspace", "all"
 
 
-@dataclass(frozen=True)
-class Sample:
-    """Every sampled cgroup's Counters at one instant (time.monotonic() seconds)."""
+class Sample(Frozen):
+    """Every sampled cgroup's Counters at one instant (time.monotonic() seconds).
+
+    Frozen, not a dataclass: `nsdash cgtop -b` would import dataclasses (inspect, ast)
+    for it alone."""
 
     timestamp: float
     counters: Mapping[str, C.Counters]
@@ -49,14 +51,18 @@ class Sample:
         return list(self.counters)
 
 
-@dataclass
 class _Entry:
-    fds: list[int] = field(default_factory=list)  # -1: not kept open, read by name each time
-    names: list[str] = field(default_factory=list)
-    parsers: list[C.Parser] = field(default_factory=list)
-    procs_fd: int = -1  # cgroup.procs, when tasks are counted from processes
-    procs_name: str = ""  # set when cgroup.procs is read by name (no descriptor to spare)
-    incomplete: bool = False  # a file could not be opened even for a moment (EMFILE): retry
+    """One cgroup's open counter files (mutable: the sampler fills and repairs it)."""
+
+    __slots__ = ("fds", "names", "parsers", "procs_fd", "procs_name", "incomplete")
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []  # -1: not kept open, read by name each time
+        self.names: list[str] = []
+        self.parsers: list[C.Parser] = []
+        self.procs_fd = -1  # cgroup.procs, when tasks are counted from processes
+        self.procs_name = ""  # set when cgroup.procs is read by name (no descriptor to spare)
+        self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
 
 
 def raise_nofile_limit() -> int:

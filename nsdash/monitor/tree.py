@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 
 from nsdash.system.cgroupfs import Layout
+from nsdash.system.frozen import Frozen
 
 # Errors that mean "this cgroup went away while we looked".
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
 
 
-@dataclass(frozen=True)
-class CgroupNode:
-    """One cgroup: its path from the hierarchy root ('/', '/a/b'), children and processes."""
+class CgroupNode(Frozen):
+    """One cgroup: its path from the hierarchy root ('/', '/a/b'), children and processes.
+
+    Frozen, not a dataclass: `nsdash cgls` would import dataclasses (and inspect, ast,
+    dis) for this class alone.
+    """
 
     path: str
     children: tuple[CgroupNode, ...] = ()

@@ -1,16 +1,19 @@
-"""D-Bus connection helpers (dbus-fast): the system bus address, calls with timeouts.
+"""D-Bus on the system bus: its address and one method call with a timeout.
 
 Each call opens its own short-lived connection: nsdash talks to the bus a
 handful of times per machine lifetime, and a private connection keeps the
-callers free of a shared event loop.
+callers free of a shared event loop.  The calls go through the blocking
+client in nsdash.system.dbuswire: `nsdash list` asks machined on every run,
+and asyncio with dbus-fast cost it more than everything else it does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from typing import Any
+
+from nsdash.system import dbuswire
 
 DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"
 TIMEOUT = 3.0
@@ -54,33 +57,44 @@ def system_bus_reachable() -> bool:
         s.close()
 
 
-async def _call(destination: str, path: str, interface: str, member: str,
-                signature: str, body: list[Any]) -> list[Any]:
-    from dbus_fast import Message, MessageType
-    from dbus_fast.aio import MessageBus
+def variant(signature: str, value: Any) -> dbuswire.Variant:
+    """A D-Bus variant (for a(sv) property lists)."""
+    return dbuswire.Variant(signature, value)
 
-    try:
-        bus = await MessageBus(bus_address=system_bus_address()).connect()
-    except (OSError, EOFError) as e:
-        raise BusError("nsdash.NoBus", f"cannot connect to the system bus: {e}") from None
-    try:
-        reply = await bus.call(Message(destination=destination, path=path, interface=interface,
-                                       member=member, signature=signature, body=body))
-    finally:
-        bus.disconnect()
-    assert reply is not None
-    if reply.message_type == MessageType.ERROR:
-        raise BusError(reply.error_name or "unknown", str(reply.body[0]) if reply.body else "")
-    return list(reply.body)
+
+def plain(value: Any) -> Any:
+    """A reply value with its variants unwrapped (the blocking client returns them bare already)."""
+    return value.value if isinstance(value, dbuswire.Variant) else value
 
 
 def call(destination: str, path: str, interface: str, member: str, signature: str = "",
-         body: list[Any] | None = None, timeout: float = TIMEOUT) -> list[Any]:
-    """One method call on the system bus; BusError on an error reply, no bus or timeout."""
-    if not system_bus_reachable():
+         body: list[Any] | None = None, timeout: float = TIMEOUT,
+         unix_fds: list[int] | None = None) -> list[Any]:
+    """One method call on the system bus; BusError on an error reply, no bus or timeout.
+    UNIX_FDS travel with the message; an 'h' argument in BODY is an index into them."""
+    where = _socket_path(system_bus_address())
+    if where is None or not os.path.exists(where):
         raise BusError("nsdash.NoBus", "no system bus is running")
-    coro = _call(destination, path, interface, member, signature, body or [])
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        return asyncio.run(asyncio.wait_for(coro, timeout))
-    except TimeoutError:
-        raise BusError("nsdash.Timeout", f"{destination} did not answer {member} within {timeout:.0f} s") from None
+        sock.settimeout(timeout)
+        try:
+            sock.connect(where)
+        except OSError:
+            raise BusError("nsdash.NoBus", "no system bus is running") from None
+        try:
+            conn = dbuswire.Connection(sock, timeout, unix_fds=bool(unix_fds))
+        except TimeoutError:
+            raise BusError("nsdash.Timeout", f"the system bus did not answer within {timeout:.0f} s") from None
+        except (OSError, EOFError, dbuswire.WireError) as e:
+            raise BusError("nsdash.NoBus", f"cannot connect to the system bus: {e}") from None
+        try:
+            return conn.call(destination, path, interface, member, signature, body or [], unix_fds or ())
+        except dbuswire.WireError as e:
+            raise BusError(e.name, e.text or "") from None
+        except TimeoutError:
+            raise BusError("nsdash.Timeout", f"{destination} did not answer {member} within {timeout:.0f} s") from None
+        except (OSError, EOFError) as e:
+            raise BusError("nsdash.NoBus", f"lost the system bus: {e}") from None
+    finally:
+        sock.close()

@@ -7,7 +7,15 @@ the rest of those imports, on every `nsdash spawn`.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # mypy takes this name as true; at run time typing is not imported (spawn path)
+if TYPE_CHECKING:
+    from typing import dataclass_transform
+else:
+    def dataclass_transform(**_kwargs: object):  # noqa: ANN202 - a no-op decorator at run time
+        return lambda cls: cls
 
+
+@dataclass_transform(frozen_default=True, kw_only_default=False)
 class Frozen:
     """An immutable value object with dataclass-like fields, made without code generation.
 
@@ -17,6 +25,7 @@ class Frozen:
     """
 
     _fields: tuple[str, ...] = ()
+    _least: int = 0  # positional arguments that cover every field without a default
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -26,9 +35,16 @@ class Frozen:
                 if not name.startswith("_") and name not in names:
                     names.append(name)
         cls._fields = tuple(names)
+        required = [i for i, name in enumerate(names) if not hasattr(cls, name)]
+        cls._least = required[-1] + 1 if required else 0
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         fields = self._fields
+        if not kwargs and self._least <= len(args) <= len(fields):
+            # The common call, positional only (readers make thousands per refresh): the
+            # fields not given keep their class-level defaults.
+            self.__dict__.update(zip(fields, args, strict=False))  # one call; __setattr__ refuses
+            return
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
         values = dict(zip(fields, args, strict=False))

@@ -41,10 +41,14 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
+PR_GET_SECCOMP = 21
+PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
 
 
 def _check(ret: int, what: str, path: str | None = None) -> int:
@@ -95,10 +99,22 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
 
 
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+PERSONALITY_QUERY = 0xFFFFFFFF
+
+
+def personality(persona: int) -> int:
+    """personality(2): set the execution domain; returns the previous one."""
+    return _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
 # ---- capabilities (added by the launcher) ----------------------------------
 
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_KEEPCAPS = 8
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
@@ -138,6 +154,7 @@ def capget() -> tuple[int, int, int]:
 
 O_PATH = 0o10000000
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
 
 
@@ -224,6 +241,9 @@ AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
 MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
+MOUNT_ATTR_NOEXEC = 0x00000008
 MOUNT_ATTR_IDMAP = 0x00100000
 
 
@@ -252,3 +272,36 @@ def move_mount(from_fd: int, to_path: str, to_dirfd: int = -100) -> None:
     _check(_libc.syscall(ctypes.c_long(SYS_move_mount), ctypes.c_int(from_fd), b"",
                          ctypes.c_int(to_dirfd), _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
            "move_mount", to_path)
+
+
+# ---- seccomp, keyrings, close_range (the container's last steps before exec) --
+
+SECCOMP_MODE_FILTER = 2
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
+SYS_close_range = 436  # new-style number: the same on every architecture
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(program: bytes) -> None:
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER): load one classic-BPF PROGRAM (8-byte instructions)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(_libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                       ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_SECCOMP)")
+
+
+def keyctl_join_session_keyring(name: str | None = None) -> int:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NAME): join a new (anonymous with None) session keyring."""
+    return _check(_libc.syscall(ctypes.c_long(SYS_keyctl), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING),
+                                _b(name)), "keyctl")
+
+
+def close_range(first: int, last: int, flags: int = 0) -> None:
+    """close_range(2) over FIRST..LAST (CLOSE_RANGE_CLOEXEC: mark them close-on-exec instead)."""
+    _check(_libc.syscall(ctypes.c_long(SYS_close_range), ctypes.c_uint(first), ctypes.c_uint(last),
+                         ctypes.c_uint(flags)), "close_range")

@@ -33,6 +33,19 @@ class LauncherActions:
 
         client.terminate(name, wait=True)
 
+    def limits(self, name: str, cgroup: str) -> dict[str, str]:
+        """CPUQuota, MemoryMax, MemoryHigh and TasksMax in force (machines/units.py)."""
+        from nsdash.machines import units
+
+        return units.limits(name, cgroup)
+
+    def set_limits(self, name: str, cgroup: str, assignments: list[str]) -> None:
+        """Change them live: through systemd where it made the scope, else cgroupfs."""
+        from nsdash.machines import units
+
+        for assignment in assignments:
+            units.set_limit(name, cgroup, assignment)
+
     def images(self) -> dict[str, Path]:
         from nsdash.machines import client
 

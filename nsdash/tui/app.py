@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.history import MetricHistory
@@ -31,6 +32,7 @@ from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotRead
 from nsdash.tui.poller import Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.screens.debugging import GdbScreen, ProfileScreen, Subject, TraceScreen, subject_at_cursor
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.screens.units import UnitsScreen
@@ -74,6 +76,8 @@ class MachineCommands(Provider):
                 (f"Attach console: {name}", partial(app.open_machine, name, True), ""),
                 (f"Follow journal: {name}", partial(app.follow_journal, name), ""),
                 (f"Units: {name}", partial(app.open_units, name), "the machine's systemd units"),
+                (f"Trace (strace): {name}", partial(app.open_trace, Subject(name)), "every process, live"),
+                (f"Profile (perf): {name}", partial(app.open_profile, Subject(name)), "hottest functions, live"),
                 (f"Power off: {name}", partial(app.ask_and_run, "poweroff", name), "asks first"),
                 (f"Reboot: {name}", partial(app.ask_and_run, "reboot", name), "asks first"),
                 (f"Terminate: {name}", partial(app.ask_and_run, "terminate", name), "asks first"),
@@ -111,6 +115,9 @@ class NsdashApp(App):
         Binding("J", "follow_all", "All journals", show=False),
         Binding("v", "view", "View"),
         Binding("u", "units", "Units"),
+        Binding("T", "trace", "Trace"),
+        Binding("P", "profile", "Profile"),
+        Binding("D", "debug", "gdb"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 
@@ -144,7 +151,7 @@ class NsdashApp(App):
 
                 readers = HostReaders()
         except (NsdashError, OSError) as e:
-            self.notify(f"cannot read the host: {e}", severity="error", timeout=10)
+            self.notify(escape(f"cannot read the host: {e}"), severity="error", timeout=10, markup=False)
             return
         self.poller = Poller(readers, self.post_message, self.interval)
         self.poller.start()
@@ -159,7 +166,7 @@ class NsdashApp(App):
         snap = message.snapshot
         if snap.errors:
             if snap.errors[0] != self.last_error:
-                self.notify(snap.errors[0], title="reading the host", severity="warning")
+                self.notify(escape(snap.errors[0]), title="reading the host", severity="warning", markup=False)
             self.last_error = snap.errors[0]
         if snap.machines or snap.rows or not snap.errors:
             self.snapshot = snap
@@ -249,7 +256,7 @@ class NsdashApp(App):
         pane.attach(name, conn)
 
     def on_console_pane_ended(self, message: ConsolePane.Ended) -> None:
-        self.notify(f"{message.machine}: {message.reason}", severity="warning")
+        self.notify(escape(f"{message.machine}: {message.reason}"), severity="warning", markup=False)
         for pane in self.screen.query(ConsolePane):
             if pane.attached == message.machine:
                 pane.detach()
@@ -278,13 +285,44 @@ class NsdashApp(App):
         else:
             self.notify("no machine selected", severity="warning")
 
+    def open_trace(self, subject: Subject) -> None:
+        self.push_screen(TraceScreen(subject))
+
+    def open_profile(self, subject: Subject) -> None:
+        """perf on the unit the units screen shows, else on the whole machine (a process has no cgroup of its own)."""
+        self.push_screen(ProfileScreen(Subject(subject.machine, unit=subject.unit)))
+
+    def action_trace(self) -> None:
+        """strace what the cursor is on: a process in the cgroup tree, a unit, else the whole machine."""
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None:
+            self.notify("no machine selected", severity="warning")
+        else:
+            self.open_trace(subject)
+
+    def action_profile(self) -> None:
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None:
+            self.notify("no machine selected", severity="warning")
+        else:
+            self.open_profile(subject)
+
+    def action_debug(self) -> None:
+        """gdb on the process under the cgroup tree's cursor (or the selected unit's first process)."""
+        subject = subject_at_cursor(self.screen, self.focused, self.selected)
+        if subject is None or (subject.host_pid is None and subject.unit is None):
+            self.notify("put the cursor on a process in the cgroup tree (or pick a unit) to debug it",
+                        severity="warning")
+        else:
+            self.push_screen(GdbScreen(subject))
+
     def _jump_to_unit(self, machine: str, pid: int) -> None:
         from nsdash.inside import procs, target
 
         try:
             unit = procs.unit_of_process(target.resolve(machine), pid)
         except (NsdashError, OSError) as e:
-            self.call_from_thread(self.notify, f"{machine}: {e}", severity="warning")
+            self.call_from_thread(self.notify, escape(f"{machine}: {e}"), severity="warning", markup=False)
             return
         self.call_from_thread(self.open_units, machine, unit)
 
@@ -342,15 +380,16 @@ class NsdashApp(App):
             if yes:
                 self.run_action_worker(action, name, partial(getattr(self.actions, action), name))
 
-        self.push_screen(ConfirmScreen(f"{DESTRUCTIVE[action]} machine '{name}'?", DESTRUCTIVE[action]),
+        # Confirmed by typing the machine's name: no key a stray sequence can send (screens/confirm.py).
+        self.push_screen(ConfirmScreen(f"{DESTRUCTIVE[action]} machine '{name}'?", DESTRUCTIVE[action], typed=name),
                          answered)
 
     def run_action_worker(self, action: str, name: str, call) -> None:
         if (action, name) in self.busy:
-            self.notify(f"{action} {name}: already in progress", severity="warning")
+            self.notify(escape(f"{action} {name}: already in progress"), severity="warning", markup=False)
             return
         self.busy.add((action, name))
-        self.notify(f"{action} {name}…", timeout=3)
+        self.notify(escape(f"{action} {name}…"), timeout=3, markup=False)
 
         def work() -> None:
             error = None
@@ -368,9 +407,9 @@ class NsdashApp(App):
     def on_action_done(self, message: ActionDone) -> None:
         self.busy.discard((message.action, message.machine))
         if message.error:
-            self.notify(message.error, title=f"{message.action} {message.machine} failed", severity="error",
-                        timeout=10)
+            self.notify(escape(message.error), title=escape(f"{message.action} {message.machine} failed"),
+                        severity="error", timeout=10, markup=False)
         else:
-            self.notify(f"{message.action} {message.machine}: done", timeout=3)
+            self.notify(escape(f"{message.action} {message.machine}: done"), timeout=3, markup=False)
         if self.poller is not None:
             self.poller.refresh_now()

@@ -1,4 +1,9 @@
-"""The spawn form's rules, pure: field values in, a ContainerSpec or the first problem out."""
+"""The spawn form's rules: field values in, a ContainerSpec or the first problem out.
+
+The fields become `nsdash spawn` options and go through the one spec builder
+(launcher.options.spec_from), so the form accepts and refuses the same names
+and reads the image's .nspawn file the same way as the command line.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import NsdashError
+from nsdash.launcher import names, optable
+from nsdash.launcher.options import derive_machine_name, spec_from
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.machines.registry import validate_name
 
-NETWORKS = ("host", "private", "veth")
-LINK_JOURNAL = ("no", "try-guest", "try-host", "guest", "host", "auto")
+# The form's network choice, as the options it stands for.
+NETWORKS = {"host": (), "private": ("--private-network",), "veth": ("--network-veth",)}
+LINK_JOURNAL = optable.choices_of("link_journal")
 
 
 @dataclass(frozen=True)
@@ -37,20 +44,37 @@ def default_name(tree: str) -> str:
     return Path(tree.rstrip("/")).name if tree else ""
 
 
-def to_spec(form: SpawnForm, images: dict[str, Path], running: Collection[str]) -> ContainerSpec:
-    """Check every field; raise FormError naming the field at the first problem."""
+def to_argv(form: SpawnForm, directory: Path, command: tuple[str, ...]) -> list[str]:
+    """The form as `nsdash spawn` options: the dashboard builds its spec the way the command line does."""
+    argv = [f"--directory={directory}"]
+    if form.name.strip():
+        argv.append(f"--machine={form.name.strip()}")
+    if form.boot:
+        argv.append("--boot")
+    argv += [*NETWORKS[form.network], f"--link-journal={form.link_journal}"]
+    if form.ephemeral:
+        argv.append("--ephemeral")
+    return [*argv, "--", *command]
+
+
+def to_spec(form: SpawnForm, images: dict[str, Path], running: Collection[str],
+            trusted_dirs: tuple[str, ...] | None = None, warnings: list[str] | None = None) -> ContainerSpec:
+    """Check every field; raise FormError naming the field at the first problem.
+    The spec itself comes from launcher.options.spec_from, as `nsdash spawn`'s does
+    (the tree's .nspawn file included); what that file sets and nsdash does not
+    apply goes to WARNINGS."""
     tree = form.tree.strip()
     if not tree:
         raise FormError("tree", "choose an image or type the path of an OS tree")
     directory = images.get(tree) or Path(tree)
     if not directory.is_absolute():
         raise FormError("tree", f"'{tree}' is neither an image in /var/lib/machines nor an absolute path")
-    name = form.name.strip() or default_name(str(directory))
     try:
-        validate_name(name)
+        name = names.check_machine_name(form.name.strip()) if form.name.strip() else None
+        name = name or derive_machine_name(directory, False)
     except NsdashError as e:
         raise FormError("name", e.oneline()) from None
-    if name in running:
+    if name in running and not (form.ephemeral and not form.name.strip()):  # -x derives a fresh name
         raise FormError("name", f"a machine named '{name}' is already running; pick another name")
     try:
         command = tuple(shlex.split(form.command))
@@ -62,7 +86,8 @@ def to_spec(form: SpawnForm, images: dict[str, Path], running: Collection[str]) 
         raise FormError("network", f"network must be one of {', '.join(NETWORKS)}")
     if form.link_journal not in LINK_JOURNAL:
         raise FormError("link_journal", f"link journal must be one of {', '.join(LINK_JOURNAL)}")
-    return ContainerSpec(directory=directory, machine=name, boot=form.boot, command=command,
-                         private_network=form.network in ("private", "veth"),
-                         network_veth=form.network == "veth", link_journal=form.link_journal,
-                         ephemeral=form.ephemeral)
+    try:
+        return spec_from(to_argv(form, directory, command), trusted_dirs=trusted_dirs,
+                         warn=(warnings.append if warnings is not None else lambda _m: None))
+    except NsdashError as e:
+        raise FormError("tree", e.oneline()) from None

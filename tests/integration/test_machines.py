@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import run_nsdash, teardown_machine, wait_for
 
+from nsdash.launcher import names
 from nsdash.machines import client
 from nsdash.machines import state as st
 
@@ -73,7 +74,7 @@ def test_busybox_detached_list_status_shell_ps(detached, busybox_tree, machine_n
     assert r.returncode == 0, r.stderr
     text = r.stdout
     for label in ("Since:", "Leader:", "Root: " + str(busybox_tree), "OS: nsdash BusyBox demo",
-                  f"Unit: machine-{machine_name}.scope", "getty -L 0 console", "login:"):
+                  f"Unit: {names.scope_name(machine_name)}", "getty -L 0 console", "login:"):
         assert label in text, (label, text)
     assert f"{mine['leader']} init" in text  # the cgroup tree lists PID 1 by its host PID
     data = json.loads(run_nsdash("status", machine_name, "-o", "json").stdout)

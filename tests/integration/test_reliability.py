@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import run_nsdash
 
+from nsdash.launcher import names
 from nsdash.machines import client
 from nsdash.machines import state as st
 
@@ -111,7 +112,7 @@ def many_cgroups(machine_name):
         p = layout.v1.get(ctrl)
         if p is not None and p.resolve() not in [r.resolve() for r in roots]:
             roots.append(p)
-    scope = f"/machine.slice/machine-{machine_name}.scope"
+    scope = names.scope_path(machine_name)
     made = []
     try:
         for root in roots:

@@ -12,6 +12,7 @@ from _spawnhelp import run_spec
 from conftest import run_nsdash, wait_for
 
 from nsdash.errors import MachineExists, NsdashError, SpecError
+from nsdash.launcher import names
 from nsdash.launcher.container import Container, veth_name
 from nsdash.launcher.plan import CAPABILITIES, DEFAULT_CAPABILITIES
 from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
@@ -179,7 +180,7 @@ def test_cgroup_namespace_mount_and_accounting(busybox_tree, machine_name):
     with Container(spec_for(busybox_tree, machine_name, "/bin/sh", "-c",
                             "cat /proc/self/cgroup > /tmp/x; sleep 30")) as c:
         leader = c.start()
-        assert c.cgroup == f"/machine.slice/machine-{machine_name}.scope"
+        assert c.cgroup == names.scope_path(machine_name)  # systemd-machined's unit name, escaped
         own = cgroupfs.own_cgroup(leader)
         assert all(path == c.cgroup for path in own.values() if path.startswith("/machine.slice")), own
         assert own[""] == c.cgroup

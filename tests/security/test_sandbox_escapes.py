@@ -247,7 +247,7 @@ def test_fresh_session_keyring_is_not_the_callers():
     KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
 
     def session_id():
-        return LIBC.syscall(ctypes.c_long(sandbox.SYS_keyctl), ctypes.c_long(KEYCTL_GET_KEYRING_ID),
+        return LIBC.syscall(ctypes.c_long(syscalls.SYS_keyctl), ctypes.c_long(KEYCTL_GET_KEYRING_ID),
                             ctypes.c_long(KEY_SPEC_SESSION_KEYRING), ctypes.c_long(1))
 
     def attack():

@@ -89,14 +89,14 @@ async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(mach
         await wait_for(pilot, lambda: "Started nsdash-test.service" in str(detail.render()), what="its journal")
         await pilot.press("j")
 
-        # Stop asks first; "n" keeps it running, "y" stops it.
+        # Stop asks first; Escape keeps it running, Tab then Enter (the Stop button) stops it.
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
-        await pilot.press("n")
+        await pilot.press("y", "enter")  # no letter confirms; Enter on the focused Cancel cancels
         assert units.run(machine, lambda sd: sd.active_state("nsdash-test")) == "active"
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
-        await pilot.press("y")
+        await pilot.press("tab", "enter")
         await wait_for(pilot, lambda: units.run(machine, lambda sd: sd.active_state("nsdash-test")) == "inactive",
                        what="the unit to stop")
 

@@ -17,18 +17,43 @@ from nsdash.tui.widgets.journal_pane import JournalFilter, line_text
 IMAGES = {"fedora": Path("/var/lib/machines/fedora")}
 
 
-def test_spawn_form_image_boot_veth():
-    spec = to_spec(SpawnForm("fedora", network="veth", link_journal="try-guest"), IMAGES, set())
-    assert spec.directory == Path("/var/lib/machines/fedora")
+def test_spawn_form_image_boot_veth(tmp_path):
+    (tmp_path / "fedora").mkdir()
+    spec = to_spec(SpawnForm("fedora", network="veth", link_journal="try-guest"), {"fedora": tmp_path / "fedora"},
+                   set(), trusted_dirs=())
+    assert spec.directory == tmp_path / "fedora"
     assert spec.machine == "fedora" and spec.boot
     assert spec.private_network and spec.network_veth and spec.link_journal == "try-guest"
 
 
-def test_spawn_form_path_command_private_network():
-    spec = to_spec(SpawnForm("/srv/trees/bb/", name="web-1", boot=False, command="/bin/sh -c 'echo hi'",
-                             network="private"), IMAGES, set())
+def test_spawn_form_path_command_private_network(tmp_path):
+    (tmp_path / "bb").mkdir()
+    spec = to_spec(SpawnForm(f"{tmp_path}/bb/", name="web-1", boot=False, command="/bin/sh -c 'echo hi'",
+                             network="private"), IMAGES, set(), trusted_dirs=())
     assert spec.machine == "web-1" and spec.command == ("/bin/sh", "-c", "echo hi")
     assert spec.private_network and not spec.network_veth and not spec.boot
+
+
+def test_spawn_form_reads_the_images_nspawn_file_as_spawn_does(tmp_path):
+    """The form goes through spec_from: the image's .nspawn file applies (untrusted: only what
+    narrows), unknown keys come back as warnings, and a bad file is the tree's problem."""
+    (tmp_path / "box").mkdir()
+    (tmp_path / "box.nspawn").write_text("[Exec]\nHostname=fromfile\nLimitNOFILE=99\nFancy=1\n")
+    warnings: list[str] = []
+    spec = to_spec(SpawnForm(str(tmp_path / "box")), IMAGES, set(), trusted_dirs=(), warnings=warnings)
+    assert spec.hostname == "fromfile" and spec.rlimits == ()  # LimitNOFILE= needs a trusted file
+    assert any("Fancy=" in w for w in warnings) and any("LimitNOFILE=" in w for w in warnings)
+    (tmp_path / "box.nspawn").write_text("[Exec]\nBoot=maybe\n")
+    with pytest.raises(FormError) as e:
+        to_spec(SpawnForm(str(tmp_path / "box")), IMAGES, set(), trusted_dirs=())
+    assert e.value.field == "tree" and "invalid Boot= value" in e.value.message
+
+
+@pytest.mark.parametrize("name", ["my_box", "a..b", "x-"])
+def test_spawn_form_refuses_the_names_spawn_refuses(tmp_path, name):
+    with pytest.raises(FormError) as e:
+        to_spec(SpawnForm(str(tmp_path), name=name), IMAGES, set(), trusted_dirs=())
+    assert e.value.field == "name" and "invalid machine name" in e.value.message
 
 
 @pytest.mark.parametrize(("form", "field", "words"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tuikit import feed_sample, sample_app, wait_for
+from tuikit import confirm_by_name, feed_sample, sample_app, wait_for
 
 from nsdash.errors import NsdashError
 from nsdash.monitor.tree import CgroupNode
@@ -176,10 +176,12 @@ async def test_destructive_actions_confirm_and_errors_notify():
         await feed_sample(app, pilot)
         await pilot.press("o")
         assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("n")
+        await pilot.press("y", "n", "enter")  # no letter confirms, and Enter without the name does nothing
+        assert isinstance(app.screen, ConfirmScreen) and actions.calls == []
+        await pilot.press("escape")
         assert not isinstance(app.screen, ConfirmScreen) and actions.calls == []
         await pilot.press("r")
-        await pilot.press("y")
+        await confirm_by_name(app, pilot, "demo-busybox")
         await wait_for(pilot, lambda: any("failed" in (n.title or "") for n in app._notifications), what="error")
         assert actions.calls == [("reboot", "demo-busybox")]
         note = next(n for n in app._notifications if "failed" in (n.title or ""))

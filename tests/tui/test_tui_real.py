@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 
 import pytest
-from tuikit import wait_for
+from tuikit import confirm_by_name, wait_for
 
 from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
@@ -142,13 +142,13 @@ async def test_reboot_and_poweroff_through_the_keys(busybox_machine):
         await select(app, pilot, name)
         await pilot.press("r")
         assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("y")
+        await confirm_by_name(app, pilot, name)
         await wait_for(pilot, lambda: (info_of(app, name) or info_of(app, "?")) and info_of(app, name).boot >= 2,
                        timeout=60, what="the second boot")
         await wait_for(pilot, lambda: "reboot" in journal_text(app), what="the reboot separator in the journal")
         app.screen.query_one(MachineList).focus()
         await pilot.press("o")
-        await pilot.press("y")
+        await confirm_by_name(app, pilot, name)
         await wait_for(pilot, lambda: info_of(app, name) is None, timeout=60, what="the machine gone")
         ml = app.screen.query_one(MachineList)
         await wait_for(pilot, lambda: name not in ml._rows, what="its row gone")

@@ -33,3 +33,15 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
         await pilot.pause(0.05)
         await asyncio.sleep(0)
+
+
+async def confirm_by_name(app: NsdashApp, pilot, name: str) -> None:
+    """Answer a machine action's confirmation the only way it takes: the machine's name, then Enter."""
+    from textual.widgets import Input
+
+    from nsdash.tui.screens.confirm import ConfirmScreen
+
+    assert isinstance(app.screen, ConfirmScreen), app.screen
+    app.screen.query_one("#confirm-typed", Input).value = name
+    await pilot.pause()
+    await pilot.press("enter")

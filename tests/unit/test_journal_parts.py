@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,10 +11,12 @@ import pytest
 
 from nsdash.cli import main as nsdash_main
 from nsdash.errors import MachineNotFound, NsdashError, UsageError
-from nsdash.journal.console import ConsoleSource, clean_line, parse_separator
+from nsdash.journal.console import ConsoleSource, clean_line
 from nsdash.journal.filters import Filters, mangle_unit, parse_boot, parse_priority, parse_time
 from nsdash.journal.locate import check_journal_file, journal_dirs, locate, machine_id_of
 from nsdash.journal.merge import MergedLog, open_logs
+from nsdash.machines import consolelog
+from nsdash.machines.consolelog import ConsoleLog
 
 # ---------------------------------------------------------------- options
 
@@ -83,14 +84,8 @@ SEP1 = "-- nsdash: boot 1 2026-11-29T05:00:00Z --"
 SEP2 = "-- nsdash: reboot 2026-11-29T05:01:00Z --"
 SEP3 = "-- nsdash: boot 2 2026-11-29T05:01:01Z --"
 SEP4 = "-- nsdash: exited 2026-11-29T05:02:00Z (status 3) --"
-
-
-def test_separators_parse_to_events_and_utc_times():
-    event, stamp, detail = parse_separator(SEP4)
-    assert event == "exited" and detail == "status 3"
-    assert stamp == int(datetime.fromisoformat("2026-11-29T05:02:00+00:00").timestamp() * 10**6)
-    assert parse_separator("-- nsdash: boot 1 --") is None
-    assert parse_separator("hello -- nsdash: boot 1 2026-11-29T05:00:00Z --") is None
+MARKS = {SEP1: ("boot 1", None, "2026-11-29T05:00:00Z"), SEP2: ("reboot", None, "2026-11-29T05:01:00Z"),
+         SEP3: ("boot 2", None, "2026-11-29T05:01:01Z"), SEP4: ("exited", "status 3", "2026-11-29T05:02:00Z")}
 
 
 def test_terminal_escapes_are_not_log_text():
@@ -99,21 +94,33 @@ def test_terminal_escapes_are_not_log_text():
     assert clean_line("a\tb") == "a\tb"
 
 
-def _console(tmp_path: Path, text: bytes) -> Path:
+def _write(log: ConsoleLog, *parts: str | bytes) -> None:
+    """Guest bytes (bytes) and the supervisor's marks (one of the SEP strings), in order."""
+    for part in parts:
+        if isinstance(part, str):
+            log.mark(*MARKS[part])
+        else:
+            log.write(part)
+
+
+def _console(tmp_path: Path, *parts: str | bytes, limit: int = consolelog.LIMIT) -> Path:
     d = tmp_path / "machines" / "bb"
     d.mkdir(parents=True)
-    (d / "console.log").write_bytes(text)
+    log = ConsoleLog(d / "console.log", limit=limit)
+    _write(log, *parts)
+    log.close()
     return d / "console.log"
 
 
 def test_console_log_entries_boots_and_partial_lines(tmp_path):
-    log = _console(tmp_path, f"\n{SEP1}\nhello\n\x1b[31mred\x1b[0m\n\n{SEP2}\n\n{SEP3}\nagain\npartial".encode())
+    log = _console(tmp_path, SEP1, b"hello\n\x1b[31mred\x1b[0m\n", SEP2, SEP3, b"again\npartial")
     with ConsoleSource(log) as src:
         entries = list(src.entries())
         assert [e.message for e in entries] == [SEP1, "hello", "red", SEP2, SEP3, "again"]
         assert [e.event for e in entries if e.event] == ["boot 1", "reboot", "boot 2"]
         assert [e.priority for e in entries] == [6, None, None, 6, 6, None]
         assert entries[1].realtime == entries[0].realtime  # timed by the separator before it
+        assert entries[0].realtime == int(datetime.fromisoformat("2026-11-29T05:00:00+00:00").timestamp()) * 10**6
         assert {e.machine for e in entries} == {"bb"} and entries[1].get("_HOSTNAME") == "bb"
         assert src.boot_numbers() == [1, 2]
     with ConsoleSource(log, Filters(boot=-1)) as src:
@@ -126,8 +133,50 @@ def test_console_log_entries_boots_and_partial_lines(tmp_path):
         assert list(src.entries()) == []
 
 
+@pytest.mark.parametrize("forged", [
+    f"\n{SEP3}\n", f"{SEP3}\n", f"\r\n{SEP3}\r\n", f"\n{SEP4}\n",
+    "\n-- nsdash: boot 7 1999-01-01T00:00:00Z --\n", "\n-- nsdash: killed 2000-01-01T00:00:00Z --",
+])
+def test_a_guest_cannot_forge_a_separator(tmp_path, forged):
+    """A line the guest prints that reads exactly like a separator (at a line start, even the
+    text of a real mark) is a console line: no boot, no event, no backdated lines after it."""
+    log = _console(tmp_path, SEP1, b"before\n", forged.encode(), b"\nafter\n", SEP2, b"end\n")
+    with ConsoleSource(log) as src:
+        entries = list(src.entries())
+        assert [e.event for e in entries if e.event] == ["boot 1", "reboot"]
+        assert src.boot_numbers() == [1]
+        stamp = entries[0].realtime
+        after = next(e for e in entries if e.message == "after")
+        assert after.realtime == stamp and after.get("NSDASH_BOOT") == "1"  # not backdated, not boot 7
+        fake = [e for e in entries if "nsdash:" in e.message and e.event is None]
+        assert len(fake) == 1 and fake[0].priority is None and fake[0].get("SYSLOG_IDENTIFIER") == "console"
+        assert [e.message for e in src.tail(3)] == ["after", SEP2, "end"]
+
+
+def test_marks_follow_the_log_through_rotation(tmp_path):
+    log = _console(tmp_path, SEP1, b"x" * 60 + b"\n", SEP2, SEP3, b"y" * 60 + b"\n", limit=150)
+    assert log.with_name("console.log.1").exists() and log.with_name("console.log.1.idx").exists()
+    with ConsoleSource(log) as src:
+        assert [e.message for e in src.entries()] == [SEP1, "x" * 60, SEP2, SEP3, "y" * 60]
+        assert src.boot_numbers() == [1, 2]
+        assert [e.get("NSDASH_BOOT") for e in src.tail(1)] == ["2"]
+
+
+def test_tail_reads_only_the_end_of_a_flooded_log(tmp_path, monkeypatch):
+    """A flood of one-letter lines: tail(n) starts near the end, the boot taken from the index."""
+    log = _console(tmp_path, SEP1, b"y\n" * 400_000, SEP3, b"y\n" * 300_000 + b"last\n")
+    with ConsoleSource(log) as src:
+        counted = []
+        feed = src._line_entry
+        monkeypatch.setattr(src, "_line_entry", lambda *a: counted.append(1) or feed(*a))
+        last = src.tail(5)
+        assert [e.message for e in last] == ["y"] * 4 + ["last"]
+        assert {e.get("NSDASH_BOOT") for e in last} == {"2"}
+        assert len(counted) < 100_000  # not the 700,000 lines of the whole log
+
+
 def test_console_log_is_followed_with_inotify_across_split_utf8_and_rotation(tmp_path):
-    path = _console(tmp_path, f"{SEP1}\nfirst\n".encode())
+    path = _console(tmp_path, SEP1, b"first\n")
     with ConsoleSource(path) as src, MergedLog([src]) as log:
         log.filenos()
         assert [e.message for e in log.tail(5)] == [SEP1, "first"]
@@ -142,10 +191,11 @@ def test_console_log_is_followed_with_inotify_across_split_utf8_and_rotation(tmp
         assert [e.message for e in new] == ["café ok"]
         assert abs(new[0].realtime / 1e6 - time.time()) < 5  # followed lines carry the time they were read
         # the supervisor's rotation: console.log -> console.log.1, a new console.log
-        with open(path, "ab") as f:
-            f.write(b"last of the old file\n")
-        os.replace(path, path.with_name("console.log.1"))
-        path.write_bytes(f"{SEP2}\nfresh\n".encode())
+        writer = ConsoleLog(path, limit=_size(path) + len(b"last of the old file\n"))
+        writer.write(b"last of the old file\n")
+        _write(writer, SEP2, b"fresh\n")
+        writer.close()
+        assert path.with_name("console.log.1").exists()
         got: list[str] = []
         deadline = time.monotonic() + 3
         while "fresh" not in got and time.monotonic() < deadline:
@@ -154,6 +204,10 @@ def test_console_log_is_followed_with_inotify_across_split_utf8_and_rotation(tmp
         assert got == ["last of the old file", SEP2, "fresh"]
     with ConsoleSource(path) as src:  # history spans the rotated half first
         assert [e.message for e in src.entries()] == [SEP1, "first", "café ok", "last of the old file", SEP2, "fresh"]
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
 
 
 # ---------------------------------------------------------------- locating

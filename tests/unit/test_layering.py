@@ -82,3 +82,10 @@ def _imported_packages(package: str) -> set[str]:
 @pytest.mark.parametrize("package", sorted(LAYER_BELOW))
 def test_packages_import_only_the_layers_below(package):
     assert _imported_packages(package) - LAYER_BELOW[package] == set()
+
+
+def test_one_system_call_layer():
+    """Only nsdash/system/syscalls.py loads libc: every other module calls its wrappers."""
+    loaders = [str(p.relative_to(REPO)) for p in (REPO / "nsdash").rglob("*.py")
+               if "CDLL(" in p.read_text() or "PyDLL(" in p.read_text()]
+    assert loaders == ["nsdash/system/syscalls.py"]

@@ -125,7 +125,7 @@ def test_os_release_and_addresses_parsing():
 
 
 def test_machine_names_are_validated():
-    assert validate_name("t1-a.b_c") == "t1-a.b_c"
+    assert validate_name("t1-a.b-c") == "t1-a.b-c"
     for bad in ("", "../x", "a/b", "-x", "x" * 65):
         with pytest.raises(UsageError):
             validate_name(bad)
@@ -146,3 +146,47 @@ def test_since_formatting():
 
     now = datetime(2026, 11, 29, 6, 0, 5, tzinfo=UTC)
     assert _since("2026-11-29T05:58:00Z", now) == "Sun 2026-11-29 05:58:00 UTC; 2min 5s ago"
+
+
+def test_marks_go_to_the_side_index_with_the_offset_of_their_line(tmp_path):
+    log = consolelog.ConsoleLog(tmp_path / "console.log")
+    log.write(b"guest says hi")
+    line = log.mark("boot 2", "first\nsecond", when="2026-11-29T05:00:00Z")
+    log.close()
+    assert line == b"\n-- nsdash: boot 2 2026-11-29T05:00:00Z (first second) --\n"  # one line, whatever the detail
+    [mark] = consolelog.read_marks(tmp_path / "console.log")
+    data = (tmp_path / "console.log").read_bytes()
+    assert data[mark.offset:].split(b"\n")[0] == mark.text.encode() == line.strip(b"\n")
+    assert (mark.event, mark.detail) == ("boot 2", "first second")
+    (tmp_path / "console.log.idx").write_bytes(mark.record() + b'{"offset": 3, "ti')  # a cut-off record
+    assert consolelog.read_marks(tmp_path / "console.log") == [mark]
+
+
+@pytest.mark.parametrize("stream, start", [
+    (b"\xa9 tail of a character\r\nwhole line\r\n", b"whole line\r\n"),
+    (b"5;1H\x1b[2Jrest\nnext\n", b"next\n"),  # cut inside a CSI: its tail is shown as text
+    (b"31;1m red \x1b[0m\nnext\n", b"next\n"),
+    (b"itle text\nmore title\x07 shown\nnext\n", b"next\n"),  # inside an OSC that holds an LF
+    (b"itle\x1b\\after\nnext\n", b"next\n"),  # ... ended by ST
+    (b"ok\n\x1b]0;open title\nstill title\nnext\n", b"\x1b]0;open title\nstill title\nnext\n"),
+    (b"abc\x1b[12\n;3Hx\nnext\n", b"next\n"),  # an LF inside a CSI is not its end
+])
+def test_a_replay_starts_in_the_ground_state(stream, start):
+    assert stream[consolelog.safe_start(stream):] == start
+
+
+def test_a_replay_never_starts_inside_an_open_sequence():
+    assert consolelog.safe_start(b"no newline at all") == len(b"no newline at all")
+    assert consolelog.safe_start(b"x\x1b[3") == len(b"x\x1b[3")
+    assert consolelog.safe_start(b"x\x1b]0;title\nstill in it") == len(b"x\x1b]0;title\nstill in it")
+
+
+def test_tail_safe_cuts_only_a_cut_stream(tmp_path):
+    log = consolelog.ConsoleLog(tmp_path / "console.log")
+    log.write("[  OK  ] caf\u00e9\r\n\x1b[32mgreen\x1b[0m\r\nlogin: ".encode())
+    whole = (tmp_path / "console.log").read_bytes()
+    assert log.tail_safe(1 << 20) == whole  # the machine's first byte is a ground state
+    assert whole[13:14] == b"\xa9" and whole[18:19] == b"3"
+    assert log.tail_safe(len(whole) - 13) == b"\x1b[32mgreen\x1b[0m\r\nlogin: "  # cut inside the "é"
+    assert log.tail_safe(len(whole) - 18) == b"login: "  # cut inside ESC[32m
+    log.close()

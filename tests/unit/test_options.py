@@ -306,11 +306,11 @@ def test_bind_escaped_colons(tree, tmp_path):
 @pytest.mark.parametrize("value,message", [
     ("x::y", "invalid --bind 'x::y': empty target; use --bind=SRC[:DST[:OPTIONS]]"),
     ("", "invalid --bind '': empty source"),
-    (":/x", "empty source"),
+    (":", "empty target"),
     ("/etc:rel", "target 'rel' is not an absolute path"),
     ("etc", "source 'etc' is not an absolute path"),
     ("/etc:/x:bogus", "invalid --bind option 'bogus'"),
-    ("/etc:/x:idmap", "'idmap' is not supported by nsdash"),
+    ("/etc:/x:rootidmap", "'rootidmap' is not supported by nsdash"),
     ("/etc:/x:rbind:more", "too many ':'"),
     ("/etc\\", "lone backslash"),
 ])
@@ -424,11 +424,11 @@ def test_private_users(tree):
 
 @pytest.mark.parametrize("args,message", [
     (["--bogus"], "unrecognized option '--bogus'"),
-    (["-Z"], "invalid option -- 'Z'"),
+    (["-Y"], "invalid option -- 'Y'"),
     (["-D"], "option requires an argument -- 'D'"),
     (["--bind"], "option '--bind' requires an argument"),
     (["--boot=yes"], "option '--boot' doesn't allow an argument"),
-    (["--pr"], "option '--pr' is ambiguous; possibilities: --private-network, --private-users"),
+    (["--pr"], "option '--pr' is ambiguous; possibilities: --private-network, --private-users, --private-users-chown, --private-users-ownership"),
 ])
 def test_getopt_errors_are_one_line_usage_errors(args, message):
     with pytest.raises(UsageError) as e:

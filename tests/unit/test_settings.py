@@ -95,10 +95,14 @@ def test_volatile_maps_to_ephemeral(value, expected):
     assert settings.parse(f"[Files]\nVolatile={value}\n").values.get("ephemeral") is expected
 
 
-@pytest.mark.parametrize("value", ["yes", "state"])
-def test_volatile_without_nsdash_equivalent_is_an_error(value):
-    with pytest.raises(UsageError, match=f"Volatile={value} is not supported"):
-        settings.parse(f"[Files]\nVolatile={value}\n")
+@pytest.mark.parametrize("value,mode", [("yes", "yes"), ("state", "state"), ("no", "no")])
+def test_volatile_modes(value, mode):
+    assert settings.parse(f"[Files]\nVolatile={value}\n").values["volatile"] == mode
+
+
+def test_bad_volatile_is_an_error():
+    with pytest.raises(UsageError, match="invalid Volatile= value"):
+        settings.parse("[Files]\nVolatile=sometimes\n")
 
 
 @pytest.mark.parametrize("text,where", [

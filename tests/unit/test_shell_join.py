@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from nsdash.cli.shell import _pin_leader, _still_running, in_cgroup
 from nsdash.errors import NsdashError
+from nsdash.launcher.join import in_cgroup, pin_leader, still_running
 
 HYBRID = """\
 9:name=systemd:/
@@ -24,7 +24,7 @@ def test_in_cgroup_matches_the_path_or_below_in_any_hierarchy():
 
 def test_a_process_outside_the_machines_cgroup_is_not_joined():
     with pytest.raises(NsdashError, match="no longer its leader"):
-        _pin_leader("web", os.getpid(), "/machine.slice/machine-nsdash-nonexistent.scope")
+        pin_leader("web", os.getpid(), "/machine.slice/machine-nsdash-nonexistent.scope")
 
 
 def test_a_leader_gone_before_we_look_is_not_joined():
@@ -33,7 +33,7 @@ def test_a_leader_gone_before_we_look_is_not_joined():
         os._exit(0)
     os.waitpid(pid, 0)  # reaped: the PID is free (and could be anyone's next)
     with pytest.raises(NsdashError, match="stopped while we joined it"):
-        _pin_leader("web", pid, "/")
+        pin_leader("web", pid, "/")
 
 
 def test_the_pidfd_tells_when_the_pinned_process_has_exited():
@@ -42,12 +42,12 @@ def test_the_pidfd_tells_when_the_pinned_process_has_exited():
     if pid == 0:
         os.read(r, 1)
         os._exit(0)
-    pidfd = _pin_leader("web", pid, "/")  # "/" holds every process
+    pidfd = pin_leader("web", pid, "/")  # "/" holds every process
     try:
-        assert _still_running(pidfd)
+        assert still_running(pidfd)
         os.write(w, b"x")
         os.waitpid(pid, 0)
-        assert not _still_running(pidfd)
+        assert not still_running(pidfd)
     finally:
         os.close(pidfd)
         os.close(r)

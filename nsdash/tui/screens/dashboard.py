@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,7 +27,7 @@ class StatusLine(Static):
         # Static.update() lays the screen out again even for the same text: skip that at rest.
         if text != getattr(self, "_shown", None):
             self._shown = text
-            self.update(text)
+            self.update(Text(text))  # never markup: it names the selected machine
 
 
 class DashboardScreen(PanelScreen):

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import time
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label, Sparkline, Static
 
+from nsdash.errors import NsdashError
+from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import MachineInfo, Snapshot
+from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.screens.limits import LimitsScreen
 from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.journal_pane import JournalPane
+
+if TYPE_CHECKING:
+    from nsdash.tui.app import NsdashApp
+
+LIMITS_EVERY = 5.0  # seconds between looks at the limits in force (systemctl set-property elsewhere)
 
 
 class MachineScreen(PanelScreen):
@@ -22,15 +34,19 @@ class MachineScreen(PanelScreen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "attach", "Console"),
         Binding("f", "toggle_maximize", "Maximise"),
+        Binding("l", "limits", "Limits"),
     ]
 
     def __init__(self, machine: str) -> None:
         super().__init__()
         self.machine = machine
         self._info_text = ""
+        self.limits: dict[str, str] = {}  # CPUQuota, MemoryMax, TasksMax ... in force
+        self._cgroup: str | None = None
+        self._limits_at = float("-inf")
 
     def compose(self) -> ComposeResult:
-        yield Static(self.machine, id="machine-info")
+        yield Static(Text(self.machine), id="machine-info")
         with Horizontal(id="machine-body"):
             with Vertical(id="machine-left"):
                 with Vertical(id="machine-metrics", classes="panel"):
@@ -52,10 +68,13 @@ class MachineScreen(PanelScreen):
         if not snap.machines and snap.errors:
             return
         now = self.app.clock()  # type: ignore[attr-defined]
-        text = describe(info, self.machine, now)
+        if info is not None and info.cgroup and time.monotonic() - self._limits_at > LIMITS_EVERY:
+            self._cgroup = info.cgroup
+            self._fetch_limits()
+        text = describe(info, self.machine, now, self.limits)
         if text != self._info_text:  # Static.update() re-lays the screen out: only on change
             self._info_text = text
-            self.query_one("#machine-info", Static).update(text)
+            self.query_one("#machine-info", Static).update(Text(text))  # never markup: the OS name is the guest's
         series = history.by_machine.get(self.machine)
         if series is None:
             return
@@ -63,7 +82,7 @@ class MachineScreen(PanelScreen):
                                   ("io", series.io, fmt.rate)):
             known = [v if v is not None else 0.0 for v in values]
             self.query_one(f"#spark-{key}", Sparkline).data = known
-            value = show(values[-1] if values else None)
+            value = show(values[-1] if values else None) + self._limit_text(key)
             label = self.query_one(f"#value-{key}", Label)
             if str(label.render()) != value:
                 label.update(value)
@@ -78,12 +97,67 @@ class MachineScreen(PanelScreen):
     def on_console_pane_left(self, event: ConsolePane.Left) -> None:
         self.query_one("#machine-journal #journal-log").focus()
 
+    # ---- limits: read in a thread worker, shown beside usage, changed through the launcher
 
-def describe(info: MachineInfo | None, name: str, now: float | None = None) -> str:
+    def _limit_text(self, key: str) -> str:
+        if key == "memory" and "MemoryMax" in self.limits:
+            return f" / {fmt.size(float(self.limits['MemoryMax']))}"
+        if key == "cpu" and "CPUQuota" in self.limits:
+            return f" / {self.limits['CPUQuota']}"
+        return ""
+
+    def _fetch_limits(self) -> None:
+        self._limits_at = time.monotonic()
+        cgroup = self._cgroup
+        if cgroup is None:
+            return
+        app = cast("NsdashApp", self.app)
+
+        def work() -> None:
+            try:
+                found = app.actions.limits(self.machine, cgroup)
+            except (NsdashError, OSError, AttributeError):
+                return  # unknown stays unshown
+            app.call_from_thread(self._got_limits, found)
+
+        self.run_worker(work, thread=True, group="limits", exclusive=True, exit_on_error=False)
+
+    def _got_limits(self, found: dict[str, str]) -> None:
+        self.limits = dict(found)
+        self._info_text = ""  # redrawn with the next snapshot
+
+    def action_limits(self) -> None:
+        """Change the CPU quota, memory limit and tasks limit live, after confirmation."""
+        app = cast("NsdashApp", self.app)
+        cgroup = self._cgroup
+        if cgroup is None:
+            app.notify(f"{self.machine}: not running", severity="warning")
+            return
+
+        def confirmed(assignments: list[str], yes: bool | None) -> None:
+            def change() -> None:  # in the action worker's thread
+                app.actions.set_limits(self.machine, cgroup, assignments)
+                app.call_from_thread(self._fetch_limits)  # show what is in force now
+
+            if yes:
+                app.run_action_worker("set limits", self.machine, change)
+
+        def edited(assignments: list[str] | None) -> None:
+            if assignments:
+                # confirmed by typing the machine's name, as every action on a machine (screens/confirm.py)
+                app.push_screen(ConfirmScreen(f"Set {' '.join(assignments)} on machine '{self.machine}'?", "Set",
+                                              typed=self.machine), partial(confirmed, assignments))
+
+        app.push_screen(LimitsScreen(self.machine, self.limits), edited)
+
+
+def describe(info: MachineInfo | None, name: str, now: float | None = None,
+             limits: dict[str, str] | None = None) -> str:
     if info is None:
         return f"{name}: gone"
     now = time.time() if now is None else now
     up = fmt.uptime(now - info.started) if info.started else "-"
     kind = "boot" if info.boot_mode else "command"
-    return (f"{info.name}  ·  {info.state}  ·  {info.os}  ·  {info.address}  ·  up {up}"
-            f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}")
+    tasks = f"  ·  tasks ≤ {escape(limits['TasksMax'])}" if limits and "TasksMax" in limits else ""
+    return (f"{info.name}  ·  {escape(info.state)}  ·  {escape(info.os)}  ·  {escape(info.address)}  ·  up {up}"
+            f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}{tasks}")

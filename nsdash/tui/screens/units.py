@@ -29,6 +29,7 @@ from nsdash.errors import NsdashError
 from nsdash.inside.render import glyph
 from nsdash.inside.units import UnitInfo
 from nsdash.inside.view import MachineUnits, UnitDetail, UnitsSnapshot
+from nsdash.system.text import escape
 from nsdash.tui.screens.confirm import ConfirmScreen
 
 COLUMNS = (("unit", "Unit"), ("load", "Load"), ("active", "Active"), ("sub", "Sub"), ("description", "Description"))
@@ -54,8 +55,10 @@ def visible(units: tuple[UnitInfo, ...], text: str, show_all: bool, failed_only:
 def row_cells(u: UnitInfo) -> tuple[Text, ...]:
     style = "bold red" if u.failed or u.load_error else ""
     mark = "● " if u.failed or u.load_error else "  "
-    return (Text(mark + u.name, style=style), Text(u.load_state, style="red" if u.load_error else ""),
-            Text(u.active_state, style=style), Text(u.sub_state, style=style), Text(u.description))
+    # Everything here came over the machine's bus: escaped, and Text (never markup).
+    return (Text(mark + escape(u.name), style=style), Text(escape(u.load_state), style="red" if u.load_error else ""),
+            Text(escape(u.active_state), style=style), Text(escape(u.sub_state), style=style),
+            Text(escape(u.description)))
 
 
 class UnitsScreen(Screen):
@@ -117,7 +120,7 @@ class UnitsScreen(Screen):
         self._busy: set[str] = set()
 
     def compose(self) -> ComposeResult:
-        yield Static(f"{self.machine}: units", id="units-info")
+        yield Static(Text(f"{self.machine}: units"), id="units-info")
         with Horizontal(id="units-body"):
             with Vertical(id="units-left"):
                 yield Input(placeholder="filter units (name or description)", id="units-filter")
@@ -163,10 +166,10 @@ class UnitsScreen(Screen):
         try:
             if self.journal_mode:
                 lines = self.source.journal(unit)
-                text = "\n".join(line.short() for line in lines) or f"-- no journal lines for {unit} --"
+                text = "\n".join(escape(line.short()) for line in lines) or f"-- no journal lines for {unit} --"
             else:
                 detail: UnitDetail = self.source.detail(unit)
-                text = detail.text()
+                text = detail.text()  # escaped where it is shown
             self.post_message(self.DetailLoaded(unit, text))
         except NsdashError as e:
             self.post_message(self.Failed(f"reading {unit}", e))
@@ -186,18 +189,19 @@ class UnitsScreen(Screen):
 
     def on_units_screen_detail_loaded(self, message: DetailLoaded) -> None:
         if message.unit == self.selected_unit:
-            self.query_one("#unit-detail", Static).update(Text(message.text))
+            self.query_one("#unit-detail", Static).update(Text(escape(message.text, newline=True)))
 
     def on_units_screen_failed(self, message: Failed) -> None:
-        self.notify(message.error.oneline(), title=f"{self.machine}: {message.what}", severity="error", timeout=8)
+        self.notify(escape(message.error.oneline()), title=escape(f"{self.machine}: {message.what}"),
+                    severity="error", timeout=8, markup=False)
 
     def on_units_screen_action_done(self, message: ActionDone) -> None:
         self._busy.discard(message.unit)
         if message.error is None:
-            self.notify(f"{message.kind} {message.unit}: done", timeout=3)
+            self.notify(escape(f"{message.kind} {message.unit}: done"), timeout=3, markup=False)
         else:
-            self.notify(message.error.oneline(), title=f"{message.kind} {message.unit}", severity="error",
-                        timeout=12)
+            self.notify(escape(message.error.oneline()), title=escape(f"{message.kind} {message.unit}"),
+                        severity="error", timeout=12, markup=False)
         self.refresh_units()
         self._show_detail()
 
@@ -241,14 +245,15 @@ class UnitsScreen(Screen):
                 self._show_detail()
         failed = self.snapshot.failed
         mode = "all" if self.show_all else "failed" if self.failed_only else "active"
-        self.query_one("#units-info", Static).update(
-            f"{self.machine}: {len(rows)} units shown ({mode})" + (f"  ·  {failed} failed" if failed else ""))
+        self.query_one("#units-info", Static).update(Text(
+            f"{self.machine}: {len(rows)} units shown ({mode})" + (f"  ·  {failed} failed" if failed else "")))
 
     def _show_detail(self) -> None:
         unit = self.selected_unit
         if unit is None:
             return
-        self.query_one("#unit-detail-scroll").border_title = f"{'Journal' if self.journal_mode else 'Status'}: {unit}"
+        self.query_one("#unit-detail-scroll").border_title = Text(
+            f"{'Journal' if self.journal_mode else 'Status'}: {escape(unit)}")
         self.run_worker(lambda: self._load_detail(unit), thread=True, exclusive=True, group="units-detail",
                         exit_on_error=False)
 
@@ -278,16 +283,17 @@ class UnitsScreen(Screen):
             self.notify("no unit selected", severity="warning")
             return
         if unit in self._busy:
-            self.notify(f"{unit}: a job is already running", severity="warning")
+            self.notify(escape(f"{unit}: a job is already running"), severity="warning", markup=False)
             return
 
         def run(yes: bool | None = True) -> None:
             if yes:
                 self._busy.add(unit)
-                self.notify(f"{kind} {unit}…", timeout=3)
+                self.notify(escape(f"{kind} {unit}…"), timeout=3, markup=False)
                 self.run_worker(lambda: self._act(kind, unit), thread=True, group="units-act", exit_on_error=False)
 
         if kind in CONFIRM:
+            # Tab then Enter (or a click): no single key confirms (screens/confirm.py).
             self.app.push_screen(ConfirmScreen(f"{CONFIRM[kind]} {unit} in machine '{self.machine}'?",
                                                CONFIRM[kind]), run)
         else:

@@ -14,6 +14,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from nsdash.monitor.tree import CgroupNode
+from nsdash.system.text import escape
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
@@ -163,13 +164,13 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         name = "/" if cg.path == "/" else cg.name
         machine = self._machine_of.get(cg.path)
         parent_machine = self._machine_of.get(cg.path.rsplit("/", 1)[0] or "/")
-        tag = f"  [{machine}]" if machine and machine != parent_machine else ""
+        tag = f"  [{escape(machine)}]" if machine and machine != parent_machine else ""
         mark = "  (unreadable)" if cg.unreadable else ""
         plain = name + tag + mark
         if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
             return
         self._labels[tnode.data] = plain  # type: ignore[index]
-        text = Text(name)
+        text = Text(escape(name))  # a Text, never markup; escaped: container root names its cgroups
         if tag:
             text.append(tag, style=self._style("cgroup-tree--machine"))
         if mark:
@@ -181,7 +182,7 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         if self._labels.get(tnode.data) == plain:  # type: ignore[arg-type]
             return
         self._labels[tnode.data] = plain  # type: ignore[index]
-        tnode.set_label(Text(plain, style=self._style("cgroup-tree--process")))
+        tnode.set_label(Text(escape(plain), style=self._style("cgroup-tree--process")))
 
     def _style(self, component: str) -> Style:
         style = self._styles.get(component)

@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
+from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.widgets.fast_table import FastTable
 
@@ -27,10 +28,12 @@ NUMBERS_WIDTH = 39 + 10  # the five figure columns with their cell padding
 
 
 class PathCell(Text):
-    """The Control Group cell: shows the path ellipsized, remembers it whole (the sort key)."""
+    """The Control Group cell: shows the path escaped (a guest names its cgroups) and ellipsized,
+    remembers it whole (the sort key)."""
 
     def __init__(self, path: str, width: int) -> None:
-        super().__init__(ellipsize(path, width) if len(path) > width else path)
+        shown = escape(path)
+        super().__init__(ellipsize(shown, width) if len(shown) > width else shown)
         self.path = path
 
 

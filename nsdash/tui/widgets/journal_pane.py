@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, RichLog
 
+from nsdash.system.text import escape
 from nsdash.tui.messages import JournalLine
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.steady import SteadyScrollbars
@@ -56,12 +57,13 @@ class JournalFilter:
 
 
 def line_text(line: JournalLine, merged: bool) -> str:
+    """One pane line, the guest's parts escaped (nsdash.system.text): a multi-line message stays on its line."""
     stamp = time.strftime("%b %d %H:%M:%S", time.localtime(line.realtime / 1e6)) if line.realtime else " " * 15
     if line.event:
-        return f"{stamp} -- {line.event} --"
-    who = line.identifier or line.unit or ""
-    machine = f"{line.machine} " if merged and line.machine else ""
-    return f"{stamp} {machine}{who + ': ' if who else ''}{line.message}"
+        return f"{stamp} -- {escape(line.event)} --"
+    who = escape(line.identifier or line.unit or "")
+    machine = f"{escape(line.machine)} " if merged and line.machine else ""
+    return f"{stamp} {machine}{who + ': ' if who else ''}{escape(line.message)}"
 
 
 class _Log(RichLog, SteadyScrollbars):
@@ -159,7 +161,7 @@ class JournalPane(Vertical):
         log.clear()
         f = self.filter
         if self.note and not self.lines:
-            log.write(Text(self.note, style=text_style(self, "journal-pane--event")))
+            log.write(Text(escape(self.note, newline=True), style=text_style(self, "journal-pane--event")))
         for line in self.lines:
             if f.admits(line):
                 log.write(self._styled(line), scroll_end=False)
@@ -183,8 +185,8 @@ class JournalPane(Vertical):
         who = ", ".join(self.machines) if self.machines else "no machine"
         state = "following" if self.following else "paused (end: follow)"
         extra = self.filter.describe()
-        self.border_title = f"Journal: {who}"
-        self.border_subtitle = f"{extra}  {state}" if extra else state
+        self.border_title = Text(f"Journal: {escape(who)}")  # Text: never read as markup
+        self.border_subtitle = Text(f"{escape(extra)}  {state}" if extra else state)
 
     # ------------------------------------------------------------ actions
 

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
+from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
 from nsdash.tui.widgets.fast_table import FastTable
@@ -90,14 +91,16 @@ class MachineList(FastTable):
     def _styled(self, cells: tuple) -> list:
         return [self._styled_cell(col, c, cells[1]) for (col, _), c in zip(COLUMNS, cells, strict=True)]
 
-    def _styled_cell(self, col: str, value: str, state: str) -> Text | str:
+    def _styled_cell(self, col: str, value: str, state: str) -> Text:
         if col == "state":
             cls = ("machine-list--running" if value == "running"
                    else "machine-list--orphan" if value == "orphan" else "machine-list--transient")
             return Text(value, style=self._style(cls))
         if col == "cpu":
             return Text(value, style=self._style("machine-list--running"))
-        return value
+        # A Text, never a str: DataTable reads a str cell as markup, and the OS name and the
+        # address come from the guest ("[@click=app.quit]" would be a link to an action).
+        return Text(escape(value))
 
     def _style(self, component: str) -> Style:
         style = self._styles.get(component)

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The read-only verbs against their C peers, as a user runs them: whole processes, side by side.
+
+Each pair runs alternately (A B B A ...) after a warm-up run, so the
+machine's drift hits both; the ratio is taken pair by pair and its median
+reported with its spread.  Wall time is what a user waits for; CPU time
+(user + system of the finished child, from wait4) is printed beside it and
+is the steadier figure on a busy machine.
+
+  cgls                      nsdash cgls                          systemd-cgls
+  cgtop                     nsdash cgtop -b -n 1                 systemd-cgtop -b -n 1
+  list, status              nsdash list / status M               python -c pass (the floor: no
+                                                                 machined on a host without systemd)
+  journal                   nsdash journal -M M -n 20            journalctl -D (its journal) -n 20
+  systemctl list-units      nsdash systemctl -M M list-units     systemctl list-units, run inside M
+  systemctl status          nsdash systemctl -M M status U       systemctl status U, run inside M
+
+The machine M is the Debian demo tree booted ephemeral (-x) for the run and
+powered off at the end; "run inside" is nsenter into all its namespaces.
+nsdash runs with its bytecode compiled, as an installed wheel has it.
+
+Run as root: .venv/bin/python bench/bench_verbs.py [--runs N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import Report, wants_json  # noqa: E402
+
+from nsdash.demo import trees  # noqa: E402
+
+PYTHON = Path(sys.executable)
+NSDASH = [str(PYTHON), "-c", "import sys; from nsdash.cli import main; sys.exit(main())"]
+
+
+def nsdash_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("NSDASH_DEBUG", None)
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("COLUMNS", None)
+    return env
+
+
+def nsdash_cmd() -> list[str]:
+    """The installed `nsdash` script if it runs this tree's package, else the same through -c."""
+    script = PYTHON.parent / "nsdash"
+    return [str(script)] if script.exists() else NSDASH
+
+
+def run_once(argv: list[str], env: dict[str, str] | None) -> tuple[float, float]:
+    """(wall, cpu) seconds of one whole process; output thrown away."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def pair(label: str, ours: list[str], peer_name: str, theirs: list[str], runs: int,
+         report: Report) -> None:
+    env = nsdash_env()
+    walls: dict[str, list[float]] = {"a": [], "b": []}
+    cpus: dict[str, list[float]] = {"a": [], "b": []}
+    for i in range(runs + 1):
+        order = (("a", ours, env), ("b", theirs, None))
+        for key, argv, e in (order if i % 2 == 0 else order[::-1]):
+            wall, cpu = run_once(argv, e)
+            if i:
+                walls[key].append(wall)
+                cpus[key].append(cpu)
+    ratios = [a / b for a, b in zip(walls["a"], walls["b"], strict=True)]
+    cpu_ratios = [a / b for a, b in zip(cpus["a"], cpus["b"], strict=True) if b > 0]
+    ours_ms = statistics.median(walls["a"]) * 1000
+    theirs_ms = statistics.median(walls["b"]) * 1000
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(cpu_ratios) if cpu_ratios else float("nan")
+    print(f"{label:<26} nsdash {ours_ms:7.1f} ms ({statistics.median(cpus['a']) * 1000:5.1f} CPU)   "
+          f"{peer_name} {theirs_ms:7.1f} ms ({statistics.median(cpus['b']) * 1000:5.1f} CPU)   "
+          f"wall x{ratio:.2f} [{min(ratios):.2f}..{max(ratios):.2f}]   CPU x{cpu_ratio:.2f}   "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    report.row(label, ours_ms, peer_name, theirs_ms, "ms", ratio=ratio, spread=(min(ratios), max(ratios)),
+               note=f"CPU x{cpu_ratio:.2f}")
+
+
+def run_nsdash(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*nsdash_cmd(), *args], env=nsdash_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def boot(name: str) -> int:
+    """Boot the Debian demo tree ephemeral as NAME; its leader's PID once systemd says running."""
+    tree = trees.ensure("debian")
+    r = run_nsdash("spawn", "--detach", "-x", "-bD", str(tree), "-M", name)
+    if r.returncode != 0:
+        raise SystemExit(f"cannot boot the Debian demo tree: {r.stderr.strip()}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = run_nsdash("systemctl", "-M", name, "is-active", "multi-user.target", timeout=15)
+        if r.stdout.strip() == "active":
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"machine {name} did not reach multi-user.target in 60 s")
+    from nsdash.inside.target import resolve
+
+    return resolve(name).leader
+
+
+def main() -> int:
+    as_json = wants_json()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_verbs needs root", file=sys.stderr)
+        return 1
+    report = Report("verbs", as_json)
+    with report.capture():
+        compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
+        ours = nsdash_cmd()
+        print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
+              "medians; [spread of the pair ratios]")
+        pair("python -c pass (floor)", [str(PYTHON), "-c", "pass"], "/bin/true", ["/bin/true"],
+             args.runs, report)
+        pair("cgls", [*ours, "cgls"], "systemd-cgls", ["systemd-cgls", "--no-pager"], args.runs, report)
+        pair("cgtop -b -n 1", [*ours, "cgtop", "-b", "-n", "1"], "systemd-cgtop",
+             ["systemd-cgtop", "-b", "-n", "1"], args.runs, report)
+        name = f"benchverbs{os.getpid()}"
+        try:
+            leader = boot(name)
+            inside = ["nsenter", "-t", str(leader), "-a"]
+            floor = [str(PYTHON), "-c", "pass"]
+            pair("list", [*ours, "list"], "python -c pass", floor, args.runs, report)
+            pair("status M", [*ours, "status", name], "python -c pass", floor, args.runs, report)
+            journal = f"/proc/{leader}/root/var/log/journal"
+            pair("journal -M M -n 20", [*ours, "journal", "-M", name, "-n", "20"], "journalctl -D",
+                 ["journalctl", "-D", journal, "-n", "20", "--no-pager"], args.runs, report)
+            pair("systemctl list-units", [*ours, "systemctl", "-M", name, "list-units"], "systemctl inside",
+                 [*inside, "systemctl", "list-units", "--no-pager"], args.runs, report)
+            pair("systemctl status dbus", [*ours, "systemctl", "-M", name, "status", "dbus.service"],
+                 "systemctl inside", [*inside, "systemctl", "status", "dbus.service", "--no-pager"],
+                 args.runs, report)
+        finally:
+            if run_nsdash("poweroff", name, timeout=60).returncode != 0:
+                run_nsdash("terminate", name, timeout=30)
+    report.done()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""One shape for every bench's results, so `make bench` can print them as one table.
+
+Each bench keeps its own human output; with `--json` that output goes to
+stderr and stdout carries one JSON object: the bench's name, the machine's
+load while it ran, and rows of {what, nsdash, peer, peer_value, unit, ratio,
+spread, better}.  bench/summary.py runs every bench that way and prints the
+rows as one table.
+
+    report = Report("cgtop", argv_json)
+    with report.capture():            # human output to stderr under --json
+        ...
+        report.row("cgtop CPU/refresh, 500 cgroups", ours, "systemd-cgtop", theirs, "ms",
+                   spread=(lo, hi))
+    report.done()                      # prints the JSON under --json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+
+def load() -> float:
+    """The 1-minute load average now."""
+    return os.getloadavg()[0]
+
+
+def median_spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(median, min, max)."""
+    return statistics.median(values), min(values), max(values)
+
+
+class Report:
+    """The rows one bench produced, with the load before and after."""
+
+    def __init__(self, bench: str, as_json: bool) -> None:
+        self.bench = bench
+        self.as_json = as_json
+        self.rows: list[dict[str, object]] = []
+        self.loads = [load()]
+        self.started = time.time()
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[None]:
+        """Under --json, the bench's own prints go to stderr (stdout is the JSON)."""
+        if not self.as_json:
+            yield
+            return
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+
+    def row(self, what: str, ours: float, peer: str, peer_value: float | None, unit: str, *,
+            ratio: float | None = None, spread: tuple[float, float] | None = None,
+            better: str = "lower", note: str = "") -> None:
+        """One figure.  RATIO defaults to ours/peer_value; SPREAD is the ratio's (or, with no
+        peer, the figure's) min and max over the runs."""
+        if ratio is None and peer_value:
+            ratio = ours / peer_value
+        self.loads.append(load())
+        self.rows.append({"bench": self.bench, "what": what, "nsdash": ours, "peer": peer,
+                          "peer_value": peer_value, "unit": unit, "ratio": ratio,
+                          "spread": list(spread) if spread else None, "better": better,
+                          "load": self.loads[-1], "note": note})
+
+    def done(self) -> None:
+        if self.as_json:
+            json.dump({"bench": self.bench, "started": self.started, "load": [min(self.loads), max(self.loads)],
+                       "seconds": round(time.time() - self.started, 1), "rows": self.rows},
+                      sys.stdout)
+            sys.stdout.write("\n")
+
+
+def wants_json(argv: list[str] | None = None) -> bool:
+    """True if --json is among the arguments (removed from them, for benches with a parser of their own)."""
+    args = sys.argv if argv is None else argv
+    if "--json" in args:
+        args.remove("--json")
+        return True
+    return False

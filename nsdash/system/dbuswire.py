@@ -1,0 +1,150 @@
+"""A blocking D-Bus connection for plain method calls, on dbus-fast's own marshalling.
+
+Read-only commands (`nsdash list`, `systemctl -M M list-units`/`status`) make
+one to three method calls and exit.  dbus-fast's MessageBus needs asyncio and
+its package import pulls in the introspection, service and message-bus
+modules: several times the whole work of the C tools nsdash stands beside.
+So this module uses only the parts of dbus-fast that build and read messages
+(Message, Variant, the unmarshaller, the EXTERNAL authenticator), loaded
+without running the package's __init__, over a blocking socket: dbus-fast
+still does all the D-Bus encoding, nsdash only sends and receives bytes.
+
+Values come back as dbus-fast returns them, with variants unwrapped (callers
+here want the values).  Commands that wait for signals (systemctl start/stop,
+registration's loop) use dbus-fast's MessageBus as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimported (a fast path)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _load_dbus_fast_parts() -> None:
+    """Import dbus-fast's message modules without its package __init__ (asyncio, introspection,
+    services: ~25 ms a command).  A later plain `import dbus_fast` reuses these same modules."""
+    if "dbus_fast" in sys.modules:
+        return
+    import importlib
+    import importlib.machinery
+    import types
+
+    spec = importlib.machinery.PathFinder.find_spec("dbus_fast")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("dbus-fast is not installed")
+    stub = types.ModuleType("dbus_fast")
+    stub.__path__ = list(spec.submodule_search_locations)
+    stub.__spec__ = spec
+    sys.modules["dbus_fast"] = stub
+    try:
+        # In the package's own order: errors first (it imports message, message signature).
+        for name in ("errors", "message", "_private.unmarshaller", "auth", "unpack"):
+            importlib.import_module(f"dbus_fast.{name}")
+    finally:
+        del sys.modules["dbus_fast"]  # the real package loads, on demand, over these modules
+
+
+_load_dbus_fast_parts()
+
+from dbus_fast._private.unmarshaller import Unmarshaller  # noqa: E402
+from dbus_fast.auth import AuthExternal  # noqa: E402
+from dbus_fast.constants import MessageType  # noqa: E402
+from dbus_fast.message import Message  # noqa: E402
+from dbus_fast.signature import Variant  # noqa: E402
+from dbus_fast.unpack import unpack_variants  # noqa: E402
+
+__all__ = ["Connection", "Variant", "WireError"]
+_MAX_LINE = 4096
+
+
+class WireError(Exception):
+    """An error reply: NAME is the D-Bus error name, TEXT its message (None when it has none)."""
+
+    def __init__(self, name: str, text: str | None) -> None:
+        super().__init__(f"{name}: {text}")
+        self.name = name
+        self.text = text
+
+
+class Connection:
+    """One authenticated connection on a connected stream socket; blocking, with a timeout per call."""
+
+    def __init__(self, sock: socket.socket, timeout: float, unix_fds: bool = False) -> None:
+        """UNIX_FDS: ask the bus to carry file descriptors (NEGOTIATE_UNIX_FD)."""
+        self.sock = sock
+        self.timeout = timeout
+        self.serial = 0
+        self.unique_name: str | None = None
+        self._unix_fds = unix_fds
+        sock.settimeout(timeout)
+        self._authenticate()
+        self._reader = Unmarshaller(None, sock, unix_fds)
+        (name,) = self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello")
+        self.unique_name = str(name)
+
+    def _authenticate(self) -> None:
+        auth = AuthExternal(os.geteuid())
+        self.sock.sendall(b"\0" + auth._authentication_start(self._unix_fds).encode() + b"\r\n")
+        while True:
+            reply = self._line()
+            try:
+                answer = auth._receive_line(reply)
+            except Exception as e:  # noqa: BLE001 - dbus-fast's AuthError and its kin
+                raise WireError("org.freedesktop.DBus.Error.AuthFailed", f"{reply}: {e}") from None
+            self.sock.sendall(answer.encode() + b"\r\n")
+            if answer == "BEGIN":
+                return
+
+    def _line(self) -> str:
+        """One line of the authentication exchange, read a byte at a time: what follows
+        BEGIN is the message stream, which the unmarshaller reads from the socket itself."""
+        line = bytearray()
+        while not line.endswith(b"\r\n"):
+            byte = self.sock.recv(1)
+            if not byte:
+                raise EOFError("the bus closed the connection during authentication")
+            line += byte
+            if len(line) > _MAX_LINE:
+                raise EOFError("the bus sent an overlong authentication line")
+        return line[:-2].decode(errors="replace")
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def call(self, destination: str, path: str, interface: str, member: str,
+             signature: str = "", body: list[object] | tuple[object, ...] = (),
+             unix_fds: list[int] | tuple[int, ...] = ()) -> list[Any]:
+        """Send one call, return the reply's body; WireError on an error reply, TimeoutError, OSError/EOFError.
+
+        UNIX_FDS go with the message (the connection must have been opened with unix_fds=True);
+        an 'h' argument in BODY is an index into them."""
+        self.serial += 1
+        msg = Message(destination=destination, path=path, interface=interface, member=member,
+                      signature=signature, body=list(body), serial=self.serial, unix_fds=list(unix_fds))
+        data = bytes(msg._marshall(self._unix_fds))
+        if unix_fds:
+            sent = socket.send_fds(self.sock, [data], list(unix_fds))
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+        else:
+            self.sock.sendall(data)
+        while True:
+            reply = self._next()
+            if reply.reply_serial != self.serial or reply.message_type not in (
+                    MessageType.METHOD_RETURN, MessageType.ERROR):
+                continue  # a signal (NameAcquired) or a stray reply: not ours
+            if reply.message_type == MessageType.ERROR:
+                text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else None
+                raise WireError(reply.error_name or "unknown", text)
+            return list(unpack_variants(list(reply.body)))
+
+    def _next(self) -> Message:
+        while True:
+            message = self._reader.unmarshall()
+            if message is not None:
+                return message

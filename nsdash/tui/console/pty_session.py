@@ -1,0 +1,95 @@
+"""A host program on a PTY of its own, as a console session (gdb in the dashboard's console pane).
+
+It speaks the Session protocol of connection.py (read, send, resize, close),
+so the console pane and its terminal model show it as they show a machine's
+console.  The program gets the PTY as its controlling terminal (util-linux's
+`setsid -c`), so ctrl+c in the pane is SIGINT to it, as in a terminal.
+close() first sends FAREWELL (for gdb: interrupt, detach, quit), so the
+program lets go of what it holds before it is made to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+from typing import Any
+
+
+class PtySession:
+    def __init__(self, argv: list[str], rows: int, cols: int, farewell: bytes = b"",
+                 env: dict[str, str] | None = None) -> None:
+        self.farewell = farewell
+        master, slave = os.openpty()
+        try:
+            _set_size(slave, rows, cols)
+            environment = dict(os.environ if env is None else env)
+            environment["TERM"] = "xterm"  # what the pane's terminal model (pyte) understands
+            self.process = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave,
+                                            env=environment, close_fds=True)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self.master = master
+
+    def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """What the program wrote ((b'', []) when nothing came within TIMEOUT), None once it has gone."""
+        if self.master < 0:
+            return None
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return b"", []
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: every holder of the PTY's other side has gone
+            return None
+        return (data, []) if data else None
+
+    def send(self, data: bytes) -> None:
+        if self.master >= 0:
+            os.write(self.master, data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.master >= 0:
+            _set_size(self.master, rows, cols)
+
+    def close(self, grace: float = 3.0) -> None:
+        """Say goodbye, wait up to GRACE s, then end the program (SIGTERM, then SIGKILL) and reap it."""
+        if self.process.poll() is None and self.farewell:
+            with contextlib.suppress(OSError):
+                for part in self.farewell.split(b"\0"):  # NUL: a pause for the program to act
+                    self.send(part)
+                    time.sleep(0.1)
+        deadline = time.monotonic() + grace
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._drain()
+            time.sleep(0.02)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(1.0)
+        self.process.wait()
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+    def _drain(self) -> None:
+        """Read what the program writes while it ends, so a full PTY never blocks its exit."""
+        with contextlib.suppress(OSError):
+            while select.select([self.master], [], [], 0)[0] and os.read(self.master, 65536):
+                pass
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -1,0 +1,249 @@
+"""The options nsdash gained from systemd-nspawn 252's --help, checked by what they do
+inside a real BusyBox machine (not only how they parse).  As root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_nsdash
+
+
+def spawn(tree: Path, *args: str, settings: str = "no") -> tuple[int, str, str]:
+    r = run_nsdash("spawn", "-q", "-P", f"--settings={settings}", "-D", str(tree), *args)
+    return r.returncode, r.stdout, r.stderr
+
+
+def sh(tree: Path, script: str, *options: str, settings: str = "no") -> str:
+    code, out, err = spawn(tree, *options, "/bin/sh", "-c", script, settings=settings)
+    assert code == 0, err
+    return out
+
+
+def test_rlimit_sets_soft_and_hard_limits(busybox_tree):
+    assert sh(busybox_tree, "ulimit -n", "--rlimit=NOFILE=77").split() == ["77"]
+    out = sh(busybox_tree, "ulimit -Sn; ulimit -Hn", "--rlimit=RLIMIT_NOFILE=50:60")
+    assert out.split() == ["50", "60"]
+    assert sh(busybox_tree, "ulimit -c", "--rlimit=CORE=infinity").split() == ["unlimited"]
+
+
+def test_rlimit_from_a_trusted_nspawn_file_and_not_from_an_untrusted_one(busybox_tree):
+    settings = busybox_tree.parent / f"{busybox_tree.name}.nspawn"
+    settings.write_text("[Exec]\nLimitNOFILE=66\n")
+    try:
+        r = run_nsdash("spawn", "-q", "-P", "-D", str(busybox_tree), "/bin/sh", "-c", "ulimit -n")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() != ["66"] and "LimitNOFILE=" in r.stderr  # untrusted: warned, not applied
+        out = sh(busybox_tree, "ulimit -n", settings="trusted")
+        assert out.split() == ["66"]
+    finally:
+        settings.unlink()
+
+
+def _has_cap_sys_resource() -> bool:
+    with open("/proc/self/status") as f:
+        eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    return bool(eff & (1 << 24))
+
+
+def test_oom_score_adjust(busybox_tree):
+    assert sh(busybox_tree, "cat /proc/self/oom_score_adj", "--oom-score-adjust=345").split() == ["345"]
+    if _has_cap_sys_resource():
+        assert sh(busybox_tree, "cat /proc/self/oom_score_adj", "--oom-score-adjust=-200").split() == ["-200"]
+    else:  # as for nspawn: lowering the score needs CAP_SYS_RESOURCE (this test host lacks it)
+        code, _, err = spawn(busybox_tree, "--oom-score-adjust=-200", "/bin/true")
+        assert code != 0 and err.count("\n") == 1 and "CAP_SYS_RESOURCE" in err
+
+
+def test_cpu_affinity(busybox_tree):
+    out = sh(busybox_tree, "grep Cpus_allowed_list /proc/self/status", "--cpu-affinity=0")
+    assert out.split() == ["Cpus_allowed_list:", "0"]
+    if (os.cpu_count() or 1) > 1:
+        out = sh(busybox_tree, "grep Cpus_allowed_list /proc/self/status", "--cpu-affinity=1")
+        assert out.split()[-1] == "1"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="--personality switches x86 and x86-64 only")
+def test_personality_x86_makes_uname_report_i686(busybox_tree):
+    assert sh(busybox_tree, "uname -m", "--personality=x86").split() == ["i686"]
+    assert sh(busybox_tree, "uname -m", "--personality=x86-64").split() == ["x86_64"]
+
+
+def test_set_and_load_credential(busybox_tree, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"from a file\n")
+    script = ('echo "dir=$CREDENTIALS_DIRECTORY"; cat $CREDENTIALS_DIRECTORY/one; echo; '
+              "cat $CREDENTIALS_DIRECTORY/two; stat -c '%a' $CREDENTIALS_DIRECTORY/one; "
+              "echo x > $CREDENTIALS_DIRECTORY/one 2>/dev/null && echo writable || echo read-only; "
+              "touch $CREDENTIALS_DIRECTORY/new 2>/dev/null && echo dir-writable || echo dir-read-only")
+    out = sh(busybox_tree, script, "--set-credential=one:a\\tb", f"--load-credential=two:{secret}")
+    assert out.splitlines() == ["dir=/run/host/credentials", "a\tb", "from a file", "400", "read-only",
+                                "dir-read-only"]
+
+
+def test_duplicate_or_unreadable_credentials_are_one_line(busybox_tree, tmp_path):
+    code, _, err = spawn(busybox_tree, "--set-credential=a:1", "--set-credential=a:2", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "duplicate credential 'a'" in err
+    code, _, err = spawn(busybox_tree, f"--load-credential=a:{tmp_path}/missing", "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and "cannot read" in err
+
+
+def test_tmpfs_options_split_into_flags_and_data(busybox_tree):
+    out = sh(busybox_tree, "grep ' /x ' /proc/self/mountinfo; touch /x/f 2>/dev/null && echo rw || echo ro",
+             "--tmpfs=/x:ro,nosuid,size=1M,mode=0700")
+    line, result = out.splitlines()
+    fields = line.split()
+    assert "ro" in fields[5].split(",") and "nosuid" in fields[5].split(",")
+    assert "size=1024k" in line and "mode=700" in line
+    assert result == "ro"
+
+
+def test_empty_bind_source_is_a_temporary_directory_removed_at_exit(busybox_tree):
+    out = sh(busybox_tree, "echo hi > /scratch/f && cat /scratch/f && ls -a /scratch | wc -l",
+             "--bind=:/scratch")
+    assert out.split() == ["hi", "3"]  # . .. f: it started empty
+    state = Path(os.environ.get("NSDASH_STATE_DIR", "/run/nsdash"))
+    leftovers = [p for p in state.rglob("bind-temp")] if state.exists() else []
+    assert leftovers == []
+
+
+def test_machine_id_in_an_nspawn_file_is_the_uuid(busybox_tree):
+    settings = busybox_tree.parent / f"{busybox_tree.name}.nspawn"
+    settings.write_text("[Exec]\nMachineID=0123456789abcdef0123456789abcdef\n")
+    try:
+        assert sh(busybox_tree, "echo $container_uuid", settings="trusted").strip() == \
+            "01234567-89ab-cdef-0123-456789abcdef"
+        # next to the image and not trusted: nspawn ignores MachineID= with a warning, and so does nsdash
+        r = run_nsdash("spawn", "-q", "-P", "-D", str(busybox_tree), "/bin/sh", "-c", "echo $container_uuid")
+        assert r.returncode == 0 and r.stdout.strip() != "01234567-89ab-cdef-0123-456789abcdef"
+        assert "MachineID=" in r.stderr and "not trusted" in r.stderr
+    finally:
+        settings.unlink()
+
+
+@pytest.mark.parametrize("option", ["--capability=help", "--resolv-conf=help", "--timezone=help",
+                                    "--console=help", "--rlimit=help"])
+def test_help_values_print_lists(option):
+    r = run_nsdash("spawn", option)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) >= 4, r.stderr
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["--image=/x.raw"], "--image is not supported by nsdash: images are directories only"),
+    (["-Z", "x"], "--selinux-context is not supported by nsdash"),
+    (["--port=80"], "--port is not supported by nsdash"),
+    (["--bind-user=root"], "--bind-user is not supported by nsdash"),
+])
+def test_unsupported_options_are_refused_with_the_reason(busybox_tree, argv, word):
+    code, _, err = spawn(busybox_tree, *argv, "/bin/true")
+    assert code != 0 and err.count("\n") == 1 and word in err, err
+
+
+def test_suppress_sync_makes_the_sync_calls_succeed_without_doing_anything(busybox_tree):
+    # fdatasync on /dev/null fails with EINVAL; suppressed, the call returns 0 before the kernel sees it
+    script = "sync -d /dev/null 2>/dev/null; echo $?"
+    assert sh(busybox_tree, script).split() == ["1"]
+    assert sh(busybox_tree, script, "--suppress-sync=yes").split() == ["0"]
+    assert sh(busybox_tree, script, "--suppress-sync=no").split() == ["1"]
+
+
+def test_private_users_pick_alone_starts_a_tree_whose_root_is_0700(busybox_tree):
+    """nspawn 252 defaults ownership to auto with pick (an ID-mapped root), so a root-owned
+    0700 tree starts and is left as it was."""
+    busybox_tree.chmod(0o700)
+    before = busybox_tree.stat()
+    out = sh(busybox_tree, "id -u; cut -c1-10 /proc/self/uid_map | tr -d ' '", "--private-users=pick")
+    uid, inner_first = out.split()
+    assert uid == "0" and inner_first == "0"
+    after = busybox_tree.stat()
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+
+
+def test_pivot_root_makes_a_subdirectory_the_root_and_keeps_the_old_one_where_asked(busybox_tree):
+    sysroot = busybox_tree / "sysroot"
+    sysroot.mkdir()
+    shutil.copytree(busybox_tree / "bin", sysroot / "bin", symlinks=True)
+    (sysroot / "marker").write_text("inner\n")
+    out = sh(busybox_tree, "cat /marker; test -d /oldroot/sysroot && echo old-root-there", "--pivot-root=/sysroot:/oldroot")
+    assert out.split() == ["inner", "old-root-there"]
+    assert not (sysroot / "oldroot").exists()  # the mount point nsdash made is gone after exit
+    out = sh(busybox_tree, "cat /marker; test -e /sysroot && echo leaked || echo alone", "--pivot-root=/sysroot")
+    assert out.split() == ["inner", "alone"]
+
+
+def test_overlay_writes_to_the_upper_layer_and_leaves_nothing_behind(busybox_tree, tmp_path):
+    low, up = tmp_path / "low", tmp_path / "up"
+    low.mkdir()
+    up.mkdir()
+    (low / "a").write_text("low\n")
+    (up / "b").write_text("up\n")
+    script = ("cat /ov/a /ov/b; echo new > /ov/c; echo t > /etc2/tmpfile && echo etc2-writable; "
+              "touch /ro/x 2>/dev/null || echo ro-read-only")
+    out = sh(busybox_tree, script, f"--overlay={low}:{up}:/ov", "--overlay=+/etc::/etc2",
+             f"--overlay-ro={low}:{up}:/ro")
+    assert out.split() == ["low", "up", "etc2-writable", "ro-read-only"]
+    assert (up / "c").read_text() == "new\n" and not (low / "c").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".#")) == []  # the work dir went
+    assert not (busybox_tree / "etc/tmpfile").exists()  # the temporary upper was thrown away
+    assert not any((busybox_tree / d).exists() for d in ("ov", "etc2", "ro"))
+
+
+def test_network_namespace_path_joins_that_namespace(busybox_tree):
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/net"
+        for _ in range(100):  # until unshare has made it
+            if os.readlink(path) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.01)
+        out = sh(busybox_tree, "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1",
+                 f"--network-namespace-path={path}")
+        assert out.split() == [os.readlink(path), "lo"]
+        code, _, err = spawn(busybox_tree, f"--network-namespace-path=/proc/{holder.pid}/ns/pid", "/bin/true")
+        assert code != 0 and "is not a network namespace" in err and err.count("\n") == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+CAP_NET_RAW, CAP_SYS_TIME = 13, 25
+
+
+def _caps(out: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in out.splitlines() if line.startswith("Cap")}
+
+
+def test_ambient_capability_reaches_a_non_root_payload(busybox_tree):
+    wanted = (1 << CAP_NET_RAW) | (1 << CAP_SYS_TIME)
+    caps = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "-u", "1000",
+                    "--ambient-capability=CAP_NET_RAW,cap_sys_time"))
+    assert caps["CapAmb"] == caps["CapEff"] == caps["CapPrm"] == wanted
+    assert caps["CapBnd"] & wanted == wanted  # retained in the bounding set, as nspawn does
+    plain = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "-u", "1000"))
+    assert plain["CapAmb"] == plain["CapEff"] == plain["CapPrm"] == 0
+    as_root = _caps(sh(busybox_tree, "grep Cap /proc/self/status", "--ambient-capability=CAP_NET_RAW"))
+    assert as_root["CapAmb"] == 1 << CAP_NET_RAW and as_root["CapEff"] & (1 << CAP_SYS_TIME) == 0
+
+
+def test_volatile_state_is_a_read_only_root_with_a_throwaway_var(busybox_tree):
+    out = sh(busybox_tree, "echo x > /var/f && echo var-writable; touch /etc/f 2>/dev/null || echo etc-read-only",
+             "--volatile=state")
+    assert out.split() == ["var-writable", "etc-read-only"]
+    assert not (busybox_tree / "var/f").exists()
+
+
+def test_volatile_yes_is_a_tmpfs_root_holding_only_the_trees_usr(busybox_tree):
+    shutil.copy2(busybox_tree / "bin/busybox", busybox_tree / "usr/bin/busybox")
+    (busybox_tree / "usr/bin/sh").symlink_to("busybox")
+    script = ("/usr/bin/busybox ls /; echo x > /f && echo root-writable; "
+              "/usr/bin/busybox touch /usr/f 2>/dev/null || echo usr-read-only")
+    code, out, err = spawn(busybox_tree, "--volatile", "/usr/bin/sh", "-c", script)
+    assert code == 0, err
+    lines = out.split()
+    assert "bin" not in lines and "usr" in lines and lines[-2:] == ["root-writable", "usr-read-only"]
+    assert not (busybox_tree / "f").exists()

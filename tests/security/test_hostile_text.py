@@ -1,0 +1,286 @@
+"""A guest writes every hostile sequence it can into what the host shows; the host's terminal stays the host's.
+
+A real BusyBox machine plants escape sequences (window title, OSC 52 clipboard
+write and read, DCS passthrough to tmux, terminal reset, window resize, the
+queries that make a terminal answer: DA1, DA2, DSR, OSC 10/11), C1 controls in
+UTF-8, bidi overrides and Rich markup in its os-release, hostname, console (and
+so its console log and journal pane) and cgroup names (container root may mkdir
+any name in its own cgroup; done here from the host, the same directory).
+Meanwhile the real `nsdash` dashboard runs in tmux at 160x48: its pane title,
+clipboard buffers, window size and layout, and the app's state stay as they
+were, no action is triggered (no confirmation appears, the machine runs), and
+the CLI's outputs hold no ESC, C1 or bidi character.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import NSDASH, REPO, run_nsdash
+
+from nsdash.errors import NsdashError
+from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines import client, registry
+from nsdash.machines import state as st
+from nsdash.system import cgroupfs
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+# Every sequence of the issue, each behind a letter that would be a key binding if it leaked.
+SEQUENCES = {
+    "title0": b"\x1b]0;PWNED-TITLE\x07",
+    "title2": b"\x1b]2;PWNED-TITLE2\x1b\\",
+    "clipset": b"\x1b]52;c;aGFja2Vk\x07",  # "hacked"
+    "clipget": b"\x1b]52;c;?\x07",
+    "fg": b"\x1b]10;?\x07",
+    "bg": b"\x1b]11;?\x1b\\",
+    "da1": b"\x1b[c",
+    "da2": b"\x1b[>c",
+    "dsr": b"\x1b[6n",
+    "dcs": b"\x1bPtmux;\x1b\x1b]2;PASSTHROUGH\x07\x1b\\",
+    "reset": b"\x1bc",
+    "resize": b"\x1b[8;20;60t",
+    "altscr": b"\x1b[?1049l",
+    "c1csi": "\u009b>c".encode(),
+    "c1osc": "\u009d2;C1-TITLE\u009c".encode(),
+    "bidi": "\u202eevil\u2066x\u2069".encode(),
+    "markup": b"[@click=app.quit]q[/] [@click=app.action_machine_action('terminate')]x[b]",
+    "keys": b"x\rq\r",
+}
+PAYLOAD = b"".join(b"hostile-" + k.encode() + b" " + v + b"\n" for k, v in SEQUENCES.items())
+# Raw in any output: ESC and the other C0 controls but tab/newline, DEL, C1 as UTF-8, bidi/format characters.
+FORBIDDEN = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xaf]")
+
+
+class Tmux:
+    """tmux on a server of the test's own (-L), so its buffers and titles are the test's alone."""
+
+    def __init__(self, name: str) -> None:
+        self.socket = f"nsdash-hostile-{name}"
+        self.session = "dash"
+
+    def run(self, *args: str) -> str:
+        # A clean environment: the server's becomes the app's, and pytest's COLUMNS/LINES would
+        # make the app paint 80x24 inside the 160x48 pane.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/root", "TERM": "xterm-256color"}
+        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], capture_output=True,
+                              text=True, check=True, timeout=10, env=env).stdout
+
+    def start(self, command: list[str], cols: int, rows: int) -> None:
+        env = {"NSDASH_STATE_DIR": os.environ["NSDASH_STATE_DIR"], "TERM": "xterm-256color",
+               "PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        self.run("new-session", "-d", "-s", self.session, "-x", str(cols), "-y", str(rows), *env_args,
+                 "-c", str(REPO), " ".join(command))
+        # The most a terminal lets an application do: take OSC 52 into buffers, pass DCS through,
+        # rename windows.  Whatever reached tmux raw would show here.
+        for option in (("set-clipboard", "on"), ("allow-passthrough", "on"), ("allow-rename", "on")):
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.run("set-option", "-g", *option)
+        self.run("set-option", "-t", self.session, "remain-on-exit", "on")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.session, *keys)
+
+    def state(self) -> dict[str, str]:
+        fmt = "#{pane_title}|#{window_name}|#{window_width}x#{window_height}|#{window_layout}|#{pane_dead}"
+        title, window, size, layout, dead = self.run("display-message", "-p", "-t", self.session, fmt).strip().split("|")
+        return {"title": title, "window": window, "size": size, "layout": layout, "dead": dead,
+                "buffers": self.run("list-buffers")}
+
+    def wait(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+def _hierarchies() -> list[Path]:
+    layout = cgroupfs.detect()
+    return [Path(p) for p in layout.hierarchies()]
+
+
+def _plant_cgroups(cgroup: str) -> list[Path]:
+    """One cgroup per sequence (a name holds no '/'), in every hierarchy that has the machine's cgroup."""
+    made = []
+    for mount in _hierarchies():
+        top = mount / cgroup.lstrip("/")
+        if not top.is_dir():
+            continue
+        for key, seq in SEQUENCES.items():
+            name = (key.encode() + seq).replace(b"/", b"|")[:200]
+            path = Path(os.fsdecode(bytes(top) + b"/" + name))
+            with contextlib.suppress(FileExistsError):
+                path.mkdir()
+            made.append(path)
+    return made
+
+
+def _panel_rows(screen: str) -> list[tuple[int, str]]:
+    """Where each panel's title sits: the layout, as the user sees it."""
+    titles = ("Machines", "CPU (cgtop", "Control groups", "Journal:")
+    return [(i, t) for i, line in enumerate(screen.splitlines()) for t in titles if t in line]
+
+
+def _assert_untouched(tmux: Tmux, before: dict[str, str], layout_before: list, name: str) -> str:
+    """The terminal as it was, the dashboard as it was, no action asked for, the machine running."""
+    time.sleep(3)  # several refreshes with the guest's text on screen
+    screen = tmux.screen()
+    after = tmux.state()
+    assert after == before, f"the terminal changed:\n{before}\n{after}"
+    assert after["buffers"] == "" and "TITLE" not in after["title"] and "PASSTHROUGH" not in after["title"]
+    assert _panel_rows(screen) == layout_before, screen
+    assert "refresh 1 s" in screen and f"selected: {name}" in screen, screen  # no delay key, no reselection
+    assert "to confirm" not in screen and "machine '" not in screen, screen  # no action was asked for
+    assert st.supervisor_alive(st.machine_dir(name)), "the machine must still run"
+    assert registry.lookup(name).state.state == "running"
+    return screen
+
+
+def _assert_clean(outputs: dict[str, subprocess.CompletedProcess]) -> None:
+    for verb, r in outputs.items():
+        assert r.returncode == 0, (verb, r.stderr)
+        found = FORBIDDEN.search(r.stdout + r.stderr)
+        assert found is None, f"{verb}: raw {found.group()!r} in its output"
+
+
+def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
+    name = machine_name
+    # What the guest controls in its tree: os-release (read by list, status and the machine list).
+    osr = busybox_tree / "usr/lib/os-release"
+    osr.write_bytes(b"NAME=\"evil\x1b]0;OS-TITLE\x07\"\nID=ev\x1b[>cil\nVERSION_ID=\"1\xc2\x9b6n\"\n"
+                    b"PRETTY_NAME=\"[@click=app.quit]pretty\xe2\x80\xae \x1b]52;c;?\x07\"\n")
+    (busybox_tree / "root/hostile").write_bytes(PAYLOAD)
+    client.spawn(ContainerSpec(directory=busybox_tree, machine=name, boot=True), detach=True, notice=None)
+    tmux = Tmux(name)
+    planted: list[Path] = []
+    try:
+        tmux.start([*NSDASH], 160, 48)
+        tmux.wait(name)
+        screen = tmux.wait("refresh 1 s")
+        before = tmux.state()
+        layout_before = _panel_rows(screen)
+        m = registry.lookup(name)
+        assert m.leader and m.state and m.state.cgroup
+
+        # Inside: the console (hence the console log and the journal pane) and the hostname.
+        script = "cat /root/hostile > /dev/console; hostname \"$(printf 'h\\033]2;HOST-TITLE\\007')\""
+        subprocess.run(["nsenter", "-t", str(m.leader), "-m", "-u", "-p", "--", "/bin/sh", "-c", script],
+                       check=True, timeout=10)
+        planted = _plant_cgroups(m.state.cgroup)
+        assert planted, "the machine's cgroup was not found in any hierarchy"
+
+        # The dashboard shows the guest's text: the console lines in the journal pane (the console
+        # source drops escape sequences), the cgroup names in the CPU table and os-release's ID in
+        # the machine list, escaped.
+        tmux.wait("hostile-keys", timeout=30)
+        tmux.wait("altscr\\x1b[?1049l", timeout=30)
+        tmux.wait("ev\\x1b[>cil", timeout=30)
+        _assert_untouched(tmux, before, layout_before, name)
+
+        # The CLI: nothing raw in any output (pipes here; a terminal gets the same text).
+        outputs = {
+            "list": run_nsdash("list", text=False),
+            "status": run_nsdash("status", name, "-n", "40", text=False),
+            "cgls": run_nsdash("cgls", "-a", "-l", "-M", name, text=False),
+            "cgtop": run_nsdash("cgtop", "-b", "-n", "2", "-d", "0.3", "-M", name, text=False),
+            "journal": run_nsdash("journal", "-M", name, "-n", "60", text=False),
+            "ps": run_nsdash("ps", "-M", name, text=False),
+        }
+        _assert_clean(outputs)
+        assert b"\\x1b]52;c;?\\x07" in outputs["status"].stdout  # the console tail, shown escaped
+        assert b"[@click=app.quit]pretty\\u202e" in outputs["status"].stdout  # os-release, escaped
+        assert b"\\x1b[>c" in outputs["cgls"].stdout and b"\\x1b[>c" in outputs["cgtop"].stdout  # cgroup names
+        assert b"ev\\x1b[>cil" in outputs["list"].stdout
+    finally:
+        tmux.kill()
+        for path in reversed(planted):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        with contextlib.suppress(NsdashError, OSError):
+            client.terminate(name, wait=True)
+
+
+HOSTILE_UNIT = """\
+[Unit]
+Description=evil\x1b]0;UNIT-TITLE\x07 \x1b[>c \x1b]52;c;?\x07 \u202e [@click=app.quit]q
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+"""
+
+
+def test_hostile_journal_and_unit_description_in_a_debian_guest(debian_cache, machine_name):
+    """An unprivileged user's `logger` line (the journal pane) and a unit's Description (the units screen)."""
+    from nsdash.inside import units
+    from tests.integration.test_inside_systemctl import boot, install_units, power_off
+
+    name = machine_name
+    target = boot(debian_cache, name, "-x")
+    tmux = Tmux(name)
+    try:
+        install_units(target, **{"nsdash-hostile.service": HOSTILE_UNIT})
+        units.run(target, lambda sd: sd.job("start", "nsdash-hostile.service"))
+        tmux.start([*NSDASH], 160, 48)
+        tmux.wait(name)
+        tmux.wait("refresh 1 s")
+        tmux.wait(f"Journal: {name}")
+        before = tmux.state()
+        layout_before = _panel_rows(tmux.screen())
+        line = "logged\x1b]52;c;?\x07\x1b[>c\x1b]0;LOG-TITLE\x07\u009b6n\u202e[@click=app.quit]q"
+        script = f"setpriv --reuid=65534 --regid=65534 --clear-groups logger -t hostile \"$(printf '{line}')\""
+        leader = registry.lookup(name).leader
+        subprocess.run(["nsenter", "-t", str(leader), "-m", "-u", "-p", "-i", "-n", "--", "/bin/sh", "-c", script],
+                       check=True, timeout=10)
+        tmux.wait("hostile: logged\\x1b]52;c;?\\x07\\x1b[>c", timeout=30)
+        _assert_untouched(tmux, before, layout_before, name)
+
+        tmux.keys("u")  # the selected machine's units, filtered to the hostile one
+        tmux.wait("units shown")
+        time.sleep(1)
+        tmux.keys("/")
+        time.sleep(0.5)
+        tmux.keys("-l", "nsdash-hostile")
+        tmux.wait(": 1 units shown")
+        tmux.keys("Enter")
+        tmux.wait("evil\\x1b]0;UNIT-TITLE", timeout=30)
+        time.sleep(2)
+        after = tmux.state()
+        assert after == before, f"the terminal changed:\n{before}\n{after}"
+        assert "to confirm" not in tmux.screen()
+        tmux.keys("Escape")
+        tmux.wait("Control groups")
+
+        outputs = {
+            "journal": run_nsdash("journal", "-M", name, "-n", "200", text=False),
+            "list-units": run_nsdash("systemctl", "-M", name, "list-units", text=False),
+            "status": run_nsdash("systemctl", "-M", name, "status", "nsdash-hostile.service", text=False),
+        }
+        _assert_clean({k: v for k, v in outputs.items() if k != "status"})
+        assert FORBIDDEN.search(outputs["status"].stdout + outputs["status"].stderr) is None
+        assert b"hostile[" in outputs["journal"].stdout  # journalctl's "[N blob data]" for a message with controls
+        assert b"evil\\x1b]0;UNIT-TITLE\\x07" in outputs["list-units"].stdout
+        assert b"evil\\x1b]0;UNIT-TITLE\\x07" in outputs["status"].stdout
+    finally:
+        tmux.kill()
+        power_off(name)
