@@ -27,7 +27,8 @@ With --states it only boots each systemd guest once per tool and prints what
 `systemctl is-system-running --wait` and `systemctl list-units --failed` say
 inside (the failed units tests/integration/test_guests.py expects).
 
-Run as root: .venv/bin/python bench/bench_boot.py [--runs N] [--markdown] [--states] [GUEST...]
+Run as root: .venv/bin/python bench/bench_boot.py [--runs N] [--markdown] [--states] [--json] [GUEST...]
+(--json: the rows for bench/summary.py on stdout, this output on stderr)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_spawn import clean_nspawn_leftovers, copy_tree, nsdash_env, system_bus  # noqa: E402
+from report import Report, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -246,7 +248,27 @@ def table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool)
     return ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in (head, *rows)]
 
 
+def report_rows(report: Report, results: dict[str, dict[str, dict[str, list[float]]]]) -> None:
+    """One row per guest and figure for bench/summary.py; the spread is the ratio's over the pairs of runs."""
+    for guest, s in results.items():
+        for figure, what in (("login", "boot to login"), ("poweroff", "poweroff typed to exit")):
+            ours, theirs = s["nsdash"][figure], s["systemd-nspawn"][figure]
+            if not ours or not theirs:
+                continue
+            pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
+            report.row(f"{what}, {guest} ({trees.MATRIX[guest]})", statistics.median(ours), "systemd-nspawn",
+                       statistics.median(theirs), "s", spread=(min(pairs), max(pairs)) if pairs else None)
+
+
 def main() -> int:
+    report = Report("boot", wants_json())
+    with report.capture():
+        status = run(report)
+    report.done()
+    return status
+
+
+def run(report: Report) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("guests", nargs="*", metavar="GUEST", help=f"{', '.join(trees.MATRIX)} (default: all)")
     ap.add_argument("--runs", type=int, default=3, help="measured runs per tool and guest (default 3)")
@@ -285,6 +307,7 @@ def main() -> int:
           f"({time.monotonic() - started:.0f} s); {os.cpu_count()} CPUs; systemd-nspawn "
           f"{os.popen('systemd-nspawn --version').readline().split()[1]}")
     print("\n".join(table(results, args.markdown)))
+    report_rows(report, results)
     return 0
 
 
