@@ -48,12 +48,14 @@ EXPECTED_FAILED: dict[str, tuple[str, ...]] = {"bullseye": (), "debian": (), "tr
 
 # The line each init prints on the console as it powers off or reboots by
 # itself: the proof that the machine stopped through its init, not by a kill.
-# systemd-shutdown's last line is "Shutting down." in 247, "Powering off." or
-# "Rebooting." from 252 on.
-POWEROFF_LINE = {"systemd": rb"Powering off\.|Shutting down\.", "sysvinit": rb"Will now halt",
+# systemd's last console line: from 252 on systemd-shutdown's "Powering off." or
+# "Rebooting."; 247 ends with "Reached target Power-Off." or "Reached target
+# Reboot." (its "Shutting down." does not reach a PTY console, under
+# systemd-nspawn either).
+POWEROFF_LINE = {"systemd": rb"Powering off\.|Reached target \S*Power-Off\b", "sysvinit": rb"Will now halt",
                  "openrc": rb"Will now halt", "runit": rb"- runit: power off",
                  "busybox": rb"Requesting system poweroff"}
-REBOOT_LINE = {"systemd": rb"Rebooting\.|Shutting down\.", "sysvinit": rb"Will now restart",
+REBOOT_LINE = {"systemd": rb"Rebooting\.|Reached target \S*Reboot\b", "sysvinit": rb"Will now restart",
                "openrc": rb"Will now restart", "runit": rb"- runit: system reboot",
                "busybox": rb"Requesting system reboot"}
 
