@@ -19,6 +19,12 @@ Measured, in one run:
   echoes it into the stream as a machine's tty would, and key-to-screen
   latency runs from the press to the first painted frame that includes the
   echo.  After the flood, one more key's echo must be readable on screen.
+A third stream, yes: `yes > /dev/console` (one-letter lines), handed to the
+pane as fast as it reads, twice: as the pane runs (skipping all but the tail
+of a backlog it cannot parse in time) and with skipping turned off (BEHIND
+unbounded: every byte parsed, as before the flood fix).  For it the table
+shows key->machine (the key's effect: its bytes sent to the machine, from the
+press), the most unparsed bytes held, the history lines held and MB skipped.
 Run: .venv/bin/python bench/bench_console.py [MB for the pane, default 24]
 """
 
@@ -106,6 +112,10 @@ def boot_stream(size: int) -> bytes:
     return b"".join(out)
 
 
+def yes_stream(size: int) -> bytes:
+    return b"y\r\n" * (size // 3)
+
+
 def chunks(data: bytes) -> list[bytes]:
     return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
 
@@ -130,8 +140,8 @@ def run_model(parts: list[bytes]) -> float:
 class FloodSession:
     """The machine side of a console flood: hands out the stream as fast as it is read, echoes keys."""
 
-    def __init__(self, data: bytes) -> None:
-        self.parts = chunks(data)
+    def __init__(self, data: bytes, repeat: int = 1) -> None:
+        self.parts = chunks(data) * repeat
         self.i = 0
         self.handed = 0  # bytes handed to the reader so far (stream and echoes)
         self.stream_end = -1  # offset after the stream's last byte, once handed
@@ -170,7 +180,7 @@ class FloodSession:
         pass
 
 
-async def through_pane(data: bytes) -> dict[str, float]:
+async def through_pane(data: bytes, repeat: int = 1) -> dict[str, float]:
     """Feed DATA through the real ConsolePane; see the module docstring."""
     from textual import events
     from textual.app import App
@@ -194,7 +204,7 @@ async def through_pane(data: bytes) -> dict[str, float]:
     def first_paint(offset: int) -> float | None:
         return next((t for t, shown in painted if shown >= offset), None)
 
-    session = FloodSession(data)
+    session = FloodSession(data, repeat)
     app = Bench()
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.query_one(MeasuredPane)
@@ -223,7 +233,9 @@ async def through_pane(data: bytes) -> dict[str, float]:
     lat = [shown - t for t, offset in zip(presses, session.echoes, strict=False)
            if (shown := first_paint(offset)) is not None]
     to_machine = [got - t for t, got in zip(presses, session.key_times, strict=False)]
-    return {"mbps": session.stream_end / ((end or float("nan")) - session.t_start) / 1e6,
+    return {"held": conn.max_backlog, "history": pane.model.history_length,
+            "skipped": pane.model.bytes_skipped / 1e6,
+            "mbps": session.stream_end / ((end or float("nan")) - session.t_start) / 1e6,
             "keys": len(presses), "shown": len(lat),
             "lat_med": statistics.median(lat) if lat else float("nan"), "lat_max": max(lat, default=float("nan")),
             "to_machine": statistics.median(to_machine) if to_machine else float("nan"),
@@ -252,6 +264,19 @@ def main() -> int:
             report.row(f"console pane, {name} stream (MB/s)", r["mbps"], "plain pyte", p, "MB/s",
                        spread=(r["mbps"] * min(pytes) / mb, r["mbps"] * max(pytes) / mb), better="higher",
                        note=f"key->screen median {r['lat_med'] * 1000:.0f} ms")
+        print()
+        print("Flood (yes), through the pane: key->machine is the key's effect; held: unparsed bytes at most")
+        from nsdash.tui.console import connection
+
+        # As the pane runs: 2 GB (it skips most); parse all: PANE_MB (it parses well under 1 MB/s).
+        for label, behind, repeat in (("skipping", connection.BEHIND, 2000),
+                                      ("parse all", 1 << 40, int(pane_mb / 4))):
+            connection.BEHIND = behind
+            r = asyncio.run(through_pane(yes_stream(1 << 20), repeat))
+            print(f"{label:<10} to screen {r['mbps']:7.2f} MB/s  key->machine median {r['to_machine'] * 1000:4.0f} ms"
+                  f"  key->screen median {r['lat_med'] * 1000:5.0f} ms, max {r['lat_max'] * 1000:5.0f} ms"
+                  f"  held {r['held'] / 1024:8.0f} KiB  history {r['history']} lines  skipped {r['skipped']:.1f} MB"
+                  + ("" if r["echo_on_screen"] else "  [last echo NOT on screen]"))
     report.done()
     return 0
 

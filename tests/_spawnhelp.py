@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nsdash.launcher import names
 from nsdash.launcher.container import Container, Outcome
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import cgroupfs
@@ -63,8 +64,7 @@ def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
 def leader_of(machine: str) -> int | None:
     """The host PID of a machine's PID 1, found from its cgroup (NSpid ends in 1)."""
     layout = cgroupfs.detect()
-    base = layout.unified_path(f"/machine.slice/machine-{machine}.scope") or layout.v1_path(
-        "pids", f"/machine.slice/machine-{machine}.scope")
+    base = layout.unified_path(names.scope_path(machine)) or layout.v1_path("pids", names.scope_path(machine))
     if base is None:
         return None
     for sub, _, _ in os.walk(base):

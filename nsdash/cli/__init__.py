@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from nsdash.errors import NsdashError
+from nsdash.errors import NsdashError, PrivilegeError
 
 # verb -> module under nsdash.cli
 VERBS: dict[str, str] = {
@@ -89,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _err(e.oneline())
         return e.exit_code
+    except PermissionError as e:
+        # The one boundary for the many places a non-root caller hits root-only state
+        # (/run/nsdash, /var/lib/machines, cgroups, /proc/PID/root): one line, no traceback.
+        if debug:
+            raise
+        what = f" ({e.filename}: {e.strerror})" if e.filename else ""
+        _err(PrivilegeError(f"'nsdash {verb}' needs root{what}", "run it with sudo").oneline())
+        return PrivilegeError.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

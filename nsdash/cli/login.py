@@ -2,6 +2,13 @@
 
 Raw mode, the window size follows the terminal (SIGWINCH), and ^] pressed
 three times within a second detaches, leaving the machine running.
+
+A flooding machine (`yes > /dev/console`) writes faster than a terminal
+(tmux, ssh) shows, and the supervisor drops an attacher that falls a megabyte
+behind.  So the output goes out without blocking, keys are read meanwhile,
+and once BEHIND bytes wait for the terminal all but the last KEEP of them
+are skipped, from a point where a terminal is in its ground state
+(consolelog.safe_start); the closing message says how much.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import tty
 ESCAPE = 0x1D  # ^]
 ESCAPE_COUNT = 3
 ESCAPE_WINDOW = 1.0
+BEHIND = 256 * 1024  # bytes waiting for the terminal past which the oldest are skipped
+KEEP = 64 * 1024
 
 
 class EscapeDetector:
@@ -49,6 +58,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def skip_behind(pending: bytearray) -> int:
+    """Cut PENDING to its last KEEP bytes (from a safe start) once it holds more than BEHIND;
+    how many bytes went."""
+    from nsdash.machines.consolelog import safe_start
+
+    if len(pending) <= BEHIND:
+        return 0
+    cut = len(pending) - KEEP
+    start = safe_start(bytes(pending[cut:]))
+    cut += start if start < KEEP else 0
+    del pending[:cut]
+    return cut
+
+
+def _flush(fd: int, pending: bytearray) -> None:
+    """Write what the terminal takes now (FD is non-blocking)."""
+    try:
+        while pending:
+            del pending[:os.write(fd, pending)]
+    except BlockingIOError:
+        pass
+
+
 def login(name: str) -> int:
     import select
     import time
@@ -67,16 +99,22 @@ def login(name: str) -> int:
     old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
     escape = EscapeDetector()
     message = f"Connection to machine {name} terminated."
+    pending = bytearray()  # output the terminal has not taken yet
+    skipped = 0
+    was_blocking = os.get_blocking(stdout)
     try:
         if is_tty:
             tty.setraw(stdin)
+        os.set_blocking(stdout, False)
         stdin_open = True
         first = session.read(0)  # whatever arrived together with the attach reply
         if first and first[0]:
-            _write_all(stdout, first[0])
+            pending += first[0]
         while True:
             watch = [session.fileno(), sig_r] + ([stdin] if stdin_open else [])
-            ready, _, _ = select.select(watch, [], [])
+            ready, writable, _ = select.select(watch, [stdout] if pending else [], [])
+            if writable:
+                _flush(stdout, pending)
             if sig_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(sig_r, 64)
@@ -84,10 +122,13 @@ def login(name: str) -> int:
                 if size:
                     session.resize(*size)
             if stdin in ready:
-                data = os.read(stdin, 4096)
-                if not data:
+                try:
+                    data = os.read(stdin, 4096)
+                except BlockingIOError:  # stdin shares stdout's file (a terminal): not ready after all
+                    data = None
+                if data == b"":
                     stdin_open = False  # piped input ended: keep showing output
-                else:
+                elif data:
                     if escape.feed(data, time.monotonic()):
                         break
                     session.send(data)
@@ -98,7 +139,9 @@ def login(name: str) -> int:
                     break
                 out, events = got
                 if out:
-                    _write_all(stdout, out)
+                    pending += out
+                    skipped += skip_behind(pending)
+                    _flush(stdout, pending)
                 if any(e.get("event") in ("poweroff", "exited", "killed") for e in events):
                     message = f"Machine {name} terminated."
                 failed = [e for e in events if e.get("event") == "error"]
@@ -106,6 +149,9 @@ def login(name: str) -> int:
                     message = f"Console of machine {name} failed: {failed[0].get('message', 'unknown error')}"
                     break
     finally:
+        os.set_blocking(stdout, was_blocking)
+        with contextlib.suppress(OSError):
+            _write_all(stdout, bytes(pending))
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)
@@ -113,5 +159,7 @@ def login(name: str) -> int:
         os.close(sig_r)
         os.close(sig_w)
         session.close()
+    if skipped:
+        message += f" ({skipped / 1e6:.1f} MB of console output skipped: the terminal could not keep up.)"
     sys.stderr.write(f"\r\n{message}\r\n")
     return 0

@@ -43,13 +43,35 @@ def table(headers: list[str], rows: list[list[str]], legend: bool = True) -> str
     return "\n".join(lines) + "\n"
 
 
+STATUS_WIDTH = 60  # characters of the guest's STATUS= line in the list's STATE column
+
+
+def machine_state(m: Machine, width: int | None = None) -> str:
+    """The guest's progress (starting, running, degraded, ...), with its last STATUS= line
+    while it is not simply running; guest text, escaped."""
+    s = m.state
+    if m.orphan:
+        return "orphaned"
+    if s is None:
+        return "-" if m.source == "nsdash" else "running"
+    text = s.state
+    if s.status_text and s.state != "running":
+        status = escape(s.status_text)
+        if width is not None and len(status) > width:
+            status = status[:width - 1] + "…"
+        text += f" ({status})"
+    return text
+
+
 def format_list(machines: list[Machine], legend: bool = True) -> str:
+    """machinectl's six columns, then STATE (nsdash's: the guest's progress), last so that
+    scripts reading machinectl's columns by position keep working."""
     rows = []
     for m in machines:
         addr = m.addresses[0] + ("…" if len(m.addresses) > 1 else "") if m.addresses else "-"
         service = m.service + (" (orphaned)" if m.orphan else "")
-        rows.append([m.name, m.class_, service, m.os, m.version, addr])
-    text = table(["MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES"], rows, legend)
+        rows.append([m.name, m.class_, service, m.os, m.version, addr, machine_state(m, STATUS_WIDTH)])
+    text = table(["MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES", "STATE"], rows, legend)
     if legend:
         text += ("\n" if rows else "") + (f"{len(rows)} machines listed.\n" if rows else "No machines.\n")
     return text
@@ -60,7 +82,9 @@ def machine_json(m: Machine) -> dict[str, Any]:
     return {"machine": m.name, "class": m.class_, "service": m.service, "os": m.os if m.os != "-" else None,
             "version": m.version if m.version != "-" else None, "addresses": m.addresses or None,
             "leader": m.leader, "root": m.root, "orphaned": m.orphan,
-            "state": s.state if s else None, "since": s.since if s else None,
+            "state": s.state if s else None, "status_text": s.status_text if s else None,
+            "uuid": s.uuid if s else None, "foreground": s.foreground if s else False,
+            "since": s.since if s else None,
             "boot": s.boot if s else None, "cgroup": s.cgroup if s else None,
             "netif": s.netif if s else [], "supervisor": s.supervisor if s else None,
             "registered": s.registered if s else m.source == "machined"}
@@ -186,7 +210,9 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
     if m.orphan:
         field("State", "orphaned (its supervisor died)")
     elif s:
-        field("State", f"{s.state}, boot {s.boot}")
+        field("State", f"{s.state}, boot {s.boot}" + (" (in a terminal)" if s.foreground else ""))
+        if s.status_text:
+            field("Status", escape(s.status_text))
     if m.root:
         field("Root", m.root)
     if s and s.netif:
@@ -246,11 +272,18 @@ def cmd_status(argv: list[str]) -> int:
 
 
 def cmd_start(argv: list[str]) -> int:
-    ns = _parse(_parser("start"), argv)
+    p = _parser("start")
+    p.add_argument("--wait", action="store_true", help="return once the guest is up (READY=1, or its init runs)")
+    p.add_argument("--wait-timeout", type=float, default=90.0, metavar="SECS",
+                   help="how long --wait waits (default 90)")
+    ns = _parse(p, argv)
+    if not 0 < ns.wait_timeout <= 86400:
+        raise UsageError(f"--wait-timeout takes seconds (0 < SECS <= 86400), not {ns.wait_timeout:g}",
+                         "for example --wait-timeout=90")
     from nsdash.machines import client
 
     for name in _names_required(ns, "start"):
-        client.start(name)
+        client.start(name, wait=ns.wait, wait_timeout=ns.wait_timeout)
     return 0
 
 

@@ -26,6 +26,11 @@ def main(argv: list[str]) -> int:
                           host_term=os.environ.get("TERM"))
         sys.stdout.write(plan.describe())
         return 0
+    if spec.wait and not spec.detach:
+        from nsdash.errors import UsageError
+
+        raise UsageError("--wait needs --detach", "in the foreground the console shows the boot; "
+                                                   "add --detach to wait for the guest in the background")
     if os.geteuid() != 0:
         raise PrivilegeError("nsdash spawn needs root",
                              "run it with sudo (namespaces, mounts and cgroups need root)")
@@ -35,8 +40,9 @@ def main(argv: list[str]) -> int:
         result = client.spawn(spec, detach=True)
         if not spec.quiet:
             leader = result.get("leader")
+            up = " and it is up" if spec.wait else ""
             sys.stderr.write(f"Started machine {spec.machine}" + (f" (PID 1 = {leader} on the host)" if leader
-                                                                  else "") + ".\n")
+                                                                  else "") + up + ".\n")
         return 0
     from nsdash.machines.run import run_foreground
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
-from nsdash.system import dbuswire, syscalls
+from nsdash.machines import identity
+from nsdash.system import confined, dbuswire, syscalls
 
 if TYPE_CHECKING:
     from dbus_fast import Message
@@ -63,8 +64,7 @@ class BusCallError(NsdashError):
 
 def _diagnose_missing_bus(target: Target) -> BusUnreachable:
     """Say why the socket is missing: no systemd at all, or systemd without a bus (yet)."""
-    root = target.root
-    if (root / "run/systemd/system").is_dir():
+    if confined.is_dir(target.root, "/run/systemd/system"):
         return BusUnreachable(
             f"machine '{target.name}' runs systemd but has no system bus at /{BUS_SOCKET}",
             "install dbus in the machine's tree, or wait until its boot has started dbus.service")
@@ -95,10 +95,7 @@ def open_bus_socket(target: Target) -> int:
 
 def own_user_namespace(target: Target) -> bool:
     """True when the machine runs in a user namespace of its own (-U): host root is nobody there."""
-    try:
-        return os.stat(target.proc / str(target.leader) / "ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino
-    except OSError:
-        return False
+    return identity.shares_host_namespace(target.leader, "user", str(target.proc)) is False
 
 
 def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> socket.socket:

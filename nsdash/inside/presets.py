@@ -3,7 +3,8 @@
 There is no bulk D-Bus call for presets, so like systemctl we evaluate the
 preset files ourselves: files by name across the directories (an earlier
 directory overrides a same-named file), the first matching line decides, and
-a unit nothing matches is "enabled".
+a unit nothing matches is "enabled".  The files are the guest's: they are
+read confined to the machine's root (nsdash.system.confined), each bounded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from pathlib import Path
+
+from nsdash.system import confined
 
 PRESET_DIRS = ("etc/systemd/system-preset", "run/systemd/system-preset", "usr/local/lib/systemd/system-preset",
                "usr/lib/systemd/system-preset", "lib/systemd/system-preset")
@@ -38,19 +41,20 @@ def preset_of(name: str, rules: list[tuple[str, str]]) -> str:
 
 
 def read_rules(root: Path) -> list[tuple[str, str]]:
-    chosen: dict[str, Path] = {}
+    """The preset rules of the machine whose root is ROOT (files refused or missing are skipped)."""
+    chosen: dict[str, str] = {}
     for d in PRESET_DIRS:
         try:
-            entries = sorted((root / d).iterdir())
+            names = sorted(confined.list_dir(root, d))
         except OSError:
             continue
-        for p in entries:
-            if p.name.endswith(".preset") and p.name not in chosen:
-                chosen[p.name] = p
+        for name in names:
+            if name.endswith(".preset") and name not in chosen:
+                chosen[name] = f"{d}/{name}"
     texts = []
     for fname in sorted(chosen):
         try:
-            texts.append(chosen[fname].read_text(errors="replace"))
+            texts.append(confined.read_text(root, chosen[fname], limit=confined.SMALL * 16))
         except OSError:
             continue
     return parse_rules(texts)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 from nsdash.errors import NsdashError
 from nsdash.inside.target import Target
+from nsdash.journal.locate import JournalDir
+from nsdash.machines import identity
 
 JOURNAL_DIRS = ("var/log/journal", "run/log/journal")
 
@@ -36,18 +37,12 @@ class LogLine:
         return self.text
 
 
-def machine_id(root: Path) -> str | None:
-    try:
-        text = (root / "etc/machine-id").read_text().strip()
-    except OSError:
-        return None
-    return text if len(text) == 32 else None
-
-
-def fallback_dirs(target: Target) -> list[Path]:
+def fallback_dirs(target: Target) -> list[JournalDir]:
     """The journal directories in the machine's running root (machines nsdash.journal cannot name)."""
-    mid = machine_id(target.root)
-    return [] if mid is None else [d for d in (target.root / sub / mid for sub in JOURNAL_DIRS) if d.is_dir()]
+    mid = identity.machine_id(target.root)
+    if mid is None:
+        return []
+    return [d for d in (JournalDir(target.root, f"{sub}/{mid}") for sub in JOURNAL_DIRS) if d.exists()]
 
 
 def unit_lines(target: Target, unit: str, count: int = 10) -> list[LogLine]:

@@ -28,7 +28,13 @@ from nsdash.system import syscalls
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
 _READ = 1 << 20
 MAX_LINE = 64 * 1024  # a longer line (a guest that never prints LF) is cut into pieces of this size
-TAIL_WINDOW = 64 * 1024  # tail() first reads the log's last this many bytes, then twice as many, ...
+TAIL_WINDOW = 64 * 1024  # tail() first reads the log's last this many bytes, then four times as many, ...
+FOLLOW_BEHIND, FOLLOW_KEEP = 64 * 1024, 16 * 1024  # see _catch_up
+# Following, at most FOLLOW_BURST lines a second are read (journald rate-limits its
+# writers the same way, 10,000 per 30 s by default); the rest waits, and what a flood
+# writes meanwhile is skipped (_catch_up).  A reader's own pace (the dashboard's pane
+# draws each line) must not decide how far behind a flood it falls.
+FOLLOW_BURST, FOLLOW_INTERVAL = 500, 1.0
 
 
 def clean_line(line: str) -> str:
@@ -87,6 +93,8 @@ class ConsoleSource:
         self._counter = 0
         self._wanted_boot: int | None = None
         self._inotify: int | None = None
+        self._line_budget: int | None = None  # lines this read may still take (None: any)
+        self._window = (0.0, 0)  # following: (start of this FOLLOW_INTERVAL, lines read in it)
         self._host = self.machine.encode()
         self._resolve_boot_filter()
 
@@ -111,14 +119,21 @@ class ConsoleSource:
             os.close(idx)  # rotated between the two opens: again
         return None
 
-    def _drain(self, fd: int, marks: _Marks, following: bool) -> Iterator[Entry]:
-        while True:
-            chunk = os.pread(fd, _READ, self._offset)
+    def _drain(self, fd: int, marks: _Marks, following: bool, end: int | None = None) -> Iterator[Entry]:
+        """Entries from the read offset to the end of FD (to END at most: history stops where
+        the log ended when it was asked for, or a flood would keep it reading)."""
+        if following:
+            yield from self._catch_up(fd, marks)
+            end = os.fstat(fd).st_size  # what comes meanwhile is the next call's
+        while end is None or self._offset < end:
+            chunk = os.pread(fd, _READ if end is None else min(_READ, end - self._offset), self._offset)
             if not chunk:
                 return
             self._offset += len(chunk)
             marks.refresh()  # after the read: a mark's record is written before its line
             yield from self._feed(chunk, marks, following)
+            if self._line_budget == 0:
+                return
 
     def _restart(self, offset: int = 0, fd: int | None = None) -> None:
         """Read FD (the log) from OFFSET on, from the first whole line."""
@@ -126,15 +141,15 @@ class ConsoleSource:
         self._pending = b""
         self._skip_partial = offset > 0 and fd is not None and os.pread(fd, 1, offset - 1) != b"\n"
 
-    def _read_file(self, path: Path, start: int) -> Iterator[Entry]:
-        """The entries of the log file at PATH from byte START (the first whole line) to its end."""
+    def _read_file(self, path: Path, start: int, end: int) -> Iterator[Entry]:
+        """The entries of the log file at PATH from byte START (the first whole line) to END."""
         opened = self._open(path)
         if opened is None:
             return
         fd, marks = opened
         try:
             self._restart(start, fd)
-            yield from self._drain(fd, marks, following=False)
+            yield from self._drain(fd, marks, following=False, end=end)
         finally:
             os.close(fd)
             marks.close()
@@ -148,6 +163,8 @@ class ConsoleSource:
             self._fd, self._marks = opened
             self._restart()
         yield from self._drain(self._fd, self._marks, following)
+        if self._line_budget == 0:
+            return  # more next time, from this file (rotated or not)
         try:
             current = os.stat(self.path)
         except OSError:
@@ -167,6 +184,31 @@ class ConsoleSource:
             self._restart()  # truncated in place
             yield from self._drain(self._fd, self._marks, following)
 
+    def _catch_up(self, fd: int, marks: _Marks) -> Iterator[Entry]:
+        """Following a log written faster than it is read (a console flood): past FOLLOW_BEHIND
+        unread bytes, go on from the last FOLLOW_KEEP of them, with the boot and time of
+        the marks skipped, and say so in one entry.  (The log itself keeps only 2 MiB.)"""
+        size = os.fstat(fd).st_size
+        if size - self._offset <= FOLLOW_BEHIND:
+            return
+        new = size - FOLLOW_KEEP
+        marks.refresh()
+        for offset in sorted(marks.at):
+            if self._pending_at <= offset < new:
+                mark = marks.at[offset]
+                boot = _boot_of(mark)
+                self._boot = boot if boot is not None else self._boot
+                self._time = mark.realtime
+        skipped = new - self._pending_at
+        self._restart(new, fd)
+        self._counter += 1
+        fields = {"MESSAGE": f"{skipped} bytes of console output skipped: written faster than read".encode(),
+                  "PRIORITY": b"4", "_HOSTNAME": self._host, "SYSLOG_IDENTIFIER": b"nsdash",
+                  "NSDASH_BOOT": str(self._boot).encode()}
+        entry = Entry(int(time.time() * 10**6), fields, self.machine, cursor=f"console;{self._counter}")
+        if self._admits(entry):
+            yield entry
+
     def _feed(self, chunk: bytes, marks: _Marks, following: bool) -> Iterator[Entry]:
         data = self._pending + chunk
         at = self._pending_at
@@ -183,6 +225,12 @@ class ConsoleSource:
             rest = rest[MAX_LINE:]
         now = int(time.time() * 10**6) if following else None
         for raw, size in lines:
+            if self._line_budget is not None:
+                if self._line_budget == 0:  # the rest is read next time, from this line
+                    self._offset = self._pending_at = at
+                    self._pending, self._skip_partial = b"", False
+                    return
+                self._line_budget -= 1
             entry = self._line_entry(raw, marks.at.get(at), now)
             at += size
             if entry is not None and self._admits(entry):
@@ -245,13 +293,13 @@ class ConsoleSource:
                 self._boot = boot if boot is not None else self._boot
                 self._time = m.realtime
         if starts[0] is not None and sizes[0]:
-            yield from self._read_file(old, starts[0])
+            yield from self._read_file(old, starts[0], sizes[0])
         opened = self._open(cur)
         if opened is None:
             return
         self._fd, self._marks = opened
         self._restart(starts[1] or 0, self._fd)
-        yield from self._read_more(following=False)
+        yield from self._drain(self._fd, self._marks, following=False, end=sizes[1])
 
     def boot_numbers(self) -> list[int]:
         """The boots the log records (its "boot N" marks), oldest first."""
@@ -327,7 +375,20 @@ class ConsoleSource:
                     pass
             except BlockingIOError:
                 pass
-        return list(self._read_more(following=True))
+        now = time.monotonic()
+        start, taken = self._window
+        if now - start >= FOLLOW_INTERVAL:
+            start, taken = now, 0
+        if taken >= FOLLOW_BURST:
+            self._window = (start, taken)
+            return []  # the poller asks again within its interval, or on the next write
+        self._line_budget = FOLLOW_BURST - taken
+        try:
+            entries = list(self._read_more(following=True))
+        finally:
+            self._window = (start, FOLLOW_BURST - self._line_budget)
+            self._line_budget = None
+        return entries
 
     def close(self) -> None:
         if self._fd is not None:

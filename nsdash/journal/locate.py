@@ -10,22 +10,127 @@ tree's /etc/machine-id, or the UUID the launcher passed with --uuid.  Where:
 
 The same directory reached by two of those paths is listed once.  Machines
 whose init keeps no journal have the supervisor's console log instead.
+
+Every one of those directories is the guest's to fill (the host's own
+directory too, under --link-journal=host, where it is bound into the
+machine), so each is a JournalDir: a directory confined to a root, whose
+files nsdash.journal.reader opens one by one, never following a symlink and
+never a FIFO or device: a guest's /var/log/journal/ID pointing at the host's
+journal shows nothing, not the host's journal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import MachineNotFound, NsdashError
+from nsdash.machines import identity
+from nsdash.system import confined
+from nsdash.system.idfiles import normalise_id
 from nsdash.system.paths import IMAGE_DIRS, machine_dir
 
 HOST_JOURNAL = Path("/var/log/journal")
-_ID = re.compile(r"[0-9a-f]{32}")
+JOURNAL_SUFFIXES = (".journal", ".journal~")
+MAX_JOURNAL_FILES = 256  # journald keeps 100 by default (SystemMaxFiles=); each costs us an fd
+MAX_DIR_ENTRIES = 65536  # looked at per listing: a guest can make millions, the recheck runs every 100 ms
+
+
+@dataclass(frozen=True)
+class JournalDir:
+    """A journal directory INNER (a relative path) confined to ROOT: opened with
+    RESOLVE_IN_ROOT, so neither `..` nor a symlink in INNER leaves ROOT."""
+
+    root: Path
+    inner: str
+
+    @property
+    def path(self) -> Path:
+        """Where it is on the host, for messages (never opened as such)."""
+        return self.root / self.inner
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        """True if it is a directory inside ROOT."""
+        return confined.is_dir(self.root, self.inner)
+
+    def open(self) -> int:
+        """An fd on the directory (OSError if it is not one, or not inside ROOT)."""
+        root_fd = confined.open_root(self.root)
+        try:
+            return confined.open_in_root(root_fd, self.inner, directory=True)
+        finally:
+            os.close(root_fd)
+
+    def signature(self) -> tuple[tuple[str, int], ...]:
+        """(name, inode) of each journal file entry, not followed: changes when files come or go
+        (one directory listing and an lstat each, no opens); () if the directory is gone."""
+        try:
+            dir_fd = self.open()
+        except OSError:
+            return ()
+        try:
+            out = []
+            for name in sorted(confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES)):
+                if name.endswith(JOURNAL_SUFFIXES):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                        out.append((name, st.st_ino))
+            return tuple(out)
+        finally:
+            os.close(dir_fd)
+
+    def open_files(self) -> tuple[list[tuple[str, int]], list[str]]:
+        """(name, fd) of each journal file in it, sorted by name, and why others were skipped.
+
+        A file is opened only if it is a regular file named *.journal(~) in this very
+        directory: a symlink (to the host's journal, say), a FIFO or a device is skipped."""
+        dir_fd = self.open()
+        opened: list[tuple[str, int]] = []
+        skipped: list[str] = []
+        try:
+            names = sorted(n for n in confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES) if n.endswith(JOURNAL_SUFFIXES))
+            if len(names) > MAX_JOURNAL_FILES:
+                skipped.append(f"{self}: {len(names) - MAX_JOURNAL_FILES} journal files over {MAX_JOURNAL_FILES}, "
+                               "the oldest skipped")
+                names = names[-MAX_JOURNAL_FILES:]
+            for name in names:
+                try:
+                    fd = confined.open_in_root(dir_fd, name, nofollow=True)
+                except OSError as e:
+                    skipped.append(f"{self}/{name}: {_refusal(e)}, skipped")
+                    continue
+                why = check_journal_fd(fd)
+                if why:
+                    os.close(fd)
+                    skipped.append(f"{self}/{name}: {why}, skipped")
+                    continue
+                opened.append((name, fd))
+        except BaseException:
+            for _, fd in opened:
+                os.close(fd)
+            raise
+        finally:
+            os.close(dir_fd)
+        return opened, skipped
+
+
+def _refusal(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "a symlink, not followed"
+    if e.errno == errno.EINVAL:
+        return "not a regular file"
+    return f"unreadable ({e.strerror or e})"
 
 
 @dataclass(frozen=True)
@@ -34,7 +139,7 @@ class MachineLogs:
 
     name: str
     machine_id: str | None
-    journal_dirs: tuple[Path, ...]
+    journal_dirs: tuple[JournalDir, ...]
     console_log: Path | None
     running: bool
 
@@ -43,24 +148,9 @@ class MachineLogs:
         return bool(self.journal_dirs) or self.console_log is not None
 
 
-def normalise_id(text: str | None) -> str | None:
-    """A machine ID or UUID in any of its spellings -> 32 lower-case hex digits, or None."""
-    if not text:
-        return None
-    t = text.strip().lower().replace("-", "")
-    return t if _ID.fullmatch(t) and t != "0" * 32 else None
-
-
-def machine_id_of(tree: Path | None, uuid: str | None = None) -> str | None:
-    """The tree's /etc/machine-id, else the UUID the launcher passed (as systemd does)."""
-    if tree is not None:
-        try:
-            found = normalise_id((tree / "etc/machine-id").read_text()[:64])
-        except (OSError, UnicodeDecodeError):
-            found = None
-        if found:
-            return found
-    return normalise_id(uuid)
+def machine_id_of(root: Path | None, uuid: str | None = None) -> str | None:
+    """ROOT's /etc/machine-id (read confined), else the UUID the launcher passed (as systemd does)."""
+    return (identity.machine_id(root) if root is not None else None) or normalise_id(uuid)
 
 
 def _leader_alive(pid: int | None) -> bool:
@@ -98,34 +188,46 @@ def read_state(name: str) -> dict | None:
     """The supervisor's state.json for NAME, or None when there is none (or it is unreadable)."""
     try:
         data = json.loads((machine_dir(name) / "state.json").read_text())
+    except PermissionError:
+        raise  # not "no logs": the caller is not root (the CLI says so in one line)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
-                 host_journal: Path = HOST_JOURNAL) -> tuple[Path, ...]:
+                 host_journal: Path = HOST_JOURNAL) -> tuple[JournalDir, ...]:
     """Every existing journal directory of the machine, each directory once."""
-    candidates: list[Path] = []
+    candidates: list[JournalDir] = []
     if leader:
         # While it runs, its own view is the truth: the tree's directory may be a bare
         # mount point under --link-journal=host, or hidden by an ephemeral overlay.
         root = Path(f"/proc/{leader}/root")
-        candidates += [root / "var/log/journal" / machine_id, root / "run/log/journal" / machine_id]
+        candidates += [JournalDir(root, f"var/log/journal/{machine_id}"),
+                       JournalDir(root, f"run/log/journal/{machine_id}")]
     elif tree is not None:
-        candidates.append(tree / "var/log/journal" / machine_id)
-    candidates.append(host_journal / machine_id)
-    found: list[Path] = []
+        candidates.append(JournalDir(tree, f"var/log/journal/{machine_id}"))
+    # The host's own directory, a real one only (--link-journal=host binds it into the
+    # machine); --link-journal=guest's symlink there points into the tree, listed above.
+    # Never the host's own journal: a guest that writes the host's ID into its
+    # machine-id does not get the host's journal shown as its own.
+    if machine_id != identity.machine_id("/"):
+        candidates.append(JournalDir(host_journal, machine_id))
+    found: list[JournalDir] = []
     seen: set[tuple[int, int]] = set()
-    for path in candidates:
+    for d in candidates:
         try:
-            st = path.stat()  # follows --link-journal=guest's symlink on the host
+            fd = d.open()
         except OSError:
             continue
-        if not path.is_dir() or (st.st_dev, st.st_ino) in seen:
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
-        found.append(path)
+        found.append(d)
     return tuple(found)
 
 
@@ -172,16 +274,27 @@ SIGNATURE = b"LPKSHHRH"
 
 
 def check_journal_file(path: Path) -> str | None:
-    """Why libsystemd would refuse PATH (None if it looks whole).
+    """Why libsystemd would refuse PATH (None if it looks whole); see check_journal_fd."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    try:
+        return check_journal_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def check_journal_fd(fd: int) -> str | None:
+    """Why libsystemd would refuse the journal file open on FD (None if it looks whole).
 
     The same header test sd-journal makes before mapping a file: signature, and
     header + arena no larger than the file.  Checking first lets us say which
     files were skipped rather than letting the library drop them silently.
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(_HEADER.size)
-            size = os.fstat(f.fileno()).st_size
+        head = os.pread(fd, _HEADER.size, 0)
+        size = os.fstat(fd).st_size
     except OSError as e:
         return f"unreadable ({e.strerror})"
     if len(head) < _HEADER.size:

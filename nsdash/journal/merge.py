@@ -17,7 +17,7 @@ from nsdash.errors import NsdashError
 from nsdash.journal.console import ConsoleSource
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters
-from nsdash.journal.locate import MachineLogs, locate, require_logs
+from nsdash.journal.locate import JournalDir, MachineLogs, locate, require_logs
 from nsdash.journal.reader import JournalSource
 
 
@@ -139,7 +139,7 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
                 except NsdashError:
                     # Gone since locate(): a booting machine's journald moves /run/log/journal
                     # to /var/log/journal when it flushes (or the machine just stopped).
-                    if Path(d).is_dir():
+                    if d.exists():
                         raise
         except BaseException:
             for source in out:
@@ -150,8 +150,8 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
     return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
 
 
-def open_logs(machines: Sequence[str] = (), directories: Sequence[Path] = (), filters: Filters | None = None,
-              detail: bool = False, only: tuple[str, ...] | None = None) -> MergedLog:
+def open_logs(machines: Sequence[str] = (), directories: Sequence[Path | JournalDir] = (),
+              filters: Filters | None = None, detail: bool = False, only: tuple[str, ...] | None = None) -> MergedLog:
     """One stream over machines (by name) and journal directories (-D).
 
     only: fetch just these journal fields (None: all; Printer.fields_needed says what a format uses)."""
@@ -161,7 +161,7 @@ def open_logs(machines: Sequence[str] = (), directories: Sequence[Path] = (), fi
         for name in machines:
             sources += sources_for(locate(name), filters, detail, only)
         for d in directories:
-            sources.append(JournalSource(Path(d), filters, None, detail, only))
+            sources.append(JournalSource(d if isinstance(d, JournalDir) else Path(d), filters, None, detail, only))
     except BaseException:
         for s in sources:
             s.close()

@@ -4,6 +4,15 @@ Filters become sd-journal matches where the library can apply them (unit,
 priority, boot) and a cheap comparison where it cannot (--since/--until).
 Following is driven by the journal's own inotify descriptor (fileno() +
 poll, then process()), never by sleeping.
+
+A machine's journal directory (a locate.JournalDir) is the guest's: its files
+are opened here one by one, confined, and handed to sd-journal as descriptors
+(sd_journal_open_files_fd), so sd-journal never resolves a path the guest
+controls.  sd-journal keeps no inotify descriptor for such files, so the
+source watches the directory itself (through the descriptor it opened
+confined), looks again at least every RECHECK_MS, and reopens at its last
+entry when the set of files changed (rotation, journald's flush from /run to
+/var).
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +29,11 @@ from systemd import _reader
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index, is_glob
-from nsdash.journal.locate import check_journal_file, journal_files
+from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
+from nsdash.system import syscalls
+
+_WATCH = (syscalls.IN_MODIFY | syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_DELETE_SELF
+          | syscalls.IN_MOVE_SELF)
 
 
 @contextlib.contextmanager
@@ -38,9 +52,83 @@ def _quiet_libsystemd():
         os.environ.pop("SYSTEMD_LOG_LEVEL", None)
 
 
-def _open(directory: Path) -> _reader._Reader:
+def _open(directory: Path | int) -> _reader._Reader:
     with _quiet_libsystemd():
-        return _reader._Reader(0, str(directory))
+        return _reader._Reader(0, directory if isinstance(directory, int) else str(directory))
+
+
+def _open_fds(fds: list[int]) -> _reader._Reader:
+    """A reader over open journal files; it owns FDS once made (closes them on close())."""
+    with _quiet_libsystemd():
+        return _reader._Reader(0, None, fds)
+
+
+class _ConfinedFiles:
+    """A JournalDir's files, opened confined, as sd-journal readers; and whether they changed."""
+
+    def __init__(self, directory: JournalDir) -> None:
+        self.directory = directory
+        self.signature: tuple[tuple[str, int], ...] = ()  # JournalDir.signature() when last opened
+        # Our own inotify on the (confined, already opened) directory: sd-journal keeps none for
+        # files given as descriptors.  journald's ftruncate after writing, new files and moves wake it.
+        self._inotify = syscalls.inotify_init1()
+        self._empty: int | None = None  # an empty, already removed directory: sd-journal takes no empty file list
+
+    def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
+        self._watch()
+        self.signature = self.directory.signature()  # first: a change while we open shows next time
+        opened, why = self.directory.open_files()
+        if skipped is not None:
+            skipped.extend(why)
+        fds = [fd for _, fd in opened]
+        if not fds:
+            return _open(self._empty_dir())
+        try:
+            return _open_fds(fds)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+
+    def changed(self) -> bool:
+        """True if journal files came or went (one confined directory listing, no opens)."""
+        return self.directory.signature() != self.signature
+
+    def _watch(self) -> None:
+        try:
+            fd = self.directory.open()
+        except OSError:
+            return  # gone (journald's flush removes /run/log/journal/ID): the recheck still runs
+        try:
+            # /proc/self/fd/N: the directory we resolved confined, not a path the guest controls.
+            syscalls.inotify_add_watch(self._inotify, f"/proc/self/fd/{fd}", _WATCH)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def drain(self) -> None:
+        """Read the pending change events (what changed is looked up, not taken from them)."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._inotify, 65536):
+                pass
+
+    def fileno(self) -> int:
+        return self._inotify
+
+    def _empty_dir(self) -> int:
+        if self._empty is None:
+            made = tempfile.mkdtemp(prefix="nsdash-empty-")
+            try:
+                self._empty = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            finally:
+                os.rmdir(made)
+        return self._empty
+
+    def close(self) -> None:
+        for fd in (self._inotify, self._empty):
+            if fd is not None:
+                os.close(fd)
 
 RECHECK_MS = 100
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
@@ -83,7 +171,7 @@ class JournalSource:
     `skipped` lists the files that could not be read and why.
     """
 
-    def __init__(self, directory: Path, filters: Filters | None = None, machine: str | None = None,
+    def __init__(self, directory: Path | JournalDir, filters: Filters | None = None, machine: str | None = None,
                  detail: bool = False, only: tuple[str, ...] | None = None) -> None:
         self.directory = Path(directory)
         self.only = only  # fetch just these fields (cat needs one; fetching all 20 costs 2.5x)
@@ -91,24 +179,34 @@ class JournalSource:
         self.machine = machine
         self.detail = detail
         self.skipped: list[str] = []
-        for path in journal_files(self.directory):
-            why = check_journal_file(path)
-            if why:
-                self.skipped.append(f"{path}: {why}, skipped")
+        self._confined = _ConfinedFiles(directory) if isinstance(directory, JournalDir) else None
+        if self._confined is None:
+            for path in journal_files(self.directory):
+                why = check_journal_file(path)
+                if why:
+                    self.skipped.append(f"{path}: {why}, skipped")
         try:
-            self._r = _open(self.directory)
+            self._r = self._open_reader(self.skipped)
         except (OSError, ValueError) as e:
+            if self._confined is not None:
+                self._confined.close()
             raise NsdashError(f"cannot open the journal in {self.directory}: {e}",
                               "check the directory holds journal files and is readable") from e
         self._seen_any = False
         self._empty_match = False
+        self._last_cursor: str | None = None
         self._apply_filters()
+
+    def _open_reader(self, skipped: list[str] | None = None) -> _reader._Reader:
+        if self._confined is not None:
+            return self._confined.reader(skipped)
+        return _open(self.directory)
 
     # ------------------------------------------------------------ boots
 
     def boots(self) -> list[Boot]:
         """The boots in this journal, oldest first (reads no entry data)."""
-        r = _open(self.directory)
+        r = self._open_reader()
         try:
             spans = []
             for raw in r.query_unique("_BOOT_ID"):
@@ -216,6 +314,8 @@ class JournalSource:
             if until is not None and e.realtime > until:
                 break
             yield e
+        if self._seen_any and self._confined is not None:
+            self._remember()
 
     def tail(self, n: int) -> list[Entry]:
         """The last N matching entries (within --since/--until), oldest first."""
@@ -242,11 +342,15 @@ class JournalSource:
         """Position after the last matching entry, so read_new() yields only what comes next."""
         self._r.seek_tail()
         self._seen_any = self._step(forward=False)
+        if self._seen_any and self._confined is not None:
+            self._remember()
 
     # ------------------------------------------------------------ following
 
     def fileno(self) -> int:
         """Readable when the journal changed (the Reader's inotify fd); then call read_new()."""
+        if self._confined is not None:
+            return self._confined.fileno()
         return self._r.fileno()
 
     def timeout_ms(self) -> int:
@@ -259,15 +363,21 @@ class JournalSource:
         microseconds) brings that under 200 ms; inotify still wakes us at once for
         file creation, rotation and removal, and when journald does signal.
         """
+        if self._confined is not None:
+            return RECHECK_MS
         t = self._r.get_timeout_ms()
         return RECHECK_MS if t is None or t < 0 else min(int(t), RECHECK_MS)
 
     def read_new(self) -> list[Entry]:
         """Entries appended since the last read; handles rotation and vacuuming (sd-journal reopens)."""
-        try:
-            self._r.process()
-        except OSError as err:
-            self.skipped.append(f"{self.directory}: {err.strerror or err}")
+        if self._confined is not None:
+            self._confined.drain()
+            self._reopen_if_changed()
+        else:
+            try:
+                self._r.process()
+            except OSError as err:
+                self.skipped.append(f"{self.directory}: {err.strerror or err}")
         if self._empty_match:
             return []
         if not self._seen_any:
@@ -285,10 +395,41 @@ class JournalSource:
             if self.filters.since is not None and e.realtime < self.filters.since:
                 continue
             out.append(e)
+        if out and self._confined is not None:
+            self._remember()
         return out
+
+    def _remember(self) -> None:
+        """Note where we are, for a reopen after the files changed."""
+        with contextlib.suppress(OSError):
+            self._last_cursor = self._r._get_cursor()
+
+    def _reopen_if_changed(self) -> None:
+        """A confined directory's files came or went: a new reader, positioned after the last entry read."""
+        assert self._confined is not None
+        if not self._confined.changed():
+            return
+        if self._last_cursor is None and self._seen_any:
+            self._remember()
+        try:
+            fresh = self._confined.reader(self.skipped)
+        except (OSError, ValueError) as e:
+            self.skipped.append(f"{self.directory}: {getattr(e, 'strerror', None) or e}")
+            return
+        self._r.close()
+        self._r = fresh
+        self._apply_filters()
+        if self._last_cursor is None:
+            self._seen_any = False  # read_new starts from the head
+            return
+        self._r.seek_cursor(self._last_cursor)
+        if self._step() and not self._r.test_cursor(self._last_cursor):
+            self._r._previous()  # the entry we stood on is gone: stand before the next one
 
     def close(self) -> None:
         self._r.close()
+        if self._confined is not None:
+            self._confined.close()
 
     def __enter__(self) -> JournalSource:
         return self

@@ -5,11 +5,15 @@ legacy hosts the machine also gets the same directory in the v1 cpu, cpuacct,
 memory, pids and blkio hierarchies, so monitors find memory and task figures
 there (cgroup2 on a hybrid host has no controllers), and in the v1 devices
 hierarchy, where a whitelist stops the container from using device nodes it
-creates.  Wherever cgroup2 is mounted, the same rules are also attached to the
-machine's cgroup2 directory as an eBPF device program (device_filter.py): on a
-unified host that program is the only device filter; on a hybrid host the
-kernel asks both, and the program already holds while the container's first
-processes have joined cgroup2 but not yet the v1 hierarchies.
+creates.  It also joins its own cgroup in every other v1 hierarchy mounted
+(cpuset, freezer, name=systemd...): the container's cgroup namespace is rooted
+where it stands in each, so a hierarchy it mounts inside shows its own
+subtree, never the host's or another machine's.  Wherever cgroup2 is mounted,
+the same rules are also attached to the machine's cgroup2 directory as an
+eBPF device program (device_filter.py): on a unified host that program is the
+only device filter; on a hybrid host the kernel asks both, and the program
+already holds while the container's first processes have joined cgroup2 but
+not yet the v1 hierarchies.  pids.max is systemd-nspawn's TasksMax.
 The truth of "running" is a populated cgroup, never a state file.
 
 MachineCgroup is the cgroupfs backend: nsdash makes the directories itself
@@ -36,6 +40,10 @@ from nsdash.launcher import properties as props
 from nsdash.system import cgroupfs
 
 SLICE = names.SLICE
+
+# systemd-nspawn's scope (and systemd-nspawn@.service) has TasksMax=16384: a fork bomb
+# inside stops there, not at the host's pid_max.
+TASKS_MAX = 16384
 
 # The device whitelist (v1 devices.allow lines; the cgroup2 BPF program is built from the
 # same lines): the nodes the plan binds into /dev, plus PTYs.  Everything else (a disk
@@ -93,9 +101,9 @@ class MachineCgroup:
         unified = self.layout.unified_path(self.path)
         if unified is not None:
             dirs.append(unified)
-        # perf_event: where it is a v1 hierarchy, `perf record -G` (nsdash profile) finds the
-        # machine there only; on cgroup2 the controller is implicit and needs no directory.
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event"):
+        # Every v1 hierarchy mounted, perf_event too: where it is a v1 hierarchy, `perf record -G`
+        # (nsdash profile) finds the machine there only; on cgroup2 the controller is implicit.
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event", *sorted(self.layout.v1)):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)
@@ -159,6 +167,10 @@ class MachineCgroup:
         try:
             for d in self.dirs:
                 d.mkdir(parents=True, exist_ok=True)
+            cpuset = self.layout.v1_path("cpuset", self.path)
+            if cpuset is not None:
+                _inherit_cpuset(cpuset, self.layout.v1["cpuset"])
+            self._limit_tasks()
             self._restrict_devices()
             for prop in self.properties:
                 self.apply(prop)
@@ -172,6 +184,14 @@ class MachineCgroup:
             raise NsdashError(f"cannot create cgroup {self.path}{where}: {e.strerror or e}",
                               "run nsdash as root" if isinstance(e, PermissionError)
                               else "check that every cgroup hierarchy is mounted read-write") from None
+
+    def _limit_tasks(self) -> None:
+        """systemd-nspawn's TasksMax unless --property=TasksMax= says otherwise (applied after);
+        nothing where no pids controller is there at all."""
+        if any(p.name == "TasksMax" for p in self.properties):
+            return
+        with contextlib.suppress(NsdashError):
+            self.apply(props.parse(f"TasksMax={TASKS_MAX}"))
 
     def place(self, pid: int) -> None:
         """Have PID (the container's first process, waiting) moved into the cgroup by whoever
@@ -237,10 +257,15 @@ class MachineCgroup:
                               "check that cgroup2 is mounted read-write and nsdash runs as root") from None
 
     def join(self, pid: int | str = 0) -> None:
-        """Move PID (0 = the caller) into the cgroup of every hierarchy."""
+        """Move PID (0 = the caller) into the cgroup of every hierarchy (those a machine started
+        by an older nsdash never had, it has not: the main one must be there)."""
         for d in self.dirs:
-            with open(d / "cgroup.procs", "w") as f:
-                f.write(str(pid))
+            try:
+                with open(d / "cgroup.procs", "w") as f:
+                    f.write(str(pid))
+            except FileNotFoundError:
+                if d == self.main_dir:
+                    raise
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send SIG to every process of the machine."""
@@ -290,6 +315,17 @@ def _rmtree_cgroup(top: Path) -> bool:
         for name in dirs:
             ok &= _rmdir(os.path.join(sub, name))
     return _rmdir(str(top)) and ok
+
+
+def _inherit_cpuset(leaf: Path, top: Path) -> None:
+    """A new v1 cpuset cgroup has no CPUs and no memory nodes (nothing can join it)
+    until given some: each level from TOP down to LEAF takes its parent's."""
+    levels = [leaf, *leaf.parents]
+    chain = list(reversed(levels[:levels.index(top)]))
+    for d in chain:
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not (d / name).read_text().strip():
+                (d / name).write_text((d.parent / name).read_text())
 
 
 def _write_each(path: Path, lines: tuple[str, ...]) -> None:

@@ -44,11 +44,14 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
            place_fd: int = -1) -> NoReturn:
     """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
 
-    CGROUP_DIRS are joined before unshare(CLONE_NEWCGROUP), so they become the
-    container's cgroup root (the cgroup2 one above all).  LATE_CGROUP_DIRS (the
-    v1 accounting hierarchies of a hybrid host, which the container never
-    mounts) take PID 1 while it already sets up its mounts: each cgroup move
-    waits for an RCU grace period, and doing them in parallel hides that.
+    The cgroup namespace takes the cgroups its maker is in at that moment as its
+    root, in every hierarchy, so it is made only once the container is in its own
+    cgroup everywhere: otherwise a v1 hierarchy mounted inside shows the host's
+    tree above the machine (and other machines' cgroups).  CGROUP_DIRS are joined
+    here, before anything.  LATE_CGROUP_DIRS (the v1 hierarchies of a hybrid
+    host, which the container never mounts) take PID 1 after the fork, and PID 1
+    makes the cgroup namespace itself once told they are done: each cgroup move
+    waits for an RCU grace period, and PID 1 meanwhile runs to that point.
     PLACE_FD (when >= 0) holds us until the parent has had us moved into a cgroup
     someone else makes (systemd's scope): "1" goes on, EOF gives up.
     """
@@ -60,6 +63,8 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
         if placed != b"1":
             os._exit(1)  # the parent reports why
     late: list[tuple[str, int]] = []
+    namespaces = plan.namespaces
+    joined_r = joined_w = -1
     try:
         for d in cgroup_dirs:
             _join(d, 0)
@@ -67,8 +72,11 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
         # (host /sys/fs/cgroup gone from our view) before the late joins below run.
         late = [(d, os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
                 for d in late_cgroup_dirs or ()]
+        if late and namespaces & sc.CLONE_NEWCGROUP:
+            namespaces &= ~sc.CLONE_NEWCGROUP  # PID 1 makes it, after the late joins
+            joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
         join_network_namespace(plan.netns_path)
-        sc.unshare(plan.namespaces)
+        sc.unshare(namespaces)
         pid = os.fork()
     except OSError as e:
         fail(err_fd, f"cannot create the container's namespaces: {e.strerror or e}",
@@ -77,7 +85,9 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
         os.close(info_fd)
         for _, fd in late:
             os.close(fd)  # host cgroup files have no business in the container
-        container_init(plan, go_fd, err_fd, console_fd)
+        if joined_w >= 0:
+            os.close(joined_w)
+        container_init(plan, go_fd, err_fd, console_fd, joined_r)
     d = ""
     try:
         for path, fd in late:
@@ -90,8 +100,21 @@ def middle(plan: Any, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: 
             os.kill(pid, signal.SIGKILL)
         fail(err_fd, f"cannot move the container into cgroup {d}: {e.strerror or e}",
              "check that the cgroup hierarchies under /sys/fs/cgroup are writable by root")
+    if joined_w >= 0:
+        os.write(joined_w, b"1")  # PID 1 may now make its cgroup namespace
     os.write(info_fd, struct.pack("i", pid))
     os._exit(0)
+
+
+def _cgroup_namespace_when_joined(joined_fd: int) -> None:
+    """Wait until the middle child moved us into every hierarchy, then make the cgroup
+    namespace, rooted at the machine's own cgroup in each (nspawn's arrangement)."""
+    try:
+        if os.read(joined_fd, 1) != b"1":
+            raise OSError(0, "the middle child did not finish the cgroup moves")
+    finally:
+        os.close(joined_fd)
+    sc.unshare(sc.CLONE_NEWCGROUP)
 
 
 def _join(cgroup_dir: str, pid: int) -> None:
@@ -102,9 +125,13 @@ def _join(cgroup_dir: str, pid: int) -> None:
         os.close(fd)
 
 
-def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None) -> NoReturn:
-    """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec."""
+def container_init(plan: Any, go_fd: int, err_fd: int, console_fd: int | None, joined_fd: int = -1) -> NoReturn:
+    """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec.
+
+    JOINED_FD (>= 0): the cgroup namespace is still to be made, once it reads a byte there."""
     try:
+        if joined_fd >= 0:
+            _cgroup_namespace_when_joined(joined_fd)
         # Until exec, signals must neither kill Python with a traceback nor be lost.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)

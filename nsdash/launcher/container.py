@@ -33,6 +33,9 @@ from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
 from nsdash.system.frozen import Frozen
 
+NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
+NOTIFY_BATCH = 256  # datagrams drained per read_notify() call, so a flood cannot starve the caller's loop
+STATUS_MAX = 256  # characters kept of STATUS= (guest text, shown escaped by whoever displays it)
 SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
 
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
@@ -130,6 +133,7 @@ class Container:
         self._notify: _socket.socket | None = None
         self._pidfd: int | None = None
         self._veth: str | None = None
+        self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -194,8 +198,8 @@ class Container:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
             userns.hand_over(run_dir, self.console_fd, user_range[0], plan.ephemeral_dir)
 
-        # The container's cgroup root must be joined before the cgroup namespace is made; the
-        # v1 accounting hierarchies (hybrid hosts) can take PID 1 while it mounts (child.middle).
+        # The middle child joins cgroup2 itself; the v1 hierarchies (hybrid hosts) take PID 1,
+        # which makes the cgroup namespace once they are all joined (child.middle).
         dirs = [str(d) for d in cg.dirs] if cg.child_joins else []
         early, late = (dirs[:1], dirs[1:]) if cg.layout.unified is not None else (dirs, [])
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -339,6 +343,7 @@ class Container:
             link, target = plan.host_journal_link
             if not os.path.islink(link):
                 os.symlink(target, link)
+                self._journal_link = (link, target)
 
     def _setup_network(self, plan: LaunchPlan) -> None:
         if plan.network != "veth" or self.leader is None:
@@ -376,25 +381,35 @@ class Container:
         """The notify socket; call read_notify() when it is readable."""
         return self._notify.fileno() if self._notify else None
 
-    def read_notify(self) -> list[str]:
-        """Drain sd_notify messages from the payload; sets `ready` on READY=1."""
-        messages: list[str] = []
+    def read_notify(self) -> bool:
+        """Drain sd_notify datagrams from the payload; True if READY=1 or STATUS= changed.
+
+        Bounded so a flood costs nothing: at most NOTIFY_BATCH datagrams per call (the
+        caller's loop calls again while the socket stays readable), each cut at
+        NOTIFY_DATAGRAM bytes, and only READY=1 and the last STATUS= (cut at STATUS_MAX)
+        are kept; every other key (newer systemds send more) and garbage is dropped.
+        Passed file descriptors (FDSTORE=1) are closed by the kernel: no ancillary buffer.
+        """
+        changed = False
         if self._notify is None:
-            return messages
-        while True:
+            return changed
+        for _ in range(NOTIFY_BATCH):
             try:
-                data = self._notify.recv(4096)
+                data = self._notify.recv(NOTIFY_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
-            for line in data.decode(errors="replace").splitlines():
-                messages.append(line)
-                if line == "READY=1":
+            for line in data.split(b"\n"):
+                if line == b"READY=1" and not self.ready.is_set():
                     self.ready.set()
-                elif line.startswith("STATUS="):
-                    self.status_text = line[7:]
-        return messages
+                    changed = True
+                elif line.startswith(b"STATUS="):
+                    text = line[7:7 + STATUS_MAX].decode("utf-8", "replace")
+                    if text != self.status_text:
+                        self.status_text = text
+                        changed = True
+        return changed
 
     def wait(self) -> Outcome:
         """Block until PID 1 ends; how it ended."""
@@ -470,6 +485,7 @@ class Container:
                 self._run_dir.parent.rmdir()
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
+        _remove_link(self._journal_link)
         if errors:
             raise NsdashError("; ".join(errors))
 
@@ -529,6 +545,18 @@ def _rmtree(path: Path | str) -> None:
                 os.unlink(full) if os.path.islink(full) else os.rmdir(full)
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _remove_link(made: tuple[str, str] | None) -> None:
+    """Remove the --link-journal=guest host symlink we made if it now dangles (the guest removed
+    its journal directory).  One that still leads to the tree's journal stays, as nspawn's does:
+    `journalctl -m` and `nsdash journal` read a stopped machine's journal through it."""
+    if made is None:
+        return
+    link, target = made
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == target and not os.path.isdir(link):
+            os.unlink(link)
 
 
 def _socketpair() -> tuple[int, int]:

@@ -22,6 +22,7 @@ the spawn path, where every import millisecond counts.
 
 from __future__ import annotations
 
+from nsdash.errors import UsageError
 from nsdash.launcher import validate as v
 from nsdash.launcher import values as pv
 
@@ -122,6 +123,17 @@ def _tristate_register(value: str, option: str) -> str:
     return "auto" if value == "auto" else ("yes" if v.parse_boolean(value, option) else "no")
 
 
+def _seconds(value: str, option: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86400:
+        raise UsageError(f"{option} takes seconds (0 < SECS <= 86400), not {v.printable(value)!r}",
+                         f"for example {option}=90")
+    return seconds
+
+
 def _settings_mode(value: str, option: str) -> str:
     return value if value in ("override", "trusted") else ("yes" if v.parse_boolean(value, option) else "no")
 
@@ -145,6 +157,10 @@ ROWS: tuple[Setting, ...] = (
             help="Print the launch plan and exit without running it"),
     Setting("detach", None, arg=NO_ARG, key="detach", nsdash="[nsdash]",
             help="Run the container in the background"),
+    Setting("wait", None, arg=NO_ARG, key="wait", nsdash="[nsdash]",
+            help="With --detach: return once the guest is up (READY=1, or its init runs)"),
+    Setting("wait-timeout", None, metavar="SECS", key="wait_timeout", parse=_seconds, nsdash="[nsdash]",
+            help="How long --wait waits for the guest (default 90)"),
 
     # --- Image
     Setting("directory", "D", group=IMAGE, metavar="PATH", key="directory", parse=lambda s, o: pv.nonempty(s, o, "PATH"),
@@ -192,7 +208,7 @@ ROWS: tuple[Setting, ...] = (
     Setting("kill-signal", None, group=EXEC, metavar="SIGNAL", key="kill_signal", parse=v.parse_signal,
             file="Exec.KillSignal", help="Select signal to use for shutting down PID 1"),
     Setting("notify-ready", None, group=EXEC, metavar="BOOLEAN", key="notify_ready", parse=_bool,
-            file="Exec.NotifyReady", nsdash="[nsdash: always awaited]",
+            file="Exec.NotifyReady",
             help="Receive notifications from the child init process"),
     Setting("suppress-sync", None, group=EXEC, metavar="BOOLEAN", key="suppress_sync", parse=_bool,
             file="Exec.SuppressSync", help="Suppress any form of disk data synchronization"),

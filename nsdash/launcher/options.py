@@ -54,7 +54,6 @@ IMAGE_SEARCH_PATH = ("/etc/machines", "/run/machines", "/var/lib/machines",
 NOT_SPEC_FIELDS = frozenset({
     "help", "version", "no_pager",  # handled while reading the command line
     "directory", "machine", "settings",  # spec_from's own inputs
-    "notify_ready",  # nsdash always waits for READY=1 from a booted init (see --help)
     "bind_specs", "overlay_specs",  # become `binds` and `overlays` once the tree is known
 })
 
@@ -396,7 +395,7 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         merged = merge_layers(settings.values, cli.values)
     merged["directory"] = cli.values["directory"]
     directory = Path(merged["directory"])
-    if str(directory) == "/" and not merged.get("ephemeral"):
+    if v.is_host_root(directory) and not merged.get("ephemeral"):
         # nspawn's rule: the host's own root may only be run as a throwaway copy
         raise SpecError("spawning a container on the host's root directory is not supported",
                         "add --ephemeral (-x) to run on a discarded copy of it")

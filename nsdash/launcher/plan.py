@@ -21,6 +21,9 @@ from nsdash.errors import SpecError
 from nsdash.launcher import mountopts, sandbox
 from nsdash.launcher import mounts as m
 from nsdash.launcher.spec import ContainerSpec, OverlayMount
+from nsdash.launcher.validate import is_host_root
+from nsdash.system import confined
+from nsdash.system.idfiles import normalise_id, parse_os_release
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -68,6 +71,15 @@ DEFAULT_CAPABILITIES = frozenset({
 })
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+# $container and /run/systemd/container: what guests' own detection keys on (systemd's
+# ConditionVirtualization and systemd-detect-virt, OpenRC's rc_sys, virt-what).  nsdash
+# implements systemd-nspawn's Container Interface, so it says systemd-nspawn: guests then
+# behave as under nspawn (OpenRC skips the cgroup mounts it cannot make; systemd says
+# "systemd-nspawn", not "container-other").  systemd reads /run/host/container-manager
+# before $container, so it says the same, as the Container Interface asks.
+CONTAINER = "systemd-nspawn"
+MACHINE_ID_MAX = 256  # bytes: /etc/machine-id is 33; anything longer is not one
 
 # /proc entries systemd-nspawn makes inaccessible or read-only (nspawn-mount.c's mount table).
 PROC_MASKED = ("/proc/kallsyms", "/proc/kcore", "/proc/keys", "/proc/sysrq-trigger", "/proc/timer_list")
@@ -177,6 +189,17 @@ class LaunchPlan(m.Frozen):
 
 # ---------------------------------------------------------------- tree lookups
 
+# systemd-nspawn's limits on the file systems it mounts (systemd's TMPFS_LIMITS_*): a
+# container cannot fill the host's memory through /dev/shm or /tmp.  A --tmpfs on the
+# same path (or the payload's own mount) replaces them, as with nspawn.
+TMPFS_LIMITS_DEV = "size=4m,nr_inodes=1m"
+TMPFS_LIMITS_RUN = "size=20%,nr_inodes=800k"
+TMPFS_LIMITS_TMP = "size=10%,nr_inodes=400k"
+TMPFS_LIMITS_SHM = "size=10%,nr_inodes=1m"
+
+_ACCOUNTS_MAX = 16 << 20  # /etc/passwd and /etc/group: generous, but bounded
+
+
 def _read(path: str | Path) -> bytes | None:
     """A regular file's bytes, else None.  O_NONBLOCK: a FIFO planted in a tree (as
     /etc/machine-id, say) must not hang the start waiting for a writer."""
@@ -193,6 +216,15 @@ def _read(path: str | Path) -> bytes | None:
         return None
     finally:
         os.close(fd)
+
+
+def _tree_read(tree: str, path: str, limit: int = confined.SMALL) -> bytes:
+    """A tree file's bytes, confined to the tree (its symlinks cannot reach the host's
+    files), b"" when it is missing or refused: the tree is the guest's, even before it runs."""
+    try:
+        return confined.read_bytes(tree, path, limit)
+    except OSError:
+        return b""
 
 
 def find_executable(tree: str, command: str, path: str = CONTAINER_PATH, cwd: str = "/") -> str | None:
@@ -220,7 +252,7 @@ def lookup_user(tree: str, name: str | None) -> User:
     """A user from the tree's /etc/passwd (and its groups from /etc/group)."""
     if name is None or name in ("root", "0"):
         name = "root"
-    passwd = (_read(m.resolve_in_root(tree, "/etc/passwd")) or b"").decode(errors="replace")
+    passwd = _tree_read(tree, "/etc/passwd", _ACCOUNTS_MAX).decode(errors="replace")
     for line in passwd.splitlines():
         f = line.split(":")
         if len(f) >= 7 and (f[0] == name or f[2] == name):
@@ -238,7 +270,7 @@ def lookup_user(tree: str, name: str | None) -> User:
 
 
 def _groups_of(tree: str, user: str, gid: int) -> tuple[int, ...]:
-    text = (_read(m.resolve_in_root(tree, "/etc/group")) or b"").decode(errors="replace")
+    text = _tree_read(tree, "/etc/group", _ACCOUNTS_MAX).decode(errors="replace")
     found = [gid]
     for line in text.splitlines():
         f = line.split(":")
@@ -251,12 +283,7 @@ def _groups_of(tree: str, user: str, gid: int) -> tuple[int, ...]:
 def tree_machine_id(tree: str, spec_uuid: str | None) -> str | None:
     """The machine's ID as systemd-nspawn settles it: the tree's /etc/machine-id when set (it
     wins even over --uuid), else --uuid, else None.  Journals are linked by it."""
-    raw = (_read(m.resolve_in_root(tree, "/etc/machine-id")) or b"").strip().decode(errors="replace")
-    if len(raw) == 32 and all(c in "0123456789abcdef" for c in raw):
-        return raw
-    if spec_uuid:
-        return spec_uuid.replace("-", "").lower()
-    return None
+    return normalise_id(_tree_read(tree, "/etc/machine-id", 256).decode(errors="replace")) or normalise_id(spec_uuid)
 
 
 def host_os_release(host_root: str = "/") -> bytes:
@@ -267,15 +294,6 @@ def host_os_release(host_root: str = "/") -> bytes:
     return b""
 
 
-def parse_os_release(data: bytes) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for line in data.decode(errors="replace").splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            result[k.strip()] = v.strip().strip("\"'")
-    return result
-
-
 # ---------------------------------------------------------------- validation
 
 def _check_tree(spec: ContainerSpec) -> str:
@@ -284,6 +302,10 @@ def _check_tree(spec: ContainerSpec) -> str:
         raise SpecError(f"directory {tree} does not exist", "pass the OS tree's directory with -D")
     if not os.path.isdir(tree):
         raise SpecError(f"{tree} is not a directory", "pass the OS tree's directory with -D")
+    if is_host_root(tree) and not spec.ephemeral:
+        # nspawn's rule, on the resolved directory: every route to a spec passes here
+        raise SpecError("spawning a container on the host's root directory is not supported",
+                        "add --ephemeral (-x) to run on a discarded copy of it")
     # A symlinked /proc, /sys or /dev could aim the API mounts elsewhere: refuse the tree.
     sandbox.refuse_symlinked_api_dirs(tree)
     if not os.path.isdir(m.resolve_in_root(tree, "/usr")):
@@ -456,7 +478,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
 
     # /run first: the inaccessible nodes that mask /proc entries live there.
     ops += [
-        m.tmpfs("/run", "0755"),
+        m.tmpfs("/run", "0755", extra=TMPFS_LIMITS_RUN),
         m.InaccessibleNodes(),
         m.Filesystem("proc", "/proc", API_FLAGS),
         m.ReadOnly("/proc/sys", API_FLAGS, missing_ok=False),
@@ -478,31 +500,33 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         m.HostSysReadOnly() if user_range and network in ("host", "netns")
         else m.Filesystem("sysfs", "/sys", API_FLAGS | MS_RDONLY),
         m.Filesystem("cgroup2", "/sys/fs/cgroup", API_FLAGS, "nsdelegate"),
-        m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME),
+        m.tmpfs("/dev", "0755", MS_NOSUID | MS_STRICTATIME, TMPFS_LIMITS_DEV),
     ]
     dev = os.path.join(host_root, "dev")
     nodes = [n for n in DEV_NODES if os.path.exists(os.path.join(dev, n))]
     if os.path.exists(os.path.join(dev, "net/tun")):
         nodes.append("net/tun")
     ops += [m.Bind(f"/dev/{n}", f"/dev/{n}", recursive=False) for n in nodes]
+    ops += _dev_char_links(dev, nodes)
     ops += [
         *([m.Bind(console, "/dev/console", recursive=False)] if console else []),
         m.Filesystem("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
         m.Symlink("/dev/ptmx", "pts/ptmx"),
-        m.tmpfs("/dev/shm", "1777"),
+        m.tmpfs("/dev/shm", "1777", extra=TMPFS_LIMITS_SHM),
         m.Filesystem("mqueue", "/dev/mqueue", API_FLAGS),
         m.Symlink("/dev/fd", "/proc/self/fd"),
         m.Symlink("/dev/stdin", "/proc/self/fd/0"),
         m.Symlink("/dev/stdout", "/proc/self/fd/1"),
         m.Symlink("/dev/stderr", "/proc/self/fd/2"),
-        m.tmpfs("/tmp", "1777"),
+        m.tmpfs("/tmp", "1777", extra=TMPFS_LIMITS_TMP),
     ]
     # The Container Interface: who runs us, and the host's identity.
     os_release = host_os_release(host_root)
     ops += [
         m.WriteFile("/run/host/os-release", os_release),
-        m.WriteFile("/run/host/container-manager", b"nsdash\n"),
-        m.WriteFile("/run/systemd/container", b"nsdash\n"),
+        m.WriteFile("/run/host/container-manager", f"{CONTAINER}\n".encode()),
+        m.WriteFile("/run/host/container-uuid", f"{format_uuid(uuid_hex)}\n".encode()),
+        m.WriteFile("/run/systemd/container", f"{CONTAINER}\n".encode()),
     ]
     if spec.credentials:
         ops.append(m.MakeDir(CREDENTIALS_PATH, 0o700))  # the mount point, made before /run/host turns read-only
@@ -695,7 +719,7 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
                  host_term: str | None, state_dir: str | None) -> list[tuple[str, str]]:
     env: dict[str, str] = {
         "PATH": CONTAINER_PATH,
-        "container": "nsdash",
+        "container": CONTAINER,
         "container_uuid": format_uuid(uuid_hex),
         "TERM": (host_term or "vt220") if tty else "dumb",
         "HOME": user.home,
@@ -816,6 +840,19 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
         raise SpecError(f"{host_dir} exists on the host and is not a symlink",
                         "remove it or use --link-journal=host")
     return [m.MakeDir(guest_path, 0o2755)], None, (host_dir, guest_host_path)
+
+
+def _dev_char_links(dev: str, nodes: list[str]) -> list[m.MountOp]:
+    """/dev/char/MAJOR:MINOR -> ../NODE for the device nodes the container gets, as nspawn
+    and udev make them (libudev and systemd's device lookups go through /dev/char)."""
+    ops: list[m.MountOp] = []
+    for node in nodes:
+        try:
+            rdev = os.stat(os.path.join(dev, node)).st_rdev
+        except OSError:
+            continue
+        ops.append(m.Symlink(f"/dev/char/{os.major(rdev)}:{os.minor(rdev)}", "../" + node))
+    return ops
 
 
 def signal_name(sig: int) -> str:

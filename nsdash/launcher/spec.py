@@ -84,6 +84,9 @@ class ContainerSpec(Frozen):
     private_users: str = "no"
     private_users_ownership: str = "off"  # off|chown|map|auto (-U implies auto)
     detach: bool = False  # --detach: the supervisor runs in the background
+    wait: bool = False  # --wait (with --detach): return once the guest is up
+    wait_timeout: float = 90.0  # --wait-timeout: how long --wait waits, in seconds
+    notify_ready: bool = False  # --notify-ready: the payload says READY=1 when it is up
     dry_run: bool = False  # --dry-run: print the launch plan, run nothing
     # per-process settings of the payload (launcher.child.apply_process_settings)
     rlimits: tuple[tuple[str, int, int], ...] = ()  # (NOFILE, soft, hard); -1 is infinity

@@ -148,6 +148,16 @@ def normalize_path(path: str) -> str:
     return os.path.normpath(path) if not path.startswith("//") else os.path.normpath("/" + path.lstrip("/"))
 
 
+def is_host_root(path: str | os.PathLike[str], host_root: str = "/") -> bool:
+    """True if PATH is the host's root directory however spelled: `//`, `/./`, `/usr/..`,
+    a symlink to /, or a bind mount of it (the same directory, not the same string)."""
+    try:
+        a, b = os.stat(path), os.stat(host_root)
+    except OSError:
+        return os.path.normpath(os.fspath(path)) in ("/", "//")
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def is_valid_env_name(name: str) -> bool:
     """systemd's env_name_is_valid(): letters, digits and '_', not starting with a digit."""
     return bool(name) and not name[0].isdigit() and all(c.isascii() and (c.isalnum() or c == "_") for c in name)

@@ -26,8 +26,11 @@ from nsdash.machines import protocol as proto
 from nsdash.machines import registry
 from nsdash.machines import state as st
 from nsdash.system.paths import IMAGE_DIRS
+from nsdash.system.text import escape
 
 Notice = Callable[[str], None]
+STOP_TIMEOUT = 15.0  # the engine's default: then SIGKILL (supervisor.STOP_TIMEOUT)
+STOP_GRACE = 15.0  # how much longer a client waits for the engine's answer
 
 
 def _stderr_notice(text: str) -> None:
@@ -92,10 +95,14 @@ class Control:
                     raise
                 time.sleep(0.01)
 
-    def request(self, op: str, **args: Any) -> dict[str, Any]:
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """One request; its reply as it came, an error reply included."""
         self._id += 1
         self.sock.sendall(proto.encode_request(op, self._id, **args))
-        reply = proto.decode_response(self._line())
+        return proto.decode_response(self._line())
+
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        reply = self.call(op, **args)
         if not reply["ok"]:
             code, message = reply.get("error"), reply.get("message", "")
             if code == "permission-denied":
@@ -169,15 +176,32 @@ def status(name: str) -> dict[str, Any]:
         return dict(c.request("status")["status"])
 
 
-def _stop(name: str, op: str, wait: bool, timeout: float, **args: Any) -> None:
+def _stop(name: str, op: str, wait: bool, timeout: float) -> dict[str, Any]:
+    """Ask NAME's engine to OP; with WAIT, until this boot has ended.  A machine that had to be
+    killed at the deadline is an error that says so (the command exits non-zero)."""
     with connect(name) as c:
-        c.request(op, **args)
-        if wait and not (c.wait_closed(timeout) and _wait_entry_gone(name, 5.0)):
-            raise NsdashError(f"machine '{name}' did not stop within {timeout:.0f} s",
-                              f"force it with 'nsdash terminate {name}'")
+        if not wait:
+            return c.request(op)
+        c.sock.settimeout(timeout + STOP_GRACE)
+        args: dict[str, Any] = {"timeout": timeout} if op != "terminate" else {}
+        try:
+            reply = c.call(op, wait=True, **args)
+        except TimeoutError:
+            raise NsdashError(f"machine '{name}' did not stop within {timeout + STOP_GRACE:.0f} s",
+                              f"force it with 'nsdash terminate {name}'") from None
+        if not reply["ok"]:
+            if reply.get("error") == "killed":
+                raise NsdashError(f"{escape(reply.get('message', ''))} (SIGKILL to every process)",
+                                  "its init did not finish shutting down in time; see "
+                                  f"'nsdash journal -M {name}' or its console log") from None
+            raise ProtocolError(f"machine '{name}': {reply.get('message', '')}")
+        if op != "reboot" and not (c.wait_closed(STOP_GRACE) and _wait_entry_gone(name, 5.0)):
+            raise NsdashError(f"machine '{name}' stopped, but its supervisor did not exit",
+                              f"see 'nsdash status {name}'")
+        return reply
 
 
-def poweroff(name: str, wait: bool = True, timeout: float = 30.0) -> None:
+def poweroff(name: str, wait: bool = True, timeout: float = STOP_TIMEOUT) -> None:
     _stop(name, "poweroff", wait, timeout)
 
 
@@ -188,16 +212,55 @@ def terminate(name: str, wait: bool = True, timeout: float = 10.0) -> None:
 def reboot(name: str, wait: bool = True, timeout: float = 30.0) -> dict[str, Any]:
     with connect(name) as c:
         before = c.request("status")["status"]["boot"]
-        c.request("reboot")
-        if not wait:
-            return {}
-        deadline = time.monotonic() + timeout
+    _stop(name, "reboot", wait, STOP_TIMEOUT)
+    if not wait:
+        return {}
+    deadline = time.monotonic() + timeout
+    with connect(name) as c:
         while time.monotonic() < deadline:
             s = c.request("status")["status"]
-            if s["boot"] > before and s["state"] == "running":
+            if s["boot"] > before and s["state"] in st.UP_STATES:
                 return dict(s)
             time.sleep(0.05)
     raise NsdashError(f"machine '{name}' did not come back within {timeout:.0f} s", f"see 'nsdash status {name}'")
+
+
+def wait_up(name: str, timeout: float) -> dict[str, Any]:
+    """Wait until NAME's guest is up (READY=1, or its init runs): start --wait, spawn --wait.
+    If it is not up in time, an error with its last STATUS= line and the console's last
+    lines; the machine is left running for inspection."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    try:
+        with connect(name, notice=None) as c:
+            while True:
+                last = dict(c.request("status")["status"])
+                if last.get("state") in st.UP_STATES:
+                    return last
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+    except (ProtocolError, MachineNotFound):
+        raise NsdashError(f"machine '{name}' stopped before it was up{_tail(name, last)}",
+                          f"run it in the foreground to watch it boot: nsdash spawn -bD {last.get('root', 'DIR')}") \
+            from None
+    state = last.get("state", "?")
+    raise NsdashError(f"machine '{name}' is not up after {timeout:g} s (state: {state}){_tail(name, last)}",
+                      f"it is left running for inspection: 'nsdash status {name}', 'nsdash login {name}'; "
+                      f"stop it with 'nsdash poweroff {name}' or 'nsdash terminate {name}'")
+
+
+def _tail(name: str, status: dict[str, Any], count: int = 10) -> str:
+    """The guest's last STATUS= line and console lines, escaped, for an error message."""
+    from nsdash.machines.consolelog import last_lines
+
+    text = ""
+    if status.get("status_text"):
+        text += f"\n  last status: {escape(status['status_text'])}"
+    lines = last_lines(st.machine_dir(name) / st.CONSOLE_LOG, count)
+    if lines:
+        text += "\n  console, last lines:\n" + "\n".join(f"    {escape(line)}" for line in lines)
+    return text
 
 
 def kill(name: str, signal: int, whom: str = "leader") -> None:
@@ -325,6 +388,8 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     result = json.loads(report)
     if not result.get("ok"):
         raise NsdashError(result.get("message", "the machine did not start"), result.get("hint"))
+    if spec.wait:
+        result["status"] = wait_up(spec.machine, spec.wait_timeout)
     return dict(result)
 
 
@@ -455,6 +520,11 @@ def start_spec(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, *,
                       f"--directory={directory}"], trusted_dirs=trusted_dirs)
 
 
-def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS) -> dict[str, Any]:
-    """machinectl start: boot image NAME detached, with its journal linked into the tree."""
-    return spawn(start_spec(name, dirs), detach=True)
+def start(name: str, dirs: tuple[Path, ...] = IMAGE_DIRS, wait: bool = False,
+          wait_timeout: float = 90.0) -> dict[str, Any]:
+    """machinectl start: boot image NAME detached, with its journal linked into the tree;
+    with WAIT, return once the guest is up (wait_up)."""
+    result = spawn(start_spec(name, dirs), detach=True)
+    if wait:
+        result["status"] = wait_up(name, wait_timeout)
+    return result

@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,8 @@ SEPARATOR_RE = re.compile(
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now as ISO-8601 UTC to the second (time, not datetime: this is on every spawn's path)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def separator_text(event: str, detail: str | None = None, when: str | None = None) -> str:
@@ -67,6 +69,11 @@ def rotated(path: Path) -> Path:
 def index_path(log: Path) -> Path:
     """The side index of the log at LOG (of `console.log.1` too)."""
     return log.with_name(log.name + ".idx")
+
+
+def log_files(log: Path) -> tuple[Path, ...]:
+    """Every file the log at LOG may have: itself, its rotated half and their indexes."""
+    return (log, rotated(log), index_path(log), index_path(rotated(log)))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
 from typing import Any
+
+from nsdash.system.frozen import Frozen
 
 VERSION = 1
 MAX_LINE = 64 * 1024  # a request or response line, newline included
@@ -42,8 +43,7 @@ class BadMessage(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(Frozen):
     op: str
     id: Any = None
     args: dict[str, Any] | None = None
@@ -98,6 +98,8 @@ def _check_args(op: str, args: dict[str, Any]) -> None:
                 raise BadMessage("malformed", f"attach's '{key}' must be 1..65535")
         if "replay" in args and not (isinstance(args["replay"], int) and args["replay"] >= 0):
             raise BadMessage("malformed", "attach's 'replay' is a byte count >= 0")
+    if op in ("poweroff", "reboot", "terminate") and not isinstance(args.get("wait", False), bool):
+        raise BadMessage("malformed", f"{op}'s 'wait' is true or false")
     if op in ("poweroff", "reboot") and "timeout" in args:
         t = args["timeout"]
         if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t <= 3600:

@@ -7,12 +7,11 @@ launcher's orphans module cleans it when a command touches the name).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nsdash.errors import MachineNotFound
 from nsdash.launcher import names
+from nsdash.machines import identity
 from nsdash.machines import state as st
 
 
@@ -28,6 +27,7 @@ class Machine:
     root: str | None = None
     os_release: dict[str, str] = field(default_factory=dict)
     addresses: list[str] = field(default_factory=list)
+    os_release_error: str | None = None  # why the machine's os-release was refused (its own problem)
 
     @property
     def os(self) -> str:
@@ -41,37 +41,6 @@ class Machine:
 def validate_name(name: str) -> str:
     """The one machine-name rule (nsdash.launcher.names: a hostname, as machinectl's)."""
     return names.check_machine_name(name)
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
-
-
-def read_os_release(root: str | Path) -> dict[str, str]:
-    for rel in ("etc/os-release", "usr/lib/os-release"):
-        try:
-            with open(Path(root) / rel) as f:
-                return parse_os_release(f.read())
-        except OSError:
-            continue
-    return {}
-
-
-def _own_netns(pid: int) -> bool:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return False
 
 
 def parse_fib_trie(text: str) -> list[str]:
@@ -89,7 +58,7 @@ def parse_fib_trie(text: str) -> list[str]:
 
 def addresses(pid: int) -> list[str]:
     """The machine's own addresses: only when it has a network namespace of its own."""
-    if not _own_netns(pid):
+    if identity.shares_host_namespace(pid, "net") is not False:
         return []
     out: list[str] = []
     try:
@@ -113,15 +82,26 @@ def _from_entry(name: str) -> Machine | None:
     if not alive and not directory.exists():
         return None
     leader = state.leader if state else None
-    os_release: dict[str, str] = {}
     addrs: list[str] = []
+    # Its own view while it runs (an ephemeral overlay, binds); its tree when stopped.
+    # Either way confined: the tree's path on the host is as much the guest's as its root.
+    root = f"/proc/{leader}/root" if alive and leader else (state.root if state else None)
+    os_release, error = _os_release(root)
     if alive and leader:
-        os_release = read_os_release(f"/proc/{leader}/root")
         addrs = addresses(leader)
-    if not os_release and state is not None:
-        os_release = read_os_release(state.root)
     return Machine(name=name, orphan=not alive, state=state, leader=leader if alive else None,
-                   root=state.root if state else None, os_release=os_release, addresses=addrs)
+                   root=state.root if state else None, os_release=os_release, addresses=addrs,
+                   os_release_error=error)
+
+
+def _os_release(root: str | None) -> tuple[dict[str, str], str | None]:
+    """The machine's os-release, or {} and why it was refused (a FIFO, a device, too big...)."""
+    if not root:
+        return {}, None
+    try:
+        return identity.os_release(root), None
+    except OSError as e:
+        return {}, f"os-release refused: {e.strerror or e}"
 
 
 def nsdash_machines() -> list[Machine]:

@@ -17,20 +17,26 @@ import errno
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
+from nsdash.system.frozen import Frozen
 from nsdash.system.paths import machine_dir, state_root
 
+if False:  # typing.TYPE_CHECKING without importing typing: the foreground spawn writes state too
+    from typing import Any
+
+UP_STATES = ("running", "degraded")  # the guest is up: READY=1 said, or an init that never says it runs
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 CONTROL = "control"
 CONSOLE_LOG = "console.log"
+STATE_MODE = 0o600
 
 
-@dataclass(frozen=True)
-class MachineState:
+class MachineState(Frozen):
+    """What state.json holds (a Frozen, not a dataclass: every foreground spawn writes one,
+    and dataclasses would pull inspect and ast onto that path)."""
+
     name: str
     root: str
     leader: int | None
@@ -39,18 +45,26 @@ class MachineState:
     started: str  # ISO-8601 UTC: when the supervisor started the first boot
     since: str  # ISO-8601 UTC: when the current boot started
     boot: int = 1
-    state: str = "running"  # starting|running|stopping|rebooting
+    state: str = "running"  # starting|running|degraded|stopping|rebooting
     class_: str = "container"
     service: str = "nsdash"
     uuid: str | None = None
-    netif: list[str] = field(default_factory=list)
+    netif: tuple[str, ...] = ()
     boot_mode: bool = False  # -b: the tree's own init
-    command: list[str] = field(default_factory=list)
+    command: tuple[str, ...] = ()
     ephemeral: bool = False
     registered: bool = False  # with systemd-machined
+    status_text: str | None = None  # the guest's last sd_notify STATUS= line (guest text: escape it)
+    foreground: bool = False  # run in a terminal by `nsdash spawn` (its console is that terminal)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("netif", "command"):  # lists from callers and from JSON: one form
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data: dict[str, Any] = {f: getattr(self, f) for f in self._fields}
+        data["netif"], data["command"] = list(self.netif), list(self.command)
         data["class"] = data.pop("class_")
         return data
 
@@ -58,8 +72,7 @@ class MachineState:
     def from_json(cls, data: dict[str, Any]) -> MachineState:
         data = dict(data)
         data["class_"] = data.pop("class", "container")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in cls._fields})
 
 
 def machines_root() -> Path:
@@ -67,9 +80,13 @@ def machines_root() -> Path:
 
 
 def write_state(directory: Path, state: MachineState) -> None:
-    """Write state.json atomically: readers see the old or the new file, never half."""
+    """Write state.json atomically: readers see the old or the new file, never half.
+
+    Root only (0600): it names the machine's tree, its leader and its supervisor."""
     tmp = directory / f".{STATE_FILE}.{os.getpid()}"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, STATE_MODE)
+    os.fchmod(fd, STATE_MODE)  # a leftover temporary file keeps its old mode otherwise
+    with open(fd, "w") as f:
         json.dump(state.to_json(), f, indent=1)
         f.write("\n")
     os.replace(tmp, directory / STATE_FILE)
@@ -116,5 +133,5 @@ def entry_names() -> list[str]:
         return []
 
 
-__all__ = ["MachineState", "machine_dir", "machines_root", "write_state", "read_state",
+__all__ = ["MachineState", "UP_STATES", "machine_dir", "machines_root", "write_state", "read_state",
            "supervisor_alive", "entry_names", "STATE_FILE", "LOCK_FILE", "CONTROL", "CONSOLE_LOG"]

@@ -1,36 +1,58 @@
-"""One supervisor per machine: it owns the machine for as long as it runs.
+"""The boot engine: one per machine, for its whole life, in a terminal or detached.
 
-It holds the console PTY (master and slave, so the console survives reboots
-and nobody attached is needed to drain it), writes the console log, keeps the
-state entry, serves the control socket, registers with systemd-machined, and
-runs the reboot loop.  It is single-threaded around a selector; only the
-blocking Container.wait() runs in a helper thread that wakes the loop.
+`nsdash spawn` in a terminal and the detached supervisor (`spawn --detach`,
+`start`, the dashboard) run this same Supervisor; the only difference is where
+the console goes.  Detached, the console is served to attached clients over the
+control socket; in the foreground the caller's terminal is one more console
+client, in-process (machines/run.py), and with --console=pipe there is no PTY
+at all (the payload has the caller's stdio).
+
+Either way the engine holds the console PTY (so it survives reboots), writes the
+console log, keeps the state entry and the control socket (so `nsdash
+status|shell|poweroff NAME` reach a terminal-run machine too), drains sd_notify
+(READY=1 and STATUS=; bounded, so a flood costs nothing), follows the guest's
+progress (starting, running, degraded), registers with systemd-machined, stops
+the machine in its init's own way (machines/shutdown.py), runs the reboot loop
+with its limiter, and settles the exit code as systemd-nspawn does.
+
+It is single-threaded around poll(); only slow, optional work (asking a systemd
+guest's bus whether units failed, waiting on a kernel without pidfds) runs in
+helper threads that wake the loop.  It is on the path of every `nsdash spawn`:
+imports stay small (no selectors, socket.py, dataclasses, typing or json until a
+client connects).
 """
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import fcntl
 import os
-import selectors
+import select
 import signal
-import socket
 import struct
 import termios
 import threading
 import time
-import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from pathlib import Path
 
 from nsdash.errors import MachineExists, NsdashError
+from nsdash.launcher.plan import new_uuid
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.machines import protocol as proto
+from nsdash.machines import shutdown
 from nsdash.machines import state as st
-from nsdash.machines.consolelog import ConsoleLog, utc_now
+from nsdash.machines.consolelog import utc_now
+
+if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
+    from collections.abc import Callable
+    from typing import Any
+
+    from nsdash.launcher.container import Container, Outcome
+    from nsdash.machines.consolelog import ConsoleLog
+    from nsdash.machines.protocol import Request
 
 REBOOT_BURST = 5  # more than this many reboots ...
 REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
@@ -38,31 +60,19 @@ STOP_TIMEOUT = 15.0  # poweroff/reboot: SIGKILL everything after this long
 REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
 CLIENT_BUFFER_LIMIT = 1024 * 1024  # an attacher this far behind is dropped
 REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
-SIGRTMIN = signal.SIGRTMIN.value if hasattr(signal.SIGRTMIN, "value") else int(signal.SIGRTMIN)
+HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
+HEALTH_TIMEOUT = 5.0  # seconds a guest's bus has to answer (machines/health.py)
+HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older than this
+NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
+DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
+REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
+POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
+_POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 def init_kind(leader: int | None, boot: bool) -> str:
-    """systemd | busybox | sysv for a booted tree's init; 'command' without -b."""
-    if not boot:
-        return "command"
-    try:
-        exe = os.readlink(f"/proc/{leader}/exe")
-    except OSError:
-        return "sysv"
-    base = os.path.basename(exe.removesuffix(" (deleted)"))
-    if "systemd" in base:
-        return "systemd"
-    if base.startswith("busybox"):
-        return "busybox"
-    return "sysv"
-
-
-# What each init takes as "power off" and "reboot" (SysV init: powerfail and
-# ctrl-alt-del from inittab; a plain command just gets SIGTERM, then SIGKILL).
-POWEROFF_SIGNAL: dict[str, int] = {"systemd": SIGRTMIN + 4, "busybox": signal.SIGUSR2, "sysv": signal.SIGPWR,
-                   "command": signal.SIGTERM}
-REBOOT_SIGNAL: dict[str, int] = {"systemd": signal.SIGINT, "busybox": signal.SIGTERM, "sysv": signal.SIGINT,
-                 "command": signal.SIGTERM}
+    """The machine's init (systemd, busybox, sysv, runit, unknown; command without -b)."""
+    return shutdown.detect_init(leader, boot)
 
 
 class RebootLimiter:
@@ -92,13 +102,39 @@ def outcome_event(kind: str, status: int) -> tuple[str, str | None]:
     return kind, None
 
 
+class LocalConsole:
+    """An in-process console client (the caller's terminal in the foreground).
+
+    The engine calls these; the base class does nothing, which is what a
+    detached supervisor has in-process.
+    """
+
+    def bind(self, engine: Supervisor) -> None:
+        """Called once before the first boot: watch input fds, set the window size."""
+
+    def output(self, data: bytes) -> None:
+        """Console bytes."""
+
+    def booted(self, boot: int) -> None:
+        """Boot BOOT's init runs."""
+
+    def ended(self, outcome: Outcome, then: str, forced: str | None) -> None:
+        """A boot ended with OUTCOME; THEN is 'reboot', 'reboot-exit', 'reboot-loop' or 'stop'.
+        FORCED says why it was killed at a deadline, if it was."""
+
+    def signal(self, signum: int) -> None:
+        """A signal the engine does not handle itself (SIGWINCH)."""
+
+
 class _Conn:
     """One control-socket client."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
+        from nsdash.machines import protocol as proto
+
         self.sock = sock
         self.lines = proto.LineReader()
-        self.frames: proto.FrameReader | None = None  # set once attached
+        self.frames: Any = None  # a protocol.FrameReader once attached
         self.greeted = False
         self.out = bytearray()
         self.closing = False
@@ -110,33 +146,64 @@ class _Conn:
 
 
 class Supervisor:
-    """Runs SPEC until it powers off, exits or is terminated; returns its exit status."""
+    """Runs SPEC until it powers off, exits or is terminated; run() returns the exit status."""
+
+    PTY_RETRY = 0.1  # seconds between looks at a PTY whose slave nobody has open
 
     def __init__(self, spec: ContainerSpec, *, register: bool | None = None,
                  on_ready: Callable[[int], None] | None = None,
-                 replay_bytes: int = REPLAY_BYTES) -> None:
+                 replay_bytes: int = REPLAY_BYTES, console: LocalConsole | None = None,
+                 pty: bool = True, foreground: bool = False) -> None:
+        """console: the in-process console client (the foreground terminal); pty=False:
+        --console=pipe, the payload keeps this process's stdio and there is no PTY."""
         self.spec = spec
         self.name = spec.machine
         self.dir = st.machine_dir(self.name)
         self.on_ready = on_ready
         self.replay_bytes = replay_bytes
+        self.local = console or LocalConsole()
+        self.use_pty = pty
+        self.foreground = foreground
         self.register_mode = spec.register if register is None else ("yes" if register else "no")
-        self.sel = selectors.DefaultSelector()
+        self.poller = select.poll()
+        self.handlers: dict[int, Callable[[int], None]] = {}
         self.conns: dict[int, _Conn] = {}
-        self.container: Any = None
-        self.outcome: Any = None
+        self.container: Container | None = None
+        self.outcome: Outcome | None = None
         self.boot = 0
         self.started = utc_now()
         self.since = self.started
         self.phase = "starting"
-        self.stop_reason: str | None = None  # "poweroff" | "terminate" | "reboot-loop" ...
+        self.init = "unknown"
+        self.stop_reason: str | None = None  # "poweroff" | "terminate" | "reboot-loop" | "signal"
+        self.stop_requests = 0  # SIGTERM/SIGINT/SIGHUP received
         self.reboot_requested = False
         self.kill_deadline: float | None = None
+        self.stop_action = ""  # what kill_deadline enforces, for the message
+        self.stop_timeout = 0.0
+        self.forced: str | None = None  # set when this boot was killed at its stop deadline
+        self.nudge_due: float | None = None  # runit: asked again while it stops (see _ask_init)
+        self.nudge_action = "poweroff"
+        self.waiters: list[tuple[_Conn, Any, str]] = []  # (conn, request id, op) answered at the boot's end
         self.registration_checks: list[float] = []
+        self.health_due: float | None = None
+        self.health_busy = False
+        self.health_result: str | None = None
+        self.health_checked = 0.0  # monotonic time of the last answer
+        self._health: threading.Thread | None = None
         self.limiter = RebootLimiter()
-        self.uuid = spec.uuid or uuidlib.uuid4().hex
+        # One identity for the machine's whole life: a reboot keeps its UUID (systemd derives a
+        # missing machine ID from $container_uuid), as with systemd-nspawn.  The tree's own
+        # /etc/machine-id (or --uuid) wins: Container's plan settles it, and that is reported.
+        self.session_uuid = new_uuid()
+        self.uuid: str | None = None
         self.registration: Any = None
         self.exit_status = 0
+        self.master = self.slave = -1
+        self.slave_path = ""
+        self.log: ConsoleLog | None = None
+        self.listener: Any = None  # a _socket.socket (socket.py is not imported on the spawn path)
+        self.caught: list[int] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock_fd = -1
         self._pty_retry: float | None = None  # when to watch the PTY master again after EIO
@@ -145,30 +212,45 @@ class Supervisor:
 
     def run(self) -> int:
         with ExitStack() as stack:
+            stack.callback(os.close, self._wake_r)
+            stack.callback(os.close, self._wake_w)
+            self._signals(stack)  # first: no signal may kill us mid-set-up
             self._claim_entry()
             stack.callback(self._remove_entry)
-            self.master, self.slave = os.openpty()
-            self.slave_path = os.ttyname(self.slave)
-            stack.callback(os.close, self.master)
-            stack.callback(lambda: os.close(self.slave))
-            os.set_blocking(self.master, False)
-            os.set_inheritable(self.master, False)
-            self._set_winsize(24, 80)
-            self.log = ConsoleLog(self.dir / st.CONSOLE_LOG)
-            stack.callback(self.log.close)
+            if self.use_pty:
+                self._open_console(stack)
             self.listener = self._listen()
             stack.callback(self.listener.close)
             stack.callback(self._close_conns)
-            self._signals(stack)
             stack.callback(self._close_container)  # on every path, a crash included
-            self.registration = self._registration()
+            self.registration = self._open_registration()
             if self.registration is not None:
                 stack.callback(self.registration.unregister)
+            self.local.bind(self)
             self._boot_once()
             if self.on_ready is not None:
-                self.on_ready(self.container.leader)
+                self.on_ready((self.container.leader if self.container is not None else None) or 0)
             self._loop()
             return self.exit_status
+
+    def _open_console(self, stack: ExitStack) -> None:
+        from nsdash.machines.consolelog import ConsoleLog
+
+        self.master, self.slave = os.openpty()
+        self.slave_path = os.ttyname(self.slave)
+        stack.callback(os.close, self.master)
+        stack.callback(self._close_slave)
+        os.set_blocking(self.master, False)
+        os.set_inheritable(self.master, False)
+        self.set_winsize(24, 80)
+        self.log = ConsoleLog(self.dir / st.CONSOLE_LOG)
+        stack.callback(self.log.close)
+        self.watch(self.master, self._pty_event)
+
+    def _close_slave(self) -> None:
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
 
     def _close_container(self) -> None:
         if self.container is not None:
@@ -177,8 +259,6 @@ class Supervisor:
 
     def _claim_entry(self) -> None:
         """Create the state entry holding its lock, atomically by rename."""
-        from nsdash.machines.orphans import clean_orphan
-
         root = st.machines_root()
         root.mkdir(parents=True, exist_ok=True)
         tmp = root / f".{self.name}.{os.getpid()}"
@@ -199,16 +279,33 @@ class Supervisor:
                 tmp.rmdir()
                 raise MachineExists(f"machine '{self.name}' is already running",
                                     f"pick another name with -M, or stop it with 'nsdash poweroff {self.name}'")
-            clean_orphan(self.name)
+            self._clean_dead_orphan(tmp)
         raise NsdashError(f"could not claim the state entry for '{self.name}'")
+
+    def _clean_dead_orphan(self, tmp: Path) -> None:
+        """The name's entry is an orphan (its supervisor died).  Its remains are cleaned only
+        when nothing of it runs any more; live processes are never killed by a start (the
+        clients clean orphans, saying so, before they hand a machine to an engine)."""
+        from nsdash.launcher.cgroup import MachineCgroup
+        from nsdash.machines.orphans import clean_orphan
+
+        if MachineCgroup(self.name).populated():
+            os.close(self._lock_fd)
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+            raise MachineExists(f"machine '{self.name}' is already running (orphaned: its supervisor died)",
+                                f"'nsdash terminate {self.name}' cleans it up")
+        clean_orphan(self.name)
 
     def _remove_entry(self) -> None:
         # Everything the entry holds (state, socket, the console log and its side files,
         # temporaries), whatever other modules keep there: only the supervisor removes it.
-        for entry in self.dir.iterdir():
-            if entry.name != st.LOCK_FILE:
-                with contextlib.suppress(OSError):
-                    entry.unlink()
+        with os.scandir(self.dir) as entries:
+            for entry in entries:
+                if entry.name != st.LOCK_FILE:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
         # The lock goes last, so nobody sees a lock-less entry while we tear down.
         with contextlib.suppress(OSError):
             (self.dir / st.LOCK_FILE).unlink()
@@ -216,48 +313,57 @@ class Supervisor:
             self.dir.rmdir()
         os.close(self._lock_fd)
 
-    def _listen(self) -> socket.socket:
+    def _listen(self) -> _socket.socket:
         path = self.dir / st.CONTROL
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
         old = os.umask(0o177)
         try:
             sock.bind(str(path))
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-        self.sel.register(sock, selectors.EVENT_READ, "listen")
+        sock.listen(_socket.SOMAXCONN)
+        self.watch(sock.fileno(), lambda _mask: self._accept())
         return sock
 
     def _signals(self, stack: ExitStack) -> None:
-        self._sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        stack.callback(os.close, sig_r)
+        stack.callback(os.close, sig_w)
         old_fd = signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         stack.callback(signal.set_wakeup_fd, old_fd)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            previous = signal.signal(sig, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGWINCH):
+            previous = signal.signal(sig, self._on_signal)
             stack.callback(signal.signal, sig, previous)
-        self.sel.register(self._sig_r, selectors.EVENT_READ, "signal")
-        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.watch(sig_r, lambda _mask: self._drain(sig_r))
+        self.watch(self._wake_r, lambda _mask: self._drain(self._wake_r))
 
-    def _cgroup_backend(self) -> Any:
-        """A systemd scope for this boot where systemd manages the host, else None (nsdash
-        makes the cgroups itself): machines/units.py."""
-        from nsdash.machines import units
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.caught.append(signum)
 
-        return units.cgroup_backend(self.spec)
-
-    def _in_systemd_scope(self) -> bool:
-        """machined keeps a registration whose unit systemd made; only a cgroup nsdash made
-        itself needs the checks after each registration."""
-        return bool(getattr(self.container, "managed_cgroup", False))
-
-    def _registration(self) -> Any:
+    def _open_registration(self) -> Any:
+        """systemd-machined, as systemd-nspawn registers.  With --register=auto on a host not
+        booted with systemd there is no machined to ask: skip it without importing the D-Bus
+        client, which would cost every spawn (a system bus alone is not enough)."""
         if self.register_mode == "no":
             return None
+        if self.register_mode == "auto" and not os.path.isdir("/run/systemd/system"):
+            return None  # sd_booted() is false
         from nsdash.machines import machined
 
         return machined.Registration.open(required=self.register_mode == "yes")
+
+    # ---------------------------------------------------------------- the poll loop's registry
+
+    def watch(self, fd: int, handler: Callable[[int], None], events: int = POLLIN) -> None:
+        """Call HANDLER(revents) whenever FD polls ready for EVENTS."""
+        self.handlers[fd] = handler
+        self.poller.register(fd, events)
+
+    def unwatch(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.poller.unregister(fd)
 
     # ---------------------------------------------------------------- boots
 
@@ -268,118 +374,256 @@ class Supervisor:
         self.outcome = None
         self.reboot_requested = False
         self.kill_deadline = None
-        self._broadcast(self.log.mark(f"boot {self.boot}"))
+        self.forced = None
+        self.nudge_due = None
+        self.health_due = None
+        self._mark(f"boot {self.boot}")
         self._reopen_console()
-        self.container = Container(self.spec, console_fd=self.slave, cgroup=self._cgroup_backend())
+        if self._health is not None:
+            # No other thread may run while the container's children are forked: the middle
+            # child is made by a raw clone3 (CLONE_INTO_CGROUP), after which the interpreter's
+            # GIL state is not reset as os.fork() resets it, and a thread asking for the GIL
+            # deadlocks the child (tests/integration/test_reliability.py, concurrent starts).
+            self._health.join(HEALTH_TIMEOUT + 1.0)
+            self._health = None
+        container = Container(self.spec, console_fd=self.slave if self.use_pty else None,
+                              uuid=self.session_uuid, cgroup=self._cgroup_backend())
         try:
-            self.container.start()
+            container.start()
         except BaseException:
-            self.container.close()
-            self.container = None
+            container.close()
             raise
-        self.phase = "running"
+        self.container = container
+        self.uuid = container.plan.uuid if container.plan is not None else self.session_uuid
         self.since = utc_now()  # when this boot's init started, after any slow set-up
-        if self.registration is not None:
-            self.registration.register(self._state())
-            if not self._in_systemd_scope():
-                now = time.monotonic()
-                self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
+        # The guest is up when it says READY=1; inits that never say it are up once they run.
+        self.init = shutdown.detect_init(container.leader, self.spec.boot)
+        waits = self.init == "systemd" or self.spec.notify_ready
+        self.phase = "starting" if waits else "running"
+        self._register_boot()
         self._write_state()
-        self._broadcast(proto.event_frame(f"boot {self.boot}", leader=self.container.leader), raw=True)
-        pidfd = getattr(self.container, "pidfd", None)
-        if pidfd is not None:
-            self.sel.register(pidfd, selectors.EVENT_READ, "leader")
+        self._event(f"boot {self.boot}", leader=container.leader)
+        self.local.booted(self.boot)
+        notify = container.notify_fd
+        if notify is not None:
+            self.watch(notify, lambda _mask: self._notify_readable())
+        if container.pidfd is not None:
+            self.watch(container.pidfd, lambda _mask: self._leader_exited())
         else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
-            threading.Thread(target=self._wait_container, args=(self.container,), daemon=True).start()
+            threading.Thread(target=self._wait_container, args=(container,), daemon=True).start()
+
+    def _cgroup_backend(self) -> Any:
+        """A systemd scope for this boot where systemd manages the host (not --keep-unit),
+        else None: nsdash makes the cgroups itself (machines/units.py).  Checked without the
+        D-Bus client's import cost on hosts without systemd."""
+        if self.spec.keep_unit or not os.path.isdir("/run/systemd/system"):
+            return None
+        from nsdash.machines import units
+
+        return units.cgroup_backend(self.spec)
+
+    def _in_systemd_scope(self) -> bool:
+        """machined keeps a registration whose unit systemd made; only a cgroup nsdash made
+        itself needs the checks after each registration."""
+        return bool(getattr(self.container, "managed_cgroup", False))
+
+    def _register_boot(self) -> None:
+        """Register this boot with systemd-machined (the one place), and check on it later."""
+        if self.registration is None:
+            return
+        self.registration.register(self._state())
+        if not self._in_systemd_scope():
+            now = time.monotonic()
+            self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
 
     def _reopen_console(self) -> None:
-        """A fresh slave fd for each boot: systemd's shutdown hangs the console up
-        (vhangup), after which every operation on the old fd fails with EIO."""
-        if self.boot == 1:
+        """A fresh slave fd for each boot after the first: the last one was closed to drain
+        the console, and systemd's shutdown hangs it up (vhangup) anyway."""
+        if not self.use_pty or self.slave >= 0:
             return
-        fd = os.open(self.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-        winsize = fcntl.ioctl(self.master, termios.TIOCGWINSZ, b"\0" * 8)
-        os.close(self.slave)
-        self.slave = fd
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, winsize)
+        self.slave = os.open(self.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
 
-    def _wait_container(self, container: Any) -> None:
-        outcome = container.wait()
-        self.outcome = outcome
+    def _wait_container(self, container: Container) -> None:
+        self.outcome = container.wait()
         os.write(self._wake_w, b"x")
 
     def _leader_exited(self) -> None:
+        if self.container is None:
+            return
         self.outcome = self.container.poll()
-        if self.outcome is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(self.container.pidfd)
+        if self.outcome is not None and self.container.pidfd is not None:
+            self.unwatch(self.container.pidfd)
+
+    def _notify_readable(self) -> None:
+        c = self.container
+        if c is None or not c.read_notify():
+            return
+        if c.ready.is_set() and self.phase == "starting":
+            self.phase = "running"
+            if self.init == "systemd":
+                self.health_due = time.monotonic()  # ask at once whether its boot left failed units
+        self._write_state()
 
     def _after_exit(self) -> bool:
-        """The container's init ended: log it, then reboot (True) or stop (False)."""
+        """The container's init ended: drain and log it, then reboot (True) or stop (False)."""
         outcome = self.outcome
+        container = self.container
+        assert outcome is not None and container is not None
+        self._drain_console()
+        if container.notify_fd is not None:
+            self.unwatch(container.notify_fd)
         event, detail = outcome_event(outcome.kind, outcome.status)
-        reboot = self.stop_reason is None and (outcome.kind == "reboot" or self.reboot_requested)
-        if reboot and not self.limiter.allow(time.monotonic()):
-            self._broadcast(self.log.mark("reboot"))
+        reboot = self.stop_reason is None and not self.stop_requests and (
+            outcome.kind == "reboot" or self.reboot_requested)
+        then = "stop"
+        if reboot and self.spec.reboot_exit:
+            then, reboot = "reboot-exit", False
+        elif reboot and not self.limiter.allow(time.monotonic()):
+            self._mark("reboot")
             self.stop_reason = "reboot-loop"
+            then, reboot = "reboot-loop", False
             event, detail = "exited", (f"reboot loop: more than {REBOOT_BURST} reboots "
                                        f"in {REBOOT_WINDOW:.0f} s, stopped")
-            reboot = False
         elif reboot:
-            event, detail = "reboot", None
-        self._broadcast(self.log.mark(event, detail))
-        self._broadcast(proto.event_frame(event, kind=outcome.kind, status=outcome.status,
-                                          detail=detail), raw=True)
-        self.exit_status = self._exit_status(outcome)
+            then, event, detail = "reboot", "reboot", None
+        if self.forced:
+            detail = f"{detail}; {self.forced}" if detail else self.forced
+        self._mark(event, detail)
+        self._event(event, kind=outcome.kind, status=outcome.status, detail=detail)
+        self.exit_status = self._exit_status(outcome, then)
+        self.local.ended(outcome, then, self.forced)
+        self._answer_waiters()
         if reboot:
             self.phase = "rebooting"
             self._write_state()
         if self.registration is not None:
             self.registration.unregister()
-        pidfd = getattr(self.container, "pidfd", None)
-        if pidfd is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(pidfd)
-        self.container.close()
+        if container.pidfd is not None:
+            self.unwatch(container.pidfd)
         self.container = None
+        container.close()
         return reboot
 
-    def _exit_status(self, outcome: Any) -> int:
-        if self.stop_reason == "reboot-loop":
+    def _exit_status(self, outcome: Outcome, then: str) -> int:
+        """systemd-nspawn's exit codes: the payload's own status, 128+N for a signal, 133 for
+        a reboot under --reboot=exit, 0 for a poweroff; 137 when a stop had to be forced."""
+        if then == "reboot-loop":
             return 1
-        if outcome.kind == "exited":
-            return outcome.status
-        if outcome.kind == "killed" and self.stop_reason is None:
-            return 128 + outcome.status
-        return 0
+        if then == "reboot-exit":
+            return REBOOT_EXIT
+        if self.forced:
+            return 128 + signal.SIGKILL
+        if outcome.kind == "killed" and self.stop_reason == "terminate":
+            return 0  # killed as asked (machinectl terminate); any other death by signal is 128+N
+        return outcome.exit_code()
+
+    def _drain_console(self) -> None:
+        """The console's last words (runit's "power off...", a payload's last line) reach the
+        log and every client.  PID 1 has exited, so every process of the machine has: closing
+        our own slave fd leaves none open, and the master then reads what is still buffered
+        (the kernel flushes pending input first) and then EIO.  Bounded, in case someone
+        outside the machine still holds the slave."""
+        if not self.use_pty:
+            return
+        self._close_slave()
+        if self._pty_retry is not None:
+            self._pty_retry = None
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while True:
+            if self._pty_readable():
+                return  # EIO: drained
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                return
 
     # ---------------------------------------------------------------- actions
 
     def poweroff(self, timeout: float = STOP_TIMEOUT) -> None:
         self.stop_reason = self.stop_reason or "poweroff"
-        self._stop_signal(POWEROFF_SIGNAL, timeout)
+        self._ask_init("poweroff", timeout)
 
     def reboot(self, timeout: float = STOP_TIMEOUT) -> None:
         self.reboot_requested = True
-        self._stop_signal(REBOOT_SIGNAL, timeout)
+        self._ask_init("reboot", timeout)
 
     def terminate(self) -> None:
+        """machinectl terminate: every process of the machine gets SIGKILL, now (that is
+        what the verb means; poweroff is the orderly way)."""
         self.stop_reason = self.stop_reason or "terminate"
         self._set_phase("stopping")
-        self.container.signal(signal.SIGKILL, "all")
+        if self.container is not None:
+            self.container.signal(signal.SIGKILL, "all")
 
     def kill(self, sig: int, whom: str) -> None:
-        self.container.signal(sig, whom)
+        if self.container is not None:
+            self.container.signal(sig, whom)
 
-    def _stop_signal(self, table: dict[str, int], timeout: float) -> None:
-        kind = init_kind(self.container.leader, self.spec.boot)
-        sig = table[kind]
-        if kind == "command" and table is POWEROFF_SIGNAL and self.spec.kill_signal:
-            sig = self.spec.kill_signal
-        self._set_phase("rebooting" if table is REBOOT_SIGNAL and self.stop_reason is None else "stopping")
-        self.container.signal(sig, "leader")
+    def kill_all(self) -> None:
+        """^] three times in the terminal: SIGKILL to everything, no questions (as nspawn)."""
+        if self.container is not None:
+            self.container.signal(signal.SIGKILL, "all")
+
+    def _ask_init(self, action: str, timeout: float) -> None:
+        """Ask the init to ACTION in its own way (shutdown.request); SIGKILL at the deadline."""
+        c = self.container
+        if c is None or c.leader is None:
+            return
+        if self.init == "command":
+            # A plain command: --kill-signal, else SIGTERM (as machinectl poweroff asks a payload
+            # that is no init); one that ignores it is killed at the deadline, and that is said.
+            c.signal(self.spec.kill_signal or signal.SIGTERM)
+        else:
+            kill_signal = c.plan.kill_signal if c.plan is not None else signal.SIGTERM
+            shutdown.request(self.init, action, c.leader, kill_signal)
+            if self.init == "runit":
+                # runit acts on SIGCONT only in stage 2, and its stage 1 resets the flags:
+                # asked while it still boots, it is asked again until it stops.
+                self.nudge_due, self.nudge_action = time.monotonic() + NUDGE_INTERVAL, action
+        self._set_phase("rebooting" if action == "reboot" and self.stop_reason is None else "stopping")
         deadline = time.monotonic() + timeout
-        self.kill_deadline = min(self.kill_deadline or deadline, deadline)
+        if self.kill_deadline is None or deadline < self.kill_deadline:
+            self.kill_deadline, self.stop_action, self.stop_timeout = deadline, action, timeout
+
+    def _nudge_runit(self) -> None:
+        """Ask runit again: its stage 1 resets the flag files, and it heeds SIGCONT only in
+        stage 2, so a stop asked while it boots would otherwise be lost."""
+        c = self.container
+        self.nudge_due = time.monotonic() + NUDGE_INTERVAL
+        if c is None or c.leader is None:
+            return
+        with contextlib.suppress(NsdashError):
+            shutdown.request("runit", self.nudge_action, c.leader, signal.SIGTERM)
+
+    def _stop_signal_received(self) -> None:
+        """SIGTERM/SIGINT/SIGHUP to us: stop the machine as systemd-nspawn does, with its kill
+        signal (--kill-signal, or SIGKILL for a plain command) -- but a booted init without
+        --kill-signal is asked in its own way (nspawn's SIGRTMIN+3 means nothing to BusyBox,
+        SysV or runit).  A second signal kills everything."""
+        self.stop_requests += 1
+        c = self.container
+        if c is None:
+            return
+        if self.stop_requests > 1:
+            self.stop_reason = self.stop_reason or "signal"
+            c.signal(signal.SIGKILL, "all")
+            return
+        self.stop_reason = self.stop_reason or "poweroff"
+        if self.spec.kill_signal or self.init == "command":
+            c.signal(self.spec.kill_signal or (c.plan.kill_signal if c.plan is not None else signal.SIGKILL))
+            self._set_phase("stopping")
+            return
+        try:
+            self.poweroff()
+        except NsdashError:
+            c.signal(signal.SIGKILL, "all")  # no way to ask this init: the second signal's answer now
+
+    def _deadline_passed(self) -> None:
+        self.kill_deadline = None
+        if self.container is None:
+            return
+        self.forced = (f"did not {'power off' if self.stop_action == 'poweroff' else self.stop_action} "
+                       f"within {self.stop_timeout:g} s: killed")
+        self.container.signal(signal.SIGKILL, "all")
 
     def _set_phase(self, phase: str) -> None:
         if self.phase != phase:
@@ -389,80 +633,122 @@ class Supervisor:
     # ---------------------------------------------------------------- state
 
     def _state(self) -> st.MachineState:
-        leader = self.container.leader if self.container is not None else None
-        cgroup = getattr(self.container, "cgroup", "") or ""
-        netif = getattr(self.container, "netif", None)
-        if isinstance(netif, str):
-            netif = [netif]
+        c = self.container
+        status_text = c.status_text if c is not None else None
         return st.MachineState(
-            name=self.name, root=str(self.spec.directory), leader=leader, cgroup=cgroup,
-            supervisor=os.getpid(), started=self.started, since=self.since, boot=self.boot,
-            state=self.phase, uuid=self.uuid, netif=list(netif or []), boot_mode=self.spec.boot,
+            name=self.name, root=str(self.spec.directory), leader=c.leader if c is not None else None,
+            cgroup=c.cgroup if c is not None else "", supervisor=os.getpid(), started=self.started,
+            since=self.since, boot=self.boot, state=self.phase, uuid=self.uuid,
+            netif=c.netif if c is not None else [], boot_mode=self.spec.boot,
             command=list(self.spec.command), ephemeral=self.spec.ephemeral,
-            registered=self.registration is not None and self.registration.active)
+            registered=self.registration is not None and self.registration.active,
+            status_text=status_text, foreground=self.foreground)
 
     def _write_state(self) -> None:
         st.write_state(self.dir, self._state())
 
     def status(self) -> dict[str, Any]:
         data = self._state().to_json()
-        data["init"] = init_kind(data["leader"], self.spec.boot) if data["leader"] else None
+        data["init"] = self.init if data["leader"] else None
         data["attached"] = sum(1 for c in self.conns.values() if c.attached)
         return data
+
+    # ---------------------------------------------------------------- guest health
+
+    def _start_health_check(self) -> None:
+        """Ask a systemd guest's manager, over the guest's own bus, whether units failed; in a
+        thread (D-Bus is slow to import and the guest may be slow to answer), never blocking."""
+        self.health_due = None
+        c = self.container
+        if c is None or c.leader is None or self.health_busy or self.spec.private_users != "no":
+            return  # (under -U host root is nobody to the guest's bus: not asked)
+        self.health_busy = True
+        self._health = threading.Thread(target=self._health_thread, args=(c.leader,), daemon=True)
+        self._health.start()
+
+    def _health_thread(self, leader: int) -> None:
+        from nsdash.machines.health import system_state
+
+        try:
+            self.health_result = system_state(leader, HEALTH_TIMEOUT)
+        finally:
+            self.health_busy = False
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"h")
+
+    def _apply_health(self) -> None:
+        result, self.health_result = self.health_result, None
+        if result is None or self.container is None:
+            return
+        if self.phase in st.UP_STATES:
+            self._set_phase("degraded" if result == "degraded" else "running")
+        self.health_checked = time.monotonic()
+        self.health_due = self.health_checked + HEALTH_INTERVAL
+
+    def _health_on_demand(self) -> None:
+        """Someone asks for the status: a systemd guest's health older than HEALTH_FRESH is
+        asked again now (the answer shows in the next status), not only on the slow timer."""
+        now = time.monotonic()
+        if (self.init == "systemd" and self.phase in st.UP_STATES and self.health_due is not None
+                and now - self.health_checked > HEALTH_FRESH):
+            self.health_due = now
 
     # ---------------------------------------------------------------- event loop
 
     def _loop(self) -> None:
-        self.sel.register(self.master, selectors.EVENT_READ, "pty")
         while True:
-            deadlines = [d for d in (self.kill_deadline, self._pty_retry, *self.registration_checks[:1])
-                         if d is not None]
+            deadlines = [d for d in (self.kill_deadline, self._pty_retry, self.health_due, self.nudge_due,
+                                     *self.registration_checks[:1]) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            for key, mask in self.sel.select(timeout):
-                what = key.data
-                if what == "pty":
-                    self._pty_readable()
-                elif what == "listen":
-                    self._accept()
-                elif what == "signal":
-                    self._drain(self._sig_r)
-                    if self.container is not None and self.stop_reason is None:
-                        self.poweroff()
-                elif what == "wake":
-                    self._drain(self._wake_r)
-                elif what == "leader":
-                    self._leader_exited()
-                elif isinstance(what, _Conn):
-                    self._serve(what, mask)
-            if self._pty_retry is not None and time.monotonic() >= self._pty_retry:
+            try:
+                events = self.poller.poll(None if timeout is None else int(timeout * 1000) + 1)
+            except InterruptedError:
+                events = []
+            for fd, mask in events:
+                handler = self.handlers.get(fd)
+                if handler is not None:
+                    handler(mask)
+            self._handle_signals()
+            now = time.monotonic()
+            if self._pty_retry is not None and now >= self._pty_retry:
                 self._pty_retry = None
-                self.sel.register(self.master, selectors.EVENT_READ, "pty")
+                self.watch(self.master, self._pty_event)
                 self._pty_readable()
-            if self.registration_checks and time.monotonic() >= self.registration_checks[0]:
+            if self.registration_checks and now >= self.registration_checks[0]:
                 self.registration_checks.pop(0)
                 self._check_registration()
-            if self.kill_deadline is not None and time.monotonic() >= self.kill_deadline:
-                self.kill_deadline = None
-                if self.container is not None:
-                    self.container.signal(signal.SIGKILL, "all")
+            if self.health_result is not None:
+                self._apply_health()
+            if self.health_due is not None and now >= self.health_due:
+                self._start_health_check()
+            if self.kill_deadline is not None and now >= self.kill_deadline:
+                self._deadline_passed()
+            if self.nudge_due is not None and now >= self.nudge_due:
+                self._nudge_runit()
             if self.outcome is not None and self.container is not None:
-                self._pty_readable()  # the last words before the separator
                 if not self._after_exit():
-                    self._pty_readable()
                     return
                 try:
                     self._boot_once()
                 except (NsdashError, OSError) as e:
                     reason = e.message if isinstance(e, NsdashError) else str(e)
-                    self._broadcast(self.log.mark("exited", f"reboot failed: {reason}"))
+                    self._mark("exited", f"reboot failed: {reason}")
                     self.exit_status = 1
                     return
+
+    def _handle_signals(self) -> None:
+        while self.caught:
+            signum = self.caught.pop(0)
+            if signum == signal.SIGWINCH:
+                self.local.signal(signum)
+            else:
+                self._stop_signal_received()
 
     def _check_registration(self) -> None:
         """machined may drop a registration whose unit systemd does not know (ours is
         a scope made by nsdash, not by systemd) when unit events from the previous
         boot arrive late; a short while after each registration, make sure it holds."""
-        if self.registration is None or self.container is None or self.phase != "running":
+        if self.registration is None or self.container is None or self.phase not in st.UP_STATES + ("starting",):
             return
         with contextlib.suppress(NsdashError):
             self.registration.ensure(self._state())
@@ -473,61 +759,106 @@ class Supervisor:
             while os.read(fd, 4096):
                 pass
 
-    def _pty_readable(self) -> None:
+    # ---------------------------------------------------------------- console
+
+    def _pty_event(self, _mask: int) -> None:
+        self._pty_readable()
+
+    def _pty_readable(self) -> bool:
+        """Read the console until it would block; True at EIO (no slave open anywhere)."""
         while True:
             try:
                 data = os.read(self.master, 65536)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as e:
                 if e.errno == errno.EIO:
-                    self._pty_no_reader()
-                    return
+                    if self.slave >= 0:
+                        self._pty_no_reader()
+                    return True
                 raise
             if not data:
-                return
-            self.log.write(data)
+                return True
+            if self.log is not None:
+                self.log.write(data)
+            self.local.output(data)
             self._broadcast(data)
 
-    PTY_RETRY = 0.1  # seconds between looks at a PTY whose slave nobody has open
-
     def _pty_no_reader(self) -> None:
-        """EIO from the master: no slave is open right now (between systemd closing the
-        console and getty opening it, or after a hangup).  The master then polls readable
-        without pause, so stop watching it for a moment rather than spin; the machine and
-        its attachers carry on."""
+        """EIO from the master while the machine runs (after a hangup of the console).  The
+        master then polls readable without pause, so stop watching it for a moment rather
+        than spin; the machine and its attachers carry on."""
         if self._pty_retry is None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(self.master)
+            self.unwatch(self.master)
             self._pty_retry = time.monotonic() + self.PTY_RETRY
+
+    def write_console(self, data: bytes) -> None:
+        """Keyboard bytes for the console.  The PTY's input queue is small; a client that
+        types faster than the machine reads loses the excess rather than blocking every
+        other client."""
+        if self.master >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self.master, data)
+
+    _write_console = write_console
+
+    def set_winsize(self, rows: int, cols: int) -> None:
+        # Through the master: the slave fd is hung up (EIO on every ioctl) once systemd or
+        # getty has called vhangup() on the console; the master always reaches the pair.
+        if self.master >= 0:
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    _set_winsize = set_winsize
+
+    def _mark(self, event: str, detail: str | None = None) -> None:
+        """A separator in the console log, and to attached clients."""
+        if self.log is not None:
+            self._broadcast(self.log.mark(event, detail))
+
+    def _event(self, event: str, **fields: Any) -> None:
+        if self.conns:
+            from nsdash.machines import protocol as proto
+
+            self._broadcast(proto.event_frame(event, **fields), raw=True)
 
     def _broadcast(self, data: bytes, raw: bool = False) -> None:
         if not self.conns:
             return
+        from nsdash.machines import protocol as proto
+
         wire = data if raw else proto.output_frames(data)
         for conn in list(self.conns.values()):
             if conn.attached:
                 self._send(conn, wire)
 
-    def _set_winsize(self, rows: int, cols: int) -> None:
-        # Through the master: the slave fd is hung up (EIO on every ioctl) once systemd or
-        # getty has called vhangup() on the console; the master always reaches the pair.
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    def _answer_waiters(self) -> None:
+        """Answer the stop requests that asked to wait for the end of this boot."""
+        from nsdash.machines import protocol as proto
+
+        waiters, self.waiters = self.waiters, []
+        for conn, rid, op in waiters:
+            if self.forced:
+                self._send(conn, proto.error("killed", f"machine '{self.name}' {self.forced}", rid))
+            else:
+                self._send(conn, proto.ok(rid, op=op, boot=self.boot))
 
     # ---------------------------------------------------------------- clients
 
     def _accept(self) -> None:
+        from nsdash.machines import protocol as proto
+
         while True:
             try:
-                sock, _ = self.listener.accept()
+                fd, _ = self.listener._accept()
             except (BlockingIOError, InterruptedError):
                 return
+            sock = _socket.socket(fileno=fd)
             sock.setblocking(False)
             conn = _Conn(sock)
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
             _pid, uid, _gid = struct.unpack("3i", creds)
-            self.conns[sock.fileno()] = conn
-            self.sel.register(sock, selectors.EVENT_READ, conn)
+            self.conns[fd] = conn
+            self.watch(fd, self._conn_handler(conn))
             if uid != 0:
                 # Defence in depth: the socket's mode already keeps others out.  The
                 # connection stays open, unread, until the peer closes it: closing
@@ -535,11 +866,16 @@ class Supervisor:
                 conn.refused = True
                 self._send(conn, proto.error("permission-denied", "only root may control machines"))
 
+    def _conn_handler(self, conn: _Conn) -> Callable[[int], None]:
+        return lambda mask: self._serve(conn, mask)
+
     def _serve(self, conn: _Conn, mask: int) -> None:
+        from nsdash.machines import protocol as proto
+
         try:
-            if mask & selectors.EVENT_READ:
+            if mask & (POLLIN | _POLLERR):
                 self._conn_readable(conn)
-            if mask & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
+            if mask & POLLOUT and conn.sock.fileno() >= 0:
                 self._flush(conn)
         except Exception as e:  # noqa: BLE001 - one client's request must never bring the machine down
             message = f"{type(e).__name__}: {e}"[:500]
@@ -553,10 +889,10 @@ class Supervisor:
     def _drop(self, conn: _Conn) -> None:
         fd = conn.sock.fileno()
         if fd >= 0:
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(conn.sock)
+            self.unwatch(fd)
             self.conns.pop(fd, None)
             conn.sock.close()
+        self.waiters = [w for w in self.waiters if w[0] is not conn]
 
     def _close_conns(self) -> None:
         for conn in list(self.conns.values()):
@@ -586,11 +922,13 @@ class Supervisor:
         if conn.closing and not conn.out:
             self._drop(conn)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        with contextlib.suppress(KeyError, ValueError):
-            self.sel.modify(conn.sock, events, conn)
+        fd = conn.sock.fileno()
+        if fd in self.handlers:
+            self.poller.modify(fd, POLLIN | (POLLOUT if conn.out else 0))
 
     def _conn_readable(self, conn: _Conn) -> None:
+        from nsdash.machines import protocol as proto
+
         try:
             data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -618,6 +956,8 @@ class Supervisor:
                 return
 
     def _console_input(self, conn: _Conn, data: bytes) -> None:
+        from nsdash.machines import protocol as proto
+
         assert conn.frames is not None
         try:
             frames = conn.frames.feed(data)
@@ -641,13 +981,9 @@ class Supervisor:
                 self._send(conn, proto.event_frame("error", code="bad-frame",
                                                    message="clients send only I and W frames"))
 
-    def _write_console(self, data: bytes) -> None:
-        # The PTY's input queue is small; a client that types faster than the
-        # machine reads loses the excess rather than blocking every other client.
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.master, data)
+    def _request(self, conn: _Conn, req: Request | bytes) -> None:
+        from nsdash.machines import protocol as proto
 
-    def _request(self, conn: _Conn, req: proto.Request | bytes) -> None:
         if isinstance(req, bytes):
             try:
                 req = proto.decode_request(req)
@@ -672,16 +1008,21 @@ class Supervisor:
             return
         if req.op == "status":
             self._send(conn, proto.ok(rid, status=self.status()))
+            self._health_on_demand()
             return
         if self.container is None or self.container.leader is None:
             self._send(conn, proto.error("not-running", f"machine '{self.name}' is not running now", rid))
             return
         if req.op == "attach":
+            if self.master < 0:
+                self._send(conn, proto.error("no-console", f"machine '{self.name}' runs with --console=pipe: "
+                                                           "its console is the terminal that started it", rid))
+                return
             self._send(conn, proto.ok(rid, replay=True))
             conn.frames = proto.FrameReader()
             if req.arg("rows") and req.arg("cols"):
                 self._set_winsize(req.arg("rows"), req.arg("cols"))
-            history = self.log.tail_safe(req.arg("replay", self.replay_bytes))
+            history = self.log.tail_safe(req.arg("replay", self.replay_bytes)) if self.log is not None else b""
             if history:
                 self._send(conn, proto.output_frames(history))
             return
@@ -696,5 +1037,8 @@ class Supervisor:
                 self.kill(req.arg("signal"), req.arg("whom", "leader"))
         except (OSError, NsdashError) as e:
             self._send(conn, proto.error("failed", str(e), rid))
+            return
+        if req.op in ("poweroff", "reboot", "terminate") and req.arg("wait"):
+            self.waiters.append((conn, rid, req.op))  # answered when this boot ends (_answer_waiters)
             return
         self._send(conn, proto.ok(rid, leader=self.container.leader, boot=self.boot))

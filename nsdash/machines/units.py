@@ -28,7 +28,7 @@ from typing import Any
 
 from nsdash.errors import MachineExists, NsdashError
 from nsdash.launcher import properties as props
-from nsdash.launcher.cgroup import MachineCgroup
+from nsdash.launcher.cgroup import TASKS_MAX, MachineCgroup  # nspawn's (and machined's) default for a scope
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import cgroupfs, dbus, unitname
 
@@ -37,7 +37,6 @@ PATH = "/org/freedesktop/systemd1"
 MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT = "org.freedesktop.systemd1.Unit"
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
-TASKS_MAX = 16384  # systemd-nspawn's (and machined's) default for a container's scope
 # nspawn's device list: with DevicePolicy=closed systemd also allows the pseudo devices
 # (/dev/null, zero, full, random, urandom, tty, ptmx); the container may use, never make, PTYs.
 DEVICE_ALLOW = (("/dev/net/tun", "rwm"), ("char-pts", "rw"))

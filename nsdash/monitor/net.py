@@ -72,12 +72,13 @@ class NetSampler:
 
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = proc
-        self._host_ns = _netns_inode("self", proc)
         self._inside: dict[tuple[str, int], Any] = {}  # (machine, netns inode) -> IPRoute
 
     def sample(self, leaders: Mapping[str, int]) -> dict[str, NetCounters | None]:
         """Machine name -> counters, for machines given as name -> a PID inside them."""
         from pyroute2 import IPRoute
+
+        from nsdash.machines import identity  # here: cgtop -b imports this module, not always this call
 
         result: dict[str, NetCounters | None] = {}
         with IPRoute() as host:
@@ -85,7 +86,7 @@ class NetSampler:
         wanted: set[tuple[str, int]] = set()
         for name, pid in leaders.items():
             ns = _netns_inode(pid, self.proc)
-            if ns is None or ns == self._host_ns:
+            if ns is None or identity.shares_host_namespace(pid, "net", self.proc) is not False:
                 result[name] = None  # gone, or shares the host's network
                 continue
             veth = by_name.get(veth_name(name))

@@ -69,12 +69,13 @@ def plain(value: Any) -> Any:
 
 def call(destination: str, path: str, interface: str, member: str, signature: str = "",
          body: list[Any] | None = None, timeout: float = TIMEOUT,
-         unix_fds: list[int] | None = None) -> list[Any]:
-    """One method call on the system bus; BusError on an error reply, no bus or timeout.
+         unix_fds: list[int] | None = None, address: str | None = None) -> list[Any]:
+    """One method call on the system bus (or the bus at ADDRESS, a machine's own, say);
+    BusError on an error reply, no bus or timeout.
     UNIX_FDS travel with the message; an 'h' argument in BODY is an index into them."""
-    where = _socket_path(system_bus_address())
+    where = _socket_path(address or system_bus_address())
     if where is None or not os.path.exists(where):
-        raise BusError("nsdash.NoBus", "no system bus is running")
+        raise BusError("nsdash.NoBus", "no system bus is running" if address is None else f"no bus at {address}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(timeout)

@@ -33,6 +33,7 @@ class MachineInfo:
     boot_mode: bool = False
     root: str | None = None
     source: str = "nsdash"
+    status: str | None = None  # the guest's last sd_notify STATUS= line (guest text)
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,8 @@ class HostReaders:
             s = m.state
             pretty = m.os_release.get("ID")
             version = m.os_release.get("VERSION_ID")
+            if m.os_release_error:
+                errors.append(f"machine '{m.name}': {m.os_release_error}")  # its own problem, named
             out.append(MachineInfo(
                 name=m.name,
                 state="orphan" if m.orphan else (s.state if s else "starting"),
@@ -308,7 +310,7 @@ class HostReaders:
                 started=_epoch(s.since) if s else None,
                 cgroup=s.cgroup if s and s.cgroup else None,
                 leader=m.leader, boot=s.boot if s else 1, boot_mode=bool(s and s.boot_mode),
-                root=m.root, source=m.source))
+                root=m.root, source=m.source, status=s.status_text if s else None))
         return tuple(out)
 
     def _command_lines(self, root) -> dict[int, str]:

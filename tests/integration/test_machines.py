@@ -64,7 +64,7 @@ def test_busybox_detached_list_status_shell_ps(detached, busybox_tree, machine_n
     r = run_nsdash("list")
     assert r.returncode == 0
     row = next(line for line in r.stdout.splitlines() if line.startswith(machine_name))
-    assert row.split() == [machine_name, "container", "nsdash", "busybox", "1", "-"]
+    assert row.split() == [machine_name, "container", "nsdash", "busybox", "1", "-", "running"]
     assert r.stdout.rstrip().endswith("machines listed.")
     listed = json.loads(run_nsdash("list", "-o", "json").stdout)
     mine = next(m for m in listed if m["machine"] == machine_name)
@@ -455,7 +455,7 @@ def test_private_network_shows_interface_and_addresses(detached, busybox_tree, m
     text = run_nsdash("status", machine_name).stdout
     assert f"Iface: {iface}" in text and "Address: 10.77.0.2" in text
     row = next(x for x in run_nsdash("list").stdout.splitlines() if x.startswith(machine_name))
-    assert row.split()[-1] == "10.77.0.2"
+    assert row.split()[5] == "10.77.0.2"
     listed = json.loads(run_nsdash("list", "-o", "json").stdout)
     assert next(m for m in listed if m["machine"] == machine_name)["addresses"] == ["10.77.0.2"]
     assert run_nsdash("poweroff", machine_name).returncode == 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nsdash.launcher import names
 from nsdash.monitor import tree
 from nsdash.monitor.machines import MachineMap, machine_of_process
 from nsdash.monitor.rates import rates_between
@@ -39,7 +40,7 @@ class RealCgroups:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.scope = f"/machine.slice/machine-{name}.scope"
+        self.scope = names.scope_path(name)
         self.hierarchies = _hierarchies()
         self.procs: list[subprocess.Popen] = []
         self.made: list[Path] = []

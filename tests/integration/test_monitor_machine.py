@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from nsdash.launcher import names
 from nsdash.monitor.machines import MachineMap, machine_of_process, registered_leaders
 from tests.conftest import run_nsdash
 
@@ -14,7 +15,7 @@ def test_cgtop_and_cgls_follow_a_running_machine(busybox_tree, machine_name):
     assert started.returncode == 0, started.stderr
     try:
         scope = MachineMap().registered.get(machine_name)
-        assert scope is not None and machine_name in scope
+        assert scope == names.scope_path(machine_name)  # escaped as systemd-machined names it
         leader = registered_leaders()[machine_name]
         assert machine_of_process(leader) == machine_name
         top = run_nsdash("cgtop", "-b", "-n", "2", "-d", "0.3", "--extra=net", "-M", machine_name)

@@ -44,7 +44,7 @@ def test_cli_hostname_env_and_no_host_pids(busybox_tree, machine_name):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
     assert lines[0] == machine_name
-    assert lines[1] == "container=nsdash"
+    assert lines[1] == "container=systemd-nspawn"
     pids = [int(p.rsplit("/", 1)[1]) for p in lines[2:]]
     assert 1 in pids and max(pids) < 10  # only the container's own processes are visible
 
@@ -169,7 +169,7 @@ def test_container_interface_files_and_resolv_conf(busybox_tree, machine_name):
                       "cat /run/systemd/container; echo ---; cat /run/host/os-release; echo ---; "
                       "cat /etc/resolv.conf; echo ---; echo $container_uuid $NOTIFY_SOCKET; ls -l /run/host/notify")
     parts = text.split("---\n")
-    assert parts[0].strip() == "nsdash"
+    assert parts[0].strip() == "systemd-nspawn"
     assert parts[1] == Path("/etc/os-release").read_text()
     assert parts[2] == Path("/etc/resolv.conf").read_text()
     assert re.match(r"[0-9a-f-]{36} /run/host/notify\n", parts[3])

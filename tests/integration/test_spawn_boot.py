@@ -70,7 +70,7 @@ def test_debian_boots_reports_ready_and_powers_off(debian_cache, machine_name):
 
     outcome, text = run_spec(spec, on_output=hook, timeout=60)
     assert "Welcome to" in text and "Debian GNU/Linux 12" in text
-    assert "Detected virtualization container-other" in text
+    assert "Detected virtualization systemd-nspawn" in text
     assert with_ready == [True]
     assert "Powering off." in text or "System Power Off" in text
     assert outcome.kind == "poweroff"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import run_nsdash
 
+from nsdash.launcher import names
 from nsdash.system import cgroupfs
 
 LAYOUT = cgroupfs.detect()
@@ -27,7 +28,7 @@ def test_properties_are_written_to_the_machines_cgroup_files(detached, busybox_t
     detached("-D", str(busybox_tree), "--property=TasksMax=77", "--property=MemoryMax=64M",
              "--property=MemoryHigh=32M", "--property=CPUQuota=50%", "--property=CPUWeight=200",
              "/bin/sh", "-c", "sleep 60")
-    cgroup = f"/machine.slice/machine-{machine_name}.scope"
+    cgroup = names.scope_path(machine_name)
     assert _v1("pids", cgroup, "pids.max") == "77"
     assert _v1("memory", cgroup, "memory.limit_in_bytes") == str(64 << 20)
     assert _v1("memory", cgroup, "memory.soft_limit_in_bytes") == str(32 << 20)
@@ -51,10 +52,22 @@ def test_properties_are_written_to_the_machines_cgroup_files(detached, busybox_t
 
 
 def test_slice_places_the_machine_and_goes_with_it(busybox_tree, machine_name):
+    # Inside, the cgroup namespace makes the machine's own cgroup "/": look from the host
+    # while the payload runs, through the machine's own cgroup.procs.
+    scope = names.scope_path(machine_name, f"{machine_name}-web.slice")
+    assert scope.endswith(f"/{machine_name}.slice/{machine_name}-web.slice/{names.scope_name(machine_name)}")
+    path = LAYOUT.v1_path("pids", scope)
+    assert path is not None
     r = spawn(busybox_tree, "-M", machine_name, f"--slice={machine_name}-web", "--keep-unit",
               "/bin/sh", "-c", "grep :pids: /proc/self/cgroup")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().endswith(f"/{machine_name}.slice/{machine_name}-web.slice/machine-{machine_name}.scope")
+    assert r.returncode == 0 and r.stdout.strip().endswith(":pids:/"), r.stderr
+    detached = run_nsdash("spawn", "--detach", "-q", "-M", machine_name, "-D", str(busybox_tree),
+                          f"--slice={machine_name}-web", "/bin/sh", "-c", "sleep 60")
+    assert detached.returncode == 0, detached.stderr
+    try:
+        assert (path / "cgroup.procs").read_text().split(), "the payload is not in the slice's scope"
+    finally:
+        assert run_nsdash("terminate", machine_name).returncode == 0
     for hierarchy in LAYOUT.hierarchies():
         assert not (hierarchy / f"{machine_name}.slice").exists()
 
@@ -70,4 +83,4 @@ def test_unmappable_or_bad_properties_are_refused_in_one_line_leaving_nothing(bu
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.stderr)
         assert r.stderr.startswith("nsdash: ") and "Traceback" not in r.stderr
         for hierarchy in LAYOUT.hierarchies():
-            assert not (hierarchy / f"machine.slice/machine-{machine_name}.scope").exists(), args
+            assert not (hierarchy / names.scope_path(machine_name).lstrip("/")).exists(), args

@@ -29,7 +29,8 @@ class PlaySession:
     """Plays DATA in 4 KiB reads, then again REPEAT times; echoes typed bytes back like a tty."""
 
     def __init__(self, data: bytes, repeat: int = 1) -> None:
-        self.parts = [data[i : i + 4096] for i in range(0, len(data), 4096)] * repeat
+        self.chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+        self.count = len(self.chunks) * repeat  # reads that hand out data
         self.next = 0
         self.typed: queue.Queue[bytes] = queue.Queue()
         self.sent: list[bytes] = []
@@ -39,8 +40,8 @@ class PlaySession:
         out = b""
         while not self.typed.empty():
             out += self.typed.get()
-        if self.next < len(self.parts):
-            out += self.parts[self.next]
+        if self.next < self.count:
+            out += self.chunks[self.next % len(self.chunks)]
             self.next += 1
         elif not out:
             self.done.set()
@@ -141,7 +142,7 @@ async def test_a_flood_is_painted_at_most_fps_times_a_second_and_keys_still_get_
             yield CountingPane()
 
     async with CountingApp().run_test(size=(100, 30)) as pilot:
-        session = PlaySession(BOOT, repeat=5000)  # ~100 MB: more than a second's worth
+        session = PlaySession(BOOT, repeat=500_000)  # ~10 GB: more than a second's worth, even skipped
         pane = pilot.app.query_one(CountingPane)
         pane.focus()
         conn = ConsoleConnection("flood", pane.model, lambda reason: None, attach=lambda name, rows, cols: session)
@@ -152,7 +153,7 @@ async def test_a_flood_is_painted_at_most_fps_times_a_second_and_keys_still_get_
         pilot.app.post_message(events.Key("x", "x"))
         await asyncio.sleep(1.0)
         frames = sum(1 for t in painted if start <= t < start + 1.0)
-        assert session.next < len(session.parts), "the flood ended before the measurement did"
+        assert session.next < session.count, "the flood ended before the measurement did"
         assert 5 <= frames <= FPS + 3
         assert session.sent == [b"x"]
         assert pane.model.bytes_fed > 1_000_000

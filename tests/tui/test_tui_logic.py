@@ -150,3 +150,14 @@ def test_host_readers_walk_the_tree_at_their_cadence():
         assert readers.snapshot().tree is not third.tree
     finally:
         readers.close()
+
+
+def test_machine_list_state_cell_shows_a_starting_guests_status_escaped():
+    from nsdash.tui.messages import MachineInfo
+    from nsdash.tui.widgets.machine_list import state_cell
+
+    hung = MachineInfo("m", "starting", status="Waiting for \x1b]52;c;aGk=\x07 a very long unit name here")
+    cell = state_cell(hung)
+    assert cell.startswith("starting: Waiting for \\x1b]52;c;") and "\x1b" not in cell and cell.endswith("…")
+    assert state_cell(MachineInfo("m", "running", status="Ready.")) == "running"
+    assert state_cell(MachineInfo("m", "degraded", status="Ready.")) == "degraded: Ready."

@@ -13,7 +13,8 @@ from nsdash.launcher import speccodec
 from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
 from nsdash.machines import consolelog
 from nsdash.machines import state as st
-from nsdash.machines.registry import Machine, parse_fib_trie, parse_os_release, validate_name
+from nsdash.machines.identity import parse_os_release
+from nsdash.machines.registry import Machine, parse_fib_trie, validate_name
 from nsdash.machines.supervisor import RebootLimiter, outcome_event
 from nsdash.monitor.tree_lines import process_tree
 
@@ -88,10 +89,11 @@ def test_table_and_list_follow_machinectl():
     ms = [Machine("web", os_release={"ID": "debian", "VERSION_ID": "12"}, addresses=["10.0.0.2", "fe80::1"]),
           Machine("nspawned", service="systemd-nspawn", source="machined")]
     text = format_list(ms)
-    assert text.splitlines()[0].split() == ["MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES"]
-    assert "web      container nsdash         debian 12      10.0.0.2…" in text
+    # machinectl's six columns first, in its order; nsdash's STATE last
+    assert text.splitlines()[0].split() == ["MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES", "STATE"]
+    assert "web      container nsdash         debian 12      10.0.0.2… -\n" in text
     assert text.endswith("\n2 machines listed.\n")
-    assert format_list([]) == "MACHINE CLASS SERVICE OS VERSION ADDRESSES\nNo machines.\n"
+    assert format_list([]) == "MACHINE CLASS SERVICE OS VERSION ADDRESSES STATE\nNo machines.\n"
     assert "listed" not in format_list(ms, legend=False)
 
 
@@ -146,6 +148,44 @@ def test_since_formatting():
 
     now = datetime(2026, 11, 29, 6, 0, 5, tzinfo=UTC)
     assert _since("2026-11-29T05:58:00Z", now) == "Sun 2026-11-29 05:58:00 UTC; 2min 5s ago"
+
+
+def test_list_state_column_shows_a_starting_guest_with_its_status_escaped():
+    state = st.MachineState(name="m", root="/r", leader=5, cgroup="/c", supervisor=4, started="a", since="b",
+                            state="starting", status_text="Waiting for \x1b]0;owned\x07 disk")
+    text = format_list([Machine("m", state=state)], legend=False)
+    assert text.rstrip().endswith("starting (Waiting for \\x1b]0;owned\\x07 disk)")
+    assert "\x1b" not in text
+    running = st.MachineState(name="m", root="/r", leader=5, cgroup="/c", supervisor=4, started="a", since="b",
+                              state="running", status_text="Ready.")
+    assert format_list([Machine("m", state=running)], legend=False).split()[-1] == "running"
+
+
+def test_state_keeps_status_text_and_foreground(tmp_path):
+    s = st.MachineState(name="m", root="/r", leader=5, cgroup="/c", supervisor=4, started="a", since="b",
+                        state="degraded", status_text="1 unit failed", foreground=True, command=["sh"])
+    st.write_state(tmp_path, s)
+    back = st.read_state(tmp_path)
+    assert back == s and back.status_text == "1 unit failed" and back.foreground and back.command == ("sh",)
+
+
+def test_initctl_request_is_telinits_struct():
+    from nsdash.machines import shutdown
+
+    data = shutdown.initctl_request("0")
+    assert len(data) == 384  # sizeof(struct init_request) in sysvinit's initreq.h
+    magic, cmd, runlevel, sleeptime = __import__("struct").unpack_from("=iiii", data)
+    assert (magic, cmd, runlevel, sleeptime) == (0x03091969, 1, ord("0"), 3)
+    assert data[16:] == bytes(368)
+    assert shutdown.initctl_request("6")[8] == ord("6")
+
+
+def test_protocol_wait_flag_is_checked():
+    from nsdash.machines import protocol as proto
+
+    assert proto.decode_request(b'{"op":"poweroff","wait":true}').arg("wait") is True
+    with pytest.raises(proto.BadMessage):
+        proto.decode_request(b'{"op":"terminate","wait":"yes"}')
 
 
 def test_marks_go_to_the_side_index_with_the_offset_of_their_line(tmp_path):

@@ -70,7 +70,7 @@ def test_default_plan_namespaces_command_and_identity(tree, host):
     assert plan.hostname == "box" and plan.root == str(tree)
     assert plan.kill_signal == signal.SIGKILL
     env = dict(plan.env)
-    assert env["container"] == "nsdash" and env["NOTIFY_SOCKET"] == "/run/host/notify"
+    assert env["container"] == "systemd-nspawn" and env["NOTIFY_SOCKET"] == "/run/host/notify"
     assert env["container_host_id"] == "debian" and env["container_host_version_id"] == "12"
     assert len(env["container_uuid"]) == 36
     assert plan.capabilities == DEFAULT_CAPABILITIES
@@ -164,7 +164,7 @@ def test_binds_tmpfs_inaccessible_and_created_mount_points(tree, host, tmp_path)
     assert plan.created_paths == (str(tree / "mnt"), str(tree / "mnt/a"), str(tree / "mnt/a/b"),
                                   str(tree / "scratch"))
     # the user's mounts come after the API file systems, so they win
-    assert text.index(f"rbind {src} -> /mnt/a/b") > text.index("mount tmpfs /tmp (nosuid,nodev,mode=1777)")
+    assert text.index(f"rbind {src} -> /mnt/a/b") > text.index("mount tmpfs /tmp (nosuid,nodev,mode=1777,size=10%,nr_inodes=400k)")
 
 
 def test_read_only_remounts_root_last(tree, host):
@@ -278,7 +278,7 @@ def test_resolve_in_root_and_find_executable(tree):
 def test_describe_lists_everything(tree, host):
     text = plan_for(tree, host, command=("true", "x")).describe()
     assert "machine:      box" in text and "command:      true x" in text
-    assert "namespaces:   mnt uts ipc cgroup pid" in text and "mounts:" in text and "container=nsdash" in text
+    assert "namespaces:   mnt uts ipc cgroup pid" in text and "mounts:" in text and "container=systemd-nspawn" in text
     assert "kill signal:  SIGKILL" in text
 
 
@@ -295,8 +295,9 @@ def test_machine_cgroup_paths_on_each_layout(tmp_path):
     v1 = {c: root / c for c in ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer")}
     hybrid = MachineCgroup("box", Layout("hybrid", root, root / "unified", v1))
     assert hybrid.main_dir == root / "unified/machine.slice/machine-box.scope"
+    # every v1 hierarchy, freezer too: the cgroup namespace is rooted at the machine's cgroup in each
     assert {d.parts[-3] for d in hybrid.dirs} == {"unified", "cpu", "cpuacct", "memory", "pids", "blkio",
-                                                  "devices"}
+                                                  "devices", "freezer"}
     assert hybrid.filters_devices
 
 
@@ -343,3 +344,47 @@ def test_guest_journal_link_points_inside_the_tree_whatever_its_symlinks(tree, h
     (tree / "var/log").symlink_to(link)
     p = plan_for(tree, host, command=("true",), link_journal="guest")
     assert p.host_journal_link == (str(host / "var/log/journal" / mid), str(tree / "etc/journal" / mid))
+
+
+def test_tasks_limit_goes_to_cgroup2_where_pids_can_be_enabled_else_v1(tmp_path):
+    from nsdash.launcher import cgroup as c
+    from nsdash.system.cgroupfs import Layout
+
+    # A pure cgroup2 host with pids enabled down to the scope: the limit goes there.
+    root = tmp_path / "v2"
+    leaf = root / "machine.slice/machine-box.scope"
+    leaf.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    for d in (root, root / "machine.slice"):
+        (d / "cgroup.subtree_control").write_text("cpu\n")
+    (leaf / "pids.max").write_text("max\n")  # as the kernel shows it once enabled above
+    c.MachineCgroup("box", Layout("unified", root, root, {}))._limit_tasks()
+    assert (leaf / "pids.max").read_text() == str(c.TASKS_MAX)
+    # --property=TasksMax= replaces the default (applied after it, by create())
+    (leaf / "pids.max").write_text("max\n")
+    c.MachineCgroup("box", Layout("unified", root, root, {}), properties=("TasksMax=99",))._limit_tasks()
+    assert (leaf / "pids.max").read_text() == "max\n"
+    # A hybrid host (pids bound to v1): the v1 pids hierarchy takes it, cgroup2 is left alone.
+    uni, pids = tmp_path / "h/unified", tmp_path / "h/pids"
+    (uni / "machine.slice/machine-box.scope").mkdir(parents=True)
+    (uni / "cgroup.controllers").write_text("\n")
+    (pids / "machine.slice/machine-box.scope").mkdir(parents=True)
+    (pids / "machine.slice/machine-box.scope/pids.max").write_text("max\n")
+    c.MachineCgroup("box", Layout("hybrid", tmp_path / "h", uni, {"pids": pids}))._limit_tasks()
+    assert (pids / "machine.slice/machine-box.scope/pids.max").read_text() == str(c.TASKS_MAX)
+    assert not (uni / "machine.slice/machine-box.scope/pids.max").exists()
+
+
+def test_a_new_v1_cpuset_cgroup_takes_its_parents_cpus_and_nodes(tmp_path):
+    from nsdash.launcher.cgroup import _inherit_cpuset
+
+    top = tmp_path / "cpuset"
+    leaf = top / "machine.slice/machine-box.scope"
+    leaf.mkdir(parents=True)
+    (top / "cpuset.cpus").write_text("0-1\n")
+    (top / "cpuset.mems").write_text("0\n")
+    for d in (top / "machine.slice", leaf):
+        (d / "cpuset.cpus").write_text("\n")
+        (d / "cpuset.mems").write_text("\n")
+    _inherit_cpuset(leaf, top)
+    assert (leaf / "cpuset.cpus").read_text() == "0-1\n" and (leaf / "cpuset.mems").read_text() == "0\n"

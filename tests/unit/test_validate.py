@@ -151,3 +151,30 @@ def test_garbage_settings_are_usage_errors_or_valid(section, key, value):
         parse_settings(f"[{section}]\n{key}={value}\n", "g.nspawn")
     except UsageError as e:
         assert e.message.startswith("g.nspawn:2: ")
+
+
+@pytest.mark.parametrize("spelling", ["/", "//", "/./", "/usr/..", "///.//", "{tmp}/rootlink", "{tmp}/rootlink/"])
+def test_the_host_root_is_refused_however_spelled(spelling, tmp_path):
+    from nsdash.errors import SpecError
+    from nsdash.launcher.options import parse_spawn_args
+    from nsdash.launcher.validate import is_host_root
+
+    (tmp_path / "rootlink").symlink_to("/")
+    path = spelling.format(tmp=tmp_path)
+    assert is_host_root(path)
+    with pytest.raises(SpecError, match="host's root directory is not supported"):
+        parse_spawn_args(["-D", path, "-M", "h"], trusted_dirs=())
+    assert parse_spawn_args(["-D", path, "-x", "-M", "h"], trusted_dirs=()).ephemeral
+    assert not is_host_root(tmp_path) and not is_host_root("/usr")
+
+
+def test_every_route_to_a_plan_refuses_the_host_root(tmp_path):
+    # start and the dashboard's form build specs without the command line: the plan checks too
+    from nsdash.errors import SpecError
+    from nsdash.launcher.plan import build_plan
+    from nsdash.launcher.spec import ContainerSpec
+
+    (tmp_path / "rootlink").symlink_to("/")
+    for path in (Path("//"), tmp_path / "rootlink"):
+        with pytest.raises(SpecError, match="host's root directory is not supported"):
+            build_plan(ContainerSpec(directory=path, machine="h"), state_dir=str(tmp_path / "state"))

@@ -4,6 +4,15 @@ It feeds what it reads into the TerminalModel (under the model's lock) and
 raises a flag; the pane looks at the flag at most ~30 times a second, so a
 flooding console costs parsing, not rendering.  Keystrokes and window sizes go
 the other way.  Closing detaches; the machine keeps running.
+
+A flood (`yes > /dev/console`) arrives faster than any terminal model parses
+it.  The reader takes everything the socket holds at once (the supervisor
+drops an attacher that falls a megabyte behind), but parses only for part of
+each frame (PARSE_SHARE): the rest waits in a backlog.  When the backlog passes
+BEHIND, all but its last KEEP bytes are skipped, from a point where a terminal
+is in its ground state (consolelog.safe_start): what would have scrolled past
+unseen is never parsed, memory stays bounded, the UI thread keeps the GIL
+often enough to take keys, and the screen ends as the stream's tail draws it.
 """
 
 from __future__ import annotations
@@ -18,11 +27,19 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from nsdash.errors import NsdashError
+from nsdash.machines.consolelog import safe_start
 from nsdash.tui.console.terminal import TerminalModel
 
 # The supervisor's boot separators end in a bare LF; on a terminal that would leave
 # the next line indented, so they get the CR a PTY would have added.
 _SEPARATOR = re.compile(rb"(?<!\r)\n(-- nsdash: [^\r\n]{1,200} --)\n")
+
+
+BEHIND = 64 * 1024  # unparsed bytes past which the oldest are skipped (about 100 ms of parsing)
+KEEP = 32 * 1024  # what a skip keeps: a screenful or more, even of colourful lines
+SLICE = 8 * 1024  # parsed at a time, between looks at the socket
+FRAME = 1 / 30  # the pane's frame interval
+PARSE_SHARE = 0.6  # of each frame, the most the reader parses while it is behind
 
 
 def fix_separators(data: bytes) -> bytes:
@@ -86,6 +103,7 @@ class ConsoleConnection:
         self._session: Session | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
+        self.max_backlog = 0  # the most unparsed bytes held at once (bounded by BEHIND)
 
     def start(self) -> None:
         _SWITCH.take()
@@ -106,25 +124,67 @@ class ConsoleConnection:
             return
         reason = "the console closed (the machine stopped)"
         try:
-            while not self._closing:
-                got = self._session.read(timeout=0.5)
-                if got is None:
-                    break
-                data, _events = got
-                if data:
-                    with self.lock:
-                        self.model.feed(fix_separators(data))
-                    self.changed.set()
-                    if self.ui_waiting:
-                        # A flood never lets recv() block, and a lock is not fair: step aside
-                        # so the pane can take its snapshot of the screen.
-                        time.sleep(0.001)
+            self._pump(session)
         except NsdashError as e:
             reason = f"console connection lost: {e.oneline()}"
         except (OSError, ValueError) as e:  # ValueError: a malformed frame, or select() above fd 1024
             reason = f"console connection lost: {e}"
         if not self._closing:
             self.on_end(reason)
+
+    def _pump(self, session: Session) -> None:
+        """Read SESSION until it ends (or we close), parsing at the rate the pane paints."""
+        backlog = bytearray()
+        frame_start, spent = time.monotonic(), 0.0
+        ended = False
+        while not self._closing and not ended:
+            now = time.monotonic()
+            if now - frame_start >= FRAME:
+                frame_start, spent = now, 0.0
+            budget_left = spent < FRAME * PARSE_SHARE
+            # Block only when there is nothing to parse, or this frame's share is spent.
+            timeout = 0.5 if not backlog else 0.0 if budget_left else frame_start + FRAME - now
+            ended = not self._take(session, backlog, timeout)
+            if len(backlog) > BEHIND:
+                self._skip(backlog)
+            self.max_backlog = max(self.max_backlog, len(backlog))
+            if backlog and (budget_left or ended):
+                piece = bytes(backlog[:SLICE])
+                del backlog[:SLICE]
+                started = time.monotonic()
+                with self.lock:
+                    self.model.feed(fix_separators(piece))
+                spent += time.monotonic() - started
+                self.changed.set()
+                if self.ui_waiting:
+                    # A lock is not fair: step aside so the pane can take its snapshot of the screen.
+                    time.sleep(0.001)
+                ended = ended and not backlog  # the last bytes before the end are shown too
+
+    def _take(self, session: Session, backlog: bytearray, timeout: float) -> bool:
+        """Add what the session has (waiting up to TIMEOUT for the first bytes, not for more)
+        to BACKLOG, at most about BEHIND bytes; False once the session has ended."""
+        took = 0
+        while took < BEHIND:
+            got = session.read(timeout=timeout)
+            if got is None:
+                return False
+            data, _events = got
+            if not data:
+                return True
+            backlog += data
+            took += len(data)
+            timeout = 0.0
+        return True
+
+    def _skip(self, backlog: bytearray) -> None:
+        """Leave out all but the last KEEP bytes of BACKLOG, from a safe start in them."""
+        cut = len(backlog) - KEEP
+        start = safe_start(bytes(backlog[cut:]))
+        cut += start if start < KEEP else 0  # no safe start in them: cut where we must
+        with self.lock:
+            self.model.skip(cut)
+        del backlog[:cut]
 
     @contextlib.contextmanager
     def locked_for_ui(self):

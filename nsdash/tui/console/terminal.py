@@ -104,7 +104,8 @@ class TerminalModel:
         self._rows: list[Any] = []
         self._mine = False
         self._scrolled = False  # since _own: pyte would hold every row but the bottom one
-        self.bytes_fed = 0
+        self.bytes_fed = 0  # bytes of the console's output consumed: fed, or skipped
+        self.bytes_skipped = 0
 
     # ------------------------------------------------------------ geometry
 
@@ -136,6 +137,17 @@ class TerminalModel:
         text = self._decoder.decode(data)
         if text:
             self.feed_text(text)
+
+    def skip(self, nbytes: int) -> None:
+        """NBYTES of the console's output are left out (a flood the pane cannot keep up
+        with); what comes next starts in the terminal's ground state, so a character or
+        sequence cut by the skip must not swallow it."""
+        self.bytes_fed += nbytes
+        self.bytes_skipped += nbytes
+        self._decoder.reset()
+        self._partial = ""
+        if not self.stream._taking_plain_text:
+            self.stream._initialize_parser()
 
     def feed_text(self, text: str) -> None:
         stream = self.stream
@@ -179,6 +191,11 @@ class TerminalModel:
     @property
     def history_length(self) -> int:
         return len(self._screen.history)
+
+    @property
+    def history_limit(self) -> int:
+        """The most lines the history keeps (older ones go)."""
+        return self._screen.history.maxlen or 0
 
     def history_runs_at(self, index: int) -> list[Run]:
         return runs_of(self._screen.history[index], self.columns)

@@ -1,5 +1,9 @@
 """The console pane: renders the terminal model; keys go to the machine while it has focus.
 
+The model keeps a bounded history (TerminalModel's `history` lines); under a
+flood the connection skips what would scroll past unseen (connection.py) and
+the border says how much.
+
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
 happens at most about FPS times a second (a frame also follows a key by
@@ -77,6 +81,7 @@ class ConsolePane(Widget, can_focus=True):
         self._styles: dict[tuple, Style] = {}
         self._lines: list[Strip | list[Run]] = []  # a line's strip, or its runs until painted
         self.shown_bytes = 0  # how much of the console's output the last frame shows
+        self.skipped_bytes = 0  # how much of it a flood made the pane leave out
         self._ticker: Timer | None = None
         self._soon: Timer | None = None
         self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
@@ -90,6 +95,7 @@ class ConsolePane(Widget, can_focus=True):
         """Attach to MACHINE's console (the connection is injectable for tests)."""
         self.detach()
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
+        self.skipped_bytes = 0
         self._lines = []
         self._cursor = None
         self.connection = connection or ConsoleConnection(machine, self.model, self._ended)
@@ -130,6 +136,10 @@ class ConsolePane(Widget, can_focus=True):
             history = model.history_length
             self._cursor = model.cursor if model.cursor_visible else None
             self.shown_bytes = model.bytes_fed
+            skipped = model.bytes_skipped
+        if skipped != self.skipped_bytes:
+            self.skipped_bytes = skipped
+            self.watch_attached(self.attached)
         if self.scrollback:
             self.scrollback = min(self.scrollback, history)
         for cursor in (old_cursor, self._cursor):
@@ -222,7 +232,8 @@ class ConsolePane(Widget, can_focus=True):
     def watch_attached(self, machine: str | None) -> None:
         self.set_class(machine is not None, "-attached")
         self.border_title = f"Console: {machine}" if machine else "Console (not attached)"
-        self.border_subtitle = "ctrl+] leaves · shift+pgup history" if machine else ""
+        skipped = f" · {self.skipped_bytes / 1e6:.1f} MB of a flood skipped" if self.skipped_bytes else ""
+        self.border_subtitle = f"ctrl+] leaves · shift+pgup history{skipped}" if machine else ""
 
     def on_unmount(self) -> None:
         self.detach()

@@ -20,6 +20,21 @@ COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "A
 SPARK_WIDTH = 20
 
 
+UP_STATES = ("running", "degraded")
+STATUS_WIDTH = 32  # characters of the guest's STATUS= line shown beside a state other than running
+
+
+def state_cell(m: MachineInfo) -> str:
+    """The state, and while the guest is not simply running its last STATUS= line (escaped):
+    a boot that hangs shows as 'starting' with what it waits for, never as running."""
+    if not m.status or m.state in ("running", "orphan"):
+        return m.state
+    status = escape(m.status)
+    if len(status) > STATUS_WIDTH:
+        status = status[:STATUS_WIDTH - 1] + "…"
+    return f"{m.state}: {status}"
+
+
 def spark(values: list) -> str:
     """The CPU sparkline: scaled to the busiest moment, but never finer than 5 % per full bar."""
     top = max([v for v in values if v is not None] + [5.0])
@@ -63,8 +78,8 @@ class MachineList(FastTable):
         seen = set()
         for m in machines:
             seen.add(m.name)
-            up = fmt.uptime(now - m.started) if m.started and m.state == "running" else "-"
-            cells = (m.name, m.state, m.os, m.address, up, spark(cpu(m.name)))
+            up = fmt.uptime(now - m.started) if m.started and m.state in UP_STATES else "-"
+            cells = (m.name, state_cell(m), m.os, m.address, up, spark(cpu(m.name)))
             old = self._rows.get(m.name)
             if old is None:
                 self.add_row(*self._styled(cells), key=m.name)
@@ -93,8 +108,9 @@ class MachineList(FastTable):
 
     def _styled_cell(self, col: str, value: str, state: str) -> Text:
         if col == "state":
-            cls = ("machine-list--running" if value == "running"
-                   else "machine-list--orphan" if value == "orphan" else "machine-list--transient")
+            state = state.partition(":")[0]  # (the cell may carry the guest's STATUS= line)
+            cls = ("machine-list--running" if state == "running"
+                   else "machine-list--orphan" if state == "orphan" else "machine-list--transient")
             return Text(value, style=self._style(cls))
         if col == "cpu":
             return Text(value, style=self._style("machine-list--running"))

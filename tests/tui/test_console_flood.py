@@ -1,0 +1,104 @@
+"""A real BusyBox machine floods its console (`yes > /dev/console`) while the console pane is
+attached through the real supervisor: the pane holds a bounded amount (unparsed bytes,
+history lines), is never dropped as a slow attacher, and ends showing what the machine
+printed after the flood."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App
+from tuikit import wait_for
+
+from nsdash.tui.console.connection import BEHIND
+from nsdash.tui.widgets.console_pane import ConsolePane
+
+pytestmark = pytest.mark.integration
+FLOOD = 8_000_000  # bytes of "y\n" (a PTY makes them "y\r\n"): more than the pane parses in the time
+
+
+class PaneApp(App):
+    def compose(self):
+        yield ConsolePane()
+
+
+async def test_a_flooding_machine_costs_the_pane_bounded_memory(busybox_tree, detached, machine_name):
+    go = busybox_tree / "go"
+    detached("-D", str(busybox_tree), "/bin/sh", "-c",
+             f"while [ ! -e /go ]; do sleep 0.05; done; yes | head -c {FLOOD} > /dev/console; "
+             "echo; echo FLOOD-DONE > /dev/console; exec sleep 600")
+    ended: list[str] = []
+    async with PaneApp().run_test(size=(120, 40)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        pane.focus()
+        pane.attach(machine_name)
+        conn = pane.connection
+        assert conn is not None
+        conn.on_end = ended.append
+        await wait_for(pilot, lambda: conn._session is not None, what="the console to attach")
+        go.touch()
+        held: list[int] = []
+
+        def done() -> bool:
+            held.append(pane.model.history_length)
+            return any("FLOOD-DONE" in line for line in pane.screen_text()) or bool(ended)
+
+        await wait_for(pilot, done, timeout=180, what="the line after the flood")
+        assert not ended, ended  # never dropped as a slow attacher
+        assert pane.attached == machine_name
+        assert pane.model.bytes_fed >= FLOOD  # every byte consumed: parsed, or skipped unseen
+        # What the pane holds stays bounded the whole time: unparsed bytes and history lines.
+        assert conn.max_backlog <= BEHIND
+        assert max(held) <= pane.model.history_limit
+        assert pane.model.bytes_skipped > 0, pane.model.bytes_fed  # it fell behind, and caught up by skipping
+        pane.detach()
+
+
+def test_login_keeps_up_with_a_flood_on_a_slow_terminal(busybox_tree, detached, machine_name):
+    """`nsdash login` on a terminal that takes 80 kB/s while the machine floods: it is not
+    dropped as a slow attacher, ^] three times still detaches, and it says what it skipped."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "exec yes > /dev/console")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(sys.executable, [sys.executable, "-m", "nsdash", "login", machine_name], dict(os.environ))
+    seen = bytearray()
+
+    def read_slowly(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    seen.extend(os.read(fd, 4096)[-200:])  # keep only a little: this is a flood
+                except OSError:
+                    return
+            time.sleep(0.05)
+
+    try:
+        read_slowly(6)  # several megabytes written meanwhile, far more than this terminal took
+        os.write(fd, b"\x1d\x1d\x1d")
+        deadline = time.monotonic() + 30
+        status = None
+        while status is None and time.monotonic() < deadline:
+            read_slowly(0.2)
+            done, st = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(st) if done else None
+        assert status == 0, bytes(seen[-400:])
+        pid = 0
+        while select.select([fd], [], [], 0.2)[0]:
+            try:
+                seen.extend(os.read(fd, 4096))
+            except OSError:
+                break
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    tail = bytes(seen[-600:]).decode("utf-8", "replace")
+    assert f"Connection to machine {machine_name} terminated." in tail, tail  # detached by ^], not dropped
+    assert "MB of console output skipped" in tail, tail

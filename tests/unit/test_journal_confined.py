@@ -1,0 +1,113 @@
+"""A machine's journal directory is read confined: no symlink out, no FIFO, no device; following still works.
+
+Real journal files (systemd-journal-remote writes them); the directory is a
+JournalDir confined to a root made in tmp_path, with a "host" journal beside
+that root which no planted symlink may reach.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nsdash.journal import locate as loc
+from nsdash.journal.export import export_entry, journal_remote, write_journal
+from nsdash.journal.locate import JournalDir, journal_dirs
+from nsdash.journal.merge import MergedLog
+from nsdash.journal.reader import JournalSource
+
+pytestmark = pytest.mark.skipif(journal_remote() is None, reason="needs systemd-journal-remote")
+
+MID = "08c30baea87644339ade293f4e706ff1"
+BOOT = "1b1b1b1b1b1b4b1b9b1b1b1b1b1b1b1b"
+T0 = 1_795_929_965_000_000
+
+
+def entries(*messages: str, start: int = 0) -> list[bytes]:
+    return [export_entry({"MESSAGE": m, "PRIORITY": "6", "SYSLOG_IDENTIFIER": "t"}, T0 + (start + i) * 1000,
+                         1000 + start + i, BOOT) for i, m in enumerate(messages)]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    host = tmp_path / "host-journal"
+    host.mkdir()
+    write_journal(host / "system.journal", entries("HOST SECRET"))
+    r = tmp_path / "root"
+    (r / "var/log/journal" / MID).mkdir(parents=True)
+    write_journal(r / "var/log/journal" / MID / "system.journal", entries("one", "two"))
+    return r
+
+
+def messages(src) -> list[str]:
+    return [e.message for e in src.entries()]
+
+
+def test_planted_files_are_skipped_by_name_and_the_rest_is_read(root, tmp_path):
+    d = root / "var/log/journal" / MID
+    (d / "abs.journal").symlink_to(tmp_path / "host-journal/system.journal")
+    (d / "climb.journal").symlink_to("../../../../../host-journal/system.journal")
+    (d / "inside.journal").symlink_to("system.journal")  # even inside the directory: journald makes no links
+    os.mkfifo(d / "fifo.journal")
+    (d / "zero.journal").symlink_to("/dev/zero")
+    with JournalSource(JournalDir(root, f"var/log/journal/{MID}")) as src:
+        assert messages(src) == ["one", "two"]
+        skipped = "\n".join(src.skipped)
+    for name in ("abs.journal", "climb.journal", "inside.journal", "fifo.journal", "zero.journal"):
+        assert name in skipped
+
+
+@pytest.mark.parametrize("target", ["{tmp}/host-journal", "../../../../host-journal", "/proc/self/root{tmp}/host-journal"])
+def test_a_journal_directory_symlinked_out_of_the_root_is_not_found(root, tmp_path, target):
+    d = root / "var/log/journal" / MID
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    d.symlink_to(target.format(tmp=tmp_path))
+    assert journal_dirs(MID, root, None, tmp_path / "no-host") == ()
+    assert not JournalDir(root, f"var/log/journal/{MID}").exists()
+
+
+def test_the_host_directory_of_the_hosts_own_id_is_never_a_machines(root, tmp_path, monkeypatch):
+    host = tmp_path / "host"
+    (host / MID).mkdir(parents=True)
+    assert [d.path for d in journal_dirs(MID, None, None, host)] == [host / MID]
+    monkeypatch.setattr(loc.identity, "machine_id", lambda r: MID if str(r) == "/" else None)
+    assert journal_dirs(MID, None, None, host) == ()  # a guest claiming the host's ID gets nothing of it
+
+
+def _follow(log: MergedLog, want: str, timeout: float = 5.0) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while want not in got and time.monotonic() < deadline:
+        log.wait(timeout=0.5)
+        got += [e.message for e in log.read_new()]
+    return got
+
+
+def test_following_sees_appended_entries_and_new_files(root):
+    d = root / "var/log/journal" / MID
+    with MergedLog([JournalSource(JournalDir(root, f"var/log/journal/{MID}"))]) as log:
+        assert [e.message for e in log.tail(10)] == ["one", "two"]
+        assert 0 <= log.recheck_ms() <= 100  # no inotify on descriptors: it looks again soon
+        write_journal(d / "system.journal", entries("three", start=2))
+        assert log.wait(timeout=2.0)  # woken by the change (our inotify on the confined directory)
+        assert _follow(log, "three") == ["three"]
+        assert not log.wait(timeout=0.05)  # events drained: no busy loop
+        # rotation: a new file appears (journald's archive + a fresh system.journal)
+        write_journal(d / "user-1000.journal", entries("four", start=3))
+        assert _follow(log, "four") == ["four"]  # read once, nothing repeated after the reopen
+        write_journal(d / "user-1000.journal", entries("five", start=4))
+        assert _follow(log, "five") == ["five"]
+
+
+def test_an_empty_directory_reads_empty_and_picks_up_the_first_file(root):
+    d = root / "var/log/journal" / MID
+    (d / "system.journal").unlink()
+    with MergedLog([JournalSource(JournalDir(root, f"var/log/journal/{MID}"))]) as log:
+        assert log.tail(10) == []
+        write_journal(d / "system.journal", entries("first"))
+        assert _follow(log, "first") == ["first"]
