@@ -350,8 +350,11 @@ def leaks_since(before: dict[str, set[str]], wait: float = 5.0) -> dict[str, set
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _session_leak_check(tmp_path_factory):
-    """Nothing of this session's may remain when it ends."""
+def _session_leak_check(tmp_path_factory, _state_dir):
+    """Nothing of this session's may remain when it ends.
+
+    It uses _state_dir so that it ends first: afterwards NSDASH_STATE_DIR no longer
+    names this session's state, and the check would count another run's machines."""
     os.environ["NSDASH_TEST_TMPBASE"] = str(tmp_path_factory.getbasetemp())
     if not IS_ROOT:
         yield

@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -267,8 +268,8 @@ def ensure(name: str) -> Path:
     if final.is_dir():
         return final
     CACHE.mkdir(parents=True, exist_ok=True)
-    work = CACHE / f".{final.name}.building-{os.getpid()}-{id(final):x}"
-    log = CACHE / f".{final.name}.log"
+    work = CACHE / f".{final.name}.building-{os.getpid()}-{threading.get_ident():x}"
+    log = work.with_name(work.name + ".log")  # beside the work, not in it: kept if the build fails
     shutil.rmtree(work, ignore_errors=True)
     log.unlink(missing_ok=True)
     work.mkdir()

@@ -1,0 +1,315 @@
+"""Boot speed of every guest: nsdash against systemd-nspawn 252 on the same tree.
+
+For each guest of the matrix (nsdash.demo.trees.MATRIX), each tool boots a copy
+of the cached tree of its own in a PTY of its own, as a user runs it in a
+terminal:
+
+    python -m nsdash spawn -q -bD COPY -M NAME
+    systemd-nspawn -q --keep-unit --register=no -bD COPY -M NAME
+
+and two times are taken from the console:
+  login     from exec to the console's login prompt (`NAME login: `)
+  poweroff  from typing `poweroff` in a root shell at the console (logged in
+            as root, no password) to the tool's exit: the guest's own shutdown.
+
+Runs alternate (nsdash first on even runs, systemd-nspawn first on odd ones)
+after a warm-up run each; the table shows medians, the spread (min-max) and the
+ratio nsdash / systemd-nspawn.  A run that does not reach its mark within the
+timeout is shown as "-" (and named below the table).  Each tool boots its own
+copy (not -x: systemd-nspawn's -x copies a whole tree on ext4, which would be
+measured too), with SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (cgroup2 only inside, as
+nsdash does; on this hybrid host nspawn would otherwise mount the v1 layout,
+which Debian unstable's systemd refuses to boot on).  nsdash runs with its bytecode compiled, as an installed wheel
+has it.  systemd-nspawn needs a system bus even with --register=no: one is
+started for the run if missing (see bench_spawn.py).
+
+With --states it only boots each systemd guest once per tool and prints what
+`systemctl is-system-running --wait` and `systemctl list-units --failed` say
+inside (the failed units tests/integration/test_guests.py expects).
+
+Run as root: .venv/bin/python bench/bench_boot.py [--runs N] [--markdown] [--states] [--json] [GUEST...]
+(--json: the rows for bench/summary.py on stdout, this output on stderr)
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import contextlib
+import fcntl
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import statistics
+import struct
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_spawn import clean_nspawn_leftovers, copy_tree, nsdash_env, system_bus  # noqa: E402
+from report import Report, wants_json  # noqa: E402
+
+from nsdash.demo import trees  # noqa: E402
+
+TOOLS = ("nsdash", "systemd-nspawn")
+LOGIN = re.compile(rb"\S login: ")
+PROMPT = re.compile(rb"# ")
+TIMEOUT = 120.0
+
+
+class Failed(Exception):
+    """A run did not reach its mark in time."""
+
+
+def nspawn_env() -> dict[str, str]:
+    """systemd-nspawn on a hybrid host gives the container the legacy (v1) cgroup layout,
+    which systemd 256 and later refuse to boot on; asked to, it gives it cgroup2 only,
+    the layout nsdash gives a machine and the only one on a pure cgroup2 host."""
+    return {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+
+
+def argv(tool: str, tree: Path, name: str) -> list[str]:
+    if tool == "nsdash":
+        return [sys.executable, "-m", "nsdash", "spawn", "-q", "-bD", str(tree), "-M", name]
+    return ["systemd-nspawn", "-q", "--keep-unit", "--register=no", "-bD", str(tree), "-M", name]
+
+
+class Run:
+    """One tool in a PTY of its own (24x80), its output kept to search in."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None) -> None:
+        self.start = time.perf_counter()
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.execvpe(command[0], command, env if env is not None else os.environ)
+            finally:
+                os._exit(127)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.out = bytearray()
+        self.eof = False
+
+    def expect(self, pattern: re.Pattern[bytes], since: int, what: str) -> float:
+        """Read until PATTERN shows after offset SINCE; the time it showed (perf_counter)."""
+        deadline = time.perf_counter() + TIMEOUT
+        while not pattern.search(self.out, since):
+            if self.eof or time.perf_counter() > deadline:
+                raise Failed(f"no {what}")
+            self._read(deadline)
+        return time.perf_counter()
+
+    def _read(self, deadline: float) -> None:
+        if select.select([self.fd], [], [], max(0.0, min(1.0, deadline - time.perf_counter())))[0]:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                chunk = b""
+            self.out += chunk
+            self.eof = not chunk
+
+    def type(self, text: bytes) -> None:
+        os.write(self.fd, text)
+
+    def wait_exit(self) -> float:
+        deadline = time.perf_counter() + TIMEOUT
+        while not self.eof and time.perf_counter() < deadline:
+            self._read(deadline)
+        while time.perf_counter() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.pid = 0
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise Failed(f"exit status {os.waitstatus_to_exitcode(status)}")
+                return time.perf_counter()
+            time.sleep(0.01)
+        raise Failed("no exit")
+
+    def close(self) -> None:
+        if self.pid:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, sig)
+                for _ in range(100):
+                    if os.waitpid(self.pid, os.WNOHANG)[0]:
+                        self.pid = 0
+                        break
+                    time.sleep(0.1)
+                if not self.pid:
+                    break
+        os.close(self.fd)
+
+
+STATE_QUERY = (b"echo \"@@$(systemctl is-system-running --wait) $(systemctl list-units --failed --plain"
+               b" --no-legend --no-pager | cut -d' ' -f1 | sort | tr '\\n' ' ')@@\"\r")
+STATE_ANSWER = re.compile(rb"@@([a-z-]+) ([^@$\r\n]*)@@")
+
+
+def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
+              states: list[str] | None = None) -> tuple[float, float]:
+    """(boot-to-login, poweroff) in seconds for one boot of TREE by TOOL.
+
+    With STATES, systemd's state and failed units are asked at the console first
+    and appended to it ("running", "degraded: a.service b.service")."""
+    run = Run(argv(tool, tree, name), env)
+    try:
+        login = run.expect(LOGIN, 0, "login prompt") - run.start
+        mark = len(run.out)
+        run.type(b"root\r")
+        run.expect(PROMPT, mark, "root shell")
+        if states is not None:
+            mark = len(run.out)
+            run.type(STATE_QUERY)
+            run.expect(STATE_ANSWER, mark, "systemd's state")
+            answer = STATE_ANSWER.search(run.out, mark)
+            assert answer is not None
+            state, failed = answer.group(1).decode(), answer.group(2).decode().split()
+            states.append(f"{state}: {' '.join(failed)}" if failed else state)
+            run.expect(PROMPT, answer.end(), "root shell")
+        typed = time.perf_counter()
+        run.type(b"poweroff\r")
+        return login, run.wait_exit() - typed
+    finally:
+        run.close()
+
+
+def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[str, list[float]]]:
+    src = trees.ensure(guest)
+    copies = {tool: copy_tree(src, workdir / f"{guest}-{tool}") for tool in TOOLS}
+    env = {"nsdash": nsdash_env(), "systemd-nspawn": nspawn_env()}
+    samples: dict[str, dict[str, list[float]]] = {t: {"login": [], "poweroff": []} for t in TOOLS}
+    failures: list[str] = []
+    for i in range(1 + runs):  # run 0 warms up
+        for tool in (TOOLS if i % 2 == 0 else TOOLS[::-1]):
+            name = f"{tag}-{guest[:6]}-{'a' if tool == 'nsdash' else 'b'}"
+            try:
+                login, off = boot_once(tool, copies[tool], name, env[tool])
+            except Failed as e:
+                failures.append(f"{guest} {tool} run {i}: {e}")
+                continue
+            if i:
+                samples[tool]["login"].append(login)
+                samples[tool]["poweroff"].append(off)
+    for line in failures:
+        print(f"  {line}", file=sys.stderr)
+    for copy in copies.values():
+        shutil.rmtree(copy, ignore_errors=True)
+    return samples
+
+
+def system_states(guests: list[str], workdir: Path, tag: str) -> None:
+    """Print what each systemd guest reports under each tool: is-system-running and its failed units."""
+    for guest in [g for g in guests if trees.MATRIX[g] == "systemd"]:
+        src = trees.ensure(guest)
+        for tool in TOOLS:
+            copy = copy_tree(src, workdir / f"{guest}-{tool}")
+            states: list[str] = []
+            try:
+                boot_once(tool, copy, f"{tag}-{guest[:6]}", nsdash_env() if tool == "nsdash" else nspawn_env(),
+                          states)
+            except Failed as e:
+                states.append(f"failed: {e}")
+            finally:
+                shutil.rmtree(copy, ignore_errors=True)
+            print(f"{guest:<10} {tool:<15} {states[0]}", flush=True)
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def ratio(a: list[float], b: list[float]) -> str:
+    return f"{statistics.median(a) / statistics.median(b):.2f}" if a and b else "-"
+
+
+def table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool) -> list[str]:
+    head = ("guest", "init", "login nsdash", "login nspawn", "ratio", "poweroff nsdash",
+            "poweroff nspawn", "ratio")
+    rows = []
+    for guest, s in results.items():
+        n, p = s["nsdash"], s["systemd-nspawn"]
+        rows.append((guest, trees.MATRIX[guest], cell(n["login"]), cell(p["login"]),
+                     ratio(n["login"], p["login"]), cell(n["poweroff"]), cell(p["poweroff"]),
+                     ratio(n["poweroff"], p["poweroff"])))
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return lines + ["| " + " | ".join(r) + " |" for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    return ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in (head, *rows)]
+
+
+def report_rows(report: Report, results: dict[str, dict[str, dict[str, list[float]]]]) -> None:
+    """One row per guest and figure for bench/summary.py; the spread is the ratio's over the pairs of runs."""
+    for guest, s in results.items():
+        for figure, what in (("login", "boot to login"), ("poweroff", "poweroff typed to exit")):
+            ours, theirs = s["nsdash"][figure], s["systemd-nspawn"][figure]
+            if not ours or not theirs:
+                continue
+            pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
+            report.row(f"{what}, {guest} ({trees.MATRIX[guest]})", statistics.median(ours), "systemd-nspawn",
+                       statistics.median(theirs), "s", spread=(min(pairs), max(pairs)) if pairs else None)
+
+
+def main() -> int:
+    report = Report("boot", wants_json())
+    with report.capture():
+        status = run(report)
+    report.done()
+    return status
+
+
+def run(report: Report) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("guests", nargs="*", metavar="GUEST", help=f"{', '.join(trees.MATRIX)} (default: all)")
+    ap.add_argument("--runs", type=int, default=3, help="measured runs per tool and guest (default 3)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--states", action="store_true",
+                    help="only print each systemd guest's state and failed units under each tool")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_boot needs root", file=sys.stderr)
+        return 1
+    unknown = [g for g in args.guests if g not in trees.MATRIX]
+    if unknown:
+        ap.error(f"unknown guest {unknown[0]!r}; choose from {', '.join(trees.MATRIX)}")
+    guests = args.guests or list(trees.MATRIX)
+    compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
+    trees.ensure_all(guests)
+    tag = f"bb{os.getpid()}"
+    load = os.getloadavg()
+    started = time.monotonic()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-boot-", dir="/var/tmp") as tmp, system_bus():
+        if args.states:
+            try:
+                system_states(guests, Path(tmp), tag)
+            finally:
+                clean_nspawn_leftovers(tag)
+            return 0
+        try:
+            for guest in guests:
+                results[guest] = measure(guest, max(1, args.runs), Path(tmp), tag)
+                print(f"{guest}: done", file=sys.stderr, flush=True)
+        finally:
+            clean_nspawn_leftovers(tag)
+    print(f"Seconds, median (min-max) of {args.runs} runs after a warm-up, alternating; "
+          f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after "
+          f"({time.monotonic() - started:.0f} s); {os.cpu_count()} CPUs; systemd-nspawn "
+          f"{os.popen('systemd-nspawn --version').readline().split()[1]}")
+    print("\n".join(table(results, args.markdown)))
+    report_rows(report, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
