@@ -262,10 +262,16 @@ class Supervisor:
     def _claim_entry(self) -> None:
         """Create the state entry holding its lock, atomically by rename."""
         root = st.machines_root()
-        root.mkdir(parents=True, exist_ok=True)
         tmp = root / f".{self.name}.{os.getpid()}"
-        tmp.mkdir(mode=0o755)
-        self._lock_fd = os.open(tmp / st.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir(mode=0o755)
+            self._lock_fd = os.open(tmp / st.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:  # a full or read-only state directory: one line, nothing left
+            with contextlib.suppress(OSError):
+                tmp.rmdir()
+            raise NsdashError(f"cannot create the state of machine '{self.name}' in {root}: {e.strerror}",
+                              "free space there, or point NSDASH_STATE_DIR elsewhere") from None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         for _ in range(3):
             try:
