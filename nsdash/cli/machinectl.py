@@ -283,9 +283,14 @@ def cmd_start(argv: list[str]) -> int:
     if not 0 < ns.wait_timeout <= 86400:
         raise UsageError(f"--wait-timeout takes seconds (0 < SECS <= 86400), not {ns.wait_timeout:g}",
                          "for example --wait-timeout=90")
+    names = _names_required(ns, "start")
+    if os.geteuid() != 0:  # before the image search: /var/lib/machines is 0700, so "no image" would mislead
+        from nsdash.errors import PrivilegeError
+
+        raise PrivilegeError("'nsdash start' needs root", "run it with sudo (machines need namespaces and cgroups)")
     from nsdash.machines import client
 
-    for name in _names_required(ns, "start"):
+    for name in names:
         client.start(name, wait=ns.wait, wait_timeout=ns.wait_timeout)
     return 0
 
