@@ -241,7 +241,8 @@ def test_a_systemd_guest_with_a_failed_unit_is_degraded(debian_cache, machine_na
     wait_for(lambda: client.status(machine_name)["state"] == "running", timeout=30, what="running")
     r = run_nsdash("shell", machine_name, "/usr/bin/systemd-run", "--unit=engine-fails", "/bin/false")
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: client.status(machine_name)["state"] == "degraded", timeout=30, step=0.5, what="degraded")
+    # the health check runs after READY and again when a status finds its answer older than 5 s
+    wait_for(lambda: client.status(machine_name)["state"] == "degraded", timeout=90, step=0.5, what="degraded")
     row = next(line for line in run_nsdash("list", "--no-legend").stdout.splitlines()
                if line.split()[0] == machine_name)
     assert "degraded" in row.split()[-2:]

@@ -176,7 +176,7 @@ class Rewriter:
     host's number shows, as 'host:N'.  Pure: time is a parameter.
     """
 
-    HOLD = 0.5
+    HOLD = 2.0  # s; under load the parent's clone() line can come well after the child's first
 
     def __init__(self, lookup: Callable[[int], int | None], root_prefix: str = "/",
                  hidden: Iterable[str] = (), keep_annotations: bool = False,
