@@ -43,5 +43,5 @@ def system_state(leader: int, timeout: float = TIMEOUT) -> str | None:
     finally:
         with contextlib.suppress(OSError):
             os.close(root)
-    value = getattr(body[0], "value", None) if body else None
+    value = dbus.plain(body[0]) if body else None  # plain calls come back unwrapped
     return value if isinstance(value, str) else None
