@@ -231,7 +231,8 @@ def test_template_makes_the_tree_on_first_start_only(image, image_dir, tmp_path,
     template = image_dir / image
     tree = tmp_path / "made" / machine_name
     tree.parent.mkdir()
-    r = run_nsdash("spawn", "-q", "-P", f"--template={template}", "-D", str(tree), "/bin/sh", "-c",
+    r = run_nsdash("spawn", "-q", "-P", "--resolv-conf=off", "--timezone=off", f"--template={template}", "-D",
+                   str(tree), "/bin/sh", "-c",
                    "cat /etc/hostname; echo first > /marker")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "busybox"
