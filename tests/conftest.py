@@ -304,6 +304,9 @@ def _state_entries() -> set[str]:
 
 
 def _container_procs() -> set[str]:
+    """'PID MACHINE' for every live process in one of this session's machine cgroups."""
+    from nsdash.launcher import names
+
     procs = set()
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -314,7 +317,9 @@ def _container_procs() -> set[str]:
         except OSError:
             continue
         if "machine.slice" in text and TAG in text and not _reaped_by_host_init(pid):
-            procs.add(pid)
+            machine = next(filter(None, (names.machine_from_scope(line.split(":", 2)[-1])
+                                         for line in text.splitlines())), "?")
+            procs.add(f"{pid} {machine}")
     return procs
 
 
@@ -344,6 +349,14 @@ def leaks_since(before: dict[str, set[str]], wait: float = 5.0) -> dict[str, set
     while True:
         now = leak_snapshot()
         leaked = {k: now[k] - before[k] for k in now if now[k] - before[k]}
+        # A machine that ran before the test and still runs (a module's booted machine) starts
+        # and ends processes by itself: only processes of machines that came or went count.
+        still = before["state"] & now["state"]
+        procs = {p for p in leaked.get("processes", set()) if p.split(" ", 1)[-1] not in still}
+        if procs:
+            leaked["processes"] = procs
+        else:
+            leaked.pop("processes", None)
         if not leaked or time.monotonic() > deadline:
             return leaked
         time.sleep(0.1)
