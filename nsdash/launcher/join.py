@@ -41,6 +41,7 @@ from nsdash.launcher.container import SECCOMP_FILE
 from nsdash.launcher.sandbox import install_seccomp
 from nsdash.launcher.sealed_exec import ensure_sealed_exe
 from nsdash.system import paths, syscalls
+from nsdash.system.namespaces import shares_host_namespace
 
 # The order matters: the user namespace first (it grants the rights for the
 # rest), the mount namespace before chroot, the pid namespace last (it only
@@ -165,10 +166,12 @@ class Machine:
         pidfd = pin_leader(name, leader, machine.cgroup.path)
         try:
             for ns in NAMESPACES:
-                path = f"/proc/{leader}/ns/{ns}"
-                if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{ns}").st_ino:
+                shared = shares_host_namespace(leader, ns)
+                if shared is None:
+                    raise FileNotFoundError(leader)
+                if shared:
                     continue  # shared with the host (e.g. no private network)
-                machine.namespaces.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+                machine.namespaces.append((ns, os.open(f"/proc/{leader}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)))
             machine.root_fd = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             machine.bounding, machine.no_new_privs, filtered = _leader_limits(leader)
             machine.seccomp = _machine_filters(name)

@@ -12,6 +12,7 @@ import os
 
 from nsdash.system import confined
 from nsdash.system.idfiles import normalise_id, parse_os_release
+from nsdash.system.namespaces import shares_host_namespace  # the one copy, shared with the launcher
 
 __all__ = ["machine_id", "normalise_id", "os_release", "parse_os_release", "shares_host_namespace"]
 
@@ -42,11 +43,3 @@ def machine_id(root: str | os.PathLike[str] | int) -> str | None:
         return None
 
 
-def shares_host_namespace(pid: int | str, ns: str, proc: str = "/proc") -> bool | None:
-    """True if process PID (under PROC) shares namespace NS (net, user, ...) with us; None if it is gone."""
-    try:
-        theirs = os.stat(f"{proc}/{pid}/ns/{ns}")
-        ours = os.stat(f"/proc/self/ns/{ns}")
-    except OSError:
-        return None
-    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
