@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from nsdash.errors import MachineNotFound, NsdashError
 from nsdash.machines import identity
+from nsdash.machines import state as st
 from nsdash.system import confined
 from nsdash.system.idfiles import normalise_id
 from nsdash.system.paths import IMAGE_DIRS, machine_dir
@@ -177,24 +177,6 @@ def _supervised(mdir: Path) -> bool:
         return False
 
 
-def _first(state: dict, *keys: str):
-    for key in keys:
-        if state.get(key) not in (None, ""):
-            return state[key]
-    return None
-
-
-def read_state(name: str) -> dict | None:
-    """The supervisor's state.json for NAME, or None when there is none (or it is unreadable)."""
-    try:
-        data = json.loads((machine_dir(name) / "state.json").read_text())
-    except PermissionError:
-        raise  # not "no logs": the caller is not root (the CLI says so in one line)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
                  host_journal: Path = HOST_JOURNAL) -> tuple[JournalDir, ...]:
     """Every existing journal directory of the machine, each directory once."""
@@ -233,17 +215,15 @@ def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
 
 def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
     """Where machine NAME's logs are: a running (or stopped) nsdash machine, else an image."""
-    state = read_state(name)
     mdir = machine_dir(name)
+    state = st.read_state(mdir)  # PermissionError goes up: not "no logs", the caller is not root
     tree: Path | None = None
     leader: int | None = None
     uuid = None
     if state is not None:
-        directory = _first(state, "directory", "root_directory", "root", "tree")
-        tree = Path(directory) if directory else None
-        pid = _first(state, "leader", "leader_pid", "pid")
-        leader = int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None
-        uuid = _first(state, "machine_id", "uuid", "id")
+        tree = Path(state.root) if state.root else None
+        leader = state.leader if state.leader and state.leader > 0 else None
+        uuid = state.uuid or None
     elif not mdir.is_dir():
         tree = next((d / name for d in IMAGE_DIRS if (d / name).is_dir()), None)
         if tree is None:

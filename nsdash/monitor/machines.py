@@ -8,31 +8,33 @@ machine's cgroup explicitly (state.json, field "cgroup"); that wins.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from nsdash.launcher import names
+from nsdash.machines import state as st
+from nsdash.machines.state import MachineState
 from nsdash.system import paths
 
 machine_from_scope = names.machine_from_scope  # the one copy of the rule lives in launcher/names
 
 
-def _state_records(state_root: Path | None) -> dict[str, dict]:
+def _state_records(state_root: Path | None) -> dict[str, MachineState]:
+    """Every machine's state as machines/state reads it (unreadable entries skipped: as a
+    user who may not read /run/nsdash, cgls and cgtop simply know no machine names)."""
     root = (state_root or paths.state_root()) / "machines"
-    found: dict[str, dict] = {}
+    found: dict[str, MachineState] = {}
     try:
         names = sorted(os.listdir(root))
     except OSError:
         return found
     for name in names:
         try:
-            with open(root / name / "state.json") as f:
-                record = json.load(f)
-        except (OSError, ValueError):
+            record = st.read_state(root / name)
+        except OSError:
             continue
-        if isinstance(record, dict):
+        if record is not None:
             found[name] = record
     return found
 
@@ -41,7 +43,7 @@ def registered_cgroups(state_root: Path | None = None) -> dict[str, str]:
     """Machine name -> cgroup path, from nsdash's state directory (missing or broken files skipped)."""
     found: dict[str, str] = {}
     for name, record in _state_records(state_root).items():
-        cgroup = record.get("cgroup")
+        cgroup = record.cgroup
         if isinstance(cgroup, str) and cgroup.startswith("/"):
             found[name] = cgroup.rstrip("/") or "/"
     return found
@@ -49,8 +51,8 @@ def registered_cgroups(state_root: Path | None = None) -> dict[str, str]:
 
 def registered_leaders(state_root: Path | None = None) -> dict[str, int]:
     """Machine name -> its recorded leader PID (may be stale: check before trusting it)."""
-    return {name: record["leader"] for name, record in _state_records(state_root).items()
-            if isinstance(record.get("leader"), int) and record["leader"] > 0}
+    return {name: record.leader for name, record in _state_records(state_root).items()
+            if isinstance(record.leader, int) and record.leader > 0}
 
 
 class MachineMap:
