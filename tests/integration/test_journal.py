@@ -308,10 +308,10 @@ def _own_boot_id(name: str) -> str:
 
 
 def _leader(name: str) -> int | None:
-    from nsdash.journal.locate import read_state
+    from nsdash.machines import state as st
 
-    state = read_state(name) or {}
-    return state.get("leader")
+    state = st.read_state(st.machine_dir(name))
+    return state.leader if state else None
 
 
 def _boots(name: str) -> list:
