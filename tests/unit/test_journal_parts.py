@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -238,8 +237,12 @@ def _state(tmp_path: Path, monkeypatch, machine: str, **state) -> Path:
     monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path / "state"))
     d = tmp_path / "state" / "machines" / machine
     d.mkdir(parents=True)
-    if state:
-        (d / "state.json").write_text(json.dumps(state))
+    if state:  # written as the supervisor writes it (machines/state, the one reader and writer)
+        from nsdash.machines import state as st
+
+        defaults = {"cgroup": "/machine.slice/x", "supervisor": 1, "started": "2026-01-01T00:00:00Z",
+                    "since": "2026-01-01T00:00:00Z"}
+        st.write_state(d, st.MachineState(**{**defaults, **state}))
     return d
 
 

@@ -235,8 +235,11 @@ def test_walk_of_a_missing_start_is_marked_vanished(tmp_path):
 def test_machine_cgroups_map_to_names(tmp_path):
     state = tmp_path / "state"
     (state / "machines" / "db").mkdir(parents=True)
-    (state / "machines" / "db" / "state.json").write_text(json.dumps({"cgroup": "/custom/db",
-                                                                      "leader": 4242}))
+    from nsdash.machines import state as st
+
+    st.write_state(state / "machines" / "db", st.MachineState(
+        name="db", root="/", leader=4242, cgroup="/custom/db", supervisor=1,
+        started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z"))
     (state / "machines" / "broken").mkdir()
     (state / "machines" / "broken" / "state.json").write_text("{not json")
     reg = registered_cgroups(state)
