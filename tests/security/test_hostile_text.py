@@ -86,6 +86,10 @@ class Tmux:
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.run("set-option", "-g", *option)
         self.run("set-option", "-t", self.session, "remain-on-exit", "on")
+        # The window's name follows the running program (bash, then python) on tmux's own timer:
+        # name it once, so a later change can only come from a rename sequence (allowed above).
+        self.run("rename-window", "-t", self.session, "nsdash")
+        self.run("set-window-option", "-t", self.session, "automatic-rename", "off")
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.session)
