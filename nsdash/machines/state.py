@@ -62,10 +62,11 @@ class MachineState(Frozen):
     status_text: str | None = None  # the guest's last sd_notify STATUS= line (guest text: escape it)
     foreground: bool = False  # run in a terminal by `nsdash spawn` (its console is that terminal)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        for name in ("netif", "command"):  # lists from callers and from JSON: one form
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+    if not TYPE_CHECKING:  # mypy checks calls against the fields (dataclass_transform), not *args
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            for name in ("netif", "command"):  # lists from callers and from JSON: one form
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {f: getattr(self, f) for f in self._fields}

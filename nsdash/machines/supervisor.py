@@ -647,8 +647,8 @@ class Supervisor:
             name=self.name, root=str(self.spec.directory), leader=c.leader if c is not None else None,
             cgroup=c.cgroup if c is not None else "", supervisor=os.getpid(), started=self.started,
             since=self.since, boot=self.boot, state=self.phase, uuid=self.uuid,
-            netif=c.netif if c is not None else [], boot_mode=self.spec.boot,
-            command=list(self.spec.command), ephemeral=self.spec.ephemeral,
+            netif=tuple(c.netif) if c is not None else (), boot_mode=self.spec.boot,
+            command=tuple(self.spec.command), ephemeral=self.spec.ephemeral,
             registered=self.registration is not None and self.registration.active,
             network=getattr(self.container, "network_mode", None),
             status_text=status_text, foreground=self.foreground)
