@@ -275,6 +275,9 @@ def ensure(name: str) -> Path:
     work.mkdir()
     try:
         _builder(name)(work, log)
+        # The top directory's mtime marks the build's end: anything whose status changed after it
+        # was changed by a run, not by the build (`find TREE -cnewer TREE` lists exactly those).
+        os.utime(work)
         try:
             work.rename(final)
         except OSError:

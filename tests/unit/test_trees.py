@@ -40,3 +40,24 @@ def test_an_unknown_tree_is_refused_in_one_line(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("unknown tree 'fedora'; choose from " + ", ".join(trees.NAMES))
+
+
+def test_a_fresh_tree_has_nothing_changed_after_its_build(monkeypatch, tmp_path):
+    """The build ends by stamping the top directory, so `find TREE -cnewer TREE` (what a
+    change after the build looks like) lists nothing for a tree just built."""
+    import os
+    import subprocess
+    import time
+
+    def build(dest, log):
+        (dest / "etc").mkdir()
+        time.sleep(0.02)
+        (dest / "etc" / "hostname").write_text("x\n")  # a late finishing step, as _finish_debian's
+
+    monkeypatch.setattr(trees, "CACHE", tmp_path)
+    monkeypatch.setattr(trees, "_builder", lambda name: build)
+    monkeypatch.setattr(trees, "recipe_hash", lambda name: "0" * 12)
+    tree = trees.ensure("busybox")
+    changed = subprocess.run(["find", str(tree), "-mindepth", "1", "-cnewer", str(tree)],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert changed == [] and os.listdir(tree) == ["etc"]
