@@ -21,7 +21,7 @@ from textual.widgets import Input, RichLog
 from nsdash.system.text import escape
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
-from nsdash.tui.widgets.steady import SteadyScrollbars
+from nsdash.tui.widgets.follow_log import FollowLog
 
 KEEP = JOURNAL_KEEP
 PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -66,19 +66,6 @@ def line_text(line: JournalLine, merged: bool) -> str:
     return f"{stamp} {machine}{who + ': ' if who else ''}{escape(line.message)}"
 
 
-class _Log(RichLog, SteadyScrollbars):
-    """A RichLog that stops following when the user scrolls up and resumes at the bottom."""
-
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        following = new >= self.max_scroll_y - 1
-        if following != self.auto_scroll:
-            self.auto_scroll = following
-            pane = self.parent
-            if isinstance(pane, JournalPane):
-                pane.following = following
-
-
 class JournalPane(Vertical):
     """The followed machines' log lines, with filters; focus it and press p, u, / or end."""
 
@@ -104,7 +91,7 @@ class JournalPane(Vertical):
         self.writes = 0  # RichLog writes made (one per batch: see _write)
 
     def compose(self) -> ComposeResult:
-        yield _Log(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="journal-log")
+        yield FollowLog(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="journal-log")
         yield Input(id="journal-query", classes="-hidden")
 
     def on_mount(self) -> None:
@@ -124,18 +111,18 @@ class JournalPane(Vertical):
             self.note = note
         new = list(lines)[-KEEP:]
         self.lines.extend(new)
-        if not self.query(_Log):
+        if not self.query(FollowLog):
             self._retitle()
             return  # not composed yet (or going away): on_mount renders what is kept
         if reset or len(new) >= KEEP:
             self._render_all()
         else:
-            self._write(self.query_one(_Log), new, scroll_end=None)
+            self._write(self.query_one(FollowLog), new, scroll_end=None)
         self._retitle()
 
     def visible_text(self) -> list[str]:
         """The rendered lines (for tests and screenshots)."""
-        return [line.text for line in self.query_one(_Log).lines]
+        return [line.text for line in self.query_one(FollowLog).lines]
 
     # ------------------------------------------------------------ watchers
 
@@ -152,9 +139,9 @@ class JournalPane(Vertical):
     # ------------------------------------------------------------ helpers
 
     def _render_all(self) -> None:
-        if not self.query(_Log):
+        if not self.query(FollowLog):
             return
-        log = self.query_one(_Log)
+        log = self.query_one(FollowLog)
         log.clear()
         if self.note and not self.lines:
             log.write(Text(escape(self.note, newline=True), style=text_style(self, "journal-pane--event")))
@@ -213,7 +200,7 @@ class JournalPane(Vertical):
         box.focus()
 
     def action_follow(self) -> None:
-        log = self.query_one(_Log)
+        log = self.query_one(FollowLog)
         log.scroll_end(animate=False)
         self.following = True
         log.auto_scroll = True
@@ -229,4 +216,4 @@ class JournalPane(Vertical):
         else:
             self.filter = JournalFilter(self.filter.max_priority, self.filter.unit, value)
         event.input.add_class("-hidden")
-        self.query_one(_Log).focus()
+        self.query_one(FollowLog).focus()

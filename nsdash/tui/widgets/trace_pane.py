@@ -17,26 +17,13 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Input, RichLog
+from textual.widgets import Input
 
 from nsdash.inside.debugging.strace import Line
 from nsdash.tui.widgets.colours import text_style
-from nsdash.tui.widgets.steady import SteadyScrollbars
+from nsdash.tui.widgets.follow_log import FollowLog
 
 KEEP = 5000
-
-
-class _Log(RichLog, SteadyScrollbars):
-    """A RichLog that stops following when the user scrolls up and resumes at the bottom."""
-
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        following = new >= self.max_scroll_y - 1
-        if following != self.auto_scroll:
-            self.auto_scroll = following
-            pane = self.parent
-            if isinstance(pane, TracePane):
-                pane.following = following
 
 
 class TracePane(Vertical):
@@ -73,7 +60,7 @@ class TracePane(Vertical):
         self._asking = "search"
 
     def compose(self) -> ComposeResult:
-        yield _Log(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="trace-log")
+        yield FollowLog(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="trace-log")
         yield Input(placeholder="show lines containing (empty: all)", id="trace-query", classes="-hidden")
 
     def on_mount(self) -> None:
@@ -86,11 +73,11 @@ class TracePane(Vertical):
         """Add LINES (already in the machine's terms and escaped) to the pane."""
         new = list(lines)
         self.lines.extend(new)
-        if self.paused or not self.query(_Log):
+        if self.paused or not self.query(FollowLog):
             self._unshown += len(new)
             self._retitle()
             return
-        log = self.query_one(_Log)
+        log = self.query_one(FollowLog)
         for line in new:
             if self._admits(line):
                 log.write(self._styled(line), scroll_end=None)
@@ -102,7 +89,7 @@ class TracePane(Vertical):
 
     def visible_text(self) -> list[str]:
         """The rendered lines (for tests)."""
-        return [line.text for line in self.query_one(_Log).lines]
+        return [line.text for line in self.query_one(FollowLog).lines]
 
     # ------------------------------------------------------------ watchers
 
@@ -128,9 +115,9 @@ class TracePane(Vertical):
         return not self.search or self.search.lower() in line.text.lower()
 
     def _render_all(self) -> None:
-        if not self.query(_Log):
+        if not self.query(FollowLog):
             return
-        log = self.query_one(_Log)
+        log = self.query_one(FollowLog)
         log.clear()
         for line in self.lines:
             if self._admits(line):
@@ -186,7 +173,7 @@ class TracePane(Vertical):
         box.focus()
 
     def action_follow(self) -> None:
-        log = self.query_one(_Log)
+        log = self.query_one(FollowLog)
         log.scroll_end(animate=False)
         self.following = True
         log.auto_scroll = True
@@ -202,4 +189,4 @@ class TracePane(Vertical):
         else:
             self.search = event.value.strip()
         event.input.add_class("-hidden")
-        self.query_one(_Log).focus()
+        self.query_one(FollowLog).focus()
