@@ -33,7 +33,7 @@ from nsdash.machines import identity
 from nsdash.machines import state as st
 from nsdash.system import confined
 from nsdash.system.idfiles import normalise_id
-from nsdash.system.paths import IMAGE_DIRS, machine_dir
+from nsdash.system.paths import image_dirs, machine_dir
 
 HOST_JOURNAL = Path("/var/log/journal")
 JOURNAL_SUFFIXES = (".journal", ".journal~")
@@ -225,7 +225,7 @@ def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
         leader = state.leader if state.leader and state.leader > 0 else None
         uuid = state.uuid or None
     elif not mdir.is_dir():
-        tree = next((d / name for d in IMAGE_DIRS if (d / name).is_dir()), None)
+        tree = next((d / name for d in image_dirs() if (d / name).is_dir()), None)
         if tree is None:
             raise MachineNotFound(f"no machine named '{name}'",
                                   "see 'nsdash list' for machines, or read a journal directory with -D DIR")

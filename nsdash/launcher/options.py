@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 Opt = t.Setting  # the row type, by its old name
 
 # Where systemd-nspawn looks for an image named by -M when -D is not given.
-IMAGE_SEARCH_PATH = ("/etc/machines", "/run/machines", "/var/lib/machines",
-                     "/var/lib/container", "/usr/local/lib/machines", "/usr/lib/machines")
 
 # Settings keys that are not ContainerSpec fields, and why nothing is lost.
 NOT_SPEC_FIELDS = frozenset({
@@ -331,11 +329,13 @@ def parse_overlay(value: str, read_only: bool, tree: Path, option: str = "--over
 def find_directory(machine: str | None) -> str:
     """nspawn without -D: the image named by -M in the image search path, else the current directory."""
     if machine:
-        for base in IMAGE_SEARCH_PATH:
-            candidate = os.path.join(base, machine)
-            if os.path.isdir(candidate):
-                return candidate
-        raise UsageError(f"no image named {machine!r} in {', '.join(IMAGE_SEARCH_PATH)}",
+        from nsdash.system.paths import image_dirs
+        search = image_dirs()
+        for base in search:
+            candidate = base / machine
+            if candidate.is_dir():
+                return str(candidate)
+        raise UsageError(f"no image named {machine!r} in {', '.join(map(str, search))}",
                          "pass the tree with -D DIR")
     return os.getcwd()
 
@@ -470,7 +470,7 @@ def _from_template(cli: Options) -> None:
         machine = cli.get("machine")
         if not machine:
             raise UsageError("--template= needs the tree to make", "name it with -D DIR or -M NAME")
-        found = [os.path.join(base, machine) for base in IMAGE_SEARCH_PATH]
+        found = [str(base / machine) for base in paths.image_dirs()]
         directory = next((c for c in found if os.path.isdir(c)), str(paths.image_home() / machine))
         cli.values["directory"] = directory
     if cli.get("dry_run") and not os.path.lexists(directory):

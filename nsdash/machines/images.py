@@ -3,7 +3,7 @@ export to and import from tar archives.
 
 An image is a directory tree (or a btrfs subvolume, or a `NAME.raw` disk
 image) named NAME in one of the image directories (nsdash.system.paths:
-/etc/machines, /run/machines, /var/lib/machines, /usr/local/lib/machines,
+/etc/machines, /run/machines, /var/lib/machines, /var/lib/container, /usr/local/lib/machines,
 /usr/lib/machines; the first one holding NAME wins, as in machinectl).  New
 images (clone, import) are always made in /var/lib/machines.
 

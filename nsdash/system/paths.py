@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-IMAGE_DIRS = (Path("/var/lib/machines"), Path("/usr/local/lib/machines"), Path("/usr/lib/machines"))
-
-# machinectl's search order for images (discover-image.c); the first writable
-# home, /var/lib/machines, is where clone, import and create put new images.
+# The one search order for images, nspawn's -M and machinectl's (systemd's
+# discover-image.c, /var/lib/container being its legacy home); /var/lib/machines
+# is where clone, import and create put new images.
 IMAGE_SEARCH = (Path("/etc/machines"), Path("/run/machines"), Path("/var/lib/machines"),
-                Path("/usr/local/lib/machines"), Path("/usr/lib/machines"))
+                Path("/var/lib/container"), Path("/usr/local/lib/machines"), Path("/usr/lib/machines"))
 
 
 def image_dirs() -> tuple[Path, ...]:

@@ -72,7 +72,7 @@ def test_no_directory_means_the_current_one(tree, monkeypatch):
 
 
 def test_no_directory_with_machine_searches_the_image_path(tree, monkeypatch):
-    monkeypatch.setattr(options, "IMAGE_SEARCH_PATH", (str(tree.parent / "nothing"), str(tree.parent)))
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", f"{tree.parent / 'nothing'}:{tree.parent}")
     spec = parse_spawn_args(["-M", "mytree"], trusted_dirs=())
     assert spec.directory == tree
     with raises_line(UsageError, "no image named 'other'.*-D DIR"):
