@@ -35,6 +35,9 @@ from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
 if TYPE_CHECKING:
+    import ipaddress
+
+    from nsdash.launcher.dhcp_server import DhcpServer
     from nsdash.launcher.modes import OutcomeKind, Ownership
 
 NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
@@ -140,6 +143,7 @@ class Container:
         self._veth: str | None = None
         self._lease: object | None = None  # network.Lease (or True while taking one): what close() gives back
         self.network_mode: str | None = None  # which path -n took (shown by status)
+        self.dhcp: DhcpServer | None = None  # answers a networkd guest on ve- (the supervisor polls it)
         self._moved: list[str] = []  # --network-interface links to give back
         self._extra_veths: list[str] = []  # --network-veth-extra host sides
         self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
@@ -458,6 +462,11 @@ class Container:
                 raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
                                   "on links it configures itself", "forward the port with networkd's settings")
             return
+        # A booted guest that enables networkd asks for host0's address by DHCP (and would drop
+        # one set from outside): leave host0 to it and answer on the ve- link, as the host's
+        # networkd does for nspawn.  Zones keep the static set-up (one server per bridge is not
+        # built), and so does a payload that is not the tree's init.
+        dhcp = bool(plan.boot and not zone and network.guest_networkd(str(self.spec.directory)))
         with network.locked():
             network.check_ports(plan.machine, ports)
             self._lease = True  # from here on close() asks network.forget() (a zone made for us goes too)
@@ -472,9 +481,12 @@ class Container:
                     self._lease = lease = network.allocate(plan.machine)
                     netlink.add_address(name, str(lease.host))
                     guest, gateway = str(lease.guest), lease.host
-                netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
-                netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
-                netlink.add_default_route(str(gateway.ip), self.leader)
+                if dhcp:
+                    self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
+                else:
+                    netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
+                    netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
+                    netlink.add_default_route(str(gateway.ip), self.leader)
                 masquerade = network.nft_available() or bool(ports)  # without nft: addresses, no way out
                 if masquerade:
                     network.enable_forwarding()
@@ -485,9 +497,17 @@ class Container:
             except Exception as e:  # pyroute2's NetlinkError and friends
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
         where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
-        self.network_mode = (f"nsdash: {where}, {guest} on host0, "
+        host0 = f"{guest} offered to the guest's networkd by DHCP" if dhcp else f"{guest} on host0"
+        self.network_mode = (f"nsdash: {where}, {host0}, "
                              + ("masquerade" if masquerade else "no masquerade (nft is not installed)")
                              + "".join(f", port {p}" for p in ports))
+
+    def _serve_dhcp(self, link: str, server: ipaddress.IPv4Interface, guest: ipaddress.IPv4Interface) -> None:
+        """Answer the guest's DHCP on LINK (the supervisor's loop drives dhcp_server)."""
+        from nsdash.launcher import dhcp
+        from nsdash.launcher.dhcp_server import DhcpServer
+
+        self.dhcp = DhcpServer(link, dhcp.Offer(server=server.ip, address=guest, dns=dhcp.host_resolvers()))
 
     # ---- running --------------------------------------------------------------
 
@@ -602,6 +622,9 @@ class Container:
             except NsdashError as e:
                 errors.append(e.oneline())
         self._give_back()
+        if self.dhcp is not None:
+            self.dhcp.close()
+            self.dhcp = None
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None

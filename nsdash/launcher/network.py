@@ -90,6 +90,19 @@ def networkd_active(run: str = "/run/systemd/netif", proc: str = "/proc") -> boo
     return False
 
 
+def guest_networkd(tree: str) -> bool:
+    """Whether TREE enables systemd-networkd (the guest then asks for host0's address by DHCP,
+    as under nspawn); read confined, as the tree is the guest's."""
+    from nsdash.system import confined
+
+    for wants, unit in (("multi-user.target.wants", "systemd-networkd.service"),
+                        ("sockets.target.wants", "systemd-networkd.socket")):
+        with contextlib.suppress(OSError):
+            if unit in confined.list_dir(tree, f"etc/systemd/system/{wants}"):
+                return True
+    return False
+
+
 # --- the pool ------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -257,6 +257,7 @@ class Supervisor:
     def _close_container(self) -> None:
         if self.container is not None:
             container, self.container = self.container, None
+            self._unwatch_dhcp(container)
             container.close()
 
     def _claim_entry(self) -> None:
@@ -415,6 +416,8 @@ class Supervisor:
         notify = container.notify_fd
         if notify is not None:
             self.watch(notify, lambda _mask: self._notify_readable())
+        if container.dhcp is not None:  # a networkd guest's DHCP, answered on its ve- link
+            self.watch(container.dhcp.fileno(), lambda _mask: self._serve_dhcp())
         if container.pidfd is not None:
             self.watch(container.pidfd, lambda _mask: self._leader_exited())
         else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
@@ -462,6 +465,15 @@ class Supervisor:
         if self.outcome is not None and self.container.pidfd is not None:
             self.unwatch(self.container.pidfd)
 
+    def _serve_dhcp(self) -> None:
+        c = self.container
+        if c is not None and c.dhcp is not None:
+            c.dhcp.serve()
+
+    def _unwatch_dhcp(self, container: Container) -> None:
+        if container.dhcp is not None:
+            self.unwatch(container.dhcp.fileno())
+
     def _notify_readable(self) -> None:
         c = self.container
         if c is None or not c.read_notify():
@@ -480,6 +492,7 @@ class Supervisor:
         self._drain_console()
         if container.notify_fd is not None:
             self.unwatch(container.notify_fd)
+        self._unwatch_dhcp(container)
         event, detail = outcome_event(outcome.kind, outcome.status)
         reboot = self.stop_reason is None and not self.stop_requests and (
             outcome.kind == "reboot" or self.reboot_requested)

@@ -420,3 +420,63 @@ def test_a_booted_machine_s_rules_go_with_poweroff(busybox_tree, machine_name):
         assert _left_behind(machine_name) == []
     finally:
         teardown_machine(machine_name)
+
+
+@pytest.fixture
+def networkd_tree(debian_cache, tmp_path, machine_name) -> Path:
+    """A private copy of the Debian tree with systemd-networkd enabled, as a user does for
+    nspawn (`systemctl enable systemd-networkd` in the guest)."""
+    dest = tmp_path / machine_name
+    subprocess.run(["cp", "-a", "--reflink=auto", str(debian_cache), str(dest)], check=True)
+    (dest / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service").symlink_to(
+        "/lib/systemd/system/systemd-networkd.service")
+    return dest
+
+
+def test_a_networkd_guest_gets_its_address_by_dhcp_from_the_supervisor(networkd_tree, machine_name, tmp_path):
+    """host0 is left to the guest's networkd (80-container-host0.network asks by DHCP); the
+    supervisor answers on ve- with the machine's lease, and the guest reaches the host."""
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    port = _free_port()
+    server = _Server(None, "0.0.0.0", port, tmp_path)
+    try:
+        r = run_nsdash("spawn", "--detach", "-n", "-b", "-M", machine_name, "-D", str(networkd_tree))
+        assert r.returncode == 0, r.stderr
+        lease = network.lease_of(machine_name)
+        assert lease is not None
+        s = client.status(machine_name)
+        assert "by DHCP" in s["network"] and str(lease.guest) in s["network"], s["network"]
+
+        def configured() -> str:
+            out = run_nsdash("shell", machine_name, "/bin/sh", "-c", "networkctl --no-pager status host0; "
+                             "ip -4 -o addr show host0; ip route").stdout
+            return out if "dynamic" in out else ""
+
+        out = wait_for(configured, 60, step=1, what="networkd's DHCP lease on host0")
+        assert f"inet {lease.guest}" in out and f"default via {lease.host.ip} dev host0 proto dhcp" in out, out
+        get = f'exec 3<>/dev/tcp/{lease.host.ip}/{port} && printf "GET /host.txt HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3'
+        r = run_nsdash("shell", machine_name, "/bin/bash", "-c", get)
+        assert "from-the-host" in r.stdout, r.stdout + r.stderr
+        r = run_nsdash("status", machine_name)
+        assert "offered to the guest's networkd by DHCP" in r.stdout, r.stdout
+        assert run_nsdash("poweroff", machine_name).returncode == 0
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 60, what="the machine to stop")
+    finally:
+        log = server.stop()
+        teardown_machine(machine_name)
+    assert f"{lease.guest.ip} - - " in log and "GET /host.txt" in log, log
+    assert _left_behind(machine_name) == []
+
+
+def test_without_networkd_in_the_guest_host0_is_configured_from_outside(debian_tree, machine_name):
+    """The same Debian, booted without networkd enabled: nsdash sets host0 itself, no DHCP."""
+    try:
+        r = run_nsdash("spawn", "--detach", "-n", "-b", "-x", "-M", machine_name, "-D", str(debian_tree))
+        assert r.returncode == 0, r.stderr
+        s = client.status(machine_name)
+        assert "DHCP" not in s["network"] and "on host0" in s["network"], s["network"]
+        out = run_nsdash("shell", machine_name, "/bin/sh", "-c", "ip -4 -o addr show host0").stdout
+        assert "inet 10." in out and "dynamic" not in out, out
+    finally:
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == []
