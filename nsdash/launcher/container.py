@@ -369,6 +369,14 @@ class Container:
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
         bridge = self.spec.network_bridge
+        if self.spec.port:
+            from nsdash.launcher import network
+
+            problem = network.nft_problem()
+            if problem:  # before any link is made
+                raise NsdashError(f"--port needs nftables for its forwarding rules, and {problem}",
+                                  "apt-get install nftables, or drop --port (-n works without it, "
+                                  "with no masquerade)")
         if bridge and not netlink.is_bridge(bridge):
             raise NsdashError(f"--network-bridge={bridge}: there is no bridge named {bridge} on the host",
                               f"create it (ip link add {bridge} type bridge) or name another")
@@ -487,7 +495,7 @@ class Container:
                     netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
                     netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
                     netlink.add_default_route(str(gateway.ip), self.leader)
-                masquerade = network.nft_available() or bool(ports)  # without nft: addresses, no way out
+                masquerade = network.nft_available()  # without it: addresses, no way out (said below)
                 if masquerade:
                     network.enable_forwarding()
                     network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
@@ -498,8 +506,12 @@ class Container:
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
         where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
         host0 = f"{guest} offered to the guest's networkd by DHCP" if dhcp else f"{guest} on host0"
+        if not masquerade:
+            os.write(2, (f"nsdash: warning: machine '{plan.machine}' reaches the host only, with no "
+                         f"masquerade to the outside: {network.nft_problem()}; apt-get install "
+                         f"nftables\n").encode())
         self.network_mode = (f"nsdash: {where}, {host0}, "
-                             + ("masquerade" if masquerade else "no masquerade (nft is not installed)")
+                             + ("masquerade" if masquerade else "no masquerade (no nftables)")
                              + "".join(f", port {p}" for p in ports))
 
     def _serve_dhcp(self, link: str, server: ipaddress.IPv4Interface, guest: ipaddress.IPv4Interface) -> None:

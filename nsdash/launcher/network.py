@@ -245,15 +245,32 @@ def release(machine: str) -> list[str]:
 
 # --- nftables ------------------------------------------------------------------
 
+_nft_state: list[str | None] = []  # nft_problem()'s answer, once per process
+
+
+def nft_problem() -> str | None:
+    """Why nsdash cannot use nftables here (None: it can): no `nft` on $PATH, or a kernel
+    without nf_tables (nft's own probe fails).  Asked once per process."""
+    if not _nft_state:
+        found = shutil.which("nft")
+        if found is None:
+            _nft_state.append("'nft' is not installed (nftables)")
+        else:
+            done = subprocess.run([found, "list", "tables"], capture_output=True, text=True, check=False)
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            _nft_state.append(f"nft cannot use the kernel's nf_tables ({why})" if done.returncode else None)
+    return _nft_state[0]
+
+
 def nft_available() -> bool:
-    return bool(shutil.which("nft") or any(os.path.exists(p) for p in ("/usr/sbin/nft", "/sbin/nft")))
+    return nft_problem() is None
 
 
 def _nft_binary() -> str:
-    found = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None)
-    if found is None:
-        raise NsdashError("--port needs nftables for its forwarding rules, and 'nft' is not installed",
-                          "apt-get install nftables")
+    found = shutil.which("nft")
+    if found is None or nft_problem() is not None:
+        raise NsdashError(f"nsdash's forwarding rules need nftables, and {nft_problem()}",
+                          "apt-get install nftables (and a kernel with nf_tables)")
     return found
 
 
@@ -312,6 +329,8 @@ def _listening(port: PortForward) -> bool:
 
 def check_ports(machine: str, ports: list[PortForward]) -> None:
     """Refuse a host port held by a listening socket or by another machine's forward (under locked())."""
+    if not ports:
+        return
     held = forwarded_ports()
     for port in ports:
         owner = held.get((port.protocol, port.host_port))

@@ -480,3 +480,40 @@ def test_without_networkd_in_the_guest_host0_is_configured_from_outside(debian_t
     finally:
         teardown_machine(machine_name)
     assert _left_behind(machine_name) == []
+
+
+def _without_nft() -> dict[str, str]:
+    """The environment with nft off $PATH (everything else real): where nsdash looks for it."""
+    path = ":".join(d for d in os.environ["PATH"].split(":") if d and not os.path.exists(os.path.join(d, "nft")))
+    return {**os.environ, "PATH": path}
+
+
+def test_without_nft_n_configures_addresses_and_says_there_is_no_masquerade(
+        busybox_cache, machine_name, outside, tmp_path):
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    port = _free_port()
+    host_server = _Server(None, "0.0.0.0", port, tmp_path)
+    out_server = _Server(outside, OUT_PEER, port, tmp_path)
+    get = 'printf "GET /%s HTTP/1.0\\r\\n\\r\\n" | nc -w 3 %s %d'
+    script = ("ip -4 -o addr show host0; gw=$(ip route | awk '/^default/ {print $3}'); "
+              + get % ("host.txt", "$gw", port) + "; " + get % ("host.txt", OUT_PEER, port) + "; echo done")
+    try:
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache),
+                       "/bin/sh", "-c", script, env=_without_nft())
+    finally:
+        host_server.stop()
+        out_log = out_server.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "masquerade" in line]
+    assert len(warnings) == 1 and "reaches the host only" in warnings[0] and "'nft' is not installed" in warnings[0]
+    assert "inet 10.229." in r.stdout and r.stdout.count("from-the-host") == 1 and "done" in r.stdout, r.stdout
+    assert "GET /host.txt" not in out_log  # no masquerade: the outside could not answer the pool address
+    assert _left_behind(machine_name) == []
+
+
+def test_without_nft_a_port_is_refused_in_one_line_and_leaves_nothing(busybox_cache, machine_name):
+    r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-p", str(_free_port()),
+                   "-D", str(busybox_cache), "/bin/true", env=_without_nft())
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "--port needs nftables" in r.stderr and "'nft' is not installed" in r.stderr, r.stderr
+    assert _left_behind(machine_name) == [] and not st.machine_dir(machine_name).exists()
