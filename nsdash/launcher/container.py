@@ -489,23 +489,36 @@ class Container:
                     self._lease = lease = network.allocate(plan.machine)
                     netlink.add_address(name, str(lease.host))
                     guest, gateway = str(lease.guest), lease.host
+                # IPv6 (a ULA /64 that goes with the lease) where host0 is nsdash's to set: not
+                # in a zone (one prefix per bridge is not built) nor for a DHCP guest (no RA).
+                v6 = not zone and not dhcp and network.ipv6_available()
                 if dhcp:
                     self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
                 else:
                     netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
                     netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
                     netlink.add_default_route(str(gateway.ip), self.leader)
+                if v6:
+                    netlink.add_address(name, str(lease.host6))
+                    netlink.add_address(netlink.CONTAINER_IFNAME, str(lease.guest6), self.leader)
+                    netlink.add_default_route(str(lease.host6.ip), self.leader)
                 masquerade = network.nft_available()  # without it: addresses, no way out (said below)
                 if masquerade:
                     network.enable_forwarding()
+                    if v6:
+                        network.enable_forwarding6()
                     network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
-                                      ipaddress.IPv4Interface(guest).ip)
+                                      ipaddress.IPv4Interface(guest).ip,
+                                      (lease.prefix6, name) if v6 else None)
             except NsdashError:
                 raise
             except Exception as e:  # pyroute2's NetlinkError and friends
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
         where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
         host0 = f"{guest} offered to the guest's networkd by DHCP" if dhcp else f"{guest} on host0"
+        if v6:
+            where = f"{gateway} and {lease.host6} on {name}"
+            host0 = f"{guest} and {lease.guest6} on host0"
         if not masquerade:
             os.write(2, (f"nsdash: warning: machine '{plan.machine}' reaches the host only, with no "
                          f"masquerade to the outside: {network.nft_problem()}; apt-get install "

@@ -9,6 +9,7 @@ nft rule keyed by its machine, no lease and no ve- link remain.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_nsdash, teardown_machine, wait_for
+from conftest import NSDASH, REPO, run_nsdash, teardown_machine, wait_for
 
 from nsdash.launcher import network
 from nsdash.machines import client
@@ -146,8 +147,12 @@ def test_port_forward_answers_and_goes_with_the_machine(busybox_cache, machine_n
         # status and -o json show the path taken and the machine's address.
         r = run_nsdash("status", machine_name)
         assert "Network: nsdash:" in r.stdout and str(lease.guest.ip) in r.stdout, r.stdout
+        assert f"{lease.guest6} on host0" in r.stdout  # the v6 side: in Network: and, compressed, in Address:
+        assert r.stdout.count(str(lease.guest6.ip)) >= 2, r.stdout
         r = run_nsdash("list", "-o", "json")
-        assert str(lease.guest.ip) in r.stdout
+        assert str(lease.guest.ip) in r.stdout and str(lease.guest6.ip) in r.stdout, r.stdout
+        r = run_nsdash("list")
+        assert str(lease.guest.ip) in r.stdout, r.stdout
         r = run_nsdash("terminate", machine_name)  # httpd is PID 1: poweroff is for an init
         assert r.returncode == 0, r.stderr
         wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
@@ -517,3 +522,53 @@ def test_without_nft_a_port_is_refused_in_one_line_and_leaves_nothing(busybox_ca
     assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
     assert "--port needs nftables" in r.stderr and "'nft' is not installed" in r.stderr, r.stderr
     assert _left_behind(machine_name) == [] and not st.machine_dir(machine_name).exists()
+
+
+OUT6_HOST, OUT6_PEER = "2001:db8:77::1", "2001:db8:77::2"  # a documentation prefix no host here routes
+
+
+def test_ipv6_machine_reaches_the_host_and_the_outside_through_the_v6_masquerade(
+        busybox_cache, machine_name, outside, tmp_path):
+    """host0 gets the .2 of a ULA /64 of this host's /48 (derived from its machine ID), ve- the
+    .1; outbound v6 is masqueraded by nsdash's ip6 table, which goes with the machine."""
+    link = "vo" + machine_name[-10:]
+    subprocess.run(["ip", "-6", "addr", "add", f"{OUT6_HOST}/64", "dev", link, "nodad"], check=True)
+    subprocess.run(["ip", "netns", "exec", outside, "ip", "-6", "addr", "add", f"{OUT6_PEER}/64", "dev", "eth0",
+                    "nodad"], check=True)
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    (tmp_path / "out.txt").write_text("from-the-outside\n")
+    port = _free_port()
+    host_server = _Server(None, "::", port, tmp_path)
+    out_server = _Server(outside, OUT6_PEER, port, tmp_path)
+    get = 'printf "GET /%s HTTP/1.0\\r\\n\\r\\n" | nc -w 10 %s %d'
+    script = ("ip -6 -o addr show host0 scope global; gw=$(ip -6 route | awk '/^default/ {print $3}'); "
+              + get % ("host.txt", "$gw", port) + "; " + get % ("out.txt", OUT6_PEER, port))
+
+    def families() -> list[str]:
+        return [rule["family"] for rule in network.nft_rules() if rule.get("comment") == network.tag(machine_name)]
+
+    r = subprocess.Popen([*NSDASH, "spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache),
+                          "/bin/sh", "-c", "sleep 1; " + script], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = wait_for(lambda: "ip6" in families() and families(), 20, what="the machine's ip6 rule")
+        lease = network.lease_of(machine_name)
+        out, err = r.communicate(timeout=60)
+    finally:
+        if r.poll() is None:
+            r.kill()
+            r.communicate()
+        host_log = host_server.stop()
+        out_log = out_server.stop()
+    assert r.returncode == 0, out + err
+    prefix = lease.prefix6
+    assert prefix.subnet_of(network.ula_prefix()) and network.ula_prefix().subnet_of(
+        ipaddress.IPv6Network("fd00::/8"))
+    assert f"inet6 {lease.guest6}" in out, out
+    assert "from-the-host" in out and "from-the-outside" in out, out
+    assert str(lease.guest6.ip) in host_log  # the host saw the machine's own v6 address
+    assert OUT6_HOST in out_log and str(prefix.network_address)[:-1] not in out_log, out_log  # masqueraded
+    assert "ip6" in seen and "ip" in seen
+    assert _left_behind(machine_name) == []
+    assert not any(rule.get("family") == "ip6" and rule.get("comment") == network.tag(machine_name)
+                   for rule in network.nft_rules())
