@@ -170,6 +170,8 @@ def test_port_rules_are_cleaned_after_a_supervisor_sigkill(busybox_cache, machin
         assert r.returncode == 0, r.stderr
         s = client.status(machine_name)
         assert _left_behind(machine_name)  # rules, lease and link are there while it runs
+        families = {r["family"] for r in network.nft_rules() if r.get("comment") == network.tag(machine_name)}
+        assert families == {"ip", "ip6"}  # the v4 masquerade and forward, the v6 masquerade
         os.kill(s["supervisor"], signal.SIGKILL)
         wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
         assert any(r["comment"] == network.tag(machine_name) for r in network.nft_rules())
