@@ -509,7 +509,7 @@ class Container:
                         network.enable_forwarding6()
                     network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
                                       ipaddress.IPv4Interface(guest).ip,
-                                      (lease.prefix6, name) if v6 else None)
+                                      (lease.prefix6, name) if v6 else None, lease.guest6.ip if v6 else None)
             except NsdashError:
                 raise
             except Exception as e:  # pyroute2's NetlinkError and friends

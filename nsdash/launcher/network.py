@@ -407,25 +407,31 @@ def _chains(family: str) -> list[str]:
 
 def add_rules(owner: str, masquerade: tuple[ipaddress.IPv4Network, str] | None,
               ports: list[PortForward], guest: ipaddress.IPv4Address | None = None,
-              masquerade6: tuple[ipaddress.IPv6Network, str] | None = None) -> None:
+              masquerade6: tuple[ipaddress.IPv6Network, str] | None = None,
+              guest6: ipaddress.IPv6Address | None = None) -> None:
     """Masquerade a (block, link) pair's block leaving by any other link (and MASQUERADE6's
-    v6 prefix, in the ip6 table), and forward PORTS to GUEST; every rule commented with
-    OWNER's tag (call under locked())."""
+    v6 prefix, in the ip6 table), and forward PORTS to GUEST (and to GUEST6 over IPv6);
+    every rule commented with OWNER's tag (call under locked())."""
     comment = _quote(tag(owner))
     lines = _chains("ip")
     if masquerade is not None:
         block, ifname = masquerade
         lines.append(f"add rule ip {TABLE} postrouting ip saddr {block} oifname != {_quote(ifname)} masquerade "
                      f"comment {comment}")
+    forwards = [("ip", "127.0.0.0/8", f"{guest}")] + ([("ip6", "::1", f"[{guest6}]")] if guest6 else [])
+    if masquerade6 is not None or guest6 is not None:
+        lines += _chains("ip6")
     for port in ports:
-        to = f"dnat to {guest}:{port.container_port}"
-        lines.append(f"add rule ip {TABLE} prerouting fib daddr type local {port.protocol} dport {port.host_port} "
-                     f"{to} comment {comment}")
-        lines.append(f"add rule ip {TABLE} output fib daddr type local ip daddr != 127.0.0.0/8 "
-                     f"{port.protocol} dport {port.host_port} {to} comment {comment}")
+        for family, loopback, address in forwards:
+            # The output chain: connections from the host itself, except over loopback (a
+            # DNAT from lo would need route_localnet).
+            to = f"dnat to {address}:{port.container_port}"
+            lines.append(f"add rule {family} {TABLE} prerouting fib daddr type local {port.protocol} "
+                         f"dport {port.host_port} {to} comment {comment}")
+            lines.append(f"add rule {family} {TABLE} output fib daddr type local {family} daddr != {loopback} "
+                         f"{port.protocol} dport {port.host_port} {to} comment {comment}")
     if masquerade6 is not None:
         prefix, ifname = masquerade6
-        lines += _chains("ip6")
         lines.append(f"add rule ip6 {TABLE} postrouting ip6 saddr {prefix} oifname != {_quote(ifname)} masquerade "
                      f"comment {comment}")
     nft("\n".join(lines) + "\n")

@@ -144,6 +144,8 @@ def test_port_forward_answers_and_goes_with_the_machine(busybox_cache, machine_n
         assert f"served-by-{machine_name}" in got
         # From the host itself, to a local address: the output chain's DNAT.
         assert f"served-by-{machine_name}" in _fetch(f"http://{lease.host.ip}:{port}/")
+        # And over IPv6, to the host side's ULA address: the ip6 table's DNAT to host0's.
+        assert f"served-by-{machine_name}" in _fetch(f"http://[{lease.host6.ip}]:{port}/")
         # status and -o json show the path taken and the machine's address.
         r = run_nsdash("status", machine_name)
         assert "Network: nsdash:" in r.stdout and str(lease.guest.ip) in r.stdout, r.stdout
