@@ -473,8 +473,10 @@ class Container:
         # A booted guest that enables networkd asks for host0's address by DHCP (and would drop
         # one set from outside): leave host0 to it and answer on the ve- link, as the host's
         # networkd does for nspawn.  Zones keep the static set-up (one server per bridge is not
-        # built), and so does a payload that is not the tree's init.
+        # built), and so does a payload that is not the tree's init.  IPv6: a ULA /64 that
+        # goes with the lease (launcher/network.py), set as IPv4 is.
         dhcp = bool(plan.boot and not zone and network.guest_networkd(str(self.spec.directory)))
+        v6 = not dhcp and network.ipv6_available()  # a DHCP guest: IPv4 only (no router advertisements)
         with network.locked():
             network.check_ports(plan.machine, ports)
             self._lease = True  # from here on close() asks network.forget() (a zone made for us goes too)
@@ -484,14 +486,13 @@ class Container:
                     self._lease = lease = network.zone_member(plan.machine, block)
                     netlink.set_master(name, network.ZONE_PREFIX + zone)
                     guest = f"{lease.block.network_address}/{block.block.prefixlen}"
-                    gateway = block.host
+                    gateway, gateway6, guest6 = block.host, block.host6, network.member6(block, lease)
                 else:
                     self._lease = lease = network.allocate(plan.machine)
                     netlink.add_address(name, str(lease.host))
-                    guest, gateway = str(lease.guest), lease.host
-                # IPv6 (a ULA /64 that goes with the lease) where host0 is nsdash's to set: not
-                # in a zone (one prefix per bridge is not built) nor for a DHCP guest (no RA).
-                v6 = not zone and not dhcp and network.ipv6_available()
+                    guest, gateway, gateway6, guest6 = str(lease.guest), lease.host, lease.host6, lease.guest6
+                    if v6:
+                        netlink.add_address(name, str(gateway6))
                 if dhcp:
                     self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
                 else:
@@ -499,30 +500,30 @@ class Container:
                     netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
                     netlink.add_default_route(str(gateway.ip), self.leader)
                 if v6:
-                    netlink.add_address(name, str(lease.host6))
-                    netlink.add_address(netlink.CONTAINER_IFNAME, str(lease.guest6), self.leader)
-                    netlink.add_default_route(str(lease.host6.ip), self.leader)
+                    netlink.add_address(netlink.CONTAINER_IFNAME, str(guest6), self.leader)
+                    netlink.add_default_route(str(gateway6.ip), self.leader)
                 masquerade = network.nft_available()  # without it: addresses, no way out (said below)
                 if masquerade:
                     network.enable_forwarding()
                     if v6:
                         network.enable_forwarding6()
+                    # A zone's masquerade is its bridge's (join_zone); a machine adds its ports.
                     network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
                                       ipaddress.IPv4Interface(guest).ip,
-                                      (lease.prefix6, name) if v6 else None, lease.guest6.ip if v6 else None)
+                                      (lease.prefix6, name) if v6 and not zone else None,
+                                      guest6.ip if v6 else None)
             except NsdashError:
                 raise
             except Exception as e:  # pyroute2's NetlinkError and friends
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
-        where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
-        host0 = f"{guest} offered to the guest's networkd by DHCP" if dhcp else f"{guest} on host0"
-        if v6:
-            where = f"{gateway} and {lease.host6} on {name}"
-            host0 = f"{guest} and {lease.guest6} on host0"
         if not masquerade:
             os.write(2, (f"nsdash: warning: machine '{plan.machine}' reaches the host only, with no "
                          f"masquerade to the outside: {network.nft_problem()}; apt-get install "
                          f"nftables\n").encode())
+        host_side = f"{gateway} and {gateway6}" if v6 else f"{gateway}"
+        where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {host_side})" if zone else f"{host_side} on {name}"
+        inside = f"{guest} and {guest6}" if v6 else guest
+        host0 = f"{guest} offered to the guest's networkd by DHCP" if dhcp else f"{inside} on host0"
         self.network_mode = (f"nsdash: {where}, {host0}, "
                              + ("masquerade" if masquerade else "no masquerade (no nftables)")
                              + "".join(f", port {p}" for p in ports))

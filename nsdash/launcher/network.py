@@ -254,6 +254,12 @@ def prefix6_of(block: ipaddress.IPv4Network) -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((int(ula_prefix().network_address) | subnet << 64, 64))
 
 
+def member6(zone: Lease, member: Lease) -> ipaddress.IPv6Interface:
+    """A zone member's v6 address: at the same offset in the zone's /64 as its v4 one in the /28."""
+    offset = int(member.block.network_address) - int(zone.block.network_address)
+    return ipaddress.IPv6Interface(f"{zone.prefix6.network_address + offset}/64")
+
+
 # --- zones ---------------------------------------------------------------------
 
 ZONE_BLOCK = 28  # the bridge's .1 and 13 machines
@@ -534,8 +540,13 @@ def join_zone(zone: str) -> Lease:
     if not netlink.link_exists(bridge):
         netlink.create_bridge(bridge)
         netlink.add_address(bridge, str(lease.host))
+        v6 = ipv6_available()
+        if v6:
+            netlink.add_address(bridge, str(lease.host6))
         netlink.set_link_up(bridge)
         if nft_available():
             enable_forwarding()
-            add_rules(owner, (lease.block, bridge), [])
+            if v6:
+                enable_forwarding6()
+            add_rules(owner, (lease.block, bridge), [], masquerade6=(lease.prefix6, bridge) if v6 else None)
     return lease

@@ -259,11 +259,15 @@ def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_la
         assert client.status(first)["netif"] == [netlink.veth_host_name(first, "vb-")]
         assert Path(f"/sys/class/net/{network.ZONE_PREFIX}{zone}/brif/{netlink.veth_host_name(first, 'vb-')}").exists()
         address = network.lease_of(first).block.network_address
-        assert f"zone {zone}" in client.status(first)["network"]
-        get = f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 {address} 80'
+        zone_lease = next(z for z in network.leases() if z.machine == network.zone_owner(zone))
+        address6 = network.member6(zone_lease, network.lease_of(first)).ip
+        assert f"zone {zone}" in client.status(first)["network"] and str(address6) in client.status(first)["network"]
+        get = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 %s 80; '
         r = run_nsdash("spawn", "-q", "-x", f"--network-zone={zone}", "-M", second, "-D", str(busybox_cache),
-                       "/bin/sh", "-c", get)
-        assert r.returncode == 0 and f"served-by-{first}" in r.stdout, r.stdout + r.stderr
+                       "/bin/sh", "-c", get % address + get % address6)
+        assert r.returncode == 0 and r.stdout.count(f"served-by-{first}") == 2, r.stdout + r.stderr  # v4 and v6
+        assert {"ip", "ip6"} <= {r["family"] for r in network.nft_rules()
+                                 if r.get("comment") == network.tag(network.zone_owner(zone))}
         assert _left_behind(second) == []
         assert _zone_left_behind(zone)  # the first machine still uses it
         assert run_nsdash("terminate", first).returncode == 0
