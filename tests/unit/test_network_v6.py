@@ -53,3 +53,19 @@ def test_forwarding6_moves_ra_links_to_accept_ra_2_first(tmp_path):
     (conf / "eth1" / "accept_ra").write_text("1\n")
     network.enable_forwarding6(str(conf))  # forwarding already on: nothing is touched
     assert (conf / "eth1" / "accept_ra").read_text().strip() == "1"
+
+
+def test_nft_problem_names_a_missing_binary_and_a_kernel_without_nf_tables(tmp_path, monkeypatch):
+    """The one probe behind the no-nftables path: nft off $PATH, or nft present while the
+    kernel refuses (a stand-in nft that answers as nft does on a kernel without nf_tables)."""
+    monkeypatch.setattr(network, "_nft_state", [])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert network.nft_problem() == "'nft' is not installed (nftables)" and not network.nft_available()
+    with pytest.raises(NsdashError, match="need nftables"):
+        network.nft_rules()
+    fake = tmp_path / "nft"
+    fake.write_text("#!/bin/sh\necho 'Error: Could not process rule: Operation not supported' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(network, "_nft_state", [])
+    problem = network.nft_problem()
+    assert problem is not None and "nf_tables" in problem and "Operation not supported" in problem
