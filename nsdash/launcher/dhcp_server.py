@@ -7,9 +7,11 @@ link (SO_BINDTODEVICE): it hears only its machine, and other machines' servers
 on port 67 do not collide with it.
 
 Bounded, as the guest writes every packet: serve() reads at most BATCH
-datagrams per call, each cut at dhcp.MAX_PACKET, and sends at most RATE
-replies a second (a flooding guest costs the host a few reads, never a reply
-storm).  Nothing a request says is kept.
+datagrams per call, each cut at dhcp.MAX_PACKET, at most READS a second (then
+it asks the loop to stop watching the socket for the rest of that second: the
+kernel drops what overflows the small receive buffer meanwhile), and sends at
+most RATE replies a second.  A flooding guest costs the host a bounded number
+of reads, never a reply storm.  Nothing a request says is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from nsdash.launcher import dhcp
 
 BATCH = 16
 RATE = 20.0  # replies per second, with a burst of as many
+READS = 200  # datagrams read per second, at most
+RCVBUF = 32 * 1024
 
 
 class DhcpServer:
@@ -31,12 +35,16 @@ class DhcpServer:
         self.link = link
         self.offer = offer
         self.replies = 0  # how many replies were sent (status and tests)
+        self.received = 0  # how many datagrams were read
         self._tokens = RATE
         self._last = time.monotonic()
+        self._window = self._last  # the second READS counts in
+        self._reads = 0
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
             sock.bind(("0.0.0.0", dhcp.SERVER_PORT))
         except OSError as e:
@@ -58,17 +66,26 @@ class DhcpServer:
         self._tokens -= 1.0
         return True
 
-    def serve(self) -> None:
-        """Answer what has arrived (at most BATCH datagrams; call again while readable)."""
+    def serve(self) -> float | None:
+        """Answer what has arrived (at most BATCH datagrams; call again while readable).
+        Returns how many seconds the caller should stop watching the socket (this second's
+        READS are spent), or None."""
         if self._sock is None:
-            return
+            return None
         for _ in range(BATCH):
+            now = time.monotonic()
+            if now - self._window >= 1.0:
+                self._window, self._reads = now, 0
+            if self._reads >= READS:
+                return max(0.0, self._window + 1.0 - now)
             try:
                 data = self._sock.recv(dhcp.MAX_PACKET)
             except (BlockingIOError, InterruptedError):
-                return
+                return None
             except OSError:
-                return  # the link went away with the machine
+                return None  # the link went away with the machine
+            self._reads += 1
+            self.received += 1
             reply = dhcp.respond(data, self.offer)
             if reply is None or not self._allow():
                 continue
@@ -78,6 +95,7 @@ class DhcpServer:
                 self.replies += 1
             except OSError:
                 pass  # a full queue or a link going down: the client asks again
+        return None
 
     def close(self) -> None:
         if self._sock is not None:

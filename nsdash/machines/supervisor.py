@@ -189,6 +189,7 @@ class Supervisor:
         self.waiters: list[tuple[_Conn, Any, str]] = []  # (conn, request id, op) answered at the boot's end
         self.registration_checks: list[float] = []
         self.health_due: float | None = None
+        self._dhcp_retry: float | None = None  # when to watch a flooded DHCP socket again
         self.health_busy = False
         self.health_result: str | None = None
         self.health_checked = 0.0  # monotonic time of the last answer
@@ -467,10 +468,15 @@ class Supervisor:
 
     def _serve_dhcp(self) -> None:
         c = self.container
-        if c is not None and c.dhcp is not None:
-            c.dhcp.serve()
+        if c is None or c.dhcp is None:
+            return
+        pause = c.dhcp.serve()
+        if pause is not None:  # a flood: this second's reads are spent; look again after it
+            self.unwatch(c.dhcp.fileno())
+            self._dhcp_retry = time.monotonic() + pause
 
     def _unwatch_dhcp(self, container: Container) -> None:
+        self._dhcp_retry = None
         if container.dhcp is not None:
             self.unwatch(container.dhcp.fileno())
 
@@ -720,7 +726,7 @@ class Supervisor:
     def _loop(self) -> None:
         while True:
             deadlines = [d for d in (self.kill_deadline, self._pty_retry, self.health_due, self.nudge_due,
-                                     *self.registration_checks[:1]) if d is not None]
+                                     self._dhcp_retry, *self.registration_checks[:1]) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 events = self.poller.poll(None if timeout is None else int(timeout * 1000) + 1)
@@ -736,6 +742,11 @@ class Supervisor:
                 self._pty_retry = None
                 self.watch(self.master, self._pty_event)
                 self._pty_readable()
+            if self._dhcp_retry is not None and now >= self._dhcp_retry:
+                self._dhcp_retry = None
+                c = self.container
+                if c is not None and c.dhcp is not None:
+                    self.watch(c.dhcp.fileno(), lambda _mask: self._serve_dhcp())
             if self.registration_checks and now >= self.registration_checks[0]:
                 self.registration_checks.pop(0)
                 self._check_registration()

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nsdash.launcher import dhcp
-from nsdash.launcher.dhcp_server import RATE, DhcpServer
+from nsdash.launcher import dhcp, dhcp_server
+from nsdash.launcher.dhcp_server import RATE, READS, DhcpServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -92,10 +92,13 @@ def test_the_server_answers_its_link_ignores_garbage_and_is_bounded_under_a_floo
     try:
         client = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started = time.monotonic()
+        started = resume = time.monotonic()
         while client.poll() is None:  # the supervisor's loop, reduced to this one socket
-            if select.select([server.fileno()], [], [], 0.1)[0]:
-                server.serve()
+            if time.monotonic() < resume:
+                time.sleep(0.02)  # a pause the server asked for: the loop does not watch it
+            elif select.select([server.fileno()], [], [], 0.1)[0]:
+                pause = server.serve()
+                resume = time.monotonic() + (pause or 0.0)
         elapsed = time.monotonic() - started
         out, err = client.communicate()
     finally:
@@ -111,6 +114,24 @@ def test_the_server_answers_its_link_ignores_garbage_and_is_bounded_under_a_floo
     assert 1 <= seen["flood"] <= RATE + RATE * elapsed + 1, (seen["flood"], elapsed)
     assert seen["flood"] < 400
     assert server.replies == 1 + seen["flood"]
+    assert server.received <= READS * (elapsed + 1)
+
+
+def test_the_server_stops_reading_for_the_rest_of_a_second_once_its_reads_are_spent(
+        guest_link, monkeypatch):
+    ns, link = guest_link
+    monkeypatch.setattr(dhcp_server, "READS", 10)
+    offer = dhcp.Offer(server=ipaddress.IPv4Address(SERVER), address=ipaddress.IPv4Interface(GUEST))
+    server = DhcpServer(link, offer)
+    try:
+        sender = CLIENT.split("rng = ")[0] + "for i in range(30):\n    s.sendto(request(1, i), ('255.255.255.255', 67))\n"
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", sender], check=True)
+        assert select.select([server.fileno()], [], [], 5)[0]
+        pause = server.serve()
+        assert server.received == 10 and pause is not None and 0 < pause <= 1.0
+        assert server.serve() is not None and server.received == 10  # still spent: nothing read
+    finally:
+        server.close()
 
 
 def test_a_second_server_on_another_link_binds_beside_the_first(guest_link, machine_name):
