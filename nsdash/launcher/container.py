@@ -496,6 +496,9 @@ class Container:
                 if dhcp:
                     self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
                 else:
+                    if not zone:  # a DHCP client in the guest (ifupdown, udhcpc) gets the same address
+                        with contextlib.suppress(NsdashError):  # port 67 held on every link: static only
+                            self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
                     netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
                     netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
                     netlink.add_default_route(str(gateway.ip), self.leader)
@@ -523,7 +526,8 @@ class Container:
         host_side = f"{gateway} and {gateway6}" if v6 else f"{gateway}"
         where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {host_side})" if zone else f"{host_side} on {name}"
         inside = f"{guest} and {guest6}" if v6 else guest
-        host0 = f"{guest} offered to the guest's networkd by DHCP" if dhcp else f"{inside} on host0"
+        host0 = (f"{guest} offered to the guest's networkd by DHCP" if dhcp
+                 else f"{inside} on host0" + (" (also answered by DHCP)" if self.dhcp else ""))
         self.network_mode = (f"nsdash: {where}, {host0}, "
                              + ("masquerade" if masquerade else "no masquerade (no nftables)")
                              + "".join(f", port {p}" for p in ports))

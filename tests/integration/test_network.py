@@ -487,7 +487,7 @@ def test_without_networkd_in_the_guest_host0_is_configured_from_outside(debian_t
         r = run_nsdash("spawn", "--detach", "-n", "-b", "-x", "-M", machine_name, "-D", str(debian_tree))
         assert r.returncode == 0, r.stderr
         s = client.status(machine_name)
-        assert "DHCP" not in s["network"] and "on host0" in s["network"], s["network"]
+        assert "networkd" not in s["network"] and "on host0 (also answered by DHCP)" in s["network"], s["network"]
         out = run_nsdash("shell", machine_name, "/bin/sh", "-c", "ip -4 -o addr show host0").stdout
         assert "inet 10." in out and "dynamic" not in out, out
     finally:
@@ -580,3 +580,13 @@ def test_ipv6_machine_reaches_the_host_and_the_outside_through_the_v6_masquerade
     assert _left_behind(machine_name) == []
     assert not any(rule.get("family") == "ip6" and rule.get("comment") == network.tag(machine_name)
                    for rule in network.nft_rules())
+
+
+def test_a_dhcp_client_in_a_statically_configured_guest_gets_the_same_address(busybox_cache, machine_name):
+    """Guests that ask by DHCP on their own (ifupdown, udhcpc) are answered too, with host0's address."""
+    r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache), "/bin/sh", "-c",
+                   "ip -4 -o addr show host0; udhcpc -i host0 -n -q -f -t 5 -T 1 -s /bin/true 2>&1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    static = r.stdout.split("inet ", 1)[1].split("/", 1)[0]
+    assert f"lease of {static} obtained from " in r.stdout, r.stdout
+    assert _left_behind(machine_name) == []
