@@ -35,6 +35,9 @@ from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
 if TYPE_CHECKING:
+    import ipaddress
+
+    from nsdash.launcher.dhcp_server import DhcpServer
     from nsdash.launcher.modes import OutcomeKind, Ownership
 
 NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
@@ -140,6 +143,7 @@ class Container:
         self._veth: str | None = None
         self._lease: object | None = None  # network.Lease (or True while taking one): what close() gives back
         self.network_mode: str | None = None  # which path -n took (shown by status)
+        self.dhcp: DhcpServer | None = None  # answers a networkd guest on ve- (the supervisor polls it)
         self._moved: list[str] = []  # --network-interface links to give back
         self._extra_veths: list[str] = []  # --network-veth-extra host sides
         self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
@@ -365,6 +369,14 @@ class Container:
         from nsdash.system import netlink  # pyroute2 only when a veth was asked for: it is slow to import
 
         bridge = self.spec.network_bridge
+        if self.spec.port:
+            from nsdash.launcher import network
+
+            problem = network.nft_problem()
+            if problem:  # before any link is made
+                raise NsdashError(f"--port needs nftables for its forwarding rules, and {problem}",
+                                  "apt-get install nftables, or drop --port (-n works without it, "
+                                  "with no masquerade)")
         if bridge and not netlink.is_bridge(bridge):
             raise NsdashError(f"--network-bridge={bridge}: there is no bridge named {bridge} on the host",
                               f"create it (ip link add {bridge} type bridge) or name another")
@@ -458,6 +470,13 @@ class Container:
                 raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
                                   "on links it configures itself", "forward the port with networkd's settings")
             return
+        # A booted guest that enables networkd asks for host0's address by DHCP (and would drop
+        # one set from outside): leave host0 to it and answer on the ve- link, as the host's
+        # networkd does for nspawn.  Zones keep the static set-up (one server per bridge is not
+        # built), and so does a payload that is not the tree's init.  IPv6: a ULA /64 that
+        # goes with the lease (launcher/network.py), set as IPv4 is.
+        dhcp = bool(plan.boot and not zone and network.guest_networkd(str(self.spec.directory)))
+        v6 = not dhcp and network.ipv6_available()  # a DHCP guest: IPv4 only (no router advertisements)
         with network.locked():
             network.check_ports(plan.machine, ports)
             self._lease = True  # from here on close() asks network.forget() (a zone made for us goes too)
@@ -467,27 +486,58 @@ class Container:
                     self._lease = lease = network.zone_member(plan.machine, block)
                     netlink.set_master(name, network.ZONE_PREFIX + zone)
                     guest = f"{lease.block.network_address}/{block.block.prefixlen}"
-                    gateway = block.host
+                    gateway, gateway6, guest6 = block.host, block.host6, network.member6(block, lease)
                 else:
                     self._lease = lease = network.allocate(plan.machine)
                     netlink.add_address(name, str(lease.host))
-                    guest, gateway = str(lease.guest), lease.host
-                netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
-                netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
-                netlink.add_default_route(str(gateway.ip), self.leader)
-                masquerade = network.nft_available() or bool(ports)  # without nft: addresses, no way out
+                    guest, gateway, gateway6, guest6 = str(lease.guest), lease.host, lease.host6, lease.guest6
+                    if v6:
+                        netlink.add_address(name, str(gateway6))
+                if dhcp:
+                    self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
+                else:
+                    if not zone:  # a DHCP client in the guest (ifupdown, udhcpc) gets the same address
+                        with contextlib.suppress(NsdashError):  # port 67 held on every link: static only
+                            self._serve_dhcp(name, gateway, ipaddress.IPv4Interface(guest))
+                    netlink.add_address(netlink.CONTAINER_IFNAME, guest, self.leader)
+                    netlink.set_link_up(netlink.CONTAINER_IFNAME, self.leader)
+                    netlink.add_default_route(str(gateway.ip), self.leader)
+                if v6:
+                    netlink.add_address(netlink.CONTAINER_IFNAME, str(guest6), self.leader)
+                    netlink.add_default_route(str(gateway6.ip), self.leader)
+                masquerade = network.nft_available()  # without it: addresses, no way out (said below)
                 if masquerade:
                     network.enable_forwarding()
+                    if v6:
+                        network.enable_forwarding6()
+                    # A zone's masquerade is its bridge's (join_zone); a machine adds its ports.
                     network.add_rules(plan.machine, None if zone else (lease.block, name), ports,
-                                      ipaddress.IPv4Interface(guest).ip)
+                                      ipaddress.IPv4Interface(guest).ip,
+                                      (lease.prefix6, name) if v6 and not zone else None,
+                                      guest6.ip if v6 else None)
             except NsdashError:
                 raise
             except Exception as e:  # pyroute2's NetlinkError and friends
                 raise NsdashError(f"cannot configure the link {name}/host0: {e}") from None
-        where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {gateway})" if zone else f"{gateway} on {name}"
-        self.network_mode = (f"nsdash: {where}, {guest} on host0, "
-                             + ("masquerade" if masquerade else "no masquerade (nft is not installed)")
+        if not masquerade:
+            os.write(2, (f"nsdash: warning: machine '{plan.machine}' reaches the host only, with no "
+                         f"masquerade to the outside: {network.nft_problem()}; apt-get install "
+                         f"nftables\n").encode())
+        host_side = f"{gateway} and {gateway6}" if v6 else f"{gateway}"
+        where = f"zone {zone} (bridge {network.ZONE_PREFIX}{zone}, {host_side})" if zone else f"{host_side} on {name}"
+        inside = f"{guest} and {guest6}" if v6 else guest
+        host0 = (f"{guest} offered to the guest's networkd by DHCP" if dhcp
+                 else f"{inside} on host0" + (" (also answered by DHCP)" if self.dhcp else ""))
+        self.network_mode = (f"nsdash: {where}, {host0}, "
+                             + ("masquerade" if masquerade else "no masquerade (no nftables)")
                              + "".join(f", port {p}" for p in ports))
+
+    def _serve_dhcp(self, link: str, server: ipaddress.IPv4Interface, guest: ipaddress.IPv4Interface) -> None:
+        """Answer the guest's DHCP on LINK (the supervisor's loop drives dhcp_server)."""
+        from nsdash.launcher import dhcp
+        from nsdash.launcher.dhcp_server import DhcpServer
+
+        self.dhcp = DhcpServer(link, dhcp.Offer(server=server.ip, address=guest, dns=dhcp.host_resolvers()))
 
     # ---- running --------------------------------------------------------------
 
@@ -602,6 +652,9 @@ class Container:
             except NsdashError as e:
                 errors.append(e.oneline())
         self._give_back()
+        if self.dhcp is not None:
+            self.dhcp.close()
+            self.dhcp = None
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None

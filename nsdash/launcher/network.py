@@ -9,10 +9,14 @@ side is left to it, as nspawn does):
   any route of the host; the host side gets .1, host0 gets .2 and a default
   route via .1.  A lease is a file under the state directory naming its
   machine, taken under an exclusive lock so concurrent spawns never share one;
-- nftables rules in one table nsdash owns (`ip nsdash`): a masquerade for the
+- nftables rules in the tables nsdash owns (`ip nsdash`, `ip6 nsdash`): a masquerade for the
   machine's block and DNAT rules for --port, each carrying the comment
   `nsdash:MACHINE` so removal (also the orphan clean-up after a supervisor
-  SIGKILL) finds them by machine; the table goes with its last rule.
+  SIGKILL) finds them by machine; the table goes with its last rule;
+- IPv6: a ULA /64 per lease, derived from the block (ula_prefix, prefix6_of),
+  so the v4 lease stays the one record; ::1 on the host side, ::2 on host0;
+- where a booted guest enables systemd-networkd, host0 is left to it and the
+  supervisor answers its DHCP (launcher/dhcp.py, dhcp_server.py).
 
 nftables is driven through the `nft` command (Debian's nftables package) with
 a text script on stdin: the venv cannot import Debian's python3-nftables
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -90,6 +95,19 @@ def networkd_active(run: str = "/run/systemd/netif", proc: str = "/proc") -> boo
     return False
 
 
+def guest_networkd(tree: str) -> bool:
+    """Whether TREE enables systemd-networkd (the guest then asks for host0's address by DHCP,
+    as under nspawn); read confined, as the tree is the guest's."""
+    from nsdash.system import confined
+
+    for wants, unit in (("multi-user.target.wants", "systemd-networkd.service"),
+                        ("sockets.target.wants", "systemd-networkd.socket")):
+        with contextlib.suppress(OSError):
+            if unit in confined.list_dir(tree, f"etc/systemd/system/{wants}"):
+                return True
+    return False
+
+
 # --- the pool ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -105,6 +123,18 @@ class Lease:
     @property
     def guest(self) -> ipaddress.IPv4Interface:
         return ipaddress.IPv4Interface(f"{self.block.network_address + 2}/{self.block.prefixlen}")
+
+    @property
+    def prefix6(self) -> ipaddress.IPv6Network:
+        return prefix6_of(self.block)
+
+    @property
+    def host6(self) -> ipaddress.IPv6Interface:
+        return ipaddress.IPv6Interface(f"{self.prefix6.network_address + 1}/64")
+
+    @property
+    def guest6(self) -> ipaddress.IPv6Interface:
+        return ipaddress.IPv6Interface(f"{self.prefix6.network_address + 2}/64")
 
 
 def network_dir() -> Path:
@@ -192,6 +222,44 @@ def allocate(machine: str, pool: ipaddress.IPv4Network | None = None, prefix: in
                       "stop a machine with -n, or remove stale leases under " + str(_leases_dir()))
 
 
+# --- IPv6: a ULA /64 per lease, derived, so the v4 lease is the only record ---------
+
+def ula_prefix(machine_id: str = "/etc/machine-id") -> ipaddress.IPv6Network:
+    """This host's /48 of fd00::/8 (RFC 4193's "locally assigned"): 40 bits of a hash of the
+    host's machine ID (its host name without one), so hosts differ and a host keeps its
+    prefix; $NSDASH_NET_POOL6 names another /48 of fd00::/8."""
+    text = os.environ.get("NSDASH_NET_POOL6")
+    if text:
+        try:
+            network = ipaddress.IPv6Network(text)
+        except ValueError:
+            network = None
+        if network is None or network.prefixlen != 48 or not network.subnet_of(ipaddress.IPv6Network("fd00::/8")):
+            raise NsdashError(f"NSDASH_NET_POOL6={text} is not a /48 of fd00::/8", "e.g. NSDASH_NET_POOL6=fd42:1:2::/48")
+        return network
+    try:
+        with open(machine_id, "rb") as f:
+            seed = f.read(64).strip()
+    except OSError:
+        seed = b""
+    seed = seed or socket.gethostname().encode()
+    digest = hashlib.sha256(b"nsdash ULA " + seed).digest()
+    return ipaddress.IPv6Network((b"\xfd" + digest[:5] + bytes(10), 48))
+
+
+def prefix6_of(block: ipaddress.IPv4Network) -> ipaddress.IPv6Network:
+    """The /64 that goes with a v4 block: its subnet ID is the block's address over 4 (unique
+    for every /30 of a pool of /14 or smaller, as 10.229.0.0/16 is)."""
+    subnet = (int(block.network_address) >> 2) & 0xFFFF
+    return ipaddress.IPv6Network((int(ula_prefix().network_address) | subnet << 64, 64))
+
+
+def member6(zone: Lease, member: Lease) -> ipaddress.IPv6Interface:
+    """A zone member's v6 address: at the same offset in the zone's /64 as its v4 one in the /28."""
+    offset = int(member.block.network_address) - int(zone.block.network_address)
+    return ipaddress.IPv6Interface(f"{zone.prefix6.network_address + offset}/64")
+
+
 # --- zones ---------------------------------------------------------------------
 
 ZONE_BLOCK = 28  # the bridge's .1 and 13 machines
@@ -232,15 +300,32 @@ def release(machine: str) -> list[str]:
 
 # --- nftables ------------------------------------------------------------------
 
+_nft_state: list[str | None] = []  # nft_problem()'s answer, once per process
+
+
+def nft_problem() -> str | None:
+    """Why nsdash cannot use nftables here (None: it can): no `nft` on $PATH, or a kernel
+    without nf_tables (nft's own probe fails).  Asked once per process."""
+    if not _nft_state:
+        found = shutil.which("nft")
+        if found is None:
+            _nft_state.append("'nft' is not installed (nftables)")
+        else:
+            done = subprocess.run([found, "list", "tables"], capture_output=True, text=True, check=False)
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            _nft_state.append(f"nft cannot use the kernel's nf_tables ({why})" if done.returncode else None)
+    return _nft_state[0]
+
+
 def nft_available() -> bool:
-    return bool(shutil.which("nft") or any(os.path.exists(p) for p in ("/usr/sbin/nft", "/sbin/nft")))
+    return nft_problem() is None
 
 
 def _nft_binary() -> str:
-    found = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None)
-    if found is None:
-        raise NsdashError("--port needs nftables for its forwarding rules, and 'nft' is not installed",
-                          "apt-get install nftables")
+    found = shutil.which("nft")
+    if found is None or nft_problem() is not None:
+        raise NsdashError(f"nsdash's forwarding rules need nftables, and {nft_problem()}",
+                          "apt-get install nftables (and a kernel with nf_tables)")
     return found
 
 
@@ -251,14 +336,21 @@ def nft(script: str) -> None:
         raise NsdashError(f"nft refused nsdash's rules: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
 
 
+FAMILIES = ("ip", "ip6")  # a table named TABLE in each: v4 masquerade and --port; v6 masquerade
+
+
 def nft_rules() -> list[dict[str, Any]]:
-    """The rules of nsdash's table ([] when there is none)."""
-    done = subprocess.run([_nft_binary(), "-j", "-a", "list", "table", "ip", TABLE],
-                          capture_output=True, text=True, check=False)
-    if done.returncode:
-        return []
-    items = json.loads(done.stdout).get("nftables", [])
-    return [item["rule"] for item in items if "rule" in item]
+    """The rules of nsdash's tables, both families ([] when there are none); each names its
+    "family", "chain", "handle" and "comment"."""
+    found = []
+    for family in FAMILIES:
+        done = subprocess.run([_nft_binary(), "-j", "-a", "list", "table", family, TABLE],
+                              capture_output=True, text=True, check=False)
+        if done.returncode:
+            continue
+        items = json.loads(done.stdout).get("nftables", [])
+        found += [item["rule"] for item in items if "rule" in item]
+    return found
 
 
 def tag(machine: str) -> str:
@@ -299,6 +391,8 @@ def _listening(port: PortForward) -> bool:
 
 def check_ports(machine: str, ports: list[PortForward]) -> None:
     """Refuse a host port held by a listening socket or by another machine's forward (under locked())."""
+    if not ports:
+        return
     held = forwarded_ports()
     for port in ports:
         owner = held.get((port.protocol, port.host_port))
@@ -310,53 +404,102 @@ def check_ports(machine: str, ports: list[PortForward]) -> None:
                               "pick another host port")
 
 
+def _chains(family: str) -> list[str]:
+    return [f"add table {family} {TABLE}",
+            f"add chain {family} {TABLE} postrouting {{ type nat hook postrouting priority srcnat; }}",
+            f"add chain {family} {TABLE} prerouting {{ type nat hook prerouting priority dstnat; }}",
+            f"add chain {family} {TABLE} output {{ type nat hook output priority -100; }}"]
+
+
 def add_rules(owner: str, masquerade: tuple[ipaddress.IPv4Network, str] | None,
-              ports: list[PortForward], guest: ipaddress.IPv4Address | None = None) -> None:
-    """Masquerade a (block, link) pair's block leaving by any other link, and forward PORTS to
-    GUEST; every rule commented with OWNER's tag (call under locked())."""
+              ports: list[PortForward], guest: ipaddress.IPv4Address | None = None,
+              masquerade6: tuple[ipaddress.IPv6Network, str] | None = None,
+              guest6: ipaddress.IPv6Address | None = None) -> None:
+    """Masquerade a (block, link) pair's block leaving by any other link (and MASQUERADE6's
+    v6 prefix, in the ip6 table), and forward PORTS to GUEST (and to GUEST6 over IPv6);
+    every rule commented with OWNER's tag (call under locked())."""
     comment = _quote(tag(owner))
-    lines = [
-        f"add table ip {TABLE}",
-        f"add chain ip {TABLE} postrouting {{ type nat hook postrouting priority srcnat; }}",
-        f"add chain ip {TABLE} prerouting {{ type nat hook prerouting priority dstnat; }}",
-        f"add chain ip {TABLE} output {{ type nat hook output priority -100; }}",
-    ]
+    lines = _chains("ip")
     if masquerade is not None:
         block, ifname = masquerade
         lines.append(f"add rule ip {TABLE} postrouting ip saddr {block} oifname != {_quote(ifname)} masquerade "
                      f"comment {comment}")
+    forwards = [("ip", "127.0.0.0/8", f"{guest}")] + ([("ip6", "::1", f"[{guest6}]")] if guest6 else [])
+    if masquerade6 is not None or guest6 is not None:
+        lines += _chains("ip6")
     for port in ports:
-        to = f"dnat to {guest}:{port.container_port}"
-        lines.append(f"add rule ip {TABLE} prerouting fib daddr type local {port.protocol} dport {port.host_port} "
-                     f"{to} comment {comment}")
-        lines.append(f"add rule ip {TABLE} output fib daddr type local ip daddr != 127.0.0.0/8 "
-                     f"{port.protocol} dport {port.host_port} {to} comment {comment}")
+        for family, loopback, address in forwards:
+            # The output chain: connections from the host itself, except over loopback (a
+            # DNAT from lo would need route_localnet).
+            to = f"dnat to {address}:{port.container_port}"
+            lines.append(f"add rule {family} {TABLE} prerouting fib daddr type local {port.protocol} "
+                         f"dport {port.host_port} {to} comment {comment}")
+            lines.append(f"add rule {family} {TABLE} output fib daddr type local {family} daddr != {loopback} "
+                         f"{port.protocol} dport {port.host_port} {to} comment {comment}")
+    if masquerade6 is not None:
+        prefix, ifname = masquerade6
+        lines.append(f"add rule ip6 {TABLE} postrouting ip6 saddr {prefix} oifname != {_quote(ifname)} masquerade "
+                     f"comment {comment}")
     nft("\n".join(lines) + "\n")
 
 
 def remove_rules(machine: str) -> int:
-    """Delete MACHINE's rules, and the table with its last rule (under locked()); how many went."""
+    """Delete MACHINE's rules, and a table with its last rule (under locked()); how many went."""
     rules = nft_rules()
-    mine = [r for r in rules if r.get("comment") == tag(machine)]
-    script = [f"delete rule ip {TABLE} {r['chain']} handle {r['handle']}" for r in mine]
-    if len(mine) == len(rules) and rules or not rules and _table_exists():
-        script = [f"delete table ip {TABLE}"]
+    script = []
+    for family in FAMILIES:
+        theirs = [r for r in rules if r.get("family") == family]
+        mine = [r for r in theirs if r.get("comment") == tag(machine)]
+        if len(mine) == len(theirs) and (theirs or _table_exists(family)):
+            script.append(f"delete table {family} {TABLE}")
+        else:
+            script += [f"delete rule {family} {TABLE} {r['chain']} handle {r['handle']}" for r in mine]
     if script:
         nft("\n".join(script) + "\n")
-    return len(mine)
+    return sum(1 for r in rules if r.get("comment") == tag(machine))
 
 
-def _table_exists() -> bool:
-    done = subprocess.run([_nft_binary(), "list", "table", "ip", TABLE], capture_output=True, check=False)
+def _table_exists(family: str) -> bool:
+    done = subprocess.run([_nft_binary(), "list", "table", family, TABLE], capture_output=True, check=False)
     return done.returncode == 0
 
 
 def enable_forwarding() -> None:
-    """Routing between the machine and the outside needs IPv4 forwarding on (as networkd's IPMasquerade=)."""
-    with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
-        if f.read().strip() != "1":
-            f.seek(0)
-            f.write("1\n")
+    """Routing between the machine and the outside needs IPv4 forwarding on (as networkd's IPMasquerade= does)."""
+    _set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+
+
+def enable_forwarding6(conf: str = "/proc/sys/net/ipv6/conf") -> None:
+    """IPv6 forwarding on, for the v6 masquerade.  It is host-wide, and a link that learns its
+    routes from router advertisements (accept_ra=1) stops doing so once the host forwards:
+    such links are first moved to accept_ra=2 (accept them anyway), so the host keeps its
+    own IPv6 routes."""
+    if _read(f"{conf}/all/forwarding") == "1":
+        return
+    for link in sorted(os.listdir(conf)):
+        if link not in ("all", "default") and _read(f"{conf}/{link}/accept_ra") == "1":
+            with contextlib.suppress(OSError):
+                _set_sysctl(f"{conf}/{link}/accept_ra", "2")
+    _set_sysctl(f"{conf}/all/forwarding", "1")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _set_sysctl(path: str, value: str) -> None:
+    if _read(path) != value:
+        with open(path, "w") as f:
+            f.write(value + "\n")
+
+
+def ipv6_available() -> bool:
+    """Whether this host has IPv6 (a kernel booted with ipv6.disable=1 has no conf tree)."""
+    return os.path.isdir("/proc/sys/net/ipv6/conf/all")
 
 
 def forget(machine: str) -> list[str]:
@@ -397,8 +540,13 @@ def join_zone(zone: str) -> Lease:
     if not netlink.link_exists(bridge):
         netlink.create_bridge(bridge)
         netlink.add_address(bridge, str(lease.host))
+        v6 = ipv6_available()
+        if v6:
+            netlink.add_address(bridge, str(lease.host6))
         netlink.set_link_up(bridge)
         if nft_available():
             enable_forwarding()
-            add_rules(owner, (lease.block, bridge), [])
+            if v6:
+                enable_forwarding6()
+            add_rules(owner, (lease.block, bridge), [], masquerade6=(lease.prefix6, bridge) if v6 else None)
     return lease

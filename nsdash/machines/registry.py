@@ -7,6 +7,7 @@ launcher's orphans module cleans it when a command touches the name).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from nsdash.errors import MachineNotFound
@@ -68,9 +69,9 @@ def addresses(pid: int) -> list[str]:
             for line in f:
                 parts = line.split()
                 raw, scope = parts[0], parts[3]
-                if scope == "00":  # global scope only
-                    out.append(":".join(raw[i:i + 4] for i in range(0, 32, 4)))
-    except OSError:
+                if scope == "00":  # global scope only; written as `ip` and machinectl do (RFC 5952)
+                    out.append(str(ipaddress.IPv6Address(bytes.fromhex(raw))))
+    except (OSError, ValueError):
         pass
     return out
 

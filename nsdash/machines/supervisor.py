@@ -189,6 +189,7 @@ class Supervisor:
         self.waiters: list[tuple[_Conn, Any, str]] = []  # (conn, request id, op) answered at the boot's end
         self.registration_checks: list[float] = []
         self.health_due: float | None = None
+        self._dhcp_retry: float | None = None  # when to watch a flooded DHCP socket again
         self.health_busy = False
         self.health_result: str | None = None
         self.health_checked = 0.0  # monotonic time of the last answer
@@ -257,6 +258,7 @@ class Supervisor:
     def _close_container(self) -> None:
         if self.container is not None:
             container, self.container = self.container, None
+            self._unwatch_dhcp(container)
             container.close()
 
     def _claim_entry(self) -> None:
@@ -415,6 +417,8 @@ class Supervisor:
         notify = container.notify_fd
         if notify is not None:
             self.watch(notify, lambda _mask: self._notify_readable())
+        if container.dhcp is not None:  # a networkd guest's DHCP, answered on its ve- link
+            self.watch(container.dhcp.fileno(), lambda _mask: self._serve_dhcp())
         if container.pidfd is not None:
             self.watch(container.pidfd, lambda _mask: self._leader_exited())
         else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
@@ -462,6 +466,20 @@ class Supervisor:
         if self.outcome is not None and self.container.pidfd is not None:
             self.unwatch(self.container.pidfd)
 
+    def _serve_dhcp(self) -> None:
+        c = self.container
+        if c is None or c.dhcp is None:
+            return
+        pause = c.dhcp.serve()
+        if pause is not None:  # a flood: this second's reads are spent; look again after it
+            self.unwatch(c.dhcp.fileno())
+            self._dhcp_retry = time.monotonic() + pause
+
+    def _unwatch_dhcp(self, container: Container) -> None:
+        self._dhcp_retry = None
+        if container.dhcp is not None:
+            self.unwatch(container.dhcp.fileno())
+
     def _notify_readable(self) -> None:
         c = self.container
         if c is None or not c.read_notify():
@@ -480,6 +498,7 @@ class Supervisor:
         self._drain_console()
         if container.notify_fd is not None:
             self.unwatch(container.notify_fd)
+        self._unwatch_dhcp(container)
         event, detail = outcome_event(outcome.kind, outcome.status)
         reboot = self.stop_reason is None and not self.stop_requests and (
             outcome.kind == "reboot" or self.reboot_requested)
@@ -707,7 +726,7 @@ class Supervisor:
     def _loop(self) -> None:
         while True:
             deadlines = [d for d in (self.kill_deadline, self._pty_retry, self.health_due, self.nudge_due,
-                                     *self.registration_checks[:1]) if d is not None]
+                                     self._dhcp_retry, *self.registration_checks[:1]) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 events = self.poller.poll(None if timeout is None else int(timeout * 1000) + 1)
@@ -723,6 +742,11 @@ class Supervisor:
                 self._pty_retry = None
                 self.watch(self.master, self._pty_event)
                 self._pty_readable()
+            if self._dhcp_retry is not None and now >= self._dhcp_retry:
+                self._dhcp_retry = None
+                c = self.container
+                if c is not None and c.dhcp is not None:
+                    self.watch(c.dhcp.fileno(), lambda _mask: self._serve_dhcp())
             if self.registration_checks and now >= self.registration_checks[0]:
                 self.registration_checks.pop(0)
                 self._check_registration()

@@ -124,6 +124,24 @@ class NetSampler:
         self.close()
 
 
+def link_counters(leader: int, proc: str = "/proc") -> dict[str, NetCounters]:
+    """Each link of a machine's own network namespace -> its counters, from the machine's
+    point of view (/proc/LEADER/net/dev: one read, no netlink); loopback left out.  Empty
+    for a machine that shares the host's network or is gone.  The names are the guest's
+    (any byte but '/', ':' and blanks): escape them before showing them."""
+    from nsdash.system.namespaces import shares_host_namespace
+    from nsdash.system.netlink import netns_counters
+
+    if shares_host_namespace(leader, "net", proc) is not False:
+        return {}
+    try:
+        links = netns_counters(leader, proc)
+    except (OSError, ValueError):
+        return {}
+    return {name: NetCounters(c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets)
+            for name, c in links.items() if name != "lo"}
+
+
 def leaders_from_cgroups(machine_cgroups: Mapping[str, str], mount: str) -> dict[str, int]:
     """Machine name -> the lowest PID found in its cgroup subtree (its init, usually)."""
     leaders: dict[str, int] = {}

@@ -269,17 +269,29 @@ def delete_link(name: str, pid: int | None = None) -> bool:
         return True
 
 
+IFA_F_NODAD = 0x02
+
+
 def add_address(name: str, address: str, pid: int | None = None) -> None:
-    """Give link NAME the address ADDRESS ("10.0.0.1/30")."""
+    """Give link NAME the address ADDRESS ("10.0.0.1/30", "fd00::1/64"; an IPv6 one without
+    duplicate address detection, so it is usable at once: nsdash chose it for this link)."""
+    import socket
+
     ip, _, prefix = address.partition("/")
+    v6 = ":" in ip
     with ipr(pid) as h:
-        h.addr("add", index=_index(h, name), address=ip, prefixlen=int(prefix))
+        h.addr("add", index=_index(h, name), address=ip, prefixlen=int(prefix),
+               family=socket.AF_INET6 if v6 else socket.AF_INET, **({"flags": IFA_F_NODAD} if v6 else {}))
 
 
 def add_default_route(gateway: str, pid: int | None = None) -> None:
-    """A default route via GATEWAY (which a link's address must already reach)."""
+    """A default route via GATEWAY (which a link's address must already reach), IPv4 or IPv6."""
+    import socket
+
+    v6 = ":" in gateway
     with ipr(pid) as h:
-        h.route("add", dst="0.0.0.0/0", gateway=gateway)
+        h.route("add", dst="::/0" if v6 else "0.0.0.0/0", gateway=gateway,
+                family=socket.AF_INET6 if v6 else socket.AF_INET)
 
 
 def create_bridge(name: str) -> None:

@@ -20,6 +20,16 @@ JOURNAL_KEEP = 5000  # journal lines the pane keeps, and so the most one batch n
 
 
 @dataclass(frozen=True)
+class LinkRate:
+    """One network link of a machine, as the machine sees it: bytes per second received and
+    sent since the last refresh (None: not known yet).  The name is the guest's."""
+
+    name: str
+    rx: float | None
+    tx: float | None
+
+
+@dataclass(frozen=True)
 class MachineInfo:
     """One row of the machine list."""
 
@@ -35,6 +45,7 @@ class MachineInfo:
     root: str | None = None
     source: str = "nsdash"
     status: str | None = None  # the guest's last sd_notify STATUS= line (guest text)
+    links: tuple[LinkRate, ...] = ()  # its own network namespace's links (none: the host's network)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from textual.message import Message
 
 from nsdash.errors import NsdashError
-from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, MachineInfo, Snapshot, SnapshotReady
+from nsdash.tui.messages import (
+    JOURNAL_KEEP,
+    JournalLine,
+    JournalLines,
+    LinkRate,
+    MachineInfo,
+    Snapshot,
+    SnapshotReady,
+)
 
 MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
 JOURNAL_TAIL = 300
@@ -274,6 +282,7 @@ class HostReaders:
         self._tree_round = 0
         self._mapping: Any = None
         self._owner: dict[str, str | None] = {}
+        self._links: dict[tuple[str, int], tuple[float, Any]] = {}  # (machine, leader) -> (when, counters)
 
     def close(self) -> None:
         self.sampler.close()
@@ -297,7 +306,32 @@ class HostReaders:
         mapping = self._machine_map(machines)
         machine_of = self._map_all(mapping, sample.counters)
         machines = tuple(m if m.cgroup else _with_cgroup(m, mapping, sample.counters) for m in machines)
+        machines = self._with_links(machines)
         return Snapshot(sample.timestamp, machines, root, tuple(rows), commands, machine_of, tuple(errors))
+
+    def _with_links(self, machines: tuple[MachineInfo, ...]) -> tuple[MachineInfo, ...]:
+        """Each running machine's links with their rates since the last refresh (one read of
+        /proc/LEADER/net/dev per machine); the last counters are kept per boot (leader)."""
+        from dataclasses import replace
+
+        from nsdash.monitor.net import link_counters
+        from nsdash.monitor.rates import net_rates
+
+        seen: dict[tuple[str, int], tuple[float, Any]] = {}
+        out = []
+        for m in machines:
+            if not m.leader:
+                out.append(m)
+                continue
+            key = (m.name, m.leader)
+            now, counters = time.monotonic(), link_counters(m.leader)
+            seen[key] = (now, counters)
+            before = self._links.get(key)
+            rates = net_rates(before[1] if before else None, counters, now - before[0] if before else 0.0)
+            links = tuple(LinkRate(name, *rates[name]) for name in sorted(counters))
+            out.append(replace(m, links=links) if links else m)
+        self._links = seen
+        return tuple(out)
 
     def _machine_map(self, machines: tuple[MachineInfo, ...]):
         """A MachineMap of nsdash's machines' recorded cgroups, as MachineMap() would read them from

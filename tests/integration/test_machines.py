@@ -450,7 +450,8 @@ def test_private_network_shows_interface_and_addresses(detached, busybox_tree, m
     from nsdash.launcher import network
 
     detached("-n", "-bD", str(busybox_tree))
-    guest = str(network.lease_of(machine_name).guest.ip)
+    lease = network.lease_of(machine_name)
+    guest, guest6 = str(lease.guest.ip), str(lease.guest6.ip)
     r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "ip addr add 10.77.0.2/24 dev host0")
     assert r.returncode == 0, r.stderr
     iface = client.status(machine_name)["netif"][0]
@@ -460,8 +461,8 @@ def test_private_network_shows_interface_and_addresses(detached, busybox_tree, m
     assert "Address: " in text and guest in text and "10.77.0.2" in text, text
     assert "Network: nsdash:" in text
     row = next(x for x in run_nsdash("list").stdout.splitlines() if x.startswith(machine_name))
-    assert row.split()[5] in (guest + "…", "10.77.0.2…")  # the first of two
+    assert row.split()[5] in (guest + "…", "10.77.0.2…")  # the first of three
     listed = json.loads(run_nsdash("list", "-o", "json").stdout)
-    assert set(next(m for m in listed if m["machine"] == machine_name)["addresses"]) == {guest, "10.77.0.2"}
+    assert set(next(m for m in listed if m["machine"] == machine_name)["addresses"]) == {guest, "10.77.0.2", guest6}
     assert run_nsdash("poweroff", machine_name).returncode == 0
     assert not os.path.exists(f"/sys/class/net/{iface}")

@@ -9,6 +9,7 @@ nft rule keyed by its machine, no lease and no ve- link remain.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_nsdash, teardown_machine, wait_for
+from conftest import NSDASH, REPO, run_nsdash, teardown_machine, wait_for
 
 from nsdash.launcher import network
 from nsdash.machines import client
@@ -143,11 +144,17 @@ def test_port_forward_answers_and_goes_with_the_machine(busybox_cache, machine_n
         assert f"served-by-{machine_name}" in got
         # From the host itself, to a local address: the output chain's DNAT.
         assert f"served-by-{machine_name}" in _fetch(f"http://{lease.host.ip}:{port}/")
+        # And over IPv6, to the host side's ULA address: the ip6 table's DNAT to host0's.
+        assert f"served-by-{machine_name}" in _fetch(f"http://[{lease.host6.ip}]:{port}/")
         # status and -o json show the path taken and the machine's address.
         r = run_nsdash("status", machine_name)
         assert "Network: nsdash:" in r.stdout and str(lease.guest.ip) in r.stdout, r.stdout
+        assert f"{lease.guest6} on host0" in r.stdout  # the v6 side: in Network: and, compressed, in Address:
+        assert r.stdout.count(str(lease.guest6.ip)) >= 2, r.stdout
         r = run_nsdash("list", "-o", "json")
-        assert str(lease.guest.ip) in r.stdout
+        assert str(lease.guest.ip) in r.stdout and str(lease.guest6.ip) in r.stdout, r.stdout
+        r = run_nsdash("list")
+        assert str(lease.guest.ip) in r.stdout, r.stdout
         r = run_nsdash("terminate", machine_name)  # httpd is PID 1: poweroff is for an init
         assert r.returncode == 0, r.stderr
         wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
@@ -165,6 +172,8 @@ def test_port_rules_are_cleaned_after_a_supervisor_sigkill(busybox_cache, machin
         assert r.returncode == 0, r.stderr
         s = client.status(machine_name)
         assert _left_behind(machine_name)  # rules, lease and link are there while it runs
+        families = {r["family"] for r in network.nft_rules() if r.get("comment") == network.tag(machine_name)}
+        assert families == {"ip", "ip6"}  # the v4 masquerade and forward, the v6 masquerade
         os.kill(s["supervisor"], signal.SIGKILL)
         wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
         assert any(r["comment"] == network.tag(machine_name) for r in network.nft_rules())
@@ -250,11 +259,15 @@ def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_la
         assert client.status(first)["netif"] == [netlink.veth_host_name(first, "vb-")]
         assert Path(f"/sys/class/net/{network.ZONE_PREFIX}{zone}/brif/{netlink.veth_host_name(first, 'vb-')}").exists()
         address = network.lease_of(first).block.network_address
-        assert f"zone {zone}" in client.status(first)["network"]
-        get = f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 {address} 80'
+        zone_lease = next(z for z in network.leases() if z.machine == network.zone_owner(zone))
+        address6 = network.member6(zone_lease, network.lease_of(first)).ip
+        assert f"zone {zone}" in client.status(first)["network"] and str(address6) in client.status(first)["network"]
+        get = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 %s 80; '
         r = run_nsdash("spawn", "-q", "-x", f"--network-zone={zone}", "-M", second, "-D", str(busybox_cache),
-                       "/bin/sh", "-c", get)
-        assert r.returncode == 0 and f"served-by-{first}" in r.stdout, r.stdout + r.stderr
+                       "/bin/sh", "-c", get % address + get % address6)
+        assert r.returncode == 0 and r.stdout.count(f"served-by-{first}") == 2, r.stdout + r.stderr  # v4 and v6
+        assert {"ip", "ip6"} <= {r["family"] for r in network.nft_rules()
+                                 if r.get("comment") == network.tag(network.zone_owner(zone))}
         assert _left_behind(second) == []
         assert _zone_left_behind(zone)  # the first machine still uses it
         assert run_nsdash("terminate", first).returncode == 0
@@ -420,3 +433,160 @@ def test_a_booted_machine_s_rules_go_with_poweroff(busybox_tree, machine_name):
         assert _left_behind(machine_name) == []
     finally:
         teardown_machine(machine_name)
+
+
+@pytest.fixture
+def networkd_tree(debian_cache, tmp_path, machine_name) -> Path:
+    """A private copy of the Debian tree with systemd-networkd enabled, as a user does for
+    nspawn (`systemctl enable systemd-networkd` in the guest)."""
+    dest = tmp_path / machine_name
+    subprocess.run(["cp", "-a", "--reflink=auto", str(debian_cache), str(dest)], check=True)
+    (dest / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service").symlink_to(
+        "/lib/systemd/system/systemd-networkd.service")
+    return dest
+
+
+def test_a_networkd_guest_gets_its_address_by_dhcp_from_the_supervisor(networkd_tree, machine_name, tmp_path):
+    """host0 is left to the guest's networkd (80-container-host0.network asks by DHCP); the
+    supervisor answers on ve- with the machine's lease, and the guest reaches the host."""
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    port = _free_port()
+    server = _Server(None, "0.0.0.0", port, tmp_path)
+    try:
+        r = run_nsdash("spawn", "--detach", "-n", "-b", "-M", machine_name, "-D", str(networkd_tree))
+        assert r.returncode == 0, r.stderr
+        lease = network.lease_of(machine_name)
+        assert lease is not None
+        s = client.status(machine_name)
+        assert "by DHCP" in s["network"] and str(lease.guest) in s["network"], s["network"]
+
+        def configured() -> str:
+            out = run_nsdash("shell", machine_name, "/bin/sh", "-c", "networkctl --no-pager status host0; "
+                             "ip -4 -o addr show host0; ip route").stdout
+            return out if "dynamic" in out else ""
+
+        out = wait_for(configured, 60, step=1, what="networkd's DHCP lease on host0")
+        assert f"inet {lease.guest}" in out and f"default via {lease.host.ip} dev host0 proto dhcp" in out, out
+        get = f'exec 3<>/dev/tcp/{lease.host.ip}/{port} && printf "GET /host.txt HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3'
+        r = run_nsdash("shell", machine_name, "/bin/bash", "-c", get)
+        assert "from-the-host" in r.stdout, r.stdout + r.stderr
+        r = run_nsdash("status", machine_name)
+        assert "offered to the guest's networkd by DHCP" in r.stdout, r.stdout
+        assert run_nsdash("poweroff", machine_name).returncode == 0
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 60, what="the machine to stop")
+    finally:
+        log = server.stop()
+        teardown_machine(machine_name)
+    assert f"{lease.guest.ip} - - " in log and "GET /host.txt" in log, log
+    assert _left_behind(machine_name) == []
+
+
+def test_without_networkd_in_the_guest_host0_is_configured_from_outside(debian_tree, machine_name):
+    """The same Debian, booted without networkd enabled: nsdash sets host0 itself, no DHCP."""
+    try:
+        r = run_nsdash("spawn", "--detach", "-n", "-b", "-x", "-M", machine_name, "-D", str(debian_tree))
+        assert r.returncode == 0, r.stderr
+        s = client.status(machine_name)
+        assert "networkd" not in s["network"] and "on host0 (also answered by DHCP)" in s["network"], s["network"]
+        out = run_nsdash("shell", machine_name, "/bin/sh", "-c", "ip -4 -o addr show host0").stdout
+        assert "inet 10." in out and "dynamic" not in out, out
+    finally:
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == []
+
+
+def _without_nft() -> dict[str, str]:
+    """The environment with nft off $PATH (everything else real): where nsdash looks for it."""
+    path = ":".join(d for d in os.environ["PATH"].split(":") if d and not os.path.exists(os.path.join(d, "nft")))
+    return {**os.environ, "PATH": path}
+
+
+def test_without_nft_n_configures_addresses_and_says_there_is_no_masquerade(
+        busybox_cache, machine_name, outside, tmp_path):
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    port = _free_port()
+    host_server = _Server(None, "0.0.0.0", port, tmp_path)
+    out_server = _Server(outside, OUT_PEER, port, tmp_path)
+    get = 'printf "GET /%s HTTP/1.0\\r\\n\\r\\n" | nc -w 3 %s %d'
+    script = ("ip -4 -o addr show host0; gw=$(ip route | awk '/^default/ {print $3}'); "
+              + get % ("host.txt", "$gw", port) + "; " + get % ("host.txt", OUT_PEER, port) + "; echo done")
+    try:
+        r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache),
+                       "/bin/sh", "-c", script, env=_without_nft())
+    finally:
+        host_server.stop()
+        out_log = out_server.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "masquerade" in line]
+    assert len(warnings) == 1 and "reaches the host only" in warnings[0] and "'nft' is not installed" in warnings[0]
+    assert "inet 10.229." in r.stdout and r.stdout.count("from-the-host") == 1 and "done" in r.stdout, r.stdout
+    assert "GET /host.txt" not in out_log  # no masquerade: the outside could not answer the pool address
+    assert _left_behind(machine_name) == []
+
+
+def test_without_nft_a_port_is_refused_in_one_line_and_leaves_nothing(busybox_cache, machine_name):
+    r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-p", str(_free_port()),
+                   "-D", str(busybox_cache), "/bin/true", env=_without_nft())
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "--port needs nftables" in r.stderr and "'nft' is not installed" in r.stderr, r.stderr
+    assert _left_behind(machine_name) == [] and not st.machine_dir(machine_name).exists()
+
+
+OUT6_HOST, OUT6_PEER = "2001:db8:77::1", "2001:db8:77::2"  # a documentation prefix no host here routes
+
+
+def test_ipv6_machine_reaches_the_host_and_the_outside_through_the_v6_masquerade(
+        busybox_cache, machine_name, outside, tmp_path):
+    """host0 gets the .2 of a ULA /64 of this host's /48 (derived from its machine ID), ve- the
+    .1; outbound v6 is masqueraded by nsdash's ip6 table, which goes with the machine."""
+    link = "vo" + machine_name[-10:]
+    subprocess.run(["ip", "-6", "addr", "add", f"{OUT6_HOST}/64", "dev", link, "nodad"], check=True)
+    subprocess.run(["ip", "netns", "exec", outside, "ip", "-6", "addr", "add", f"{OUT6_PEER}/64", "dev", "eth0",
+                    "nodad"], check=True)
+    (tmp_path / "host.txt").write_text("from-the-host\n")
+    (tmp_path / "out.txt").write_text("from-the-outside\n")
+    port = _free_port()
+    host_server = _Server(None, "::", port, tmp_path)
+    out_server = _Server(outside, OUT6_PEER, port, tmp_path)
+    get = 'printf "GET /%s HTTP/1.0\\r\\n\\r\\n" | nc -w 10 %s %d'
+    script = ("ip -6 -o addr show host0 scope global; gw=$(ip -6 route | awk '/^default/ {print $3}'); "
+              + get % ("host.txt", "$gw", port) + "; " + get % ("out.txt", OUT6_PEER, port))
+
+    def families() -> list[str]:
+        return [rule["family"] for rule in network.nft_rules() if rule.get("comment") == network.tag(machine_name)]
+
+    r = subprocess.Popen([*NSDASH, "spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache),
+                          "/bin/sh", "-c", "sleep 1; " + script], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = wait_for(lambda: "ip6" in families() and families(), 20, what="the machine's ip6 rule")
+        lease = network.lease_of(machine_name)
+        out, err = r.communicate(timeout=60)
+    finally:
+        if r.poll() is None:
+            r.kill()
+            r.communicate()
+        host_log = host_server.stop()
+        out_log = out_server.stop()
+    assert r.returncode == 0, out + err
+    prefix = lease.prefix6
+    assert prefix.subnet_of(network.ula_prefix()) and network.ula_prefix().subnet_of(
+        ipaddress.IPv6Network("fd00::/8"))
+    assert f"inet6 {lease.guest6}" in out, out
+    assert "from-the-host" in out and "from-the-outside" in out, out
+    assert str(lease.guest6.ip) in host_log  # the host saw the machine's own v6 address
+    assert OUT6_HOST in out_log and str(prefix.network_address)[:-1] not in out_log, out_log  # masqueraded
+    assert "ip6" in seen and "ip" in seen
+    assert _left_behind(machine_name) == []
+    assert not any(rule.get("family") == "ip6" and rule.get("comment") == network.tag(machine_name)
+                   for rule in network.nft_rules())
+
+
+def test_a_dhcp_client_in_a_statically_configured_guest_gets_the_same_address(busybox_cache, machine_name):
+    """Guests that ask by DHCP on their own (ifupdown, udhcpc) are answered too, with host0's address."""
+    r = run_nsdash("spawn", "-q", "-n", "-x", "-M", machine_name, "-D", str(busybox_cache), "/bin/sh", "-c",
+                   "ip -4 -o addr show host0; udhcpc -i host0 -n -q -f -t 5 -T 1 -s /bin/true 2>&1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    static = r.stdout.split("inet ", 1)[1].split("/", 1)[0]
+    assert f"lease of {static} obtained from " in r.stdout, r.stdout
+    assert _left_behind(machine_name) == []

@@ -53,6 +53,7 @@ class MachineScreen(PanelScreen):
         super().__init__()
         self.machine = machine
         self._info_text = ""
+        self._net_text = ""
         self.limits: dict[str, str] = {}  # CPUQuota, MemoryMax, TasksMax ... in force
         self._cgroup: str | None = None
         self._limits_at = float("-inf")
@@ -67,6 +68,7 @@ class MachineScreen(PanelScreen):
                             yield Label(label, classes="metric-label")
                             yield Sparkline([], id=f"spark-{key}", classes="metric-spark")
                             yield Label("-", id=f"value-{key}", classes="metric-value")
+                yield Static("", id="machine-net")  # shown while the machine has links of its own
                 yield JournalPane(id="machine-journal", classes="panel")
             yield ConsolePane(id="console", classes="panel")
         yield Footer()
@@ -87,6 +89,7 @@ class MachineScreen(PanelScreen):
         if text != self._info_text:  # Static.update() re-lays the screen out: only on change
             self._info_text = text
             self.query_one("#machine-info", Static).update(Text(text))  # never markup: the OS name is the guest's
+        self._show_links(info)
         series = history.by_machine.get(self.machine)
         if series is None:
             return
@@ -98,6 +101,14 @@ class MachineScreen(PanelScreen):
             label = self.query_one(f"#value-{key}", Label)
             if str(label.render()) != value:
                 label.update(value)
+
+    def _show_links(self, info: MachineInfo | None) -> None:
+        net = self.query_one("#machine-net", Static)
+        text = links_line(info)
+        net.display = bool(text)
+        if text != self._net_text:
+            self._net_text = text
+            net.update(Text(text))  # never markup: the link names are the guest's
 
     def action_attach(self) -> None:
         pane = self.query_one(ConsolePane)
@@ -173,3 +184,11 @@ def describe(info: MachineInfo | None, name: str, now: float | None = None,
     tasks = f"  ·  tasks ≤ {escape(limits['TasksMax'])}" if limits and "TasksMax" in limits else ""
     return (f"{info.name}  ·  {escape(info.state)}  ·  {escape(info.os)}  ·  {escape(info.address)}  ·  up {up}"
             f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}{tasks}")
+
+
+def links_line(info: MachineInfo | None) -> str:
+    """The machine's links with their receive and send rates ("" when it has none of its own)."""
+    if info is None or not info.links:
+        return ""
+    return "Network  " + "  ·  ".join(f"{escape(link.name)} ↓ {fmt.rate(link.rx)} ↑ {fmt.rate(link.tx)}"
+                                      for link in info.links)
