@@ -41,12 +41,19 @@ def private_bus(tmp_path):
     proc = subprocess.Popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            if path.exists():
-                break
+        # The socket file appears at bind(), before listen(): wait until a connect is taken.
+        for _ in range(500):
             assert proc.poll() is None, "dbus-daemon exited"
-            time.sleep(0.01)
-        assert path.exists(), "dbus-daemon did not create its socket"
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.01)
+            finally:
+                probe.close()
+        else:
+            pytest.fail("dbus-daemon did not listen on its socket within 5 s")
         yield str(path)
     finally:
         proc.send_signal(signal.SIGTERM)
