@@ -166,6 +166,21 @@ def discover(dirs: tuple[Path, ...] | None = None) -> list[Image]:
     return [seen[n] for n in sorted(seen)]
 
 
+def disk_usage(image: Image) -> int | None:
+    """Bytes IMAGE takes on disk (du -sx: hard links once, this file system only), or None when
+    it cannot be told.  Walks the whole tree: callers keep it off the UI thread, and seldom."""
+    if image.type == "raw":
+        with contextlib.suppress(OSError):
+            return os.stat(image.path).st_blocks * 512
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+        out = subprocess.run(["du", "-sxB1", "--", str(image.path.resolve())], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+        # du reports what it could read even when some entry failed (its status is then 1)
+        return int(out.stdout.split()[0])
+    return None
+
+
 def users(image: Image) -> list[str]:
     """Running machines that use IMAGE: those whose root is the tree, and nsdash's
     machines started from it (an --ephemeral one runs on an overlay of it)."""
