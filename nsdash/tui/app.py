@@ -139,6 +139,13 @@ class NsdashApp(App):
         self.following: tuple[str, ...] | None = None
         self.busy: set[tuple[str, str]] = set()
 
+    # Machine actions make no sense over the Images panel: hidden from its footer and off there.
+    MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
+                                 "profile", "debug", "images"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in self.MACHINE_ACTIONS and isinstance(self.screen, ImagesScreen))
+
     # ------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
