@@ -52,6 +52,7 @@ UNSAFE_IO = "etc/dpkg/dpkg.cfg.d/nsdash-unsafe-io"
 PHASES = ("Fetching the archive's index", "Resolving dependencies", "Downloading packages",
           "Extracting", "Installing core packages", "Unpacking", "Configuring", "Finishing the tree")
 _MARKERS = (("I: Retrieving InRelease", 0), ("I: Retrieving Release", 0), ("I: Retrieving Packages", 0),
+            ("I: Validating Packages", 0),
             ("I: Resolving dependencies", 1), ("I: Retrieving ", 2), ("I: Validating ", 2),
             ("I: Extracting ", 3), ("I: Installing core", 4), ("I: Unpacking ", 5), ("I: Configuring ", 6),
             ("I: Base system installed", 6), ("I: Setting up the machine ID", 7))

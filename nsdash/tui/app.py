@@ -118,7 +118,7 @@ class NsdashApp(App):
         Binding("T", "trace", "Trace"),
         Binding("P", "profile", "Profile"),
         Binding("D", "debug", "gdb"),
-        Binding("i", "images", "Images"),
+        Binding("I", "images", "Images"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 

@@ -18,6 +18,7 @@ from tuikit import confirm_by_name, wait_for
 
 from nsdash.errors import NsdashError
 from nsdash.machines import client, images
+from nsdash.machines.create import FINISHING as FINISHING_LINE
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.image_forms import CreateScreen, NameScreen
@@ -60,7 +61,7 @@ def _notes(app: NsdashApp) -> list[str]:
 
 
 async def open_panel(app: NsdashApp, pilot, *expected: str) -> ImageList:
-    await pilot.press("i")
+    await pilot.press("I")
     await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen), 10, "the Images panel")
     table = app.screen.query_one(ImageList)
     await wait_for(pilot, lambda: all(n in table.images for n in expected), 30,
@@ -323,3 +324,40 @@ async def test_create_cancelled_mid_run_removes_the_unfinished_tree(image_dir, m
     assert _mounts_under(image_dir) == []
     left = subprocess.run(["pgrep", "-f", f"debootstrap.*{machine_name}"], capture_output=True, text=True)
     assert left.stdout == ""
+
+
+async def test_create_through_the_form_then_boot_the_new_image_from_the_panel(image_dir, machine_name):
+    """The whole path a user takes: a real debootstrap (about 70 s here at rest), the image in
+    the list, booted from the panel to its login prompt, powered off."""
+    from nsdash.machines import state as st
+
+    def console() -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return (st.machine_dir(machine_name) / st.CONSOLE_LOG).read_text(errors="replace")
+        return ""
+
+    app = NsdashApp(poll=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            table = await open_panel(app, pilot)
+            form = await _open_create(app, pilot, machine_name)
+            await wait_for(pilot, lambda: not form.running and form.created is not None, 900,
+                           lambda: f"the tree; error {form.query_one('#create-error').render()!s}")
+            bar = form.query_one("#create-progress")
+            assert bar.progress == bar.total
+            log = _log(form)
+            assert "I: Base system installed successfully." in log and FINISHING_LINE in log
+            await pilot.press("escape")  # closes the finished form
+            await wait_for(pilot, lambda: machine_name in table.images, 30, "the new image in the panel")
+            assert table.images[machine_name].os == "Debian GNU/Linux 12 (bookworm)"
+            await select(app, pilot, table, machine_name)
+            await pilot.press("b")
+            await wait_for(pilot, lambda: f"{machine_name} login:" in console(), 120,
+                           lambda: f"the login prompt; notes {_notes(app)}")
+            await wait_for(pilot, lambda: table.images[machine_name].used_by == (machine_name,), 30,
+                           "the machine in the Running column")
+            client.poweroff(machine_name, wait=True)
+    finally:
+        _stop(machine_name)
+    assert os.listdir(image_dir) == [machine_name]
+    assert (image_dir / machine_name / "etc/shadow").read_text().startswith("root::")

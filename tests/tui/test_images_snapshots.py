@@ -27,7 +27,7 @@ class _FixedImages(LauncherActions):
 
 async def _panel(pilot) -> None:
     app = pilot.app
-    await pilot.press("i")
+    await pilot.press("I")
     await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen.loaded, 10, "the panel")
     table = app.screen.query_one(ImageList)
     table.select("golden")
