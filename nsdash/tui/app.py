@@ -222,7 +222,6 @@ class NsdashApp(App):
     def on_cpu_table_refresh_requested(self, message: CpuTable.RefreshRequested) -> None:
         if self.poller is not None:
             self.poller.refresh_now()
-        self._reload_images()
 
     def watch_selected(self, machine: str | None) -> None:
         if isinstance(self.screen, DashboardScreen):
@@ -416,8 +415,8 @@ class NsdashApp(App):
         elif message.action == "spawn":
             self.action_spawn(image=name)
         elif message.action in ("clone", "rename"):
-            verb, call = ((actions.clone_image, "Clone") if message.action == "clone"
-                          else (actions.rename_image, "Rename"))[::-1]
+            verb, call = (("Clone", actions.clone_image) if message.action == "clone"
+                          else ("Rename", actions.rename_image))
 
             def named(new: str | None) -> None:
                 if new:
@@ -481,3 +480,4 @@ class NsdashApp(App):
             self.notify(escape(f"{message.action} {message.machine}: done"), timeout=3, markup=False)
         if self.poller is not None:
             self.poller.refresh_now()
+        self._reload_images()

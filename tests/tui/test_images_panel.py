@@ -45,6 +45,15 @@ def image(image_dir, busybox_cache, machine_name) -> str:
     return machine_name
 
 
+@pytest.fixture
+def no_timed_refresh(monkeypatch):
+    """The panel lists the images when it opens and after each action only: what a test then
+    sees after an action, the action's own reload showed."""
+    from nsdash.tui.screens import images as panel
+
+    monkeypatch.setattr(panel, "REFRESH", 3600.0)
+
+
 def _stop(*names: str) -> None:
     for name in names:
         with contextlib.suppress(NsdashError, OSError):
@@ -117,7 +126,7 @@ async def test_the_panel_lists_each_image_with_type_read_only_size_and_time(imag
 # ---------------------------------------------------------------- clone, rename, remove
 
 
-async def test_clone_asks_a_name_refuses_a_bad_one_and_copies(image, image_dir, machine_name):
+async def test_clone_asks_a_name_refuses_a_bad_one_and_copies(image, image_dir, machine_name, no_timed_refresh):
     new = f"{machine_name}-copy"
     app = NsdashApp(poll=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -144,7 +153,7 @@ async def test_clone_asks_a_name_refuses_a_bad_one_and_copies(image, image_dir, 
     assert sorted(os.listdir(image_dir)) == sorted([image, new])  # no hidden leftovers
 
 
-async def test_rename_moves_the_image(image, image_dir, machine_name):
+async def test_rename_moves_the_image(image, image_dir, machine_name, no_timed_refresh):
     new = f"{machine_name}-moved"
     app = NsdashApp(poll=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -160,7 +169,7 @@ async def test_rename_moves_the_image(image, image_dir, machine_name):
     assert os.listdir(image_dir) == [new]
 
 
-async def test_remove_needs_the_image_name_typed(image, image_dir):
+async def test_remove_needs_the_image_name_typed(image, image_dir, no_timed_refresh):
     app = NsdashApp(poll=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await open_panel(app, pilot, image)
