@@ -77,13 +77,12 @@ class LauncherActions:
         from nsdash.machines import images
         from nsdash.tui.messages import ImageRow
 
-        rows = []
-        for image in images.discover():
-            rows.append(ImageRow(
-                name=image.name, type=image.type, read_only=image.read_only, size=self._size_of(image),
-                mtime=image.mtime, path=str(image.path), used_by=tuple(images.users(image)),
-                os=image.os_release.get("PRETTY_NAME") or image.os_release.get("NAME") or "-"))
-        return tuple(rows)
+        found = images.discover(crtime=False)
+        users = images.users_of(found)
+        return tuple(ImageRow(
+            name=image.name, type=image.type, read_only=image.read_only, size=self._size_of(image),
+            mtime=image.mtime, path=str(image.path), used_by=tuple(users[image.name]),
+            os=image.os_release.get("PRETTY_NAME") or image.os_release.get("NAME") or "-") for image in found)
 
     def _size_of(self, image) -> int | None:
         from nsdash.machines import images

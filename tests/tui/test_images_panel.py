@@ -98,10 +98,13 @@ async def test_the_panel_lists_each_image_with_type_read_only_size_and_time(imag
     subprocess.run(["cp", "-a", "--reflink=auto", str(image_dir / image), str(image_dir / ro)], check=True)
     images.set_read_only(ro, True)
     (image_dir / "disk.raw").write_bytes(b"\0" * 8192)
+    hostile = f"{machine_name}-h"  # a guest that names its OS with a terminal title and a Textual link
+    subprocess.run(["cp", "-a", "--reflink=auto", str(image_dir / image), str(image_dir / hostile)], check=True)
+    (image_dir / hostile / "usr/lib/os-release").write_text('PRETTY_NAME="\x1b]0;pwned\x07[@click=app.quit]"\n')
     try:
         app = NsdashApp(poll=False)
         async with app.run_test(size=SIZE) as pilot:
-            table = await open_panel(app, pilot, image, ro, "disk")
+            table = await open_panel(app, pilot, image, ro, "disk", hostile)
             row = cells(table, image)
             du = int(subprocess.run(["du", "-sxB1", str(image_dir / image)], capture_output=True,
                                     text=True, check=True).stdout.split()[0])
@@ -110,6 +113,7 @@ async def test_the_panel_lists_each_image_with_type_read_only_size_and_time(imag
             assert row["size"].endswith("M") and "BusyBox" in row["os"]
             assert cells(table, ro)["ro"] == "yes"
             assert cells(table, "disk")["type"] == "raw"
+            assert cells(table, hostile)["os"] == "\\x1b]0;pwned\\x07[@click=app.quit]"
             # the footer shows the panel's keys
             shown = {b.binding.key: b.binding.description for b in app.screen.active_bindings.values()
                      if b.binding.show}
