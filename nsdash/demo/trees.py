@@ -35,6 +35,9 @@ import threading
 import time
 from pathlib import Path
 
+from nsdash.machines.create import SYSTEMD_BASE, UNSAFE_IO, finish_debian
+from nsdash.machines.create import debian_mirror as _debian_mirror
+
 CACHE = Path(os.environ.get("NSDASH_TREE_CACHE", "/var/cache/nsdash/trees"))
 
 BUSYBOX_INITTAB = """\
@@ -90,7 +93,6 @@ class Debian:
     commands: tuple[tuple[str, ...], ...] = ()
 
 
-SYSTEMD_BASE = ("systemd", "systemd-sysv", "dbus", "procps", "iproute2")
 OTHER_BASE = ("procps", "iproute2")
 
 # sysvinit's inittab starts gettys on tty1-6 only; a container has a console and
@@ -186,15 +188,6 @@ def build_busybox(dest: Path, log: Path) -> None:
     _write(dest / "etc/profile", "export PS1='\\h:\\w\\$ '\n")
 
 
-def _debian_mirror() -> str:
-    sources = Path("/etc/apt/sources.list.d/debian.sources")
-    if sources.exists():
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:") and "security" not in line:
-                return line.split()[1]
-    return "http://deb.debian.org/debian"
-
-
 def _run(argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
     """Run ARGV with its output appended to LOG (read when a build fails)."""
     with log.open("a") as out:
@@ -202,9 +195,6 @@ def _run(argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         out.flush()
         subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=out,
                        stderr=subprocess.STDOUT, env=env)
-
-
-UNSAFE_IO = "etc/dpkg/dpkg.cfg.d/nsdash-unsafe-io"
 
 
 def _debootstrap(dest: Path, suite: str, include: tuple[str, ...], log: Path) -> None:
@@ -216,16 +206,8 @@ def _debootstrap(dest: Path, suite: str, include: tuple[str, ...], log: Path) ->
 
 
 def _finish_debian(dest: Path, hostname: str, log: Path) -> None:
-    """What every Debian tree gets: a password-less root, a machine ID, a hostname,
-    a persistent journal directory, and no downloaded packages."""
-    (dest / UNSAFE_IO).unlink()
-    _run(["chroot", str(dest), "passwd", "-d", "root"], log)
-    (dest / "etc/machine-id").unlink(missing_ok=True)
-    _run(["systemd-machine-id-setup", f"--root={dest}"], log)
-    (dest / "var/log/journal").mkdir(parents=True, exist_ok=True)
-    _write(dest / "etc/hostname", f"{hostname}\n")
-    shutil.rmtree(dest / "var/cache/apt/archives", ignore_errors=True)
-    (dest / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    """The finishing steps every Debian tree gets (nsdash.machines.create's, as `nsdash create`'s)."""
+    finish_debian(dest, hostname, lambda argv: _run(argv, log))
 
 
 def build_debian(dest: Path, log: Path) -> None:

@@ -61,27 +61,32 @@ def _pids(cgroup: Path, limit: int = 8) -> list[int]:
     return out[:limit]
 
 
-def tree_users(tree: str | Path, layout: cgroupfs.Layout | None = None,
-               exclude: str | None = None) -> list[str]:
-    """Names of running machines whose root is TREE."""
-    try:
-        st = os.stat(tree)
-    except OSError:
-        return []
-    key = (st.st_dev, st.st_ino)
-    users = []
+def machine_roots(layout: cgroupfs.Layout | None = None) -> dict[str, set[tuple[int, int]]]:
+    """Each running machine's roots: (device, inode) of /proc/PID/root of its first processes
+    (one walk of machine.slice for any number of trees to check)."""
+    roots: dict[str, set[tuple[int, int]]] = {}
     for name, cg in _machine_scopes(layout or cgroupfs.detect()).items():
-        if name == exclude:
-            continue
+        seen = roots.setdefault(name, set())
         for pid in _pids(cg):
             try:
                 root = os.stat(f"/proc/{pid}/root")
             except OSError:
                 continue  # gone, or a zombie
-            if (root.st_dev, root.st_ino) == key:
-                users.append(name)
-                break
-    return users
+            seen.add((root.st_dev, root.st_ino))
+    return roots
+
+
+def tree_users(tree: str | Path, layout: cgroupfs.Layout | None = None,
+               exclude: str | None = None, roots: dict[str, set[tuple[int, int]]] | None = None) -> list[str]:
+    """Names of running machines whose root is TREE (ROOTS: machine_roots(), read once by a caller
+    that checks many trees)."""
+    try:
+        st = os.stat(tree)
+    except OSError:
+        return []
+    key = (st.st_dev, st.st_ino)
+    found = machine_roots(layout) if roots is None else roots
+    return [name for name, seen in found.items() if name != exclude and key in seen]
 
 
 def _lock_file(name: str) -> int:

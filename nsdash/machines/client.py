@@ -505,14 +505,17 @@ def list_images(dirs: tuple[Path, ...] | None = None) -> list[Path]:
 
 
 def start_spec(name: str, dirs: tuple[Path, ...] | None = None, *,
-               trusted_dirs: tuple[str, ...] | None = None) -> ContainerSpec:
+               trusted_dirs: tuple[str, ...] | None = None, ephemeral: bool = False) -> ContainerSpec:
     """What `machinectl start NAME` runs, through the one spec builder: systemd-nspawn@.service's
     --boot --link-journal=try-guest with --settings=override, so NAME.nspawn is read (and wins)
-    exactly as `nsdash spawn -M NAME` reads it."""
+    exactly as `nsdash spawn -M NAME` reads it.  EPHEMERAL (the dashboard's "boot -x") adds
+    --ephemeral and leaves the name to spawn's rule: the image's name with a random suffix,
+    so several copies of one image run at once."""
     from nsdash.launcher.options import spec_from
 
     directory = find_image(name, dirs)
-    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", f"--machine={name}",
+    naming = ["--ephemeral"] if ephemeral else [f"--machine={name}"]
+    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", *naming,
                       f"--directory={directory}"], trusted_dirs=trusted_dirs)
 
 

@@ -123,7 +123,7 @@ def _guest_facts(path: Path) -> tuple[dict[str, str], str | None]:
     return release, hostname
 
 
-def _image_at(name: str, path: Path) -> Image | None:
+def _image_at(name: str, path: Path, crtime: bool = True) -> Image | None:
     try:
         st = os.stat(path)  # symlinks are followed, as machinectl does (machinectl link made them)
     except OSError:
@@ -135,7 +135,8 @@ def _image_at(name: str, path: Path) -> Image | None:
         kind, release, hostname = "raw", {}, None
     else:
         return None
-    return Image(name, path, kind, _read_only(path, kind), st.st_mtime, _crtime(path), release, hostname)
+    return Image(name, path, kind, _read_only(path, kind), st.st_mtime, _crtime(path) if crtime else None,
+                 release, hostname)
 
 
 def find(name: str, dirs: tuple[Path, ...] | None = None) -> Image:
@@ -151,8 +152,9 @@ def find(name: str, dirs: tuple[Path, ...] | None = None) -> Image:
                               str(d) for d in (dirs or paths.image_dirs())))
 
 
-def discover(dirs: tuple[Path, ...] | None = None) -> list[Image]:
-    """Every image, the first of each name, sorted by name (hidden and invalid names skipped)."""
+def discover(dirs: tuple[Path, ...] | None = None, crtime: bool = True) -> list[Image]:
+    """Every image, the first of each name, sorted by name (hidden and invalid names skipped).
+    CRTIME=False leaves the creation times out (each costs a `stat` run)."""
     seen: dict[str, Image] = {}
     for d in dirs or paths.image_dirs():
         with contextlib.suppress(OSError):
@@ -160,26 +162,51 @@ def discover(dirs: tuple[Path, ...] | None = None) -> list[Image]:
                 name = entry[:-4] if entry.endswith(".raw") else entry
                 if name.startswith(".") or name in seen or not names.is_valid_hostname(name):
                     continue
-                image = _image_at(name, d / entry)
+                image = _image_at(name, d / entry, crtime)
                 if image is not None:
                     seen[name] = image
     return [seen[n] for n in sorted(seen)]
 
 
+def disk_usage(image: Image) -> int | None:
+    """Bytes IMAGE takes on disk (du -sx: hard links once, this file system only), or None when
+    it cannot be told.  Walks the whole tree: callers keep it off the UI thread, and seldom."""
+    if image.type == "raw":
+        with contextlib.suppress(OSError):
+            return os.stat(image.path).st_blocks * 512
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+        out = subprocess.run(["du", "-sxB1", "--", str(image.path.resolve())], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+        # du reports what it could read even when some entry failed (its status is then 1)
+        return int(out.stdout.split()[0])
+    return None
+
+
 def users(image: Image) -> list[str]:
     """Running machines that use IMAGE: those whose root is the tree, and nsdash's
     machines started from it (an --ephemeral one runs on an overlay of it)."""
+    return users_of([image])[image.name]
+
+
+def users_of(found: list[Image]) -> dict[str, list[str]]:
+    """users() of each image, by name, with the machines' roots and nsdash's machines read once."""
     from nsdash.machines.registry import nsdash_machines
 
-    found = list(inuse.tree_users(image.path)) if image.type != "raw" else []
+    roots = inuse.machine_roots() if any(i.type != "raw" for i in found) else {}
+    ours: list[tuple[str, str]] = []  # (machine, its root)
     with contextlib.suppress(OSError, NsdashError):
-        for m in nsdash_machines():
-            if m.orphan or not m.root or m.name in found:
-                continue
-            with contextlib.suppress(OSError):
-                if os.path.samefile(m.root, image.path):
-                    found.append(m.name)
-    return found
+        ours = [(m.name, m.root) for m in nsdash_machines() if not m.orphan and m.root]
+    out = {}
+    for image in found:
+        names_ = list(inuse.tree_users(image.path, roots=roots)) if image.type != "raw" else []
+        for machine, root in ours:
+            if machine not in names_:
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(root, image.path):
+                        names_.append(machine)
+        out[image.name] = names_
+    return out
 
 
 # ---------------------------------------------------------------- building blocks

@@ -29,6 +29,7 @@ from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotRead
 from nsdash.tui.poller import TREE_EVERY, Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.screens.images import ImagesScreen
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
@@ -65,6 +66,7 @@ class MachineCommands(Provider):
         assert isinstance(app, NsdashApp)
         out: list[tuple[str, Any, str]] = [
             ("Spawn a machine", app.action_spawn, "open the spawn form"),
+            ("Images", app.action_images, "boot, clone, rename, remove and create images"),
             ("Follow all journals", app.action_follow_all, "merge every machine's journal in the pane"),
             ("Toggle dark/light theme", app.action_toggle_theme, ""),
         ]
@@ -116,6 +118,7 @@ class NsdashApp(App):
         Binding("T", "trace", "Trace"),
         Binding("P", "profile", "Profile"),
         Binding("D", "debug", "gdb"),
+        Binding("I", "images", "Images"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
 
@@ -135,6 +138,13 @@ class NsdashApp(App):
         self.last_error: str | None = None
         self.following: tuple[str, ...] | None = None
         self.busy: set[tuple[str, str]] = set()
+
+    # Machine actions make no sense over the Images panel: hidden from its footer and off there.
+    MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
+                                 "profile", "debug", "images"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in self.MACHINE_ACTIONS and isinstance(self.screen, ImagesScreen))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -364,24 +374,66 @@ class NsdashApp(App):
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
-    def action_spawn(self, boot_image: bool = False) -> None:
-        self.run_worker(self._load_images_then_spawn, thread=True, group="images")
+    def action_spawn(self, boot_image: bool = False, image: str | None = None) -> None:
+        self.run_worker(partial(self._load_images_then_spawn, image), thread=True, group="images")
 
-    def _load_images_then_spawn(self) -> None:
+    def _load_images_then_spawn(self, image: str | None = None) -> None:
         try:
             images = self.actions.images()
         except (NsdashError, OSError):
             images = {}
-        self.call_from_thread(self._open_spawn_form, images)
+        self.call_from_thread(self._open_spawn_form, images, image)
 
-    def _open_spawn_form(self, images: dict[str, Path]) -> None:
+    def _open_spawn_form(self, images: dict[str, Path], image: str | None = None) -> None:
         from nsdash.tui.screens.spawn import SpawnScreen
 
         def done(spec: ContainerSpec | None) -> None:
             if spec is not None:
                 self.run_action_worker("spawn", spec.machine, partial(self.actions.spawn, spec))
 
-        self.push_screen(SpawnScreen(images, self.machine_names()), done)
+        self.push_screen(SpawnScreen(images, self.machine_names(), image=image), done)
+
+    # ------------------------------------------------------------ images
+
+    def action_images(self) -> None:
+        if not isinstance(self.screen, ImagesScreen):
+            self.push_screen(ImagesScreen())
+
+    def on_images_screen_wanted(self, message: ImagesScreen.Wanted) -> None:
+        """An action on an image (screens/images.py), through the CLI's backend (LauncherActions)."""
+        from nsdash.tui.screens.image_forms import CreateScreen, NameScreen
+
+        name, actions = message.image, self.actions
+        if message.action == "create":
+            self.push_screen(CreateScreen(actions), lambda _created: self._reload_images())
+            return
+        assert name is not None
+        if message.action == "boot":
+            self.run_action_worker("boot", name, partial(actions.boot_image, name))
+        elif message.action == "ephemeral":
+            self.run_action_worker("boot -x", name, partial(actions.boot_image, name, True))
+        elif message.action == "spawn":
+            self.action_spawn(image=name)
+        elif message.action in ("clone", "rename"):
+            verb, call = (("Clone", actions.clone_image) if message.action == "clone"
+                          else ("Rename", actions.rename_image))
+
+            def named(new: str | None) -> None:
+                if new:
+                    self.run_action_worker(message.action, name, partial(call, name, new))
+
+            self.push_screen(NameScreen(f"{verb} image '{name}' as:", verb), named)
+        elif message.action == "remove":
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.run_action_worker("remove", name, partial(actions.remove_image, name))
+
+            self.push_screen(ConfirmScreen(f"Remove image '{name}' and its files?", "Remove", typed=name), answered)
+
+    def _reload_images(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ImagesScreen):
+                screen.reload()
 
     def action_machine_action(self, action: str) -> None:
         target = self.screen.machine if isinstance(self.screen, MachineScreen) else self.selected
@@ -428,3 +480,4 @@ class NsdashApp(App):
             self.notify(escape(f"{message.action} {message.machine}: done"), timeout=3, markup=False)
         if self.poller is not None:
             self.poller.refresh_now()
+        self._reload_images()

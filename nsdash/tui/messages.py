@@ -110,3 +110,29 @@ class ActionDone(Message):
         self.action = action
         self.machine = machine
         self.error = error
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One row of the Images panel (nsdash.machines.images), read off the UI thread."""
+
+    name: str
+    type: str  # directory | subvolume | raw
+    read_only: bool
+    size: int | None  # bytes on disk; None: not measured (yet)
+    mtime: float
+    path: str
+    used_by: tuple[str, ...] = ()  # running machines on it
+    os: str = "-"  # the tree's PRETTY_NAME (guest text)
+
+
+class ImagesReady(Message):
+    """A new list of images; an unprocessed older one is dropped in its favour."""
+
+    def __init__(self, rows: tuple[ImageRow, ...], error: str | None = None) -> None:
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ImagesReady)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.display import Row
 from nsdash.monitor.tree import CgroupNode
-from nsdash.tui.messages import JournalLine, MachineInfo, Snapshot
+from nsdash.tui.messages import ImageRow, JournalLine, MachineInfo, Snapshot
 
 T0 = 1_764_400_000.0  # a fixed "now" (epoch seconds)
 
@@ -85,3 +85,26 @@ JOURNAL = tuple(
         (7, "systemd", "debug: unit state changed"),
     ])
 ) + (JournalLine(int((T0 - 20) * 1e6), "demo-debian", 6, None, None, "", event="reboot"),)
+
+
+IMAGES = (
+    ImageRow("debian", "directory", False, 271_581_184, T0 - 86_400 * 3, "/var/lib/machines/debian",
+             ("demo-debian",), "Debian GNU/Linux 12 (bookworm)"),
+    ImageRow("busybox", "directory", False, 2_093_056, T0 - 3600, "/var/lib/machines/busybox",
+             ("busybox-8f3a0c1d2e4b5a69",), "nsdash BusyBox demo"),
+    ImageRow("golden", "directory", True, 268_435_456, T0 - 86_400 * 30, "/var/lib/machines/golden",
+             (), "Debian GNU/Linux 12 (bookworm)"),
+    ImageRow("appliance", "raw", False, 1_073_741_824, T0 - 86_400 * 7, "/var/lib/machines/appliance.raw"),
+    ImageRow("hostile", "directory", False, None, T0, "/var/lib/machines/hostile",
+             (), "\x1b]0;owned\x07 [@click=app.quit]"),
+)
+
+# debootstrap's steps as the create form shows them (a bookworm run, shortened)
+CREATE_STEPS = (
+    "I: Retrieving InRelease", "I: Checking Release signature", "I: Retrieving Packages",
+    "I: Validating Packages", "I: Resolving dependencies of required packages...",
+    "I: Resolving dependencies of base packages...", "I: Retrieving adduser 3.134",
+    "I: Validating adduser 3.134", "I: Retrieving apt 2.6.1", "I: Validating apt 2.6.1",
+    "I: Extracting adduser...", "I: Extracting apt...", "I: Installing core packages...",
+    "I: Unpacking required packages...", "I: Unpacking adduser...",
+)

@@ -2,7 +2,7 @@
 
 Starts demo-busybox and demo-debian (as `nsdash --demo` does) unless they are
 running, drives the real app headless with the pilot, and writes overview.svg,
-machine-view.svg, console.svg and spawn-form.svg.  Machines it started are
+machine-view.svg, console.svg, spawn-form.svg and images.svg.  Machines it started are
 powered off again afterwards; machines that were already running are left alone.
 Without root (or without a working launcher) it says so and falls back to the
 fixed sample data, naming the files accordingly.
@@ -74,7 +74,30 @@ async def _shoot_real(out: Path, seconds: float) -> list[Path]:
         app.screen.query_one("#spawn-name", Input).value = "web-1"
         save("spawn-form.svg")
         await pilot.press("escape")
+        await _shoot_images(app, pilot, save)
     return written
+
+
+async def _shoot_images(app, pilot, save) -> None:
+    """images.svg: the Images panel.  Where the host has no images, it lists the demo trees'
+    cache instead (only read), so the picture shows the demo machines running on them."""
+    from nsdash.machines import images
+    from nsdash.tui.screens.images import ImagesScreen
+
+    saved = os.environ.get("NSDASH_IMAGE_PATH")
+    if not images.discover() and saved is None:
+        from nsdash.demo import trees
+
+        os.environ["NSDASH_IMAGE_PATH"] = str(trees.CACHE)
+    try:
+        await pilot.press("I")
+        await _wait(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen.loaded, 60, "the images")
+        await pilot.pause(1)
+        save("images.svg")
+        await pilot.press("escape")
+    finally:
+        if saved is None:
+            os.environ.pop("NSDASH_IMAGE_PATH", None)
 
 
 async def _shoot_sample(out: Path) -> list[Path]:

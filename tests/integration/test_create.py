@@ -73,8 +73,8 @@ def test_root_password_is_set_by_the_trees_own_chpasswd(debian_cache, tmp_path):
 
     import pytest
 
-    from nsdash.cli.create import set_root_password
     from nsdash.errors import UsageError
+    from nsdash.machines.create import set_root_password
 
     tree = tmp_path / "tree"
     subprocess.run(["cp", "-a", "--reflink=auto", str(debian_cache), str(tree)], check=True)

@@ -23,11 +23,14 @@ from nsdash.tui.spawnform import LINK_JOURNAL, NETWORKS, FormError, SpawnForm, d
 class SpawnScreen(ModalScreen[ContainerSpec | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Spawn")]
 
-    def __init__(self, images: dict[str, Path], running: Collection[str], tree: str = "") -> None:
+    def __init__(self, images: dict[str, Path], running: Collection[str], tree: str = "",
+                 image: str | None = None) -> None:
+        """IMAGE: the image chosen at the start (the Images panel's selection)."""
         super().__init__()
         self.images = images
         self.running = set(running)
         self.initial_tree = tree
+        self.initial_image = image if image in images else None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="spawn-form"):
@@ -35,7 +38,8 @@ class SpawnScreen(ModalScreen[ContainerSpec | None]):
             yield Label("Image (from /var/lib/machines) or OS tree path")
             with Horizontal(classes="spawn-row"):
                 yield Select([(name, name) for name in sorted(self.images)], prompt="image…",
-                             id="spawn-image", allow_blank=True)
+                             id="spawn-image", allow_blank=True,
+                             value=self.initial_image if self.initial_image else Select.NULL)
                 yield Input(self.initial_tree, placeholder="/path/to/tree", id="spawn-tree")
             yield Label("Machine name (default: the tree's directory name)")
             yield Input(placeholder="name", id="spawn-name")
@@ -57,6 +61,8 @@ class SpawnScreen(ModalScreen[ContainerSpec | None]):
 
     def on_mount(self) -> None:
         self.query_one("#spawn-form").border_title = "spawn"
+        if self.initial_image:
+            self.query_one("#spawn-name", Input).placeholder = default_name(self.initial_image)
         (self.query_one("#spawn-tree", Input) if self.initial_tree or not self.images
          else self.query_one("#spawn-image", Select)).focus()
 
