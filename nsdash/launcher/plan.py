@@ -490,7 +490,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     ephemeral_dir = None
     root = tree
     ops: list[m.MountOp] = []
-    if spec.ephemeral:
+    if spec.ephemeral and spec.image is None:  # an --image is copied instead (launcher.image)
         if state_dir is None:
             raise SpecError("--ephemeral needs a state directory", "set NSDASH_STATE_DIR or run as root")
         ephemeral_dir = os.path.join(state_dir, "ephemeral")
