@@ -185,14 +185,20 @@ class AttachedImage:
                                  "pass a disk image file")
             size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
             self.dissection = dissect.dissect(dissect.reader(fd), size, str(self.image))
-            fcntl.flock(fd, fcntl.LOCK_EX)  # one start at a time decides who may use the image
-            self._check_users(st)
-            backing = self._ephemeral_copy(fd) if self.ephemeral else fd
+            # One start at a time decides who may use the image.  On a descriptor of its own:
+            # the loop device keeps the file it is given open, and with it that file's flocks.
+            lock = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                loop_fd = self._bind(backing)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._check_users(st)
+                backing = self._ephemeral_copy(fd) if self.ephemeral else fd
+                try:
+                    loop_fd = self._bind(backing)
+                finally:
+                    if backing != fd:
+                        os.close(backing)
             finally:
-                if backing != fd:
-                    os.close(backing)
+                os.close(lock)
         finally:
             os.close(fd)
         try:
@@ -212,7 +218,8 @@ class AttachedImage:
                 dev = users[0]
                 how = "read-write" if not dev.read_only else "read-only"
                 raise ImageError(f"--image: {self.image} is in use: /dev/{dev.name} holds it {how}",
-                                 "stop the machine using it, or boot with --read-only or --ephemeral (-x)")
+                                 "stop the machine using it, or boot a copy with --ephemeral (-x)"
+                                 + ("" if not dev.read_only else ", or boot it with --read-only too"))
             time.sleep(0.05)  # a reboot: the last boot's device unbinds as its namespace goes
 
     def _ephemeral_copy(self, fd: int) -> int:
