@@ -473,8 +473,8 @@ def help_text() -> str:
             group = r.group
             out += ["", f"{group}:"] if group else []
         out += _help_row(r)
-    out += ["", *_wrap("Where nsdash differs from systemd-nspawn: $container is \"nsdash\"; images are "
-                       "directories only (no --image); a reboot inside restarts the container in the same "
+    out += ["", *_wrap("Where nsdash differs from systemd-nspawn: $container is \"nsdash\"; --image "
+                       "reads GPT and bare file-system images, not LUKS or dm-verity; a reboot inside restarts the container in the same "
                        "process unless --reboot=exit; --register=auto is the default; --dry-run and --detach "
                        "are nsdash's own; options marked [nsdash: not supported] are refused with the reason "
                        "(the README lists them).", _WIDTH)]

@@ -219,3 +219,12 @@ def test_list_images_and_start_know_raw_images(fs_image, tmp_path, machine_name,
     finally:
         teardown_machine(machine_name)
     _no_loops_left(images / f"{machine_name}.raw")
+
+
+def test_dry_run_mounts_the_image_read_only_for_the_plan_and_leaves_nothing(gpt_image, machine_name):
+    r = run_nsdash("spawn", "--dry-run", "-b", "-i", str(gpt_image), "-M", machine_name)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^  root +/ +ext4 +partition 1$", r.stdout, re.M), r.stdout
+    assert re.search(r"^  srv +/srv +ext4 +partition 2 \(ro\)$", r.stdout, re.M), r.stdout
+    assert re.search(r"^command: +/usr/lib/systemd/systemd$", r.stdout, re.M), r.stdout  # read in the image
+    assert not _loops_of(gpt_image) and not _host_mounts()
