@@ -160,7 +160,8 @@ class AttachedImage:
         return self.root
 
     def _open(self) -> int:
-        mode = os.O_RDONLY if self.read_only else os.O_RDWR
+        # -x only reads the image (its copy is what the machine writes)
+        mode = os.O_RDONLY if self.read_only or self.ephemeral else os.O_RDWR
         try:
             return os.open(self.image, mode | os.O_CLOEXEC)
         except IsADirectoryError:
@@ -168,7 +169,8 @@ class AttachedImage:
         except FileNotFoundError:
             raise ImageError(f"--image: {self.image} does not exist", "pass an existing disk image file") from None
         except OSError as e:
-            if self.read_only or e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ETXTBSY):
+            if self.read_only or self.ephemeral or e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM,
+                                                                   errno.ETXTBSY):
                 raise ImageError(f"--image: cannot open {self.image}: {e.strerror}", None) from None
         # nspawn: an image that cannot be written (immutable, a read-only file system) boots read-only
         self.read_only = True
@@ -211,7 +213,7 @@ class AttachedImage:
             return
         deadline = time.monotonic() + RELEASE_WAIT
         while True:
-            users = image_users(st, not self.read_only)
+            users = image_users(st, not self.read_only and not self.ephemeral)  # -x copies: it only reads
             if not users:
                 return
             if time.monotonic() > deadline:

@@ -228,3 +228,18 @@ def test_dry_run_mounts_the_image_read_only_for_the_plan_and_leaves_nothing(gpt_
     assert re.search(r"^  srv +/srv +ext4 +partition 2 \(ro\)$", r.stdout, re.M), r.stdout
     assert re.search(r"^command: +/usr/lib/systemd/systemd$", r.stdout, re.M), r.stdout  # read in the image
     assert not _loops_of(gpt_image) and not _host_mounts()
+
+
+def test_an_immutable_image_boots_read_only_and_its_ephemeral_copy_writable(fs_image, machine_name):
+    # `nsdash read-only` marks an image with the immutable flag; nspawn then implies --read-only
+    subprocess.run(["chattr", "+i", str(fs_image)], check=True)
+    try:
+        r = run_nsdash("spawn", "-q", "--register=no", "-i", str(fs_image), "-M", machine_name,
+                       "/bin/sh", "-c", "findmnt -no OPTIONS /")
+        assert r.returncode == 0 and r.stdout.startswith("ro,"), r.stdout + r.stderr
+        r = run_nsdash("spawn", "-q", "--register=no", "-x", "-i", str(fs_image), "-M", machine_name,
+                       "/bin/sh", "-c", "touch /etc/x && findmnt -no OPTIONS /")
+        assert r.returncode == 0 and r.stdout.startswith("rw,"), r.stdout + r.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(fs_image)], check=True)
+    _no_loops_left(fs_image)
