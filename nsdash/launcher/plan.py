@@ -855,6 +855,12 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
             raise SpecError(f"{host_dir} is a symlink (linked to a guest before)",
                             "remove it or use --link-journal=guest")
         return [m.Bind(host_dir, guest_path)], host_dir, None
+    if spec.image is not None:
+        # the image is mounted for the machine only: a host symlink into it would dangle
+        if try_:
+            return [], None, None
+        raise SpecError("--link-journal=guest needs a directory tree: the host has no path into an --image",
+                        "use --link-journal=host, or try-guest (which then links nothing)")
     # guest: the journal stays in the tree; the host gets a symlink to it, whose target is
     # resolved as the container sees it (symlinks in the tree stay inside the tree), so a tree
     # whose /var/log points at /etc or climbs with ../ cannot aim the host's link at host files.

@@ -243,3 +243,14 @@ def test_an_immutable_image_boots_read_only_and_its_ephemeral_copy_writable(fs_i
     finally:
         subprocess.run(["chattr", "-i", str(fs_image)], check=True)
     _no_loops_left(fs_image)
+
+
+def test_link_journal_guest_is_refused_and_try_guest_links_nothing(fs_image, detached, machine_name):
+    r = run_nsdash("spawn", "--link-journal=guest", "-i", str(fs_image), "-M", machine_name, "/bin/true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "host has no path into an --image" in r.stderr
+    detached("--link-journal=try-guest", "-i", str(fs_image), "/bin/sleep", "600")
+    into_images = [p for p in Path("/var/log/journal").glob("*")
+                   if p.is_symlink() and str(paths.state_root() / HOLDER) in os.readlink(p)]
+    assert into_images == []  # a link into the image's mounts would dangle as soon as the machine runs
+    teardown_machine(machine_name)
+    _no_loops_left(fs_image)
