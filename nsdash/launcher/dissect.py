@@ -13,6 +13,7 @@ Pure logic over `read_at(offset, length)`: no loop device, no mount.  An image i
   carries the highest version wins; for the other kinds the first one does.
   /var is taken whatever its partition UUID (nspawn relaxes the spec's
   machine-ID check: a container's machine ID is not known before it boots).
+- or an MBR table with a single bootable partition of type 0x83 (the root),
 - or no partition table and one file system spanning the image.
 
 A partition's file system is recognised by its superblock's magic number;
@@ -78,7 +79,7 @@ class Mount(Frozen):
 
 
 class Dissection(Frozen):
-    kind: str  # "gpt" | "filesystem"
+    kind: str  # "gpt" | "mbr" | "filesystem"
     mounts: tuple[Mount, ...]  # parents before children (root first)
     sector_size: int = 512
 
@@ -146,13 +147,39 @@ def dissect(read_at: Callable[[int, int], bytes], size: int, image: str = "the i
     except gpt.GptError as e:
         raise ImageError(f"{image}: damaged GPT partition table: {e}", "repair it (sfdisk --verify) or rebuild the image") from None
     if table is None:
-        fstype = probe(read_at, 0)
-        if fstype is None:
+        if probe(read_at, 0) is None:
+            mbr = _from_mbr(read_at, size, image)
+            if mbr is not None:
+                return mbr
             raise ImageError(f"{image} has no GPT partition table and no file system nsdash knows",
                              f"pass a GPT disk image or a bare file system ({', '.join(MOUNTABLE)})")
         fstype = _fstype(read_at, 0, "its file system", image)
         return Dissection("filesystem", (Mount("root", "/", None, 0, size, fstype, fstype in ALWAYS_READ_ONLY),))
     return _from_table(read_at, table, image, arch or os.uname().machine)
+
+
+MBR_LINUX = 0x83
+MBR_BOOTABLE = 0x80
+
+
+def _from_mbr(read_at: Callable[[int, int], bytes], size: int, image: str) -> Dissection | None:
+    """An MBR (DOS) table: systemd-nspawn(1) boots one whose single bootable partition has type
+    0x83 (Linux).  None: sector 0 is no MBR at all."""
+    sector0 = read_at(0, 512)
+    if len(sector0) < 512 or sector0[510:512] != b"\x55\xaa":
+        return None
+    entries = [struct.unpack_from("<B3sB3sII", sector0, 446 + 16 * i) for i in range(4)]
+    if any(e[0] not in (0, MBR_BOOTABLE) for e in entries) or not any(e[2] for e in entries):
+        return None  # not a partition table (a boot sector of something else)
+    roots = [(i + 1, e) for i, e in enumerate(entries) if e[2] == MBR_LINUX and e[0] == MBR_BOOTABLE and e[5]]
+    if len(roots) != 1:
+        raise ImageError(f"{image} has an MBR partition table but " + ("no" if not roots else "more than one")
+                         + " bootable Linux (type 0x83) partition", "mark the root partition bootable (sfdisk -A)")
+    number, (_, _, _, _, start, count) = roots[0]
+    if (start + count) * 512 > size or start == 0:
+        raise ImageError(f"{image}: MBR partition {number} lies outside the image", "check it with 'sfdisk --verify'")
+    fstype = _fstype(read_at, start * 512, f"partition {number} (root)", image)
+    return Dissection("mbr", (Mount("root", "/", number, start * 512, count * 512, fstype, fstype in ALWAYS_READ_ONLY),))
 
 
 def _auto(p: gpt.Partition) -> bool:

@@ -9,7 +9,7 @@
 What is mounted where comes from nsdash.launcher.dissect (the image's GPT, read
 by nsdash itself).  The image is bound to one loop device with LOOP_CONFIGURE
 (LOOP_SET_FD and LOOP_SET_STATUS64 on kernels without it), flags AUTOCLEAR
-and, for a GPT, PARTSCAN: the kernel makes loopNpM for each partition, and
+and, for a partition table, PARTSCAN: the kernel makes loopNpM for each partition, and
 each one we mount is checked against our own reading of the table (start and
 size from sysfs).  Our descriptor of the loop device is closed once the
 mounts hold it, so the device stays bound exactly as long as a mount of it
@@ -250,7 +250,7 @@ class AttachedImage:
         """A free loop device bound to FILE_FD; returns its open descriptor."""
         assert self.dissection is not None
         flags = sc.LO_FLAGS_AUTOCLEAR | (sc.LO_FLAGS_READ_ONLY if self.read_only else 0)
-        if self.dissection.kind == "gpt":
+        if self.dissection.kind != "filesystem":
             flags |= sc.LO_FLAGS_PARTSCAN
         name = f"nsdash:{self.machine}".encode()
         try:

@@ -216,6 +216,8 @@ def test_list_images_and_start_know_raw_images(fs_image, tmp_path, machine_name,
         assert _sh(machine_name, "findmnt -no FSTYPE /").strip() == "ext4"
         r = run_nsdash("image-status", machine_name)
         assert r.returncode == 0 and "raw" in r.stdout, r.stdout
+        r = run_nsdash("remove", machine_name)  # the running machine's image
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and (images / f"{machine_name}.raw").exists(), r.stderr
     finally:
         teardown_machine(machine_name)
     _no_loops_left(images / f"{machine_name}.raw")
@@ -254,3 +256,16 @@ def test_link_journal_guest_is_refused_and_try_guest_links_nothing(fs_image, det
     assert into_images == []  # a link into the image's mounts would dangle as soon as the machine runs
     teardown_machine(machine_name)
     _no_loops_left(fs_image)
+
+
+def test_an_mbr_image_with_a_bootable_linux_partition_runs(busybox_cache, tmp_path, machine_name):
+    image = tmp_path / "mbr.raw"
+    subprocess.run(["truncate", "-s", "24M", str(image)], check=True)
+    subprocess.run(["sfdisk", "-q", str(image)], input="label: dos\nsize=4MiB, type=82\nsize=16MiB, type=83, bootable\n",
+                   text=True, check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "offset=5242880", "-d", str(busybox_cache), str(image), "16M"],
+                   check=True)
+    r = run_nsdash("spawn", "-q", "--register=no", "-i", str(image), "-M", machine_name, "/bin/sh", "-c",
+                   "grep ' / / ' /proc/self/mountinfo | sed 's/.* - //'; cat /etc/hostname")
+    assert r.returncode == 0 and re.fullmatch(r"ext4 /dev/loop\d+p2 rw\S*\nbusybox\n", r.stdout), r.stdout + r.stderr
+    _no_loops_left(image)

@@ -260,3 +260,25 @@ def test_efi_target_follows_the_spec():
     assert dissect.efi_target(lambda p: p == "/boot", False) == "/boot"
     assert dissect.efi_target(lambda p: p == "/boot", True) is None  # XBOOTLDR has /boot
     assert dissect.efi_target(lambda p: False, False) is None
+
+
+def _mbr(entries: list[tuple[int, int, int, int]], size: int = 8 * MIB) -> bytearray:
+    """An MBR image: ENTRIES are (status, type, first LBA, sectors); ext4 magic in each."""
+    img = bytearray(size)
+    for i, (status, kind, first, count) in enumerate(entries):
+        struct.pack_into("<B3sB3sII", img, 446 + 16 * i, status, b"", kind, b"", first, count)
+        img[first * 512 + 1080:first * 512 + 1082] = b"\x53\xef"
+    img[510:512] = b"\x55\xaa"
+    return img
+
+
+def test_an_mbr_with_one_bootable_linux_partition_is_the_root():
+    d = parts_of(_mbr([(0, 0x82, 2048, 2048), (0x80, 0x83, 4096, 8192)]))
+    assert d.kind == "mbr" and d.root.partition == 2 and d.root.offset == 4096 * 512 and d.root.fstype == "ext4"
+
+
+def test_an_mbr_without_or_with_two_bootable_linux_partitions_is_refused():
+    with pytest.raises(ImageError, match="no bootable Linux"):
+        parts_of(_mbr([(0, 0x83, 2048, 2048)]))
+    with pytest.raises(ImageError, match="more than one bootable Linux"):
+        parts_of(_mbr([(0x80, 0x83, 2048, 2048), (0x80, 0x83, 4096, 2048)]))
