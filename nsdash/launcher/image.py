@@ -46,7 +46,7 @@ from pathlib import Path
 
 from nsdash.launcher import dissect, sandbox
 from nsdash.launcher.dissect import ImageError
-from nsdash.system import paths
+from nsdash.system import mountinfo, paths
 from nsdash.system import syscalls as sc
 
 HOLDER = "image-root"  # under the state root: HOLDER/MACHINE is bound private, the image at .../root
@@ -64,21 +64,11 @@ def root_dir(machine: str) -> Path:
     return holder_dir(machine) / "root"
 
 
-def _mounts_under(path: str) -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == path or point.startswith(path + "/"):
-                found.append(point)
-    return found
-
-
 def clean_stale(machine: str) -> list[str]:
     """Detach what a dead supervisor left mounted for MACHINE (the orphan clean-up calls this)."""
     holder = str(holder_dir(machine))
     done = []
-    for point in sorted(_mounts_under(holder), key=len, reverse=True):
+    for point in sorted(mountinfo.mounts_under(holder), key=len, reverse=True):
         with contextlib.suppress(OSError):
             sc.umount2(point, sc.MNT_DETACH)
             done.append(f"unmounted {point}")

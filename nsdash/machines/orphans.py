@@ -19,18 +19,11 @@ from nsdash.errors import NsdashError
 from nsdash.launcher import image, network
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import state as st
-from nsdash.system import paths, syscalls
+from nsdash.system import mountinfo, paths, syscalls
 
 
 def _mounts_under(directory: Path) -> list[str]:
-    prefix = str(directory).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == str(directory) or point.startswith(prefix):
-                found.append(point)
-    return found
+    return mountinfo.mounts_under(str(directory))
 
 
 def clean_orphan(name: str) -> list[str]:

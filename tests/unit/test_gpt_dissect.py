@@ -282,3 +282,4 @@ def test_an_mbr_without_or_with_two_bootable_linux_partitions_is_refused():
         parts_of(_mbr([(0, 0x83, 2048, 2048)]))
     with pytest.raises(ImageError, match="more than one bootable Linux"):
         parts_of(_mbr([(0x80, 0x83, 2048, 2048), (0x80, 0x83, 4096, 2048)]))
+
