@@ -269,3 +269,20 @@ def test_an_mbr_image_with_a_bootable_linux_partition_runs(busybox_cache, tmp_pa
                    "grep ' / / ' /proc/self/mountinfo | sed 's/.* - //'; cat /etc/hostname")
     assert r.returncode == 0 and re.fullmatch(r"ext4 /dev/loop\d+p2 rw\S*\nbusybox\n", r.stdout), r.stdout + r.stderr
     _no_loops_left(image)
+
+
+def test_an_image_that_is_no_os_tree_is_refused_after_mounting_and_leaves_nothing(tmp_path, machine_name):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    image = tmp_path / "empty.raw"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(empty), str(image), "8M"], check=True)
+    r = run_nsdash("spawn", "-b", "-i", str(image), "-M", machine_name)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{image} does not look like an OS tree" in r.stderr, r.stderr
+    _no_loops_left(image)
+    assert not _host_mounts() and not st.machine_dir(machine_name).exists()
+
+
+def test_the_machine_is_named_after_the_image_file(gpt_image):
+    r = run_nsdash("spawn", "--dry-run", "-i", str(gpt_image), "/bin/true")
+    assert r.returncode == 0 and re.search(r"^machine: +debian$", r.stdout, re.M), r.stdout + r.stderr
