@@ -529,9 +529,23 @@ def _from_image(cli: Options) -> Path:
     return path
 
 
+def _raw_image_named(machine: str) -> str | None:
+    """NAME.raw in the image search path, unless a tree NAME comes first (machinectl's order)."""
+    for base in IMAGE_SEARCH_PATH:
+        if os.path.isdir(os.path.join(base, machine)):
+            return None
+        candidate = os.path.join(base, f"{machine}.raw")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def _writable(path: Path) -> bool:
-    """Whether the image can be opened for writing (not immutable, not on a read-only file system)."""
+    """Whether the image is writable: not marked read-only (machinectl read-only takes a raw
+    image's write bits), not immutable, not on a read-only file system."""
     try:
+        if not os.stat(path).st_mode & 0o222:
+            return False
         os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
     except OSError:
         return False
@@ -548,6 +562,10 @@ def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = Non
     /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
     .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
+    if not cli.get("image") and not cli.get("directory") and not cli.get("template") and cli.get("machine"):
+        raw = _raw_image_named(cli.get("machine"))
+        if raw is not None:
+            cli.values["image"] = raw  # nspawn -M NAME boots NAME.raw when there is no tree NAME
     if cli.get("image"):
         directory = settings_dir = _from_image(cli)
     else:
