@@ -150,6 +150,11 @@ class AttachedImage:
         return self.root
 
     def _open(self) -> int:
+        with contextlib.suppress(OSError):  # (a missing one is named below)
+            kind = os.stat(self.image).st_mode
+            if not (stat.S_ISREG(kind) or stat.S_ISBLK(kind) or stat.S_ISDIR(kind)):
+                raise ImageError(f"--image: {self.image} is neither a regular file nor a block device",
+                                 "pass a disk image file")  # (a FIFO would hang the open)
         # -x only reads the image (its copy is what the machine writes)
         mode = os.O_RDONLY if self.read_only or self.ephemeral else os.O_RDWR
         try:

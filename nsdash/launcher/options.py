@@ -502,15 +502,18 @@ def _from_image(cli: Options) -> Path:
         raise UsageError(f"--volatile={cli.get('volatile')} cannot be combined with --ephemeral",
                          "pick one (--volatile=overlay is like -x)")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang us
     except FileNotFoundError:
         raise SpecError(f"--image: {v.printable(path)} does not exist", "pass an existing disk image file") from None
     except OSError as e:
         raise SpecError(f"--image: cannot open {v.printable(path)}: {e.strerror}", None) from None
     try:
         st = os.fstat(fd)
-        if os.path.isdir(path):
+        if stat.S_ISDIR(st.st_mode):
             raise SpecError(f"--image: {v.printable(path)} is a directory", f"boot a tree with -D {v.printable(path)}")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise SpecError(f"--image: {v.printable(path)} is neither a regular file nor a block device",
+                            "pass a disk image file")
         size = st.st_size if not stat.S_ISBLK(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
         found = dissect.dissect(dissect.reader(fd), size, v.printable(path))
     finally:

@@ -173,7 +173,9 @@ def _bad_images(d: Path) -> dict[str, tuple[Path, str]]:
     subprocess.run(["truncate", "-s", "4M", str(zeros)], check=True)
     home_only = _gpt(d / "home-only.raw", "size=4MiB, type=933ac7e1-2eb4-4f13-b844-0e14e2aef915\n")
     no_fs = _gpt(d / "no-fs.raw", "size=4MiB, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n")
+    os.mkfifo(d / "fifo.raw")
     return {
+        "fifo": (d / "fifo.raw", "is neither a regular file nor a block device"),
         "missing": (d / "missing.raw", "does not exist"),
         "directory": (d / "dir.raw", "is a directory"),
         "zeros": (zeros, "has no GPT partition table and no file system nsdash knows"),
@@ -182,7 +184,7 @@ def _bad_images(d: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory", "zeros", "no root", "unknown file system"])
+@pytest.mark.parametrize("kind", ["missing", "directory", "fifo", "zeros", "no root", "unknown file system"])
 def test_bad_images_get_one_line_and_leave_nothing(kind, tmp_path, machine_name):
     image, words = _bad_images(tmp_path)[kind]
     r = run_nsdash("spawn", "-b", "-i", str(image), "-M", machine_name)
