@@ -303,12 +303,13 @@ def _loop_devices(roots) -> set[str]:
     """'loopN BACKING' for every bound loop device whose backing file is this session's (an
     image under its temporary directory, or named with its tag; "(deleted)" copies too)."""
     found = set()
+    dirs = tuple(r.rstrip("/") + "/" for r in roots)  # pytest-63 is not pytest-637
     for dev in Path("/sys/block").glob("loop*"):
         try:
             backing = (dev / "loop" / "backing_file").read_text().rstrip("\n")
         except OSError:
             continue  # not bound
-        if _ours(backing, roots):
+        if _ours(backing, dirs):
             found.add(f"{dev.name} {backing}")
     return found
 
