@@ -6,7 +6,8 @@ dashboard; root where it drives real machines).  With
 NSDASH_REQUIRE_ROOT_TESTS=1 (set by .ci/run) a skipped root test fails the run.
 
 Every root test is wrapped by `leak_check`: mounts, machine cgroups, veth
-links, state entries and container processes must be the same after the test
+links, state entries, container processes and loop devices (bound to an image
+of the session's) must be the same after the test
 as before it, or the test fails naming what leaked.  The cached OS trees are
 read-only: a session that changes one fails, naming the paths.
 """
@@ -298,6 +299,21 @@ def _links() -> set[str]:
             if p.name.startswith(("ve-", "vb-", "vz-")) and TAG in p.name}
 
 
+def _loop_devices(roots) -> set[str]:
+    """'loopN BACKING' for every bound loop device whose backing file is this session's (an
+    image under its temporary directory, or named with its tag; "(deleted)" copies too)."""
+    found = set()
+    dirs = tuple(r.rstrip("/") + "/" for r in roots)  # pytest-63 is not pytest-637
+    for dev in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (dev / "loop" / "backing_file").read_text().rstrip("\n")
+        except OSError:
+            continue  # not bound
+        if _ours(backing, dirs):
+            found.add(f"{dev.name} {backing}")
+    return found
+
+
 def _state_entries() -> set[str]:
     state = Path(os.environ.get("NSDASH_STATE_DIR", "/run/nsdash")) / "machines"
     return {p.name for p in state.iterdir()} if state.is_dir() else set()
@@ -340,7 +356,7 @@ def _reaped_by_host_init(pid: str) -> bool:
 def leak_snapshot() -> dict[str, set[str]]:
     roots = _session_roots()
     return {"mounts": _mounts(roots), "cgroups": _machine_cgroups(), "links": _links(),
-            "state": _state_entries(), "processes": _container_procs()}
+            "state": _state_entries(), "processes": _container_procs(), "loop devices": _loop_devices(roots)}
 
 
 def leaks_since(before: dict[str, set[str]], wait: float = 5.0) -> dict[str, set[str]]:
@@ -372,7 +388,8 @@ def _session_leak_check(tmp_path_factory, _state_dir):
     if not IS_ROOT:
         yield
         return
-    empty: dict[str, set[str]] = {k: set() for k in ("mounts", "cgroups", "links", "state", "processes")}
+    empty: dict[str, set[str]] = {k: set() for k in ("mounts", "cgroups", "links", "state", "processes",
+                                                     "loop devices")}
     yield
     leaked = leaks_since(empty)
     if leaked:

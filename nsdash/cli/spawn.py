@@ -14,18 +14,15 @@ import sys
 from nsdash.errors import PrivilegeError
 from nsdash.launcher.options import parse_spawn_args
 
+TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
+if TYPE_CHECKING:
+    from nsdash.launcher.spec import ContainerSpec
+
 
 def main(argv: list[str]) -> int:
     spec = parse_spawn_args(argv)
     if spec.dry_run:
-        from nsdash.launcher.plan import build_plan
-        from nsdash.system import paths
-
-        plan = build_plan(spec, console="/dev/pts/N" if spec.console != "pipe" else None,
-                          state_dir=str(paths.state_root() / "run" / spec.machine),
-                          host_term=os.environ.get("TERM"))
-        sys.stdout.write(plan.describe())
-        return 0
+        return _dry_run(spec)
     if spec.wait and not spec.detach:
         from nsdash.errors import UsageError
 
@@ -49,6 +46,34 @@ def main(argv: list[str]) -> int:
     code = run_foreground(spec)
     _fast_exit(code)
     return code
+
+
+def _dry_run(spec: ContainerSpec) -> int:
+    """Print the launch plan.  An --image is mounted read-only meanwhile (the plan reads the
+    tree: its init, its users), which needs root, and detached again before returning."""
+    from nsdash.launcher.plan import build_plan
+    from nsdash.system import paths
+
+    image = None
+    if spec.image is not None:
+        if os.geteuid() != 0:
+            raise PrivilegeError("--dry-run with --image needs root",
+                                 "the image is mounted read-only to make the plan: run it with sudo")
+        from nsdash.launcher.image import AttachedImage
+
+        image = AttachedImage(spec.image, spec.machine, read_only=True)
+        image.attach()
+    try:
+        plan = build_plan(spec, console="/dev/pts/N" if spec.console != "pipe" else None,
+                          state_dir=str(paths.state_root() / "run" / spec.machine),
+                          host_term=os.environ.get("TERM"))
+    finally:
+        if image is not None:
+            image.close()
+    if image is not None and image.dissection is not None:
+        sys.stdout.write(f"image:        {spec.image}\n" + "".join(f"  {line}\n" for line in image.dissection.describe()))
+    sys.stdout.write(plan.describe())
+    return 0
 
 
 def _fast_exit(code: int) -> None:

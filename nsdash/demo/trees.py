@@ -280,6 +280,96 @@ def ensure(name: str) -> Path:
     return final
 
 
+# ---------------------------------------------------------------- disk images
+#
+# --image tests boot the Debian tree as a disk image, made with Debian's own tools
+# (never nsdash's GPT reader, which is what they test): sfdisk writes a GPT whose
+# partitions follow the Discoverable Partitions Specification, and `mkfs.ext4 -d
+# TREE -E offset=N` fills each partition's file system from a directory without
+# mounting anything.  "debian-gpt": the root partition (x86-64 root type), a /srv
+# partition marked read-only (GPT attribute bit 60) and a /home partition marked
+# no-auto (bit 63), each holding a marker file; "debian-fs": the tree as one bare
+# ext4 file system.  Cached beside the trees, keyed by the tree's recipe and this one.
+
+IMAGES = ("debian-gpt", "debian-fs")
+IMAGE_TYPES = {"root": "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", "srv": "3b8f8425-20e0-4f3b-907f-1a25a76f98e8",
+               "home": "933ac7e1-2eb4-4f13-b844-0e14e2aef915"}
+SMALL_PARTITION_MIB = 16
+IMAGE_MARKER = "nsdash-image-marker"  # a file at the top of the /srv and /home partitions
+
+
+def image_path(name: str) -> Path:
+    key = hashlib.sha256(f"{name}:{recipe_hash('debian')}:{IMAGE_TYPES}:{SMALL_PARTITION_MIB}:1".encode())
+    return CACHE / "images" / f"{name}-{key.hexdigest()[:12]}.raw"
+
+
+def _mkfs(image: Path, offset: int, size: int, source: Path, label: str, log: Path) -> None:
+    _run(["mkfs.ext4", "-q", "-F", "-L", label, "-E", f"offset={offset}", "-d", str(source), str(image),
+          f"{size // 1024}k"], log)
+
+
+def _build_image(name: str, dest: Path, log: Path) -> None:
+    tree = ensure("debian")
+    used = int(subprocess.run(["du", "-sb", str(tree)], check=True, capture_output=True,
+                              text=True).stdout.split()[0])
+    root_mib = used * 3 // 2 // (1 << 20) + 128  # room for the journal and what a boot writes
+    if name == "debian-fs":
+        _run(["truncate", "-s", f"{root_mib}M", str(dest)], log)
+        _mkfs(dest, 0, root_mib << 20, tree, "root", log)
+        return
+    small = SMALL_PARTITION_MIB
+    _run(["truncate", "-s", f"{1 + root_mib + 2 * small + 1}M", str(dest)], log)
+    script = (f"label: gpt\n"
+              f"start=1MiB, size={root_mib}MiB, type={IMAGE_TYPES['root']}, name=\"debian-root\"\n"
+              f"size={small}MiB, type={IMAGE_TYPES['srv']}, name=\"srv\", attrs=\"GUID:60\"\n"
+              f"size={small}MiB, type={IMAGE_TYPES['home']}, name=\"home\", attrs=\"GUID:63\"\n")
+    with log.open("a") as out:
+        subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(dest)], input=script.encode(),
+                       check=True, stdout=out, stderr=subprocess.STDOUT)
+    import json
+
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(dest)], check=True, capture_output=True,
+                                      text=True).stdout)["partitiontable"]
+    sector = table.get("sectorsize", 512)
+    parts = table["partitions"]
+    _mkfs(dest, parts[0]["start"] * sector, parts[0]["size"] * sector, tree, "root", log)
+    for part, label in ((parts[1], "srv"), (parts[2], "home")):
+        content = dest.with_name(dest.name + f".{label}")
+        content.mkdir()
+        try:
+            _write(content / IMAGE_MARKER, f"{label}\n")
+            _mkfs(dest, part["start"] * sector, part["size"] * sector, content, label, log)
+        finally:
+            shutil.rmtree(content, ignore_errors=True)
+
+
+def ensure_image(name: str) -> Path:
+    """The cached disk image NAME (one of IMAGES), built first if it is missing; use it
+    read-only (boot a copy, or with --read-only)."""
+    final = image_path(name)
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = final.with_name(f".{final.name}.building-{os.getpid()}-{threading.get_ident():x}")
+    log = work.with_name(work.name + ".log")
+    work.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
+    try:
+        _build_image(name, work, log)
+        work.rename(final)
+    except subprocess.CalledProcessError as e:
+        tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+        raise SystemExit(f"nsdash: building the {name} image failed ({' '.join(map(str, e.cmd[:3]))} "
+                         f"exited {e.returncode}); the log is {log}:\n  " + "\n  ".join(tail)) from None
+    finally:
+        work.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
+    for old in final.parent.glob(f"{name}-*.raw"):
+        if old != final:
+            old.unlink(missing_ok=True)
+    return final
+
+
 def ensure_all(names: list[str], jobs: int = 4, report=None) -> dict[str, Path]:
     """Build NAMES concurrently (at most JOBS debootstraps at once); return name -> path.
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import ipaddress
 
     from nsdash.launcher.dhcp_server import DhcpServer
+    from nsdash.launcher.image import AttachedImage
     from nsdash.launcher.modes import OutcomeKind, Ownership
 
 NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
@@ -148,6 +149,7 @@ class Container:
         self._extra_veths: list[str] = []  # --network-veth-extra host sides
         self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
         self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
+        self._image: AttachedImage | None = None  # --image: its loop device and the host's view of its mounts
         self._closed = False
 
     # ---- lifecycle ------------------------------------------------------------
@@ -184,6 +186,12 @@ class Container:
         cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout, slice_name=spec.slice,
                                             properties=spec.properties)
         self.cgroup = cg.path
+        if spec.image is not None:  # mounted at spec.directory, where the plan reads the tree
+            from nsdash.launcher.image import AttachedImage
+
+            self._image = AttachedImage(spec.image, spec.machine, read_only=spec.read_only,
+                                        ephemeral=spec.ephemeral)
+            self._image.attach()
         available = _available_capabilities()
         if not cg.filters_devices and "CAP_MKNOD" not in spec.capabilities:
             # Neither the cgroup2 BPF device program (the kernel refused to load it) nor a v1
@@ -279,6 +287,10 @@ class Container:
                 self._reap_leader()
                 msg, _, hint = report.decode(errors="replace").partition("\0")
                 raise NsdashError(msg, hint or None)
+            if self._image is not None:
+                # PID 1 runs in its own copy of the image's mounts: the host's goes, so the loop
+                # device lives exactly as long as the machine's mount namespace
+                self._image.release_host_view()
         finally:
             if holding:
                 _FORK_WINDOW.release()
@@ -678,6 +690,8 @@ class Container:
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
         _remove_link(self._journal_link)
+        if self._image is not None:
+            self._image.close()
         if errors:
             raise NsdashError("; ".join(errors))
 

@@ -152,7 +152,7 @@ def _settings_mode(value: str, option: str) -> str:
 IMAGE, EXEC, IDENTITY, PROPS, USERNS, NET, SECURITY, RESOURCES, INTEGRATION, MOUNTS, IO, CREDS = (
     "Image", "Execution", "System Identity", "Properties", "User Namespacing", "Networking", "Security",
     "Resources", "Integration", "Mounts", "Input/Output", "Credentials")
-DIRS_ONLY = "images are directories only (loop-mount the image and pass -D DIR)"
+DIRS_ONLY = "nsdash sets up no dm-verity (boot the image without it, or a tree with -D DIR)"
 NO_SELINUX = "nsdash sets no SELinux labels"
 
 ROWS: tuple[Setting, ...] = (
@@ -180,7 +180,7 @@ ROWS: tuple[Setting, ...] = (
     Setting("ephemeral", "x", group=IMAGE, arg=NO_ARG, key="ephemeral", file="Exec.Ephemeral",
             file_parse=_bool, nsdash="[nsdash: overlayfs]",
             help="Run container with snapshot of root directory, and remove it after exit"),
-    Setting("image", "i", group=IMAGE, metavar="PATH", key="image", unsupported=DIRS_ONLY,
+    Setting("image", "i", group=IMAGE, metavar="PATH", key="image", parse=lambda s, o: pv.nonempty(s, o, "PATH"),
             help="Root file system disk image (or device node) for the container"),
     Setting("oci-bundle", None, group=IMAGE, metavar="PATH", key="oci_bundle",
             unsupported="OCI bundles are not read; pass the bundle's rootfs with -D",
@@ -473,8 +473,8 @@ def help_text() -> str:
             group = r.group
             out += ["", f"{group}:"] if group else []
         out += _help_row(r)
-    out += ["", *_wrap("Where nsdash differs from systemd-nspawn: $container is \"nsdash\"; images are "
-                       "directories only (no --image); a reboot inside restarts the container in the same "
+    out += ["", *_wrap("Where nsdash differs from systemd-nspawn: $container is \"nsdash\"; --image "
+                       "reads GPT and bare file-system images, not LUKS or dm-verity; a reboot inside restarts the container in the same "
                        "process unless --reboot=exit; --register=auto is the default; --dry-run and --detach "
                        "are nsdash's own; options marked [nsdash: not supported] are refused with the reason "
                        "(the README lists them).", _WIDTH)]

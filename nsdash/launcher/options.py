@@ -17,6 +17,7 @@ spawn path argparse's imports (argparse pulls in shutil on first use).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -479,6 +480,82 @@ def _from_template(cli: Options) -> None:
     template.populate(cli.get("template"), directory, bool(cli.get("quiet")))
 
 
+def _from_image(cli: Options) -> Path:
+    """--image=FILE, checked as systemd-nspawn checks it before anything is attached: not with
+    -D or --template, an image that exists and that nsdash can dissect (launcher.dissect, pure:
+    nothing is attached).  The machine is named after the file (less ".raw"), the image is
+    read-only where it cannot be written or its root partition is marked so (as nspawn implies
+    --read-only), and the spec's directory is where launcher.image will mount it.  Returns the
+    image's path (its directory holds NAME.nspawn)."""
+    from nsdash.launcher import dissect, image
+
+    if cli.get("directory"):
+        raise UsageError("--directory= and --image= may not be combined",
+                         "pick one: -D for a directory tree, -i for a disk image")
+    if cli.get("template"):
+        raise UsageError("--template= may not be combined with --image=", "a template makes a directory tree: use -D")
+    if cli.get("pivot_root"):
+        raise UsageError("--pivot-root= together with --image= is not supported by nsdash", "leave one of them out")
+    path = Path(os.path.abspath(cli.get("image")))
+    ephemeral = bool(cli.get("ephemeral"))
+    if ephemeral and cli.get("volatile", "no") != "no":
+        raise UsageError(f"--volatile={cli.get('volatile')} cannot be combined with --ephemeral",
+                         "pick one (--volatile=overlay is like -x)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang us
+    except FileNotFoundError:
+        raise SpecError(f"--image: {v.printable(path)} does not exist", "pass an existing disk image file") from None
+    except OSError as e:
+        raise SpecError(f"--image: cannot open {v.printable(path)}: {e.strerror}", None) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise SpecError(f"--image: {v.printable(path)} is a directory", f"boot a tree with -D {v.printable(path)}")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise SpecError(f"--image: {v.printable(path)} is neither a regular file nor a block device",
+                            "pass a disk image file")
+        size = st.st_size if not stat.S_ISBLK(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+        found = dissect.dissect(dissect.reader(fd), size, v.printable(path))
+    finally:
+        os.close(fd)
+    if not cli.get("read_only") and (found.root.read_only or (not ephemeral and not _writable(path))):
+        cli.values["read_only"] = True  # nspawn: a read-only image implies --read-only
+    if not cli.get("machine"):
+        stem = path.name[:-4] if path.name.endswith(".raw") else path.name
+        cli.values["machine"] = derive_machine_name(path.with_name(stem), ephemeral)
+    for spec in [*cli.get("bind_specs", []), *cli.get("overlay_specs", [])]:
+        if spec[0].startswith("+") or ":+" in spec[0]:
+            raise UsageError(f"{spec[2]} {v.printable(spec[0])!r}: paths relative to the image ('+') are not "
+                             "supported with --image by nsdash", "bind a host path")
+    cli.values["image"] = path
+    cli.values["directory"] = str(image.root_dir(cli.values["machine"]))
+    return path
+
+
+def _raw_image_named(machine: str) -> str | None:
+    """NAME.raw in the image search path, unless a tree NAME comes first (machinectl's order)."""
+    from nsdash.system.paths import image_dirs
+    for base in image_dirs():
+        if (base / machine).is_dir():
+            return None
+        candidate = base / f"{machine}.raw"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def _writable(path: Path) -> bool:
+    """Whether the image is writable: not marked read-only (machinectl read-only takes a raw
+    image's write bits), not immutable, not on a read-only file system."""
+    try:
+        if not os.stat(path).st_mode & 0o222:
+            return False
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError:
+        return False
+    return True
+
+
 def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = None,
               warn: Callable[[str], None] | None = None) -> ContainerSpec:
     """The one way to a ContainerSpec: systemd-nspawn's command line (plus nsdash's
@@ -489,18 +566,25 @@ def spec_from(argv: Sequence[str], *, trusted_dirs: tuple[str, ...] | None = Non
     /etc/systemd/nspawn and /run/systemd/nspawn (tests); WARN receives what a
     .nspawn file sets that nsdash does not apply (default: stderr)."""
     cli = parse_args(argv)
-    if cli.get("template"):
-        _from_template(cli)
-    raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
-    directory = check_directory(raw_dir)
-    cli.values["directory"] = str(directory)
+    if not cli.get("image") and not cli.get("directory") and not cli.get("template") and cli.get("machine"):
+        raw = _raw_image_named(cli.get("machine"))
+        if raw is not None:
+            cli.values["image"] = raw  # nspawn -M NAME boots NAME.raw when there is no tree NAME
+    if cli.get("image"):
+        directory = settings_dir = _from_image(cli)
+    else:
+        if cli.get("template"):
+            _from_template(cli)
+        raw_dir = cli.get("directory") or find_directory(cli.get("machine"))
+        directory = settings_dir = check_directory(raw_dir)
+        cli.values["directory"] = str(directory)
     settings_mode = cli.get("settings", "yes")
     settings: Options | None = None
     if settings_mode != "no":
         from nsdash.launcher import settings as nspawn_settings
 
         name = cli.get("machine") or derive_machine_name(directory, False)
-        settings = nspawn_settings.load_for(name, directory, settings_mode,
+        settings = nspawn_settings.load_for(name, settings_dir, settings_mode,
                                             trusted_dirs if trusted_dirs is not None else nspawn_settings.TRUSTED_DIRS,
                                             warn=warn or _warn_to_stderr)
     return build_spec(cli, settings)

@@ -334,29 +334,30 @@ def _check_tree(spec: ContainerSpec) -> str:
     # A symlinked /proc, /sys or /dev could aim the API mounts elsewhere: refuse the tree.
     sandbox.refuse_symlinked_api_dirs(tree)
     if not os.path.isdir(m.resolve_in_root(tree, "/usr")):
-        raise SpecError(f"{tree} does not look like an OS tree (it has no /usr)",
+        raise SpecError(f"{spec.image or tree} does not look like an OS tree (it has no /usr)",
                         "point -D at the root of an OS tree (for example one made with debootstrap)")
     return tree
 
 
 def _command(spec: ContainerSpec, tree: str, user: User) -> tuple[str, ...]:
+    where = spec.image or tree  # an image is named as the user gave it, not where it is mounted
     if spec.boot:
         for init in INIT_CANDIDATES:
             if find_executable(tree, init):
                 return (init, *spec.command)
-        raise SpecError(f"no init found in {tree} (looked for {', '.join(INIT_CANDIDATES)})",
+        raise SpecError(f"no init found in {where} (looked for {', '.join(INIT_CANDIDATES)})",
                         "install an init system in the tree, or run a command without -b")
     if spec.command:
         cwd = spec.chdir or ("/" if spec.boot else user.home)
         if find_executable(tree, spec.command[0], cwd=cwd) is None:
-            raise SpecError(f"command '{spec.command[0]}' not found in {tree}",
+            raise SpecError(f"command '{spec.command[0]}' not found in {where}",
                             "give a program that exists inside the tree (its path inside the container)")
         return spec.command
     # No command: a login shell, as systemd-nspawn starts one.
     for shell in (user.shell, "/bin/bash", "/bin/sh"):
         if shell and find_executable(tree, shell):
             return (shell, "-l")
-    raise SpecError(f"no shell found in {tree}", "give the command to run after the options")
+    raise SpecError(f"no shell found in {where}", "give the command to run after the options")
 
 
 def _missing_chain(tree: str, host_path: str) -> list[str]:
@@ -490,7 +491,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     ephemeral_dir = None
     root = tree
     ops: list[m.MountOp] = []
-    if spec.ephemeral:
+    if spec.ephemeral and spec.image is None:  # an --image is copied instead (launcher.image)
         if state_dir is None:
             raise SpecError("--ephemeral needs a state directory", "set NSDASH_STATE_DIR or run as root")
         ephemeral_dir = os.path.join(state_dir, "ephemeral")
@@ -855,6 +856,12 @@ def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: 
             raise SpecError(f"{host_dir} is a symlink (linked to a guest before)",
                             "remove it or use --link-journal=guest")
         return [m.Bind(host_dir, guest_path)], host_dir, None
+    if spec.image is not None:
+        # the image is mounted for the machine only: a host symlink into it would dangle
+        if try_:
+            return [], None, None
+        raise SpecError("--link-journal=guest needs a directory tree: the host has no path into an --image",
+                        "use --link-journal=host, or try-guest (which then links nothing)")
     # guest: the journal stays in the tree; the host gets a symlink to it, whose target is
     # resolved as the container sees it (symlinks in the tree stay inside the tree), so a tree
     # whose /var/log points at /etc or climbs with ../ cannot aim the host's link at host files.

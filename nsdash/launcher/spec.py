@@ -59,8 +59,9 @@ class Credential(Frozen):
 
 
 class ContainerSpec(Frozen):
-    directory: Path
+    directory: Path  # the OS tree; with --image, where the image is mounted while the machine starts
     machine: str
+    image: Path | None = None  # --image: the disk image file (launcher.image attaches and mounts it)
     hostname: str | None = None  # defaults to the machine name
     uuid: str | None = None  # 32 hex digits, no dashes
     boot: bool = False

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nsdash.errors import MachineNotFound, NsdashError, PrivilegeError, ProtocolError, UsageError
+from nsdash.errors import MachineNotFound, NsdashError, PrivilegeError, ProtocolError
 from nsdash.launcher import speccodec
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import protocol as proto
@@ -485,16 +485,11 @@ def _abandon_start(machine: str, received: bytes) -> None:
 
 
 def find_image(name: str, dirs: tuple[Path, ...] | None = None) -> Path:
-    """The directory tree of image NAME (nsdash.machines.images finds it; a raw disk image
-    is refused: nsdash boots directory trees only)."""
+    """The tree or disk image (NAME.raw) of image NAME (nsdash.machines.images finds it)."""
     from nsdash.machines import images
 
     registry.validate_name(name)  # `start NAME` names a machine: the message says so
-    image = images.find(name, dirs)
-    if image.type == "raw":
-        raise UsageError(f"image '{name}' is a disk image ({image.path})",
-                         "nsdash boots directory trees only; unpack it into a directory")
-    return image.path
+    return images.find(name, dirs).path
 
 
 def list_images(dirs: tuple[Path, ...] | None = None) -> list[Path]:
@@ -513,10 +508,11 @@ def start_spec(name: str, dirs: tuple[Path, ...] | None = None, *,
     so several copies of one image run at once."""
     from nsdash.launcher.options import spec_from
 
-    directory = find_image(name, dirs)
+    path = find_image(name, dirs)
+    where = f"--image={path}" if path.is_file() else f"--directory={path}"
     naming = ["--ephemeral"] if ephemeral else [f"--machine={name}"]
-    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", *naming,
-                      f"--directory={directory}"], trusted_dirs=trusted_dirs)
+    return spec_from(["--boot", "--link-journal=try-guest", "--settings=override", *naming, where],
+                     trusted_dirs=trusted_dirs)
 
 
 def start(name: str, dirs: tuple[Path, ...] | None = None, wait: bool = False,

@@ -29,7 +29,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 import secrets
 import shutil
 import stat
@@ -42,7 +41,7 @@ from typing import IO
 
 from nsdash.errors import MachineExists, MachineNotFound, NsdashError, UsageError
 from nsdash.launcher import inuse, names, template
-from nsdash.system import confined, fsflags, paths
+from nsdash.system import confined, fsflags, mountinfo, paths
 
 CHUNK = 1 << 20
 
@@ -218,14 +217,7 @@ def temp_name(directory: Path, name: str) -> Path:
 
 
 def _mounts_below(path: Path) -> list[str]:
-    real = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == real or point.startswith(real + "/"):
-                found.append(point)
-    return found
+    return mountinfo.mounts_under(os.path.realpath(path))
 
 
 def remove_tree(path: Path) -> None:

@@ -2,8 +2,10 @@
 
 A state entry whose lock nobody holds is an orphan: its supervisor was killed
 (kill -9, OOM, host crash).  Whatever it left (processes in the machine's
-cgroup, mounts under its state directory, the host side of its veth link, the
-entry itself) is removed here, so a new machine of the same name can start.
+cgroup, mounts under its state directory, the host side of its veth link, an
+--image's host-side mounts, the entry itself) is removed here, so a new machine
+of the same name can start.  An --image's loop device is unbound by the kernel
+once the killed machine's mount namespace is gone (launcher/image.py).
 """
 
 from __future__ import annotations
@@ -14,21 +16,14 @@ import subprocess
 from pathlib import Path
 
 from nsdash.errors import NsdashError
-from nsdash.launcher import network
+from nsdash.launcher import image, network
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import state as st
-from nsdash.system import paths, syscalls
+from nsdash.system import mountinfo, paths, syscalls
 
 
 def _mounts_under(directory: Path) -> list[str]:
-    prefix = str(directory).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == str(directory) or point.startswith(prefix):
-                found.append(point)
-    return found
+    return mountinfo.mounts_under(str(directory))
 
 
 def clean_orphan(name: str) -> list[str]:
@@ -55,6 +50,8 @@ def clean_orphan(name: str) -> list[str]:
             subprocess.run(["ip", "link", "del", ifname], capture_output=True, check=False)
             done.append(f"removed link {ifname}")
     done += network.forget(name)  # its address lease and nft rules (found by machine)
+    done += image.clean_stale(name)  # --image: the host's view of its mounts, if it died starting
+
     run_dir = paths.state_root() / "run" / name  # the launcher's per-run directory (ephemeral roots)
     for point in sorted(_mounts_under(run_dir), key=len, reverse=True):
         with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ launcher's orphans module cleans it when a command touches the name).
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 
 from nsdash.errors import MachineNotFound
@@ -87,6 +88,8 @@ def _from_entry(name: str) -> Machine | None:
     # Its own view while it runs (an ephemeral overlay, binds); its tree when stopped.
     # Either way confined: the tree's path on the host is as much the guest's as its root.
     root = f"/proc/{leader}/root" if alive and leader else (state.root if state else None)
+    if root and not alive and not os.path.isdir(root):
+        root = None  # an --image machine's root is its disk image: nothing to read without mounting it
     os_release, error = _os_release(root)
     if alive and leader:
         addrs = addresses(leader)

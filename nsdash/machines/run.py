@@ -130,7 +130,7 @@ class Terminal(LocalConsole):
     def booted(self, boot: int) -> None:
         if boot != 1:
             return
-        self.say(f"Spawning container {self.spec.machine} on {self.spec.directory}.")
+        self.say(f"Spawning container {self.spec.machine} on {self.spec.image or self.spec.directory}.")
         if self.raw:
             self.say("Press ^] three times within 1s to kill container.")
 

@@ -663,7 +663,7 @@ class Supervisor:
         c = self.container
         status_text = c.status_text if c is not None else None
         return st.MachineState(
-            name=self.name, root=str(self.spec.directory), leader=c.leader if c is not None else None,
+            name=self.name, root=str(self.spec.image or self.spec.directory), leader=c.leader if c is not None else None,
             cgroup=c.cgroup if c is not None else "", supervisor=os.getpid(), started=self.started,
             since=self.since, boot=self.boot, state=self.phase, uuid=self.uuid,
             netif=tuple(c.netif) if c is not None else (), boot_mode=self.spec.boot,

@@ -320,3 +320,105 @@ def renameat2_noreplace(old: str | os.PathLike[str], new: str | os.PathLike[str]
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"renameat2: {os.strerror(err)}", os.fspath(new))
+
+
+# ---- loop devices (added for --image: a disk image's partitions as block devices) ----
+
+LOOP_SET_FD = 0x4C00
+LOOP_CLR_FD = 0x4C01
+LOOP_SET_STATUS64 = 0x4C04
+LOOP_GET_STATUS64 = 0x4C05
+LOOP_CONFIGURE = 0x4C0A
+LOOP_CTL_GET_FREE = 0x4C82
+LO_FLAGS_READ_ONLY = 1
+LO_FLAGS_AUTOCLEAR = 4
+LO_FLAGS_PARTSCAN = 8
+LO_NAME_SIZE = 64
+BLKRRPART = 0x125F
+
+
+class LoopInfo64(ctypes.Structure):
+    """struct loop_info64 (linux/loop.h)."""
+
+    _fields_ = [("lo_device", ctypes.c_uint64), ("lo_inode", ctypes.c_uint64), ("lo_rdevice", ctypes.c_uint64),
+                ("lo_offset", ctypes.c_uint64), ("lo_sizelimit", ctypes.c_uint64), ("lo_number", ctypes.c_uint32),
+                ("lo_encrypt_type", ctypes.c_uint32), ("lo_encrypt_key_size", ctypes.c_uint32),
+                ("lo_flags", ctypes.c_uint32), ("lo_file_name", ctypes.c_char * LO_NAME_SIZE),
+                ("lo_crypt_name", ctypes.c_char * LO_NAME_SIZE), ("lo_encrypt_key", ctypes.c_char * 32),
+                ("lo_init", ctypes.c_uint64 * 2)]
+
+
+class _LoopConfig(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_uint32), ("block_size", ctypes.c_uint32), ("info", LoopInfo64),
+                ("reserved", ctypes.c_uint64 * 8)]
+
+
+def _ioctl(fd: int, request: int, arg: object, what: str) -> int:
+    return _check(_libc.ioctl(ctypes.c_int(fd), ctypes.c_ulong(request), arg), what)
+
+
+def loop_ctl_get_free(control_fd: int) -> int:
+    """ioctl(LOOP_CTL_GET_FREE) on /dev/loop-control: the number of a free loop device (made if need be)."""
+    return _ioctl(control_fd, LOOP_CTL_GET_FREE, ctypes.c_ulong(0), "ioctl(LOOP_CTL_GET_FREE)")
+
+
+def loop_configure(loop_fd: int, file_fd: int, flags: int, name: bytes = b"") -> None:
+    """ioctl(LOOP_CONFIGURE): bind FILE_FD to the loop device and set its flags in one step."""
+    config = _LoopConfig()
+    config.fd = file_fd
+    config.info.lo_flags = flags
+    config.info.lo_file_name = name[:LO_NAME_SIZE - 1]
+    _ioctl(loop_fd, LOOP_CONFIGURE, ctypes.byref(config), "ioctl(LOOP_CONFIGURE)")
+
+
+def loop_set_fd(loop_fd: int, file_fd: int) -> None:
+    """ioctl(LOOP_SET_FD): the older two-step binding (kernels before 5.8 lack LOOP_CONFIGURE)."""
+    _ioctl(loop_fd, LOOP_SET_FD, ctypes.c_ulong(file_fd), "ioctl(LOOP_SET_FD)")
+
+
+def loop_set_status64(loop_fd: int, flags: int, name: bytes = b"") -> None:
+    """ioctl(LOOP_SET_STATUS64) with FLAGS (the settable ones: AUTOCLEAR, PARTSCAN)."""
+    info = LoopInfo64()
+    info.lo_flags = flags
+    info.lo_file_name = name[:LO_NAME_SIZE - 1]
+    _ioctl(loop_fd, LOOP_SET_STATUS64, ctypes.byref(info), "ioctl(LOOP_SET_STATUS64)")
+
+
+def loop_get_status64(loop_fd: int) -> LoopInfo64:
+    """ioctl(LOOP_GET_STATUS64): what the bound loop device holds (ENXIO when it is free)."""
+    info = LoopInfo64()
+    _ioctl(loop_fd, LOOP_GET_STATUS64, ctypes.byref(info), "ioctl(LOOP_GET_STATUS64)")
+    return info
+
+
+def loop_clr_fd(loop_fd: int) -> None:
+    """ioctl(LOOP_CLR_FD): unbind (deferred by the kernel while the device is open elsewhere)."""
+    _ioctl(loop_fd, LOOP_CLR_FD, ctypes.c_ulong(0), "ioctl(LOOP_CLR_FD)")
+
+
+def blkrrpart(fd: int) -> None:
+    """ioctl(BLKRRPART): have the kernel read the partition table again."""
+    _ioctl(fd, BLKRRPART, ctypes.c_ulong(0), "ioctl(BLKRRPART)")
+
+
+BLKPG = 0x1269
+BLKPG_ADD_PARTITION = 1
+BLKPG_DEVNAMELTH = 64
+
+
+class _BlkpgPartition(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_longlong), ("length", ctypes.c_longlong), ("pno", ctypes.c_int),
+                ("devname", ctypes.c_char * BLKPG_DEVNAMELTH), ("volname", ctypes.c_char * BLKPG_DEVNAMELTH)]
+
+
+class _BlkpgIoctlArg(ctypes.Structure):
+    _fields_ = [("op", ctypes.c_int), ("flags", ctypes.c_int), ("datalen", ctypes.c_int),
+                ("data", ctypes.c_void_p)]
+
+
+def blkpg_add_partition(fd: int, number: int, start: int, length: int) -> None:
+    """ioctl(BLKPG, BLKPG_ADD_PARTITION): partition NUMBER of the disk FD at START for LENGTH bytes
+    (what systemd adds itself when the kernel's own table parsers do not know the table)."""
+    part = _BlkpgPartition(start, length, number)
+    arg = _BlkpgIoctlArg(BLKPG_ADD_PARTITION, 0, ctypes.sizeof(part), ctypes.cast(ctypes.pointer(part), ctypes.c_void_p))
+    _ioctl(fd, BLKPG, ctypes.byref(arg), "ioctl(BLKPG_ADD_PARTITION)")

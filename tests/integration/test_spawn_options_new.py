@@ -134,7 +134,8 @@ def test_help_values_print_lists(option):
 
 
 @pytest.mark.parametrize("argv,word", [
-    (["--image=/x.raw"], "--image is not supported by nsdash: images are directories only"),
+    (["--image=/x.raw"], "--directory= and --image= may not be combined"),
+    (["--root-hash=ab"], "--root-hash is not supported by nsdash: nsdash sets up no dm-verity"),
     (["-Z", "x"], "--selinux-context is not supported by nsdash"),
     (["--port=80"], "--port needs --network-veth (-n)"),
     (["--bind-user=root"], "--bind-user is not supported by nsdash"),

@@ -479,3 +479,42 @@ def test_every_issue_option_is_accepted(tree, tmp_path):
                  "--private-users=no", "arg1")
     assert spec.machine == "all1" and spec.command == ("arg1",) and spec.boot and spec.read_only
     assert spec.ephemeral and spec.private_network and spec.network_veth and spec.reboot_exit
+
+
+def _bare_ext4(path):
+    """A file that dissects as a bare ext4 file system (only its superblock magic)."""
+    data = bytearray(64 * 1024)
+    data[1080:1082] = b"\x53\xef"
+    path.write_bytes(data)
+    return path
+
+
+def test_image_spec_names_the_machine_after_the_file_and_mounts_it_under_the_state_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path / "state"))
+    image = _bare_ext4(tmp_path / "web.raw")
+    spec = parse_spawn_args(["-i", str(image)], trusted_dirs=())
+    assert spec.image == image and spec.machine == "web" and not spec.read_only
+    assert spec.directory == tmp_path / "state" / "image-root" / "web" / "root"
+    image.chmod(0o444)  # what `nsdash read-only` does to a raw image: nspawn then implies --read-only
+    assert parse_spawn_args(["-i", str(image)], trusted_dirs=()).read_only
+    assert not parse_spawn_args(["-x", "-i", str(image)], trusted_dirs=()).read_only  # -x boots a copy
+
+
+def test_machine_without_a_tree_finds_its_raw_image(tmp_path, monkeypatch):
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", f"{tmp_path / 'nothing'}:{tmp_path}")
+    image = _bare_ext4(tmp_path / "web.raw")
+    assert parse_spawn_args(["-M", "web"], trusted_dirs=()).image == image
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "usr").mkdir()
+    assert parse_spawn_args(["-M", "web"], trusted_dirs=()).image is None  # a tree of that name comes first
+
+
+def test_image_refusals_are_one_line(tmp_path):
+    image = _bare_ext4(tmp_path / "web.raw")
+    with raises_line(UsageError, "--directory= and --image= may not be combined"):
+        parse_spawn_args(["-i", str(image), "-D", str(tmp_path)], trusted_dirs=())
+    with raises_line(SpecError, f"--image: {tmp_path}/nope.raw does not exist"):
+        parse_spawn_args(["-i", str(tmp_path / "nope.raw")], trusted_dirs=())
+    with raises_line(SpecError, f"--image: {tmp_path} is a directory; boot a tree with -D"):
+        parse_spawn_args(["-i", str(tmp_path)], trusted_dirs=())
