@@ -121,6 +121,10 @@ GUESTS: dict[str, Debian] = {
     "openrc": Debian("bookworm", "openrc", ("sysvinit-core", *OTHER_BASE), install=("openrc",),
                      commands=INITTAB_CONSOLE_GETTY),
     "runit": Debian("bookworm", "runit", ("runit-init", *OTHER_BASE), commands=RUNIT_CONSOLE_GETTY),
+    # A far host for `nsdash -H`: the demo's Debian with OpenSSH's server.  The tests
+    # give it a host key and an authorized key of their own when they boot it.
+    "sshd": Debian("bookworm", "systemd", (*SYSTEMD_BASE, "systemd-container", "python3",
+                                          "util-linux", "openssh-server")),
 }
 
 # The guest matrix: tree name -> the init that boots it.  Debian 12 with systemd

@@ -1,0 +1,93 @@
+"""Where -H points: [USER@]HOST[:PORT], and the ssh command line that reaches it.
+
+The transport is the user's own OpenSSH client, so ~/.ssh/config, agents,
+ProxyJump, ControlMaster and known_hosts all apply as they do for `ssh HOST`:
+nsdash adds only -T (no PTY on the far side: the channel carries our
+protocol, not a terminal) and -p when the target names a port, never an
+option that would override the user's configuration.
+
+Two environment variables, as git's GIT_SSH_COMMAND and rsync's
+--rsync-path do:
+- NSDASH_SSH_COMMAND: the ssh command (default `ssh`), e.g.
+  `ssh -F ~/work/ssh_config -o BatchMode=yes`;
+- NSDASH_REMOTE_COMMAND: how the far side starts nsdash (default `nsdash`),
+  e.g. `~/venv/bin/nsdash`; the far user's shell runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nsdash.errors import UsageError
+
+# A host name, an IPv4 address or a bracketed IPv6 one; users as ssh takes them.
+_TARGET = re.compile(r"(?:(?P<user>[^@\s:/]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d+))?")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A remote host as the user named it."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    def __str__(self) -> str:
+        who = f"{self.user}@" if self.user else ""
+        return f"{who}{self.host}" + (f":{self.port}" if self.port else "")
+
+    @property
+    def destination(self) -> str:
+        """What ssh takes as its destination (brackets of an IPv6 address dropped)."""
+        who = f"{self.user}@" if self.user else ""
+        return who + self.host.strip("[]")
+
+
+def parse_target(text: str) -> Target:
+    m = _TARGET.fullmatch(text)
+    if not m or m["host"].startswith("-"):
+        raise UsageError(f"'{text}' is not a host", "give -H [USER@]HOST[:PORT], e.g. -H root@build1:2222")
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"port {port} of '{text}' is out of range", "give a port from 1 to 65535")
+    return Target(m["host"], m["user"], port)
+
+
+def ssh_argv(target: Target, env: Mapping[str, str] | None = None) -> list[str]:
+    """The ssh command line that runs nsdash's protocol end on TARGET."""
+    env = os.environ if env is None else env
+    ssh = shlex.split(env.get("NSDASH_SSH_COMMAND") or "ssh")
+    far = env.get("NSDASH_REMOTE_COMMAND") or "nsdash"
+    port = ["-p", str(target.port)] if target.port else []
+    # ssh joins the command's words with spaces for the far user's shell: FAR is a shell word
+    # list by design (a path with options), the verb name is fixed.
+    return [*ssh, "-T", *port, "--", target.destination, f"{far} _remote"]
+
+
+def split_host_option(args: list[str], env: Mapping[str, str] | None = None) -> tuple[Target | None, list[str]]:
+    """Take -H/--host off the front of nsdash's arguments (else $NSDASH_HOST); the rest is the verb's.
+
+    Only before the verb: after it, -H could be one of the verb's own options."""
+    env = os.environ if env is None else env
+    rest = list(args)
+    text: str | None = None
+    while rest and rest[0].startswith(("-H", "--host")):
+        option = rest.pop(0)
+        if option in ("-H", "--host"):
+            if not rest:
+                raise UsageError(f"{option} needs a host", "give -H [USER@]HOST[:PORT]")
+            text = rest.pop(0)
+        elif option.startswith("--host="):
+            text = option.split("=", 1)[1]
+        elif option.startswith("-H"):
+            text = option[2:]
+        else:
+            rest.insert(0, option)  # e.g. --hosts: not ours
+            break
+    if text is None:
+        text = env.get("NSDASH_HOST") or None
+    return (parse_target(text) if text else None), rest
