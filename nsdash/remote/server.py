@@ -52,6 +52,10 @@ def _child_env(term: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NSDASH_HOST",)}  # never hop on
     if term:
         env["TERM"] = term
+    else:
+        # A verb's stdout is our pipe, which Python would buffer by the block: `journal -f`
+        # and `cgtop` lines must reach the client as they are written.
+        env["PYTHONUNBUFFERED"] = "1"
     return env
 
 

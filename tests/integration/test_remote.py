@@ -1,0 +1,392 @@
+"""`nsdash -H HOST VERB` against a real far host over real ssh (issue 20), as root.
+
+The far host is an nsdash machine booted from the "sshd" tree (Debian 12 with
+python3 and openssh-server) with private networking (-n), so the host reaches
+it by its address from nsdash's pool and the traffic stays on the machine's
+veth.  The test makes every key: sshd's host key and the authorized key are
+bound in read-only from a temporary directory, with an sshd_config drop-in
+naming them; this checkout and the venv's packages are bound in as
+test_systemd_host does, and /usr/local/bin/nsdash there is a small wrapper.
+The client side uses `ssh -F CONFIG` (NSDASH_SSH_COMMAND) with a known_hosts
+file of its own and HOME in the temporary directory, so nothing of root's
+~/.ssh is read or written.  Inside the far host, nsdash runs BusyBox machines
+(nested) and a Debian one for `systemctl -M`.  One far host for the module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine, wait_for
+
+from nsdash.launcher import network
+from nsdash.machines import state as st
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+FAR_DIR = "/opt/remote-test"
+
+
+class Far:
+    """The far host: remote(*argv) runs `nsdash -H far ARGV` here; ssh(cmd) runs CMD on the far host."""
+
+    def __init__(self, name: str, tmp: Path, address: str) -> None:
+        self.name, self.tmp, self.address = name, tmp, address
+        self.env = {**os.environ, "HOME": str(tmp / "home"), "NSDASH_SSH_COMMAND": f"ssh -F {tmp / 'ssh_config'}"}
+        self.env.pop("NSDASH_HOST", None)
+
+    def remote(self, *argv: str, env: dict[str, str] | None = None, timeout: float = 60,
+               input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*NSDASH, "-H", "far", *argv], capture_output=True, text=True, timeout=timeout,
+                              cwd=REPO, env={**self.env, **(env or {})}, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def ssh(self, command: str, timeout: float = 60) -> str:
+        r = subprocess.run(["ssh", "-F", str(self.tmp / "ssh_config"), "far", command], capture_output=True,
+                           text=True, timeout=timeout, env=self.env, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, (command, r.stdout, r.stderr)
+        return r.stdout
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nsdash-test", "-f", str(path)],
+                   check=True)
+    return (path.with_suffix(".pub")).read_text().strip()
+
+
+def _ssh_config(tmp: Path, address: str, key: Path, known_hosts: Path, name: str = "ssh_config",
+                port: int = 22) -> Path:
+    config = tmp / name
+    config.write_text(f"""Host far
+  HostName {address}
+  Port {port}
+  HostKeyAlias far
+  User root
+  IdentityFile {key}
+  IdentitiesOnly yes
+  IdentityAgent none
+  UserKnownHostsFile {known_hosts}
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 10
+  LogLevel ERROR
+""")
+    return config
+
+
+def _far_files(tmp: Path) -> Path:
+    """The far side's part: sshd's host key and drop-in, the authorized key, the nsdash wrapper."""
+    far = tmp / "far"
+    far.mkdir(mode=0o755)
+    host_pub = _keygen(far / "host_key")
+    client_pub = _keygen(tmp / "client_key")
+    (far / "authorized_keys").write_text(client_pub + "\n")
+    (far / "sshd.conf").write_text(f"HostKey {FAR_DIR}/host_key\nAuthorizedKeysFile {FAR_DIR}/authorized_keys\n"
+                                   "PermitRootLogin prohibit-password\nUseDNS no\nPrintMotd no\n")
+    (far / "nsdash").write_text("#!/bin/sh\nexport PYTHONPATH=/opt/nsdash:/opt/site\n"
+                                'exec python3 -m nsdash "$@"\n')
+    (far / "nsdash").chmod(0o755)
+    # A far side from the future: greets with protocol 2.0 (the refusal is the client's)
+    (far / "future").write_text('#!/bin/sh\necho \'{"t":"hello","v":[2,0],"nsdash":"9"}\'\nread x\n')
+    (far / "future").chmod(0o755)
+    # A hostile far side: its output carries a terminal title change and a colour
+    evil = base64.b64encode(b"\x1b]0;pwned\x07evil \x1b[31mred\n").decode()
+    (far / "hostile").write_text("#!/bin/sh\necho '{\"t\":\"hello\",\"v\":[1,0]}'\nread x\n"
+                                 f"echo '{{\"t\":\"out\",\"ch\":1,\"fd\":1,\"d\":\"{evil}\"}}'\n"
+                                 "echo '{\"t\":\"exit\",\"ch\":1,\"code\":0}'\n")
+    (far / "hostile").chmod(0o755)
+    (tmp / "known_hosts").write_text(f"far {host_pub.rsplit(' ', 1)[0]}\n")
+    (tmp / "home").mkdir()
+    return far
+
+
+@pytest.fixture(scope="module")
+def far(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("remote")
+    tmp.chmod(0o755)
+    files = _far_files(tmp)
+    name = f"{TAG}-far"
+    site = sysconfig.get_paths()["purelib"]
+    r = run_nsdash("spawn", "--detach", "-M", name, "-n", "-xbD", str(cached_tree("sshd")),
+                   f"--bind-ro={REPO}:/opt/nsdash", f"--bind-ro={site}:/opt/site", f"--bind-ro={files}:{FAR_DIR}",
+                   f"--bind-ro={files / 'nsdash'}:/usr/local/bin/nsdash",
+                   f"--bind-ro={files / 'sshd.conf'}:/etc/ssh/sshd_config.d/nsdash-test.conf",
+                   f"--bind-ro={cached_tree('busybox')}:/opt/busybox", timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        lease = network.lease_of(name)
+        assert lease is not None
+        address = str(lease.guest.ip)
+        _ssh_config(tmp, address, tmp / "client_key", tmp / "known_hosts")
+        host = Far(name, tmp, address)
+        wait_for(lambda: host.remote("list", timeout=30).returncode == 0, timeout=90, step=0.5,
+                 what="sshd and nsdash on the far host")
+        yield host
+    finally:
+        teardown_machine(name)
+
+
+def _one_line(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode != 0, r
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("nsdash: "), r.stderr
+    assert "Traceback" not in r.stderr
+    return r.stderr
+
+
+def _bb(far: Far, name: str) -> None:
+    r = far.remote("spawn", "--detach", "-M", name, "-xbD", "/opt/busybox")
+    assert r.returncode == 0, r.stderr
+
+
+def _wait_journal(far: Far, name: str, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (r := far.remote("journal", "-M", name)).stdout:
+        assert time.monotonic() < deadline, (f"no {text!r} in {name}'s journal", r)
+        time.sleep(0.3)
+
+
+def _wait_gone(far: Far, name: str) -> None:
+    wait_for(lambda: name not in far.remote("list").stdout, timeout=30, step=0.3, what=f"{name} gone")
+
+
+def test_readers_and_stops_over_ssh(far):
+    _bb(far, "bb")
+    try:
+        _wait_journal(far, "bb", "BusyBox init is up on bb")
+        listing = far.remote("list")
+        assert listing.returncode == 0 and listing.stdout.split("\n")[1].split()[0] == "bb", listing.stdout
+        status = json.loads(far.remote("status", "-o", "json", "bb").stdout)
+        assert status["state"] == "running"
+        assert "bb" in far.remote("status", "bb").stdout
+        ps = far.remote("ps", "-M", "bb")
+        assert ps.returncode == 0 and "getty" in ps.stdout, ps.stdout
+        cgls = far.remote("cgls")
+        assert cgls.returncode == 0 and "getty" in cgls.stdout, cgls.stdout
+        top = far.remote("cgtop", "-b", "-n", "1")
+        assert top.returncode == 0 and "bb" in top.stdout, top.stdout
+        images = far.remote("list-images")
+        assert images.returncode == 0, images.stderr
+        # kill: a signal to the machine's init (BusyBox's init ignores SIGHUP's default, and lives)
+        r = far.remote("kill", "--signal=SIGHUP", "bb")
+        assert r.returncode == 0, r.stderr
+        # reboot: the same machine boots again
+        boot = status["boot"]
+        assert far.remote("reboot", "bb").returncode == 0
+        wait_for(lambda: json.loads(far.remote("status", "-o", "json", "bb").stdout)["boot"] > boot, timeout=30,
+                 step=0.3, what="a second boot")
+        assert far.remote("poweroff", "bb").returncode == 0
+        _wait_gone(far, "bb")
+        # an error on the far side comes back as its one line and exit status
+        r = far.remote("status", "bb")
+        assert "no machine named 'bb'" in _one_line(r)
+    finally:
+        far.remote("terminate", "bb")
+
+
+def test_start_and_terminate_an_image(far):
+    far.ssh("mkdir -p /var/lib/machines && cp -a /opt/busybox /var/lib/machines/img")
+    assert "img" in far.remote("list-images").stdout
+    r = far.remote("start", "img")
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_for(lambda: "img" in far.remote("list").stdout, timeout=30, step=0.3, what="img running")
+        assert far.remote("terminate", "img").returncode == 0
+        _wait_gone(far, "img")
+    finally:
+        far.remote("terminate", "img")
+
+
+def test_shell_passes_stdin_and_the_exit_code_back(far):
+    _bb(far, "sh1")
+    try:
+        r = far.remote("shell", "sh1", "/bin/sh", "-c", "read x; echo got-$x; echo err >&2; exit 7", input="hello\n")
+        assert r.returncode == 7, r
+        assert r.stdout == "got-hello\n" and r.stderr == "err\n", r
+    finally:
+        far.remote("terminate", "sh1")
+
+
+def _pty_run(far: Far, argv: list[str], rows: int = 30, cols: int = 100):
+    """nsdash -H far ARGV on a new local terminal of ROWS x COLS: (pid, master fd)."""
+    import fcntl
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        os.chdir(REPO)
+        os.execvpe(sys.executable, [sys.executable, "-m", "nsdash", "-H", "far", *argv], far.env)
+    return pid, fd
+
+
+def _until(fd: int, buf: bytearray, pattern: bytes, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pattern not in buf:
+        assert time.monotonic() < deadline, (pattern, bytes(buf[-2000:]))
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                buf.extend(os.read(fd, 4096))
+            except OSError:
+                break
+
+
+def _reap(pid: int, fd: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+    finally:
+        os.close(fd)
+
+
+def test_login_and_shell_on_a_terminal(far):
+    _bb(far, "con")
+    try:
+        pid, fd = _pty_run(far, ["login", "con"])
+        buf = bytearray()
+        try:
+            _until(fd, buf, b"Connected to machine con")
+            os.write(fd, b"\r")
+            _until(fd, buf, b"con login:")
+            os.write(fd, b"root\r")
+            _until(fd, buf, b"# ")
+            os.write(fd, b"echo answer-$((6*7))\r")
+            _until(fd, buf, b"answer-42")
+            os.write(fd, b"\x1d\x1d\x1d")  # ^] three times: leave, as locally
+            _until(fd, buf, b"terminated")
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        assert _reap(pid, fd) == 0
+        assert json.loads(far.remote("status", "-o", "json", "con").stdout)["state"] == "running"
+
+        # shell on a terminal: a PTY on the far side with our window size, the exit code back
+        pid, fd = _pty_run(far, ["shell", "con", "/bin/sh", "-c", "stty size; tty; exit 3"], rows=33, cols=101)
+        buf = bytearray()
+        try:
+            _until(fd, buf, b"33 101")
+            _until(fd, buf, b"/dev/pts/")
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        assert _reap(pid, fd) == 3
+    finally:
+        far.remote("terminate", "con")
+
+
+def test_journal_follow_and_a_lost_connection(far):
+    _bb(far, "jf")
+    follow = subprocess.Popen([*NSDASH, "-H", "far", "journal", "-f", "-M", "jf"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=REPO, env=far.env, stdin=subprocess.DEVNULL)
+    try:
+        os.set_blocking(follow.stdout.fileno(), False)
+        seen = bytearray()
+
+        def saw(marker: bytes) -> bool:
+            with __import__("contextlib").suppress(BlockingIOError, TypeError):
+                seen.extend(follow.stdout.read() or b"")
+            return marker in seen
+
+        wait_for(lambda: saw(b"BusyBox init is up"), timeout=30, what="the journal so far")
+        # a line the guest writes now arrives, and its escape sequence shows escaped, not raw
+        r = far.remote("shell", "jf", "/bin/sh", "-c", r"printf 'fresh-line \033[31mred\n' > /dev/console")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: saw(b"fresh-line"), timeout=20, what="the followed line")
+        assert b"\x1b" not in seen and b"fresh-line red" in seen, bytes(seen[-300:])
+
+        # the far side's nsdash dies mid-session: one line, non-zero
+        far.ssh("pkill -KILL -f '^python3 -m nsdash _remote$'")
+        follow.wait(timeout=20)
+        err = follow.stderr.read().decode()
+        assert follow.returncode != 0 and err.count("\n") == 1 and "connection to far was lost" in err, err
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        follow.stdout.close()
+        follow.stderr.close()
+        far.remote("terminate", "jf")
+    # the far side left nothing running for the session: no journal follower lingers
+    wait_for(lambda: far.ssh("pgrep -f 'nsdash journa[l]' || true").strip() == "", timeout=10, step=0.3,
+             what="the far journal process gone")
+
+
+def test_interrupting_the_client_ends_the_far_verb(far):
+    _bb(far, "intr")
+    follow = subprocess.Popen([*NSDASH, "-H", "far", "journal", "-f", "-M", "intr"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=REPO, env=far.env, stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: far.ssh("pgrep -f 'nsdash journal -[f]' || true").strip(), timeout=20, step=0.3,
+                 what="the far journal follower")
+        os.killpg(follow.pid, signal.SIGINT)  # ^C in the user's terminal reaches nsdash and ssh
+        follow.wait(timeout=20)
+        assert follow.returncode == 130, follow.stderr.read()
+        wait_for(lambda: far.ssh("pgrep -f 'nsdash journal -[f]' || true").strip() == "", timeout=10, step=0.3,
+                 what="the far journal follower gone")
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        follow.stdout.close()
+        follow.stderr.close()
+        far.remote("terminate", "intr")
+
+
+def test_systemctl_in_a_nested_systemd_machine(far):
+    r = far.remote("spawn", "--detach", "-M", "inner", "-xbD", "/", timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_for(lambda: far.remote("systemctl", "-M", "inner", "is-active", "multi-user.target").stdout.strip()
+                 == "active", timeout=60, step=0.5, what="the inner systemd's multi-user.target")
+        units = far.remote("systemctl", "-M", "inner", "list-units", "--type=service")
+        assert units.returncode == 0 and "systemd-journald.service" in units.stdout, units
+        # the inner ssh.service failed (the far host's sshd holds port 22): a failing verb's status comes back
+        r = far.remote("systemctl", "-M", "inner", "is-active", "ssh.service")
+        assert r.returncode != 0 and r.stdout.strip() == "failed", r
+    finally:
+        far.remote("terminate", "inner")
+
+
+def test_what_cannot_work_says_so_in_one_line(far):
+    # a key the far host does not know
+    _keygen(far.tmp / "stranger_key")
+    wrong = _ssh_config(far.tmp, far.address, far.tmp / "stranger_key", far.tmp / "known_hosts", "wrong_key")
+    assert "far refused the login" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {wrong}"}))
+    # a host key nobody vouched for
+    (far.tmp / "empty_known_hosts").write_text("")
+    unknown = _ssh_config(far.tmp, far.address, far.tmp / "client_key", far.tmp / "empty_known_hosts", "unknown")
+    assert "host key is unknown" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {unknown}"}))
+    # a far side without nsdash
+    assert "nsdash is not installed on far" in _one_line(
+        far.remote("list", env={"NSDASH_REMOTE_COMMAND": "/nonexistent/nsdash"}))
+    # a far side speaking another major version
+    assert "far speaks nsdash protocol 2.0" in _one_line(
+        far.remote("list", env={"NSDASH_REMOTE_COMMAND": f"{FAR_DIR}/future"}))
+    # a far side that sends control sequences: shown escaped, never raw
+    r = far.remote("list", env={"NSDASH_REMOTE_COMMAND": f"{FAR_DIR}/hostile"})
+    assert r.returncode == 0 and r.stdout == "\\x1b]0;pwned\\x07evil \\x1b[31mred\n", r
+    # a port nobody listens on
+    down = _ssh_config(far.tmp, far.address, far.tmp / "client_key", far.tmp / "known_hosts", "down", port=1)
+    assert "cannot reach far" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {down}"}))
+    # verbs that do not run over -H, and a foreground spawn
+    assert "does not run over -H" in _one_line(far.remote("trace", "-M", "x", "1"))
+    assert "needs --detach" in _one_line(far.remote("spawn", "-D", "/opt/busybox"))
+
+
+def test_the_far_machine_left_nothing_in_its_state_dir(far):
+    """Every nested machine above is gone on the far side (its own leak check)."""
+    assert far.remote("list").stdout.splitlines()[1:] == ["No machines."]
+    assert st.machine_dir(far.name).exists()  # the far host itself still runs until the module ends
