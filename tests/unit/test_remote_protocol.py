@@ -164,10 +164,10 @@ def test_the_far_side_greets_runs_verbs_on_channels_and_refuses_others():
 
 def test_the_far_side_gives_a_terminal_its_size(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)  # argparse lays help out for the terminal's width
-    got = _far_session(*(p.encode("run", ch=cols, argv=["shell", "--help"], tty={"rows": 7, "cols": cols,
+    got = _far_session(*(p.encode("run", ch=cols, argv=["cgtop", "--help"], tty={"rows": 7, "cols": cols,
                                                                                "term": "xterm"}, stdin=True)
                          for cols in (50, 200)))
     assert {m["ch"]: m["code"] for m in got if m["t"] == "exit"} == {50: 0, 200: 0}
     narrow, wide = (_output(got, cols, 1).decode() for cols in (50, 200))
-    assert "usage: nsdash shell" in wide and "\r\n" in wide  # a terminal's line discipline wrote it
+    assert "usage: nsdash cgtop" in wide and "\r\n" in wide  # a terminal's line discipline wrote it
     assert len(narrow.splitlines()) > len(wide.splitlines())  # the narrow terminal wrapped the help
