@@ -3,9 +3,10 @@
 The far host is an nsdash machine booted from the "sshd" tree (Debian 12 with
 python3 and openssh-server) with private networking (-n), so the host reaches
 it by its address from nsdash's pool and the traffic stays on the machine's
-veth.  The test makes every key: sshd's host key and the authorized key are
-bound in read-only from a temporary directory, with an sshd_config drop-in
-naming them; this checkout and the venv's packages are bound in as
+veth.  The test makes every key (nsdash.demo.farhost, shared with
+bench/bench_remote.py): sshd's host key and the authorized key are bound in
+read-only from a temporary directory, with an sshd_config drop-in naming
+them; this checkout and the venv's packages are bound in as
 test_systemd_host does, and /usr/local/bin/nsdash there is a small wrapper.
 The client side uses `ssh -F CONFIG` (NSDASH_SSH_COMMAND) with a known_hosts
 file of its own and HOME in the temporary directory, so nothing of root's
@@ -30,20 +31,19 @@ from pathlib import Path
 import pytest
 from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine, wait_for
 
+from nsdash.demo import farhost
+from nsdash.demo.farhost import FAR_DIR
 from nsdash.launcher import network
 from nsdash.machines import state as st
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-FAR_DIR = "/opt/remote-test"
-
-
 class Far:
     """The far host: remote(*argv) runs `nsdash -H far ARGV` here; ssh(cmd) runs CMD on the far host."""
 
-    def __init__(self, name: str, tmp: Path, address: str) -> None:
-        self.name, self.tmp, self.address = name, tmp, address
-        self.env = {**os.environ, "HOME": str(tmp / "home"), "NSDASH_SSH_COMMAND": f"ssh -F {tmp / 'ssh_config'}"}
+    def __init__(self, name: str, files: farhost.FarFiles, address: str) -> None:
+        self.name, self.files, self.address = name, files, address
+        self.env = {**os.environ, "HOME": str(files.home), "NSDASH_SSH_COMMAND": f"ssh -F {files.config}"}
         self.env.pop("NSDASH_HOST", None)
 
     def remote(self, *argv: str, env: dict[str, str] | None = None, timeout: float = 60,
@@ -53,84 +53,42 @@ class Far:
                               stdin=None if input is not None else subprocess.DEVNULL)
 
     def ssh(self, command: str, timeout: float = 60) -> str:
-        r = subprocess.run(["ssh", "-F", str(self.tmp / "ssh_config"), "far", command], capture_output=True,
+        r = subprocess.run(["ssh", "-F", str(self.files.config), "far", command], capture_output=True,
                            text=True, timeout=timeout, env=self.env, stdin=subprocess.DEVNULL)
         assert r.returncode == 0, (command, r.stdout, r.stderr)
         return r.stdout
 
 
-def _keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nsdash-test", "-f", str(path)],
-                   check=True)
-    return (path.with_suffix(".pub")).read_text().strip()
-
-
-def _ssh_config(tmp: Path, address: str, key: Path, known_hosts: Path, name: str = "ssh_config",
-                port: int = 22) -> Path:
-    config = tmp / name
-    config.write_text(f"""Host far
-  HostName {address}
-  Port {port}
-  HostKeyAlias far
-  User root
-  IdentityFile {key}
-  IdentitiesOnly yes
-  IdentityAgent none
-  UserKnownHostsFile {known_hosts}
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  BatchMode yes
-  ConnectTimeout 10
-  LogLevel ERROR
-""")
-    return config
-
-
-def _far_files(tmp: Path) -> Path:
-    """The far side's part: sshd's host key and drop-in, the authorized key, the nsdash wrapper."""
-    far = tmp / "far"
-    far.mkdir(mode=0o755)
-    host_pub = _keygen(far / "host_key")
-    client_pub = _keygen(tmp / "client_key")
-    (far / "authorized_keys").write_text(client_pub + "\n")
-    (far / "sshd.conf").write_text(f"HostKey {FAR_DIR}/host_key\nAuthorizedKeysFile {FAR_DIR}/authorized_keys\n"
-                                   "PermitRootLogin prohibit-password\nUseDNS no\nPrintMotd no\n")
-    (far / "nsdash").write_text("#!/bin/sh\nexport PYTHONPATH=/opt/nsdash:/opt/site\n"
-                                'exec python3 -m nsdash "$@"\n')
-    (far / "nsdash").chmod(0o755)
-    # A far side from the future: greets with protocol 2.0 (the refusal is the client's)
+def _test_scripts(far: Path) -> None:
+    """Far sides that misbehave, for the client's refusals (run through NSDASH_REMOTE_COMMAND)."""
+    # From the future: greets with protocol 2.0
     (far / "future").write_text('#!/bin/sh\necho \'{"t":"hello","v":[2,0],"nsdash":"9"}\'\nread x\n')
-    (far / "future").chmod(0o755)
-    # A hostile far side: its output carries a terminal title change and a colour
+    # Hostile: its output carries a terminal title change and a colour
     evil = base64.b64encode(b"\x1b]0;pwned\x07evil \x1b[31mred\n").decode()
     (far / "hostile").write_text("#!/bin/sh\necho '{\"t\":\"hello\",\"v\":[1,0]}'\nread x\n"
                                  f"echo '{{\"t\":\"out\",\"ch\":1,\"fd\":1,\"d\":\"{evil}\"}}'\n"
                                  "echo '{\"t\":\"exit\",\"ch\":1,\"code\":0}'\n")
-    (far / "hostile").chmod(0o755)
-    (tmp / "known_hosts").write_text(f"far {host_pub.rsplit(' ', 1)[0]}\n")
-    (tmp / "home").mkdir()
-    return far
+    for script in ("future", "hostile"):
+        (far / script).chmod(0o755)
 
 
 @pytest.fixture(scope="module")
 def far(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("remote")
     tmp.chmod(0o755)
-    files = _far_files(tmp)
+    files = farhost.prepare(tmp)
+    _test_scripts(files.far)
     name = f"{TAG}-far"
-    site = sysconfig.get_paths()["purelib"]
     r = run_nsdash("spawn", "--detach", "-M", name, "-n", "-xbD", str(cached_tree("sshd")),
-                   f"--bind-ro={REPO}:/opt/nsdash", f"--bind-ro={site}:/opt/site", f"--bind-ro={files}:{FAR_DIR}",
-                   f"--bind-ro={files / 'nsdash'}:/usr/local/bin/nsdash",
-                   f"--bind-ro={files / 'sshd.conf'}:/etc/ssh/sshd_config.d/nsdash-test.conf",
+                   *farhost.spawn_options(files, REPO, sysconfig.get_paths()["purelib"]),
                    f"--bind-ro={cached_tree('busybox')}:/opt/busybox", timeout=120)
     assert r.returncode == 0, r.stderr
     try:
         lease = network.lease_of(name)
         assert lease is not None
         address = str(lease.guest.ip)
-        _ssh_config(tmp, address, tmp / "client_key", tmp / "known_hosts")
-        host = Far(name, tmp, address)
+        farhost.ssh_config(files, address)
+        host = Far(name, files, address)
         wait_for(lambda: host.remote("list", timeout=30).returncode == 0, timeout=90, step=0.5,
                  what="sshd and nsdash on the far host")
         yield host
@@ -363,12 +321,13 @@ def test_systemctl_in_a_nested_systemd_machine(far):
 
 def test_what_cannot_work_says_so_in_one_line(far):
     # a key the far host does not know
-    _keygen(far.tmp / "stranger_key")
-    wrong = _ssh_config(far.tmp, far.address, far.tmp / "stranger_key", far.tmp / "known_hosts", "wrong_key")
+    farhost.keygen(far.files.root / "stranger_key")
+    wrong = farhost.ssh_config(far.files, far.address, name="wrong_key", key=far.files.root / "stranger_key")
     assert "far refused the login" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {wrong}"}))
     # a host key nobody vouched for
-    (far.tmp / "empty_known_hosts").write_text("")
-    unknown = _ssh_config(far.tmp, far.address, far.tmp / "client_key", far.tmp / "empty_known_hosts", "unknown")
+    (far.files.root / "empty_known_hosts").write_text("")
+    unknown = farhost.ssh_config(far.files, far.address, name="unknown",
+                                 known_hosts=far.files.root / "empty_known_hosts")
     assert "host key is unknown" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {unknown}"}))
     # a far side without nsdash
     assert "nsdash is not installed on far" in _one_line(
@@ -380,7 +339,7 @@ def test_what_cannot_work_says_so_in_one_line(far):
     r = far.remote("list", env={"NSDASH_REMOTE_COMMAND": f"{FAR_DIR}/hostile"})
     assert r.returncode == 0 and r.stdout == "\\x1b]0;pwned\\x07evil \\x1b[31mred\n", r
     # a port nobody listens on
-    down = _ssh_config(far.tmp, far.address, far.tmp / "client_key", far.tmp / "known_hosts", "down", port=1)
+    down = farhost.ssh_config(far.files, far.address, name="down", port=1)
     assert "cannot reach far" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {down}"}))
     # verbs that do not run over -H, and a foreground spawn
     assert "does not run over -H" in _one_line(far.remote("trace", "-M", "x", "1"))
