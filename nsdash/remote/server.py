@@ -1,8 +1,8 @@
 """The far side of -H: `nsdash _remote`, started by sshd for one session, never a daemon.
 
 It greets with its protocol version, then runs each requested verb as
-`python -m nsdash VERB ...` (the same nsdash, so every verb behaves and
-sanitises exactly as it does when typed on that host) on a channel of its
+`nsdash VERB ...` in a forked child (the same nsdash, so every verb behaves
+and sanitises exactly as it does when typed on that host) on a channel of its
 own: with pipes, or in a new PTY when the client has a terminal (login,
 shell).  Output goes back as "out" messages, the exit status as "exit".
 
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import selectors
 import signal
 import struct
-import subprocess
 import sys
 import termios
 import time
@@ -35,12 +35,20 @@ HANGUP_GRACE = 3.0  # seconds a verb has after SIGHUP before SIGKILL
 
 @dataclass
 class Channel:
-    """One verb running for the client."""
+    """One verb running for the client: its process (the leader of a session of its own)."""
 
     ch: int
-    proc: subprocess.Popen[bytes]
+    pid: int
     outputs: dict[int, int] = field(default_factory=dict)  # our read end -> the fd it stands for (1, 2)
     stdin: int | None = None  # our write end of the verb's input (the PTY master, or a pipe)
+    code: int | None = None  # its exit status, once reaped
+
+    def poll(self, block: bool = False) -> int | None:
+        if self.code is None:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -52,15 +60,57 @@ def _child_env(term: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NSDASH_HOST",)}  # never hop on
     if term:
         env["TERM"] = term
-    else:
-        # A verb's stdout is our pipe, which Python would buffer by the block: `journal -f`
-        # and `cgtop` lines must reach the client as they are written.
-        env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def _bounded(value: Any, low: int, high: int) -> int:
     return max(low, min(high, value)) if isinstance(value, int) else low
+
+
+def _fork_verb(argv: list[str], stdio: tuple[int, int, int], env: dict[str, str], tty: bool) -> int:
+    """Run `nsdash ARGV` in a child of ours on STDIO, in a session of its own; its PID.
+
+    A fork, not a new interpreter: this process has Python and nsdash loaded
+    already, and a second start would double what every remote command costs.
+    The child takes the verb's stdio as Python's own unbuffered streams (as
+    `python -u` has them), so `journal -f` lines leave as they are written."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        if tty:  # after setsid: the PTY becomes the verb's controlling terminal
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        os.closerange(3, 1 << 16)  # our other channels' ends, the selector, the ssh channel
+        os.environ.clear()
+        os.environ.update(env)
+        # What the verb's own process would have had: a verb that re-executes itself (the
+        # sealed copy of the interpreter, before joining a machine) must run the verb, not us.
+        sys.orig_argv = [sys.executable, "-m", "nsdash", *argv]
+        sys.argv = [sys.argv[0], *argv]
+        encoding = sys.stdout.encoding if sys.stdout else "utf-8"
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=encoding)
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=encoding,
+                                      write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=encoding,
+                                      errors="backslashreplace", write_through=True)
+        from nsdash.cli import main as nsdash_main
+
+        code = nsdash_main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:  # nothing may return into the server's loop from here
+        with contextlib.suppress(BaseException):
+            os.write(2, f"nsdash: {type(e).__name__}: {e}\n".encode(errors="replace"))
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    raise AssertionError("unreachable")
 
 
 def start_channel(message: dict[str, Any]) -> Channel | str:
@@ -70,28 +120,29 @@ def start_channel(message: dict[str, Any]) -> Channel | str:
         return "a malformed run request"
     if not argv or argv[0] not in REMOTE_VERBS:
         return f"'{argv[0] if argv else ''}' is not a verb nsdash runs over -H"
-    command = [sys.executable, "-m", "nsdash", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
     if isinstance(tty, dict):
         master, slave = os.openpty()
+        os.set_inheritable(master, False)
         _set_winsize(slave, _bounded(tty.get("rows"), 1, 1000), _bounded(tty.get("cols"), 1, 1000))
         term = tty.get("term") if isinstance(tty.get("term"), str) else None
-
-        def controlling_tty() -> None:  # after setsid: the PTY becomes the verb's terminal
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=_child_env(term),
-                                start_new_session=True, preexec_fn=controlling_tty)
+        pid = _fork_verb(argv, (slave, slave, slave), _child_env(term), tty=True)
         os.close(slave)
         os.set_blocking(master, False)
-        return Channel(ch, proc, {master: 1}, master)
-    stdin = subprocess.PIPE if message.get("stdin") else subprocess.DEVNULL
-    proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=_child_env(None), start_new_session=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    outputs = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
-    for fd in outputs:
+        return Channel(ch, pid, {master: 1}, master)
+    if message.get("stdin"):
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+    else:
+        stdin_r, stdin_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = _fork_verb(argv, (stdin_r, out_w, err_w), _child_env(None), tty=False)
+    for fd in (stdin_r, out_w, err_w):
+        os.close(fd)
+    for fd in (out_r, err_r):
         os.set_blocking(fd, False)
-    return Channel(ch, proc, outputs, proc.stdin.fileno() if proc.stdin else None)
+    return Channel(ch, pid, {out_r: 1, err_r: 2}, stdin_w)
 
 
 class Server:
@@ -158,7 +209,7 @@ class Server:
             _set_winsize(channel.stdin, _bounded(message.get("rows"), 1, 1000),
                          _bounded(message.get("cols"), 1, 1000))
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(channel.proc.pid, signal.SIGWINCH)
+                os.killpg(channel.pid, signal.SIGWINCH)
         elif kind == "eof" and channel.stdin not in channel.outputs:
             os.close(channel.stdin)
             channel.stdin = None
@@ -182,7 +233,8 @@ class Server:
             self._finish(channel)
 
     def _finish(self, channel: Channel) -> None:
-        code = channel.proc.wait()
+        code = channel.poll(block=True)
+        assert code is not None
         if channel.stdin is not None:
             with contextlib.suppress(OSError):
                 os.close(channel.stdin)
@@ -193,15 +245,15 @@ class Server:
         """The client is gone: SIGHUP to every verb's session, then SIGKILL to what lingers."""
         for channel in self.channels.values():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(channel.proc.pid, signal.SIGHUP)
+                os.killpg(channel.pid, signal.SIGHUP)
         deadline = time.monotonic() + HANGUP_GRACE
+        while any(c.poll() is None for c in self.channels.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for channel in self.channels.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                channel.proc.wait(max(0.0, deadline - time.monotonic()))
-            if channel.proc.poll() is None:
+            if channel.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(channel.proc.pid, signal.SIGKILL)
-                channel.proc.wait()
+                    os.killpg(channel.pid, signal.SIGKILL)
+                channel.poll(block=True)
 
 
 def _write_blocking(fd: int, data: bytes) -> None:

@@ -114,6 +114,11 @@ def _wait_getty(far: Far, name: str, timeout: float = 30) -> None:
              what=f"{name}'s getty")
 
 
+def _far_sessions(far: Far) -> int:
+    """Processes of `nsdash _remote` sessions on the far host (each verb is a fork of its session's)."""
+    return int(far.ssh("pgrep -c -f '^python3 -m nsdash _remote$' || true").strip() or 0)
+
+
 def _wait_gone(far: Far, name: str) -> None:
     wait_for(lambda: name not in far.remote("list").stdout, timeout=30, step=0.3, what=f"{name} gone")
 
@@ -278,8 +283,7 @@ def test_journal_follow_and_a_lost_connection(far):
         follow.stderr.close()
         far.remote("terminate", "jf")
     # the far side left nothing running for the session: no journal follower lingers
-    wait_for(lambda: far.ssh("pgrep -f 'nsdash journa[l]' || true").strip() == "", timeout=10, step=0.3,
-             what="the far journal process gone")
+    wait_for(lambda: _far_sessions(far) == 0, timeout=10, step=0.3, what="the far session's processes gone")
 
 
 def test_interrupting_the_client_ends_the_far_verb(far):
@@ -288,13 +292,11 @@ def test_interrupting_the_client_ends_the_far_verb(far):
                               stderr=subprocess.PIPE, cwd=REPO, env=far.env, stdin=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        wait_for(lambda: far.ssh("pgrep -f 'nsdash journal -[f]' || true").strip(), timeout=20, step=0.3,
-                 what="the far journal follower")
+        wait_for(lambda: _far_sessions(far) == 2, timeout=20, step=0.3, what="the far session and its follower")
         os.killpg(follow.pid, signal.SIGINT)  # ^C in the user's terminal reaches nsdash and ssh
         follow.wait(timeout=20)
         assert follow.returncode == 130, follow.stderr.read()
-        wait_for(lambda: far.ssh("pgrep -f 'nsdash journal -[f]' || true").strip() == "", timeout=10, step=0.3,
-                 what="the far journal follower gone")
+        wait_for(lambda: _far_sessions(far) == 0, timeout=10, step=0.3, what="the far session and follower gone")
     finally:
         if follow.poll() is None:
             follow.kill()
