@@ -22,6 +22,7 @@ Run as root: .venv/bin/python bench/bench_remote.py [--runs N] [--json]
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import subprocess
 import sys
@@ -73,6 +74,8 @@ def main() -> int:
     report = Report("remote", as_json)
     name = f"benchfar{os.getpid()}"
     with report.capture(), tempfile.TemporaryDirectory(prefix="nsdash-bench-remote-") as tmp:
+        # bytecode, as an installed wheel has it (the far side reads this checkout read-only)
+        compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
         os.chmod(tmp, 0o755)
         files = farhost.prepare(Path(tmp))
         bindir = Path(tmp) / "bin"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from nsdash.errors import NsdashError
@@ -78,15 +77,12 @@ def check_hello(message: dict[str, Any], host: str) -> tuple[int, int]:
     return v[0], v[1]
 
 
-@dataclass
 class Decoder:
     """Bytes in, messages out: splits lines, parses JSON, keeps a partial line for the next feed.
 
     STRICT: a line that is not a message is an error (after the hello); before
     it the client feeds with strict=False, so a greeting from the far user's
     shell start-up files is skipped rather than fatal (still bounded)."""
-
-    buffer: bytearray
 
     def __init__(self) -> None:
         self.buffer = bytearray()

@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from nsdash.errors import UsageError
 
@@ -28,13 +27,26 @@ from nsdash.errors import UsageError
 _TARGET = re.compile(r"(?:(?P<user>[^@\s:/]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d+))?")
 
 
-@dataclass(frozen=True)
 class Target:
-    """A remote host as the user named it."""
+    """A remote host as the user named it.  (A plain class: `nsdash -H` starts a process per
+    command, and dataclasses would import inspect for it.)"""
 
-    host: str
-    user: str | None = None
-    port: int | None = None
+    __slots__ = ("host", "user", "port")
+
+    def __init__(self, host: str, user: str | None = None, port: int | None = None) -> None:
+        self.host, self.user, self.port = host, user, port
+
+    def _key(self) -> tuple[str, str | None, int | None]:
+        return self.host, self.user, self.port
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Target({self.host!r}, {self.user!r}, {self.port!r})"
 
     def __str__(self) -> str:
         who = f"{self.user}@" if self.user else ""
