@@ -352,3 +352,32 @@ def test_the_far_machine_left_nothing_in_its_state_dir(far):
     """Every nested machine above is gone on the far side (its own leak check)."""
     assert far.remote("list").stdout.splitlines()[1:] == ["No machines."]
     assert st.machine_dir(far.name).exists()  # the far host itself still runs until the module ends
+
+
+def test_one_session_carries_several_verbs_at_once_and_says_when_it_is_lost(far, monkeypatch):
+    """What a poller keeps per host (nsdash.remote.session): one connection, verbs on channels of it."""
+    from nsdash.remote.protocol import RemoteError
+    from nsdash.remote.session import Session
+    from nsdash.remote.target import parse_target
+
+    for key in ("HOME", "NSDASH_SSH_COMMAND"):
+        monkeypatch.setenv(key, far.env[key])
+    _bb(far, "ses")
+    try:
+        _wait_getty(far, "ses")
+        with Session(parse_target("far")) as session:
+            listing, status, top = session.run(["list", "-o", "json"], ["status", "-o", "json", "ses"],
+                                               ["cgtop", "-b", "-n", "1"])
+            assert [r.code for r in (listing, status, top)] == [0, 0, 0], (listing, status, top)
+            assert "ses" in {m["machine"] for m in json.loads(listing.stdout)}
+            assert json.loads(status.stdout)["state"] == "running"
+            assert b"machine-ses.scope" in top.stdout
+            assert _far_sessions(far) == 1  # one far session between refreshes, its verbs ended
+            (missing,) = session.run(["status", "nosuch"])
+            assert missing.code == 1 and b"no machine named 'nosuch'" in missing.stderr
+            far.ssh("pkill -KILL -f '^python3 -m nsdash _remote$'")
+            with pytest.raises(RemoteError, match="connection to far was lost"):
+                session.run(["list"])
+        assert _far_sessions(far) == 0
+    finally:
+        far.remote("terminate", "ses")
