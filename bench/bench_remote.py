@@ -10,7 +10,8 @@ runs the verb as `python3 -m nsdash` there.  Both run the same `ssh`, first
 on PATH: a two-line wrapper adding `-F` with the bench's ssh_config
 (machinectl 252 runs plain `ssh` from PATH), first with a new ssh
 connection per command, then over a ControlMaster connection (what a poller
-keeping one connection per host would pay).
+keeping one connection per host would pay); last, what the dashboard's poller
+would pay per host and refresh over a kept nsdash.remote.session.Session.
 
 Each pair runs alternately (A B B A ...) after a warm-up, as bench_verbs does:
 wall time and the client's CPU time (user + system of the whole process tree
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -61,6 +63,50 @@ def wait_answer(argv: list[str], what: str, timeout: float = 90) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"{what} did not answer in {timeout:.0f} s")
         time.sleep(0.5)
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system seconds of process PID so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def poller_refresh(runs: int, report: Report) -> None:
+    """The dashboard's cost per remote host and refresh: `list -o json` over a kept Session
+    (this process's CPU for it, and its ssh's, which /proc counts in 10 ms ticks: averaged), against `machinectl -H far list` as a process over the
+    ControlMaster connection (the cheapest a poller could run systemd's tool)."""
+    from nsdash.remote.session import Session
+    from nsdash.remote.target import parse_target
+
+    walls, cpus, peer_walls, peer_cpus = [], [], [], []
+    ssh_cpu = 0.0
+    with Session(parse_target("far")) as session:
+        session.run(["list", "-o", "json"])  # warm-up
+        for i in range(runs):
+            for ours in ((True, False) if i % 2 == 0 else (False, True)):
+                if ours:
+                    t0, c0, s0 = time.perf_counter(), time.process_time(), _cpu_of(session.ssh_pid)
+                    (r,) = session.run(["list", "-o", "json"])
+                    walls.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+                    ssh_cpu += _cpu_of(session.ssh_pid) - s0  # in clock ticks: summed, then averaged
+                    assert r.code == 0, r
+                else:
+                    t0 = time.perf_counter()
+                    proc = subprocess.Popen(["machinectl", "-H", "far", "--no-pager", "list"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    _, _, usage = os.wait4(proc.pid, 0)
+                    peer_walls.append(time.perf_counter() - t0)
+                    peer_cpus.append(usage.ru_utime + usage.ru_stime)
+    ours_ms, theirs_ms = statistics.median(walls) * 1000, statistics.median(peer_walls) * 1000
+    ours_cpu = (statistics.median(cpus) + ssh_cpu / runs) * 1000  # this process's share + its ssh's
+    theirs_cpu = statistics.mean(peer_cpus) * 1000
+    print(f"{'poller refresh, kept session':<26} nsdash {ours_ms:7.1f} ms ({ours_cpu:5.1f} CPU)   machinectl -H "
+          f"{theirs_ms:7.1f} ms ({theirs_cpu:5.1f} CPU)   wall x{ours_ms / theirs_ms:.2f} "
+          f"[{min(walls) * 1000:.0f}..{max(walls) * 1000:.0f} ms]   load {os.getloadavg()[0]:.1f}", flush=True)
+    report.row("poller refresh per host (list -o json, kept session)", ours_ms, "machinectl -H (ControlMaster)",
+               theirs_ms, "ms", spread=(min(walls) * 1000, max(walls) * 1000),
+               note=f"client CPU {ours_cpu:.1f} ms vs {theirs_cpu:.1f} ms")
 
 
 def main() -> int:
@@ -107,6 +153,8 @@ def main() -> int:
                      ["machinectl", "-H", "far", "--no-pager", "status", "bb"], args.runs, report)
                 pair(f"ssh far true ({label})", ["ssh", "far", "true"], "ssh far true", ["ssh", "far", "true"],
                      args.runs, report)
+                if label == "ControlMaster":
+                    poller_refresh(args.runs * 2, report)
             subprocess.run(["ssh", "-O", "exit", "far"], capture_output=True, timeout=30)
         finally:
             if run_nsdash("poweroff", name, timeout=60).returncode != 0:
