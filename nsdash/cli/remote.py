@@ -5,9 +5,10 @@ from __future__ import annotations
 
 
 def main(argv: list[str]) -> int:
+    from nsdash.cli import main as nsdash_main
     from nsdash.errors import UsageError
     from nsdash.remote import server
 
     if argv:
         raise UsageError("'nsdash _remote' takes no arguments", "it is the far side of 'nsdash -H HOST VERB'")
-    return server.main()
+    return server.main(nsdash_main)

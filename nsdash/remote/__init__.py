@@ -13,3 +13,6 @@ REMOTE_VERBS = frozenset({
 # The verbs that get the client's input and write to its terminal unescaped, as they do locally:
 # a console and a command's own output are the user's to see raw (bytes a file may hold).
 RAW_VERBS = frozenset({"login", "shell"})
+# The verbs that run on a terminal on the far side when this side has one (in and out): there
+# cgtop redraws its screen and takes keys, as locally; otherwise its output is escaped lines.
+SCREEN_VERBS = frozenset({"cgtop"})

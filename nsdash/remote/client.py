@@ -6,7 +6,9 @@ guests), so every verb's output is escaped again here, line by line, by the
 one sanitiser, except login's and shell's: those are a terminal session and a
 command's own output, passed through raw exactly as locally (with a PTY on
 the far side when this side has a terminal, the window size following ours,
-and ^] three times to leave login, handled by the far side's login).
+and ^] three times to leave login, handled by the far side's login); and
+cgtop's when this side is a terminal, where it draws its screen and takes
+keys as locally.
 
 A failure before the far side greets is ssh's (or the far shell's): its
 exit status and last words become one line saying what to fix.
@@ -26,7 +28,7 @@ import tty
 from collections.abc import Iterator
 from typing import IO, Any
 
-from nsdash.remote import RAW_VERBS, REMOTE_VERBS
+from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
 from nsdash.remote import protocol as p
 from nsdash.remote.target import Target, ssh_argv
 from nsdash.system.text import escape, escape_bytes
@@ -222,8 +224,9 @@ def _winch_pipe() -> Iterator[int]:
 def run(target: Target, argv: list[str]) -> int:
     """Run nsdash ARGV on TARGET; its exit status."""
     check_verb(argv)
-    raw = argv[0] in RAW_VERBS
     stdin = sys.stdin.fileno()
+    screen = argv[0] in SCREEN_VERBS and os.isatty(stdin) and os.isatty(sys.stdout.fileno())
+    raw = argv[0] in RAW_VERBS or screen
     terminal = raw and os.isatty(stdin)
     size = _winsize(stdin) if terminal else None
     conn = Connection(target)

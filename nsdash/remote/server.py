@@ -24,12 +24,14 @@ import struct
 import sys
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nsdash.remote import REMOTE_VERBS
 from nsdash.remote import protocol as p
 
+RunVerb = Callable[[list[str]], int]
 HANGUP_GRACE = 3.0  # seconds a verb has after SIGHUP before SIGKILL
 
 
@@ -67,7 +69,8 @@ def _bounded(value: Any, low: int, high: int) -> int:
     return max(low, min(high, value)) if isinstance(value, int) else low
 
 
-def _fork_verb(argv: list[str], stdio: tuple[int, int, int], env: dict[str, str], tty: bool) -> int:
+def _fork_verb(argv: list[str], stdio: tuple[int, int, int], env: dict[str, str], tty: bool,
+               run_verb: RunVerb) -> int:
     """Run `nsdash ARGV` in a child of ours on STDIO, in a session of its own; its PID.
 
     A fork, not a new interpreter: this process has Python and nsdash loaded
@@ -97,9 +100,7 @@ def _fork_verb(argv: list[str], stdio: tuple[int, int, int], env: dict[str, str]
                                       write_through=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=encoding,
                                       errors="backslashreplace", write_through=True)
-        from nsdash.cli import main as nsdash_main
-
-        code = nsdash_main(argv)
+        code = run_verb(argv)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException as e:  # nothing may return into the server's loop from here
@@ -113,7 +114,7 @@ def _fork_verb(argv: list[str], stdio: tuple[int, int, int], env: dict[str, str]
     raise AssertionError("unreachable")
 
 
-def start_channel(message: dict[str, Any]) -> Channel | str:
+def start_channel(message: dict[str, Any], run_verb: RunVerb) -> Channel | str:
     """Start the verb MESSAGE asks for; a sentence when it is not one we run."""
     ch, argv, tty = message.get("ch"), message.get("argv"), message.get("tty")
     if not isinstance(ch, int) or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
@@ -127,7 +128,7 @@ def start_channel(message: dict[str, Any]) -> Channel | str:
         os.set_inheritable(master, False)
         _set_winsize(slave, _bounded(tty.get("rows"), 1, 1000), _bounded(tty.get("cols"), 1, 1000))
         term = tty.get("term") if isinstance(tty.get("term"), str) else None
-        pid = _fork_verb(argv, (slave, slave, slave), _child_env(term), tty=True)
+        pid = _fork_verb(argv, (slave, slave, slave), _child_env(term), True, run_verb)
         os.close(slave)
         os.set_blocking(master, False)
         return Channel(ch, pid, {master: 1}, master)
@@ -137,7 +138,7 @@ def start_channel(message: dict[str, Any]) -> Channel | str:
         stdin_r, stdin_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = _fork_verb(argv, (stdin_r, out_w, err_w), _child_env(None), tty=False)
+    pid = _fork_verb(argv, (stdin_r, out_w, err_w), _child_env(None), False, run_verb)
     for fd in (stdin_r, out_w, err_w):
         os.close(fd)
     for fd in (out_r, err_r):
@@ -148,8 +149,8 @@ def start_channel(message: dict[str, Any]) -> Channel | str:
 class Server:
     """The session: the client's messages in on RFILE, ours out on WFILE."""
 
-    def __init__(self, rfd: int, wfd: int) -> None:
-        self.rfd, self.wfd = rfd, wfd
+    def __init__(self, rfd: int, wfd: int, run_verb: RunVerb) -> None:
+        self.rfd, self.wfd, self.run_verb = rfd, wfd, run_verb
         self.channels: dict[int, Channel] = {}
         self.selector = selectors.DefaultSelector()
         self.decoder = p.Decoder()
@@ -190,7 +191,7 @@ class Server:
     def _handle(self, message: dict[str, Any]) -> None:
         kind, ch = message["t"], message.get("ch")
         if kind == "run":
-            started = start_channel(message)
+            started = start_channel(message, self.run_verb)
             if isinstance(started, str):
                 self.send(p.encode("out", ch=ch, fd=2, d=p.data_field(f"nsdash: {started}\n".encode())))
                 self.send(p.encode("exit", ch=ch, code=2))
@@ -266,7 +267,9 @@ def _write_blocking(fd: int, data: bytes) -> None:
             time.sleep(0.01)
 
 
-def main() -> int:
+def main(run_verb: RunVerb) -> int:
+    """Serve the session on our stdio; RUN_VERB(argv) -> status is nsdash's command line (the
+    CLI passes itself in: it is the layer above this one)."""
     # The session's stdio is the ssh channel; a SIGPIPE there ends the session quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    return Server(sys.stdin.fileno(), sys.stdout.fileno()).serve()
+    return Server(sys.stdin.fileno(), sys.stdout.fileno(), run_verb).serve()

@@ -17,6 +17,7 @@ file of its own and HOME in the temporary directory, so nothing of root's
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pty
@@ -207,10 +208,21 @@ def _until(fd: int, buf: bytearray, pattern: bytes, timeout: float = 20.0) -> No
                 break
 
 
-def _reap(pid: int, fd: int) -> int:
+def _reap(pid: int, fd: int, timeout: float = 20.0) -> int:
+    """PID's exit status once it ends (killed, and the test failed, if it does not within TIMEOUT)."""
+    deadline = time.monotonic() + timeout
     try:
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"nsdash -H did not end within {timeout} s")
+            with contextlib.suppress(OSError):  # keep the terminal drained meanwhile
+                if select.select([fd], [], [], 0.1)[0]:
+                    os.read(fd, 65536)
     finally:
         os.close(fd)
 
@@ -246,6 +258,17 @@ def test_login_and_shell_on_a_terminal(far):
             os.kill(pid, signal.SIGKILL)
             raise
         assert _reap(pid, fd) == 3
+
+        # cgtop on a terminal: its screen, drawn on the far side's PTY, and q quits it
+        pid, fd = _pty_run(far, ["cgtop", "-d", "0.5"], rows=30, cols=120)
+        buf = bytearray()
+        try:
+            _until(fd, buf, b"machine-con.scope")
+            os.write(fd, b"q")
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        assert _reap(pid, fd) == 0
     finally:
         far.remote("terminate", "con")
 
@@ -259,7 +282,7 @@ def test_journal_follow_and_a_lost_connection(far):
         seen = bytearray()
 
         def saw(marker: bytes) -> bool:
-            with __import__("contextlib").suppress(BlockingIOError, TypeError):
+            with contextlib.suppress(BlockingIOError, TypeError):
                 seen.extend(follow.stdout.read() or b"")
             return marker in seen
 
