@@ -88,6 +88,7 @@ def _fork_verb(argv: list[str], stdio: tuple[int, int, int], env: dict[str, str]
         if tty:  # after setsid: the PTY becomes the verb's controlling terminal
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         os.closerange(3, 1 << 16)  # our other channels' ends, the selector, the ssh channel
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as Python starts a program: EPIPE, not death
         os.environ.clear()
         os.environ.update(env)
         # What the verb's own process would have had: a verb that re-executes itself (the
