@@ -82,11 +82,12 @@ def spawn_options(files: FarFiles, repo: Path, site: str) -> list[str]:
 
 
 def ssh_config(files: FarFiles, address: str, *, name: str = "ssh_config", key: Path | None = None,
-               known_hosts: Path | None = None, port: int = 22, extra: str = "") -> Path:
+               known_hosts: Path | None = None, port: int = 22, extra: str = "", alias: str = ALIAS) -> Path:
     """An ssh_config in ROOT/NAME where host ALIAS is the far host at ADDRESS (KEY, KNOWN_HOSTS:
-    other ones than prepare's, for the tests of what goes wrong)."""
+    other ones than prepare's, for the tests of what goes wrong; another ALIAS: a second name
+    for the same host, its key still known as ALIAS's)."""
     path = files.root / name
-    path.write_text(f"""Host {ALIAS}
+    path.write_text(f"""Host {alias}
   HostName {address}
   Port {port}
   HostKeyAlias {ALIAS}

@@ -60,7 +60,8 @@ def diagnose(target: Target, returncode: int | None, stderr: str) -> p.RemoteErr
 class Connection:
     """`ssh HOST nsdash _remote`, greeted: messages out with send(), in with messages()."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, timeout: float | None = None) -> None:
+        """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits)."""
         self.target = target
         try:
             self.proc = subprocess.Popen(ssh_argv(target), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -74,11 +75,17 @@ class Connection:
         self.stderr = bytearray()  # what ssh said (kept for the diagnosis, the tail only)
         self.decoder = p.Decoder()
         self.pending: list[dict[str, Any]] = []
-        self.version = self._greet()
+        self.version = self._greet(timeout)
 
-    def _greet(self) -> tuple[int, int]:
+    def _greet(self, timeout: float | None) -> tuple[int, int]:
         skipped = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if deadline is not None and not select.select(self.fds(), [], [], max(0.0, deadline - time.monotonic()))[0]:
+                self.proc.kill()
+                self.close()
+                raise p.RemoteError(f"{self.target} did not answer within {timeout:.0f} s",
+                                    "check that it is up and reachable (ssh -v)")
             data = self.read(block=True)
             if data is None:
                 self.close()

@@ -42,7 +42,7 @@ class Session:
     def __init__(self, target: Target, timeout: float = 30.0) -> None:
         self.target = target
         self.timeout = timeout
-        self.conn = Connection(target)
+        self.conn = Connection(target, timeout)
         self.next_channel = 1
 
     def __enter__(self) -> Session:

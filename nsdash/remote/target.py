@@ -80,26 +80,32 @@ def ssh_argv(target: Target, env: Mapping[str, str] | None = None) -> list[str]:
     return [*ssh, "-T", *port, "--", target.destination, f"{far} _remote"]
 
 
-def split_host_option(args: list[str], env: Mapping[str, str] | None = None) -> tuple[Target | None, list[str]]:
-    """Take -H/--host off the front of nsdash's arguments (else $NSDASH_HOST); the rest is the verb's.
+def split_host_option(args: list[str], env: Mapping[str, str] | None = None) -> tuple[list[Target], list[str]]:
+    """Take every -H/--host off the front of nsdash's arguments (else $NSDASH_HOST, whose
+    hosts are separated by spaces or commas); the targets, and the rest (the verb's).
 
     Only before the verb: after it, -H could be one of the verb's own options."""
     env = os.environ if env is None else env
     rest = list(args)
-    text: str | None = None
+    texts: list[str] = []
     while rest and rest[0].startswith(("-H", "--host")):
         option = rest.pop(0)
         if option in ("-H", "--host"):
             if not rest:
                 raise UsageError(f"{option} needs a host", "give -H [USER@]HOST[:PORT]")
-            text = rest.pop(0)
+            texts.append(rest.pop(0))
         elif option.startswith("--host="):
-            text = option.split("=", 1)[1]
+            texts.append(option.split("=", 1)[1])
         elif option.startswith("-H"):
-            text = option[2:]
+            texts.append(option[2:])
         else:
             rest.insert(0, option)  # e.g. --hosts: not ours
             break
-    if text is None:
-        text = env.get("NSDASH_HOST") or None
-    return (parse_target(text) if text else None), rest
+    if not texts:
+        texts = (env.get("NSDASH_HOST") or "").replace(",", " ").split()
+    targets: list[Target] = []
+    for text in texts:
+        target = parse_target(text)
+        if target not in targets:
+            targets.append(target)
+    return targets, rest

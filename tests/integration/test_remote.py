@@ -404,3 +404,33 @@ def test_one_session_carries_several_verbs_at_once_and_says_when_it_is_lost(far,
         assert _far_sessions(far) == 0
     finally:
         far.remote("terminate", "ses")
+
+
+def test_list_over_several_hosts_shows_each_and_names_the_one_that_failed(far):
+    # three hosts for ssh: the far host under two names, and a port nobody listens on
+    blocks = [farhost.ssh_config(far.files, far.address, name=f"multi-{alias}", alias=alias, port=port).read_text()
+              for alias, port in (("far", 22), ("far2", 22), ("down", 1))]
+    config = far.files.root / "multi_config"
+    config.write_text("".join(blocks))
+    env = {**far.env, "NSDASH_SSH_COMMAND": f"ssh -F {config}"}
+    _bb(far, "multi")
+    try:
+        _wait_getty(far, "multi")
+        r = subprocess.run([*NSDASH, "-H", "far", "--host=far2", "-H", "down", "list"], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 1, r
+        lines = r.stdout.splitlines()
+        assert lines[0].split() == ["HOST", "MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES", "STATE"]
+        assert [line.split()[:2] for line in lines[1:3]] == [["far", "multi"], ["far2", "multi"]], r.stdout
+        assert lines[-1] == "2 machines listed on 2 of 3 hosts."
+        assert "cannot reach down" in _one_line(r)
+        r = subprocess.run([*NSDASH, "-H", "far", "-H", "far2", "list", "-o", "json"], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r
+        assert sorted((m["host"], m["machine"], m["state"]) for m in json.loads(r.stdout)) == [
+            ("far", "multi", "running"), ("far2", "multi", "running")]
+        r = subprocess.run([*NSDASH, "-H", "far", "-H", "far2", "status", "multi"], capture_output=True, text=True,
+                           cwd=REPO, env=env, timeout=60, stdin=subprocess.DEVNULL)
+        assert "several hosts work with 'list' only" in _one_line(r)
+    finally:
+        far.remote("terminate", "multi")

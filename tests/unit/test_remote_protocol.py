@@ -77,15 +77,22 @@ def test_ssh_argv_adds_only_tty_off_and_the_port_and_honours_the_environment():
 
 
 def test_host_option_before_the_verb_or_from_the_environment():
-    assert split_host_option(["-H", "far", "list"], {}) == (Target("far"), ["list"])
-    assert split_host_option(["-Hroot@far", "status", "x"], {}) == (Target("far", "root"), ["status", "x"])
-    assert split_host_option(["--host=far:22", "ps"], {}) == (Target("far", port=22), ["ps"])
-    assert split_host_option(["--host", "far", "cgls"], {}) == (Target("far"), ["cgls"])
-    assert split_host_option(["list"], {"NSDASH_HOST": "env-host"}) == (Target("env-host"), ["list"])
-    assert split_host_option(["-H", "opt", "list"], {"NSDASH_HOST": "env"})[0] == Target("opt")
-    assert split_host_option(["list", "-H", "x"], {}) == (None, ["list", "-H", "x"])  # after the verb: the verb's
+    assert split_host_option(["-H", "far", "list"], {}) == ([Target("far")], ["list"])
+    assert split_host_option(["-Hroot@far", "status", "x"], {}) == ([Target("far", "root")], ["status", "x"])
+    assert split_host_option(["--host=far:22", "ps"], {}) == ([Target("far", port=22)], ["ps"])
+    assert split_host_option(["--host", "far", "cgls"], {}) == ([Target("far")], ["cgls"])
+    assert split_host_option(["list"], {"NSDASH_HOST": "env-host"}) == ([Target("env-host")], ["list"])
+    assert split_host_option(["-H", "opt", "list"], {"NSDASH_HOST": "env"})[0] == [Target("opt")]
+    assert split_host_option(["list", "-H", "x"], {}) == ([], ["list", "-H", "x"])  # after the verb: the verb's
     with pytest.raises(UsageError, match="needs a host"):
         split_host_option(["-H"], {})
+
+
+def test_several_hosts_in_order_once_each():
+    assert split_host_option(["-H", "a", "-H", "b", "-Ha", "list"], {}) == ([Target("a"), Target("b")], ["list"])
+    assert split_host_option(["list"], {"NSDASH_HOST": "a, b c"})[0] == [Target("a"), Target("b"), Target("c")]
+    with pytest.raises(UsageError):
+        split_host_option(["-H", "a", "-H", "-oProxyCommand=x", "list"], {})
 
 
 @pytest.mark.parametrize(("code", "stderr", "says"), [
