@@ -78,17 +78,23 @@ class Connection:
         self.version = self._greet(timeout)
 
     def _greet(self, timeout: float | None) -> tuple[int, int]:
+        try:
+            return self._await_hello(timeout)
+        except p.RemoteError:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.close()
+            raise
+
+    def _await_hello(self, timeout: float | None) -> tuple[int, int]:
         skipped = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if deadline is not None and not select.select(self.fds(), [], [], max(0.0, deadline - time.monotonic()))[0]:
-                self.proc.kill()
-                self.close()
                 raise p.RemoteError(f"{self.target} did not answer within {timeout:.0f} s",
                                     "check that it is up and reachable (ssh -v)")
-            data = self.read(block=True)
+            data = self.read(block=deadline is None)
             if data is None:
-                self.close()
                 raise diagnose(self.target, self.proc.returncode, self.stderr.decode(errors="replace"))
             skipped += len(data)
             messages = self.decoder.feed(data, strict=False)
