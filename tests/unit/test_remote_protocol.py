@@ -177,3 +177,17 @@ def test_the_far_side_runs_a_verb_on_a_terminal_when_asked():
     text = _output(got, 1, 1).decode()
     assert "usage: nsdash cgtop" in text and "\r\n" in text  # a terminal's line discipline wrote it
     assert _output(got, 1, 2) == b""  # a terminal has one output: stderr is in it
+
+
+def test_a_host_that_never_greets_times_out_and_its_ssh_is_reaped(monkeypatch, tmp_path):
+    """(A stand-in for ssh here: a real one is in tests/integration/test_remote.py.)"""
+    from nsdash.remote.session import Session
+
+    stall = tmp_path / "stall"
+    stall.write_text("#!/bin/sh\necho 'Warning: chatter on stderr' >&2\nexec sleep 60\n")
+    stall.chmod(0o755)
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", str(stall))
+    with pytest.raises(p.RemoteError, match="far did not answer within 1 s"):
+        Session(Target("far"), timeout=1)
+    children = Path(f"/proc/self/task/{__import__('os').getpid()}/children").read_text().split()
+    assert children == []  # the stand-in was killed and reaped
