@@ -45,6 +45,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
                    "--first-runs", "5"]),
     "seccomp": (["--runs", "20"], ["--runs", "9"]),
     "userns": (["--runs", "5"], ["--runs", "2"]),
+    "remote": (["--runs", "15"], ["--runs", "7"]),
     "boot": ([], []),  # bench_boot.py: the guest matrix, when it exists
 }
 

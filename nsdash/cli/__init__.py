@@ -46,6 +46,7 @@ VERBS: dict[str, str] = {
     "debug": "debug",
     "profile": "profile",
     "_supervise": "supervise",
+    "_remote": "remote",
 }
 
 USAGE = """\
@@ -64,6 +65,10 @@ Monitor:      cgls, cgtop        (systemd-cgls and systemd-cgtop)
 Journals:     journal -M NAME    (journalctl for machines)
 Units:        systemctl -M NAME  (a machine's own systemd)
 Debugging:    trace, debug, profile -M NAME   (strace, gdb and perf from the host)
+
+Remote:       nsdash -H [USER@]HOST[:PORT] VERB ...  (also --host=, $NSDASH_HOST): the verbs above
+              but images, debugging and the dashboard, on HOST over your ssh;
+              nsdash -H HOST1 -H HOST2 ... list: the machines of every host, with a HOST column
 
 `nsdash VERB --help` describes each verb.  Set NSDASH_DEBUG=1 for tracebacks.
 """
@@ -85,12 +90,19 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"nsdash {__version__}")
         return 0
+    debug = bool(os.environ.get("NSDASH_DEBUG"))
+    try:
+        targets, args = _remote_targets(args)
+    except NsdashError as e:
+        _err(e.oneline())
+        return e.exit_code
+    if targets:
+        return _run_remote(targets, args, debug)
     verb = args.pop(0) if args and not args[0].startswith("-") else "dashboard"
     module_name = VERBS.get(verb)
     if module_name is None:
         _err(f"unknown verb '{verb}'; run 'nsdash --help' for the list of verbs")
         return 2
-    debug = bool(os.environ.get("NSDASH_DEBUG"))
     try:
         module = importlib.import_module(f"nsdash.cli.{module_name}")
         if module_name in ("machinectl", "images"):
@@ -116,3 +128,31 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+
+
+def _remote_targets(args: list[str]):  # -> (list[Target], args); typed loosely to keep imports lazy
+    if not os.environ.get("NSDASH_HOST") and not (args and args[0].startswith(("-H", "--host"))):
+        return [], args  # the common case imports nothing more
+    from nsdash.remote.target import split_host_option
+
+    return split_host_option(args)
+
+
+def _run_remote(targets, args: list[str], debug: bool) -> int:
+    """`nsdash -H HOST VERB ...`: the verb runs on HOST (nsdash.remote.client); with several
+    hosts, the verbs that merge across hosts (cli/remote.py)."""
+    from nsdash.remote import client
+
+    try:
+        if len(targets) > 1:
+            from nsdash.cli.remote import several_hosts
+
+            return several_hosts(targets, args)
+        return client.run(targets[0], args)
+    except NsdashError as e:
+        if debug:
+            raise
+        _err(e.oneline())
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130

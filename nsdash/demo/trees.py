@@ -125,6 +125,19 @@ GUESTS: dict[str, Debian] = {
     "runit": Debian("bookworm", "runit", ("runit-init", *OTHER_BASE), commands=RUNIT_CONSOLE_GETTY),
 }
 
+# Trees the tests boot as hosts, not as guests of the matrix.  "sshd": a far host for
+# `nsdash -H` (tests/integration/test_remote.py), the demo's Debian with OpenSSH's server;
+# the test gives it a host key and an authorized key of its own when it boots it.
+TEST_HOSTS: dict[str, Debian] = {
+    "sshd": Debian("bookworm", "systemd", (*SYSTEMD_BASE, "systemd-container", "python3",
+                                          "util-linux", "openssh-server")),
+}
+
+
+def recipe(name: str) -> Debian:
+    """The Debian recipe of NAME, a guest of the matrix or a test host."""
+    return GUESTS[name] if name in GUESTS else TEST_HOSTS[name]
+
 # The guest matrix: tree name -> the init that boots it.  Debian 12 with systemd
 # is the demo's own Debian tree.
 MATRIX: dict[str, str] = {"bullseye": "systemd", "debian": "systemd", "trixie": "systemd",
@@ -142,7 +155,7 @@ def recipe_hash(name: str) -> str:
     elif name == "debian":
         h.update((DEBIAN_PACKAGES + DEBIAN_SUITE).encode())
     else:
-        h.update(repr(GUESTS[name]).encode())
+        h.update(repr(recipe(name)).encode())
     return h.hexdigest()[:12]
 
 
@@ -216,19 +229,19 @@ def build_debian(dest: Path, log: Path) -> None:
 
 
 def _build_guest(name: str, dest: Path, log: Path) -> None:
-    recipe = GUESTS[name]
-    _debootstrap(dest, recipe.suite, recipe.include, log)
-    if recipe.install:
+    r = recipe(name)
+    _debootstrap(dest, r.suite, r.include, log)
+    if r.install:
         # No service may start inside the chroot while apt installs (policy-rc.d).
         policy = dest / "usr/sbin/policy-rc.d"
         _write(policy, "#!/bin/sh\nexit 101\n", 0o755)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         try:
             _run(["chroot", str(dest), "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                  *recipe.install], log, env)
+                  *r.install], log, env)
         finally:
             policy.unlink(missing_ok=True)
-    for command in recipe.commands:
+    for command in r.commands:
         _run(["chroot", str(dest), *command], log)
     _finish_debian(dest, name, log)
 
@@ -241,7 +254,7 @@ def _builder(name: str):
     return lambda dest, log: _build_guest(name, dest, log)
 
 
-NAMES = ("busybox", "debian", *GUESTS)
+NAMES = ("busybox", "debian", *GUESTS, *TEST_HOSTS)
 
 
 def ensure(name: str) -> Path:

@@ -11,14 +11,16 @@ from nsdash.demo import trees
 
 
 def test_the_matrix_is_exactly_the_trees_that_can_be_built():
-    assert set(trees.MATRIX) == set(trees.NAMES)
+    assert set(trees.MATRIX) | set(trees.TEST_HOSTS) == set(trees.NAMES)
+    assert not set(trees.MATRIX) & set(trees.TEST_HOSTS)
     assert {trees.MATRIX[name] for name in trees.GUESTS} <= {"systemd", "sysvinit", "openrc", "runit"}
     assert all(trees.GUESTS[name].init == trees.MATRIX[name] for name in trees.GUESTS)
 
 
 def test_each_guest_has_a_cache_key_of_its_own():
-    keys = {trees.recipe_hash(name) for name in trees.GUESTS}
-    assert len(keys) == len(trees.GUESTS)
+    names = [*trees.GUESTS, *trees.TEST_HOSTS]
+    keys = {trees.recipe_hash(name) for name in names}
+    assert len(keys) == len(names)
     assert all(len(k) == 12 and int(k, 16) >= 0 for k in keys)
 
 

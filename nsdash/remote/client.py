@@ -1,0 +1,312 @@
+"""This side of -H: one verb on a remote host over one ssh connection.
+
+The far side runs the verb as if typed there and streams its output back.
+That output is still text from another host (and, through it, from its
+guests), so every verb's output is escaped again here, line by line, by the
+one sanitiser, except login's and shell's: those are a terminal session and a
+command's own output, passed through raw exactly as locally (with a PTY on
+the far side when this side has a terminal, the window size following ours,
+and ^] three times to leave login, handled by the far side's login); and
+cgtop's when this side is a terminal, where it draws its screen and takes
+keys as locally.
+
+A failure before the far side greets is ssh's (or the far shell's): its
+exit status and last words become one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
+import tty
+from collections.abc import Iterator
+from typing import IO, Any
+
+from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
+from nsdash.remote import protocol as p
+from nsdash.remote.target import Target, ssh_argv
+from nsdash.system.text import escape, escape_bytes
+
+CHANNEL = 1
+GREETING_LIMIT = 64 * 1024  # bytes of shell start-up chatter skipped before the hello, at most
+
+
+def diagnose(target: Target, returncode: int | None, stderr: str) -> p.RemoteError:
+    """What went wrong before the far nsdash greeted: one line from ssh's exit status and stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    last = escape(lines[-1]) if lines else f"ssh exited {returncode}"
+    host = str(target)
+    text = stderr.lower()
+    if "host key verification failed" in text or "remote host identification has changed" in text:
+        return p.RemoteError(f"{host}'s host key is unknown or has changed ({last})",
+                             f"check it and add it to known_hosts (run 'ssh {target.destination}' once)")
+    if "permission denied" in text or "too many authentication failures" in text:
+        return p.RemoteError(f"{host} refused the login ({last})",
+                             f"check the user and key for it (ssh -v {target.destination})")
+    if returncode == 127 or "not found" in text or "no such file or directory" in text:
+        return p.RemoteError(f"nsdash is not installed on {host} ({last})",
+                             "install it there, or name it with NSDASH_REMOTE_COMMAND=/path/to/nsdash")
+    if returncode == 255:
+        return p.RemoteError(f"cannot reach {host} ({last})", f"check the address (ssh -v {target.destination})")
+    return p.RemoteError(f"{host} did not start nsdash ({last})", "try 'ssh HOST nsdash --version'")
+
+
+class Connection:
+    """`ssh HOST nsdash _remote`, greeted: messages out with send(), in with messages()."""
+
+    def __init__(self, target: Target, timeout: float | None = None) -> None:
+        """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits)."""
+        self.target = target
+        try:
+            self.proc = subprocess.Popen(ssh_argv(target), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+        except FileNotFoundError as e:
+            raise p.RemoteError(f"cannot run ssh ({e.strerror}: {e.filename})",
+                                "install OpenSSH's client, or name it with NSDASH_SSH_COMMAND") from None
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.out, self.err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        self.err_open = True
+        self.stderr = bytearray()  # what ssh said (kept for the diagnosis, the tail only)
+        self.decoder = p.Decoder()
+        self.pending: list[dict[str, Any]] = []
+        self.version = self._greet(timeout)
+
+    def _greet(self, timeout: float | None) -> tuple[int, int]:
+        try:
+            return self._await_hello(timeout)
+        except p.RemoteError:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.close()
+            raise
+
+    def _await_hello(self, timeout: float | None) -> tuple[int, int]:
+        skipped = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is not None and not select.select(self.fds(), [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise p.RemoteError(f"{self.target} did not answer within {timeout:.0f} s",
+                                    "check that it is up and reachable (ssh -v)")
+            data = self.read(block=deadline is None)
+            if data is None:
+                raise diagnose(self.target, self.proc.returncode, self.stderr.decode(errors="replace"))
+            skipped += len(data)
+            messages = self.decoder.feed(data, strict=False)
+            if messages:
+                self.pending = messages[1:]
+                return p.check_hello(messages[0], str(self.target))
+            if skipped > GREETING_LIMIT:
+                raise p.RemoteError(f"{self.target} sent no nsdash greeting",
+                                    "is the far side's shell start-up printing text?")
+
+    def fds(self) -> list[int]:
+        """What to watch for the far side: ssh's stdout, and its stderr while open."""
+        return [self.out] + ([self.err] if self.err_open else [])
+
+    def read(self, block: bool) -> bytes | None:
+        """The next bytes from ssh's stdout (collecting its stderr meanwhile): b"" when none is
+        there yet (not BLOCK), None at its end."""
+        while True:
+            ready, _, _ = select.select(self.fds(), [], [], None if block else 0)
+            if self.err_open and self.err in ready:
+                self._take_stderr()
+            if self.out in ready:
+                data = os.read(self.out, 65536)
+                if data:
+                    return data
+                # ssh is ending: what it says last may still be on its way (a ControlPersist
+                # master can hold stderr open for good, hence the bound)
+                deadline = time.monotonic() + 1.0
+                while self.err_open and select.select([self.err], [], [], max(0, deadline - time.monotonic()))[0]:
+                    self._take_stderr()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(5)
+                return None
+            if not block:
+                return b""
+
+    def _take_stderr(self) -> None:
+        chunk = os.read(self.err, 65536)
+        if chunk:
+            self.stderr = (self.stderr + chunk)[-8192:]
+        else:
+            self.err_open = False
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the far side is gone; reading says so
+
+    def messages(self, data: bytes) -> list[dict[str, Any]]:
+        got, self.pending = self.pending + self.decoder.feed(data), []
+        return got
+
+    def lost(self) -> p.RemoteError:
+        lines = [line for line in self.stderr.decode(errors="replace").splitlines() if line.strip()]
+        why = f" ({escape(lines[-1].strip())})" if lines else ""
+        return p.RemoteError(f"the connection to {self.target} was lost{why}", "run the command again")
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+class LineEscaper:
+    """Output of one stream, escaped a whole line at a time (a UTF-8 character never split)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.partial = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.partial += data
+        end = self.partial.rfind(b"\n")
+        if end >= 0:
+            self.stream.write(escape_bytes(bytes(self.partial[:end + 1]), newline=True, tab=True))
+            del self.partial[:end + 1]
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.partial:
+            self.stream.write(escape_bytes(bytes(self.partial), tab=True) + "\n")
+            self.partial.clear()
+        self.stream.flush()
+
+
+def check_verb(argv: list[str]) -> None:
+    from nsdash.errors import UsageError
+
+    verb = argv[0] if argv else "dashboard"
+    if verb not in REMOTE_VERBS:
+        raise UsageError(f"'nsdash {verb}' does not run over -H",
+                         "run it on the host itself; -H takes " + ", ".join(sorted(REMOTE_VERBS)))
+    if verb == "spawn" and not any(a == "--detach" or a.startswith("--detach=") for a in argv[1:]):
+        raise UsageError("'nsdash spawn' over -H needs --detach",
+                         "add --detach, then 'nsdash -H HOST login NAME' for its console")
+
+
+def _winsize(fd: int) -> tuple[int, int] | None:
+    try:
+        cols, rows = os.get_terminal_size(fd)
+        return rows, cols
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _raw(fd: int | None) -> Iterator[None]:
+    saved = termios.tcgetattr(fd) if fd is not None else None
+    try:
+        if fd is not None:
+            tty.setraw(fd)
+        yield
+    finally:
+        if saved is not None and fd is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def _winch_pipe() -> Iterator[int]:
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    old = signal.signal(signal.SIGWINCH, lambda *_: None)
+    try:
+        yield r
+    finally:
+        signal.signal(signal.SIGWINCH, old)
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(r)
+        os.close(w)
+
+
+def run(target: Target, argv: list[str]) -> int:
+    """Run nsdash ARGV on TARGET; its exit status."""
+    check_verb(argv)
+    stdin = sys.stdin.fileno()
+    screen = argv[0] in SCREEN_VERBS and os.isatty(stdin) and os.isatty(sys.stdout.fileno())
+    raw = argv[0] in RAW_VERBS or screen
+    terminal = raw and os.isatty(stdin)
+    size = _winsize(stdin) if terminal else None
+    conn = Connection(target)
+    try:
+        request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": raw, "tty": None}
+        if terminal:
+            rows, cols = size or (24, 80)
+            request["tty"] = {"rows": rows, "cols": cols, "term": os.environ.get("TERM", "vt220")}
+        conn.send(p.encode("run", **request))
+        with _raw(stdin if terminal else None), _winch_pipe() as winch:
+            return _pump(conn, raw, stdin if raw else None, winch)
+    finally:
+        conn.close()
+
+
+def _pump(conn: Connection, raw: bool, stdin: int | None, winch: int) -> int:
+    sinks: dict[int, Any] = {1: sys.stdout, 2: sys.stderr}
+    escapers = {fd: LineEscaper(stream) for fd, stream in sinks.items()} if not raw else {}
+    sys.stdout.flush()
+    code: int | None = None
+    for message in conn.messages(b""):
+        code = _deliver(message, escapers, code)
+    while code is None:
+        watch = [*conn.fds(), winch] + ([stdin] if stdin is not None else [])
+        ready, _, _ = select.select(watch, [], [])
+        if winch in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(winch, 64)
+            size = _winsize(stdin) if stdin is not None else None
+            if size:
+                conn.send(p.encode("winch", ch=CHANNEL, rows=size[0], cols=size[1]))
+        if stdin is not None and stdin in ready:
+            data = os.read(stdin, 16384)
+            if data:
+                conn.send(p.encode("in", ch=CHANNEL, d=p.data_field(data)))
+            else:
+                conn.send(p.encode("eof", ch=CHANNEL))
+                stdin = None
+        if any(fd in ready for fd in conn.fds()):
+            got = conn.read(block=False)
+            if got is None:
+                raise conn.lost()
+            for message in conn.messages(got):
+                code = _deliver(message, escapers, code)
+    for escaper in escapers.values():
+        escaper.close()
+    return code
+
+
+def _deliver(message: dict[str, Any], escapers: dict[int, LineEscaper], code: int | None) -> int | None:
+    """Show one message from the far side; the exit status once it is there."""
+    if message.get("ch") != CHANNEL:
+        return code
+    if message["t"] == "out":
+        data = p.data_of(message)
+        fd = 2 if message.get("fd") == 2 else 1
+        if escapers:
+            escapers[fd].feed(data)
+        else:
+            _write_all(fd, data)
+    elif message["t"] == "exit":
+        value = message.get("code")
+        return value if isinstance(value, int) and 0 <= value < 256 else 1
+    return code
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
