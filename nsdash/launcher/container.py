@@ -429,10 +429,10 @@ class Container:
 
     def _give_back(self) -> None:
         """Move --network-interface links back to the host (their namespace is held by an fd)."""
-        from nsdash.system import netlink
-
         if self._netns_fd is None:
             return
+        from nsdash.system import netlink  # pyroute2: only when there is something to give back
+
         for name in self._moved:
             with contextlib.suppress(Exception):  # gone meanwhile: nothing to give back
                 netlink.give_back(name, self._netns_fd)
