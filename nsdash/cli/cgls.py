@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import sys
 from collections.abc import Callable
 
@@ -114,6 +113,8 @@ def _columns() -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     if sys.stdout.isatty():
+        import shutil  # a terminal only: shutil brings bz2, lzma and zlib with it
+
         return shutil.get_terminal_size().columns
     return 80
 

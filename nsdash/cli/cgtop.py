@@ -12,7 +12,6 @@ import os
 import pathlib
 import re
 import select
-import shutil
 import sys
 import time
 
@@ -262,6 +261,8 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
         done += 1
         rows = view.rows(prev, cur)
         if tty:
+            import shutil  # a terminal only: shutil brings bz2, lzma and zlib with it
+
             lines = _screen(view, rows, shutil.get_terminal_size().columns)
         else:
             lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, extras=view.extras)
@@ -279,6 +280,7 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
 
 
 def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
+    import shutil
     import termios
     import tty
 

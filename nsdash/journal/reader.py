@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from systemd import _reader
@@ -31,6 +29,7 @@ from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
 from nsdash.system import syscalls
+from nsdash.system.frozen import Frozen
 
 _WATCH = (syscalls.IN_MODIFY | syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_DELETE_SELF
           | syscalls.IN_MOVE_SELF)
@@ -118,6 +117,8 @@ class _ConfinedFiles:
 
     def _empty_dir(self) -> int:
         if self._empty is None:
+            import tempfile  # random, shutil and more: only when a watch needs the empty directory
+
             made = tempfile.mkdtemp(prefix="nsdash-empty-")
             try:
                 self._empty = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -134,8 +135,7 @@ RECHECK_MS = 100
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 
 
-@dataclass(frozen=True)
-class Boot:
+class Boot(Frozen):
     """One boot in a journal: index as journalctl --list-boots numbers it (0 = last)."""
 
     index: int
