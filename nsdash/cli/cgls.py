@@ -15,6 +15,7 @@ import pathlib
 import sys
 from collections.abc import Callable
 
+from nsdash.cli.args import RawDescriptionHelpFormatter
 from nsdash.errors import UsageError
 from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import procs, tree
@@ -40,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.",
-                epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("-a", "--all", action="store_true", help="Show all groups, including empty")
     p.add_argument("-k", dest="kernel", action="store_true", help="Include kernel threads in output")
     p.add_argument("-l", "--full", action="store_true", help="Do not ellipsize process tree members")

@@ -15,6 +15,7 @@ import select
 import sys
 import time
 
+from nsdash.cli.args import RawDescriptionHelpFormatter
 from nsdash.errors import UsageError
 from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import counters as C
@@ -60,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.",
-                epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
     order = p.add_mutually_exclusive_group()
     p.add_argument("-b", "--batch", action="store_true", help="Run in batch mode, accepting no input")
     p.add_argument("-r", "--raw", action="store_true", help="Provide raw (not human-readable) numbers")

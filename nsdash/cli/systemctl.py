@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+from nsdash.cli.args import HelpFormatter
 from nsdash.errors import NsdashError, UsageError
 from nsdash.inside import presets, procs, render, unitlog
 from nsdash.inside.bus import DEFAULT_TIMEOUT
@@ -54,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="nsdash systemctl",
+        prog="nsdash systemctl", formatter_class=HelpFormatter,
         description="Manage the units of a running machine through its own systemd and D-Bus.",
         epilog=f"verbs: {', '.join(VERBS)}.  Unlike systemctl, --wait waits for the queued jobs to "
                "finish (the default, as plain systemctl does); --no-block only queues them.")
