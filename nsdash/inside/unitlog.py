@@ -13,18 +13,17 @@ machine can share the host's boot ID, so _BOOT_ID alone cannot separate them.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 from nsdash.errors import NsdashError
 from nsdash.inside.target import Target
 from nsdash.journal.locate import JournalDir
 from nsdash.machines import identity
+from nsdash.system.frozen import Frozen
 
 JOURNAL_DIRS = ("var/log/journal", "run/log/journal")
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(Frozen):
     realtime_us: int
     hostname: str
     identifier: str

@@ -128,24 +128,37 @@ def escape_bytes(data: bytes, *, newline: bool = False, tab: bool = False) -> st
 
 
 def escape_fields(record: Any) -> Any:
-    """A copy of a dataclass RECORD whose text fields (str, and tuples of str) are escaped as one-line fields.
+    """A copy of a RECORD (Frozen or dataclass) whose text fields (str, and tuples of str) are escaped
+    as one-line fields.
 
     For records read from a guest (a unit's status, a process) before a pure
     formatter lays them out, so the layout's own colours stay and the guest's go.
     """
-    import dataclasses  # only here: most commands never escape a record, and it costs them inspect and ast
+    from nsdash.system.frozen import Frozen
 
-    if not dataclasses.is_dataclass(record) or isinstance(record, type):
-        raise TypeError(f"not a dataclass instance: {type(record).__name__}")
+    if isinstance(record, Frozen):
+        names: tuple[str, ...] = record._fields
+    else:
+        import dataclasses  # only here: it costs inspect and ast, and nsdash's own records are Frozen
+
+        if not dataclasses.is_dataclass(record) or isinstance(record, type):
+            raise TypeError(f"not a record: {type(record).__name__}")
+        names = tuple(f.name for f in dataclasses.fields(record))
     changes: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
+    for name in names:
+        value = getattr(record, name)
         if isinstance(value, str):
             safe = escape(value)
             if safe != value:
-                changes[f.name] = safe
+                changes[name] = safe
         elif isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
             safe_all = tuple(escape(v) for v in value)
             if safe_all != value:
-                changes[f.name] = safe_all
-    return dataclasses.replace(record, **changes) if changes else record
+                changes[name] = safe_all
+    if not changes:
+        return record
+    if isinstance(record, Frozen):
+        return record._replace(**changes)
+    import dataclasses
+
+    return dataclasses.replace(record, **changes)
