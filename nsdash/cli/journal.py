@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(args.machine) > 1)
     with open_logs(args.machine, [Path(d) for d in args.directory],
                    filters if not args.list_boots else flt.Filters(),
-                   detail=args.output == "json", only=printer.fields_needed()) as log:
+                   detail=args.output == "json", only=printer.fields_needed(), follow=args.follow) as log:
         if args.list_boots:
             return _list_boots(log)
         if args.follow:

@@ -129,7 +129,7 @@ class MergedLog:
 
 
 def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
-                only: tuple[str, ...] | None = None) -> list[Source]:
+                only: tuple[str, ...] | None = None, follow: bool = True) -> list[Source]:
     """A machine's journal directories, or its console log when it keeps no journal."""
     require_logs(logs)
     if logs.journal_dirs:
@@ -137,7 +137,7 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
         try:
             for d in logs.journal_dirs:
                 try:
-                    out.append(JournalSource(d, filters, logs.name, detail, only))
+                    out.append(JournalSource(d, filters, logs.name, detail, only, follow))
                 except NsdashError:
                     # Gone since locate(): a booting machine's journald moves /run/log/journal
                     # to /var/log/journal when it flushes (or the machine just stopped).
@@ -153,17 +153,20 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
 
 
 def open_logs(machines: Sequence[str] = (), directories: Sequence[Path | JournalDir] = (),
-              filters: Filters | None = None, detail: bool = False, only: tuple[str, ...] | None = None) -> MergedLog:
+              filters: Filters | None = None, detail: bool = False, only: tuple[str, ...] | None = None,
+              follow: bool = True) -> MergedLog:
     """One stream over machines (by name) and journal directories (-D).
 
-    only: fetch just these journal fields (None: all; Printer.fields_needed says what a format uses)."""
+    only: fetch just these journal fields (None: all; Printer.fields_needed says what a format uses).
+    follow=False: the stream is read once and never followed (no inotify is made for it)."""
     filters = filters or Filters()
     sources: list[Source] = []
     try:
         for name in machines:
-            sources += sources_for(locate(name), filters, detail, only)
+            sources += sources_for(locate(name), filters, detail, only, follow)
         for d in directories:
-            sources.append(JournalSource(d if isinstance(d, JournalDir) else Path(d), filters, None, detail, only))
+            sources.append(JournalSource(d if isinstance(d, JournalDir) else Path(d), filters, None, detail, only,
+                                         follow))
     except BaseException:
         for s in sources:
             s.close()

@@ -65,16 +65,20 @@ def _open_fds(fds: list[int]) -> _reader._Reader:
 class _ConfinedFiles:
     """A JournalDir's files, opened confined, as sd-journal readers; and whether they changed."""
 
-    def __init__(self, directory: JournalDir) -> None:
+    def __init__(self, directory: JournalDir, watch: bool = True) -> None:
         self.directory = directory
         self.signature: tuple[tuple[str, int], ...] = ()  # JournalDir.signature() when last opened
         # Our own inotify on the (confined, already opened) directory: sd-journal keeps none for
         # files given as descriptors.  journald's ftruncate after writing, new files and moves wake it.
-        self._inotify = syscalls.inotify_init1()
+        # WATCH False (a read that will not follow, `journal -n 20`): none until fileno() asks, as
+        # closing an inotify that watched waits for the kernel's fsnotify SRCU grace period
+        # (up to ~15 ms here) at exit.
+        self._inotify = syscalls.inotify_init1() if watch else -1
         self._empty: int | None = None  # an empty, already removed directory: sd-journal takes no empty file list
 
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
-        self._watch()
+        if self._inotify >= 0:
+            self._watch()  # the directory may be a new one (journald's flush): watch it again
         self.signature = self.directory.signature()  # first: a change while we open shows next time
         opened, why = self.directory.open_files()
         if skipped is not None:
@@ -108,16 +112,21 @@ class _ConfinedFiles:
 
     def drain(self) -> None:
         """Read the pending change events (what changed is looked up, not taken from them)."""
+        if self._inotify < 0:
+            return
         with contextlib.suppress(BlockingIOError):
             while os.read(self._inotify, 65536):
                 pass
 
     def fileno(self) -> int:
+        if self._inotify < 0:
+            self._inotify = syscalls.inotify_init1()
+            self._watch()
         return self._inotify
 
     def _empty_dir(self) -> int:
         if self._empty is None:
-            import tempfile  # random, shutil and more: only when a watch needs the empty directory
+            import tempfile  # random, shutil and more: only for a directory without journal files
 
             made = tempfile.mkdtemp(prefix="nsdash-empty-")
             try:
@@ -128,7 +137,7 @@ class _ConfinedFiles:
 
     def close(self) -> None:
         for fd in (self._inotify, self._empty):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 os.close(fd)
 
 RECHECK_MS = 100
@@ -172,14 +181,14 @@ class JournalSource:
     """
 
     def __init__(self, directory: Path | JournalDir, filters: Filters | None = None, machine: str | None = None,
-                 detail: bool = False, only: tuple[str, ...] | None = None) -> None:
+                 detail: bool = False, only: tuple[str, ...] | None = None, follow: bool = True) -> None:
         self.directory = Path(directory)
         self.only = only  # fetch just these fields (cat needs one; fetching all 20 costs 2.5x)
         self.filters = filters or Filters()
         self.machine = machine
         self.detail = detail
         self.skipped: list[str] = []
-        self._confined = _ConfinedFiles(directory) if isinstance(directory, JournalDir) else None
+        self._confined = _ConfinedFiles(directory, follow) if isinstance(directory, JournalDir) else None
         if self._confined is None:
             for path in journal_files(self.directory):
                 why = check_journal_file(path)
