@@ -52,12 +52,12 @@ def unit_lines(target: Target, unit: str, count: int = 10) -> list[LogLine]:
 
     filters = Filters(units=(unit,), since=target.started_us())
     try:
-        log = open_logs([target.name], filters=filters)
+        log = open_logs([target.name], filters=filters, follow=False)  # read once
     except NsdashError:
         dirs = fallback_dirs(target)
         if not dirs:
             return []
-        log = open_logs(directories=dirs, filters=filters)
+        log = open_logs(directories=dirs, filters=filters, follow=False)
     try:
         entries = [e for e in log.tail(count) if e.event is None]  # console-log separators are no unit's
     finally:
