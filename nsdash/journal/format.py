@@ -22,7 +22,6 @@ escaped.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Callable
@@ -256,6 +255,8 @@ class Printer:
                 obj[name] = _json_value(value)
         if self.tag_machines and entry.machine:
             obj["NSDASH_MACHINE"] = entry.machine
+        import json  # -o json only
+
         line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
         return (escape_json(line) if self.terminal else line) + "\n"
 

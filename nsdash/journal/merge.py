@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nsdash.errors import NsdashError
-from nsdash.journal.console import ConsoleSource
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters
 from nsdash.journal.locate import JournalDir, MachineLogs, locate, require_logs
@@ -149,6 +148,8 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
             raise
         return out
     assert logs.console_log is not None
+    from nsdash.journal.console import ConsoleSource  # machines without a journal only
+
     return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
 
 
