@@ -33,7 +33,6 @@ The common case (printable text) costs one str.isprintable() call.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimported (cgls, list)
 if TYPE_CHECKING:
@@ -52,8 +51,13 @@ _replacements: dict[str, str] = {}
 
 def _replacement(c: str) -> str:
     o = ord(c)
-    if c.isprintable() or (o > 0x7F and unicodedata.category(c) == "Zs"):
+    if c.isprintable():
         return c
+    if o > 0x7F:
+        import unicodedata  # a C extension to load: only for a character that does not print
+
+        if unicodedata.category(c) == "Zs":
+            return c
     if c in _SHORT:
         return _SHORT[c]
     if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape
