@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -84,26 +85,37 @@ def commands(tool: str, tree: Path, name: str, args: list[str]) -> list[str]:
 
 
 def timed(argv: list[str], env: dict[str, str] | None, timeout: float) -> float:
+    return timed_cpu(argv, env, timeout)[0]
+
+
+def timed_cpu(argv: list[str], env: dict[str, str] | None, timeout: float) -> tuple[float, float]:
+    """(wall, CPU) seconds of one whole run; CPU is user + system of it and of the children it
+    waited for (the growth of our RUSAGE_CHILDREN: runs are sequential), the figure a busy
+    machine moves least."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, env=env, timeout=timeout)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-500:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def compare(label: str, trees_by_tool: dict[str, Path], args: list[str], runs: int, warmup: int,
             timeout: float, tag: str, report: Report | None = None) -> dict[str, float]:
     samples: dict[str, list[float]] = {"nsdash": [], "systemd-nspawn": []}
+    cpus: dict[str, list[float]] = {"nsdash": [], "systemd-nspawn": []}
     env = {"nsdash": nsdash_env(), "systemd-nspawn": None}
     order = list(samples)
     for i in range(warmup + runs):
         for tool in (order if i % 2 == 0 else order[::-1]):
             name = f"{tag}-{'a' if tool == 'nsdash' else 'b'}"
-            t = timed(commands(tool, trees_by_tool[tool], name, args), env[tool], timeout)
+            t, cpu = timed_cpu(commands(tool, trees_by_tool[tool], name, args), env[tool], timeout)
             if i >= warmup:
                 samples[tool].append(t)
+                cpus[tool].append(cpu)
     medians = {tool: statistics.median(s) for tool, s in samples.items()}
     ratio = medians["nsdash"] / medians["systemd-nspawn"]
     unit, scale = ("ms", 1000.0) if medians["systemd-nspawn"] < 2 else ("s", 1.0)
@@ -111,10 +123,14 @@ def compare(label: str, trees_by_tool: dict[str, Path], args: list[str], runs: i
           f"{medians['systemd-nspawn'] * scale:8.2f} {unit}   ratio {ratio:5.2f}   "
           f"(median of {runs}; nsdash min {min(samples['nsdash']) * scale:.2f}, "
           f"nspawn min {min(samples['systemd-nspawn']) * scale:.2f})", flush=True)
+    cpu = {tool: statistics.median(c) for tool, c in cpus.items()}
+    cpu_ratio = cpu["nsdash"] / cpu["systemd-nspawn"] if cpu["systemd-nspawn"] > 0 else float("nan")
+    print(f"{'':<34} CPU: nsdash {cpu['nsdash'] * 1000:.1f} ms, systemd-nspawn "
+          f"{cpu['systemd-nspawn'] * 1000:.1f} ms, x{cpu_ratio:.2f}; load {os.getloadavg()[0]:.1f}", flush=True)
     if report is not None:
         pairs = [a / b for a, b in zip(samples["nsdash"], samples["systemd-nspawn"], strict=True)]
         report.row(label, medians["nsdash"] * scale, "systemd-nspawn", medians["systemd-nspawn"] * scale, unit,
-                   ratio=ratio, spread=(min(pairs), max(pairs)))
+                   ratio=ratio, spread=(min(pairs), max(pairs)), note=f"CPU x{cpu_ratio:.2f}")
     return medians
 
 

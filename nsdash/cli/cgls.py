@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import sys
 from collections.abc import Callable
 
+from nsdash.cli.args import RawDescriptionHelpFormatter
 from nsdash.errors import UsageError
 from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import procs, tree
@@ -41,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.",
-                epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("-a", "--all", action="store_true", help="Show all groups, including empty")
     p.add_argument("-k", dest="kernel", action="store_true", help="Include kernel threads in output")
     p.add_argument("-l", "--full", action="store_true", help="Do not ellipsize process tree members")
@@ -114,6 +114,8 @@ def _columns() -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     if sys.stdout.isatty():
+        import shutil  # a terminal only: shutil brings bz2, lzma and zlib with it
+
         return shutil.get_terminal_size().columns
     return 80
 

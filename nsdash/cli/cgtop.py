@@ -12,10 +12,10 @@ import os
 import pathlib
 import re
 import select
-import shutil
 import sys
 import time
 
+from nsdash.cli.args import RawDescriptionHelpFormatter
 from nsdash.errors import UsageError
 from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import counters as C
@@ -61,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.",
-                epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
     order = p.add_mutually_exclusive_group()
     p.add_argument("-b", "--batch", action="store_true", help="Run in batch mode, accepting no input")
     p.add_argument("-r", "--raw", action="store_true", help="Provide raw (not human-readable) numbers")
@@ -262,6 +262,8 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
         done += 1
         rows = view.rows(prev, cur)
         if tty:
+            import shutil  # a terminal only: shutil brings bz2, lzma and zlib with it
+
             lines = _screen(view, rows, shutil.get_terminal_size().columns)
         else:
             lines = display.render(rows, cpu_time=view.cpu_time, raw=view.raw, extras=view.extras)
@@ -279,6 +281,7 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
 
 
 def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
+    import shutil
     import termios
     import tty
 

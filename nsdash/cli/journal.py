@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from nsdash.cli.args import HelpFormatter
 from nsdash.errors import UsageError
 from nsdash.system.text import escape
 
@@ -25,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nsdash journal", description="Show machines' journals (journalctl's options).",
+                formatter_class=HelpFormatter,
                 epilog="Where nsdash differs from journalctl: it reads machines' own journal files (no "
                        "journald needed) and never the host's journal; it never pages; a machine whose init "
                        "keeps no journal shows its console log (with the supervisor's boot separators); "
@@ -120,7 +122,7 @@ def main(argv: list[str]) -> int:
     printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(args.machine) > 1)
     with open_logs(args.machine, [Path(d) for d in args.directory],
                    filters if not args.list_boots else flt.Filters(),
-                   detail=args.output == "json", only=printer.fields_needed()) as log:
+                   detail=args.output == "json", only=printer.fields_needed(), follow=args.follow) as log:
         if args.list_boots:
             return _list_boots(log)
         if args.follow:

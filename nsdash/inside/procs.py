@@ -10,15 +10,14 @@ and translated to the machine's own PIDs through /proc/PID/status (NSpid).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.inside.target import Target
 from nsdash.system import cgroupfs
+from nsdash.system.frozen import Frozen
 
 
-@dataclass(frozen=True)
-class UnitProcess:
+class UnitProcess(Frozen):
     """One process in a unit's cgroup."""
 
     pid: int  # as the machine sees it (None-free: falls back to the host PID)

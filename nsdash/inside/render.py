@@ -9,14 +9,16 @@ import re
 import signal
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
-from typing import Any
 
 from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.procs import UnitProcess
 from nsdash.inside.unitlog import LogLine
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
 from nsdash.monitor.tree_lines import process_tree
+
+TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 EXIT_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 4: "NOPERMISSION",
@@ -312,7 +314,7 @@ def unit_files_json(files: Sequence[UnitFile], presets: dict[str, str] | None = 
 
 
 def status_json(st: UnitStatus, processes: Sequence[UnitProcess] | None, log: Sequence[LogLine]) -> dict[str, Any]:
-    data = asdict(st)
-    data["processes"] = None if processes is None else [asdict(p) for p in processes]
-    data["journal"] = [asdict(line) for line in log]
+    data: dict[str, Any] = st._asdict()
+    data["processes"] = None if processes is None else [p._asdict() for p in processes]
+    data["journal"] = [line._asdict() for line in log]
     return data

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import MachineNotFound
 from nsdash.machines import registry
+from nsdash.system.frozen import Frozen
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(Frozen):
     """A running machine, seen from the host."""
 
     name: str

@@ -13,18 +13,17 @@ machine can share the host's boot ID, so _BOOT_ID alone cannot separate them.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 from nsdash.errors import NsdashError
 from nsdash.inside.target import Target
 from nsdash.journal.locate import JournalDir
 from nsdash.machines import identity
+from nsdash.system.frozen import Frozen
 
 JOURNAL_DIRS = ("var/log/journal", "run/log/journal")
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(Frozen):
     realtime_us: int
     hostname: str
     identifier: str
@@ -53,12 +52,12 @@ def unit_lines(target: Target, unit: str, count: int = 10) -> list[LogLine]:
 
     filters = Filters(units=(unit,), since=target.started_us())
     try:
-        log = open_logs([target.name], filters=filters)
+        log = open_logs([target.name], filters=filters, follow=False)  # read once
     except NsdashError:
         dirs = fallback_dirs(target)
         if not dirs:
             return []
-        log = open_logs(directories=dirs, filters=filters)
+        log = open_logs(directories=dirs, filters=filters, follow=False)
     try:
         entries = [e for e in log.tail(count) if e.event is None]  # console-log separators are no unit's
     finally:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from nsdash.errors import NsdashError, UsageError
 from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus, plain
 from nsdash.inside.target import Target
+from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # typing, and the records as dataclasses, cost `systemctl` more than its own work
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any, TypeVar
 
     from dbus_fast import Message
 
@@ -31,7 +32,8 @@ UNIT_TYPES = ("service", "mount", "swap", "socket", "target", "device", "automou
 SLOW_CALL_FACTOR = 3  # deadline multiplier for calls that make systemd work: ListUnitFiles, Reload
 JOB_MODES = ("replace", "fail", "isolate", "ignore-dependencies", "ignore-requirements")
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 class UnitNotFound(NsdashError):
@@ -50,8 +52,7 @@ class JobFailed(NsdashError):
 
 # ---------------------------------------------------------------- records
 
-@dataclass(frozen=True)
-class UnitInfo:
+class UnitInfo(Frozen):
     """One row of ListUnits."""
 
     name: str
@@ -76,8 +77,7 @@ class UnitInfo:
         return self.load_state in ("not-found", "bad-setting", "error", "masked")
 
 
-@dataclass(frozen=True)
-class UnitFile:
+class UnitFile(Frozen):
     """One row of ListUnitFiles."""
 
     name: str
@@ -89,8 +89,7 @@ class UnitFile:
         return self.name.rsplit(".", 1)[-1]
 
 
-@dataclass(frozen=True)
-class UnitStatus:
+class UnitStatus(Frozen):
     """The properties `status` shows, from one Properties.GetAll call."""
 
     name: str
@@ -174,8 +173,7 @@ class UnitStatus:
         )
 
 
-@dataclass(frozen=True)
-class JobOutcome:
+class JobOutcome(Frozen):
     """A job queued for a unit; result is None until it finished (or when not waited for)."""
 
     job_id: int
@@ -189,8 +187,7 @@ class JobOutcome:
         return self.result in (None, "done", "skipped")
 
 
-@dataclass(frozen=True)
-class JobInfo:
+class JobInfo(Frozen):
     """One row of ListJobs: a job queued or running in the machine."""
 
     job_id: int
@@ -199,8 +196,7 @@ class JobInfo:
     state: str  # waiting, running
 
 
-@dataclass(frozen=True)
-class InstallChange:
+class InstallChange(Frozen):
     """One change EnableUnitFiles/DisableUnitFiles made: ('symlink', link, target) or ('unlink', link, '')."""
 
     kind: str

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from nsdash.errors import UsageError
+from nsdash.system.frozen import Frozen
 
 PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "swap", "timer",
@@ -20,8 +19,7 @@ UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "sw
 _GLOB = re.compile(r"[*?\[]")
 
 
-@dataclass(frozen=True)
-class Filters:
+class Filters(Frozen):
     """What to show.  priorities: the PRIORITY values shown (None: all).
     units: mangled unit names or globs.  boot: None (all boots), an int (journalctl's
     -b N: 1 = first, 0 = current/last, -1 = the one before) or a 32-hex boot ID.
@@ -122,6 +120,8 @@ def _span_us(text: str) -> int | None:
 
 def parse_time(text: str, now: float | None = None) -> int:
     """journalctl's --since/--until syntax -> microseconds since the epoch (local time)."""
+    from datetime import datetime, timedelta  # only with --since/--until: not on every read
+
     now = time.time() if now is None else now
     t = text.strip()
     today = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -25,13 +25,13 @@ import contextlib
 import errno
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import MachineNotFound, NsdashError
 from nsdash.machines import identity
 from nsdash.machines import state as st
 from nsdash.system import confined
+from nsdash.system.frozen import Frozen
 from nsdash.system.idfiles import normalise_id
 from nsdash.system.paths import image_dirs, machine_dir
 
@@ -41,8 +41,7 @@ MAX_JOURNAL_FILES = 256  # journald keeps 100 by default (SystemMaxFiles=); each
 MAX_DIR_ENTRIES = 65536  # looked at per listing: a guest can make millions, the recheck runs every 100 ms
 
 
-@dataclass(frozen=True)
-class JournalDir:
+class JournalDir(Frozen):
     """A journal directory INNER (a relative path) confined to ROOT: opened with
     RESOLVE_IN_ROOT, so neither `..` nor a symlink in INNER leaves ROOT."""
 
@@ -133,8 +132,7 @@ def _refusal(e: OSError) -> str:
     return f"unreadable ({e.strerror or e})"
 
 
-@dataclass(frozen=True)
-class MachineLogs:
+class MachineLogs(Frozen):
     """Where one machine's logs are.  journal_dirs may be empty; console_log may be None."""
 
     name: str

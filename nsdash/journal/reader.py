@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from systemd import _reader
@@ -31,6 +29,7 @@ from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
 from nsdash.system import syscalls
+from nsdash.system.frozen import Frozen
 
 _WATCH = (syscalls.IN_MODIFY | syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_DELETE_SELF
           | syscalls.IN_MOVE_SELF)
@@ -66,16 +65,20 @@ def _open_fds(fds: list[int]) -> _reader._Reader:
 class _ConfinedFiles:
     """A JournalDir's files, opened confined, as sd-journal readers; and whether they changed."""
 
-    def __init__(self, directory: JournalDir) -> None:
+    def __init__(self, directory: JournalDir, watch: bool = True) -> None:
         self.directory = directory
         self.signature: tuple[tuple[str, int], ...] = ()  # JournalDir.signature() when last opened
         # Our own inotify on the (confined, already opened) directory: sd-journal keeps none for
         # files given as descriptors.  journald's ftruncate after writing, new files and moves wake it.
-        self._inotify = syscalls.inotify_init1()
+        # WATCH False (a read that will not follow, `journal -n 20`): none until fileno() asks, as
+        # closing an inotify that watched waits for the kernel's fsnotify SRCU grace period
+        # (up to ~15 ms here) at exit.
+        self._inotify = syscalls.inotify_init1() if watch else -1
         self._empty: int | None = None  # an empty, already removed directory: sd-journal takes no empty file list
 
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
-        self._watch()
+        if self._inotify >= 0:
+            self._watch()  # the directory may be a new one (journald's flush): watch it again
         self.signature = self.directory.signature()  # first: a change while we open shows next time
         opened, why = self.directory.open_files()
         if skipped is not None:
@@ -109,15 +112,22 @@ class _ConfinedFiles:
 
     def drain(self) -> None:
         """Read the pending change events (what changed is looked up, not taken from them)."""
+        if self._inotify < 0:
+            return
         with contextlib.suppress(BlockingIOError):
             while os.read(self._inotify, 65536):
                 pass
 
     def fileno(self) -> int:
+        if self._inotify < 0:
+            self._inotify = syscalls.inotify_init1()
+            self._watch()
         return self._inotify
 
     def _empty_dir(self) -> int:
         if self._empty is None:
+            import tempfile  # random, shutil and more: only for a directory without journal files
+
             made = tempfile.mkdtemp(prefix="nsdash-empty-")
             try:
                 self._empty = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -127,15 +137,14 @@ class _ConfinedFiles:
 
     def close(self) -> None:
         for fd in (self._inotify, self._empty):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 os.close(fd)
 
 RECHECK_MS = 100
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 
 
-@dataclass(frozen=True)
-class Boot:
+class Boot(Frozen):
     """One boot in a journal: index as journalctl --list-boots numbers it (0 = last)."""
 
     index: int
@@ -172,14 +181,14 @@ class JournalSource:
     """
 
     def __init__(self, directory: Path | JournalDir, filters: Filters | None = None, machine: str | None = None,
-                 detail: bool = False, only: tuple[str, ...] | None = None) -> None:
+                 detail: bool = False, only: tuple[str, ...] | None = None, follow: bool = True) -> None:
         self.directory = Path(directory)
         self.only = only  # fetch just these fields (cat needs one; fetching all 20 costs 2.5x)
         self.filters = filters or Filters()
         self.machine = machine
         self.detail = detail
         self.skipped: list[str] = []
-        self._confined = _ConfinedFiles(directory) if isinstance(directory, JournalDir) else None
+        self._confined = _ConfinedFiles(directory, follow) if isinstance(directory, JournalDir) else None
         if self._confined is None:
             for path in journal_files(self.directory):
                 why = check_journal_file(path)

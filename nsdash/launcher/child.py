@@ -43,18 +43,15 @@ def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 
 def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
-           console_fd: int | None, late_cgroup_dirs: list[str] | None = None,
-           place_fd: int = -1) -> NoReturn:
+           console_fd: int | None, place_fd: int = -1) -> NoReturn:
     """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
 
     The cgroup namespace takes the cgroups its maker is in at that moment as its
     root, in every hierarchy, so it is made only once the container is in its own
     cgroup everywhere: otherwise a v1 hierarchy mounted inside shows the host's
-    tree above the machine (and other machines' cgroups).  CGROUP_DIRS are joined
-    here, before anything.  LATE_CGROUP_DIRS (the v1 hierarchies of a hybrid
-    host, which the container never mounts) take PID 1 after the fork, and PID 1
-    makes the cgroup namespace itself once told they are done: each cgroup move
-    waits for an RCU grace period, and PID 1 meanwhile runs to that point.
+    tree above the machine (and other machines' cgroups).  CGROUP_DIRS (all of
+    them but the cgroup2 one a clone3 put us in) are joined here, before anything;
+    PID 1, forked after, is born in them.
     PLACE_FD (when >= 0) holds us until the parent has had us moved into a cgroup
     someone else makes (systemd's scope): "1" goes on, EOF gives up.
     """
@@ -65,77 +62,47 @@ def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, e
         os.close(place_fd)
         if placed != b"1":
             os._exit(1)  # the parent reports why
-    late: list[tuple[str, int]] = []
-    namespaces = plan.namespaces
-    joined_r = joined_w = -1
+    d = ""
     try:
         for d in cgroup_dirs:
-            _join(d, 0)
-        # Opened now: PID 1 shares our new mount namespace and may pivot_root it away
-        # (host /sys/fs/cgroup gone from our view) before the late joins below run.
-        late = [(d, os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
-                for d in late_cgroup_dirs or ()]
-        if late and namespaces & sc.CLONE_NEWCGROUP:
-            namespaces &= ~sc.CLONE_NEWCGROUP  # PID 1 makes it, after the late joins
-            joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
+            join_self(d)
+    except OSError as e:
+        fail(err_fd, f"cannot move the container into cgroup {d}: {e.strerror or e}",
+             "check that the cgroup hierarchies under /sys/fs/cgroup are writable by root")
+    try:
         join_network_namespace(plan.netns_path)
-        sc.unshare(namespaces)
+        sc.unshare(plan.namespaces)
         pid = os.fork()
     except OSError as e:
         fail(err_fd, f"cannot create the container's namespaces: {e.strerror or e}",
              "nsdash needs root on a kernel with mount, PID, UTS, IPC and cgroup namespaces")
     if pid == 0:
         os.close(info_fd)
-        for _, fd in late:
-            os.close(fd)  # host cgroup files have no business in the container
-        if joined_w >= 0:
-            os.close(joined_w)
-        container_init(plan, go_fd, err_fd, console_fd, joined_r)
-    d = ""
-    try:
-        for path, fd in late:
-            d = path
-            os.write(fd, str(pid).encode())
-    except OSError as e:
-        # PID 1 holds the error pipe open while it waits for the go byte: kill it, or the
-        # parent (reading that pipe for our message) and PID 1 wait for each other forever.
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        fail(err_fd, f"cannot move the container into cgroup {d}: {e.strerror or e}",
-             "check that the cgroup hierarchies under /sys/fs/cgroup are writable by root")
-    if joined_w >= 0:
-        os.write(joined_w, b"1")  # PID 1 may now make its cgroup namespace
+        container_init(plan, go_fd, err_fd, console_fd)
     os.write(info_fd, struct.pack("i", pid))
     os._exit(0)
 
 
-def _cgroup_namespace_when_joined(joined_fd: int) -> None:
-    """Wait until the middle child moved us into every hierarchy, then make the cgroup
-    namespace, rooted at the machine's own cgroup in each (nspawn's arrangement)."""
-    try:
-        if os.read(joined_fd, 1) != b"1":
-            raise OSError(0, "the middle child did not finish the cgroup moves")
-    finally:
-        os.close(joined_fd)
-    sc.unshare(sc.CLONE_NEWCGROUP)
+def join_self(cgroup_dir: str) -> None:
+    """Move the calling process, which must be single-threaded (a fork's child), into CGROUP_DIR.
 
-
-def _join(cgroup_dir: str, pid: int) -> None:
-    fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    In a v1 hierarchy this writes 0 to `tasks`: moving the caller's own thread is the one
+    move the kernel makes without the global threadgroup lock, whose write side waits for
+    an RCU grace period on each cgroup.procs write (10-15 ms here, per spawn); with one
+    thread, the thread is the process.  cgroup2 has no `tasks`: cgroup.procs there."""
     try:
-        os.write(fd, str(pid).encode())
+        fd = os.open(os.path.join(cgroup_dir, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
     finally:
         os.close(fd)
 
 
-def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int | None,
-                   joined_fd: int = -1) -> NoReturn:
-    """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec.
-
-    JOINED_FD (>= 0): the cgroup namespace is still to be made, once it reads a byte there."""
+def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int | None) -> NoReturn:
+    """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec."""
     try:
-        if joined_fd >= 0:
-            _cgroup_namespace_when_joined(joined_fd)
         # Until exec, signals must neither kill Python with a traceback nor be lost.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)

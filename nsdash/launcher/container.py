@@ -219,10 +219,9 @@ class Container:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
             userns.hand_over(run_dir, self.console_fd, user_range[0], plan.ephemeral_dir)
 
-        # The middle child joins cgroup2 itself; the v1 hierarchies (hybrid hosts) take PID 1,
-        # which makes the cgroup namespace once they are all joined (child.middle).
-        dirs = [str(d) for d in cg.dirs] if cg.child_joins else []
-        early, late = (dirs[:1], dirs[1:]) if cg.layout.unified is not None else (dirs, [])
+        # The middle child is forked into cgroup2 (clone3) and joins the v1 hierarchies of a
+        # hybrid host itself before it makes PID 1 and the cgroup namespace (child.middle).
+        early = [str(d) for d in cg.dirs] if cg.child_joins else []
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         _FORK_WINDOW.acquire()
         holding = True
@@ -245,7 +244,7 @@ class Container:
                     os.close(err_r)
                     if place_w >= 0:
                         os.close(place_w)
-                    child.middle(plan, early, info_w, go_r, err_w, self.console_fd, late, place_r)
+                    child.middle(plan, early, info_w, go_r, err_w, self.console_fd, place_r)
                 finally:
                     os._exit(1)
             gc.unfreeze()
@@ -454,10 +453,10 @@ class Container:
 
     def _give_back(self) -> None:
         """Move --network-interface links back to the host (their namespace is held by an fd)."""
-        from nsdash.system import netlink
-
         if self._netns_fd is None:
             return
+        from nsdash.system import netlink  # pyroute2: only when there is something to give back
+
         for name in self._moved:
             with contextlib.suppress(Exception):  # gone meanwhile: nothing to give back
                 netlink.give_back(name, self._netns_fd)

@@ -31,9 +31,9 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+
+from nsdash.system.frozen import Frozen
 
 LIMIT = 1024 * 1024
 INDEX_LIMIT = 256 * 1024  # an index holds one record per boot or exit: a few dozen bytes each
@@ -76,8 +76,7 @@ def log_files(log: Path) -> tuple[Path, ...]:
     return (log, rotated(log), index_path(log), index_path(rotated(log)))
 
 
-@dataclass(frozen=True)
-class Mark:
+class Mark(Frozen):
     """One record of the side index: the separator line at OFFSET in the log is a real mark."""
 
     offset: int
@@ -92,6 +91,8 @@ class Mark:
     @property
     def realtime(self) -> int:
         """Microseconds since the epoch (the time is UTC, to the second)."""
+        from datetime import UTC, datetime  # readers only: not on a spawn's path
+
         stamp = datetime.strptime(self.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return int(stamp.timestamp()) * 10**6
 

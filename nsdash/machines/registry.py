@@ -7,18 +7,31 @@ launcher's orphans module cleans it when a command touches the name).
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from dataclasses import dataclass, field
 
 from nsdash.errors import MachineNotFound
 from nsdash.launcher import names
 from nsdash.machines import identity
 from nsdash.machines import state as st
+from nsdash.system.frozen import Frozen
+
+# systemd-machined keeps a file per registered machine there ("unit:*" links map units to them), and
+# libsystemd's sd_get_machine_names() lists them from there.
+MACHINED_STATE = "/run/systemd/machines"
 
 
-@dataclass(frozen=True)
-class Machine:
+def machined_has_machines() -> bool:
+    """Whether machined holds any registration: no file, no D-Bus round trip (nor a D-Bus client)."""
+    try:
+        entries = os.listdir(MACHINED_STATE)
+    except OSError:
+        return False
+    return any(not e.startswith((".", "unit:")) for e in entries)
+
+
+class Machine(Frozen):
+    """One machine as `list` and `status` show it (Frozen: the empty defaults are shared, never changed)."""
+
     name: str
     class_: str = "container"
     service: str = "nsdash"
@@ -27,8 +40,8 @@ class Machine:
     state: st.MachineState | None = None
     leader: int | None = None
     root: str | None = None
-    os_release: dict[str, str] = field(default_factory=dict)
-    addresses: list[str] = field(default_factory=list)
+    os_release: dict[str, str] = {}
+    addresses: list[str] = []
     os_release_error: str | None = None  # why the machine's os-release was refused (its own problem)
 
     @property
@@ -71,6 +84,7 @@ def addresses(pid: int) -> list[str]:
                 parts = line.split()
                 raw, scope = parts[0], parts[3]
                 if scope == "00":  # global scope only; written as `ip` and machinectl do (RFC 5952)
+                    import ipaddress  # only for a machine with IPv6 addresses: `list` stays light
                     out.append(str(ipaddress.IPv6Address(bytes.fromhex(raw))))
     except (OSError, ValueError):
         pass
@@ -117,10 +131,12 @@ def list_machines(with_machined: bool = True) -> list[Machine]:
     ours = nsdash_machines()
     if not with_machined:
         return ours
-    from nsdash.machines import machined
+    others: list[Machine] = []
+    if machined_has_machines():
+        from nsdash.machines import machined
 
-    names = {m.name for m in ours}
-    others = [m for m in machined.list_machines() if m.name not in names and m.class_ != "host"]
+        names = {m.name for m in ours}
+        others = [m for m in machined.list_machines() if m.name not in names and m.class_ != "host"]
     return sorted(ours + others, key=lambda m: m.name)
 
 
@@ -130,7 +146,7 @@ def lookup(name: str, with_machined: bool = True) -> Machine:
     m = _from_entry(name)
     if m is not None:
         return m
-    if with_machined:
+    if with_machined and machined_has_machines():
         from nsdash.machines import machined
 
         for other in machined.list_machines():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 from pathlib import Path
 
@@ -92,6 +91,8 @@ def write_state(directory: Path, state: MachineState) -> None:
     tmp = directory / f".{STATE_FILE}.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, STATE_MODE)
     os.fchmod(fd, STATE_MODE)  # a leftover temporary file keeps its old mode otherwise
+    import json  # here: cgls and cgtop import this module and read no state without machines
+
     with open(fd, "w") as f:
         json.dump(state.to_json(), f, indent=1)
         f.write("\n")
@@ -99,6 +100,8 @@ def write_state(directory: Path, state: MachineState) -> None:
 
 
 def read_state(directory: Path) -> MachineState | None:
+    import json
+
     try:
         with open(directory / STATE_FILE) as f:
             return MachineState.from_json(json.load(f))

@@ -866,6 +866,8 @@ class Supervisor:
 
     def _answer_waiters(self) -> None:
         """Answer the stop requests that asked to wait for the end of this boot."""
+        if not self.waiters:
+            return  # (the foreground spawn's case: no protocol import for nothing)
         from nsdash.machines import protocol as proto
 
         waiters, self.waiters = self.waiters, []

@@ -24,13 +24,12 @@ import os
 import signal
 import stat
 import time
-from typing import Any
 
 from nsdash.errors import MachineExists, NsdashError
 from nsdash.launcher import properties as props
 from nsdash.launcher.cgroup import TASKS_MAX, MachineCgroup  # nspawn's (and machined's) default for a scope
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.system import cgroupfs, dbus, unitname
+from nsdash.system import cgroupfs, unitname
 
 BUS = "org.freedesktop.systemd1"
 PATH = "/org/freedesktop/systemd1"
@@ -41,7 +40,14 @@ NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 # (/dev/null, zero, full, random, urandom, tty, ptmx); the container may use, never make, PTYs.
 DEVICE_ALLOW = (("/dev/net/tun", "rwm"), ("char-pts", "rw"))
 LIVE = ("running", "active", "activating", "deactivating", "reloading")
-Triple = tuple[str, str, Any]  # (D-Bus property name, signature, value)
+
+# typing, and the D-Bus client (socket, dbus-fast's message code), are imported where used: on a
+# host without systemd `nsdash status` reads the limits from cgroup files and needs neither.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Triple = tuple[str, str, Any]  # (D-Bus property name, signature, value)
 
 
 def booted() -> bool:
@@ -52,11 +58,17 @@ def booted() -> bool:
 def manages(spec: ContainerSpec) -> bool:
     """Whether systemd makes this machine's units: a host booted with systemd whose bus
     answers, unless --keep-unit keeps the machine in the caller's unit."""
-    return not spec.keep_unit and booted() and dbus.system_bus_reachable()
+    if spec.keep_unit or not booted():
+        return False
+    from nsdash.system import dbus
+
+    return dbus.system_bus_reachable()
 
 
 def _manager(member: str, signature: str = "", body: list[Any] | None = None,
              unix_fds: list[int] | None = None) -> list[Any]:
+    from nsdash.system import dbus
+
     return dbus.call(BUS, PATH, MANAGER, member, signature, body, unix_fds=unix_fds)
 
 
@@ -66,6 +78,8 @@ def _one_line(text: str) -> str:
 
 def start_transient(unit: str, properties: list[Triple], unix_fds: list[int] | None = None) -> None:
     """StartTransientUnit; systemd's refusal (a bad property among them) as one line."""
+    from nsdash.system import dbus
+
     body = [unit, "fail", [[name, dbus.variant(sig, value)] for name, sig, value in properties], []]
     try:
         _manager("StartTransientUnit", "ssa(sv)a(sa(sv))", body, unix_fds=unix_fds)
@@ -79,6 +93,8 @@ def start_transient(unit: str, properties: list[Triple], unix_fds: list[int] | N
 
 def unit_state(unit: str) -> str | None:
     """The unit's ActiveState, or None when systemd has no such unit loaded."""
+    from nsdash.system import dbus
+
     try:
         (path,) = _manager("GetUnit", "s", [unit])
         (value,) = dbus.call(BUS, path, "org.freedesktop.DBus.Properties", "Get", "ss", [UNIT, "ActiveState"])
@@ -91,6 +107,8 @@ def unit_state(unit: str) -> str | None:
 
 def unit_properties(unit: str, interface: str) -> dict[str, Any]:
     """Every property of INTERFACE (org.freedesktop.systemd1.Scope, ...) of a loaded unit."""
+    from nsdash.system import dbus
+
     try:
         (path,) = _manager("GetUnit", "s", [unit])
         (values,) = dbus.call(BUS, path, "org.freedesktop.DBus.Properties", "GetAll", "s", [interface])
@@ -102,6 +120,8 @@ def unit_properties(unit: str, interface: str) -> dict[str, Any]:
 
 def set_properties(unit: str, assignments: list[props.Property], runtime: bool = True) -> None:
     """systemctl set-property [--runtime] UNIT NAME=VALUE...: systemd's refusal as one line."""
+    from nsdash.system import dbus
+
     body = [unit, runtime, [[n, dbus.variant(s, v)] for n, s, v in (props.dbus_value(p) for p in assignments)]]
     try:
         _manager("SetUnitProperties", "sba(sv)", body)
@@ -299,11 +319,20 @@ def _cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
     return out
 
 
+def _systemd_scope(unit: str) -> bool:
+    """Whether UNIT is a live scope systemd made (a host booted with systemd whose bus answers)."""
+    if not booted() or not unit.endswith(".scope"):
+        return False
+    from nsdash.system import dbus
+
+    return dbus.system_bus_reachable() and unit_state(unit) in LIVE
+
+
 def limits(machine: str, cgroup: str, layout: cgroupfs.Layout | None = None) -> dict[str, str]:
     """The machine's CPUQuota, MemoryMax, MemoryHigh and TasksMax where set (bytes and tasks as
     numbers): from its scope unit where systemd made one, else from its cgroup files."""
     unit = cgroup.rsplit("/", 1)[-1]
-    if booted() and unit.endswith(".scope") and dbus.system_bus_reachable() and unit_state(unit) in LIVE:
+    if _systemd_scope(unit):
         return _unit_limits(unit)
     return _cgroupfs_limits(cgroup, layout or cgroupfs.detect())
 
@@ -313,7 +342,7 @@ def set_limit(machine: str, cgroup: str, assignment: str, layout: cgroupfs.Layou
     `systemctl set-property --runtime`), else in the cgroup files nsdash made."""
     prop = props.parse(assignment)
     unit = cgroup.rsplit("/", 1)[-1]
-    if booted() and unit.endswith(".scope") and dbus.system_bus_reachable() and unit_state(unit) in LIVE:
+    if _systemd_scope(unit):
         set_properties(unit, [prop])
         return
     refused = props.refusal([prop])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # mypy takes this name as true; at run time typing is not imported (spawn path)
 if TYPE_CHECKING:
-    from typing import dataclass_transform
+    from typing import Self, dataclass_transform
 else:
     def dataclass_transform(**_kwargs: object):  # noqa: ANN202 - a no-op decorator at run time
         return lambda cls: cls
@@ -60,6 +60,14 @@ class Frozen:
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, f) for f in self._fields)
+
+    def _asdict(self) -> dict[str, object]:
+        """The fields by name (dataclasses.asdict of a flat record)."""
+        return {f: getattr(self, f) for f in self._fields}
+
+    def _replace(self, **changes: object) -> Self:
+        """A copy with CHANGES (dataclasses.replace)."""
+        return type(self)(**{**self._asdict(), **changes})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")

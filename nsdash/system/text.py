@@ -33,7 +33,6 @@ The common case (printable text) costs one str.isprintable() call.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimported (cgls, list)
 if TYPE_CHECKING:
@@ -52,8 +51,13 @@ _replacements: dict[str, str] = {}
 
 def _replacement(c: str) -> str:
     o = ord(c)
-    if c.isprintable() or (o > 0x7F and unicodedata.category(c) == "Zs"):
+    if c.isprintable():
         return c
+    if o > 0x7F:
+        import unicodedata  # a C extension to load: only for a character that does not print
+
+        if unicodedata.category(c) == "Zs":
+            return c
     if c in _SHORT:
         return _SHORT[c]
     if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape
@@ -128,24 +132,37 @@ def escape_bytes(data: bytes, *, newline: bool = False, tab: bool = False) -> st
 
 
 def escape_fields(record: Any) -> Any:
-    """A copy of a dataclass RECORD whose text fields (str, and tuples of str) are escaped as one-line fields.
+    """A copy of a RECORD (Frozen or dataclass) whose text fields (str, and tuples of str) are escaped
+    as one-line fields.
 
     For records read from a guest (a unit's status, a process) before a pure
     formatter lays them out, so the layout's own colours stay and the guest's go.
     """
-    import dataclasses  # only here: most commands never escape a record, and it costs them inspect and ast
+    from nsdash.system.frozen import Frozen
 
-    if not dataclasses.is_dataclass(record) or isinstance(record, type):
-        raise TypeError(f"not a dataclass instance: {type(record).__name__}")
+    if isinstance(record, Frozen):
+        names: tuple[str, ...] = record._fields
+    else:
+        import dataclasses  # only here: it costs inspect and ast, and nsdash's own records are Frozen
+
+        if not dataclasses.is_dataclass(record) or isinstance(record, type):
+            raise TypeError(f"not a record: {type(record).__name__}")
+        names = tuple(f.name for f in dataclasses.fields(record))
     changes: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
+    for name in names:
+        value = getattr(record, name)
         if isinstance(value, str):
             safe = escape(value)
             if safe != value:
-                changes[f.name] = safe
+                changes[name] = safe
         elif isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
             safe_all = tuple(escape(v) for v in value)
             if safe_all != value:
-                changes[f.name] = safe_all
-    return dataclasses.replace(record, **changes) if changes else record
+                changes[name] = safe_all
+    if not changes:
+        return record
+    if isinstance(record, Frozen):
+        return record._replace(**changes)
+    import dataclasses
+
+    return dataclasses.replace(record, **changes)

@@ -111,3 +111,24 @@ def test_an_empty_directory_reads_empty_and_picks_up_the_first_file(root):
         assert log.tail(10) == []
         write_journal(d / "system.journal", entries("first"))
         assert _follow(log, "first") == ["first"]
+
+
+def _inotify_fds() -> int:
+    return sum(os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify" for fd in os.listdir("/proc/self/fd")
+               if os.path.islink(f"/proc/self/fd/{fd}"))
+
+
+def test_a_read_that_does_not_follow_makes_no_inotify(root):
+    """`journal -n 20`: closing an inotify that watched waits for an fsnotify grace period at exit."""
+    d = root / "var/log/journal" / MID
+    before = _inotify_fds()
+    with MergedLog([JournalSource(JournalDir(root, f"var/log/journal/{MID}"), follow=False)]) as log:
+        assert [e.message for e in log.tail(10)] == ["one", "two"]
+        assert _inotify_fds() == before
+        # Asked to follow after all: the watch is made then, and changes from then on wake it.
+        log.filenos()
+        assert _inotify_fds() == before + 1
+        write_journal(d / "system.journal", entries("three", start=2))
+        assert log.wait(timeout=2.0)
+        assert _follow(log, "three") == ["three"]
+    assert _inotify_fds() == before

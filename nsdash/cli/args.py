@@ -1,0 +1,42 @@
+"""argparse's help formatters, minus the import of shutil on every start.
+
+argparse makes a help formatter for every add_argument() (it checks each
+option's nargs by formatting it), and the formatter asks shutil for the
+terminal's width: importing shutil brings bz2, lzma and zlib, on every
+`nsdash cgls`, `journal`, `list`...  These formatters read the width the way
+shutil does, with os alone.  Pass them as formatter_class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def terminal_columns(default: int = 80) -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal on stdout, else DEFAULT."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    out = sys.__stdout__
+    if out is None:
+        return default
+    try:
+        return os.get_terminal_size(out.fileno()).columns or default
+    except (AttributeError, ValueError, OSError):
+        return default
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse.HelpFormatter with the width found without shutil."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        # argparse: the terminal's columns less 2, when no width is given.
+        super().__init__(prog, indent_increment, max_help_position,
+                         terminal_columns() - 2 if width is None else width)
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """argparse.RawDescriptionHelpFormatter with the width found without shutil."""

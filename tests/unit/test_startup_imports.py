@@ -1,0 +1,71 @@
+"""Each verb imports only what it needs: checked on the modules a real run imports, not on time.
+
+The verbs run as users run them (bin/nsdash, Python with -S) under `-X importtime`,
+which names every module imported; the spawn path's modules are imported in a
+fresh interpreter.  Timing is bench/'s business (bench_verbs.py, bench_spawn.py).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Never on a read-only verb's path (the dashboard's, D-Bus clients', code generators').
+HEAVY = {"textual", "rich", "asyncio", "dbus_fast", "dataclasses", "inspect", "typing", "shutil",
+         "tempfile", "subprocess", "logging", "socket", "selectors", "threading"}
+
+
+def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **env_extra)
+    env.pop("NSDASH_DEBUG", None)
+    out = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), *argv],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    names = {line.split("|")[2].strip() for line in out.stderr.splitlines()
+             if line.startswith("import time:") and "imported package" not in line}
+    assert "nsdash.cli" in names, out.stderr[-2000:]
+    return names
+
+
+@pytest.mark.parametrize("argv", [["cgls"], ["cgtop", "-b", "-n", "1"], ["list"], ["status", "nosuch"],
+                                  ["journal", "-D", "{empty}", "-n", "20"]],
+                         ids=["cgls", "cgtop", "list", "status", "journal"])
+def test_read_only_verbs_import_nothing_heavy(argv, tmp_path, monkeypatch):
+    empty = tmp_path / "journal"
+    empty.mkdir()
+    argv = [a.replace("{empty}", str(empty)) for a in argv]
+    names = _imported(argv, {"NSDASH_STATE_DIR": str(tmp_path / "state")})
+    heavy = {n for n in names if n.split(".")[0] in HEAVY}
+    if argv[0] == "cgtop":
+        heavy.discard("typing")  # monitor's NamedTuples (counters, rates, display): still to go
+    assert heavy == set()
+
+
+def test_spawn_path_imports_no_code_generators():
+    """What a foreground spawn imports before its first clone, and after (the engine, teardown)."""
+    code = ("import sys, nsdash.cli.spawn, nsdash.machines.run, nsdash.launcher.container; "
+            "print('\\n'.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    loaded = set(out.stdout.split())
+    heavy = {m for m in loaded if m.split(".")[0] in HEAVY | {"pyroute2", "datetime"}}
+    assert heavy == {"threading"}  # the supervisor's console thread; the rest is for other paths
+    assert "nsdash.system.netlink" not in loaded
+
+
+def test_list_asks_machined_only_when_it_holds_machines(tmp_path, monkeypatch):
+    """sd_get_machine_names()'s rule: a file per machine in /run/systemd/machines, unit:* links aside."""
+    from nsdash.machines import registry
+
+    state = tmp_path / "machines"
+    monkeypatch.setattr(registry, "MACHINED_STATE", str(state))
+    assert not registry.machined_has_machines()  # no directory: machined never ran
+    state.mkdir()
+    (state / "unit:machine-web.scope").symlink_to("web")
+    (state / ".#webXYZ").write_text("")  # a file being written
+    assert not registry.machined_has_machines()
+    (state / "web").write_text("NAME=web\n")
+    assert registry.machined_has_machines()
