@@ -233,10 +233,17 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 # ------------------------------------------------------------------ binds
 
+def _refuse_nul(value: str, option: str) -> None:
+    """A NUL cannot be in a path (the kernel would cut it there); a .nspawn file or the form can hold one."""
+    if "\0" in value:
+        raise UsageError(f"invalid {option} {value!r}: NUL in a path", "remove it")
+
+
 def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--bind") -> Bind:
     """SRC[:DST[:OPTIONS]] with '+SRC' relative to the image, '\\:' for a colon, and an
     empty SRC for a temporary directory (removed at exit), as nspawn takes them."""
     syntax = f"use {option.rstrip('=')}=SRC[:DST[:OPTIONS]]"
+    _refuse_nul(value, option)
     parts = v.split_escaped(value)
     if len(parts) > 3:
         raise UsageError(f"invalid {option} {value!r}: too many ':'", f"{syntax} (escape ':' in paths as '\\:')")
@@ -292,18 +299,18 @@ def parse_bind(value: str, read_only: bool, tree: Path | None, option: str = "--
 def _host_path(path: str, tree: Path, option: str, value: str) -> Path:
     """An --overlay source: +PATH inside the image (followed there, never out of it),
     else absolute, or relative to the current directory (nspawn's rule for overlays)."""
+    _refuse_nul(value, option)
     if path.startswith("+"):
         from nsdash.launcher.mounts import resolve_in_root
 
         return Path(resolve_in_root(str(tree), v.normalize_path("/" + path[1:])))
-    if "\0" in path:
-        raise UsageError(f"invalid {option} {value!r}: NUL in a path", "remove it")
     return Path(os.path.abspath(path))
 
 
 def parse_overlay(value: str, read_only: bool, tree: Path, option: str = "--overlay") -> OverlayMount:
     """LOWER[:LOWER...]:UPPER:DEST, or SOURCE:DEST (DEST's host path is then the top too)."""
     syntax = f"use {option.rstrip('=')}=LOWER[:LOWER...]:UPPER:DEST or SOURCE:DEST"
+    _refuse_nul(value, option)
     parts = v.split_escaped(value)
     if len(parts) < 2:
         raise UsageError(f"invalid {option} {value!r}: at least two paths are needed", syntax)

@@ -518,3 +518,10 @@ def test_image_refusals_are_one_line(tmp_path):
         parse_spawn_args(["-i", str(tmp_path / "nope.raw")], trusted_dirs=())
     with raises_line(SpecError, f"--image: {tmp_path} is a directory; boot a tree with -D"):
         parse_spawn_args(["-i", str(tmp_path)], trusted_dirs=())
+
+
+@pytest.mark.parametrize("args", [["--bind=+\0"], ["--bind=+\0:/x"], ["--overlay=+\0:/x"], ["--bind-ro=/a:/b\0"]])
+def test_nul_in_a_path_is_one_line(tmp_path, args):
+    """Hypothesis found '+\\0' reaching the tree lookup as a ValueError; a .nspawn file or the form can hold a NUL."""
+    with raises_line(UsageError, "NUL in a path"):
+        parse_spawn_args(["-D", str(tmp_path), *args], trusted_dirs=())
