@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         from nsdash.launcher.plan import build_plan
         from nsdash.system import paths
 
-        plan = build_plan(spec, console="/dev/pts/N" if spec.console != "pipe" else None,
+        plan = build_plan(spec, console=spec.console != "pipe",
                           state_dir=str(paths.state_root() / "run" / spec.machine),
                           host_term=os.environ.get("TERM"))
         sys.stdout.write(plan.describe())
