@@ -15,7 +15,9 @@ and two times are taken from the console:
 Runs alternate (nsdash first on even runs, systemd-nspawn first on odd ones)
 after a warm-up run each; the table shows medians, the spread (min-max) and the
 ratio nsdash / systemd-nspawn.  A run that does not reach its mark within the
-timeout is shown as "-" (and named below the table).  Each tool boots its own
+timeout is shown as "-" (and named below the table).  Below the table, per guest,
+how many runs of each tool hit Debian's sendsigs wait for processes that outlived
+its SIGTERM (about 10 s; see SURVIVORS): a race inside the guest, not the tool.  Each tool boots its own
 copy (not -x: systemd-nspawn's -x copies a whole tree on ext4, which would be
 measured too), with SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (cgroup2 only inside, as
 nsdash does; on this hybrid host nspawn would otherwise mount the v1 layout,
