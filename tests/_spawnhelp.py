@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 from nsdash.launcher import names
 from nsdash.launcher.container import Container, Outcome
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.system import cgroupfs
+from nsdash.system import cgroupfs, syscalls
 
 
 def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
@@ -24,41 +25,51 @@ def run_spec(spec: ContainerSpec, *, timeout: float = 20.0,
     ON_OUTPUT sees the console text so far after each read; ON_READY is called
     once, when the payload sends READY=1; CGROUP_LAYOUT overrides the host's.
     """
-    master, slave = os.openpty()
+    with Container(spec, console=True, cgroup_layout=cgroup_layout) as c:
+        c.start()
+        master = c.console_master
+        assert master is not None
+        os.set_blocking(master, True)
+        # A slave of our own, as the supervisor keeps: the master reads no EIO between the
+        # payload's exit and its reaping.
+        slave = fcntl.ioctl(master, syscalls.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            out, outcome = _serve(c, master, timeout, on_output, on_ready)
+        finally:
+            os.close(slave)
+    return outcome, out.decode(errors="replace").replace("\r\n", "\n")
+
+
+def _serve(c: Container, master: int, timeout: float, on_output, on_ready) -> tuple[bytes, Outcome]:
+    """Read the console and the notify socket until the payload ends; then what is left."""
     out = b""
+    deadline = time.monotonic() + timeout
+    ready_seen = False
+    while True:
+        outcome = c.poll()
+        if outcome is not None:
+            break
+        if time.monotonic() > deadline:
+            c.signal(signal.SIGKILL, "all")
+            raise TimeoutError(f"container did not end in {timeout} s; output so far:\n{out[-2000:]!r}")
+        fds = [master] + ([c.notify_fd] if c.notify_fd is not None else [])
+        ready, _, _ = select.select(fds, [], [], 0.05)
+        if c.notify_fd in ready:
+            c.read_notify()
+            if on_ready is not None and c.ready.is_set() and not ready_seen:
+                ready_seen = True
+                on_ready(c)
+        if master in ready:
+            out += os.read(master, 65536)
+            if on_output is not None:
+                on_output(c, out)
+    os.set_blocking(master, False)
     try:
-        with Container(spec, console_fd=slave, cgroup_layout=cgroup_layout) as c:
-            c.start()
-            deadline = time.monotonic() + timeout
-            ready_seen = False
-            while True:
-                outcome = c.poll()
-                if outcome is not None:
-                    break
-                if time.monotonic() > deadline:
-                    c.signal(signal.SIGKILL, "all")
-                    raise TimeoutError(f"container did not end in {timeout} s; output so far:\n{out[-2000:]!r}")
-                fds = [master] + ([c.notify_fd] if c.notify_fd is not None else [])
-                ready, _, _ = select.select(fds, [], [], 0.05)
-                if c.notify_fd in ready:
-                    c.read_notify()
-                    if on_ready is not None and c.ready.is_set() and not ready_seen:
-                        ready_seen = True
-                        on_ready(c)
-                if master in ready:
-                    out += os.read(master, 65536)
-                    if on_output is not None:
-                        on_output(c, out)
-            os.set_blocking(master, False)
-            try:
-                while chunk := os.read(master, 65536):
-                    out += chunk
-            except OSError:
-                pass
-        return outcome, out.decode(errors="replace").replace("\r\n", "\n")
-    finally:
-        os.close(master)
-        os.close(slave)
+        while chunk := os.read(master, 65536):
+            out += chunk
+    except OSError:
+        pass
+    return out, outcome
 
 
 def leader_of(machine: str) -> int | None:

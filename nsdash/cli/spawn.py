@@ -64,7 +64,7 @@ def _dry_run(spec: ContainerSpec) -> int:
         image = AttachedImage(spec.image, spec.machine, read_only=True)
         image.attach()
     try:
-        plan = build_plan(spec, console="/dev/pts/N" if spec.console != "pipe" else None,
+        plan = build_plan(spec, console=spec.console != "pipe",
                           state_dir=str(paths.state_root() / "run" / spec.machine),
                           host_term=os.environ.get("TERM"))
     finally:

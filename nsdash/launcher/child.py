@@ -43,7 +43,7 @@ def fail(err_fd: int, message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 
 def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, err_fd: int,
-           console_fd: int | None, place_fd: int = -1) -> NoReturn:
+           console_fd: int, place_fd: int = -1) -> NoReturn:
     """Join the cgroup, enter new namespaces, fork PID 1, report its host PID, exit.
 
     The cgroup namespace takes the cgroups its maker is in at that moment as its
@@ -53,7 +53,8 @@ def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, e
     them but the cgroup2 one a clone3 put us in) are joined here, before anything;
     PID 1, forked after, is born in them.
     PLACE_FD (when >= 0) holds us until the parent has had us moved into a cgroup
-    someone else makes (systemd's scope): "1" goes on, EOF gives up.
+    someone else makes (systemd's scope): "1" goes on, EOF gives up.  CONSOLE_FD (when
+    >= 0, with plan.console): the socket PID 1 sends its console's master over.
     """
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
@@ -100,19 +101,13 @@ def join_self(cgroup_dir: str) -> None:
         os.close(fd)
 
 
-def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int | None) -> NoReturn:
+def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int) -> NoReturn:
     """PID 1 of the container: set up the root, wait for the parent's go, lock down, exec."""
     try:
         # Until exec, signals must neither kill Python with a traceback nor be lost.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
         os.setsid()
-        if console_fd is not None:
-            fcntl.ioctl(console_fd, termios.TIOCSCTTY, 0)
-            for fd in (0, 1, 2):
-                os.dup2(console_fd, fd)
-            if console_fd > 2:
-                os.close(console_fd)
         userns = plan.userns
         tree_fd = None
         if userns:
@@ -124,6 +119,8 @@ def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int | 
             else:
                 _await_go(go_fd)
         setup_root(plan, err_fd, become_userns_root=userns is not None, tree_fd=tree_fd)
+        if plan.console:
+            open_console(console_fd)
         sc.sethostname(plan.hostname)
         if plan.network not in ("host", "netns"):  # a joined namespace's links are its owner's
             loopback_up()
@@ -144,6 +141,36 @@ def container_init(plan: LaunchPlan, go_fd: int, err_fd: int, console_fd: int | 
     if plan.as_pid2:
         stub_init(plan, err_fd)
     exec_payload(plan, err_fd)
+
+
+def open_console(channel: int) -> None:
+    """The console, made as systemd-nspawn makes it: the first PTY of the container's own
+    devpts (pts/0, where the plan's /dev/console symlink points) becomes stdin, stdout,
+    stderr and the controlling terminal, and its master goes to the parent over CHANNEL
+    (SCM_RIGHTS).  Nothing of the guest runs yet, so pts/0 is ours.  Being the guest's own,
+    the console survives whatever the guest unmounts; a host PTY bound at /dev/console is
+    a devpts mount that shutdown scripts take away, and with it the init's last words."""
+    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, sc.TIOCSPTLCK, struct.pack("i", 0))
+        number = struct.unpack("i", fcntl.ioctl(master, sc.TIOCGPTN, b"\0" * 4))[0]
+        if number != 0:
+            raise OSError(0, f"the container's devpts gave pts/{number} for the console, not pts/0",
+                          "/dev/pts")
+        slave = fcntl.ioctl(master, sc.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # until the host sets it
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        if slave > 2:
+            os.close(slave)
+        sock = _socket.socket(fileno=channel)
+        try:
+            sock.sendmsg([b"c"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
+        finally:
+            sock.close()
+    finally:
+        os.close(master)
 
 
 def _await_go(go_fd: int) -> None:

@@ -1,7 +1,7 @@
 """Container: one run of a ContainerSpec, from fork to teardown.
 
-    with Container(spec, console_fd=slave) as c:
-        leader = c.start()
+    with Container(spec, console=True) as c:
+        leader = c.start()      # c.console_master: the console PTY's master, until close()
         outcome = c.wait()
 
 The caller (the foreground run loop, or the detached supervisor) is made a
@@ -118,10 +118,12 @@ def _warn_no_device_filter() -> None:
 class Container:
     """One run of a container; a context manager whose close() tears everything down."""
 
-    def __init__(self, spec: ContainerSpec, *, console_fd: int | None = None,
+    def __init__(self, spec: ContainerSpec, *, console: bool = False,
                  uuid: str | None = None, cgroup_layout: cgroupfs.Layout | None = None,
                  cgroup: MachineCgroup | None = None) -> None:
-        """uuid: $container_uuid when neither the tree nor --uuid gives one (pass the same
+        """console: PID 1 gets a console PTY made in the container's own devpts (as
+        systemd-nspawn's); its master is console_master once started, closed by close().
+        uuid: $container_uuid when neither the tree nor --uuid gives one (pass the same
         one to each run of a machine that reboots).  cgroup_layout: the hierarchies to use
         instead of the host's (tests run a pure-cgroup2 layout on a hybrid host).  cgroup:
         the cgroup backend for this run (a systemd scope on hosts booted with systemd,
@@ -130,7 +132,8 @@ class Container:
         self.cgroup_layout = cgroup_layout
         self._backend = cgroup
         self.uuid = uuid
-        self.console_fd = console_fd
+        self.console = console
+        self.console_master: int | None = None
         self.leader: int | None = None
         self.cgroup: str = scope_path(spec.machine)
         self.plan: LaunchPlan | None = None
@@ -182,7 +185,6 @@ class Container:
     def _start(self) -> int:
         spec = self.spec
         run_dir = paths.state_root() / "run" / spec.machine
-        console = os.ttyname(self.console_fd) if self.console_fd is not None else None
         cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout, slice_name=spec.slice,
                                             properties=spec.properties)
         self.cgroup = cg.path
@@ -198,7 +200,7 @@ class Container:
             # devices whitelist: as systemd-nspawn keeps CAP_MKNOD only on the strength of its
             # filter, without one a container must not make nodes nothing would stop it using.
             available -= {"CAP_MKNOD"}
-        plan = build_plan(spec, console=console, state_dir=str(run_dir),
+        plan = build_plan(spec, console=self.console, state_dir=str(run_dir),
                           host_term=os.environ.get("TERM"), available_caps=available,
                           session_uuid=self.uuid)
         self.plan = plan
@@ -217,7 +219,7 @@ class Container:
             userns.prepare_tree(plan.tree, *user_range, ownership)
             if cg.layout.unified is not None and cg.child_joins:
                 userns.delegate_cgroup(cg.main_dir, user_range[0])
-            userns.hand_over(run_dir, self.console_fd, user_range[0], plan.ephemeral_dir)
+            userns.hand_over(run_dir, user_range[0], plan.ephemeral_dir)
 
         # The middle child is forked into cgroup2 (clone3) and joins the v1 hierarchies of a
         # hybrid host itself before it makes PID 1 and the cgroup namespace (child.middle).
@@ -225,13 +227,15 @@ class Container:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         _FORK_WINDOW.acquire()
         holding = True
-        info_r = info_w = go_r = go_w = err_r = err_w = place_r = place_w = -1
+        info_r = info_w = go_r = go_w = err_r = err_w = place_r = place_w = con_r = con_w = -1
         try:
             if not cg.child_joins:  # the middle child waits until place() has had it moved
                 place_r, place_w = os.pipe2(os.O_CLOEXEC)
             info_r, info_w = os.pipe2(os.O_CLOEXEC)
             go_r, go_w = _socketpair() if send_tree else os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            if self.console:
+                con_r, con_w = _socketpair()
             # The children only run a little Python before exec; keep the collector from walking
             # (and so copying, page by page) every object of ours in them.
             gc.freeze()
@@ -244,7 +248,9 @@ class Container:
                     os.close(err_r)
                     if place_w >= 0:
                         os.close(place_w)
-                    child.middle(plan, early, info_w, go_r, err_w, self.console_fd, place_r)
+                    if con_r >= 0:
+                        os.close(con_r)
+                    child.middle(plan, early, info_w, go_r, err_w, con_w, place_r)
                 finally:
                     os._exit(1)
             gc.unfreeze()
@@ -252,6 +258,9 @@ class Container:
             os.close(go_r)
             os.close(err_w)
             info_w = go_r = err_w = -1
+            if con_w >= 0:
+                os.close(con_w)
+                con_w = -1
             _FORK_WINDOW.release()
             holding = False
             if place_w >= 0:
@@ -290,11 +299,13 @@ class Container:
                 # PID 1 runs in its own copy of the image's mounts: the host's goes, so the loop
                 # device lives exactly as long as the machine's mount namespace
                 self._image.release_host_view()
+            if con_r >= 0:
+                self.console_master = _receive_console(con_r)
         finally:
             if holding:
                 _FORK_WINDOW.release()
             gc.unfreeze()  # (already, unless fork failed)
-            for fd in (info_r, info_w, go_r, go_w, err_r, err_w, place_r, place_w):
+            for fd in (info_r, info_w, go_r, go_w, err_r, err_w, place_r, place_w, con_r, con_w):
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
@@ -682,6 +693,9 @@ class Container:
         if self._notify is not None:
             self._notify.close()
             self._notify = None
+        if self.console_master is not None:
+            os.close(self.console_master)
+            self.console_master = None
         if self._run_dir is not None:
             _rmtree(self._run_dir)
             with contextlib.suppress(OSError):
@@ -775,6 +789,28 @@ def _send_fd(sock_fd: int, data: bytes, fd: int) -> None:
         sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
     finally:
         sock.detach()
+
+
+def _receive_console(sock_fd: int) -> int:
+    """The console's master, sent by PID 1 before its exec (child.open_console): already
+    queued, so a non-blocking receive finds it.  Non-blocking and close-on-exec here."""
+    sock = _socket.socket(fileno=sock_fd)
+    try:
+        sock.setblocking(False)
+        try:
+            _, ancillary, _, _ = sock.recvmsg(1, _socket.CMSG_SPACE(4))
+        except BlockingIOError:
+            ancillary = []
+    finally:
+        sock.detach()
+    fds = [struct.unpack("i", d[:4])[0] for level, kind, d in ancillary
+           if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4]
+    if not fds:
+        raise NsdashError("the container's init started without its console",
+                          "run with NSDASH_DEBUG=1 for details")
+    os.set_inheritable(fds[0], False)
+    os.set_blocking(fds[0], False)
+    return fds[0]
 
 
 def _read_all(fd: int) -> bytes:

@@ -50,9 +50,6 @@ NAMESPACES = ("user", "mnt", "uts", "ipc", "net", "cgroup", "pid")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_CANNOT_ENTER = 126
 EXIT_CANNOT_RUN = 127
-# <asm-generic/ioctls.h>: unlock a PTY's slave, and open it from its master (Linux 4.13).
-TIOCSPTLCK = 0x40045431
-TIOCGPTPEER = 0x5441
 PTMX = os.makedev(5, 2)
 PTY_SLAVE_MAJORS = range(136, 144)
 
@@ -327,8 +324,8 @@ def _new_pty(channel: socket.socket, mode: list | None, winsize: bytes | None) -
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != PTMX:  # the guest's /dev is the guest's
         raise NsdashError("the machine's /dev/ptmx is not the PTY multiplexer")
     os.set_blocking(master, True)
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(master, syscalls.TIOCSPTLCK, struct.pack("i", 0))
+    slave = fcntl.ioctl(master, syscalls.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
     if not stat.S_ISCHR(os.fstat(slave).st_mode) or os.major(os.fstat(slave).st_rdev) not in PTY_SLAVE_MAJORS:
         raise NsdashError("the machine's /dev/ptmx gave no PTY")
     if mode is not None:

@@ -73,6 +73,9 @@ DEFAULT_CAPABILITIES = frozenset({
 })
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+# The console: the first PTY of the container's own devpts instance (PID 1 opens it
+# before anything else in the container can), as systemd-nspawn's /dev/console -> pts/0.
+CONSOLE_PTS = "pts/0"
 
 # $container and /run/systemd/container: what guests' own detection keys on (systemd's
 # ConditionVirtualization and systemd-detect-virt, OpenRC's rc_sys, virt-what).  nsdash
@@ -176,6 +179,7 @@ class LaunchPlan(m.Frozen):
     process: ProcessSettings = ProcessSettings()
     netns_path: str | None = None  # --network-namespace-path: joined instead of a new one
     ambient_capabilities: frozenset[str] = frozenset()  # --ambient-capability: raised for the payload
+    console: bool = False  # PID 1 opens the console PTY in its devpts (child.open_console)
 
     @property
     def ambient_numbers(self) -> tuple[int, ...]:
@@ -450,14 +454,15 @@ def _overlay_op(i: int, o: OverlayMount, state_dir: str | None, created: list[st
 
 # ---------------------------------------------------------------- the plan
 
-def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: str | None = None,
+def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | None = None,
                host_root: str = "/", host_term: str | None = None,
                available_caps: frozenset[str] | None = None,
                session_uuid: str | None = None) -> LaunchPlan:
     """Turn SPEC into a LaunchPlan.
 
-    console: host path of the device to bind at /dev/console (a PTY slave), or
-    None for /dev/null.  session_uuid: the container UUID to use when the tree
+    console: PID 1 makes the first PTY of the container's own devpts its console,
+    with /dev/console a symlink to it (systemd-nspawn's arrangement: see
+    child.open_console); False for none.  session_uuid: the container UUID to use when the tree
     has no machine ID and no --uuid was given.  state_dir: the run's private directory under the state
     root (ephemeral layers, the notify socket).  host_root: where to read the
     host's own files.  available_caps: what this process may keep (None: all).
@@ -536,9 +541,11 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     ops += [m.Bind(f"/dev/{n}", f"/dev/{n}", recursive=False) for n in nodes]
     ops += _dev_char_links(dev, nodes)
     ops += [
-        *([m.Bind(console, "/dev/console", recursive=False)] if console else []),
         m.Filesystem("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
         m.Symlink("/dev/ptmx", "pts/ptmx"),
+        # A symlink, not a bind of a host PTY: a guest's shutdown unmounts every devpts mount
+        # outside /dev/pts (Debian's umountnfs.sh), and a bound console went with it.
+        *([m.Symlink("/dev/console", CONSOLE_PTS)] if console else []),
         m.tmpfs("/dev/shm", "1777", extra=TMPFS_LIMITS_SHM),
         m.Filesystem("mqueue", "/dev/mqueue", API_FLAGS),
         m.Symlink("/dev/fd", "/proc/self/fd"),
@@ -583,7 +590,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
     if available_caps is not None:
         caps &= available_caps
 
-    env = _environment(spec, user, uuid_hex, os_release, console is not None, host_term, state_dir)
+    env = _environment(spec, user, uuid_hex, os_release, console, host_term, state_dir)
     kill = spec.kill_signal if spec.kill_signal is not None else (
         signal.SIGRTMIN + 3 if spec.boot else signal.SIGKILL)
     chdir = spec.chdir or ("/" if spec.boot else user.home)
@@ -597,7 +604,7 @@ def build_plan(spec: ContainerSpec, *, console: str | None = None, state_dir: st
         host_journal_dir=host_journal_dir, host_journal_link=host_journal_link, boot_id=boot_id,
         process=ProcessSettings(rlimits=spec.rlimits, oom_score_adjust=spec.oom_score_adjust,
                                 cpu_affinity=spec.cpu_affinity, personality=spec.personality),
-        hardening=_hardening(spec, frozenset(caps)),
+        hardening=_hardening(spec, frozenset(caps)), console=console,
         userns=UserNamespace(*user_range, ownership) if user_range else None)
 
 

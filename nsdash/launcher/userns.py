@@ -358,10 +358,11 @@ def delegate_cgroup(directory: Path, base: int) -> None:
             os.chown(path, base, base)
 
 
-def hand_over(run_dir: Path, console_fd: int | None, base: int, ephemeral_dir: str | None = None) -> None:
+def hand_over(run_dir: Path, base: int, ephemeral_dir: str | None = None) -> None:
     """What the container's root must reach from inside: the notify socket (through the
-    run directory, which only gains search permission), its console PTY, and for -x the
-    overlay's upper and work directories (it mounts the overlay itself, as itself)."""
+    run directory, which only gains search permission), and for -x the overlay's upper
+    and work directories (it mounts the overlay itself, as itself).  Its console PTY is
+    made in its own devpts, so is its own already."""
     os.chmod(run_dir, 0o711)
     if ephemeral_dir:
         for sub in ("upper", "work"):
@@ -369,5 +370,3 @@ def hand_over(run_dir: Path, console_fd: int | None, base: int, ephemeral_dir: s
     notify = run_dir / "notify"
     if notify.exists():
         os.chown(notify, base, base)
-    if console_fd is not None:
-        os.fchown(console_fd, base, base)

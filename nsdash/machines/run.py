@@ -62,11 +62,12 @@ class EscapeDetector:
         return False
 
 
-def _copy_winsize(src: int, dst: int) -> None:
+def _copy_winsize(src: int, engine: Supervisor) -> None:
+    """The terminal SRC's size for the machine's console (this boot's and the next ones')."""
     with contextlib.suppress(OSError):
-        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
-        if struct.unpack("HHHH", size)[:2] != (0, 0):
-            fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+        if (rows, cols) != (0, 0):
+            engine.set_winsize(rows, cols)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -118,9 +119,9 @@ class Terminal(LocalConsole):
 
     def bind(self, engine: Supervisor) -> None:
         self.engine = engine
-        if engine.master >= 0 and self.stdin_tty:
-            _copy_winsize(0, engine.master)
-        if self.forward_input and engine.master >= 0:
+        if engine.use_pty and self.stdin_tty:
+            _copy_winsize(0, engine)
+        if self.forward_input and engine.use_pty:
             engine.watch(0, self._stdin_readable)
 
     def output(self, data: bytes) -> None:
@@ -152,8 +153,8 @@ class Terminal(LocalConsole):
             self.say(f"Container {name} failed with error code {outcome.status}.")
 
     def signal(self, signum: int) -> None:
-        if signum == signal.SIGWINCH and self.engine is not None and self.engine.master >= 0 and self.stdin_tty:
-            _copy_winsize(0, self.engine.master)
+        if signum == signal.SIGWINCH and self.engine is not None and self.engine.use_pty and self.stdin_tty:
+            _copy_winsize(0, self.engine)
 
     # ---- input
 

@@ -45,6 +45,7 @@ from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import shutdown
 from nsdash.machines import state as st
 from nsdash.machines.consolelog import utc_now
+from nsdash.system import syscalls
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     from collections.abc import Callable
@@ -202,8 +203,8 @@ class Supervisor:
         self.uuid: str | None = None
         self.registration: Any = None
         self.exit_status = 0
-        self.master = self.slave = -1
-        self.slave_path = ""
+        self.master = self.slave = -1  # this boot's console PTY (made in the guest's devpts), or -1
+        self.winsize = (24, 80)  # rows, cols: given to each boot's new console
         self.log: ConsoleLog | None = None
         self.listener: Any = None  # a _socket.socket (socket.py is not imported on the spawn path)
         self.caught: list[int] = []
@@ -237,18 +238,25 @@ class Supervisor:
             return self.exit_status
 
     def _open_console(self, stack: ExitStack) -> None:
+        """The console log, for the machine's whole life.  Each boot brings a console PTY of
+        its own, made by its PID 1 in its devpts as systemd-nspawn does (_take_console)."""
         from nsdash.machines.consolelog import ConsoleLog
 
-        self.master, self.slave = os.openpty()
-        self.slave_path = os.ttyname(self.slave)
-        stack.callback(os.close, self.master)
         stack.callback(self._close_slave)
-        os.set_blocking(self.master, False)
-        os.set_inheritable(self.master, False)
-        self.set_winsize(24, 80)
         self.log = ConsoleLog(self.dir / st.CONSOLE_LOG)
         stack.callback(self.log.close)
-        self.watch(self.master, self._pty_event)
+
+    def _take_console(self, container: Container) -> None:
+        """Serve this boot's console: its master (the Container closes it), and a slave fd of
+        our own (TIOCGPTPEER, no path into the guest) so the master never reads EIO while the
+        guest has its console closed; _drain_console lets go of it when PID 1 has ended."""
+        master = container.console_master
+        if master is None:
+            return
+        self.master = master
+        self.slave = fcntl.ioctl(master, syscalls.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        self.set_winsize(*self.winsize)
+        self.watch(master, self._pty_event)
 
     def _close_slave(self) -> None:
         if self.slave >= 0:
@@ -388,7 +396,6 @@ class Supervisor:
         self.nudge_due = None
         self.health_due = None
         self._mark(f"boot {self.boot}")
-        self._reopen_console()
         if self._health is not None:
             # No other thread may run while the container's children are forked: the middle
             # child is made by a raw clone3 (CLONE_INTO_CGROUP), after which the interpreter's
@@ -396,14 +403,15 @@ class Supervisor:
             # deadlocks the child (tests/integration/test_reliability.py, concurrent starts).
             self._health.join(HEALTH_TIMEOUT + 1.0)
             self._health = None
-        container = Container(self.spec, console_fd=self.slave if self.use_pty else None,
-                              uuid=self.session_uuid, cgroup=self._cgroup_backend())
+        container = Container(self.spec, console=self.use_pty, uuid=self.session_uuid,
+                              cgroup=self._cgroup_backend())
         try:
             container.start()
         except BaseException:
             container.close()
             raise
         self.container = container
+        self._take_console(container)
         self.uuid = container.plan.uuid if container.plan is not None else self.session_uuid
         self.since = utc_now()  # when this boot's init started, after any slow set-up
         # The guest is up when it says READY=1; inits that never say it are up once they run.
@@ -447,13 +455,6 @@ class Supervisor:
         if not self._in_systemd_scope():
             now = time.monotonic()
             self.registration_checks = [now + d for d in REGISTRATION_CHECKS]
-
-    def _reopen_console(self) -> None:
-        """A fresh slave fd for each boot after the first: the last one was closed to drain
-        the console, and systemd's shutdown hangs it up (vhangup) anyway."""
-        if not self.use_pty or self.slave >= 0:
-            return
-        self.slave = os.open(self.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
 
     def _wait_container(self, container: Container) -> None:
         self.outcome = container.wait()
@@ -549,19 +550,21 @@ class Supervisor:
         log and every client.  PID 1 has exited, so every process of the machine has: closing
         our own slave fd leaves none open, and the master then reads what is still buffered
         (the kernel flushes pending input first) and then EIO.  Bounded, in case someone
-        outside the machine still holds the slave."""
-        if not self.use_pty:
+        outside the machine still holds the slave.  The master is done with then (the
+        Container closes it); the next boot brings its own."""
+        if self.master < 0:
             return
         self._close_slave()
-        if self._pty_retry is not None:
-            self._pty_retry = None
+        self._pty_retry = None
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while True:
             if self._pty_readable():
-                return  # EIO: drained
+                break  # EIO: drained
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.master], [], [], left)[0]:
-                return
+                break
+        self.unwatch(self.master)
+        self.master = -1
 
     # ---------------------------------------------------------------- actions
 
@@ -740,8 +743,9 @@ class Supervisor:
             now = time.monotonic()
             if self._pty_retry is not None and now >= self._pty_retry:
                 self._pty_retry = None
-                self.watch(self.master, self._pty_event)
-                self._pty_readable()
+                if self.master >= 0:
+                    self.watch(self.master, self._pty_event)
+                    self._pty_readable()
             if self._dhcp_retry is not None and now >= self._dhcp_retry:
                 self._dhcp_retry = None
                 c = self.container
@@ -836,8 +840,10 @@ class Supervisor:
     _write_console = write_console
 
     def set_winsize(self, rows: int, cols: int) -> None:
-        # Through the master: the slave fd is hung up (EIO on every ioctl) once systemd or
-        # getty has called vhangup() on the console; the master always reaches the pair.
+        # Kept for the next boot's console.  Through the master: the slave fd is hung up (EIO
+        # on every ioctl) once systemd or getty has called vhangup() on the console; the
+        # master always reaches the pair.
+        self.winsize = (rows, cols)
         if self.master >= 0:
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -1049,7 +1055,7 @@ class Supervisor:
             self._send(conn, proto.error("not-running", f"machine '{self.name}' is not running now", rid))
             return
         if req.op == "attach":
-            if self.master < 0:
+            if not self.use_pty:
                 self._send(conn, proto.error("no-console", f"machine '{self.name}' runs with --console=pipe: "
                                                            "its console is the terminal that started it", rid))
                 return

@@ -150,6 +150,13 @@ def capget() -> tuple[int, int, int]:
     return eff, perm, inh
 
 
+# ---- PTYs (ioctls; <asm-generic/ioctls.h>) -----------------------------------
+
+TIOCGPTN = 0x80045430  # the number of a master's slave (N in pts/N)
+TIOCSPTLCK = 0x40045431  # unlock a PTY's slave
+TIOCGPTPEER = 0x5441  # open a master's slave without a path (Linux 4.13)
+
+
 # ---- openat2 (added for nsdash.inside) --------------------------------------
 
 O_PATH = 0o10000000

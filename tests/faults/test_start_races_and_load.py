@@ -70,14 +70,9 @@ def test_200_short_lived_machines_in_a_loop_leave_nothing(busybox_tree, machine_
     started = time.monotonic()
     for i in range(200):
         spec = ContainerSpec(directory=busybox_tree, machine=f"{machine_name}-{i}", command=("/bin/true",))
-        master, slave = os.openpty()
-        try:
-            with Container(spec, console_fd=slave) as c:
-                c.start()
-                assert c.wait().exit_code() == 0
-        finally:
-            os.close(master)
-            os.close(slave)
+        with Container(spec, console=True) as c:
+            c.start()
+            assert c.wait().exit_code() == 0
     elapsed = time.monotonic() - started
     after = leak_snapshot()
     assert {k: after[k] - before[k] for k in after if after[k] - before[k]} == {}

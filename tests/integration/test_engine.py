@@ -102,6 +102,46 @@ def test_starting_until_ready_with_status_and_wait_fails_leaving_it_running(debi
     assert mine["state"] == "starting" and mine["status_text"] == "waiting for the \x1b[31mgodot unit"
 
 
+HUNG_UNIT = """[Unit]
+Description=nsdash never finishes
+DefaultDependencies=no
+Before=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sleep infinity
+"""
+
+
+def test_a_systemd_boot_hung_on_a_unit_stays_starting_and_wait_fails(debian_cache, machine_name, cleanup,
+                                                                       tmp_path):
+    """The acceptance's hung guest: a real systemd whose boot waits for a unit that never
+    finishes never sends READY=1; `--wait` gives up with systemd's own STATUS= line (it
+    names the job it waits for) and the console's tail, and leaves the machine up,
+    visibly `starting` with that line in `list` and `status`."""
+    unit = tmp_path / "nsdash-hang.service"
+    unit.write_text(HUNG_UNIT)
+    cleanup(machine_name)
+    r = run_nsdash("spawn", "--detach", "--wait", "--wait-timeout=15", "-xbD", str(debian_cache), "-M", machine_name,
+                   f"--bind-ro={unit}:/etc/systemd/system/nsdash-hang.service", "systemd.wants=nsdash-hang.service",
+                   timeout=90)
+    assert r.returncode != 0
+    assert f"machine '{machine_name}' is not up after 15 s (state: starting)" in r.stderr, r.stderr
+    assert "last status: User job nsdash-hang.service/start running" in r.stderr, r.stderr  # systemd's STATUS=
+    assert "console, last lines:" in r.stderr and "debian login: " in r.stderr, r.stderr
+    assert "left running for inspection" in r.stderr
+    assert st.supervisor_alive(st.machine_dir(machine_name))
+    s = state_of(machine_name)
+    assert s.state == "starting" and (s.status_text or "").startswith("User job nsdash-hang.service/start"), s
+    row = next(line for line in run_nsdash("list", "--no-legend").stdout.splitlines()
+               if line.split()[0] == machine_name)
+    assert "starting (User job nsdash-hang.service/start running" in row, row
+    status = run_nsdash("status", machine_name).stdout
+    assert "State: starting, boot 1" in status and "Status: User job nsdash-hang.service/start" in status, status
+    jobs = run_nsdash("shell", machine_name, "/bin/systemctl", "list-jobs", "--no-legend", "--no-pager").stdout
+    assert "nsdash-hang.service" in jobs, jobs  # the guest itself agrees: its boot is still running
+
+
 def test_wait_succeeds_on_a_booted_debian_and_machine_id_is_the_guests(debian_cache, machine_name, cleanup):
     cleanup(machine_name)
     r = run_nsdash("spawn", "--detach", "--wait", "-xbD", str(debian_cache), "-M", machine_name)

@@ -51,15 +51,15 @@ EXPECTED_FAILED: dict[str, tuple[str, ...]] = {"bullseye": (), "debian": (), "tr
 # systemd's last console line: from 252 on systemd-shutdown's "Powering off." or
 # "Rebooting."; 247 ends with "Reached target Power-Off." or "Reached target
 # Reboot." (its "Shutting down." does not reach a PTY console, under
-# systemd-nspawn either).  runit: the last line of Debian's stage 3 (/etc/runit/3),
-# the same for both; runit's own "- runit: power off..." / "system reboot", which
-# PID 1 writes after stage 3 and systemd-nspawn shows, does not reach nsdash's
-# console yet (a known gap: the machine still stops through its init).
+# systemd-nspawn either).  runit: PID 1's own "- runit: power off..." / "- runit:
+# system reboot", written after stage 3, whose Debian scripts (umountnfs.sh) unmount
+# every devpts mount outside /dev/pts: the console must be the guest's own pts/0
+# behind a /dev/console symlink, as systemd-nspawn makes it, to still be there.
 POWEROFF_LINE = {"systemd": rb"Powering off\.|Reached target \S*Power-Off\b", "sysvinit": rb"Will now halt",
-                 "openrc": rb"Will now halt", "runit": rb"Unmounting local filesystems\.\.\.done",
+                 "openrc": rb"Will now halt", "runit": rb"- runit: power off\.\.\.",
                  "busybox": rb"Requesting system poweroff"}
 REBOOT_LINE = {"systemd": rb"Rebooting\.|Reached target \S*Reboot\b", "sysvinit": rb"Will now restart",
-               "openrc": rb"Will now restart", "runit": rb"Unmounting local filesystems\.\.\.done",
+               "openrc": rb"Will now restart", "runit": rb"- runit: system reboot",
                "busybox": rb"Requesting system reboot"}
 
 LOGIN = re.compile(rb"\S login: ")

@@ -67,6 +67,7 @@ def run_container(spec: ContainerSpec, layout: cgroupfs.Layout | None = None, ti
 
 # Each line: "WHAT ok" or "WHAT err: MESSAGE".  /dev is the container's own tmpfs (mknod works
 # there); /tmp is mounted nodev, so the nodes the host made for the test wait in /root.
+# /dev/console is a symlink to pts/0, the console; a new PTY from /dev/ptmx is pts/1.
 PROBE = r"""
 try() { what=$1; shift; if err=$("$@" 2>&1); then echo "$what ok"; else echo "$what err: $err"; fi; }
 try null sh -c 'echo x > /dev/null'
@@ -74,9 +75,9 @@ try zero sh -c 'test "$(head -c 4 /dev/zero | wc -c)" = 4'
 try urandom sh -c 'test "$(head -c 16 /dev/urandom | wc -c)" = 16'
 try tty sh -c 'exec 3<>/dev/tty'
 try console sh -c 'exec 3<>/dev/console'
-echo "console-major $(stat -c %t /dev/console)"
+echo "console-major $(stat -L -c %t /dev/console)"
 try ptmx sh -c 'exec 3<>/dev/ptmx'
-try pts-of-ptmx sh -c 'exec 3<>/dev/ptmx; ls /dev/pts | grep -qx 0 && exec 4<>/dev/pts/0'
+try pts-of-ptmx sh -c 'exec 3<>/dev/ptmx; ls /dev/pts | grep -qx 1 && exec 4<>/dev/pts/1'
 try mknod-null mknod /dev/n c 1 3
 try open-null sh -c 'echo x > /dev/n && head -c 1 /dev/n'
 try mknod-mem mknod /dev/xmem c 1 1

@@ -92,10 +92,15 @@ def test_mount_order_puts_run_before_masks_and_root_first(tree, host):
     assert "/dev/console" not in text  # no console: systemd-nspawn's pipe mode has none
 
 
-def test_console_is_bound_when_given(tree, host):
+def test_console_is_a_symlink_into_the_containers_devpts(tree, host):
+    """As systemd-nspawn: /dev/console -> pts/0, the first PTY PID 1 opens in its own devpts
+    (a bind mount of a host PTY there is unmounted by a guest's shutdown scripts)."""
     spec = ContainerSpec(directory=tree, machine="box", command=("true",))
-    plan = build_plan(spec, console="/dev/pts/7", host_root=str(host))
-    assert "bind /dev/pts/7 -> /dev/console" in "\n".join(kinds(plan))
+    plan = build_plan(spec, console=True, host_root=str(host))
+    text = "\n".join(kinds(plan))
+    assert plan.console
+    assert text.index("mount devpts /dev/pts") < text.index("symlink /dev/console -> pts/0")
+    assert "-> /dev/console" not in text  # nothing is mounted there
 
 
 def test_boot_finds_init_and_uses_sigrtmin3(tree, host):
