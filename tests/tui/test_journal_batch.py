@@ -18,7 +18,7 @@ from tuikit import feed_sample, sample_app
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, Snapshot
 from nsdash.tui.poller import Poller
-from nsdash.tui.widgets.journal_pane import KEEP, WRITE_SLICE, JournalPane
+from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
 
 
 def ticks(start: int, n: int) -> tuple[JournalLine, ...]:
@@ -44,13 +44,29 @@ async def test_a_batch_is_written_in_slices_with_the_event_loop_turning_between(
 
         log.write = write
         before = pane.writes
-        pane.show(("demo-debian",), ticks(0, 7 * WRITE_SLICE + 3), reset=False)
+        n = UNSEEN // WRITE_SLICE
+        pane.show(("demo-debian",), ticks(0, n * WRITE_SLICE), reset=False)
         await pane.written()
         await pilot.pause()
-        assert pane.writes == before + 8
+        assert pane.writes == before + n
         assert order[:2] == [f"write {WRITE_SLICE}", "other work"]  # it ran after the first slice, not after all
-        assert [o for o in order if o.startswith("write")] == [f"write {WRITE_SLICE}"] * 7 + ["write 3"]
-        assert pane.visible_text()[-1].endswith(f"flood: tick {7 * WRITE_SLICE + 2}")
+        assert [o for o in order if o.startswith("write")] == [f"write {WRITE_SLICE}"] * n
+        assert pane.visible_text()[-1].endswith(f"flood: tick {n * WRITE_SLICE - 1}")
+
+
+async def test_a_flood_past_what_would_be_seen_leaves_the_oldest_new_lines_out_of_the_log():
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        pane = app.screen.query_one(JournalPane)
+        await pane.written()
+        before = len(pane.visible_text())
+        pane.show(("demo-debian",), ticks(0, UNSEEN + 250), reset=False)
+        await pane.written()
+        shown = pane.visible_text()
+        assert len(shown) == before + UNSEEN  # the 250 oldest scrolled by unseen: never written
+        assert shown[before].endswith("flood: tick 250") and shown[-1].endswith(f"flood: tick {UNSEEN + 249}")
+        assert len(pane.lines) >= UNSEEN + 250  # the pane's buffer has them all (a filter writes them again)
 
 
 async def test_a_batch_beyond_keep_holds_only_the_last_keep_lines():

@@ -8,10 +8,10 @@ of the event loop (a writer task that yields between slices), and batches that
 come within WRITE_GAP of the last write are gathered into the next: RichLog's cost
 grows with the lines of a write (a flood's batch of 5,000 took 300 ms of the
 UI thread in one piece, and a key pressed meanwhile waited for all of it), so
-a key now waits for one slice at most.  Lines not yet written are bounded
-(KEEP): under a flood the oldest unwritten ones, which would scroll away
-unseen, are dropped from the log (the pane's buffer keeps them for a filter's
-re-render).
+a key now waits for one slice at most.  New lines not yet written are bounded
+(UNSEEN while following): under a flood the oldest of them, which would
+scroll away unseen, are left out of the log (the pane's buffer keeps them,
+and a filter's re-render writes them).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from nsdash.tui.widgets.follow_log import FollowLog
 KEEP = JOURNAL_KEEP
 WRITE_SLICE = 100  # lines per RichLog write, one write per turn of the event loop (about 10 ms)
 WRITE_GAP = 0.1  # s: a new batch this soon after the last write waits, gathering what comes (a flood's)
+UNSEEN = 4 * WRITE_SLICE  # new lines queued past this while following: the oldest would scroll by unseen
 PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 # p cycles through: everything, then up to notice, warning, err.
 PRIORITY_STEPS = (None, 5, 4, 3)
@@ -177,6 +178,11 @@ class JournalPane(Vertical):
         """Queue the admitted LINES for the writer task, which writes them WRITE_SLICE at a time."""
         f = self.filter
         self._unwritten.extend(line for line in lines if f.admits(line))
+        if scroll_end is None and self.following:
+            # A flood: more new lines than one gap's writes would scroll by without being seen.  They
+            # are left out of the log (the pane's buffer keeps them: a filter writes them again).
+            while len(self._unwritten) > UNSEEN:
+                self._unwritten.popleft()
         self._scroll_end = scroll_end
         if self._unwritten and self._writer is None:
             self._written.clear()
