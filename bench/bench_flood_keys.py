@@ -166,6 +166,8 @@ def main() -> int:
             go.unlink(missing_ok=True)
         finally:
             tmux("kill-server")
+            # kill-server leaves the socket file behind
+            (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / SOCK).unlink(missing_ok=True)
             nsdash(env, "terminate", MACHINE)
             subprocess.run(["rm", "-rf", str(state)], check=False)
         for phase in ("rest", "flood"):
