@@ -43,6 +43,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "dashboard": (["--terminal", "--rest-seconds", "52"],
                   ["--cgroups", "500", "--machines", "50", "--rest-machines", "5", "--rest-seconds", "10",
                    "--first-runs", "5"]),
+    "flood_keys": (["--rounds", "4", "--keys", "25"], ["--rounds", "2", "--keys", "10"]),
     "seccomp": (["--runs", "20"], ["--runs", "9"]),
     "userns": (["--runs", "5"], ["--runs", "2"]),
     "remote": (["--runs", "15"], ["--runs", "7"]),

@@ -15,8 +15,9 @@ from nsdash.errors import UsageError
 
 DESCRIPTION = """\
 Attach the host's gdb to a machine's process (PID as the machine numbers it;
---host-pid for the host's number), with the machine's root as gdb's sysroot so
-the guest's libraries and debug symbols resolve.  Guest-supplied gdb scripts
+--host-pid for the host's number).  gdb reads the guest's libraries and debug
+symbols inside the machine's own mount namespace (sysroot target:), so a guest
+symlink cannot point it at a host file.  Guest-supplied gdb scripts
 and libthread_db are never loaded.  Words after PID go to gdb
 (--batch -ex bt prints a backtrace and detaches)."""
 
@@ -80,9 +81,9 @@ def main(argv: list[str]) -> int:
     process = MachineProcesses(target).by_pid(ns.pid, host=ns.host_pid)
     binary = tools.find("gdb", ns.gdb_path)
     core = str(Path(ns.core).absolute()) if ns.core else None
-    argv_gdb = gdb.build_argv(binary, target.root, process.host_pid, core, gdb_args)
+    argv_gdb = gdb.build_argv(binary, process.host_pid, core, gdb_args)
     sys.stderr.write(f"nsdash: gdb on PID {process.pid} ({escape(process.comm)}) of machine '{ns.machine}', "
-                     f"host PID {process.host_pid}; sysroot {target.root}\n")
+                     f"host PID {process.host_pid}; the machine's files read inside the machine\n")
     sys.stderr.flush()
     sys.stdout.flush()
     if core is not None:

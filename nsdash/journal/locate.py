@@ -11,6 +11,14 @@ tree's /etc/machine-id, or the UUID the launcher passed with --uuid.  Where:
 The same directory reached by two of those paths is listed once.  Machines
 whose init keeps no journal have the supervisor's console log instead.
 
+Which ID: the one the supervisor recorded in the machine's state entry when
+it started it (the ID its journal was linked by), never the guest's
+/etc/machine-id read again later; a stopped image's is its tree's.  The host's
+directory of an ID is offered only to the machine that holds that ID
+(launcher/inuse.IdClaim), or to a stopped one when no running machine holds
+it: a guest that copies another machine's ID into its /etc/machine-id does not
+get that machine's -j host journal.
+
 Every one of those directories is the guest's to fill (the host's own
 directory too, under --link-journal=host, where it is bound into the
 machine), so each is a JournalDir: a directory confined to a root, whose
@@ -28,6 +36,7 @@ import struct
 from pathlib import Path
 
 from nsdash.errors import MachineNotFound, NsdashError
+from nsdash.launcher import inuse
 from nsdash.machines import identity
 from nsdash.machines import state as st
 from nsdash.system import confined
@@ -176,8 +185,9 @@ def _supervised(mdir: Path) -> bool:
 
 
 def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
-                 host_journal: Path = HOST_JOURNAL) -> tuple[JournalDir, ...]:
-    """Every existing journal directory of the machine, each directory once."""
+                 host_journal: Path = HOST_JOURNAL, host_dir: bool = True) -> tuple[JournalDir, ...]:
+    """Every existing journal directory of the machine, each directory once (the host's
+    HOST_JOURNAL/MACHINE_ID only if HOST_DIR: the machine owns that ID, see host_dir_owned)."""
     candidates: list[JournalDir] = []
     if leader:
         # While it runs, its own view is the truth: the tree's directory may be a bare
@@ -191,7 +201,7 @@ def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
     # machine); --link-journal=guest's symlink there points into the tree, listed above.
     # Never the host's own journal: a guest that writes the host's ID into its
     # machine-id does not get the host's journal shown as its own.
-    if machine_id != identity.machine_id("/"):
+    if host_dir and machine_id != identity.machine_id("/"):
         candidates.append(JournalDir(host_journal, machine_id))
     found: list[JournalDir] = []
     seen: set[tuple[int, int]] = set()
@@ -221,7 +231,7 @@ def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
     if state is not None:
         tree = Path(state.root) if state.root else None
         leader = state.leader if state.leader and state.leader > 0 else None
-        uuid = state.uuid or None
+        uuid = normalise_id(state.uuid)
     elif not mdir.is_dir():
         tree = next((d / name for d in image_dirs() if (d / name).is_dir()), None)
         if tree is None:
@@ -230,12 +240,22 @@ def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
     running = _leader_alive(leader) and _supervised(mdir)
     if not running:
         leader = None
-    machine_id = machine_id_of(Path(f"/proc/{leader}/root") if leader else tree, uuid)
-    if machine_id is None and leader:
-        machine_id = machine_id_of(tree, uuid)
-    dirs = journal_dirs(machine_id, tree, leader, host_journal) if machine_id else ()
+    # A machine nsdash started has the ID its supervisor recorded (its tree's at start, or
+    # --uuid, or the session's); only an image never started is asked for its tree's.
+    machine_id = uuid if state is not None else machine_id_of(tree)
+    owned = machine_id is not None and host_dir_owned(name, machine_id, running)
+    dirs = journal_dirs(machine_id, tree, leader, host_journal, owned) if machine_id else ()
     console = mdir / "console.log"
     return MachineLogs(name, machine_id, dirs, console if console.is_file() else None, running)
+
+
+def host_dir_owned(name: str, machine_id: str, running: bool) -> bool:
+    """Whether the host's journal directory of MACHINE_ID is machine NAME's to show: NAME
+    holds the ID (it runs and claimed it at start), or NAME is stopped and no running
+    machine holds it.  A running machine that does not hold its ID (an ephemeral copy that
+    links no journal) has no host directory."""
+    holder = inuse.id_holder(machine_id)
+    return holder == name if running else holder is None
 
 
 def require_logs(logs: MachineLogs) -> MachineLogs:

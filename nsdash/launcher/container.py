@@ -151,6 +151,7 @@ class Container:
         self._moved: list[str] = []  # --network-interface links to give back
         self._extra_veths: list[str] = []  # --network-veth-extra host sides
         self._netns_fd: int | None = None  # holds the machine's network namespace for the give-back
+        self._id_claim: inuse.IdClaim | None = None  # the machine ID, held while it runs
         self._journal_link: tuple[str, str] | None = None  # --link-journal=guest: the host symlink we made
         self._image: AttachedImage | None = None  # --image: its loop device and the host's view of its mounts
         self._closed = False
@@ -204,6 +205,12 @@ class Container:
                           host_term=os.environ.get("TERM"), available_caps=available,
                           session_uuid=self.uuid)
         self.plan = plan
+        # Its machine ID is its alone while it runs: the host's journal directory of that ID
+        # is this machine's (journal/locate.py), and a copied /etc/machine-id is refused here.
+        # Only a machine that links its journal to the host claims its ID: copies of one tree
+        # that link nothing share it, as nspawn lets them (cp -a of a tree, -x).
+        if spec.link_journal != "no":
+            self._id_claim = inuse.IdClaim(plan.uuid, spec.machine)
         cg.create()  # refuses a running machine of that name before anything else is touched
         self._cg = cg
         if not cg.filters_devices:
@@ -705,6 +712,9 @@ class Container:
         _remove_link(self._journal_link)
         if self._image is not None:
             self._image.close()
+        if self._id_claim is not None:
+            self._id_claim.close()
+            self._id_claim = None
         if errors:
             raise NsdashError("; ".join(errors))
 

@@ -16,6 +16,15 @@ behind, or neither).  Two things make that truth safe to act on:
 
 An --ephemeral machine runs on an overlay, so its root is not the tree: any
 number of them may share a tree, and they are not seen as its users.
+
+- IdClaim holds a machine ID for one running machine (an flock on
+  .ids/ID, which names the holder): a second machine whose tree claims an ID
+  that a running machine has is refused (--ephemeral machines that link no
+  journal share their tree's ID, as many copies of one image do, and claim none).  The journal under
+  /var/log/journal/ID (--link-journal=host) belongs to the machine holding
+  ID, and a guest that copies another machine's ID into its own
+  /etc/machine-id must not get that machine's journal.  systemd-machined
+  refuses only a second machine of one name; nsdash refuses the ID too.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from nsdash.system import cgroupfs, paths
 
 SLICE = names.SLICE
 LOCK_DIR = ".locks"
+ID_DIR = ".ids"
 
 
 def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, Path]:
@@ -139,3 +149,90 @@ def start_guard(name: str, tree: str | Path, ephemeral: bool) -> Iterator[None]:
         if tree_fd >= 0:
             os.close(tree_fd)
         _release(name_fd, name)
+
+
+class IdClaim:
+    """Machine ID ID held by machine NAME for as long as this object is open.
+
+    The flock says the holder lives; the file's text names it.  A supervisor killed
+    with SIGKILL leaves the file behind, unlocked: its name still counts while that
+    machine's cgroup is populated (its guest still runs), as for start_guard."""
+
+    def __init__(self, machine_id: str, name: str) -> None:
+        self.machine_id = machine_id
+        self.path = _id_path(machine_id)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder_name(fd)
+                os.close(fd)
+                raise _id_in_use(machine_id, holder) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # its holder unlinked it as we opened it: claim the new one
+        holder = _holder_name(fd)
+        if holder not in (None, name) and _populated(holder):
+            os.close(fd)
+            raise _id_in_use(machine_id, holder)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, name.encode(), 0)
+        self._fd = fd
+
+    def close(self) -> None:
+        """Give the ID back (the file goes first, so nobody reads a stale name from it)."""
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = -1
+
+
+def _id_path(machine_id: str) -> Path:
+    if len(machine_id) != 32 or any(c not in "0123456789abcdef" for c in machine_id):
+        raise ValueError(f"not a machine ID: {machine_id!r}")  # callers pass normalised IDs only
+    return paths.state_root() / ID_DIR / machine_id
+
+
+def _holder_name(fd: int) -> str | None:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        name = os.pread(fd, 256, 0).decode()
+        return name if names.is_valid_hostname(name) else None
+    return None
+
+
+def _id_in_use(machine_id: str, holder: str | None) -> MachineExists:
+    who = f"running machine '{holder}'" if holder else "a running machine"
+    return MachineExists(f"machine ID {machine_id} is in use by {who}",
+                         "give this tree its own ID (rm /etc/machine-id in it, then systemd-machine-id-setup "
+                         f"--root=DIR){f', or stop {holder} first' if holder else ''}")
+
+
+def id_holder(machine_id: str) -> str | None:
+    """The name of the running machine that holds MACHINE_ID, or None (nobody, or not known)."""
+    try:
+        fd = os.open(_id_path(machine_id), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (OSError, ValueError):
+        return None
+    try:
+        holder = _holder_name(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder  # its supervisor holds it
+        return holder if holder is not None and _populated(holder) else None
+    finally:
+        os.close(fd)
+
+
+def _populated(name: str) -> bool:
+    """Whether machine NAME's cgroup holds a process (its guest runs, supervisor or not)."""
+    cg = _machine_scopes(cgroupfs.detect()).get(name)
+    return cg is not None and bool(_pids(cg, 1))

@@ -109,12 +109,15 @@ def plants(secret: Path, guest_id: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def machines(secret, host_journal_of_secret_id, busybox_cache, tmp_path_factory):
-    """One detached BusyBox machine per plant, plus a clean one; name -> plant key ('' for the clean one)."""
-    guest_id = uuid.uuid4().hex
+    """One detached BusyBox machine per plant, plus a clean one; name -> plant key ('' for the clean one).
+
+    Each has a machine ID of its own: two running machines never share one (launcher/inuse.py)."""
     started: dict[str, str] = {}
     base = tmp_path_factory.mktemp("trees")
     try:
-        for key, script in {"clean": "true", **plants(secret, guest_id)}.items():
+        for key in ["clean", *plants(secret, "")]:
+            guest_id = uuid.uuid4().hex
+            script = "true" if key == "clean" else plants(secret, guest_id)[key]
             name = f"{TAG}-h-{key}"
             tree = base / name
             subprocess.run(["cp", "-a", str(busybox_cache), str(tree)], check=True)

@@ -17,7 +17,8 @@ from textual.app import App
 
 from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
-from nsdash.tui.widgets.console_pane import FPS, ConsolePane
+from nsdash.tui.widgets import console_pane
+from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, ConsolePane
 
 OK = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39munit-%d.service\x1b[0m - Unit number %d.\r\n"
 BOOT = (b"".join(OK % (i, i) for i in range(300))
@@ -154,7 +155,7 @@ async def test_a_flood_is_painted_at_most_fps_times_a_second_and_keys_still_get_
         await asyncio.sleep(1.0)
         frames = sum(1 for t in painted if start <= t < start + 1.0)
         assert session.next < session.count, "the flood ended before the measurement did"
-        assert 5 <= frames <= FPS + 3
+        assert 5 <= frames <= FLOOD_FPS + 3  # a flood is painted FLOOD_FPS times a second (and for the key)
         assert session.sent == [b"x"]
         assert pane.model.bytes_fed > 1_000_000
         pane.detach()
@@ -285,3 +286,56 @@ async def test_every_sgr_colour_paints():
         assert styles["33"].color.name == "yellow"
         assert pilot.app.is_running
         pane.detach()
+
+
+class _Changed:
+    """Just enough of a ConsoleConnection for _tick: a model, the changed flag, the lock."""
+
+    def __init__(self, model: TerminalModel) -> None:
+        self.model = model
+        self.changed = threading.Event()
+        self.lock = threading.Lock()
+
+    def locked_for_ui(self):
+        return self.lock
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_flood_is_painted_flood_fps_times_a_second_but_a_keys_frame_is_not_held(monkeypatch):
+    """Not timed: the pane's clock is ours.  Past FLOOD_BYTES since the last frame, a frame
+    waits until 1/FLOOD_FPS after it; a key's frame and a trickle do not wait."""
+    clock = [1000.0]
+    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        pane.connection = conn
+
+        def output(n: int) -> None:
+            pane.model.feed(b"y\r\n" * (n // 3))
+            conn.changed.set()
+
+        output(FLOOD_BYTES * 2)
+        pane._tick()
+        assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed  # the first frame
+        clock[0] += 1 / FPS
+        output(FLOOD_BYTES * 2)
+        pane._tick()
+        assert conn.changed.is_set() and pane.shown_bytes < pane.model.bytes_fed  # held: a flood, too soon
+        pane._tick(key=True)
+        assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed  # a key's frame goes
+        clock[0] += 1 / FPS
+        output(30)
+        pane._tick()
+        assert not conn.changed.is_set()  # a trickle is painted at FPS
+        clock[0] += 1 / FPS
+        output(FLOOD_BYTES * 2)
+        pane._tick()
+        assert conn.changed.is_set()
+        clock[0] += 1 / FLOOD_FPS
+        pane._tick()
+        assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed
+        pane.connection = None

@@ -1,11 +1,15 @@
-"""A journal flood costs the UI one write per batch, and the poller never queues a second batch.
+"""A journal flood costs the UI one slice at a time, and the poller never queues a second batch.
 
 Issue 16: one RichLog write per line (~0.8 ms each) made keys lag while a machine
-flooded its journal.  Not timed: these count writes, kept lines and messages.
+flooded its journal.  Issue 15: one write per batch then cost 300 ms for a batch of
+5,000 lines, in one piece.  Now a batch is written in slices of WRITE_SLICE lines,
+the event loop turning between them.  Not timed: these count writes, lines per
+write, kept lines, messages and the order of events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -14,7 +18,7 @@ from tuikit import feed_sample, sample_app
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, Snapshot
 from nsdash.tui.poller import Poller
-from nsdash.tui.widgets.journal_pane import KEEP, JournalPane
+from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
 
 
 def ticks(start: int, n: int) -> tuple[JournalLine, ...]:
@@ -22,16 +26,47 @@ def ticks(start: int, n: int) -> tuple[JournalLine, ...]:
                  for i in range(start, start + n))
 
 
-async def test_one_poll_of_lines_is_one_write():
+async def test_a_batch_is_written_in_slices_with_the_event_loop_turning_between():
     app = sample_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await feed_sample(app, pilot)
         pane = app.screen.query_one(JournalPane)
+        await pane.written()
+        log = pane.query_one("#journal-log")
+        order: list[str] = []
+        real_write = log.write
+
+        def write(content, *a, **kw):
+            if not order:  # other work (a key, a frame) waiting as the first slice is written
+                asyncio.get_running_loop().call_soon(order.append, "other work")
+            order.append(f"write {len(content.plain.splitlines())}")
+            return real_write(content, *a, **kw)
+
+        log.write = write
         before = pane.writes
-        app.post_message(JournalLines(("demo-debian",), ticks(0, 700), reset=False))
+        n = UNSEEN // WRITE_SLICE
+        pane.show(("demo-debian",), ticks(0, n * WRITE_SLICE), reset=False)
+        await pane.written()
         await pilot.pause()
-        assert pane.writes == before + 1
-        assert pane.visible_text()[-1].endswith("flood: tick 699")
+        assert pane.writes == before + n
+        assert order[:2] == [f"write {WRITE_SLICE}", "other work"]  # it ran after the first slice, not after all
+        assert [o for o in order if o.startswith("write")] == [f"write {WRITE_SLICE}"] * n
+        assert pane.visible_text()[-1].endswith(f"flood: tick {n * WRITE_SLICE - 1}")
+
+
+async def test_a_flood_past_what_would_be_seen_leaves_the_oldest_new_lines_out_of_the_log():
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        pane = app.screen.query_one(JournalPane)
+        await pane.written()
+        before = len(pane.visible_text())
+        pane.show(("demo-debian",), ticks(0, UNSEEN + 250), reset=False)
+        await pane.written()
+        shown = pane.visible_text()
+        assert len(shown) == before + UNSEEN  # the 250 oldest scrolled by unseen: never written
+        assert shown[before].endswith("flood: tick 250") and shown[-1].endswith(f"flood: tick {UNSEEN + 249}")
+        assert len(pane.lines) >= UNSEEN + 250  # the pane's buffer has them all (a filter writes them again)
 
 
 async def test_a_batch_beyond_keep_holds_only_the_last_keep_lines():
@@ -39,13 +74,30 @@ async def test_a_batch_beyond_keep_holds_only_the_last_keep_lines():
     async with app.run_test(size=(120, 40)) as pilot:
         await feed_sample(app, pilot)
         pane = app.screen.query_one(JournalPane)
-        before = pane.writes
         app.post_message(JournalLines(("demo-debian",), ticks(0, KEEP + 1234), reset=False))
         await pilot.pause()
-        assert pane.writes == before + 1  # the whole pane written again, at once
+        await pane.written()
         shown = pane.visible_text()
         assert len(pane.lines) == len(shown) == KEEP
         assert shown[0].endswith("flood: tick 1234") and shown[-1].endswith(f"flood: tick {KEEP + 1233}")
+
+
+async def test_a_filter_key_takes_effect_before_a_floods_rewrite_is_done():
+    """p re-renders every kept line; the new filter shows in the border at once, the lines follow."""
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        pane = app.screen.query_one(JournalPane)
+        notices = tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 5, "flood", None, f"tick {i}")
+                        for i in range(KEEP))
+        pane.show(("demo-debian",), notices, reset=False)
+        await pane.written()
+        before = pane.writes
+        pane.action_cycle_priority()
+        assert "≤notice" in str(pane.border_subtitle)
+        assert pane.writes - before <= 1  # the rest is written in later turns
+        await pane.written()
+        assert pane.writes - before == KEEP // WRITE_SLICE
 
 
 class _Feed:

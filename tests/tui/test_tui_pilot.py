@@ -118,6 +118,8 @@ async def test_journal_pauses_when_scrolled_up_and_filters():
                      for i in range(200))
         app.post_message(JournalLines(("demo-debian",), many, reset=False))
         await pilot.pause()
+        await pane.written()  # every slice written (a slice's scroll to the end may land after the next)
+        await pilot.pause()
         log = pane.query_one("#journal-log")
         await wait_for(pilot, lambda: log.scroll_y >= log.max_scroll_y - 1 and log.max_scroll_y > 0, what="end")
         assert pane.following

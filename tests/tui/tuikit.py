@@ -22,6 +22,16 @@ async def feed_sample(app: NsdashApp, pilot, steps: int = 3) -> None:
         await pilot.pause()
     app.post_message(JournalLines(("demo-debian",), sd.JOURNAL, reset=True))
     await pilot.pause()
+    await journals_written(app, pilot)
+
+
+async def journals_written(app: NsdashApp, pilot) -> None:
+    """Wait until every journal pane has written what it was given (it writes in slices)."""
+    from nsdash.tui.widgets.journal_pane import JournalPane
+
+    for pane in app.screen.query(JournalPane):
+        await pane.written()
+    await pilot.pause()
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0,

@@ -173,18 +173,19 @@ def test_the_machines_pid_is_the_one_at_its_namespace_level():
 # ---------------------------------------------------------------- gdb
 
 
-def test_gdb_gets_the_machines_root_and_no_guest_code_before_it_attaches():
-    argv = gdb.build_argv("/usr/bin/gdb", Path("/proc/99/root"), 5374, extra=["--batch", "-ex", "bt"])
+def test_gdb_reads_the_machines_files_inside_it_and_runs_no_guest_code_before_it_attaches():
+    argv = gdb.build_argv("/usr/bin/gdb", 5374, extra=["--batch", "-ex", "bt"])
     settings = [argv[i + 1] for i, word in enumerate(argv) if word == "-iex"]
-    assert "set sysroot /proc/99/root" in settings
-    assert "set debug-file-directory /proc/99/root/usr/lib/debug:/usr/lib/debug" in settings
+    assert "set sysroot target:" in settings  # never /proc/LEADER/root: its absolute symlinks leave the machine
+    assert not any("/proc/" in s for s in settings)
+    assert "set debug-file-directory /usr/lib/debug" in settings
     assert {"set auto-load off", "set libthread-db-search-path $sdir", "set debuginfod enabled off"} <= set(settings)
     assert argv.index("-p") > max(i for i, word in enumerate(argv) if word == "-iex")
     assert argv[argv.index("-p") + 1] == "5374" and argv[-3:] == ["--batch", "-ex", "bt"]
-    core = gdb.build_argv("gdb", Path("/r"), 1, core="/tmp/c")
+    core = gdb.build_argv("gdb", 1, core="/tmp/c")
     assert core[-3:] == ["--batch", "-ex", "gcore /tmp/c"]
     with pytest.raises(UsageError):
-        gdb.build_argv("gdb", Path("/r"), 1, core="a\nshell rm -rf /")
+        gdb.build_argv("gdb", 1, core="a\nshell rm -rf /")
 
 
 # ---------------------------------------------------------------- perf
@@ -258,5 +259,20 @@ def test_record_samples_every_cpu_only_in_the_cgroup():
     assert argv[argv.index("-e") + 1] == "cpu-clock" and argv.index("-e") < argv.index("-G")
     assert {"-a", "-g"} <= set(argv) and argv[argv.index("-G") + 1] == "/machine.slice/m.scope"
     assert argv[-3:] == ["--", "sleep", "2.5"]
-    script = perf.script_argv("perf", Path("/t/p.data"), Path("/proc/9/root"))
-    assert "--symfs=/proc/9/root" in script
+    assert "-B" in argv  # no build IDs: collecting them opens every sampled file by the guest's name
+    script = perf.script_argv("perf", Path("/t/w"))
+    assert "--symfs=/t/w/symfs" in script and "--kallsyms=/t/w/kallsyms" in script
+    assert script[1:3] == ["--buildid-dir", "/t/w/buildid"] and not any("/proc/" in w for w in script)
+
+
+def test_the_sampled_files_are_named_once_and_only_absolute_clean_paths():
+    text = ("sh 4242/4242\n"
+            "\t    7f00 __sigsetjmp (/usr/lib/x86_64-linux-gnu/libc.so.6)\n"
+            "\t    7f10 [unknown] (/usr/lib/x86_64-linux-gnu/libc.so.6)\n"
+            "\tffffffff81000000 _raw_spin_lock ([kernel.kallsyms])\n"
+            "\t    7f20 [unknown] ([vdso])\n"
+            "\t    7f30 [unknown] (/opt/../root/x)\n"
+            "\t    5600 [unknown] (/usr/bin/dash)\n"
+            "\n"
+            "(/not/a/frame) 1/1\n")
+    assert perf.sampled_files(text) == ["/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/dash"]

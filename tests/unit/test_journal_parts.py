@@ -252,10 +252,14 @@ def test_locate_reads_the_supervisors_state(tmp_path, monkeypatch):
     (tree / "etc").mkdir(parents=True)
     (tree / "etc/machine-id").write_text(mid + "\n")
     (tree / "var/log/journal" / mid).mkdir(parents=True)
-    d = _state(tmp_path, monkeypatch, "web", name="web", root=str(tree), leader=None, uuid="ab" * 16)
+    d = _state(tmp_path, monkeypatch, "web", name="web", root=str(tree), leader=None, uuid=mid)
     logs = locate("web", host_journal=tmp_path / "nohost")
     assert logs.machine_id == mid and not logs.running
     assert [d.path for d in logs.journal_dirs] == [tree / "var/log/journal" / mid] and logs.console_log is None
+    # The ID the supervisor recorded at start counts, not one the guest writes later.
+    (tree / "etc/machine-id").write_text("ab" * 16 + "\n")
+    (tree / "var/log/journal" / ("ab" * 16)).mkdir()
+    assert locate("web", host_journal=tmp_path / "nohost").machine_id == mid
     (d / "console.log").write_text(f"{SEP1}\n")
     assert locate("web", host_journal=tmp_path / "nohost").console_log == d / "console.log"
 

@@ -7,9 +7,20 @@ is mounted, else under cgroup2, where the perf_event controller is always on
 hierarchy too where it exists, so both hosts work with the machine's one path.
 
 The samples' mmap records carry the file names the mapping process saw (the
-kernel writes them in the tracee's context), so `perf script --symfs
-/proc/LEADER/root` reads the guest's binaries and libraries for symbols while
-the machine runs; kernel frames come from the host's /proc/kallsyms.
+kernel writes them in the tracee's context).  Those names are the guest's,
+and so are the files: reading them is a host-side read of guest files, so it
+is confined like every other (system/confined.py).  `perf script` reads the
+samples twice, both times as the unprivileged user nobody, never as root:
+once with no files, which names the files the samples are in; then nsdash
+opens each of those inside the machine's root (openat2 RESOLVE_IN_ROOT, a
+regular file only) and gives perf a --symfs of links to those open files
+(/proc/self/fd/N, the fds inherited).  A guest symlink to a host file
+(libc.so.6 -> /root/x) resolves inside the machine, and whatever perf itself
+would look up beside the --symfs (debug links, its build-ID cache: set to an
+empty directory) it looks up as nobody, who cannot read root's files.  Kernel
+frames come from a copy of the host's /proc/kallsyms.  `perf record` keeps no
+build IDs (-B): collecting them would make root perf open every sampled file
+by the guest's name.
 
 Hardware cycle counters are missing in most VMs (no PMU given to the guest):
 then the software cpu-clock event samples the same way, at the same rate.
@@ -19,7 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -164,14 +177,117 @@ def perf_event_cgroup(cgroup: str, layout: cgroupfs.Layout | None = None) -> str
 
 def record_argv(perf: str, output: Path, cgroup: str, seconds: float, event: str = SOFTWARE_EVENT,
                 frequency: int = 99) -> list[str]:
-    """Sample every CPU, only in CGROUP, with call chains, for SECONDS (perf times itself with sleep)."""
-    return [perf, "record", "-q", "-o", str(output), "-e", event, "-F", str(frequency), "-a", "-g",
+    """Sample every CPU, only in CGROUP, with call chains, for SECONDS (perf times itself with sleep).
+
+    -B: no build IDs, whose collection opens every sampled file by the guest's name, as root."""
+    return [perf, "record", "-q", "-B", "-o", str(output), "-e", event, "-F", str(frequency), "-a", "-g",
             "-G", cgroup, "--", "sleep", f"{seconds:g}"]
 
 
-def script_argv(perf: str, data: Path, root: Path) -> list[str]:
-    return [perf, "script", "-i", str(data), "-F", "comm,pid,tid,ip,sym,dso", f"--symfs={root}",
-            "--kallsyms=/proc/kallsyms"]
+def script_argv(perf: str, work: Path) -> list[str]:
+    """`perf script` on WORK/perf.data with WORK/symfs, WORK/kallsyms and an empty build-ID cache."""
+    return [perf, "--buildid-dir", str(work / "buildid"), "script", "-i", str(work / "perf.data"),
+            "-F", "comm,pid,tid,ip,sym,dso", f"--symfs={work / 'symfs'}", f"--kallsyms={work / 'kallsyms'}"]
+
+
+MAX_DSOS = 1024  # files opened for one symbol read (each an fd while perf runs)
+_DSO = re.compile(r"\((/[^()]*)\)$")
+
+
+def sampled_files(text: str) -> list[str]:
+    """The absolute file names in `perf script` output's frame lines, each once ([kernel.kallsyms],
+    [vdso] and names with a '(deleted)' or a '..' component are left out)."""
+    seen: dict[str, None] = {}
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t"):
+            m = _DSO.search(line.rstrip())
+            if m and ".." not in m.group(1).split("/") and m.group(1) not in seen:
+                seen[m.group(1)] = None
+    return list(seen)[:MAX_DSOS]
+
+
+class SymbolView:
+    """A scratch directory for one `perf script` as nobody: perf.data, a copy of kallsyms, an
+    empty build-ID cache, and a --symfs of links to the guest's files opened confined."""
+
+    def __init__(self, work: Path, nobody: tuple[int, int]) -> None:
+        self.work = work
+        self.uid, self.gid = nobody
+        self.fds: list[int] = []
+        work.chmod(0o711)  # nobody passes through to its own files, and lists nothing
+        for sub in ("symfs", "buildid"):
+            (work / sub).mkdir(mode=0o755)
+        os.chown(work / "buildid", self.uid, self.gid)
+        with open("/proc/kallsyms", "rb") as src, open(work / "kallsyms", "wb") as dst:
+            shutil.copyfileobj(src, dst)  # read as root: nobody would see every address as 0
+        for name in ("kallsyms", "perf.data"):
+            os.chown(work / name, self.uid, self.gid)  # perf reads data only its user (or root) owns
+
+    def link(self, root: Path, names: list[str]) -> list[str]:
+        """Open each of NAMES inside ROOT and link it into the --symfs; why others were not."""
+        from nsdash.system import confined
+
+        refused: list[str] = []
+        try:
+            root_fd = confined.open_root(root)
+        except OSError as e:
+            return [f"the machine's root: {e.strerror}"]
+        try:
+            for name in names:
+                try:
+                    fd = confined.open_in_root(root_fd, name)
+                except OSError as e:
+                    refused.append(f"{escape(name)}: {e.strerror}")
+                    continue
+                self.fds.append(fd)
+                where = self.work / "symfs" / name.lstrip("/")
+                where.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+                with contextlib.suppress(FileExistsError):
+                    where.symlink_to(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(root_fd)
+        return refused
+
+    def run(self, argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+        """Run ARGV as nobody, the linked files' fds inherited at their numbers."""
+        return subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                              user=self.uid, group=self.gid, extra_groups=[], pass_fds=self.fds,
+                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.work / "buildid"),
+                                   "LC_ALL": "C"}, cwd="/")
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+def nobody() -> tuple[int, int]:
+    """The unprivileged user (and group) perf reads the guest's files as."""
+    try:
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+def read_samples(perf: str, work: Path, root: Path) -> str:
+    """`perf script`'s text for WORK/perf.data, with the guest's symbols read confined (see above)."""
+    view = SymbolView(work, nobody())
+    try:
+        first = view.run(script_argv(perf, work))  # no files linked yet: names only
+        if first.returncode != 0:
+            raise PerfFailed("perf script could not read the samples: "
+                             + escape(first.stderr.decode(errors="replace").strip()[-200:]))
+        view.link(root, sampled_files(first.stdout.decode(errors="replace")))
+        if not view.fds:
+            return first.stdout.decode(errors="replace")
+        second = view.run(script_argv(perf, work))
+        if second.returncode != 0:
+            raise PerfFailed("perf script could not read the samples: "
+                             + escape(second.stderr.decode(errors="replace").strip()[-200:]))
+        return second.stdout.decode(errors="replace")
+    finally:
+        view.close()
 
 
 def flame_svg(profile: Profile, title: str) -> str:
@@ -237,11 +353,8 @@ class Profiler:
                 text = err.decode(errors="replace").strip().splitlines()
                 raise PerfFailed(f"perf record failed: {escape(text[-1]) if text else f'exit status {code}'}",
                                  "run it by hand: " + " ".join(argv))
-            r = subprocess.run(script_argv(self.perf, data, self.root), capture_output=True, timeout=120)
-            if r.returncode != 0:
-                raise PerfFailed("perf script could not read the samples: "
-                                 + escape(r.stderr.decode(errors="replace").strip()[-200:]))
-        samples = tuple(parse_script(r.stdout.decode(errors="replace")))
+            script = read_samples(self.perf, Path(tmp), self.root)
+        samples = tuple(parse_script(script))
         pids = {}
         for host_pid in {s.host_pid for s in samples}:
             inner = self.procs.machine_pid(host_pid) if self.procs.belongs(host_pid) else None

@@ -24,10 +24,11 @@ class StatusLine(Static):
     """One line: how many machines, the refresh delay, the last reader error."""
 
     def show(self, text: str) -> None:
-        # Static.update() lays the screen out again even for the same text: skip that at rest.
+        # Static.update() lays the screen out again even for the same text: skip that at rest, and
+        # lay nothing out on a change either (one row, its size fixed by the styles: #status).
         if text != getattr(self, "_shown", None):
             self._shown = text
-            self.update(Text(text))  # never markup: it names the selected machine
+            self.update(Text(text), layout=False)  # never markup: it names the selected machine
 
 
 class DashboardScreen(PanelScreen):

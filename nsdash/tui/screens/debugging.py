@@ -335,8 +335,7 @@ class GdbScreen(ToolScreen):
             else:
                 raise NsdashError("gdb needs one process", "put the cursor on a process in the cgroup tree, "
                                                            "or on a unit in the units screen")
-            argv = gdb.build_argv(tools.find("gdb"), target.root, process.host_pid,
-                                  extra=["-ex", "set confirm off"])
+            argv = gdb.build_argv(tools.find("gdb"), process.host_pid, extra=["-ex", "set confirm off"])
         except NsdashError as e:
             self.post_message(self.Failed(e))
             return

@@ -86,9 +86,11 @@ class MachineScreen(PanelScreen):
             self._cgroup = info.cgroup
             self._fetch_limits()
         text = describe(info, self.machine, now, self.limits)
-        if text != self._info_text:  # Static.update() re-lays the screen out: only on change
+        if text != self._info_text:  # only on change, and no layout: the line's size is fixed (one row)
             self._info_text = text
-            self.query_one("#machine-info", Static).update(Text(text))  # never markup: the OS name is the guest's
+            self.query_one("#machine-info", Static).update(Text(text), layout=False)  # never markup: the OS
+            # name is the guest's.  A layout of the whole screen costs tens of ms under a flood, and the
+            # uptime in this line changes every second.
         self._show_links(info)
         series = history.by_machine.get(self.machine)
         if series is None:
@@ -100,7 +102,7 @@ class MachineScreen(PanelScreen):
             value = show(values[-1] if values else None) + self._limit_text(key)
             label = self.query_one(f"#value-{key}", Label)
             if str(label.render()) != value:
-                label.update(value)
+                label.update(value, layout=False)  # a fixed width (styles: .metric-value): no layout
 
     def _show_links(self, info: MachineInfo | None) -> None:
         net = self.query_one("#machine-net", Static)

@@ -6,13 +6,14 @@ the border says how much.
 
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
-happens at most about FPS times a second (a frame also follows a key by
-ECHO_WAIT, for its echo) and only for changed lines; the model is read
+happens at most about FPS times a second, FLOOD_FPS while the console floods
+(a frame also follows a key by ECHO_WAIT, for its echo) and only for changed lines; the model is read
 under the connection's lock, the strips are made when Textual paints.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not wit
     from nsdash.tui.console.terminal import Run
 
 FPS = 30
+FLOOD_FPS = 10  # frames a second while the console floods: each frame repaints the whole pane
+FLOOD_BYTES = 16 * 1024  # parsed since the last frame: past this the console floods
+_clock = time.monotonic  # the frame clock (a test sets its own)
 ECHO_WAIT = 0.008  # s after a key until the frame that should show its echo
 LEAVE_KEY = "ctrl+right_square_bracket"
 # pyte's names that Rich spells otherwise: SGR 33 is 'brown', SGR 93/103 'brightbrown', and
@@ -91,6 +95,7 @@ class ConsolePane(Widget, can_focus=True):
         self._ticker: Timer | None = None
         self._soon: Timer | None = None
         self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
+        self._painted = float("-inf")  # when the last frame was taken (time.monotonic)
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / FPS, self._tick)
@@ -131,10 +136,17 @@ class ConsolePane(Widget, can_focus=True):
 
     # ------------------------------------------------------------ rendering
 
-    def _tick(self) -> None:
+    def _tick(self, key: bool = False) -> None:
         conn = self.connection
         if conn is None or not conn.changed.is_set():
             return
+        # A flood changes every line of every frame: paint it FLOOD_FPS times a second, so the UI
+        # thread keeps time for keys (a key's own frame, KEY, is never held back).
+        now = _clock()
+        if (not key and conn.model.bytes_fed - self.shown_bytes > FLOOD_BYTES
+                and now - self._painted < 1 / FLOOD_FPS):
+            return
+        self._painted = now
         conn.changed.clear()
         model = self.model
         old_cursor = self._cursor
@@ -176,7 +188,7 @@ class ConsolePane(Widget, can_focus=True):
         self._soon = None
         if self._ticker is not None:
             self._ticker.reset()
-        self._tick()
+        self._tick(key=True)
 
     def _strip(self, runs: list[Run]) -> Strip:
         """One line, cut or padded to the pane's width."""

@@ -2,10 +2,19 @@
 
 The journal and trace panes both show a stream this way; the pane that holds the log
 keeps a `following` reactive (its border and keys read it), which the log sets.
+
+Every write grows the log, and Textual's `virtual_size` asks for a layout of the
+whole screen on each change: tens of ms a write under a flood, one per slice of
+a journal flood (journal_pane.py), for a log whose box never changes.  Here a
+change lays the screen out only when it shows or hides a scrollbar (which takes
+room from the box); otherwise the scrollbars are told the new size and the log
+repaints.
 """
 
 from __future__ import annotations
 
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import RichLog
 
 from nsdash.tui.widgets.steady import SteadyScrollbars
@@ -13,6 +22,16 @@ from nsdash.tui.widgets.steady import SteadyScrollbars
 
 class FollowLog(RichLog, SteadyScrollbars):
     """A RichLog whose parent pane learns, through its `following` attribute, whether it follows."""
+
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)  # see the module's docstring
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        box = self.container_size
+        if (old.height > box.height) != (new.height > box.height) or (old.width > box.width) != (new.width > box.width):
+            self.refresh(layout=True)  # a scrollbar comes or goes
+        else:
+            self._scroll_update(new)
+            self.refresh()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

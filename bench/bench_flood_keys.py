@@ -1,0 +1,191 @@
+"""Key-to-effect latency of the real dashboard while a machine floods its console and its log.
+
+The real `nsdash` runs in tmux (160x48) with a state directory of its own,
+showing one BusyBox machine's screen: its console attached in the console
+pane, its log (the console log: BusyBox keeps no journal) followed in the
+journal pane.  The machine floods on demand: while /run/go exists inside it,
+`yes > /dev/console` runs, so both panes take the flood.  Phases alternate
+(rest, flood, rest, flood, ...) in one dashboard session; in each, keys the
+app itself handles are pressed one at a time: `p` (the journal pane's
+priority filter: its border shows the new filter, and the kept lines are
+written again), Tab (the focus to the console pane) and ctrl+] (back to the
+journal pane; the footer shows the focused pane's keys), each timed from `tmux send-keys` until its row of the screen,
+read back with `tmux capture-pane`, changes.  The
+figures include tmux's own path, the same at rest and under the flood.
+
+Run as root: .venv/bin/python bench/bench_flood_keys.py [--rounds N] [--keys K] [--repo CHECKOUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import Report, wants_json  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+MACHINE = "keyflood"
+SOCK = f"nsdash-keys-{os.getpid()}"
+FLOOD = ("while :; do if [ -e /run/go ]; then yes > /dev/console & p=$!; "
+         "while [ -e /run/go ]; do sleep 0.05; done; kill $p; fi; sleep 0.05; done")
+BORDER_ROW = 46  # the journal pane's bottom border in the machine screen at 160x48 (0-based)
+FOOTER_ROW = 47  # the footer: its keys follow the focus
+# key -> the row its effect shows on, pressed in this order: p cycles the journal's priority filter
+# (its border says which; it writes the kept lines again), Tab moves the focus to the console pane
+# and ctrl+] back to the journal (the footer shows the focused pane's keys).
+KEYS = {"p": BORDER_ROW, "Tab": FOOTER_ROW, "C-]": FOOTER_ROW}
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", SOCK, *args], capture_output=True, text=True, check=False).stdout
+
+
+def row(y: int) -> str:
+    return tmux("capture-pane", "-p", "-t", "k", "-S", str(y), "-E", str(y)).rstrip("\n")
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-p", "-t", "k")
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise SystemExit(f"bench_flood_keys: timed out waiting for {what}\n{screen()}")
+
+
+def nsdash(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "nsdash", *args], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=60)
+
+
+def leader(state: Path) -> int:
+    import json
+
+    return int(json.loads((state / "machines" / MACHINE / "state.json").read_text())["leader"])
+
+
+def busybox_tree() -> Path:
+    from nsdash.demo import trees
+
+    return trees.ensure("busybox")
+
+
+def app_pid() -> int:
+    """The dashboard's PID (the pane's command execs it)."""
+    return int(tmux("list-panes", "-t", "k", "-F", "#{pane_pid}").strip())
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def press(key: str, where: int, timeout: float = 5.0) -> float:
+    """Seconds from sending KEY to screen row WHERE showing a change."""
+    before = row(where)
+    started = time.monotonic()
+    tmux("send-keys", "-t", "k", key)
+    while True:
+        now = time.monotonic()
+        if row(where) != before:
+            return time.monotonic() - started
+        if now - started > timeout:
+            return float("inf")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    as_json = wants_json()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=4, help="rest/flood pairs (default 4)")
+    ap.add_argument("--keys", type=int, default=25, help="keys per phase (default 25)")
+    ap.add_argument("--settle", type=float, default=2.0, help="seconds a phase runs before its keys (default 2)")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose dashboard runs (default: this one)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.stderr.write("bench_flood_keys: needs root (it starts a machine)\n")
+        return 1
+    report = Report("flood_keys", as_json)
+    state = Path(tempfile.mkdtemp(prefix="nsdash-keys-", dir="/run"))
+    env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
+    results: dict[str, list[float]] = {f"{phase} {key}": [] for phase in ("rest", "flood") for key in KEYS}
+    loads: list[float] = []
+    cpu: dict[str, float] = {"rest": 0.0, "flood": 0.0}
+    wall: dict[str, float] = {"rest": 0.0, "flood": 0.0}
+    with report.capture():
+        r = nsdash(env, "spawn", "--detach", "-q", "-x", "-D", str(busybox_tree()), "-M", MACHINE,
+                   "/bin/sh", "-c", FLOOD)
+        if r.returncode != 0:
+            raise SystemExit(f"bench_flood_keys: the machine did not start: {r.stderr.strip()}")
+        go = Path(f"/proc/{leader(state)}/root/run/go")
+        try:
+            command = f"cd {args.repo} && NSDASH_STATE_DIR={state} PYTHONPATH={args.repo} exec {PY} -m nsdash"
+            tmux("new-session", "-d", "-s", "k", "-x", "160", "-y", "48", command)
+            wait(lambda: f"selected: {MACHINE}" in screen(), 20, "the dashboard")
+            tmux("send-keys", "-t", "k", "a")
+            wait(lambda: f"Console: {MACHINE}" in screen(), 10, "the machine screen")
+            tmux("send-keys", "-t", "k", "C-]")
+            wait(lambda: "p Priority" in screen(), 5, "the journal pane's focus")
+            wait(lambda: "following" in row(BORDER_ROW), 5, "the journal border on its row")
+            pid = app_pid()
+            for _ in range(args.rounds):
+                for phase in ("rest", "flood"):
+                    if phase == "flood":
+                        go.touch()
+                    else:
+                        go.unlink(missing_ok=True)
+                    time.sleep(args.settle)
+                    c0, w0 = cpu_seconds(pid), time.monotonic()
+                    for _ in range(args.keys):
+                        for key, where in KEYS.items():
+                            results[f"{phase} {key}"].append(press(key, where))
+                            time.sleep(random.uniform(0.1, 0.3))
+                    cpu[phase] += cpu_seconds(pid) - c0
+                    wall[phase] += time.monotonic() - w0
+                    loads.append(os.getloadavg()[0])
+            go.unlink(missing_ok=True)
+        finally:
+            tmux("kill-server")
+            # kill-server leaves the socket file behind
+            (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / SOCK).unlink(missing_ok=True)
+            nsdash(env, "terminate", MACHINE)
+            subprocess.run(["rm", "-rf", str(state)], check=False)
+        for phase in ("rest", "flood"):
+            for key in KEYS:
+                ms = [v * 1000 for v in results[f"{phase} {key}"]]
+                print(f"{phase:5} key {key}: key-to-effect median {statistics.median(ms):.0f} ms, "
+                      f"p95 {percentile(ms, 0.95):.0f} ms, max {max(ms):.0f} ms over {len(ms)} keys")
+            print(f"{phase:5}: dashboard CPU {100 * cpu[phase] / wall[phase]:.0f}% of a core")
+        print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f}")
+        for key in KEYS:
+            rest_ms = [v * 1000 for v in results[f"rest {key}"]]
+            flood_ms = [v * 1000 for v in results[f"flood {key}"]]
+            for what, f in (("median", statistics.median), ("p95", lambda v: percentile(v, 0.95)), ("max", max)):
+                report.row(f"dashboard key '{key}' to effect while a machine floods, {what}", f(flood_ms),
+                           "at rest", f(rest_ms), "ms")
+    report.done()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
