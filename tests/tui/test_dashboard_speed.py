@@ -82,3 +82,44 @@ async def test_a_process_replaced_in_the_tree_repaints_without_a_layout():
         await pilot.pause()
         await pilot.pause()
         assert layouts
+
+
+def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_changes(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    from nsdash.machines import state as st
+    from nsdash.tui import poller
+    from nsdash.tui.poller import HostReaders
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(poller, "MACHINES_REREAD", 3600.0)  # only a change reads the list again
+    db = tmp_path / "machines" / "db"
+    db.mkdir(parents=True)
+    fields = dict(name="db", root="/", leader=None, cgroup="/custom/db", supervisor=1,
+                  started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z")
+    st.write_state(db, st.MachineState(**fields))
+    readers = HostReaders(with_machined=False)
+    lock = -1
+    try:
+        assert [(m.name, m.state) for m in readers.snapshot().machines] == [("db", "orphan")]
+        readers.snapshot()
+        readers.snapshot()
+        assert readers.machine_reads == 1  # nothing changed: the list as read
+        lock = os.open(db / st.LOCK_FILE, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a supervisor holds the entry
+        assert [m.state for m in readers.snapshot().machines] == ["running"]
+        assert readers.machine_reads == 2
+        st.write_state(db, st.MachineState(**{**fields, "state": "degraded"}))
+        assert [m.state for m in readers.snapshot().machines] == ["degraded"]
+        web = tmp_path / "machines" / "web"
+        web.mkdir()
+        st.write_state(web, st.MachineState(**{**fields, "name": "web"}))
+        assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
+        assert readers.machine_reads == 4
+        readers.snapshot()
+        assert readers.machine_reads == 4
+    finally:
+        readers.close()
+        if lock >= 0:
+            os.close(lock)
