@@ -68,3 +68,35 @@ def test_thousands_of_siblings_come_out_in_the_same_order():
     got = [r.path for r in display.order_rows(rows, "cpu")]
     assert got == _reference_order(rows)
     assert got.index("/a") < got.index("/a/g5") < got.index("/a/g5/deep")
+
+
+def test_a_changed_cgroup2_count_walks_cgroup2_alone_and_keeps_what_only_v1_has(tmp_path, monkeypatch):
+    from test_monitor_layouts import make_v1, make_v2
+
+    from nsdash.monitor import sampler as S
+    from nsdash.system import cgroupfs
+
+    root = tmp_path / "cgroup"
+    make_v1(root, ("/", "/a", "/v1only"))
+    make_v2(root / "unified", ("/", "/a"))
+    stat = root / "unified" / "cgroup.stat"
+    stat.write_text("nr_descendants 1\nnr_dying_descendants 0\n")
+    walked: list[str] = []
+    real = S.list_cgroups
+    monkeypatch.setattr(S, "list_cgroups", lambda mount, *a: walked.append(mount) or real(mount, *a))
+    layout = cgroupfs.detect(root)
+    assert layout.kind == "hybrid"
+    with S.Sampler(layout, root_from_proc=False, rewalk_interval=3600) as sampler:
+        assert {"/a", "/v1only"} <= set(sampler.sample().counters)
+        full = len(walked)
+        assert full > 1
+        make_v1(root, ("/new",))
+        make_v2(root / "unified", ("/new",))
+        stat.write_text("nr_descendants 2\nnr_dying_descendants 0\n")
+        got = sampler.sample().counters
+        assert walked[full:] == [str(layout.unified)]  # one hierarchy walked
+        assert {"/a", "/v1only", "/new"} <= set(got)  # the v1-only cgroup kept
+        make_v1(root, ("/v1new",))  # v1 alone: no count moves; seen by the next full walk
+        assert "/v1new" not in sampler.sample().counters
+        sampler.rewalk_interval = 0
+        assert "/v1new" in sampler.sample().counters
