@@ -105,18 +105,26 @@ def thread_cpu(name: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def at_rest(seconds: float) -> tuple[float, float, float]:
-    """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread."""
+WINDOWS = 4  # the at-rest time is measured in this many equal windows: their spread is the row's
+
+
+async def at_rest(seconds: float) -> tuple[float, float, float, tuple[float, float]]:
+    """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread,
+    and the least and most of the whole process over WINDOWS windows."""
     from nsdash.tui.app import NsdashApp
 
     app = NsdashApp(interval=1.0)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause(3)  # start-up and the first refreshes are not "rest"
         c0, u0, p0, w0 = cpu_now(), time.thread_time(), thread_cpu("nsdash-poller"), time.perf_counter()
-        await pilot.pause(seconds)
+        windows = []
+        for _ in range(WINDOWS):
+            c, w = cpu_now(), time.perf_counter()
+            await pilot.pause(seconds / WINDOWS)
+            windows.append((cpu_now() - c) / (time.perf_counter() - w) * 100)
         wall = time.perf_counter() - w0
         return ((cpu_now() - c0) / wall * 100, (time.thread_time() - u0) / wall * 100,
-                (thread_cpu("nsdash-poller") - p0) / wall * 100)
+                (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)))
 
 
 def start_machines(k: int, names: list[str]) -> None:
@@ -396,25 +404,26 @@ def rest(args, report: Report) -> None:
     try:
         start_machines(args.rest_machines, names)
         load_before = os.getloadavg()[0]
-        pct, ui, poller = asyncio.run(at_rest(args.rest_seconds))
+        pct, ui, poller, spread = asyncio.run(at_rest(args.rest_seconds))
         print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core "
               f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after)")
         report.row(f"dashboard at rest, {len(names)} machines (headless), % of a core", pct, "goal", 1.0, "%",
-                   note=f"UI {ui:.1f}%, poller {poller:.1f}%")
+                   spread=spread, note=f"UI {ui:.1f}%, poller {poller:.1f}%; spread over {WINDOWS} windows")
         if args.terminal:
-            pct, rss, age = in_tmux(args.rest_seconds)
-            print(f"at rest in tmux (160x50, real terminal output), {len(names)} machines: {pct:.1f}% of one core; "
-                  f"{rss:.0f} MiB resident after {age:.0f} s")
-            report.row(f"dashboard at rest in tmux, {len(names)} machines, % of a core", pct, "goal", 1.0, "%")
+            pct, rss, age, spread = in_tmux(args.rest_seconds)
+            print(f"at rest in tmux (160x50, real terminal output), {len(names)} machines: {pct:.1f}% of one core "
+                  f"[{spread[0]:.1f}..{spread[1]:.1f}]; {rss:.0f} MiB resident after {age:.0f} s")
+            report.row(f"dashboard at rest in tmux, {len(names)} machines, % of a core", pct, "goal", 1.0, "%",
+                       spread=spread, note=f"spread over {WINDOWS} windows")
             report.row(f"dashboard RSS after {age:.0f} s, {len(names)} machines (tmux)", rss, "-", None, "MiB")
     finally:
         stop_machines(names)
 
 
-def in_tmux(seconds: float) -> tuple[float, float, float]:
+def in_tmux(seconds: float) -> tuple[float, float, float, tuple[float, float]]:
     """The real `nsdash` in a detached tmux session: its CPU time over SECONDS of wall time (percent),
-    then its resident memory (MiB) and its age (s)."""
+    then its resident memory (MiB), its age (s) and the least and most percent over WINDOWS windows."""
     import subprocess
 
     session = f"nsdash-bench-{os.getpid()}"
@@ -434,9 +443,14 @@ def in_tmux(seconds: float) -> tuple[float, float, float]:
             return int(fields[11]) + int(fields[12])  # utime + stime
 
         t0, c0 = time.monotonic(), ticks()
-        time.sleep(seconds)
+        windows = []
+        for _ in range(WINDOWS):
+            t, c = time.monotonic(), ticks()
+            time.sleep(seconds / WINDOWS)
+            windows.append(100 * (ticks() - c) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t))
         used = (ticks() - c0) / os.sysconf("SC_CLK_TCK")
-        return 100 * used / (time.monotonic() - t0), rss_mib(pid), time.monotonic() - born
+        return (100 * used / (time.monotonic() - t0), rss_mib(pid), time.monotonic() - born,
+                (min(windows), max(windows)))
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
 

@@ -60,6 +60,9 @@ def main(argv: list[str]) -> int:
             raise
         except OSError as e:
             raise NsdashError(f"could not start the demo machines: {e}", "run 'make trees' and retry") from e
+    from nsdash.tui import gcpause
+
+    gcpause.hold()  # until the first full frame (the app releases it)
     from nsdash.tui.app import NsdashApp
 
     NsdashApp(interval=args.delay).run()

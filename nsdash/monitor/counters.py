@@ -121,6 +121,9 @@ def parse_io_stat(data: bytes, out: list) -> bool:
 
 def parse_blkio(data: bytes, out: list) -> bool:
     """v1 blkio.*io_service_bytes: `MAJ:MIN Read N` lines plus a Total; summed per op."""
+    if data == b"Total 0\n":  # a cgroup that never did I/O: most of them, every refresh
+        out[IO_READ] = out[IO_WRITE] = 0
+        return True
     rd = wr = 0
     for line in data.splitlines():
         parts = line.split()

@@ -137,35 +137,54 @@ def order_rows(rows: Sequence[Row], order: str = "cpu", cpu_time: bool = False,
     if not parents_first:
         return sorted(rows, key=lambda r: keys[r.path])
     by_path = {r.path: r for r in rows}
-    waiting: dict[str, list[Row]] = {}
+    waiting: dict[str, list[tuple]] = {}
     ready: list[tuple] = []
     for r in rows:
         anc = _shown_ancestor(r.path, by_path)
         if anc is None:
-            heapq.heappush(ready, (keys[r.path], r.path))
+            ready.append((keys[r.path], r.path))
         else:
-            waiting.setdefault(anc, []).append(r)
+            waiting.setdefault(anc, []).append((keys[r.path], r.path))
+    heapq.heapify(ready)
     out: list[Row] = []
     while ready:
         _, path = heapq.heappop(ready)
         out.append(by_path[path])
-        for child in waiting.pop(path, ()):
-            heapq.heappush(ready, (keys[child.path], child.path))
+        children = waiting.pop(path, None)
+        if children is None:
+            continue
+        if len(children) > 64:  # thousands of siblings: one heapify beats a push each
+            ready.extend(children)
+            heapq.heapify(ready)
+        else:
+            for child in children:
+                heapq.heappush(ready, child)
     return out
 
 
 def _shown_ancestor(path: str, shown: Mapping[str, Row]) -> str | None:
     while path != "/":
-        path = path.rsplit("/", 1)[0] or "/"
+        path = path[:path.rfind("/")] or "/"
         if path in shown:
             return path
     return None
 
 
+_BYTES_SHOWN: dict[int, str] = {}  # format_bytes() of figures seen (most repeat: 0B/s, the same sizes)
+
+
 def _maybe_bytes(value: float | int | None, raw: bool) -> str:
     if value is None:
         return "-"
-    return str(int(value)) if raw else format_bytes(int(value))
+    n = int(value)
+    if raw:
+        return str(n)
+    text = _BYTES_SHOWN.get(n)
+    if text is None:
+        if len(_BYTES_SHOWN) > 65536:
+            _BYTES_SHOWN.clear()
+        text = _BYTES_SHOWN[n] = format_bytes(n)
+    return text
 
 
 def _maybe_timespan(usec: int | None, raw: bool) -> str:

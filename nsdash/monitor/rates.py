@@ -46,16 +46,21 @@ def rates_between(before: Sample | None, after: Sample) -> dict[str, Rates]:
     seconds = after.timestamp - before.timestamp
     old = before.counters
     result: dict[str, Rates] = {}
+    empty = Rates()
+    idle = Rates(0.0, 0.0, 0.0)
     for path, now in after.counters.items():
         prev = old.get(path)
         if prev is None:
-            result[path] = Rates()
-            continue
-        result[path] = Rates(
-            cpu_percent(prev, now, seconds),
-            delta_rate(prev.io_read_bytes, now.io_read_bytes, seconds),
-            delta_rate(prev.io_write_bytes, now.io_write_bytes, seconds),
-        )
+            result[path] = empty
+        elif prev == now and now.cpu_ns is not None and now.io_read_bytes is not None \
+                and now.io_write_bytes is not None and seconds > 0:
+            result[path] = idle  # nothing moved (most cgroups, most refreshes): one comparison
+        else:
+            result[path] = Rates(
+                cpu_percent(prev, now, seconds),
+                delta_rate(prev.io_read_bytes, now.io_read_bytes, seconds),
+                delta_rate(prev.io_write_bytes, now.io_write_bytes, seconds),
+            )
     return result
 
 

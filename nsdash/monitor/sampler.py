@@ -31,6 +31,8 @@ _NO_FDS = (errno.EMFILE, errno.ENFILE)
 FD_RESERVE = 256  # descriptors left free for the rest of the process (sockets, PTYs, ...)
 _PF_KTHREAD = 0x00200000
 
+FULL, QUICK = "full", "quick"  # how the hierarchies are walked again (Sampler._rewalk)
+
 # How tasks are counted, as systemd-cgtop's default, -P and -k.
 COUNT_PIDS, COUNT_USERSPACE, COUNT_ALL = "pids", "userspace", "all"
 
@@ -115,6 +117,11 @@ class Sampler:
         self._procs_mount = primary_mount(self.layout)
         self._mount_of_key = self._resolve_keys()
         self._walk_mounts = self._mounts_to_walk()
+        # cgroup2's mount among them, when there are others to spare on a quick walk.
+        unified = self._mount_of_key.get("")
+        self._unified_walk = unified if unified in self._walk_mounts and len(self._walk_mounts) > 1 else None
+        self._elsewhere: list[str] = []  # found by the last full walk in v1 hierarchies only
+        self._unreadable_elsewhere: set[str] = set()
         self._entries: dict[str, _Entry] = {}
         self._unreadable: frozenset[str] = frozenset()
         self._last_walk = -1e18
@@ -130,8 +137,9 @@ class Sampler:
 
     def sample(self) -> Sample:
         """Read every counter once; walk the hierarchies first if they may have changed."""
-        if self._needs_walk():
-            self._rewalk()
+        how = self._needs_walk()
+        if how is not None:
+            self._rewalk(how)
         now = time.monotonic()
         out: dict[str, C.Counters] = {}
         gone: list[str] = []
@@ -218,21 +226,28 @@ class Sampler:
         except OSError:
             return -1
 
-    def _needs_walk(self) -> bool:
+    def _needs_walk(self) -> str | None:
+        """None, FULL (every hierarchy) or QUICK (cgroup2 only: its descendant count moved)."""
         if time.monotonic() - self._last_walk >= self.rewalk_interval or self._incomplete:
-            return True
+            return FULL
         if self._stat_fd >= 0:
             try:
                 data = os.pread(self._stat_fd, 4096, 0)
             except OSError:
-                return True
+                return FULL
             line = data.split(b"\n", 1)[0]  # nr_descendants N
             if line != self._descendants:
-                return True
-        return False
+                return QUICK
+        return None
 
-    def _rewalk(self) -> None:
-        self._last_walk = time.monotonic()
+    def _rewalk(self, how: str = FULL) -> None:
+        """List the cgroups again.  A QUICK walk lists cgroup2 alone and keeps the cgroups the
+        last full walk found only in v1 hierarchies (their own change is seen by the next full
+        walk, every rewalk_interval; a gone one answers ENODEV at once): cgroups made and
+        removed anywhere on a hybrid host cost one hierarchy's walk, not five."""
+        quick = how == QUICK and self._unified_walk is not None
+        if not quick:
+            self._last_walk = time.monotonic()
         if self._stat_fd >= 0:
             try:
                 self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
@@ -240,8 +255,22 @@ class Sampler:
                 self._descendants = None
         seen: list[str] = []
         unreadable: set[str] = set()
-        for mount in self._walk_mounts:
-            list_cgroups(mount, self.start, self.depth, seen, unreadable)
+        if quick:
+            assert self._unified_walk is not None
+            list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable)
+            seen += self._elsewhere
+            unreadable |= self._unreadable_elsewhere
+        else:
+            in_unified: set[str] = set()
+            bad_in_unified: set[str] = set()
+            for mount in self._walk_mounts:
+                first = len(seen)
+                list_cgroups(mount, self.start, self.depth, seen, unreadable)
+                if mount == self._unified_walk:
+                    in_unified, bad_in_unified = set(seen[first:]), set(unreadable)
+            if self._unified_walk is not None:
+                self._elsewhere = [p for p in dict.fromkeys(seen) if p not in in_unified]
+                self._unreadable_elsewhere = unreadable - bad_in_unified
         present = dict.fromkeys(seen)
         for path in [p for p in self._entries if p not in present or self._entries[p].incomplete]:
             self._close_entry(self._entries.pop(path))

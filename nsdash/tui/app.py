@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
+from nsdash.tui import gcpause
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
@@ -52,6 +53,8 @@ def css_path() -> Path:
     installed = Path(__file__).resolve().parents[1] / "styles" / "nsdash.tcss"
     return installed if installed.is_file() else REPO_STYLES / "nsdash.tcss"
 
+
+GC_HELD_AT_MOST = 3.0  # seconds: collection resumes by then even if no snapshot came
 
 DESTRUCTIVE = {"poweroff": "Power off", "reboot": "Reboot", "terminate": "Terminate"}
 
@@ -150,6 +153,8 @@ class NsdashApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen())
+        # The first snapshot's frame releases the collector (gcpause); this, if none comes.
+        self.set_timer(GC_HELD_AT_MOST, gcpause.release)
         if not self.poll:
             return
         from nsdash.tui.poller import HostReaders
@@ -174,6 +179,8 @@ class NsdashApp(App):
             self.snapshot = snap
             self.history.update(snap)
         self._apply()
+        if gcpause.held():
+            self.call_after_refresh(gcpause.release)  # the first full frame is painted by then
 
     def _apply(self) -> None:
         screen = self.screen

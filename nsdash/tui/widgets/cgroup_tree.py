@@ -60,7 +60,8 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         self._commands = commands
         self._machine_of = machine_of
         cursor = self.cursor_node
-        self._sync(self.root, root)
+        with self.changing_rows():  # the virtual size lays the screen out if it changed
+            self._sync(self.root, root)
         if cursor is not None and cursor.data in self._keyed and cursor is not self.cursor_node:
             self.call_after_refresh(self.move_cursor, cursor)
 

@@ -226,7 +226,8 @@ class FastTable(DataTable, SteadyScrollbars):
         for column_key in self.columns:
             self._fast_cells.pop((row_key, column_key), None)
         self._versions.pop(row_key, None)
-        super().remove_row(row_key)
+        with self.changing_rows():  # the virtual size lays the screen out if it changed
+            super().remove_row(row_key)
 
     def refresh_line(self, row_index: int | None) -> None:
         """Repaint the row at ROW_INDEX (rows here are one line high)."""

@@ -1,0 +1,125 @@
+"""The dashboard's start-up and at-rest mechanisms (issue 16), each shown to work, none timed:
+the collector held until the first full frame; processes coming and going in the tree
+repainting their pane without laying the screen out again."""
+
+from __future__ import annotations
+
+import gc
+
+from tuikit import feed_sample, sample_app
+
+from nsdash.monitor.tree import CgroupNode
+from nsdash.tui import gcpause
+from nsdash.tui import sample_data as sd
+from nsdash.tui.messages import SnapshotReady
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
+
+
+def test_gcpause_holds_until_released_and_only_what_it_held():
+    assert gc.isenabled()
+    try:
+        gcpause.hold()
+        assert not gc.isenabled() and gcpause.held()
+        gcpause.release()
+        assert gc.isenabled() and not gcpause.held()
+        gcpause.release()  # twice: nothing more
+        assert gc.isenabled()
+        gc.disable()  # someone else's: hold() neither takes it over nor release() undoes it
+        gcpause.hold()
+        assert not gcpause.held()
+        gcpause.release()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def test_collection_resumes_after_the_first_snapshot_is_painted():
+    app = sample_app()
+    gcpause.hold()
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.pause()
+            assert not gc.isenabled()  # the app is up, but no snapshot yet: still held
+            app.post_message(SnapshotReady(sd.snapshot(0)))
+            await pilot.pause()
+            await pilot.pause()
+            assert gc.isenabled() and not gcpause.held()
+            assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's way
+    finally:
+        gcpause.release()
+        gc.enable()
+        gc.unfreeze()
+
+
+def _with_pids(tree: CgroupNode, path: str, pids: tuple[int, ...]) -> CgroupNode:
+    children = tuple(_with_pids(c, path, pids) for c in tree.children)
+    return CgroupNode(tree.path, children, pids if tree.path == path else tree.pids, tree.unreadable)
+
+
+async def test_a_process_replaced_in_the_tree_repaints_without_a_layout():
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
+        tree = app.screen.query_one(CgroupTree)
+        spared = tree.layouts_spared
+        # /init.scope's process 1 gives way to process 2 with a command line as long: same lines, same width.
+        commands = {**sd.COMMANDS, 2: sd.COMMANDS[1]}
+        tree.node_for(("cg", "/init.scope")).expand()
+        await pilot.pause()
+        layouts.clear()
+        swapped = _with_pids(sd.TREE, "/init.scope", (2,))
+        tree.update_tree(swapped, commands, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        assert tree.node_for(("pid", 2)) is not None and tree.node_for(("pid", 1)) is None
+        assert tree.layouts_spared > spared and layouts == []
+        # One process more is one line more: the virtual size changes and that is laid out.
+        grown = _with_pids(sd.TREE, "/init.scope", (1, 2))
+        tree.update_tree(grown, commands, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        assert layouts
+
+
+def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_changes(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    from nsdash.machines import state as st
+    from nsdash.tui import poller
+    from nsdash.tui.poller import HostReaders
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(poller, "MACHINES_REREAD", 3600.0)  # only a change reads the list again
+    db = tmp_path / "machines" / "db"
+    db.mkdir(parents=True)
+    fields = dict(name="db", root="/", leader=None, cgroup="/custom/db", supervisor=1,
+                  started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z")
+    st.write_state(db, st.MachineState(**fields))
+    readers = HostReaders(with_machined=False)
+    lock = -1
+    try:
+        assert [(m.name, m.state) for m in readers.snapshot().machines] == [("db", "orphan")]
+        readers.snapshot()
+        readers.snapshot()
+        assert readers.machine_reads == 1  # nothing changed: the list as read
+        lock = os.open(db / st.LOCK_FILE, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a supervisor holds the entry
+        assert [m.state for m in readers.snapshot().machines] == ["running"]
+        assert readers.machine_reads == 2
+        st.write_state(db, st.MachineState(**{**fields, "state": "degraded"}))
+        assert [m.state for m in readers.snapshot().machines] == ["degraded"]
+        web = tmp_path / "machines" / "web"
+        web.mkdir()
+        st.write_state(web, st.MachineState(**{**fields, "name": "web"}))
+        assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
+        assert readers.machine_reads == 4
+        readers.snapshot()
+        assert readers.machine_reads == 4
+    finally:
+        readers.close()
+        if lock >= 0:
+            os.close(lock)
