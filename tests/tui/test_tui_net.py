@@ -1,5 +1,6 @@
-"""The machine view's per-link rates: over a real machine with -n and real traffic (root),
-and the line's rendering of hostile link names (no root)."""
+"""The machine list's Address column and the machine view's per-link rates: over a real
+machine with -n and real traffic (root), and the line's rendering of hostile link names
+(no root)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from nsdash.monitor.net import link_counters
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.messages import LinkRate, MachineInfo
 from nsdash.tui.screens.machine import MachineScreen, links_line
+from nsdash.tui.widgets.machine_list import MachineList
 
 SIZE = (160, 48)
 
@@ -83,6 +85,10 @@ async def test_the_machine_view_shows_host0_s_rates_under_traffic(busybox_tree, 
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: any(m.name == machine_name for m in app.snapshot.machines),
                            what="the machine in a snapshot")
+            # The Address column shows host0's address from nsdash's pool (the first one: IPv4).
+            table = app.screen.query_one(MachineList)
+            await wait_for(pilot, lambda: machine_name in table.rows, what="the machine's row")
+            assert str(table.get_cell(machine_name, "address")) == str(lease.guest.ip)
             app.open_machine(machine_name)
             await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="the machine view")
 
