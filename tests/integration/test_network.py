@@ -250,9 +250,12 @@ def _zone_left_behind(zone: str) -> list[str]:
     return found
 
 
-def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_last(busybox_cache, machine_name):
+def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_last(
+        busybox_cache, debian_cache, machine_name):
+    """A BusyBox machine serves in the zone; a BusyBox and a Debian machine in the same zone
+    reach it over IPv4 and IPv6."""
     zone = machine_name.replace("-", "")[:11] + "z"
-    first, second = machine_name, machine_name + "-b"
+    first, second, third = machine_name, machine_name + "-b", machine_name + "-c"
     try:
         r = _start_web_machine(first, busybox_cache, f"--network-zone={zone}")
         assert r.returncode == 0, r.stderr
@@ -266,6 +269,12 @@ def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_la
         r = run_nsdash("spawn", "-q", "-x", f"--network-zone={zone}", "-M", second, "-D", str(busybox_cache),
                        "/bin/sh", "-c", get % address + get % address6)
         assert r.returncode == 0 and r.stdout.count(f"served-by-{first}") == 2, r.stdout + r.stderr  # v4 and v6
+        # Debian's bash, no tools from the tree: /dev/tcp to the first machine's v4 and v6 addresses.
+        get = 'exec 3<>/dev/tcp/%s/80 && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3; exec 3<&-; '
+        r = run_nsdash("spawn", "-q", "-x", f"--network-zone={zone}", "-M", third, "-D", str(debian_cache),
+                       "/bin/bash", "-c", get % address + get % address6)
+        assert r.returncode == 0 and r.stdout.count(f"served-by-{first}") == 2, r.stdout + r.stderr
+        assert _left_behind(third) == []
         assert {"ip", "ip6"} <= {r["family"] for r in network.nft_rules()
                                  if r.get("comment") == network.tag(network.zone_owner(zone))}
         assert _left_behind(second) == []
