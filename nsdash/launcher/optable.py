@@ -296,7 +296,7 @@ ROWS: tuple[Setting, ...] = (
             parse=pv.parse_absolute, mask="NETWORK",
             help="Set network namespace to the one represented by the specified file node"),
     Setting("port", "p", group=NET, metavar="[PROTOCOL:]HOSTPORT[:CONTAINERPORT]", key="port",
-            file="Network.Port", privileged=True, store=APPEND, parse=pv.parse_port, mask="NETWORK",
+            file="Network.Port", privileged=True, store=APPEND, parse=pv.parse_port, mask="EXPOSE_PORTS",
             help="Expose a container IP port on the host (needs -n: nsdash adds a DNAT rule)"),
 
     # --- Security

@@ -226,3 +226,55 @@ def test_unreadable_settings_file(images):
     (images / "box1.nspawn").write_bytes(b"[Exec]\nBoot=\xff\n")
     with pytest.raises(UsageError, match="cannot read settings file"):
         _spawn(images)
+
+
+NETWORK_KEYS = """\
+[Network]
+Zone=lab
+Port=8080
+Port=udp:5353:53
+Interface=eth7
+MACVLAN=eth8
+IPVLAN=eth9
+VirtualEthernetExtra=ve-x:inner0
+VirtualEthernetExtra=ve-y
+"""
+
+
+def test_every_network_key_of_a_trusted_file_reaches_the_spec(tmp_path, images):
+    """[Network]'s keys set what their options set, with the options' implications (a zone
+    is a veth, links of its own a private network) and normal forms (tcp:8080:8080)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "box1.nspawn").write_text(NETWORK_KEYS)
+    spec = _spawn(images, trusted=(str(etc),))
+    assert spec.network_zone == "lab" and spec.network_veth and spec.private_network
+    assert spec.port == ("tcp:8080:8080", "udp:5353:53")
+    assert (spec.network_interface, spec.network_macvlan, spec.network_ipvlan) == (("eth7",), ("eth8",), ("eth9",))
+    assert spec.network_veth_extra == ("ve-x:inner0", "ve-y:ve-y")
+    # Bridge= is the zone's alternative (the two may not be combined, in a file as on the command line).
+    (etc / "box1.nspawn").write_text("[Network]\nBridge=br0\nPort=80\n")
+    spec = _spawn(images, trusted=(str(etc),))
+    assert spec.network_bridge == "br0" and spec.network_veth and spec.port == ("tcp:80:80",)
+
+
+def test_network_options_on_the_command_line_mask_the_file_s_network_keys(tmp_path, images):
+    """As nspawn's settings mask: a networking option given overrides the file's networking
+    keys together; ports are a group of their own (nspawn's SETTING_EXPOSE_PORTS), so -n
+    keeps the file's Port= and -p keeps its Zone=."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "box1.nspawn").write_text(NETWORK_KEYS)
+    spec = _spawn(images, "-n", "-p", "9090", trusted=(str(etc),))
+    assert spec.network_veth and spec.port == ("tcp:9090:9090",)
+    assert spec.network_zone is None and spec.network_interface == () and spec.network_veth_extra == ()
+    spec = _spawn(images, "-n", trusted=(str(etc),))
+    assert spec.network_zone is None and spec.port == ("tcp:8080:8080", "udp:5353:53")
+    spec = _spawn(images, "-p", "9090", trusted=(str(etc),))
+    assert spec.network_zone == "lab" and spec.network_interface == ("eth7",) and spec.port == ("tcp:9090:9090",)
+
+
+def test_an_untrusted_file_s_network_section_is_ignored(images):
+    (images / "box1.nspawn").write_text(NETWORK_KEYS)
+    spec = _spawn(images)
+    assert not spec.network_veth and spec.port == () and spec.network_zone is None and spec.network_interface == ()
