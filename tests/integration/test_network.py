@@ -9,6 +9,7 @@ nft rule keyed by its machine, no lease and no ve- link remain.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -122,6 +123,14 @@ def _start_web_machine(machine_name: str, tree: Path, *extra: str) -> subprocess
 def _fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as reply:
         return str(reply.read().decode())
+
+
+def _fetch_or_none(url: str) -> str | None:
+    """_fetch, or None while nothing answers yet (for wait_for)."""
+    try:
+        return _fetch(url)
+    except OSError:
+        return None
 
 
 def _outside_fetch(ns: str, url: str) -> subprocess.CompletedProcess:
@@ -285,6 +294,49 @@ def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_la
     finally:
         teardown_machine(first)
     assert _left_behind(first) == [] and _zone_left_behind(zone) == []
+
+
+@pytest.fixture
+def nspawn_file(machine_name) -> Iterator[Path]:
+    """MACHINE's settings file in a trusted directory (/run/systemd/nspawn), removed after."""
+    directory = Path("/run/systemd/nspawn")
+    made = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{machine_name}.nspawn"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):  # another test's file is still there: it stays
+                directory.rmdir()
+
+
+def test_a_settings_file_s_zone_and_port_forward_to_the_zone_member(busybox_cache, machine_name, nspawn_file):
+    """.nspawn [Network] Zone= and Port= do what the options do, with no networking option
+    given: the host's port reaches the machine's address in the zone, and both go with it."""
+    zone = machine_name.replace("-", "")[:11] + "p"
+    port = _free_port()
+    nspawn_file.write_text(f"[Network]\nZone={zone}\nPort=tcp:{port}:80\n")
+    script = "mkdir -p /tmp/w && echo served-by-$(hostname) > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"
+    try:
+        r = run_nsdash("spawn", "--detach", "-x", "-M", machine_name, "-D", str(busybox_cache),
+                       "/bin/sh", "-c", script)
+        assert r.returncode == 0, r.stderr
+        s = client.status(machine_name)
+        assert f"zone {zone}" in s["network"] and f"port tcp:{port}:80" in s["network"], s["network"]
+        bridge = next(z for z in network.leases() if z.machine == network.zone_owner(zone))
+        # From the host to its own address on the zone's bridge: the output chain's DNAT to
+        # the member's address in the zone's block (not a /30 of its own).
+        got = wait_for(lambda: _fetch_or_none(f"http://{bridge.host.ip}:{port}/"), 30, what="the forward")
+        assert f"served-by-{machine_name}" in got
+        assert f"served-by-{machine_name}" in _fetch(f"http://[{bridge.host6.ip}]:{port}/")
+        assert run_nsdash("terminate", machine_name).returncode == 0
+        wait_for(lambda: not st.machine_dir(machine_name).exists(), 30, what="the machine to stop")
+        assert _left_behind(machine_name) == [] and _zone_left_behind(zone) == []
+    finally:
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == [] and _zone_left_behind(zone) == []
 
 
 def test_an_unknown_bridge_is_one_line_and_leaves_nothing(busybox_cache, machine_name):
