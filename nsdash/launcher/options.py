@@ -421,35 +421,7 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
         # nspawn 252: with pick, ownership defaults to auto (an ID-mapped root where the file system
         # can, chown otherwise), not off, so a root-owned 0700 tree still starts (checked by hand)
         merged["private_users_ownership"] = "auto"
-    if any(merged.get(k) for k in ("network_interfaces", "network_veth_extra", "network_macvlan", "network_ipvlan")):
-        merged["private_network"] = True  # nspawn: links of its own mean a network of its own
-    if merged.get("network_bridge") and merged.get("network_zone"):
-        raise UsageError("--network-bridge and --network-zone may not be combined", "pick one")
-    if merged.get("network_bridge") or merged.get("network_zone"):
-        merged["network_veth"] = True  # nspawn: a bridge or a zone implies --network-veth
-    if merged.get("network_namespace_path") and (merged.get("network_veth") or merged.get("private_network")):
-        raise UsageError("--network-namespace-path cannot be combined with --private-network, --network-veth "
-                         "or --network-interface",
-                         "the joined namespace is the container's network: pick one")
-    if merged.get("network_zone") and merged.get("network_bridge"):
-        raise UsageError("--network-zone and --network-bridge cannot be combined", "pick one")
-    if merged.get("network_zone") or merged.get("network_bridge"):
-        if merged.get("network_namespace_path"):
-            raise UsageError("--network-namespace-path cannot be combined with --network-zone or --network-bridge",
-                             "pick one")
-        merged["network_veth"] = True  # nspawn: a bridge or zone means a veth, named vb-NAME
-    if merged.get("port") and not merged.get("network_veth"):
-        raise UsageError("--port needs --network-veth (-n) or --network-zone: ports are forwarded to the machine's "
-                         "veth link",
-                         "add -n")
-    if (merged.get("network_interface") or merged.get("network_macvlan") or merged.get("network_ipvlan")
-            or merged.get("network_veth_extra")):
-        if merged.get("network_namespace_path"):
-            raise UsageError("--network-namespace-path cannot be combined with --network-interface, "
-                             "--network-macvlan, --network-ipvlan or --network-veth-extra", "pick one")
-        merged["private_network"] = True  # nspawn: links moved or made for the machine need its own network
-    if merged.get("network_veth"):
-        merged["private_network"] = True  # nspawn: a veth link implies the container's own network
+    _network_implications(merged)
     binds = tuple(parse_bind(value, ro, directory, label) for value, ro, label in merged.get("bind_specs", []))
     overlays = tuple(parse_overlay(value, ro, directory, label)
                      for value, ro, label in merged.get("overlay_specs", []))
@@ -458,6 +430,35 @@ def build_spec(cli: Options, settings: Options | None = None) -> ContainerSpec:
     kwargs = {k: _spec_value(k, val) for k, val in merged.items()
               if k in fields and k not in ("directory", "machine") and val is not None}
     return ContainerSpec(directory=directory, machine=machine, binds=binds, overlays=overlays, **kwargs)
+
+
+# Networking options that make or move links: none of them goes with a joined namespace.
+_LINK_OPTIONS = (("network_veth", "--network-veth"), ("network_zone", "--network-zone"),
+                 ("network_bridge", "--network-bridge"), ("network_interface", "--network-interface"),
+                 ("network_macvlan", "--network-macvlan"), ("network_ipvlan", "--network-ipvlan"),
+                 ("network_veth_extra", "--network-veth-extra"))
+
+
+def _network_implications(merged: dict[str, Any]) -> None:
+    """nspawn 252's networking rules, checked once on the merged settings: a bridge and a
+    zone exclude each other and each means a veth; links of its own mean a network of its
+    own; --network-namespace-path goes with --private-network only (the joined namespace
+    is private already: checked against systemd-nspawn 252); --port needs a veth."""
+    if merged.get("network_bridge") and merged.get("network_zone"):
+        raise UsageError("--network-bridge and --network-zone may not be combined", "pick one")
+    if merged.get("network_namespace_path"):
+        given = [name for key, name in _LINK_OPTIONS if merged.get(key)]
+        if given:
+            raise UsageError(f"--network-namespace-path cannot be combined with {given[0]}",
+                             "the joined namespace is the container's network: pick one")
+    if merged.get("network_bridge") or merged.get("network_zone"):
+        merged["network_veth"] = True
+    if any(merged.get(key) for key, _ in _LINK_OPTIONS):
+        merged["private_network"] = True
+    if merged.get("port") and not merged.get("network_veth"):
+        raise UsageError("--port needs --network-veth (-n) or --network-zone: ports are forwarded to the machine's "
+                         "veth link",
+                         "add -n")
 
 
 def _warn_to_stderr(message: str) -> None:

@@ -205,8 +205,15 @@ def test_network_namespace_path_joins_that_namespace(busybox_tree):
         out = sh(busybox_tree, "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1",
                  f"--network-namespace-path={path}")
         assert out.split() == [os.readlink(path), "lo"]
+        # With --private-network, as nspawn 252 takes it: the same namespace, none made.
+        out = sh(busybox_tree, "readlink /proc/self/ns/net", f"--network-namespace-path={path}", "--private-network")
+        assert out.split() == [os.readlink(path)]
         code, _, err = spawn(busybox_tree, f"--network-namespace-path=/proc/{holder.pid}/ns/pid", "/bin/true")
         assert code != 0 and "is not a network namespace" in err and err.count("\n") == 1
+        code, _, err = spawn(busybox_tree, "--network-namespace-path=/run/netns/no-such-ns", "/bin/true")
+        assert code != 0 and "No such file or directory" in err and err.count("\n") == 1, err
+        code, _, err = spawn(busybox_tree, f"--network-namespace-path={path}", "-n", "/bin/true")
+        assert code != 0 and "cannot be combined with --network-veth" in err and err.count("\n") == 1, err
     finally:
         holder.kill()
         holder.wait()

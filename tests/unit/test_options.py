@@ -525,3 +525,30 @@ def test_nul_in_a_path_is_one_line(tmp_path, args):
     """Hypothesis found '+\\0' reaching the tree lookup as a ValueError; a .nspawn file or the form can hold a NUL."""
     with raises_line(UsageError, "NUL in a path"):
         parse_spawn_args(["-D", str(tmp_path), *args], trusted_dirs=())
+
+
+@pytest.mark.parametrize(("option", "named"), [
+    ("-n", "--network-veth"), ("--network-zone=lab", "--network-zone"), ("--network-bridge=br0", "--network-bridge"),
+    ("--network-interface=eth7", "--network-interface"), ("--network-macvlan=eth7", "--network-macvlan"),
+    ("--network-ipvlan=eth7", "--network-ipvlan"), ("--network-veth-extra=ve-x", "--network-veth-extra"),
+])
+def test_network_namespace_path_refuses_every_option_that_makes_or_moves_links(tree, option, named):
+    with raises_line(UsageError, f"--network-namespace-path cannot be combined with {named}"):
+        parse(tree, "--network-namespace-path=/run/netns/x", option)
+
+
+def test_network_namespace_path_goes_with_private_network_as_in_nspawn_252(tree):
+    """systemd-nspawn 252 takes both (checked by hand) and joins the namespace: it is private already."""
+    spec = parse(tree, "--network-namespace-path=/run/netns/x", "--private-network")
+    assert spec.network_namespace_path == "/run/netns/x" and spec.private_network and not spec.network_veth
+
+
+def test_network_links_imply_a_private_network_and_a_zone_a_veth(tree):
+    for option in ("--network-interface=eth7", "--network-macvlan=eth7", "--network-ipvlan=eth7",
+                   "--network-veth-extra=ve-x"):
+        spec = parse(tree, option)
+        assert spec.private_network and not spec.network_veth, option
+    spec = parse(tree, "--network-zone=lab")
+    assert spec.network_veth and spec.private_network
+    with raises_line(UsageError, "--network-bridge and --network-zone may not be combined"):
+        parse(tree, "--network-zone=lab", "--network-bridge=br0")
