@@ -71,3 +71,29 @@ def test_an_exhausted_pool_is_one_error(pool_dir):
         network.allocate("a", tiny)
         with pytest.raises(NsdashError, match="exhausted"):
             network.allocate("b", tiny)
+
+
+def test_networkd_counts_as_running_only_with_its_state_file_and_its_process(tmp_path):
+    """The host's networkd takes the ve- side (as under nspawn) only while it runs: a state file
+    left in /run by a networkd that has gone (/run is on disk here) does not count."""
+    run, proc = tmp_path / "netif", tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    (proc / "1" / "comm").write_text("init\n")
+    (proc / "self").mkdir()
+    assert not network.networkd_active(str(run), str(proc))
+    run.mkdir()
+    (run / "state").write_text("OPER_STATE=routable\n")
+    assert not network.networkd_active(str(run), str(proc))  # a stale state file
+    (proc / "77").mkdir()
+    (proc / "77" / "comm").write_text("systemd-network\n")  # comm is cut at 15 characters
+    assert network.networkd_active(str(run), str(proc))
+    (run / "state").unlink()
+    assert not network.networkd_active(str(run), str(proc))
+
+
+def test_a_guest_enables_networkd_by_a_wants_link_read_inside_its_tree(tmp_path):
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    assert not network.guest_networkd(str(tmp_path))
+    (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
+    assert network.guest_networkd(str(tmp_path))
