@@ -296,6 +296,35 @@ def test_two_machines_in_a_zone_reach_each_other_and_the_bridge_goes_with_the_la
     assert _left_behind(first) == [] and _zone_left_behind(zone) == []
 
 
+def test_a_full_zone_is_one_line_and_leaves_nothing(busybox_cache, machine_name):
+    """Every address of a zone's block leased (one machine, the rest held by the test): the
+    next member is refused in one line, and the zone stays for the machine still in it."""
+    zone = machine_name.replace("-", "")[:11] + "f"
+    second = machine_name + "-b"
+    fillers: list[str] = []
+    try:
+        r = run_nsdash("spawn", "--detach", "-x", f"--network-zone={zone}", "-M", machine_name,
+                       "-D", str(busybox_cache), "/bin/sleep", "300")
+        assert r.returncode == 0, r.stderr
+        with network.locked():
+            block = next(z for z in network.leases() if z.machine == network.zone_owner(zone))
+            for i in range(len(list(block.block.hosts())) - 2):  # the bridge's .1 and the machine's
+                fillers.append(f"{machine_name}-fill{i}")
+                network.zone_member(fillers[-1], block)
+        r = run_nsdash("spawn", "-q", "-x", f"--network-zone={zone}", "-M", second, "-D", str(busybox_cache),
+                       "/bin/true")
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and f"zone {zone} is full" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert _left_behind(second) == [] and not netlink.link_exists(netlink.veth_host_name(second, "vb-"))
+        assert _zone_left_behind(zone)  # the first machine still uses it
+    finally:
+        with network.locked():
+            for name in fillers:
+                network.release(name)
+        teardown_machine(machine_name)
+    assert _left_behind(machine_name) == [] and _zone_left_behind(zone) == []
+
+
 @pytest.fixture
 def nspawn_file(machine_name) -> Iterator[Path]:
     """MACHINE's settings file in a trusted directory (/run/systemd/nspawn), removed after."""
