@@ -380,6 +380,13 @@ def test_a_machine_on_an_existing_bridge_is_attached_and_detached(busybox_cache,
     bridge = "vb-" + machine_name.replace("-", "")[:8] + "br"  # vb- and the tag: the leak check sees it
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
     try:
+        # --port on a bridge: the bridge's network addresses the machine, so nsdash has no
+        # address to forward to (nspawn learns it from the guest): refused, nothing made.
+        r = run_nsdash("spawn", "-q", "-x", f"--network-bridge={bridge}", "-p", str(_free_port()),
+                       "-M", machine_name, "-D", str(busybox_cache), "/bin/true")
+        assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+        assert "--port cannot be combined with --network-bridge" in r.stderr
+        assert os.listdir(f"/sys/class/net/{bridge}/brif") == [] and _left_behind(machine_name) == []
         r = run_nsdash("spawn", "--detach", "-x", f"--network-bridge={bridge}", "-M", machine_name,
                        "-D", str(busybox_cache), "/bin/sleep", "300")
         assert r.returncode == 0, r.stderr
