@@ -498,8 +498,10 @@ def test_a_debian_machine_with_n_reaches_the_host_and_the_outside(debian_cache, 
 
 
 def test_an_exhausted_pool_is_one_line_and_leaves_nothing(busybox_cache, machine_name, monkeypatch):
-    """A pool of one /30 ($NSDASH_NET_POOL) held by a running machine: the next -n is refused."""
-    free = next(b for b in network.POOL.subnets(new_prefix=30)
+    """A pool of one /30 ($NSDASH_NET_POOL) held by a running machine: the next -n is refused.
+    The pool's last free block, not its first: test sessions running at the same time (other
+    state directories, whose leases show only once routed) allocate from the low end."""
+    free = next(b for b in reversed(list(network.POOL.subnets(new_prefix=30)))
                 if not any(b.overlaps(x) for x in network.host_routes() + [le.block for le in network.leases()]))
     monkeypatch.setenv("NSDASH_NET_POOL", str(free))
     second = machine_name + "-b"
