@@ -42,6 +42,11 @@ DISTRIBUTIONS = {
     "debian": ("bookworm", None, "/usr/share/keyrings/debian-archive-keyring.gpg"),
     "ubuntu": ("jammy", "http://archive.ubuntu.com/ubuntu", "/usr/share/keyrings/ubuntu-archive-keyring.gpg"),
 }
+# Where the keyring comes from.  Debian 12's archive has no Ubuntu keyring (debootstrap knows
+# Ubuntu's releases but cannot check them there): the line must not send the user to apt.
+KEYRING_PACKAGES = {"debian": "Debian's debian-archive-keyring package",
+                    "ubuntu": "Ubuntu's ubuntu-keyring package (Debian 12's archive has none; copy "
+                              "ubuntu-archive-keyring.gpg from an Ubuntu host)"}
 # Every distribution `nsdash create` takes: debootstrap's, then mkosi's.
 NAMES = (*DISTRIBUTIONS, *mkosi.DISTRIBUTIONS)
 SCRIPTS = Path("/usr/share/debootstrap/scripts")
@@ -195,9 +200,9 @@ def check_reachable(distribution: str, release: str, mirror: str) -> None:
     if not os.path.exists(keyring):
         # never --no-check-gpg: a tree whose packages nobody checked is not worth booting
         missing.append(f"its signing keyring {keyring} is not installed")
-        fixes.append(f"install the {distribution}-keyring package")
+        fixes.append(f"install {KEYRING_PACKAGES[distribution]}")
     if missing:
-        raise NsdashError(f"cannot create a {distribution} tree here: {' and '.join(missing)}",
+        raise NsdashError(f"cannot create a tree of {distribution} here: {' and '.join(missing)}",
                           " and ".join(fixes))
 
 

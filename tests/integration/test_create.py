@@ -147,3 +147,22 @@ def test_a_mkosi_create_runs_mkosi_then_finishes_and_publishes_the_tree(tmp_path
     assert (tree / "etc/hostname").read_text() == f"{machine_name}\n"
     assert len((tree / "etc/machine-id").read_text().strip()) == 32
     assert (tree / "etc/shadow").read_text().startswith("root::")
+
+
+def test_ubuntu_without_its_keyring_gets_one_line_that_names_it(tmp_path, monkeypatch):
+    """Ubuntu's archive is reachable here, but Debian 12 ships no Ubuntu keyring, and nsdash
+    never makes a tree from packages nobody checked (no --no-check-gpg)."""
+    import pytest
+
+    from nsdash.machines.create import DISTRIBUTIONS
+
+    keyring = DISTRIBUTIONS["ubuntu"][2]
+    if os.path.exists(keyring):
+        pytest.skip(f"this host has {keyring}: an Ubuntu create would run")
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(tmp_path / "machines"))
+    r = run_nsdash("create", "--distribution=ubuntu", "--mirror=http://127.0.0.1:9/ubuntu", "x")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"its signing keyring {keyring} is not installed" in r.stderr
+    assert "install Ubuntu's ubuntu-keyring package (Debian 12's archive has none" in r.stderr
+    assert not (tmp_path / "machines").exists() or os.listdir(tmp_path / "machines") == []
