@@ -272,3 +272,25 @@ def test_settings_beside_the_image_follow_clone_rename_and_remove(image_dir, ima
     assert (image_dir / f"{image}-r.nspawn").read_text() == "[Exec]\nBoot=yes\n"
     ok("remove", image + "-r")
     assert sorted(os.listdir(image_dir)) == [image, f"{image}.nspawn"]
+
+
+def test_raw_images_clone_rename_read_only_and_remove(image_dir, machine_name):
+    """A NAME.raw disk image through every verb; names with dots keep them (NAME.v2.raw)."""
+    data = os.urandom(3 << 20)
+    (image_dir / f"{machine_name}.raw").write_bytes(data)
+    ok("clone", machine_name, machine_name + ".v2")
+    assert (image_dir / f"{machine_name}.v2.raw").read_bytes() == data
+    ok("rename", machine_name + ".v2", machine_name + ".v3")
+    assert sorted(os.listdir(image_dir)) == [f"{machine_name}.raw", f"{machine_name}.v3.raw"]
+
+    ok("read-only", machine_name + ".v3")
+    assert os.stat(image_dir / f"{machine_name}.v3.raw").st_mode & 0o222 == 0
+    assert f'"name": "{machine_name}.v3", "type": "raw", "ro": true' in ok("list-images", "-o", "json").stdout
+    ok("read-only", machine_name + ".v3", "no")
+    assert os.stat(image_dir / f"{machine_name}.v3.raw").st_mode & 0o200
+    ok("clone", "--read-only", machine_name, machine_name + "-ro")
+    assert os.stat(image_dir / f"{machine_name}-ro.raw").st_mode & 0o222 == 0
+
+    assert "is a raw disk image" in refused("export-tar", machine_name, str(image_dir.parent / "x.tar"))
+    ok("remove", machine_name + ".v3", machine_name + "-ro")
+    assert os.listdir(image_dir) == [f"{machine_name}.raw"]
