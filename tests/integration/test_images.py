@@ -125,14 +125,16 @@ def test_export_import_round_trip(image_dir, image, tmp_path, suffix):
     before = manifest(image_dir / image)
     archive = tmp_path / f"{image}{suffix}"
     r = ok("export-tar", image, str(archive))
-    assert "Exported" in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("Exported ") and lines[0].endswith(" MiB")  # progress, then the summary
+    assert lines[-1].startswith(f"Exported image '{image}' to {archive} (")
     assert not hidden(tmp_path)
     magic = archive.read_bytes()[:6]
     expected = {".tar": b"", ".tar.gz": b"\x1f\x8b", ".tar.xz": b"\xfd7zXZ\x00", ".tar.bz2": b"BZh",
                 ".tar.zst": b"\x28\xb5\x2f\xfd"}[suffix]
     assert magic.startswith(expected)
     r = ok("import-tar", str(archive), image + "-i")
-    assert "Imported 100%" in r.stderr
+    assert "Imported 0% (0.0 MiB)" in r.stderr and "Imported 100%" in r.stderr
     assert manifest(image_dir / (image + "-i")) == before
     assert not hidden(image_dir)
 
