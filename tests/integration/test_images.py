@@ -296,3 +296,14 @@ def test_raw_images_clone_rename_read_only_and_remove(image_dir, machine_name):
     assert "is a raw disk image" in refused("export-tar", machine_name, str(image_dir.parent / "x.tar"))
     ok("remove", machine_name + ".v3", machine_name + "-ro")
     assert os.listdir(image_dir) == [f"{machine_name}.raw"]
+
+
+def test_an_ephemeral_machine_on_the_image_makes_it_busy_too(image_dir, image, detached, machine_name):
+    """-x runs on an overlay of the image, so its root is not the tree: nsdash's state knows."""
+    before = manifest(image_dir / image)
+    detached("-x", "-D", str(image_dir / image), "/bin/sh", "-c", "sleep 300")
+    wait_for(lambda: "In use by" in run_nsdash("image-status", image).stdout, what="the machine to run")
+    assert f"in use by running machine '{machine_name}'" in refused("remove", image)
+    assert "in use by running machine" in refused("rename", image, image + "-x")
+    assert f'"used_by": ["{machine_name}"]' in ok("image-status", "-o", "json", image).stdout
+    assert manifest(image_dir / image) == before and sorted(os.listdir(image_dir)) == [image]
