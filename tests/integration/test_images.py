@@ -307,3 +307,36 @@ def test_an_ephemeral_machine_on_the_image_makes_it_busy_too(image_dir, image, d
     assert "in use by running machine" in refused("rename", image, image + "-x")
     assert f'"used_by": ["{machine_name}"]' in ok("image-status", "-o", "json", image).stdout
     assert manifest(image_dir / image) == before and sorted(os.listdir(image_dir)) == [image]
+
+
+VENDOR_SCRIPT = """
+set -e
+mount -t tmpfs -o mode=0755 nsdash-test /usr/local/games   # only in this mount namespace
+cp -a "$TREE" /usr/local/games/"$NAME"
+export NSDASH_IMAGE_PATH="$HOME_DIR:/usr/local/games"
+for verb in "remove $NAME" "rename $NAME $NAME-r" "read-only $NAME no"; do
+    "$@" $verb 2>&1 && echo "$verb: allowed" || true
+done
+"$@" clone "$NAME" "$NAME-c" && echo cloned
+"$@" image-status "$NAME" | grep RO:
+ls /usr/local/games
+"""
+
+
+def test_vendor_images_under_usr_are_never_changed_only_cloned(image_dir, busybox_cache, machine_name):
+    """An image in /usr/local/games stands for /usr/lib/machines (a tmpfs over it in a mount
+    namespace of the test's own, so the host's /usr is never written)."""
+    from conftest import NSDASH, REPO
+
+    env = {**os.environ, "TREE": str(busybox_cache), "NAME": machine_name, "HOME_DIR": str(image_dir)}
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", VENDOR_SCRIPT, "sh", *NSDASH],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = r.stdout.splitlines()
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    refusals = [line for line in out if "is a vendor image" in line]
+    assert len(refusals) == 3 and all(line.startswith("nsdash: ") for line in refusals), out
+    assert not any(line.endswith(": allowed") for line in out), out
+    assert "cloned" in out and out[-1] == machine_name  # the vendor image is still there, unchanged
+    assert "read-only" in next(line for line in out if "RO:" in line)
+    assert os.listdir(image_dir) == [machine_name + "-c"]  # the clone went to the first directory
+    assert machine_name not in os.listdir("/usr/local/games")  # the tmpfs went with the namespace
