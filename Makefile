@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := systemd-container debootstrap busybox-static tmux libsystemd-dev pkg-config nftables \
 	dbus iproute2 libseccomp2 gcc python3-venv python3-dev util-linux systemd-journal-remote \
-	strace gdb linux-perf fdisk
+	strace gdb linux-perf fdisk btrfs-progs xfsprogs
 
 .PHONY: run test setup apt venv trees demo-trees bytecode lint typecheck screenshots bench clean
 

@@ -1,6 +1,7 @@
-"""`nsdash create`: a bootable Debian or Ubuntu tree in one command, through debootstrap.
+"""`nsdash create`: a bootable Debian or Ubuntu tree in one command, through debootstrap
+(Fedora, Arch and openSUSE through mkosi, where it and their package manager and mirror are at hand).
 
-    nsdash create [--distribution=debian|ubuntu] [--release=R] [--packages=LIST]
+    nsdash create [--distribution=debian|ubuntu|fedora|arch|opensuse] [--release=R] [--packages=LIST]
                   [--root-password=PW] [--mirror=URL] NAME|DIR
 
 NAME makes /var/lib/machines/NAME (the image home, nsdash.system.paths); a
@@ -22,13 +23,14 @@ import os
 import sys
 
 from nsdash.errors import UsageError
-from nsdash.machines import create
+from nsdash.machines import create, mkosi
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nsdash create", description=__doc__.split("\n\n")[0])
     p.add_argument("target", metavar="NAME|DIR")
-    p.add_argument("--distribution", "-d", default="debian", choices=sorted(create.DISTRIBUTIONS))
+    p.add_argument("--distribution", "-d", default="debian",
+                   help="debian or ubuntu (debootstrap); " + ", ".join(mkosi.DISTRIBUTIONS) + " (mkosi)")
     p.add_argument("--release", "-r")
     p.add_argument("--packages", default="", help="more packages, comma-separated")
     p.add_argument("--root-password")

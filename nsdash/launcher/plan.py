@@ -571,7 +571,9 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
         ops.append(m.Bind(os.path.join(state_dir, "notify"), NOTIFY_PATH, recursive=False))
     ops += _credential_ops(spec)  # on top of the read-only /run/host (a plain bind would hide them)
 
-    writable = not spec.read_only
+    # --volatile=state keeps the tree read-only too (only /var is in memory): "auto" binds
+    # the host's files there rather than writing into the tree, as for --read-only
+    writable = not spec.read_only and spec.volatile != "state"
     ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
     ops += _timezone_ops(spec.timezone, view, writable, host_root)
 

@@ -1,4 +1,5 @@
-"""Making a bootable Debian or Ubuntu tree through debootstrap: the one recipe behind
+"""Making a bootable Debian or Ubuntu tree through debootstrap (other distributions
+through mkosi, nsdash.machines.mkosi): the one recipe behind
 `nsdash create`, the dashboard's create form and the demo trees' finishing steps.
 
 A run is a Plan (where, which distribution and release, which mirror; checked
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsdash.errors import NsdashError, UsageError
+from nsdash.machines import mkosi
 from nsdash.system import paths
 from nsdash.system.text import escape
 
@@ -40,6 +42,13 @@ DISTRIBUTIONS = {
     "debian": ("bookworm", None, "/usr/share/keyrings/debian-archive-keyring.gpg"),
     "ubuntu": ("jammy", "http://archive.ubuntu.com/ubuntu", "/usr/share/keyrings/ubuntu-archive-keyring.gpg"),
 }
+# Where the keyring comes from.  Debian 12's archive has no Ubuntu keyring (debootstrap knows
+# Ubuntu's releases but cannot check them there): the line must not send the user to apt.
+KEYRING_PACKAGES = {"debian": "Debian's debian-archive-keyring package",
+                    "ubuntu": "Ubuntu's ubuntu-keyring package (Debian 12's archive has none; copy "
+                              "ubuntu-archive-keyring.gpg from an Ubuntu host)"}
+# Every distribution `nsdash create` takes: debootstrap's, then mkosi's.
+NAMES = (*DISTRIBUTIONS, *mkosi.DISTRIBUTIONS)
 SCRIPTS = Path("/usr/share/debootstrap/scripts")
 # What a tree needs to boot with systemd and be reached over D-Bus (and to look around in).
 SYSTEMD_BASE = ("systemd", "systemd-sysv", "dbus", "procps", "iproute2")
@@ -59,6 +68,13 @@ _MARKERS = (("I: Retrieving InRelease", 0), ("I: Retrieving Release", 0), ("I: R
 FINISHING = "I: Setting up the machine ID, the hostname and root's login..."
 
 Step = Callable[[str], None]
+
+
+def default_release(distribution: str) -> str:
+    """The release `nsdash create` makes of DISTRIBUTION (one of NAMES) unless told."""
+    if distribution in mkosi.DISTRIBUTIONS:
+        return mkosi.DISTRIBUTIONS[distribution].release
+    return DISTRIBUTIONS[distribution][0]
 
 
 def phase_of(line: str) -> int | None:
@@ -148,13 +164,21 @@ def plan(target: str, distribution: str = "debian", release: str | None = None, 
          packages: str = "", root_password: str | None = None) -> Plan:
     """Check a create before it starts: the name or directory, the release, the mirror and the
     keyring.  Each problem is one line (UsageError or NsdashError)."""
-    if distribution not in DISTRIBUTIONS:
-        raise UsageError(f"unknown distribution '{escape(distribution)}'", "use one of " + ", ".join(DISTRIBUTIONS))
+    if distribution not in NAMES:
+        raise UsageError(f"unknown distribution '{escape(distribution)}'", "use one of " + ", ".join(NAMES))
     final, hostname = target_path(target)
-    default_release, default_mirror, _ = DISTRIBUTIONS[distribution]
-    release = release or default_release
-    mirror = (mirror or default_mirror or debian_mirror()).rstrip("/")
-    check_reachable(distribution, release, mirror)
+    if distribution in mkosi.DISTRIBUTIONS:
+        d = mkosi.DISTRIBUTIONS[distribution]
+        release, mirror = release or d.release, (mirror or d.mirror).rstrip("/")
+        lacking = mkosi.missing(distribution, mirror)
+        if lacking:  # mkosi makes these; say what it lacks here before anything is written
+            raise NsdashError(f"cannot create a tree of {distribution} here (through mkosi): {lacking[0]}",
+                              lacking[1])
+    else:
+        default_release, default_mirror, _ = DISTRIBUTIONS[distribution]
+        release = release or default_release
+        mirror = (mirror or default_mirror or debian_mirror()).rstrip("/")
+        check_reachable(distribution, release, mirror)
     if root_password is not None and ("\n" in root_password or ":" in root_password):
         raise UsageError("the root password may not contain ':' or a newline", "pick another password")
     wanted = tuple(p for p in packages.replace(" ", ",").split(",") if p)
@@ -176,9 +200,9 @@ def check_reachable(distribution: str, release: str, mirror: str) -> None:
     if not os.path.exists(keyring):
         # never --no-check-gpg: a tree whose packages nobody checked is not worth booting
         missing.append(f"its signing keyring {keyring} is not installed")
-        fixes.append(f"install the {distribution}-keyring package")
+        fixes.append(f"install {KEYRING_PACKAGES[distribution]}")
     if missing:
-        raise NsdashError(f"cannot create a {distribution} tree here: {' and '.join(missing)}",
+        raise NsdashError(f"cannot create a tree of {distribution} here: {' and '.join(missing)}",
                           " and ".join(fixes))
 
 
@@ -202,7 +226,21 @@ def run(p: Plan, step: Step, job: Job | None = None) -> Path:
 
 
 def build(dest: Path, p: Plan, step: Step, job: Job) -> None:
-    """debootstrap into DEST (an empty directory), then finish the tree as every Debian tree is."""
+    """debootstrap (or mkosi) into DEST (an empty directory), then finish the tree."""
+    if p.distribution in mkosi.DISTRIBUTIONS:
+        mkosi.build(dest, p.distribution, p.release, p.mirror, p.packages,
+                    lambda argv, cwd: run_steps(argv, step, job, "mkosi", cwd))
+        job.check()
+        step(FINISHING)
+        finish_tree(dest, p.hostname, _checked)
+    else:
+        _build_debian(dest, p, step, job)
+    job.check()
+    if p.root_password is not None:
+        set_root_password(dest, p.root_password)
+
+
+def _build_debian(dest: Path, p: Plan, step: Step, job: Job) -> None:
     include = list(dict.fromkeys([*SYSTEMD_BASE, *p.packages]))
     (dest / UNSAFE_IO).parent.mkdir(parents=True, exist_ok=True)
     (dest / UNSAFE_IO).write_text("force-unsafe-io\n")
@@ -213,24 +251,31 @@ def build(dest: Path, p: Plan, step: Step, job: Job) -> None:
     job.check()
     step(FINISHING)
     finish_debian(dest, p.hostname, _checked)
-    job.check()
-    if p.root_password is not None:
-        set_root_password(dest, p.root_password)
 
 
 def debootstrap(argv: list[str], step: Step, job: Job) -> None:
-    """Run debootstrap in a process group of its own, its steps (I:/W:/E: lines) handed to STEP
-    as they come; one line naming its last error if it fails."""
+    """Run debootstrap, its steps (I:/W:/E: lines) handed to STEP as they come."""
+    run_steps(argv, step, job, "debootstrap")
+
+
+def _is_step(tool: str, line: str) -> bool:
+    # debootstrap marks its steps I:/W:/E:; mkosi starts each with '‣'
+    return line[:2] in ("I:", "W:", "E:") if tool == "debootstrap" else line.lstrip().startswith("‣")
+
+
+def run_steps(argv: list[str], step: Step, job: Job, tool: str, cwd: str | None = None) -> None:
+    """Run TOOL's ARGV in a process group of its own, its steps handed to STEP as they come;
+    one line naming its last error if it fails."""
     last: deque[str] = deque(maxlen=5)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", process_group=0)
+                            text=True, errors="replace", process_group=0, cwd=cwd)
     job._running(proc.pid)  # noqa: SLF001 - the job's own hook
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
             line = line.rstrip()
             last.append(line)
-            if line[:2] in ("I:", "W:", "E:"):
+            if _is_step(tool, line):
                 step(escape(line))
         rc = proc.wait()
     except BaseException:
@@ -244,7 +289,7 @@ def debootstrap(argv: list[str], step: Step, job: Job) -> None:
         job.check()
     if rc != 0:
         why = next((x for x in reversed(last) if x.startswith("E:")), last[-1] if last else f"status {rc}")
-        raise NsdashError(f"debootstrap failed: {escape(why)}", "see the steps above; check the mirror and release")
+        raise NsdashError(f"{tool} failed: {escape(why)}", "see the steps above; check the mirror and release")
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -280,6 +325,14 @@ def finish_debian(dest: Path, hostname: str, run_step: Callable[[list[str]], Non
     import shutil
 
     (dest / UNSAFE_IO).unlink()
+    finish_tree(dest, hostname, run_step)
+    shutil.rmtree(dest / "var/cache/apt/archives", ignore_errors=True)
+    (dest / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+
+
+def finish_tree(dest: Path, hostname: str, run_step: Callable[[list[str]], None]) -> None:
+    """What every tree nsdash makes gets: a password-less root, a machine ID, a hostname and
+    a persistent journal directory."""
     run_step(["chroot", str(dest), "passwd", "-d", "root"])
     (dest / "etc/machine-id").unlink(missing_ok=True)
     run_step(["systemd-machine-id-setup", f"--root={dest}"])
@@ -287,8 +340,6 @@ def finish_debian(dest: Path, hostname: str, run_step: Callable[[list[str]], Non
     hostname_file = dest / "etc/hostname"
     hostname_file.write_text(f"{hostname}\n")
     hostname_file.chmod(0o644)
-    shutil.rmtree(dest / "var/cache/apt/archives", ignore_errors=True)
-    (dest / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
 
 
 def set_root_password(tree: Path, password: str) -> None:

@@ -263,6 +263,12 @@ def check_new(name: str, home: Path) -> Path:
     return home / name
 
 
+def _raw_aware(target: Path, image: Image) -> Path:
+    """TARGET for a copy of IMAGE: NAME.raw for a raw image (an added suffix: a name with a
+    dot, such as deb.12, is a whole name, not a stem to replace)."""
+    return target.with_name(target.name + ".raw") if image.type == "raw" else target
+
+
 @contextlib.contextmanager
 def _locked(image: Image) -> Iterator[None]:
     """The tree's start lock (inuse.start_guard takes it too), so no machine starts on the
@@ -324,7 +330,7 @@ def clone(name: str, new: str, read_only: bool = False) -> Image:
     subvolume, else `cp -a --reflink=auto` (shares blocks where the file system can)."""
     image = find(name)
     home = paths.image_home()
-    target = check_new(new, home) if image.type != "raw" else check_new(new, home).with_suffix(".raw")
+    target = _raw_aware(check_new(new, home), image)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     temp = temp_name(home, new)
     try:
@@ -357,9 +363,7 @@ def publish(temp: Path, target: Path) -> None:
 def rename(name: str, new: str) -> Image:
     image = find(name)
     _writable(image, "renamed")
-    target = check_new(new, image.path.parent)
-    if image.type == "raw":
-        target = target.with_suffix(".raw")
+    target = _raw_aware(check_new(new, image.path.parent), image)
     with _locked(image):
         immutable = image.type == "directory" and fsflags.is_immutable(image.path)
         if immutable:  # an immutable directory cannot be renamed; machinectl lifts the flag meanwhile

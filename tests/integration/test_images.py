@@ -125,14 +125,16 @@ def test_export_import_round_trip(image_dir, image, tmp_path, suffix):
     before = manifest(image_dir / image)
     archive = tmp_path / f"{image}{suffix}"
     r = ok("export-tar", image, str(archive))
-    assert "Exported" in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("Exported ") and lines[0].endswith(" MiB")  # progress, then the summary
+    assert lines[-1].startswith(f"Exported image '{image}' to {archive} (")
     assert not hidden(tmp_path)
     magic = archive.read_bytes()[:6]
     expected = {".tar": b"", ".tar.gz": b"\x1f\x8b", ".tar.xz": b"\xfd7zXZ\x00", ".tar.bz2": b"BZh",
                 ".tar.zst": b"\x28\xb5\x2f\xfd"}[suffix]
     assert magic.startswith(expected)
     r = ok("import-tar", str(archive), image + "-i")
-    assert "Imported 100%" in r.stderr
+    assert "Imported 0% (0.0 MiB)" in r.stderr and "Imported 100%" in r.stderr
     assert manifest(image_dir / (image + "-i")) == before
     assert not hidden(image_dir)
 
@@ -272,3 +274,69 @@ def test_settings_beside_the_image_follow_clone_rename_and_remove(image_dir, ima
     assert (image_dir / f"{image}-r.nspawn").read_text() == "[Exec]\nBoot=yes\n"
     ok("remove", image + "-r")
     assert sorted(os.listdir(image_dir)) == [image, f"{image}.nspawn"]
+
+
+def test_raw_images_clone_rename_read_only_and_remove(image_dir, machine_name):
+    """A NAME.raw disk image through every verb; names with dots keep them (NAME.v2.raw)."""
+    data = os.urandom(3 << 20)
+    (image_dir / f"{machine_name}.raw").write_bytes(data)
+    ok("clone", machine_name, machine_name + ".v2")
+    assert (image_dir / f"{machine_name}.v2.raw").read_bytes() == data
+    ok("rename", machine_name + ".v2", machine_name + ".v3")
+    assert sorted(os.listdir(image_dir)) == [f"{machine_name}.raw", f"{machine_name}.v3.raw"]
+
+    ok("read-only", machine_name + ".v3")
+    assert os.stat(image_dir / f"{machine_name}.v3.raw").st_mode & 0o222 == 0
+    assert f'"name": "{machine_name}.v3", "type": "raw", "ro": true' in ok("list-images", "-o", "json").stdout
+    ok("read-only", machine_name + ".v3", "no")
+    assert os.stat(image_dir / f"{machine_name}.v3.raw").st_mode & 0o200
+    ok("clone", "--read-only", machine_name, machine_name + "-ro")
+    assert os.stat(image_dir / f"{machine_name}-ro.raw").st_mode & 0o222 == 0
+
+    assert "is a raw disk image" in refused("export-tar", machine_name, str(image_dir.parent / "x.tar"))
+    ok("remove", machine_name + ".v3", machine_name + "-ro")
+    assert os.listdir(image_dir) == [f"{machine_name}.raw"]
+
+
+def test_an_ephemeral_machine_on_the_image_makes_it_busy_too(image_dir, image, detached, machine_name):
+    """-x runs on an overlay of the image, so its root is not the tree: nsdash's state knows."""
+    before = manifest(image_dir / image)
+    detached("-x", "-D", str(image_dir / image), "/bin/sh", "-c", "sleep 300")
+    wait_for(lambda: "In use by" in run_nsdash("image-status", image).stdout, what="the machine to run")
+    assert f"in use by running machine '{machine_name}'" in refused("remove", image)
+    assert "in use by running machine" in refused("rename", image, image + "-x")
+    assert f'"used_by": ["{machine_name}"]' in ok("image-status", "-o", "json", image).stdout
+    assert manifest(image_dir / image) == before and sorted(os.listdir(image_dir)) == [image]
+
+
+VENDOR_SCRIPT = """
+set -e
+mount -t tmpfs -o mode=0755 nsdash-test /usr/local/games   # only in this mount namespace
+cp -a "$TREE" /usr/local/games/"$NAME"
+export NSDASH_IMAGE_PATH="$HOME_DIR:/usr/local/games"
+for verb in "remove $NAME" "rename $NAME $NAME-r" "read-only $NAME no"; do
+    "$@" $verb 2>&1 && echo "$verb: allowed" || true
+done
+"$@" clone "$NAME" "$NAME-c" && echo cloned
+"$@" image-status "$NAME" | grep RO:
+ls /usr/local/games
+"""
+
+
+def test_vendor_images_under_usr_are_never_changed_only_cloned(image_dir, busybox_cache, machine_name):
+    """An image in /usr/local/games stands for /usr/lib/machines (a tmpfs over it in a mount
+    namespace of the test's own, so the host's /usr is never written)."""
+    from conftest import NSDASH, REPO
+
+    env = {**os.environ, "TREE": str(busybox_cache), "NAME": machine_name, "HOME_DIR": str(image_dir)}
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", VENDOR_SCRIPT, "sh", *NSDASH],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = r.stdout.splitlines()
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    refusals = [line for line in out if "is a vendor image" in line]
+    assert len(refusals) == 3 and all(line.startswith("nsdash: ") for line in refusals), out
+    assert not any(line.endswith(": allowed") for line in out), out
+    assert "cloned" in out and out[-1] == machine_name  # the vendor image is still there, unchanged
+    assert "read-only" in next(line for line in out if "RO:" in line)
+    assert os.listdir(image_dir) == [machine_name + "-c"]  # the clone went to the first directory
+    assert machine_name not in os.listdir("/usr/local/games")  # the tmpfs went with the namespace

@@ -1,5 +1,5 @@
 """--volatile on a booted Debian tree (issue 18): yes leaves the tree unchanged, state keeps
-/var in memory only (the rest read-only).  Each boots the session's Debian copy, writes
+/var in memory only (the rest read-only), overlay writes anywhere into a layer thrown away.  Each boots the session's Debian copy, writes
 through a shell, powers off, and compares the tree's manifest."""
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def _console(name: str) -> str:
             "cat /etc/nsdash-vol /var/nsdash-vol; findmnt -no FSTYPE /", "usr-ro\nx\ny\ntmpfs"),
     ("state", "echo x > /etc/nsdash-vol || echo ro; echo y > /var/nsdash-vol && cat /var/nsdash-vol; "
               "findmnt -no FSTYPE /var", "ro\ny\ntmpfs"),
+    # overlay: the whole tree writable through an overlay whose upper layer is thrown away
+    ("overlay", "echo x > /etc/nsdash-vol && echo z > /usr/nsdash-vol && cat /etc/nsdash-vol /usr/nsdash-vol; "
+                "findmnt -no FSTYPE /", "x\nz\noverlay"),
 ])
 def test_volatile_boot_leaves_the_debian_tree_unchanged(debian_tree, detached, machine_name, mode, script,
                                                        expected):
@@ -40,4 +43,5 @@ def test_volatile_boot_leaves_the_debian_tree_unchanged(debian_tree, detached, m
     assert out == expected.split("\n"), (r.stdout, r.stderr)
     assert run_nsdash("poweroff", machine_name).returncode == 0
     wait_for(lambda: not st.machine_dir(machine_name).exists(), timeout=30, what="the machine to stop")
-    assert manifest_changes(before, tree_manifest(debian_tree)) == []
+    changes = manifest_changes(before, tree_manifest(debian_tree))
+    assert changes == [], "\n".join(changes)

@@ -261,7 +261,8 @@ async def test_spawn_from_the_panel_opens_the_form_with_the_image_chosen(image):
 # ---------------------------------------------------------------- create
 
 
-async def _open_create(app: NsdashApp, pilot, name: str, release: str = "", packages: str = "") -> CreateScreen:
+async def _open_create(app: NsdashApp, pilot, name: str, release: str = "", packages: str = "",
+                       go: bool = True) -> CreateScreen:
     await pilot.press("n")
     await wait_for(pilot, lambda: isinstance(app.screen, CreateScreen) and app.screen.query("#create-name"), 10,
                    "the create form")
@@ -270,7 +271,8 @@ async def _open_create(app: NsdashApp, pilot, name: str, release: str = "", pack
     form.query_one("#create-name").value = name
     form.query_one("#create-release").value = release
     form.query_one("#create-packages").value = packages
-    await submit(form, pilot)
+    if go:
+        await submit(form, pilot)
     return form
 
 
@@ -314,6 +316,23 @@ async def test_create_refuses_a_bad_name_and_an_unknown_release_in_one_line(imag
         await submit(form, pilot)
         await wait_for(pilot, lambda: "does not know" in str(error.render()), 30,
                        lambda: f"the release's line; shown {str(error.render())!r}, running {form.running}")
+        assert not form.running and len(str(error.render()).splitlines()) == 1
+    assert os.listdir(image_dir) == []
+
+
+async def test_create_of_a_mkosi_distribution_says_in_one_line_what_it_lacks(image_dir, machine_name):
+    """Fedora is mkosi's to make; this host has neither mkosi nor dnf nor a Fedora mirror."""
+    app = NsdashApp(poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_panel(app, pilot)
+        form = await _open_create(app, pilot, machine_name, go=False)
+        form.query_one("#create-distribution").value = "fedora"
+        await pilot.pause()
+        assert form.query_one("#create-release").placeholder == "39"
+        error = form.query_one("#create-error")
+        await submit(form, pilot)
+        await wait_for(pilot, lambda: "through mkosi): missing" in str(error.render()), 60,
+                       lambda: f"mkosi's line; shown {str(error.render())!r}")
         assert not form.running and len(str(error.render()).splitlines()) == 1
     assert os.listdir(image_dir) == []
 

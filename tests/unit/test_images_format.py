@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,39 @@ def test_vendor_images_are_those_under_usr():
 @pytest.mark.parametrize("text, value", [("yes", True), ("1", True), ("on", True), ("no", False), ("false", False)])
 def test_booleans(text, value):
     assert parse_bool(text) is value
+
+
+class _Err(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_a_line_per_tenth_in_a_log_and_one_rewritten_line_in_a_terminal(monkeypatch):
+    from nsdash.cli.images import ProgressLine
+
+    log = _Err(False)
+    monkeypatch.setattr(sys, "stderr", log)
+    p = ProgressLine("Imported")
+    for done in range(0, 101, 5):
+        p(done << 20, 100 << 20)
+    p.finish("Imported x.")
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "Imported 0% (0.0 MiB)" and lines[-2] == "Imported 100% (100.0 MiB)"
+    assert len(lines) == 12 and lines[-1] == "Imported x."  # 0..100 by tenths, then the summary
+
+    term = _Err(True)
+    monkeypatch.setattr(sys, "stderr", term)
+    p = ProgressLine("Exported")
+    p(3 << 20, None)
+    p.finish("Exported y.")
+    assert term.getvalue() == "\rExported 3.0 MiB\x1b[K\r\x1b[KExported y.\n"
+    quiet = _Err(False)
+    monkeypatch.setattr(sys, "stderr", quiet)
+    q = ProgressLine("Exported", quiet=True)
+    q(1, 2)
+    q.finish("done")
+    assert quiet.getvalue() == ""

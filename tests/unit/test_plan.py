@@ -178,6 +178,16 @@ def test_read_only_remounts_root_last(tree, host):
     assert "bind" in [d.split()[0] for d in kinds(plan) if "/etc/resolv.conf" in d][0]  # auto on ro: bind
 
 
+
+def test_volatile_state_keeps_the_tree_read_only_for_resolv_conf_and_localtime(tree, host):
+    """Only /var is writable (in memory) under --volatile=state: "auto" binds the host's files
+    instead of writing them into the tree (which a boot then left changed)."""
+    plan = plan_for(tree, host, command=("true",), volatile="state")
+    assert isinstance(plan.mounts[-1], m.RemountRoot)
+    found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
+    assert len(found) == 2 and all(d.startswith("bind") for d in found), found
+
+
 @pytest.mark.parametrize("mode,expect", [
     ("auto", "write /etc/resolv.conf"), ("copy-host", "write /etc/resolv.conf"),
     ("replace-host", "write /etc/resolv.conf"), ("bind-host", "bind"), ("off", None),

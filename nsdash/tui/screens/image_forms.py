@@ -123,17 +123,17 @@ class CreateScreen(ModalScreen[str | None]):
         self.running = False
 
     def compose(self) -> ComposeResult:
-        from nsdash.machines.create import DISTRIBUTIONS, PHASES
+        from nsdash.machines.create import NAMES, PHASES, default_release
 
         with Vertical(id="create-form", classes="image-form"):
-            yield Static("Create an OS tree with debootstrap", id="create-title")
+            yield Static("Create an OS tree with debootstrap (other distributions: mkosi)", id="create-title")
             with Horizontal(classes="form-row"):
                 yield Label("Distribution", classes="form-label")
-                yield Select([(d, d) for d in DISTRIBUTIONS], value="debian", allow_blank=False,
+                yield Select([(d, d) for d in NAMES], value="debian", allow_blank=False,
                              id="create-distribution")
             with Horizontal(classes="form-row"):
                 yield Label("Release", classes="form-label")
-                yield Input(placeholder=DISTRIBUTIONS["debian"][0], id="create-release")
+                yield Input(placeholder=default_release("debian"), id="create-release")
             with Horizontal(classes="form-row"):
                 yield Label("Image name", classes="form-label")
                 yield Input(placeholder="name", id="create-name")
@@ -163,10 +163,10 @@ class CreateScreen(ModalScreen[str | None]):
 
     @on(Select.Changed, "#create-distribution")
     def _distribution_changed(self, event: Select.Changed) -> None:
-        from nsdash.machines.create import DISTRIBUTIONS
+        from nsdash.machines.create import NAMES, default_release
 
-        if isinstance(event.value, str) and event.value in DISTRIBUTIONS:
-            self.query_one("#create-release", Input).placeholder = DISTRIBUTIONS[event.value][0]
+        if isinstance(event.value, str) and event.value in NAMES:
+            self.query_one("#create-release", Input).placeholder = default_release(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
