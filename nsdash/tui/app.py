@@ -128,9 +128,17 @@ class NsdashApp(App):
     selected: reactive[str | None] = reactive(None)
 
     def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
-                 interval: float = 1.0, poll: bool = True, clock=time.time) -> None:
+                 interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None) -> None:
+        """HOSTS: remote hosts (-H, nsdash.remote.target.Target): the dashboard shows theirs
+        only, as machinectl -H does (nsdash.tui.remote)."""
         super().__init__()
         self.readers = readers
+        self.hosts = None
+        if hosts:
+            from nsdash.tui.remote import RemoteActions, RemoteHosts
+
+            self.hosts = RemoteHosts(hosts, interval)
+            actions = actions or RemoteActions(self.hosts)
         self.actions = actions or LauncherActions()
         self.interval = interval
         self.poll = poll
@@ -159,13 +167,21 @@ class NsdashApp(App):
             return
         from nsdash.tui.poller import HostReaders
 
-        # HostReaders opens the host's files: made in the poller's thread, not before the first frame.
-        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=HostReaders)
+        make: Any = HostReaders
+        if self.hosts is not None:
+            from nsdash.tui.remote import RemoteReaders
+
+            hosts = self.hosts
+            make = lambda: RemoteReaders(hosts)  # noqa: E731
+        # The readers open the host's files (or ssh): made in the poller's thread, not before the first frame.
+        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=make)
         self.poller.start()
 
     def on_unmount(self) -> None:
         if self.poller is not None:
             self.poller.stop()
+        if self.hosts is not None:
+            self.hosts.stop()  # (the readers stop them too; not made if the poller never ran)
 
     # ------------------------------------------------------------ snapshots
 
@@ -193,7 +209,11 @@ class NsdashApp(App):
         n = len(self.snapshot.machines)
         delay = self.poller.interval if self.poller else self.interval
         sel = f"  ·  selected: {self.selected}" if self.selected else ""
-        return f"nsdash  ·  {n} machine{'s' if n != 1 else ''}  ·  refresh {delay:g} s{sel}"
+        where = ""
+        if self.hosts is not None:
+            down = self.snapshot.unreachable
+            where = f" on {len(self.hosts.watches)} hosts" + (f"  ·  unreachable: {', '.join(down)}" if down else "")
+        return f"nsdash  ·  {n} machine{'s' if n != 1 else ''}{where}  ·  refresh {delay:g} s{sel}"
 
     def machine_names(self) -> list[str]:
         return [m.name for m in self.snapshot.machines]
