@@ -78,6 +78,7 @@ class HostWatch:
         self._retry_at = 0.0
         self._fresh = False  # at least one answer since start
         self.connects = 0  # sessions opened (tests read it)
+        self._session: Session | None = None  # the open one, for stop() to cut short
         self._stop = threading.Event()
         self._poke = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"nsdash-host-{target}", daemon=True)
@@ -86,9 +87,20 @@ class HostWatch:
         self._thread.start()
 
     def stop(self) -> None:
+        """End the thread and its ssh: a host that hangs must not hold up quitting, so ssh is
+        killed rather than waited for (its far side ends with the connection)."""
+        self.stop_soon()
+        session = self._session
+        if session is not None:
+            with contextlib.suppress(OSError):
+                session.conn.proc.kill()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=self.timeout + 10)
+
+    def stop_soon(self) -> None:
+        """Ask the thread to end (it does at its next wait); stop() waits for it."""
         self._stop.set()
         self._poke.set()
-        self._thread.join(timeout=self.timeout + 10)
 
     def refresh_now(self) -> None:
         """Ask again at once (after an action): a sleeping retry is not cut short."""
@@ -112,13 +124,13 @@ class HostWatch:
                 try:
                     if session is None:
                         self.connects += 1
-                        session = Session(self.target, self.timeout)
+                        session = self._session = Session(self.target, self.timeout)
                     machines = list_machines(session)
                 except (NsdashError, OSError) as e:
                     if session is not None:
                         with contextlib.suppress(OSError):
                             session.close()
-                        session = None
+                        session = self._session = None
                     failures += 1
                     delay = backoff(failures)
                     why = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"

@@ -154,7 +154,12 @@ class NsdashApp(App):
     MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
                                  "profile", "debug", "images"})
 
+    # Over remote hosts (-H) only the stops work: the rest reads this host (nsdash.tui.remote).
+    LOCAL_ONLY = frozenset({"spawn", "attach", "view", "units", "trace", "profile", "debug", "images"})
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.hosts is not None and action in self.LOCAL_ONLY:
+            return False
         return not (action in self.MACHINE_ACTIONS and isinstance(self.screen, ImagesScreen))
 
     # ------------------------------------------------------------ lifecycle
@@ -191,7 +196,7 @@ class NsdashApp(App):
             if snap.errors[0] != self.last_error:
                 self.notify(escape(snap.errors[0]), title="reading the host", severity="warning", markup=False)
             self.last_error = snap.errors[0]
-        if snap.machines or snap.rows or not snap.errors:
+        if snap.machines or snap.rows or snap.unreachable or not snap.errors:
             self.snapshot = snap
             self.history.update(snap)
         self._apply()
@@ -272,6 +277,10 @@ class NsdashApp(App):
     # ------------------------------------------------------------ screens
 
     def open_machine(self, name: str, console: bool = False) -> None:
+        if self.hosts is not None:
+            self.notify("the machine view is not in the dashboard over -H yet; use 'nsdash -H HOST status NAME'",
+                        severity="warning", markup=False)
+            return
         screen = MachineScreen(name)
         self.push_screen(screen)
         self.follow_journal(name, again=True)

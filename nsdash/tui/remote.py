@@ -94,11 +94,9 @@ class RemoteHosts:
 
     def stop(self) -> None:
         for watch in self.watches.values():
-            watch._stop.set()
-            watch._poke.set()
-        if self.started:
-            for watch in self.watches.values():
-                watch.stop()
+            watch.stop_soon()  # all at once, then each waited for
+        for watch in self.watches.values():
+            watch.stop()
 
     def target(self, host: str) -> Target:
         watch = self.watches.get(host)
