@@ -129,6 +129,11 @@ class RemoteReaders:
                     machines.append(info)
         return Snapshot(time.time(), tuple(machines), errors=tuple(errors), unreachable=tuple(down))
 
+    def set_interval(self, seconds: float) -> None:
+        """The refresh delay changed (+ and -): each host is asked at that pace from its next answer."""
+        for watch in self.hosts.watches.values():
+            watch.interval = seconds
+
     def open_journal(self, machines: tuple[str, ...]):
         raise NsdashError("journals of remote machines are not in the dashboard yet",
                           "run 'nsdash -H HOST journal -M MACHINE'")
