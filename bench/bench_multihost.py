@@ -134,8 +134,10 @@ def main() -> int:
             report.row("dashboard -H at rest, this side, per host", here_pct, "none", None, "% core",
                        spread=(min(here) / secs / n * 100, max(here) / secs / n * 100),
                        note="watch thread + ssh; the peer per refresh is bench_remote's poller row")
-            report.row("dashboard -H at rest, far side, per host", far_pct, "far host idle",
-                       statistics.median(idle) / secs / n * 100, "% core", ratio=None)
+            idle_pct = statistics.median(idle) / secs / n * 100
+            report.row("dashboard -H at rest, far side, per host (over its idle)", far_pct, "none", None, "% core",
+                       spread=(min(far) / secs / n * 100 - idle_pct, max(far) / secs / n * 100 - idle_pct),
+                       note=f"the far host idle: {idle_pct:.2f} %")
         finally:
             for name in machines:
                 if run_nsdash("poweroff", name, timeout=60).returncode != 0:
