@@ -11,6 +11,7 @@ them apart.  Two far hosts for the module; they cost a Debian boot each.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sysconfig
 
@@ -101,6 +102,43 @@ def test_without_a_terminal_the_remote_dashboard_says_so_in_one_line(farm):
                        cwd=REPO, env=farm.env, stdin=subprocess.DEVNULL)
     assert r.returncode != 0 and r.stderr.startswith("nsdash: the dashboard needs a terminal")
     assert r.stderr.count("\n") == 1, r.stderr
+
+
+def _tmux(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_real_command_in_a_terminal_shows_both_hosts_and_quits_leaving_no_ssh(farm):
+    session = f"nsdash-{TAG}-multihost"
+    keep = ("NSDASH_STATE_DIR", "HOME", "NSDASH_SSH_COMMAND", "PATH")
+    env = [a for k in keep if k in farm.env for a in ("-e", f"{k}={farm.env[k]}")]
+    config = farm.env["NSDASH_SSH_COMMAND"].split()[-1]
+
+    def ssh_running() -> bool:  # (the tmux server's own command line names the config too: not it)
+        return subprocess.run(["pgrep", "-f", f"^ssh -F {config} -T"], capture_output=True).returncode == 0
+
+    r = _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", "-e", "TERM=xterm-256color", *env,
+              "-c", str(REPO), " ".join([*NSDASH, "-H", "far1", "-H", "far2"]))
+    assert r.returncode == 0, r.stderr
+    try:
+        _tmux("set-option", "-t", session, "remain-on-exit", "on")
+
+        def rows() -> list[str]:
+            screen = _tmux("capture-pane", "-p", "-t", session).stdout
+            return [line for line in screen.splitlines() if " bb" in line and ("far1" in line or "far2" in line)]
+
+        wait_until(lambda: {h for line in rows() for h in HOSTS if h in line} == set(HOSTS), timeout=60, step=0.2,
+                   what="a bb row of each host on the screen")
+        assert "on 2 hosts" in _tmux("capture-pane", "-p", "-t", session).stdout
+        assert ssh_running()  # one session per host
+        _tmux("send-keys", "-t", session, "q")
+        wait_until(lambda: _tmux("display-message", "-p", "-t", session, "#{pane_dead}").stdout.strip() == "1",
+                   timeout=20, step=0.1, what="nsdash to quit")
+        # its ssh sessions end with it
+        wait_until(lambda: not ssh_running(), timeout=10, step=0.1, what="no ssh of the dashboard's left")
+    finally:
+        _tmux("kill-session", "-t", session)
 
 
 async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_host_does_not_stall(
