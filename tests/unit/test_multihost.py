@@ -47,3 +47,27 @@ def test_hosts_file(tmp_path):
     (tmp_path / "nsdash" / "hosts").write_text("build1\n-oProxyCommand=x\n")
     with pytest.raises(UsageError, match=r"hosts:2: "):
         hosts_file(env)
+
+
+def test_a_host_that_fails_is_reported_in_one_line_and_stop_cuts_its_backoff_short(monkeypatch):
+    import time
+
+    from nsdash.remote.hosts import HostWatch
+
+    # an "ssh" that fails at once as ssh does when the host is down (exit 255, its last words on stderr)
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", "sh -c 'echo ssh: connect to host down: No route to host >&2; exit 255'")
+    watch = HostWatch(Target("down"), interval=0.1, timeout=5)
+    watch.start()
+    try:
+        deadline = time.monotonic() + 30
+        while watch.state()[1] is None:
+            assert time.monotonic() < deadline, "no failure reported"
+            time.sleep(0.02)
+        machines, error, fresh = watch.state()
+        assert machines == [] and not fresh
+        assert error is not None and "cannot reach down" in error and "No route to host" in error
+        assert "\n" not in error
+    finally:
+        watch.stop()
+    assert not watch._thread.is_alive()
+    assert watch.connects >= 1
