@@ -67,8 +67,8 @@ def window(seconds: float, machines: list[str], watched: bool) -> tuple[float, f
         if time.monotonic() > deadline:
             raise SystemExit("the far hosts did not answer")
         time.sleep(0.1)
-    sessions = [w._session for w in hosts.watches.values()]
-    ssh0 = sum(_cpu_of(s.ssh_pid) for s in sessions if s)
+    sessions = [w._ssh for w in hosts.watches.values()]
+    ssh0 = sum(_cpu_of(s.pid) for s in sessions if s)
     here0, far0 = time.process_time(), sum(cgroup_usage(m) for m in machines)
     snaps = 0
     end = time.monotonic() + seconds
@@ -77,7 +77,7 @@ def window(seconds: float, machines: list[str], watched: bool) -> tuple[float, f
         assert len(snap.machines) == len(HOSTS) and not snap.unreachable, snap
         snaps += 1
         time.sleep(1.0)
-    here = time.process_time() - here0 + sum(_cpu_of(s.ssh_pid) for s in sessions if s) - ssh0
+    here = time.process_time() - here0 + sum(_cpu_of(s.pid) for s in sessions if s) - ssh0
     far = sum(cgroup_usage(m) for m in machines) - far0
     readers.close()
     return here, far

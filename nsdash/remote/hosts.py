@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from nsdash.system.text import escape
 
 BACKOFF_FIRST, BACKOFF_MOST = 1.0, 30.0
 HOST_TIMEOUT = 10.0  # seconds a host has to greet or answer before it counts as unreachable
+STOP_WAIT = 15.0  # seconds stop() waits for a watch thread once its ssh is killed (it ends within ~1 s)
 
 
 def backoff(failures: int) -> float:
@@ -78,7 +80,7 @@ class HostWatch:
         self._retry_at = 0.0
         self._fresh = False  # at least one answer since start
         self.connects = 0  # sessions opened (tests read it)
-        self._session: Session | None = None  # the open one, for stop() to cut short
+        self._ssh: subprocess.Popen | None = None  # the running ssh, for stop() to cut short
         self._stop = threading.Event()
         self._poke = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"nsdash-host-{target}", daemon=True)
@@ -90,12 +92,12 @@ class HostWatch:
         """End the thread and its ssh: a host that hangs must not hold up quitting, so ssh is
         killed rather than waited for (its far side ends with the connection)."""
         self.stop_soon()
-        session = self._session
-        if session is not None:
+        ssh = self._ssh
+        if ssh is not None and ssh.poll() is None:
             with contextlib.suppress(OSError):
-                session.conn.proc.kill()
+                ssh.kill()  # also while it connects or waits for the greeting
         if self._thread.ident is not None:
-            self._thread.join(timeout=self.timeout + 10)
+            self._thread.join(timeout=STOP_WAIT)
 
     def stop_soon(self) -> None:
         """Ask the thread to end (it does at its next wait); stop() waits for it."""
@@ -116,6 +118,11 @@ class HostWatch:
         self._poke.wait(seconds)
         self._poke.clear()
 
+    def _started(self, ssh: subprocess.Popen) -> None:
+        self._ssh = ssh
+        if self._stop.is_set():  # stop() came between ssh's start and this
+            ssh.kill()
+
     def _run(self) -> None:
         session: Session | None = None
         failures = 0
@@ -124,13 +131,13 @@ class HostWatch:
                 try:
                     if session is None:
                         self.connects += 1
-                        session = self._session = Session(self.target, self.timeout)
+                        session = Session(self.target, self.timeout, started=self._started)
                     machines = list_machines(session)
                 except (NsdashError, OSError) as e:
                     if session is not None:
                         with contextlib.suppress(OSError):
                             session.close()
-                        session = self._session = None
+                        session = None
                     failures += 1
                     delay = backoff(failures)
                     why = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"

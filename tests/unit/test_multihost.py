@@ -71,3 +71,22 @@ def test_a_host_that_fails_is_reported_in_one_line_and_stop_cuts_its_backoff_sho
         watch.stop()
     assert not watch._thread.is_alive()
     assert watch.connects >= 1
+
+
+def test_stop_kills_an_ssh_that_never_greets(monkeypatch):
+    import time
+
+    from nsdash.remote.hosts import HostWatch
+
+    # a host that takes the connection and says nothing: the greeting would wait its whole timeout
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", "sh -c 'exec sleep 600'")
+    watch = HostWatch(Target("silent"), interval=1, timeout=600)
+    watch.start()
+    deadline = time.monotonic() + 30
+    while watch._ssh is None:
+        assert time.monotonic() < deadline, "ssh never started"
+        time.sleep(0.02)
+    ssh = watch._ssh
+    watch.stop()
+    assert not watch._thread.is_alive()  # (without the kill it would still wait for the greeting)
+    assert ssh.poll() is not None  # killed and reaped
