@@ -19,7 +19,6 @@ import contextlib
 import json
 import subprocess
 import threading
-import time
 from typing import Any
 
 from nsdash.errors import NsdashError
@@ -77,7 +76,6 @@ class HostWatch:
         self._lock = threading.Lock()
         self._machines: list[dict[str, Any]] = []
         self._error: str | None = None
-        self._retry_at = 0.0
         self._fresh = False  # at least one answer since start
         self.connects = 0  # sessions opened (tests read it)
         self._ssh: subprocess.Popen | None = None  # the running ssh, for stop() to cut short
@@ -142,7 +140,7 @@ class HostWatch:
                     delay = backoff(failures)
                     why = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
                     with self._lock:
-                        self._error, self._retry_at = why, time.monotonic() + delay
+                        self._error = why
                     self._stop.wait(delay)
                     continue
                 failures = 0
