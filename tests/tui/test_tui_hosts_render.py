@@ -33,6 +33,16 @@ async def test_host_column_and_keys_not_over_h_yet():
         assert ml._rows["far2/bb"][:4] == ("far2", "bb", "running", "[@click=app.quit]x")
         ml.select("far2/bb")
         await wait_for(pilot, lambda: app.selected == "far2/bb", what="selection")
+        # a machine appearing later on far1 joins far1's rows (grouped by host), the selection stays
+        snap = _snapshot()
+        extra = machine_info("far1", {"machine": "late", "state": "running"})
+        assert extra is not None
+        app.post_message(SnapshotReady(Snapshot(2.0, (*snap.machines, extra))))
+        await wait_for(pilot, lambda: len(ml._rows) == 3, what="three rows")
+        assert ml.row_keys() == ["far1/bb", "far1/late", "far2/bb"]
+        assert app.selected == "far2/bb" and ml._current() == "far2/bb"
+        app.post_message(SnapshotReady(snap))
+        await wait_for(pilot, lambda: len(ml._rows) == 2, what="two rows again")
         assert "on 2 hosts" in app.status_text()
         # the journal of a remote machine: a note in the pane, no crash
         app.post_message(JournalLines(("far2/bb",), (), reset=True, note="journals of remote machines are not "

@@ -80,6 +80,7 @@ class MachineList(FastTable):
         self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
         state_at = 2 if self.hosts else 1
+        added = False
         for m in machines:
             seen.add(m.name)
             up = fmt.uptime(now - m.started) if m.started and m.state in UP_STATES else "-"
@@ -89,6 +90,7 @@ class MachineList(FastTable):
             old = self._rows.get(m.name)
             if old is None:
                 self.add_row(*self._styled(cells), key=m.name)
+                added = True
             elif old != cells:
                 self.set_cells(m.name, {col: self._styled_cell(col, new, cells[state_at]) for (col, _), new, was
                                         in zip(self._columns, cells, old, strict=True) if new != was})
@@ -96,6 +98,12 @@ class MachineList(FastTable):
         for gone in set(self._rows) - seen:
             del self._rows[gone]
             self.remove_row(gone)
+        if self.hosts and added:
+            # grouped by host: a machine that appears later joins its host's rows, not the end
+            keep = self._selected
+            self.sort(key=lambda row: (row[0].plain, row[1].plain))
+            if keep is not None:
+                self.select(keep)
         if self._selected not in self._rows:
             self._announce()
 
