@@ -47,6 +47,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "seccomp": (["--runs", "20"], ["--runs", "9"]),
     "userns": (["--runs", "5"], ["--runs", "2"]),
     "remote": (["--runs", "15"], ["--runs", "7"]),
+    "multihost": (["--window", "20", "--rounds", "2"], ["--window", "10", "--rounds", "1"]),
     "boot": ([], []),  # bench_boot.py: the guest matrix, when it exists
 }
 

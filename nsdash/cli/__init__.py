@@ -144,6 +144,11 @@ def _run_remote(targets, args: list[str], debug: bool) -> int:
     from nsdash.remote import client
 
     try:
+        if not args or args[0].startswith("-"):
+            # no verb: the dashboard over those hosts (its options only: -d)
+            from nsdash.cli import dashboard
+
+            return dashboard.main(args, hosts=targets)
         if len(targets) > 1:
             from nsdash.cli.remote import several_hosts
 

@@ -46,8 +46,46 @@ def start_demo_machines(notice=print) -> list[str]:
     return started
 
 
-def main(argv: list[str]) -> int:
+def hosts_file(env=None) -> list:
+    """The hosts in $XDG_CONFIG_HOME/nsdash/hosts (~/.config/nsdash/hosts): one [USER@]HOST[:PORT]
+    a line, # comments; none if there is no such file."""
+    import os
+    from pathlib import Path
+
+    from nsdash.remote.target import parse_target
+
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "/nonexistent", ".config")
+    path = Path(base) / "nsdash" / "hosts"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}", "fix or remove the file") from None
+    targets = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            target = parse_target(line)
+        except UsageError as e:
+            raise UsageError(f"{path}:{number}: {e.message}", "one [USER@]HOST[:PORT] a line") from None
+        if target not in targets:
+            targets.append(target)
+    return targets
+
+
+def main(argv: list[str], hosts: list | None = None) -> int:
+    """HOSTS: the remote hosts of -H (else those of the hosts file, if any): the dashboard over
+    them, their machines only, as machinectl -H shows the remote host's only."""
     args = _parser().parse_args(argv)
+    if not hosts:
+        hosts = hosts_file()
+    if hosts and args.demo:
+        raise UsageError("--demo starts this host's demo machines, not a remote host's",
+                         "leave out -H (and move ~/.config/nsdash/hosts away), or --demo")
     if not 0.25 <= args.delay <= 30:
         raise UsageError(f"refresh delay {args.delay:g} s is out of range", "pick 0.25 to 30 seconds")
     if not sys.stdout.isatty() or not sys.stdin.isatty():
@@ -65,5 +103,5 @@ def main(argv: list[str]) -> int:
     gcpause.hold()  # until the first full frame (the app releases it)
     from nsdash.tui.app import NsdashApp
 
-    NsdashApp(interval=args.delay).run()
+    NsdashApp(interval=args.delay, hosts=hosts or None).run()
     return 0

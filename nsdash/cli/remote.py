@@ -32,6 +32,7 @@ def several_hosts(targets: list, argv: list[str]) -> int:
 
     from nsdash.cli.machinectl import table
     from nsdash.errors import UsageError
+    from nsdash.remote.hosts import list_machines
     from nsdash.remote.session import Session
 
     if not argv or argv[0] != "list":
@@ -46,14 +47,7 @@ def several_hosts(targets: list, argv: list[str]) -> int:
 
     def ask(target) -> list[dict]:
         with Session(target, HOST_TIMEOUT) as session:
-            (result,) = session.run(["list", "-o", "json"])
-        if result.code != 0:
-            last = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {result.code}"]
-            raise UsageError(f"{target}: {last[0]}")
-        machines = json.loads(result.stdout)
-        if not isinstance(machines, list) or not all(isinstance(m, dict) for m in machines):
-            raise UsageError(f"{target} answered 'list -o json' with something else")
-        return machines
+            return list_machines(session)
 
     failed = 0
     found: list[tuple[str, dict]] = []

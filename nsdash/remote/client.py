@@ -25,7 +25,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
@@ -60,8 +60,10 @@ def diagnose(target: Target, returncode: int | None, stderr: str) -> p.RemoteErr
 class Connection:
     """`ssh HOST nsdash _remote`, greeted: messages out with send(), in with messages()."""
 
-    def __init__(self, target: Target, timeout: float | None = None) -> None:
-        """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits)."""
+    def __init__(self, target: Target, timeout: float | None = None,
+                 started: Callable[[subprocess.Popen], object] | None = None) -> None:
+        """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits).
+        STARTED: called with ssh's process before the greeting (a dashboard quitting kills it)."""
         self.target = target
         try:
             self.proc = subprocess.Popen(ssh_argv(target), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -69,6 +71,8 @@ class Connection:
         except FileNotFoundError as e:
             raise p.RemoteError(f"cannot run ssh ({e.strerror}: {e.filename})",
                                 "install OpenSSH's client, or name it with NSDASH_SSH_COMMAND") from None
+        if started is not None:
+            started(self.proc)
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self.out, self.err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         self.err_open = True

@@ -17,6 +17,8 @@ session per host, each in the poller's thread for that host).
 from __future__ import annotations
 
 import select
+import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from nsdash.remote import protocol as p
@@ -39,10 +41,12 @@ class Result:
 class Session:
     """An open connection to TARGET; run() verbs over it; close() when done (or use `with`)."""
 
-    def __init__(self, target: Target, timeout: float = 30.0) -> None:
+    def __init__(self, target: Target, timeout: float = 30.0,
+                 started: Callable[[subprocess.Popen], object] | None = None) -> None:
+        """STARTED: called with ssh's process as soon as it runs (nsdash.remote.client.Connection)."""
         self.target = target
         self.timeout = timeout
-        self.conn = Connection(target, timeout)
+        self.conn = Connection(target, timeout, started)
         self.next_channel = 1
 
     def __enter__(self) -> Session:

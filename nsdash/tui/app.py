@@ -128,9 +128,17 @@ class NsdashApp(App):
     selected: reactive[str | None] = reactive(None)
 
     def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
-                 interval: float = 1.0, poll: bool = True, clock=time.time) -> None:
+                 interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None) -> None:
+        """HOSTS: remote hosts (-H, nsdash.remote.target.Target): the dashboard shows theirs
+        only, as machinectl -H does (nsdash.tui.remote)."""
         super().__init__()
         self.readers = readers
+        self.hosts = None
+        if hosts:
+            from nsdash.tui.remote import RemoteActions, RemoteHosts
+
+            self.hosts = RemoteHosts(hosts, interval)
+            actions = actions or RemoteActions(self.hosts)
         self.actions = actions or LauncherActions()
         self.interval = interval
         self.poll = poll
@@ -146,7 +154,12 @@ class NsdashApp(App):
     MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
                                  "profile", "debug", "images"})
 
+    # Over remote hosts (-H) only the stops work: the rest reads this host (nsdash.tui.remote).
+    LOCAL_ONLY = frozenset({"spawn", "attach", "view", "units", "trace", "profile", "debug", "images"})
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.hosts is not None and action in self.LOCAL_ONLY:
+            return False
         return not (action in self.MACHINE_ACTIONS and isinstance(self.screen, ImagesScreen))
 
     # ------------------------------------------------------------ lifecycle
@@ -159,13 +172,21 @@ class NsdashApp(App):
             return
         from nsdash.tui.poller import HostReaders
 
-        # HostReaders opens the host's files: made in the poller's thread, not before the first frame.
-        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=HostReaders)
+        make: Any = HostReaders
+        if self.hosts is not None:
+            from nsdash.tui.remote import RemoteReaders
+
+            hosts = self.hosts
+            make = lambda: RemoteReaders(hosts)  # noqa: E731
+        # The readers open the host's files (or ssh): made in the poller's thread, not before the first frame.
+        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=make)
         self.poller.start()
 
     def on_unmount(self) -> None:
         if self.poller is not None:
             self.poller.stop()
+        if self.hosts is not None:
+            self.hosts.stop()  # (the readers stop them too; not made if the poller never ran)
 
     # ------------------------------------------------------------ snapshots
 
@@ -175,7 +196,7 @@ class NsdashApp(App):
             if snap.errors[0] != self.last_error:
                 self.notify(escape(snap.errors[0]), title="reading the host", severity="warning", markup=False)
             self.last_error = snap.errors[0]
-        if snap.machines or snap.rows or not snap.errors:
+        if snap.machines or snap.rows or snap.unreachable or not snap.errors:
             self.snapshot = snap
             self.history.update(snap)
         self._apply()
@@ -193,7 +214,11 @@ class NsdashApp(App):
         n = len(self.snapshot.machines)
         delay = self.poller.interval if self.poller else self.interval
         sel = f"  ·  selected: {self.selected}" if self.selected else ""
-        return f"nsdash  ·  {n} machine{'s' if n != 1 else ''}  ·  refresh {delay:g} s{sel}"
+        where = ""
+        if self.hosts is not None:
+            down = self.snapshot.unreachable
+            where = f" on {len(self.hosts.watches)} hosts" + (f"  ·  unreachable: {', '.join(down)}" if down else "")
+        return f"nsdash  ·  {n} machine{'s' if n != 1 else ''}{where}  ·  refresh {delay:g} s{sel}"
 
     def machine_names(self) -> list[str]:
         return [m.name for m in self.snapshot.machines]
@@ -252,6 +277,10 @@ class NsdashApp(App):
     # ------------------------------------------------------------ screens
 
     def open_machine(self, name: str, console: bool = False) -> None:
+        if self.hosts is not None:
+            self.notify("the machine view is not in the dashboard over -H yet; use 'nsdash -H HOST status NAME'",
+                        severity="warning", markup=False)
+            return
         screen = MachineScreen(name)
         self.push_screen(screen)
         self.follow_journal(name, again=True)

@@ -46,6 +46,7 @@ class MachineInfo:
     source: str = "nsdash"
     status: str | None = None  # the guest's last sd_notify STATUS= line (guest text)
     links: tuple[LinkRate, ...] = ()  # its own network namespace's links (none: the host's network)
+    host: str | None = None  # the remote host it runs on (-H; None: this one); NAME is then HOST/MACHINE
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Snapshot:
     commands: Mapping[int, str] = field(default_factory=lambda: EMPTY)  # pid -> command line
     machine_of: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # cgroup path -> machine name
     errors: tuple[str, ...] = ()  # readers that failed this round, in words
+    unreachable: tuple[str, ...] = ()  # remote hosts (-H) that did not answer last time
 
 
 class SnapshotReady(Message):

@@ -97,6 +97,9 @@ class Poller:
 
     def set_interval(self, seconds: float) -> float:
         self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, seconds))
+        readers = self.readers
+        if readers is not None and hasattr(readers, "set_interval"):
+            readers.set_interval(self.interval)  # remote hosts (-H) keep their own pace
         self._wake()
         return self.interval
 

@@ -129,7 +129,7 @@ def test_verbs_that_cannot_run_remotely_are_refused_before_connecting():
     with pytest.raises(UsageError, match="does not run over -H"):
         check_verb(["trace", "-M", "x"])
     with pytest.raises(UsageError, match="does not run over -H"):
-        check_verb([])  # the dashboard, not there yet
+        check_verb([])  # the dashboard over -H runs on this side (cli/dashboard.py), never on the far one
     with pytest.raises(UsageError, match="needs --detach"):
         check_verb(["spawn", "-D", "/x"])
     check_verb(["spawn", "--detach", "-D", "/x"])

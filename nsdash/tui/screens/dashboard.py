@@ -56,7 +56,7 @@ class DashboardScreen(PanelScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("nsdash", id="status")
         with Horizontal(id="top-row", classes="row"):
-            yield MachineList(id="machines", classes="panel")
+            yield MachineList(id="machines", classes="panel", hosts=getattr(self.app, "hosts", None) is not None)
             yield CpuTable(id="cpu", classes="panel")
         with Horizontal(id="bottom-row", classes="row"):
             yield CgroupTree(id="tree", classes="panel")

@@ -17,6 +17,7 @@ from nsdash.tui.widgets.fast_table import FastTable
 
 COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "Address"),
            ("uptime", "Up"), ("cpu", "CPU (1 min)"))
+HOST_COLUMN = ("host", "Host")  # first, over remote hosts (-H): the row's key is then HOST/MACHINE
 SPARK_WIDTH = 20
 
 
@@ -58,15 +59,17 @@ class MachineList(FastTable):
             super().__init__()
             self.machine = machine
 
-    def __init__(self, clock: Callable[[], float] = time.time, **kw) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, hosts: bool = False, **kw) -> None:
         super().__init__(cursor_type="row", **kw)
         self.clock = clock
+        self.hosts = hosts
+        self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
         self._rows: dict[str, tuple] = {}
         self._selected: str | None = None
         self._styles: dict[str, Style] = {}
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
+        for key, label in self._columns:
             self.add_column(label, key=key)
 
     # ------------------------------------------------------------ public
@@ -76,20 +79,31 @@ class MachineList(FastTable):
         now = self.clock() if now is None else now
         self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
+        state_at = 2 if self.hosts else 1
+        added = False
         for m in machines:
             seen.add(m.name)
             up = fmt.uptime(now - m.started) if m.started and m.state in UP_STATES else "-"
-            cells = (m.name, state_cell(m), m.os, m.address, up, spark(cpu(m.name)))
+            cells: tuple[str, ...] = (m.name, state_cell(m), m.os, m.address, up, spark(cpu(m.name)))
+            if self.hosts:
+                cells = (m.host or "-", m.name.partition("/")[2] if m.host else m.name, *cells[1:])
             old = self._rows.get(m.name)
             if old is None:
                 self.add_row(*self._styled(cells), key=m.name)
+                added = True
             elif old != cells:
-                self.set_cells(m.name, {col: self._styled_cell(col, new, cells[1]) for (col, _), new, was
-                                        in zip(COLUMNS, cells, old, strict=True) if new != was})
+                self.set_cells(m.name, {col: self._styled_cell(col, new, cells[state_at]) for (col, _), new, was
+                                        in zip(self._columns, cells, old, strict=True) if new != was})
             self._rows[m.name] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
             self.remove_row(gone)
+        if self.hosts and added:
+            # grouped by host: a machine that appears later joins its host's rows, not the end
+            keep = self._selected
+            self.sort(key=lambda row: (row[0].plain, row[1].plain))
+            if keep is not None:
+                self.select(keep)
         if self._selected not in self._rows:
             self._announce()
 
@@ -104,7 +118,8 @@ class MachineList(FastTable):
     # ------------------------------------------------------------ helpers
 
     def _styled(self, cells: tuple) -> list:
-        return [self._styled_cell(col, c, cells[1]) for (col, _), c in zip(COLUMNS, cells, strict=True)]
+        state = cells[2] if self.hosts else cells[1]
+        return [self._styled_cell(col, c, state) for (col, _), c in zip(self._columns, cells, strict=True)]
 
     def _styled_cell(self, col: str, value: str, state: str) -> Text:
         if col == "state":

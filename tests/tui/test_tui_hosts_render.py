@@ -1,0 +1,63 @@
+"""The dashboard's table over remote hosts, with fixed snapshots (no ssh): the Host column, escaped
+far text, and the keys that do not work over -H yet answering in one notification, not a crash."""
+
+from __future__ import annotations
+
+from tuikit import sample_app, wait_for
+
+from nsdash.remote.target import Target
+from nsdash.tui.messages import JournalLines, Snapshot, SnapshotReady
+from nsdash.tui.remote import machine_info
+from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.widgets.machine_list import MachineList
+
+SIZE = (160, 40)
+
+
+def _snapshot(unreachable: tuple[str, ...] = ()) -> Snapshot:
+    machines = [machine_info("far1", {"machine": "bb", "state": "running", "os": "busybox"}),
+                machine_info("far2", {"machine": "bb", "state": "running", "os": "[@click=app.quit]x"},
+                             reachable="far2" not in unreachable)]
+    return Snapshot(1.0, tuple(m for m in machines if m is not None), unreachable=unreachable,
+                    errors=tuple(f"{h} is unreachable: gone" for h in unreachable))
+
+
+async def test_host_column_and_keys_not_over_h_yet():
+    app = sample_app(hosts=[Target("far1"), Target("far2")])
+    async with app.run_test(size=SIZE) as pilot:
+        app.post_message(SnapshotReady(_snapshot()))
+        ml = app.screen.query_one(MachineList)
+        await wait_for(pilot, lambda: len(ml._rows) == 2, what="two rows")
+        assert [c.label.plain for c in ml.columns.values()][:3] == ["Host", "Machine", "State"]
+        assert ml._rows["far1/bb"][:3] == ("far1", "bb", "running")
+        assert ml._rows["far2/bb"][:4] == ("far2", "bb", "running", "[@click=app.quit]x")
+        ml.select("far2/bb")
+        await wait_for(pilot, lambda: app.selected == "far2/bb", what="selection")
+        # a machine appearing later on far1 joins far1's rows (grouped by host), the selection stays
+        snap = _snapshot()
+        extra = machine_info("far1", {"machine": "late", "state": "running"})
+        assert extra is not None
+        app.post_message(SnapshotReady(Snapshot(2.0, (*snap.machines, extra))))
+        await wait_for(pilot, lambda: len(ml._rows) == 3, what="three rows")
+        assert ml.row_keys() == ["far1/bb", "far1/late", "far2/bb"]
+        assert app.selected == "far2/bb" and ml._current() == "far2/bb"
+        app.post_message(SnapshotReady(snap))
+        await wait_for(pilot, lambda: len(ml._rows) == 2, what="two rows again")
+        assert "on 2 hosts" in app.status_text()
+        # the journal of a remote machine: a note in the pane, no crash
+        app.post_message(JournalLines(("far2/bb",), (), reset=True, note="journals of remote machines are not "
+                                      "in the dashboard yet"))
+        # what reads this host (console, units, trace, gdb, images, spawn) is off over -H: no screen opens
+        for key in ("a", "u", "T", "P", "D", "s", "I", "v"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen), (key, app.screen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("not in the dashboard over -H yet" in str(n.message)
+                                          for n in app._notifications), what="the machine view's note")
+        assert isinstance(app.screen, DashboardScreen)
+        assert not any("invalid machine name" in str(n.message) for n in app._notifications)
+        app.post_message(SnapshotReady(_snapshot(unreachable=("far2",))))
+        await wait_for(pilot, lambda: "unreachable: far2" in app.status_text(), what="status")
+        await wait_for(pilot, lambda: ml._rows["far2/bb"][2] == "unreachable", what="far2's row")
+        assert ml._rows["far1/bb"][2] == "running"

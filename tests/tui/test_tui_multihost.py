@@ -1,0 +1,183 @@
+"""The dashboard over two real far hosts (issue 20), as root.
+
+Each far host is an nsdash machine booted from the "sshd" tree with private
+networking (nsdash.demo.farhost, as tests/integration/test_remote.py), both
+from one set of keys, reached over real ssh through one ssh_config (aliases
+far1 and far2, NSDASH_SSH_COMMAND) with HOME in the test's directory.  Each
+runs a nested BusyBox machine of the same name, "bb", so only the host tells
+them apart.  Two far hosts for the module; they cost a Debian boot each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sysconfig
+
+import pytest
+from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine
+from conftest import wait_for as wait_until
+from tuikit import confirm_by_name, wait_for
+
+from nsdash.demo import farhost
+from nsdash.launcher import network
+from nsdash.remote.target import Target
+from nsdash.tui.app import NsdashApp
+from nsdash.tui.remote import UNREACHABLE
+from nsdash.tui.widgets.machine_list import MachineList
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+SIZE = (160, 40)
+HOSTS = ("far1", "far2")
+
+
+class Farm:
+    """The far hosts: remote(host, *argv) runs `nsdash -H HOST ARGV` here."""
+
+    def __init__(self, files: farhost.FarFiles, config: str, machines: dict[str, str]) -> None:
+        self.files, self.machines = files, machines  # alias -> the far host's machine name here
+        self.env = {**os.environ, "HOME": str(files.home), "NSDASH_SSH_COMMAND": f"ssh -F {config}"}
+        self.env.pop("NSDASH_HOST", None)
+
+    def remote(self, host: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([*NSDASH, "-H", host, *argv], capture_output=True, text=True, timeout=timeout,
+                              cwd=REPO, env=self.env, stdin=subprocess.DEVNULL)
+
+    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", self.env["NSDASH_SSH_COMMAND"].split()[-1], host, command],
+                              capture_output=True, text=True, timeout=60, env=self.env, stdin=subprocess.DEVNULL)
+
+    def names(self, host: str) -> list[str]:
+        r = self.remote(host, "list", "--no-legend")
+        assert r.returncode == 0, r.stderr
+        return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multihost")
+    tmp.chmod(0o755)
+    files = farhost.prepare(tmp)
+    machines = {alias: f"{TAG}-{alias}" for alias in HOSTS}
+    try:
+        configs = []
+        for alias, name in machines.items():
+            r = run_nsdash("spawn", "--detach", "-M", name, "-n", "-xbD", str(cached_tree("sshd")),
+                           *farhost.spawn_options(files, REPO, sysconfig.get_paths()["purelib"]),
+                           f"--bind-ro={cached_tree('busybox')}:/opt/busybox", timeout=120)
+            assert r.returncode == 0, r.stderr
+            lease = network.lease_of(name)
+            assert lease is not None
+            configs.append(farhost.ssh_config(files, str(lease.guest.ip), name=f"ssh_{alias}", alias=alias))
+        config = tmp / "ssh_config_both"
+        config.write_text("".join(path.read_text() for path in configs))
+        farm = Farm(files, str(config), machines)
+        for alias in HOSTS:
+            wait_until(lambda alias=alias: farm.remote(alias, "list", timeout=30).returncode == 0, timeout=90,
+                       step=0.5, what=f"sshd and nsdash on {alias}")
+            r = farm.remote(alias, "spawn", "--detach", "-M", "bb", "-xbD", "/opt/busybox")
+            assert r.returncode == 0, r.stderr
+        yield farm
+    finally:
+        for name in machines.values():
+            teardown_machine(name)
+
+
+def _row(app: NsdashApp, key: str):
+    return next((m for m in app.snapshot.machines if m.name == key), None)
+
+
+def _state(app: NsdashApp, key: str) -> str | None:
+    m = _row(app, key)
+    return m.state if m else None
+
+
+def _cells(app: NsdashApp, key: str) -> tuple:
+    return app.screen.query_one(MachineList)._rows.get(key, ())
+
+
+def test_without_a_terminal_the_remote_dashboard_says_so_in_one_line(farm):
+    r = subprocess.run([*NSDASH, "-H", "far1", "-H", "far2"], capture_output=True, text=True, timeout=30,
+                       cwd=REPO, env=farm.env, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and r.stderr.startswith("nsdash: the dashboard needs a terminal")
+    assert r.stderr.count("\n") == 1, r.stderr
+
+
+def _tmux(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_real_command_in_a_terminal_shows_both_hosts_and_quits_leaving_no_ssh(farm):
+    session = f"nsdash-{TAG}-multihost"
+    keep = ("NSDASH_STATE_DIR", "HOME", "NSDASH_SSH_COMMAND", "PATH")
+    env = [a for k in keep if k in farm.env for a in ("-e", f"{k}={farm.env[k]}")]
+    config = farm.env["NSDASH_SSH_COMMAND"].split()[-1]
+
+    def ssh_running() -> bool:  # (the tmux server's own command line names the config too: not it)
+        return subprocess.run(["pgrep", "-f", f"^ssh -F {config} -T"], capture_output=True).returncode == 0
+
+    r = _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", "-e", "TERM=xterm-256color", *env,
+              "-c", str(REPO), " ".join([*NSDASH, "-H", "far1", "-H", "far2"]))
+    assert r.returncode == 0, r.stderr
+    try:
+        _tmux("set-option", "-t", session, "remain-on-exit", "on")
+
+        def rows() -> list[str]:
+            screen = _tmux("capture-pane", "-p", "-t", session).stdout
+            return [line for line in screen.splitlines() if " bb" in line and ("far1" in line or "far2" in line)]
+
+        wait_until(lambda: {h for line in rows() for h in HOSTS if h in line} == set(HOSTS), timeout=60, step=0.2,
+                   what="a bb row of each host on the screen")
+        assert "on 2 hosts" in _tmux("capture-pane", "-p", "-t", session).stdout
+        assert ssh_running()  # one session per host
+        _tmux("send-keys", "-t", session, "q")
+        wait_until(lambda: _tmux("display-message", "-p", "-t", session, "#{pane_dead}").stdout.strip() == "1",
+                   timeout=20, step=0.1, what="nsdash to quit")
+        # its ssh sessions end with it
+        wait_until(lambda: not ssh_running(), timeout=10, step=0.1, what="no ssh of the dashboard's left")
+    finally:
+        _tmux("kill-session", "-t", session)
+
+
+async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_host_does_not_stall(
+        farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
+    async with app.run_test(size=SIZE) as pilot:
+        # both hosts' "bb", told apart by the Host column
+        await wait_for(pilot, lambda: _state(app, "far1/bb") == "running" and _state(app, "far2/bb") == "running",
+                       timeout=60, what=lambda: f"both bb machines ({app.snapshot.machines}, {app.snapshot.errors})")
+        assert _cells(app, "far1/bb")[:3] == ("far1", "bb", "running")
+        assert _cells(app, "far2/bb")[:3] == ("far2", "bb", "running")
+        assert "on 2 hosts" in app.status_text()
+
+        # poweroff from the dashboard: far1's bb stops, far2's runs on
+        ml = app.screen.query_one(MachineList)
+        ml.select("far1/bb")
+        await wait_for(pilot, lambda: app.selected == "far1/bb", what="the selection")
+        await pilot.press("o")
+        await confirm_by_name(app, pilot, "far1/bb")
+        await wait_for(pilot, lambda: _row(app, "far1/bb") is None, timeout=60, what="far1's bb gone")
+        assert "bb" not in farm.names("far1")
+        assert "bb" in farm.names("far2") and _state(app, "far2/bb") == "running"
+
+        # far2's sshd dies (the listener and our session with it): far2 shows unreachable, far1 goes on
+        farm.ssh("far2", "pkill -x sshd")  # (its own session dies too: its exit status means nothing)
+        await wait_for(pilot, lambda: "far2" in app.snapshot.unreachable, timeout=60, what="far2 unreachable")
+        assert _state(app, "far2/bb") == UNREACHABLE  # its last machines stay, marked
+        assert "unreachable: far2" in app.status_text()
+        r = farm.remote("far1", "spawn", "--detach", "-M", "bb2", "-xbD", "/opt/busybox")
+        assert r.returncode == 0, r.stderr
+        await wait_for(pilot, lambda: _state(app, "far1/bb2") == "running", timeout=60,
+                       what="far1's new machine while far2 is down")
+        assert "far2" in app.snapshot.unreachable
+
+        # sshd back on far2 (started in it from this host): it reconnects by itself, with backoff
+        r = run_nsdash("shell", farm.machines["far2"], "/bin/systemctl", "start", "ssh.service", timeout=60)
+        assert r.returncode == 0, r.stderr
+        await wait_for(pilot, lambda: "far2" not in app.snapshot.unreachable and _state(app, "far2/bb") == "running",
+                       timeout=90, what="far2 back")
+        assert app.hosts is not None and app.hosts.watches["far2"].connects >= 2
