@@ -170,11 +170,21 @@ class _OpenHow(ctypes.Structure):
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): open PATH below DIRFD under the RESOLVE_* rules; returns the new fd."""
+    """openat2(2): open PATH below DIRFD under the RESOLVE_* rules; returns the new fd.
+
+    With RESOLVE_IN_ROOT the kernel answers EAGAIN when a rename or mount anywhere on
+    the system raced with a `..` in the lookup (it cannot then prove the walk stayed
+    inside); the man page's remedy is to try again, which is done here a bounded number
+    of times, so a busy host is not mistaken for a refused file."""
     nr = 437  # the same number on x86_64 and aarch64
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_libc.syscall(ctypes.c_long(nr), ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
-                                ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+    encoded = _b(path)
+    for _ in range(64):
+        ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(dirfd), encoded, ctypes.byref(how),
+                            ctypes.c_size_t(ctypes.sizeof(how)))
+        if ret >= 0 or ctypes.get_errno() != 11:  # EAGAIN
+            break
+    return _check(ret, "openat2", path)
 
 
 # ---- inotify (added for nsdash.journal: following console logs) -------------
