@@ -63,7 +63,7 @@ def entry(item: ShownKey, key_style: Style, description_style: Style, compact: b
     """One key: ' KEY ' in the key style, then 'Description ' (Textual's Footer spacing); COMPACT
     (the palette's key, as Textual draws it): 'KEY Description'."""
     dim = Style(dim=not item.enabled)
-    # meta carries the key to press on a click (on_click reads it back from the style under the mouse)
+    # meta carries the key to press on a click (on_mouse_down reads it back from the style under the mouse)
     meta = Style.from_meta({"footer_key": item.key})
     text = Text.assemble((item.display if compact else f" {item.display} ", key_style + dim + meta))
     if item.description:
@@ -147,7 +147,8 @@ class KeyFooter(Widget, can_focus=False):
             self.updates += 1
             self.refresh()  # no layout: one docked row whatever it says
 
-    def on_click(self, event: events.Click) -> None:
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        # on the press, as Textual's footer does
         key = event.style.meta.get("footer_key")
         if key:
             event.stop()
