@@ -102,3 +102,41 @@ def test_a_disabled_key_is_dim_and_every_key_carries_what_a_click_presses():
     assert isinstance(spans[" x "], Style) and spans[" x "].dim
     assert isinstance(spans[" a "], Style) and not spans[" a "].dim
     assert spans[" a "].meta == {"footer_key": "a"} and spans["Terminate "].meta == {"footer_key": "x"}
+
+
+async def test_a_focus_move_repaints_the_panels_it_changes_not_the_whole_screen(monkeypatch):
+    """Textual's Screen.focused repaints the whole screen on each move; PanelScreen's does not
+    (the widgets and panels whose look changes repaint themselves)."""
+    from textual._compositor import Compositor
+
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _machine_screen(app, pilot)
+        journal = screen.query_one("#machine-journal")
+        console = screen.query_one(ConsolePane)
+        screen.query_one("#machine-journal #journal-log").focus()
+        await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
+        await pilot.pause()
+        full = partial_renders = 0
+        real_full, real_partial = Compositor.render_full_update, Compositor.render_partial_update
+
+        def counted_full(self, *a, **kw):
+            nonlocal full
+            full += 1
+            return real_full(self, *a, **kw)
+
+        def counted_partial(self, *a, **kw):
+            nonlocal partial_renders
+            partial_renders += 1
+            return real_partial(self, *a, **kw)
+
+        monkeypatch.setattr(Compositor, "render_full_update", counted_full)
+        monkeypatch.setattr(Compositor, "render_partial_update", counted_partial)
+        for key, pane in (("tab", console), ("ctrl+right_square_bracket", journal)) * 2:
+            await pilot.press(key)
+            await wait_for(pilot, lambda pane=pane: pane.has_pseudo_class("focus") or pane.has_pseudo_class("focus-within"), 5, key)
+            await pilot.pause()
+        assert partial_renders > 0  # the moves were drawn ...
+        assert full == 0  # ... and never by drawing the whole screen again
+        # the borders follow the focus: the journal panel's is the accent colour again, the console's not
+        assert journal.styles.border_top[1] != console.styles.border_top[1]
