@@ -104,6 +104,8 @@ class NsdashApp(App):
 
     TITLE = "nsdash"
     CSS_PATH = str(css_path())
+    # our footer (widgets/key_footer.py) stays shown over a maximised panel, as Textual's does
+    ALLOW_IN_MAXIMIZED_VIEW = "KeyFooter"
     COMMANDS = App.COMMANDS | {MachineCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from nsdash.monitor.tree import CgroupNode
 from nsdash.tui.history import MetricHistory
@@ -17,6 +17,7 @@ from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
+from nsdash.tui.widgets.key_footer import KeyFooter
 from nsdash.tui.widgets.machine_list import MachineList
 
 
@@ -61,7 +62,7 @@ class DashboardScreen(PanelScreen):
         with Horizontal(id="bottom-row", classes="row"):
             yield CgroupTree(id="tree", classes="panel")
             yield JournalPane(id="journal", classes="panel")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#machines").border_title = "Machines"

@@ -17,13 +17,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, Profiler, flame_svg
 from nsdash.inside.debugging.strace import Line, StraceRun
 from nsdash.system.text import escape
 from nsdash.tui.widgets.console_pane import ConsolePane
+from nsdash.tui.widgets.key_footer import KeyFooter
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
 
@@ -106,7 +107,7 @@ class TraceScreen(ToolScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text(f"strace: {escape(self.subject.describe())}"), id="trace-info")
         yield TracePane(title=f"Trace: {escape(self.subject.describe())}", id="trace", classes="panel")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.options: list[str] = []
@@ -217,7 +218,7 @@ class ProfileScreen(ToolScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text(f"perf: {escape(self.subject.describe())}"), id="profile-info")
         yield ProfilePane(title=f"Profile: {escape(self.subject.describe())}", id="profile", classes="panel")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.run_worker(self._profile, thread=True, group="profile", exit_on_error=False)
@@ -312,7 +313,7 @@ class GdbScreen(ToolScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text(f"gdb: {escape(self.subject.describe())}  ·  ctrl+] leaves (gdb detaches)"), id="gdb-info")
         yield ConsolePane(id="gdb-console", classes="panel")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(ConsolePane).focus()

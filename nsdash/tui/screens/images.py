@@ -23,13 +23,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
 from nsdash.tui.messages import ImageRow, ImagesReady
 from nsdash.tui.widgets.image_list import ImageList
+from nsdash.tui.widgets.key_footer import KeyFooter
 
 REFRESH = 2.0  # seconds between two listings while the panel is open
 
@@ -69,7 +70,7 @@ class ImagesScreen(Screen):
         yield Static("images", id="images-status")
         yield ImageList(id="images", classes="panel")
         yield Static("", id="images-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#images").border_title = "Images"

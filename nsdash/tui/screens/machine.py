@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
@@ -23,6 +23,7 @@ from nsdash.tui.screens.limits import LimitsScreen
 from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.journal_pane import JournalPane
+from nsdash.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from nsdash.tui.app import NsdashApp
@@ -71,7 +72,7 @@ class MachineScreen(PanelScreen):
                 yield Static("", id="machine-net")  # shown while the machine has links of its own
                 yield JournalPane(id="machine-journal", classes="panel")
             yield ConsolePane(id="console", classes="panel")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#machine-metrics").border_title = "Last minute"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.css.scalar import Unit
 from textual.dom import DOMNode
+from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -27,6 +28,13 @@ class PanelScreen(Screen):
     breakpoint) the panels stack as the style sheet says, and come back at the
     chosen sizes when the terminal is wide again.
     """
+
+    # Textual's Screen.focused repaints the whole screen on every focus move.  The widgets that
+    # gain and lose the focus repaint themselves (Widget._on_focus/_on_blur), and so does every
+    # panel whose :focus/:focus-within border changes (the restyle refreshes it), so the
+    # whole-screen render buys nothing: it drew the console pane's and the log's every line
+    # again, the dearest part of a Tab while a machine floods (tests/tui/test_key_footer.py).
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
     BINDINGS = [
         Binding("less_than_sign", "resize('width', -1)", "Narrower", show=False),

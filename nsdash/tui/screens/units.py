@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from nsdash.errors import NsdashError
 from nsdash.inside.render import glyph
@@ -31,6 +31,7 @@ from nsdash.inside.units import UnitInfo
 from nsdash.inside.view import MachineUnits, UnitDetail, UnitsSnapshot
 from nsdash.system.text import escape
 from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.widgets.key_footer import KeyFooter
 
 COLUMNS = (("unit", "Unit"), ("load", "Load"), ("active", "Active"), ("sub", "Sub"), ("description", "Description"))
 CONFIRM = {"stop": "Stop", "restart": "Restart"}  # the actions that interrupt a running service
@@ -127,7 +128,7 @@ class UnitsScreen(Screen):
                 yield DataTable(id="units-table", cursor_type="row", classes="panel")
             with VerticalScroll(id="unit-detail-scroll", classes="panel"):
                 yield Static("", id="unit-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#units-table", DataTable)
