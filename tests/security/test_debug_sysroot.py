@@ -46,12 +46,14 @@ def host_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planted(debian_cache, host_file) -> Iterator[tuple[str, int]]:
-    """(machine, host PID of the spinner that maps /opt/lib/libc.so.6, now a symlink to HOST_FILE)."""
+    """(machine, host PID of the spinner that maps /opt/lib/libc.so.6, now a symlink to HOST_FILE).
+    PID 1 spins through the guest's own libc (open, write, close on each turn), so a profile
+    holds guest-libc frames even when a loaded host gives it few samples."""
     name = f"{TAG}-sysroot"
     script = ("mkdir -p /opt/lib; cp /usr/bin/dash /opt/dash; cp /usr/lib/x86_64-linux-gnu/libc.so.6 /opt/lib/; "
               "LD_LIBRARY_PATH=/opt/lib /opt/dash -c 'while :; do :; done' & sleep 0.5; "
               f"mount -t tmpfs none /opt; mkdir /opt/lib; ln -s {host_file} /opt/lib/libc.so.6; "
-              f"ln -s {host_file} /opt/dash; : > /run/planted; while :; do :; done")
+              f"ln -s {host_file} /opt/dash; : > /run/planted; while :; do echo spin > /dev/null; done")
     r = run_nsdash("spawn", "--detach", "-q", "-x", "-D", str(debian_cache), "-M", name, "/bin/sh", "-c", script)
     assert r.returncode == 0, r.stderr
     try:
