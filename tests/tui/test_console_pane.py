@@ -339,3 +339,32 @@ async def test_a_flood_is_painted_flood_fps_times_a_second_but_a_keys_frame_is_n
         pane._tick()
         assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed
         pane.connection = None
+
+
+async def test_keys_after_the_leave_key_are_the_screens_never_the_guests():
+    """ctrl+] then Escape typed at once: the Escape may reach the pane before the screen has
+    moved the focus (seen in tmux under load, where the guest got '^['); it must not be sent,
+    and goes on to the screen's bindings.  Focus back on the pane, keys are the guest's again."""
+    escapes: list[str] = []
+
+    class LeavingApp(PaneApp):
+        BINDINGS = [("escape", "note_escape")]
+
+        def action_note_escape(self) -> None:
+            escapes.append("escape")
+
+    async with LeavingApp().run_test(size=(100, 30)) as pilot:
+        session = PlaySession(b"login: ")
+        pane = await attach_playing(pilot, session)
+        await settle(pilot, session, pane)
+        await pilot.press("ctrl+right_square_bracket", "escape", "x")  # nobody moves the focus here
+        await pilot.pause()
+        assert session.sent == [] and escapes == ["escape"]
+        pane.blur()
+        await pilot.pause()
+        pane.focus()
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        assert session.sent == [b"x"]
+        pane.detach()

@@ -88,6 +88,10 @@ class ConsolePane(Widget, can_focus=True):
 
         self.model = TerminalModel(80, 24)
         self.connection: ConsoleConnection | None = None
+        # Set by the leave key until the pane has focus again: keys typed right after it
+        # (Escape, to go back) may reach us before the screen has moved the focus, and are
+        # the screen's then, never the guest's.
+        self._leaving = False
         self._styles: dict[tuple, Style] = {}
         self._lines: list[Strip | list[Run]] = []  # a line's strip, or its runs until painted
         self.shown_bytes = 0  # how much of the console's output the last frame shows
@@ -227,8 +231,11 @@ class ConsolePane(Widget, can_focus=True):
     async def on_key(self, event: events.Key) -> None:
         if event.key == LEAVE_KEY:
             event.stop()
+            self._leaving = True
             self.post_message(self.Left())
             return
+        if self._leaving:
+            return  # not stopped: it goes on to the screen's bindings
         if event.key in ("shift+pageup", "shift+pagedown"):
             event.stop()
             page = max(1, self.size.height - 1)
@@ -247,8 +254,11 @@ class ConsolePane(Widget, can_focus=True):
             self.connection.send(data)
             self._tick_soon()
 
+    def on_focus(self, event: events.Focus) -> None:
+        self._leaving = False
+
     def on_paste(self, event: events.Paste) -> None:
-        if self.connection is not None:
+        if self.connection is not None and not self._leaving:
             self.connection.send(event.text.replace("\n", "\r").encode())
 
     def watch_scrollback(self) -> None:
