@@ -426,7 +426,6 @@ class Container:
             netlink.set_link_up(name)
             self.network_mode = f"bridge {bridge}: host0 is left to the bridge's network (DHCP inside)"
             return
-        netlink.set_link_up(name)
         self._configure_link(plan, name)
 
     def _extra_links(self) -> None:
@@ -494,11 +493,14 @@ class Container:
         ports = [network.parse_port(p) for p in self.spec.port]
         zone = self.spec.network_zone
         if network.networkd_active():
+            # As nspawn: the link stays as made (down, no address) and networkd takes it whole
+            # (80-container-ve.network brings it up, addresses it from its pool, serves DHCP).
             self.network_mode = "systemd-networkd (the host's networkd configures the link and host0)"
             if ports:
                 raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
                                   "on links it configures itself", "forward the port with networkd's settings")
             return
+        netlink.set_link_up(name)
         # A booted guest that enables networkd asks for host0's address by DHCP (and would drop
         # one set from outside): leave host0 to it and answer on the ve- link, as the host's
         # networkd does for nspawn.  Zones keep the static set-up (one server per bridge is not

@@ -10,6 +10,7 @@ hierarchies), so properties are checked with `systemctl show`, not by effect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sysconfig
 
@@ -21,12 +22,12 @@ from nsdash.machines import state as st
 NO_UNITS = "systemctl list-units --no-legend --plain 'machine-*' 'nsdash*'"
 
 
-@pytest.fixture
-def host(debian_cache, machine_name):
-    """The booted Debian tree: inside(script) runs a shell script there and returns stdout."""
-    name = machine_name
+@contextlib.contextmanager
+def booted_host(debian_cache, name: str, *options: str):
+    """Boot the Debian tree as NAME (with OPTIONS) and yield inside(script), which runs a shell
+    script there (the repo and the venv's packages on PYTHONPATH) and returns its stdout."""
     site = sysconfig.get_paths()["purelib"]
-    r = run_nsdash("spawn", "--detach", "-M", name, "-xbD", str(debian_cache),
+    r = run_nsdash("spawn", "--detach", "-M", name, *options, "-xbD", str(debian_cache),
                    f"--bind-ro={REPO}:/opt/nsdash", f"--bind-ro={site}:/opt/site")
     assert r.returncode == 0, r.stderr
 
@@ -45,6 +46,13 @@ def host(debian_cache, machine_name):
         yield inside
     finally:
         teardown_machine(name)
+
+
+@pytest.fixture
+def host(debian_cache, machine_name):
+    """The booted Debian tree: inside(script) runs a shell script there and returns stdout."""
+    with booted_host(debian_cache, machine_name) as inside:
+        yield inside
 
 
 def _spawn(inside, name: str, *options: str) -> None:
