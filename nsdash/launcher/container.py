@@ -495,10 +495,19 @@ class Container:
         if network.networkd_active():
             # As nspawn: the link stays as made (down, no address) and networkd takes it whole
             # (80-container-ve.network brings it up, addresses it from its pool, serves DHCP).
-            self.network_mode = "systemd-networkd (the host's networkd configures the link and host0)"
             if ports:
                 raise NsdashError("--port: systemd-networkd runs on this host, and nsdash forwards ports only "
                                   "on links it configures itself", "forward the port with networkd's settings")
+            self.network_mode = "systemd-networkd (the host's networkd configures the link and host0)"
+            if zone:  # the bridge is made here and networkd configures it; it goes with its last machine
+                with network.locked():
+                    self._lease = True  # close() asks network.forget(), which removes an empty bridge
+                    try:
+                        network.join_networkd_zone(zone, name)
+                    except Exception as e:  # pyroute2's NetlinkError and friends
+                        raise NsdashError(f"cannot join {name} to zone {zone}: {e}") from None
+                self.network_mode = (f"systemd-networkd (zone {zone}: bridge {network.ZONE_PREFIX}{zone}, "
+                                     "configured with host0 by the host's networkd)")
             return
         netlink.set_link_up(name)
         # A booted guest that enables networkd asks for host0's address by DHCP (and would drop

@@ -524,7 +524,35 @@ def forget(machine: str) -> list[str]:
             if nft_here:
                 remove_rules(zone.machine)
             release(zone.machine)
+        if networkd_active():
+            done += [f"removed zone bridge {b}" for b in _drop_empty_networkd_zones() if netlink.delete_link(b)]
     return done
+
+
+def join_networkd_zone(zone: str, link: str) -> None:
+    """Put LINK in ZONE's bridge vz-ZONE, made (without an address) if missing, as nspawn does
+    where networkd runs: networkd's 80-container-vz.network addresses the bridge and serves
+    DHCP on it, so nsdash takes no lease (call under locked())."""
+    from nsdash.system import netlink
+
+    bridge = ZONE_PREFIX + zone
+    if not netlink.is_bridge(bridge):
+        netlink.create_bridge(bridge)
+    netlink.join_bridge(link, bridge)
+
+
+def _drop_empty_networkd_zones(sys_net: str = "/sys/class/net") -> list[str]:
+    """Zone bridges that hold no link and no lease of nsdash's: a networkd zone's bridge
+    goes with its last machine, as nspawn's remove_bridge() does (call under locked())."""
+    leased = {ZONE_PREFIX + lease.machine[5:] for lease in leases() if lease.machine.startswith("zone:")}
+    empty = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(sys_net)):
+            if name.startswith(ZONE_PREFIX) and name not in leased:
+                with contextlib.suppress(FileNotFoundError):
+                    if not os.listdir(f"{sys_net}/{name}/brif"):
+                        empty.append(name)
+    return empty
 
 
 def join_zone(zone: str) -> Lease:

@@ -241,6 +241,13 @@ def set_master(name: str, master: str) -> None:
         h.link("set", index=_index(h, name), master=_index(h, master))
 
 
+def join_bridge(name: str, master: str) -> None:
+    """Enslave link NAME to bridge MASTER and set it up in one message (nspawn's join_bridge):
+    a daemon watching the bridge (networkd) sees one change, not two."""
+    with ipr() as h:
+        h.link("set", index=_index(h, name), master=_index(h, master), state="up")
+
+
 def set_link_up(name: str, pid: int | None = None) -> None:
     with ipr(pid) as h:
         h.link("set", index=_index(h, name), state="up")

@@ -97,3 +97,17 @@ def test_a_guest_enables_networkd_by_a_wants_link_read_inside_its_tree(tmp_path)
     assert not network.guest_networkd(str(tmp_path))
     (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
     assert network.guest_networkd(str(tmp_path))
+
+
+def test_only_empty_zone_bridges_that_nsdash_does_not_lease_go_with_networkd(pool_dir):
+    """Where networkd runs, a zone's bridge holds no lease of nsdash's: it goes once no link is
+    in it (nspawn's remove_bridge); a bridge with a port, a leased zone's and others stay."""
+    net = pool_dir / "net"
+    for name, ports in (("vz-empty", []), ("vz-used", ["vb-a"]), ("vz-leased", []), ("br0", [])):
+        (net / name / "brif").mkdir(parents=True)
+        for port in ports:
+            (net / name / "brif" / port).touch()
+    (net / "vz-notabridge").mkdir()  # no brif: not a bridge
+    with network.locked():
+        network.allocate(network.zone_owner("leased"), prefix=network.ZONE_BLOCK)
+        assert network._drop_empty_networkd_zones(str(net)) == ["vz-empty"]
