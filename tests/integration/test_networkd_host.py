@@ -15,7 +15,7 @@ import ipaddress
 import json
 import subprocess
 
-from conftest import run_nsdash
+from conftest import run_nsdash, wait_for
 from test_systemd_host import booted_host
 
 from nsdash.launcher import network
@@ -132,3 +132,29 @@ def test_a_zone_on_a_networkd_host_is_networkds_bridge_gone_with_its_last_machin
         inside("python3 -m nsdash terminate two; "
                "for i in $(seq 100); do [ -e /run/nsdash/machines/two ] || break; sleep 0.1; done")
         assert inside("test -e /sys/class/net/vz-lab", check=False).returncode == 1
+
+
+def test_a_networkd_guest_on_a_networkd_host_is_served_by_the_hosts_networkd(debian_cache, machine_name):
+    """Networkd on both sides, nspawn's own case: the booted Debian guest (-xbD /, networkd
+    enabled in the tree) asks by DHCP on host0 (80-container-host0.network) and the host's
+    networkd answers on ve-; nsdash serves no DHCP of its own and takes no lease."""
+    with booted_host(debian_cache, machine_name, "--private-network") as inside:
+        inside("systemctl enable -q systemd-networkd")
+        _networkd_host(inside)
+        inside("python3 -m nsdash spawn --detach -q -n -xbD / -M deb")
+
+        def offered() -> str:
+            out = inside("networkctl --no-pager status ve-deb", check=False).stdout
+            word = out.split("Offered DHCP leases:")[1].split()[0] if "Offered DHCP leases:" in out else ""
+            return word if word.count(".") == 3 else ""  # "none" until the guest has asked
+
+        address = wait_for(offered, timeout=40, step=0.5, what="networkd's DHCP lease to the guest")
+        show = "python3 -m nsdash shell deb /bin/sh -c 'ip -4 -o addr show dev host0'"
+        wait_for(lambda: f" {address}/" in inside(show), timeout=20, step=0.5, what=f"{address} on host0")
+        assert ipaddress.IPv4Address(address) not in network.POOL
+        assert inside(LEASES).strip() == "[]"
+        status = json.loads(inside("python3 -m nsdash status -o json deb"))
+        assert status["network"].startswith("systemd-networkd"), status["network"]
+        # no DHCP server of nsdash's on the nested host: only networkd holds port 67
+        holders = inside("ss -H -ulnp 'sport = :67'", check=False).stdout
+        assert "python" not in holders, holders
