@@ -94,6 +94,12 @@ def test_the_hosts_networkd_takes_the_ve_link_and_serves_the_guest(debian_cache,
         assert status["network"].startswith("systemd-networkd"), status["network"]
         assert "systemd-networkd" in inside("python3 -m nsdash status guest")
 
+        # --port: refused in one line (nsdash forwards only on links it addresses), nothing left
+        r = inside("python3 -m nsdash spawn -q -n --port=8080:80 -xD /opt/busybox -M ported /bin/true", check=False)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and "--port" in r.stderr, r.stderr
+        assert inside("test -e /sys/class/net/ve-ported || test -e /run/nsdash/machines/ported",
+                      check=False).returncode == 1
+
         inside("python3 -m nsdash terminate guest; "
                "for i in $(seq 100); do [ -e /run/nsdash/machines/guest ] || break; sleep 0.1; done")
         assert inside("test -e /sys/class/net/ve-guest", check=False).returncode == 1
