@@ -110,7 +110,8 @@ def test_a_zone_on_a_networkd_host_is_networkds_bridge_gone_with_its_last_machin
         debian_cache, busybox_cache, machine_name):
     """--network-zone: nsdash makes vz-ZONE (as nspawn does) and puts vb- in it; networkd
     (80-container-vz.network) addresses the bridge and serves DHCP; two machines of the zone
-    get their addresses from it and reach each other; the bridge goes with the last of them."""
+    get their addresses from it and reach each other; the bridge goes with the last of them,
+    also when that one's supervisor is SIGKILLed (the orphan's clean-up)."""
     with booted_host(debian_cache, machine_name, "--private-network",
                      f"--bind-ro={busybox_cache}:/opt/busybox") as inside:
         _networkd_host(inside)
@@ -135,9 +136,12 @@ def test_a_zone_on_a_networkd_host_is_networkds_bridge_gone_with_its_last_machin
         inside("python3 -m nsdash terminate one; "
                "for i in $(seq 100); do [ -e /run/nsdash/machines/one ] || break; sleep 0.1; done")
         assert inside("ls /sys/class/net/vz-lab/brif").split() == ["vb-two"]  # kept for its other machine
-        inside("python3 -m nsdash terminate two; "
-               "for i in $(seq 100); do [ -e /run/nsdash/machines/two ] || break; sleep 0.1; done")
-        assert inside("test -e /sys/class/net/vz-lab", check=False).returncode == 1
+        # the last machine's supervisor SIGKILLed: the orphan's clean-up removes vb- and the bridge
+        supervisor = json.loads(inside("python3 -m nsdash status -o json two"))["supervisor"]
+        inside(f"kill -KILL {supervisor}; for i in $(seq 100); do [ -e /proc/{supervisor} ] || break; sleep 0.1; done")
+        r = inside("python3 -m nsdash status two", check=False)  # the next command naming it cleans up
+        assert "orphaned" in r.stderr and "removed zone bridge vz-lab" in r.stderr, r.stderr
+        assert inside("test -e /sys/class/net/vz-lab || test -e /sys/class/net/vb-two", check=False).returncode == 1
 
 
 def test_a_networkd_guest_on_a_networkd_host_is_served_by_the_hosts_networkd(debian_cache, machine_name):
