@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,8 +44,14 @@ def _mounted(kind: str, tmp_path: Path, monkeypatch) -> Iterator[tuple[str, Path
         yield kind, mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
-        left = subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True).stdout
-        assert left == "", left
+        # Autoclear lets go when the last opener closes, which the kernel finishes in a
+        # work item after umount returns (seen still attached once, at load 3): wait for it.
+        deadline = time.monotonic() + 10
+        while (left := subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True).stdout):
+            if time.monotonic() > deadline:
+                subprocess.run(["losetup", "-d", left.split(":")[0]], check=False)
+                pytest.fail(f"the loop device did not clear itself 10 s after umount: {left}")
+            time.sleep(0.05)
 
 
 @pytest.fixture(params=["btrfs", "xfs"])
