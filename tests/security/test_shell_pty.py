@@ -27,6 +27,7 @@ SCRIPT = r"""
   command exec 4>/dev/tty  # fails where there is no controlling terminal (pipes)
   command exec 5>/proc/$$/fd/2
   name=$(readlink /proc/$$/fd/1)
+  : > /lingerer.ready
   while kill -0 $$ 2>/dev/null; do sleep 0.05; done
   sleep 1.5
   r=""
@@ -34,6 +35,9 @@ SCRIPT = r"""
   case $name in /dev/*) echo INJECTED-REOPEN 2>/dev/null > "$name"; r="$r reopen=$?";; esac
   echo "$r" > /lingerer.done
 ) >/dev/null 2>&1 &
+# Until the attacker ignores SIGHUP and holds its fds, the shell may not end: its end as
+# session leader hangs up the terminal's process group, the attacker included.
+while [ ! -e /lingerer.ready ]; do sleep 0.05; done
 echo "inside on $(tty 2>/dev/null)"
 echo hello-from-inside
 exit 5
