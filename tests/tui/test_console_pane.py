@@ -368,3 +368,40 @@ async def test_keys_after_the_leave_key_are_the_screens_never_the_guests():
         await pilot.pause()
         assert session.sent == [b"x"]
         pane.detach()
+
+
+async def test_a_frame_repaints_only_lines_that_read_otherwise_than_in_the_last_frame(monkeypatch):
+    """pyte calls every line dirty when the screen scrolls; a flood of like lines (`yes`)
+    scrolls the screen without changing what it shows, and its frame repaints only the
+    cursor's line, while a line that does change is repainted, with its new text."""
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        pane.connection = conn
+        refreshed: list[tuple] = []
+        real_refresh = pane.refresh
+
+        def refresh(*regions, **kw):
+            refreshed.append(regions)
+            return real_refresh(*regions, **kw)
+
+        monkeypatch.setattr(pane, "refresh", refresh)
+
+        def frame(data: bytes) -> list[int]:
+            """The rows the frame after DATA repaints (every row: the whole pane)."""
+            refreshed.clear()
+            pane.model.feed(data)
+            conn.changed.set()
+            pane._tick(key=True)
+            assert pane.model.take_dirty() == set()  # the frame took all of pyte's dirty lines
+            if () in refreshed:
+                return list(range(pane.model.lines))
+            return sorted(region.y for regions in refreshed for region in regions if region.height == 1)
+
+        last = pane.model.lines - 1  # the cursor's line, at the bottom
+        assert frame(b"y\r\n" * 200) == list(range(last + 1))  # the first frame: every line is new
+        assert frame(b"y\r\n" * 200) == [last]  # 200 lines scrolled by: only the cursor's line
+        assert frame(b"y\r\nn\r\n") == [last - 1, last]  # scrolled by two: the line above now reads 'n'
+        assert [line.rstrip() for line in painted_text(pane)[last - 3 : last + 1]] == ["y", "y", "n", ""]
+        pane.connection = None

@@ -7,7 +7,8 @@ the border says how much.
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
 happens at most about FPS times a second, FLOOD_FPS while the console floods
-(a frame also follows a key by ECHO_WAIT, for its echo) and only for changed lines; the model is read
+(a frame also follows a key by ECHO_WAIT, for its echo) and only for lines whose text or
+colours changed since the last frame (pyte calls every line dirty when the screen scrolls); the model is read
 under the connection's lock, the strips are made when Textual paints.
 """
 
@@ -94,6 +95,7 @@ class ConsolePane(Widget, can_focus=True):
         self._leaving = False
         self._styles: dict[tuple, Style] = {}
         self._lines: list[Strip | list[Run]] = []  # a line's strip, or its runs until painted
+        self._runs: list[list[Run] | None] = []  # each line's runs as of the last frame
         self.shown_bytes = 0  # how much of the console's output the last frame shows
         self.skipped_bytes = 0  # how much of it a flood made the pane leave out
         self._ticker: Timer | None = None
@@ -117,6 +119,7 @@ class ConsolePane(Widget, can_focus=True):
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
         self.skipped_bytes = 0
         self._lines = []
+        self._runs = []
         self._cursor = None
         if connection is None:
             connection = (ConsoleConnection(machine, self.model, self._ended) if opener is None
@@ -160,9 +163,17 @@ class ConsolePane(Widget, can_focus=True):
             dirty = model.take_dirty()
             if len(self._lines) != model.lines:
                 self._lines = [Strip.blank(self.size.width)] * model.lines
+                self._runs = [None] * model.lines
                 dirty = set(range(model.lines))
-            for y in dirty:
-                self._lines[y] = model.line_runs(y)
+            # pyte marks every line dirty when the screen scrolls; a line that reads as it did
+            # in the last frame (a flood of like lines: `yes`, a progress bar) is not repainted.
+            for y in list(dirty):
+                runs = model.line_runs(y)
+                if runs == self._runs[y]:
+                    dirty.discard(y)
+                    continue
+                self._runs[y] = runs
+                self._lines[y] = runs
             history = model.history_length
             self._cursor = model.cursor if model.cursor_visible else None
             self.shown_bytes = model.bytes_fed
