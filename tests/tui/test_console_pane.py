@@ -18,7 +18,7 @@ from textual.app import App
 from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.widgets import console_pane
-from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, ConsolePane
+from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, NOTE_EVERY, ConsolePane
 
 OK = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39munit-%d.service\x1b[0m - Unit number %d.\r\n"
 BOOT = (b"".join(OK % (i, i) for i in range(300))
@@ -404,4 +404,43 @@ async def test_a_frame_repaints_only_lines_that_read_otherwise_than_in_the_last_
         assert frame(b"y\r\n" * 200) == [last]  # 200 lines scrolled by: only the cursor's line
         assert frame(b"y\r\nn\r\n") == [last - 1, last]  # scrolled by two: the line above now reads 'n'
         assert [line.rstrip() for line in painted_text(pane)[last - 3 : last + 1]] == ["y", "y", "n", ""]
+        pane.connection = None
+
+
+async def test_the_borders_flood_figure_changes_at_most_every_note_every_seconds(monkeypatch):
+    """Not timed: the pane's clock is ours.  A new border repaints the whole pane; a flood
+    skips several times a second, and the border says so once a second, the first skip at
+    once and the last one too, when the flood has stopped."""
+    clock = [1000.0]
+    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        pane.connection = conn
+        pane.attached = "flood"
+        subtitles: list[str] = []
+
+        def skip_and_frame(n: int) -> None:
+            pane.model.skip(n)
+            pane.model.feed(b"y\r\n")
+            conn.changed.set()
+            pane._tick(key=True)
+            subtitles.append(str(pane.border_subtitle))
+
+        skip_and_frame(1_000_000)
+        assert "1.0 MB of a flood skipped" in subtitles[-1]  # the first skip: at once
+        for _ in range(9):  # nine more skips within the second: the border stays as it was
+            clock[0] += 0.1 * (NOTE_EVERY - 0.01)
+            skip_and_frame(1_000_000)
+        assert len(set(subtitles)) == 1
+        clock[0] += NOTE_EVERY
+        skip_and_frame(1_000_000)
+        assert "11.0 MB of a flood skipped" in subtitles[-1]
+        pane.model.skip(500_000)  # the flood's last skip, then no more output
+        pane._tick()
+        assert "11.0 MB" in str(pane.border_subtitle)  # held back ...
+        clock[0] += NOTE_EVERY
+        pane._tick()
+        assert "11.5 MB of a flood skipped" in str(pane.border_subtitle)  # ... until NOTE_EVERY has passed
         pane.connection = None

@@ -37,6 +37,7 @@ FPS = 30
 FLOOD_FPS = 10  # frames a second while the console floods: each frame repaints the whole pane
 FLOOD_BYTES = 16 * 1024  # parsed since the last frame: past this the console floods
 _clock = time.monotonic  # the frame clock (a test sets its own)
+NOTE_EVERY = 1.0  # s: the border's figure of skipped bytes changes at most this often
 ECHO_WAIT = 0.008  # s after a key until the frame that should show its echo
 LEAVE_KEY = "ctrl+right_square_bracket"
 # pyte's names that Rich spells otherwise: SGR 33 is 'brown', SGR 93/103 'brightbrown', and
@@ -102,6 +103,7 @@ class ConsolePane(Widget, can_focus=True):
         self._soon: Timer | None = None
         self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
         self._painted = float("-inf")  # when the last frame was taken (time.monotonic)
+        self._noted = float("-inf")  # when the border last said how much a flood skipped
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / FPS, self._tick)
@@ -145,7 +147,10 @@ class ConsolePane(Widget, can_focus=True):
 
     def _tick(self, key: bool = False) -> None:
         conn = self.connection
-        if conn is None or not conn.changed.is_set():
+        if conn is None:
+            return
+        if not conn.changed.is_set():
+            self._note_skipped(conn.model.bytes_skipped, _clock())  # a figure held back by the last frames
             return
         # A flood changes every line of every frame: paint it FLOOD_FPS times a second, so the UI
         # thread keeps time for keys (a key's own frame, KEY, is never held back).
@@ -178,9 +183,7 @@ class ConsolePane(Widget, can_focus=True):
             self._cursor = model.cursor if model.cursor_visible else None
             self.shown_bytes = model.bytes_fed
             skipped = model.bytes_skipped
-        if skipped != self.skipped_bytes:
-            self.skipped_bytes = skipped
-            self.watch_attached(self.attached)
+        self._note_skipped(skipped, now)
         if self.scrollback:
             self.scrollback = min(self.scrollback, history)
         for cursor in (old_cursor, self._cursor):
@@ -191,6 +194,15 @@ class ConsolePane(Widget, can_focus=True):
         else:
             width = self.size.width
             self.refresh(*(Region(0, y, width, 1) for y in dirty))
+
+    def _note_skipped(self, skipped: int, now: float) -> None:
+        """Put SKIPPED (bytes a flood made the pane leave out) in the border.  A new border
+        repaints the whole pane, every line under it: so under a flood, whose skips come
+        several times a second, at most every NOTE_EVERY seconds (the first one at once)."""
+        if skipped != self.skipped_bytes and (not self.skipped_bytes or now - self._noted >= NOTE_EVERY):
+            self.skipped_bytes = skipped
+            self._noted = now
+            self.watch_attached(self.attached)
 
     def _tick_soon(self) -> None:
         """Take the next frame shortly after a key, not up to a frame later: its echo
