@@ -15,7 +15,8 @@ import pyte
 from textual import events
 from textual.app import App
 
-from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.console import connection
+from nsdash.tui.console.connection import FLOOD_PARSE_SHARE, PARSE_SHARE, ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.widgets import console_pane
 from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, NOTE_EVERY, ConsolePane
@@ -444,3 +445,56 @@ async def test_the_borders_flood_figure_changes_at_most_every_note_every_seconds
         pane._tick()
         assert "11.5 MB of a flood skipped" in str(pane.border_subtitle)  # ... until NOTE_EVERY has passed
         pane.connection = None
+
+
+class _SimulatedFlood:
+    """A console session on a simulated clock: every read hands out CHUNK bytes of `yes`
+    (it costs the clock its timeout, and 10 µs) until the clock reaches END."""
+
+    CHUNK = 16 * 1024
+
+    def __init__(self, clock: list[float], end: float) -> None:
+        self.clock, self.end = clock, end
+
+    def read(self, timeout=None):
+        if self.clock[0] >= self.end:
+            return None
+        self.clock[0] += (timeout or 0.0) + 1e-5
+        return b"y\r\n" * (self.CHUNK // 3), []
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def resize(self, rows: int, cols: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_flooding_reader_parses_flood_parse_share_of_the_time(monkeypatch):
+    """Not timed: the reader's clock is simulated, parsing costs it 1 s a megabyte.  Behind
+    (a burst) the reader parses PARSE_SHARE of each frame; once it skips (a flood),
+    FLOOD_PARSE_SHARE: what it would parse beyond that only scrolls by between the pane's
+    frames, and the parser holds the GIL the UI thread needs for keys and frames."""
+    assert FLOOD_PARSE_SHARE < PARSE_SHARE / 2
+    clock = [0.0]
+    rate = 1e6
+    monkeypatch.setattr(connection, "_clock", lambda: clock[0])
+    model = TerminalModel(80, 24)
+    fed: list[tuple[float, int]] = []  # (when, bytes parsed)
+    real_feed = model.feed
+
+    def feed(data: bytes) -> None:
+        real_feed(data)
+        clock[0] += len(data) / rate
+        fed.append((clock[0], len(data)))
+
+    monkeypatch.setattr(model, "feed", feed)
+    conn = ConsoleConnection("flood", model, lambda reason: None)
+    conn._pump(_SimulatedFlood(clock, end=5.0))
+    assert model.bytes_skipped > 0
+    flooding = sum(n for when, n in fed if 1.0 <= when < 5.0)
+    share = flooding / rate / 4.0  # of the clock's seconds, parsing
+    assert FLOOD_PARSE_SHARE * 0.5 < share < FLOOD_PARSE_SHARE + 0.05, share
+    assert conn.max_backlog <= connection.BEHIND
