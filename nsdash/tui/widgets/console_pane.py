@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not wit
     from nsdash.tui.console.terminal import Run
 
 FPS = 30
-FLOOD_FPS = 10  # frames a second while the console floods: each frame repaints the whole pane
+FLOOD_FPS = 10  # frames a second while the console floods (each repaints the lines that read otherwise)
 FLOOD_BYTES = 16 * 1024  # parsed since the last frame: past this the console floods
 _clock = time.monotonic  # the frame clock (a test sets its own)
 NOTE_EVERY = 1.0  # s: the border's figure of skipped bytes changes at most this often
