@@ -15,10 +15,11 @@ import pyte
 from textual import events
 from textual.app import App
 
-from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.console import connection
+from nsdash.tui.console.connection import FLOOD_PARSE_SHARE, PARSE_SHARE, ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.widgets import console_pane
-from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, ConsolePane
+from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, NOTE_EVERY, ConsolePane
 
 OK = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39munit-%d.service\x1b[0m - Unit number %d.\r\n"
 BOOT = (b"".join(OK % (i, i) for i in range(300))
@@ -368,3 +369,132 @@ async def test_keys_after_the_leave_key_are_the_screens_never_the_guests():
         await pilot.pause()
         assert session.sent == [b"x"]
         pane.detach()
+
+
+async def test_a_frame_repaints_only_lines_that_read_otherwise_than_in_the_last_frame(monkeypatch):
+    """pyte calls every line dirty when the screen scrolls; a flood of like lines (`yes`)
+    scrolls the screen without changing what it shows, and its frame repaints only the
+    cursor's line, while a line that does change is repainted, with its new text."""
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        pane.connection = conn
+        refreshed: list[tuple] = []
+        real_refresh = pane.refresh
+
+        def refresh(*regions, **kw):
+            refreshed.append(regions)
+            return real_refresh(*regions, **kw)
+
+        monkeypatch.setattr(pane, "refresh", refresh)
+
+        def frame(data: bytes) -> list[int]:
+            """The rows the frame after DATA repaints (every row: the whole pane)."""
+            refreshed.clear()
+            pane.model.feed(data)
+            conn.changed.set()
+            pane._tick(key=True)
+            assert pane.model.take_dirty() == set()  # the frame took all of pyte's dirty lines
+            if () in refreshed:
+                return list(range(pane.model.lines))
+            return sorted(region.y for regions in refreshed for region in regions if region.height == 1)
+
+        last = pane.model.lines - 1  # the cursor's line, at the bottom
+        assert frame(b"y\r\n" * 200) == list(range(last + 1))  # the first frame: every line is new
+        assert frame(b"y\r\n" * 200) == [last]  # 200 lines scrolled by: only the cursor's line
+        assert frame(b"y\r\nn\r\n") == [last - 1, last]  # scrolled by two: the line above now reads 'n'
+        assert [line.rstrip() for line in painted_text(pane)[last - 3 : last + 1]] == ["y", "y", "n", ""]
+        pane.connection = None
+
+
+async def test_the_borders_flood_figure_changes_at_most_every_note_every_seconds(monkeypatch):
+    """Not timed: the pane's clock is ours.  A new border repaints the whole pane; a flood
+    skips several times a second, and the border says so once a second, the first skip at
+    once and the last one too, when the flood has stopped."""
+    clock = [1000.0]
+    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        pane.connection = conn
+        pane.attached = "flood"
+        subtitles: list[str] = []
+
+        def skip_and_frame(n: int) -> None:
+            pane.model.skip(n)
+            pane.model.feed(b"y\r\n")
+            conn.changed.set()
+            pane._tick(key=True)
+            subtitles.append(str(pane.border_subtitle))
+
+        skip_and_frame(1_000_000)
+        assert "1.0 MB of a flood skipped" in subtitles[-1]  # the first skip: at once
+        for _ in range(9):  # nine more skips within the second: the border stays as it was
+            clock[0] += 0.1 * (NOTE_EVERY - 0.01)
+            skip_and_frame(1_000_000)
+        assert len(set(subtitles)) == 1
+        clock[0] += NOTE_EVERY
+        skip_and_frame(1_000_000)
+        assert "11.0 MB of a flood skipped" in subtitles[-1]
+        pane.model.skip(500_000)  # the flood's last skip, then no more output
+        pane._tick()
+        assert "11.0 MB" in str(pane.border_subtitle)  # held back ...
+        clock[0] += NOTE_EVERY
+        pane._tick()
+        assert "11.5 MB of a flood skipped" in str(pane.border_subtitle)  # ... until NOTE_EVERY has passed
+        pane.connection = None
+
+
+class _SimulatedFlood:
+    """A console session on a simulated clock: every read hands out CHUNK bytes of `yes`
+    (it costs the clock its timeout, and 10 µs) until the clock reaches END."""
+
+    CHUNK = 16 * 1024
+
+    def __init__(self, clock: list[float], end: float) -> None:
+        self.clock, self.end = clock, end
+
+    def read(self, timeout=None):
+        if self.clock[0] >= self.end:
+            return None
+        self.clock[0] += (timeout or 0.0) + 1e-5
+        return b"y\r\n" * (self.CHUNK // 3), []
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def resize(self, rows: int, cols: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_flooding_reader_parses_flood_parse_share_of_the_time(monkeypatch):
+    """Not timed: the reader's clock is simulated, parsing costs it 1 s a megabyte.  Behind
+    (a burst) the reader parses PARSE_SHARE of each frame; once it skips (a flood),
+    FLOOD_PARSE_SHARE: what it would parse beyond that only scrolls by between the pane's
+    frames, and the parser holds the GIL the UI thread needs for keys and frames."""
+    assert FLOOD_PARSE_SHARE < PARSE_SHARE / 2
+    clock = [0.0]
+    rate = 1e6
+    monkeypatch.setattr(connection, "_clock", lambda: clock[0])
+    model = TerminalModel(80, 24)
+    fed: list[tuple[float, int]] = []  # (when, bytes parsed)
+    real_feed = model.feed
+
+    def feed(data: bytes) -> None:
+        real_feed(data)
+        clock[0] += len(data) / rate
+        fed.append((clock[0], len(data)))
+
+    monkeypatch.setattr(model, "feed", feed)
+    conn = ConsoleConnection("flood", model, lambda reason: None)
+    conn._pump(_SimulatedFlood(clock, end=5.0))
+    assert model.bytes_skipped > 0
+    flooding = sum(n for when, n in fed if 1.0 <= when < 5.0)
+    share = flooding / rate / 4.0  # of the clock's seconds, parsing
+    assert FLOOD_PARSE_SHARE * 0.5 < share < FLOOD_PARSE_SHARE + 0.05, share
+    assert conn.max_backlog <= connection.BEHIND

@@ -8,9 +8,9 @@ the other way.  Closing detaches; the machine keeps running.
 A flood (`yes > /dev/console`) arrives faster than any terminal model parses
 it.  The reader takes everything the socket holds at once (the supervisor
 drops an attacher that falls a megabyte behind), but parses only for part of
-each frame (PARSE_SHARE): the rest waits in a backlog.  When the backlog passes
-BEHIND, all but its last KEEP bytes are skipped, from a point where a terminal
-is in its ground state (consolelog.safe_start): what would have scrolled past
+each frame (PARSE_SHARE, FLOOD_PARSE_SHARE while it skips): the rest waits in a
+backlog.  When the backlog passes BEHIND, all but its last KEEP bytes are skipped,
+from a point where a terminal is in its ground state (consolelog.safe_start): what would have scrolled past
 unseen is never parsed, memory stays bounded, the UI thread keeps the GIL
 often enough to take keys, and the screen ends as the stream's tail draws it.
 """
@@ -40,6 +40,12 @@ KEEP = 32 * 1024  # what a skip keeps: a screenful or more, even of colourful li
 SLICE = 8 * 1024  # parsed at a time, between looks at the socket
 FRAME = 1 / 30  # the pane's frame interval
 PARSE_SHARE = 0.6  # of each frame, the most the reader parses while it is behind
+# While it floods (it skipped within the last FLOOD_HOLD s) the pane paints a frame every 0.1 s
+# and the screen ends as the stream's tail draws it: parsing more than a frame's tail is work
+# no one sees, and the parser holds the GIL the UI thread needs for keys and frames.
+FLOOD_PARSE_SHARE = 0.2
+FLOOD_HOLD = 1.0
+_clock = time.monotonic  # the reader's clock (a test sets its own)
 
 
 def fix_separators(data: bytes) -> bytes:
@@ -135,26 +141,29 @@ class ConsoleConnection:
     def _pump(self, session: Session) -> None:
         """Read SESSION until it ends (or we close), parsing at the rate the pane paints."""
         backlog = bytearray()
-        frame_start, spent = time.monotonic(), 0.0
+        frame_start, spent = _clock(), 0.0
+        skipped_at = float("-inf")
         ended = False
         while not self._closing and not ended:
-            now = time.monotonic()
+            now = _clock()
             if now - frame_start >= FRAME:
                 frame_start, spent = now, 0.0
-            budget_left = spent < FRAME * PARSE_SHARE
+            share = FLOOD_PARSE_SHARE if now - skipped_at < FLOOD_HOLD else PARSE_SHARE
+            budget_left = spent < FRAME * share
             # Block only when there is nothing to parse, or this frame's share is spent.
             timeout = 0.5 if not backlog else 0.0 if budget_left else frame_start + FRAME - now
             ended = not self._take(session, backlog, timeout)
             if len(backlog) > BEHIND:
                 self._skip(backlog)
+                skipped_at = now
             self.max_backlog = max(self.max_backlog, len(backlog))
             if backlog and (budget_left or ended):
                 piece = bytes(backlog[:SLICE])
                 del backlog[:SLICE]
-                started = time.monotonic()
+                started = _clock()
                 with self.lock:
                     self.model.feed(fix_separators(piece))
-                spent += time.monotonic() - started
+                spent += _clock() - started
                 self.changed.set()
                 if self.ui_waiting:
                     # A lock is not fair: step aside so the pane can take its snapshot of the screen.

@@ -7,7 +7,8 @@ the border says how much.
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
 happens at most about FPS times a second, FLOOD_FPS while the console floods
-(a frame also follows a key by ECHO_WAIT, for its echo) and only for changed lines; the model is read
+(a frame also follows a key by ECHO_WAIT, for its echo) and only for lines whose text or
+colours changed since the last frame (pyte calls every line dirty when the screen scrolls); the model is read
 under the connection's lock, the strips are made when Textual paints.
 """
 
@@ -33,9 +34,10 @@ if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not wit
     from nsdash.tui.console.terminal import Run
 
 FPS = 30
-FLOOD_FPS = 10  # frames a second while the console floods: each frame repaints the whole pane
+FLOOD_FPS = 10  # frames a second while the console floods (each repaints the lines that read otherwise)
 FLOOD_BYTES = 16 * 1024  # parsed since the last frame: past this the console floods
 _clock = time.monotonic  # the frame clock (a test sets its own)
+NOTE_EVERY = 1.0  # s: the border's figure of skipped bytes changes at most this often
 ECHO_WAIT = 0.008  # s after a key until the frame that should show its echo
 LEAVE_KEY = "ctrl+right_square_bracket"
 # pyte's names that Rich spells otherwise: SGR 33 is 'brown', SGR 93/103 'brightbrown', and
@@ -94,12 +96,14 @@ class ConsolePane(Widget, can_focus=True):
         self._leaving = False
         self._styles: dict[tuple, Style] = {}
         self._lines: list[Strip | list[Run]] = []  # a line's strip, or its runs until painted
+        self._runs: list[list[Run] | None] = []  # each line's runs as of the last frame
         self.shown_bytes = 0  # how much of the console's output the last frame shows
         self.skipped_bytes = 0  # how much of it a flood made the pane leave out
         self._ticker: Timer | None = None
         self._soon: Timer | None = None
         self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
         self._painted = float("-inf")  # when the last frame was taken (time.monotonic)
+        self._noted = float("-inf")  # when the border last said how much a flood skipped
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / FPS, self._tick)
@@ -117,6 +121,7 @@ class ConsolePane(Widget, can_focus=True):
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
         self.skipped_bytes = 0
         self._lines = []
+        self._runs = []
         self._cursor = None
         if connection is None:
             connection = (ConsoleConnection(machine, self.model, self._ended) if opener is None
@@ -142,7 +147,10 @@ class ConsolePane(Widget, can_focus=True):
 
     def _tick(self, key: bool = False) -> None:
         conn = self.connection
-        if conn is None or not conn.changed.is_set():
+        if conn is None:
+            return
+        if not conn.changed.is_set():
+            self._note_skipped(conn.model.bytes_skipped, _clock())  # a figure held back by the last frames
             return
         # A flood changes every line of every frame: paint it FLOOD_FPS times a second, so the UI
         # thread keeps time for keys (a key's own frame, KEY, is never held back).
@@ -160,16 +168,22 @@ class ConsolePane(Widget, can_focus=True):
             dirty = model.take_dirty()
             if len(self._lines) != model.lines:
                 self._lines = [Strip.blank(self.size.width)] * model.lines
+                self._runs = [None] * model.lines
                 dirty = set(range(model.lines))
-            for y in dirty:
-                self._lines[y] = model.line_runs(y)
+            # pyte marks every line dirty when the screen scrolls; a line that reads as it did
+            # in the last frame (a flood of like lines: `yes`, a progress bar) is not repainted.
+            for y in list(dirty):
+                runs = model.line_runs(y)
+                if runs == self._runs[y]:
+                    dirty.discard(y)
+                    continue
+                self._runs[y] = runs
+                self._lines[y] = runs
             history = model.history_length
             self._cursor = model.cursor if model.cursor_visible else None
             self.shown_bytes = model.bytes_fed
             skipped = model.bytes_skipped
-        if skipped != self.skipped_bytes:
-            self.skipped_bytes = skipped
-            self.watch_attached(self.attached)
+        self._note_skipped(skipped, now)
         if self.scrollback:
             self.scrollback = min(self.scrollback, history)
         for cursor in (old_cursor, self._cursor):
@@ -180,6 +194,15 @@ class ConsolePane(Widget, can_focus=True):
         else:
             width = self.size.width
             self.refresh(*(Region(0, y, width, 1) for y in dirty))
+
+    def _note_skipped(self, skipped: int, now: float) -> None:
+        """Put SKIPPED (bytes a flood made the pane leave out) in the border.  A new border
+        repaints the whole pane, every line under it: so under a flood, whose skips come
+        several times a second, at most every NOTE_EVERY seconds (the first one at once)."""
+        if skipped != self.skipped_bytes and (not self.skipped_bytes or now - self._noted >= NOTE_EVERY):
+            self.skipped_bytes = skipped
+            self._noted = now
+            self.watch_attached(self.attached)
 
     def _tick_soon(self) -> None:
         """Take the next frame shortly after a key, not up to a frame later: its echo
