@@ -53,8 +53,37 @@ def pytest_runtest_logreport(report):
         _skipped_root.append(report.nodeid)
 
 
+def _host_leftovers() -> set[str]:
+    """What nsdash makes host-wide and must take away again: an empty machine.slice (made
+    with a session's first machine, gone with the last) and the default state directory
+    (every test runs under the session's own NSDASH_STATE_DIR, so the suite never makes it)."""
+    from nsdash.system import cgroupfs
+
+    found = set()
+    for hierarchy in cgroupfs.detect().hierarchies():
+        top = hierarchy / "machine.slice"
+        if top.is_dir() and not any(c.is_dir() for c in top.iterdir()):
+            found.add(str(top))
+    if os.path.isdir("/run/nsdash"):
+        found.add("/run/nsdash")
+    return found
+
+
+_leftovers_before: set[str] = set()
+
+
+def pytest_sessionstart(session):
+    if IS_ROOT:
+        _leftovers_before.update(_host_leftovers())
+
+
 def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("NSDASH_SESSION_LEAKED"):
+        session.exitstatus = 1
+    left = _host_leftovers() - _leftovers_before if IS_ROOT else set()
+    if left:
+        sys.stderr.write("\nERROR: the test session left host-wide state behind:\n  "
+                         + "\n  ".join(sorted(left)) + "\n")
         session.exitstatus = 1
     changed = _cached_trees_changed()
     if changed:

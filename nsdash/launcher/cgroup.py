@@ -39,8 +39,6 @@ from nsdash.launcher import device_filter, names
 from nsdash.launcher import properties as props
 from nsdash.system import cgroupfs
 
-SLICE = names.SLICE
-
 # systemd-nspawn's scope (and systemd-nspawn@.service) has TasksMax=16384: a fork bomb
 # inside stops there, not at the host's pid_max.
 TASKS_MAX = 16384
@@ -166,7 +164,7 @@ class MachineCgroup:
                                 f"pick another name with -M, or stop it with 'nsdash poweroff {self.machine}'")
         try:
             for d in self.dirs:
-                d.mkdir(parents=True, exist_ok=True)
+                _make(d)
             cpuset = self.layout.v1_path("cpuset", self.path)
             if cpuset is not None:
                 _inherit_cpuset(cpuset, self.layout.v1["cpuset"])
@@ -293,15 +291,26 @@ class MachineCgroup:
 
 
     def _remove_slices(self) -> None:
-        """An --slice nsdash made goes with its last machine (machine.slice stays, as on
-        systemd hosts); a slice still holding another machine is busy and stays."""
+        """The slices nsdash made go with their last machine, machine.slice too (systemd
+        stops an unneeded slice and removes its cgroup alike); a slice still holding another
+        machine is busy and stays."""
         parents = Path(self.path).parents
         for parent in list(parents)[:-1]:  # deepest first, never the hierarchy root
-            if str(parent) == f"/{SLICE}":
-                return
             for d in self.dirs:
                 with contextlib.suppress(OSError):
                     os.rmdir(str(d)[:-len(self.path)] + str(parent))
+
+
+def _make(cgroup: Path, tries: int = 5) -> None:
+    """mkdir -p, again when a parent slice went between our mkdirs (its last machine
+    stopped meanwhile and took it away: _remove_slices)."""
+    for _ in range(tries - 1):
+        try:
+            cgroup.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    cgroup.mkdir(parents=True, exist_ok=True)
 
 
 def _rmtree_cgroup(top: Path) -> bool:

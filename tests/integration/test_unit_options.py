@@ -72,6 +72,17 @@ def test_slice_places_the_machine_and_goes_with_it(busybox_tree, machine_name):
         assert not (hierarchy / f"{machine_name}.slice").exists()
 
 
+def test_machine_slice_goes_with_the_last_machine(busybox_tree, machine_name):
+    """nsdash makes machine.slice with a machine on a host without systemd and takes it away
+    with the last one, as systemd stops an unneeded slice; one holding another machine stays."""
+    r = spawn(busybox_tree, "-M", machine_name, "/bin/true")
+    assert r.returncode == 0, r.stderr
+    for hierarchy in LAYOUT.hierarchies():
+        top = hierarchy / names.SLICE
+        others = [c for c in top.iterdir() if c.is_dir()] if top.is_dir() else []
+        assert top.is_dir() == bool(others), (top, others)  # gone, or still holding another machine
+
+
 def test_unmappable_or_bad_properties_are_refused_in_one_line_leaving_nothing(busybox_tree, machine_name):
     cases = {("--property=KillMode=mixed",): "not booted with systemd",
              ("--property=TasksMax=lots",): "Failed to parse TasksMax= value 'lots'",
