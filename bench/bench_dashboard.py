@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 # --peer runs part 4 in a child over another checkout's nsdash (this bench's code, that nsdash).
 sys.path.insert(0, os.environ.get("NSDASH_BENCH_CODE", str(REPO)))
 sys.path.insert(0, str(REPO / "bench"))
-os.environ.setdefault("NSDASH_STATE_DIR", "/run/nsdash-bench-dashboard")
 
 from bench_cgtop import make_tree, remove_tree  # noqa: E402
 from report import Report, wants_json  # noqa: E402
