@@ -15,7 +15,7 @@ row's place by summing every row above it).  Everything else
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -246,3 +246,32 @@ class FastTable(DataTable, SteadyScrollbars):
         self._versions.clear()
         super().clear(columns)
         return self
+
+
+class SelectingTable(FastTable):
+    """A FastTable of keyed rows that tells its screen, once per change, which row key the
+    cursor is on: each subclass names that message `Selected` (taking the key, or None)."""
+
+    Selected: ClassVar[type[Any]]  # a Message subclass whose one argument is the key
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._selected: str | None = None
+
+    def _current(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # noqa: BLE001 - out of range: nothing selected
+            return None
+
+    def _announce(self) -> None:
+        current = self._current()
+        if current != self._selected:
+            self._selected = current
+            self.post_message(self.Selected(current))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._announce()

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.message import Message
-from textual.widgets import DataTable
 
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import ImageRow
-from nsdash.tui.widgets.fast_table import FastTable
+from nsdash.tui.widgets.fast_table import SelectingTable
 
 COLUMNS = (("name", "Image"), ("type", "Type"), ("ro", "RO"), ("size", "Size"), ("mtime", "Modified (UTC)"),
            ("used", "Running"), ("os", "OS"))
@@ -29,7 +28,7 @@ def cells_of(row: ImageRow) -> tuple[str, ...]:
             modified(row.mtime), escape(", ".join(row.used_by)) or "-", escape(row.os))
 
 
-class ImageList(FastTable):
+class ImageList(SelectingTable):
     """Every image with its type, read-only flag, size, modification time and its running machines."""
 
     class Selected(Message):
@@ -43,7 +42,6 @@ class ImageList(FastTable):
         super().__init__(cursor_type="row", **kw)
         self._rows: dict[str, tuple[str, ...]] = {}
         self.images: dict[str, ImageRow] = {}
-        self._selected: str | None = None
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -78,20 +76,3 @@ class ImageList(FastTable):
 
     # ------------------------------------------------------------ helpers
 
-    def _current(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
-        except Exception:  # noqa: BLE001 - out of range: nothing selected
-            return None
-
-    def _announce(self) -> None:
-        current = self._current()
-        if current != self._selected:
-            self._selected = current
-            self.post_message(self.Selected(current))
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        self._announce()

@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
-from nsdash.tui.widgets.fast_table import FastTable
+from nsdash.tui.widgets.fast_table import SelectingTable
 
 COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "Address"),
            ("uptime", "Up"), ("cpu", "CPU (1 min)"))
@@ -42,7 +42,7 @@ def spark(values: list) -> str:
     return fmt.sparkline(values, SPARK_WIDTH, top=top)
 
 
-class MachineList(FastTable):
+class MachineList(SelectingTable):
     """Every registered machine with its state, OS, address, uptime and CPU sparkline."""
 
     COMPONENT_CLASSES = {"machine-list--running", "machine-list--transient", "machine-list--orphan"}
@@ -65,7 +65,6 @@ class MachineList(FastTable):
         self.hosts = hosts
         self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
         self._rows: dict[str, tuple] = {}
-        self._selected: str | None = None
         self._styles: dict[str, Style] = {}
 
     def on_mount(self) -> None:
@@ -139,23 +138,6 @@ class MachineList(FastTable):
             style = self._styles[component] = self.get_component_rich_style(component, partial=True)
         return style
 
-    def _current(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
-        except Exception:  # noqa: BLE001 - out of range: nothing selected
-            return None
-
-    def _announce(self) -> None:
-        current = self._current()
-        if current != self._selected:
-            self._selected = current
-            self.post_message(self.Selected(current))
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        self._announce()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
