@@ -191,3 +191,28 @@ def test_a_host_that_never_greets_times_out_and_its_ssh_is_reaped(monkeypatch, t
         Session(Target("far"), timeout=1)
     children = Path(f"/proc/self/task/{__import__('os').getpid()}/children").read_text().split()
     assert children == []  # the stand-in was killed and reaped
+
+
+def _local_far(monkeypatch, tmp_path) -> None:
+    """A stand-in for ssh that runs this checkout's far side on this host (real ssh:
+    tests/integration/test_remote.py)."""
+    far = tmp_path / "ssh"
+    far.write_text(f"#!/bin/sh\ncd {REPO} && exec {sys.executable} -m nsdash _remote\n")
+    far.chmod(0o755)
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", str(far))
+
+
+def test_a_stream_gives_output_as_it_comes_takes_input_and_ends_with_the_code(monkeypatch, tmp_path):
+    import select
+
+    from nsdash.remote.stream import Stream
+
+    _local_far(monkeypatch, tmp_path)
+    with Stream(Target("far"), ["cgtop", "--help"], tty=(7, 50)) as stream:
+        out = b""
+        while stream.code is None:
+            select.select(stream.fds(), [], [], 5)
+            out += (stream.pump() or {}).get(1, b"")
+        assert stream.code == 0 and b"usage: nsdash cgtop" in out and b"\r\n" in out
+        assert stream.pump() is None
+    assert stream.conn.proc.poll() is not None  # ssh's stand-in ended and was reaped
