@@ -206,6 +206,8 @@ class NsdashApp(App):
             self.call_after_refresh(gcpause.release)  # the first full frame is painted by then
 
     def _apply(self) -> None:
+        if not self.screen_stack:
+            return  # quitting: the screens are gone, and a snapshot still queued has nowhere to go
         screen = self.screen
         if isinstance(screen, DashboardScreen | MachineScreen):
             # NoMatches: the screen is not composed yet; the next snapshot will show.
@@ -227,7 +229,7 @@ class NsdashApp(App):
 
     def on_journal_lines(self, message: JournalLines) -> None:
         try:
-            for pane in self.screen.query(JournalPane):
+            for pane in self.screen.query(JournalPane) if self.screen_stack else ():
                 pane.show(message.machines, message.lines, message.reset, message.note)
         finally:
             if self.poller is not None:
@@ -305,6 +307,8 @@ class NsdashApp(App):
     def on_console_pane_ended(self, message: ConsolePane.Ended) -> None:
         from nsdash.tui.widgets.console_pane import ConsolePane
 
+        if not self.screen_stack:
+            return
         self.notify(escape(f"{message.machine}: {message.reason}"), severity="warning", markup=False)
         for pane in self.screen.query(ConsolePane):
             if pane.attached == message.machine:

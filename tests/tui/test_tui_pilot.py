@@ -349,3 +349,18 @@ def test_a_panel_share_stays_within_its_bounds():
 
     assert resized(1.0, 0.5) == 1.5 and resized(1.0, -0.5) == 0.5
     assert resized(SMALLEST, -0.5) == SMALLEST and resized(LARGEST, 0.5) == LARGEST
+
+
+async def test_what_arrives_after_the_screens_are_gone_is_dropped():
+    """A snapshot, journal batch or console end still queued while the app quits has no screen
+    to go to (seen as ScreenStackError ending a real test under load): dropped, never raised."""
+    from nsdash.tui.widgets.console_pane import ConsolePane
+
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+    assert not app.screen_stack
+    app.on_snapshot_ready(SnapshotReady(sd.snapshot(1)))
+    app.on_journal_lines(JournalLines(("demo-debian",), sd.JOURNAL, reset=False))
+    app.on_console_pane_ended(ConsolePane.Ended("demo-debian", "the console ended"))
+    assert app.snapshot.machines  # the snapshot itself was taken; only showing it was skipped

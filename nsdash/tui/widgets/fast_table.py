@@ -85,6 +85,7 @@ class FastTable(DataTable, SteadyScrollbars):
         self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
         self._version = 0
         self._paint: Paint | None = None
+        self._painted_widths: tuple[int, ...] = ()
 
     # ------------------------------------------------------------ caches
 
@@ -105,6 +106,12 @@ class FastTable(DataTable, SteadyScrollbars):
     def render_lines(self, crop: Region) -> list[Strip]:
         # What every line needs but costs a walk over the DOM or reactives: once per paint.
         self._paint = self._paint_state()
+        if self._paint.widths != self._painted_widths:
+            # DataTable caches the header's line without the column widths in its key, so a
+            # column widened without a table-wide update (set_cells, a fitted path column)
+            # would keep an old-width header over new-width rows.
+            self._painted_widths = self._paint.widths
+            DataTable._clear_caches(self)
         try:
             return super().render_lines(crop)
         finally:
