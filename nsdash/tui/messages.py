@@ -74,6 +74,7 @@ class Snapshot:
     machine_of: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # cgroup path -> machine name
     errors: tuple[str, ...] = ()  # readers that failed this round, in words
     unreachable: tuple[str, ...] = ()  # remote hosts (-H) that did not answer last time
+    notes: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # cgroup path -> a word on it ("unreachable")
 
 
 class SnapshotReady(Message):
