@@ -202,16 +202,16 @@ class HostWatch:
                 if not select.select(stream.fds(), [], [], silence)[0]:
                     raise RemoteError(f"{self.target} sent nothing for {silence:.0f} s",
                                       "check the host; the connection is dropped")
-                got = stream.pump()
-                if got is None:
-                    self._ended(stream.code, bytes(stderr))
-                    return
+                got = stream.pump() or {}
                 stderr = (stderr + got.get(2, b""))[-STDERR_KEEP:]
                 for line in reader.feed(got.get(1, b"")):
                     view = w.parse(line)
                     self.lines += 1
                     self._fresh_since_connect = True
                     self._answered(list(view.machines), view)
+                if stream.code is not None:  # (its exit may come with its last words: no more select)
+                    self._ended(stream.code, bytes(stderr))
+                    return
         finally:
             with self._send_lock:
                 self._stream = None

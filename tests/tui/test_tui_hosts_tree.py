@@ -8,6 +8,7 @@ from tuikit import sample_app, wait_for
 
 from nsdash.remote import watch as w
 from nsdash.remote.target import Target
+from nsdash.tui.history import MetricHistory
 from nsdash.tui.messages import SnapshotReady
 from nsdash.tui.remote import UNREACHABLE, RemoteHosts, RemoteReaders
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
@@ -50,6 +51,9 @@ def test_the_snapshot_keys_each_host_under_its_node_and_keeps_the_tree_while_not
                                            "/far2/machine.slice/m-bb.scope", "/far2" + EVIL, "/far3"}
     assert snap.machine_of["/far2" + EVIL] == "far2/evil"
     assert readers.snapshot().tree is snap.tree  # no new line: the pane has nothing to redo
+    history = MetricHistory()
+    history.update(snap)  # the machine list's CPU column: each machine's top cgroup's row, by the map
+    assert history.cpu("far1/bb") == [2.0] == history.cpu("far2/bb")
     view = _view("far1")
     readers.hosts.watches["far1"]._answered(list(view.machines), view)
     assert readers.snapshot().tree is not snap.tree

@@ -173,6 +173,7 @@ async def test_the_tree_and_cpu_rows_of_each_host_and_a_stopped_host_shown_unrea
             assert table._rows[scope][:2] == (host, scope.removeprefix(f"/{host}"))  # the Host column
             await wait_for(pilot, lambda scope=scope: table._rows[scope][3] != "-", timeout=30,
                            what=f"{host}'s bb's %CPU")
+            assert any(v is not None for v in app.history.cpu(f"{host}/bb"))  # the machine list's CPU
         # the stopped host: a node and a row that say so, though it never had machines
         assert label(f"/{STOPPED}") == f"{STOPPED}  ({UNREACHABLE})"
         assert table._rows[f"/{STOPPED}"][:2] == (STOPPED, UNREACHABLE)
