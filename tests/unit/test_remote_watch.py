@@ -154,6 +154,9 @@ while True:
     while b"\n" in buf:
         line, buf = buf.split(b"\n", 1)
         m = json.loads(line)
+        if m.get("t") == "in" and spec.get("record"):  # what the verb would read on its stdin
+            with open(spec["record"], "ab") as f:
+                f.write(base64.b64decode(m["d"]))
         if m.get("t") != "run":
             continue
         part = spec.get(m["argv"][0], {})
@@ -166,12 +169,15 @@ while True:
 '''
 
 
-def _far(tmp_path: Path, monkeypatch, **verbs: dict) -> None:
-    script, spec = tmp_path / "far.py", tmp_path / "spec.json"
+def _far(tmp_path: Path, monkeypatch, **verbs: dict) -> Path:
+    """A scripted far side answering each verb as VERBS says; what the verbs got on stdin: the path returned."""
+    script, spec, record = tmp_path / "far.py", tmp_path / "spec.json", tmp_path / "stdin"
     script.write_text(FAR)
-    spec.write_text(json.dumps({verb: {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v
-                                       for k, v in part.items()} for verb, part in verbs.items()}))
+    spec.write_text(json.dumps({"record": str(record), **{
+        verb: {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in part.items()}
+        for verb, part in verbs.items()}}))
     monkeypatch.setenv("NSDASH_SSH_COMMAND", f"{sys.executable} {script} {spec}")
+    return record
 
 
 def _until(watch: HostWatch, test, what: str, timeout: float = 30) -> None:
@@ -232,5 +238,20 @@ def test_a_watch_that_ends_says_why_and_is_tried_again(tmp_path, monkeypatch):
         _until(watch, lambda: watch.state()[1] is not None, "the failure")
         assert watch.state()[1] == "far: nsdash: cannot read /sys/fs/cgroup" and not watch.legacy
         _until(watch, lambda: watch.connects >= 2, "a second try (after 1 s of backoff)")
+    finally:
+        watch.stop()
+
+
+def test_the_pace_and_a_nudge_reach_the_running_watch_on_its_stdin(tmp_path, monkeypatch):
+    record = _far(tmp_path, monkeypatch, _watch={"fd1": w.encode([], ["/"], [], {}), "code": None})
+    watch = HostWatch(Target("far"), interval=1.0, timeout=10)
+    watch.start()
+    try:
+        _until(watch, lambda: watch.lines >= 1, "the first line")
+        watch.interval = 2.5  # + and - in the dashboard
+        watch.refresh_now()  # after an action
+        _until(watch, lambda: record.exists() and record.read_bytes() == b"2.5\n\n", "the wishes on stdin")
+        assert _wishes(record.read_bytes(), 1.0) == (2.5, True)  # and what the far side makes of them
+        assert watch.interval == 2.5 and watch.connects == 1
     finally:
         watch.stop()
