@@ -184,6 +184,17 @@ async def test_the_tree_and_cpu_rows_of_each_host_and_a_stopped_host_shown_unrea
         lines = watch.lines
         await wait_for(pilot, lambda: watch.lines >= lines + 3, timeout=30, what="three more lines")
         assert watch.connects == 1 and not watch.legacy
+        assert _far_sessions(farm, HOSTS[0]) == 2  # the session and its one verb, the watch (a fork of it)
+    # the dashboard quit: nothing of it stays on the far hosts
+    for host in HOSTS:
+        wait_until(lambda host=host: _far_sessions(farm, host) == 0, timeout=20, step=0.2,
+                   what=f"no nsdash session left on {host}")
+
+
+def _far_sessions(farm: Farm, host: str) -> int:
+    """Processes of `nsdash _remote` sessions on HOST (each verb is a fork of its session's)."""
+    r = farm.ssh(host, "pgrep -c -f '^python3 -m nsdash _remote$' || true")
+    return int(r.stdout.strip() or 0)
 
 
 async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_host_does_not_stall(
