@@ -43,7 +43,7 @@ from nsdash.remote.target import Target
 from nsdash.remote.watch import Watch
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
-from nsdash.tui.messages import MachineInfo, Snapshot
+from nsdash.tui.messages import MachineInfo, Snapshot, host_path
 from nsdash.tui.poller import _epoch
 
 if TYPE_CHECKING:
@@ -92,17 +92,6 @@ def machine_info(host: str, m: dict[str, Any], reachable: bool = True) -> Machin
         started=started, boot=boot if isinstance(boot, int) else 1,
         status=status if isinstance(status, str) else None,
         source="remote")
-
-
-def host_path(host: str, path: str = "/") -> str:
-    """Where a far host's cgroup PATH sits in the dashboard's tree: under "/HOST"."""
-    return "/" + host + ("" if path == "/" else path)
-
-
-def split_path(path: str) -> tuple[str, str]:
-    """"/HOST/a/b" -> (HOST, "/a/b"); "/HOST" -> (HOST, "/")."""
-    host, _, rest = path[1:].partition("/")
-    return host, "/" + rest
 
 
 class HostCgroups:
@@ -194,7 +183,7 @@ class RemoteReaders:
         tree pane then has nothing to do)."""
         made_of = tuple(part if isinstance(part, str) else part.node for part in parts)
         if self._tree is None or len(self._tree[0]) != len(made_of) or any(
-                a is not b for a, b in zip(self._tree[0], made_of, strict=True)):
+                a != b if isinstance(a, str) else a is not b for a, b in zip(self._tree[0], made_of, strict=True)):
             nodes = tuple(CgroupNode(host_path(p)) if isinstance(p, str) else p for p in made_of)
             self._tree = (made_of, CgroupNode("/", nodes))
         return self._tree[1]
@@ -217,7 +206,7 @@ class RemoteReaders:
         return tuple(rows), machine_of, notes
 
     def set_interval(self, seconds: float) -> None:
-        """The refresh delay changed (+ and -): each host is asked at that pace from its next answer."""
+        """The refresh delay changed (+ and -): each host's watch is told at once (a line comes then)."""
         for watch in self.hosts.watches.values():
             watch.interval = seconds
 

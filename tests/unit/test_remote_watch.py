@@ -17,7 +17,8 @@ from nsdash.monitor.tree import from_paths
 from nsdash.remote import watch as w
 from nsdash.remote.hosts import HostWatch
 from nsdash.remote.target import Target
-from nsdash.tui.remote import HostCgroups, host_path, split_path
+from nsdash.tui.messages import host_path, split_path
+from nsdash.tui.remote import HostCgroups
 
 
 def _line(**over) -> bytes:

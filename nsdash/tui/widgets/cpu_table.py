@@ -19,6 +19,7 @@ from textual.widgets.data_table import ColumnKey
 from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
+from nsdash.tui.messages import split_path
 from nsdash.tui.widgets.fast_table import FastTable
 
 COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("memory", "Memory"),
@@ -173,8 +174,8 @@ class CpuTable(FastTable):
 
     def _host_and_path(self, key: str) -> tuple[str, str]:
         """A remote row's key "/HOST/PATH" as its Host and Control Group cells (its note, if any)."""
-        host, _, rest = key[1:].partition("/")
-        return host, self._notes.get(key) or "/" + rest
+        host, path = split_path(key)
+        return host, self._notes.get(key) or path
 
     def _path_width(self) -> int:
         # Room is kept for the vertical scrollbar: it comes with the rows, not with a resize.
