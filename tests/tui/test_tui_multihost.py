@@ -225,6 +225,11 @@ async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_
         await wait_for(pilot, lambda: "far2" in app.snapshot.unreachable, timeout=60, what="far2 unreachable")
         assert _state(app, "far2/bb") == UNREACHABLE  # its last machines stay, marked
         assert "unreachable: far2" in app.status_text()
+        table = app.screen.query_one(CpuTable)
+        await wait_for(pilot, lambda: table._rows.get("/far2", ())[:2] == ("far2", UNREACHABLE),
+                       what="far2's row in the CPU table unreachable")
+        assert not any(key.startswith("/far2/") for key in table._rows)  # its cgroups are not known now
+        assert table._rows["/far1"][:2] == ("far1", "/")  # far1 goes on
         r = farm.remote("far1", "spawn", "--detach", "-M", "bb2", "-xbD", "/opt/busybox")
         assert r.returncode == 0, r.stderr
         await wait_for(pilot, lambda: _state(app, "far1/bb2") == "running", timeout=60,
@@ -237,3 +242,6 @@ async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_
         await wait_for(pilot, lambda: "far2" not in app.snapshot.unreachable and _state(app, "far2/bb") == "running",
                        timeout=90, what="far2 back")
         assert app.hosts is not None and app.hosts.watches["far2"].connects >= 2
+        await wait_for(pilot, lambda: table._rows.get("/far2", ())[:2] == ("far2", "/")
+                       and any(m == "far2/bb" for m in app.snapshot.machine_of.values()),
+                       timeout=30, what="far2's cgroups back")
