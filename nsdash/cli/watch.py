@@ -128,12 +128,14 @@ def serve(interval: float, out: int = 1, wishes: int = 0) -> int:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nsdash _watch", add_help=False)
+    p = argparse.ArgumentParser(prog="nsdash _watch", add_help=False, exit_on_error=False)
     p.add_argument("--interval", type=float, default=1.0)
     try:
-        ns = p.parse_args(argv)
-    except SystemExit:
-        raise UsageError("bad arguments for 'nsdash _watch'", "it takes --interval SECONDS only") from None
+        ns, unknown = p.parse_known_args(argv)  # (argparse's own complaint would be a second line)
+    except argparse.ArgumentError:
+        unknown = argv
+    if unknown:
+        raise UsageError("bad arguments for 'nsdash _watch'", "it takes --interval SECONDS only")
     if sys.stdout.isatty():
         raise UsageError("'nsdash _watch' is the far side of the dashboard over -H",
                          "run 'nsdash -H HOST' for the dashboard")

@@ -256,3 +256,24 @@ def test_the_pace_and_a_nudge_reach_the_running_watch_on_its_stdin(tmp_path, mon
         assert watch.interval == 2.5 and watch.connects == 1
     finally:
         watch.stop()
+
+
+def test_the_hidden_verb_refuses_bad_arguments_and_a_terminal_in_one_line():
+    import os
+    import pty
+    import subprocess
+
+    for bad in (["--every", "1"], ["--interval", "soon"], ["--interval"]):
+        r = subprocess.run([sys.executable, "-m", "nsdash", "_watch", *bad], capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0 and r.stdout == ""
+        assert r.stderr == "nsdash: bad arguments for 'nsdash _watch'; it takes --interval SECONDS only\n", bad
+    leader, follower = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "nsdash", "_watch"], stdout=follower, stderr=subprocess.PIPE,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("nsdash: 'nsdash _watch' is the far side of the dashboard over -H")
