@@ -57,9 +57,10 @@ class DashboardScreen(PanelScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("nsdash", id="status")
         with Horizontal(id="top-row", classes="row"):
-            remote = getattr(self.app, "hosts", None) is not None
+            hosts = getattr(self.app, "hosts", None)  # RemoteHosts over -H
+            remote = hosts is not None
             yield MachineList(id="machines", classes="panel", hosts=remote)
-            yield CpuTable(id="cpu", classes="panel", hosts=remote)
+            yield CpuTable(id="cpu", classes="panel", hosts=list(hosts.watches) if hosts is not None else ())
         with Horizontal(id="bottom-row", classes="row"):
             yield CgroupTree(id="tree", classes="panel", hosts=remote)
             yield JournalPane(id="journal", classes="panel")

@@ -26,9 +26,9 @@ COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("mem
            ("input", "Input/s"), ("output", "Output/s"))
 # Fixed widths for the figures: measuring thousands of changed cells each refresh
 # to fit the columns would cost more than everything else together.
-WIDTHS = {"tasks": 5, "cpu": 9, "memory": 7, "input": 9, "output": 9, "host": 16}
+WIDTHS = {"tasks": 5, "cpu": 9, "memory": 7, "input": 9, "output": 9}
 HOST_COLUMN = ("host", "Host")
-HOST_WIDTH = WIDTHS["host"]
+HOST_WIDTH = 16  # the most the Host column takes (a longer name is ellipsized): the paths need the room
 ORDERS = {"path": "path", "tasks": "tasks", "cpu": "cpu", "memory": "memory", "io": "io"}
 
 
@@ -99,9 +99,11 @@ class CpuTable(FastTable):
             super().__init__()
             self.machine = machine
 
-    def __init__(self, hosts: bool = False, **kw) -> None:
+    def __init__(self, hosts: Sequence[str] = (), **kw) -> None:
+        """HOSTS: the remote hosts' names (-H), for a Host column as wide as the longest."""
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
-        self.hosts = hosts
+        self.hosts = bool(hosts)
+        self._host_width = min(HOST_WIDTH, max([4, *(len(h) for h in hosts)]))
         self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
         self._notes: Mapping[str, str] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
@@ -111,7 +113,7 @@ class CpuTable(FastTable):
     def on_mount(self) -> None:
         for key, label in self._columns:
             self.add_column(label if key in ("path", "host") else Text(label, justify="right"), key=key,
-                            width=WIDTHS.get(key))
+                            width=self._host_width if key == "host" else WIDTHS.get(key))
 
     # ------------------------------------------------------------ public
 
@@ -169,7 +171,7 @@ class CpuTable(FastTable):
             return PathCell(key, self._path_width(), value)
         if col == "host":
             shown = escape(value)
-            return Text(ellipsize(shown, HOST_WIDTH) if len(shown) > HOST_WIDTH else shown)
+            return Text(ellipsize(shown, self._host_width) if len(shown) > self._host_width else shown)
         return Text(value, justify="right")
 
     def _host_and_path(self, key: str) -> tuple[str, str]:
@@ -181,7 +183,7 @@ class CpuTable(FastTable):
         # Room is kept for the vertical scrollbar: it comes with the rows, not with a resize.
         room = self.size.width - NUMBERS_WIDTH - 2 - self.styles.scrollbar_size_vertical
         if self.hosts:
-            room -= HOST_WIDTH + 2
+            room -= self._host_width + 2
         return max(16, room) if self.size.width else 60
 
     def on_resize(self) -> None:
