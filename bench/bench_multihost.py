@@ -4,17 +4,22 @@
 Two far hosts (the "sshd" tree booted with -n, nsdash.demo.farhost, as
 tests/tui/test_tui_multihost.py makes them), a BusyBox machine in each.  The
 dashboard's readers over them (nsdash.tui.remote: one HostWatch thread and
-ssh session per host, `list -o json` every second) run for a window, and
-the same length of window passes with nothing watching: alternated (idle,
-watched, watched, idle ...), so drifting load hits both alike.  Measured:
+ssh session per host) run for a window in each of two ways, and the same
+length of window passes with nothing watching, in rotated order (idle, list,
+watch; list, watch, idle; ...), so drifting load hits all alike:
+- list: the far side polled, `list -o json` every second (a forked verb
+  each time; what HostWatch does with a far nsdash without _watch);
+- watch: the far side pushes, one `nsdash _watch` for the session writing a
+  line a second with the machines, the cgroup tree and the cgtop rows.
+Measured:
 - this side: the process's CPU (the watch threads) plus its ssh clients';
 - the far side: the far hosts' own cgroups' CPU (cpu.stat usage_usec): sshd,
-  the `nsdash _remote` session and the verb it forks per refresh; the idle
-  windows give what the far hosts burn anyway (systemd, the BusyBox machine).
+  the `nsdash _remote` session and its verbs; the idle windows give what the
+  far hosts burn anyway (systemd, the BusyBox machine).
 The peer, `machinectl -H far list` once a second, is bench_remote.py's
 "poller refresh per host" row (one refresh, kept connection, side by side).
 
-Run as root: .venv/bin/python bench/bench_multihost.py [--window S] [--rounds N] [--json]
+Run as root: .venv/bin/python bench/bench_multihost.py [--window S] [--rounds N (of 3 windows)] [--json]
 """
 
 from __future__ import annotations
@@ -51,19 +56,25 @@ def cgroup_usage(machine: str) -> float:
     return int(stat.split("usage_usec ", 1)[1].split()[0]) / 1e6
 
 
-def window(seconds: float, machines: list[str], watched: bool) -> tuple[float, float]:
-    """(this side's CPU s, the far hosts' CPU s) over one window of SECONDS."""
+MODES = ("idle", "list", "watch")
+
+
+def window(seconds: float, machines: list[str], mode: str) -> tuple[float, float]:
+    """(this side's CPU s, the far hosts' CPU s) over one window of SECONDS watched in MODE."""
     from nsdash.remote.target import Target
     from nsdash.tui.remote import RemoteHosts, RemoteReaders
 
     far0 = sum(cgroup_usage(m) for m in machines)
-    if not watched:
+    if mode == "idle":
         time.sleep(seconds)
         return 0.0, sum(cgroup_usage(m) for m in machines) - far0
     hosts = RemoteHosts([Target(h) for h in HOSTS], interval=1.0)
+    for w in hosts.watches.values():
+        w.legacy = mode == "list"
     readers = RemoteReaders(hosts)
     deadline = time.monotonic() + 30
-    while any(not w.state()[2] for w in hosts.watches.values()):  # connected and answered once
+    # connected and answered once (a watch: with rates, its second line)
+    while any(not w.state()[2] or (mode == "watch" and w.lines < 2) for w in hosts.watches.values()):
         if time.monotonic() > deadline:
             raise SystemExit("the far hosts did not answer")
         time.sleep(0.1)
@@ -113,31 +124,36 @@ def main() -> int:
                 if r.returncode != 0:
                     raise SystemExit(f"cannot start bb on {alias}: {r.stderr.strip()}")
             time.sleep(5)  # the boots settle
-            idle, here, far = [], [], []
+            here: dict[str, list[float]] = {m: [] for m in MODES}
+            far: dict[str, list[float]] = {m: [] for m in MODES}
             for i in range(args.rounds):
-                for watched in ((False, True) if i % 2 == 0 else (True, False)):
-                    h, f = window(args.window, machines, watched)
-                    (far if watched else idle).append(f)
-                    if watched:
-                        here.append(h)
+                for mode in MODES[i % 3:] + MODES[:i % 3]:
+                    h, f = window(args.window, machines, mode)
+                    here[mode].append(h)
+                    far[mode].append(f)
             n, secs = len(HOSTS), args.window
-            here_pct = statistics.median(here) / secs / n * 100
-            far_pct = (statistics.median(far) - statistics.median(idle)) / secs / n * 100
+
+            def pct(seconds: float) -> float:
+                return seconds / secs / n * 100
+
+            idle_pct = pct(statistics.median(far["idle"]))
             print(f"dashboard over {n} hosts at rest, 1 s refresh, {args.rounds} x {secs:g} s windows each; "
-                  f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs", flush=True)
-            print(f"  this side per host: {here_pct:.2f} % of a core   [{min(here) / secs / n * 100:.2f}.."
-                  f"{max(here) / secs / n * 100:.2f}]", flush=True)
-            print(f"  far side per host (over its idle): {far_pct:.2f} % of a core   far idle "
-                  f"{statistics.median(idle) / secs / n * 100:.2f} %, watched "
-                  f"{statistics.median(far) / secs / n * 100:.2f} % [{min(far) / secs / n * 100:.2f}.."
-                  f"{max(far) / secs / n * 100:.2f}]", flush=True)
-            report.row("dashboard -H at rest, this side, per host", here_pct, "none", None, "% core",
-                       spread=(min(here) / secs / n * 100, max(here) / secs / n * 100),
-                       note="watch thread + ssh; the peer per refresh is bench_remote's poller row")
-            idle_pct = statistics.median(idle) / secs / n * 100
-            report.row("dashboard -H at rest, far side, per host (over its idle)", far_pct, "none", None, "% core",
-                       spread=(min(far) / secs / n * 100 - idle_pct, max(far) / secs / n * 100 - idle_pct),
-                       note=f"the far host idle: {idle_pct:.2f} %")
+                  f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; far host idle {idle_pct:.2f} %",
+                  flush=True)
+            for mode in ("list", "watch"):
+                h, f = here[mode], far[mode]
+                print(f"  {mode:5}  this side per host: {pct(statistics.median(h)):.2f} % of a core "
+                      f"[{pct(min(h)):.2f}..{pct(max(h)):.2f}]   far side per host over its idle: "
+                      f"{pct(statistics.median(f)) - idle_pct:.2f} % [{pct(min(f)) - idle_pct:.2f}.."
+                      f"{pct(max(f)) - idle_pct:.2f}]", flush=True)
+            # the push against the poll it replaces, side by side (the same windows, rotated)
+            for side, values, note in (("this side", here, "watch thread + ssh"),
+                                       ("far side (over its idle)", far, f"the far host idle: {idle_pct:.2f} %")):
+                base = idle_pct if side.startswith("far") else 0.0
+                pushed, polled = (pct(statistics.median(values[m])) - base for m in ("watch", "list"))
+                report.row(f"dashboard -H at rest, {side}, per host: pushed (_watch: machines, tree, rows)",
+                           pushed, "polled: list -o json a second (before)", polled, "% core",
+                           spread=(pct(min(values["watch"])) - base, pct(max(values["watch"])) - base), note=note)
         finally:
             for name in machines:
                 if run_nsdash("poweroff", name, timeout=60).returncode != 0:

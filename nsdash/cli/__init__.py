@@ -47,6 +47,7 @@ VERBS: dict[str, str] = {
     "profile": "profile",
     "_supervise": "supervise",
     "_remote": "remote",
+    "_watch": "watch",
 }
 
 USAGE = """\

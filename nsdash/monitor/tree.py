@@ -149,3 +149,22 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
         prefix = "/" if path == "/" else path + "/"
         stack.extend((prefix + n, level + 1) for n in names)
     return found
+
+
+def from_paths(paths) -> CgroupNode:
+    """The tree (no processes) that PATHS name, each given after its parent ('/' first);
+    children sorted by name as walk() sorts them.  A path whose parent is missing is left out."""
+    children: dict[str, list[str]] = {}
+    known = {"/"}
+    for path in paths:
+        if path == "/" or path in known:
+            continue
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent in known:
+            known.add(path)
+            children.setdefault(parent, []).append(path)
+
+    def build(path: str) -> CgroupNode:
+        return CgroupNode(path, tuple(build(c) for c in sorted(children.get(path, ()))))
+
+    return build("/")

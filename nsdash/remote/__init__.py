@@ -2,13 +2,15 @@
 
 protocol: the JSON-lines wire format and its version; target: -H's syntax and
 the ssh command line; server: the far side (`nsdash _remote`, run by sshd);
-client: this side, one verb over one connection.
+client: this side, one verb over one connection; watch: the line `_watch` pushes to
+the dashboard (hosts.HostWatch reads it).
 """
 
 # The verbs that run over -H: machinectl's, the readers, and spawn (with --detach).
 REMOTE_VERBS = frozenset({
     "list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
     "list-images", "ps", "cgls", "cgtop", "journal", "systemctl", "spawn",
+    "_watch",  # internal: the dashboard's far side (nsdash.cli.watch), not typed by users
 })
 # The verbs that get the client's input and write to its terminal unescaped, as they do locally:
 # a console and a command's own output are the user's to see raw (bytes a file may hold).

@@ -1,10 +1,17 @@
 """Several hosts watched at once: what the dashboard keeps per remote host.
 
-A HostWatch owns one Session (one ssh connection) to its host and, in a
-thread of its own, asks it for the machine list (`list -o json` on a
-channel) every interval.  A host that fails (ssh ends, the far side stops
-answering within the timeout) is marked unreachable with the reason, its
-last machine list kept, and a new session is tried after backoff(failures)
+A HostWatch keeps one `nsdash _watch` running on its host, on a Stream (one
+ssh connection) of its own, and reads the line it pushes every interval
+(nsdash.remote.watch): the machine list, and the bounded cgroup tree and
+cgtop rows.  So a watched host runs one far-side process for the whole
+session instead of a `list -o json` each refresh.  The interval travels on
+the watch's stdin (+ and - in the dashboard), and so does "a line now" after
+an action.  A far nsdash without `_watch` (an older one) is asked for `list
+-o json` every interval over a Session instead, machines only.
+
+A host that fails (ssh ends, the far side sends nothing for a while, or
+something that is not a watch line) is marked unreachable with the reason,
+its last state kept, and a new connection is tried after backoff(failures)
 seconds: 1, 2, 4 ... 30.  Each host has its own thread, so one slow or dead
 host never holds up another; readers only take the latest state (a lock, no
 waiting on the network).
@@ -17,17 +24,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import subprocess
 import threading
 from typing import Any
 
 from nsdash.errors import NsdashError
+from nsdash.remote import watch as w
+from nsdash.remote.protocol import RemoteError
 from nsdash.remote.session import Session
+from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
 from nsdash.system.text import escape
 
 BACKOFF_FIRST, BACKOFF_MOST = 1.0, 30.0
 HOST_TIMEOUT = 10.0  # seconds a host has to greet or answer before it counts as unreachable
+SILENCE_INTERVALS = 3  # a watch that sends no line for this many intervals (at least HOST_TIMEOUT) is lost
+STDERR_KEEP = 8192  # bytes of the far side's stderr kept for the reason it ended
 STOP_WAIT = 15.0  # seconds stop() waits for a watch thread once its ssh is killed (it ends within ~1 s)
 
 
@@ -67,18 +80,25 @@ def run_verb(target: Target, argv: list[str], timeout: float = 120.0) -> None:
 
 
 class HostWatch:
-    """TARGET's machine list, kept fresh by a thread; state() for the latest."""
+    """TARGET's machines, cgroups and cgtop rows, kept fresh by a thread; state() and view()
+    for the latest."""
 
     def __init__(self, target: Target, interval: float = 1.0, timeout: float = HOST_TIMEOUT) -> None:
         self.target = target
-        self.interval = interval
+        self._interval = interval
         self.timeout = timeout
         self._lock = threading.Lock()
         self._machines: list[dict[str, Any]] = []
+        self._view: w.Watch | None = None
         self._error: str | None = None
         self._fresh = False  # at least one answer since start
-        self.connects = 0  # sessions opened (tests read it)
+        self.connects = 0  # connections opened (tests read it)
+        self.lines = 0  # watch lines taken (tests read it)
+        self._fresh_since_connect = False  # a line came on this connection (failures start again)
+        self.legacy = False  # the far nsdash has no _watch: list -o json is polled instead
         self._ssh: subprocess.Popen | None = None  # the running ssh, for stop() to cut short
+        self._stream: Stream | None = None
+        self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._poke = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"nsdash-host-{target}", daemon=True)
@@ -98,13 +118,24 @@ class HostWatch:
             self._thread.join(timeout=STOP_WAIT)
 
     def stop_soon(self) -> None:
-        """Ask the thread to end (it does at its next wait); stop() waits for it."""
+        """Ask the thread to end (it does at its next wait or line); stop() waits for it."""
         self._stop.set()
         self._poke.set()
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        """A new pace: the running watch hears of it at once (it sends a line then)."""
+        self._interval = seconds
+        self._tell(f"{seconds:g}\n".encode())
 
     def refresh_now(self) -> None:
         """Ask again at once (after an action): a sleeping retry is not cut short."""
         self._poke.set()
+        self._tell(b"\n")
 
     def state(self) -> tuple[list[dict[str, Any]], str | None, bool]:
         """The last machine list, why the host is unreachable (None: it answered last time), and
@@ -112,42 +143,95 @@ class HostWatch:
         with self._lock:
             return self._machines, self._error, self._fresh
 
-    def _wait(self, seconds: float) -> None:
-        self._poke.wait(seconds)
-        self._poke.clear()
+    def view(self) -> w.Watch | None:
+        """The last watch line (its cgroups and rows); None before the first, or in legacy mode.
+        The same object until a new line came: a reader may cache what it made of it."""
+        with self._lock:
+            return self._view
+
+    def _tell(self, data: bytes) -> None:
+        with self._send_lock:
+            stream = self._stream
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.write(data)
 
     def _started(self, ssh: subprocess.Popen) -> None:
         self._ssh = ssh
         if self._stop.is_set():  # stop() came between ssh's start and this
             ssh.kill()
 
+    def _failed(self, e: Exception) -> None:
+        why = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
+        with self._lock:
+            self._error = why
+
+    def _answered(self, machines: list[dict[str, Any]], view: w.Watch | None) -> None:
+        with self._lock:
+            self._machines, self._view, self._error, self._fresh = machines, view, None, True
+
     def _run(self) -> None:
-        session: Session | None = None
         failures = 0
+        while not self._stop.is_set():
+            try:
+                self.connects += 1
+                if self.legacy:
+                    self._poll_list()
+                else:
+                    self._follow()
+            except (NsdashError, OSError) as e:
+                if self._stop.is_set():
+                    break
+                failures = 0 if self._fresh_since_connect else failures
+                failures += 1
+                self._failed(e)
+                self._stop.wait(backoff(failures))
+
+    def _follow(self) -> None:
+        """Run `_watch` on the host and take its lines until it fails (raises) or we stop."""
+        self._fresh_since_connect = False
+        argv = [w.VERB, "--interval", f"{self._interval:g}"]
+        stream = Stream(self.target, argv, stdin=True, timeout=self.timeout, started=self._started)
+        with self._send_lock:
+            self._stream = stream
+        reader = w.LineReader()
+        stderr = bytearray()
         try:
             while not self._stop.is_set():
-                try:
-                    if session is None:
-                        self.connects += 1
-                        session = Session(self.target, self.timeout, started=self._started)
-                    machines = list_machines(session)
-                except (NsdashError, OSError) as e:
-                    if session is not None:
-                        with contextlib.suppress(OSError):
-                            session.close()
-                        session = None
-                    failures += 1
-                    delay = backoff(failures)
-                    why = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
-                    with self._lock:
-                        self._error = why
-                    self._stop.wait(delay)
-                    continue
-                failures = 0
-                with self._lock:
-                    self._machines, self._error, self._fresh = machines, None, True
-                self._wait(self.interval)
+                silence = max(self.timeout, SILENCE_INTERVALS * self._interval)
+                if not select.select(stream.fds(), [], [], silence)[0]:
+                    raise RemoteError(f"{self.target} sent nothing for {silence:.0f} s",
+                                      "check the host; the connection is dropped")
+                got = stream.pump() or {}
+                stderr = (stderr + got.get(2, b""))[-STDERR_KEEP:]
+                for line in reader.feed(got.get(1, b"")):
+                    view = w.parse(line)
+                    self.lines += 1
+                    self._fresh_since_connect = True
+                    self._answered(list(view.machines), view)
+                if stream.code is not None:  # (its exit may come with its last words: no more select)
+                    self._ended(stream.code, bytes(stderr))
+                    return
         finally:
-            if session is not None:
-                with contextlib.suppress(OSError):
-                    session.close()
+            with self._send_lock:
+                self._stream = None
+            stream.close()
+
+    def _ended(self, code: int | None, stderr: bytes) -> None:
+        """The far `_watch` ended: an nsdash without it goes to polling; else say why."""
+        text = stderr.decode(errors="replace")
+        if code == 2 and not self._fresh_since_connect and f"'{w.VERB}' is not a verb" in text:
+            self.legacy = True  # the loop goes on at once, polling
+            return
+        raise RemoteError(f"{self.target}: {_last_line(stderr, f'{w.VERB} exited {code}')}")
+
+    def _poll_list(self) -> None:
+        """`list -o json` every interval over one Session (a far nsdash without _watch)."""
+        self._fresh_since_connect = False
+        with Session(self.target, self.timeout, started=self._started) as session:
+            while not self._stop.is_set():
+                machines = list_machines(session)
+                self._fresh_since_connect = True
+                self._answered(machines, None)
+                self._poke.wait(self._interval)
+                self._poke.clear()

@@ -7,6 +7,7 @@ machine), read by the machine list's sparklines and the machine view.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nsdash.tui.messages import Snapshot
@@ -30,10 +31,16 @@ class MetricHistory:
             return  # an error-only snapshot carries no figures
         rows = {r.path: r for r in snap.rows}
         live = set()
+        tops: dict[str, str] | None = None
         for m in snap.machines:
             live.add(m.name)
             series = self.by_machine.setdefault(m.name, Series())
             row = rows.get(m.cgroup) if m.cgroup else None
+            if m.cgroup is None and m.host is not None:
+                # a remote machine: no cgroup of its own here, its row is the top one the map names
+                tops = _tops(snap.machine_of) if tops is None else tops
+                top = tops.get(m.name)
+                row = rows.get(top) if top else None
             series.cpu.append(row.cpu_percent if row else None)
             series.memory.append(float(row.memory) if row and row.memory is not None else None)
             io = None
@@ -46,3 +53,12 @@ class MetricHistory:
     def cpu(self, name: str) -> list[float | None]:
         s = self.by_machine.get(name)
         return list(s.cpu) if s else []
+
+
+def _tops(machine_of: Mapping[str, str]) -> dict[str, str]:
+    """Each machine's top cgroup: the shortest path the map gives it."""
+    tops: dict[str, str] = {}
+    for path, name in machine_of.items():
+        if name not in tops or len(path) < len(tops[name]):
+            tops[name] = path
+    return tops

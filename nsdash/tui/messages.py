@@ -74,6 +74,19 @@ class Snapshot:
     machine_of: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # cgroup path -> machine name
     errors: tuple[str, ...] = ()  # readers that failed this round, in words
     unreachable: tuple[str, ...] = ()  # remote hosts (-H) that did not answer last time
+    notes: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # cgroup path -> a word on it ("unreachable")
+
+
+def host_path(host: str, path: str = "/") -> str:
+    """Where a remote host's cgroup PATH sits in a Snapshot over -H (tree, rows, machine_of):
+    under "/HOST" (nsdash.tui.remote)."""
+    return "/" + host + ("" if path == "/" else path)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """"/HOST/a/b" -> (HOST, "/a/b"); "/HOST" -> (HOST, "/"): host_path() undone."""
+    host, _, rest = path[1:].partition("/")
+    return host, "/" + rest
 
 
 class SnapshotReady(Message):

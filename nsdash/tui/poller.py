@@ -297,7 +297,7 @@ class HostReaders:
         self.sampler.close()
 
     def snapshot(self) -> Snapshot:
-        from nsdash.monitor import display, tree
+        from nsdash.monitor import display
         from nsdash.monitor.rates import rates_between
 
         errors: list[str] = []
@@ -309,14 +309,21 @@ class HostReaders:
         self._tree_round += 1
         if self._tree is None or self._tree_round >= self.tree_every:
             self._tree_round = 0
-            root = tree.walk(self.mount, "/", with_pids=True)
-            self._tree = (root, self._command_lines(root))
+            self._tree = self._walk_tree()
         root, commands = self._tree  # the same objects again: the pane sees nothing new
         mapping = self._machine_map(machines)
         machine_of = self._map_all(mapping, sample.counters)
         machines = tuple(m if m.cgroup else _with_cgroup(m, mapping, sample.counters) for m in machines)
         machines = self._with_links(machines)
         return Snapshot(sample.timestamp, machines, root, tuple(rows), commands, machine_of, tuple(errors))
+
+    def _walk_tree(self) -> tuple[Any, dict[int, str]]:
+        """The cgroup tree with its processes, and their command lines (a far host's watch,
+        nsdash.cli.watch, walks a bounded tree without processes instead)."""
+        from nsdash.monitor import tree
+
+        root = tree.walk(self.mount, "/", with_pids=True)
+        return root, self._command_lines(root)
 
     def _with_links(self, machines: tuple[MachineInfo, ...]) -> tuple[MachineInfo, ...]:
         """Each running machine's links with their rates since the last refresh (one read of
@@ -387,14 +394,18 @@ class HostReaders:
         self.machine_reads += 1
         return machines
 
-    def _read_machines(self, errors: list[str]) -> tuple[MachineInfo, ...]:
+    def _list_registry(self, errors: list[str]) -> list[Any]:
+        """The registry's machines (nsdash.machines.registry.Machine), machined's if it answers."""
         from nsdash.machines import registry
 
         try:
-            found = registry.list_machines(with_machined=self.with_machined)
+            return registry.list_machines(with_machined=self.with_machined)
         except NsdashError as e:
             errors.append(e.oneline())
-            found = registry.list_machines(with_machined=False)
+            return registry.list_machines(with_machined=False)
+
+    def _read_machines(self, errors: list[str]) -> tuple[MachineInfo, ...]:
+        found = self._list_registry(errors)
         out = []
         for m in found:
             s = m.state

@@ -13,22 +13,37 @@ What the far side sends is another host's text: names, states and OS names
 are escaped here or by the table (Text(escape(...))); its PIDs and cgroup
 paths are never taken (they mean nothing on this host).
 
-Not over -H yet: the cgroup tree and cgtop rows, journals, consoles, units,
-trace/profile/gdb and images; they say so in one line.
+The cgroup tree and the cgtop rows come from each host's watch line
+(nsdash.remote.watch, bounded there): one top node per host, "/HOST", with
+that host's cgroups under it ("/HOST/machine.slice/..."), so the tree and
+the table key them as they key local cgroups, and the CPU table's Host
+column is the path's first part.  A host that does not answer is that one
+node (and one row) with the note "unreachable", also before it ever
+answered; its last cgroups are not shown (they are not known now).  Paths
+and names from the far side are escaped where they are shown, as local
+guests' cgroup names are.
+
+Not over -H yet: journals, consoles, units, trace/profile/gdb and images;
+they say so in one line.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nsdash.errors import NsdashError
+from nsdash.monitor.counters import Counters
+from nsdash.monitor.display import Row
+from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
+from nsdash.remote.watch import Watch
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
-from nsdash.tui.messages import MachineInfo, Snapshot
+from nsdash.tui.messages import MachineInfo, Snapshot, host_path
 from nsdash.tui.poller import _epoch
 
 if TYPE_CHECKING:
@@ -79,6 +94,25 @@ def machine_info(host: str, m: dict[str, Any], reachable: bool = True) -> Machin
         source="remote")
 
 
+class HostCgroups:
+    """One host's watch line as the dashboard's tree nodes, rows and machine map (cached per line)."""
+
+    def __init__(self, host: str, view: Watch) -> None:
+        self.view = view
+        prefix = host_path(host)
+        paths = [host_path(host, p) for p in view.cgroups]
+        root = from_paths(["/", *paths])
+        self.node = next((n for n in root.children if n.path == prefix), CgroupNode(prefix))
+        self.rows = tuple(Row(host_path(host, path), tasks, cpu, usec, memory, read, write,
+                              Counters(tasks=tasks, cpu_ns=None if usec is None else usec * 1000, memory=memory))
+                          for path, tasks, cpu, usec, memory, read, write in view.rows)
+        self.machine_of = {host_path(host, path): key_of(host, name) for path, name in view.machine_of.items()}
+
+
+def unreachable_row(host: str) -> Row:
+    return Row(host_path(host), None, None, None, None, None, None, Counters())
+
+
 class RemoteHosts:
     """The watched hosts, shared by the readers (what they list) and the actions (poking them)."""
 
@@ -110,12 +144,15 @@ class RemoteReaders:
 
     def __init__(self, hosts: RemoteHosts) -> None:
         self.hosts = hosts
+        self._cgroups: dict[str, HostCgroups] = {}
+        self._tree: tuple[tuple, CgroupNode] | None = None  # (what it was made of, the tree)
         hosts.start()
 
     def snapshot(self) -> Snapshot:
         machines: list[MachineInfo] = []
         errors: list[str] = []
         down: list[str] = []
+        parts: list[HostCgroups | str] = []  # per host, its cgroups, or its name when it has none to show
         for host, watch in self.hosts.watches.items():
             found, error, fresh = watch.state()
             if error is not None:
@@ -127,10 +164,49 @@ class RemoteReaders:
                 info = machine_info(host, m, reachable=error is None)
                 if info is not None:
                     machines.append(info)
-        return Snapshot(time.time(), tuple(machines), errors=tuple(errors), unreachable=tuple(down))
+            parts.append(self._host_cgroups(host, watch.view()) if error is None else host)
+        rows, machine_of, notes = self._rows(parts, set(down))
+        return Snapshot(time.time(), tuple(machines), self._tree_of(parts), rows, machine_of=machine_of,
+                        errors=tuple(errors), unreachable=tuple(down), notes=notes)
+
+    def _host_cgroups(self, host: str, view: Watch | None) -> HostCgroups | str:
+        if view is None:  # the far nsdash has no _watch: machines only
+            self._cgroups.pop(host, None)
+            return host
+        part = self._cgroups.get(host)
+        if part is None or part.view is not view:
+            part = self._cgroups[host] = HostCgroups(host, view)
+        return part
+
+    def _tree_of(self, parts: list[HostCgroups | str]) -> CgroupNode:
+        """One node per host under "/"; the same object while no host sent a new line (the
+        tree pane then has nothing to do)."""
+        made_of = tuple(part if isinstance(part, str) else part.node for part in parts)
+        if self._tree is None or len(self._tree[0]) != len(made_of) or any(
+                a != b if isinstance(a, str) else a is not b for a, b in zip(self._tree[0], made_of, strict=True)):
+            nodes = tuple(CgroupNode(host_path(p)) if isinstance(p, str) else p for p in made_of)
+            self._tree = (made_of, CgroupNode("/", nodes))
+        return self._tree[1]
+
+    @staticmethod
+    def _rows(parts: list[HostCgroups | str], down: set[str]) -> tuple[tuple[Row, ...], Mapping[str, str],
+                                                                       Mapping[str, str]]:
+        """Every host's cgtop rows, its cgroups' machines, and a row and a note per host down."""
+        rows: list[Row] = []
+        machine_of: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        for part in parts:
+            if isinstance(part, str):
+                if part in down:
+                    rows.append(unreachable_row(part))
+                    notes[host_path(part)] = UNREACHABLE
+                continue
+            rows.extend(part.rows)
+            machine_of.update(part.machine_of)
+        return tuple(rows), machine_of, notes
 
     def set_interval(self, seconds: float) -> None:
-        """The refresh delay changed (+ and -): each host is asked at that pace from its next answer."""
+        """The refresh delay changed (+ and -): each host's watch is told at once (a line comes then)."""
         for watch in self.hosts.watches.values():
             watch.interval = seconds
 

@@ -5,7 +5,8 @@ networking (nsdash.demo.farhost, as tests/integration/test_remote.py), both
 from one set of keys, reached over real ssh through one ssh_config (aliases
 far1 and far2, NSDASH_SSH_COMMAND) with HOME in the test's directory.  Each
 runs a nested BusyBox machine of the same name, "bb", so only the host tells
-them apart.  Two far hosts for the module; they cost a Debian boot each.
+them apart.  Two far hosts for the module; they cost a Debian boot each.  A third
+alias, far3, is a stopped host: far1's address on a port where no sshd listens.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from nsdash.launcher import network
 from nsdash.remote.target import Target
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.remote import UNREACHABLE
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
+from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.machine_list import MachineList
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 SIZE = (160, 40)
 HOSTS = ("far1", "far2")
+STOPPED = "far3"
 
 
 class Farm:
@@ -70,6 +74,9 @@ def farm(tmp_path_factory):
             lease = network.lease_of(name)
             assert lease is not None
             configs.append(farhost.ssh_config(files, str(lease.guest.ip), name=f"ssh_{alias}", alias=alias))
+            if alias == HOSTS[0]:  # the stopped host: refused at once, inside the test's network
+                configs.append(farhost.ssh_config(files, str(lease.guest.ip), name="ssh_far3", alias=STOPPED,
+                                                  port=1))
         config = tmp / "ssh_config_both"
         config.write_text("".join(path.read_text() for path in configs))
         farm = Farm(files, str(config), machines)
@@ -141,6 +148,55 @@ def test_the_real_command_in_a_terminal_shows_both_hosts_and_quits_leaving_no_ss
         _tmux("kill-session", "-t", session)
 
 
+async def test_the_tree_and_cpu_rows_of_each_host_and_a_stopped_host_shown_unreachable(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in (*HOSTS, STOPPED)])
+    async with app.run_test(size=SIZE) as pilot:
+        def bb_cgroups(host: str) -> list[str]:  # the cgroups the far side maps to HOST's bb
+            return [path for path, m in app.snapshot.machine_of.items() if m == f"{host}/bb"]
+
+        await wait_for(pilot, lambda: all(bb_cgroups(h) for h in HOSTS) and STOPPED in app.snapshot.unreachable,
+                       timeout=60, what=lambda: f"both bb cgroups, far3 down ({app.snapshot.errors})")
+        tree, table = app.screen.query_one(CgroupTree), app.screen.query_one(CpuTable)
+
+        def label(path: str) -> str:
+            node = tree.node_for(("cg", path))
+            return node.label.plain if node is not None else ""
+
+        for host in HOSTS:
+            scope = min(bb_cgroups(host), key=len)  # the machine's own cgroup, under the host's node
+            assert scope.startswith(f"/{host}/machine.slice/"), scope
+            await wait_for(pilot, lambda scope=scope: label(scope) != "" and scope in table._rows, timeout=30,
+                           what=f"{host}'s bb in the tree and the CPU table")
+            assert label(f"/{host}") == host and label(scope).endswith(f"[{host}/bb]")
+            assert table._rows[scope][:2] == (host, scope.removeprefix(f"/{host}"))  # the Host column
+            await wait_for(pilot, lambda scope=scope: table._rows[scope][3] != "-", timeout=30,
+                           what=f"{host}'s bb's %CPU")
+            assert any(v is not None for v in app.history.cpu(f"{host}/bb"))  # the machine list's CPU
+        # the stopped host: a node and a row that say so, though it never had machines
+        assert label(f"/{STOPPED}") == f"{STOPPED}  ({UNREACHABLE})"
+        assert table._rows[f"/{STOPPED}"][:2] == (STOPPED, UNREACHABLE)
+        assert "Connection refused" in next(e for e in app.snapshot.errors if e.startswith(STOPPED))
+        # one far process per host for the whole session, pushing its lines
+        assert app.hosts is not None
+        watch = app.hosts.watches[HOSTS[0]]
+        lines = watch.lines
+        await wait_for(pilot, lambda: watch.lines >= lines + 3, timeout=30, what="three more lines")
+        assert watch.connects == 1 and not watch.legacy
+        assert _far_sessions(farm, HOSTS[0]) == 2  # the session and its one verb, the watch (a fork of it)
+    # the dashboard quit: nothing of it stays on the far hosts
+    for host in HOSTS:
+        wait_until(lambda host=host: _far_sessions(farm, host) == 0, timeout=20, step=0.2,
+                   what=f"no nsdash session left on {host}")
+
+
+def _far_sessions(farm: Farm, host: str) -> int:
+    """Processes of `nsdash _remote` sessions on HOST (each verb is a fork of its session's)."""
+    r = farm.ssh(host, "pgrep -c -f '^python3 -m nsdash _remote$' || true")
+    return int(r.stdout.strip() or 0)
+
+
 async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_host_does_not_stall(
         farm, monkeypatch):
     for key, value in farm.env.items():
@@ -169,6 +225,11 @@ async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_
         await wait_for(pilot, lambda: "far2" in app.snapshot.unreachable, timeout=60, what="far2 unreachable")
         assert _state(app, "far2/bb") == UNREACHABLE  # its last machines stay, marked
         assert "unreachable: far2" in app.status_text()
+        table = app.screen.query_one(CpuTable)
+        await wait_for(pilot, lambda: table._rows.get("/far2", ())[:2] == ("far2", UNREACHABLE),
+                       what="far2's row in the CPU table unreachable")
+        assert not any(key.startswith("/far2/") for key in table._rows)  # its cgroups are not known now
+        assert table._rows["/far1"][:2] == ("far1", "/")  # far1 goes on
         r = farm.remote("far1", "spawn", "--detach", "-M", "bb2", "-xbD", "/opt/busybox")
         assert r.returncode == 0, r.stderr
         await wait_for(pilot, lambda: _state(app, "far1/bb2") == "running", timeout=60,
@@ -181,3 +242,6 @@ async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_
         await wait_for(pilot, lambda: "far2" not in app.snapshot.unreachable and _state(app, "far2/bb") == "running",
                        timeout=90, what="far2 back")
         assert app.hosts is not None and app.hosts.watches["far2"].connects >= 2
+        await wait_for(pilot, lambda: table._rows.get("/far2", ())[:2] == ("far2", "/")
+                       and any(m == "far2/bb" for m in app.snapshot.machine_of.values()),
+                       timeout=30, what="far2's cgroups back")

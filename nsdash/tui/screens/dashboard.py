@@ -57,10 +57,12 @@ class DashboardScreen(PanelScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("nsdash", id="status")
         with Horizontal(id="top-row", classes="row"):
-            yield MachineList(id="machines", classes="panel", hosts=getattr(self.app, "hosts", None) is not None)
-            yield CpuTable(id="cpu", classes="panel")
+            hosts = getattr(self.app, "hosts", None)  # RemoteHosts over -H
+            remote = hosts is not None
+            yield MachineList(id="machines", classes="panel", hosts=remote)
+            yield CpuTable(id="cpu", classes="panel", hosts=list(hosts.watches) if hosts is not None else ())
         with Horizontal(id="bottom-row", classes="row"):
-            yield CgroupTree(id="tree", classes="panel")
+            yield CgroupTree(id="tree", classes="panel", hosts=remote)
             yield JournalPane(id="journal", classes="panel")
         yield KeyFooter()
 
@@ -79,12 +81,12 @@ class DashboardScreen(PanelScreen):
         if not snap.machines and not snap.rows and snap.errors:
             return
         self.query_one(MachineList).update_machines(snap.machines, history.cpu, now)
-        self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of))
+        self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of), snap.notes)
         # The poller walks the tree every other refresh unless the user is in it (see
         # on_descendant_focus) and hands the same tree again in between: nothing to do then.
         if snap.tree is not None and snap.tree is not self._tree_shown:
             self._tree_shown = snap.tree
-            self.query_one(CgroupTree).update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of))
+            self.query_one(CgroupTree).update_tree(snap.tree, dict(snap.commands), dict(snap.machine_of), snap.notes)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         self.post_message(self.TreeFocus(isinstance(event.widget, CgroupTree)))

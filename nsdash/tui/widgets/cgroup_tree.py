@@ -4,9 +4,15 @@ Only expanded branches are synchronised with each snapshot; a collapsed
 branch just knows whether it has anything to show, and is filled in when the
 user opens it.  So the cursor and the open branches survive every refresh,
 and 5,000 cgroups cost only what is on screen.
+
+Over remote hosts (-H, HOSTS true) the first level is one node per host
+(nsdash.tui.remote keys a far cgroup "/HOST/PATH"); each host and its
+machine.slice start open, and a note ("unreachable") follows a node's name.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from rich.style import Style
 from rich.text import Text
@@ -28,8 +34,10 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         "cgroup-tree--machine", "cgroup-tree--process", "cgroup-tree--unreadable",
     }
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, hosts: bool = False, **kw) -> None:
         super().__init__("/", data=("cg", "/"), **kw)
+        self.hosts = hosts
+        self._notes: Mapping[str, str] = {}
         self._keyed: dict[Key, TreeNode[Key]] = {("cg", "/"): self.root}
         self._labels: dict[Key, str] = {}
         self._by_path: dict[str, CgroupNode] = {}
@@ -55,7 +63,10 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
 
     # ------------------------------------------------------------ public
 
-    def update_tree(self, root: CgroupNode, commands: dict[int, str], machine_of: dict[str, str]) -> None:
+    def update_tree(self, root: CgroupNode, commands: dict[int, str], machine_of: dict[str, str],
+                    notes: Mapping[str, str] | None = None) -> None:
+        """Show ROOT; NOTES: a word after a cgroup's name, by path (a remote host "unreachable")."""
+        self._notes = notes or {}
         self._by_path = {n.path: n for n in root.iter()}
         self._commands = commands
         self._machine_of = machine_of
@@ -134,7 +145,11 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
             previous = node
 
     def _opens_at_first(self, cg: CgroupNode) -> bool:
-        """machine.slice starts open (the machines at a glance); the rest starts closed."""
+        """machine.slice starts open (the machines at a glance), and each remote host with its
+        machine.slice; the rest starts closed."""
+        if self.hosts:
+            depth = cg.path.count("/")
+            return depth == 1 or (depth == 2 and cg.path.endswith("/machine.slice"))
         return cg.path == "/machine.slice"
 
     def _fill(self, tnode: TreeNode[Key]) -> None:
@@ -164,7 +179,8 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         machine = self._machine_of.get(cg.path)
         parent_machine = self._machine_of.get(cg.path.rsplit("/", 1)[0] or "/")
         tag = f"  [{escape(machine)}]" if machine and machine != parent_machine else ""
-        mark = "  (unreadable)" if cg.unreadable else ""
+        note = self._notes.get(cg.path)
+        mark = f"  ({escape(note)})" if note else "  (unreadable)" if cg.unreadable else ""
         plain = name + tag + mark
         key = tnode.data
         if key is None or self._labels.get(key) == plain:

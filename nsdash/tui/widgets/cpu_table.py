@@ -1,8 +1,13 @@
-"""The cgtop-style table: rows keyed by cgroup path, updated in place, sorted like systemd-cgtop."""
+"""The cgtop-style table: rows keyed by cgroup path, updated in place, sorted like systemd-cgtop.
+
+Over remote hosts (-H, HOSTS true) a row's key is "/HOST/PATH" (nsdash.tui.remote):
+a Host column comes first and the Control Group column shows the far PATH, or the
+row's note ("unreachable") instead.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 from textual.binding import Binding
@@ -14,6 +19,7 @@ from textual.widgets.data_table import ColumnKey
 from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
+from nsdash.tui.messages import split_path
 from nsdash.tui.widgets.fast_table import FastTable
 
 COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("memory", "Memory"),
@@ -21,6 +27,8 @@ COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("mem
 # Fixed widths for the figures: measuring thousands of changed cells each refresh
 # to fit the columns would cost more than everything else together.
 WIDTHS = {"tasks": 5, "cpu": 9, "memory": 7, "input": 9, "output": 9}
+HOST_COLUMN = ("host", "Host")
+HOST_WIDTH = 16  # the most the Host column takes (a longer name is ellipsized): the paths need the room
 ORDERS = {"path": "path", "tasks": "tasks", "cpu": "cpu", "memory": "memory", "io": "io"}
 
 
@@ -31,8 +39,9 @@ class PathCell(Text):
     """The Control Group cell: shows the path escaped (a guest names its cgroups) and ellipsized,
     remembers it whole (the sort key)."""
 
-    def __init__(self, path: str, width: int) -> None:
-        shown = escape(path)
+    def __init__(self, path: str, width: int, shown: str | None = None) -> None:
+        """PATH: the row's key; SHOWN: what to show instead of it (a far host's own path)."""
+        shown = escape(path if shown is None else shown)
         super().__init__(ellipsize(shown, width) if len(shown) > width else shown)
         self.path = path
 
@@ -90,35 +99,46 @@ class CpuTable(FastTable):
             super().__init__()
             self.machine = machine
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, hosts: Sequence[str] = (), **kw) -> None:
+        """HOSTS: the remote hosts' names (-H), for a Host column as wide as the longest."""
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        self.hosts = bool(hosts)
+        self._host_width = min(HOST_WIDTH, max([4, *(len(h) for h in hosts)]))
+        self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
+        self._notes: Mapping[str, str] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
         self._last: Sequence[Row] = ()
         self.machine_of: dict[str, str] = {}
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label if key == "path" else Text(label, justify="right"), key=key,
-                            width=WIDTHS.get(key))
+        for key, label in self._columns:
+            self.add_column(label if key in ("path", "host") else Text(label, justify="right"), key=key,
+                            width=self._host_width if key == "host" else WIDTHS.get(key))
 
     # ------------------------------------------------------------ public
 
-    def update_rows(self, rows: Sequence[Row], machine_of: dict[str, str] | None = None) -> None:
-        """Apply a snapshot: add, change and drop rows by path; then order them."""
+    def update_rows(self, rows: Sequence[Row], machine_of: dict[str, str] | None = None,
+                    notes: Mapping[str, str] | None = None) -> None:
+        """Apply a snapshot: add, change and drop rows by path; then order them.  NOTES: what the
+        Control Group column says instead of a row's path (a remote host "unreachable")."""
         self._last = rows
         if machine_of is not None:
             self.machine_of = dict(machine_of)
+        if notes is not None:
+            self._notes = notes
         cursor_key = self._cursor_key()
         seen = set()
         for row in rows:
             cells = cells_of(row, self.cpu_time)
+            if self.hosts:
+                cells = (*self._host_and_path(row.path), *cells[1:])
             seen.add(row.path)
             old = self._rows.get(row.path)
             if old is None:
-                self.add_row(*self._styled(cells), key=row.path)
+                self.add_row(*self._styled(cells, row.path), key=row.path)
             elif old != cells:
-                self.set_cells(row.path, {col: self._styled_cell(col, new) for (col, _), new, was
-                                          in zip(COLUMNS, cells, old, strict=True) if new != was})
+                self.set_cells(row.path, {col: self._styled_cell(col, new, row.path) for (col, _), new, was
+                                          in zip(self._columns, cells, old, strict=True) if new != was})
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
@@ -143,25 +163,35 @@ class CpuTable(FastTable):
 
     # ------------------------------------------------------------ helpers
 
-    def _styled(self, cells: tuple[str, ...]) -> list[Text | str]:
-        return [self._styled_cell(col, c) for (col, _), c in zip(COLUMNS, cells, strict=True)]
+    def _styled(self, cells: tuple[str, ...], key: str) -> list[Text | str]:
+        return [self._styled_cell(col, c, key) for (col, _), c in zip(self._columns, cells, strict=True)]
 
-    def _styled_cell(self, col: str, value: str) -> Text | str:
+    def _styled_cell(self, col: str, value: str, key: str) -> Text | str:
         if col == "path":
-            return PathCell(value, self._path_width())
+            return PathCell(key, self._path_width(), value)
+        if col == "host":
+            shown = escape(value)
+            return Text(ellipsize(shown, self._host_width) if len(shown) > self._host_width else shown)
         return Text(value, justify="right")
+
+    def _host_and_path(self, key: str) -> tuple[str, str]:
+        """A remote row's key "/HOST/PATH" as its Host and Control Group cells (its note, if any)."""
+        host, path = split_path(key)
+        return host, self._notes.get(key) or path
 
     def _path_width(self) -> int:
         # Room is kept for the vertical scrollbar: it comes with the rows, not with a resize.
         room = self.size.width - NUMBERS_WIDTH - 2 - self.styles.scrollbar_size_vertical
+        if self.hosts:
+            room -= self._host_width + 2
         return max(16, room) if self.size.width else 60
 
     def on_resize(self) -> None:
         width = self._path_width()
         if width != getattr(self, "_shown_width", None):
             self._shown_width = width
-            for path in self._rows:
-                self.update_cell(path, "path", PathCell(path, width))
+            for path, shown in self._rows.items():
+                self.update_cell(path, "path", PathCell(path, width, shown[1] if self.hosts else path))
             # DataTable only ever widens a column: fit it to the ellipsized paths, or the
             # figures stay off to the right when the terminal narrows.
             column = self.columns.get(ColumnKey("path"))
