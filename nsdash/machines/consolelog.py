@@ -31,13 +31,14 @@ import os
 import time
 from pathlib import Path
 
+from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
 
 LIMIT = 1024 * 1024
 INDEX_LIMIT = 256 * 1024  # an index holds one record per boot or exit: a few dozen bytes each
 # A separator line, as a pattern for re (multi-line: ^ and $ at each line); readers and
 # tests compile it.  This module imports neither re nor json at the top: a spawn writes
-# its log and needs neither.
+# its log and needs neither (its marks are written by nsdash.system.jsontext).
 SEPARATOR = (
     rb"(?m)^-- nsdash: (?P<event>boot \d+|reboot|poweroff|exited|killed) "
     rb"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)(?: \((?P<detail>[^)]*)\))? --$"
@@ -97,22 +98,9 @@ class Mark(Frozen):
         return int(stamp.timestamp()) * 10**6
 
     def record(self) -> bytes:
-        """The index line, as json.dumps writes the record (parse_marks reads it with json)."""
-        return (f'{{"offset": {int(self.offset)}, "time": {_json_string(self.time)}, '
-                f'"event": {_json_string(self.event)}, "detail": {_json_string(self.detail)}}}\n').encode()
-
-
-def _json_string(text: str | None) -> str:
-    """TEXT as json.dumps writes it.  nsdash's own marks are plain printable ASCII, written
-    as is; anything else goes through json, which the spawn path otherwise does without
-    (json imports re: a few milliseconds of every start)."""
-    if text is None:
-        return "null"
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    import json
-
-    return json.dumps(text)
+        """The index line: the record as json.dumps writes it (parse_marks reads it with json)."""
+        return jsontext.encode({"offset": self.offset, "time": self.time, "event": self.event,
+                                "detail": self.detail}).encode() + b"\n"
 
 
 def parse_marks(data: bytes) -> list[Mark]:
