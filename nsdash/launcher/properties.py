@@ -55,9 +55,9 @@ V2_CONTROLLER = {"cpu.max": "cpu", "cpu.weight": "cpu", "memory.max": "memory", 
                  "memory.low": "memory", "memory.min": "memory", "memory.swap.max": "memory",
                  "pids.max": "pids", "io.weight": "io"}
 
-# Patterns for re, imported where a value is parsed (only with --property): re and enum
-# cost every spawn a few milliseconds to import, and re caches what it compiles.
-_NAME = r"^[A-Za-z][A-Za-z0-9]*$"
+# Patterns for re, imported only where a size, a percentage or a time span is parsed (the
+# TasksMax= every spawn sets needs none): re costs a spawn a few milliseconds to import,
+# and caches what it compiles.
 _SIZE = r"(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)(?:i?B)?\s*$"
 _PERCENT = r"^\s*([0-9]+(?:\.[0-9]+)?)%\s*$"
 _SPAN = r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)"
@@ -87,10 +87,8 @@ def _bad(prop: str, value: str, why: str) -> UsageError:
 def parse(text: str, option: str = "--property") -> Property:
     """NAME=VALUE as systemd-nspawn's --property= takes it; the value is checked where
     nsdash knows the property, else left to systemd."""
-    import re
-
     name, eq, value = text.partition("=")
-    if not eq or not name or not re.match(_NAME, name):
+    if not eq or not name or not (name.isascii() and name.isalnum() and name[0].isalpha()):
         raise UsageError(f"Not an assignment: {text!r}", f"use {option}=NAME=VALUE, e.g. {option}=MemoryMax=1G")
     prop = Property(name, value)
     dbus_value(prop)  # every known property is checked here, once
@@ -99,22 +97,32 @@ def parse(text: str, option: str = "--property") -> Property:
 
 def _size(prop: Property) -> tuple[str, str, int]:
     """(D-Bus name, signature, value) for a size: bytes, infinity or a percentage (a Scale)."""
-    import re
-
     value = prop.value.strip()
     if value in ("", "infinity"):
         return prop.name, "t", UINT64_MAX
-    pct = re.match(_PERCENT, value)
-    if pct:
-        share = float(pct.group(1))
+    share = _percent(value)
+    if share is not None:
         if share > 100:
             raise _bad(prop.name, prop.value, "percentage above 100%")
         return prop.name + "Scale", "u", round(share * UINT32_MAX / 100)
+    import re
+
     m = re.match(_SIZE, value)
     if not m:
         raise _bad(prop.name, prop.value, "not a size (bytes with K, M, G, T suffix, N%, or infinity)")
     factor = 1024 ** "KMGTPE".find(m.group(2).upper()) * 1024 if m.group(2) else 1
     return prop.name, "t", int(float(m.group(1)) * factor)
+
+
+def _percent(value: str) -> float | None:
+    """N for 'N%', else None.  Every spawn sets TasksMax: a plain number is told apart
+    without re."""
+    if not value.endswith("%"):
+        return None
+    import re
+
+    m = re.match(_PERCENT, value)
+    return float(m.group(1)) if m else None
 
 
 def _span_usec(prop: Property) -> int:
@@ -136,23 +144,21 @@ def _span_usec(prop: Property) -> int:
 
 def dbus_value(prop: Property) -> tuple[str, str, object]:
     """(D-Bus property name, signature, value) as StartTransientUnit takes it."""
-    import re
-
     name, value = prop.name, prop.value.strip()
     if name == "CPUQuota":
         if not value:
             return "CPUQuotaPerSecUSec", "t", UINT64_MAX
-        m = re.match(_PERCENT, value)
-        if not m or float(m.group(1)) <= 0:
+        quota = _percent(value)
+        if quota is None or quota <= 0:
             raise _bad(name, prop.value, "CPU quota must be a percentage above 0% (e.g. 50% or 200%)")
-        return "CPUQuotaPerSecUSec", "t", round(float(m.group(1)) * 10_000)
+        return "CPUQuotaPerSecUSec", "t", round(quota * 10_000)
     if name in _BYTES:
         return _size(prop)
     if name == "TasksMax":
         if value in ("", "infinity"):
             return name, "t", UINT64_MAX
-        if re.match(_PERCENT, value):
-            share = float(value.rstrip("%"))
+        share = _percent(value)
+        if share is not None:
             if share > 100:
                 raise _bad(name, prop.value, "percentage above 100%")
             return "TasksMaxScale", "u", round(share * UINT32_MAX / 100)

@@ -64,6 +64,15 @@ def test_spawn_path_imports_no_code_generators():
     assert "nsdash.system.netlink" not in loaded
 
 
+def test_default_properties_need_no_re():
+    """The TasksMax= every spawn's cgroup gets is parsed without re (only pathlib brings it today)."""
+    code = ("import sys; from nsdash.launcher import properties as p; "
+            "print(p.dbus_value(p.parse('TasksMax=16384')), 're' in sys.modules)")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.stdout.split("\n")[0] == "('TasksMax', 't', 16384) False"
+
+
 def spawn_never(modules: set[str]) -> set[str]:
     """The modules in MODULES that a plain spawn must not import (SPAWN_NEVER, by package)."""
     return {m for m in modules if m in SPAWN_NEVER or m.split(".")[0] in SPAWN_NEVER}
