@@ -56,7 +56,7 @@ def _serve(c: Container, master: int, timeout: float, on_output, on_ready) -> tu
         ready, _, _ = select.select(fds, [], [], 0.05)
         if c.notify_fd in ready:
             c.read_notify()
-            if on_ready is not None and c.ready.is_set() and not ready_seen:
+            if on_ready is not None and c.ready and not ready_seen:
                 ready_seen = True
                 on_ready(c)
         if master in ready:

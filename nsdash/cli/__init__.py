@@ -7,7 +7,6 @@ that verb runs, so `nsdash spawn` never pays for importing the dashboard.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 
@@ -105,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"unknown verb '{verb}'; run 'nsdash --help' for the list of verbs")
         return 2
     try:
-        module = importlib.import_module(f"nsdash.cli.{module_name}")
+        # __import__ rather than importlib.import_module: the importlib package (and the
+        # warnings module it loads) is the one import every verb would make for this line.
+        module = __import__(f"nsdash.cli.{module_name}", fromlist=["main"])
         if module_name in ("machinectl", "images"):
             args.insert(0, verb)
         return int(module.main(args) or 0)

@@ -26,11 +26,11 @@ remove() at the end.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -56,7 +56,7 @@ DEVICE_ALLOW = (
 
 # The device program, loaded once per process and attached to each machine's cgroup2
 # directory (each attachment holds its own reference).  None: the kernel refused it.
-_PROGRAM_LOCK = threading.Lock()
+_PROGRAM_LOCK = _thread.allocate_lock()  # threading.Lock, without threading's import
 _program: list[int | None] = []
 device_filter_error: OSError | None = None  # why the kernel refused it, for diagnostics
 

@@ -15,13 +15,13 @@ PID 1 reached exec or why it did not.  close() always tears everything down.
 from __future__ import annotations
 
 import _socket  # the C module: socket.py would pull in selectors and enum for one datagram socket
+import _thread  # threading.Lock is _thread's lock; threading itself is not needed for one lock
 import contextlib
 import errno
 import gc
 import os
 import signal
 import struct
-import threading
 from pathlib import Path
 
 from nsdash.errors import NsdashError
@@ -54,7 +54,7 @@ POWEROFF_SIGNAL = signal.SIGINT
 # Held from creating the handshake pipes until the parent has closed the children's ends:
 # a start on another thread forking inside that window would hand its middle child and
 # PID 1 our write ends, and neither side would then see the EOF it waits for.
-_FORK_WINDOW = threading.Lock()
+_FORK_WINDOW = _thread.allocate_lock()
 
 _OS_HINTS = {
     errno.ENOSPC: "free some space where nsdash keeps its state (NSDASH_STATE_DIR, default /run/nsdash)",
@@ -137,7 +137,7 @@ class Container:
         self.leader: int | None = None
         self.cgroup: str = scope_path(spec.machine)
         self.plan: LaunchPlan | None = None
-        self.ready = threading.Event()  # set when the payload sends READY=1
+        self.ready = False  # true once the payload has sent READY=1
         self.status_text: str | None = None  # the payload's last STATUS=
         self.outcome: Outcome | None = None
         self._cg: MachineCgroup | None = None
@@ -621,8 +621,8 @@ class Container:
             except OSError:
                 break
             for line in data.split(b"\n"):
-                if line == b"READY=1" and not self.ready.is_set():
-                    self.ready.set()
+                if line == b"READY=1" and not self.ready:
+                    self.ready = True
                     changed = True
                 elif line.startswith(b"STATUS="):
                     text = line[7:7 + STATUS_MAX].decode("utf-8", "replace")

@@ -17,7 +17,6 @@ CPUQuota= a percentage of one CPU; weights 1..10000; time spans such as "5s",
 from __future__ import annotations
 
 import os
-import re
 
 from nsdash.errors import UsageError
 from nsdash.system import unitname
@@ -56,9 +55,12 @@ V2_CONTROLLER = {"cpu.max": "cpu", "cpu.weight": "cpu", "memory.max": "memory", 
                  "memory.low": "memory", "memory.min": "memory", "memory.swap.max": "memory",
                  "pids.max": "pids", "io.weight": "io"}
 
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)(?:i?B)?\s*$", re.IGNORECASE)
-_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)%\s*$")
-_SPAN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)")
+# Patterns for re, imported only where a size, a percentage or a time span is parsed (the
+# TasksMax= every spawn sets needs none): re costs a spawn a few milliseconds to import,
+# and caches what it compiles.
+_SIZE = r"(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)(?:i?B)?\s*$"
+_PERCENT = r"^\s*([0-9]+(?:\.[0-9]+)?)%\s*$"
+_SPAN = r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)"
 _SPAN_UNITS = {"": 1_000_000, "us": 1, "usec": 1, "ms": 1000, "msec": 1000, "s": 1_000_000, "sec": 1_000_000,
                "second": 1_000_000, "seconds": 1_000_000, "m": 60_000_000, "min": 60_000_000,
                "minute": 60_000_000, "minutes": 60_000_000, "h": 3_600_000_000, "hr": 3_600_000_000,
@@ -86,7 +88,7 @@ def parse(text: str, option: str = "--property") -> Property:
     """NAME=VALUE as systemd-nspawn's --property= takes it; the value is checked where
     nsdash knows the property, else left to systemd."""
     name, eq, value = text.partition("=")
-    if not eq or not name or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", name):
+    if not eq or not name or not (name.isascii() and name.isalnum() and name[0].isalpha()):
         raise UsageError(f"Not an assignment: {text!r}", f"use {option}=NAME=VALUE, e.g. {option}=MemoryMax=1G")
     prop = Property(name, value)
     dbus_value(prop)  # every known property is checked here, once
@@ -98,25 +100,39 @@ def _size(prop: Property) -> tuple[str, str, int]:
     value = prop.value.strip()
     if value in ("", "infinity"):
         return prop.name, "t", UINT64_MAX
-    pct = _PERCENT.match(value)
-    if pct:
-        share = float(pct.group(1))
+    share = _percent(value)
+    if share is not None:
         if share > 100:
             raise _bad(prop.name, prop.value, "percentage above 100%")
         return prop.name + "Scale", "u", round(share * UINT32_MAX / 100)
-    m = _SIZE.match(value)
+    import re
+
+    m = re.match(_SIZE, value)
     if not m:
         raise _bad(prop.name, prop.value, "not a size (bytes with K, M, G, T suffix, N%, or infinity)")
     factor = 1024 ** "KMGTPE".find(m.group(2).upper()) * 1024 if m.group(2) else 1
     return prop.name, "t", int(float(m.group(1)) * factor)
 
 
+def _percent(value: str) -> float | None:
+    """N for 'N%', else None.  Every spawn sets TasksMax: a plain number is told apart
+    without re."""
+    if not value.endswith("%"):
+        return None
+    import re
+
+    m = re.match(_PERCENT, value)
+    return float(m.group(1)) if m else None
+
+
 def _span_usec(prop: Property) -> int:
+    import re
+
     value = prop.value.strip()
     if value == "infinity":
         return UINT64_MAX
     total, pos = 0.0, 0
-    for m in _SPAN.finditer(value):
+    for m in re.finditer(_SPAN, value):
         if value[pos:m.start()].strip() or m.group(2) not in _SPAN_UNITS:
             raise _bad(prop.name, prop.value, "not a time span (e.g. 5s, 1min 30s, 250ms)")
         total += float(m.group(1)) * _SPAN_UNITS[m.group(2)]
@@ -132,17 +148,17 @@ def dbus_value(prop: Property) -> tuple[str, str, object]:
     if name == "CPUQuota":
         if not value:
             return "CPUQuotaPerSecUSec", "t", UINT64_MAX
-        m = _PERCENT.match(value)
-        if not m or float(m.group(1)) <= 0:
+        quota = _percent(value)
+        if quota is None or quota <= 0:
             raise _bad(name, prop.value, "CPU quota must be a percentage above 0% (e.g. 50% or 200%)")
-        return "CPUQuotaPerSecUSec", "t", round(float(m.group(1)) * 10_000)
+        return "CPUQuotaPerSecUSec", "t", round(quota * 10_000)
     if name in _BYTES:
         return _size(prop)
     if name == "TasksMax":
         if value in ("", "infinity"):
             return name, "t", UINT64_MAX
-        if _PERCENT.match(value):
-            share = float(value.rstrip("%"))
+        share = _percent(value)
+        if share is not None:
             if share > 100:
                 raise _bad(name, prop.value, "percentage above 100%")
             return "TasksMaxScale", "u", round(share * UINT32_MAX / 100)

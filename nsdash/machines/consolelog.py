@@ -27,20 +27,21 @@ Events: `boot N`, `reboot`, `poweroff`, `exited`, `killed`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import time
 from pathlib import Path
 
+from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
 
 LIMIT = 1024 * 1024
 INDEX_LIMIT = 256 * 1024  # an index holds one record per boot or exit: a few dozen bytes each
-SEPARATOR_RE = re.compile(
-    rb"^-- nsdash: (?P<event>boot \d+|reboot|poweroff|exited|killed) "
-    rb"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)(?: \((?P<detail>[^)]*)\))? --$",
-    re.MULTILINE,
+# A separator line, as a pattern for re (multi-line: ^ and $ at each line); readers and
+# tests compile it.  This module imports neither re nor json at the top: a spawn writes
+# its log and needs neither (its marks are written by nsdash.system.jsontext).
+SEPARATOR = (
+    rb"(?m)^-- nsdash: (?P<event>boot \d+|reboot|poweroff|exited|killed) "
+    rb"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)(?: \((?P<detail>[^)]*)\))? --$"
 )
 
 
@@ -97,12 +98,15 @@ class Mark(Frozen):
         return int(stamp.timestamp()) * 10**6
 
     def record(self) -> bytes:
-        return json.dumps({"offset": self.offset, "time": self.time, "event": self.event,
-                           "detail": self.detail}).encode() + b"\n"
+        """The index line: the record as json.dumps writes it (parse_marks reads it with json)."""
+        return jsontext.encode({"offset": self.offset, "time": self.time, "event": self.event,
+                                "detail": self.detail}).encode() + b"\n"
 
 
 def parse_marks(data: bytes) -> list[Mark]:
     """The records in an index's bytes; a malformed or cut-off record is skipped."""
+    import json
+
     marks: list[Mark] = []
     for raw in data.split(b"\n"):
         try:
@@ -236,10 +240,10 @@ def _whole(path: Path, held: int) -> bool:
 # What ends a control string (OSC, DCS, SOS, PM, APC) in a VT parser: BEL, ST (ESC \\),
 # CAN and SUB (which cancel), another ESC.  A replay that begins inside such a string
 # would show its body as text.
-_ESC_OR_END = re.compile(rb"[\x07\x18\x1a\x1b]")
+_ESC_OR_END = rb"[\x07\x18\x1a\x1b]"
 # A sequence started before LF and still open at it (ESC, CSI parameters, a control string)
 # runs past it: the replay starts after an LF in the ground state.
-_SEQUENCE = re.compile(
+_SEQUENCE = (
     rb"\x1b(?:"
     rb"\[[\x00-\x17\x19\x1c-\x1f\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"  # CSI (an LF in one is executed, the CSI goes on)
     rb"|[\]PX^_][^\x07\x18\x1a\x1b]*(?:\x07|\x18|\x1a|\x1b\\\\)?"  # a control string; another ESC ends it too
@@ -258,8 +262,11 @@ def safe_start(data: bytes) -> int:
     parser started there reaches in its ground state (an LF is never part of a
     UTF-8 character).  len(DATA) when there is no such point.
     """
+    import re  # compiled once, then from re's own cache
+
+    sequence = re.compile(_SEQUENCE)
     pos = 0
-    first = _ESC_OR_END.search(data)
+    first = re.search(_ESC_OR_END, data)
     if first is not None and data[first.start()] != 0x1B:
         pos = first.end()  # BEL, CAN or SUB before any ESC
     elif first is not None and data.startswith(b"\x1b\\", first.start()):
@@ -271,7 +278,7 @@ def safe_start(data: bytes) -> int:
         if lf < 0:
             return n
         if 0 <= esc < lf:
-            m = _SEQUENCE.match(data, esc)
+            m = sequence.match(data, esc)
             pos = m.end() if m is not None and m.end() > esc else esc + 1
             if pos >= n:
                 return n  # a sequence still open at the end: nothing shown is safe
@@ -282,6 +289,8 @@ def safe_start(data: bytes) -> int:
 
 def last_lines(path: Path, count: int, max_bytes: int = 64 * 1024) -> list[str]:
     """The last COUNT non-empty lines of a console log, terminal escapes stripped."""
+    import re
+
     data = tail(Path(path), max_bytes)
     text = re.sub(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\r", b"", data).decode("utf-8", "replace")
     lines = [line for line in text.split("\n") if line.strip()]

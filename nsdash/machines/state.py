@@ -18,6 +18,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
 from nsdash.system.paths import machine_dir, state_root
 
@@ -91,11 +92,8 @@ def write_state(directory: Path, state: MachineState) -> None:
     tmp = directory / f".{STATE_FILE}.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, STATE_MODE)
     os.fchmod(fd, STATE_MODE)  # a leftover temporary file keeps its old mode otherwise
-    import json  # here: cgls and cgtop import this module and read no state without machines
-
     with open(fd, "w") as f:
-        json.dump(state.to_json(), f, indent=1)
-        f.write("\n")
+        f.write(jsontext.encode(state.to_json(), indent=1) + "\n")  # json.dump's text, not its import
     os.replace(tmp, directory / STATE_FILE)
 
 

@@ -33,7 +33,6 @@ import select
 import signal
 import struct
 import termios
-import threading
 import time
 from collections import deque
 from contextlib import ExitStack
@@ -48,6 +47,7 @@ from nsdash.machines.consolelog import utc_now
 from nsdash.system import syscalls
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
+    import threading
     from collections.abc import Callable
     from typing import Any
 
@@ -430,6 +430,8 @@ class Supervisor:
         if container.pidfd is not None:
             self.watch(container.pidfd, lambda _mask: self._leader_exited())
         else:  # no pidfd (old kernel): a thread blocks in wait() and wakes the loop
+            import threading  # only here and for the health check: a spawn imports no threading
+
             threading.Thread(target=self._wait_container, args=(container,), daemon=True).start()
 
     def _cgroup_backend(self) -> Any:
@@ -485,7 +487,7 @@ class Supervisor:
         c = self.container
         if c is None or not c.read_notify():
             return
-        if c.ready.is_set() and self.phase == "starting":
+        if c.ready and self.phase == "starting":
             self.phase = "running"
             if self.init == "systemd":
                 self.health_due = time.monotonic()  # ask at once whether its boot left failed units
@@ -694,6 +696,8 @@ class Supervisor:
         if c is None or c.leader is None or self.health_busy or self.spec.private_users != "no":
             return  # (under -U host root is nobody to the guest's bus: not asked)
         self.health_busy = True
+        import threading
+
         self._health = threading.Thread(target=self._health_thread, args=(c.leader,), daemon=True)
         self._health.start()
 

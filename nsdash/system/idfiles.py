@@ -14,11 +14,9 @@ may be written by a guest.
 
 from __future__ import annotations
 
-import re
-
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _DQ_ESCAPABLE = '"\\`$'
-_ID = re.compile(r"[0-9a-f]{32}")
+_HEX = frozenset("0123456789abcdef")
 
 
 def normalise_id(text: str | None) -> str | None:
@@ -26,7 +24,7 @@ def normalise_id(text: str | None) -> str | None:
     if not text:
         return None
     t = text.strip().lower().replace("-", "")
-    return t if _ID.fullmatch(t) and t != "0" * 32 else None
+    return t if len(t) == 32 and _HEX.issuperset(t) and t != "0" * 32 else None
 
 
 def _value(text: str, i: int) -> tuple[str, int]:

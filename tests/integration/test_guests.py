@@ -35,7 +35,7 @@ from conftest import NSDASH, REPO, run_nsdash, teardown_machine, wait_for
 from nsdash.demo import trees
 from nsdash.machines import client
 from nsdash.machines import state as st
-from nsdash.machines.consolelog import SEPARATOR_RE
+from nsdash.machines.consolelog import SEPARATOR
 from nsdash.machines.orphans import clean_orphan
 
 GUESTS = list(trees.MATRIX)
@@ -120,7 +120,7 @@ def _shell(name: str, *argv: str, timeout: float = BOOT_TIMEOUT) -> str:
 
 def _events(console: bytes) -> list[str]:
     """nsdash's own console separators (boot N, reboot, poweroff, exited, killed), in order."""
-    return [m.group("event").decode() for m in SEPARATOR_RE.finditer(console.replace(b"\r\n", b"\n"))]
+    return [m.group("event").decode() for m in re.finditer(SEPARATOR, console.replace(b"\r\n", b"\n"))]
 
 
 # ---------------------------------------------------------------- detached

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from _spawnhelp import run_spec
-from conftest import run_nsdash, wait_for
+from conftest import REPO, run_nsdash, wait_for
 
 from nsdash.errors import MachineExists, NsdashError, SpecError
 from nsdash.launcher import names
@@ -62,6 +64,27 @@ def test_cli_dry_run_prints_the_plan_and_starts_nothing(busybox_tree, machine_na
     r = run_nsdash("spawn", "--dry-run", "-D", str(busybox_tree), "/bin/true")
     assert r.returncode == 0, r.stderr
     assert f"machine:      {machine_name}" in r.stdout and "mount proc /proc" in r.stdout
+
+
+def test_cli_spawn_imports_only_what_it_runs(busybox_tree):
+    """A plain spawn, as users run it (bin/nsdash, Python with -S), imports none of
+    test_startup_imports.SPAWN_NEVER, at start or while it runs.  The second run is the one
+    checked: the first compiles the seccomp filter (libseccomp's binding) for the cache."""
+    sys.path.insert(0, str(REPO / "tests" / "unit"))
+    try:
+        from test_startup_imports import spawn_never
+    finally:
+        sys.path.pop(0)
+    argv = [sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), "spawn", "-q",
+            "-D", str(busybox_tree), "/bin/true"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for _ in range(2):
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+        assert r.returncode == 0, r.stderr[-2000:]
+    names = {line.split("|")[2].strip() for line in r.stderr.splitlines()
+             if line.startswith("import time:") and "imported package" not in line}
+    assert "nsdash.launcher.container" in names, r.stderr[-2000:]
+    assert spawn_never(names) == set()
 
 
 # ---------------------------------------------------------------- bad input: one line, nothing left

@@ -55,7 +55,7 @@ def test_debian_boots_reports_ready_and_powers_off(debian_cache, machine_name):
     marks: dict[str, float] = {}
 
     def poweroff_when_ready(c: Container, out: bytes) -> None:
-        if c.ready.is_set() and "sent" not in marks:
+        if c.ready and "sent" not in marks:
             marks["sent"] = time.monotonic()
             c.signal(SIGRTMIN + 4)  # systemd: SIGRTMIN+4 = poweroff
 
@@ -64,7 +64,7 @@ def test_debian_boots_reports_ready_and_powers_off(debian_cache, machine_name):
 
     def hook(c: Container, out: bytes) -> None:
         c.read_notify()
-        if c.ready.is_set() and not with_ready:
+        if c.ready and not with_ready:
             with_ready.append(True)
         poweroff_when_ready(c, out)
 
@@ -82,7 +82,7 @@ def test_debian_clean_shutdown_with_kill_signal_and_reboot(debian_cache, machine
 
     def hook(c: Container, out: bytes) -> None:
         c.read_notify()
-        if c.ready.is_set() and not state["n"]:
+        if c.ready and not state["n"]:
             state["n"] = 1
             c.signal(signal.SIGINT)  # systemd: SIGINT = ctrl-alt-del = reboot
 
@@ -93,7 +93,7 @@ def test_debian_clean_shutdown_with_kill_signal_and_reboot(debian_cache, machine
 
     def halt(c: Container, out: bytes) -> None:
         c.read_notify()
-        if c.ready.is_set() and not state["n"]:
+        if c.ready and not state["n"]:
             state["n"] = 1
             c.terminate()
 

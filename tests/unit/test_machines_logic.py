@@ -1,5 +1,7 @@
 """Pure parts of the supervisor, registry and machinectl verbs."""
 
+import json
+import re
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +26,18 @@ def test_separator_format_is_exact_and_parseable():
     assert line == b"\n-- nsdash: exited 2026-11-29T05:00:00Z (status 3) --\n"
     assert consolelog.separator("boot 2", when="2026-11-29T05:00:00Z") == \
         b"\n-- nsdash: boot 2 2026-11-29T05:00:00Z --\n"
-    m = consolelog.SEPARATOR_RE.search(line)
+    m = re.search(consolelog.SEPARATOR, line)
     assert m and m["event"] == b"exited" and m["detail"] == b"status 3"
+
+
+@pytest.mark.parametrize("detail", [None, "status 3", "signal KILL", 'quote " and \\ back', "tab\there",
+                                    "\x1b[2Jescape", "caf\u00e9 \U0001f600", "lone \udc80"])
+def test_index_record_is_what_json_writes(detail):
+    """Mark.record() writes plain marks without json; every record reads back the same."""
+    mark = consolelog.Mark(12345, "2026-11-29T05:00:00Z", "exited", detail)
+    assert mark.record() == json.dumps({"offset": 12345, "time": mark.time, "event": "exited",
+                                        "detail": detail}).encode() + b"\n"
+    assert consolelog.parse_marks(mark.record()) == [mark]
 
 
 def test_console_log_rotates_once_and_tails_across_the_boundary(tmp_path):

@@ -17,6 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 # Never on a read-only verb's path (the dashboard's, D-Bus clients', code generators').
 HEAVY = {"textual", "rich", "asyncio", "dbus_fast", "dataclasses", "inspect", "typing", "shutil",
          "tempfile", "subprocess", "logging", "socket", "selectors", "threading"}
+# Never imported by `nsdash spawn -D TREE /bin/true`, at start or while it runs (checked on a
+# real spawn in tests/integration/test_spawn.py): HEAVY (threading too: the supervisor starts
+# threads only for a systemd guest's health check and on kernels without pidfd), json (it
+# imports re), importlib, hashlib (only --system-call-filter and -U pick), libseccomp's
+# binding and ctypes.util (only when the compiled filter is not cached), datetime, netlink,
+# argparse, shlex.  re, warnings and ipaddress still come with pathlib, in which the spec,
+# the plan and the state directory's API are written.
+SPAWN_NEVER = HEAVY | {"json", "importlib", "hashlib", "pyseccomp", "ctypes.util", "datetime", "pyroute2",
+                       "argparse", "shlex", "base64"}
 
 
 def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
@@ -51,9 +60,22 @@ def test_spawn_path_imports_no_code_generators():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     loaded = set(out.stdout.split())
-    heavy = {m for m in loaded if m.split(".")[0] in HEAVY | {"pyroute2", "datetime"}}
-    assert heavy == {"threading"}  # the supervisor's console thread; the rest is for other paths
+    assert spawn_never(loaded) == set()
     assert "nsdash.system.netlink" not in loaded
+
+
+def test_default_properties_need_no_re():
+    """The TasksMax= every spawn's cgroup gets is parsed without re (only pathlib brings it today)."""
+    code = ("import sys; from nsdash.launcher import properties as p; "
+            "print(p.dbus_value(p.parse('TasksMax=16384')), 're' in sys.modules)")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.stdout.split("\n")[0] == "('TasksMax', 't', 16384) False"
+
+
+def spawn_never(modules: set[str]) -> set[str]:
+    """The modules in MODULES that a plain spawn must not import (SPAWN_NEVER, by package)."""
+    return {m for m in modules if m in SPAWN_NEVER or m.split(".")[0] in SPAWN_NEVER}
 
 
 def test_list_asks_machined_only_when_it_holds_machines(tmp_path, monkeypatch):
