@@ -9,13 +9,12 @@ unless -l.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
 from collections.abc import Callable
 
-from nsdash.cli.args import RawDescriptionHelpFormatter
+from nsdash.cli.quickparse import SUPPRESS, Parser
 from nsdash.errors import UsageError
 from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import procs, tree
@@ -34,14 +33,9 @@ Differences from systemd-cgls (252):
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message, "see 'nsdash cgls --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.",
-                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser("nsdash cgls", "Recursively show control group contents.", DIFFERENCES, raw=True,
+               hint="see 'nsdash cgls --help'")
     p.add_argument("-a", "--all", action="store_true", help="Show all groups, including empty")
     p.add_argument("-k", dest="kernel", action="store_true", help="Include kernel threads in output")
     p.add_argument("-l", "--full", action="store_true", help="Do not ellipsize process tree members")
@@ -49,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xattr", default="yes", help="Show cgroup extended attributes (yes|no)")
     p.add_argument("--cgroup-id", default="yes", help="Show cgroup ID (yes|no)")
     p.add_argument("--no-pager", action="store_true", help="Do not pipe output into a pager (never does)")
-    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
+    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", help="Control groups to show")
     return p
 

@@ -7,7 +7,6 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import re
@@ -15,7 +14,7 @@ import select
 import sys
 import time
 
-from nsdash.cli.args import RawDescriptionHelpFormatter
+from nsdash.cli.quickparse import SUPPRESS, Namespace, Parser
 from nsdash.errors import UsageError
 from nsdash.launcher.validate import parse_boolean
 from nsdash.monitor import counters as C
@@ -54,14 +53,9 @@ def parse_seconds(text: str) -> float:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message, "see 'nsdash cgtop --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.",
-                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser("nsdash cgtop", "Show top control groups by their resource usage.", DIFFERENCES, raw=True,
+               hint="see 'nsdash cgtop --help'")
     order = p.add_mutually_exclusive_group()
     p.add_argument("-b", "--batch", action="store_true", help="Run in batch mode, accepting no input")
     p.add_argument("-r", "--raw", action="store_true", help="Provide raw (not human-readable) numbers")
@@ -84,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-M", "--machine", help="Show container")
     p.add_argument("--extra", default="",
                    help="Extra columns (nsdash): comma list of " + ",".join(display.EXTRA_COLUMNS))
-    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
+    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=SUPPRESS)
     p.add_argument("path", nargs="?", help="Control group to show (default: all)")
     return p
 
 
-class Options(argparse.Namespace):
+class Options(Namespace):
     batch: bool
     raw: bool
     order: str | None

@@ -10,14 +10,13 @@ output is escaped by the encoder (ASCII only).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import sys
 from pathlib import Path
 
-from nsdash.cli.args import HelpFormatter
+from nsdash.cli.quickparse import REMAINDER, Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
 from nsdash.system.text import escape
@@ -116,14 +115,14 @@ def _since(iso: str, now: datetime | None = None) -> str:
 # ---------------------------------------------------------------- helpers
 
 
-def _parser(verb: str, names: str | None = "*") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"nsdash {verb}", add_help=True, formatter_class=HelpFormatter)
+def _parser(verb: str, names: str | None = "*") -> Parser:
+    p = Parser(f"nsdash {verb}")
     if names:
         p.add_argument("names", nargs=names, metavar="NAME")
     return p
 
 
-def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+def _parse(p: Parser, argv: list[str]) -> Namespace:
     try:
         return p.parse_args(argv)
     except SystemExit as e:
@@ -132,7 +131,7 @@ def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
         raise UsageError(f"bad arguments for '{p.prog}'", f"see '{p.prog} --help'") from None
 
 
-def _output_opts(p: argparse.ArgumentParser) -> None:
+def _output_opts(p: Parser) -> None:
     p.add_argument("-o", "--output", choices=["short", "json", "json-pretty"], default="short")
     p.add_argument("--no-legend", action="store_true")
     p.add_argument("--no-pager", action="store_true")
@@ -161,7 +160,7 @@ def parse_signal(text: str) -> int:
     raise UsageError(f"unknown signal '{text}'", "use a name such as TERM, KILL, RTMIN+4, or a number 1-64")
 
 
-def _names_required(ns: argparse.Namespace, verb: str) -> list[str]:
+def _names_required(ns: Namespace, verb: str) -> list[str]:
     if not ns.names:
         raise UsageError(f"'nsdash {verb}' needs a machine name", "see 'nsdash list' for running machines")
     return [ns.names] if isinstance(ns.names, str) else list(ns.names)
@@ -410,11 +409,11 @@ def cmd_login(argv: list[str]) -> int:
 
 
 def cmd_shell(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nsdash shell", formatter_class=HelpFormatter)
+    p = Parser("nsdash shell")
     p.add_argument("--uid", default=None, help="ignored: commands run as root")
     p.add_argument("-E", "--setenv", action="append", default=[])
     p.add_argument("target", metavar="NAME")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
     ns = _parse(p, argv)
     name = ns.target.split("@", 1)[-1] or ".host"
     if name == ".host":
