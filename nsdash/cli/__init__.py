@@ -6,8 +6,6 @@ that verb runs, so `nsdash spawn` never pays for importing the dashboard.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import sys
 
@@ -104,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"unknown verb '{verb}'; run 'nsdash --help' for the list of verbs")
         return 2
     try:
-        module = importlib.import_module(f"nsdash.cli.{module_name}")
+        __import__(f"nsdash.cli.{module_name}")  # not importlib: it brings warnings, for nothing here
+        module = sys.modules[f"nsdash.cli.{module_name}"]
         if module_name in ("machinectl", "images"):
             args.insert(0, verb)
         return int(module.main(args) or 0)
@@ -125,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `nsdash list | head`: the reader went away; that is not an error.
+        import contextlib  # here: every start would pay for it
+
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0

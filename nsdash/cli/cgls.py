@@ -10,9 +10,7 @@ unless -l.
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
-from collections.abc import Callable
 
 from nsdash.cli.quickparse import SUPPRESS, Parser
 from nsdash.errors import UsageError
@@ -22,6 +20,12 @@ from nsdash.monitor.machines import MachineMap, find_cgroup
 from nsdash.monitor.tree import CgroupNode
 from nsdash.system import cgroupfs
 from nsdash.system.text import escape, escape_bytes
+
+TYPE_CHECKING = False  # mypy reads this as True; collections stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Cmdline = Callable[[int, int | None], str | None]  # (pid, max columns) -> text or None if gone
 
 BRANCH, RIGHT, VERTICAL, SPACE = "├─", "└─", "│ ", "  "
 
@@ -43,15 +47,12 @@ def build_parser() -> Parser:
     p.add_argument("--xattr", default="yes", help="Show cgroup extended attributes (yes|no)")
     p.add_argument("--cgroup-id", default="yes", help="Show cgroup ID (yes|no)")
     p.add_argument("--no-pager", action="store_true", help="Do not pipe output into a pager (never does)")
-    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=SUPPRESS)
+    p.add_argument("--cgroup-root", default=cgroupfs.DEFAULT_ROOT_DIR, help=SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", help="Control groups to show")
     return p
 
 
 # ------------------------------------------------------------------ pure drawing
-
-Cmdline = Callable[[int, int | None], str | None]  # (pid, max columns) -> text or None if gone
-
 
 def _populated(node: CgroupNode) -> bool:
     # Whatever we may not read might hold processes: shown, like systemd-cgls does.
@@ -147,8 +148,8 @@ def _xattrs(mount: str) -> Callable[[str], list[tuple[str, str]]]:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
-    layout = cgroupfs.detect(pathlib.Path(opts.cgroup_root))
-    if layout.unified is None and not layout.v1:
+    layout = cgroupfs.detect(opts.cgroup_root)
+    if layout.unified_dir is None and not layout.v1_dirs:
         raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
     mount = tree.primary_mount(layout)
     base = "/"
@@ -170,7 +171,7 @@ def main(argv: list[str]) -> int:
             kthreads[pid] = procs.is_kernel_thread(pid)
         return kthreads[pid]
 
-    cid = _cgroup_id(mount, layout.unified is not None and mount == str(layout.unified))
+    cid = _cgroup_id(mount, mount == layout.unified_dir)
     if not parse_boolean(opts.cgroup_id, "--cgroup-id"):
         cid = _cgroup_id(mount, False)
     xattrs = _xattrs(mount) if parse_boolean(opts.xattr, "--xattr") else (lambda path: [])

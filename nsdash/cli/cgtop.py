@@ -8,7 +8,6 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 from __future__ import annotations
 
 import os
-import pathlib
 import re
 import select
 import sys
@@ -78,7 +77,7 @@ def build_parser() -> Parser:
     p.add_argument("-M", "--machine", help="Show container")
     p.add_argument("--extra", default="",
                    help="Extra columns (nsdash): comma list of " + ",".join(display.EXTRA_COLUMNS))
-    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=SUPPRESS)
+    p.add_argument("--cgroup-root", default=cgroupfs.DEFAULT_ROOT_DIR, help=SUPPRESS)
     p.add_argument("path", nargs="?", help="Control group to show (default: all)")
     return p
 
@@ -109,8 +108,8 @@ def main(argv: list[str]) -> int:
     if opts.depth < 0:
         raise UsageError(f"invalid depth {opts.depth}", "give 0 or more")
     extras = _extras(opts.extra)
-    layout = cgroupfs.detect(pathlib.Path(opts.cgroup_root))
-    if layout.unified is None and not layout.v1:
+    layout = cgroupfs.detect(opts.cgroup_root)
+    if layout.unified_dir is None and not layout.v1_dirs:
         raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
     start = _start_path(opts, layout)
     count = opts.count or (COUNT_PIDS if _has_pids(layout) else COUNT_USERSPACE)
@@ -148,11 +147,11 @@ def _extras(spec: str) -> list[display.Extra]:
 
 
 def _has_pids(layout: cgroupfs.Layout) -> bool:
-    if "pids" in layout.v1:
+    if "pids" in layout.v1_dirs:
         return True
-    if layout.unified is not None:
+    if layout.unified_dir is not None:
         try:
-            with open(layout.unified / "cgroup.controllers") as f:
+            with open(layout.unified_dir + "/cgroup.controllers") as f:
                 return "pids" in f.read().split()
         except OSError:
             return False
@@ -162,13 +161,13 @@ def _has_pids(layout: cgroupfs.Layout) -> bool:
 def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
     path = normalize(opts.path or "/")
     if opts.machine:
-        mounts = [str(m) for m in layout.hierarchies()]
+        mounts = layout.hierarchy_dirs()
         cgroup = find_cgroup(opts.machine, mounts, MachineMap())
         if cgroup is None:
             raise UsageError(f"no machine '{opts.machine}' is running",
                              "see 'nsdash list' for the running machines")
         path = normalize(cgroup + path)
-    if not any(os.path.isdir(str(m) + ("" if path == "/" else path)) for m in layout.hierarchies()):
+    if not any(os.path.isdir(m + ("" if path == "/" else path)) for m in layout.hierarchy_dirs()):
         raise UsageError(f"control group '{path}' does not exist", "see 'nsdash cgls' for the tree")
     return path
 

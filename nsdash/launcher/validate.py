@@ -10,8 +10,6 @@ are accepted here and vice versa.
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Mapping
 
 from nsdash.errors import UsageError
 from nsdash.launcher.names import (  # noqa: F401  (re-exported: the one rule lives there)
@@ -24,6 +22,8 @@ from nsdash.launcher.names import (  # noqa: F401  (re-exported: the one rule li
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from nsdash.launcher.modes import Ownership
 
 # capability number -> name, as in linux/capability.h (0 .. CAP_LAST_CAP).
@@ -75,6 +75,8 @@ def parse_uuid(value: str, option: str = "--uuid") -> str:
 def parse_signal(value: str, option: str = "--kill-signal") -> int:
     """systemd's signal_from_string(): SIGTERM, TERM, RTMIN+3, SIGRTMAX-1 or a
     number; names are case-sensitive there, so 'sigterm' is refused here too."""
+    import signal  # here: it brings enum, and cgls, cgtop and list import this module for parse_boolean
+
     hint = "use a signal name like SIGTERM or SIGRTMIN+3, or its number"
     name = value[3:] if value.startswith("SIG") else value
     number: int | None = None

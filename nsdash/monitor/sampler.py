@@ -112,7 +112,7 @@ class Sampler:
         self.proc = proc
         self.rewalk_interval = rewalk_interval
         if root_from_proc is None:
-            root_from_proc = self.layout.root == cgroupfs.DEFAULT_ROOT and C.root_from_proc()
+            root_from_proc = self.layout.root_dir == cgroupfs.DEFAULT_ROOT_DIR and C.root_from_proc()
         self._root_from_proc = root_from_proc and self.start == "/"
         self._procs_mount = primary_mount(self.layout)
         self._mount_of_key = self._resolve_keys()
@@ -202,10 +202,10 @@ class Sampler:
 
     def _resolve_keys(self) -> dict[str, str]:
         keys: dict[str, str] = {}
-        if self.layout.unified is not None:
-            keys[""] = str(self.layout.unified)
-        for ctrl, path in self.layout.v1.items():
-            keys[ctrl] = str(path)
+        if self.layout.unified_dir is not None:
+            keys[""] = self.layout.unified_dir
+        for ctrl, path in self.layout.v1_dirs.items():
+            keys[ctrl] = path
         return keys
 
     def _mounts_to_walk(self) -> list[str]:

@@ -8,11 +8,9 @@ slice `a-b.slice` lives at cgroup `/a.slice/a-b.slice`.
 
 from __future__ import annotations
 
-import re
-
 DEFAULT_SLICE = "machine.slice"
 UNIT_NAME_MAX = 255
-_VALID = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
+_VALID = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.\\-")  # no re: cgls imports this
 
 
 def escape(name: str) -> str:
@@ -65,7 +63,7 @@ def is_valid_slice(name: str) -> bool:
     prefix = name[:-len(".slice")]
     if prefix == "-":
         return True
-    return (bool(prefix) and bool(_VALID.match(prefix)) and not prefix.startswith("-")
+    return (bool(prefix) and _VALID.issuperset(prefix) and not prefix.startswith("-")
             and not prefix.endswith("-") and "--" not in prefix)
 
 
