@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 import heapq
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.rates import Rates
 from nsdash.system.frozen import Frozen
+from nsdash.system.records import Record
+
+TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 ORDERS = ("path", "tasks", "cpu", "memory", "io")
 
@@ -77,7 +80,7 @@ def ellipsize(text: str, width: int, percent: int = 33) -> str:
     return text[:x] + "…" + text[len(text) - (width - x - 1):]
 
 
-class Row(NamedTuple):
+class Row(Record):
     """One cgroup as cgtop shows it; None where systemd-cgtop shows '-'."""
 
     path: str

@@ -18,13 +18,16 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from nsdash.monitor import counters as C
 from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
 from nsdash.system import cgroupfs
 from nsdash.system.frozen import Frozen
+
+TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
 _NO_FDS = (errno.EMFILE, errno.ENFILE)
