@@ -18,7 +18,7 @@ import sys
 
 from nsdash.cli.quickparse import Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
-from nsdash.inside import presets, procs, render, unitlog
+from nsdash.inside import presets, render
 from nsdash.inside.bus import DEFAULT_TIMEOUT
 from nsdash.inside.target import Target, resolve
 from nsdash.inside.units import (
@@ -227,6 +227,8 @@ def _report_states(states: list[tuple[str, str]], args: Namespace, out: _Out) ->
 
 
 async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> int:
+    from nsdash.inside import procs, unitlog  # status only: unitlog brings the journal locator
+
     rc = 0
     texts: list[str] = []
     records: list[dict[str, Any]] = []

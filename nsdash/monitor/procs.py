@@ -19,10 +19,17 @@ class ProcessInfo(Frozen):  # not a dataclass: cgls imports no dataclasses
 
 
 def _read(path: str) -> bytes:
-    """A small /proc file whole: os.open/os.read, a third of open()'s cost, paid per process."""
+    """A small /proc file whole: os.open/os.read, a third of open()'s cost, paid per process.
+
+    procfs hands over what fits in one read (stat is made whole, cmdline copied until
+    the buffer or the arguments end), so a short read is the end: no second read
+    to see EOF, on every process cgls shows."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
+        data = os.read(fd, 65536)
+        if len(data) < 65536:
+            return data
+        chunks = [data]
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks)
