@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from nsdash.cli.quickparse import REMAINDER, Namespace, Parser
@@ -95,21 +96,48 @@ def machine_json(m: Machine) -> dict[str, Any]:
 
 
 def _since(iso: str, now: datetime | None = None) -> str:
-    from datetime import UTC, datetime  # status only
-
-    try:
-        t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
+    t = _utc_seconds(iso)
+    if t is None:
         return iso
-    now = now or datetime.now(UTC)
-    secs = max(0, int((now - t).total_seconds()))
+    secs = max(0, int((time.time() if now is None else now.timestamp()) - t))
     if secs < 60:
         ago = f"{secs}s ago"
     elif secs < 3600:
         ago = f"{secs // 60}min {secs % 60}s ago"
     else:
         ago = f"{secs // 3600}h {secs % 3600 // 60}min ago"
-    return f"{t.strftime('%a %Y-%m-%d %H:%M:%S UTC')}; {ago}"
+    return f"{time.strftime('%a %Y-%m-%d %H:%M:%S UTC', time.gmtime(t))}; {ago}"
+
+
+_ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how the supervisor writes `since` in state.json
+
+
+def _utc_seconds(iso: str) -> int | None:
+    """ISO (_ISO_FORMAT, UTC) as seconds since the epoch, None where strptime refuses it.
+
+    The form the supervisor writes is read by hand: datetime.strptime imports
+    _strptime, calendar and locale, a tenth of `nsdash status`.  Any other
+    spelling goes to strptime, so both read alike."""
+    fields = (iso[0:4], iso[5:7], iso[8:10], iso[11:13], iso[14:16], iso[17:19])
+    if (len(iso) == 20 and iso[4] + iso[7] + iso[10] + iso[13] + iso[16] + iso[19] == "--T::Z"
+            and all(f.isascii() and f.isdigit() for f in fields)):
+        y, mo, d, h, mi, s = (int(f) for f in fields)
+        leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+        month_days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+        if y >= 1000 and 1 <= mo <= 12 and 1 <= d <= month_days[mo - 1] and h < 24 and mi < 60 and s < 60:
+            # days from 1970-01-01 to Y-MO-D in the proleptic Gregorian calendar (eras of 400 years)
+            yy = y - (mo <= 2)
+            era, year_of_era = divmod(yy, 400)
+            day_of_year = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
+            day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+            days = era * 146097 + day_of_era - 719468
+            return days * 86400 + h * 3600 + mi * 60 + s
+    from datetime import UTC, datetime
+
+    try:
+        return int(datetime.strptime(iso, _ISO_FORMAT).replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------- helpers

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Never on a read-only verb's path (the dashboard's, D-Bus clients', code generators').
 HEAVY = {"textual", "rich", "asyncio", "dbus_fast", "dataclasses", "inspect", "typing", "shutil",
-         "tempfile", "subprocess", "logging", "socket", "selectors", "threading"}
+         "tempfile", "subprocess", "logging", "socket", "selectors", "threading",
+         "argparse", "gettext"}  # nsdash.cli.quickparse reads their command lines
 
 
 # Not on the paths of the verbs that compare with a C peer either (bench_verbs.py): each costs a
@@ -76,3 +77,13 @@ def test_list_asks_machined_only_when_it_holds_machines(tmp_path, monkeypatch):
     assert not registry.machined_has_machines()
     (state / "web").write_text("NAME=web\n")
     assert registry.machined_has_machines()
+
+
+def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
+    """dbus-fast's message modules (and typing, socket with them) are systemctl's floor; the journal
+    locator (status's log lines), argparse and datetime are not on list-units' path."""
+    names = _imported(["systemctl", "-M", "nosuchmachine", "list-units"], {"NSDASH_STATE_DIR": str(tmp_path)})
+    assert "nsdash.cli.systemctl" in names
+    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio"}
+            or n.startswith(("nsdash.journal", "nsdash.inside.unitlog"))} == set()
+
