@@ -211,6 +211,11 @@ SOURCES: dict[str, tuple[Source, ...]] = {
     "io_pressure": (("", "io.pressure", _pressure_into(IO_PRESSURE)),),
 }
 
+# The cgroup2 files above that a controller provides: a cgroup has them only where that controller
+# is enabled, never when the hierarchy's root does not list it in cgroup.controllers (hybrid hosts
+# often list none).  cpu.stat and the *.pressure files belong to every cgroup.
+V2_CONTROLLER_OF = {"pids.current": "pids", "memory.current": "memory", "memory.max": "memory", "io.stat": "io"}
+
 # What the root cgroup reads from /proc instead (outside containers).
 ROOT_PROC_SOURCES: dict[str, tuple[str, Parser]] = {
     "tasks": ("loadavg", parse_proc_loadavg_tasks),

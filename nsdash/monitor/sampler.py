@@ -119,6 +119,7 @@ class Sampler:
         self._root_from_proc = root_from_proc and self.start == "/"
         self._procs_mount = primary_mount(self.layout)
         self._mount_of_key = self._resolve_keys()
+        self._v2_controllers = self._available_v2_controllers()
         self._walk_mounts = self._mounts_to_walk()
         # cgroup2's mount among them, when there are others to spare on a quick walk.
         unified = self._mount_of_key.get("")
@@ -211,6 +212,16 @@ class Sampler:
             keys[ctrl] = path
         return keys
 
+    def _available_v2_controllers(self) -> frozenset[str] | None:
+        """The controllers cgroup2's root offers (None: unknown, every file is tried)."""
+        unified = self._mount_of_key.get("")
+        if unified is None:
+            return None
+        try:
+            return frozenset(_read_by_name(unified + "/cgroup.controllers").decode().split())
+        except (OSError, UnicodeDecodeError):
+            return None
+
     def _mounts_to_walk(self) -> list[str]:
         """One mount per distinct hierarchy that holds a wanted file (cpu,cpuacct share one)."""
         wanted = {key for f in self.fields for key, _, _ in C.SOURCES[f]}
@@ -251,6 +262,7 @@ class Sampler:
         quick = how == QUICK and self._unified_walk is not None
         if not quick:
             self._last_walk = time.monotonic()
+            self._v2_controllers = self._available_v2_controllers()  # for the cgroups opened now
         if self._stat_fd >= 0:
             try:
                 self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
@@ -301,6 +313,9 @@ class Sampler:
                 continue
             for key, fname, parser in C.SOURCES[name]:
                 mount = self._mount_of_key.get(key)
+                if key == "" and self._v2_controllers is not None and \
+                        C.V2_CONTROLLER_OF.get(fname, "") not in self._v2_controllers | {""}:
+                    continue  # its controller is not in this hierarchy: no cgroup has the file
                 if mount is not None and self._try_open(entry, _dir(mount, path) + "/" + fname,
                                                          parser, unreadable, path):
                     break

@@ -283,3 +283,18 @@ def test_a_counter_turning_odd_after_opening_is_unknown_for_that_refresh_only(tm
         assert odd.memory is None and odd.tasks == 4
         (root / "x" / "memory.current").write_text("2048\n")
         assert sampler.sample().counters["/x"].memory == 2048
+
+
+@pytest.mark.parametrize(("offered", "memory"), [("", 2097152), ("memory\n", 1048576)])
+def test_cgroup2_files_of_controllers_it_does_not_offer_are_not_tried(tmp_path, offered, memory):
+    """The kernel gives a cgroup memory.current only where cgroup2's root offers memory (hybrid
+    hosts mostly offer none): then the v1 file is read without trying the cgroup2 one first."""
+    root = tmp_path / "cgroup"
+    make_v1(root)
+    make_v2(root / "unified")
+    (root / "unified" / "cgroup.controllers").write_text(offered)
+    layout = cgroupfs.detect(root)
+    assert layout.kind == "hybrid"
+    with Sampler(layout, root_from_proc=False) as sampler:
+        c = sampler.sample().counters["/a/b"]
+    assert c.memory == memory  # the stray cgroup2 file is read only when memory is offered
