@@ -14,9 +14,8 @@ import sys
 
 from nsdash.cli.quickparse import SUPPRESS, Parser
 from nsdash.errors import UsageError
-from nsdash.launcher.validate import parse_boolean
+from nsdash.launcher.booleans import parse_boolean
 from nsdash.monitor import procs, tree
-from nsdash.monitor.machines import MachineMap, find_cgroup
 from nsdash.monitor.tree import CgroupNode
 from nsdash.system import cgroupfs
 from nsdash.system.text import escape, escape_bytes
@@ -154,6 +153,8 @@ def main(argv: list[str]) -> int:
     mount = tree.primary_mount(layout)
     base = "/"
     if opts.machine:
+        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+
         found = find_cgroup(opts.machine, [mount], MachineMap())
         if found is None:
             raise UsageError(f"no machine '{opts.machine}' is running",

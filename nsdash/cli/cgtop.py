@@ -14,10 +14,9 @@ import time
 
 from nsdash.cli.quickparse import SUPPRESS, Namespace, Parser
 from nsdash.errors import UsageError
-from nsdash.launcher.validate import parse_boolean
+from nsdash.launcher.booleans import parse_boolean
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
-from nsdash.monitor.machines import MachineMap, find_cgroup, process_cgroup, registered_leaders
 from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
@@ -167,6 +166,8 @@ def _has_pids(layout: cgroupfs.Layout) -> bool:
 def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
     path = normalize(opts.path or "/")
     if opts.machine:
+        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+
         mounts = layout.hierarchy_dirs()
         cgroup = find_cgroup(opts.machine, mounts, MachineMap())
         if cgroup is None:
@@ -189,6 +190,7 @@ class _NetColumn:
         self.last: tuple[float, dict] | None = None
 
     def annotate(self, rows: list[display.Row], sample: Sample) -> list[display.Row]:
+        from nsdash.monitor.machines import MachineMap, process_cgroup, registered_leaders
         from nsdash.monitor.net import leaders_from_cgroups
 
         mm = MachineMap()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import os
 
-from nsdash.monitor.machines import MachineMap
 from nsdash.system.frozen import Frozen
+
+TYPE_CHECKING = False  # mypy reads this as True; cgls imports no machine state
+if TYPE_CHECKING:
+    from nsdash.monitor.machines import MachineMap
 
 _PF_KTHREAD = 0x00200000
 
@@ -89,6 +92,10 @@ def processes(directory: str, kernel_threads: bool = False, proc: str = "/proc")
 def processes_with_machines(directory: str, cgroup: str, kernel_threads: bool = False,
                             mapping: MachineMap | None = None, proc: str = "/proc") -> list[ProcessInfo]:
     """processes() with the MACHINE column filled from the cgroup they live in."""
-    machine = (mapping or MachineMap()).machine_of(cgroup)
+    if mapping is None:
+        from nsdash.monitor.machines import MachineMap
+
+        mapping = MachineMap()
+    machine = mapping.machine_of(cgroup)
     return [ProcessInfo(p.pid, p.cmdline, p.kernel_thread, machine)
             for p in processes(directory, kernel_threads, proc)]
