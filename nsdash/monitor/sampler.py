@@ -121,6 +121,10 @@ class Sampler:
         self._mount_of_key = self._resolve_keys()
         self._v2_controllers = self._available_v2_controllers()
         self._walk_mounts = self._mounts_to_walk()
+        # Each key's hierarchy as walked (cpu and cpuacct share one mount, walked once).
+        walked = {os.path.realpath(m): m for m in self._walk_mounts}
+        self._walk_of_key = {k: walked[r] for k, m in self._mount_of_key.items()
+                             if (r := os.path.realpath(m)) in walked}
         # cgroup2's mount among them, when there are others to spare on a quick walk.
         unified = self._mount_of_key.get("")
         self._unified_walk = unified if unified in self._walk_mounts and len(self._walk_mounts) > 1 else None
@@ -270,19 +274,22 @@ class Sampler:
                 self._descendants = None
         seen: list[str] = []
         unreadable: set[str] = set()
+        members: dict[str, set[str]] | None = None  # walked mount -> its cgroups, on a full walk
         if quick:
             assert self._unified_walk is not None
             list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable)
             seen += self._elsewhere
             unreadable |= self._unreadable_elsewhere
         else:
+            members = {}
             in_unified: set[str] = set()
             bad_in_unified: set[str] = set()
             for mount in self._walk_mounts:
                 first = len(seen)
                 list_cgroups(mount, self.start, self.depth, seen, unreadable)
+                members[mount] = set(seen[first:])
                 if mount == self._unified_walk:
-                    in_unified, bad_in_unified = set(seen[first:]), set(unreadable)
+                    in_unified, bad_in_unified = members[mount], set(unreadable)
             if self._unified_walk is not None:
                 self._elsewhere = [p for p in dict.fromkeys(seen) if p not in in_unified]
                 self._unreadable_elsewhere = unreadable - bad_in_unified
@@ -295,13 +302,17 @@ class Sampler:
         for path in sorted(present, key=_path_key):
             entry = self._entries.get(path)
             if entry is None:
-                entry = self._open_entry(path, unreadable)
+                entry = self._open_entry(path, unreadable, members)
                 self._incomplete |= entry.incomplete
             entries[path] = entry
         self._entries = entries
         self._unreadable = frozenset(unreadable)
 
-    def _open_entry(self, path: str, unreadable: set[str]) -> _Entry:
+    def _open_entry(self, path: str, unreadable: set[str], members: dict[str, set[str]] | None = None) -> _Entry:
+        """PATH's counter files.  MEMBERS (from a full walk just made): the cgroups in each
+        hierarchy, so a file is not tried where PATH's directory was not found (on a hybrid
+        host the cgroups a guest's own systemd makes live in cgroup2 alone: five failed
+        opens each, in the v1 hierarchies, otherwise)."""
         entry = _Entry()
         from_proc = self._root_from_proc and path == "/"
         for name in sorted(self.fields):
@@ -316,6 +327,9 @@ class Sampler:
                 if key == "" and self._v2_controllers is not None and \
                         C.V2_CONTROLLER_OF.get(fname, "") not in self._v2_controllers | {""}:
                     continue  # its controller is not in this hierarchy: no cgroup has the file
+                walked = self._walk_of_key.get(key)
+                if members is not None and walked is not None and path not in members[walked]:
+                    continue  # PATH is not in that hierarchy
                 if mount is not None and self._try_open(entry, _dir(mount, path) + "/" + fname,
                                                          parser, unreadable, path):
                     break
