@@ -8,7 +8,6 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 from __future__ import annotations
 
 import os
-import select
 import sys
 import time
 
@@ -282,6 +281,7 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
 
 
 def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
+    import select
     import shutil
     import termios
     import tty

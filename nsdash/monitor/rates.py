@@ -10,13 +10,14 @@ two samples) gives None rather than a negative rate.
 from __future__ import annotations
 
 from nsdash.monitor.counters import Counters
-from nsdash.monitor.net import NetCounters
 from nsdash.monitor.sampler import Sample
 from nsdash.system.records import Record
 
 TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from nsdash.monitor.net import NetCounters  # net_rates' inputs: cgtop imports net only for --extra=net
 
 
 class Rates(Record):

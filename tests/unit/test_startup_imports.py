@@ -27,7 +27,7 @@ HEAVY = {"textual", "rich", "asyncio", "dbus_fast", "dataclasses", "inspect", "t
 _LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "urllib", "ipaddress",
          "fnmatch", "contextlib", "importlib", "warnings", "json"}
 LEAN_VERBS = {"cgls": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
-              "cgtop": _LEAN | {"nsdash.launcher.validate", "nsdash.machines"}}  # -M reads machine state
+              "cgtop": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"}}  # -M reads machine state
 
 
 def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
