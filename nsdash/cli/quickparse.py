@@ -172,8 +172,11 @@ class Parser:
                      add_help=self._add_help,
                      formatter_class=RawDescriptionHelpFormatter if self._raw else HelpFormatter)
         groups = [real.add_mutually_exclusive_group(required=r) for r in self._groups]
+        # argparse tells SUPPRESS and REMAINDER by identity: hand it its own objects
+        ours = {SUPPRESS: argparse.SUPPRESS, REMAINDER: argparse.REMAINDER}
         for a in self._actions:
-            (real if a.group is None else groups[a.group]).add_argument(*a.flags, **a.kwargs)
+            kwargs: dict[str, Any] = {k: ours.get(v, v) if isinstance(v, str) else v for k, v in a.kwargs.items()}
+            (real if a.group is None else groups[a.group]).add_argument(*a.flags, **kwargs)
         return real
 
     # ------------------------------------------------------------- the quick reading

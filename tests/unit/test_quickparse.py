@@ -116,6 +116,8 @@ def test_errors_and_help_still_come_from_argparse(capsys):
     with pytest.raises(SystemExit) as e:
         p.parse_args(["--help"])
     assert e.value.code == 0
-    assert "Differences from systemd-cgtop" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Differences from systemd-cgtop" in out
+    assert "--cgroup-root" not in out and "SUPPRESS" not in out  # help=SUPPRESS still hides it
     opts = p.parse_args(["--iter", "2"])  # an abbreviation: argparse's reading
     assert opts.iterations == 2
