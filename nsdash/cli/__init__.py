@@ -6,7 +6,6 @@ that verb runs, so `nsdash spawn` never pays for importing the dashboard.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -127,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `nsdash list | head`: the reader went away; that is not an error.
+        import contextlib  # here: every start would pay for it
+
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0

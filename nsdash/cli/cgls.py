@@ -9,20 +9,22 @@ unless -l.
 
 from __future__ import annotations
 
-import argparse
 import os
-import pathlib
 import sys
-from collections.abc import Callable
 
-from nsdash.cli.args import RawDescriptionHelpFormatter
+from nsdash.cli.quickparse import SUPPRESS, Parser
 from nsdash.errors import UsageError
-from nsdash.launcher.validate import parse_boolean
+from nsdash.launcher.booleans import parse_boolean
 from nsdash.monitor import procs, tree
-from nsdash.monitor.machines import MachineMap, find_cgroup
 from nsdash.monitor.tree import CgroupNode
 from nsdash.system import cgroupfs
 from nsdash.system.text import escape, escape_bytes
+
+TYPE_CHECKING = False  # mypy reads this as True; collections stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Cmdline = Callable[[int, int | None], str | None]  # (pid, max columns) -> text or None if gone
 
 BRANCH, RIGHT, VERTICAL, SPACE = "├─", "└─", "│ ", "  "
 
@@ -34,14 +36,9 @@ Differences from systemd-cgls (252):
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message, "see 'nsdash cgls --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash cgls", description="Recursively show control group contents.",
-                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser("nsdash cgls", "Recursively show control group contents.", DIFFERENCES, raw=True,
+               hint="see 'nsdash cgls --help'")
     p.add_argument("-a", "--all", action="store_true", help="Show all groups, including empty")
     p.add_argument("-k", dest="kernel", action="store_true", help="Include kernel threads in output")
     p.add_argument("-l", "--full", action="store_true", help="Do not ellipsize process tree members")
@@ -49,15 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xattr", default="yes", help="Show cgroup extended attributes (yes|no)")
     p.add_argument("--cgroup-id", default="yes", help="Show cgroup ID (yes|no)")
     p.add_argument("--no-pager", action="store_true", help="Do not pipe output into a pager (never does)")
-    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
+    p.add_argument("--cgroup-root", default=cgroupfs.DEFAULT_ROOT_DIR, help=SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", help="Control groups to show")
     return p
 
 
 # ------------------------------------------------------------------ pure drawing
-
-Cmdline = Callable[[int, int | None], str | None]  # (pid, max columns) -> text or None if gone
-
 
 def _populated(node: CgroupNode) -> bool:
     # Whatever we may not read might hold processes: shown, like systemd-cgls does.
@@ -153,12 +147,14 @@ def _xattrs(mount: str) -> Callable[[str], list[tuple[str, str]]]:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
-    layout = cgroupfs.detect(pathlib.Path(opts.cgroup_root))
-    if layout.unified is None and not layout.v1:
+    layout = cgroupfs.detect(opts.cgroup_root)
+    if layout.unified_dir is None and not layout.v1_dirs:
         raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
     mount = tree.primary_mount(layout)
     base = "/"
     if opts.machine:
+        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+
         found = find_cgroup(opts.machine, [mount], MachineMap())
         if found is None:
             raise UsageError(f"no machine '{opts.machine}' is running",
@@ -176,7 +172,7 @@ def main(argv: list[str]) -> int:
             kthreads[pid] = procs.is_kernel_thread(pid)
         return kthreads[pid]
 
-    cid = _cgroup_id(mount, layout.unified is not None and mount == str(layout.unified))
+    cid = _cgroup_id(mount, mount == layout.unified_dir)
     if not parse_boolean(opts.cgroup_id, "--cgroup-id"):
         cid = _cgroup_id(mount, False)
     xattrs = _xattrs(mount) if parse_boolean(opts.xattr, "--xattr") else (lambda path: [])

@@ -7,20 +7,15 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 
 from __future__ import annotations
 
-import argparse
 import os
-import pathlib
-import re
-import select
 import sys
 import time
 
-from nsdash.cli.args import RawDescriptionHelpFormatter
+from nsdash.cli.quickparse import SUPPRESS, Namespace, Parser
 from nsdash.errors import UsageError
-from nsdash.launcher.validate import parse_boolean
+from nsdash.launcher.booleans import parse_boolean
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
-from nsdash.monitor.machines import MachineMap, find_cgroup, process_cgroup, registered_leaders
 from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
@@ -45,23 +40,25 @@ _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "
 
 def parse_seconds(text: str) -> float:
     """systemd time spans as cgtop's --delay takes them: '1', '0.5', '500ms', '2s', '1min'."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", text)
-    if not m or m.group(2) not in _UNITS:
+    # A number ([0-9]*.?[0-9]+), then a unit, spaces around either: read by hand, as re costs
+    # every `nsdash cgtop` a millisecond to import.
+    body = text.strip()
+    n = 0
+    while n < len(body) and body[n] in "0123456789.":
+        n += 1
+    number, unit = body[:n], body[n:].lstrip()
+    whole, dot, fraction = number.partition(".")
+    if not (bool(fraction) and "." not in fraction if dot else bool(whole)) or unit not in _UNITS:
         raise UsageError(f"invalid delay '{text}'", "give seconds, e.g. -d 1 or -d 500ms")
-    value = float(m.group(1)) * _UNITS[m.group(2)]
+    value = float(number) * _UNITS[unit]
     if value <= 0:
         raise UsageError(f"invalid delay '{text}'", "the delay must be more than zero")
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message, "see 'nsdash cgtop --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash cgtop", description="Show top control groups by their resource usage.",
-                epilog=DIFFERENCES, formatter_class=RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser("nsdash cgtop", "Show top control groups by their resource usage.", DIFFERENCES, raw=True,
+               hint="see 'nsdash cgtop --help'")
     order = p.add_mutually_exclusive_group()
     p.add_argument("-b", "--batch", action="store_true", help="Run in batch mode, accepting no input")
     p.add_argument("-r", "--raw", action="store_true", help="Provide raw (not human-readable) numbers")
@@ -84,12 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-M", "--machine", help="Show container")
     p.add_argument("--extra", default="",
                    help="Extra columns (nsdash): comma list of " + ",".join(display.EXTRA_COLUMNS))
-    p.add_argument("--cgroup-root", default=str(cgroupfs.DEFAULT_ROOT), help=argparse.SUPPRESS)
+    p.add_argument("--cgroup-root", default=cgroupfs.DEFAULT_ROOT_DIR, help=SUPPRESS)
     p.add_argument("path", nargs="?", help="Control group to show (default: all)")
     return p
 
 
-class Options(argparse.Namespace):
+class Options(Namespace):
     batch: bool
     raw: bool
     order: str | None
@@ -115,8 +112,8 @@ def main(argv: list[str]) -> int:
     if opts.depth < 0:
         raise UsageError(f"invalid depth {opts.depth}", "give 0 or more")
     extras = _extras(opts.extra)
-    layout = cgroupfs.detect(pathlib.Path(opts.cgroup_root))
-    if layout.unified is None and not layout.v1:
+    layout = cgroupfs.detect(opts.cgroup_root)
+    if layout.unified_dir is None and not layout.v1_dirs:
         raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
     start = _start_path(opts, layout)
     count = opts.count or (COUNT_PIDS if _has_pids(layout) else COUNT_USERSPACE)
@@ -154,11 +151,11 @@ def _extras(spec: str) -> list[display.Extra]:
 
 
 def _has_pids(layout: cgroupfs.Layout) -> bool:
-    if "pids" in layout.v1:
+    if "pids" in layout.v1_dirs:
         return True
-    if layout.unified is not None:
+    if layout.unified_dir is not None:
         try:
-            with open(layout.unified / "cgroup.controllers") as f:
+            with open(layout.unified_dir + "/cgroup.controllers") as f:
                 return "pids" in f.read().split()
         except OSError:
             return False
@@ -168,13 +165,15 @@ def _has_pids(layout: cgroupfs.Layout) -> bool:
 def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
     path = normalize(opts.path or "/")
     if opts.machine:
-        mounts = [str(m) for m in layout.hierarchies()]
+        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+
+        mounts = layout.hierarchy_dirs()
         cgroup = find_cgroup(opts.machine, mounts, MachineMap())
         if cgroup is None:
             raise UsageError(f"no machine '{opts.machine}' is running",
                              "see 'nsdash list' for the running machines")
         path = normalize(cgroup + path)
-    if not any(os.path.isdir(str(m) + ("" if path == "/" else path)) for m in layout.hierarchies()):
+    if not any(os.path.isdir(m + ("" if path == "/" else path)) for m in layout.hierarchy_dirs()):
         raise UsageError(f"control group '{path}' does not exist", "see 'nsdash cgls' for the tree")
     return path
 
@@ -190,6 +189,7 @@ class _NetColumn:
         self.last: tuple[float, dict] | None = None
 
     def annotate(self, rows: list[display.Row], sample: Sample) -> list[display.Row]:
+        from nsdash.monitor.machines import MachineMap, process_cgroup, registered_leaders
         from nsdash.monitor.net import leaders_from_cgroups
 
         mm = MachineMap()
@@ -281,6 +281,7 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
 
 
 def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
+    import select
     import shutil
     import termios
     import tty

@@ -8,26 +8,20 @@ show their console log instead.  Entries are the guest's text: shown escaped
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
-from nsdash.cli.args import HelpFormatter
+from nsdash.cli.quickparse import Parser
 from nsdash.errors import UsageError
 from nsdash.system.text import escape
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, through the dispatcher
-        raise UsageError(message, "see 'nsdash journal --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash journal", description="Show machines' journals (journalctl's options).",
-                formatter_class=HelpFormatter,
-                epilog="Where nsdash differs from journalctl: it reads machines' own journal files (no "
+def build_parser() -> Parser:
+    p = Parser("nsdash journal", "Show machines' journals (journalctl's options).",
+               hint="see 'nsdash journal --help'",
+               epilog="Where nsdash differs from journalctl: it reads machines' own journal files (no "
                        "journald needed) and never the host's journal; it never pages; a machine whose init "
                        "keeps no journal shows its console log (with the supervisor's boot separators); "
                        "-f also looks every 100 ms, as journald signals changes only every 250 ms; "

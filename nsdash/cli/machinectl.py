@@ -10,14 +10,14 @@ output is escaped by the encoder (ASCII only).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
-from nsdash.cli.args import HelpFormatter
+from nsdash.cli.quickparse import REMAINDER, Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
 from nsdash.system.text import escape
@@ -96,34 +96,61 @@ def machine_json(m: Machine) -> dict[str, Any]:
 
 
 def _since(iso: str, now: datetime | None = None) -> str:
-    from datetime import UTC, datetime  # status only
-
-    try:
-        t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
+    t = _utc_seconds(iso)
+    if t is None:
         return iso
-    now = now or datetime.now(UTC)
-    secs = max(0, int((now - t).total_seconds()))
+    secs = max(0, int((time.time() if now is None else now.timestamp()) - t))
     if secs < 60:
         ago = f"{secs}s ago"
     elif secs < 3600:
         ago = f"{secs // 60}min {secs % 60}s ago"
     else:
         ago = f"{secs // 3600}h {secs % 3600 // 60}min ago"
-    return f"{t.strftime('%a %Y-%m-%d %H:%M:%S UTC')}; {ago}"
+    return f"{time.strftime('%a %Y-%m-%d %H:%M:%S UTC', time.gmtime(t))}; {ago}"
+
+
+_ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how the supervisor writes `since` in state.json
+
+
+def _utc_seconds(iso: str) -> int | None:
+    """ISO (_ISO_FORMAT, UTC) as seconds since the epoch, None where strptime refuses it.
+
+    The form the supervisor writes is read by hand: datetime.strptime imports
+    _strptime, calendar and locale, a tenth of `nsdash status`.  Any other
+    spelling goes to strptime, so both read alike."""
+    fields = (iso[0:4], iso[5:7], iso[8:10], iso[11:13], iso[14:16], iso[17:19])
+    if (len(iso) == 20 and iso[4] + iso[7] + iso[10] + iso[13] + iso[16] + iso[19] == "--T::Z"
+            and all(f.isascii() and f.isdigit() for f in fields)):
+        y, mo, d, h, mi, s = (int(f) for f in fields)
+        leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+        month_days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+        if y >= 1000 and 1 <= mo <= 12 and 1 <= d <= month_days[mo - 1] and h < 24 and mi < 60 and s < 60:
+            # days from 1970-01-01 to Y-MO-D in the proleptic Gregorian calendar (eras of 400 years)
+            yy = y - (mo <= 2)
+            era, year_of_era = divmod(yy, 400)
+            day_of_year = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
+            day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+            days = era * 146097 + day_of_era - 719468
+            return days * 86400 + h * 3600 + mi * 60 + s
+    from datetime import UTC, datetime
+
+    try:
+        return int(datetime.strptime(iso, _ISO_FORMAT).replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _parser(verb: str, names: str | None = "*") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"nsdash {verb}", add_help=True, formatter_class=HelpFormatter)
+def _parser(verb: str, names: str | None = "*") -> Parser:
+    p = Parser(f"nsdash {verb}")
     if names:
         p.add_argument("names", nargs=names, metavar="NAME")
     return p
 
 
-def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+def _parse(p: Parser, argv: list[str]) -> Namespace:
     try:
         return p.parse_args(argv)
     except SystemExit as e:
@@ -132,7 +159,7 @@ def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
         raise UsageError(f"bad arguments for '{p.prog}'", f"see '{p.prog} --help'") from None
 
 
-def _output_opts(p: argparse.ArgumentParser) -> None:
+def _output_opts(p: Parser) -> None:
     p.add_argument("-o", "--output", choices=["short", "json", "json-pretty"], default="short")
     p.add_argument("--no-legend", action="store_true")
     p.add_argument("--no-pager", action="store_true")
@@ -161,7 +188,7 @@ def parse_signal(text: str) -> int:
     raise UsageError(f"unknown signal '{text}'", "use a name such as TERM, KILL, RTMIN+4, or a number 1-64")
 
 
-def _names_required(ns: argparse.Namespace, verb: str) -> list[str]:
+def _names_required(ns: Namespace, verb: str) -> list[str]:
     if not ns.names:
         raise UsageError(f"'nsdash {verb}' needs a machine name", "see 'nsdash list' for running machines")
     return [ns.names] if isinstance(ns.names, str) else list(ns.names)
@@ -410,11 +437,11 @@ def cmd_login(argv: list[str]) -> int:
 
 
 def cmd_shell(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nsdash shell", formatter_class=HelpFormatter)
+    p = Parser("nsdash shell")
     p.add_argument("--uid", default=None, help="ignored: commands run as root")
     p.add_argument("-E", "--setenv", action="append", default=[])
     p.add_argument("target", metavar="NAME")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
     ns = _parse(p, argv)
     name = ns.target.split("@", 1)[-1] or ".host"
     if name == ".host":

@@ -12,14 +12,13 @@ waited for by default, as systemctl does; --no-block only queues them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
-from nsdash.cli.args import HelpFormatter
+from nsdash.cli.quickparse import Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
-from nsdash.inside import presets, procs, render, unitlog
+from nsdash.inside import presets, render
 from nsdash.inside.bus import DEFAULT_TIMEOUT
 from nsdash.inside.target import Target, resolve
 from nsdash.inside.units import (
@@ -50,15 +49,10 @@ def _csv(values: list[str]) -> list[str]:
     return [v for item in values for v in item.split(",") if v]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        # one line through the dispatcher, not argparse's usage block
-        raise UsageError(message, "see 'nsdash systemctl --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="nsdash systemctl", formatter_class=HelpFormatter,
+def build_parser() -> Parser:
+    # errors: one line through the dispatcher, not argparse's usage block
+    p = Parser(
+        "nsdash systemctl", hint="see 'nsdash systemctl --help'",
         description="Manage the units of a running machine through its own systemd and D-Bus.",
         epilog=f"verbs: {', '.join(VERBS)}.  Unlike systemctl, --wait waits for the queued jobs to "
                "finish (the default, as plain systemctl does); --no-block only queues them.")
@@ -137,7 +131,7 @@ def main(argv: list[str]) -> int:
     return rc
 
 
-async def _dispatch(sd: Systemd, target: Target, args: argparse.Namespace, out: _Out) -> int:
+async def _dispatch(sd: Systemd, target: Target, args: Namespace, out: _Out) -> int:
     verb = args.verb
     if verb == "list-units":
         units = filter_units(await sd.list_units(), types=args.type, states=args.state, patterns=args.args,
@@ -223,7 +217,7 @@ def _color() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def _report_states(states: list[tuple[str, str]], args: argparse.Namespace, out: _Out) -> None:
+def _report_states(states: list[tuple[str, str]], args: Namespace, out: _Out) -> None:
     if args.quiet:
         return
     if out.json:
@@ -232,7 +226,9 @@ def _report_states(states: list[tuple[str, str]], args: argparse.Namespace, out:
         out.text += [f"{escape(s)}\n" for _, s in states]
 
 
-async def _status(sd: Systemd, target: Target, args: argparse.Namespace, out: _Out) -> int:
+async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> int:
+    from nsdash.inside import procs, unitlog  # status only: unitlog brings the journal locator
+
     rc = 0
     texts: list[str] = []
     records: list[dict[str, Any]] = []
@@ -269,7 +265,7 @@ async def _status(sd: Systemd, target: Target, args: argparse.Namespace, out: _O
     return rc
 
 
-async def _jobs(sd: Systemd, verb: str, units: list[str], args: argparse.Namespace, out: _Out) -> int:
+async def _jobs(sd: Systemd, verb: str, units: list[str], args: Namespace, out: _Out) -> int:
     """Queue every job first, then wait for all of them, as systemctl does."""
     if args.block:
         await sd.subscribe()
@@ -294,7 +290,7 @@ async def _jobs(sd: Systemd, verb: str, units: list[str], args: argparse.Namespa
     return rc
 
 
-async def _install(sd: Systemd, verb: str, args: argparse.Namespace, out: _Out) -> int:
+async def _install(sd: Systemd, verb: str, args: Namespace, out: _Out) -> int:
     if verb == "enable":
         changes = await sd.enable(args.args, runtime=args.runtime)
     else:

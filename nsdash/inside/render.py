@@ -11,14 +11,16 @@ import time
 from collections.abc import Iterable, Sequence
 
 from nsdash.inside.presets import NO_PRESET_STATES
-from nsdash.inside.procs import UnitProcess
-from nsdash.inside.unitlog import LogLine
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
 from nsdash.monitor.tree_lines import process_tree
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
     from typing import Any
+
+    # for the annotations only: unitlog brings the journal locator, which only `status` needs
+    from nsdash.inside.procs import UnitProcess
+    from nsdash.inside.unitlog import LogLine
 
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 EXIT_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 4: "NOPERMISSION",

@@ -10,10 +10,9 @@ are accepted here and vice versa.
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Mapping
 
 from nsdash.errors import UsageError
+from nsdash.launcher.booleans import parse_boolean  # noqa: F401  (re-exported: it lives apart for cgls)
 from nsdash.launcher.names import (  # noqa: F401  (re-exported: the one rule lives there)
     HOST_NAME_MAX,
     check_machine_name,
@@ -24,6 +23,8 @@ from nsdash.launcher.names import (  # noqa: F401  (re-exported: the one rule li
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the spawn path
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from nsdash.launcher.modes import Ownership
 
 # capability number -> name, as in linux/capability.h (0 .. CAP_LAST_CAP).
@@ -40,18 +41,6 @@ CAPABILITIES: tuple[str, ...] = (
 )
 _CAP_BY_NAME = {name: name for name in CAPABILITIES}
 
-_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
-_FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
-
-
-def parse_boolean(value: str, option: str) -> bool:
-    """systemd's parse_boolean(): 1/yes/y/true/t/on and 0/no/n/false/f/off, any case."""
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise UsageError(f"invalid {option} value {value!r}", "use yes or no (or true/false, on/off, 1/0)")
 
 
 def parse_machine_name(name: str, option: str = "--machine") -> str:
@@ -75,6 +64,8 @@ def parse_uuid(value: str, option: str = "--uuid") -> str:
 def parse_signal(value: str, option: str = "--kill-signal") -> int:
     """systemd's signal_from_string(): SIGTERM, TERM, RTMIN+3, SIGRTMAX-1 or a
     number; names are case-sensitive there, so 'sigterm' is refused here too."""
+    import signal  # here: it brings enum, and most users of this module never parse a signal
+
     hint = "use a signal name like SIGTERM or SIGRTMIN+3, or its number"
     name = value[3:] if value.startswith("SIG") else value
     number: int | None = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from pathlib import Path
 
 from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
@@ -24,6 +23,7 @@ from nsdash.system.paths import machine_dir, state_root
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the path of the foreground spawn, which writes state too
 if TYPE_CHECKING:
+    from pathlib import Path  # the directories come from system/paths, which makes them
     from typing import Any, Literal, TypeAlias
 
     # A machine's phase as its supervisor reports it in state.json (machinectl's State column).

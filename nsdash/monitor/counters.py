@@ -27,8 +27,17 @@ the same (see `root_from_proc`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import NamedTuple
+
+from nsdash.system.records import Record
+
+TYPE_CHECKING = False  # mypy reads this as True; typing and collections.abc stay unimported
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    # A parser gets the file's bytes and the list being filled; returns False when
+    # the file does not hold what it should (then the next candidate is tried).
+    Parser = Callable[[bytes, list], bool]
+    Source = tuple[str, str, Parser]
 
 # Field indexes into Counters, so the sampler can fill a plain list.
 TASKS, CPU_NS, MEMORY, MEMORY_LIMIT, IO_READ, IO_WRITE, NR_THROTTLED, THROTTLED_USEC, \
@@ -40,7 +49,7 @@ _NO_LIMIT_FLOOR = 1 << 60
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-class Counters(NamedTuple):
+class Counters(Record):
     """One cgroup's raw figures at one instant (cumulative counters stay cumulative)."""
 
     tasks: int | None = None
@@ -56,9 +65,6 @@ class Counters(NamedTuple):
     io_pressure: float | None = None
 
 
-# A parser gets the file's bytes and the list being filled; returns False when
-# the file does not hold what it should (then the next candidate is tried).
-Parser = Callable[[bytes, list], bool]
 
 
 def _int_into(field: int) -> Parser:
@@ -182,9 +188,8 @@ def parse_proc_meminfo_used(data: bytes, out: list) -> bool:
     return True
 
 
-# Candidate sources per figure: (hierarchy key, file name, parser).
+# Candidate sources per figure: (hierarchy key, file name, parser): Source, for mypy.
 # Hierarchy key "" is cgroup2; anything else is a v1 controller name.
-Source = tuple[str, str, Parser]
 
 SOURCES: dict[str, tuple[Source, ...]] = {
     "tasks": (("pids", "pids.current", _int_into(TASKS)),
@@ -205,6 +210,11 @@ SOURCES: dict[str, tuple[Source, ...]] = {
     "memory_pressure": (("", "memory.pressure", _pressure_into(MEMORY_PRESSURE)),),
     "io_pressure": (("", "io.pressure", _pressure_into(IO_PRESSURE)),),
 }
+
+# The cgroup2 files above that a controller provides: a cgroup has them only where that controller
+# is enabled, never when the hierarchy's root does not list it in cgroup.controllers (hybrid hosts
+# often list none).  cpu.stat and the *.pressure files belong to every cgroup.
+V2_CONTROLLER_OF = {"pids.current": "pids", "memory.current": "memory", "memory.max": "memory", "io.stat": "io"}
 
 # What the root cgroup reads from /proc instead (outside containers).
 ROOT_PROC_SOURCES: dict[str, tuple[str, Parser]] = {

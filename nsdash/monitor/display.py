@@ -8,14 +8,16 @@ output/s; '-' where a value is not known; blank lines between refreshes.
 
 from __future__ import annotations
 
-import functools
 import heapq
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.rates import Rates
 from nsdash.system.frozen import Frozen
+from nsdash.system.records import Record
+
+TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 ORDERS = ("path", "tasks", "cpu", "memory", "io")
 
@@ -26,9 +28,23 @@ _TIMESPAN = (("y", 31557600 * 10**6), ("month", 2629800 * 10**6), ("w", 604800 *
              ("ms", 1000), ("us", 1))
 
 
-@functools.lru_cache(maxsize=8192)
+# format_bytes' answers, bounded (a dict, not functools.lru_cache: functools is a module more
+# for `nsdash cgtop -b` to import, and a refresh asks for the same few thousand sizes again).
+_BYTES_CACHE_LIMIT = 8192
+_bytes_cache: dict[int, str] = {}
+
+
 def format_bytes(n: int) -> str:
     """systemd's format_bytes(): IEC units, one truncated decimal, 'B' below 1K."""
+    text = _bytes_cache.get(n)
+    if text is None:
+        if len(_bytes_cache) >= _BYTES_CACHE_LIMIT:
+            _bytes_cache.clear()
+        text = _bytes_cache[n] = _format_bytes(n)
+    return text
+
+
+def _format_bytes(n: int) -> str:
     for i, (suffix, factor) in enumerate(_IEC):
         if n >= factor:
             last = i == len(_IEC) - 1
@@ -77,7 +93,7 @@ def ellipsize(text: str, width: int, percent: int = 33) -> str:
     return text[:x] + "…" + text[len(text) - (width - x - 1):]
 
 
-class Row(NamedTuple):
+class Row(Record):
     """One cgroup as cgtop shows it; None where systemd-cgtop shows '-'."""
 
     path: str

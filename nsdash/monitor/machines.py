@@ -9,13 +9,16 @@ machine's cgroup explicitly (state.json, field "cgroup"); that wins.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from nsdash.launcher import names
 from nsdash.machines import state as st
 from nsdash.machines.state import MachineState
 from nsdash.system import paths
+
+TYPE_CHECKING = False  # mypy reads this as True; collections and pathlib stay off cgls's path
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
 
 machine_from_scope = names.machine_from_scope  # the one copy of the rule lives in launcher/names
 

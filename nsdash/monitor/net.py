@@ -12,10 +12,13 @@ shares the host's network has no counters of its own (None).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from nsdash.system.frozen import Frozen
+
+TYPE_CHECKING = False  # mypy reads this as True; typing stays unimported at run time (cgtop)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 IFNAMSIZ = 15  # usable characters of a link name
 

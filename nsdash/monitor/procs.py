@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import os
 
-from nsdash.monitor.machines import MachineMap
 from nsdash.system.frozen import Frozen
+
+TYPE_CHECKING = False  # mypy reads this as True; cgls imports no machine state
+if TYPE_CHECKING:
+    from nsdash.monitor.machines import MachineMap
 
 _PF_KTHREAD = 0x00200000
 
@@ -19,10 +22,17 @@ class ProcessInfo(Frozen):  # not a dataclass: cgls imports no dataclasses
 
 
 def _read(path: str) -> bytes:
-    """A small /proc file whole: os.open/os.read, a third of open()'s cost, paid per process."""
+    """A small /proc file whole: os.open/os.read, a third of open()'s cost, paid per process.
+
+    procfs hands over what fits in one read (stat is made whole, cmdline copied until
+    the buffer or the arguments end), so a short read is the end: no second read
+    to see EOF, on every process cgls shows."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
+        data = os.read(fd, 65536)
+        if len(data) < 65536:
+            return data
+        chunks = [data]
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks)
@@ -82,6 +92,10 @@ def processes(directory: str, kernel_threads: bool = False, proc: str = "/proc")
 def processes_with_machines(directory: str, cgroup: str, kernel_threads: bool = False,
                             mapping: MachineMap | None = None, proc: str = "/proc") -> list[ProcessInfo]:
     """processes() with the MACHINE column filled from the cgroup they live in."""
-    machine = (mapping or MachineMap()).machine_of(cgroup)
+    if mapping is None:
+        from nsdash.monitor.machines import MachineMap
+
+        mapping = MachineMap()
+    machine = mapping.machine_of(cgroup)
     return [ProcessInfo(p.pid, p.cmdline, p.kernel_thread, machine)
             for p in processes(directory, kernel_threads, proc)]

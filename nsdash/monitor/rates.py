@@ -9,15 +9,18 @@ two samples) gives None rather than a negative rate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
-
 from nsdash.monitor.counters import Counters
-from nsdash.monitor.net import NetCounters
 from nsdash.monitor.sampler import Sample
+from nsdash.system.records import Record
+
+TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from nsdash.monitor.net import NetCounters  # net_rates' inputs: cgtop imports net only for --extra=net
 
 
-class Rates(NamedTuple):
+class Rates(Record):
     """Per-second figures for one cgroup between two samples."""
 
     cpu_percent: float | None = None  # 100.0 = one CPU busy

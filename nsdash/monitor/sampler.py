@@ -18,13 +18,16 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from nsdash.monitor import counters as C
 from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
 from nsdash.system import cgroupfs
 from nsdash.system.frozen import Frozen
+
+TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
 _NO_FDS = (errno.EMFILE, errno.ENFILE)
@@ -112,11 +115,16 @@ class Sampler:
         self.proc = proc
         self.rewalk_interval = rewalk_interval
         if root_from_proc is None:
-            root_from_proc = self.layout.root == cgroupfs.DEFAULT_ROOT and C.root_from_proc()
+            root_from_proc = self.layout.root_dir == cgroupfs.DEFAULT_ROOT_DIR and C.root_from_proc()
         self._root_from_proc = root_from_proc and self.start == "/"
         self._procs_mount = primary_mount(self.layout)
         self._mount_of_key = self._resolve_keys()
+        self._v2_controllers = self._available_v2_controllers()
         self._walk_mounts = self._mounts_to_walk()
+        # Each key's hierarchy as walked (cpu and cpuacct share one mount, walked once).
+        walked = {os.path.realpath(m): m for m in self._walk_mounts}
+        self._walk_of_key = {k: walked[r] for k, m in self._mount_of_key.items()
+                             if (r := os.path.realpath(m)) in walked}
         # cgroup2's mount among them, when there are others to spare on a quick walk.
         unified = self._mount_of_key.get("")
         self._unified_walk = unified if unified in self._walk_mounts and len(self._walk_mounts) > 1 else None
@@ -202,11 +210,21 @@ class Sampler:
 
     def _resolve_keys(self) -> dict[str, str]:
         keys: dict[str, str] = {}
-        if self.layout.unified is not None:
-            keys[""] = str(self.layout.unified)
-        for ctrl, path in self.layout.v1.items():
-            keys[ctrl] = str(path)
+        if self.layout.unified_dir is not None:
+            keys[""] = self.layout.unified_dir
+        for ctrl, path in self.layout.v1_dirs.items():
+            keys[ctrl] = path
         return keys
+
+    def _available_v2_controllers(self) -> frozenset[str] | None:
+        """The controllers cgroup2's root offers (None: unknown, every file is tried)."""
+        unified = self._mount_of_key.get("")
+        if unified is None:
+            return None
+        try:
+            return frozenset(_read_by_name(unified + "/cgroup.controllers").decode().split())
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def _mounts_to_walk(self) -> list[str]:
         """One mount per distinct hierarchy that holds a wanted file (cpu,cpuacct share one)."""
@@ -248,6 +266,7 @@ class Sampler:
         quick = how == QUICK and self._unified_walk is not None
         if not quick:
             self._last_walk = time.monotonic()
+            self._v2_controllers = self._available_v2_controllers()  # for the cgroups opened now
         if self._stat_fd >= 0:
             try:
                 self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
@@ -255,19 +274,22 @@ class Sampler:
                 self._descendants = None
         seen: list[str] = []
         unreadable: set[str] = set()
+        members: dict[str, set[str]] | None = None  # walked mount -> its cgroups, on a full walk
         if quick:
             assert self._unified_walk is not None
             list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable)
             seen += self._elsewhere
             unreadable |= self._unreadable_elsewhere
         else:
+            members = {}
             in_unified: set[str] = set()
             bad_in_unified: set[str] = set()
             for mount in self._walk_mounts:
                 first = len(seen)
                 list_cgroups(mount, self.start, self.depth, seen, unreadable)
+                members[mount] = set(seen[first:])
                 if mount == self._unified_walk:
-                    in_unified, bad_in_unified = set(seen[first:]), set(unreadable)
+                    in_unified, bad_in_unified = members[mount], set(unreadable)
             if self._unified_walk is not None:
                 self._elsewhere = [p for p in dict.fromkeys(seen) if p not in in_unified]
                 self._unreadable_elsewhere = unreadable - bad_in_unified
@@ -280,13 +302,17 @@ class Sampler:
         for path in sorted(present, key=_path_key):
             entry = self._entries.get(path)
             if entry is None:
-                entry = self._open_entry(path, unreadable)
+                entry = self._open_entry(path, unreadable, members)
                 self._incomplete |= entry.incomplete
             entries[path] = entry
         self._entries = entries
         self._unreadable = frozenset(unreadable)
 
-    def _open_entry(self, path: str, unreadable: set[str]) -> _Entry:
+    def _open_entry(self, path: str, unreadable: set[str], members: dict[str, set[str]] | None = None) -> _Entry:
+        """PATH's counter files.  MEMBERS (from a full walk just made): the cgroups in each
+        hierarchy, so a file is not tried where PATH's directory was not found (on a hybrid
+        host the cgroups a guest's own systemd makes live in cgroup2 alone: five failed
+        opens each, in the v1 hierarchies, otherwise)."""
         entry = _Entry()
         from_proc = self._root_from_proc and path == "/"
         for name in sorted(self.fields):
@@ -298,6 +324,12 @@ class Sampler:
                 continue
             for key, fname, parser in C.SOURCES[name]:
                 mount = self._mount_of_key.get(key)
+                if key == "" and self._v2_controllers is not None and \
+                        C.V2_CONTROLLER_OF.get(fname, "") not in self._v2_controllers | {""}:
+                    continue  # its controller is not in this hierarchy: no cgroup has the file
+                walked = self._walk_of_key.get(key)
+                if members is not None and walked is not None and path not in members[walked]:
+                    continue  # PATH is not in that hierarchy
                 if mount is not None and self._try_open(entry, _dir(mount, path) + "/" + fname,
                                                          parser, unreadable, path):
                     break

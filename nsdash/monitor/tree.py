@@ -57,19 +57,26 @@ def normalize(path: str) -> str:
 
 def primary_mount(layout: Layout) -> str:
     """The hierarchy that holds every process: cgroup2 if mounted, else name=systemd."""
-    if layout.unified is not None:
-        return str(layout.unified)
+    if layout.unified_dir is not None:
+        return layout.unified_dir
     for key in ("systemd", "name=systemd"):
-        if key in layout.v1:
-            return str(layout.v1[key])
-    if not layout.v1:
-        raise FileNotFoundError(errno.ENOENT, "no cgroup hierarchy mounted", str(layout.root))
-    return str(next(iter(layout.v1.values())))
+        if key in layout.v1_dirs:
+            return layout.v1_dirs[key]
+    if not layout.v1_dirs:
+        raise FileNotFoundError(errno.ENOENT, "no cgroup hierarchy mounted", layout.root_dir)
+    return next(iter(layout.v1_dirs.values()))
 
 
 def read_pids(directory: str) -> tuple[int, ...]:
-    with open(os.path.join(directory, "cgroup.procs"), "rb") as f:
-        return tuple(int(x) for x in f.read().split())
+    # os.open/os.read: open() adds an fstat, an ioctl and two lseeks per cgroup (cgls reads them all)
+    fd = os.open(directory + "/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return tuple(int(x) for x in b"".join(chunks).split())
 
 
 def walk(mount: str, start: str = "/", depth: int | None = None, with_pids: bool = False,
@@ -113,10 +120,10 @@ def _walk(mount: str, path: str, depth: int | None, with_pids: bool, sort: bool)
 def hierarchy_mounts(layout: Layout) -> dict[str, str]:
     """Distinct mount -> hierarchy key ('' for cgroup2, else the first controller name)."""
     mounts: dict[str, str] = {}
-    if layout.unified is not None:
-        mounts[str(layout.unified)] = ""
-    for ctrl, path in layout.v1.items():
-        mounts.setdefault(str(os.path.realpath(path)), ctrl)
+    if layout.unified_dir is not None:
+        mounts[layout.unified_dir] = ""
+    for ctrl, path in layout.v1_dirs.items():
+        mounts.setdefault(os.path.realpath(path), ctrl)
     return mounts
 
 

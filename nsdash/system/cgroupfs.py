@@ -11,79 +11,132 @@ The root is a parameter so tests can point it at a fixture tree.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy reads this as True; at run time pathlib waits for a caller that wants Paths
+if TYPE_CHECKING:
+    from pathlib import Path
+
 CGROUP2_SUPER_MAGIC = 0x63677270
-DEFAULT_ROOT = Path("/sys/fs/cgroup")
+DEFAULT_ROOT_DIR = "/sys/fs/cgroup"
 
 # The v1 controllers nsdash reads and places machines in, by what they measure.
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "blkio")
 
 
 class Layout(Frozen):
-    """The cgroup hierarchies of a host."""
+    """The cgroup hierarchies of a host.
+
+    The mounts are kept as strings (root_dir, unified_dir, v1_dirs), which the
+    readers use; root, unified and v1 give them as Paths.  Importing pathlib
+    (with re, urllib and enum behind it) would cost `nsdash cgls` more than its
+    whole walk of the tree.
+    """
 
     kind: str  # "unified" | "hybrid" | "legacy"
-    root: Path
-    unified: Path | None  # the cgroup2 mount, if any
-    v1: dict[str, Path]  # controller -> hierarchy mount
+    root_dir: str
+    unified_dir: str | None  # the cgroup2 mount, if any
+    v1_dirs: dict[str, str]  # controller -> hierarchy mount
+
+    def __init__(self, kind: str, root: str | os.PathLike[str], unified: str | os.PathLike[str] | None,
+                 v1: dict[str, str] | dict[str, Path]) -> None:
+        def spelled(path: str | os.PathLike[str]) -> str:
+            return _spelled_as_path(os.fspath(path))
+
+        super().__init__(kind, spelled(root), None if unified is None else spelled(unified),
+                         {ctrl: spelled(path) for ctrl, path in v1.items()})
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_dir)
+
+    @property
+    def unified(self) -> Path | None:
+        from pathlib import Path
+
+        return None if self.unified_dir is None else Path(self.unified_dir)
+
+    @property
+    def v1(self) -> dict[str, Path]:
+        from pathlib import Path
+
+        return {ctrl: Path(path) for ctrl, path in self.v1_dirs.items()}
 
     def v1_path(self, controller: str, cgroup: str) -> Path | None:
         base = self.v1.get(controller)
         return None if base is None else base / cgroup.lstrip("/")
 
     def unified_path(self, cgroup: str) -> Path | None:
-        return None if self.unified is None else self.unified / cgroup.lstrip("/")
+        unified = self.unified
+        return None if unified is None else unified / cgroup.lstrip("/")
 
-    def hierarchies(self) -> list[Path]:
+    def hierarchy_dirs(self) -> list[str]:
         """Every distinct hierarchy mount: cgroup2 first, then the v1 ones."""
-        seen: list[Path] = []
-        for p in ([self.unified] if self.unified else []) + list(self.v1.values()):
+        seen: list[str] = []
+        for p in ([self.unified_dir] if self.unified_dir else []) + list(self.v1_dirs.values()):
             if p not in seen:
                 seen.append(p)
         return seen
 
+    def hierarchies(self) -> list[Path]:
+        """hierarchy_dirs() as Paths."""
+        from pathlib import Path
 
-def _is_cgroup2(path: Path) -> bool:
-    return (path / "cgroup.controllers").exists() or (
-        (path / "cgroup.procs").exists() and not (path / "tasks").exists()
+        return [Path(p) for p in self.hierarchy_dirs()]
+
+
+def _spelled_as_path(path: str) -> str:
+    """PATH as str(Path(PATH)) spells it: no doubled or trailing '/', no '.' components."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    lead = "/" if path.startswith("/") else ""
+    return lead + "/".join(parts) if parts or lead else "."
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def _is_cgroup2(path: str) -> bool:
+    return _exists(path + "/cgroup.controllers") or (
+        _exists(path + "/cgroup.procs") and not _exists(path + "/tasks")
     )
 
 
-def detect(root: Path = DEFAULT_ROOT) -> Layout:
+def detect(root: str | os.PathLike[str] = DEFAULT_ROOT_DIR) -> Layout:
     """Detect the layout under ROOT by looking at what is mounted there."""
-    root = Path(root)
-    if _is_cgroup2(root):
-        return Layout("unified", root, root, {})
-    v1: dict[str, Path] = {}
+    top = _spelled_as_path(os.fspath(root))
+    if _is_cgroup2(top):
+        return Layout("unified", top, top, {})
+    v1: dict[str, str] = {}
     try:
-        entries = sorted(os.listdir(root))
+        entries = sorted(os.listdir(top))
     except OSError:
         entries = []
     for name in entries:
-        path = root / name
-        if name == "unified" or not path.is_dir() or path.is_symlink():
+        path = os.path.join(top, name)
+        if name == "unified" or not os.path.isdir(path) or os.path.islink(path):
             continue
-        if (path / "tasks").exists() or (path / "cgroup.procs").exists():
+        if _exists(path + "/tasks") or _exists(path + "/cgroup.procs"):
             for ctrl in name.split(","):
                 v1.setdefault(ctrl, path)
     # Joined mounts such as cpu,cpuacct appear as symlinks cpu -> cpu,cpuacct.
     for name in entries:
-        path = root / name
-        if path.is_symlink() and path.is_dir() and name not in v1:
+        path = os.path.join(top, name)
+        if os.path.islink(path) and os.path.isdir(path) and name not in v1:
             v1[name] = path
-    unified = root / "unified"
-    if unified.is_dir() and _is_cgroup2(unified):
-        return Layout("hybrid", root, unified, v1)
-    return Layout("legacy", root, None, v1)
+    unified = os.path.join(top, "unified")
+    if os.path.isdir(unified) and _is_cgroup2(unified):
+        return Layout("hybrid", top, unified, v1)
+    return Layout("legacy", top, None, v1)
 
 
-def own_cgroup(pid: int | str = "self", proc: Path = Path("/proc")) -> dict[str, str]:
+def own_cgroup(pid: int | str = "self", proc: str | os.PathLike[str] = "/proc") -> dict[str, str]:
     """A process's cgroups by hierarchy: '' for cgroup2, else the controller list."""
     result: dict[str, str] = {}
-    with open(proc / str(pid) / "cgroup") as f:
+    with open(os.path.join(os.fspath(proc), str(pid), "cgroup")) as f:
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             result[ctrls] = path

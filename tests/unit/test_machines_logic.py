@@ -162,6 +162,29 @@ def test_since_formatting():
     assert _since("2026-11-29T05:58:00Z", now) == "Sun 2026-11-29 05:58:00 UTC; 2min 5s ago"
 
 
+def test_since_reads_what_strptime_reads():
+    """The supervisor's form is read by hand (status imports no _strptime); strptime is the judge."""
+    from nsdash.cli.machinectl import _utc_seconds
+
+    def strptime(iso):
+        try:
+            return int(datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+        except ValueError:
+            return None
+
+    def leap(y):
+        return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+    days = [datetime(y, m, d, tzinfo=UTC) for y in (1000, 1600, 1900, 1970, 2000, 2024, 2026, 2100, 9999)
+            for m in (1, 2, 3, 12) for d in (1, 28, 29, 31) if m != 2 or d <= 28 or (d == 29 and leap(y))]
+    spellings = [t.strftime("%Y-%m-%dT23:59:59Z") for t in days]
+    spellings += ["2026-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-04-31T00:00:00Z",
+                  "2026-11-29T24:00:00Z", "2026-11-29T05:58:60Z", "2026-1-5T1:2:3Z", "２０２６-11-29T05:58:00Z", "", "x"]
+    for iso in spellings:
+        assert _utc_seconds(iso) == strptime(iso), iso
+    assert _utc_seconds("2024-02-29T23:59:59Z") == 1709251199
+
+
 def test_list_state_column_shows_a_starting_guest_with_its_status_escaped():
     state = st.MachineState(name="m", root="/r", leader=5, cgroup="/c", supervisor=4, started="a", since="b",
                             state="starting", status_text="Waiting for \x1b]0;owned\x07 disk")

@@ -283,3 +283,43 @@ def test_a_counter_turning_odd_after_opening_is_unknown_for_that_refresh_only(tm
         assert odd.memory is None and odd.tasks == 4
         (root / "x" / "memory.current").write_text("2048\n")
         assert sampler.sample().counters["/x"].memory == 2048
+
+
+@pytest.mark.parametrize(("offered", "memory"), [("", 2097152), ("memory\n", 1048576)])
+def test_cgroup2_files_of_controllers_it_does_not_offer_are_not_tried(tmp_path, offered, memory):
+    """The kernel gives a cgroup memory.current only where cgroup2's root offers memory (hybrid
+    hosts mostly offer none): then the v1 file is read without trying the cgroup2 one first."""
+    root = tmp_path / "cgroup"
+    make_v1(root)
+    make_v2(root / "unified")
+    (root / "unified" / "cgroup.controllers").write_text(offered)
+    layout = cgroupfs.detect(root)
+    assert layout.kind == "hybrid"
+    with Sampler(layout, root_from_proc=False) as sampler:
+        c = sampler.sample().counters["/a/b"]
+    assert c.memory == memory  # the stray cgroup2 file is read only when memory is offered
+
+
+def test_a_cgroup_in_cgroup2_alone_is_not_looked_for_in_v1(tmp_path, monkeypatch):
+    """A guest's own systemd makes its cgroups in cgroup2 only: the full walk saw that, so no
+    v1 file is opened for them (systemd-cgtop walks each hierarchy the same way)."""
+    root = tmp_path / "cgroup"
+    make_v1(root)
+    make_v2(root / "unified", cgroups=("/", "/a", "/a/b", "/machine.slice/machine-web.scope",
+                                       "/machine.slice/machine-web.scope/init.scope"))
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    with Sampler(cgroupfs.detect(root), root_from_proc=False) as sampler:
+        counters = sampler.sample().counters
+    guest = "/machine.slice/machine-web.scope/init.scope"
+    assert counters[guest].cpu_ns == 2_500_000  # cgroup2's cpu.stat
+    assert counters[guest].memory == 1048576  # cgroup2 offers memory in this fixture
+    tried = [p for p in opened if "init.scope" in p]
+    assert tried and all(p.startswith(str(root / "unified")) for p in tried), tried
+    assert counters["/a/b"].cpu_ns == 3_000_000  # in both: v1's cpuacct first, as before

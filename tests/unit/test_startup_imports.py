@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Never on a read-only verb's path (the dashboard's, D-Bus clients', code generators').
 HEAVY = {"textual", "rich", "asyncio", "dbus_fast", "dataclasses", "inspect", "typing", "shutil",
-         "tempfile", "subprocess", "logging", "socket", "selectors", "threading"}
+         "tempfile", "subprocess", "logging", "socket", "selectors", "threading",
+         "argparse", "gettext"}  # nsdash.cli.quickparse reads their command lines
 # Never imported by `nsdash spawn -D TREE /bin/true`, at start or while it runs (checked on a
 # real spawn in tests/integration/test_spawn.py): HEAVY (threading too: the supervisor starts
 # threads only for a systemd guest's health check and on kernels without pidfd), json (it
@@ -26,6 +27,16 @@ HEAVY = {"textual", "rich", "asyncio", "dbus_fast", "dataclasses", "inspect", "t
 # the plan and the state directory's API are written.
 SPAWN_NEVER = HEAVY | {"json", "importlib", "hashlib", "pyseccomp", "ctypes.util", "datetime", "pyroute2",
                        "argparse", "shlex", "base64"}
+
+
+# Not on the paths of the verbs that compare with a C peer either (bench_verbs.py): each costs a
+# millisecond or more of a run that must stay within 3x of systemd-cgls or systemd-cgtop.
+# argparse: nsdash.cli.quickparse; pathlib: cgroupfs keeps its mounts as strings;
+# re and enum: no regular expressions, no signal module; typing: nsdash.system.records.
+_LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "urllib", "ipaddress",
+         "fnmatch", "contextlib", "importlib", "warnings", "json"}
+LEAN_VERBS = {"cgls": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
+              "cgtop": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"}}  # -M reads machine state
 
 
 def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
@@ -47,9 +58,9 @@ def test_read_only_verbs_import_nothing_heavy(argv, tmp_path, monkeypatch):
     empty.mkdir()
     argv = [a.replace("{empty}", str(empty)) for a in argv]
     names = _imported(argv, {"NSDASH_STATE_DIR": str(tmp_path / "state")})
-    heavy = {n for n in names if n.split(".")[0] in HEAVY}
-    if argv[0] == "cgtop":
-        heavy.discard("typing")  # monitor's NamedTuples (counters, rates, display): still to go
+    lean = LEAN_VERBS.get(argv[0], set())
+    heavy = {n for n in names if n.split(".")[0] in HEAVY | lean or n.startswith(tuple(m + "." for m in lean))
+             or n in lean}
     assert heavy == set()
 
 
@@ -91,3 +102,13 @@ def test_list_asks_machined_only_when_it_holds_machines(tmp_path, monkeypatch):
     assert not registry.machined_has_machines()
     (state / "web").write_text("NAME=web\n")
     assert registry.machined_has_machines()
+
+
+def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
+    """dbus-fast's message modules (and typing, socket with them) are systemctl's floor; the journal
+    locator (status's log lines), argparse and datetime are not on list-units' path."""
+    names = _imported(["systemctl", "-M", "nosuchmachine", "list-units"], {"NSDASH_STATE_DIR": str(tmp_path)})
+    assert "nsdash.cli.systemctl" in names
+    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio"}
+            or n.startswith(("nsdash.journal", "nsdash.inside.unitlog"))} == set()
+
