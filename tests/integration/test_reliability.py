@@ -204,7 +204,9 @@ def test_a_fifo_in_the_tree_does_not_hang_the_start(busybox_tree, machine_name):
 
 def test_concurrent_starts_in_one_process_do_not_deadlock(busybox_tree, machine_name):
     """Two threads starting containers at once: neither's children may inherit the other's
-    handshake pipes (each would then wait for EOF the other's PID 1 holds back)."""
+    handshake pipes (each would then wait for EOF the other's PID 1 holds back), and neither's
+    middle child may hang on the GIL state the other thread left (_FORK_SCRIPT below)."""
+    import sys
     import threading
 
     from nsdash.launcher.container import Container
@@ -225,10 +227,15 @@ def test_concurrent_starts_in_one_process_do_not_deadlock(busybox_tree, machine_
                 failures.append(f"{tag}{i}: {e}")
 
     threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in "ab"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # a thread waiting for the GIL asks for it at once (see below)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
     assert not any(t.is_alive() for t in threads), "concurrent starts deadlocked"
     assert not failures, failures
 
