@@ -234,27 +234,38 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     the kernel or the cgroup cannot, or (EBUSY) another thread runs in this process; callers
     then fork and join the usual way.
 
-    Only a process with one thread may fork this way.  The child comes back from the raw
-    syscall into the interpreter's loop before PyOS_AfterFork_Child() has reset the GIL, and
-    that loop acts on the state another thread left in the copied memory: a pending request
-    for the GIL makes it hand the GIL over and wait, for good, for a thread that does not
-    exist in the child (drop_gil's switch wait, a futex in _PyRuntime; it hung the suite).
-    Nor does the raw syscall take glibc's fork locks (malloc arenas, stdio), which a thread
-    in free() or on its way out may hold.  os.fork() does both in C, before any bytecode."""
-    import signal
+    Only a process with one thread may fork this way, and only with signals blocked.  The
+    child comes back from the raw syscall into the interpreter's loop before
+    PyOS_AfterFork_Child() has reset the GIL and the signal flags, and that loop acts on the
+    state copied from the parent: a GIL request another thread left pending makes it hand the
+    GIL over and wait, for good, for a thread the child does not have (drop_gil's switch wait,
+    a futex in _PyRuntime; it hung the suite), and a signal the parent had caught but not yet
+    handled runs the parent's Python handler in the child (a KeyboardInterrupt there would
+    unwind the parent's code in the child).  Nor does the raw syscall take glibc's fork locks
+    (malloc arenas, stdio), which a thread in free() or on its way out may hold.  os.fork()
+    does all this in C, before any bytecode runs."""
+    import _signal  # the C module: signal.py's enum wrapping of masks costs ~0.2 ms a fork
 
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_signal.SIGCHLD, cgroup=cgroup_fd)
     api = ctypes.pythonapi
-    api.PyOS_BeforeFork()  # (runs Python's before-fork hooks: count the threads after them)
-    if not only_thread():
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+    try:
+        # Handlers of signals caught before this block run in the parent when it returns;
+        # later signals wait in the parent's kernel queue (a child starts with none).
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+        api.PyOS_BeforeFork()  # (runs Python's before-fork hooks: count the threads after them)
+        if not only_thread():
+            api.PyOS_AfterFork_Parent()
+            raise OSError(errno.EBUSY, "clone3: other threads run in this process")
+        pid = _pylibc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args),
+                              ctypes.c_size_t(ctypes.sizeof(args)))
+        if pid == 0:
+            api.PyOS_AfterFork_Child()
+            return 0
+        err = ctypes.get_errno()
         api.PyOS_AfterFork_Parent()
-        raise OSError(errno.EBUSY, "clone3: other threads run in this process")
-    pid = _pylibc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
-    if pid == 0:
-        api.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     if pid < 0:
         raise OSError(err, f"clone3: {os.strerror(err)}")
     return int(pid)
