@@ -750,8 +750,9 @@ class Container:
 
 def _fork_middle(cg: MachineCgroup, early: list[str]) -> tuple[int, list[str]]:
     """Fork the middle child straight into the machine's cgroup2 directory when the kernel can
-    (clone3 CLONE_INTO_CGROUP), which saves the RCU grace period a cgroup.procs write waits
-    for; else fork and let the child join EARLY.  Returns (pid, what the child still joins)."""
+    and no other thread runs (clone3 CLONE_INTO_CGROUP), which saves the RCU grace period a
+    cgroup.procs write waits for; else fork and let the child join EARLY.  Returns (pid, what
+    the child still joins)."""
     if cg.layout.unified is not None and early and early[0] == str(cg.main_dir):
         try:
             fd = os.open(cg.main_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -397,10 +397,9 @@ class Supervisor:
         self.health_due = None
         self._mark(f"boot {self.boot}")
         if self._health is not None:
-            # No other thread may run while the container's children are forked: the middle
-            # child is made by a raw clone3 (CLONE_INTO_CGROUP), after which the interpreter's
-            # GIL state is not reset as os.fork() resets it, and a thread asking for the GIL
-            # deadlocks the child (tests/integration/test_reliability.py, concurrent starts).
+            # The middle child is forked straight into the machine's cgroup (clone3) only while
+            # no other thread runs (syscalls.fork_into_cgroup, which else falls back to fork and
+            # a cgroup.procs write): the last health check ends first, to keep that fast path.
             self._health.join(HEALTH_TIMEOUT + 1.0)
             self._health = None
         container = Container(self.spec, console=self.use_pty, uuid=self.session_uuid,

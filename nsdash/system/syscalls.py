@@ -8,6 +8,7 @@ uses only the standard library: it runs in the container's child process.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 try:  # glibc's name first: find_library would run ldconfig in a subprocess on every start
@@ -230,21 +231,54 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     """os.fork(), but the child is born in the cgroup2 directory CGROUP_FD (clone3 with
     CLONE_INTO_CGROUP): no cgroup.procs write, whose migration waits for an RCU grace period.
     Python's fork hooks run as for os.fork().  OSError (ENOSYS, E2BIG, EINVAL, EBUSY) means
-    the kernel or the cgroup cannot; callers then fork and join the usual way."""
-    import signal
+    the kernel or the cgroup cannot, or (EBUSY) another thread runs in this process; callers
+    then fork and join the usual way.
 
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+    Only a process with one thread may fork this way, and only with signals blocked.  The
+    child comes back from the raw syscall into the interpreter's loop before
+    PyOS_AfterFork_Child() has reset the GIL and the signal flags, and that loop acts on the
+    state copied from the parent: a GIL request another thread left pending makes it hand the
+    GIL over and wait, for good, for a thread the child does not have (drop_gil's switch wait,
+    a futex in _PyRuntime; it hung the suite), and a signal the parent had caught but not yet
+    handled runs the parent's Python handler in the child (a KeyboardInterrupt there would
+    unwind the parent's code in the child).  Nor does the raw syscall take glibc's fork locks
+    (malloc arenas, stdio), which a thread in free() or on its way out may hold.  os.fork()
+    does all this in C, before any bytecode runs."""
+    import _signal  # the C module: signal.py's enum wrapping of masks costs ~0.2 ms a fork
+
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_signal.SIGCHLD, cgroup=cgroup_fd)
     api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = _pylibc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
-    if pid == 0:
-        api.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+    try:
+        # Handlers of signals caught before this block run in the parent when it returns;
+        # later signals wait in the parent's kernel queue (a child starts with none).
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+        api.PyOS_BeforeFork()  # (runs Python's before-fork hooks: count the threads after them)
+        if not only_thread():
+            api.PyOS_AfterFork_Parent()
+            raise OSError(errno.EBUSY, "clone3: other threads run in this process")
+        pid = _pylibc.syscall(ctypes.c_long(SYS_clone3), ctypes.byref(args),
+                              ctypes.c_size_t(ctypes.sizeof(args)))
+        if pid == 0:
+            api.PyOS_AfterFork_Child()
+            return 0
+        err = ctypes.get_errno()
+        api.PyOS_AfterFork_Parent()
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     if pid < 0:
         raise OSError(err, f"clone3: {os.strerror(err)}")
     return int(pid)
+
+
+def only_thread() -> bool:
+    """True when the kernel counts one thread in this process.  threading.active_count() is
+    not enough: it misses threads Python did not start, and a joined thread still runs (its
+    interpreter state freed, glibc's teardown) until it leaves /proc/self/task."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False  # no /proc: assume the worst
 
 
 # ---- the new mount API (added for --private-users-ownership=map) -------------

@@ -204,7 +204,9 @@ def test_a_fifo_in_the_tree_does_not_hang_the_start(busybox_tree, machine_name):
 
 def test_concurrent_starts_in_one_process_do_not_deadlock(busybox_tree, machine_name):
     """Two threads starting containers at once: neither's children may inherit the other's
-    handshake pipes (each would then wait for EOF the other's PID 1 holds back)."""
+    handshake pipes (each would then wait for EOF the other's PID 1 holds back), and neither's
+    middle child may hang on the GIL state the other thread left (_FORK_SCRIPT below)."""
+    import sys
     import threading
 
     from nsdash.launcher.container import Container
@@ -225,9 +227,116 @@ def test_concurrent_starts_in_one_process_do_not_deadlock(busybox_tree, machine_
                 failures.append(f"{tag}{i}: {e}")
 
     threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in "ab"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # a thread waiting for the GIL asks for it at once (see below)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
     assert not any(t.is_alive() for t in threads), "concurrent starts deadlocked"
     assert not failures, failures
+
+
+# The child of a raw clone3 runs bytecode before PyOS_AfterFork_Child() resets the GIL: a
+# GIL request another thread left pending made it hand the GIL over and wait for good for a
+# thread the child does not have (drop_gil, a futex in _PyRuntime).  A switch interval of a
+# microsecond makes the waiting thread ask at once, so nearly every fork meets a request.
+_FORK_SCRIPT = r"""
+import errno, os, signal, sys, threading, time
+from nsdash.system import syscalls as sc
+cgroup = sys.argv[1]
+fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+
+def reaped(pid):
+    deadline = time.monotonic() + 20  # a hang detector, not a speed limit
+    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False
+        time.sleep(0.001)
+    return True
+
+# Alone in the process: the child is born in the cgroup.
+r, w = os.pipe()
+pid = sc.fork_into_cgroup(fd)
+if pid == 0:
+    os.read(r, 1)
+    os._exit(0)
+with open(os.path.join(cgroup, "cgroup.procs")) as f:
+    born_there = str(pid) in f.read().split()
+os.write(w, b"x")
+print("alone", born_there, reaped(pid))
+
+# SIGALRM every 200 us: a signal the parent caught just before the clone must have its
+# handler run in the parent only (the raw clone3's children ran it in 2-4% of forks).
+parent = os.getpid()
+def note(signum, frame):
+    if os.getpid() != parent:
+        os.write(w, b"c")
+signal.signal(signal.SIGALRM, note)
+signal.setitimer(signal.ITIMER_REAL, 2e-4, 2e-4)
+for i in range(400):
+    pid = sc.fork_into_cgroup(fd)
+    if pid == 0:
+        os._exit(0)
+    reaped(pid)
+signal.setitimer(signal.ITIMER_REAL, 0)
+os.set_blocking(r, False)
+try:
+    ran = len(os.read(r, 4096))
+except BlockingIOError:
+    ran = 0
+print("handlers in children", ran)
+
+# Another thread wants the GIL all the time: refused (EBUSY), and the callers' os.fork()
+# fallback (launcher/container.py) makes children that all run.
+stop = threading.Event()
+def spin():
+    while not stop.is_set():
+        pass
+sys.setswitchinterval(1e-6)
+threading.Thread(target=spin, daemon=True).start()
+refused = 0
+for i in range(300):
+    try:
+        pid = sc.fork_into_cgroup(fd)
+    except OSError as e:
+        assert e.errno == errno.EBUSY, e
+        refused += 1
+        pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    if not reaped(pid):
+        print("hung", i)
+        break
+stop.set()
+print("threaded", refused)
+"""
+
+
+def test_fork_into_cgroup_only_when_no_other_thread_runs(machine_name):
+    """clone3 CLONE_INTO_CGROUP from a process with one thread puts the child in the cgroup,
+    and a signal caught around the clone is handled in the parent only; with another thread (here one that asks for the GIL every microsecond) it is refused and
+    os.fork() used instead, whose children never hang (the raw clone3's hung for good)."""
+    import subprocess
+
+    from conftest import PY, REPO
+
+    from nsdash.system import cgroupfs
+
+    unified = cgroupfs.detect().unified
+    if unified is None:
+        pytest.skip("no cgroup2 hierarchy: nsdash never forks into a cgroup here")
+    cgroup = unified / f"{machine_name}-fork"
+    cgroup.mkdir()
+    try:
+        r = subprocess.run([PY, "-c", _FORK_SCRIPT, str(cgroup)], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    finally:
+        cgroup.rmdir()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["alone True True", "handlers in children 0", "threaded 300"], r.stdout
