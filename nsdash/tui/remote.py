@@ -13,7 +13,7 @@ What the far side sends is another host's text: names, states and OS names
 are escaped here or by the table (Text(escape(...))); its PIDs and cgroup
 paths are never taken (they mean nothing on this host).
 
-Not over -H yet: the cgroup tree and cgtop rows, journals, consoles, units,
+Journals: nsdash.tui.remote_journal.  Not over -H yet: the cgroup tree and cgtop rows, consoles,
 trace/profile/gdb and images; they say so in one line.
 """
 
@@ -29,12 +29,13 @@ from nsdash.remote.target import Target
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot
-from nsdash.tui.poller import _epoch
+from nsdash.tui.poller import JOURNAL_TAIL, _epoch
 
 if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.tui.console.connection import Session
     from nsdash.tui.messages import ImageRow
+    from nsdash.tui.remote_journal import RemoteJournal
 
 UNREACHABLE = "unreachable"
 STATE_WIDTH = 24  # characters of a far state kept (ours are short words; anything longer is not ours)
@@ -134,9 +135,11 @@ class RemoteReaders:
         for watch in self.hosts.watches.values():
             watch.interval = seconds
 
-    def open_journal(self, machines: tuple[str, ...]):
-        raise NsdashError("journals of remote machines are not in the dashboard yet",
-                          "run 'nsdash -H HOST journal -M MACHINE'")
+    def open_journal(self, machines: tuple[str, ...]) -> RemoteJournal:
+        """The machines' journals, one stream per host, merged by time (nsdash.tui.remote_journal)."""
+        from nsdash.tui.remote_journal import RemoteJournal
+
+        return RemoteJournal({host: w.target for host, w in self.hosts.watches.items()}, machines, JOURNAL_TAIL)
 
     def close(self) -> None:
         self.hosts.stop()
