@@ -27,6 +27,7 @@ from nsdash.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from nsdash.tui.app import NsdashApp
+    from nsdash.tui.remote_views import RemoteMachine
 
 LIMITS_EVERY = 5.0  # seconds between looks at the limits in force (systemctl set-property elsewhere)
 
@@ -50,9 +51,11 @@ class MachineScreen(PanelScreen):
             self.console = console
             self.machine = machine
 
-    def __init__(self, machine: str) -> None:
+    def __init__(self, machine: str, remote: RemoteMachine | None = None) -> None:
+        """REMOTE: the far side of a machine on another host (-H): its limits are asked of it."""
         super().__init__()
         self.machine = machine
+        self.remote = remote
         self._info_text = ""
         self._net_text = ""
         self.limits: dict[str, str] = {}  # CPUQuota, MemoryMax, TasksMax ... in force
@@ -83,7 +86,7 @@ class MachineScreen(PanelScreen):
         info = next((m for m in snap.machines if m.name == self.machine), None)
         if not snap.machines and snap.errors:
             return
-        if info is not None and info.cgroup and time.monotonic() - self._limits_at > LIMITS_EVERY:
+        if info is not None and (info.cgroup or self.remote) and time.monotonic() - self._limits_at > LIMITS_EVERY:
             self._cgroup = info.cgroup
             self._fetch_limits()
         text = describe(info, self.machine, now, self.limits)
@@ -113,6 +116,10 @@ class MachineScreen(PanelScreen):
             self._net_text = text
             net.update(Text(text))  # never markup: the link names are the guest's
 
+    def on_unmount(self) -> None:
+        if self.remote is not None:
+            self.remote.close()  # its ssh connection ends with the screen
+
     def action_attach(self) -> None:
         pane = self.query_one(ConsolePane)
         if pane.attached != self.machine:
@@ -134,14 +141,14 @@ class MachineScreen(PanelScreen):
 
     def _fetch_limits(self) -> None:
         self._limits_at = time.monotonic()
-        cgroup = self._cgroup
-        if cgroup is None:
+        cgroup, remote = self._cgroup, self.remote
+        if cgroup is None and remote is None:
             return
         app = cast("NsdashApp", self.app)
 
         def work() -> None:
             try:
-                found = app.actions.limits(self.machine, cgroup)
+                found = remote.limits() if remote is not None else app.actions.limits(self.machine, cgroup or "")
             except (NsdashError, OSError, AttributeError):
                 return  # unknown stays unshown
             app.call_from_thread(self._got_limits, found)
@@ -156,6 +163,9 @@ class MachineScreen(PanelScreen):
         """Change the CPU quota, memory limit and tasks limit live, after confirmation."""
         app = cast("NsdashApp", self.app)
         cgroup = self._cgroup
+        if self.remote is not None:
+            app.notify("changing limits over -H is not in the dashboard yet", severity="warning")
+            return
         if cgroup is None:
             app.notify(f"{self.machine}: not running", severity="warning")
             return
