@@ -210,6 +210,7 @@ class HostFollower:
         self.timeout = timeout
         self.connects = 0  # streams opened (tests read it)
         self._last: dict[str, int] = {}  # machine key -> the latest realtime shown
+        self._down = False  # said so in the pane, not back yet
         self._ssh: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"nsdash-journal-{host}", daemon=True)
@@ -242,8 +243,8 @@ class HostFollower:
 
     def _run(self) -> None:
         failures = 0
-        said: str | None = None  # the last note, so an outage is one line and not one per retry
         while not self._stop.is_set():
+            heard = False
             try:
                 self.connects += 1
                 stream = Stream(self.target, self.argv(), timeout=self.timeout, started=self._started)
@@ -251,26 +252,21 @@ class HostFollower:
                 why = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
                 text = f"journal unreachable: {why}"
             else:
-                if failures:
-                    self.inbox.put(self.host, [_note(self.host, "journal connected again")])
-                    said = None
                 try:
-                    text = self._follow(stream)
+                    text, heard = self._follow(stream)
                 finally:
                     stream.close()
-                failures = 0
             self.inbox.settle(self.host)
             if self._stop.is_set():
                 break
-            failures += 1
-            delay = backoff(failures)
-            if text != said:
-                said = text
+            failures = 1 if heard else failures + 1
+            if not self._down:  # one line per outage, not one per retry
+                self._down = True
                 self.inbox.put(self.host, [_note(self.host, f"{text}; trying again (every ≤ {backoff(99):.0f} s)")])
-            self._stop.wait(delay)
+            self._stop.wait(backoff(failures))
 
-    def _follow(self, stream: Stream) -> str:
-        """Read STREAM until it ends (or stop); what to say about its end."""
+    def _follow(self, stream: Stream) -> tuple[str, bool]:
+        """Read STREAM until it ends (or stop): what to say about its end, and whether it sent anything."""
         split = LineSplitter()
         before = dict(self._last)
         errors = bytearray()
@@ -283,14 +279,17 @@ class HostFollower:
             try:
                 got = stream.pump() if ready else {}
             except NsdashError as e:
-                return e.oneline()
+                return e.oneline(), heard is not None
             if got is None:
                 tail = [s for s in errors.decode(errors="replace").splitlines() if s.strip()]
                 why = f": {tail[-1].strip()[:NOTE_MAX]}" if tail else ""
-                return f"journal ended (exit {stream.code}){why}"
+                return f"journal ended (exit {stream.code}){why}", heard is not None
             if 2 in got:
                 errors = (errors + got[2])[-4096:]
             if 1 in got:
+                if self._down:  # back after an outage, and it speaks
+                    self._down = False
+                    self.inbox.put(self.host, [_note(self.host, "journal connected again")])
                 heard = time.monotonic()
                 self.inbox.put(self.host, self._fresh(split.feed(got[1]), before))
             if not settled:
@@ -298,7 +297,7 @@ class HostFollower:
                 if (heard is not None and now - heard >= QUIET) or now - began >= HISTORY_WAIT:
                     settled = True
                     self.inbox.settle(self.host)
-        return "stopped"
+        return "stopped", heard is not None
 
     def _fresh(self, raw: list[bytes], before: dict[str, int]) -> list[JournalLine]:
         """The parsed lines not shown before: a reconnect sends the last N again, and what an earlier

@@ -125,11 +125,14 @@ import base64, json, os, sys, time
 d, host = sys.argv[1], sys.argv[-2]
 def send(**m):
     sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+mode = open(os.path.join(d, host + ".mode")).read().strip()
+if mode == "refuse":
+    sys.stderr.write("ssh: connect to host " + host + " port 22: Connection refused\n")
+    sys.exit(255)
 send(t="hello", v=[1, 0], nsdash="test")
 run = json.loads(sys.stdin.readline())
 with open(os.path.join(d, host + ".argv"), "a") as f:
     f.write(json.dumps(run["argv"]) + "\n")
-mode = open(os.path.join(d, host + ".mode")).read().strip()
 data = open(os.path.join(d, host + ".out"), "rb").read()
 for i in range(0, len(data), 30000):
     send(t="out", ch=1, fd=1, d=base64.b64encode(data[i:i + 30000]).decode())
@@ -253,6 +256,26 @@ def test_a_flooding_host_is_bounded(tmp_path, monkeypatch):
         assert waiting == list(range(T0 + 20_000 - JOURNAL_KEEP, T0 + 20_000))
         taken = _read_until(feed, lambda g: bool(g))
         assert len(taken) == JOURNAL_KEEP and taken[-1].realtime == T0 + 19_999
+    finally:
+        feed.close()
+    assert _children() == []
+
+
+def test_a_host_that_stays_down_is_one_line_however_often_it_is_tried(tmp_path, monkeypatch):
+    far = FakeFar(tmp_path, monkeypatch)
+    far.host("far1", [entry(T0 + 1, "up")])
+    far.host("far3", [], mode="refuse")
+    feed = RemoteJournal({"far1": Target("far1"), "far3": Target("far3")}, ("far1/m", "far3/m"), 10)
+    try:
+        got = _read_until(feed, lambda g: any(x.message == "up" for x in g))
+        deadline = time.monotonic() + 30
+        while feed.followers[1].connects < 3:  # tried again after 1 s, then after 2 s
+            assert time.monotonic() < deadline, "no retries"
+            time.sleep(0.1)
+        got += feed.read_new()
+        notes = [x.event for x in got if x.event]
+        assert notes == ["far3: journal unreachable: cannot reach far3 (ssh: connect to host far3 port 22: "
+                         "Connection refused); check the address (ssh -v far3); trying again (every ≤ 30 s)"], notes
     finally:
         feed.close()
     assert _children() == []
