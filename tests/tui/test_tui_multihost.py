@@ -321,6 +321,11 @@ async def test_the_machine_view_and_units_screen_of_a_far_machine(farm, monkeypa
             await wait_for(pilot, lambda: "Active: active" in str(detail.render()), timeout=30,
                            what=lambda: f"journald's status ({str(detail.render())[:300]!r})")
             assert "systemd-journald.service" in str(detail.render())
+            await pilot.press("j")  # the unit's journal lines, from the far side's journal -u
+            await wait_for(pilot, lambda: "systemd-journald" in str(detail.render())
+                           and "Active:" not in str(detail.render()), timeout=30,
+                           what=lambda: f"journald's lines ({str(detail.render())[:300]!r})")
+            await pilot.press("j")
             table = units.query_one("#units-table", DataTable)
 
             async def act(unit: str) -> None:
