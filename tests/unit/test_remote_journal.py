@@ -197,8 +197,9 @@ def test_two_hosts_histories_come_merged_by_time(tmp_path, monkeypatch):
             ("far1/a", "one-a"), ("far2/x", "two"), ("far1/b", "one-b"), ("far2/x", "two\x1b[2J"),
             ("far1/a", "one-a2")]
         # one stream per host, its machines in one verb
-        assert far.argvs("far1") == [["journal", "-f", "-o", "json", "-n", "300", "-M", "a", "-M", "b"]]
-        assert far.argvs("far2") == [["journal", "-f", "-o", "json", "-n", "300", "-M", "x"]]
+        fields = "--output-fields=MESSAGE,PRIORITY,SYSLOG_IDENTIFIER,_COMM,_SYSTEMD_UNIT,NSDASH_EVENT"
+        assert far.argvs("far1") == [["journal", "-f", "-o", "json", fields, "-n", "300", "-M", "a", "-M", "b"]]
+        assert far.argvs("far2") == [["journal", "-f", "-o", "json", fields, "-n", "300", "-M", "x"]]
     finally:
         feed.close()
     assert _children() == []  # every ssh stand-in ended and was reaped
