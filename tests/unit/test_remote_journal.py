@@ -280,3 +280,65 @@ def test_a_host_that_stays_down_is_one_line_however_often_it_is_tried(tmp_path, 
     finally:
         feed.close()
     assert _children() == []
+
+
+def test_through_the_poller_a_flooding_host_is_one_bounded_batch_at_a_time(tmp_path, monkeypatch):
+    """The dashboard's poller over a remote feed, as over a local one (tests/tui/test_journal_batch.py):
+    one batch out until the app takes it, at most JOURNAL_KEEP lines in it, snapshots going on."""
+    import threading
+
+    from nsdash.tui.messages import JournalLines, Snapshot, SnapshotReady
+    from nsdash.tui.poller import Poller
+
+    far = FakeFar(tmp_path, monkeypatch)
+    far.host("far1", [], mode="flood")
+    (tmp_path / "far1.flood").write_text(str(T0))
+    feeds: list[RemoteJournal] = []
+
+    class Readers:
+        def snapshot(self) -> Snapshot:
+            return Snapshot(0.0)
+
+        def open_journal(self, machines):
+            feeds.append(RemoteJournal({"far1": Target("far1")}, machines, 10))
+            return feeds[-1]
+
+        def close(self) -> None:
+            pass
+
+    posted: list[JournalLines] = []
+    snapshots = 0
+    arrived = threading.Semaphore(0)
+
+    def post(message) -> None:
+        nonlocal snapshots
+        if isinstance(message, JournalLines):
+            posted.append(message)
+            arrived.release()
+        elif isinstance(message, SnapshotReady):
+            snapshots += 1
+
+    poller = Poller(Readers(), post, interval=0.25)
+    poller.follow_journal(("far1/m",))
+    poller.start()
+    try:
+        assert arrived.acquire(timeout=30)
+        assert posted[0].reset and posted[0].lines == ()
+        poller.journal_taken()
+        assert arrived.acquire(timeout=30)  # the first batch of the flood; not taken for a while
+        deadline = time.monotonic() + 60
+        while feeds[0].followers[0]._last.get("far1/m") != T0 + 19_999:
+            assert time.monotonic() < deadline, "the flood did not come through"
+            time.sleep(0.05)
+        during = snapshots
+        time.sleep(1.0)
+        assert snapshots > during  # the poller goes on refreshing
+        assert len(posted) == 2  # still one batch out
+        while posted[-1].lines[-1].realtime != T0 + 19_999:  # the app takes them: the rest comes
+            poller.journal_taken()
+            assert arrived.acquire(timeout=30)
+        # the reset, the first batch, and at most one more: what came while it was out, the newest kept
+        assert len(posted) <= 3 and all(len(m.lines) <= JOURNAL_KEEP for m in posted)
+    finally:
+        poller.stop()
+    assert _children() == []
