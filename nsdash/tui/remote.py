@@ -139,7 +139,9 @@ class RemoteReaders:
         """The machines' journals, one stream per host, merged by time (nsdash.tui.remote_journal)."""
         from nsdash.tui.remote_journal import RemoteJournal
 
-        return RemoteJournal({host: w.target for host, w in self.hosts.watches.items()}, machines, JOURNAL_TAIL)
+        watches = self.hosts.watches
+        return RemoteJournal({host: w.target for host, w in watches.items()}, machines, JOURNAL_TAIL,
+                             alive=lambda host: watches[host].state()[1] is None)
 
     def close(self) -> None:
         self.hosts.stop()

@@ -20,8 +20,9 @@ Nothing of the far side is trusted: a field of another shape is left out, and
 every text reaches the screen through the pane's one sanitiser
 (nsdash.tui.widgets.journal_pane.line_text, nsdash.system.text.escape).
 
-A host that drops: its stream ends, the pane says so in one line, and the
-thread connects again after nsdash.remote.hosts.backoff(failures) seconds;
+A host that drops: its stream ends (or, for a host that vanished without a
+word, the dashboard's HostWatch finds it unreachable), the pane says so in
+one line, and the thread connects again after nsdash.remote.hosts.backoff(failures) seconds;
 what it already showed is not shown twice (entries up to the last realtime
 seen per machine are skipped; so are console-log lines written during the
 outage, which carry their boot separator's time).
@@ -37,7 +38,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from nsdash.errors import NsdashError
 from nsdash.remote.hosts import HOST_TIMEOUT, backoff
@@ -206,8 +208,11 @@ class HostFollower:
     """MACHINES (far names) of one host followed in a thread: its lines go to INBOX."""
 
     def __init__(self, host: str, target: Target, machines: tuple[str, ...], lines: int, inbox: _Inbox,
-                 timeout: float = HOST_TIMEOUT) -> None:
+                 timeout: float = HOST_TIMEOUT, alive: Callable[[], bool] | None = None) -> None:
+        """ALIVE: whether the host still answers elsewhere (the dashboard's HostWatch): a host that
+        vanished sends no end on a quiet stream, so this is how its stream is known to be dead."""
         self.host, self.target, self.machines, self.inbox = host, target, machines, inbox
+        self.alive = alive
         self.lines = lines
         self.timeout = timeout
         self.connects = 0  # streams opened (tests read it)
@@ -247,6 +252,10 @@ class HostFollower:
         failures = 0
         while not self._stop.is_set():
             heard = False
+            if failures and self.alive is not None and not self.alive():
+                failures += 1  # still down for the dashboard: no new ssh to it until it answers there
+                self._stop.wait(min(backoff(failures), 1.0))
+                continue
             try:
                 self.connects += 1
                 stream = Stream(self.target, self.argv(), timeout=self.timeout, started=self._started)
@@ -299,6 +308,8 @@ class HostFollower:
                 if (heard is not None and now - heard >= QUIET) or now - began >= HISTORY_WAIT:
                     settled = True
                     self.inbox.settle(self.host)
+            if not ready and self.alive is not None and not self.alive():
+                return f"{self.host} does not answer", heard is not None
         return "stopped", heard is not None
 
     def _fresh(self, raw: list[bytes], before: dict[str, int]) -> list[JournalLine]:
@@ -321,7 +332,8 @@ class RemoteJournal:
     """A JournalFeed (nsdash.tui.poller) over machines keyed HOST/MACHINE on TARGETS' hosts."""
 
     def __init__(self, targets: dict[str, Target], keys: tuple[str, ...], lines: int,
-                 timeout: float = HOST_TIMEOUT) -> None:
+                 timeout: float = HOST_TIMEOUT, alive: Callable[[str], bool] | None = None) -> None:
+        """ALIVE(host): whether HOST answers the dashboard's other questions (HostFollower)."""
         wanted: dict[str, list[str]] = {}
         for key in keys:
             host, slash, machine = key.partition("/")
@@ -331,7 +343,8 @@ class RemoteJournal:
             if machine not in wanted.setdefault(host, []):
                 wanted[host].append(machine)
         self.inbox = _Inbox(list(wanted))
-        self.followers = [HostFollower(host, targets[host], tuple(names), lines, self.inbox, timeout)
+        self.followers = [HostFollower(host, targets[host], tuple(names), lines, self.inbox, timeout,
+                                       None if alive is None else partial(alive, host))
                           for host, names in wanted.items()]
         for follower in self.followers:
             follower.start()

@@ -342,3 +342,28 @@ def test_through_the_poller_a_flooding_host_is_one_bounded_batch_at_a_time(tmp_p
     finally:
         poller.stop()
     assert _children() == []
+
+
+def test_a_host_gone_quiet_that_the_dashboard_finds_unreachable_is_one_line(tmp_path, monkeypatch):
+    """A host that vanished (powered off, its network gone) sends no end on a quiet stream: the
+    dashboard's HostWatch saying it does not answer ends the stream, and it is tried again."""
+    far = FakeFar(tmp_path, monkeypatch)
+    far.host("far1", [entry(T0 + 1, "up")])
+    up = {"far1": True}
+    feed = RemoteJournal({"far1": Target("far1")}, ("far1/m",), 10, alive=lambda host: up[host])
+    try:
+        got = _read_until(feed, lambda g: any(x.message == "up" for x in g))
+        first = feed.followers[0]._ssh
+        up["far1"] = False  # (the stand-in's stream stays open and quiet, as a vanished host's does)
+        got += _read_until(feed, lambda g: any(x.event for x in g))
+        assert [x.event for x in got if x.event] == ["far1: far1 does not answer; trying again (every ≤ 30 s)"]
+        assert first is not None and first.wait(10) is not None  # its ssh ended
+        time.sleep(2.5)
+        assert feed.followers[0].connects == 1  # no new ssh while the dashboard finds it down
+        up["far1"] = True
+        far.host("far1", [entry(T0 + 1, "up"), entry(T0 + 2, "again")])
+        got += _read_until(feed, lambda g: any(x.message == "again" for x in g))
+        assert [x.message for x in got if not x.event] == ["up", "again"]
+    finally:
+        feed.close()
+    assert _children() == []
