@@ -13,8 +13,9 @@ What the far side sends is another host's text: names, states and OS names
 are escaped here or by the table (Text(escape(...))); its PIDs and cgroup
 paths are never taken (they mean nothing on this host).
 
-Journals: nsdash.tui.remote_journal.  Not over -H yet: the cgroup tree and cgtop rows, consoles,
-trace/profile/gdb and images; they say so in one line.
+Journals: nsdash.tui.remote_journal; the machine view and units screen:
+nsdash.tui.remote_views.  Not over -H yet: the cgroup tree and cgtop rows,
+consoles, trace/profile/gdb and images; they say so in one line.
 """
 
 from __future__ import annotations
