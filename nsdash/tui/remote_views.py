@@ -21,6 +21,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from typing import Any
 
 from nsdash.errors import NsdashError
@@ -33,6 +34,8 @@ from nsdash.remote.target import Target
 from nsdash.system.text import escape
 
 TEXT_MAX = 1024  # characters of a unit name, state or description kept
+DETAIL_MAX = 256 * 1024  # bytes of a unit's status text shown (its last journal lines are in it)
+LINE_MAX = 4096  # characters of one journal line of a unit kept
 UNITS_MAX = 20_000  # units of one answer kept (systemd's own limit on units is far above a screen's use)
 LIMITS = ("CPUQuota", "MemoryMax", "MemoryHigh", "TasksMax")  # what the machine view shows (machines/units.py)
 JOB_KINDS = frozenset({"start", "stop", "restart", "reload"})
@@ -200,8 +203,6 @@ class RemoteMachineUnits:
         return result
 
     def snapshot(self, with_files: bool = False) -> UnitsSnapshot:
-        import time
-
         rows = _json(self.target, self._systemctl("list-units", "--all", "-o", "json"), "list-units -o json")
         if not isinstance(rows, list):
             raise NsdashError(f"{self.target} answered 'list-units -o json' with something else")
@@ -218,14 +219,15 @@ class RemoteMachineUnits:
     def detail(self, unit: str, lines: int = 10) -> Detail:
         # status exits 3 for a unit that is not active, as systemctl does: still its status
         result = self._systemctl("status", "-n", str(lines), "--", unit, ok=(0, 3))
-        return Detail(result.stdout.decode(errors="replace"))
+        return Detail(result.stdout[:DETAIL_MAX].decode(errors="replace"))
 
     def journal(self, unit: str, lines: int = 200) -> tuple[LogLine, ...]:
         result = self.session.run(["journal", "-M", self.machine, "-u", unit, "-b", "-n", str(lines)])
         if result.code != 0:
             raise _failure(self.target, result, "journal")
         text = result.stdout.decode(errors="replace")
-        return tuple(LogLine(line) for line in text.splitlines()[-lines:] if line and line != "-- No entries --")
+        return tuple(LogLine(line[:LINE_MAX]) for line in text.splitlines()[-lines:]
+                     if line and line != "-- No entries --")
 
     def act(self, kind: str, unit: str, job_timeout: float = 120.0) -> None:
         if kind not in JOB_KINDS:
