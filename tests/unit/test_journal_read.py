@@ -297,3 +297,14 @@ def test_a_journal_directory_gone_since_it_was_located_is_passed_over(journal_di
     finally:
         for s in sources:
             s.close()
+
+
+def test_output_fields_keeps_what_journalctl_keeps(journal_dir, capsys):
+    want = [json.loads(line) for line in journalctl(journal_dir, "-o", "json", "--output-fields=MESSAGE,_PID",
+                                                    "-n", "5").splitlines()]
+    got = [json.loads(line) for line in ours(capsys, "-D", str(journal_dir), "-o", "json",
+                                             "--output-fields=MESSAGE,_PID", "-n", "5").splitlines()]
+    assert len(got) == len(want) == 5
+    for mine, theirs in zip(got, want, strict=True):
+        theirs = {k: v for k, v in theirs.items() if not k.startswith("__SEQNUM")}  # (newer journalctl's)
+        assert mine == theirs
