@@ -22,6 +22,7 @@ import re
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from nsdash.errors import NsdashError
@@ -150,6 +151,14 @@ def limits_of(status: object) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class FarStatus:
+    """A far machine's facts the machine view shows: its limits, its leader's PID there."""
+
+    limits: dict[str, str]
+    leader: int | None
+
+
 class RemoteMachine:
     """What the machine view asks of the far side about MACHINE on TARGET's host."""
 
@@ -157,12 +166,15 @@ class RemoteMachine:
         self.target, self.machine = target, machine
         self.session = FarSession(target, timeout)
 
-    def limits(self) -> dict[str, str]:
-        """The machine's limits in force there (`status MACHINE -o json -n 0`)."""
+    def status(self) -> FarStatus:
+        """What `status MACHINE -o json -n 0` says there: the limits in force, its leader."""
         result = self.session.run(["status", self.machine, "-o", "json", "-n", "0"])
         if result.code != 0:
             raise _failure(self.target, result, "status")
-        return limits_of(_json(self.target, result, "status -o json"))
+        found = _json(self.target, result, "status -o json")
+        leader = found.get("leader") if isinstance(found, dict) else None
+        return FarStatus(limits_of(found),
+                         leader if isinstance(leader, int) and not isinstance(leader, bool) and leader > 0 else None)
 
     def close(self) -> None:
         self.session.close()

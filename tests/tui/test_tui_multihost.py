@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -303,6 +304,8 @@ async def test_the_machine_view_and_units_screen_of_a_far_machine(farm, monkeypa
             await wait_for(pilot, lambda: "tasks ≤ 77" in view._info_text, timeout=30,
                            what=lambda: f"the limit ({view._info_text!r})")
             assert view._info_text.startswith(f"far1/inner  ·  {_state(app, 'far1/inner')}  ·  debian 12")
+            leader = json.loads(farm.remote("far1", "status", "-o", "json", "inner").stdout)["leader"]
+            assert f"leader {leader} on far1" in view._info_text  # its PID there, named as such
             journal = view.query_one("#machine-journal", JournalPane)
             await wait_for(pilot, lambda: any(line.machine == "far1/inner" and "systemd" in (line.identifier or "")
                                               for line in journal.lines), timeout=30, what="inner's journal")

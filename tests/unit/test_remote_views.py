@@ -75,7 +75,18 @@ def test_a_far_verb_that_fails_is_one_line_and_the_connection_ends_with_close(mo
     machine = RemoteMachine(Target("far"), "no-such-machine-here")
     try:
         with pytest.raises(NsdashError, match="^far: status: "):
-            machine.limits()
+            machine.status()
     finally:
         machine.close()
     assert _children() == []
+
+
+def test_the_machine_views_line_names_a_far_leader_as_the_far_hosts():
+    from nsdash.tui.remote import machine_info
+    from nsdash.tui.screens.machine import describe
+
+    info = machine_info("far1", {"machine": "bb", "state": "running", "leader": 4242})
+    assert info is not None
+    assert "leader - on far1" in describe(info, "far1/bb", 0.0)  # not known yet: never this host's PID
+    assert "leader 4242 on far1" in describe(info, "far1/bb", 0.0, {"TasksMax": "77"}, far_leader=4242)
+    assert "tasks ≤ 77" in describe(info, "far1/bb", 0.0, {"TasksMax": "77"}, far_leader=4242)

@@ -56,6 +56,7 @@ class MachineScreen(PanelScreen):
         super().__init__()
         self.machine = machine
         self.remote = remote
+        self.far_leader: int | None = None  # (REMOTE) its leader's PID on its own host
         self._info_text = ""
         self._net_text = ""
         self.limits: dict[str, str] = {}  # CPUQuota, MemoryMax, TasksMax ... in force
@@ -89,7 +90,7 @@ class MachineScreen(PanelScreen):
         if info is not None and (info.cgroup or self.remote) and time.monotonic() - self._limits_at > LIMITS_EVERY:
             self._cgroup = info.cgroup
             self._fetch_limits()
-        text = describe(info, self.machine, now, self.limits)
+        text = describe(info, self.machine, now, self.limits, self.far_leader)
         if text != self._info_text:  # only on change, and no layout: the line's size is fixed (one row)
             self._info_text = text
             self.query_one("#machine-info", Static).update(Text(text), layout=False)  # never markup: the OS
@@ -148,7 +149,11 @@ class MachineScreen(PanelScreen):
 
         def work() -> None:
             try:
-                found = remote.limits() if remote is not None else app.actions.limits(self.machine, cgroup or "")
+                if remote is not None:
+                    far = remote.status()
+                    found, self.far_leader = far.limits, far.leader
+                else:
+                    found = app.actions.limits(self.machine, cgroup or "")
             except (NsdashError, OSError, AttributeError):
                 return  # unknown stays unshown
             app.call_from_thread(self._got_limits, found)
@@ -188,7 +193,8 @@ class MachineScreen(PanelScreen):
 
 
 def describe(info: MachineInfo | None, name: str, now: float | None = None,
-             limits: dict[str, str] | None = None) -> str:
+             limits: dict[str, str] | None = None, far_leader: int | None = None) -> str:
+    """The view's one line.  FAR_LEADER: a machine on another host (-H) has its leader there."""
     if info is None:
         return f"{name}: gone"
     now = time.time() if now is None else now
@@ -196,7 +202,13 @@ def describe(info: MachineInfo | None, name: str, now: float | None = None,
     kind = "boot" if info.boot_mode else "command"
     tasks = f"  ·  tasks ≤ {escape(limits['TasksMax'])}" if limits and "TasksMax" in limits else ""
     return (f"{info.name}  ·  {escape(info.state)}  ·  {escape(info.os)}  ·  {escape(info.address)}  ·  up {up}"
-            f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}{tasks}")
+            f"  ·  boot #{info.boot} ({kind})  ·  leader {_leader(info, far_leader)}{tasks}")
+
+
+def _leader(info: MachineInfo, far_leader: int | None) -> str:
+    if info.host is not None:
+        return f"{far_leader or '-'} on {escape(info.host)}"
+    return str(info.leader or "-")
 
 
 def links_line(info: MachineInfo | None) -> str:
