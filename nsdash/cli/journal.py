@@ -42,6 +42,8 @@ def build_parser() -> Parser:
     p.add_argument("-U", "--until", metavar="TIME", help="entries at or before TIME")
     p.add_argument("-o", "--output", default="short", choices=["short", "short-precise", "json", "cat"],
                    help="output format")
+    p.add_argument("--output-fields", metavar="FIELDS",
+                   help="json: only these fields, comma-separated (the cursor, timestamps and _BOOT_ID always)")
     p.add_argument("--list-boots", action="store_true", help="list the boots in the journal")
     p.add_argument("--no-pager", action="store_true", help="accepted for compatibility (nsdash never pages)")
     return p
@@ -113,7 +115,9 @@ def main(argv: list[str]) -> int:
     from nsdash.journal.format import Printer
     from nsdash.journal.merge import open_logs
 
-    printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(args.machine) > 1)
+    fields = tuple(f for f in (args.output_fields or "").split(",") if f) or None
+    printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(args.machine) > 1,
+                      output_fields=fields)
     with open_logs(args.machine, [Path(d) for d in args.directory],
                    filters if not args.list_boots else flt.Filters(),
                    detail=args.output == "json", only=printer.fields_needed(), follow=args.follow) as log:

@@ -110,9 +110,12 @@ class Printer:
     """
 
     def __init__(self, out: IO[str], mode: str = "short", color: bool = False, tag_machines: bool = False,
-                 terminal: bool | None = None) -> None:
+                 terminal: bool | None = None, output_fields: tuple[str, ...] | None = None) -> None:
+        """OUTPUT_FIELDS: json shows only these fields (and always the cursor, both timestamps and
+        _BOOT_ID), as journalctl's --output-fields; None: every field."""
         if mode not in FORMATS:
             raise ValueError(mode)
+        self.output_fields = None if output_fields is None else (*output_fields, "_BOOT_ID")
         self.out = out
         # json and cat keep the guest's exact text only for a pipe or a file (see the module docstring).
         self.terminal = out.isatty() if terminal is None else terminal
@@ -131,6 +134,8 @@ class Printer:
         """The journal fields this format reads (None: all of them)."""
         if self.mode == "cat":
             return ("MESSAGE", "PRIORITY") if self.color else ("MESSAGE",)
+        if self.mode == "json":
+            return self.output_fields
         return None
 
     def write(self, entry: Entry) -> None:
@@ -248,7 +253,10 @@ class Printer:
         obj["__REALTIME_TIMESTAMP"] = str(entry.realtime)
         if entry.monotonic is not None:
             obj["__MONOTONIC_TIMESTAMP"] = str(entry.monotonic)
+        keep = self.output_fields
         for name, value in entry.fields.items():
+            if keep is not None and name not in keep:
+                continue  # (a console log's entries carry all their few fields: taken out here)
             if isinstance(value, list):
                 obj[name] = [_json_value(v) for v in value]
             else:

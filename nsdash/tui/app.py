@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     # Loaded when first used, not at start (issue 16: first frame within 250 ms): the spawn
     # form, the units and debugging screens (D-Bus, perf, strace) and the console stack (pyte).
     from nsdash.launcher.spec import ContainerSpec
+    from nsdash.remote.target import Target
     from nsdash.tui.screens.debugging import Subject
     from nsdash.tui.widgets.console_pane import ConsolePane
 
@@ -156,8 +157,9 @@ class NsdashApp(App):
     MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
                                  "profile", "debug", "images"})
 
-    # Over remote hosts (-H) only the stops work: the rest reads this host (nsdash.tui.remote).
-    LOCAL_ONLY = frozenset({"spawn", "attach", "view", "units", "trace", "profile", "debug", "images"})
+    # Over remote hosts (-H) the stops, the journals, the machine view and units work: the rest
+    # would read this host (nsdash.tui.remote).
+    LOCAL_ONLY = frozenset({"spawn", "attach", "trace", "profile", "debug", "images"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.hosts is not None and action in self.LOCAL_ONLY:
@@ -281,11 +283,15 @@ class NsdashApp(App):
     # ------------------------------------------------------------ screens
 
     def open_machine(self, name: str, console: bool = False) -> None:
-        if self.hosts is not None:
-            self.notify("the machine view is not in the dashboard over -H yet; use 'nsdash -H HOST status NAME'",
-                        severity="warning", markup=False)
-            return
-        screen = MachineScreen(name)
+        remote = None
+        if self.hosts is not None:  # a machine on another host: its limits are asked of the far side
+            from nsdash.tui.remote_views import RemoteMachine
+
+            far = self._far(name)
+            if far is None:
+                return
+            remote = RemoteMachine(*far)
+        screen = MachineScreen(name, remote=remote)
         self.push_screen(screen)
         self.follow_journal(name, again=True)
         self.call_after_refresh(self._apply)
@@ -326,11 +332,32 @@ class NsdashApp(App):
         """The machine's units, over its own bus (nsdash.inside)."""
         from nsdash.tui.screens.units import UnitsScreen
 
-        self.push_screen(UnitsScreen(name, select=unit))
+        source = None
+        if self.hosts is not None:  # a machine on another host: its units are asked of the far side
+            from nsdash.tui.remote_views import RemoteMachineUnits
+
+            far = self._far(name)
+            if far is None:
+                return
+            source = RemoteMachineUnits(*far, key=name)
+        self.push_screen(UnitsScreen(name, select=unit, source=source))
+
+    def _far(self, key: str) -> tuple[Target, str] | None:
+        """The host and far name of a machine keyed HOST/MACHINE (-H); None (said) if it is none."""
+        from nsdash.tui.remote import split_key
+
+        assert self.hosts is not None
+        try:
+            host, machine = split_key(key)
+            return self.hosts.target(host), machine
+        except NsdashError as e:
+            self.notify(escape(e.oneline()), severity="warning", markup=False)
+            return None
 
     def action_units(self) -> None:
         tree = self.focused if isinstance(self.focused, CgroupTree) else None
-        hit = tree.process_at_cursor() if tree is not None else None
+        # (over -H a process's PID is the far host's: the selected machine's units instead)
+        hit = tree.process_at_cursor() if tree is not None and self.hosts is None else None
         if hit is not None:
             # A process in a machine: jump to the unit it belongs to (found in a worker:
             # it reads the process's cgroup).

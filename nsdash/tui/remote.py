@@ -23,8 +23,9 @@ answered; its last cgroups are not shown (they are not known now).  Paths
 and names from the far side are escaped where they are shown, as local
 guests' cgroup names are.
 
-Not over -H yet: journals, consoles, units, trace/profile/gdb and images;
-they say so in one line.
+Journals: nsdash.tui.remote_journal; the machine view and units screen:
+nsdash.tui.remote_views.  Not over -H yet: consoles, trace/profile/gdb and
+images; they say so in one line.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ from nsdash.remote.watch import Watch
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
-from nsdash.tui.poller import _epoch
+from nsdash.tui.poller import JOURNAL_TAIL, _epoch
 
 if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.tui.console.connection import Session
     from nsdash.tui.messages import ImageRow
+    from nsdash.tui.remote_journal import RemoteJournal
 
 UNREACHABLE = "unreachable"
 STATE_WIDTH = 24  # characters of a far state kept (ours are short words; anything longer is not ours)
@@ -210,9 +212,13 @@ class RemoteReaders:
         for watch in self.hosts.watches.values():
             watch.interval = seconds
 
-    def open_journal(self, machines: tuple[str, ...]):
-        raise NsdashError("journals of remote machines are not in the dashboard yet",
-                          "run 'nsdash -H HOST journal -M MACHINE'")
+    def open_journal(self, machines: tuple[str, ...]) -> RemoteJournal:
+        """The machines' journals, one stream per host, merged by time (nsdash.tui.remote_journal)."""
+        from nsdash.tui.remote_journal import RemoteJournal
+
+        watches = self.hosts.watches
+        return RemoteJournal({host: w.target for host, w in watches.items()}, machines, JOURNAL_TAIL,
+                             alive=lambda host: watches[host].state()[1] is None)
 
     def close(self) -> None:
         self.hosts.stop()

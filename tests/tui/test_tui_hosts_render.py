@@ -9,6 +9,8 @@ from nsdash.remote.target import Target
 from nsdash.tui.messages import JournalLines, Snapshot, SnapshotReady
 from nsdash.tui.remote import machine_info
 from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.screens.machine import MachineScreen
+from nsdash.tui.screens.units import UnitsScreen
 from nsdash.tui.widgets.machine_list import MachineList
 
 SIZE = (160, 40)
@@ -22,7 +24,9 @@ def _snapshot(unreachable: tuple[str, ...] = ()) -> Snapshot:
                     errors=tuple(f"{h} is unreachable: gone" for h in unreachable))
 
 
-async def test_host_column_and_keys_not_over_h_yet():
+async def test_host_column_and_keys_not_over_h_yet(monkeypatch):
+    # (no far side here: an "ssh" that fails as for a host that is down)
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", "sh -c 'echo ssh: connect to host: No route to host >&2; exit 255'")
     app = sample_app(hosts=[Target("far1"), Target("far2")])
     async with app.run_test(size=SIZE) as pilot:
         app.post_message(SnapshotReady(_snapshot()))
@@ -44,18 +48,24 @@ async def test_host_column_and_keys_not_over_h_yet():
         app.post_message(SnapshotReady(snap))
         await wait_for(pilot, lambda: len(ml._rows) == 2, what="two rows again")
         assert "on 2 hosts" in app.status_text()
-        # the journal of a remote machine: a note in the pane, no crash
-        app.post_message(JournalLines(("far2/bb",), (), reset=True, note="journals of remote machines are not "
-                                      "in the dashboard yet"))
-        # what reads this host (console, units, trace, gdb, images, spawn) is off over -H: no screen opens
-        for key in ("a", "u", "T", "P", "D", "s", "I", "v"):
+        # a note about a remote machine's journal in the pane: no crash
+        app.post_message(JournalLines(("far2/bb",), (), reset=True, note="far2: journal unreachable"))
+        # what reads this host (console, trace, gdb, images, spawn) is off over -H: no screen opens
+        for key in ("a", "T", "P", "D", "s", "I"):
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, DashboardScreen), (key, app.screen)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: any("not in the dashboard over -H yet" in str(n.message)
-                                          for n in app._notifications), what="the machine view's note")
-        assert isinstance(app.screen, DashboardScreen)
+        # the machine view and the units screen ask the far side (tests/tui/test_tui_multihost.py):
+        # an unreachable one is a notification, and back is back
+        for key, screen in (("enter", MachineScreen), ("u", UnitsScreen)):
+            await pilot.press(key)
+            await wait_for(pilot, lambda screen=screen: isinstance(app.screen, screen), what=f"{key}'s screen")
+            assert app.screen.machine == "far2/bb"
+            if screen is UnitsScreen:
+                await wait_for(pilot, lambda: any("cannot reach far2" in str(n.message) for n in app._notifications),
+                               what="the units screen's note")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back")
         assert not any("invalid machine name" in str(n.message) for n in app._notifications)
         app.post_message(SnapshotReady(_snapshot(unreachable=("far2",))))
         await wait_for(pilot, lambda: "unreachable: far2" in app.status_text(), what="status")

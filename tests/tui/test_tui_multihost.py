@@ -11,14 +11,19 @@ alias, far3, is a stopped host: far1's address on a port where no sshd listens.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sysconfig
+from pathlib import Path
 
 import pytest
 from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine
 from conftest import wait_for as wait_until
+from textual.widgets import DataTable, Static
 from tuikit import confirm_by_name, wait_for
 
 from nsdash.demo import farhost
@@ -26,8 +31,11 @@ from nsdash.launcher import network
 from nsdash.remote.target import Target
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.remote import UNREACHABLE
+from nsdash.tui.screens.machine import MachineScreen
+from nsdash.tui.screens.units import UnitsScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.journal_pane import JournalPane, line_text
 from nsdash.tui.widgets.machine_list import MachineList
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -245,3 +253,185 @@ async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_
         await wait_for(pilot, lambda: table._rows.get("/far2", ())[:2] == ("far2", "/")
                        and any(m == "far2/bb" for m in app.snapshot.machine_of.values()),
                        timeout=30, what="far2's cgroups back")
+
+
+# ---------------------------------------------------------------- journals, machine view and units over -H
+
+
+async def _far(farm: Farm, host: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`nsdash -H HOST ARGV` in a thread: the app runs on meanwhile."""
+    return await asyncio.to_thread(farm.remote, host, *argv, timeout=timeout)
+
+
+async def _console(farm: Farm, host: str, machine: str, text: str) -> None:
+    """A line on MACHINE's console (its console log is its journal: a BusyBox machine keeps none)."""
+    r = await _far(farm, host, "shell", machine, "/bin/sh", "-c", f"printf '{text}\\n' > /dev/console")
+    assert r.returncode == 0, r.stderr
+
+
+def _last(pane: JournalPane, n: int = 8) -> list[str]:
+    return [line_text(x, True) for x in pane.lines][-n:]
+
+
+def _seen(pane: JournalPane, keys: tuple[str, ...], word: str) -> int:
+    """How many of the machines' lines hold WORD (a console line may follow a getty's prompt)."""
+    return sum(word in m for m in _messages(pane, keys))
+
+
+def _messages(pane: JournalPane, keys: tuple[str, ...]) -> list[str]:
+    return [line.message for line in pane.lines if line.machine in keys and not line.event]
+
+
+async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_one_line(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    keys = ("far1/jr", "far2/jr")
+    for alias in HOSTS:  # a machine of this test's own on each host (the test above stops some)
+        r = farm.remote(alias, "spawn", "--detach", "-M", "jr", "-xbD", "/opt/busybox")
+        assert r.returncode == 0, r.stderr
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: all(_state(app, k) == "running" for k in keys), timeout=60,
+                           what=lambda: f"both jr machines ({app.snapshot.machines}, {app.snapshot.errors})")
+            await pilot.press("J")  # every machine's journal, merged
+            pane = app.screen.query_one(JournalPane)
+            await wait_for(pilot, lambda: all(any(line.machine == k and line.event for line in pane.lines)
+                                              for k in keys), timeout=60,
+                           what=lambda: f"both boot separators ({[line_text(x, True) for x in pane.lines][-6:]})")
+            # lines from both hosts as they are written, each tagged HOST/MACHINE, the far text escaped
+            for host, text in (("far1", "jr-one"), ("far2", r"jr-two \033[31mred"), ("far1", "jr-three")):
+                await _console(farm, host, "jr", text)
+                word = text.split()[0]
+                await wait_for(pilot, lambda word=word: _seen(pane, keys, word),
+                               timeout=30, what=lambda word=word: f"{word} in the pane ({_last(pane)})")
+            markers = ("jr-one", "jr-two", "jr-three")
+            assert [w for m in _messages(pane, keys) for w in markers if w in m] == list(markers)
+            stamps = [line.realtime for line in pane.lines]
+            assert stamps == sorted(stamps)  # the history merged by time, then lines as they come
+            await pane.written()
+            shown = pane.visible_text()
+            assert any("far1/jr" in s and "jr-one" in s for s in shown)
+            assert any("far2/jr" in s and "jr-two" in s for s in shown)
+            assert not any("\x1b" in s for s in shown)
+
+            # far2's sshd dies, our stream with it: one line says so, far1 goes on
+            farm.ssh("far2", "pkill -x sshd")
+
+            def far2_notes() -> list[str]:
+                return [line.event for line in pane.lines if line.event and line.event.startswith("far2: ")]
+
+            await wait_for(pilot, lambda: far2_notes(), timeout=60, what="a line about far2")
+            await _console(farm, "far1", "jr", "jr-four")
+            await wait_for(pilot, lambda: _seen(pane, keys, "jr-four"), timeout=30, what="far1 going on")
+            assert len(far2_notes()) == 1, far2_notes()
+            assert "trying again" in far2_notes()[0] and "\n" not in far2_notes()[0]
+
+            # sshd back: the stream comes back by itself (backoff), and what was shown is not shown twice
+            r = await asyncio.to_thread(run_nsdash, "shell", farm.machines["far2"], "/bin/systemctl", "start",
+                                        "ssh.service", timeout=60)
+            assert r.returncode == 0, r.stderr
+            await wait_for(pilot, lambda: "far2: journal connected again" in far2_notes(), timeout=90,
+                           what=lambda: f"far2's journal back ({far2_notes()})")
+            await _console(farm, "far2", "jr", "jr-five")
+            await wait_for(pilot, lambda: _seen(pane, keys, "jr-five"), timeout=30, what="far2 again")
+            assert _seen(pane, keys, "jr-two") == 1
+            assert len(far2_notes()) == 2
+    finally:
+        for alias in HOSTS:
+            farm.remote(alias, "terminate", "jr")
+
+
+async def test_the_machine_view_and_units_screen_of_a_far_machine(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    # a systemd machine on far1 (its own tree booted ephemerally), with a limit to see from here
+    r = farm.remote("far1", "spawn", "--detach", "-M", "inner", "--property=TasksMax=77", "-xbD", "/", timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_until(lambda: farm.remote("far1", "systemctl", "-M", "inner", "is-active", "multi-user.target")
+                   .stdout.strip() == "active", timeout=90, step=0.5, what="the inner systemd's multi-user.target")
+        app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
+        async with app.run_test(size=SIZE) as pilot:
+            # (degraded: its ssh.service fails, see below)
+            await wait_for(pilot, lambda: _state(app, "far1/inner") in ("running", "degraded"), timeout=60,
+                           what=lambda: f"far1/inner ({app.snapshot.machines}, {app.snapshot.errors})")
+            ml = app.screen.query_one(MachineList)
+            ml.select("far1/inner")
+            await wait_for(pilot, lambda: app.selected == "far1/inner", what="the selection")
+
+            # the machine view: its line with the limit the far side reports, its journal
+            await pilot.press("v")
+            await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="the machine view")
+            view = app.screen
+            assert isinstance(view, MachineScreen)
+            await wait_for(pilot, lambda: "tasks ≤ 77" in view._info_text, timeout=30,
+                           what=lambda: f"the limit ({view._info_text!r})")
+            assert view._info_text.startswith(f"far1/inner  ·  {_state(app, 'far1/inner')}  ·  debian 12")
+            leader = json.loads(farm.remote("far1", "status", "-o", "json", "inner").stdout)["leader"]
+            assert f"leader {leader} on far1" in view._info_text  # its PID there, named as such
+            journal = view.query_one("#machine-journal", JournalPane)
+            await wait_for(pilot, lambda: any(line.machine == "far1/inner" and "systemd" in (line.identifier or "")
+                                              for line in journal.lines), timeout=30, what="inner's journal")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, MachineScreen), what="back")
+
+            # the units screen: the far machine's units, a unit's status, a job that works, one that fails
+            app.open_units("far1/inner", unit="systemd-journald.service")
+            await wait_for(pilot, lambda: isinstance(app.screen, UnitsScreen), what="the units screen")
+            units = app.screen
+            assert isinstance(units, UnitsScreen)
+            await wait_for(pilot, lambda: units.snapshot is not None, timeout=30, what="the units")
+            assert units.snapshot is not None and units.machine == "far1/inner"
+            assert units.glyph_of("systemd-journald.service") == "●"
+            detail = units.query_one("#unit-detail", Static)
+            await wait_for(pilot, lambda: "Active: active" in str(detail.render()), timeout=30,
+                           what=lambda: f"journald's status ({str(detail.render())[:300]!r})")
+            assert "systemd-journald.service" in str(detail.render())
+            await pilot.press("j")  # the unit's journal lines, from the far side's journal -u
+            await wait_for(pilot, lambda: "systemd-journald" in str(detail.render())
+                           and "Active:" not in str(detail.render()), timeout=30,
+                           what=lambda: f"journald's lines ({str(detail.render())[:300]!r})")
+            await pilot.press("j")
+            table = units.query_one("#units-table", DataTable)
+
+            async def act(unit: str) -> None:
+                units.show_all = True
+                units.refresh_units()
+                await wait_for(pilot, lambda: unit in [str(k.value) for k in table.rows], timeout=30,
+                               what=f"{unit} in the table")
+                table.move_cursor(row=table.get_row_index(unit))
+                await wait_for(pilot, lambda: units.selected_unit == unit, what=f"{unit} selected")
+                await pilot.press("s")
+
+            def said(text: str) -> bool:
+                return any(text in str(n.message) for n in app._notifications)
+
+            await act("systemd-tmpfiles-clean.service")
+            await wait_for(pilot, lambda: said("start systemd-tmpfiles-clean.service: done"), timeout=60,
+                           what=lambda: f"the job done ({[str(n.message) for n in app._notifications]})")
+            # inner shares far1's network, where far1's own sshd holds port 22: its ssh.service fails
+            await act("ssh.service")
+            await wait_for(pilot, lambda: any("far1" in str(n.message) and "ssh.service" in str(n.message)
+                                              and n.severity == "error" for n in app._notifications), timeout=60,
+                           what=lambda: f"the failed job ({[str(n.message) for n in app._notifications]})")
+            ssh_before = len(_children_ssh())
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, UnitsScreen), what="back")
+            # the screen's own ssh connection ended with it (the hosts' list sessions stay)
+            wait_until(lambda: len(_children_ssh()) < ssh_before, timeout=10, what="the units' ssh gone")
+    finally:
+        farm.remote("far1", "terminate", "inner")
+
+
+def _children_ssh() -> list[str]:
+    """This process's ssh children (its threads' too): the hosts' and the screens' connections."""
+    me = os.getpid()
+    out = []
+    for task in os.listdir(f"/proc/{me}/task"):
+        with contextlib.suppress(OSError):
+            for pid in Path(f"/proc/{me}/task/{task}/children").read_text().split():
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh":
+                        out.append(pid)
+    return out

@@ -270,6 +270,17 @@ def test_merged_output_tags_each_line_with_its_machine(journal_dir, tmp_path):
     out = io.StringIO()
     Printer(out, "json", tag_machines=True).write_all(entries[:4])
     assert {json.loads(line)["NSDASH_MACHINE"] for line in out.getvalue().splitlines()} == {"alpha", "beta"}
+    # --output-fields: those fields only, with the timestamps, cursor and boot ID as journalctl keeps them
+    out = io.StringIO()
+    printer = Printer(out, "json", tag_machines=True, output_fields=("MESSAGE", "NOT_THERE"))
+    assert printer.fields_needed() == ("MESSAGE", "NOT_THERE", "_BOOT_ID")
+    printer.write_all(entries[:4])
+    got = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(got) == 4
+    beta = next(obj for obj in got if obj["NSDASH_MACHINE"] == "beta")  # (read with detail: a cursor)
+    assert set(beta) == {"__CURSOR", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID", "MESSAGE",
+                         "NSDASH_MACHINE"}
+    assert all(set(obj) <= set(beta) and "MESSAGE" in obj for obj in got)
 
 
 def test_a_journal_directory_gone_since_it_was_located_is_passed_over(journal_dir, tmp_path):
@@ -286,3 +297,14 @@ def test_a_journal_directory_gone_since_it_was_located_is_passed_over(journal_di
     finally:
         for s in sources:
             s.close()
+
+
+def test_output_fields_keeps_what_journalctl_keeps(journal_dir, capsys):
+    want = [json.loads(line) for line in journalctl(journal_dir, "-o", "json", "--output-fields=MESSAGE,_PID",
+                                                    "-n", "5").splitlines()]
+    got = [json.loads(line) for line in ours(capsys, "-D", str(journal_dir), "-o", "json",
+                                             "--output-fields=MESSAGE,_PID", "-n", "5").splitlines()]
+    assert len(got) == len(want) == 5
+    for mine, theirs in zip(got, want, strict=True):
+        theirs = {k: v for k, v in theirs.items() if not k.startswith("__SEQNUM")}  # (newer journalctl's)
+        assert mine == theirs

@@ -27,6 +27,7 @@ from nsdash.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from nsdash.tui.app import NsdashApp
+    from nsdash.tui.remote_views import RemoteMachine
 
 LIMITS_EVERY = 5.0  # seconds between looks at the limits in force (systemctl set-property elsewhere)
 
@@ -50,9 +51,12 @@ class MachineScreen(PanelScreen):
             self.console = console
             self.machine = machine
 
-    def __init__(self, machine: str) -> None:
+    def __init__(self, machine: str, remote: RemoteMachine | None = None) -> None:
+        """REMOTE: the far side of a machine on another host (-H): its limits are asked of it."""
         super().__init__()
         self.machine = machine
+        self.remote = remote
+        self.far_leader: int | None = None  # (REMOTE) its leader's PID on its own host
         self._info_text = ""
         self._net_text = ""
         self.limits: dict[str, str] = {}  # CPUQuota, MemoryMax, TasksMax ... in force
@@ -83,10 +87,10 @@ class MachineScreen(PanelScreen):
         info = next((m for m in snap.machines if m.name == self.machine), None)
         if not snap.machines and snap.errors:
             return
-        if info is not None and info.cgroup and time.monotonic() - self._limits_at > LIMITS_EVERY:
+        if info is not None and (info.cgroup or self.remote) and time.monotonic() - self._limits_at > LIMITS_EVERY:
             self._cgroup = info.cgroup
             self._fetch_limits()
-        text = describe(info, self.machine, now, self.limits)
+        text = describe(info, self.machine, now, self.limits, self.far_leader)
         if text != self._info_text:  # only on change, and no layout: the line's size is fixed (one row)
             self._info_text = text
             self.query_one("#machine-info", Static).update(Text(text), layout=False)  # never markup: the OS
@@ -113,6 +117,10 @@ class MachineScreen(PanelScreen):
             self._net_text = text
             net.update(Text(text))  # never markup: the link names are the guest's
 
+    def on_unmount(self) -> None:
+        if self.remote is not None:
+            self.remote.close()  # its ssh connection ends with the screen
+
     def action_attach(self) -> None:
         pane = self.query_one(ConsolePane)
         if pane.attached != self.machine:
@@ -134,14 +142,18 @@ class MachineScreen(PanelScreen):
 
     def _fetch_limits(self) -> None:
         self._limits_at = time.monotonic()
-        cgroup = self._cgroup
-        if cgroup is None:
+        cgroup, remote = self._cgroup, self.remote
+        if cgroup is None and remote is None:
             return
         app = cast("NsdashApp", self.app)
 
         def work() -> None:
             try:
-                found = app.actions.limits(self.machine, cgroup)
+                if remote is not None:
+                    far = remote.status()
+                    found, self.far_leader = far.limits, far.leader
+                else:
+                    found = app.actions.limits(self.machine, cgroup or "")
             except (NsdashError, OSError, AttributeError):
                 return  # unknown stays unshown
             app.call_from_thread(self._got_limits, found)
@@ -156,6 +168,9 @@ class MachineScreen(PanelScreen):
         """Change the CPU quota, memory limit and tasks limit live, after confirmation."""
         app = cast("NsdashApp", self.app)
         cgroup = self._cgroup
+        if self.remote is not None:
+            app.notify("changing limits over -H is not in the dashboard yet", severity="warning")
+            return
         if cgroup is None:
             app.notify(f"{self.machine}: not running", severity="warning")
             return
@@ -178,7 +193,8 @@ class MachineScreen(PanelScreen):
 
 
 def describe(info: MachineInfo | None, name: str, now: float | None = None,
-             limits: dict[str, str] | None = None) -> str:
+             limits: dict[str, str] | None = None, far_leader: int | None = None) -> str:
+    """The view's one line.  FAR_LEADER: a machine on another host (-H) has its leader there."""
     if info is None:
         return f"{name}: gone"
     now = time.time() if now is None else now
@@ -186,7 +202,13 @@ def describe(info: MachineInfo | None, name: str, now: float | None = None,
     kind = "boot" if info.boot_mode else "command"
     tasks = f"  ·  tasks ≤ {escape(limits['TasksMax'])}" if limits and "TasksMax" in limits else ""
     return (f"{info.name}  ·  {escape(info.state)}  ·  {escape(info.os)}  ·  {escape(info.address)}  ·  up {up}"
-            f"  ·  boot #{info.boot} ({kind})  ·  leader {info.leader or '-'}{tasks}")
+            f"  ·  boot #{info.boot} ({kind})  ·  leader {_leader(info, far_leader)}{tasks}")
+
+
+def _leader(info: MachineInfo, far_leader: int | None) -> str:
+    if info.host is not None:
+        return f"{far_leader or '-'} on {escape(info.host)}"
+    return str(info.leader or "-")
 
 
 def links_line(info: MachineInfo | None) -> str:

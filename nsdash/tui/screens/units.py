@@ -16,6 +16,9 @@ Hooking it into the app (app.py / machine.py belong to the dashboard):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -28,10 +31,29 @@ from textual.widgets import DataTable, Input, Static
 from nsdash.errors import NsdashError
 from nsdash.inside.render import glyph
 from nsdash.inside.units import UnitInfo
-from nsdash.inside.view import MachineUnits, UnitDetail, UnitsSnapshot
+from nsdash.inside.view import MachineUnits, UnitsSnapshot
 from nsdash.system.text import escape
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.widgets.key_footer import KeyFooter
+
+
+class UnitsSource(Protocol):
+    """Where the screen's units come from: the machine's bus here (MachineUnits), or the far
+    side's nsdash for a machine on another host (nsdash.tui.remote_views.RemoteMachineUnits)."""
+
+    def snapshot(self, with_files: bool = False) -> UnitsSnapshot: ...
+    def detail(self, unit: str) -> _Detail: ...
+    def journal(self, unit: str) -> Sequence[_Short]: ...
+    def act(self, kind: str, unit: str) -> object: ...
+
+
+class _Detail(Protocol):
+    def text(self) -> str: ...
+
+
+class _Short(Protocol):
+    def short(self) -> str: ...
+
 
 COLUMNS = (("unit", "Unit"), ("load", "Load"), ("active", "Active"), ("sub", "Sub"), ("description", "Description"))
 CONFIRM = {"stop": "Stop", "restart": "Restart"}  # the actions that interrupt a running service
@@ -109,10 +131,10 @@ class UnitsScreen(Screen):
             self.unit = unit
             self.error = error
 
-    def __init__(self, machine: str, select: str | None = None, source: MachineUnits | None = None) -> None:
+    def __init__(self, machine: str, select: str | None = None, source: UnitsSource | None = None) -> None:
         super().__init__()
         self.machine = machine
-        self.source = source or MachineUnits(machine, timeout=5.0)
+        self.source: UnitsSource = source or MachineUnits(machine, timeout=5.0)
         self.snapshot: UnitsSnapshot | None = None
         self.show_all = False
         self.failed_only = False
@@ -138,6 +160,11 @@ class UnitsScreen(Screen):
         table.focus()
         self.refresh_units()
         self.set_interval(REFRESH_SECONDS, self.refresh_units)
+
+    def on_unmount(self) -> None:
+        close = getattr(self.source, "close", None)  # a far host's connection (remote_views) ends with the screen
+        if close is not None:
+            close()
 
     # ------------------------------------------------------------ public
 
@@ -169,8 +196,7 @@ class UnitsScreen(Screen):
                 lines = self.source.journal(unit)
                 text = "\n".join(escape(line.short()) for line in lines) or f"-- no journal lines for {unit} --"
             else:
-                detail: UnitDetail = self.source.detail(unit)
-                text = detail.text()  # escaped where it is shown
+                text = self.source.detail(unit).text()  # escaped where it is shown
             self.post_message(self.DetailLoaded(unit, text))
         except NsdashError as e:
             self.post_message(self.Failed(f"reading {unit}", e))
