@@ -47,8 +47,9 @@ async def test_host_column_and_keys_not_over_h_yet():
         # the journal of a remote machine: a note in the pane, no crash
         app.post_message(JournalLines(("far2/bb",), (), reset=True, note="journals of remote machines are not "
                                       "in the dashboard yet"))
-        # what reads this host (console, units, trace, gdb, images, spawn) is off over -H: no screen opens
-        for key in ("a", "u", "T", "P", "D", "s", "I", "v"):
+        # what reads this host (units, trace, gdb) is off over -H: no screen opens (the console, images
+        # and spawn go to the far host: tests/tui/test_tui_multihost.py)
+        for key in ("u", "T", "P", "D", "v"):
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, DashboardScreen), (key, app.screen)
