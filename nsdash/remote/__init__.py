@@ -8,7 +8,7 @@ client: this side, one verb over one connection.
 # The verbs that run over -H: machinectl's, the readers, and spawn (with --detach).
 REMOTE_VERBS = frozenset({
     "list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
-    "list-images", "ps", "cgls", "cgtop", "journal", "systemctl", "spawn",
+    "list-images", "ps", "cgls", "cgtop", "journal", "systemctl", "spawn", "set-property",
 })
 # The verbs that get the client's input and write to its terminal unescaped, as they do locally:
 # a console and a command's own output are the user's to see raw (bytes a file may hold).

@@ -207,15 +207,22 @@ class RemoteActions(LauncherActions):
         self.hosts.watches[host].refresh_now()
         return key_of(host, image)
 
+    def limits(self, name: str, cgroup: str) -> dict[str, str]:
+        """The far machine's limits (remote_limits: its host's `status -o json`; CGROUP is not ours)."""
+        from nsdash.tui.remote_limits import far_limits
+
+        host, machine = split_key(name)
+        return far_limits(self.hosts.target(host), machine)
+
+    def set_limits(self, name: str, cgroup: str, assignments: list[str]) -> None:
+        """Change them live on the machine's host: `set-property MACHINE NAME=VALUE...` there."""
+        host, machine = split_key(name)
+        run_verb(self.hosts.target(host), ["set-property", machine, *assignments])
+
     # What does not work over -H yet: one line each, never this host's machines or images instead.
     def spawn(self, spec: ContainerSpec) -> None:
         raise _not_yet("spawning from a spec made here")  # (the form sends spawn_far over -H)
 
-    def limits(self, name: str, cgroup: str) -> dict[str, str]:
-        raise _not_yet("limits")
-
-    def set_limits(self, name: str, cgroup: str, assignments: list[str]) -> None:
-        raise _not_yet("limits")
 
     def clone_image(self, name: str, new: str) -> None:
         raise _not_yet("cloning images")

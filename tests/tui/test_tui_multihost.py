@@ -10,6 +10,7 @@ them apart.  Two far hosts for the module; they cost a Debian boot each.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +28,9 @@ from nsdash.launcher import network
 from nsdash.remote.target import Target
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.remote import UNREACHABLE
+from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.images import ImagesScreen
+from nsdash.tui.screens.limits import LimitsScreen
 from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.widgets.console_pane import ConsolePane
@@ -261,6 +264,19 @@ async def test_a_far_machine_console_in_the_pane_takes_keys_and_sizes_and_ctrl_b
             ssh = pane.connection._session.stream.conn.proc  # the console's own ssh
             await pilot.press("ctrl+right_square_bracket")
             assert not pane.has_focus
+            # limits on the far machine's host: read with its status, set with its set-property
+            view = app.screen
+            assert isinstance(view, MachineScreen)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, LimitsScreen), what="the limits form")
+            app.screen.query_one("#limits-TasksMax", Input).value = "123"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await confirm_by_name(app, pilot, "far1/con")
+            await wait_for(pilot, lambda: view.limits.get("TasksMax") == "123", timeout=60,
+                           what=lambda: f"TasksMax in force ({view.limits}, {[n.message for n in app._notifications]})")
+            status = json.loads(farm.remote("far1", "status", "-o", "json", "con").stdout)
+            assert status["limits"]["TasksMax"] == "123"
             await pilot.press("escape")
             assert not isinstance(app.screen, MachineScreen)
             await wait_for(pilot, lambda: ssh.poll() is not None, timeout=10, what="the console's ssh ended")
