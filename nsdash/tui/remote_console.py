@@ -1,9 +1,9 @@
 """A far machine's console in the dashboard's console pane (`nsdash -H A -H B`, then `a`).
 
 The pane reads any console through the Session protocol of
-tui/console/connection.py (read, send, resize, close).  RemoteConsole is
-one: the far side's own `nsdash login MACHINE` on a far PTY of the pane's
-size, carried by a Stream (nsdash.remote.stream: one verb on its own ssh
+tui/console/connection.py (read, send, resize, close).  FarPtySession is
+one for any far verb on a far PTY; RemoteConsole is the far side's own
+`nsdash login MACHINE` on a far PTY of the pane's size, carried by a Stream (nsdash.remote.stream: one verb on its own ssh
 connection, so a console that floods never holds up the host's machine
 list).  Keys go to that PTY as typed; the pane keeps ctrl+] for itself, so
 the far login's ^]^]^] is never needed: leaving the pane closes the stream
@@ -35,24 +35,27 @@ TAIL = 4096  # bytes of the console's last output kept, for the reason a failed 
 TERM = "xterm"  # what the pane's terminal model (pyte) understands, as for a local PTY session
 
 
-class RemoteConsole:
-    """MACHINE's console on TARGET, read and written as a local console session is."""
+class FarPtySession:
+    """A far verb (ARGV) on a far PTY, read and written as a local console session is: what the
+    console pane shows for a far machine's console (RemoteConsole), and would for any far verb
+    that is a terminal program (gdb, once a far machine's processes can be picked)."""
 
-    def __init__(self, target: Target, machine: str, rows: int, cols: int, timeout: float = CONNECT_TIMEOUT) -> None:
-        self.target, self.machine = target, machine
-        self.stream = Stream(target, ["login", machine], tty=(rows, cols), term=TERM, timeout=timeout)
+    def __init__(self, target: Target, argv: list[str], rows: int, cols: int,
+                 timeout: float = CONNECT_TIMEOUT) -> None:
+        self.target = target
+        self.stream = Stream(target, argv, tty=(rows, cols), term=TERM, timeout=timeout)
         self.tail = bytearray()
 
     def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
-        """What the far console wrote ((b'', []) when nothing came within TIMEOUT), None once the
-        far login has ended; RemoteError when the connection is lost, NsdashError when the login failed."""
+        """What the far verb wrote ((b'', []) when nothing came within TIMEOUT), None once it has
+        ended; RemoteError when the connection is lost, NsdashError (its last line) when it failed."""
         if self.stream.code is None and not select.select(self.stream.fds(), [], [], timeout)[0]:
             return b"", []
         got = self.stream.pump()
         if got is None:
             if self.stream.code:
                 raise NsdashError(f"{self.target}: {failure_line(bytes(self.tail), self.stream.code)}",
-                                  f"check the machine with 'nsdash -H {self.target} list'")
+                                  f"check it with 'nsdash -H {self.target} list'")
             return None
         data = got.get(1, b"") + got.get(2, b"")
         if data:
@@ -66,7 +69,7 @@ class RemoteConsole:
         self.stream.resize(rows, cols)
 
     def close(self) -> None:
-        """End the far login: ssh's input closes (the far side hangs up and reaps it); an ssh that
+        """End the far verb: ssh's input closes (the far side hangs up and reaps it); an ssh that
         does not end at once (a host that dropped) is terminated, so the pane never waits long."""
         proc = self.stream.conn.proc
         if proc.poll() is not None:
@@ -83,6 +86,14 @@ class RemoteConsole:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class RemoteConsole(FarPtySession):
+    """MACHINE's console on TARGET: the far side's `nsdash login MACHINE`."""
+
+    def __init__(self, target: Target, machine: str, rows: int, cols: int, timeout: float = CONNECT_TIMEOUT) -> None:
+        super().__init__(target, ["login", machine], rows, cols, timeout)
+        self.machine = machine
 
 
 def failure_line(tail: bytes, code: int) -> str:
