@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sysconfig
+import time
 
 import pytest
 from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine
@@ -374,3 +375,56 @@ async def test_images_per_host_boot_on_one_and_spawn_from_the_form_on_another(fa
         _far_gone(farm, "far2", "formbb")
         for alias in HOSTS:
             farm.ssh(alias, "rm -rf /var/lib/machines/bbimg")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_in_a_real_terminal_a_far_console_shows_in_the_pane_and_its_sequences_never_reach_the_terminal(farm):
+    _far_machine(farm, "far1", "tcon")
+    session = f"nsdash-{TAG}-farconsole"
+    keep = ("NSDASH_STATE_DIR", "HOME", "NSDASH_SSH_COMMAND", "PATH")
+    env = [a for k in keep if k in farm.env for a in ("-e", f"{k}={farm.env[k]}")]
+
+    def screen() -> str:
+        return _tmux("capture-pane", "-p", "-t", session).stdout
+
+    def title() -> str:
+        return _tmux("display-message", "-p", "-t", session, "#{pane_title}").stdout.strip()
+
+    r = _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", "-e", "TERM=xterm-256color", *env,
+              "-c", str(REPO), " ".join([*NSDASH, "-H", "far1"]))
+    assert r.returncode == 0, r.stderr
+    try:
+        _tmux("set-option", "-t", session, "remain-on-exit", "on")
+        _tmux("set-option", "-t", session, "allow-rename", "on")  # a title the guest set would show here
+        wait_until(lambda: " tcon " in screen(), timeout=60, step=0.2, what="far1's tcon on the screen")
+        before = title()
+        # the command palette's "Attach console: far1/tcon": the machine view with its console
+        _tmux("send-keys", "-t", session, "C-p")
+        wait_until(lambda: "Search" in screen() or ">" in screen(), timeout=10, step=0.1, what="the palette")
+        _tmux("send-keys", "-t", session, "-l", "Attach console: far1/tcon")
+        wait_until(lambda: "Attach console: far1/tcon" in screen(), timeout=10, step=0.1, what="the command")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "Console: far1/tcon" in screen(), timeout=20, step=0.2, what="the console pane")
+        time.sleep(0.5)  # (no state to wait on from outside: the far login's stream being up)
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "login:" in screen(), timeout=30, step=0.2, what=lambda: f"the far login prompt {screen()}")
+        _tmux("send-keys", "-t", session, "-l", "root")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "# " in screen() or screen().rstrip().endswith("#"), timeout=30, step=0.2,
+                   what="a root shell on the far machine")
+        _tmux("send-keys", "-t", session, "-l", r"printf '\033]2;pwned\007\033[?1049hfar-%s\n' kept")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "far-kept" in screen(), timeout=20, step=0.2, what=lambda: f"the output {screen()}")
+        assert "pwned" not in title() and title() == before  # the guest's title never reached the terminal
+        assert "nsdash" in screen() and "Console: far1/tcon" in screen()  # the dashboard still draws it all
+        _tmux("send-keys", "-t", session, "C-]")
+        time.sleep(0.3)  # (the focus moves off the pane: nothing to see from outside)
+        _tmux("send-keys", "-t", session, "Escape")
+        wait_until(lambda: "Console: far1/tcon" not in screen(), timeout=20, step=0.1,
+                   what=lambda: f"back on the dashboard {screen()}")
+        _tmux("send-keys", "-t", session, "q")
+        wait_until(lambda: _tmux("display-message", "-p", "-t", session, "#{pane_dead}").stdout.strip() == "1",
+                   timeout=20, step=0.1, what=lambda: f"nsdash to quit {screen()}")
+    finally:
+        _tmux("kill-session", "-t", session)
+        _far_gone(farm, "far1", "tcon")
