@@ -153,6 +153,7 @@ class RemoteActions(LauncherActions):
     def __init__(self, hosts: RemoteHosts) -> None:
         super().__init__()
         self.hosts = hosts
+        self._last_images: dict[str, list[ImageRow]] = {}  # each host's last answer (remote_images)
 
     def _verb(self, verb: str, key: str) -> None:
         host, machine = split_key(key)
@@ -191,7 +192,7 @@ class RemoteActions(LauncherActions):
         """Every host's images (remote_images; PartialImages when a host does not answer)."""
         from nsdash.tui.remote_images import all_images
 
-        return all_images({host: watch.target for host, watch in self.hosts.watches.items()})
+        return all_images({host: watch.target for host, watch in self.hosts.watches.items()}, self._last_images)
 
     def spawn_far(self, host: str, argv: list[str]) -> None:
         """The spawn form's `spawn --detach ...` (spawnform.to_far_argv) on HOST."""

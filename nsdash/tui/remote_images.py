@@ -4,7 +4,7 @@ Each host is asked `list-images -o json` (the same verb the command line
 runs there), all hosts at once, one ssh session each, so a slow host holds
 up only its own rows.  An image's row key is HOST/NAME, as a machine's is,
 with its host in ImageRow.host; a host that does not answer is named in the
-panel's status line (PartialImages), the others' rows shown.
+panel's status line (PartialImages), its last rows kept, the others' shown.
 
 Everything in the answer is the far host's text: names and paths are kept
 only when they are plain (an image name has no "/", a path is absolute) and
@@ -72,18 +72,21 @@ def list_images(target: Target, timeout: float = TIMEOUT) -> list[ImageRow]:
     return parse(str(target), result.stdout)
 
 
-def all_images(targets: dict[str, Target]) -> tuple[ImageRow, ...]:
-    """Every host's images, asked at once; PartialImages (with the rows of the hosts that
-    answered) when any host did not."""
+def all_images(targets: dict[str, Target], last: dict[str, list[ImageRow]] | None = None) -> tuple[ImageRow, ...]:
+    """Every host's images, asked at once; PartialImages when any host did not answer, with
+    the others' rows and its rows of LAST time (kept in LAST, host -> rows), as the machine
+    list keeps a dropped host's machines: its rows do not blink away and back."""
+    last = {} if last is None else last
     rows: list[ImageRow] = []
     failed: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
         futures = {host: pool.submit(list_images, target) for host, target in targets.items()}
         for host, future in futures.items():
             try:
-                rows += future.result()
+                last[host] = future.result()
             except (NsdashError, OSError) as e:
                 failed.append(e.oneline() if isinstance(e, NsdashError) else f"{host}: {e}")
+            rows += last.get(host, [])
     if failed:
         raise PartialImages(tuple(rows), "; ".join(failed))
     return tuple(rows)
