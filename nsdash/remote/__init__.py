@@ -9,7 +9,7 @@ the dashboard (hosts.HostWatch reads it).
 # The verbs that run over -H: machinectl's, the readers, and spawn (with --detach).
 REMOTE_VERBS = frozenset({
     "list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
-    "list-images", "ps", "cgls", "cgtop", "journal", "systemctl", "spawn",
+    "list-images", "ps", "cgls", "cgtop", "journal", "systemctl", "spawn", "set-property",
     "_watch",  # internal: the dashboard's far side (nsdash.cli.watch), not typed by users
 })
 # The verbs that get the client's input and write to its terminal unescaped, as they do locally:

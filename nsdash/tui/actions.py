@@ -60,7 +60,12 @@ class LauncherActions:
         for assignment in assignments:
             units.set_limit(name, cgroup, assignment)
 
-    def images(self) -> dict[str, Path]:
+    def spawn_host(self, key: str | None) -> str | None:
+        """Where the dashboard's spawn goes: None, this host (RemoteActions: a remote one)."""
+        return None
+
+    def images(self, host: str | None = None) -> dict[str, Path]:
+        """The images for the spawn form (HOST: only over -H, RemoteActions)."""
         from nsdash.machines import client
 
         return {p.name: p for p in client.list_images()}

@@ -157,9 +157,8 @@ class NsdashApp(App):
     MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
                                  "profile", "debug", "images"})
 
-    # Over remote hosts (-H) the stops, the journals, the machine view and units work: the rest
-    # would read this host (nsdash.tui.remote).
-    LOCAL_ONLY = frozenset({"spawn", "attach", "trace", "profile", "debug", "images"})
+    # Over remote hosts (-H) these would read this host (nsdash.tui.remote): off.
+    LOCAL_ONLY = frozenset({"trace", "profile", "debug"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.hosts is not None and action in self.LOCAL_ONLY:
@@ -318,7 +317,7 @@ class NsdashApp(App):
         self.notify(escape(f"{message.machine}: {message.reason}"), severity="warning", markup=False)
         for pane in self.screen.query(ConsolePane):
             if pane.attached == message.machine:
-                pane.detach()
+                pane.detach(message.reason)
 
     # ------------------------------------------------------------ actions
 
@@ -447,26 +446,39 @@ class NsdashApp(App):
         self.run_worker(partial(self._load_images_then_spawn, image), thread=True, group="images")
 
     def _load_images_then_spawn(self, image: str | None = None) -> None:
+        # over -H: the host of the image or selected machine, its images (None: this host)
+        host = self.actions.spawn_host(image or self.selected) if self.hosts is not None else None
         try:
-            images = self.actions.images()
+            images = self.actions.images(host) if host is not None else self.actions.images()
         except (NsdashError, OSError):
             images = {}
-        self.call_from_thread(self._open_spawn_form, images, image)
+        self.call_from_thread(self._open_spawn_form, images, image, host)
 
-    def _open_spawn_form(self, images: dict[str, Path], image: str | None = None) -> None:
+    def _open_spawn_form(self, images: dict[str, Path], image: str | None = None, host: str | None = None) -> None:
         from nsdash.tui.screens.spawn import SpawnScreen
+        from nsdash.tui.spawnform import FarSpawn
 
-        def done(spec: ContainerSpec | None) -> None:
-            if spec is not None:
+        def done(spec: ContainerSpec | FarSpawn | None) -> None:
+            if isinstance(spec, FarSpawn):
+                from nsdash.tui.remote import RemoteActions
+
+                assert isinstance(self.actions, RemoteActions)
+                self.run_action_worker("spawn", f"{spec.host}/{spec.machine}",
+                                       partial(self.actions.spawn_far, spec.host, spec.argv))
+            elif spec is not None:
                 self.run_action_worker("spawn", spec.machine, partial(self.actions.spawn, spec))
 
-        self.push_screen(SpawnScreen(images, self.machine_names(), image=image), done)
+        running = self.machine_names()
+        if host is not None:  # over -H: that host's machines and images, by their own names
+            running = [n.partition("/")[2] for n in running if n.startswith(f"{host}/")]
+            image = image.partition("/")[2] if image else None
+        self.push_screen(SpawnScreen(images, running, image=image, host=host), done)
 
     # ------------------------------------------------------------ images
 
     def action_images(self) -> None:
         if not isinstance(self.screen, ImagesScreen):
-            self.push_screen(ImagesScreen())
+            self.push_screen(ImagesScreen(hosts=self.hosts is not None))
 
     def on_images_screen_wanted(self, message: ImagesScreen.Wanted) -> None:
         """An action on an image (screens/images.py), through the CLI's backend (LauncherActions)."""

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from textual.message import Message
 
+from nsdash.errors import NsdashError
 from nsdash.monitor.display import Row
 from nsdash.monitor.tree import CgroupNode
 
@@ -139,6 +140,15 @@ class ImageRow:
     path: str
     used_by: tuple[str, ...] = ()  # running machines on it
     os: str = "-"  # the tree's PRETTY_NAME (guest text)
+    host: str | None = None  # over -H: the image's host (its name is then HOST/IMAGE)
+
+
+class PartialImages(NsdashError):
+    """Some hosts' images could not be listed (over -H): the others' ROWS, and why in the message."""
+
+    def __init__(self, rows: tuple[ImageRow, ...], message: str) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 class ImagesReady(Message):

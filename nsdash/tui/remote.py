@@ -24,8 +24,9 @@ and names from the far side are escaped where they are shown, as local
 guests' cgroup names are.
 
 Journals: nsdash.tui.remote_journal; the machine view and units screen:
-nsdash.tui.remote_views.  Not over -H yet: consoles, trace/profile/gdb and
-images; they say so in one line.
+nsdash.tui.remote_views; consoles: remote_console; the Images panel and the
+spawn form: remote_images.  Not over -H yet: trace/profile/gdb (no far verb
+streams them) and the image actions other than boot; they say so in one line.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from nsdash.tui.poller import JOURNAL_TAIL, _epoch
 
 if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
+    from nsdash.machines.create import Job, Plan, Step
     from nsdash.tui.console.connection import Session
     from nsdash.tui.messages import ImageRow
     from nsdash.tui.remote_journal import RemoteJournal
@@ -225,12 +227,14 @@ class RemoteReaders:
 
 
 class RemoteActions(LauncherActions):
-    """Poweroff, reboot and terminate sent to the machine's host over ssh (run_verb, the same
-    Session the command line uses); the rest says it does not work over -H yet."""
+    """Poweroff, reboot, terminate, spawn and boot sent to the machine's host over ssh (run_verb,
+    the same Session the command line uses), its console over a Stream; the rest says it does
+    not work over -H yet."""
 
     def __init__(self, hosts: RemoteHosts) -> None:
         super().__init__()
         self.hosts = hosts
+        self._last_images: dict[str, list[ImageRow]] = {}  # each host's last answer (remote_images)
 
     def _verb(self, verb: str, key: str) -> None:
         host, machine = split_key(key)
@@ -246,26 +250,83 @@ class RemoteActions(LauncherActions):
     def terminate(self, name: str) -> None:
         self._verb("terminate", name)
 
-    # What does not work over -H yet: one line each, never this host's machines or images instead.
-    def spawn(self, spec: ContainerSpec) -> None:
-        raise _not_yet("spawning")
-
     def attach(self, name: str, rows: int, cols: int) -> Session:
-        raise _not_yet("the console")
+        """The far machine's console for the pane: its host's `login NAME` on a far PTY (remote_console)."""
+        from nsdash.tui.remote_console import RemoteConsole
 
-    def limits(self, name: str, cgroup: str) -> dict[str, str]:
-        raise _not_yet("limits")
+        host, machine = split_key(name)
+        return RemoteConsole(self.hosts.target(host), machine, rows, cols)
 
-    def set_limits(self, name: str, cgroup: str, assignments: list[str]) -> None:
-        raise _not_yet("limits")
+    def spawn_host(self, key: str | None) -> str:
+        """Where the dashboard's spawn goes: the host of KEY (a machine's or an image's
+        HOST/NAME), else the first host."""
+        host = key.partition("/")[0] if key and "/" in key else ""
+        return host if host in self.hosts.watches else next(iter(self.hosts.watches))
 
-    def images(self) -> dict[str, Path]:
-        raise _not_yet("images")
+    def images(self, host: str | None = None) -> dict[str, Path]:
+        """HOST's images for the spawn form (name -> its path there)."""
+        from nsdash.tui.remote_images import images_of
+
+        return images_of(self.hosts.target(host or self.spawn_host(None)))
 
     def image_rows(self) -> tuple[ImageRow, ...]:
-        raise _not_yet("images")
+        """Every host's images (remote_images; PartialImages when a host does not answer)."""
+        from nsdash.tui.remote_images import all_images
+
+        return all_images({host: watch.target for host, watch in self.hosts.watches.items()}, self._last_images)
+
+    def spawn_far(self, host: str, argv: list[str]) -> None:
+        """The spawn form's `spawn --detach ...` (spawnform.to_far_argv) on HOST."""
+        run_verb(self.hosts.target(host), argv)
+        self.hosts.watches[host].refresh_now()
+
+    def boot_image(self, name: str, ephemeral: bool = False) -> str:
+        """Boot image HOST/IMAGE there as `nsdash -H HOST start IMAGE` does; the machine's key."""
+        if ephemeral:
+            raise _not_yet("booting an ephemeral copy")
+        host, image = split_key(name)
+        run_verb(self.hosts.target(host), ["start", image])
+        self.hosts.watches[host].refresh_now()
+        return key_of(host, image)
+
+    def limits(self, name: str, cgroup: str) -> dict[str, str]:
+        """The far machine's limits in force, as its host's `status -o json` says (CGROUP is not ours).
+        (The machine view over -H asks through its own RemoteMachine; this is for other callers.)"""
+        from nsdash.tui.remote_views import RemoteMachine
+
+        host, machine = split_key(name)
+        far = RemoteMachine(self.hosts.target(host), machine)
+        try:
+            return far.status().limits
+        finally:
+            far.close()
+
+    def set_limits(self, name: str, cgroup: str, assignments: list[str]) -> None:
+        """Change them live on the machine's host: `set-property MACHINE NAME=VALUE...` there."""
+        host, machine = split_key(name)
+        run_verb(self.hosts.target(host), ["set-property", machine, *assignments])
+
+    # What does not work over -H yet: one line each, never this host's machines or images instead.
+    def spawn(self, spec: ContainerSpec) -> None:
+        raise _not_yet("spawning from a spec made here")  # (the form sends spawn_far over -H)
+
+
+    def clone_image(self, name: str, new: str) -> None:
+        raise _not_yet("cloning images")
+
+    def rename_image(self, name: str, new: str) -> None:
+        raise _not_yet("renaming images")
+
+    def remove_image(self, name: str) -> None:
+        raise _not_yet("removing images")
+
+    def create_plan(self, name: str, distribution: str, release: str, packages: str) -> Plan:
+        raise _not_yet("creating images")
+
+    def create_run(self, plan: Plan, step: Step, job: Job) -> Path:
+        raise _not_yet("creating images")
 
 
 def _not_yet(what: str) -> NsdashError:
-    return NsdashError(f"{what} of remote machines is not in the dashboard yet",
+    return NsdashError(f"{what} over -H is not in the dashboard yet",
                        "run the verb with 'nsdash -H HOST ...'")

@@ -33,6 +33,15 @@ class SpawnForm:
     ephemeral: bool = False
 
 
+@dataclass(frozen=True)
+class FarSpawn:
+    """The form sent to a remote host (nsdash -H): MACHINE's `spawn --detach ...` (ARGV) on HOST."""
+
+    host: str
+    machine: str
+    argv: list[str]
+
+
 class FormError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -63,6 +72,25 @@ def to_spec(form: SpawnForm, images: dict[str, Path], running: Collection[str],
     The spec itself comes from launcher.options.spec_from, as `nsdash spawn`'s does
     (the tree's .nspawn file included); what that file sets and nsdash does not
     apply goes to WARNINGS."""
+    directory, _name, command = _checked(form, images, running)
+    try:
+        return spec_from(to_argv(form, directory, command), trusted_dirs=trusted_dirs,
+                         warn=(warnings.append if warnings is not None else lambda _m: None))
+    except NsdashError as e:
+        raise FormError("tree", e.oneline()) from None
+
+
+def to_far_argv(form: SpawnForm, images: dict[str, Path], running: Collection[str]) -> tuple[str, list[str]]:
+    """The form as a far host's `spawn --detach ...` (nsdash -H): the machine's name and the verb.
+    The same checks and the same options (to_argv) as here; the tree and its .nspawn file are
+    the far host's, so its own spawn checks those, through the same spec builder, and says
+    what is wrong.  IMAGES: the far host's (name -> path there); RUNNING: its machines."""
+    directory, name, command = _checked(form, images, running)
+    return name, ["spawn", "--detach", *to_argv(form, directory, command)]
+
+
+def _checked(form: SpawnForm, images: dict[str, Path], running: Collection[str]) -> tuple[Path, str, tuple[str, ...]]:
+    """The tree's directory, the machine's name and the command, or FormError at the first bad field."""
     tree = form.tree.strip()
     if not tree:
         raise FormError("tree", "choose an image or type the path of an OS tree")
@@ -86,8 +114,4 @@ def to_spec(form: SpawnForm, images: dict[str, Path], running: Collection[str],
         raise FormError("network", f"network must be one of {', '.join(NETWORKS)}")
     if form.link_journal not in LINK_JOURNAL:
         raise FormError("link_journal", f"link journal must be one of {', '.join(LINK_JOURNAL)}")
-    try:
-        return spec_from(to_argv(form, directory, command), trusted_dirs=trusted_dirs,
-                         warn=(warnings.append if warnings is not None else lambda _m: None))
-    except NsdashError as e:
-        raise FormError("tree", e.oneline()) from None
+    return directory, name, command

@@ -18,23 +18,31 @@ import os
 import shutil
 import subprocess
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
 from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine
 from conftest import wait_for as wait_until
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 from tuikit import confirm_by_name, wait_for
 
 from nsdash.demo import farhost
+from nsdash.errors import NsdashError
 from nsdash.launcher import network
 from nsdash.remote.target import Target
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.remote import UNREACHABLE
+from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.screens.images import ImagesScreen
+from nsdash.tui.screens.limits import LimitsScreen
 from nsdash.tui.screens.machine import MachineScreen
+from nsdash.tui.screens.spawn import SpawnScreen
 from nsdash.tui.screens.units import UnitsScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
+from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.image_list import ImageList
 from nsdash.tui.widgets.journal_pane import JournalPane, line_text
 from nsdash.tui.widgets.machine_list import MachineList
 
@@ -435,3 +443,241 @@ def _children_ssh() -> list[str]:
                     if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh":
                         out.append(pid)
     return out
+
+
+
+
+# ---------------------------------------------------------------- consoles, images and spawn over -H
+# Each test makes (and removes) machines of its own, so it runs alone (-k) or after the others.
+
+
+def _far_machine(farm: Farm, host: str, name: str) -> None:
+    r = farm.remote(host, "spawn", "--detach", "-M", name, "-xbD", "/opt/busybox")
+    assert r.returncode == 0, r.stderr
+
+
+def _far_gone(farm: Farm, host: str, *names: str) -> None:
+    for name in names:
+        farm.remote(host, "terminate", name)  # (gone already: its failure means nothing)
+
+
+async def _open_console(app: NsdashApp, pilot, key: str) -> ConsolePane:
+    """Select KEY, press a: the machine view with its console pane attached and focused."""
+    await wait_for(pilot, lambda: _state(app, key) == "running", timeout=60,
+                   what=lambda: f"{key} running ({app.snapshot.machines}, {app.snapshot.errors})")
+    app.screen.query_one(MachineList).select(key)
+    await wait_for(pilot, lambda: app.selected == key, what="the selection")
+    await pilot.press("a")
+    await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="the machine view")
+    pane = app.screen.query_one(ConsolePane)
+    await wait_for(pilot, lambda: pane.connection is not None and pane.has_focus, what="the console attached")
+    return pane
+
+
+def _shows(pane: ConsolePane, text: str) -> bool:
+    return any(text in line for line in pane.screen_text())
+
+
+async def _log_in(pilot, pane: ConsolePane) -> None:
+    await wait_for(pilot, lambda: pane.connection is not None and pane.connection._session is not None,
+                   timeout=30, what="the far login's stream")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: _shows(pane, "login:"), timeout=30,
+                   what=lambda: f"the far login prompt ({pane.screen_text()})")
+    await pilot.press(*"root", "enter")
+    await wait_for(pilot, lambda: any(line.rstrip().endswith("#") for line in pane.screen_text()), timeout=30,
+                   what="a root shell prompt on the far machine")
+
+
+async def test_a_far_machine_console_in_the_pane_takes_keys_and_sizes_and_ctrl_bracket_leaves(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    _far_machine(farm, "far1", "con")
+    app = NsdashApp(interval=0.5, hosts=[Target("far1")])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            pane = await _open_console(app, pilot, "far1/con")
+            assert "far1/con" in str(pane.border_title)
+            await _log_in(pilot, pane)
+            await pilot.press(*"echo far-$((6*7))", "enter")
+            await wait_for(pilot, lambda: any(line.strip() == "far-42" for line in pane.screen_text()),
+                           what="the command's output from the far machine")
+            # the far PTY follows the pane's size (winch over the channel)
+            before = (pane.model.lines, pane.model.columns)
+            await pilot.resize_terminal(SIZE[0] - 20, SIZE[1] - 6)
+            await wait_for(pilot, lambda: (pane.model.lines, pane.model.columns) != before, what="the model resized")
+            await pilot.press(*"stty size", "enter")
+            size = f"{pane.model.lines} {pane.model.columns}"
+            await wait_for(pilot, lambda: any(line.strip() == size for line in pane.screen_text()),
+                           what=lambda: f"'{size}' from stty on the far machine ({pane.screen_text()})")
+            # the guest's control sequences go into the terminal model, never further
+            await pilot.press(*r"printf '\033]0;pwned\007title-%s\n' kept", "enter")
+            # (its output line is the text alone: the title sequence went into the model, not on screen)
+            await wait_for(pilot, lambda: any(line.strip() == "title-kept" for line in pane.screen_text()),
+                           what=lambda: f"the printf's text alone ({pane.screen_text()})")
+            ssh = pane.connection._session.stream.conn.proc  # the console's own ssh
+            await pilot.press("ctrl+right_square_bracket")
+            assert not pane.has_focus
+            # limits on the far machine's host: read with its status, set with its set-property
+            view = app.screen
+            assert isinstance(view, MachineScreen)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, LimitsScreen), what="the limits form")
+            app.screen.query_one("#limits-TasksMax", Input).value = "123"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await confirm_by_name(app, pilot, "far1/con")
+            await wait_for(pilot, lambda: view.limits.get("TasksMax") == "123", timeout=60,
+                           what=lambda: f"TasksMax in force ({view.limits}, {[n.message for n in app._notifications]})")
+            status = json.loads(farm.remote("far1", "status", "-o", "json", "con").stdout)
+            assert status["limits"]["TasksMax"] == "123"
+            await pilot.press("escape")
+            assert not isinstance(app.screen, MachineScreen)
+            await wait_for(pilot, lambda: ssh.poll() is not None, timeout=10, what="the console's ssh ended")
+            assert _state(app, "far1/con") == "running"  # leaving the console leaves the machine running
+        assert "con" in farm.names("far1")
+    finally:
+        _far_gone(farm, "far1", "con")
+
+
+async def test_a_far_console_for_a_machine_that_is_not_there_says_why(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    from nsdash.tui.remote_console import RemoteConsole
+
+    console = RemoteConsole(Target("far1"), "nosuch", 24, 80)
+    try:
+        with pytest.raises(NsdashError) as e:
+            while console.read(5.0) is not None:
+                pass
+        assert e.value.message.startswith("far1: ") and "nosuch" in e.value.message, e.value.message
+        assert "\n" not in e.value.oneline() and "\x1b" not in e.value.oneline()
+    finally:
+        console.close()
+    assert console.stream.conn.proc.poll() is not None
+
+
+async def test_a_far_console_whose_host_drops_says_so_in_one_line(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    _far_machine(farm, "far2", "con2")
+    app = NsdashApp(interval=0.5, hosts=[Target("far2")])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            pane = await _open_console(app, pilot, "far2/con2")
+            await _log_in(pilot, pane)
+            farm.ssh("far2", "pkill -x sshd")  # the listener and every session, the console's too
+            await wait_for(pilot, lambda: pane.attached is None, timeout=60, what="the console ended")
+            reason = str(pane.border_subtitle)
+            assert "far2" in reason and "lost" in reason and "\n" not in reason, reason
+            assert any("far2/con2" in str(n.message) and "lost" in str(n.message) for n in app._notifications)
+            assert isinstance(app.screen, MachineScreen)  # the app goes on
+    finally:
+        r = run_nsdash("shell", farm.machines["far2"], "/bin/systemctl", "start", "ssh.service", timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: farm.remote("far2", "list", timeout=30).returncode == 0, timeout=60, step=0.5,
+                   what="far2's sshd back")
+        _far_gone(farm, "far2", "con2")
+
+
+def _image_rows(app: NsdashApp) -> dict[str, tuple]:
+    screen = app.screen
+    return dict(screen.query_one(ImageList)._rows) if isinstance(screen, ImagesScreen) else {}
+
+
+async def test_images_per_host_boot_on_one_and_spawn_from_the_form_on_another(farm, monkeypatch):
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    for alias in HOSTS:  # an image of the same name on each far host (a copy of the BusyBox tree)
+        farm.ssh(alias, "mkdir -p /var/lib/machines && rm -rf /var/lib/machines/bbimg && "
+                        "cp -a /opt/busybox /var/lib/machines/bbimg")
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("I")
+            await wait_for(pilot, lambda: {"far1/bbimg", "far2/bbimg"} <= set(_image_rows(app)), timeout=60,
+                           what=lambda: f"both hosts' images ({_image_rows(app)})")
+            images = app.screen.query_one(ImageList)
+            assert [c.label.plain for c in images.columns.values()][:2] == ["Host", "Image"]
+            assert _image_rows(app)["far1/bbimg"][:3] == ("far1", "bbimg", "directory")
+            assert _image_rows(app)["far2/bbimg"][:3] == ("far2", "bbimg", "directory")
+
+            # boot far1's image: `start bbimg` there; far2 gets nothing
+            images.select("far1/bbimg")
+            await wait_for(pilot, lambda: images.selected == "far1/bbimg", what="far1's image selected")
+            await pilot.press("b")
+            await wait_for(pilot, lambda: _state(app, "far1/bbimg") == "running", timeout=60,
+                           what=lambda: f"far1/bbimg booted ({[n.message for n in app._notifications]})")
+            assert "bbimg" not in farm.names("far2")
+
+            # spawn from the form with far2's image: the form names the host, the machine runs there
+            images.select("far2/bbimg")
+            await wait_for(pilot, lambda: images.selected == "far2/bbimg", what="far2's image selected")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), timeout=30, what="the form")
+            form = app.screen
+            assert isinstance(form, SpawnScreen) and form.host == "far2"
+            assert "far2" in str(form.query_one("#spawn-title", Static).render())
+            form.query_one("#spawn-name", Input).value = "formbb"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: _state(app, "far2/formbb") == "running", timeout=60,
+                           what=lambda: f"far2/formbb ({[n.message for n in app._notifications]})")
+            assert "formbb" in farm.names("far2") and "formbb" not in farm.names("far1")
+    finally:
+        _far_gone(farm, "far1", "bbimg")
+        _far_gone(farm, "far2", "formbb")
+        for alias in HOSTS:
+            farm.ssh(alias, "rm -rf /var/lib/machines/bbimg")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_in_a_real_terminal_a_far_console_shows_in_the_pane_and_its_sequences_never_reach_the_terminal(farm):
+    _far_machine(farm, "far1", "tcon")
+    session = f"nsdash-{TAG}-farconsole"
+    keep = ("NSDASH_STATE_DIR", "HOME", "NSDASH_SSH_COMMAND", "PATH")
+    env = [a for k in keep if k in farm.env for a in ("-e", f"{k}={farm.env[k]}")]
+
+    def screen() -> str:
+        return _tmux("capture-pane", "-p", "-t", session).stdout
+
+    def title() -> str:
+        return _tmux("display-message", "-p", "-t", session, "#{pane_title}").stdout.strip()
+
+    r = _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", "-e", "TERM=xterm-256color", *env,
+              "-c", str(REPO), " ".join([*NSDASH, "-H", "far1"]))
+    assert r.returncode == 0, r.stderr
+    try:
+        _tmux("set-option", "-t", session, "remain-on-exit", "on")
+        _tmux("set-option", "-t", session, "allow-rename", "on")  # a title the guest set would show here
+        wait_until(lambda: " tcon " in screen(), timeout=60, step=0.2, what="far1's tcon on the screen")
+        before = title()
+        # the command palette's "Attach console: far1/tcon": the machine view with its console
+        _tmux("send-keys", "-t", session, "C-p")
+        wait_until(lambda: "Search" in screen() or ">" in screen(), timeout=10, step=0.1, what="the palette")
+        _tmux("send-keys", "-t", session, "-l", "Attach console: far1/tcon")
+        wait_until(lambda: "Attach console: far1/tcon" in screen(), timeout=10, step=0.1, what="the command")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "Console: far1/tcon" in screen(), timeout=20, step=0.2, what="the console pane")
+        time.sleep(0.5)  # (no state to wait on from outside: the far login's stream being up)
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "login:" in screen(), timeout=30, step=0.2, what=lambda: f"the far login prompt {screen()}")
+        _tmux("send-keys", "-t", session, "-l", "root")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "# " in screen() or screen().rstrip().endswith("#"), timeout=30, step=0.2,
+                   what="a root shell on the far machine")
+        _tmux("send-keys", "-t", session, "-l", r"printf '\033]2;pwned\007\033[?1049hfar-%s\n' kept")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_until(lambda: "far-kept" in screen(), timeout=20, step=0.2, what=lambda: f"the output {screen()}")
+        assert "pwned" not in title() and title() == before  # the guest's title never reached the terminal
+        assert "nsdash" in screen() and "Console: far1/tcon" in screen()  # the dashboard still draws it all
+        _tmux("send-keys", "-t", session, "C-]")
+        time.sleep(0.3)  # (the focus moves off the pane: nothing to see from outside)
+        _tmux("send-keys", "-t", session, "Escape")
+        wait_until(lambda: "Console: far1/tcon" not in screen(), timeout=20, step=0.1,
+                   what=lambda: f"back on the dashboard {screen()}")
+        _tmux("send-keys", "-t", session, "q")
+        wait_until(lambda: _tmux("display-message", "-p", "-t", session, "#{pane_dead}").stdout.strip() == "1",
+                   timeout=20, step=0.1, what=lambda: f"nsdash to quit {screen()}")
+    finally:
+        _tmux("kill-session", "-t", session)
+        _far_gone(farm, "far1", "tcon")

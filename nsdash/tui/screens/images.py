@@ -28,7 +28,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
-from nsdash.tui.messages import ImageRow, ImagesReady
+from nsdash.tui.messages import ImageRow, ImagesReady, PartialImages
 from nsdash.tui.widgets.image_list import ImageList
 from nsdash.tui.widgets.key_footer import KeyFooter
 
@@ -59,16 +59,18 @@ class ImagesScreen(Screen):
             self.action = action
             self.image = image
 
-    def __init__(self, poll: bool = True) -> None:
+    def __init__(self, poll: bool = True, hosts: bool = False) -> None:
+        """HOSTS: over remote hosts (-H), a Host column first (ImageList)."""
         super().__init__()
         self.poll = poll
+        self.hosts = hosts
         self.rows: tuple[ImageRow, ...] = ()
         self.loaded = False
         self._wake = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Static("images", id="images-status")
-        yield ImageList(id="images", classes="panel")
+        yield ImageList(id="images", classes="panel", hosts=self.hosts)
         yield Static("", id="images-detail")
         yield KeyFooter()
 
@@ -92,6 +94,8 @@ class ImagesScreen(Screen):
         while not worker.is_cancelled:
             try:
                 message = ImagesReady(app.actions.image_rows())
+            except PartialImages as e:  # over -H: a host did not answer; the others' rows
+                message = ImagesReady(e.rows, e.oneline())
             except NsdashError as e:
                 message = ImagesReady((), e.oneline())
             except OSError as e:

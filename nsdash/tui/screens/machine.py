@@ -87,8 +87,9 @@ class MachineScreen(PanelScreen):
         info = next((m for m in snap.machines if m.name == self.machine), None)
         if not snap.machines and snap.errors:
             return
-        if info is not None and (info.cgroup or self.remote) and time.monotonic() - self._limits_at > LIMITS_EVERY:
-            self._cgroup = info.cgroup
+        cgroup = limits_cgroup(info)
+        if cgroup is not None and time.monotonic() - self._limits_at > LIMITS_EVERY:
+            self._cgroup = cgroup
             self._fetch_limits()
         text = describe(info, self.machine, now, self.limits, self.far_leader)
         if text != self._info_text:  # only on change, and no layout: the line's size is fixed (one row)
@@ -168,9 +169,6 @@ class MachineScreen(PanelScreen):
         """Change the CPU quota, memory limit and tasks limit live, after confirmation."""
         app = cast("NsdashApp", self.app)
         cgroup = self._cgroup
-        if self.remote is not None:
-            app.notify("changing limits over -H is not in the dashboard yet", severity="warning")
-            return
         if cgroup is None:
             app.notify(f"{self.machine}: not running", severity="warning")
             return
@@ -190,6 +188,16 @@ class MachineScreen(PanelScreen):
                                               typed=self.machine), partial(confirmed, assignments))
 
         app.push_screen(LimitsScreen(self.machine, self.limits), edited)
+
+
+def limits_cgroup(info: MachineInfo | None) -> str | None:
+    """Where the machine's limits are read and set: its cgroup here; "" for a running far
+    machine (-H: its cgroup path means nothing here, its host reads and sets them); None: nowhere."""
+    if info is None:
+        return None
+    if info.host is not None:
+        return "" if info.state == "running" else None
+    return info.cgroup or None
 
 
 def describe(info: MachineInfo | None, name: str, now: float | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -17,16 +18,28 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.text import escape
-from nsdash.tui.spawnform import LINK_JOURNAL, NETWORKS, FormError, SpawnForm, default_name, to_spec
+from nsdash.tui.spawnform import (
+    LINK_JOURNAL,
+    NETWORKS,
+    FarSpawn,
+    FormError,
+    SpawnForm,
+    default_name,
+    to_far_argv,
+    to_spec,
+)
 
 
-class SpawnScreen(ModalScreen[ContainerSpec | None]):
+class SpawnScreen(ModalScreen[ContainerSpec | FarSpawn | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Spawn")]
 
     def __init__(self, images: dict[str, Path], running: Collection[str], tree: str = "",
-                 image: str | None = None) -> None:
-        """IMAGE: the image chosen at the start (the Images panel's selection)."""
+                 image: str | None = None, host: str | None = None) -> None:
+        """IMAGE: the image chosen at the start (the Images panel's selection).  HOST: a remote
+        host (-H) the machine is spawned on: IMAGES, RUNNING and the tree are that host's, and
+        the form is dismissed with the far `spawn --detach ...` (FarSpawn) instead of a spec."""
         super().__init__()
+        self.host = host
         self.images = images
         self.running = set(running)
         self.initial_tree = tree
@@ -34,7 +47,8 @@ class SpawnScreen(ModalScreen[ContainerSpec | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="spawn-form"):
-            yield Static("Spawn a machine", id="spawn-title")
+            yield Static(Text(f"Spawn a machine on {self.host}" if self.host else "Spawn a machine"),
+                         id="spawn-title")
             yield Label("Image (from /var/lib/machines) or OS tree path")
             with Horizontal(classes="spawn-row"):
                 yield Select([(name, name) for name in sorted(self.images)], prompt="image…",
@@ -102,6 +116,10 @@ class SpawnScreen(ModalScreen[ContainerSpec | None]):
         error = self.query_one("#spawn-error", Static)
         warnings: list[str] = []
         try:
+            if self.host is not None:  # the far host's own spawn checks its tree and .nspawn file
+                machine, argv = to_far_argv(self.form(), self.images, self.running)
+                self.dismiss(FarSpawn(self.host, machine, argv))
+                return
             spec = to_spec(self.form(), self.images, self.running, warnings=warnings)
         except FormError as e:
             error.update(e.message)

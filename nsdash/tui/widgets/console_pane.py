@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from rich.color import Color, ColorParseError
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.geometry import Region
 from textual.message import Message
@@ -28,6 +29,8 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
+
+from nsdash.system.text import escape
 
 if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not with the dashboard
     from nsdash.tui.console.connection import ConsoleConnection, Session
@@ -131,11 +134,15 @@ class ConsolePane(Widget, can_focus=True):
         self.attached = machine
         self.connection.start()
 
-    def detach(self) -> None:
+    def detach(self, reason: str | None = None) -> None:
+        """Let go of the console; REASON (why it ended: a machine that stopped, a host that
+        dropped) stays on the border as one line until the next attach."""
         if self.connection is not None:
             self.connection.close()
             self.connection = None
         self.attached = None
+        if reason:
+            self.border_subtitle = Text(escape(" ".join(reason.split())))  # one line, never markup
 
     def screen_text(self) -> list[str]:
         if self.connection is None:

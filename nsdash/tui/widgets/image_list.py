@@ -13,6 +13,7 @@ from nsdash.tui import format as fmt
 from nsdash.tui.messages import ImageRow
 from nsdash.tui.widgets.fast_table import SelectingTable
 
+HOST_COLUMN = ("host", "Host")  # first, over remote hosts (-H): the row's key is then HOST/IMAGE
 COLUMNS = (("name", "Image"), ("type", "Type"), ("ro", "RO"), ("size", "Size"), ("mtime", "Modified (UTC)"),
            ("used", "Running"), ("os", "OS"))
 
@@ -22,10 +23,13 @@ def modified(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def cells_of(row: ImageRow) -> tuple[str, ...]:
-    """The row's cells as plain text; guest-written ones (the OS name) escaped."""
-    return (escape(row.name), row.type, "yes" if row.read_only else "no", fmt.size(row.size),
-            modified(row.mtime), escape(", ".join(row.used_by)) or "-", escape(row.os))
+def cells_of(row: ImageRow, hosts: bool = False) -> tuple[str, ...]:
+    """The row's cells as plain text; guest-written ones (the OS name) escaped.  HOSTS: the
+    host first, then the image's own name (its key is HOST/IMAGE)."""
+    name = row.name.partition("/")[2] if hosts and row.host else row.name
+    cells = (escape(name), row.type, "yes" if row.read_only else "no", fmt.size(row.size),
+             modified(row.mtime), escape(", ".join(row.used_by)) or "-", escape(row.os))
+    return (escape(row.host or "-"), *cells) if hosts else cells
 
 
 class ImageList(SelectingTable):
@@ -38,13 +42,15 @@ class ImageList(SelectingTable):
             super().__init__()
             self.image = image
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, hosts: bool = False, **kw) -> None:
         super().__init__(cursor_type="row", **kw)
+        self.hosts = hosts
+        self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
         self._rows: dict[str, tuple[str, ...]] = {}
         self.images: dict[str, ImageRow] = {}
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
+        for key, label in self._columns:
             self.add_column(label, key=key)
 
     # ------------------------------------------------------------ public
@@ -52,14 +58,14 @@ class ImageList(SelectingTable):
     def update_images(self, rows: Sequence[ImageRow]) -> None:
         self.images = {r.name: r for r in rows}
         for r in rows:
-            cells = cells_of(r)
+            cells = cells_of(r, self.hosts)
             old = self._rows.get(r.name)
             if old is None:
                 # Text, never str: DataTable reads a str cell as markup
                 self.add_row(*(Text(c) for c in cells), key=r.name)
             elif old != cells:
                 self.set_cells(r.name, {col: Text(new) for (col, _), new, was
-                                        in zip(COLUMNS, cells, old, strict=True) if new != was})
+                                        in zip(self._columns, cells, old, strict=True) if new != was})
             self._rows[r.name] = cells
         for gone in set(self._rows) - set(self.images):
             del self._rows[gone]

@@ -1,0 +1,97 @@
+"""The Images panel and the spawn form over remote hosts (`nsdash -H A -H B`, then `I` or `s`).
+
+Each host is asked `list-images -o json` (the same verb the command line
+runs there), all hosts at once, one ssh session each, so a slow host holds
+up only its own rows.  An image's row key is HOST/NAME, as a machine's is,
+with its host in ImageRow.host; a host that does not answer is named in the
+panel's status line (PartialImages), its last rows kept, the others' shown.
+
+Everything in the answer is the far host's text: names and paths are kept
+only when they are plain (an image name has no "/", a path is absolute) and
+shown through the table's escaping; the size and the machines on an image
+are not in list-images' answer and show as unknown.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from pathlib import Path
+from typing import Any
+
+from nsdash.errors import NsdashError
+from nsdash.remote.session import Session
+from nsdash.remote.target import Target
+from nsdash.system.text import escape
+from nsdash.tui.messages import ImageRow, PartialImages
+
+TIMEOUT = 20.0  # seconds a host has to list its images
+TYPES = frozenset({"directory", "subvolume", "raw"})
+PATH_MAX = 4096
+
+
+def key_of(host: str, image: str) -> str:
+    return f"{host}/{image}"
+
+
+def image_row(host: str, entry: Any) -> ImageRow | None:
+    """One entry of a far `list-images -o json` as a row; None if it is not a usable image."""
+    if not isinstance(entry, dict):
+        return None
+    name, path, mtime = entry.get("name"), entry.get("path"), entry.get("mtime")
+    if not isinstance(name, str) or not name or "/" in name or len(name) > 255:
+        return None
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > PATH_MAX:
+        return None
+    kind = entry.get("type")
+    return ImageRow(name=key_of(host, name), host=host, type=kind if kind in TYPES else "?",
+                    read_only=entry.get("ro") is True, size=None,
+                    mtime=float(mtime) if isinstance(mtime, int | float) and not isinstance(mtime, bool) else 0.0,
+                    path=path)
+
+
+def parse(host: str, stdout: bytes) -> list[ImageRow]:
+    """A far host's answer as rows; NsdashError if it is not list-images' JSON."""
+    try:
+        entries = json.loads(stdout)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, list):
+        raise NsdashError(f"{host} answered 'list-images -o json' with something else",
+                          "is the same nsdash installed there?")
+    return [row for row in (image_row(host, e) for e in entries) if row is not None]
+
+
+def list_images(target: Target, timeout: float = TIMEOUT) -> list[ImageRow]:
+    """TARGET's images, asked over a session of their own."""
+    with Session(target, timeout) as session:
+        (result,) = session.run(["list-images", "-o", "json"])
+    if result.code != 0:
+        lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+        raise NsdashError(f"{target}: {escape(lines[-1]) if lines else f'list-images exited {result.code}'}")
+    return parse(str(target), result.stdout)
+
+
+def all_images(targets: dict[str, Target], last: dict[str, list[ImageRow]] | None = None) -> tuple[ImageRow, ...]:
+    """Every host's images, asked at once; PartialImages when any host did not answer, with
+    the others' rows and its rows of LAST time (kept in LAST, host -> rows), as the machine
+    list keeps a dropped host's machines: its rows do not blink away and back."""
+    last = {} if last is None else last
+    rows: list[ImageRow] = []
+    failed: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
+        futures = {host: pool.submit(list_images, target) for host, target in targets.items()}
+        for host, future in futures.items():
+            try:
+                last[host] = future.result()
+            except (NsdashError, OSError) as e:
+                failed.append(e.oneline() if isinstance(e, NsdashError) else f"{host}: {e}")
+            rows += last.get(host, [])
+    if failed:
+        raise PartialImages(tuple(rows), "; ".join(failed))
+    return tuple(rows)
+
+
+def images_of(target: Target) -> dict[str, Path]:
+    """TARGET's images for the spawn form: name -> its path there."""
+    return {row.name.partition("/")[2]: Path(row.path) for row in list_images(target)}
