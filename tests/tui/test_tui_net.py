@@ -90,7 +90,9 @@ async def test_the_machine_view_shows_host0_s_rates_under_traffic(busybox_tree, 
             await wait_for(pilot, lambda: machine_name in table.rows, what="the machine's row")
             assert str(table.get_cell(machine_name, "address")) == str(lease.guest.ip)
             app.open_machine(machine_name)
-            await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="the machine view")
+            # pushed is not yet composed: wait for the view's own widgets
+            await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen) and app.screen.query("#machine-net"),
+                           what="the machine view")
 
             def host0_rate() -> float:
                 info = next((m for m in app.snapshot.machines if m.name == machine_name), None)
