@@ -9,10 +9,16 @@ a journal flood (journal_pane.py), for a log whose box never changes.  Here a
 change lays the screen out only when it shows or hides a scrollbar (which takes
 room from the box); otherwise the scrollbars are told the new size and the log
 repaints.
+
+Nor does a focus change repaint it: Textual repaints every widget that gains or
+loses the focus (for a cursor), a log has no cursor, and its pane's border and
+the footer show where the focus is; a flooding log's lines and scrollbar were
+repainted on every Tab.  (Its tint stays the same for this reason: nsdash.tcss.)
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.widgets import RichLog
@@ -32,6 +38,18 @@ class FollowLog(RichLog, SteadyScrollbars):
         else:
             self._scroll_update(new)
             self.refresh()
+
+    def _on_focus(self, event: events.Focus) -> None:
+        event.prevent_default()  # Widget's own handler: the same, and a repaint (see the module's docstring)
+        self.has_focus = True
+        if self.parent is not None:
+            self.parent.post_message(events.DescendantFocus(self))
+
+    def _on_blur(self, event: events.Blur) -> None:
+        event.prevent_default()
+        self.has_focus = False
+        if self.parent is not None:
+            self.parent.post_message(events.DescendantBlur(self))
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

@@ -33,6 +33,7 @@ from nsdash.system.text import escape
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.steady import set_titles
 
 KEEP = JOURNAL_KEEP
 WRITE_SLICE = 100  # lines per RichLog write, one write per turn of the event loop (about 10 ms)
@@ -230,8 +231,8 @@ class JournalPane(Vertical):
         who = ", ".join(self.machines) if self.machines else "no machine"
         state = "following" if self.following else "paused (end: follow)"
         extra = self.filter.describe()
-        self.border_title = Text(f"Journal: {escape(who)}")  # Text: never read as markup
-        self.border_subtitle = Text(f"{escape(extra)}  {state}" if extra else state)
+        # Text: never read as markup; set only when it reads otherwise (a batch of lines keeps it)
+        set_titles(self, Text(f"Journal: {escape(who)}"), Text(f"{escape(extra)}  {state}" if extra else state))
 
     # ------------------------------------------------------------ actions
 
