@@ -15,7 +15,7 @@ from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import JournalLine
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.follow_log import FollowLog
-from nsdash.tui.widgets.journal_pane import JournalPane
+from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
 
 SIZE = (160, 48)
 
@@ -35,7 +35,8 @@ def count_painted_lines(monkeypatch, *classes: type) -> Counter[str]:
 
 
 def ticks(n: int) -> tuple[JournalLine, ...]:
-    return tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 6, "flood", None, f"tick {i}") for i in range(n))
+    """N notices (p's first step keeps them)."""
+    return tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 5, "flood", None, f"tick {i}") for i in range(n))
 
 
 async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypatch):
@@ -81,3 +82,37 @@ async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_th
             await pilot.pause()
         assert painted["ConsolePane"] > 0  # its border changed colour: the moves were painted ...
         assert painted["FollowLog"] == 0  # ... and the log's lines never
+
+
+async def test_a_round_of_slices_paints_the_log_once_after_its_last_slice():
+    """A flood's round (UNSEEN lines, UNSEEN // WRITE_SLICE writes) and p's rewrite of every
+    kept line (KEEP // WRITE_SLICE writes) each ask for one paint of the log, after the last
+    write: a frame between two slices would repaint every line of the followed log."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        log = screen.query_one(FollowLog)
+        await pane.written()
+        await pilot.pause()
+        repaints_at_write: list[int] = []
+        real_write = log.write
+
+        def write(content, *a, **kw):
+            repaints_at_write.append(log.repaints)
+            return real_write(content, *a, **kw)
+
+        log.write = write
+
+        for start in (lambda: pane.show(("demo-debian",), ticks(UNSEEN), reset=False),
+                      lambda: pane.show(("demo-debian",), ticks(KEEP), reset=False),
+                      pane.action_cycle_priority):
+            repaints_at_write.clear()
+            before = log.repaints
+            start()
+            await pane.written()
+            assert len(repaints_at_write) >= UNSEEN // WRITE_SLICE  # written in slices ...
+            assert set(repaints_at_write) == {before}  # ... with no paint asked between them ...
+            assert log.repaints > before  # ... and the log painted after the last
+            await pilot.pause()  # and the layout that paint may ask for (a scrollbar shown) is done
+        assert pane.visible_text()[-1].endswith(f"flood: tick {KEEP - 1}") and log.scroll_y == log.max_scroll_y
