@@ -13,7 +13,11 @@ journal pane; the footer shows the focused pane's keys), each timed from `tmux s
 read back with `tmux capture-pane`, changes.  The
 figures include tmux's own path, the same at rest and under the flood.
 
-Run as root: .venv/bin/python bench/bench_flood_keys.py [--rounds N] [--keys K] [--repo CHECKOUT]
+With --sample OUT the dashboard runs under bench/stack_sampler.py (its UI thread's
+stacks into OUT) and every key's send and effect times go to OUT.keys, so
+bench/slow_keys.py can say what the UI thread did while the slowest keys waited.
+
+Run as root: .venv/bin/python bench/bench_flood_keys.py [--rounds N] [--keys K] [--repo CHECKOUT] [--sample OUT]
 """
 
 from __future__ import annotations
@@ -96,17 +100,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def press(key: str, where: int, timeout: float = 5.0) -> float:
-    """Seconds from sending KEY to screen row WHERE showing a change."""
+def press(key: str, where: int, timeout: float = 5.0) -> tuple[float, float]:
+    """(when KEY was sent, seconds until screen row WHERE showed a change)."""
     before = row(where)
     started = time.monotonic()
     tmux("send-keys", "-t", "k", key)
     while True:
         now = time.monotonic()
         if row(where) != before:
-            return time.monotonic() - started
+            return started, time.monotonic() - started
         if now - started > timeout:
-            return float("inf")
+            return started, float("inf")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,6 +125,7 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=25, help="keys per phase (default 25)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds a phase runs before its keys (default 2)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose dashboard runs (default: this one)")
+    ap.add_argument("--sample", type=Path, help="sample the dashboard's UI thread into this file (and OUT.keys)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.stderr.write("bench_flood_keys: needs root (it starts a machine)\n")
@@ -130,6 +135,7 @@ def main() -> int:
     env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
     results: dict[str, list[float]] = {f"{phase} {key}": [] for phase in ("rest", "flood") for key in KEYS}
     loads: list[float] = []
+    times: list[str] = []  # phase, key, sent, seconds to its effect (for --sample)
     cpu: dict[str, float] = {"rest": 0.0, "flood": 0.0}
     wall: dict[str, float] = {"rest": 0.0, "flood": 0.0}
     with report.capture():
@@ -139,7 +145,8 @@ def main() -> int:
             raise SystemExit(f"bench_flood_keys: the machine did not start: {r.stderr.strip()}")
         go = Path(f"/proc/{leader(state)}/root/run/go")
         try:
-            command = f"cd {args.repo} && NSDASH_STATE_DIR={state} PYTHONPATH={args.repo} exec {PY} -m nsdash"
+            sampler = f"{REPO}/bench/stack_sampler.py {args.sample.resolve()} 500 " if args.sample else ""
+            command = f"cd {args.repo} && NSDASH_STATE_DIR={state} PYTHONPATH={args.repo} exec {PY} {sampler}-m nsdash"
             tmux("new-session", "-d", "-s", "k", "-x", "160", "-y", "48", command)
             wait(lambda: f"selected: {MACHINE}" in screen(), 20, "the dashboard")
             tmux("send-keys", "-t", "k", "a")
@@ -158,7 +165,9 @@ def main() -> int:
                     c0, w0 = cpu_seconds(pid), time.monotonic()
                     for _ in range(args.keys):
                         for key, where in KEYS.items():
-                            results[f"{phase} {key}"].append(press(key, where))
+                            sent, took = press(key, where)
+                            results[f"{phase} {key}"].append(took)
+                            times.append(f"{phase}\t{key}\t{sent:.6f}\t{took:.6f}\n")
                             time.sleep(random.uniform(0.1, 0.3))
                     cpu[phase] += cpu_seconds(pid) - c0
                     wall[phase] += time.monotonic() - w0
@@ -170,6 +179,8 @@ def main() -> int:
             (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / SOCK).unlink(missing_ok=True)
             nsdash(env, "terminate", MACHINE)
             subprocess.run(["rm", "-rf", str(state)], check=False)
+        if args.sample:
+            Path(f"{args.sample}.keys").write_text("".join(times))
         for phase in ("rest", "flood"):
             for key in KEYS:
                 ms = [v * 1000 for v in results[f"{phase} {key}"]]

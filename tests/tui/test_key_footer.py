@@ -4,11 +4,8 @@ itself (no child widgets, repainted only when its keys change), and its keys can
 from __future__ import annotations
 
 from rich.style import Style
-from tuikit import feed_sample, sample_app, wait_for
+from tuikit import feed_sample, machine_screen, sample_app, wait_for
 
-from nsdash.tui import sample_data as sd
-from nsdash.tui.messages import JournalLines
-from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.key_footer import PALETTE_EDGE, FooterLine, KeyFooter, ShownKey, render_line
 
@@ -20,21 +17,10 @@ def _shown(footer: KeyFooter) -> str:
     return footer.render().plain
 
 
-async def _machine_screen(app, pilot) -> MachineScreen:
-    await feed_sample(app, pilot)
-    screen = MachineScreen("demo-debian")
-    app.push_screen(screen)
-    await pilot.pause()
-    app._apply()
-    app.post_message(JournalLines(("demo-debian",), sd.JOURNAL, reset=True))
-    await pilot.pause()
-    return screen
-
-
 async def test_the_footer_shows_the_focused_widgets_keys_and_follows_the_focus_without_rebuilding():
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
-        screen = await _machine_screen(app, pilot)
+        screen = await machine_screen(app, pilot)
         footer = screen.query_one(KeyFooter)
         screen.query_one("#machine-journal #journal-log").focus()
         await wait_for(pilot, lambda: " p Priority " in _shown(footer), 5, "the journal pane's keys")
@@ -111,7 +97,7 @@ async def test_a_focus_move_repaints_the_panels_it_changes_not_the_whole_screen(
 
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
-        screen = await _machine_screen(app, pilot)
+        screen = await machine_screen(app, pilot)
         journal = screen.query_one("#machine-journal")
         console = screen.query_one(ConsolePane)
         screen.query_one("#machine-journal #journal-log").focus()

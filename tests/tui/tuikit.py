@@ -55,3 +55,17 @@ async def confirm_by_name(app: NsdashApp, pilot, name: str) -> None:
     app.screen.query_one("#confirm-typed", Input).value = name
     await pilot.pause()
     await pilot.press("enter")
+
+
+async def machine_screen(app: NsdashApp, pilot):
+    """The sample app showing demo-debian's machine screen (its journal pane written, no console attached)."""
+    from nsdash.tui.screens.machine import MachineScreen
+
+    await feed_sample(app, pilot)
+    screen = MachineScreen("demo-debian")
+    app.push_screen(screen)
+    await pilot.pause()
+    app._apply()
+    app.post_message(JournalLines(("demo-debian",), sd.JOURNAL, reset=True))
+    await pilot.pause()
+    return screen

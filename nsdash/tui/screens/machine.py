@@ -130,7 +130,9 @@ class MachineScreen(PanelScreen):
 
 
     def on_console_pane_left(self, event: ConsolePane.Left) -> None:
-        self.query_one("#machine-journal #journal-log").focus()
+        # The screen's set_focus, not the log's focus(): that repaints every line of the log
+        # first (a flooding log's), for a focus change the log does not show (follow_log.py).
+        self.set_focus(self.query_one("#machine-journal #journal-log"))
 
     # ---- limits: read in a thread worker, shown beside usage, changed through the launcher
 

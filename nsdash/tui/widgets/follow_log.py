@@ -9,11 +9,23 @@ a journal flood (journal_pane.py), for a log whose box never changes.  Here a
 change lays the screen out only when it shows or hides a scrollbar (which takes
 room from the box); otherwise the scrollbars are told the new size and the log
 repaints.
+
+A writer that writes in slices (the journal pane) holds the log's repaints
+from its first slice to its last: the log is painted once for them, not once
+per slice (each a repaint of every line, as a followed log scrolls).
+
+Nor does a focus change repaint it: Textual repaints every widget that gains or
+loses the focus (for a cursor), a log has no cursor, and its pane's border and
+the footer show where the focus is; a flooding log's lines and scrollbar were
+repainted on every Tab.  (Its tint stays the same for this reason: nsdash.tcss.)
 """
 
 from __future__ import annotations
 
-from textual.geometry import Size
+from typing import Self
+
+from textual import events
+from textual.geometry import Region, Size
 from textual.reactive import Reactive
 from textual.widgets import RichLog
 
@@ -24,14 +36,51 @@ class FollowLog(RichLog, SteadyScrollbars):
     """A RichLog whose parent pane learns, through its `following` attribute, whether it follows."""
 
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)  # see the module's docstring
+    _held = False
+    _held_from = Size(0, 0)  # the virtual size when the hold began
+    repaints = 0  # repaints of the whole log asked of Textual (tests read it)
+
+    def hold(self) -> None:
+        """Writes from here on change the log without painting it, until release()."""
+        if not self._held:
+            self._held = True
+            self._held_from = self.virtual_size
+
+    def release(self) -> None:
+        """Paint, once, what changed since hold()."""
+        if self._held:
+            self._held = False
+            self.watch_virtual_size(self._held_from, self.virtual_size)
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if self._held and not (layout or recompose):
+            return self  # release() paints it all
+        if repaint and not regions:
+            self.repaints += 1
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def watch_virtual_size(self, old: Size, new: Size) -> None:
+        if self._held:
+            return  # release() looks at the size the hold began with
         box = self.container_size
         if (old.height > box.height) != (new.height > box.height) or (old.width > box.width) != (new.width > box.width):
             self.refresh(layout=True)  # a scrollbar comes or goes
         else:
             self._scroll_update(new)
             self.refresh()
+
+    def _on_focus(self, event: events.Focus) -> None:
+        event.prevent_default()  # Widget's own handler: the same, and a repaint (see the module's docstring)
+        self.has_focus = True
+        if self.parent is not None:
+            self.parent.post_message(events.DescendantFocus(self))
+
+    def _on_blur(self, event: events.Blur) -> None:
+        event.prevent_default()
+        self.has_focus = False
+        if self.parent is not None:
+            self.parent.post_message(events.DescendantBlur(self))
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

@@ -8,10 +8,13 @@ of the event loop (a writer task that yields between slices), and batches that
 come within WRITE_GAP of the last write are gathered into the next: RichLog's cost
 grows with the lines of a write (a flood's batch of 5,000 took 300 ms of the
 UI thread in one piece, and a key pressed meanwhile waited for all of it), so
-a key now waits for one slice at most.  New lines not yet written are bounded
-(UNSEEN while following): under a flood the oldest of them, which would
-scroll away unseen, are left out of the log (the pane's buffer keeps them,
-and a filter's re-render writes them).
+a key now waits for one slice at most.  The log is painted once per round of
+slices, after its last (FollowLog.hold): a paint repaints every line of a
+followed log, and a frame could come between any two slices (up to four paints
+for a flood's round, fifty for a filter's rewrite of every kept line).  New
+lines not yet written are bounded (UNSEEN while following): under a flood the
+oldest of them, which would scroll away unseen, are left out of the log (the
+pane's buffer keeps them, and a filter's re-render writes them).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import Input, RichLog
+from textual.widgets import Input
 
 from nsdash.system.text import escape
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.steady import set_titles
 
 KEEP = JOURNAL_KEEP
 WRITE_SLICE = 100  # lines per RichLog write, one write per turn of the event loop (about 10 ms)
@@ -167,14 +171,17 @@ class JournalPane(Vertical):
         if not self.query(FollowLog):
             return
         log = self.query_one(FollowLog)
+        log.hold()  # the old lines stay shown until the new ones are all written (no empty frame)
         log.clear()
         self._unwritten.clear()
         if self.note and not self.lines:
             log.write(Text(escape(self.note, newline=True), style=text_style(self, "journal-pane--event")))
         self._write(log, self.lines, scroll_end=False)
         self._end_after = self.following  # once written, scrolled to the end in one step
+        if self._writer is None:  # nothing to write: paint the cleared log now
+            log.release()
 
-    def _write(self, log: RichLog, lines: Iterable[JournalLine], scroll_end: bool | None) -> None:
+    def _write(self, log: FollowLog, lines: Iterable[JournalLine], scroll_end: bool | None) -> None:
         """Queue the admitted LINES for the writer task, which writes them WRITE_SLICE at a time."""
         f = self.filter
         self._unwritten.extend(line for line in lines if f.admits(line))
@@ -188,30 +195,42 @@ class JournalPane(Vertical):
             self._written.clear()
             self._writer = asyncio.create_task(self._write_slices(log))
 
-    async def _write_slices(self, log: RichLog) -> None:
-        """Write the queued lines, a slice per write and a turn of the event loop between writes
-        (so keys and frames go between them).  Each write is one RichLog write: its cost is per
-        write (measure, render, scroll) and per line, ~0.8 ms a write when written line by line."""
+    async def _write_slices(self, log: FollowLog) -> None:
+        """Write the queued lines in rounds, at most one round per WRITE_GAP (a flood's batches
+        are gathered, so the log is written and painted about 1/WRITE_GAP times a second, not
+        per batch); a re-render's round starts at once."""
         try:
-            # Under a flood a batch arrives with every poll: gather them, so the log is written
-            # (and the screen painted for it) about 1/WRITE_GAP times a second, not per batch.
-            wait = self._last_write + WRITE_GAP - time.monotonic()
-            if wait > 0 and not self._end_after:
-                await asyncio.sleep(wait)
             while self._unwritten and self.is_attached:
-                n = min(WRITE_SLICE, len(self._unwritten))
-                texts = [self._styled(self._unwritten.popleft()) for _ in range(n)]
-                log.write(Text("\n").join(texts), scroll_end=self._scroll_end)
-                self.writes += 1
-                self._last_write = time.monotonic()
-                await asyncio.sleep(0)
-            if self._end_after and self.following and self.is_attached:
-                log.scroll_end(animate=False)
+                wait = self._last_write + WRITE_GAP - time.monotonic()
+                if wait > 0 and not self._end_after:
+                    await asyncio.sleep(wait)
+                await self._write_round(log)
         finally:
+            log.release()
             self._end_after = False
             self._writer = None
             self._unwritten.clear()
             self._written.set()
+
+    async def _write_round(self, log: FollowLog) -> None:
+        """Write the lines queued now, a slice per write and a turn of the event loop between
+        writes (so keys and frames go between them), the log painted once, after the last.
+        A write's cost is per write (measure, render, scroll) and per line, ~0.8 ms a write
+        when written line by line; a paint repaints every line of the log (it scrolls)."""
+        log.hold()
+        left = len(self._unwritten)  # lines queued during the round wait for the next
+        while left > 0 and self._unwritten and self.is_attached:
+            n = min(WRITE_SLICE, left, len(self._unwritten))
+            texts = [self._styled(self._unwritten.popleft()) for _ in range(n)]
+            log.write(Text("\n").join(texts), scroll_end=self._scroll_end)
+            left -= n
+            self.writes += 1
+            self._last_write = time.monotonic()
+            await asyncio.sleep(0)
+        log.release()
+        if self._end_after and not self._unwritten and self.following and self.is_attached:
+            # after the next layout: one that shows a scrollbar (a wide line) changes the end
+            log.scroll_end(animate=False)
 
     def _styled(self, line: JournalLine) -> Text:
         if line.event:
@@ -230,8 +249,8 @@ class JournalPane(Vertical):
         who = ", ".join(self.machines) if self.machines else "no machine"
         state = "following" if self.following else "paused (end: follow)"
         extra = self.filter.describe()
-        self.border_title = Text(f"Journal: {escape(who)}")  # Text: never read as markup
-        self.border_subtitle = Text(f"{escape(extra)}  {state}" if extra else state)
+        # Text: never read as markup; set only when it reads otherwise (a batch of lines keeps it)
+        set_titles(self, Text(f"Journal: {escape(who)}"), Text(f"{escape(extra)}  {state}" if extra else state))
 
     # ------------------------------------------------------------ actions
 

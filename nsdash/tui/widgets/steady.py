@@ -15,16 +15,36 @@ size, and Textual's virtual_size asks for a layout itself when it is computed
 anew (the line count, the widest line).  So inside `changing_rows()` those
 requests are repaints: a process coming or going in an open cgroup, a cgroup
 replaced by another, no longer repaint the whole screen.
+
+`set_titles` is the same rule for a border's titles: Textual repaints every
+line of a widget when either is set, equal or not, and the journal and trace
+panes set them with each batch of lines (several a second under a flood).
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from typing import Self
 
+from rich.text import Text
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
+from textual.widget import Widget
+
+_titles: weakref.WeakKeyDictionary[Widget, tuple[Text, Text]] = weakref.WeakKeyDictionary()
+
+
+def set_titles(widget: Widget, title: Text, subtitle: Text) -> bool:
+    """Give WIDGET's border TITLE and SUBTITLE (Text: never read as markup) unless it shows
+    them already; True if it did (and so repaints)."""
+    if _titles.get(widget) == (title, subtitle):
+        return False
+    _titles[widget] = (title, subtitle)
+    widget.border_title = title
+    widget.border_subtitle = subtitle
+    return True
 
 
 class SteadyScrollbars(ScrollView):

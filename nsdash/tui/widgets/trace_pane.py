@@ -22,6 +22,7 @@ from textual.widgets import Input
 from nsdash.inside.debugging.strace import Line
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.steady import set_titles
 
 KEEP = 5000
 
@@ -136,7 +137,6 @@ class TracePane(Vertical):
 
     def _retitle(self) -> None:
         # Text, not markup: titles name units and processes the guest named.
-        self.border_title = Text(self.title)
         parts = [f"-e {self.expression}"] if self.expression else []
         if self.search:
             parts.append(f"/{self.search}")
@@ -147,7 +147,7 @@ class TracePane(Vertical):
         else:
             parts.append("following")
         parts.append(self.state)
-        self.border_subtitle = Text("  ".join(parts))
+        set_titles(self, Text(self.title), Text("  ".join(parts)))  # only when it reads otherwise
 
     # ------------------------------------------------------------ actions
 

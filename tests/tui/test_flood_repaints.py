@@ -1,0 +1,118 @@
+"""Under a flood every repaint costs the UI thread: what a batch of lines or a focus move
+must not repaint (issue 15: keys within 100 ms while a machine floods).
+
+Not timed: these count the lines Textual asks each widget to paint (its render_line
+calls), in the machine screen at the bench's terminal size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tuikit import machine_screen, sample_app, wait_for
+
+from nsdash.tui import sample_data as sd
+from nsdash.tui.messages import JournalLine
+from nsdash.tui.widgets.console_pane import ConsolePane
+from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
+
+SIZE = (160, 48)
+
+
+def count_painted_lines(monkeypatch, *classes: type) -> Counter[str]:
+    """Lines painted from now on, by widget class (each render_line call is one line)."""
+    painted: Counter[str] = Counter()
+    for cls in classes:
+        real = cls.render_line
+
+        def counted(self, y, real=real, name=cls.__name__):
+            painted[name] += 1
+            return real(self, y)
+
+        monkeypatch.setattr(cls, "render_line", counted)
+    return painted
+
+
+def ticks(n: int) -> tuple[JournalLine, ...]:
+    """N notices (p's first step keeps them)."""
+    return tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 5, "flood", None, f"tick {i}") for i in range(n))
+
+
+async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypatch):
+    """Textual repaints every line of a widget whose border title is set, even to the same
+    text; the journal pane set its titles with each batch (several a second under a flood)."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        await pane.written()
+        await pilot.pause()
+        painted = count_painted_lines(monkeypatch, JournalPane, FollowLog)
+        pane.show(("demo-debian",), ticks(30), reset=False)
+        await pane.written()
+        await pilot.pause()
+        assert painted["FollowLog"] > 0  # the new lines were painted ...
+        assert painted["JournalPane"] == 0  # ... and the pane's own lines (border and all) were not
+        pane.action_cycle_priority()  # a new filter is a new subtitle: that does repaint the pane
+        await pane.written()
+        await pilot.pause()
+        assert painted["JournalPane"] > 0 and "≤notice" in str(pane.border_subtitle)
+
+
+async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_the_log(monkeypatch):
+    """Tab (to the console) and ctrl+] (back) change the panes' borders and the footer: the
+    journal's log does not change and is not painted again (RichLog's focus tint, a title
+    colour that repainted the pane's children, Widget.focus() and Textual's own focus
+    handler each painted all of it)."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        journal = screen.query_one(JournalPane)
+        console = screen.query_one(ConsolePane)
+        screen.set_focus(screen.query_one(FollowLog))
+        await journal.written()
+        await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
+        await pilot.pause()
+        painted = count_painted_lines(monkeypatch, FollowLog, ConsolePane)
+        for key, focused in (("tab", console), ("ctrl+right_square_bracket", journal)) * 2:
+            await pilot.press(key)
+            await wait_for(pilot, lambda p=focused: p.has_pseudo_class("focus") or p.has_pseudo_class("focus-within"),
+                           5, key)
+            await pilot.pause()
+        assert painted["ConsolePane"] > 0  # its border changed colour: the moves were painted ...
+        assert painted["FollowLog"] == 0  # ... and the log's lines never
+
+
+async def test_a_round_of_slices_paints_the_log_once_after_its_last_slice():
+    """A flood's round (UNSEEN lines, UNSEEN // WRITE_SLICE writes) and p's rewrite of every
+    kept line (KEEP // WRITE_SLICE writes) each ask for one paint of the log, after the last
+    write: a frame between two slices would repaint every line of the followed log."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        log = screen.query_one(FollowLog)
+        await pane.written()
+        await pilot.pause()
+        repaints_at_write: list[int] = []
+        real_write = log.write
+
+        def write(content, *a, **kw):
+            repaints_at_write.append(log.repaints)
+            return real_write(content, *a, **kw)
+
+        log.write = write
+
+        for start in (lambda: pane.show(("demo-debian",), ticks(UNSEEN), reset=False),
+                      lambda: pane.show(("demo-debian",), ticks(KEEP), reset=False),
+                      pane.action_cycle_priority):
+            repaints_at_write.clear()
+            before = log.repaints
+            start()
+            await pane.written()
+            assert len(repaints_at_write) >= UNSEEN // WRITE_SLICE  # written in slices ...
+            assert set(repaints_at_write) == {before}  # ... with no paint asked between them ...
+            assert log.repaints > before  # ... and the log painted after the last
+            await pilot.pause()  # and the layout that paint may ask for (a scrollbar shown) is done
+        assert pane.visible_text()[-1].endswith(f"flood: tick {KEEP - 1}") and log.scroll_y == log.max_scroll_y
