@@ -123,3 +123,43 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
         readers.close()
         if lock >= 0:
             os.close(lock)
+
+
+async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):
+    """No class changes between compose and the first frame: the screen is born with its
+    breakpoint class and the journal pane born following.  Each such change restyled the
+    subtree again (Textual's update_node_styles); the screen's resume and the focus still do."""
+    from textual.dom import DOMNode
+
+    from nsdash.tui.screens.dashboard import DashboardScreen
+    from nsdash.tui.widgets.journal_pane import JournalPane
+
+    restyled: list[str] = []
+    original = DOMNode.update_node_styles
+
+    def spy(self, animate: bool = True) -> None:
+        if isinstance(self, DashboardScreen | JournalPane):
+            restyled.append(type(self).__name__)
+        original(self, animate)
+
+    monkeypatch.setattr(DOMNode, "update_node_styles", spy)
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen) and screen.has_class("-wide")
+        assert screen.query_one(JournalPane).has_class("-following")
+    # Textual's ScreenResume restyles the screen once; nothing restyled the journal pane.
+    assert restyled == ["DashboardScreen"], restyled
+
+
+async def test_a_narrow_terminal_gives_a_narrow_screen_from_the_start():
+    from nsdash.tui.screens.panels import breakpoint_class
+
+    app = sample_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("-narrow") and not app.screen.has_class("-wide")
+    assert breakpoint_class(109, app.HORIZONTAL_BREAKPOINTS) == "-narrow"
+    assert breakpoint_class(110, app.HORIZONTAL_BREAKPOINTS) == "-wide"
+    assert breakpoint_class(5, [(10, "-x")]) is None
