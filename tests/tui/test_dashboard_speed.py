@@ -163,3 +163,53 @@ async def test_a_narrow_terminal_gives_a_narrow_screen_from_the_start():
     assert breakpoint_class(109, app.HORIZONTAL_BREAKPOINTS) == "-narrow"
     assert breakpoint_class(110, app.HORIZONTAL_BREAKPOINTS) == "-wide"
     assert breakpoint_class(5, [(10, "-x")]) is None
+
+
+async def test_an_idle_second_repaints_nothing(monkeypatch):
+    """At rest (the same figures again, a new tree object every other refresh, the same status)
+    a refresh asks no widget to repaint and the compositor renders nothing.  Until the machine
+    list's CPU sparklines are full (SPARK_WIDTH samples) each refresh moves them: that repaints
+    their rows, and only those."""
+    from dataclasses import replace
+
+    from textual._compositor import Compositor
+    from textual.widget import Widget
+
+    from nsdash.tui.widgets.machine_list import SPARK_WIDTH
+
+    asked: list[str] = []
+    renders: list[int] = []
+    refresh, render_update = Widget.refresh, Compositor.render_update
+
+    def spy_refresh(self, *regions, **kw):
+        asked.append(type(self).__name__)
+        return refresh(self, *regions, **kw)
+
+    def spy_render(self, *a, **kw):
+        update = render_update(self, *a, **kw)
+        if update is not None:
+            renders.append(1)
+        return update
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        base = app.snapshot
+
+        async def refresh_once(i: int) -> None:
+            # Every other refresh the poller walks the tree again: an equal tree, a new object.
+            tree = _with_pids(base.tree, "/", base.tree.pids) if i % 2 else base.tree
+            app.post_message(SnapshotReady(replace(base, timestamp=base.timestamp + i, tree=tree)))
+            await pilot.pause()
+            await pilot.pause()
+
+        monkeypatch.setattr(Widget, "refresh", spy_refresh)
+        await refresh_once(1)
+        assert set(asked) == {"MachineList"}, asked  # the sparklines move on
+        for i in range(2, SPARK_WIDTH + 2):
+            await refresh_once(i)
+        monkeypatch.setattr(Compositor, "render_update", spy_render)
+        asked.clear()
+        for i in range(SPARK_WIDTH + 2, SPARK_WIDTH + 6):
+            await refresh_once(i)
+        assert asked == [] and renders == []
