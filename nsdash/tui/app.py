@@ -166,8 +166,12 @@ class NsdashApp(App):
 
     # ------------------------------------------------------------ lifecycle
 
+    def get_default_screen(self) -> DashboardScreen:
+        # The dashboard is the bottom of the stack itself, not pushed over Textual's empty default
+        # screen: one screen fewer to compose, style and lay out before the first frame (issue 16).
+        return DashboardScreen()
+
     def on_mount(self) -> None:
-        self.push_screen(DashboardScreen())
         # The first snapshot's frame releases the collector (gcpause); this, if none comes.
         self.set_timer(GC_HELD_AT_MOST, gcpause.release)
         if not self.poll:
