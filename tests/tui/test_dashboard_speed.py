@@ -148,6 +148,7 @@ async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkey
         await feed_sample(app, pilot, steps=1)
         screen = app.screen
         assert isinstance(screen, DashboardScreen) and screen.has_class("-wide")
+        assert app.screen_stack == [screen]  # the default screen itself: none under it to lay out
         assert screen.query_one(JournalPane).has_class("-following")
     # Textual's ScreenResume restyles the screen once; nothing restyled the journal pane.
     assert restyled == ["DashboardScreen"], restyled
