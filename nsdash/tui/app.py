@@ -209,6 +209,11 @@ class NsdashApp(App):
         if gcpause.held():
             self.call_after_refresh(gcpause.release)  # the first full frame is painted by then
 
+    def show_snapshot(self) -> None:
+        """Show the last snapshot on the screen on top (a screen that just mounted asks: the
+        first snapshot often comes before the dashboard's panels are composed)."""
+        self._apply()
+
     def _apply(self) -> None:
         screen = self.screen
         if isinstance(screen, DashboardScreen | MachineScreen):

@@ -214,3 +214,29 @@ async def test_an_idle_second_repaints_nothing(monkeypatch):
         for i in range(SPARK_WIDTH + 2, SPARK_WIDTH + 6):
             await refresh_once(i)
         assert asked == [] and renders == []
+
+
+async def test_a_snapshot_that_came_before_the_panels_is_in_the_first_frame(monkeypatch):
+    """The poller's first snapshot often reaches the app before the dashboard's panels are
+    composed (its apply then finds no panel).  The dashboard shows it as it mounts, so the
+    first frame painted is a full one, not the empty panels painted again and again until
+    Textual's ScreenResume."""
+    from textual._compositor import Compositor
+
+    from nsdash.tui.widgets.machine_list import MachineList
+
+    rows_at_render: list[int] = []
+    render_update = Compositor.render_update
+
+    def spy(self, *a, **kw):
+        rows_at_render.append(app.screen.query_one(MachineList).row_count)
+        return render_update(self, *a, **kw)
+
+    monkeypatch.setattr(Compositor, "render_update", spy)
+    app = sample_app()
+    app.snapshot = sd.snapshot(1)  # taken in before the screen exists (on_snapshot_ready: NoMatches)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        # Rows shown from the screen's on_mount still tell the app which machine is selected.
+        assert app.selected == sd.MACHINES[0].name
+    assert rows_at_render and rows_at_render[0] == len(sd.MACHINES), rows_at_render
