@@ -107,23 +107,32 @@ def thread_cpu(name: str) -> float:
 WINDOWS = 4  # the at-rest time is measured in this many equal windows: their spread is the row's
 
 
-async def at_rest(seconds: float) -> tuple[float, float, float, tuple[float, float]]:
+async def at_rest(seconds: float, settled_at: float | None = None) -> list[tuple[float, float, float, tuple[float, float]]]:
     """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread,
-    and the least and most of the whole process over WINDOWS windows."""
+    and the least and most of the whole process over WINDOWS windows.  With SETTLED_AT
+    (a time.monotonic() value), measured once more from then on: the same figures again."""
     from nsdash.tui.app import NsdashApp
 
     app = NsdashApp(interval=1.0)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause(3)  # start-up and the first refreshes are not "rest"
-        c0, u0, p0, w0 = cpu_now(), time.thread_time(), thread_cpu("nsdash-poller"), time.perf_counter()
-        windows = []
-        for _ in range(WINDOWS):
-            c, w = cpu_now(), time.perf_counter()
-            await pilot.pause(seconds / WINDOWS)
-            windows.append((cpu_now() - c) / (time.perf_counter() - w) * 100)
-        wall = time.perf_counter() - w0
-        return ((cpu_now() - c0) / wall * 100, (time.thread_time() - u0) / wall * 100,
-                (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)))
+        out = [await _rest_windows(pilot, seconds)]
+        if settled_at is not None:
+            await pilot.pause(max(0.0, settled_at - time.monotonic()))
+            out.append(await _rest_windows(pilot, seconds))
+        return out
+
+
+async def _rest_windows(pilot, seconds: float) -> tuple[float, float, float, tuple[float, float]]:
+    c0, u0, p0, w0 = cpu_now(), time.thread_time(), thread_cpu("nsdash-poller"), time.perf_counter()
+    windows = []
+    for _ in range(WINDOWS):
+        c, w = cpu_now(), time.perf_counter()
+        await pilot.pause(seconds / WINDOWS)
+        windows.append((cpu_now() - c) / (time.perf_counter() - w) * 100)
+    wall = time.perf_counter() - w0
+    return ((cpu_now() - c0) / wall * 100, (time.thread_time() - u0) / wall * 100,
+            (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)))
 
 
 def start_machines(k: int, names: list[str]) -> None:
@@ -161,6 +170,9 @@ def main() -> int:
     ap.add_argument("--refreshes", type=int, default=10)
     ap.add_argument("--rest-machines", type=int, default=20)
     ap.add_argument("--rest-seconds", type=float, default=30.0)
+    ap.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                    help="part 2 measures again once the machines are SECONDS old (e.g. 70: past their "
+                         "first minute, full sparklines), and the RSS then")
     ap.add_argument("--only", choices=("load", "rest", "first", "flood"),
                     help="run only part 1 (load), part 2 (rest), part 3 (first frame) or part 4 (journal flood)")
     ap.add_argument("--flood-rate", type=int, default=2000, help="part 4: journal lines a second (default 2000)")
@@ -402,13 +414,28 @@ def rest(args, report: Report) -> None:
     names: list[str] = []
     try:
         start_machines(args.rest_machines, names)
+        booted = time.monotonic()
         load_before = os.getloadavg()[0]
-        pct, ui, poller, spread = asyncio.run(at_rest(args.rest_seconds))
+        settled_at = booted + args.settle if args.settle else None
+        measured = asyncio.run(at_rest(args.rest_seconds, settled_at))
+        pct, ui, poller, spread = measured[0]
         print(f"at rest, {len(names)} machines, 1 s refresh: {pct:.1f}% of one core "
               f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after)")
         report.row(f"dashboard at rest, {len(names)} machines (headless), % of a core", pct, "goal", 1.0, "%",
                    spread=spread, note=f"UI {ui:.1f}%, poller {poller:.1f}%; spread over {WINDOWS} windows")
+        if settled_at is not None:
+            # Machines booted seconds ago change every row every second (the uptime counts seconds
+            # in a machine's first minute, the CPU sparkline fills): settled, they change little.
+            pct, ui, poller, spread = measured[1]
+            rss = rss_mib()
+            print(f"at rest, the {len(names)} machines {args.settle:g} s old: {pct:.1f}% of one core "
+                  f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load {os.getloadavg()[0]:.2f}); "
+                  f"{rss:.0f} MiB resident (headless app and bench)")
+            report.row(f"dashboard at rest, {len(names)} machines {args.settle:g} s old (headless), % of a core",
+                       pct, "goal", 1.0, "%", spread=spread,
+                       note=f"UI {ui:.1f}%, poller {poller:.1f}%; spread over {WINDOWS} windows")
+            report.row(f"dashboard RSS, {len(names)} machines {args.settle:g} s old (headless)", rss, "-", None, "MiB")
         if args.terminal:
             pct, rss, age, spread = in_tmux(args.rest_seconds)
             print(f"at rest in tmux (160x50, real terminal output), {len(names)} machines: {pct:.1f}% of one core "

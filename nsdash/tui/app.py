@@ -167,8 +167,12 @@ class NsdashApp(App):
 
     # ------------------------------------------------------------ lifecycle
 
+    def get_default_screen(self) -> DashboardScreen:
+        # The dashboard is the bottom of the stack itself, not pushed over Textual's empty default
+        # screen: one screen fewer to compose, style and lay out before the first frame (issue 16).
+        return DashboardScreen()
+
     def on_mount(self) -> None:
-        self.push_screen(DashboardScreen())
         # The first snapshot's frame releases the collector (gcpause); this, if none comes.
         self.set_timer(GC_HELD_AT_MOST, gcpause.release)
         if not self.poll:
@@ -205,6 +209,11 @@ class NsdashApp(App):
         self._apply()
         if gcpause.held():
             self.call_after_refresh(gcpause.release)  # the first full frame is painted by then
+
+    def show_snapshot(self) -> None:
+        """Show the last snapshot on the screen on top (a screen that just mounted asks: the
+        first snapshot often comes before the dashboard's panels are composed)."""
+        self._apply()
 
     def _apply(self) -> None:
         if not self.screen_stack:

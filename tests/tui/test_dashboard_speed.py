@@ -123,3 +123,120 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
         readers.close()
         if lock >= 0:
             os.close(lock)
+
+
+async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):
+    """No class changes between compose and the first frame: the screen is born with its
+    breakpoint class and the journal pane born following.  Each such change restyled the
+    subtree again (Textual's update_node_styles); the screen's resume and the focus still do."""
+    from textual.dom import DOMNode
+
+    from nsdash.tui.screens.dashboard import DashboardScreen
+    from nsdash.tui.widgets.journal_pane import JournalPane
+
+    restyled: list[str] = []
+    original = DOMNode.update_node_styles
+
+    def spy(self, animate: bool = True) -> None:
+        if isinstance(self, DashboardScreen | JournalPane):
+            restyled.append(type(self).__name__)
+        original(self, animate)
+
+    monkeypatch.setattr(DOMNode, "update_node_styles", spy)
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen) and screen.has_class("-wide")
+        assert app.screen_stack == [screen]  # the default screen itself: none under it to lay out
+        assert screen.query_one(JournalPane).has_class("-following")
+    # Textual's ScreenResume restyles the screen once; nothing restyled the journal pane.
+    assert restyled == ["DashboardScreen"], restyled
+
+
+async def test_a_narrow_terminal_gives_a_narrow_screen_from_the_start():
+    from nsdash.tui.screens.panels import breakpoint_class
+
+    app = sample_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("-narrow") and not app.screen.has_class("-wide")
+    assert breakpoint_class(109, app.HORIZONTAL_BREAKPOINTS) == "-narrow"
+    assert breakpoint_class(110, app.HORIZONTAL_BREAKPOINTS) == "-wide"
+    assert breakpoint_class(5, [(10, "-x")]) is None
+
+
+async def test_an_idle_second_repaints_nothing(monkeypatch):
+    """At rest (the same figures again, a new tree object every other refresh, the same status)
+    a refresh asks no widget to repaint and the compositor renders nothing.  Until the machine
+    list's CPU sparklines are full (SPARK_WIDTH samples) each refresh moves them: that repaints
+    their rows, and only those."""
+    from dataclasses import replace
+
+    from textual._compositor import Compositor
+    from textual.widget import Widget
+
+    from nsdash.tui.widgets.machine_list import SPARK_WIDTH
+
+    asked: list[str] = []
+    renders: list[int] = []
+    refresh, render_update = Widget.refresh, Compositor.render_update
+
+    def spy_refresh(self, *regions, **kw):
+        asked.append(type(self).__name__)
+        return refresh(self, *regions, **kw)
+
+    def spy_render(self, *a, **kw):
+        update = render_update(self, *a, **kw)
+        if update is not None:
+            renders.append(1)
+        return update
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        base = app.snapshot
+
+        async def refresh_once(i: int) -> None:
+            # Every other refresh the poller walks the tree again: an equal tree, a new object.
+            tree = _with_pids(base.tree, "/", base.tree.pids) if i % 2 else base.tree
+            app.post_message(SnapshotReady(replace(base, timestamp=base.timestamp + i, tree=tree)))
+            await pilot.pause()
+            await pilot.pause()
+
+        monkeypatch.setattr(Widget, "refresh", spy_refresh)
+        await refresh_once(1)
+        assert set(asked) == {"MachineList"}, asked  # the sparklines move on
+        for i in range(2, SPARK_WIDTH + 2):
+            await refresh_once(i)
+        monkeypatch.setattr(Compositor, "render_update", spy_render)
+        asked.clear()
+        for i in range(SPARK_WIDTH + 2, SPARK_WIDTH + 6):
+            await refresh_once(i)
+        assert asked == [] and renders == []
+
+
+async def test_a_snapshot_that_came_before_the_panels_is_in_the_first_frame(monkeypatch):
+    """The poller's first snapshot often reaches the app before the dashboard's panels are
+    composed (its apply then finds no panel).  The dashboard shows it as it mounts, so the
+    first frame painted is a full one, not the empty panels painted again and again until
+    Textual's ScreenResume."""
+    from textual._compositor import Compositor
+
+    from nsdash.tui.widgets.machine_list import MachineList
+
+    rows_at_render: list[int] = []
+    render_update = Compositor.render_update
+
+    def spy(self, *a, **kw):
+        rows_at_render.append(app.screen.query_one(MachineList).row_count)
+        return render_update(self, *a, **kw)
+
+    monkeypatch.setattr(Compositor, "render_update", spy)
+    app = sample_app()
+    app.snapshot = sd.snapshot(1)  # taken in before the screen exists (on_snapshot_ready: NoMatches)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        # Rows shown from the screen's on_mount still tell the app which machine is selected.
+        assert app.selected == sd.MACHINES[0].name
+    assert rows_at_render and rows_at_render[0] == len(sd.MACHINES), rows_at_render

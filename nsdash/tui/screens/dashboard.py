@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -19,6 +21,9 @@ from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.key_footer import KeyFooter
 from nsdash.tui.widgets.machine_list import MachineList
+
+if TYPE_CHECKING:
+    from nsdash.tui.app import NsdashApp
 
 
 class StatusLine(Static):
@@ -71,6 +76,9 @@ class DashboardScreen(PanelScreen):
         self.query_one("#cpu").border_title = "CPU (cgtop: p t c m i % + - space)"
         self.query_one("#tree").border_title = "Control groups"
         self.query_one(MachineList).focus()
+        # The first snapshot often comes before the panels are composed: shown now, it is in the
+        # first frame painted (waiting for ScreenResume painted the empty panels a few times first).
+        cast("NsdashApp", self.app).show_snapshot()
 
     def on_screen_resume(self) -> None:
         self.post_message(self.Resumed())

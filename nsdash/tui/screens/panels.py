@@ -18,6 +18,11 @@ def resized(share: float, step: float) -> float:
     return max(SMALLEST, min(LARGEST, share + step))
 
 
+def breakpoint_class(width: int, breakpoints: list[tuple[int, str]]) -> str | None:
+    """The class Textual's Screen gives a screen WIDTH cells wide: the widest breakpoint it reaches."""
+    return next((name for least, name in sorted(breakpoints, reverse=True) if width >= least), None)
+
+
 class PanelScreen(Screen):
     """A screen of `.panel` widgets.  Subclasses bind the key (`f`) where their footer wants it.
 
@@ -44,6 +49,10 @@ class PanelScreen(Screen):
     ]
 
     def __init__(self, *args, **kw) -> None:
+        # Born with the breakpoint class (-narrow/-wide) of the terminal's width: else the first
+        # Resize adds it and every widget is styled a second time (issue 16: first frame).
+        born = breakpoint_class(self.app.size.width, self.app.HORIZONTAL_BREAKPOINTS or [])
+        kw["classes"] = " ".join(filter(None, (kw.get("classes"), born)))
         super().__init__(*args, **kw)
         self._shares: dict[Widget, dict[str, float]] = {}
 

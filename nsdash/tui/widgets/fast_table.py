@@ -277,7 +277,10 @@ class SelectingTable(FastTable):
         current = self._current()
         if current != self._selected:
             self._selected = current
-            self.post_message(self.Selected(current))
+            # Sent by the table itself, whoever changed its rows: a Selected made while the screen
+            # was the running pump (rows shown from its on_mount) would stop at the screen, as
+            # Textual stops a message at its sender on the way up, and never reach the app.
+            self.post_message(self.Selected(current).set_sender(self))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()

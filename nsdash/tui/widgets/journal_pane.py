@@ -101,6 +101,9 @@ class JournalPane(Vertical):
     filter: reactive[JournalFilter] = reactive(JournalFilter, always_update=True)
 
     def __init__(self, **kw) -> None:
+        # Born following (the reactive's default): watch_following's set_class at mount then changes
+        # nothing, where adding the class restyled the pane, its log and its input (issue 16).
+        kw["classes"] = " ".join(filter(None, (kw.get("classes"), "-following")))
         super().__init__(**kw)
         self.lines: deque[JournalLine] = deque(maxlen=KEEP)
         self.machines: tuple[str, ...] = ()
