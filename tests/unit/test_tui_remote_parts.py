@@ -113,6 +113,7 @@ def test_limits_are_read_where_the_machine_is():
     assert limits_cgroup(local) == "/machine.slice/bb"
     assert limits_cgroup(far) == ""  # its host's: the path means nothing here
     assert limits_cgroup(MachineInfo(name="far1/bb", host="far1", state="unreachable")) is None
+    assert limits_cgroup(MachineInfo(name="far1/sd", host="far1", state="degraded")) == ""  # a systemd guest
     assert limits_cgroup(MachineInfo(name="bb", state="running")) is None
     assert limits_cgroup(None) is None
 

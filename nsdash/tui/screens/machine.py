@@ -197,8 +197,8 @@ def limits_cgroup(info: MachineInfo | None) -> str | None:
     machine (-H: its cgroup path means nothing here, its host reads and sets them); None: nowhere."""
     if info is None:
         return None
-    if info.host is not None:
-        return "" if info.state == "running" else None
+    if info.host is not None:  # (running, degraded, starting...: its host answers, or says why not)
+        return "" if info.state != "unreachable" else None
     return info.cgroup or None
 
 
