@@ -7,6 +7,7 @@ processes or cgroup.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from nsdash.inside.debugging.pids import MachineProcesses
+from nsdash.inside.debugging.strace import StraceRun
 from nsdash.inside.target import resolve
+from nsdash.monitor.sampler import raise_nofile_limit
 from tests.conftest import NSDASH, REPO, TAG, run_nsdash, teardown_machine, wait_for
 
 LOOP = "while :; do cat /etc/hostname >/dev/null; sleep 0.1; done"
@@ -61,6 +64,24 @@ def tracers_of(name: str) -> list[str]:
 
 def assert_nothing_left(name: str) -> None:
     wait_for(lambda: not tracers_of(name), timeout=10, what=f"the tracers of {name} to go")
+
+
+@contextlib.contextmanager
+def descriptors_past_fd_setsize() -> Iterator[None]:
+    """Hold descriptors until the next one this process opens is numbered past select()'s FD_SETSIZE
+    (1024), as in a dashboard on a busy host: it keeps a counter file open per cgroup."""
+    raise_nofile_limit()  # what the dashboard's sampler does
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        probe = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        os.close(probe)
+        assert probe >= 1024, probe  # what is opened next (strace's pipes) is past FD_SETSIZE
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def start_busybox(tree: Path, name: str, *command: str, extra: tuple[str, ...] = ()) -> None:
@@ -146,6 +167,22 @@ def test_strace_sees_openat_of_a_busybox_machine_with_its_pids(looping):
     assert "tracing PID 1 (sh, host PID" in err
     assert_nothing_left(looping)
     assert resolve(looping).alive()  # detaching left the traced shell running
+
+
+def test_strace_is_read_through_descriptors_past_select_s_limit(looping):
+    # The dashboard traces from a process holding a descriptor per cgroup counter: strace's pipes
+    # were past FD_SETSIZE there, select() refused them and the trace pane stayed empty.
+    procs = MachineProcesses(resolve(looping))
+    host_pids, _ = procs.select(None)
+    lines: list[str] = []
+    with descriptors_past_fd_setsize(), StraceRun(procs, host_pids, ["-e", "trace=openat"]) as run:
+        deadline = time.monotonic() + 60
+        while not any(map(hostname_opened, lines)) and time.monotonic() < deadline and not run.finished:
+            lines += [line.text for line in run.poll(0.5)]
+        tail = run.close()
+    assert any(map(hostname_opened, lines)), lines[-20:]
+    assert any("detached" in line.text for line in tail), tail  # the end is read too: strace let go
+    assert_nothing_left(looping)
 
 
 def test_a_filtered_trace_still_names_short_lived_children_and_shows_only_what_was_asked(looping):
