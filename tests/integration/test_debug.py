@@ -90,29 +90,37 @@ def start_busybox(tree: Path, name: str, *command: str, extra: tuple[str, ...] =
 
 
 def trace_until(args: list[str], seen, timeout: float = 60) -> tuple[list[str], str, int]:
-    """Run `nsdash trace ARGS` until SEEN(lines so far) holds, then Ctrl-C it (SIGINT) and collect all."""
-    p = subprocess.Popen([*NSDASH, "trace", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         cwd=REPO)
+    """Run `nsdash trace ARGS` until SEEN(lines so far) holds, then Ctrl-C it (SIGINT) and collect all.
+
+    Its output is read from the pipe as it comes, every whole line of each read: a buffered
+    readline() takes one line per wake-up and leaves the rest unseen in its buffer, so under
+    load (many lines per read) what was shown fell further and further behind.
+    """
+    p = subprocess.Popen([*NSDASH, "trace", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     lines: list[str] = []
+    partial = b""
     try:
-        assert p.stdout is not None
+        assert p.stdout is not None and p.stderr is not None
+        fd = p.stdout.fileno()
         with selectors.DefaultSelector() as sel:
-            sel.register(p.stdout, selectors.EVENT_READ)
+            sel.register(fd, selectors.EVENT_READ)
             deadline = time.monotonic() + timeout
             while not seen(lines):
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"trace never showed the line; got {lines[-20:]}"
                 if sel.select(remaining):
-                    line = p.stdout.readline()
-                    assert line, f"trace ended early: {p.stderr.read() if p.stderr else ''}"
-                    lines.append(line.rstrip("\n"))
+                    chunk = os.read(fd, 65536)
+                    assert chunk, f"trace ended early: {p.stderr.read().decode(errors='replace')}"
+                    *whole, partial = (partial + chunk).split(b"\n")
+                    lines += [line.decode(errors="replace") for line in whole]
         p.send_signal(signal.SIGINT)
         rest, err = p.communicate(timeout=30)
     except BaseException:
         p.kill()
         p.communicate()
         raise
-    return lines + rest.splitlines(), err, p.returncode
+    return (lines + (partial + rest).decode(errors="replace").splitlines(), err.decode(errors="replace"),
+            p.returncode)
 
 
 def forked_openers(lines: list[str], parent: int) -> set[int]:
