@@ -7,6 +7,7 @@ processes or cgroup.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from nsdash.inside.debugging.pids import MachineProcesses
+from nsdash.inside.debugging.strace import StraceRun
 from nsdash.inside.target import resolve
+from nsdash.monitor.sampler import raise_nofile_limit
 from tests.conftest import NSDASH, REPO, TAG, run_nsdash, teardown_machine, wait_for
 
 LOOP = "while :; do cat /etc/hostname >/dev/null; sleep 0.1; done"
@@ -63,35 +66,61 @@ def assert_nothing_left(name: str) -> None:
     wait_for(lambda: not tracers_of(name), timeout=10, what=f"the tracers of {name} to go")
 
 
+@contextlib.contextmanager
+def descriptors_past_fd_setsize() -> Iterator[None]:
+    """Hold descriptors until the next one this process opens is numbered past select()'s FD_SETSIZE
+    (1024), as in a dashboard on a busy host: it keeps a counter file open per cgroup."""
+    raise_nofile_limit()  # what the dashboard's sampler does
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        probe = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        os.close(probe)
+        assert probe >= 1024, probe  # what is opened next (strace's pipes) is past FD_SETSIZE
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def start_busybox(tree: Path, name: str, *command: str, extra: tuple[str, ...] = ()) -> None:
     r = run_nsdash("spawn", "--detach", *extra, "-M", name, "-D", str(tree), *command)
     assert r.returncode == 0, r.stderr
 
 
 def trace_until(args: list[str], seen, timeout: float = 60) -> tuple[list[str], str, int]:
-    """Run `nsdash trace ARGS` until SEEN(lines so far) holds, then Ctrl-C it (SIGINT) and collect all."""
-    p = subprocess.Popen([*NSDASH, "trace", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         cwd=REPO)
+    """Run `nsdash trace ARGS` until SEEN(lines so far) holds, then Ctrl-C it (SIGINT) and collect all.
+
+    Its output is read from the pipe as it comes, every whole line of each read: a buffered
+    readline() takes one line per wake-up and leaves the rest unseen in its buffer, so under
+    load (many lines per read) what was shown fell further and further behind.
+    """
+    p = subprocess.Popen([*NSDASH, "trace", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     lines: list[str] = []
+    partial = b""
     try:
-        assert p.stdout is not None
+        assert p.stdout is not None and p.stderr is not None
+        fd = p.stdout.fileno()
         with selectors.DefaultSelector() as sel:
-            sel.register(p.stdout, selectors.EVENT_READ)
+            sel.register(fd, selectors.EVENT_READ)
             deadline = time.monotonic() + timeout
             while not seen(lines):
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"trace never showed the line; got {lines[-20:]}"
                 if sel.select(remaining):
-                    line = p.stdout.readline()
-                    assert line, f"trace ended early: {p.stderr.read() if p.stderr else ''}"
-                    lines.append(line.rstrip("\n"))
+                    chunk = os.read(fd, 65536)
+                    assert chunk, f"trace ended early: {p.stderr.read().decode(errors='replace')}"
+                    *whole, partial = (partial + chunk).split(b"\n")
+                    lines += [line.decode(errors="replace") for line in whole]
         p.send_signal(signal.SIGINT)
         rest, err = p.communicate(timeout=30)
     except BaseException:
         p.kill()
         p.communicate()
         raise
-    return lines + rest.splitlines(), err, p.returncode
+    return (lines + (partial + rest).decode(errors="replace").splitlines(), err.decode(errors="replace"),
+            p.returncode)
 
 
 def forked_openers(lines: list[str], parent: int) -> set[int]:
@@ -146,6 +175,22 @@ def test_strace_sees_openat_of_a_busybox_machine_with_its_pids(looping):
     assert "tracing PID 1 (sh, host PID" in err
     assert_nothing_left(looping)
     assert resolve(looping).alive()  # detaching left the traced shell running
+
+
+def test_strace_is_read_through_descriptors_past_select_s_limit(looping):
+    # The dashboard traces from a process holding a descriptor per cgroup counter: strace's pipes
+    # were past FD_SETSIZE there, select() refused them and the trace pane stayed empty.
+    procs = MachineProcesses(resolve(looping))
+    host_pids, _ = procs.select(None)
+    lines: list[str] = []
+    with descriptors_past_fd_setsize(), StraceRun(procs, host_pids, ["-e", "trace=openat"]) as run:
+        deadline = time.monotonic() + 60
+        while not any(map(hostname_opened, lines)) and time.monotonic() < deadline and not run.finished:
+            lines += [line.text for line in run.poll(0.5)]
+        tail = run.close()
+    assert any(map(hostname_opened, lines)), lines[-20:]
+    assert any("detached" in line.text for line in tail), tail  # the end is read too: strace let go
+    assert_nothing_left(looping)
 
 
 def test_a_filtered_trace_still_names_short_lived_children_and_shows_only_what_was_asked(looping):

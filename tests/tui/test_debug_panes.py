@@ -18,7 +18,7 @@ from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
 from tests.conftest import teardown_machine
-from tests.integration.test_debug import LOOP, SPIN, tracers_of
+from tests.integration.test_debug import LOOP, SPIN, descriptors_past_fd_setsize, tracers_of
 
 SIZE = (160, 48)
 
@@ -80,6 +80,52 @@ async def test_the_trace_pane_follows_a_real_machine_and_stops_cleanly(looping):
         await wait_for(pilot, lambda: not isinstance(app.screen, TraceScreen), what="back to the dashboard")
         await wait_for(pilot, screen.done.is_set, what="the strace worker to reap strace")
     assert not tracers_of(looping)
+
+
+@pytest.mark.integration
+async def test_the_trace_pane_shows_lines_in_a_dashboard_holding_many_descriptors(looping):
+    # On a busy host the dashboard holds a counter file per cgroup: strace's pipes were numbered past
+    # select()'s FD_SETSIZE, its worker died on them and the pane said "tracing" over nothing.
+    app = NsdashApp(interval=0.5)
+    with descriptors_past_fd_setsize():
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
+            app.selected = looping
+            await pilot.press("T")
+            await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+            screen = app.screen
+            pane = screen.query_one(TracePane)
+            await wait_for(pilot, lambda: any('"/etc/hostname"' in t for t in pane.visible_text()),
+                           what=lambda: f"the loop's openat in the pane; state {pane.state}")
+            await pilot.press("escape")
+            await wait_for(pilot, screen.done.is_set, what="the strace worker to reap strace")
+    assert not tracers_of(looping)
+
+
+@pytest.mark.integration
+async def test_a_trace_worker_that_fails_says_so_and_still_detaches(looping, monkeypatch):
+    from nsdash.inside.debugging.strace import StraceRun
+
+    def broken(self, timeout=None):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(StraceRun, "poll", broken)  # what no test can make strace do on demand
+    app = NsdashApp(interval=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
+        app.selected = looping
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        screen = app.screen
+        pane = screen.query_one(TracePane)
+        await wait_for(pilot, lambda: pane.state.startswith("failed: OSError"), what=lambda: f"failed; {pane.state}")
+        assert "Input/output error" in str(pane.border_subtitle)
+        await wait_for(pilot, lambda: any("strace stopped" in str(n.message) for n in app._notifications),
+                       what="the notification")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TraceScreen), what="back to the dashboard")
+        await wait_for(pilot, screen.done.is_set, what="the worker to end")
+    assert not tracers_of(looping)  # leaving `with run` on the error detached strace
 
 
 @pytest.mark.integration
@@ -321,6 +367,17 @@ def test_a_pty_session_is_a_terminal_both_ways_and_reaps_its_program():
         pass
     s.close()
     assert s.process.returncode == 0 and s.master == -1
+
+
+def test_a_pty_session_reads_a_master_numbered_past_select_s_limit():
+    from nsdash.tui.console.pty_session import PtySession
+
+    with descriptors_past_fd_setsize():
+        s = PtySession(["/bin/sh", "-c", "echo hello-there"], 24, 80)
+        assert s.master >= 1024
+        assert b"hello-there" in _read_until(s, b"hello-there")
+        s.close()
+    assert s.process.returncode == 0
 
 
 def test_a_pty_session_ends_a_program_that_ignores_its_farewell():

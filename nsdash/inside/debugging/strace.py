@@ -24,6 +24,11 @@ The trace goes to a pipe of its own (-o /dev/fd/N), strace's messages to
 another, so a message never lands in the middle of a trace line.  Every line
 is escaped before anyone shows it: strace quotes strings, but fd paths and
 names come from the guest.
+
+The two are waited on with poll(2), not select(2): the dashboard keeps a
+counter file open per cgroup (nsdash.monitor.sampler raises its descriptor
+limit for that), so on a busy host the pipes are numbered past select's
+FD_SETSIZE (1024), where select() refuses them outright.
 """
 
 from __future__ import annotations
@@ -284,6 +289,7 @@ class StraceRun:
         self._fds: dict[int, str] = {}
         self._open: set[int] = set()
         self._partial: dict[int, bytes] = {}
+        self._poller = select.poll()
 
     def __enter__(self) -> StraceRun:
         self.start()
@@ -314,6 +320,7 @@ class StraceRun:
         self._partial = {fd: b"" for fd in self._fds}
         for fd in self._fds:
             os.set_blocking(fd, False)
+            self._poller.register(fd, select.POLLIN)
 
     def poll(self, timeout: float | None = None) -> list[Line]:
         """One look at strace's outputs: the lines in the machine's terms that are ready within
@@ -323,7 +330,8 @@ class StraceRun:
         wait = timeout
         if self.rewriter.waiting:  # a held line is due within HOLD: look again soon
             wait = Rewriter.HOLD / 5 if timeout is None else min(timeout, Rewriter.HOLD / 5)
-        ready, _, _ = select.select(sorted(self._open), [], [], wait)
+        # POLLHUP and POLLERR come without being asked for: the read then sees the end.
+        ready = sorted(fd for fd, _ in self._poller.poll(None if wait is None else max(wait, 0) * 1000))
         now = time.monotonic()
         out = self.rewriter.expire(now)
         for fd in ready:
@@ -346,6 +354,7 @@ class StraceRun:
         out: list[Line] = []
         if not chunk:
             self._open.discard(fd)
+            self._poller.unregister(fd)
             rest = self._partial.pop(fd, b"")
             if rest:
                 out += self.rewriter.feed(kind, rest.decode("utf-8", "backslashreplace"), now)
@@ -387,6 +396,9 @@ class StraceRun:
                     os.close(fd)
         if self.process.stderr is not None:
             self.process.stderr.close()
+        for fd in self._open:
+            with contextlib.suppress(KeyError):
+                self._poller.unregister(fd)
         self._fds = {}
         self._open = set()
         return tail

@@ -6,6 +6,9 @@ console.  The program gets the PTY as its controlling terminal (util-linux's
 `setsid -c`), so ctrl+c in the pane is SIGINT to it, as in a terminal.
 close() first sends FAREWELL (for gdb: interrupt, detach, quit), so the
 program lets go of what it holds before it is made to end.
+
+The master is waited on with poll(2): the dashboard holds many descriptors
+(a counter file per cgroup), so it may be numbered past select's FD_SETSIZE.
 """
 
 from __future__ import annotations
@@ -44,8 +47,7 @@ class PtySession:
         """What the program wrote ((b'', []) when nothing came within TIMEOUT), None once it has gone."""
         if self.master < 0:
             return None
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
+        if not _readable(self.master, timeout):
             return b"", []
         try:
             data = os.read(self.master, 65536)
@@ -87,8 +89,15 @@ class PtySession:
     def _drain(self) -> None:
         """Read what the program writes while it ends, so a full PTY never blocks its exit."""
         with contextlib.suppress(OSError):
-            while select.select([self.master], [], [], 0)[0] and os.read(self.master, 65536):
+            while _readable(self.master, 0) and os.read(self.master, 65536):
                 pass
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Whether FD has something to read (or its end) within TIMEOUT s (None: wait until it does)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:

@@ -162,8 +162,18 @@ class TraceScreen(ToolScreen):
             if session.stopping.is_set():
                 return
             self.post_message(self.State(f"tracing {what}"))
-            with run:
-                self._pump(run, session)
+            try:
+                with run:
+                    self._pump(run, session)
+            except Exception as e:
+                # Not an expected failure (those are NsdashError, above): still never a pane that says
+                # "tracing" over a dead worker.  Said in the pane and a notification, then the worker
+                # ends in error (Textual logs the traceback).
+                what_failed = f"{type(e).__name__}: {escape(str(e))}"
+                self.post_message(self.Failed(NsdashError(f"strace stopped: {what_failed}",
+                                                          "see the log (textual console)")))
+                self.post_message(self.State(f"failed: {what_failed}"))
+                raise
             if not session.stopping.is_set() or self.stopping.is_set():
                 self.post_message(self.State(f"ended (strace exit status {run.returncode})"))
         finally:
