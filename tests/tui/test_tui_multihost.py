@@ -672,7 +672,7 @@ def test_in_a_real_terminal_a_far_console_shows_in_the_pane_and_its_sequences_ne
         _tmux("send-keys", "-t", session, "Enter")
         wait_until(lambda: "far-kept" in screen(), timeout=20, step=0.2, what=lambda: f"the output {screen()}")
         assert "pwned" not in title() and title() == before  # the guest's title never reached the terminal
-        assert "nsdash" in screen() and "Console: far1/tcon" in screen()  # the dashboard still draws it all
+        assert "Last minute" in screen() and "Console: far1/tcon" in screen()  # the view still draws it all
         _tmux("send-keys", "-t", session, "C-]")
         time.sleep(0.3)  # (the focus moves off the pane: nothing to see from outside)
         _tmux("send-keys", "-t", session, "Escape")
