@@ -281,10 +281,11 @@ def _batch(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
 
 
 def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -> int:
-    import select
     import shutil
     import termios
     import tty
+
+    from nsdash.system.ready import readable
 
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
@@ -306,7 +307,7 @@ def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -
                 return 0
             deadline = time.monotonic() + delay
             while (left := deadline - time.monotonic()) > 0:
-                ready, _, _ = select.select([fd], [], [], left)
+                ready = readable([fd], left)
                 if not ready:
                     break
                 key = os.read(fd, 1).decode(errors="replace")

@@ -82,10 +82,10 @@ def _flush(fd: int, pending: bytearray) -> None:
 
 
 def login(name: str) -> int:
-    import select
     import time
 
     from nsdash.machines import client
+    from nsdash.system.ready import wait
 
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     size = _winsize(stdin)
@@ -112,7 +112,7 @@ def login(name: str) -> int:
             pending += first[0]
         while True:
             watch = [session.fileno(), sig_r] + ([stdin] if stdin_open else [])
-            ready, writable, _ = select.select(watch, [stdout] if pending else [], [])
+            ready, writable = wait(watch, [stdout] if pending else [])
             if writable:
                 _flush(stdout, pending)
             if sig_r in ready:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import sys
 import time
 from typing import Any
 
 from nsdash.errors import UsageError
+from nsdash.system.ready import readable
 
 MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
 
@@ -115,7 +115,7 @@ def serve(interval: float, out: int = 1, wishes: int = 0) -> int:
             _write(out, readers.line())
             deadline = time.monotonic() + interval
             while (left := deadline - time.monotonic()) > 0:
-                if not select.select([wishes], [], [], left)[0]:
+                if not readable([wishes], left):
                     break
                 data = os.read(wishes, 4096)
                 if not data:

@@ -26,7 +26,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import select
 import signal
 import socket
 import stat
@@ -42,6 +41,7 @@ from nsdash.launcher.sandbox import install_seccomp
 from nsdash.launcher.sealed_exec import ensure_sealed_exe
 from nsdash.system import paths, syscalls
 from nsdash.system.namespaces import shares_host_namespace
+from nsdash.system.ready import readable
 
 # The order matters: the user namespace first (it grants the rights for the
 # rest), the mount namespace before chroot, the pid namespace last (it only
@@ -87,7 +87,7 @@ def pin_leader(name: str, leader: int, cgroup_path: str) -> int:
 
 def still_running(pidfd: int) -> bool:
     """A pidfd polls readable once its process has exited."""
-    return not select.select([pidfd], [], [], 0)[0]
+    return not readable([pidfd], 0)
 
 
 def exit_status(wait_status: int) -> int:

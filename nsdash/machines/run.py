@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import select
 import signal
 import struct
 import sys
@@ -25,6 +24,7 @@ import tty
 from nsdash.launcher.plan import signal_name
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines.supervisor import LocalConsole, Supervisor
+from nsdash.system.ready import wait
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     from nsdash.launcher.container import Outcome
@@ -75,7 +75,7 @@ def _write_all(fd: int, data: bytes) -> None:
         try:
             n = os.write(fd, data)
         except BlockingIOError:
-            select.select([], [fd], [], 1.0)
+            wait((), [fd], 1.0)
             continue
         except OSError:
             return  # our stdout went away (a closed pipe): the machine runs on regardless

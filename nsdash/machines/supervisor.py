@@ -45,6 +45,7 @@ from nsdash.machines import shutdown
 from nsdash.machines import state as st
 from nsdash.machines.consolelog import utc_now
 from nsdash.system import syscalls
+from nsdash.system.ready import readable
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     import threading
@@ -562,7 +563,7 @@ class Supervisor:
             if self._pty_readable():
                 break  # EIO: drained
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+            if left <= 0 or not readable([self.master], left):
                 break
         self.unwatch(self.master)
         self.master = -1

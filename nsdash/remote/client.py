@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from typing import IO, Any
 from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
 from nsdash.remote import protocol as p
 from nsdash.remote.target import Target, ssh_argv
+from nsdash.system.ready import readable
 from nsdash.system.text import escape, escape_bytes
 
 CHANNEL = 1
@@ -94,7 +94,7 @@ class Connection:
         skipped = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if deadline is not None and not select.select(self.fds(), [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if deadline is not None and not readable(self.fds(), max(0.0, deadline - time.monotonic())):
                 raise p.RemoteError(f"{self.target} did not answer within {timeout:.0f} s",
                                     "check that it is up and reachable (ssh -v)")
             data = self.read(block=deadline is None)
@@ -117,7 +117,7 @@ class Connection:
         """The next bytes from ssh's stdout (collecting its stderr meanwhile): b"" when none is
         there yet (not BLOCK), None at its end."""
         while True:
-            ready, _, _ = select.select(self.fds(), [], [], None if block else 0)
+            ready = readable(self.fds(), None if block else 0)
             if self.err_open and self.err in ready:
                 self._take_stderr()
             if self.out in ready:
@@ -127,7 +127,7 @@ class Connection:
                 # ssh is ending: what it says last may still be on its way (a ControlPersist
                 # master can hold stderr open for good, hence the bound)
                 deadline = time.monotonic() + 1.0
-                while self.err_open and select.select([self.err], [], [], max(0, deadline - time.monotonic()))[0]:
+                while self.err_open and readable([self.err], max(0, deadline - time.monotonic())):
                     self._take_stderr()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(5)
@@ -268,7 +268,7 @@ def _pump(conn: Connection, raw: bool, stdin: int | None, winch: int) -> int:
         code = _deliver(message, escapers, code)
     while code is None:
         watch = [*conn.fds(), winch] + ([stdin] if stdin is not None else [])
-        ready, _, _ = select.select(watch, [], [])
+        ready = readable(watch)
         if winch in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(winch, 64)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import select
 import subprocess
 import threading
 from typing import Any
@@ -35,6 +34,7 @@ from nsdash.remote.protocol import RemoteError
 from nsdash.remote.session import Session
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
+from nsdash.system.ready import readable
 from nsdash.system.text import escape
 
 BACKOFF_FIRST, BACKOFF_MOST = 1.0, 30.0
@@ -199,7 +199,7 @@ class HostWatch:
         try:
             while not self._stop.is_set():
                 silence = max(self.timeout, SILENCE_INTERVALS * self._interval)
-                if not select.select(stream.fds(), [], [], silence)[0]:
+                if not readable(stream.fds(), silence):
                     raise RemoteError(f"{self.target} sent nothing for {silence:.0f} s",
                                       "check the host; the connection is dropped")
                 got = stream.pump() or {}

@@ -16,7 +16,6 @@ session per host, each in the poller's thread for that host).
 
 from __future__ import annotations
 
-import select
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from nsdash.remote import protocol as p
 from nsdash.remote.client import Connection, check_verb
 from nsdash.remote.target import Target
+from nsdash.system.ready import readable
 
 
 class Result:
@@ -75,7 +75,7 @@ class Session:
                 self._take(message, out, codes)
             if len(codes) == len(channels):
                 break
-            if not select.select(self.conn.fds(), [], [], self.timeout)[0]:
+            if not readable(self.conn.fds(), self.timeout):
                 raise p.RemoteError(f"{self.target} did not answer in {self.timeout:.0f} s",
                                     "check the host; the session is dropped")
             data = self.conn.read(block=False)

@@ -20,13 +20,13 @@ pane's reason, escaped.
 from __future__ import annotations
 
 import contextlib
-import select
 import subprocess
 from typing import Any
 
 from nsdash.errors import NsdashError
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
+from nsdash.system.ready import readable
 from nsdash.system.text import escape
 
 CONNECT_TIMEOUT = 20.0  # seconds for the far side to greet before the pane says the host is unreachable
@@ -49,7 +49,7 @@ class FarPtySession:
     def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
         """What the far verb wrote ((b'', []) when nothing came within TIMEOUT), None once it has
         ended; RemoteError when the connection is lost, NsdashError (its last line) when it failed."""
-        if self.stream.code is None and not select.select(self.stream.fds(), [], [], timeout)[0]:
+        if self.stream.code is None and not readable(self.stream.fds(), timeout):
             return b"", []
         got = self.stream.pump()
         if got is None:

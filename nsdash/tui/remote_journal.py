@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import subprocess
 import threading
 import time
@@ -45,6 +44,7 @@ from nsdash.errors import NsdashError
 from nsdash.remote.hosts import HOST_TIMEOUT, backoff
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
+from nsdash.system.ready import readable
 from nsdash.system.text import escape
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 
@@ -286,7 +286,7 @@ class HostFollower:
         settled = False
         while not self._stop.is_set():
             wait = 0.1 if not settled else 1.0
-            ready = select.select(stream.fds(), [], [], wait)[0]
+            ready = readable(stream.fds(), wait)
             try:
                 got = stream.pump() if ready else {}
             except NsdashError as e:
