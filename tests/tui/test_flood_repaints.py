@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from textual.scrollbar import ScrollBar
 from tuikit import machine_screen, sample_app, wait_for
 
 from nsdash.tui import sample_data as sd
@@ -18,6 +19,9 @@ from nsdash.tui.widgets.follow_log import FollowLog
 from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
 
 SIZE = (160, 48)
+# Lines of the two panes (content, not their edges) and the log's scrollbar a focus move may
+# paint: the console's cursor line, and one spare (a full border painted 46 + 41 + 39).
+FOCUS_MOVE_LINES = 3
 
 
 def count_painted_lines(monkeypatch, *classes: type) -> Counter[str]:
@@ -116,3 +120,31 @@ async def test_a_round_of_slices_paints_the_log_once_after_its_last_slice():
             assert log.repaints > before  # ... and the log painted after the last
             await pilot.pause()  # and the layout that paint may ask for (a scrollbar shown) is done
         assert pane.visible_text()[-1].endswith(f"flood: tick {KEEP - 1}") and log.scroll_y == log.max_scroll_y
+
+
+async def test_a_focus_move_paints_only_the_edges_of_the_two_panes(monkeypatch):
+    """Tab and ctrl+] repaint the top and bottom edges of the pane the focus leaves and of the
+    one it reaches (the focus mark, nsdash.tcss), the console's cursor line and nothing else
+    of either pane: not their content lines, not the log, not its scrollbar (a full border
+    repainted the console's 46 lines and the journal pane's 41 on every move)."""
+
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        journal = screen.query_one(JournalPane)
+        console = screen.query_one(ConsolePane)
+        screen.set_focus(screen.query_one(FollowLog))
+        await journal.written()
+        await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
+        await pilot.pause()
+        painted = count_painted_lines(monkeypatch, FollowLog, ConsolePane, JournalPane, ScrollBar)
+        moves = (("tab", console), ("ctrl+right_square_bracket", journal)) * 2
+        for key, focused in moves:
+            await pilot.press(key)
+            await wait_for(pilot, lambda p=focused: p.has_pseudo_class("focus") or p.has_pseudo_class("focus-within"),
+                           5, key)
+            await pilot.pause()
+        assert console.edge_repaints >= len(moves) and journal.edge_repaints >= len(moves)  # marks moved ...
+        assert painted["FollowLog"] == 0
+        per_move = painted["ConsolePane"] + painted["JournalPane"] + painted["ScrollBar"]
+        assert per_move <= FOCUS_MOVE_LINES * len(moves), dict(painted)  # ... and almost nothing else

@@ -9,6 +9,8 @@ from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
+from nsdash.tui.widgets.edges import restyling
+
 # Sizes are shares (fr) of the row or column, changed in half-share steps within these bounds.
 STEP, SMALLEST, LARGEST = 0.5, 0.5, 8.0
 
@@ -55,6 +57,12 @@ class PanelScreen(Screen):
         kw["classes"] = " ".join(filter(None, (kw.get("classes"), born)))
         super().__init__(*args, **kw)
         self._shares: dict[Widget, dict[str, float]] = {}
+
+    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
+        # The panes' focus mark is their top and bottom edges: repaint those, not every
+        # line (widgets/edges.py).
+        with restyling(w for w in (focused, blurred) if w is not None):
+            super()._update_focus_styles(focused, blurred)
 
     def _focused_panel(self) -> Widget | None:
         node: DOMNode | None = self.focused

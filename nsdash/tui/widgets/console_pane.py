@@ -31,6 +31,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from nsdash.system.text import escape
+from nsdash.tui.widgets.edges import FocusEdges, restyling
 
 if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not with the dashboard
     from nsdash.tui.console.connection import ConsoleConnection, Session
@@ -72,7 +73,7 @@ def _colour(name: str) -> str | None:
     return colour
 
 
-class ConsolePane(Widget, can_focus=True):
+class ConsolePane(FocusEdges, Widget, can_focus=True):
     """A machine's console: attach(), then type; ctrl+] leaves, shift+pageup scrolls back."""
 
     attached: reactive[str | None] = reactive(None)
@@ -284,8 +285,29 @@ class ConsolePane(Widget, can_focus=True):
             self.connection.send(data)
             self._tick_soon()
 
-    def on_focus(self, event: events.Focus) -> None:
+    # Widget's own focus handlers repaint every line; what the focus changes here is the
+    # cursor (drawn while focused) and the edges (FocusEdges).  (Textual calls one of a
+    # class's _on_focus and on_focus: this is both.)
+    def _on_focus(self, event: events.Focus) -> None:
+        event.prevent_default()
         self._leaving = False
+        with restyling((self,)):  # has_focus restyles the pane: its edges change
+            self.has_focus = True
+        self._refresh_cursor_line()
+        if self.parent is not None:
+            self.parent.post_message(events.DescendantFocus(self))
+
+    def _on_blur(self, event: events.Blur) -> None:
+        event.prevent_default()
+        with restyling((self,)):  # has_focus restyles the pane: its edges change
+            self.has_focus = False
+        self._refresh_cursor_line()
+        if self.parent is not None:
+            self.parent.post_message(events.DescendantBlur(self))
+
+    def _refresh_cursor_line(self) -> None:
+        if self._cursor is not None:
+            self.refresh(Region(0, self._cursor[1], self.size.width, 1))
 
     def on_paste(self, event: events.Paste) -> None:
         if self.connection is not None and not self._leaving:

@@ -18,18 +18,46 @@ Nor does a focus change repaint it: Textual repaints every widget that gains or
 loses the focus (for a cursor), a log has no cursor, and its pane's border and
 the footer show where the focus is; a flooding log's lines and scrollbar were
 repainted on every Tab.  (Its tint stays the same for this reason: nsdash.tcss.)
+Its scrollbar neither: Textual repaints a view's scrollbars whenever it sets their
+colours on the view, changed or not, which every restyle (the focus's) does.
 """
 
 from __future__ import annotations
 
 from typing import Self
 
+from rich.console import RenderableType
 from textual import events
 from textual.geometry import Region, Size
 from textual.reactive import Reactive
+from textual.scrollbar import ScrollBar
 from textual.widgets import RichLog
 
 from nsdash.tui.widgets.steady import SteadyScrollbars
+
+
+class SteadyBar(ScrollBar):
+    """A scrollbar that is repainted only when what it draws changed (see the module's docstring)."""
+
+    _drawn: tuple[object, ...] | None = None
+
+    def _looks(self) -> tuple[object, ...]:
+        view = self.parent.styles if self.parent is not None else None
+        colours = view and (view.scrollbar_color, view.scrollbar_color_hover, view.scrollbar_color_active,
+                            view.scrollbar_background, view.scrollbar_background_hover,
+                            view.scrollbar_background_active)
+        return (self.size, self.position, self.window_size, self.window_virtual_size, self.mouse_over,
+                self.grabbed, self.thickness, colours)
+
+    def render(self) -> RenderableType:
+        self._drawn = self._looks()
+        return super().render()
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if repaint and not (regions or layout or recompose) and self._drawn == self._looks():
+            return self  # drawn as it is
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
 class FollowLog(RichLog, SteadyScrollbars):
@@ -39,6 +67,16 @@ class FollowLog(RichLog, SteadyScrollbars):
     _held = False
     _held_from = Size(0, 0)  # the virtual size when the hold began
     repaints = 0  # repaints of the whole log asked of Textual (tests read it)
+
+    @property
+    def vertical_scrollbar(self) -> ScrollBar:
+        """Widget's, a SteadyBar."""
+        if self._vertical_scrollbar is None:
+            self._vertical_scrollbar = bar = SteadyBar(vertical=True, name="vertical",
+                                                       thickness=self.scrollbar_size_vertical)
+            bar.display = False
+            self.app._start_widget(self, bar)
+        return self._vertical_scrollbar
 
     def hold(self) -> None:
         """Writes from here on change the log without painting it, until release()."""

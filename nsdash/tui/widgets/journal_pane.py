@@ -35,6 +35,7 @@ from textual.widgets import Input
 from nsdash.system.text import escape
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
+from nsdash.tui.widgets.edges import FocusEdges
 from nsdash.tui.widgets.follow_log import FollowLog
 from nsdash.tui.widgets.steady import set_titles
 
@@ -84,7 +85,7 @@ def line_text(line: JournalLine, merged: bool) -> str:
     return f"{stamp} {machine}{who + ': ' if who else ''}{escape(line.message)}"
 
 
-class JournalPane(Vertical):
+class JournalPane(FocusEdges, Vertical):
     """The followed machines' log lines, with filters; focus it and press p, u, / or end."""
 
     BINDINGS = [

@@ -1,0 +1,78 @@
+"""FocusEdges: a panel whose focus mark (its top and bottom edges, nsdash.tcss) is repainted
+alone, not with every line of the panel.
+
+A style change makes Textual repaint every line of the widget it touches, and each
+line of a bordered widget is drawn with its content (the left and right edges sit on
+every line).  A focus move restyles the pane the focus leaves and the one it
+reaches: with a border whose four edges changed colour, Tab repainted every line
+of the console pane and of the journal pane, queued behind a flooding console's
+frames (issue 15).  The focus mark is therefore the top and bottom edges only (the
+title sits on the top one), and a focus restyle (`restyling`, which the panel
+screen wraps around Textual's) that changes nothing but those repaints those two
+lines.  Textual asks for a whole repaint per rule it sets, and also per rule it
+clears that was never set, so the repaints asked during the restyle are held and
+the rules compared after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any, Self
+
+from textual.geometry import Region
+from textual.widget import Widget
+
+# What the focus mark changes (styles/nsdash.tcss, `.panel:focus`): all drawn on the
+# top and bottom lines.
+EDGE_RULES = frozenset(("border_top", "border_bottom", "border_title_color", "border_title_style",
+                        "border_title_background", "border_subtitle_color", "border_subtitle_style",
+                        "border_subtitle_background", "auto_border_title_color",
+                        "auto_border_subtitle_color"))
+
+
+class FocusEdges(Widget):
+    """Mix in before the widget class: a focus restyle of the edges alone repaints two lines."""
+
+    _restyling = False
+    _repaint_held = False
+    edge_repaints = 0  # focus restyles that repainted the edges alone (tests read it)
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if self._restyling and repaint and not (regions or layout or recompose):
+            self._repaint_held = True  # `restyling` decides what to repaint
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def _restyled(self, before: dict[str, Any]) -> None:
+        after = dict(self.styles.get_render_rules())
+        changed = {rule for rule in before.keys() | after.keys() if before.get(rule) != after.get(rule)}
+        height, width = self.size.height, self.size.width
+        if not changed:
+            return
+        if changed <= EDGE_RULES and height >= 2:
+            self.edge_repaints += 1
+            left, top = self.content_offset  # regions are given from the content's corner
+            super().refresh(Region(-left, -top, width, 1), Region(-left, height - 1 - top, width, 1))
+        else:
+            super().refresh()
+
+
+@contextlib.contextmanager
+def restyling(widgets: Iterable[Widget]) -> Iterator[None]:
+    """Around a restyle of the focus: the FocusEdges among WIDGETS (and their ancestors)
+    repaint afterwards what the restyle changed, their edges alone if only those."""
+    panes: dict[FocusEdges, dict[str, Any]] = {}
+    for widget in widgets:
+        for node in widget.ancestors_with_self:
+            if isinstance(node, FocusEdges) and node not in panes and node.is_mounted:
+                panes[node] = dict(node.styles.get_render_rules())
+                node._restyling, node._repaint_held = True, False
+    try:
+        yield
+    finally:
+        for pane, before in panes.items():
+            pane._restyling = False
+            if pane._repaint_held:
+                pane._restyled(before)
