@@ -148,3 +148,52 @@ async def test_a_focus_move_paints_only_the_edges_of_the_two_panes(monkeypatch):
         assert painted["FollowLog"] == 0
         per_move = painted["ConsolePane"] + painted["JournalPane"] + painted["ScrollBar"]
         assert per_move <= FOCUS_MOVE_LINES * len(moves), dict(painted)  # ... and almost nothing else
+
+
+async def test_a_focus_restyle_that_changes_more_than_the_edges_repaints_every_line(monkeypatch):
+    """FocusEdges repaints the edges alone only when nothing else changed: a focus style that
+    also changes the background (not nsdash's) repaints the pane's every line."""
+    from textual.app import App
+    from textual.containers import Vertical
+    from textual.widgets import Static
+
+    from nsdash.tui.screens.panels import PanelScreen
+    from nsdash.tui.widgets.edges import FocusEdges
+
+    class Pane(FocusEdges, Vertical):  # as the journal pane: the focus is on a child
+        pass
+
+    class Screen(PanelScreen):
+        def compose(self):
+            for name in ("one", "two"):
+                with Pane(id=name, classes="panel"):
+                    yield Static(name, id=f"{name}-text").set_styles("height: 1;")
+
+    class Tinted(App):
+        CSS = """.panel { border: round grey; height: 6; }
+                 .panel:focus-within { border-top: round red; border-bottom: round red; }
+                 #two:focus-within { background: darkblue; }"""
+
+        def on_mount(self) -> None:
+            self.push_screen(Screen())
+
+    app = Tinted()
+    async with app.run_test(size=(40, 14)) as pilot:
+        one, two = app.screen.query_one("#one", Pane), app.screen.query_one("#two", Pane)
+        for pane in (one, two):
+            pane.query_one(Static).can_focus = True
+        one.query_one(Static).focus()
+        await pilot.pause()
+        painted: Counter[str] = Counter()
+        real = Pane.render_line
+
+        def counted(self, y):
+            painted[self.id] += 1
+            return real(self, y)
+
+        monkeypatch.setattr(Pane, "render_line", counted)
+        app.screen.set_focus(two.query_one(Static))  # one: edges only; two: edges and background
+        await pilot.pause()
+        assert one.edge_repaints > 0 and two.edge_repaints == 0
+        assert painted["two"] == 4  # two's every content line (6 less the edges) ...
+        assert painted["one"] < 4, dict(painted)  # ... and not one's (a line beside its blurred child may be)
