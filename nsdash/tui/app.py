@@ -166,7 +166,8 @@ class NsdashApp(App):
                                  "profile", "debug", "images"})
 
     # Over remote hosts (-H) these would read this host (nsdash.tui.remote): off.
-    LOCAL_ONLY = frozenset({"trace", "profile", "debug"})
+    # (trace runs the far host's `nsdash trace`: nsdash.tui.remote_trace)
+    LOCAL_ONLY = frozenset({"profile", "debug"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.hosts is not None and action in self.LOCAL_ONLY:
@@ -377,7 +378,12 @@ class NsdashApp(App):
     def open_trace(self, subject: Subject) -> None:
         from nsdash.tui.screens.debugging import TraceScreen
 
-        self.push_screen(TraceScreen(subject))
+        far = None
+        if self.hosts is not None:  # a machine on another host: its own host traces it
+            far = self._far(subject.machine)
+            if far is None:
+                return
+        self.push_screen(TraceScreen(subject, far))
 
     def open_profile(self, subject: Subject) -> None:
         """perf on the unit the units screen shows, else on the whole machine (a process has no cgroup of its own)."""
