@@ -85,7 +85,7 @@ def farm(tmp_path_factory):
         for alias, name in machines.items():
             r = run_nsdash("spawn", "--detach", "-M", name, "-n", "-xbD", str(cached_tree("sshd")),
                            *farhost.spawn_options(files, REPO, sysconfig.get_paths()["purelib"]),
-                           f"--bind-ro={cached_tree('busybox')}:/opt/busybox", timeout=120)
+                           f"--bind-ro={cached_tree('busybox')}:/opt/busybox", *_far_strace(), timeout=120)
             assert r.returncode == 0, r.stderr
             lease = network.lease_of(name)
             assert lease is not None
@@ -105,6 +105,20 @@ def farm(tmp_path_factory):
     finally:
         for name in machines.values():
             teardown_machine(name)
+
+
+def _far_strace() -> list[str]:
+    """Binds that give a far host this host's strace (the same Debian release), for `trace` over -H:
+    the sshd tree has none.  The libraries it needs beyond the tree's, each under its soname."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return []
+    libs = Path("/usr/lib/x86_64-linux-gnu")
+    binds = [f"--bind-ro={os.path.realpath(strace)}:/usr/bin/strace"]
+    for soname in ("libunwind-ptrace.so.0", "libunwind-x86_64.so.8", "libunwind.so.8"):
+        if (libs / soname).exists():
+            binds.append(f"--bind-ro={os.path.realpath(libs / soname)}:{libs / soname}")
+    return binds
 
 
 def _row(app: NsdashApp, key: str):
@@ -681,3 +695,87 @@ def test_in_a_real_terminal_a_far_console_shows_in_the_pane_and_its_sequences_ne
     finally:
         _tmux("kill-session", "-t", session)
         _far_gone(farm, "far1", "tcon")
+
+
+# ---------------------------------------------------------------- trace over -H
+
+
+LOOP = "while :; do cat /etc/hostname > /dev/null; sleep 0.3; done"
+
+
+def _far_tracers(farm: Farm, host: str) -> int:
+    """strace processes on HOST (the far `nsdash trace` runs it; it must detach when we hang up)."""
+    r = farm.ssh(host, "pgrep -c -x strace || true")
+    return int(r.stdout.strip() or 0)
+
+
+@pytest.fixture
+def far_loop(farm):
+    """A machine "tr" on far1 whose shell opens /etc/hostname three times a second, forking each time."""
+    r = farm.remote("far1", "spawn", "--detach", "-M", "tr", "-xD", "/opt/busybox", "/bin/sh", "-c", LOOP)
+    assert r.returncode == 0, r.stderr
+    yield "tr"
+    _far_gone(farm, "far1", "tr")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_trace_over_h_streams_the_far_machines_syscalls_and_a_hang_up_detaches_strace(farm, far_loop):
+    proc = subprocess.Popen([*NSDASH, "-H", "far1", "trace", "-M", far_loop, "--all", "-e", "trace=openat"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=farm.env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        while sum("openat(" in line and "/etc/hostname" in line for line in seen) < 2 and len(seen) < 200:
+            seen.append(proc.stdout.readline())  # blocks until the far strace speaks
+        assert sum("/etc/hostname" in line for line in seen) >= 2, seen
+        assert all(line.endswith("\n") and line[:-1].isprintable() for line in seen)  # escaped lines
+        assert _far_tracers(farm, "far1") == 1
+    finally:
+        proc.kill()  # ssh goes with it: the far side hangs the verb up
+        proc.wait(timeout=10)
+    wait_until(lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2, what="the far strace to detach")
+    # a strace that writes nothing (no EPIPE to end it): the hang-up alone must make it detach
+    quiet = ["-qq", "-e", "trace=reboot", "-e", "signal=none"]
+    proc = subprocess.Popen([*NSDASH, "-H", "far1", "trace", "-M", far_loop, "--all", *quiet],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=farm.env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _far_tracers(farm, "far1") == 1, timeout=20, step=0.2, what="the quiet far strace")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    wait_until(lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2, what="the quiet strace to detach")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+async def test_the_trace_pane_of_a_far_machine_and_a_palette_that_offers_only_what_works_over_h(
+        farm, far_loop, monkeypatch):
+    from nsdash.tui.app import MachineCommands
+    from nsdash.tui.screens.debugging import TraceScreen
+    from nsdash.tui.widgets.trace_pane import TracePane
+
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
+    async with app.run_test(size=SIZE) as pilot:
+        key = f"far1/{far_loop}"
+        await wait_for(pilot, lambda: _state(app, key) == "running", timeout=60, what=f"{key} in the table")
+        # the palette: Trace is offered for the far machine, Profile (local only) is not
+        names = [text for text, _, _ in MachineCommands(app.screen)._commands()]
+        assert f"Trace (strace): {key}" in names and f"Units: {key}" in names
+        assert not any(n.startswith("Profile (perf): ") for n in names)
+        app.screen.query_one(MachineList).select(key)
+        await wait_for(pilot, lambda: app.selected == key, what="the selection")
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        pane = app.screen.query_one(TracePane)
+        await wait_for(pilot, lambda: sum("/etc/hostname" in x.text for x in pane.lines if x.kind == "trace") >= 2,
+                       timeout=30, what=lambda: f"far syscalls in the pane ({pane.lines[-5:]}, {pane.state})")
+        assert pane.state.startswith("tracing all of far1/tr")
+        assert all(x.text.isprintable() for x in pane.lines)  # escaped: far text never reaches the terminal raw
+        assert _far_tracers(farm, "far1") == 1
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TraceScreen), what="back to the dashboard")
+        await asyncio.to_thread(wait_until, lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2,
+                                what="the far strace to detach")
