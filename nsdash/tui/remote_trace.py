@@ -35,6 +35,16 @@ def trace_argv(machine: str, host_pid: int | None, unit: str | None, options: li
     return ["trace", "-M", machine, *what, "--", *options]
 
 
+def _readable(fds: list[int], timeout: float) -> list[int]:
+    """Those of FDS ready to read within TIMEOUT seconds.  poll(), not select(): in the dashboard (a
+    counter file open per cgroup) a descriptor may be numbered past select()'s 1024.  (main has
+    nsdash.system.ready.readable for this since this module was written: the one to use.)"""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(timeout * 1000)]
+
+
 class FarTrace:
     """One far `nsdash trace`; poll() hands back its lines, stop() hangs it up (strace detaches there)."""
 
@@ -71,7 +81,7 @@ class FarTrace:
             self.finished = True
             return []
         try:
-            ready = select.select(self.stream.fds(), [], [], timeout)[0]
+            ready = _readable(self.stream.fds(), timeout)
             got = self.stream.pump() if ready else {}
         except NsdashError as e:
             self.finished = True
