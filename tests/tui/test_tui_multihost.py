@@ -747,6 +747,9 @@ def test_trace_over_h_streams_the_far_machines_syscalls_and_a_hang_up_detaches_s
         proc.kill()  # ssh goes with it: the far side hangs the verb up
         proc.wait(timeout=10)
     wait_until(lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2, what="the far strace to detach")
+    # profile runs on the far side too: there (no perf in the far tree) it says what to install, in one line
+    r = farm.remote("far1", "profile", "-M", far_loop, "-d", "1")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "linux-perf" in r.stderr, r.stderr
     # a strace that writes nothing (no EPIPE to end it): the hang-up alone must make it detach
     quiet = ["-qq", "-e", "trace=reboot", "-e", "signal=none"]
     proc = subprocess.Popen([*NSDASH, "-H", "far1", "trace", "-M", far_loop, "--all", *quiet],
