@@ -41,6 +41,7 @@ def main(argv: list[str]) -> int:
         raise UsageError("--frequency must be 1..10000 and --lines at least 1")
     from nsdash.inside.debugging.perf import Profiler, flame_svg, render_top
     from nsdash.inside.debugging.pids import MachineProcesses
+    from nsdash.inside.debugging.tools import interrupt_on_hangup
     from nsdash.inside.target import resolve
 
     profiler = Profiler(MachineProcesses(resolve(ns.machine)), ns.perf_path, ns.frequency, ns.unit)
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
     sys.stderr.write(f"nsdash: sampling machine '{ns.machine}' ({profiler.cgroup}) for {ns.duration:g} s "
                      "(Ctrl-C ends it early)\n")
     sys.stderr.flush()
+    interrupt_on_hangup()  # over -H the far side hangs up on us: perf must stop then too
     profile = profiler.record(ns.duration)  # Ctrl-C ends it early, with what was sampled
     sys.stdout.write(render_top(profile, ns.lines))
     if ns.flame:

@@ -8,6 +8,7 @@ detaches strace, and the traced processes run on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from nsdash.errors import UsageError
@@ -81,6 +82,7 @@ def main(argv: list[str]) -> int:
 
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.debugging.strace import StraceRun, check_options
+    from nsdash.inside.debugging.tools import interrupt_on_hangup
     from nsdash.inside.target import resolve
 
     check_options(strace_options)
@@ -90,13 +92,15 @@ def main(argv: list[str]) -> int:
     sys.stderr.write(f"nsdash: tracing {what} of machine '{ns.machine}'; PIDs and paths are the machine's; "
                      "Ctrl-C detaches\n")
     sys.stderr.flush()
+    interrupt_on_hangup()  # over -H the far side hangs up on us: strace must detach then too
     with run:
         try:
             for line in run.lines():
                 _show(line)
         except KeyboardInterrupt:
-            for line in run.close():
-                _show(line)
+            with contextlib.suppress(OSError):  # a reader that went (a hang-up) takes no more lines
+                for line in run.close():
+                    _show(line)
     code = run.returncode
     return 0 if code in (0, None, -2, 130) else int(code if code > 0 else 1)
 

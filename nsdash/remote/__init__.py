@@ -10,6 +10,7 @@ the dashboard (hosts.HostWatch reads it).
 REMOTE_VERBS = frozenset({
     "list", "status", "start", "login", "shell", "poweroff", "reboot", "terminate", "kill",
     "list-images", "ps", "cgls", "cgtop", "journal", "systemctl", "spawn", "set-property",
+    "trace", "profile",  # machine-wide (--all, the machine's cgroup): no far PID to choose
     "_watch",  # internal: the dashboard's far side (nsdash.cli.watch), not typed by users
 })
 # The verbs that get the client's input and write to its terminal unescaped, as they do locally:

@@ -64,27 +64,35 @@ class MachineCommands(Provider):
     """Every action on every machine, in the command palette."""
 
     def _commands(self) -> list[tuple[str, Any, str]]:
-        from nsdash.tui.screens.debugging import Subject
-
+        """The commands the app allows here and now: each names its action, and the app's
+        check_action (the one place that says what is off, e.g. over -H) decides."""
         app = self.app
         assert isinstance(app, NsdashApp)
-        out: list[tuple[str, Any, str]] = [
-            ("Spawn a machine", app.action_spawn, "open the spawn form"),
-            ("Images", app.action_images, "boot, clone, rename, remove and create images"),
-            ("Follow all journals", app.action_follow_all, "merge every machine's journal in the pane"),
-            ("Toggle dark/light theme", app.action_toggle_theme, ""),
+        return [(text, callback, help_text) for text, action, callback, help_text in self._all(app)
+                if app.check_action(action, ()) is True]
+
+    @staticmethod
+    def _all(app: NsdashApp) -> list[tuple[str, str, Any, str]]:
+        from nsdash.tui.screens.debugging import Subject
+
+        out: list[tuple[str, str, Any, str]] = [
+            ("Spawn a machine", "spawn", app.action_spawn, "open the spawn form"),
+            ("Images", "images", app.action_images, "boot, clone, rename, remove and create images"),
+            ("Follow all journals", "follow_all", app.action_follow_all, "merge every machine's journal in the pane"),
+            ("Toggle dark/light theme", "toggle_theme", app.action_toggle_theme, ""),
         ]
         for name in app.machine_names():
             out += [
-                (f"Open machine view: {name}", partial(app.open_machine, name), "CPU, journal and console"),
-                (f"Attach console: {name}", partial(app.open_machine, name, True), ""),
-                (f"Follow journal: {name}", partial(app.follow_journal, name), ""),
-                (f"Units: {name}", partial(app.open_units, name), "the machine's systemd units"),
-                (f"Trace (strace): {name}", partial(app.open_trace, Subject(name)), "every process, live"),
-                (f"Profile (perf): {name}", partial(app.open_profile, Subject(name)), "hottest functions, live"),
-                (f"Power off: {name}", partial(app.ask_and_run, "poweroff", name), "asks first"),
-                (f"Reboot: {name}", partial(app.ask_and_run, "reboot", name), "asks first"),
-                (f"Terminate: {name}", partial(app.ask_and_run, "terminate", name), "asks first"),
+                (f"Open machine view: {name}", "view", partial(app.open_machine, name), "CPU, journal and console"),
+                (f"Attach console: {name}", "attach", partial(app.open_machine, name, True), ""),
+                (f"Follow journal: {name}", "journal", partial(app.follow_journal, name), ""),
+                (f"Units: {name}", "units", partial(app.open_units, name), "the machine's systemd units"),
+                (f"Trace (strace): {name}", "trace", partial(app.open_trace, Subject(name)), "every process, live"),
+                (f"Profile (perf): {name}", "profile", partial(app.open_profile, Subject(name)),
+                 "hottest functions, live"),
+                (f"Power off: {name}", "machine_action", partial(app.ask_and_run, "poweroff", name), "asks first"),
+                (f"Reboot: {name}", "machine_action", partial(app.ask_and_run, "reboot", name), "asks first"),
+                (f"Terminate: {name}", "machine_action", partial(app.ask_and_run, "terminate", name), "asks first"),
             ]
         return out
 
@@ -158,7 +166,8 @@ class NsdashApp(App):
                                  "profile", "debug", "images"})
 
     # Over remote hosts (-H) these would read this host (nsdash.tui.remote): off.
-    LOCAL_ONLY = frozenset({"trace", "profile", "debug"})
+    # (trace runs the far host's `nsdash trace`: nsdash.tui.remote_trace)
+    LOCAL_ONLY = frozenset({"profile", "debug"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.hosts is not None and action in self.LOCAL_ONLY:
@@ -378,7 +387,12 @@ class NsdashApp(App):
     def open_trace(self, subject: Subject) -> None:
         from nsdash.tui.screens.debugging import TraceScreen
 
-        self.push_screen(TraceScreen(subject))
+        far = None
+        if self.hosts is not None:  # a machine on another host: its own host traces it
+            far = self._far(subject.machine)
+            if far is None:
+                return
+        self.push_screen(TraceScreen(subject, far))
 
     def open_profile(self, subject: Subject) -> None:
         """perf on the unit the units screen shows, else on the whole machine (a process has no cgroup of its own)."""

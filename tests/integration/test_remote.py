@@ -367,7 +367,7 @@ def test_what_cannot_work_says_so_in_one_line(far):
     down = farhost.ssh_config(far.files, far.address, name="down", port=1)
     assert "cannot reach far" in _one_line(far.remote("list", env={"NSDASH_SSH_COMMAND": f"ssh -F {down}"}))
     # verbs that do not run over -H, and a foreground spawn
-    assert "does not run over -H" in _one_line(far.remote("trace", "-M", "x", "1"))
+    assert "does not run over -H" in _one_line(far.remote("debug", "-M", "x", "1"))
     assert "needs --detach" in _one_line(far.remote("spawn", "-D", "/opt/busybox"))
 
 

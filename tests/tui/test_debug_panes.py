@@ -386,3 +386,35 @@ def test_a_pty_session_ends_a_program_that_ignores_its_farewell():
     s = PtySession(["/bin/sleep", "100"], 24, 80, farewell=b"quit\r")
     s.close(grace=0.3)
     assert s.process.returncode == -15  # SIGTERM after the grace: nothing left running
+
+
+class _NoHosts:
+    """Stands for app.hosts (-H) where only its presence matters: check_action reads nothing else."""
+
+    def stop(self) -> None:
+        pass
+
+
+async def test_the_palette_offers_only_what_check_action_allows_over_remote_hosts():
+    from tuikit import feed_sample
+
+    from nsdash.tui.app import MachineCommands
+
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await feed_sample(app, pilot)
+        provider = MachineCommands(app.screen)
+        local = [text for text, _, _ in provider._commands()]
+        app.hosts = _NoHosts()
+        try:
+            remote = [text for text, _, _ in provider._commands()]
+        finally:
+            app.hosts = None
+        off = app.LOCAL_ONLY
+        assert any(n.startswith("Profile (perf): ") for n in local)
+        kinds = {"trace": "Trace (strace): ", "profile": "Profile (perf): "}
+        for action, prefix in kinds.items():
+            shown = any(n.startswith(prefix) for n in remote)
+            assert shown == (action not in off), (action, remote)
+        # everything else stays: the same commands less the ones check_action turns off
+        assert [n for n in local if not any(n.startswith(kinds[a]) for a in off if a in kinds)] == remote

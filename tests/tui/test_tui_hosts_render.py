@@ -50,9 +50,9 @@ async def test_host_column_and_keys_not_over_h_yet(monkeypatch):
         assert "on 2 hosts" in app.status_text()
         # a note about a remote machine's journal in the pane: no crash
         app.post_message(JournalLines(("far2/bb",), (), reset=True, note="far2: journal unreachable"))
-        # what reads this host (trace, profile, gdb) is off over -H: no screen opens (the console,
+        # what reads this host (profile, gdb) is off over -H: no screen opens (the console, trace,
         # machine view, units, images and spawn go to the far host: tests/tui/test_tui_multihost.py)
-        for key in ("T", "P", "D"):
+        for key in ("P", "D"):
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, DashboardScreen), (key, app.screen)

@@ -1,12 +1,13 @@
-"""The dashboard over two real far hosts (issue 20), as root.
+"""The dashboard over three real far hosts (issue 20), as root.
 
 Each far host is an nsdash machine booted from the "sshd" tree with private
 networking (nsdash.demo.farhost, as tests/integration/test_remote.py), both
 from one set of keys, reached over real ssh through one ssh_config (aliases
-far1 and far2, NSDASH_SSH_COMMAND) with HOME in the test's directory.  Each
+far1, far2 and far3, NSDASH_SSH_COMMAND) with HOME in the test's directory.  Each
 runs a nested BusyBox machine of the same name, "bb", so only the host tells
-them apart.  Two far hosts for the module; they cost a Debian boot each.  A third
-alias, far3, is a stopped host: far1's address on a port where no sshd listens.
+them apart.  Three far hosts for the module (FARM; each costs a Debian boot, a few
+seconds); most tests use two of them (HOSTS).  A fourth alias, "down", is a stopped
+host: far1's address on a port where no sshd listens.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ from nsdash.tui.widgets.machine_list import MachineList
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 SIZE = (160, 40)
-HOSTS = ("far1", "far2")
-STOPPED = "far3"
+FARM = ("far1", "far2", "far3")  # booted for the module
+HOSTS = FARM[:2]  # what most tests use
+STOPPED = "down"
 
 
 class Farm:
@@ -79,24 +81,24 @@ def farm(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multihost")
     tmp.chmod(0o755)
     files = farhost.prepare(tmp)
-    machines = {alias: f"{TAG}-{alias}" for alias in HOSTS}
+    machines = {alias: f"{TAG}-{alias}" for alias in FARM}
     try:
         configs = []
         for alias, name in machines.items():
             r = run_nsdash("spawn", "--detach", "-M", name, "-n", "-xbD", str(cached_tree("sshd")),
                            *farhost.spawn_options(files, REPO, sysconfig.get_paths()["purelib"]),
-                           f"--bind-ro={cached_tree('busybox')}:/opt/busybox", timeout=120)
+                           f"--bind-ro={cached_tree('busybox')}:/opt/busybox", *_far_strace(), timeout=120)
             assert r.returncode == 0, r.stderr
             lease = network.lease_of(name)
             assert lease is not None
             configs.append(farhost.ssh_config(files, str(lease.guest.ip), name=f"ssh_{alias}", alias=alias))
-            if alias == HOSTS[0]:  # the stopped host: refused at once, inside the test's network
-                configs.append(farhost.ssh_config(files, str(lease.guest.ip), name="ssh_far3", alias=STOPPED,
+            if alias == FARM[0]:  # the stopped host: refused at once, inside the test's network
+                configs.append(farhost.ssh_config(files, str(lease.guest.ip), name="ssh_down", alias=STOPPED,
                                                   port=1))
         config = tmp / "ssh_config_both"
         config.write_text("".join(path.read_text() for path in configs))
         farm = Farm(files, str(config), machines)
-        for alias in HOSTS:
+        for alias in FARM:
             wait_until(lambda alias=alias: farm.remote(alias, "list", timeout=30).returncode == 0, timeout=90,
                        step=0.5, what=f"sshd and nsdash on {alias}")
             r = farm.remote(alias, "spawn", "--detach", "-M", "bb", "-xbD", "/opt/busybox")
@@ -105,6 +107,20 @@ def farm(tmp_path_factory):
     finally:
         for name in machines.values():
             teardown_machine(name)
+
+
+def _far_strace() -> list[str]:
+    """Binds that give a far host this host's strace (the same Debian release), for `trace` over -H:
+    the sshd tree has none.  The libraries it needs beyond the tree's, each under its soname."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return []
+    libs = Path("/usr/lib/x86_64-linux-gnu")
+    binds = [f"--bind-ro={os.path.realpath(strace)}:/usr/bin/strace"]
+    for soname in ("libunwind-ptrace.so.0", "libunwind-x86_64.so.8", "libunwind.so.8"):
+        if (libs / soname).exists():
+            binds.append(f"--bind-ro={os.path.realpath(libs / soname)}:{libs / soname}")
+    return binds
 
 
 def _row(app: NsdashApp, key: str):
@@ -132,7 +148,7 @@ def _tmux(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_the_real_command_in_a_terminal_shows_both_hosts_and_quits_leaving_no_ssh(farm):
+def test_the_real_command_in_a_terminal_shows_three_hosts_and_quits_leaving_no_ssh(farm):
     session = f"nsdash-{TAG}-multihost"
     keep = ("NSDASH_STATE_DIR", "HOME", "NSDASH_SSH_COMMAND", "PATH")
     env = [a for k in keep if k in farm.env for a in ("-e", f"{k}={farm.env[k]}")]
@@ -141,46 +157,53 @@ def test_the_real_command_in_a_terminal_shows_both_hosts_and_quits_leaving_no_ss
     def ssh_running() -> bool:  # (the tmux server's own command line names the config too: not it)
         return subprocess.run(["pgrep", "-f", f"^ssh -F {config} -T"], capture_output=True).returncode == 0
 
-    r = _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", "-e", "TERM=xterm-256color", *env,
-              "-c", str(REPO), " ".join([*NSDASH, "-H", "far1", "-H", "far2"]))
+    r = _tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "50", "-e", "TERM=xterm-256color", *env,
+              "-c", str(REPO), " ".join([*NSDASH, *(a for h in FARM for a in ("-H", h))]))
     assert r.returncode == 0, r.stderr
     try:
         _tmux("set-option", "-t", session, "remain-on-exit", "on")
 
         def rows() -> list[str]:
             screen = _tmux("capture-pane", "-p", "-t", session).stdout
-            return [line for line in screen.splitlines() if " bb" in line and ("far1" in line or "far2" in line)]
+            return [line for line in screen.splitlines() if " bb" in line and any(h in line for h in FARM)]
 
-        wait_until(lambda: {h for line in rows() for h in HOSTS if h in line} == set(HOSTS), timeout=60, step=0.2,
+        wait_until(lambda: "3 machines on 3 hosts" in _tmux("capture-pane", "-p", "-t", session).stdout,
+                   timeout=60, step=0.2, what="the three hosts' machines")
+        # (a detached tmux session may draw at its default 80x24, as here: the machine list, maximised,
+        # has room for the three rows)
+        _tmux("send-keys", "-t", session, "f")
+        wait_until(lambda: {h for line in rows() for h in FARM if h in line} == set(FARM), timeout=30, step=0.2,
                    what="a bb row of each host on the screen")
-        assert "on 2 hosts" in _tmux("capture-pane", "-p", "-t", session).stdout
         assert ssh_running()  # one session per host
         _tmux("send-keys", "-t", session, "q")
         wait_until(lambda: _tmux("display-message", "-p", "-t", session, "#{pane_dead}").stdout.strip() == "1",
                    timeout=20, step=0.1, what="nsdash to quit")
         # its ssh sessions end with it
         wait_until(lambda: not ssh_running(), timeout=10, step=0.1, what="no ssh of the dashboard's left")
+        for host in FARM:  # and the far sessions wind down (the far side hangs its verbs up)
+            wait_until(lambda host=host: _far_sessions(farm, host) == 0, timeout=20, step=0.2,
+                       what=f"no nsdash session left on {host}")
     finally:
         _tmux("kill-session", "-t", session)
 
 
-async def test_the_tree_and_cpu_rows_of_each_host_and_a_stopped_host_shown_unreachable(farm, monkeypatch):
+async def test_three_hosts_each_with_a_machine_in_table_tree_and_cpu_rows_and_a_stopped_host_unreachable(farm, monkeypatch):
     for key, value in farm.env.items():
         monkeypatch.setenv(key, value)
-    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in (*HOSTS, STOPPED)])
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in (*FARM, STOPPED)])
     async with app.run_test(size=SIZE) as pilot:
         def bb_cgroups(host: str) -> list[str]:  # the cgroups the far side maps to HOST's bb
             return [path for path, m in app.snapshot.machine_of.items() if m == f"{host}/bb"]
 
-        await wait_for(pilot, lambda: all(bb_cgroups(h) for h in HOSTS) and STOPPED in app.snapshot.unreachable,
-                       timeout=60, what=lambda: f"both bb cgroups, far3 down ({app.snapshot.errors})")
+        await wait_for(pilot, lambda: all(bb_cgroups(h) for h in FARM) and STOPPED in app.snapshot.unreachable,
+                       timeout=60, what=lambda: f"every bb cgroup, {STOPPED} down ({app.snapshot.errors})")
         tree, table = app.screen.query_one(CgroupTree), app.screen.query_one(CpuTable)
 
         def label(path: str) -> str:
             node = tree.node_for(("cg", path))
             return node.label.plain if node is not None else ""
 
-        for host in HOSTS:
+        for host in FARM:
             scope = min(bb_cgroups(host), key=len)  # the machine's own cgroup, under the host's node
             assert scope.startswith(f"/{host}/machine.slice/"), scope
             await wait_for(pilot, lambda scope=scope: label(scope) != "" and scope in table._rows, timeout=30,
@@ -190,6 +213,7 @@ async def test_the_tree_and_cpu_rows_of_each_host_and_a_stopped_host_shown_unrea
             await wait_for(pilot, lambda scope=scope: table._rows[scope][3] != "-", timeout=30,
                            what=f"{host}'s bb's %CPU")
             assert any(v is not None for v in app.history.cpu(f"{host}/bb"))  # the machine list's CPU
+            assert _state(app, f"{host}/bb") == "running" and _cells(app, f"{host}/bb")  # its table row
         # the stopped host: a node and a row that say so, though it never had machines
         assert label(f"/{STOPPED}") == f"{STOPPED}  ({UNREACHABLE})"
         assert table._rows[f"/{STOPPED}"][:2] == (STOPPED, UNREACHABLE)
@@ -205,7 +229,7 @@ async def test_the_tree_and_cpu_rows_of_each_host_and_a_stopped_host_shown_unrea
         journal = any(m.startswith(f"{HOSTS[0]}/") for m in app.following or ())
         assert _far_sessions(farm, HOSTS[0]) == 2 + 2 * journal, app.following
     # the dashboard quit: nothing of it stays on the far hosts
-    for host in HOSTS:
+    for host in FARM:
         wait_until(lambda host=host: _far_sessions(farm, host) == 0, timeout=20, step=0.2,
                    what=f"no nsdash session left on {host}")
 
@@ -684,3 +708,90 @@ def test_in_a_real_terminal_a_far_console_shows_in_the_pane_and_its_sequences_ne
     finally:
         _tmux("kill-session", "-t", session)
         _far_gone(farm, "far1", "tcon")
+
+
+# ---------------------------------------------------------------- trace over -H
+
+
+LOOP = "while :; do cat /etc/hostname > /dev/null; sleep 0.3; done"
+
+
+def _far_tracers(farm: Farm, host: str) -> int:
+    """strace processes on HOST (the far `nsdash trace` runs it; it must detach when we hang up)."""
+    r = farm.ssh(host, "pgrep -c -x strace || true")
+    return int(r.stdout.strip() or 0)
+
+
+@pytest.fixture
+def far_loop(farm):
+    """A machine "tr" on far1 whose shell opens /etc/hostname three times a second, forking each time."""
+    r = farm.remote("far1", "spawn", "--detach", "-M", "tr", "-xD", "/opt/busybox", "/bin/sh", "-c", LOOP)
+    assert r.returncode == 0, r.stderr
+    yield "tr"
+    _far_gone(farm, "far1", "tr")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_trace_over_h_streams_the_far_machines_syscalls_and_a_hang_up_detaches_strace(farm, far_loop):
+    proc = subprocess.Popen([*NSDASH, "-H", "far1", "trace", "-M", far_loop, "--all", "-e", "trace=openat"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=farm.env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        while sum("openat(" in line and "/etc/hostname" in line for line in seen) < 2 and len(seen) < 200:
+            seen.append(proc.stdout.readline())  # blocks until the far strace speaks
+        assert sum("/etc/hostname" in line for line in seen) >= 2, seen
+        assert all(line.endswith("\n") and line[:-1].isprintable() for line in seen)  # escaped lines
+        assert _far_tracers(farm, "far1") == 1
+    finally:
+        proc.kill()  # ssh goes with it: the far side hangs the verb up
+        proc.wait(timeout=10)
+    wait_until(lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2, what="the far strace to detach")
+    # profile runs on the far side too: there (no perf in the far tree) it says what to install, in one line
+    r = farm.remote("far1", "profile", "-M", far_loop, "-d", "1")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "linux-perf" in r.stderr, r.stderr
+    # a strace that writes nothing (no EPIPE to end it): the hang-up alone must make it detach
+    quiet = ["-qq", "-e", "trace=reboot", "-e", "signal=none"]
+    proc = subprocess.Popen([*NSDASH, "-H", "far1", "trace", "-M", far_loop, "--all", *quiet],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=farm.env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _far_tracers(farm, "far1") == 1, timeout=20, step=0.2, what="the quiet far strace")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    wait_until(lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2, what="the quiet strace to detach")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+async def test_the_trace_pane_of_a_far_machine_and_a_palette_that_offers_only_what_works_over_h(
+        farm, far_loop, monkeypatch):
+    from nsdash.tui.app import MachineCommands
+    from nsdash.tui.screens.debugging import TraceScreen
+    from nsdash.tui.widgets.trace_pane import TracePane
+
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+    app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
+    async with app.run_test(size=SIZE) as pilot:
+        key = f"far1/{far_loop}"
+        await wait_for(pilot, lambda: _state(app, key) == "running", timeout=60, what=f"{key} in the table")
+        # the palette: Trace is offered for the far machine, Profile (local only) is not
+        names = [text for text, _, _ in MachineCommands(app.screen)._commands()]
+        assert f"Trace (strace): {key}" in names and f"Units: {key}" in names
+        assert not any(n.startswith("Profile (perf): ") for n in names)
+        app.screen.query_one(MachineList).select(key)
+        await wait_for(pilot, lambda: app.selected == key, what="the selection")
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        pane = app.screen.query_one(TracePane)
+        await wait_for(pilot, lambda: sum("/etc/hostname" in x.text for x in pane.lines if x.kind == "trace") >= 2,
+                       timeout=30, what=lambda: f"far syscalls in the pane ({pane.lines[-5:]}, {pane.state})")
+        assert pane.state.startswith("tracing all of far1/tr")
+        assert all(x.text.isprintable() for x in pane.lines)  # escaped: far text never reaches the terminal raw
+        assert _far_tracers(farm, "far1") == 1
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TraceScreen), what="back to the dashboard")
+        await asyncio.to_thread(wait_until, lambda: _far_tracers(farm, "far1") == 0, timeout=20, step=0.2,
+                                what="the far strace to detach")

@@ -127,13 +127,15 @@ def test_output_is_escaped_a_whole_line_at_a_time():
 
 def test_verbs_that_cannot_run_remotely_are_refused_before_connecting():
     with pytest.raises(UsageError, match="does not run over -H"):
-        check_verb(["trace", "-M", "x"])
+        check_verb(["debug", "-M", "x", "1"])  # gdb takes a far PTY: not a -H verb (yet)
     with pytest.raises(UsageError, match="does not run over -H"):
         check_verb([])  # the dashboard over -H runs on this side (cli/dashboard.py), never on the far one
     with pytest.raises(UsageError, match="needs --detach"):
         check_verb(["spawn", "-D", "/x"])
     check_verb(["spawn", "--detach", "-D", "/x"])
     check_verb(["journal", "-f", "-M", "x"])
+    check_verb(["trace", "-M", "x", "--all"])  # machine-wide: no far PID to choose
+    check_verb(["profile", "-M", "x", "-d", "1"])
 
 
 def _far_session(*messages: bytes) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 
 from nsdash.errors import NsdashError
 
@@ -22,3 +23,16 @@ def find(tool: str, override: str | None = None) -> str:
         raise ToolMissing(f"{override or tool} is not installed on the host",
                           f"install Debian's '{package}' package (apt-get install {package})")
     return path
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_hangup() -> None:
+    """Let a hang-up (SIGHUP: the terminal or the -H connection went) and SIGTERM end a tool run
+    the way Ctrl-C does.  strace and perf run in sessions of their own, so the signal reaches
+    only nsdash: by default it would die and leave strace attached; as an interrupt, nsdash
+    detaches strace / stops perf first."""
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _interrupt)

@@ -22,7 +22,9 @@ from textual.widgets import Static
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging.perf import Profile, Profiler, flame_svg
 from nsdash.inside.debugging.strace import Line, StraceRun
+from nsdash.remote.target import Target
 from nsdash.system.text import escape
+from nsdash.tui.remote_trace import FarTrace, trace_argv
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.key_footer import KeyFooter
 from nsdash.tui.widgets.profile_pane import ProfilePane
@@ -83,7 +85,7 @@ class _TraceSession:
         self.options = options
         self.stopping = threading.Event()
         self.done = threading.Event()  # its worker has reaped its strace
-        self.run: StraceRun | None = None
+        self.run: StraceRun | FarTrace | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -92,7 +94,12 @@ class _TraceSession:
 
 
 class TraceScreen(ToolScreen):
-    """strace on a machine's process, unit or whole self, live."""
+    """strace on a machine's process, unit or whole self, live; FAR (the host and the machine's name
+    there, -H): the far host's `nsdash trace` instead (nsdash.tui.remote_trace)."""
+
+    def __init__(self, subject: Subject, far: tuple[Target, str] | None = None) -> None:
+        super().__init__(subject)
+        self.far = far
 
     class Lines(Message):
         def __init__(self, lines: list[Line]) -> None:
@@ -147,13 +154,21 @@ class TraceScreen(ToolScreen):
                 earlier.done.wait(10)
             if marker:
                 self.post_message(self.Lines([Line("message", marker)]))
+            run: StraceRun | FarTrace
             try:
-                procs = MachineProcesses(resolve(self.subject.machine))
-                if self.subject.host_pid is not None:
-                    host_pids, what = procs.select(str(self.subject.host_pid), host=True)
+                if self.far is not None:
+                    target, machine = self.far
+                    s = self.subject
+                    run = FarTrace(target, trace_argv(machine, s.host_pid, s.unit, session.options))
+                    run.connect()
+                    what = s.describe()
                 else:
-                    host_pids, what = procs.select(self.subject.unit)
-                run = StraceRun(procs, host_pids, session.options)
+                    procs = MachineProcesses(resolve(self.subject.machine))
+                    if self.subject.host_pid is not None:
+                        host_pids, what = procs.select(str(self.subject.host_pid), host=True)
+                    else:
+                        host_pids, what = procs.select(self.subject.unit)
+                    run = StraceRun(procs, host_pids, session.options)
             except NsdashError as e:
                 self.post_message(self.Failed(e))
                 self.post_message(self.State(f"not started: {e.message}"))
@@ -175,12 +190,13 @@ class TraceScreen(ToolScreen):
                 self.post_message(self.State(f"failed: {what_failed}"))
                 raise
             if not session.stopping.is_set() or self.stopping.is_set():
-                self.post_message(self.State(f"ended (strace exit status {run.returncode})"))
+                tool = "far nsdash trace" if self.far is not None else "strace"
+                self.post_message(self.State(f"ended ({tool} exit status {run.returncode})"))
         finally:
             session.done.set()
             self._check_done()  # events only: safe from this thread
 
-    def _pump(self, run: StraceRun, session: _TraceSession) -> None:
+    def _pump(self, run: StraceRun | FarTrace, session: _TraceSession) -> None:
         batch: list[Line] = []
         sent = time.monotonic()
         asked = False
