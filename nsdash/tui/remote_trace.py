@@ -11,13 +11,13 @@ escaped here, as any guest text, before the pane shows them.
 
 from __future__ import annotations
 
-import select
 import threading
 
 from nsdash.errors import NsdashError
 from nsdash.inside.debugging.strace import Line
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
+from nsdash.system.ready import readable
 from nsdash.system.text import escape, escape_bytes
 from nsdash.tui.remote_journal import LineSplitter
 
@@ -33,16 +33,6 @@ def trace_argv(machine: str, host_pid: int | None, unit: str | None, options: li
     else:
         what = ["--all"]
     return ["trace", "-M", machine, *what, "--", *options]
-
-
-def _readable(fds: list[int], timeout: float) -> list[int]:
-    """Those of FDS ready to read within TIMEOUT seconds.  poll(), not select(): in the dashboard (a
-    counter file open per cgroup) a descriptor may be numbered past select()'s 1024.  (main has
-    nsdash.system.ready.readable for this since this module was written: the one to use.)"""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return [fd for fd, _ in poller.poll(timeout * 1000)]
 
 
 class FarTrace:
@@ -81,7 +71,7 @@ class FarTrace:
             self.finished = True
             return []
         try:
-            ready = _readable(self.stream.fds(), timeout)
+            ready = readable(self.stream.fds(), timeout)
             got = self.stream.pump() if ready else {}
         except NsdashError as e:
             self.finished = True
