@@ -364,3 +364,26 @@ async def test_what_arrives_after_the_screens_are_gone_is_dropped():
     app.on_journal_lines(JournalLines(("demo-debian",), sd.JOURNAL, reset=False))
     app.on_console_pane_ended(ConsolePane.Ended("demo-debian", "the console ended"))
     assert app.snapshot.machines  # the snapshot itself was taken; only showing it was skipped
+
+
+async def test_tables_take_rows_before_their_own_mount_ran():
+    """The dashboard shows the snapshot it has as its screen mounts, which can be before a
+    table's on_mount added its columns (seen in CI: 'More values provided than there are
+    columns.'): the first update adds them."""
+    from textual.app import App
+
+    from nsdash.tui.widgets.image_list import ImageList
+
+    app: App = App()  # a bare app: nothing of the dashboard's updates these tables meanwhile
+    async with app.run_test(size=(120, 40)) as pilot:
+        machines, cpu, images = MachineList(), CpuTable(), ImageList()
+        waits = [app.screen.mount(table) for table in (machines, cpu, images)]  # in the DOM, not yet mounted
+        assert not machines.columns and not cpu.columns and not images.columns
+        machines.update_machines(sd.snapshot(0).machines, lambda name: [])
+        cpu.update_rows(sd.snapshot(0).rows, {})
+        images.update_images(sd.IMAGES)
+        for wait in waits:
+            await wait
+        await pilot.pause()
+        assert machines.row_count == len(sd.snapshot(0).machines) and cpu.row_count == len(sd.snapshot(0).rows)
+        assert len(machines.columns) == 6 and images.row_count == len(sd.IMAGES)

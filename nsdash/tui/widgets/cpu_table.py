@@ -111,9 +111,14 @@ class CpuTable(FastTable):
         self.machine_of: dict[str, str] = {}
 
     def on_mount(self) -> None:
-        for key, label in self._columns:
-            self.add_column(label if key in ("path", "host") else Text(label, justify="right"), key=key,
-                            width=self._host_width if key == "host" else WIDTHS.get(key))
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        # Also from the first update: a screen may show a snapshot before this table's on_mount ran.
+        if not self.columns:
+            for key, label in self._columns:
+                self.add_column(label if key in ("path", "host") else Text(label, justify="right"), key=key,
+                                width=self._host_width if key == "host" else WIDTHS.get(key))
 
     # ------------------------------------------------------------ public
 
@@ -121,6 +126,7 @@ class CpuTable(FastTable):
                     notes: Mapping[str, str] | None = None) -> None:
         """Apply a snapshot: add, change and drop rows by path; then order them.  NOTES: what the
         Control Group column says instead of a row's path (a remote host "unreachable")."""
+        self._add_columns()
         self._last = rows
         if machine_of is not None:
             self.machine_of = dict(machine_of)

@@ -50,12 +50,18 @@ class ImageList(SelectingTable):
         self.images: dict[str, ImageRow] = {}
 
     def on_mount(self) -> None:
-        for key, label in self._columns:
-            self.add_column(label, key=key)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        # Also from the first update: a screen may show rows before this table's on_mount ran.
+        if not self.columns:
+            for key, label in self._columns:
+                self.add_column(label, key=key)
 
     # ------------------------------------------------------------ public
 
     def update_images(self, rows: Sequence[ImageRow]) -> None:
+        self._add_columns()
         self.images = {r.name: r for r in rows}
         for r in rows:
             cells = cells_of(r, self.hosts)

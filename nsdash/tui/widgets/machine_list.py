@@ -68,13 +68,19 @@ class MachineList(SelectingTable):
         self._styles: dict[str, Style] = {}
 
     def on_mount(self) -> None:
-        for key, label in self._columns:
-            self.add_column(label, key=key)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        # Also from the first update: a screen may show a snapshot before this table's on_mount ran.
+        if not self.columns:
+            for key, label in self._columns:
+                self.add_column(label, key=key)
 
     # ------------------------------------------------------------ public
 
     def update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list],
                         now: float | None = None) -> None:
+        self._add_columns()
         now = self.clock() if now is None else now
         self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
