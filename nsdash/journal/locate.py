@@ -80,9 +80,9 @@ class JournalDir(Frozen):
         finally:
             os.close(root_fd)
 
-    def signature(self) -> tuple[tuple[str, int], ...]:
-        """(name, inode) of each journal file entry, not followed: changes when files come or go
-        (one directory listing and an lstat each, no opens); () if the directory is gone."""
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, inode, size) of each journal file entry, not followed: changes when files come
+        or go (one directory listing and an lstat each, no opens); () if the directory is gone."""
         try:
             dir_fd = self.open()
         except OSError:
@@ -93,7 +93,7 @@ class JournalDir(Frozen):
                 if name.endswith(JOURNAL_SUFFIXES):
                     with contextlib.suppress(OSError):
                         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                        out.append((name, st.st_ino))
+                        out.append((name, st.st_ino, st.st_size))
             return tuple(out)
         finally:
             os.close(dir_fd)
@@ -267,7 +267,10 @@ def require_logs(logs: MachineLogs) -> MachineLogs:
 
 # ---------------------------------------------------------------- file checks
 
-_HEADER = struct.Struct("<8sII B7x 16s16s16s16s QQ")
+# The header up to entry_array_offset: signature, flags, state, four IDs, sizes, offsets, counts.
+_HEADER = struct.Struct("<8sII B7x 16s16s16s16s QQ QQQQQ QQQQQ")
+# sd-journal refuses a file shorter than the header's fields up to n_data (its HEADER_SIZE_MIN).
+HEADER_SIZE_MIN = 208
 SIGNATURE = b"LPKSHHRH"
 
 
@@ -286,22 +289,30 @@ def check_journal_file(path: Path) -> str | None:
 def check_journal_fd(fd: int) -> str | None:
     """Why libsystemd would refuse the journal file open on FD (None if it looks whole).
 
-    The same header test sd-journal makes before mapping a file: signature, and
-    header + arena no larger than the file.  Checking first lets us say which
-    files were skipped rather than letting the library drop them silently.
+    The header tests sd-journal makes before mapping a file for reading: signature,
+    a whole minimal header, header + arena no larger than the file, the tail object
+    inside it and 8-byte aligned offsets.  A file journald is still creating fails
+    them.  Checking first lets us say which files were skipped rather than letting
+    the library drop them silently (or, given descriptors, refuse them all).
     """
     try:
-        head = os.pread(fd, _HEADER.size, 0)
+        head = os.pread(fd, HEADER_SIZE_MIN, 0)
         size = os.fstat(fd).st_size
     except OSError as e:
         return f"unreadable ({e.strerror})"
-    if len(head) < _HEADER.size:
+    if len(head) < _HEADER.size or size < HEADER_SIZE_MIN:
         return "truncated (no complete header)"
-    sig, _compat, _incompat, _state, _fid, _mid, _boot, _seq, header_size, arena_size = _HEADER.unpack(head)
+    (sig, _compat, _incompat, _state, _fid, _mid, _boot, _seq, header_size, arena_size,
+     data_table, _data_size, field_table, _field_size, tail_object, _objects, _entries, _tail_seqnum,
+     _head_seqnum, entry_array) = _HEADER.unpack_from(head)
     if sig != SIGNATURE:
         return "not a journal file (bad signature)"
+    if header_size < HEADER_SIZE_MIN:
+        return "not a journal file (header too small)"
     if header_size + arena_size > size:
         return f"truncated ({size} of {header_size + arena_size} bytes)"
+    if tail_object > header_size + arena_size or (data_table | field_table | tail_object | entry_array) % 8:
+        return "being written (its header is not complete yet)"
     return None
 
 

@@ -67,7 +67,8 @@ class _ConfinedFiles:
 
     def __init__(self, directory: JournalDir, watch: bool = True) -> None:
         self.directory = directory
-        self.signature: tuple[tuple[str, int], ...] = ()  # JournalDir.signature() when last opened
+        self.signature: tuple[tuple[str, int, int], ...] = ()  # _files() when last opened
+        self._retry: set[str] = set()  # files skipped when last opened: their size counts as a change
         # Our own inotify on the (confined, already opened) directory: sd-journal keeps none for
         # files given as descriptors.  journald's ftruncate after writing, new files and moves wake it.
         # WATCH False (a read that will not follow, `journal -n 20`): none until fileno() asks, as
@@ -79,23 +80,62 @@ class _ConfinedFiles:
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
         if self._inotify >= 0:
             self._watch()  # the directory may be a new one (journald's flush): watch it again
-        self.signature = self.directory.signature()  # first: a change while we open shows next time
+        listed = self.directory.signature()  # first: a change while we open shows next time
         opened, why = self.directory.open_files()
         if skipped is not None:
             skipped.extend(why)
         fds = [fd for _, fd in opened]
+        # A file skipped as incomplete (journald still creating it) is tried again when it
+        # grows; journald's appends to the files we hold change nothing here.
+        self._retry = {name for name, _, _ in listed} - {name for name, _ in opened}
+        self.signature = self._files(listed)
         if not fds:
             return _open(self._empty_dir())
         try:
             return _open_fds(fds)
+        except OSError:
+            # Given descriptors, sd-journal refuses them all for one file it refuses (one
+            # journald changed between our header check and its own): open the others.
+            fds = self._without_refused(opened, skipped)
+            self.signature = self._files(listed)  # the refused ones are tried again when they grow
+            if not fds:
+                return _open(self._empty_dir())
+            try:
+                return _open_fds(fds)
+            except BaseException:
+                for fd in fds:
+                    os.close(fd)
+                raise
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
 
+    def _without_refused(self, opened: list[tuple[str, int]], skipped: list[str] | None) -> list[int]:
+        """The descriptors of OPENED that sd-journal takes one by one; the others are closed
+        and said in SKIPPED (the next look at the directory tries them again)."""
+        kept = []
+        for name, fd in opened:
+            alone = os.dup(fd)
+            try:
+                _open_fds([alone]).close()  # the reader owns ALONE once made
+            except OSError as e:
+                os.close(alone)
+                os.close(fd)
+                self._retry.add(name)
+                if skipped is not None:
+                    skipped.append(f"{self.directory}/{name}: refused by libsystemd ({e.strerror or e}), skipped")
+                continue
+            kept.append(fd)
+        return kept
+
     def changed(self) -> bool:
-        """True if journal files came or went (one confined directory listing, no opens)."""
-        return self.directory.signature() != self.signature
+        """True if journal files came or went, or one skipped last time changed size (one
+        confined directory listing, no opens)."""
+        return self._files(self.directory.signature()) != self.signature
+
+    def _files(self, listed: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...]:
+        return tuple((name, ino, size if name in self._retry else -1) for name, ino, size in listed)
 
     def _watch(self) -> None:
         try:

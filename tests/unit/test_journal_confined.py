@@ -132,3 +132,32 @@ def test_a_read_that_does_not_follow_makes_no_inotify(root):
         assert log.wait(timeout=2.0)
         assert _follow(log, "three") == ["three"]
     assert _inotify_fds() == before
+
+
+def test_a_file_journald_is_still_creating_is_skipped_then_read_when_whole(root, tmp_path):
+    """The header of a file being created is short or points past the file: libsystemd
+    refuses it (ENODATA), and given descriptors it would refuse every file with it."""
+    d = root / "var/log/journal" / MID
+    write_journal(tmp_path / "whole.journal", entries("late", start=5))
+    whole = (tmp_path / "whole.journal").read_bytes()
+    (d / "user-1000.journal").write_bytes(whole[:150])  # the signature and part of the header
+    with MergedLog([JournalSource(JournalDir(root, f"var/log/journal/{MID}"))]) as log:
+        assert [e.message for e in log.tail(10)] == ["one", "two"]
+        assert any("user-1000.journal: truncated" in s for s in log.sources[0].skipped)
+        with open(d / "user-1000.journal", "r+b") as f:  # the same file, now whole
+            f.write(whole)
+        assert _follow(log, "late") == ["late"]
+
+
+def test_a_file_libsystemd_refuses_is_skipped_and_the_others_read(root, tmp_path):
+    """A file our header check passes but libsystemd refuses (here: an incompatible flag it does
+    not know, as a newer guest's journald may write) costs only that file, not the journal."""
+    d = root / "var/log/journal" / MID
+    write_journal(tmp_path / "newer.journal", entries("from the future"))
+    raw = bytearray((tmp_path / "newer.journal").read_bytes())
+    raw[12:16] = (int.from_bytes(raw[12:16], "little") | 1 << 31).to_bytes(4, "little")
+    (d / "newer.journal").write_bytes(bytes(raw))
+    assert loc.check_journal_file(d / "newer.journal") is None
+    with JournalSource(JournalDir(root, f"var/log/journal/{MID}")) as src:
+        assert messages(src) == ["one", "two"]
+        assert any("newer.journal: refused by libsystemd" in s for s in src.skipped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from datetime import datetime
 from pathlib import Path
@@ -281,6 +282,18 @@ def test_journal_file_header_checks(tmp_path):
     assert check_journal_file(tmp_path / "a.journal") == "truncated (no complete header)"
     (tmp_path / "b.journal").write_bytes(b"NOTAJRNL" + b"\0" * 200)
     assert check_journal_file(tmp_path / "b.journal") == "not a journal file (bad signature)"
+    (tmp_path / "c.journal").write_bytes(b"LPKSHHRH" + b"\0" * 142)  # past the offsets, short of n_data
+    assert check_journal_file(tmp_path / "c.journal") == "truncated (no complete header)"
+    header = bytearray(b"LPKSHHRH" + b"\0" * 264)
+    header[88:104] = struct.pack("<QQ", 272, 0)  # header_size, arena_size: a header and no arena
+    (tmp_path / "d.journal").write_bytes(bytes(header))
+    assert check_journal_file(tmp_path / "d.journal") is None
+    header[136:144] = struct.pack("<Q", 4096)  # tail_object_offset past header + arena
+    (tmp_path / "e.journal").write_bytes(bytes(header))
+    assert check_journal_file(tmp_path / "e.journal") == "being written (its header is not complete yet)"
+    header[136:144] = struct.pack("<Q", 268)  # inside, but not 8-byte aligned
+    (tmp_path / "f.journal").write_bytes(bytes(header))
+    assert check_journal_file(tmp_path / "f.journal") == "being written (its header is not complete yet)"
 
 
 # ---------------------------------------------------------------- CLI errors
