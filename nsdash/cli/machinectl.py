@@ -10,16 +10,14 @@ output is escaped by the encoder (ASCII only).
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import time
-from pathlib import Path
 
 from nsdash.cli.quickparse import REMAINDER, Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
+from nsdash.system import jsontext
 from nsdash.system.text import escape
 
 TYPE_CHECKING = False  # typing and datetime cost 3 ms of `nsdash list`; the annotations are strings
@@ -166,10 +164,13 @@ def _output_opts(p: Parser) -> None:
 
 
 def _dump(data: Any, mode: str) -> None:
-    sys.stdout.write(json.dumps(data, indent=2 if mode == "json-pretty" else None) + "\n")
+    # json.dumps's text (jsontext hands json what is not plain): json's import is a tenth of `list`
+    sys.stdout.write(jsontext.encode(data, indent=2 if mode == "json-pretty" else None) + "\n")
 
 
 def parse_signal(text: str) -> int:
+    import signal  # kill's alone (signal imports enum)
+
     t = text.upper()
     if t.isdigit():
         n = int(t)
@@ -262,6 +263,8 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
         if limits:
             field("Limits", " ".join(f"{k}={v}" for k, v in limits.items()))
         cg = MachineCgroup(m.name)
+        from pathlib import Path
+
         top = Path(str(cg.main_dir)[:-len(cg.path)] + s.cgroup)  # (a --slice moves it)
         found: dict[str, list[tuple[int, str]]] = {}
         for sub, _dirs, _files in os.walk(top):
