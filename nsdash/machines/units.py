@@ -106,12 +106,13 @@ def unit_state(unit: str) -> str | None:
 
 
 def unit_properties(unit: str, interface: str) -> dict[str, Any]:
-    """Every property of INTERFACE (org.freedesktop.systemd1.Scope, ...) of a loaded unit."""
+    """Every property of INTERFACE (org.freedesktop.systemd1.Scope, ...) of a loaded unit: one call
+    on the unit's object path (unitname.bus_path, what GetUnit would answer)."""
     from nsdash.system import dbus
 
     try:
-        (path,) = _manager("GetUnit", "s", [unit])
-        (values,) = dbus.call(BUS, path, "org.freedesktop.DBus.Properties", "GetAll", "s", [interface])
+        (values,) = dbus.call(BUS, unitname.bus_path(unit), "org.freedesktop.DBus.Properties", "GetAll", "s",
+                              [interface])
     except dbus.BusError as e:
         raise NsdashError(f"cannot read {unit}'s properties: {_one_line(e.message)}",
                           "is the machine running? see 'nsdash list'") from None
@@ -319,13 +320,17 @@ def _cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
     return out
 
 
+# systemd keeps a file there for each transient unit while it holds the unit loaded (and removes
+# it when it lets the unit go): a machine's scope is there while systemd holds it.
+TRANSIENT_UNITS = "/run/systemd/transient"
+
+
 def _systemd_scope(unit: str) -> bool:
-    """Whether UNIT is a live scope systemd made (a host booted with systemd whose bus answers)."""
+    """Whether UNIT is a scope systemd made and holds (a host booted with systemd).  Its transient
+    unit file says so: no D-Bus round trip (three, with the bus check and ActiveState) to ask."""
     if not booted() or not unit.endswith(".scope"):
         return False
-    from nsdash.system import dbus
-
-    return dbus.system_bus_reachable() and unit_state(unit) in LIVE
+    return os.path.exists(os.path.join(TRANSIENT_UNITS, unit))
 
 
 def limits(machine: str, cgroup: str, layout: cgroupfs.Layout | None = None) -> dict[str, str]:
