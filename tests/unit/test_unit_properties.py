@@ -12,7 +12,7 @@ from nsdash.launcher import properties as props
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
 from nsdash.launcher.options import build_spec, parse_args
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.machines import units
+from nsdash.machines import limits, units
 from nsdash.system import cgroupfs, unitname
 
 
@@ -121,4 +121,4 @@ def test_cgroupfs_apply_prefers_cgroup2_files_then_v1(tmp_path):
         cg.apply(p)
     assert (v2 / scope / "pids.max").read_text() == "9"
     assert (mem / scope / "memory.limit_in_bytes").read_text() == str(2 << 20)
-    assert units._cgroupfs_limits("/" + scope, layout) == {"MemoryMax": str(2 << 20), "TasksMax": "9"}
+    assert limits.cgroupfs_limits("/" + scope, layout) == {"MemoryMax": str(2 << 20), "TasksMax": "9"}
