@@ -298,7 +298,7 @@ def cmd_status(argv: list[str]) -> int:
 
             client.clean_if_orphan(name)
         m = registry.lookup(name)
-        log = os.path.join(st.machine_dir_name(name), st.CONSOLE_LOG)  # a string: pathlib is not on status's path
+        log = os.path.join(st.machine_path(name), st.CONSOLE_LOG)  # a string: pathlib is not on status's path
         lines = last_lines(log, ns.lines) if m.source == "nsdash" else []
         limits = _limits(m)
         results.append({**machine_json(m), "limits": limits, "log": lines})

@@ -117,7 +117,7 @@ def addresses(pid: int) -> list[str]:
 
 
 def _from_entry(name: str) -> Machine | None:
-    directory = st.machine_dir_name(name)
+    directory = st.machine_path(name)
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
     if not alive and not os.path.exists(directory):

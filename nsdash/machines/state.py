@@ -19,7 +19,7 @@ import os
 
 from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
-from nsdash.system.paths import machine_dir, machine_dir_name, state_root, state_root_name
+from nsdash.system.paths import machine_dir, machine_path, state_path, state_root
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the path of the foreground spawn, which writes state too
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def read_state(directory: Path | str) -> MachineState | None:
 
 def orphaned(name: str) -> bool:
     """True if NAME has an entry whose supervisor died (nobody holds its lock)."""
-    directory = machine_dir_name(name)
+    directory = machine_path(name)
     return os.path.exists(directory) and not supervisor_alive(directory)
 
 
@@ -134,12 +134,12 @@ def supervisor_alive(directory: Path | str) -> bool:
 
 
 def entry_names() -> list[str]:
-    root = os.path.join(state_root_name(), "machines")  # machines_root(), without pathlib
+    root = os.path.join(state_path(), "machines")  # machines_root(), without pathlib
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith("."))
     except FileNotFoundError:
         return []
 
 
-__all__ = ["MachineState", "UP_STATES", "machine_dir", "machine_dir_name", "machines_root", "write_state", "read_state",
+__all__ = ["MachineState", "UP_STATES", "machine_dir", "machine_path", "machines_root", "write_state", "read_state",
            "supervisor_alive", "entry_names", "STATE_FILE", "LOCK_FILE", "CONTROL", "CONSOLE_LOG"]
