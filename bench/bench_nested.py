@@ -162,6 +162,9 @@ def main() -> int:
             run = boot_host(name)
             run(f"python3 -S {CHECKOUT}/bin/nsdash spawn --detach -q -xbD / -M {INNER}")
             run(f"machinectl show -p Leader --value {INNER} >/dev/null")  # machined knows it
+            # ... and its systemd is up: both status texts then show a settled machine
+            run(f"for i in $(seq 150); do python3 -S {CHECKOUT}/bin/nsdash status -o json {INNER} | "
+                "grep -q '\"state\": \"running\"' && break; sleep 0.2; done")
             print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
                   "timed inside the booted host; medians [min..max]; [spread of the pair ratios]", flush=True)
             out = run(f"python3 -S {CHECKOUT}/bench/bench_nested.py --inside {args.runs} {INNER}",
