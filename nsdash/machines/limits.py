@@ -111,10 +111,27 @@ def cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
     return out
 
 
+# The cgroup2 controllers whose files hold every limit above (cpu.max, memory.max, memory.high, pids.max)
+LIMIT_CONTROLLERS = frozenset({"cpu", "memory", "pids"})
+
+
+def files_hold_limits(cgroup: str, layout: cgroupfs.Layout) -> bool:
+    """Whether CGROUP's cgroup2 files hold all its limits: cgroup2 has the cpu, memory and pids
+    controllers enabled for it.  systemd writes a scope's limits there as it sets them, so on
+    such a host (most pure cgroup2 ones) they are on disk; where it does not (a hybrid host, a
+    nested one without controllers), only systemd knows them."""
+    if layout.unified_dir is None:
+        return False
+    found = _read(f"{layout.unified_dir}/{cgroup.lstrip('/')}/cgroup.controllers")
+    return found is not None and set(found.split()) >= LIMIT_CONTROLLERS
+
+
 def limits(machine: str, cgroup: str, layout: cgroupfs.Layout | None = None) -> dict[str, str]:
     """The machine's CPUQuota, MemoryMax, MemoryHigh and TasksMax where set (bytes and tasks as
-    numbers): from its scope unit where systemd made one, else from its cgroup files."""
+    numbers): from its cgroup files where they hold them all (no D-Bus round trip for what is
+    on disk), else from the scope unit systemd made, else (no systemd) from the files nsdash wrote."""
+    layout = layout or cgroupfs.detect()
     unit = cgroup.rsplit("/", 1)[-1]
-    if systemd_scope(unit):
+    if systemd_scope(unit) and not files_hold_limits(cgroup, layout):
         return unit_limits(unit)
-    return cgroupfs_limits(cgroup, layout or cgroupfs.detect())
+    return cgroupfs_limits(cgroup, layout)
