@@ -10,7 +10,9 @@ is the steadier figure on a busy machine.
   cgls                      nsdash cgls                          systemd-cgls
   cgtop                     nsdash cgtop -b -n 1                 systemd-cgtop -b -n 1
   list, status              nsdash list / status M               python -c pass (the floor: no
-                                                                 machined on a host without systemd)
+                                                                 machined on a host without systemd;
+                                                                 bench_nested.py compares them with
+                                                                 machinectl on a booted systemd host)
   journal                   nsdash journal -M M -n 20            journalctl -D (its journal) -n 20
   systemctl list-units      nsdash systemctl -M M list-units     systemctl list-units, run inside M
   systemctl status          nsdash systemctl -M M status U       systemctl status U, run inside M

@@ -36,6 +36,7 @@ BEGIN, END = "<!-- bench-summary:begin -->", "<!-- bench-summary:end -->"
 # name -> (arguments by default, arguments with --quick)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "verbs": (["--runs", "15"], ["--runs", "7"]),
+    "nested": (["--runs", "15"], ["--runs", "7"]),  # list/status against machinectl on a systemd host
     "spawn": (["--runs", "20", "--boots", "3"], ["--runs", "9", "--boots", "2"]),
     "cgtop": (["--repeat", "3"], ["--sizes", "500", "--repeat", "3", "--iterations", "42"]),
     "journal": (["--runs", "3"], ["--entries", "20000", "--runs", "3"]),

@@ -10,16 +10,14 @@ output is escaped by the encoder (ASCII only).
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import time
-from pathlib import Path
 
 from nsdash.cli.quickparse import REMAINDER, Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
+from nsdash.system import jsontext
 from nsdash.system.text import escape
 
 TYPE_CHECKING = False  # typing and datetime cost 3 ms of `nsdash list`; the annotations are strings
@@ -166,10 +164,13 @@ def _output_opts(p: Parser) -> None:
 
 
 def _dump(data: Any, mode: str) -> None:
-    sys.stdout.write(json.dumps(data, indent=2 if mode == "json-pretty" else None) + "\n")
+    # json.dumps's text (jsontext hands json what is not plain): json's import is a tenth of `list`
+    sys.stdout.write(jsontext.encode(data, indent=2 if mode == "json-pretty" else None) + "\n")
 
 
 def parse_signal(text: str) -> int:
+    import signal  # kill's alone (signal imports enum)
+
     t = text.upper()
     if t.isdigit():
         n = int(t)
@@ -213,21 +214,21 @@ def cmd_list(argv: list[str]) -> int:
 
 
 def _limits(m: Machine) -> dict[str, str]:
-    """The machine's limits (machines/units.py), for nsdash's own machines."""
+    """The machine's limits (machines/limits.py), for nsdash's own machines."""
     if m.source != "nsdash" or m.state is None or not m.state.cgroup:
         return {}
-    from nsdash.machines import units
+    from nsdash.machines import limits
 
     try:
-        return units.limits(m.name, m.state.cgroup)
+        return limits.limits(m.name, m.state.cgroup)
     except NsdashError:
         return {}
 
 
 def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> str:
-    from nsdash.launcher.cgroup import MachineCgroup
-    from nsdash.monitor import procs
+    from nsdash.monitor import procs, tree
     from nsdash.monitor.tree_lines import process_tree
+    from nsdash.system import cgroupfs
 
     s = m.state
     head = m.name + (f"({s.uuid})" if s and s.uuid else "")
@@ -261,8 +262,9 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
         field("Unit", s.cgroup.rsplit("/", 1)[-1])
         if limits:
             field("Limits", " ".join(f"{k}={v}" for k, v in limits.items()))
-        cg = MachineCgroup(m.name)
-        top = Path(str(cg.main_dir)[:-len(cg.path)] + s.cgroup)  # (a --slice moves it)
+        # the hierarchy that holds every process, as strings (the launcher's MachineCgroup and pathlib
+        # cost `status` a tenth of its run); s.cgroup is where the machine is (a --slice moves it)
+        top = tree.primary_mount(cgroupfs.detect()) + s.cgroup
         found: dict[str, list[tuple[int, str]]] = {}
         for sub, _dirs, _files in os.walk(top):
             rel = os.path.relpath(sub, top)
@@ -296,7 +298,8 @@ def cmd_status(argv: list[str]) -> int:
 
             client.clean_if_orphan(name)
         m = registry.lookup(name)
-        lines = last_lines(st.machine_dir(name) / st.CONSOLE_LOG, ns.lines) if m.source == "nsdash" else []
+        log = os.path.join(st.machine_path(name), st.CONSOLE_LOG)  # a string: pathlib is not on status's path
+        lines = last_lines(log, ns.lines) if m.source == "nsdash" else []
         limits = _limits(m)
         results.append({**machine_json(m), "limits": limits, "log": lines})
         texts.append(_status_text(m, lines, limits))

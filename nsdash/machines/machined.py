@@ -1,4 +1,6 @@
-"""systemd-machined over the system bus: list its machines, register ours.
+"""systemd-machined over the system bus: register ours.
+
+(Its machines are listed from its state files, by machines/registry.py: no round trip.)
 
 Registration follows `systemd-nspawn --keep-unit`: RegisterMachineWithNetwork
 with the running leader, class "container", service "nsdash" and the root
@@ -13,7 +15,6 @@ import time
 from typing import Any
 
 from nsdash.errors import NsdashError
-from nsdash.machines.registry import Machine
 from nsdash.machines.state import MachineState
 from nsdash.system import dbus
 
@@ -34,20 +35,6 @@ def reachable() -> bool:
         return True
     except dbus.BusError:
         return False
-
-
-def list_machines() -> list[Machine]:
-    """Machines registered with machined (nsdash's own among them), or [] without it."""
-    try:
-        (rows,) = _manager("ListMachines")
-    except dbus.BusError:
-        return []
-    return [Machine(name=name, class_=cls, service=service or "-", source="machined")
-            for name, cls, service, _path in rows]
-
-
-def machine_names() -> set[str]:
-    return {m.name for m in list_machines()}
 
 
 class Registration:

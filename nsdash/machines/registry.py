@@ -20,13 +20,38 @@ from nsdash.system.frozen import Frozen
 MACHINED_STATE = "/run/systemd/machines"
 
 
-def machined_has_machines() -> bool:
-    """Whether machined holds any registration: no file, no D-Bus round trip (nor a D-Bus client)."""
+def parse_machined_record(text: str) -> dict[str, str]:
+    """One of machined's state files: KEY=VALUE lines (NAME, CLASS, SERVICE, LEADER, ...)."""
+    record: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and not key.startswith("#"):
+            record[key.strip()] = value.strip()
+    return record
+
+
+def machined_machines(directory: str | None = None) -> list[Machine]:
+    """The machines machined holds, from its state files, as libsystemd's sd_get_machine_names()
+    and sd_machine_get_class() read them: the answer is on disk, so no D-Bus round trip (and no
+    D-Bus client to import).  Its .host entry has no file; a file being written (.#NAME) is
+    skipped, and one that vanishes while read is a machine that just went away."""
+    directory = MACHINED_STATE if directory is None else directory
     try:
-        entries = os.listdir(MACHINED_STATE)
+        entries = sorted(os.listdir(directory))
     except OSError:
-        return False
-    return any(not e.startswith((".", "unit:")) for e in entries)
+        return []
+    found: list[Machine] = []
+    for entry in entries:
+        if entry.startswith((".", "unit:")):
+            continue
+        try:
+            with open(os.path.join(directory, entry), encoding="utf-8", errors="replace") as f:
+                record = parse_machined_record(f.read(65536))  # machined's own few lines
+        except OSError:
+            continue
+        found.append(Machine(name=record.get("NAME") or entry, class_=record.get("CLASS", "container"),
+                             service=record.get("SERVICE") or "-", source="machined"))
+    return found
 
 
 class Machine(Frozen):
@@ -92,10 +117,10 @@ def addresses(pid: int) -> list[str]:
 
 
 def _from_entry(name: str) -> Machine | None:
-    directory = st.machine_dir(name)
+    directory = st.machine_path(name)
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
-    if not alive and not directory.exists():
+    if not alive and not os.path.exists(directory):
         return None
     leader = state.leader if state else None
     addrs: list[str] = []
@@ -131,12 +156,8 @@ def list_machines(with_machined: bool = True) -> list[Machine]:
     ours = nsdash_machines()
     if not with_machined:
         return ours
-    others: list[Machine] = []
-    if machined_has_machines():
-        from nsdash.machines import machined
-
-        names = {m.name for m in ours}
-        others = [m for m in machined.list_machines() if m.name not in names and m.class_ != "host"]
+    names = {m.name for m in ours}
+    others = [m for m in machined_machines() if m.name not in names and m.class_ != "host"]
     return sorted(ours + others, key=lambda m: m.name)
 
 
@@ -146,10 +167,8 @@ def lookup(name: str, with_machined: bool = True) -> Machine:
     m = _from_entry(name)
     if m is not None:
         return m
-    if with_machined and machined_has_machines():
-        from nsdash.machines import machined
-
-        for other in machined.list_machines():
+    if with_machined:
+        for other in machined_machines():
             if other.name == name:
                 return other
     known = [m.name for m in nsdash_machines()]

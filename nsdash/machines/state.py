@@ -19,7 +19,7 @@ import os
 
 from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
-from nsdash.system.paths import machine_dir, state_root
+from nsdash.system.paths import machine_dir, machine_path, state_path, state_root
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the path of the foreground spawn, which writes state too
 if TYPE_CHECKING:
@@ -97,12 +97,13 @@ def write_state(directory: Path, state: MachineState) -> None:
     os.replace(tmp, directory / STATE_FILE)
 
 
-def read_state(directory: Path) -> MachineState | None:
-    import json
-
+def read_state(directory: Path | str) -> MachineState | None:
     try:
-        with open(directory / STATE_FILE) as f:
-            return MachineState.from_json(json.load(f))
+        with open(os.path.join(directory, STATE_FILE)) as f:
+            data = jsontext.decode(f.read())  # json.load's result; json's import is a tenth of `list`
+        if not isinstance(data, dict):
+            return None
+        return MachineState.from_json(data)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (ValueError, TypeError):
@@ -111,14 +112,14 @@ def read_state(directory: Path) -> MachineState | None:
 
 def orphaned(name: str) -> bool:
     """True if NAME has an entry whose supervisor died (nobody holds its lock)."""
-    directory = machine_dir(name)
-    return directory.exists() and not supervisor_alive(directory)
+    directory = machine_path(name)
+    return os.path.exists(directory) and not supervisor_alive(directory)
 
 
-def supervisor_alive(directory: Path) -> bool:
+def supervisor_alive(directory: Path | str) -> bool:
     """True while some process holds the entry's lock (the supervisor)."""
     try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -133,12 +134,12 @@ def supervisor_alive(directory: Path) -> bool:
 
 
 def entry_names() -> list[str]:
-    root = machines_root()
+    root = os.path.join(state_path(), "machines")  # machines_root(), without pathlib
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith("."))
     except FileNotFoundError:
         return []
 
 
-__all__ = ["MachineState", "UP_STATES", "machine_dir", "machines_root", "write_state", "read_state",
+__all__ = ["MachineState", "UP_STATES", "machine_dir", "machine_path", "machines_root", "write_state", "read_state",
            "supervisor_alive", "entry_names", "STATE_FILE", "LOCK_FILE", "CONTROL", "CONSOLE_LOG"]

@@ -29,6 +29,7 @@ from nsdash.errors import MachineExists, NsdashError
 from nsdash.launcher import properties as props
 from nsdash.launcher.cgroup import TASKS_MAX, MachineCgroup  # nspawn's (and machined's) default for a scope
 from nsdash.launcher.spec import ContainerSpec
+from nsdash.machines.limits import booted, one_line, systemd_scope
 from nsdash.system import cgroupfs, unitname
 
 BUS = "org.freedesktop.systemd1"
@@ -50,11 +51,6 @@ if TYPE_CHECKING:
     Triple = tuple[str, str, Any]  # (D-Bus property name, signature, value)
 
 
-def booted() -> bool:
-    """sd_booted(): the host runs systemd as its init."""
-    return os.path.isdir("/run/systemd/system")
-
-
 def manages(spec: ContainerSpec) -> bool:
     """Whether systemd makes this machine's units: a host booted with systemd whose bus
     answers, unless --keep-unit keeps the machine in the caller's unit."""
@@ -72,10 +68,6 @@ def _manager(member: str, signature: str = "", body: list[Any] | None = None,
     return dbus.call(BUS, PATH, MANAGER, member, signature, body, unix_fds=unix_fds)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split()).rstrip(".")
-
-
 def start_transient(unit: str, properties: list[Triple], unix_fds: list[int] | None = None) -> None:
     """StartTransientUnit; systemd's refusal (a bad property among them) as one line."""
     from nsdash.system import dbus
@@ -85,9 +77,9 @@ def start_transient(unit: str, properties: list[Triple], unix_fds: list[int] | N
         _manager("StartTransientUnit", "ssa(sv)a(sa(sv))", body, unix_fds=unix_fds)
     except dbus.BusError as e:
         if "already exists" in e.message or "already loaded" in e.message:
-            raise MachineExists(f"unit {unit} already exists: {_one_line(e.message)}",
+            raise MachineExists(f"unit {unit} already exists: {one_line(e.message)}",
                                 f"see 'systemctl status {unit}'") from None
-        raise NsdashError(f"systemd refused to start {unit}: {_one_line(e.message)}",
+        raise NsdashError(f"systemd refused to start {unit}: {one_line(e.message)}",
                           "check the --property= assignments against systemd.resource-control(5)") from None
 
 
@@ -101,21 +93,8 @@ def unit_state(unit: str) -> str | None:
     except dbus.BusError as e:
         if e.name in (NO_SUCH_UNIT, "org.freedesktop.DBus.Error.UnknownObject"):
             return None
-        raise NsdashError(f"cannot ask systemd about {unit}: {_one_line(e.message)}") from None
+        raise NsdashError(f"cannot ask systemd about {unit}: {one_line(e.message)}") from None
     return str(dbus.plain(value))
-
-
-def unit_properties(unit: str, interface: str) -> dict[str, Any]:
-    """Every property of INTERFACE (org.freedesktop.systemd1.Scope, ...) of a loaded unit."""
-    from nsdash.system import dbus
-
-    try:
-        (path,) = _manager("GetUnit", "s", [unit])
-        (values,) = dbus.call(BUS, path, "org.freedesktop.DBus.Properties", "GetAll", "s", [interface])
-    except dbus.BusError as e:
-        raise NsdashError(f"cannot read {unit}'s properties: {_one_line(e.message)}",
-                          "is the machine running? see 'nsdash list'") from None
-    return {k: dbus.plain(v) for k, v in values.items()}
 
 
 def set_properties(unit: str, assignments: list[props.Property], runtime: bool = True) -> None:
@@ -127,7 +106,7 @@ def set_properties(unit: str, assignments: list[props.Property], runtime: bool =
         _manager("SetUnitProperties", "sba(sv)", body)
     except dbus.BusError as e:
         raise NsdashError(f"systemd refused to set {' '.join(p.assignment for p in assignments)} "
-                          f"on {unit}: {_one_line(e.message)}") from None
+                          f"on {unit}: {one_line(e.message)}") from None
 
 
 def _device_binds(spec: ContainerSpec) -> list[Triple]:
@@ -269,72 +248,7 @@ def start_supervisor(machine: str, argv: list[str], env: dict[str, str], stdin_f
     return unit
 
 
-# ---------------------------------------------------------------- limits, read and changed live
-
-LIMITS = ("CPUQuota", "MemoryMax", "MemoryHigh", "TasksMax")  # what status and the dashboard show
-
-
-def _unit_limits(unit: str) -> dict[str, str]:
-    values = unit_properties(unit, "org.freedesktop.systemd1.Scope")
-    out: dict[str, str] = {}
-    quota = values.get("CPUQuotaPerSecUSec")
-    if isinstance(quota, int) and quota != props.UINT64_MAX:
-        out["CPUQuota"] = f"{quota / 10_000:g}%"
-    for name in ("MemoryMax", "MemoryHigh", "TasksMax"):
-        value = values.get(name)
-        if isinstance(value, int) and value != props.UINT64_MAX:
-            out[name] = str(value)
-    return out
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
-    """The same figures from the cgroup files nsdash wrote (hosts without systemd)."""
-    out: dict[str, str] = {}
-    v2 = layout.unified_path(cgroup)
-    quota = _read(f"{v2}/cpu.max") if v2 else None
-    if quota is None and layout.v1_path("cpu", cgroup) is not None:
-        v1 = layout.v1_path("cpu", cgroup)
-        q, period = _read(f"{v1}/cpu.cfs_quota_us"), _read(f"{v1}/cpu.cfs_period_us")
-        quota = None if q is None or period is None else f"{'max' if q == '-1' else q} {period}"
-    if quota and not quota.startswith("max"):
-        q, period = quota.split()
-        out["CPUQuota"] = f"{int(q) * 100 / int(period):g}%"
-    for name in ("MemoryMax", "MemoryHigh", "TasksMax"):
-        for hierarchy, filename in props.CGROUP_FILES[name]:
-            d = layout.v1_path(hierarchy, cgroup) if hierarchy else v2
-            text = _read(f"{d}/{filename}") if d is not None else None
-            if text is None:
-                continue
-            if text != "max" and text.isdigit() and int(text) < 2**62:  # v1's "none" is about 2**63
-                out[name] = text
-            break
-    return out
-
-
-def _systemd_scope(unit: str) -> bool:
-    """Whether UNIT is a live scope systemd made (a host booted with systemd whose bus answers)."""
-    if not booted() or not unit.endswith(".scope"):
-        return False
-    from nsdash.system import dbus
-
-    return dbus.system_bus_reachable() and unit_state(unit) in LIVE
-
-
-def limits(machine: str, cgroup: str, layout: cgroupfs.Layout | None = None) -> dict[str, str]:
-    """The machine's CPUQuota, MemoryMax, MemoryHigh and TasksMax where set (bytes and tasks as
-    numbers): from its scope unit where systemd made one, else from its cgroup files."""
-    unit = cgroup.rsplit("/", 1)[-1]
-    if _systemd_scope(unit):
-        return _unit_limits(unit)
-    return _cgroupfs_limits(cgroup, layout or cgroupfs.detect())
+# ---------------------------------------------------------------- limits, changed live (read: machines/limits.py)
 
 
 def set_limit(machine: str, cgroup: str, assignment: str, layout: cgroupfs.Layout | None = None) -> None:
@@ -342,7 +256,7 @@ def set_limit(machine: str, cgroup: str, assignment: str, layout: cgroupfs.Layou
     `systemctl set-property --runtime`), else in the cgroup files nsdash made."""
     prop = props.parse(assignment)
     unit = cgroup.rsplit("/", 1)[-1]
-    if _systemd_scope(unit):
+    if systemd_scope(unit):
         set_properties(unit, [prop])
         return
     refused = props.refusal([prop])

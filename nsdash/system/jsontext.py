@@ -5,10 +5,17 @@ a millisecond or more of each start, for documents of names, numbers and
 flags.  encode() writes exactly what json.dumps writes for such plain values,
 and hands anything else (text outside printable ASCII, floats, other types)
 to json itself, so the output is always
-json.dumps's.  Readers use json.
+json.dumps's.  decode() reads any JSON text as json.loads does, with the very
+scanner json.loads uses (the C one in _json), only without importing json's
+modules, whose regular expressions import re: `nsdash list` reads a state file
+per machine and shows the result, and re was a tenth of its run.
 """
 
 from __future__ import annotations
+
+TYPE_CHECKING = False  # mypy takes this as true; typing stays unimported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _NotPlain(Exception):
@@ -62,3 +69,44 @@ def _join(opening: str, items: list[str], closing: str, indent: int | None, leve
         return opening + ", ".join(items) + closing
     inner = "\n" + " " * (indent * (level + 1))
     return opening + inner + ("," + inner).join(items) + "\n" + " " * (indent * level) + closing
+
+
+_WHITESPACE = " \t\n\r"  # json's WHITESPACE: what it skips around the document
+
+
+class _Context:
+    """What _json's scanner reads from a JSONDecoder: json.loads()'s defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
+
+
+def decode(text: str) -> object:
+    """json.loads(TEXT), ValueError (json's JSONDecodeError where json would raise one) if it is not
+    one JSON document.  Without the C scanner (a Python built without _json), json.loads itself."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        import json
+
+        return json.loads(text)
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    context: Any = _Context()  # duck-typed: the scanner reads these attributes of a JSONDecoder
+    try:
+        value, end = make_scanner(context)(text, start)
+    except StopIteration:
+        import json  # the error path: json's own error, with its message
+
+        return json.loads(text)
+    if text[end:].strip(_WHITESPACE):
+        import json
+
+        return json.loads(text)
+    return value

@@ -45,6 +45,23 @@ def unescape(name: str) -> str:
     return data.decode(errors="replace")
 
 
+UNIT_PATH = "/org/freedesktop/systemd1/unit"  # where systemd serves its units on the bus
+
+
+def bus_path(unit: str) -> str:
+    """UNIT's object path on systemd's bus, as sd_bus_path_encode() makes it (what GetUnit
+    answers): every byte but [A-Za-z] (and [0-9] after the first) as _xx in lower-case hex,
+    so 'machine-web.scope' is .../unit/machine_2dweb_2escope."""
+    out = []
+    for i, byte in enumerate(unit.encode()):
+        ch = chr(byte)
+        if (ch.isascii() and ch.isalpha()) or (i > 0 and ch in "0123456789"):
+            out.append(ch)
+        else:
+            out.append(f"_{byte:02x}")
+    return f"{UNIT_PATH}/{''.join(out) or '_'}"
+
+
 def machine_scope(machine: str) -> str:
     """The scope unit of a machine, as systemd-machined names it."""
     return f"machine-{escape(machine)}.scope"

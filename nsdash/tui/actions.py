@@ -48,10 +48,10 @@ class LauncherActions:
         client.terminate(name, wait=True)
 
     def limits(self, name: str, cgroup: str) -> dict[str, str]:
-        """CPUQuota, MemoryMax, MemoryHigh and TasksMax in force (machines/units.py)."""
-        from nsdash.machines import units
+        """CPUQuota, MemoryMax, MemoryHigh and TasksMax in force (machines/limits.py)."""
+        from nsdash.machines import limits
 
-        return units.limits(name, cgroup)
+        return limits.limits(name, cgroup)
 
     def set_limits(self, name: str, cgroup: str, assignments: list[str]) -> None:
         """Change them live: through systemd where it made the scope, else cgroupfs."""

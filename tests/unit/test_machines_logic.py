@@ -265,3 +265,37 @@ def test_tail_safe_cuts_only_a_cut_stream(tmp_path):
     assert log.tail_safe(len(whole) - 13) == b"\x1b[32mgreen\x1b[0m\r\nlogin: "  # cut inside the "é"
     assert log.tail_safe(len(whole) - 18) == b"login: "  # cut inside ESC[32m
     log.close()
+
+
+# The bytes that make or break an escape sequence, and some text around them.
+_ESCAPE_BYTES = [b"\x1b", b"\x1b[", b"\x1b(", b"[", b"(", b")", b"\r", b"\n", b"0", b"1;31", b"?25", b" ", b"!", b"/", b"m", b"K",
+                 b"B", b"~", b"\x7f", b"a", "é".encode(), b"\xe2\x82", b"\xff"]
+
+
+def _escape_soup():
+    from hypothesis import strategies as hst
+
+    token = hst.sampled_from(_ESCAPE_BYTES)
+    return hst.lists(hst.one_of(token, token, token, hst.binary(max_size=4)), max_size=30).map(b"".join)
+
+
+def test_strip_escapes_is_re_sub():
+    """The hand-made stripper `nsdash status` uses removes exactly what re.sub of STRIPPED removes."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=3000, deadline=None)
+    @given(_escape_soup())
+    def check(data):
+        assert consolelog.strip_escapes(data) == re.sub(consolelog.STRIPPED, b"", data)
+
+    check()
+    boot = b"\x1b[0;32m  OK  \x1b[0m] Started \x1b(B\x1b[1;39mjournald\x1b[0m.\r\n\x1b[?25l\x1b[K\x1b"
+    assert consolelog.strip_escapes(boot) == b"  OK  ] Started journald.\n\x1b"
+
+
+def test_last_lines_of_a_rotated_log(tmp_path):
+    log = tmp_path / "console.log"
+    (tmp_path / ("console.log" + consolelog.ROTATED)).write_bytes(b"old one\r\nold \x1b[1mtwo\x1b[0m\n")
+    log.write_bytes(b"\n\x1b[32mnew\x1b[0m one\r\n   \n")
+    assert consolelog.last_lines(str(log), 2) == ["old two", "new one"]
+    assert consolelog.last_lines(log, 10) == ["old one", "old two", "new one"]

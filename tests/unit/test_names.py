@@ -45,3 +45,15 @@ def test_non_machine_units_are_not_machines():
     for unit in ("init.scope", "machine-.scope", "machine-x.service", "session-1.scope"):
         assert names.machine_from_unit(unit) is None
     assert names.machine_from_scope("/system.slice/machine-x.scope") is None
+
+
+@pytest.mark.parametrize(("unit", "path"), [
+    ("machine-inner.scope", "machine_2dinner_2escope"),
+    ("nsdash@inner.service", "nsdash_40inner_2eservice"),
+    ("sys-fs-fuse\\x2dconnections.mount", "sys_2dfs_2dfuse_5cx2dconnections_2emount"),
+    ("0foo.service", "_30foo_2eservice"),
+    ("a9.slice", "a9_2eslice"),
+])
+def test_unit_bus_path_is_what_systemd_answers(unit, path):
+    """Object paths as systemd 252's GetUnit/LoadUnit answered them in a booted Debian tree."""
+    assert unitname.bus_path(unit) == f"/org/freedesktop/systemd1/unit/{path}"

@@ -89,19 +89,46 @@ def spawn_never(modules: set[str]) -> set[str]:
     return {m for m in modules if m in SPAWN_NEVER or m.split(".")[0] in SPAWN_NEVER}
 
 
-def test_list_asks_machined_only_when_it_holds_machines(tmp_path, monkeypatch):
-    """sd_get_machine_names()'s rule: a file per machine in /run/systemd/machines, unit:* links aside."""
+OTHER_RECORD = ("# This is private data. Do not parse.\nNAME=other\nSCOPE=machine-other.scope\nSERVICE=othermgr\n"
+                "ROOT=/srv/other\nID=f026afe017ac46f4a73925c496e28e59\nLEADER=4242\nCLASS=vm\n")
+
+
+def test_machined_machines_are_read_from_its_state_files(tmp_path):
+    """sd_get_machine_names()'s rule: a file per machine in /run/systemd/machines, unit:* links
+    and files being written aside; class and service from the file, as ListMachines gives them."""
     from nsdash.machines import registry
 
     state = tmp_path / "machines"
-    monkeypatch.setattr(registry, "MACHINED_STATE", str(state))
-    assert not registry.machined_has_machines()  # no directory: machined never ran
+    assert registry.machined_machines(str(state)) == []  # no directory: machined never ran
     state.mkdir()
-    (state / "unit:machine-web.scope").symlink_to("web")
-    (state / ".#webXYZ").write_text("")  # a file being written
-    assert not registry.machined_has_machines()
-    (state / "web").write_text("NAME=web\n")
-    assert registry.machined_has_machines()
+    (state / "unit:machine-other.scope").symlink_to("other")
+    (state / ".#otherXYZ").write_text("NAME=half\n")
+    assert registry.machined_machines(str(state)) == []
+    (state / "other").write_text(OTHER_RECORD)
+    (state / "bare").write_text("NAME=bare\nCLASS=container\n")
+    got = [(m.name, m.class_, m.service, m.source) for m in registry.machined_machines(str(state))]
+    assert got == [("bare", "container", "-", "machined"), ("other", "vm", "othermgr", "machined")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a mount namespace where machined holds a machine")
+@pytest.mark.parametrize("argv", [["list"], ["list", "-o", "json"], ["status", "other"]])
+def test_list_and_status_of_machined_machines_need_no_dbus_client(argv, tmp_path):
+    """Where machined holds machines, list and status read its state files: no D-Bus round trip,
+    so no D-Bus client (dbus-fast, socket, typing) imported.  The machine is in a private /run."""
+    script = ("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/machines && "
+              f"printf %s '{OTHER_RECORD}' > /run/systemd/machines/other && "
+              'exec "$@"')
+    env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"))
+    env.pop("NSDASH_DEBUG", None)
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                          sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), *argv],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "other" in out.stdout and ("othermgr" in out.stdout or "Service: othermgr" in out.stdout), out.stdout
+    names = {line.split("|")[2].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "nsdash.cli.machinectl" in names
+    assert {n for n in names if n.split(".")[0] in {"dbus_fast", "socket", "typing"}
+            or n in {"nsdash.system.dbus", "nsdash.system.dbuswire", "nsdash.machines.machined"}} == set()
 
 
 def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):

@@ -12,7 +12,7 @@ from nsdash.launcher import properties as props
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
 from nsdash.launcher.options import build_spec, parse_args
 from nsdash.launcher.spec import ContainerSpec
-from nsdash.machines import units
+from nsdash.machines import limits, units
 from nsdash.system import cgroupfs, unitname
 
 
@@ -121,4 +121,30 @@ def test_cgroupfs_apply_prefers_cgroup2_files_then_v1(tmp_path):
         cg.apply(p)
     assert (v2 / scope / "pids.max").read_text() == "9"
     assert (mem / scope / "memory.limit_in_bytes").read_text() == str(2 << 20)
-    assert units._cgroupfs_limits("/" + scope, layout) == {"MemoryMax": str(2 << 20), "TasksMax": "9"}
+    assert limits.cgroupfs_limits("/" + scope, layout) == {"MemoryMax": str(2 << 20), "TasksMax": "9"}
+
+
+def test_limits_come_from_cgroup2_files_where_they_hold_them_all(tmp_path, monkeypatch):
+    """A scope systemd made: its limits are read from cgroup2 where the cpu, memory and pids
+    controllers are enabled for it (systemd wrote them there), from systemd only where not."""
+    v2 = tmp_path / "unified"
+    scope = "machine.slice/machine-m.scope"
+    d = v2 / scope
+    d.mkdir(parents=True)
+    for name, text in (("cpu.max", "30000 100000"), ("memory.max", str(100 << 20)), ("memory.high", "max"),
+                       ("pids.max", "77")):
+        (d / name).write_text(text + "\n")
+    layout = cgroupfs.Layout("unified", v2, v2, {})
+    asked: list[str] = []
+    monkeypatch.setattr(limits, "systemd_scope", lambda unit: True)
+    monkeypatch.setattr(limits, "unit_limits", lambda unit: asked.append(unit) or {"TasksMax": "from systemd"})
+
+    (d / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert limits.limits("m", "/" + scope, layout) == {"CPUQuota": "30%", "MemoryMax": str(100 << 20),
+                                                       "TasksMax": "77"}
+    assert asked == []  # on disk: no D-Bus round trip
+    (d / "cgroup.controllers").write_text("cpu memory\n")  # no pids controller: pids.max is not systemd's
+    assert limits.limits("m", "/" + scope, layout) == {"TasksMax": "from systemd"}
+    (d / "cgroup.controllers").write_text("")  # a nested host's cgroup2 without controllers
+    assert limits.limits("m", "/" + scope, layout) == {"TasksMax": "from systemd"}
+    assert asked == ["machine-m.scope", "machine-m.scope"]

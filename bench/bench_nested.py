@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""`list` and `status` against machinectl, on a host booted with systemd (issue 16).
+
+This machine runs no systemd, so the systemd host is the Debian demo tree booted
+ephemeral (-xbD) by nsdash, with this checkout and the venv's packages bound in
+read-only (as tests/integration/test_systemd_host.py does).  Inside it, nsdash
+boots the same tree again as machine M, so systemd-machined has one machine
+registered.  Then one script run INSIDE the host (this file with --inside)
+alternates each pair (A B B A ...) after a warm-up run and times every whole
+process with CLOCK_MONOTONIC, CPU (user + system) from wait4's rusage; so the
+cost of getting into the host (`nsdash shell`) stays out of the figures.
+
+  list                 nsdash list                 machinectl list
+  list -o json         nsdash list -o json         machinectl list --output=json
+  status M             nsdash status M             machinectl status M
+
+nsdash runs there as users get it: the tree's own python3 (Debian 12's 3.11)
+started with -S on bin/nsdash (the launcher `make venv` installs), PYTHONPATH
+naming the bound checkout and site-packages, bytecode compiled beforehand.
+The ratio is taken pair by pair and its median reported with its spread.
+
+Run as root: .venv/bin/python bench/bench_nested.py [--runs N] [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+CHECKOUT, SITE = "/opt/nsdash", "/opt/site"  # where the host sees this checkout and the venv's packages
+INNER = "benchinner"
+
+
+# ---------------------------------------------------------------- inside the booted host (stdlib only)
+
+
+def _run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one whole process, output thrown away."""
+    start = time.clock_gettime(time.CLOCK_MONOTONIC)
+    pid = os.posix_spawnp(argv[0], argv, env, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.clock_gettime(time.CLOCK_MONOTONIC) - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed (status {status})")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def _pair(ours: list[str], theirs: list[str], runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"wall_a": [], "wall_b": [], "cpu_a": [], "cpu_b": []}
+    for i in range(runs + 1):
+        order = (("a", ours), ("b", theirs))
+        for key, argv in (order if i % 2 == 0 else order[::-1]):
+            wall, cpu = _run_once(argv, env)
+            if i:  # the first round warms the page cache and is thrown away
+                out[f"wall_{key}"].append(wall)
+                out[f"cpu_{key}"].append(cpu)
+    return out
+
+
+def inside(runs: int, machine: str) -> None:
+    """Time the pairs here (in the booted host); one JSON object per pair on stdout."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": f"{CHECKOUT}:{SITE}", "LANG": "C.UTF-8"}
+    nsdash = ["/usr/bin/python3", "-S", f"{CHECKOUT}/bin/nsdash"]
+    pairs = [("python3 -S -c pass (floor)", [*nsdash[:2], "-c", "pass"], "/bin/true", ["/bin/true"]),
+             ("list", [*nsdash, "list"], "machinectl list", ["machinectl", "list"]),
+             ("list -o json", [*nsdash, "list", "-o", "json"], "machinectl list --output=json",
+              ["machinectl", "list", "--output=json"]),
+             ("status M", [*nsdash, "status", machine], "machinectl status M",
+              ["machinectl", "status", machine])]
+    for label, ours, peer, theirs in pairs:
+        result = _pair(ours, theirs, runs, env)
+        print(json.dumps({"what": label, "peer": peer, "load": os.getloadavg()[0], **result}), flush=True)
+
+
+# ---------------------------------------------------------------- on this machine
+
+
+def _inside_host(name: str):
+    """inside(script) runs a shell script in the booted host NAME and returns its stdout."""
+    from bench_verbs import run_nsdash
+
+    def run(script: str, timeout: float = 120) -> str:
+        r = run_nsdash("shell", name, "/bin/sh", "-c",
+                       f"export PYTHONPATH={CHECKOUT}:{SITE}; cd /; {script}", timeout=timeout)
+        if r.returncode != 0:
+            raise SystemExit(f"in the booted host, {script!r} failed: {r.stderr.strip() or r.stdout.strip()}")
+        return r.stdout
+
+    return run
+
+
+def boot_host(name: str):
+    """Boot the Debian demo tree as a systemd host NAME; inside(script) once systemd is up."""
+    import sysconfig
+
+    from bench_verbs import ROOT, run_nsdash
+
+    from nsdash.demo import trees
+    from nsdash.machines import state as st
+
+    site = sysconfig.get_paths()["purelib"]
+    r = run_nsdash("spawn", "--detach", "-M", name, "-xbD", str(trees.ensure("debian")),
+                   f"--bind-ro={ROOT}:{CHECKOUT}", f"--bind-ro={site}:{SITE}")
+    if r.returncode != 0:
+        raise SystemExit(f"cannot boot the Debian demo tree: {r.stderr.strip()}")
+    log = st.machine_dir(name) / st.CONSOLE_LOG
+    deadline = time.monotonic() + 90
+    while "login:" not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the systemd host {name} showed no login prompt in 90 s")
+        time.sleep(0.2)
+    run = _inside_host(name)
+    run("systemctl is-system-running --wait >/dev/null || true")
+    return run
+
+
+def summarise(pair: dict, report) -> None:
+    walls_a, walls_b = pair["wall_a"], pair["wall_b"]
+    ratios = [a / b for a, b in zip(walls_a, walls_b, strict=True)]
+    cpu_ratios = [a / b for a, b in zip(pair["cpu_a"], pair["cpu_b"], strict=True) if b > 0]
+    ours_ms, theirs_ms = statistics.median(walls_a) * 1000, statistics.median(walls_b) * 1000
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(cpu_ratios) if cpu_ratios else float("nan")
+    print(f"{pair['what']:<26} nsdash {ours_ms:6.1f} ms ({statistics.median(pair['cpu_a']) * 1000:5.1f} CPU) "
+          f"[{min(walls_a) * 1000:.1f}..{max(walls_a) * 1000:.1f}]   "
+          f"{pair['peer']} {theirs_ms:6.1f} ms ({statistics.median(pair['cpu_b']) * 1000:5.1f} CPU) "
+          f"[{min(walls_b) * 1000:.1f}..{max(walls_b) * 1000:.1f}]   "
+          f"wall x{ratio:.2f} [{min(ratios):.2f}..{max(ratios):.2f}]   CPU x{cpu_ratio:.2f}   "
+          f"load {pair['load']:.1f}", flush=True)
+    report.row(f"{pair['what']} (systemd host)", ours_ms, pair["peer"], theirs_ms, "ms", ratio=ratio,
+               spread=(min(ratios), max(ratios)), note=f"CPU x{cpu_ratio:.2f}")
+
+
+def main() -> int:
+    import argparse
+    import compileall
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench_verbs import ROOT, run_nsdash
+    from report import Report, wants_json
+
+    as_json = wants_json()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_nested needs root", file=sys.stderr)
+        return 1
+    report = Report("nested", as_json)
+    with report.capture():
+        compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
+        name = f"benchnested{os.getpid()}"
+        try:
+            run = boot_host(name)
+            run(f"python3 -S {CHECKOUT}/bin/nsdash spawn --detach -q -xbD / -M {INNER}")
+            run(f"machinectl show -p Leader --value {INNER} >/dev/null")  # machined knows it
+            # ... and its systemd is up: both status texts then show a settled machine
+            run(f"for i in $(seq 150); do python3 -S {CHECKOUT}/bin/nsdash status -o json {INNER} | "
+                "grep -q '\"state\": \"running\"' && break; sleep 0.2; done")
+            print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
+                  "timed inside the booted host; medians [min..max]; [spread of the pair ratios]", flush=True)
+            out = run(f"python3 -S {CHECKOUT}/bench/bench_nested.py --inside {args.runs} {INNER}",
+                      timeout=60 + args.runs * 10)
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    summarise(json.loads(line), report)
+            run(f"python3 -S {CHECKOUT}/bin/nsdash terminate {INNER}; "
+                f"for i in $(seq 100); do [ -e /run/nsdash/machines/{INNER} ] || break; sleep 0.1; done")
+        finally:
+            if run_nsdash("terminate", name, timeout=60).returncode != 0:
+                print(f"could not terminate {name}: see 'nsdash list'", file=sys.stderr)
+    report.done()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--inside":
+        inside(int(sys.argv[2]), sys.argv[3])
+        sys.exit(0)
+    sys.exit(main())
