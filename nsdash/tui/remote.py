@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from nsdash.machines.create import Job, Plan, Step
     from nsdash.tui.console.connection import Session
     from nsdash.tui.messages import ImageRow
+    from nsdash.tui.remote_images import FarImages
     from nsdash.tui.remote_journal import RemoteJournal
 
 UNREACHABLE = "unreachable"
@@ -269,11 +270,20 @@ class RemoteActions(LauncherActions):
 
         return images_of(self.hosts.target(host or self.spawn_host(None)))
 
-    def image_rows(self) -> tuple[ImageRow, ...]:
-        """Every host's images (remote_images; PartialImages when a host does not answer)."""
-        from nsdash.tui.remote_images import all_images
+    def image_reader(self) -> FarImages:
+        """The Images panel's reader: every host's images over a session kept per host while the
+        panel is open (remote_images; PartialImages when a host does not answer)."""
+        from nsdash.tui.remote_images import FarImages
 
-        return all_images({host: watch.target for host, watch in self.hosts.watches.items()}, self._last_images)
+        return FarImages({host: watch.target for host, watch in self.hosts.watches.items()}, self._last_images)
+
+    def image_rows(self) -> tuple[ImageRow, ...]:
+        """Every host's images, once (the panel keeps a reader instead: image_reader)."""
+        reader = self.image_reader()
+        try:
+            return reader.rows()
+        finally:
+            reader.close()
 
     def spawn_far(self, host: str, argv: list[str]) -> None:
         """The spawn form's `spawn --detach ...` (spawnform.to_far_argv) on HOST."""
