@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from nsdash.errors import NsdashError
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.display import Row
+from nsdash.monitor.host import _epoch
 from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
@@ -46,7 +47,7 @@ from nsdash.remote.watch import Watch
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
-from nsdash.tui.poller import JOURNAL_TAIL, _epoch
+from nsdash.tui.poller import JOURNAL_TAIL
 
 if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
