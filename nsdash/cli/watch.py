@@ -4,8 +4,8 @@ Run by the far side's `nsdash _remote` on a channel of the dashboard's ssh
 session (nsdash.remote.hosts.HostWatch), it stays running and writes one
 watch line (nsdash.remote.watch) per interval: the machines as `list -o
 json` gives them, and the cgroup tree and cgtop rows the local dashboard
-would show, read by the dashboard's own readers (nsdash.tui.poller.
-HostReaders: the same sampler, rates, machine map and cached machine list),
+would show, read by the dashboard's own readers (nsdash.monitor.host.
+HostSnapshots: the same sampler, rates, machine map and cached machine list),
 bounded as nsdash.remote.watch says.  One process for the whole session, not
 one per refresh.
 
@@ -29,13 +29,13 @@ MIN_INTERVAL, MAX_INTERVAL = 0.25, 30.0
 
 
 def _far_readers() -> Any:
-    """HostReaders that keep `list -o json`'s entries and walk a bounded tree without processes."""
+    """HostSnapshots that keep `list -o json`'s entries and walk a bounded tree without processes."""
     from nsdash.cli.machinectl import machine_json
     from nsdash.monitor import tree
+    from nsdash.monitor.host import HostSnapshots
     from nsdash.remote import watch
-    from nsdash.tui.poller import HostReaders
 
-    class FarReaders(HostReaders):
+    class FarReaders(HostSnapshots):
         def __init__(self) -> None:
             super().__init__()
             self.tree_every = 1  # the bounded walk is cheap; each line carries the tree of now

@@ -8,6 +8,11 @@ _remote` open and runs each batch of verbs on channels of it, concurrently
 the caller parses them (`-o json`) and escapes what it shows, as it would
 for local readers.
 
+What one verb may write is bounded (run()'s LIMIT, OUTPUT_MAX unless the
+caller says it needs more): a far side that sends more is broken or hostile,
+and the session ends with a RemoteError naming the verb and the bound rather
+than holding it all in memory.
+
 A session that does not answer within its timeout, or whose connection
 ended, raises RemoteError; a poller then marks the host unreachable and opens
 a new session later (its own backoff), without holding up other hosts (one
@@ -24,6 +29,9 @@ from nsdash.remote import protocol as p
 from nsdash.remote.client import Connection, check_verb
 from nsdash.remote.target import Target
 from nsdash.system.ready import readable
+from nsdash.system.text import escape
+
+OUTPUT_MAX = 8 << 20  # bytes one verb may write (stdout and stderr together) unless its caller says more
 
 
 class Result:
@@ -59,8 +67,9 @@ class Session:
     def ssh_pid(self) -> int:
         return self.conn.proc.pid
 
-    def run(self, *argvs: list[str]) -> list[Result]:
-        """Run each ARGV (a verb and its arguments) at once, each on a channel; their results in order."""
+    def run(self, *argvs: list[str], limit: int = OUTPUT_MAX) -> list[Result]:
+        """Run each ARGV (a verb and its arguments) at once, each on a channel; their results in order.
+        LIMIT: the bytes each verb may write; past it the session is closed and RemoteError says so."""
         for argv in argvs:
             check_verb(argv)
         channels = list(range(self.next_channel, self.next_channel + len(argvs)))
@@ -73,6 +82,9 @@ class Session:
         while True:
             for message in pending:
                 self._take(message, out, codes)
+            for ch, argv in zip(channels, argvs, strict=True):
+                if len(out[ch, 1]) + len(out[ch, 2]) > limit:
+                    self._overflow(argv, limit)
             if len(codes) == len(channels):
                 break
             if not readable(self.conn.fds(), self.timeout):
@@ -94,6 +106,14 @@ class Session:
         elif message["t"] == "exit":
             code = message.get("code")
             codes[ch] = code if isinstance(code, int) else 1
+
+    def _overflow(self, argv: list[str], limit: int) -> None:
+        """ARGV wrote more than LIMIT bytes: end the connection (the far side would go on sending)."""
+        self.conn.proc.kill()  # not a polite close: a far side blocked writing would not read its EOF
+        self.close()
+        verb = escape(" ".join(argv))
+        raise p.RemoteError(f"{self.target}: '{verb[:80]}{'…' if len(verb) > 80 else ''}' wrote more than "
+                            f"{limit} bytes, the most one verb may send here", "the session was closed")
 
     def close(self) -> None:
         self.conn.close()

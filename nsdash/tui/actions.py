@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # not loaded with the dashboard: only an action needs them
     from nsdash.launcher.spec import ContainerSpec
@@ -19,6 +20,25 @@ if TYPE_CHECKING:  # not loaded with the dashboard: only an action needs them
     from nsdash.tui.messages import ImageRow
 
 SIZE_EVERY = 30.0  # seconds between two measurements of one image's size (du walks the whole tree)
+
+
+class ImageReader(Protocol):
+    """What the Images panel lists images with while it is open (LauncherActions.image_reader):
+    rows() every refresh, from the panel's worker thread; close() as the panel closes."""
+
+    def rows(self) -> tuple[ImageRow, ...]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalImages:
+    """This host's images: each refresh reads them afresh; nothing is held between refreshes."""
+
+    def __init__(self, rows: Callable[[], tuple[ImageRow, ...]]) -> None:
+        self.rows = rows
+
+    def close(self) -> None:
+        pass
 
 
 class LauncherActions:
@@ -76,6 +96,10 @@ class LauncherActions:
         return client.attach(name, rows=rows, cols=cols)
 
     # ------------------------------------------------------------ images (nsdash.machines.images)
+
+    def image_reader(self) -> ImageReader:
+        """The Images panel's reader (over -H, RemoteActions: a session kept per host)."""
+        return LocalImages(self.image_rows)
 
     def image_rows(self) -> tuple[ImageRow, ...]:
         """Every image with its size and the machines running on it (blocks: du, /proc)."""

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from nsdash.errors import NsdashError
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.display import Row
+from nsdash.monitor.host import _epoch
 from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
@@ -46,13 +47,14 @@ from nsdash.remote.watch import Watch
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
-from nsdash.tui.poller import JOURNAL_TAIL, _epoch
+from nsdash.tui.poller import JOURNAL_TAIL
 
 if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.machines.create import Job, Plan, Step
     from nsdash.tui.console.connection import Session
     from nsdash.tui.messages import ImageRow
+    from nsdash.tui.remote_images import FarImages
     from nsdash.tui.remote_journal import RemoteJournal
 
 UNREACHABLE = "unreachable"
@@ -269,11 +271,20 @@ class RemoteActions(LauncherActions):
 
         return images_of(self.hosts.target(host or self.spawn_host(None)))
 
-    def image_rows(self) -> tuple[ImageRow, ...]:
-        """Every host's images (remote_images; PartialImages when a host does not answer)."""
-        from nsdash.tui.remote_images import all_images
+    def image_reader(self) -> FarImages:
+        """The Images panel's reader: every host's images over a session kept per host while the
+        panel is open (remote_images; PartialImages when a host does not answer)."""
+        from nsdash.tui.remote_images import FarImages
 
-        return all_images({host: watch.target for host, watch in self.hosts.watches.items()}, self._last_images)
+        return FarImages({host: watch.target for host, watch in self.hosts.watches.items()}, self._last_images)
+
+    def image_rows(self) -> tuple[ImageRow, ...]:
+        """Every host's images, once (the panel keeps a reader instead: image_reader)."""
+        reader = self.image_reader()
+        try:
+            return reader.rows()
+        finally:
+            reader.close()
 
     def spawn_far(self, host: str, argv: list[str]) -> None:
         """The spawn form's `spawn --detach ...` (spawnform.to_far_argv) on HOST."""

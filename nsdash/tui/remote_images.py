@@ -1,8 +1,10 @@
 """The Images panel and the spawn form over remote hosts (`nsdash -H A -H B`, then `I` or `s`).
 
 Each host is asked `list-images -o json` (the same verb the command line
-runs there), all hosts at once, one ssh session each, so a slow host holds
-up only its own rows.  An image's row key is HOST/NAME, as a machine's is,
+runs there), all hosts at once, so a slow host holds up only its own rows,
+over one ssh session per host that the panel keeps while it is open
+(FarImages; a session that failed is opened again at the next refresh), as
+the machine view keeps its RemoteMachine's.  An image's row key is HOST/NAME, as a machine's is,
 with its host in ImageRow.host; a host that does not answer is named in the
 panel's status line (PartialImages), its last rows kept, the others' shown.
 
@@ -20,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from nsdash.errors import NsdashError
-from nsdash.remote.session import Session
 from nsdash.remote.target import Target
 from nsdash.system.text import escape
 from nsdash.tui.messages import ImageRow, PartialImages
+from nsdash.tui.remote_views import FarSession
 
 TIMEOUT = 20.0  # seconds a host has to list its images
 TYPES = frozenset({"directory", "subvolume", "raw"})
@@ -62,36 +64,54 @@ def parse(host: str, stdout: bytes) -> list[ImageRow]:
     return [row for row in (image_row(host, e) for e in entries) if row is not None]
 
 
-def list_images(target: Target, timeout: float = TIMEOUT) -> list[ImageRow]:
-    """TARGET's images, asked over a session of their own."""
-    with Session(target, timeout) as session:
-        (result,) = session.run(["list-images", "-o", "json"])
+def list_images(session: FarSession) -> list[ImageRow]:
+    """The images of SESSION's host, asked over it."""
+    target = session.target
+    result = session.run(["list-images", "-o", "json"])
     if result.code != 0:
         lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
         raise NsdashError(f"{target}: {escape(lines[-1]) if lines else f'list-images exited {result.code}'}")
     return parse(str(target), result.stdout)
 
 
-def all_images(targets: dict[str, Target], last: dict[str, list[ImageRow]] | None = None) -> tuple[ImageRow, ...]:
-    """Every host's images, asked at once; PartialImages when any host did not answer, with
-    the others' rows and its rows of LAST time (kept in LAST, host -> rows), as the machine
-    list keeps a dropped host's machines: its rows do not blink away and back."""
-    last = {} if last is None else last
-    rows: list[ImageRow] = []
-    failed: list[str] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
-        futures = {host: pool.submit(list_images, target) for host, target in targets.items()}
-        for host, future in futures.items():
-            try:
-                last[host] = future.result()
-            except (NsdashError, OSError) as e:
-                failed.append(e.oneline() if isinstance(e, NsdashError) else f"{host}: {e}")
-            rows += last.get(host, [])
-    if failed:
-        raise PartialImages(tuple(rows), "; ".join(failed))
-    return tuple(rows)
+class FarImages:
+    """The Images panel's reader over -H (nsdash.tui.actions.ImageReader): every host's images,
+    over a session kept per host (FarSession) until close()."""
+
+    def __init__(self, targets: dict[str, Target], last: dict[str, list[ImageRow]] | None = None,
+                 timeout: float = TIMEOUT) -> None:
+        """LAST: each host's last answer (host -> rows), kept there across readers: see rows()."""
+        self.sessions = {host: FarSession(target, timeout) for host, target in targets.items()}
+        self.last = {} if last is None else last
+
+    def rows(self) -> tuple[ImageRow, ...]:
+        """Every host's images, asked at once; PartialImages when any host did not answer, with
+        the others' rows and its rows of last time, as the machine list keeps a dropped host's
+        machines: its rows do not blink away and back."""
+        rows: list[ImageRow] = []
+        failed: list[str] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(self.sessions)))) as pool:
+            futures = {host: pool.submit(list_images, session) for host, session in self.sessions.items()}
+            for host, future in futures.items():
+                try:
+                    self.last[host] = future.result()
+                except (NsdashError, OSError) as e:
+                    failed.append(e.oneline() if isinstance(e, NsdashError) else f"{host}: {e}")
+                rows += self.last.get(host, [])
+        if failed:
+            raise PartialImages(tuple(rows), "; ".join(failed))
+        return tuple(rows)
+
+    def close(self) -> None:
+        """End every host's session, a listing in flight too (the panel closed)."""
+        for session in self.sessions.values():
+            session.close()
 
 
 def images_of(target: Target) -> dict[str, Path]:
-    """TARGET's images for the spawn form: name -> its path there."""
-    return {row.name.partition("/")[2]: Path(row.path) for row in list_images(target)}
+    """TARGET's images for the spawn form (name -> its path there), over a session of their own."""
+    session = FarSession(target, TIMEOUT)
+    try:
+        return {row.name.partition("/")[2]: Path(row.path) for row in list_images(session)}
+    finally:
+        session.close()

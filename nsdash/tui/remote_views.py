@@ -30,7 +30,7 @@ from nsdash.inside import render
 from nsdash.inside.units import UnitFile, UnitInfo
 from nsdash.inside.view import FILES_TTL, UnitsSnapshot
 from nsdash.remote.hosts import HOST_TIMEOUT
-from nsdash.remote.session import Result, Session
+from nsdash.remote.session import OUTPUT_MAX, Result, Session
 from nsdash.remote.target import Target
 from nsdash.system.text import escape
 
@@ -38,6 +38,7 @@ TEXT_MAX = 1024  # characters of a unit name, state or description kept
 DETAIL_MAX = 256 * 1024  # bytes of a unit's status text shown (its last journal lines are in it)
 LINE_MAX = 4096  # characters of one journal line of a unit kept
 UNITS_MAX = 20_000  # units of one answer kept (systemd's own limit on units is far above a screen's use)
+UNITS_OUTPUT_MAX = 32 << 20  # bytes of a units answer: UNITS_MAX rows of 1.6 KiB, far above a real row
 LIMITS = ("CPUQuota", "MemoryMax", "MemoryHigh", "TasksMax")  # what the machine view shows (machines/units.py)
 JOB_KINDS = frozenset({"start", "stop", "restart", "reload"})
 _NUMBER = re.compile(r"[0-9]{1,20}")
@@ -55,7 +56,8 @@ class FarSession:
         self._ssh: subprocess.Popen | None = None
         self.closed = False
 
-    def run(self, argv: list[str], timeout: float | None = None) -> Result:
+    def run(self, argv: list[str], timeout: float | None = None, limit: int = OUTPUT_MAX) -> Result:
+        """ARGV's result; LIMIT: the bytes it may write (Session.run)."""
         with self._lock:
             if self.closed:
                 raise NsdashError(f"{self.target}: the screen was closed")
@@ -63,7 +65,7 @@ class FarSession:
                 if self._session is None:
                     self._session = Session(self.target, self.timeout, started=self._started)
                 self._session.timeout = timeout or self.timeout
-                (result,) = self._session.run(argv)
+                (result,) = self._session.run(argv, limit=limit)
                 return result
             except (NsdashError, OSError) as e:
                 self._drop()
@@ -208,20 +210,21 @@ class RemoteMachineUnits:
         self.session = FarSession(target, timeout)
         self._files: tuple[float, tuple[UnitFile, ...]] | None = None
 
-    def _systemctl(self, *argv: str, timeout: float | None = None, ok: tuple[int, ...] = (0,)) -> Result:
-        result = self.session.run(["systemctl", "-M", self.machine, *argv], timeout)
+    def _systemctl(self, *argv: str, timeout: float | None = None, ok: tuple[int, ...] = (0,),
+                   limit: int = OUTPUT_MAX) -> Result:
+        result = self.session.run(["systemctl", "-M", self.machine, *argv], timeout, limit)
         if result.code not in ok:
             raise _failure(self.target, result, f"systemctl {argv[0]}")
         return result
 
     def snapshot(self, with_files: bool = False) -> UnitsSnapshot:
-        rows = _json(self.target, self._systemctl("list-units", "--all", "-o", "json"), "list-units -o json")
+        rows = _json(self.target, self._systemctl("list-units", "--all", "-o", "json", limit=UNITS_OUTPUT_MAX), "list-units -o json")
         if not isinstance(rows, list):
             raise NsdashError(f"{self.target} answered 'list-units -o json' with something else")
         units = [u for u in (unit_of(r) for r in rows[:UNITS_MAX]) if u is not None]
         fresh = self._files is not None and time.monotonic() - self._files[0] < FILES_TTL
         if with_files and not fresh:
-            found = _json(self.target, self._systemctl("list-unit-files", "-o", "json"), "list-unit-files -o json")
+            found = _json(self.target, self._systemctl("list-unit-files", "-o", "json", limit=UNITS_OUTPUT_MAX), "list-unit-files -o json")
             files = [f for f in (unit_file_of(r) for r in (found[:UNITS_MAX] if isinstance(found, list) else []))
                      if f is not None]
             self._files = (time.monotonic(), tuple(files))

@@ -89,11 +89,11 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
     import os
 
     from nsdash.machines import state as st
-    from nsdash.tui import poller
+    from nsdash.monitor import host
     from nsdash.tui.poller import HostReaders
 
     monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(poller, "MACHINES_REREAD", 3600.0)  # only a change reads the list again
+    monkeypatch.setattr(host, "MACHINES_REREAD", 3600.0)  # only a change reads the list again
     db = tmp_path / "machines" / "db"
     db.mkdir(parents=True)
     fields = dict(name="db", root="/", leader=None, cgroup="/custom/db", supervisor=1,

@@ -87,7 +87,7 @@ async def select(app: NsdashApp, pilot, table: ImageList, name: str) -> None:
 def cells(table: ImageList, name: str) -> dict[str, str]:
     from nsdash.tui.widgets.image_list import COLUMNS
 
-    return {key: str(table.get_cell(name, key)) for key, _ in COLUMNS}
+    return {key: str(table.get_cell(name, key)) for key, *_ in COLUMNS}
 
 
 # ---------------------------------------------------------------- list

@@ -72,3 +72,45 @@ async def test_host_column_and_keys_not_over_h_yet(monkeypatch):
         await wait_for(pilot, lambda: "unreachable: far2" in app.status_text(), what="status")
         await wait_for(pilot, lambda: ml._rows["far2/bb"][2] == "unreachable", what="far2's row")
         assert ml._rows["far1/bb"][2] == "running"
+
+
+async def test_the_images_panel_over_h_keeps_one_session_per_host_and_closes_it(monkeypatch, tmp_path):
+    """The panel lists every REFRESH over the session it opened, and ends it as it closes, the app's
+    exit included (a stand-in ssh runs this checkout's far side here and notes each connection)."""
+    import sys
+    from pathlib import Path
+
+    from nsdash.tui.messages import ImagesReady
+    from nsdash.tui.screens import images as images_screen
+
+    count, far = tmp_path / "connections", tmp_path / "ssh"
+    repo = Path(__file__).resolve().parents[2]
+    far.write_text(f"#!/bin/sh\necho $$ >> {count}\ncd {repo} && exec {sys.executable} -m nsdash _remote\n")
+    far.chmod(0o755)
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", str(far))
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(tmp_path / "machines"))
+    (tmp_path / "machines" / "img").mkdir(parents=True)
+    monkeypatch.setattr(images_screen, "REFRESH", 0.1)
+    listed: dict[int, ImagesReady] = {}  # (by id: the hook sees a message again as it bubbles up)
+
+    def hook(message) -> None:
+        if isinstance(message, ImagesReady):
+            listed[id(message)] = message
+
+    def ssh() -> list[str]:
+        return count.read_text().split() if count.exists() else []
+
+    def alive() -> list[str]:
+        return [pid for pid in ssh() if Path(f"/proc/{pid}").exists()]
+
+    app = sample_app(hosts=[Target("far")])
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await pilot.press("I")
+        await wait_for(pilot, lambda: len(listed) >= 4, what="four listings")
+        assert all(m.rows and m.rows[0].name == "far/img" and m.error is None for m in listed.values())
+        assert len(ssh()) == 1 and len(alive()) == 1  # one session for every refresh
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not alive(), what="the panel's session ended with it")
+        await pilot.press("I")  # opened again: a session of its own, ended with the app
+        await wait_for(pilot, lambda: len(ssh()) == 2 and len(listed) >= 6, what="listings again")
+    assert not alive()

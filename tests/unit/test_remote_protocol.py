@@ -218,3 +218,21 @@ def test_a_stream_gives_output_as_it_comes_takes_input_and_ends_with_the_code(mo
         assert stream.code == 0 and b"usage: nsdash cgtop" in out and b"\r\n" in out
         assert stream.pump() is None
     assert stream.conn.proc.poll() is not None  # ssh's stand-in ended and was reaped
+
+
+def test_a_verb_that_writes_more_than_its_bound_ends_the_session_with_one_line(monkeypatch, tmp_path):
+    from nsdash.remote.session import OUTPUT_MAX, Session
+
+    _local_far(monkeypatch, tmp_path)
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(tmp_path / "machines"))  # the far side's images: two here
+    for name in ("one", "two"):
+        (tmp_path / "machines" / name).mkdir(parents=True)
+    argv = ["list-images", "-o", "json"]
+    with Session(Target("far"), timeout=30) as session:
+        (whole,) = session.run(argv)  # within the default bound
+        assert whole.code == 0 and 100 < len(whole.stdout) < OUTPUT_MAX
+        with pytest.raises(p.RemoteError) as e:
+            session.run(argv, limit=len(whole.stdout) - 1)  # a caller that wants less than that
+    assert e.value.oneline().startswith(f"far: 'list-images -o json' wrote more than {len(whole.stdout) - 1} bytes")
+    assert "\n" not in e.value.oneline()
+    assert session.conn.proc.poll() is not None  # the session was closed, its ssh reaped

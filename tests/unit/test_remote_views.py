@@ -90,3 +90,37 @@ def test_the_machine_views_line_names_a_far_leader_as_the_far_hosts():
     assert "leader - on far1" in describe(info, "far1/bb", 0.0)  # not known yet: never this host's PID
     assert "leader 4242 on far1" in describe(info, "far1/bb", 0.0, {"TasksMax": "77"}, far_leader=4242)
     assert "tasks ≤ 77" in describe(info, "far1/bb", 0.0, {"TasksMax": "77"}, far_leader=4242)
+
+
+
+def _counting_far(monkeypatch, tmp_path) -> Path:
+    """The stand-in for ssh that also notes each connection made: its PID, a line in the file returned."""
+    count, far = tmp_path / "connections", tmp_path / "ssh"
+    far.write_text(f"#!/bin/sh\necho $$ >> {count}\ncd {REPO} && exec {sys.executable} -m nsdash _remote\n")
+    far.chmod(0o755)
+    monkeypatch.setenv("NSDASH_SSH_COMMAND", str(far))
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(tmp_path / "machines"))  # the far side's images: one made here
+    (tmp_path / "machines" / "img").mkdir(parents=True)
+    return count
+
+
+def _alive(pid: str) -> bool:
+    return Path(f"/proc/{pid}").exists()  # (a child ended but not reaped would still be there)
+
+
+def test_the_images_panel_keeps_one_connection_per_host_until_closed(monkeypatch, tmp_path):
+    from nsdash.tui.remote_images import FarImages
+
+    count = _counting_far(monkeypatch, tmp_path)
+    reader = FarImages({"far": Target("far")})
+    try:
+        for _ in range(3):  # three refreshes of the panel
+            assert [r.name for r in reader.rows()] == ["far/img"]
+        (ssh,) = count.read_text().split()  # one ssh for all three
+        assert _alive(ssh)
+    finally:
+        reader.close()
+    assert not _alive(ssh)
+    with pytest.raises(NsdashError, match="closed"):
+        reader.rows()
+    assert count.read_text().split() == [ssh]  # a closed reader opens nothing again

@@ -43,7 +43,8 @@ def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), **env_extra)
     env.pop("NSDASH_DEBUG", None)
     out = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), *argv],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+                         stdin=subprocess.DEVNULL)  # (_watch ends at its stdin's end)
     names = {line.split("|")[2].strip() for line in out.stderr.splitlines()
              if line.startswith("import time:") and "imported package" not in line}
     assert "nsdash.cli" in names, out.stderr[-2000:]
@@ -139,3 +140,11 @@ def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
     assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio"}
             or n.startswith(("nsdash.journal", "nsdash.inside.unitlog"))} == set()
 
+
+
+def test_the_far_watch_imports_no_dashboard(tmp_path):
+    """`nsdash _watch`, the far side of the dashboard over -H (one per dashboard and host), reads
+    the host with the dashboard's readers (nsdash.monitor.host), not with the dashboard's toolkit."""
+    names = _imported(["_watch", "--interval", "1"], {"NSDASH_STATE_DIR": str(tmp_path)})
+    assert "nsdash.cli.watch" in names and "nsdash.monitor.host" in names
+    assert {n for n in names if n.split(".")[0] in {"textual", "rich"} or n.startswith("nsdash.tui")} == set()

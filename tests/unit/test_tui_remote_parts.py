@@ -124,20 +124,26 @@ def test_a_host_that_does_not_answer_keeps_its_last_images_and_is_named(monkeypa
 
     down: set[str] = set()
 
-    def list_images(target):  # (in place of the ssh round trip)
+    def list_images(session):  # (in place of the ssh round trip)
+        target = session.target
         if target.host in down:
             raise NsdashError(f"cannot reach {target}")
         return [image_row(target.host, {**GOOD, "name": f"img-{target.host}"})]
 
     monkeypatch.setattr(remote_images, "list_images", list_images)
     targets, last = {"far1": Target("far1"), "far2": Target("far2")}, {}
-    assert [r.name for r in remote_images.all_images(targets, last)] == ["far1/img-far1", "far2/img-far2"]
+    reader = remote_images.FarImages(targets, last)
+    assert [r.name for r in reader.rows()] == ["far1/img-far1", "far2/img-far2"]
     down.add("far2")
     with pytest.raises(PartialImages) as e:
-        remote_images.all_images(targets, last)
+        reader.rows()
     assert [r.name for r in e.value.rows] == ["far1/img-far1", "far2/img-far2"]  # far2's last rows stay
     assert e.value.oneline() == "cannot reach far2"
+    # a panel opened again starts with the hosts' last answers (kept by the actions)
+    with pytest.raises(PartialImages) as e:
+        remote_images.FarImages(targets, last).rows()
+    assert [r.name for r in e.value.rows] == ["far1/img-far1", "far2/img-far2"]
     down.add("far1")
     with pytest.raises(PartialImages) as e:
-        remote_images.all_images(targets, {})  # never answered: nothing to keep
+        remote_images.FarImages(targets, {}).rows()  # never answered: nothing to keep
     assert e.value.rows == () and "far1" in e.value.oneline() and "far2" in e.value.oneline()

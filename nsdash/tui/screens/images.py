@@ -1,10 +1,12 @@
 """The Images panel: every image (machinectl's search path), and what can be done with one.
 
 The list comes from a worker thread of the screen's own, in the poller's
-style: every REFRESH seconds (and at once after an action) it asks the app's
-LauncherActions for the rows (nsdash.machines.images: discover, users, and
-du for the size, measured seldom) and posts one immutable ImagesReady, which
-replaces an unprocessed older one.  The screen never reads the host itself.
+style: every REFRESH seconds (and at once after an action) it asks the reader
+the app's LauncherActions made for this panel (image_reader(): here
+nsdash.machines.images, discover, users, and du for the size, measured
+seldom; over -H one ssh session kept per host, closed with the panel) and
+posts one immutable ImagesReady, which replaces an unprocessed older one.
+The screen never reads the host itself.
 
 Actions go up to the app, which runs them in its action workers through the
 same backend the command line uses: boot (`nsdash start NAME`'s spec), boot
@@ -17,6 +19,7 @@ the image chosen).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -31,6 +34,9 @@ from nsdash.system.text import escape
 from nsdash.tui.messages import ImageRow, ImagesReady, PartialImages
 from nsdash.tui.widgets.image_list import ImageList
 from nsdash.tui.widgets.key_footer import KeyFooter
+
+if TYPE_CHECKING:
+    from nsdash.tui.actions import ImageReader
 
 REFRESH = 2.0  # seconds between two listings while the panel is open
 
@@ -67,6 +73,7 @@ class ImagesScreen(Screen):
         self.rows: tuple[ImageRow, ...] = ()
         self.loaded = False
         self._wake = threading.Event()
+        self._reader: ImageReader | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("images", id="images-status")
@@ -78,22 +85,26 @@ class ImagesScreen(Screen):
         self.query_one("#images").border_title = "Images"
         self.query_one(ImageList).focus()
         if self.poll:
+            from nsdash.tui.app import NsdashApp
+
+            # The reader lives as long as the panel: over -H it keeps one ssh session per host.
+            self._reader = cast(NsdashApp, self.app).actions.image_reader()
             self.run_worker(self._poll, thread=True, group="image-rows", exit_on_error=False)
 
     def on_unmount(self) -> None:
         self._wake.set()  # the worker's wait ends; it sees itself cancelled
+        if self._reader is not None:
+            self._reader.close()  # (also ends a listing in flight: its ssh is killed)
 
     # ------------------------------------------------------------ the reader (worker thread)
 
     def _poll(self) -> None:
-        from nsdash.tui.app import NsdashApp
-
-        app = self.app
-        assert isinstance(app, NsdashApp)
+        reader = self._reader
+        assert reader is not None
         worker = get_current_worker()
         while not worker.is_cancelled:
             try:
-                message = ImagesReady(app.actions.image_rows())
+                message = ImagesReady(reader.rows())
             except PartialImages as e:  # over -H: a host did not answer; the others' rows
                 message = ImagesReady(e.rows, e.oneline())
             except NsdashError as e:

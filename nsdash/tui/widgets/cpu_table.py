@@ -20,19 +20,22 @@ from nsdash.monitor.display import Row, ellipsize, format_timespan, order_rows
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import split_path
-from nsdash.tui.widgets.fast_table import FastTable
+from nsdash.tui.widgets.fast_table import HOST_COLUMN, Column, FastTable
 
-COLUMNS = (("path", "Control Group"), ("tasks", "Tasks"), ("cpu", "%CPU"), ("memory", "Memory"),
-           ("input", "Input/s"), ("output", "Output/s"))
+
+def figure(key: str, label: str, width: int) -> Column:
+    """A figure's column: headed to the right, as its numbers are, and of a fixed width."""
+    return Column(key, Text(label, justify="right"), width)
+
+
 # Fixed widths for the figures: measuring thousands of changed cells each refresh
 # to fit the columns would cost more than everything else together.
-WIDTHS = {"tasks": 5, "cpu": 9, "memory": 7, "input": 9, "output": 9}
-HOST_COLUMN = ("host", "Host")
+COLUMNS = (Column("path", "Control Group"), figure("tasks", "Tasks", 5), figure("cpu", "%CPU", 9),
+           figure("memory", "Memory", 7), figure("input", "Input/s", 9), figure("output", "Output/s", 9))
 HOST_WIDTH = 16  # the most the Host column takes (a longer name is ellipsized): the paths need the room
 ORDERS = {"path": "path", "tasks": "tasks", "cpu": "cpu", "memory": "memory", "io": "io"}
 
-
-NUMBERS_WIDTH = 39 + 10  # the five figure columns with their cell padding
+NUMBERS_WIDTH = sum(c.width or 0 for c in COLUMNS[1:]) + 2 * len(COLUMNS[1:])  # the figures with their cell padding
 
 
 class PathCell(Text):
@@ -101,24 +104,15 @@ class CpuTable(FastTable):
 
     def __init__(self, hosts: Sequence[str] = (), **kw) -> None:
         """HOSTS: the remote hosts' names (-H), for a Host column as wide as the longest."""
-        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        host_width = min(HOST_WIDTH, max([4, *(len(h) for h in hosts)]))
+        super().__init__(cursor_type="row", zebra_stripes=False, columns=(
+            (HOST_COLUMN._replace(width=host_width), *COLUMNS) if hosts else COLUMNS), **kw)
         self.hosts = bool(hosts)
-        self._host_width = min(HOST_WIDTH, max([4, *(len(h) for h in hosts)]))
-        self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
+        self._host_width = host_width
         self._notes: Mapping[str, str] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
         self._last: Sequence[Row] = ()
         self.machine_of: dict[str, str] = {}
-
-    def on_mount(self) -> None:
-        self._add_columns()
-
-    def _add_columns(self) -> None:
-        # Also from the first update: a screen may show a snapshot before this table's on_mount ran.
-        if not self.columns:
-            for key, label in self._columns:
-                self.add_column(label if key in ("path", "host") else Text(label, justify="right"), key=key,
-                                width=self._host_width if key == "host" else WIDTHS.get(key))
 
     # ------------------------------------------------------------ public
 
@@ -126,7 +120,6 @@ class CpuTable(FastTable):
                     notes: Mapping[str, str] | None = None) -> None:
         """Apply a snapshot: add, change and drop rows by path; then order them.  NOTES: what the
         Control Group column says instead of a row's path (a remote host "unreachable")."""
-        self._add_columns()
         self._last = rows
         if machine_of is not None:
             self.machine_of = dict(machine_of)
@@ -143,8 +136,8 @@ class CpuTable(FastTable):
             if old is None:
                 self.add_row(*self._styled(cells, row.path), key=row.path)
             elif old != cells:
-                self.set_cells(row.path, {col: self._styled_cell(col, new, row.path) for (col, _), new, was
-                                          in zip(self._columns, cells, old, strict=True) if new != was})
+                self.set_cells(row.path, {col: self._styled_cell(col, new, row.path) for col, new, was
+                                          in zip(self.column_keys, cells, old, strict=True) if new != was})
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
@@ -170,7 +163,7 @@ class CpuTable(FastTable):
     # ------------------------------------------------------------ helpers
 
     def _styled(self, cells: tuple[str, ...], key: str) -> list[Text | str]:
-        return [self._styled_cell(col, c, key) for (col, _), c in zip(self._columns, cells, strict=True)]
+        return [self._styled_cell(col, c, key) for col, c in zip(self.column_keys, cells, strict=True)]
 
     def _styled_cell(self, col: str, value: str, key: str) -> Text | str:
         if col == "path":

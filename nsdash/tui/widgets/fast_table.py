@@ -15,6 +15,7 @@ row's place by summing every row above it).  Everything else
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from rich.cells import cell_len
@@ -75,17 +76,47 @@ class Paint(NamedTuple):
     header: int  # lines above the first row
 
 
-class FastTable(DataTable, SteadyScrollbars):
-    """DataTable with per-cell and per-row render caches (see the module docstring)."""
+class Column(NamedTuple):
+    """One column of a FastTable: its key, its header, its width (None: fitted to the cells)."""
 
-    def __init__(self, *args, **kw) -> None:
+    key: str
+    label: str | Text
+    width: int | None = None
+
+
+HOST_COLUMN = Column("host", "Host")  # first, over remote hosts (-H): a row's key is then HOST/NAME
+
+
+class FastTable(DataTable, SteadyScrollbars):
+    """DataTable with per-cell and per-row render caches (see the module docstring), and
+    columns given once at construction, added before the first row whenever that comes."""
+
+    def __init__(self, *args, columns: Sequence[Column] = (), **kw) -> None:
         super().__init__(*args, **kw)
+        self._columns = tuple(columns)
         self._fast_cells: dict[tuple, tuple[object, tuple, list[Segment]]] = {}
         self._fast_lines: dict[tuple, Strip] = {}
         self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
         self._version = 0
         self._paint: Paint | None = None
         self._painted_widths: tuple[int, ...] = ()
+
+    # ------------------------------------------------------------ columns
+
+    @property
+    def column_keys(self) -> tuple[str, ...]:
+        """The keys of the columns given at construction, in their order (as a row's cells are)."""
+        return tuple(column.key for column in self._columns)
+
+    def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        # From add_row too: a screen may show a snapshot in a table before the table's own
+        # on_mount ran (CI once failed with 'More values provided than there are columns.').
+        if not self.columns:
+            for column in self._columns:
+                self.add_column(column.label, key=column.key, width=column.width)
 
     # ------------------------------------------------------------ caches
 
@@ -224,6 +255,7 @@ class FastTable(DataTable, SteadyScrollbars):
         super().update_cell(row_key, column_key, value, update_width=update_width)
 
     def add_row(self, *cells, height: int | None = 1, key: str | None = None, label=None):  # type: ignore[no-untyped-def]
+        self._add_columns()
         row_key = super().add_row(*cells, height=height, key=key, label=label)
         self._bump(row_key)  # a key used before may come back with other cells
         return row_key
@@ -264,6 +296,16 @@ class SelectingTable(FastTable):
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self._selected: str | None = None
+
+    @property
+    def selected(self) -> str | None:
+        """The key of the row the cursor is on, as last announced."""
+        return self._selected
+
+    def select(self, key: str) -> None:
+        """Move the cursor onto the row keyed KEY, if there is one."""
+        if key in self.rows and key != self._current():
+            self.move_cursor(row=self.get_row_index(key), animate=False)
 
     def _current(self) -> str | None:
         if not self.row_count:

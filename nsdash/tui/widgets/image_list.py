@@ -11,11 +11,10 @@ from textual.message import Message
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import ImageRow
-from nsdash.tui.widgets.fast_table import SelectingTable
+from nsdash.tui.widgets.fast_table import HOST_COLUMN, Column, SelectingTable
 
-HOST_COLUMN = ("host", "Host")  # first, over remote hosts (-H): the row's key is then HOST/IMAGE
-COLUMNS = (("name", "Image"), ("type", "Type"), ("ro", "RO"), ("size", "Size"), ("mtime", "Modified (UTC)"),
-           ("used", "Running"), ("os", "OS"))
+COLUMNS = (Column("name", "Image"), Column("type", "Type"), Column("ro", "RO"), Column("size", "Size"),
+           Column("mtime", "Modified (UTC)"), Column("used", "Running"), Column("os", "OS"))
 
 
 def modified(ts: float) -> str:
@@ -43,25 +42,14 @@ class ImageList(SelectingTable):
             self.image = image
 
     def __init__(self, hosts: bool = False, **kw) -> None:
-        super().__init__(cursor_type="row", **kw)
+        super().__init__(cursor_type="row", columns=(HOST_COLUMN, *COLUMNS) if hosts else COLUMNS, **kw)
         self.hosts = hosts
-        self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
         self._rows: dict[str, tuple[str, ...]] = {}
         self.images: dict[str, ImageRow] = {}
-
-    def on_mount(self) -> None:
-        self._add_columns()
-
-    def _add_columns(self) -> None:
-        # Also from the first update: a screen may show rows before this table's on_mount ran.
-        if not self.columns:
-            for key, label in self._columns:
-                self.add_column(label, key=key)
 
     # ------------------------------------------------------------ public
 
     def update_images(self, rows: Sequence[ImageRow]) -> None:
-        self._add_columns()
         self.images = {r.name: r for r in rows}
         for r in rows:
             cells = cells_of(r, self.hosts)
@@ -70,21 +58,13 @@ class ImageList(SelectingTable):
                 # Text, never str: DataTable reads a str cell as markup
                 self.add_row(*(Text(c) for c in cells), key=r.name)
             elif old != cells:
-                self.set_cells(r.name, {col: Text(new) for (col, _), new, was
-                                        in zip(self._columns, cells, old, strict=True) if new != was})
+                self.set_cells(r.name, {col: Text(new) for col, new, was
+                                        in zip(self.column_keys, cells, old, strict=True) if new != was})
             self._rows[r.name] = cells
         for gone in set(self._rows) - set(self.images):
             del self._rows[gone]
             self.remove_row(gone)
         self._announce()
-
-    @property
-    def selected(self) -> str | None:
-        return self._selected
-
-    def select(self, name: str) -> None:
-        if name in self._rows and name != self._current():
-            self.move_cursor(row=self.get_row_index(name), animate=False)
 
     # ------------------------------------------------------------ helpers
 

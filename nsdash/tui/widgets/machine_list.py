@@ -13,11 +13,10 @@ from textual.widgets import DataTable
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
-from nsdash.tui.widgets.fast_table import SelectingTable
+from nsdash.tui.widgets.fast_table import HOST_COLUMN, Column, SelectingTable
 
-COLUMNS = (("name", "Machine"), ("state", "State"), ("os", "OS"), ("address", "Address"),
-           ("uptime", "Up"), ("cpu", "CPU (1 min)"))
-HOST_COLUMN = ("host", "Host")  # first, over remote hosts (-H): the row's key is then HOST/MACHINE
+COLUMNS = (Column("name", "Machine"), Column("state", "State"), Column("os", "OS"), Column("address", "Address"),
+           Column("uptime", "Up"), Column("cpu", "CPU (1 min)"))
 SPARK_WIDTH = 20
 
 
@@ -60,27 +59,16 @@ class MachineList(SelectingTable):
             self.machine = machine
 
     def __init__(self, clock: Callable[[], float] = time.time, hosts: bool = False, **kw) -> None:
-        super().__init__(cursor_type="row", **kw)
+        super().__init__(cursor_type="row", columns=(HOST_COLUMN, *COLUMNS) if hosts else COLUMNS, **kw)
         self.clock = clock
         self.hosts = hosts
-        self._columns = (HOST_COLUMN, *COLUMNS) if hosts else COLUMNS
         self._rows: dict[str, tuple] = {}
         self._styles: dict[str, Style] = {}
-
-    def on_mount(self) -> None:
-        self._add_columns()
-
-    def _add_columns(self) -> None:
-        # Also from the first update: a screen may show a snapshot before this table's on_mount ran.
-        if not self.columns:
-            for key, label in self._columns:
-                self.add_column(label, key=key)
 
     # ------------------------------------------------------------ public
 
     def update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list],
                         now: float | None = None) -> None:
-        self._add_columns()
         now = self.clock() if now is None else now
         self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
@@ -97,8 +85,8 @@ class MachineList(SelectingTable):
                 self.add_row(*self._styled(cells), key=m.name)
                 added = True
             elif old != cells:
-                self.set_cells(m.name, {col: self._styled_cell(col, new, cells[state_at]) for (col, _), new, was
-                                        in zip(self._columns, cells, old, strict=True) if new != was})
+                self.set_cells(m.name, {col: self._styled_cell(col, new, cells[state_at]) for col, new, was
+                                        in zip(self.column_keys, cells, old, strict=True) if new != was})
             self._rows[m.name] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
@@ -112,19 +100,11 @@ class MachineList(SelectingTable):
         if self._selected not in self._rows:
             self._announce()
 
-    @property
-    def selected(self) -> str | None:
-        return self._selected
-
-    def select(self, name: str) -> None:
-        if name in self._rows and name != self._current():
-            self.move_cursor(row=self.get_row_index(name), animate=False)
-
     # ------------------------------------------------------------ helpers
 
     def _styled(self, cells: tuple) -> list:
         state = cells[2] if self.hosts else cells[1]
-        return [self._styled_cell(col, c, state) for (col, _), c in zip(self._columns, cells, strict=True)]
+        return [self._styled_cell(col, c, state) for col, c in zip(self.column_keys, cells, strict=True)]
 
     def _styled_cell(self, col: str, value: str, state: str) -> Text:
         if col == "state":
