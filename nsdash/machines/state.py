@@ -97,12 +97,10 @@ def write_state(directory: Path, state: MachineState) -> None:
     os.replace(tmp, directory / STATE_FILE)
 
 
-def read_state(directory: Path) -> MachineState | None:
-    import json
-
+def read_state(directory: str | Path) -> MachineState | None:
     try:
-        with open(directory / STATE_FILE) as f:
-            return MachineState.from_json(json.load(f))
+        with open(os.path.join(directory, STATE_FILE)) as f:
+            return MachineState.from_json(jsontext.decode(f.read()))
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (ValueError, TypeError):
@@ -115,10 +113,10 @@ def orphaned(name: str) -> bool:
     return directory.exists() and not supervisor_alive(directory)
 
 
-def supervisor_alive(directory: Path) -> bool:
+def supervisor_alive(directory: str | Path) -> bool:
     """True while some process holds the entry's lock (the supervisor)."""
     try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:

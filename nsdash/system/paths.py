@@ -31,13 +31,26 @@ def image_home() -> Path:
     return image_dirs()[0] if os.environ.get("NSDASH_IMAGE_PATH") else Path("/var/lib/machines")
 
 
-def state_root() -> Path:
+def state_path() -> str:
     """The state directory (/run/nsdash), overridable with NSDASH_STATE_DIR for tests."""
+    return os.environ.get("NSDASH_STATE_DIR", "/run/nsdash")
+
+
+def state_root() -> Path:
+    """state_path() as a Path."""
     from pathlib import Path
 
-    return Path(os.environ.get("NSDASH_STATE_DIR", "/run/nsdash"))
+    return Path(state_path())
+
+
+def machine_path(name: str) -> str:
+    """A machine's own state directory: state file, control socket, console log (as a string:
+    `journal -n 20` reads it without importing pathlib)."""
+    return os.path.join(state_path(), "machines", name)
 
 
 def machine_dir(name: str) -> Path:
-    """A machine's own state directory: state file, control socket, console log."""
-    return state_root() / "machines" / name
+    """machine_path() as a Path."""
+    from pathlib import Path
+
+    return Path(machine_path(name))

@@ -43,3 +43,48 @@ def test_plain_documents_do_not_import_json():
 def test_what_json_converts_is_left_to_json(value):
     for indent in (None, 1):
         assert jsontext.encode(value, indent) == json.dumps(value, indent=indent)
+
+
+def _loads(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        return type(e)
+
+
+def _decode(text: str) -> object:
+    try:
+        return jsontext.decode(text)
+    except ValueError as e:
+        return type(e)
+
+
+@given(VALUES, st.sampled_from([None, 0, 1, 2]))
+def test_decode_is_json_loads(value, indent):
+    text = json.dumps(value, indent=indent)
+    assert _decode(text) == _loads(text)
+
+
+@given(st.text(alphabet='{}[]",:\\/ -01.5eEtruefalsn\n\u00e9', max_size=30))
+def test_decode_of_any_text_is_json_loads(text):
+    """Malformed text too: the same value, or the same error."""
+    assert _decode(text) == _loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": "q\\"uote\\\\d\\/", "b": [1, -2, true, null, {}], "c": []}',
+                                  ' [ 0 , -0 , 12 ] ', '{"a": 1, "a": 2}', '"\\u00e9"', '[01]', '1.5', '-',
+                                  '{"a" 1}', '[1,]', '"tab\tin"'])
+def test_decode_cases(text):
+    assert _decode(text) == _loads(text)
+
+
+def test_state_is_read_without_json(tmp_path):
+    """A state file as the supervisor writes it is read back without importing json."""
+    code = ("import sys; from nsdash.system.jsontext import encode, decode; "
+            "doc = {'name': 'web', 'cgroup': r'/machine-a\\x2db \"q\".scope', 'leader': 7, 'netif': [], "
+            "'up': True, 'uuid': None, 'since': '2026-12-05T05:35:31Z'}; "
+            "print(decode(encode(doc, 1)) == doc, 'json' in sys.modules)")
+    repo = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
+    assert out.stdout.split() == ["True", "False"]
