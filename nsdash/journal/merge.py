@@ -9,8 +9,6 @@ from __future__ import annotations
 import heapq
 import select
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
@@ -20,6 +18,8 @@ from nsdash.journal.reader import JournalSource
 
 TYPE_CHECKING = False  # typing is 2 ms of every `nsdash journal`: Source is for mypy only
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
     from typing import Protocol
 
     class Source(Protocol):
@@ -153,7 +153,7 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
     return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
 
 
-def open_logs(machines: Sequence[str] = (), directories: Sequence[Path | JournalDir] = (),
+def open_logs(machines: Sequence[str] = (), directories: Sequence[str | Path | JournalDir] = (),
               filters: Filters | None = None, detail: bool = False, only: tuple[str, ...] | None = None,
               follow: bool = True) -> MergedLog:
     """One stream over machines (by name) and journal directories (-D).
@@ -166,8 +166,7 @@ def open_logs(machines: Sequence[str] = (), directories: Sequence[Path | Journal
         for name in machines:
             sources += sources_for(locate(name), filters, detail, only, follow)
         for d in directories:
-            sources.append(JournalSource(d if isinstance(d, JournalDir) else Path(d), filters, None, detail, only,
-                                         follow))
+            sources.append(JournalSource(d, filters, None, detail, only, follow))
     except BaseException:
         for s in sources:
             s.close()

@@ -74,7 +74,7 @@ def test_a_journal_directory_symlinked_out_of_the_root_is_not_found(root, tmp_pa
 def test_the_host_directory_of_the_hosts_own_id_is_never_a_machines(root, tmp_path, monkeypatch):
     host = tmp_path / "host"
     (host / MID).mkdir(parents=True)
-    assert [d.path for d in journal_dirs(MID, None, None, host)] == [host / MID]
+    assert [d.path for d in journal_dirs(MID, None, None, host)] == [str(host / MID)]
     monkeypatch.setattr(loc.identity, "machine_id", lambda r: MID if str(r) == "/" else None)
     assert journal_dirs(MID, None, None, host) == ()  # a guest claiming the host's ID gets nothing of it
 
