@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 
 from nsdash.errors import MachineNotFound, NsdashError
-from nsdash.machines import identity
 from nsdash.machines import state as st
 from nsdash.system import confined
 from nsdash.system.frozen import Frozen
@@ -160,6 +158,8 @@ class MachineLogs(Frozen):
 
 def machine_id_of(root: str | Path | None, uuid: str | None = None) -> str | None:
     """ROOT's /etc/machine-id (read confined), else the UUID the launcher passed (as systemd does)."""
+    from nsdash.machines import identity  # an image never started: its tree's ID
+
     return (identity.machine_id(root) if root is not None else None) or normalise_id(uuid)
 
 
@@ -204,7 +204,7 @@ def journal_dirs(machine_id: str, tree: str | Path | None, leader: int | None,
     # machine); --link-journal=guest's symlink there points into the tree, listed above.
     # Never the host's own journal: a guest that writes the host's ID into its
     # machine-id does not get the host's journal shown as its own.
-    if host_dir and machine_id != identity.machine_id("/"):
+    if host_dir and machine_id != _host_machine_id():
         candidates.append(JournalDir(host_journal, machine_id))
     found: list[JournalDir] = []
     seen: set[tuple[int, int]] = set()
@@ -222,6 +222,12 @@ def journal_dirs(machine_id: str, tree: str | Path | None, leader: int | None,
         seen.add((st.st_dev, st.st_ino))
         found.append(d)
     return tuple(found)
+
+
+def _host_machine_id() -> str | None:
+    from nsdash.machines import identity  # only where the host has a directory of the ID
+
+    return identity.machine_id("/")
 
 
 def locate(name: str, host_journal: str | Path = HOST_JOURNAL) -> MachineLogs:
@@ -275,7 +281,11 @@ def require_logs(logs: MachineLogs) -> MachineLogs:
 
 # ---------------------------------------------------------------- file checks
 
-_HEADER = struct.Struct("<8sII B7x 16s16s16s16s QQ")
+# The header's start (systemd's journal-def.h): signature[8], compatible_flags and
+# incompatible_flags (le32 each), state, 7 reserved bytes, four 128-bit IDs, then
+# header_size and arena_size (le64 each) at offsets 88 and 96.  Read by slicing: the
+# struct module is two more imports on every `nsdash journal`.
+_HEADER_SIZE = 104
 SIGNATURE = b"LPKSHHRH"
 
 
@@ -299,14 +309,15 @@ def check_journal_fd(fd: int) -> str | None:
     files were skipped rather than letting the library drop them silently.
     """
     try:
-        head = os.pread(fd, _HEADER.size, 0)
+        head = os.pread(fd, _HEADER_SIZE, 0)
         size = os.fstat(fd).st_size
     except OSError as e:
         return f"unreadable ({e.strerror})"
-    if len(head) < _HEADER.size:
+    if len(head) < _HEADER_SIZE:
         return "truncated (no complete header)"
-    sig, _compat, _incompat, _state, _fid, _mid, _boot, _seq, header_size, arena_size = _HEADER.unpack(head)
-    if sig != SIGNATURE:
+    header_size = int.from_bytes(head[88:96], "little")
+    arena_size = int.from_bytes(head[96:104], "little")
+    if head[:8] != SIGNATURE:
         return "not a journal file (bad signature)"
     if header_size + arena_size > size:
         return f"truncated ({size} of {header_size + arena_size} bytes)"

@@ -6,7 +6,6 @@ source's change descriptor at once with poll(2); nothing sleeps.
 
 from __future__ import annotations
 
-import heapq
 import select
 import time
 
@@ -54,10 +53,17 @@ class MergedLog:
         """All matching entries, oldest first."""
         if len(self.sources) == 1:
             return self.sources[0].entries()
+        import heapq  # several sources only
+
         return heapq.merge(*(s.entries() for s in self.sources), key=_key)
 
     def tail(self, n: int) -> list[Entry]:
         """The last N matching entries over all sources, oldest first."""
+        if len(self.sources) == 1:
+            found = self.sources[0].tail(n)  # (with n = 0 too: it seeks to the end, for following)
+            return found[-n:] if n > 0 else []
+        import heapq  # several sources only
+
         merged = list(heapq.merge(*(s.tail(n) for s in self.sources), key=_key))
         return merged[-n:] if n > 0 else []
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from nsdash.journal import locate as loc
 from nsdash.journal.export import export_entry, journal_remote, write_journal
 from nsdash.journal.locate import JournalDir, journal_dirs
 from nsdash.journal.merge import MergedLog
@@ -75,7 +74,9 @@ def test_the_host_directory_of_the_hosts_own_id_is_never_a_machines(root, tmp_pa
     host = tmp_path / "host"
     (host / MID).mkdir(parents=True)
     assert [d.path for d in journal_dirs(MID, None, None, host)] == [str(host / MID)]
-    monkeypatch.setattr(loc.identity, "machine_id", lambda r: MID if str(r) == "/" else None)
+    from nsdash.machines import identity
+
+    monkeypatch.setattr(identity, "machine_id", lambda r: MID if str(r) == "/" else None)
     assert journal_dirs(MID, None, None, host) == ()  # a guest claiming the host's ID gets nothing of it
 
 
