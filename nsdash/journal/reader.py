@@ -35,9 +35,12 @@ if TYPE_CHECKING:
 # all with _datetime's: the same module in the end, after about a millisecond of class
 # building on every `nsdash journal`.  Where nothing imported datetime yet, _datetime is it.
 if "datetime" not in sys.modules:
-    import _datetime
-
-    sys.modules["datetime"] = _datetime
+    try:
+        import _datetime
+    except ImportError:  # an interpreter without the C module: datetime.py is then all there is
+        pass
+    else:
+        sys.modules["datetime"] = _datetime
 from systemd import _reader  # noqa: E402
 
 

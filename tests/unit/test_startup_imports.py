@@ -151,3 +151,16 @@ def test_journal_of_a_machine_imports_only_its_floor(tmp_path):
                             text=True, timeout=60, env=dict(os.environ, TZ="UTC"))
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 20
+
+
+def test_datetime_after_the_journal_reader_is_datetimes():
+    """The reader lets _datetime stand in for datetime (systemd-python imports it for its C API
+    alone): whatever imports datetime afterwards finds every public name datetime.py exports."""
+    code = ("import sys; import nsdash.journal.reader; import datetime as d; "
+            "print(d is sys.modules['_datetime'], "
+            "sorted(n for n in ('date', 'datetime', 'time', 'timedelta', 'timezone', 'tzinfo', 'MINYEAR', "
+            "'MAXYEAR', 'UTC') if not hasattr(d, n)), "
+            "d.datetime.fromtimestamp(86400, d.timezone.utc).isoformat(), d.datetime.strptime('2026-01-02', '%Y-%m-%d').day)")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path])), timeout=60)
+    assert out.stdout.split(" ", 1) == ["True", "[] 1970-01-02T00:00:00+00:00 2\n"], out.stderr
