@@ -53,8 +53,9 @@ def _loads(text: str) -> object:
 
 
 def _decode(text: str) -> object:
+    """The hand reading (decode() itself hands text to json.loads where json is imported, as here)."""
     try:
-        return jsontext.decode(text)
+        return jsontext.decode_plain(text)
     except ValueError as e:
         return type(e)
 
@@ -88,3 +89,12 @@ def test_state_is_read_without_json(tmp_path):
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_decode_takes_json_where_it_is_imported(monkeypatch):
+    """json's C decoder is several times faster: the hand reading is only for processes without json."""
+    def hand(text):
+        raise AssertionError("read by hand although json is imported")
+
+    monkeypatch.setattr(jsontext, "decode_plain", hand)
+    assert jsontext.decode('{"a": [1, "b"]}') == {"a": [1, "b"]}
