@@ -21,7 +21,8 @@ The machine M is the Debian demo tree booted ephemeral (-x) for the run and
 powered off at the end; "run inside" is nsenter into all its namespaces.
 nsdash runs with its bytecode compiled, as an installed wheel has it.
 
-Run as root: .venv/bin/python bench/bench_verbs.py [--runs N] [--json]
+Run as root: .venv/bin/python bench/bench_verbs.py [--runs N] [--only LABEL] [--json]
+(--only journal: just the pairs whose label starts with LABEL; the machine is booted only if one needs it)
 """
 
 from __future__ import annotations
@@ -123,11 +124,41 @@ def boot(name: str) -> int:
     return resolve(name).leader
 
 
+def machine_pairs(ours: list[str], run_pair, runs: int, report: Report) -> None:
+    """The pairs that need a booted machine (M): booted here, powered off after."""
+    name = f"benchverbs{os.getpid()}"
+    try:
+        leader = boot(name)
+        inside = ["nsenter", "-t", str(leader), "-a"]
+        floor = [str(PYTHON), "-c", "pass"]
+        run_pair("list", [*ours, "list"], "python -c pass", floor, runs, report)
+        run_pair("status M", [*ours, "status", name], "python -c pass", floor, runs, report)
+        journal = f"/proc/{leader}/root/var/log/journal"
+        run_pair("journal -M M -n 20", [*ours, "journal", "-M", name, "-n", "20"], "journalctl -D",
+                 ["journalctl", "-D", journal, "-n", "20", "--no-pager"], runs, report)
+        run_pair("systemctl list-units", [*ours, "systemctl", "-M", name, "list-units"], "systemctl inside",
+                 [*inside, "systemctl", "list-units", "--no-pager"], runs, report)
+        run_pair("systemctl status dbus", [*ours, "systemctl", "-M", name, "status", "dbus.service"],
+                 "systemctl inside", [*inside, "systemctl", "status", "dbus.service", "--no-pager"],
+                 runs, report)
+    finally:
+        if run_nsdash("poweroff", name, timeout=60).returncode != 0:
+            run_nsdash("terminate", name, timeout=30)
+
+
 def main() -> int:
     as_json = wants_json()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
+    ap.add_argument("--only", metavar="LABEL", action="append",
+                    help="only the pairs whose label starts with LABEL (repeatable), e.g. journal, cgls")
     args = ap.parse_args()
+    wanted = tuple(args.only or ())
+
+    def run_pair(label: str, *rest) -> None:
+        if not wanted or label.startswith(wanted):
+            pair(label, *rest)
+
     if os.geteuid() != 0:
         print("bench_verbs needs root", file=sys.stderr)
         return 1
@@ -137,29 +168,14 @@ def main() -> int:
         ours = nsdash_cmd()
         print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
               "medians; [spread of the pair ratios]")
-        pair("python -c pass (floor)", [str(PYTHON), "-c", "pass"], "/bin/true", ["/bin/true"],
-             args.runs, report)
-        pair("cgls", [*ours, "cgls"], "systemd-cgls", ["systemd-cgls", "--no-pager"], args.runs, report)
-        pair("cgtop -b -n 1", [*ours, "cgtop", "-b", "-n", "1"], "systemd-cgtop",
-             ["systemd-cgtop", "-b", "-n", "1"], args.runs, report)
-        name = f"benchverbs{os.getpid()}"
-        try:
-            leader = boot(name)
-            inside = ["nsenter", "-t", str(leader), "-a"]
-            floor = [str(PYTHON), "-c", "pass"]
-            pair("list", [*ours, "list"], "python -c pass", floor, args.runs, report)
-            pair("status M", [*ours, "status", name], "python -c pass", floor, args.runs, report)
-            journal = f"/proc/{leader}/root/var/log/journal"
-            pair("journal -M M -n 20", [*ours, "journal", "-M", name, "-n", "20"], "journalctl -D",
-                 ["journalctl", "-D", journal, "-n", "20", "--no-pager"], args.runs, report)
-            pair("systemctl list-units", [*ours, "systemctl", "-M", name, "list-units"], "systemctl inside",
-                 [*inside, "systemctl", "list-units", "--no-pager"], args.runs, report)
-            pair("systemctl status dbus", [*ours, "systemctl", "-M", name, "status", "dbus.service"],
-                 "systemctl inside", [*inside, "systemctl", "status", "dbus.service", "--no-pager"],
+        run_pair("python -c pass (floor)", [str(PYTHON), "-c", "pass"], "/bin/true", ["/bin/true"],
                  args.runs, report)
-        finally:
-            if run_nsdash("poweroff", name, timeout=60).returncode != 0:
-                run_nsdash("terminate", name, timeout=30)
+        run_pair("cgls", [*ours, "cgls"], "systemd-cgls", ["systemd-cgls", "--no-pager"], args.runs, report)
+        run_pair("cgtop -b -n 1", [*ours, "cgtop", "-b", "-n", "1"], "systemd-cgtop",
+                 ["systemd-cgtop", "-b", "-n", "1"], args.runs, report)
+        machine_labels = ("list", "status M", "journal -M M -n 20", "systemctl list-units", "systemctl status dbus")
+        if not wanted or any(label.startswith(wanted) for label in machine_labels):
+            machine_pairs(ours, run_pair, args.runs, report)
     report.done()
     return 0
 

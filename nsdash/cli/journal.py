@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 from nsdash.cli.quickparse import Parser
 from nsdash.errors import UsageError
@@ -101,7 +100,7 @@ def main(argv: list[str]) -> int:
         raise UsageError("no machine or journal directory given",
                          "name a machine with -M NAME (see 'nsdash list') or a directory with -D DIR")
     for d in args.directory:
-        if not Path(d).is_dir():
+        if not os.path.isdir(d):
             raise UsageError(f"journal directory '{d}' does not exist", "give a directory that holds *.journal files")
     filters = flt.Filters(
         priorities=flt.parse_priority(args.priority) if args.priority else None,
@@ -118,7 +117,7 @@ def main(argv: list[str]) -> int:
     fields = tuple(f for f in (args.output_fields or "").split(",") if f) or None
     printer = Printer(sys.stdout, args.output, _use_color(), tag_machines=len(args.machine) > 1,
                       output_fields=fields)
-    with open_logs(args.machine, [Path(d) for d in args.directory],
+    with open_logs(args.machine, args.directory,
                    filters if not args.list_boots else flt.Filters(),
                    detail=args.output == "json", only=printer.fields_needed(), follow=args.follow) as log:
         if args.list_boots:

@@ -76,7 +76,7 @@ class _Marks:
 class ConsoleSource:
     """Console-log entries passing FILTERS, history then follow, like JournalSource."""
 
-    def __init__(self, path: Path, filters: Filters | None = None, machine: str | None = None,
+    def __init__(self, path: str | Path, filters: Filters | None = None, machine: str | None = None,
                  detail: bool = False) -> None:
         self.path = Path(path)
         self.filters = filters or Filters()

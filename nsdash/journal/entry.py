@@ -6,7 +6,9 @@ decoded on demand, so reading 100,000 entries does not decode 2,000,000 fields.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+TYPE_CHECKING = False  # collections.abc (collections, with it) is off `nsdash journal`'s path
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FieldValue = bytes | list[bytes]
 

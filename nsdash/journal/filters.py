@@ -7,7 +7,6 @@ time syntax, in local time).
 
 from __future__ import annotations
 
-import re
 import time
 
 from nsdash.errors import UsageError
@@ -16,7 +15,6 @@ from nsdash.system.frozen import Frozen
 PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "swap", "timer",
               "path", "slice", "scope")
-_GLOB = re.compile(r"[*?\[]")
 
 
 class Filters(Frozen):
@@ -64,20 +62,23 @@ def mangle_unit(name: str) -> str:
     """Like systemd's unit_name_mangle_with_suffix(".service"): "sshd" -> "sshd.service"."""
     if not name or "/" in name:
         raise UsageError(f"invalid unit name '{name}'", "give a unit name such as 'sshd' or 'cron.service'")
-    if _GLOB.search(name):
+    if is_glob(name):
         return name
     suffix = name.rsplit(".", 1)[-1] if "." in name else ""
     return name if suffix in UNIT_TYPES else f"{name}.service"
 
 
 def is_glob(unit: str) -> bool:
-    return bool(_GLOB.search(unit))
+    # No re here: importing it (enum, functools, collections with it) is milliseconds of every
+    # `nsdash journal`; the options that need a pattern import it themselves.
+    return "*" in unit or "?" in unit or "[" in unit
 
 
 def parse_boot(text: str | None) -> int | str:
     """journalctl -b [N|ID]: no value means the current (last) boot."""
     if text is None or text == "":
         return 0
+    import re
     t = text.strip().lower().replace("-", "") if len(text.strip()) > 8 else text.strip()
     if re.fullmatch(r"[0-9a-f]{32}", t):
         return t
@@ -96,7 +97,7 @@ _UNITS_US = {
     "month": 2629800 * 10**6, "months": 2629800 * 10**6, "M": 2629800 * 10**6,
     "y": 31557600 * 10**6, "year": 31557600 * 10**6, "years": 31557600 * 10**6,
 }
-_SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)")
+_SPAN = r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)"
 
 
 def boot_index(offset: int, count: int) -> int | None:
@@ -107,10 +108,13 @@ def boot_index(offset: int, count: int) -> int | None:
 
 def _span_us(text: str) -> int | None:
     """'1h 30min' -> microseconds; None when TEXT is not a span."""
+    import re
+
+    span = re.compile(_SPAN)
     pos, total = 0, 0.0
     text = text.strip()
     while pos < len(text):
-        m = _SPAN.match(text, pos)
+        m = span.match(text, pos)
         if not m or m.group(2) not in _UNITS_US:
             return None
         total += float(m.group(1)) * _UNITS_US[m.group(2)]

@@ -21,16 +21,15 @@ escaped.
 
 from __future__ import annotations
 
-import contextlib
-import re
 import time
-from collections.abc import Callable
 
 from nsdash.journal.entry import Entry, FieldValue
 from nsdash.system.text import escape, escape_json
 
 TYPE_CHECKING = False  # typing is 2 ms of every `nsdash journal`; the annotations are strings
 if TYPE_CHECKING:
+    import re
+    from collections.abc import Callable
     from typing import IO
 
 FORMATS = ("short", "short-precise", "json", "cat")
@@ -42,14 +41,28 @@ _COLORS = {0: "\x1b[0;1;31m", 1: "\x1b[0;1;31m", 2: "\x1b[0;1;31m", 3: "\x1b[0;1
            4: "\x1b[0;1;38;5;185m", 5: ANSI_HIGHLIGHT, 7: "\x1b[0;38;5;245m"}
 
 # What journalctl's utf8_is_printable() rejects: C0 controls but tab and newline, DEL, C1 controls.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# No re on the common path (importing it, with enum, functools and collections, is milliseconds
+# of every `nsdash journal`): text that str.isprintable() accepts has none of these, and the
+# rest is looked at character by character, deleting them all.
+_UNPRINTABLE = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)])
+
+
+def _has_unprintable(text: str) -> bool:
+    return not text.isprintable() and len(text.translate(_UNPRINTABLE)) != len(text)
+
+
 # journalctl's strip_tab_ansi(): colour (SGR) sequences dropped, a tab becomes eight spaces.
-_SGR = re.compile(r"\x1b\[[0-9;]*m")
+_sgr: re.Pattern[str] | None = None
 
 
 def _strip_tab_ansi(text: str) -> str:
+    global _sgr
     if "\x1b" in text:
-        text = _SGR.sub("", text)
+        if _sgr is None:
+            import re  # only for a message with an escape character
+
+            _sgr = re.compile(r"\x1b\[[0-9;]*m")
+        text = _sgr.sub("", text)
     return text.replace("\t", "        ") if "\t" in text else text
 
 
@@ -68,7 +81,7 @@ def _printable(raw: bytes) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return None if _UNPRINTABLE.search(text) else text
+    return None if _has_unprintable(text) else text
 
 
 def format_bytes(n: int) -> str:
@@ -201,11 +214,16 @@ class Printer:
             sender = _sender(key)
             if len(self._senders) > 65536:
                 self._senders.clear()
-            with contextlib.suppress(TypeError):
+            try:  # noqa: SIM105  (contextlib imports collections and functools: off this verb's path)
                 self._senders[key] = sender
+            except TypeError:
+                pass
         prefix = stamp + sender
-        if _PLAIN.fullmatch(raw):  # printable ASCII, no tab, escape or newline: shown as is
+        plain = raw.isascii()
+        if plain:
             message = raw.decode("ascii")
+            plain = message.isprintable()  # ASCII that prints: no tab, escape, newline or DEL
+        if plain:  # shown as is
             if not self.color:
                 return f"{head}{prefix}: {message}\n"
         else:
@@ -276,10 +294,7 @@ def _printable_message(raw: bytes) -> str | None:
         return None
     if "\t" in text or "\x1b" in text:
         text = _strip_tab_ansi(text)
-    return None if _UNPRINTABLE.search(text) else text
-
-
-_PLAIN = re.compile(rb"[ -~]*")
+    return None if _has_unprintable(text) else text
 
 
 def _sender(key: tuple) -> str:

@@ -29,22 +29,21 @@ journal shows nothing, not the host's journal.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import struct
-from pathlib import Path
 
 from nsdash.errors import MachineNotFound, NsdashError
-from nsdash.launcher import inuse
-from nsdash.machines import identity
 from nsdash.machines import state as st
 from nsdash.system import confined
 from nsdash.system.frozen import Frozen
 from nsdash.system.idfiles import normalise_id
-from nsdash.system.paths import image_dirs, machine_dir
+from nsdash.system.paths import image_dirs, machine_path
 
-HOST_JOURNAL = Path("/var/log/journal")
+TYPE_CHECKING = False  # paths are strings here: pathlib (with re, enum, urllib) is off `journal -n 20`
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HOST_JOURNAL = "/var/log/journal"
 JOURNAL_SUFFIXES = (".journal", ".journal~")
 MAX_JOURNAL_FILES = 256  # journald keeps 100 by default (SystemMaxFiles=); each costs us an fd
 MAX_DIR_ENTRIES = 65536  # looked at per listing: a guest can make millions, the recheck runs every 100 ms
@@ -54,19 +53,19 @@ class JournalDir(Frozen):
     """A journal directory INNER (a relative path) confined to ROOT: opened with
     RESOLVE_IN_ROOT, so neither `..` nor a symlink in INNER leaves ROOT."""
 
-    root: Path
+    root: str | os.PathLike[str]
     inner: str
 
     @property
-    def path(self) -> Path:
+    def path(self) -> str:
         """Where it is on the host, for messages (never opened as such)."""
-        return self.root / self.inner
+        return os.path.join(os.fspath(self.root), self.inner)
 
     def __fspath__(self) -> str:
-        return str(self.path)
+        return self.path
 
     def __str__(self) -> str:
-        return str(self.path)
+        return self.path
 
     def exists(self) -> bool:
         """True if it is a directory inside ROOT."""
@@ -91,9 +90,11 @@ class JournalDir(Frozen):
             out = []
             for name in sorted(confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES)):
                 if name.endswith(JOURNAL_SUFFIXES):
-                    with contextlib.suppress(OSError):
+                    try:
                         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                        out.append((name, st.st_ino, st.st_size))
+                    except OSError:
+                        continue
+                    out.append((name, st.st_ino, st.st_size))
             return tuple(out)
         finally:
             os.close(dir_fd)
@@ -147,7 +148,7 @@ class MachineLogs(Frozen):
     name: str
     machine_id: str | None
     journal_dirs: tuple[JournalDir, ...]
-    console_log: Path | None
+    console_log: str | None
     running: bool
 
     @property
@@ -155,8 +156,10 @@ class MachineLogs(Frozen):
         return bool(self.journal_dirs) or self.console_log is not None
 
 
-def machine_id_of(root: Path | None, uuid: str | None = None) -> str | None:
+def machine_id_of(root: str | Path | None, uuid: str | None = None) -> str | None:
     """ROOT's /etc/machine-id (read confined), else the UUID the launcher passed (as systemd does)."""
+    from nsdash.machines import identity  # an image never started: its tree's ID
+
     return (identity.machine_id(root) if root is not None else None) or normalise_id(uuid)
 
 
@@ -172,9 +175,9 @@ def _leader_alive(pid: int | None) -> bool:
     return True
 
 
-def _supervised(mdir: Path) -> bool:
+def _supervised(mdir: str) -> bool:
     """The supervisor's lock, not the recorded PID, says a machine runs (PIDs get reused)."""
-    if not (mdir / "lock").exists():
+    if not os.path.exists(os.path.join(mdir, st.LOCK_FILE)):
         return True  # a state entry from elsewhere (or older): trust the PID check
     from nsdash.machines.state import supervisor_alive
 
@@ -184,15 +187,15 @@ def _supervised(mdir: Path) -> bool:
         return False
 
 
-def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
-                 host_journal: Path = HOST_JOURNAL, host_dir: bool = True) -> tuple[JournalDir, ...]:
+def journal_dirs(machine_id: str, tree: str | Path | None, leader: int | None,
+                 host_journal: str | Path = HOST_JOURNAL, host_dir: bool = True) -> tuple[JournalDir, ...]:
     """Every existing journal directory of the machine, each directory once (the host's
     HOST_JOURNAL/MACHINE_ID only if HOST_DIR: the machine owns that ID, see host_dir_owned)."""
     candidates: list[JournalDir] = []
     if leader:
         # While it runs, its own view is the truth: the tree's directory may be a bare
         # mount point under --link-journal=host, or hidden by an ephemeral overlay.
-        root = Path(f"/proc/{leader}/root")
+        root = f"/proc/{leader}/root"
         candidates += [JournalDir(root, f"var/log/journal/{machine_id}"),
                        JournalDir(root, f"run/log/journal/{machine_id}")]
     elif tree is not None:
@@ -201,7 +204,7 @@ def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
     # machine); --link-journal=guest's symlink there points into the tree, listed above.
     # Never the host's own journal: a guest that writes the host's ID into its
     # machine-id does not get the host's journal shown as its own.
-    if host_dir and machine_id != identity.machine_id("/"):
+    if host_dir and machine_id != _host_machine_id():
         candidates.append(JournalDir(host_journal, machine_id))
     found: list[JournalDir] = []
     seen: set[tuple[int, int]] = set()
@@ -221,18 +224,24 @@ def journal_dirs(machine_id: str, tree: Path | None, leader: int | None,
     return tuple(found)
 
 
-def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
+def _host_machine_id() -> str | None:
+    from nsdash.machines import identity  # only where the host has a directory of the ID
+
+    return identity.machine_id("/")
+
+
+def locate(name: str, host_journal: str | Path = HOST_JOURNAL) -> MachineLogs:
     """Where machine NAME's logs are: a running (or stopped) nsdash machine, else an image."""
-    mdir = machine_dir(name)
+    mdir = machine_path(name)
     state = st.read_state(mdir)  # PermissionError goes up: not "no logs", the caller is not root
-    tree: Path | None = None
+    tree: str | Path | None = None
     leader: int | None = None
     uuid = None
     if state is not None:
-        tree = Path(state.root) if state.root else None
+        tree = state.root or None
         leader = state.leader if state.leader and state.leader > 0 else None
         uuid = normalise_id(state.uuid)
-    elif not mdir.is_dir():
+    elif not os.path.isdir(mdir):
         tree = next((d / name for d in image_dirs() if (d / name).is_dir()), None)
         if tree is None:
             raise MachineNotFound(f"no machine named '{name}'",
@@ -243,10 +252,13 @@ def locate(name: str, host_journal: Path = HOST_JOURNAL) -> MachineLogs:
     # A machine nsdash started has the ID its supervisor recorded (its tree's at start, or
     # --uuid, or the session's); only an image never started is asked for its tree's.
     machine_id = uuid if state is not None else machine_id_of(tree)
-    owned = machine_id is not None and host_dir_owned(name, machine_id, running)
+    # Whose the host's directory of the ID is matters only when there is one (the claim's
+    # check imports the launcher's cgroup walk).
+    owned = (machine_id is not None and os.path.lexists(os.path.join(host_journal, machine_id))
+             and host_dir_owned(name, machine_id, running))
     dirs = journal_dirs(machine_id, tree, leader, host_journal, owned) if machine_id else ()
-    console = mdir / "console.log"
-    return MachineLogs(name, machine_id, dirs, console if console.is_file() else None, running)
+    console = os.path.join(mdir, st.CONSOLE_LOG)
+    return MachineLogs(name, machine_id, dirs, console if os.path.isfile(console) else None, running)
 
 
 def host_dir_owned(name: str, machine_id: str, running: bool) -> bool:
@@ -254,6 +266,8 @@ def host_dir_owned(name: str, machine_id: str, running: bool) -> bool:
     holds the ID (it runs and claimed it at start), or NAME is stopped and no running
     machine holds it.  A running machine that does not hold its ID (an ephemeral copy that
     links no journal) has no host directory."""
+    from nsdash.launcher import inuse  # pathlib, contextlib: only for a host directory of the ID
+
     holder = inuse.id_holder(machine_id)
     return holder == name if running else holder is None
 
@@ -267,14 +281,16 @@ def require_logs(logs: MachineLogs) -> MachineLogs:
 
 # ---------------------------------------------------------------- file checks
 
-# The header up to entry_array_offset: signature, flags, state, four IDs, sizes, offsets, counts.
-_HEADER = struct.Struct("<8sII B7x 16s16s16s16s QQ QQQQQ QQQQQ")
-# sd-journal refuses a file shorter than the header's fields up to n_data (its HEADER_SIZE_MIN).
+# The header (systemd's journal-def.h), little-endian, read by slicing (struct is two more
+# imports on every `nsdash journal`): signature[8], two le32 flag words, state, 7 reserved bytes,
+# four 128-bit IDs, then le64s from offset 88: header_size, arena_size, data_hash_table_offset,
+# its size, field_hash_table_offset, its size, tail_object_offset (136), ..., entry_array_offset (176).
+# sd-journal refuses a file shorter than the fields up to n_data (its HEADER_SIZE_MIN, 208).
 HEADER_SIZE_MIN = 208
 SIGNATURE = b"LPKSHHRH"
 
 
-def check_journal_file(path: Path) -> str | None:
+def check_journal_file(path: str | Path) -> str | None:
     """Why libsystemd would refuse PATH (None if it looks whole); see check_journal_fd."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -300,24 +316,28 @@ def check_journal_fd(fd: int) -> str | None:
         size = os.fstat(fd).st_size
     except OSError as e:
         return f"unreadable ({e.strerror})"
-    if len(head) < _HEADER.size or size < HEADER_SIZE_MIN:
+    if len(head) < HEADER_SIZE_MIN or size < HEADER_SIZE_MIN:
         return "truncated (no complete header)"
-    (sig, _compat, _incompat, _state, _fid, _mid, _boot, _seq, header_size, arena_size,
-     data_table, _data_size, field_table, _field_size, tail_object, _objects, _entries, _tail_seqnum,
-     _head_seqnum, entry_array) = _HEADER.unpack_from(head)
-    if sig != SIGNATURE:
+
+    def le64(offset: int) -> int:
+        return int.from_bytes(head[offset:offset + 8], "little")
+
+    header_size, arena_size, tail_object = le64(88), le64(96), le64(136)
+    offsets = le64(104) | le64(120) | tail_object | le64(176)  # data and field tables, tail, entry array
+    if head[:8] != SIGNATURE:
         return "not a journal file (bad signature)"
     if header_size < HEADER_SIZE_MIN:
         return "not a journal file (header too small)"
     if header_size + arena_size > size:
         return f"truncated ({size} of {header_size + arena_size} bytes)"
-    if tail_object > header_size + arena_size or (data_table | field_table | tail_object | entry_array) % 8:
+    if tail_object > header_size + arena_size or offsets % 8:
         return "being written (its header is not complete yet)"
     return None
 
 
-def journal_files(directory: Path) -> list[Path]:
+def journal_files(directory: str | Path) -> list[str]:
     try:
-        return sorted(p for p in directory.iterdir() if p.name.endswith((".journal", ".journal~")))
+        names = os.listdir(directory)
     except OSError:
         return []
+    return [os.path.join(directory, n) for n in sorted(names) if n.endswith(JOURNAL_SUFFIXES)]

@@ -6,11 +6,8 @@ source's change descriptor at once with poll(2); nothing sleeps.
 
 from __future__ import annotations
 
-import heapq
 import select
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
@@ -20,6 +17,8 @@ from nsdash.journal.reader import JournalSource
 
 TYPE_CHECKING = False  # typing is 2 ms of every `nsdash journal`: Source is for mypy only
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
     from typing import Protocol
 
     class Source(Protocol):
@@ -54,10 +53,17 @@ class MergedLog:
         """All matching entries, oldest first."""
         if len(self.sources) == 1:
             return self.sources[0].entries()
+        import heapq  # several sources only
+
         return heapq.merge(*(s.entries() for s in self.sources), key=_key)
 
     def tail(self, n: int) -> list[Entry]:
         """The last N matching entries over all sources, oldest first."""
+        if len(self.sources) == 1:
+            found = self.sources[0].tail(n)  # (with n = 0 too: it seeks to the end, for following)
+            return found[-n:] if n > 0 else []
+        import heapq  # several sources only
+
         merged = list(heapq.merge(*(s.tail(n) for s in self.sources), key=_key))
         return merged[-n:] if n > 0 else []
 
@@ -153,7 +159,7 @@ def sources_for(logs: MachineLogs, filters: Filters, detail: bool = False,
     return [ConsoleSource(logs.console_log, filters, logs.name, detail)]
 
 
-def open_logs(machines: Sequence[str] = (), directories: Sequence[Path | JournalDir] = (),
+def open_logs(machines: Sequence[str] = (), directories: Sequence[str | Path | JournalDir] = (),
               filters: Filters | None = None, detail: bool = False, only: tuple[str, ...] | None = None,
               follow: bool = True) -> MergedLog:
     """One stream over machines (by name) and journal directories (-D).
@@ -166,8 +172,7 @@ def open_logs(machines: Sequence[str] = (), directories: Sequence[Path | Journal
         for name in machines:
             sources += sources_for(locate(name), filters, detail, only, follow)
         for d in directories:
-            sources.append(JournalSource(d if isinstance(d, JournalDir) else Path(d), filters, None, detail, only,
-                                         follow))
+            sources.append(JournalSource(d, filters, None, detail, only, follow))
     except BaseException:
         for s in sources:
             s.close()

@@ -17,43 +17,53 @@ entry when the set of files changed (rotation, journald's flush from /run to
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import os
-from pathlib import Path
-
-from systemd import _reader
+import sys
 
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
-from nsdash.system import syscalls
 from nsdash.system.frozen import Frozen
 
-_WATCH = (syscalls.IN_MODIFY | syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_DELETE_SELF
-          | syscalls.IN_MOVE_SELF)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# systemd-python's _reader imports the datetime module for its C API alone (the capsule
+# datetime.datetime_CAPI).  datetime.py defines the pure-Python classes, then replaces them
+# all with _datetime's: the same module in the end, after about a millisecond of class
+# building on every `nsdash journal`.  Where nothing imported datetime yet, _datetime is it.
+if "datetime" not in sys.modules:
+    try:
+        import _datetime
+    except ImportError:  # an interpreter without the C module: datetime.py is then all there is
+        pass
+    else:
+        sys.modules["datetime"] = _datetime
+from systemd import _reader  # noqa: E402
 
 
-@contextlib.contextmanager
-def _quiet_libsystemd():
+class _quiet_libsystemd:  # noqa: N801  (used as a function: `with _quiet_libsystemd():`)
     """libsystemd reports skipped files on stderr by itself (scribbling over the dashboard);
     we check files ourselves and say what was skipped, our way.  It reads SYSTEMD_LOG_LEVEL
     once, when it first logs: set it only around opening, so child processes (supervisors,
-    containers) never inherit it."""
-    if "SYSTEMD_LOG_LEVEL" in os.environ:
-        yield
-        return
-    os.environ["SYSTEMD_LOG_LEVEL"] = "crit"
-    try:
-        yield
-    finally:
-        os.environ.pop("SYSTEMD_LOG_LEVEL", None)
+    containers) never inherit it.  (A class, not contextlib's decorator: contextlib imports
+    collections and functools, milliseconds of `nsdash journal -n 20`.)"""
+
+    def __enter__(self) -> None:
+        self.set = "SYSTEMD_LOG_LEVEL" not in os.environ
+        if self.set:
+            os.environ["SYSTEMD_LOG_LEVEL"] = "crit"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.set:
+            os.environ.pop("SYSTEMD_LOG_LEVEL", None)
 
 
-def _open(directory: Path | int) -> _reader._Reader:
+def _open(directory: str | int) -> _reader._Reader:
     with _quiet_libsystemd():
-        return _reader._Reader(0, directory if isinstance(directory, int) else str(directory))
+        return _reader._Reader(0, directory)
 
 
 def _open_fds(fds: list[int]) -> _reader._Reader:
@@ -74,7 +84,7 @@ class _ConfinedFiles:
         # WATCH False (a read that will not follow, `journal -n 20`): none until fileno() asks, as
         # closing an inotify that watched waits for the kernel's fsnotify SRCU grace period
         # (up to ~15 ms here) at exit.
-        self._inotify = syscalls.inotify_init1() if watch else -1
+        self._inotify = _inotify() if watch else -1
         self._empty: int | None = None  # an empty, already removed directory: sd-journal takes no empty file list
 
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
@@ -142,9 +152,13 @@ class _ConfinedFiles:
             fd = self.directory.open()
         except OSError:
             return  # gone (journald's flush removes /run/log/journal/ID): the recheck still runs
+        from nsdash.system import syscalls  # ctypes: only for a reader that follows
+
+        watch = (syscalls.IN_MODIFY | syscalls.IN_CREATE | syscalls.IN_MOVED_TO | syscalls.IN_DELETE_SELF
+                 | syscalls.IN_MOVE_SELF)
         try:
             # /proc/self/fd/N: the directory we resolved confined, not a path the guest controls.
-            syscalls.inotify_add_watch(self._inotify, f"/proc/self/fd/{fd}", _WATCH)
+            syscalls.inotify_add_watch(self._inotify, f"/proc/self/fd/{fd}", watch)
         except OSError:
             pass
         finally:
@@ -154,13 +168,15 @@ class _ConfinedFiles:
         """Read the pending change events (what changed is looked up, not taken from them)."""
         if self._inotify < 0:
             return
-        with contextlib.suppress(BlockingIOError):
+        try:
             while os.read(self._inotify, 65536):
                 pass
+        except BlockingIOError:
+            pass
 
     def fileno(self) -> int:
         if self._inotify < 0:
-            self._inotify = syscalls.inotify_init1()
+            self._inotify = _inotify()
             self._watch()
         return self._inotify
 
@@ -179,6 +195,12 @@ class _ConfinedFiles:
         for fd in (self._inotify, self._empty):
             if fd is not None and fd >= 0:
                 os.close(fd)
+
+def _inotify() -> int:
+    from nsdash.system import syscalls  # ctypes: only for a reader that follows
+
+    return syscalls.inotify_init1()
+
 
 RECHECK_MS = 100
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
@@ -220,9 +242,10 @@ class JournalSource:
     `skipped` lists the files that could not be read and why.
     """
 
-    def __init__(self, directory: Path | JournalDir, filters: Filters | None = None, machine: str | None = None,
-                 detail: bool = False, only: tuple[str, ...] | None = None, follow: bool = True) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | Path | JournalDir, filters: Filters | None = None,
+                 machine: str | None = None, detail: bool = False, only: tuple[str, ...] | None = None,
+                 follow: bool = True) -> None:
+        self.directory = os.fspath(directory)
         self.only = only  # fetch just these fields (cat needs one; fetching all 20 costs 2.5x)
         self.filters = filters or Filters()
         self.machine = machine
@@ -309,6 +332,8 @@ class JournalSource:
         globs = [u for u in units if is_glob(u)]
         names = [u for u in units if not is_glob(u)]
         if globs:
+            import fnmatch  # re: only for -u with a glob
+
             present = {v.decode("utf-8", "replace") for v in self._r.query_unique("_SYSTEMD_UNIT")}
             names += sorted(u for u in present if any(fnmatch.fnmatchcase(u, g) for g in globs))
         return names
@@ -450,8 +475,10 @@ class JournalSource:
 
     def _remember(self) -> None:
         """Note where we are, for a reopen after the files changed."""
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105  (contextlib imports collections and functools: off this verb's path)
             self._last_cursor = self._r._get_cursor()
+        except OSError:
+            pass
 
     def _reopen_if_changed(self) -> None:
         """A confined directory's files came or went: a new reader, positioned after the last entry read."""

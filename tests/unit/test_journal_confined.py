@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from nsdash.journal import locate as loc
 from nsdash.journal.export import export_entry, journal_remote, write_journal
-from nsdash.journal.locate import JournalDir, journal_dirs
+from nsdash.journal.locate import JournalDir, check_journal_file, journal_dirs
 from nsdash.journal.merge import MergedLog
 from nsdash.journal.reader import JournalSource
 
@@ -74,8 +73,10 @@ def test_a_journal_directory_symlinked_out_of_the_root_is_not_found(root, tmp_pa
 def test_the_host_directory_of_the_hosts_own_id_is_never_a_machines(root, tmp_path, monkeypatch):
     host = tmp_path / "host"
     (host / MID).mkdir(parents=True)
-    assert [d.path for d in journal_dirs(MID, None, None, host)] == [host / MID]
-    monkeypatch.setattr(loc.identity, "machine_id", lambda r: MID if str(r) == "/" else None)
+    assert [d.path for d in journal_dirs(MID, None, None, host)] == [str(host / MID)]
+    from nsdash.machines import identity
+
+    monkeypatch.setattr(identity, "machine_id", lambda r: MID if str(r) == "/" else None)
     assert journal_dirs(MID, None, None, host) == ()  # a guest claiming the host's ID gets nothing of it
 
 
@@ -157,7 +158,7 @@ def test_a_file_libsystemd_refuses_is_skipped_and_the_others_read(root, tmp_path
     raw = bytearray((tmp_path / "newer.journal").read_bytes())
     raw[12:16] = (int.from_bytes(raw[12:16], "little") | 1 << 31).to_bytes(4, "little")
     (d / "newer.journal").write_bytes(bytes(raw))
-    assert loc.check_journal_file(d / "newer.journal") is None
+    assert check_journal_file(d / "newer.journal") is None
     with JournalSource(JournalDir(root, f"var/log/journal/{MID}")) as src:
         assert messages(src) == ["one", "two"]
         assert any("newer.journal: refused by libsystemd" in s for s in src.skipped)

@@ -228,9 +228,9 @@ def test_journal_dirs_of_a_stopped_tree_and_a_guest_link_are_listed_once(tmp_pat
     (tree / "var/log/journal" / mid).mkdir(parents=True)
     host = tmp_path / "host"
     host.mkdir()
-    assert [d.path for d in journal_dirs(mid, tree, None, host)] == [tree / "var/log/journal" / mid]
+    assert [d.path for d in journal_dirs(mid, tree, None, host)] == [str(tree / "var/log/journal" / mid)]
     (host / mid).symlink_to(tree / "var/log/journal" / mid)  # --link-journal=guest
-    assert [d.path for d in journal_dirs(mid, tree, None, host)] == [tree / "var/log/journal" / mid]
+    assert [d.path for d in journal_dirs(mid, tree, None, host)] == [str(tree / "var/log/journal" / mid)]
     assert journal_dirs("f" * 32, tree, None, host) == ()
 
 
@@ -256,13 +256,13 @@ def test_locate_reads_the_supervisors_state(tmp_path, monkeypatch):
     d = _state(tmp_path, monkeypatch, "web", name="web", root=str(tree), leader=None, uuid=mid)
     logs = locate("web", host_journal=tmp_path / "nohost")
     assert logs.machine_id == mid and not logs.running
-    assert [d.path for d in logs.journal_dirs] == [tree / "var/log/journal" / mid] and logs.console_log is None
+    assert [d.path for d in logs.journal_dirs] == [str(tree / "var/log/journal" / mid)] and logs.console_log is None
     # The ID the supervisor recorded at start counts, not one the guest writes later.
     (tree / "etc/machine-id").write_text("ab" * 16 + "\n")
     (tree / "var/log/journal" / ("ab" * 16)).mkdir()
     assert locate("web", host_journal=tmp_path / "nohost").machine_id == mid
     (d / "console.log").write_text(f"{SEP1}\n")
-    assert locate("web", host_journal=tmp_path / "nohost").console_log == d / "console.log"
+    assert locate("web", host_journal=tmp_path / "nohost").console_log == str(d / "console.log")
 
 
 def test_unknown_machine_and_machine_without_logs(tmp_path, monkeypatch, capsys):

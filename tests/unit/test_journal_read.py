@@ -293,7 +293,7 @@ def test_a_journal_directory_gone_since_it_was_located_is_passed_over(journal_di
                        console_log=None, running=True)
     sources = sources_for(logs, Filters())
     try:
-        assert [s.directory for s in sources] == [journal_dir]
+        assert [s.directory for s in sources] == [str(journal_dir)]
     finally:
         for s in sources:
             s.close()

@@ -37,6 +37,12 @@ _LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "ur
          "fnmatch", "contextlib", "importlib", "warnings", "json"}
 LEAN_VERBS = {"cgls": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
               "cgtop": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"}}  # -M reads machine state
+# `journal -M M -n 20` against journalctl -D (bench_verbs.py): systemd-python's _reader is its
+# floor; the rest reads paths as strings (no pathlib), state.json with system/jsontext (no json),
+# files confined without ctypes where no symlink is on the way (system/confined), and formats
+# with str methods (no re).  datetime: _reader's C API is served by _datetime itself.
+JOURNAL_NEVER = _LEAN | {"collections", "functools", "ctypes", "datetime", "struct", "heapq", "fnmatch",
+                         "typing", "nsdash.launcher", "nsdash.system.syscalls", "nsdash.machines.identity"}
 
 
 def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
@@ -148,3 +154,49 @@ def test_the_far_watch_imports_no_dashboard(tmp_path):
     names = _imported(["_watch", "--interval", "1"], {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.cli.watch" in names and "nsdash.monitor.host" in names
     assert {n for n in names if n.split(".")[0] in {"textual", "rich"} or n.startswith("nsdash.tui")} == set()
+
+
+def test_journal_of_a_machine_imports_only_its_floor(tmp_path):
+    """`journal -M NAME -n 20` as bench_verbs runs it, on a machine's state entry and its tree's
+    journal: prints what journalctl -D prints, importing none of JOURNAL_NEVER."""
+    from nsdash.journal.export import export_entry, journal_remote, write_journal
+    from nsdash.machines import state as st
+
+    if journal_remote() is None:
+        pytest.fail("systemd-journal-remote is needed (make apt installs it)")
+    mid, boot = "08c30baea87644339ade293f4e706ff1", "5b1d2c9a0e8f4e1aa0b1c2d3e4f50607"
+    journal = tmp_path / "tree" / "var/log/journal" / mid
+    journal.mkdir(parents=True)
+    base = {"_HOSTNAME": "web", "SYSLOG_IDENTIFIER": "app", "_PID": "7", "PRIORITY": "6"}
+    write_journal(journal / "system.journal", [
+        export_entry({**base, "MESSAGE": f"line {i}"}, 1_700_000_000_000_000 + i, 1 + i, boot) for i in range(30)])
+    entry = tmp_path / "state" / "machines" / "web"
+    entry.mkdir(parents=True)
+    st.write_state(entry, st.MachineState(name="web", root=str(tmp_path / "tree"), leader=None, cgroup="/x",
+                                          supervisor=1, started="2026-01-01T00:00:00Z",
+                                          since="2026-01-01T00:00:00Z", uuid=mid))
+    env = {"NSDASH_STATE_DIR": str(tmp_path / "state"), "TZ": "UTC"}
+    names = _imported(["journal", "-M", "web", "-n", "20"], env)
+    assert "systemd._reader" in names and "nsdash.journal.reader" in names
+    assert {n for n in names if n in JOURNAL_NEVER or n.split(".")[0] in JOURNAL_NEVER
+            or n.startswith(tuple(m + "." for m in JOURNAL_NEVER))} == set()
+    ours = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "journal", "-M", "web", "-n", "20"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO), **env))
+    theirs = subprocess.run(["journalctl", "-D", str(journal), "-n", "20", "--no-pager"], capture_output=True,
+                            text=True, timeout=60, env=dict(os.environ, TZ="UTC"))
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 20
+
+
+def test_datetime_after_the_journal_reader_is_datetimes():
+    """The reader lets _datetime stand in for datetime (systemd-python imports it for its C API
+    alone): whatever imports datetime afterwards finds every public name datetime.py exports."""
+    code = ("import sys; import nsdash.journal.reader; import datetime as d; "
+            "print(d is sys.modules['_datetime'], "
+            "sorted(n for n in ('date', 'datetime', 'time', 'timedelta', 'timezone', 'tzinfo', 'MINYEAR', "
+            "'MAXYEAR', 'UTC') if not hasattr(d, n)), "
+            "d.datetime.fromtimestamp(86400, d.timezone.utc).isoformat(), d.datetime.strptime('2026-01-02', '%Y-%m-%d').day)")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path])), timeout=60)
+    assert out.stdout.split(" ", 1) == ["True", "[] 1970-01-02T00:00:00+00:00 2\n"], out.stderr
