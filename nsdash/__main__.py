@@ -1,5 +1,5 @@
 import sys
 
-from nsdash.cli import main
+from nsdash.cli import run
 
-sys.exit(main())
+sys.exit(run())
