@@ -92,10 +92,10 @@ def addresses(pid: int) -> list[str]:
 
 
 def _from_entry(name: str) -> Machine | None:
-    directory = st.machine_dir(name)
+    directory = st.machine_path(name)  # a string: `systemctl -M` and `status` need no pathlib
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
-    if not alive and not directory.exists():
+    if not alive and not os.path.exists(directory):
         return None
     leader = state.leader if state else None
     addrs: list[str] = []

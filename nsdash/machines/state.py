@@ -19,7 +19,7 @@ import os
 
 from nsdash.system import jsontext
 from nsdash.system.frozen import Frozen
-from nsdash.system.paths import machine_dir, state_root
+from nsdash.system.paths import machine_dir, machine_path, state_root
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays off the path of the foreground spawn, which writes state too
 if TYPE_CHECKING:
@@ -97,11 +97,11 @@ def write_state(directory: Path, state: MachineState) -> None:
     os.replace(tmp, directory / STATE_FILE)
 
 
-def read_state(directory: Path) -> MachineState | None:
+def read_state(directory: str | os.PathLike[str]) -> MachineState | None:
     import json
 
     try:
-        with open(directory / STATE_FILE) as f:
+        with open(os.path.join(directory, STATE_FILE)) as f:
             return MachineState.from_json(json.load(f))
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -115,10 +115,10 @@ def orphaned(name: str) -> bool:
     return directory.exists() and not supervisor_alive(directory)
 
 
-def supervisor_alive(directory: Path) -> bool:
+def supervisor_alive(directory: str | os.PathLike[str]) -> bool:
     """True while some process holds the entry's lock (the supervisor)."""
     try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -140,5 +140,5 @@ def entry_names() -> list[str]:
         return []
 
 
-__all__ = ["MachineState", "UP_STATES", "machine_dir", "machines_root", "write_state", "read_state",
+__all__ = ["MachineState", "UP_STATES", "machine_dir", "machine_path", "machines_root", "write_state", "read_state",
            "supervisor_alive", "entry_names", "STATE_FILE", "LOCK_FILE", "CONTROL", "CONSOLE_LOG"]
