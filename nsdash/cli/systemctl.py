@@ -257,7 +257,7 @@ async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> in
             continue
         processes = procs.unit_processes(target, st.control_group) if st.control_group else []
         log = unitlog.unit_lines(target, st.name, args.lines) if args.lines else []
-        triggers = [(t, await sd.active_state(t)) for t in st.triggered_by]
+        triggers = list(zip(st.triggered_by, await sd.active_states(st.triggered_by), strict=True))
         if out.json:
             records.append(render.status_json(st, processes, log))
         else:
