@@ -1,5 +1,8 @@
+import gc
 import sys
 
-from nsdash.cli import run
+gc.disable()  # as bin/nsdash does: nsdash.cli.main turns it back on for verbs that run long
+
+from nsdash.cli import run  # noqa: E402
 
 sys.exit(run())

@@ -6,6 +6,7 @@ that verb runs, so `nsdash spawn` never pays for importing the dashboard.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -79,7 +80,7 @@ def _err(text: str) -> None:
     sys.stderr.write(f"nsdash: {escape(text)}\n")
 
 
-_teardown_free = False  # main() ran a verb whose module says TEARDOWN_FREE
+_teardown_free = False  # main() ran a verb whose module says TEARDOWN_FREE (short, read-only)
 
 
 def run() -> int:
@@ -89,6 +90,7 @@ def run() -> int:
     Tearing down the ~120 modules a D-Bus client imports costs about 4 ms, a tenth of
     `nsdash systemctl -M M list-units`, and does nothing for a verb that flushed its output and
     left no atexit handler, no thread and no file half-written: such a verb sets TEARDOWN_FREE.
+    Such verbs also run with the cyclic garbage collector off, as the launcher starts them.
     """
     rc = main()
     if _teardown_free:
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(e.oneline())
         return e.exit_code
     if targets:
+        gc.enable()  # the remote verbs and their dashboard run long
         return _run_remote(targets, args, debug)
     verb = args.pop(0) if args and not args[0].startswith("-") else "dashboard"
     module_name = VERBS.get(verb)
@@ -140,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         module = __import__(f"nsdash.cli.{module_name}", fromlist=["main"])
         global _teardown_free
         _teardown_free = bool(getattr(module, "TEARDOWN_FREE", False))
+        if not _teardown_free:
+            gc.enable()  # the launcher kept it off for the imports; a verb that runs long needs it
         if module_name in ("machinectl", "images"):
             args.insert(0, verb)
         return int(module.main(args) or 0)

@@ -128,6 +128,10 @@ def main(argv: list[str]) -> int:
         # Only jobs wait for signals (JobRemoved); every other verb makes plain calls and
         # runs without asyncio or dbus-fast, whose imports cost more than the whole answer.
         waits = args.verb in JOB_VERBS or (args.verb in ("enable", "disable") and args.now)
+        if waits:
+            import gc
+
+            gc.enable()  # a job may be waited for minutes: asyncio's garbage is collected (nsdash.cli.run)
         runner = run if waits else run_blocking
         rc = runner(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
     finally:
