@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 
 from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
-from nsdash.monitor.tree_lines import process_tree
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
@@ -195,6 +194,8 @@ def _label(name: str) -> str:
 
 def cgroup_tree(control_group: str, processes: Iterable[UnitProcess]) -> list[str]:
     """systemd-cgls style lines under CONTROL_GROUP: a cgroup's processes first, then its children."""
+    from nsdash.monitor.tree_lines import process_tree  # status only: list-units loads two modules less
+
     by_group: dict[str, list[tuple[int, str]]] = {}
     for p in processes:
         by_group.setdefault(p.cgroup, []).append((p.pid, p.cmdline))

@@ -498,7 +498,7 @@ def test_list_units_imports_only_its_bus_client(machine):
     assert r.stdout.rstrip().endswith("use 'systemctl list-unit-files'."), r.stdout[-500:]  # all of it flushed
     assert "nsdash.system.dbuswire" in names
     never = READ_ONLY_NEVER | {"pathlib", "urllib", "ipaddress", "datetime", "nsdash.journal", "nsdash.inside.procs",
-                               "nsdash.inside.unitlog"}
+                               "nsdash.inside.unitlog", "nsdash.monitor"}
     assert _among(names, never) == set()
 
 
