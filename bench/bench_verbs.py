@@ -45,7 +45,7 @@ from report import Report, wants_json  # noqa: E402
 from nsdash.demo import trees  # noqa: E402
 
 PYTHON = Path(sys.executable)
-NSDASH = [str(PYTHON), "-c", "import sys; from nsdash.cli import main; sys.exit(main())"]
+NSDASH = [str(PYTHON), "-c", "import sys; from nsdash.cli import run; sys.exit(run())"]
 
 
 def nsdash_env() -> dict[str, str]:

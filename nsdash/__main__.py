@@ -1,5 +1,8 @@
+import gc
 import sys
 
-from nsdash.cli import main
+gc.disable()  # as bin/nsdash does: nsdash.cli.main turns it back on for verbs that run long
 
-sys.exit(main())
+from nsdash.cli import run  # noqa: E402
+
+sys.exit(run())

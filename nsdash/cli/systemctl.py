@@ -12,13 +12,12 @@ waited for by default, as systemctl does; --no-block only queues them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from nsdash.cli.quickparse import Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
-from nsdash.inside import presets, render
+from nsdash.inside import render
 from nsdash.inside.bus import DEFAULT_TIMEOUT
 from nsdash.inside.target import Target, resolve
 from nsdash.inside.units import (
@@ -41,6 +40,9 @@ if TYPE_CHECKING:
 JOB_VERBS = ("start", "stop", "restart", "reload", "try-restart", "reload-or-restart")
 VERBS = ("list-units", "list-unit-files", "list-jobs", "status", "show", *JOB_VERBS, "enable", "disable", "is-active", "is-failed",
          "is-enabled", "daemon-reload", "reset-failed")
+# Every verb prints through _Out and closes its bus before main() returns; jobs run asyncio
+# to its end: nothing is left for the interpreter's teardown (nsdash.cli.run).
+TEARDOWN_FREE = True
 EXIT_NOT_RUNNING = 3  # systemctl's EXIT_PROGRAM_NOT_RUNNING
 EXIT_NO_SUCH_UNIT = 4
 
@@ -95,6 +97,8 @@ class _Out:
         return self.fmt != "short"
 
     def emit(self, data: Any) -> None:
+        import json  # -o json only: its modules cost list-units about 1.5 ms
+
         self.text.append(json.dumps(data, indent=2 if self.fmt == "json-pretty" else None) + "\n")
 
     def flush(self) -> None:
@@ -124,6 +128,10 @@ def main(argv: list[str]) -> int:
         # Only jobs wait for signals (JobRemoved); every other verb makes plain calls and
         # runs without asyncio or dbus-fast, whose imports cost more than the whole answer.
         waits = args.verb in JOB_VERBS or (args.verb in ("enable", "disable") and args.now)
+        if waits:
+            import gc
+
+            gc.enable()  # a job may be waited for minutes: asyncio's garbage is collected (nsdash.cli.run)
         runner = run if waits else run_blocking
         rc = runner(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
     finally:
@@ -144,6 +152,8 @@ async def _dispatch(sd: Systemd, target: Target, args: Namespace, out: _Out) -> 
                                               states=args.state, color=_color()))
         return 0
     if verb == "list-unit-files":
+        from nsdash.inside import presets
+
         files = filter_unit_files(await sd.list_unit_files(), types=args.type, states=args.state,
                                   patterns=args.args)
         rules = presets.read_rules(target.root)
@@ -166,6 +176,8 @@ async def _dispatch(sd: Systemd, target: Target, args: Namespace, out: _Out) -> 
             records.append({k: v for k, v in props.items() if not names or k in names})
             texts.append(render.show(props, names, args.value, args.all))
         if out.json:
+            import json
+
             out.emit(json.loads(json.dumps(records, default=str)))
         else:
             out.text.append(escape("\n".join(texts), newline=True))
@@ -249,7 +261,7 @@ async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> in
             continue
         processes = procs.unit_processes(target, st.control_group) if st.control_group else []
         log = unitlog.unit_lines(target, st.name, args.lines) if args.lines else []
-        triggers = [(t, await sd.active_state(t)) for t in st.triggered_by]
+        triggers = list(zip(st.triggered_by, await sd.active_states(st.triggered_by), strict=True))
         if out.json:
             records.append(render.status_json(st, processes, log))
         else:

@@ -66,7 +66,7 @@ class BusCallError(NsdashError):
 
 def _diagnose_missing_bus(target: Target) -> BusUnreachable:
     """Say why the socket is missing: no systemd at all, or systemd without a bus (yet)."""
-    if confined.is_dir(target.root, "/run/systemd/system"):
+    if confined.is_dir(target.root_dir, "/run/systemd/system"):
         return BusUnreachable(
             f"machine '{target.name}' runs systemd but has no system bus at /{BUS_SOCKET}",
             "install dbus in the machine's tree, or wait until its boot has started dbus.service")
@@ -78,7 +78,7 @@ def _diagnose_missing_bus(target: Target) -> BusUnreachable:
 def open_bus_socket(target: Target) -> int:
     """An O_PATH fd on the machine's bus socket, resolved within the machine's root."""
     try:
-        rootfd = os.open(target.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rootfd = os.open(target.root_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except PermissionError as e:
         raise PrivilegeError(f"reaching machine '{target.name}' needs root", "run it with sudo") from e
     except OSError as e:
@@ -97,7 +97,7 @@ def open_bus_socket(target: Target) -> int:
 
 def own_user_namespace(target: Target) -> bool:
     """True when the machine runs in a user namespace of its own (-U): host root is nobody there."""
-    return identity.shares_host_namespace(target.leader, "user", str(target.proc)) is False
+    return identity.shares_host_namespace(target.leader, "user", target.proc) is False
 
 
 def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> socket.socket:
@@ -108,7 +108,7 @@ def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> soc
     setns(CLONE_NEWUSER) requires) enters the namespace, becomes its root, connects and hands
     the connected socket back over a socketpair.
     """
-    userns = os.open(target.proc / str(target.leader) / "ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    userns = os.open(f"{target.proc}/{target.leader}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         pid = os.fork()

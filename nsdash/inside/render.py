@@ -6,13 +6,11 @@ Shared by `nsdash systemctl` and the dashboard's unit views; no I/O here.
 from __future__ import annotations
 
 import re
-import signal
 import time
 from collections.abc import Iterable, Sequence
 
 from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
-from nsdash.monitor.tree_lines import process_tree
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
@@ -178,6 +176,8 @@ def exit_description(code: int | None, status: int | None) -> str:
         name = EXIT_STATUS_NAMES.get(status or 0)
         return f"code=exited, status={status}" + (f"/{name}" if name else "")
     if code in (CLD_KILLED, CLD_DUMPED):
+        import signal  # a killed main process only: its enums cost every status 0.4 ms
+
         try:
             sig = signal.Signals(status or 0).name.removeprefix("SIG")
         except ValueError:
@@ -194,6 +194,8 @@ def _label(name: str) -> str:
 
 def cgroup_tree(control_group: str, processes: Iterable[UnitProcess]) -> list[str]:
     """systemd-cgls style lines under CONTROL_GROUP: a cgroup's processes first, then its children."""
+    from nsdash.monitor.tree_lines import process_tree  # status only: list-units loads two modules less
+
     by_group: dict[str, list[tuple[int, str]]] = {}
     for p in processes:
         by_group.setdefault(p.cgroup, []).append((p.pid, p.cmdline))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from nsdash.errors import MachineNotFound
 from nsdash.machines import registry
 from nsdash.system.frozen import Frozen
+
+TYPE_CHECKING = False  # pathlib costs `systemctl list-units` 3 ms: the hot paths use strings
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class Target(Frozen):
@@ -17,12 +20,23 @@ class Target(Frozen):
     name: str
     leader: int  # host PID of the machine's init (PID 1 inside)
     cgroup: str | None = None  # the machine's cgroup (its cgroup namespace root), if recorded
-    proc: Path = Path("/proc")
+    proc: str = "/proc"
+
+    @property
+    def root_dir(self) -> str:
+        """The machine's root directory through its init's /proc entry (follows pivot_root)."""
+        return f"{self.proc}/{self.leader}/root"
 
     @property
     def root(self) -> Path:
-        """The machine's root directory through its init's /proc entry (follows pivot_root)."""
-        return self.proc / str(self.leader) / "root"
+        """root_dir as a Path."""
+        from pathlib import Path
+
+        return Path(self.root_dir)
+
+    def _stat(self) -> str:
+        with open(f"{self.proc}/{self.leader}/stat") as f:
+            return f.read()
 
     def started_us(self) -> int | None:
         """When the machine's init started (realtime µs, to a clock tick): where its current boot begins.
@@ -31,7 +45,7 @@ class Target(Frozen):
         now avoids /proc/stat's btime, which is rounded to the second.
         """
         try:
-            stat = (self.proc / str(self.leader) / "stat").read_text()
+            stat = self._stat()
         except OSError:
             return None
         ticks = int(stat[stat.rfind(")") + 2 :].split()[19])  # field 22, starttime
@@ -41,7 +55,7 @@ class Target(Frozen):
     def alive(self) -> bool:
         """The init still runs (a zombie waiting for its supervisor to reap it does not count)."""
         try:
-            stat = (self.proc / str(self.leader) / "stat").read_text()
+            stat = self._stat()
         except OSError:
             return False
         return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X", "")

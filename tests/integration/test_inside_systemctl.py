@@ -21,7 +21,7 @@ from nsdash.inside import procs, unitlog, units
 from nsdash.inside.bus import BusTimeout, MachineBus, MachineGone
 from nsdash.inside.target import Target, resolve
 from nsdash.system import cgroupfs
-from tests.conftest import TAG, run_nsdash, wait_for
+from tests.conftest import REPO, TAG, run_nsdash, wait_for
 
 TEST_UNIT = """\
 [Unit]
@@ -463,3 +463,49 @@ def test_the_unit_of_a_host_process_without_the_bus(machine):
     assert procs.unit_of_process(machine, host_pid) == "dbus.service"
     assert procs.unit_of_process(machine, machine.leader) == "init.scope"
     assert procs.unit_of_process(machine, os.getpid()) is None  # not the machine's
+
+
+# ---------------------------------------------------------------- what the read-only verbs cost
+
+def _imported_by(target: Target, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `nsdash systemctl -M TARGET ARGS` as users run it (bin/nsdash, python -S) under
+    -X importtime; the modules it imported."""
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("NSDASH_DEBUG", None)
+    r = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), "systemctl",
+                        "-M", target.name, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    names = {line.split("|")[2].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    return r, names
+
+
+# Nothing that list-units or status pays for without printing it: the event loop and the
+# async bus (jobs only), pathlib (string paths to the machine's state and root), json
+# encoding (-o json), signal's enums (a killed main process), argparse.
+READ_ONLY_NEVER = {"asyncio", "argparse", "dataclasses", "inspect", "signal", "dbus_fast.aio",
+                   "dbus_fast.message_bus", "dbus_fast.introspection", "systemd.journal"}
+
+
+def _among(names: set[str], never: set[str]) -> set[str]:
+    """The NAMES that are in NEVER or inside a package in it."""
+    return {n for n in names if n in never or any(n.startswith(f"{m}.") for m in never)}
+
+
+def test_list_units_imports_only_its_bus_client(machine):
+    r, names = _imported_by(machine, "list-units")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.rstrip().endswith("use 'systemctl list-unit-files'."), r.stdout[-500:]  # all of it flushed
+    assert "nsdash.system.dbuswire" in names
+    never = READ_ONLY_NEVER | {"pathlib", "urllib", "ipaddress", "datetime", "nsdash.journal", "nsdash.inside.procs",
+                               "nsdash.inside.unitlog", "nsdash.monitor"}
+    assert _among(names, never) == set()
+
+
+def test_status_reads_the_journal_without_systemd_journal(machine):
+    r, names = _imported_by(machine, "status", "dbus.service")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "● dbus.service - D-Bus System Message Bus" in r.stdout
+    assert "TriggeredBy: ● dbus.socket" in r.stdout  # the triggers' states, in one ListUnitsByNames
+    assert "systemd._reader" in names  # the C reader, not systemd.journal's Python wrapper
+    assert _among(names, READ_ONLY_NEVER) == set()

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 REPORT = """\
 import os, sys
-def main():
+def run():  # the launcher's entry, as nsdash.cli.run
     print(repr((sys.flags.no_site, "site" in sys.modules, "HOOK_RAN" in os.environ, sys.prefix, sys.path)))
     return 7
 """
@@ -48,7 +48,7 @@ def test_launcher_adds_site_directories_without_site(tmp_path):
     launcher, site_packages, project = _venv(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     out = subprocess.run([str(launcher)], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert out.returncode == 7, out.stderr  # main()'s status is the command's
+    assert out.returncode == 7, out.stderr  # run()'s status is the command's
     no_site, site_loaded, hook_ran, prefix, path = eval(out.stdout)  # our own repr
     assert no_site == 1 and not site_loaded and not hook_ran
     assert prefix == str(site_packages.parents[2])  # the environment, as site would set it
@@ -63,7 +63,7 @@ def test_pythonpath_still_comes_first(tmp_path):
     other = tmp_path / "checkout"
     (other / "nsdash").mkdir(parents=True)
     (other / "nsdash" / "__init__.py").write_text("")
-    (other / "nsdash" / "cli.py").write_text("def main():\n    print('checkout')\n    return 0\n")
+    (other / "nsdash" / "cli.py").write_text("def run():\n    print('checkout')\n    return 0\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(other)
     out = subprocess.run([str(launcher)], capture_output=True, text=True, env=env, cwd=tmp_path)

@@ -74,7 +74,7 @@ class MachineProcesses:
 
     def __init__(self, target: Target, layout: cgroupfs.Layout | None = None) -> None:
         self.target = target
-        self.proc = target.proc
+        self.proc = Path(target.proc)
         self.layout = layout or cgroupfs.detect()
         ids = nspid(target.leader, self.proc)
         if ids is None:
