@@ -7,7 +7,8 @@ the border says how much.
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
 happens at most about FPS times a second, FLOOD_FPS while the console floods
-(a frame also follows a key by ECHO_WAIT, for its echo) and only for lines whose text or
+(a frame also follows a key by ECHO_WAIT, for its echo; none while a key elsewhere waits
+for its frame: nsdash.tui.keyfirst) and only for lines whose text or
 colours changed since the last frame (pyte calls every line dirty when the screen scrolls); the model is read
 under the connection's lock, the strips are made when Textual paints.
 """
@@ -31,6 +32,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from nsdash.system.text import escape
+from nsdash.tui.keyfirst import gate
 from nsdash.tui.widgets.edges import FocusEdges, restyling
 
 if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not with the dashboard
@@ -164,8 +166,8 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         # thread keeps time for keys (a key's own frame, KEY, is never held back).
         now = _clock()
         if (not key and conn.model.bytes_fed - self.shown_bytes > FLOOD_BYTES
-                and now - self._painted < 1 / FLOOD_FPS):
-            return
+                and (now - self._painted < 1 / FLOOD_FPS or gate(self.app).waiting)):
+            return  # and no flood frame while another key's frame is due (nsdash.tui.keyfirst)
         self._painted = now
         conn.changed.clear()
         model = self.model
@@ -224,6 +226,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         if self._ticker is not None:
             self._ticker.reset()
         self._tick(key=True)
+        gate(self.app).handled()  # the pane kept the key: this frame is its own (nsdash.tui.keyfirst)
 
     def _strip(self, runs: list[Run]) -> Strip:
         """One line, cut or padded to the pane's width."""
