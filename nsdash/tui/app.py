@@ -187,7 +187,7 @@ class NsdashApp(App):
             self.key_first.arrived()
         await super().on_event(event)
         if key and event.is_forwarded:
-            self.key_first.handled()
+            self.key_first.handled(self)
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
         # Textual's one place where a frame goes to the terminal: the frame a key waited for.

@@ -12,7 +12,8 @@ frames, none of them its own.
 So the app tells its gate when a key arrives (`arrived`), when its
 binding has run (`handled`, the key back at the app after bubbling) and when
 it writes a frame (`frame`); the gate is `waiting` from the first until the
-first frame after the second, and the flood's work holds off meanwhile (JournalPane's writer waits
+first frame after the second (or the screen's refresh, if the key changed
+nothing on it), and the flood's work holds off meanwhile (JournalPane's writer waits
 in `painted()`, ConsolePane skips its flood frames).  A key a widget keeps
 (the console pane's own keys) never comes back to the app: the gate then
 stops waiting HOLD_MOST seconds after it arrived, so the flood is never
@@ -26,6 +27,7 @@ import contextlib
 import time
 
 from textual.app import App
+from textual.screen import Screen
 
 HOLD_MOST = 0.1  # s: the longest a key holds the flood's work back (a key that never comes back)
 _clock = time.monotonic  # the gate's clock (a test sets its own)
@@ -37,6 +39,7 @@ class KeyFirst:
     def __init__(self) -> None:
         self._since: float | None = None  # when the oldest key still waiting for its frame arrived
         self._handled = False  # a key's binding ran since: the next frame is the key's
+        self._round = 0  # counts releases: a refresh asked for before the last one is no news
         self._painted: asyncio.Event | None = None
         self.holds = 0  # times flood work held back for a key (tests read it)
 
@@ -55,10 +58,15 @@ class KeyFirst:
         if self._since is None:
             self._since = _clock()
 
-    def handled(self) -> None:
-        """A key's binding has run (the key came back to the app): its frame is the next."""
+    def handled(self, app: App) -> None:
+        """A key's binding has run (the key came back to the app): its frame is the next, or,
+        if it changed nothing on screen, there is none (the screen's second refresh
+        callback in a row without a frame says so: the first may run before the changed
+        widgets' updates reached the screen, a turn of the loop later)."""
         if self._since is not None:
             self._handled = True
+            screen = app.screen
+            screen.call_after_refresh(self._refreshed, screen, self._round, 1)
 
     def frame(self) -> None:
         """The app wrote a frame to the terminal."""
@@ -77,7 +85,16 @@ class KeyFirst:
             await asyncio.wait_for(self._painted.wait(), timeout=max(0.0, left))
         self._release()
 
+    def _refreshed(self, screen: Screen, round_: int, again: int) -> None:
+        if round_ != self._round:
+            return  # released since (a frame)
+        if again:
+            screen.call_after_refresh(self._refreshed, screen, round_, again - 1)
+        else:
+            self._release()
+
     def _release(self) -> None:
+        self._round += 1
         self._since = None
         self._handled = False
         if self._painted is not None:

@@ -226,7 +226,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         if self._ticker is not None:
             self._ticker.reset()
         self._tick(key=True)
-        gate(self.app).handled()  # the pane kept the key: this frame is its own (nsdash.tui.keyfirst)
+        gate(self.app).handled(self.app)  # the pane kept the key: this frame is its own (nsdash.tui.keyfirst)
 
     def _strip(self, runs: list[Run]) -> Strip:
         """One line, cut or padded to the pane's width."""
