@@ -182,11 +182,12 @@ class NsdashApp(App):
     async def on_event(self, event: events.Event) -> None:
         # A key comes here twice: from the terminal (then forwarded to the focused widget) and,
         # unless a widget kept it, back after bubbling up, when Textual runs its binding.
-        key = isinstance(event, events.Key)
-        if key and not event.is_forwarded:
+        # (Forwarding marks the event itself forwarded: whether it came back is known before.)
+        key, back = isinstance(event, events.Key), event.is_forwarded
+        if key and not back:
             self.key_first.arrived()
         await super().on_event(event)
-        if key and event.is_forwarded:
+        if key and back:
             self.key_first.handled(self)
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
