@@ -187,7 +187,7 @@ class NsdashApp(App):
         if key and not back:
             self.key_first.arrived()
         await super().on_event(event)
-        if key and back:
+        if key and (back or not event.is_forwarded):  # (not forwarded: a priority binding took it)
             self.key_first.handled(self)
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:

@@ -14,7 +14,8 @@ binding has run (`handled`, the key back at the app after bubbling) and when
 it writes a frame (`frame`); the gate is `waiting` from the first until the
 first frame after the second (or the screen's refresh, if the key changed
 nothing on it), and the flood's work holds off meanwhile (JournalPane's writer waits
-in `painted()`, ConsolePane skips its flood frames).  A key a widget keeps
+in `painted()`, ConsolePane skips its flood frames and its connection's reader
+parses nothing: it holds the GIL the UI thread needs).  A key a widget keeps
 (the console pane's own keys) never comes back to the app: the gate then
 stops waiting HOLD_MOST seconds after it arrived, so the flood is never
 held longer than that.
@@ -50,8 +51,13 @@ class KeyFirst:
             return False
         if _clock() - self._since < HOLD_MOST:
             return True
-        self._release()
+        self.release()
         return False
+
+    def holding(self) -> bool:
+        """`waiting`, read-only: for other threads (the console's reader), which must not release."""
+        since = self._since
+        return since is not None and _clock() - since < HOLD_MOST
 
     def arrived(self) -> None:
         """A key reached the app (from the terminal, before any widget saw it)."""
@@ -71,7 +77,7 @@ class KeyFirst:
     def frame(self) -> None:
         """The app wrote a frame to the terminal."""
         if self._handled:
-            self._release()
+            self.release()
 
     async def painted(self) -> None:
         """Return once no key waits for its frame (at most HOLD_MOST after the oldest arrived)."""
@@ -83,7 +89,7 @@ class KeyFirst:
         left = self._since + HOLD_MOST - _clock()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._painted.wait(), timeout=max(0.0, left))
-        self._release()
+        self.release()
 
     def _refreshed(self, screen: Screen, round_: int, again: int) -> None:
         if round_ != self._round:
@@ -91,9 +97,11 @@ class KeyFirst:
         if again:
             screen.call_after_refresh(self._refreshed, screen, round_, again - 1)
         else:
-            self._release()
+            self.release()
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Nothing waits for a frame any more (also: a key for the guest, whose echo the
+        console reads and paints itself)."""
         self._round += 1
         self._since = None
         self._handled = False

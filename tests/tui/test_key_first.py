@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import threading
 
+from test_console_pane import _SimulatedFlood
 from test_flood_repaints import SIZE, ticks
 from textual.app import App, ComposeResult
 from tuikit import machine_screen, sample_app
 
 from nsdash.tui import keyfirst
+from nsdash.tui.console import connection
+from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.keyfirst import HOLD_MOST, KeyFirst
 from nsdash.tui.widgets import console_pane
@@ -93,6 +96,9 @@ class _Changed:
     def locked_for_ui(self):
         return self.lock
 
+    def send(self, data: bytes) -> None:
+        self.sent = data
+
     def close(self) -> None:
         pass
 
@@ -134,6 +140,9 @@ async def test_a_flooding_console_takes_no_frame_while_a_key_waits_for_its_own(m
         gate.arrived()
         pane._tick(key=True)  # the pane's own key (its echo)
         assert not conn.changed.is_set()
+        gate.arrived()
+        await pilot.press("x")  # a key for the guest (the pane has the focus): nothing waits for it
+        assert not gate.waiting and not gate.holding()
         gate.handled(app)  # a key that changed nothing on screen: no frame comes for it ...
         await pilot.pause()
         assert not gate.waiting  # ... and the screen's refresh says so (the clock stood still)
@@ -163,3 +172,26 @@ async def test_the_app_tells_the_gate_when_a_key_arrives_and_when_its_binding_ha
         await pilot.pause()
         assert seen == ["arrived None", "handled 5"]  # before the binding, and once after it
         assert not gate.waiting  # its frame was drawn
+
+
+def test_the_console_reader_parses_nothing_while_a_key_waits_for_its_frame(monkeypatch):
+    """Not timed: the reader's clock is simulated (parsing costs it 1 s a megabyte), and the
+    key waits from 1.0 to 2.0 on it.  Meanwhile the reader parses nothing (it held the GIL
+    the UI thread needs for the key's frame); before and after, it parses as it did."""
+    clock = [0.0]
+    monkeypatch.setattr(connection, "_clock", lambda: clock[0])
+    model = TerminalModel(80, 24)
+    started: list[float] = []
+    real_feed = model.feed
+
+    def feed(data: bytes) -> None:
+        started.append(clock[0])
+        real_feed(data)
+        clock[0] += len(data) / 1e6
+
+    monkeypatch.setattr(model, "feed", feed)
+    conn = ConsoleConnection("flood", model, lambda reason: None)
+    conn.hold = lambda: 1.0 <= clock[0] < 2.0
+    conn._pump(_SimulatedFlood(clock, end=3.0))
+    assert [t for t in started if 1.0 <= t < 2.0] == []
+    assert any(t < 1.0 for t in started) and any(t >= 2.0 for t in started)

@@ -134,6 +134,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
                           else ConsoleConnection(machine, self.model, self._ended, attach=opener))
         self.connection = connection
         self.connection.model = self.model
+        self.connection.hold = gate(self.app).holding  # no parsing while a key waits for its frame
         self.attached = machine
         self.connection.start()
 
@@ -226,7 +227,6 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         if self._ticker is not None:
             self._ticker.reset()
         self._tick(key=True)
-        gate(self.app).handled(self.app)  # the pane kept the key: this frame is its own (nsdash.tui.keyfirst)
 
     def _strip(self, runs: list[Run]) -> Strip:
         """One line, cut or padded to the pane's width."""
@@ -285,6 +285,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
             event.stop()
             event.prevent_default()
             self.scrollback = 0
+            gate(self.app).release()  # the guest's key: its echo is to be read and painted, not held
             self.connection.send(data)
             self._tick_soon()
 
