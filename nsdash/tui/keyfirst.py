@@ -16,9 +16,11 @@ first frame after the second (or the screen's refresh, if the key changed
 nothing on it), and the flood's work holds off meanwhile (JournalPane's writer waits
 in `painted()`, ConsolePane skips its flood frames and its connection's reader
 parses nothing: it holds the GIL the UI thread needs).  A key a widget keeps
-(the console pane's own keys) never comes back to the app: the gate then
-stops waiting HOLD_MOST seconds after it arrived, so the flood is never
-held longer than that.
+never comes back to the app: the console pane releases the gate for a key it
+sends to the guest (its echo is the pane's own frame) and the machine screen
+calls ctrl+] handled once it moved the focus; any other such key, and a frame
+that never comes, stop the wait HOLD_MOST seconds after the key arrived, so
+the flood is never held longer than that.
 """
 
 from __future__ import annotations
