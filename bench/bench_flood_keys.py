@@ -126,6 +126,7 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds a phase runs before its keys (default 2)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose dashboard runs (default: this one)")
     ap.add_argument("--sample", type=Path, help="sample the dashboard's UI thread into this file (and OUT.keys)")
+    ap.add_argument("--times", type=Path, help="every key's phase, name, send time and seconds to its effect, into this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.stderr.write("bench_flood_keys: needs root (it starts a machine)\n")
@@ -181,6 +182,8 @@ def main() -> int:
             subprocess.run(["rm", "-rf", str(state)], check=False)
         if args.sample:
             Path(f"{args.sample}.keys").write_text("".join(times))
+        if args.times:
+            args.times.write_text("".join(times))
         for phase in ("rest", "flood"):
             for key in KEYS:
                 ms = [v * 1000 for v in results[f"{phase} {key}"]]

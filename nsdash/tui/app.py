@@ -14,11 +14,14 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import RenderableType
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
@@ -26,6 +29,7 @@ from nsdash.system.text import escape
 from nsdash.tui import gcpause
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.history import MetricHistory
+from nsdash.tui.keyfirst import KeyFirst
 from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
 from nsdash.tui.poller import TREE_EVERY, Poller, Readers
 from nsdash.tui.screens.confirm import ConfirmScreen
@@ -160,6 +164,7 @@ class NsdashApp(App):
         self.last_error: str | None = None
         self.following: tuple[str, ...] | None = None
         self.busy: set[tuple[str, str]] = set()
+        self.key_first = KeyFirst()  # a key's frame before a flood's paints (nsdash.tui.keyfirst)
 
     # Machine actions make no sense over the Images panel: hidden from its footer and off there.
     MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
@@ -173,6 +178,22 @@ class NsdashApp(App):
         if self.hosts is not None and action in self.LOCAL_ONLY:
             return False
         return not (action in self.MACHINE_ACTIONS and isinstance(self.screen, ImagesScreen))
+
+    async def on_event(self, event: events.Event) -> None:
+        # A key comes here twice: from the terminal (then forwarded to the focused widget) and,
+        # unless a widget kept it, back after bubbling up, when Textual runs its binding.
+        # (Forwarding marks the event itself forwarded: whether it came back is known before.)
+        key, back = isinstance(event, events.Key), event.is_forwarded
+        if key and not back:
+            self.key_first.arrived()
+        await super().on_event(event)
+        if key and (back or not event.is_forwarded):  # (not forwarded: a priority binding took it)
+            self.key_first.handled(self)
+
+    def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
+        # Textual's one place where a frame goes to the terminal: the frame a key waited for.
+        super()._display(screen, renderable)
+        self.key_first.frame()
 
     # ------------------------------------------------------------ lifecycle
 

@@ -110,6 +110,9 @@ class ConsoleConnection:
         self._closing = False
         self._thread: threading.Thread | None = None
         self.max_backlog = 0  # the most unparsed bytes held at once (bounded by BEHIND)
+        # True while the UI thread wants the GIL for a key's frame (the pane sets it: the app's
+        # KeyFirst): the reader parses nothing meanwhile, as if its frame's share were spent.
+        self.hold: Callable[[], bool] = lambda: False
 
     def start(self) -> None:
         _SWITCH.take()
@@ -149,7 +152,7 @@ class ConsoleConnection:
             if now - frame_start >= FRAME:
                 frame_start, spent = now, 0.0
             share = FLOOD_PARSE_SHARE if now - skipped_at < FLOOD_HOLD else PARSE_SHARE
-            budget_left = spent < FRAME * share
+            budget_left = spent < FRAME * share and not self.hold()
             # Block only when there is nothing to parse, or this frame's share is spent.
             timeout = 0.5 if not backlog else 0.0 if budget_left else frame_start + FRAME - now
             ended = not self._take(session, backlog, timeout)

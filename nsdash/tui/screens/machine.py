@@ -17,6 +17,7 @@ from nsdash.errors import NsdashError
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
 from nsdash.tui.history import MetricHistory
+from nsdash.tui.keyfirst import gate
 from nsdash.tui.messages import MachineInfo, Snapshot
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.limits import LimitsScreen
@@ -133,6 +134,7 @@ class MachineScreen(PanelScreen):
         # The screen's set_focus, not the log's focus(): that repaints every line of the log
         # first (a flooding log's), for a focus change the log does not show (follow_log.py).
         self.set_focus(self.query_one("#machine-journal #journal-log"))
+        gate(self.app).handled(self.app)  # the pane kept ctrl+]: its effect is this (nsdash.tui.keyfirst)
 
     # ---- limits: read in a thread worker, shown beside usage, changed through the launcher
 

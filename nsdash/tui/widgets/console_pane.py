@@ -7,7 +7,8 @@ the border says how much.
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
 happens at most about FPS times a second, FLOOD_FPS while the console floods
-(a frame also follows a key by ECHO_WAIT, for its echo) and only for lines whose text or
+(a frame also follows a key by ECHO_WAIT, for its echo; none while a key elsewhere waits
+for its frame: nsdash.tui.keyfirst) and only for lines whose text or
 colours changed since the last frame (pyte calls every line dirty when the screen scrolls); the model is read
 under the connection's lock, the strips are made when Textual paints.
 """
@@ -31,6 +32,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from nsdash.system.text import escape
+from nsdash.tui.keyfirst import gate
 from nsdash.tui.widgets.edges import FocusEdges, restyling
 
 if TYPE_CHECKING:  # the console stack (pyte) loads when a pane is made, not with the dashboard
@@ -132,6 +134,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
                           else ConsoleConnection(machine, self.model, self._ended, attach=opener))
         self.connection = connection
         self.connection.model = self.model
+        self.connection.hold = gate(self.app).holding  # no parsing while a key waits for its frame
         self.attached = machine
         self.connection.start()
 
@@ -164,8 +167,8 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         # thread keeps time for keys (a key's own frame, KEY, is never held back).
         now = _clock()
         if (not key and conn.model.bytes_fed - self.shown_bytes > FLOOD_BYTES
-                and now - self._painted < 1 / FLOOD_FPS):
-            return
+                and (now - self._painted < 1 / FLOOD_FPS or gate(self.app).waiting)):
+            return  # and no flood frame while another key's frame is due (nsdash.tui.keyfirst)
         self._painted = now
         conn.changed.clear()
         model = self.model
@@ -282,6 +285,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
             event.stop()
             event.prevent_default()
             self.scrollback = 0
+            gate(self.app).release()  # the guest's key: its echo is to be read and painted, not held
             self.connection.send(data)
             self._tick_soon()
 

@@ -14,7 +14,9 @@ followed log, and a frame could come between any two slices (up to four paints
 for a flood's round, fifty for a filter's rewrite of every kept line).  New
 lines not yet written are bounded (UNSEEN while following): under a flood the
 oldest of them, which would scroll away unseen, are left out of the log (the
-pane's buffer keeps them, and a filter's re-render writes them).
+pane's buffer keeps them, and a filter's re-render writes them).  No slice is
+written while a key waits for its frame (nsdash.tui.keyfirst): the writer took a
+turn between every two of the key's hops through Textual.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from textual.reactive import reactive
 from textual.widgets import Input
 
 from nsdash.system.text import escape
+from nsdash.tui.keyfirst import gate
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.edges import FocusEdges
@@ -223,7 +226,9 @@ class JournalPane(FocusEdges, Vertical):
         when written line by line; a paint repaints every line of the log (it scrolls)."""
         log.hold()
         left = len(self._unwritten)  # lines queued during the round wait for the next
+        keys = gate(self.app)
         while left > 0 and self._unwritten and self.is_attached:
+            await keys.painted()  # a key pressed meanwhile is drawn first (nsdash.tui.keyfirst)
             n = min(WRITE_SLICE, left, len(self._unwritten))
             texts = [self._styled(self._unwritten.popleft()) for _ in range(n)]
             log.write(Text("\n").join(texts), scroll_end=self._scroll_end)

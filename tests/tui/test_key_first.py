@@ -1,0 +1,197 @@
+"""A key's own frame comes before the flood's work (nsdash.tui.keyfirst; issue 15: keys
+within 100 ms while a machine floods).
+
+Not timed: the order of what the UI thread did (the journal's slices, the app's
+frames, the key's arrival and its binding) is recorded, and the gate's clock is ours.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from test_console_pane import _SimulatedFlood
+from test_flood_repaints import SIZE, ticks
+from textual.app import App, ComposeResult
+from tuikit import machine_screen, sample_app
+
+from nsdash.tui import keyfirst
+from nsdash.tui.console import connection
+from nsdash.tui.console.connection import ConsoleConnection
+from nsdash.tui.console.terminal import TerminalModel
+from nsdash.tui.keyfirst import HOLD_MOST, KeyFirst
+from nsdash.tui.widgets import console_pane
+from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, ConsolePane
+from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.journal_pane import KEEP, WRITE_SLICE, JournalPane
+
+
+async def test_no_slice_of_the_journal_is_written_between_a_key_and_its_frame():
+    """A key that arrives while the journal pane writes a round (p's rewrite of every kept
+    line: KEEP // WRITE_SLICE slices) is drawn before the next slice: the writer took a
+    turn between every two of the key's hops through Textual, 100-200 ms of slices on a
+    loaded host before the key's frame."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        log = screen.query_one(FollowLog)
+        pane.show(("demo-debian",), ticks(KEEP), reset=False)
+        await pane.written()
+        await pilot.pause()
+        gate = app.key_first
+        order: list[str] = []
+        for name in ("arrived", "handled", "frame"):
+            real = getattr(gate, name)
+
+            def recorded(*a, real=real, name=name):
+                order.append(name)
+                return real(*a)
+
+            setattr(gate, name, recorded)
+        real_write = log.write
+
+        def write(content, *a, **kw):
+            order.append("slice")
+            if order.count("slice") == 3:  # a key comes in the middle of the round (as the app says:
+                gate.arrived()  # NsdashApp.on_event), its binding runs a turn later and changes a border
+                app.call_later(key_binding)
+            return real_write(content, *a, **kw)
+
+        def key_binding() -> None:
+            screen.query_one(ConsolePane).border_subtitle = "a key's effect"
+            gate.handled(app)
+
+        log.write = write
+        pane.action_cycle_priority()  # ≤notice: the KEEP notices written again
+        await pane.written()
+        await pilot.pause()
+        assert order.count("slice") >= KEEP // WRITE_SLICE  # the round was written ...
+        key = order.index("arrived")
+        handled = order.index("handled", key)
+        frame = order.index("frame", handled)
+        assert "slice" not in order[key:frame], order[key - 1:frame + 2]  # ... none of it before the key's frame
+        assert gate.holds >= 1
+        assert order[frame + 1:].count("slice") > 0  # and the rest after it
+
+
+class GatedApp(App):
+    """A console pane in an app with a gate (NsdashApp has one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key_first = KeyFirst()
+
+    def compose(self) -> ComposeResult:
+        yield ConsolePane()
+
+
+class _Changed:
+    """Just enough of a ConsoleConnection for _tick: a model, the changed flag, the lock."""
+
+    def __init__(self, model: TerminalModel) -> None:
+        self.model = model
+        self.changed = threading.Event()
+        self.lock = threading.Lock()
+
+    def locked_for_ui(self):
+        return self.lock
+
+    def send(self, data: bytes) -> None:
+        self.sent = data
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_flooding_console_takes_no_frame_while_a_key_waits_for_its_own(monkeypatch):
+    """The console pane's flood frame (46 lines) waits while another key's frame is due:
+    until the first frame after the key's binding ran, or HOLD_MOST after the key came
+    (a key no one hands back).  A frame for the pane's own key is never held."""
+    clock = [1000.0]
+    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
+    gate_clock = [1000.0]  # the gate's own: the pane's advances a flood frame interval per call below
+    monkeypatch.setattr(keyfirst, "_clock", lambda: gate_clock[0])
+    app = GatedApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        pane.connection = conn
+        gate = app.key_first
+
+        def flood_frame_taken() -> bool:
+            pane.model.feed(b"y\r\n" * FLOOD_BYTES)
+            conn.changed.set()
+            clock[0] += 1 / FLOOD_FPS
+            pane._tick()
+            return not conn.changed.is_set()
+
+        assert flood_frame_taken()  # no key: the flood's frame
+        gate.arrived()
+        assert not flood_frame_taken()  # a key came: held ...
+        gate.handled(app)
+        assert not flood_frame_taken()  # ... while its frame is not drawn ...
+        gate.frame()
+        assert flood_frame_taken()  # ... and taken after it
+        gate.arrived()
+        assert not flood_frame_taken()
+        gate_clock[0] += HOLD_MOST
+        assert flood_frame_taken()  # a key that never came back holds it HOLD_MOST at most
+        gate.arrived()
+        pane._tick(key=True)  # the pane's own key (its echo)
+        assert not conn.changed.is_set()
+        gate.arrived()
+        await pilot.press("x")  # a key for the guest (the pane has the focus): nothing waits for it
+        assert not gate.waiting and not gate.holding()
+        gate.handled(app)  # a key that changed nothing on screen: no frame comes for it ...
+        await pilot.pause()
+        assert not gate.waiting  # ... and the screen's refresh says so (the clock stood still)
+        pane.connection = None
+
+
+async def test_the_app_tells_the_gate_when_a_key_arrives_and_when_its_binding_has_run():
+    """NsdashApp.on_event: a key from the terminal arrives, and comes back after bubbling, when
+    its binding runs (p: the journal pane's filter); the next frame is its own."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        screen.set_focus(screen.query_one(FollowLog))
+        await pilot.pause()
+        gate = app.key_first
+        seen: list[str] = []
+        for name in ("arrived", "handled"):
+            real = getattr(gate, name)
+
+            def recorded(*a, real=real, name=name):
+                seen.append(f"{name} {pane.filter.max_priority}")
+                return real(*a)
+
+            setattr(gate, name, recorded)
+        await pilot.press("p")
+        await pilot.pause()
+        assert seen == ["arrived None", "handled 5"]  # before the binding, and once after it
+        assert not gate.waiting  # its frame was drawn
+
+
+def test_the_console_reader_parses_nothing_while_a_key_waits_for_its_frame(monkeypatch):
+    """Not timed: the reader's clock is simulated (parsing costs it 1 s a megabyte), and the
+    key waits from 1.0 to 2.0 on it.  Meanwhile the reader parses nothing (it held the GIL
+    the UI thread needs for the key's frame); before and after, it parses as it did."""
+    clock = [0.0]
+    monkeypatch.setattr(connection, "_clock", lambda: clock[0])
+    model = TerminalModel(80, 24)
+    started: list[float] = []
+    real_feed = model.feed
+
+    def feed(data: bytes) -> None:
+        started.append(clock[0])
+        real_feed(data)
+        clock[0] += len(data) / 1e6
+
+    monkeypatch.setattr(model, "feed", feed)
+    conn = ConsoleConnection("flood", model, lambda reason: None)
+    conn.hold = lambda: 1.0 <= clock[0] < 2.0
+    conn._pump(_SimulatedFlood(clock, end=3.0))
+    assert [t for t in started if 1.0 <= t < 2.0] == []
+    assert any(t < 1.0 for t in started) and any(t >= 2.0 for t in started)
