@@ -16,6 +16,10 @@ from nsdash.cli.quickparse import Parser
 from nsdash.errors import UsageError
 from nsdash.system.text import escape
 
+# Every path closes its journal files and flushes its output before main() returns: nothing is
+# left for the interpreter's teardown (nsdash.cli.run).  A follow turns the collector back on.
+TEARDOWN_FREE = True
+
 
 def build_parser() -> Parser:
     p = Parser("nsdash journal", "Show machines' journals (journalctl's options).",
@@ -110,6 +114,10 @@ def main(argv: list[str]) -> int:
         until=flt.parse_time(args.until) if args.until else None,
     )
     lines = _lines(args.lines, args.follow)
+    if args.follow:
+        import gc
+
+        gc.enable()  # it may follow for days: its garbage is collected (nsdash.cli.run keeps it off)
 
     from nsdash.journal.format import Printer
     from nsdash.journal.merge import open_logs

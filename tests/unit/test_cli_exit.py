@@ -40,13 +40,15 @@ def test_a_running_thread_keeps_the_ordinary_exit():
     assert (out.returncode, out.stdout.split()) == (0, ["returned", "thread", "done"])
 
 
-def test_systemctl_opts_in_and_other_verbs_do_not():
+def test_systemctl_and_journal_opt_in_and_other_verbs_do_not():
     """Only verbs that print through a buffer and close what they open say TEARDOWN_FREE."""
     import nsdash.cli.cgls
+    import nsdash.cli.journal
     import nsdash.cli.spawn
     import nsdash.cli.systemctl
 
     assert nsdash.cli.systemctl.TEARDOWN_FREE is True
+    assert nsdash.cli.journal.TEARDOWN_FREE is True
     assert not getattr(nsdash.cli.spawn, "TEARDOWN_FREE", False)
     assert not getattr(nsdash.cli.cgls, "TEARDOWN_FREE", False)
 
@@ -83,3 +85,16 @@ def test_the_launcher_loads_the_verb_with_the_collector_off(tmp_path):
     launcher = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash")], env=env, timeout=60)
     module = subprocess.run([sys.executable, "-m", "nsdash"], env=env, cwd=tmp_path, timeout=60)
     assert (launcher.returncode, module.returncode) == (41, 41)
+
+
+def test_journal_follows_with_the_collector_on(tmp_path):
+    """`journal -f` may run for days: it turns the collector back on; `-n` leaves it off."""
+    code = ("import gc, sys\nfrom nsdash import cli\nfrom nsdash.journal import merge\n"
+            "class Stop(Exception): pass\n"
+            "def wait(self, timeout=None):\n    print('gc', gc.isenabled()); raise Stop\n"
+            "merge.MergedLog.wait = wait\ngc.disable()\n"
+            "try:\n    cli.main(['journal', '-D', sys.argv[1], '-f'])\nexcept Stop:\n    pass\n"
+            "gc.disable(); cli.main(['journal', '-D', sys.argv[1], '-n', '1']); print('gc', gc.isenabled())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.stdout.split("\n")[0] == "gc True" and out.stdout.rstrip().endswith("gc False"), out.stderr
