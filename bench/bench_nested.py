@@ -32,6 +32,7 @@ import time
 
 CHECKOUT, SITE = "/opt/nsdash", "/opt/site"  # where the host sees this checkout and the venv's packages
 INNER = "benchinner"
+BEFORE_CHECKOUT = "/opt/before"  # --before DIR: another checkout (a git archive), bound here
 
 
 # ---------------------------------------------------------------- inside the booted host (stdlib only)
@@ -51,20 +52,22 @@ def _run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def _pair(ours: list[str], theirs: list[str], runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+def _pair(ours: list[str], theirs: list[str], runs: int, env: dict[str, str],
+          env_b: dict[str, str]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"wall_a": [], "wall_b": [], "cpu_a": [], "cpu_b": []}
     for i in range(runs + 1):
-        order = (("a", ours), ("b", theirs))
-        for key, argv in (order if i % 2 == 0 else order[::-1]):
-            wall, cpu = _run_once(argv, env)
+        order = (("a", ours, env), ("b", theirs, env_b))
+        for key, argv, environ in (order if i % 2 == 0 else order[::-1]):
+            wall, cpu = _run_once(argv, environ)
             if i:  # the first round warms the page cache and is thrown away
                 out[f"wall_{key}"].append(wall)
                 out[f"cpu_{key}"].append(cpu)
     return out
 
 
-def inside(runs: int, machine: str) -> None:
-    """Time the pairs here (in the booted host); one JSON object per pair on stdout."""
+def inside(runs: int, machine: str, before: bool = False) -> None:
+    """Time the pairs here (in the booted host); one JSON object per pair on stdout.  BEFORE: also
+    `status M` of this checkout against the one bound at BEFORE_CHECKOUT (--before)."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": f"{CHECKOUT}:{SITE}", "LANG": "C.UTF-8"}
     nsdash = ["/usr/bin/python3", "-S", f"{CHECKOUT}/bin/nsdash"]
     pairs = [("python3 -S -c pass (floor)", [*nsdash[:2], "-c", "pass"], "/bin/true", ["/bin/true"]),
@@ -73,8 +76,14 @@ def inside(runs: int, machine: str) -> None:
               ["machinectl", "list", "--output=json"]),
              ("status M", [*nsdash, "status", machine], "machinectl status M",
               ["machinectl", "status", machine])]
+    if before:
+        old = ["/usr/bin/python3", "-S", f"{BEFORE_CHECKOUT}/bin/nsdash"]
+        pairs.append(("status M (this checkout)", [*nsdash, "status", machine], "status M (--before's)",
+                      [*old, "status", machine]))
     for label, ours, peer, theirs in pairs:
-        result = _pair(ours, theirs, runs, env)
+        # each checkout imports its own code
+        env_b = dict(env, PYTHONPATH=f"{BEFORE_CHECKOUT}:{SITE}") if f"{BEFORE_CHECKOUT}/" in " ".join(theirs) else env
+        result = _pair(ours, theirs, runs, env, env_b)
         print(json.dumps({"what": label, "peer": peer, "load": os.getloadavg()[0], **result}), flush=True)
 
 
@@ -95,7 +104,7 @@ def _inside_host(name: str):
     return run
 
 
-def boot_host(name: str):
+def boot_host(name: str, *binds: str):
     """Boot the Debian demo tree as a systemd host NAME; inside(script) once systemd is up."""
     import sysconfig
 
@@ -106,7 +115,7 @@ def boot_host(name: str):
 
     site = sysconfig.get_paths()["purelib"]
     r = run_nsdash("spawn", "--detach", "-M", name, "-xbD", str(trees.ensure("debian")),
-                   f"--bind-ro={ROOT}:{CHECKOUT}", f"--bind-ro={site}:{SITE}")
+                   f"--bind-ro={ROOT}:{CHECKOUT}", f"--bind-ro={site}:{SITE}", *binds)
     if r.returncode != 0:
         raise SystemExit(f"cannot boot the Debian demo tree: {r.stderr.strip()}")
     log = st.machine_dir(name) / st.CONSOLE_LOG
@@ -150,6 +159,8 @@ def main() -> int:
     as_json = wants_json()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
+    ap.add_argument("--before", metavar="DIR", help="also time `status M` against the checkout in DIR "
+                    "(e.g. a git archive of main), alternated")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_nested needs root", file=sys.stderr)
@@ -157,9 +168,13 @@ def main() -> int:
     report = Report("nested", as_json)
     with report.capture():
         compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
+        binds = []
+        if args.before:
+            compileall.compile_dir(os.path.join(args.before, "nsdash"), quiet=1)
+            binds.append(f"--bind-ro={os.path.abspath(args.before)}:{BEFORE_CHECKOUT}")
         name = f"benchnested{os.getpid()}"
         try:
-            run = boot_host(name)
+            run = boot_host(name, *binds)
             run(f"python3 -S {CHECKOUT}/bin/nsdash spawn --detach -q -xbD / -M {INNER}")
             run(f"machinectl show -p Leader --value {INNER} >/dev/null")  # machined knows it
             # ... and its systemd is up: both status texts then show a settled machine
@@ -167,7 +182,8 @@ def main() -> int:
                 "grep -q '\"state\": \"running\"' && break; sleep 0.2; done")
             print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
                   "timed inside the booted host; medians [min..max]; [spread of the pair ratios]", flush=True)
-            out = run(f"python3 -S {CHECKOUT}/bench/bench_nested.py --inside {args.runs} {INNER}",
+            out = run(f"python3 -S {CHECKOUT}/bench/bench_nested.py --inside {args.runs} {INNER}"
+                      + (" before" if args.before else ""),
                       timeout=60 + args.runs * 10)
             for line in out.splitlines():
                 if line.startswith("{"):
@@ -182,7 +198,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--inside":
-        inside(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--inside":
+        inside(int(sys.argv[2]), sys.argv[3], before=sys.argv[4:] == ["before"])
         sys.exit(0)
     sys.exit(main())

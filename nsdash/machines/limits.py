@@ -1,8 +1,8 @@
 """A running machine's limits (CPUQuota, MemoryMax, MemoryHigh, TasksMax), read.
 
-From systemd where it made the machine's scope (a host booted with systemd:
-one GetAll on the unit's object path), else from the cgroup files nsdash
-wrote.  Apart from units.py, which makes units and so imports the launcher's
+From systemd where it made the machine's scope (a host booted with systemd: the
+unit files it wrote, unitfiles.py, where they say the values exactly, else one
+GetAll on the unit's object path), else from the cgroup files nsdash wrote.  Apart from units.py, which makes units and so imports the launcher's
 cgroup code (pathlib, signal, the device filter's BPF): `nsdash status` and
 the dashboard read limits and need none of it.  Changing them is units.set_limit.
 """
@@ -129,9 +129,13 @@ def files_hold_limits(cgroup: str, layout: cgroupfs.Layout) -> bool:
 def limits(machine: str, cgroup: str, layout: cgroupfs.Layout | None = None) -> dict[str, str]:
     """The machine's CPUQuota, MemoryMax, MemoryHigh and TasksMax where set (bytes and tasks as
     numbers): from its cgroup files where they hold them all (no D-Bus round trip for what is
-    on disk), else from the scope unit systemd made, else (no systemd) from the files nsdash wrote."""
+    on disk), else from the scope unit systemd made: its unit files where they say them exactly
+    (unitfiles.py), else its properties over D-Bus; else (no systemd) from the files nsdash wrote."""
     layout = layout or cgroupfs.detect()
     unit = cgroup.rsplit("/", 1)[-1]
     if systemd_scope(unit) and not files_hold_limits(cgroup, layout):
-        return unit_limits(unit)
+        from nsdash.machines import unitfiles
+
+        found = unitfiles.scope_limits(unit)  # what systemd wrote of the unit: no D-Bus client
+        return unit_limits(unit) if found is None else found
     return cgroupfs_limits(cgroup, layout)

@@ -158,3 +158,35 @@ def test_foreground_run_gets_a_scope_and_stopping_the_service_powers_off(host):
     # a clean poweroff: the supervisor exited 0, so systemd did not mark its service failed
     log = host("journalctl -q -u nsdash@stopped.service --no-pager -o cat")
     assert "Deactivated successfully" in log and "Failed with result" not in log, log
+
+
+_COMPARE = ("python3 -c 'import json; from nsdash.machines import limits, unitfiles; "
+            "u = \"machine-filed.scope\"; "
+            "print(json.dumps([unitfiles.scope_limits(u), limits.unit_limits(u)]))'")
+
+
+def test_limits_read_from_systemds_unit_files_are_what_it_answers_over_dbus(host):
+    """status reads a scope's limits from the transient unit file and set-property's drop-ins
+    (machines/unitfiles.py); systemd's own GetAll answer is the truth they must equal."""
+    _spawn(host, "filed", "--property=TasksMax=77", "--property=MemoryMax=300M", "--property=MemoryHigh=2G")
+    files, bus = json.loads(host(_COMPARE))
+    assert files == bus == {"MemoryMax": str(300 << 20), "MemoryHigh": str(2 << 30), "TasksMax": "77"}
+
+    # runtime drop-ins (later names win), a reset, infinity, then nsdash's own set-property
+    host("systemctl set-property --runtime machine-filed.scope MemoryMax=100M TasksMax=infinity")
+    host("systemctl set-property --runtime machine-filed.scope MemoryHigh=")
+    files, bus = json.loads(host(_COMPARE))
+    assert files == bus == {"MemoryMax": str(100 << 20)}
+    host("python3 -m nsdash set-property filed TasksMax=55 MemoryHigh=64M")
+    files, bus = json.loads(host(_COMPARE))
+    assert files == bus == {"MemoryMax": str(100 << 20), "MemoryHigh": str(64 << 20), "TasksMax": "55"}
+    assert json.loads(host("python3 -m nsdash status -o json filed"))["limits"] == bus
+    assert "Limits: MemoryMax=104857600 MemoryHigh=67108864 TasksMax=55" in host("python3 -m nsdash status filed")
+
+    # a percentage and a CPU quota: the files do not say them exactly, so status asks systemd
+    host("systemctl set-property --runtime machine-filed.scope MemoryMax=50% CPUQuota=30%")
+    files, bus = json.loads(host(_COMPARE))
+    assert files is None and bus["CPUQuota"] == "30%" and int(bus["MemoryMax"]) > 0
+    assert json.loads(host("python3 -m nsdash status -o json filed"))["limits"] == bus
+    host("python3 -m nsdash poweroff filed")
+    _gone(host, "filed")

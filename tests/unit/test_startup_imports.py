@@ -138,6 +138,41 @@ def test_list_and_status_of_machined_machines_need_no_dbus_client(argv, tmp_path
             or n in {"nsdash.system.dbus", "nsdash.system.dbuswire", "nsdash.machines.machined"}} == set()
 
 
+SCOPE_FILE = ("# This is a transient unit file, created programmatically via the systemd API. Do not edit.\n"
+              "[Scope]\nSlice=machine.slice\nDelegate=yes\nTasksMax=77\nMemoryMax=100M\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a mount namespace with a private /run")
+def test_status_of_a_machine_in_a_systemd_scope_reads_its_unit_files_not_dbus(tmp_path):
+    """On a host booted with systemd whose cgroup files do not hold the limits (no controllers),
+    status takes them from the scope's transient unit file (machines/unitfiles.py): no D-Bus
+    client imported.  The machine is an nsdash state entry whose lock a sleep holds (its leader);
+    the systemd host is a private /run, its cgroup does not exist (no controllers there either)."""
+    from nsdash.machines import state as st
+
+    entry = tmp_path / "state" / "machines" / "filed"
+    entry.mkdir(parents=True)
+    (entry / st.LOCK_FILE).touch()
+    script = ("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system /run/systemd/transient && "
+              f"printf %s '{SCOPE_FILE}' > /run/systemd/transient/machine-filed.scope && "
+              f"(flock 9 && exec sleep 30) 9>{entry / st.LOCK_FILE} & leader=$! && "
+              f"while flock -n {entry / st.LOCK_FILE} true; do sleep 0.01; done && "
+              "printf '{\"name\":\"filed\",\"root\":\"/\",\"leader\":%s,\"cgroup\":"
+              "\"/nsdash-test-nosuch.slice/machine-filed.scope\",\"supervisor\":%s,\"started\":"
+              f"\"2026-01-01T00:00:00Z\",\"since\":\"2026-01-01T00:00:00Z\"}}' $leader $leader > {entry}/state.json && "
+              '"$@"; rc=$?; kill $leader; wait; exit $rc')
+    env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"))
+    env.pop("NSDASH_DEBUG", None)
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                          sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), "status", "filed"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Limits: MemoryMax=104857600 TasksMax=77" in out.stdout, out.stdout
+    names = {line.split("|")[2].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "nsdash.machines.unitfiles" in names
+    assert {n for n in names if n.split(".")[0] in {"dbus_fast", "socket", "typing"}
+            or n in {"nsdash.system.dbus", "nsdash.system.dbuswire"}} == set()
+
 def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
     """dbus-fast's message modules (and typing, socket with them) are systemctl's floor; the journal
     locator (status's log lines), argparse and datetime are not on list-units' path."""
