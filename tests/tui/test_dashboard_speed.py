@@ -76,12 +76,54 @@ async def test_a_process_replaced_in_the_tree_repaints_without_a_layout():
         await pilot.pause()
         assert tree.node_for(("pid", 2)) is not None and tree.node_for(("pid", 1)) is None
         assert tree.layouts_spared > spared and layouts == []
-        # One process more is one line more: the virtual size changes and that is laid out.
-        grown = _with_pids(sd.TREE, "/init.scope", (1, 2))
-        tree.update_tree(grown, commands, dict(sd.MACHINE_OF))
+
+
+async def test_a_process_more_in_the_tree_repaints_its_pane_without_a_layout():
+    """One process more is one line more: a new virtual size, which Textual lays the whole screen
+    out for (a process started anywhere on the host did that at rest).  The pane's box comes
+    from the stylesheet: its scrollbar takes the new size and the screen is not laid out."""
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        many = CgroupNode("/", (CgroupNode("/init.scope", (), (1,)),
+                                *(CgroupNode(f"/s{i}.scope", (), ()) for i in range(60))), ())
+        tree.update_tree(many, dict(sd.COMMANDS), {})
+        tree.node_for(("cg", "/init.scope")).expand()
         await pilot.pause()
         await pilot.pause()
-        assert layouts
+        assert tree.show_vertical_scrollbar  # a scrollbar already: it stays, only its thumb changes
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
+        lines = tree.virtual_size.height
+        tree.update_tree(_with_pids(many, "/init.scope", (1, 2)), {**sd.COMMANDS, 2: "sleep 1"}, {})
+        await pilot.pause()
+        await pilot.pause()
+        assert tree.node_for(("pid", 2)) is not None
+        assert tree.virtual_size.height == lines + 1
+        assert tree.vertical_scrollbar.window_virtual_size == lines + 1
+        assert layouts == []
+
+
+async def test_a_scrollbar_appearing_is_still_laid_out():
+    """Where the scrollbars do change, the screen is laid out as before: the tree outgrowing
+    its pane gains a scrollbar."""
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        small = CgroupNode("/", (CgroupNode("/init.scope", (), (1,)),), ())
+        tree.update_tree(small, dict(sd.COMMANDS), {})
+        await pilot.pause()
+        await pilot.pause()
+        assert not tree.show_vertical_scrollbar
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
+        many = CgroupNode("/", tuple(CgroupNode(f"/s{i}.scope", (), ()) for i in range(60)), ())
+        tree.update_tree(many, {}, {})
+        await pilot.pause()
+        await pilot.pause()
+        assert layouts and tree.show_vertical_scrollbar
 
 
 def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_changes(tmp_path, monkeypatch):
