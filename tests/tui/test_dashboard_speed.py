@@ -282,3 +282,26 @@ async def test_a_snapshot_that_came_before_the_panels_is_in_the_first_frame(monk
         # Rows shown from the screen's on_mount still tell the app which machine is selected.
         assert app.selected == sd.MACHINES[0].name
     assert rows_at_render and rows_at_render[0] == len(sd.MACHINES), rows_at_render
+
+
+async def test_no_timer_runs_at_rest(monkeypatch):
+    """Between two refreshes nothing on the UI thread wakes by itself: no cursor blinks, no
+    animation or clock ticks (each a wake-up of the loop and a look at the screen)."""
+    import asyncio
+
+    from textual.timer import Timer
+
+    ticks: list[str | None] = []
+    tick = Timer._tick
+
+    async def spy(self, *, next_timer, count):
+        ticks.append(self.name)
+        return await tick(self, next_timer=next_timer, count=count)
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        await pilot.pause()
+        monkeypatch.setattr(Timer, "_tick", spy)
+        await asyncio.sleep(1.2)  # longer than a blink (0.5 s): no refresh comes in this test
+        assert ticks == [], ticks
