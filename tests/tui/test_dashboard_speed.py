@@ -305,3 +305,31 @@ async def test_no_timer_runs_at_rest(monkeypatch):
         monkeypatch.setattr(Timer, "_tick", spy)
         await asyncio.sleep(1.2)  # longer than a blink (0.5 s): no refresh comes in this test
         assert ticks == [], ticks
+
+
+def test_a_machine_on_the_host_network_is_looked_up_once_a_boot(monkeypatch):
+    """The poller asks whether a machine has a network of its own once per boot (leader),
+    not at every refresh; a new leader (a reboot) is asked again."""
+    import os
+
+    from nsdash.monitor import net
+    from nsdash.system import namespaces
+    from nsdash.tui.messages import MachineInfo
+    from nsdash.tui.poller import HostReaders
+
+    asked: list[int] = []
+    read: list[int] = []
+    shares, counters = namespaces.shares_host_namespace, net.link_counters
+    monkeypatch.setattr(namespaces, "shares_host_namespace", lambda pid, ns, *a: asked.append(pid) or shares(pid, ns, *a))
+    monkeypatch.setattr(net, "link_counters", lambda pid, *a: read.append(pid) or counters(pid, *a))
+    readers = HostReaders(with_machined=False)
+    try:
+        me = MachineInfo("here", "running", leader=os.getpid())  # this process: the host's network
+        for _ in range(3):
+            assert readers._with_links((me,)) == (me,)
+        assert asked == [os.getpid()] and read == []
+        rebooted = MachineInfo("here", "running", leader=os.getppid())
+        readers._with_links((rebooted,))
+        assert asked == [os.getpid(), os.getppid()]
+    finally:
+        readers.close()
