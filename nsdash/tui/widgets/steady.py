@@ -22,7 +22,9 @@ too: at rest, a process started or gone anywhere on the host laid out and
 repainted the whole dashboard.  A box that does not depend on the virtual size
 (its height and width come from the stylesheet, or an auto height already held
 at its maximum before and after) needs its scrollbars told, not a layout; the
-scrollbars' own visibility still asks for one when it flips.
+scrollbars' own visibility still asks for one when it flips.  A view opts in with
+`steady_virtual_size` (the cgroup tree; FollowLog has its own rule; the tables
+not yet: their cursor and scroll settle through that layout).
 
 `set_titles` is the same rule for a border's titles: Textual repaints every
 line of a widget when either is set, equal or not, and the journal and trace
