@@ -56,6 +56,7 @@ class HostSnapshots:
         self._mapping: Any = None
         self._owner: dict[str, str | None] = {}
         self._links: dict[tuple[str, int], tuple[float, Any]] = {}  # (machine, leader) -> (when, counters)
+        self._host_net: set[tuple[str, int]] = set()  # (machine, leader) on the host's network
         # The machine list as last read whole, what its state files looked like then, when.
         self._listed: tuple[tuple[MachineInfo, ...], tuple[str, ...]] | None = None
         self._listed_look: tuple = ()
@@ -96,26 +97,34 @@ class HostSnapshots:
 
     def _with_links(self, machines: tuple[MachineInfo, ...]) -> tuple[MachineInfo, ...]:
         """Each running machine's links with their rates since the last refresh (one read of
-        /proc/LEADER/net/dev per machine); the last counters are kept per boot (leader)."""
+        /proc/LEADER/net/dev per machine); the last counters are kept per boot (leader).
+        A machine on the host's network has no links of its own: that is looked up once per
+        boot, not every refresh (two stat calls a machine, most of this at rest)."""
         from dataclasses import replace
 
         from nsdash.monitor.net import link_counters
         from nsdash.monitor.rates import net_rates
+        from nsdash.system import namespaces
 
         seen: dict[tuple[str, int], tuple[float, Any]] = {}
+        host_net: set[tuple[str, int]] = set()
         out = []
         for m in machines:
             if not m.leader:
                 out.append(m)
                 continue
             key = (m.name, m.leader)
+            if key in self._host_net or namespaces.shares_host_namespace(m.leader, "net"):
+                host_net.add(key)
+                out.append(m)
+                continue
             now, counters = time.monotonic(), link_counters(m.leader)
             seen[key] = (now, counters)
             before = self._links.get(key)
             rates = net_rates(before[1] if before else None, counters, now - before[0] if before else 0.0)
             links = tuple(LinkRate(name, *rates[name]) for name in sorted(counters))
             out.append(replace(m, links=links) if links else m)
-        self._links = seen
+        self._links, self._host_net = seen, host_net
         return tuple(out)
 
     def _machine_map(self, machines: tuple[MachineInfo, ...]):

@@ -76,12 +76,54 @@ async def test_a_process_replaced_in_the_tree_repaints_without_a_layout():
         await pilot.pause()
         assert tree.node_for(("pid", 2)) is not None and tree.node_for(("pid", 1)) is None
         assert tree.layouts_spared > spared and layouts == []
-        # One process more is one line more: the virtual size changes and that is laid out.
-        grown = _with_pids(sd.TREE, "/init.scope", (1, 2))
-        tree.update_tree(grown, commands, dict(sd.MACHINE_OF))
+
+
+async def test_a_process_more_in_the_tree_repaints_its_pane_without_a_layout():
+    """One process more is one line more: a new virtual size, which Textual lays the whole screen
+    out for (a process started anywhere on the host did that at rest).  The pane's box comes
+    from the stylesheet: its scrollbar takes the new size and the screen is not laid out."""
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        many = CgroupNode("/", (CgroupNode("/init.scope", (), (1,)),
+                                *(CgroupNode(f"/s{i}.scope", (), ()) for i in range(60))), ())
+        tree.update_tree(many, dict(sd.COMMANDS), {})
+        tree.node_for(("cg", "/init.scope")).expand()
         await pilot.pause()
         await pilot.pause()
-        assert layouts
+        assert tree.show_vertical_scrollbar  # a scrollbar already: it stays, only its thumb changes
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
+        lines = tree.virtual_size.height
+        tree.update_tree(_with_pids(many, "/init.scope", (1, 2)), {**sd.COMMANDS, 2: "sleep 1"}, {})
+        await pilot.pause()
+        await pilot.pause()
+        assert tree.node_for(("pid", 2)) is not None
+        assert tree.virtual_size.height == lines + 1
+        assert tree.vertical_scrollbar.window_virtual_size == lines + 1
+        assert layouts == []
+
+
+async def test_a_scrollbar_appearing_is_still_laid_out():
+    """Where the scrollbars do change, the screen is laid out as before: the tree outgrowing
+    its pane gains a scrollbar."""
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        small = CgroupNode("/", (CgroupNode("/init.scope", (), (1,)),), ())
+        tree.update_tree(small, dict(sd.COMMANDS), {})
+        await pilot.pause()
+        await pilot.pause()
+        assert not tree.show_vertical_scrollbar
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
+        many = CgroupNode("/", tuple(CgroupNode(f"/s{i}.scope", (), ()) for i in range(60)), ())
+        tree.update_tree(many, {}, {})
+        await pilot.pause()
+        await pilot.pause()
+        assert layouts and tree.show_vertical_scrollbar
 
 
 def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_changes(tmp_path, monkeypatch):
@@ -240,3 +282,54 @@ async def test_a_snapshot_that_came_before_the_panels_is_in_the_first_frame(monk
         # Rows shown from the screen's on_mount still tell the app which machine is selected.
         assert app.selected == sd.MACHINES[0].name
     assert rows_at_render and rows_at_render[0] == len(sd.MACHINES), rows_at_render
+
+
+async def test_no_timer_runs_at_rest(monkeypatch):
+    """Between two refreshes nothing on the UI thread wakes by itself: no cursor blinks, no
+    animation or clock ticks (each a wake-up of the loop and a look at the screen)."""
+    import asyncio
+
+    from textual.timer import Timer
+
+    ticks: list[str | None] = []
+    tick = Timer._tick
+
+    async def spy(self, *, next_timer, count):
+        ticks.append(self.name)
+        return await tick(self, next_timer=next_timer, count=count)
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        await pilot.pause()
+        monkeypatch.setattr(Timer, "_tick", spy)
+        await asyncio.sleep(1.2)  # longer than a blink (0.5 s): no refresh comes in this test
+        assert ticks == [], ticks
+
+
+def test_a_machine_on_the_host_network_is_looked_up_once_a_boot(monkeypatch):
+    """The poller asks whether a machine has a network of its own once per boot (leader),
+    not at every refresh; a new leader (a reboot) is asked again."""
+    import os
+
+    from nsdash.monitor import net
+    from nsdash.system import namespaces
+    from nsdash.tui.messages import MachineInfo
+    from nsdash.tui.poller import HostReaders
+
+    asked: list[int] = []
+    read: list[int] = []
+    shares, counters = namespaces.shares_host_namespace, net.link_counters
+    monkeypatch.setattr(namespaces, "shares_host_namespace", lambda pid, ns, *a: asked.append(pid) or shares(pid, ns, *a))
+    monkeypatch.setattr(net, "link_counters", lambda pid, *a: read.append(pid) or counters(pid, *a))
+    readers = HostReaders(with_machined=False)
+    try:
+        me = MachineInfo("here", "running", leader=os.getpid())  # this process: the host's network
+        for _ in range(3):
+            assert readers._with_links((me,)) == (me,)
+        assert asked == [os.getpid()] and read == []
+        rebooted = MachineInfo("here", "running", leader=os.getppid())
+        readers._with_links((rebooted,))
+        assert asked == [os.getpid(), os.getppid()]
+    finally:
+        readers.close()

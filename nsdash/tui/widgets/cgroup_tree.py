@@ -33,6 +33,7 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
     COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {
         "cgroup-tree--machine", "cgroup-tree--process", "cgroup-tree--unreadable",
     }
+    steady_virtual_size = True  # a process more or less repaints the pane, lays nothing out (steady.py)
 
     def __init__(self, hosts: bool = False, **kw) -> None:
         super().__init__("/", data=("cg", "/"), **kw)

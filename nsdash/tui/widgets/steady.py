@@ -16,6 +16,16 @@ anew (the line count, the widest line).  So inside `changing_rows()` those
 requests are repaints: a process coming or going in an open cgroup, a cgroup
 replaced by another, no longer repaint the whole screen.
 
+Outside `changing_rows()` a new virtual size (Tree and DataTable compute it
+when they next render or idle; RichLog as lines are written) asked for a layout
+too: at rest, a process started or gone anywhere on the host laid out and
+repainted the whole dashboard.  A box that does not depend on the virtual size
+(its height and width come from the stylesheet, or an auto height already held
+at its maximum before and after) needs its scrollbars told, not a layout; the
+scrollbars' own visibility still asks for one when it flips.  A view opts in with
+`steady_virtual_size` (the cgroup tree; FollowLog has its own rule; the tables
+not yet: their cursor and scroll settle through that layout).
+
 `set_titles` is the same rule for a border's titles: Textual repaints every
 line of a widget when either is set, equal or not, and the journal and trace
 panes set them with each batch of lines (several a second under a flood).
@@ -50,6 +60,11 @@ def set_titles(widget: Widget, title: Text, subtitle: Text) -> bool:
 class SteadyScrollbars(ScrollView):
     _steady_key: tuple[Size, Size, Size] | None = None
     _rows_changing = 0
+    _spare_layout = False  # the layout a new virtual size is about to ask for needs not be done
+    # Whether a new virtual size alone skips the layout (below); on for the cgroup tree, whose
+    # lines change with every process started anywhere.  (Not yet for the tables: their cursor
+    # and scroll settle through that layout, which the 80x24 snapshot shows.)
+    steady_virtual_size = False
     layouts_spared = 0  # layout requests made repaints (tests read it)
 
     def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
@@ -68,6 +83,26 @@ class SteadyScrollbars(ScrollView):
         if shown and self.vertical_scrollbar.position != self.scroll_y:
             self.vertical_scrollbar.position = self.scroll_y
 
+    def _watch_virtual_size(self, old: Size, new: Size) -> None:
+        # Called before Textual's reactive asks for the layout (reactive._set): if the box cannot
+        # change, the scrollbars are updated here and that request becomes a repaint (refresh).
+        if not self.steady_virtual_size or type(self).virtual_size is not Widget.virtual_size:
+            return  # a view that declared its own virtual size handles it itself (FollowLog)
+        if not self.size or self._box_follows_content(old, new):
+            return
+        self._scroll_update(new)  # a scrollbar shown or hidden asks for its own layout in here
+        self._spare_layout = True
+
+    def _box_follows_content(self, old: Size, new: Size) -> bool:
+        """Whether the box's size may depend on the virtual size going from OLD to NEW."""
+        width, height = self.styles.width, self.styles.height
+        if width is not None and width.is_auto and old.width != new.width:
+            return True
+        if height is not None and height.is_auto and old.height != new.height:
+            # An auto height held at its maximum (max-height: 100%) before and after is the same box.
+            return not (old.height > self.size.height and new.height > self.size.height)
+        return False
+
     @contextlib.contextmanager
     def changing_rows(self) -> Iterator[None]:
         """Rows or nodes added and removed in here ask for a repaint, not a layout."""
@@ -79,7 +114,8 @@ class SteadyScrollbars(ScrollView):
 
     def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> Self:
-        if layout and self._rows_changing and not recompose:
+        spare, self._spare_layout = self._spare_layout, False
+        if layout and (self._rows_changing or spare) and not recompose:
             layout = False
             self.layouts_spared += 1
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
