@@ -8,6 +8,7 @@ Imports stay minimal: this is the hot path of every spawn.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -20,7 +21,22 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str]) -> int:
-    spec = parse_spawn_args(argv)
+    # As for the verb's own import (nsdash.cli._import_verb): no cyclic collection while the
+    # options are read and a foreground run's modules load (nothing made then is garbage);
+    # it is back on before the machine starts (a supervisor may run for days).
+    held = gc.isenabled()
+    gc.disable()
+    try:
+        spec = parse_spawn_args(argv)
+        if not (spec.dry_run or spec.detach):
+            import nsdash.machines.run  # noqa: F401 - loaded now; run() below finds it
+    finally:
+        if held:
+            gc.enable()
+    return _run(spec)
+
+
+def _run(spec: ContainerSpec) -> int:
     if spec.dry_run:
         return _dry_run(spec)
     if spec.wait and not spec.detach:
