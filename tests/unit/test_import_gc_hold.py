@@ -1,5 +1,6 @@
 """A verb's imports, and a foreground spawn's option parsing and module loading, run with
-cyclic collection held off, and it is back on after (nsdash.cli._import_verb, cli/spawn.main).
+cyclic collection held off, and it is back on after with what they made frozen
+(nsdash.cli._import_verb, cli/spawn.main).
 
 Checked in a fresh interpreter (the modules must really load) with gc.callbacks, which see
 every collection: without the hold, loading spawn's modules makes several.
@@ -17,8 +18,10 @@ import gc, sys
 import nsdash.cli
 events = []
 gc.callbacks.append(lambda phase, info: events.append(phase))
-mod = nsdash.cli._import_verb("spawn")
+mod = nsdash.cli._import_verb("spawn", freeze=True)
 assert gc.isenabled(), "collection stays off after the import"
+frozen = gc.get_freeze_count()
+assert frozen > 10000, f"what the import made is frozen (gc.freeze): {frozen}"
 assert not events, f"collections while spawn's modules loaded: {len(events) // 2}"
 ran = []
 def run(spec):
@@ -31,9 +34,12 @@ assert mod.main(["-q", "-M", "gc-probe", "-D", sys.argv[1], "/bin/true"]) == 0
 assert "nsdash.machines.run" in sys.modules, "the foreground run's modules load under the hold"
 assert ran and ran[0][0] == 0, f"collections while the options were read: {ran[0][0] // 2}"
 assert ran[0][1], "collection is back on before the machine starts"
+assert gc.get_freeze_count() > frozen, "the foreground run's modules are frozen too"
 gc.disable()
-nsdash.cli._import_verb("cgls")
+count = gc.get_freeze_count()
+nsdash.cli._import_verb("cgls", freeze=False)  # main(argv) called by a program, not the command
 assert not gc.isenabled(), "a caller's own gc.disable() is kept"
+assert gc.get_freeze_count() == count, "nothing frozen but for the process's own command"
 print("ok")
 """
 
