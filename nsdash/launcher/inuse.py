@@ -66,9 +66,9 @@ def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, str]:
 
 def _pids(cgroup: str | Path, limit: int = 8) -> list[int]:
     """The first LIMIT processes of CGROUP and its children, top-down as os.walk visits them.
-    A directory is listed only when its own processes are not enough: a spawn checks every
-    running machine, and os.walk's listing and stat of each cgroup's twenty-odd control files
-    was most of that check's cost."""
+    A directory is listed only when its own processes are not enough and it has child
+    cgroups: a spawn checks every running machine, and os.walk's listing and stat of each
+    cgroup's twenty-odd control files was most of that check's cost."""
     out: list[int] = []
     stack = [os.fspath(cgroup)]
     while stack:
@@ -78,6 +78,8 @@ def _pids(cgroup: str | Path, limit: int = 8) -> list[int]:
         if len(out) >= limit:
             break
         try:
+            if os.stat(d).st_nlink == 2:
+                continue  # no child cgroup: a directory's links are 2 + its subdirectories (kernfs)
             with os.scandir(d) as it:
                 subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
         except OSError:

@@ -87,3 +87,32 @@ def test_layout_paths_as_the_dicts_gave_them():
     assert layout.v1_path("memory", "/x") is None
     legacy = cgroupfs.Layout("legacy", "/sys/fs/cgroup", None, {"pids": "/sys/fs/cgroup/pids"})
     assert legacy.unified_path("/x") is None
+
+
+def test_a_leaf_cgroup_is_not_listed(tmp_path, monkeypatch):
+    """Too few processes, but no child cgroups (its link count says so): nothing to list."""
+    leaf = tmp_path / "machine-leaf.scope"
+    leaf.mkdir()
+    (leaf / "cgroup.procs").write_text("5\n6\n")
+    (leaf / "cpu.stat").write_text("usage_usec 0\n")
+    if os.stat(leaf).st_nlink != 2:
+        pytest.skip("this file system does not count subdirectories in a directory's links")
+    listed: list[str] = []
+    real = os.scandir
+    monkeypatch.setattr(inuse.os, "scandir", lambda path: listed.append(os.fspath(path)) or real(path))
+    assert inuse._pids(leaf) == [5, 6]
+    assert listed == []
+    (leaf / "child").mkdir()
+    (leaf / "child" / "cgroup.procs").write_text("7\n")
+    assert inuse._pids(leaf) == [5, 6, 7]
+    assert listed == [str(leaf)]
+
+
+def test_kernfs_counts_child_cgroups_in_links():
+    """The property the scan relies on, on this host's cgroup file system."""
+    layout = cgroupfs.detect()
+    top = layout.unified_dir or next(iter(layout.v1_dirs.values()), None)
+    if top is None:
+        pytest.skip("no cgroup hierarchy mounted")
+    subdirs = sum(1 for e in os.scandir(top) if e.is_dir(follow_symlinks=False))
+    assert os.stat(top).st_nlink == 2 + subdirs
