@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"unknown verb '{verb}'; run 'nsdash --help' for the list of verbs")
         return 2
     try:
-        module = _import_verb(module_name, freeze=argv is None)
+        # __import__ rather than importlib.import_module: the importlib package (and the
+        # warnings module it loads) is the one import every verb would make for this line.
+        module = __import__(f"nsdash.cli.{module_name}", fromlist=["main"])
         if module_name in ("machinectl", "images"):
             args.insert(0, verb)
         return int(module.main(args) or 0)
@@ -129,28 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
-
-
-def _import_verb(module_name: str, freeze: bool):  # -> the module; typed loosely (no `types` import)
-    """The verb's module, imported with cyclic collection held off, and with FREEZE (the
-    process's own command, not a caller's main(argv)) everything made so far frozen after
-    (gc.freeze: kept out of every later collection).  Imports make modules, classes and
-    functions that live as long as the process, no garbage worth chasing: the collector only
-    walked them again and again as they loaded, and once more after, as young objects.
-    callgrind: `nsdash cgls` 73 M -> 68 M instructions, `nsdash list` 127 M -> 113 M."""
-    import gc
-
-    held = gc.isenabled()
-    gc.disable()
-    try:
-        # __import__ rather than importlib.import_module: the importlib package (and the
-        # warnings module it loads) is the one import every verb would make for this line.
-        return __import__(f"nsdash.cli.{module_name}", fromlist=["main"])
-    finally:
-        if freeze:
-            gc.freeze()
-        if held:
-            gc.enable()
 
 
 def _remote_targets(args: list[str]):  # -> (list[Target], args); typed loosely to keep imports lazy

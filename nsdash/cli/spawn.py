@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str]) -> int:
-    # As for the verb's own import (nsdash.cli._import_verb): no cyclic collection while the
-    # options are read and a foreground run's modules load (nothing made then is garbage);
+    # No cyclic collection while the options are read and a foreground run's modules load
+    # (modules, classes, functions: nothing made then is garbage; the launcher holds it off
+    # for this module's own import on main, nsdash.cli);
     # it is back on before the machine starts (a supervisor may run for days), with what the
     # imports made frozen (gc.freeze): else the first collections after walk all of it as
-    # young objects.  callgrind, 'spawn -D busybox /bin/true' up to its first fork: 145.8 M
-    # instructions before, 140.3 M held, 136.5 M held and frozen.
+    # young objects (callgrind: about 4 M instructions of the parent's 140 M before its fork).
     held = gc.isenabled()
     gc.disable()
     try:
