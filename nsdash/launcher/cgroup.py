@@ -101,7 +101,7 @@ class MachineCgroup:
             dirs.append(unified)
         # Every v1 hierarchy mounted, perf_event too: where it is a v1 hierarchy, `perf record -G`
         # (nsdash profile) finds the machine there only; on cgroup2 the controller is implicit.
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event", *sorted(self.layout.v1)):
+        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event", *sorted(self.layout.v1_dirs)):
             p = self.layout.v1_path(ctrl, self.path)
             if p is not None and p not in dirs:
                 dirs.append(p)

@@ -45,29 +45,46 @@ LOCK_DIR = ".locks"
 ID_DIR = ".ids"
 
 
-def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, Path]:
-    """machine name -> its cgroup directory in the hierarchy that holds every process."""
-    base = layout.unified_path(SLICE) if layout.unified else None
-    if base is None or not base.is_dir():
-        base = layout.v1_path("pids", SLICE) or layout.v1_path("cpu", SLICE)
-    found: dict[str, Path] = {}
+def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, str]:
+    """machine name -> its cgroup directory in the hierarchy that holds every process
+    (strings: one per running machine, on every spawn)."""
+    slice_dir = SLICE.lstrip("/")
+    base = os.path.join(layout.unified_dir, slice_dir) if layout.unified_dir is not None else None
+    if base is None or not os.path.isdir(base):
+        v1 = layout.v1_dirs.get("pids") or layout.v1_dirs.get("cpu")
+        base = None if v1 is None else os.path.join(v1, slice_dir)
+    found: dict[str, str] = {}
     if base is None:
         return found
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(base):
             name = names.machine_from_unit(entry.name)
             if name is not None and entry.is_dir():
-                found[name] = Path(entry.path)
+                found[name] = entry.path
     return found
 
 
-def _pids(cgroup: Path, limit: int = 8) -> list[int]:
+def _pids(cgroup: str | Path, limit: int = 8) -> list[int]:
+    """The first LIMIT processes of CGROUP and its children, top-down as os.walk visits them.
+    A directory is listed only when its own processes are not enough and it has child
+    cgroups: a spawn checks every running machine, and os.walk's listing and stat of each
+    cgroup's twenty-odd control files was most of that check's cost."""
     out: list[int] = []
-    for sub, _, _ in os.walk(cgroup):
-        with contextlib.suppress(OSError), open(os.path.join(sub, "cgroup.procs")) as f:
+    stack = [os.fspath(cgroup)]
+    while stack:
+        d = stack.pop()
+        with contextlib.suppress(OSError), open(d + "/cgroup.procs", "rb") as f:
             out.extend(int(x) for x in f.read().split())
         if len(out) >= limit:
             break
+        try:
+            if os.stat(d).st_nlink == 2:
+                continue  # no child cgroup: a directory's links are 2 + its subdirectories (kernfs)
+            with os.scandir(d) as it:
+                subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        stack.extend(reversed(subs))  # popped in listing order, as os.walk yields them
     return out[:limit]
 
 

@@ -66,12 +66,21 @@ class Layout(Frozen):
         return {ctrl: Path(path) for ctrl, path in self.v1_dirs.items()}
 
     def v1_path(self, controller: str, cgroup: str) -> Path | None:
-        base = self.v1.get(controller)
-        return None if base is None else base / cgroup.lstrip("/")
+        # One Path from the string, not the whole v1 dict of them: a machine's cgroup set-up
+        # asks once per controller (ten dicts of ten Paths on a hybrid host, per spawn).
+        base = self.v1_dirs.get(controller)
+        if base is None:
+            return None
+        from pathlib import Path
+
+        return Path(base, cgroup.lstrip("/"))
 
     def unified_path(self, cgroup: str) -> Path | None:
-        unified = self.unified
-        return None if unified is None else unified / cgroup.lstrip("/")
+        if self.unified_dir is None:
+            return None
+        from pathlib import Path
+
+        return Path(self.unified_dir, cgroup.lstrip("/"))
 
     def hierarchy_dirs(self) -> list[str]:
         """Every distinct hierarchy mount: cgroup2 first, then the v1 ones."""
