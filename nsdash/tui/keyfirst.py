@@ -63,8 +63,13 @@ class KeyFirst:
 
     def arrived(self) -> None:
         """A key reached the app (from the terminal, before any widget saw it)."""
+        now = _clock()
+        if self._since is not None and now - self._since >= HOLD_MOST:
+            # The last key's wait ran out and nothing looked since (no flood asked `waiting`):
+            # that key is given up; this one waits its own HOLD_MOST, not none.
+            self.release()
         if self._since is None:
-            self._since = _clock()
+            self._since = now
 
     def handled(self, app: App) -> None:
         """A key's binding has run (the key came back to the app): its frame is the next, or,
