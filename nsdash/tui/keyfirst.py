@@ -94,9 +94,11 @@ class KeyFirst:
         if self._painted is None:
             self._painted = asyncio.Event()
         left = self._since + HOLD_MOST - _clock()
+        round_ = self._round
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._painted.wait(), timeout=max(0.0, left))
-        self.release()
+        if self._round == round_:  # timed out: give the key up; else released already, maybe
+            self.release()  # since then waiting for a newer key, whose hold is not ours to end
 
     def _refreshed(self, screen: Screen, round_: int, again: int) -> None:
         if round_ != self._round:

@@ -223,3 +223,21 @@ async def test_the_flood_waits_at_most_its_bound_when_no_frame_ever_comes():
     gate.arrived()
     await asyncio.wait_for(gate.painted(), timeout=60)  # a hang here would be the bug: 60 s, not a timing
     assert gate.holds == 1 and not gate.waiting and gate._since is None
+
+
+async def test_a_woken_writer_does_not_end_a_newer_keys_wait(monkeypatch):
+    """The writer held for a key whose bound ran out while the loop was busy: a new key arrives
+    before the writer's timer ran (arrived() gives the old key up, waking the writer).  The
+    writer, running at last, must not release the new key's hold too."""
+    import asyncio
+
+    clock = [1000.0]
+    monkeypatch.setattr(keyfirst, "_clock", lambda: clock[0])
+    gate = KeyFirst()
+    gate.arrived()
+    writer = asyncio.ensure_future(gate.painted())
+    await asyncio.sleep(0)  # the writer waits (its timer: HOLD_MOST of the real loop's time)
+    clock[0] += 2 * HOLD_MOST  # the loop was busy past the old key's bound
+    gate.arrived()  # a new key, before the writer's timer ran
+    await asyncio.wait_for(writer, timeout=60)
+    assert gate.waiting  # the new key still holds the flood back
