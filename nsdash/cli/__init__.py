@@ -6,6 +6,7 @@ that verb runs, so `nsdash spawn` never pays for importing the dashboard.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import sys
@@ -92,9 +93,75 @@ def run() -> int:
     left no atexit handler, no thread and no file half-written: such a verb sets TEARDOWN_FREE.
     Such verbs also run with the cyclic garbage collector off, as the launcher starts them.
     """
-    rc = main()
-    if _teardown_free:
-        _exit_now(rc)
+    try:
+        try:
+            rc = main()
+        except SystemExit as e:  # argparse's --help: its text may still be in the buffer
+            if e.code is not None and not isinstance(e.code, int):
+                raise
+            rc = e.code or 0
+        rc = _flush_stdout(rc)
+        if _teardown_free:
+            _exit_now(rc)
+    except KeyboardInterrupt:  # ^C while the last output is flushed: as during the verb
+        rc = 130
+    return rc
+
+
+# What a full disk or a failing device answers a write with.  Only writes fail with these, so
+# such an error without a file name is the verb's output that could not be written.
+_WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
+
+
+def _stdout_failed(e: OSError) -> bool:
+    """Whether E is our output failing (`nsdash list > /dev/full`), not some other OSError."""
+    if e.filename is not None:
+        return False
+    if e.errno in _WRITE_ERRNOS:
+        return True
+    try:  # another errno (EIO...): ours only if stdout still cannot take what it holds
+        sys.stdout.flush()
+    except OSError:
+        return True
+    except ValueError:
+        return False  # closed
+    return False
+
+
+def _write_error(e: OSError) -> int:
+    """One line for output that could not be written, as coreutils says it; exit status 1."""
+    _err(f"write error: {e.strerror or e}; free some space or send the output elsewhere")
+    _stdout_to_devnull()  # so the interpreter's own last flush fails no more, and says nothing
+    return 1
+
+
+def _stdout_to_devnull() -> None:
+    """Point file descriptor 1 at /dev/null: what stdout still holds goes nowhere, quietly."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(fd)
+
+
+def _flush_stdout(rc: int) -> int:
+    """Flush what the verb left in stdout's buffer while errors can still be reported: after
+    main() returns, a full disk would be a traceback (or nothing, with exit status 120)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()  # `nsdash ... | head`: the reader went away; not an error
+    except OSError as e:
+        _write_error(e)
+        return rc or 1
+    except (ValueError, AttributeError):
+        pass  # closed or gone: nothing of ours to flush
     return rc
 
 
@@ -114,6 +181,21 @@ def _exit_now(rc: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `nsdash ARGV`; its exit status.  Output that cannot be written is one line too."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `nsdash list | head`: the reader went away; that is not an error.
+        _stdout_to_devnull()
+        return 0
+    except OSError as e:
+        # `nsdash list > /dev/full`: one line, exit status 1, as coreutils' "write error"
+        if os.environ.get("NSDASH_DEBUG") or not _stdout_failed(e):
+            raise
+        return _write_error(e)
+
+
+def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)

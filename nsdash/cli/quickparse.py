@@ -168,6 +168,13 @@ class Parser:
                     super().error(message)
                 raise UsageError(message, hint)
 
+            def print_help(self, file: Any = None) -> None:
+                # argparse's own drops a failed write (`--help > /dev/full` said nothing, status
+                # 0); this one raises it, for nsdash.cli to report as a write error.
+                import sys
+
+                (file or sys.stdout).write(self.format_help())
+
         real = _Real(prog=self.prog, description=self._description, epilog=self._epilog,
                      add_help=self._add_help,
                      formatter_class=RawDescriptionHelpFormatter if self._raw else HelpFormatter)

@@ -102,7 +102,10 @@ class _Out:
         self.text.append(json.dumps(data, indent=2 if self.fmt == "json-pretty" else None) + "\n")
 
     def flush(self) -> None:
-        sys.stdout.write("".join(self.text))
+        # Nothing to print (main() failed first): no write, whose failure on a full disk would
+        # hide the error in flight (`finally` runs this).
+        if self.text:
+            sys.stdout.write("".join(self.text))
         for line in self.errors:
             sys.stderr.write(escape(line) + "\n")
 

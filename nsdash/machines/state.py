@@ -106,8 +106,8 @@ def read_state(directory: Path | str) -> MachineState | None:
         return MachineState.from_json(data)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (ValueError, TypeError):
-        return None  # a torn or foreign file: treated as no state
+    except (ValueError, TypeError, RecursionError):
+        return None  # a torn or foreign file (nested past the scanner's depth too): no state
 
 
 def orphaned(name: str) -> bool:

@@ -63,8 +63,13 @@ class KeyFirst:
 
     def arrived(self) -> None:
         """A key reached the app (from the terminal, before any widget saw it)."""
+        now = _clock()
+        if self._since is not None and now - self._since >= HOLD_MOST:
+            # The last key's wait ran out and nothing looked since (no flood asked `waiting`):
+            # that key is given up; this one waits its own HOLD_MOST, not none.
+            self.release()
         if self._since is None:
-            self._since = _clock()
+            self._since = now
 
     def handled(self, app: App) -> None:
         """A key's binding has run (the key came back to the app): its frame is the next, or,
@@ -89,9 +94,11 @@ class KeyFirst:
         if self._painted is None:
             self._painted = asyncio.Event()
         left = self._since + HOLD_MOST - _clock()
+        round_ = self._round
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._painted.wait(), timeout=max(0.0, left))
-        self.release()
+        if self._round == round_:  # timed out: give the key up; else released already, maybe
+            self.release()  # since then waiting for a newer key, whose hold is not ours to end
 
     def _refreshed(self, screen: Screen, round_: int, again: int) -> None:
         if round_ != self._round:

@@ -195,3 +195,49 @@ def test_the_console_reader_parses_nothing_while_a_key_waits_for_its_frame(monke
     conn._pump(_SimulatedFlood(clock, end=3.0))
     assert [t for t in started if 1.0 <= t < 2.0] == []
     assert any(t < 1.0 for t in started) and any(t >= 2.0 for t in started)
+
+
+def test_a_key_after_one_that_never_came_back_waits_its_own_bound(monkeypatch):
+    """A key a widget kept (no `handled`, no frame) and nothing asking `waiting` until its bound
+    ran out: the next key still holds the flood back, from its own arrival (on main it found the
+    stale start and held nothing)."""
+    clock = [1000.0]
+    monkeypatch.setattr(keyfirst, "_clock", lambda: clock[0])
+    gate = KeyFirst()
+    gate.arrived()  # kept by a widget: never handled
+    clock[0] += 5 * HOLD_MOST  # no flood meanwhile: nobody asked
+    gate.arrived()
+    assert gate.waiting and gate.holding()
+    clock[0] += HOLD_MOST / 2
+    assert gate.waiting
+    clock[0] += HOLD_MOST
+    assert not gate.waiting and not gate.holding()
+
+
+async def test_the_flood_waits_at_most_its_bound_when_no_frame_ever_comes():
+    """painted() ends on its own timer (not when something else looks): a key whose frame never
+    comes holds the journal's writer HOLD_MOST, then lets it go, and the gate is released."""
+    import asyncio
+
+    gate = KeyFirst()
+    gate.arrived()
+    await asyncio.wait_for(gate.painted(), timeout=60)  # a hang here would be the bug: 60 s, not a timing
+    assert gate.holds == 1 and not gate.waiting and gate._since is None
+
+
+async def test_a_woken_writer_does_not_end_a_newer_keys_wait(monkeypatch):
+    """The writer held for a key whose bound ran out while the loop was busy: a new key arrives
+    before the writer's timer ran (arrived() gives the old key up, waking the writer).  The
+    writer, running at last, must not release the new key's hold too."""
+    import asyncio
+
+    clock = [1000.0]
+    monkeypatch.setattr(keyfirst, "_clock", lambda: clock[0])
+    gate = KeyFirst()
+    gate.arrived()
+    writer = asyncio.ensure_future(gate.painted())
+    await asyncio.sleep(0)  # the writer waits (its timer: HOLD_MOST of the real loop's time)
+    clock[0] += 2 * HOLD_MOST  # the loop was busy past the old key's bound
+    gate.arrived()  # a new key, before the writer's timer ran
+    await asyncio.wait_for(writer, timeout=60)
+    assert gate.waiting  # the new key still holds the flood back

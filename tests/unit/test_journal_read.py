@@ -308,3 +308,24 @@ def test_output_fields_keeps_what_journalctl_keeps(journal_dir, capsys):
     for mine, theirs in zip(got, want, strict=True):
         theirs = {k: v for k, v in theirs.items() if not k.startswith("__SEQNUM")}  # (newer journalctl's)
         assert mine == theirs
+
+
+@pytest.mark.parametrize("mode", ["short", "short-precise", "cat", "json"])
+def test_the_launched_verb_matches_journalctl_with_datetime_stood_in(journal_dir, mode):
+    """The tests above run inside pytest, where datetime.py is loaded long before the reader:
+    the reader's _datetime stand-in (nsdash.journal.reader) never acts there.  The launched
+    verb (bin/nsdash, nothing imported first) is where it does: its output is journalctl's."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    since = ["--since", "@" + str((T0 + 2_000_000) / 1e6)]
+    env = {**os.environ, "PYTHONPATH": str(repo), "SYSTEMD_COLORS": "0"}
+    out = subprocess.run([sys.executable, "-S", str(repo / "bin" / "nsdash"), "journal", "-D", str(journal_dir),
+                          "-o", mode, *since], capture_output=True, text=True, env=env, timeout=60, cwd=repo)
+    want = journalctl(journal_dir, "-o", mode, *since)
+    assert (out.returncode, out.stderr) == (0, "")
+    if mode == "json":
+        assert [json.loads(x) for x in out.stdout.splitlines()] == [json.loads(x) for x in want.splitlines()]
+    else:
+        assert out.stdout == want
+    assert want.count("\n") > 10

@@ -83,6 +83,9 @@ def test_state_roundtrip(tmp_path):
     assert '"class": "container"' in (tmp_path / "state.json").read_text()
     (tmp_path / "state.json").write_text("{torn")
     assert st.read_state(tmp_path) is None
+    for foreign in ("[]", "7", '"x"', "[" * 100_000 + "]" * 100_000, "1" * 5000):  # not a state: none
+        (tmp_path / "state.json").write_text(foreign)
+        assert st.read_state(tmp_path) is None
     assert not st.supervisor_alive(tmp_path)
 
 

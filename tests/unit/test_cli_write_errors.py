@@ -1,0 +1,90 @@
+"""Output that cannot be written (`nsdash VERB > /dev/full`): one line on stderr, exit status 1,
+no traceback, for every kind of verb, buffered or not; a reader that goes away (`| head`) is
+still no error.  Real interpreters writing to the real /dev/full and real pipes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LINE = "nsdash: write error: No space left on device; free some space or send the output elsewhere\n"
+
+
+def _nsdash(args: list[str], stdout, unbuffered: bool) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("NSDASH_DEBUG", None)
+    env.pop("NSDASH_HOST", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    else:
+        env.pop("PYTHONUNBUFFERED", None)  # stdout to a file is block-buffered, as users have it
+    return subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=60, cwd=REPO)
+
+
+# One of each: the dispatcher's own text, a machinectl verb, a monitor verb, the teardown-free
+# journal, and argparse's help (printed by nsdash.cli.quickparse, then SystemExit).
+CASES = [["--help"], ["--version"], ["list"], ["cgls"], ["journal", "-D", "{dir}", "-n", "3"],
+         ["journal", "--help"], ["systemctl", "--help"]]
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("args", CASES, ids=lambda a: " ".join(a))
+def test_a_full_disk_is_one_line_and_status_1(tmp_path, args, unbuffered):
+    argv = [a.format(dir=tmp_path) for a in args]
+    with open("/dev/full", "w") as full:
+        out = _nsdash(argv, full, unbuffered)
+    assert (out.returncode, out.stderr) == (1, LINE)
+
+
+def test_journal_into_a_closed_pipe_is_no_error(tmp_path):
+    """`nsdash journal ... | head -1` and the reader gone before a byte: status 0, stderr empty."""
+    for unbuffered in (False, True):
+        r, w = os.pipe()
+        os.close(r)
+        with os.fdopen(w, "w") as pipe:
+            out = _nsdash(["journal", "-D", str(tmp_path), "-n", "3"], pipe, unbuffered)
+        assert (out.returncode, out.stderr) == (0, "")
+        r, w = os.pipe()
+        os.close(r)
+        with os.fdopen(w, "w") as pipe:  # the version line: printed outside any verb
+            out = _nsdash(["--version"], pipe, unbuffered)
+        assert (out.returncode, out.stderr) == (0, "")
+
+
+def test_other_os_errors_are_not_called_write_errors(monkeypatch):
+    """An OSError that is not our output failing keeps its traceback (it is a bug to fix)."""
+    import errno
+    import types
+
+    from nsdash import cli
+
+    probe = types.ModuleType("nsdash.cli._oserrprobe")
+
+    def fail(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/machines/x")
+
+    probe.__dict__["main"] = fail
+    monkeypatch.setitem(sys.modules, "nsdash.cli._oserrprobe", probe)
+    monkeypatch.setitem(cli.VERBS, "oserrprobe", "_oserrprobe")
+    with pytest.raises(OSError):
+        cli.main(["oserrprobe"])
+
+
+def test_systemctl_output_buffer_does_not_write_nothing(monkeypatch):
+    """systemctl's _Out.flush runs in a `finally`: with nothing to print it must not write, or a
+    full disk replaces the error in flight (machine unreachable...) with a write error."""
+    import io
+
+    from nsdash.cli.systemctl import _Out
+
+    with io.TextIOWrapper(open("/dev/full", "wb", buffering=0), write_through=True) as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        out = _Out("short")
+        out.flush()  # on main this raised OSError(ENOSPC)
+        out.text.append("x\n")
+        with pytest.raises(OSError):
+            out.flush()
