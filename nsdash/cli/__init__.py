@@ -226,7 +226,10 @@ def _main(argv: list[str] | None) -> int:
         global _teardown_free
         _teardown_free = bool(getattr(module, "TEARDOWN_FREE", False))
         if not _teardown_free:
-            gc.enable()  # the launcher kept it off for the imports; a verb that runs long needs it
+            # The launcher kept it off for the imports; a verb that runs long needs it.  What the
+            # imports made lives as long as the process: frozen, no collection walks it again.
+            gc.freeze()
+            gc.enable()
         if module_name in ("machinectl", "images"):
             args.insert(0, verb)
         return int(module.main(args) or 0)
