@@ -423,7 +423,8 @@ class TerminalModel:
                             t = t[len(fits) :]
                         if t:
                             place(rows[y], cols - 1, [t[-1], a], 1)
-                dirty(y)
+                if not scrolled:  # else every line is dirty at the end
+                    dirty(y)
                 if k == 2:
                     if not full:
                         pos = m.start(2)
