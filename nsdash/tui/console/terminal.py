@@ -105,8 +105,8 @@ class TerminalModel:
         self._glyphs = GlyphCache()
         self._sgr: dict[tuple[int, str], tuple[Char, Char]] = {}
         self._interned: dict[Char, Char] = {DEFAULT: DEFAULT}
-        # (id(attrs), SGR parameters of a run...) -> (attrs, the attrs of each of the run's texts)
-        self._chains: dict[tuple[Any, ...], tuple[Char, tuple[Char, ...]]] = {}
+        # (id(attrs), a run's SGR parameters joined by "m") -> (attrs, the attrs of each of its texts)
+        self._chains: dict[tuple[int, str], tuple[Char, tuple[Char, ...]]] = {}
         self._partial = ""  # the start of a CSI the last read ended in
         # While _mine, _rows (Rows and pyte rows) is the screen and pyte's buffer is stale.
         self._rows: list[Any] = []
@@ -315,7 +315,7 @@ class TerminalModel:
             seq.append(now)
         if len(self._chains) > 1024:
             self._chains.clear()
-        entry = self._chains[(id(attrs), *params)] = (attrs, tuple(seq))
+        entry = self._chains[(id(attrs), "m".join(params))] = (attrs, tuple(seq))
         return entry
 
     def _fast(self, text: str, pos: int) -> int:
@@ -369,8 +369,9 @@ class TerminalModel:
                 if "\x1b" in run:
                     segs = split(run)  # text, SGR parameters, text, ...
                     params = segs[1::2]
-                    width = len(run) - 3 * len(params) - len("".join(params))
-                    hit = chains((id(attrs), *params))
+                    sig = "m".join(params)  # each SGR is ESC [ params m: the run's cells are the rest
+                    width = len(run) - len(sig) - 2 * len(params) - 1
+                    hit = chains((id(attrs), sig))
                     seq = hit[1] if hit is not None and hit[0] is attrs else self._chain(attrs, params)[1]
                     segs.append(None)
                     segs[1::2] = seq
