@@ -118,6 +118,23 @@ def cut(segs: list[Any], a: int, b: int) -> list[Any]:
     return out
 
 
+def split_at(segs: list[Any], n: int) -> tuple[list[Any], list[Any]]:
+    """Flat segments SEGS cut at cell N: those before it and those from it (one pass)."""
+    pos = 0
+    for i in range(0, len(segs), 2):
+        text = segs[i]
+        end = pos + len(text)
+        if end >= n:
+            k = n - pos
+            head = segs[:i]
+            head += (text[:k], segs[i + 1])
+            tail = [text[k:], segs[i + 1]]
+            tail += segs[i + 2 :]
+            return head, tail
+        pos = end
+    return segs, []
+
+
 class Glyphs(dict[str, Char]):
     """Character -> Char in one attribute set, made on first use and kept."""
 

@@ -31,7 +31,17 @@ from pyte import modes as mo
 from pyte.screens import Char
 from wcwidth import wcwidth
 
-from nsdash.tui.console.rows import DEFAULT, GlyphCache, Row, Run, cut, erase, materialize, row_text, runs_of
+from nsdash.tui.console.rows import (
+    DEFAULT,
+    GlyphCache,
+    Row,
+    Run,
+    erase,
+    materialize,
+    row_text,
+    runs_of,
+    split_at,
+)
 
 __all__ = ["Row", "Run", "TerminalModel", "key_to_bytes", "runs_of"]
 
@@ -393,6 +403,7 @@ class TerminalModel:
                 elif autowrap:
                     # As pyte draws: the cells that fit, then (at the next cell) a new line.
                     done = 0
+                    rest = segs  # what is left to write
                     while done < width:
                         if x >= cols:
                             dirty(y)
@@ -404,7 +415,12 @@ class TerminalModel:
                             else:
                                 y += 1
                         take = min(width - done, cols - x)
-                        piece = [segs[0][done : done + take], segs[1]] if len(segs) == 2 else cut(segs, done, done + take)
+                        if take == width - done:
+                            piece = rest
+                        elif len(rest) == 2:  # one text (plain output)
+                            piece, rest = [rest[0][:take], rest[1]], [rest[0][take:], rest[1]]
+                        else:
+                            piece, rest = split_at(rest, take)
                         row = rows[y]
                         if type(row) is Row and row.end == x:
                             row += piece
