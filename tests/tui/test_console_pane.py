@@ -498,3 +498,75 @@ def test_a_flooding_reader_parses_flood_parse_share_of_the_time(monkeypatch):
     share = flooding / rate / 4.0  # of the clock's seconds, parsing
     assert FLOOD_PARSE_SHARE * 0.5 < share < FLOOD_PARSE_SHARE + 0.05, share
     assert conn.max_backlog <= connection.BEHIND
+
+
+def test_after_a_key_the_reader_takes_the_flood_to_its_tail_at_once(monkeypatch):
+    """Not timed: the reader's clock is simulated, parsing costs it 1 s a megabyte.  Under a
+    flood a key's echo comes behind up to BEHIND unparsed bytes, parsed at FLOOD_PARSE_SHARE
+    of each frame; after a key the reader skips to KEEP and parses at once, so what it read
+    after the key (the echo) is consumed within two slices' parse, not a frame or more later;
+    then it parses its share again."""
+    clock = [0.0]
+    rate = 1e6
+    monkeypatch.setattr(connection, "_clock", lambda: clock[0])
+    model = TerminalModel(80, 24)
+    conn = ConsoleConnection("flood", model, lambda reason: None)
+    keys: list[float] = []  # when each key was sent (after the read it came in)
+    consumed: list[float] = []  # when what was read after it was all parsed or skipped
+    real_feed, real_skip = model.feed, model.skip
+
+    def check() -> None:
+        if len(consumed) < len(keys) and conn._echo_end is not None and model.bytes_fed >= conn._echo_end:
+            consumed.append(clock[0])
+
+    def feed(data: bytes) -> None:
+        real_feed(data)
+        clock[0] += len(data) / rate
+        check()
+
+    def skip(n: int) -> None:
+        real_skip(n)
+        check()
+
+    monkeypatch.setattr(model, "feed", feed)
+    monkeypatch.setattr(model, "skip", skip)
+    flood = _SimulatedFlood(clock, end=3.0)
+    conn._session = flood
+    real_read = flood.read
+
+    def read(timeout=None):
+        got = real_read(timeout)
+        if 1.0 + 0.25 * len(keys) <= clock[0] < 2.6 and len(consumed) == len(keys):
+            conn.send(b"x")  # the UI thread's send, as this read returns
+            keys.append(clock[0])
+        return got
+
+    flood.read = read
+    conn._pump(flood)
+    assert len(keys) == 7 and len(consumed) == 7
+    waits = [done - sent for sent, done in zip(keys, consumed, strict=False)]
+    assert max(waits) < 2 * connection.SLICE / rate + 0.002, waits  # two slices' parse, not a frame
+    assert not conn.echo_pending  # the window is over: the reader parses its share again
+    assert conn.max_backlog <= connection.BEHIND
+
+
+async def test_a_keys_frame_waits_for_the_bytes_read_after_the_key():
+    """The key's frame (ECHO_WAIT after it) is taken once the reader has parsed what came
+    after the key; taken before, it would not show the echo, and the next flood frame is
+    1/FLOOD_FPS away."""
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane = pilot.app.query_one(ConsolePane)
+        await pilot.pause()
+        conn = _Changed(pane.model)
+        conn.echo_pending = True
+        pane.connection = conn
+        pane.model.feed(b"y\r\n" * FLOOD_BYTES)
+        conn.changed.set()
+        pane._soon_tick()
+        assert pane._soon is not None and conn.changed.is_set()  # no frame: the echo is not parsed yet
+        pane._soon.stop()
+        conn.echo_pending = False
+        pane._soon_tick()
+        assert pane._soon is None and not conn.changed.is_set()  # the key's frame
+        assert pane.shown_bytes == pane.model.bytes_fed
+        pane.connection = None

@@ -92,6 +92,7 @@ class _Changed:
         self.model = model
         self.changed = threading.Event()
         self.lock = threading.Lock()
+        self.echo_pending = False  # what came after a sent key is parsed (console16's echo window)
 
     def locked_for_ui(self):
         return self.lock

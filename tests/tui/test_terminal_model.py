@@ -212,6 +212,12 @@ _boot_pieces = st.sampled_from([
     b"\r\x1b[K[\x1b[0;31m*     \x1b[0m] A start job is running for /dev/sda (3s / 1min 30s)\r",
     b"\r\x1b[K", b"\x1b[H\x1b[2J", b"\x1b[1A\x1b[2K", b"\x1b[12G", "  ● ünïcode\r\n".encode(),
     b"x" * 79, b"y" * 80, b"\r\n", b"\x1b[0;1;39m", b"\x1b[0m",
+    # Runs the fast path writes whole: longer than a line (they wrap, colours and all), starting
+    # or ending in an SGR, SGRs with no text between, after a cursor jump (a gap), over a line.
+    b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39msystemd-udevd.service\x1b[0m - Rule-based Manager for "
+    b"Device Events and Files.\r\n",
+    b"\x1b[0;1;31m\x1b[0m\x1b[1m", b"\x1b[7mx\x1b[0m" * 30, b"\x1b[5C\x1b[32mgreen\x1b[0m", b"\x1b[3Dab",
+    b"\x1b[?7l", b"\x1b[?7h", b"\x1b[44m" + b"z" * 100 + b"\x1b[0m", "\x1b[1mr\u00e9seau \u25cf\x1b[0m".encode(),
 ])
 
 
@@ -259,3 +265,25 @@ def test_scrollback_takes_what_scrolls_off_the_top_only():
     assert [line.rstrip() for line in model.display()[:3]] == ["c", "", ""]
     history = [model.history_runs_at(i) for i in range(model.history_length)]
     assert ["".join(r.text for r in runs).rstrip() for runs in history] == ["a", "b"]
+
+
+def _boot_like(size: int) -> bytes:
+    """A verbose, coloured systemd boot as a serial console shows it (the console bench's stream)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    try:
+        from bench_console import boot_stream
+    finally:
+        sys.path.pop(0)
+    return boot_stream(size)
+
+
+def test_coloured_boot_stream_matches_pyte_at_any_width():
+    # The console bench's coloured boot (lines wrap at 80 columns and not at 132; ephemeral lines
+    # redrawn over their erased tail; the screen cleared), fed in PTY-sized reads.
+    data = _boot_like(96 << 10)
+    for cols, rows in ((80, 24), (132, 40), (41, 9)):
+        model = fed_in_pieces(data, list(range(0, len(data), 4096)), cols, rows)
+        assert_exactly_pyte(model, reference(data, cols, rows))

@@ -45,6 +45,12 @@ PARSE_SHARE = 0.6  # of each frame, the most the reader parses while it is behin
 # no one sees, and the parser holds the GIL the UI thread needs for keys and frames.
 FLOOD_PARSE_SHARE = 0.2
 FLOOD_HOLD = 1.0
+# After a key is sent, until what the reader took after it (its echo, from a machine's tty)
+# is parsed or skipped, at most ECHO_WINDOW s, the reader keeps to the stream's tail: it
+# skips a backlog past KEEP (not BEHIND) and parses without waiting for its share; the pane
+# holds the key's frame until then (echo_pending).  A flood would otherwise keep the echo
+# tens of ms behind the screen, and the frame after the key's own is 0.1 s away.
+ECHO_WINDOW = 0.05
 _clock = time.monotonic  # the reader's clock (a test sets its own)
 
 
@@ -113,6 +119,8 @@ class ConsoleConnection:
         # True while the UI thread wants the GIL for a key's frame (the pane sets it: the app's
         # KeyFirst): the reader parses nothing meanwhile, as if its frame's share were spent.
         self.hold: Callable[[], bool] = lambda: False
+        self._sent_at = float("-inf")  # when the last key was sent (the reader's clock)
+        self._echo_end: int | None = None  # the console offset after the first read since then
 
     def start(self) -> None:
         _SWITCH.take()
@@ -153,14 +161,17 @@ class ConsoleConnection:
                 frame_start, spent = now, 0.0
             share = FLOOD_PARSE_SHARE if now - skipped_at < FLOOD_HOLD else PARSE_SHARE
             budget_left = spent < FRAME * share and not self.hold()
+            echo = self._echo_due(now)
             # Block only when there is nothing to parse, or this frame's share is spent.
-            timeout = 0.5 if not backlog else 0.0 if budget_left else frame_start + FRAME - now
+            timeout = 0.5 if not backlog else 0.0 if budget_left or echo else frame_start + FRAME - now
             ended = not self._take(session, backlog, timeout)
-            if len(backlog) > BEHIND:
+            if echo and self._echo_end is None:
+                self._echo_end = self.model.bytes_fed + len(backlog)
+            if len(backlog) > (KEEP if echo else BEHIND):
                 self._skip(backlog)
                 skipped_at = now
             self.max_backlog = max(self.max_backlog, len(backlog))
-            if backlog and (budget_left or ended):
+            if backlog and (budget_left or ended or echo):
                 piece = bytes(backlog[:SLICE])
                 del backlog[:SLICE]
                 started = _clock()
@@ -172,6 +183,16 @@ class ConsoleConnection:
                     # A lock is not fair: step aside so the pane can take its snapshot of the screen.
                     time.sleep(0.001)
                 ended = ended and not backlog  # the last bytes before the end are shown too
+
+    def _echo_due(self, now: float) -> bool:
+        """A key was sent within ECHO_WINDOW and what was read after it is not all parsed or skipped."""
+        end = self._echo_end
+        return now - self._sent_at < ECHO_WINDOW and (end is None or self.model.bytes_fed < end)
+
+    @property
+    def echo_pending(self) -> bool:
+        """The last key's echo may still be on its way to the screen (see ECHO_WINDOW)."""
+        return self._echo_due(_clock())
 
     def _take(self, session: Session, backlog: bytearray, timeout: float) -> bool:
         """Add what the session has (waiting up to TIMEOUT for the first bytes, not for more)
@@ -211,6 +232,8 @@ class ConsoleConnection:
 
     def send(self, data: bytes) -> None:
         if self._session is not None:
+            self._echo_end = None
+            self._sent_at = _clock()
             try:
                 self._session.send(data)
             except OSError as e:

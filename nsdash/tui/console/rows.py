@@ -4,7 +4,9 @@ A flooding console scrolls thousands of lines a second past a 24-line screen;
 building a pyte Char for every cell of a line that is gone before the next
 frame is most of the cost.  A Row keeps a line as (text, attrs) segments
 from column 0 instead: writing a run of text at the end of a line is one
-list extend.
+list extend.  A segment's text may be empty (a run that starts or ends with an
+SGR, or two SGRs in a row): it holds no cell, and `end`, never the list's
+truth, says whether a Row holds any.
 It becomes a pyte row (`materialize`) only when pyte itself must work on the
 screen, and is rendered (`runs_of`) straight from its segments.
 
@@ -42,30 +44,34 @@ class Row(list[Any]):
 
     def put(self, x: int, text: str, attrs: Char) -> None:
         """Write TEXT at column X; cells take ATTRS with their character."""
+        self.write(x, [text, attrs], len(text))
+
+    def write(self, x: int, segs: list[Any], width: int) -> None:
+        """Write SEGS (flat: text, attrs, ...; WIDTH cells in all) at column X."""
         end = self.end
         if x >= end:
             if x > end:
                 self += (" " * (x - end), None)
-            self += (text, attrs)
-            self.end = x + len(text)
+            self += segs
+            self.end = x + width
             return
-        stop = x + len(text)
+        stop = x + width
         last, last_attrs = self[-2], self[-1]
         start = end - len(last)
         if x >= start and stop <= end:  # within the last segment (a line being redrawn over its erased tail)
             pieces: list[Any] = [last[: x - start], last_attrs] if x > start else []
-            pieces += (text, attrs)
+            pieces += segs
             if stop < end:
                 pieces += (last[stop - start :], last_attrs)
             self[-2:] = pieces
             return
-        segs = _cut(self, 0, x)
-        segs += (text, attrs)
+        out = _cut(self, 0, x)
+        out += segs
         if stop < end:
-            segs += _cut(self, stop, end)
+            out += _cut(self, stop, end)
         else:
             self.end = stop
-        self[:] = segs
+        self[:] = out
 
     def blank(self, attrs: Char) -> None:
         """pyte's erase_in_display on this row: every cell it holds becomes a blank in ATTRS."""
@@ -94,16 +100,39 @@ def erase(row: Any, start: int, stop: int, attrs: Char) -> None:
 
 def _cut(row: Row, a: int, b: int) -> list[Any]:
     """The flat segments of ROW that cover columns a .. b."""
+    return cut(row, a, b)
+
+
+def cut(segs: list[Any], a: int, b: int) -> list[Any]:
+    """The part of flat segments SEGS (text, attrs, ...) that covers cells a .. b of them."""
     out: list[Any] = []
     pos = 0
-    for text, attrs in row.segments():
+    for i in range(0, len(segs), 2):
+        text = segs[i]
         end = pos + len(text)
         if end > a and pos < b:
-            out += (text[max(a - pos, 0) : b - pos], attrs)
+            out += (text[max(a - pos, 0) : b - pos], segs[i + 1])
         pos = end
         if pos >= b:
             break
     return out
+
+
+def split_at(segs: list[Any], n: int) -> tuple[list[Any], list[Any]]:
+    """Flat segments SEGS cut at cell N: those before it and those from it (one pass)."""
+    pos = 0
+    for i in range(0, len(segs), 2):
+        text = segs[i]
+        end = pos + len(text)
+        if end >= n:
+            k = n - pos
+            head = segs[:i]
+            head += (text[:k], segs[i + 1])
+            tail = [text[k:], segs[i + 1]]
+            tail += segs[i + 2 :]
+            return head, tail
+        pos = end
+    return segs, []
 
 
 class Glyphs(dict[str, Char]):
@@ -170,8 +199,9 @@ def runs_of(line: Any, columns: int) -> list[Run]:
         for text, attrs in line.segments():
             if pos >= columns:
                 break
-            pairs.append((text[: columns - pos], _key(attrs or DEFAULT)))
-            pos += len(text)
+            if text:  # a run's texts may be empty (between two SGRs): no cells, no run
+                pairs.append((text[: columns - pos], _key(attrs or DEFAULT)))
+                pos += len(text)
         if pos < columns:
             pairs.append((" " * (columns - pos), _key(DEFAULT)))
     else:

@@ -31,7 +31,17 @@ from pyte import modes as mo
 from pyte.screens import Char
 from wcwidth import wcwidth
 
-from nsdash.tui.console.rows import DEFAULT, GlyphCache, Row, Run, erase, materialize, row_text, runs_of
+from nsdash.tui.console.rows import (
+    DEFAULT,
+    GlyphCache,
+    Row,
+    Run,
+    erase,
+    materialize,
+    row_text,
+    runs_of,
+    split_at,
+)
 
 __all__ = ["Row", "Run", "TerminalModel", "key_to_bytes", "runs_of"]
 
@@ -105,6 +115,8 @@ class TerminalModel:
         self._glyphs = GlyphCache()
         self._sgr: dict[tuple[int, str], tuple[Char, Char]] = {}
         self._interned: dict[Char, Char] = {DEFAULT: DEFAULT}
+        # (id(attrs), a run's SGR parameters joined by "m") -> (attrs, the attrs of each of its texts)
+        self._chains: dict[tuple[int, str], tuple[Char, tuple[Char, ...]]] = {}
         self._partial = ""  # the start of a CSI the last read ended in
         # While _mine, _rows (Rows and pyte rows) is the screen and pyte's buffer is stale.
         self._rows: list[Any] = []
@@ -241,7 +253,7 @@ class TerminalModel:
             for y, row in enumerate(self._rows):
                 if type(row) is not Row:
                     s.buffer[y] = row
-                elif row or row.held or y < held:
+                elif row.end or row.held or y < held:
                     s.buffer[y] = materialize(row, s.default_char, self._glyphs)
                 else:
                     s.buffer.pop(y, None)
@@ -293,10 +305,28 @@ class TerminalModel:
         self._screen.select_graphic_rendition(*[min(int(p or 0), 9999) for p in params.split(";")])
         if len(self._sgr) > 1024:
             self._sgr.clear()
+            self._chains.clear()
             self._interned = {DEFAULT: DEFAULT}
         after = self._interned.setdefault(cursor.attrs, cursor.attrs)
         self._sgr[(id(attrs), params)] = (attrs, after)
         return after
+
+    def _chain(self, attrs: Char, params: list[str]) -> tuple[Char, tuple[Char, ...]]:
+        """The attrs of each text of a run that starts in ATTRS and has SGRs PARAMS between
+        its texts: ATTRS, then the attrs after each SGR (cached by identity, with ATTRS)."""
+        seq = [attrs]
+        now = attrs
+        for p in params:
+            if p == "0" or not p:
+                now = DEFAULT
+            else:
+                hit = self._sgr.get((id(now), p))
+                now = hit[1] if hit is not None and hit[0] is now else self._sgr_after(now, p)
+            seq.append(now)
+        if len(self._chains) > 1024:
+            self._chains.clear()
+        entry = self._chains[(id(attrs), "m".join(params))] = (attrs, tuple(seq))
+        return entry
 
     def _fast(self, text: str, pos: int) -> int:
         """Run the fast path from POS; return where it stopped (a token only pyte handles, or the end).
@@ -321,17 +351,20 @@ class TerminalModel:
         history = s.history.append
         dirty = s.dirty.add
         glyphs = self._glyphs
-        sgr = self._sgr.get
+        chains = self._chains.get
         split = _SGR_SPLIT.split
         match = _TOKEN.match
         n = len(text)
         scrolled = False
 
-        def put(row: Any, x: int, t: str, attrs: Char) -> None:
+        def place(row: Any, x: int, segs: list[Any], width: int) -> None:
+            """Write flat segments SEGS (WIDTH cells) at X of a Row or a pyte row."""
             if type(row) is Row:
-                row.put(x, t, attrs)
-            else:
-                row.update(zip(range(x, x + len(t)), map(glyphs(attrs).__getitem__, t), strict=True))
+                row.write(x, segs, width)
+                return
+            for t, a in zip(segs[0::2], segs[1::2], strict=True):
+                row.update(zip(range(x, x + len(t)), map(glyphs(a).__getitem__, t), strict=True))
+                x += len(t)
 
         while pos < n:
             m = match(text, pos)
@@ -340,51 +373,75 @@ class TerminalModel:
             k = m.lastindex or 0
             if k <= 2:  # text and SGRs, maybe then CR LF
                 run = m.group(1)
-                if autowrap and not full and x + len(run) > cols:
-                    break  # it may wrap inside scroll margins: pyte's
-                parts = split(run) if "\x1b" in run else (run,)
-                sgr_next = False
-                for t in parts:
-                    if sgr_next:  # SGR parameters
-                        sgr_next = False
-                        if t == "0" or not t:
-                            attrs = DEFAULT
+                before = attrs
+                # The run as flat segments (text, attrs, text, attrs ...): its texts, each in
+                # the attrs the SGRs before it give, looked up once for the run's SGRs.
+                if "\x1b" in run:
+                    segs = split(run)  # text, SGR parameters, text, ...
+                    params = segs[1::2]
+                    sig = "m".join(params)  # each SGR is ESC [ params m: the run's cells are the rest
+                    width = len(run) - len(sig) - 2 * len(params) - 1
+                    hit = chains((id(attrs), sig))
+                    seq = hit[1] if hit is not None and hit[0] is attrs else self._chain(attrs, params)[1]
+                    segs.append(None)
+                    segs[1::2] = seq
+                    attrs = seq[-1]
+                else:
+                    segs = [run, attrs]
+                    width = len(run)
+                if x + width <= cols:
+                    row = rows[y]
+                    if type(row) is Row and row.end == x:  # a line of a flood: at the end of the line
+                        row += segs
+                        row.end = x + width
+                    else:
+                        place(row, x, segs, width)
+                    x += width
+                elif not full:
+                    attrs = before
+                    break  # it may wrap inside scroll margins: pyte's (from the run's start)
+                elif autowrap:
+                    # As pyte draws: the cells that fit, then (at the next cell) a new line.
+                    done = 0
+                    rest = segs  # what is left to write
+                    while done < width:
+                        if x >= cols:
+                            dirty(y)
+                            x = 0
+                            if y == last:
+                                history(rows.pop(0))
+                                rows.append(Row())
+                                scrolled = True
+                            else:
+                                y += 1
+                        take = min(width - done, cols - x)
+                        if take == width - done:
+                            piece = rest
+                        elif len(rest) == 2:  # one text (plain output)
+                            piece, rest = [rest[0][:take], rest[1]], [rest[0][take:], rest[1]]
                         else:
-                            hit = sgr((id(attrs), t))
-                            attrs = hit[1] if hit is not None and hit[0] is attrs else self._sgr_after(attrs, t)
-                        continue
-                    sgr_next = True
-                    if not t:
-                        continue
-                    ln = len(t)
-                    if x + ln <= cols:
+                            piece, rest = split_at(rest, take)
                         row = rows[y]
                         if type(row) is Row and row.end == x:
-                            row += (t, attrs)
-                            row.end = x + ln
+                            row += piece
+                            row.end = x + take
                         else:
-                            put(row, x, t, attrs)
-                        x += ln
-                    else:
-                        i = 0
-                        while i < ln:
-                            if x >= cols:
-                                if not autowrap:
-                                    put(rows[y], cols - 1, t[-1], attrs)
-                                    break
-                                dirty(y)
-                                x = 0
-                                if y == last:
-                                    history(rows.pop(0))
-                                    rows.append(Row())
-                                    scrolled = True
-                                else:
-                                    y += 1
-                            take = t[i : i + cols - x]
-                            put(rows[y], x, take, attrs)
-                            x += len(take)
-                            i += len(take)
-                dirty(y)
+                            place(row, x, piece, take)
+                        x += take
+                        done += take
+                else:  # no autowrap: what does not fit overwrites the last column, one cell at a time
+                    for t, a in zip(segs[0::2], segs[1::2], strict=True):
+                        if not t:
+                            continue
+                        if x < cols:
+                            fits = t[: cols - x]
+                            place(rows[y], x, [fits, a], len(fits))
+                            x += len(fits)
+                            t = t[len(fits) :]
+                        if t:
+                            place(rows[y], cols - 1, [t[-1], a], 1)
+                if not scrolled:  # else every line is dirty at the end
+                    dirty(y)
                 if k == 2:
                     if not full:
                         pos = m.start(2)

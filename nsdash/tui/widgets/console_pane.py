@@ -224,6 +224,11 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
 
     def _soon_tick(self) -> None:
         self._soon = None
+        if self.connection is not None and self.connection.echo_pending:
+            # The reader has not yet parsed what came after the key (a flood ahead of its
+            # echo): a frame now would not show it, and the next is a flood frame away.
+            self._soon = self.set_timer(ECHO_WAIT, self._soon_tick)
+            return
         if self._ticker is not None:
             self._ticker.reset()
         self._tick(key=True)
