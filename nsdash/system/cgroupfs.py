@@ -141,3 +141,24 @@ def own_cgroup(pid: int | str = "self", proc: str | os.PathLike[str] = "/proc") 
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             result[ctrls] = path
     return result
+
+
+def subtree(top: str | os.PathLike[str], deepest_first: bool = False) -> list[str]:
+    """TOP and every cgroup (directory) below it, each after its parent (or, DEEPEST_FIRST,
+    before it: the order rmdir needs).  Without recursion: a guest nests the cgroups it was
+    delegated as deep as it likes, and os.walk (recursive before Python 3.12) raised
+    RecursionError past about a thousand levels.  Unreadable or vanished ones are left out
+    below themselves, as os.walk leaves them."""
+    found: list[str] = []
+    stack = [os.fspath(top)]
+    while stack:
+        directory = stack.pop()
+        found.append(directory)
+        try:
+            with os.scandir(directory) as entries:
+                stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+    if deepest_first:
+        found.reverse()
+    return found

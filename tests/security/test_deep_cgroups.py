@@ -1,0 +1,63 @@
+"""A guest's cgroup tree of any depth: the host still finds its processes and removes it.
+
+Container root owns its delegated cgroup2 subtree and can nest cgroups as deep as it likes
+(cgroup.max.depth is "max").  Python 3.11's os.walk recurses once per level, so a chain
+deeper than the interpreter's recursion limit (about 1000) raised RecursionError in the
+machine's teardown (MachineCgroup.remove: the machine's cgroups were left behind) and in
+pids() (used to kill what remains).  Real cgroups, as root; the chain is made as a guest
+would (mkdir relative to the last level) and removed by the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nsdash.launcher.cgroup import MachineCgroup
+from nsdash.monitor.tree_lines import process_tree
+from nsdash.system import cgroupfs
+
+DEPTH = 1500  # beyond the recursion limit; the path stays under PATH_MAX (2 bytes a level)
+
+
+def _chain(top: str, depth: int) -> None:
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+    finally:
+        os.close(fd)
+
+
+def _unchain(top: str) -> None:
+    """Deepest first, for the test's own cleanup when the code under test failed."""
+    levels = []
+    path = top
+    while os.path.isdir(os.path.join(path, "d")):
+        path = os.path.join(path, "d")
+        levels.append(path)
+    for p in reversed(levels):
+        os.rmdir(p)
+
+
+def test_a_cgroup_chain_deeper_than_the_recursion_limit_is_walked_and_removed(machine_name):
+    cg = MachineCgroup(machine_name)
+    top = str(cg.main_dir)  # cgroup2 where there is one: the hierarchy delegated to the guest
+    try:
+        cg.create()
+        _chain(top, DEPTH)
+        assert cg.pids() == []  # no RecursionError, nothing runs in it
+        # what `nsdash status` draws: every level, one line each, indented one step deeper
+        groups = [os.path.relpath(p, top) for p in cgroupfs.subtree(top)][1:]
+        lines = process_tree("", {g: [] for g in groups})
+        assert len(lines) == DEPTH and lines[-1] == "  " * (DEPTH - 1) + "└─d"
+        cg.remove(timeout=10)
+        assert not any(os.path.exists(str(d)) for d in cg.dirs)
+    finally:
+        if os.path.isdir(top):
+            _unchain(top)
+            for d in cg.dirs:
+                if os.path.isdir(str(d)):
+                    os.rmdir(str(d))
