@@ -320,7 +320,7 @@ def _rmtree_cgroup(top: Path) -> bool:
     if not os.path.isdir(top):
         return True
     ok = True
-    for sub in cgroupfs.subtree(top, deepest_first=True)[:-1]:  # the last is TOP itself
+    for sub in reversed(list(cgroupfs.subtree(top))[1:]):  # deepest first; the first is TOP itself
         ok &= _rmdir(sub)
     return _rmdir(str(top)) and ok
 
