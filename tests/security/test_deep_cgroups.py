@@ -11,8 +11,11 @@ would (mkdir relative to the last level) and removed by the code under test.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from nsdash.launcher.cgroup import MachineCgroup
+from nsdash.monitor import tree
 from nsdash.monitor.tree_lines import process_tree
 from nsdash.system import cgroupfs
 
@@ -53,6 +56,18 @@ def test_a_cgroup_chain_deeper_than_the_recursion_limit_is_walked_and_removed(ma
         groups = [os.path.relpath(p, top) for p in cgroupfs.subtree(top)][1:]
         lines = process_tree("", {g: [] for g in groups})
         assert len(lines) == DEPTH and lines[-1] == "  " * (DEPTH - 1) + "└─d"
+        # the dashboard's tree (walked, or from cgtop's flat list) and `nsdash cgls`: bounded depth
+        mount = top[:-len(cg.path)]
+        deepest = max(tree.level(n.path) for n in tree.walk(mount, "/", with_pids=True).iter())
+        assert cg.path in {n.path for n in tree.walk(mount, "/").iter()}
+        assert deepest == tree.MAX_DEPTH
+        flat = tree.list_cgroups(mount, cg.path)
+        assert len(flat) == DEPTH + 1  # cgtop's rows keep every level
+        whole = tree.from_paths(tree.list_cgroups(mount, "/"))  # a far host's watch builds it so
+        assert max(tree.level(n.path) for n in whole.iter()) == tree.MAX_DEPTH
+        cgls = subprocess.run([sys.executable, "-m", "nsdash", "cgls", cg.path], capture_output=True, text=True,
+                              timeout=120)
+        assert cgls.returncode == 0 and cgls.stderr == "", cgls.stderr[-500:]
         cg.remove(timeout=10)
         assert not any(os.path.exists(str(d)) for d in cg.dirs)
     finally:
