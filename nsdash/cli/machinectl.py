@@ -266,7 +266,7 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
         # cost `status` a tenth of its run); s.cgroup is where the machine is (a --slice moves it)
         top = tree.primary_mount(cgroupfs.detect()) + s.cgroup
         found: dict[str, list[tuple[int, str]]] = {}
-        for sub, _dirs, _files in os.walk(top):
+        for sub in cgroupfs.subtree(top):  # no recursion: a guest nests its cgroups at will
             rel = os.path.relpath(sub, top)
             try:
                 found["" if rel == "." else rel] = [(pi.pid, pi.cmdline) for pi in procs.processes(sub)]

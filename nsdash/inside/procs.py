@@ -9,7 +9,6 @@ and translated to the machine's own PIDs through /proc/PID/status (NSpid).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nsdash.inside.target import Target
@@ -80,8 +79,7 @@ def unit_processes(target: Target, control_group: str, layout: cgroupfs.Layout |
     if top is None or not top.is_dir():
         return []
     found: list[UnitProcess] = []
-    for directory, subdirs, _ in os.walk(top):
-        subdirs.sort()
+    for directory in cgroupfs.subtree(top):  # by name, parents first; no recursion (a guest nests at will)
         rel = control_group + directory[len(str(top)):]
         try:
             pids = [int(p) for p in Path(directory, "cgroup.procs").read_text().split()]

@@ -203,6 +203,9 @@ def _inotify() -> int:
 
 
 RECHECK_MS = 100
+# Lines a source keeps in `skipped` (each reason once): a guest can make a planted file change at
+# every recheck, and each reopen gives its reasons again, the sizes in them new each time.
+MAX_SKIPPED = 256
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 
 
@@ -251,19 +254,23 @@ class JournalSource:
         self.machine = machine
         self.detail = detail
         self.skipped: list[str] = []
+        self._skip_seen: set[str] = set()
         self._confined = _ConfinedFiles(directory, follow) if isinstance(directory, JournalDir) else None
         if self._confined is None:
             for path in journal_files(self.directory):
                 why = check_journal_file(path)
                 if why:
-                    self.skipped.append(f"{path}: {why}, skipped")
+                    self._skip(f"{path}: {why}, skipped")
+        found: list[str] = []
         try:
-            self._r = self._open_reader(self.skipped)
+            self._r = self._open_reader(found)
         except (OSError, ValueError) as e:
             if self._confined is not None:
                 self._confined.close()
             raise NsdashError(f"cannot open the journal in {self.directory}: {e}",
                               "check the directory holds journal files and is readable") from e
+        finally:
+            self._skip(*found)
         self._seen_any = False
         self._empty_match = False
         self._last_cursor: str | None = None
@@ -356,7 +363,7 @@ class JournalSource:
             if self.detail:
                 return Entry(realtime, fields, self.machine, r._get_monotonic()[0], r._get_cursor())
         except OSError as e:
-            self.skipped.append(f"{self.directory}: an unreadable entry ({e.strerror or e}), skipped")
+            self._skip(f"{self.directory}: an unreadable entry ({e.strerror or e}), skipped")
             return None
         return Entry(realtime, fields, self.machine)
 
@@ -364,7 +371,7 @@ class JournalSource:
         try:
             return bool(self._r._next() if forward else self._r._previous())
         except OSError as e:
-            self.skipped.append(f"{self.directory}: reading stopped early ({e.strerror or e})")
+            self._skip(f"{self.directory}: reading stopped early ({e.strerror or e})")
             return False
 
     def entries(self):
@@ -451,7 +458,7 @@ class JournalSource:
             try:
                 self._r.process()
             except OSError as err:
-                self.skipped.append(f"{self.directory}: {err.strerror or err}")
+                self._skip(f"{self.directory}: {err.strerror or err}")
         if self._empty_match:
             return []
         if not self._seen_any:
@@ -473,6 +480,19 @@ class JournalSource:
             self._remember()
         return out
 
+    def _skip(self, *lines: str) -> None:
+        """Note why files or entries were skipped: each reason once, at most MAX_SKIPPED of them
+        (then one line saying further ones are not listed), as every reopen gives them again."""
+        for line in lines:
+            if line in self._skip_seen:
+                continue
+            if len(self._skip_seen) >= MAX_SKIPPED:
+                if len(self.skipped) == MAX_SKIPPED:
+                    self.skipped.append(f"{self.directory}: more files or entries skipped, not listed")
+                return
+            self._skip_seen.add(line)
+            self.skipped.append(line)
+
     def _remember(self) -> None:
         """Note where we are, for a reopen after the files changed."""
         try:  # noqa: SIM105  (contextlib imports collections and functools: off this verb's path)
@@ -487,11 +507,14 @@ class JournalSource:
             return
         if self._last_cursor is None and self._seen_any:
             self._remember()
+        found: list[str] = []
         try:
-            fresh = self._confined.reader(self.skipped)
+            fresh = self._confined.reader(found)
         except (OSError, ValueError) as e:
-            self.skipped.append(f"{self.directory}: {getattr(e, 'strerror', None) or e}")
+            found.append(f"{self.directory}: {getattr(e, 'strerror', None) or e}")
             return
+        finally:
+            self._skip(*found)
         self._r.close()
         self._r = fresh
         self._apply_filters()

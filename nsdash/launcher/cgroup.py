@@ -126,7 +126,7 @@ class MachineCgroup:
         """Every process in the machine's cgroup and its descendants."""
         found: list[int] = []
         for d in self.dirs:
-            for sub, _, _ in os.walk(d):
+            for sub in cgroupfs.subtree(d):
                 try:
                     with open(os.path.join(sub, "cgroup.procs")) as f:
                         found.extend(int(line) for line in f if line.strip())
@@ -320,9 +320,8 @@ def _rmtree_cgroup(top: Path) -> bool:
     if not os.path.isdir(top):
         return True
     ok = True
-    for sub, dirs, _ in os.walk(top, topdown=False):
-        for name in dirs:
-            ok &= _rmdir(os.path.join(sub, name))
+    for sub in reversed(list(cgroupfs.subtree(top))[1:]):  # deepest first; the first is TOP itself
+        ok &= _rmdir(sub)
     return _rmdir(str(top)) and ok
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from nsdash.system import cgroupfs
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # mypy reads this as True; typing stays unimported at run time (cgtop)
@@ -150,7 +151,7 @@ def leaders_from_cgroups(machine_cgroups: Mapping[str, str], mount: str) -> dict
     leaders: dict[str, int] = {}
     for name, cgroup in machine_cgroups.items():
         best: int | None = None
-        for dirpath, _dirs, _files in os.walk(mount + cgroup):
+        for dirpath in cgroupfs.subtree(mount + cgroup):  # no recursion: a guest nests its cgroups at will
             try:
                 with open(os.path.join(dirpath, "cgroup.procs"), "rb") as f:
                     pids = [int(x) for x in f.read().split()]

@@ -46,6 +46,19 @@ class CgroupNode(Frozen):
         return None
 
 
+# Levels below the hierarchy root a tree holds: a guest nests its delegated cgroups as deep as it
+# likes, and a tree thousands of levels deep exceeded the interpreter's recursion limit where it is
+# built, walked and drawn (the dashboard's poller failed at every refresh, `cgls` with a traceback).
+# Deeper cgroups are left out of trees (their parent at this level shows as a leaf); cgtop's flat
+# rows (list_cgroups) keep them all.  systemd's own trees are a few levels, nested machines a few more.
+MAX_DEPTH = 64
+
+
+def level(path: str) -> int:
+    """How many levels below the hierarchy root PATH ('/a/b': 2) is."""
+    return 0 if path == "/" else path.count("/")
+
+
 def join(parent: str, name: str) -> str:
     return "/" + name if parent == "/" else f"{parent}/{name}"
 
@@ -81,13 +94,15 @@ def read_pids(directory: str) -> tuple[int, ...]:
 
 def walk(mount: str, start: str = "/", depth: int | None = None, with_pids: bool = False,
          sort: bool = True) -> CgroupNode:
-    """The tree under START in the hierarchy mounted at MOUNT, DEPTH levels deep (None: all).
+    """The tree under START in the hierarchy mounted at MOUNT, DEPTH levels deep (None: all,
+    down to MAX_DEPTH levels below the hierarchy's root).
 
     Children come sorted by name, or with SORT false in the kernel's directory
     order (which is what systemd-cgls prints).
     """
     start = normalize(start)
-    return _walk(mount, start, depth, with_pids, sort)
+    room = max(0, MAX_DEPTH - level(start))
+    return _walk(mount, start, room if depth is None else min(depth, room), with_pids, sort)
 
 
 def _walk(mount: str, path: str, depth: int | None, with_pids: bool, sort: bool) -> CgroupNode:
@@ -160,11 +175,12 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
 
 def from_paths(paths) -> CgroupNode:
     """The tree (no processes) that PATHS name, each given after its parent ('/' first);
-    children sorted by name as walk() sorts them.  A path whose parent is missing is left out."""
+    children sorted by name as walk() sorts them.  A path whose parent is missing is left out,
+    and one deeper than MAX_DEPTH."""
     children: dict[str, list[str]] = {}
     known = {"/"}
     for path in paths:
-        if path == "/" or path in known:
+        if path == "/" or path in known or level(path) > MAX_DEPTH:
             continue
         parent = path.rsplit("/", 1)[0] or "/"
         if parent in known:

@@ -34,19 +34,21 @@ def process_tree(top: str, procs: Mapping[str, Sequence[tuple[int, str]]],
             children.setdefault(_parent(group), set()).add(group)
             group = _parent(group)
 
-    lines: list[str] = []
-
-    def walk(group: str, indent: str) -> None:
+    def below(group: str, indent: str) -> list[tuple[tuple[int, str] | str, str, bool]]:
+        """GROUP's processes then its child cgroups, each with its indent and whether it is last."""
         items: list[tuple[int, str] | str] = [*sorted(procs.get(group, ()))]
         items += sorted(children.get(group, ()))
-        for i, item in enumerate(items):
-            last = i == len(items) - 1
-            glyph = LAST if last else BRANCH
-            if isinstance(item, tuple):
-                lines.append(f"{indent}{glyph}{item[0]} {item[1]}")
-            else:
-                lines.append(f"{indent}{glyph}{item.rsplit('/', 1)[-1]}")
-                walk(item, indent + (SPACE if last else VERTICAL))
+        return [(item, indent, i == len(items) - 1) for i, item in enumerate(items)]
 
-    walk(top, "")
+    # Depth first with a stack, not recursion: a guest nests its cgroups as deep as it likes.
+    lines: list[str] = []
+    pending = below(top, "")[::-1]
+    while pending:
+        item, indent, last = pending.pop()
+        glyph = LAST if last else BRANCH
+        if isinstance(item, tuple):
+            lines.append(f"{indent}{glyph}{item[0]} {item[1]}")
+        else:
+            lines.append(f"{indent}{glyph}{item.rsplit('/', 1)[-1]}")
+            pending += below(item, indent + (SPACE if last else VERTICAL))[::-1]
     return lines

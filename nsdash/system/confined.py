@@ -71,6 +71,8 @@ def _walk(root_fd: int, inner: str, flags: int) -> int:
         return -1
     if not parts:
         return os.open(".", flags, dir_fd=root_fd)
+    if inner.endswith(("/", "/.")):
+        flags |= os.O_DIRECTORY  # `f/` and `f/.` name a directory: a file there is ENOTDIR, as openat2 says
     fd = root_fd
     try:
         for part in parts[:-1]:

@@ -105,8 +105,7 @@ class MachineProcesses:
     def host_pids(self, relative: str = "/") -> list[int]:
         """Host PIDs of every process in the cgroup RELATIVE of the machine and below."""
         found: set[int] = set()
-        for directory, subdirs, _ in os.walk(self.directory(relative)):
-            subdirs.sort()
+        for directory in cgroupfs.subtree(self.directory(relative)):  # no recursion: a guest nests at will
             try:
                 with open(os.path.join(directory, "cgroup.procs")) as f:
                     found.update(int(x) for x in f.read().split())
@@ -169,8 +168,7 @@ class MachineProcesses:
         if "/" in name or name in (".", ".."):
             raise UsageError(f"'{unit}' is not a unit name", "give a unit such as nginx.service, or a PID")
         top = self.directory()
-        for directory, subdirs, _ in os.walk(top):
-            subdirs.sort()
+        for directory in cgroupfs.subtree(top):  # by name, parents first, as the walk went
             if os.path.basename(directory) == name:
                 return directory[len(str(top)):] or "/"
         raise ProcessGone(f"machine '{self.target.name}' has no running unit '{name}'",
