@@ -38,11 +38,13 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: 
     OSError for anything else: ELOOP for a final symlink with NOFOLLOW, EINVAL for a FIFO,
     device or socket, ENOENT, EXDEV for an escape attempt the kernel refused.
     """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    # A file is first only looked up (O_PATH): opening a device or a FIFO has effects of its
+    # own (a watchdog starts, a FIFO's blocked writer is let go), so only a regular file is
+    # opened, through the looked-up descriptor.  O_DIRECTORY opens nothing but a directory.
+    flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_DIRECTORY) if directory else os.O_PATH
+    flags |= os.O_CLOEXEC
     if nofollow:
         flags |= os.O_NOFOLLOW
-    if directory:
-        flags |= os.O_DIRECTORY
     inner = path.lstrip("/") or "."
     fd = _walk(root_fd, inner, flags)
     if fd < 0:
@@ -51,13 +53,21 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: 
         fd = openat2(root_fd, inner, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     try:
         mode = os.fstat(fd).st_mode
-        wanted = stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)
-        if not wanted:
-            raise OSError(errno.EINVAL, "not a regular file" if not directory else "not a directory", path)
+        if directory:
+            if not stat.S_ISDIR(mode):
+                raise OSError(errno.EINVAL, "not a directory", path)
+            return fd
+        if stat.S_ISLNK(mode):  # O_PATH|O_NOFOLLOW gives the link itself where an open says ELOOP
+            raise OSError(errno.ELOOP, "a symbolic link, not followed", path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        # The same inode opened for reading through our own descriptor: no path is resolved again.
+        opened = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    os.close(fd)
+    return opened
 
 
 def _walk(root_fd: int, inner: str, flags: int) -> int:
@@ -80,7 +90,11 @@ def _walk(root_fd: int, inner: str, flags: int) -> int:
             if fd != root_fd:
                 os.close(fd)
             fd = step
-        return os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=fd)
+        last = os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=fd)
+        if flags & os.O_PATH and not flags & os.O_NOFOLLOW and stat.S_ISLNK(os.fstat(last).st_mode):
+            os.close(last)  # O_PATH looked the link itself up: following it is openat2's
+            return -1
+        return last
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,54 @@ def test_a_plain_path_is_opened_without_ctypes(tree):
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
     assert out.stdout.split() == ["ID=guest", "False", "ID=guest", "True"]  # the second: a symlink, openat2's
+
+
+def _in_open(tid: int) -> bool:
+    """True while thread TID sleeps in openat() (x86-64's system call 257)."""
+    try:
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            return f.read().split(" ", 1)[0] == "257"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("path", ["etc/os-release", "/etc/os-release", "etc/link-to-fifo"])
+def test_a_fifo_is_looked_up_never_opened(tmp_path, path):
+    """Opening a FIFO (or a device) has effects of its own: a writer blocked in open() is let
+    go by any reader.  The host only looks such a file up, so the guest's writer stays blocked."""
+    import threading
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.mkfifo(root / "etc/os-release")
+    (root / "etc/link-to-fifo").symlink_to("/etc/os-release")  # followed inside the root (openat2)
+    released = threading.Event()
+
+    def writer() -> None:
+        fd = os.open(root / "etc/os-release", os.O_WRONLY)  # blocks until someone opens it to read
+        released.set()
+        os.close(fd)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 5
+    while t.native_id is None or not _in_open(t.native_id):  # the writer must be blocked in open() first
+        assert time.monotonic() < deadline, "the writer never reached open()"
+        time.sleep(0.005)
+    with pytest.raises(OSError) as refused:
+        confined.read_bytes(root, path)
+    assert "not a regular file" in str(refused.value)
+    assert not released.wait(0.3), "the host opened the guest's FIFO"
+    os.close(os.open(root / "etc/os-release", os.O_RDONLY | os.O_NONBLOCK))  # let the writer go
+    t.join(5)
+
+
+def test_a_final_symlink_with_nofollow_is_eloop(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/real").write_text("x")
+    (root / "etc/link").symlink_to("real")
+    with pytest.raises(OSError) as refused:
+        confined.read_bytes(root, "etc/link", nofollow=True)
+    assert refused.value.errno == 40  # ELOOP, as an open with O_NOFOLLOW says
+    assert confined.read_bytes(root, "etc/link") == b"x"
