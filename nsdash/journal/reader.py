@@ -124,9 +124,14 @@ class _ConfinedFiles:
     def _without_refused(self, opened: list[tuple[str, int]], skipped: list[str] | None) -> list[int]:
         """The descriptors of OPENED that sd-journal takes one by one; the others are closed
         and said in SKIPPED (the next look at the directory tries them again)."""
-        kept = []
-        for name, fd in opened:
-            alone = os.dup(fd)
+        kept: list[int] = []
+        for i, (name, fd) in enumerate(opened):
+            try:
+                alone = os.dup(fd)
+            except OSError:  # out of descriptors: none of OPENED is left open
+                for rest in kept + [f for _, f in opened[i:]]:
+                    os.close(rest)
+                raise
             try:
                 _open_fds([alone]).close()  # the reader owns ALONE once made
             except OSError as e:
