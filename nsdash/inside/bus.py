@@ -1,8 +1,8 @@
 """Reach a running machine's own system bus from the host, with a deadline on every step.
 
-The socket is looked up *inside* the machine's root with openat2(RESOLVE_IN_ROOT):
-walking /proc/LEADER/root/run/dbus/system_bus_socket directly would follow an
-absolute symlink planted by the machine against the host's root, and could
+The socket is looked up *inside* the machine's root (system/confined: as openat2
+with RESOLVE_IN_ROOT resolves, without ctypes where it can): walking
+/proc/LEADER/root/run/dbus/system_bus_socket directly would follow an absolute symlink planted by the machine against the host's root, and could
 connect us, as root, to the host's own bus.  The O_PATH fd is then connected
 through /proc/self/fd/N, which also keeps the address far below AF_UNIX's
 108-byte limit whatever the PID.  The bus daemon inside authenticates EXTERNAL
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
 from nsdash.machines import identity
-from nsdash.system import confined, dbuswire, syscalls
+from nsdash.system import confined, dbuswire
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def open_bus_socket(target: Target) -> int:
         raise MachineGone(f"machine '{target.name}' is not running (its init {target.leader} is gone)",
                           "see 'nsdash list'") from e
     try:
-        return syscalls.openat2(rootfd, BUS_SOCKET, syscalls.O_PATH, syscalls.RESOLVE_IN_ROOT)
+        return confined.open_path_in_root(rootfd, BUS_SOCKET)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise _diagnose_missing_bus(target) from e
@@ -108,6 +108,8 @@ def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> soc
     setns(CLONE_NEWUSER) requires) enters the namespace, becomes its root, connects and hands
     the connected socket back over a socketpair.
     """
+    from nsdash.system import syscalls  # ctypes (before the fork): only for a machine with -U
+
     userns = os.open(f"{target.proc}/{target.leader}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

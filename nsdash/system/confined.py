@@ -12,8 +12,12 @@ A path with no symlink and no `..` on it (a journal directory, machine-id in
 most trees) is opened one component at a time, each with O_NOFOLLOW, below
 the root's descriptor: that walk meets nothing openat2 would resolve
 differently, and it needs no ctypes (importing ctypes is about 3 ms of every
-`nsdash journal -n 20`, a third of journalctl's whole run).  The first symlink
-(or `..`) met hands the whole path to openat2, whose answer is the one given.
+`nsdash journal -n 20`, a third of journalctl's whole run).  A symlink met on
+the way whose target is `..`s then names (etc/os-release -> ../usr/lib/os-release
+in nearly every tree) is followed by the same walk: the `..`s climb the
+directories just descended (none a symlink), stopping at the root as
+RESOLVE_IN_ROOT does.  Any other symlink or `..` hands the whole path to
+openat2, whose answer is the one given.
 """
 
 from __future__ import annotations
@@ -70,38 +74,93 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: 
     return opened
 
 
-def _walk(root_fd: int, inner: str, flags: int) -> int:
-    """INNER opened below ROOT_FD one component at a time, following no symlink; -1 where
-    that walk is not the whole answer (a symlink or `..` on the way: openat2's to resolve).
+def open_path_in_root(root_fd: int, path: str) -> int:
+    """An O_PATH fd on whatever PATH is (as the machine sees it) under ROOT_FD, resolved as
+    open_in_root resolves, of any type: a socket to connect through /proc/self/fd/N."""
+    inner = path.lstrip("/") or "."
+    fd = _walk(root_fd, inner, os.O_PATH | os.O_CLOEXEC)
+    if fd < 0:
+        from nsdash.system.syscalls import O_PATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
-    ENOENT is raised as it is: with no symlink and no `..` passed, openat2 would find
-    the same nothing.  Any other refusal on the way is left to openat2 to give."""
+        fd = openat2(root_fd, inner, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    return fd
+
+
+_HOPS = 8  # symlinks the plain walk follows before leaving the path to openat2
+
+
+def _walk(root_fd: int, inner: str, flags: int) -> int:
+    """INNER opened below ROOT_FD one component at a time, following no symlink the kernel
+    would; -1 where that walk is not the whole answer (openat2's to resolve).
+
+    A symlink whose target starts with `..` is followed here (_hop), by walking the joined
+    path again from the root, at most _HOPS times.  ENOENT is raised as it is: with every
+    symlink passed resolved as openat2 would, it would find the same nothing.  Any other
+    refusal on the way is left to openat2 to give."""
     parts = [p for p in inner.split("/") if p and p != "."]
-    if ".." in parts:
-        return -1
-    if not parts:
-        return os.open(".", flags, dir_fd=root_fd)
     if inner.endswith(("/", "/.")):
         flags |= os.O_DIRECTORY  # `f/` and `f/.` name a directory: a file there is ENOTDIR, as openat2 says
-    fd = root_fd
-    try:
-        for part in parts[:-1]:
-            step = os.open(part, _DIR_STEP, dir_fd=fd)
+    for _ in range(_HOPS + 1):
+        if ".." in parts:
+            return -1
+        if not parts:
+            return os.open(".", flags, dir_fd=root_fd)
+        fd = root_fd
+        depth = 0
+        try:
+            try:
+                while depth < len(parts) - 1:  # (DEPTH: the component being opened)
+                    step = os.open(parts[depth], _DIR_STEP, dir_fd=fd)
+                    if fd != root_fd:
+                        os.close(fd)
+                    fd = step
+                    depth += 1
+                return _open_last(parts[-1], flags, fd)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    raise
+                last = depth == len(parts) - 1
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR) or (last and flags & os.O_NOFOLLOW):
+                    return -1  # EACCES and the rest, or the caller's own O_NOFOLLOW: the kernel's to say
+            hopped = _hop(fd, parts, depth)  # (ELOOP, ENOTDIR: a symlink, or not a directory)
+        finally:
             if fd != root_fd:
                 os.close(fd)
-            fd = step
-        last = os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=fd)
-        if flags & os.O_PATH and not flags & os.O_NOFOLLOW and stat.S_ISLNK(os.fstat(last).st_mode):
-            os.close(last)  # O_PATH looked the link itself up: following it is openat2's
+        if hopped is None:
             return -1
-        return last
-    except OSError as e:
-        if e.errno == errno.ENOENT:
-            raise
-        return -1  # ELOOP, ENOTDIR: a symlink (or not a directory); EACCES and the rest: the kernel's to say
-    finally:
-        if fd != root_fd:
-            os.close(fd)
+        parts = hopped
+    return -1
+
+
+def _open_last(name: str, flags: int, dir_fd: int) -> int:
+    """NAME in DIR_FD opened with O_NOFOLLOW: ELOOP for a symlink, as an O_PATH open would not say."""
+    fd = os.open(name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
+    if flags & os.O_PATH and stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+    return fd
+
+
+def _hop(dir_fd: int, parts: list[str], depth: int) -> list[str] | None:
+    """PARTS with the symlink PARTS[DEPTH] (in DIR_FD, reached by PARTS[:DEPTH], none of them a
+    symlink) replaced by its target; None for anything but a symlink whose target starts with
+    `..`, as etc/os-release's does in nearly every tree.  Those `..`s climb the directories just
+    descended, and stop at the root as under RESOLVE_IN_ROOT; a later `..` (after a name that
+    may be a symlink) leaves the path to openat2.  A /proc magic link never reads as `..`: it
+    is refused by openat2 (RESOLVE_NO_MAGICLINKS), not followed as text here."""
+    try:
+        target = os.readlink(parts[depth], dir_fd=dir_fd)
+    except OSError:
+        return None  # EINVAL: not a symlink; the refusal was something else
+    rest = [p for p in target.split("/") if p and p != "."]
+    if not rest or rest[0] != ".." or target.startswith("/"):
+        return None
+    base = parts[:depth]
+    while rest and rest[0] == "..":
+        rest.pop(0)
+        if base:
+            base.pop()
+    return base + rest + parts[depth + 1:]
 
 
 def read_bytes(root: str | os.PathLike[str] | int, path: str, limit: int = SMALL, *,

@@ -83,14 +83,131 @@ def test_a_symlinked_directory_on_the_way_is_followed_inside_the_root(tree):
 
 
 def test_a_plain_path_is_opened_without_ctypes(tree):
-    """No symlink and no '..' on the way: walked with O_NOFOLLOW per component, no openat2 (ctypes)."""
+    """No symlink and no '..' on the way: walked with O_NOFOLLOW per component, no openat2 (ctypes);
+    nor for a symlink whose target starts with '..' (etc/os-release's); an absolute one is openat2's."""
     code = ("import sys; from nsdash.system import confined; "
             f"print(confined.read_text({str(tree)!r}, '/usr/lib/os-release'), 'ctypes' in sys.modules); "
-            f"print(confined.read_text({str(tree)!r}, '/etc/os-release'), 'ctypes' in sys.modules)")
+            f"print(confined.read_text({str(tree)!r}, '/etc/os-release'), 'ctypes' in sys.modules); "
+            f"print(confined.is_dir({str(tree)!r}, '/etc/abs'), 'ctypes' in sys.modules)")
     repo = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
-    assert out.stdout.split() == ["ID=guest", "False", "ID=guest", "True"]  # the second: a symlink, openat2's
+    assert out.stdout.split() == ["ID=guest", "False", "ID=guest", "False", "False", "True"]
+
+
+# Paths whose answer the plain walk (with its `..`-symlink hops) gives itself or hands on: either
+# way it must be openat2's own answer, the same file or the same errno.
+WALKED = ["/etc/os-release", "/etc/up", "/etc/dots/os-release", "/etc/dots2", "/etc/loop", "/etc/chain",
+          "/etc/toolong", "/etc/file/x", "/etc/later", "/etc/dotslash", "/lnk/lib/os-release",
+          "/lnk/nosuch", "/etc/dangling", "/etc/selfloop", "/etc/abs", "/etc/zero", "/etc/magic",
+          "/usr/lib", "/etc/fifo", "/etc/sock", "/etc/socklink"]
+
+
+@pytest.fixture
+def walked(tree):
+    import socket
+
+    etc = tree / "etc"
+    (etc / "dots").symlink_to("../../../usr/lib")  # climbs past the root: stays at the root
+    (etc / "dots2").symlink_to("../etc/dots/os-release")  # a hop to a path with another hop
+    (etc / "loop").symlink_to("../etc/loop")
+    (etc / "chain").symlink_to("../etc/c5")  # 8 hops: the most the walk takes
+    for i in range(1, 12):
+        (etc / f"c{i}").symlink_to(f"../etc/c{i + 1}")
+    (etc / "c12").write_text("end\n")
+    (etc / "toolong").symlink_to("../etc/c4")  # 9 hops: openat2's
+    (etc / "file").write_text("plain\n")
+    (etc / "later").symlink_to("../etc/dots/../lib/os-release")  # `..` after a symlink: openat2's
+    (etc / "dotslash").symlink_to("./../usr/./lib/os-release")
+    (tree / "lnk").symlink_to("etc/../usr")  # a relative target not starting with `..`
+    (etc / "dangling").symlink_to("../nosuch/x")
+    (etc / "selfloop").symlink_to("../proc/self/root/etc/file")
+    (tree / "proc").symlink_to("/proc")  # in the root: itself, a loop
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(etc / "sock"))
+    (etc / "socklink").symlink_to("../etc/sock")
+    yield tree
+    sock.close()
+
+
+def _answer(open_fd):
+    try:
+        fd = open_fd()
+    except OSError as e:
+        return e.errno
+    try:
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("path", WALKED)
+@pytest.mark.parametrize("how", ["file", "dir", "nofollow", "path"])
+def test_the_walk_answers_as_openat2(walked, path, how):
+    from nsdash.system import syscalls as sc
+
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    flags |= {"file": 0, "dir": os.O_DIRECTORY, "nofollow": os.O_NOFOLLOW, "path": 0}[how]
+    if how == "path":
+        flags = os.O_PATH | os.O_CLOEXEC
+    inner = path.lstrip("/")
+    root = confined.open_root(walked)
+    try:
+        def ours():
+            fd = confined._walk(root, inner, flags)
+            if fd < 0:
+                return sc.openat2(root, inner, flags, sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+            return fd
+        expected = _answer(lambda: sc.openat2(root, inner, flags, sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS))
+        assert _answer(ours) == expected
+    finally:
+        os.close(root)
+
+
+def test_the_hops_need_no_openat2(walked):
+    """The walk itself (no openat2) answers the `..` symlinks it may follow; the others it hands on."""
+    root = confined.open_root(walked)
+    try:
+        def walk(path, flags=os.O_RDONLY | os.O_CLOEXEC):
+            fd = confined._walk(root, path, flags)
+            if fd >= 0:
+                os.close(fd)
+            return fd >= 0
+        assert walk("etc/os-release") and walk("etc/dots2") and walk("etc/chain") and walk("etc/dotslash")
+        assert walk("etc/socklink", os.O_PATH | os.O_CLOEXEC)
+        assert not walk("etc/toolong") and not walk("etc/later") and not walk("lnk/lib/os-release")
+        assert not walk("etc/loop") and not walk("etc/selfloop") and not walk("etc/abs")
+        with pytest.raises(FileNotFoundError):
+            walk("etc/up")  # ../../host-secret, resolved in the root: not there
+    finally:
+        os.close(root)
+
+
+def test_open_path_in_root_gives_a_socket_inside_the_root(walked, tmp_path):
+    """The bus socket's lookup (inside/bus.py): an O_PATH fd on the guest's socket, never the host's."""
+    import socket
+    import stat
+
+    host = socket.socket(socket.AF_UNIX)
+    host.bind(str(tmp_path / "host.sock"))
+    (walked / "etc/hostsock").symlink_to(str(tmp_path / "host.sock"))
+    (walked / "etc/upsock").symlink_to("../../host.sock")
+    root = confined.open_root(walked)
+    try:
+        for path in ("/etc/sock", "/etc/socklink"):
+            fd = confined.open_path_in_root(root, path)
+            try:
+                assert stat.S_ISSOCK(os.fstat(fd).st_mode)
+                assert os.fstat(fd).st_ino == os.stat(walked / "etc/sock").st_ino
+            finally:
+                os.close(fd)
+        for path in ("/etc/hostsock", "/etc/upsock"):
+            with pytest.raises(FileNotFoundError):
+                confined.open_path_in_root(root, path)
+    finally:
+        os.close(root)
+        host.close()
 
 
 def _in_open(tid: int) -> bool:

@@ -175,11 +175,12 @@ def test_status_of_a_machine_in_a_systemd_scope_reads_its_unit_files_not_dbus(tm
 
 def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
     """dbus-fast's message modules (and typing, socket with them) are systemctl's floor; the journal
-    locator (status's log lines), argparse and datetime are not on list-units' path."""
+    locator (status's log lines), argparse, datetime and ctypes (system/syscalls: the bus socket is
+    found by system/confined's walk) are not on list-units' path."""
     names = _imported(["systemctl", "-M", "nosuchmachine", "list-units"], {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.cli.systemctl" in names
-    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio"}
-            or n.startswith(("nsdash.journal", "nsdash.inside.unitlog"))} == set()
+    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio", "ctypes"}
+            or n.startswith(("nsdash.journal", "nsdash.inside.unitlog", "nsdash.system.syscalls"))} == set()
 
 
 
@@ -222,6 +223,45 @@ def test_journal_of_a_machine_imports_only_its_floor(tmp_path):
                             text=True, timeout=60, env=dict(os.environ, TZ="UTC"))
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 20
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a leader chrooted into the machine's tree")
+@pytest.mark.parametrize("argv", [["list"], ["list", "-o", "json"], ["status", "tree"]])
+def test_list_and_status_read_os_release_without_ctypes(argv, tmp_path):
+    """A machine's os-release is printed (OS, VERSION; status's OS line) and is, in nearly every
+    tree, etc/os-release -> ../usr/lib/os-release: read confined (through /proc/LEADER/root) by
+    system/confined's walk, which follows such a symlink itself, so neither ctypes nor
+    nsdash.system.syscalls is imported.  The leader is a Python chrooted into the tree, holding
+    the entry's lock as a supervisor does."""
+    from nsdash.machines import state as st
+
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "usr/lib").mkdir(parents=True)
+    (tree / "usr/lib/os-release").write_text('ID=walkos\nVERSION_ID=16\nPRETTY_NAME="Walk OS 16"\n')
+    (tree / "etc/os-release").symlink_to("../usr/lib/os-release")
+    entry = tmp_path / "state" / "machines" / "tree"
+    entry.mkdir(parents=True)
+    lock = entry / st.LOCK_FILE
+    lock.touch()
+    code = (f"import fcntl, os, sys; fd = os.open({str(lock)!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+            f"os.chroot({str(tree)!r}); os.chdir('/'); print('ok', flush=True); sys.stdin.read()")
+    leader = subprocess.Popen([sys.executable, "-S", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert leader.stdout is not None and leader.stdout.readline() == "ok\n"
+        st.write_state(entry, st.MachineState(name="tree", root=str(tree), leader=leader.pid, cgroup="/x",
+                                              supervisor=leader.pid, started="2026-01-01T00:00:00Z",
+                                              since="2026-01-01T00:00:00Z"))
+        env = {"NSDASH_STATE_DIR": str(tmp_path / "state")}
+        names = _imported(argv, env)
+        assert {n for n in names if n.split(".")[0] == "ctypes" or n == "nsdash.system.syscalls"} == set()
+        out = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), *argv], capture_output=True,
+                             text=True, timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), **env))
+        assert out.returncode == 0, out.stderr
+        assert ("OS: Walk OS 16" if argv[0] == "status" else "walkos") in out.stdout, out.stdout
+    finally:
+        leader.communicate(timeout=10)  # its stdin's end: it leaves
 
 
 def test_datetime_after_the_journal_reader_is_datetimes():
