@@ -283,3 +283,39 @@ def test_the_dashboard_loads_no_other_screen_before_its_first_frame(tmp_path):
     assert "nsdash.tui.screens.dashboard" in loaded, (out.stdout[-500:], out.stderr[-2000:])
     never = DASHBOARD_NOT_BEFORE_FIRST_FRAME
     assert {m for m in loaded if m in never or any(m.startswith(n + ".") for n in never)} == set()
+
+
+# `nsdash` with no verb as bin/nsdash starts it (collection off for the imports), in a terminal
+# (a PTY): what the collector's state is when the dashboard's app module starts to load.
+_GC_AT_APP_IMPORT = """
+import gc, os, sys
+gc.disable()
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "nsdash.tui.app":
+            os.write(2, b"gc on\\n" if gc.isenabled() else b"gc off\\n")
+            os._exit(0)
+        return None
+sys.meta_path.insert(0, Spy())
+sys.argv = ["nsdash"]
+from nsdash.cli import run
+run()
+"""
+
+
+def test_the_dashboard_imports_textual_with_the_collector_off(tmp_path):
+    """The few hundred thousand objects Textual's import and the first compose make are not
+    walked again and again by the collector (nsdash.tui.gcpause; cli.main turns it on for every
+    long verb, the dashboard holds it off again until its first frame)."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"),
+                   XDG_CONFIG_HOME=str(tmp_path))  # no hosts file: this host's dashboard
+        out = subprocess.run([sys.executable, "-S", "-c", _GC_AT_APP_IMPORT], stdin=secondary, stdout=secondary,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert out.stderr.strip() == "gc off", out.stderr[-2000:]
