@@ -9,10 +9,11 @@ from everything and leaves every machine running.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import RenderableType
 from textual import events
@@ -32,10 +33,7 @@ from nsdash.tui.history import MetricHistory
 from nsdash.tui.keyfirst import KeyFirst
 from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
 from nsdash.tui.poller import TREE_EVERY, Poller, Readers
-from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.dashboard import DashboardScreen
-from nsdash.tui.screens.images import ImagesScreen
-from nsdash.tui.screens.machine import MachineScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
@@ -44,9 +42,13 @@ from nsdash.tui.widgets.machine_list import MachineList
 if TYPE_CHECKING:
     # Loaded when first used, not at start (issue 16: first frame within 250 ms): the spawn
     # form, the units and debugging screens (D-Bus, perf, strace) and the console stack (pyte).
+    # The machine, images and confirm screens too (the machine screen brings the console pane,
+    # pyte's wrapper and the limits form): none is on the first frame.
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.remote.target import Target
     from nsdash.tui.screens.debugging import Subject
+    from nsdash.tui.screens.images import ImagesScreen
+    from nsdash.tui.screens.machine import MachineScreen
     from nsdash.tui.widgets.console_pane import ConsolePane
 
 REPO_STYLES = Path(__file__).resolve().parents[2] / "styles"
@@ -57,6 +59,17 @@ def css_path() -> Path:
     # Beside the package's modules, as importlib.resources would find it (not imported: 10 ms at start).
     installed = Path(__file__).resolve().parents[1] / "styles" / "nsdash.tcss"
     return installed if installed.is_file() else REPO_STYLES / "nsdash.tcss"
+
+
+def _is(screen: object, which: tuple[str, str]) -> bool:
+    """isinstance(SCREEN, MODULE.NAME) without importing MODULE: a screen class whose module was
+    never loaded has no instance, so asking (check_action asks on every key) loads nothing."""
+    loaded = sys.modules.get(which[0])
+    return loaded is not None and isinstance(screen, getattr(loaded, which[1]))
+
+
+IMAGES = ("nsdash.tui.screens.images", "ImagesScreen")
+MACHINE = ("nsdash.tui.screens.machine", "MachineScreen")
 
 
 GC_HELD_AT_MOST = 3.0  # seconds: collection resumes by then even if no snapshot came
@@ -177,7 +190,7 @@ class NsdashApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.hosts is not None and action in self.LOCAL_ONLY:
             return False
-        return not (action in self.MACHINE_ACTIONS and isinstance(self.screen, ImagesScreen))
+        return not (action in self.MACHINE_ACTIONS and _is(self.screen, IMAGES))
 
     async def on_event(self, event: events.Event) -> None:
         # A key comes here twice: from the terminal (then forwarded to the focused widget) and,
@@ -249,7 +262,8 @@ class NsdashApp(App):
         if not self.screen_stack:
             return  # quitting: the screens are gone, and a snapshot still queued has nowhere to go
         screen = self.screen
-        if isinstance(screen, DashboardScreen | MachineScreen):
+        if isinstance(screen, DashboardScreen) or _is(screen, MACHINE):
+            screen = cast("DashboardScreen | MachineScreen", screen)
             # NoMatches: the screen is not composed yet; the next snapshot will show.
             with contextlib.suppress(NoMatches):
                 screen.apply(self.snapshot, self.history, self.status_text(), self.clock())
@@ -329,6 +343,8 @@ class NsdashApp(App):
             if far is None:
                 return
             remote = RemoteMachine(*far)
+        from nsdash.tui.screens.machine import MachineScreen
+
         screen = MachineScreen(name, remote=remote)
         self.push_screen(screen)
         self.follow_journal(name, again=True)
@@ -462,8 +478,8 @@ class NsdashApp(App):
         self.call_from_thread(self.open_units, machine, unit)
 
     def action_attach(self) -> None:
-        if isinstance(self.screen, MachineScreen):
-            self.screen.action_attach()
+        if _is(self.screen, MACHINE):
+            cast("MachineScreen", self.screen).action_attach()
         elif self.selected:
             self.open_machine(self.selected, console=True)
         else:
@@ -521,7 +537,9 @@ class NsdashApp(App):
     # ------------------------------------------------------------ images
 
     def action_images(self) -> None:
-        if not isinstance(self.screen, ImagesScreen):
+        if not _is(self.screen, IMAGES):
+            from nsdash.tui.screens.images import ImagesScreen
+
             self.push_screen(ImagesScreen(hosts=self.hosts is not None))
 
     def on_images_screen_wanted(self, message: ImagesScreen.Wanted) -> None:
@@ -553,15 +571,17 @@ class NsdashApp(App):
                 if yes:
                     self.run_action_worker("remove", name, partial(actions.remove_image, name))
 
+            from nsdash.tui.screens.confirm import ConfirmScreen
+
             self.push_screen(ConfirmScreen(f"Remove image '{name}' and its files?", "Remove", typed=name), answered)
 
     def _reload_images(self) -> None:
         for screen in self.screen_stack:
-            if isinstance(screen, ImagesScreen):
-                screen.reload()
+            if _is(screen, IMAGES):
+                cast("ImagesScreen", screen).reload()
 
     def action_machine_action(self, action: str) -> None:
-        target = self.screen.machine if isinstance(self.screen, MachineScreen) else self.selected
+        target = cast("MachineScreen", self.screen).machine if _is(self.screen, MACHINE) else self.selected
         if not target:
             self.notify("no machine selected", severity="warning")
             return
@@ -571,6 +591,8 @@ class NsdashApp(App):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_action_worker(action, name, partial(getattr(self.actions, action), name))
+
+        from nsdash.tui.screens.confirm import ConfirmScreen
 
         # Confirmed by typing the machine's name: no key a stray sequence can send (screens/confirm.py).
         self.push_screen(ConfirmScreen(f"{DESTRUCTIVE[action]} machine '{name}'?", DESTRUCTIVE[action], typed=name),

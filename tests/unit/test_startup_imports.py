@@ -275,3 +275,87 @@ def test_datetime_after_the_journal_reader_is_datetimes():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=REPO,
                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path])), timeout=60)
     assert out.stdout.split(" ", 1) == ["True", "[] 1970-01-02T00:00:00+00:00 2\n"], out.stderr
+
+
+# Not loaded before the dashboard's first full frame (issue 16: within 250 ms of start): the
+# screens and widgets no first frame shows (the machine view with its console pane and pyte,
+# images, the forms, units, debugging) and the libraries only they use; by package.
+DASHBOARD_NOT_BEFORE_FIRST_FRAME = {
+    "nsdash.tui.screens.machine", "nsdash.tui.screens.images", "nsdash.tui.screens.confirm",
+    "nsdash.tui.screens.limits", "nsdash.tui.screens.units", "nsdash.tui.screens.debugging",
+    "nsdash.tui.screens.image_forms", "nsdash.tui.screens.spawn", "nsdash.tui.spawnform",
+    "nsdash.tui.widgets.console_pane", "nsdash.tui.widgets.image_list", "nsdash.tui.console",
+    "nsdash.tui.remote", "nsdash.inside", "nsdash.journal", "nsdash.launcher.spec",
+    "nsdash.launcher.properties", "textual.widgets._sparkline",
+    "pyte", "psutil", "pyroute2", "dbus_fast", "systemd", "statistics",
+}
+
+# The real app at 160x48 (headless: Textual's own driver), its real poller on this host: the
+# modules loaded when the first snapshot's frame is painted, the moment gcpause.release marks.
+_FIRST_FRAME_MODULES = """
+import asyncio, sys
+from nsdash.tui import gcpause
+gcpause.hold()
+from nsdash.tui.app import NsdashApp
+seen = []
+release = gcpause.release
+def at_first_frame():
+    if gcpause.held() and not seen:
+        seen.append(sorted(sys.modules))
+    release()
+gcpause.release = at_first_frame
+async def main():
+    async with NsdashApp().run_test(size=(160, 48)) as pilot:
+        for _ in range(400):
+            if seen:
+                return
+            await pilot.pause(0.05)
+asyncio.run(main())
+print("\\n".join(seen[0]) if seen else "no first frame")
+"""
+
+
+def test_the_dashboard_loads_no_other_screen_before_its_first_frame(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"))
+    out = subprocess.run([sys.executable, "-c", _FIRST_FRAME_MODULES], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=120, stdin=subprocess.DEVNULL)
+    loaded = set(out.stdout.split())
+    assert "nsdash.tui.screens.dashboard" in loaded, (out.stdout[-500:], out.stderr[-2000:])
+    never = DASHBOARD_NOT_BEFORE_FIRST_FRAME
+    assert {m for m in loaded if m in never or any(m.startswith(n + ".") for n in never)} == set()
+
+
+# `nsdash` with no verb as bin/nsdash starts it (collection off for the imports), in a terminal
+# (a PTY): what the collector's state is when the dashboard's app module starts to load.
+_GC_AT_APP_IMPORT = """
+import gc, os, sys
+gc.disable()
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "nsdash.tui.app":
+            os.write(2, b"gc on\\n" if gc.isenabled() else b"gc off\\n")
+            os._exit(0)
+        return None
+sys.meta_path.insert(0, Spy())
+sys.argv = ["nsdash"]
+from nsdash.cli import run
+run()
+"""
+
+
+def test_the_dashboard_imports_textual_with_the_collector_off(tmp_path):
+    """The few hundred thousand objects Textual's import and the first compose make are not
+    walked again and again by the collector (nsdash.tui.gcpause; cli.main turns it on for every
+    long verb, the dashboard holds it off again until its first frame)."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"),
+                   XDG_CONFIG_HOME=str(tmp_path))  # no hosts file: this host's dashboard
+        out = subprocess.run([sys.executable, "-S", "-c", _GC_AT_APP_IMPORT], stdin=secondary, stdout=secondary,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert out.stderr.strip() == "gc off", out.stderr[-2000:]
