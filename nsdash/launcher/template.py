@@ -21,7 +21,6 @@ import subprocess
 from pathlib import Path
 
 from nsdash.errors import NsdashError, SpecError
-from nsdash.system.syscalls import renameat2_noreplace
 
 BTRFS_SUBVOLUME_INODE = 256  # every btrfs subvolume's top directory
 
@@ -63,6 +62,9 @@ def populate(template: str, directory: str, quiet: bool = False) -> bool:
         return False
     if not dest.parent.is_dir():
         raise SpecError(f"{dest.parent} does not exist", "create the directory that is to hold the tree")
+    # ctypes only for a tree made here: list-images reads this module too.
+    from nsdash.system.syscalls import renameat2_noreplace
+
     temp = dest.parent / f".#{dest.name}{secrets.token_hex(8)}"
     try:
         copy_tree(src, temp)
