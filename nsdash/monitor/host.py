@@ -40,10 +40,12 @@ class HostSnapshots:
         from nsdash.monitor.sampler import Sampler
 
         _raise_file_limit()  # the sampler keeps a few files open per cgroup: 5,000 cgroups need more
-        from nsdash.monitor.tree import primary_mount
+        from nsdash.monitor import tree
 
         self.sampler = Sampler()
-        self.mount = primary_mount(self.sampler.layout)
+        self.mount = tree.primary_mount(self.sampler.layout)
+        # cgroup2's cgroup.procs kept open and re-read (tree.KeptProcs); a v1 file caches per open.
+        self._procs = tree.KeptProcs() if self.mount == self.sampler.layout.unified_dir else None
         self.with_machined = with_machined
         self._previous: Any = None
         self._commands: dict[int, str | None] = {}  # None: a kernel thread
@@ -65,6 +67,8 @@ class HostSnapshots:
 
     def close(self) -> None:
         self.sampler.close()
+        if self._procs is not None:
+            self._procs.close()
 
     def snapshot(self) -> Snapshot:
         from nsdash.monitor import display
@@ -92,7 +96,9 @@ class HostSnapshots:
         nsdash.cli.watch, walks a bounded tree without processes instead)."""
         from nsdash.monitor import tree
 
-        root = tree.walk(self.mount, "/", with_pids=True)
+        root = tree.walk(self.mount, "/", with_pids=True, pids_of=self._procs)
+        if self._procs is not None:
+            self._procs.sweep()
         return root, self._command_lines(root)
 
     def _with_links(self, machines: tuple[MachineInfo, ...]) -> tuple[MachineInfo, ...]:

@@ -12,6 +12,12 @@ import os
 from nsdash.system.cgroupfs import Layout
 from nsdash.system.frozen import Frozen
 
+TYPE_CHECKING = False  # mypy takes this as true; at run time cgls imports no typing for it
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    PidReader = Callable[[str], tuple[int, ...]]
+
 # Errors that mean "this cgroup went away while we looked".
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESTALE)
 
@@ -92,32 +98,101 @@ def read_pids(directory: str) -> tuple[int, ...]:
     return tuple(int(x) for x in b"".join(chunks).split())
 
 
+class KeptProcs:
+    """cgroup.procs of each cgroup kept open from walk to walk and read again with pread: a
+    refresh of the dashboard's tree then costs no open and close per cgroup.
+
+    cgroup2 only: its cgroup.procs lists the processes anew on each read from offset 0 (checked
+    on this host's kernel, see the test); a v1 hierarchy's file lists them as they were when it
+    was opened, so v1 keeps read_pids.  At most LIMIT files are kept (the rest are read by
+    name); a removed cgroup's file answers ENODEV, a cgroup made again under its name is
+    opened anew.  Not thread-safe: one walker (the poller thread)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._fds: dict[str, int] = {}
+        self._seen: set[str] = set()
+
+    def __call__(self, directory: str) -> tuple[int, ...]:
+        self._seen.add(directory)
+        fd = self._fds.get(directory)
+        if fd is not None:
+            try:
+                return _pread_pids(fd)
+            except OSError as e:
+                if e.errno not in _GONE:
+                    raise
+                del self._fds[directory]  # removed (perhaps made again): open it by name below
+                os.close(fd)
+        if len(self._fds) >= self.limit:
+            return read_pids(directory)
+        fd = os.open(directory + "/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+        self._fds[directory] = fd
+        return _pread_pids(fd)
+
+    def sweep(self) -> None:
+        """Close the files of cgroups the last walk did not visit (gone, or no longer walked)."""
+        for directory in [d for d in self._fds if d not in self._seen]:
+            os.close(self._fds.pop(directory))
+        self._seen.clear()
+
+    def open_files(self) -> int:
+        return len(self._fds)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._seen.clear()
+
+
+def _pread_pids(fd: int) -> tuple[int, ...]:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 65536, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return tuple(int(x) for x in b"".join(chunks).split())
+
+
 def walk(mount: str, start: str = "/", depth: int | None = None, with_pids: bool = False,
-         sort: bool = True) -> CgroupNode:
+         sort: bool = True, pids_of: PidReader | None = None) -> CgroupNode:
     """The tree under START in the hierarchy mounted at MOUNT, DEPTH levels deep (None: all,
     down to MAX_DEPTH levels below the hierarchy's root).
 
     Children come sorted by name, or with SORT false in the kernel's directory
-    order (which is what systemd-cgls prints).
+    order (which is what systemd-cgls prints).  With WITH_PIDS each cgroup's processes are
+    read by PIDS_OF (a cgroup's directory -> its pids; default read_pids, e.g. a KeptProcs).
     """
     start = normalize(start)
     room = max(0, MAX_DEPTH - level(start))
-    return _walk(mount, start, room if depth is None else min(depth, room), with_pids, sort)
+    return _walk(mount, start, room if depth is None else min(depth, room),
+                 (pids_of or read_pids) if with_pids else None, sort)
 
 
-def _walk(mount: str, path: str, depth: int | None, with_pids: bool, sort: bool) -> CgroupNode:
+def _walk(mount: str, path: str, depth: int | None, pids_of: PidReader | None, sort: bool) -> CgroupNode:
     directory = mount + ("" if path == "/" else path)
     pids: tuple[int, ...] | None = None
     unreadable = False
-    if with_pids:
+    if pids_of is not None:
         try:
-            pids = read_pids(directory)
+            pids = pids_of(directory)
         except OSError as e:
             if e.errno in _GONE:
                 return CgroupNode(path, vanished=True)
             unreadable = True
     if depth is not None and depth <= 0:
         return CgroupNode(path, (), pids, unreadable)
+    if pids is not None:
+        # A cgroup directory's link count is 2 + its subdirectories (1: not counted): a leaf,
+        # most cgroups, costs one stat instead of listing its twenty-odd files.  Only where its
+        # processes could be read: an unreadable directory is still found out by listing it.
+        try:
+            if os.stat(directory).st_nlink == 2:
+                return CgroupNode(path, (), pids, unreadable)
+        except OSError as e:
+            if e.errno in _GONE:
+                return CgroupNode(path, vanished=True)
     try:
         with os.scandir(directory) as it:
             names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
@@ -128,7 +203,7 @@ def _walk(mount: str, path: str, depth: int | None, with_pids: bool, sort: bool)
     if sort:
         names.sort()
     sub = None if depth is None else depth - 1
-    children = tuple(_walk(mount, join(path, n), sub, with_pids, sort) for n in names)
+    children = tuple(_walk(mount, join(path, n), sub, pids_of, sort) for n in names)
     return CgroupNode(path, children, pids, unreadable)
 
 

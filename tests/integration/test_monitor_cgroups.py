@@ -243,6 +243,67 @@ def test_kept_open_files_of_a_removed_cgroup_are_dropped(cgroups):
         assert sampler.open_files() < before
 
 
+def test_kept_cgroup_procs_are_read_fresh_and_closed_when_their_cgroup_goes(cgroups):
+    """The dashboard's tree keeps each cgroup2 cgroup.procs open and reads it again with pread:
+    what it reads must be the processes now, not when the file was opened."""
+    unified = cgroupfs.detect().unified
+    if unified is None:
+        pytest.skip("no cgroup2 hierarchy on this host: KeptProcs is for cgroup2 only")
+    cgroups.make("kept")
+    kept = tree.KeptProcs()
+    try:
+        def pids() -> dict[str, tuple[int, ...] | None]:
+            root = tree.walk(str(unified), cgroups.scope, with_pids=True, pids_of=kept)
+            kept.sweep()
+            return {node.path: node.pids for node in root.iter()}
+
+        assert pids()[cgroups.scope + "/kept"] == ()
+        assert kept.open_files() == 2
+        first = cgroups.run_in("kept", IDLE)
+        assert pids()[cgroups.scope + "/kept"] == (first.pid,)
+        second = cgroups.run_in("kept", IDLE)
+        assert pids()[cgroups.scope + "/kept"] == tuple(sorted((first.pid, second.pid)))
+        first.kill()
+        first.wait()
+        assert pids()[cgroups.scope + "/kept"] == (second.pid,)
+        second.kill()
+        second.wait()
+        cgroups.remove("kept")
+        assert cgroups.scope + "/kept" not in pids()
+        assert kept.open_files() == 1  # the removed cgroup's file closed by the sweep
+        # A cgroup made again under a kept name: its old file answers ENODEV, the new one is read.
+        cgroups.make("again")
+        assert pids()[cgroups.scope + "/again"] == ()
+        cgroups.remove("again")
+        cgroups.make("again")
+        third = cgroups.run_in("again", IDLE)
+        assert pids()[cgroups.scope + "/again"] == (third.pid,)
+    finally:
+        kept.close()
+    assert kept.open_files() == 0
+
+
+def test_a_walk_with_processes_lists_no_leaf_cgroup(cgroups, monkeypatch):
+    """A leaf (link count 2) is known by one stat: only cgroups with children are listed."""
+    cgroups.make("a/b")
+    cgroups.make("c")
+    mount = tree.primary_mount(cgroupfs.detect())
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting(path):
+        listed.append(str(path)[len(mount):])
+        return scandir(path)
+
+    monkeypatch.setattr(tree.os, "scandir", counting)
+    root = tree.walk(mount, cgroups.scope, with_pids=True)
+    assert [n.path for n in root.iter()] == [cgroups.scope + p for p in ("", "/a", "/a/b", "/c")]
+    assert sorted(listed) == [cgroups.scope, cgroups.scope + "/a"]
+    listed.clear()
+    tree.walk(mount, cgroups.scope)  # without processes (an unreadable leaf is found by listing it)
+    assert len(listed) == 4
+
+
 def test_unreadable_subtree_is_marked_for_an_unprivileged_reader(cgroups):
     cgroups.make("secret/inner")
     cgroups.make("open")

@@ -13,6 +13,7 @@ from nsdash.tui import gcpause
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import SnapshotReady
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
+from nsdash.tui.widgets.cpu_table import CpuTable
 
 
 def test_gcpause_holds_until_released_and_only_what_it_held():
@@ -102,6 +103,31 @@ async def test_a_process_more_in_the_tree_repaints_its_pane_without_a_layout():
         assert tree.node_for(("pid", 2)) is not None
         assert tree.virtual_size.height == lines + 1
         assert tree.vertical_scrollbar.window_virtual_size == lines + 1
+        assert layouts == []
+
+
+async def test_a_cgroup_more_in_the_cpu_table_repaints_its_pane_without_a_layout():
+    """A CPU-table row added or removed (cgroups churning) is a new virtual size; the pane's box
+    comes from the stylesheet, so its scrollbar takes the new size and the screen is not laid out."""
+    app = sample_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        assert table.show_vertical_scrollbar  # in 80x24 the sample's rows overflow the pane already
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
+        height = table.virtual_size.height
+        extra = sd.ROWS[-1]._replace(path="/extra.slice")
+        table.update_rows((*sd.ROWS, extra), dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        assert table.row_count == len(sd.ROWS) + 1
+        assert table.virtual_size.height == height + 1
+        assert table.vertical_scrollbar.window_virtual_size == height + 1
+        table.update_rows(sd.ROWS, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        assert table.row_count == len(sd.ROWS) and table.virtual_size.height == height
         assert layouts == []
 
 

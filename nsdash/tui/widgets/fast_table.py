@@ -91,6 +91,10 @@ class FastTable(DataTable, SteadyScrollbars):
     """DataTable with per-cell and per-row render caches (see the module docstring), and
     columns given once at construction, added before the first row whenever that comes."""
 
+    # A row more or less is a new virtual size; the panes' boxes come from the stylesheet, so
+    # that repaints the table and its scrollbar and lays nothing else out (steady.py).
+    steady_virtual_size = True
+
     def __init__(self, *args, columns: Sequence[Column] = (), **kw) -> None:
         super().__init__(*args, **kw)
         self._columns = tuple(columns)

@@ -23,8 +23,11 @@ repainted the whole dashboard.  A box that does not depend on the virtual size
 (its height and width come from the stylesheet, or an auto height already held
 at its maximum before and after) needs its scrollbars told, not a layout; the
 scrollbars' own visibility still asks for one when it flips.  A view opts in with
-`steady_virtual_size` (the cgroup tree; FollowLog has its own rule; the tables
-not yet: their cursor and scroll settle through that layout).
+`steady_virtual_size` (the cgroup tree and the tables; FollowLog has its own
+rule).  For the tables those layouts were worse than slow: between them a
+horizontal scrollbar showed for a moment, the cursor was scrolled into view
+above it and stayed a row too far down once it went (the 80x24 overview and
+the spawn form's snapshots had captured that).
 
 `set_titles` is the same rule for a border's titles: Textual repaints every
 line of a widget when either is set, equal or not, and the journal and trace
@@ -62,8 +65,7 @@ class SteadyScrollbars(ScrollView):
     _rows_changing = 0
     _spare_layout = False  # the layout a new virtual size is about to ask for needs not be done
     # Whether a new virtual size alone skips the layout (below); on for the cgroup tree, whose
-    # lines change with every process started anywhere.  (Not yet for the tables: their cursor
-    # and scroll settle through that layout, which the 80x24 snapshot shows.)
+    # lines change with every process started anywhere, and the tables (cgroups churning).
     steady_virtual_size = False
     layouts_spared = 0  # layout requests made repaints (tests read it)
 
