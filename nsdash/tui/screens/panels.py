@@ -6,10 +6,9 @@ from textual.binding import Binding
 from textual.css.scalar import Unit
 from textual.dom import DOMNode
 from textual.reactive import Reactive
-from textual.screen import Screen
 from textual.widget import Widget
 
-from nsdash.tui.widgets.edges import restyling
+from nsdash.tui.widgets.edges import FocusMarkScreen
 
 # Sizes are shares (fr) of the row or column, changed in half-share steps within these bounds.
 STEP, SMALLEST, LARGEST = 0.5, 0.5, 8.0
@@ -25,7 +24,7 @@ def breakpoint_class(width: int, breakpoints: list[tuple[int, str]]) -> str | No
     return next((name for least, name in sorted(breakpoints, reverse=True) if width >= least), None)
 
 
-class PanelScreen(Screen):
+class PanelScreen(FocusMarkScreen):
     """A screen of `.panel` widgets.  Subclasses bind the key (`f`) where their footer wants it.
 
     < and > make the focused panel narrower or wider against its neighbours in the row;
@@ -57,12 +56,6 @@ class PanelScreen(Screen):
         kw["classes"] = " ".join(filter(None, (kw.get("classes"), born)))
         super().__init__(*args, **kw)
         self._shares: dict[Widget, dict[str, float]] = {}
-
-    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
-        # The panes' focus mark is their top and bottom edges: repaint those, not every
-        # line (widgets/edges.py).
-        with restyling(w for w in (focused, blurred) if w is not None):
-            super()._update_focus_styles(focused, blurred)
 
     def _focused_panel(self) -> Widget | None:
         node: DOMNode | None = self.focused

@@ -12,6 +12,14 @@ screen wraps around Textual's) that changes nothing but those repaints those two
 lines.  Textual asks for a whole repaint per rule it sets, and also per rule it
 clears that was never set, so the repaints asked during the restyle are held and
 the rules compared after it.
+
+FocusMarkScreen puts the focus mark on the panel as a class (FOCUSED), not as a
+`.panel:focus-within` rule: a node one `:focus-within` rule matches makes Textual
+restyle every node under it on each focus move (Screen._update_focus_styles walks the
+outermost such ancestor's children), so a Tab restyled the journal pane's log, its
+hidden query Input and their scrollbars for a mark drawn on the pane's own edges.  The
+class is set without Textual's restyle of the descendants and the panel alone is
+restyled: no rule in styles/*.tcss may select a panel's descendants by FOCUSED.
 """
 
 from __future__ import annotations
@@ -21,7 +29,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
 from textual.geometry import Region
+from textual.screen import Screen
 from textual.widget import Widget
+
+# The class of a panel (`.panel`) that holds the focus, itself or a descendant.
+FOCUSED = "-focused"
 
 # What the focus mark changes (styles/nsdash.tcss, `.panel:focus`): all drawn on the
 # top and bottom lines.
@@ -76,3 +88,30 @@ def restyling(widgets: Iterable[Widget]) -> Iterator[None]:
             pane._restyling = False
             if pane._repaint_held:
                 pane._restyled(before)
+
+
+def panels_of(widget: Widget | None) -> set[Widget]:
+    """The panels (class `panel`) WIDGET is in, itself included."""
+    if widget is None:
+        return set()
+    return {node for node in widget.ancestors_with_self if isinstance(node, Widget) and node.has_class("panel")}
+
+
+class FocusMarkScreen(Screen):
+    """A screen whose panels wear FOCUSED while they hold the focus (see the module's docstring)."""
+
+    style_applications = 0  # nodes restyled to move the mark (tests read it)
+
+    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
+        # The panes' focus mark is their top and bottom edges: repaint those, not every
+        # line (FocusEdges).
+        with restyling(w for w in (focused, blurred) if w is not None):
+            holding = panels_of(self.focused)
+            moved = [panel for panel in panels_of(focused) | panels_of(blurred)
+                     if panel.has_class(FOCUSED) != (panel in holding)]
+            for panel in moved:
+                panel.set_class(panel in holding, FOCUSED, update=False)  # not its descendants ...
+            if moved:
+                self.style_applications += len(moved)
+                self.app.stylesheet.update_nodes(moved, animate=True)  # ... the panel alone
+            super()._update_focus_styles(focused, blurred)  # rules of Textual's own widgets
