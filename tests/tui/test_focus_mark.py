@@ -54,6 +54,42 @@ async def test_a_focus_move_restyles_the_two_panels_and_the_two_focus_widgets_on
         query = journal.query_one(Input)
         assert restyled[query] == 0, restyled  # the hidden query box is not the focus's business
         assert restyled[log] == len(moves), restyled  # its own :focus, once per move (was twice)
-        assert restyled[journal] == len(moves) and restyled[console] == 2 * len(moves)  # mark; console: :focus too
+        assert restyled[journal] == len(moves) and restyled[console] == len(moves)  # the mark (console: with its :focus)
         # the journal's mark is its top edge in the accent colour, the console's not
         assert journal.styles.border_top[1] != console.styles.border_top[1]
+
+
+async def test_a_tab_on_the_dashboard_restyles_each_table_once_per_focus_it_gains_or_loses(monkeypatch):
+    """A table panel is itself the widget the focus reaches or leaves: its Focus/Blur event
+    restyles it (with every one of its component classes), and the mark's class goes
+    with that restyle, not a second one (main restyled each table twice per move)."""
+    from tuikit import feed_sample
+
+    from nsdash.tui.widgets.cgroup_tree import CgroupTree
+    from nsdash.tui.widgets.cpu_table import CpuTable
+    from nsdash.tui.widgets.machine_list import MachineList
+
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await feed_sample(app, pilot)
+        screen = app.screen
+        tables = [screen.query_one(kind) for kind in (MachineList, CpuTable, CgroupTree)]
+        screen.set_focus(tables[0])
+        await wait_for(pilot, lambda: tables[0].has_class(FOCUSED), 5, "the machine list's mark")
+        await pilot.pause()
+        restyled: Counter[Widget] = Counter()
+        real = Stylesheet.apply
+
+        def counted(self, node, **kw):
+            if isinstance(node, Widget):
+                restyled[node] += 1
+            return real(self, node, **kw)
+
+        monkeypatch.setattr(Stylesheet, "apply", counted)
+        for table in tables[1:]:  # machines -> cpu -> tree
+            await pilot.press("tab")
+            await wait_for(pilot, lambda t=table: t.has_class(FOCUSED) and t.has_focus, 5, "tab")
+            await pilot.pause()
+        monkeypatch.setattr(Stylesheet, "apply", real)
+        assert [restyled[t] for t in tables] == [1, 2, 1], restyled  # left; reached and left; reached
+        assert [t.has_class(FOCUSED) for t in tables] == [False, False, True]

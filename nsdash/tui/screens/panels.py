@@ -37,7 +37,7 @@ class PanelScreen(FocusMarkScreen):
 
     # Textual's Screen.focused repaints the whole screen on every focus move.  The widgets that
     # gain and lose the focus repaint themselves (Widget._on_focus/_on_blur), and so does every
-    # panel whose :focus/:focus-within border changes (the restyle refreshes it), so the
+    # panel whose focus mark (edges.FOCUSED) changes (the restyle refreshes it), so the
     # whole-screen render buys nothing: it drew the console pane's and the log's every line
     # again, the dearest part of a Tab while a machine floods (tests/tui/test_key_footer.py).
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)

@@ -35,7 +35,7 @@ from textual.widget import Widget
 # The class of a panel (`.panel`) that holds the focus, itself or a descendant.
 FOCUSED = "-focused"
 
-# What the focus mark changes (styles/nsdash.tcss, `.panel:focus`): all drawn on the
+# What the focus mark changes (styles/nsdash.tcss, `.panel.-focused`): all drawn on the
 # top and bottom lines.
 EDGE_RULES = frozenset(("border_top", "border_bottom", "border_title_color", "border_title_style",
                         "border_title_background", "border_subtitle_color", "border_subtitle_style",
@@ -100,8 +100,6 @@ def panels_of(widget: Widget | None) -> set[Widget]:
 class FocusMarkScreen(Screen):
     """A screen whose panels wear FOCUSED while they hold the focus (see the module's docstring)."""
 
-    style_applications = 0  # nodes restyled to move the mark (tests read it)
-
     def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
         # The panes' focus mark is their top and bottom edges: repaint those, not every
         # line (FocusEdges).
@@ -111,7 +109,9 @@ class FocusMarkScreen(Screen):
                      if panel.has_class(FOCUSED) != (panel in holding)]
             for panel in moved:
                 panel.set_class(panel in holding, FOCUSED, update=False)  # not its descendants ...
-            if moved:
-                self.style_applications += len(moved)
-                self.app.stylesheet.update_nodes(moved, animate=True)  # ... the panel alone
+            # ... the panel alone, unless it is the widget gaining or losing the focus: its
+            # Focus or Blur event restyles it (has_focus) and takes the class with it.
+            restyle = [panel for panel in moved if panel is not focused and panel is not blurred]
+            if restyle:
+                self.app.stylesheet.update_nodes(restyle, animate=True)
             super()._update_focus_styles(focused, blurred)  # rules of Textual's own widgets
