@@ -93,3 +93,4 @@ async def test_a_tab_on_the_dashboard_restyles_each_table_once_per_focus_it_gain
         monkeypatch.setattr(Stylesheet, "apply", real)
         assert [restyled[t] for t in tables] == [1, 2, 1], restyled  # left; reached and left; reached
         assert [t.has_class(FOCUSED) for t in tables] == [False, False, True]
+
