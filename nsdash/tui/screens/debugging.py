@@ -26,6 +26,7 @@ from nsdash.remote.target import Target
 from nsdash.system.text import escape
 from nsdash.tui.remote_trace import FarTrace, trace_argv
 from nsdash.tui.widgets.console_pane import ConsolePane
+from nsdash.tui.widgets.edges import FocusMarkScreen
 from nsdash.tui.widgets.key_footer import KeyFooter
 from nsdash.tui.widgets.profile_pane import ProfilePane
 from nsdash.tui.widgets.trace_pane import TracePane
@@ -50,7 +51,7 @@ class Subject:
         return f"all of {self.machine}"
 
 
-class ToolScreen(Screen):
+class ToolScreen(FocusMarkScreen):
     """A screen whose worker runs one tool until the screen goes."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]

@@ -25,13 +25,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
 from nsdash.tui.messages import ImageRow, ImagesReady, PartialImages
+from nsdash.tui.widgets.edges import FocusMarkScreen
 from nsdash.tui.widgets.image_list import ImageList
 from nsdash.tui.widgets.key_footer import KeyFooter
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 REFRESH = 2.0  # seconds between two listings while the panel is open
 
 
-class ImagesScreen(Screen):
+class ImagesScreen(FocusMarkScreen):
     """The images and their actions; the app carries the actions out (ImagesScreen.Wanted)."""
 
     BINDINGS = [

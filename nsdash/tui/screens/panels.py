@@ -6,10 +6,9 @@ from textual.binding import Binding
 from textual.css.scalar import Unit
 from textual.dom import DOMNode
 from textual.reactive import Reactive
-from textual.screen import Screen
 from textual.widget import Widget
 
-from nsdash.tui.widgets.edges import restyling
+from nsdash.tui.widgets.edges import FocusMarkScreen
 
 # Sizes are shares (fr) of the row or column, changed in half-share steps within these bounds.
 STEP, SMALLEST, LARGEST = 0.5, 0.5, 8.0
@@ -25,7 +24,7 @@ def breakpoint_class(width: int, breakpoints: list[tuple[int, str]]) -> str | No
     return next((name for least, name in sorted(breakpoints, reverse=True) if width >= least), None)
 
 
-class PanelScreen(Screen):
+class PanelScreen(FocusMarkScreen):
     """A screen of `.panel` widgets.  Subclasses bind the key (`f`) where their footer wants it.
 
     < and > make the focused panel narrower or wider against its neighbours in the row;
@@ -38,7 +37,7 @@ class PanelScreen(Screen):
 
     # Textual's Screen.focused repaints the whole screen on every focus move.  The widgets that
     # gain and lose the focus repaint themselves (Widget._on_focus/_on_blur), and so does every
-    # panel whose :focus/:focus-within border changes (the restyle refreshes it), so the
+    # panel whose focus mark (edges.FOCUSED) changes (the restyle refreshes it), so the
     # whole-screen render buys nothing: it drew the console pane's and the log's every line
     # again, the dearest part of a Tab while a machine floods (tests/tui/test_key_footer.py).
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
@@ -57,12 +56,6 @@ class PanelScreen(Screen):
         kw["classes"] = " ".join(filter(None, (kw.get("classes"), born)))
         super().__init__(*args, **kw)
         self._shares: dict[Widget, dict[str, float]] = {}
-
-    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
-        # The panes' focus mark is their top and bottom edges: repaint those, not every
-        # line (widgets/edges.py).
-        with restyling(w for w in (focused, blurred) if w is not None):
-            super()._update_focus_styles(focused, blurred)
 
     def _focused_panel(self) -> Widget | None:
         node: DOMNode | None = self.focused

@@ -25,7 +25,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from nsdash.errors import NsdashError
@@ -34,6 +33,7 @@ from nsdash.inside.units import UnitInfo
 from nsdash.inside.view import MachineUnits, UnitsSnapshot
 from nsdash.system.text import escape
 from nsdash.tui.screens.confirm import ConfirmScreen
+from nsdash.tui.widgets.edges import FocusMarkScreen
 from nsdash.tui.widgets.key_footer import KeyFooter
 
 
@@ -84,7 +84,7 @@ def row_cells(u: UnitInfo) -> tuple[Text, ...]:
             Text(escape(u.description)))
 
 
-class UnitsScreen(Screen):
+class UnitsScreen(FocusMarkScreen):
     """The units of one machine, over the machine's own systemd."""
 
     BINDINGS = [

@@ -12,6 +12,14 @@ screen wraps around Textual's) that changes nothing but those repaints those two
 lines.  Textual asks for a whole repaint per rule it sets, and also per rule it
 clears that was never set, so the repaints asked during the restyle are held and
 the rules compared after it.
+
+FocusMarkScreen puts the focus mark on the panel as a class (FOCUSED), not as a
+`.panel:focus-within` rule: a node one `:focus-within` rule matches makes Textual
+restyle every node under it on each focus move (Screen._update_focus_styles walks the
+outermost such ancestor's children), so a Tab restyled the journal pane's log, its
+hidden query Input and their scrollbars for a mark drawn on the pane's own edges.  The
+class is set without Textual's restyle of the descendants and the panel alone is
+restyled: no rule in styles/*.tcss may select a panel's descendants by FOCUSED.
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
 from textual.geometry import Region
+from textual.screen import Screen
 from textual.widget import Widget
 
-# What the focus mark changes (styles/nsdash.tcss, `.panel:focus`): all drawn on the
+# The class of a panel (`.panel`) that holds the focus, itself or a descendant.
+FOCUSED = "-focused"
+
+# What the focus mark changes (styles/nsdash.tcss, `.panel.-focused`): all drawn on the
 # top and bottom lines.
 EDGE_RULES = frozenset(("border_top", "border_bottom", "border_title_color", "border_title_style",
                         "border_title_background", "border_subtitle_color", "border_subtitle_style",
@@ -76,3 +88,30 @@ def restyling(widgets: Iterable[Widget]) -> Iterator[None]:
             pane._restyling = False
             if pane._repaint_held:
                 pane._restyled(before)
+
+
+def panels_of(widget: Widget | None) -> set[Widget]:
+    """The panels (class `panel`) WIDGET is in, itself included."""
+    if widget is None:
+        return set()
+    return {node for node in widget.ancestors_with_self if isinstance(node, Widget) and node.has_class("panel")}
+
+
+class FocusMarkScreen(Screen):
+    """A screen whose panels wear FOCUSED while they hold the focus (see the module's docstring)."""
+
+    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
+        # The panes' focus mark is their top and bottom edges: repaint those, not every
+        # line (FocusEdges).
+        with restyling(w for w in (focused, blurred) if w is not None):
+            holding = panels_of(self.focused)
+            moved = [panel for panel in panels_of(focused) | panels_of(blurred)
+                     if panel.has_class(FOCUSED) != (panel in holding)]
+            for panel in moved:
+                panel.set_class(panel in holding, FOCUSED, update=False)  # not its descendants ...
+            # ... the panel alone, unless it is the widget gaining or losing the focus: its
+            # Focus or Blur event restyles it (has_focus) and takes the class with it.
+            restyle = [panel for panel in moved if panel is not focused and panel is not blurred]
+            if restyle:
+                self.app.stylesheet.update_nodes(restyle, animate=True)
+            super()._update_focus_styles(focused, blurred)  # rules of Textual's own widgets

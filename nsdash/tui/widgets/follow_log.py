@@ -7,7 +7,7 @@ Every write grows the log, and Textual's `virtual_size` asks for a layout of the
 whole screen on each change: tens of ms a write under a flood, one per slice of
 a journal flood (journal_pane.py), for a log whose box never changes.  Here a
 change lays the screen out only when it shows or hides a scrollbar (which takes
-room from the box); otherwise the scrollbars are told the new size and the log
+room from the box; only on an axis whose overflow is auto); otherwise the scrollbars are told the new size and the log
 repaints.
 
 A writer that writes in slices (the journal pane) holds the log's repaints
@@ -101,12 +101,20 @@ class FollowLog(RichLog, SteadyScrollbars):
     def watch_virtual_size(self, old: Size, new: Size) -> None:
         if self._held:
             return  # release() looks at the size the hold began with
-        box = self.container_size
-        if (old.height > box.height) != (new.height > box.height) or (old.width > box.width) != (new.width > box.width):
+        if self._bar_flips(old, new):
             self.refresh(layout=True)  # a scrollbar comes or goes
         else:
             self._scroll_update(new)
             self.refresh()
+
+    def _bar_flips(self, old: Size, new: Size) -> bool:
+        """Whether a virtual size going from OLD to NEW shows or hides a scrollbar: only on an
+        axis whose overflow is auto.  RichLog's vertical bar is always there (overflow-y:
+        scroll), so p taking the log from thousands of lines to none and back laid out the
+        whole screen for a bar that stayed (issue 15)."""
+        box, styles = self.container_size, self.styles
+        return ((styles.overflow_y == "auto" and (old.height > box.height) != (new.height > box.height))
+                or (styles.overflow_x == "auto" and (old.width > box.width) != (new.width > box.width)))
 
     def _on_focus(self, event: events.Focus) -> None:
         event.prevent_default()  # Widget's own handler: the same, and a repaint (see the module's docstring)
