@@ -27,11 +27,18 @@ async def feed_sample(app: NsdashApp, pilot, steps: int = 3) -> None:
 
 async def journals_written(app: NsdashApp, pilot) -> None:
     """Wait until every journal pane has written what it was given (it writes in slices)."""
+    from nsdash.tui.widgets.follow_log import FollowLog
     from nsdash.tui.widgets.journal_pane import JournalPane
 
     for pane in app.screen.query(JournalPane):
         await pane.written()
     await pilot.pause()
+
+    def at_their_ends() -> bool:  # a following log scrolls to its end after a refresh, not at once
+        return all(log.scroll_y >= log.max_scroll_y for pane in app.screen.query(JournalPane) if pane.following
+                   for log in pane.query(FollowLog))
+
+    await wait_for(pilot, at_their_ends, timeout=10, what="the followed journal logs scrolled to their ends")
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0,
