@@ -45,7 +45,9 @@ class HostSnapshots:
         self.sampler = Sampler()
         self.mount = tree.primary_mount(self.sampler.layout)
         # cgroup2's cgroup.procs kept open and re-read (tree.KeptProcs); a v1 file caches per open.
-        self._procs = tree.KeptProcs() if self.mount == self.sampler.layout.unified_dir else None
+        # Its descriptors come out of the sampler's budget (5,000 cgroups need both).
+        self._procs = (tree.KeptProcs(self.sampler.reserve(4096))
+                       if self.mount == self.sampler.layout.unified_dir else None)
         self.with_machined = with_machined
         self._previous: Any = None
         self._commands: dict[int, str | None] = {}  # None: a kernel thread

@@ -184,6 +184,14 @@ class Sampler:
             out = _sum_tasks_up(out)
         return Sample(now, MappingProxyType(out), frozenset(unreadable), self.start, self.depth)
 
+    def reserve(self, wanted: int) -> int:
+        """Give up to WANTED descriptors of this sampler's budget to another keeper of files
+        (the poller's kept cgroup.procs, tree.KeptProcs): at most half of what is left, so
+        the two together never eat the reserve the rest of the process needs."""
+        given = max(0, min(wanted, (self._fd_budget - self._kept) // 2))
+        self._fd_budget -= given
+        return given
+
     def close(self) -> None:
         for entry in self._entries.values():
             self._close_entry(entry)

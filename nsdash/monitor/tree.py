@@ -126,7 +126,13 @@ class KeptProcs:
                 os.close(fd)
         if len(self._fds) >= self.limit:
             return read_pids(directory)
-        fd = os.open(directory + "/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = os.open(directory + "/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            self.limit = len(self._fds)  # the process ran out before this budget did: keep no more
+            return read_pids(directory)
         self._fds[directory] = fd
         return _pread_pids(fd)
 

@@ -434,3 +434,36 @@ def test_cgtop_net_column_shows_machine_traffic(machine_with_veth, machine_name,
     scope_row = next(line for line in last if line.split()[0] == cgroups.scope)
     rx, tx = scope_row.split()[-2:]
     assert rx != "-" and tx != "-" and rx.endswith(("B", "K")), scope_row
+
+
+def test_kept_cgroup_procs_take_their_descriptors_from_the_samplers_budget(tmp_path, monkeypatch):
+    """The poller keeps counter files (the sampler) and cgroup.procs files (KeptProcs) open: with
+    5,000 cgroups the two together ran the process out of descriptors (the dashboard bench's
+    poller died with EMFILE importing a module).  The sampler gives at most half of what it has
+    left; and KeptProcs, out of descriptors all the same, reads by name and keeps no more."""
+    import errno
+
+    s = Sampler()
+    try:
+        budget = s._fd_budget
+        given = s.reserve(4096)
+        assert 0 < given <= budget // 2 and s._fd_budget == budget - given
+    finally:
+        s.close()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cgroup.procs").write_text("1\n2\n")
+    kept = tree.KeptProcs(10)
+    assert kept(str(tmp_path / "a")) == (1, 2) and kept.open_files() == 1
+    real_open, refused = os.open, []
+
+    def out_of_descriptors(path, flags, *args, **kw):
+        if not refused:
+            refused.append(path)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", out_of_descriptors)
+    assert kept(str(tmp_path / "b")) == (1, 2)  # read by name on the second try
+    assert refused and kept.open_files() == 1 and kept.limit == 1
+    kept.close()
