@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tuikit import sample_app, wait_for
+from tuikit import sample_app, wait_for, wait_for_screen
 
 from nsdash.inside.debugging.perf import Profile, parse_script
 from nsdash.inside.debugging.strace import Line
@@ -53,7 +53,7 @@ async def test_the_trace_pane_follows_a_real_machine_and_stops_cleanly(looping):
         await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
         app.selected = looping
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
         screen = app.screen
         pane = screen.query_one(TracePane)
         await wait_for(pilot, lambda: any('"/etc/hostname"' in t for t in pane.visible_text()),
@@ -92,7 +92,7 @@ async def test_the_trace_pane_shows_lines_in_a_dashboard_holding_many_descriptor
             await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
             app.selected = looping
             await pilot.press("T")
-            await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+            await wait_for_screen(pilot, TraceScreen, what="the trace screen")
             screen = app.screen
             pane = screen.query_one(TracePane)
             await wait_for(pilot, lambda: any('"/etc/hostname"' in t for t in pane.visible_text()),
@@ -115,7 +115,7 @@ async def test_a_trace_worker_that_fails_says_so_and_still_detaches(looping, mon
         await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
         app.selected = looping
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
         screen = app.screen
         pane = screen.query_one(TracePane)
         await wait_for(pilot, lambda: pane.state.startswith("failed: OSError"), what=lambda: f"failed; {pane.state}")
@@ -158,7 +158,7 @@ async def test_trace_from_the_cgroup_tree_follows_the_process_under_the_cursor(l
 
         await wait_for(pilot, on_leader, what="the cursor on the init")
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
         screen = app.screen
         pane = screen.query_one(TracePane)
         await wait_for(pilot, lambda: pane.state.startswith("tracing PID 1 (sh, host PID"),
@@ -175,7 +175,7 @@ async def test_the_profile_pane_lists_the_busy_loop_and_writes_a_flame_graph(spi
         await wait_for(pilot, lambda: spinning in app.machine_names(), what="the machine in the list")
         app.selected = spinning
         await pilot.press("P")
-        await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen), what="the profile screen")
+        await wait_for_screen(pilot, ProfileScreen, what="the profile screen")
         screen = app.screen
         screen.flame_dir = str(tmp_path)
         pane = screen.query_one(ProfilePane)
@@ -283,7 +283,7 @@ async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
     async with app.run_test(size=SIZE) as pilot:
         await _cursor_on(app, pilot, sleeping, leader)
         await pilot.press("D")
-        await wait_for(pilot, lambda: isinstance(app.screen, GdbScreen), what="the gdb screen")
+        await wait_for_screen(pilot, GdbScreen, what="the gdb screen")
         screen = app.screen
         pane = screen.query_one(ConsolePane)
 
@@ -313,7 +313,7 @@ async def test_a_new_syscall_expression_restarts_strace_with_it(looping):
         await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
         app.selected = looping
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
         screen = app.screen
         pane = screen.query_one(TracePane)
         await wait_for(pilot, lambda: any("openat(" in t for t in pane.visible_text()), what="openat lines")

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tuikit import confirm_by_name, wait_for
+from tuikit import confirm_by_name, wait_for, wait_for_screen
 
 from nsdash.errors import NsdashError
 from nsdash.machines import client, images
@@ -71,7 +71,7 @@ def _notes(app: NsdashApp) -> list[str]:
 
 async def open_panel(app: NsdashApp, pilot, *expected: str) -> ImageList:
     await pilot.press("I")
-    await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen), 10, "the Images panel")
+    await wait_for_screen(pilot, ImagesScreen, 10, "the Images panel")
     table = app.screen.query_one(ImageList)
     await wait_for(pilot, lambda: all(n in table.images for n in expected), 30,
                    lambda: f"{expected} in the panel; shown {list(table.images)}")
@@ -179,15 +179,15 @@ async def test_remove_needs_the_image_name_typed(image, image_dir, no_timed_refr
         table = await open_panel(app, pilot, image)
         await select(app, pilot, table, image)
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the confirmation")
+        await wait_for_screen(pilot, ConfirmScreen, 10, "the confirmation")
         # a single key, or a wrong name, removes nothing
         await pilot.press("y", "enter")
         assert isinstance(app.screen, ConfirmScreen) and (image_dir / image).is_dir()
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen), 5, "the panel again")
+        await wait_for_screen(pilot, ImagesScreen, 5, "the panel again")
         assert (image_dir / image).is_dir()
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the confirmation")
+        await wait_for_screen(pilot, ConfirmScreen, 10, "the confirmation")
         await confirm_by_name(app, pilot, image)
         await wait_for(pilot, lambda: image not in table.images, 30,
                        lambda: f"the image gone from the panel; notes {_notes(app)}")
@@ -207,7 +207,7 @@ async def test_boot_from_the_panel_then_remove_is_refused_while_it_runs(image, i
             await wait_for(pilot, lambda: cells(table, image)["used"] == image, 90,
                            lambda: f"the machine on the image; notes {_notes(app)}")
             await pilot.press("d")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the confirmation")
+            await wait_for_screen(pilot, ConfirmScreen, 10, "the confirmation")
             await confirm_by_name(app, pilot, image)
             want = f"image '{image}' is in use by running machine '{image}'"
             await wait_for(pilot, lambda: any(want in n for n in _notes(app)), 30,
@@ -251,7 +251,7 @@ async def test_spawn_from_the_panel_opens_the_form_with_the_image_chosen(image):
         table = await open_panel(app, pilot, image)
         await select(app, pilot, table, image)
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), 10, "the spawn form")
+        await wait_for_screen(pilot, SpawnScreen, 10, "the spawn form")
         form = app.screen
         assert form.query_one("#spawn-image").value == image
         assert form.form().tree == image
@@ -351,7 +351,7 @@ async def test_create_cancelled_mid_run_removes_the_unfinished_tree(image_dir, m
         assert "cancelled" in str(form.query_one("#create-error").render())
         assert isinstance(app.screen, CreateScreen)
         await pilot.press("escape")  # now it closes
-        await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen), 5, "the panel again")
+        await wait_for_screen(pilot, ImagesScreen, 5, "the panel again")
     assert os.listdir(image_dir) == []
     assert _mounts_under(image_dir) == []
     left = subprocess.run(["pgrep", "-f", f"debootstrap.*{machine_name}"], capture_output=True, text=True)

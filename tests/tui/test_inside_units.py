@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tuikit import wait_for
+from tuikit import wait_for, wait_for_screen
 
 from nsdash.inside import units
 from nsdash.inside.view import MachineUnits
@@ -91,11 +91,11 @@ async def test_units_screen_lists_filters_acts_and_shows_status_and_journal(mach
 
         # Stop asks first; Escape keeps it running, Tab then Enter (the Stop button) stops it.
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await wait_for_screen(pilot, ConfirmScreen, what="the confirmation")
         await pilot.press("y", "enter")  # no letter confirms; Enter on the focused Cancel cancels
         assert units.run(machine, lambda sd: sd.active_state("nsdash-test")) == "active"
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await wait_for_screen(pilot, ConfirmScreen, what="the confirmation")
         await pilot.press("tab", "enter")
         await wait_for(pilot, lambda: units.run(machine, lambda sd: sd.active_state("nsdash-test")) == "inactive",
                        what="the unit to stop")
@@ -169,7 +169,7 @@ async def test_u_on_a_process_in_the_cgroup_tree_jumps_to_its_unit(machine):
         await wait_for(pilot, on_process, what="the cursor on the process")
         assert tree.process_at_cursor() == (machine.name, host_pid)
         await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, UnitsScreen), what="the units screen")
+        await wait_for_screen(pilot, UnitsScreen, what="the units screen")
         screen = app.screen
         await wait_for(pilot, lambda: screen.selected_unit == "dbus.service", what="dbus.service selected")
 

@@ -3,7 +3,7 @@ far text, and the keys that do not work over -H yet answering in one notificatio
 
 from __future__ import annotations
 
-from tuikit import sample_app, wait_for
+from tuikit import sample_app, wait_for, wait_for_screen
 
 from nsdash.remote.target import Target
 from nsdash.tui.messages import JournalLines, Snapshot, SnapshotReady
@@ -66,7 +66,7 @@ async def test_host_column_and_keys_not_over_h_yet(monkeypatch):
                 await wait_for(pilot, lambda: any("cannot reach far2" in str(n.message) for n in app._notifications),
                                what="the units screen's note")
             await pilot.press("escape")
-            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back")
+            await wait_for_screen(pilot, DashboardScreen, what="back")
         assert not any("invalid machine name" in str(n.message) for n in app._notifications)
         app.post_message(SnapshotReady(_snapshot(unreachable=("far2",))))
         await wait_for(pilot, lambda: "unreachable: far2" in app.status_text(), what="status")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import Input, Label, Static
-from tuikit import confirm_by_name, feed_sample, sample_app, wait_for
+from tuikit import confirm_by_name, feed_sample, sample_app, wait_for, wait_for_screen
 
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.screens.limits import LimitsScreen, changed_assignments
@@ -52,7 +52,7 @@ async def test_limits_show_beside_usage_and_change_after_confirmation():
         assert "tasks ≤ 77" in str(screen.query_one("#machine-info", Static).render())
 
         await pilot.press("l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LimitsScreen), what="the limits form")
+        await wait_for_screen(pilot, LimitsScreen, what="the limits form")
         form = app.screen
         memory = form.query_one("#limits-MemoryMax", Input)
         assert memory.value == str(64 << 20)  # prefilled with what is in force
@@ -62,7 +62,7 @@ async def test_limits_show_beside_usage_and_change_after_confirmation():
         assert "Failed to parse MemoryMax=" in str(form.query_one("#limits-error", Static).render())
         memory.value = "32M"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await wait_for_screen(pilot, ConfirmScreen, what="the confirmation")
         assert "MemoryMax=32M" in str(app.screen.query_one("#confirm-question", Static).render())
         await pilot.press("y")
         assert not any(c[0] == "set_limits" for c in actions.calls)  # no letter confirms

@@ -26,7 +26,7 @@ import pytest
 from conftest import NSDASH, REPO, TAG, cached_tree, run_nsdash, teardown_machine
 from conftest import wait_for as wait_until
 from textual.widgets import DataTable, Input, Static
-from tuikit import confirm_by_name, wait_for
+from tuikit import confirm_by_name, wait_for, wait_for_screen
 
 from nsdash.demo import farhost
 from nsdash.errors import NsdashError
@@ -397,7 +397,7 @@ async def test_the_machine_view_and_units_screen_of_a_far_machine(farm, monkeypa
 
             # the machine view: its line with the limit the far side reports, its journal
             await pilot.press("v")
-            await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="the machine view")
+            await wait_for_screen(pilot, MachineScreen, what="the machine view")
             view = app.screen
             assert isinstance(view, MachineScreen)
             await wait_for(pilot, lambda: "tasks ≤ 77" in view._info_text, timeout=30,
@@ -413,7 +413,7 @@ async def test_the_machine_view_and_units_screen_of_a_far_machine(farm, monkeypa
 
             # the units screen: the far machine's units, a unit's status, a job that works, one that fails
             app.open_units("far1/inner", unit="systemd-journald.service")
-            await wait_for(pilot, lambda: isinstance(app.screen, UnitsScreen), what="the units screen")
+            await wait_for_screen(pilot, UnitsScreen, what="the units screen")
             units = app.screen
             assert isinstance(units, UnitsScreen)
             await wait_for(pilot, lambda: units.snapshot is not None, timeout=30, what="the units")
@@ -495,7 +495,7 @@ async def _open_console(app: NsdashApp, pilot, key: str) -> ConsolePane:
     app.screen.query_one(MachineList).select(key)
     await wait_for(pilot, lambda: app.selected == key, what="the selection")
     await pilot.press("a")
-    await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="the machine view")
+    await wait_for_screen(pilot, MachineScreen, what="the machine view")
     pane = app.screen.query_one(ConsolePane)
     await wait_for(pilot, lambda: pane.connection is not None and pane.has_focus, what="the console attached")
     return pane
@@ -549,10 +549,10 @@ async def test_a_far_machine_console_in_the_pane_takes_keys_and_sizes_and_ctrl_b
             view = app.screen
             assert isinstance(view, MachineScreen)
             await pilot.press("l")
-            await wait_for(pilot, lambda: isinstance(app.screen, LimitsScreen), what="the limits form")
+            await wait_for_screen(pilot, LimitsScreen, what="the limits form")
             app.screen.query_one("#limits-TasksMax", Input).value = "123"
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await wait_for_screen(pilot, ConfirmScreen, what="the confirmation")
             await confirm_by_name(app, pilot, "far1/con")
             await wait_for(pilot, lambda: view.limits.get("TasksMax") == "123", timeout=60,
                            what=lambda: f"TasksMax in force ({view.limits}, {[n.message for n in app._notifications]})")
@@ -641,7 +641,7 @@ async def test_images_per_host_boot_on_one_and_spawn_from_the_form_on_another(fa
             images.select("far2/bbimg")
             await wait_for(pilot, lambda: images.selected == "far2/bbimg", what="far2's image selected")
             await pilot.press("s")
-            await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), timeout=30, what="the form")
+            await wait_for_screen(pilot, SpawnScreen, timeout=30, what="the form")
             form = app.screen
             assert isinstance(form, SpawnScreen) and form.host == "far2"
             assert "far2" in str(form.query_one("#spawn-title", Static).render())
@@ -784,7 +784,7 @@ async def test_the_trace_pane_of_a_far_machine_and_a_palette_that_offers_only_wh
         app.screen.query_one(MachineList).select(key)
         await wait_for(pilot, lambda: app.selected == key, what="the selection")
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, TraceScreen), what="the trace screen")
+        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
         pane = app.screen.query_one(TracePane)
         await wait_for(pilot, lambda: sum("/etc/hostname" in x.text for x in pane.lines if x.kind == "trace") >= 2,
                        timeout=30, what=lambda: f"far syscalls in the pane ({pane.lines[-5:]}, {pane.state})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tuikit import confirm_by_name, feed_sample, sample_app, wait_for
+from tuikit import confirm_by_name, feed_sample, sample_app, wait_for, wait_for_screen
 
 from nsdash.errors import NsdashError
 from nsdash.monitor.tree import CgroupNode
@@ -199,7 +199,7 @@ async def test_spawn_form_validates_before_submitting(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await feed_sample(app, pilot)
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), what="form")
+        await wait_for_screen(pilot, SpawnScreen, what="form")
         form = app.screen
         form.query_one("#spawn-tree").value = str(tree)
         form.query_one("#spawn-name").value = "demo-busybox"
@@ -222,7 +222,7 @@ async def test_spawn_form_shows_what_the_nspawn_file_sets_and_nsdash_does_not_ap
     async with app.run_test(size=(120, 40)) as pilot:
         await feed_sample(app, pilot)
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), what="form")
+        await wait_for_screen(pilot, SpawnScreen, what="form")
         app.screen.query_one("#spawn-tree").value = str(tree)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: actions.calls, what="spawn call")

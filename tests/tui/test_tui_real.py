@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 
 import pytest
-from tuikit import confirm_by_name, wait_for
+from tuikit import confirm_by_name, wait_for, wait_for_screen
 
 from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
@@ -86,7 +86,7 @@ async def test_spawn_through_the_form(busybox_tree, machine_name):
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("s")
-            await wait_for(pilot, lambda: isinstance(app.screen, SpawnScreen), what="the form")
+            await wait_for_screen(pilot, SpawnScreen, what="the form")
             app.screen.query_one("#spawn-tree").value = str(busybox_tree)
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: getattr(info_of(app, machine_name), "state", None) == "running", timeout=60,
@@ -104,7 +104,7 @@ async def test_console_shows_the_login_prompt_and_runs_a_typed_command(busybox_m
     async with app.run_test(size=SIZE) as pilot:
         await select(app, pilot, name)
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, MachineScreen), what="machine view")
+        await wait_for_screen(pilot, MachineScreen, what="machine view")
         pane = app.screen.query_one(ConsolePane)
         await wait_for(pilot, lambda: pane.connection is not None and pane.has_focus, what="console attached")
         await pilot.press("enter")

@@ -52,13 +52,22 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0
         await asyncio.sleep(0)
 
 
+async def wait_for_screen(pilot, cls: type, timeout: float = 30.0, what: str | Callable[[], str] = "") -> None:
+    """Let the app run until its screen is a CLS whose widgets are composed and mounted: a pushed
+    screen is on the stack (app.screen) a few turns before its compose has run, so a query made
+    as soon as isinstance() holds can find nothing."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, cls) and app.screen.is_mounted, timeout,
+                   what or cls.__name__)
+
+
 async def confirm_by_name(app: NsdashApp, pilot, name: str) -> None:
     """Answer a machine action's confirmation the only way it takes: the machine's name, then Enter."""
     from textual.widgets import Input
 
     from nsdash.tui.screens.confirm import ConfirmScreen
 
-    assert isinstance(app.screen, ConfirmScreen), app.screen
+    await wait_for_screen(pilot, ConfirmScreen, 10, "the confirmation")
     app.screen.query_one("#confirm-typed", Input).value = name
     await pilot.pause()
     await pilot.press("enter")
