@@ -201,15 +201,16 @@ _cache_before: dict[str, dict[str, tuple]] = {}
 SHALLOW_BELOW = frozenset({"etc"})  # the top-level directories a session-start manifest walks whole
 
 
-def tree_manifest(root: Path, deep: frozenset[str] | None = None) -> dict[str, tuple]:
-    """Every entry under ROOT (itself included): type and mode, owner, size, mtime, symlink
-    target.  With DEEP, only ROOT's own entries and all below those of its directories named
-    in DEEP."""
-    def entry(path: str) -> tuple:
-        st = os.lstat(path)
-        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
-        return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, target)
+def _stat_entry(path: str) -> tuple:
+    st = os.lstat(path)
+    target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, target)
 
+
+def tree_manifest(root: Path, deep: frozenset[str] | None = None, entry=_stat_entry) -> dict[str, tuple]:
+    """ENTRY of every path under ROOT (itself included), by path relative to ROOT; by default
+    type and mode, owner, size, mtime, symlink target.  With DEEP, only ROOT's own entries and
+    all below those of its directories named in DEEP."""
     found = {".": entry(str(root))}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -329,6 +330,15 @@ def busybox_tree(busybox_cache, tmp_path, machine_name) -> Path:
     dest = tmp_path / machine_name
     subprocess.run(["cp", "-a", str(busybox_cache), str(dest)], check=True)
     return dest
+
+
+@pytest.fixture
+def image_dir(tmp_path, monkeypatch) -> Path:
+    """An empty image directory of the test's own: NSDASH_IMAGE_PATH names it alone."""
+    d = tmp_path / "machines"
+    d.mkdir()
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(d))
+    return d
 
 
 @pytest.fixture(scope="session")
