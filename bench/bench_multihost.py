@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_remote import _cpu_of, boot_far, wait_answer  # noqa: E402
-from bench_verbs import nsdash_cmd, run_nsdash  # noqa: E402
+from bench_verbs import nsdash_cmd, run_nsdash, stop  # noqa: E402
 from report import Report, wants_json  # noqa: E402
 
 from nsdash.demo import farhost  # noqa: E402
@@ -156,8 +156,7 @@ def main() -> int:
                            spread=(pct(min(values["watch"])) - base, pct(max(values["watch"])) - base), note=note)
         finally:
             for name in machines:
-                if run_nsdash("poweroff", name, timeout=60).returncode != 0:
-                    run_nsdash("terminate", name, timeout=30)
+                stop(name)
     report.done()
     return 0
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -130,20 +129,9 @@ def boot_host(name: str, *binds: str):
 
 
 def summarise(pair: dict, report) -> None:
-    walls_a, walls_b = pair["wall_a"], pair["wall_b"]
-    ratios = [a / b for a, b in zip(walls_a, walls_b, strict=True)]
-    cpu_ratios = [a / b for a, b in zip(pair["cpu_a"], pair["cpu_b"], strict=True) if b > 0]
-    ours_ms, theirs_ms = statistics.median(walls_a) * 1000, statistics.median(walls_b) * 1000
-    ratio = statistics.median(ratios)
-    cpu_ratio = statistics.median(cpu_ratios) if cpu_ratios else float("nan")
-    print(f"{pair['what']:<26} nsdash {ours_ms:6.1f} ms ({statistics.median(pair['cpu_a']) * 1000:5.1f} CPU) "
-          f"[{min(walls_a) * 1000:.1f}..{max(walls_a) * 1000:.1f}]   "
-          f"{pair['peer']} {theirs_ms:6.1f} ms ({statistics.median(pair['cpu_b']) * 1000:5.1f} CPU) "
-          f"[{min(walls_b) * 1000:.1f}..{max(walls_b) * 1000:.1f}]   "
-          f"wall x{ratio:.2f} [{min(ratios):.2f}..{max(ratios):.2f}]   CPU x{cpu_ratio:.2f}   "
-          f"load {pair['load']:.1f}", flush=True)
-    report.row(f"{pair['what']} (systemd host)", ours_ms, pair["peer"], theirs_ms, "ms", ratio=ratio,
-               spread=(min(ratios), max(ratios)), note=f"CPU x{cpu_ratio:.2f}")
+    """One pair timed inside the host (a JSON line of inside()): its line and its row."""
+    report.pair(pair["what"], pair["peer"], (pair["wall_a"], pair["wall_b"]), (pair["cpu_a"], pair["cpu_b"]),
+                load=pair["load"], row_what=f"{pair['what']} (systemd host)")
 
 
 def main() -> int:

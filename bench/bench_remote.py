@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_verbs import nsdash_cmd, pair, run_nsdash  # noqa: E402
+from bench_verbs import nsdash_cmd, pair, run_nsdash, stop  # noqa: E402
 from report import Report, wants_json  # noqa: E402
 
 from nsdash.demo import farhost, trees  # noqa: E402
@@ -146,7 +146,7 @@ def main() -> int:
                         raise SystemExit(f"cannot start the BusyBox machine on the far host: {r.stderr.strip()}")
                     wait_answer(["machinectl", "-H", "far", "status", "bb"], "machinectl -H far status bb")
                 print(f"{label}: load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs"
-                      " each, medians; [spread of the pair ratios]", flush=True)
+                      " each, medians [min..max]; [spread of the pair ratios]", flush=True)
                 pair(f"-H list ({label})", [*ours, "list"], "machinectl -H",
                      ["machinectl", "-H", "far", "--no-pager", "list"], args.runs, report)
                 pair(f"-H status M ({label})", [*ours, "status", "bb"], "machinectl -H",
@@ -157,8 +157,7 @@ def main() -> int:
                     poller_refresh(args.runs * 2, report)
             subprocess.run(["ssh", "-O", "exit", "far"], capture_output=True, timeout=30)
         finally:
-            if run_nsdash("poweroff", name, timeout=60).returncode != 0:
-                run_nsdash("terminate", name, timeout=30)
+            stop(name)
     report.done()
     return 0
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -86,23 +85,18 @@ def pair(label: str, ours: list[str], peer_name: str, theirs: list[str], runs: i
             if i:
                 walls[key].append(wall)
                 cpus[key].append(cpu)
-    ratios = [a / b for a, b in zip(walls["a"], walls["b"], strict=True)]
-    cpu_ratios = [a / b for a, b in zip(cpus["a"], cpus["b"], strict=True) if b > 0]
-    ours_ms = statistics.median(walls["a"]) * 1000
-    theirs_ms = statistics.median(walls["b"]) * 1000
-    ratio = statistics.median(ratios)
-    cpu_ratio = statistics.median(cpu_ratios) if cpu_ratios else float("nan")
-    print(f"{label:<26} nsdash {ours_ms:7.1f} ms ({statistics.median(cpus['a']) * 1000:5.1f} CPU)   "
-          f"{peer_name} {theirs_ms:7.1f} ms ({statistics.median(cpus['b']) * 1000:5.1f} CPU)   "
-          f"wall x{ratio:.2f} [{min(ratios):.2f}..{max(ratios):.2f}]   CPU x{cpu_ratio:.2f}   "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)
-    report.row(label, ours_ms, peer_name, theirs_ms, "ms", ratio=ratio, spread=(min(ratios), max(ratios)),
-               note=f"CPU x{cpu_ratio:.2f}")
+    report.pair(label, peer_name, (walls["a"], walls["b"]), (cpus["a"], cpus["b"]))
 
 
 def run_nsdash(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*nsdash_cmd(), *args], env=nsdash_env(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def stop(name: str) -> None:
+    """Power machine NAME off, and terminate it if it will not go: a bench leaves no machine."""
+    if run_nsdash("poweroff", name, timeout=60).returncode != 0:
+        run_nsdash("terminate", name, timeout=30)
 
 
 def boot(name: str) -> int:
@@ -142,8 +136,7 @@ def machine_pairs(ours: list[str], run_pair, runs: int, report: Report) -> None:
                  "systemctl inside", [*inside, "systemctl", "status", "dbus.service", "--no-pager"],
                  runs, report)
     finally:
-        if run_nsdash("poweroff", name, timeout=60).returncode != 0:
-            run_nsdash("terminate", name, timeout=30)
+        stop(name)
 
 
 def main() -> int:
@@ -167,7 +160,7 @@ def main() -> int:
         compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
         ours = nsdash_cmd()
         print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
-              "medians; [spread of the pair ratios]")
+              "medians [min..max]; [spread of the pair ratios]")
         run_pair("python -c pass (floor)", [str(PYTHON), "-c", "pass"], "/bin/true", ["/bin/true"],
                  args.runs, report)
         run_pair("cgls", [*ours, "cgls"], "systemd-cgls", ["systemd-cgls", "--no-pager"], args.runs, report)

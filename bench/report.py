@@ -85,6 +85,29 @@ class Report:
                           "spread": list(spread) if spread else None, "better": better,
                           "load": self.loads[-1], "note": note})
 
+    def pair(self, what: str, peer: str, walls: tuple[Sequence[float], Sequence[float]],
+             cpus: tuple[Sequence[float], Sequence[float]], *, load: float | None = None,
+             row_what: str | None = None) -> None:
+        """One alternated pair (A B B A ...), nsdash's runs against PEER's, in seconds: the line a
+        person reads (medians in ms with their CPU and [min..max], the wall ratio taken pair by
+        pair with its spread, the CPU ratio, the load) and its row (ROW_WHAT, else WHAT)."""
+        (walls_a, walls_b), (cpus_a, cpus_b) = walls, cpus
+        ratios = [a / b for a, b in zip(walls_a, walls_b, strict=True)]
+        cpu_ratios = [a / b for a, b in zip(cpus_a, cpus_b, strict=True) if b > 0]
+        ours_ms, theirs_ms = statistics.median(walls_a) * 1000, statistics.median(walls_b) * 1000
+        ratio = statistics.median(ratios)
+        cpu_ratio = statistics.median(cpu_ratios) if cpu_ratios else float("nan")
+
+        def side(name: str, wall_ms: float, runs: Sequence[float], cpu: Sequence[float]) -> str:
+            return (f"{name} {wall_ms:7.1f} ms ({statistics.median(cpu) * 1000:5.1f} CPU) "
+                    f"[{min(runs) * 1000:.1f}..{max(runs) * 1000:.1f}]")
+
+        print(f"{what:<26} {side('nsdash', ours_ms, walls_a, cpus_a)}   {side(peer, theirs_ms, walls_b, cpus_b)}   "
+              f"wall x{ratio:.2f} [{min(ratios):.2f}..{max(ratios):.2f}]   CPU x{cpu_ratio:.2f}   "
+              f"load {load if load is not None else os.getloadavg()[0]:.1f}", flush=True)
+        self.row(row_what or what, ours_ms, peer, theirs_ms, "ms", ratio=ratio, spread=(min(ratios), max(ratios)),
+                 note=f"CPU x{cpu_ratio:.2f}")
+
     def done(self) -> None:
         if self.as_json:
             json.dump({"bench": self.bench, "started": self.started, "load": [min(self.loads), max(self.loads)],

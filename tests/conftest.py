@@ -9,13 +9,15 @@ Every root test is wrapped by `leak_check`: mounts, machine cgroups, veth
 links, state entries, container processes and loop devices (bound to an image
 of the session's) must be the same after the test
 as before it, or the test fails naming what leaked.  The cached OS trees are
-read-only: a session that changes one fails, naming the paths.
+read-only: a session that changes one (any tree or image in the cache, whoever
+used it) fails, naming the paths.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -75,6 +77,7 @@ _leftovers_before: set[str] = set()
 def pytest_sessionstart(session):
     if IS_ROOT:
         _leftovers_before.update(_host_leftovers())
+    _cache_before.update(cache_manifest(_tree_cache_dir()))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -181,26 +184,40 @@ def detached(machine_name):
 #
 # The cached trees (nsdash.demo.trees) are shared by every test session on the
 # machine and are read-only by contract: a test boots one with -x/--ephemeral or
-# works on a copy.  Each cached tree's manifest is taken when a session first
-# asks for it and compared when the session ends (pytest_sessionfinish below), so
-# a test that changes a cached tree fails the run instead of making later runs
-# pass or fail depending on what it left.
+# works on a copy.  Two manifests are compared when the session ends
+# (pytest_sessionfinish above), so a test that changes a cached tree fails the run
+# instead of making later runs pass or fail depending on what it left:
+# - at session start, of every finished tree and disk image in the cache, whoever
+#   uses it (a fixture, a subprocess, a helper calling trees.ensure): each tree's
+#   top-level entries and all of its etc/, where a plain spawn writes
+#   (resolv.conf, localtime, machine-id); cheap, a few hundred entries a tree;
+# - when a session first asks for a tree through cached_tree(): all of it.
+# A tree or image first seen at the end was built during the session (CI starts
+# with an empty cache): not a change.  One gone at the end that a newer build of
+# the same name replaced (another checkout's recipe) is not one either.
 
 _manifests: dict[Path, dict[str, tuple]] = {}
+_cache_before: dict[str, dict[str, tuple]] = {}
+SHALLOW_BELOW = frozenset({"etc"})  # the top-level directories a session-start manifest walks whole
 
 
-def tree_manifest(root: Path) -> dict[str, tuple]:
-    """Every entry under ROOT (itself included): type and mode, owner, size, mtime, symlink target."""
-    def entry(path: str) -> tuple:
-        st = os.lstat(path)
-        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
-        return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, target)
+def _stat_entry(path: str) -> tuple:
+    st = os.lstat(path)
+    target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, target)
 
+
+def tree_manifest(root: Path, deep: frozenset[str] | None = None, entry=_stat_entry) -> dict[str, tuple]:
+    """ENTRY of every path under ROOT (itself included), by path relative to ROOT; by default
+    type and mode, owner, size, mtime, symlink target.  With DEEP, only ROOT's own entries and
+    all below those of its directories named in DEEP."""
     found = {".": entry(str(root))}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             found[os.path.relpath(path, root)] = entry(path)
+        if deep is not None and dirpath == str(root):
+            dirnames[:] = [d for d in dirnames if d in deep]
     return found
 
 
@@ -226,12 +243,65 @@ def cached_tree(name: str) -> Path:
     return path
 
 
+_CACHE_KEY = re.compile(r"(?P<name>.+)-[0-9a-f]{12}(?P<suffix>\.raw)?")  # trees.tree_path, trees.image_path
+
+
+def _tree_cache_dir() -> Path:
+    from nsdash.demo import trees
+
+    return trees.CACHE
+
+
+def cache_entries(cache: Path) -> list[Path]:
+    """The finished trees (NAME-KEY directories) and disk images (images/NAME-KEY.raw) in CACHE;
+    builds under way (dot names) are not entries yet."""
+    found: list[Path] = []
+    with contextlib.suppress(OSError):
+        for child in sorted(cache.iterdir()):
+            if _CACHE_KEY.fullmatch(child.name) and not child.name.startswith("."):
+                found.append(child)
+            elif child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
+                found += [f for f in sorted(child.iterdir())
+                          if _CACHE_KEY.fullmatch(f.name) and not f.name.startswith(".")]
+    return found
+
+
+def cache_manifest(cache: Path) -> dict[str, dict[str, tuple]]:
+    """Each cache entry's shallow manifest (tree_manifest with SHALLOW_BELOW), keyed by its path."""
+    out = {}
+    for entry in cache_entries(cache):
+        with contextlib.suppress(FileNotFoundError):  # replaced by another session's build meanwhile
+            out[str(entry)] = tree_manifest(entry, SHALLOW_BELOW)
+    return out
+
+
+def cache_changes(before: dict[str, dict[str, tuple]], after: dict[str, dict[str, tuple]]) -> list[str]:
+    """What changed in the cache entries of BEFORE, one line per path, by AFTER.  Entries only
+    in AFTER were built meanwhile; one missing from AFTER counts as removed unless a build of
+    the same name with another key is in AFTER (a newer recipe replaced it)."""
+    def name(path: str) -> str:
+        m = _CACHE_KEY.fullmatch(os.path.basename(path))
+        return os.path.join(os.path.dirname(path), m["name"] + (m["suffix"] or "")) if m else path
+
+    rebuilt = {name(p) for p in after.keys() - before.keys()}
+    lines = []
+    for path, manifest in before.items():
+        if path in after:
+            lines += [f"{path}: {line}" for line in manifest_changes(manifest, after[path])]
+        elif name(path) not in rebuilt:
+            lines.append(f"{path}: removed")
+    return lines
+
+
 def _cached_trees_changed() -> list[str]:
-    changes = []
-    for path, before in _manifests.items():
-        after = tree_manifest(path) if path.is_dir() else {}
-        changes += [f"{path}: {line}" for line in manifest_changes(before, after)]
-    return changes
+    """Both checks' findings, each path once (the first-use check sees deeper, the session-start
+    one sees every tree)."""
+    shallow = cache_manifest(_tree_cache_dir())
+    deep = {str(path): manifest for path, manifest in _manifests.items()}
+    deep_now = {p: tree_manifest(Path(p)) for p in deep if os.path.lexists(p)}
+    changes = cache_changes(deep, shallow | deep_now)  # shallow: to see a rebuild by another name
+    changes += cache_changes(_cache_before, shallow)
+    return list(dict.fromkeys(changes))
 
 
 @pytest.fixture(scope="session")
@@ -260,6 +330,15 @@ def busybox_tree(busybox_cache, tmp_path, machine_name) -> Path:
     dest = tmp_path / machine_name
     subprocess.run(["cp", "-a", str(busybox_cache), str(dest)], check=True)
     return dest
+
+
+@pytest.fixture
+def image_dir(tmp_path, monkeypatch) -> Path:
+    """An empty image directory of the test's own: NSDASH_IMAGE_PATH names it alone."""
+    d = tmp_path / "machines"
+    d.mkdir()
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(d))
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
 from nsdash.system import cgroupfs
+from nsdash.system.kernfiles import read_value
 from nsdash.system.text import escape
 
 DIFFERENCES = """Differences from systemd-cgtop (252):
@@ -154,11 +155,7 @@ def _has_pids(layout: cgroupfs.Layout) -> bool:
     if "pids" in layout.v1_dirs:
         return True
     if layout.unified_dir is not None:
-        try:
-            with open(layout.unified_dir + "/cgroup.controllers") as f:
-                return "pids" in f.read().split()
-        except OSError:
-            return False
+        return "pids" in (read_value(layout.unified_dir + "/cgroup.controllers") or "").split()
     return False
 
 

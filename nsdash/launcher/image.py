@@ -48,6 +48,7 @@ from nsdash.launcher import dissect, sandbox
 from nsdash.launcher.dissect import ImageError
 from nsdash.system import mountinfo, paths
 from nsdash.system import syscalls as sc
+from nsdash.system.kernfiles import read_value
 
 HOLDER = "image-root"  # under the state root: HOLDER/MACHINE is bound private, the image at .../root
 SYS_BLOCK = "/sys/block"
@@ -96,14 +97,10 @@ def loop_devices(sys_block: str = SYS_BLOCK) -> list[LoopUser]:
         for name in sorted(os.listdir(sys_block)):
             if not name.startswith("loop"):
                 continue
-            try:
-                with open(os.path.join(sys_block, name, "loop", "backing_file")) as f:
-                    backing = f.read().rstrip("\n")
-                with open(os.path.join(sys_block, name, "ro")) as f:
-                    read_only = f.read().strip() == "1"
-            except OSError:
+            backing = read_value(os.path.join(sys_block, name, "loop", "backing_file"))
+            if backing is None:
                 continue  # not bound
-            found.append(LoopUser(name, backing, read_only))
+            found.append(LoopUser(name, backing, read_value(os.path.join(sys_block, name, "ro")) == "1"))
     return found
 
 

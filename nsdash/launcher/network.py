@@ -42,6 +42,7 @@ from typing import Any
 
 from nsdash.errors import NsdashError
 from nsdash.system import paths
+from nsdash.system.kernfiles import read_value
 
 POOL = ipaddress.IPv4Network("10.229.0.0/16")  # $NSDASH_NET_POOL names another (a host already using 10.229)
 BLOCK = 30
@@ -88,10 +89,8 @@ def networkd_active(run: str = "/run/systemd/netif", proc: str = "/proc") -> boo
     if not os.path.exists(f"{run}/state"):
         return False
     for pid in os.listdir(proc):
-        if pid.isdigit():
-            with contextlib.suppress(OSError), open(f"{proc}/{pid}/comm") as f:
-                if f.read().strip() == "systemd-network":
-                    return True
+        if pid.isdigit() and read_value(f"{proc}/{pid}/comm") == "systemd-network":
+            return True
     return False
 
 
@@ -474,25 +473,17 @@ def enable_forwarding6(conf: str = "/proc/sys/net/ipv6/conf") -> None:
     routes from router advertisements (accept_ra=1) stops doing so once the host forwards:
     such links are first moved to accept_ra=2 (accept them anyway), so the host keeps its
     own IPv6 routes."""
-    if _read(f"{conf}/all/forwarding") == "1":
+    if read_value(f"{conf}/all/forwarding") == "1":
         return
     for link in sorted(os.listdir(conf)):
-        if link not in ("all", "default") and _read(f"{conf}/{link}/accept_ra") == "1":
+        if link not in ("all", "default") and read_value(f"{conf}/{link}/accept_ra") == "1":
             with contextlib.suppress(OSError):
                 _set_sysctl(f"{conf}/{link}/accept_ra", "2")
     _set_sysctl(f"{conf}/all/forwarding", "1")
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _set_sysctl(path: str, value: str) -> None:
-    if _read(path) != value:
+    if read_value(path) != value:
         with open(path, "w") as f:
             f.write(value + "\n")
 

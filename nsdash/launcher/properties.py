@@ -21,6 +21,7 @@ import os
 from nsdash.errors import UsageError
 from nsdash.system import unitname
 from nsdash.system.frozen import Frozen
+from nsdash.system.kernfiles import read_value
 
 UINT64_MAX = 2**64 - 1
 UINT32_MAX = 2**32 - 1
@@ -201,11 +202,9 @@ def _system_tasks_max() -> int:
     """systemd's reference for TasksMax=N%: the smaller of pid_max - 1 and threads-max."""
     values = []
     for path in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"):
-        try:
-            with open(path) as f:
-                values.append(int(f.read()))
-        except (OSError, ValueError):
-            continue
+        value = read_value(path)
+        if value is not None and value.isdigit():
+            values.append(int(value))
     return min([values[0] - 1] + values[1:]) if values else 4194303
 
 

@@ -13,6 +13,7 @@ import os
 
 from nsdash.launcher import properties as props
 from nsdash.system import cgroupfs, unitname
+from nsdash.system.kernfiles import read_value
 
 TYPE_CHECKING = False  # mypy takes this as true; typing stays unimported at run time
 if TYPE_CHECKING:
@@ -72,14 +73,6 @@ def unit_limits(unit: str) -> dict[str, str]:
     return out
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
     """The same figures from the cgroup files nsdash wrote (hosts without systemd); the
     hierarchies as strings (the Layout's Paths would bring pathlib)."""
@@ -91,10 +84,10 @@ def cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
 
     out: dict[str, str] = {}
     v2 = None if layout.unified_dir is None else f"{layout.unified_dir}/{rel}"
-    quota = _read(f"{v2}/cpu.max") if v2 else None
+    quota = read_value(f"{v2}/cpu.max") if v2 else None
     cpu = v1("cpu")
     if quota is None and cpu is not None:
-        q, period = _read(f"{cpu}/cpu.cfs_quota_us"), _read(f"{cpu}/cpu.cfs_period_us")
+        q, period = read_value(f"{cpu}/cpu.cfs_quota_us"), read_value(f"{cpu}/cpu.cfs_period_us")
         quota = None if q is None or period is None else f"{'max' if q == '-1' else q} {period}"
     if quota and not quota.startswith("max"):
         q, period = quota.split()
@@ -102,7 +95,7 @@ def cgroupfs_limits(cgroup: str, layout: cgroupfs.Layout) -> dict[str, str]:
     for name in ("MemoryMax", "MemoryHigh", "TasksMax"):
         for hierarchy, filename in props.CGROUP_FILES[name]:
             d = v1(hierarchy) if hierarchy else v2
-            text = _read(f"{d}/{filename}") if d is not None else None
+            text = read_value(f"{d}/{filename}") if d is not None else None
             if text is None:
                 continue
             if text != "max" and text.isdigit() and int(text) < 2**62:  # v1's "none" is about 2**63
@@ -122,7 +115,7 @@ def files_hold_limits(cgroup: str, layout: cgroupfs.Layout) -> bool:
     nested one without controllers), only systemd knows them."""
     if layout.unified_dir is None:
         return False
-    found = _read(f"{layout.unified_dir}/{cgroup.lstrip('/')}/cgroup.controllers")
+    found = read_value(f"{layout.unified_dir}/{cgroup.lstrip('/')}/cgroup.controllers")
     return found is not None and set(found.split()) >= LIMIT_CONTROLLERS
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from nsdash.errors import NsdashError
 from nsdash.machines.state import MachineState
 from nsdash.system import dbus
+from nsdash.system.kernfiles import read_value
 
 BUS = "org.freedesktop.machine1"
 PATH = "/org/freedesktop/machine1"
@@ -108,8 +109,5 @@ class Registration:
 
 
 def _ifindex(name: str) -> int:
-    try:
-        with open(f"/sys/class/net/{name}/ifindex") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 0
+    value = read_value(f"/sys/class/net/{name}/ifindex")
+    return int(value) if value is not None and value.isdigit() else 0

@@ -19,7 +19,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import run_nsdash, wait_for
+from conftest import run_nsdash, tree_manifest, wait_for
 
 from nsdash.system import fsflags
 
@@ -41,20 +41,7 @@ def manifest(root: Path) -> dict[str, tuple]:
         return (st.st_mode, st.st_uid, st.st_gid, st.st_size if not stat.S_ISDIR(st.st_mode) else None,
                 mtime, digest, target, rdev, tuple(sorted(xattrs.items())), st.st_nlink)
 
-    found = {".": entry(str(root))}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            found[os.path.relpath(path, root)] = entry(path)
-    return found
-
-
-@pytest.fixture
-def image_dir(tmp_path, monkeypatch) -> Path:
-    d = tmp_path / "machines"
-    d.mkdir()
-    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(d))
-    return d
+    return tree_manifest(root, entry=entry)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -273,11 +274,28 @@ def test_login_and_shell_on_a_terminal(far):
         far.remote("terminate", "con")
 
 
+@contextlib.contextmanager
+def _following(far, machine: str, new_session: bool = False) -> Iterator[subprocess.Popen]:
+    """`nsdash -H far journal -f -M MACHINE` running (in a session of its own with NEW_SESSION),
+    its output piped; after the block it is killed if it still runs, its pipes are closed and
+    MACHINE is terminated."""
+    follow = subprocess.Popen([*NSDASH, "-H", "far", "journal", "-f", "-M", machine], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=REPO, env=far.env, stdin=subprocess.DEVNULL,
+                              start_new_session=new_session)
+    try:
+        yield follow
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        follow.stdout.close()
+        follow.stderr.close()
+        far.remote("terminate", machine)
+
+
 def test_journal_follow_and_a_lost_connection(far):
     _bb(far, "jf")
-    follow = subprocess.Popen([*NSDASH, "-H", "far", "journal", "-f", "-M", "jf"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, cwd=REPO, env=far.env, stdin=subprocess.DEVNULL)
-    try:
+    with _following(far, "jf") as follow:
         os.set_blocking(follow.stdout.fileno(), False)
         seen = bytearray()
 
@@ -298,35 +316,18 @@ def test_journal_follow_and_a_lost_connection(far):
         follow.wait(timeout=20)
         err = follow.stderr.read().decode()
         assert follow.returncode != 0 and err.count("\n") == 1 and "connection to far was lost" in err, err
-    finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
-        follow.stdout.close()
-        follow.stderr.close()
-        far.remote("terminate", "jf")
     # the far side left nothing running for the session: no journal follower lingers
     wait_for(lambda: _far_sessions(far) == 0, timeout=10, step=0.3, what="the far session's processes gone")
 
 
 def test_interrupting_the_client_ends_the_far_verb(far):
     _bb(far, "intr")
-    follow = subprocess.Popen([*NSDASH, "-H", "far", "journal", "-f", "-M", "intr"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, cwd=REPO, env=far.env, stdin=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
+    with _following(far, "intr", new_session=True) as follow:
         wait_for(lambda: _far_sessions(far) == 2, timeout=20, step=0.3, what="the far session and its follower")
         os.killpg(follow.pid, signal.SIGINT)  # ^C in the user's terminal reaches nsdash and ssh
         follow.wait(timeout=20)
         assert follow.returncode == 130, follow.stderr.read()
         wait_for(lambda: _far_sessions(far) == 0, timeout=10, step=0.3, what="the far session and follower gone")
-    finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
-        follow.stdout.close()
-        follow.stderr.close()
-        far.remote("terminate", "intr")
 
 
 def test_systemctl_in_a_nested_systemd_machine(far):

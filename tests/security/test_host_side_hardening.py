@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,52 +43,51 @@ def test_state_files_are_root_only(running):
         assert mode & 0o037 == 0, (name, oct(mode))  # 0600 or 0640 at most
 
 
+@pytest.fixture
+def journal_link(busybox_tree) -> Iterator[Path]:
+    """Where --link-journal links the tree's journal on the host: /var/log/journal/MACHINE-ID,
+    for a machine ID new to the tree.  Whatever is left there goes after the test, and
+    /var/log/journal too if the test made it."""
+    host_journal = Path("/var/log/journal")
+    made = not host_journal.exists()
+    host_journal.mkdir(parents=True, exist_ok=True)
+    mid = uuid.uuid4().hex
+    (busybox_tree / "etc/machine-id").write_text(mid + "\n")
+    link = host_journal / mid
+    try:
+        yield link
+    finally:
+        if os.path.islink(link):
+            link.unlink()
+        if made:
+            host_journal.rmdir()
+
+
 @pytest.mark.parametrize("guest_removes_its_journal", [True, False])
-def test_terminate_leaves_no_dangling_journal_link(busybox_tree, machine_name, detached, guest_removes_its_journal):
-    host_journal = Path("/var/log/journal")
-    made = not host_journal.exists()
-    host_journal.mkdir(parents=True, exist_ok=True)
-    mid = uuid.uuid4().hex
-    (busybox_tree / "etc/machine-id").write_text(mid + "\n")
-    link = host_journal / mid
+def test_terminate_leaves_no_dangling_journal_link(busybox_tree, machine_name, detached, journal_link,
+                                                   guest_removes_its_journal):
+    link, mid = journal_link, journal_link.name
     script = f"rm -rf /var/log/journal/{mid}; exec sleep 600" if guest_removes_its_journal else "exec sleep 600"
-    try:
-        detached("-q", "--link-journal=guest", "-D", str(busybox_tree), "/bin/sh", "-c", script)
-        wait_for(lambda: link.is_symlink())
-        assert Path(os.readlink(link)) == busybox_tree / "var/log/journal" / mid
-        if guest_removes_its_journal:
-            wait_for(lambda: not link.exists())  # dangling now
-        r = run_nsdash("terminate", machine_name, timeout=30)
-        assert r.returncode == 0, r.stderr
-        wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)))
-        # A dangling link goes with the machine; one that still leads to the tree's journal
-        # stays, as systemd-nspawn's does (a stopped machine's journal is read through it).
-        assert os.path.lexists(link) == (not guest_removes_its_journal)
-        assert not os.path.lexists(link) or link.is_dir()
-    finally:
-        if os.path.islink(link):
-            link.unlink()
-        if made:
-            host_journal.rmdir()
+    detached("-q", "--link-journal=guest", "-D", str(busybox_tree), "/bin/sh", "-c", script)
+    wait_for(lambda: link.is_symlink())
+    assert Path(os.readlink(link)) == busybox_tree / "var/log/journal" / mid
+    if guest_removes_its_journal:
+        wait_for(lambda: not link.exists())  # dangling now
+    r = run_nsdash("terminate", machine_name, timeout=30)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)))
+    # A dangling link goes with the machine; one that still leads to the tree's journal
+    # stays, as systemd-nspawn's does (a stopped machine's journal is read through it).
+    assert os.path.lexists(link) == (not guest_removes_its_journal)
+    assert not os.path.lexists(link) or link.is_dir()
 
 
-def test_a_link_the_machine_did_not_make_is_left_alone(busybox_tree, machine_name, detached, tmp_path):
+def test_a_link_the_machine_did_not_make_is_left_alone(busybox_tree, machine_name, detached, journal_link):
     # A link that was there before the machine (another tool's, or an earlier run's) stays.
-    host_journal = Path("/var/log/journal")
-    made = not host_journal.exists()
-    host_journal.mkdir(parents=True, exist_ok=True)
-    mid = uuid.uuid4().hex
-    (busybox_tree / "etc/machine-id").write_text(mid + "\n")
-    link = host_journal / mid
-    link.symlink_to(busybox_tree / "var/log/journal" / mid)
-    try:
-        detached("-q", "--link-journal=guest", "-D", str(busybox_tree), "/bin/sleep", "600")
-        wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader)
-        assert run_nsdash("terminate", machine_name, timeout=30).returncode == 0
-        wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)))
-        assert link.is_symlink()
-    finally:
-        if os.path.islink(link):
-            link.unlink()
-        if made:
-            host_journal.rmdir()
+    link = journal_link
+    link.symlink_to(busybox_tree / "var/log/journal" / link.name)
+    detached("-q", "--link-journal=guest", "-D", str(busybox_tree), "/bin/sleep", "600")
+    wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader)
+    assert run_nsdash("terminate", machine_name, timeout=30).returncode == 0
+    wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)))
+    assert link.is_symlink()

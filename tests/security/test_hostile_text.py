@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NSDASH, REPO, run_nsdash
+from _tmux import Tmux
+from conftest import NSDASH, run_nsdash
 
 from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
@@ -60,61 +61,26 @@ PAYLOAD = b"".join(b"hostile-" + k.encode() + b" " + v + b"\n" for k, v in SEQUE
 FORBIDDEN = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xaf]")
 
 
-class Tmux:
-    """tmux on a server of the test's own (-L), so its buffers and titles are the test's alone."""
+class HostileTerminal(Tmux):
+    """A terminal that lets an application do the most it can: whatever reached it raw would
+    show in its buffers, title or window name (state())."""
 
-    def __init__(self, name: str) -> None:
-        self.socket = f"nsdash-hostile-{name}"
-        self.session = "dash"
-
-    def run(self, *args: str) -> str:
-        # A clean environment: the server's becomes the app's, and pytest's COLUMNS/LINES would
-        # make the app paint 80x24 inside the 160x48 pane.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/root", "TERM": "xterm-256color"}
-        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], capture_output=True,
-                              text=True, check=True, timeout=10, env=env).stdout
-
-    def start(self, command: list[str], cols: int, rows: int) -> None:
-        env = {"NSDASH_STATE_DIR": os.environ["NSDASH_STATE_DIR"], "TERM": "xterm-256color",
-               "PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-        self.run("new-session", "-d", "-s", self.session, "-x", str(cols), "-y", str(rows), *env_args,
-                 "-c", str(REPO), " ".join(command))
-        # The most a terminal lets an application do: take OSC 52 into buffers, pass DCS through,
-        # rename windows.  Whatever reached tmux raw would show here.
+    def start(self, command: list[str], cols: int = 140, rows: int = 40) -> None:
+        super().start(command, cols, rows)
+        # Take OSC 52 into buffers, pass DCS through, rename windows.
         for option in (("set-clipboard", "on"), ("allow-passthrough", "on"), ("allow-rename", "on")):
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.run("set-option", "-g", *option)
-        self.run("set-option", "-t", self.session, "remain-on-exit", "on")
         # The window's name follows the running program (bash, then python) on tmux's own timer:
         # name it once, so a later change can only come from a rename sequence (allowed above).
         self.run("rename-window", "-t", self.session, "nsdash")
         self.run("set-window-option", "-t", self.session, "automatic-rename", "off")
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", self.session)
-
-    def keys(self, *keys: str) -> None:
-        self.run("send-keys", "-t", self.session, *keys)
 
     def state(self) -> dict[str, str]:
         fmt = "#{pane_title}|#{window_name}|#{window_width}x#{window_height}|#{window_layout}|#{pane_dead}"
         title, window, size, layout, dead = self.run("display-message", "-p", "-t", self.session, fmt).strip().split("|")
         return {"title": title, "window": window, "size": size, "layout": layout, "dead": dead,
                 "buffers": self.run("list-buffers")}
-
-    def wait(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
 
 
 def _hierarchies() -> list[Path]:
@@ -144,7 +110,7 @@ def _panel_rows(screen: str) -> list[tuple[int, str]]:
     return [(i, t) for i, line in enumerate(screen.splitlines()) for t in titles if t in line]
 
 
-def _assert_untouched(tmux: Tmux, before: dict[str, str], layout_before: list, name: str) -> str:
+def _assert_untouched(tmux: HostileTerminal, before: dict[str, str], layout_before: list, name: str) -> str:
     """The terminal as it was, the dashboard as it was, no action asked for, the machine running."""
     time.sleep(3)  # several refreshes with the guest's text on screen
     screen = tmux.screen()
@@ -174,7 +140,7 @@ def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
                     b"PRETTY_NAME=\"[@click=app.quit]pretty\xe2\x80\xae \x1b]52;c;?\x07\"\n")
     (busybox_tree / "root/hostile").write_bytes(PAYLOAD)
     client.spawn(ContainerSpec(directory=busybox_tree, machine=name, boot=True), detach=True, notice=None)
-    tmux = Tmux(name)
+    tmux = HostileTerminal(name)
     planted: list[Path] = []
     try:
         tmux.start([*NSDASH], 160, 48)
@@ -242,7 +208,7 @@ def test_hostile_journal_and_unit_description_in_a_debian_guest(debian_cache, ma
 
     name = machine_name
     target = boot(debian_cache, name, "-x")
-    tmux = Tmux(name)
+    tmux = HostileTerminal(name)
     try:
         install_units(target, **{"nsdash-hostile.service": HOSTILE_UNIT})
         units.run(target, lambda sd: sd.job("start", "nsdash-hostile.service"))

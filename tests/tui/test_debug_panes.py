@@ -46,16 +46,53 @@ def spinning(busybox_tree, machine_name):
     _stop(machine_name)
 
 
+async def _press(app, pilot, key: str, screen_type: type, pane_type: type):
+    """Press KEY: the debugging screen it opens and that screen's pane."""
+    await pilot.press(key)
+    await wait_for_screen(pilot, screen_type, what=f"the {screen_type.__name__}")
+    return app.screen, app.screen.query_one(pane_type)
+
+
+async def _open(app, pilot, machine: str, key: str, screen_type: type, pane_type: type):
+    """Select MACHINE in the dashboard's list and press KEY (_press)."""
+    await wait_for(pilot, lambda: machine in app.machine_names(), what="the machine in the list")
+    app.selected = machine
+    return await _press(app, pilot, key, screen_type, pane_type)
+
+
+async def _cursor_on(app, pilot, machine: str, host_pid: int) -> None:
+    """The cgroup tree's cursor on process HOST_PID of MACHINE, its cgroup expanded."""
+    from nsdash.inside.debugging.pids import MachineProcesses
+    from nsdash.inside.target import resolve
+
+    cgroup = MachineProcesses(resolve(machine)).cgroup
+    tree = app.screen.query_one(CgroupTree)
+
+    def shown() -> bool:
+        tree.select_path(cgroup)
+        node = tree.node_for(("cg", cgroup))
+        if node is not None:
+            node.expand()
+        return tree.node_for(("pid", host_pid)) is not None
+
+    await wait_for(pilot, shown, what=f"process {host_pid} in the tree")
+    tree.focus()
+
+    def on_it() -> bool:
+        node = tree.node_for(("pid", host_pid))
+        if tree.cursor_node is not node:
+            tree.move_cursor(node)
+            return False
+        return True
+
+    await wait_for(pilot, on_it, what="the cursor on the process")
+
+
 @pytest.mark.integration
 async def test_the_trace_pane_follows_a_real_machine_and_stops_cleanly(looping):
     app = NsdashApp(interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
-        app.selected = looping
-        await pilot.press("T")
-        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
-        screen = app.screen
-        pane = screen.query_one(TracePane)
+        screen, pane = await _open(app, pilot, looping, "T", TraceScreen, TracePane)
         await wait_for(pilot, lambda: any('"/etc/hostname"' in t for t in pane.visible_text()),
                        what=lambda: f"the loop's openat in the pane; state {pane.state}, {pane.visible_text()[-5:]}")
         assert pane.state.startswith("tracing all")
@@ -89,12 +126,7 @@ async def test_the_trace_pane_shows_lines_in_a_dashboard_holding_many_descriptor
     app = NsdashApp(interval=0.5)
     with descriptors_past_fd_setsize():
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
-            app.selected = looping
-            await pilot.press("T")
-            await wait_for_screen(pilot, TraceScreen, what="the trace screen")
-            screen = app.screen
-            pane = screen.query_one(TracePane)
+            screen, pane = await _open(app, pilot, looping, "T", TraceScreen, TracePane)
             await wait_for(pilot, lambda: any('"/etc/hostname"' in t for t in pane.visible_text()),
                            what=lambda: f"the loop's openat in the pane; state {pane.state}")
             await pilot.press("escape")
@@ -112,12 +144,7 @@ async def test_a_trace_worker_that_fails_says_so_and_still_detaches(looping, mon
     monkeypatch.setattr(StraceRun, "poll", broken)  # what no test can make strace do on demand
     app = NsdashApp(interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
-        app.selected = looping
-        await pilot.press("T")
-        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
-        screen = app.screen
-        pane = screen.query_one(TracePane)
+        screen, pane = await _open(app, pilot, looping, "T", TraceScreen, TracePane)
         await wait_for(pilot, lambda: pane.state.startswith("failed: OSError"), what=lambda: f"failed; {pane.state}")
         assert "Input/output error" in str(pane.border_subtitle)
         await wait_for(pilot, lambda: any("strace stopped" in str(n.message) for n in app._notifications),
@@ -130,37 +157,13 @@ async def test_a_trace_worker_that_fails_says_so_and_still_detaches(looping, mon
 
 @pytest.mark.integration
 async def test_trace_from_the_cgroup_tree_follows_the_process_under_the_cursor(looping):
-    from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.target import resolve
 
     leader = resolve(looping).leader
-    cgroup = MachineProcesses(resolve(looping)).cgroup
     app = NsdashApp(interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
-        tree = app.screen.query_one(CgroupTree)
-
-        def shown() -> bool:
-            tree.select_path(cgroup)
-            node = tree.node_for(("cg", cgroup))
-            if node is not None:
-                node.expand()
-            return tree.node_for(("pid", leader)) is not None
-
-        await wait_for(pilot, shown, what="the machine's init in the tree")
-        tree.focus()
-
-        def on_leader() -> bool:
-            node = tree.node_for(("pid", leader))
-            if tree.cursor_node is not node:
-                tree.move_cursor(node)
-                return False
-            return True
-
-        await wait_for(pilot, on_leader, what="the cursor on the init")
-        await pilot.press("T")
-        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
-        screen = app.screen
-        pane = screen.query_one(TracePane)
+        await _cursor_on(app, pilot, looping, leader)
+        screen, pane = await _press(app, pilot, "T", TraceScreen, TracePane)
         await wait_for(pilot, lambda: pane.state.startswith("tracing PID 1 (sh, host PID"),
                        what=lambda: f"the trace of PID 1; state {pane.state}")
         await pilot.press("escape")
@@ -172,13 +175,8 @@ async def test_trace_from_the_cgroup_tree_follows_the_process_under_the_cursor(l
 async def test_the_profile_pane_lists_the_busy_loop_and_writes_a_flame_graph(spinning, tmp_path):
     app = NsdashApp(interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: spinning in app.machine_names(), what="the machine in the list")
-        app.selected = spinning
-        await pilot.press("P")
-        await wait_for_screen(pilot, ProfileScreen, what="the profile screen")
-        screen = app.screen
+        screen, pane = await _open(app, pilot, spinning, "P", ProfileScreen, ProfilePane)
         screen.flame_dir = str(tmp_path)
-        pane = screen.query_one(ProfilePane)
         await wait_for(pilot, lambda: any(n.startswith("spin-tui") for n in pane.rows("processes")), timeout=60,
                        what=lambda: f"the loop in the process list; {pane.rows('processes')}")
         assert "spin-tui (1)" in pane.rows("processes")
@@ -245,33 +243,6 @@ def sleeping(busybox_tree, machine_name):
     _stop(machine_name)
 
 
-async def _cursor_on(app, pilot, machine: str, host_pid: int) -> None:
-    from nsdash.inside.debugging.pids import MachineProcesses
-    from nsdash.inside.target import resolve
-
-    cgroup = MachineProcesses(resolve(machine)).cgroup
-    tree = app.screen.query_one(CgroupTree)
-
-    def shown() -> bool:
-        tree.select_path(cgroup)
-        node = tree.node_for(("cg", cgroup))
-        if node is not None:
-            node.expand()
-        return tree.node_for(("pid", host_pid)) is not None
-
-    await wait_for(pilot, shown, what=f"process {host_pid} in the tree")
-    tree.focus()
-
-    def on_it() -> bool:
-        node = tree.node_for(("pid", host_pid))
-        if tree.cursor_node is not node:
-            tree.move_cursor(node)
-            return False
-        return True
-
-    await wait_for(pilot, on_it, what="the cursor on the process")
-
-
 @pytest.mark.integration
 async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
     from nsdash.inside.target import resolve
@@ -282,10 +253,7 @@ async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
     app = NsdashApp(interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         await _cursor_on(app, pilot, sleeping, leader)
-        await pilot.press("D")
-        await wait_for_screen(pilot, GdbScreen, what="the gdb screen")
-        screen = app.screen
-        pane = screen.query_one(ConsolePane)
+        _, pane = await _press(app, pilot, "D", GdbScreen, ConsolePane)
 
         def text() -> str:
             return "\n".join(pane.screen_text())
@@ -310,12 +278,7 @@ async def test_gdb_runs_in_a_console_pane_and_detaches_when_left(sleeping):
 async def test_a_new_syscall_expression_restarts_strace_with_it(looping):
     app = NsdashApp(interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: looping in app.machine_names(), what="the machine in the list")
-        app.selected = looping
-        await pilot.press("T")
-        await wait_for_screen(pilot, TraceScreen, what="the trace screen")
-        screen = app.screen
-        pane = screen.query_one(TracePane)
+        screen, pane = await _open(app, pilot, looping, "T", TraceScreen, TracePane)
         await wait_for(pilot, lambda: any("openat(" in t for t in pane.visible_text()), what="openat lines")
         await pilot.press("e")
         for key in "trace=wait4":

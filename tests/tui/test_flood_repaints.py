@@ -64,6 +64,25 @@ async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypa
         assert painted["JournalPane"] > 0 and "≤notice" in str(pane.border_subtitle)
 
 
+async def _journal_focused(app, pilot) -> tuple[JournalPane, ConsolePane]:
+    """The machine screen with the focus on the journal's log, its lines written: its journal
+    and console panes."""
+    screen = await machine_screen(app, pilot)
+    journal = screen.query_one(JournalPane)
+    screen.set_focus(screen.query_one(FollowLog))
+    await journal.written()
+    await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
+    await pilot.pause()
+    return journal, screen.query_one(ConsolePane)
+
+
+async def _move_focus(pilot, key: str, to) -> None:
+    """Press KEY and wait until the focus is in pane TO, and for the frame after."""
+    await pilot.press(key)
+    await wait_for(pilot, lambda: to.has_pseudo_class("focus") or to.has_pseudo_class("focus-within"), 5, key)
+    await pilot.pause()
+
+
 async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_the_log(monkeypatch):
     """Tab (to the console) and ctrl+] (back) change the panes' borders and the footer: the
     journal's log does not change and is not painted again (RichLog's focus tint, a title
@@ -71,19 +90,10 @@ async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_th
     handler each painted all of it)."""
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
-        screen = await machine_screen(app, pilot)
-        journal = screen.query_one(JournalPane)
-        console = screen.query_one(ConsolePane)
-        screen.set_focus(screen.query_one(FollowLog))
-        await journal.written()
-        await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
-        await pilot.pause()
+        journal, console = await _journal_focused(app, pilot)
         painted = count_painted_lines(monkeypatch, FollowLog, ConsolePane)
         for key, focused in (("tab", console), ("ctrl+right_square_bracket", journal)) * 2:
-            await pilot.press(key)
-            await wait_for(pilot, lambda p=focused: p.has_pseudo_class("focus") or p.has_pseudo_class("focus-within"),
-                           5, key)
-            await pilot.pause()
+            await _move_focus(pilot, key, focused)
         assert painted["ConsolePane"] > 0  # its border changed colour: the moves were painted ...
         assert painted["FollowLog"] == 0  # ... and the log's lines never
 
@@ -130,20 +140,11 @@ async def test_a_focus_move_paints_only_the_edges_of_the_two_panes(monkeypatch):
 
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
-        screen = await machine_screen(app, pilot)
-        journal = screen.query_one(JournalPane)
-        console = screen.query_one(ConsolePane)
-        screen.set_focus(screen.query_one(FollowLog))
-        await journal.written()
-        await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
-        await pilot.pause()
+        journal, console = await _journal_focused(app, pilot)
         painted = count_painted_lines(monkeypatch, FollowLog, ConsolePane, JournalPane, ScrollBar)
         moves = (("tab", console), ("ctrl+right_square_bracket", journal)) * 2
         for key, focused in moves:
-            await pilot.press(key)
-            await wait_for(pilot, lambda p=focused: p.has_pseudo_class("focus") or p.has_pseudo_class("focus-within"),
-                           5, key)
-            await pilot.pause()
+            await _move_focus(pilot, key, focused)
         assert console.edge_repaints >= len(moves) and journal.edge_repaints >= len(moves)  # marks moved ...
         assert painted["FollowLog"] == 0
         per_move = painted["ConsolePane"] + painted["JournalPane"] + painted["ScrollBar"]

@@ -4,7 +4,9 @@ not everything under a panel (issue 15: Tab within 100 ms while a machine floods
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 
 from textual.css.stylesheet import Stylesheet
 from textual.widget import Widget
@@ -17,6 +19,24 @@ from nsdash.tui.widgets.follow_log import FollowLog
 from nsdash.tui.widgets.journal_pane import JournalPane
 
 SIZE = (160, 48)
+
+
+@contextlib.contextmanager
+def counting_restyles(monkeypatch) -> Iterator[Counter[Widget]]:
+    """How often each widget is restyled (Stylesheet.apply) within the block."""
+    restyled: Counter[Widget] = Counter()
+    real = Stylesheet.apply
+
+    def counted(self, node, **kw):
+        if isinstance(node, Widget):
+            restyled[node] += 1
+        return real(self, node, **kw)
+
+    monkeypatch.setattr(Stylesheet, "apply", counted)
+    try:
+        yield restyled
+    finally:
+        monkeypatch.setattr(Stylesheet, "apply", real)
 
 
 async def test_a_focus_move_restyles_the_two_panels_and_the_two_focus_widgets_only(monkeypatch):
@@ -34,23 +54,14 @@ async def test_a_focus_move_restyles_the_two_panels_and_the_two_focus_widgets_on
         await journal.written()
         await wait_for(pilot, lambda: journal.has_class(FOCUSED), 5, "the journal's mark")
         await pilot.pause()
-        restyled: Counter[Widget] = Counter()
-        real = Stylesheet.apply
-
-        def counted(self, node, **kw):
-            if isinstance(node, Widget):
-                restyled[node] += 1
-            return real(self, node, **kw)
-
-        monkeypatch.setattr(Stylesheet, "apply", counted)
         moves = (("tab", console), ("ctrl+right_square_bracket", journal)) * 2
-        for key, panel in moves:
-            await pilot.press(key)
-            await wait_for(pilot, lambda p=panel: p.has_class(FOCUSED), 5, key)
-            await pilot.pause()
-            others = [p for p in (journal, console) if p is not panel]
-            assert not any(p.has_class(FOCUSED) for p in others)  # the mark left the other panel
-        monkeypatch.setattr(Stylesheet, "apply", real)
+        with counting_restyles(monkeypatch) as restyled:
+            for key, panel in moves:
+                await pilot.press(key)
+                await wait_for(pilot, lambda p=panel: p.has_class(FOCUSED), 5, key)
+                await pilot.pause()
+                others = [p for p in (journal, console) if p is not panel]
+                assert not any(p.has_class(FOCUSED) for p in others)  # the mark left the other panel
         query = journal.query_one(Input)
         assert restyled[query] == 0, restyled  # the hidden query box is not the focus's business
         assert restyled[log] == len(moves), restyled  # its own :focus, once per move (was twice)
@@ -77,20 +88,11 @@ async def test_a_tab_on_the_dashboard_restyles_each_table_once_per_focus_it_gain
         screen.set_focus(tables[0])
         await wait_for(pilot, lambda: tables[0].has_class(FOCUSED), 5, "the machine list's mark")
         await pilot.pause()
-        restyled: Counter[Widget] = Counter()
-        real = Stylesheet.apply
-
-        def counted(self, node, **kw):
-            if isinstance(node, Widget):
-                restyled[node] += 1
-            return real(self, node, **kw)
-
-        monkeypatch.setattr(Stylesheet, "apply", counted)
-        for table in tables[1:]:  # machines -> cpu -> tree
-            await pilot.press("tab")
-            await wait_for(pilot, lambda t=table: t.has_class(FOCUSED) and t.has_focus, 5, "tab")
-            await pilot.pause()
-        monkeypatch.setattr(Stylesheet, "apply", real)
+        with counting_restyles(monkeypatch) as restyled:
+            for table in tables[1:]:  # machines -> cpu -> tree
+                await pilot.press("tab")
+                await wait_for(pilot, lambda t=table: t.has_class(FOCUSED) and t.has_focus, 5, "tab")
+                await pilot.pause()
         assert [restyled[t] for t in tables] == [1, 2, 1], restyled  # left; reached and left; reached
         assert [t.has_class(FOCUSED) for t in tables] == [False, False, True]
 

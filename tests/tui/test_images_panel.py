@@ -31,14 +31,6 @@ SIZE = (150, 40)
 
 
 @pytest.fixture
-def image_dir(tmp_path, monkeypatch) -> Path:
-    d = tmp_path / "machines"
-    d.mkdir()
-    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(d))
-    return d
-
-
-@pytest.fixture
 def image(image_dir, busybox_cache, machine_name) -> str:
     """A copy of the BusyBox tree as image MACHINE_NAME (the name carries the leak check's tag)."""
     subprocess.run(["cp", "-a", "--reflink=auto", str(busybox_cache), str(image_dir / machine_name)], check=True)

@@ -123,6 +123,14 @@ def _far_strace() -> list[str]:
     return binds
 
 
+@pytest.fixture
+def farm_env(farm, monkeypatch) -> None:
+    """The farm's environment (its ssh command and configuration) in this process, for the
+    dashboard's own ssh sessions; undone after the test."""
+    for key, value in farm.env.items():
+        monkeypatch.setenv(key, value)
+
+
 def _row(app: NsdashApp, key: str):
     return next((m for m in app.snapshot.machines if m.name == key), None)
 
@@ -187,9 +195,8 @@ def test_the_real_command_in_a_terminal_shows_three_hosts_and_quits_leaving_no_s
         _tmux("kill-session", "-t", session)
 
 
-async def test_three_hosts_each_with_a_machine_in_table_tree_and_cpu_rows_and_a_stopped_host_unreachable(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_three_hosts_each_with_a_machine_in_table_tree_and_cpu_rows_and_a_stopped_host_unreachable(farm):
     app = NsdashApp(interval=0.5, hosts=[Target(h) for h in (*FARM, STOPPED)])
     async with app.run_test(size=SIZE) as pilot:
         def bb_cgroups(host: str) -> list[str]:  # the cgroups the far side maps to HOST's bb
@@ -240,10 +247,9 @@ def _far_sessions(farm: Farm, host: str) -> int:
     return int(r.stdout.strip() or 0)
 
 
+@pytest.mark.usefixtures("farm_env")
 async def test_two_hosts_in_one_table_poweroff_reaches_the_right_one_and_a_dead_host_does_not_stall(
-        farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+        farm):
     app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
     async with app.run_test(size=SIZE) as pilot:
         # both hosts' "bb", told apart by the Host column
@@ -317,9 +323,8 @@ def _messages(pane: JournalPane, keys: tuple[str, ...]) -> list[str]:
     return [line.message for line in pane.lines if line.machine in keys and not line.event]
 
 
-async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_one_line(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_one_line(farm):
     keys = ("far1/jr", "far2/jr")
     for alias in HOSTS:  # a machine of this test's own on each host (the test above stops some)
         r = farm.remote(alias, "spawn", "--detach", "-M", "jr", "-xbD", "/opt/busybox")
@@ -377,9 +382,8 @@ async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_
             farm.remote(alias, "terminate", "jr")
 
 
-async def test_the_machine_view_and_units_screen_of_a_far_machine(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_the_machine_view_and_units_screen_of_a_far_machine(farm):
     # a systemd machine on far1 (its own tree booted ephemerally), with a limit to see from here
     r = farm.remote("far1", "spawn", "--detach", "-M", "inner", "--property=TasksMax=77", "-xbD", "/", timeout=120)
     assert r.returncode == 0, r.stderr
@@ -516,9 +520,8 @@ async def _log_in(pilot, pane: ConsolePane) -> None:
                    what="a root shell prompt on the far machine")
 
 
-async def test_a_far_machine_console_in_the_pane_takes_keys_and_sizes_and_ctrl_bracket_leaves(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_a_far_machine_console_in_the_pane_takes_keys_and_sizes_and_ctrl_bracket_leaves(farm):
     _far_machine(farm, "far1", "con")
     app = NsdashApp(interval=0.5, hosts=[Target("far1")])
     try:
@@ -567,9 +570,8 @@ async def test_a_far_machine_console_in_the_pane_takes_keys_and_sizes_and_ctrl_b
         _far_gone(farm, "far1", "con")
 
 
-async def test_a_far_console_for_a_machine_that_is_not_there_says_why(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_a_far_console_for_a_machine_that_is_not_there_says_why(farm):
     from nsdash.tui.remote_console import RemoteConsole
 
     console = RemoteConsole(Target("far1"), "nosuch", 24, 80)
@@ -584,9 +586,8 @@ async def test_a_far_console_for_a_machine_that_is_not_there_says_why(farm, monk
     assert console.stream.conn.proc.poll() is not None
 
 
-async def test_a_far_console_whose_host_drops_says_so_in_one_line(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_a_far_console_whose_host_drops_says_so_in_one_line(farm):
     _far_machine(farm, "far2", "con2")
     app = NsdashApp(interval=0.5, hosts=[Target("far2")])
     try:
@@ -612,9 +613,8 @@ def _image_rows(app: NsdashApp) -> dict[str, tuple]:
     return dict(screen.query_one(ImageList)._rows) if isinstance(screen, ImagesScreen) else {}
 
 
-async def test_images_per_host_boot_on_one_and_spawn_from_the_form_on_another(farm, monkeypatch):
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
+@pytest.mark.usefixtures("farm_env")
+async def test_images_per_host_boot_on_one_and_spawn_from_the_form_on_another(farm):
     for alias in HOSTS:  # an image of the same name on each far host (a copy of the BusyBox tree)
         farm.ssh(alias, "mkdir -p /var/lib/machines && rm -rf /var/lib/machines/bbimg && "
                         "cp -a /opt/busybox /var/lib/machines/bbimg")
@@ -765,14 +765,13 @@ def test_trace_over_h_streams_the_far_machines_syscalls_and_a_hang_up_detaches_s
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+@pytest.mark.usefixtures("farm_env")
 async def test_the_trace_pane_of_a_far_machine_and_a_palette_that_offers_only_what_works_over_h(
-        farm, far_loop, monkeypatch):
+        farm, far_loop):
     from nsdash.tui.app import MachineCommands
     from nsdash.tui.screens.debugging import TraceScreen
     from nsdash.tui.widgets.trace_pane import TracePane
 
-    for key, value in farm.env.items():
-        monkeypatch.setenv(key, value)
     app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
     async with app.run_test(size=SIZE) as pilot:
         key = f"far1/{far_loop}"

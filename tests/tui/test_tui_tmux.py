@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from _tmux import Tmux
 
 from nsdash.errors import NsdashError
 from nsdash.launcher.spec import ContainerSpec
@@ -19,45 +17,6 @@ from nsdash.machines import state as st
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Tmux:
-    def __init__(self, name: str) -> None:
-        self.session = f"nsdash-e2e-{name}"
-
-    def start(self, command: list[str], cols: int = 140, rows: int = 40) -> None:
-        env = {"NSDASH_STATE_DIR": os.environ["NSDASH_STATE_DIR"], "TERM": "xterm-256color",
-               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(cols), "-y", str(rows),
-                        *env_args, "-c", str(REPO), " ".join(command)], check=True)
-        subprocess.run(["tmux", "set-option", "-t", self.session, "remain-on-exit", "on"], check=True)
-
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True,
-                              text=True).stdout
-
-    def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
-
-    def wait(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
-            time.sleep(0.1)
-
-    def dead(self) -> bool:
-        out = subprocess.run(["tmux", "display-message", "-p", "-t", self.session, "#{pane_dead}"],
-                             capture_output=True, text=True).stdout.strip()
-        return out == "1"
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
 
 
 def test_nsdash_in_a_real_terminal(busybox_tree, machine_name):
