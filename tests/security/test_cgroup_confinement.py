@@ -65,7 +65,8 @@ def test_a_v1_hierarchy_mounted_inside_shows_only_the_machines_subtree(busybox_t
             f"umount /x; else echo \"{opts} refused\"; fi")
     out = _run_inside(busybox_tree, machine_name, "; ".join(script))
     mounted = [ln.split()[0] for ln in out.splitlines() if ln.endswith(" mounted")]
-    assert mounted  # the attack is real: container root can mount v1 hierarchies here
+    # The attack is real, for every v1 hierarchy: container root can mount each one here.
+    assert sorted(mounted) == _v1_mount_options(), out
     assert " sees " not in out, out  # no machine.slice, no other machine, no host cgroup
     assert " wrote " not in out, out
     for ln in out.splitlines():

@@ -37,8 +37,10 @@ def test_a_non_root_caller_gets_one_line_never_a_traceback(running, argv):
 
 def test_state_files_are_root_only(running):
     d = st.machine_dir(running)
-    for name in (st.STATE_FILE, st.CONSOLE_LOG):
-        mode = stat.S_IMODE(os.stat(d / name).st_mode)
+    names = sorted(os.listdir(d))
+    assert {st.STATE_FILE, st.CONSOLE_LOG, st.LOCK_FILE, st.CONTROL} <= set(names), names
+    for name in names:  # the index, the lock and the control socket too, not only state.json
+        mode = stat.S_IMODE(os.lstat(d / name).st_mode)
         assert mode & 0o037 == 0, (name, oct(mode))  # 0600 or 0640 at most
 
 
