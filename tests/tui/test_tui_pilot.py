@@ -400,8 +400,10 @@ async def test_the_confirmation_names_its_machine_and_takes_only_that_name():
         await feed_sample(app, pilot)
         assert app.selected == "demo-busybox"
         await pilot.press("o")
+        # composed and mounted before its widgets are queried (a pushed screen is on the stack first)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted,
+                       what="the confirmation")
         screen = app.screen
-        assert isinstance(screen, ConfirmScreen)
         assert str(screen.query_one("#confirm-question", Static).render()) == "Power off machine 'demo-busybox'?"
         assert "Type demo-busybox and press Enter" in str(screen.query_one("#confirm-hint", Static).render())
         typed = screen.query_one("#confirm-typed", Input)
