@@ -260,11 +260,21 @@ def table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool)
     return ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in (head, *rows)]
 
 
+def boot_to_poweroff(samples: dict[str, list[float]]) -> list[float]:
+    """Each run's boot to login plus its poweroff to exit: the boot-to-poweroff of that run
+    (issue 16's figure across the matrix), without the time the login itself took.  A run
+    holds both figures or neither (measure appends them together)."""
+    return [a + b for a, b in zip(samples["login"], samples["poweroff"], strict=True)]
+
+
 def report_rows(report: Report, results: dict[str, dict[str, dict[str, list[float]]]]) -> None:
-    """One row per guest and figure for bench/summary.py; the spread is the ratio's over the pairs of runs."""
+    """Rows per guest for bench/summary.py: boot to login, poweroff to exit, and their sum per
+    run (boot-to-poweroff); the spread is the ratio's over the pairs of runs."""
     for guest, s in results.items():
-        for figure, what in (("login", "boot to login"), ("poweroff", "poweroff typed to exit")):
-            ours, theirs = s["nsdash"][figure], s["systemd-nspawn"][figure]
+        totals = {tool: {**s[tool], "total": boot_to_poweroff(s[tool])} for tool in s}
+        for figure, what in (("login", "boot to login"), ("poweroff", "poweroff typed to exit"),
+                             ("total", "boot-to-poweroff (login + poweroff)")):
+            ours, theirs = totals["nsdash"][figure], totals["systemd-nspawn"][figure]
             if not ours or not theirs:
                 continue
             pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]

@@ -103,7 +103,12 @@ def main() -> int:
               f"{old_['dd'] * 1000:7.1f} ms   ratio {new['dd'] / old_['dd']:.2f}")
         print(f"per call (dd - true)      allow-list {per_new:7.0f} ns   deny-list {per_old:7.0f} ns   "
               f"ratio {per_new / per_old:.2f}   (no filter on the host: ~{per_floor:.0f} ns incl. exec)")
+        # the spread, as every row has one: each alternated pair of runs' per-call ratio
+        a, d = samples["allow-list"], samples["deny-list"]
+        per_pairs = [(dn - tn) / (do - to) for dn, tn, do, to in zip(a["dd"], a["true"], d["dd"], d["true"], strict=True)
+                     if do > to]
         report.row("seccomp: cost per system call, allow-list", per_new, "deny-list", per_old, "ns",
+                   spread=(min(per_pairs), max(per_pairs)) if per_pairs else None,
                    note=f"no filter ~{per_floor:.0f} ns incl. exec")
     report.done()
     return 0

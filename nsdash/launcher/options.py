@@ -21,7 +21,7 @@ import stat
 import sys
 from pathlib import Path
 
-from nsdash.errors import SpecError, UsageError
+from nsdash.errors import PrivilegeError, SpecError, UsageError
 from nsdash.launcher import optable as t
 from nsdash.launcher import validate as v
 from nsdash.launcher.optable import (  # noqa: F401  (re-exported: callers and tests name them here)
@@ -339,19 +339,39 @@ def find_directory(machine: str | None) -> str:
     if machine:
         from nsdash.system.paths import image_dirs
         search = image_dirs()
+        denied = []
         for base in search:
             candidate = base / machine
-            if candidate.is_dir():
-                return str(candidate)
+            try:
+                if stat.S_ISDIR(os.stat(candidate).st_mode):
+                    return str(candidate)
+            except PermissionError:  # /var/lib/machines is 0700: a user cannot look, not "no image"
+                denied.append(base)
+            except (OSError, ValueError):
+                continue
+        if denied and os.geteuid() != 0:
+            raise _out_of_reach(str(denied[0]))
         raise UsageError(f"no image named {machine!r} in {', '.join(map(str, search))}",
                          "pass the tree with -D DIR")
     return os.getcwd()
 
 
+def _out_of_reach(path: str) -> PrivilegeError:
+    return PrivilegeError(f"nsdash spawn needs root: {v.printable(path)} is out of this user's reach",
+                          "run it with sudo")
+
+
 def check_directory(path: str) -> Path:
-    if not os.path.exists(path):
-        raise SpecError(f"directory {v.printable(path)} does not exist", "pass an existing OS tree with -D DIR")
-    if not os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except PermissionError:  # a tree in a root-only directory exists; saying it does not misleads
+        if os.geteuid() != 0:
+            raise _out_of_reach(path) from None
+        raise SpecError(f"directory {v.printable(path)} cannot be reached: permission denied",
+                        "check the file system's permissions for root (NFS root_squash, say)") from None
+    except (OSError, ValueError):
+        raise SpecError(f"directory {v.printable(path)} does not exist", "pass an existing OS tree with -D DIR") from None
+    if not stat.S_ISDIR(mode):
         raise SpecError(f"{v.printable(path)} is not a directory", "pass an OS tree's root directory with -D DIR")
     return Path(os.path.abspath(path))
 

@@ -6,6 +6,7 @@ import errno
 import os
 
 from nsdash.system.frozen import Frozen
+from nsdash.system.text import escape_bytes
 
 TYPE_CHECKING = False  # mypy reads this as True; cgls imports no machine state
 if TYPE_CHECKING:
@@ -49,12 +50,6 @@ def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
         return False
 
 
-def _printable(text: str) -> str:
-    if text.isprintable():  # nearly every command line: no per-character pass
-        return text
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-
-
 def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc") -> str | None:
     """The command line as one string ('[comm]' when empty), cut to MAX_COLUMNS with '…'.
 
@@ -62,9 +57,10 @@ def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc") -> st
     """
     try:
         raw = _read(f"{proc}/{pid}/cmdline")
-        text = _printable(raw.replace(b"\0", b" ").decode(errors="replace").rstrip(" "))
+        # The process's own text: shown through the one sanitiser, as everything a guest wrote is.
+        text = escape_bytes(raw.replace(b"\0", b" ").rstrip(b" "))
         if not text:
-            text = "[" + _printable(_read(f"{proc}/{pid}/comm").decode(errors="replace").rstrip("\n")) + "]"
+            text = "[" + escape_bytes(_read(f"{proc}/{pid}/comm").rstrip(b"\n")) + "]"
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ESRCH):
             return None

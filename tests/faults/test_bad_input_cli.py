@@ -37,9 +37,14 @@ def _clean(r: subprocess.CompletedProcess) -> bool:
     return r.stderr.startswith("nsdash: ") and r.stderr.count("\n") == 1
 
 
-def test_every_option_with_an_empty_value_and_garbage(busybox_tree):
+def chosen_cases() -> list[list[str]]:
+    """Every option that takes a value, and -M, -E, -u, with each GARBAGE value (the README counts them)."""
     cases = [[f"--{o.long}={v}"] for o in WITH_VALUE for v in GARBAGE]
-    cases += [["-M", v] for v in GARBAGE] + [["-E", v] for v in GARBAGE] + [["-u", v] for v in GARBAGE]
+    return cases + [["-M", v] for v in GARBAGE] + [["-E", v] for v in GARBAGE] + [["-u", v] for v in GARBAGE]
+
+
+def test_every_option_with_an_empty_value_and_garbage(busybox_tree):
+    cases = chosen_cases()
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda a: (a, _spawn(busybox_tree, a)), cases))
     bad = [(a, r.returncode, r.stderr[-300:]) for a, r in results if not _clean(r)]
@@ -61,15 +66,21 @@ _values = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist
                   max_size=40)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+RANDOM_EXAMPLES = 40
+
+
+@settings(max_examples=RANDOM_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(option=st.sampled_from(WITH_VALUE), value=_values, again=st.sampled_from(WITH_VALUE))
 def test_random_values_never_crash_the_cli(busybox_tree, option, value, again):
     r = _spawn(busybox_tree, [f"--{option.long}={value}", f"--{again.long}", value])
     assert _clean(r), (option.long, again.long, value, r.stderr[-500:])
 
 
-@pytest.mark.parametrize("argv", [["-D"], ["--bind"], ["-M"], ["--", "-D", "/"], ["--no-such-option"],
-                                  ["-bbbbbbbb"], ["-D", "/dev/null"], ["-D", "/proc/self"]])
+MISSING_AND_ODD = [["-D"], ["--bind"], ["-M"], ["--", "-D", "/"], ["--no-such-option"], ["-bbbbbbbb"],
+                   ["-D", "/dev/null"], ["-D", "/proc/self"]]
+
+
+@pytest.mark.parametrize("argv", MISSING_AND_ODD)
 def test_missing_arguments_and_odd_trees(argv):
     r = subprocess.run([*NSDASH, "spawn", "--dry-run", *argv], capture_output=True, text=True, cwd=REPO,
                        timeout=60)

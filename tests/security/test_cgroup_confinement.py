@@ -65,7 +65,8 @@ def test_a_v1_hierarchy_mounted_inside_shows_only_the_machines_subtree(busybox_t
             f"umount /x; else echo \"{opts} refused\"; fi")
     out = _run_inside(busybox_tree, machine_name, "; ".join(script))
     mounted = [ln.split()[0] for ln in out.splitlines() if ln.endswith(" mounted")]
-    assert mounted  # the attack is real: container root can mount v1 hierarchies here
+    # The attack is real, for every v1 hierarchy: container root can mount each one here.
+    assert sorted(mounted) == _v1_mount_options(), out
     assert " sees " not in out, out  # no machine.slice, no other machine, no host cgroup
     assert " wrote " not in out, out
     for ln in out.splitlines():
@@ -108,5 +109,7 @@ def test_tmpfs_sizes_are_nspawns_and_can_be_overridden(busybox_tree, machine_nam
     for path, share in (("/tmp", 0.10), ("/dev/shm", 0.10), ("/run", 0.20)):
         assert abs(sizes[path] - total * share) <= total * 0.01, (path, sizes[path], total)
     assert sizes["/dev"] == 4096
-    sizes = _sizes(_run_inside(busybox_tree, machine_name, "df -k /tmp", "--tmpfs=/tmp:size=1M"))
-    assert sizes["/tmp"] == 1024  # --tmpfs on the same path replaces the default, as with nspawn
+    sizes = _sizes(_run_inside(busybox_tree, machine_name, "df -k /tmp /dev/shm /run", "--tmpfs=/tmp:size=1M",
+                               "--tmpfs=/dev/shm:size=2M", "--tmpfs=/run:size=3M"))
+    # --tmpfs on the same path replaces the default, as with nspawn, for each of them
+    assert (sizes["/tmp"], sizes["/dev/shm"], sizes["/run"]) == (1024, 2048, 3072), sizes

@@ -36,10 +36,39 @@ def test_a_non_root_caller_gets_one_line_never_a_traceback(running, argv):
     assert st.supervisor_alive(st.machine_dir(running))  # and nothing happened to the machine
 
 
+# The other verbs that touch a machine, run as nobody against one running machine (one start for all).
+MORE_VERBS = [["login", "{name}"], ["shell", "{name}", "/bin/true"], ["poweroff", "{name}"], ["reboot", "{name}"],
+              ["kill", "{name}"], ["set-property", "{name}", "TasksMax=5"], ["systemctl", "-M", "{name}", "list-units"],
+              ["trace", "-M", "{name}", "--all"], ["profile", "-M", "{name}"], ["debug", "-M", "{name}", "1"],
+              ["spawn", "-xD", "/", "/bin/true"],
+              # a tree that exists in a directory only root may enter: not "does not exist", not "no image"
+              ["spawn", "-M", "{name}-2", "-D", "{root}", "/bin/true"], ["spawn", "-M", "{image}", "/bin/true"]]
+
+
+def test_every_verb_on_a_machine_tells_a_non_root_caller_in_one_line(running, tmp_path):
+    root = str(st.read_state(st.machine_dir(running)).root)
+    # The tree exists, below a directory nobody may enter (pytest's /tmp/pytest-of-root is 0700).
+    assert any(not os.stat(p).st_mode & 0o001 for p in Path(root).parents), root
+    home = tmp_path / "machines"  # as /var/lib/machines: 0700, an image in it
+    (home / "img").mkdir(parents=True)
+    home.chmod(0o700)
+    env = {k: v for k, v in os.environ.items() if k != "NSDASH_DEBUG"} | {"NSDASH_IMAGE_PATH": str(home)}
+    for argv in MORE_VERBS:
+        args = [a.format(name=running, root=root, image="img") for a in argv]
+        r = subprocess.run([*NOBODY, *NSDASH, *args], capture_output=True, text=True, timeout=30, cwd="/",
+                           env=env, stdin=subprocess.DEVNULL)
+        assert "Traceback" not in r.stderr, (args, r.stderr)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and "needs root" in r.stderr, (args, r.stderr)
+    assert st.supervisor_alive(st.machine_dir(running))
+    assert st.read_state(st.machine_dir(running)).state == "running"  # nothing happened to the machine
+
+
 def test_state_files_are_root_only(running):
     d = st.machine_dir(running)
-    for name in (st.STATE_FILE, st.CONSOLE_LOG):
-        mode = stat.S_IMODE(os.stat(d / name).st_mode)
+    names = sorted(os.listdir(d))
+    assert {st.STATE_FILE, st.CONSOLE_LOG, st.LOCK_FILE, st.CONTROL} <= set(names), names
+    for name in names:  # the index, the lock and the control socket too, not only state.json
+        mode = stat.S_IMODE(os.lstat(d / name).st_mode)
         assert mode & 0o037 == 0, (name, oct(mode))  # 0600 or 0640 at most
 
 

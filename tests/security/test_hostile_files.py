@@ -210,11 +210,13 @@ readers = HostReaders(with_machined=False)
 try:
     errors = []
     infos = {m.name: m.os for m in readers._machines(errors)}
-    snapshot = readers.snapshot()
+    snapshots = [readers.snapshot() for _ in range(3)]  # it keeps refreshing, the hostile machines listed
+    snapshot = snapshots[-1]
 finally:
     readers.close()
 found = registry.list_machines(with_machined=False)
 print(json.dumps({"infos": infos, "errors": errors, "snapshot": repr(snapshot.machines) + repr(snapshot.errors),
+                  "refreshes": [[sorted(m.name for m in s.machines), list(s.errors)] for s in snapshots],
                   "registry": repr([(m.os_release, m.os_release_error, m.addresses) for m in found])}))
 """
 
@@ -244,6 +246,9 @@ def test_the_pollers_machine_reader_marks_the_broken_machine_only(machines):
         assert any(name in e for e in errors), (key, errors)  # an error for that machine, by name
     clean = next(n for n, k in machines.items() if not k)
     assert not any(clean in e for e in errors)
+    for listed, refresh_errors in out["refreshes"]:  # every refresh: every machine, the errors again
+        assert set(machines) <= set(listed)
+        assert set(errors) <= set(refresh_errors) and not any(clean in e for e in refresh_errors)
 
 
 def _leader(machines: dict[str, str], key: str) -> int:

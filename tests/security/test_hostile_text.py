@@ -255,3 +255,19 @@ def test_hostile_journal_and_unit_description_in_a_debian_guest(debian_cache, ma
     finally:
         tmux.kill()
         power_off(name)
+
+
+def test_a_guest_process_command_line_is_shown_escaped(busybox_tree, machine_name, detached):
+    """A process inside whose argv holds a title, a clipboard read and a C1 CSI: `ps -M`, `cgls`
+    and `status` (its process tree) show it escaped, nothing raw."""
+    hostile = "x\x1b]0;PS-TITLE\x07\x1b]52;c;?\x07\u009b6n\u202e"
+    # `; true` keeps the shell (BusyBox sh execs a last simple command): its argv stays in /proc.
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "sleep 600; true", hostile)
+    shown = "x\\x1b]0;PS-TITLE\\x07\\x1b]52;c;?\\x07\\x9b6n\\u202e"
+    outputs = {}
+    for verb, args in (("ps", ["ps", "-M", machine_name]), ("cgls", ["cgls", "-l", "-M", machine_name]),
+                       ("cgls -a", ["cgls", "-a"]), ("status", ["status", machine_name])):
+        outputs[verb] = r = run_nsdash(*args, text=False)
+        if verb != "cgls -a":  # the whole host's tree: other machines' processes come and go meanwhile
+            assert shown.encode() in r.stdout, (verb, r.stdout.decode(errors="replace"))
+    _assert_clean(outputs)

@@ -387,3 +387,37 @@ async def test_tables_take_rows_before_their_own_mount_ran():
         await pilot.pause()
         assert machines.row_count == len(sd.snapshot(0).machines) and cpu.row_count == len(sd.snapshot(0).rows)
         assert len(machines.columns) == 6 and images.row_count == len(sd.IMAGES)
+
+
+async def test_the_confirmation_names_its_machine_and_takes_only_that_name():
+    """The question and its hint name the machine acted on; another machine's name, typed key by
+    key, or the keys a terminal's answers (DA, DSR, OSC 52) would send, confirm nothing."""
+    from textual.widgets import Button, Input, Static
+
+    actions = RecordingActions()
+    app = sample_app(actions=actions)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        assert app.selected == "demo-busybox"
+        await pilot.press("o")
+        # composed and mounted before its widgets are queried (a pushed screen is on the stack first)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted,
+                       what="the confirmation")
+        screen = app.screen
+        assert str(screen.query_one("#confirm-question", Static).render()) == "Power off machine 'demo-busybox'?"
+        assert "Type demo-busybox and press Enter" in str(screen.query_one("#confirm-hint", Static).render())
+        typed = screen.query_one("#confirm-typed", Input)
+        yes = screen.query_one("#confirm-yes", Button)
+        for stray in ("demo-debian", "[>0;95;0c", "[12;40R", "]52;c;ZGVtby1idXN5Ym94", "demo-busybo", "demo-busybox2"):
+            typed.value = ""
+            await pilot.press(*("minus" if c == "-" else c for c in stray), "enter")
+            await pilot.pause()
+            assert typed.value == stray and yes.disabled, (stray, typed.value)
+            assert app.screen is screen and actions.calls == [], stray
+        typed.value = ""
+        await pilot.press(*("minus" if c == "-" else c for c in "demo-busybox"))
+        await pilot.pause()
+        assert not yes.disabled
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: actions.calls == [("poweroff", "demo-busybox")], what="the poweroff")
+        assert not isinstance(app.screen, ConfirmScreen)

@@ -1,0 +1,32 @@
+"""bench_boot's rows for `make bench`: each guest's boot-to-poweroff (issue 16's figure across the
+matrix) is the sum of each run's two timed halves, paired run by run with systemd-nspawn's."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_each_guest_gets_a_boot_to_poweroff_row_from_its_runs_halves(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("bench_boot", None)
+    import bench_boot
+    from report import Report
+
+    results = {"busybox": {
+        "nsdash": {"login": [1.0, 2.0, 3.0], "poweroff": [0.5, 0.1, 0.2], "survivors": [0.0, 0.0, 0.0]},
+        "systemd-nspawn": {"login": [1.0, 1.0, 4.0], "poweroff": [0.5, 1.0, 0.2], "survivors": [0.0, 0.0, 0.0]},
+    }}
+    report = Report("boot", False)
+    bench_boot.report_rows(report, results)
+    rows = {r["what"]: r for r in report.rows}
+    assert set(rows) == {"boot to login, busybox (busybox)", "poweroff typed to exit, busybox (busybox)",
+                         "boot-to-poweroff (login + poweroff), busybox (busybox)"}
+    total = rows["boot-to-poweroff (login + poweroff), busybox (busybox)"]
+    # per run: nsdash 1.5, 2.1, 3.2 against 1.5, 2.0, 4.2: medians 2.1 and 2.0, pair ratios 1.0, 1.05, 0.76
+    assert (total["nsdash"], total["peer_value"], total["peer"]) == (2.1, 2.0, "systemd-nspawn")
+    assert abs(total["ratio"] - 1.05) < 1e-9
+    lo, hi = total["spread"]
+    assert abs(lo - 3.2 / 4.2) < 1e-9 and abs(hi - 2.1 / 2.0) < 1e-9
