@@ -6,7 +6,7 @@ import errno
 import os
 
 from nsdash.system.frozen import Frozen
-from nsdash.system.text import escape_bytes
+from nsdash.system.text import escape
 
 TYPE_CHECKING = False  # mypy reads this as True; cgls imports no machine state
 if TYPE_CHECKING:
@@ -58,16 +58,33 @@ def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc") -> st
     try:
         raw = _read(f"{proc}/{pid}/cmdline")
         # The process's own text: shown through the one sanitiser, as everything a guest wrote is.
-        text = escape_bytes(raw.replace(b"\0", b" ").rstrip(b" "))
-        if not text:
-            text = "[" + escape_bytes(_read(f"{proc}/{pid}/comm").rstrip(b"\n")) + "]"
+        written = raw.replace(b"\0", b" ").rstrip(b" ").decode("utf-8", "surrogateescape")
+        if not written:
+            written = "[" + _read(f"{proc}/{pid}/comm").rstrip(b"\n").decode("utf-8", "surrogateescape") + "]"
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ESRCH):
             return None
         return None
+    text = escape(written)
     if max_columns is not None and len(text) > max_columns:
-        text = text[:max(max_columns - 1, 0)] + "…"
+        text = _cut(written, text, max(max_columns - 1, 0)) + "…"
     return text
+
+
+def _cut(written: str, shown: str, room: int) -> str:
+    """The first ROOM columns of SHOWN (WRITTEN escaped), never ending inside an escape: a cut
+    `\\x1` would read as another character than the one the process wrote."""
+    if written is shown or written.isprintable():
+        return shown[:room]
+    out: list[str] = []
+    used = 0
+    for c in written:
+        spelled = escape(c)
+        used += len(spelled)
+        if used > room:
+            break
+        out.append(spelled)
+    return "".join(out)
 
 
 def processes(directory: str, kernel_threads: bool = False, proc: str = "/proc") -> list[ProcessInfo]:

@@ -28,3 +28,28 @@ def test_an_empty_command_line_shows_the_escaped_comm(tmp_path):
     proc = _proc(tmp_path, 8, b"", b"k\x1b[>cw\n")
     assert cmdline(8, None, proc) == "[k\\x1b[>cw]"
     assert cmdline(9, None, proc) is None  # gone
+
+
+def test_a_cut_command_line_never_ends_inside_an_escape(tmp_path):
+    # cgls cuts command lines to the terminal: a cut inside "\x1b" would show "\x1" + "…"
+    argv = b"ab\x1bcd\xffef\xe2\x80\xaegh"  # ESC, a byte that is not UTF-8, U+202E
+    proc = _proc(tmp_path, 7, argv)
+    whole = cmdline(7, None, proc)
+    assert whole == "ab\\x1bcd\\xffef\\u202egh"
+    for columns in range(1, len(whole) + 2):
+        shown = cmdline(7, columns, proc)
+        assert shown is not None and len(shown) <= max(columns, 1)
+        if len(whole) <= columns:
+            assert shown == whole
+            continue
+        assert shown.endswith("…")
+        head = shown[:-1]
+        assert whole.startswith(head)
+        # every backslash shown begins a whole escape: none is cut
+        assert head.count("\\") == sum(1 for e in ("\\x1b", "\\xff", "\\u202e") if e in head)
+
+
+def test_a_printable_command_line_is_cut_at_its_column(tmp_path):
+    proc = _proc(tmp_path, 7, b"sleep\x00infinity")
+    assert cmdline(7, 6, proc) == "sleep…"
+    assert cmdline(7, 14, proc) == "sleep infinity"
