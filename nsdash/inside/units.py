@@ -7,7 +7,6 @@ dataclass; unknown values are None.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
 from nsdash.errors import NsdashError, UsageError
@@ -218,7 +217,11 @@ def mangle(name: str) -> str:
 
 def matches(name: str, patterns: Iterable[str]) -> bool:
     pats = list(patterns)
-    return not pats or any(fnmatch.fnmatchcase(name, p) for p in pats)
+    if not pats:
+        return True
+    import fnmatch  # patterns only: it imports re, which list-units and status need not load
+
+    return any(fnmatch.fnmatchcase(name, p) for p in pats)
 
 
 def filter_units(units: Iterable[UnitInfo], *, types: Iterable[str] = (), states: Iterable[str] = (),
@@ -513,14 +516,15 @@ def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: floa
 
 
 def run_blocking(target: Target, action: Callable[[Systemd], Coroutine[Any, Any, T]],
-                 timeout: float = DEFAULT_TIMEOUT) -> T:
+                 timeout: float = DEFAULT_TIMEOUT, via_supervisor: bool = False) -> T:
     """run() for actions that only call methods (no jobs, no signals): no event loop at all.
 
     The bus is a blocking one, so no await inside ACTION ever suspends: the
-    coroutine runs to its end on the first send().
+    coroutine runs to its end on the first send().  VIA_SUPERVISOR: the machine's
+    supervisor makes the calls where it can (MachineBus).
     """
     async def main() -> T:
-        async with MachineBus(target, timeout, blocking=True) as bus:
+        async with MachineBus(target, timeout, blocking=True, via_supervisor=via_supervisor) as bus:
             return await action(Systemd(bus))
 
     coro = main()

@@ -13,7 +13,6 @@ the supervisor and the client.
 
 from __future__ import annotations
 
-import json
 import struct
 
 from nsdash.system.frozen import Frozen
@@ -26,7 +25,10 @@ VERSION = 1
 MAX_LINE = 64 * 1024  # a request or response line, newline included
 MAX_FRAME = 64 * 1024  # a console frame's payload
 
-OPS = ("hello", "status", "attach", "poweroff", "reboot", "terminate", "kill")
+OPS = ("hello", "status", "attach", "poweroff", "reboot", "terminate", "kill", "bus-call")
+BUS_REPLY_MAX = 1024 * 1024  # a bus-call's reply line, and the guest's D-Bus bytes read for it
+BUS_TIMEOUT_MAX = 120.0  # seconds a bus-call may ask for
+_BUS_NAMES = ("destination", "path", "interface", "member")
 
 # Console frame types.
 FRAME_OUTPUT = b"O"  # supervisor -> client: console bytes
@@ -67,6 +69,8 @@ def encode_request(op: str, rid: Any = None, **args: Any) -> bytes:
 
 def decode_request(line: bytes) -> Request:
     """Parse and validate one request line (without its newline)."""
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     try:
         body = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -103,10 +107,27 @@ def _check_args(op: str, args: dict[str, Any]) -> None:
             raise BadMessage("malformed", "attach's 'replay' is a byte count >= 0")
     if op in ("poweroff", "reboot", "terminate") and not isinstance(args.get("wait", False), bool):
         raise BadMessage("malformed", f"{op}'s 'wait' is true or false")
+    if op == "bus-call":
+        _check_bus_call(args)
     if op in ("poweroff", "reboot") and "timeout" in args:
         t = args["timeout"]
         if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t <= 3600:
             raise BadMessage("malformed", f"{op}'s 'timeout' is seconds, 0 < t <= 3600")
+
+
+def _check_bus_call(args: dict[str, Any]) -> None:
+    for key in _BUS_NAMES:
+        value = args.get(key)
+        if not isinstance(value, str) or not 0 < len(value) <= 255:
+            raise BadMessage("malformed", f"bus-call needs a '{key}' string of 1..255 characters")
+    signature = args.get("signature", "")
+    if not isinstance(signature, str) or len(signature) > 255:
+        raise BadMessage("malformed", "bus-call's 'signature' is a D-Bus signature string")
+    if not isinstance(args.get("body", []), list):
+        raise BadMessage("malformed", "bus-call's 'body' is a list of arguments")
+    t = args.get("timeout", 10.0)
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t <= BUS_TIMEOUT_MAX:
+        raise BadMessage("malformed", f"bus-call's 'timeout' is seconds, 0 < t <= {BUS_TIMEOUT_MAX:g}")
 
 
 # ---------------------------------------------------------------- responses
@@ -126,7 +147,28 @@ def error(code: str, message: str, rid: Any = None) -> bytes:
     return _line(body)
 
 
+def bus_reply(rid: Any, body: list[Any]) -> bytes:
+    """A bus-call's answer: BODY (already dbusjson-encoded) in one line of at most BUS_REPLY_MAX,
+    else the error `oversized`."""
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
+    data = json.dumps({"ok": True, "id": rid, "body": body}, separators=(",", ":")).encode() + b"\n"
+    if len(data) > BUS_REPLY_MAX:
+        return error("oversized", f"the machine's answer is longer than {BUS_REPLY_MAX} bytes", rid)
+    return data
+
+
+def bus_error(rid: Any, name: str, text: str) -> bytes:
+    """A bus-call answered by a D-Bus error reply: its NAME and TEXT (the guest's, shortened)."""
+    body = {"ok": False, "error": "bus-error", "message": text[:4096], "name": name[:255]}
+    if rid is not None:
+        body["id"] = rid
+    return _line(body)
+
+
 def decode_response(line: bytes) -> dict[str, Any]:
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     try:
         body = json.loads(line.decode("utf-8"))
     except (ValueError, RecursionError) as e:
@@ -137,6 +179,8 @@ def decode_response(line: bytes) -> dict[str, Any]:
 
 
 def _line(body: dict[str, Any]) -> bytes:
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     data = json.dumps(body, separators=(",", ":")).encode() + b"\n"
     if len(data) > MAX_LINE:
         if "ok" not in body:
@@ -222,6 +266,8 @@ def winsize_frame(rows: int, cols: int) -> bytes:
 
 
 def event_frame(event: str, **fields: Any) -> bytes:
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     return frame(FRAME_EVENT, json.dumps({"event": event, **fields}).encode())
 
 

@@ -74,8 +74,10 @@ class WireError(Exception):
 class Connection:
     """One authenticated connection on a connected stream socket; blocking, with a timeout per call."""
 
-    def __init__(self, sock: socket.socket, timeout: float, unix_fds: bool = False) -> None:
-        """UNIX_FDS: ask the bus to carry file descriptors (NEGOTIATE_UNIX_FD)."""
+    def __init__(self, sock: Any, timeout: float, unix_fds: bool = False) -> None:
+        """SOCK: a socket.socket, or an object with its settimeout, sendall, recv and close (the
+        supervisor's deadline-guarded socket, machines/busproxy.py).  UNIX_FDS: ask the bus to
+        carry file descriptors (NEGOTIATE_UNIX_FD)."""
         self.sock = sock
         self.timeout = timeout
         self.serial = 0
