@@ -68,7 +68,7 @@ class _Guarded:
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("the machine's bus did not answer in time")
+            raise _timeout()
         self.sock.settimeout(left)
         return left
 
@@ -81,7 +81,10 @@ class _Guarded:
 
     def recv(self, size: int) -> bytes:
         self._left()
-        data = self.sock.recv(size)
+        try:
+            data = self.sock.recv(size)
+        except TimeoutError:
+            raise _timeout() from None
         self.budget -= len(data)
         if self.budget < 0:
             raise ReplyTooLarge()
@@ -92,6 +95,12 @@ class _Guarded:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _timeout() -> TimeoutError:
+    # With its errno: dbus-fast's compiled unmarshaller reads e.errno as a C int, and the
+    # socket's own TimeoutError (errno None) becomes a TypeError in there.
+    return TimeoutError(errno.ETIMEDOUT, "the machine's bus did not answer in time")
 
 
 class Job:
