@@ -2,17 +2,18 @@
 
 A reply body, as nsdash.system.dbuswire returns it (variants unwrapped), holds
 str (strings, object paths, signatures), int (every integer type and 'h'),
-bool, float, bytes ('ay'), list (arrays and structs) and dict (a{..}).  JSON
-has all of them but bytes and dicts whose keys are not strings, so those two
-travel as tagged one-key objects whose key starts with NUL, which no D-Bus
-string may hold:
+bool, float, bytes ('ay'), list (arrays, structs), tuple (structs that were
+inside a variant) and dict (a{..}).  JSON has all of them but bytes, tuples
+and dicts whose keys are not strings, so those travel as tagged one-key
+objects whose key starts with NUL, which no D-Bus string may hold:
 
     bytes                    {"\\u0000b": "<hex>"}
+    tuple                    {"\\u0000t": [value, ...]}
     dict, keys not all str   {"\\u0000d": [[key, value], ...]}
 
 A str-keyed dict whose keys include one starting with NUL cannot come from a
 bus, but is still sent as pairs, so a decoded dict never looks like a tag by
-accident.  decode_hook() is the object hook that restores both: pass it to
+accident.  decode_hook() is the object hook that restores them: pass it to
 nsdash.system.jsontext.decode.  Pure: no I/O, no imports.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 BYTES_TAG = "\0b"
 DICT_TAG = "\0d"
+TUPLE_TAG = "\0t"
 
 
 class NotEncodable(TypeError):
@@ -34,8 +36,10 @@ def encode(value: Any) -> Any:
     """VALUE with bytes and non-string-keyed dicts replaced by their tagged objects (JSON-able)."""
     if isinstance(value, str | bool | int | float) or value is None:
         return value
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return [encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {TUPLE_TAG: [encode(v) for v in value]}
     if isinstance(value, bytes | bytearray):
         return {BYTES_TAG: bytes(value).hex()}
     if isinstance(value, dict):
@@ -50,13 +54,15 @@ def decode_hook(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
         if BYTES_TAG in obj:
             return bytes.fromhex(obj[BYTES_TAG])
+        if TUPLE_TAG in obj:
+            return tuple(obj[TUPLE_TAG])
         if DICT_TAG in obj:
             return {_hashable(k): v for k, v in obj[DICT_TAG]}
     return obj
 
 
 def _hashable(key: Any) -> Any:
-    # D-Bus dict keys are basic types; JSON's lists (a struct cannot be a key) never come back here
+    # D-Bus dict keys are basic types: a list here came from no bus, but must not break the dict
     return tuple(key) if isinstance(key, list) else key
 
 

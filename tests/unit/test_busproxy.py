@@ -29,6 +29,7 @@ from nsdash.system import dbusjson, jsontext
     [b"\x00\xffbytes", b""],
     [{"Id": "a.service", "InvocationID": b"\x01\x02", "Names": ["a", "b"], "Nested": {"k": [1, [2, b"x"]]}}],
     [{1: "one", 2: "two"}, {"\0b": "not a tag", "x": 1}, {"\0d": []}, {}],
+    [("a", 1), [("x", b"y", ("z",))], {"LoadError": ("", "")}],
     [[["unit", "desc", "loaded", "active", "running", "", "/o/p", 0, "", "/"]]],
 ])
 def test_dbus_values_round_trip_through_json(value):
