@@ -117,9 +117,16 @@ def daemon(tmp_path):
                              f"--address=unix:path={path}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while not os.path.exists(path):
+        while True:  # the socket file appears at bind(), before listen(): wait until a connect is taken
             assert time.monotonic() < deadline, "dbus-daemon did not start"
-            time.sleep(0.01)
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.01)
+            finally:
+                probe.close()
         yield path
     finally:
         proc.terminate()
