@@ -15,11 +15,15 @@ The engine's loop only queues jobs and sends the finished lines, woken through
 its wake pipe: the console, actions and reaping never wait on a guest's bus.
 
 The connection is kept between calls (no authentication and Hello per call)
-and closed after IDLE seconds without one, or when the machine rebooted.
+and closed after IDLE seconds without one, or when the machine rebooted.  The
+worker thread ends with it: a reboot forks its new container straight into the
+machine's cgroup only while no other thread runs (syscalls.fork_into_cgroup),
+so the engine also asks it to end (quiesce) before each boot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
@@ -120,9 +124,10 @@ class BusProxy:
     def __init__(self, wake: Callable[[], None], proc: str = "/proc") -> None:
         self.wake = wake
         self.proc = proc
-        self.jobs: queue.Queue[Job] = queue.Queue(QUEUE_MAX)
+        self.jobs: queue.Queue[Job | None] = queue.Queue(QUEUE_MAX)  # None: end when idle
         self.done: deque[tuple[Any, bytes]] = deque()  # (key, the reply line)
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the thread's start and end against submit()
         self._guard: _Guarded | None = None
         self._wire: dbuswire.Connection | None = None
         self._leader = 0
@@ -131,14 +136,26 @@ class BusProxy:
 
     def submit(self, job: Job) -> bool:
         """Queue JOB; False when the queue is full (answer `busy`)."""
-        try:
-            self.jobs.put_nowait(job)
-        except queue.Full:
-            return False
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="bus-call", daemon=True)
-            self._thread.start()
+        with self._lock:
+            try:
+                self.jobs.put_nowait(job)
+            except queue.Full:
+                return False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="bus-call", daemon=True)
+                self._thread.start()
         return True
+
+    def quiesce(self, timeout: float) -> None:
+        """Ask the worker to end once its queue is empty, and wait up to TIMEOUT for it (a call
+        to a guest that just ended fails at once; one that lasts longer just keeps running)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return
+            with contextlib.suppress(queue.Full):  # full: it is busy, and stays so
+                self.jobs.put_nowait(None)
+        thread.join(timeout)
 
     def take(self) -> list[tuple[Any, bytes]]:
         """The answers finished since the last take()."""
@@ -154,7 +171,13 @@ class BusProxy:
             try:
                 job = self.jobs.get(timeout=IDLE)
             except queue.Empty:
-                self._close()
+                job = None
+            if job is None:
+                with self._lock:
+                    if self.jobs.empty():
+                        self._close()
+                        self._thread = None
+                        return
                 continue
             try:
                 line = self.answer(job)

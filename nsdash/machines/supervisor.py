@@ -67,6 +67,7 @@ REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
 HEALTH_TIMEOUT = 5.0  # seconds a guest's bus has to answer (machines/health.py)
 HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older than this
+BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machines/busproxy.py)
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
@@ -405,6 +406,8 @@ class Supervisor:
             # a cgroup.procs write): the last health check ends first, to keep that fast path.
             self._health.join(HEALTH_TIMEOUT + 1.0)
             self._health = None
+        if self.bus_proxy is not None:  # the same for the bus-call worker (calls on the
+            self.bus_proxy.quiesce(BUS_QUIESCE)  # boot that ended fail at once)
         container = Container(self.spec, console=self.use_pty, uuid=self.session_uuid,
                               cgroup=self._cgroup_backend())
         try:

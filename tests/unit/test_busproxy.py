@@ -239,5 +239,13 @@ def test_the_worker_answers_through_the_engine_and_refuses_beyond_its_queue(tmp_
             answers += proxy.take()
         assert sorted(key for key, _ in answers) == [i for i, ok in enumerate(accepted) if ok]
         assert {json.loads(line)["error"] for _, line in answers} == {"bus-timeout"}
+        proxy.quiesce(30)  # as before a reboot: the thread ends (clone3 into the cgroup wants no other)
+        assert proxy._thread is None and not any(t.name == "bus-call" for t in threading.enumerate())
+        assert proxy.take() == []
+        woken.clear()
+        assert proxy.submit(Job("again", 99, LEADER, _job(timeout=0.5).args))  # and starts again on demand
+        assert woken.wait(30)
+        assert [key for key, _ in proxy.take()] == ["again"]
+        proxy.quiesce(30)
     finally:
         bus.close()
