@@ -16,7 +16,6 @@ import errno
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
 
 from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
@@ -26,6 +25,7 @@ from nsdash.system import confined
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from dbus_fast import Message

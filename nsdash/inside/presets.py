@@ -9,12 +9,11 @@ read confined to the machine's root (nsdash.system.confined), each bounded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from nsdash.system import confined
 
 TYPE_CHECKING = False  # pathlib costs `systemctl list-units` (which imports this module) 3 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
 PRESET_DIRS = ("etc/systemd/system-preset", "run/systemd/system-preset", "usr/local/lib/systemd/system-preset",

@@ -6,13 +6,13 @@ Shared by `nsdash systemctl` and the dashboard's unit views; no I/O here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
 
 from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
     # for the annotations only: unitlog brings the journal locator, which only `status` needs

@@ -7,8 +7,6 @@ dataclass; unknown values are None.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-
 from nsdash.errors import NsdashError, UsageError
 from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus, plain
 from nsdash.inside.target import Target
@@ -17,6 +15,7 @@ from nsdash.system.frozen import Frozen
 TYPE_CHECKING = False  # typing, and the records as dataclasses, cost `systemctl` more than its own work
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable
     from typing import Any, TypeVar
 
     from dbus_fast import Message
