@@ -13,8 +13,6 @@ the supervisor and the client.
 
 from __future__ import annotations
 
-import struct
-
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # typing costs 2 ms to import on the spawn path; annotations are strings
@@ -36,7 +34,8 @@ FRAME_INPUT = b"I"  # client -> supervisor: keyboard bytes
 FRAME_WINSIZE = b"W"  # client -> supervisor: rows, cols as two big-endian u16
 FRAME_EVENT = b"E"  # supervisor -> client: a JSON object, e.g. {"event": "reboot"}
 FRAME_TYPES = (FRAME_OUTPUT, FRAME_INPUT, FRAME_WINSIZE, FRAME_EVENT)
-_HEADER = struct.Struct("!cI")
+_HEADER_SIZE = 5  # the type byte, then the payload's length as a big-endian u32 (int.to_bytes:
+# no struct module for bus-call's clients, which import this module for its constants)
 
 
 class BadMessage(ValueError):
@@ -253,7 +252,7 @@ def frame(kind: bytes, payload: bytes = b"") -> bytes:
         raise BadMessage("bad-frame", f"unknown frame type {kind!r}")
     if len(payload) > MAX_FRAME:
         raise BadMessage("oversized", "frame payload too long")
-    return _HEADER.pack(kind, len(payload)) + payload
+    return kind + len(payload).to_bytes(4, "big") + payload
 
 
 def output_frames(data: bytes) -> bytes:
@@ -262,7 +261,7 @@ def output_frames(data: bytes) -> bytes:
 
 
 def winsize_frame(rows: int, cols: int) -> bytes:
-    return frame(FRAME_WINSIZE, struct.pack("!HH", rows, cols))
+    return frame(FRAME_WINSIZE, rows.to_bytes(2, "big") + cols.to_bytes(2, "big"))
 
 
 def event_frame(event: str, **fields: Any) -> bytes:
@@ -274,7 +273,7 @@ def event_frame(event: str, **fields: Any) -> bytes:
 def parse_winsize(payload: bytes) -> tuple[int, int]:
     if len(payload) != 4:
         raise BadMessage("bad-frame", "a window-size frame carries exactly 4 bytes")
-    rows, cols = struct.unpack("!HH", payload)
+    rows, cols = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:], "big")
     return rows, cols
 
 
@@ -287,15 +286,15 @@ class FrameReader:
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         self.buf += data
         out: list[tuple[bytes, bytes]] = []
-        while len(self.buf) >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(self.buf)
+        while len(self.buf) >= _HEADER_SIZE:
+            kind, length = bytes(self.buf[:1]), int.from_bytes(self.buf[1:_HEADER_SIZE], "big")
             if kind not in FRAME_TYPES:
                 raise BadMessage("bad-frame", f"unknown frame type {kind!r}")
             if length > MAX_FRAME:
                 raise BadMessage("oversized", "frame payload too long")
-            end = _HEADER.size + length
+            end = _HEADER_SIZE + length
             if len(self.buf) < end:
                 break
-            out.append((kind, bytes(self.buf[_HEADER.size:end])))
+            out.append((kind, bytes(self.buf[_HEADER_SIZE:end])))
             del self.buf[:end]
         return out
