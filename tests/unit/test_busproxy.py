@@ -249,3 +249,53 @@ def test_the_worker_answers_through_the_engine_and_refuses_beyond_its_queue(tmp_
         proxy.quiesce(30)
     finally:
         bus.close()
+
+
+# ---------------------------------------------------------------- the client
+
+
+def _fake_supervisor(path: str, hello: dict, answers: list[bytes]) -> threading.Thread:
+    """A control socket that greets with HELLO's fields, then answers each request with the next of ANSWERS."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            f = conn.makefile("rb")
+            for reply in [json.dumps({"ok": True, "id": 1, **hello}).encode() + b"\n", *answers]:
+                if not f.readline():
+                    return
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_client_falls_back_where_no_supervisor_makes_bus_calls(tmp_path, monkeypatch):
+    from nsdash.machines.buscall import CallFailed, SupervisorBus
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    assert SupervisorBus.open("m", 5) is None  # no supervisor at all: a machine of machined's
+    (tmp_path / "machines" / "old").mkdir(parents=True)
+    old = _fake_supervisor(str(tmp_path / "machines" / "old" / "control"), {"version": 1, "machine": "old"}, [])
+    assert SupervisorBus.open("old", 5) is None  # an older supervisor: hello says nothing of bus_call
+    old.join(10)
+
+    (tmp_path / "machines" / "new").mkdir()
+    body = json.dumps({"ok": True, "id": 2, "body": dbusjson.encode([{"Id": "a.service", "ID": b"\x01"}])})
+    error = json.dumps({"ok": False, "id": 3, "error": "bus-error", "message": "no such unit",
+                        "name": "org.freedesktop.systemd1.NoSuchUnit"})
+    new = _fake_supervisor(str(tmp_path / "machines" / "new" / "control"), {"version": 1, "bus_call": True},
+                           [body.encode() + b"\n", error.encode() + b"\n"])
+    bus = SupervisorBus.open("new", 5)
+    assert bus is not None
+    assert bus.call("d", "/p", "i", "m", "", [], 5) == [{"Id": "a.service", "ID": b"\x01"}]
+    with pytest.raises(CallFailed) as e:
+        bus.call("d", "/p", "i", "m", "s", ["x"], 5)
+    assert (e.value.code, e.value.name, e.value.message) == ("bus-error", "org.freedesktop.systemd1.NoSuchUnit",
+                                                             "no such unit")
+    bus.close()
+    new.join(10)
