@@ -925,9 +925,15 @@ class Supervisor:
             conn.busy = False
             if conn.sock.fileno() < 0:
                 continue  # the client left before its answer
+            self._for_client(conn, self._bus_answer(conn, line))
+
+    def _bus_answer(self, conn: _Conn, line: bytes) -> Callable[[], None]:
+        def answer() -> None:
             self._send(conn, line)
             if conn.sock.fileno() >= 0:
-                self._process_lines(conn)
+                self._process_lines(conn)  # the requests that waited behind it
+
+        return answer
 
     # ---------------------------------------------------------------- clients
 
@@ -957,13 +963,20 @@ class Supervisor:
         return lambda mask: self._serve(conn, mask)
 
     def _serve(self, conn: _Conn, mask: int) -> None:
-        from nsdash.machines import protocol as proto
-
-        try:
+        def work() -> None:
             if mask & (POLLIN | _POLLERR):
                 self._conn_readable(conn)
             if mask & POLLOUT and conn.sock.fileno() >= 0:
                 self._flush(conn)
+
+        self._for_client(conn, work)
+
+    def _for_client(self, conn: _Conn, work: Callable[[], None]) -> None:
+        """WORK for one client; whatever it raises ends that client's connection, not the machine."""
+        from nsdash.machines import protocol as proto
+
+        try:
+            work()
         except Exception as e:  # noqa: BLE001 - one client's request must never bring the machine down
             message = f"{type(e).__name__}: {e}"[:500]
             # An attached client reads console frames: a JSON line there would be garbage to it.
@@ -1014,7 +1027,6 @@ class Supervisor:
             self.poller.modify(fd, POLLIN | (POLLOUT if conn.out else 0))
 
     def _conn_readable(self, conn: _Conn) -> None:
-
         try:
             data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):

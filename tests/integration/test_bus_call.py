@@ -65,6 +65,7 @@ def test_a_stalled_or_flooding_guest_bus_never_holds_up_the_supervisor(detached,
     try:
         a, fa = _connect(machine_name)
         _bus_call(a, timeout=10)
+        a.sendall(b'{"op":"status","id":10}\n')  # waits behind the bus-call: answers stay in order
         # the engine answers others while the call waits on the guest: status, and the console
         b, fb = _connect(machine_name)
         b.sendall(b'{"op":"status","id":1}\n')
@@ -77,6 +78,7 @@ def test_a_stalled_or_flooding_guest_bus_never_holds_up_the_supervisor(detached,
         assert _nothing_yet(a)
         reply = json.loads(fa.readline())  # then, at the call's deadline, one error line
         assert (reply["ok"], reply["error"], reply["id"]) == (False, "bus-timeout", 9)
+        assert json.loads(fa.readline())["id"] == 10
         assert _nothing_yet(a)
         bus.close()
 
