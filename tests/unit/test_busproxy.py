@@ -110,9 +110,18 @@ def _answer(proxy: BusProxy, job: Job) -> dict:
 @pytest.fixture
 def daemon(tmp_path):
     """A real dbus-daemon (the session configuration: this uid may call anything) at the guest's path."""
+    path = _root(tmp_path)
+    proc = _start_daemon(path)
+    try:
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _start_daemon(path: str) -> subprocess.Popen:
     if shutil.which("dbus-daemon") is None:
         pytest.fail("dbus-daemon is not installed (apt-get install dbus)")
-    path = _root(tmp_path)
     proc = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile",
                              f"--address=unix:path={path}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -127,10 +136,11 @@ def daemon(tmp_path):
                 time.sleep(0.01)
             finally:
                 probe.close()
-        yield path
-    finally:
+    except BaseException:
         proc.terminate()
         proc.wait(10)
+        raise
+    return proc
 
 
 def test_a_real_call_answers_its_body_and_reuses_the_connection(tmp_path, daemon):
@@ -147,6 +157,24 @@ def test_a_real_call_answers_its_body_and_reuses_the_connection(tmp_path, daemon
     assert (error["ok"], error["error"], error["name"]) == (False, "bus-error",
                                                             "org.freedesktop.DBus.Error.UnknownMethod")
     proxy._close()
+
+
+def test_a_kept_connection_found_closed_is_made_again_once(tmp_path):
+    """The guest's dbus restarted between two calls: the second still answers, on a new connection."""
+    path = _root(tmp_path)
+    proc = _start_daemon(path)
+    try:
+        proxy = BusProxy(lambda: None, proc=str(tmp_path / "proc"))
+        first = _answer(proxy, _job())
+        proc.terminate()
+        proc.wait(10)  # (it removes its socket file)
+        proc = _start_daemon(path)
+        second = _answer(proxy, _job())
+        assert first["ok"] and second["ok"] and first["body"] != second["body"]  # another daemon's ID
+        proxy._close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_a_guest_without_a_bus_socket_says_so(tmp_path):
