@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 JOB_VERBS = ("start", "stop", "restart", "reload", "try-restart", "reload-or-restart")
 VERBS = ("list-units", "list-unit-files", "list-jobs", "status", "show", *JOB_VERBS, "enable", "disable", "is-active", "is-failed",
          "is-enabled", "daemon-reload", "reset-failed")
+READ_ONLY_VERBS = ("list-units", "list-unit-files", "list-jobs", "status", "show", "is-active", "is-failed",
+                   "is-enabled")
 # Every verb prints through _Out and closes its bus before main() returns; jobs run asyncio
 # to its end: nothing is left for the interpreter's teardown (nsdash.cli.run).
 TEARDOWN_FREE = True
@@ -135,8 +137,12 @@ def main(argv: list[str]) -> int:
             import gc
 
             gc.enable()  # a job may be waited for minutes: asyncio's garbage is collected (nsdash.cli.run)
-        runner = run if waits else run_blocking
-        rc = runner(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
+            rc = run(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout)
+        else:
+            # The readers' calls are made by the machine's supervisor (bus-call), which has the
+            # D-Bus code loaded already; the verbs that change something speak to the bus here.
+            rc = run_blocking(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout,
+                              via_supervisor=args.verb in READ_ONLY_VERBS)
     finally:
         out.flush()
     return rc

@@ -14,25 +14,29 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
 
 from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
 from nsdash.machines import identity
-from nsdash.system import confined, dbuswire
+from nsdash.system import confined
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from dbus_fast import Message
     from dbus_fast.aio import MessageBus
 
-# asyncio and dbus-fast are imported only by connections that need them (blocking=False):
-# they cost a read-only command (list-units, status) several times its own work.
+    from nsdash.machines.buscall import CallFailed, SupervisorBus
+    from nsdash.system import dbuswire
+
+# asyncio and dbus-fast are imported only by connections that need them (blocking=False), the
+# blocking client (dbuswire, with dbus-fast's marshalling) only by blocking connections made here,
+# not through the supervisor: they cost a read-only command several times its own work.
 
 BUS_SOCKET = "run/dbus/system_bus_socket"
 DEFAULT_TIMEOUT = float(os.environ.get("NSDASH_BUS_TIMEOUT", "10"))
@@ -108,6 +112,8 @@ def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> soc
     setns(CLONE_NEWUSER) requires) enters the namespace, becomes its root, connects and hands
     the connected socket back over a socketpair.
     """
+    import socket
+
     from nsdash.system import syscalls  # ctypes (before the fork): only for a machine with -U
 
     userns = os.open(f"{target.proc}/{target.leader}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
@@ -137,18 +143,23 @@ def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> soc
             os.waitpid(pid, 0)
         if not fds:
             raise ConnectionRefusedError(errno.ECONNREFUSED, "could not connect from the machine's user namespace")
-        return _Preconnected(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fds[0])
+        return _preconnected(fds[0])
     finally:
         os.close(userns)
         ours.close()
         theirs.close()
 
 
-class _Preconnected(socket.socket):
-    """A socket connected elsewhere (connect_as_machine_root): dbus-fast's connect() is a no-op on it."""
+def _preconnected(fd: int) -> socket.socket:
+    """A socket on FD, connected elsewhere (connect_as_machine_root): dbus-fast's connect() is a
+    no-op on it.  (A class made here: socket.py is not imported by connections that need none.)"""
+    import socket
 
-    def connect(self, address: Any) -> None:
-        return None
+    class _Preconnected(socket.socket):
+        def connect(self, address: Any) -> None:
+            return None
+
+    return _Preconnected(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
 
 
 def _preconnected_bus(sock: socket.socket, **kw: Any) -> MessageBus:
@@ -167,16 +178,22 @@ class MachineBus:
     """An open connection to one machine's system bus; use as `async with MachineBus(target)`.
 
     BLOCKING: method calls only, over nsdash.system.dbuswire, without asyncio
-    or dbus-fast; no signals.  Its coroutines never suspend, so a command can
-    drive them without an event loop (units.run_blocking).
+    or dbus-fast's bus; no signals.  Its coroutines never suspend, so a command can
+    drive them without an event loop (units.run_blocking).  VIA_SUPERVISOR (with
+    BLOCKING): the calls are made by the machine's supervisor (`bus-call`,
+    machines/buscall.py), so this process imports no D-Bus code at all; where the
+    machine has no supervisor that makes them, the calls are made here as without it.
     """
 
-    def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT, blocking: bool = False) -> None:
+    def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT, blocking: bool = False,
+                 via_supervisor: bool = False) -> None:
         self.target = target
         self.timeout = timeout
         self.blocking = blocking
+        self.via_supervisor = via_supervisor and blocking
         self._bus: MessageBus | None = None
         self._wire: dbuswire.Connection | None = None
+        self._proxy: SupervisorBus | None = None
 
     async def __aenter__(self) -> MachineBus:
         await self.connect()
@@ -186,6 +203,12 @@ class MachineBus:
         self.close()
 
     async def connect(self) -> None:
+        if self.via_supervisor:
+            from nsdash.machines.buscall import SupervisorBus
+
+            self._proxy = SupervisorBus.open(self.target.name, self.timeout)
+            if self._proxy is not None:
+                return
         fd = open_bus_socket(self.target)
         try:
             if self.blocking:
@@ -212,6 +235,10 @@ class MachineBus:
                               f"{self.target.name} -u dbus.service'")
 
     def _connect_blocking(self, fd: int) -> None:
+        import socket
+
+        from nsdash.system import dbuswire
+
         try:
             if own_user_namespace(self.target):
                 sock = connect_as_machine_root(self.target, fd, self.timeout)
@@ -228,6 +255,9 @@ class MachineBus:
             raise self._lost_blocking(e) from e
 
     def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
         if self._wire is not None:
             self._wire.close()
             self._wire = None
@@ -244,6 +274,8 @@ class MachineBus:
     async def call(self, destination: str, path: str, interface: str, member: str,
                    signature: str = "", body: Sequence[Any] = (), timeout: float | None = None) -> list[Any]:
         """Call a method; returns the reply's body, raises BusCallError on an error reply."""
+        if self._proxy is not None:
+            return self._call_proxy(self._proxy, destination, path, interface, member, signature, body, timeout)
         if self.blocking:
             return self._call_blocking(destination, path, interface, member, signature, body, timeout)
         from dbus_fast import Message, MessageType
@@ -256,8 +288,41 @@ class MachineBus:
             raise _call_error(reply.error_name or "unknown", str(text))
         return list(reply.body)
 
+    def _call_proxy(self, proxy: SupervisorBus, destination: str, path: str, interface: str, member: str,
+                    signature: str, body: Sequence[Any], timeout: float | None) -> list[Any]:
+        from nsdash.machines.buscall import CallFailed
+        from nsdash.machines.protocol import BUS_TIMEOUT_MAX
+
+        limit = min(self.timeout if timeout is None else timeout, BUS_TIMEOUT_MAX)
+        what = f"{interface.rsplit('.', 1)[-1]}.{member}"
+        try:
+            return proxy.call(destination, path, interface, member, signature, list(body), limit)
+        except CallFailed as e:
+            raise self._proxy_error(e, limit, what) from None
+        except TimeoutError as e:
+            raise self._timed_out(limit, what, e) from e
+        except (OSError, EOFError, ValueError) as e:
+            raise self._lost_blocking(e) from e
+
+    def _proxy_error(self, e: CallFailed, limit: float, what: str) -> NsdashError:
+        """The supervisor's error answer as the error the direct path would raise."""
+        if e.code == "bus-error":
+            return _call_error(e.name or "unknown", e.message)
+        if e.code == "bus-timeout":
+            return self._timed_out(limit, what, e)
+        if e.code == "bus-unreachable" and e.message == "no-socket":
+            return _diagnose_missing_bus(self.target)
+        if e.code == "bus-unreachable" and e.message == "refused":
+            return self._refused()
+        if e.code in ("bus-unreachable", "not-running"):
+            return self._lost_blocking(e)
+        return NsdashError(f"machine '{self.target.name}' could not answer {what}: {e.message}",
+                           "retry; if it persists, see 'nsdash status " + self.target.name + "'")
+
     def _call_blocking(self, destination: str, path: str, interface: str, member: str,
                        signature: str, body: Sequence[Any], timeout: float | None) -> list[Any]:
+        from nsdash.system import dbuswire
+
         if self._wire is None:
             raise RuntimeError("MachineBus used before connect()")
         limit = self.timeout if timeout is None else timeout

@@ -9,13 +9,11 @@ read confined to the machine's root (nsdash.system.confined), each bounded.
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable
-
 from nsdash.system import confined
 
 TYPE_CHECKING = False  # pathlib costs `systemctl list-units` (which imports this module) 3 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
 PRESET_DIRS = ("etc/systemd/system-preset", "run/systemd/system-preset", "usr/local/lib/systemd/system-preset",
@@ -37,8 +35,10 @@ def parse_rules(texts: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def preset_of(name: str, rules: list[tuple[str, str]]) -> str:
+    from fnmatch import fnmatchcase  # here: fnmatch imports re, which render (list-units) need not load
+
     for action, pattern in rules:
-        if fnmatch.fnmatchcase(name, pattern):
+        if fnmatchcase(name, pattern):
             return "enabled" if action == "enable" else "disabled"
     return "enabled"
 
@@ -61,3 +61,4 @@ def read_rules(root: Path) -> list[tuple[str, str]]:
         except OSError:
             continue
     return parse_rules(texts)
+

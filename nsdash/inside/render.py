@@ -5,15 +5,14 @@ Shared by `nsdash systemctl` and the dashboard's unit views; no I/O here.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterable, Sequence
 
 from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
     # for the annotations only: unitlog brings the journal locator, which only `status` needs
@@ -268,7 +267,8 @@ def list_jobs(jobs: Sequence[JobInfo], *, legend: bool = True) -> str:
     return "\n".join(lines) + f"\n\n{len(jobs)} jobs listed.\n"
 
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_.:/@+=,-]*$")
+# What `show` prints unquoted in a list (a regular expression would bring re to list-units and status)
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/@+=,-")
 
 
 def property_value(name: str, value: Any) -> str:
@@ -284,7 +284,7 @@ def property_value(name: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return " ".join(v if _PLAIN.match(v) else f'"{v}"' for v in value)
+        return " ".join(v if _PLAIN.issuperset(v) else f'"{v}"' for v in value)
     return str(value)
 
 

@@ -7,9 +7,6 @@ dataclass; unknown values are None.
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-
 from nsdash.errors import NsdashError, UsageError
 from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus, plain
 from nsdash.inside.target import Target
@@ -18,6 +15,7 @@ from nsdash.system.frozen import Frozen
 TYPE_CHECKING = False  # typing, and the records as dataclasses, cost `systemctl` more than its own work
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable
     from typing import Any, TypeVar
 
     from dbus_fast import Message
@@ -216,9 +214,24 @@ def mangle(name: str) -> str:
     return f"{name}.service"
 
 
+def unit_object_path(name: str) -> str:
+    """The object path at which systemd serves the unit NAME, as systemctl computes it: one round
+    trip (GetAll there loads the unit, as LoadUnit would) instead of LoadUnit's two.
+
+    systemd's bus label escaping: every byte but an ASCII letter or digit, and a digit in
+    first place, becomes _ and two lowercase hex digits; the empty name is "_"."""
+    label = "".join(chr(b) if chr(b).isascii() and chr(b).isalnum() and not (i == 0 and chr(b).isdigit())
+                    else f"_{b:02x}" for i, b in enumerate(name.encode()))
+    return f"{MANAGER_PATH}/unit/{label or '_'}"
+
+
 def matches(name: str, patterns: Iterable[str]) -> bool:
     pats = list(patterns)
-    return not pats or any(fnmatch.fnmatchcase(name, p) for p in pats)
+    if not pats:
+        return True
+    import fnmatch  # patterns only: it imports re, which list-units and status need not load
+
+    return any(fnmatch.fnmatchcase(name, p) for p in pats)
 
 
 def filter_units(units: Iterable[UnitInfo], *, types: Iterable[str] = (), states: Iterable[str] = (),
@@ -270,8 +283,12 @@ class Systemd:
 
     async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None,
                        timeout: float | None = None) -> list[Any]:
+        return await self._call(MANAGER_PATH, MANAGER, member, signature, body, timeout)
+
+    async def _call(self, path: str, interface: str, member: str, signature: str = "",
+                    body: list[Any] | None = None, timeout: float | None = None) -> list[Any]:
         try:
-            return await self.bus.call(SYSTEMD, MANAGER_PATH, MANAGER, member, signature, body or [], timeout)
+            return await self.bus.call(SYSTEMD, path, interface, member, signature, body or [], timeout)
         except BusCallError as e:
             if e.name in ("org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed"):
                 raise UnitNotFound(e.message.rstrip("."), f"see 'nsdash systemctl -M {self.bus.target.name} "
@@ -304,14 +321,12 @@ class Systemd:
 
     async def status(self, name: str) -> UnitStatus:
         name = mangle(name)
-        path = await self.unit_path(name)
-        (props,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [""])
+        (props,) = await self._call(unit_object_path(name), PROPERTIES, "GetAll", "s", [""])
         return UnitStatus.from_properties(name, props)
 
     async def properties(self, name: str) -> dict[str, Any]:
         """Every property of the unit (all its interfaces), values unwrapped from their variants."""
-        path = await self.unit_path(mangle(name))
-        (props,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [""])
+        (props,) = await self._call(unit_object_path(mangle(name)), PROPERTIES, "GetAll", "s", [""])
         return {k: plain(v) for k, v in props.items()}
 
     async def list_jobs(self) -> list[JobInfo]:
@@ -513,14 +528,15 @@ def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: floa
 
 
 def run_blocking(target: Target, action: Callable[[Systemd], Coroutine[Any, Any, T]],
-                 timeout: float = DEFAULT_TIMEOUT) -> T:
+                 timeout: float = DEFAULT_TIMEOUT, via_supervisor: bool = False) -> T:
     """run() for actions that only call methods (no jobs, no signals): no event loop at all.
 
     The bus is a blocking one, so no await inside ACTION ever suspends: the
-    coroutine runs to its end on the first send().
+    coroutine runs to its end on the first send().  VIA_SUPERVISOR: the machine's
+    supervisor makes the calls where it can (MachineBus).
     """
     async def main() -> T:
-        async with MachineBus(target, timeout, blocking=True) as bus:
+        async with MachineBus(target, timeout, blocking=True, via_supervisor=via_supervisor) as bus:
             return await action(Systemd(bus))
 
     coro = main()

@@ -13,9 +13,6 @@ the supervisor and the client.
 
 from __future__ import annotations
 
-import json
-import struct
-
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # typing costs 2 ms to import on the spawn path; annotations are strings
@@ -26,7 +23,10 @@ VERSION = 1
 MAX_LINE = 64 * 1024  # a request or response line, newline included
 MAX_FRAME = 64 * 1024  # a console frame's payload
 
-OPS = ("hello", "status", "attach", "poweroff", "reboot", "terminate", "kill")
+OPS = ("hello", "status", "attach", "poweroff", "reboot", "terminate", "kill", "bus-call")
+BUS_REPLY_MAX = 1024 * 1024  # a bus-call's reply line, and the guest's D-Bus bytes read for it
+BUS_TIMEOUT_MAX = 120.0  # seconds a bus-call may ask for
+_BUS_NAMES = ("destination", "path", "interface", "member")
 
 # Console frame types.
 FRAME_OUTPUT = b"O"  # supervisor -> client: console bytes
@@ -34,7 +34,8 @@ FRAME_INPUT = b"I"  # client -> supervisor: keyboard bytes
 FRAME_WINSIZE = b"W"  # client -> supervisor: rows, cols as two big-endian u16
 FRAME_EVENT = b"E"  # supervisor -> client: a JSON object, e.g. {"event": "reboot"}
 FRAME_TYPES = (FRAME_OUTPUT, FRAME_INPUT, FRAME_WINSIZE, FRAME_EVENT)
-_HEADER = struct.Struct("!cI")
+_HEADER_SIZE = 5  # the type byte, then the payload's length as a big-endian u32 (int.to_bytes:
+# no struct module for bus-call's clients, which import this module for its constants)
 
 
 class BadMessage(ValueError):
@@ -67,6 +68,8 @@ def encode_request(op: str, rid: Any = None, **args: Any) -> bytes:
 
 def decode_request(line: bytes) -> Request:
     """Parse and validate one request line (without its newline)."""
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     try:
         body = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -103,10 +106,27 @@ def _check_args(op: str, args: dict[str, Any]) -> None:
             raise BadMessage("malformed", "attach's 'replay' is a byte count >= 0")
     if op in ("poweroff", "reboot", "terminate") and not isinstance(args.get("wait", False), bool):
         raise BadMessage("malformed", f"{op}'s 'wait' is true or false")
+    if op == "bus-call":
+        _check_bus_call(args)
     if op in ("poweroff", "reboot") and "timeout" in args:
         t = args["timeout"]
         if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t <= 3600:
             raise BadMessage("malformed", f"{op}'s 'timeout' is seconds, 0 < t <= 3600")
+
+
+def _check_bus_call(args: dict[str, Any]) -> None:
+    for key in _BUS_NAMES:
+        value = args.get(key)
+        if not isinstance(value, str) or not 0 < len(value) <= 255:
+            raise BadMessage("malformed", f"bus-call needs a '{key}' string of 1..255 characters")
+    signature = args.get("signature", "")
+    if not isinstance(signature, str) or len(signature) > 255:
+        raise BadMessage("malformed", "bus-call's 'signature' is a D-Bus signature string")
+    if not isinstance(args.get("body", []), list):
+        raise BadMessage("malformed", "bus-call's 'body' is a list of arguments")
+    t = args.get("timeout", 10.0)
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t <= BUS_TIMEOUT_MAX:
+        raise BadMessage("malformed", f"bus-call's 'timeout' is seconds, 0 < t <= {BUS_TIMEOUT_MAX:g}")
 
 
 # ---------------------------------------------------------------- responses
@@ -126,7 +146,28 @@ def error(code: str, message: str, rid: Any = None) -> bytes:
     return _line(body)
 
 
+def bus_reply(rid: Any, body: list[Any]) -> bytes:
+    """A bus-call's answer: BODY (already dbusjson-encoded) in one line of at most BUS_REPLY_MAX,
+    else the error `oversized`."""
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
+    data = json.dumps({"ok": True, "id": rid, "body": body}, separators=(",", ":")).encode() + b"\n"
+    if len(data) > BUS_REPLY_MAX:
+        return error("oversized", f"the machine's answer is longer than {BUS_REPLY_MAX} bytes", rid)
+    return data
+
+
+def bus_error(rid: Any, name: str, text: str) -> bytes:
+    """A bus-call answered by a D-Bus error reply: its NAME and TEXT (the guest's, shortened)."""
+    body = {"ok": False, "error": "bus-error", "message": text[:4096], "name": name[:255]}
+    if rid is not None:
+        body["id"] = rid
+    return _line(body)
+
+
 def decode_response(line: bytes) -> dict[str, Any]:
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     try:
         body = json.loads(line.decode("utf-8"))
     except (ValueError, RecursionError) as e:
@@ -137,6 +178,8 @@ def decode_response(line: bytes) -> dict[str, Any]:
 
 
 def _line(body: dict[str, Any]) -> bytes:
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     data = json.dumps(body, separators=(",", ":")).encode() + b"\n"
     if len(data) > MAX_LINE:
         if "ok" not in body:
@@ -209,7 +252,7 @@ def frame(kind: bytes, payload: bytes = b"") -> bytes:
         raise BadMessage("bad-frame", f"unknown frame type {kind!r}")
     if len(payload) > MAX_FRAME:
         raise BadMessage("oversized", "frame payload too long")
-    return _HEADER.pack(kind, len(payload)) + payload
+    return kind + len(payload).to_bytes(4, "big") + payload
 
 
 def output_frames(data: bytes) -> bytes:
@@ -218,17 +261,19 @@ def output_frames(data: bytes) -> bytes:
 
 
 def winsize_frame(rows: int, cols: int) -> bytes:
-    return frame(FRAME_WINSIZE, struct.pack("!HH", rows, cols))
+    return frame(FRAME_WINSIZE, rows.to_bytes(2, "big") + cols.to_bytes(2, "big"))
 
 
 def event_frame(event: str, **fields: Any) -> bytes:
+    import json  # not at the top: bus-call clients (machines/buscall.py) read no json
+
     return frame(FRAME_EVENT, json.dumps({"event": event, **fields}).encode())
 
 
 def parse_winsize(payload: bytes) -> tuple[int, int]:
     if len(payload) != 4:
         raise BadMessage("bad-frame", "a window-size frame carries exactly 4 bytes")
-    rows, cols = struct.unpack("!HH", payload)
+    rows, cols = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:], "big")
     return rows, cols
 
 
@@ -241,15 +286,15 @@ class FrameReader:
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         self.buf += data
         out: list[tuple[bytes, bytes]] = []
-        while len(self.buf) >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(self.buf)
+        while len(self.buf) >= _HEADER_SIZE:
+            kind, length = bytes(self.buf[:1]), int.from_bytes(self.buf[1:_HEADER_SIZE], "big")
             if kind not in FRAME_TYPES:
                 raise BadMessage("bad-frame", f"unknown frame type {kind!r}")
             if length > MAX_FRAME:
                 raise BadMessage("oversized", "frame payload too long")
-            end = _HEADER.size + length
+            end = _HEADER_SIZE + length
             if len(self.buf) < end:
                 break
-            out.append((kind, bytes(self.buf[_HEADER.size:end])))
+            out.append((kind, bytes(self.buf[_HEADER_SIZE:end])))
             del self.buf[:end]
         return out

@@ -67,6 +67,7 @@ REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
 HEALTH_TIMEOUT = 5.0  # seconds a guest's bus has to answer (machines/health.py)
 HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older than this
+BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machines/busproxy.py)
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
@@ -143,6 +144,7 @@ class _Conn:
         self.out = bytearray()
         self.closing = False
         self.refused = False  # a non-root peer: everything it sends is discarded
+        self.busy = False  # a bus-call in the worker: its next requests wait (answers stay in order)
 
     @property
     def attached(self) -> bool:
@@ -212,6 +214,7 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock_fd = -1
         self._pty_retry: float | None = None  # when to watch the PTY master again after EIO
+        self.bus_proxy: Any = None  # a busproxy.BusProxy from the first bus-call on
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -403,6 +406,8 @@ class Supervisor:
             # a cgroup.procs write): the last health check ends first, to keep that fast path.
             self._health.join(HEALTH_TIMEOUT + 1.0)
             self._health = None
+        if self.bus_proxy is not None:  # the same for the bus-call worker (calls on the
+            self.bus_proxy.quiesce(BUS_QUIESCE)  # boot that ended fail at once)
         container = Container(self.spec, console=self.use_pty, uuid=self.session_uuid,
                               cgroup=self._cgroup_backend())
         try:
@@ -743,6 +748,8 @@ class Supervisor:
                 handler = self.handlers.get(fd)
                 if handler is not None:
                     handler(mask)
+            if self.bus_proxy is not None:
+                self._deliver_bus_replies()
             self._handle_signals()
             now = time.monotonic()
             if self._pty_retry is not None and now >= self._pty_retry:
@@ -887,6 +894,47 @@ class Supervisor:
             else:
                 self._send(conn, proto.ok(rid, op=op, boot=self.boot))
 
+    # ---------------------------------------------------------------- bus calls
+
+    def _bus_call(self, conn: _Conn, rid: Any, req: Request, leader: int) -> None:
+        """Queue a bus-call for the worker (machines/busproxy.py); the answer comes back through
+        the wake pipe.  Nothing here waits on the guest."""
+        from nsdash.machines import protocol as proto
+
+        if self.spec.private_users != "no":
+            self._send(conn, proto.error("unsupported", "bus-call is not made for machines with a user "
+                                                        "namespace of their own (-U)", rid))
+            return
+        if self.bus_proxy is None:
+            from nsdash.machines.busproxy import BusProxy
+
+            self.bus_proxy = BusProxy(self._wake_bus)
+        from nsdash.machines.busproxy import Job
+
+        if not self.bus_proxy.submit(Job(conn, rid, leader, req.args or {})):
+            self._send(conn, proto.error("busy", "too many bus calls waiting; retry", rid))
+            return
+        conn.busy = True
+
+    def _wake_bus(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"b")
+
+    def _deliver_bus_replies(self) -> None:
+        for conn, line in self.bus_proxy.take():
+            conn.busy = False
+            if conn.sock.fileno() < 0:
+                continue  # the client left before its answer
+            self._for_client(conn, self._bus_answer(conn, line))
+
+    def _bus_answer(self, conn: _Conn, line: bytes) -> Callable[[], None]:
+        def answer() -> None:
+            self._send(conn, line)
+            if conn.sock.fileno() >= 0:
+                self._process_lines(conn)  # the requests that waited behind it
+
+        return answer
+
     # ---------------------------------------------------------------- clients
 
     def _accept(self) -> None:
@@ -915,13 +963,20 @@ class Supervisor:
         return lambda mask: self._serve(conn, mask)
 
     def _serve(self, conn: _Conn, mask: int) -> None:
-        from nsdash.machines import protocol as proto
-
-        try:
+        def work() -> None:
             if mask & (POLLIN | _POLLERR):
                 self._conn_readable(conn)
             if mask & POLLOUT and conn.sock.fileno() >= 0:
                 self._flush(conn)
+
+        self._for_client(conn, work)
+
+    def _for_client(self, conn: _Conn, work: Callable[[], None]) -> None:
+        """WORK for one client; whatever it raises ends that client's connection, not the machine."""
+        from nsdash.machines import protocol as proto
+
+        try:
+            work()
         except Exception as e:  # noqa: BLE001 - one client's request must never bring the machine down
             message = f"{type(e).__name__}: {e}"[:500]
             # An attached client reads console frames: a JSON line there would be garbage to it.
@@ -972,8 +1027,6 @@ class Supervisor:
             self.poller.modify(fd, POLLIN | (POLLOUT if conn.out else 0))
 
     def _conn_readable(self, conn: _Conn) -> None:
-        from nsdash.machines import protocol as proto
-
         try:
             data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -989,7 +1042,16 @@ class Supervisor:
             self._console_input(conn, data)
             return
         conn.lines.push(data)
-        while (item := conn.lines.pop()) is not None:
+        self._process_lines(conn)
+
+    def _process_lines(self, conn: _Conn) -> None:
+        from nsdash.machines import protocol as proto
+
+        if conn.busy:
+            if len(conn.lines.buf) > proto.MAX_LINE:
+                self._drop(conn)  # piling requests behind a bus-call: one at a time is the deal
+            return
+        while not conn.busy and (item := conn.lines.pop()) is not None:
             if isinstance(item, proto.BadMessage):
                 self._send(conn, proto.error(item.code, item.message))
                 continue
@@ -1046,7 +1108,10 @@ class Supervisor:
                                f"(this supervisor speaks {proto.VERSION})", rid))
                 return
             conn.greeted = True
-            self._send(conn, proto.ok(rid, version=proto.VERSION, machine=self.name))
+            # bus_call: this supervisor makes bus-calls for this machine (not under -U, where
+            # host root is nobody to the guest's bus: the client connects from inside instead)
+            self._send(conn, proto.ok(rid, version=proto.VERSION, machine=self.name,
+                                      bus_call=self.spec.private_users == "no"))
             return
         if req.op == "hello":
             self._send(conn, proto.error("out-of-order", "hello was already sent", rid))
@@ -1057,6 +1122,9 @@ class Supervisor:
             return
         if self.container is None or self.container.leader is None:
             self._send(conn, proto.error("not-running", f"machine '{self.name}' is not running now", rid))
+            return
+        if req.op == "bus-call":
+            self._bus_call(conn, rid, req, self.container.leader)
             return
         if req.op == "attach":
             if not self.use_pty:

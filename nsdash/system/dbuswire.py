@@ -16,6 +16,7 @@ registration's loop) use dbus-fast's MessageBus as usual.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -71,11 +72,35 @@ class WireError(Exception):
         self.text = text
 
 
+class _Reads:
+    """SOCK's reads for dbus-fast's unmarshaller, whose compiled code takes an OSError's errno as
+    a C int: a socket timeout's errno is None, which became a TypeError in there (a bus that
+    stalls mid-reply), so timeouts are raised again with ETIMEDOUT."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def recv(self, size: int) -> bytes:
+        try:
+            data: bytes = self.sock.recv(size)
+        except TimeoutError as e:
+            raise TimeoutError(e.errno or errno.ETIMEDOUT, str(e) or "timed out") from None
+        return data
+
+    def recvmsg(self, size: int, ancillary: int) -> Any:
+        try:
+            return self.sock.recvmsg(size, ancillary)
+        except TimeoutError as e:
+            raise TimeoutError(e.errno or errno.ETIMEDOUT, str(e) or "timed out") from None
+
+
 class Connection:
     """One authenticated connection on a connected stream socket; blocking, with a timeout per call."""
 
-    def __init__(self, sock: socket.socket, timeout: float, unix_fds: bool = False) -> None:
-        """UNIX_FDS: ask the bus to carry file descriptors (NEGOTIATE_UNIX_FD)."""
+    def __init__(self, sock: Any, timeout: float, unix_fds: bool = False) -> None:
+        """SOCK: a socket.socket, or an object with its settimeout, sendall, recv and close (the
+        supervisor's deadline-guarded socket, machines/busproxy.py).  UNIX_FDS: ask the bus to
+        carry file descriptors (NEGOTIATE_UNIX_FD)."""
         self.sock = sock
         self.timeout = timeout
         self.serial = 0
@@ -83,7 +108,8 @@ class Connection:
         self._unix_fds = unix_fds
         sock.settimeout(timeout)
         self._authenticate()
-        self._reader = Unmarshaller(None, sock, unix_fds)
+        reads: Any = _Reads(sock)  # duck-typed: the unmarshaller calls only recv/recvmsg
+        self._reader = Unmarshaller(None, reads, unix_fds)
         (name,) = self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello")
         self.unique_name = str(name)
 

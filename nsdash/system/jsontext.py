@@ -3,7 +3,7 @@
 Every foreground spawn writes both; importing json (its decoder imports re) is
 a millisecond or more of each start, for documents of names, numbers and
 flags.  encode() writes exactly what json.dumps writes for such plain values,
-and hands anything else (text outside printable ASCII, floats, other types)
+and hands anything else (text outside printable ASCII, NaN and infinities, other types)
 to json itself, so the output is always
 json.dumps's.  decode() reads any JSON text as json.loads does, with the very
 scanner json.loads uses (the C one in _json), only without importing json's
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # mypy takes this as true; typing stays unimported at run time
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -44,6 +45,8 @@ def _encode(value: object, indent: int | None, level: int) -> str:
         return _string(value)
     if isinstance(value, int) and not isinstance(value, float):
         return int.__repr__(value)  # as json writes an int (an IntEnum by its number)
+    if isinstance(value, float) and value - value == 0:  # finite (inf - inf and nan are nan)
+        return float.__repr__(value)  # as json writes a float
     if isinstance(value, (list, tuple)):
         return _join("[", [_encode(v, indent, level + 1) for v in value], "]", indent, level)
     if isinstance(value, dict):
@@ -88,25 +91,27 @@ class _Context:
         return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
 
 
-def decode(text: str) -> object:
-    """json.loads(TEXT), ValueError (json's JSONDecodeError where json would raise one) if it is not
-    one JSON document.  Without the C scanner (a Python built without _json), json.loads itself."""
+def decode(text: str, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """json.loads(TEXT, object_hook=OBJECT_HOOK), ValueError (json's JSONDecodeError where json
+    would raise one) if it is not one JSON document.  Without the C scanner (a Python built
+    without _json), json.loads itself."""
     try:
         from _json import make_scanner
     except ImportError:
         import json
 
-        return json.loads(text)
+        return json.loads(text, object_hook=object_hook)
     start = len(text) - len(text.lstrip(_WHITESPACE))
     context: Any = _Context()  # duck-typed: the scanner reads these attributes of a JSONDecoder
+    context.object_hook = object_hook
     try:
         value, end = make_scanner(context)(text, start)
     except StopIteration:
         import json  # the error path: json's own error, with its message
 
-        return json.loads(text)
+        return json.loads(text, object_hook=object_hook)
     if text[end:].strip(_WHITESPACE):
         import json
 
-        return json.loads(text)
+        return json.loads(text, object_hook=object_hook)
     return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -492,14 +493,21 @@ def _among(names: set[str], never: set[str]) -> set[str]:
     return {n for n in names if n in never or any(n.startswith(f"{m}.") for m in never)}
 
 
+# Through the supervisor (bus-call) the read-only verbs speak no D-Bus themselves: no dbus-fast,
+# and none of the stdlib its marshalling needs (re, enum, typing, socket.py), nor json; the
+# annotations' collections.abc waits for mypy (it imports collections, 1-2 ms).
+THROUGH_SUPERVISOR_NEVER = {"dbus_fast", "nsdash.system.dbuswire", "re", "enum", "typing", "socket", "json",
+                            "fnmatch", "pathlib", "collections", "functools"}
+
+
 def test_list_units_imports_only_its_bus_client(machine):
     r, names = _imported_by(machine, "list-units")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.rstrip().endswith("use 'systemctl list-unit-files'."), r.stdout[-500:]  # all of it flushed
-    assert "nsdash.system.dbuswire" in names
-    never = READ_ONLY_NEVER | {"pathlib", "urllib", "ipaddress", "datetime", "nsdash.journal", "nsdash.inside.procs",
-                               "nsdash.inside.unitlog", "nsdash.monitor",
-                               "ctypes", "nsdash.system.syscalls"}  # the bus socket: no symlink on its way
+    assert "nsdash.machines.buscall" in names
+    never = READ_ONLY_NEVER | THROUGH_SUPERVISOR_NEVER | {
+        "urllib", "ipaddress", "datetime", "nsdash.journal", "nsdash.inside.procs", "nsdash.inside.unitlog",
+        "nsdash.monitor", "ctypes", "nsdash.system.syscalls"}
     assert _among(names, never) == set()
 
 
@@ -509,4 +517,58 @@ def test_status_reads_the_journal_without_systemd_journal(machine):
     assert "● dbus.service - D-Bus System Message Bus" in r.stdout
     assert "TriggeredBy: ● dbus.socket" in r.stdout  # the triggers' states, in one ListUnitsByNames
     assert "systemd._reader" in names  # the C reader, not systemd.journal's Python wrapper
-    assert _among(names, READ_ONLY_NEVER | {"ctypes", "nsdash.system.syscalls"}) == set()
+    assert "nsdash.machines.buscall" in names
+    assert _among(names, READ_ONLY_NEVER | THROUGH_SUPERVISOR_NEVER | {"ctypes", "nsdash.system.syscalls"}) == set()
+
+
+# Properties that change between two calls a moment apart (counters, the dbus-daemon's own work).
+_VOLATILE = {"CPUUsageNSec", "MemoryCurrent", "MemoryAvailable", "TasksCurrent", "IOReadBytes", "IOWriteBytes",
+             "IOReadOperations", "IOWriteOperations", "IPIngressBytes", "IPEgressBytes", "IPIngressPackets",
+             "IPEgressPackets", "MemoryPeak", "MemorySwapPeak", "MemorySwapCurrent",
+             "MemoryZSwapCurrent", "EffectiveMemoryHigh", "EffectiveMemoryMax", "EffectiveTasksMax"}
+
+
+def test_the_supervisor_and_the_direct_path_answer_alike(machine, monkeypatch, capsys):
+    """The same values, and the same text, whether the supervisor makes the calls or the command does."""
+    from nsdash.cli import systemctl as cli
+    from nsdash.machines.buscall import SupervisorBus
+
+    calls = []
+    real_call = SupervisorBus.call
+
+    def counted(self, *args):
+        calls.append(args[3])
+        return real_call(self, *args)
+
+    monkeypatch.setattr(SupervisorBus, "call", counted)
+
+    def both(action):
+        through = units.run_blocking(machine, action, via_supervisor=True)
+        direct = units.run_blocking(machine, action)
+        return through, direct
+
+    through, direct = both(lambda sd: sd.list_units())
+    assert through == direct and len(through) > 10
+    assert calls == ["ListUnits"]
+    through, direct = both(lambda sd: sd.properties("dbus.service"))
+    assert set(through) == set(direct)
+    assert {k: type(v) for k, v in through.items()} == {k: type(v) for k, v in direct.items()}  # bytes stay bytes
+    assert any(isinstance(v, bytes) for v in through.values())
+    assert {k: v for k, v in through.items() if k not in _VOLATILE} == \
+        {k: v for k, v in direct.items() if k not in _VOLATILE}
+
+    def text(*args: str) -> tuple[int, str]:
+        rc = cli.main(["-M", machine.name, *args])
+        out = capsys.readouterr()
+        return rc, re.sub(r"; [^;\n]* ago", "; ... ago", out.out + out.err)
+
+    verbs = [("list-units", "--all"), ("list-unit-files",), ("status", "-n", "5", "nsdash-test.service",
+             "multi-user.target"), ("show", "multi-user.target"), ("is-enabled", "nsdash-test.service"),
+             ("is-active", "dbus.service", "nosuch.service"), ("status", "nosuch.service")]
+    calls.clear()
+    through_texts = [text(*v) for v in verbs]
+    assert len(calls) >= len(verbs)
+    monkeypatch.setattr(SupervisorBus, "open", classmethod(lambda cls, name, timeout: None))  # the direct path
+    calls.clear()
+    assert [text(*v) for v in verbs] == through_texts
+    assert calls == []

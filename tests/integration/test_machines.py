@@ -251,7 +251,7 @@ def test_malformed_messages_get_errors_and_the_supervisor_stays_up(detached, bus
     assert ask(b'{"op":"status"}\n')["error"] == "out-of-order"
     assert ask(b'{"op":"hello","version":99}\n')["error"] == "version"
     assert ask(b'{"op":"hello","version":1,"id":"h"}\n') == {"ok": True, "id": "h", "version": 1,
-                                                              "machine": machine_name}
+                                                              "machine": machine_name, "bus_call": True}
     assert ask(b'{"op":"hello","version":1}\n')["error"] == "out-of-order"
     assert ask(b"\x00\xff garbage\n")["error"] == "malformed"
     assert ask(b"[1,2,3]\n")["error"] == "malformed"

@@ -123,3 +123,16 @@ def test_bus_gone_mid_call_is_eof_or_oserror() -> None:
     with pytest.raises((EOFError, OSError)):
         dbuswire.Connection(ours, 2.0)
     ours.close()
+
+
+def test_a_bus_that_stalls_mid_reply_times_out() -> None:
+    """Authenticated, then half a reply header and nothing more: TimeoutError at the deadline
+    (dbus-fast's compiled reader turned a socket timeout's errno None into a TypeError)."""
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n" + b"l\x02\x00\x01")
+    try:
+        with pytest.raises(TimeoutError):
+            dbuswire.Connection(ours, 0.3)
+    finally:
+        ours.close()
+        theirs.close()

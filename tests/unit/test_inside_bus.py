@@ -176,3 +176,13 @@ def test_unit_of_a_cgroup_without_the_bus():
     assert procs.machine_relative("/machine.slice/m1/system.slice/a.service", "/machine.slice/m1") \
         == "/system.slice/a.service"
     assert procs.machine_relative("/machine.slice/m10/x", "/machine.slice/m1") is None
+
+
+def test_unit_object_paths_are_escaped_as_systemd_serves_them():
+    from nsdash.inside.units import unit_object_path
+
+    assert unit_object_path("dbus.service") == "/org/freedesktop/systemd1/unit/dbus_2eservice"
+    assert unit_object_path("systemd-logind.service") == "/org/freedesktop/systemd1/unit/systemd_2dlogind_2eservice"
+    assert unit_object_path("1a@b\\x2d.service") == "/org/freedesktop/systemd1/unit/_31a_40b_5cx2d_2eservice"
+    assert unit_object_path("é.service") == "/org/freedesktop/systemd1/unit/_c3_a9_2eservice"
+    assert unit_object_path("") == "/org/freedesktop/systemd1/unit/_"

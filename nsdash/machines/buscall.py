@@ -1,0 +1,106 @@
+"""A machine's bus through its supervisor: `bus-call` requests on the control socket (PROTOCOL.md).
+
+The read-only `nsdash systemctl -M M` verbs make their method calls here: the
+supervisor speaks D-Bus to the guest (machines/busproxy.py) and answers with
+the reply's body as JSON, so the command imports neither dbus-fast nor the
+stdlib modules its marshalling needs (re, enum, typing, socket.py), nor json:
+the socket is _socket's, the lines are read with json's C scanner
+(system/jsontext) and written by system/jsontext.encode.
+
+open() answers None when the machine has no nsdash supervisor that makes
+bus-calls (a machine registered with machined by another tool, an older
+supervisor, a machine with -U); the caller then speaks to the bus itself.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+
+from nsdash.machines.protocol import BUS_REPLY_MAX, VERSION
+from nsdash.machines.state import CONTROL
+from nsdash.system import dbusjson, jsontext
+from nsdash.system.paths import machine_path
+
+TYPE_CHECKING = False  # typing stays unimported at run time (the verbs' fast path)
+if TYPE_CHECKING:
+    from typing import Any
+
+_GRACE = 2.0  # seconds beyond the call's own deadline for the supervisor's answer to arrive
+
+
+class CallFailed(Exception):
+    """The supervisor answered a bus-call with an error: CODE (PROTOCOL.md), MESSAGE, and for
+    `bus-error` the D-Bus error NAME."""
+
+    def __init__(self, code: str, message: str, name: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.name = name
+
+
+class SupervisorBus:
+    """One control connection, greeted, on which bus-calls are made one after another."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self._id = 0
+
+    @classmethod
+    def open(cls, name: str, timeout: float) -> SupervisorBus | None:
+        """The connection to NAME's supervisor, or None if it has none that makes bus-calls."""
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(os.path.join(machine_path(name), CONTROL))
+            bus = cls(sock)
+            hello = bus._request({"op": "hello", "version": VERSION}, timeout)
+        except (OSError, ValueError, CallFailed):
+            sock.close()
+            return None  # no supervisor (machined's machine), a full backlog, or one that spoke nonsense
+        if not hello.get("bus_call"):
+            sock.close()
+            return None
+        return bus
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def call(self, destination: str, path: str, interface: str, member: str, signature: str,
+             body: list[Any], timeout: float) -> list[Any]:
+        """The reply's body; CallFailed on an error answer, TimeoutError, OSError, EOFError."""
+        reply = self._request({"op": "bus-call", "destination": destination, "path": path,
+                               "interface": interface, "member": member, "signature": signature,
+                               "body": dbusjson.encode(body), "timeout": timeout}, timeout + _GRACE)
+        value = reply.get("body")
+        if not isinstance(value, list):
+            raise CallFailed("malformed", "a bus-call answer without a body")
+        return value
+
+    def _request(self, fields: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self._id += 1
+        fields["id"] = self._id
+        self.sock.settimeout(timeout)
+        self.sock.sendall(jsontext.encode(fields).encode() + b"\n")
+        reply = jsontext.decode(self._line().decode(), dbusjson.decode_hook)
+        if not isinstance(reply, dict) or reply.get("id") != self._id:
+            raise CallFailed("malformed", "the supervisor answered out of turn")
+        if reply.get("ok") is not True:
+            raise CallFailed(str(reply.get("error")), str(reply.get("message", "")),
+                             reply.get("name") if isinstance(reply.get("name"), str) else None)
+        return reply
+
+    def _line(self) -> bytes:
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl >= 0:
+                line, self.buf = self.buf[:nl], self.buf[nl + 1:]
+                return line
+            if len(self.buf) > BUS_REPLY_MAX:
+                raise CallFailed("oversized", "the supervisor's answer is too long")
+            data = self.sock.recv(262144)
+            if not data:
+                raise EOFError("the supervisor closed the connection")
+            self.buf += data
