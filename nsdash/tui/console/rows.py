@@ -37,9 +37,11 @@ class Row(list[Any]):
 
     __slots__ = ("end", "held")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.end = 0
+    def __init__(self, segs: list[Any] | tuple[()] = (), end: int = 0) -> None:
+        """A Row holding flat segments SEGS from column 0 that cover END cells."""
+        # Not list.__init__: the list is new and empty, and a flood makes a Row a line.
+        self += segs
+        self.end = end
         self.held = False
 
     def put(self, x: int, text: str, attrs: Char) -> None:
