@@ -297,7 +297,7 @@ def test_coloured_boot_stream_matches_pyte_at_any_width():
 _line_parts = st.one_of(
     st.integers(0, 25).map(lambda n: b"abcdefghijklmnopqrstuvwxyz"[:n]),
     st.sampled_from([b"\x1b[0;32m", b"\x1b[0m", b"\x1b[m", b"\x1b[0;1;39m", b"\x1b[7m", b"\x1b[44m",
-                     "é─●".encode()]),
+                     "é─●".encode(), b"\r", b"\r\x1b[K"]),  # a line redrawn over itself
 )
 _whole_line = st.lists(_line_parts, max_size=6).map(lambda parts: b"".join(parts) + b"\r\n")
 _block_lines = st.one_of(
@@ -317,6 +317,7 @@ _block_lines = st.one_of(
          (10, 3), 3)
 @example(b"\x1b[?7l", [b"a\r\n"] * 4 + [b"abcdefghijklmnop\r\n", b"xy\r\n"], [], (10, 3), 3)
 @example(b"", [b"a\r\n"] * 4 + [b"abc\n", b"xy\r\n"], [], (10, 3), 3)
+@example(b"", [b"abcdef\rabcde\r\n", b"\x1b[7mabcdefgh\x1b[0m\rabcdefg\r\n"], [], (10, 3), 3)
 def test_whole_lines_at_the_bottom_match_pyte_cell_for_cell(mode, lines, cuts, size, history):
     data = mode + b"".join(lines)
     cols, rows = size

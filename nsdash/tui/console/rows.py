@@ -58,6 +58,10 @@ class Row(list[Any]):
             self.end = x + width
             return
         stop = x + width
+        if x == 0 and stop >= end:  # over every cell the row holds (an erased line, a redrawn one)
+            self[:] = segs
+            self.end = stop
+            return
         last, last_attrs = self[-2], self[-1]
         start = end - len(last)
         if x >= start and stop <= end:  # within the last segment (a line being redrawn over its erased tail)

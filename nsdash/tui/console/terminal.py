@@ -476,7 +476,8 @@ class TerminalModel:
                 continue
             elif k != 3 and k != 7:  # another CSI
                 final = m.group(5)
-                args = [min(int(p or 0), 9999) for p in m.group(4).split(";")]
+                params = m.group(4)
+                args = [min(int(p or 0), 9999) for p in params.split(";")] if params else [0]
                 if final in _CURSOR_ONLY:
                     cur.x, cur.y = x, y
                     try:
