@@ -6,8 +6,9 @@ It keeps pyte's screen as the reference and adds what a console pane needs:
 - a fast path for what a flooding console (`cat`, a verbose boot) sends:
   runs of single-width text, CR, LF, SGR colours, cursor moves and erase in
   line.  pyte parses one character at a time (well under 1 MB/s here); the
-  fast path takes one regex token at a time, writes lines as Row segments
-  (rows.py) and gets each SGR's result from pyte once per (attrs, params).
+  fast path takes one regex token at a time (and the whole lines that follow a
+  scroll at the bottom of the screen in one match), writes lines as Row
+  segments (rows.py) and gets each SGR's result from pyte once per (attrs, params).
   Anything else (other escapes, wide or combining characters, scroll
   margins, insert mode) goes to pyte's own stream after the rows are turned
   back into pyte rows, so the screen is always what pyte would show;
