@@ -287,3 +287,44 @@ def test_coloured_boot_stream_matches_pyte_at_any_width():
     for cols, rows in ((80, 24), (132, 40), (41, 9)):
         model = fed_in_pieces(data, list(range(0, len(data), 4096)), cols, rows)
         assert_exactly_pyte(model, reference(data, cols, rows))
+
+
+# Whole lines at the bottom of the screen go to the fast path's line writer (_scroll_lines):
+# lines of every width around the screen's (wrapping into one row, two, or exactly filling
+# them), SGRs anywhere in them (at a wrap point, at the end, none), empty lines, and what turns
+# the writer off or cuts a block (no autowrap, scroll margins, LNM, a bare CR or LF, an erase),
+# from the start or midway.
+_line_parts = st.one_of(
+    st.integers(0, 25).map(lambda n: b"abcdefghijklmnopqrstuvwxyz"[:n]),
+    st.sampled_from([b"\x1b[0;32m", b"\x1b[0m", b"\x1b[m", b"\x1b[0;1;39m", b"\x1b[7m", b"\x1b[44m",
+                     "é─●".encode(), b"\r", b"\r\x1b[K"]),  # a line redrawn over itself
+)
+_whole_line = st.lists(_line_parts, max_size=6).map(lambda parts: b"".join(parts) + b"\r\n")
+_block_lines = st.one_of(
+    _whole_line,
+    _whole_line,
+    st.lists(_line_parts, max_size=3).map(lambda parts: b"".join(parts) + b"\n"),  # LF mid-line
+    st.sampled_from([b"\r\n", b"\r", b"\r\x1b[K", b"\x1b[?7l", b"\x1b[?7h", b"\x1b[1;2r", b"\x1b[r",
+                     b"\x1b[H", b"\x1b[20h", b"\x1b[20l"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"", b"\x1b[?7l", b"\x1b[20h", b"\x1b[1;2r"]), st.lists(_block_lines, max_size=60),
+       st.lists(st.integers(0, 3_000), max_size=8), st.sampled_from([(10, 3), (7, 2), (13, 1), (80, 24)]),
+       st.sampled_from([3, 10000]))
+@example(b"", [b"abcdefghij\r\n"] * 4 + [b"abcdefghijk\x1b[7m\r\n", b"\r\n", b"abcdefghijklmnopqrst\r\n"], [],
+         (10, 3), 3)
+@example(b"\x1b[?7l", [b"a\r\n"] * 4 + [b"abcdefghijklmnop\r\n", b"xy\r\n"], [], (10, 3), 3)
+@example(b"", [b"a\r\n"] * 4 + [b"abc\n", b"xy\r\n"], [], (10, 3), 3)
+@example(b"", [b"abcdef\rabcde\r\n", b"\x1b[7mabcdefgh\x1b[0m\rabcdefg\r\n"], [], (10, 3), 3)
+def test_whole_lines_at_the_bottom_match_pyte_cell_for_cell(mode, lines, cuts, size, history):
+    data = mode + b"".join(lines)
+    cols, rows = size
+    model = TerminalModel(cols, rows, history=history)
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        model.feed(data[a:b])
+    ref = ScrollbackScreen(cols, rows, history=history)
+    pyte.ByteStream(ref).feed(data)
+    assert_exactly_pyte(model, ref)

@@ -37,9 +37,11 @@ class Row(list[Any]):
 
     __slots__ = ("end", "held")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.end = 0
+    def __init__(self, segs: list[Any] | tuple[()] = (), end: int = 0) -> None:
+        """A Row holding flat segments SEGS from column 0 that cover END cells."""
+        # Not list.__init__: the list is new and empty, and a flood makes a Row a line.
+        self += segs
+        self.end = end
         self.held = False
 
     def put(self, x: int, text: str, attrs: Char) -> None:
@@ -56,6 +58,10 @@ class Row(list[Any]):
             self.end = x + width
             return
         stop = x + width
+        if x == 0 and stop >= end:  # over every cell the row holds (an erased line, a redrawn one)
+            self[:] = segs
+            self.end = stop
+            return
         last, last_attrs = self[-2], self[-1]
         start = end - len(last)
         if x >= start and stop <= end:  # within the last segment (a line being redrawn over its erased tail)

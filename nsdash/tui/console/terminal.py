@@ -6,8 +6,9 @@ It keeps pyte's screen as the reference and adds what a console pane needs:
 - a fast path for what a flooding console (`cat`, a verbose boot) sends:
   runs of single-width text, CR, LF, SGR colours, cursor moves and erase in
   line.  pyte parses one character at a time (well under 1 MB/s here); the
-  fast path takes one regex token at a time, writes lines as Row segments
-  (rows.py) and gets each SGR's result from pyte once per (attrs, params).
+  fast path takes one regex token at a time (and the whole lines that follow a
+  scroll at the bottom of the screen in one match), writes lines as Row
+  segments (rows.py) and gets each SGR's result from pyte once per (attrs, params).
   Anything else (other escapes, wide or combining characters, scroll
   margins, insert mode) goes to pyte's own stream after the rows are turned
   back into pyte rows, so the screen is always what pyte would show;
@@ -70,13 +71,18 @@ _NARROW = _narrow_class()
 # because a repeat of `(?:text+|SGR)` costs the engine a saved state per piece
 # (a quarter slower on boot output than the possessive form; unrolled, even).
 _SGR = "\x1b\\[[0-9;]*m"
+_RUN = f"(?:[{_NARROW}]|{_SGR})[{_NARROW}]*(?:{_SGR}[{_NARROW}]*)*"
 _TOKEN = re.compile(
-    f"((?:[{_NARROW}]|{_SGR})[{_NARROW}]*(?:{_SGR}[{_NARROW}]*)*)(\r\n)?"
+    f"({_RUN})(\r\n)?"
     r"|(\r\n)"
     r"|\x1b\[([0-9;]*)([@-~])"
     r"|(\r)"
     r"|(\n)"
 )
+# Whole lines (runs, or nothing, each ending in CR LF): what a flood at the bottom of the
+# screen sends between two other tokens, written in one go (_scroll_lines).  Here what
+# follows a run can fail; the engine then backtracks through the last line only.
+_LINES = re.compile(f"(?:(?:{_RUN})?\r\n)+")
 # Splits a run into text, SGR parameters, text, ...
 _SGR_SPLIT = re.compile(r"\x1b\[([0-9;]*)m")
 # A CSI cut off by the end of a read: kept for the next read rather than handed to pyte.
@@ -328,6 +334,49 @@ class TerminalModel:
         entry = self._chains[(id(attrs), "m".join(params))] = (attrs, tuple(seq))
         return entry
 
+    def _segments(self, run: str, attrs: Char) -> tuple[list[Any], int, Char]:
+        """RUN (text and SGRs) as flat segments (text, attrs, text, attrs ...) from ATTRS:
+        its texts, each in the attrs the SGRs before it give (looked up once for the run's
+        SGRs); with the cells it covers and the attrs after it."""
+        if "\x1b" not in run:
+            return [run, attrs], len(run), attrs
+        segs = _SGR_SPLIT.split(run)  # text, SGR parameters, text, ...
+        params = segs[1::2]
+        sig = "m".join(params)  # each SGR is ESC [ params m: the run's cells are the rest
+        hit = self._chains.get((id(attrs), sig))
+        seq = hit[1] if hit is not None and hit[0] is attrs else self._chain(attrs, params)[1]
+        segs.append(None)
+        segs[1::2] = seq
+        return segs, len(run) - len(sig) - 2 * len(params) - 1, seq[-1]
+
+    def _scroll_lines(self, block: str, attrs: Char, rows: list[Any]) -> Char:
+        """Write BLOCK (whole lines, see _LINES) from the start of the bottom row, a new one;
+        return the attrs after it.
+
+        As pyte draws it with autowrap and no margins: a line of W cells fills
+        max(1, ceil(W / columns)) rows (the last one's CR LF, not a wrap, moves on)
+        and each row scrolls the screen by one, the top rows going to the history;
+        the cursor ends at the start of a new bottom row.  One Row per row, made
+        whole, instead of a token, a write and a scroll each.
+        """
+        cols = self._screen.columns
+        new: list[Any] = []
+        add = new.append
+        segments = self._segments
+        for line in block.split("\r\n")[:-1]:
+            segs, width, attrs = segments(line, attrs)
+            while width > cols:
+                head, segs = split_at(segs, cols)
+                add(Row(head, cols))
+                width -= cols
+            add(Row(segs, width))
+        add(Row())
+        rows[-1:] = new
+        off = len(new) - 1
+        self._screen.history.extend(rows[:off])
+        del rows[:off]
+        return attrs
+
     def _fast(self, text: str, pos: int) -> int:
         """Run the fast path from POS; return where it stopped (a token only pyte handles, or the end).
 
@@ -348,12 +397,13 @@ class TerminalModel:
         autowrap = mo.DECAWM in s.mode
         lnm = mo.LNM in s.mode
         full = s.margins is None
+        bulk = autowrap  # whole lines at the bottom go to _scroll_lines (a line feed in margins is pyte's)
         history = s.history.append
         dirty = s.dirty.add
         glyphs = self._glyphs
-        chains = self._chains.get
-        split = _SGR_SPLIT.split
+        segments = self._segments
         match = _TOKEN.match
+        lines = _LINES.match
         n = len(text)
         scrolled = False
 
@@ -372,30 +422,10 @@ class TerminalModel:
                 break
             k = m.lastindex or 0
             if k <= 2:  # text and SGRs, maybe then CR LF
-                run = m.group(1)
                 before = attrs
-                # The run as flat segments (text, attrs, text, attrs ...): its texts, each in
-                # the attrs the SGRs before it give, looked up once for the run's SGRs.
-                if "\x1b" in run:
-                    segs = split(run)  # text, SGR parameters, text, ...
-                    params = segs[1::2]
-                    sig = "m".join(params)  # each SGR is ESC [ params m: the run's cells are the rest
-                    width = len(run) - len(sig) - 2 * len(params) - 1
-                    hit = chains((id(attrs), sig))
-                    seq = hit[1] if hit is not None and hit[0] is attrs else self._chain(attrs, params)[1]
-                    segs.append(None)
-                    segs[1::2] = seq
-                    attrs = seq[-1]
-                else:
-                    segs = [run, attrs]
-                    width = len(run)
+                segs, width, attrs = segments(m.group(1), attrs)
                 if x + width <= cols:
-                    row = rows[y]
-                    if type(row) is Row and row.end == x:  # a line of a flood: at the end of the line
-                        row += segs
-                        row.end = x + width
-                    else:
-                        place(row, x, segs, width)
+                    place(rows[y], x, segs, width)
                     x += width
                 elif not full:
                     attrs = before
@@ -417,16 +447,9 @@ class TerminalModel:
                         take = min(width - done, cols - x)
                         if take == width - done:
                             piece = rest
-                        elif len(rest) == 2:  # one text (plain output)
-                            piece, rest = [rest[0][:take], rest[1]], [rest[0][take:], rest[1]]
                         else:
                             piece, rest = split_at(rest, take)
-                        row = rows[y]
-                        if type(row) is Row and row.end == x:
-                            row += piece
-                            row.end = x + take
-                        else:
-                            place(row, x, piece, take)
+                        place(rows[y], x, piece, take)
                         x += take
                         done += take
                 else:  # no autowrap: what does not fit overwrites the last column, one cell at a time
@@ -442,33 +465,20 @@ class TerminalModel:
                             place(rows[y], cols - 1, [t[-1], a], 1)
                 if not scrolled:  # else every line is dirty at the end
                     dirty(y)
-                if k == 2:
-                    if not full:
-                        pos = m.start(2)
-                        break
-                    x = 0
-                    if y == last:
-                        history(rows.pop(0))
-                        rows.append(Row())
-                        scrolled = True
-                    else:
-                        y += 1
-            elif k == 3 or k == 7:  # CR LF, LF
+                if k == 1:
+                    pos = m.end()
+                    continue
                 if not full:
+                    pos = m.start(2)
                     break
-                if k == 3 or lnm:
-                    x = 0
-                if y == last:
-                    history(rows.pop(0))
-                    rows.append(Row())
-                    scrolled = True
-                else:
-                    y += 1
-            elif k == 6:
+            elif k == 6:  # CR
                 x = 0
-            else:
+                pos = m.end()
+                continue
+            elif k != 3 and k != 7:  # another CSI
                 final = m.group(5)
-                args = [min(int(p or 0), 9999) for p in m.group(4).split(";")]
+                params = m.group(4)
+                args = [min(int(p or 0), 9999) for p in params.split(";")] if params else [0]
                 if final in _CURSOR_ONLY:
                     cur.x, cur.y = x, y
                     try:
@@ -495,7 +505,25 @@ class TerminalModel:
                         dirty(y)
                 else:
                     break
+                pos = m.end()
+                continue
+            elif not full:
+                break
+            # A line feed: CR LF (after a run, or alone) or LF.
             pos = m.end()
+            if k != 7 or lnm:
+                x = 0
+            if y < last:
+                y += 1
+                continue
+            history(rows.pop(0))
+            rows.append(Row())
+            scrolled = True
+            if x == 0 and bulk:
+                block = lines(text, pos)
+                if block is not None:
+                    attrs = self._scroll_lines(block.group(), attrs, rows)
+                    pos = block.end()
         cur.x, cur.y, cur.attrs = x, y, attrs
         if scrolled:
             self._scrolled = True
