@@ -53,7 +53,7 @@ class _NoSocket(Exception):
     """The guest has no bus socket (yet): the client says why (no systemd, no dbus)."""
 
 
-class _Guarded:
+class Guarded:
     """The guest's bus socket, read and written within one call's deadline and byte budget.
 
     dbuswire and dbus-fast's unmarshaller see a socket; each recv() gets the time left
@@ -75,6 +75,10 @@ class _Guarded:
             raise _timeout()
         self.sock.settimeout(left)
         return left
+
+    def connect(self, address: str) -> None:
+        self._left()
+        self.sock.connect(address)
 
     def settimeout(self, _timeout: float | None) -> None:
         return None  # the call's deadline rules, not dbuswire's per-read timeout
@@ -128,7 +132,7 @@ class BusProxy:
         self.done: deque[tuple[Any, bytes]] = deque()  # (key, the reply line)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the thread's start and end against submit()
-        self._guard: _Guarded | None = None
+        self._guard: Guarded | None = None
         self._wire: dbuswire.Connection | None = None
         self._leader = 0
 
@@ -253,11 +257,10 @@ class BusProxy:
         finally:
             os.close(rootfd)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        guard = _Guarded(sock)
+        guard = Guarded(sock)
         guard.arm(job.deadline, proto.BUS_REPLY_MAX)
         try:
-            guard._left()
-            sock.connect(f"/proc/self/fd/{fd}")
+            guard.connect(f"/proc/self/fd/{fd}")
             wire = dbuswire.Connection(guard, 0)
         except BaseException:
             sock.close()
