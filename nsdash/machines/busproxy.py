@@ -27,6 +27,7 @@ import contextlib
 import errno
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -112,14 +113,28 @@ def _timeout() -> TimeoutError:
 
 
 class Job:
-    """One bus-call request: who gets the answer (KEY, RID), on which boot (LEADER), what to call."""
+    """One bus-call request: who gets the answer (KEY, RID), on which boot (LEADER), what to call.
 
-    def __init__(self, key: Any, rid: Any, leader: int, args: dict[str, Any]) -> None:
+    PIDFD (-1: none, a test's fake /proc) is the leader's, opened by the engine when it queues the
+    call, while the PID cannot have been reused (the engine is the one that reaps it).  The worker
+    may run the call up to BUS_TIMEOUT_MAX later: by then that boot may have ended and its PID
+    gone to another process (pid_max is 32768 on small hosts), whose /proc/PID/root may be the
+    host's own, with the host's bus in it.  So the worker connects only while PIDFD's process lives.
+    """
+
+    def __init__(self, key: Any, rid: Any, leader: int, args: dict[str, Any], pidfd: int = -1) -> None:
         self.key = key
         self.rid = rid
         self.leader = leader
         self.args = args
+        self.pidfd = pidfd
         self.deadline = time.monotonic() + float(args.get("timeout", 10.0))
+
+    def release(self) -> None:
+        """Close the leader's pidfd (the call was answered, or never queued)."""
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
 
 class BusProxy:
@@ -188,6 +203,8 @@ class BusProxy:
             except Exception as e:  # noqa: BLE001 - whatever happens, the client gets its one line
                 self._close()
                 line = proto.error("failed", f"{type(e).__name__}: {e}"[:500], job.rid)
+            finally:
+                job.release()
             self.done.append((job.key, line))
             self.wake()
 
@@ -246,6 +263,11 @@ class BusProxy:
         except OSError as e:
             raise EOFError(f"the machine's init is gone ({e.strerror})") from None
         try:
+            if job.pidfd >= 0:
+                try:  # after the open: alive now, it was the job's leader whose root we opened
+                    signal.pidfd_send_signal(job.pidfd, 0)
+                except ProcessLookupError:
+                    raise EOFError("the machine's init is gone (its PID may belong to another process now)") from None
             try:
                 # inside the guest's root, as openat2 RESOLVE_IN_ROOT resolves: a planted
                 # absolute symlink cannot lead us to the host's own bus
