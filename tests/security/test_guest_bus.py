@@ -208,3 +208,49 @@ def test_descriptors_signals_and_stray_replies_from_the_guest_are_dropped(detach
     finally:
         secret.close()
         bus.close()
+
+
+def test_a_planted_path_never_leads_the_supervisor_to_a_host_socket(detached, busybox_tree, machine_name):
+    """Symlinks out of the tree (absolute, `..`, /proc magic links), a FIFO, a directory, a device
+    and a loop at the bus's path: each bus-call answers bus-unreachable at once, and a socket that
+    listens at the host's own path of each target is never connected to."""
+    from nsdash.machines.buscall import CallFailed, SupervisorBus
+
+    detached("-bD", str(busybox_tree))
+    leader = client.status(machine_name)["leader"]
+    path = f"/proc/{leader}/root/run/dbus/system_bus_socket"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    host = f"/run/{machine_name}-hostbus"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(host)
+    listener.listen(4)
+    listener.setblocking(False)
+    plants = {"absolute": lambda: os.symlink(host, path),
+              "dotdot": lambda: os.symlink("../../../../../.." + host, path),
+              "magic": lambda: os.symlink(f"/proc/{os.getpid()}/root{host}", path),
+              "self": lambda: os.symlink(f"../../proc/self/root{host}", path),
+              "fifo": lambda: os.mkfifo(path), "device": lambda: os.symlink("/dev/zero", path),
+              "loop": lambda: os.symlink("system_bus_socket", path)}
+    bus = SupervisorBus.open(machine_name, 10)
+    assert bus is not None
+    try:
+        for kind, plant in plants.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            plant()
+            try:
+                bus.call("org.freedesktop.systemd1", "/", "org.freedesktop.DBus.Peer", "Ping", "", [], 10)
+                raise AssertionError(f"{kind}: a call answered")
+            except CallFailed as e:
+                assert e.code == "bus-unreachable", (kind, e)
+            try:
+                listener.accept()
+                raise AssertionError(f"{kind}: the host's socket was connected to")
+            except BlockingIOError:
+                pass
+    finally:
+        bus.close()
+        listener.close()
+        os.unlink(host)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
