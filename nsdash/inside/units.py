@@ -27,6 +27,7 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 
 UNIT_TYPES = ("service", "mount", "swap", "socket", "target", "device", "automount", "timer",
               "path", "slice", "scope")
+UNIT_ROWS = "a(ssssssouso)"  # ListUnits' and its kin's reply
 SLOW_CALL_FACTOR = 3  # deadline multiplier for calls that make systemd work: ListUnitFiles, Reload
 JOB_MODES = ("replace", "fail", "isolate", "ignore-dependencies", "ignore-requirements")
 
@@ -38,6 +39,10 @@ class UnitNotFound(NsdashError):
     """No unit of that name is loaded or can be loaded."""
 
     exit_code = 5  # systemctl's EXIT_NOTINSTALLED for start/stop of an unknown unit
+
+
+class UnexpectedReply(NsdashError):
+    """The machine's bus answered a call with a body of another shape than systemd sends."""
 
 
 class JobFailed(NsdashError):
@@ -140,8 +145,13 @@ class UnitStatus(Frozen):
             value = get(key)
             return None if not isinstance(value, int) or value == 2**64 - 1 else value
 
+        def strings(key: str) -> tuple[str, ...]:
+            value = get(key)  # (as) from systemd; anything from whatever else answers on its bus
+            return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list | tuple) else ()
+
         load_error = get("LoadError")
         error_text = load_error[1] if isinstance(load_error, list | tuple) and len(load_error) > 1 else None
+        error_text = error_text if isinstance(error_text, str) else None
         exec_code = number("ExecMainCode")
         return cls(
             name=text("Id") or name,
@@ -153,7 +163,7 @@ class UnitStatus(Frozen):
             fragment_path=text("FragmentPath"),
             unit_file_state=text("UnitFileState"),
             unit_file_preset=text("UnitFilePreset"),
-            documentation=tuple(get("Documentation") or ()),
+            documentation=strings("Documentation"),
             control_group=text("ControlGroup"),
             main_pid=number("MainPID"),
             exec_main_pid=number("ExecMainPID"),
@@ -167,7 +177,7 @@ class UnitStatus(Frozen):
             tasks_max=number("TasksMax"),
             memory_current=number("MemoryCurrent"),
             cpu_usage_ns=number("CPUUsageNSec"),
-            triggered_by=tuple(get("TriggeredBy") or ()),
+            triggered_by=strings("TriggeredBy"),
         )
 
 
@@ -282,13 +292,14 @@ class Systemd:
         return self._event
 
     async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None,
-                       timeout: float | None = None) -> list[Any]:
-        return await self._call(MANAGER_PATH, MANAGER, member, signature, body, timeout)
+                       timeout: float | None = None, reply: str = "") -> list[Any]:
+        return await self._call(MANAGER_PATH, MANAGER, member, signature, body, timeout, reply)
 
     async def _call(self, path: str, interface: str, member: str, signature: str = "",
-                    body: list[Any] | None = None, timeout: float | None = None) -> list[Any]:
+                    body: list[Any] | None = None, timeout: float | None = None, reply: str = "") -> list[Any]:
+        """The reply's body, checked to be of signature REPLY (the one systemd answers MEMBER with)."""
         try:
-            return await self.bus.call(SYSTEMD, path, interface, member, signature, body or [], timeout)
+            answer = await self.bus.call(SYSTEMD, path, interface, member, signature, body or [], timeout)
         except BusCallError as e:
             if e.name in ("org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed"):
                 raise UnitNotFound(e.message.rstrip("."), f"see 'nsdash systemctl -M {self.bus.target.name} "
@@ -297,40 +308,61 @@ class Systemd:
                 raise BusCallError(e.name, f"machine '{self.bus.target.name}' has a bus but no systemd on it",
                                    "units can only be managed in machines booted with systemd") from e
             raise
+        return self._expect(answer, reply, member)
+
+    async def _get(self, path: str, interface: str, name: str) -> Any:
+        """One property's value (Properties.Get), unwrapped."""
+        (value,) = self._expect(await self.bus.call(SYSTEMD, path, PROPERTIES, "Get", "ss", [interface, name]),
+                                "v", "Get")
+        return plain(value)
+
+    def _expect(self, answer: list[Any], reply: str, member: str) -> list[Any]:
+        # What listens on the machine's bus socket is whatever its root put there: a body of
+        # another shape would end in an IndexError or TypeError where it is read (dbusshape).
+        from nsdash.system.dbusshape import conforms
+
+        if not conforms(answer, reply):
+            name = self.bus.target.name
+            raise UnexpectedReply(f"machine '{name}' answered {member} with a reply systemd does not send "
+                                  f"(not of signature '{reply}')",
+                                  f"what listens on its /run/dbus/system_bus_socket may not be its dbus; "
+                                  f"see 'nsdash journal -M {name} -u dbus.service'")
+        return answer
 
     # -------------------------------------------------------- readers
 
     async def list_units(self, patterns: Iterable[str] = ()) -> list[UnitInfo]:
         pats = list(patterns)
         if pats:
-            (rows,) = await self._manager("ListUnitsByPatterns", "asas", [[], pats])
+            (rows,) = await self._manager("ListUnitsByPatterns", "asas", [[], pats], reply=UNIT_ROWS)
         else:
-            (rows,) = await self._manager("ListUnits")
+            (rows,) = await self._manager("ListUnits", reply=UNIT_ROWS)
         # positional: Frozen's fast path, for the hundreds of rows a machine has
         return [UnitInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[7] or None, r[8] or None) for r in rows]
 
     async def list_unit_files(self) -> list[UnitFile]:
         # systemd scans every unit directory for this (about a second for 200 files): a longer deadline
-        (rows,) = await self._manager("ListUnitFiles", timeout=self.bus.timeout * SLOW_CALL_FACTOR)
+        (rows,) = await self._manager("ListUnitFiles", timeout=self.bus.timeout * SLOW_CALL_FACTOR, reply="a(ss)")
         return [UnitFile(name=path.rsplit("/", 1)[-1], path=path, state=state) for path, state in rows]
 
     async def unit_path(self, name: str, load: bool = True) -> str:
         """The unit's object path; LoadUnit also answers for units not loaded (LoadState tells)."""
-        (path,) = await self._manager("LoadUnit" if load else "GetUnit", "s", [mangle(name)])
+        (path,) = await self._manager("LoadUnit" if load else "GetUnit", "s", [mangle(name)], reply="o")
         return str(path)
 
     async def status(self, name: str) -> UnitStatus:
         name = mangle(name)
-        (props,) = await self._call(unit_object_path(name), PROPERTIES, "GetAll", "s", [""])
+        (props,) = await self._call(unit_object_path(name), PROPERTIES, "GetAll", "s", [""], reply="a{sv}")
         return UnitStatus.from_properties(name, props)
 
     async def properties(self, name: str) -> dict[str, Any]:
         """Every property of the unit (all its interfaces), values unwrapped from their variants."""
-        (props,) = await self._call(unit_object_path(mangle(name)), PROPERTIES, "GetAll", "s", [""])
+        (props,) = await self._call(unit_object_path(mangle(name)), PROPERTIES, "GetAll", "s", [""],
+                                    reply="a{sv}")
         return {k: plain(v) for k, v in props.items()}
 
     async def list_jobs(self) -> list[JobInfo]:
-        (rows,) = await self._manager("ListJobs")
+        (rows,) = await self._manager("ListJobs", reply="a(usssoo)")
         return sorted((JobInfo(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows), key=lambda j: j.job_id)
 
     async def active_state(self, name: str) -> str:
@@ -339,9 +371,7 @@ class Systemd:
             path = await self.unit_path(name, load=False)
         except UnitNotFound:
             return "inactive"
-        (value,) = await self.bus.call(SYSTEMD, path, PROPERTIES, "Get", "ss",
-                                       ["org.freedesktop.systemd1.Unit", "ActiveState"])
-        return str(plain(value))
+        return str(await self._get(path, "org.freedesktop.systemd1.Unit", "ActiveState"))
 
     async def active_states(self, names: Iterable[str]) -> list[str]:
         """active_state() of each of NAMES, in one round trip (ListUnitsByNames) rather than two each.
@@ -350,16 +380,14 @@ class Systemd:
         wanted = list(names)
         if not wanted:
             return []
-        (rows,) = await self._manager("ListUnitsByNames", "as", [wanted])
+        (rows,) = await self._manager("ListUnitsByNames", "as", [wanted], reply=UNIT_ROWS)
         states = {str(r[0]): str(r[3]) for r in rows}
         return [states.get(n, "inactive") for n in wanted]
 
     async def find_unit_of_pid(self, pid: int) -> str:
         """The unit a process (PID as the machine sees it) belongs to."""
-        path = await self._manager("GetUnitByPID", "u", [pid])
-        (value,) = await self.bus.call(SYSTEMD, str(path[0]), PROPERTIES, "Get", "ss",
-                                       ["org.freedesktop.systemd1.Unit", "Id"])
-        return str(plain(value))
+        (path,) = await self._manager("GetUnitByPID", "u", [pid], reply="o")
+        return str(await self._get(path, "org.freedesktop.systemd1.Unit", "Id"))
 
     # -------------------------------------------------------- jobs
 
@@ -432,7 +460,7 @@ class Systemd:
         if mode not in JOB_MODES:
             raise UsageError(f"unknown job mode '{mode}'", f"use one of {', '.join(JOB_MODES)}")
         name = mangle(name)
-        (job_path,) = await self._manager(methods[kind], "ss", [name, mode])
+        (job_path,) = await self._manager(methods[kind], "ss", [name, mode], reply="o")
         job_path = str(job_path)
         tail = job_path.rsplit("/", 1)[-1]
         return JobOutcome(int(tail) if tail.isdigit() else 0, job_path, name, kind, None)
@@ -478,13 +506,13 @@ class Systemd:
 
     async def enable(self, names: Iterable[str], runtime: bool = False, force: bool = False) -> list[InstallChange]:
         (_, changes) = await self._manager("EnableUnitFiles", "asbb", [[mangle(n) for n in names], runtime, force],
-                                           timeout=self.bus.timeout * SLOW_CALL_FACTOR)
+                                           timeout=self.bus.timeout * SLOW_CALL_FACTOR, reply="ba(sss)")
         await self.daemon_reload()
         return [InstallChange(*c) for c in changes]
 
     async def disable(self, names: Iterable[str], runtime: bool = False) -> list[InstallChange]:
         (changes,) = await self._manager("DisableUnitFiles", "asb", [[mangle(n) for n in names], runtime],
-                                           timeout=self.bus.timeout * SLOW_CALL_FACTOR)
+                                         timeout=self.bus.timeout * SLOW_CALL_FACTOR, reply="a(sss)")
         await self.daemon_reload()
         return [InstallChange(*c) for c in changes]
 
@@ -493,11 +521,10 @@ class Systemd:
 
     async def system_state(self) -> str:
         """The manager's SystemState: initializing, starting, running, degraded, stopping, ..."""
-        (value,) = await self.bus.call(SYSTEMD, MANAGER_PATH, PROPERTIES, "Get", "ss", [MANAGER, "SystemState"])
-        return str(plain(value))
+        return str(await self._get(MANAGER_PATH, MANAGER, "SystemState"))
 
     async def unit_file_state(self, name: str) -> str:
-        (state,) = await self._manager("GetUnitFileState", "s", [mangle(name)])
+        (state,) = await self._manager("GetUnitFileState", "s", [mangle(name)], reply="s")
         return str(state)
 
     async def reset_failed(self, name: str | None = None) -> None:

@@ -27,6 +27,7 @@ import contextlib
 import errno
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -53,7 +54,7 @@ class _NoSocket(Exception):
     """The guest has no bus socket (yet): the client says why (no systemd, no dbus)."""
 
 
-class _Guarded:
+class Guarded:
     """The guest's bus socket, read and written within one call's deadline and byte budget.
 
     dbuswire and dbus-fast's unmarshaller see a socket; each recv() gets the time left
@@ -75,6 +76,10 @@ class _Guarded:
             raise _timeout()
         self.sock.settimeout(left)
         return left
+
+    def connect(self, address: str) -> None:
+        self._left()
+        self.sock.connect(address)
 
     def settimeout(self, _timeout: float | None) -> None:
         return None  # the call's deadline rules, not dbuswire's per-read timeout
@@ -108,14 +113,28 @@ def _timeout() -> TimeoutError:
 
 
 class Job:
-    """One bus-call request: who gets the answer (KEY, RID), on which boot (LEADER), what to call."""
+    """One bus-call request: who gets the answer (KEY, RID), on which boot (LEADER), what to call.
 
-    def __init__(self, key: Any, rid: Any, leader: int, args: dict[str, Any]) -> None:
+    PIDFD (-1: none, a test's fake /proc) is the leader's, opened by the engine when it queues the
+    call, while the PID cannot have been reused (the engine is the one that reaps it).  The worker
+    may run the call up to BUS_TIMEOUT_MAX later: by then that boot may have ended and its PID
+    gone to another process (pid_max is 32768 on small hosts), whose /proc/PID/root may be the
+    host's own, with the host's bus in it.  So the worker connects only while PIDFD's process lives.
+    """
+
+    def __init__(self, key: Any, rid: Any, leader: int, args: dict[str, Any], pidfd: int = -1) -> None:
         self.key = key
         self.rid = rid
         self.leader = leader
         self.args = args
+        self.pidfd = pidfd
         self.deadline = time.monotonic() + float(args.get("timeout", 10.0))
+
+    def release(self) -> None:
+        """Close the leader's pidfd (the call was answered, or never queued)."""
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
 
 class BusProxy:
@@ -128,7 +147,7 @@ class BusProxy:
         self.done: deque[tuple[Any, bytes]] = deque()  # (key, the reply line)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the thread's start and end against submit()
-        self._guard: _Guarded | None = None
+        self._guard: Guarded | None = None
         self._wire: dbuswire.Connection | None = None
         self._leader = 0
 
@@ -184,6 +203,8 @@ class BusProxy:
             except Exception as e:  # noqa: BLE001 - whatever happens, the client gets its one line
                 self._close()
                 line = proto.error("failed", f"{type(e).__name__}: {e}"[:500], job.rid)
+            finally:
+                job.release()
             self.done.append((job.key, line))
             self.wake()
 
@@ -242,6 +263,11 @@ class BusProxy:
         except OSError as e:
             raise EOFError(f"the machine's init is gone ({e.strerror})") from None
         try:
+            if job.pidfd >= 0:
+                try:  # after the open: alive now, it was the job's leader whose root we opened
+                    signal.pidfd_send_signal(job.pidfd, 0)
+                except ProcessLookupError:
+                    raise EOFError("the machine's init is gone (its PID may belong to another process now)") from None
             try:
                 # inside the guest's root, as openat2 RESOLVE_IN_ROOT resolves: a planted
                 # absolute symlink cannot lead us to the host's own bus
@@ -253,11 +279,10 @@ class BusProxy:
         finally:
             os.close(rootfd)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        guard = _Guarded(sock)
+        guard = Guarded(sock)
         guard.arm(job.deadline, proto.BUS_REPLY_MAX)
         try:
-            guard._left()
-            sock.connect(f"/proc/self/fd/{fd}")
+            guard.connect(f"/proc/self/fd/{fd}")
             wire = dbuswire.Connection(guard, 0)
         except BaseException:
             sock.close()

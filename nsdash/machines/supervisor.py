@@ -911,7 +911,14 @@ class Supervisor:
             self.bus_proxy = BusProxy(self._wake_bus)
         from nsdash.machines.busproxy import Job
 
-        if not self.bus_proxy.submit(Job(conn, rid, leader, req.args or {})):
+        try:
+            pidfd = os.pidfd_open(leader)  # (busproxy.Job: the call is made while this process lives)
+        except OSError:
+            self._send(conn, proto.error("not-running", f"machine '{self.name}' is not running now", rid))
+            return
+        job = Job(conn, rid, leader, req.args or {}, pidfd)
+        if not self.bus_proxy.submit(job):
+            job.release()
             self._send(conn, proto.error("busy", "too many bus calls waiting; retry", rid))
             return
         conn.busy = True

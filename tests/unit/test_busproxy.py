@@ -185,6 +185,25 @@ def test_a_guest_without_a_bus_socket_says_so(tmp_path):
     assert _answer(proxy, gone)["error"] == "bus-unreachable"
 
 
+def test_a_leader_gone_since_the_call_was_queued_is_not_connected_to(tmp_path, daemon):
+    """The call was queued on a boot whose init has since been reaped: its PID (LEADER here) may
+    be another process's now, with another root and another bus in it (the host's).  The worker
+    connects only while the pidfd taken at queueing still names a live process."""
+    child = subprocess.Popen(["true"])
+    gone = os.pidfd_open(child.pid)
+    child.wait()  # reaped: its PID is free for anyone
+    proxy = BusProxy(lambda: None, proc=str(tmp_path / "proc"))
+    job = Job("key", 1, LEADER, _job().args, gone)
+    reply = _answer(proxy, job)
+    assert (reply["ok"], reply["error"]) == (False, "bus-unreachable") and "gone" in reply["message"]
+    assert proxy._wire is None
+    job.release()
+    alive = Job("key", 2, LEADER, _job().args, os.pidfd_open(os.getpid()))
+    assert _answer(proxy, alive)["ok"]  # a live leader's call goes through
+    alive.release()
+    proxy._close()
+
+
 class FakeBus:
     """A bus at the guest's path that authenticates, then behaves as BEHAVIOUR says."""
 

@@ -1,0 +1,256 @@
+"""A guest that puts its own "bus" at /run/dbus/system_bus_socket: what reaches the host.
+
+Root inside a machine owns that path.  A BusyBox machine (a private copy of the
+demo tree) gets a scripted bus planted there: it authenticates and answers
+Hello as a bus does, then answers each call as the test says, with real D-Bus
+messages of the wrong shape, with a promise of a huge message, with file
+descriptors attached, or after signals and replies to other calls.  The host's
+side is the supervisor (its bus-calls for `nsdash systemctl -M`, its health
+check) and the CLI that prints what came back: each answers in one line, reads
+a bounded number of the guest's bytes, and keeps no descriptor the guest sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+
+from conftest import run_nsdash
+from dbus_fast._private.unmarshaller import Unmarshaller
+from dbus_fast.constants import MessageType
+from dbus_fast.message import Message
+from dbus_fast.signature import Variant
+
+from nsdash.machines import client
+from nsdash.machines import state as st
+
+
+def _return(call: Message, signature: str, body: list, serial: int = 900, reply_serial: int | None = None) -> bytes:
+    msg = Message(message_type=MessageType.METHOD_RETURN, serial=serial, signature=signature, body=body,
+                  reply_serial=call.serial if reply_serial is None else reply_serial)
+    return bytes(msg._marshall(False))
+
+
+class ScriptedBus:
+    """A bus at PATH (inside the machine): each call after Hello gets ANSWER(call) -> [(bytes, fds)]."""
+
+    def __init__(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.answer = lambda call: []
+        self.sent = 0  # bytes the host's side took from us (sendall finished)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(8)
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            line = b""
+            while line != b"BEGIN\r\n":  # a byte at a time: what follows BEGIN is the message stream
+                line = b"" if line.endswith(b"\r\n") else line
+                byte = conn.recv(1)
+                if not byte:
+                    return
+                line += byte
+                if line.endswith(b"\r\n") and b"AUTH" in line:
+                    conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
+            reader = Unmarshaller(None, conn, False)
+            while True:
+                call = reader.unmarshall()
+                if call is None:
+                    continue
+                out = ([(_return(call, "s", [":1.7"], serial=1), [])] if call.member == "Hello"
+                       else self.answer(call))
+                for data, fds in out:
+                    if fds:
+                        socket.send_fds(conn, [data[:1]], fds)
+                        data = data[1:]
+                    conn.sendall(data)
+                    self.sent += len(data)
+        except (OSError, EOFError):
+            return
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.thread.join(10)
+
+
+def _plant(leader: int) -> ScriptedBus:
+    path = f"/proc/{leader}/root/run/dbus/system_bus_socket"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return ScriptedBus(path)
+
+
+def _systemctl(name: str, *args: str) -> subprocess.CompletedProcess:
+    return run_nsdash("systemctl", "-M", name, *args, "--timeout", "10", timeout=60)
+
+
+def _one_line(r: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("nsdash: "), r.stderr
+    return r.stderr
+
+
+def test_replies_of_another_shape_than_systemds_end_in_one_line(detached, busybox_tree, machine_name):
+    """ListUnits answered with a(s), GetAll with a list or with an int as Documentation, ListJobs
+    with a(s), GetUnit with a number: tracebacks (IndexError, AttributeError, TypeError) before."""
+    detached("-bD", str(busybox_tree))
+    bus = _plant(client.status(machine_name)["leader"])
+    try:
+        bus.answer = lambda call: [(_return(call, "a(s)", [[["x.service"]]]), [])]
+        for verb in (["list-units"], ["list-jobs"]):
+            r = _systemctl(machine_name, *verb)
+            assert r.returncode == 1 and "with a reply systemd does not send" in _one_line(r)
+
+        bus.answer = lambda call: [(_return(call, "as", [["x"]]), [])]
+        for verb in (["status", "x.service"], ["show", "x.service"]):
+            r = _systemctl(machine_name, *verb)
+            assert r.returncode == 1 and "answered GetAll with a reply" in _one_line(r)
+
+        bus.answer = lambda call: [(_return(call, "u", [7]), [])]
+        r = _systemctl(machine_name, "is-active", "x.service")
+        assert r.returncode == 1 and "answered GetUnit with a reply" in _one_line(r)
+
+        props = {"Id": Variant("s", "x.service"), "Description": Variant("u", 5),
+                 "Documentation": Variant("u", 3), "TriggeredBy": Variant("s", "y"),
+                 "LoadError": Variant("(su)", ["e", 1])}
+        bus.answer = lambda call: [(_return(call, "a{sv}", [props]), [])]
+        r = _systemctl(machine_name, "status", "x.service")
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 3 and r.stdout.startswith("○ x.service - x.service\n"), r.stdout
+    finally:
+        bus.close()
+
+
+def test_the_health_check_reads_a_bounded_part_of_a_huge_answer(detached, busybox_tree, machine_name):
+    """The supervisor's health check (machines/health.py) read all of a reply promised at 16 MiB
+    (128 MiB is dbus-fast's limit: 3.6 GB of memory and 36 s past its 5 s timeout)."""
+    from nsdash.machines.health import system_state
+
+    detached("-bD", str(busybox_tree))
+    leader = client.status(machine_name)["leader"]
+    bus = _plant(leader)
+    try:
+        bus.answer = lambda call: [(_return(call, "v", [Variant("s", "degraded")]), [])]
+        assert system_state(leader, 10.0) == "degraded"  # the same path answers a bus that behaves
+
+        def huge(call: Message) -> list:
+            head = bytearray(_return(call, "ay", [b""]))
+            struct.pack_into("<I", head, 4, 16 << 20)  # the body's length: 16 MiB, sent in 64 KiB pieces
+            return [(bytes(head[:-4]) + struct.pack("<I", (16 << 20) - 4), [])] + [(bytes(65536), [])] * 256
+
+        bus.answer = huge
+        assert system_state(leader, 10.0) is None
+        assert bus.sent < 2 << 20, f"the host read {bus.sent} bytes of the guest's answer"
+    finally:
+        bus.close()
+
+
+def _fds(pid: int) -> set[str]:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return found
+
+
+def test_descriptors_signals_and_stray_replies_from_the_guest_are_dropped(detached, busybox_tree, machine_name):
+    """A reply with descriptors attached (SCM_RIGHTS) before it, signals and replies to other
+    serials: the bus-call answers with the reply that is its own, and the supervisor keeps no
+    descriptor the guest sent (the connection does not negotiate Unix fds: the kernel drops them)."""
+    detached("-bD", str(busybox_tree))
+    leader = client.status(machine_name)["leader"]
+    supervisor = st.read_state(st.machine_dir(machine_name)).supervisor
+    bus = _plant(leader)
+    secret = tempfile.NamedTemporaryFile(prefix="review17-guest-fd-")  # noqa: SIM115
+    try:
+        def noisy(call: Message) -> list:
+            signal = Message(message_type=MessageType.SIGNAL, serial=5, path="/x", interface="x.y",
+                             member="Z", signature="s", body=["\x1b]0;title\x07"])
+            out = [(bytes(signal._marshall(False)), [secret.fileno()])] * 20
+            if call.member == "GetUnit":
+                sig, body = "o", ["/org/freedesktop/systemd1/unit/x_2eservice"]
+            else:
+                sig, body = "v", [Variant("s", "active")]
+            out.append((_return(call, sig, body, reply_serial=call.serial + 100), []))  # another call's
+            out.append((_return(call, sig, body), [secret.fileno()]))
+            return out
+
+        bus.answer = noisy
+        before = _fds(supervisor)
+        r = _systemctl(machine_name, "is-active", "x.service")  # GetUnit, then Get: both answered as above
+        assert "Traceback" not in r.stderr
+        assert r.stdout == "active\n", r.stdout + r.stderr
+        after = _fds(supervisor)
+        assert not any(secret.name in target for target in after), after
+        assert len(after) <= len(before) + 1  # (+1: the kept connection to the guest's bus)
+    finally:
+        secret.close()
+        bus.close()
+
+
+def test_a_planted_path_never_leads_the_supervisor_to_a_host_socket(detached, busybox_tree, machine_name):
+    """Symlinks out of the tree (absolute, `..`, /proc magic links), a FIFO, a directory, a device
+    and a loop at the bus's path: each bus-call answers bus-unreachable at once, and a socket that
+    listens at the host's own path of each target is never connected to."""
+    from nsdash.machines.buscall import CallFailed, SupervisorBus
+
+    detached("-bD", str(busybox_tree))
+    leader = client.status(machine_name)["leader"]
+    path = f"/proc/{leader}/root/run/dbus/system_bus_socket"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    host = f"/run/{machine_name}-hostbus"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(host)
+    listener.listen(4)
+    listener.setblocking(False)
+    plants = {"absolute": lambda: os.symlink(host, path),
+              "dotdot": lambda: os.symlink("../../../../../.." + host, path),
+              "magic": lambda: os.symlink(f"/proc/{os.getpid()}/root{host}", path),
+              "self": lambda: os.symlink(f"../../proc/self/root{host}", path),
+              "fifo": lambda: os.mkfifo(path), "device": lambda: os.symlink("/dev/zero", path),
+              "loop": lambda: os.symlink("system_bus_socket", path)}
+    bus = SupervisorBus.open(machine_name, 10)
+    assert bus is not None
+    try:
+        for kind, plant in plants.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            plant()
+            try:
+                bus.call("org.freedesktop.systemd1", "/", "org.freedesktop.DBus.Peer", "Ping", "", [], 10)
+                raise AssertionError(f"{kind}: a call answered")
+            except CallFailed as e:
+                assert e.code == "bus-unreachable", (kind, e)
+            try:
+                listener.accept()
+                raise AssertionError(f"{kind}: the host's socket was connected to")
+            except BlockingIOError:
+                pass
+    finally:
+        bus.close()
+        listener.close()
+        os.unlink(host)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
