@@ -458,7 +458,7 @@ async def test_the_machine_view_and_units_screen_of_a_far_machine(farm):
             await pilot.press("escape")
             await wait_for(pilot, lambda: not isinstance(app.screen, UnitsScreen), what="back")
             # the screen's own ssh connection ended with it (the hosts' list sessions stay)
-            wait_until(lambda: len(_children_ssh()) < ssh_before, timeout=10, what="the units' ssh gone")
+            await wait_for(pilot, lambda: len(_children_ssh()) < ssh_before, 10, "the units' ssh gone")
     finally:
         farm.remote("far1", "terminate", "inner")
 
