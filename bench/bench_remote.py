@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_verbs import nsdash_cmd, pair, run_nsdash  # noqa: E402
 from report import Report, wants_json  # noqa: E402
+from stopping import shielded  # noqa: E402
 
 from nsdash.demo import farhost, trees  # noqa: E402
 from nsdash.launcher import network  # noqa: E402
@@ -157,8 +158,9 @@ def main() -> int:
                     poller_refresh(args.runs * 2, report)
             subprocess.run(["ssh", "-O", "exit", "far"], capture_output=True, timeout=30)
         finally:
-            if run_nsdash("poweroff", name, timeout=60).returncode != 0:
-                run_nsdash("terminate", name, timeout=30)
+            with shielded():  # (bench/stopping.py: a second Ctrl-C waits for this)
+                if run_nsdash("poweroff", name, timeout=60).returncode != 0:
+                    run_nsdash("terminate", name, timeout=30)
     report.done()
     return 0
 
