@@ -359,3 +359,30 @@ def test_a_machine_on_the_host_network_is_looked_up_once_a_boot(monkeypatch):
         assert asked == [os.getpid(), os.getppid()]
     finally:
         readers.close()
+
+
+async def test_a_new_order_repaints_only_the_rows_that_moved(monkeypatch):
+    """cgtop's order changes at most refreshes of a busy host, mostly a row or two trading
+    places; DataTable.sort() repainted every row of the table each time (FastTable.put_in_order)."""
+    from test_fast_table_cache import painted, uncached
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        before = table.row_keys()
+        asked: list[int] = []
+        render_line = CpuTable.render_line
+        monkeypatch.setattr(CpuTable, "render_line", lambda self, y: asked.append(y) or render_line(self, y))
+        # The BusyBox machine overtakes the Debian one: the two trade places, each with its children.
+        busier = tuple(r._replace(cpu_percent=20.0) if r.path == sd._BB else r for r in sd.ROWS)
+        table.update_rows(busier, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        after = table.row_keys()
+        moved = {i for i, (was, now) in enumerate(zip(before, after, strict=True)) if was != now}
+        assert moved and len(moved) < len(after) - 2, (before, after)
+        header = table.header_height
+        assert asked and {y - header for y in asked} == moved  # those lines, no header, no other row
+        monkeypatch.undo()
+        assert painted(table) == uncached(table)  # and they show the rows in their new places

@@ -212,7 +212,9 @@ class CpuTable(FastTable):
         if not self._last:
             return
         wanted = [path for path in display_order(self._last, self.order, self.cpu_time) if path in self._rows]
-        if wanted != self.row_keys():  # sorting repaints every row: only when the order changed
+        if len(wanted) == len(self._rows):
+            self.put_in_order(wanted)  # repaints the rows that moved, only
+        else:  # (a shown row the last snapshot lacks: ranked last, as before)
             rank = {path: i for i, path in enumerate(wanted)}
             self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
         if cursor_key is not None and cursor_key in self._rows:
