@@ -386,3 +386,38 @@ async def test_a_new_order_repaints_only_the_rows_that_moved(monkeypatch):
         assert asked and {y - header for y in asked} == moved  # those lines, no header, no other row
         monkeypatch.undo()
         assert painted(table) == uncached(table)  # and they show the rows in their new places
+
+
+async def test_a_process_more_in_the_tree_paints_anew_only_the_lines_that_changed(monkeypatch):
+    """Tree forgets every painted line when a node comes or goes; the lines that read as before
+    (the cgroups above the one that gained a process, here) are taken from CgroupTree's own
+    keeping, and what the pane shows is what a tree painting every line anew shows."""
+    from textual.widgets import Tree
+
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        tree.node_for(("cg", "/system.slice")).expand()
+        await pilot.pause()
+        await pilot.pause()
+        drawn: list[int] = []
+        render_line = Tree.render_line
+        monkeypatch.setattr(Tree, "render_line", lambda self, y: drawn.append(y) or render_line(self, y))
+        new = _with_pids(sd.TREE, "/system.slice", (2,))
+        tree.update_tree(new, {**sd.COMMANDS, 2: "sleep 1"}, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        lines = [line.node.data for line in tree._tree_lines]
+        below = lines.index(("cg", "/system.slice"))
+        assert lines[below + 1] == ("pid", 2) and below > 2
+        # Painted anew: the root's line (Tree marks the root at every change), the cgroup that
+        # gained a process and what is below it; not the lines between.
+        assert 0 in drawn and below in drawn and below + 1 in drawn
+        assert not set(drawn) & set(range(1, below)), drawn
+        monkeypatch.undo()
+        shown = [tree.render_line(y).text for y in range(tree.size.height)]
+        tree._kept_lines.clear()
+        tree._invalidate()
+        assert shown == [tree.render_line(y).text for y in range(tree.size.height)]
+        assert any("2 sleep 1" in line for line in shown)
