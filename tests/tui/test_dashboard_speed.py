@@ -421,3 +421,31 @@ async def test_a_process_more_in_the_tree_paints_anew_only_the_lines_that_change
         tree._invalidate()
         assert shown == [tree.render_line(y).text for y in range(tree.size.height)]
         assert any("2 sleep 1" in line for line in shown)
+
+
+async def test_rows_are_ranked_again_only_when_what_ranks_them_changed():
+    """cgtop's order (here %CPU to 0.1, as shown) is computed anew only when a row comes or goes
+    or a ranked cell changes: not at a refresh where only other figures moved."""
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        assert table.order == "cpu"
+        ranked = table.orderings
+        table.update_rows(sd.ROWS, dict(sd.MACHINE_OF))  # the same figures
+        more_memory = tuple(r._replace(memory=(r.memory or 0) + 4096) for r in sd.ROWS)
+        table.update_rows(more_memory, dict(sd.MACHINE_OF))  # memory moved, %CPU did not
+        hardly = tuple(r._replace(cpu_percent=r.cpu_percent + 0.01) if r.cpu_percent else r for r in more_memory)
+        table.update_rows(hardly, dict(sd.MACHINE_OF))  # %CPU moved less than is shown
+        assert table.orderings == ranked
+        busier = tuple(r._replace(cpu_percent=20.0) if r.path == sd._BB else r for r in hardly)
+        table.update_rows(busier, dict(sd.MACHINE_OF))
+        assert table.orderings == ranked + 1
+        assert table.row_keys().index(sd._BB) < table.row_keys().index(sd._DEB)  # and ranked it anew
+        table.update_rows(busier[:-1], dict(sd.MACHINE_OF))  # a row gone
+        assert table.orderings == ranked + 2
+        table.action_order("memory")  # ranked on bytes, shown rounded: every refresh
+        await pilot.pause()
+        ranked = table.orderings
+        table.update_rows(busier[:-1], dict(sd.MACHINE_OF))
+        assert table.orderings == ranked + 1
