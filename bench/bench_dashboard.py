@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cgtop import make_tree, remove_tree  # noqa: E402
 from report import Report, wants_json  # noqa: E402
+from stopping import shielded  # noqa: E402
 
 from nsdash.tui.messages import MachineInfo, SnapshotReady  # noqa: E402
 
@@ -114,8 +115,13 @@ async def at_rest(seconds: float, settled_at: float | None = None) -> list[tuple
     """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread,
     and the least and most of the whole process over WINDOWS windows.  With SETTLED_AT
     (a time.monotonic() value), measured once more from then on: the same figures again."""
+    from nsdash.tui import gcpause
     from nsdash.tui.app import NsdashApp
 
+    # As `nsdash` starts it (cli/dashboard.py): the collector held until the first full frame,
+    # then the start-up heap frozen.  Without that the at-rest figure also counted full
+    # collections walking the start-up heap (about 2 ms/s more here), which `nsdash` never does.
+    gcpause.hold()
     app = NsdashApp(interval=1.0)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause(3)  # start-up and the first refreshes are not "rest"
@@ -157,13 +163,17 @@ def start_machines(k: int, names: list[str]) -> None:
 
 
 def stop_machines(names: list[str]) -> None:
+    """Stop every machine named, to the last: a second Ctrl-C or kill waits until they are all
+    stopped (bench/stopping.py); one that will not stop is still asked of the next."""
     from nsdash.errors import NsdashError
     from nsdash.machines import client
 
-    for name in names:
-        with contextlib.suppress(NsdashError, OSError):
-            client.terminate(name, wait=True)
-        client.clean_if_orphan(name, notice=None)
+    with shielded():
+        for name in names:
+            with contextlib.suppress(NsdashError, OSError):
+                client.terminate(name, wait=True)
+            with contextlib.suppress(NsdashError, OSError):
+                client.clean_if_orphan(name, notice=None)
 
 
 def main() -> int:
@@ -290,7 +300,8 @@ def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO) -> float:
             time.sleep(0.005)
         raise SystemExit(f"no full frame within {timeout:.0f} s; last screen:\n{screen}")
     finally:
-        subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+        with shielded():
+            subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
 
 
 class _FloodFeed:
@@ -417,7 +428,8 @@ def load(args, report: Report) -> None:
                    spread=(lat_med * 1000, lat_max * 1000), note="spread: median..max")
         report.row(f"dashboard RSS, {rows} cgroups + {args.machines} machines (headless)", rss, "-", None, "MiB")
     finally:
-        remove_tree(top, args.cgroups, [])
+        with shielded():
+            remove_tree(top, args.cgroups, [])
 
 
 def rest(args, report: Report) -> None:
@@ -517,7 +529,8 @@ def in_tmux(seconds: float, settle: float, booted: float) -> tuple[Window, Windo
             settled = measure()
         return first, settled, rss_mib(pid), time.monotonic() - born
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        with shielded():
+            subprocess.run(["tmux", "kill-session", "-t", session], check=False)
 
 
 def _python_of(pid: int) -> int:

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_remote import _cpu_of, boot_far, wait_answer  # noqa: E402
 from bench_verbs import nsdash_cmd, run_nsdash, stop  # noqa: E402
 from report import Report, wants_json  # noqa: E402
+from stopping import shielded  # noqa: E402
 
 from nsdash.demo import farhost  # noqa: E402
 
@@ -155,8 +156,9 @@ def main() -> int:
                            pushed, "polled: list -o json a second (before)", polled, "% core",
                            spread=(pct(min(values["watch"])) - base, pct(max(values["watch"])) - base), note=note)
         finally:
-            for name in machines:
-                stop(name)
+            with shielded():  # (bench/stopping.py: a second Ctrl-C waits for this)
+                for name in machines:
+                    stop(name)
     report.done()
     return 0
 

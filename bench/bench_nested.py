@@ -143,6 +143,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench_verbs import ROOT, run_nsdash
     from report import Report, wants_json
+    from stopping import shielded
 
     as_json = wants_json()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,8 +180,9 @@ def main() -> int:
             run(f"python3 -S {CHECKOUT}/bin/nsdash terminate {INNER}; "
                 f"for i in $(seq 100); do [ -e /run/nsdash/machines/{INNER} ] || break; sleep 0.1; done")
         finally:
-            if run_nsdash("terminate", name, timeout=60).returncode != 0:
-                print(f"could not terminate {name}: see 'nsdash list'", file=sys.stderr)
+            with shielded():  # (bench/stopping.py: a second Ctrl-C waits for this)
+                if run_nsdash("terminate", name, timeout=60).returncode != 0:
+                    print(f"could not terminate {name}: see 'nsdash list'", file=sys.stderr)
     report.done()
     return 0
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_verbs import nsdash_cmd, pair, run_nsdash, stop  # noqa: E402
 from report import Report, wants_json  # noqa: E402
+from stopping import shielded  # noqa: E402
 
 from nsdash.demo import farhost, trees  # noqa: E402
 from nsdash.launcher import network  # noqa: E402
@@ -157,7 +158,8 @@ def main() -> int:
                     poller_refresh(args.runs * 2, report)
             subprocess.run(["ssh", "-O", "exit", "far"], capture_output=True, timeout=30)
         finally:
-            stop(name)
+            with shielded():  # (bench/stopping.py: a second Ctrl-C waits for this)
+                stop(name)
     report.done()
     return 0
 

@@ -24,6 +24,8 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 
+from stopping import unwind_on_signals
+
 
 def _private_state_dir() -> None:
     """Machines a bench starts keep their state in a directory of the bench's own (as the
@@ -41,6 +43,7 @@ def _private_state_dir() -> None:
 
 
 _private_state_dir()
+unwind_on_signals()  # a bench killed (SIGTERM, SIGHUP) still runs its finally blocks and the removal above
 
 
 def load() -> float:

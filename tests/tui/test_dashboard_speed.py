@@ -359,3 +359,93 @@ def test_a_machine_on_the_host_network_is_looked_up_once_a_boot(monkeypatch):
         assert asked == [os.getpid(), os.getppid()]
     finally:
         readers.close()
+
+
+async def test_a_new_order_repaints_only_the_rows_that_moved(monkeypatch):
+    """cgtop's order changes at most refreshes of a busy host, mostly a row or two trading
+    places; DataTable.sort() repainted every row of the table each time (FastTable.put_in_order)."""
+    from test_fast_table_cache import painted, uncached
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        before = table.row_keys()
+        asked: list[int] = []
+        render_line = CpuTable.render_line
+        monkeypatch.setattr(CpuTable, "render_line", lambda self, y: asked.append(y) or render_line(self, y))
+        # The BusyBox machine overtakes the Debian one: the two trade places, each with its children.
+        busier = tuple(r._replace(cpu_percent=20.0) if r.path == sd._BB else r for r in sd.ROWS)
+        table.update_rows(busier, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        after = table.row_keys()
+        moved = {i for i, (was, now) in enumerate(zip(before, after, strict=True)) if was != now}
+        assert moved and len(moved) < len(after) - 2, (before, after)
+        header = table.header_height
+        assert asked and {y - header for y in asked} == moved  # those lines, no header, no other row
+        monkeypatch.undo()
+        assert painted(table) == uncached(table)  # and they show the rows in their new places
+
+
+async def test_a_process_more_in_the_tree_paints_anew_only_the_lines_that_changed(monkeypatch):
+    """Tree forgets every painted line when a node comes or goes; the lines that read as before
+    (the cgroups above the one that gained a process, here) are taken from CgroupTree's own
+    keeping, and what the pane shows is what a tree painting every line anew shows."""
+    from textual.widgets import Tree
+
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot)
+        tree = app.screen.query_one(CgroupTree)
+        tree.node_for(("cg", "/system.slice")).expand()
+        await pilot.pause()
+        await pilot.pause()
+        drawn: list[int] = []
+        render_line = Tree.render_line
+        monkeypatch.setattr(Tree, "render_line", lambda self, y: drawn.append(y) or render_line(self, y))
+        new = _with_pids(sd.TREE, "/system.slice", (2,))
+        tree.update_tree(new, {**sd.COMMANDS, 2: "sleep 1"}, dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        lines = [line.node.data for line in tree._tree_lines]
+        below = lines.index(("cg", "/system.slice"))
+        assert lines[below + 1] == ("pid", 2) and below > 2
+        # Painted anew: the root's line (Tree marks the root at every change), the cgroup that
+        # gained a process and what is below it; not the lines between.
+        assert 0 in drawn and below in drawn and below + 1 in drawn
+        assert not set(drawn) & set(range(1, below)), drawn
+        monkeypatch.undo()
+        shown = [tree.render_line(y).text for y in range(tree.size.height)]
+        tree._kept_lines.clear()
+        tree._invalidate()
+        assert shown == [tree.render_line(y).text for y in range(tree.size.height)]
+        assert any("2 sleep 1" in line for line in shown)
+
+
+async def test_rows_are_ranked_again_only_when_what_ranks_them_changed():
+    """cgtop's order (here %CPU to 0.1, as shown) is computed anew only when a row comes or goes
+    or a ranked cell changes: not at a refresh where only other figures moved."""
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        assert table.order == "cpu"
+        ranked = table.orderings
+        table.update_rows(sd.ROWS, dict(sd.MACHINE_OF))  # the same figures
+        more_memory = tuple(r._replace(memory=(r.memory or 0) + 4096) for r in sd.ROWS)
+        table.update_rows(more_memory, dict(sd.MACHINE_OF))  # memory moved, %CPU did not
+        hardly = tuple(r._replace(cpu_percent=r.cpu_percent + 0.01) if r.cpu_percent else r for r in more_memory)
+        table.update_rows(hardly, dict(sd.MACHINE_OF))  # %CPU moved less than is shown
+        assert table.orderings == ranked
+        busier = tuple(r._replace(cpu_percent=20.0) if r.path == sd._BB else r for r in hardly)
+        table.update_rows(busier, dict(sd.MACHINE_OF))
+        assert table.orderings == ranked + 1
+        assert table.row_keys().index(sd._BB) < table.row_keys().index(sd._DEB)  # and ranked it anew
+        table.update_rows(busier[:-1], dict(sd.MACHINE_OF))  # a row gone
+        assert table.orderings == ranked + 2
+        table.action_order("memory")  # ranked on bytes, shown rounded: every refresh
+        await pilot.pause()
+        ranked = table.orderings
+        table.update_rows(busier[:-1], dict(sd.MACHINE_OF))
+        assert table.orderings == ranked + 1

@@ -129,3 +129,27 @@ async def test_cpu_table_figures_stay_in_view_when_the_terminal_narrows():
         # The paths are ellipsized to the new width, and their column shrinks with them.
         assert table.render_line(0).text.rstrip().endswith("Output/s"), table.render_line(0).text
         assert sum(c.get_render_width(table) for c in table.ordered_columns) <= table.size.width
+
+
+async def test_a_row_repainted_for_one_changed_cell_re_marks_only_that_cell(monkeypatch):
+    """Every cell of a painted row carries its place (row, column) for the mouse; a row repainted
+    because one cell changed (a machine's sparkline, every second) marks that cell again and
+    reuses the others' marked segments."""
+    from nsdash.tui.widgets import fast_table
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        machines = app.screen.query_one(MachineList)
+        marked: list[tuple[int, int]] = []
+        with_place = fast_table.with_place
+        monkeypatch.setattr(fast_table, "with_place",
+                            lambda body, row, column: marked.append((row, column)) or with_place(body, row, column))
+        machines.set_cells(sd.MACHINES[0].name, {"cpu": machines._styled_cell("cpu", "▁▂▃", "running")})
+        await pilot.pause()
+        await pilot.pause()
+        row = machines.get_row_index(sd.MACHINES[0].name)
+        assert marked == [(row, machines.column_keys.index("cpu"))]
+        monkeypatch.undo()
+        assert painted(machines) == uncached(machines)
+        assert "▁▂▃" in "".join(text for text, _ in painted(machines)[machines.header_height + row])

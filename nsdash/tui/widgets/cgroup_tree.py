@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -25,6 +26,7 @@ from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
 Key = tuple[str, object]  # ("cg", path) or ("pid", pid)
+KEPT_LINES = 4096  # painted lines kept (render_line), cleared wholesale when full
 
 
 class CgroupTree(Tree[Key], SteadyScrollbars):
@@ -46,10 +48,45 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         self._machine_of: dict[str, str] = {}
         self._seen: set[str] = set()  # cgroups shown before: opened automatically only once
         self._styles: dict[str, Style] = {}
+        self._kept_lines: dict[tuple, Strip] = {}  # see render_line
         self.root.expand()
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._recolour)
+
+    # ------------------------------------------------------------ painting
+
+    def render_line(self, y: int) -> Strip:
+        """Tree forgets every painted line when a node comes or goes (a process started or gone
+        in an open cgroup: at rest on a busy host, at most walks of the tree); a line that reads
+        as before (the same nodes at the same place, in the same state) is kept here instead."""
+        scroll_x, scroll_y = self.scroll_offset
+        index = y + scroll_y
+        lines = self._tree_lines
+        if index >= len(lines):
+            return super().render_line(y)
+        width = self.size.width
+        # Everything Tree's own line reads: its place (the line's meta names it), the width it is
+        # cropped and padded to, the state classes, cursor and hover, and per node of its path
+        # the node, its version, whether it is the last child (the guides), its state.  Tree
+        # bumps the root's version at every node added or removed: it counts on the root's
+        # own line only (the others read the root's hover and selection, which are in the key).
+        path = lines[index].path
+        key = (index, scroll_x, width, self.virtual_size.width, self._pseudo_class_state,
+               self.cursor_line == index, self.hover_line, self.has_focus,
+               tuple((node._id, node._updates if node is not path[0] or len(path) == 1 else 0, node.is_last,
+                      node._hover, node._selected, node._expanded, node._allow_expand) for node in path))
+        strip = self._kept_lines.get(key)
+        if strip is None:
+            strip = super().render_line(y)
+            if len(self._kept_lines) >= KEPT_LINES:
+                self._kept_lines.clear()
+            self._kept_lines[key] = strip
+        return strip
+
+    def notify_style_update(self) -> None:
+        self._kept_lines.clear()  # (a theme or a class changed: every line's colours)
+        super().notify_style_update()
 
     def _recolour(self, _theme: object) -> None:
         """A new theme: every shown label again, in its colours."""

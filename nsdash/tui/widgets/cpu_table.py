@@ -112,6 +112,7 @@ class CpuTable(FastTable):
         self._notes: Mapping[str, str] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
         self._last: Sequence[Row] = ()
+        self.orderings = 0  # times the rows were ranked (display_order): tests read it
         self.machine_of: dict[str, str] = {}
 
     # ------------------------------------------------------------ public
@@ -127,6 +128,8 @@ class CpuTable(FastTable):
             self._notes = notes
         cursor_key = self._cursor_key()
         seen = set()
+        ranked = self._ranked_cell()
+        reorder = ranked is None
         for row in rows:
             cells = cells_of(row, self.cpu_time)
             if self.hosts:
@@ -135,14 +138,28 @@ class CpuTable(FastTable):
             old = self._rows.get(row.path)
             if old is None:
                 self.add_row(*self._styled(cells, row.path), key=row.path)
+                reorder = True
             elif old != cells:
                 self.set_cells(row.path, {col: self._styled_cell(col, new, row.path) for col, new, was
                                           in zip(self.column_keys, cells, old, strict=True) if new != was})
+                reorder = reorder or (ranked is not None and ranked >= 0 and cells[ranked] != old[ranked])
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
             self.remove_row(gone)
-        self._reorder(cursor_key)
+            reorder = True
+        self._reorder(cursor_key, reorder)
+
+    def _ranked_cell(self) -> int | None:
+        """Where the order reads a figure that its cell shows exactly (%CPU to 0.1, as
+        display_order ranks it; tasks): the cell's index, -1 for the path (a row's own key);
+        None where it ranks on more than is shown (memory, I/O, CPU time).  With the same rows
+        and the same such cells, the order is the one shown: nothing to sort at rest."""
+        if self.order == "path":
+            return -1
+        if (self.order == "cpu" and not self.cpu_time) or self.order == "tasks":
+            return self.column_keys.index(self.order)
+        return None
 
     def selected_path(self) -> str | None:
         return self._cursor_key()
@@ -208,13 +225,17 @@ class CpuTable(FastTable):
         except Exception:  # noqa: BLE001 - an out-of-range cursor just means "none"
             return None
 
-    def _reorder(self, cursor_key: str | None) -> None:
+    def _reorder(self, cursor_key: str | None, order_may_change: bool = True) -> None:
         if not self._last:
             return
-        wanted = [path for path in display_order(self._last, self.order, self.cpu_time) if path in self._rows]
-        if wanted != self.row_keys():  # sorting repaints every row: only when the order changed
-            rank = {path: i for i, path in enumerate(wanted)}
-            self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
+        if order_may_change:
+            self.orderings += 1
+            wanted = [path for path in display_order(self._last, self.order, self.cpu_time) if path in self._rows]
+            if len(wanted) == len(self._rows):
+                self.put_in_order(wanted)  # repaints the rows that moved, only
+            else:  # (a shown row the last snapshot lacks: ranked last, as before)
+                rank = {path: i for i, path in enumerate(wanted)}
+                self.sort("path", key=lambda cell: rank.get(getattr(cell, "path", str(cell)), 1 << 30))
         if cursor_key is not None and cursor_key in self._rows:
             row = self.get_row_index(cursor_key)
             if row != self.cursor_row:

@@ -5,11 +5,13 @@ changed cell (a CPU figure, an uptime) re-renders every visible cell of every
 row through Rich's Padding/Styled machinery: at a 1 s refresh that was most of
 the dashboard's CPU at rest.  FastTable caches each cell's segments under its
 row and column keys instead, good while the cell holds the same object (a
-changed cell is a new one) at the same width and highlight, and each row's
-line under the row's own version; it renders the one-line cells our tables
+changed cell is a new one) at the same width and highlight, each cell marked
+with its place (the row and column mouse clicks read) while it stays there, and
+each row's line under the row's own version; it renders the one-line cells our tables
 hold straight to segments.  set_cells() repaints
 just the changed row (update_cell() repaints the whole table, and finds a
-row's place by summing every row above it).  Everything else
+row's place by summing every row above it); put_in_order() re-orders the rows and
+repaints just the lines that show another row (sort() repaints them all).  Everything else
 (cursor, keys, mouse, scrolling, sorting, events, CSS) is DataTable's own.
 """
 
@@ -23,6 +25,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual._segment_tools import line_crop
+from textual._two_way_dict import TwoWayDict
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -100,6 +103,7 @@ class FastTable(DataTable, SteadyScrollbars):
         self._columns = tuple(columns)
         self._fast_cells: dict[tuple, tuple[object, tuple, list[Segment]]] = {}
         self._fast_lines: dict[tuple, Strip] = {}
+        self._fast_placed: dict[tuple[int, int], tuple[list[Segment], list[Segment]]] = {}  # place -> body, marked
         self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
         self._version = 0
         self._paint: Paint | None = None
@@ -132,10 +136,12 @@ class FastTable(DataTable, SteadyScrollbars):
         super()._clear_caches()
         self._fast_cells.clear()
         self._fast_lines.clear()
+        self._fast_placed.clear()
 
     def notify_style_update(self) -> None:
         self._fast_cells.clear()
         self._fast_lines.clear()
+        self._fast_placed.clear()
         super().notify_style_update()
 
     def render_lines(self, crop: Region) -> list[Strip]:
@@ -185,10 +191,20 @@ class FastTable(DataTable, SteadyScrollbars):
     def _row_line(self, paint: Paint, index: int, x1: int, x2: int, cursor: bool, hover: bool) -> Strip:
         """One data row as DataTable draws it with a row cursor: its cells, then its style out to the edge."""
         segments: list[Segment] = []
+        placed = self._fast_placed
         for column_index, width in enumerate(paint.widths):
             body = self._cell_body(index, column_index, paint.style, width, cursor, hover)
-            segments += (with_place(body, index, column_index) if body is not None
-                         else self._render_cell(index, column_index, paint.style, width, cursor, hover)[0])
+            if body is None:
+                segments += self._render_cell(index, column_index, paint.style, width, cursor, hover)[0]
+                continue
+            # A row repainted for one changed cell re-marks only that cell with its place: the
+            # others' bodies are the same objects (the cell cache) at the same place.
+            kept = placed.get((index, column_index))
+            if kept is None or kept[0] is not body:
+                if len(placed) >= CELLS_KEPT:
+                    placed.clear()
+                kept = placed[index, column_index] = (body, with_place(body, index, column_index))
+            segments += kept[1]
         highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
                                                        paint.show_hover, False, False)
         extend = paint.style + highlight + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
@@ -279,6 +295,27 @@ class FastTable(DataTable, SteadyScrollbars):
         y = row_index + (self.header_height if self.show_header else 0)
         self._refresh_region(Region(0, y, max(self.size.width, self.virtual_size.width), 1))
 
+    def put_in_order(self, keys: Sequence[str]) -> None:
+        """Show the rows in the order of KEYS (every row's key, once each) and repaint only the
+        lines that now show another row.  DataTable.sort() repaints the whole table: cgtop's
+        order changes at most refreshes of a busy host, mostly a row or two trading places."""
+        before = self.row_keys()
+        if list(keys) == before:
+            return
+        by_value = {row_key.value: row_key for row_key in self._data}
+        self._row_locations = TwoWayDict({by_value[key]: index for index, key in enumerate(keys)})
+        self._update_count += 1  # (DataTable's own caches; ours key lines by row and place)
+        # Lines out of view are painted when scrolled to (by row and place: see _line); a new
+        # order all over the view (a sort key) is one repaint of the whole table.
+        top = int(self.scroll_y)
+        end = min(len(keys), top + self.size.height)
+        moved = [index for index in range(top, end) if index >= len(before) or before[index] != keys[index]]
+        if len(moved) > self.size.height // 2:
+            self.refresh()
+        else:
+            for index in moved:
+                self.refresh_line(index)
+
     def row_keys(self) -> list[str]:
         """The rows' keys in the order shown."""
         get = self._row_locations.get_key
@@ -286,6 +323,7 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def clear(self, columns: bool = False) -> FastTable:
         self._fast_cells.clear()
+        self._fast_placed.clear()
         self._versions.clear()
         super().clear(columns)
         return self
