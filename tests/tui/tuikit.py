@@ -38,7 +38,13 @@ async def journals_written(app: NsdashApp, pilot) -> None:
         return all(log.scroll_y >= log.max_scroll_y for pane in app.screen.query(JournalPane) if pane.following
                    for log in pane.query(FollowLog))
 
-    await wait_for(pilot, at_their_ends, timeout=10, what="the followed journal logs scrolled to their ends")
+    def where() -> str:
+        return "; ".join(f"{pane.id}: y {log.scroll_y}/{log.max_scroll_y}, auto {log.auto_scroll}, held {log._held}, "
+                         f"virtual {log.virtual_size}, box {log.container_size}, lines {len(log.lines)}"
+                         for pane in app.screen.query(JournalPane) if pane.following for log in pane.query(FollowLog))
+
+    await wait_for(pilot, at_their_ends, timeout=10,
+                   what=lambda: f"the followed journal logs scrolled to their ends ({where()})")
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0,

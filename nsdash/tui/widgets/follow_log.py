@@ -107,6 +107,12 @@ class FollowLog(RichLog, SteadyScrollbars):
             self._scroll_update(new)
             self.refresh()
 
+    def watch_show_horizontal_scrollbar(self, shown: bool) -> None:
+        # The bar takes a line of the box, so the end moves a line down: a following log that
+        # scrolled before the layout that shows it would sit a line short of its end for good.
+        if shown and self.auto_scroll:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+
     def _bar_flips(self, old: Size, new: Size) -> bool:
         """Whether a virtual size going from OLD to NEW shows or hides a scrollbar: only on an
         axis whose overflow is auto.  RichLog's vertical bar is always there (overflow-y:
