@@ -3,7 +3,10 @@
 The socket is looked up *inside* the machine's root (system/confined: as openat2
 with RESOLVE_IN_ROOT resolves, without ctypes where it can): walking
 /proc/LEADER/root/run/dbus/system_bus_socket directly would follow an absolute symlink planted by the machine against the host's root, and could
-connect us, as root, to the host's own bus.  The O_PATH fd is then connected
+connect us, as root, to the host's own bus.  What the guest sends back is bounded
+too: the blocking calls read at most BUS_REPLY_MAX bytes a call (busproxy's Guarded),
+dbus-fast's MessageBus gets its messages through a relay that lets none longer
+through (inside/busrelay.py).  The O_PATH fd is then connected
 through /proc/self/fd/N, which also keeps the address far below AF_UNIX's
 108-byte limit whatever the PID.  The bus daemon inside authenticates EXTERNAL
 by uid; without a user namespace, root on the host is root inside; with one
@@ -31,7 +34,9 @@ if TYPE_CHECKING:
     from dbus_fast import Message
     from dbus_fast.aio import MessageBus
 
+    from nsdash.inside.busrelay import Relay
     from nsdash.machines.buscall import CallFailed, SupervisorBus
+    from nsdash.machines.busproxy import Guarded
     from nsdash.system import dbuswire
 
 # asyncio and dbus-fast are imported only by connections that need them (blocking=False), the
@@ -48,6 +53,10 @@ class BusUnreachable(NsdashError):
 
 class BusTimeout(NsdashError):
     """The machine's bus or its systemd did not answer in time."""
+
+
+class BusRefused(NsdashError):
+    """The machine's bus sent what no dbus sends (a message over the limit): the connection is ended."""
 
 
 class MachineGone(NsdashError):
@@ -163,8 +172,18 @@ def _preconnected(fd: int) -> socket.socket:
 
 
 def _preconnected_bus(sock: socket.socket, **kw: Any) -> MessageBus:
-    """dbus-fast's bus over a socket we connected ourselves (it has no fd transport)."""
+    """dbus-fast's bus over a socket we connected ourselves.
+
+    dbus-fast 5 has no public way to give MessageBus a connected socket or descriptor (its
+    addresses are unix paths, abstract names and tcp); connect() asks the private
+    _create_socket_for_transport for its socket, and this subclass answers with ours.  So
+    pyproject pins dbus-fast below 6, tests/unit/test_busrelay.py checks that connect() still
+    asks it, and without the hook we refuse here rather than connect around the relay."""
     from dbus_fast.aio import MessageBus
+
+    if not callable(getattr(MessageBus, "_create_socket_for_transport", None)):
+        raise NsdashError("this dbus-fast cannot be given a connected socket (no _create_socket_for_transport)",
+                          "install dbus-fast 5 (pip install 'dbus-fast>=5,<6'), as pyproject.toml asks")
 
     class _PreconnectedBus(MessageBus):
         def _create_socket_for_transport(  # type: ignore[override]  # an instance method: it needs our socket
@@ -194,6 +213,8 @@ class MachineBus:
         self._bus: MessageBus | None = None
         self._wire: dbuswire.Connection | None = None
         self._proxy: SupervisorBus | None = None
+        self._relay: Relay | None = None
+        self._guard: Guarded | None = None
 
     async def __aenter__(self) -> MachineBus:
         await self.connect()
@@ -214,13 +235,7 @@ class MachineBus:
             if self.blocking:
                 self._connect_blocking(fd)
                 return
-            from dbus_fast.aio import MessageBus
-
-            if own_user_namespace(self.target):
-                sock = connect_as_machine_root(self.target, fd, self.timeout)
-                bus: MessageBus = _preconnected_bus(sock, auth_timeout=self.timeout)
-            else:
-                bus = MessageBus(bus_address=f"unix:path=/proc/self/fd/{fd}", auth_timeout=self.timeout)
+            bus = _preconnected_bus(self._relayed(self._connect_guest(fd)), auth_timeout=self.timeout)
             self._bus = await self._deadline(bus.connect(), "connecting to its bus")
         except ConnectionRefusedError as e:
             raise self._refused() from e
@@ -228,6 +243,56 @@ class MachineBus:
             raise await self.loss(e) from e
         finally:
             os.close(fd)
+
+    def _connect_guest(self, fd: int) -> socket.socket:
+        """A socket connected to the bus socket at FD (from inside the machine's user namespace
+        when it has one of its own)."""
+        import socket
+
+        if own_user_namespace(self.target):
+            return connect_as_machine_root(self.target, fd, self.timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(self.timeout)  # a listener that never accepts: its backlog fills, connect waits
+        try:
+            sock.connect(f"/proc/self/fd/{fd}")
+        except TimeoutError as e:
+            sock.close()
+            raise self._timed_out(self.timeout, "connecting to its bus", e) from e
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _relayed(self, guest: socket.socket) -> socket.socket:
+        """The MessageBus's end of a socketpair whose other end a Relay joins to GUEST: dbus-fast
+        reads a message of any size whole (up to 128 MiB), the relay lets none over BUS_REPLY_MAX
+        through (the supervisor's bus-calls read no more than that for one call either)."""
+        import socket
+
+        from nsdash.inside.busrelay import Relay
+        from nsdash.machines.protocol import BUS_REPLY_MAX
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._relay = Relay(guest, theirs, BUS_REPLY_MAX)
+        self._relay.start()
+        return _preconnected(ours.detach())
+
+    def _refused_by_relay(self) -> NsdashError | None:
+        """Why the relay ended the connection (the guest sent a message over the limit), if it did."""
+        if self._relay is None or self._relay.error is None:
+            return None
+        return self._bus_refused(self._relay.error)
+
+    def _too_large(self) -> BusRefused:
+        from nsdash.inside.busrelay import amount
+        from nsdash.machines.protocol import BUS_REPLY_MAX
+
+        return self._bus_refused(f"sent more than {amount(BUS_REPLY_MAX)} for one call")
+
+    def _bus_refused(self, what: str) -> BusRefused:
+        return BusRefused(f"the bus of machine '{self.target.name}' {what}",
+                          "something other than dbus answers at /run/dbus/system_bus_socket inside the "
+                          f"machine; see 'nsdash journal -M {self.target.name} -u dbus.service'")
 
     def _refused(self) -> BusUnreachable:
         return BusUnreachable(f"the bus of machine '{self.target.name}' refuses connections",
@@ -237,6 +302,8 @@ class MachineBus:
     def _connect_blocking(self, fd: int) -> None:
         import socket
 
+        from nsdash.machines.busproxy import Guarded, ReplyTooLarge
+        from nsdash.machines.protocol import BUS_REPLY_MAX
         from nsdash.system import dbuswire
 
         try:
@@ -246,9 +313,15 @@ class MachineBus:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
                 sock.settimeout(self.timeout)
                 sock.connect(f"/proc/self/fd/{fd}")
-            self._wire = dbuswire.Connection(sock, self.timeout)
+            # As the supervisor's bus-calls read it: one deadline per call and at most
+            # BUS_REPLY_MAX of the guest's bytes for it (dbuswire would read 128 MiB).
+            self._guard = Guarded(sock)
+            self._guard.arm(time.monotonic() + self.timeout, BUS_REPLY_MAX)
+            self._wire = dbuswire.Connection(self._guard, self.timeout)
         except ConnectionRefusedError as e:
             raise self._refused() from e
+        except ReplyTooLarge as e:
+            raise self._too_large() from e
         except TimeoutError as e:
             raise self._timed_out(self.timeout, "connecting to its bus", e) from e
         except (OSError, EOFError, dbuswire.WireError) as e:
@@ -260,10 +333,12 @@ class MachineBus:
             self._proxy = None
         if self._wire is not None:
             self._wire.close()
-            self._wire = None
+            self._wire = self._guard = None
         if self._bus is not None:
             self._bus.disconnect()
             self._bus = None
+        if self._relay is not None:
+            self._relay.close()
 
     @property
     def bus(self) -> MessageBus:
@@ -325,12 +400,18 @@ class MachineBus:
 
         if self._wire is None:
             raise RuntimeError("MachineBus used before connect()")
+        from nsdash.machines.busproxy import ReplyTooLarge
+        from nsdash.machines.protocol import BUS_REPLY_MAX
+
         limit = self.timeout if timeout is None else timeout
-        self._wire.sock.settimeout(limit)
+        if self._guard is not None:
+            self._guard.arm(time.monotonic() + limit, BUS_REPLY_MAX)
         try:
             return self._wire.call(destination, path, interface, member, signature, list(body))
         except dbuswire.WireError as e:
             raise _call_error(e.name, e.name if e.text is None else e.text) from None
+        except ReplyTooLarge as e:
+            raise self._too_large() from e
         except TimeoutError as e:
             raise self._timed_out(limit, f"{interface.rsplit('.', 1)[-1]}.{member}", e) from e
         except (OSError, EOFError) as e:
@@ -393,6 +474,9 @@ class MachineBus:
         """Why the connection broke: the machine went away (given GRACE to finish dying), or just its bus."""
         if self.blocking:
             return self._lost_blocking(cause, grace)
+        refused = self._refused_by_relay()
+        if refused is not None:
+            return refused
         import asyncio
 
         deadline = asyncio.get_running_loop().time() + grace
