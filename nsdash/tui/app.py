@@ -199,9 +199,11 @@ class NsdashApp(App):
         key, back = isinstance(event, events.Key), event.is_forwarded
         if key and not back:
             self.key_first.arrived()
+        screen = self.screen if key and self.screen_stack else None
         await super().on_event(event)
         if key and (back or not event.is_forwarded):  # (not forwarded: a priority binding took it)
-            self.key_first.handled(self)
+            # its frame drawn now, not hops later (a binding that opened a screen: that one's first frame)
+            self.key_first.handled(self, screen)
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
         # Textual's one place where a frame goes to the terminal: the frame a key waited for.
