@@ -33,7 +33,9 @@ import asyncio
 import contextlib
 import time
 
+from textual import events
 from textual.app import App
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -129,6 +131,48 @@ class KeyFirst:
         if self._painted is not None:
             self._painted.set()
             self._painted = None
+
+
+def at_once(app: App, event: events.Key) -> bool:
+    """True if nothing on the way of EVENT (a key from the terminal) takes it itself: the focused
+    widget and its ancestors up to the screen have no key handler of their own (on_key, a
+    key_ method, a widget that consumes the key as Input does), so the key would only bubble
+    back to the app, a turn of the loop per node, for the app to run its binding.  Its binding
+    can run at once instead (NsdashApp.on_event)."""
+    screen = app.screen
+    if screen.maximized is not None and event.key == "escape":
+        return False  # Textual's own: escape restores a maximised widget
+    start: Widget = app.focused or screen
+    for node in start.ancestors_with_self:
+        if not isinstance(node, Widget):
+            break  # the app: what is left is its binding
+        if _handles_keys(type(node)) or node.check_consume_key(event.key, event.character):
+            return False
+        if any(getattr(node, f"key_{name}", None) or getattr(node, f"_key_{name}", None)
+               for name in event.name_aliases):
+            return False
+    return True
+
+
+_KEY_HANDLERS: dict[type, bool] = {}
+_KEY_MESSAGES = tuple(c for c in events.Key.__mro__ if issubclass(c, Message))
+
+
+def _handles_keys(cls: type) -> bool:
+    """CLS has a Key handler of its own (Widget's is the dispatch to key_ methods: looked up apart)."""
+    found = _KEY_HANDLERS.get(cls)
+    if found is None:
+        found = False
+        for klass in cls.__mro__:
+            if klass is Widget:
+                continue
+            handlers = klass.__dict__.get("_decorated_handlers") or {}
+            if ("on_key" in klass.__dict__ or "_on_key" in klass.__dict__
+                    or any(handlers.get(m) for m in _KEY_MESSAGES)):
+                found = True
+                break
+        _KEY_HANDLERS[cls] = found
+    return found
 
 
 def frame_now(screen: Screen) -> None:

@@ -306,3 +306,39 @@ async def test_a_keys_frame_is_drawn_once_its_binding_has_run_not_at_the_next_ti
         focused, line = frames[0]
         assert focused is log and any(k.description == "Priority" for k in line.keys)
         assert app.key_first.immediate == 2
+
+
+async def test_a_key_no_widget_takes_runs_its_binding_where_it_arrives():
+    """p with the journal's log focused: no node between the log and the screen handles keys
+    itself, so the app runs p's binding as the key arrives (keyfirst.at_once), instead of
+    sending it down to the log and letting it bubble back up a node per turn of the loop
+    (the flood's work ran between every two).  A key a widget does take (the search box's
+    text) still goes to it."""
+    from textual import events
+    from textual.widgets import Input
+
+    dispatched: list[tuple[str, bool]] = []
+
+    def hook(message) -> None:
+        if isinstance(message, events.Key):
+            dispatched.append((message.key, message.is_forwarded))
+
+    app = sample_app()
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        screen.set_focus(screen.query_one(FollowLog))
+        await pilot.pause()
+        dispatched.clear()
+        await pilot.press("p")
+        await pilot.pause()
+        assert pane.filter.max_priority == 5
+        # (the hook sees the app's own dispatches: on main p also came back to it, forwarded)
+        assert dispatched == [("p", False)]  # the app's, once: never forwarded to the log
+        await pilot.press("slash")  # the search box takes the focus ...
+        await pilot.pause()
+        box = screen.query_one("#journal-query", Input)
+        assert screen.focused is box
+        await pilot.press("x")  # ... and its text (forwarded to it, as Textual does)
+        await pilot.pause()
+        assert box.value == "x"
