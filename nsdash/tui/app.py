@@ -235,6 +235,8 @@ class NsdashApp(App):
     def on_mount(self) -> None:
         # The first snapshot's frame releases the collector (gcpause); this, if none comes.
         self.set_timer(GC_HELD_AT_MOST, gcpause.release)
+        if gcpause.held():  # (the dashboard's own process: nsdash.cli.dashboard holds it)
+            self.set_interval(gcpause.TEND_EVERY, self._tend_gc)
         if not self.poll:
             return
         from nsdash.tui.poller import HostReaders
@@ -249,7 +251,12 @@ class NsdashApp(App):
         self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=make)
         self.poller.start()
 
+    def _tend_gc(self) -> None:
+        """A full collection when one is due, never while a key waits for its frame (gcpause)."""
+        gcpause.tend(busy=self.key_first.holding())
+
     def on_unmount(self) -> None:
+        gcpause.untended()
         if self.poller is not None:
             self.poller.stop()
         if self.hosts is not None:
