@@ -78,6 +78,18 @@ def _hook_textual() -> None:
 
     Driver.process_message = process_message
     App.on_event = app_on_event
+    try:  # nsdash's app takes a key's binding where it arrives (keyfirst.at_once): App.on_event never sees it
+        from nsdash.tui.keyfirst import KeyFirst
+    except ImportError:
+        pass
+    else:
+        arrived = KeyFirst.arrived
+
+        def key_arrived(self):
+            _mark("key")
+            return arrived(self)
+
+        KeyFirst.arrived = key_arrived
     App._display = app_display
     WriterThread.__init__ = writer_thread_init
     WriterThread.write = writer_thread_write
