@@ -58,10 +58,12 @@ async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypa
         await pilot.pause()
         assert painted["FollowLog"] > 0  # the new lines were painted ...
         assert painted["JournalPane"] == 0  # ... and the pane's own lines (border and all) were not
-        pane.action_cycle_priority()  # a new filter is a new subtitle: that does repaint the pane
+        edges = pane.edge_repaints
+        pane.action_cycle_priority()  # a new filter is a new subtitle: that repaints the pane's edges ...
         await pane.written()
         await pilot.pause()
-        assert painted["JournalPane"] > 0 and "≤notice" in str(pane.border_subtitle)
+        assert "≤notice" in str(pane.border_subtitle) and pane.edge_repaints == edges + 1
+        assert painted["JournalPane"] <= 2  # ... its top and bottom lines alone (main: 39, every line of the pane)
 
 
 async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_the_log(monkeypatch):

@@ -41,7 +41,6 @@ from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.edges import FocusEdges
 from nsdash.tui.widgets.follow_log import FollowLog
-from nsdash.tui.widgets.steady import set_titles
 
 KEEP = JOURNAL_KEEP
 WRITE_SLICE = 100  # lines per RichLog write at most, one write per turn of the event loop
@@ -115,7 +114,9 @@ class JournalPane(FocusEdges, Vertical):
         "journal-pane--event", "journal-pane--console", "journal-pane--match"}
 
     following: reactive[bool] = reactive(True)
-    filter: reactive[JournalFilter] = reactive(JournalFilter, always_update=True)
+    # repaint=False: a new filter shows in the log's lines and the subtitle, each repainting
+    # itself; the reactive's own repaint drew every line of the pane in p's frame
+    filter: reactive[JournalFilter] = reactive(JournalFilter, always_update=True, repaint=False)
 
     def __init__(self, **kw) -> None:
         # Born following (the reactive's default): watch_following's set_class at mount then changes
@@ -275,7 +276,7 @@ class JournalPane(FocusEdges, Vertical):
         state = "following" if self.following else "paused (end: follow)"
         extra = self.filter.describe()
         # Text: never read as markup; set only when it reads otherwise (a batch of lines keeps it)
-        set_titles(self, Text(f"Journal: {escape(who)}"), Text(f"{escape(extra)}  {state}" if extra else state))
+        self.set_edge_titles(Text(f"Journal: {escape(who)}"), Text(f"{escape(extra)}  {state}" if extra else state))
 
     # ------------------------------------------------------------ actions
 
