@@ -257,13 +257,20 @@ class _StoppedTimer:
         pass
 
 
+def _text_of(update) -> str:
+    """What a frame writes to the terminal (Textual's ChopsUpdate), as text with its escapes."""
+    from rich.console import Console
+
+    return update.render_segments(Console(width=SIZE[0], force_terminal=True))
+
+
 async def _frames_of_a_key(app, pilot, screen, key: str, seen) -> list:
     """Press KEY with SCREEN's update timer stopped; SEEN() at every frame the app wrote."""
     frames: list = []
     shown = app._display
 
     def display(on, renderable) -> None:
-        frames.append(seen())
+        frames.append((*seen(), _text_of(renderable)))
         shown(on, renderable)
 
     real_timer = screen._update_timer
@@ -294,7 +301,8 @@ async def test_a_keys_frame_is_drawn_once_its_binding_has_run_not_at_the_next_ti
         frames = await _frames_of_a_key(app, pilot, screen, "p",
                                         lambda: (pane.filter.max_priority, str(pane.border_subtitle)))
         assert frames, "no frame after p: it waited for the update timer"
-        assert frames[0][0] == 5 and "notice" in frames[0][1]  # the frame shows p's effect
+        assert frames[0][0] == 5 and "notice" in frames[0][1]  # the frame shows p's effect ...
+        assert "≤notice" in frames[0][2]  # ... on the terminal (the pane's bottom edge)
         assert app.key_first.immediate == 1
 
         screen.set_focus(screen.query_one(ConsolePane))
@@ -303,7 +311,7 @@ async def test_a_keys_frame_is_drawn_once_its_binding_has_run_not_at_the_next_ti
         frames = await _frames_of_a_key(app, pilot, screen, "ctrl+right_square_bracket",
                                         lambda: (screen.focused, footer.line))
         assert frames, "no frame after ctrl+]: it waited for the update timer"
-        focused, line = frames[0]
+        focused, line, _written = frames[0]
         assert focused is log and any(k.description == "Priority" for k in line.keys)
         assert app.key_first.immediate == 2
 

@@ -73,7 +73,8 @@ class FocusEdges(Widget):
 
     def _repaint_edges(self) -> None:
         """Repaint the top and bottom lines alone (the whole, if the panel has no two lines)."""
-        height, width = self.size.height, self.size.width
+        # the panel's outer lines: `size` is its content's (within the border), a line short each side
+        width, height = self.outer_size
         if height < 2:
             super().refresh()
             return
