@@ -81,12 +81,15 @@ async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_th
         await wait_for(pilot, lambda: journal.has_pseudo_class("focus-within"), 5, "the journal's focus")
         await pilot.pause()
         painted = count_painted_lines(monkeypatch, FollowLog, ConsolePane)
+        edges = console.edge_repaints
         for key, focused in (("tab", console), ("ctrl+right_square_bracket", journal)) * 2:
             await pilot.press(key)
             await wait_for(pilot, lambda p=focused: p.has_pseudo_class("focus") or p.has_pseudo_class("focus-within"),
                            5, key)
             await pilot.pause()
-        assert painted["ConsolePane"] > 0  # its border changed colour: the moves were painted ...
+        # its border changed colour: the moves were painted, its top and bottom edges (border
+        # lines: no render_line of its own; the bottom edge was a content line before)
+        assert console.edge_repaints >= edges + 4 and painted["ConsolePane"] == 0
         assert painted["FollowLog"] == 0  # ... and the log's lines never
 
 
