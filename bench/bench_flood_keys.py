@@ -100,6 +100,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def press(key: str, where: int, timeout: float = 5.0) -> tuple[float, float]:
     """(when KEY was sent, seconds until screen row WHERE showed a change)."""
     before = row(where)
@@ -139,6 +146,7 @@ def main() -> int:
     times: list[str] = []  # phase, key, sent, seconds to its effect (for --sample)
     cpu: dict[str, float] = {"rest": 0.0, "flood": 0.0}
     wall: dict[str, float] = {"rest": 0.0, "flood": 0.0}
+    peak = float("nan")
     with report.capture():
         r = nsdash(env, "spawn", "--detach", "-q", "-x", "-D", str(busybox_tree()), "-M", MACHINE,
                    "/bin/sh", "-c", FLOOD)
@@ -174,6 +182,7 @@ def main() -> int:
                     wall[phase] += time.monotonic() - w0
                     loads.append(os.getloadavg()[0])
             go.unlink(missing_ok=True)
+            peak = peak_rss_mb(pid)
         finally:
             tmux("kill-server")
             # kill-server leaves the socket file behind
@@ -190,6 +199,7 @@ def main() -> int:
                 print(f"{phase:5} key {key}: key-to-effect median {statistics.median(ms):.0f} ms, "
                       f"p95 {percentile(ms, 0.95):.0f} ms, max {max(ms):.0f} ms over {len(ms)} keys")
             print(f"{phase:5}: dashboard CPU {100 * cpu[phase] / wall[phase]:.0f}% of a core")
+        print(f"dashboard peak memory (VmHWM): {peak:.0f} MB")
         print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f}")
         for key in KEYS:
             rest_ms = [v * 1000 for v in results[f"rest {key}"]]

@@ -20,11 +20,14 @@ def load(out: Path) -> tuple[list[float], list[tuple[str, ...]], dict[str, list[
     stacks: dict[int, tuple[str, ...]] = {}
     times: list[float] = []
     ids: list[tuple[str, ...]] = []
-    marks: dict[str, list[float]] = {"in": [], "key": [], "frame": [], "queued": [], "out": []}
+    marks: dict[str, list[float]] = {"in": [], "key": [], "frame": [], "queued": [], "out": [], "gc2": []}
     for line in out.read_text().splitlines():
         head, _, rest = line.partition("\t")
         if head.startswith("!"):
-            marks[head[1:]].append(float(rest.split("\t")[0]))
+            when, _, value = rest.partition("\t")
+            marks[head[1:]].append(float(when))
+            if head == "!gc2":
+                GC2[float(when)] = int(value) / 1e6
         elif head.startswith("#"):
             stacks[int(head[1:])] = tuple(rest.split(";"))
         elif rest:
@@ -33,6 +36,15 @@ def load(out: Path) -> tuple[list[float], list[tuple[str, ...]], dict[str, list[
     for values in marks.values():
         values.sort()
     return times, ids, marks
+
+
+GC2: dict[float, float] = {}  # a full collection's end -> its length (s)
+
+
+def gc2_within(marks: dict[str, list[float]], start: float, end: float) -> float:
+    """Seconds of full collections that ran between START and END."""
+    return sum(max(0.0, min(end, t) - max(start, t - GC2[t])) for t in marks["gc2"]
+               if t - GC2[t] < end and t > start)
 
 
 def after(values: list[float], t: float) -> float:
@@ -67,12 +79,14 @@ def main() -> None:
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     n = keys = 0
+    gc_ms: list[float] = []  # per slow key: ms of full collections while it waited
     for line in Path(f"{args.out}.keys").read_text().splitlines():
         phase, key, sent, took = line.split("\t")
         if phase != args.phase or float(took) * 1000 <= args.over:
             continue
         keys += 1
         parts.append(split(marks, float(sent), float(took)))
+        gc_ms.append(1000 * gc2_within(marks, float(sent), float(sent) + float(took)))
         start = bisect.bisect_left(times, float(sent))
         end = bisect.bisect_right(times, float(sent) + float(took))
         for stack in stacks[start:end]:
@@ -85,6 +99,11 @@ def main() -> None:
         for i, what in enumerate(("to the input thread", "to the app's loop", "handled, to the frame", "frame to seen")):
             values = sorted(p[i] for p in parts)
             print(f"  {what:22} {values[len(values) // 2]:7.1f} {values[-1]:7.1f}")
+    if marks["gc2"]:
+        hit = [g for g in gc_ms if g > 0]
+        print(f"full collections: {len(marks['gc2'])} in the run, "
+              f"{sum(GC2.values()) / len(GC2) * 1000:.0f} ms each on average; "
+              f"{len(hit)} of these keys waited through one ({sum(hit):.0f} ms in all)")
     for title, counts in (("inclusive", inclusive), ("self", leaf)):
         print(f"-- {title}")
         for frame, c in counts.most_common(args.top):

@@ -15,7 +15,7 @@ the driver's input thread (`!in`), when the app's loop took it (`!key`), and
 when the app began to write a frame (`!frame`) and when the writer thread
 took a frame (`!queued`, with its length) and flushed frames to the terminal (`!out`): so a key's time splits into reaching
 the app, waiting in its queue, being handled and painted, and reaching the
-screen (the writer thread, tmux).
+screen (the writer thread, tmux).  Full cyclic collections are marked too (`!gc2`).
 """
 
 from __future__ import annotations
@@ -78,9 +78,38 @@ def _hook_textual() -> None:
 
     Driver.process_message = process_message
     App.on_event = app_on_event
+    try:  # nsdash's app takes a key's binding where it arrives (keyfirst.at_once): App.on_event never sees it
+        from nsdash.tui.keyfirst import KeyFirst
+    except ImportError:
+        pass
+    else:
+        arrived = KeyFirst.arrived
+
+        def key_arrived(self):
+            _mark("key")
+            return arrived(self)
+
+        KeyFirst.arrived = key_arrived
     App._display = app_display
     WriterThread.__init__ = writer_thread_init
     WriterThread.write = writer_thread_write
+
+
+def _hook_gc() -> None:
+    """Mark each cyclic collection of the oldest generation (`!gc2`, at its end, with its
+    length in microseconds): a full collection walks every object the app keeps."""
+    import gc
+
+    started = [0.0]
+
+    def collected(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.monotonic()
+        elif info.get("generation") == 2:
+            now = time.monotonic()
+            _marks.append(f"!gc2\t{now:.6f}\t{int(1e6 * (now - started[0]))}\n")
+
+    gc.callbacks.append(collected)
 
 
 def _sampler(out: str, hz: float, main_id: int) -> None:
@@ -120,6 +149,7 @@ def main() -> None:
     if flag != "-m":
         raise SystemExit("usage: stack_sampler.py OUT HZ -m MODULE [ARGS...]")
     _hook_textual()
+    _hook_gc()
     threading.Thread(target=_sampler, args=(out, float(hz), threading.get_ident()), daemon=True).start()
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

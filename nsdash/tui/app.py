@@ -30,7 +30,7 @@ from nsdash.system.text import escape
 from nsdash.tui import gcpause
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.history import MetricHistory
-from nsdash.tui.keyfirst import KeyFirst
+from nsdash.tui.keyfirst import KeyFirst, at_once
 from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
 from nsdash.tui.poller import TREE_EVERY, Poller, Readers
 from nsdash.tui.screens.dashboard import DashboardScreen
@@ -197,11 +197,28 @@ class NsdashApp(App):
         # unless a widget kept it, back after bubbling up, when Textual runs its binding.
         # (Forwarding marks the event itself forwarded: whether it came back is known before.)
         key, back = isinstance(event, events.Key), event.is_forwarded
+        screen = self.screen if key and self.screen_stack else None
         if key and not back:
             self.key_first.arrived()
+            assert isinstance(event, events.Key) and screen is not None
+            if at_once(self, event) and await self._bound_at_once(event, screen):
+                return
         await super().on_event(event)
         if key and (back or not event.is_forwarded):  # (not forwarded: a priority binding took it)
-            self.key_first.handled(self)
+            # its frame drawn now, not hops later (a binding that opened a screen: that one's first frame)
+            self.key_first.handled(self, screen)
+
+    async def _bound_at_once(self, event: events.Key, screen: Screen) -> bool:
+        """Run the binding of a key no widget on its way takes (keyfirst.at_once) now, not after
+        it bubbled back up through every node to the focused one, a turn of the loop each;
+        False if none ran (the key then goes the usual way).  As App.on_event, then App._on_key."""
+        self.app_focus = True
+        if self.focused:
+            screen._clear_tooltip()
+        if await self._check_bindings(event.key, priority=True) or await self._check_bindings(event.key):
+            self.key_first.handled(self, screen)
+            return True
+        return False
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
         # Textual's one place where a frame goes to the terminal: the frame a key waited for.
@@ -218,6 +235,8 @@ class NsdashApp(App):
     def on_mount(self) -> None:
         # The first snapshot's frame releases the collector (gcpause); this, if none comes.
         self.set_timer(GC_HELD_AT_MOST, gcpause.release)
+        if gcpause.held():  # (the dashboard's own process: nsdash.cli.dashboard holds it)
+            self.set_interval(gcpause.TEND_EVERY, self._tend_gc)
         if not self.poll:
             return
         from nsdash.tui.poller import HostReaders
@@ -232,7 +251,12 @@ class NsdashApp(App):
         self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=make)
         self.poller.start()
 
+    def _tend_gc(self) -> None:
+        """A full collection when one is due, never while a key waits for its frame (gcpause)."""
+        gcpause.tend(busy=self.key_first.holding())
+
     def on_unmount(self) -> None:
+        gcpause.untended()
         if self.poller is not None:
             self.poller.stop()
         if self.hosts is not None:

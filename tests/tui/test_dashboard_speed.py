@@ -31,8 +31,44 @@ def test_gcpause_holds_until_released_and_only_what_it_held():
         gcpause.release()
         assert not gc.isenabled()
     finally:
+        gcpause.untended()
         gc.enable()
         gc.unfreeze()
+
+
+def test_after_release_full_collections_run_only_when_tended_and_no_key_waits(monkeypatch):
+    """A flood's journal lines fill the old generation (issue 15): Python's own rule ran a full
+    collection over them every few seconds, 40-90 ms with the UI stopped, keys waiting.  After
+    release none runs by itself; gcpause.tend runs one when Python would have, at most every
+    FULL_EVERY seconds, and not while a key waits for its frame."""
+    clock = [1000.0]
+    monkeypatch.setattr(gcpause, "_clock", lambda: clock[0])
+    full: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(info["collected"])
+
+    gc.callbacks.append(seen)
+    try:
+        gcpause.hold()
+        gcpause.release()
+        full.clear()
+        kept = [[i] for i in range(400_000)]  # containers that live on, as a flood's lines do
+        assert full == []  # Python's rule would have collected the old generation by now
+        assert gc.get_count()[2] >= gcpause.FULL_AFTER
+        assert not gcpause.tend(busy=False)  # not FULL_EVERY since the last (release's)
+        clock[0] += gcpause.FULL_EVERY
+        assert not gcpause.tend(busy=True)  # a key waits for its frame
+        assert gcpause.tend(busy=False) and len(full) == 1
+        assert not gcpause.tend(busy=False)  # just ran
+        assert len(kept) == 400_000
+    finally:
+        gc.callbacks.remove(seen)
+        gcpause.untended()
+        gc.enable()
+        gc.unfreeze()
+    assert gc.get_threshold()[2] < 1000  # Python's own again
 
 
 async def test_collection_resumes_after_the_first_snapshot_is_painted():
@@ -49,6 +85,7 @@ async def test_collection_resumes_after_the_first_snapshot_is_painted():
             assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's way
     finally:
         gcpause.release()
+        gcpause.untended()
         gc.enable()
         gc.unfreeze()
 

@@ -58,10 +58,12 @@ async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypa
         await pilot.pause()
         assert painted["FollowLog"] > 0  # the new lines were painted ...
         assert painted["JournalPane"] == 0  # ... and the pane's own lines (border and all) were not
-        pane.action_cycle_priority()  # a new filter is a new subtitle: that does repaint the pane
+        edges = pane.edge_repaints
+        pane.action_cycle_priority()  # a new filter is a new subtitle: that repaints the pane's edges ...
         await pane.written()
         await pilot.pause()
-        assert painted["JournalPane"] > 0 and "≤notice" in str(pane.border_subtitle)
+        assert "≤notice" in str(pane.border_subtitle) and pane.edge_repaints == edges + 1
+        assert painted["JournalPane"] <= 2  # ... its top and bottom lines alone (main: 39, every line of the pane)
 
 
 async def _journal_focused(app, pilot) -> tuple[JournalPane, ConsolePane]:
@@ -92,9 +94,12 @@ async def test_moving_the_focus_between_console_and_journal_paints_no_line_of_th
     async with app.run_test(size=SIZE) as pilot:
         journal, console = await _journal_focused(app, pilot)
         painted = count_painted_lines(monkeypatch, FollowLog, ConsolePane)
+        edges = console.edge_repaints
         for key, focused in (("tab", console), ("ctrl+right_square_bracket", journal)) * 2:
             await _move_focus(pilot, key, focused)
-        assert painted["ConsolePane"] > 0  # its border changed colour: the moves were painted ...
+        # its border changed colour: the moves were painted, its top and bottom edges (border
+        # lines: no render_line of its own; the bottom edge was a content line before)
+        assert console.edge_repaints >= edges + 4 and painted["ConsolePane"] == 0
         assert painted["FollowLog"] == 0  # ... and the log's lines never
 
 

@@ -13,12 +13,22 @@ import asyncio
 import os
 import threading
 
+import pytest
 from tuikit import feed_sample, sample_app
 
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, Snapshot
 from nsdash.tui.poller import Poller
-from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
+from nsdash.tui.widgets import journal_pane
+from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.journal_pane import KEEP, MIN_SLICE, SLICE_BUDGET, UNSEEN, WRITE_SLICE, JournalPane
+
+
+@pytest.fixture(autouse=True)
+def free_writes(monkeypatch):
+    """The writes' clock stands still: every slice is WRITE_SLICE lines, however loaded the host
+    (a test that times its writes sets its own clock)."""
+    monkeypatch.setattr(journal_pane, "_slice_clock", lambda: 0.0)
 
 
 def ticks(start: int, n: int) -> tuple[JournalLine, ...]:
@@ -52,6 +62,47 @@ async def test_a_batch_is_written_in_slices_with_the_event_loop_turning_between(
         assert order[:2] == [f"write {WRITE_SLICE}", "other work"]  # it ran after the first slice, not after all
         assert [o for o in order if o.startswith("write")] == [f"write {WRITE_SLICE}"] * n
         assert pane.visible_text()[-1].endswith(f"flood: tick {n * WRITE_SLICE - 1}")
+
+
+async def test_a_slice_takes_fewer_lines_when_its_lines_cost_more(monkeypatch):
+    """A key that comes while a slice is written waits for that slice (issue 15).  Not timed:
+    the writes' clock is ours and each line costs what the test says (powers of two: exact
+    sums).  At 0.24 ms a line (a host a flood loads) a slice is the SLICE_BUDGET's worth, 20
+    lines, after the first (100, costed at 24 ms); at 1 ms a line MIN_SLICE; cheap again,
+    WRITE_SLICE."""
+    clock = [0.0]
+    monkeypatch.setattr(journal_pane, "_slice_clock", lambda: clock[0])
+    cost = [2.0 ** -12]
+    app = sample_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed_sample(app, pilot)
+        pane = app.screen.query_one(JournalPane)
+        await pane.written()
+        log = pane.query_one(FollowLog)
+        sizes: list[int] = []
+        real_write = log.write
+
+        def write(content, *a, **kw):
+            n = len(content.plain.splitlines())
+            sizes.append(n)
+            clock[0] += n * cost[0]
+            return real_write(content, *a, **kw)
+
+        log.write = write
+        pane.show(("demo-debian",), ticks(0, 300), reset=True)
+        await pane.written()
+        assert sizes[0] == WRITE_SLICE and set(sizes[1:-1]) == {int(SLICE_BUDGET / cost[0])} == {20}
+        assert sum(sizes) == 300
+        sizes.clear()
+        cost[0] = 2.0 ** -10
+        pane.show(("demo-debian",), ticks(0, 100), reset=True)
+        await pane.written()
+        assert sizes[0] == 20 and set(sizes[1:]) == {MIN_SLICE}  # (the first: the last estimate)
+        sizes.clear()
+        cost[0] = 2.0 ** -17
+        pane.show(("demo-debian",), ticks(0, 300), reset=True)
+        await pane.written()
+        assert sizes[:2] == [MIN_SLICE, WRITE_SLICE]
 
 
 async def test_a_flood_past_what_would_be_seen_leaves_the_oldest_new_lines_out_of_the_log():

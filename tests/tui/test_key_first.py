@@ -242,3 +242,111 @@ async def test_a_woken_writer_does_not_end_a_newer_keys_wait(monkeypatch):
     gate.arrived()  # a new key, before the writer's timer ran
     await asyncio.wait_for(writer, timeout=60)
     assert gate.waiting  # the new key still holds the flood back
+
+
+class _StoppedTimer:
+    """A screen's update timer that never ticks: Textual's own way to a frame is shut."""
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+def _text_of(update) -> str:
+    """What a frame writes to the terminal (Textual's ChopsUpdate), as text with its escapes."""
+    from rich.console import Console
+
+    return update.render_segments(Console(width=SIZE[0], force_terminal=True))
+
+
+async def _frames_of_a_key(app, pilot, screen, key: str, seen) -> list:
+    """Press KEY with SCREEN's update timer stopped; SEEN() at every frame the app wrote."""
+    frames: list = []
+    shown = app._display
+
+    def display(on, renderable) -> None:
+        frames.append((*seen(), _text_of(renderable)))
+        shown(on, renderable)
+
+    real_timer = screen._update_timer
+    app._display = display
+    screen._Screen__update_timer = _StoppedTimer()  # (Screen's own name for it)
+    try:
+        await pilot.press(key)
+    finally:
+        screen._Screen__update_timer = real_timer
+        del app._display
+        real_timer.resume()
+    return frames
+
+
+async def test_a_keys_frame_is_drawn_once_its_binding_has_run_not_at_the_next_timer_tick():
+    """Not timed: the screen's update timer (Textual's 1/60 s clock, resumed a few hops after a
+    change) is stopped, so only the key's own path draws.  p (a binding the app runs when the
+    key comes back) and ctrl+] (the console pane keeps it; the machine screen moves the focus)
+    each draw their effect in the frame written when their binding has run."""
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        log = screen.query_one(FollowLog)
+        screen.set_focus(log)
+        await pane.written()
+        await pilot.pause()
+        frames = await _frames_of_a_key(app, pilot, screen, "p",
+                                        lambda: (pane.filter.max_priority, str(pane.border_subtitle)))
+        assert frames, "no frame after p: it waited for the update timer"
+        assert frames[0][0] == 5 and "notice" in frames[0][1]  # the frame shows p's effect ...
+        assert "≤notice" in frames[0][2]  # ... on the terminal (the pane's bottom edge)
+        assert app.key_first.immediate == 1
+
+        screen.set_focus(screen.query_one(ConsolePane))
+        await pilot.pause()
+        footer = screen.query_one("KeyFooter")
+        frames = await _frames_of_a_key(app, pilot, screen, "ctrl+right_square_bracket",
+                                        lambda: (screen.focused, footer.line))
+        assert frames, "no frame after ctrl+]: it waited for the update timer"
+        focused, line, _written = frames[0]
+        assert focused is log and any(k.description == "Priority" for k in line.keys)
+        assert app.key_first.immediate == 2
+
+
+async def test_a_key_no_widget_takes_runs_its_binding_where_it_arrives():
+    """p with the journal's log focused: no node between the log and the screen handles keys
+    itself, so the app runs p's binding as the key arrives (keyfirst.at_once), instead of
+    sending it down to the log and letting it bubble back up a node per turn of the loop
+    (the flood's work ran between every two).  A key a widget does take (the search box's
+    text) still goes to it."""
+    from textual import events
+    from textual.widgets import Input
+
+    dispatched: list[tuple[str, bool]] = []
+
+    def hook(message) -> None:
+        if isinstance(message, events.Key):
+            dispatched.append((message.key, message.is_forwarded))
+
+    app = sample_app()
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        screen = await machine_screen(app, pilot)
+        pane = screen.query_one(JournalPane)
+        screen.set_focus(screen.query_one(FollowLog))
+        await pilot.pause()
+        dispatched.clear()
+        await pilot.press("p")
+        await pilot.pause()
+        assert pane.filter.max_priority == 5
+        # (the hook sees the app's own dispatches: on main p also came back to it, forwarded)
+        assert dispatched == [("p", False)]  # the app's, once: never forwarded to the log
+        await pilot.press("slash")  # the search box takes the focus ...
+        await pilot.pause()
+        box = screen.query_one("#journal-query", Input)
+        assert screen.focused is box
+        await pilot.press("x")  # ... and its text (forwarded to it, as Textual does)
+        await pilot.pause()
+        assert box.value == "x"

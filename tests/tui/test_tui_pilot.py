@@ -134,12 +134,14 @@ async def test_journal_pauses_when_scrolled_up_and_filters():
         await wait_for(pilot, lambda: pane.following, what="follow again")
         await pilot.press("p", "p", "p")  # up to err
         assert pane.filter.max_priority == 3
+        await pane.written()  # (its writer task writes the lines: the key's own frame comes first)
         assert [t.split(": ", 1)[-1] for t in pane.visible_text() if "--" not in t] == [
             "failed to reach the update server: connection refused", "late"]
         await pilot.press("escape")
         await pilot.press("slash")
         await pilot.press(*"tick 19", "enter")
         assert pane.filter.search == "tick 19"
+        await pane.written()
         assert len(pane.visible_text()) == 11  # tick 19, tick 190..199
 
 

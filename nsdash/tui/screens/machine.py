@@ -134,7 +134,7 @@ class MachineScreen(PanelScreen):
         # The screen's set_focus, not the log's focus(): that repaints every line of the log
         # first (a flooding log's), for a focus change the log does not show (follow_log.py).
         self.set_focus(self.query_one("#machine-journal #journal-log"))
-        gate(self.app).handled(self.app)  # the pane kept ctrl+]: its effect is this (nsdash.tui.keyfirst)
+        gate(self.app).handled(self.app, self)  # the pane kept ctrl+]: its effect is this, drawn now (nsdash.tui.keyfirst)
 
     # ---- limits: read in a thread worker, shown beside usage, changed through the launcher
 

@@ -28,9 +28,12 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
+from rich.text import Text
 from textual.geometry import Region
 from textual.screen import Screen
 from textual.widget import Widget
+
+from nsdash.tui.widgets.steady import set_titles
 
 # The class of a panel (`.panel`) that holds the focus, itself or a descendant.
 FOCUSED = "-focused"
@@ -60,15 +63,41 @@ class FocusEdges(Widget):
     def _restyled(self, before: dict[str, Any]) -> None:
         after = dict(self.styles.get_render_rules())
         changed = {rule for rule in before.keys() | after.keys() if before.get(rule) != after.get(rule)}
-        height, width = self.size.height, self.size.width
         if not changed:
             return
-        if changed <= EDGE_RULES and height >= 2:
+        if changed <= EDGE_RULES:
             self.edge_repaints += 1
-            left, top = self.content_offset  # regions are given from the content's corner
-            super().refresh(Region(-left, -top, width, 1), Region(-left, height - 1 - top, width, 1))
+            self._repaint_edges()
         else:
             super().refresh()
+
+    def _repaint_edges(self) -> None:
+        """Repaint the top and bottom lines alone (the whole, if the panel has no two lines)."""
+        # the panel's outer lines: `size` is its content's (within the border), a line short each side
+        width, height = self.outer_size
+        if height < 2:
+            super().refresh()
+            return
+        left, top = self.content_offset  # regions are given from the content's corner
+        super().refresh(Region(-left, -top, width, 1), Region(-left, height - 1 - top, width, 1))
+
+    def set_edge_titles(self, title: Text, subtitle: Text) -> bool:
+        """steady.set_titles for the panel: the titles sit on its top and bottom edges, so those two
+        lines are repainted, not every line of the panel (Textual's border_title does that: p's
+        new filter in the journal's subtitle drew the whole pane, log and all, in the key's frame)."""
+        if not self.is_mounted:
+            return set_titles(self, title, subtitle)
+        outer, held = self._restyling, self._repaint_held  # (inside a focus restyle: its own, kept)
+        self._restyling, self._repaint_held = True, False
+        try:
+            changed = set_titles(self, title, subtitle)
+        finally:
+            self._restyling = outer
+        if self._repaint_held:
+            self.edge_repaints += 1
+            self._repaint_edges()
+        self._repaint_held = held
+        return changed
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
 The pane keeps the last entries it was given (no I/O: the poller follows the
 journal and posts lines); filtering re-renders from that buffer.
 
-Lines reach the log in slices of at most WRITE_SLICE lines, one slice per turn
+Lines reach the log in slices of at most WRITE_SLICE lines (fewer when the last
+slice's lines cost more than SLICE_BUDGET: a loaded host), one slice per turn
 of the event loop (a writer task that yields between slices), and batches that
 come within WRITE_GAP of the last write are gathered into the next: RichLog's cost
 grows with the lines of a write (a flood's batch of 5,000 took 300 ms of the
@@ -40,10 +41,12 @@ from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
 from nsdash.tui.widgets.edges import FocusEdges
 from nsdash.tui.widgets.follow_log import FollowLog
-from nsdash.tui.widgets.steady import set_titles
 
 KEEP = JOURNAL_KEEP
-WRITE_SLICE = 100  # lines per RichLog write, one write per turn of the event loop (about 10 ms)
+WRITE_SLICE = 100  # lines per RichLog write at most, one write per turn of the event loop
+SLICE_BUDGET = 0.005  # s: a write's share of the UI thread (fewer lines when they cost more: a loaded host)
+MIN_SLICE = 10  # lines per write at least (a write's own cost is ~0.5 ms, whatever its lines)
+_slice_clock = time.perf_counter  # times the writes (a test sets its own)
 WRITE_GAP = 0.1  # s: a new batch this soon after the last write waits, gathering what comes (a flood's)
 UNSEEN = 4 * WRITE_SLICE  # new lines queued past this while following: the oldest would scroll by unseen
 PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -88,6 +91,15 @@ def line_text(line: JournalLine, merged: bool) -> str:
     return f"{stamp} {machine}{who + ': ' if who else ''}{escape(line.message)}"
 
 
+def slice_for(per_line: float) -> int:
+    """Lines a write takes when each cost PER_LINE seconds in the last: what fits SLICE_BUDGET,
+    within MIN_SLICE..WRITE_SLICE.  A key that comes while a slice is written waits for it
+    (issue 15): 100 lines took 10-40 ms on a host a flood loads, 5 ms at rest."""
+    if per_line <= 0:
+        return WRITE_SLICE
+    return max(MIN_SLICE, min(WRITE_SLICE, int(SLICE_BUDGET / per_line)))
+
+
 class JournalPane(FocusEdges, Vertical):
     """The followed machines' log lines, with filters; focus it and press p, u, / or end."""
 
@@ -102,7 +114,9 @@ class JournalPane(FocusEdges, Vertical):
         "journal-pane--event", "journal-pane--console", "journal-pane--match"}
 
     following: reactive[bool] = reactive(True)
-    filter: reactive[JournalFilter] = reactive(JournalFilter, always_update=True)
+    # repaint=False: a new filter shows in the log's lines and the subtitle, each repainting
+    # itself; the reactive's own repaint drew every line of the pane in p's frame
+    filter: reactive[JournalFilter] = reactive(JournalFilter, always_update=True, repaint=False)
 
     def __init__(self, **kw) -> None:
         # Born following (the reactive's default): watch_following's set_class at mount then changes
@@ -118,6 +132,7 @@ class JournalPane(FocusEdges, Vertical):
         self._scroll_end: bool | None = None
         self._end_after = False  # scroll to the end when the queued lines are written (a re-render)
         self._last_write = float("-inf")
+        self._slice = WRITE_SLICE  # lines the next write takes (see _write_round)
         self._writer: asyncio.Task[None] | None = None
         self._written = asyncio.Event()
         self._written.set()
@@ -229,9 +244,11 @@ class JournalPane(FocusEdges, Vertical):
         keys = gate(self.app)
         while left > 0 and self._unwritten and self.is_attached:
             await keys.painted()  # a key pressed meanwhile is drawn first (nsdash.tui.keyfirst)
-            n = min(WRITE_SLICE, left, len(self._unwritten))
+            n = min(self._slice, left, len(self._unwritten))
+            started = _slice_clock()
             texts = [self._styled(self._unwritten.popleft()) for _ in range(n)]
             log.write(Text("\n").join(texts), scroll_end=self._scroll_end)
+            self._slice = slice_for((_slice_clock() - started) / n)
             left -= n
             self.writes += 1
             self._last_write = time.monotonic()
@@ -259,7 +276,7 @@ class JournalPane(FocusEdges, Vertical):
         state = "following" if self.following else "paused (end: follow)"
         extra = self.filter.describe()
         # Text: never read as markup; set only when it reads otherwise (a batch of lines keeps it)
-        set_titles(self, Text(f"Journal: {escape(who)}"), Text(f"{escape(extra)}  {state}" if extra else state))
+        self.set_edge_titles(Text(f"Journal: {escape(who)}"), Text(f"{escape(extra)}  {state}" if extra else state))
 
     # ------------------------------------------------------------ actions
 

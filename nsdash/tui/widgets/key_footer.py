@@ -127,7 +127,9 @@ class KeyFooter(Widget, can_focus=False):
         self.updates = 0  # repaints asked for because the keys changed (tests read it)
 
     def on_mount(self) -> None:
-        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        # immediate: in the focus move itself, so the frame a key draws at once (nsdash.tui.keyfirst)
+        # shows the new keys; otherwise the footer learnt of them a turn of the loop later
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed, immediate=True)
         self._bindings_changed(self.screen)
 
     def on_unmount(self) -> None:
