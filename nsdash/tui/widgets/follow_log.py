@@ -110,8 +110,14 @@ class FollowLog(RichLog, SteadyScrollbars):
     def watch_show_horizontal_scrollbar(self, shown: bool) -> None:
         # The bar takes a line of the box, so the end moves a line down: a following log that
         # scrolled before the layout that shows it would sit a line short of its end for good.
+        # Once the layout is done, and only if it still follows then: the user may have scrolled
+        # up in between.
         if shown and self.auto_scroll:
-            self.scroll_end(animate=False, immediate=False, x_axis=False)
+            self.call_after_refresh(self._end_if_following)
+
+    def _end_if_following(self) -> None:
+        if self.auto_scroll:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _bar_flips(self, old: Size, new: Size) -> bool:
         """Whether a virtual size going from OLD to NEW shows or hides a scrollbar: only on an
