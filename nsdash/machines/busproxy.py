@@ -107,9 +107,7 @@ class Guarded:
 
 
 def _timeout() -> TimeoutError:
-    # With its errno: dbus-fast's compiled unmarshaller reads e.errno as a C int, and the
-    # socket's own TimeoutError (errno None) becomes a TypeError in there.
-    return TimeoutError(errno.ETIMEDOUT, "the machine's bus did not answer in time")
+    return dbuswire.timed_out("the machine's bus did not answer in time")
 
 
 class Job:

@@ -72,6 +72,12 @@ class WireError(Exception):
         self.text = text
 
 
+def timed_out(text: str = "timed out") -> TimeoutError:
+    """A timeout with its errno: dbus-fast's compiled unmarshaller takes an OSError's errno as a
+    C int, and a socket timeout's errno (None) became a TypeError in there."""
+    return TimeoutError(errno.ETIMEDOUT, text)
+
+
 class _Reads:
     """SOCK's reads for dbus-fast's unmarshaller, whose compiled code takes an OSError's errno as
     a C int: a socket timeout's errno is None, which became a TypeError in there (a bus that
@@ -84,14 +90,14 @@ class _Reads:
         try:
             data: bytes = self.sock.recv(size)
         except TimeoutError as e:
-            raise TimeoutError(e.errno or errno.ETIMEDOUT, str(e) or "timed out") from None
+            raise timed_out(str(e) or "timed out") from None
         return data
 
     def recvmsg(self, size: int, ancillary: int) -> Any:
         try:
             return self.sock.recvmsg(size, ancillary)
         except TimeoutError as e:
-            raise TimeoutError(e.errno or errno.ETIMEDOUT, str(e) or "timed out") from None
+            raise timed_out(str(e) or "timed out") from None
 
 
 class Connection:
