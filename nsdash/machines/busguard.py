@@ -1,12 +1,14 @@
 """A guest's bus socket read within one call's deadline and byte budget, and the budget's size.
 
-The supervisor's bus-calls (busproxy), its health check (health) and a verb's own
-connection to a machine's bus (nsdash.inside.bus: `systemctl -M M start` and the
-other job verbs) all read the guest's bus through Guarded; BUS_REPLY_MAX is both the
-budget of one call and the longest bus-call answer line (protocol).  They live here,
-not in busproxy or protocol, so that a job verb imports neither the supervisor's worker
-(threading, queue, signal) nor the control protocol's codec for them: this module
-imports only errno and time.
+BUS_REPLY_MAX bounds what the host reads from a guest's bus for one call, wherever
+it reads: the supervisor's bus-calls (busproxy) and the longest answer line they make
+(protocol), its health check (health), a command's own blocking connection (inside/bus:
+`systemctl -M M` without a supervisor that makes bus-calls, the dashboard's workers)
+and the relay in front of dbus-fast's async bus (inside/busrelay: the job verbs,
+`systemctl -M M start/stop ...`).  Guarded is the socket those blocking readers see.
+They live here, not in busproxy or protocol, so that a command imports neither the
+supervisor's worker (threading, queue, signal) nor the control protocol's codec for
+them: this module imports only errno and time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""A job verb (`nsdash systemctl -M M start/stop ...`) connects to the machine's bus itself, guarded
-(machines/busguard.py): neither the supervisor's bus-call worker (threading, queue, signal) nor the
-control protocol's codec comes with it.  Checked on the modules the real connect and call import,
-in a fresh interpreter; timing is bench/'s business."""
+"""A command's own blocking connection to a machine's bus (`systemctl -M M` where no supervisor makes
+bus-calls, the dashboard's workers) is guarded by machines/busguard.py: neither the supervisor's
+bus-call worker (threading, queue, signal) nor the control protocol's codec comes with it.  Checked on
+the modules the real connect and call import, in a fresh interpreter; timing is bench/'s business.
+(The job verbs' async path: tests/integration/test_inside_systemctl.py, on a real machine.)
+"""
 
 import os
 import subprocess
@@ -42,7 +44,7 @@ print(" ".join(sorted(sys.modules)))
 NEVER = {"nsdash.machines.protocol", "nsdash.machines.busproxy", "threading", "queue", "signal"}
 
 
-def test_a_job_verbs_guarded_connection_imports_no_bus_call_worker_nor_protocol(tmp_path):
+def test_a_blocking_connection_imports_no_bus_call_worker_nor_protocol(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", _CODE], capture_output=True, text=True, cwd=REPO, env=env,
                          timeout=60, stdin=subprocess.DEVNULL)
