@@ -115,8 +115,7 @@ class FollowLog(RichLog, SteadyScrollbars):
         scroll up in between, and a write's scroll must not undo that.  Calls before it runs
         share it (each would scroll to the same end)."""
         if not self._end_pending:
-            self._end_pending = True
-            self.call_after_refresh(self._end_if_following)
+            self._end_pending = self.call_after_refresh(self._end_if_following)  # False: not running
 
     def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> Self:
