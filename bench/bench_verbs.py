@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from report import Report, wants_json  # noqa: E402
+from stopping import shielded  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -136,7 +137,8 @@ def machine_pairs(ours: list[str], run_pair, runs: int, report: Report) -> None:
                  "systemctl inside", [*inside, "systemctl", "status", "dbus.service", "--no-pager"],
                  runs, report)
     finally:
-        stop(name)
+        with shielded():  # (bench/stopping.py: a second Ctrl-C or kill waits for this)
+            stop(name)
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ The socket is looked up *inside* the machine's root (system/confined: as openat2
 with RESOLVE_IN_ROOT resolves, without ctypes where it can): walking
 /proc/LEADER/root/run/dbus/system_bus_socket directly would follow an absolute symlink planted by the machine against the host's root, and could
 connect us, as root, to the host's own bus.  What the guest sends back is bounded
-too: the blocking calls read at most BUS_REPLY_MAX bytes a call (busproxy's Guarded),
+too: the blocking calls read at most BUS_REPLY_MAX bytes a call (machines/busguard.py),
 dbus-fast's MessageBus gets its messages through a relay that lets none longer
 through (inside/busrelay.py).  The O_PATH fd is then connected
 through /proc/self/fd/N, which also keeps the address far below AF_UNIX's
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from nsdash.inside.busrelay import Relay
     from nsdash.machines.buscall import CallFailed, SupervisorBus
-    from nsdash.machines.busproxy import Guarded
+    from nsdash.machines.busguard import Guarded
     from nsdash.system import dbuswire
 
 # asyncio and dbus-fast are imported only by connections that need them (blocking=False), the
@@ -270,7 +270,7 @@ class MachineBus:
         import socket
 
         from nsdash.inside.busrelay import Relay
-        from nsdash.machines.protocol import BUS_REPLY_MAX
+        from nsdash.machines.busguard import BUS_REPLY_MAX
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self._relay = Relay(guest, theirs, BUS_REPLY_MAX)
@@ -285,7 +285,7 @@ class MachineBus:
 
     def _too_large(self) -> BusRefused:
         from nsdash.inside.busrelay import amount
-        from nsdash.machines.protocol import BUS_REPLY_MAX
+        from nsdash.machines.busguard import BUS_REPLY_MAX
 
         return self._bus_refused(f"sent more than {amount(BUS_REPLY_MAX)} for one call")
 
@@ -302,8 +302,7 @@ class MachineBus:
     def _connect_blocking(self, fd: int) -> None:
         import socket
 
-        from nsdash.machines.busproxy import Guarded, ReplyTooLarge
-        from nsdash.machines.protocol import BUS_REPLY_MAX
+        from nsdash.machines.busguard import BUS_REPLY_MAX, Guarded, ReplyTooLarge
         from nsdash.system import dbuswire
 
         try:
@@ -400,8 +399,7 @@ class MachineBus:
 
         if self._wire is None:
             raise RuntimeError("MachineBus used before connect()")
-        from nsdash.machines.busproxy import ReplyTooLarge
-        from nsdash.machines.protocol import BUS_REPLY_MAX
+        from nsdash.machines.busguard import BUS_REPLY_MAX, ReplyTooLarge
 
         limit = self.timeout if timeout is None else timeout
         if self._guard is not None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import _socket
 import os
 
-from nsdash.machines.protocol import BUS_REPLY_MAX, VERSION
+from nsdash.machines.busguard import BUS_REPLY_MAX
+from nsdash.machines.protocol import VERSION
 from nsdash.machines.state import CONTROL
 from nsdash.system import dbusjson, jsontext
 from nsdash.system.paths import machine_path

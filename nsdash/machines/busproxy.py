@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nsdash.machines import protocol as proto
+from nsdash.machines.busguard import BUS_REPLY_MAX, Guarded, ReplyTooLarge
 from nsdash.system import confined, dbusjson, dbuswire
 
 BUS_SOCKET = "run/dbus/system_bus_socket"
@@ -43,71 +44,8 @@ QUEUE_MAX = 8  # calls waiting for the worker; more answer `busy`
 IDLE = 30.0  # seconds an unused guest connection is kept
 
 
-class ReplyTooLarge(OSError):
-    """The guest sent more than the call's byte budget."""
-
-    def __init__(self) -> None:
-        super().__init__(errno.EMSGSIZE, "the machine's answer is too large")
-
-
 class _NoSocket(Exception):
     """The guest has no bus socket (yet): the client says why (no systemd, no dbus)."""
-
-
-class Guarded:
-    """The guest's bus socket, read and written within one call's deadline and byte budget.
-
-    dbuswire and dbus-fast's unmarshaller see a socket; each recv() gets the time left
-    until the deadline, so a guest sending a byte every few seconds still ends at it.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.deadline = 0.0
-        self.budget = 0
-
-    def arm(self, deadline: float, budget: int) -> None:
-        self.deadline = deadline
-        self.budget = budget
-
-    def _left(self) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise _timeout()
-        self.sock.settimeout(left)
-        return left
-
-    def connect(self, address: str) -> None:
-        self._left()
-        self.sock.connect(address)
-
-    def settimeout(self, _timeout: float | None) -> None:
-        return None  # the call's deadline rules, not dbuswire's per-read timeout
-
-    def sendall(self, data: bytes) -> None:
-        self._left()
-        self.sock.sendall(data)
-
-    def recv(self, size: int) -> bytes:
-        self._left()
-        try:
-            data = self.sock.recv(size)
-        except TimeoutError:
-            raise _timeout() from None
-        self.budget -= len(data)
-        if self.budget < 0:
-            raise ReplyTooLarge()
-        return data
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _timeout() -> TimeoutError:
-    return dbuswire.timed_out("the machine's bus did not answer in time")
 
 
 class Job:
@@ -218,7 +156,7 @@ class BusProxy:
             return proto.error("bus-timeout", "the machine's bus did not answer in time", rid)
         except ReplyTooLarge:
             self._close()
-            return proto.error("oversized", f"the machine's answer is longer than {proto.BUS_REPLY_MAX} bytes", rid)
+            return proto.error("oversized", f"the machine's answer is longer than {BUS_REPLY_MAX} bytes", rid)
         except _NoSocket:
             return proto.error("bus-unreachable", "no-socket", rid)
         except ConnectionRefusedError:
@@ -249,7 +187,7 @@ class BusProxy:
         if self._wire is None or self._leader != job.leader:
             self._connect(job)
         assert self._wire is not None and self._guard is not None
-        self._guard.arm(job.deadline, proto.BUS_REPLY_MAX)
+        self._guard.arm(job.deadline, BUS_REPLY_MAX)
         a = job.args
         return self._wire.call(a["destination"], a["path"], a["interface"], a["member"],
                                a.get("signature", ""), dbusjson.restore(a.get("body", [])))
@@ -278,7 +216,7 @@ class BusProxy:
             os.close(rootfd)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         guard = Guarded(sock)
-        guard.arm(job.deadline, proto.BUS_REPLY_MAX)
+        guard.arm(job.deadline, BUS_REPLY_MAX)
         try:
             guard.connect(f"/proc/self/fd/{fd}")
             wire = dbuswire.Connection(guard, 0)

@@ -5,7 +5,7 @@ helper thread (the guest may be slow to answer).  The bus socket is looked up
 inside the machine's root (system/confined: as openat2 RESOLVE_IN_ROOT; a planted
 symlink must not connect us to the host's own bus) and connected through
 /proc/self/fd/N, as nsdash.inside.bus does for the dashboard; the exchange is
-bounded in time and bytes as the supervisor's bus-calls are (machines/busproxy.py).
+bounded in time and bytes as the supervisor's bus-calls are (machines/busguard.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import socket
 import time
 
-from nsdash.machines.busproxy import Guarded
+from nsdash.machines.busguard import Guarded
 from nsdash.system import confined
 
 BUS_SOCKET = "run/dbus/system_bus_socket"

@@ -13,6 +13,7 @@ the supervisor and the client.
 
 from __future__ import annotations
 
+from nsdash.machines.busguard import BUS_REPLY_MAX  # a bus-call's reply line at most
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # typing costs 2 ms to import on the spawn path; annotations are strings
@@ -24,7 +25,6 @@ MAX_LINE = 64 * 1024  # a request or response line, newline included
 MAX_FRAME = 64 * 1024  # a console frame's payload
 
 OPS = ("hello", "status", "attach", "poweroff", "reboot", "terminate", "kill", "bus-call")
-BUS_REPLY_MAX = 1024 * 1024  # a bus-call's reply line, and the guest's D-Bus bytes read for it
 BUS_TIMEOUT_MAX = 120.0  # seconds a bus-call may ask for
 _BUS_NAMES = ("destination", "path", "interface", "member")
 

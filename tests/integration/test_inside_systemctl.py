@@ -521,6 +521,21 @@ def test_status_reads_the_journal_without_systemd_journal(machine):
     assert _among(names, READ_ONLY_NEVER | THROUGH_SUPERVISOR_NEVER | {"ctypes", "nsdash.system.syscalls"}) == set()
 
 
+# A job verb speaks to the machine's bus itself (dbus-fast's async bus: it waits for the job's
+# signal), through a relay that lets no message over BUS_REPLY_MAX through (inside/busrelay.py):
+# the limit comes from machines/busguard.py, not with the control protocol's codec.
+JOB_NEVER = {"nsdash.machines.busproxy", "nsdash.machines.protocol", "nsdash.machines.buscall"}
+
+
+def test_a_job_verb_imports_neither_the_bus_call_worker_nor_the_protocol(machine):
+    for verb in ("start", "stop"):
+        r, names = _imported_by(machine, verb, "nsdash-test")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert {"nsdash.machines.busguard", "nsdash.inside.busrelay"} <= names
+        assert _among(names, JOB_NEVER) == set(), verb
+    assert unit_cgroup_pids(machine, "nsdash-test.service") == []  # started and stopped for real
+
+
 # Properties that change between two calls a moment apart (counters, the dbus-daemon's own work).
 _VOLATILE = {"CPUUsageNSec", "MemoryCurrent", "MemoryAvailable", "TasksCurrent", "IOReadBytes", "IOWriteBytes",
              "IOReadOperations", "IOWriteOperations", "IPIngressBytes", "IPEgressBytes", "IPIngressPackets",

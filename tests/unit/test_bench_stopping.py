@@ -116,3 +116,46 @@ print("not reached", flush=True)
             proc.kill()
             proc.wait()
     assert out.split() == ["done"] and proc.returncode == 128 + signal.SIGTERM, err
+
+
+VERBS_CHILD = """
+import subprocess, sys
+sys.path.insert(0, {bench!r})
+import bench_verbs as bv
+
+def boot(name):
+    print("booted", flush=True)
+    sys.stdin.readline()  # (killed here)
+
+def run_nsdash(*args, timeout=60):  # the machine verbs the bench's cleanup runs, one at a time
+    print("nsdash", args[0], flush=True)
+    sys.stdin.readline()  # a second signal comes while the poweroff waits here
+    print("done", args[0], flush=True)
+    return subprocess.CompletedProcess(args, 0, "", "")
+
+bv.boot, bv.run_nsdash = boot, run_nsdash
+bv.machine_pairs(["nsdash"], lambda *a: None, 1, None)
+"""
+
+
+def test_bench_verbs_powers_its_machine_off_through_a_second_signal():
+    """bench_verbs.py's machine (the Debian tree, booted for the -M pairs) is powered off in a
+    finally block that a second SIGTERM does not cut short: the poweroff it waits for ends."""
+    proc = subprocess.Popen([sys.executable, "-c", VERBS_CHILD.format(bench=str(BENCH))], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "NSDASH_STATE_DIR": "/nonexistent"})
+    try:
+        _expect(proc, "booted")
+        proc.send_signal(signal.SIGTERM)
+        assert _expect(proc, "nsdash") == "nsdash poweroff"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdin is not None
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
+        assert _expect(proc, "done") == "done poweroff"
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err

@@ -22,7 +22,7 @@ from test_inside_bus import fake_machine, listen
 
 from nsdash.inside.bus import BusRefused, MachineBus
 from nsdash.inside.busrelay import LINE_MAX, Refused, Scanner, message_size
-from nsdash.machines.protocol import BUS_REPLY_MAX
+from nsdash.machines.busguard import BUS_REPLY_MAX
 
 
 def _reply(call: Message, signature: str, body: list, serial: int = 900) -> bytes:

@@ -20,6 +20,12 @@ the footer show where the focus is; a flooding log's lines and scrollbar were
 repainted on every Tab.  (Its tint stays the same for this reason: nsdash.tcss.)
 Its scrollbar neither: Textual repaints a view's scrollbars whenever it sets their
 colours on the view, changed or not, which every restyle (the focus's) does.
+
+A write's scroll to the end waits for the next refresh (the new end is known only then),
+and the user may scroll up before it runs (the wheel scrolls a log at once, a key starts an
+animation): the scroll a write asks for looks again, when it runs, whether the log still
+follows (follow_end), where RichLog's own pulled the user back down once.  A user's own scroll
+to the end (the End key, the pane's follow) always scrolls: scroll_end is Textual's.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class FollowLog(RichLog, SteadyScrollbars):
     _held = False
     _held_from = Size(0, 0)  # the virtual size when the hold began
     repaints = 0  # repaints of the whole log asked of Textual (tests read it)
+    _end_pending = False  # a follow_end waits for the next refresh
 
     @property
     def vertical_scrollbar(self) -> ScrollBar:
@@ -89,6 +96,26 @@ class FollowLog(RichLog, SteadyScrollbars):
         if self._held:
             self._held = False
             self.watch_virtual_size(self._held_from, self.virtual_size)
+
+    def write(self, content: RenderableType | object, width: int | None = None, expand: bool = False,
+              shrink: bool = True, scroll_end: bool | None = None, animate: bool = False) -> Self:
+        """RichLog's, but a write that follows the log scrolls through follow_end (see the
+        module's docstring).  An explicit scroll_end=True still scrolls whatever happens."""
+        # (before the log's size is known, RichLog keeps writes and makes them again through here)
+        if scroll_end is None and self._size_known and not animate:
+            follows = self.auto_scroll
+            super().write(content, width, expand, shrink, False, animate)
+            if follows:
+                self.follow_end()
+            return self
+        return super().write(content, width, expand, shrink, scroll_end, animate)
+
+    def follow_end(self) -> None:
+        """Scroll to the end after the next refresh if the log still follows then: the user may
+        scroll up in between, and a write's scroll must not undo that.  Calls before it runs
+        share it (each would scroll to the same end)."""
+        if not self._end_pending:
+            self._end_pending = self.call_after_refresh(self._end_if_following)  # False: not running
 
     def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> Self:
@@ -113,11 +140,17 @@ class FollowLog(RichLog, SteadyScrollbars):
         # Once the layout is done, and only if it still follows then: the user may have scrolled
         # up in between.
         if shown and self.auto_scroll:
-            self.call_after_refresh(self._end_if_following)
+            self.call_after_refresh(self._end_if_following)  # its own: a write's pending one may run before this layout
 
     def _end_if_following(self) -> None:
-        if self.auto_scroll:
+        self._end_pending = False
+        if self.auto_scroll and not self._on_its_way_up():
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def _on_its_way_up(self) -> bool:
+        """Whether an animated scroll up (a key's: page-up) has begun but not yet moved the log
+        (so it still reads as following); scrolling to the end would stop it where it aims."""
+        return self.app.animator.is_being_animated(self, "scroll_y") and self.scroll_target_y < self.scroll_y
 
     def _bar_flips(self, old: Size, new: Size) -> bool:
         """Whether a virtual size going from OLD to NEW shows or hides a scrollbar: only on an

@@ -255,8 +255,9 @@ class JournalPane(FocusEdges, Vertical):
             await asyncio.sleep(0)
         log.release()
         if self._end_after and not self._unwritten and self.following and self.is_attached:
-            # after the next layout: one that shows a scrollbar (a wide line) changes the end
-            log.scroll_end(animate=False)
+            # after the next layout (one that shows a scrollbar, a wide line, changes the end), and
+            # only if the user did not scroll up meanwhile
+            log.follow_end()
 
     def _styled(self, line: JournalLine) -> Text:
         if line.event:
