@@ -12,7 +12,11 @@ fixed header (D-Bus specification, "Message Format"): byte 0 the endianness
 the header fields' length at 12, the fields padded to 8.  A message over the
 limit, an authentication line over LINE_MAX, or bytes that are not D-Bus end
 the connection, with the reason in `error`; the relay never holds more than one
-read of the guest's bytes.  Descriptors the guest attaches are dropped by the
+read of the guest's bytes.  Before BEGIN the guest may send only one line for
+each line the host sent (a bus only ever answers): dbus-fast reads
+authentication in 1 KiB pieces and takes what follows its OK as the message
+stream, so lines sent unasked could start a message the relay never saw the
+header of, and the relay's count of messages would no longer be dbus-fast's.  Descriptors the guest attaches are dropped by the
 kernel (the relay reads with recv(), and the MessageBus does not negotiate them).
 """
 
@@ -59,7 +63,23 @@ class Scanner:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.begun = False  # set when the host's BEGIN line goes out
+        self.asked = 0  # the host's authentication lines the guest has not answered yet
+        self._host = b""  # the host's unfinished authentication line
         self._passing = 0  # bytes of the current message still to pass through
+
+    def host(self, data: bytes) -> None:
+        """Note the host's bytes DATA on their way out: each line before BEGIN asks for one answer."""
+        if self.begun:
+            return
+        pending = self._host + data
+        while not self.begun and (end := pending.find(b"\r\n")) >= 0:
+            # dbus-fast's lines: "\0AUTH EXTERNAL <hex>", maybe NEGOTIATE_UNIX_FD, BEGIN
+            if pending[:end] == b"BEGIN":
+                self.begun = True
+            else:
+                self.asked += 1
+            pending = pending[end + 2:]
+        self._host = b"" if self.begun else pending[-(LINE_MAX + 2):]
 
     def scan(self, data: bytes) -> int:
         """How many bytes at the start of DATA may pass now; the rest waits for more."""
@@ -70,11 +90,14 @@ class Scanner:
                 self._passing -= take
                 i += take
             elif not self.begun:
+                if not self.asked:
+                    raise Refused("sent authentication lines it was not asked for")
                 end = data.find(b"\r\n", i, i + LINE_MAX + 2)
                 if end < 0:
                     if n - i > LINE_MAX:
                         raise Refused(f"sent an authentication line over {LINE_MAX} bytes")
                     break
+                self.asked -= 1
                 i = end + 2
             elif n - i >= HEADER:
                 self._passing = message_size(data[i:i + HEADER], self.limit)
@@ -134,12 +157,8 @@ class Relay:
     async def _out(self) -> None:
         """The host's bytes to the guest, watching for the BEGIN that ends authentication."""
         loop = asyncio.get_running_loop()
-        line = b""
         while data := await loop.sock_recv(self.host, CHUNK):
-            if not self.scanner.begun:
-                line = (line + data)[-(LINE_MAX + 2):]
-                # dbus-fast's own lines: "\0AUTH EXTERNAL <hex>", maybe NEGOTIATE_UNIX_FD, BEGIN
-                self.scanner.begun = line.startswith(b"BEGIN\r\n") or b"\nBEGIN\r\n" in line
+            self.scanner.host(data)  # before the guest can see it, so its answer is always asked for
             await loop.sock_sendall(self.guest, data)
 
     async def _in(self) -> None:
