@@ -243,3 +243,117 @@ def _signal(size: int) -> bytes:
     msg = Message(message_type=MessageType.SIGNAL, serial=7, path="/x", interface="x.y", member="Z",
                   signature="ay", body=[bytes(size)])
     return bytes(msg._marshall(False))
+
+
+def _pad(data: bytes, to: int) -> bytes:
+    return data + bytes(-len(data) % to)
+
+
+def _field(code: int, sig: bytes, value: bytes) -> bytes:
+    """One header field (a struct (yv), 8-aligned): CODE, the variant's signature and its VALUE
+    (already aligned as it would be at that offset)."""
+    return bytes([code, len(sig)]) + sig + b"\0" + value
+
+
+def _message(body: bytes, *fields: bytes, kind: int = 2, order: str = "<", body_len: int | None = None) -> bytes:
+    """A message by hand: KIND 2 a method return; FIELDS as _field made them (little-endian values
+    unless ORDER says '>'); BODY_LEN what the header claims (the true length unless given)."""
+    raw = b"".join(_pad(f, 8) for f in fields[:-1]) + (fields[-1] if fields else b"")  # no padding after the last
+    head = bytes([ord("l" if order == "<" else "B"), kind, 0, 1])
+    head += struct.pack(order + "III", len(body) if body_len is None else body_len, 9, len(raw))
+    return _pad(head + raw, 8) + body
+
+
+def _reply_to_hello(*sig: bytes) -> tuple[bytes, ...]:
+    """The fields of a return to dbus-fast's Hello (its serial 1), with signature SIG if given."""
+    serial = _field(5, b"u", struct.pack("<I", 1))
+    return (serial, _field(8, b"g", bytes([len(sig[0])]) + sig[0] + b"\0")) if sig else (serial,)
+
+
+LIES = {
+    # an array that claims 4 GiB in a body of 8 bytes
+    "array-overflow": _message(struct.pack("<I", 0xFFFFFFF0) + b"abcd", *_reply_to_hello(b"ay")),
+    # lengths near 2**32, which wrap dbus-fast's 32-bit read position (SIGSEGV): a string in the
+    # body, a string in a header field, an array inside a variant
+    "string-wrap": _message(struct.pack("<I", 0xFFFFFFF0) + b"x\0\0\0", *_reply_to_hello(b"s")),
+    "header-wrap": _message(b"", *_reply_to_hello(), _field(4, b"s", struct.pack("<I", 0xFFFFFFF0) + b"x\0")),
+    "variant-wrap": _message(b"\2ay\0" + struct.pack("<I", 0xFFFFFFF0) + b"abcd", *_reply_to_hello(b"v")),
+    # a string that claims more than the body, one without its NUL, one not UTF-8, one with NULs
+    "string-overflow": _message(struct.pack("<I", 1 << 30) + b"x\0\0\0", *_reply_to_hello(b"s")),
+    "string-unended": _message(struct.pack("<I", 3) + b":1.x", *_reply_to_hello(b"s")),
+    "string-not-utf8": _message(struct.pack("<I", 4) + b"\xff\xfe\x1b]\0", *_reply_to_hello(b"s")),
+    "string-nuls": _message(struct.pack("<I", 3) + b":\0\0\0", *_reply_to_hello(b"s")),
+    # the body's length says less than its values, or more (the rest never comes)
+    "body-short": _message(struct.pack("<I", 4) + b":1.7\0", *_reply_to_hello(b"s"), body_len=4),
+    "body-long": _message(struct.pack("<I", 4) + b":1.7\0", *_reply_to_hello(b"s"), body_len=900),
+    # file descriptors promised, none sent (the connection did not negotiate them)
+    "unix-fds": _message(struct.pack("<I", 4) + b":1.7\0",
+                         *_reply_to_hello(b"s"), _field(9, b"u", struct.pack("<I", 3))),
+    # a body signature carried as a string, not a signature
+    "signature-as-string": _message(b"", _field(5, b"u", struct.pack("<I", 1)), _field(8, b"s", struct.pack("<I", 2) + b"ay\0")),
+    # a plain reply to Hello with no name in it (dbus-fast logged a traceback to stderr)
+    "hello-empty": _message(b"", *_reply_to_hello()),
+    # a signature that is not one, a field of the wrong type, an unknown message type, no fields at all
+    "bad-signature": _message(b"\0" * 8, *_reply_to_hello(b"((((a")),
+    "field-type": _message(b"", _field(5, b"s", struct.pack("<I", 1) + b"x\0")),
+    "kind-9": _message(b"", *_reply_to_hello(), kind=9),
+    "no-fields": _message(b""),
+    # big-endian lengths in a little-endian message (the byte order flips mid-stream)
+    "order-flip": _message(struct.pack("<I", 4) + b":1.7\0", *_reply_to_hello(b"s"))
+    + _message(b"", *_reply_to_hello(), order=">", body_len=0xFFFFFFF0)[:16],
+}
+
+
+def test_lies_in_a_messages_header_and_body_end_in_one_line(detached, busybox_tree, machine_name, tmp_path):
+    """Hello answered with messages whose lengths, strings, signatures, fields and byte order lie:
+    each `systemctl start` ends within its deadline with one line, no traceback, the machine up."""
+    def liar(lie: bytes) -> Callable[[socket.socket, RawBus], None]:
+        def script(conn: socket.socket, bus: RawBus) -> None:
+            _authenticated(conn, bus)
+            bus.send(conn, lie)
+            bus.stop.wait(60)
+        return script
+
+    detached("-bD", str(busybox_tree))
+    for kind, lie in LIES.items():
+        bus = _plant(machine_name, liar(lie))
+        try:
+            r, took, kib = _start(machine_name, tmp_path, timeout=3)
+            assert "Traceback" not in r.stderr, (kind, r.stderr)
+            assert r.returncode != 0 and r.stderr.count("\n") == 1, (kind, r.stderr)
+            assert took < 3 + 5, f"{kind}: took {took:.1f} s"
+            assert kib < 100 * 1024, f"{kind}: peaked at {kib} KiB"
+            print(kind, r.stderr.strip())
+        finally:
+            bus.close()
+    assert client.status(machine_name)["state"] in st.UP_STATES
+
+
+def test_lies_that_crashed_dbus_fast_end_in_one_line_through_the_supervisor_too(detached, busybox_tree,
+                                                                               machine_name):
+    """The same lies to the supervisor's bus-calls (`systemctl -M M list-units`, blocking, over
+    dbuswire) and its health check: one line each, and the supervisor is still the same process."""
+    from nsdash.machines.health import system_state
+
+    def liar(lie: bytes) -> Callable[[socket.socket, RawBus], None]:
+        def script(conn: socket.socket, bus: RawBus) -> None:
+            _authenticated(conn, bus)
+            bus.send(conn, lie)
+            bus.stop.wait(60)
+        return script
+
+    detached("-bD", str(busybox_tree))
+    supervisor = st.read_state(st.machine_dir(machine_name)).supervisor
+    leader = client.status(machine_name)["leader"]
+    for kind, lie in LIES.items():
+        bus = _plant(machine_name, liar(lie))
+        try:
+            r = subprocess.run([*NSDASH, "systemctl", "-M", machine_name, "list-units", "--timeout", "3"],
+                               capture_output=True, text=True, timeout=60, cwd=REPO)
+            assert "Traceback" not in r.stderr, (kind, r.stderr)
+            assert r.returncode != 0 and r.stderr.count("\n") == 1, (kind, r.returncode, r.stderr)
+            assert st.read_state(st.machine_dir(machine_name)).supervisor == supervisor, kind
+            assert os.path.exists(f"/proc/{supervisor}"), f"{kind}: the supervisor died"
+            assert system_state(leader, 3.0) is None, kind
+        finally:
+            bus.close()
