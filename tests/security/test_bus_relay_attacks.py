@@ -357,3 +357,53 @@ def test_lies_that_crashed_dbus_fast_end_in_one_line_through_the_supervisor_too(
             assert system_state(leader, 3.0) is None, kind
         finally:
             bus.close()
+
+
+def test_the_dashboards_unit_actions_leave_no_thread_or_descriptor(detached, busybox_tree, machine_name):
+    """The dashboard runs a unit action in its own process (inside/view.MachineUnits.act: a thread
+    with an event loop, the relay, dbus-fast's MessageBus).  Against each hostile bus above, five
+    times, with the cyclic collector off (the dashboard runs full collections only now and then):
+    each ends in an NsdashError within its deadline, and no thread, descriptor or task is left."""
+    import gc
+    import threading as th
+
+    from nsdash.errors import NsdashError
+    from nsdash.inside.view import MachineUnits
+
+    def unasked(conn: socket.socket, bus: RawBus) -> None:
+        _read_line(conn)
+        bus.send(conn, OK + b"l\x04\x00\x01\r\n")
+        bus.stop.wait(30)
+
+    def lie(conn: socket.socket, bus: RawBus) -> None:
+        _authenticated(conn, bus)
+        bus.send(conn, LIES["array-overflow"])
+        bus.stop.wait(30)
+
+    def silent(conn: socket.socket, bus: RawBus) -> None:
+        _authenticated(conn, bus)
+        bus.stop.wait(30)
+
+    detached("-bD", str(busybox_tree))
+    units = MachineUnits(machine_name, timeout=2)
+    fds, threads = len(os.listdir("/proc/self/fd")), th.active_count()
+    gc.disable()
+    try:
+        for script in (unasked, lie, silent):
+            bus = _plant(machine_name, script)
+            try:
+                for _ in range(5):
+                    began = time.monotonic()
+                    try:
+                        units.act("start", "x.service", job_timeout=5)
+                        raise AssertionError(f"{script.__name__}: the action succeeded")
+                    except NsdashError:
+                        pass
+                    assert time.monotonic() - began < 2 + 3, script.__name__
+            finally:
+                bus.close()
+        assert th.active_count() == threads, th.enumerate()
+        left = len(os.listdir("/proc/self/fd"))
+        assert left <= fds, f"{left - fds} descriptors left after 15 actions: {os.listdir('/proc/self/fd')}"
+    finally:
+        gc.enable()
