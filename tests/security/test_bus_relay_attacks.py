@@ -1,12 +1,15 @@
-"""A guest's planted bus against the relay (inside/busrelay.py) that `systemctl -M M start` goes through.
+"""A guest's planted bus against the relay (inside/busrelay.py) and dbuswire's reads.
 
 Root inside a BusyBox machine (a private copy of the demo tree) puts a listener
 at /run/dbus/system_bus_socket that speaks raw bytes, not a scripted D-Bus: it
 lies in the authentication (lines it was not asked for, a line without end),
-sends its replies a byte at a time, never answers, or floods signals.  The
-host's side is the real `nsdash systemctl -M M start` (dbus-fast's MessageBus
-behind the relay): each ends in bounded time and memory with one line, and the
-relay lets no more than BUS_REPLY_MAX of one message's bytes through.
+sends its replies a byte at a time, never answers, floods signals, attaches
+descriptors, or answers with messages whose lengths, strings, signatures and
+header fields lie (some wrapped dbus-fast's 32-bit read position: SIGSEGV).
+The host's sides are the real `nsdash systemctl -M M start` (dbus-fast's
+MessageBus behind the relay), the supervisor's bus-calls and health check
+(dbuswire), and the dashboard's in-process unit actions: each ends in bounded
+time and memory with one line, and nothing is left behind.
 """
 
 from __future__ import annotations
@@ -359,7 +362,7 @@ def test_lies_that_crashed_dbus_fast_end_in_one_line_through_the_supervisor_too(
             bus.close()
 
 
-def test_the_dashboards_unit_actions_leave_no_thread_or_descriptor(detached, busybox_tree, machine_name):
+def test_the_dashboards_unit_actions_leave_no_thread_or_descriptor(detached, busybox_tree, machine_name, tmp_path):
     """The dashboard runs a unit action in its own process (inside/view.MachineUnits.act: a thread
     with an event loop, the relay, dbus-fast's MessageBus).  Against each hostile bus above, five
     times, with the cyclic collector off (the dashboard runs full collections only now and then):
@@ -384,12 +387,22 @@ def test_the_dashboards_unit_actions_leave_no_thread_or_descriptor(detached, bus
         _authenticated(conn, bus)
         bus.stop.wait(30)
 
+    secret = tmp_path / "review18-guest-fd"
+    secret.write_text("a host file the guest holds open")
+
+    def descriptors(conn: socket.socket, bus: RawBus) -> None:
+        _authenticated(conn, bus)
+        with open(secret, "rb") as f:
+            for _ in range(50):  # signals with a descriptor attached to each, then silence
+                socket.send_fds(conn, [_signal(64)], [f.fileno()])
+        bus.stop.wait(30)
+
     detached("-bD", str(busybox_tree))
     units = MachineUnits(machine_name, timeout=2)
     fds, threads = len(os.listdir("/proc/self/fd")), th.active_count()
     gc.disable()
     try:
-        for script in (unasked, lie, silent):
+        for script in (unasked, lie, silent, descriptors):
             bus = _plant(machine_name, script)
             try:
                 for _ in range(5):
@@ -404,6 +417,15 @@ def test_the_dashboards_unit_actions_leave_no_thread_or_descriptor(detached, bus
                 bus.close()
         assert th.active_count() == threads, th.enumerate()
         left = len(os.listdir("/proc/self/fd"))
-        assert left <= fds, f"{left - fds} descriptors left after 15 actions: {os.listdir('/proc/self/fd')}"
+        assert left <= fds, f"{left - fds} descriptors left after 20 actions: {os.listdir('/proc/self/fd')}"
+        assert not any(str(secret) in target for target in _targets()), "a descriptor the guest sent is kept"
     finally:
         gc.enable()
+
+
+def _targets() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
