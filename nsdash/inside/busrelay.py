@@ -6,20 +6,24 @@ anything can look at it: a planted bus answering `systemctl -M M start` with a
 32 MB reply took the command to 1.18 GB for 7 s.  dbus-fast has no public knob
 for that limit, so the MessageBus is given one end of a socketpair and this
 relay holds the real connection to the guest.  It copies the host's bytes out
-as they come and the guest's bytes in only after it has read each message's
-fixed header (D-Bus specification, "Message Format"): byte 0 the endianness
-('l' or 'B'), byte 3 the protocol version 1, the body's length at offset 4 and
-the header fields' length at 12, the fields padded to 8.  A message over the
-limit, an authentication line over LINE_MAX, or bytes that are not D-Bus end
-the connection, with the reason in `error`.  Each message is held until it is
-whole (at most the limit) and passed only if system/dbuscheck finds every
-length inside it within it: dbus-fast's compiled unmarshaller wraps its 32-bit
-read position on a length near 2**32 and reads outside its buffer (SIGSEGV).  Before BEGIN the guest may send only one line for
-each line the host sent (a bus only ever answers): dbus-fast reads
-authentication in 1 KiB pieces and takes what follows its OK as the message
-stream, so lines sent unasked could start a message the relay never saw the
-header of, and the relay's count of messages would no longer be dbus-fast's.  Descriptors the guest attaches are dropped by the
-kernel (the relay reads with recv(), and the MessageBus does not negotiate them).
+as they come and the guest's bytes in message by message, reading each
+message's fixed header (D-Bus specification, "Message Format"): byte 0 the
+endianness ('l' or 'B'), byte 3 the protocol version 1, the body's length at
+offset 4 and the header fields' length at 12, the fields padded to 8.  Each
+message is held until it is whole (at most the limit) and passed only if
+system/dbuscheck finds every length inside it within it: dbus-fast's compiled
+unmarshaller wraps its 32-bit read position on a length near 2**32 and reads
+outside its buffer (SIGSEGV).  A message over the limit or unsound, an
+authentication line over LINE_MAX, or bytes that are not D-Bus end the
+connection, with the reason in `error`.
+
+Before BEGIN the guest may send only one line for each line the host sent (a
+bus only ever answers): dbus-fast reads authentication in 1 KiB pieces and
+takes what follows its OK as the message stream, so lines sent unasked could
+start a message whose header the relay never read, and from then on the
+relay's messages would not be dbus-fast's.  Descriptors the guest attaches are
+dropped by the kernel (the relay reads with recv(), and the MessageBus does not
+negotiate them).
 """
 
 from __future__ import annotations
