@@ -185,6 +185,16 @@ def _preconnected_bus(sock: socket.socket, **kw: Any) -> MessageBus:
         raise NsdashError("this dbus-fast cannot be given a connected socket (no _create_socket_for_transport)",
                           "install dbus-fast 5 (pip install 'dbus-fast>=5,<6'), as pyproject.toml asks")
 
+    # dbus-fast logs what a guest's garbage does to it ("Unexpected error processing message",
+    # a traceback) through logging's last resort: onto the CLI's stderr, or under the dashboard's
+    # screen.  nsdash says what went wrong itself, once (loss(), the relay's error).
+    import logging
+
+    quiet = logging.getLogger("dbus_fast")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+
     class _PreconnectedBus(MessageBus):
         def _create_socket_for_transport(  # type: ignore[override]  # an instance method: it needs our socket
                 self, transport: str, options: dict[str, str]) -> Any:

@@ -6,14 +6,24 @@ anything can look at it: a planted bus answering `systemctl -M M start` with a
 32 MB reply took the command to 1.18 GB for 7 s.  dbus-fast has no public knob
 for that limit, so the MessageBus is given one end of a socketpair and this
 relay holds the real connection to the guest.  It copies the host's bytes out
-as they come and the guest's bytes in only after it has read each message's
-fixed header (D-Bus specification, "Message Format"): byte 0 the endianness
-('l' or 'B'), byte 3 the protocol version 1, the body's length at offset 4 and
-the header fields' length at 12, the fields padded to 8.  A message over the
-limit, an authentication line over LINE_MAX, or bytes that are not D-Bus end
-the connection, with the reason in `error`; the relay never holds more than one
-read of the guest's bytes.  Descriptors the guest attaches are dropped by the
-kernel (the relay reads with recv(), and the MessageBus does not negotiate them).
+as they come and the guest's bytes in message by message, reading each
+message's fixed header (D-Bus specification, "Message Format"): byte 0 the
+endianness ('l' or 'B'), byte 3 the protocol version 1, the body's length at
+offset 4 and the header fields' length at 12, the fields padded to 8.  Each
+message is held until it is whole (at most the limit) and passed only if
+system/dbuscheck finds every length inside it within it: dbus-fast's compiled
+unmarshaller wraps its 32-bit read position on a length near 2**32 and reads
+outside its buffer (SIGSEGV).  A message over the limit or unsound, an
+authentication line over LINE_MAX, or bytes that are not D-Bus end the
+connection, with the reason in `error`.
+
+Before BEGIN the guest may send only one line for each line the host sent (a
+bus only ever answers): dbus-fast reads authentication in 1 KiB pieces and
+takes what follows its OK as the message stream, so lines sent unasked could
+start a message whose header the relay never read, and from then on the
+relay's messages would not be dbus-fast's.  Descriptors the guest attaches are
+dropped by the kernel (the relay reads with recv(), and the MessageBus does not
+negotiate them).
 """
 
 from __future__ import annotations
@@ -21,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 from collections.abc import Coroutine
 from typing import Any
 
-HEADER = 16  # the fixed part of a D-Bus message header
+from nsdash.system import dbuscheck
+
+HEADER = dbuscheck.HEADER  # the fixed part of a D-Bus message header
 LINE_MAX = 4096  # an authentication line from the bus ("OK <guid>", "REJECTED <mechanisms>")
 CHUNK = 65536
 
@@ -37,11 +48,10 @@ class Refused(Exception):
 def message_size(head: bytes, limit: int) -> int:
     """The length of the whole message whose fixed header is HEAD (16 bytes); Refused when it is
     not a D-Bus message or longer than LIMIT."""
-    order = {ord("l"): "<", ord("B"): ">"}.get(head[0])
-    if order is None or head[3] != 1:
-        raise Refused("sent bytes that are not a D-Bus message")
-    body, fields = struct.unpack_from(order + "I", head, 4)[0], struct.unpack_from(order + "I", head, 12)[0]
-    size = ((HEADER + fields + 7) & ~7) + body
+    try:
+        size = dbuscheck.size(head)
+    except dbuscheck.Malformed:
+        raise Refused("sent bytes that are not a D-Bus message") from None
     if size > limit:
         raise Refused(f"sent a message over {amount(limit)}")
     return size
@@ -59,25 +69,46 @@ class Scanner:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.begun = False  # set when the host's BEGIN line goes out
-        self._passing = 0  # bytes of the current message still to pass through
+        self.asked = 0  # the host's authentication lines the guest has not answered yet
+        self._host = b""  # the host's unfinished authentication line
+
+    def host(self, data: bytes) -> None:
+        """Note the host's bytes DATA on their way out: each line before BEGIN asks for one answer."""
+        if self.begun:
+            return
+        pending = self._host + data
+        while not self.begun and (end := pending.find(b"\r\n")) >= 0:
+            # dbus-fast's lines: "\0AUTH EXTERNAL <hex>", maybe NEGOTIATE_UNIX_FD, BEGIN
+            if pending[:end] == b"BEGIN":
+                self.begun = True
+            else:
+                self.asked += 1
+            pending = pending[end + 2:]
+        self._host = b"" if self.begun else pending[-(LINE_MAX + 2):]
 
     def scan(self, data: bytes) -> int:
         """How many bytes at the start of DATA may pass now; the rest waits for more."""
         i, n = 0, len(data)
         while i < n:
-            if self._passing:
-                take = min(self._passing, n - i)
-                self._passing -= take
-                i += take
-            elif not self.begun:
+            if not self.begun:
+                if not self.asked:
+                    raise Refused("sent authentication lines it was not asked for")
                 end = data.find(b"\r\n", i, i + LINE_MAX + 2)
                 if end < 0:
                     if n - i > LINE_MAX:
                         raise Refused(f"sent an authentication line over {LINE_MAX} bytes")
                     break
+                self.asked -= 1
                 i = end + 2
             elif n - i >= HEADER:
-                self._passing = message_size(data[i:i + HEADER], self.limit)
+                size = message_size(data[i:i + HEADER], self.limit)
+                if n - i < size:
+                    break  # held until it is whole: dbus-fast may read none of it unchecked
+                try:
+                    dbuscheck.check(data[i:i + size])
+                except dbuscheck.Malformed as e:
+                    raise Refused(f"sent a message {e}") from None
+                i += size
             else:
                 break
         return i
@@ -134,12 +165,8 @@ class Relay:
     async def _out(self) -> None:
         """The host's bytes to the guest, watching for the BEGIN that ends authentication."""
         loop = asyncio.get_running_loop()
-        line = b""
         while data := await loop.sock_recv(self.host, CHUNK):
-            if not self.scanner.begun:
-                line = (line + data)[-(LINE_MAX + 2):]
-                # dbus-fast's own lines: "\0AUTH EXTERNAL <hex>", maybe NEGOTIATE_UNIX_FD, BEGIN
-                self.scanner.begun = line.startswith(b"BEGIN\r\n") or b"\nBEGIN\r\n" in line
+            self.scanner.host(data)  # before the guest can see it, so its answer is always asked for
             await loop.sock_sendall(self.guest, data)
 
     async def _in(self) -> None:

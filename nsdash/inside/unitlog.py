@@ -16,6 +16,7 @@ import io
 
 from nsdash.errors import NsdashError
 from nsdash.inside.target import Target
+from nsdash.journal.entry import shown
 from nsdash.journal.locate import JournalDir
 from nsdash.machines import identity
 from nsdash.system.frozen import Frozen
@@ -69,6 +70,6 @@ def unit_lines(target: Target, unit: str, count: int = 10) -> list[LogLine]:
         if text is None:
             continue
         lines.append(LogLine(realtime_us=e.realtime, hostname=e.get("_HOSTNAME") or "localhost",
-                             identifier=e.identifier or "unknown", pid=e.pid, message=e.message,
-                             priority=e.priority, text=text.rstrip("\n")))
+                             identifier=e.identifier or "unknown", pid=e.pid, message=shown(e.message) or "",
+                             priority=e.priority, text=shown(text.rstrip("\n")) or ""))
     return lines

@@ -12,6 +12,18 @@ if TYPE_CHECKING:
 
 FieldValue = bytes | list[bytes]
 
+# What a screen keeps of one entry (the dashboard's panes show a message on one line).  A
+# guest's journal or console line is as long as the guest likes: a line of 1,000,000 wide
+# characters cost the journal pane about 1.4 s of its UI thread to write (ten such lines a
+# slice) and 4 MB for each line kept (5,000 kept).
+SHOWN_MESSAGE_MAX = 4096  # characters of a message kept
+SHOWN_FIELD_MAX = 256  # characters of an identifier or unit name kept
+
+
+def shown(text: str | None, limit: int = SHOWN_MESSAGE_MAX) -> str | None:
+    """TEXT as a screen keeps it: its first LIMIT characters."""
+    return text[:limit] if text is not None and len(text) > limit else text
+
 
 def _text(value: FieldValue | None) -> str | None:
     if value is None:

@@ -21,6 +21,8 @@ import os
 import socket
 import sys
 
+from nsdash.system import dbuscheck
+
 TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimported (a fast path)
 if TYPE_CHECKING:
     from typing import Any
@@ -61,6 +63,7 @@ from dbus_fast.unpack import unpack_variants  # noqa: E402
 
 __all__ = ["Connection", "Variant", "WireError"]
 _MAX_LINE = 4096
+_MESSAGE_MAX = 128 << 20  # the specification's (and dbus-fast's) largest message
 
 
 class WireError(Exception):
@@ -79,14 +82,50 @@ def timed_out(text: str = "timed out") -> TimeoutError:
 
 
 class _Reads:
-    """SOCK's reads for dbus-fast's unmarshaller, whose compiled code takes an OSError's errno as
-    a C int: a socket timeout's errno is None, which became a TypeError in there (a bus that
-    stalls mid-reply), so timeouts are raised again with ETIMEDOUT."""
+    """SOCK's reads for dbus-fast's unmarshaller, a whole message at a time.
+
+    Its compiled code takes an OSError's errno as a C int: a socket timeout's
+    errno is None, which became a TypeError in there (a bus that stalls
+    mid-reply), so timeouts are raised again with ETIMEDOUT.  And it wraps its
+    32-bit read position on a length near 2**32 inside a message (SIGSEGV), so
+    recv() hands it only messages that system/dbuscheck has read whole and
+    found sound (the bus is the guest's for every caller but system/dbus.py,
+    whose descriptors come through recvmsg, unchecked: that bus is the host's).
+    """
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
+        self._ready = b""  # the checked message's bytes not yet handed on
+        self._partial = bytearray()  # the next message as far as it came (a timeout keeps it)
 
     def recv(self, size: int) -> bytes:
+        if not self._ready:
+            try:
+                self._ready = self._message()
+            except dbuscheck.Malformed as e:  # an OSError as a reset is: the connection is done
+                raise OSError(errno.EBADMSG, f"the bus sent a message {e}") from None
+        data, self._ready = self._ready[:size], self._ready[size:]
+        return data
+
+    def _message(self) -> bytes:
+        """The next whole message, checked; b"" when the bus closed between messages."""
+        need = dbuscheck.HEADER
+        while len(self._partial) < need:
+            data = self._read(min(need - len(self._partial), 65536))
+            if not data:
+                if self._partial:
+                    raise EOFError("the bus closed in the middle of a message")
+                return b""
+            self._partial += data
+            if len(self._partial) >= dbuscheck.HEADER:
+                need = dbuscheck.size(bytes(self._partial[:dbuscheck.HEADER]))
+                if need > _MESSAGE_MAX:
+                    raise dbuscheck.Malformed(f"over {_MESSAGE_MAX} bytes")
+        message, self._partial = bytes(self._partial), bytearray()
+        dbuscheck.check(message)
+        return message
+
+    def _read(self, size: int) -> bytes:
         try:
             data: bytes = self.sock.recv(size)
         except TimeoutError as e:

@@ -228,9 +228,12 @@ class Poller:
 
 
 def _line_of(entry, machine: str | None = None) -> JournalLine:
+    from nsdash.journal.entry import SHOWN_FIELD_MAX, shown
+
     return JournalLine(realtime=int(entry.realtime or 0), machine=getattr(entry, "machine", None) or machine,
-                       priority=entry.priority, identifier=entry.identifier, unit=entry.unit,
-                       message=entry.message, event=getattr(entry, "event", None))
+                       priority=entry.priority, identifier=shown(entry.identifier, SHOWN_FIELD_MAX),
+                       unit=shown(entry.unit, SHOWN_FIELD_MAX), message=shown(entry.message) or "",
+                       event=getattr(entry, "event", None))
 
 
 class _HostJournal:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from nsdash.errors import NsdashError
+from nsdash.journal.entry import SHOWN_FIELD_MAX, SHOWN_MESSAGE_MAX, shown
 from nsdash.remote.hosts import HOST_TIMEOUT, backoff
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
@@ -49,8 +50,8 @@ from nsdash.system.text import escape
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 
 LINE_MAX = 256 * 1024  # bytes of one JSON entry from the far side; a longer one is left out
-MESSAGE_MAX = 4096  # characters of a message kept (the pane shows one line; a filter searches these)
-FIELD_MAX = 256  # characters of an identifier or unit name kept
+MESSAGE_MAX = SHOWN_MESSAGE_MAX  # characters of a message kept (the pane shows one line; a filter searches these)
+FIELD_MAX = SHOWN_FIELD_MAX  # characters of an identifier or unit name kept
 HISTORY_WAIT = 3.0  # s: the longest the history is held back for a host that has not sent its own
 QUIET = 0.3  # s: a host with nothing more after its first bytes has sent its history
 NOTE_MAX = 200  # characters of a far side's last words in a note
@@ -73,10 +74,6 @@ def _field(value: object) -> str | None:
         if isinstance(first, str | list):
             return _field(first)
     return None
-
-
-def _cut(text: str | None, limit: int) -> str | None:
-    return text[:limit] if text is not None and len(text) > limit else text
 
 
 def parse_entry(line: bytes, host: str, machines: Sequence[str]) -> JournalLine | None:
@@ -107,10 +104,10 @@ def parse_entry(line: bytes, host: str, machines: Sequence[str]) -> JournalLine 
     return JournalLine(
         realtime=realtime, machine=f"{host}/{machine}",
         priority=int(priority) if priority in ("0", "1", "2", "3", "4", "5", "6", "7") else None,
-        identifier=_cut(_field(obj.get("SYSLOG_IDENTIFIER")) or _field(obj.get("_COMM")), FIELD_MAX),
-        unit=_cut(_field(obj.get("_SYSTEMD_UNIT")), FIELD_MAX),
-        message=_cut(_field(obj.get("MESSAGE")), MESSAGE_MAX) or "",
-        event=_cut(_field(obj.get("NSDASH_EVENT")), FIELD_MAX))
+        identifier=shown(_field(obj.get("SYSLOG_IDENTIFIER")) or _field(obj.get("_COMM")), FIELD_MAX),
+        unit=shown(_field(obj.get("_SYSTEMD_UNIT")), FIELD_MAX),
+        message=shown(_field(obj.get("MESSAGE")), MESSAGE_MAX) or "",
+        event=shown(_field(obj.get("NSDASH_EVENT")), FIELD_MAX))
 
 
 class LineSplitter:

@@ -59,8 +59,11 @@ def test_message_size_refuses_what_is_not_dbus_or_over_the_limit():
 
 def test_the_scanner_passes_lines_then_whole_messages_in_any_pieces():
     s = Scanner(1 << 20)
-    assert s.scan(b"OK 0123\r\nREJ") == len(b"OK 0123\r\n")  # a partial line waits
-    s.begun = True
+    s.host(b"\0AUTH EXTERNAL 30\r\n")
+    assert s.scan(b"OK 01") == 0  # a partial line waits
+    assert s.scan(b"OK 0123\r\n") == len(b"OK 0123\r\n")
+    s.host(b"BEGIN\r\n")
+    assert s.begun
     msg = _reply(_call(), "s", ["hello"]) * 3
     passed, pending = 0, b""
     for i in range(0, len(msg), 7):  # 7-byte pieces: headers split across reads
@@ -71,14 +74,33 @@ def test_the_scanner_passes_lines_then_whole_messages_in_any_pieces():
 
 
 def test_the_scanner_refuses_a_long_line_and_a_message_over_the_limit():
+    s = Scanner(1 << 20)
+    s.host(b"\0AUTH EXTERNAL 30\r\n")
     with pytest.raises(Refused, match="authentication line over"):
-        Scanner(1 << 20).scan(b"O" * (LINE_MAX + 1))
+        s.scan(b"O" * (LINE_MAX + 1))
     s = Scanner(1 << 20)
     s.begun = True
     head = bytearray(_reply(_call(), "ay", [b""])[:16])
     struct.pack_into("<I", head, 4, 32 << 20)
     with pytest.raises(Refused, match="sent a message over 1 MiB"):
         s.scan(bytes(head))
+
+
+def test_the_scanner_refuses_lines_the_host_did_not_ask_for():
+    """One line per line of the host's before BEGIN (a bus only answers): bytes after the answer
+    could be read by dbus-fast as the start of a message the relay never saw the header of."""
+    s = Scanner(1 << 20)
+    with pytest.raises(Refused, match="not asked for"):
+        s.scan(b"OK 0123\r\n")  # before the host said anything
+    s = Scanner(1 << 20)
+    s.host(b"\0AUTH EXTERNAL 30\r\n")
+    with pytest.raises(Refused, match="not asked for"):
+        s.scan(b"OK 0123\r\nl\x04\x00\x01")  # an answer, then more
+    s = Scanner(1 << 20)
+    s.host(b"\0AUTH EXTERNAL 30\r\nAUTH EXTERNAL 30\r\n")  # two asked (REJECTED, then OK)
+    assert s.scan(b"REJECTED EXTERNAL\r\nOK 0123\r\n") == 28
+    s.host(b"BEGIN\r\nl\x01\x00\x01\r\n")  # a message after BEGIN in the same write: no line
+    assert s.begun and s.asked == 0 and s.scan(_reply(_call(), "s", ["x"])) == len(_reply(_call(), "s", ["x"]))
 
 
 def test_dbus_fast_still_asks_the_hook_the_relay_rests_on():

@@ -1,0 +1,167 @@
+"""Check that every length inside a D-Bus message stays inside it, before dbus-fast reads it.
+
+dbus-fast 5's compiled unmarshaller keeps its read position in a 32-bit unsigned
+int.  A string or array length near 2**32 (a body `ay` whose length is
+0xFFFFFFF0) wraps the position back into the buffer, the bound check after it
+passes, and the slice that follows reads far outside the buffer: the process
+dies of SIGSEGV.  A guest's bus killed its own supervisor (a root process on
+the host) and `nsdash systemctl -M M start` that way with one small message.
+
+`check` walks a whole message the way the D-Bus specification lays it out
+("Message Format"): the header fields (`a(yv)`), then the body by the
+SIGNATURE field, each value aligned, reading only the lengths (strings, object
+paths, signatures, arrays, variants' signatures) and refusing any that reaches
+past the message's end, a signature that is not one, or containers nested
+deeper than dbus-fast allows.  It builds no values: a byte array is skipped
+whole, so the cost is per value, not per byte.  Pure: bytes in, a verdict out.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER = 16  # the fixed part: endianness, type, flags, version, body length, serial, fields length
+DEPTH_MAX = 64  # containers nested (dbus-fast refuses deeper; the walk's recursion stays small)
+_FIXED = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "h": 4, "x": 8, "t": 8, "d": 8}
+_ALIGN = {**_FIXED, "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
+_SIGNATURE_FIELD = 8
+
+
+class Malformed(ValueError):
+    """The message is not laid out as D-Bus says; the text completes "the bus sent a message ..."."""
+
+
+class _Walk:
+    """A read position over one message's bytes: skips values of a signature, checking bounds."""
+
+    def __init__(self, data: bytes, order: str) -> None:
+        self.data = data
+        self.u32 = struct.Struct(order + "I").unpack_from
+        self.end = len(data)
+
+    def _take(self, pos: int, size: int) -> int:
+        if size < 0 or pos + size > self.end:
+            raise Malformed("with a length past its end")
+        return pos + size
+
+    def _length(self, pos: int) -> int:
+        self._take(pos, 4)
+        return int(self.u32(self.data, pos)[0])
+
+    def _signature(self, pos: int) -> tuple[str, int]:
+        """The signature at POS (a length byte, the text, a NUL) and the position after it."""
+        self._take(pos, 1)
+        after = self._take(pos + 1, self.data[pos] + 1)
+        try:
+            return self.data[pos + 1:after - 1].decode("ascii"), after
+        except UnicodeDecodeError:
+            raise Malformed("with a signature that is not one") from None
+
+    def values(self, sig: str, pos: int, depth: int = 0) -> int:
+        """Skip one value of each complete type in SIG from POS; the position after them."""
+        i = 0
+        while i < len(sig):
+            i, pos = self.value(sig, i, pos, depth)
+        return pos
+
+    def value(self, sig: str, i: int, pos: int, depth: int) -> tuple[int, int]:
+        """Skip the value of the complete type at SIG[I] stored at POS: (index after the type, position after the value)."""
+        if i >= len(sig) or sig[i] not in _ALIGN:
+            raise Malformed("with a signature that is not one")
+        if depth > DEPTH_MAX:
+            raise Malformed(f"nested deeper than {DEPTH_MAX} containers")
+        code = sig[i]
+        pos += -pos % _ALIGN[code]
+        if code in _FIXED:
+            return i + 1, self._take(pos, _FIXED[code])
+        if code in "so":
+            return i + 1, self._take(pos + 4, self._length(pos) + 1)
+        if code == "g":
+            return i + 1, self._signature(pos)[1]
+        if code == "v":
+            inner, pos = self._signature(pos)
+            end, pos = self.value(inner, 0, pos, depth + 1)
+            if end != len(inner):
+                raise Malformed("with a variant of more than one type")
+            return i + 1, pos
+        if code == "a":
+            return self._array(sig, i, pos, depth)
+        close = ")" if code == "(" else "}"
+        i += 1
+        while i < len(sig) and sig[i] != close:
+            i, pos = self.value(sig, i, pos, depth + 1)
+        if i >= len(sig):
+            raise Malformed("with a signature that is not one")
+        return i + 1, pos
+
+    def _array(self, sig: str, i: int, pos: int, depth: int) -> tuple[int, int]:
+        size = self._length(pos)
+        if i + 1 >= len(sig) or sig[i + 1] not in _ALIGN:
+            raise Malformed("with a signature that is not one")
+        pos += 4
+        pos += -pos % _ALIGN[sig[i + 1]]  # the elements' first padding is not counted in SIZE
+        stop = self._take(pos, size)
+        if sig[i + 1] in _FIXED:
+            return i + 2, stop
+        after = self._skip(sig, i + 1)
+        while pos < stop:
+            _, moved = self.value(sig, i + 1, pos, depth + 1)
+            if moved == pos:
+                raise Malformed("with an array of empty elements")
+            pos = moved
+        if pos != stop:
+            raise Malformed("with an array whose elements overrun it")
+        return after, stop
+
+    def _skip(self, sig: str, i: int) -> int:
+        """The index after the complete type at SIG[I] (no bytes read)."""
+        if i >= len(sig):
+            raise Malformed("with a signature that is not one")
+        if sig[i] == "a":
+            return self._skip(sig, i + 1)
+        if sig[i] in "({":
+            close = ")" if sig[i] == "(" else "}"
+            i += 1
+            while i < len(sig) and sig[i] != close:
+                i = self._skip(sig, i)
+            if i >= len(sig):
+                raise Malformed("with a signature that is not one")
+        return i + 1
+
+
+def size(head: bytes) -> int:
+    """The length of the whole message whose fixed header is HEAD (its first 16 bytes); Malformed
+    when they are not a D-Bus header (byte 0 the endianness, 'l' or 'B'; byte 3 the version, 1)."""
+    order = {ord("l"): "<", ord("B"): ">"}.get(head[0])
+    if order is None or head[3] != 1:
+        raise Malformed("that is not D-Bus")
+    body, fields = struct.unpack_from(order + "I", head, 4)[0], struct.unpack_from(order + "I", head, 12)[0]
+    return int(((HEADER + fields + 7) & ~7) + body)
+
+
+def check(message: bytes) -> None:
+    """Raise Malformed unless MESSAGE (one whole message, its fixed header first) keeps every length
+    inside itself and its body matches its signature's layout."""
+    if len(message) < HEADER or size(message) != len(message):
+        raise Malformed("whose length is not its header's")
+    walk = _Walk(message, "<" if message[:1] == b"l" else ">")
+    fields = walk._length(12)
+    pos, stop = HEADER, walk._take(HEADER, fields)
+    body_sig = ""
+    while pos < stop:  # as dbus-fast reads them: a field wherever the array's length is not reached yet
+        pos += -pos % 8
+        walk._take(pos, 1)
+        code = message[pos]
+        inner, at = walk._signature(pos + 1)
+        end, pos = walk.value(inner, 0, at, 1)
+        if end != len(inner):
+            raise Malformed("with a header field of more than one type")
+        if code == _SIGNATURE_FIELD:
+            if inner != "g":  # dbus-fast would take any string here as the body's signature
+                raise Malformed("with a signature that is not one")
+            body_sig = walk._signature(at)[0]
+    if pos != stop:
+        raise Malformed("with header fields that overrun their length")
+    start = stop + (-stop % 8)  # size() made start + body_size the message's length
+    if walk.values(body_sig, start) != len(message):
+        raise Malformed("whose body is not its signature")
