@@ -2,7 +2,8 @@
 
 For each guest of the matrix (nsdash.demo.trees.MATRIX), each tool boots a copy
 of the cached tree of its own in a PTY of its own, as a user runs it in a
-terminal:
+terminal (one that answers the size queries systemd 257 and later send to the
+console, as a user's terminal does; see ANSWERS):
 
     python -m nsdash spawn -q -bD COPY -M NAME
     systemd-nspawn -q --keep-unit --register=no -bD COPY -M NAME
@@ -91,8 +92,38 @@ def argv(tool: str, tree: Path, name: str) -> list[str]:
     return ["systemd-nspawn", "-q", "--keep-unit", "--register=no", "-bD", str(tree), "-M", name]
 
 
+ROWS, COLS = 24, 80
+# What a terminal answers to the two size queries systemd 257 and later write to the console
+# (at boot, before each getty, at shutdown) and then wait about 1/3 s each for: the text area
+# in characters (CSI 18 t -> CSI 8 ; rows ; cols t) and the cursor position (CSI 6 n ->
+# CSI row ; col R; asked after a move to 32766;32766, so the bottom right corner).  A PTY
+# nobody answers on costs every such boot a second or more of timeouts under either tool,
+# which a user's terminal does not: the bench answers as a 24x80 terminal would.
+ANSWERS = ((b"\x1b[18t", b"\x1b[8;%d;%dt" % (ROWS, COLS)), (b"\x1b[6n", b"\x1b[%d;%dR" % (ROWS, COLS)))
+LONGEST_QUERY = max(len(q) for q, _ in ANSWERS)
+
+
+def answers(out: bytes | bytearray, scanned: int) -> tuple[bytes, int]:
+    """The terminal's replies to the queries in OUT that end after offset SCANNED (a query may
+    arrive split over two reads), in the order they were asked, and the new scanned offset."""
+    start = max(0, scanned - LONGEST_QUERY + 1)
+    found = sorted((i, reply) for query, reply in ANSWERS
+                   for i in _offsets(out, query, start) if i + len(query) > scanned)
+    return b"".join(reply for _, reply in found), len(out)
+
+
+def _offsets(out: bytes | bytearray, query: bytes, start: int) -> list[int]:
+    found = []
+    i = out.find(query, start)
+    while i >= 0:
+        found.append(i)
+        i = out.find(query, i + 1)
+    return found
+
+
 class Run:
-    """One tool in a PTY of its own (24x80), its output kept to search in."""
+    """One tool in a PTY of its own (24x80), its output kept to search in; it answers the
+    guest's terminal queries as a terminal does (ANSWERS)."""
 
     def __init__(self, command: list[str], env: dict[str, str] | None) -> None:
         self.start = time.perf_counter()
@@ -102,8 +133,9 @@ class Run:
                 os.execvpe(command[0], command, env if env is not None else os.environ)
             finally:
                 os._exit(127)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         self.out = bytearray()
+        self.scanned = 0
         self.eof = False
 
     def expect(self, pattern: re.Pattern[bytes], since: int, what: str) -> float:
@@ -123,23 +155,38 @@ class Run:
                 chunk = b""
             self.out += chunk
             self.eof = not chunk
+            reply, self.scanned = answers(self.out, self.scanned)
+            if reply:
+                with contextlib.suppress(OSError):
+                    os.write(self.fd, reply)
 
     def type(self, text: bytes) -> None:
         os.write(self.fd, text)
 
     def wait_exit(self) -> float:
+        """The time the tool exited: when its pidfd polled readable (it is a zombie), the
+        console read meanwhile.  No polling interval: a 10 ms sleep between waitpid tries
+        (before) added up to 10 ms to either tool's poweroff, at random."""
         deadline = time.perf_counter() + TIMEOUT
-        while not self.eof and time.perf_counter() < deadline:
-            self._read(deadline)
-        while time.perf_counter() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.pid = 0
-                if os.waitstatus_to_exitcode(status) != 0:
-                    raise Failed(f"exit status {os.waitstatus_to_exitcode(status)}")
-                return time.perf_counter()
-            time.sleep(0.01)
-        raise Failed("no exit")
+        pidfd = os.pidfd_open(self.pid)
+        try:
+            while True:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise Failed("no exit")
+                ready = select.select([pidfd] + ([] if self.eof else [self.fd]), [], [], min(1.0, left))[0]
+                if pidfd in ready:
+                    exited = time.perf_counter()
+                    break
+                if self.fd in ready:
+                    self._read(deadline)
+        finally:
+            os.close(pidfd)
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise Failed(f"exit status {os.waitstatus_to_exitcode(status)}")
+        return exited
 
     def close(self) -> None:
         if self.pid:

@@ -30,3 +30,28 @@ def test_each_guest_gets_a_boot_to_poweroff_row_from_its_runs_halves(monkeypatch
     assert abs(total["ratio"] - 1.05) < 1e-9
     lo, hi = total["spread"]
     assert abs(lo - 3.2 / 4.2) < 1e-9 and abs(hi - 2.1 / 2.0) < 1e-9
+
+
+def _bench_boot(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("bench_boot", None)
+    import bench_boot
+
+    return bench_boot
+
+
+def test_the_bench_terminal_answers_each_size_query_once_in_order_even_split_over_reads(monkeypatch):
+    """systemd 257+ asks the console its size (CSI 18 t, then CSI 6 n) and waits about 1/3 s for
+    each answer; the bench's PTY answers as a 24x80 terminal, once per query, in order."""
+    bb = _bench_boot(monkeypatch)
+    out = bytearray(b"\x1b[18t")
+    reply, scanned = bb.answers(out, 0)
+    assert reply == b"\x1b[8;24;80t" and scanned == len(out)
+    assert bb.answers(out, scanned) == (b"", len(out))  # asked once, answered once
+    out += b"Welcome\x1b7\x1b[32766;32766H\x1b["  # the cursor query arrives split over two reads
+    reply, scanned = bb.answers(out, scanned)
+    assert reply == b""
+    out += b"6n\x1b8 and \x1b[18t"
+    reply, scanned = bb.answers(out, scanned)
+    assert reply == b"\x1b[24;80R\x1b[8;24;80t"
+    assert bb.answers(out + b"no query here", scanned)[0] == b""
