@@ -34,7 +34,7 @@ from typing import IO, Any, cast
 
 from textual.drivers.linux_driver import LinuxDriver
 
-BEHIND = 8 * 1024  # bytes pending past which the flood's producers wait
+BEHIND = 2 * 1024  # characters pending past which the flood's producers wait
 WAIT_MOST = 1.0  # s: the longest one wait for the terminal lasts
 POLL = 0.005  # s: how often a wait looks again (the writer thread tells no one)
 _clock = time.monotonic  # (a test sets its own)
