@@ -13,11 +13,20 @@ journal pane; the footer shows the focused pane's keys), each timed from `tmux s
 read back with `tmux capture-pane`, changes.  The
 figures include tmux's own path, the same at rest and under the flood.
 
+How the bench talks to tmux (--method): `control` (the default) keeps one tmux
+control-mode client (`tmux -C attach`, no pane output sent to it, its size
+ignored) and sends each key and each row's capture through it, one line each
+way, polling every POLL s; `fork` (before session 8) runs a tmux client
+process per send and per capture, back to back: on a 2-core host under a flood
+those forks competed for the CPU with tmux's server and the dashboard, and a
+capture waited for its own process to start.
+
 With --sample OUT the dashboard runs under bench/stack_sampler.py (its UI thread's
 stacks into OUT) and every key's send and effect times go to OUT.keys, so
 bench/slow_keys.py can say what the UI thread did while the slowest keys waited.
 
 Run as root: .venv/bin/python bench/bench_flood_keys.py [--rounds N] [--keys K] [--repo CHECKOUT] [--sample OUT]
+    [--method control|fork]
 """
 
 from __future__ import annotations
@@ -55,8 +64,63 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", "-L", SOCK, *args], capture_output=True, text=True, check=False).stdout
 
 
+POLL = 0.002  # s: between two captures of a row (control method; a fork takes longer than this)
+
+
+class Control:
+    """One tmux control-mode client: a command is a line written, its answer the lines between
+    the %begin and %end (or %error) that follow; notifications outside those are skipped."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["tmux", "-L", SOCK, "-C", "attach", "-t", "k"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        self._answer()  # the attach's own (empty) block comes first
+        self.command("refresh-client -f no-output,ignore-size")  # no %output stream, the window keeps its size
+
+    def command(self, line: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self._answer(line)
+
+    def _answer(self, line: str = "attach") -> str:
+        assert self.proc.stdout is not None
+        out: list[str] = []
+        inside = False
+        while True:
+            got = self.proc.stdout.readline()
+            if not got:
+                raise SystemExit(f"bench_flood_keys: the tmux control client ended during {line!r}")
+            text = got.decode(errors="replace").rstrip("\n")
+            if not inside:
+                inside = text.startswith("%begin ")
+            elif text.startswith("%error "):
+                raise SystemExit(f"bench_flood_keys: tmux refused {line!r}: {out}")
+            elif text.startswith("%end "):
+                return "\n".join(out)
+            else:
+                out.append(text)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+CONTROL: Control | None = None  # set by main() for --method control
+
+
 def row(y: int) -> str:
+    if CONTROL is not None:
+        return CONTROL.command(f"capture-pane -p -t k -S {y} -E {y}").rstrip("\n")
     return tmux("capture-pane", "-p", "-t", "k", "-S", str(y), "-E", str(y)).rstrip("\n")
+
+
+def send(key: str) -> None:
+    if CONTROL is not None:
+        CONTROL.command(f"send-keys -t k {key}")
+    else:
+        tmux("send-keys", "-t", "k", key)
 
 
 def screen() -> str:
@@ -111,13 +175,15 @@ def press(key: str, where: int, timeout: float = 5.0) -> tuple[float, float]:
     """(when KEY was sent, seconds until screen row WHERE showed a change)."""
     before = row(where)
     started = time.monotonic()
-    tmux("send-keys", "-t", "k", key)
+    send(key)
     while True:
         now = time.monotonic()
         if row(where) != before:
             return started, time.monotonic() - started
         if now - started > timeout:
             return started, float("inf")
+        if CONTROL is not None:
+            time.sleep(POLL)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -126,6 +192,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
+    global CONTROL
     as_json = wants_json()
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=4, help="rest/flood pairs (default 4)")
@@ -133,6 +200,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds a phase runs before its keys (default 2)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose dashboard runs (default: this one)")
     ap.add_argument("--sample", type=Path, help="sample the dashboard's UI thread into this file (and OUT.keys)")
+    ap.add_argument("--method", choices=("control", "fork"), default="control",
+                    help="how keys are sent and rows read: one tmux control client (default) or a tmux process each")
     ap.add_argument("--times", type=Path, help="every key's phase, name, send time and seconds to its effect, into this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -164,6 +233,8 @@ def main() -> int:
             wait(lambda: "p Priority" in screen(), 5, "the journal pane's focus")
             wait(lambda: "following" in row(BORDER_ROW), 5, "the journal border on its row")
             pid = app_pid()
+            if args.method == "control":
+                CONTROL = Control()
             for _ in range(args.rounds):
                 for phase in ("rest", "flood"):
                     if phase == "flood":
@@ -184,6 +255,8 @@ def main() -> int:
             go.unlink(missing_ok=True)
             peak = peak_rss_mb(pid)
         finally:
+            if CONTROL is not None:
+                CONTROL.close()
             tmux("kill-server")
             # kill-server leaves the socket file behind
             (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / SOCK).unlink(missing_ok=True)
@@ -200,7 +273,7 @@ def main() -> int:
                       f"p95 {percentile(ms, 0.95):.0f} ms, max {max(ms):.0f} ms over {len(ms)} keys")
             print(f"{phase:5}: dashboard CPU {100 * cpu[phase] / wall[phase]:.0f}% of a core")
         print(f"dashboard peak memory (VmHWM): {peak:.0f} MB")
-        print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f}")
+        print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f} (method: {args.method})")
         for key in KEYS:
             rest_ms = [v * 1000 for v in results[f"rest {key}"]]
             flood_ms = [v * 1000 for v in results[f"flood {key}"]]

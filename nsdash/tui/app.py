@@ -21,6 +21,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
@@ -29,6 +31,7 @@ from nsdash.errors import NsdashError
 from nsdash.system.text import escape
 from nsdash.tui import gcpause
 from nsdash.tui.actions import LauncherActions
+from nsdash.tui.backlog import CountingDriver, TerminalBacklog
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.keyfirst import KeyFirst, at_once
 from nsdash.tui.messages import ActionDone, JournalLines, Snapshot, SnapshotReady
@@ -178,6 +181,7 @@ class NsdashApp(App):
         self.following: tuple[str, ...] | None = None
         self.busy: set[tuple[str, str]] = set()
         self.key_first = KeyFirst()  # a key's frame before a flood's paints (nsdash.tui.keyfirst)
+        self.backlog = TerminalBacklog()  # what the terminal has still to read (nsdash.tui.backlog)
 
     # Machine actions make no sense over the Images panel: hidden from its footer and off there.
     MACHINE_ACTIONS = frozenset({"machine_action", "attach", "journal", "follow_all", "view", "units", "trace",
@@ -219,6 +223,11 @@ class NsdashApp(App):
             self.key_first.handled(self, screen)
             return True
         return False
+
+    def get_driver_class(self) -> type[Driver]:
+        # Textual's own choice, its output counted when it is the Linux terminal's (nsdash.tui.backlog)
+        found = super().get_driver_class()
+        return CountingDriver if found is LinuxDriver else found
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
         # Textual's one place where a frame goes to the terminal: the frame a key waited for.

@@ -32,6 +32,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from nsdash.system.text import escape
+from nsdash.tui.backlog import backlog
 from nsdash.tui.keyfirst import gate
 from nsdash.tui.widgets.edges import FocusEdges, restyling
 
@@ -167,8 +168,11 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         # thread keeps time for keys (a key's own frame, KEY, is never held back).
         now = _clock()
         if (not key and conn.model.bytes_fed - self.shown_bytes > FLOOD_BYTES
-                and (now - self._painted < 1 / FLOOD_FPS or gate(self.app).waiting)):
-            return  # and no flood frame while another key's frame is due (nsdash.tui.keyfirst)
+                and (now - self._painted < 1 / FLOOD_FPS or gate(self.app).waiting
+                     or backlog(self.app).skip())):
+            # and no flood frame while another key's frame is due (nsdash.tui.keyfirst) or the
+            # terminal has not read the last ones (nsdash.tui.backlog)
+            return
         self._painted = now
         conn.changed.clear()
         model = self.model

@@ -36,6 +36,7 @@ from textual.reactive import reactive
 from textual.widgets import Input
 
 from nsdash.system.text import escape
+from nsdash.tui.backlog import backlog
 from nsdash.tui.keyfirst import gate
 from nsdash.tui.messages import JOURNAL_KEEP, JournalLine
 from nsdash.tui.widgets.colours import text_style
@@ -241,9 +242,10 @@ class JournalPane(FocusEdges, Vertical):
         when written line by line; a paint repaints every line of the log (it scrolls)."""
         log.hold()
         left = len(self._unwritten)  # lines queued during the round wait for the next
-        keys = gate(self.app)
+        keys, terminal = gate(self.app), backlog(self.app)
         while left > 0 and self._unwritten and self.is_attached:
             await keys.painted()  # a key pressed meanwhile is drawn first (nsdash.tui.keyfirst)
+            await terminal.caught_up()  # no slice while the terminal is behind (nsdash.tui.backlog)
             n = min(self._slice, left, len(self._unwritten))
             started = _slice_clock()
             texts = [self._styled(self._unwritten.popleft()) for _ in range(n)]
