@@ -49,7 +49,8 @@ async def test_a_flooding_machine_costs_the_pane_bounded_memory(busybox_tree, de
         # What the pane holds stays bounded the whole time: unparsed bytes and history lines.
         assert conn.max_backlog <= BEHIND
         assert max(held) <= pane.model.history_limit
-        assert pane.model.bytes_skipped > 0, pane.model.bytes_fed  # it fell behind, and caught up by skipping
+        # Whether it had to skip to keep up depends on how fast this machine parses (1 run in
+        # ~60 it kept up without): the skip itself is proven in test_console_pane.py.
         pane.detach()
 
 
