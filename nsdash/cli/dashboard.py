@@ -101,7 +101,14 @@ def main(argv: list[str], hosts: list | None = None) -> int:
     from nsdash.tui import gcpause
 
     gcpause.hold()  # until the first full frame (the app releases it)
+    first = None
+    if not hosts:
+        from nsdash.tui.host_readers import FirstSnapshot
+
+        # This host's first snapshot, taken in a thread while the main thread imports Textual
+        # (nsdash.tui.host_readers says why); the app's poller takes it over.
+        first = FirstSnapshot()
     from nsdash.tui.app import NsdashApp
 
-    NsdashApp(interval=args.delay, hosts=hosts or None).run()
+    NsdashApp(interval=args.delay, hosts=hosts or None, first=first).run()
     return 0

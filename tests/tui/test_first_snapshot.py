@@ -1,0 +1,162 @@
+"""`nsdash` takes the host's first snapshot in a thread while it imports Textual (issue 16: the
+first full frame within 250 ms), and the poller takes over those readers and that snapshot."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from nsdash.errors import NsdashError
+from nsdash.tui.host_readers import FirstSnapshot, HostReaders
+from nsdash.tui.messages import Snapshot, SnapshotReady
+from nsdash.tui.poller import Poller
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    """CODE in a fresh interpreter whose stdin and stdout are a terminal (the dashboard asks)."""
+    parent, child = pty.openpty()
+    try:
+        return subprocess.run([sys.executable, "-c", code], stdin=child, stdout=child, stderr=subprocess.PIPE,
+                              text=True, cwd=REPO, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        os.close(parent)
+        os.close(child)
+
+
+def test_the_readers_module_imports_no_toolkit():
+    out = _run("import sys, nsdash.tui.host_readers; "
+               "sys.stderr.write(' '.join(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+
+
+def test_nsdash_starts_the_first_snapshot_before_it_imports_textual():
+    """The dashboard's entry point makes FirstSnapshot while Textual is not loaded yet, and hands
+    it to the app (here the probe ends the run when it is made)."""
+    out = _run("import sys\n"
+               "import nsdash.tui.host_readers as hr\n"
+               "class Probe:\n"
+               "    def __init__(self):\n"
+               "        sys.stderr.write('textual loaded: %s' % ('textual' in sys.modules))\n"
+               "        raise SystemExit(7)\n"
+               "hr.FirstSnapshot = Probe\n"
+               "from nsdash.cli import dashboard\n"
+               "dashboard.main([])\n")
+    assert out.returncode == 7, out.stderr
+    assert out.stderr == "textual loaded: False"
+
+
+def _collect():
+    posted: list[SnapshotReady] = []
+    arrived = threading.Semaphore(0)
+
+    def post(message) -> None:
+        if isinstance(message, SnapshotReady):
+            posted.append(message)
+            arrived.release()
+
+    return posted, arrived, post
+
+
+def test_the_poller_posts_the_first_snapshot_and_keeps_its_readers():
+    """The real host's readers: made in FirstSnapshot's thread, their snapshot the poller's first
+    post (the very object), the readers the poller's own, closed when it stops."""
+    made_in: list[str] = []
+
+    class Recorded(HostReaders):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+            super().close()
+
+    def make() -> HostReaders:
+        made_in.append(threading.current_thread().name)
+        return Recorded()
+
+    first = FirstSnapshot(make)
+    posted, arrived, post = _collect()
+    poller = Poller(None, post, interval=30.0, first=first)
+    poller.walk_tree_every(1)  # asked before the poller had its readers
+    poller.start()
+    try:
+        assert arrived.acquire(timeout=60)
+        readers = poller.readers
+        assert readers is first.readers and isinstance(readers, HostReaders)
+        assert posted[0].snapshot is first.snapshot and not posted[0].snapshot.errors
+        assert posted[0].snapshot.rows and posted[0].snapshot.tree is not None
+        assert made_in == ["nsdash-first-snapshot"]
+        assert readers.tree_every == 1
+        assert isinstance(readers, Recorded) and readers.closed == 0
+    finally:
+        poller.stop()
+    assert readers.closed == 1
+    first.close()  # taken by the poller: nothing more to close
+    assert readers.closed == 1
+
+
+class _Readers:
+    def __init__(self, fail_snapshot: bool = False) -> None:
+        self.fail_snapshot = fail_snapshot
+        self.closed = False
+        self.snapshots = 0
+
+    def snapshot(self) -> Snapshot:
+        self.snapshots += 1
+        if self.fail_snapshot and self.snapshots == 1:
+            raise OSError(5, "Input/output error")
+        return Snapshot(2.0)
+
+    def open_journal(self, machines):
+        raise OSError("no journal here")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_readers_that_cannot_be_made_are_one_error_snapshot():
+    def unreadable():
+        raise NsdashError("cgroup2 is not mounted", "mount it")
+
+    posted, arrived, post = _collect()
+    poller = Poller(None, post, first=FirstSnapshot(unreadable))
+    poller.start()
+    try:
+        assert arrived.acquire(timeout=30)
+    finally:
+        poller.stop()
+    assert len(posted) == 1
+    assert posted[0].snapshot.errors[0].startswith("cannot read the host: cgroup2 is not mounted")
+
+
+def test_a_first_snapshot_that_failed_is_an_error_and_the_poller_goes_on():
+    readers = _Readers(fail_snapshot=True)
+    posted, arrived, post = _collect()
+    poller = Poller(None, post, interval=30.0, first=FirstSnapshot(lambda: readers))
+    poller.start()
+    try:
+        assert arrived.acquire(timeout=30)
+        assert "Input/output error" in posted[0].snapshot.errors[0]
+        poller.refresh_now()  # the loop runs on those readers
+        assert arrived.acquire(timeout=30)
+        assert posted[1].snapshot.timestamp == 2.0 and not posted[1].snapshot.errors
+        assert readers.snapshots == 2
+    finally:
+        poller.stop()
+    assert readers.closed
+
+
+async def test_an_app_that_never_polled_closes_the_first_snapshots_readers():
+    from tuikit import sample_app
+
+    readers = _Readers()
+    app = sample_app(first=FirstSnapshot(lambda: readers))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+    assert readers.closed
