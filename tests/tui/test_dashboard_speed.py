@@ -259,6 +259,36 @@ async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkey
     assert restyled == ["DashboardScreen"], restyled
 
 
+async def test_the_journal_query_box_is_mounted_when_first_asked_for():
+    """The first frame composes no Input (the journal pane's query box: its styles parsed and
+    applied, its widget mounted, all for a box hidden until u or / is pressed); the first ask
+    mounts it, focused, and later asks reuse it."""
+    from textual.widgets import Input
+
+    from nsdash.tui.widgets.follow_log import FollowLog
+    from nsdash.tui.widgets.journal_pane import JournalPane
+
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        assert list(app.screen.query(Input)) == []
+        pane = app.screen.query_one(JournalPane)
+        app.screen.set_focus(pane.query_one(FollowLog))
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.pause()
+        box = pane.query_one("#journal-query", Input)
+        assert app.screen.focused is box and not box.has_class("-hidden")
+        await pilot.press("x", "enter")
+        await pilot.pause()
+        assert pane.filter.search == "x" and box.has_class("-hidden")
+        app.screen.set_focus(pane.query_one(FollowLog))
+        await pilot.press("u")
+        await pilot.pause()
+        assert list(pane.query(Input)) == [box] and app.screen.focused is box
+        assert box.placeholder.startswith("unit")
+
+
 async def test_a_narrow_terminal_gives_a_narrow_screen_from_the_start():
     from nsdash.tui.screens.panels import breakpoint_class
 
