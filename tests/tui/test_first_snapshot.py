@@ -160,3 +160,31 @@ async def test_an_app_that_never_polled_closes_the_first_snapshots_readers():
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
     assert readers.closed
+
+
+def test_the_app_is_imported_without_ssl_and_ssl_imports_after():
+    out = _run("import sys\n"
+               "from nsdash.cli import dashboard\n"
+               "with dashboard.asyncio_without_tls():\n"
+               "    import nsdash.tui.app\n"
+               "sys.stderr.write('%s %s %s|' % ('asyncio' in sys.modules, 'ssl' in sys.modules, '_ssl' in sys.modules))\n"
+               "import ssl\n"
+               "sys.stderr.write(str(ssl.OPENSSL_VERSION.startswith('OpenSSL')))\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "True False False|True"
+
+
+def test_nsdash_imports_the_app_without_ssl():
+    """The dashboard's entry point imports the app inside asyncio_without_tls (an import hook
+    ends the run when the app's module is asked for, telling what ssl is then)."""
+    out = _run("import sys\n"
+               "class Stop:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'nsdash.tui.app':\n"
+               "            sys.stderr.write(repr(sys.modules.get('ssl', 'absent')))\n"
+               "            raise SystemExit(7)\n"
+               "sys.meta_path.insert(0, Stop())\n"
+               "from nsdash.cli import dashboard\n"
+               "dashboard.main([])\n")
+    assert out.returncode == 7, out.stderr
+    assert out.stderr == "None"
