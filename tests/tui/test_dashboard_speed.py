@@ -233,11 +233,14 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
 async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):
     """No class changes between compose and the first frame: the screen is born with its
     breakpoint class and the journal pane born following.  Each such change restyled the
-    subtree again (Textual's update_node_styles); the screen's resume and the focus still do."""
+    subtree again (Textual's update_node_styles).  Nor does the start's ScreenResume restyle
+    the screen and everything on it, styled as they were mounted; the focused panel still
+    wears its focus mark (Textual's auto-focus gave it the focus: restyled for the mark)."""
     from textual.dom import DOMNode
 
     from nsdash.tui.screens.dashboard import DashboardScreen
     from nsdash.tui.widgets.journal_pane import JournalPane
+    from nsdash.tui.widgets.machine_list import MachineList
 
     restyled: list[str] = []
     original = DOMNode.update_node_styles
@@ -255,8 +258,11 @@ async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkey
         assert isinstance(screen, DashboardScreen) and screen.has_class("-wide")
         assert app.screen_stack == [screen]  # the default screen itself: none under it to lay out
         assert screen.query_one(JournalPane).has_class("-following")
-    # Textual's ScreenResume restyles the screen once; nothing restyled the journal pane.
-    assert restyled == ["DashboardScreen"], restyled
+        machines, cpu = screen.query_one(MachineList), screen.query_one(CpuTable)
+        assert app.screen.focused is machines and machines.has_class("-focused")
+        assert machines.styles.border_top != cpu.styles.border_top  # the mark is on screen
+        assert machines.styles.border_left == cpu.styles.border_left
+    assert restyled == [], restyled
 
 
 async def test_the_journal_query_box_is_mounted_when_first_asked_for():
