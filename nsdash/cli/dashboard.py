@@ -55,8 +55,6 @@ def hosts_file(env=None) -> list:
     import os
     from pathlib import Path
 
-    from nsdash.remote.target import parse_target
-
     env = os.environ if env is None else env
     base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "/nonexistent", ".config")
     path = Path(base) / "nsdash" / "hosts"
@@ -66,6 +64,8 @@ def hosts_file(env=None) -> list:
         return []
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {path}: {e}", "fix or remove the file") from None
+    from nsdash.remote.target import parse_target  # (shlex and all: only when there is a file)
+
     targets = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
