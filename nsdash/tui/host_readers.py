@@ -41,9 +41,11 @@ class HostReaders(HostSnapshots):
 class FirstSnapshot:
     """HostReaders made and their first snapshot taken in a thread of their own, started at once.
 
-    `result()` (the poller's thread) waits for both; what failed is handed on, as the
-    poller would have met it: the readers' error (no readers), or the snapshot's (readers, no
-    snapshot).  Only the errors a reader may raise are caught, as the poller catches them.
+    `result()` (the poller's thread) claims both and waits for them; what failed is handed on,
+    as the poller would have met it: the readers' error (no readers), or the snapshot's
+    (readers, no snapshot).  Only the errors a reader may raise are caught, as the poller
+    catches them.  Readers nobody claimed are closed by `close()` (the app ended), or by the
+    thread itself if it finishes after that: quitting never waits for a host read.
     """
 
     def __init__(self, make: Callable[[], HostReaders] = HostReaders) -> None:
@@ -52,7 +54,10 @@ class FirstSnapshot:
         self.readers: HostReaders | None = None
         self.snapshot: Snapshot | None = None
         self.error: NsdashError | OSError | None = None
-        self._taken = False
+        self._lock = threading.Lock()
+        self._finished = False  # the thread is done
+        self._claimed = False  # the poller asked for the readers: its own to close
+        self._closed = False  # the app ended: nobody will ask
         self._thread = threading.Thread(target=self._take, name="nsdash-first-snapshot", daemon=True)
         self._thread.start()
 
@@ -62,17 +67,29 @@ class FirstSnapshot:
             self.snapshot = self.readers.snapshot()
         except (NsdashError, OSError) as e:
             self.error = e
+        finally:
+            with self._lock:
+                self._finished = True
+                orphaned = self._closed and not self._claimed
+            if orphaned:
+                self._close_readers()
 
     def result(self) -> tuple[HostReaders | None, Snapshot | None, NsdashError | OSError | None]:
         """(readers, snapshot, error) once the thread is done; the readers are the caller's to close."""
+        with self._lock:
+            self._claimed = True
         self._thread.join()
-        self._taken = True
         return self.readers, self.snapshot, self.error
 
     def close(self) -> None:
-        """Close the readers if nobody took them (an app that ended before its poller started)."""
-        if not self._taken:
-            self._thread.join()
-            self._taken = True
-            if self.readers is not None:
-                self.readers.close()
+        """The app ended: its readers closed unless the poller claimed them (now, or when the
+        thread has made them); never waits."""
+        with self._lock:
+            self._closed = True
+            now = self._finished and not self._claimed
+        if now:
+            self._close_readers()
+
+    def _close_readers(self) -> None:
+        if self.readers is not None:
+            self.readers.close()

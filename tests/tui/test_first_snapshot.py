@@ -156,10 +156,30 @@ async def test_an_app_that_never_polled_closes_the_first_snapshots_readers():
     from tuikit import sample_app
 
     readers = _Readers()
-    app = sample_app(first=FirstSnapshot(lambda: readers))
+    first = FirstSnapshot(lambda: readers)
+    first._thread.join()  # made before the app ends: the app's close() closes them
+    app = sample_app(first=first)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
     assert readers.closed
+
+
+def test_readers_made_after_the_app_ended_are_closed_by_their_thread_and_quitting_never_waits():
+    """A host read that takes its time (a process stuck in the kernel holds its cmdline): the
+    app's close() returns at once, and the thread closes the readers once it has them."""
+    go = threading.Event()
+    readers = _Readers()
+
+    def slow() -> _Readers:
+        go.wait(60)
+        return readers
+
+    first = FirstSnapshot(slow)
+    first.close()  # returns at once: nothing made yet
+    assert not readers.closed
+    go.set()
+    first._thread.join(60)
+    assert readers.closed and readers.snapshots == 1
 
 
 def test_the_app_is_imported_without_ssl_and_ssl_imports_after():
