@@ -208,3 +208,20 @@ def test_nsdash_imports_the_app_without_ssl():
                "dashboard.main([])\n")
     assert out.returncode == 7, out.stderr
     assert out.stderr == "None"
+
+
+def test_the_first_frame_loads_no_emoji_table():
+    """Nothing on the dashboard is Rich markup with emoji codes (the tree's root label was:
+    rich's table of 3,600 emoji names loaded before the first frame)."""
+    out = _run("import asyncio, sys\n"
+               "sys.path.insert(0, 'tests/tui')\n"
+               "from tuikit import feed_sample, sample_app\n"
+               "async def main():\n"
+               "    app = sample_app()\n"
+               "    async with app.run_test(size=(160, 48)) as pilot:\n"
+               "        await feed_sample(app, pilot, steps=1)\n"
+               "        sys.stderr.write(str(app.screen.query_one('#tree').root.label))\n"
+               "asyncio.run(main())\n"
+               "sys.stderr.write(' %s' % ('rich._emoji_codes' in sys.modules))\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "/ False"
