@@ -8,7 +8,10 @@ running are left alone.  Quitting the dashboard leaves every machine running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 from nsdash.errors import NsdashError, UsageError
 
@@ -52,8 +55,6 @@ def hosts_file(env=None) -> list:
     import os
     from pathlib import Path
 
-    from nsdash.remote.target import parse_target
-
     env = os.environ if env is None else env
     base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "/nonexistent", ".config")
     path = Path(base) / "nsdash" / "hosts"
@@ -63,6 +64,8 @@ def hosts_file(env=None) -> list:
         return []
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {path}: {e}", "fix or remove the file") from None
+    from nsdash.remote.target import parse_target  # (shlex and all: only when there is a file)
+
     targets = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -101,7 +104,34 @@ def main(argv: list[str], hosts: list | None = None) -> int:
     from nsdash.tui import gcpause
 
     gcpause.hold()  # until the first full frame (the app releases it)
-    from nsdash.tui.app import NsdashApp
+    first = None
+    if not hosts:
+        from nsdash.tui.host_readers import FirstSnapshot
 
-    NsdashApp(interval=args.delay, hosts=hosts or None).run()
+        # This host's first snapshot, taken in a thread while the main thread imports Textual
+        # (nsdash.tui.host_readers says why); the app's poller takes it over.
+        first = FirstSnapshot()
+    with asyncio_without_tls():
+        from nsdash.tui.app import NsdashApp
+
+    NsdashApp(interval=args.delay, hosts=hosts or None, first=first).run()
     return 0
+
+
+@contextlib.contextmanager
+def asyncio_without_tls() -> Iterator[None]:
+    """Import Textual's asyncio without ssl: asyncio imports it (and with it OpenSSL's libraries)
+    for TLS connections, which the dashboard never makes (its far hosts are reached through ssh),
+    about 2% of the start's instructions before the first frame (issue 16).  While the block runs
+    `import ssl` fails, which asyncio takes as "no TLS here"; after it ssl imports as usual (asyncio
+    alone goes on without).  Nothing is changed if asyncio or ssl was imported before."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        yield
+        return
+    modules: dict[str, Any] = sys.modules
+    modules["ssl"] = None  # None: "not importable", as the import system documents
+    try:
+        yield
+    finally:
+        if modules.get("ssl", False) is None:
+            del modules["ssl"]

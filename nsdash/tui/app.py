@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     # pyte's wrapper and the limits form): none is on the first frame.
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.remote.target import Target
+    from nsdash.tui.host_readers import FirstSnapshot
     from nsdash.tui.screens.debugging import Subject
     from nsdash.tui.screens.images import ImagesScreen
     from nsdash.tui.screens.machine import MachineScreen
@@ -159,11 +160,14 @@ class NsdashApp(App):
     selected: reactive[str | None] = reactive(None)
 
     def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
-                 interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None) -> None:
+                 interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None,
+                 first: FirstSnapshot | None = None) -> None:
         """HOSTS: remote hosts (-H, nsdash.remote.target.Target): the dashboard shows theirs
-        only, as machinectl -H does (nsdash.tui.remote)."""
+        only, as machinectl -H does (nsdash.tui.remote).  FIRST: this host's readers and first
+        snapshot, started before Textual was imported (nsdash.cli.dashboard); the poller takes them."""
         super().__init__()
         self.readers = readers
+        self.first = first
         self.hosts = None
         if hosts:
             from nsdash.tui.remote import RemoteActions, RemoteHosts
@@ -251,13 +255,15 @@ class NsdashApp(App):
         from nsdash.tui.poller import HostReaders
 
         make: Any = HostReaders
+        first = self.first if self.readers is None and self.hosts is None else None
         if self.hosts is not None:
             from nsdash.tui.remote import RemoteReaders
 
             hosts = self.hosts
             make = lambda: RemoteReaders(hosts)  # noqa: E731
-        # The readers open the host's files (or ssh): made in the poller's thread, not before the first frame.
-        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=make)
+        # The readers open the host's files (or ssh): made in the poller's thread (or FIRST's,
+        # while Textual loaded), not on the UI thread before the first frame.
+        self.poller = Poller(self.readers, self.post_message, self.interval, make_readers=make, first=first)
         self.poller.start()
 
     def _tend_gc(self) -> None:
@@ -268,6 +274,8 @@ class NsdashApp(App):
         gcpause.untended()
         if self.poller is not None:
             self.poller.stop()
+        if self.first is not None:
+            self.first.close()  # (its readers are the poller's, closed by it, if it took them)
         if self.hosts is not None:
             self.hosts.stop()  # (the readers stop them too; not made if the poller never ran)
 

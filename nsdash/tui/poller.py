@@ -25,7 +25,8 @@ from textual.message import Message
 
 from nsdash.errors import NsdashError
 from nsdash.monitor.host import TREE_EVERY as TREE_EVERY  # (the app sets the tree's cadence with it)
-from nsdash.monitor.host import HostSnapshots
+from nsdash.tui.host_readers import FirstSnapshot
+from nsdash.tui.host_readers import HostReaders as HostReaders  # (where tests and benches look for it)
 from nsdash.tui.messages import (
     JOURNAL_KEEP,
     JournalLine,
@@ -57,11 +58,13 @@ class Poller:
     """Calls the readers in its own thread and hands messages to `post` (thread-safe)."""
 
     def __init__(self, readers: Readers | None, post: Callable[[Message], object], interval: float = 1.0,
-                 make_readers: Callable[[], Readers] | None = None) -> None:
+                 make_readers: Callable[[], Readers] | None = None, first: FirstSnapshot | None = None) -> None:
         """READERS, or None and MAKE_READERS: called in the poller's thread, so opening the host's
-        files is not done on the UI thread before the first frame."""
+        files is not done on the UI thread before the first frame; or None and FIRST: readers
+        made and their first snapshot taken while Textual loaded (nsdash.tui.host_readers)."""
         self.readers = readers
         self._make = make_readers
+        self._first = first
         self._tree_every: int | None = None
         self.post = post
         self.interval = interval
@@ -137,9 +140,13 @@ class Poller:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> None:
+        next_sample = 0.0  # the first refresh at once, unless FirstSnapshot took it
         if self.readers is None:
             try:
-                self.readers = self._make() if self._make is not None else None
+                if self._first is not None:
+                    next_sample = self._take_first()
+                else:
+                    self.readers = self._make() if self._make is not None else None
             except (NsdashError, OSError) as e:
                 text = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
                 self.post(SnapshotReady(Snapshot(time.monotonic(), errors=(f"cannot read the host: {text}",))))
@@ -151,7 +158,6 @@ class Poller:
         readers = self.readers
         feed: JournalFeed | None = None
         following: tuple[str, ...] = ()
-        next_sample = 0.0
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -199,6 +205,22 @@ class Poller:
                 feed.close()
             readers.close()
 
+    def _take_first(self) -> float:
+        """The readers and the snapshot FirstSnapshot took: that snapshot posted (or the error
+        it met, as _guard would), the next one due an interval later; raises what making the
+        readers raised."""
+        assert self._first is not None
+        readers, snap, error = self._first.result()
+        if readers is None:
+            assert error is not None
+            raise error
+        self.readers = readers
+        if snap is not None:
+            self.post(SnapshotReady(snap))
+        elif error is not None:
+            self._post_error(error)
+        return time.monotonic() + self.interval  # as after a refresh of the loop's own, failed or not
+
     def _open_journal(self, machines: tuple[str, ...]) -> JournalFeed | None:
         try:
             assert self.readers is not None  # made before the loop that calls this
@@ -218,13 +240,17 @@ class Poller:
         try:
             return call()
         except (NsdashError, OSError) as e:
-            text = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
-            self.post(SnapshotReady(Snapshot(time.monotonic(), errors=(text,))))
+            self._post_error(e)
             return None
+
+    def _post_error(self, e: NsdashError | OSError) -> None:
+        text = e.oneline() if isinstance(e, NsdashError) else f"{type(e).__name__}: {e}"
+        self.post(SnapshotReady(Snapshot(time.monotonic(), errors=(text,))))
 
 
 # ---------------------------------------------------------------- the real readers
-# (their snapshots: nsdash.monitor.host, which the far side of -H runs without Textual)
+# (their snapshots: nsdash.monitor.host, which the far side of -H runs without Textual; the
+# readers themselves: nsdash.tui.host_readers, which `nsdash` imports before Textual)
 
 
 def _line_of(entry, machine: str | None = None) -> JournalLine:
@@ -255,8 +281,6 @@ class _HostJournal:
         self.log.close()
 
 
-class HostReaders(HostSnapshots):
-    """The real readers: the host's snapshots (nsdash.monitor.host) and its machines' journals."""
-
-    def open_journal(self, machines: tuple[str, ...]) -> JournalFeed:
-        return _HostJournal(machines)
+def host_journal(machines: tuple[str, ...]) -> JournalFeed:
+    """The followed journals of these machines on this host (HostReaders.open_journal)."""
+    return _HostJournal(machines)

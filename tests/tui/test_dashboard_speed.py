@@ -233,11 +233,14 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
 async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):
     """No class changes between compose and the first frame: the screen is born with its
     breakpoint class and the journal pane born following.  Each such change restyled the
-    subtree again (Textual's update_node_styles); the screen's resume and the focus still do."""
+    subtree again (Textual's update_node_styles).  Nor does the start's ScreenResume restyle
+    the screen and everything on it, styled as they were mounted; the focused panel still
+    wears its focus mark (Textual's auto-focus gave it the focus: restyled for the mark)."""
     from textual.dom import DOMNode
 
     from nsdash.tui.screens.dashboard import DashboardScreen
     from nsdash.tui.widgets.journal_pane import JournalPane
+    from nsdash.tui.widgets.machine_list import MachineList
 
     restyled: list[str] = []
     original = DOMNode.update_node_styles
@@ -255,8 +258,41 @@ async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkey
         assert isinstance(screen, DashboardScreen) and screen.has_class("-wide")
         assert app.screen_stack == [screen]  # the default screen itself: none under it to lay out
         assert screen.query_one(JournalPane).has_class("-following")
-    # Textual's ScreenResume restyles the screen once; nothing restyled the journal pane.
-    assert restyled == ["DashboardScreen"], restyled
+        machines, cpu = screen.query_one(MachineList), screen.query_one(CpuTable)
+        assert app.screen.focused is machines and machines.has_class("-focused")
+        assert machines.styles.border_top != cpu.styles.border_top  # the mark is on screen
+        assert machines.styles.border_left == cpu.styles.border_left
+    assert restyled == [], restyled
+
+
+async def test_the_journal_query_box_is_mounted_when_first_asked_for():
+    """The first frame composes no Input (the journal pane's query box: its styles parsed and
+    applied, its widget mounted, all for a box hidden until u or / is pressed); the first ask
+    mounts it, focused, and later asks reuse it."""
+    from textual.widgets import Input
+
+    from nsdash.tui.widgets.follow_log import FollowLog
+    from nsdash.tui.widgets.journal_pane import JournalPane
+
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        assert list(app.screen.query(Input)) == []
+        pane = app.screen.query_one(JournalPane)
+        app.screen.set_focus(pane.query_one(FollowLog))
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.pause()
+        box = pane.query_one("#journal-query", Input)
+        assert app.screen.focused is box and not box.has_class("-hidden")
+        await pilot.press("x", "enter")
+        await pilot.pause()
+        assert pane.filter.search == "x" and box.has_class("-hidden")
+        app.screen.set_focus(pane.query_one(FollowLog))
+        await pilot.press("u")
+        await pilot.pause()
+        assert list(pane.query(Input)) == [box] and app.screen.focused is box
+        assert box.placeholder.startswith("unit")
 
 
 async def test_a_narrow_terminal_gives_a_narrow_screen_from_the_start():

@@ -47,6 +47,7 @@ class DashboardScreen(PanelScreen):
     ]
 
     _tree_shown: CgroupNode | None = None
+    _resumed_once = False
 
     class Resumed(Message):
         """The dashboard is on top again: follow the selection's journal, show the last snapshot."""
@@ -80,7 +81,15 @@ class DashboardScreen(PanelScreen):
         # first frame painted (waiting for ScreenResume painted the empty panels a few times first).
         cast("NsdashApp", self.app).show_snapshot()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if not self._resumed_once:
+            # The start's resume comes right after the screen and its panels were composed and
+            # styled (Textual styles each widget as it is mounted): restyling them all again was
+            # a tenth of the work before the first frame (issue 16).  This handler runs before
+            # Screen's own, which then skips the restyle.  Later resumes (back from the machine
+            # view, a theme changed meanwhile) restyle as usual.
+            self._resumed_once = True
+            event.refresh_styles = False
         self.post_message(self.Resumed())
 
     def apply(self, snap: Snapshot, history: MetricHistory, status: str, now: float) -> None:

@@ -54,6 +54,13 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._recolour)
 
+    def process_label(self, label: str | Text) -> Text:
+        """A label as it is, never read as Rich markup: Tree reads a str label as markup with emoji
+        codes (every node is added with an empty one, then labelled with Text), which loaded
+        rich's table of 3,600 emoji names before the first frame (issue 16)."""
+        text = Text(label) if isinstance(label, str) else label
+        return text.split()[0]  # its first line, as Tree's own
+
     # ------------------------------------------------------------ painting
 
     def render_line(self, y: int) -> Strip:

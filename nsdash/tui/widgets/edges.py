@@ -139,8 +139,11 @@ class FocusMarkScreen(Screen):
             for panel in moved:
                 panel.set_class(panel in holding, FOCUSED, update=False)  # not its descendants ...
             # ... the panel alone, unless it is the widget gaining or losing the focus: its
-            # Focus or Blur event restyles it (has_focus) and takes the class with it.
-            restyle = [panel for panel in moved if panel is not focused and panel is not blurred]
+            # Focus or Blur event restyles it (has_focus) and takes the class with it.  Not so
+            # a panel Textual's auto-focus gave the focus (Screen._update_auto_focus sets its
+            # has_focus before this, so its Focus event changes nothing): restyled here.
+            restyle = [panel for panel in moved
+                       if (panel is not focused or panel.has_focus) and panel is not blurred]
             if restyle:
                 self.app.stylesheet.update_nodes(restyle, animate=True)
             super()._update_focus_styles(focused, blurred)  # rules of Textual's own widgets

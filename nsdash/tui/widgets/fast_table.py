@@ -124,7 +124,10 @@ class FastTable(DataTable, SteadyScrollbars):
         # on_mount ran (CI once failed with 'More values provided than there are columns.').
         if not self.columns:
             for column in self._columns:
-                self.add_column(column.label, key=column.key, width=column.width)
+                # As Text: DataTable reads a str label as Rich markup with emoji codes, which
+                # loaded rich's table of 3,600 emoji names before the first frame (issue 16).
+                label = Text(column.label) if isinstance(column.label, str) else column.label
+                self.add_column(label, key=column.key, width=column.width)
 
     # ------------------------------------------------------------ caches
 

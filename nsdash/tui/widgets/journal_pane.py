@@ -140,7 +140,8 @@ class JournalPane(FocusEdges, Vertical):
 
     def compose(self) -> ComposeResult:
         yield FollowLog(wrap=False, markup=False, highlight=False, auto_scroll=True, max_lines=KEEP, id="journal-log")
-        yield Input(id="journal-query", classes="-hidden")
+        # The query box (u, /) is mounted the first time it is asked for: composed hidden at start it
+        # cost the first frame an Input's styles parsed, applied and mounted (issue 16).
 
     def on_mount(self) -> None:
         self._retitle()
@@ -294,9 +295,13 @@ class JournalPane(FocusEdges, Vertical):
         self.filter = JournalFilter(PRIORITY_STEPS[(i + 1) % len(PRIORITY_STEPS)], self.filter.unit,
                                     self.filter.search)
 
-    def action_ask(self, what: str) -> None:
+    async def action_ask(self, what: str) -> None:
         self._asking = what
-        box = self.query_one("#journal-query", Input)
+        boxes = self.query("#journal-query").results(Input)
+        box = next(boxes, None)
+        if box is None:
+            box = Input(id="journal-query", classes="-hidden")
+            await self.mount(box)
         box.placeholder = "unit or identifier (empty: all)" if what == "unit" else "search text (empty: none)"
         box.value = (self.filter.unit if what == "unit" else self.filter.search) or ""
         box.remove_class("-hidden")
