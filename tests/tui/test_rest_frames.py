@@ -1,0 +1,78 @@
+"""The dashboard at rest (issue 16): what one refresh repaints, counted, never timed.
+
+A process started or gone in an open cgroup (a guest's `sleep 1` every second) changes the
+tree: Textual's Tree repaints its whole pane for that (every line through the styles, its
+border, all written to the terminal again) and learns its new size only while painting, so
+its scrollbars came in a second frame.  The tree repaints the lines that read otherwise, and
+knows its size before the frame."""
+
+from __future__ import annotations
+
+from tuikit import feed_sample, sample_app
+
+from nsdash.monitor.tree import CgroupNode
+from nsdash.tui import sample_data as sd
+from nsdash.tui.widgets.cgroup_tree import CgroupTree
+
+
+def _with_pids(tree: CgroupNode, path: str, pids: tuple[int, ...]) -> CgroupNode:
+    children = tuple(_with_pids(c, path, pids) for c in tree.children)
+    return CgroupNode(tree.path, children, pids if tree.path == path else tree.pids, tree.unreadable)
+
+
+async def _open_system_slice(app, pilot) -> CgroupTree:
+    await feed_sample(app, pilot)
+    tree = app.screen.query_one(CgroupTree)
+    tree.node_for(("cg", "/system.slice")).expand()
+    await pilot.pause()
+    await pilot.pause()
+    return tree
+
+
+async def test_a_process_more_in_the_tree_repaints_the_lines_that_changed_not_the_pane(monkeypatch):
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        tree = await _open_system_slice(app, pilot)
+        dirty: list[tuple] = []
+        set_dirty = CgroupTree._set_dirty
+        monkeypatch.setattr(CgroupTree, "_set_dirty", lambda self, *regions: dirty.append(regions)
+                            or set_dirty(self, *regions))
+        shown_before = [line.node.data for line in tree._tree_lines]
+        tree.update_tree(_with_pids(sd.TREE, "/system.slice", (2,)), {**sd.COMMANDS, 2: "sleep 1"},
+                         dict(sd.MACHINE_OF))
+        lines = [line.node.data for line in tree._tree_lines]
+        below = lines.index(("cg", "/system.slice"))
+        assert lines[below + 1] == ("pid", 2) and below > 2 and len(lines) == len(shown_before) + 1
+        assert dirty and all(dirty), dirty  # no call without a region: the whole pane is not repainted
+        ys = {region.y for regions in dirty for region in regions}
+        # The root's line (Tree marks the root at every change) and from the new process down;
+        # not the lines above it, which read as before.
+        assert 0 in ys and below + 1 in ys and max(ys) == min(len(lines), tree.size.height) - 1
+        assert not ys & set(range(1, below)), sorted(ys)
+        await pilot.pause()
+        await pilot.pause()
+        monkeypatch.undo()
+        shown = [tree.render_line(y).text for y in range(tree.size.height)]
+        tree._kept_lines.clear()
+        tree._invalidate()
+        assert shown == [tree.render_line(y).text for y in range(tree.size.height)]
+        assert any("2 sleep 1" in line for line in shown)
+
+
+async def test_the_trees_new_size_is_known_before_the_frame():
+    """The scrollbars take the tree's new size as the snapshot is applied, so they are painted in
+    that refresh's frame: before, the lines were built while painting, and the scrollbars asked
+    for a frame of their own (two compositor passes a refresh)."""
+    app = sample_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        tree = await _open_system_slice(app, pilot)
+        many = CgroupNode("/", (*sd.TREE.children, *(CgroupNode(f"/s{i}.scope", (), ()) for i in range(60))), ())
+        tree.update_tree(many, dict(sd.COMMANDS), {})
+        await pilot.pause()
+        await pilot.pause()
+        assert tree.show_vertical_scrollbar
+        height = tree.virtual_size.height
+        tree.update_tree(_with_pids(many, "/system.slice", (2,)), {**sd.COMMANDS, 2: "sleep 1"}, {})
+        # No frame since: the size and the thumb are the new ones already.
+        assert tree.virtual_size.height == height + 1
+        assert tree.vertical_scrollbar.window_virtual_size == height + 1
