@@ -76,3 +76,39 @@ async def test_the_trees_new_size_is_known_before_the_frame():
         # No frame since: the size and the thumb are the new ones already.
         assert tree.virtual_size.height == height + 1
         assert tree.vertical_scrollbar.window_virtual_size == height + 1
+
+
+async def test_a_row_moved_back_to_a_place_it_held_marks_no_cell_anew(monkeypatch):
+    """Each cell's segments carry its place (row, column) for the mouse; at rest cgtop's order
+    moves rows every few refreshes (idle machines' %CPU trading places), and each place was
+    merged into each style anew (Rich merges two metas through marshal: about 25 us a cell).
+    A style marked with a place is made once."""
+    from rich.style import Style
+
+    from nsdash.tui.widgets.cpu_table import CpuTable
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        for order in ("path", "cpu"):  # every row at both of its places once
+            table.order = order
+            await pilot.pause()
+            await pilot.pause()
+        made: list[dict] = []
+        from_meta = Style.from_meta
+        monkeypatch.setattr(Style, "from_meta", lambda meta: made.append(meta) or from_meta(meta))
+        before = table.row_keys()
+        # A figure changes in every row (each row's line is painted anew) and the rows move.
+        table.update_rows(tuple(r._replace(memory=(r.memory or 0) + (100 << 20)) for r in sd.ROWS),
+                          dict(sd.MACHINE_OF))
+        table.order = "path"
+        await pilot.pause()
+        await pilot.pause()
+        assert table.row_keys() != before  # rows did move (and were painted at their new places)
+        assert [meta for meta in made if meta["row"] >= 0] == []  # (the header is DataTable's own)
+        monkeypatch.undo()
+        shown = [table.render_line(y).text for y in range(table.size.height)]
+        table._fast_lines.clear()
+        table._fast_placed.clear()
+        assert shown == [table.render_line(y).text for y in range(table.size.height)]

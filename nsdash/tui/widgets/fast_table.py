@@ -61,10 +61,26 @@ def cell_segments(text: Text, width: int, padding: int, console, style: Style, p
     return list(Segment.simplify(Segment.apply_style(segments, style, post)))
 
 
+STYLES_KEPT = 65536  # styles marked with a place (with_place), cleared wholesale when full
+_placed_styles: dict[tuple[Style | None, int, int], Style] = {}
+
+
 def with_place(segments: list[Segment], row: int, column: int) -> list[Segment]:
     """The cell's segments marked with its place, as DataTable's mouse handling reads it from the meta."""
-    place = Style.from_meta({"row": row, "column": column})
-    return [Segment(text, style + place if style else place, control) for text, style, control in segments]
+    # Each style marked with each place is made once: Rich's Style + merges the two metas through
+    # marshal (about 25 us a cell), and a re-ranked table marks every cell of every row moved.
+    # A table's cells share a few styles, so this holds about styles x rows x columns.
+    placed = _placed_styles
+    out = []
+    for text, style, control in segments:
+        marked = placed.get((style, row, column))
+        if marked is None:
+            if len(placed) >= STYLES_KEPT:
+                placed.clear()
+            place = Style.from_meta({"row": row, "column": column})
+            marked = placed[style, row, column] = style + place if style else place
+        out.append(Segment(text, marked, control))
+    return out
 
 
 class Paint(NamedTuple):
@@ -207,10 +223,22 @@ class FastTable(DataTable, SteadyScrollbars):
             segments += kept[1]
         highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
                                                        paint.show_hover, False, False)
-        extend = paint.style + highlight + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
+        extend = self._beyond(paint.style + highlight, index)
         segments.append(Segment(" " * max(0, paint.width - sum(paint.widths)), extend))
         # Cells come simplified and no two cells share a style (each carries its place): no simplify().
         return Strip(line_crop(segments, x1, x2, paint.width)).adjust_cell_length(paint.width, paint.style)
+
+    @staticmethod
+    def _beyond(style: Style, index: int) -> Style:
+        """STYLE marked as row INDEX's space right of the last column (made once, as in with_place)."""
+        placed = _placed_styles
+        marked = placed.get((style, index, -1))
+        if marked is None:
+            if len(placed) >= STYLES_KEPT:
+                placed.clear()
+            marked = placed[style, index, -1] = style + Style.from_meta(
+                {"row": index, "column": 0, "out_of_bounds": True})
+        return marked
 
     # ------------------------------------------------------------ cells
 
