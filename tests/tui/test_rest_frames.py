@@ -112,3 +112,35 @@ async def test_a_row_moved_back_to_a_place_it_held_marks_no_cell_anew(monkeypatc
         table._fast_lines.clear()
         table._fast_placed.clear()
         assert shown == [table.render_line(y).text for y in range(table.size.height)]
+
+
+async def test_a_figure_that_comes_back_is_not_laid_out_again(monkeypatch):
+    """An idle machine's %CPU goes 0.1, 0.2, 0.1: a cell that reads as one did before (text,
+    style, width) takes the segments made then; Rich lays out only what was never shown."""
+    from nsdash.tui.widgets import fast_table
+    from nsdash.tui.widgets.cpu_table import CpuTable
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        first = sd.ROWS[0]
+        shown = [r._replace(cpu_percent=c) if r is first else r for c in (0.1, 0.2) for r in sd.ROWS]
+        for rows in (shown[:len(sd.ROWS)], shown[len(sd.ROWS):]):  # both figures shown once
+            table.update_rows(rows, dict(sd.MACHINE_OF))
+            await pilot.pause()
+            await pilot.pause()
+        made: list[str] = []
+        cell_segments = fast_table.cell_segments
+        monkeypatch.setattr(fast_table, "cell_segments", lambda text, *a: made.append(text.plain)
+                            or cell_segments(text, *a))
+        for rows in (shown[:len(sd.ROWS)], shown[len(sd.ROWS):], shown[:len(sd.ROWS)]):
+            table.update_rows(rows, dict(sd.MACHINE_OF))
+            await pilot.pause()
+            await pilot.pause()
+        assert made == []
+        table.update_rows([r._replace(cpu_percent=42.4) if r is first else r for r in sd.ROWS], dict(sd.MACHINE_OF))
+        await pilot.pause()
+        await pilot.pause()
+        assert made == ["42.4"]  # a figure never shown is laid out (once)
+        assert "42.4" in "".join(table.render_line(y).text for y in range(table.size.height))
