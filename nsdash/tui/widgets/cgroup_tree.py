@@ -69,7 +69,7 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         lines = self._tree_lines
         if index >= len(lines):
             return super().render_line(y)
-        key = self._line_key(index, scroll_x, self.size.width)
+        key = self._line_key(index, self._common_key(scroll_x))
         strip = self._kept_lines.get(key)
         if strip is None:
             strip = super().render_line(y)
@@ -78,24 +78,31 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
             self._kept_lines[key] = strip
         return strip
 
-    def _line_key(self, index: int, scroll_x: int, width: int) -> tuple:
+    def _common_key(self, scroll_x: int) -> tuple:
+        """What every line's key holds (see _line_key), read once for a paint or a comparison."""
+        return (scroll_x, self.size.width, self.virtual_size.width, self._pseudo_class_state, self.cursor_line,
+                self.hover_line, self.has_focus)
+
+    def _line_key(self, index: int, common: tuple) -> tuple:
         """What line INDEX of _tree_lines reads: two lines with the same key paint the same."""
         # Everything Tree's own line reads: its place (the line's meta names it), the width it is
         # cropped and padded to, the state classes, cursor and hover, and per node of its path
         # the node, its version, whether it is the last child (the guides), its state.  Tree
         # bumps the root's version at every node added or removed: it counts on the root's
         # own line only (the others read the root's hover and selection, which are in the key).
+        # (The cursor's line, in COMMON, is compared with INDEX: a line holds whether it is it.)
         path = self._tree_lines[index].path
-        return (index, scroll_x, width, self.virtual_size.width, self._pseudo_class_state,
-                self.cursor_line == index, self.hover_line, self.has_focus,
-                tuple((node._id, node._updates if node is not path[0] or len(path) == 1 else 0, node.is_last,
+        root = path[0]
+        return (index, common[:4], common[4] == index, common[5:],
+                tuple((node._id, node._updates if node is not root or len(path) == 1 else 0, node.is_last,
                        node._hover, node._selected, node._expanded, node._allow_expand) for node in path))
 
     def _shown_keys(self) -> tuple[tuple[int, int], list[tuple]]:
         """The scroll offset and the key of each line in view, top to bottom."""
         scroll_x, scroll_y = self.scroll_offset
         end = min(len(self._tree_lines), scroll_y + self.size.height)
-        return (scroll_x, scroll_y), [self._line_key(i, scroll_x, self.size.width) for i in range(scroll_y, end)]
+        common = self._common_key(scroll_x)
+        return (scroll_x, scroll_y), [self._line_key(i, common) for i in range(scroll_y, end)]
 
     def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> Self:
