@@ -12,6 +12,7 @@ from tuikit import feed_sample, sample_app
 
 from nsdash.monitor.tree import CgroupNode
 from nsdash.tui import sample_data as sd
+from nsdash.tui.messages import SnapshotReady
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 
 
@@ -144,3 +145,64 @@ async def test_a_figure_that_comes_back_is_not_laid_out_again(monkeypatch):
         await pilot.pause()
         assert made == ["42.4"]  # a figure never shown is laid out (once)
         assert "42.4" in "".join(table.render_line(y).text for y in range(table.size.height))
+
+
+def test_the_cpu_charts_bars_hold_the_same_samples_from_refresh_to_refresh():
+    """MetricHistory.cpu_means groups the samples by their numbers: a refresh adds to the newest
+    bar (or starts one); the bars before it keep their samples, so they read as before."""
+    from nsdash.tui.history import WINDOW, MetricHistory
+
+    history = MetricHistory()
+    cpu = [1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 5.0, 7.0]
+    for i, value in enumerate(cpu):
+        snap = sd.snapshot(0)
+        bb = next(m for m in snap.machines if m.name == "demo-busybox")
+        history.update(_with_cpu(snap, bb.cgroup, value))
+        means = history.cpu_means("demo-busybox", 3)
+        if i == 6:
+            assert means == [2.0, 20.0, 5.0]
+    assert means == [2.0, 20.0, 6.0]  # the 8th sample joined the newest bar, the others held
+    for _ in range(WINDOW):  # past the window: the oldest bar kept may be partial, never shifted
+        history.update(_with_cpu(sd.snapshot(0), bb.cgroup, 4.0))
+    assert history.cpu_means("demo-busybox", 3)[-19:] == [4.0] * 19
+
+
+def _with_cpu(snap, cgroup: str, value: float):
+    from dataclasses import replace
+
+    return replace(snap, rows=tuple(r._replace(cpu_percent=value) if r.path == cgroup else r for r in snap.rows))
+
+
+async def test_an_idle_machines_row_changes_once_a_bar_not_every_refresh(monkeypatch):
+    """The machine list's CPU column (a minute): its bars stand for SPARK_STEP samples each, so a
+    machine whose CPU trades 0.1 for 0.4 every second (an idle guest's ticker) repaints its row
+    at most twice a bar (the shift, the newest bar's mean crossing a step), where the last 20
+    samples shifted along every refresh."""
+    from dataclasses import replace
+
+    from nsdash.tui.widgets.machine_list import SPARK_STEP, SPARK_WIDTH, MachineList
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(MachineList)
+        bb = next(m for m in app.snapshot.machines if m.name == "demo-busybox")
+        base = app.snapshot
+        changed: list[int] = []
+        set_cells = MachineList.set_cells
+
+        async def refresh_once(i: int) -> None:
+            app.post_message(SnapshotReady(replace(_with_cpu(base, bb.cgroup, (0.1, 0.4)[i % 2]),
+                                                   timestamp=base.timestamp + i)))
+            await pilot.pause()
+
+        refreshes = SPARK_WIDTH * SPARK_STEP
+        for i in range(refreshes):  # the chart full
+            await refresh_once(i)
+        monkeypatch.setattr(MachineList, "set_cells", lambda self, key, cells: (
+            changed.append(1) if key == "demo-busybox" else None) or set_cells(self, key, cells))
+        for i in range(refreshes, refreshes + 12):
+            await refresh_once(i)
+        # 12 refreshes: 4 bars, each repainted at most twice (the last 20 samples: all 12).
+        assert 0 < len(changed) <= 8, changed
+        assert table.get_cell("demo-busybox", "cpu").plain.strip()
