@@ -206,3 +206,40 @@ async def test_an_idle_machines_row_changes_once_a_bar_not_every_refresh(monkeyp
         # 12 refreshes: 4 bars, each repainted at most twice (the last 20 samples: all 12).
         assert 0 < len(changed) <= 8, changed
         assert table.get_cell("demo-busybox", "cpu").plain.strip()
+
+
+async def test_a_new_order_all_over_the_table_repaints_its_moved_lines_not_the_table(monkeypatch):
+    """cgtop's order may move most rows at once (a sort key; at rest, idle machines' %CPU trading
+    places): only the lines that show another row are repainted, not the header, the border and
+    the rows that stayed."""
+    from nsdash.tui.widgets.cpu_table import CpuTable
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        rows = [sd.ROWS[-1]._replace(path=f"/s{i:02}.scope", cpu_percent=float(i)) for i in range(1, 31)]
+        table.update_rows(rows, {})
+        await pilot.pause()
+        await pilot.pause()
+        before = table.row_keys()
+        dirty: list[tuple] = []
+        set_dirty = CpuTable._set_dirty
+        monkeypatch.setattr(CpuTable, "_set_dirty", lambda self, *regions: dirty.append(regions)
+                            or set_dirty(self, *regions))
+        # Every row's %CPU changes and the ranking turns over: each line shows another row.
+        table.update_rows([r._replace(cpu_percent=31.0 - r.cpu_percent) for r in rows], {})
+        after = table.row_keys()
+        moved = {i for i, (was, now) in enumerate(zip(before, after, strict=True)) if was != now}
+        shown = range(int(table.scroll_y), int(table.scroll_y) + table.size.height - table.header_height)
+        assert moved >= set(shown) & set(range(len(after))), (before, after)
+        assert dirty and all(dirty), dirty  # every repaint names its lines
+        header = table.header_height
+        assert {region.y - header for regions in dirty for region in regions if region.y >= header} <= moved
+        await pilot.pause()
+        await pilot.pause()
+        monkeypatch.undo()
+        shown = [table.render_line(y).text for y in range(table.size.height)]
+        table._fast_lines.clear()
+        table._fast_placed.clear()
+        assert shown == [table.render_line(y).text for y in range(table.size.height)]

@@ -348,15 +348,14 @@ class FastTable(DataTable, SteadyScrollbars):
         by_value = {row_key.value: row_key for row_key in self._data}
         self._row_locations = TwoWayDict({by_value[key]: index for index, key in enumerate(keys)})
         self._update_count += 1  # (DataTable's own caches; ours key lines by row and place)
-        # Lines out of view are painted when scrolled to (by row and place: see _line); a new
-        # order all over the view (a sort key) is one repaint of the whole table.
+        # Lines out of view are painted when scrolled to (by row and place: see _line).  Even a new
+        # order all over the view (a sort key; at rest, idle machines' %CPU trading places) takes
+        # only its lines: a whole repaint also paints the header, the border and every row that
+        # stayed, through the styles, and writes them out again.
         top = int(self.scroll_y)
         end = min(len(keys), top + self.size.height)
-        moved = [index for index in range(top, end) if index >= len(before) or before[index] != keys[index]]
-        if len(moved) > self.size.height // 2:
-            self.refresh()
-        else:
-            for index in moved:
+        for index in range(top, end):
+            if index >= len(before) or before[index] != keys[index]:
                 self.refresh_line(index)
 
     def row_keys(self) -> list[str]:
