@@ -238,12 +238,12 @@ def _state_look() -> tuple:
     supervisor still holds the lock."""
     from nsdash.machines import state as st
 
-    root = st.machines_root()
+    root = str(st.machines_root())
     look = []
     for name in st.entry_names():
-        directory = root / name
+        directory = os.path.join(root, name)  # (strings: pathlib was most of this, every refresh)
         try:
-            info = os.stat(directory / st.STATE_FILE)
+            info = os.stat(os.path.join(directory, st.STATE_FILE))
             stamp: tuple = (info.st_ino, info.st_mtime_ns, info.st_size)
         except OSError:
             stamp = ()

@@ -25,10 +25,12 @@ class Series:
 class MetricHistory:
     def __init__(self) -> None:
         self.by_machine: dict[str, Series] = {}
+        self.samples = 0  # snapshots taken in: the newest sample's number + 1, the same for every machine
 
     def update(self, snap: Snapshot) -> None:
         if not snap.machines and snap.errors:
             return  # an error-only snapshot carries no figures
+        self.samples += 1
         rows = {r.path: r for r in snap.rows}
         live = set()
         tops: dict[str, str] | None = None
@@ -53,6 +55,23 @@ class MetricHistory:
     def cpu(self, name: str) -> list[float | None]:
         s = self.by_machine.get(name)
         return list(s.cpu) if s else []
+
+    def cpu_means(self, name: str, per: int) -> list[float | None]:
+        """The machine's CPU as the means of PER samples each, oldest first (None: none known).
+        The groups are fixed by the samples' numbers, not counted back from the newest: a group
+        holds the same samples from refresh to refresh (the newest fills up), so a chart of them
+        moves one step every PER refreshes instead of every bar changing at every refresh."""
+        values = self.cpu(name)
+        means: list[float | None] = []
+        group: list[float] = []
+        first = self.samples - len(values)  # the number of the oldest sample kept
+        for number, value in enumerate(values, first):
+            if value is not None:
+                group.append(value)
+            if number % per == per - 1 or number == self.samples - 1:
+                means.append(sum(group) / len(group) if group else None)
+                group = []
+        return means
 
 
 def _tops(machine_of: Mapping[str, str]) -> dict[str, str]:

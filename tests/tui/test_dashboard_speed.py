@@ -310,14 +310,14 @@ async def test_a_narrow_terminal_gives_a_narrow_screen_from_the_start():
 async def test_an_idle_second_repaints_nothing(monkeypatch):
     """At rest (the same figures again, a new tree object every other refresh, the same status)
     a refresh asks no widget to repaint and the compositor renders nothing.  Until the machine
-    list's CPU sparklines are full (SPARK_WIDTH samples) each refresh moves them: that repaints
-    their rows, and only those."""
+    list's CPU sparklines are full (SPARK_WIDTH bars of SPARK_STEP samples) they move on: that
+    repaints their rows, and only those."""
     from dataclasses import replace
 
     from textual._compositor import Compositor
     from textual.widget import Widget
 
-    from nsdash.tui.widgets.machine_list import SPARK_WIDTH
+    from nsdash.tui.widgets.machine_list import SPARK_STEP, SPARK_WIDTH
 
     asked: list[str] = []
     renders: list[int] = []
@@ -345,14 +345,16 @@ async def test_an_idle_second_repaints_nothing(monkeypatch):
             await pilot.pause()
             await pilot.pause()
 
+        full = SPARK_WIDTH * SPARK_STEP
         monkeypatch.setattr(Widget, "refresh", spy_refresh)
-        await refresh_once(1)
+        for i in range(1, SPARK_STEP + 1):  # (a new bar within SPARK_STEP refreshes)
+            await refresh_once(i)
         assert set(asked) == {"MachineList"}, asked  # the sparklines move on
-        for i in range(2, SPARK_WIDTH + 2):
+        for i in range(SPARK_STEP + 1, full + 2):
             await refresh_once(i)
         monkeypatch.setattr(Compositor, "render_update", spy_render)
         asked.clear()
-        for i in range(SPARK_WIDTH + 2, SPARK_WIDTH + 6):
+        for i in range(full + 2, full + 6):
             await refresh_once(i)
         assert asked == [] and renders == []
 

@@ -23,6 +23,7 @@ def painted(table: FastTable) -> list[list[tuple[str, object]]]:
 
 def uncached(table: FastTable) -> list[list[tuple[str, object]]]:
     table._fast_cells.clear()
+    table._fast_bodies.clear()
     table._fast_lines.clear()
     return painted(table)
 

@@ -20,7 +20,7 @@ from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.key_footer import KeyFooter
-from nsdash.tui.widgets.machine_list import MachineList
+from nsdash.tui.widgets.machine_list import SPARK_STEP, MachineList
 
 if TYPE_CHECKING:
     from nsdash.tui.app import NsdashApp
@@ -97,7 +97,10 @@ class DashboardScreen(PanelScreen):
         self.query_one(StatusLine).show(status)
         if not snap.machines and not snap.rows and snap.errors:
             return
-        self.query_one(MachineList).update_machines(snap.machines, history.cpu, now)
+        # A bar a SPARK_STEP samples: the column says a minute; and an idle machine's row changes
+        # once a bar, not every refresh (its last 20 samples moved every bar along each second).
+        self.query_one(MachineList).update_machines(snap.machines, lambda name: history.cpu_means(name, SPARK_STEP),
+                                                    now)
         self.query_one(CpuTable).update_rows(snap.rows, dict(snap.machine_of), snap.notes)
         # The poller walks the tree every other refresh unless the user is in it (see
         # on_descendant_focus) and hands the same tree again in between: nothing to do then.

@@ -13,9 +13,11 @@ machine.slice start open, and a note ("unreachable") follows a node's name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Self
 
 from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
@@ -49,6 +51,8 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         self._seen: set[str] = set()  # cgroups shown before: opened automatically only once
         self._styles: dict[str, Style] = {}
         self._kept_lines: dict[tuple, Strip] = {}  # see render_line
+        self._lines_before: tuple[tuple[int, int], list[tuple]] | None = None  # in update_tree: see refresh
+        self._whole_asked = False
         self.root.expand()
 
     def on_mount(self) -> None:
@@ -72,17 +76,7 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         lines = self._tree_lines
         if index >= len(lines):
             return super().render_line(y)
-        width = self.size.width
-        # Everything Tree's own line reads: its place (the line's meta names it), the width it is
-        # cropped and padded to, the state classes, cursor and hover, and per node of its path
-        # the node, its version, whether it is the last child (the guides), its state.  Tree
-        # bumps the root's version at every node added or removed: it counts on the root's
-        # own line only (the others read the root's hover and selection, which are in the key).
-        path = lines[index].path
-        key = (index, scroll_x, width, self.virtual_size.width, self._pseudo_class_state,
-               self.cursor_line == index, self.hover_line, self.has_focus,
-               tuple((node._id, node._updates if node is not path[0] or len(path) == 1 else 0, node.is_last,
-                      node._hover, node._selected, node._expanded, node._allow_expand) for node in path))
+        key = self._line_key(index, self._common_key(scroll_x))
         strip = self._kept_lines.get(key)
         if strip is None:
             strip = super().render_line(y)
@@ -90,6 +84,42 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
                 self._kept_lines.clear()
             self._kept_lines[key] = strip
         return strip
+
+    def _common_key(self, scroll_x: int) -> tuple:
+        """What every line's key holds (see _line_key), read once for a paint or a comparison."""
+        return (scroll_x, self.size.width, self.virtual_size.width, self._pseudo_class_state, self.cursor_line,
+                self.hover_line, self.has_focus)
+
+    def _line_key(self, index: int, common: tuple) -> tuple:
+        """What line INDEX of _tree_lines reads: two lines with the same key paint the same."""
+        # Everything Tree's own line reads: its place (the line's meta names it), the width it is
+        # cropped and padded to, the state classes, cursor and hover, and per node of its path
+        # the node, its version, whether it is the last child (the guides), its state.  Tree
+        # bumps the root's version at every node added or removed: it counts on the root's
+        # own line only (the others read the root's hover and selection, which are in the key).
+        # (The cursor's line, in COMMON, is compared with INDEX: a line holds whether it is it.)
+        path = self._tree_lines[index].path
+        root = path[0]
+        return (index, common[:4], common[4] == index, common[5:],
+                tuple((node._id, node._updates if node is not root or len(path) == 1 else 0, node.is_last,
+                       node._hover, node._selected, node._expanded, node._allow_expand) for node in path))
+
+    def _shown_keys(self) -> tuple[tuple[int, int], list[tuple]]:
+        """The scroll offset and the key of each line in view, top to bottom."""
+        scroll_x, scroll_y = self.scroll_offset
+        end = min(len(self._tree_lines), scroll_y + self.size.height)
+        common = self._common_key(scroll_x)
+        return (scroll_x, scroll_y), [self._line_key(i, common) for i in range(scroll_y, end)]
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        if self._lines_before is not None and not regions and repaint and not recompose:
+            # A node came or went in update_tree: Tree asks to repaint the whole pane (every line,
+            # its border, its scrollbars, all written out again); update_tree repaints the lines
+            # that read otherwise instead (the layout asked goes on as asked).
+            self._whole_asked = True
+            repaint = False
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def notify_style_update(self) -> None:
         self._kept_lines.clear()  # (a theme or a class changed: every line's colours)
@@ -116,8 +146,21 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         self._commands = commands
         self._machine_of = machine_of
         cursor = self.cursor_node
-        with self.changing_rows():  # the virtual size lays the screen out if it changed
-            self._sync(self.root, root)
+        self._lines_before = self._shown_keys() if self.is_mounted and self.size else None
+        self._whole_asked = False
+        try:
+            with self.changing_rows():  # the virtual size lays the screen out if it changed
+                self._sync(self.root, root)
+            # Built now, not as the frame paints: a new virtual size (the scrollbars' thumbs) is in
+            # this refresh's frame, not in a second one a frame later.  (Past changing_rows: a
+            # scrollbar that comes or goes still lays the screen out, steady.py.)
+            self._tree_lines  # noqa: B018 - the property builds the lines
+            before, self._lines_before = self._lines_before, None
+        except BaseException:
+            self._lines_before = None
+            raise
+        if self._whole_asked and before is not None:
+            self._repaint_changed(*before)
         if cursor is not None and cursor.data in self._keyed and cursor is not self.cursor_node:
             self.call_after_refresh(self.move_cursor, cursor)
 
@@ -150,6 +193,17 @@ class CgroupTree(Tree[Key], SteadyScrollbars):
         target = self._keyed.get(("cg", current))
         if target is not None:
             self.call_after_refresh(self.move_cursor, target)
+
+    def _repaint_changed(self, offset: tuple[int, int], before: list[tuple]) -> None:
+        """Repaint the lines in view whose key is not the one they had at OFFSET before (BEFORE)."""
+        now_offset, after = self._shown_keys()
+        if now_offset != offset:
+            self.refresh()  # scrolled (lines gone from the end): every line moved
+            return
+        width = self.size.width
+        for y in range(max(len(before), len(after))):
+            if y >= len(before) or y >= len(after) or before[y] != after[y]:
+                self.refresh(Region(0, y, width, 1))
 
     def node_for(self, key: Key) -> TreeNode[Key] | None:
         return self._keyed.get(key)

@@ -61,10 +61,26 @@ def cell_segments(text: Text, width: int, padding: int, console, style: Style, p
     return list(Segment.simplify(Segment.apply_style(segments, style, post)))
 
 
+STYLES_KEPT = 65536  # styles marked with a place (with_place), cleared wholesale when full
+_placed_styles: dict[tuple[Style | None, int, int], Style] = {}
+
+
 def with_place(segments: list[Segment], row: int, column: int) -> list[Segment]:
     """The cell's segments marked with its place, as DataTable's mouse handling reads it from the meta."""
-    place = Style.from_meta({"row": row, "column": column})
-    return [Segment(text, style + place if style else place, control) for text, style, control in segments]
+    # Each style marked with each place is made once: Rich's Style + merges the two metas through
+    # marshal (about 25 us a cell), and a re-ranked table marks every cell of every row moved.
+    # A table's cells share a few styles, so this holds about styles x rows x columns.
+    placed = _placed_styles
+    out = []
+    for text, style, control in segments:
+        marked = placed.get((style, row, column))
+        if marked is None:
+            if len(placed) >= STYLES_KEPT:
+                placed.clear()
+            place = Style.from_meta({"row": row, "column": column})
+            marked = placed[style, row, column] = style + place if style else place
+        out.append(Segment(text, marked, control))
+    return out
 
 
 class Paint(NamedTuple):
@@ -102,6 +118,7 @@ class FastTable(DataTable, SteadyScrollbars):
         super().__init__(*args, **kw)
         self._columns = tuple(columns)
         self._fast_cells: dict[tuple, tuple[object, tuple, list[Segment]]] = {}
+        self._fast_bodies: dict[tuple, list[Segment]] = {}  # a cell's look -> its segments (_body_of)
         self._fast_lines: dict[tuple, Strip] = {}
         self._fast_placed: dict[tuple[int, int], tuple[list[Segment], list[Segment]]] = {}  # place -> body, marked
         self._versions: dict[object, int] = {}  # row key -> bumped whenever one of its cells changes
@@ -138,11 +155,13 @@ class FastTable(DataTable, SteadyScrollbars):
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._fast_cells.clear()
+        self._fast_bodies.clear()
         self._fast_lines.clear()
         self._fast_placed.clear()
 
     def notify_style_update(self) -> None:
         self._fast_cells.clear()
+        self._fast_bodies.clear()
         self._fast_lines.clear()
         self._fast_placed.clear()
         super().notify_style_update()
@@ -210,10 +229,22 @@ class FastTable(DataTable, SteadyScrollbars):
             segments += kept[1]
         highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
                                                        paint.show_hover, False, False)
-        extend = paint.style + highlight + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
+        extend = self._beyond(paint.style + highlight, index)
         segments.append(Segment(" " * max(0, paint.width - sum(paint.widths)), extend))
         # Cells come simplified and no two cells share a style (each carries its place): no simplify().
         return Strip(line_crop(segments, x1, x2, paint.width)).adjust_cell_length(paint.width, paint.style)
+
+    @staticmethod
+    def _beyond(style: Style, index: int) -> Style:
+        """STYLE marked as row INDEX's space right of the last column (made once, as in with_place)."""
+        placed = _placed_styles
+        marked = placed.get((style, index, -1))
+        if marked is None:
+            if len(placed) >= STYLES_KEPT:
+                placed.clear()
+            marked = placed[style, index, -1] = style + Style.from_meta(
+                {"row": index, "column": 0, "out_of_bounds": True})
+        return marked
 
     # ------------------------------------------------------------ cells
 
@@ -253,10 +284,22 @@ class FastTable(DataTable, SteadyScrollbars):
             "" if value is None else value, wrap=False, height=1)
         if not isinstance(text, Text):  # some other renderable: DataTable knows how
             return None
-        body = cell_segments(text, width, self.cell_padding, self.app.console, base_style + component, post)
+        body = self._body_of(text, width, base_style + component, post)
         if len(self._fast_cells) >= CELLS_KEPT:
             self._fast_cells.clear()
         self._fast_cells[place] = (value, look, body)
+        return body
+
+    def _body_of(self, text: Text, width: int, style: Style, post: Style) -> list[Segment]:
+        """cell_segments, made once per look: at rest the figures that change come back (an idle
+        machine's %CPU goes 0.1, 0.2, 0.1), and Rich's Text takes about 25 us to lay out a cell."""
+        look = (text.plain, text.style, text.justify, text.overflow, tuple(text.spans), width, style, post)
+        body = self._fast_bodies.get(look)
+        if body is None:
+            body = cell_segments(text, width, self.cell_padding, self.app.console, style, post)
+            if len(self._fast_bodies) >= CELLS_KEPT:
+                self._fast_bodies.clear()
+            self._fast_bodies[look] = body
         return body
 
     def set_cells(self, row_key: str, changes: dict[str, object]) -> None:
@@ -308,15 +351,14 @@ class FastTable(DataTable, SteadyScrollbars):
         by_value = {row_key.value: row_key for row_key in self._data}
         self._row_locations = TwoWayDict({by_value[key]: index for index, key in enumerate(keys)})
         self._update_count += 1  # (DataTable's own caches; ours key lines by row and place)
-        # Lines out of view are painted when scrolled to (by row and place: see _line); a new
-        # order all over the view (a sort key) is one repaint of the whole table.
+        # Lines out of view are painted when scrolled to (by row and place: see _line).  Even a new
+        # order all over the view (a sort key; at rest, idle machines' %CPU trading places) takes
+        # only its lines: a whole repaint also paints the header, the border and every row that
+        # stayed, through the styles, and writes them out again.
         top = int(self.scroll_y)
         end = min(len(keys), top + self.size.height)
-        moved = [index for index in range(top, end) if index >= len(before) or before[index] != keys[index]]
-        if len(moved) > self.size.height // 2:
-            self.refresh()
-        else:
-            for index in moved:
+        for index in range(top, end):
+            if index >= len(before) or before[index] != keys[index]:
                 self.refresh_line(index)
 
     def row_keys(self) -> list[str]:
@@ -326,6 +368,7 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def clear(self, columns: bool = False) -> FastTable:
         self._fast_cells.clear()
+        self._fast_bodies.clear()
         self._fast_placed.clear()
         self._versions.clear()
         super().clear(columns)

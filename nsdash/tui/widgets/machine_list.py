@@ -18,6 +18,7 @@ from nsdash.tui.widgets.fast_table import HOST_COLUMN, Column, SelectingTable
 COLUMNS = (Column("name", "Machine"), Column("state", "State"), Column("os", "OS"), Column("address", "Address"),
            Column("uptime", "Up"), Column("cpu", "CPU (1 min)"))
 SPARK_WIDTH = 20
+SPARK_STEP = 3  # samples a bar stands for: 20 bars, a minute at the default 1 s refresh
 
 
 UP_STATES = ("running", "degraded")
@@ -36,7 +37,8 @@ def state_cell(m: MachineInfo) -> str:
 
 
 def spark(values: list) -> str:
-    """The CPU sparkline: scaled to the busiest moment, but never finer than 5 % per full bar."""
+    """The CPU sparkline of the last SPARK_WIDTH VALUES (each a bar: MetricHistory.cpu_means):
+    scaled to the busiest bar, but never finer than 5 % per full bar."""
     top = max([v for v in values if v is not None] + [5.0])
     return fmt.sparkline(values, SPARK_WIDTH, top=top)
 
@@ -69,6 +71,7 @@ class MachineList(SelectingTable):
 
     def update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list],
                         now: float | None = None) -> None:
+        """CPU: a machine's name -> its CPU chart's bars, oldest first (SPARK_STEP samples each)."""
         now = self.clock() if now is None else now
         self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
