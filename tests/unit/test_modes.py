@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import get_args
 
 from mypy import api
@@ -40,8 +41,12 @@ down: Phase = "sleeping"  # line 15
 def test_mypy_refuses_a_value_outside_a_closed_set(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
-    out, err, status = api.run([str(probe), "--cache-dir", str(tmp_path / "cache"), "--no-error-summary",
-                                "--python-version", "3.11"])
+    thresholds = gc.get_threshold()
+    try:
+        out, err, status = api.run([str(probe), "--cache-dir", str(tmp_path / "cache"), "--no-error-summary",
+                                    "--python-version", "3.11"])
+    finally:
+        gc.set_threshold(*thresholds)  # mypy sets its own (200000, ...) for the process: not ours to keep
     assert status == 1, err
     lines = {int(line.split(":")[1]) for line in out.splitlines() if ": error:" in line}
     assert lines == {9, 10, 11, 13, 15}, out
