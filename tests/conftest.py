@@ -461,6 +461,25 @@ def _reaped_by_host_init(pid: str) -> bool:
     return fields[0] == "Z" and fields[1] == "1"
 
 
+def _about(procs) -> str:
+    """What a leaked process is (state, parent, command line, cgroups), for the failure message."""
+    out = []
+    for entry in sorted(procs):
+        pid = entry.split(" ", 1)[0]
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read(200).replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/cgroup") as f:
+                groups = sorted({line.split(":", 2)[-1] for line in f.read().splitlines()})
+        except OSError as e:
+            out.append(f"{pid}: {e}")
+            continue
+        out.append(f"{pid}: state {state} parent {ppid} {cmd!r} in {groups}")
+    return ("; " + "; ".join(out)) if out else ""
+
+
 def leak_snapshot() -> dict[str, set[str]]:
     roots = _session_roots()
     return {"mounts": _mounts(roots), "cgroups": _machine_cgroups(), "links": _links(),
@@ -514,4 +533,4 @@ def leak_check(request):
     yield
     leaked = leaks_since(before)
     if leaked:
-        pytest.fail(f"test left behind: {leaked}", pytrace=False)
+        pytest.fail(f"test left behind: {leaked}{_about(leaked.get('processes', ()))}", pytrace=False)
