@@ -524,6 +524,32 @@ def _session_leak_check(tmp_path_factory, _state_dir):
         os.environ["NSDASH_SESSION_LEAKED"] = "1"
 
 
+def _is_subreaper() -> bool:
+    """Whether this (pytest's) process is a child subreaper (prctl PR_GET_CHILD_SUBREAPER)."""
+    import ctypes
+
+    flag = ctypes.c_int(0)
+    ctypes.CDLL(None, use_errno=True).prctl(37, ctypes.byref(flag), 0, 0, 0)
+    return bool(flag.value)
+
+
+@pytest.fixture
+def reaper():
+    """This process a child subreaper while the test runs: what a killed supervisor orphans
+    becomes our child and is reaped here, not late by the host's init (a zombie still shows
+    in its machine's cgroup); afterwards it is an ordinary process again."""
+    from nsdash.system import syscalls
+
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
+
+
 @pytest.fixture(autouse=True)
 def leak_check(request):
     if not IS_ROOT or not request.node.get_closest_marker("integration"):
@@ -531,6 +557,13 @@ def leak_check(request):
         return
     before = leak_snapshot()
     yield
+    # Container.start makes its process a child subreaper, as a supervisor must be; a test that
+    # runs a container in pytest's own process leaves pytest so, and every later test's orphans
+    # (a killed supervisor's, ssh's masters) would become pytest's zombies and children.
+    if _is_subreaper():
+        from nsdash.system import syscalls
+
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
     leaked = leaks_since(before)
     if leaked:
         pytest.fail(f"test left behind: {leaked}{_about(leaked.get('processes', ()))}", pytrace=False)

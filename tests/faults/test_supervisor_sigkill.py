@@ -13,23 +13,16 @@ from conftest import run_nsdash, wait_for
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import client
 from nsdash.machines import state as st
-from nsdash.system import syscalls
 
 
 @pytest.fixture
-def names(machine_name):
-    """Machines to tear down; meanwhile this process is a child subreaper, so the processes a
-    killed supervisor orphans become our children and we reap them (the host's init here reaps
-    late, and a zombie still shows in its machine's cgroup)."""
-    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+def names(machine_name, reaper):
+    """Machines to tear down; meanwhile this process is a child subreaper (the reaper fixture,
+    torn down after this one), so the processes a killed supervisor orphans are reaped here."""
     made: list[str] = []
-    try:
-        yield made
-        for n in made:
-            teardown(n)
-    finally:
-        _reap_children()
-        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
+    yield made
+    for n in made:
+        teardown(n)
 
 
 def _reap_children() -> bool:

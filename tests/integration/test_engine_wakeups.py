@@ -30,7 +30,8 @@ class CountingPoll:
         return events
 
 
-def test_the_engine_sleeps_until_pid1_ends_and_wakes_on_its_pidfd(busybox_tree, machine_name, monkeypatch):
+def test_the_engine_sleeps_until_pid1_ends_and_wakes_on_its_pidfd(busybox_tree, machine_name, monkeypatch, reaper):
+    # (reaper: the engine makes its process, here pytest's, a child subreaper; the fixture undoes it)
     # A payload that prints nothing and sends no sd_notify: nothing but its end can wake the loop.
     spec = parse_spawn_args(["-q", "-D", str(busybox_tree), "-M", machine_name, "/bin/sleep", "0.3"])
     engine = Supervisor(spec)

@@ -8,7 +8,6 @@ hierarchy at all), where CAP_MKNOD is kept as systemd-nspawn keeps it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
@@ -30,7 +29,7 @@ from nsdash.launcher.container import Container
 from nsdash.launcher.plan import CAPABILITIES
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import state as st
-from nsdash.system import bpf, cgroupfs, syscalls
+from nsdash.system import bpf, cgroupfs
 
 HOST = cgroupfs.detect()
 pytestmark = pytest.mark.skipif(HOST.unified is None, reason="needs cgroup2 (unified or hybrid host)")
@@ -266,18 +265,6 @@ def test_program_is_attached_for_the_machines_life_and_gone_with_its_cgroup(busy
     teardown_machine(machine_name)
     assert not d.exists()
     wait_for(lambda: not program_alive(prog_id), timeout=10, what="the program to be released")
-
-
-@pytest.fixture
-def reaper():
-    """Make this process a child subreaper while the test runs: the supervisor (and what its
-    death orphans) become our children and are reaped here, not late by the host's init."""
-    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-    yield
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
 
 
 def test_program_outlives_a_killed_supervisor(busybox_tree, machine_name, reaper, detached):
