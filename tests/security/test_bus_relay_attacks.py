@@ -19,65 +19,16 @@ import os
 import socket
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 
+from _planted_bus import RawBus, guest_bus_path
 from conftest import NSDASH, REPO
 
 from nsdash.machines import client
 from nsdash.machines import state as st
 
 OK = b"OK 0123456789abcdef0123456789abcdef\r\n"
-
-
-class RawBus:
-    """A listener at PATH (inside the machine) that hands each connection to SCRIPT(conn, bus)."""
-
-    def __init__(self, path: str, script: Callable[[socket.socket, RawBus], None]) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self.script = script
-        self.sent = 0  # bytes the host's side took from us
-        self.stop = threading.Event()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
-        self.conns: list[socket.socket] = []
-        self.threads: list[threading.Thread] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError, EOFError):  # the host hung up: what the attack wants
-            self.script(conn, self)
-
-    def send(self, conn: socket.socket, data: bytes) -> None:
-        conn.sendall(data)
-        self.sent += len(data)
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        for t in [self.thread, *self.threads]:
-            t.join(10)
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -102,9 +53,7 @@ def _head(body: int, kind: int = 4, serial: int = 1, fields: int = 0) -> bytes:
 
 
 def _plant(name: str, script: Callable[[socket.socket, RawBus], None]) -> RawBus:
-    path = f"/proc/{client.status(name)['leader']}/root/run/dbus/system_bus_socket"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return RawBus(path, script)
+    return RawBus(guest_bus_path(client.status(name)["leader"]), script)
 
 
 def _start(name: str, tmp_path, timeout: float = 5) -> tuple[subprocess.CompletedProcess, float, int]:
@@ -307,19 +256,21 @@ LIES = {
 }
 
 
+def _liar(lie: bytes) -> Callable[[socket.socket, RawBus], None]:
+    """A bus that logs the host in, then sends LIE and waits."""
+    def script(conn: socket.socket, bus: RawBus) -> None:
+        _authenticated(conn, bus)
+        bus.send(conn, lie)
+        bus.stop.wait(60)
+    return script
+
+
 def test_lies_in_a_messages_header_and_body_end_in_one_line(detached, busybox_tree, machine_name, tmp_path):
     """Hello answered with messages whose lengths, strings, signatures, fields and byte order lie:
     each `systemctl start` ends within its deadline with one line, no traceback, the machine up."""
-    def liar(lie: bytes) -> Callable[[socket.socket, RawBus], None]:
-        def script(conn: socket.socket, bus: RawBus) -> None:
-            _authenticated(conn, bus)
-            bus.send(conn, lie)
-            bus.stop.wait(60)
-        return script
-
     detached("-bD", str(busybox_tree))
     for kind, lie in LIES.items():
-        bus = _plant(machine_name, liar(lie))
+        bus = _plant(machine_name, _liar(lie))
         try:
             r, took, kib = _start(machine_name, tmp_path, timeout=3)
             assert "Traceback" not in r.stderr, (kind, r.stderr)
@@ -338,18 +289,11 @@ def test_lies_that_crashed_dbus_fast_end_in_one_line_through_the_supervisor_too(
     dbuswire) and its health check: one line each, and the supervisor is still the same process."""
     from nsdash.machines.health import system_state
 
-    def liar(lie: bytes) -> Callable[[socket.socket, RawBus], None]:
-        def script(conn: socket.socket, bus: RawBus) -> None:
-            _authenticated(conn, bus)
-            bus.send(conn, lie)
-            bus.stop.wait(60)
-        return script
-
     detached("-bD", str(busybox_tree))
     supervisor = st.read_state(st.machine_dir(machine_name)).supervisor
     leader = client.status(machine_name)["leader"]
     for kind, lie in LIES.items():
-        bus = _plant(machine_name, liar(lie))
+        bus = _plant(machine_name, _liar(lie))
         try:
             r = subprocess.run([*NSDASH, "systemctl", "-M", machine_name, "list-units", "--timeout", "3"],
                                capture_output=True, text=True, timeout=60, cwd=REPO)

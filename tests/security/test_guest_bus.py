@@ -18,9 +18,10 @@ import socket
 import struct
 import subprocess
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 
+from _planted_bus import RawBus, guest_bus_path
 from conftest import run_nsdash
 from dbus_fast._private.unmarshaller import Unmarshaller
 from dbus_fast.constants import MessageType
@@ -37,72 +38,39 @@ def _return(call: Message, signature: str, body: list, serial: int = 900, reply_
     return bytes(msg._marshall(False))
 
 
-class ScriptedBus:
+class ScriptedBus(RawBus):
     """A bus at PATH (inside the machine): each call after Hello gets ANSWER(call) -> [(bytes, fds)]."""
 
     def __init__(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self.answer = lambda call: []
-        self.sent = 0  # bytes the host's side took from us (sendall finished)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
-        self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        self.answer: Callable[[Message], list] = lambda call: []
+        super().__init__(path, lambda conn, bus: self._scripted(conn))
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
+    def _scripted(self, conn: socket.socket) -> None:
+        line = b""
+        while line != b"BEGIN\r\n":  # a byte at a time: what follows BEGIN is the message stream
+            line = b"" if line.endswith(b"\r\n") else line
+            byte = conn.recv(1)
+            if not byte:
                 return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            line = b""
-            while line != b"BEGIN\r\n":  # a byte at a time: what follows BEGIN is the message stream
-                line = b"" if line.endswith(b"\r\n") else line
-                byte = conn.recv(1)
-                if not byte:
-                    return
-                line += byte
-                if line.endswith(b"\r\n") and b"AUTH" in line:
-                    conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
-            reader = Unmarshaller(None, conn, False)
-            while True:
-                call = reader.unmarshall()
-                if call is None:
-                    continue
-                out = ([(_return(call, "s", [":1.7"], serial=1), [])] if call.member == "Hello"
-                       else self.answer(call))
-                for data, fds in out:
-                    if fds:
-                        socket.send_fds(conn, [data[:1]], fds)
-                        data = data[1:]
-                    conn.sendall(data)
-                    self.sent += len(data)
-        except (OSError, EOFError):
-            return
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # wakes the accept() in _accept (close alone does not)
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self.thread.join(10)
+            line += byte
+            if line.endswith(b"\r\n") and b"AUTH" in line:
+                conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
+        reader = Unmarshaller(None, conn, False)
+        while True:
+            call = reader.unmarshall()
+            if call is None:
+                continue
+            out = ([(_return(call, "s", [":1.7"], serial=1), [])] if call.member == "Hello"
+                   else self.answer(call))
+            for data, fds in out:
+                if fds:
+                    socket.send_fds(conn, [data[:1]], fds)
+                    data = data[1:]
+                self.send(conn, data)
 
 
 def _plant(leader: int) -> ScriptedBus:
-    path = f"/proc/{leader}/root/run/dbus/system_bus_socket"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return ScriptedBus(path)
+    return ScriptedBus(guest_bus_path(leader))
 
 
 def _systemctl(name: str, *args: str) -> subprocess.CompletedProcess:
