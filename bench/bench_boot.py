@@ -5,7 +5,7 @@ of the cached tree of its own in a PTY of its own, as a user runs it in a
 terminal (one that answers the size queries systemd 257 and later send to the
 console, as a user's terminal does; see ANSWERS):
 
-    python -m nsdash spawn -q -bD COPY -M NAME
+    nsdash spawn -q -bD COPY -M NAME
     systemd-nspawn -q --keep-unit --register=no -bD COPY -M NAME
 
 and two times are taken from the console:
@@ -23,7 +23,9 @@ copy (not -x: systemd-nspawn's -x copies a whole tree on ext4, which would be
 measured too), with SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (cgroup2 only inside, as
 nsdash does; on this hybrid host nspawn would otherwise mount the v1 layout,
 which Debian unstable's systemd refuses to boot on).  nsdash runs with its bytecode compiled, as an installed wheel
-has it.  systemd-nspawn needs a system bus even with --register=no: one is
+has it, and as the `nsdash` command a user types (bin/nsdash, Python without `site`,
+the script `make venv` installs beside the interpreter; `python -m nsdash` where there is
+none), running this tree's package.  systemd-nspawn needs a system bus even with --register=no: one is
 started for the run if missing (see bench_spawn.py).
 
 With --states it only boots each systemd guest once per tool and prints what
@@ -86,9 +88,22 @@ def nspawn_env() -> dict[str, str]:
     return {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 
 
+def nsdash_command() -> list[str]:
+    """The `nsdash` a user runs: the script installed beside this interpreter (bin/nsdash: no
+    `site`, no runpy), else the package through -m.  `python -m nsdash` (before) paid for
+    `site` and runpy on every boot, which the installed command does not."""
+    script = Path(sys.executable).parent / "nsdash"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nsdash"]
+
+
+def nsdash_boot_env() -> dict[str, str]:
+    """bench_spawn's environment for nsdash, with this tree's package first on the path."""
+    return {**nsdash_env(), "PYTHONPATH": str(ROOT)}
+
+
 def argv(tool: str, tree: Path, name: str) -> list[str]:
     if tool == "nsdash":
-        return [sys.executable, "-m", "nsdash", "spawn", "-q", "-bD", str(tree), "-M", name]
+        return [*nsdash_command(), "spawn", "-q", "-bD", str(tree), "-M", name]
     return ["systemd-nspawn", "-q", "--keep-unit", "--register=no", "-bD", str(tree), "-M", name]
 
 
@@ -241,7 +256,7 @@ def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
 def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[str, list[float]]]:
     src = trees.ensure(guest)
     copies = {tool: copy_tree(src, workdir / f"{guest}-{tool}") for tool in TOOLS}
-    env = {"nsdash": nsdash_env(), "systemd-nspawn": nspawn_env()}
+    env = {"nsdash": nsdash_boot_env(), "systemd-nspawn": nspawn_env()}
     samples: dict[str, dict[str, list[float]]] = {t: {"login": [], "poweroff": [], "survivors": []}
                                                   for t in TOOLS}
     failures: list[str] = []
@@ -272,7 +287,7 @@ def system_states(guests: list[str], workdir: Path, tag: str) -> None:
             copy = copy_tree(src, workdir / f"{guest}-{tool}")
             states: list[str] = []
             try:
-                boot_once(tool, copy, f"{tag}-{guest[:6]}", nsdash_env() if tool == "nsdash" else nspawn_env(),
+                boot_once(tool, copy, f"{tag}-{guest[:6]}", nsdash_boot_env() if tool == "nsdash" else nspawn_env(),
                           states)
             except Failed as e:
                 states.append(f"failed: {e}")

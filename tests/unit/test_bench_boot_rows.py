@@ -55,3 +55,18 @@ def test_the_bench_terminal_answers_each_size_query_once_in_order_even_split_ove
     reply, scanned = bb.answers(out, scanned)
     assert reply == b"\x1b[24;80R\x1b[8;24;80t"
     assert bb.answers(out + b"no query here", scanned)[0] == b""
+
+
+def test_the_bench_boots_with_the_nsdash_command_a_user_types(monkeypatch, tmp_path):
+    """The installed `nsdash` beside the interpreter (bin/nsdash: no site, no runpy), as
+    bench_spawn and bench_verbs run it; `python -m nsdash` only where none is installed."""
+    bb = _bench_boot(monkeypatch)
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.touch()
+    monkeypatch.setattr(sys, "executable", str(python))
+    assert bb.argv("nsdash", Path("/t"), "m")[:2] == [str(python), "-m"]
+    (tmp_path / "bin" / "nsdash").touch()
+    assert bb.argv("nsdash", Path("/t"), "m") == [str(tmp_path / "bin" / "nsdash"), "spawn", "-q", "-bD", "/t",
+                                                  "-M", "m"]
+    assert bb.nsdash_boot_env()["PYTHONPATH"] == str(BENCH.parent)
