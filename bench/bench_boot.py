@@ -12,6 +12,9 @@ and two times are taken from the console:
   login     from exec to the console's login prompt (`NAME login: `)
   poweroff  from typing `poweroff` in a root shell at the console (logged in
             as root, no password) to the tool's exit: the guest's own shutdown.
+            Split in two below the table: the guest's shutdown (typed to its PID 1
+            gone, seen through a pidfd on it) and the tool's exit after PID 1 (its
+            teardown: cgroups, state files, its own process).
 
 Runs alternate (nsdash first on even runs, systemd-nspawn first on odd ones)
 after a warm-up run each; the table shows medians, the spread (min-max) and the
@@ -178,20 +181,26 @@ class Run:
     def type(self, text: bytes) -> None:
         os.write(self.fd, text)
 
-    def wait_exit(self) -> float:
+    def wait_exit(self, guest_pidfd: int = -1) -> float:
         """The time the tool exited: when its pidfd polled readable (it is a zombie), the
         console read meanwhile.  No polling interval: a 10 ms sleep between waitpid tries
-        (before) added up to 10 ms to either tool's poweroff, at random."""
+        (before) added up to 10 ms to either tool's poweroff, at random.  GUEST_PIDFD (the
+        guest's PID 1, see guest_pid1): the time it polled readable goes to self.guest_gone."""
         deadline = time.perf_counter() + TIMEOUT
         pidfd = os.pidfd_open(self.pid)
+        self.guest_gone = None
         try:
             while True:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     raise Failed("no exit")
-                ready = select.select([pidfd] + ([] if self.eof else [self.fd]), [], [], min(1.0, left))[0]
+                waiting = [pidfd] + ([] if self.eof else [self.fd]) + ([guest_pidfd] if guest_pidfd >= 0 else [])
+                ready = select.select(waiting, [], [], min(1.0, left))[0]
+                now = time.perf_counter()
+                if guest_pidfd in ready:
+                    self.guest_gone, guest_pidfd = now, -1
                 if pidfd in ready:
-                    exited = time.perf_counter()
+                    exited = now
                     break
                 if self.fd in ready:
                     self._read(deadline)
@@ -218,15 +227,35 @@ class Run:
         os.close(self.fd)
 
 
+def guest_pid1(tool: int, proc: str = "/proc") -> int | None:
+    """The host PID of the guest's PID 1 under the tool process TOOL: its child whose PID in
+    its own namespace is 1 (both tools reap PID 1 themselves: it is their child once the
+    middle process that forked it has gone).  None if there is none."""
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        nspid = fields.get("NSpid", "").split()
+        if fields.get("PPid", "").strip() == str(tool) and len(nspid) > 1 and nspid[-1] == "1":
+            return int(entry)
+    return None
+
+
 STATE_QUERY = (b"echo \"@@$(systemctl is-system-running --wait) $(systemctl list-units --failed --plain"
                b" --no-legend --no-pager | cut -d' ' -f1 | sort | tr '\\n' ' ')@@\"\r")
 STATE_ANSWER = re.compile(rb"@@([a-z-]+) ([^@$\r\n]*)@@")
 
 
 def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
-              states: list[str] | None = None) -> tuple[float, float, bool]:
-    """(boot-to-login, poweroff, survivors) in seconds for one boot of TREE by TOOL;
-    survivors: the guest's shutdown waited for processes that outlived SIGTERM.
+              states: list[str] | None = None) -> tuple[float, float, bool, float | None]:
+    """(boot-to-login, poweroff, survivors, shutdown) in seconds for one boot of TREE by TOOL;
+    survivors: the guest's shutdown waited for processes that outlived SIGTERM; shutdown: from
+    poweroff typed to the guest's PID 1 gone (None if PID 1 was not found), the rest of the
+    poweroff being the tool's exit after it.
 
     With STATES, systemd's state and failed units are asked at the console first
     and appended to it ("running", "degraded: a.service b.service")."""
@@ -245,10 +274,17 @@ def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
             state, failed = answer.group(1).decode(), answer.group(2).decode().split()
             states.append(f"{state}: {' '.join(failed)}" if failed else state)
             run.expect(PROMPT, answer.end(), "root shell")
-        typed, mark = time.perf_counter(), len(run.out)
-        run.type(b"poweroff\r")
-        off = run.wait_exit() - typed
-        return login, off, bool(SURVIVORS.search(run.out, mark))
+        pid1 = guest_pid1(run.pid)
+        guest = os.pidfd_open(pid1) if pid1 is not None else -1
+        try:
+            typed, mark = time.perf_counter(), len(run.out)
+            run.type(b"poweroff\r")
+            off = run.wait_exit(guest) - typed
+        finally:
+            if guest >= 0:
+                os.close(guest)
+        shutdown = run.guest_gone - typed if run.guest_gone is not None else None
+        return login, off, bool(SURVIVORS.search(run.out, mark)), shutdown
     finally:
         run.close()
 
@@ -257,14 +293,14 @@ def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[st
     src = trees.ensure(guest)
     copies = {tool: copy_tree(src, workdir / f"{guest}-{tool}") for tool in TOOLS}
     env = {"nsdash": nsdash_boot_env(), "systemd-nspawn": nspawn_env()}
-    samples: dict[str, dict[str, list[float]]] = {t: {"login": [], "poweroff": [], "survivors": []}
-                                                  for t in TOOLS}
+    samples: dict[str, dict[str, list[float]]] = {t: {"login": [], "poweroff": [], "survivors": [], "shutdown": [],
+                                                      "exit": []} for t in TOOLS}
     failures: list[str] = []
     for i in range(1 + runs):  # run 0 warms up
         for tool in (TOOLS if i % 2 == 0 else TOOLS[::-1]):
             name = f"{tag}-{guest[:6]}-{'a' if tool == 'nsdash' else 'b'}"
             try:
-                login, off, survivors = boot_once(tool, copies[tool], name, env[tool])
+                login, off, survivors, shutdown = boot_once(tool, copies[tool], name, env[tool])
             except Failed as e:
                 failures.append(f"{guest} {tool} run {i}: {e}")
                 continue
@@ -272,6 +308,9 @@ def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[st
                 samples[tool]["login"].append(login)
                 samples[tool]["poweroff"].append(off)
                 samples[tool]["survivors"].append(float(survivors))
+                if shutdown is not None:
+                    samples[tool]["shutdown"].append(shutdown)
+                    samples[tool]["exit"].append(off - shutdown)
     for line in failures:
         print(f"  {line}", file=sys.stderr)
     for copy in copies.values():
@@ -315,11 +354,36 @@ def table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool)
         rows.append((guest, trees.MATRIX[guest], cell(n["login"]), cell(p["login"]),
                      ratio(n["login"], p["login"]), cell(n["poweroff"]), cell(p["poweroff"]),
                      ratio(n["poweroff"], p["poweroff"])))
+    return _format(head, rows, markdown)
+
+
+def _format(head: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool) -> list[str]:
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return lines + ["| " + " | ".join(r) + " |" for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
     return ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in (head, *rows)]
+
+
+def split_table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool) -> list[str]:
+    """The poweroff column in two: the guest's own shutdown (typed to its PID 1 gone) and the
+    tool's exit after PID 1 (milliseconds), medians (min-max), nsdash / systemd-nspawn."""
+    head = ("guest", "shutdown nsdash", "shutdown nspawn", "ratio", "exit after PID 1 nsdash (ms)",
+            "nspawn (ms)")
+    rows = []
+    for guest, s in results.items():
+        n, p = s["nsdash"], s["systemd-nspawn"]
+        ms = {tool: [v * 1000 for v in s[tool].get("exit", [])] for tool in TOOLS}
+        rows.append((guest, cell(n.get("shutdown", [])), cell(p.get("shutdown", [])),
+                     ratio(n.get("shutdown", []), p.get("shutdown", [])),
+                     cell_ms(ms["nsdash"]), cell_ms(ms["systemd-nspawn"])))
+    return _format(head, rows, markdown)
+
+
+def cell_ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
 def boot_to_poweroff(samples: dict[str, list[float]]) -> list[float]:
@@ -335,8 +399,10 @@ def report_rows(report: Report, results: dict[str, dict[str, dict[str, list[floa
     for guest, s in results.items():
         totals = {tool: {**s[tool], "total": boot_to_poweroff(s[tool])} for tool in s}
         for figure, what in (("login", "boot to login"), ("poweroff", "poweroff typed to exit"),
+                             ("shutdown", "poweroff: the guest's shutdown (typed to its PID 1 gone)"),
+                             ("exit", "poweroff: the tool's exit after the guest's PID 1"),
                              ("total", "boot-to-poweroff (login + poweroff)")):
-            ours, theirs = totals["nsdash"][figure], totals["systemd-nspawn"][figure]
+            ours, theirs = totals["nsdash"].get(figure, []), totals["systemd-nspawn"].get(figure, [])
             if not ours or not theirs:
                 continue
             pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
@@ -391,6 +457,8 @@ def run(report: Report) -> int:
           f"({time.monotonic() - started:.0f} s); {os.cpu_count()} CPUs; systemd-nspawn "
           f"{os.popen('systemd-nspawn --version').readline().split()[1]}")
     print("\n".join(table(results, args.markdown)))
+    print("The poweroff column split: the guest's own shutdown (s) and the tool's exit after its PID 1 (ms)")
+    print("\n".join(split_table(results, args.markdown)))
     for guest, s in results.items():
         counts = {tool: (int(sum(s[tool]["survivors"])), len(s[tool]["survivors"])) for tool in TOOLS}
         if any(n for n, _ in counts.values()):

@@ -70,3 +70,40 @@ def test_the_bench_boots_with_the_nsdash_command_a_user_types(monkeypatch, tmp_p
     assert bb.argv("nsdash", Path("/t"), "m") == [str(tmp_path / "bin" / "nsdash"), "spawn", "-q", "-bD", "/t",
                                                   "-M", "m"]
     assert bb.nsdash_boot_env()["PYTHONPATH"] == str(BENCH.parent)
+
+
+def test_the_guests_pid1_is_the_tools_child_that_is_pid_1_in_its_namespace(monkeypatch, tmp_path):
+    """The poweroff split times the guest's PID 1 through a pidfd: found in /proc as the tool's
+    child whose innermost PID is 1 (not the tool's other children, not another tool's PID 1)."""
+    bb = _bench_boot(monkeypatch)
+
+    def proc(pid: int, ppid: int, nspid: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_text(f"Name:\tx\nPPid:\t{ppid}\nNSpid:\t{nspid}\n")
+
+    proc(100, 1, "100")  # the tool
+    proc(101, 100, "101")  # a helper of the tool, in the host's namespace
+    proc(102, 7, "102\t1")  # another tool's guest
+    (tmp_path / "self").mkdir()
+    assert bb.guest_pid1(100, str(tmp_path)) is None
+    proc(103, 100, "103\t1")
+    assert bb.guest_pid1(100, str(tmp_path)) == 103
+
+
+def test_the_poweroff_split_gives_rows_for_the_guests_shutdown_and_the_tools_exit(monkeypatch):
+    bb = _bench_boot(monkeypatch)
+    from report import Report
+
+    results = {"sid": {
+        "nsdash": {"login": [1.0], "poweroff": [0.2], "survivors": [0.0], "shutdown": [0.19], "exit": [0.01]},
+        "systemd-nspawn": {"login": [1.0], "poweroff": [0.2], "survivors": [0.0], "shutdown": [0.198],
+                           "exit": [0.002]},
+    }}
+    report = Report("boot", False)
+    bb.report_rows(report, results)
+    rows = {r["what"]: r for r in report.rows}
+    shutdown = rows["poweroff: the guest's shutdown (typed to its PID 1 gone), sid (systemd)"]
+    assert (shutdown["nsdash"], shutdown["peer_value"]) == (0.19, 0.198)
+    assert abs(rows["poweroff: the tool's exit after the guest's PID 1, sid (systemd)"]["ratio"] - 5.0) < 1e-9
+    lines = bb.split_table(results, markdown=False)
+    assert lines[1].split()[:2] == ["sid", "0.19"] and "10.0 (10.0-10.0)" in lines[1] and "2.0 (2.0-2.0)" in lines[1]
