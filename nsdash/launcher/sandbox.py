@@ -237,6 +237,24 @@ def _open_resolved(root_fd: int, parts: list[str], directory: bool) -> int:
                       sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_SYMLINKS)
 
 
+def _open_plain(root_fd: int, parts: list[str], directory: bool) -> int:
+    """The common case in one call: a path that exists with no symlink anywhere on it, opened
+    as the walk in open_in_root ends (the same openat2, which refuses any symlink on the way:
+    RESOLVE_NO_SYMLINKS).  -1 when it is not that case (a component missing, a symlink on the
+    way or at the end, not a directory): the walk then follows, creates or refuses, and says
+    why.  A container's set-up opens some 40 such paths before its init runs; walking each
+    component (open the parent, lstat, close) made that ~500 system calls instead of ~80."""
+    try:
+        fd = _open_resolved(root_fd, parts, directory)
+    except OSError:
+        return -1
+    # O_PATH|O_NOFOLLOW opens a symlink in the last component as itself: the walk resolves it.
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        return -1
+    return fd
+
+
 def open_root(root: str) -> int:
     """An O_PATH fd of the container's root on the host, for open_in_root()."""
     return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -257,6 +275,9 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = True, create: boo
     todo = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in todo:
         raise SandboxError(f"container path {path} contains '..'", "give a normalised absolute path")
+    fd = _open_plain(root_fd, todo, directory)
+    if fd >= 0:
+        return fd
     done: list[str] = []
     hops = 0
     while todo:
