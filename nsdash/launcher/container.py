@@ -715,9 +715,12 @@ class Container:
             os.close(self.console_master)
             self.console_master = None
         if self._run_dir is not None:
+            # The machine's own directory only: the shared run/ above it stays, as machines/
+            # does.  Removing it when empty (before) raced another machine's start between its
+            # mkdir of run/ and of run/NAME, and cost every boot's teardown one more directory
+            # removal (on a host whose /run is on disk: a journal commit's wait, ms under I/O)
+            # and the next start its mkdir.
             _rmtree(self._run_dir)
-            with contextlib.suppress(OSError):
-                self._run_dir.parent.rmdir()
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
         _remove_link(self._journal_link)

@@ -310,3 +310,18 @@ def test_kill_signal_and_terminate(busybox_tree, machine_name):
         c.terminate()
         outcome = c.wait()
     assert (outcome.kind, outcome.status) == ("exited", 42)
+
+
+def test_a_run_removes_its_own_run_directory_and_leaves_the_shared_one(busybox_tree, machine_name):
+    """The per-machine run directory goes with the machine; run/ above it, shared by every
+    machine, stays (as machines/ does): removing it when it fell empty raced another machine's
+    start, and was one more directory removal in each teardown (issue 16: the poweroff's exit)."""
+    from nsdash.system import paths
+
+    shared = paths.state_root() / "run"
+    with Container(spec_for(busybox_tree, machine_name, "/bin/true")) as c:
+        c.start()
+        assert (shared / machine_name).is_dir()
+        c.wait()
+    assert not (shared / machine_name).exists()
+    assert shared.is_dir()
