@@ -50,3 +50,18 @@ def test_the_result_is_the_same_either_way() -> None:
         whole = escape(many)
         assert whole.startswith(escape(few)) and whole.isprintable()
     assert text.escape(few) == "a\\x1b[31mb\\u202ec\\x9bd\\n"
+
+
+def test_a_unit_description_of_a_megabyte_is_a_table_cell_of_bounded_width() -> None:
+    """A guest's unit file may hold a Description line of 1 MB (systemd reads lines that long):
+    the units table fits its columns to their widest cell, so every row was painted a million
+    cells wide.  Each cell shows at most SHOWN_FIELD_MAX characters (escaped: a few times that)."""
+    from nsdash.inside.units import UnitInfo
+    from nsdash.journal.entry import SHOWN_FIELD_MAX
+    from nsdash.tui.screens.units import row_cells
+
+    huge = "\x1b]0;title\x07" + "d" * (1 << 20)
+    unit = UnitInfo("x.service", huge, "loaded" * 1000, "active", "running" * 1000, "", None, None)
+    cells = row_cells(unit)
+    assert all(c.cell_len <= 4 * SHOWN_FIELD_MAX for c in cells), [c.cell_len for c in cells]
+    assert cells[4].plain.startswith("\\x1b]0;title\\x07ddd") and "\x1b" not in "".join(c.plain for c in cells)
