@@ -12,8 +12,12 @@ the host) and `nsdash systemctl -M M start` that way with one small message.
 SIGNATURE field, each value aligned, reading only the lengths (strings, object
 paths, signatures, arrays, variants' signatures) and refusing any that reaches
 past the message's end, a signature that is not one, or containers nested
-deeper than dbus-fast allows.  It builds no values: a byte array is skipped
-whole, so the cost is per value, not per byte.  Pure: bytes in, a verdict out.
+deeper than dbus-fast allows.  Where dbus-fast would read elsewhere than this
+walk does, the message is refused too: an array of fixed-size values whose
+length ends inside one, a header field whose type is not its code's (a fuzzer,
+tests/security/_dbus_fuzz.py, found both: SIGSEGV, and a loop for good).  It
+builds no values: a byte array is skipped whole, so the cost is per value, not
+per byte.  Pure: bytes in, a verdict out.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ DEPTH_MAX = 64  # containers nested (dbus-fast refuses deeper; the walk's recurs
 _FIXED = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "h": 4, "x": 8, "t": 8, "d": 8}
 _ALIGN = {**_FIXED, "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
 _SIGNATURE_FIELD = 8
+# The header fields' codes and the one type each has (D-Bus specification, "Header Fields"):
+# dbus-fast reads PATH to SIGNATURE by their type's first letter and skips UNIX_FDS's value
+# unread, assuming its 4 bytes: a field of another type was read elsewhere than checked (a
+# string there hid a field of its own whose length wrapped the position: dbus-fast looped for
+# good).  Buses send these fields with these types only (dbus-daemon drops codes it does not
+# know), so a field of another type, or of a code not known here but not of one letter, is refused.
+_FIELD_TYPES = {1: "o", 2: "s", 3: "s", 4: "s", 5: "u", 6: "s", 7: "s", 8: "g", 9: "u"}
 
 
 class Malformed(ValueError):
@@ -102,6 +113,11 @@ class _Walk:
         pos += -pos % _ALIGN[sig[i + 1]]  # the elements' first padding is not counted in SIZE
         stop = self._take(pos, size)
         if sig[i + 1] in _FIXED:
+            # dbus-fast reads whole elements while its position is short of the end: a length
+            # that is no multiple of theirs ends it past where this walk ends it, and the
+            # values after it are read from bytes never checked (SIGSEGV again)
+            if size % _FIXED[sig[i + 1]]:
+                raise Malformed("with an array that ends inside an element")
             return i + 2, stop
         after = self._skip(sig, i + 1)
         while pos < stop:
@@ -156,9 +172,9 @@ def check(message: bytes) -> None:
         end, pos = walk.value(inner, 0, at, 1)
         if end != len(inner):
             raise Malformed("with a header field of more than one type")
+        if _FIELD_TYPES.get(code, inner) != inner or len(inner) != 1:  # dbus-fast reads others by
+            raise Malformed(f"with header field {code} of a type not its own")  # their type's first letter
         if code == _SIGNATURE_FIELD:
-            if inner != "g":  # dbus-fast would take any string here as the body's signature
-                raise Malformed("with a signature that is not one")
             body_sig = walk._signature(at)[0]
     if pos != stop:
         raise Malformed("with header fields that overrun their length")

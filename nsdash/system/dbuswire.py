@@ -216,6 +216,14 @@ class Connection:
 
     def _next(self) -> Message:
         while True:
-            message = self._reader.unmarshall()
+            try:
+                message = self._reader.unmarshall()
+            except (ValueError, LookupError, TypeError, ArithmeticError) as e:
+                # dbuscheck passed it, dbus-fast refused it (a string that is not UTF-8, a
+                # signature its parser refuses, an unknown message type: its errors are
+                # ValueErrors): the guest's garbage ends the connection as a reset does, so
+                # every caller's OSError path reports it, never a traceback
+                raise OSError(errno.EBADMSG, f"the bus sent a message dbus-fast could not read "
+                                             f"({type(e).__name__}: {str(e)[:200]})") from None
             if message is not None:
                 return message

@@ -250,6 +250,14 @@ LIES = {
     "field-type": _message(b"", _field(5, b"s", struct.pack("<I", 1) + b"x\0")),
     "kind-9": _message(b"", *_reply_to_hello(), kind=9),
     "no-fields": _message(b""),
+    # found by tests/security/_dbus_fuzz.py (review20): an array of uint64 4 bytes long, after
+    # which dbus-fast read the byte array's length from its text (SIGSEGV); a UNIX_FDS field
+    # holding a string, whose value dbus-fast skips unread (4 bytes): the string's text is a
+    # PATH field of length 0xFFFFFFF0, which wrapped its position back (a loop for good, the GIL held)
+    "array-ends-inside-an-element": _message(struct.pack("<I", 4) + bytes(8) + struct.pack("<I", 8)
+                                             + struct.pack("<I", 0xFFFFFFF0) + b"abcd", *_reply_to_hello(b"atay")),
+    "unix-fds-field-of-a-string": _message(b"", *_reply_to_hello(), _field(
+        9, b"s", struct.pack("<I", 16) + b"\x01\x01o\x00" + struct.pack("<I", 0xFFFFFFF0) + b"zzzzzzzz\0")),
     # big-endian lengths in a little-endian message (the byte order flips mid-stream)
     "order-flip": _message(struct.pack("<I", 4) + b":1.7\0", *_reply_to_hello(b"s"))
     + _message(b"", *_reply_to_hello(), order=">", body_len=0xFFFFFFF0)[:16],

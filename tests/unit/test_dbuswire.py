@@ -136,3 +136,21 @@ def test_a_bus_that_stalls_mid_reply_times_out() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_message_dbus_fast_refuses_is_an_oserror() -> None:
+    """A reply dbuscheck passes but dbus-fast cannot read (a string that is not UTF-8: the
+    fuzzer's commonest, tests/security/test_dbus_fuzz.py) is an OSError like a reset, not a
+    UnicodeDecodeError that every caller's OSError path misses (a traceback: review20)."""
+    body = b"\x02\x00\x00\x00\xff\xfe\x00"
+    fields = (b"\x05\x01u\x00\x01\x00\x00\x00"  # REPLY_SERIAL 1: the answer to Hello
+              b"\x08\x01g\x00\x01s\x00\x00")  # SIGNATURE 's', then a byte padding the body to 8
+    reply = b"l\x02\x00\x01" + len(body).to_bytes(4, "little") + b"\x09\x00\x00\x00" + (len(fields) - 1).to_bytes(4, "little")
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n" + reply + fields + body)
+    try:
+        with pytest.raises(OSError, match="could not read.*UnicodeDecodeError"):
+            dbuswire.Connection(ours, 2.0)
+    finally:
+        ours.close()
+        theirs.close()

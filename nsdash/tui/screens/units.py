@@ -31,6 +31,7 @@ from nsdash.errors import NsdashError
 from nsdash.inside.render import glyph
 from nsdash.inside.units import UnitInfo
 from nsdash.inside.view import MachineUnits, UnitsSnapshot
+from nsdash.journal.entry import SHOWN_FIELD_MAX, shown
 from nsdash.system.text import escape
 from nsdash.tui.screens.confirm import ConfirmScreen
 from nsdash.tui.widgets.edges import FocusMarkScreen
@@ -78,10 +79,16 @@ def visible(units: tuple[UnitInfo, ...], text: str, show_all: bool, failed_only:
 def row_cells(u: UnitInfo) -> tuple[Text, ...]:
     style = "bold red" if u.failed or u.load_error else ""
     mark = "● " if u.failed or u.load_error else "  "
-    # Everything here came over the machine's bus: escaped, and Text (never markup).
-    return (Text(mark + escape(u.name), style=style), Text(escape(u.load_state), style="red" if u.load_error else ""),
-            Text(escape(u.active_state), style=style), Text(escape(u.sub_state), style=style),
-            Text(escape(u.description)))
+    # Everything here came over the machine's bus: escaped, and Text (never markup); each cell
+    # at most SHOWN_FIELD_MAX characters of it.  A unit file's Description may be a line of 1 MB,
+    # and the table's columns fit their widest cell: every row was then painted a million cells
+    # wide (about 6 ms a cell, each kept: hundreds of MB while scrolling).
+    def cell(text: str) -> str:
+        return escape(shown(text, SHOWN_FIELD_MAX) or "")
+
+    return (Text(mark + cell(u.name), style=style), Text(cell(u.load_state), style="red" if u.load_error else ""),
+            Text(cell(u.active_state), style=style), Text(cell(u.sub_state), style=style),
+            Text(cell(u.description)))
 
 
 class UnitsScreen(FocusMarkScreen):
