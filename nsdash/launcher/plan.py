@@ -574,8 +574,8 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     # --volatile=state keeps the tree read-only too (only /var is in memory): "auto" binds
     # the host's files there rather than writing into the tree, as for --read-only
     writable = not spec.read_only and spec.volatile != "state"
-    ops += _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
-    ops += _timezone_ops(spec.timezone, view, writable, host_root)
+    ops += _kept_out(_resolv_conf_ops(spec.resolv_conf, network, writable, host_root), view, writable)
+    ops += _kept_out(_timezone_ops(spec.timezone, view, writable, host_root), view, writable)
 
     journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
     ops += journal_ops
@@ -775,6 +775,17 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     for k, v in spec.setenv:
         env[k] = v
     return list(env.items())
+
+
+def _kept_out(ops: list[m.MountOp], tree: str, writable: bool) -> list[m.MountOp]:
+    """OPS without a bind onto a file the tree lacks when the tree is read-only (--read-only,
+    --volatile=state): its mount point would be made in the tree on the host, which the user asked
+    to keep as it is.  systemd-nspawn fails such a mount and goes on without the file; so does
+    nsdash, quietly (the copy modes never get here: they need a writable tree)."""
+    if writable:
+        return ops
+    return [op for op in ops if not (isinstance(op, m.Bind) and not os.path.lexists(
+        os.path.join(m.resolve_in_root(tree, os.path.dirname(op.target)), os.path.basename(op.target))))]
 
 
 def _resolv_conf_ops(mode: ResolvConf, network: str, writable: bool, host_root: str) -> list[m.MountOp]:

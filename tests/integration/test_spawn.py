@@ -265,6 +265,17 @@ def test_read_only_root(busybox_tree, machine_name):
     assert "RO" in text and "TMP" in text and not (busybox_tree / "root/x").exists()
 
 
+def test_read_only_root_makes_no_mount_point_in_the_tree(busybox_tree, machine_name):
+    # The host's resolv.conf and localtime are bound in (auto on a read-only tree); a tree without
+    # them went on without them under systemd-nspawn, but nsdash made both mount points in it.
+    for name in ("resolv.conf", "localtime"):
+        (busybox_tree / "etc" / name).unlink(missing_ok=True)
+    before = sorted(os.listdir(busybox_tree / "etc"))
+    status, text = sh(busybox_tree, machine_name, "ls /etc; echo DONE", read_only=True)
+    assert "DONE" in text and "resolv.conf" not in text
+    assert sorted(os.listdir(busybox_tree / "etc")) == before
+
+
 def test_ephemeral_discards_changes(busybox_tree, machine_name):
     status, text = sh(busybox_tree, machine_name, "echo gone > /root/ephemeral; cat /root/ephemeral",
                       ephemeral=True)

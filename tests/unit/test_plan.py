@@ -173,15 +173,26 @@ def test_binds_tmpfs_inaccessible_and_created_mount_points(tree, host, tmp_path)
 
 
 def test_read_only_remounts_root_last(tree, host):
+    (tree / "etc/resolv.conf").write_text("")
     plan = plan_for(tree, host, command=("true",), read_only=True)
     assert isinstance(plan.mounts[-1], m.RemountRoot)
     assert "bind" in [d.split()[0] for d in kinds(plan) if "/etc/resolv.conf" in d][0]  # auto on ro: bind
 
 
+@pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
+def test_a_read_only_tree_without_the_files_gets_no_bind_onto_them(tree, host, how):
+    """Their mount points would be made in the tree on the host (systemd-nspawn goes on without)."""
+    (tree / "etc/localtime").symlink_to("../usr/share/zoneinfo/Nowhere")  # dangling: still a mount point
+    plan = plan_for(tree, host, command=("true",), **how)
+    found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
+    assert found == [f"bind {os.path.realpath(host / 'etc/localtime')} -> /etc/localtime (ro)"], found
+
 
 def test_volatile_state_keeps_the_tree_read_only_for_resolv_conf_and_localtime(tree, host):
     """Only /var is writable (in memory) under --volatile=state: "auto" binds the host's files
     instead of writing them into the tree (which a boot then left changed)."""
+    (tree / "etc/resolv.conf").write_text("")
+    (tree / "etc/localtime").write_text("")
     plan = plan_for(tree, host, command=("true",), volatile="state")
     assert isinstance(plan.mounts[-1], m.RemountRoot)
     found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
