@@ -14,6 +14,7 @@ import os
 import threading
 
 import pytest
+from _pollerkit import collect
 from tuikit import feed_sample, sample_app
 
 from nsdash.tui import sample_data as sd
@@ -193,14 +194,7 @@ class _Readers:
 
 def test_poller_posts_the_next_batch_only_once_the_last_is_taken():
     readers = _Readers()
-    posted: list[JournalLines] = []
-    arrived = threading.Semaphore(0)
-
-    def post(message) -> None:
-        if isinstance(message, JournalLines):
-            posted.append(message)
-            arrived.release()
-
+    posted, arrived, post = collect(JournalLines)
     poller = Poller(readers, post, interval=30.0)
     poller.follow_journal(("demo-debian",))
     poller.start()
