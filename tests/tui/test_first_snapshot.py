@@ -12,7 +12,6 @@ from pathlib import Path
 
 from _pollerkit import StubReaders, collect
 
-from nsdash.errors import NsdashError
 from nsdash.tui.host_readers import FirstSnapshot, HostReaders
 from nsdash.tui.poller import Poller
 
@@ -91,21 +90,6 @@ def test_the_poller_posts_the_first_snapshot_and_keeps_its_readers():
     assert readers.closed == 1
     first.close()  # taken by the poller: nothing more to close
     assert readers.closed == 1
-
-
-def test_readers_that_cannot_be_made_are_one_error_snapshot():
-    def unreadable():
-        raise NsdashError("cgroup2 is not mounted", "mount it")
-
-    posted, arrived, post = collect()
-    poller = Poller(None, post, first=FirstSnapshot(unreadable))
-    poller.start()
-    try:
-        assert arrived.acquire(timeout=30)
-    finally:
-        poller.stop()
-    assert len(posted) == 1
-    assert posted[0].snapshot.errors[0].startswith("cannot read the host: cgroup2 is not mounted")
 
 
 def test_a_first_snapshot_that_failed_is_an_error_and_the_poller_goes_on():

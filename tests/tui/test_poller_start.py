@@ -3,9 +3,11 @@ first frame), and a host it cannot read is one error snapshot, not a dead poller
 
 from __future__ import annotations
 
+import pytest
 from _pollerkit import StubReaders, collect
 
 from nsdash.errors import NsdashError
+from nsdash.tui.host_readers import FirstSnapshot
 from nsdash.tui.poller import Poller
 
 
@@ -26,13 +28,18 @@ def test_readers_are_made_in_the_pollers_thread_with_the_cadence_asked_before():
     assert readers.closed
 
 
-def test_a_host_it_cannot_read_is_one_error_snapshot():
+@pytest.mark.parametrize("made_by", ["the poller", "FirstSnapshot"])
+def test_a_host_it_cannot_read_is_one_error_snapshot(made_by):
+    """Readers the poller cannot make, in its own thread or in FirstSnapshot's: one error snapshot."""
     posted, arrived, post = collect()
 
     def unreadable():
         raise NsdashError("cgroup2 is not mounted", "mount it")
 
-    poller = Poller(None, post, make_readers=unreadable)
+    if made_by == "the poller":
+        poller = Poller(None, post, make_readers=unreadable)
+    else:
+        poller = Poller(None, post, first=FirstSnapshot(unreadable))
     poller.start()
     try:
         assert arrived.acquire(timeout=30)
