@@ -1,5 +1,6 @@
 """Every bench script answers --help with its usage and exit 0: no traceback (bench_console read
-sys.argv[1] by hand and ended in a ValueError), and no bench run instead (bench_text ran)."""
+sys.argv[1] by hand and ended in a ValueError), and no bench run instead (bench_text ran).  A
+bench that needs root says so in one line, before it makes anything."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ def test_the_scripts_are_every_bench_file_but_the_libraries():
     assert len(_scripts()) >= 20
 
 
-def test_every_bench_script_answers_help_with_its_usage():
+def _answers(commands: dict[str, list[str]]) -> dict[str, tuple[str, str, int]]:
+    """Each command's (stdout, stderr, exit status), by name."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    # All at once: each is an interpreter start and the bench's imports, a few hundred ms.
-    running = {p.name: subprocess.Popen([sys.executable, str(p), "--help"], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
-               for p in _scripts()}
+    # All at once: each is an interpreter start and a bench's imports, a few hundred ms.
+    running = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                      env=env)
+               for name, argv in commands.items()}
     try:
         answers = {name: (*proc.communicate(timeout=120), proc.returncode) for name, proc in running.items()}
     finally:
@@ -35,6 +37,23 @@ def test_every_bench_script_answers_help_with_its_usage():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    return answers
+
+
+def test_every_bench_script_answers_help_with_its_usage():
+    answers = _answers({p.name: [sys.executable, str(p), "--help"] for p in _scripts()})
     for name, (out, err, code) in answers.items():
         assert (code, err) == (0, ""), f"{name} --help: exit {code}\n{err}"
         assert out.startswith(f"usage: {name} "), f"{name} --help printed no usage line:\n{out[:300]}"
+
+
+def test_a_bench_that_needs_root_says_so_in_one_line_when_it_is_not():
+    needing = [p for p in _scripts() if "need_root(" in p.read_text()]
+    assert len(needing) >= 8
+    # As a user who is not root runs it (with no arguments); geteuid() answers for one.
+    not_root = ("import os, runpy, sys\nos.geteuid = lambda: 1000\n"
+                "sys.argv = [sys.argv[1]]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+    answers = _answers({p.name: [sys.executable, "-c", not_root, str(p)] for p in needing})
+    for name, (_out, err, code) in answers.items():
+        assert code == 1 and err.count("\n") == 1, f"{name}: exit {code}\n{err}"
+        assert err.startswith(f"{name.removesuffix('.py')} needs root (") and err.endswith("): run it as root\n"), err
