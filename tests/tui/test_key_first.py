@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from _consolekit import GatedApp, flooded
 from test_console_pane import _SimulatedFlood
-from test_flood_repaints import SIZE, ticks
-from tuikit import machine_screen, sample_app
+from test_flood_repaints import SIZE
+from tuikit import machine_screen, sample_app, ticks
 
 from nsdash.tui import keyfirst
 from nsdash.tui.console import connection
@@ -32,7 +32,7 @@ async def test_no_slice_of_the_journal_is_written_between_a_key_and_its_frame():
         screen = await machine_screen(app, pilot)
         pane = screen.query_one(JournalPane)
         log = screen.query_one(FollowLog)
-        pane.show(("demo-debian",), ticks(KEEP), reset=False)
+        pane.show(("demo-debian",), ticks(KEEP, priority=5), reset=False)
         await pane.written()
         await pilot.pause()
         gate = app.key_first

@@ -17,9 +17,8 @@ import time
 import tty
 
 from _consolekit import GatedApp, flooded
-from test_journal_batch import ticks
 from textual.drivers._writer_thread import MAX_QUEUED_WRITES, WriterThread
-from tuikit import feed_sample, sample_app, wait_for
+from tuikit import feed_sample, sample_app, ticks, wait_for
 
 from nsdash.tui import backlog as backlog_module
 from nsdash.tui.backlog import BEHIND, CountingDriver, TerminalBacklog
@@ -90,7 +89,7 @@ async def test_no_journal_slice_is_written_while_the_terminal_is_behind(monkeypa
         terminal = app.backlog
         terminal.queued += BEHIND + 1  # frames given to the writer thread, not yet written on
         before, held = pane.writes, terminal.holds
-        pane.show(("demo-debian",), ticks(0, 3 * WRITE_SLICE), reset=False)
+        pane.show(("demo-debian",), ticks(3 * WRITE_SLICE), reset=False)
         await wait_for(pilot, lambda: terminal.holds > held, timeout=10, what="the writer to wait")
         for _ in range(5):
             await pilot.pause()
