@@ -247,14 +247,19 @@ async def through_pane(data: bytes, repeat: int = 1) -> dict[str, float]:
             "echo_on_screen": echo_on_screen}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The size of the pane's streams (`mb`) and `json` (bench/summary.py passes `4` with --quick)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mb", nargs="?", type=float, default=24.0,
                     help="MB of the cat and boot streams fed through the pane; the unskipped yes "
                          "flood is a quarter of it (default 24; bench/summary.py --quick: 4)")
     ap.add_argument("--json", action="store_true",
                     help="the rows as one JSON line on stdout, the table on stderr (bench/summary.py)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     report = Report("console", args.json)
     pane_mb = args.mb
     with report.capture():

@@ -57,3 +57,15 @@ def test_a_bench_that_needs_root_says_so_in_one_line_when_it_is_not():
     for name, (_out, err, code) in answers.items():
         assert code == 1 and err.count("\n") == 1, f"{name}: exit {code}\n{err}"
         assert err.startswith(f"{name.removesuffix('.py')} needs root (") and err.endswith("): run it as root\n"), err
+
+
+def test_bench_console_takes_what_the_summary_passes_it(monkeypatch):
+    """bench/summary.py runs bench_console with nothing (24 MB) or `4` (--quick), and --json."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_console import parse_args
+    from summary import BENCHES
+
+    default, quick = BENCHES["console"]
+    assert vars(parse_args([*default, "--json"])) == {"mb": 24.0, "json": True}
+    assert vars(parse_args([*quick, "--json"])) == {"mb": 4.0, "json": True}
+    assert vars(parse_args([])) == {"mb": 24.0, "json": False}
