@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_spawn import clean_nspawn_leftovers, copy_tree, nsdash_env, system_bus  # noqa: E402
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -426,9 +426,7 @@ def run(report: Report) -> int:
     ap.add_argument("--states", action="store_true",
                     help="only print each systemd guest's state and failed units under each tool")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_boot needs root", file=sys.stderr)
-        return 1
+    need_root("bench_boot", "it boots every guest of the matrix under both tools")
     unknown = [g for g in args.guests if g not in trees.MATRIX]
     if unknown:
         ap.error(f"unknown guest {unknown[0]!r}; choose from {', '.join(trees.MATRIX)}")

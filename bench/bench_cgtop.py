@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(REPO / "bench"))
 
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 
 from nsdash.system import cgroupfs  # noqa: E402
 
@@ -119,8 +119,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--procs", action="store_true", help="a sleeping process in every cgroup")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench_cgtop needs root: it creates cgroups")
+    need_root("bench_cgtop", "it creates cgroups")
     nsdash = [sys.executable, "-m", "nsdash", "cgtop", "-b", "-d", "0.1"]
     systemd = ["systemd-cgtop", "-b", "-d", "0.1"]
     results = {}

@@ -29,11 +29,12 @@ of a backlog it cannot parse in time) and with skipping turned off (BEHIND
 unbounded: every byte parsed, as before the flood fix).  For it the table
 shows key->machine (the key's effect: its bytes sent to the machine, from the
 press), the most unparsed bytes held, the history lines held and MB skipped.
-Run: .venv/bin/python bench/bench_console.py [MB for the pane, default 24]
+Run: .venv/bin/python bench/bench_console.py [MB for the pane, default 24] [--json]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import queue
 import random
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyte  # noqa: E402
-from report import Report, wants_json  # noqa: E402
+from report import Report  # noqa: E402
 
 from nsdash.tui.console.terminal import TerminalModel  # noqa: E402
 
@@ -246,9 +247,21 @@ async def through_pane(data: bytes, repeat: int = 1) -> dict[str, float]:
             "echo_on_screen": echo_on_screen}
 
 
-def main() -> int:
-    report = Report("console", wants_json())
-    pane_mb = float(sys.argv[1]) if len(sys.argv) > 1 else 24  # after --json is taken out
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The size of the pane's streams (`mb`) and `json` (bench/summary.py passes `4` with --quick)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mb", nargs="?", type=float, default=24.0,
+                    help="MB of the cat and boot streams fed through the pane; the unskipped yes "
+                         "flood is a quarter of it (default 24; bench/summary.py --quick: 4)")
+    ap.add_argument("--json", action="store_true",
+                    help="the rows as one JSON line on stdout, the table on stderr (bench/summary.py)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = Report("console", args.json)
+    pane_mb = args.mb
     with report.capture():
         print("Console throughput, MB/s (ratio to plain pyte on the same bytes)")
         print(f"{'stream':<6} {'plain pyte':>10} {'model':>16} {'pane (to screen)':>18} "

@@ -20,6 +20,7 @@ Run: .venv/bin/python bench/bench_console_ir.py [KiB, default 256]
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -53,11 +54,13 @@ def instructions(code: str) -> int:
     raise SystemExit(f"callgrind gave no count: {out.stderr[-500:]}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kib", nargs="?", type=int, default=256, help="KiB of each stream fed (default 256)")
+    kib = ap.parse_args(argv).kib
     if shutil.which("valgrind") is None:
         print("bench_console_ir needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 1
-    kib = int(sys.argv[1]) if len(sys.argv) > 1 else 256
     print(f"Console model against plain pyte, instructions to feed {kib} KiB (callgrind Ir, setup not counted)")
     for stream in ("cat_stream", "boot_stream"):
         setup = SETUP.format(root=str(ROOT), stream=stream, kib=kib)

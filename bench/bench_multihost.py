@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_remote import _cpu_of, boot_far, wait_answer  # noqa: E402
 from bench_verbs import nsdash_cmd, run_nsdash, stop  # noqa: E402
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
 from nsdash.demo import farhost  # noqa: E402
@@ -101,9 +101,7 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=20.0, help="seconds per window (default 20)")
     ap.add_argument("--rounds", type=int, default=2, help="idle/watched pairs (default 2)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_multihost needs root", file=sys.stderr)
-        return 1
+    need_root("bench_multihost", "it boots two far hosts")
     report = Report("multihost", as_json)
     machines = [f"benchmh{os.getpid()}-{i}" for i in range(len(HOSTS))]
     with report.capture(), tempfile.TemporaryDirectory(prefix="nsdash-bench-multihost-") as tmp:

@@ -142,7 +142,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench_verbs import ROOT, run_nsdash
-    from report import Report, wants_json
+    from report import Report, need_root, wants_json
     from stopping import shielded
 
     as_json = wants_json()
@@ -151,9 +151,7 @@ def main() -> int:
     ap.add_argument("--before", metavar="DIR", help="also time `status M` against the checkout in DIR "
                     "(e.g. a git archive of main), alternated")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_nested needs root", file=sys.stderr)
-        return 1
+    need_root("bench_nested", "it boots a systemd host")
     report = Report("nested", as_json)
     with report.capture():
         compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)

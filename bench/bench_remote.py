@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_verbs import nsdash_cmd, pair, run_nsdash, stop  # noqa: E402
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
 from nsdash.demo import farhost, trees  # noqa: E402
@@ -115,9 +115,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_remote needs root", file=sys.stderr)
-        return 1
+    need_root("bench_remote", "it boots a far host")
     report = Report("remote", as_json)
     name = f"benchfar{os.getpid()}"
     with report.capture(), tempfile.TemporaryDirectory(prefix="nsdash-bench-remote-") as tmp:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -54,8 +54,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--rev", default=OLD_REV)
     opts = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root")
+    need_root("bench_seccomp", "it starts machines")
     tree = trees.ensure("busybox")
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-seccomp-") as tmp, report.capture():
         old = Path(tmp) / "old"

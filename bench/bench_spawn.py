@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -162,9 +162,7 @@ def main() -> int:
     ap.add_argument("--boots", type=int, default=3, help="timed Debian boots per tool (default 3)")
     ap.add_argument("--no-debian", action="store_true", help="BusyBox only")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_spawn needs root", file=sys.stderr)
-        return 1
+    need_root("bench_spawn", "it starts machines")
     compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
     tag = f"bench{os.getpid()}"
     names = ["busybox"] + ([] if args.no_debian else ["debian"])

@@ -11,6 +11,7 @@ Prints ns per call, median of 7 rounds and the spread (min..max).
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import sys
@@ -38,7 +39,8 @@ def ns_per_call(fn, line: str, number: int = 20000) -> tuple[float, float, float
     return statistics.median(per), min(per), max(per)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options: --help
     contenders = {
         "escape (one-line)": escape,
         "escape (newline kept)": lambda s: escape(s, newline=True, tab=True),

@@ -15,6 +15,7 @@ tracer's cost on the tracee) and the CPU the tracer stack spent per line
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -51,8 +52,11 @@ def count_lines(argv: list[str], seconds: float) -> tuple[int, float]:
     return int(out.strip()), cpu
 
 
-def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("seconds", nargs="?", type=float, default=5.0,
+                    help="how long each tracer runs a round (default 5)")
+    seconds = ap.parse_args(argv).seconds
     name = f"bench-trace-{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="nsdash-bench-trace-"))
     tree = tmp / name

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
@@ -154,9 +154,7 @@ def main() -> int:
         if not wanted or label.startswith(wanted):
             pair(label, *rest)
 
-    if os.geteuid() != 0:
-        print("bench_verbs needs root", file=sys.stderr)
-        return 1
+    need_root("bench_verbs", "it starts machines")
     report = Report("verbs", as_json)
     with report.capture():
         compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)

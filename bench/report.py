@@ -46,6 +46,12 @@ _private_state_dir()
 unwind_on_signals()  # a bench killed (SIGTERM, SIGHUP) still runs its finally blocks and the removal above
 
 
+def need_root(bench: str, why: str) -> None:
+    """Exit (status 1, one line on stderr) unless run as root, which BENCH needs for WHY."""
+    if os.geteuid() != 0:
+        raise SystemExit(f"{bench} needs root ({why}): run it as root")
+
+
 def load() -> float:
     """The 1-minute load average now."""
     return os.getloadavg()[0]

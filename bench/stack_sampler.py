@@ -20,6 +20,7 @@ screen (the writer thread, tmux).  Full cyclic collections are marked too (`!gc2
 
 from __future__ import annotations
 
+import argparse
 import runpy
 import sys
 import threading
@@ -144,13 +145,21 @@ def _sampler(out: str, hz: float, main_id: int) -> None:
                 flushed = now
 
 
-def main() -> None:
-    out, hz, flag, module, *rest = sys.argv[1:]
-    if flag != "-m":
-        raise SystemExit("usage: stack_sampler.py OUT HZ -m MODULE [ARGS...]")
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 usage="%(prog)s [-h] OUT HZ -m MODULE [ARGS...]")
+    ap.add_argument("out", metavar="OUT", help="the file the samples are appended to")
+    ap.add_argument("hz", metavar="HZ", type=float, help="samples a second")
+    ap.add_argument("-m", dest="module", metavar="MODULE", required=True,
+                    help="the module to run, as python -m does; the ARGS after it are its own")
+    # What follows the module is the module's (its own --help included): argparse sees none of it.
+    cut = argv.index("-m") + 2 if "-m" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    out, hz, module, rest = args.out, args.hz, args.module, argv[cut:]
     _hook_textual()
     _hook_gc()
-    threading.Thread(target=_sampler, args=(out, float(hz), threading.get_ident()), daemon=True).start()
+    threading.Thread(target=_sampler, args=(out, hz, threading.get_ident()), daemon=True).start()
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

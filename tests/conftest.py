@@ -163,6 +163,25 @@ def teardown_machine(name: str) -> None:
         clean_orphan(name)
 
 
+def console_log(name: str) -> str:
+    """What machine NAME's console wrote so far (its console.log; "" while there is none)."""
+    from nsdash.machines import state as st
+
+    try:
+        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """PID runs (gone or a zombie is not alive)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.fixture
 def detached(machine_name):
     """start(*spawn_args, name=...) runs `nsdash spawn --detach`; every machine is torn down after."""

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 from _machines import one_line_error, teardown
-from conftest import run_nsdash, wait_for
+from conftest import alive, run_nsdash, wait_for
 
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.machines import client
@@ -38,14 +38,6 @@ def _reaped(pids) -> bool:
     return not any(os.path.exists(f"/proc/{p}") for p in pids)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine_name, names):
     names += [machine_name, machine_name + "-b"]
     r = run_nsdash("spawn", "--detach", "-M", machine_name, "-bD", str(busybox_tree))
@@ -54,7 +46,7 @@ def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine
     os.kill(s["supervisor"], signal.SIGKILL)
     wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
     cg = MachineCgroup(machine_name)
-    assert cg.populated() and _alive(s["leader"])  # the machine's processes outlive their supervisor
+    assert cg.populated() and alive(s["leader"])  # the machine's processes outlive their supervisor
     orphan_pids = cg.pids()
 
     # Same tree, another name, in the foreground: refused while the orphan's processes live.
@@ -63,12 +55,12 @@ def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine
     # Same name, in the foreground: refused as well (its cgroup is populated).
     r = run_nsdash("spawn", "-q", "-x", "-M", machine_name, "-D", str(busybox_tree), "/bin/true")
     assert one_line_error(r) and "already running" in r.stderr, r.stderr
-    assert cg.populated() and _alive(s["leader"])  # refusing harmed nothing
+    assert cg.populated() and alive(s["leader"])  # refusing harmed nothing
 
     # The next command that touches the name reports the orphan and cleans it up.
     r = run_nsdash("terminate", machine_name)
     assert "orphaned" in r.stderr and "Traceback" not in r.stderr
-    wait_for(lambda: not _alive(s["leader"]), what="the orphan's processes to die")
+    wait_for(lambda: not alive(s["leader"]), what="the orphan's processes to die")
     assert not any(d.exists() for d in cg.dirs)
     assert not st.machine_dir(machine_name).exists()
     wait_for(lambda: _reaped(orphan_pids), 30, "the orphan's zombies to be reaped")
@@ -91,5 +83,5 @@ def test_cgroup_kill_reaches_processes_that_left_the_leader(busybox_tree, machin
     wait_for(lambda: not st.supervisor_alive(st.machine_dir(machine_name)), what="the supervisor to die")
     r = run_nsdash("status", machine_name)
     assert r.returncode != 0 and "orphaned" in r.stderr
-    wait_for(lambda: not any(_alive(p) for p in pids), what="every process of the orphan to die")
+    wait_for(lambda: not any(alive(p) for p in pids), what="every process of the orphan to die")
     wait_for(lambda: _reaped(pids), 30, "the orphan's zombies to be reaped")

@@ -5,16 +5,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import run_nsdash, wait_for
-
-from nsdash.machines import state as st
-
-
-def _console(name: str) -> str:
-    try:
-        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
+from conftest import console_log, run_nsdash, wait_for
 
 
 def _mounts_under(path) -> list[str]:
@@ -40,8 +31,8 @@ def test_create_debian_then_boot_it_to_login(tmp_path, monkeypatch, detached, ma
     assert machine_name in listed
 
     detached("-bD", str(tree))
-    wait_for(lambda: f"{machine_name} login:" in _console(machine_name), timeout=90, what="the login prompt")
-    assert "Debian GNU/Linux 12" in _console(machine_name)
+    wait_for(lambda: f"{machine_name} login:" in console_log(machine_name), timeout=90, what="the login prompt")
+    assert "Debian GNU/Linux 12" in console_log(machine_name)
     assert run_nsdash("poweroff", machine_name).returncode == 0
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import run_nsdash, teardown_machine, wait_for
+from conftest import console_log, run_nsdash, teardown_machine, wait_for
 
 from nsdash.machines import state as st
 
@@ -38,13 +38,6 @@ def state_of(name: str) -> st.MachineState:
     s = st.read_state(st.machine_dir(name))
     assert s is not None, f"no state.json for {name}"
     return s
-
-
-def console_log(name: str) -> str:
-    try:
-        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 @pytest.fixture

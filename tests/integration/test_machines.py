@@ -11,26 +11,11 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import run_nsdash, teardown_machine, wait_for
+from conftest import alive, console_log, run_nsdash, teardown_machine, wait_for
 
 from nsdash.launcher import names
 from nsdash.machines import client
 from nsdash.machines import state as st
-
-
-def console_log(name: str) -> str:
-    try:
-        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def gone(name: str) -> bool:
@@ -205,7 +190,7 @@ def test_supervisor_killed_leaves_an_orphan_that_is_reported_and_cleaned(detache
     assert r.returncode != 0
     assert "orphaned" in r.stderr and "killed" in r.stderr and "Traceback" not in r.stderr
     assert gone(machine_name)
-    assert not running(s["leader"])  # killed (perhaps a zombie until the host's init reaps it)
+    assert not alive(s["leader"])  # killed (perhaps a zombie until the host's init reaps it)
     detached("-bD", str(busybox_tree))  # the same name starts again
     assert client.status(machine_name)["boot"] == 1
     assert run_nsdash("poweroff", machine_name).returncode == 0

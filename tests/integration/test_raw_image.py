@@ -24,7 +24,7 @@ from nsdash.demo import trees
 from nsdash.launcher.image import HOLDER, loop_devices
 from nsdash.machines import state as st
 from nsdash.system import paths
-from tests.conftest import run_nsdash, teardown_machine, wait_for
+from tests.conftest import console_log, run_nsdash, teardown_machine, wait_for
 from tests.integration.test_guests import POWEROFF_LINE, Terminal, _ask, _login
 
 BOOT = 90.0
@@ -65,11 +65,6 @@ def _host_mounts() -> list[str]:
         return [p for p in (line.split()[4] for line in f) if p.startswith(holder)]
 
 
-def _console(name: str) -> str:
-    path = st.machine_dir(name) / st.CONSOLE_LOG
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 def _sh(name: str, script: str) -> str:
     r = run_nsdash("shell", name, "/bin/sh", "-c", script, timeout=BOOT)
     assert r.returncode == 0, r.stderr
@@ -78,7 +73,7 @@ def _sh(name: str, script: str) -> str:
 
 def test_gpt_image_boots_detached_with_its_partitions_to_login_and_powers_off(gpt_image, detached, machine_name):
     detached("-b", f"--image={gpt_image}", "--wait")
-    wait_for(lambda: re.search(r"\S login: ", _console(machine_name)), BOOT, what="the login prompt")
+    wait_for(lambda: re.search(r"\S login: ", console_log(machine_name)), BOOT, what="the login prompt")
     assert _loops_of(gpt_image), "no loop device holds the image while it runs"
     assert not _host_mounts(), "the host kept its copy of the image's mounts"
     assert re.fullmatch(r"/dev/loop\d+p1 rw,\S+\n", _sh(machine_name, "findmnt -no SOURCE,OPTIONS /"))

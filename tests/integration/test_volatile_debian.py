@@ -5,16 +5,9 @@ through a shell, powers off, and compares the tree's manifest."""
 from __future__ import annotations
 
 import pytest
-from conftest import manifest_changes, run_nsdash, tree_manifest, wait_for
+from conftest import console_log, manifest_changes, run_nsdash, tree_manifest, wait_for
 
 from nsdash.machines import state as st
-
-
-def _console(name: str) -> str:
-    try:
-        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 @pytest.mark.parametrize("mode, script, expected", [
@@ -34,10 +27,10 @@ def test_volatile_boot_leaves_the_debian_tree_unchanged(debian_tree, detached, m
     # yes: /etc starts empty, so systemd-firstboot asks its questions on the console (as under
     # nspawn) instead of a login prompt: a boot that far ran PID 1 and its services from /usr
     if mode == "yes":
-        wait_for(lambda: "Please configure your system" in _console(machine_name), timeout=90,
+        wait_for(lambda: "Please configure your system" in console_log(machine_name), timeout=90,
                  what="systemd-firstboot's questions")
     else:
-        wait_for(lambda: "login:" in _console(machine_name), timeout=90, what="the login prompt")
+        wait_for(lambda: "login:" in console_log(machine_name), timeout=90, what="the login prompt")
     r = run_nsdash("shell", machine_name, "/bin/sh", "-c", script)
     out = [x.strip() for x in r.stdout.splitlines() if x.strip()]
     assert out == expected.split("\n"), (r.stdout, r.stderr)

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_nsdash, wait_for
+from conftest import console_log, run_nsdash, wait_for
 
 from nsdash.launcher import userns
 from nsdash.machines import state as st
@@ -38,13 +38,6 @@ def _metadata(tree: Path) -> list[str]:
     out = subprocess.run(["find", str(tree), "-xdev", "-printf", "%p %U %G %m %s %T@ %y\\n"],
                          capture_output=True, text=True, check=True).stdout
     return sorted(out.splitlines())
-
-
-def _console(name: str) -> str:
-    try:
-        return (st.machine_dir(name) / st.CONSOLE_LOG).read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 def _shell(name: str, script: str) -> str:
@@ -71,7 +64,7 @@ def test_map_boots_debian_and_the_tree_keeps_its_on_disk_owners(own_debian, deta
     assert before[str(own_debian / "etc/shadow")] == (0, 42)  # root:shadow, what the check below relies on
     base = userns.pick_base(machine_name, userns.host_ranges(), 0)
     detached("-U", "--private-users-ownership=map", "-bD", str(own_debian))
-    wait_for(lambda: "login:" in _console(machine_name), timeout=60, what="systemd's getty prompt")
+    wait_for(lambda: "login:" in console_log(machine_name), timeout=60, what="systemd's getty prompt")
     out = _shell(machine_name,
                  "systemctl is-system-running --wait; cat /proc/self/uid_map; id -u; "
                  "ls -lnd / /etc /root | cut -c 1-30 | tr -s ' ' | cut -d' ' -f3,4; "

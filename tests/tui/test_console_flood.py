@@ -6,7 +6,7 @@ printed after the flood."""
 from __future__ import annotations
 
 import pytest
-from textual.app import App
+from _consolekit import PaneApp
 from tuikit import wait_for
 
 from nsdash.tui.console.connection import BEHIND
@@ -14,11 +14,6 @@ from nsdash.tui.widgets.console_pane import ConsolePane
 
 pytestmark = pytest.mark.integration
 FLOOD = 8_000_000  # bytes of "y\n" (a PTY makes them "y\r\n"): more than the pane parses in the time
-
-
-class PaneApp(App):
-    def compose(self):
-        yield ConsolePane()
 
 
 async def test_a_flooding_machine_costs_the_pane_bounded_memory(busybox_tree, detached, machine_name):

@@ -12,13 +12,13 @@ import threading
 import time
 
 import pyte
+from _consolekit import PaneApp, flooded, stub_connected
 from textual import events
 from textual.app import App
 
 from nsdash.tui.console import connection
 from nsdash.tui.console.connection import FLOOD_PARSE_SHARE, PARSE_SHARE, ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
-from nsdash.tui.widgets import console_pane
 from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, FPS, NOTE_EVERY, ConsolePane
 
 OK = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39munit-%d.service\x1b[0m - Unit number %d.\r\n"
@@ -59,11 +59,6 @@ class PlaySession:
 
     def close(self) -> None:
         pass
-
-
-class PaneApp(App):
-    def compose(self):
-        yield ConsolePane()
 
 
 def painted_text(pane: ConsolePane) -> list[str]:
@@ -289,31 +284,11 @@ async def test_every_sgr_colour_paints():
         pane.detach()
 
 
-class _Changed:
-    """Just enough of a ConsoleConnection for _tick: a model, the changed flag, the lock."""
-
-    def __init__(self, model: TerminalModel) -> None:
-        self.model = model
-        self.changed = threading.Event()
-        self.lock = threading.Lock()
-
-    def locked_for_ui(self):
-        return self.lock
-
-    def close(self) -> None:
-        pass
-
-
 async def test_a_flood_is_painted_flood_fps_times_a_second_but_a_keys_frame_is_not_held(monkeypatch):
     """Not timed: the pane's clock is ours.  Past FLOOD_BYTES since the last frame, a frame
     waits until 1/FLOOD_FPS after it; a key's frame and a trickle do not wait."""
-    clock = [1000.0]
-    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
-    async with PaneApp().run_test(size=(100, 30)) as pilot:
-        pane = pilot.app.query_one(ConsolePane)
-        await pilot.pause()
-        conn = _Changed(pane.model)
-        pane.connection = conn
+    async with flooded(PaneApp(), monkeypatch) as flood:
+        pane, conn = flood.pane, flood.conn
 
         def output(n: int) -> None:
             pane.model.feed(b"y\r\n" * (n // 3))
@@ -322,24 +297,23 @@ async def test_a_flood_is_painted_flood_fps_times_a_second_but_a_keys_frame_is_n
         output(FLOOD_BYTES * 2)
         pane._tick()
         assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed  # the first frame
-        clock[0] += 1 / FPS
+        flood.clock += 1 / FPS
         output(FLOOD_BYTES * 2)
         pane._tick()
         assert conn.changed.is_set() and pane.shown_bytes < pane.model.bytes_fed  # held: a flood, too soon
         pane._tick(key=True)
         assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed  # a key's frame goes
-        clock[0] += 1 / FPS
+        flood.clock += 1 / FPS
         output(30)
         pane._tick()
         assert not conn.changed.is_set()  # a trickle is painted at FPS
-        clock[0] += 1 / FPS
+        flood.clock += 1 / FPS
         output(FLOOD_BYTES * 2)
         pane._tick()
         assert conn.changed.is_set()
-        clock[0] += 1 / FLOOD_FPS
+        flood.clock += 1 / FLOOD_FPS
         pane._tick()
         assert not conn.changed.is_set() and pane.shown_bytes == pane.model.bytes_fed
-        pane.connection = None
 
 
 async def test_keys_after_the_leave_key_are_the_screens_never_the_guests():
@@ -376,10 +350,7 @@ async def test_a_frame_repaints_only_lines_that_read_otherwise_than_in_the_last_
     scrolls the screen without changing what it shows, and its frame repaints only the
     cursor's line, while a line that does change is repainted, with its new text."""
     async with PaneApp().run_test(size=(100, 30)) as pilot:
-        pane = pilot.app.query_one(ConsolePane)
-        await pilot.pause()
-        conn = _Changed(pane.model)
-        pane.connection = conn
+        pane, conn = await stub_connected(pilot)
         refreshed: list[tuple] = []
         real_refresh = pane.refresh
 
@@ -412,13 +383,8 @@ async def test_the_borders_flood_figure_changes_at_most_every_note_every_seconds
     """Not timed: the pane's clock is ours.  A new border repaints the whole pane; a flood
     skips several times a second, and the border says so once a second, the first skip at
     once and the last one too, when the flood has stopped."""
-    clock = [1000.0]
-    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
-    async with PaneApp().run_test(size=(100, 30)) as pilot:
-        pane = pilot.app.query_one(ConsolePane)
-        await pilot.pause()
-        conn = _Changed(pane.model)
-        pane.connection = conn
+    async with flooded(PaneApp(), monkeypatch) as flood:
+        pane, conn = flood.pane, flood.conn
         pane.attached = "flood"
         subtitles: list[str] = []
 
@@ -432,19 +398,18 @@ async def test_the_borders_flood_figure_changes_at_most_every_note_every_seconds
         skip_and_frame(1_000_000)
         assert "1.0 MB of a flood skipped" in subtitles[-1]  # the first skip: at once
         for _ in range(9):  # nine more skips within the second: the border stays as it was
-            clock[0] += 0.1 * (NOTE_EVERY - 0.01)
+            flood.clock += 0.1 * (NOTE_EVERY - 0.01)
             skip_and_frame(1_000_000)
         assert len(set(subtitles)) == 1
-        clock[0] += NOTE_EVERY
+        flood.clock += NOTE_EVERY
         skip_and_frame(1_000_000)
         assert "11.0 MB of a flood skipped" in subtitles[-1]
         pane.model.skip(500_000)  # the flood's last skip, then no more output
         pane._tick()
         assert "11.0 MB" in str(pane.border_subtitle)  # held back ...
-        clock[0] += NOTE_EVERY
+        flood.clock += NOTE_EVERY
         pane._tick()
         assert "11.5 MB of a flood skipped" in str(pane.border_subtitle)  # ... until NOTE_EVERY has passed
-        pane.connection = None
 
 
 class _SimulatedFlood:
@@ -555,11 +520,8 @@ async def test_a_keys_frame_waits_for_the_bytes_read_after_the_key():
     after the key; taken before, it would not show the echo, and the next flood frame is
     1/FLOOD_FPS away."""
     async with PaneApp().run_test(size=(100, 30)) as pilot:
-        pane = pilot.app.query_one(ConsolePane)
-        await pilot.pause()
-        conn = _Changed(pane.model)
+        pane, conn = await stub_connected(pilot)
         conn.echo_pending = True
-        pane.connection = conn
         pane.model.feed(b"y\r\n" * FLOOD_BYTES)
         conn.changed.set()
         pane._soon_tick()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 
+from _paintkit import open_system_slice, painted_anew, painted_lines, with_pids
 from tuikit import feed_sample, sample_app
 
 from nsdash.monitor.tree import CgroupNode
@@ -93,11 +94,6 @@ async def test_collection_resumes_after_the_first_snapshot_is_painted():
         gc.unfreeze()
 
 
-def _with_pids(tree: CgroupNode, path: str, pids: tuple[int, ...]) -> CgroupNode:
-    children = tuple(_with_pids(c, path, pids) for c in tree.children)
-    return CgroupNode(tree.path, children, pids if tree.path == path else tree.pids, tree.unreadable)
-
-
 async def test_a_process_replaced_in_the_tree_repaints_without_a_layout():
     app = sample_app()
     async with app.run_test(size=(140, 40)) as pilot:
@@ -111,7 +107,7 @@ async def test_a_process_replaced_in_the_tree_repaints_without_a_layout():
         tree.node_for(("cg", "/init.scope")).expand()
         await pilot.pause()
         layouts.clear()
-        swapped = _with_pids(sd.TREE, "/init.scope", (2,))
+        swapped = with_pids(sd.TREE, "/init.scope", (2,))
         tree.update_tree(swapped, commands, dict(sd.MACHINE_OF))
         await pilot.pause()
         await pilot.pause()
@@ -137,7 +133,7 @@ async def test_a_process_more_in_the_tree_repaints_its_pane_without_a_layout():
         layouts = []
         app.screen.screen_layout_refresh_signal.subscribe(app.screen, lambda screen: layouts.append(screen))
         lines = tree.virtual_size.height
-        tree.update_tree(_with_pids(many, "/init.scope", (1, 2)), {**sd.COMMANDS, 2: "sleep 1"}, {})
+        tree.update_tree(with_pids(many, "/init.scope", (1, 2)), {**sd.COMMANDS, 2: "sleep 1"}, {})
         await pilot.pause()
         await pilot.pause()
         assert tree.node_for(("pid", 2)) is not None
@@ -343,7 +339,7 @@ async def test_an_idle_second_repaints_nothing(monkeypatch):
 
         async def refresh_once(i: int) -> None:
             # Every other refresh the poller walks the tree again: an equal tree, a new object.
-            tree = _with_pids(base.tree, "/", base.tree.pids) if i % 2 else base.tree
+            tree = with_pids(base.tree, "/", base.tree.pids) if i % 2 else base.tree
             app.post_message(SnapshotReady(replace(base, timestamp=base.timestamp + i, tree=tree)))
             await pilot.pause()
             await pilot.pause()
@@ -474,15 +470,11 @@ async def test_a_process_more_in_the_tree_paints_anew_only_the_lines_that_change
 
     app = sample_app()
     async with app.run_test(size=(140, 40)) as pilot:
-        await feed_sample(app, pilot)
-        tree = app.screen.query_one(CgroupTree)
-        tree.node_for(("cg", "/system.slice")).expand()
-        await pilot.pause()
-        await pilot.pause()
+        tree = await open_system_slice(app, pilot)
         drawn: list[int] = []
         render_line = Tree.render_line
         monkeypatch.setattr(Tree, "render_line", lambda self, y: drawn.append(y) or render_line(self, y))
-        new = _with_pids(sd.TREE, "/system.slice", (2,))
+        new = with_pids(sd.TREE, "/system.slice", (2,))
         tree.update_tree(new, {**sd.COMMANDS, 2: "sleep 1"}, dict(sd.MACHINE_OF))
         await pilot.pause()
         await pilot.pause()
@@ -494,10 +486,8 @@ async def test_a_process_more_in_the_tree_paints_anew_only_the_lines_that_change
         assert 0 in drawn and below in drawn and below + 1 in drawn
         assert not set(drawn) & set(range(1, below)), drawn
         monkeypatch.undo()
-        shown = [tree.render_line(y).text for y in range(tree.size.height)]
-        tree._kept_lines.clear()
-        tree._invalidate()
-        assert shown == [tree.render_line(y).text for y in range(tree.size.height)]
+        shown = painted_lines(tree)
+        assert shown == painted_anew(tree)
         assert any("2 sleep 1" in line for line in shown)
 
 

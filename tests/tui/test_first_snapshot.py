@@ -10,9 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from nsdash.errors import NsdashError
+from _pollerkit import StubReaders, collect
+
 from nsdash.tui.host_readers import FirstSnapshot, HostReaders
-from nsdash.tui.messages import Snapshot, SnapshotReady
 from nsdash.tui.poller import Poller
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +29,14 @@ def _run(code: str) -> subprocess.CompletedProcess:
         os.close(child)
 
 
+def _dashboard_stopped_by(probe: str) -> str:
+    """What PROBE wrote on stderr: the dashboard's entry point run in a fresh interpreter after
+    PROBE (code that may use sys), which ends the run with exit 7 once it has seen what it looks for."""
+    out = _run(f"import sys\n{probe}from nsdash.cli import dashboard\ndashboard.main([])\n")
+    assert out.returncode == 7, out.stderr
+    return out.stderr
+
+
 def test_the_readers_module_imports_no_toolkit():
     out = _run("import sys, nsdash.tui.host_readers; "
                "sys.stderr.write(' '.join(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
@@ -39,29 +47,12 @@ def test_the_readers_module_imports_no_toolkit():
 def test_nsdash_starts_the_first_snapshot_before_it_imports_textual():
     """The dashboard's entry point makes FirstSnapshot while Textual is not loaded yet, and hands
     it to the app (here the probe ends the run when it is made)."""
-    out = _run("import sys\n"
-               "import nsdash.tui.host_readers as hr\n"
-               "class Probe:\n"
-               "    def __init__(self):\n"
-               "        sys.stderr.write('textual loaded: %s' % ('textual' in sys.modules))\n"
-               "        raise SystemExit(7)\n"
-               "hr.FirstSnapshot = Probe\n"
-               "from nsdash.cli import dashboard\n"
-               "dashboard.main([])\n")
-    assert out.returncode == 7, out.stderr
-    assert out.stderr == "textual loaded: False"
-
-
-def _collect():
-    posted: list[SnapshotReady] = []
-    arrived = threading.Semaphore(0)
-
-    def post(message) -> None:
-        if isinstance(message, SnapshotReady):
-            posted.append(message)
-            arrived.release()
-
-    return posted, arrived, post
+    assert _dashboard_stopped_by("import nsdash.tui.host_readers as hr\n"
+                                 "class Probe:\n"
+                                 "    def __init__(self):\n"
+                                 "        sys.stderr.write('textual loaded: %s' % ('textual' in sys.modules))\n"
+                                 "        raise SystemExit(7)\n"
+                                 "hr.FirstSnapshot = Probe\n") == "textual loaded: False"
 
 
 def test_the_poller_posts_the_first_snapshot_and_keeps_its_readers():
@@ -81,7 +72,7 @@ def test_the_poller_posts_the_first_snapshot_and_keeps_its_readers():
         return Recorded()
 
     first = FirstSnapshot(make)
-    posted, arrived, post = _collect()
+    posted, arrived, post = collect()
     poller = Poller(None, post, interval=30.0, first=first)
     poller.walk_tree_every(1)  # asked before the poller had its readers
     poller.start()
@@ -101,43 +92,9 @@ def test_the_poller_posts_the_first_snapshot_and_keeps_its_readers():
     assert readers.closed == 1
 
 
-class _Readers:
-    def __init__(self, fail_snapshot: bool = False) -> None:
-        self.fail_snapshot = fail_snapshot
-        self.closed = False
-        self.snapshots = 0
-
-    def snapshot(self) -> Snapshot:
-        self.snapshots += 1
-        if self.fail_snapshot and self.snapshots == 1:
-            raise OSError(5, "Input/output error")
-        return Snapshot(2.0)
-
-    def open_journal(self, machines):
-        raise OSError("no journal here")
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_readers_that_cannot_be_made_are_one_error_snapshot():
-    def unreadable():
-        raise NsdashError("cgroup2 is not mounted", "mount it")
-
-    posted, arrived, post = _collect()
-    poller = Poller(None, post, first=FirstSnapshot(unreadable))
-    poller.start()
-    try:
-        assert arrived.acquire(timeout=30)
-    finally:
-        poller.stop()
-    assert len(posted) == 1
-    assert posted[0].snapshot.errors[0].startswith("cannot read the host: cgroup2 is not mounted")
-
-
 def test_a_first_snapshot_that_failed_is_an_error_and_the_poller_goes_on():
-    readers = _Readers(fail_snapshot=True)
-    posted, arrived, post = _collect()
+    readers = StubReaders(fail_first=True)
+    posted, arrived, post = collect()
     poller = Poller(None, post, interval=30.0, first=FirstSnapshot(lambda: readers))
     poller.start()
     try:
@@ -145,7 +102,7 @@ def test_a_first_snapshot_that_failed_is_an_error_and_the_poller_goes_on():
         assert "Input/output error" in posted[0].snapshot.errors[0]
         poller.refresh_now()  # the loop runs on those readers
         assert arrived.acquire(timeout=30)
-        assert posted[1].snapshot.timestamp == 2.0 and not posted[1].snapshot.errors
+        assert posted[1].snapshot.timestamp == 1.0 and not posted[1].snapshot.errors
         assert readers.snapshots == 2
     finally:
         poller.stop()
@@ -155,7 +112,7 @@ def test_a_first_snapshot_that_failed_is_an_error_and_the_poller_goes_on():
 async def test_an_app_that_never_polled_closes_the_first_snapshots_readers():
     from tuikit import sample_app
 
-    readers = _Readers()
+    readers = StubReaders()
     first = FirstSnapshot(lambda: readers)
     first._thread.join()  # made before the app ends: the app's close() closes them
     app = sample_app(first=first)
@@ -168,9 +125,9 @@ def test_readers_made_after_the_app_ended_are_closed_by_their_thread_and_quittin
     """A host read that takes its time (a process stuck in the kernel holds its cmdline): the
     app's close() returns at once, and the thread closes the readers once it has them."""
     go = threading.Event()
-    readers = _Readers()
+    readers = StubReaders()
 
-    def slow() -> _Readers:
+    def slow() -> StubReaders:
         go.wait(60)
         return readers
 
@@ -197,17 +154,12 @@ def test_the_app_is_imported_without_ssl_and_ssl_imports_after():
 def test_nsdash_imports_the_app_without_ssl():
     """The dashboard's entry point imports the app inside asyncio_without_tls (an import hook
     ends the run when the app's module is asked for, telling what ssl is then)."""
-    out = _run("import sys\n"
-               "class Stop:\n"
-               "    def find_spec(self, name, path=None, target=None):\n"
-               "        if name == 'nsdash.tui.app':\n"
-               "            sys.stderr.write(repr(sys.modules.get('ssl', 'absent')))\n"
-               "            raise SystemExit(7)\n"
-               "sys.meta_path.insert(0, Stop())\n"
-               "from nsdash.cli import dashboard\n"
-               "dashboard.main([])\n")
-    assert out.returncode == 7, out.stderr
-    assert out.stderr == "None"
+    assert _dashboard_stopped_by("class Stop:\n"
+                                 "    def find_spec(self, name, path=None, target=None):\n"
+                                 "        if name == 'nsdash.tui.app':\n"
+                                 "            sys.stderr.write(repr(sys.modules.get('ssl', 'absent')))\n"
+                                 "            raise SystemExit(7)\n"
+                                 "sys.meta_path.insert(0, Stop())\n") == "None"
 
 
 def test_the_first_frame_loads_no_emoji_table():

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from test_flood_repaints import ticks
-from tuikit import machine_screen, sample_app
+from tuikit import machine_screen, sample_app, ticks
 
 from nsdash.tui.widgets.follow_log import FollowLog
 from nsdash.tui.widgets.journal_pane import KEEP, PRIORITY_STEPS, JournalPane
@@ -21,7 +20,7 @@ async def test_p_between_a_full_log_and_an_empty_one_lays_out_nothing():
         screen = await machine_screen(app, pilot)
         pane = screen.query_one(JournalPane)
         log = screen.query_one(FollowLog)
-        pane.show(("demo-debian",), ticks(KEEP), reset=False)
+        pane.show(("demo-debian",), ticks(KEEP, priority=5), reset=False)
         await pane.written()
         await pilot.pause()
         layouts: list[object] = []

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections import Counter
 
 from textual.scrollbar import ScrollBar
-from tuikit import machine_screen, sample_app, wait_for
+from tuikit import machine_screen, sample_app, ticks, wait_for
 
-from nsdash.tui import sample_data as sd
-from nsdash.tui.messages import JournalLine
 from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.follow_log import FollowLog
 from nsdash.tui.widgets.journal_pane import KEEP, UNSEEN, WRITE_SLICE, JournalPane
@@ -38,10 +36,6 @@ def count_painted_lines(monkeypatch, *classes: type) -> Counter[str]:
     return painted
 
 
-def ticks(n: int) -> tuple[JournalLine, ...]:
-    """N notices (p's first step keeps them)."""
-    return tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 5, "flood", None, f"tick {i}") for i in range(n))
-
 
 async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypatch):
     """Textual repaints every line of a widget whose border title is set, even to the same
@@ -53,7 +47,7 @@ async def test_a_batch_of_lines_paints_the_log_and_not_the_panes_border(monkeypa
         await pane.written()
         await pilot.pause()
         painted = count_painted_lines(monkeypatch, JournalPane, FollowLog)
-        pane.show(("demo-debian",), ticks(30), reset=False)
+        pane.show(("demo-debian",), ticks(30, priority=5), reset=False)
         await pane.written()
         await pilot.pause()
         assert painted["FollowLog"] > 0  # the new lines were painted ...
@@ -123,8 +117,8 @@ async def test_a_round_of_slices_paints_the_log_once_after_its_last_slice():
 
         log.write = write
 
-        for start in (lambda: pane.show(("demo-debian",), ticks(UNSEEN), reset=False),
-                      lambda: pane.show(("demo-debian",), ticks(KEEP), reset=False),
+        for start in (lambda: pane.show(("demo-debian",), ticks(UNSEEN, priority=5), reset=False),
+                      lambda: pane.show(("demo-debian",), ticks(KEEP, priority=5), reset=False),
                       pane.action_cycle_priority):
             repaints_at_write.clear()
             before = log.repaints

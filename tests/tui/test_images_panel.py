@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import console_log
 from tuikit import confirm_by_name, wait_for, wait_for_screen
 
 from nsdash.errors import NsdashError
@@ -353,13 +354,6 @@ async def test_create_cancelled_mid_run_removes_the_unfinished_tree(image_dir, m
 async def test_create_through_the_form_then_boot_the_new_image_from_the_panel(image_dir, machine_name):
     """The whole path a user takes: a real debootstrap (about 70 s here at rest), the image in
     the list, booted from the panel to its login prompt, powered off."""
-    from nsdash.machines import state as st
-
-    def console() -> str:
-        with contextlib.suppress(FileNotFoundError):
-            return (st.machine_dir(machine_name) / st.CONSOLE_LOG).read_text(errors="replace")
-        return ""
-
     app = NsdashApp(poll=False)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -376,7 +370,7 @@ async def test_create_through_the_form_then_boot_the_new_image_from_the_panel(im
             assert table.images[machine_name].os == "Debian GNU/Linux 12 (bookworm)"
             await select(app, pilot, table, machine_name)
             await pilot.press("b")
-            await wait_for(pilot, lambda: f"{machine_name} login:" in console(), 120,
+            await wait_for(pilot, lambda: f"{machine_name} login:" in console_log(machine_name), 120,
                            lambda: f"the login prompt; notes {_notes(app)}")
             await wait_for(pilot, lambda: table.images[machine_name].used_by == (machine_name,), 30,
                            "the machine in the Running column")

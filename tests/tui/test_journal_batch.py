@@ -14,10 +14,10 @@ import os
 import threading
 
 import pytest
-from tuikit import feed_sample, sample_app
+from _pollerkit import collect
+from tuikit import feed_sample, sample_app, ticks
 
-from nsdash.tui import sample_data as sd
-from nsdash.tui.messages import JOURNAL_KEEP, JournalLine, JournalLines, Snapshot
+from nsdash.tui.messages import JOURNAL_KEEP, JournalLines, Snapshot
 from nsdash.tui.poller import Poller
 from nsdash.tui.widgets import journal_pane
 from nsdash.tui.widgets.follow_log import FollowLog
@@ -29,11 +29,6 @@ def free_writes(monkeypatch):
     """The writes' clock stands still: every slice is WRITE_SLICE lines, however loaded the host
     (a test that times its writes sets its own clock)."""
     monkeypatch.setattr(journal_pane, "_slice_clock", lambda: 0.0)
-
-
-def ticks(start: int, n: int) -> tuple[JournalLine, ...]:
-    return tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 6, "flood", None, f"tick {i}")
-                 for i in range(start, start + n))
 
 
 async def test_a_batch_is_written_in_slices_with_the_event_loop_turning_between():
@@ -55,7 +50,7 @@ async def test_a_batch_is_written_in_slices_with_the_event_loop_turning_between(
         log.write = write
         before = pane.writes
         n = UNSEEN // WRITE_SLICE
-        pane.show(("demo-debian",), ticks(0, n * WRITE_SLICE), reset=False)
+        pane.show(("demo-debian",), ticks(n * WRITE_SLICE), reset=False)
         await pane.written()
         await pilot.pause()
         assert pane.writes == before + n
@@ -89,18 +84,18 @@ async def test_a_slice_takes_fewer_lines_when_its_lines_cost_more(monkeypatch):
             return real_write(content, *a, **kw)
 
         log.write = write
-        pane.show(("demo-debian",), ticks(0, 300), reset=True)
+        pane.show(("demo-debian",), ticks(300), reset=True)
         await pane.written()
         assert sizes[0] == WRITE_SLICE and set(sizes[1:-1]) == {int(SLICE_BUDGET / cost[0])} == {20}
         assert sum(sizes) == 300
         sizes.clear()
         cost[0] = 2.0 ** -10
-        pane.show(("demo-debian",), ticks(0, 100), reset=True)
+        pane.show(("demo-debian",), ticks(100), reset=True)
         await pane.written()
         assert sizes[0] == 20 and set(sizes[1:]) == {MIN_SLICE}  # (the first: the last estimate)
         sizes.clear()
         cost[0] = 2.0 ** -17
-        pane.show(("demo-debian",), ticks(0, 300), reset=True)
+        pane.show(("demo-debian",), ticks(300), reset=True)
         await pane.written()
         assert sizes[:2] == [MIN_SLICE, WRITE_SLICE]
 
@@ -112,7 +107,7 @@ async def test_a_flood_past_what_would_be_seen_leaves_the_oldest_new_lines_out_o
         pane = app.screen.query_one(JournalPane)
         await pane.written()
         before = len(pane.visible_text())
-        pane.show(("demo-debian",), ticks(0, UNSEEN + 250), reset=False)
+        pane.show(("demo-debian",), ticks(UNSEEN + 250), reset=False)
         await pane.written()
         shown = pane.visible_text()
         assert len(shown) == before + UNSEEN  # the 250 oldest scrolled by unseen: never written
@@ -125,7 +120,7 @@ async def test_a_batch_beyond_keep_holds_only_the_last_keep_lines():
     async with app.run_test(size=(120, 40)) as pilot:
         await feed_sample(app, pilot)
         pane = app.screen.query_one(JournalPane)
-        app.post_message(JournalLines(("demo-debian",), ticks(0, KEEP + 1234), reset=False))
+        app.post_message(JournalLines(("demo-debian",), ticks(KEEP + 1234), reset=False))
         await pilot.pause()
         await pane.written()
         shown = pane.visible_text()
@@ -139,9 +134,7 @@ async def test_a_filter_key_takes_effect_before_a_floods_rewrite_is_done():
     async with app.run_test(size=(120, 40)) as pilot:
         await feed_sample(app, pilot)
         pane = app.screen.query_one(JournalPane)
-        notices = tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", 5, "flood", None, f"tick {i}")
-                        for i in range(KEEP))
-        pane.show(("demo-debian",), notices, reset=False)
+        pane.show(("demo-debian",), ticks(KEEP, priority=5), reset=False)
         await pane.written()
         before = pane.writes
         pane.action_cycle_priority()
@@ -164,7 +157,7 @@ class _Feed:
         return ()
 
     def read_new(self):
-        line = ticks(self.n, 1)
+        line = ticks(1, self.n)
         self.n += 1
         self.reads.release()
         return line
@@ -193,14 +186,7 @@ class _Readers:
 
 def test_poller_posts_the_next_batch_only_once_the_last_is_taken():
     readers = _Readers()
-    posted: list[JournalLines] = []
-    arrived = threading.Semaphore(0)
-
-    def post(message) -> None:
-        if isinstance(message, JournalLines):
-            posted.append(message)
-            arrived.release()
-
+    posted, arrived, post = collect(JournalLines)
     poller = Poller(readers, post, interval=30.0)
     poller.follow_journal(("demo-debian",))
     poller.start()

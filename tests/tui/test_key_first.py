@@ -7,20 +7,17 @@ frames, the key's arrival and its binding) is recorded, and the gate's clock is 
 
 from __future__ import annotations
 
-import threading
-
+from _consolekit import GatedApp, flooded
 from test_console_pane import _SimulatedFlood
-from test_flood_repaints import SIZE, ticks
-from textual.app import App, ComposeResult
-from tuikit import machine_screen, sample_app
+from test_flood_repaints import SIZE
+from tuikit import machine_screen, sample_app, ticks
 
 from nsdash.tui import keyfirst
 from nsdash.tui.console import connection
 from nsdash.tui.console.connection import ConsoleConnection
 from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.keyfirst import HOLD_MOST, KeyFirst
-from nsdash.tui.widgets import console_pane
-from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, ConsolePane
+from nsdash.tui.widgets.console_pane import ConsolePane
 from nsdash.tui.widgets.follow_log import FollowLog
 from nsdash.tui.widgets.journal_pane import KEEP, WRITE_SLICE, JournalPane
 
@@ -35,7 +32,7 @@ async def test_no_slice_of_the_journal_is_written_between_a_key_and_its_frame():
         screen = await machine_screen(app, pilot)
         pane = screen.query_one(JournalPane)
         log = screen.query_one(FollowLog)
-        pane.show(("demo-debian",), ticks(KEEP), reset=False)
+        pane.show(("demo-debian",), ticks(KEEP, priority=5), reset=False)
         await pane.written()
         await pilot.pause()
         gate = app.key_first
@@ -74,80 +71,35 @@ async def test_no_slice_of_the_journal_is_written_between_a_key_and_its_frame():
         assert order[frame + 1:].count("slice") > 0  # and the rest after it
 
 
-class GatedApp(App):
-    """A console pane in an app with a gate (NsdashApp has one)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.key_first = KeyFirst()
-
-    def compose(self) -> ComposeResult:
-        yield ConsolePane()
-
-
-class _Changed:
-    """Just enough of a ConsoleConnection for _tick: a model, the changed flag, the lock."""
-
-    def __init__(self, model: TerminalModel) -> None:
-        self.model = model
-        self.changed = threading.Event()
-        self.lock = threading.Lock()
-        self.echo_pending = False  # what came after a sent key is parsed (console16's echo window)
-
-    def locked_for_ui(self):
-        return self.lock
-
-    def send(self, data: bytes) -> None:
-        self.sent = data
-
-    def close(self) -> None:
-        pass
-
-
 async def test_a_flooding_console_takes_no_frame_while_a_key_waits_for_its_own(monkeypatch):
     """The console pane's flood frame (46 lines) waits while another key's frame is due:
     until the first frame after the key's binding ran, or HOLD_MOST after the key came
     (a key no one hands back).  A frame for the pane's own key is never held."""
-    clock = [1000.0]
-    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
-    gate_clock = [1000.0]  # the gate's own: the pane's advances a flood frame interval per call below
+    gate_clock = [1000.0]  # the gate's own: the pane's advances a flood frame interval per frame_taken()
     monkeypatch.setattr(keyfirst, "_clock", lambda: gate_clock[0])
     app = GatedApp()
-    async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.query_one(ConsolePane)
-        await pilot.pause()
-        conn = _Changed(pane.model)
-        pane.connection = conn
+    async with flooded(app, monkeypatch) as flood:
         gate = app.key_first
-
-        def flood_frame_taken() -> bool:
-            pane.model.feed(b"y\r\n" * FLOOD_BYTES)
-            conn.changed.set()
-            clock[0] += 1 / FLOOD_FPS
-            pane._tick()
-            return not conn.changed.is_set()
-
-        assert flood_frame_taken()  # no key: the flood's frame
+        assert flood.frame_taken()  # no key: the flood's frame
         gate.arrived()
-        assert not flood_frame_taken()  # a key came: held ...
+        assert not flood.frame_taken()  # a key came: held ...
         gate.handled(app)
-        assert not flood_frame_taken()  # ... while its frame is not drawn ...
+        assert not flood.frame_taken()  # ... while its frame is not drawn ...
         gate.frame()
-        assert flood_frame_taken()  # ... and taken after it
+        assert flood.frame_taken()  # ... and taken after it
         gate.arrived()
-        assert not flood_frame_taken()
+        assert not flood.frame_taken()
         gate_clock[0] += HOLD_MOST
-        assert flood_frame_taken()  # a key that never came back holds it HOLD_MOST at most
+        assert flood.frame_taken()  # a key that never came back holds it HOLD_MOST at most
         gate.arrived()
-        pane._tick(key=True)  # the pane's own key (its echo)
-        assert not conn.changed.is_set()
+        flood.pane._tick(key=True)  # the pane's own key (its echo)
+        assert not flood.conn.changed.is_set()
         gate.arrived()
-        await pilot.press("x")  # a key for the guest (the pane has the focus): nothing waits for it
+        await flood.pilot.press("x")  # a key for the guest (the pane has the focus): nothing waits for it
         assert not gate.waiting and not gate.holding()
         gate.handled(app)  # a key that changed nothing on screen: no frame comes for it ...
-        await pilot.pause()
+        await flood.pilot.pause()
         assert not gate.waiting  # ... and the screen's refresh says so (the clock stood still)
-        pane.connection = None
 
 
 async def test_the_app_tells_the_gate_when_a_key_arrives_and_when_its_binding_has_run():

@@ -3,50 +3,23 @@ first frame), and a host it cannot read is one error snapshot, not a dead poller
 
 from __future__ import annotations
 
-import threading
+import pytest
+from _pollerkit import StubReaders, collect
 
 from nsdash.errors import NsdashError
-from nsdash.tui.messages import Snapshot, SnapshotReady
+from nsdash.tui.host_readers import FirstSnapshot
 from nsdash.tui.poller import Poller
 
 
-class _Readers:
-    def __init__(self) -> None:
-        self.made_in = threading.current_thread()
-        self.tree_every = 2
-        self.closed = False
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(1.0)
-
-    def open_journal(self, machines):
-        raise OSError("no journal here")
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def _collect():
-    posted: list[SnapshotReady] = []
-    arrived = threading.Semaphore(0)
-
-    def post(message) -> None:
-        if isinstance(message, SnapshotReady):
-            posted.append(message)
-            arrived.release()
-
-    return posted, arrived, post
-
-
 def test_readers_are_made_in_the_pollers_thread_with_the_cadence_asked_before():
-    posted, arrived, post = _collect()
-    poller = Poller(None, post, interval=30.0, make_readers=_Readers)
+    posted, arrived, post = collect()
+    poller = Poller(None, post, interval=30.0, make_readers=StubReaders)
     poller.walk_tree_every(1)  # asked before the readers exist (the user clicked the tree at once)
     poller.start()
     try:
         assert arrived.acquire(timeout=30)
         readers = poller.readers
-        assert isinstance(readers, _Readers)
+        assert isinstance(readers, StubReaders)
         assert readers.made_in.name == "nsdash-poller"
         assert readers.tree_every == 1
         assert posted[0].snapshot.timestamp == 1.0 and not posted[0].snapshot.errors
@@ -55,13 +28,18 @@ def test_readers_are_made_in_the_pollers_thread_with_the_cadence_asked_before():
     assert readers.closed
 
 
-def test_a_host_it_cannot_read_is_one_error_snapshot():
-    posted, arrived, post = _collect()
+@pytest.mark.parametrize("made_by", ["the poller", "FirstSnapshot"])
+def test_a_host_it_cannot_read_is_one_error_snapshot(made_by):
+    """Readers the poller cannot make, in its own thread or in FirstSnapshot's: one error snapshot."""
+    posted, arrived, post = collect()
 
     def unreadable():
         raise NsdashError("cgroup2 is not mounted", "mount it")
 
-    poller = Poller(None, post, make_readers=unreadable)
+    if made_by == "the poller":
+        poller = Poller(None, post, make_readers=unreadable)
+    else:
+        poller = Poller(None, post, first=FirstSnapshot(unreadable))
     poller.start()
     try:
         assert arrived.acquire(timeout=30)

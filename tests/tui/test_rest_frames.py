@@ -8,6 +8,7 @@ knows its size before the frame."""
 
 from __future__ import annotations
 
+from _paintkit import open_system_slice, painted_anew, painted_lines, with_pids
 from tuikit import feed_sample, sample_app
 
 from nsdash.monitor.tree import CgroupNode
@@ -16,30 +17,16 @@ from nsdash.tui.messages import SnapshotReady
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 
 
-def _with_pids(tree: CgroupNode, path: str, pids: tuple[int, ...]) -> CgroupNode:
-    children = tuple(_with_pids(c, path, pids) for c in tree.children)
-    return CgroupNode(tree.path, children, pids if tree.path == path else tree.pids, tree.unreadable)
-
-
-async def _open_system_slice(app, pilot) -> CgroupTree:
-    await feed_sample(app, pilot)
-    tree = app.screen.query_one(CgroupTree)
-    tree.node_for(("cg", "/system.slice")).expand()
-    await pilot.pause()
-    await pilot.pause()
-    return tree
-
-
 async def test_a_process_more_in_the_tree_repaints_the_lines_that_changed_not_the_pane(monkeypatch):
     app = sample_app()
     async with app.run_test(size=(140, 40)) as pilot:
-        tree = await _open_system_slice(app, pilot)
+        tree = await open_system_slice(app, pilot)
         dirty: list[tuple] = []
         set_dirty = CgroupTree._set_dirty
         monkeypatch.setattr(CgroupTree, "_set_dirty", lambda self, *regions: dirty.append(regions)
                             or set_dirty(self, *regions))
         shown_before = [line.node.data for line in tree._tree_lines]
-        tree.update_tree(_with_pids(sd.TREE, "/system.slice", (2,)), {**sd.COMMANDS, 2: "sleep 1"},
+        tree.update_tree(with_pids(sd.TREE, "/system.slice", (2,)), {**sd.COMMANDS, 2: "sleep 1"},
                          dict(sd.MACHINE_OF))
         lines = [line.node.data for line in tree._tree_lines]
         below = lines.index(("cg", "/system.slice"))
@@ -53,10 +40,8 @@ async def test_a_process_more_in_the_tree_repaints_the_lines_that_changed_not_th
         await pilot.pause()
         await pilot.pause()
         monkeypatch.undo()
-        shown = [tree.render_line(y).text for y in range(tree.size.height)]
-        tree._kept_lines.clear()
-        tree._invalidate()
-        assert shown == [tree.render_line(y).text for y in range(tree.size.height)]
+        shown = painted_lines(tree)
+        assert shown == painted_anew(tree)
         assert any("2 sleep 1" in line for line in shown)
 
 
@@ -66,14 +51,14 @@ async def test_the_trees_new_size_is_known_before_the_frame():
     for a frame of their own (two compositor passes a refresh)."""
     app = sample_app()
     async with app.run_test(size=(140, 40)) as pilot:
-        tree = await _open_system_slice(app, pilot)
+        tree = await open_system_slice(app, pilot)
         many = CgroupNode("/", (*sd.TREE.children, *(CgroupNode(f"/s{i}.scope", (), ()) for i in range(60))), ())
         tree.update_tree(many, dict(sd.COMMANDS), {})
         await pilot.pause()
         await pilot.pause()
         assert tree.show_vertical_scrollbar
         height = tree.virtual_size.height
-        tree.update_tree(_with_pids(many, "/system.slice", (2,)), {**sd.COMMANDS, 2: "sleep 1"}, {})
+        tree.update_tree(with_pids(many, "/system.slice", (2,)), {**sd.COMMANDS, 2: "sleep 1"}, {})
         # No frame since: the size and the thumb are the new ones already.
         assert tree.virtual_size.height == height + 1
         assert tree.vertical_scrollbar.window_virtual_size == height + 1
@@ -109,10 +94,7 @@ async def test_a_row_moved_back_to_a_place_it_held_marks_no_cell_anew(monkeypatc
         assert table.row_keys() != before  # rows did move (and were painted at their new places)
         assert [meta for meta in made if meta["row"] >= 0] == []  # (the header is DataTable's own)
         monkeypatch.undo()
-        shown = [table.render_line(y).text for y in range(table.size.height)]
-        table._fast_lines.clear()
-        table._fast_placed.clear()
-        assert shown == [table.render_line(y).text for y in range(table.size.height)]
+        assert painted_lines(table) == painted_anew(table)
 
 
 async def test_a_figure_that_comes_back_is_not_laid_out_again(monkeypatch):
@@ -144,7 +126,7 @@ async def test_a_figure_that_comes_back_is_not_laid_out_again(monkeypatch):
         await pilot.pause()
         await pilot.pause()
         assert made == ["42.4"]  # a figure never shown is laid out (once)
-        assert "42.4" in "".join(table.render_line(y).text for y in range(table.size.height))
+        assert "42.4" in "".join(painted_lines(table))
 
 
 def test_the_cpu_charts_bars_hold_the_same_samples_from_refresh_to_refresh():
@@ -239,7 +221,4 @@ async def test_a_new_order_all_over_the_table_repaints_its_moved_lines_not_the_t
         await pilot.pause()
         await pilot.pause()
         monkeypatch.undo()
-        shown = [table.render_line(y).text for y in range(table.size.height)]
-        table._fast_lines.clear()
-        table._fast_placed.clear()
-        assert shown == [table.render_line(y).text for y in range(table.size.height)]
+        assert painted_lines(table) == painted_anew(table)

@@ -16,15 +16,13 @@ import sys
 import time
 import tty
 
-from test_journal_batch import ticks
-from test_key_first import GatedApp, _Changed
+from _consolekit import GatedApp, flooded
 from textual.drivers._writer_thread import MAX_QUEUED_WRITES, WriterThread
-from tuikit import feed_sample, sample_app, wait_for
+from tuikit import feed_sample, sample_app, ticks, wait_for
 
 from nsdash.tui import backlog as backlog_module
 from nsdash.tui.backlog import BEHIND, CountingDriver, TerminalBacklog
-from nsdash.tui.widgets import console_pane, journal_pane
-from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, ConsolePane
+from nsdash.tui.widgets import journal_pane
 from nsdash.tui.widgets.journal_pane import WRITE_SLICE, JournalPane
 
 FRAME = 8 * 1024  # characters (ASCII: as many bytes) a frame of the test's
@@ -91,7 +89,7 @@ async def test_no_journal_slice_is_written_while_the_terminal_is_behind(monkeypa
         terminal = app.backlog
         terminal.queued += BEHIND + 1  # frames given to the writer thread, not yet written on
         before, held = pane.writes, terminal.holds
-        pane.show(("demo-debian",), ticks(0, 3 * WRITE_SLICE), reset=False)
+        pane.show(("demo-debian",), ticks(3 * WRITE_SLICE), reset=False)
         await wait_for(pilot, lambda: terminal.holds > held, timeout=10, what="the writer to wait")
         for _ in range(5):
             await pilot.pause()
@@ -113,29 +111,14 @@ class BackloggedApp(GatedApp):
 async def test_a_flooding_console_takes_no_frame_while_the_terminal_is_behind(monkeypatch):
     """The console pane's flood frame waits while the terminal is behind; a frame for the
     pane's own key (its echo) never does."""
-    clock = [1000.0]
-    monkeypatch.setattr(console_pane, "_clock", lambda: clock[0])
     app = BackloggedApp()
-    async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.query_one(ConsolePane)
-        await pilot.pause()
-        conn = _Changed(pane.model)
-        pane.connection = conn
+    async with flooded(app, monkeypatch) as flood:
         terminal = app.backlog
-
-        def flood_frame_taken(key: bool = False) -> bool:
-            pane.model.feed(b"y\r\n" * FLOOD_BYTES)
-            conn.changed.set()
-            clock[0] += 1 / FLOOD_FPS
-            pane._tick(key=key)
-            return not conn.changed.is_set()
-
-        assert flood_frame_taken()  # the terminal keeps up: the flood's frame
+        assert flood.frame_taken()  # the terminal keeps up: the flood's frame
         terminal.queued += BEHIND + 1
-        assert not flood_frame_taken() and not flood_frame_taken()  # behind: none taken ...
+        assert not flood.frame_taken() and not flood.frame_taken()  # behind: none taken ...
         assert terminal.skipped == 2
-        assert flood_frame_taken(key=True)  # ... but the pane's own key's
+        assert flood.frame_taken(key=True)  # ... but the pane's own key's
         terminal.written = terminal.queued - BEHIND  # BEHIND left to read: no longer behind
-        assert flood_frame_taken()
+        assert flood.frame_taken()
         assert terminal.skipped == 2
-        pane.connection = None

@@ -8,12 +8,19 @@ from collections.abc import Callable
 
 from nsdash.tui import sample_data as sd
 from nsdash.tui.app import NsdashApp
-from nsdash.tui.messages import JournalLines, SnapshotReady
+from nsdash.tui.messages import JournalLine, JournalLines, SnapshotReady
 
 
 def sample_app(**kw) -> NsdashApp:
     """The real app with the poller off: tests post fixed snapshots themselves."""
     return NsdashApp(poll=False, clock=lambda: sd.T0, **kw)
+
+
+def ticks(n: int, start: int = 0, priority: int = 6) -> tuple[JournalLine, ...]:
+    """N lines of a journal flood on demo-debian, `tick START` on, a second apart from the sample's
+    clock (PRIORITY 6, info; 5, notices, are the lines p's first step keeps)."""
+    return tuple(JournalLine(int((sd.T0 + i) * 1e6), "demo-debian", priority, "flood", None, f"tick {i}")
+                 for i in range(start, start + n))
 
 
 async def feed_sample(app: NsdashApp, pilot, steps: int = 3) -> None:
