@@ -4,8 +4,14 @@ over several hosts at once (`nsdash -H A -H B list`)."""
 
 from __future__ import annotations
 
+import gc
+
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape, escape_json
+
+# The session writes to the ssh channel unbuffered (os.write) and leaves nothing half done: it
+# ends without the interpreter's teardown (nsdash.cli.run), which the client would wait for.
+TEARDOWN_FREE = True
 
 
 def main(argv: list[str]) -> int:
@@ -15,6 +21,10 @@ def main(argv: list[str]) -> int:
 
     if argv:
         raise UsageError("'nsdash _remote' takes no arguments", "it is the far side of 'nsdash -H HOST VERB'")
+    # A dashboard's session serves for hours: collect as a long verb does (each verb's fork
+    # turns it off again for its own imports, as a new nsdash starts).
+    gc.freeze()
+    gc.enable()
     return server.main(nsdash_main)
 
 
