@@ -40,10 +40,14 @@ class Stream:
         self.target = target
         self.argv = argv
         self.code: int | None = None
-        self.conn = Connection(target, timeout, started)
-        request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": stdin or tty is not None, "tty": None}
+        request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": stdin or tty is not None, "tty": None,
+                                   "last": True}
         if tty is not None:
             request["tty"] = {"rows": tty[0], "cols": tty[1], "term": term}
+        # After the greeting, not with the connection as the command line sends it: what came
+        # with the greeting would wait unseen by a caller selecting on fds().  The verb's end
+        # is the session's (its connection is this stream's alone).
+        self.conn = Connection(target, timeout, started)
         self.conn.send(p.encode("run", **request))
 
     def fds(self) -> list[int]:
