@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 
 from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
 from nsdash.remote import protocol as p
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target, ssh_argv
 from nsdash.system.ready import readable
 from nsdash.system.text import escape, escape_bytes
@@ -63,21 +63,19 @@ class Connection:
     """`ssh HOST nsdash _remote`, greeted: messages out with send(), in with messages()."""
 
     def __init__(self, target: Target, timeout: float | None = None,
-                 started: Callable[[subprocess.Popen], object] | None = None, first: bytes = b"") -> None:
+                 started: Callable[[SshProcess], object] | None = None, first: bytes = b"") -> None:
         """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits).
         STARTED: called with ssh's process before the greeting (a dashboard quitting kills it).
         FIRST: messages sent as soon as ssh runs, before the greeting has come (a round trip
         saved: the far side reads them once it has greeted; they go nowhere if it never does)."""
         self.target = target
         try:
-            self.proc = subprocess.Popen(ssh_argv(target), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE)
+            self.proc = SshProcess(ssh_argv(target))
         except FileNotFoundError as e:
             raise p.RemoteError(f"cannot run ssh ({e.strerror}: {e.filename})",
                                 "install OpenSSH's client, or name it with NSDASH_SSH_COMMAND") from None
         if started is not None:
             started(self.proc)
-        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         if first:
             self.send(first)
         self.out, self.err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
@@ -135,8 +133,7 @@ class Connection:
                 deadline = time.monotonic() + 1.0
                 while self.err_open and readable([self.err], max(0, deadline - time.monotonic())):
                     self._take_stderr()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(5)
+                self.proc.ended(5)
                 return None
             if not block:
                 return b""
@@ -149,12 +146,12 @@ class Connection:
             self.err_open = False
 
     def send(self, data: bytes) -> None:
-        assert self.proc.stdin
+        view = memoryview(data)
         try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            while view:
+                view = view[self.proc.stdin.write(view) or 0:]
         except (BrokenPipeError, ValueError):
-            pass  # the far side is gone; reading says so
+            pass  # the far side is gone (or we closed our end); reading says so
 
     def messages(self, data: bytes) -> list[dict[str, Any]]:
         got, self.pending = self.pending + self.decoder.feed(data), []
@@ -166,31 +163,11 @@ class Connection:
         return p.RemoteError(f"the connection to {self.target} was lost{why}", "run the command again")
 
     def close(self) -> None:
-        assert self.proc.stdin
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()
-        if not _ended(self.proc, 5):
+        if not self.proc.ended(5):
             self.proc.terminate()
             self.proc.wait()
-
-
-def _ended(proc: subprocess.Popen, timeout: float) -> bool:
-    """Whether PROC has ended within TIMEOUT seconds (reaped then).  Told by a pidfd the moment
-    it ends: Popen.wait(timeout) polls, sleeping up to 50 ms between looks, and every -H
-    command waits here for its ssh."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except OSError:  # already reaped (ESRCH), or a kernel before 5.3
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-        return proc.returncode is not None
-    try:
-        if not readable([pidfd], timeout):
-            return False
-    finally:
-        os.close(pidfd)
-    proc.wait()  # it has ended: reaped at once
-    return True
 
 
 class LineEscaper:

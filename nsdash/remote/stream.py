@@ -17,12 +17,12 @@ terminal emulator, for a console), as for any guest text.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from nsdash.remote import protocol as p
 from nsdash.remote.client import Connection, check_verb
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target
 
 CHANNEL = 1
@@ -33,7 +33,7 @@ class Stream:
 
     def __init__(self, target: Target, argv: list[str], tty: tuple[int, int] | None = None,
                  stdin: bool = False, term: str = "xterm-256color", timeout: float | None = 10.0,
-                 started: Callable[[subprocess.Popen], object] | None = None) -> None:
+                 started: Callable[[SshProcess], object] | None = None) -> None:
         """TTY: (rows, cols) for a far-side PTY (a console), None for pipes.  STDIN: the verb reads
         what write() sends.  TIMEOUT: seconds for the far side to greet (RemoteError after)."""
         check_verb(argv)
