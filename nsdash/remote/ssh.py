@@ -3,8 +3,8 @@
 `nsdash -H HOST list` spent a tenth of its own start importing subprocess
 (locale, signal, threading, selectors, contextlib, warnings; python -X
 importtime).  posix_spawn starts ssh the same way (no shell, the signal
-dispositions Popen restores, our other descriptors closed: Python opens them
-close-on-exec) from modules the command loads anyway.
+dispositions Popen restores, no descriptor of ours but its three pipes) from
+modules the command loads anyway.
 
 The object answers to what Connection and the dashboard's workers ask of a
 Popen: pid, returncode, poll(), wait([timeout]) (subprocess.TimeoutExpired
@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 _RESTORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
 
 
+def _inheritable() -> list[int]:
+    """Our descriptors past stderr that an exec would pass on: what whoever started us left open
+    (Python opens its own close-on-exec).  (A close of one gone meanwhile is ignored by glibc.)"""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    found.append(fd)
+            except OSError:  # (the directory's own descriptor, closed by now)
+                pass
+    return found
+
+
 class SshProcess:
     """ARGV (ssh and its arguments, looked up on PATH) running with pipes on its stdin, stdout
     and stderr.  FileNotFoundError (filename: ARGV[0]) when there is no such program."""
@@ -41,9 +56,10 @@ class SshProcess:
             ends += (out_r, out_w)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             ends += (err_r, err_w)
-            # dup2 onto 0, 1, 2 clears close-on-exec there; every other descriptor of ours has it
-            self.pid = os.posix_spawnp(argv[0], list(argv), os.environ, setsigdef=_RESTORED, file_actions=[
-                (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+            # dup2 onto 0, 1, 2 clears close-on-exec there; the rest is closed, as Popen does
+            actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+                       (os.POSIX_SPAWN_DUP2, err_w, 2), *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable())]
+            self.pid = os.posix_spawnp(argv[0], list(argv), os.environ, setsigdef=_RESTORED, file_actions=actions)
         except BaseException:
             for fd in ends:
                 os.close(fd)

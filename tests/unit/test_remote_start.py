@@ -158,3 +158,37 @@ def test_the_hand_written_target_syntax_is_the_regular_expression_it_replaced(te
     old = re.fullmatch(r"(?:(?P<user>[^@\s:/]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d+))?",
                        text)
     assert _split(text) == (None if old is None else (old["user"], old["host"], old["port"]))
+
+
+def test_ssh_is_spawned_with_pipes_default_signals_and_no_other_descriptor_of_ours():
+    import subprocess as sp
+
+    import pytest
+
+    from nsdash.remote.ssh import SshProcess
+
+    keep = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(keep, True)  # as a descriptor left open by whoever started us is
+    try:
+        proc = SshProcess(["sh", "-c", "cat; ls /proc/self/fd >&2; grep SigIgn /proc/self/status; exit 3"])
+        proc.stdin.write(b"through\n")
+        proc.stdin.close()
+        out, err = proc.stdout.read(), proc.stderr.read()
+        assert proc.wait() == 3 and proc.returncode == 3 and proc.poll() == 3
+    finally:
+        os.close(keep)
+    lines = out.decode().splitlines()
+    assert lines[0] == "through"
+    ignored = int(lines[1].split()[1], 16)
+    assert not ignored & (1 << (13 - 1))  # SIGPIPE back to its default, as Popen gives it
+    assert sorted(err.decode().split()) == ["0", "1", "2", "3"]  # (3: the directory ls reads)
+
+    slow = SshProcess(["sleep", "30"])
+    with pytest.raises(sp.TimeoutExpired):
+        slow.wait(0.2)
+    assert not slow.ended(0.1)
+    slow.kill()
+    assert slow.ended(10) and slow.returncode == -9
+    with pytest.raises(FileNotFoundError) as e:
+        SshProcess(["/nonexistent/ssh", "far"])
+    assert e.value.filename == "/nonexistent/ssh"
