@@ -63,11 +63,13 @@ class Connection:
     """`ssh HOST nsdash _remote`, greeted: messages out with send(), in with messages()."""
 
     def __init__(self, target: Target, timeout: float | None = None,
-                 started: Callable[[SshProcess], object] | None = None, first: bytes = b"") -> None:
+                 started: Callable[[SshProcess], object] | None = None,
+                 first: dict[str, Any] | None = None) -> None:
         """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits).
         STARTED: called with ssh's process before the greeting (a dashboard quitting kills it).
-        FIRST: messages sent as soon as ssh runs, before the greeting has come (a round trip
-        saved: the far side reads them once it has greeted; they go nowhere if it never does)."""
+        FIRST: a run request sent as soon as ssh runs, before the greeting has come (a round
+        trip saved: the far side reads it once it has greeted; it goes nowhere if it never
+        does).  Encoded only once ssh runs: json loads here while the far side starts."""
         self.target = target
         try:
             self.proc = SshProcess(ssh_argv(target))
@@ -76,8 +78,8 @@ class Connection:
                                 "install OpenSSH's client, or name it with NSDASH_SSH_COMMAND") from None
         if started is not None:
             started(self.proc)
-        if first:
-            self.send(first)
+        if first is not None:
+            self.send(p.encode("run", **first))
         self.out, self.err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         self.err_open = True
         self.stderr = bytearray()  # what ssh said (kept for the diagnosis, the tail only)
@@ -262,7 +264,7 @@ def run(target: Target, argv: list[str]) -> int:
         request["tty"] = {"rows": rows, "cols": cols, "term": os.environ.get("TERM", "vt220")}
     # The request goes with the connection, before the far side's greeting, and it is the
     # session's last: the far side ends once the verb has, without waiting for us to close.
-    conn = Connection(target, first=p.encode("run", **request))
+    conn = Connection(target, first=request)
     try:
         with _raw(stdin if terminal else None), _winch_pipe(terminal) as winch:
             return _pump(conn, raw, stdin if raw else None, winch)

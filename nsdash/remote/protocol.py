@@ -33,7 +33,6 @@ hostile, and the decoder says so instead of buffering without end.
 from __future__ import annotations
 
 import binascii
-import json
 
 from nsdash.errors import NsdashError
 
@@ -55,6 +54,8 @@ class RemoteError(NsdashError):
 def encode(kind: str, **fields: Any) -> bytes:
     """One message as its line on the wire."""
     assert kind in KINDS, kind
+    import json  # (here: the command line starts ssh first, then loads json while the far side starts)
+
     return json.dumps({"t": kind, **fields}, separators=(",", ":")).encode() + b"\n"
 
 
@@ -122,6 +123,8 @@ def parse(line: bytes, strict: bool = True) -> dict[str, Any] | None:
     """LINE as a message; None for an empty line or (not STRICT) for one that is no message."""
     if not line.strip():
         return None
+    import json
+
     try:
         message = json.loads(line)
     except ValueError:

@@ -132,9 +132,8 @@ def test_a_verb_starts_with_the_collector_off_as_a_new_nsdash_does():
     assert out == b"['list'] gc=False\n"
 
 
-def test_the_command_line_sends_its_request_before_the_greeting(tmp_path):
-    """A stand-in far side that reads the request first and greets after: the client must not
-    wait for the greeting before it asks (that wait is a round trip on every -H command)."""
+def _request_first_far(tmp_path: Path) -> Path:
+    """A stand-in far side that reads the request first and greets after."""
     far = tmp_path / "far"
     far.write_text(f"""#!{sys.executable}
 import base64, json, os, sys
@@ -146,10 +145,41 @@ for m in ({{"t": "hello", "v": [1, 1]}}, {{"t": "out", "ch": request["ch"], "fd"
     os.write(1, (json.dumps(m) + "\\n").encode())
 """)
     far.chmod(0o755)
+    return far
+
+
+def test_the_command_line_sends_its_request_before_the_greeting(tmp_path):
+    """The client must not wait for the greeting before it asks (that wait is a round trip on
+    every -H command)."""
+    far = _request_first_far(tmp_path)
     r = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "-H", "far", "list", "--no-legend"],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, cwd=REPO,
                        env={**os.environ, "PYTHONPATH": str(REPO), "NSDASH_SSH_COMMAND": str(far)})
     assert (r.returncode, r.stdout, r.stderr) == (4, "asked list --no-legend\n", "")
+
+
+def test_ssh_starts_before_the_command_line_loads_json(tmp_path):
+    """The far side's start (ssh, its shell, its interpreter) is the longest wait of a -H
+    command: ssh is started first, and json (with re) loads on this side meanwhile."""
+    spy = """
+import sys
+from nsdash.remote import ssh
+spawn = ssh.SshProcess.__init__
+def spied(self, argv):
+    sys.stderr.write(f"at spawn: json={'json' in sys.modules} re={'re' in sys.modules}\\n")
+    spawn(self, argv)
+ssh.SshProcess.__init__ = spied
+sys.argv = ["nsdash", "-H", "far", "list"]
+from nsdash.cli import run
+sys.exit(run())
+"""
+    bindir = tmp_path / "bin"  # the stand-in as `ssh` on PATH: NSDASH_SSH_COMMAND would need shlex (and re)
+    bindir.mkdir()
+    (bindir / "ssh").symlink_to(_request_first_far(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "NSDASH_SSH_COMMAND"}
+    r = subprocess.run([sys.executable, "-S", "-c", spy], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=30, cwd=REPO, env={**env, "PYTHONPATH": str(REPO), "PATH": f"{bindir}:{env['PATH']}"})
+    assert (r.returncode, r.stdout, r.stderr) == (4, "asked list\n", "at spawn: json=False re=False\n")
 
 
 @settings(max_examples=3000, deadline=None)
