@@ -5,8 +5,9 @@ The far host is the "sshd" tree booted with -n (nsdash.demo.farhost, as
 tests/integration/test_remote.py makes it), with a BusyBox machine M running
 inside, which both tools see (nsdash registers it with the far host's
 systemd-machined).  machinectl -H runs `ssh -xT HOST systemd-stdio-bridge` and
-talks D-Bus to machined; nsdash -H runs `ssh -T HOST nsdash _remote`, which
-runs the verb as `python3 -m nsdash` there.  Both run the same `ssh`, first
+talks D-Bus to machined; nsdash -H runs `ssh -T HOST nsdash _remote` (the far
+host's nsdash is `python3 -S bin/nsdash`, as `make venv` installs it), which runs
+the verb in a fork of itself.  Both run the same `ssh`, first
 on PATH: a two-line wrapper adding `-F` with the bench's ssh_config
 (machinectl 252 runs plain `ssh` from PATH), first with a new ssh
 connection per command, then over a ControlMaster connection (what a poller

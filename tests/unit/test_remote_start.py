@@ -158,11 +158,16 @@ def test_the_command_line_sends_its_request_before_the_greeting(tmp_path):
     assert (r.returncode, r.stdout, r.stderr) == (4, "asked list --no-legend\n", "")
 
 
-def test_ssh_starts_before_the_command_line_loads_json(tmp_path):
+def test_ssh_starts_before_the_command_line_loads_json_and_it_ends_without_teardown(tmp_path):
     """The far side's start (ssh, its shell, its interpreter) is the longest wait of a -H
-    command: ssh is started first, and json (with re) loads on this side meanwhile."""
+    command: ssh is started first, and json (with re) loads on this side meanwhile.  And once
+    the answer is out, the command ends without tearing its modules down (os._exit)."""
     spy = """
 import sys
+class Marker:
+    def __del__(self):
+        sys.stderr.write("torn down\\n")
+marker = Marker()  # (a teardown clears this module's names: its __del__ would say so)
 from nsdash.remote import ssh
 spawn = ssh.SshProcess.__init__
 def spied(self, argv):
