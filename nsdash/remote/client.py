@@ -259,7 +259,8 @@ def run(target: Target, argv: list[str]) -> int:
     raw = argv[0] in RAW_VERBS or screen
     terminal = raw and os.isatty(stdin)
     size = _winsize(stdin) if terminal else None
-    request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": raw, "tty": None, "last": True}
+    request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": raw, "tty": None, "last": True,
+                               "v": [p.MAJOR, p.MINOR]}
     if terminal:
         rows, cols = size or (24, 80)
         request["tty"] = {"rows": rows, "cols": cols, "term": os.environ.get("TERM", "vt220")}

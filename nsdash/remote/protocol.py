@@ -6,7 +6,7 @@ speaks first, with its version; the client refuses another major version
 
     far -> client   hello  {"v": [MAJOR, MINOR], "nsdash": "0.1"}
     client -> far   run    {"ch": N, "argv": [VERB, ...], "tty": {"rows", "cols", "term"} | null,
-                            "stdin": bool, "last": bool}
+                            "stdin": bool, "last": bool, "v": [MAJOR, MINOR]}
     client -> far   in     {"ch": N, "d": BASE64}            bytes for the verb's stdin (or PTY)
     client -> far   eof    {"ch": N}                          the verb's stdin ends
     client -> far   winch  {"ch": N, "rows": R, "cols": C}    the terminal's new size
@@ -15,7 +15,10 @@ speaks first, with its version; the client refuses another major version
 
 The client may send its first run before the hello has come (the command line
 does: it saves a round trip); it still reads the hello first and refuses a far
-side of another major version.  A run with "last" (1.1) is the session's last:
+side of another major version.  Such a run carries the client's version ("v",
+1.1): a far side runs no request of another major version than its own (it
+answers it with exit status 2 and a line saying so), since the client would
+refuse it only after it had run.  A run with "last" (1.1) is the session's last:
 once its exit is sent, the far side hangs up what else runs and ends, without
 waiting for the client to close (the command line's one verb; a far side of
 1.0 ignores it and ends when the client closes).

@@ -139,6 +139,11 @@ def start_channel(message: dict[str, Any], run_verb: RunVerb) -> Channel | str:
         return "a malformed run request"
     if not argv or argv[0] not in REMOTE_VERBS:
         return f"'{argv[0] if argv else ''}' is not a verb nsdash runs over -H"
+    version = message.get("v")
+    if version is not None and not (isinstance(version, list) and version[:1] == [p.MAJOR]):
+        theirs = ".".join(str(x) for x in version) if isinstance(version, list) else "?"
+        return (f"this host speaks nsdash protocol {p.MAJOR}.{p.MINOR}, the client {theirs[:20]}; "
+                "install the same nsdash version on both hosts")
     sys.stdout.flush()
     sys.stderr.flush()
     if isinstance(tty, dict):

@@ -81,6 +81,27 @@ def test_a_last_run_ends_the_session_without_the_client_closing():
     assert far.stderr.read() == b""
 
 
+def test_a_request_of_another_major_version_is_refused_not_run():
+    """A run sent before the greeting carries the client's version: the far side, not the
+    client (which would learn of the mismatch only after the verb ran), refuses another major."""
+    far = _far()
+    assert far.stdin and far.stdout
+    far.stdin.write(p.encode("run", ch=1, argv=["cgls", "--help"], tty=None, stdin=False, v=[p.MAJOR + 1, 0]))
+    far.stdin.write(p.encode("run", ch=2, argv=["cgls", "--help"], tty=None, stdin=False, v=[p.MAJOR, 7]))
+    far.stdin.flush()
+    got: list[dict] = []
+    while sum(m["t"] == "exit" for m in got) < 2:
+        line = far.stdout.readline()
+        assert line, got
+        got.append(json.loads(line))
+    far.stdin.close()
+    assert far.wait(30) == 0
+    assert {m["ch"]: m["code"] for m in got if m["t"] == "exit"} == {1: 2, 2: 0}
+    refusal = b"".join(p.data_of(m) for m in got if m["t"] == "out" and m["ch"] == 1).decode()
+    assert refusal == (f"nsdash: this host speaks nsdash protocol {p.MAJOR}.{p.MINOR}, the client {p.MAJOR + 1}.0; "
+                       "install the same nsdash version on both hosts\n")
+
+
 def test_without_last_the_session_waits_for_more_until_the_client_closes():
     far = _far()
     assert far.stdin and far.stdout
@@ -138,7 +159,7 @@ def _request_first_far(tmp_path: Path) -> Path:
     far.write_text(f"""#!{sys.executable}
 import base64, json, os, sys
 request = json.loads(sys.stdin.buffer.readline())
-assert request["t"] == "run" and request["last"] is True, request
+assert request["t"] == "run" and request["last"] is True and request["v"] == [1, 1], request
 data = base64.b64encode(("asked " + " ".join(request["argv"]) + "\\n").encode()).decode()
 for m in ({{"t": "hello", "v": [1, 1]}}, {{"t": "out", "ch": request["ch"], "fd": 1, "d": data}},
           {{"t": "exit", "ch": request["ch"], "code": 4}}):
