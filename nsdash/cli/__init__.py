@@ -282,9 +282,10 @@ def _run_remote(targets, args: list[str], debug: bool) -> int:
             from nsdash.cli.remote import several_hosts
 
             return several_hosts(targets, args)
-        # One verb on one host: the client turns the collector on once its modules have loaded
-        # (a console or `journal -f` runs long), and ends without the interpreter's teardown:
-        # it leaves nothing half done (its output flushed, its ssh reaped, no thread).
+        # One verb on one host: it relays for as long as the verb runs (a console, `journal
+        # -f`), and ends without the interpreter's teardown: it leaves nothing half done (its
+        # output flushed, its ssh reaped, no thread).  (json loads in client.run once ssh runs.)
+        gc.enable()
         _teardown_free = True
         return client.run(targets[0], args)
     except NsdashError as e:

@@ -17,7 +17,6 @@ exit status and last words become one line saying what to fix.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import sys
 import time
@@ -267,10 +266,6 @@ def run(target: Target, argv: list[str]) -> int:
     # The request goes with the connection, before the far side's greeting, and it is the
     # session's last: the far side ends once the verb has, without waiting for us to close.
     conn = Connection(target, first=request)
-    # Off while nsdash loaded (bin/nsdash), as for every verb; on for the verb's whole run (a
-    # console or `journal -f` runs for hours), json and the rest loaded by now: frozen.
-    gc.freeze()
-    gc.enable()
     try:
         with _raw(stdin if terminal else None), _winch_pipe(terminal) as winch:
             return _pump(conn, raw, stdin if raw else None, winch)
