@@ -5,8 +5,9 @@ The far host is the "sshd" tree booted with -n (nsdash.demo.farhost, as
 tests/integration/test_remote.py makes it), with a BusyBox machine M running
 inside, which both tools see (nsdash registers it with the far host's
 systemd-machined).  machinectl -H runs `ssh -xT HOST systemd-stdio-bridge` and
-talks D-Bus to machined; nsdash -H runs `ssh -T HOST nsdash _remote`, which
-runs the verb as `python3 -m nsdash` there.  Both run the same `ssh`, first
+talks D-Bus to machined; nsdash -H runs `ssh -T HOST nsdash _remote` (the far
+host's nsdash is `python3 -S bin/nsdash`, as `make venv` installs it), which runs
+the verb in a fork of itself.  Both run the same `ssh`, first
 on PATH: a two-line wrapper adding `-F` with the bench's ssh_config
 (machinectl 252 runs plain `ssh` from PATH), first with a new ssh
 connection per command, then over a ControlMaster connection (what a poller
@@ -17,7 +18,12 @@ Each pair runs alternately (A B B A ...) after a warm-up, as bench_verbs does:
 wall time and the client's CPU time (user + system of the whole process tree
 it waited for: ssh included).  The far side's CPU is not counted for either.
 
-Run as root: .venv/bin/python bench/bench_remote.py [--runs N] [--json]
+With --base REV, each -H row is also run against that revision of nsdash on
+both sides, alternated with this checkout (before and after a change, in one
+run): the revision's nsdash and bin/ go to the far host's bound directory, its
+far side started as that revision's farhost started it (python3 -m nsdash).
+
+Run as root: .venv/bin/python bench/bench_remote.py [--runs N] [--base REV] [--json]
 """
 
 from __future__ import annotations
@@ -56,6 +62,20 @@ def boot_far(name: str, files: farhost.FarFiles) -> str:
     if lease is None:
         raise SystemExit("the far host has no address")
     return str(lease.guest.ip)
+
+
+def base_tree(rev: str, far: Path) -> tuple[Path, str]:
+    """REV's nsdash and bin/ in FAR/base, compiled; (that directory, the far side's command for it)."""
+    base = far / "base"
+    base.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "nsdash", "bin"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    compileall.compile_dir(str(base / "nsdash"), quiet=1)
+    wrapper = far / "nsdash.base"
+    wrapper.write_text(f"#!/bin/sh\nexport PYTHONPATH={farhost.FAR_DIR}/base:/opt/site\nexec python3 -m nsdash \"$@\"\n")
+    wrapper.chmod(0o755)
+    return base, f"{farhost.FAR_DIR}/nsdash.base"
 
 
 def wait_answer(argv: list[str], what: str, timeout: float = 90) -> None:
@@ -114,6 +134,7 @@ def main() -> int:
     as_json = wants_json()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
+    ap.add_argument("--base", metavar="REV", help="also run each -H row against nsdash at git revision REV")
     args = ap.parse_args()
     need_root("bench_remote", "it boots a far host")
     report = Report("remote", as_json)
@@ -123,6 +144,7 @@ def main() -> int:
         compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
         os.chmod(tmp, 0o755)
         files = farhost.prepare(Path(tmp))
+        base = base_tree(args.base, files.far) if args.base else None
         bindir = Path(tmp) / "bin"
         bindir.mkdir()
         wrapper = bindir / "ssh"
@@ -150,6 +172,11 @@ def main() -> int:
                      ["machinectl", "-H", "far", "--no-pager", "list"], args.runs, report)
                 pair(f"-H status M ({label})", [*ours, "status", "bb"], "machinectl -H",
                      ["machinectl", "-H", "far", "--no-pager", "status", "bb"], args.runs, report)
+                if base is not None:
+                    before = ["env", f"PYTHONPATH={base[0]}", f"NSDASH_REMOTE_COMMAND={base[1]}", *ours]
+                    for verb in (["list"], ["status", "bb"]):
+                        pair(f"-H {verb[0]} ({label})", [*ours, *verb], f"nsdash {args.base}", [*before, *verb],
+                             args.runs, report)
                 pair(f"ssh far true ({label})", ["ssh", "far", "true"], "ssh far true", ["ssh", "far", "true"],
                      args.runs, report)
                 if label == "ControlMaster":

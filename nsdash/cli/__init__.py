@@ -81,7 +81,7 @@ def _err(text: str) -> None:
     sys.stderr.write(f"nsdash: {escape(text)}\n")
 
 
-_teardown_free = False  # main() ran a verb whose module says TEARDOWN_FREE (short, read-only)
+_teardown_free = False  # main() ran a verb whose module says TEARDOWN_FREE (short, read-only), or one over -H
 
 
 def run() -> int:
@@ -212,7 +212,6 @@ def _main(argv: list[str] | None) -> int:
         _err(e.oneline())
         return e.exit_code
     if targets:
-        gc.enable()  # the remote verbs and their dashboard run long
         return _run_remote(targets, args, debug)
     verb = args.pop(0) if args and not args[0].startswith("-") else "dashboard"
     module_name = VERBS.get(verb)
@@ -270,16 +269,24 @@ def _run_remote(targets, args: list[str], debug: bool) -> int:
     hosts, the verbs that merge across hosts (cli/remote.py)."""
     from nsdash.remote import client
 
+    global _teardown_free
     try:
         if not args or args[0].startswith("-"):
             # no verb: the dashboard over those hosts (its options only: -d)
+            gc.enable()  # (it runs long)
             from nsdash.cli import dashboard
 
             return dashboard.main(args, hosts=targets)
         if len(targets) > 1:
+            gc.enable()
             from nsdash.cli.remote import several_hosts
 
             return several_hosts(targets, args)
+        # One verb on one host: it relays for as long as the verb runs (a console, `journal
+        # -f`), and ends without the interpreter's teardown: it leaves nothing half done (its
+        # output flushed, its ssh reaped, no thread).  (json loads in client.run once ssh runs.)
+        gc.enable()
+        _teardown_free = True
         return client.run(targets[0], args)
     except NsdashError as e:
         if debug:

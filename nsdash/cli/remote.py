@@ -4,18 +4,28 @@ over several hosts at once (`nsdash -H A -H B list`)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from nsdash.errors import NsdashError
+from nsdash.remote import server  # (here: loaded with the collector off, as the launcher keeps it)
 from nsdash.system.text import escape, escape_json
 
 
 def main(argv: list[str]) -> int:
+    """Serve the session (with the collector on, as for every long verb: a dashboard's session
+    serves for hours; each verb's fork turns it off again while the verb imports)."""
     from nsdash.cli import main as nsdash_main
     from nsdash.errors import UsageError
-    from nsdash.remote import server
 
     if argv:
         raise UsageError("'nsdash _remote' takes no arguments", "it is the far side of 'nsdash -H HOST VERB'")
-    return server.main(nsdash_main)
+    code = server.main(nsdash_main)
+    # The session is over and wrote only through os.write: the interpreter's teardown would do
+    # nothing but hold up ssh's end, which the client waits for on every -H command.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 HOST_TIMEOUT = 20.0  # seconds a host has to greet and answer before it is reported unreachable

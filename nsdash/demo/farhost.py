@@ -22,6 +22,8 @@ from pathlib import Path
 
 FAR_DIR = "/opt/remote-test"  # where the far host sees FarFiles.far
 ALIAS = "far"  # the host's name in the ssh_config (and in known_hosts, via HostKeyAlias)
+FAR_COMMAND = "/opt/nsdash/bin/nsdash"  # the checkout's launcher, as the far host runs it
+SESSION_PATTERN = f"^python3 -S {FAR_COMMAND} _remote$"  # `pgrep -f` for the far side's sessions
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ def prepare(root: Path) -> FarFiles:
     (files.far / "authorized_keys").write_text(keygen(files.client_key) + "\n")
     (files.far / "sshd.conf").write_text(f"HostKey {FAR_DIR}/host_key\nAuthorizedKeysFile {FAR_DIR}/authorized_keys\n"
                                          "PermitRootLogin prohibit-password\nUseDNS no\nPrintMotd no\n")
+    # Started as `make venv` installs nsdash (bin/nsdash): without site (-S), no runpy (-m),
+    # the collector off while it imports.  The far host's python3, this checkout's code.
     (files.far / "nsdash").write_text("#!/bin/sh\nexport PYTHONPATH=/opt/nsdash:/opt/site\n"
-                                      'exec python3 -m nsdash "$@"\n')
+                                      f'exec python3 -S {FAR_COMMAND} "$@"\n')
     (files.far / "nsdash").chmod(0o755)
     files.known_hosts.write_text(f"{ALIAS} {host_pub.rsplit(' ', 1)[0]}\n")
     files.home.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """Machines on other hosts: `nsdash -H [USER@]HOST[:PORT] VERB ...` over the user's ssh.
 
 protocol: the JSON-lines wire format and its version; target: -H's syntax and
-the ssh command line; server: the far side (`nsdash _remote`, run by sshd);
+the ssh command line; ssh: ssh started with pipes on its stdio; server: the far side (`nsdash _remote`, run by sshd);
 client: this side, one verb over one connection; watch: the line `_watch` pushes to
 the dashboard (hosts.HostWatch reads it).
 """

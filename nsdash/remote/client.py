@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import termios
 import time
-import tty
-from collections.abc import Callable, Iterator
-from typing import IO, Any
 
 from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
 from nsdash.remote import protocol as p
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target, ssh_argv
 from nsdash.system.ready import readable
 from nsdash.system.text import escape, escape_bytes
+
+# `nsdash -H HOST list` imports only what its answer needs: typing is for mypy, and the
+# terminal's modules (termios, tty, signal's window changes) load for login, shell and cgtop.
+TYPE_CHECKING = False  # mypy takes this as true
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import IO, Any
 
 CHANNEL = 1
 GREETING_LIMIT = 64 * 1024  # bytes of shell start-up chatter skipped before the hello, at most
@@ -61,19 +63,23 @@ class Connection:
     """`ssh HOST nsdash _remote`, greeted: messages out with send(), in with messages()."""
 
     def __init__(self, target: Target, timeout: float | None = None,
-                 started: Callable[[subprocess.Popen], object] | None = None) -> None:
+                 started: Callable[[SshProcess], object] | None = None,
+                 first: dict[str, Any] | None = None) -> None:
         """TIMEOUT: seconds to wait for the far side's greeting (None: as long as ssh waits).
-        STARTED: called with ssh's process before the greeting (a dashboard quitting kills it)."""
+        STARTED: called with ssh's process before the greeting (a dashboard quitting kills it).
+        FIRST: a run request sent as soon as ssh runs, before the greeting has come (a round
+        trip saved: the far side reads it once it has greeted; it goes nowhere if it never
+        does).  Encoded only once ssh runs: json loads here while the far side starts."""
         self.target = target
         try:
-            self.proc = subprocess.Popen(ssh_argv(target), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE)
+            self.proc = SshProcess(ssh_argv(target))
         except FileNotFoundError as e:
             raise p.RemoteError(f"cannot run ssh ({e.strerror}: {e.filename})",
                                 "install OpenSSH's client, or name it with NSDASH_SSH_COMMAND") from None
         if started is not None:
             started(self.proc)
-        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        if first is not None:
+            self.send(p.encode("run", **first))
         self.out, self.err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         self.err_open = True
         self.stderr = bytearray()  # what ssh said (kept for the diagnosis, the tail only)
@@ -129,8 +135,7 @@ class Connection:
                 deadline = time.monotonic() + 1.0
                 while self.err_open and readable([self.err], max(0, deadline - time.monotonic())):
                     self._take_stderr()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(5)
+                self.proc.ended(5)
                 return None
             if not block:
                 return b""
@@ -143,12 +148,12 @@ class Connection:
             self.err_open = False
 
     def send(self, data: bytes) -> None:
-        assert self.proc.stdin
+        view = memoryview(data)
         try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            while view:
+                view = view[self.proc.stdin.write(view) or 0:]
         except (BrokenPipeError, ValueError):
-            pass  # the far side is gone; reading says so
+            pass  # the far side is gone (or we closed our end); reading says so
 
     def messages(self, data: bytes) -> list[dict[str, Any]]:
         got, self.pending = self.pending + self.decoder.feed(data), []
@@ -160,12 +165,9 @@ class Connection:
         return p.RemoteError(f"the connection to {self.target} was lost{why}", "run the command again")
 
     def close(self) -> None:
-        assert self.proc.stdin
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
+        if not self.proc.ended(5):
             self.proc.terminate()
             self.proc.wait()
 
@@ -214,18 +216,28 @@ def _winsize(fd: int) -> tuple[int, int] | None:
 
 @contextlib.contextmanager
 def _raw(fd: int | None) -> Iterator[None]:
-    saved = termios.tcgetattr(fd) if fd is not None else None
+    if fd is None:
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
     try:
-        if fd is not None:
-            tty.setraw(fd)
+        tty.setraw(fd)
         yield
     finally:
-        if saved is not None and fd is not None:
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @contextlib.contextmanager
-def _winch_pipe() -> Iterator[int]:
+def _winch_pipe(terminal: bool) -> Iterator[int | None]:
+    """A descriptor readable when this terminal's size changes (None without a terminal)."""
+    if not terminal:
+        yield None
+        return
+    import signal
+
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
     old = signal.signal(signal.SIGWINCH, lambda *_: None)
@@ -246,20 +258,22 @@ def run(target: Target, argv: list[str]) -> int:
     raw = argv[0] in RAW_VERBS or screen
     terminal = raw and os.isatty(stdin)
     size = _winsize(stdin) if terminal else None
-    conn = Connection(target)
+    request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": raw, "tty": None, "last": True,
+                               "v": [p.MAJOR, p.MINOR]}
+    if terminal:
+        rows, cols = size or (24, 80)
+        request["tty"] = {"rows": rows, "cols": cols, "term": os.environ.get("TERM", "vt220")}
+    # The request goes with the connection, before the far side's greeting, and it is the
+    # session's last: the far side ends once the verb has, without waiting for us to close.
+    conn = Connection(target, first=request)
     try:
-        request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": raw, "tty": None}
-        if terminal:
-            rows, cols = size or (24, 80)
-            request["tty"] = {"rows": rows, "cols": cols, "term": os.environ.get("TERM", "vt220")}
-        conn.send(p.encode("run", **request))
-        with _raw(stdin if terminal else None), _winch_pipe() as winch:
+        with _raw(stdin if terminal else None), _winch_pipe(terminal) as winch:
             return _pump(conn, raw, stdin if raw else None, winch)
     finally:
         conn.close()
 
 
-def _pump(conn: Connection, raw: bool, stdin: int | None, winch: int) -> int:
+def _pump(conn: Connection, raw: bool, stdin: int | None, winch: int | None) -> int:
     sinks: dict[int, Any] = {1: sys.stdout, 2: sys.stderr}
     escapers = {fd: LineEscaper(stream) for fd, stream in sinks.items()} if not raw else {}
     sys.stdout.flush()
@@ -267,9 +281,9 @@ def _pump(conn: Connection, raw: bool, stdin: int | None, winch: int) -> int:
     for message in conn.messages(b""):
         code = _deliver(message, escapers, code)
     while code is None:
-        watch = [*conn.fds(), winch] + ([stdin] if stdin is not None else [])
+        watch = [*conn.fds()] + [fd for fd in (winch, stdin) if fd is not None]
         ready = readable(watch)
-        if winch in ready:
+        if winch is not None and winch in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(winch, 64)
             size = _winsize(stdin) if stdin is not None else None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import threading
 from typing import Any
 
@@ -32,6 +31,7 @@ from nsdash.errors import NsdashError
 from nsdash.remote import watch as w
 from nsdash.remote.protocol import RemoteError
 from nsdash.remote.session import Session
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
 from nsdash.system.ready import readable
@@ -96,7 +96,7 @@ class HostWatch:
         self.lines = 0  # watch lines taken (tests read it)
         self._fresh_since_connect = False  # a line came on this connection (failures start again)
         self.legacy = False  # the far nsdash has no _watch: list -o json is polled instead
-        self._ssh: subprocess.Popen | None = None  # the running ssh, for stop() to cut short
+        self._ssh: SshProcess | None = None  # the running ssh, for stop() to cut short
         self._stream: Stream | None = None
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
@@ -156,7 +156,7 @@ class HostWatch:
                 with contextlib.suppress(OSError):
                     stream.write(data)
 
-    def _started(self, ssh: subprocess.Popen) -> None:
+    def _started(self, ssh: SshProcess) -> None:
         self._ssh = ssh
         if self._stop.is_set():  # stop() came between ssh's start and this
             ssh.kill()

@@ -6,12 +6,22 @@ speaks first, with its version; the client refuses another major version
 
     far -> client   hello  {"v": [MAJOR, MINOR], "nsdash": "0.1"}
     client -> far   run    {"ch": N, "argv": [VERB, ...], "tty": {"rows", "cols", "term"} | null,
-                            "stdin": bool}
+                            "stdin": bool, "last": bool, "v": [MAJOR, MINOR]}
     client -> far   in     {"ch": N, "d": BASE64}            bytes for the verb's stdin (or PTY)
     client -> far   eof    {"ch": N}                          the verb's stdin ends
     client -> far   winch  {"ch": N, "rows": R, "cols": C}    the terminal's new size
     far -> client   out    {"ch": N, "fd": 1|2, "d": BASE64}  what the verb wrote
     far -> client   exit   {"ch": N, "code": INT}             the verb ended (128+SIG when killed)
+
+The client may send its first run before the hello has come (the command line
+does: it saves a round trip); it still reads the hello first and refuses a far
+side of another major version.  Such a run carries the client's version ("v",
+1.1): a far side runs no request of another major version than its own (it
+answers it with exit status 2 and a line saying so), since the client would
+refuse it only after it had run.  A run with "last" (1.1) is the session's last:
+once its exit is sent, the far side hangs up what else runs and ends, without
+waiting for the client to close (the command line's one verb; a far side of
+1.0 ignores it and ends when the client closes).
 
 Every verb runs on a channel (ch) so one connection can carry several at once
 (the dashboard's poller over one ssh session); the command line opens one
@@ -25,13 +35,15 @@ hostile, and the decoder says so instead of buffering without end.
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any
+import binascii
 
 from nsdash.errors import NsdashError
 
-MAJOR, MINOR = 1, 0
+TYPE_CHECKING = False  # mypy takes this as true: typing is not imported by every -H command
+if TYPE_CHECKING:
+    from typing import Any
+
+MAJOR, MINOR = 1, 1
 MAX_LINE = 1 << 20  # longest line accepted: base64 of a CHUNK with room to spare
 CHUNK = 32 * 1024  # bytes of output per "out" message
 
@@ -45,17 +57,23 @@ class RemoteError(NsdashError):
 def encode(kind: str, **fields: Any) -> bytes:
     """One message as its line on the wire."""
     assert kind in KINDS, kind
+    import json  # (here: the command line starts ssh first, then loads json while the far side starts)
+
     return json.dumps({"t": kind, **fields}, separators=(",", ":")).encode() + b"\n"
 
 
 def data_field(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    # binascii rather than base64: the same encoding, without base64's module (and struct's)
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def data_of(message: dict[str, Any]) -> bytes:
     """The bytes a message carries ("d"); a malformed field is the peer's error."""
+    data = message.get("d", "")
     try:
-        return base64.b64decode(message.get("d", ""), validate=True)
+        if isinstance(data, str):
+            data = data.encode("ascii")
+        return binascii.a2b_base64(data, strict_mode=True)
     except (ValueError, TypeError) as e:
         raise RemoteError(f"the remote side sent malformed data ({e})") from None
 
@@ -108,6 +126,8 @@ def parse(line: bytes, strict: bool = True) -> dict[str, Any] | None:
     """LINE as a message; None for an empty line or (not STRICT) for one that is no message."""
     if not line.strip():
         return None
+    import json
+
     try:
         message = json.loads(line)
     except ValueError:

@@ -21,12 +21,12 @@ session per host, each in the poller's thread for that host).
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from nsdash.remote import protocol as p
 from nsdash.remote.client import Connection, check_verb
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target
 from nsdash.system.ready import readable
 from nsdash.system.text import escape
@@ -50,7 +50,7 @@ class Session:
     """An open connection to TARGET; run() verbs over it; close() when done (or use `with`)."""
 
     def __init__(self, target: Target, timeout: float = 30.0,
-                 started: Callable[[subprocess.Popen], object] | None = None) -> None:
+                 started: Callable[[SshProcess], object] | None = None) -> None:
         """STARTED: called with ssh's process as soon as it runs (nsdash.remote.client.Connection)."""
         self.target = target
         self.timeout = timeout

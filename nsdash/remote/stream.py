@@ -17,12 +17,12 @@ terminal emulator, for a console), as for any guest text.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from nsdash.remote import protocol as p
 from nsdash.remote.client import Connection, check_verb
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target
 
 CHANNEL = 1
@@ -33,17 +33,21 @@ class Stream:
 
     def __init__(self, target: Target, argv: list[str], tty: tuple[int, int] | None = None,
                  stdin: bool = False, term: str = "xterm-256color", timeout: float | None = 10.0,
-                 started: Callable[[subprocess.Popen], object] | None = None) -> None:
+                 started: Callable[[SshProcess], object] | None = None) -> None:
         """TTY: (rows, cols) for a far-side PTY (a console), None for pipes.  STDIN: the verb reads
         what write() sends.  TIMEOUT: seconds for the far side to greet (RemoteError after)."""
         check_verb(argv)
         self.target = target
         self.argv = argv
         self.code: int | None = None
-        self.conn = Connection(target, timeout, started)
-        request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": stdin or tty is not None, "tty": None}
+        request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": stdin or tty is not None, "tty": None,
+                                   "last": True}
         if tty is not None:
             request["tty"] = {"rows": tty[0], "cols": tty[1], "term": term}
+        # After the greeting, not with the connection as the command line sends it: what came
+        # with the greeting would wait unseen by a caller selecting on fds().  The verb's end
+        # is the session's (its connection is this stream's alone).
+        self.conn = Connection(target, timeout, started)
         self.conn.send(p.encode("run", **request))
 
     def fds(self) -> list[int]:

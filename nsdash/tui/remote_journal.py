@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 from collections import deque
@@ -43,6 +42,7 @@ from functools import partial
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import SHOWN_FIELD_MAX, SHOWN_MESSAGE_MAX, shown
 from nsdash.remote.hosts import HOST_TIMEOUT, backoff
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
 from nsdash.system.ready import readable
@@ -215,7 +215,7 @@ class HostFollower:
         self.connects = 0  # streams opened (tests read it)
         self._last: dict[str, int] = {}  # machine key -> the latest realtime shown
         self._down = False  # said so in the pane, not back yet
-        self._ssh: subprocess.Popen | None = None
+        self._ssh: SshProcess | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"nsdash-journal-{host}", daemon=True)
 
@@ -240,7 +240,7 @@ class HostFollower:
         if self._thread.ident is not None:
             self._thread.join(timeout=JOIN_WAIT)
 
-    def _started(self, ssh: subprocess.Popen) -> None:
+    def _started(self, ssh: SshProcess) -> None:
         self._ssh = ssh
         if self._stop.is_set():
             ssh.kill()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from nsdash.inside.units import UnitFile, UnitInfo
 from nsdash.inside.view import FILES_TTL, UnitsSnapshot
 from nsdash.remote.hosts import HOST_TIMEOUT
 from nsdash.remote.session import OUTPUT_MAX, Result, Session
+from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target
 from nsdash.system.text import escape
 
@@ -53,7 +53,7 @@ class FarSession:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._session: Session | None = None
-        self._ssh: subprocess.Popen | None = None
+        self._ssh: SshProcess | None = None
         self.closed = False
 
     def run(self, argv: list[str], timeout: float | None = None, limit: int = OUTPUT_MAX) -> Result:
@@ -73,7 +73,7 @@ class FarSession:
                     raise NsdashError(f"{self.target}: {e.strerror or e}") from None
                 raise
 
-    def _started(self, ssh: subprocess.Popen) -> None:
+    def _started(self, ssh: SshProcess) -> None:
         self._ssh = ssh
         if self.closed:
             ssh.kill()

@@ -118,7 +118,7 @@ def _wait_getty(far: Far, name: str, timeout: float = 30) -> None:
 
 def _far_sessions(far: Far) -> int:
     """Processes of `nsdash _remote` sessions on the far host (each verb is a fork of its session's)."""
-    return int(far.ssh("pgrep -c -f '^python3 -m nsdash _remote$' || true").strip() or 0)
+    return int(far.ssh(f"pgrep -c -f '{farhost.SESSION_PATTERN}' || true").strip() or 0)
 
 
 def _wait_gone(far: Far, name: str) -> None:
@@ -312,7 +312,7 @@ def test_journal_follow_and_a_lost_connection(far):
         assert b"\x1b" not in seen and b"fresh-line red" in seen, bytes(seen[-300:])
 
         # the far side's nsdash dies mid-session: one line, non-zero
-        far.ssh("pkill -KILL -f '^python3 -m nsdash _remote$'")
+        far.ssh(f"pkill -KILL -f '{farhost.SESSION_PATTERN}'")
         follow.wait(timeout=20)
         err = follow.stderr.read().decode()
         assert follow.returncode != 0 and err.count("\n") == 1 and "connection to far was lost" in err, err
@@ -399,7 +399,7 @@ def test_one_session_carries_several_verbs_at_once_and_says_when_it_is_lost(far,
             assert _far_sessions(far) == 1  # one far session between refreshes, its verbs ended
             (missing,) = session.run(["status", "nosuch"])
             assert missing.code == 1 and b"no machine named 'nosuch'" in missing.stderr
-            far.ssh("pkill -KILL -f '^python3 -m nsdash _remote$'")
+            far.ssh(f"pkill -KILL -f '{farhost.SESSION_PATTERN}'")
             with pytest.raises(RemoteError, match="connection to far was lost"):
                 session.run(["list"])
         assert _far_sessions(far) == 0

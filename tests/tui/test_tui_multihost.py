@@ -243,7 +243,7 @@ async def test_three_hosts_each_with_a_machine_in_table_tree_and_cpu_rows_and_a_
 
 def _far_sessions(farm: Farm, host: str) -> int:
     """Processes of `nsdash _remote` sessions on HOST (each verb is a fork of its session's)."""
-    r = farm.ssh(host, "pgrep -c -f '^python3 -m nsdash _remote$' || true")
+    r = farm.ssh(host, f"pgrep -c -f '{farhost.SESSION_PATTERN}' || true")
     return int(r.stdout.strip() or 0)
 
 
