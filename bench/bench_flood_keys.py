@@ -25,8 +25,19 @@ With --sample OUT the dashboard runs under bench/stack_sampler.py (its UI thread
 stacks into OUT) and every key's send and effect times go to OUT.keys, so
 bench/slow_keys.py can say what the UI thread did while the slowest keys waited.
 
+--repo runs both the dashboard and the machine (its supervisor) from that checkout, so
+main and a branch can be compared side by side.  Per phase the bench says how long the
+dashboard, tmux's server and the machine's supervisor waited on a run queue (run delay,
+from /proc/PID/task/*/schedstat) and the CPU each took.
+
+--app trivial puts a plain Python tty program in the keys' window instead (it repaints one
+row per key, nothing else): the dashboard still runs, on the same machine's screen, in a
+second window of the same tmux server, so the flood costs the host what it costs with the
+dashboard in front.  What the trivial program's keys take is what any program gets from
+tmux, the kernel and the scheduler on this host under that flood.
+
 Run as root: .venv/bin/python bench/bench_flood_keys.py [--rounds N] [--keys K] [--repo CHECKOUT] [--sample OUT]
-    [--method control|fork]
+    [--method control|fork] [--app dashboard|trivial]
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -138,14 +150,20 @@ def wait(predicate, timeout: float, what: str):
 
 
 def nsdash(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "nsdash", *args], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=60)
+    return subprocess.run([PY, "-m", "nsdash", *args], capture_output=True, text=True, cwd=env["PYTHONPATH"],
+                          env=env, timeout=60)
 
 
 def leader(state: Path) -> int:
     import json
 
     return int(json.loads((state / "machines" / MACHINE / "state.json").read_text())["leader"])
+
+
+def supervisor(state: Path) -> int:
+    import json
+
+    return int(json.loads((state / "machines" / MACHINE / "state.json").read_text())["supervisor"])
 
 
 def busybox_tree() -> Path:
@@ -191,6 +209,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+# The trivial program: raw tty, one row repainted per key (the row the dashboard's effect shows on).
+TRIVIAL = (
+    "import os, tty\n"
+    "tty.setraw(0)\n"
+    "os.write(1, b'\\x1b[2J')\n"
+    "n = 0\n"
+    "while (b := os.read(0, 64)):\n"
+    "    n += 1\n"
+    f"    row = {FOOTER_ROW + 1} if b in (b'\\t', b'\\x1d') else {BORDER_ROW + 1}\n"
+    "    os.write(1, f'\\x1b[{row};1Hkey {n} {b!r}\\x1b[K'.encode())\n"
+)
+
+
+def sched(pid: int) -> tuple[float, float]:
+    """(CPU seconds, run-queue seconds) of PID's threads so far (/proc/PID/task/*/schedstat)."""
+    cpu = delay = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ran, waited, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue  # a thread gone meanwhile
+        cpu += int(ran)
+        delay += int(waited)
+    return cpu / 1e9, delay / 1e9
+
+
 def main() -> int:
     global CONTROL
     as_json = wants_json()
@@ -202,6 +246,9 @@ def main() -> int:
     ap.add_argument("--sample", type=Path, help="sample the dashboard's UI thread into this file (and OUT.keys)")
     ap.add_argument("--method", choices=("control", "fork"), default="control",
                     help="how keys are sent and rows read: one tmux control client (default) or a tmux process each")
+    ap.add_argument("--app", choices=("dashboard", "trivial"), default="dashboard",
+                    help="whose keys are timed: the dashboard's, or a trivial tty program's with the dashboard "
+                         "in another window (a baseline)")
     ap.add_argument("--times", type=Path, help="every key's phase, name, send time and seconds to its effect, into this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -209,7 +256,7 @@ def main() -> int:
         return 1
     report = Report("flood_keys", as_json)
     state = Path(tempfile.mkdtemp(prefix="nsdash-keys-", dir="/run"))
-    env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(args.repo)}
     results: dict[str, list[float]] = {f"{phase} {key}": [] for phase in ("rest", "flood") for key in KEYS}
     loads: list[float] = []
     times: list[str] = []  # phase, key, sent, seconds to its effect (for --sample)
@@ -232,7 +279,21 @@ def main() -> int:
             tmux("send-keys", "-t", "k", "C-]")
             wait(lambda: "p Priority" in screen(), 5, "the journal pane's focus")
             wait(lambda: "following" in row(BORDER_ROW), 5, "the journal border on its row")
-            pid = app_pid()
+            pid = dashboard = app_pid()
+            if args.app == "trivial":
+                # The dashboard goes on in a window of its own (the machine screen, console attached,
+                # journal following); the keys' window runs the trivial program.
+                tmux("rename-window", "-t", "k", "dashboard")
+                tmux("new-window", "-d", "-t", "k:", "-n", "trivial", f"exec {PY} -c {shlex.quote(TRIVIAL)}")
+                tmux("select-window", "-t", "k:trivial")
+                wait(lambda: tmux("list-panes", "-t", "k:trivial", "-F", "#{pane_pid}").strip(), 5, "the program")
+                pid = app_pid()
+            procs = {"app": pid, "tmux": int(tmux("display", "-p", "#{pid}").strip()),
+                     "supervisor": supervisor(state)}
+            if args.app == "trivial":
+                procs["dashboard"] = dashboard
+            waited: dict[str, dict[str, list[float]]] = {phase: {n: [0.0, 0.0] for n in procs}
+                                                         for phase in ("rest", "flood")}
             if args.method == "control":
                 CONTROL = Control()
             for _ in range(args.rounds):
@@ -243,6 +304,7 @@ def main() -> int:
                         go.unlink(missing_ok=True)
                     time.sleep(args.settle)
                     c0, w0 = cpu_seconds(pid), time.monotonic()
+                    s0 = {n: sched(p) for n, p in procs.items()}
                     for _ in range(args.keys):
                         for key, where in KEYS.items():
                             sent, took = press(key, where)
@@ -250,6 +312,10 @@ def main() -> int:
                             times.append(f"{phase}\t{key}\t{sent:.6f}\t{took:.6f}\n")
                             time.sleep(random.uniform(0.1, 0.3))
                     cpu[phase] += cpu_seconds(pid) - c0
+                    for n, p in procs.items():
+                        ran, delay = sched(p)
+                        waited[phase][n][0] += ran - s0[n][0]
+                        waited[phase][n][1] += delay - s0[n][1]
                     wall[phase] += time.monotonic() - w0
                     loads.append(os.getloadavg()[0])
             go.unlink(missing_ok=True)
@@ -271,14 +337,18 @@ def main() -> int:
                 ms = [v * 1000 for v in results[f"{phase} {key}"]]
                 print(f"{phase:5} key {key}: key-to-effect median {statistics.median(ms):.0f} ms, "
                       f"p95 {percentile(ms, 0.95):.0f} ms, max {max(ms):.0f} ms over {len(ms)} keys")
-            print(f"{phase:5}: dashboard CPU {100 * cpu[phase] / wall[phase]:.0f}% of a core")
-        print(f"dashboard peak memory (VmHWM): {peak:.0f} MB")
-        print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f} (method: {args.method})")
+            print(f"{phase:5}: {args.app} CPU {100 * cpu[phase] / wall[phase]:.0f}% of a core")
+            print(f"{phase:5}: CPU and run-queue wait (ms per s): " + ", ".join(
+                f"{n} {1000 * ran / wall[phase]:.0f}/{1000 * delay / wall[phase]:.0f}"
+                for n, (ran, delay) in waited[phase].items()))
+        print(f"{args.app} peak memory (VmHWM): {peak:.0f} MB")
+        print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f} (method: {args.method}, "
+              f"app: {args.app}, repo: {args.repo})")
         for key in KEYS:
             rest_ms = [v * 1000 for v in results[f"rest {key}"]]
             flood_ms = [v * 1000 for v in results[f"flood {key}"]]
             for what, f in (("median", statistics.median), ("p95", lambda v: percentile(v, 0.95)), ("max", max)):
-                report.row(f"dashboard key '{key}' to effect while a machine floods, {what}", f(flood_ms),
+                report.row(f"{args.app} key '{key}' to effect while a machine floods, {what}", f(flood_ms),
                            "at rest", f(rest_ms), "ms")
     report.done()
     return 0

@@ -70,6 +70,8 @@ HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older 
 BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machines/busproxy.py)
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
+CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest)
+CONSOLE_BATCH = 1024 * 1024  # the most one look at the console reads before handing it on
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -213,7 +215,8 @@ class Supervisor:
         self.caught: list[int] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock_fd = -1
-        self._pty_retry: float | None = None  # when to watch the PTY master again after EIO
+        self._pty_retry: float | None = None  # when to watch the PTY master again (EIO, or a rest)
+        self._pty_took = 0  # bytes the last look at the console read
         self.bus_proxy: Any = None  # a busproxy.BusProxy from the first bus-call on
 
     # ---------------------------------------------------------------- lifecycle
@@ -756,7 +759,7 @@ class Supervisor:
                 self._pty_retry = None
                 if self.master >= 0:
                     self.watch(self.master, self._pty_event)
-                    self._pty_readable()
+                    self._pty_event(POLLIN)  # still flooding: another tick's rest
             if self._dhcp_retry is not None and now >= self._dhcp_retry:
                 self._dhcp_retry = None
                 c = self.container
@@ -810,27 +813,53 @@ class Supervisor:
     # ---------------------------------------------------------------- console
 
     def _pty_event(self, _mask: int) -> None:
-        self._pty_readable()
+        if not self._pty_readable() and self._pty_retry is None and self._pty_took:
+            self._pty_rest()
+
+    def _pty_rest(self) -> None:
+        """Leave the console unread for CONSOLE_TICK after a read that found bytes (issue 15).
+
+        A guest's `yes > /dev/console` never waits: read whenever the master polls readable,
+        the console came in 40-byte pieces, 27,000 reads a second, each with its log write
+        and its frame to every attacher, and every attacher woken as often (the dashboard's
+        reader, `nsdash login`).  Resting a tick lets the PTY's buffer fill, so a flood costs
+        one read, one log write and one frame per attacher a tick, and once the buffer is full
+        the guest's writer waits (as on a real console) instead of taking a core.  A console at
+        rest loses nothing: its first bytes after a quiet tick are read at once."""
+        self.unwatch(self.master)
+        self._pty_retry = time.monotonic() + CONSOLE_TICK
 
     def _pty_readable(self) -> bool:
-        """Read the console until it would block; True at EIO (no slave open anywhere)."""
-        while True:
+        """Read the console until it would block (at most CONSOLE_BATCH bytes), then hand what
+        came on at once; True at EIO (no slave open anywhere)."""
+        chunks: list[bytes] = []
+        took = 0
+        eio = False
+        while took < CONSOLE_BATCH:
             try:
                 data = os.read(self.master, 65536)
             except (BlockingIOError, InterruptedError):
-                return False
+                break
             except OSError as e:
-                if e.errno == errno.EIO:
-                    if self.slave >= 0:
-                        self._pty_no_reader()
-                    return True
-                raise
+                if e.errno != errno.EIO:
+                    raise
+                if self.slave >= 0:
+                    self._pty_no_reader()
+                eio = True
+                break
             if not data:
-                return True
+                eio = True
+                break
+            chunks.append(data)
+            took += len(data)
+        self._pty_took = took
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             if self.log is not None:
                 self.log.write(data)
             self.local.output(data)
             self._broadcast(data)
+        return eio
 
     def _pty_no_reader(self) -> None:
         """EIO from the master while the machine runs (after a hangup of the console).  The

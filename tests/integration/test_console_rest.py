@@ -1,0 +1,48 @@
+"""A flooding console is read a tick at a time (issue 15: keys within 100 ms while a machine
+floods).  A guest's `yes > /dev/console` never waits for its reader: read whenever the PTY
+polls readable, it came in ~40-byte pieces, tens of thousands of reads, log writes and frames
+to every attacher a second.  Counted, not timed: every look at the console that finds bytes
+comes at least CONSOLE_TICK after the last one that did (a loaded host only makes the gaps
+longer), and what the guest wrote arrives in the log whole, in far fewer, bigger pieces."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from nsdash.launcher.options import parse_spawn_args
+from nsdash.machines import supervisor as sup
+from nsdash.machines.supervisor import Supervisor
+
+
+def test_a_flooding_console_is_read_once_a_tick_in_big_pieces(busybox_tree, machine_name, monkeypatch, reaper):
+    # (reaper: the engine makes its process, here pytest's, a child subreaper; the fixture undoes it)
+    spec = parse_spawn_args(["-q", "-D", str(busybox_tree), "-M", machine_name, "/bin/sh", "-c",
+                             "yes > /dev/console & sleep 1; kill $!; echo; echo FLOOD-END > /dev/console"])
+    engine = Supervisor(spec)
+    pieces: list[tuple[float, int]] = []  # (when, bytes) of each log write of console bytes while PID 1 ran
+    logged: list[bytes] = []  # the end of every log write (the separators too)
+
+    def on_ready(_leader: int) -> None:
+        log = engine.log
+        assert log is not None
+        write = log.write
+
+        def counted(data: bytes) -> None:
+            logged.append(data[-200:])
+            if b"-- nsdash: " not in data and engine.outcome is None:  # not a separator, nor the final drain
+                pieces.append((time.monotonic(), len(data)))
+            write(data)
+
+        monkeypatch.setattr(log, "write", counted)
+
+    engine.on_ready = on_ready
+    assert engine.run() == 0
+
+    flood = sum(n for _, n in pieces)
+    assert flood > 100_000, f"the guest wrote only {flood} bytes: no flood to read"
+    gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(pieces))
+    assert gaps[0] >= sup.CONSOLE_TICK, (f"{sum(g < sup.CONSOLE_TICK for g in gaps)} of {len(gaps)} looks less "
+                                         f"than a tick apart: {gaps[0] * 1e6:.0f} us (rest: {sup.CONSOLE_TICK} s)")
+    assert flood / len(pieces) > 1024, f"{len(pieces)} log writes for {flood} bytes"
+    assert any(b"FLOOD-END" in data for data in logged[-4:]), logged[-4:]  # the line after it, too
