@@ -192,7 +192,8 @@ def main() -> int:
     ap.add_argument("--flood-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
     ap.add_argument("--peer", type=Path, metavar="CHECKOUT",
-                    help="part 3 also times the dashboard of another checkout (e.g. main), alternating run by run")
+                    help="part 3 also times the dashboard of another checkout (e.g. main), alternating run by "
+                         "run; part 2 with --terminal runs its `nsdash` in tmux beside this one's, same windows")
     ap.add_argument("--terminal", action="store_true",
                     help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
     report = Report("dashboard", wants_json())
@@ -465,7 +466,7 @@ def rest(args, report: Report) -> None:
                             f"spread over {WINDOWS} windows")
             report.row(f"dashboard RSS, {n} machines {args.settle:g} s old (headless)", rss, "-", None, "MiB")
         if args.terminal:
-            first, settled, rss, age = in_tmux(args.rest_seconds, args.settle, booted)
+            first, settled, rss, age = in_tmux(args.rest_seconds, args.settle, booted, args.peer)
             pct, spread, machines_age = first
             print(f"at rest in tmux (160x50, real terminal output), {n} machines {machines_age:.0f} s old, "
                   f"the dashboard in its first minute: {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]")
@@ -488,49 +489,65 @@ def rest(args, report: Report) -> None:
 Window = tuple[float, tuple[float, float], float]  # percent of a core, its least..most, the machines' age
 
 
-def in_tmux(seconds: float, settle: float, booted: float) -> tuple[Window, Window | None, float, float]:
+def in_tmux(seconds: float, settle: float, booted: float,
+            peer: Path | None = None) -> tuple[Window, Window | None, float, float]:
     """The real `nsdash` in a detached tmux session: its CPU time over SECONDS of wall time (percent,
     the least and most over WINDOWS windows, and the machines' age then, from BOOTED), first from 8 s
     after its start (its sparklines filling) and, with SETTLE, again once it is SETTLE seconds old;
-    then its resident memory (MiB) and its age (s)."""
+    then its resident memory (MiB) and its age (s).  With PEER (another checkout, e.g. main), that
+    checkout's `nsdash` runs at the same time in a second session over the same machines and is
+    measured over the same windows (printed: both see the same load, so their ratio holds)."""
     import subprocess
 
-    session = f"nsdash-bench-{os.getpid()}"
     env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
-                    f"env {env} {sys.executable} -m nsdash"], check=True, cwd=REPO)
+    repos = [REPO, *([peer.resolve()] if peer else [])]
+    sessions = [f"nsdash-bench-{os.getpid()}{'-peer' if i else ''}" for i in range(len(repos))]
     try:
+        for session, repo in zip(sessions, repos, strict=True):
+            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
+                            f"env {env} PYTHONPATH={repo} {sys.executable} -m nsdash"], check=True, cwd=repo)
         born = time.monotonic()
-        pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
-                                      capture_output=True, text=True, check=True).stdout.split()[0])
+        pane_pids = [int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
+                                        capture_output=True, text=True, check=True).stdout.split()[0])
+                     for session in sessions]
         time.sleep(8)  # start-up and the first refreshes are not "at rest"
-        pid = _python_of(pane_pid)
+        pids = [_python_of(pane_pid) for pane_pid in pane_pids]
 
-        def ticks() -> int:
+        def ticks(pid: int) -> int:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             return int(fields[11]) + int(fields[12])  # utime + stime
 
-        def measure() -> Window:
+        def measure() -> list[Window]:
             age = time.monotonic() - booted
-            t0, c0 = time.monotonic(), ticks()
-            windows = []
+            t0, c0 = time.monotonic(), [ticks(pid) for pid in pids]
+            windows: list[list[float]] = [[] for _ in pids]
             for _ in range(WINDOWS):
-                t, c = time.monotonic(), ticks()
+                t, c = time.monotonic(), [ticks(pid) for pid in pids]
                 time.sleep(seconds / WINDOWS)
-                windows.append(100 * (ticks() - c) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t))
-            used = (ticks() - c0) / os.sysconf("SC_CLK_TCK")
-            return 100 * used / (time.monotonic() - t0), (min(windows), max(windows)), age
+                for i, pid in enumerate(pids):
+                    windows[i].append(100 * (ticks(pid) - c[i]) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t))
+            wall = time.monotonic() - t0
+            return [(100 * (ticks(pid) - c0[i]) / os.sysconf("SC_CLK_TCK") / wall, (min(windows[i]), max(windows[i])),
+                     age) for i, pid in enumerate(pids)]
 
         first = measure()
         settled = None
         if settle:
             time.sleep(max(0.0, born + settle - time.monotonic()))
             settled = measure()
-        return first, settled, rss_mib(pid), time.monotonic() - born
+        if peer:
+            for what, got in (("the dashboards in their first minute", first), ("settled", settled)):
+                if got is not None:
+                    (ours, _, _), (theirs, _, _) = got
+                    print(f"  at rest in tmux, {what}, side by side over the same windows: this checkout "
+                          f"{ours:.2f}%, {peer} {theirs:.2f}% (ratio {ours / theirs if theirs else float('nan'):.2f}); "
+                          f"load {os.getloadavg()[0]:.2f}")
+        return first[0], settled[0] if settled else None, rss_mib(pids[0]), time.monotonic() - born
     finally:
         with shielded():
-            subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+            for session in sessions:
+                subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
 
 
 def _python_of(pid: int) -> int:

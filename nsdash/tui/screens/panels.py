@@ -8,6 +8,7 @@ from textual.dom import DOMNode
 from textual.reactive import Reactive
 from textual.widget import Widget
 
+from nsdash.tui import rows
 from nsdash.tui.widgets.edges import FocusMarkScreen
 
 # Sizes are shares (fr) of the row or column, changed in half-share steps within these bounds.
@@ -55,6 +56,7 @@ class PanelScreen(FocusMarkScreen):
         born = breakpoint_class(self.app.size.width, self.app.HORIZONTAL_BREAKPOINTS or [])
         kw["classes"] = " ".join(filter(None, (kw.get("classes"), born)))
         super().__init__(*args, **kw)
+        rows.install(self)  # frames render the lines that changed, not the box around them (rows.py)
         self._shares: dict[Widget, dict[str, float]] = {}
 
     def _focused_panel(self) -> Widget | None:

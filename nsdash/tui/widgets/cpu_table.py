@@ -83,6 +83,8 @@ class CpuTable(FastTable):
     order: reactive[str] = reactive("cpu")
     cpu_time: reactive[bool] = reactive(False)
 
+    _view_still = False  # the cursor moved with its row in a new order: the view stays (_reorder)
+
     class OrderChanged(Message):
         def __init__(self, order: str, cpu_time: bool) -> None:
             super().__init__()
@@ -166,6 +168,7 @@ class CpuTable(FastTable):
 
     def select_path(self, path: str) -> None:
         if path in self._rows:
+            self._view_still = False  # a machine picked elsewhere: its row is scrolled to
             self.move_cursor(row=self.get_row_index(path))
 
     # ------------------------------------------------------------ watchers
@@ -239,7 +242,19 @@ class CpuTable(FastTable):
         if cursor_key is not None and cursor_key in self._rows:
             row = self.get_row_index(cursor_key)
             if row != self.cursor_row:
-                self.move_cursor(row=row, animate=False)
+                # The highlight goes with its row; the view chases it only while the user is in
+                # the table.  Else it stays where it is, as systemd-cgtop's does: the selected
+                # machine's idle row trades places with the other idle machines' every refresh
+                # or two, and chasing it scrolled (and repainted) the whole table each time.
+                self._view_still = not self.has_focus
+                self.move_cursor(row=row, animate=False, scroll=not self._view_still)
+
+    def _scroll_cursor_into_view(self, animate: bool = False) -> None:
+        # DataTable scrolls to the cursor on every move (its cursor watcher too, and after a
+        # refresh while its size is pending): not while the view stays (_reorder).
+        if self._view_still and not self.has_focus:
+            return
+        super()._scroll_cursor_into_view(animate=animate)
 
     # ------------------------------------------------------------ actions
 

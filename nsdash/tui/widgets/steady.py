@@ -44,7 +44,11 @@ from typing import Self
 from rich.text import Text
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar
 from textual.widget import Widget
+
+from nsdash.tui import rows
+from nsdash.tui.widgets.cellbars import CellScrollBar
 
 _titles: weakref.WeakKeyDictionary[Widget, tuple[Text, Text]] = weakref.WeakKeyDictionary()
 
@@ -68,6 +72,16 @@ class SteadyScrollbars(ScrollView):
     # lines change with every process started anywhere, and the tables (cgroups churning).
     steady_virtual_size = False
     layouts_spared = 0  # layout requests made repaints (tests read it)
+
+    @property
+    def vertical_scrollbar(self) -> ScrollBar:
+        """Widget's, a CellScrollBar (cellbars.py: the cells that changed repainted, not the bar)."""
+        if self._vertical_scrollbar is None and rows.usable():
+            bar = CellScrollBar(vertical=True, name="vertical", thickness=self.scrollbar_size_vertical)
+            bar.display = False
+            self._vertical_scrollbar = bar
+            self.app._start_widget(self, bar)
+        return super().vertical_scrollbar
 
     def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
         key = (size, self.virtual_size, container_size)
