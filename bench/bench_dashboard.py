@@ -191,6 +191,9 @@ def main() -> int:
     ap.add_argument("--flood-rate", type=int, default=2000, help="part 4: journal lines a second (default 2000)")
     ap.add_argument("--flood-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
+    ap.add_argument("--module", action="store_true",
+                    help="part 3 starts `python -m nsdash` (with site) instead of the checkout's bin/nsdash "
+                         "as `make venv` installs it (`python -S`): the figures before session 9")
     ap.add_argument("--peer", type=Path, metavar="CHECKOUT",
                     help="part 3 also times the dashboard of another checkout (e.g. main), alternating run by "
                          "run; part 2 with --terminal runs its `nsdash` in tmux beside this one's, same windows")
@@ -240,10 +243,11 @@ def first(args, report: Report) -> None:
         # Which goes first alternates too: the second start finds the first's files in the page cache.
         for who in ((0, 1) if i % 2 == 0 else (1, 0)) if args.peer else (0,):
             if who == 0:
-                samples.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}"))
+                samples.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}", module=args.module))
                 cpu.append(FIRST_CPU[-1])
             else:
-                peer.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}p", repo=args.peer.resolve()))
+                peer.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}p", repo=args.peer.resolve(),
+                                        module=args.module))
                 peer_cpu.append(FIRST_CPU[-1])
     if peer:
         print(f"  {args.peer}: median {statistics.median(peer) * 1000:.0f} ms "
@@ -251,8 +255,12 @@ def first(args, report: Report) -> None:
               f"{statistics.median(peer_cpu) * 1000:.0f} ms (alternated with this checkout's)")
     print(f"  this checkout: CPU used by the first full frame median {statistics.median(cpu) * 1000:.0f} ms "
           f"[{min(cpu) * 1000:.0f}..{max(cpu) * 1000:.0f}] (load-proof, unlike the wall time)")
+    floor = [floor_frame(f"nsdash-bench-floor-{os.getpid()}-{i}") for i in range(args.first_runs)]
+    print(f"  the method's floor (tmux started, a program that prints the frame at once, the same polling): "
+          f"median {statistics.median(floor) * 1000:.0f} ms [{min(floor) * 1000:.0f}..{max(floor) * 1000:.0f}]")
     med = statistics.median(samples)
-    print(f"start to first full frame in tmux 160x48: median {med * 1000:.0f} ms "
+    print(f"start to first full frame in tmux 160x48 ({'python -m nsdash' if args.module else 'bin/nsdash'}): "
+          f"median {med * 1000:.0f} ms "
           f"[{min(samples) * 1000:.0f}..{max(samples) * 1000:.0f}] over {len(samples)} starts; "
           f"load {os.getloadavg()[0]:.2f}")
     report.row("dashboard: start to first full frame (tmux 160x48)", med * 1000, "goal", 250.0, "ms",
@@ -267,6 +275,7 @@ def _full_frame(screen: str) -> bool:
 
 
 FIRST_CPU: list[float] = []  # CPU seconds the dashboard had used at its first full frame, run by run
+LAST_FRAME: list[str] = []  # the last full frame read (floor_frame prints it)
 
 
 def _pane_cpu(sock: str) -> float:
@@ -280,14 +289,19 @@ def _pane_cpu(sock: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO) -> float:
-    """Seconds from `tmux new-session` to a full frame of REPO's nsdash; SOCK names a tmux server of its own."""
+def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: bool = False) -> float:
+    """Seconds from `tmux new-session` to a full frame of REPO's nsdash; SOCK names a tmux server of its own.
+
+    Started as a user's `nsdash` starts: REPO's bin/nsdash run by this environment's python with
+    -S, as `make venv` installs it (REPO first on the path); MODULE: `python -m nsdash` instead
+    (the interpreter's site too: about 11 M instructions more, callgrind)."""
     import subprocess
 
     env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={repo}"
+    command = f"{sys.executable} -m nsdash" if module else f"{sys.executable} -S {repo}/bin/nsdash"
     t0 = time.perf_counter()
     started = subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
-                              f"exec env {env} {sys.executable} -m nsdash"], cwd=repo, capture_output=True, text=True)
+                              f"exec env {env} {command}"], cwd=repo, capture_output=True, text=True)
     if started.returncode != 0:
         raise SystemExit(f"tmux new-session failed: {started.stderr.strip()}")
     try:
@@ -297,12 +311,38 @@ def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO) -> float:
             if _full_frame(screen):
                 wall = time.perf_counter() - t0
                 FIRST_CPU.append(_pane_cpu(sock))
+                LAST_FRAME[:] = [screen]
                 return wall
             time.sleep(0.005)
         raise SystemExit(f"no full frame within {timeout:.0f} s; last screen:\n{screen}")
     finally:
         with shielded():
             subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+
+
+def floor_frame(sock: str, timeout: float = 20.0) -> float:
+    """first_frame's own share: seconds from `tmux new-session` to the full frame read, for a
+    pane whose program (cat) prints the last full frame first_frame read at once."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as frame:
+        frame.write(LAST_FRAME[0].rstrip("\n"))
+        frame.flush()
+        t0 = time.perf_counter()
+        subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
+                        f"exec sh -c 'cat {frame.name}; exec sleep {timeout:.0f}'"], check=True)
+        try:
+            while time.perf_counter() - t0 < timeout:
+                screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
+                                        capture_output=True, text=True).stdout
+                if _full_frame(screen):
+                    return time.perf_counter() - t0
+                time.sleep(0.005)
+            raise SystemExit(f"the floor's frame was not read within {timeout:.0f} s")
+        finally:
+            with shielded():
+                subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
 
 
 class _FloodFeed:

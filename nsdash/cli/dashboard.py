@@ -7,19 +7,21 @@ running are left alone.  Quitting the dashboard leaves every machine running.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+from nsdash.cli.quickparse import Parser
 from nsdash.errors import NsdashError, UsageError
 
 DEMO_MACHINES = (("demo-busybox", "busybox"), ("demo-debian", "debian"))
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nsdash", description="Open the nsdash dashboard.")
+def _parser() -> Parser:
+    # nsdash.cli.quickparse: argparse and gettext only for --help or an error (neither is on the
+    # way to the first frame otherwise: Textual imports neither; issue 16)
+    p = Parser(prog="nsdash", description="Open the nsdash dashboard.")
     p.add_argument("--demo", action="store_true",
                    help="build the demo trees if needed and start demo-busybox and demo-debian first")
     p.add_argument("-d", "--delay", type=float, default=1.0, metavar="SECONDS",

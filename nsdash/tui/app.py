@@ -29,7 +29,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
-from nsdash.tui import gcpause
+from nsdash.tui import gcpause, stylefiles
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.backlog import CountingDriver, TerminalBacklog
 from nsdash.tui.history import MetricHistory
@@ -54,16 +54,6 @@ if TYPE_CHECKING:
     from nsdash.tui.screens.images import ImagesScreen
     from nsdash.tui.screens.machine import MachineScreen
     from nsdash.tui.widgets.console_pane import ConsolePane
-
-REPO_STYLES = Path(__file__).resolve().parents[2] / "styles"
-
-
-def css_path() -> Path:
-    """styles/nsdash.tcss from the installed package (nsdash/styles), else from the repository."""
-    # Beside the package's modules, as importlib.resources would find it (not imported: 10 ms at start).
-    installed = Path(__file__).resolve().parents[1] / "styles" / "nsdash.tcss"
-    return installed if installed.is_file() else REPO_STYLES / "nsdash.tcss"
-
 
 def _is(screen: object, which: tuple[str, str]) -> bool:
     """isinstance(SCREEN, MODULE.NAME) without importing MODULE: a screen class whose module was
@@ -133,7 +123,7 @@ class NsdashApp(App):
     """The nsdash dashboard."""
 
     TITLE = "nsdash"
-    CSS_PATH = str(css_path())
+    CSS_PATH = str(stylefiles.path())  # the dashboard's; other screens add their own (stylefiles.use)
     # our footer (widgets/key_footer.py) stays shown over a maximised panel, as Textual's does
     ALLOW_IN_MAXIMIZED_VIEW = "KeyFooter"
     COMMANDS = App.COMMANDS | {MachineCommands}

@@ -128,3 +128,36 @@ async def test_a_focus_move_repaints_the_panels_it_changes_not_the_whole_screen(
         assert full == 0  # ... and never by drawing the whole screen again
         # the borders follow the focus: the journal panel's is the accent colour again, the console's not
         assert journal.styles.border_top[1] != console.styles.border_top[1]
+
+
+async def test_the_footer_paints_its_row_as_textual_would_without_its_visual(monkeypatch):
+    """render_line paints render()'s Text straight under the widget's style (issue 16: Textual's
+    visual pipeline was most of the footer's cost in the first frame); cell for cell and style
+    for style what Widget's own render_line paints."""
+    from textual.widget import Widget
+
+    app = sample_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await feed_sample(app, pilot)
+        footer = app.screen.query_one(KeyFooter)
+        visuals = []
+        real = Widget._render_content
+        monkeypatch.setattr(Widget, "_render_content", lambda self: (visuals.append(self), real(self))[1])
+        footer._dirty_regions.add(footer.region)  # a repaint asked: the row painted afresh
+        ours = footer.render_line(0)
+        assert [w for w in visuals if w is footer] == []  # not through the visual
+        footer._dirty_regions.add(footer.region)  # Textual's own way, rendered afresh
+        theirs = Widget.render_line(footer, 0)
+        assert footer in visuals
+        assert ours.cell_length == theirs.cell_length == SIZE[0]
+        assert ours.text == theirs.text and "q Quit" in ours.text
+        # Textual's visual also marks each cell's offset (meta 'offset': for text selection, which
+        # the footer does not allow: ALLOW_SELECT); the colours, attributes and the key a click
+        # presses are the same.
+        def plain(style):
+            return Style(color=style.color, bgcolor=style.bgcolor, bold=style.bold, dim=style.dim,
+                         italic=style.italic, underline=style.underline, reverse=style.reverse)
+
+        assert [(s.text, plain(s.style), s.style.meta.get("footer_key")) for s in ours.simplify()] == \
+            [(s.text, plain(s.style), s.style.meta.get("footer_key")) for s in theirs.simplify()]
+        assert not footer.ALLOW_SELECT

@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from nsdash.cli import cgls, cgtop, journal, machinectl, systemctl
+from nsdash.cli import cgls, cgtop, dashboard, journal, machinectl, systemctl
 from nsdash.cli.quickparse import Namespace, Parser
 from nsdash.errors import UsageError
 
@@ -36,6 +36,7 @@ def _machinectl_status() -> Parser:
 PARSERS = {
     "cgls": (cgls.build_parser, False, ["/", "machine.slice", "-"]),
     "cgtop": (cgtop.build_parser, False, ["1", "0", "x", "3", "-1", "cpu", "time", "/"]),
+    "dashboard": (dashboard._parser, False, ["2", "0.5", "x", "-1", "1e3"]),
     "journal": (journal.build_parser, False, ["20", "web", "/tmp", "all", "-1", "json", "short", "cat"]),
     "systemctl": (systemctl.build_parser, True, ["-M", "web", "web", "list-units", "status", "dbus.service", "5", "x",
                                                  "json", "2.5"]),
@@ -97,6 +98,7 @@ def test_quick_reading_agrees_with_argparse(verb):
     ("journal", ["-M", "web", "-n", "20"]), ("journal", ["-D", "/tmp", "-o", "json", "-n"]),
     ("systemctl", ["-M", "web", "list-units"]), ("systemctl", ["-M", "web", "status", "dbus.service"]),
     ("systemctl", ["status", "-M", "web", "a", "b", "--no-pager"]),
+    ("dashboard", []), ("dashboard", ["-d", "2"]), ("dashboard", ["--demo", "--delay=0.5"]),
     ("list", []), ("list", ["-o", "json"]), ("status", ["web"]), ("status", ["web", "-n", "5"]),
 ])
 def test_common_lines_are_read_quickly_and_alike(verb, argv):

@@ -334,6 +334,7 @@ class Spy:
     def find_spec(self, name, path=None, target=None):
         if name == "nsdash.tui.app":
             os.write(2, b"gc on\\n" if gc.isenabled() else b"gc off\\n")
+            os.write(2, " ".join(sorted(m for m in ("argparse", "gettext") if m in sys.modules)).encode() + b"\\n")
             os._exit(0)
         return None
 sys.meta_path.insert(0, Spy())
@@ -343,10 +344,9 @@ run()
 """
 
 
-def test_the_dashboard_imports_textual_with_the_collector_off(tmp_path):
-    """The few hundred thousand objects Textual's import and the first compose make are not
-    walked again and again by the collector (nsdash.tui.gcpause; cli.main turns it on for every
-    long verb, the dashboard holds it off again until its first frame)."""
+def _dashboard_at_app_import(tmp_path) -> list[str]:
+    """`nsdash` (bin/nsdash's way, in a PTY) stopped when nsdash.tui.app starts to load: the
+    collector's state, then which of argparse and gettext were loaded by then."""
     import pty
 
     primary, secondary = pty.openpty()
@@ -358,4 +358,19 @@ def test_the_dashboard_imports_textual_with_the_collector_off(tmp_path):
     finally:
         os.close(primary)
         os.close(secondary)
-    assert out.stderr.strip() == "gc off", out.stderr[-2000:]
+    lines = out.stderr.split("\n")
+    assert len(lines) == 3 and lines[2] == "", out.stderr[-2000:]
+    return lines[:2]
+
+
+def test_the_dashboard_imports_textual_with_the_collector_off(tmp_path):
+    """The few hundred thousand objects Textual's import and the first compose make are not
+    walked again and again by the collector (nsdash.tui.gcpause; cli.main turns it on for every
+    long verb, the dashboard holds it off again until its first frame)."""
+    assert _dashboard_at_app_import(tmp_path)[0] == "gc off"
+
+
+def test_the_dashboard_reads_its_options_without_argparse(tmp_path):
+    """argparse and gettext (and argparse's parser, its messages through gettext) are not on the
+    way to the dashboard's first frame: Textual imports neither (nsdash.cli.quickparse)."""
+    assert _dashboard_at_app_import(tmp_path)[1] == ""

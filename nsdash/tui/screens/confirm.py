@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from nsdash.system.text import escape
+from nsdash.tui import stylefiles
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -29,6 +30,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def __init__(self, question: str, yes: str = "Yes", typed: str | None = None) -> None:
         super().__init__()
+        stylefiles.use(self, "forms")
         self.question = question
         self.yes = yes
         self.typed = typed

@@ -27,6 +27,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
+from nsdash.tui import stylefiles
 from nsdash.tui.widgets.follow_log import FollowLog
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class NameScreen(ModalScreen[str | None]):
 
     def __init__(self, title: str, verb: str, initial: str = "") -> None:
         super().__init__()
+        stylefiles.use(self, "forms")
         self.title_text = title
         self.verb = verb
         self.initial = initial
@@ -117,6 +119,7 @@ class CreateScreen(ModalScreen[str | None]):
 
     def __init__(self, actions: LauncherActions) -> None:
         super().__init__()
+        stylefiles.use(self, "forms")
         self.actions = actions
         self.job: Job | None = None
         self.created: str | None = None

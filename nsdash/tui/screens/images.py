@@ -30,6 +30,7 @@ from textual.worker import get_current_worker
 
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
+from nsdash.tui import stylefiles
 from nsdash.tui.messages import ImageRow, ImagesReady, PartialImages
 from nsdash.tui.widgets.edges import FocusMarkScreen
 from nsdash.tui.widgets.image_list import ImageList
@@ -68,6 +69,7 @@ class ImagesScreen(FocusMarkScreen):
     def __init__(self, poll: bool = True, hosts: bool = False) -> None:
         """HOSTS: over remote hosts (-H), a Host column first (ImageList)."""
         super().__init__()
+        stylefiles.use(self, "forms")
         self.poll = poll
         self.hosts = hosts
         self.rows: tuple[ImageRow, ...] = ()

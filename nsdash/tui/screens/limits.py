@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static
 from nsdash.errors import NsdashError
 from nsdash.launcher import properties as props
 from nsdash.system.text import escape
+from nsdash.tui import stylefiles
 
 # (property, label, placeholder); an emptied field means "no limit" (systemd's infinity)
 FIELDS = (("CPUQuota", "CPU quota (% of one CPU)", "e.g. 50%"),
@@ -45,6 +46,7 @@ class LimitsScreen(ModalScreen[list[str] | None]):
 
     def __init__(self, machine: str, current: dict[str, str]) -> None:
         super().__init__()
+        stylefiles.use(self, "forms")
         self.machine = machine
         self.current = dict(current)
 

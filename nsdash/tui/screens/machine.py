@@ -16,6 +16,7 @@ from textual.widgets import Label, Sparkline, Static
 from nsdash.errors import NsdashError
 from nsdash.system.text import escape
 from nsdash.tui import format as fmt
+from nsdash.tui import stylefiles
 from nsdash.tui.history import MetricHistory
 from nsdash.tui.keyfirst import gate
 from nsdash.tui.messages import MachineInfo, Snapshot
@@ -55,6 +56,7 @@ class MachineScreen(PanelScreen):
     def __init__(self, machine: str, remote: RemoteMachine | None = None) -> None:
         """REMOTE: the far side of a machine on another host (-H): its limits are asked of it."""
         super().__init__()
+        stylefiles.use(self, "machine")
         self.machine = machine
         self.remote = remote
         self.far_leader: int | None = None  # (REMOTE) its leader's PID on its own host

@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system.text import escape
+from nsdash.tui import stylefiles
 from nsdash.tui.spawnform import (
     LINK_JOURNAL,
     NETWORKS,
@@ -39,6 +40,7 @@ class SpawnScreen(ModalScreen[ContainerSpec | FarSpawn | None]):
         host (-H) the machine is spawned on: IMAGES, RUNNING and the tree are that host's, and
         the form is dismissed with the far `spawn --detach ...` (FarSpawn) instead of a spec."""
         super().__init__()
+        stylefiles.use(self, "forms")
         self.host = host
         self.images = images
         self.running = set(running)

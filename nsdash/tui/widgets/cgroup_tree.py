@@ -25,13 +25,14 @@ from textual.widgets.tree import TreeNode
 from nsdash.monitor.tree import CgroupNode
 from nsdash.system.text import escape
 from nsdash.tui.widgets.colours import text_style
+from nsdash.tui.widgets.paint_style import PaintStyle
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
 Key = tuple[str, object]  # ("cg", path) or ("pid", pid)
 KEPT_LINES = 4096  # painted lines kept (render_line), cleared wholesale when full
 
 
-class CgroupTree(Tree[Key], SteadyScrollbars):
+class CgroupTree(PaintStyle, Tree[Key], SteadyScrollbars):
     """systemd-cgls as a live tree: processes under their cgroups, machines named."""
 
     COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {

@@ -39,6 +39,7 @@ from textual.reactive import Reactive
 from textual.scrollbar import ScrollBar
 from textual.widgets import RichLog
 
+from nsdash.tui.widgets.paint_style import PaintStyle
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
 
@@ -66,7 +67,7 @@ class SteadyBar(ScrollBar):
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
-class FollowLog(RichLog, SteadyScrollbars):
+class FollowLog(PaintStyle, RichLog, SteadyScrollbars):
     """A RichLog whose parent pane learns, through its `following` attribute, whether it follows."""
 
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)  # see the module's docstring

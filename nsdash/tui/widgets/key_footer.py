@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.strip import Strip
 from textual.widget import Widget
 
 if TYPE_CHECKING:
@@ -139,6 +140,16 @@ class KeyFooter(Widget, can_focus=False):
         return render_line(self.line, self.size.width, self.get_component_rich_style("key-footer--key"),
                            self.get_component_rich_style("key-footer--description"),
                            self.get_component_rich_style("key-footer--edge"))
+
+    def render_line(self, y: int) -> Strip:
+        # The row's segments straight from render()'s Text, under the widget's style, as RichLog
+        # paints a line: Widget's own way takes the Text through Textual's visual (measured,
+        # wrapped, padded, styled again), most of the footer's cost in the first frame (issue 16).
+        width = self.size.width
+        style = self.rich_style
+        if y:
+            return Strip.blank(width, style)
+        return Strip(self.render().render(self.app.console), width).apply_style(style)
 
     def _bindings_changed(self, screen: Screen) -> None:
         if not self.is_attached or screen is not self.screen:
