@@ -37,7 +37,7 @@ sys.path.insert(0, os.environ.get("NSDASH_BENCH_CODE", str(REPO)))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cgtop import make_tree, remove_tree  # noqa: E402
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
 from nsdash.tui.messages import MachineInfo, SnapshotReady  # noqa: E402
@@ -205,9 +205,7 @@ def main() -> int:
         med, most, n = asyncio.run(flood_keys(args.flood_rate))
         print(f"{med} {most} {n}")
         return 0
-    if os.geteuid() != 0:
-        sys.stderr.write("bench_dashboard: needs root (it makes cgroups and machines)\n")
-        return 1
+    need_root("bench_dashboard", "it makes cgroups and machines")
     with report.capture():
         if args.only in (None, "first"):
             first(args, report)

@@ -56,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import Report, wants_json  # noqa: E402
+from report import Report, need_root, wants_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -251,9 +251,7 @@ def main() -> int:
                          "in another window (a baseline)")
     ap.add_argument("--times", type=Path, help="every key's phase, name, send time and seconds to its effect, into this file")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.stderr.write("bench_flood_keys: needs root (it starts a machine)\n")
-        return 1
+    need_root("bench_flood_keys", "it starts a machine")
     report = Report("flood_keys", as_json)
     state = Path(tempfile.mkdtemp(prefix="nsdash-keys-", dir="/run"))
     env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(args.repo)}

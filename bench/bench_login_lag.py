@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_flood_keys as fk  # noqa: E402  (its tmux control client, its machine, its helpers)
+from report import need_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -71,9 +72,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="rest/flood pairs (default 2)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose supervisor and login run")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.stderr.write("bench_login_lag: needs root (it starts a machine)\n")
-        return 1
+    need_root("bench_login_lag", "it starts a machine")
     state = Path(tempfile.mkdtemp(prefix="nsdash-login-", dir="/run"))
     env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(args.repo)}
     results: dict[str, list[float]] = {"rest": [], "flood": []}

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flood_keys import FLOOD, MACHINE, PY, REPO, busybox_tree, leader, nsdash, percentile  # noqa: E402
+from report import need_root  # noqa: E402
 
 # What the journal's bottom edge says after each p, from no filter on (PRIORITY_STEPS); the last
 # p (back to no filter) is pressed but not timed: " following " alone is on other frames too.
@@ -84,9 +85,7 @@ def main() -> int:
     ap.add_argument("--presses", type=int, default=40, help="p presses while the machine floods (default 40)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose dashboard runs (default: this one)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.stderr.write("bench_slow_terminal: needs root (it starts a machine)\n")
-        return 1
+    need_root("bench_slow_terminal", "it starts a machine")
     state = Path(tempfile.mkdtemp(prefix="nsdash-slowterm-", dir="/run"))
     env = {**os.environ, "NSDASH_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
     r = nsdash(env, "spawn", "--detach", "-q", "-x", "-D", str(busybox_tree()), "-M", MACHINE, "/bin/sh", "-c", FLOOD)
