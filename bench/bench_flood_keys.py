@@ -154,6 +154,14 @@ def nsdash(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=60)
 
 
+def flood(go: Path, on: bool) -> None:
+    """Start or stop the machine's flood (FLOOD runs `yes > /dev/console` while GO exists)."""
+    if on:
+        go.touch()
+    else:
+        go.unlink(missing_ok=True)
+
+
 def leader(state: Path) -> int:
     import json
 
@@ -296,10 +304,7 @@ def main() -> int:
                 CONTROL = Control()
             for _ in range(args.rounds):
                 for phase in ("rest", "flood"):
-                    if phase == "flood":
-                        go.touch()
-                    else:
-                        go.unlink(missing_ok=True)
+                    flood(go, phase == "flood")
                     time.sleep(args.settle)
                     c0, w0 = cpu_seconds(pid), time.monotonic()
                     s0 = {n: sched(p) for n, p in procs.items()}

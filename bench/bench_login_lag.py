@@ -97,10 +97,7 @@ def main() -> int:
         n = 0
         for _ in range(args.rounds):
             for phase in ("rest", "flood"):
-                if phase == "flood":
-                    go.touch()
-                else:
-                    go.unlink(missing_ok=True)
+                fk.flood(go, phase == "flood")
                 time.sleep(2.0)
                 s0, w0 = {k: fk.sched(p) for k, p in procs.items()}, time.monotonic()
                 r0 = read_bytes(procs["supervisor"])
