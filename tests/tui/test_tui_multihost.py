@@ -458,9 +458,21 @@ async def test_the_machine_view_and_units_screen_of_a_far_machine(farm):
             await pilot.press("escape")
             await wait_for(pilot, lambda: not isinstance(app.screen, UnitsScreen), what="back")
             # the screen's own ssh connection ended with it (the hosts' list sessions stay)
-            await wait_for(pilot, lambda: len(_children_ssh()) < ssh_before, 10, "the units' ssh gone")
+            await wait_for(pilot, lambda: len(_children_ssh()) < ssh_before, 10,
+                           lambda: f"the units' ssh gone (of {ssh_before} still: {_described(_children_ssh())})")
     finally:
         farm.remote("far1", "terminate", "inner")
+
+
+def _described(pids: list[str]) -> list[str]:
+    """Each ssh's command line and state, for a failure to say which connections are left."""
+    out = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            out.append(f"{pid} [{state}] {argv.strip()}")
+    return out
 
 
 def _children_ssh() -> list[str]:
