@@ -65,3 +65,17 @@ def test_a_unit_description_of_a_megabyte_is_a_table_cell_of_bounded_width() -> 
     cells = row_cells(unit)
     assert all(c.cell_len <= 4 * SHOWN_FIELD_MAX for c in cells), [c.cell_len for c in cells]
     assert cells[4].plain.startswith("\\x1b]0;title\\x07ddd") and "\x1b" not in "".join(c.plain for c in cells)
+
+
+def test_a_unit_status_with_a_line_of_a_megabyte_is_shown_bounded() -> None:
+    """The units screen's status pane showed the status text whole: the Description line (and
+    drop-in paths, conditions) of a guest's unit file, a megabyte painted in one Static."""
+    from nsdash.journal.entry import SHOWN_MESSAGE_MAX
+    from nsdash.tui.screens.units import DETAIL_LINES_MAX, detail_text
+
+    status = "● x.service - \x1b]52;c;?\x07" + "d" * (1 << 20) + "\n" + "     Drop-In: /x\n" * 100_000
+    shown = detail_text(status)
+    lines = shown.plain.split("\n")
+    assert len(lines) == DETAIL_LINES_MAX and max(len(line) for line in lines) <= 4 * SHOWN_MESSAGE_MAX
+    assert lines[0].startswith("● x.service - \\x1b]52;c;?\\x07ddd") and "\x1b" not in shown.plain
+    assert detail_text("a\nb").plain == "a\nb"  # a usual status: as it was

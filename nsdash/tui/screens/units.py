@@ -91,6 +91,17 @@ def row_cells(u: UnitInfo) -> tuple[Text, ...]:
             Text(cell(u.description)))
 
 
+DETAIL_LINES_MAX = 1000  # lines of a unit's status kept for the pane (the journal tail is ~10)
+
+
+def detail_text(status: str) -> Text:
+    """A unit's status as the pane shows it: escaped, each line at most SHOWN_MESSAGE_MAX
+    characters and at most DETAIL_LINES_MAX lines.  Its Description, drop-in paths and
+    conditions came from the guest's unit files: a line of a megabyte was painted whole."""
+    lines = status.split("\n", DETAIL_LINES_MAX)[:DETAIL_LINES_MAX]
+    return Text("\n".join(escape(shown(line) or "") for line in lines))
+
+
 class UnitsScreen(FocusMarkScreen):
     """The units of one machine, over the machine's own systemd."""
 
@@ -223,7 +234,7 @@ class UnitsScreen(FocusMarkScreen):
 
     def on_units_screen_detail_loaded(self, message: DetailLoaded) -> None:
         if message.unit == self.selected_unit:
-            self.query_one("#unit-detail", Static).update(Text(escape(message.text, newline=True)))
+            self.query_one("#unit-detail", Static).update(detail_text(message.text))
 
     def on_units_screen_failed(self, message: Failed) -> None:
         self.notify(escape(message.error.oneline()), title=escape(f"{self.machine}: {message.what}"),
