@@ -66,6 +66,8 @@ class FarSession:
                     self._session = Session(self.target, self.timeout, started=self._started)
                 self._session.timeout = timeout or self.timeout
                 (result,) = self._session.run(argv, limit=limit)
+                if self.closed:  # closed while this ran: close() left the session to us
+                    self._drop()
                 return result
             except (NsdashError, OSError) as e:
                 self._drop()
@@ -86,12 +88,16 @@ class FarSession:
 
     def close(self) -> None:
         """End the connection without waiting for a verb in flight (the UI thread calls this): its
-        ssh is killed, and the worker that waited on it gets an error nobody is shown."""
+        ssh is killed and reaped here, and the worker that waited on it gets an error nobody is
+        shown.  Reaped here, not left to that worker: a verb whose whole answer was already in
+        the pipe ends without reading again, and its killed ssh stayed a zombie for the
+        dashboard's lifetime (one per screen closed while a verb ran)."""
         self.closed = True
         ssh = self._ssh
         if ssh is not None and ssh.poll() is None:
             with contextlib.suppress(OSError):
                 ssh.kill()
+            ssh.ended(1.0)  # SIGKILL: at once, unless it is stuck in the kernel
         if self._lock.acquire(blocking=False):
             try:
                 self._drop()
