@@ -43,13 +43,7 @@ PARSE_SHARE = 0.6  # of each frame, the most the reader parses while it is behin
 # While it floods (it skipped within the last FLOOD_HOLD s) the pane paints a frame every 0.1 s
 # and the screen ends as the stream's tail draws it: parsing more than a frame's tail is work
 # no one sees, and the parser holds the GIL the UI thread needs for keys and frames.
-# 5%, in FLOOD_SLICE pieces (an 8 KiB slice of one-letter lines took longer than a frame's share):
-# on a loaded host a reader preempted while it parses holds the GIL through its wait on the
-# run queue, and a key's frame waits with it (issue 15: under the same flood and load a trivial
-# tty program in the same tmux had its keys on screen at p95 5-22 ms, the dashboard 53-262 ms);
-# less parsing, fewer such waits.
-FLOOD_PARSE_SHARE = 0.05
-FLOOD_SLICE = 1024
+FLOOD_PARSE_SHARE = 0.2
 FLOOD_HOLD = 1.0
 # After a key is sent, until what the reader took after it (its echo, from a machine's tty)
 # is parsed or skipped, at most ECHO_WINDOW s, the reader keeps to the stream's tail: it
@@ -165,8 +159,7 @@ class ConsoleConnection:
             now = _clock()
             if now - frame_start >= FRAME:
                 frame_start, spent = now, 0.0
-            flooding = now - skipped_at < FLOOD_HOLD
-            share = FLOOD_PARSE_SHARE if flooding else PARSE_SHARE
+            share = FLOOD_PARSE_SHARE if now - skipped_at < FLOOD_HOLD else PARSE_SHARE
             budget_left = spent < FRAME * share and not self.hold()
             echo = self._echo_due(now)
             # Block only when there is nothing to parse, or this frame's share is spent.
@@ -179,9 +172,8 @@ class ConsoleConnection:
                 skipped_at = now
             self.max_backlog = max(self.max_backlog, len(backlog))
             if backlog and (budget_left or ended or echo):
-                size = FLOOD_SLICE if flooding and not echo else SLICE
-                piece = bytes(backlog[:size])
-                del backlog[:size]
+                piece = bytes(backlog[:SLICE])
+                del backlog[:SLICE]
                 started = _clock()
                 with self.lock:
                     self.model.feed(fix_separators(piece))
