@@ -270,22 +270,20 @@ def _run_remote(targets, args: list[str], debug: bool) -> int:
     from nsdash.remote import client
 
     global _teardown_free
+    gc.enable()  # every remote verb may run long (a dashboard, a console, `journal -f`)
     try:
         if not args or args[0].startswith("-"):
             # no verb: the dashboard over those hosts (its options only: -d)
-            gc.enable()  # (it runs long)
             from nsdash.cli import dashboard
 
             return dashboard.main(args, hosts=targets)
         if len(targets) > 1:
-            gc.enable()
             from nsdash.cli.remote import several_hosts
 
             return several_hosts(targets, args)
-        # One verb on one host: it relays for as long as the verb runs (a console, `journal
-        # -f`), and ends without the interpreter's teardown: it leaves nothing half done (its
-        # output flushed, its ssh reaped, no thread).  (json loads in client.run once ssh runs.)
-        gc.enable()
+        # One verb on one host: it relays for as long as the verb runs, and ends without the
+        # interpreter's teardown: it leaves nothing half done (its output flushed, its ssh
+        # reaped, no thread).  (json loads in client.run once ssh runs.)
         _teardown_free = True
         return client.run(targets[0], args)
     except NsdashError as e:

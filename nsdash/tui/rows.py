@@ -19,6 +19,7 @@ installed Textual is another one, so an upgrade reads this again.
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
@@ -102,6 +103,7 @@ def _runs(rows: list[int]) -> list[list[int]]:
     return runs
 
 
+@functools.cache
 def usable() -> bool:
     """The installed Textual is the one RowsCompositor was written for, with the names it reads."""
     return textual.__version__ == PINNED and all(hasattr(Compositor, name) for name in _NAMES) \
