@@ -426,6 +426,19 @@ def _links() -> set[str]:
             if p.name.startswith(("ve-", "vb-", "vz-")) and TAG in p.name}
 
 
+def _journal_links(roots) -> set[str]:
+    """Links in the host's /var/log/journal into this session's trees: --link-journal's try-guest
+    and auto leave one behind on purpose (as systemd-nspawn does), so a test that boots a tree of
+    its own with them removes it; one left dangles once the tree is gone."""
+    dirs = tuple(r.rstrip("/") + "/" for r in roots)
+    found = set()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir("/var/log/journal"):
+            if entry.is_symlink() and os.readlink(entry.path).startswith(dirs):
+                found.add(entry.name)
+    return found
+
+
 def _loop_devices(roots) -> set[str]:
     """'loopN BACKING' for every bound loop device whose backing file is this session's (an
     image under its temporary directory, or named with its tag; "(deleted)" copies too)."""
@@ -502,7 +515,8 @@ def _about(procs) -> str:
 def leak_snapshot() -> dict[str, set[str]]:
     roots = _session_roots()
     return {"mounts": _mounts(roots), "cgroups": _machine_cgroups(), "links": _links(),
-            "state": _state_entries(), "processes": _container_procs(), "loop devices": _loop_devices(roots)}
+            "journal links": _journal_links(roots), "state": _state_entries(),
+            "processes": _container_procs(), "loop devices": _loop_devices(roots)}
 
 
 def leaks_since(before: dict[str, set[str]], wait: float = 5.0) -> dict[str, set[str]]:
@@ -534,8 +548,8 @@ def _session_leak_check(tmp_path_factory, _state_dir):
     if not IS_ROOT:
         yield
         return
-    empty: dict[str, set[str]] = {k: set() for k in ("mounts", "cgroups", "links", "state", "processes",
-                                                     "loop devices")}
+    empty: dict[str, set[str]] = {k: set() for k in ("mounts", "cgroups", "links", "journal links",
+                                                     "state", "processes", "loop devices")}
     yield
     leaked = leaks_since(empty)
     if leaked:
