@@ -574,10 +574,15 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     # --volatile=state keeps the tree read-only too (only /var is in memory): "auto" binds
     # the host's files there rather than writing into the tree, as for --read-only
     writable = not spec.read_only and spec.volatile != "state"
-    ops += _kept_out(_resolv_conf_ops(spec.resolv_conf, network, writable, host_root), view, writable)
-    ops += _kept_out(_timezone_ops(spec.timezone, view, writable, host_root), view, writable)
-
+    host_files = _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
+    host_files += _timezone_ops(spec.timezone, view, writable, host_root)
     journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
+    if not writable:
+        # A read-only tree gets no new mount point (nspawn's mkdir fails with EROFS): it goes on
+        # without the host's files, as nspawn does, but refuses the user's own mounts, as nspawn does.
+        host_files, _ = _kept_out(view, ops, host_files)
+        _refuse_new_mount_points(spec, view, ops + host_files + journal_ops, bind_ops)
+    ops += host_files
     ops += journal_ops
     ops += bind_ops
     if spec.read_only or spec.volatile == "state":
@@ -777,15 +782,56 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     return list(env.items())
 
 
-def _kept_out(ops: list[m.MountOp], tree: str, writable: bool) -> list[m.MountOp]:
-    """OPS without a bind onto a file the tree lacks when the tree is read-only (--read-only,
-    --volatile=state): its mount point would be made in the tree on the host, which the user asked
-    to keep as it is.  systemd-nspawn fails such a mount and goes on without the file; so does
-    nsdash, quietly (the copy modes never get here: they need a writable tree)."""
-    if writable:
-        return ops
-    return [op for op in ops if not (isinstance(op, m.Bind) and not os.path.lexists(
-        os.path.join(m.resolve_in_root(tree, os.path.dirname(op.target)), os.path.basename(op.target))))]
+def _kept_out(tree: str, before: list[m.MountOp], ops: list[m.MountOp]
+              ) -> tuple[list[m.MountOp], list[m.Bind | m.Filesystem | m.Overlay]]:
+    """OPS split in two for a read-only tree (--read-only, --volatile=state): those it can take,
+    and the mounts whose mount point it lacks (made in the tree on the host, which the user asked
+    to keep as it is).  BEFORE: the mounts made first (a target under /run or /tmp lands in their
+    tmpfs, not in the tree)."""
+    over = _mounted_over(tree, before)
+    kept: list[m.MountOp] = []
+    out: list[m.Bind | m.Filesystem | m.Overlay] = []
+    for op in ops:
+        if isinstance(op, (m.Bind, m.Filesystem, m.Overlay)) and _lands_in_tree(tree, op.target, over):
+            out.append(op)
+        else:
+            kept.append(op)
+            over += _mounted_over(tree, [op])
+    return kept, out
+
+
+def _refuse_new_mount_points(spec: ContainerSpec, tree: str, before: list[m.MountOp],
+                             ops: list[m.MountOp]) -> None:
+    """The user's --bind/--tmpfs/--overlay on a read-only tree: each target must be there already
+    (or under a file system mounted before it), else the run is refused, as systemd-nspawn refuses
+    it ("Failed to create mount point ...: Read-only file system"), before anything is made."""
+    _, refused = _kept_out(tree, before, ops)
+    if refused:
+        op = refused[0]
+        option = "--bind" if isinstance(op, m.Bind) else "--tmpfs" if isinstance(op, m.Filesystem) else "--overlay"
+        why = "--read-only" if spec.read_only else "--volatile=state"
+        raise SpecError(f"{option} target {op.target} does not exist in the tree, and {why} keeps the tree "
+                        "unchanged: nsdash makes no mount point in it",
+                        f"create {op.target} in the tree first, or leave out {why}")
+
+
+def _mounted_over(tree: str, ops: list[m.MountOp]) -> list[str]:
+    """The host paths (in TREE) that OPS mount a file system over: what is made under them later
+    is made in that file system, not in the tree."""
+    if any(isinstance(op, m.VolatileRoot) for op in ops):
+        return [tree]
+    return [m.resolve_in_root(tree, op.target) for op in ops
+            if isinstance(op, (m.Bind, m.Filesystem, m.Overlay, m.HostSysReadOnly))]
+
+
+def _lands_in_tree(tree: str, target: str, over: list[str]) -> bool:
+    """Would a mount on TARGET make its mount point in TREE on the host?  When the tree lacks it
+    (symlinks followed as the container sees them, a dangling one too: the mount point is made
+    behind it), outside every file system mounted over the tree before it (OVER)."""
+    host = m.resolve_in_root(tree, target)
+    if os.path.lexists(host):
+        return False
+    return not any(host == o or host.startswith(o.rstrip("/") + "/") for o in over)
 
 
 def _resolv_conf_ops(mode: ResolvConf, network: str, writable: bool, host_root: str) -> list[m.MountOp]:

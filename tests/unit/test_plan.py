@@ -13,7 +13,7 @@ import pytest
 from nsdash.errors import SpecError
 from nsdash.launcher import mounts as m
 from nsdash.launcher.plan import DEFAULT_CAPABILITIES, build_plan, find_executable, lookup_user
-from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
+from nsdash.launcher.spec import Bind, ContainerSpec, OverlayMount, TmpfsMount
 from nsdash.system.syscalls import CLONE_NEWNET, CLONE_NEWPID
 
 
@@ -180,12 +180,55 @@ def test_read_only_remounts_root_last(tree, host):
 
 
 @pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
-def test_a_read_only_tree_without_the_files_gets_no_bind_onto_them(tree, host, how):
-    """Their mount points would be made in the tree on the host (systemd-nspawn goes on without)."""
-    (tree / "etc/localtime").symlink_to("../usr/share/zoneinfo/Nowhere")  # dangling: still a mount point
+@pytest.mark.parametrize("link,kept", [("../run/localtime", True), ("../usr/share/zoneinfo/Nowhere", False)])
+def test_a_read_only_tree_without_the_files_gets_no_bind_onto_them(tree, host, how, link, kept):
+    """Their mount points would be made in the tree on the host (systemd-nspawn goes on without).
+    A dangling symlink is followed as the container sees it: into /run it lands in the tmpfs there,
+    elsewhere the mount point would be made behind it, in the tree."""
+    (tree / "etc/localtime").symlink_to(link)
     plan = plan_for(tree, host, command=("true",), **how)
     found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
-    assert found == [f"bind {os.path.realpath(host / 'etc/localtime')} -> /etc/localtime (ro)"], found
+    assert found == ([f"bind {os.path.realpath(host / 'etc/localtime')} -> /etc/localtime (ro)"] if kept else []), found
+
+
+@pytest.mark.parametrize("how,option", [({"read_only": True}, "--read-only"),
+                                        ({"read_only": True, "ephemeral": True}, "--read-only"),
+                                        ({"volatile": "state"}, "--volatile=state")])
+@pytest.mark.parametrize("mount,name", [("bind", "--bind"), ("tmpfs", "--tmpfs"), ("overlay", "--overlay")])
+def test_a_read_only_tree_refuses_a_mount_whose_target_it_lacks(tree, host, tmp_path, how, option, mount, name):
+    """systemd-nspawn fails to make the mount point ("Read-only file system") and exits 1, under -x
+    too; nsdash refuses the plan before anything is made, naming the target and the fix."""
+    src = tmp_path / "src"
+    src.mkdir()
+    target = "/mnt/new"
+    kw = {"bind": {"binds": (Bind(src, target),)}, "tmpfs": {"tmpfs": (TmpfsMount(target, ""),)},
+          "overlay": {"overlays": (OverlayMount((src,), None, target, temporary=True),)}}[mount]
+    with pytest.raises(SpecError) as e:
+        plan_for(tree, host, command=("true",), **kw, **how)
+    assert str(e.value) == (f"{name} target {target} does not exist in the tree, and {option} keeps the tree "
+                            "unchanged: nsdash makes no mount point in it")
+    assert e.value.hint == f"create {target} in the tree first, or leave out {option}"
+    assert not (tree / "mnt").exists()
+
+
+@pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
+def test_a_read_only_tree_takes_mounts_on_what_it_has_or_on_a_file_system_mounted_before(tree, host, tmp_path, how):
+    """Existing targets, and targets under /tmp, /run or /dev (tmpfs mounted first), a symlink into
+    one, or a mount point the user's own earlier mount holds: nspawn makes those, so does nsdash."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (tree / "opt").mkdir()
+    (tree / "var/run").parent.mkdir()
+    (tree / "var/run").symlink_to("../run")
+    plan = plan_for(tree, host, command=("true",), **how,
+                    binds=(Bind(src, "/root"), Bind(src, "/tmp/a/b"), Bind(src, "/var/run/c"), Bind(src, "/dev/d")),
+                    tmpfs=(TmpfsMount("/opt", ""), TmpfsMount("/run/e", "")),
+                    overlays=(OverlayMount((src,), None, "/opt/inner", temporary=True),))
+    text = kinds(plan)
+    for target in ("/root", "/tmp/a/b", "/var/run/c", "/dev/d"):
+        assert f"rbind {src} -> {target}" in text
+    assert "mount tmpfs /run/e (nosuid,nodev)" in text and any(d.endswith("-> /opt/inner") for d in text), text
+    assert not (tree / "tmp/a").exists() and not (tree / "opt/inner").exists()
 
 
 def test_volatile_state_keeps_the_tree_read_only_for_resolv_conf_and_localtime(tree, host):
