@@ -378,7 +378,7 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
               userns: bool) -> tuple[list[m.MountOp], list[str], list[str]]:
     """The user's mounts, the mount points they create in the tree, and what they create
     on the host outside it (overlay work directories, removed at exit even with -x)."""
-    ops: list[m.MountOp] = []
+    ops: list[m.Bind | m.Filesystem | m.Overlay | m.Mask] = []
     created: list[str] = []
     host_created: list[str] = []
     for i, b in enumerate(spec.binds):
@@ -396,21 +396,11 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
             raise SpecError(f"the bind options idmap/rootidmap ({b.target}) with --private-users are not supported "
                             "by nsdash",
                             "leave idmap out and chown the source to the container's range, or bind read-only")
-        try:
-            host_target = m.resolve_in_root(tree, b.target, strict=True)
-        except m.EscapeError:
-            raise SpecError(f"bind target {b.target} escapes the container root through a symlink",
-                            "bind to a path that stays inside the tree") from None
-        created += _missing_chain(tree, host_target)
+        created += _mount_point(tree, "bind", b.target)
         ops.append(m.Bind(src, b.target, read_only=b.read_only, recursive=b.recursive,
                           flags=MS_NOSUID | MS_NODEV if b.read_only else 0, make_source=b.source is None))
     for t in spec.tmpfs:
-        try:
-            host_target = m.resolve_in_root(tree, t.target, strict=True)
-        except m.EscapeError:
-            raise SpecError(f"tmpfs target {t.target} escapes the container root through a symlink",
-                            "mount the tmpfs on a path that stays inside the tree") from None
-        created += _missing_chain(tree, host_target)
+        created += _mount_point(tree, "tmpfs", t.target)
         # ro, noexec, ... are mount flags, the rest tmpfs's own data (one place splits them)
         flags, data = mountopts.split(t.options, MS_NOSUID | MS_NODEV)
         ops.append(m.Filesystem("tmpfs", t.target, flags, data or None))
@@ -419,14 +409,30 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
             raise SpecError("--overlay together with --private-users is not supported by nsdash",
                             "leave one of them out")
         ops.append(_overlay_op(i, o, state_dir, host_created))
-        try:
-            created += _missing_chain(tree, m.resolve_in_root(tree, o.target, strict=True))
-        except m.EscapeError:
-            raise SpecError(f"overlay target {o.target} escapes the container root through a symlink",
-                            "mount it on a path that stays inside the tree") from None
-    for path in spec.inaccessible:
-        ops.append(m.Mask(path, missing_ok=False))
-    return ops, created, host_created
+        created += _mount_point(tree, "overlay", o.target)
+    ops += [m.Mask(path, missing_ok=False) for path in spec.inaccessible]
+    # nspawn mounts them by destination, parents first, whatever the order of the options
+    # (custom_mount_compare): a --bind under a --tmpfs lands in it rather than under it.
+    ops.sort(key=_by_destination)
+    mounts: list[m.MountOp] = [*ops]
+    return mounts, created, host_created
+
+
+_KIND_ORDER = (m.Bind, m.Filesystem, m.Overlay, m.Mask)  # nspawn's, for one destination
+
+
+def _by_destination(op: m.Bind | m.Filesystem | m.Overlay | m.Mask) -> tuple[tuple[str, ...], int]:
+    return tuple(p for p in op.target.split("/") if p), _KIND_ORDER.index(type(op))
+
+
+def _mount_point(tree: str, what: str, target: str) -> list[str]:
+    """The mount point of the user's WHAT mount on TARGET: the components it makes in TREE, or
+    a SpecError when TARGET's symlinks climb out of the tree."""
+    try:
+        return _missing_chain(tree, m.resolve_in_root(tree, target, strict=True))
+    except m.EscapeError:
+        raise SpecError(f"{what} target {target} escapes the container root through a symlink",
+                        "mount it on a path that stays inside the tree") from None
 
 
 def _overlay_op(i: int, o: OverlayMount, state_dir: str | None, created: list[str]) -> m.Overlay:

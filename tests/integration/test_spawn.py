@@ -312,6 +312,19 @@ def test_cli_read_only_refuses_a_bind_onto_a_missing_target_and_leaves_the_tree(
     assert _tree_listing(busybox_tree) == before
 
 
+def test_a_bind_under_a_tmpfs_lands_in_it_whatever_the_options_order(busybox_tree, machine_name, tmp_path):
+    """systemd-nspawn --read-only --bind=SRC:/root/inner --tmpfs=/root shows SRC at /root/inner (it
+    mounts by destination, parents first); nsdash mounted the bind first and the tmpfs hid it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("from the host\n")
+    before = _tree_listing(busybox_tree)
+    r = run_nsdash("spawn", "-q", "--read-only", "-D", str(busybox_tree), f"--bind={src}:/root/inner",
+                   "--tmpfs=/root", "/bin/cat", "/root/inner/f")
+    assert (r.returncode, r.stdout) == (0, "from the host\n"), r.stderr
+    assert _tree_listing(busybox_tree) == before
+
+
 def test_ephemeral_discards_changes(busybox_tree, machine_name):
     status, text = sh(busybox_tree, machine_name, "echo gone > /root/ephemeral; cat /root/ephemeral",
                       ephemeral=True)

@@ -211,6 +211,22 @@ def test_a_read_only_tree_refuses_a_mount_whose_target_it_lacks(tree, host, tmp_
     assert not (tree / "mnt").exists()
 
 
+def test_the_users_mounts_go_by_destination_parents_first_whatever_the_options_order(tree, host, tmp_path):
+    """nspawn sorts its custom mounts by destination (custom_mount_compare), a bind before a
+    tmpfs before an overlay before an inaccessible node on one path: a --bind under a --tmpfs
+    lands in it (nsdash mounted the bind first, and the tmpfs hid it)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    plan = plan_for(tree, host, command=("true",), inaccessible=("/root/inner/x",),
+                    binds=(Bind(src, "/root/inner"), Bind(src, "/root/b")), tmpfs=(TmpfsMount("/root", ""),),
+                    overlays=(OverlayMount((src,), None, "/root/inner", temporary=True),))
+    text = kinds(plan)
+    order = [next(i for i, d in enumerate(text) if d.startswith(start)) for start in (
+        "mount tmpfs /root ", f"rbind {src} -> /root/b", f"rbind {src} -> /root/inner", "overlay", "mask /root/inner/x")]
+    assert order == sorted(order), text
+    assert set(plan.created_paths) == {str(tree / "root/inner"), str(tree / "root/b")}  # (in the tmpfs, in fact)
+
+
 @pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
 def test_a_read_only_tree_takes_mounts_on_what_it_has_or_on_a_file_system_mounted_before(tree, host, tmp_path, how):
     """Existing targets, and targets under /tmp, /run or /dev (tmpfs mounted first), a symlink into
@@ -221,13 +237,13 @@ def test_a_read_only_tree_takes_mounts_on_what_it_has_or_on_a_file_system_mounte
     (tree / "var/run").parent.mkdir()
     (tree / "var/run").symlink_to("../run")
     plan = plan_for(tree, host, command=("true",), **how,
-                    binds=(Bind(src, "/root"), Bind(src, "/tmp/a/b"), Bind(src, "/var/run/c"), Bind(src, "/dev/d")),
-                    tmpfs=(TmpfsMount("/opt", ""), TmpfsMount("/run/e", "")),
-                    overlays=(OverlayMount((src,), None, "/opt/inner", temporary=True),))
+                    binds=(Bind(src, "/root"), Bind(src, "/tmp/a/b"), Bind(src, "/var/run/c"), Bind(src, "/dev/d"),
+                           Bind(src, "/opt/inner")),
+                    tmpfs=(TmpfsMount("/opt", ""), TmpfsMount("/run/e", "")))
     text = kinds(plan)
-    for target in ("/root", "/tmp/a/b", "/var/run/c", "/dev/d"):
+    for target in ("/root", "/tmp/a/b", "/var/run/c", "/dev/d", "/opt/inner"):
         assert f"rbind {src} -> {target}" in text
-    assert "mount tmpfs /run/e (nosuid,nodev)" in text and any(d.endswith("-> /opt/inner") for d in text), text
+    assert "mount tmpfs /run/e (nosuid,nodev)" in text, text
     assert not (tree / "tmp/a").exists() and not (tree / "opt/inner").exists()
 
 
