@@ -584,7 +584,7 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     host_files += _timezone_ops(spec.timezone, view, writable, host_root)
     journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
     if not writable:
-        # A read-only tree gets no new mount point (nspawn's mkdir fails with EROFS): it goes on
+        # A read-only tree is not changed (nspawn's mkdir and writes fail with EROFS): it goes on
         # without the host's files, as nspawn does, but refuses the user's own mounts, as nspawn does.
         host_files, _ = _kept_out(view, ops, host_files)
         _refuse_new_mount_points(spec, view, ops + host_files + journal_ops, bind_ops)
@@ -788,17 +788,24 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     return list(env.items())
 
 
-def _kept_out(tree: str, before: list[m.MountOp], ops: list[m.MountOp]
-              ) -> tuple[list[m.MountOp], list[m.Bind | m.Filesystem | m.Overlay]]:
+def _kept_out(tree: str, before: list[m.MountOp], ops: list[m.MountOp]) -> tuple[list[m.MountOp], list[m.MountOp]]:
     """OPS split in two for a read-only tree (--read-only, --volatile=state): those it can take,
-    and the mounts whose mount point it lacks (made in the tree on the host, which the user asked
-    to keep as it is).  BEFORE: the mounts made first (a target under /run or /tmp lands in their
-    tmpfs, not in the tree)."""
+    and those that would change it on the host, which the user asked to keep as it is: a mount
+    whose mount point it lacks, a file written, linked or deleted in it (--resolv-conf=copy-host,
+    --timezone=symlink: nspawn's write fails there, and it goes on).  BEFORE: the mounts made
+    first (what lands under /run or /tmp lands in their tmpfs, not in the tree)."""
     over = _mounted_over(tree, before)
     kept: list[m.MountOp] = []
-    out: list[m.Bind | m.Filesystem | m.Overlay] = []
+    out: list[m.MountOp] = []
     for op in ops:
-        if isinstance(op, (m.Bind, m.Filesystem, m.Overlay)) and _lands_in_tree(tree, op.target, over):
+        if isinstance(op, (m.Bind, m.Filesystem, m.Overlay)):
+            changes = _lands_in_tree(tree, op.target, over)
+        elif isinstance(op, (m.WriteFile, m.Symlink, m.Delete)):  # the file itself, not what a link names
+            target = os.path.join(m.resolve_in_root(tree, os.path.dirname(op.target)), os.path.basename(op.target))
+            changes = not _covered(target, over)
+        else:
+            changes = False
+        if changes:
             out.append(op)
         else:
             kept.append(op)
@@ -814,6 +821,7 @@ def _refuse_new_mount_points(spec: ContainerSpec, tree: str, before: list[m.Moun
     _, refused = _kept_out(tree, before, ops)
     if refused:
         op = refused[0]
+        assert isinstance(op, (m.Bind, m.Filesystem, m.Overlay))  # (OPS: the user's mounts)
         option = "--bind" if isinstance(op, m.Bind) else "--tmpfs" if isinstance(op, m.Filesystem) else "--overlay"
         why = "--read-only" if spec.read_only else "--volatile=state"
         raise SpecError(f"{option} target {op.target} does not exist in the tree, and {why} keeps the tree "
@@ -835,9 +843,12 @@ def _lands_in_tree(tree: str, target: str, over: list[str]) -> bool:
     (symlinks followed as the container sees them, a dangling one too: the mount point is made
     behind it), outside every file system mounted over the tree before it (OVER)."""
     host = m.resolve_in_root(tree, target)
-    if os.path.lexists(host):
-        return False
-    return not any(host == o or host.startswith(o.rstrip("/") + "/") for o in over)
+    return not os.path.lexists(host) and not _covered(host, over)
+
+
+def _covered(host: str, over: list[str]) -> bool:
+    """Whether HOST (a path in the tree) lies in a file system mounted over the tree (OVER)."""
+    return any(host == o or host.startswith(o.rstrip("/") + "/") for o in over)
 
 
 def _resolv_conf_ops(mode: ResolvConf, network: str, writable: bool, host_root: str) -> list[m.MountOp]:

@@ -247,6 +247,22 @@ def test_a_read_only_tree_takes_mounts_on_what_it_has_or_on_a_file_system_mounte
     assert not (tree / "tmp/a").exists() and not (tree / "opt/inner").exists()
 
 
+@pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
+@pytest.mark.parametrize("resolv_conf,timezone", [("copy-host", "copy"), ("replace-host", "symlink"),
+                                                  ("delete", "delete")])
+def test_a_read_only_tree_gets_no_file_written_linked_or_deleted_in_it(tree, host, how, resolv_conf, timezone):
+    """systemd-nspawn --read-only --resolv-conf=copy-host --timezone=copy leaves the tree as it
+    was (its writes fail, and it goes on); nsdash wrote both files into it before the remount."""
+    (tree / "usr/share/zoneinfo/Europe").mkdir(parents=True)
+    (tree / "usr/share/zoneinfo/Europe/Paris").write_bytes(b"TZif")  # (symlink mode then links, not copies)
+    (tree / "etc/localtime").write_text("")
+    written = plan_for(tree, host, command=("true",), resolv_conf=resolv_conf, timezone=timezone)
+    assert len([d for d in kinds(written) if "/etc/resolv.conf" in d or "/etc/localtime" in d]) == 2
+    plan = plan_for(tree, host, command=("true",), resolv_conf=resolv_conf, timezone=timezone, **how)
+    found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
+    assert found == [], found
+
+
 def test_volatile_state_keeps_the_tree_read_only_for_resolv_conf_and_localtime(tree, host):
     """Only /var is writable (in memory) under --volatile=state: "auto" binds the host's files
     instead of writing them into the tree (which a boot then left changed)."""
