@@ -582,12 +582,14 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     writable = not spec.read_only and spec.volatile != "state"
     host_files = _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
     host_files += _timezone_ops(spec.timezone, view, writable, host_root)
-    journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
+    journal = _journal(spec, view, machine_id, host_root)
     if not writable:
         # A read-only tree is not changed (nspawn's mkdir and writes fail with EROFS): it goes on
         # without the host's files, as nspawn does, but refuses the user's own mounts, as nspawn does.
         host_files, _ = _kept_out(view, ops, host_files)
-        _refuse_new_mount_points(spec, view, ops + host_files + journal_ops, bind_ops)
+        journal = _journal_kept_out(spec, view, ops + host_files, journal)
+        _refuse_new_mount_points(spec, view, ops + host_files + journal[0], bind_ops)
+    journal_ops, host_journal_dir, host_journal_link = journal
     ops += host_files
     ops += journal_ops
     ops += bind_ops
@@ -800,9 +802,9 @@ def _kept_out(tree: str, before: list[m.MountOp], ops: list[m.MountOp]) -> tuple
     for op in ops:
         if isinstance(op, (m.Bind, m.Filesystem, m.Overlay)):
             changes = _lands_in_tree(tree, op.target, over)
-        elif isinstance(op, (m.WriteFile, m.Symlink, m.Delete)):  # the file itself, not what a link names
+        elif isinstance(op, (m.WriteFile, m.Symlink, m.Delete, m.MakeDir)):  # the file itself, not what a link names
             target = os.path.join(m.resolve_in_root(tree, os.path.dirname(op.target)), os.path.basename(op.target))
-            changes = not _covered(target, over)
+            changes = not _covered(target, over) and not (isinstance(op, m.MakeDir) and os.path.isdir(target))
         else:
             changes = False
         if changes:
@@ -823,10 +825,30 @@ def _refuse_new_mount_points(spec: ContainerSpec, tree: str, before: list[m.Moun
         op = refused[0]
         assert isinstance(op, (m.Bind, m.Filesystem, m.Overlay))  # (OPS: the user's mounts)
         option = "--bind" if isinstance(op, m.Bind) else "--tmpfs" if isinstance(op, m.Filesystem) else "--overlay"
-        why = "--read-only" if spec.read_only else "--volatile=state"
+        why = _read_only_option(spec)
         raise SpecError(f"{option} target {op.target} does not exist in the tree, and {why} keeps the tree "
                         "unchanged: nsdash makes no mount point in it",
                         f"create {op.target} in the tree first, or leave out {why}")
+
+
+def _journal_kept_out(spec: ContainerSpec, tree: str, before: list[m.MountOp], journal: _Journal) -> _Journal:
+    """--link-journal on a read-only tree that lacks /var/log/journal/MACHINE-ID: systemd-nspawn
+    links nothing for try-guest, try-host and auto (and makes nothing on the host either), and
+    refuses guest and host ("Failed to create /var/log/journal: Read-only file system")."""
+    if not _kept_out(tree, before, journal[0])[1]:
+        return journal
+    mode = spec.link_journal
+    if mode.startswith("try-") or mode == "auto":
+        return [], None, None
+    why = _read_only_option(spec)
+    raise SpecError(f"--link-journal={mode} needs /var/log/journal/MACHINE-ID in the tree, and {why} keeps the "
+                    "tree unchanged: nsdash makes no directory in it",
+                    f"create it in the tree first, or use --link-journal=try-{mode}")
+
+
+def _read_only_option(spec: ContainerSpec) -> str:
+    """The option that keeps the tree read-only, as messages name it."""
+    return "--read-only" if spec.read_only else "--volatile=state"
 
 
 def _mounted_over(tree: str, ops: list[m.MountOp]) -> list[str]:
@@ -906,8 +928,10 @@ def _timezone_ops(mode: Timezone, tree: str, writable: bool, host_root: str) -> 
     raise SpecError(f"unknown --timezone mode '{mode}'", "use auto, copy, bind, symlink, delete or off")
 
 
-def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: str
-             ) -> tuple[list[m.MountOp], str | None, tuple[str, str] | None]:
+_Journal = tuple[list[m.MountOp], str | None, tuple[str, str] | None]  # ops, host directory, host link
+
+
+def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: str) -> _Journal:
     """--link-journal: share the guest's journal directory with the host (nspawn semantics)."""
     mode = spec.link_journal
     if mode == "no":

@@ -294,6 +294,8 @@ def test_cli_read_only_refuses_a_bind_onto_a_missing_target_and_leaves_the_tree(
     no mount point in the tree (it made one and removed it after), no state, no machine."""
     src = tmp_path / "src"
     src.mkdir()
+    mid = os.urandom(16).hex()
+    (busybox_tree / "etc/machine-id").write_text(mid + "\n")  # (for --link-journal below)
     before = _tree_listing(busybox_tree)
     r = run_nsdash("spawn", "-q", *flags, "-D", str(busybox_tree), f"--bind={src}:/nonexistent", "/bin/true")
     assert r.returncode == 1, r.stderr
@@ -305,10 +307,15 @@ def test_cli_read_only_refuses_a_bind_onto_a_missing_target_and_leaves_the_tree(
     assert not os.path.exists(paths.machine_path(machine_name))
     assert machine_name not in Path("/proc/self/mountinfo").read_text()
     # the same bind onto a target the tree has, or under its /tmp (a tmpfs), runs and changes nothing;
-    # nor do the host's files asked to be copied in (nspawn's writes fail, and it goes on without)
+    # nor do the host's files asked to be copied in, nor a journal tried to be linked (nspawn's
+    # writes fail, and it goes on without)
     r = run_nsdash("spawn", "-q", *flags, "-D", str(busybox_tree), f"--bind={src}:/root",
-                   f"--bind={src}:/tmp/a/b", "--resolv-conf=copy-host", "--timezone=copy",
+                   f"--bind={src}:/tmp/a/b", "--resolv-conf=copy-host", "--timezone=copy", "--link-journal=try-guest",
                    "/bin/sh", "-c", "touch /root/x /tmp/a/b/y")
+    linked = Path("/var/log/journal", mid)
+    if linked.is_symlink():
+        linked.unlink()  # (the host's journal directory is not this test's to leave changed)
+        pytest.fail(f"try-guest linked {linked} to a read-only tree")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(src)) == ["x", "y"]
     assert _tree_listing(busybox_tree) == before

@@ -326,6 +326,34 @@ def test_link_journal_modes(tree, host):
     assert any("/var/log/journal/" in d for d in kinds(plan_for(tree, host, command=("true",), link_journal="auto")))
 
 
+def test_link_journal_on_a_read_only_tree_that_lacks_the_directory(tree, host):
+    """systemd-nspawn --read-only links nothing for try-guest, try-host and auto (nor makes the
+    host's directory), and refuses guest and host: "Failed to create /var/log/journal: Read-only
+    file system".  nsdash made /var/log/journal/ID in the tree and linked the host to it.  (Under
+    --volatile=state /var is a tmpfs: the directory is made there, as on a writable tree.)"""
+    mid = "0123456789abcdef0123456789abcdef"
+    how, option = {"read_only": True}, "--read-only"
+    for mode in ("try-guest", "try-host", "auto"):
+        if mode == "auto":
+            (host / "var/log/journal" / mid).mkdir()  # (auto binds it when it exists)
+        p = plan_for(tree, host, command=("true",), link_journal=mode, **how)
+        assert (p.host_journal_dir, p.host_journal_link) == (None, None), mode
+        assert not [d for d in kinds(p) if "/var/log/journal" in d], mode
+    (host / "var/log/journal" / mid).rmdir()
+    for mode in ("guest", "host"):
+        with pytest.raises(SpecError) as e:
+            plan_for(tree, host, command=("true",), link_journal=mode, **how)
+        assert str(e.value) == (f"--link-journal={mode} needs /var/log/journal/MACHINE-ID in the tree, and {option} "
+                                "keeps the tree unchanged: nsdash makes no directory in it")
+        assert e.value.hint == f"create it in the tree first, or use --link-journal=try-{mode}"
+    # a tree that has it: linked as on a writable one, nothing made in it
+    (tree / "var/log/journal" / mid).mkdir(parents=True)
+    p = plan_for(tree, host, command=("true",), link_journal="guest", **how)
+    assert p.host_journal_link == (str(host / "var/log/journal" / mid), str(tree / "var/log/journal" / mid))
+    p = plan_for(tree, host, command=("true",), link_journal="try-host", **how)
+    assert f"rbind {host}/var/log/journal/{mid} -> /var/log/journal/{mid}" in kinds(p)
+
+
 @pytest.mark.parametrize("setup,kw,message", [
     (None, {"directory": "/nonexistent/tree"}, "does not exist"),
     ("file", {}, "is not a directory"),
