@@ -20,6 +20,8 @@ import sys
 import termios
 import tty
 
+from nsdash.system.terminal import window_size
+
 ESCAPE = 0x1D  # ^]
 ESCAPE_COUNT = 3
 ESCAPE_WINDOW = 1.0
@@ -42,14 +44,6 @@ class EscapeDetector:
             if len(self.times) >= ESCAPE_COUNT:
                 return True
         return False
-
-
-def _winsize(fd: int) -> tuple[int, int] | None:
-    try:
-        cols, rows = os.get_terminal_size(fd)
-        return rows, cols
-    except OSError:
-        return None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -88,7 +82,7 @@ def login(name: str) -> int:
     from nsdash.system.ready import wait
 
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-    size = _winsize(stdin)
+    size = window_size(stdin)
     session = client.attach(name, *(size or (None, None)))
     sys.stderr.write(f"Connected to machine {name}. Press ^] three times within 1s to exit session.\r\n")
     sys.stderr.flush()
@@ -118,7 +112,7 @@ def login(name: str) -> int:
             if sig_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(sig_r, 64)
-                size = _winsize(stdin)
+                size = window_size(stdin)
                 if size:
                     session.resize(*size)
             if stdin in ready:

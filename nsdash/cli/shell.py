@@ -22,11 +22,11 @@ import select
 import signal
 import struct
 import termios
-import tty
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from nsdash.errors import NsdashError
+from nsdash.system.terminal import raw
 
 if TYPE_CHECKING:
     from nsdash.launcher.join import Machine
@@ -59,7 +59,7 @@ def _in_new_pty(machine: Machine, command: list[str], env: dict[str, str]) -> in
     if master is None:
         return _wait(pid)  # it could not join, and said why
     try:
-        with _raw(0), _signals() as wakeup:
+        with raw(0), _signals() as wakeup:
             _bridge_pty(pid, master, wakeup)
     finally:
         os.close(master)  # whatever stays inside now holds a hung-up terminal
@@ -102,16 +102,6 @@ def _bridge_pty(pid: int, master: int, wakeup: int) -> None:
                 return
     finally:
         os.close(pidfd)
-
-
-@contextlib.contextmanager
-def _raw(fd: int) -> Iterator[None]:
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setraw(fd)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 
 from nsdash.errors import SpecError
@@ -242,6 +243,24 @@ def efi_target(exists_empty: Callable[[str], bool], has_xbootldr: bool) -> str |
     if not has_xbootldr and exists_empty("/boot"):
         return "/boot"
     return None
+
+
+def check_kind(mode: int, image: str) -> None:
+    """--image takes a regular file or a block device (st_mode MODE); IMAGE names it in the
+    ImageError for anything else (a directory is what -D boots; a FIFO would hang a read)."""
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"--image: {image} is a directory", f"boot a tree with -D {image}")
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        raise ImageError(f"--image: {image} is neither a regular file nor a block device", "pass a disk image file")
+
+
+def dissect_open(fd: int, image: str) -> Dissection:
+    """dissect() of the --image open on FD (IMAGE: its name in messages), after check_kind();
+    a block device's size is where its end is."""
+    st = os.fstat(fd)
+    check_kind(st.st_mode, image)
+    size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+    return dissect(reader(fd), size, image)
 
 
 def reader(fd: int) -> Callable[[int, int], bytes]:

@@ -148,16 +148,11 @@ class AttachedImage:
 
     def _open(self) -> int:
         with contextlib.suppress(OSError):  # (a missing one is named below)
-            kind = os.stat(self.image).st_mode
-            if not (stat.S_ISREG(kind) or stat.S_ISBLK(kind) or stat.S_ISDIR(kind)):
-                raise ImageError(f"--image: {self.image} is neither a regular file nor a block device",
-                                 "pass a disk image file")  # (a FIFO would hang the open)
+            dissect.check_kind(os.stat(self.image).st_mode, str(self.image))  # (a FIFO would hang the open)
         # -x only reads the image (its copy is what the machine writes)
         mode = os.O_RDONLY if self.read_only or self.ephemeral else os.O_RDWR
         try:
             return os.open(self.image, mode | os.O_CLOEXEC)
-        except IsADirectoryError:
-            raise ImageError(f"--image: {self.image} is a directory", f"boot a tree with -D {self.image}") from None
         except FileNotFoundError:
             raise ImageError(f"--image: {self.image} does not exist", "pass an existing disk image file") from None
         except OSError as e:
@@ -171,20 +166,13 @@ class AttachedImage:
     def _attach(self) -> None:
         fd = self._open()
         try:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise ImageError(f"--image: {self.image} is a directory", f"boot a tree with -D {self.image}")
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-                raise ImageError(f"--image: {self.image} is neither a regular file nor a block device",
-                                 "pass a disk image file")
-            size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
-            self.dissection = dissect.dissect(dissect.reader(fd), size, str(self.image))
+            self.dissection = dissect.dissect_open(fd, str(self.image))
             # One start at a time decides who may use the image.  On a descriptor of its own:
             # the loop device keeps the file it is given open, and with it that file's flocks.
             lock = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                self._check_users(st)
+                self._check_users(os.fstat(fd))
                 backing = self._ephemeral_copy(fd) if self.ephemeral else fd
                 try:
                     loop_fd = self._bind(backing)

@@ -536,14 +536,7 @@ def _from_image(cli: Options) -> Path:
     except OSError as e:
         raise SpecError(f"--image: cannot open {v.printable(path)}: {e.strerror}", None) from None
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise SpecError(f"--image: {v.printable(path)} is a directory", f"boot a tree with -D {v.printable(path)}")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise SpecError(f"--image: {v.printable(path)} is neither a regular file nor a block device",
-                            "pass a disk image file")
-        size = st.st_size if not stat.S_ISBLK(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
-        found = dissect.dissect(dissect.reader(fd), size, v.printable(path))
+        found = dissect.dissect_open(fd, v.printable(path))
     finally:
         os.close(fd)
     if not cli.get("read_only") and (found.root.read_only or (not ephemeral and not _writable(path))):

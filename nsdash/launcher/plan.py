@@ -378,7 +378,7 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
               userns: bool) -> tuple[list[m.MountOp], list[str], list[str]]:
     """The user's mounts, the mount points they create in the tree, and what they create
     on the host outside it (overlay work directories, removed at exit even with -x)."""
-    ops: list[m.MountOp] = []
+    ops: list[m.Bind | m.Filesystem | m.Overlay | m.Mask] = []
     created: list[str] = []
     host_created: list[str] = []
     for i, b in enumerate(spec.binds):
@@ -396,21 +396,11 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
             raise SpecError(f"the bind options idmap/rootidmap ({b.target}) with --private-users are not supported "
                             "by nsdash",
                             "leave idmap out and chown the source to the container's range, or bind read-only")
-        try:
-            host_target = m.resolve_in_root(tree, b.target, strict=True)
-        except m.EscapeError:
-            raise SpecError(f"bind target {b.target} escapes the container root through a symlink",
-                            "bind to a path that stays inside the tree") from None
-        created += _missing_chain(tree, host_target)
+        created += _mount_point(tree, "bind", b.target)
         ops.append(m.Bind(src, b.target, read_only=b.read_only, recursive=b.recursive,
                           flags=MS_NOSUID | MS_NODEV if b.read_only else 0, make_source=b.source is None))
     for t in spec.tmpfs:
-        try:
-            host_target = m.resolve_in_root(tree, t.target, strict=True)
-        except m.EscapeError:
-            raise SpecError(f"tmpfs target {t.target} escapes the container root through a symlink",
-                            "mount the tmpfs on a path that stays inside the tree") from None
-        created += _missing_chain(tree, host_target)
+        created += _mount_point(tree, "tmpfs", t.target)
         # ro, noexec, ... are mount flags, the rest tmpfs's own data (one place splits them)
         flags, data = mountopts.split(t.options, MS_NOSUID | MS_NODEV)
         ops.append(m.Filesystem("tmpfs", t.target, flags, data or None))
@@ -419,14 +409,30 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
             raise SpecError("--overlay together with --private-users is not supported by nsdash",
                             "leave one of them out")
         ops.append(_overlay_op(i, o, state_dir, host_created))
-        try:
-            created += _missing_chain(tree, m.resolve_in_root(tree, o.target, strict=True))
-        except m.EscapeError:
-            raise SpecError(f"overlay target {o.target} escapes the container root through a symlink",
-                            "mount it on a path that stays inside the tree") from None
-    for path in spec.inaccessible:
-        ops.append(m.Mask(path, missing_ok=False))
-    return ops, created, host_created
+        created += _mount_point(tree, "overlay", o.target)
+    ops += [m.Mask(path, missing_ok=False) for path in spec.inaccessible]
+    # nspawn mounts them by destination, parents first, whatever the order of the options
+    # (custom_mount_compare): a --bind under a --tmpfs lands in it rather than under it.
+    ops.sort(key=_by_destination)
+    mounts: list[m.MountOp] = [*ops]
+    return mounts, created, host_created
+
+
+_KIND_ORDER = (m.Bind, m.Filesystem, m.Overlay, m.Mask)  # nspawn's, for one destination
+
+
+def _by_destination(op: m.Bind | m.Filesystem | m.Overlay | m.Mask) -> tuple[tuple[str, ...], int]:
+    return tuple(p for p in op.target.split("/") if p), _KIND_ORDER.index(type(op))
+
+
+def _mount_point(tree: str, what: str, target: str) -> list[str]:
+    """The mount point of the user's WHAT mount on TARGET: the components it makes in TREE, or
+    a SpecError when TARGET's symlinks climb out of the tree."""
+    try:
+        return _missing_chain(tree, m.resolve_in_root(tree, target, strict=True))
+    except m.EscapeError:
+        raise SpecError(f"{what} target {target} escapes the container root through a symlink",
+                        "mount it on a path that stays inside the tree") from None
 
 
 def _overlay_op(i: int, o: OverlayMount, state_dir: str | None, created: list[str]) -> m.Overlay:
@@ -574,10 +580,17 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     # --volatile=state keeps the tree read-only too (only /var is in memory): "auto" binds
     # the host's files there rather than writing into the tree, as for --read-only
     writable = not spec.read_only and spec.volatile != "state"
-    ops += _kept_out(_resolv_conf_ops(spec.resolv_conf, network, writable, host_root), view, writable)
-    ops += _kept_out(_timezone_ops(spec.timezone, view, writable, host_root), view, writable)
-
-    journal_ops, host_journal_dir, host_journal_link = _journal(spec, view, machine_id, host_root)
+    host_files = _resolv_conf_ops(spec.resolv_conf, network, writable, host_root)
+    host_files += _timezone_ops(spec.timezone, view, writable, host_root)
+    journal = _journal(spec, view, machine_id, host_root)
+    if not writable:
+        # A read-only tree is not changed (nspawn's mkdir and writes fail with EROFS): it goes on
+        # without the host's files, as nspawn does, but refuses the user's own mounts, as nspawn does.
+        host_files, _ = _kept_out(view, ops, host_files)
+        journal = _journal_kept_out(spec, view, ops + host_files, journal)
+        _refuse_new_mount_points(spec, view, ops + host_files + journal[0], bind_ops)
+    journal_ops, host_journal_dir, host_journal_link = journal
+    ops += host_files
     ops += journal_ops
     ops += bind_ops
     if spec.read_only or spec.volatile == "state":
@@ -777,15 +790,87 @@ def _environment(spec: ContainerSpec, user: User, uuid_hex: str, os_release: byt
     return list(env.items())
 
 
-def _kept_out(ops: list[m.MountOp], tree: str, writable: bool) -> list[m.MountOp]:
-    """OPS without a bind onto a file the tree lacks when the tree is read-only (--read-only,
-    --volatile=state): its mount point would be made in the tree on the host, which the user asked
-    to keep as it is.  systemd-nspawn fails such a mount and goes on without the file; so does
-    nsdash, quietly (the copy modes never get here: they need a writable tree)."""
-    if writable:
-        return ops
-    return [op for op in ops if not (isinstance(op, m.Bind) and not os.path.lexists(
-        os.path.join(m.resolve_in_root(tree, os.path.dirname(op.target)), os.path.basename(op.target))))]
+def _kept_out(tree: str, before: list[m.MountOp], ops: list[m.MountOp]) -> tuple[list[m.MountOp], list[m.MountOp]]:
+    """OPS split in two for a read-only tree (--read-only, --volatile=state): those it can take,
+    and those that would change it on the host, which the user asked to keep as it is: a mount
+    whose mount point it lacks, a file written, linked or deleted in it (--resolv-conf=copy-host,
+    --timezone=symlink: nspawn's write fails there, and it goes on).  BEFORE: the mounts made
+    first (what lands under /run or /tmp lands in their tmpfs, not in the tree)."""
+    over = _mounted_over(tree, before)
+    kept: list[m.MountOp] = []
+    out: list[m.MountOp] = []
+    for op in ops:
+        if isinstance(op, (m.Bind, m.Filesystem, m.Overlay)):
+            changes = _lands_in_tree(tree, op.target, over)
+        elif isinstance(op, (m.WriteFile, m.Symlink, m.Delete, m.MakeDir)):  # the file itself, not what a link names
+            target = os.path.join(m.resolve_in_root(tree, os.path.dirname(op.target)), os.path.basename(op.target))
+            changes = not _covered(target, over) and not (isinstance(op, m.MakeDir) and os.path.isdir(target))
+        else:
+            changes = False
+        if changes:
+            out.append(op)
+        else:
+            kept.append(op)
+            over += _mounted_over(tree, [op])
+    return kept, out
+
+
+def _refuse_new_mount_points(spec: ContainerSpec, tree: str, before: list[m.MountOp],
+                             ops: list[m.MountOp]) -> None:
+    """The user's --bind/--tmpfs/--overlay on a read-only tree: each target must be there already
+    (or under a file system mounted before it), else the run is refused, as systemd-nspawn refuses
+    it ("Failed to create mount point ...: Read-only file system"), before anything is made."""
+    _, refused = _kept_out(tree, before, ops)
+    if refused:
+        op = refused[0]
+        assert isinstance(op, (m.Bind, m.Filesystem, m.Overlay))  # (OPS: the user's mounts)
+        option = "--bind" if isinstance(op, m.Bind) else "--tmpfs" if isinstance(op, m.Filesystem) else "--overlay"
+        why = _read_only_option(spec)
+        raise SpecError(f"{option} target {op.target} does not exist in the tree, and {why} keeps the tree "
+                        "unchanged: nsdash makes no mount point in it",
+                        f"create {op.target} in the tree first, or leave out {why}")
+
+
+def _journal_kept_out(spec: ContainerSpec, tree: str, before: list[m.MountOp], journal: _Journal) -> _Journal:
+    """--link-journal on a read-only tree that lacks /var/log/journal/MACHINE-ID: systemd-nspawn
+    links nothing for try-guest, try-host and auto (and makes nothing on the host either), and
+    refuses guest and host ("Failed to create /var/log/journal: Read-only file system")."""
+    if not _kept_out(tree, before, journal[0])[1]:
+        return journal
+    mode = spec.link_journal
+    if mode.startswith("try-") or mode == "auto":
+        return [], None, None
+    why = _read_only_option(spec)
+    raise SpecError(f"--link-journal={mode} needs /var/log/journal/MACHINE-ID in the tree, and {why} keeps the "
+                    "tree unchanged: nsdash makes no directory in it",
+                    f"create it in the tree first, or use --link-journal=try-{mode}")
+
+
+def _read_only_option(spec: ContainerSpec) -> str:
+    """The option that keeps the tree read-only, as messages name it."""
+    return "--read-only" if spec.read_only else "--volatile=state"
+
+
+def _mounted_over(tree: str, ops: list[m.MountOp]) -> list[str]:
+    """The host paths (in TREE) that OPS mount a file system over: what is made under them later
+    is made in that file system, not in the tree."""
+    if any(isinstance(op, m.VolatileRoot) for op in ops):
+        return [tree]
+    return [m.resolve_in_root(tree, op.target) for op in ops
+            if isinstance(op, (m.Bind, m.Filesystem, m.Overlay, m.HostSysReadOnly))]
+
+
+def _lands_in_tree(tree: str, target: str, over: list[str]) -> bool:
+    """Would a mount on TARGET make its mount point in TREE on the host?  When the tree lacks it
+    (symlinks followed as the container sees them, a dangling one too: the mount point is made
+    behind it), outside every file system mounted over the tree before it (OVER)."""
+    host = m.resolve_in_root(tree, target)
+    return not os.path.lexists(host) and not _covered(host, over)
+
+
+def _covered(host: str, over: list[str]) -> bool:
+    """Whether HOST (a path in the tree) lies in a file system mounted over the tree (OVER)."""
+    return any(host == o or host.startswith(o.rstrip("/") + "/") for o in over)
 
 
 def _resolv_conf_ops(mode: ResolvConf, network: str, writable: bool, host_root: str) -> list[m.MountOp]:
@@ -843,8 +928,10 @@ def _timezone_ops(mode: Timezone, tree: str, writable: bool, host_root: str) -> 
     raise SpecError(f"unknown --timezone mode '{mode}'", "use auto, copy, bind, symlink, delete or off")
 
 
-def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: str
-             ) -> tuple[list[m.MountOp], str | None, tuple[str, str] | None]:
+_Journal = tuple[list[m.MountOp], str | None, tuple[str, str] | None]  # ops, host directory, host link
+
+
+def _journal(spec: ContainerSpec, tree: str, machine_id: str | None, host_root: str) -> _Journal:
     """--link-journal: share the guest's journal directory with the host (nspawn semantics)."""
     mode = spec.link_journal
     if mode == "no":

@@ -25,6 +25,7 @@ from nsdash.remote import RAW_VERBS, REMOTE_VERBS, SCREEN_VERBS
 from nsdash.remote import protocol as p
 from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target, ssh_argv
+from nsdash.system import terminal as term
 from nsdash.system.ready import readable
 from nsdash.system.text import escape, escape_bytes
 
@@ -206,30 +207,6 @@ def check_verb(argv: list[str]) -> None:
                          "add --detach, then 'nsdash -H HOST login NAME' for its console")
 
 
-def _winsize(fd: int) -> tuple[int, int] | None:
-    try:
-        cols, rows = os.get_terminal_size(fd)
-        return rows, cols
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def _raw(fd: int | None) -> Iterator[None]:
-    if fd is None:
-        yield
-        return
-    import termios
-    import tty
-
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setraw(fd)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
 @contextlib.contextmanager
 def _winch_pipe(terminal: bool) -> Iterator[int | None]:
     """A descriptor readable when this terminal's size changes (None without a terminal)."""
@@ -257,7 +234,7 @@ def run(target: Target, argv: list[str]) -> int:
     screen = argv[0] in SCREEN_VERBS and os.isatty(stdin) and os.isatty(sys.stdout.fileno())
     raw = argv[0] in RAW_VERBS or screen
     terminal = raw and os.isatty(stdin)
-    size = _winsize(stdin) if terminal else None
+    size = term.window_size(stdin) if terminal else None
     request: dict[str, Any] = {"ch": CHANNEL, "argv": argv, "stdin": raw, "tty": None, "last": True,
                                "v": [p.MAJOR, p.MINOR]}
     if terminal:
@@ -267,7 +244,7 @@ def run(target: Target, argv: list[str]) -> int:
     # session's last: the far side ends once the verb has, without waiting for us to close.
     conn = Connection(target, first=request)
     try:
-        with _raw(stdin if terminal else None), _winch_pipe(terminal) as winch:
+        with term.raw(stdin if terminal else None), _winch_pipe(terminal) as winch:
             return _pump(conn, raw, stdin if raw else None, winch)
     finally:
         conn.close()
@@ -286,7 +263,7 @@ def _pump(conn: Connection, raw: bool, stdin: int | None, winch: int | None) -> 
         if winch is not None and winch in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(winch, 64)
-            size = _winsize(stdin) if stdin is not None else None
+            size = term.window_size(stdin) if stdin is not None else None
             if size:
                 conn.send(p.encode("winch", ch=CHANNEL, rows=size[0], cols=size[1]))
         if stdin is not None and stdin in ready:

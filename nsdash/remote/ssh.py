@@ -6,6 +6,15 @@ importtime).  posix_spawn starts ssh the same way (no shell, the signal
 dispositions Popen restores, no descriptor of ours but its three pipes) from
 modules the command loads anyway.
 
+Why not Popen, which spawns with posix_spawn itself when it can (Python 3.11's
+_execute_child): only with close_fds=False (and an executable with a directory part, no
+cwd, pass_fds, preexec_fn, ...), and then every inheritable descriptor whoever started us
+left open goes on to ssh, whose ControlMaster stays on for ControlPersist after we end;
+with close_fds=True it forks (vfork) and execs instead.  posix_spawn learnt to close from a
+number on (closefrom) in CPython 3.13 (gh-113117); tests/unit/test_remote_start.py says when
+the Python in use has it.  And importing subprocess costs 13-15% of a -H command's own start
+(about 4 of 30 ms, measured side by side).
+
 The object answers to what Connection and the dashboard's workers ask of a
 Popen: pid, returncode, poll(), wait([timeout]) (subprocess.TimeoutExpired
 when it runs out), kill(), terminate(), and stdin/stdout/stderr as unbuffered

@@ -18,7 +18,7 @@ from nsdash.launcher import names
 from nsdash.launcher.container import Container, veth_name
 from nsdash.launcher.plan import CAPABILITIES, DEFAULT_CAPABILITIES
 from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
-from nsdash.system import cgroupfs
+from nsdash.system import cgroupfs, paths
 
 
 def spec_for(tree: Path, name: str, *command: str, **kw) -> ContainerSpec:
@@ -274,6 +274,64 @@ def test_read_only_root_makes_no_mount_point_in_the_tree(busybox_tree, machine_n
     status, text = sh(busybox_tree, machine_name, "ls /etc; echo DONE", read_only=True)
     assert "DONE" in text and "resolv.conf" not in text
     assert sorted(os.listdir(busybox_tree / "etc")) == before
+
+
+def _tree_listing(tree: Path) -> list[tuple[str, int, int]]:
+    """Every path in TREE with its mode and mtime: what a run must leave as it was."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in [*dirnames, *filenames]:
+            st = os.lstat(os.path.join(dirpath, name))
+            out.append((os.path.relpath(os.path.join(dirpath, name), tree), st.st_mode, st.st_mtime_ns))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("flags", [["--read-only"], ["--read-only", "-x"], ["--volatile=state"]])
+def test_cli_read_only_refuses_a_bind_onto_a_missing_target_and_leaves_the_tree(busybox_tree, machine_name,
+                                                                                 tmp_path, flags):
+    """systemd-nspawn -q --read-only [-x] -D TREE --bind=SRC:/nonexistent exits 1 ("Failed to create
+    mount point ...: Read-only file system"); nsdash refuses too, in one line, with nothing made:
+    no mount point in the tree (it made one and removed it after), no state, no machine."""
+    src = tmp_path / "src"
+    src.mkdir()
+    mid = os.urandom(16).hex()
+    (busybox_tree / "etc/machine-id").write_text(mid + "\n")  # (for --link-journal below)
+    before = _tree_listing(busybox_tree)
+    r = run_nsdash("spawn", "-q", *flags, "-D", str(busybox_tree), f"--bind={src}:/nonexistent", "/bin/true")
+    assert r.returncode == 1, r.stderr
+    why = flags[0]
+    assert r.stderr == (f"nsdash: --bind target /nonexistent does not exist in the tree, and {why} keeps the tree "
+                        f"unchanged: nsdash makes no mount point in it; create /nonexistent in the tree first, "
+                        f"or leave out {why}\n")
+    assert _tree_listing(busybox_tree) == before
+    assert not os.path.exists(paths.machine_path(machine_name))
+    assert machine_name not in Path("/proc/self/mountinfo").read_text()
+    # the same bind onto a target the tree has, or under its /tmp (a tmpfs), runs and changes nothing;
+    # nor do the host's files asked to be copied in, nor a journal tried to be linked (nspawn's
+    # writes fail, and it goes on without)
+    r = run_nsdash("spawn", "-q", *flags, "-D", str(busybox_tree), f"--bind={src}:/root",
+                   f"--bind={src}:/tmp/a/b", "--resolv-conf=copy-host", "--timezone=copy", "--link-journal=try-guest",
+                   "/bin/sh", "-c", "touch /root/x /tmp/a/b/y")
+    linked = Path("/var/log/journal", mid)
+    if linked.is_symlink():
+        linked.unlink()  # (the host's journal directory is not this test's to leave changed)
+        pytest.fail(f"try-guest linked {linked} to a read-only tree")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(src)) == ["x", "y"]
+    assert _tree_listing(busybox_tree) == before
+
+
+def test_a_bind_under_a_tmpfs_lands_in_it_whatever_the_options_order(busybox_tree, machine_name, tmp_path):
+    """systemd-nspawn --read-only --bind=SRC:/root/inner --tmpfs=/root shows SRC at /root/inner (it
+    mounts by destination, parents first); nsdash mounted the bind first and the tmpfs hid it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("from the host\n")
+    before = _tree_listing(busybox_tree)
+    r = run_nsdash("spawn", "-q", "--read-only", "-D", str(busybox_tree), f"--bind={src}:/root/inner",
+                   "--tmpfs=/root", "/bin/cat", "/root/inner/f")
+    assert (r.returncode, r.stdout) == (0, "from the host\n"), r.stderr
+    assert _tree_listing(busybox_tree) == before
 
 
 def test_ephemeral_discards_changes(busybox_tree, machine_name):

@@ -10,6 +10,7 @@ pane's pause test pulled back to the end, 1 in 12.)
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
+from textual.containers import Vertical
 
 from nsdash.tui.widgets.follow_log import FollowLog
 
@@ -19,7 +20,21 @@ class _One(App[None]):
         yield FollowLog(id="log", auto_scroll=True)
 
 
-async def _at_end(app: _One, pilot) -> FollowLog:
+class _Pane(Vertical):
+    """What the journal and trace panes are to their log: a `following` it keeps up to date."""
+
+    following = True
+
+    def compose(self) -> ComposeResult:
+        yield FollowLog(id="log", auto_scroll=True)
+
+
+class _InPane(App[None]):
+    def compose(self) -> ComposeResult:
+        yield _Pane()
+
+
+async def _at_end(app: App[None], pilot) -> FollowLog:
     log = app.query_one(FollowLog)
     for i in range(30):
         log.write(f"line {i}")
@@ -70,3 +85,18 @@ async def test_the_end_key_scrolls_a_paused_log_to_its_end_and_it_follows_again(
         for _ in range(3):
             await pilot.pause()
         assert log.scroll_y == log.max_scroll_y and log.lines[-1].text == "newer"
+
+
+async def test_resume_scrolls_a_paused_log_to_its_end_and_tells_its_pane_at_once():
+    """The panes' End key (JournalPane, TracePane: action_follow) is the log's resume()."""
+    app = _InPane()
+    async with app.run_test(size=(40, 12)) as pilot:
+        log = await _at_end(app, pilot)
+        pane = app.query_one(_Pane)
+        log.scroll_to(y=0, animate=False, immediate=True)
+        assert not pane.following and not log.auto_scroll
+        log.resume()
+        assert pane.following and log.auto_scroll  # at once: the pane's border and keys read it
+        for _ in range(3):
+            await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y > 0 and pane.following

@@ -6,11 +6,16 @@ frame writes, against Textual's own render_partial_update on the very same repai
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import pyte
 import textual
-from textual._compositor import Compositor
+from textual._compositor import Compositor, CompositorUpdate
+from textual.app import App
 from textual.containers import Horizontal
+from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widget import Widget
 from tuikit import sample_app
 
@@ -18,6 +23,9 @@ from nsdash.tui import rows
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import Snapshot, SnapshotReady
 from nsdash.tui.screens.dashboard import DashboardScreen
+from nsdash.tui.widgets.cellbars import CellScrollBar
+from nsdash.tui.widgets.follow_log import FollowLog
+from nsdash.tui.widgets.steady import SteadyScrollbars
 
 
 def _moves_kept(frame: str) -> str:
@@ -30,6 +38,20 @@ def _snapshot(step: int) -> Snapshot:
     moved = tuple(row._replace(cpu_percent=None if row.cpu_percent is None else row.cpu_percent + step % 3 * 0.7)
                   for row in sd.ROWS)
     return replace(sd.snapshot(step), rows=moved)
+
+
+async def _life(app: App, pilot: Pilot) -> AsyncIterator[str]:
+    """The dashboard's life in these tests: snapshots, focus moves, a cursor walk, a panel
+    maximised and back; yields what was done after each step has been painted."""
+    for step in range(6):
+        app.post_message(SnapshotReady(_snapshot(step)))
+        await pilot.pause()
+        yield f"snapshot {step}"
+    for key in ("down", "down", "tab", "down", "down", "tab", "f", "f", "tab", "up"):
+        await pilot.press(key)
+        app.post_message(SnapshotReady(_snapshot(step := step + 1)))
+        await pilot.pause()
+        yield f"{key}, snapshot {step}"
 
 
 def test_the_installed_textual_is_the_one_rows_was_written_for():
@@ -99,15 +121,61 @@ async def test_frames_write_what_textuals_frames_write(monkeypatch):
     async with app.run_test(size=(160, 50)) as pilot:
         monkeypatch.setattr(Widget, "render_lines", counting)
         monkeypatch.setattr(rows.RowsCompositor, "render_partial_update", both)
-        for step in range(6):
-            app.post_message(SnapshotReady(_snapshot(step)))
-            await pilot.pause()
-        for key in ("down", "down", "tab", "down", "down", "tab", "f", "f", "tab", "up"):
-            await pilot.press(key)
-            app.post_message(SnapshotReady(_snapshot(step := step + 1)))
-            await pilot.pause()
+        async for _ in _life(app, pilot):
+            pass
     assert len(frames) >= 10
     # Textual also moves the cursor to a piece that starts where a span ends, and writes nothing
     # there; the screen reads the same without those moves.
     assert all(_moves_kept(ours) == _moves_kept(theirs) and len(ours) <= len(theirs) for ours, theirs in frames)
     assert lines["rows"] < 0.7 * lines["textual"], lines
+
+
+SMALL = (100, 24)  # the cgroup tree and the tables scroll: their scrollbars are drawn
+
+
+def _cells(terminal: pyte.Screen) -> list[list[pyte.screens.Char]]:
+    return [[terminal.buffer[y][x] for x in range(terminal.columns)] for y in range(terminal.lines)]
+
+
+async def _screens_seen(monkeypatch, rows_on: bool) -> tuple[list[tuple[str, list[list[pyte.screens.Char]]]], App]:
+    """The terminal's cells after each step of _life, every frame the app wrote (full and
+    partial) fed to a terminal model, with nsdash's compositor and cell scrollbars, or
+    without them as on a Textual other than rows.PINNED (usable() False)."""
+    if not rows_on:
+        monkeypatch.setattr(rows, "usable", lambda: False)
+    terminal = pyte.Screen(*SMALL)
+    stream = pyte.Stream(terminal)
+    display = App._display
+
+    def written(self: App, screen: Screen, renderable: object) -> None:
+        if isinstance(renderable, CompositorUpdate):
+            stream.feed(renderable.render_segments(self.console))
+        display(self, screen, renderable)
+
+    monkeypatch.setattr(App, "_display", written)
+    app = sample_app()
+    seen = []
+    async with app.run_test(size=SMALL) as pilot:
+        async for step in _life(app, pilot):
+            await pilot.pause()
+            seen.append((step, _cells(terminal)))
+        assert isinstance(app.screen._compositor, rows.RowsCompositor) == rows_on
+        bars = [w._vertical_scrollbar for w in app.screen.walk_children()  # FollowLog's are its own
+                if isinstance(w, SteadyScrollbars) and not isinstance(w, FollowLog) and w._vertical_scrollbar is not None]
+        assert bars and all(isinstance(b, CellScrollBar) == rows_on for b in bars)
+    monkeypatch.undo()
+    return seen, app
+
+
+async def test_textuals_own_compositor_and_scrollbars_show_the_same_screens(monkeypatch):
+    """The fallback (another Textual: rows.install() keeps Textual's compositor, the tables and
+    the tree keep Textual's ScrollBar) has a test of its own: the same life, the same cells on
+    the terminal after every step, colours and attributes included."""
+    ours, _ = await _screens_seen(monkeypatch, rows_on=True)
+    theirs, _ = await _screens_seen(monkeypatch, rows_on=False)
+    assert [step for step, _ in ours] == [step for step, _ in theirs]
+    assert any(cell.data != " " for cell in ours[0][1][0]), "nothing was painted"
+    for (step, a), (_, b) in zip(ours, theirs, strict=True):
+        differ = [y for y in range(SMALL[1]) if a[y] != b[y]]
+        assert not differ, (step, ["".join(c.data for c in a[y]) + " | " + "".join(c.data for c in b[y])
+                                   for y in differ[:3]])

@@ -283,3 +283,31 @@ def test_an_mbr_without_or_with_two_bootable_linux_partitions_is_refused():
     with pytest.raises(ImageError, match="more than one bootable Linux"):
         parts_of(_mbr([(0x80, 0x83, 2048, 2048), (0x80, 0x83, 4096, 2048)]))
 
+
+
+def test_an_image_is_a_regular_file_or_a_block_device_one_rule_for_both_routes(tmp_path):
+    """dissect.check_kind/dissect_open: what spawn -i checks (options) and what the supervisor's
+    attach checks again (image) say the same, from one place."""
+    import os
+
+    fifo = tmp_path / "fifo.raw"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError) as e:
+        dissect.check_kind(os.stat(fifo).st_mode, str(fifo))
+    assert (str(e.value), e.value.hint) == (f"--image: {fifo} is neither a regular file nor a block device",
+                                            "pass a disk image file")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(ImageError) as e:
+            dissect.dissect_open(fd, str(tmp_path))
+    finally:
+        os.close(fd)
+    assert (str(e.value), e.value.hint) == (f"--image: {tmp_path} is a directory", f"boot a tree with -D {tmp_path}")
+    zeros = tmp_path / "zeros.raw"
+    zeros.write_bytes(bytes(4 * MIB))
+    fd = os.open(zeros, os.O_RDONLY)
+    try:
+        with pytest.raises(ImageError, match="has no GPT partition table"):
+            dissect.dissect_open(fd, str(zeros))  # a regular file: on to the dissection
+    finally:
+        os.close(fd)

@@ -13,7 +13,7 @@ import pytest
 from nsdash.errors import SpecError
 from nsdash.launcher import mounts as m
 from nsdash.launcher.plan import DEFAULT_CAPABILITIES, build_plan, find_executable, lookup_user
-from nsdash.launcher.spec import Bind, ContainerSpec, TmpfsMount
+from nsdash.launcher.spec import Bind, ContainerSpec, OverlayMount, TmpfsMount
 from nsdash.system.syscalls import CLONE_NEWNET, CLONE_NEWPID
 
 
@@ -180,12 +180,87 @@ def test_read_only_remounts_root_last(tree, host):
 
 
 @pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
-def test_a_read_only_tree_without_the_files_gets_no_bind_onto_them(tree, host, how):
-    """Their mount points would be made in the tree on the host (systemd-nspawn goes on without)."""
-    (tree / "etc/localtime").symlink_to("../usr/share/zoneinfo/Nowhere")  # dangling: still a mount point
+@pytest.mark.parametrize("link,kept", [("../run/localtime", True), ("../usr/share/zoneinfo/Nowhere", False)])
+def test_a_read_only_tree_without_the_files_gets_no_bind_onto_them(tree, host, how, link, kept):
+    """Their mount points would be made in the tree on the host (systemd-nspawn goes on without).
+    A dangling symlink is followed as the container sees it: into /run it lands in the tmpfs there,
+    elsewhere the mount point would be made behind it, in the tree."""
+    (tree / "etc/localtime").symlink_to(link)
     plan = plan_for(tree, host, command=("true",), **how)
     found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
-    assert found == [f"bind {os.path.realpath(host / 'etc/localtime')} -> /etc/localtime (ro)"], found
+    assert found == ([f"bind {os.path.realpath(host / 'etc/localtime')} -> /etc/localtime (ro)"] if kept else []), found
+
+
+@pytest.mark.parametrize("how,option", [({"read_only": True}, "--read-only"),
+                                        ({"read_only": True, "ephemeral": True}, "--read-only"),
+                                        ({"volatile": "state"}, "--volatile=state")])
+@pytest.mark.parametrize("mount,name", [("bind", "--bind"), ("tmpfs", "--tmpfs"), ("overlay", "--overlay")])
+def test_a_read_only_tree_refuses_a_mount_whose_target_it_lacks(tree, host, tmp_path, how, option, mount, name):
+    """systemd-nspawn fails to make the mount point ("Read-only file system") and exits 1, under -x
+    too; nsdash refuses the plan before anything is made, naming the target and the fix."""
+    src = tmp_path / "src"
+    src.mkdir()
+    target = "/mnt/new"
+    kw = {"bind": {"binds": (Bind(src, target),)}, "tmpfs": {"tmpfs": (TmpfsMount(target, ""),)},
+          "overlay": {"overlays": (OverlayMount((src,), None, target, temporary=True),)}}[mount]
+    with pytest.raises(SpecError) as e:
+        plan_for(tree, host, command=("true",), **kw, **how)
+    assert str(e.value) == (f"{name} target {target} does not exist in the tree, and {option} keeps the tree "
+                            "unchanged: nsdash makes no mount point in it")
+    assert e.value.hint == f"create {target} in the tree first, or leave out {option}"
+    assert not (tree / "mnt").exists()
+
+
+def test_the_users_mounts_go_by_destination_parents_first_whatever_the_options_order(tree, host, tmp_path):
+    """nspawn sorts its custom mounts by destination (custom_mount_compare), a bind before a
+    tmpfs before an overlay before an inaccessible node on one path: a --bind under a --tmpfs
+    lands in it (nsdash mounted the bind first, and the tmpfs hid it)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    plan = plan_for(tree, host, command=("true",), inaccessible=("/root/inner/x",),
+                    binds=(Bind(src, "/root/inner"), Bind(src, "/root/b")), tmpfs=(TmpfsMount("/root", ""),),
+                    overlays=(OverlayMount((src,), None, "/root/inner", temporary=True),))
+    text = kinds(plan)
+    order = [next(i for i, d in enumerate(text) if d.startswith(start)) for start in (
+        "mount tmpfs /root ", f"rbind {src} -> /root/b", f"rbind {src} -> /root/inner", "overlay", "mask /root/inner/x")]
+    assert order == sorted(order), text
+    assert set(plan.created_paths) == {str(tree / "root/inner"), str(tree / "root/b")}  # (in the tmpfs, in fact)
+
+
+@pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
+def test_a_read_only_tree_takes_mounts_on_what_it_has_or_on_a_file_system_mounted_before(tree, host, tmp_path, how):
+    """Existing targets, and targets under /tmp, /run or /dev (tmpfs mounted first), a symlink into
+    one, or a mount point the user's own earlier mount holds: nspawn makes those, so does nsdash."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (tree / "opt").mkdir()
+    (tree / "var/run").parent.mkdir()
+    (tree / "var/run").symlink_to("../run")
+    plan = plan_for(tree, host, command=("true",), **how,
+                    binds=(Bind(src, "/root"), Bind(src, "/tmp/a/b"), Bind(src, "/var/run/c"), Bind(src, "/dev/d"),
+                           Bind(src, "/opt/inner")),
+                    tmpfs=(TmpfsMount("/opt", ""), TmpfsMount("/run/e", "")))
+    text = kinds(plan)
+    for target in ("/root", "/tmp/a/b", "/var/run/c", "/dev/d", "/opt/inner"):
+        assert f"rbind {src} -> {target}" in text
+    assert "mount tmpfs /run/e (nosuid,nodev)" in text, text
+    assert not (tree / "tmp/a").exists() and not (tree / "opt/inner").exists()
+
+
+@pytest.mark.parametrize("how", [{"read_only": True}, {"volatile": "state"}])
+@pytest.mark.parametrize("resolv_conf,timezone", [("copy-host", "copy"), ("replace-host", "symlink"),
+                                                  ("delete", "delete")])
+def test_a_read_only_tree_gets_no_file_written_linked_or_deleted_in_it(tree, host, how, resolv_conf, timezone):
+    """systemd-nspawn --read-only --resolv-conf=copy-host --timezone=copy leaves the tree as it
+    was (its writes fail, and it goes on); nsdash wrote both files into it before the remount."""
+    (tree / "usr/share/zoneinfo/Europe").mkdir(parents=True)
+    (tree / "usr/share/zoneinfo/Europe/Paris").write_bytes(b"TZif")  # (symlink mode then links, not copies)
+    (tree / "etc/localtime").write_text("")
+    written = plan_for(tree, host, command=("true",), resolv_conf=resolv_conf, timezone=timezone)
+    assert len([d for d in kinds(written) if "/etc/resolv.conf" in d or "/etc/localtime" in d]) == 2
+    plan = plan_for(tree, host, command=("true",), resolv_conf=resolv_conf, timezone=timezone, **how)
+    found = [d for d in kinds(plan) if "/etc/resolv.conf" in d or "/etc/localtime" in d]
+    assert found == [], found
 
 
 def test_volatile_state_keeps_the_tree_read_only_for_resolv_conf_and_localtime(tree, host):
@@ -249,6 +324,34 @@ def test_link_journal_modes(tree, host):
     assert plan_for(tree, host, command=("true",), link_journal="auto").host_journal_dir is None
     (host / "var/log/journal" / mid).mkdir()
     assert any("/var/log/journal/" in d for d in kinds(plan_for(tree, host, command=("true",), link_journal="auto")))
+
+
+def test_link_journal_on_a_read_only_tree_that_lacks_the_directory(tree, host):
+    """systemd-nspawn --read-only links nothing for try-guest, try-host and auto (nor makes the
+    host's directory), and refuses guest and host: "Failed to create /var/log/journal: Read-only
+    file system".  nsdash made /var/log/journal/ID in the tree and linked the host to it.  (Under
+    --volatile=state /var is a tmpfs: the directory is made there, as on a writable tree.)"""
+    mid = "0123456789abcdef0123456789abcdef"
+    how, option = {"read_only": True}, "--read-only"
+    for mode in ("try-guest", "try-host", "auto"):
+        if mode == "auto":
+            (host / "var/log/journal" / mid).mkdir()  # (auto binds it when it exists)
+        p = plan_for(tree, host, command=("true",), link_journal=mode, **how)
+        assert (p.host_journal_dir, p.host_journal_link) == (None, None), mode
+        assert not [d for d in kinds(p) if "/var/log/journal" in d], mode
+    (host / "var/log/journal" / mid).rmdir()
+    for mode in ("guest", "host"):
+        with pytest.raises(SpecError) as e:
+            plan_for(tree, host, command=("true",), link_journal=mode, **how)
+        assert str(e.value) == (f"--link-journal={mode} needs /var/log/journal/MACHINE-ID in the tree, and {option} "
+                                "keeps the tree unchanged: nsdash makes no directory in it")
+        assert e.value.hint == f"create it in the tree first, or use --link-journal=try-{mode}"
+    # a tree that has it: linked as on a writable one, nothing made in it
+    (tree / "var/log/journal" / mid).mkdir(parents=True)
+    p = plan_for(tree, host, command=("true",), link_journal="guest", **how)
+    assert p.host_journal_link == (str(host / "var/log/journal" / mid), str(tree / "var/log/journal" / mid))
+    p = plan_for(tree, host, command=("true",), link_journal="try-host", **how)
+    assert f"rbind {host}/var/log/journal/{mid} -> /var/log/journal/{mid}" in kinds(p)
 
 
 @pytest.mark.parametrize("setup,kw,message", [

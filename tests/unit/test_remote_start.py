@@ -248,3 +248,29 @@ def test_ssh_is_spawned_with_pipes_default_signals_and_no_other_descriptor_of_ou
     with pytest.raises(FileNotFoundError) as e:
         SshProcess(["/nonexistent/ssh", "far"])
     assert e.value.filename == "/nonexistent/ssh"
+
+
+def test_popen_spawns_with_posix_spawn_only_by_passing_our_descriptors_on(monkeypatch):
+    """Why SshProcess is not Popen (nsdash/remote/ssh.py): this Python's Popen takes posix_spawn
+    only with close_fds=False, and then a descriptor left open by whoever started us reaches
+    ssh (and its ControlMaster); with close_fds=True it forks and execs."""
+    import shutil
+
+    spawned: list[str] = []
+    real = os.posix_spawn
+    monkeypatch.setattr(os, "posix_spawn", lambda path, *a, **kw: spawned.append(path) or real(path, *a, **kw))
+    ls = shutil.which("ls")  # (Popen uses posix_spawn only for a path with a directory in it)
+    assert ls
+    keep = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(keep, True)
+    seen = {}
+    try:
+        for close_fds in (False, True):
+            proc = subprocess.Popen([ls, "/proc/self/fd"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, close_fds=close_fds)
+            seen[close_fds] = proc.communicate()[0].decode().split()
+    finally:
+        os.close(keep)
+    assert spawned == [ls], ("this Python's Popen spawns with posix_spawn and close_fds=True (CPython 3.13, "
+                             "gh-113117): SshProcess could become Popen, if importing subprocess is worth it")
+    assert str(keep) in seen[False] and str(keep) not in seen[True], seen

@@ -111,6 +111,12 @@ class FollowLog(PaintStyle, RichLog, SteadyScrollbars):
             return self
         return super().write(content, width, expand, shrink, scroll_end, animate)
 
+    def resume(self) -> None:
+        """Follow again from the end (the panes' End key, the app's journal key): the pane
+        learns it at once, as watch_scroll_y would tell it once the scroll has run."""
+        self.scroll_end(animate=False)
+        self._following(True)
+
     def follow_end(self) -> None:
         """Scroll to the end after the next refresh if the log still follows then: the user may
         scroll up in between, and a write's scroll must not undo that.  Calls before it runs
@@ -178,7 +184,11 @@ class FollowLog(PaintStyle, RichLog, SteadyScrollbars):
         super().watch_scroll_y(old, new)
         following = new >= self.max_scroll_y - 1
         if following != self.auto_scroll:
-            self.auto_scroll = following
-            pane = self.parent
-            if pane is not None and hasattr(pane, "following"):
-                pane.following = following
+            self._following(following)
+
+    def _following(self, following: bool) -> None:
+        """Follow or not, and tell the pane that holds the log (its `following`)."""
+        self.auto_scroll = following
+        pane = self.parent
+        if pane is not None and hasattr(pane, "following"):
+            pane.following = following

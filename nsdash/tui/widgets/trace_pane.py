@@ -173,10 +173,7 @@ class TracePane(Vertical):
         box.focus()
 
     def action_follow(self) -> None:
-        log = self.query_one(FollowLog)
-        log.scroll_end(animate=False)
-        self.following = True
-        log.auto_scroll = True
+        self.query_one(FollowLog).resume()
 
     def action_clear_filter(self) -> None:
         self.search = ""
