@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nsdash.monitor import counters as C
+from nsdash.monitor import sampler as sampler_module
 from nsdash.monitor import tree
 from nsdash.monitor.machines import MachineMap, registered_cgroups, registered_leaders
 from nsdash.monitor.rates import rates_between
@@ -323,3 +324,60 @@ def test_a_cgroup_in_cgroup2_alone_is_not_looked_for_in_v1(tmp_path, monkeypatch
     tried = [p for p in opened if "init.scope" in p]
     assert tried and all(p.startswith(str(root / "unified")) for p in tried), tried
     assert counters["/a/b"].cpu_ns == 3_000_000  # in both: v1's cpuacct first, as before
+
+
+def test_each_counter_file_is_read_once_per_sample_the_first_included(layout, monkeypatch):
+    """Opening a counter file reads it (does it parse?): the first sample keeps what that read,
+    as systemd-cgtop reads each file once a refresh (`cgtop -b -n 1` read them all twice)."""
+    names: dict[int, str] = {}
+    reads: list[str] = []
+    real_open, real_pread = os.open, os.pread
+
+    def recording_open(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        names[fd] = str(path)
+        return fd
+
+    def counting_pread(fd, size, offset):
+        reads.append(f"{fd}:{names[fd]}")  # (cpu.stat is opened twice on cgroup2: cpu, throttling)
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(os, "pread", counting_pread)
+    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as sampler:
+        per_sample = []
+        for _ in range(2):
+            reads.clear()
+            sample = sampler.sample()
+            # (cgroup.stat says whether to walk again; a full walk reads cgroup.controllers)
+            counter_reads = [r for r in reads if not r.endswith(("cgroup.stat", "cgroup.controllers"))]
+            per_sample.append((sample.counters, sorted(counter_reads)))
+        kept = sampler.open_files()
+    (first, first_reads), (second, second_reads) = per_sample
+    # Each file once: the second sample reads the kept ones, the first those and the candidates
+    # that did not parse (hybrid: cgroup2's cpu.stat holds no throttling figures; v1's does).
+    assert kept > 0 and len(second_reads) == kept and second_reads == sorted(set(second_reads))
+    assert first_reads == sorted(set(first_reads)) and set(second_reads) <= set(first_reads)
+    assert first == second and first["/a/b"].cpu_ns is not None  # the same figures from either read
+
+
+@pytest.mark.parametrize("spare", [1000, 2])
+def test_the_open_files_limit_is_raised_only_when_the_budget_runs_out(tmp_path, monkeypatch, spare):
+    """`cgtop -b -n 1` on a host of a few hundred cgroups stays within the soft limit it was
+    given (no `resource` module, no setrlimit); a sampler that needs more raises it, once."""
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/a", "/b"))
+    raised: list[int] = []
+
+    def fake_raise() -> int:
+        raised.append(1)
+        return sampler_module.FD_RESERVE + 1000
+
+    monkeypatch.setattr(sampler_module, "_soft_nofile", lambda: sampler_module.FD_RESERVE + spare)
+    monkeypatch.setattr(sampler_module, "raise_nofile_limit", fake_raise)
+    with Sampler(cgroupfs.detect(root), fields=C.ALL, root_from_proc=False) as sampler:
+        sampler.sample()
+        assert sampler.read_by_name() == 0 and sampler.open_files() > 2  # all kept, either way
+        assert raised == ([] if spare == 1000 else [1])
+        sampler.reserve(10)  # the dashboard's poller asks for more: raised by then, never twice
+    assert len(raised) == 1
