@@ -7,6 +7,7 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -34,6 +35,11 @@ DIFFERENCES = """Differences from systemd-cgtop (252):
   - parents always come before their children (systemd's sort mostly does);
   - --extra=limit,throttle,pressure,net adds columns after Output/s.
 """
+
+# `cgtop -b -n 1` (batch, once) is short and read-only: it ends without the interpreter's teardown
+# and with the garbage collector off, as the launcher starts it (nsdash.cli.run); every other
+# run may last for days and turns the collector on (main).
+TEARDOWN_FREE = True
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6,
           "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
@@ -129,6 +135,9 @@ def main(argv: list[str]) -> int:
     view = _View(order=opts.order or "cpu", cpu_time=opts.cpu == "time", raw=opts.raw,
                  recursive=parse_boolean(opts.recursive, "--recursive"), count=count, extras=extras)
     interactive = not opts.batch and sys.stdout.isatty() and sys.stdin.isatty()
+    if interactive or iterations != 1:
+        gc.freeze()  # what the imports made lives as long as the process: no collection walks it
+        gc.enable()
     if "net" in opts.extra.split(","):
         view.net = _NetColumn(layout)
     try:
