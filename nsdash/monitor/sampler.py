@@ -136,6 +136,7 @@ class Sampler:
         self._hierarchies: dict[str, object] = {}  # mount -> _hierarchy(mount)
         self._mount_of_key = self._resolve_keys()
         self._v2_controllers: frozenset[str] | None = None  # read by each full walk (the first comes first)
+        self._files: list[tuple[str, list[tuple[str, str, C.Parser, str | None]]]] | None = None  # by full walks
         self._walk_mounts = self._mounts_to_walk()
         # Each key's hierarchy as walked (cpu and cpuacct share one mount, walked once).
         walked = {self._hierarchy(m): m for m in self._walk_mounts}
@@ -295,8 +296,8 @@ class Sampler:
 
     def _needs_walk(self) -> str | None:
         """None, FULL (every hierarchy) or QUICK (cgroup2 only: its descendant count moved)."""
-        if time.monotonic() - self._last_walk >= self.rewalk_interval or self._incomplete:
-            return FULL
+        if self._files is None or time.monotonic() - self._last_walk >= self.rewalk_interval or self._incomplete:
+            return FULL  # (the first walk is a full one, whatever the interval: it works out _files)
         if self._stat_fd >= 0:
             try:
                 data = os.pread(self._stat_fd, 4096, 0)
@@ -316,6 +317,7 @@ class Sampler:
         if not quick:
             self._last_walk = time.monotonic()
             self._v2_controllers = self._available_v2_controllers()  # for the cgroups opened now
+            self._files = self._file_candidates()
         if self._stat_fd >= 0:
             try:
                 self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
@@ -364,23 +366,15 @@ class Sampler:
         opens each, in the v1 hierarchies, otherwise)."""
         entry = _Entry()
         from_proc = self._root_from_proc and path == "/"
-        for name in sorted(self.fields):
-            if name == "tasks" and self.count != COUNT_PIDS:
-                continue
+        for name, candidates in self._files or ():
             if from_proc and name in C.ROOT_PROC_SOURCES:
                 fname, parser = C.ROOT_PROC_SOURCES[name]
                 self._try_open(entry, os.path.join(self.proc, fname), parser, unreadable, path)
                 continue
-            for key, fname, parser in C.SOURCES[name]:
-                mount = self._mount_of_key.get(key)
-                if key == "" and self._v2_controllers is not None and \
-                        C.V2_CONTROLLER_OF.get(fname, "") not in self._v2_controllers | {""}:
-                    continue  # its controller is not in this hierarchy: no cgroup has the file
-                walked = self._walk_of_key.get(key)
+            for mount, slash_name, parser, walked in candidates:
                 if members is not None and walked is not None and path not in members[walked]:
                     continue  # PATH is not in that hierarchy
-                if mount is not None and self._try_open(entry, _dir(mount, path) + "/" + fname,
-                                                         parser, unreadable, path):
+                if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path):
                     break
         if self.count != COUNT_PIDS:
             filename = _dir(self._procs_mount, path) + "/cgroup.procs"
@@ -397,6 +391,26 @@ class Sampler:
                 elif e.errno in _NO_FDS:
                     entry.incomplete = True
         return entry
+
+    def _file_candidates(self) -> list[tuple[str, list[tuple[str, str, C.Parser, str | None]]]]:
+        """Each wanted figure (in name order) and the files that may hold it, in the order tried:
+        (mount, '/' + file name, parser, the mount as walked).  Worked out once a full walk (the
+        controllers cgroup2 offers may have changed), not once a cgroup."""
+        offered = None if self._v2_controllers is None else self._v2_controllers | {""}
+        files = []
+        for name in sorted(self.fields):
+            if name == "tasks" and self.count != COUNT_PIDS:
+                continue  # counted from cgroup.procs instead
+            candidates = []
+            for key, fname, parser in C.SOURCES[name]:
+                mount = self._mount_of_key.get(key)
+                if mount is None:
+                    continue
+                if key == "" and offered is not None and C.V2_CONTROLLER_OF.get(fname, "") not in offered:
+                    continue  # its controller is not in this hierarchy: no cgroup has the file
+                candidates.append((mount, "/" + fname, parser, self._walk_of_key.get(key)))
+            files.append((name, candidates))
+        return files
 
     def _raise_budget(self) -> None:
         """Raise the soft RLIMIT_NOFILE (once) and the budget with it."""

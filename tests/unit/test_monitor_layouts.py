@@ -381,3 +381,11 @@ def test_the_open_files_limit_is_raised_only_when_the_budget_runs_out(tmp_path, 
         assert raised == ([] if spare == 1000 else [1])
         sampler.reserve(10)  # the dashboard's poller asks for more: raised by then, never twice
     assert len(raised) == 1
+
+
+def test_the_first_sample_walks_every_hierarchy_whatever_the_interval(layout):
+    """The files each figure may come from are worked out by a full walk: the first one is,
+    even when the interval would never ask for one (the cgroup2 count alone moved)."""
+    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=float("inf")) as sampler:
+        c = sampler.sample().counters["/a/b"]
+    assert c.cpu_ns is not None and c.memory is not None and c.tasks is not None
