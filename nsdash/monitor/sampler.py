@@ -440,7 +440,9 @@ class Sampler:
         try:
             fd = self._open_counter(filename)
             data = os.pread(fd, 4096, 0) if fd >= 0 else _read_by_name(filename)
-            values: list = [None] * C.NFIELDS
+            # Parsed into a copy of what the entry's other files gave: kept only if it parses (a
+            # parser that fails half-way leaves nothing behind).
+            values: list = [None] * C.NFIELDS if entry.fresh is None else entry.fresh.copy()
             ok = parser(data, values)
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):
@@ -458,10 +460,8 @@ class Sampler:
         entry.fds.append(fd)
         entry.names.append(filename)
         entry.parsers.append(parser)
-        if entry.fresh is not None:  # (what a parser that failed half-way wrote is not kept)
-            for i, value in enumerate(values):
-                if value is not None:
-                    entry.fresh[i] = value
+        if entry.fresh is not None:
+            entry.fresh = values
         return True
 
     def _release(self, fd: int) -> None:

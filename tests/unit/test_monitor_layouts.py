@@ -389,3 +389,15 @@ def test_the_first_sample_walks_every_hierarchy_whatever_the_interval(layout):
     with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=float("inf")) as sampler:
         c = sampler.sample().counters["/a/b"]
     assert c.cpu_ns is not None and c.memory is not None and c.tasks is not None
+
+
+def test_a_file_that_fails_half_way_gives_no_figure_in_the_first_sample_either(tmp_path):
+    """The first sample's figures come from the reads that opened the files: one whose parser
+    wrote a figure and then failed (nr_throttled, then an odd throttled_usec) is not kept, and
+    leaves nothing behind, as in every later sample."""
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    (root / "x" / "cpu.stat").write_text("usage_usec 2500\nnr_throttled 3\nthrottled_usec odd\n")
+    with Sampler(cgroupfs.detect(root), fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as sampler:
+        first, second = sampler.sample().counters["/x"], sampler.sample().counters["/x"]
+    assert first == second and first.cpu_ns == 2_500_000 and first.nr_throttled is None
