@@ -401,3 +401,24 @@ def test_a_file_that_fails_half_way_gives_no_figure_in_the_first_sample_either(t
     with Sampler(cgroupfs.detect(root), fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as sampler:
         first, second = sampler.sample().counters["/x"], sampler.sample().counters["/x"]
     assert first == second and first.cpu_ns == 2_500_000 and first.nr_throttled is None
+
+
+def test_joined_controllers_and_their_symlinks_are_found_as_systemd_mounts_them(tmp_path):
+    """A hybrid host as systemd mounts it: cpu,cpuacct and net_cls,net_prio are one hierarchy
+    each, with cpu, cpuacct... as symlinks to them; a stray file and a dangling link are not
+    hierarchies; cgroup2 at unified."""
+    root = tmp_path / "cgroup"
+    for name in ("cpu,cpuacct", "memory", "pids", "net_cls,net_prio", "systemd"):
+        _write(root / name, {"tasks": "", "cgroup.procs": ""})
+    for link, target in (("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct"), ("net_cls", "net_cls,net_prio"),
+                         ("net_prio", "net_cls,net_prio"), ("gone", "nowhere")):
+        (root / link).symlink_to(target)
+    (root / "notes").write_text("not a hierarchy\n")
+    make_v2(root / "unified", ("/",))
+    layout = cgroupfs.detect(root)
+    r = str(root)
+    assert layout.kind == "hybrid" and layout.unified_dir == f"{r}/unified"
+    assert layout.v1_dirs == {"cpu": f"{r}/cpu,cpuacct", "cpuacct": f"{r}/cpu,cpuacct", "memory": f"{r}/memory",
+                              "pids": f"{r}/pids", "net_cls": f"{r}/net_cls,net_prio",
+                              "net_prio": f"{r}/net_cls,net_prio", "systemd": f"{r}/systemd"}
+    assert layout.hierarchy_dirs()[0] == f"{r}/unified" and len(layout.hierarchy_dirs()) == 6
