@@ -362,3 +362,4 @@ def test_entries_are_written_in_one_piece_whatever_stdouts_buffering(journal_dir
     printer = fmt.Printer(pieces, "short")
     printer.write_all(entries)
     assert pieces.getvalue() == one_by_one.getvalue() and 3 < pieces.calls == printer.count  # (shown ones)
+
