@@ -7,21 +7,24 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
 
 from nsdash.cli.quickparse import SUPPRESS, Namespace, Parser
 from nsdash.errors import UsageError
-from nsdash.launcher.booleans import parse_boolean
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
 from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
 from nsdash.system import cgroupfs
-from nsdash.system.kernfiles import read_value
-from nsdash.system.text import escape
+
+# Imported where they are needed, each a module that most runs (the defaults, a hybrid or v1
+# host, cgroup names a host made) would load for nothing: nsdash.launcher.booleans (--recursive
+# other than its default), nsdash.system.kernfiles (pids on a cgroup2-only host) and
+# nsdash.system.text (a path that is not printable).
 
 DIFFERENCES = """Differences from systemd-cgtop (252):
   - an idle cgroup shows 0.0 %CPU, not '-' or its last value;
@@ -34,6 +37,11 @@ DIFFERENCES = """Differences from systemd-cgtop (252):
   - parents always come before their children (systemd's sort mostly does);
   - --extra=limit,throttle,pressure,net adds columns after Output/s.
 """
+
+# `cgtop -b -n 1` (batch, once) is short and read-only: it ends without the interpreter's teardown
+# and with the garbage collector off, as the launcher starts it (nsdash.cli.run); every other
+# run may last for days and turns the collector on (main).
+TEARDOWN_FREE = True
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6,
           "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
@@ -127,8 +135,11 @@ def main(argv: list[str]) -> int:
         elif name == "pressure":
             fields |= {"cpu_pressure", "memory_pressure", "io_pressure"}
     view = _View(order=opts.order or "cpu", cpu_time=opts.cpu == "time", raw=opts.raw,
-                 recursive=parse_boolean(opts.recursive, "--recursive"), count=count, extras=extras)
+                 recursive=_recursive(opts.recursive), count=count, extras=extras)
     interactive = not opts.batch and sys.stdout.isatty() and sys.stdin.isatty()
+    if interactive or iterations != 1:
+        gc.freeze()  # what the imports made lives as long as the process: no collection walks it
+        gc.enable()
     if "net" in opts.extra.split(","):
         view.net = _NetColumn(layout)
     try:
@@ -151,10 +162,20 @@ def _extras(spec: str) -> list[display.Extra]:
     return cols
 
 
+def _recursive(value: str) -> bool:
+    if value == "yes":  # the default
+        return True
+    from nsdash.launcher.booleans import parse_boolean
+
+    return parse_boolean(value, "--recursive")
+
+
 def _has_pids(layout: cgroupfs.Layout) -> bool:
     if "pids" in layout.v1_dirs:
         return True
     if layout.unified_dir is not None:
+        from nsdash.system.kernfiles import read_value
+
         return "pids" in (read_value(layout.unified_dir + "/cgroup.controllers") or "").split()
     return False
 
@@ -234,6 +255,10 @@ class _View:
         parents_first = self.order != "tasks" or self.recursive
         ordered = display.order_rows(rows, self.order, self.cpu_time, parents_first)
         # A guest names its own cgroups: the paths are shown escaped (ordered on the real ones).
+        if all(r.path.isprintable() for r in ordered):
+            return ordered
+        from nsdash.system.text import escape
+
         return [r if r.path.isprintable() else r._replace(path=escape(r.path)) for r in ordered]
 
 

@@ -63,7 +63,7 @@ class Target(Frozen):
 
 def resolve(name: str) -> Target:
     """The running machine called NAME (nsdash's own, or one registered with machined)."""
-    machine = registry.lookup(name)
+    machine = registry.lookup(name, details=False)  # its leader and cgroup: no os-release, no addresses
     if machine.orphan:
         raise MachineNotFound(f"machine '{name}' is not running (its supervisor is gone)",
                               f"start it again, or clean up with 'nsdash terminate {name}'")

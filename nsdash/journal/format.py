@@ -114,6 +114,9 @@ class _Clock:
         return self._text
 
 
+WRITE_CHUNK = 65536  # characters rendered before Printer.write_all writes them
+
+
 class Printer:
     """Writes entries to OUT in one of journalctl's formats.
 
@@ -158,14 +161,27 @@ class Printer:
             self.count += 1
 
     def write_all(self, entries) -> None:
+        """ENTRIES rendered, written in pieces of about WRITE_CHUNK characters: one write for
+        `journal -n 20` whatever stdout's buffering (PYTHONUNBUFFERED made it a system call a
+        line), a bounded piece at a time for a whole journal."""
         render, write = self._render, self.out.write
-        n = 0
-        for e in entries:
-            text = render(e)
-            if text is not None:
-                write(text)
-                n += 1
-        self.count += n
+        n = size = 0
+        pending: list[str] = []
+        try:
+            for e in entries:
+                text = render(e)
+                if text is not None:
+                    pending.append(text)
+                    n += 1
+                    size += len(text)
+                    if size >= WRITE_CHUNK:
+                        write("".join(pending))
+                        pending.clear()
+                        size = 0
+        finally:
+            if pending:  # (what was rendered before an error is still written, as it was line by line)
+                write("".join(pending))
+            self.count += n
 
     # ------------------------------------------------------------ short
 

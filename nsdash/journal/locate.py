@@ -87,28 +87,32 @@ class JournalDir(Frozen):
         except OSError:
             return ()
         try:
-            out = []
-            for name in sorted(confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES)):
-                if name.endswith(JOURNAL_SUFFIXES):
-                    try:
-                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    except OSError:
-                        continue
-                    out.append((name, st.st_ino, st.st_size))
-            return tuple(out)
+            return _signature(dir_fd, self._names(dir_fd))
         finally:
             os.close(dir_fd)
 
-    def open_files(self) -> tuple[list[tuple[str, int]], list[str]]:
-        """(name, fd) of each journal file in it, sorted by name, and why others were skipped.
+    def scan(self) -> tuple[tuple[tuple[str, int, int], ...], list[tuple[str, int]], list[str]]:
+        """signature(), then the journal files opened, on one opening and one listing of the
+        directory: ((name, inode, size)..., [(name, fd)...] sorted by name, why others were skipped).
 
         A file is opened only if it is a regular file named *.journal(~) in this very
         directory: a symlink (to the host's journal, say), a FIFO or a device is skipped."""
         dir_fd = self.open()
+        try:
+            names = self._names(dir_fd)
+            listed = _signature(dir_fd, names)  # first: a file that changes while we open shows next time
+            return (listed, *self._open_files(dir_fd, names))
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _names(dir_fd: int) -> list[str]:
+        return sorted(n for n in confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES) if n.endswith(JOURNAL_SUFFIXES))
+
+    def _open_files(self, dir_fd: int, names: list[str]) -> tuple[list[tuple[str, int]], list[str]]:
         opened: list[tuple[str, int]] = []
         skipped: list[str] = []
         try:
-            names = sorted(n for n in confined.list_dir(dir_fd, ".", limit=MAX_DIR_ENTRIES) if n.endswith(JOURNAL_SUFFIXES))
             if len(names) > MAX_JOURNAL_FILES:
                 skipped.append(f"{self}: {len(names) - MAX_JOURNAL_FILES} journal files over {MAX_JOURNAL_FILES}, "
                                "the oldest skipped")
@@ -129,9 +133,18 @@ class JournalDir(Frozen):
             for _, fd in opened:
                 os.close(fd)
             raise
-        finally:
-            os.close(dir_fd)
         return opened, skipped
+
+
+def _signature(dir_fd: int, names: list[str]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        out.append((name, st.st_ino, st.st_size))
+    return tuple(out)
 
 
 def _refusal(e: OSError) -> str:

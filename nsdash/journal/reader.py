@@ -90,8 +90,7 @@ class _ConfinedFiles:
     def reader(self, skipped: list[str] | None = None) -> _reader._Reader:
         if self._inotify >= 0:
             self._watch()  # the directory may be a new one (journald's flush): watch it again
-        listed = self.directory.signature()  # first: a change while we open shows next time
-        opened, why = self.directory.open_files()
+        listed, opened, why = self.directory.scan()  # listed first: a change while we open shows next time
         if skipped is not None:
             skipped.extend(why)
         fds = [fd for _, fd in opened]

@@ -116,7 +116,9 @@ def addresses(pid: int) -> list[str]:
     return out
 
 
-def _from_entry(name: str) -> Machine | None:
+def _from_entry(name: str, details: bool = True) -> Machine | None:
+    """Machine NAME from nsdash's state; without DETAILS its os-release and addresses are left
+    empty (read only for what shows them: list, status)."""
     directory = st.machine_path(name)
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
@@ -129,8 +131,8 @@ def _from_entry(name: str) -> Machine | None:
     root = f"/proc/{leader}/root" if alive and leader else (state.root if state else None)
     if root and not alive and not os.path.isdir(root):
         root = None  # an --image machine's root is its disk image: nothing to read without mounting it
-    os_release, error = _os_release(root)
-    if alive and leader:
+    os_release, error = _os_release(root) if details else ({}, None)
+    if alive and leader and details:
         addrs = addresses(leader)
     return Machine(name=name, orphan=not alive, state=state, leader=leader if alive else None,
                    root=state.root if state else None, os_release=os_release, addresses=addrs,
@@ -161,10 +163,12 @@ def list_machines(with_machined: bool = True) -> list[Machine]:
     return sorted(ours + others, key=lambda m: m.name)
 
 
-def lookup(name: str, with_machined: bool = True) -> Machine:
-    """The machine called NAME (orphans included), or MachineNotFound naming the choices."""
+def lookup(name: str, with_machined: bool = True, details: bool = True) -> Machine:
+    """The machine called NAME (orphans included), or MachineNotFound naming the choices.
+    DETAILS false: an nsdash machine's os-release and addresses are not read (a verb that
+    only needs its leader and cgroup: `systemctl -M`, `-M` of the readers)."""
     validate_name(name)
-    m = _from_entry(name)
+    m = _from_entry(name, details)
     if m is not None:
         return m
     if with_machined:

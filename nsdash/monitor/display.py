@@ -8,7 +8,12 @@ output/s; '-' where a value is not known; blank lines between refreshes.
 
 from __future__ import annotations
 
-import heapq
+# The heap functions from the C module heapq itself takes them from: heapq.py (20 KB of
+# bytecode, mostly merge and nlargest) is a module more on every `nsdash cgtop`.
+try:
+    from _heapq import heapify, heappop, heappush
+except ImportError:  # an interpreter without the accelerator
+    from heapq import heapify, heappop, heappush
 
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.rates import Rates
@@ -161,20 +166,20 @@ def order_rows(rows: Sequence[Row], order: str = "cpu", cpu_time: bool = False,
             ready.append((keys[r.path], r.path))
         else:
             waiting.setdefault(anc, []).append((keys[r.path], r.path))
-    heapq.heapify(ready)
+    heapify(ready)
     out: list[Row] = []
     while ready:
-        _, path = heapq.heappop(ready)
+        _, path = heappop(ready)
         out.append(by_path[path])
         children = waiting.pop(path, None)
         if children is None:
             continue
         if len(children) > 64:  # thousands of siblings: one heapify beats a push each
             ready.extend(children)
-            heapq.heapify(ready)
+            heapify(ready)
         else:
             for child in children:
-                heapq.heappush(ready, child)
+                heappush(ready, child)
     return out
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from types import MappingProxyType
 
 from nsdash.monitor import counters as C
 from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
@@ -38,6 +37,10 @@ FULL, QUICK = "full", "quick"  # how the hierarchies are walked again (Sampler._
 
 # How tasks are counted, as systemd-cgtop's default, -P and -k.
 COUNT_PIDS, COUNT_USERSPACE, COUNT_ALL = "pids", "userspace", "all"
+
+# A class's __dict__ is a read-only mapping proxy: the type that types.MappingProxyType names
+# (types.py spells it this way), without importing types on `nsdash cgtop -b`'s path.
+MappingProxyType = type(type.__dict__)
 
 
 class Sample(Frozen):
@@ -59,15 +62,27 @@ class Sample(Frozen):
 class _Entry:
     """One cgroup's open counter files (mutable: the sampler fills and repairs it)."""
 
-    __slots__ = ("fds", "names", "parsers", "procs_fd", "procs_name", "incomplete")
+    __slots__ = ("fds", "names", "parsers", "procs_fd", "procs_name", "incomplete", "fresh")
 
     def __init__(self) -> None:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
         self.names: list[str] = []
         self.parsers: list[C.Parser] = []
+        # What opening the files read (each is read to see that it parses): the figures of
+        # the sample that opened them, which then reads none of them again.  None after it.
+        self.fresh: list | None = [None] * C.NFIELDS
         self.procs_fd = -1  # cgroup.procs, when tasks are counted from processes
         self.procs_name = ""  # set when cgroup.procs is read by name (no descriptor to spare)
         self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
+
+
+def _soft_nofile() -> int:
+    """The soft RLIMIT_NOFILE now in force (sysconf's OPEN_MAX is getrlimit's soft limit)."""
+    try:
+        soft = os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        soft = -1
+    return soft if soft >= 0 else 1024
 
 
 def raise_nofile_limit() -> int:
@@ -118,13 +133,15 @@ class Sampler:
             root_from_proc = self.layout.root_dir == cgroupfs.DEFAULT_ROOT_DIR and C.root_from_proc()
         self._root_from_proc = root_from_proc and self.start == "/"
         self._procs_mount = primary_mount(self.layout)
+        self._hierarchies: dict[str, object] = {}  # mount -> _hierarchy(mount)
         self._mount_of_key = self._resolve_keys()
-        self._v2_controllers = self._available_v2_controllers()
+        self._v2_controllers: frozenset[str] | None = None  # read by each full walk (the first comes first)
+        self._files: list[tuple[str, list[tuple[str, str, C.Parser, str | None]]]] | None = None  # by full walks
         self._walk_mounts = self._mounts_to_walk()
         # Each key's hierarchy as walked (cpu and cpuacct share one mount, walked once).
-        walked = {os.path.realpath(m): m for m in self._walk_mounts}
+        walked = {self._hierarchy(m): m for m in self._walk_mounts}
         self._walk_of_key = {k: walked[r] for k, m in self._mount_of_key.items()
-                             if (r := os.path.realpath(m)) in walked}
+                             if (r := self._hierarchy(m)) in walked}
         # cgroup2's mount among them, when there are others to spare on a quick walk.
         unified = self._mount_of_key.get("")
         self._unified_walk = unified if unified in self._walk_mounts and len(self._walk_mounts) > 1 else None
@@ -136,10 +153,14 @@ class Sampler:
         self._stat_fd = self._open_descendant_counter()
         self._descendants: bytes | None = None
         self._kthread: dict[int, bool] = {}
-        # Counter files kept open, and how many may be: past that, open-read-close.
+        # Counter files kept open, and how many may be: past that, open-read-close.  The budget
+        # starts from the soft limit as it is (sysconf reads it: no `resource` module) and is
+        # raised to the hard limit only when it runs out (_raise_budget): a host of a few
+        # hundred cgroups, and every `cgtop -b -n 1`, never needs more.
         self._kept = 0
         self._incomplete = False  # some entry lacks files for want of descriptors
-        self._fd_budget = max(0, raise_nofile_limit() - FD_RESERVE)
+        self._fd_budget = max(0, _soft_nofile() - FD_RESERVE)
+        self._budget_raised = False
 
     # ------------------------------------------------------------ public
 
@@ -157,9 +178,15 @@ class Sampler:
         counting = self.count != COUNT_PIDS
         unreadable = set(self._unreadable)
         for path, entry in self._entries.items():
-            values: list = [None] * nfields
+            values = entry.fresh
+            files: Iterable[tuple[int, str, C.Parser]] = ()  # the walk that opened them read them
+            if values is None:
+                values = [None] * nfields
+                files = zip(entry.fds, entry.names, entry.parsers, strict=True)
+            else:
+                entry.fresh = None
             try:
-                for fd, name, parse in zip(entry.fds, entry.names, entry.parsers, strict=True):
+                for fd, name, parse in files:
                     try:
                         parse(pread(fd, 4096, 0) if fd >= 0 else _read_by_name(name), values)
                     except ValueError:
@@ -188,6 +215,7 @@ class Sampler:
         """Give up to WANTED descriptors of this sampler's budget to another keeper of files
         (the poller's kept cgroup.procs, tree.KeptProcs): at most half of what is left, so
         the two together never eat the reserve the rest of the process needs."""
+        self._raise_budget()  # (the dashboard's poller: it will keep thousands)
         given = max(0, min(wanted, (self._fd_budget - self._kept) // 2))
         self._fd_budget -= given
         return given
@@ -238,10 +266,24 @@ class Sampler:
         """One mount per distinct hierarchy that holds a wanted file (cpu,cpuacct share one)."""
         wanted = {key for f in self.fields for key, _, _ in C.SOURCES[f]}
         candidates = [self._mount_of_key[k] for k in sorted(wanted) if k in self._mount_of_key]
-        mounts: dict[str, str] = {}
+        mounts: dict[object, str] = {}
         for mount in [self._procs_mount, *candidates]:
-            mounts.setdefault(os.path.realpath(mount), mount)
+            mounts.setdefault(self._hierarchy(mount), mount)
         return list(mounts.values())
+
+    def _hierarchy(self, mount: str) -> object:
+        """What MOUNT is, so that two names of one hierarchy (cpu -> cpu,cpuacct) compare equal:
+        its directory's device and inode, one stat (realpath made an lstat per component, of
+        every controller's name, some hundred at each start); unknown, its name."""
+        known = self._hierarchies.get(mount)
+        if known is None:
+            try:
+                st = os.stat(mount)
+                known = (st.st_dev, st.st_ino)
+            except OSError:
+                known = mount
+            self._hierarchies[mount] = known
+        return known
 
     def _open_descendant_counter(self) -> int:
         unified = self._mount_of_key.get("")
@@ -254,8 +296,8 @@ class Sampler:
 
     def _needs_walk(self) -> str | None:
         """None, FULL (every hierarchy) or QUICK (cgroup2 only: its descendant count moved)."""
-        if time.monotonic() - self._last_walk >= self.rewalk_interval or self._incomplete:
-            return FULL
+        if self._files is None or time.monotonic() - self._last_walk >= self.rewalk_interval or self._incomplete:
+            return FULL  # (the first walk is a full one, whatever the interval: it works out _files)
         if self._stat_fd >= 0:
             try:
                 data = os.pread(self._stat_fd, 4096, 0)
@@ -275,6 +317,7 @@ class Sampler:
         if not quick:
             self._last_walk = time.monotonic()
             self._v2_controllers = self._available_v2_controllers()  # for the cgroups opened now
+            self._files = self._file_candidates()
         if self._stat_fd >= 0:
             try:
                 self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
@@ -323,23 +366,15 @@ class Sampler:
         opens each, in the v1 hierarchies, otherwise)."""
         entry = _Entry()
         from_proc = self._root_from_proc and path == "/"
-        for name in sorted(self.fields):
-            if name == "tasks" and self.count != COUNT_PIDS:
-                continue
+        for name, candidates in self._files or ():
             if from_proc and name in C.ROOT_PROC_SOURCES:
                 fname, parser = C.ROOT_PROC_SOURCES[name]
                 self._try_open(entry, os.path.join(self.proc, fname), parser, unreadable, path)
                 continue
-            for key, fname, parser in C.SOURCES[name]:
-                mount = self._mount_of_key.get(key)
-                if key == "" and self._v2_controllers is not None and \
-                        C.V2_CONTROLLER_OF.get(fname, "") not in self._v2_controllers | {""}:
-                    continue  # its controller is not in this hierarchy: no cgroup has the file
-                walked = self._walk_of_key.get(key)
+            for mount, slash_name, parser, walked in candidates:
                 if members is not None and walked is not None and path not in members[walked]:
                     continue  # PATH is not in that hierarchy
-                if mount is not None and self._try_open(entry, _dir(mount, path) + "/" + fname,
-                                                         parser, unreadable, path):
+                if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path):
                     break
         if self.count != COUNT_PIDS:
             filename = _dir(self._procs_mount, path) + "/cgroup.procs"
@@ -357,10 +392,38 @@ class Sampler:
                     entry.incomplete = True
         return entry
 
+    def _file_candidates(self) -> list[tuple[str, list[tuple[str, str, C.Parser, str | None]]]]:
+        """Each wanted figure (in name order) and the files that may hold it, in the order tried:
+        (mount, '/' + file name, parser, the mount as walked).  Worked out once a full walk (the
+        controllers cgroup2 offers may have changed), not once a cgroup."""
+        offered = None if self._v2_controllers is None else self._v2_controllers | {""}
+        files = []
+        for name in sorted(self.fields):
+            if name == "tasks" and self.count != COUNT_PIDS:
+                continue  # counted from cgroup.procs instead
+            candidates = []
+            for key, fname, parser in C.SOURCES[name]:
+                mount = self._mount_of_key.get(key)
+                if mount is None:
+                    continue
+                if key == "" and offered is not None and C.V2_CONTROLLER_OF.get(fname, "") not in offered:
+                    continue  # its controller is not in this hierarchy: no cgroup has the file
+                candidates.append((mount, "/" + fname, parser, self._walk_of_key.get(key)))
+            files.append((name, candidates))
+        return files
+
+    def _raise_budget(self) -> None:
+        """Raise the soft RLIMIT_NOFILE (once) and the budget with it."""
+        if not self._budget_raised:
+            self._budget_raised = True
+            self._fd_budget = max(self._fd_budget, raise_nofile_limit() - FD_RESERVE)
+
     def _open_counter(self, filename: str) -> int:
         """An fd to keep for FILENAME, or -1 when none can be spared (read it by name)."""
         if self._kept >= self._fd_budget:
-            return -1
+            self._raise_budget()
+            if self._kept >= self._fd_budget:
+                return -1
         try:
             fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
@@ -377,7 +440,10 @@ class Sampler:
         try:
             fd = self._open_counter(filename)
             data = os.pread(fd, 4096, 0) if fd >= 0 else _read_by_name(filename)
-            ok = parser(data, [None] * C.NFIELDS)
+            # Parsed into a copy of what the entry's other files gave: kept only if it parses (a
+            # parser that fails half-way leaves nothing behind).
+            values: list = [None] * C.NFIELDS if entry.fresh is None else entry.fresh.copy()
+            ok = parser(data, values)
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):
                 unreadable.add(path)
@@ -394,6 +460,8 @@ class Sampler:
         entry.fds.append(fd)
         entry.names.append(filename)
         entry.parsers.append(parser)
+        if entry.fresh is not None:
+            entry.fresh = values
         return True
 
     def _release(self, fd: int) -> None:

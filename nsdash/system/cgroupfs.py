@@ -122,20 +122,22 @@ def detect(root: str | os.PathLike[str] = DEFAULT_ROOT_DIR) -> Layout:
         return Layout("unified", top, top, {})
     v1: dict[str, str] = {}
     try:
-        entries = sorted(os.listdir(top))
+        # (name, a directory, a symlink) from the listing's entry types: no stat per entry
+        with os.scandir(top) as it:
+            entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it)
     except OSError:
         entries = []
-    for name in entries:
+    for name, is_dir, _ in entries:
         path = os.path.join(top, name)
-        if name == "unified" or not os.path.isdir(path) or os.path.islink(path):
+        if name == "unified" or not is_dir:  # (a symlink is not a directory here: see below)
             continue
         if _exists(path + "/tasks") or _exists(path + "/cgroup.procs"):
             for ctrl in name.split(","):
                 v1.setdefault(ctrl, path)
     # Joined mounts such as cpu,cpuacct appear as symlinks cpu -> cpu,cpuacct.
-    for name in entries:
+    for name, _, is_link in entries:
         path = os.path.join(top, name)
-        if os.path.islink(path) and os.path.isdir(path) and name not in v1:
+        if is_link and name not in v1 and os.path.isdir(path):
             v1[name] = path
     unified = os.path.join(top, "unified")
     if os.path.isdir(unified) and _is_cgroup2(unified):

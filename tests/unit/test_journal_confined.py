@@ -162,3 +162,21 @@ def test_a_file_libsystemd_refuses_is_skipped_and_the_others_read(root, tmp_path
     with JournalSource(JournalDir(root, f"var/log/journal/{MID}")) as src:
         assert messages(src) == ["one", "two"]
         assert any("newer.journal: refused by libsystemd" in s for s in src.skipped)
+
+
+def test_a_reader_walks_to_its_directory_once(root, monkeypatch):
+    """Opening a reader lists the directory and opens its files on one confined walk to it
+    (there were two: one for the listing that says what changed, one to open the files)."""
+    from nsdash.journal import locate
+
+    walks: list[str] = []
+    real_open = locate.JournalDir.open
+
+    def counting_open(self):
+        walks.append(self.path)
+        return real_open(self)
+
+    monkeypatch.setattr(locate.JournalDir, "open", counting_open)
+    with JournalSource(JournalDir(root, f"var/log/journal/{MID}"), follow=False) as src:
+        assert messages(src) == ["one", "two"]
+        assert walks == [str(root / "var/log/journal" / MID)]

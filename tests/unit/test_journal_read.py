@@ -329,3 +329,37 @@ def test_the_launched_verb_matches_journalctl_with_datetime_stood_in(journal_dir
     else:
         assert out.stdout == want
     assert want.count("\n") > 10
+
+
+def test_entries_are_written_in_one_piece_whatever_stdouts_buffering(journal_dir, monkeypatch):
+    """`journal -n 20` under PYTHONUNBUFFERED made a write system call a line: the printer hands
+    stdout its text in pieces of WRITE_CHUNK characters, the same text as line by line."""
+    import io
+
+    from nsdash.journal import format as fmt
+
+    class Recording(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def write(self, text: str) -> int:
+            self.calls += 1
+            return super().write(text)
+
+    with MergedLog([JournalSource(journal_dir)]) as log:
+        entries = list(log.entries())
+    assert len(entries) > 3
+    one_by_one = io.StringIO()
+    printer = fmt.Printer(one_by_one, "short")
+    for e in entries:
+        printer.write(e)
+    whole = Recording()
+    fmt.Printer(whole, "short").write_all(entries)
+    assert whole.getvalue() == one_by_one.getvalue() and whole.calls == 1
+    monkeypatch.setattr(fmt, "WRITE_CHUNK", 1)  # a piece per entry once each passes the bound
+    pieces = Recording()
+    printer = fmt.Printer(pieces, "short")
+    printer.write_all(entries)
+    assert pieces.getvalue() == one_by_one.getvalue() and 3 < pieces.calls == printer.count  # (shown ones)
+

@@ -55,6 +55,9 @@ def test_launcher_adds_site_directories_without_site(tmp_path):
     # site's order: site-packages, then the .pth directories; nothing that does not exist.
     assert path[-2:] == [str(site_packages), str(project)]
     assert not any("no-such-directory" in p for p in path)
+    # Not the script's own directory (bin/, no modules): Python puts it first, the launcher drops it.
+    assert str(launcher.parent) not in path and os.path.realpath(launcher.parent) not in path
+    assert path[0].endswith(".zip")  # the standard library's zip comes first (no PYTHONPATH here)
 
 
 def test_pythonpath_still_comes_first(tmp_path):

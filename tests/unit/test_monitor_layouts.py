@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nsdash.monitor import counters as C
+from nsdash.monitor import sampler as sampler_module
 from nsdash.monitor import tree
 from nsdash.monitor.machines import MachineMap, registered_cgroups, registered_leaders
 from nsdash.monitor.rates import rates_between
@@ -323,3 +324,101 @@ def test_a_cgroup_in_cgroup2_alone_is_not_looked_for_in_v1(tmp_path, monkeypatch
     tried = [p for p in opened if "init.scope" in p]
     assert tried and all(p.startswith(str(root / "unified")) for p in tried), tried
     assert counters["/a/b"].cpu_ns == 3_000_000  # in both: v1's cpuacct first, as before
+
+
+def test_each_counter_file_is_read_once_per_sample_the_first_included(layout, monkeypatch):
+    """Opening a counter file reads it (does it parse?): the first sample keeps what that read,
+    as systemd-cgtop reads each file once a refresh (`cgtop -b -n 1` read them all twice)."""
+    names: dict[int, str] = {}
+    reads: list[str] = []
+    real_open, real_pread = os.open, os.pread
+
+    def recording_open(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        names[fd] = str(path)
+        return fd
+
+    def counting_pread(fd, size, offset):
+        reads.append(f"{fd}:{names[fd]}")  # (cpu.stat is opened twice on cgroup2: cpu, throttling)
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(os, "pread", counting_pread)
+    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as sampler:
+        per_sample = []
+        for _ in range(2):
+            reads.clear()
+            sample = sampler.sample()
+            # (cgroup.stat says whether to walk again; a full walk reads cgroup.controllers)
+            counter_reads = [r for r in reads if not r.endswith(("cgroup.stat", "cgroup.controllers"))]
+            per_sample.append((sample.counters, sorted(counter_reads)))
+        kept = sampler.open_files()
+    (first, first_reads), (second, second_reads) = per_sample
+    # Each file once: the second sample reads the kept ones, the first those and the candidates
+    # that did not parse (hybrid: cgroup2's cpu.stat holds no throttling figures; v1's does).
+    assert kept > 0 and len(second_reads) == kept and second_reads == sorted(set(second_reads))
+    assert first_reads == sorted(set(first_reads)) and set(second_reads) <= set(first_reads)
+    assert first == second and first["/a/b"].cpu_ns is not None  # the same figures from either read
+
+
+@pytest.mark.parametrize("spare", [1000, 2])
+def test_the_open_files_limit_is_raised_only_when_the_budget_runs_out(tmp_path, monkeypatch, spare):
+    """`cgtop -b -n 1` on a host of a few hundred cgroups stays within the soft limit it was
+    given (no `resource` module, no setrlimit); a sampler that needs more raises it, once."""
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/a", "/b"))
+    raised: list[int] = []
+
+    def fake_raise() -> int:
+        raised.append(1)
+        return sampler_module.FD_RESERVE + 1000
+
+    monkeypatch.setattr(sampler_module, "_soft_nofile", lambda: sampler_module.FD_RESERVE + spare)
+    monkeypatch.setattr(sampler_module, "raise_nofile_limit", fake_raise)
+    with Sampler(cgroupfs.detect(root), fields=C.ALL, root_from_proc=False) as sampler:
+        sampler.sample()
+        assert sampler.read_by_name() == 0 and sampler.open_files() > 2  # all kept, either way
+        assert raised == ([] if spare == 1000 else [1])
+        sampler.reserve(10)  # the dashboard's poller asks for more: raised by then, never twice
+    assert len(raised) == 1
+
+
+def test_the_first_sample_walks_every_hierarchy_whatever_the_interval(layout):
+    """The files each figure may come from are worked out by a full walk: the first one is,
+    even when the interval would never ask for one (the cgroup2 count alone moved)."""
+    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=float("inf")) as sampler:
+        c = sampler.sample().counters["/a/b"]
+    assert c.cpu_ns is not None and c.memory is not None and c.tasks is not None
+
+
+def test_a_file_that_fails_half_way_gives_no_figure_in_the_first_sample_either(tmp_path):
+    """The first sample's figures come from the reads that opened the files: one whose parser
+    wrote a figure and then failed (nr_throttled, then an odd throttled_usec) is not kept, and
+    leaves nothing behind, as in every later sample."""
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x"))
+    (root / "x" / "cpu.stat").write_text("usage_usec 2500\nnr_throttled 3\nthrottled_usec odd\n")
+    with Sampler(cgroupfs.detect(root), fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as sampler:
+        first, second = sampler.sample().counters["/x"], sampler.sample().counters["/x"]
+    assert first == second and first.cpu_ns == 2_500_000 and first.nr_throttled is None
+
+
+def test_joined_controllers_and_their_symlinks_are_found_as_systemd_mounts_them(tmp_path):
+    """A hybrid host as systemd mounts it: cpu,cpuacct and net_cls,net_prio are one hierarchy
+    each, with cpu, cpuacct... as symlinks to them; a stray file and a dangling link are not
+    hierarchies; cgroup2 at unified."""
+    root = tmp_path / "cgroup"
+    for name in ("cpu,cpuacct", "memory", "pids", "net_cls,net_prio", "systemd"):
+        _write(root / name, {"tasks": "", "cgroup.procs": ""})
+    for link, target in (("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct"), ("net_cls", "net_cls,net_prio"),
+                         ("net_prio", "net_cls,net_prio"), ("gone", "nowhere")):
+        (root / link).symlink_to(target)
+    (root / "notes").write_text("not a hierarchy\n")
+    make_v2(root / "unified", ("/",))
+    layout = cgroupfs.detect(root)
+    r = str(root)
+    assert layout.kind == "hybrid" and layout.unified_dir == f"{r}/unified"
+    assert layout.v1_dirs == {"cpu": f"{r}/cpu,cpuacct", "cpuacct": f"{r}/cpu,cpuacct", "memory": f"{r}/memory",
+                              "pids": f"{r}/pids", "net_cls": f"{r}/net_cls,net_prio",
+                              "net_prio": f"{r}/net_cls,net_prio", "systemd": f"{r}/systemd"}
+    assert layout.hierarchy_dirs()[0] == f"{r}/unified" and len(layout.hierarchy_dirs()) == 6

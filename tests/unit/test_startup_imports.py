@@ -35,8 +35,12 @@ SPAWN_NEVER = HEAVY | {"json", "importlib", "hashlib", "pyseccomp", "ctypes.util
 # re and enum: no regular expressions, no signal module; typing: nsdash.system.records.
 _LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "urllib", "ipaddress",
          "fnmatch", "contextlib", "importlib", "warnings", "json"}
+# cgtop: resource only when the sampler needs more open files than the soft limit leaves;
+# types for one name the sampler takes from type.__dict__; heapq's functions come from _heapq;
+# the launcher's booleans only for --recursive other than yes, text only for a path to escape.
 LEAN_VERBS = {"cgls": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
-              "cgtop": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"}}  # -M reads machine state
+              "cgtop": _LEAN | {"collections", "functools", "nsdash.machines",  # -M reads machine state
+                                "resource", "types", "heapq", "nsdash.launcher", "nsdash.system.text"}}
 # `journal -M M -n 20` against journalctl -D (bench_verbs.py): systemd-python's _reader is its
 # floor; the rest reads paths as strings (no pathlib), state.json with system/jsontext (no json),
 # files confined without ctypes where no symlink is on the way (system/confined), and formats
