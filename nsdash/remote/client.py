@@ -172,8 +172,15 @@ class Connection:
             self.proc.wait()
 
 
+PARTIAL_MAX = 64 * 1024  # bytes of an unfinished line held back for its end; past it, shown as it is
+
+
 class LineEscaper:
-    """Output of one stream, escaped a whole line at a time (a UTF-8 character never split)."""
+    """Output of one stream, escaped a whole line at a time (a UTF-8 character never split).
+
+    A line longer than PARTIAL_MAX is shown in pieces as it comes: the far side is not trusted
+    to end its lines, and one that never did made this side hold (and at the end escape) all
+    it sent, 64 MiB costing over 300 MiB here (issue 15)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
@@ -181,10 +188,12 @@ class LineEscaper:
 
     def feed(self, data: bytes) -> None:
         self.partial += data
-        end = self.partial.rfind(b"\n")
-        if end >= 0:
-            self.stream.write(escape_bytes(bytes(self.partial[:end + 1]), newline=True, tab=True))
-            del self.partial[:end + 1]
+        end = self.partial.rfind(b"\n") + 1
+        if not end and len(self.partial) > PARTIAL_MAX:
+            end = _character_start(self.partial)
+        if end:
+            self.stream.write(escape_bytes(bytes(self.partial[:end]), newline=True, tab=True))
+            del self.partial[:end]
             self.stream.flush()
 
     def close(self) -> None:
@@ -192,6 +201,15 @@ class LineEscaper:
             self.stream.write(escape_bytes(bytes(self.partial), tab=True) + "\n")
             self.partial.clear()
         self.stream.flush()
+
+
+def _character_start(data: bytearray) -> int:
+    """Where DATA may be cut without cutting a UTF-8 character: before a lead byte among its
+    last three bytes (its character may not be whole yet), else at its end."""
+    for back in range(1, min(3, len(data)) + 1):
+        if data[-back] >= 0xC0:  # 11xxxxxx: a lead byte
+            return len(data) - back
+    return len(data)
 
 
 def check_verb(argv: list[str]) -> None:

@@ -63,7 +63,7 @@ def list_machines(session: Session) -> list[dict[str, Any]]:
         raise NsdashError(f"{session.target}: {_last_line(result.stderr, f'list exited {result.code}')}")
     try:
         machines = json.loads(result.stdout)
-    except ValueError:
+    except (ValueError, RecursionError):  # (a document nested past the parser's depth)
         machines = None
     if not isinstance(machines, list) or not all(isinstance(m, dict) for m in machines):
         raise NsdashError(f"{session.target} answered 'list -o json' with something else",

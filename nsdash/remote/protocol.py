@@ -130,7 +130,7 @@ def parse(line: bytes, strict: bool = True) -> dict[str, Any] | None:
 
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than the parser's recursion: still no message)
         message = None
     if isinstance(message, dict) and message.get("t") in KINDS:
         return message

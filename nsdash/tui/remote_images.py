@@ -56,7 +56,7 @@ def parse(host: str, stdout: bytes) -> list[ImageRow]:
     """A far host's answer as rows; NsdashError if it is not list-images' JSON."""
     try:
         entries = json.loads(stdout)
-    except ValueError:
+    except (ValueError, RecursionError):  # (a document nested past the parser's depth)
         entries = None
     if not isinstance(entries, list):
         raise NsdashError(f"{host} answered 'list-images -o json' with something else",
