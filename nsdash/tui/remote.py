@@ -43,7 +43,7 @@ from nsdash.monitor.host import _epoch
 from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
-from nsdash.remote.watch import Watch
+from nsdash.remote.watch import MAX_NAME, Watch
 from nsdash.system.text import escape
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
@@ -82,8 +82,8 @@ def _text(value: object, default: str = "-") -> str:
 def machine_info(host: str, m: dict[str, Any], reachable: bool = True) -> MachineInfo | None:
     """One far machine (an entry of `list -o json`) as a row; None if it has no usable name."""
     name = m.get("machine")
-    if not isinstance(name, str) or not name or "/" in name:
-        return None
+    if not isinstance(name, str) or not name or "/" in name or len(name) > MAX_NAME:
+        return None  # (a name is the machine's key in every screen and action: refused, not cut)
     os_id, version = m.get("os"), m.get("version")
     since = m.get("since")
     started = _epoch(since) if isinstance(since, str) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,23 +76,25 @@ def far(tmp_path, monkeypatch):
     return use
 
 
+# Runs nsdash in a grandchild and writes its peak memory (KiB) to argv[1]: a child made by
+# vfork from pytest (as subprocess does) inherits pytest's own high-water mark at its exec,
+# one forked from this small process only this one's.
+PEAK = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "nsdash", *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _remote(env: dict[str, str], *argv: str) -> tuple[int, bytes, bytes, int]:
-    """`nsdash -H far ARGV` as a user runs it: its status, stdout, stderr and peak memory (KiB,
-    its own: reaped here with wait4, not through Popen, which would keep the figure)."""
-    proc = subprocess.Popen([*NSDASH, "-H", "far", *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=REPO)
-    got: dict[str, bytes] = {}
-    readers = [threading.Thread(target=lambda k=k, f=f: got.__setitem__(k, f.read()))
-               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in readers:
-        t.start()
-    for t in readers:
-        t.join(timeout=120)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # (Popen must not wait for it again)
-    for f in (proc.stdout, proc.stderr):
-        f.close()
-    return proc.returncode, got["out"], got["err"], usage.ru_maxrss
+    """`nsdash -H far ARGV` as a user runs it: its status, stdout, stderr and peak memory (KiB)."""
+    with tempfile.NamedTemporaryFile("r") as peak:
+        r = subprocess.run([sys.executable, "-c", PEAK, peak.name, "-H", "far", *argv], stdin=subprocess.DEVNULL,
+                           capture_output=True, env=env, cwd=REPO, timeout=120)
+        return r.returncode, r.stdout, r.stderr, int(peak.read())
 
 
 def test_a_line_nested_past_the_recursion_limit_before_the_hello_is_chatter(far):
