@@ -39,10 +39,24 @@ CHANNEL = 1
 GREETING_LIMIT = 64 * 1024  # bytes of shell start-up chatter skipped before the hello, at most
 
 
+LAST_WORDS_MAX = 300  # characters of what ssh or a far verb said last, quoted in an error
+
+
+def last_words(data: bytes | bytearray | str, fallback: str) -> str:
+    """The last non-blank line of DATA (ssh's or a far verb's stderr) for a one-line error:
+    escaped, and at most LAST_WORDS_MAX characters of it (the far side chooses it, and a far
+    verb's stderr may be megabytes); FALLBACK when there is none."""
+    text = data.decode(errors="replace") if isinstance(data, bytes | bytearray) else data
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return fallback
+    line = lines[-1]
+    return escape(line[:LAST_WORDS_MAX]) + ("…" if len(line) > LAST_WORDS_MAX else "")
+
+
 def diagnose(target: Target, returncode: int | None, stderr: str) -> p.RemoteError:
     """What went wrong before the far nsdash greeted: one line from ssh's exit status and stderr."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    last = escape(lines[-1]) if lines else f"ssh exited {returncode}"
+    last = last_words(stderr, f"ssh exited {returncode}")
     host = str(target)
     text = stderr.lower()
     if "host key verification failed" in text or "remote host identification has changed" in text:
@@ -160,8 +174,8 @@ class Connection:
         return got
 
     def lost(self) -> p.RemoteError:
-        lines = [line for line in self.stderr.decode(errors="replace").splitlines() if line.strip()]
-        why = f" ({escape(lines[-1].strip())})" if lines else ""
+        words = last_words(self.stderr, "")
+        why = f" ({words})" if words else ""
         return p.RemoteError(f"the connection to {self.target} was lost{why}", "run the command again")
 
     def close(self) -> None:

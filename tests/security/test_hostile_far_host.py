@@ -55,7 +55,17 @@ elif mode == "no-newline":     # endless output with no line end: 64 MiB of it
         send(t="out", ch=1, fd=1, d=chunk)
     send(t="exit", ch=1, code=0)
 elif mode == "hostile-hello":  # another major version, its name a terminal sequence
-    hello((9, 0), "\x1b]0;owned\x07\x1b[2J\x9b31m")
+    hello((9, 0), "\x1b]0;owned\x07\x1b[2J\x9b31m" + "9" * 60000)  # (the greeting itself under 64 KiB)
+elif mode == "loud-fail":     # a verb that fails saying a megabyte on one line
+    hello()
+    d = base64.b64encode(b"\x1b]0;owned\x07" + b"e" * (1 << 20) + b"\n").decode()
+    for i in range(0, len(d), 32768):
+        send(t="out", ch=1, fd=2, d=d[i:i + 32768])
+    send(t="exit", ch=1, code=1)
+elif mode == "loud-exit":      # ssh's own stderr (the far shell's too) says 8 KiB on one line, then it ends
+    hello()
+    sys.stderr.write("\x1b]0;owned\x07" + "e" * 8000 + "\n")
+    sys.exit(255)
 sys.stdout.flush()
 time.sleep(30)
 '''
@@ -150,9 +160,10 @@ def test_output_without_line_ends_keeps_memory_bounded_and_is_escaped(far):
 
 def test_a_far_side_of_another_major_version_names_it_escaped(far):
     code, out, err, _ = _remote(far("hostile-hello"), "list")
-    assert code != 0 and err.count(b"\n") == 1, err
+    assert code != 0 and err.count(b"\n") == 1, err[:500]
     assert b"speaks nsdash protocol 9.0" in err
-    assert b"\x1b" not in err and b"\x07" not in err and "\x9b".encode() not in err, err
+    assert b"\x1b" not in err and b"\x07" not in err and "\x9b".encode() not in err, err[:500]
+    assert len(err) < 500, f"{len(err)} bytes: {err[:500]!r}"  # a version is short; what it says is cut
 
 
 def test_images_answered_with_a_deep_document_are_the_hosts_error():
@@ -177,3 +188,23 @@ def test_a_long_line_is_shown_in_pieces_that_never_cut_a_character():
     assert sink.getvalue()  # shown before the end
     escaper.close()
     assert sink.getvalue() == text + "\n"  # whole, and no character escaped as broken bytes
+
+
+def test_a_far_verbs_last_words_are_quoted_bounded_and_escaped(far):
+    from nsdash.remote.client import LAST_WORDS_MAX
+    from nsdash.remote.hosts import list_machines
+    from nsdash.remote.session import Session
+
+    far("loud-fail")
+    with Session(Target("far"), timeout=10) as session, pytest.raises(NsdashError) as e:
+        list_machines(session)
+    line = e.value.oneline()
+    assert line.startswith("far: \\x1b]0;owned\\x07eee") and line.endswith("e…"), line[:200]
+    assert len(line) < LAST_WORDS_MAX + 100 and "\x1b" not in line, len(line)
+
+
+def test_a_lost_connections_last_words_are_quoted_bounded_and_escaped(far):
+    code, out, err, _ = _remote(far("loud-exit"), "list")
+    assert code != 0 and err.count(b"\n") == 1, err[:500]
+    assert err.startswith(b"nsdash: the connection to far was lost (\\x1b]0;owned\\x07eee"), err[:200]
+    assert len(err) < 500 and b"\x1b" not in err, len(err)
