@@ -16,6 +16,7 @@ from typing import Any
 
 from nsdash.errors import NsdashError
 from nsdash.monitor.snapshot import LinkRate, MachineInfo, Snapshot
+from nsdash.system.text import SHOWN_FIELD_MAX, shown
 
 REREAD = 5  # tree walks between two reads of one process's command line
 # What the dashboard keeps of a command line: a guest's process may carry megabytes of arguments
@@ -196,8 +197,10 @@ class HostSnapshots:
         out = []
         for m in found:
             s = m.state
-            pretty = m.os_release.get("ID")
-            version = m.os_release.get("VERSION_ID")
+            # The guest's os-release (64 KiB): ID and VERSION_ID are short words, a guest's need not
+            # be; what the list and the machine view show is kept short (issue 15).
+            pretty = shown(m.os_release.get("ID"), SHOWN_FIELD_MAX)
+            version = shown(m.os_release.get("VERSION_ID"), SHOWN_FIELD_MAX)
             if m.os_release_error:
                 errors.append(f"machine '{m.name}': {m.os_release_error}")  # its own problem, named
             out.append(MachineInfo(

@@ -44,7 +44,7 @@ from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
 from nsdash.remote.watch import MAX_NAME, Watch
-from nsdash.system.text import escape
+from nsdash.system.text import SHOWN_FIELD_MAX, escape, shown
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
 from nsdash.tui.poller import JOURNAL_TAIL
@@ -74,9 +74,11 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 def _text(value: object, default: str = "-") -> str:
+    """A far machine's field as shown: escaped, at most SHOWN_FIELD_MAX characters of it (the far
+    side's list says what it likes: megabytes for an OS name filled the machine view's header)."""
     if isinstance(value, list):
         value = value[0] if value else None
-    return escape(str(value)) if value not in (None, "") else default
+    return escape(shown(str(value), SHOWN_FIELD_MAX) or "") if value not in (None, "") else default
 
 
 def machine_info(host: str, m: dict[str, Any], reachable: bool = True) -> MachineInfo | None:

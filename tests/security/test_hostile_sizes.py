@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from nsdash.system.text import SHOWN_FIELD_MAX
+from nsdash.tui.screens.machine import describe
 
 
 @pytest.fixture
@@ -24,6 +26,13 @@ def long_process():
     args = [("\x1b]0;owned\x07" + "a" * 100_000) for _ in range(15)]
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args])
     try:
+        # (the interpreter may exec again as it starts, its command line empty meanwhile)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+                if len(f.read()) > 1_500_000:
+                    break
+            time.sleep(0.01)
         yield proc.pid
     finally:
         proc.kill()
@@ -80,3 +89,20 @@ def test_a_far_machine_is_bounded_or_refused():
     info = machine_info("far", {"machine": "m" * 255, "state": "running", "os": huge, "version": huge,
                                 "addresses": [huge]})
     assert info is not None and info.name == "far/" + "m" * 255
+    assert len(info.os) <= 2 * 4 * SHOWN_FIELD_MAX + 1 and len(info.address) <= 4 * SHOWN_FIELD_MAX, len(info.os)
+    assert info.os.startswith("\\x1b[2Jooo") and "\x1b" not in info.os
+    assert len(describe(info, info.name, 0.0)) < 3000  # the machine view's header line
+
+
+def test_a_guests_os_release_is_shown_bounded(monkeypatch):
+    from nsdash.machines.registry import Machine
+    from nsdash.monitor import host
+
+    huge = "\x1b]0;owned\x07" + "i" * 60_000  # os-release is read up to 64 KiB
+    snapshots = host.HostSnapshots.__new__(host.HostSnapshots)  # (its readers are not needed here)
+    monkeypatch.setattr(snapshots, "_list_registry", lambda errors: [Machine("g", os_release={"ID": huge,
+                                                                                          "VERSION_ID": huge})],
+                        raising=False)
+    (info,) = snapshots._read_machines([])
+    assert len(info.os) <= 2 * SHOWN_FIELD_MAX + 1, len(info.os)
+    assert len(describe(info, "g", 0.0)) < 3000  # (escaped there: a few times that at most)
