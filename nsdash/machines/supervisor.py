@@ -71,10 +71,12 @@ BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machin
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest)
-# The most one look at the console reads before handing it on: a quarter of CLIENT_BUFFER_LIMIT.
-# A flooding guest fills a look to this bound (the PTY refills while it is read); at 1 MiB,
-# the limit itself, one look's frames dropped every attacher, however fast it read.
-CONSOLE_BATCH = 256 * 1024
+# The most one look at the console reads before handing it on: about what a PTY buffers
+# (its flip buffers hold 64 KiB), so a flood comes at most this much a tick (~6 MB/s).  A
+# flooding guest fills every look to this bound, as the PTY refills while it is read: at
+# 1 MiB, the attachers' own limit, one look's frames dropped every attacher however fast it
+# read, and a flood came faster than `nsdash login` could take it (dropped within seconds).
+CONSOLE_BATCH = 64 * 1024
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL

@@ -8,9 +8,11 @@ dropped.  Counted, not timed (bounds of seconds only where the test must end).""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import time
 
-from conftest import wait_for
+from conftest import NSDASH, REPO, wait_for
 
 from nsdash.machines import client
 from nsdash.machines import state as st
@@ -51,3 +53,28 @@ def test_an_attacher_that_never_reads_is_dropped_and_holds_up_nothing(busybox_tr
     finally:
         reading.close()
         stalled.close()
+
+
+def test_nsdash_login_stays_attached_through_a_flood(busybox_tree, machine_name, detached):
+    """`nsdash login` on a terminal (script(1)'s PTY) while the guest floods its console:
+    it takes 8 MiB and is still attached.  (Before, a look at the console read up to 1 MiB
+    and login was dropped within 0.3-6 s, saying the machine had terminated.)"""
+    detached("-q", "-D", str(busybox_tree), "/bin/sh", "-c", "yes flood-line-of-the-guest > /dev/console")
+    wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader)
+    command = shlex.join([*NSDASH, "login", machine_name])
+    login = subprocess.Popen(["script", "-qfec", command, "/dev/null"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+    got, tail = 0, b""
+    try:
+        deadline = time.monotonic() + 60
+        while got < 8 * CLIENT_BUFFER_LIMIT and time.monotonic() < deadline:
+            data = login.stdout.read1(1 << 20)
+            if not data:
+                break
+            got += len(data)
+            tail = (tail + data)[-4096:]
+        assert got >= 8 * CLIENT_BUFFER_LIMIT and login.poll() is None, (got, tail[-300:])
+        assert b"terminated" not in tail
+    finally:
+        login.kill()
+        login.communicate(timeout=10)
