@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nsdash.errors import NsdashError
+from nsdash.launcher.names import is_valid_hostname
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.display import Row
 from nsdash.monitor.host import _epoch
 from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
-from nsdash.remote.watch import MAX_NAME, Watch
+from nsdash.remote.watch import Watch
 from nsdash.system.text import SHOWN_FIELD_MAX, escape, shown
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
@@ -84,8 +85,11 @@ def _text(value: object, default: str = "-") -> str:
 def machine_info(host: str, m: dict[str, Any], reachable: bool = True) -> MachineInfo | None:
     """One far machine (an entry of `list -o json`) as a row; None if it has no usable name."""
     name = m.get("machine")
-    if not isinstance(name, str) or not name or "/" in name or len(name) > MAX_NAME:
-        return None  # (a name is the machine's key in every screen and action: refused, not cut)
+    if not isinstance(name, str) or not is_valid_hostname(name):
+        # Not a machine name by the one rule (the far nsdash and machined apply it too): a far
+        # host that sends one is not to be believed, and the name is the machine's key in every
+        # screen, title and action (a "[@click=app.quit]" in one was markup in a title).
+        return None
     os_id, version = m.get("os"), m.get("version")
     since = m.get("since")
     started = _epoch(since) if isinstance(since, str) else None

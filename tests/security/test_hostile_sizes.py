@@ -84,11 +84,12 @@ def test_a_machine_list_cell_is_bounded_whatever_the_guest_or_far_host_wrote():
 def test_a_far_machine_is_bounded_or_refused():
     from nsdash.tui.remote import machine_info
 
-    assert machine_info("far", {"machine": "m" * 256, "state": "running"}) is None
+    for name in ("m" * 65, "x[@click=app.quit]y", "x[/b]", "a_b", "\x1b]0;t\x07", "-x", "", 7):
+        assert machine_info("far", {"machine": name, "state": "running"}) is None, name
     huge = "\x1b[2J" + "o" * (1 << 20)
-    info = machine_info("far", {"machine": "m" * 255, "state": "running", "os": huge, "version": huge,
+    info = machine_info("far", {"machine": "m" * 64, "state": "running", "os": huge, "version": huge,
                                 "addresses": [huge]})
-    assert info is not None and info.name == "far/" + "m" * 255
+    assert info is not None and info.name == "far/" + "m" * 64
     assert len(info.os) <= 2 * 4 * SHOWN_FIELD_MAX + 1 and len(info.address) <= 4 * SHOWN_FIELD_MAX, len(info.os)
     assert info.os.startswith("\\x1b[2Jooo") and "\x1b" not in info.os
     assert len(describe(info, info.name, 0.0)) < 3000  # the machine view's header line
@@ -106,3 +107,17 @@ def test_a_guests_os_release_is_shown_bounded(monkeypatch):
     (info,) = snapshots._read_machines([])
     assert len(info.os) <= 2 * SHOWN_FIELD_MAX + 1, len(info.os)
     assert len(describe(info, "g", 0.0)) < 3000  # (escaped there: a few times that at most)
+
+
+def test_machine_names_in_titles_are_never_markup():
+    """A str border title or Static is read as markup: '[@click=app.quit]' in a machine's name
+    was a link to an action there, '[/b]' a MarkupError.  Far names are refused above; the
+    console's title (and the limits form's) take Text as well (review21)."""
+    from nsdash.tui.widgets.console_pane import ConsolePane
+
+    pane = ConsolePane()
+    for name in ("far/x[@click=app.quit]y", "far/x[/b]y"):
+        pane.watch_attached(name)
+        title = pane._border_title
+        assert title is not None and title.plain == f"Console: {name}", title
+        assert not [s for s in title.spans if "@click" in str(s.style)], title.spans
