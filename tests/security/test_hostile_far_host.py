@@ -23,11 +23,13 @@ from nsdash.remote.target import Target
 REPO = Path(__file__).resolve().parents[2]
 NSDASH = [sys.executable, "-m", "nsdash"]
 
-# What the far side sends, by mode.  It never reads its stdin (the near side's request is small).
+# What the far side sends, by mode.  It reads its stdin only to see it end.
 FAR = r'''
-import base64, json, os, sys, time
+import base64, json, os, sys, threading, time
 mode = sys.argv[1]
 out = sys.stdout.buffer
+# It ends when the near side closes its end, as ssh does (not after sleeping out its 30 s).
+threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
 
 def send(**m):
     out.write(json.dumps(m).encode() + b"\n")
@@ -62,10 +64,13 @@ elif mode == "loud-fail":     # a verb that fails saying a megabyte on one line
     for i in range(0, len(d), 32768):
         send(t="out", ch=1, fd=2, d=d[i:i + 32768])
     send(t="exit", ch=1, code=1)
+elif mode == "huge-exit":      # a verb's exit status of 4,000 digits (json reads up to 4,300)
+    hello(); send(t="exit", ch=1, code=int("9" * 4000))
 elif mode == "loud-exit":      # ssh's own stderr (the far shell's too) says 8 KiB on one line, then it ends
     hello()
     sys.stderr.write("\x1b]0;owned\x07" + "e" * 8000 + "\n")
-    sys.exit(255)
+    sys.stderr.flush()
+    os._exit(255)  # (not sys.exit: the reader thread holds stdin's lock at shutdown)
 sys.stdout.flush()
 time.sleep(30)
 '''
@@ -208,3 +213,13 @@ def test_a_lost_connections_last_words_are_quoted_bounded_and_escaped(far):
     assert code != 0 and err.count(b"\n") == 1, err[:500]
     assert err.startswith(b"nsdash: the connection to far was lost (\\x1b]0;owned\\x07eee"), err[:200]
     assert len(err) < 500 and b"\x1b" not in err, len(err)
+
+
+def test_a_far_verbs_exit_status_is_an_exit_status(far):
+    from nsdash.remote.hosts import list_machines
+    from nsdash.remote.session import Session
+
+    far("huge-exit")
+    with Session(Target("far"), timeout=10) as session, pytest.raises(NsdashError) as e:
+        list_machines(session)
+    assert e.value.oneline() == "far: list exited 1"
