@@ -6,23 +6,15 @@ decoded on demand, so reading 100,000 entries does not decode 2,000,000 fields.
 
 from __future__ import annotations
 
+# What a screen keeps of one entry: the bounds live with the sanitiser (the machine list uses
+# them before the first frame, which loads nothing of nsdash.journal).
+from nsdash.system.text import SHOWN_FIELD_MAX, SHOWN_MESSAGE_MAX, shown  # noqa: F401
+
 TYPE_CHECKING = False  # collections.abc (collections, with it) is off `nsdash journal`'s path
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 FieldValue = bytes | list[bytes]
-
-# What a screen keeps of one entry (the dashboard's panes show a message on one line).  A
-# guest's journal or console line is as long as the guest likes: a line of 1,000,000 wide
-# characters cost the journal pane about 1.4 s of its UI thread to write (ten such lines a
-# slice) and 4 MB for each line kept (5,000 kept).
-SHOWN_MESSAGE_MAX = 4096  # characters of a message kept
-SHOWN_FIELD_MAX = 256  # characters of an identifier or unit name kept
-
-
-def shown(text: str | None, limit: int = SHOWN_MESSAGE_MAX) -> str | None:
-    """TEXT as a screen keeps it: its first LIMIT characters."""
-    return text[:limit] if text is not None and len(text) > limit else text
 
 
 def _text(value: FieldValue | None) -> str | None:

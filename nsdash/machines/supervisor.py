@@ -71,7 +71,12 @@ BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machin
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest)
-CONSOLE_BATCH = 1024 * 1024  # the most one look at the console reads before handing it on
+# The most one look at the console reads before handing it on: about what a PTY buffers
+# (its flip buffers hold 64 KiB), so a flood comes at most this much a tick (~6 MB/s).  A
+# flooding guest fills every look to this bound, as the PTY refills while it is read: at
+# 1 MiB, the attachers' own limit, one look's frames dropped every attacher however fast it
+# read, and a flood came faster than `nsdash login` could take it (dropped within seconds).
+CONSOLE_BATCH = 64 * 1024
 REBOOT_EXIT = 133  # --reboot=exit, as systemd-nspawn under its service unit
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -1040,10 +1045,11 @@ class Supervisor:
 
     def _send(self, conn: _Conn, data: bytes) -> None:
         conn.out += data
-        if len(conn.out) > CLIENT_BUFFER_LIMIT:
-            self._drop(conn)  # a stalled attacher must never stall the machine
-            return
         self._flush(conn)
+        # Behind is what the client has not taken yet (a stalled attacher must never stall the
+        # machine), not what one look at a flooding console handed it at once.
+        if len(conn.out) > CLIENT_BUFFER_LIMIT and conn.sock.fileno() >= 0:
+            self._drop(conn)
 
     def _flush(self, conn: _Conn) -> None:
         try:

@@ -16,8 +16,13 @@ from typing import Any
 
 from nsdash.errors import NsdashError
 from nsdash.monitor.snapshot import LinkRate, MachineInfo, Snapshot
+from nsdash.system.text import SHOWN_FIELD_MAX, shown
 
 REREAD = 5  # tree walks between two reads of one process's command line
+# What the dashboard keeps of a command line: a guest's process may carry megabytes of arguments
+# (ARG_MAX), read again every REREAD walks and held per process while it lives (issue 15).
+COMMAND_COLUMNS = 4096  # characters kept (a tree label; as a journal message, SHOWN_MESSAGE_MAX)
+COMMAND_BYTES = 4 * COMMAND_COLUMNS + 4  # bytes read for them (UTF-8: at most 4 a character; one more, and it is cut with …)
 TREE_EVERY = 2  # refreshes between two walks of the cgroup tree (1 while the user is in the tree)
 MACHINES_REREAD = 5.0  # seconds: the machine list is read whole at least this often (see _machines)
 
@@ -192,8 +197,10 @@ class HostSnapshots:
         out = []
         for m in found:
             s = m.state
-            pretty = m.os_release.get("ID")
-            version = m.os_release.get("VERSION_ID")
+            # The guest's os-release (64 KiB): ID and VERSION_ID are short words, a guest's need not
+            # be; what the list and the machine view show is kept short (issue 15).
+            pretty = shown(m.os_release.get("ID"), SHOWN_FIELD_MAX)
+            version = shown(m.os_release.get("VERSION_ID"), SHOWN_FIELD_MAX)
             if m.os_release_error:
                 errors.append(f"machine '{m.name}': {m.os_release_error}")  # its own problem, named
             out.append(MachineInfo(
@@ -223,7 +230,7 @@ class HostSnapshots:
             for pid in node.pids or ():
                 known = old.get(pid, "")
                 if known == "" or (known is not None and (pid + self._round) % REREAD == 0):
-                    text = cmdline(pid)
+                    text = cmdline(pid, COMMAND_COLUMNS, max_bytes=COMMAND_BYTES)
                     if text is None:
                         continue
                     known = None if text.startswith("[") and is_kernel_thread(pid) else text

@@ -22,20 +22,25 @@ class ProcessInfo(Frozen):  # not a dataclass: cgls imports no dataclasses
     machine: str | None = None
 
 
-def _read(path: str) -> bytes:
-    """A small /proc file whole: os.open/os.read, a third of open()'s cost, paid per process.
+def _read(path: str, limit: int | None = None) -> bytes:
+    """A small /proc file whole (at most LIMIT bytes of it): os.open/os.read, a third of
+    open()'s cost, paid per process.
 
     procfs hands over what fits in one read (stat is made whole, cmdline copied until
     the buffer or the arguments end), so a short read is the end: no second read
     to see EOF, on every process cgls shows."""
+    size = 65536 if limit is None else min(65536, limit)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, 65536)
-        if len(data) < 65536:
+        data = os.read(fd, size)
+        if len(data) < size or limit == size:
             return data
         chunks = [data]
-        while chunk := os.read(fd, 65536):
+        got = len(data)
+        while (limit is None or got < limit) and (chunk := os.read(fd, 65536 if limit is None
+                                                                   else min(65536, limit - got))):
             chunks.append(chunk)
+            got += len(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -50,13 +55,14 @@ def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
         return False
 
 
-def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc") -> str | None:
-    """The command line as one string ('[comm]' when empty), cut to MAX_COLUMNS with '…'.
+def cmdline(pid: int, max_columns: int | None = None, proc: str = "/proc", max_bytes: int | None = None) -> str | None:
+    """The command line as one string ('[comm]' when empty), cut to MAX_COLUMNS with '…';
+    only its first MAX_BYTES bytes read when given (a process's arguments may be megabytes).
 
     None when the process is gone.
     """
     try:
-        raw = _read(f"{proc}/{pid}/cmdline")
+        raw = _read(f"{proc}/{pid}/cmdline", max_bytes)
         # The process's own text: shown through the one sanitiser, as everything a guest wrote is.
         written = raw.replace(b"\0", b" ").rstrip(b" ").decode("utf-8", "surrogateescape")
         if not written:

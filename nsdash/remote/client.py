@@ -40,10 +40,24 @@ CHANNEL = 1
 GREETING_LIMIT = 64 * 1024  # bytes of shell start-up chatter skipped before the hello, at most
 
 
+LAST_WORDS_MAX = 300  # characters of what ssh or a far verb said last, quoted in an error
+
+
+def last_words(data: bytes | bytearray | str, fallback: str) -> str:
+    """The last non-blank line of DATA (ssh's or a far verb's stderr) for a one-line error:
+    escaped, and at most LAST_WORDS_MAX characters of it (the far side chooses it, and a far
+    verb's stderr may be megabytes); FALLBACK when there is none."""
+    text = data.decode(errors="replace") if isinstance(data, bytes | bytearray) else data
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return fallback
+    line = lines[-1]
+    return escape(line[:LAST_WORDS_MAX]) + ("…" if len(line) > LAST_WORDS_MAX else "")
+
+
 def diagnose(target: Target, returncode: int | None, stderr: str) -> p.RemoteError:
     """What went wrong before the far nsdash greeted: one line from ssh's exit status and stderr."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    last = escape(lines[-1]) if lines else f"ssh exited {returncode}"
+    last = last_words(stderr, f"ssh exited {returncode}")
     host = str(target)
     text = stderr.lower()
     if "host key verification failed" in text or "remote host identification has changed" in text:
@@ -161,8 +175,8 @@ class Connection:
         return got
 
     def lost(self) -> p.RemoteError:
-        lines = [line for line in self.stderr.decode(errors="replace").splitlines() if line.strip()]
-        why = f" ({escape(lines[-1].strip())})" if lines else ""
+        words = last_words(self.stderr, "")
+        why = f" ({words})" if words else ""
         return p.RemoteError(f"the connection to {self.target} was lost{why}", "run the command again")
 
     def close(self) -> None:
@@ -173,8 +187,15 @@ class Connection:
             self.proc.wait()
 
 
+PARTIAL_MAX = 64 * 1024  # bytes of an unfinished line held back for its end; past it, shown as it is
+
+
 class LineEscaper:
-    """Output of one stream, escaped a whole line at a time (a UTF-8 character never split)."""
+    """Output of one stream, escaped a whole line at a time (a UTF-8 character never split).
+
+    A line longer than PARTIAL_MAX is shown in pieces as it comes: the far side is not trusted
+    to end its lines, and one that never did made this side hold (and at the end escape) all
+    it sent, 64 MiB costing over 300 MiB here (issue 15)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
@@ -182,10 +203,12 @@ class LineEscaper:
 
     def feed(self, data: bytes) -> None:
         self.partial += data
-        end = self.partial.rfind(b"\n")
-        if end >= 0:
-            self.stream.write(escape_bytes(bytes(self.partial[:end + 1]), newline=True, tab=True))
-            del self.partial[:end + 1]
+        end = self.partial.rfind(b"\n") + 1
+        if not end and len(self.partial) > PARTIAL_MAX:
+            end = _character_start(self.partial)
+        if end:
+            self.stream.write(escape_bytes(bytes(self.partial[:end]), newline=True, tab=True))
+            del self.partial[:end]
             self.stream.flush()
 
     def close(self) -> None:
@@ -193,6 +216,15 @@ class LineEscaper:
             self.stream.write(escape_bytes(bytes(self.partial), tab=True) + "\n")
             self.partial.clear()
         self.stream.flush()
+
+
+def _character_start(data: bytearray) -> int:
+    """Where DATA may be cut without cutting a UTF-8 character: before a lead byte among its
+    last three bytes (its character may not be whole yet), else at its end."""
+    for back in range(1, min(3, len(data)) + 1):
+        if data[-back] >= 0xC0:  # 11xxxxxx: a lead byte
+            return len(data) - back
+    return len(data)
 
 
 def check_verb(argv: list[str]) -> None:

@@ -29,13 +29,13 @@ from typing import Any
 
 from nsdash.errors import NsdashError
 from nsdash.remote import watch as w
+from nsdash.remote.client import last_words
 from nsdash.remote.protocol import RemoteError
 from nsdash.remote.session import Session
 from nsdash.remote.ssh import SshProcess
 from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
 from nsdash.system.ready import readable
-from nsdash.system.text import escape
 
 BACKOFF_FIRST, BACKOFF_MOST = 1.0, 30.0
 HOST_TIMEOUT = 10.0  # seconds a host has to greet or answer before it counts as unreachable
@@ -51,19 +51,14 @@ def backoff(failures: int) -> float:
     return min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** min(failures - 1, 16))
 
 
-def _last_line(data: bytes, fallback: str) -> str:
-    lines = [line.strip() for line in data.decode(errors="replace").splitlines() if line.strip()]
-    return escape(lines[-1]) if lines else fallback
-
-
 def list_machines(session: Session) -> list[dict[str, Any]]:
     """The machines on SESSION's host, as `nsdash list -o json` there gives them."""
     (result,) = session.run(["list", "-o", "json"])
     if result.code != 0:
-        raise NsdashError(f"{session.target}: {_last_line(result.stderr, f'list exited {result.code}')}")
+        raise NsdashError(f"{session.target}: {last_words(result.stderr, f'list exited {result.code}')}")
     try:
         machines = json.loads(result.stdout)
-    except ValueError:
+    except (ValueError, RecursionError):  # (a document nested past the parser's depth)
         machines = None
     if not isinstance(machines, list) or not all(isinstance(m, dict) for m in machines):
         raise NsdashError(f"{session.target} answered 'list -o json' with something else",
@@ -76,7 +71,7 @@ def run_verb(target: Target, argv: list[str], timeout: float = 120.0) -> None:
     with Session(target, timeout) as session:
         (result,) = session.run(argv)
     if result.code != 0:
-        raise NsdashError(f"{target}: {_last_line(result.stderr, f'{argv[0]} exited {result.code}')}")
+        raise NsdashError(f"{target}: {last_words(result.stderr, f'{argv[0]} exited {result.code}')}")
 
 
 class HostWatch:
@@ -223,7 +218,7 @@ class HostWatch:
         if code == 2 and not self._fresh_since_connect and f"'{w.VERB}' is not a verb" in text:
             self.legacy = True  # the loop goes on at once, polling
             return
-        raise RemoteError(f"{self.target}: {_last_line(stderr, f'{w.VERB} exited {code}')}")
+        raise RemoteError(f"{self.target}: {last_words(stderr, f'{w.VERB} exited {code}')}")
 
     def _poll_list(self) -> None:
         """`list -o json` every interval over one Session (a far nsdash without _watch)."""

@@ -47,6 +47,8 @@ MAJOR, MINOR = 1, 1
 MAX_LINE = 1 << 20  # longest line accepted: base64 of a CHUNK with room to spare
 CHUNK = 32 * 1024  # bytes of output per "out" message
 
+VERSION_SHOWN = 40  # characters of the far side's nsdash version quoted in an error
+
 KINDS = frozenset({"hello", "run", "in", "eof", "winch", "out", "exit"})
 
 
@@ -89,7 +91,11 @@ def check_hello(message: dict[str, Any], host: str) -> tuple[int, int]:
                                            and all(isinstance(x, int) for x in v)):
         raise RemoteError(f"{host} did not greet as nsdash does", "is nsdash on the far side the same program?")
     if v[0] != MAJOR:
-        theirs = message.get("nsdash", "?")
+        # The far side's word for its version, shown in an error (escaped where it is shown):
+        # a version is short, what a hostile far side sends need not be (a line holds 1 MiB).
+        theirs = message.get("nsdash")
+        theirs = theirs[:VERSION_SHOWN] + ("…" if len(theirs) > VERSION_SHOWN else "") if isinstance(theirs, str) \
+            else "?"
         raise RemoteError(f"{host} speaks nsdash protocol {v[0]}.{v[1]} (nsdash {theirs}), this nsdash speaks "
                           f"{MAJOR}.{MINOR}", "install the same nsdash version on both hosts")
     return v[0], v[1]
@@ -130,7 +136,7 @@ def parse(line: bytes, strict: bool = True) -> dict[str, Any] | None:
 
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than the parser's recursion: still no message)
         message = None
     if isinstance(message, dict) and message.get("t") in KINDS:
         return message

@@ -104,8 +104,8 @@ class Session:
         if message["t"] == "out" and isinstance(fd, int) and (ch, fd) in out:
             out[ch, fd] += p.data_of(message)
         elif message["t"] == "exit":
-            code = message.get("code")
-            codes[ch] = code if isinstance(code, int) else 1
+            code = message.get("code")  # an exit status, as client and stream take it (a far host
+            codes[ch] = code if isinstance(code, int) and 0 <= code < 256 else 1  # may send any number)
 
     def _overflow(self, argv: list[str], limit: int) -> None:
         """ARGV wrote more than LIMIT bytes: end the connection (the far side would go on sending)."""

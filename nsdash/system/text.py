@@ -36,6 +36,19 @@ TYPE_CHECKING = False  # mypy takes this as true; at run time typing stays unimp
 if TYPE_CHECKING:
     from typing import Any
 
+# What a screen keeps of a guest's text (the dashboard's panes show a message on one line).  A
+# guest's journal or console line is as long as the guest likes: a line of 1,000,000 wide
+# characters cost the journal pane about 1.4 s of its UI thread to write (ten such lines a
+# slice) and 4 MB for each line kept (5,000 kept); a table fits its columns to their widest cell.
+SHOWN_MESSAGE_MAX = 4096  # characters of a message kept
+SHOWN_FIELD_MAX = 256  # characters of an identifier, a unit name or a table cell kept
+
+
+def shown(text: str | None, limit: int = SHOWN_MESSAGE_MAX) -> str | None:
+    """TEXT as a screen keeps it: its first LIMIT characters."""
+    return text[:limit] if text is not None and len(text) > limit else text
+
+
 # What may need escaping: everything but printable ASCII (' ' to '~'); escape() decides per
 # distinct character (most non-ASCII characters print, and are kept).  No re: set() finds the
 # distinct characters as fast, and importing re costs every `nsdash cgls` a millisecond.

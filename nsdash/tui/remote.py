@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nsdash.errors import NsdashError
+from nsdash.launcher.names import is_valid_hostname
 from nsdash.monitor.counters import Counters
 from nsdash.monitor.display import Row
 from nsdash.monitor.host import _epoch
@@ -44,7 +45,7 @@ from nsdash.monitor.tree import CgroupNode, from_paths
 from nsdash.remote.hosts import HostWatch, run_verb
 from nsdash.remote.target import Target
 from nsdash.remote.watch import Watch
-from nsdash.system.text import escape
+from nsdash.system.text import SHOWN_FIELD_MAX, escape, shown
 from nsdash.tui.actions import LauncherActions
 from nsdash.tui.messages import MachineInfo, Snapshot, host_path
 from nsdash.tui.poller import JOURNAL_TAIL
@@ -74,15 +75,20 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 def _text(value: object, default: str = "-") -> str:
+    """A far machine's field as shown: escaped, at most SHOWN_FIELD_MAX characters of it (the far
+    side's list says what it likes: megabytes for an OS name filled the machine view's header)."""
     if isinstance(value, list):
         value = value[0] if value else None
-    return escape(str(value)) if value not in (None, "") else default
+    return escape(shown(str(value), SHOWN_FIELD_MAX) or "") if value not in (None, "") else default
 
 
 def machine_info(host: str, m: dict[str, Any], reachable: bool = True) -> MachineInfo | None:
     """One far machine (an entry of `list -o json`) as a row; None if it has no usable name."""
     name = m.get("machine")
-    if not isinstance(name, str) or not name or "/" in name:
+    if not isinstance(name, str) or not is_valid_hostname(name):
+        # Not a machine name by the one rule (the far nsdash and machined apply it too): a far
+        # host that sends one is not to be believed, and the name is the machine's key in every
+        # screen, title and action (a "[@click=app.quit]" in one was markup in a title).
         return None
     os_id, version = m.get("os"), m.get("version")
     since = m.get("since")

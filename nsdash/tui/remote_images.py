@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from nsdash.errors import NsdashError
+from nsdash.remote.client import last_words
 from nsdash.remote.target import Target
-from nsdash.system.text import escape
 from nsdash.tui.messages import ImageRow, PartialImages
 from nsdash.tui.remote_views import FarSession
 
@@ -56,7 +56,7 @@ def parse(host: str, stdout: bytes) -> list[ImageRow]:
     """A far host's answer as rows; NsdashError if it is not list-images' JSON."""
     try:
         entries = json.loads(stdout)
-    except ValueError:
+    except (ValueError, RecursionError):  # (a document nested past the parser's depth)
         entries = None
     if not isinstance(entries, list):
         raise NsdashError(f"{host} answered 'list-images -o json' with something else",
@@ -69,8 +69,7 @@ def list_images(session: FarSession) -> list[ImageRow]:
     target = session.target
     result = session.run(["list-images", "-o", "json"])
     if result.code != 0:
-        lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
-        raise NsdashError(f"{target}: {escape(lines[-1]) if lines else f'list-images exited {result.code}'}")
+        raise NsdashError(f"{target}: {last_words(result.stderr, f'list-images exited {result.code}')}")
     return parse(str(target), result.stdout)
 
 

@@ -28,11 +28,11 @@ from nsdash.errors import NsdashError
 from nsdash.inside import render
 from nsdash.inside.units import UnitFile, UnitInfo
 from nsdash.inside.view import FILES_TTL, UnitsSnapshot
+from nsdash.remote.client import last_words
 from nsdash.remote.hosts import HOST_TIMEOUT
 from nsdash.remote.session import OUTPUT_MAX, Result, Session
 from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target
-from nsdash.system.text import escape
 
 TEXT_MAX = 1024  # characters of a unit name, state or description kept
 DETAIL_MAX = 256 * 1024  # bytes of a unit's status text shown (its last journal lines are in it)
@@ -107,9 +107,7 @@ class FarSession:
 
 def _failure(target: Target, result: Result, what: str) -> NsdashError:
     """A far verb's failure as one line: its last words on stderr (escaped), else its status."""
-    lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
-    why = escape(lines[-1][:TEXT_MAX]) if lines else f"exit status {result.code}"
-    return NsdashError(f"{target}: {what}: {why}")
+    return NsdashError(f"{target}: {what}: {last_words(result.stderr, f'exit status {result.code}')}")
 
 
 def _json(target: Target, result: Result, what: str) -> Any:

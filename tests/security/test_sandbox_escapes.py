@@ -11,6 +11,7 @@ import ctypes
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 from _forked import ChildError, in_child
@@ -126,6 +127,53 @@ def test_symlink_swapped_during_setup_never_lets_a_bind_escape(tree, source):
     assert out["landed"] > 0
     # a directory "t" may appear in outside only if a mkdir escaped: it must not
     assert "t" not in out["outside"]
+
+
+def test_a_target_that_exists_swapped_for_a_symlink_never_lets_a_bind_escape(tree):
+    """The flip where the target exists whole on the directory side, so that open_in_root's
+    one-call openat2 (its first try since session 9) is what races: /srv/flip is by turns a
+    directory holding t and a symlink to a host directory that holds t too, flipped by a
+    process on another core.  Every fd opened is inside the tree (review21)."""
+    outside = tree.parent / "outside"
+    (outside / "t").mkdir()
+    srv = tree / "srv"
+    (srv / "flip.dir" / "t").mkdir(parents=True)
+    (srv / "flip.lnk").symlink_to(outside)
+
+    def attack():
+        flipper = os.fork()
+        if flipper == 0:
+            while True:  # (killed below)
+                for side in ("flip.dir", "flip.lnk"):
+                    try:
+                        os.rename(srv / side, srv / "flip")
+                        os.rename(srv / "flip", srv / side)
+                    except OSError:
+                        pass
+        landed = refused = escapes = 0
+        deadline = time.monotonic() + 10
+        try:
+            while (landed < 300 or refused < 300) and time.monotonic() < deadline:
+                fd = sandbox.open_root(str(tree))
+                try:
+                    tfd = sandbox.open_in_root(fd, "/srv/flip/t", create=False)
+                except (OSError, sandbox.SandboxError):
+                    refused += 1
+                    continue
+                finally:
+                    os.close(fd)
+                landed += 1
+                if not os.readlink(sandbox.fd_path(tfd)).startswith(f"{tree}/"):
+                    escapes += 1
+                os.close(tfd)
+        finally:
+            os.kill(flipper, 9)
+            os.waitpid(flipper, 0)
+        return {"escapes": escapes, "landed": landed, "refused": refused}
+
+    out = in_child(attack, timeout=60)
+    assert out["escapes"] == 0, out
+    assert out["landed"] >= 300 and out["refused"] >= 300, out  # both sides were met: the race was run
 
 
 def test_symlinked_proc_sys_dev_are_refused(tmp_path):

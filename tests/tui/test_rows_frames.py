@@ -179,3 +179,49 @@ async def test_textuals_own_compositor_and_scrollbars_show_the_same_screens(monk
         differ = [y for y in range(SMALL[1]) if a[y] != b[y]]
         assert not differ, (step, ["".join(c.data for c in a[y]) + " | " + "".join(c.data for c in b[y])
                                    for y in differ[:3]])
+
+
+# What a guest may name things (review21): wide characters and emoji, combining marks piled
+# on one letter, a zero-width joiner, controls (escaped before they are painted), markup, and
+# a name far longer than its column; each refresh changes them, so cells change width.
+_GUEST_TEXT = ("漢字😀", "é\u0301\u0302\u0303\u0304q", "👩\u200d💻", "x\x1b[2J\x9b\u202e[b]y", "w" * 300, "")
+
+
+def _hostile(step: int) -> Snapshot:
+    base = _snapshot(step)
+    text = _GUEST_TEXT[step % len(_GUEST_TEXT)] + _GUEST_TEXT[(step + 2) % len(_GUEST_TEXT)]
+    machines = tuple(replace(m, os=text, address=text[::-1]) for m in base.machines)
+    commands = {pid: f"{cmd} {text}" for pid, cmd in base.commands.items()}
+    return replace(base, machines=machines, commands=commands)
+
+
+async def test_frames_with_what_a_guest_writes_are_textuals_frames(monkeypatch):
+    """Guest text that is wide, combining, zero-width or longer than its column, changing at
+    every refresh: each partial frame is Textual's own, byte for byte (no cell left stale
+    that Textual would have written, none written that it would not)."""
+    app = sample_app()
+    frames: list[tuple[str, str]] = []
+    ours_of = rows.RowsCompositor.render_partial_update
+
+    def both(self):
+        dirty = self._dirty_regions.copy()
+        ours = ours_of(self)
+        self._dirty_regions = dirty
+        theirs = Compositor.render_partial_update(self)
+        assert (ours is None) == (theirs is None)
+        if ours is not None and theirs is not None:
+            frames.append((ours.render_segments(app.console), theirs.render_segments(app.console)))
+        return ours
+
+    async with app.run_test(size=(160, 50)) as pilot:
+        monkeypatch.setattr(rows.RowsCompositor, "render_partial_update", both)
+        step = 0
+        for key in ("down", "tab", "down", "right", "tab", "down", "f", "f", "tab", "up", "down", "down"):
+            app.post_message(SnapshotReady(_hostile(step := step + 1)))
+            await pilot.pause()
+            await pilot.press(key)
+            await pilot.pause()
+    assert len(frames) >= 10
+    assert any("漢字" in ours for ours, _ in frames) and any("\u0301" in ours for ours, _ in frames)
+    assert all(_moves_kept(ours) == _moves_kept(theirs) for ours, theirs in frames)
+    assert not any(re.search("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\u202e]", ours) for ours, _ in frames)

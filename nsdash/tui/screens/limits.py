@@ -52,7 +52,7 @@ class LimitsScreen(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="limits-form"):
-            yield Static(f"Limits of {self.machine}", id="limits-title")
+            yield Static(Text(f"Limits of {escape(self.machine)}"), id="limits-title")  # never markup
             for name, label, placeholder in FIELDS:
                 yield Label(label)
                 yield Input(self.current.get(name, ""), placeholder=placeholder, id=f"limits-{name}")

@@ -332,7 +332,8 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
 
     def watch_attached(self, machine: str | None) -> None:
         self.set_class(machine is not None, "-attached")
-        self.border_title = f"Console: {machine}" if machine else "Console (not attached)"
+        # A Text, never markup: a str title is read as markup, and a far host names its machines.
+        self.border_title = Text(f"Console: {escape(machine)}") if machine else "Console (not attached)"
         skipped = f" · {self.skipped_bytes / 1e6:.1f} MB of a flood skipped" if self.skipped_bytes else ""
         self.border_subtitle = f"ctrl+] leaves · shift+pgup history{skipped}" if machine else ""
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from nsdash.system.text import escape
+from nsdash.system.text import SHOWN_FIELD_MAX, escape, shown
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import MachineInfo
 from nsdash.tui.widgets.fast_table import HOST_COLUMN, Column, SelectingTable
@@ -34,6 +34,15 @@ def state_cell(m: MachineInfo) -> str:
     if len(status) > STATUS_WIDTH:
         status = status[:STATUS_WIDTH - 1] + "…"
     return f"{m.state}: {status}"
+
+
+def text_cell(value: str) -> Text:
+    """A cell of text a guest or a far host wrote: a Text, never a str (DataTable reads a str
+    cell as markup: "[@click=app.quit]" would be a link to an action), escaped, and at most
+    SHOWN_FIELD_MAX characters of it.  The OS name is a guest's os-release ID and VERSION_ID
+    (64 KiB each), a far host's list says what it likes (megabytes): the table fits each
+    column to its widest cell and every row was painted that wide (as the units table was)."""
+    return Text(escape(shown(value, SHOWN_FIELD_MAX) or ""))
 
 
 def spark(values: list) -> str:
@@ -117,9 +126,7 @@ class MachineList(SelectingTable):
             return Text(value, style=self._style(cls))
         if col == "cpu":
             return Text(value, style=self._style("machine-list--running"))
-        # A Text, never a str: DataTable reads a str cell as markup, and the OS name and the
-        # address come from the guest ("[@click=app.quit]" would be a link to an action).
-        return Text(escape(value))
+        return text_cell(value)
 
     def _style(self, component: str) -> Style:
         style = self._styles.get(component)

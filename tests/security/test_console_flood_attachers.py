@@ -1,0 +1,80 @@
+"""A flooding guest and an attacher that never reads (issue 15; the console tick, review21).
+
+The supervisor reads a flooding console a tick at a time, up to CONSOLE_BATCH a look, and
+sends each attacher its share; an attacher CLIENT_BUFFER_LIMIT behind is dropped.  A guest
+that floods while one attacher never reads must not grow the supervisor's memory, hold up
+its control socket or starve an attacher that does read; the one that never reads is
+dropped.  Counted, not timed (bounds of seconds only where the test must end)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+
+from conftest import NSDASH, REPO, wait_for
+
+from nsdash.machines import client
+from nsdash.machines import state as st
+from nsdash.machines.supervisor import CLIENT_BUFFER_LIMIT
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_an_attacher_that_never_reads_is_dropped_and_holds_up_nothing(busybox_tree, machine_name, detached):
+    detached("-q", "-D", str(busybox_tree), "/bin/sh", "-c", "yes flood-line-of-the-guest > /dev/console")
+    state = wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader and s)
+    supervisor = state.supervisor
+    stalled = client.attach(machine_name)  # never read from here on
+    start_rss = _rss_kib(supervisor)
+    reading = client.attach(machine_name)
+    try:
+        got = 0
+        deadline = time.monotonic() + 60
+        reading.sock.settimeout(10)
+        while got < 8 * CLIENT_BUFFER_LIMIT and time.monotonic() < deadline:
+            data = reading.sock.recv(1 << 20)  # (frames counted, not parsed: this reader keeps up)
+            assert data, f"the reading attacher was dropped after {got} bytes"
+            got += len(data)
+        assert got >= 8 * CLIENT_BUFFER_LIMIT, f"the reading attacher got {got} bytes in 60 s"
+        # The control socket answers while the guest floods and one attacher stalls.
+        assert client.status(machine_name)["state"] == "running"
+        # The stalled one was dropped: what it holds ends, then the connection does.
+        stalled.sock.settimeout(10)
+        held = 0
+        while (data := stalled.sock.recv(1 << 20)):
+            held += len(data)
+            assert held < 4 * CLIENT_BUFFER_LIMIT, "the stalled attacher is still being sent to"
+        grown = _rss_kib(supervisor) - start_rss
+        assert grown < 32 * 1024, f"the supervisor grew by {grown} KiB"
+    finally:
+        reading.close()
+        stalled.close()
+
+
+def test_nsdash_login_stays_attached_through_a_flood(busybox_tree, machine_name, detached):
+    """`nsdash login` on a terminal (script(1)'s PTY) while the guest floods its console:
+    it takes 8 MiB and is still attached.  (Before, a look at the console read up to 1 MiB
+    and login was dropped within 0.3-6 s, saying the machine had terminated.)"""
+    detached("-q", "-D", str(busybox_tree), "/bin/sh", "-c", "yes flood-line-of-the-guest > /dev/console")
+    wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader)
+    command = shlex.join([*NSDASH, "login", machine_name])
+    login = subprocess.Popen(["script", "-qfec", command, "/dev/null"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+    got, tail = 0, b""
+    try:
+        deadline = time.monotonic() + 60
+        while got < 8 * CLIENT_BUFFER_LIMIT and time.monotonic() < deadline:
+            data = login.stdout.read1(1 << 20)
+            if not data:
+                break
+            got += len(data)
+            tail = (tail + data)[-4096:]
+        assert got >= 8 * CLIENT_BUFFER_LIMIT and login.poll() is None, (got, tail[-300:])
+        assert b"terminated" not in tail
+    finally:
+        login.kill()
+        login.communicate(timeout=10)
