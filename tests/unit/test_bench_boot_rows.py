@@ -107,3 +107,50 @@ def test_the_poweroff_split_gives_rows_for_the_guests_shutdown_and_the_tools_exi
     assert abs(rows["poweroff: the tool's exit after the guest's PID 1, sid (systemd)"]["ratio"] - 5.0) < 1e-9
     lines = bb.split_table(results, markdown=False)
     assert lines[1].split()[:2] == ["sid", "0.19"] and "10.0 (10.0-10.0)" in lines[1] and "2.0 (2.0-2.0)" in lines[1]
+
+
+def _entry(message: object, usec: int) -> str:
+    import json
+
+    return json.dumps({"MESSAGE": message, "__MONOTONIC_TIMESTAMP": str(usec)})
+
+
+def test_the_guests_shutdown_is_split_at_its_journals_marks_after_the_typed_poweroff(monkeypatch):
+    """Issue 16: which step of a systemd guest's own shutdown is longer under which tool.  The
+    marks are found in its journal (monotonic microseconds, the host's clock), the first of each
+    at or after the typed poweroff; the tool's CPU is added by boot_once, not here."""
+    bb = _bench_boot(monkeypatch)
+    journal = [
+        _entry("Shutting down.", 9_000_000),  # an earlier shutdown of the same boot's journal: before typed
+        _entry("The system will power off now!", 10_010_000),
+        _entry([83, 104], 10_020_000),  # a binary MESSAGE (a list of bytes): skipped
+        "not json",
+        _entry("Shutting down.", 10_090_000),
+        _entry("Journal stopped", 10_140_000),
+        _entry("Shutting down.", 10_150_000),  # a second one: the first counts
+    ]
+    split = bb.shutdown_phases(journal, typed=10.0, gone=10.160)
+    assert split is not None
+    assert list(split) == list(bb.PHASES[:4])
+    got = [round(v * 1000, 3) for v in split.values()]
+    assert got == [10.0, 80.0, 50.0, 20.0]
+
+
+def test_a_shutdown_without_every_mark_in_order_has_no_phases(monkeypatch):
+    bb = _bench_boot(monkeypatch)
+    accepted = _entry("The system will power off now!", 10_010_000)
+    units = _entry("Shutting down.", 10_090_000)
+    assert bb.shutdown_phases([], typed=10.0, gone=10.2) is None  # no journal (busybox, sysvinit...)
+    assert bb.shutdown_phases([accepted, units], typed=10.0, gone=10.2) is None  # journald never told
+    # PID 1 seen gone before the journal's last mark: clocks that disagree, not a phase of -x ms
+    assert bb.shutdown_phases([accepted, units, _entry("Journal stopped", 10_300_000)], typed=10.0,
+                              gone=10.2) is None
+
+
+def test_the_tools_cpu_time_is_read_per_thread_in_nanoseconds(monkeypatch, tmp_path):
+    bb = _bench_boot(monkeypatch)
+    for tid, ns in (("41", "2500000 100 3"), ("42", "500000 7 1")):
+        (tmp_path / "41" / "task" / tid).mkdir(parents=True)
+        (tmp_path / "41" / "task" / tid / "schedstat").write_text(ns + "\n")
+    assert bb.cpu_seconds(41, proc=str(tmp_path)) == 0.003
+    assert bb.cpu_seconds(99, proc=str(tmp_path)) is None  # gone
