@@ -20,8 +20,8 @@ Runs alternate (nsdash first on even runs, systemd-nspawn first on odd ones)
 after a warm-up run each; the table shows medians, the spread (min-max) and the
 ratio nsdash / systemd-nspawn.  A run that does not reach its mark within the
 timeout is shown as "-" (and named below the table).  Below the table, per guest,
-the guest's shutdown in phases, from its own journal (GUEST_MARKS; systemd guests that keep
-one) and the tool's CPU time meanwhile (PHASES), then how many runs of each tool hit Debian's sendsigs wait for processes that outlived
+the boot and the guest's shutdown in phases (BOOT_PHASES, PHASES: the guest's marks from its
+own journal, for systemd guests that keep one) with the tool's CPU time, then how many runs of each tool hit Debian's sendsigs wait for processes that outlived
 its SIGTERM (about 10 s; see SURVIVORS): a race inside the guest, not the tool.  Each tool boots its own
 copy (not -x: systemd-nspawn's -x copies a whole tree on ext4, which would be
 measured too), with SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (cgroup2 only inside, as
@@ -90,6 +90,11 @@ GUEST_MARKS = (("accepted", "The system will power off now!"), ("units stopped",
                ("journal stopped", "Journal stopped"))
 PHASES = ("typed to accepted", "accepted to units stopped", "units stopped to journal stopped",
           "journal stopped to PID 1 gone", "tool CPU meanwhile")
+# The boot the same way: the tool's start (its exec to the guest's first bytes on the console,
+# and its CPU time by then), the guest's own start (to PID 1's "Startup finished"), the getty's
+# (to the login prompt).
+BOOT_PHASES = ("exec to the guest's first output", "first output to startup finished",
+               "startup finished to login prompt", "tool CPU to the first output")
 
 
 class Failed(Exception):
@@ -167,6 +172,8 @@ class Run:
         self.out = bytearray()
         self.scanned = 0
         self.eof = False
+        self.first_output: float | None = None  # when the guest's first bytes came (-q: the tools print none)
+        self.cpu_at_first_output: float | None = None
 
     def expect(self, pattern: re.Pattern[bytes], since: int, what: str) -> float:
         """Read until PATTERN shows after offset SINCE; the time it showed (perf_counter)."""
@@ -183,6 +190,8 @@ class Run:
                 chunk = os.read(self.fd, 65536)
             except OSError:
                 chunk = b""
+            if chunk and not self.out:
+                self.first_output, self.cpu_at_first_output = time.perf_counter(), cpu_seconds(self.pid)
             self.out += chunk
             self.eof = not chunk
             reply, self.scanned = answers(self.out, self.scanned)
@@ -284,6 +293,20 @@ def shutdown_phases(journal: list[str], typed: float, gone: float) -> dict[str, 
     return {name: b - a for name, a, b in zip(PHASES, stamps, stamps[1:], strict=False)}
 
 
+def boot_phases(journal: list[str], first_output: float, login: float) -> dict[str, float] | None:
+    """The guest's boot after its first output in BOOT_PHASES' two middle phases (seconds), from
+    its journal's "Startup finished" (the first at or after FIRST_OUTPUT); None without one."""
+    for line in journal:
+        try:
+            entry = json.loads(line)
+            message, when = entry.get("MESSAGE"), int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(message, str) and message.startswith("Startup finished") and first_output <= when <= login:
+            return {BOOT_PHASES[1]: when - first_output, BOOT_PHASES[2]: login - when}
+    return None
+
+
 def guest_journal(tree: Path) -> list[str]:
     """The JSON lines of the last boot in TREE's persistent journal, [] if it keeps none."""
     where = tree / "var/log/journal"
@@ -351,13 +374,28 @@ def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
             if guest >= 0:
                 os.close(guest)
         shutdown = run.guest_gone - typed if run.guest_gone is not None else None
-        if phases is not None and run.guest_gone is not None:
-            split = shutdown_phases(guest_journal(tree), typed, run.guest_gone)
-            if split is not None and cpu_typed is not None and run.cpu_at_gone is not None:
-                phases.append({**split, "tool CPU meanwhile": run.cpu_at_gone - cpu_typed})
+        if phases is not None:
+            phases.append(run_phases(run, guest_journal(tree), login + run.start, typed, cpu_typed))
         return login, off, bool(SURVIVORS.search(run.out, mark)), shutdown
     finally:
         run.close()
+
+
+def run_phases(run: Run, journal: list[str], login_at: float, typed: float,
+               cpu_typed: float | None) -> dict[str, float]:
+    """One run's PHASES and BOOT_PHASES that could be told (seconds; perf_counter's clock is
+    CLOCK_MONOTONIC, the journal's too)."""
+    found: dict[str, float] = {}
+    if run.first_output is not None:
+        found[BOOT_PHASES[0]] = run.first_output - run.start
+        if run.cpu_at_first_output is not None:
+            found[BOOT_PHASES[3]] = run.cpu_at_first_output
+        found.update(boot_phases(journal, run.first_output, login_at) or {})
+    if run.guest_gone is not None:
+        split = shutdown_phases(journal, typed, run.guest_gone)
+        if split is not None and cpu_typed is not None and run.cpu_at_gone is not None:
+            found.update(split, **{PHASES[4]: run.cpu_at_gone - cpu_typed})
+    return found
 
 
 def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[str, list[float]]]:
@@ -455,12 +493,13 @@ def split_table(results: dict[str, dict[str, dict[str, list[float]]]], markdown:
 
 
 def phase_table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool) -> list[str]:
-    """The guest's shutdown in PHASES per guest that keeps a journal (milliseconds, medians
-    (min-max), nsdash / systemd-nspawn): which step of it takes longer under which tool."""
+    """The guest's boot in BOOT_PHASES and its shutdown in PHASES (milliseconds, medians (min-max),
+    nsdash / systemd-nspawn; the journal's phases for guests that keep one): which step takes
+    longer under which tool."""
     head = ("guest", "phase", "nsdash (ms)", "nspawn (ms)", "ratio")
     rows: list[tuple[str, ...]] = []
     for guest, s in results.items():
-        for phase in PHASES:
+        for phase in BOOT_PHASES + PHASES:
             ms = {tool: [v * 1000 for v in s[tool].get(phase, [])] for tool in TOOLS}
             if ms["nsdash"] and ms["systemd-nspawn"]:
                 rows.append((guest, phase, cell_ms(ms["nsdash"]), cell_ms(ms["systemd-nspawn"]),
@@ -547,7 +586,8 @@ def run(report: Report) -> int:
     print("\n".join(split_table(results, args.markdown)))
     phases = phase_table(results, args.markdown)
     if phases:
-        print("The guest's shutdown in phases, from its journal (ms), and the tool's CPU time meanwhile")
+        print("The boot and the guest's shutdown in phases (ms; the guest's marks from its journal), "
+              "and the tool's CPU time")
         print("\n".join(phases))
     for guest, s in results.items():
         counts = {tool: (int(sum(s[tool]["survivors"])), len(s[tool]["survivors"])) for tool in TOOLS}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -154,3 +156,29 @@ def test_the_tools_cpu_time_is_read_per_thread_in_nanoseconds(monkeypatch, tmp_p
         (tmp_path / "41" / "task" / tid / "schedstat").write_text(ns + "\n")
     assert bb.cpu_seconds(41, proc=str(tmp_path)) == 0.003
     assert bb.cpu_seconds(99, proc=str(tmp_path)) is None  # gone
+
+
+def test_the_boot_is_split_at_the_guests_first_output_and_its_startup_finished(monkeypatch):
+    bb = _bench_boot(monkeypatch)
+    journal = [_entry("Startup finished in 270ms.", 5_000_000),  # a previous boot's, before this one's output
+               _entry("Startup finished in 300ms.", 10_300_000)]
+    split = bb.boot_phases(journal, first_output=10.0, login=11.3)
+    assert split == {"first output to startup finished": pytest.approx(0.3),
+                     "startup finished to login prompt": pytest.approx(1.0)}
+    assert bb.boot_phases(journal[:1], first_output=10.0, login=11.3) is None
+
+
+class _Run:
+    start = 100.0
+    first_output = 100.2
+    cpu_at_first_output = 0.06
+    guest_gone = None
+    cpu_at_gone = None
+
+
+def test_a_runs_phases_hold_what_could_be_told(monkeypatch):
+    """A guest without a journal (or PID 1 not seen gone) still has the tool's start and CPU."""
+    bb = _bench_boot(monkeypatch)
+    found = bb.run_phases(_Run(), [], login_at=101.5, typed=102.0, cpu_typed=0.07)
+    assert set(found) == {"exec to the guest's first output", "tool CPU to the first output"}
+    assert abs(found["exec to the guest's first output"] - 0.2) < 1e-9
