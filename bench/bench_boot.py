@@ -447,6 +447,30 @@ def system_states(guests: list[str], workdir: Path, tag: str) -> None:
             print(f"{guest:<10} {tool:<15} {states[0]}", flush=True)
 
 
+def machines_sharing_the_slice(layout: object | None = None) -> list[str]:
+    """The machines running under machine.slice now (the bench's own are stopped before and
+    after its runs).  Where the cpu controller
+    groups (a v1 cpu hierarchy, or cgroup2 with it enabled) every nsdash machine shares
+    machine.slice's one CPU weight, while systemd-nspawn --keep-unit's guest stays where the bench
+    runs, each of its sessions an autogroup of its own weight.  With other machines busy (a test
+    run, another bench), nsdash's guest gets the smaller share: the comparison is fair at rest."""
+    from nsdash.system import cgroupfs
+
+    lay = layout if isinstance(layout, cgroupfs.Layout) else cgroupfs.detect()
+    slice_dir = lay.unified_path("/machine.slice")
+    if slice_dir is None or not slice_dir.is_dir():
+        return []
+    running = []
+    for scope in sorted(slice_dir.iterdir()):
+        try:
+            populated = "populated 1" in (scope / "cgroup.events").read_text()
+        except OSError:
+            continue
+        if populated:
+            running.append(scope.name)
+    return running
+
+
 def cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -563,6 +587,7 @@ def run(report: Report) -> int:
     tag = f"bb{os.getpid()}"
     load = os.getloadavg()
     started = time.monotonic()
+    sharing = set(machines_sharing_the_slice())
     results = {}
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-boot-", dir="/var/tmp") as tmp, system_bus():
         if args.states:
@@ -581,6 +606,10 @@ def run(report: Report) -> int:
           f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after "
           f"({time.monotonic() - started:.0f} s); {os.cpu_count()} CPUs; systemd-nspawn "
           f"{os.popen('systemd-nspawn --version').readline().split()[1]}")
+    others = sorted(sharing | set(machines_sharing_the_slice()))
+    if others:
+        print(f"Note: {len(others)} other machines ran under machine.slice (e.g. {others[0]}); they share "
+              "its CPU weight with nsdash's guest, not with systemd-nspawn's: measure with none running")
     print("\n".join(table(results, args.markdown)))
     print("The poweroff column split: the guest's own shutdown (s) and the tool's exit after its PID 1 (ms)")
     print("\n".join(split_table(results, args.markdown)))

@@ -182,3 +182,18 @@ def test_a_runs_phases_hold_what_could_be_told(monkeypatch):
     found = bb.run_phases(_Run(), [], login_at=101.5, typed=102.0, cpu_typed=0.07)
     assert set(found) == {"exec to the guest's first output", "tool CPU to the first output"}
     assert abs(found["exec to the guest's first output"] - 0.2) < 1e-9
+
+
+def test_machines_sharing_machine_slice_are_the_populated_scopes_under_it(monkeypatch, tmp_path):
+    """nsdash's guest shares machine.slice's CPU weight with every other machine there; the bench
+    names them so a comparison made while others run is not taken for one made at rest."""
+    bb = _bench_boot(monkeypatch)
+    from nsdash.system import cgroupfs
+
+    for name, populated in (("machine-a.scope", 1), ("machine-b.scope", 0), ("machine-c.scope", 1)):
+        (tmp_path / "machine.slice" / name).mkdir(parents=True)
+        (tmp_path / "machine.slice" / name / "cgroup.events").write_text(f"populated {populated}\nfrozen 0\n")
+    (tmp_path / "machine.slice" / "cgroup.events").write_text("populated 1\n")  # a file, not a scope
+    layout = cgroupfs.Layout("unified", tmp_path, tmp_path, {})
+    assert bb.machines_sharing_the_slice(layout) == ["machine-a.scope", "machine-c.scope"]
+    assert bb.machines_sharing_the_slice(cgroupfs.Layout("legacy", tmp_path, None, {})) == []
