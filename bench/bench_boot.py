@@ -20,7 +20,8 @@ Runs alternate (nsdash first on even runs, systemd-nspawn first on odd ones)
 after a warm-up run each; the table shows medians, the spread (min-max) and the
 ratio nsdash / systemd-nspawn.  A run that does not reach its mark within the
 timeout is shown as "-" (and named below the table).  Below the table, per guest,
-how many runs of each tool hit Debian's sendsigs wait for processes that outlived
+the boot and the guest's shutdown in phases (BOOT_PHASES, PHASES: the guest's marks from its
+own journal, for systemd guests that keep one) with the tool's CPU time, then how many runs of each tool hit Debian's sendsigs wait for processes that outlived
 its SIGTERM (about 10 s; see SURVIVORS): a race inside the guest, not the tool.  Each tool boots its own
 copy (not -x: systemd-nspawn's -x copies a whole tree on ext4, which would be
 measured too), with SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (cgroup2 only inside, as
@@ -45,6 +46,7 @@ import argparse
 import compileall
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import re
@@ -53,6 +55,7 @@ import shutil
 import signal
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import termios
@@ -78,6 +81,20 @@ PROMPT = re.compile(rb"# ")
 # an interactive bash ignores SIGTERM.  A race inside the guest, under either tool.
 SURVIVORS = re.compile(rb"Currently running processes \(ps\)")
 TIMEOUT = 120.0
+# Where a systemd guest's own shutdown stands, as its journal records it (monotonic time, the
+# host's clock: the guest shares the host's time namespace under either tool): logind took the
+# poweroff; PID 1 stopped every unit and execs systemd-shutdown; systemd-shutdown's SIGTERM
+# reached journald.  After the last one: journald's exit, the final SIGKILL, reboot(2) and the
+# kernel's teardown of PID 1 (the pidfd on it).  First occurrence at or after the typed poweroff.
+GUEST_MARKS = (("accepted", "The system will power off now!"), ("units stopped", "Shutting down."),
+               ("journal stopped", "Journal stopped"))
+PHASES = ("typed to accepted", "accepted to units stopped", "units stopped to journal stopped",
+          "journal stopped to PID 1 gone", "tool CPU meanwhile")
+# The boot the same way: the tool's start (its exec to the guest's first bytes on the console,
+# and its CPU time by then), the guest's own start (to PID 1's "Startup finished"), the getty's
+# (to the login prompt).
+BOOT_PHASES = ("exec to the guest's first output", "first output to startup finished",
+               "startup finished to login prompt", "tool CPU to the first output")
 
 
 class Failed(Exception):
@@ -155,6 +172,8 @@ class Run:
         self.out = bytearray()
         self.scanned = 0
         self.eof = False
+        self.first_output: float | None = None  # when the guest's first bytes came (-q: the tools print none)
+        self.cpu_at_first_output: float | None = None
 
     def expect(self, pattern: re.Pattern[bytes], since: int, what: str) -> float:
         """Read until PATTERN shows after offset SINCE; the time it showed (perf_counter)."""
@@ -171,6 +190,8 @@ class Run:
                 chunk = os.read(self.fd, 65536)
             except OSError:
                 chunk = b""
+            if chunk and not self.out:
+                self.first_output, self.cpu_at_first_output = time.perf_counter(), cpu_seconds(self.pid)
             self.out += chunk
             self.eof = not chunk
             reply, self.scanned = answers(self.out, self.scanned)
@@ -189,6 +210,7 @@ class Run:
         deadline = time.perf_counter() + TIMEOUT
         pidfd = os.pidfd_open(self.pid)
         self.guest_gone = None
+        self.cpu_at_gone: float | None = None
         try:
             while True:
                 left = deadline - time.perf_counter()
@@ -199,6 +221,7 @@ class Run:
                 now = time.perf_counter()
                 if guest_pidfd in ready:
                     self.guest_gone, guest_pidfd = now, -1
+                    self.cpu_at_gone = cpu_seconds(self.pid)
                 if pidfd in ready:
                     exited = now
                     break
@@ -245,20 +268,86 @@ def guest_pid1(tool: int, proc: str = "/proc") -> int | None:
     return None
 
 
+def shutdown_phases(journal: list[str], typed: float, gone: float) -> dict[str, float] | None:
+    """The guest's shutdown in PHASES (seconds) from its journal's JSON lines (journalctl -o json:
+    MESSAGE, __MONOTONIC_TIMESTAMP in microseconds), TYPED and GONE on the same clock (seconds);
+    None where a mark is missing (a guest without a journal, another init) or out of order."""
+    found: dict[str, float] = {}
+    for line in journal:
+        try:
+            entry = json.loads(line)
+            message, when = entry.get("MESSAGE"), int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(message, str) or when < typed:
+            continue
+        for mark, text in GUEST_MARKS:
+            if mark not in found and message.startswith(text):
+                found[mark] = when
+    times = [typed, *(found.get(mark) for mark, _ in GUEST_MARKS), gone]
+    if any(t is None for t in times):
+        return None
+    stamps = [float(t) for t in times if t is not None]
+    if stamps != sorted(stamps):
+        return None
+    return {name: b - a for name, a, b in zip(PHASES, stamps, stamps[1:], strict=False)}
+
+
+def boot_phases(journal: list[str], first_output: float, login: float) -> dict[str, float] | None:
+    """The guest's boot after its first output in BOOT_PHASES' two middle phases (seconds), from
+    its journal's "Startup finished" (the first at or after FIRST_OUTPUT); None without one."""
+    for line in journal:
+        try:
+            entry = json.loads(line)
+            message, when = entry.get("MESSAGE"), int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(message, str) and message.startswith("Startup finished") and first_output <= when <= login:
+            return {BOOT_PHASES[1]: when - first_output, BOOT_PHASES[2]: login - when}
+    return None
+
+
+def guest_journal(tree: Path) -> list[str]:
+    """The JSON lines of the last boot in TREE's persistent journal, [] if it keeps none."""
+    where = tree / "var/log/journal"
+    if not where.is_dir() or shutil.which("journalctl") is None:
+        return []
+    done = subprocess.run(["journalctl", "-D", str(where), "-b", "0", "-o", "json", "--no-pager",
+                           "--output-fields=MESSAGE,__MONOTONIC_TIMESTAMP"], capture_output=True, text=True,
+                          timeout=30, check=False)
+    return done.stdout.splitlines()
+
+
+def cpu_seconds(pid: int, proc: str = "/proc") -> float | None:
+    """CPU time of PID's threads so far (schedstat, nanoseconds: a tick's 10 ms is too coarse
+    for a 150 ms phase), None once it is gone."""
+    total = 0
+    try:
+        for task in os.listdir(f"{proc}/{pid}/task"):
+            with open(f"{proc}/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
 STATE_QUERY = (b"echo \"@@$(systemctl is-system-running --wait) $(systemctl list-units --failed --plain"
                b" --no-legend --no-pager | cut -d' ' -f1 | sort | tr '\\n' ' ')@@\"\r")
 STATE_ANSWER = re.compile(rb"@@([a-z-]+) ([^@$\r\n]*)@@")
 
 
 def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
-              states: list[str] | None = None) -> tuple[float, float, bool, float | None]:
+              states: list[str] | None = None,
+              phases: list[dict[str, float]] | None = None) -> tuple[float, float, bool, float | None]:
     """(boot-to-login, poweroff, survivors, shutdown) in seconds for one boot of TREE by TOOL;
     survivors: the guest's shutdown waited for processes that outlived SIGTERM; shutdown: from
     poweroff typed to the guest's PID 1 gone (None if PID 1 was not found), the rest of the
     poweroff being the tool's exit after it.
 
     With STATES, systemd's state and failed units are asked at the console first
-    and appended to it ("running", "degraded: a.service b.service")."""
+    and appended to it ("running", "degraded: a.service b.service").  With PHASES, the guest's
+    shutdown in phases (shutdown_phases, read from its journal after the run) and the tool's CPU
+    time from the typed poweroff to PID 1 gone are appended to it, where the guest keeps a journal."""
     run = Run(argv(tool, tree, name), env)
     try:
         login = run.expect(LOGIN, 0, "login prompt") - run.start
@@ -277,6 +366,7 @@ def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
         pid1 = guest_pid1(run.pid)
         guest = os.pidfd_open(pid1) if pid1 is not None else -1
         try:
+            cpu_typed = cpu_seconds(run.pid)
             typed, mark = time.perf_counter(), len(run.out)
             run.type(b"poweroff\r")
             off = run.wait_exit(guest) - typed
@@ -284,9 +374,28 @@ def boot_once(tool: str, tree: Path, name: str, env: dict[str, str] | None,
             if guest >= 0:
                 os.close(guest)
         shutdown = run.guest_gone - typed if run.guest_gone is not None else None
+        if phases is not None:
+            phases.append(run_phases(run, guest_journal(tree), login + run.start, typed, cpu_typed))
         return login, off, bool(SURVIVORS.search(run.out, mark)), shutdown
     finally:
         run.close()
+
+
+def run_phases(run: Run, journal: list[str], login_at: float, typed: float,
+               cpu_typed: float | None) -> dict[str, float]:
+    """One run's PHASES and BOOT_PHASES that could be told (seconds; perf_counter's clock is
+    CLOCK_MONOTONIC, the journal's too)."""
+    found: dict[str, float] = {}
+    if run.first_output is not None:
+        found[BOOT_PHASES[0]] = run.first_output - run.start
+        if run.cpu_at_first_output is not None:
+            found[BOOT_PHASES[3]] = run.cpu_at_first_output
+        found.update(boot_phases(journal, run.first_output, login_at) or {})
+    if run.guest_gone is not None:
+        split = shutdown_phases(journal, typed, run.guest_gone)
+        if split is not None and cpu_typed is not None and run.cpu_at_gone is not None:
+            found.update(split, **{PHASES[4]: run.cpu_at_gone - cpu_typed})
+    return found
 
 
 def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[str, list[float]]]:
@@ -299,12 +408,15 @@ def measure(guest: str, runs: int, workdir: Path, tag: str) -> dict[str, dict[st
     for i in range(1 + runs):  # run 0 warms up
         for tool in (TOOLS if i % 2 == 0 else TOOLS[::-1]):
             name = f"{tag}-{guest[:6]}-{'a' if tool == 'nsdash' else 'b'}"
+            split: list[dict[str, float]] = []
             try:
-                login, off, survivors, shutdown = boot_once(tool, copies[tool], name, env[tool])
+                login, off, survivors, shutdown = boot_once(tool, copies[tool], name, env[tool], phases=split)
             except Failed as e:
                 failures.append(f"{guest} {tool} run {i}: {e}")
                 continue
             if i:
+                for phase, seconds in (split[0] if split else {}).items():
+                    samples[tool].setdefault(phase, []).append(seconds)
                 samples[tool]["login"].append(login)
                 samples[tool]["poweroff"].append(off)
                 samples[tool]["survivors"].append(float(survivors))
@@ -333,6 +445,30 @@ def system_states(guests: list[str], workdir: Path, tag: str) -> None:
             finally:
                 shutil.rmtree(copy, ignore_errors=True)
             print(f"{guest:<10} {tool:<15} {states[0]}", flush=True)
+
+
+def machines_sharing_the_slice(layout: object | None = None) -> list[str]:
+    """The machines running under machine.slice now (the bench's own are stopped before and
+    after its runs).  Where the cpu controller
+    groups (a v1 cpu hierarchy, or cgroup2 with it enabled) every nsdash machine shares
+    machine.slice's one CPU weight, while systemd-nspawn --keep-unit's guest stays where the bench
+    runs, each of its sessions an autogroup of its own weight.  With other machines busy (a test
+    run, another bench), nsdash's guest gets the smaller share: the comparison is fair at rest."""
+    from nsdash.system import cgroupfs
+
+    lay = layout if isinstance(layout, cgroupfs.Layout) else cgroupfs.detect()
+    slice_dir = lay.unified_path("/machine.slice")
+    if slice_dir is None or not slice_dir.is_dir():
+        return []
+    running = []
+    for scope in sorted(slice_dir.iterdir()):
+        try:
+            populated = "populated 1" in (scope / "cgroup.events").read_text()
+        except OSError:
+            continue
+        if populated:
+            running.append(scope.name)
+    return running
 
 
 def cell(values: list[float]) -> str:
@@ -378,6 +514,21 @@ def split_table(results: dict[str, dict[str, dict[str, list[float]]]], markdown:
                      ratio(n.get("shutdown", []), p.get("shutdown", [])),
                      cell_ms(ms["nsdash"]), cell_ms(ms["systemd-nspawn"])))
     return _format(head, rows, markdown)
+
+
+def phase_table(results: dict[str, dict[str, dict[str, list[float]]]], markdown: bool) -> list[str]:
+    """The guest's boot in BOOT_PHASES and its shutdown in PHASES (milliseconds, medians (min-max),
+    nsdash / systemd-nspawn; the journal's phases for guests that keep one): which step takes
+    longer under which tool."""
+    head = ("guest", "phase", "nsdash (ms)", "nspawn (ms)", "ratio")
+    rows: list[tuple[str, ...]] = []
+    for guest, s in results.items():
+        for phase in BOOT_PHASES + PHASES:
+            ms = {tool: [v * 1000 for v in s[tool].get(phase, [])] for tool in TOOLS}
+            if ms["nsdash"] and ms["systemd-nspawn"]:
+                rows.append((guest, phase, cell_ms(ms["nsdash"]), cell_ms(ms["systemd-nspawn"]),
+                             ratio(ms["nsdash"], ms["systemd-nspawn"])))
+    return _format(head, rows, markdown) if rows else []
 
 
 def cell_ms(values: list[float]) -> str:
@@ -436,6 +587,7 @@ def run(report: Report) -> int:
     tag = f"bb{os.getpid()}"
     load = os.getloadavg()
     started = time.monotonic()
+    sharing = set(machines_sharing_the_slice())
     results = {}
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-boot-", dir="/var/tmp") as tmp, system_bus():
         if args.states:
@@ -454,9 +606,18 @@ def run(report: Report) -> int:
           f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after "
           f"({time.monotonic() - started:.0f} s); {os.cpu_count()} CPUs; systemd-nspawn "
           f"{os.popen('systemd-nspawn --version').readline().split()[1]}")
+    others = sorted(sharing | set(machines_sharing_the_slice()))
+    if others:
+        print(f"Note: {len(others)} other machines ran under machine.slice (e.g. {others[0]}); they share "
+              "its CPU weight with nsdash's guest, not with systemd-nspawn's: measure with none running")
     print("\n".join(table(results, args.markdown)))
     print("The poweroff column split: the guest's own shutdown (s) and the tool's exit after its PID 1 (ms)")
     print("\n".join(split_table(results, args.markdown)))
+    phases = phase_table(results, args.markdown)
+    if phases:
+        print("The boot and the guest's shutdown in phases (ms; the guest's marks from its journal), "
+              "and the tool's CPU time")
+        print("\n".join(phases))
     for guest, s in results.items():
         counts = {tool: (int(sum(s[tool]["survivors"])), len(s[tool]["survivors"])) for tool in TOOLS}
         if any(n for n, _ in counts.values()):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -107,3 +109,91 @@ def test_the_poweroff_split_gives_rows_for_the_guests_shutdown_and_the_tools_exi
     assert abs(rows["poweroff: the tool's exit after the guest's PID 1, sid (systemd)"]["ratio"] - 5.0) < 1e-9
     lines = bb.split_table(results, markdown=False)
     assert lines[1].split()[:2] == ["sid", "0.19"] and "10.0 (10.0-10.0)" in lines[1] and "2.0 (2.0-2.0)" in lines[1]
+
+
+def _entry(message: object, usec: int) -> str:
+    import json
+
+    return json.dumps({"MESSAGE": message, "__MONOTONIC_TIMESTAMP": str(usec)})
+
+
+def test_the_guests_shutdown_is_split_at_its_journals_marks_after_the_typed_poweroff(monkeypatch):
+    """Issue 16: which step of a systemd guest's own shutdown is longer under which tool.  The
+    marks are found in its journal (monotonic microseconds, the host's clock), the first of each
+    at or after the typed poweroff; the tool's CPU is added by boot_once, not here."""
+    bb = _bench_boot(monkeypatch)
+    journal = [
+        _entry("Shutting down.", 9_000_000),  # an earlier shutdown of the same boot's journal: before typed
+        _entry("The system will power off now!", 10_010_000),
+        _entry([83, 104], 10_020_000),  # a binary MESSAGE (a list of bytes): skipped
+        "not json",
+        _entry("Shutting down.", 10_090_000),
+        _entry("Journal stopped", 10_140_000),
+        _entry("Shutting down.", 10_150_000),  # a second one: the first counts
+    ]
+    split = bb.shutdown_phases(journal, typed=10.0, gone=10.160)
+    assert split is not None
+    assert list(split) == list(bb.PHASES[:4])
+    got = [round(v * 1000, 3) for v in split.values()]
+    assert got == [10.0, 80.0, 50.0, 20.0]
+
+
+def test_a_shutdown_without_every_mark_in_order_has_no_phases(monkeypatch):
+    bb = _bench_boot(monkeypatch)
+    accepted = _entry("The system will power off now!", 10_010_000)
+    units = _entry("Shutting down.", 10_090_000)
+    assert bb.shutdown_phases([], typed=10.0, gone=10.2) is None  # no journal (busybox, sysvinit...)
+    assert bb.shutdown_phases([accepted, units], typed=10.0, gone=10.2) is None  # journald never told
+    # PID 1 seen gone before the journal's last mark: clocks that disagree, not a phase of -x ms
+    assert bb.shutdown_phases([accepted, units, _entry("Journal stopped", 10_300_000)], typed=10.0,
+                              gone=10.2) is None
+
+
+def test_the_tools_cpu_time_is_read_per_thread_in_nanoseconds(monkeypatch, tmp_path):
+    bb = _bench_boot(monkeypatch)
+    for tid, ns in (("41", "2500000 100 3"), ("42", "500000 7 1")):
+        (tmp_path / "41" / "task" / tid).mkdir(parents=True)
+        (tmp_path / "41" / "task" / tid / "schedstat").write_text(ns + "\n")
+    assert bb.cpu_seconds(41, proc=str(tmp_path)) == 0.003
+    assert bb.cpu_seconds(99, proc=str(tmp_path)) is None  # gone
+
+
+def test_the_boot_is_split_at_the_guests_first_output_and_its_startup_finished(monkeypatch):
+    bb = _bench_boot(monkeypatch)
+    journal = [_entry("Startup finished in 270ms.", 5_000_000),  # a previous boot's, before this one's output
+               _entry("Startup finished in 300ms.", 10_300_000)]
+    split = bb.boot_phases(journal, first_output=10.0, login=11.3)
+    assert split == {"first output to startup finished": pytest.approx(0.3),
+                     "startup finished to login prompt": pytest.approx(1.0)}
+    assert bb.boot_phases(journal[:1], first_output=10.0, login=11.3) is None
+
+
+class _Run:
+    start = 100.0
+    first_output = 100.2
+    cpu_at_first_output = 0.06
+    guest_gone = None
+    cpu_at_gone = None
+
+
+def test_a_runs_phases_hold_what_could_be_told(monkeypatch):
+    """A guest without a journal (or PID 1 not seen gone) still has the tool's start and CPU."""
+    bb = _bench_boot(monkeypatch)
+    found = bb.run_phases(_Run(), [], login_at=101.5, typed=102.0, cpu_typed=0.07)
+    assert set(found) == {"exec to the guest's first output", "tool CPU to the first output"}
+    assert abs(found["exec to the guest's first output"] - 0.2) < 1e-9
+
+
+def test_machines_sharing_machine_slice_are_the_populated_scopes_under_it(monkeypatch, tmp_path):
+    """nsdash's guest shares machine.slice's CPU weight with every other machine there; the bench
+    names them so a comparison made while others run is not taken for one made at rest."""
+    bb = _bench_boot(monkeypatch)
+    from nsdash.system import cgroupfs
+
+    for name, populated in (("machine-a.scope", 1), ("machine-b.scope", 0), ("machine-c.scope", 1)):
+        (tmp_path / "machine.slice" / name).mkdir(parents=True)
+        (tmp_path / "machine.slice" / name / "cgroup.events").write_text(f"populated {populated}\nfrozen 0\n")
+    (tmp_path / "machine.slice" / "cgroup.events").write_text("populated 1\n")  # a file, not a scope
+    layout = cgroupfs.Layout("unified", tmp_path, tmp_path, {})
+    assert bb.machines_sharing_the_slice(layout) == ["machine-a.scope", "machine-c.scope"]
+    assert bb.machines_sharing_the_slice(cgroupfs.Layout("legacy", tmp_path, None, {})) == []
