@@ -95,10 +95,6 @@ def decode(text: str, object_hook: Callable[[dict[str, Any]], Any] | None = None
     """json.loads(TEXT, object_hook=OBJECT_HOOK), ValueError (json's JSONDecodeError where json
     would raise one) if it is not one JSON document.  Without the C scanner (a Python built
     without _json), json.loads itself."""
-    if object_hook is None and len(text) <= _PLAIN_MAX:
-        value = _plain(text)
-        if value is not _NOT_PLAIN:
-            return value
     try:
         from _json import make_scanner
     except ImportError:
@@ -119,96 +115,3 @@ def decode(text: str, object_hook: Callable[[dict[str, Any]], Any] | None = None
 
         return json.loads(text, object_hook=object_hook)
     return value
-
-
-# A state file (half a kilobyte of names, numbers and flags) is read by every `nsdash journal -M`,
-# `list` and `status`: loading _json's shared object for it cost more than reading it here.
-# Larger documents (a bus-call's reply, tens of kilobytes) go to the C scanner, which is faster.
-_PLAIN_MAX = 4096
-_NOT_PLAIN = object()
-_LITERALS = {"true": True, "false": False, "null": None}
-_NUMBER_START = "-0123456789"
-
-
-class _Unplain(Exception):
-    """Not a document _plain() reads (or not JSON at all): decode()'s C scanner path says which."""
-
-
-def _plain(text: str) -> Any:
-    """TEXT's value when it is JSON of objects, arrays, printable ASCII strings without escapes,
-    integers and the three literals (what nsdash's own state files hold), exactly as json.loads
-    reads it; _NOT_PLAIN for anything else, errors included (json then reads it, or says why not)."""
-    if "\\" in text or not text.isascii():
-        return _NOT_PLAIN
-    try:
-        value, end = _value(text, _space(text, 0))
-    except (_Unplain, IndexError, ValueError, RecursionError):  # (ValueError: str.index found no quote)
-        return _NOT_PLAIN
-    return value if _space(text, end) == len(text) else _NOT_PLAIN
-
-
-def _space(text: str, i: int) -> int:
-    """The index of the first character at or after I that is not JSON's whitespace."""
-    while i < len(text) and text[i] in _WHITESPACE:
-        i += 1
-    return i
-
-
-def _quoted(text: str, i: int) -> tuple[str, int]:
-    """The string whose opening quote is at I (no escapes: _plain() saw no backslash)."""
-    end = text.index('"', i + 1)
-    value = text[i + 1:end]
-    if not value.isprintable():  # a control character: json refuses it; DEL it takes (json decides)
-        raise _Unplain
-    return value, end + 1
-
-
-def _value(text: str, i: int) -> tuple[Any, int]:
-    c = text[i]
-    if c == '"':
-        return _quoted(text, i)
-    if c == "{":
-        obj: dict[str, Any] = {}
-        i = _space(text, i + 1)
-        if text[i] == "}":
-            return obj, i + 1
-        while True:
-            if text[i] != '"':
-                raise _Unplain
-            key, i = _quoted(text, i)
-            i = _space(text, i)
-            if text[i] != ":":
-                raise _Unplain
-            obj[key], i = _value(text, _space(text, i + 1))
-            i = _space(text, i)
-            if text[i] == "}":
-                return obj, i + 1
-            if text[i] != ",":
-                raise _Unplain
-            i = _space(text, i + 1)
-    if c == "[":
-        items: list[Any] = []
-        i = _space(text, i + 1)
-        if text[i] == "]":
-            return items, i + 1
-        while True:
-            item, i = _value(text, i)
-            items.append(item)
-            i = _space(text, i)
-            if text[i] == "]":
-                return items, i + 1
-            if text[i] != ",":
-                raise _Unplain
-            i = _space(text, i + 1)
-    if c in _NUMBER_START:
-        end = i + 1
-        while end < len(text) and text[end] in "0123456789":
-            end += 1
-        digits = text[i + 1 if c == "-" else i:end]
-        if not digits or (digits[0] == "0" and len(digits) > 1) or (end < len(text) and text[end] in ".eE"):
-            raise _Unplain  # a fraction or an exponent (json makes a float), or not a number
-        return int(text[i:end]), end
-    for word, literal in _LITERALS.items():
-        if text.startswith(word, i):
-            return literal, i + len(word)
-    raise _Unplain

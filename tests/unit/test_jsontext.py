@@ -70,31 +70,8 @@ def test_decode_edges_are_json_loads(text):
 def test_decoding_a_state_file_does_not_import_json():
     code = ("import sys; from nsdash.system.jsontext import decode; "
             "v = decode('{\"name\": \"web\", \"leader\": 7, \"netif\": [], \"up\": true}\\n'); "
-            "print(sorted(n for n in ('json', 're', '_json') if n in sys.modules), v)")
+            "print(sorted(n for n in ('json', 're') if n in sys.modules), v)")
     repo = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
     assert out.stdout.strip() == "[] {'name': 'web', 'leader': 7, 'netif': [], 'up': True}"
-
-
-# What nsdash's own state files hold: read without _json's shared object (jsontext._plain).
-_PLAIN_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e, blacklist_characters='"\\'),
-                      max_size=12)
-PLAIN = st.recursive(st.none() | st.booleans() | st.integers() | _PLAIN_TEXT,
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_PLAIN_TEXT, inner, max_size=4),
-                     max_leaves=20)
-
-
-@given(PLAIN, st.sampled_from([None, 0, 1, 2]))
-def test_plain_documents_are_read_without_the_c_scanner_as_json_reads_them(value, indent):
-    doc = json.dumps(value, indent=indent)
-    assert repr(jsontext._plain(doc)) == repr(json.loads(doc))
-
-
-@given(st.text(alphabet='{}[]":, \n\t\r-0123456789.eEaflnrstu\x7f\x01', max_size=40))
-def test_text_near_json_is_read_as_json_reads_it(text):
-    """Whatever _plain() takes must be what json.loads reads; the rest (errors too) is json's."""
-    value = jsontext._plain(text)
-    if value is not jsontext._NOT_PLAIN:
-        assert _loads(json.loads, text) == ("ok", repr(value))
-    assert _loads(jsontext.decode, text) == _loads(json.loads, text)
