@@ -289,6 +289,9 @@ DASHBOARD_NOT_BEFORE_FIRST_FRAME = {
     "nsdash.launcher.properties", "textual.widgets._sparkline",
     "pyte", "psutil", "pyroute2", "dbus_fast", "systemd", "statistics",
     "importlib.metadata",  # textual.__version__ reads it: 4% of the start (nsdash.tui.rows.pinned_installed)
+    # what textual.app imports for file deliveries and type names (nsdash.tui.standins)
+    "uuid", "platform", "mimetypes", "platformdirs", "textual.types", "textual.widgets._select",
+    "textual.widgets._directory_tree", "textual.widgets._placeholder",
 }
 
 # The real app at 160x48 (headless: Textual's own driver), its real poller on this host: the
@@ -297,7 +300,8 @@ _FIRST_FRAME_MODULES = """
 import asyncio, sys
 from nsdash.tui import gcpause
 gcpause.hold()
-from nsdash.tui.app import NsdashApp
+from nsdash.cli.dashboard import load_app
+NsdashApp = load_app()  # as `nsdash` loads it
 seen = []
 release = gcpause.release
 def at_first_frame():
@@ -352,7 +356,10 @@ def _dashboard_at_app_import(tmp_path) -> list[str]:
 
     primary, secondary = pty.openpty()
     try:
-        env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"),
+        # (the environment's packages on the path, as bin/nsdash puts them: nsdash.tui.standins
+        # takes a name of Textual's before the app module loads)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]),
+                   NSDASH_STATE_DIR=str(tmp_path / "state"),
                    XDG_CONFIG_HOME=str(tmp_path))  # no hosts file: this host's dashboard
         out = subprocess.run([sys.executable, "-S", "-c", _GC_AT_APP_IMPORT], stdin=secondary, stdout=secondary,
                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60)
