@@ -39,7 +39,7 @@ class StandIn(ModuleType):
 def real(name: str) -> ModuleType:
     """The real module NAME, loaded now if only its stand-in was."""
     if isinstance(sys.modules.get(name), StandIn):
-        del sys.modules[name]
+        sys.modules.pop(name, None)  # (another thread may have taken it out first)
     return importlib.import_module(name)
 
 

@@ -3,9 +3,10 @@
 Textual's Linux driver asks shutil for the size when it starts (and on each
 resize), and shutil's import brings bz2 and lzma, their C libraries loaded: about
 5 M instructions (0.5%) to the dashboard's first frame (issue 16; 29 M in an
-interpreter that has loaded nothing else), for a question os answers.  The answer is shutil's: $COLUMNS and $LINES when they are
-positive numbers, else the size of the terminal on the interpreter's own stdout,
-else 80 columns by 24 lines (tests/unit/test_termsize.py compares the two).
+interpreter that has loaded nothing else), for a question os answers.  The answer
+is shutil's: $COLUMNS and $LINES when they are positive numbers, else the size of
+the terminal on the interpreter's own stdout, else 80 columns by 24 lines
+(tests/unit/test_termsize.py compares the two).
 """
 
 from __future__ import annotations
