@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsdash.cli.quickparse import Parser
 from nsdash.errors import NsdashError, UsageError
+
+if TYPE_CHECKING:
+    from nsdash.tui.app import NsdashApp
 
 DEMO_MACHINES = (("demo-busybox", "busybox"), ("demo-debian", "debian"))
 
@@ -113,11 +116,18 @@ def main(argv: list[str], hosts: list | None = None) -> int:
         # This host's first snapshot, taken in a thread while the main thread imports Textual
         # (nsdash.tui.host_readers says why); the app's poller takes it over.
         first = FirstSnapshot()
-    with asyncio_without_tls():
-        from nsdash.tui.app import NsdashApp
-
-    NsdashApp(interval=args.delay, hosts=hosts or None, first=first).run()
+    load_app()(interval=args.delay, hosts=hosts or None, first=first).run()
     return 0
+
+
+def load_app() -> type[NsdashApp]:
+    """The dashboard's app class, Textual imported without what its first frame never uses:
+    asyncio's TLS (asyncio_without_tls) and the modules nsdash.tui.standins stands in for."""
+    from nsdash.tui import standins
+
+    with asyncio_without_tls(), standins.deferred():
+        from nsdash.tui.app import NsdashApp
+    return NsdashApp
 
 
 @contextlib.contextmanager

@@ -34,6 +34,8 @@ from typing import IO, Any, cast
 
 from textual.drivers.linux_driver import LinuxDriver
 
+from nsdash.tui import termsize
+
 BEHIND = 2 * 1024  # characters pending past which the flood's producers wait
 WAIT_MOST = 1.0  # s: the longest one wait for the terminal lasts
 POLL = 0.005  # s: how often a wait looks again (the writer thread tells no one)
@@ -113,6 +115,11 @@ class CountingDriver(LinuxDriver):
     def write(self, data: str) -> None:
         self._backlog.queued += len(data)
         super().write(data)
+
+    def _get_terminal_size(self) -> tuple[int, int]:
+        # Textual's asks shutil.get_terminal_size: the same answer without shutil's import
+        # (bz2 and lzma and their libraries) on the way to the first frame (nsdash.tui.termsize).
+        return termsize.terminal_size()
 
 
 def backlog(app: object) -> TerminalBacklog:

@@ -20,6 +20,7 @@ installed Textual is another one, so an upgrade reads this again.
 from __future__ import annotations
 
 import functools
+import os
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
@@ -103,10 +104,21 @@ def _runs(rows: list[int]) -> list[list[int]]:
     return runs
 
 
+def pinned_installed() -> bool:
+    """The installed Textual is PINNED.
+
+    pip's record of the install, the dist-info directory beside the package, names the version:
+    one stat.  textual.__version__ asks importlib.metadata, whose import (email, zipfile, csv, ...)
+    was 4% of the instructions to the dashboard's first frame (issue 16); it is asked only when
+    there is no such directory (another version, or another kind of install)."""
+    site = os.path.dirname(os.path.dirname(textual.__file__))
+    return os.path.isdir(os.path.join(site, f"textual-{PINNED}.dist-info")) or textual.__version__ == PINNED
+
+
 @functools.cache
 def usable() -> bool:
     """The installed Textual is the one RowsCompositor was written for, with the names it reads."""
-    return textual.__version__ == PINNED and all(hasattr(Compositor, name) for name in _NAMES) \
+    return pinned_installed() and all(hasattr(Compositor, name) for name in _NAMES) \
         and "_dirty_regions" in vars(Compositor())
 
 

@@ -96,3 +96,20 @@ async def test_a_tab_on_the_dashboard_restyles_each_table_once_per_focus_it_gain
         assert [restyled[t] for t in tables] == [1, 2, 1], restyled  # left; reached and left; reached
         assert [t.has_class(FOCUSED) for t in tables] == [False, False, True]
 
+
+
+async def test_the_dashboard_styles_the_machine_list_once_for_its_first_focus(monkeypatch):
+    """The machine list, where the focus starts, wears the mark from its compose: Textual's
+    auto-focus restyles it for its :focus and nothing restyles it again for the mark before
+    the first frame (issue 16: main styled it three times, each with its component classes)."""
+    from nsdash.tui.widgets.machine_list import MachineList
+
+    with counting_restyles(monkeypatch) as restyled:
+        app = sample_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            machines = app.screen.query_one(MachineList)
+            assert machines.has_focus and machines.has_class(FOCUSED)
+            assert restyled[machines] == 2, restyled  # mounted, then focused
+            others = [w for w in app.screen.query(".panel") if w is not machines]
+            assert others and not any(w.has_class(FOCUSED) for w in others)

@@ -63,6 +63,14 @@ def test_the_installed_textual_is_the_one_rows_was_written_for():
     assert rows.usable()
 
 
+def test_the_pinned_version_is_read_without_importlib_metadata_and_agrees_with_it(monkeypatch):
+    """rows.pinned_installed reads pip's dist-info directory (issue 16: importlib.metadata's
+    import was 4% of the start); it says what textual.__version__ (importlib.metadata) says."""
+    assert rows.pinned_installed() is (textual.__version__ == rows.PINNED)
+    monkeypatch.setattr(rows, "PINNED", "0.0.1")  # no such dist-info: the metadata's answer
+    assert rows.pinned_installed() is False
+
+
 async def test_a_frame_asks_the_widgets_on_the_written_lines_for_those_lines_only(monkeypatch):
     app = sample_app()
     async with app.run_test(size=(160, 50)) as pilot:

@@ -292,6 +292,10 @@ DASHBOARD_NOT_BEFORE_FIRST_FRAME = {
     "nsdash.tui.remote", "nsdash.inside", "nsdash.journal", "nsdash.launcher.spec",
     "nsdash.launcher.properties", "textual.widgets._sparkline",
     "pyte", "psutil", "pyroute2", "dbus_fast", "systemd", "statistics",
+    "importlib.metadata",  # textual.__version__ reads it: 4% of the start (nsdash.tui.rows.pinned_installed)
+    # what textual.app imports for file deliveries and type names (nsdash.tui.standins)
+    "uuid", "platform", "mimetypes", "platformdirs", "textual.types", "textual.widgets._select",
+    "textual.widgets._directory_tree", "textual.widgets._placeholder",
 }
 
 # The real app at 160x48 (headless: Textual's own driver), its real poller on this host: the
@@ -300,7 +304,8 @@ _FIRST_FRAME_MODULES = """
 import asyncio, sys
 from nsdash.tui import gcpause
 gcpause.hold()
-from nsdash.tui.app import NsdashApp
+from nsdash.cli.dashboard import load_app
+NsdashApp = load_app()  # as `nsdash` loads it
 seen = []
 release = gcpause.release
 def at_first_frame():
@@ -355,7 +360,10 @@ def _dashboard_at_app_import(tmp_path) -> list[str]:
 
     primary, secondary = pty.openpty()
     try:
-        env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"),
+        # (the environment's packages on the path, as bin/nsdash puts them: nsdash.tui.standins
+        # takes a name of Textual's before the app module loads)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]),
+                   NSDASH_STATE_DIR=str(tmp_path / "state"),
                    XDG_CONFIG_HOME=str(tmp_path))  # no hosts file: this host's dashboard
         out = subprocess.run([sys.executable, "-S", "-c", _GC_AT_APP_IMPORT], stdin=secondary, stdout=secondary,
                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60)
@@ -378,3 +386,56 @@ def test_the_dashboard_reads_its_options_without_argparse(tmp_path):
     """argparse and gettext (and argparse's parser, its messages through gettext) are not on the
     way to the dashboard's first frame: Textual imports neither (nsdash.cli.quickparse)."""
     assert _dashboard_at_app_import(tmp_path)[1] == ""
+
+
+# `nsdash` as a user starts it, in a terminal (a PTY, Textual's Linux driver): the modules
+# loaded when the first snapshot's frame is painted (gcpause.release), written to $MODULES_OUT.
+_FIRST_FRAME_IN_A_TERMINAL = """
+import gc, os, sys
+gc.disable()
+from nsdash.tui import gcpause
+release = gcpause.release
+def at_first_frame():
+    if gcpause.held():
+        with open(os.environ["MODULES_OUT"], "w") as f:
+            f.write("\\n".join(n for n, m in sys.modules.items() if type(m).__name__ != "StandIn"))
+        os._exit(0)
+    release()
+gcpause.release = at_first_frame
+sys.argv = ["nsdash"]
+from nsdash.cli import run
+run()
+"""
+
+
+def test_the_dashboard_in_a_terminal_loads_no_shutil_before_its_first_frame(tmp_path):
+    """Textual's Linux driver asks shutil for the terminal's size; shutil brings bz2 and lzma
+    and their libraries: nsdash's driver asks nsdash.tui.termsize.  The rest of the list
+    above holds in a terminal too."""
+    import pty
+    import select
+
+    out_file = tmp_path / "modules"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]), MODULES_OUT=str(out_file),
+               NSDASH_STATE_DIR=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path), TERM="xterm-256color")
+    primary, secondary = pty.openpty()
+    try:
+        child = subprocess.Popen([sys.executable, "-S", "-c", _FIRST_FRAME_IN_A_TERMINAL], stdin=secondary,
+                                 stdout=secondary, stderr=secondary, env=env, cwd=REPO)
+        os.close(secondary)
+        secondary = -1
+        while child.poll() is None:  # the frame read, as a terminal reads it
+            if select.select([primary], [], [], 0.1)[0]:
+                try:
+                    os.read(primary, 65536)
+                except OSError:
+                    break
+        child.wait(timeout=60)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    loaded = set(out_file.read_text().split()) if out_file.exists() else set()
+    assert "nsdash.tui.screens.dashboard" in loaded and "textual.drivers.linux_driver" in loaded
+    never = DASHBOARD_NOT_BEFORE_FIRST_FRAME | {"shutil", "bz2", "lzma"}
+    assert {m for m in loaded if m in never or any(m.startswith(n + ".") for n in never)} == set()

@@ -18,6 +18,7 @@ from nsdash.tui.messages import Snapshot
 from nsdash.tui.screens.panels import PanelScreen
 from nsdash.tui.widgets.cgroup_tree import CgroupTree
 from nsdash.tui.widgets.cpu_table import CpuTable
+from nsdash.tui.widgets.edges import FOCUSED
 from nsdash.tui.widgets.journal_pane import JournalPane
 from nsdash.tui.widgets.key_footer import KeyFooter
 from nsdash.tui.widgets.machine_list import SPARK_STEP, MachineList
@@ -65,7 +66,10 @@ class DashboardScreen(PanelScreen):
         with Horizontal(id="top-row", classes="row"):
             hosts = getattr(self.app, "hosts", None)  # RemoteHosts over -H
             remote = hosts is not None
-            yield MachineList(id="machines", classes="panel", hosts=remote)
+            # The focus's first place (Textual's auto-focus, then on_mount): with its mark from the
+            # start, the auto-focus restyles it once (its :focus), not a second time for the mark
+            # (each restyle of a table styles its dozen component classes too; issue 16).
+            yield MachineList(id="machines", classes=f"panel {FOCUSED}", hosts=remote)
             yield CpuTable(id="cpu", classes="panel", hosts=list(hosts.watches) if hosts is not None else ())
         with Horizontal(id="bottom-row", classes="row"):
             yield CgroupTree(id="tree", classes="panel", hosts=remote)

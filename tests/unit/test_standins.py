@@ -1,0 +1,62 @@
+"""nsdash.tui.standins: Textual's app module loaded without uuid, mimetypes, platformdirs and
+textual.types (issue 16), each real again when used.  In a fresh interpreter: this one has them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+_SCRIPT = """
+import sys
+from nsdash.tui import standins
+with standins.deferred() as placed:
+    import textual.app
+    import textual.notifications
+print(sorted(placed))
+print(sorted(n for n in ("uuid", "platform", "mimetypes", "platformdirs", "textual.types") if n in sys.modules))
+# Textual's own uses, after the block: the real modules behind them
+key = textual.notifications.Notification("hello").identity  # uuid4, through the function held
+print(len(key), "uuid" in sys.modules and not isinstance(sys.modules["uuid"], standins.StandIn))
+print(textual.app.mimetypes.guess_type("a.txt")[0])  # the stand-in textual.app kept: the real one's attribute
+print(str(textual.app.user_downloads_path()).startswith("/"))
+import textual.types, uuid, mimetypes
+print(type(textual.types).__name__, hasattr(textual.types, "SelectType"), len(textual.app.uuid.uuid4().hex),
+      type(mimetypes).__name__, type(uuid).__name__)
+"""
+
+
+def test_textual_app_loads_without_them_and_each_is_real_when_used():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]))
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [
+        "['mimetypes', 'platformdirs', 'textual.types', 'uuid']",
+        "[]",  # none of them loaded by Textual's import
+        "36 True",
+        "text/plain",
+        "True",
+        "module True 32 module module",
+    ], out.stderr[-2000:]
+
+
+def test_nothing_is_stood_in_for_a_module_already_loaded():
+    import uuid
+
+    from nsdash.tui import standins
+
+    with standins.deferred() as placed:
+        assert "uuid" not in placed and sys.modules["uuid"] is uuid
+    assert sys.modules["uuid"] is uuid
+
+
+def test_a_stand_in_gives_the_real_module_and_has_no_dunders_of_its_own():
+    from nsdash.tui import standins
+
+    module = standins.StandIn("json")
+    assert module.dumps([1]) == "[1]"  # json loaded (or taken) on first use
+    assert not hasattr(module, "__path__")  # the import system's question: answered, nothing loaded for it
