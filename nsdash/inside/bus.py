@@ -372,6 +372,12 @@ class MachineBus:
             raise _call_error(reply.error_name or "unknown", str(text))
         return list(reply.body)
 
+    def meanwhile(self, modules: Sequence[str]) -> None:
+        """Have MODULES imported while the machine's supervisor makes the next calls (nothing
+        where the calls are made here: they are imported when they are needed, as before)."""
+        if self._proxy is not None:
+            self._proxy.meanwhile.extend(modules)
+
     def _call_proxy(self, proxy: SupervisorBus, destination: str, path: str, interface: str, member: str,
                     signature: str, body: Sequence[Any], timeout: float | None) -> list[Any]:
         from nsdash.machines.buscall import CallFailed

@@ -10,6 +10,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -382,3 +383,78 @@ def test_the_client_falls_back_where_no_supervisor_makes_bus_calls(tmp_path, mon
                                                              "no such unit")
     bus.close()
     new.join(10)
+
+
+def test_the_client_imports_what_it_will_need_while_the_supervisor_works(tmp_path, monkeypatch):
+    """MachineBus.meanwhile (systemctl status' journal reader, ~2 ms of imports): loaded while the
+    answer is not there yet, one module at a time.  The fake supervisor answers only once the
+    module has been imported, so without the look between modules the call would wait for it."""
+    from nsdash.machines.buscall import SupervisorBus
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = threading.Event()
+    (tmp_path / "s21_preloaded.py").write_text("import builtins\nbuiltins.__s21_event__.set()\n")
+    monkeypatch.setattr("builtins.__s21_event__", imported, raising=False)
+    (tmp_path / "machines" / "m").mkdir(parents=True)
+    path = str(tmp_path / "machines" / "m" / "control")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    answered_after: list[bool] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            f = conn.makefile("rb")
+            f.readline()
+            conn.sendall(json.dumps({"ok": True, "id": 1, "version": 1, "bus_call": True}).encode() + b"\n")
+            f.readline()
+            answered_after.append(imported.wait(10))  # (a bound only: the client never waits for it)
+            conn.sendall(json.dumps({"ok": True, "id": 2, "body": ["x"]}).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    bus = SupervisorBus.open("m", 5)
+    assert bus is not None
+    bus.meanwhile.extend(["s21_preloaded", "no_such_module_s21"])
+    try:
+        assert bus.call("d", "/p", "i", "m", "", [], 5) == ["x"]
+    finally:
+        bus.close()
+        sys.modules.pop("s21_preloaded", None)
+        thread.join(10)
+    assert answered_after == [True]
+    assert "no_such_module_s21" not in sys.modules  # a module that fails to import is left to its importer
+
+
+def test_an_answer_already_there_is_read_before_any_import(tmp_path, monkeypatch):
+    from nsdash.machines.buscall import SupervisorBus
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    (tmp_path / "machines" / "m").mkdir(parents=True)
+    path = str(tmp_path / "machines" / "m" / "control")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            f = conn.makefile("rb")
+            f.readline()  # the hello, answered with the call's answer behind it: there before it is asked
+            conn.sendall(json.dumps({"ok": True, "id": 1, "version": 1, "bus_call": True}).encode() + b"\n"
+                         + json.dumps({"ok": True, "id": 2, "body": [1]}).encode() + b"\n")
+            f.readline()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    bus = SupervisorBus.open("m", 5)
+    assert bus is not None
+    bus.meanwhile.append("no_such_module_s21")
+    try:
+        assert bus.call("d", "/p", "i", "m", "", [], 5) == [1]
+        assert bus.meanwhile == ["no_such_module_s21"]  # not tried: the answer was read first
+    finally:
+        bus.close()
+        thread.join(10)
