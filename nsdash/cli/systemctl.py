@@ -142,7 +142,8 @@ def main(argv: list[str]) -> int:
             # The readers' calls are made by the machine's supervisor (bus-call), which has the
             # D-Bus code loaded already; the verbs that change something speak to the bus here.
             rc = run_blocking(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout,
-                              via_supervisor=args.verb in READ_ONLY_VERBS)
+                              via_supervisor=args.verb in READ_ONLY_VERBS,
+                              preload=_status_modules(args, out) if args.verb == "status" else ())
     finally:
         out.flush()
     return rc
@@ -248,14 +249,17 @@ def _report_states(states: list[tuple[str, str]], args: Namespace, out: _Out) ->
 
 
 # What status imports once the unit's properties are in, in that order: imported while the
-# machine's supervisor gets them (MachineBus.meanwhile), they cost the command no time of its own.
+# machine's supervisor greets and gets them (SupervisorBus.meanwhile), they cost no time of their own.
 _STATUS_MODULES = ("nsdash.system.dbusshape", "nsdash.inside.procs", "nsdash.inside.unitlog")
 _LOG_MODULES = ("nsdash.journal.filters", "nsdash.journal.format", "nsdash.journal.merge")
 _TREE_MODULES = ("nsdash.monitor.tree_lines",)
 
 
+def _status_modules(args: Namespace, out: _Out) -> tuple[str, ...]:
+    return _STATUS_MODULES + (_LOG_MODULES if args.lines else ()) + (() if out.json else _TREE_MODULES)
+
+
 async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> int:
-    sd.bus.meanwhile(_STATUS_MODULES + (_LOG_MODULES if args.lines else ()) + (() if out.json else _TREE_MODULES))
     rc = 0
     texts: list[str] = []
     records: list[dict[str, Any]] = []

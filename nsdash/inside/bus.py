@@ -215,8 +215,11 @@ class MachineBus:
     """
 
     def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT, blocking: bool = False,
-                 via_supervisor: bool = False) -> None:
+                 via_supervisor: bool = False, preload: tuple[str, ...] = ()) -> None:
+        """PRELOAD: modules the caller will import, imported while the supervisor answers
+        (SupervisorBus.meanwhile); where the calls are made here, they are imported as needed."""
         self.target = target
+        self.preload = preload
         self.timeout = timeout
         self.blocking = blocking
         self.via_supervisor = via_supervisor and blocking
@@ -237,7 +240,7 @@ class MachineBus:
         if self.via_supervisor:
             from nsdash.machines.buscall import SupervisorBus
 
-            self._proxy = SupervisorBus.open(self.target.name, self.timeout)
+            self._proxy = SupervisorBus.open(self.target.name, self.timeout, self.preload)
             if self._proxy is not None:
                 return
         fd = open_bus_socket(self.target)
@@ -371,12 +374,6 @@ class MachineBus:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
             raise _call_error(reply.error_name or "unknown", str(text))
         return list(reply.body)
-
-    def meanwhile(self, modules: Sequence[str]) -> None:
-        """Have MODULES imported while the machine's supervisor makes the next calls (nothing
-        where the calls are made here: they are imported when they are needed, as before)."""
-        if self._proxy is not None:
-            self._proxy.meanwhile.extend(modules)
 
     def _call_proxy(self, proxy: SupervisorBus, destination: str, path: str, interface: str, member: str,
                     signature: str, body: Sequence[Any], timeout: float | None) -> list[Any]:

@@ -54,13 +54,15 @@ class SupervisorBus:
         self.meanwhile: list[str] = []
 
     @classmethod
-    def open(cls, name: str, timeout: float) -> SupervisorBus | None:
-        """The connection to NAME's supervisor, or None if it has none that makes bus-calls."""
+    def open(cls, name: str, timeout: float, meanwhile: tuple[str, ...] = ()) -> SupervisorBus | None:
+        """The connection to NAME's supervisor, or None if it has none that makes bus-calls.
+        MEANWHILE: modules to import while it answers, from its greeting on (self.meanwhile)."""
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
             sock.connect(os.path.join(machine_path(name), CONTROL))
             bus = cls(sock)
+            bus.meanwhile.extend(meanwhile)
             hello = bus._request({"op": "hello", "version": VERSION}, timeout)
         except (OSError, ValueError, CallFailed):
             sock.close()

@@ -386,16 +386,18 @@ def test_the_client_falls_back_where_no_supervisor_makes_bus_calls(tmp_path, mon
 
 
 def test_the_client_imports_what_it_will_need_while_the_supervisor_works(tmp_path, monkeypatch):
-    """MachineBus.meanwhile (systemctl status' journal reader, ~2 ms of imports): loaded while the
-    answer is not there yet, one module at a time.  The fake supervisor answers only once the
-    module has been imported, so without the look between modules the call would wait for it."""
+    """SupervisorBus.open(meanwhile=...) (systemctl status' journal reader, ~2 ms of imports): the
+    modules are loaded while an answer is not there yet, one at a time, from the greeting on.  The
+    fake supervisor answers the hello only once the first module has been imported and the call
+    once the second has: without the look between modules the client would wait for them."""
     from nsdash.machines.buscall import SupervisorBus
 
     monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
     monkeypatch.syspath_prepend(str(tmp_path))
-    imported = threading.Event()
-    (tmp_path / "s21_preloaded.py").write_text("import builtins\nbuiltins.__s21_event__.set()\n")
-    monkeypatch.setattr("builtins.__s21_event__", imported, raising=False)
+    events = [threading.Event(), threading.Event()]
+    for n in range(2):
+        (tmp_path / f"s21_preloaded{n}.py").write_text(f"import builtins\nbuiltins.__s21_events__[{n}].set()\n")
+    monkeypatch.setattr("builtins.__s21_events__", events, raising=False)
     (tmp_path / "machines" / "m").mkdir(parents=True)
     path = str(tmp_path / "machines" / "m" / "control")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -408,23 +410,25 @@ def test_the_client_imports_what_it_will_need_while_the_supervisor_works(tmp_pat
         with conn, listener:
             f = conn.makefile("rb")
             f.readline()
+            answered_after.append(events[0].wait(10))  # (a bound only: the client never waits for it)
             conn.sendall(json.dumps({"ok": True, "id": 1, "version": 1, "bus_call": True}).encode() + b"\n")
             f.readline()
-            answered_after.append(imported.wait(10))  # (a bound only: the client never waits for it)
+            answered_after.append(events[1].wait(10))
             conn.sendall(json.dumps({"ok": True, "id": 2, "body": ["x"]}).encode() + b"\n")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    bus = SupervisorBus.open("m", 5)
-    assert bus is not None
-    bus.meanwhile.extend(["s21_preloaded", "no_such_module_s21"])
+    bus = SupervisorBus.open("m", 5, ("s21_preloaded0", "no_such_module_s21", "s21_preloaded1"))
     try:
+        assert bus is not None
         assert bus.call("d", "/p", "i", "m", "", [], 5) == ["x"]
     finally:
-        bus.close()
-        sys.modules.pop("s21_preloaded", None)
+        if bus is not None:
+            bus.close()
+        for n in range(2):
+            sys.modules.pop(f"s21_preloaded{n}", None)
         thread.join(10)
-    assert answered_after == [True]
+    assert answered_after == [True, True]
     assert "no_such_module_s21" not in sys.modules  # a module that fails to import is left to its importer
 
 
