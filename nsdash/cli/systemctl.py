@@ -142,7 +142,8 @@ def main(argv: list[str]) -> int:
             # The readers' calls are made by the machine's supervisor (bus-call), which has the
             # D-Bus code loaded already; the verbs that change something speak to the bus here.
             rc = run_blocking(target, lambda sd: _dispatch(sd, target, args, out), timeout=args.timeout,
-                              via_supervisor=args.verb in READ_ONLY_VERBS)
+                              via_supervisor=args.verb in READ_ONLY_VERBS,
+                              preload=_status_modules(args, out) if args.verb == "status" else ())
     finally:
         out.flush()
     return rc
@@ -247,9 +248,18 @@ def _report_states(states: list[tuple[str, str]], args: Namespace, out: _Out) ->
         out.text += [f"{escape(s)}\n" for _, s in states]
 
 
-async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> int:
-    from nsdash.inside import procs, unitlog  # status only: unitlog brings the journal locator
+# What status imports once the unit's properties are in, in that order: imported while the
+# machine's supervisor greets and gets them (SupervisorBus.meanwhile), they cost no time of their own.
+_STATUS_MODULES = ("nsdash.system.dbusshape", "nsdash.inside.procs", "nsdash.inside.unitlog")
+_LOG_MODULES = ("nsdash.journal.filters", "nsdash.journal.format", "nsdash.journal.merge")
+_TREE_MODULES = ("nsdash.monitor.tree_lines",)
 
+
+def _status_modules(args: Namespace, out: _Out) -> tuple[str, ...]:
+    return _STATUS_MODULES + (_LOG_MODULES if args.lines else ()) + (() if out.json else _TREE_MODULES)
+
+
+async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> int:
     rc = 0
     texts: list[str] = []
     records: list[dict[str, Any]] = []
@@ -263,6 +273,8 @@ async def _status(sd: Systemd, target: Target, args: Namespace, out: _Out) -> in
             names.append(mangle(arg))
     for name in names:
         st = await sd.status(name)
+        from nsdash.inside import procs, unitlog  # status only: unitlog brings the journal locator
+
         if st.load_state == "not-found" and st.active_state == "inactive":
             out.errors.append(f"nsdash: unit {name} could not be found in machine '{target.name}'; "
                               f"see 'nsdash systemctl -M {target.name} list-unit-files'")

@@ -215,8 +215,11 @@ class MachineBus:
     """
 
     def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT, blocking: bool = False,
-                 via_supervisor: bool = False) -> None:
+                 via_supervisor: bool = False, preload: tuple[str, ...] = ()) -> None:
+        """PRELOAD: modules the caller will import, imported while the supervisor answers
+        (SupervisorBus.meanwhile); where the calls are made here, they are imported as needed."""
         self.target = target
+        self.preload = preload
         self.timeout = timeout
         self.blocking = blocking
         self.via_supervisor = via_supervisor and blocking
@@ -237,7 +240,7 @@ class MachineBus:
         if self.via_supervisor:
             from nsdash.machines.buscall import SupervisorBus
 
-            self._proxy = SupervisorBus.open(self.target.name, self.timeout)
+            self._proxy = SupervisorBus.open(self.target.name, self.timeout, self.preload)
             if self._proxy is not None:
                 return
         fd = open_bus_socket(self.target)

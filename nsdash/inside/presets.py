@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 PRESET_DIRS = ("etc/systemd/system-preset", "run/systemd/system-preset", "usr/local/lib/systemd/system-preset",
                "usr/lib/systemd/system-preset", "lib/systemd/system-preset")
 
-# States for which systemctl prints "-" instead of a preset.
-NO_PRESET_STATES = frozenset({"alias", "static", "generated", "transient"})
+# (The states shown with "-" for a preset are render.NO_PRESET_STATES: how a row is shown.)
 
 
 def parse_rules(texts: Iterable[str]) -> list[tuple[str, str]]:

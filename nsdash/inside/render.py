@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-from nsdash.inside.presets import NO_PRESET_STATES
 from nsdash.inside.units import JobInfo, UnitFile, UnitInfo, UnitStatus
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
@@ -19,6 +18,9 @@ if TYPE_CHECKING:
     from nsdash.inside.procs import UnitProcess
     from nsdash.inside.unitlog import LogLine
 
+# States for which systemctl prints "-" instead of a preset (here, not in inside/presets, which
+# reads the preset files: `status` shows a preset but reads none, and loads one module less)
+NO_PRESET_STATES = frozenset({"alias", "static", "generated", "transient"})
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 EXIT_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 4: "NOPERMISSION",
                      5: "NOTINSTALLED", 6: "NOTCONFIGURED", 7: "NOTRUNNING", 200: "CHDIR", 203: "EXEC",

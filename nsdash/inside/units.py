@@ -555,15 +555,17 @@ def run(target: Target, action: Callable[[Systemd], Awaitable[T]], timeout: floa
 
 
 def run_blocking(target: Target, action: Callable[[Systemd], Coroutine[Any, Any, T]],
-                 timeout: float = DEFAULT_TIMEOUT, via_supervisor: bool = False) -> T:
+                 timeout: float = DEFAULT_TIMEOUT, via_supervisor: bool = False, preload: tuple[str, ...] = ()) -> T:
     """run() for actions that only call methods (no jobs, no signals): no event loop at all.
 
     The bus is a blocking one, so no await inside ACTION ever suspends: the
     coroutine runs to its end on the first send().  VIA_SUPERVISOR: the machine's
-    supervisor makes the calls where it can (MachineBus).
+    supervisor makes the calls where it can (MachineBus), and meanwhile this process imports the
+    modules PRELOAD names (those ACTION will import once answered).
     """
     async def main() -> T:
-        async with MachineBus(target, timeout, blocking=True, via_supervisor=via_supervisor) as bus:
+        async with MachineBus(target, timeout, blocking=True, via_supervisor=via_supervisor,
+                              preload=preload) as bus:
             return await action(Systemd(bus))
 
     coro = main()

@@ -48,15 +48,21 @@ class SupervisorBus:
         self.sock = sock
         self.buf = b""
         self._id = 0
+        # Modules the command will import once answered, imported while it waits for an answer
+        # (see _line): the guest's bus takes milliseconds over a GetAll, as long as systemctl
+        # status takes to load its journal reader, and the supervisor works on another CPU.
+        self.meanwhile: list[str] = []
 
     @classmethod
-    def open(cls, name: str, timeout: float) -> SupervisorBus | None:
-        """The connection to NAME's supervisor, or None if it has none that makes bus-calls."""
+    def open(cls, name: str, timeout: float, meanwhile: tuple[str, ...] = ()) -> SupervisorBus | None:
+        """The connection to NAME's supervisor, or None if it has none that makes bus-calls.
+        MEANWHILE: modules to import while it answers, from its greeting on (self.meanwhile)."""
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
             sock.connect(os.path.join(machine_path(name), CONTROL))
             bus = cls(sock)
+            bus.meanwhile.extend(meanwhile)
             hello = bus._request({"op": "hello", "version": VERSION}, timeout)
         except (OSError, ValueError, CallFailed):
             sock.close()
@@ -101,7 +107,33 @@ class SupervisorBus:
                 return line
             if len(self.buf) > BUS_REPLY_MAX:
                 raise CallFailed("oversized", "the supervisor's answer is too long")
+            if self.meanwhile and not self._answered():
+                _preload(self.meanwhile.pop(0))  # one module, then look again: the answer comes first
+                continue
             data = self.sock.recv(262144)
             if not data:
                 raise EOFError("the supervisor closed the connection")
             self.buf += data
+
+    def _answered(self) -> bool:
+        """Whether the supervisor's next bytes (or its close, or an error) are here; never waits."""
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0.0)  # (with a timeout, recv would wait for them first)
+        try:
+            self.sock.recv(1, _socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # the read that follows meets it and reports it
+        finally:
+            self.sock.settimeout(timeout)
+        return True
+
+
+def _preload(name: str) -> None:
+    """Import module NAME ahead of the command's own import of it, which reports any failure
+    where it always did (a failed import leaves nothing behind in sys.modules)."""
+    try:  # noqa: SIM105 - contextlib is one module more for the verbs that come here
+        __import__(name)
+    except Exception:  # noqa: BLE001, S110 - the command's own import of it says what is wrong
+        pass

@@ -42,6 +42,10 @@ class Malformed(ValueError):
     """The message is not laid out as D-Bus says; the text completes "the bus sent a message ..."."""
 
 
+def _past() -> Malformed:
+    return Malformed("with a length past its end")
+
+
 class _Walk:
     """A read position over one message's bytes: skips values of a signature, checking bounds."""
 
@@ -52,7 +56,7 @@ class _Walk:
 
     def _take(self, pos: int, size: int) -> int:
         if size < 0 or pos + size > self.end:
-            raise Malformed("with a length past its end")
+            raise _past()
         return pos + size
 
     def _length(self, pos: int) -> int:
@@ -83,14 +87,20 @@ class _Walk:
             raise Malformed(f"nested deeper than {DEPTH_MAX} containers")
         code = sig[i]
         pos += -pos % _ALIGN[code]
-        if code in _FIXED:
-            return i + 1, self._take(pos, _FIXED[code])
-        if code in "so":
-            return i + 1, self._take(pos + 4, self._length(pos) + 1)
+        size = _FIXED.get(code)
+        if size is not None:
+            pos += size
+            if pos > self.end:
+                raise _past()
+            return i + 1, pos
+        if code == "s" or code == "o":
+            return i + 1, self._string(pos)
         if code == "g":
             return i + 1, self._signature(pos)[1]
         if code == "v":
             inner, pos = self._signature(pos)
+            if depth < DEPTH_MAX and (inner == "s" or inner == "o"):  # value()'s checks, no call
+                return i + 1, self._string(pos + (-pos % 4))
             end, pos = self.value(inner, 0, pos, depth + 1)
             if end != len(inner):
                 raise Malformed("with a variant of more than one type")
@@ -99,11 +109,32 @@ class _Walk:
             return self._array(sig, i, pos, depth)
         close = ")" if code == "(" else "}"
         i += 1
-        while i < len(sig) and sig[i] != close:
-            i, pos = self.value(sig, i, pos, depth + 1)
-        if i >= len(sig):
+        n = len(sig)
+        inline = depth < DEPTH_MAX  # a member one deeper passes value()'s depth check too
+        while i < n and (member := sig[i]) != close:
+            # the members that are strings or fixed-size skipped here: the same checks as
+            # value() makes, without a call each (a GetAll's a{sv} is mostly these)
+            if inline and (member == "s" or member == "o"):
+                i, pos = i + 1, self._string(pos + (-pos % 4))
+            elif inline and (size := _FIXED.get(member)) is not None:
+                pos += (-pos % size) + size  # (a fixed type's alignment is its size)
+                if pos > self.end:
+                    raise _past()
+                i += 1
+            else:
+                i, pos = self.value(sig, i, pos, depth + 1)
+        if i >= n:
             raise Malformed("with a signature that is not one")
         return i + 1, pos
+
+    def _string(self, pos: int) -> int:
+        """The position after the string (or object path) at POS, which is aligned."""
+        if pos + 4 > self.end:
+            raise _past()
+        pos += 5 + self.u32(self.data, pos)[0]  # its length, its bytes, its NUL
+        if pos > self.end:
+            raise _past()
+        return int(pos)
 
     def _array(self, sig: str, i: int, pos: int, depth: int) -> tuple[int, int]:
         size = self._length(pos)
@@ -119,7 +150,12 @@ class _Walk:
             if size % _FIXED[sig[i + 1]]:
                 raise Malformed("with an array that ends inside an element")
             return i + 2, stop
+        if sig.startswith("{sv}", i + 1) and depth + 3 <= DEPTH_MAX:
+            return i + 5, self._properties(pos, stop, depth)
         after = self._skip(sig, i + 1)
+        if depth < DEPTH_MAX and (sig[i + 1] == "s" or sig[i + 1] == "o"):  # (as value() would)
+            while pos < stop:
+                pos = self._string(pos + (-pos % 4))
         while pos < stop:
             _, moved = self.value(sig, i + 1, pos, depth + 1)
             if moved == pos:
@@ -128,6 +164,44 @@ class _Walk:
         if pos != stop:
             raise Malformed("with an array whose elements overrun it")
         return after, stop
+
+    def _properties(self, pos: int, stop: int, depth: int) -> int:
+        """Skip the elements of an a{sv} at DEPTH, from POS (aligned) to STOP; the position after.
+
+        What value() checks for each {sv} entry, in its order, written out in one loop: a
+        GetAll's answer is one of these with hundreds of entries, and a call per value was
+        most of the supervisor's time on it.  Its caller makes sure that the entry, its
+        members and a variant's value are all within DEPTH_MAX (depth + 3)."""
+        data, end, u32 = self.data, self.end, self.u32
+        while pos < stop:
+            pos += -pos % 8  # the entry's alignment
+            if pos + 4 > end:  # its key, a string
+                raise _past()
+            pos += 5 + u32(data, pos)[0]
+            if pos >= end:  # its variant's signature: a length byte, the text, a NUL
+                raise _past()
+            after = pos + 2 + data[pos]
+            if after > end:
+                raise _past()
+            try:
+                inner = data[pos + 1:after - 1].decode("ascii")
+            except UnicodeDecodeError:
+                raise Malformed("with a signature that is not one") from None
+            pos = after
+            size = _FIXED.get(inner)
+            if size is not None:
+                pos += (-pos % size) + size  # (a fixed type's alignment is its size)
+                if pos > end:
+                    raise _past()
+            elif inner == "s" or inner == "o":
+                pos = self._string(pos + (-pos % 4))
+            else:
+                used, pos = self.value(inner, 0, pos, depth + 3)
+                if used != len(inner):
+                    raise Malformed("with a variant of more than one type")
+        if pos != stop:
+            raise Malformed("with an array whose elements overrun it")
+        return pos
 
     def _skip(self, sig: str, i: int) -> int:
         """The index after the complete type at SIG[I] (no bytes read)."""

@@ -32,8 +32,31 @@ class NotEncodable(TypeError):
     """A value with no D-Bus type (an object a bus client cannot have returned)."""
 
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})  # values JSON has as they are
+
+
 def encode(value: Any) -> Any:
-    """VALUE with bytes and non-string-keyed dicts replaced by their tagged objects (JSON-able)."""
+    """VALUE with bytes and non-string-keyed dicts replaced by their tagged objects (JSON-able).
+
+    The exact built-in types are taken by their type first: a supervisor encodes every bus-call's
+    answer (a GetAll's hundreds of properties) and a call per plain value was most of it."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return [v if type(v) in _PLAIN else encode(v) for v in value]
+    if kind is dict:
+        plain: dict[str, Any] = {}
+        for k, v in value.items():
+            if type(k) is not str or k.startswith("\0"):
+                return _encode(value)  # (tagged pairs: decided from all the keys, as below)
+            plain[k] = v if type(v) in _PLAIN else encode(v)
+        return plain
+    return _encode(value)
+
+
+def _encode(value: Any) -> Any:
+    """encode() for any value: subclasses of the built-in types too, by isinstance."""
     if isinstance(value, str | bool | int | float) or value is None:
         return value
     if isinstance(value, list):

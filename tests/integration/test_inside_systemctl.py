@@ -583,7 +583,7 @@ def test_the_supervisor_and_the_direct_path_answer_alike(machine, monkeypatch, c
     calls.clear()
     through_texts = [text(*v) for v in verbs]
     assert len(calls) >= len(verbs)
-    monkeypatch.setattr(SupervisorBus, "open", classmethod(lambda cls, name, timeout: None))  # the direct path
+    monkeypatch.setattr(SupervisorBus, "open", classmethod(lambda cls, name, timeout, *modules: None))  # direct
     calls.clear()
     assert [text(*v) for v in verbs] == through_texts
     assert calls == []

@@ -69,7 +69,7 @@ def test_systemctl_turns_it_on_for_the_verbs_that_wait(monkeypatch, gc_off_as_la
 
     seen: list[bool] = []
 
-    def runner(target, call, timeout, via_supervisor=False):
+    def runner(target, call, timeout, via_supervisor=False, preload=()):
         seen.append(gc.isenabled())
         return 0
 

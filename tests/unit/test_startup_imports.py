@@ -187,6 +187,15 @@ def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
             or n.startswith(("nsdash.journal", "nsdash.inside.unitlog", "nsdash.system.syscalls"))} == set()
 
 
+def test_systemctl_status_reads_no_preset_files_module(tmp_path):
+    """`systemctl status` shows a unit file's preset as the bus gives it: the module that reads
+    preset files (list-unit-files' PRESET column) is not loaded for it (issue 16)."""
+    names = _imported(["systemctl", "-M", "nosuchmachine", "status", "dbus.service"],
+                      {"NSDASH_STATE_DIR": str(tmp_path)})
+    assert "nsdash.inside.render" in names
+    assert "nsdash.inside.presets" not in names
+
+
 
 def test_the_far_watch_imports_no_dashboard(tmp_path):
     """`nsdash _watch`, the far side of the dashboard over -H (one per dashboard and host), reads
