@@ -1,4 +1,4 @@
-"""What runs after fork: the middle child, and the container's PID 1 before exec.
+"""What runs after fork: the middle child (or none), and the container's PID 1 before exec.
 
 Standard library, nsdash.system.syscalls and nsdash.errors only (a test checks
 it): this code runs in a forked copy of the supervisor, where importing
@@ -63,6 +63,40 @@ def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, e
         os.close(place_fd)
         if placed != b"1":
             os._exit(1)  # the parent reports why
+    _join_cgroups(cgroup_dirs, err_fd)
+    try:
+        join_network_namespace(plan.netns_path)
+        sc.unshare(plan.namespaces)
+        pid = os.fork()
+    except OSError as e:
+        fail(err_fd, f"cannot create the container's namespaces: {e.strerror or e}", NAMESPACES_HINT)
+    if pid == 0:
+        os.close(info_fd)
+        container_init(plan, go_fd, err_fd, console_fd)
+    os.write(info_fd, struct.pack("i", pid))
+    os._exit(0)
+
+
+NAMESPACES_HINT = "nsdash needs root on a kernel with mount, PID, UTS, IPC and cgroup namespaces"
+
+
+def born_pid1(plan: LaunchPlan, cgroup_dirs: list[str], go_fd: int, err_fd: int, console_fd: int) -> NoReturn:
+    """PID 1 that the parent's clone3 made straight into the machine's cgroup2 directory and
+    into the plan's new namespaces but the cgroup one (Container._clone_pid1): the middle
+    child's work without its fork, its copy of the parent's memory and its exit.  It joins
+    CGROUP_DIRS (a hybrid host's v1 hierarchies) and only then makes its cgroup namespace, for
+    the reason middle() gives, then goes on as container_init."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)  # the parent's self-pipe is not ours to write to
+    _join_cgroups(cgroup_dirs, err_fd)
+    try:
+        sc.unshare(plan.namespaces & sc.CLONE_NEWCGROUP)
+    except OSError as e:
+        fail(err_fd, f"cannot create the container's namespaces: {e.strerror or e}", NAMESPACES_HINT)
+    container_init(plan, go_fd, err_fd, console_fd)
+
+
+def _join_cgroups(cgroup_dirs: list[str], err_fd: int) -> None:
     d = ""
     try:
         for d in cgroup_dirs:
@@ -70,18 +104,6 @@ def middle(plan: LaunchPlan, cgroup_dirs: list[str], info_fd: int, go_fd: int, e
     except OSError as e:
         fail(err_fd, f"cannot move the container into cgroup {d}: {e.strerror or e}",
              "check that the cgroup hierarchies under /sys/fs/cgroup are writable by root")
-    try:
-        join_network_namespace(plan.netns_path)
-        sc.unshare(plan.namespaces)
-        pid = os.fork()
-    except OSError as e:
-        fail(err_fd, f"cannot create the container's namespaces: {e.strerror or e}",
-             "nsdash needs root on a kernel with mount, PID, UTS, IPC and cgroup namespaces")
-    if pid == 0:
-        os.close(info_fd)
-        container_init(plan, go_fd, err_fd, console_fd)
-    os.write(info_fd, struct.pack("i", pid))
-    os._exit(0)
 
 
 def join_self(cgroup_dir: str) -> None:

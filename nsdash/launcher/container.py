@@ -231,14 +231,17 @@ class Container:
         # The middle child is forked into cgroup2 (clone3) and joins the v1 hierarchies of a
         # hybrid host itself before it makes PID 1 and the cgroup namespace (child.middle).
         early = [str(d) for d in cg.dirs] if cg.child_joins else []
+        # Without a user namespace, a namespace to join or a scope to be placed in, PID 1 is
+        # cloned straight into its cgroup and namespaces (_clone_pid1): no middle child.
+        direct = not user_range and plan.netns_path is None and cg.child_joins
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         _FORK_WINDOW.acquire()
         holding = True
         info_r = info_w = go_r = go_w = err_r = err_w = place_r = place_w = con_r = con_w = -1
+        middle = -1
         try:
             if not cg.child_joins:  # the middle child waits until place() has had it moved
                 place_r, place_w = os.pipe2(os.O_CLOEXEC)
-            info_r, info_w = os.pipe2(os.O_CLOEXEC)
             go_r, go_w = _socketpair() if send_tree else os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             if self.console:
@@ -246,7 +249,22 @@ class Container:
             # The children only run a little Python before exec; keep the collector from walking
             # (and so copying, page by page) every object of ours in them.
             gc.freeze()
-            middle, early = _fork_middle(cg, early)
+            born = _clone_pid1(cg, plan, early) if direct else None
+            if born is not None and born[0] == 0:
+                gc.disable()
+                try:
+                    os.close(go_w)
+                    os.close(err_r)
+                    if con_r >= 0:
+                        os.close(con_r)
+                    child.born_pid1(plan, born[1], go_r, err_w, con_w)
+                finally:
+                    os._exit(1)
+            if born is not None:
+                self.leader = born[0]
+            else:  # the middle child makes the namespaces and forks PID 1
+                info_r, info_w = os.pipe2(os.O_CLOEXEC)
+                middle, early = _fork_middle(cg, early)
             if middle == 0:
                 gc.disable()
                 try:
@@ -261,7 +279,8 @@ class Container:
                 finally:
                     os._exit(1)
             gc.unfreeze()
-            os.close(info_w)
+            if info_w >= 0:
+                os.close(info_w)
             os.close(go_r)
             os.close(err_w)
             info_w = go_r = err_w = -1
@@ -275,16 +294,19 @@ class Container:
                 place_r = -1
                 handed, place_w = place_w, -1
                 self._place(cg, middle, handed, user_range)
-            data = _read_all(info_r)
-            os.waitpid(middle, 0)
-            if len(data) != 4:
-                self._raise_child_error(err_r, "the container's namespaces could not be created")
-            self.leader = struct.unpack("i", data)[0]
-            self._pidfd = _pidfd_open(self.leader)
+            if born is not None:
+                leader = born[0]
+            else:
+                data = _read_all(info_r)
+                os.waitpid(middle, 0)
+                if len(data) != 4:
+                    self._raise_child_error(err_r, "the container's namespaces could not be created")
+                leader = self.leader = struct.unpack("i", data)[0]
+            self._pidfd = _pidfd_open(leader)
             self._setup_network(plan)
             tree_fd = -1
             if user_range:
-                userns.write_id_maps(self.leader, *user_range)
+                userns.write_id_maps(leader, *user_range)
                 if send_tree:
                     tree_fd = self._idmapped_tree(plan, user_range, ownership)
             with contextlib.suppress(BrokenPipeError):
@@ -316,7 +338,7 @@ class Container:
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-        return self.leader
+        return leader
 
     def _place(self, cg: MachineCgroup, middle: int, place_w: int,
                user_range: tuple[int, int] | None) -> None:
@@ -769,6 +791,28 @@ def _fork_middle(cg: MachineCgroup, early: list[str]) -> tuple[int, list[str]]:
             with contextlib.suppress(OSError):
                 os.close(fd)
     return os.fork(), early
+
+
+def _clone_pid1(cg: MachineCgroup, plan: LaunchPlan, early: list[str]) -> tuple[int, list[str]] | None:
+    """Clone PID 1 itself straight into the machine's cgroup2 directory and the plan's new
+    namespaces but the cgroup one, which it makes once it has joined the rest of EARLY (the v1
+    hierarchies of a hybrid host; child.born_pid1).  One clone3 instead of the middle child's
+    fork, unshare, fork and exit, each a copy or a teardown of this process's memory.  Returns
+    (pid, what the child still joins), or None where the kernel or the cgroup cannot (no
+    clone3, another thread, ...): the middle child then does it, and reports any error."""
+    if cg.layout.unified is None or not early or early[0] != str(cg.main_dir):
+        return None
+    try:
+        fd = os.open(cg.main_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return sc.fork_into_cgroup(fd, plan.namespaces & ~sc.CLONE_NEWCGROUP), early[1:]
+    except OSError:
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # (in the child too: its copy is of no use to it)
 
 
 def _rmtree(path: Path | str) -> None:

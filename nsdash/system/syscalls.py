@@ -227,12 +227,15 @@ _pylibc = ctypes.PyDLL(None, use_errno=True)
 _pylibc.syscall.restype = ctypes.c_long
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int:
+def fork_into_cgroup(cgroup_fd: int, namespaces: int = 0) -> int:
     """os.fork(), but the child is born in the cgroup2 directory CGROUP_FD (clone3 with
     CLONE_INTO_CGROUP): no cgroup.procs write, whose migration waits for an RCU grace period.
+    NAMESPACES (CLONE_NEW* flags) are new ones the child is born in: with CLONE_NEWPID it is
+    PID 1 there, and the parent's one clone replaces a fork, an unshare and a second fork.
     Python's fork hooks run as for os.fork().  OSError (ENOSYS, E2BIG, EINVAL, EBUSY) means
     the kernel or the cgroup cannot, or (EBUSY) another thread runs in this process; callers
-    then fork and join the usual way.
+    then fork and join the usual way.  With NAMESPACES, also what creating them can raise
+    (EPERM, ENOSPC, ENOMEM).
 
     Only a process with one thread may fork this way, and only with signals blocked.  The
     child comes back from the raw syscall into the interpreter's loop before
@@ -246,7 +249,7 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     does all this in C, before any bytecode runs."""
     import _signal  # the C module: signal.py's enum wrapping of masks costs ~0.2 ms a fork
 
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_signal.SIGCHLD, cgroup=cgroup_fd)
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP | namespaces, exit_signal=_signal.SIGCHLD, cgroup=cgroup_fd)
     api = ctypes.pythonapi
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     try:
