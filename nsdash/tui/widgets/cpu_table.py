@@ -123,6 +123,11 @@ class CpuTable(FastTable):
                     notes: Mapping[str, str] | None = None) -> None:
         """Apply a snapshot: add, change and drop rows by path; then order them.  NOTES: what the
         Control Group column says instead of a row's path (a remote host "unreachable")."""
+        with self.repainting():  # a line whose cells changed and whose row moved: marked once
+            self._update_rows(rows, machine_of, notes)
+
+    def _update_rows(self, rows: Sequence[Row], machine_of: dict[str, str] | None,
+                     notes: Mapping[str, str] | None) -> None:
         self._last = rows
         if machine_of is not None:
             self.machine_of = dict(machine_of)
