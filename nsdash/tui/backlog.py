@@ -32,7 +32,7 @@ import io
 import time
 from typing import IO, Any, cast
 
-from textual.drivers.linux_driver import LinuxDriver
+from nsdash.tui.quiet_input import QuietInputDriver
 
 BEHIND = 2 * 1024  # characters pending past which the flood's producers wait
 WAIT_MOST = 1.0  # s: the longest one wait for the terminal lasts
@@ -97,8 +97,9 @@ class _CountedFile:
         return getattr(self._file, name)
 
 
-class CountingDriver(LinuxDriver):
-    """Textual's Linux driver, its output counted into the app's `backlog` (NsdashApp.get_driver_class).
+class CountingDriver(QuietInputDriver):
+    """Textual's Linux driver, its output counted into the app's `backlog` (NsdashApp.get_driver_class),
+    its input thread asleep until input (nsdash.tui.quiet_input).
 
     Counting goes where the bytes pass, with no private state replaced: `write` (the UI
     thread's way into the writer queue) and the file the writer thread is made with."""
