@@ -101,3 +101,27 @@ async def test_the_machine_lists_changed_rows_are_marked_in_one_refresh(monkeypa
         await pilot.pause()
         await pilot.pause()
         assert painted_lines(table) == after
+
+
+async def test_a_moved_row_whose_cells_are_kept_takes_them_without_looking_each_cell_up(monkeypatch):
+    """A row that only moved (idle machines trading places) is a new line (each cell carries its
+    place), but its cells are the ones kept: they are taken once per row, not through _cell_body's
+    lookups per cell (the row's key, its cells, the table's reactives)."""
+    from nsdash.tui.widgets.fast_table import FastTable
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        for order in ("path", "cpu"):  # every row painted at both of its places once
+            table.order = order
+            await pilot.pause()
+            await pilot.pause()
+        looked_up: list[int] = []
+        cell_body = FastTable._cell_body
+        monkeypatch.setattr(FastTable, "_cell_body", lambda self, *a: looked_up.append(1) or cell_body(self, *a))
+        table._fast_lines.clear()  # every line built again from its cells
+        lines = painted_lines(table)
+        assert looked_up == []
+        monkeypatch.undo()
+        assert lines == painted_anew(table)

@@ -99,6 +99,7 @@ class Paint(NamedTuple):
     show_hover: bool
     simple: bool  # a row cursor and none of zebra stripes, row labels, fixed rows or columns
     header: int  # lines above the first row
+    columns: tuple = ()  # the columns' keys in their order
 
 
 class Column(NamedTuple):
@@ -195,7 +196,8 @@ class FastTable(DataTable, SteadyScrollbars):
                      self.size.width, self.show_cursor, self._show_hover_cursor,
                      self.cursor_type == "row" and not (self.zebra_stripes or self._should_render_row_labels
                                                         or self.fixed_rows or self.fixed_columns),
-                     self.header_height if self.show_header else 0)
+                     self.header_height if self.show_header else 0,
+                     tuple(column.key for column in self.ordered_columns))
 
     def render_line(self, y: int) -> Strip:
         paint = self._paint or self._paint_state()
@@ -224,19 +226,36 @@ class FastTable(DataTable, SteadyScrollbars):
         """One data row as DataTable draws it with a row cursor: its cells, then its style out to the edge."""
         segments: list[Segment] = []
         placed = self._fast_placed
-        for column_index, width in enumerate(paint.widths):
-            body = self._cell_body(index, column_index, paint.style, width, cursor, hover)
+        # What _cell_body looks up per cell (the row's key and cells, the reactives in the look),
+        # once per row: a row whose cells are kept takes them here, only a changed one goes there.
+        row_key = self._row_locations.get_key(index)
+        values = None
+        if row_key is not None:
+            row = self.rows.get(row_key)
+            if row is not None and row.height == 1:
+                values = self._data.get(row_key)
+        kept_cells = self._fast_cells
+        look_end = (cursor, hover, paint.show_hover, paint.show_cursor, self._pseudo_class_state)
+        for column_index, (column_key, width) in enumerate(zip(paint.columns, paint.widths, strict=True)):
+            body = None
+            if values is not None:  # (a simple paint has no fixed rows or columns: the look's first two)
+                kept = kept_cells.get((row_key, column_key))
+                if kept is not None and kept[0] is values.get(column_key) and \
+                        kept[1] == (False, False, column_index, paint.style, width, *look_end):
+                    body = kept[2]
+            if body is None:
+                body = self._cell_body(index, column_index, paint.style, width, cursor, hover)
             if body is None:
                 segments += self._render_cell(index, column_index, paint.style, width, cursor, hover)[0]
                 continue
             # A row repainted for one changed cell re-marks only that cell with its place: the
             # others' bodies are the same objects (the cell cache) at the same place.
-            kept = placed.get((index, column_index))
-            if kept is None or kept[0] is not body:
+            marked = placed.get((index, column_index))
+            if marked is None or marked[0] is not body:
                 if len(placed) >= CELLS_KEPT:
                     placed.clear()
-                kept = placed[index, column_index] = (body, with_place(body, index, column_index))
-            segments += kept[1]
+                marked = placed[index, column_index] = (body, with_place(body, index, column_index))
+            segments += marked[1]
         highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
                                                        paint.show_hover, False, False)
         extend = self._beyond(paint.style + highlight, index)
