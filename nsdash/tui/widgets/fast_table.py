@@ -405,7 +405,8 @@ class FastTable(DataTable, SteadyScrollbars):
         header = self.header_height if self.show_header else 0
         top = int(self.scroll_y)
         width, height = self.size
-        width -= self.scrollbar_gutter.right  # (the size takes in the vertical scrollbar's column)
+        gutter = self.scrollbar_gutter  # (the size takes in the scrollbars' column and row)
+        width, height = width - gutter.right, height - gutter.bottom
         regions: list[Region] = []
         for y in sorted({index - top + header for index in indexes}):
             if not header <= y < height:
