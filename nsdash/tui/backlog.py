@@ -32,7 +32,7 @@ import io
 import time
 from typing import IO, Any, cast
 
-from textual.drivers.linux_driver import LinuxDriver
+from nsdash.tui.quiet_input import QuietInputDriver
 
 from nsdash.tui import termsize
 
@@ -99,8 +99,9 @@ class _CountedFile:
         return getattr(self._file, name)
 
 
-class CountingDriver(LinuxDriver):
-    """Textual's Linux driver, its output counted into the app's `backlog` (NsdashApp.get_driver_class).
+class CountingDriver(QuietInputDriver):
+    """Textual's Linux driver, its output counted into the app's `backlog` (NsdashApp.get_driver_class),
+    its input thread asleep until input (nsdash.tui.quiet_input).
 
     Counting goes where the bytes pass, with no private state replaced: `write` (the UI
     thread's way into the writer queue) and the file the writer thread is made with."""

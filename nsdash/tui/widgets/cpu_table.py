@@ -113,6 +113,7 @@ class CpuTable(FastTable):
         self._host_width = host_width
         self._notes: Mapping[str, str] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
+        self._figures: dict[str, tuple] = {}  # what each row's cells were made from (update_rows)
         self._last: Sequence[Row] = ()
         self.orderings = 0  # times the rows were ranked (display_order): tests read it
         self.machine_of: dict[str, str] = {}
@@ -123,6 +124,11 @@ class CpuTable(FastTable):
                     notes: Mapping[str, str] | None = None) -> None:
         """Apply a snapshot: add, change and drop rows by path; then order them.  NOTES: what the
         Control Group column says instead of a row's path (a remote host "unreachable")."""
+        with self.repainting():  # a line whose cells changed and whose row moved: marked once
+            self._update_rows(rows, machine_of, notes)
+
+    def _update_rows(self, rows: Sequence[Row], machine_of: dict[str, str] | None,
+                     notes: Mapping[str, str] | None) -> None:
         self._last = rows
         if machine_of is not None:
             self.machine_of = dict(machine_of)
@@ -132,12 +138,20 @@ class CpuTable(FastTable):
         seen = set()
         ranked = self._ranked_cell()
         reorder = ranked is None
+        figures = self._figures
         for row in rows:
+            seen.add(row.path)
+            old = self._rows.get(row.path)
+            # At rest most cgroups read as they did a second ago (two thirds of 80 here): the
+            # same figures (and note, and %CPU or CPU time) are the same cells, not formatted again.
+            shown = (row.tasks, row.cpu_percent, row.cpu_usec, row.memory, row.io_read_bps, row.io_write_bps,
+                     self.cpu_time, self._notes.get(row.path) if self.hosts else None)
+            if old is not None and figures.get(row.path) == shown:
+                continue
+            figures[row.path] = shown
             cells = cells_of(row, self.cpu_time)
             if self.hosts:
                 cells = (*self._host_and_path(row.path), *cells[1:])
-            seen.add(row.path)
-            old = self._rows.get(row.path)
             if old is None:
                 self.add_row(*self._styled(cells, row.path), key=row.path)
                 reorder = True
@@ -148,6 +162,7 @@ class CpuTable(FastTable):
             self._rows[row.path] = cells
         for gone in set(self._rows) - seen:
             del self._rows[gone]
+            figures.pop(gone, None)
             self.remove_row(gone)
             reorder = True
         self._reorder(cursor_key, reorder)

@@ -11,14 +11,20 @@ each row's line under the row's own version; it renders the one-line cells our t
 hold straight to segments.  set_cells() repaints
 just the changed row (update_cell() repaints the whole table, and finds a
 row's place by summing every row above it); put_in_order() re-orders the rows and
-repaints just the lines that show another row (sort() repaints them all).  Everything else
-(cursor, keys, mouse, scrolling, sorting, events, CSS) is DataTable's own.
+repaints just the lines that show another row (sort() repaints them all).  A row's repaint
+covers its cells in view, not the scrollbar and border beside them (DataTable's spans the
+virtual width, so every frame that repainted a row painted the bar's lines too), and within
+repainting() each line is marked once, in one refresh, when the update is done (a refresh
+changed a row's cells, then moved it: the same line marked twice, each mark a walk through
+Textual's refresh).  Everything else (cursor, keys, mouse, scrolling, sorting, events, CSS)
+is DataTable's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, NamedTuple, Self
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -93,6 +99,7 @@ class Paint(NamedTuple):
     show_hover: bool
     simple: bool  # a row cursor and none of zebra stripes, row labels, fixed rows or columns
     header: int  # lines above the first row
+    columns: tuple = ()  # the columns' keys in their order
 
 
 class Column(NamedTuple):
@@ -113,6 +120,10 @@ class FastTable(DataTable, SteadyScrollbars):
     # A row more or less is a new virtual size; the panes' boxes come from the stylesheet, so
     # that repaints the table and its scrollbar and lays nothing else out (steady.py).
     steady_virtual_size = True
+
+    # (class-level: DataTable's __init__ already repaints rows, before ours runs)
+    _pending_lines: set[int] | None = None  # rows to repaint when repainting() ends
+    _tall_rows = False  # a row more than one line high was added: DataTable places the rows
 
     def __init__(self, *args, columns: Sequence[Column] = (), **kw) -> None:
         super().__init__(*args, **kw)
@@ -185,7 +196,8 @@ class FastTable(DataTable, SteadyScrollbars):
                      self.size.width, self.show_cursor, self._show_hover_cursor,
                      self.cursor_type == "row" and not (self.zebra_stripes or self._should_render_row_labels
                                                         or self.fixed_rows or self.fixed_columns),
-                     self.header_height if self.show_header else 0)
+                     self.header_height if self.show_header else 0,
+                     tuple(column.key for column in self.ordered_columns))
 
     def render_line(self, y: int) -> Strip:
         paint = self._paint or self._paint_state()
@@ -214,19 +226,36 @@ class FastTable(DataTable, SteadyScrollbars):
         """One data row as DataTable draws it with a row cursor: its cells, then its style out to the edge."""
         segments: list[Segment] = []
         placed = self._fast_placed
-        for column_index, width in enumerate(paint.widths):
-            body = self._cell_body(index, column_index, paint.style, width, cursor, hover)
+        # What _cell_body looks up per cell (the row's key and cells, the reactives in the look),
+        # once per row: a row whose cells are kept takes them here, only a changed one goes there.
+        row_key = self._row_locations.get_key(index)
+        values = None
+        if row_key is not None:
+            row = self.rows.get(row_key)
+            if row is not None and row.height == 1:
+                values = self._data.get(row_key)
+        kept_cells = self._fast_cells
+        look_end = (cursor, hover, paint.show_hover, paint.show_cursor, self._pseudo_class_state)
+        for column_index, (column_key, width) in enumerate(zip(paint.columns, paint.widths, strict=True)):
+            body = None
+            if values is not None:  # (a simple paint has no fixed rows or columns: the look's first two)
+                kept = kept_cells.get((row_key, column_key))
+                if kept is not None and kept[0] is values.get(column_key) and \
+                        kept[1] == (False, False, column_index, paint.style, width, *look_end):
+                    body = kept[2]
+            if body is None:
+                body = self._cell_body(index, column_index, paint.style, width, cursor, hover)
             if body is None:
                 segments += self._render_cell(index, column_index, paint.style, width, cursor, hover)[0]
                 continue
             # A row repainted for one changed cell re-marks only that cell with its place: the
             # others' bodies are the same objects (the cell cache) at the same place.
-            kept = placed.get((index, column_index))
-            if kept is None or kept[0] is not body:
+            marked = placed.get((index, column_index))
+            if marked is None or marked[0] is not body:
                 if len(placed) >= CELLS_KEPT:
                     placed.clear()
-                kept = placed[index, column_index] = (body, with_place(body, index, column_index))
-            segments += kept[1]
+                marked = placed[index, column_index] = (body, with_place(body, index, column_index))
+            segments += marked[1]
         highlight, _ = self._get_styles_to_render_cell(False, False, False, hover, cursor, paint.show_cursor,
                                                        paint.show_hover, False, False)
         extend = self._beyond(paint.style + highlight, index)
@@ -322,6 +351,7 @@ class FastTable(DataTable, SteadyScrollbars):
 
     def add_row(self, *cells, height: int | None = 1, key: str | None = None, label=None):  # type: ignore[no-untyped-def]
         self._add_columns()
+        self._tall_rows = self._tall_rows or height != 1
         row_key = super().add_row(*cells, height=height, key=key, label=label)
         self._bump(row_key)  # a key used before may come back with other cells
         return row_key
@@ -335,11 +365,59 @@ class FastTable(DataTable, SteadyScrollbars):
             super().remove_row(row_key)
 
     def refresh_line(self, row_index: int | None) -> None:
-        """Repaint the row at ROW_INDEX (rows here are one line high)."""
+        """Repaint the row at ROW_INDEX: its cells in view (rows here are one line high); within
+        repainting(), once, when it ends."""
         if row_index is None:
             return
-        y = row_index + (self.header_height if self.show_header else 0)
-        self._refresh_region(Region(0, y, max(self.size.width, self.virtual_size.width), 1))
+        if self._pending_lines is not None:
+            self._pending_lines.add(row_index)
+        else:
+            self._repaint_rows((row_index,))
+
+    def refresh_row(self, row_index: int) -> Self:
+        # DataTable's (the cursor and hover moving): its region spans the virtual width, the
+        # scrollbar's column with it, and is placed by summing the heights of the rows above.
+        if self._tall_rows or not self.is_valid_row_index(row_index):
+            return super().refresh_row(row_index)
+        self.refresh_line(row_index)
+        return self
+
+    @contextlib.contextmanager
+    def repainting(self) -> Iterator[None]:
+        """The rows repainted in here (cells changed, rows moved) are repainted once each, at the end."""
+        if self._pending_lines is not None:
+            yield  # (inside another: that one repaints)
+            return
+        self._pending_lines = set()
+        try:
+            yield
+        finally:
+            pending, self._pending_lines = self._pending_lines, None
+            self._repaint_rows(pending)
+
+    def _repaint_rows(self, indexes: Iterable[int]) -> None:
+        """Mark the lines of the rows at INDEXES that are in view, in one refresh: the cells'
+        width (not the scrollbar or the border), consecutive lines as one region."""
+        if self._tall_rows:
+            for index in indexes:
+                DataTable.refresh_row(self, index)
+            return
+        header = self.header_height if self.show_header else 0
+        top = int(self.scroll_y)
+        width, height = self.size
+        gutter = self.scrollbar_gutter  # (the size takes in the scrollbars' column and row)
+        width, height = width - gutter.right, height - gutter.bottom
+        regions: list[Region] = []
+        for y in sorted({index - top + header for index in indexes}):
+            if not header <= y < height:
+                continue  # out of view (or under the header): painted when scrolled to
+            if regions and regions[-1].bottom == y:
+                last = regions[-1]
+                regions[-1] = Region(0, last.y, width, last.height + 1)
+            else:
+                regions.append(Region(0, y, width, 1))
+        if regions and width > 0:
+            self.refresh(*regions)
 
     def put_in_order(self, keys: Sequence[str]) -> None:
         """Show the rows in the order of KEYS (every row's key, once each) and repaint only the

@@ -81,7 +81,10 @@ class MachineList(SelectingTable):
     def update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list],
                         now: float | None = None) -> None:
         """CPU: a machine's name -> its CPU chart's bars, oldest first (SPARK_STEP samples each)."""
-        now = self.clock() if now is None else now
+        with self.repainting():  # the changed rows' lines marked in one refresh
+            self._update_machines(machines, cpu, self.clock() if now is None else now)
+
+    def _update_machines(self, machines: Sequence[MachineInfo], cpu: Callable[[str], list], now: float) -> None:
         self._styles = {}  # looked up once per refresh (and again after a theme change)
         seen = set()
         state_at = 2 if self.hosts else 1
