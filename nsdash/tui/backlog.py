@@ -32,9 +32,8 @@ import io
 import time
 from typing import IO, Any, cast
 
-from nsdash.tui.quiet_input import QuietInputDriver
-
 from nsdash.tui import termsize
+from nsdash.tui.quiet_input import QuietInputDriver
 
 BEHIND = 2 * 1024  # characters pending past which the flood's producers wait
 WAIT_MOST = 1.0  # s: the longest one wait for the terminal lasts
