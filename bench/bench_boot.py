@@ -60,6 +60,7 @@ import sys
 import tempfile
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,18 +269,26 @@ def guest_pid1(tool: int, proc: str = "/proc") -> int | None:
     return None
 
 
-def shutdown_phases(journal: list[str], typed: float, gone: float) -> dict[str, float] | None:
-    """The guest's shutdown in PHASES (seconds) from its journal's JSON lines (journalctl -o json:
-    MESSAGE, __MONOTONIC_TIMESTAMP in microseconds), TYPED and GONE on the same clock (seconds);
-    None where a mark is missing (a guest without a journal, another init) or out of order."""
-    found: dict[str, float] = {}
+def _messages(journal: list[str]) -> Iterator[tuple[str, float]]:
+    """(MESSAGE, monotonic seconds) of each entry of JOURNAL's JSON lines (journalctl -o json)
+    that has both; a line that is not such an entry is passed over."""
     for line in journal:
         try:
             entry = json.loads(line)
             message, when = entry.get("MESSAGE"), int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
         except (ValueError, KeyError, TypeError):
             continue
-        if not isinstance(message, str) or when < typed:
+        if isinstance(message, str):
+            yield message, when
+
+
+def shutdown_phases(journal: list[str], typed: float, gone: float) -> dict[str, float] | None:
+    """The guest's shutdown in PHASES (seconds) from its journal's JSON lines (journalctl -o json:
+    MESSAGE, __MONOTONIC_TIMESTAMP in microseconds), TYPED and GONE on the same clock (seconds);
+    None where a mark is missing (a guest without a journal, another init) or out of order."""
+    found: dict[str, float] = {}
+    for message, when in _messages(journal):
+        if when < typed:
             continue
         for mark, text in GUEST_MARKS:
             if mark not in found and message.startswith(text):
@@ -296,13 +305,8 @@ def shutdown_phases(journal: list[str], typed: float, gone: float) -> dict[str, 
 def boot_phases(journal: list[str], first_output: float, login: float) -> dict[str, float] | None:
     """The guest's boot after its first output in BOOT_PHASES' two middle phases (seconds), from
     its journal's "Startup finished" (the first at or after FIRST_OUTPUT); None without one."""
-    for line in journal:
-        try:
-            entry = json.loads(line)
-            message, when = entry.get("MESSAGE"), int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(message, str) and message.startswith("Startup finished") and first_output <= when <= login:
+    for message, when in _messages(journal):
+        if message.startswith("Startup finished") and first_output <= when <= login:
             return {BOOT_PHASES[1]: when - first_output, BOOT_PHASES[2]: login - when}
     return None
 

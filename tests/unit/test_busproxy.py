@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _calls import python_calls
 
 from nsdash.machines import protocol as proto
 from nsdash.machines.busproxy import BusProxy, Job
@@ -57,21 +58,8 @@ def test_dicts_whose_later_keys_are_not_plain_strings_are_sent_as_pairs():
 def test_a_properties_answer_is_encoded_without_a_call_per_value():
     """A GetAll's a{sv} as the supervisor encodes it: plain values are taken by their type, not
     through a call each (the encoding was a tenth of a bus-call's time in the supervisor)."""
-    import sys
-
     body = [{f"P{n}": ("text" if n % 3 else n) for n in range(300)} | {"L": ["a", "b"], "B": b"\x01"}]
-    calls = 0
-
-    def count(frame, event, arg):
-        nonlocal calls
-        if event == "call":
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        encoded = dbusjson.encode(body)
-    finally:
-        sys.setprofile(None)
+    encoded, calls = python_calls(dbusjson.encode, body)
     assert calls <= 8  # 7: the lists and their comprehensions, the dict, the bytes; main made 612
     assert jsontext.decode(json.dumps(encoded), dbusjson.decode_hook) == body
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from _calls import python_calls
 from dbus_fast.constants import MessageType
 from dbus_fast.message import Message
 from dbus_fast.signature import Variant
@@ -110,21 +111,7 @@ def test_a_properties_answer_is_walked_without_a_call_per_value():
     """GetAll's a{sv} is most of what a guest's bus sends the supervisor: its entries are walked
     in one loop (a string in a call of its own), not through value() for each entry and each
     of its members (five calls an entry: the check was half of the supervisor's bus-call)."""
-    import sys
-
-    data = _properties(300)
-    calls = 0
-
-    def count(frame, event, arg):
-        nonlocal calls
-        if event == "call":
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        check(data)
-    finally:
-        sys.setprofile(None)
+    _, calls = python_calls(check, _properties(300))
     assert calls < 2 * 300  # 535: a call per string value, seven per "as"; main made 4140
 
 
