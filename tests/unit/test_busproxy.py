@@ -326,8 +326,9 @@ def test_the_worker_answers_through_the_engine_and_refuses_beyond_its_queue(tmp_
 # ---------------------------------------------------------------- the client
 
 
-def _fake_supervisor(path: str, hello: dict, answers: list[bytes]) -> threading.Thread:
-    """A control socket that greets with HELLO's fields, then answers each request with the next of ANSWERS."""
+def _fake_supervisor(path: str, hello: dict, answers: list[bytes], behind_hello: bytes = b"") -> threading.Thread:
+    """A control socket that greets with HELLO's fields (BEHIND_HELLO in the same write: an answer
+    there before it is asked), then answers each request with the next of ANSWERS."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
@@ -336,10 +337,11 @@ def _fake_supervisor(path: str, hello: dict, answers: list[bytes]) -> threading.
         conn, _ = listener.accept()
         with conn, listener:
             f = conn.makefile("rb")
-            for reply in [json.dumps({"ok": True, "id": 1, **hello}).encode() + b"\n", *answers]:
+            for reply in [json.dumps({"ok": True, "id": 1, **hello}).encode() + b"\n" + behind_hello, *answers]:
                 if not f.readline():
                     return
-                conn.sendall(reply)
+                if reply:  # (b"": the request read, nothing sent: the client may be gone)
+                    conn.sendall(reply)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -425,22 +427,11 @@ def test_an_answer_already_there_is_read_before_any_import(tmp_path, monkeypatch
 
     monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
     (tmp_path / "machines" / "m").mkdir(parents=True)
-    path = str(tmp_path / "machines" / "m" / "control")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn, listener:
-            f = conn.makefile("rb")
-            f.readline()  # the hello, answered with the call's answer behind it: there before it is asked
-            conn.sendall(json.dumps({"ok": True, "id": 1, "version": 1, "bus_call": True}).encode() + b"\n"
-                         + json.dumps({"ok": True, "id": 2, "body": [1]}).encode() + b"\n")
-            f.readline()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    # the hello answered with the call's answer behind it: there before it is asked; b"": the
+    # call's request read, nothing more sent
+    answer = json.dumps({"ok": True, "id": 2, "body": [1]}).encode() + b"\n"
+    thread = _fake_supervisor(str(tmp_path / "machines" / "m" / "control"), {"version": 1, "bus_call": True},
+                              [b""], behind_hello=answer)
     bus = SupervisorBus.open("m", 5)
     assert bus is not None
     bus.meanwhile.append("no_such_module_s21")
