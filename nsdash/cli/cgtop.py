@@ -143,7 +143,8 @@ def main(argv: list[str]) -> int:
     if "net" in opts.extra.split(","):
         view.net = _NetColumn(layout)
     try:
-        with Sampler(layout, start, opts.depth, fields, count) as sampler:
+        # One refresh (-n 1) shows no rates: the figures its walk read are its own (Sampler).
+        with Sampler(layout, start, opts.depth, fields, count, once=iterations == 1) as sampler:
             if interactive:
                 return _interactive(sampler, view, delay, iterations)
             return _batch(sampler, view, delay, iterations)

@@ -64,13 +64,14 @@ class _Entry:
 
     __slots__ = ("fds", "names", "parsers", "procs_fd", "procs_name", "incomplete", "fresh")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_reads: bool) -> None:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
         self.names: list[str] = []
         self.parsers: list[C.Parser] = []
-        # What opening the files read (each is read to see that it parses): the figures of
-        # the sample that opened them, which then reads none of them again.  None after it.
-        self.fresh: list | None = [None] * C.NFIELDS
+        # KEEP_READS (a sampler sampled once): what opening the files read (each is read to see
+        # that it parses) is the figures of the sample that opened them, which then reads none
+        # of them again.  None after it, and always on a sampler whose samples give rates.
+        self.fresh: list | None = [None] * C.NFIELDS if keep_reads else None
         self.procs_fd = -1  # cgroup.procs, when tasks are counted from processes
         self.procs_name = ""  # set when cgroup.procs is read by name (no descriptor to spare)
         self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
@@ -116,12 +117,19 @@ class Sampler:
     COUNT_PIDS (pids.current), COUNT_USERSPACE (processes without kernel
     threads, like `systemd-cgtop -P`) or COUNT_ALL (`-k`); process counts are
     summed up the tree like systemd-cgtop's --recursive=yes.
+
+    `once`: only one sample will be taken (`cgtop -b -n 1`): the figures its walk read while
+    opening the files are its own, each file read once.  Samples that are compared read every
+    file after their timestamp, the first one too: figures the walk read, up to its whole
+    length earlier, made the first rate count the walk's time as well (a busy loop given 40%
+    of a core showed 100-590% on cgtop's second refresh, 5,000 cgroups on a loaded host).
     """
 
     def __init__(self, layout: cgroupfs.Layout | None = None, start: str = "/",
                  depth: int | None = None, fields: Iterable[str] = C.BASIC,
                  count: str = COUNT_PIDS, proc: str = "/proc",
-                 root_from_proc: bool | None = None, rewalk_interval: float = 5.0) -> None:
+                 root_from_proc: bool | None = None, rewalk_interval: float = 5.0,
+                 once: bool = False) -> None:
         self.layout = layout or cgroupfs.detect()
         self.start = normalize(start)
         self.depth = depth
@@ -129,6 +137,7 @@ class Sampler:
         self.count = count
         self.proc = proc
         self.rewalk_interval = rewalk_interval
+        self.once = once
         if root_from_proc is None:
             root_from_proc = self.layout.root_dir == cgroupfs.DEFAULT_ROOT_DIR and C.root_from_proc()
         self._root_from_proc = root_from_proc and self.start == "/"
@@ -364,7 +373,7 @@ class Sampler:
         hierarchy, so a file is not tried where PATH's directory was not found (on a hybrid
         host the cgroups a guest's own systemd makes live in cgroup2 alone: five failed
         opens each, in the v1 hierarchies, otherwise)."""
-        entry = _Entry()
+        entry = _Entry(self.once)
         from_proc = self._root_from_proc and path == "/"
         for name, candidates in self._files or ():
             if from_proc and name in C.ROOT_PROC_SOURCES:

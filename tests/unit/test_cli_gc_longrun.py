@@ -92,8 +92,11 @@ def test_cgtop_turns_it_on_unless_it_runs_once(monkeypatch, gc_off_as_launched, 
 
     seen: list[bool] = []
 
+    sampled: list[bool] = []
+
     def probe(sampler, view, delay, iterations):
         seen.append(gc.isenabled())
+        sampled.append(sampler.once)
         return 0
 
     monkeypatch.setattr(cgtop, "_batch", probe)
@@ -102,6 +105,9 @@ def test_cgtop_turns_it_on_unless_it_runs_once(monkeypatch, gc_off_as_launched, 
     assert cli.main(argv) == 0
     assert seen == [on]
     assert cgtop.TEARDOWN_FREE  # its exit skips the interpreter's teardown: nothing is left to do
+    # Its sampler keeps the figures its walk read only for a run of one refresh, which shows no
+    # rate (the first rate of a longer one would count the walk's time too; monitor.sampler).
+    assert sampled == [not on]
 
 
 @pytest.mark.parametrize("argv", [["journal", "-f", "-M", "m"], ["systemctl", "-M", "m", "list-units"], ["list"]])

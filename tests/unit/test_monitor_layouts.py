@@ -327,8 +327,9 @@ def test_a_cgroup_in_cgroup2_alone_is_not_looked_for_in_v1(tmp_path, monkeypatch
 
 
 def test_each_counter_file_is_read_once_per_sample_the_first_included(layout, monkeypatch):
-    """Opening a counter file reads it (does it parse?): the first sample keeps what that read,
-    as systemd-cgtop reads each file once a refresh (`cgtop -b -n 1` read them all twice)."""
+    """Opening a counter file reads it (does it parse?): a sampler sampled once (`cgtop -b -n 1`)
+    keeps what that read for its sample, as systemd-cgtop reads each file once a refresh (it
+    read them all twice)."""
     names: dict[int, str] = {}
     reads: list[str] = []
     real_open, real_pread = os.open, os.pread
@@ -344,7 +345,7 @@ def test_each_counter_file_is_read_once_per_sample_the_first_included(layout, mo
 
     monkeypatch.setattr(os, "open", recording_open)
     monkeypatch.setattr(os, "pread", counting_pread)
-    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as sampler:
+    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600, once=True) as sampler:
         per_sample = []
         for _ in range(2):
             reads.clear()
@@ -359,6 +360,39 @@ def test_each_counter_file_is_read_once_per_sample_the_first_included(layout, mo
     assert kept > 0 and len(second_reads) == kept and second_reads == sorted(set(second_reads))
     assert first_reads == sorted(set(first_reads)) and set(second_reads) <= set(first_reads)
     assert first == second and first["/a/b"].cpu_ns is not None  # the same figures from either read
+
+
+@pytest.mark.parametrize("once", [False, True])
+def test_the_first_rate_counts_the_interval_and_not_the_walk_that_opened_the_files(tmp_path, monkeypatch, once):
+    """Every cgroup uses one CPU all the time and each read takes 10 ms: the first rate says 100%
+    for each, however long the walk that opened (and read) their files took.  A sampler sampled
+    more than once reads its first figures after its timestamp, as every later sample does: the
+    walk's own reads, up to its length earlier, made cgtop's second refresh show a busy loop at
+    40% of a core as 100-590%.  Sampled once (cgtop -b -n 1) it keeps the walk's reads."""
+    root = tmp_path / "cgroup"
+    cgroups = ["/", *(f"/c{i}" for i in range(30))]
+    make_v2(root, cgroups)
+    clock = [1000.0]
+    real_pread = os.pread
+
+    def pread(fd, size, offset):
+        clock[0] += 0.01
+        data = real_pread(fd, size, offset)
+        if data.startswith(b"usage_usec"):  # the CPU time used so far: all of the clock's
+            return b"usage_usec %d\nuser_usec 0\nsystem_usec 0\n" % round(clock[0] * 1e6)
+        return data
+
+    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(sampler_module, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
+    with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=3600, once=once) as sampler:
+        first = sampler.sample()
+        clock[0] += 1.0  # the refresh interval
+        second = sampler.sample()
+    percents = {cg: rates_between(first, second)[cg].cpu_percent for cg in cgroups}
+    if once:  # (not what a sampler sampled once is for: its first figures are the walk's)
+        assert all(pct is not None and pct > 150 for pct in percents.values()), percents
+    else:
+        assert all(pct is not None and abs(pct - 100) < 0.5 for pct in percents.values()), percents
 
 
 @pytest.mark.parametrize("spare", [1000, 2])
