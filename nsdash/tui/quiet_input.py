@@ -55,6 +55,16 @@ class QuietInputDriver(LinuxDriver):
         self.exit_event = _WakingEvent(self)
         self.input_wakes = 0  # times the input thread woke (tests read it)
 
+    def resume_application_mode(self) -> None:
+        # Textual calls this on every SIGCONT (its way back from ^Z), and SIGCONT also comes with
+        # a terminal's hang-up, or from anyone's kill: while application mode is still on, that
+        # started a second input thread on this driver.  The two share one wake-up pipe, whose
+        # byte only one of them reads: the other slept on when the dashboard quit, and it never
+        # ended (q did nothing after a `kill -CONT`).  Only a stopped input thread is resumed.
+        if self._key_thread is not None and self._key_thread.is_alive():
+            return
+        super().resume_application_mode()
+
     def close(self) -> None:
         super().close()
         fds, (self._wake_r, self._wake_w) = (self._wake_r, self._wake_w), (-1, -1)
@@ -84,8 +94,9 @@ class QuietInputDriver(LinuxDriver):
                         with contextlib.suppress(OSError):
                             os.read(self._wake_r, 4096)
                     elif reading and not self._feed(parser, decode, final=False):
-                        poller.unregister(self.fileno)  # end of input (stdin a pipe): nothing more to wait for
+                        poller.unregister(self.fileno)  # end of input: nothing more to wait for
                         reading = False
+                        self._hung_up()
                 self._tick(parser)
             if reading and select.select([self.fileno], [], [], WAIT)[0]:  # what was typed as input stopped
                 self._feed(parser, decode, final=True)
@@ -103,6 +114,12 @@ class QuietInputDriver(LinuxDriver):
         for event in parser.feed(decode(data, final=final)):  # ("" while a character is incomplete)
             self.process_message(event)
         return True
+
+    def _hung_up(self) -> None:
+        """The terminal's end of input: it hung up (a closed terminal reads as empty once SIGHUP,
+        which would have ended us, is ignored, as under nohup).  Nothing more can be typed or
+        shown: the app ends as on its quit key, not left running (and sampling) for nobody."""
+        self._app.call_later(self._app.exit)
 
     def _tick(self, parser: Any) -> None:
         for event in parser.tick():  # an escape sequence's wait run out: its keys

@@ -10,11 +10,14 @@ import os
 import threading
 import time
 import tty
+from pathlib import Path
 from types import SimpleNamespace
 
 from textual import events
 
 from nsdash.tui.backlog import CountingDriver
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
@@ -54,3 +57,130 @@ async def test_the_input_thread_sleeps_until_a_key_and_still_takes_a_lone_escape
         os.close(master)
         os.close(slave)
     assert driver._wake_r == driver._wake_w == -1  # its pipe closed with it
+
+
+async def test_a_terminal_that_hangs_up_ends_the_app_and_the_thread_waits_no_more():
+    """The terminal closes while SIGHUP is ignored (nohup): its reads say end of input.  The
+    thread asks the app to end, as its quit key does, and sleeps (it was left running for
+    nobody, sampling every cgroup each second; Textual's own thread spun on the empty reads)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    asked: list[object] = []
+    app = SimpleNamespace(backlog=None, exit=object())
+    app.call_later = lambda callback, *args: asked.append(callback)
+    driver = CountingDriver(app)
+    driver.fileno = slave
+    driver.process_message = lambda message: None
+    thread = threading.Thread(target=driver.run_input_thread, daemon=True)
+    try:
+        thread.start()
+        os.write(master, b"a")
+        _wait_for(lambda: driver.input_wakes == 1, "the key a")
+        assert asked == []
+        os.close(master)  # the terminal hangs up
+        master = -1
+        _wait_for(lambda: asked == [app.exit], "the app asked to end")
+        woke = driver.input_wakes
+        time.sleep(0.3)
+        assert driver.input_wakes == woke and thread.is_alive()  # asleep until input stops
+        driver.exit_event.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    finally:
+        driver.exit_event.set()
+        thread.join(timeout=5)
+        driver.close()
+        if master >= 0:
+            os.close(master)
+        os.close(slave)
+
+
+class _Dashboard:
+    """The real `nsdash` dashboard in a PTY (HUP: SIGHUP ignored, as under nohup); what it
+    writes is read all the time, as a terminal would."""
+
+    def __init__(self, ignore_hup: bool = False) -> None:
+        import pty
+        import signal
+        import sys
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            if ignore_hup:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            os.chdir(REPO)
+            os.execvpe(sys.executable, [sys.executable, "-m", "nsdash"],
+                       {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"})
+        self.seen = b""
+        self.framed = False  # its first frame written (the machine list's title)
+
+    def pump(self, seconds: float) -> None:
+        import select
+
+        end = time.monotonic() + seconds
+        while self.fd >= 0 and time.monotonic() < end:
+            if select.select([self.fd], [], [], 0.05)[0]:
+                try:
+                    self.seen += os.read(self.fd, 65536)
+                except OSError:
+                    return
+                self.framed = self.framed or b"Machines" in self.seen
+                self.seen = self.seen[-4096:]
+
+    def started(self) -> None:
+        """Until its first frame has been written, then a little more."""
+        deadline = time.monotonic() + 60
+        while not self.framed:
+            assert time.monotonic() < deadline, self.seen[-400:]
+            self.pump(0.1)
+        self.pump(0.5)
+
+    def hang_up(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+
+    def status_within(self, seconds: float, what: str) -> int:
+        deadline = time.monotonic() + seconds
+        while True:
+            assert time.monotonic() < deadline, f"nsdash still runs {seconds:g} s after {what}"
+            self.pump(0.05)
+            done, st = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.pid = 0
+                return os.waitstatus_to_exitcode(st)
+
+    def close(self) -> None:
+        import signal
+
+        if self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+def test_nsdash_ends_when_its_terminal_closes_with_sighup_ignored():
+    """The terminal closes (the kernel sends SIGHUP and SIGCONT) while SIGHUP is ignored."""
+    dashboard = _Dashboard(ignore_hup=True)
+    try:
+        dashboard.started()
+        dashboard.hang_up()
+        assert dashboard.status_within(10, "its terminal closed") == 0
+    finally:
+        dashboard.close()
+
+
+def test_q_still_quits_after_a_sigcont_that_resumed_nothing():
+    """Textual resumes application mode on every SIGCONT: one without a ^Z before it made a
+    second input thread, which slept on through the quit, so nsdash never ended (session 10)."""
+    import signal
+
+    dashboard = _Dashboard()
+    try:
+        dashboard.started()
+        os.kill(dashboard.pid, signal.SIGCONT)
+        dashboard.pump(1)
+        os.write(dashboard.fd, b"q")
+        assert dashboard.status_within(10, "q") == 0
+    finally:
+        dashboard.close()
