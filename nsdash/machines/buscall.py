@@ -64,9 +64,11 @@ class SupervisorBus:
             bus = cls(sock)
             bus.meanwhile.extend(meanwhile)
             hello = bus._request({"op": "hello", "version": VERSION}, timeout)
-        except (OSError, ValueError, CallFailed):
+        except (OSError, EOFError, ValueError, CallFailed):
             sock.close()
-            return None  # no supervisor (machined's machine), a full backlog, or one that spoke nonsense
+            # No supervisor (machined's machine), a full backlog, one that spoke nonsense, or one
+            # that ended before it greeted (its machine stopping): the caller's own way says why.
+            return None
         if not hello.get("bus_call"):
             sock.close()
             return None

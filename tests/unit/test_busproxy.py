@@ -357,6 +357,22 @@ def test_the_client_falls_back_where_no_supervisor_makes_bus_calls(tmp_path, mon
     old = _fake_supervisor(str(tmp_path / "machines" / "old" / "control"), {"version": 1, "machine": "old"}, [])
     assert SupervisorBus.open("old", 5) is None  # an older supervisor: hello says nothing of bus_call
     old.join(10)
+    # A supervisor that ends before its greeting (its machine stopping): EOF, not an EOFError out
+    # of the verb (a traceback); the caller's own way to the bus then says what became of it.
+    (tmp_path / "machines" / "ending").mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "machines" / "ending" / "control"))
+    listener.listen(1)
+
+    def end_unanswered() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            conn.recv(4096)
+
+    ending = threading.Thread(target=end_unanswered, daemon=True)
+    ending.start()
+    assert SupervisorBus.open("ending", 5, meanwhile=("json",)) is None
+    ending.join(10)
 
     (tmp_path / "machines" / "new").mkdir()
     body = json.dumps({"ok": True, "id": 2, "body": dbusjson.encode([{"Id": "a.service", "ID": b"\x01"}])})
