@@ -63,6 +63,9 @@ class QuietInputDriver(LinuxDriver):
         # ended (q did nothing after a `kill -CONT`).  Only a stopped input thread is resumed.
         if self._key_thread is not None and self._key_thread.is_alive():
             return
+        if self._wake_r < 0:  # ^Z closed the driver (suspend_application_mode): a new pipe, or
+            # the resumed thread would be Textual's, awake ten times a second
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         super().resume_application_mode()
 
     def close(self) -> None:

@@ -95,6 +95,49 @@ async def test_a_terminal_that_hangs_up_ends_the_app_and_the_thread_waits_no_mor
         os.close(slave)
 
 
+async def test_a_resumed_input_thread_still_sleeps_until_input_and_only_a_stopped_one_is_resumed(monkeypatch):
+    """^Z closes the driver (suspend_application_mode), its wake-up pipe too; fg resumes it.  The
+    resumed thread sleeps until input as before (without a pipe it was Textual's, awake ten
+    times a second), and a SIGCONT while the thread runs starts nothing."""
+    from textual.drivers.linux_driver import LinuxDriver
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    driver = CountingDriver(SimpleNamespace(backlog=None))
+    keys: list[str] = []
+    driver.fileno = slave
+    driver.process_message = lambda message: keys.append(message.key) if isinstance(message, events.Key) else None
+    started: list[threading.Thread] = []
+
+    def start(self) -> None:  # what Textual's start_application_mode does for input
+        self._key_thread = threading.Thread(target=self.run_input_thread, daemon=True)
+        self._key_thread.start()
+        started.append(self._key_thread)
+
+    monkeypatch.setattr(LinuxDriver, "start_application_mode", start)
+    try:
+        driver.close()  # the end of ^Z's suspend, its input thread stopped
+        driver.resume_application_mode()  # fg
+        assert len(started) == 1 and driver._wake_r >= 0
+        time.sleep(0.3)
+        assert driver.input_wakes == 0  # asleep
+        os.write(master, b"a")
+        _wait_for(lambda: keys == ["a"], "the key a")
+        assert driver.input_wakes == 1
+        driver.resume_application_mode()  # a SIGCONT with the thread running: nothing to resume
+        assert len(started) == 1
+        driver.exit_event.set()
+        started[0].join(timeout=5)
+        assert not started[0].is_alive()
+    finally:
+        driver.exit_event.set()
+        for thread in started:
+            thread.join(timeout=5)
+        driver.close()
+        os.close(master)
+        os.close(slave)
+
+
 class _Dashboard:
     """The real `nsdash` dashboard in a PTY (HUP: SIGHUP ignored, as under nohup); what it
     writes is read all the time, as a terminal would."""
