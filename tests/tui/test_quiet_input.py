@@ -6,6 +6,7 @@ that ends the thread at once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -27,35 +28,58 @@ def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-async def test_the_input_thread_sleeps_until_a_key_and_still_takes_a_lone_escape():
+@contextlib.contextmanager
+def _driver_on_a_pty(app: object = None):
+    """A CountingDriver reading a real PTY (raw), the keys it takes, and `end`: the PTY's
+    master (-1 once the test closed it) and the input threads the test started, all stopped
+    and closed after it."""
     master, slave = os.openpty()
     tty.setraw(slave)
-    driver = CountingDriver(SimpleNamespace(backlog=None))
+    driver = CountingDriver(app or SimpleNamespace(backlog=None))
     keys: list[str] = []
     driver.fileno = slave
     driver.process_message = lambda message: keys.append(message.key) if isinstance(message, events.Key) else None
-    thread = threading.Thread(target=driver.run_input_thread, daemon=True)
+    end = SimpleNamespace(master=master, threads=[])
     try:
-        thread.start()
+        yield driver, keys, end
+    finally:
+        driver.exit_event.set()
+        for thread in end.threads:
+            thread.join(timeout=5)
+        driver.close()
+        if end.master >= 0:
+            os.close(end.master)
+        os.close(slave)
+
+
+def _input_thread(driver: CountingDriver, end: SimpleNamespace) -> threading.Thread:
+    thread = threading.Thread(target=driver.run_input_thread, daemon=True)
+    thread.start()
+    end.threads.append(thread)
+    return thread
+
+
+def _stopped(driver: CountingDriver, thread: threading.Thread) -> bool:
+    """Whether setting the exit event ends THREAD at once (it sleeps in poll until then)."""
+    driver.exit_event.set()
+    thread.join(timeout=5)
+    return not thread.is_alive()
+
+
+async def test_the_input_thread_sleeps_until_a_key_and_still_takes_a_lone_escape():
+    with _driver_on_a_pty() as (driver, keys, end):
+        thread = _input_thread(driver, end)
         time.sleep(0.5)  # nothing typed: Textual's thread woke 5 times meanwhile
         assert driver.input_wakes == 0
-        os.write(master, b"a")
+        os.write(end.master, b"a")
         _wait_for(lambda: keys == ["a"], "the key a")
         assert driver.input_wakes == 1
-        os.write(master, b"\x1b")  # a lone Esc: the parser waits for more, then it is the Escape key
+        os.write(end.master, b"\x1b")  # a lone Esc: the parser waits for more, then it is the Escape key
         _wait_for(lambda: keys == ["a", "escape"], "the Escape key")
         woke = driver.input_wakes
         time.sleep(0.3)
         assert driver.input_wakes == woke  # asleep again once the wait ran out
-        driver.exit_event.set()
-        thread.join(timeout=5)
-        assert not thread.is_alive()
-    finally:
-        driver.exit_event.set()
-        thread.join(timeout=5)
-        driver.close()
-        os.close(master)
-        os.close(slave)
+        assert _stopped(driver, thread)
     assert driver._wake_r == driver._wake_w == -1  # its pipe closed with it
 
 
@@ -63,36 +87,21 @@ async def test_a_terminal_that_hangs_up_ends_the_app_and_the_thread_waits_no_mor
     """The terminal closes while SIGHUP is ignored (nohup): its reads say end of input.  The
     thread asks the app to end, as its quit key does, and sleeps (it was left running for
     nobody, sampling every cgroup each second; Textual's own thread spun on the empty reads)."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
     asked: list[object] = []
     app = SimpleNamespace(backlog=None, exit=object())
     app.call_later = lambda callback, *args: asked.append(callback)
-    driver = CountingDriver(app)
-    driver.fileno = slave
-    driver.process_message = lambda message: None
-    thread = threading.Thread(target=driver.run_input_thread, daemon=True)
-    try:
-        thread.start()
-        os.write(master, b"a")
-        _wait_for(lambda: driver.input_wakes == 1, "the key a")
+    with _driver_on_a_pty(app) as (driver, keys, end):
+        thread = _input_thread(driver, end)
+        os.write(end.master, b"a")
+        _wait_for(lambda: keys == ["a"], "the key a")
         assert asked == []
-        os.close(master)  # the terminal hangs up
-        master = -1
+        os.close(end.master)  # the terminal hangs up
+        end.master = -1
         _wait_for(lambda: asked == [app.exit], "the app asked to end")
         woke = driver.input_wakes
         time.sleep(0.3)
         assert driver.input_wakes == woke and thread.is_alive()  # asleep until input stops
-        driver.exit_event.set()
-        thread.join(timeout=5)
-        assert not thread.is_alive()
-    finally:
-        driver.exit_event.set()
-        thread.join(timeout=5)
-        driver.close()
-        if master >= 0:
-            os.close(master)
-        os.close(slave)
+        assert _stopped(driver, thread)
 
 
 async def test_a_resumed_input_thread_still_sleeps_until_input_and_only_a_stopped_one_is_resumed(monkeypatch):
@@ -101,41 +110,23 @@ async def test_a_resumed_input_thread_still_sleeps_until_input_and_only_a_stoppe
     times a second), and a SIGCONT while the thread runs starts nothing."""
     from textual.drivers.linux_driver import LinuxDriver
 
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    driver = CountingDriver(SimpleNamespace(backlog=None))
-    keys: list[str] = []
-    driver.fileno = slave
-    driver.process_message = lambda message: keys.append(message.key) if isinstance(message, events.Key) else None
-    started: list[threading.Thread] = []
+    with _driver_on_a_pty() as (driver, keys, end):
 
-    def start(self) -> None:  # what Textual's start_application_mode does for input
-        self._key_thread = threading.Thread(target=self.run_input_thread, daemon=True)
-        self._key_thread.start()
-        started.append(self._key_thread)
+        def start(self) -> None:  # what Textual's start_application_mode does for input
+            self._key_thread = _input_thread(self, end)
 
-    monkeypatch.setattr(LinuxDriver, "start_application_mode", start)
-    try:
+        monkeypatch.setattr(LinuxDriver, "start_application_mode", start)
         driver.close()  # the end of ^Z's suspend, its input thread stopped
         driver.resume_application_mode()  # fg
-        assert len(started) == 1 and driver._wake_r >= 0
+        assert len(end.threads) == 1 and driver._wake_r >= 0
         time.sleep(0.3)
         assert driver.input_wakes == 0  # asleep
-        os.write(master, b"a")
+        os.write(end.master, b"a")
         _wait_for(lambda: keys == ["a"], "the key a")
         assert driver.input_wakes == 1
         driver.resume_application_mode()  # a SIGCONT with the thread running: nothing to resume
-        assert len(started) == 1
-        driver.exit_event.set()
-        started[0].join(timeout=5)
-        assert not started[0].is_alive()
-    finally:
-        driver.exit_event.set()
-        for thread in started:
-            thread.join(timeout=5)
-        driver.close()
-        os.close(master)
-        os.close(slave)
+        assert len(end.threads) == 1
+        assert _stopped(driver, end.threads[0])
 
 
 class _Dashboard:
