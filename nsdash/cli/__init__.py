@@ -93,6 +93,8 @@ def run() -> int:
     left no atexit handler, no thread and no file half-written: such a verb sets TEARDOWN_FREE.
     Such verbs also run with the cyclic garbage collector off, as the launcher starts them.
     """
+    if sys.stdout is None:  # started with file descriptor 1 closed (`nsdash list >&-`)
+        sys.stdout = _ClosedStdout()
     try:
         try:
             rc = main()
@@ -108,6 +110,24 @@ def run() -> int:
     return rc
 
 
+class _ClosedStdout:
+    """sys.stdout when the program started without file descriptor 1 (Python leaves it None):
+    a verb that prints fails as a write to a closed descriptor does, which main() reports in
+    one line (coreutils: "write error: Bad file descriptor"); a verb that prints nothing works."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def flush(self) -> None:
+        pass  # nothing is ever held: every write failed at once
+
+    def fileno(self) -> int:
+        return 1
+
+    def isatty(self) -> bool:
+        return False
+
+
 # What a full disk or a failing device answers a write with.  Only writes fail with these, so
 # such an error without a file name is the verb's output that could not be written.
 _WRITE_ERRNOS = frozenset(
@@ -120,6 +140,8 @@ def _stdout_failed(e: OSError) -> bool:
         return False
     if e.errno in _WRITE_ERRNOS:
         return True
+    if e.errno == errno.EBADF and isinstance(sys.stdout, _ClosedStdout):
+        return True
     try:  # another errno (EIO...): ours only if stdout still cannot take what it holds
         sys.stdout.flush()
     except OSError:
@@ -131,7 +153,9 @@ def _stdout_failed(e: OSError) -> bool:
 
 def _write_error(e: OSError) -> int:
     """One line for output that could not be written, as coreutils says it; exit status 1."""
-    _err(f"write error: {e.strerror or e}; free some space or send the output elsewhere")
+    fix = ("run it with its standard output open" if e.errno == errno.EBADF
+           else "free some space or send the output elsewhere")
+    _err(f"write error: {e.strerror or e}; {fix}")
     _stdout_to_devnull()  # so the interpreter's own last flush fails no more, and says nothing
     return 1
 

@@ -88,3 +88,38 @@ def test_systemctl_output_buffer_does_not_write_nothing(monkeypatch):
         out.text.append("x\n")
         with pytest.raises(OSError):
             out.flush()
+
+
+CLOSED_LINE = "nsdash: write error: Bad file descriptor; run it with its standard output open\n"
+
+
+@pytest.mark.parametrize("args", CASES, ids=lambda a: " ".join(a))
+def test_a_closed_stdout_is_one_line_and_status_1(tmp_path, args):
+    """`nsdash list >&-`: Python leaves sys.stdout None; a verb that prints says so in one line,
+    as coreutils' `ls >&-` does, instead of an AttributeError's traceback."""
+    argv = [a.format(dir=tmp_path) for a in args]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("NSDASH_DEBUG", None)
+    env.pop("NSDASH_HOST", None)
+    out = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-S", str(REPO / "bin" / "nsdash"),
+                          *argv], stderr=subprocess.PIPE, text=True, env=env, timeout=60, cwd=REPO)
+    assert (out.returncode, out.stderr) == (1, CLOSED_LINE)
+
+
+def test_a_closed_stdout_fails_only_a_verb_that_prints(monkeypatch, capsys):
+    """A verb that prints nothing (poweroff, kill...) runs as usual with no standard output."""
+    import types
+
+    from nsdash import cli
+
+    probe = types.ModuleType("nsdash.cli._quietprobe")
+    ran = []
+    probe.__dict__["main"] = lambda args: ran.append(args) or 0
+    monkeypatch.setitem(sys.modules, "nsdash.cli._quietprobe", probe)
+    monkeypatch.setitem(cli.VERBS, "quietprobe", "_quietprobe")
+    monkeypatch.setattr(sys, "argv", ["nsdash", "quietprobe", "x"])
+    monkeypatch.setattr(sys, "stdout", None)
+    monkeypatch.setattr(cli, "_teardown_free", False)
+    assert cli.run() == 0
+    assert ran == [["x"]]
+    assert capsys.readouterr().err == ""
