@@ -4,11 +4,13 @@ sessions, buffers and titles are the test's alone and no other tmux on the machi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SELECTED = re.compile(r"selected: (\S+)")  # the dashboard's status line
 
 
 class Tmux:
@@ -51,6 +53,20 @@ class Tmux:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
             time.sleep(0.1)
+
+    def select(self, name: str, timeout: float = 30.0) -> str:
+        """The screen once the dashboard has machine NAME selected, its list's cursor moved there
+        a row at a time.  The list holds every machine of the host (machined's too), sorted by
+        name, so the test's own need not be the first row, where the cursor starts."""
+        deadline = time.monotonic() + timeout
+        screen = self.wait("selected: ", timeout)
+        while (current := SELECTED.search(screen)[1]) != name:
+            self.keys("Down" if current < name else "Up")
+            while (now := SELECTED.search(screen := self.screen())) is None or now[1] == current:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{name} was never selected; the screen was:\n{screen}")
+                time.sleep(0.1)
+        return screen
 
     def dead(self) -> bool:
         """Whether the program in the pane has exited."""

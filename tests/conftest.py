@@ -163,6 +163,35 @@ def teardown_machine(name: str) -> None:
         clean_orphan(name)
 
 
+def make_machine_cgroup(hierarchy: Path, path: str) -> list[Path]:
+    """mkdir -p PATH (under machine.slice) in HIERARCHY, again when machine.slice went between
+    two mkdirs (another run's last machine took it away, as nsdash does); the directories made,
+    machine.slice left out: drop_machine_slice takes it away as nsdash would."""
+    for _ in range(20):
+        made = []
+        try:
+            d = hierarchy
+            for part in path.strip("/").split("/"):
+                d = d / part
+                with contextlib.suppress(FileExistsError):
+                    d.mkdir()
+                    if part != "machine.slice":
+                        made.append(d)
+            return made
+        except FileNotFoundError:
+            for d in reversed(made):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+    raise AssertionError(f"machine.slice kept going away under {hierarchy}")
+
+
+def drop_machine_slice(hierarchy: Path) -> None:
+    """machine.slice gone from HIERARCHY if it holds no machine, as the last machine's teardown
+    leaves it; while another run's machine holds it, it stays."""
+    with contextlib.suppress(OSError):
+        (hierarchy / "machine.slice").rmdir()
+
+
 def console_log(name: str) -> str:
     """What machine NAME's console wrote so far (its console.log; "" while there is none)."""
     from nsdash.machines import state as st

@@ -19,7 +19,7 @@ from nsdash.monitor.machines import MachineMap, machine_of_process
 from nsdash.monitor.rates import rates_between
 from nsdash.monitor.sampler import Sampler
 from nsdash.system import cgroupfs, paths
-from tests.conftest import NSDASH, REPO, run_nsdash
+from tests.conftest import NSDASH, REPO, drop_machine_slice, make_machine_cgroup, run_nsdash
 
 # The counting v1 controllers, and name=systemd, where systemd-cgtop -P counts processes.
 COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio", "systemd")
@@ -48,13 +48,7 @@ class RealCgroups:
     def make(self, sub: str = "") -> str:
         path = self.scope + (f"/{sub}" if sub else "")
         for h in self.hierarchies:
-            d = h
-            for part in path.strip("/").split("/"):
-                d = d / part
-                if not d.exists():
-                    d.mkdir()
-                    if part != "machine.slice":
-                        self.made.append(d)
+            self.made += make_machine_cgroup(h, path)
         return path
 
     def run_in(self, sub: str, argv: list[str]) -> subprocess.Popen:
@@ -92,6 +86,8 @@ class RealCgroups:
                     break
                 except OSError:
                     time.sleep(0.02)
+        for h in self.hierarchies:
+            drop_machine_slice(h)
 
 
 @pytest.fixture

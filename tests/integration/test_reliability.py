@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from conftest import run_nsdash
+from conftest import drop_machine_slice, make_machine_cgroup, run_nsdash
 
 from nsdash.launcher import names
 from nsdash.machines import client
@@ -116,10 +116,8 @@ def many_cgroups(machine_name):
     made = []
     try:
         for root in roots:
-            (root / "machine.slice").mkdir(exist_ok=True)
+            made += make_machine_cgroup(root, scope)
             top = root / scope.lstrip("/")
-            top.mkdir()
-            made.append(top)
             for i in range(CHILDREN):
                 (top / f"c{i}").mkdir()
                 made.append(top / f"c{i}")
@@ -127,6 +125,8 @@ def many_cgroups(machine_name):
     finally:
         for d in reversed(made):
             os.rmdir(d)
+        for root in roots:
+            drop_machine_slice(root)
 
 
 def _run_sampler(limit: int, scope: str, fill: int = 0) -> dict:

@@ -31,6 +31,7 @@ from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines import client, registry
 from nsdash.machines import state as st
 from nsdash.system import cgroupfs
+from nsdash.system.text import escape
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
@@ -104,6 +105,30 @@ def _plant_cgroups(cgroup: str) -> list[Path]:
     return made
 
 
+def _show_own_cgroups(tmux: HostileTerminal, cgroup: str, text: str) -> str:
+    """The screen once TEXT, the name of a cgroup planted in CGROUP (the selected machine's),
+    shows in the CPU table.  The table holds the whole host's cgroups, busiest first: other
+    machines and cgroups can keep the planted ones (idle, so last) out of its rows.  Ordered
+    by path, a machine's cgroups follow its own row, where selecting it put the table's
+    cursor: one row down, and the focused table's view follows.  The planted ones are rows
+    from the second refresh on (systemd-cgtop's rule: no task, no memory and no CPU figure
+    yet is no row), the one that gives the machine's row its %CPU: wait for that first."""
+    tmux.keys("Tab", "p")  # from the machine list to the CPU table (the view follows its cursor); by path
+    shown = escape(cgroup)
+    row_with_cpu = re.compile(r"(/\S*) +\S+ +\d+\.\d ")  # a row's path (maybe ellipsized), tasks, %CPU
+    deadline = time.monotonic() + 30
+    while True:
+        screen = tmux.screen()
+        if any(shown.endswith(m[1].rpartition("…")[2]) for m in row_with_cpu.finditer(screen)):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the CPU figure of {shown} never appeared; the screen was:\n{screen}")
+        time.sleep(0.1)
+    if text not in screen:
+        tmux.keys("Down")
+    return tmux.wait(text, timeout=30)
+
+
 def _panel_rows(screen: str) -> list[tuple[int, str]]:
     """Where each panel's title sits: the layout, as the user sees it."""
     titles = ("Machines", "CPU (cgtop", "Control groups", "Journal:")
@@ -143,27 +168,32 @@ def test_hostile_guest_text_reaches_no_terminal_raw(busybox_tree, machine_name):
     tmux = HostileTerminal(name)
     planted: list[Path] = []
     try:
-        tmux.start([*NSDASH], 160, 48)
-        tmux.wait(name)
-        tmux.wait("refresh 1 s")
-        screen = tmux.wait(f"Journal: {name}")  # every panel titled: the layout as it stays
-        before = tmux.state()
-        layout_before = _panel_rows(screen)
         m = registry.lookup(name)
         assert m.leader and m.state and m.state.cgroup
+        # Planted before the dashboard starts (the rows it shows from its first snapshot on), so
+        # that its CPU table can be walked to them (_show_own_cgroups) while it runs.
+        planted = _plant_cgroups(m.state.cgroup)
+        assert planted, "the machine's cgroup was not found in any hierarchy"
+        tmux.start([*NSDASH], 160, 48)
+        tmux.wait("refresh 1 s")
+        tmux.select(name)  # the host may have other machines: its journal, its row
+        screen = tmux.wait(f"Journal: {name}")  # every panel titled: the layout as it stays
+        before = tmux.state()
+        # The guest's os-release and cgroup names were on screen already: the terminal as the test made it.
+        assert before["window"] == "nsdash" and before["size"] == "160x48" and before["dead"] == "0", before
+        assert before["buffers"] == "" and "TITLE" not in before["title"], before
+        layout_before = _panel_rows(screen)
+        _show_own_cgroups(tmux, m.state.cgroup, "altscr\\x1b[?1049l")
 
         # Inside: the console (hence the console log and the journal pane) and the hostname.
         script = "cat /root/hostile > /dev/console; hostname \"$(printf 'h\\033]2;HOST-TITLE\\007')\""
         subprocess.run(["nsenter", "-t", str(m.leader), "-m", "-u", "-p", "--", "/bin/sh", "-c", script],
                        check=True, timeout=10)
-        planted = _plant_cgroups(m.state.cgroup)
-        assert planted, "the machine's cgroup was not found in any hierarchy"
 
         # The dashboard shows the guest's text: the console lines in the journal pane (the console
         # source drops escape sequences), the cgroup names in the CPU table and os-release's ID in
         # the machine list, escaped.
         tmux.wait("hostile-keys", timeout=30)
-        tmux.wait("altscr\\x1b[?1049l", timeout=30)
         tmux.wait("ev\\x1b[>cil", timeout=30)
         _assert_untouched(tmux, before, layout_before, name)
 
@@ -213,8 +243,8 @@ def test_hostile_journal_and_unit_description_in_a_debian_guest(debian_cache, ma
         install_units(target, **{"nsdash-hostile.service": HOSTILE_UNIT})
         units.run(target, lambda sd: sd.job("start", "nsdash-hostile.service"))
         tmux.start([*NSDASH], 160, 48)
-        tmux.wait(name)
         tmux.wait("refresh 1 s")
+        tmux.select(name)
         tmux.wait(f"Journal: {name}")
         before = tmux.state()
         layout_before = _panel_rows(tmux.screen())

@@ -6,6 +6,7 @@ fresh interpreter.  Timing is bench/'s business (bench_verbs.py, bench_spawn.py)
 """
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -49,12 +50,26 @@ JOURNAL_NEVER = _LEAN | {"collections", "functools", "ctypes", "datetime", "stru
                          "typing", "nsdash.launcher", "nsdash.system.syscalls", "nsdash.machines.identity"}
 
 
+def _files_for_every_cgroup() -> None:
+    """As many open files as this process may have (the kernel's ceiling where it may raise its
+    hard limit), so that the sampler keeps every counter of the host open without asking for
+    more (which imports resource): the cgroups of whatever else runs there are not the verb's cost."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with open("/proc/sys/fs/nr_open") as f:
+        ceiling = int(f.read())
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, ceiling))
+    except (ValueError, OSError):  # no CAP_SYS_RESOURCE
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _imported(argv: list[str], env_extra: dict[str, str]) -> set[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), **env_extra)
     env.pop("NSDASH_DEBUG", None)
     out = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), *argv],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
-                         stdin=subprocess.DEVNULL)  # (_watch ends at its stdin's end)
+                         stdin=subprocess.DEVNULL,  # (_watch ends at its stdin's end)
+                         preexec_fn=_files_for_every_cgroup)
     names = {line.split("|")[2].strip() for line in out.stderr.splitlines()
              if line.startswith("import time:") and "imported package" not in line}
     assert "nsdash.cli" in names, out.stderr[-2000:]
