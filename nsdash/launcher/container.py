@@ -27,7 +27,7 @@ from pathlib import Path
 from nsdash.errors import NsdashError
 from nsdash.launcher import child, inuse, userns
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
-from nsdash.launcher.plan import BOOT_ID_FILE, CAPABILITIES, LaunchPlan, build_plan
+from nsdash.launcher.plan import BOOT_ID_FILE, CAPABILITIES, NOTIFY_FILE, LaunchPlan, build_plan
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
@@ -45,6 +45,7 @@ NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a lo
 NOTIFY_BATCH = 256  # datagrams drained per read_notify() call, so a flood cannot starve the caller's loop
 STATUS_MAX = 256  # characters kept of STATUS= (guest text, shown escaped by whoever displays it)
 SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
+RUN_FILES = (NOTIFY_FILE, BOOT_ID_FILE, SECCOMP_FILE)  # what a run directory holds, but for --ephemeral
 
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
 REBOOT_SIGNAL = signal.SIGHUP
@@ -380,7 +381,7 @@ class Container:
         run_dir.mkdir(parents=True, mode=0o700)
         self._run_dir = run_dir
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
-        sock.bind(str(run_dir / "notify"))
+        sock.bind(str(run_dir / NOTIFY_FILE))
         self._notify = sock
         if plan.boot_id is not None:
             fd = os.open(run_dir / BOOT_ID_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
@@ -742,7 +743,7 @@ class Container:
             # mkdir of run/ and of run/NAME, and cost every boot's teardown one more directory
             # removal (on a host whose /run is on disk: a journal commit's wait, ms under I/O)
             # and the next start its mkdir.
-            _rmtree(self._run_dir)
+            _remove_run_dir(self._run_dir)
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
         _remove_link(self._journal_link)
@@ -833,6 +834,21 @@ def _rmtree(path: Path | str) -> None:
                 os.unlink(full) if os.path.islink(full) else os.rmdir(full)
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _remove_run_dir(path: Path) -> None:
+    """The run directory: the files it holds by name, then itself; a walk only when more is
+    left (an --ephemeral machine's layers).  Every boot's teardown does this after PID 1 has
+    gone: _rmtree's stats, listing and os.walk cost it about a tenth of nsdash's exit."""
+    for name in RUN_FILES:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(path, name))
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        _rmtree(path)
 
 
 def _remove_link(made: tuple[str, str] | None) -> None:

@@ -47,6 +47,7 @@ NOTIFY_PATH = "/run/host/notify"
 CREDENTIALS_PATH = "/run/host/credentials"  # $CREDENTIALS_DIRECTORY of PID 1, as nspawn's
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 BOOT_ID_FILE = "boot_id"  # in the run's state directory: this boot's ID, bound over BOOT_ID_PATH
+NOTIFY_FILE = "notify"  # in the run's state directory: the sd_notify socket, bound at NOTIFY_PATH
 INIT_CANDIDATES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")
 
 CAPABILITIES = {
@@ -574,7 +575,7 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
         ops.append(m.WriteFile(NOTIFY_PATH, b""))  # the mount point, made before /run/host turns read-only
     ops.append(m.ReadOnly("/run/host", MS_NOSUID | MS_NODEV, missing_ok=False, recursive=False))
     if state_dir is not None:
-        ops.append(m.Bind(os.path.join(state_dir, "notify"), NOTIFY_PATH, recursive=False))
+        ops.append(m.Bind(os.path.join(state_dir, NOTIFY_FILE), NOTIFY_PATH, recursive=False))
     ops += _credential_ops(spec)  # on top of the read-only /run/host (a plain bind would hide them)
 
     # --volatile=state keeps the tree read-only too (only /var is in memory): "auto" binds
