@@ -170,10 +170,14 @@ class Container:
         if self.leader is not None:
             raise RuntimeError("a Container runs once; make a new one to run again")
         try:
+            # The host's cgroup hierarchies, looked at once for both users at the start (detect() is
+            # some fifteen system calls on a hybrid host): inuse's scan of machine.slice and the
+            # machine's own cgroup, unless a test gave the latter a layout of its own.
+            host = cgroupfs.detect()
             # One start at a time per name and per tree, until PID 1 runs in the tree (inuse.py).
             with inuse.start_guard(self.spec.machine, os.path.abspath(self.spec.directory),
-                                   self.spec.ephemeral):
-                return self._start()
+                                   self.spec.ephemeral, layout=host):
+                return self._start(host)
         except OSError as e:
             # A full disk, a read-only file system, ...: one line naming the cause, nothing left.
             self.close()
@@ -184,10 +188,10 @@ class Container:
             self.close()
             raise
 
-    def _start(self) -> int:
+    def _start(self, host: cgroupfs.Layout) -> int:
         spec = self.spec
         run_dir = paths.state_root() / "run" / spec.machine
-        cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout, slice_name=spec.slice,
+        cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout or host, slice_name=spec.slice,
                                             properties=spec.properties)
         self.cgroup = cg.path
         if spec.image is not None:  # mounted at spec.directory, where the plan reads the tree
