@@ -85,7 +85,7 @@ def _dry_run(spec: ContainerSpec) -> int:
         image.attach()
     try:
         plan = build_plan(spec, console=spec.console != "pipe",
-                          state_dir=str(paths.state_root() / "run" / spec.machine),
+                          state_dir=paths.machine_path(spec.machine),  # the supervisor's entry
                           host_term=os.environ.get("TERM"))
     finally:
         if image is not None:

@@ -27,7 +27,16 @@ from pathlib import Path
 from nsdash.errors import NsdashError
 from nsdash.launcher import child, inuse, userns
 from nsdash.launcher.cgroup import MachineCgroup, scope_path
-from nsdash.launcher.plan import BOOT_ID_FILE, CAPABILITIES, LaunchPlan, build_plan
+from nsdash.launcher.plan import (
+    BIND_TEMP_DIR,
+    BOOT_ID_FILE,
+    CAPABILITIES,
+    EPHEMERAL_DIR,
+    NOTIFY_FILE,
+    OVERLAY_TEMP_DIR,
+    LaunchPlan,
+    build_plan,
+)
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.system import cgroupfs, paths
 from nsdash.system import syscalls as sc
@@ -45,6 +54,8 @@ NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a lo
 NOTIFY_BATCH = 256  # datagrams drained per read_notify() call, so a flood cannot starve the caller's loop
 STATUS_MAX = 256  # characters kept of STATUS= (guest text, shown escaped by whoever displays it)
 SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
+RUN_FILES = (NOTIFY_FILE, BOOT_ID_FILE, SECCOMP_FILE)  # what a run directory holds ...
+RUN_DIRS = (EPHEMERAL_DIR, BIND_TEMP_DIR, OVERLAY_TEMP_DIR)  # ... and its temporary layers, if asked for
 
 # reboot(2) inside a PID namespace kills its init with these (pid_namespaces(7)).
 REBOOT_SIGNAL = signal.SIGHUP
@@ -120,15 +131,22 @@ class Container:
 
     def __init__(self, spec: ContainerSpec, *, console: bool = False,
                  uuid: str | None = None, cgroup_layout: cgroupfs.Layout | None = None,
-                 cgroup: MachineCgroup | None = None) -> None:
+                 cgroup: MachineCgroup | None = None, run_dir: str | None = None) -> None:
         """console: PID 1 gets a console PTY made in the container's own devpts (as
         systemd-nspawn's); its master is console_master once started, closed by close().
         uuid: $container_uuid when neither the tree nor --uuid gives one (pass the same
         one to each run of a machine that reboots).  cgroup_layout: the hierarchies to use
         instead of the host's (tests run a pure-cgroup2 layout on a hybrid host).  cgroup:
         the cgroup backend for this run (a systemd scope on hosts booted with systemd,
-        machines/units.py); by default nsdash makes the cgroups itself."""
+        machines/units.py); by default nsdash makes the cgroups itself.  run_dir: where this
+        run's files go (RUN_FILES, RUN_DIRS): a directory of the caller's, which it removes itself
+        (the supervisor's entry for the machine: one directory per machine, not two, each an
+        inode made and freed per boot on a /run that may be on disk); by default run/NAME under
+        the state directory, made and removed here."""
         self.spec = spec
+        self._given_run_dir = run_dir
+        self._run_files: list[str] = []  # the RUN_FILES in it now
+        self._run_subdirs: list[str] = []  # the RUN_DIRS made in it (with -U the child makes some)
         self.cgroup_layout = cgroup_layout
         self._backend = cgroup
         self.uuid = uuid
@@ -169,10 +187,14 @@ class Container:
         if self.leader is not None:
             raise RuntimeError("a Container runs once; make a new one to run again")
         try:
+            # The host's cgroup hierarchies, looked at once for both users at the start (detect() is
+            # some fifteen system calls on a hybrid host): inuse's scan of machine.slice and the
+            # machine's own cgroup, unless a test gave the latter a layout of its own.
+            host = cgroupfs.detect()
             # One start at a time per name and per tree, until PID 1 runs in the tree (inuse.py).
             with inuse.start_guard(self.spec.machine, os.path.abspath(self.spec.directory),
-                                   self.spec.ephemeral):
-                return self._start()
+                                   self.spec.ephemeral, layout=host):
+                return self._start(host)
         except OSError as e:
             # A full disk, a read-only file system, ...: one line naming the cause, nothing left.
             self.close()
@@ -183,10 +205,10 @@ class Container:
             self.close()
             raise
 
-    def _start(self) -> int:
+    def _start(self, host: cgroupfs.Layout) -> int:
         spec = self.spec
-        run_dir = paths.state_root() / "run" / spec.machine
-        cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout, slice_name=spec.slice,
+        run_dir = Path(self._given_run_dir or paths.state_root() / "run" / spec.machine)
+        cg = self._backend or MachineCgroup(spec.machine, self.cgroup_layout or host, slice_name=spec.slice,
                                             properties=spec.properties)
         self.cgroup = cg.path
         if spec.image is not None:  # mounted at spec.directory, where the plan reads the tree
@@ -324,6 +346,12 @@ class Container:
                 self._reap_leader()
                 msg, _, hint = report.decode(errors="replace").partition("\0")
                 raise NsdashError(msg, hint or None)
+            if BOOT_ID_FILE in self._run_files:
+                # As systemd-nspawn: PID 1 has it bound over /proc/sys/kernel/random/boot_id, which
+                # keeps it; the run directory (the supervisor's entry) keeps root's files only.
+                self._run_files.remove(BOOT_ID_FILE)
+                with contextlib.suppress(OSError):
+                    os.unlink(run_dir / BOOT_ID_FILE)
             if self._image is not None:
                 # PID 1 runs in its own copy of the image's mounts: the host's goes, so the loop
                 # device lives exactly as long as the machine's mount namespace
@@ -376,14 +404,30 @@ class Container:
         raise NsdashError(msg or fallback, hint or None)
 
     def _prepare_run_dir(self, run_dir: Path, plan: LaunchPlan) -> None:
-        _rmtree(run_dir)  # a stale one: its machine is not running
-        run_dir.mkdir(parents=True, mode=0o700)
+        if self._given_run_dir is None:
+            _rmtree(run_dir)  # a stale one: its machine is not running
+            run_dir.mkdir(parents=True, mode=0o700)
         self._run_dir = run_dir
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
-        sock.bind(str(run_dir / "notify"))
         self._notify = sock
+        old = os.umask(0o177)  # 0600 whatever the caller's umask: the directory may be searchable
+        try:
+            sock.bind(str(run_dir / NOTIFY_FILE))
+        finally:
+            os.umask(old)
+        self._run_files.append(NOTIFY_FILE)
+        if not plan.userns:
+            # Host users must not reach what the guest writes into a temporary layer (the
+            # directory may be searchable); -U hands the layers to the guest's root instead.
+            spec = self.spec
+            for name, used in ((BIND_TEMP_DIR, any(b.source is None for b in spec.binds)),
+                               (OVERLAY_TEMP_DIR, any(o.temporary for o in spec.overlays))):
+                if used:
+                    os.makedirs(run_dir / name, mode=0o700, exist_ok=True)
+                    self._run_subdirs.append(name)
         if plan.boot_id is not None:
             fd = os.open(run_dir / BOOT_ID_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            self._run_files.append(BOOT_ID_FILE)
             try:
                 os.write(fd, f"{plan.boot_id}\n".encode())
             finally:
@@ -392,11 +436,14 @@ class Container:
         if program:
             # nsdash shell loads the same filter into what it runs in the machine.
             fd = os.open(run_dir / SECCOMP_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+            self._run_files.append(SECCOMP_FILE)
             try:
                 os.write(fd, program)
             finally:
                 os.close(fd)
         if plan.ephemeral_dir:
+            os.makedirs(plan.ephemeral_dir, mode=0o700, exist_ok=True)  # (userns.hand_over opens it to -U's root)
+            self._run_subdirs.append(EPHEMERAL_DIR)
             for sub in ("upper", "work", "root"):
                 os.makedirs(os.path.join(plan.ephemeral_dir, sub), mode=0o755, exist_ok=True)
 
@@ -742,7 +789,11 @@ class Container:
             # mkdir of run/ and of run/NAME, and cost every boot's teardown one more directory
             # removal (on a host whose /run is on disk: a journal commit's wait, ms under I/O)
             # and the next start its mkdir.
-            _rmtree(self._run_dir)
+            # What this run made there, by name (with -U its PID 1 may have made RUN_DIRS too).
+            subdirs = RUN_DIRS if self.plan is not None and self.plan.userns else self._run_subdirs
+            _clear_run_dir(self._run_dir, self._run_files, subdirs)
+            if self._given_run_dir is None:
+                _remove_run_dir(self._run_dir)
         if self.plan is not None:
             _remove_created(self.plan.created_paths)
         _remove_link(self._journal_link)
@@ -833,6 +884,27 @@ def _rmtree(path: Path | str) -> None:
                 os.unlink(full) if os.path.islink(full) else os.rmdir(full)
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _remove_run_dir(path: Path) -> None:
+    """The run directory, emptied by _clear_run_dir: one rmdir; a walk only when more is left.
+    Every boot's teardown does this after PID 1 has gone: _rmtree's stats, listing and os.walk
+    cost it about a tenth of nsdash's exit."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        _rmtree(path)
+
+
+def _clear_run_dir(path: Path, files: list[str], subdirs: list[str] | tuple[str, ...]) -> None:
+    """What this run put in its run directory (FILES of RUN_FILES, SUBDIRS of RUN_DIRS), by name."""
+    for name in files:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(path, name))
+    for name in subdirs:
+        _rmtree(os.path.join(path, name))
 
 
 def _remove_link(made: tuple[str, str] | None) -> None:

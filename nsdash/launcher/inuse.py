@@ -140,8 +140,10 @@ def _release(fd: int, name: str) -> None:
 
 
 @contextlib.contextmanager
-def start_guard(name: str, tree: str | Path, ephemeral: bool) -> Iterator[None]:
-    """Hold the name's and the tree's start locks; refuse a tree a live machine runs on."""
+def start_guard(name: str, tree: str | Path, ephemeral: bool,
+                layout: cgroupfs.Layout | None = None) -> Iterator[None]:
+    """Hold the name's and the tree's start locks; refuse a tree a live machine runs on (LAYOUT:
+    the host's cgroup hierarchies, if the caller has looked already)."""
     name_fd = _lock_file(name)
     tree_fd = -1
     try:
@@ -156,7 +158,7 @@ def start_guard(name: str, tree: str | Path, ephemeral: bool) -> Iterator[None]:
             raise
         # A missing tree is reported by the plan, with a better message.
     try:
-        users = tree_users(tree, exclude=name)
+        users = tree_users(tree, layout, exclude=name)
         if users:
             raise MachineExists(f"directory {tree} is in use by running machine '{users[0]}'",
                                 f"stop it first with 'nsdash terminate {users[0]}' (this also cleans "

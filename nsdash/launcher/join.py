@@ -114,12 +114,15 @@ def _leader_limits(leader: int) -> tuple[int, bool, bool]:
 
 
 def _machine_filters(name: str) -> bytes | None:
-    """The seccomp filters the machine's PID 1 runs under, as its supervisor saved them."""
-    try:
-        with open(paths.state_root() / "run" / name / SECCOMP_FILE, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    """The seccomp filters the machine's PID 1 runs under, as its supervisor saved them (in its
+    entry; a supervisor of before, in the launcher's run directory)."""
+    for directory in (paths.machine_path(name), os.path.join(paths.state_path(), "run", name)):
+        try:
+            with open(os.path.join(directory, SECCOMP_FILE), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def _limit_capabilities(bounding: int, no_new_privs: bool) -> None:

@@ -47,6 +47,10 @@ NOTIFY_PATH = "/run/host/notify"
 CREDENTIALS_PATH = "/run/host/credentials"  # $CREDENTIALS_DIRECTORY of PID 1, as nspawn's
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 BOOT_ID_FILE = "boot_id"  # in the run's state directory: this boot's ID, bound over BOOT_ID_PATH
+NOTIFY_FILE = "notify"  # in the run's state directory: the sd_notify socket, bound at NOTIFY_PATH
+# Directories of temporary layers in the run's state directory: --ephemeral's overlay, --bind's
+# with an empty source, --overlay's with an empty upper.
+EPHEMERAL_DIR, BIND_TEMP_DIR, OVERLAY_TEMP_DIR = "ephemeral", "bind-temp", "overlay-temp"
 INIT_CANDIDATES = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")
 
 CAPABILITIES = {
@@ -387,7 +391,7 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
             if state_dir is None:
                 raise SpecError(f"--bind with an empty source ({b.target}) needs a state directory",
                                 "set NSDASH_STATE_DIR or run as root")
-            src = os.path.join(state_dir, "bind-temp", str(i))
+            src = os.path.join(state_dir, BIND_TEMP_DIR, str(i))
         else:
             src = os.path.abspath(b.source)
             if not os.path.exists(src):
@@ -449,7 +453,7 @@ def _overlay_op(i: int, o: OverlayMount, state_dir: str | None, created: list[st
         if state_dir is None:
             raise SpecError(f"--overlay with an empty upper ({o.target}) needs a state directory",
                             "set NSDASH_STATE_DIR or run as root")
-        base = os.path.join(state_dir, "overlay-temp", str(i))
+        base = os.path.join(state_dir, OVERLAY_TEMP_DIR, str(i))
         return m.Overlay(lower, o.target, os.path.join(base, "upper"), os.path.join(base, "work"),
                          make_upper=True)
     assert o.upper is not None
@@ -505,7 +509,7 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     if spec.ephemeral and spec.image is None:  # an --image is copied instead (launcher.image)
         if state_dir is None:
             raise SpecError("--ephemeral needs a state directory", "set NSDASH_STATE_DIR or run as root")
-        ephemeral_dir = os.path.join(state_dir, "ephemeral")
+        ephemeral_dir = os.path.join(state_dir, EPHEMERAL_DIR)
         root = os.path.join(ephemeral_dir, "root")
         ops.append(m.RootOverlay(tree, os.path.join(ephemeral_dir, "upper"),
                                  os.path.join(ephemeral_dir, "work"), root))
@@ -574,7 +578,7 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
         ops.append(m.WriteFile(NOTIFY_PATH, b""))  # the mount point, made before /run/host turns read-only
     ops.append(m.ReadOnly("/run/host", MS_NOSUID | MS_NODEV, missing_ok=False, recursive=False))
     if state_dir is not None:
-        ops.append(m.Bind(os.path.join(state_dir, "notify"), NOTIFY_PATH, recursive=False))
+        ops.append(m.Bind(os.path.join(state_dir, NOTIFY_FILE), NOTIFY_PATH, recursive=False))
     ops += _credential_ops(spec)  # on top of the read-only /run/host (a plain bind would hide them)
 
     # --volatile=state keeps the tree read-only too (only /var is in memory): "auto" binds

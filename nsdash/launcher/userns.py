@@ -365,6 +365,7 @@ def hand_over(run_dir: Path, base: int, ephemeral_dir: str | None = None) -> Non
     made in its own devpts, so is its own already."""
     os.chmod(run_dir, 0o711)
     if ephemeral_dir:
+        os.chmod(ephemeral_dir, 0o711)
         for sub in ("upper", "work"):
             os.chown(os.path.join(ephemeral_dir, sub), base, base)
     notify = run_dir / "notify"

@@ -417,7 +417,7 @@ class Supervisor:
         if self.bus_proxy is not None:  # the same for the bus-call worker (calls on the
             self.bus_proxy.quiesce(BUS_QUIESCE)  # boot that ended fail at once)
         container = Container(self.spec, console=self.use_pty, uuid=self.session_uuid,
-                              cgroup=self._cgroup_backend())
+                              cgroup=self._cgroup_backend(), run_dir=str(self.dir))
         try:
             container.start()
         except BaseException:

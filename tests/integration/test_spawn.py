@@ -394,3 +394,31 @@ def test_a_run_removes_its_own_run_directory_and_leaves_the_shared_one(busybox_t
         c.wait()
     assert not (shared / machine_name).exists()
     assert shared.is_dir()
+
+
+def test_a_supervised_run_keeps_its_run_files_in_its_state_entry_private(busybox_tree, machine_name, reaper):
+    """Under the supervisor a boot's run files (the notify socket, boot ID, seccomp filters,
+    temporary layers) live in the machine's state entry: one directory made and removed per
+    machine, not two (issue 16: each is an inode made and freed on a /run that may be on disk).
+    That entry is searchable, so what the guest can write to stays the host root's alone."""
+    import stat
+
+    from nsdash.launcher.options import parse_spawn_args
+    from nsdash.machines.supervisor import Supervisor
+
+    spec = parse_spawn_args(["-q", "-x", "--bind=:/mnt/t", "-D", str(busybox_tree), "-M", machine_name,
+                             "/bin/sh", "-c", "echo guest > /mnt/t/f"])
+    entry = Path(paths.machine_path(machine_name))
+    seen: dict[str, int] = {}
+
+    def on_ready(_leader: int) -> None:
+        for name in ("notify", "seccomp", "ephemeral", "bind-temp"):
+            seen[name] = stat.S_IMODE(os.lstat(entry / name).st_mode)
+        # the boot ID (0444: every guest user reads it) is gone once PID 1 has it bound, as nspawn's
+        seen["boot_id"] = (entry / "boot_id").exists()
+        seen["run/NAME"] = (paths.state_root() / "run" / machine_name).exists()
+
+    assert Supervisor(spec, on_ready=on_ready, pty=False).run() == 0
+    assert seen == {"notify": 0o600, "seccomp": 0o400, "ephemeral": 0o700, "bind-temp": 0o700, "boot_id": False,
+                    "run/NAME": False}
+    assert not entry.exists()
