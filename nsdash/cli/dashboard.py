@@ -116,7 +116,11 @@ def main(argv: list[str], hosts: list | None = None) -> int:
         # This host's first snapshot, taken in a thread while the main thread imports Textual
         # (nsdash.tui.host_readers says why); the app's poller takes it over.
         first = FirstSnapshot()
-    load_app()(interval=args.delay, hosts=hosts or None, first=first).run()
+    app_class = load_app()
+    from nsdash.tui.rulecache import RuleCache, default_path
+
+    # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again
+    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=RuleCache(default_path())).run()
     return 0
 
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.remote.target import Target
     from nsdash.tui.host_readers import FirstSnapshot
+    from nsdash.tui.rulecache import RuleCache
     from nsdash.tui.screens.debugging import Subject
     from nsdash.tui.screens.images import ImagesScreen
     from nsdash.tui.screens.machine import MachineScreen
@@ -67,6 +68,7 @@ MACHINE = ("nsdash.tui.screens.machine", "MachineScreen")
 
 
 GC_HELD_AT_MOST = 3.0  # seconds: collection resumes by then even if no snapshot came
+RULES_SAVED_AFTER = 5.0  # seconds: the style rules parsed at start are saved then (nsdash.tui.rulecache)
 
 DESTRUCTIVE = {"poweroff": "Power off", "reboot": "Reboot", "terminate": "Terminate"}
 
@@ -151,11 +153,19 @@ class NsdashApp(App):
 
     def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
                  interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None,
-                 first: FirstSnapshot | None = None) -> None:
+                 first: FirstSnapshot | None = None, rules: RuleCache | None = None) -> None:
         """HOSTS: remote hosts (-H, nsdash.remote.target.Target): the dashboard shows theirs
         only, as machinectl -H does (nsdash.tui.remote).  FIRST: this host's readers and first
-        snapshot, started before Textual was imported (nsdash.cli.dashboard); the poller takes them."""
+        snapshot, started before Textual was imported (nsdash.cli.dashboard); the poller takes them.
+        RULES: the style rules parsed by earlier starts (nsdash.tui.rulecache), saved again if
+        this one parsed any."""
         super().__init__()
+        self.rules = rules
+        if rules is not None:
+            from nsdash.tui.rulecache import RuleStylesheet
+
+            # (nothing has been read into Textual's stylesheet yet: it reads the CSS as it runs)
+            self.stylesheet = RuleStylesheet(variables=self.get_css_variables(), cache=rules)
         self.readers = readers
         self.first = first
         self.hosts = None
@@ -238,6 +248,8 @@ class NsdashApp(App):
     def on_mount(self) -> None:
         # The first snapshot's frame releases the collector (gcpause); this, if none comes.
         self.set_timer(GC_HELD_AT_MOST, gcpause.release)
+        if self.rules is not None:
+            self.set_timer(RULES_SAVED_AFTER, self.rules.save)  # the first frame's rules, long after it
         if gcpause.held():  # (the dashboard's own process: nsdash.cli.dashboard holds it)
             self.set_interval(gcpause.TEND_EVERY, self._tend_gc)
         if not self.poll:
@@ -262,6 +274,8 @@ class NsdashApp(App):
 
     def on_unmount(self) -> None:
         gcpause.untended()
+        if self.rules is not None:
+            self.rules.save()  # (those of the screens opened since)
         if self.poller is not None:
             self.poller.stop()
         if self.first is not None:
