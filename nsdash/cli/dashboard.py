@@ -126,10 +126,14 @@ def main(argv: list[str], hosts: list | None = None) -> int:
 
 def load_app() -> type[NsdashApp]:
     """The dashboard's app class, Textual imported without what its first frame never uses:
-    asyncio's TLS (asyncio_without_tls) and the modules nsdash.tui.standins stands in for."""
+    asyncio's TLS (asyncio_without_tls) and the modules nsdash.tui.standins stands in for; its
+    widget classes made by nsdash.tui.nodeclasses."""
     from nsdash.tui import standins
 
     with asyncio_without_tls(), standins.deferred():
+        from nsdash.tui import nodeclasses  # (before any widget class is made: Textual's DOMNode only)
+
+        nodeclasses.install()  # each widget class's bookkeeping from its bases' once (nsdash.tui.nodeclasses)
         from nsdash.tui.app import NsdashApp
     return NsdashApp
 

@@ -30,27 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from textual.css.stylesheet import Stylesheet
 
+from nsdash.tui.installed import textual_version
+
 if TYPE_CHECKING:
     from textual.css.model import RuleSet
     from textual.css.types import CSSLocation
 
 FORMAT = 1  # bump when what is stored changes
 MAX_BYTES = 8 << 20  # a cache file larger than this is not read
-
-
-def textual_version() -> str | None:
-    """The installed Textual's version from pip's record beside the package (a directory listing:
-    textual.__version__ would import importlib.metadata); None if there is none."""
-    import textual
-
-    site = os.path.dirname(os.path.dirname(textual.__file__))
-    try:
-        names = os.listdir(site)
-    except OSError:
-        return None
-    found = [n[len("textual-"):-len(".dist-info")] for n in names
-             if n.startswith("textual-") and n.endswith(".dist-info")]
-    return found[0] if len(found) == 1 else None
 
 
 def default_path(env: dict[str, str] | os._Environ[str] | None = None) -> str | None:

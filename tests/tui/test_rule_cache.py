@@ -16,6 +16,7 @@ from textual.css.stylesheet import Stylesheet
 from tuikit import feed_sample, sample_app
 
 from nsdash.tui import rulecache
+from nsdash.tui.installed import textual_version
 from nsdash.tui.rulecache import RuleCache, RuleStylesheet
 
 
@@ -149,7 +150,7 @@ def test_nothing_is_written_when_nothing_was_parsed(tmp_path):
 
 
 def test_the_default_place_follows_xdg(tmp_path):
-    version = rulecache.textual_version()
+    version = textual_version()
     assert version is not None  # pip's record is beside the installed Textual
     found = rulecache.default_path({"XDG_CACHE_HOME": str(tmp_path), "HOME": "/nonexistent"})
     assert found is not None and found.startswith(f"{tmp_path}/nsdash/") and version in found
