@@ -68,7 +68,6 @@ MACHINE = ("nsdash.tui.screens.machine", "MachineScreen")
 
 
 GC_HELD_AT_MOST = 3.0  # seconds: collection resumes by then even if no snapshot came
-RULES_SAVED_AFTER = 5.0  # seconds: the style rules parsed at start are saved then (nsdash.tui.rulecache)
 
 DESTRUCTIVE = {"poweroff": "Power off", "reboot": "Reboot", "terminate": "Terminate"}
 
@@ -161,6 +160,7 @@ class NsdashApp(App):
         this one parsed any."""
         super().__init__()
         self.rules = rules
+        self._save_rules = False
         if rules is not None:
             from nsdash.tui.rulecache import RuleStylesheet
 
@@ -237,6 +237,11 @@ class NsdashApp(App):
         # Textual's one place where a frame goes to the terminal: the frame a key waited for.
         super()._display(screen, renderable)
         self.key_first.frame()
+        if self._save_rules and self.rules is not None:
+            # The first full frame's style rules, as soon as it is out (a dashboard closed at once,
+            # a benchmark's, never gets to on_unmount): written only if this start parsed any.
+            self._save_rules = False
+            self.rules.save()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -248,8 +253,6 @@ class NsdashApp(App):
     def on_mount(self) -> None:
         # The first snapshot's frame releases the collector (gcpause); this, if none comes.
         self.set_timer(GC_HELD_AT_MOST, gcpause.release)
-        if self.rules is not None:
-            self.set_timer(RULES_SAVED_AFTER, self.rules.save)  # the first frame's rules, long after it
         if gcpause.held():  # (the dashboard's own process: nsdash.cli.dashboard holds it)
             self.set_interval(gcpause.TEND_EVERY, self._tend_gc)
         if not self.poll:
@@ -295,6 +298,8 @@ class NsdashApp(App):
             self.snapshot = snap
             self.history.update(snap)
         self._apply()
+        if self.rules is not None and not self.rules.saved_once:
+            self._save_rules = True  # at the next frame: this snapshot's (see _display)
         if gcpause.held():
             self.call_after_refresh(gcpause.release)  # the first full frame is painted by then
 

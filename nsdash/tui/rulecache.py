@@ -11,9 +11,9 @@ text being the key, the cache can never answer for an old version of a file:
 styles/*.tcss stay the one source of truth, and an edited file is parsed again.
 
 RuleCache is that cache on disk: one pickle per Textual version and Python,
-$XDG_CACHE_HOME/nsdash (~/.cache/nsdash), written after the first frame when a
-source was parsed (what this run used, nothing more).  A pickle runs code as it
-loads, like a .pyc: it is read only from a file and directories the user alone
+$XDG_CACHE_HOME/nsdash (~/.cache/nsdash), written when a source was parsed (what
+this run used, nothing more): once the first full frame is out, and again when the
+app ends.  A pickle runs code as it loads, like a .pyc: it is read only from a file and directories the user alone
 can write (or root), never through a symbolic link, and anything wrong with it
 (another format, a broken file) is a miss, never an error.
 
@@ -86,6 +86,7 @@ class RuleCache:
         self._used: dict[tuple, list[RuleSet]] = {}
         self.hits = 0
         self.misses = 0
+        self.saved_once = False  # save() was called (at the app's first full frame)
 
     def get(self, key: tuple) -> list[RuleSet] | None:
         rules = self._stored.get(key)
@@ -101,6 +102,7 @@ class RuleCache:
 
     def save(self) -> None:
         """Write what this run used, if it parsed anything; never raises (a cache is optional)."""
+        self.saved_once = True
         if self.path is None or not self.misses:
             return
         try:

@@ -164,3 +164,14 @@ def test_textual_parses_through_the_method_the_cache_overrides():
     names = list(inspect.signature(Stylesheet._parse_rules).parameters)
     assert names == ["self", "css", "read_from", "is_default_rules", "tie_breaker", "scope"]
     assert "self._parse_rules(" in inspect.getsource(Stylesheet.parse)
+
+
+async def test_the_rules_are_written_once_the_first_full_frame_is_out(tmp_path):
+    """Not only when the app ends: a dashboard closed at once (a benchmark's, killed with its
+    terminal) would otherwise parse at every start."""
+    path = str(tmp_path / "rules.pickle")
+    app = sample_app(rules=RuleCache(path))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        assert os.path.exists(path)  # still running
+        assert RuleCache(path)._stored
