@@ -28,7 +28,6 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +75,7 @@ async def ui_cost(snap, machines: int, refreshes: int):
     costs = []
     async with app.run_test(size=(160, 50)) as pilot:
         for i in range(refreshes + 1):
-            s = replace(snap, timestamp=snap.timestamp + i, machines=snap.machines + fake)
+            s = snap._replace(timestamp=snap.timestamp + i, machines=snap.machines + fake)
             t0 = time.perf_counter()
             app.on_snapshot_ready(SnapshotReady(s))
             await pilot.pause()

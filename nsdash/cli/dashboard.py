@@ -116,16 +116,24 @@ def main(argv: list[str], hosts: list | None = None) -> int:
         # This host's first snapshot, taken in a thread while the main thread imports Textual
         # (nsdash.tui.host_readers says why); the app's poller takes it over.
         first = FirstSnapshot()
-    load_app()(interval=args.delay, hosts=hosts or None, first=first).run()
+    app_class = load_app()
+    from nsdash.tui.rulecache import RuleCache, default_path
+
+    # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again
+    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=RuleCache(default_path())).run()
     return 0
 
 
 def load_app() -> type[NsdashApp]:
     """The dashboard's app class, Textual imported without what its first frame never uses:
-    asyncio's TLS (asyncio_without_tls) and the modules nsdash.tui.standins stands in for."""
+    asyncio's TLS (asyncio_without_tls) and the modules nsdash.tui.standins stands in for; its
+    widget classes made by nsdash.tui.nodeclasses."""
     from nsdash.tui import standins
 
     with asyncio_without_tls(), standins.deferred():
+        from nsdash.tui import nodeclasses  # (before any widget class is made: Textual's DOMNode only)
+
+        nodeclasses.install()  # each widget class's bookkeeping from its bases' once (nsdash.tui.nodeclasses)
         from nsdash.tui.app import NsdashApp
     return NsdashApp
 

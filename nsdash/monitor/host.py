@@ -113,8 +113,6 @@ class HostSnapshots:
         /proc/LEADER/net/dev per machine); the last counters are kept per boot (leader).
         A machine on the host's network has no links of its own: that is looked up once per
         boot, not every refresh (two stat calls a machine, most of this at rest)."""
-        from dataclasses import replace
-
         from nsdash.monitor.net import link_counters
         from nsdash.monitor.rates import net_rates
         from nsdash.system import namespaces
@@ -136,7 +134,7 @@ class HostSnapshots:
             before = self._links.get(key)
             rates = net_rates(before[1] if before else None, counters, now - before[0] if before else 0.0)
             links = tuple(LinkRate(name, *rates[name]) for name in sorted(counters))
-            out.append(replace(m, links=links) if links else m)
+            out.append(m._replace(links=links) if links else m)
         self._links, self._host_net = seen, host_net
         return tuple(out)
 
@@ -283,6 +281,4 @@ def _raise_file_limit() -> None:
 
 
 def _with_cgroup(m: MachineInfo, mapping, existing) -> MachineInfo:
-    from dataclasses import replace
-
-    return replace(m, cgroup=mapping.cgroup_of(m.name, existing))
+    return m._replace(cgroup=mapping.cgroup_of(m.name, existing))

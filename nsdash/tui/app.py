@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from nsdash.launcher.spec import ContainerSpec
     from nsdash.remote.target import Target
     from nsdash.tui.host_readers import FirstSnapshot
+    from nsdash.tui.rulecache import RuleCache
     from nsdash.tui.screens.debugging import Subject
     from nsdash.tui.screens.images import ImagesScreen
     from nsdash.tui.screens.machine import MachineScreen
@@ -151,11 +152,20 @@ class NsdashApp(App):
 
     def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
                  interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None,
-                 first: FirstSnapshot | None = None) -> None:
+                 first: FirstSnapshot | None = None, rules: RuleCache | None = None) -> None:
         """HOSTS: remote hosts (-H, nsdash.remote.target.Target): the dashboard shows theirs
         only, as machinectl -H does (nsdash.tui.remote).  FIRST: this host's readers and first
-        snapshot, started before Textual was imported (nsdash.cli.dashboard); the poller takes them."""
+        snapshot, started before Textual was imported (nsdash.cli.dashboard); the poller takes them.
+        RULES: the style rules parsed by earlier starts (nsdash.tui.rulecache), saved again if
+        this one parsed any."""
         super().__init__()
+        self.rules = rules
+        self._save_rules = False
+        if rules is not None:
+            from nsdash.tui.rulecache import RuleStylesheet
+
+            # (nothing has been read into Textual's stylesheet yet: it reads the CSS as it runs)
+            self.stylesheet = RuleStylesheet(variables=self.get_css_variables(), cache=rules)
         self.readers = readers
         self.first = first
         self.hosts = None
@@ -227,6 +237,11 @@ class NsdashApp(App):
         # Textual's one place where a frame goes to the terminal: the frame a key waited for.
         super()._display(screen, renderable)
         self.key_first.frame()
+        if self._save_rules and self.rules is not None:
+            # The first full frame's style rules, as soon as it is out (a dashboard closed at once,
+            # a benchmark's, never gets to on_unmount): written only if this start parsed any.
+            self._save_rules = False
+            self.rules.save()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -262,6 +277,8 @@ class NsdashApp(App):
 
     def on_unmount(self) -> None:
         gcpause.untended()
+        if self.rules is not None:
+            self.rules.save()  # (those of the screens opened since)
         if self.poller is not None:
             self.poller.stop()
         if self.first is not None:
@@ -281,6 +298,8 @@ class NsdashApp(App):
             self.snapshot = snap
             self.history.update(snap)
         self._apply()
+        if self.rules is not None and not self.rules.saved_once:
+            self._save_rules = True  # at the next frame: this snapshot's (see _display)
         if gcpause.held():
             self.call_after_refresh(gcpause.release)  # the first full frame is painted by then
 

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from nsdash.tui.messages import Snapshot
 
 WINDOW = 60  # samples: a minute at the default 1 s refresh
 
 
-@dataclass
 class Series:
-    cpu: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
-    memory: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
-    io: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    """One machine's last WINDOW samples of each figure (None: not known then)."""
+
+    __slots__ = ("cpu", "memory", "io")
+
+    def __init__(self) -> None:
+        self.cpu: deque[float | None] = deque(maxlen=WINDOW)
+        self.memory: deque[float | None] = deque(maxlen=WINDOW)
+        self.io: deque[float | None] = deque(maxlen=WINDOW)
 
 
 class MetricHistory:

@@ -6,8 +6,6 @@ widget can keep a reference without copying.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual.message import Message
 
 from nsdash.errors import NsdashError
@@ -16,12 +14,12 @@ from nsdash.errors import NsdashError
 from nsdash.monitor.snapshot import LinkRate as LinkRate
 from nsdash.monitor.snapshot import MachineInfo as MachineInfo
 from nsdash.monitor.snapshot import Snapshot as Snapshot
+from nsdash.system.frozen import Frozen  # (not dataclasses: generating them slowed the start, issue 16)
 
 JOURNAL_KEEP = 5000  # journal lines the pane keeps, and so the most one batch needs to carry
 
 
-@dataclass(frozen=True)
-class JournalLine:
+class JournalLine(Frozen):
     """One journal or console-log entry, decoded off the UI thread."""
 
     realtime: int  # µs since the epoch
@@ -83,8 +81,7 @@ class ActionDone(Message):
         self.error = error
 
 
-@dataclass(frozen=True)
-class ImageRow:
+class ImageRow(Frozen):
     """One row of the Images panel (nsdash.machines.images), read off the UI thread."""
 
     name: str

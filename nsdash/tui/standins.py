@@ -6,6 +6,8 @@ expressions), mimetypes and platformdirs (a file delivery's type and folder), an
 through textual.command textual.types, which imports the Select, DirectoryTree and
 Placeholder widgets for type names.  Together about 4% of the instructions to the
 dashboard's first frame (issue 16, callgrind), all for things a user may never do.
+RichLog's module imports rich.pretty (about 1.4 ms: dataclasses made, attrs looked
+for) for an object written that is not text; the journal pane writes only text.
 
 `deferred()` puts a stand-in for each in sys.modules while the block imports
 Textual, and takes them out after it.  A stand-in holds what Textual takes from it
@@ -61,6 +63,8 @@ def _stand_ins() -> dict[str, dict[str, Any]]:
         "uuid": {"uuid4": later("uuid", "uuid4")},  # textual.notifications
         "mimetypes": {},
         "platformdirs": {"user_downloads_path": later("platformdirs", "user_downloads_path")},  # textual.app
+        # RichLog's renderable for an object that is not text (the journal pane writes only text)
+        "rich.pretty": {"Pretty": later("rich.pretty", "Pretty")},
         # textual.command takes this one name; textual.types takes it from textual._types
         "textual.types": {"IgnoreReturnCallbackType": textual._types.IgnoreReturnCallbackType},
     }

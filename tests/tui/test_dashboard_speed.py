@@ -311,7 +311,6 @@ async def test_an_idle_second_repaints_nothing(monkeypatch):
     a refresh asks no widget to repaint and the compositor renders nothing.  Until the machine
     list's CPU sparklines are full (SPARK_WIDTH bars of SPARK_STEP samples) they move on: that
     repaints their rows, and only those."""
-    from dataclasses import replace
 
     from textual._compositor import Compositor
     from textual.widget import Widget
@@ -340,7 +339,7 @@ async def test_an_idle_second_repaints_nothing(monkeypatch):
         async def refresh_once(i: int) -> None:
             # Every other refresh the poller walks the tree again: an equal tree, a new object.
             tree = with_pids(base.tree, "/", base.tree.pids) if i % 2 else base.tree
-            app.post_message(SnapshotReady(replace(base, timestamp=base.timestamp + i, tree=tree)))
+            app.post_message(SnapshotReady(base._replace(timestamp=base.timestamp + i, tree=tree)))
             await pilot.pause()
             await pilot.pause()
 

@@ -3,8 +3,6 @@ resize and a column change; and their size while rows come and go."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from tuikit import feed_sample, sample_app
 
 from nsdash.tui import sample_data as sd
@@ -62,7 +60,7 @@ async def test_cgroups_coming_and_going_leave_no_cache_behind():
         base = sd.ROWS
         for i in range(30):
             extra = tuple(base[0]._replace(path=f"/transient-{i}-{j}.scope") for j in range(20))
-            app.post_message(SnapshotReady(replace(sd.snapshot(3 + i), rows=base + extra)))
+            app.post_message(SnapshotReady(sd.snapshot(3 + i)._replace(rows=base + extra)))
             await pilot.pause()
             painted(table)
         live = table.row_count

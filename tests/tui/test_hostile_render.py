@@ -31,7 +31,7 @@ EVIL_CG = _BB + "/payload/" + HOSTILE
 def hostile_snapshot(step: int) -> Snapshot:
     base = sd.snapshot(step)
     machines = (MachineInfo(*[HOSTILE if f == "os" else getattr(sd.MACHINES[0], f)
-                              for f in MachineInfo.__dataclass_fields__]), sd.MACHINES[1])
+                              for f in MachineInfo._fields]), sd.MACHINES[1])
     tree = base.tree
     assert tree is not None
     bb = next(n for n in tree.iter() if n.path == _BB + "/payload")

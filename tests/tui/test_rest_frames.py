@@ -150,9 +150,8 @@ def test_the_cpu_charts_bars_hold_the_same_samples_from_refresh_to_refresh():
 
 
 def _with_cpu(snap, cgroup: str, value: float):
-    from dataclasses import replace
 
-    return replace(snap, rows=tuple(r._replace(cpu_percent=value) if r.path == cgroup else r for r in snap.rows))
+    return snap._replace(rows=tuple(r._replace(cpu_percent=value) if r.path == cgroup else r for r in snap.rows))
 
 
 async def test_an_idle_machines_row_changes_once_a_bar_not_every_refresh(monkeypatch):
@@ -160,7 +159,6 @@ async def test_an_idle_machines_row_changes_once_a_bar_not_every_refresh(monkeyp
     machine whose CPU trades 0.1 for 0.4 every second (an idle guest's ticker) repaints its row
     at most twice a bar (the shift, the newest bar's mean crossing a step), where the last 20
     samples shifted along every refresh."""
-    from dataclasses import replace
 
     from nsdash.tui.widgets.machine_list import SPARK_STEP, SPARK_WIDTH, MachineList
 
@@ -174,7 +172,7 @@ async def test_an_idle_machines_row_changes_once_a_bar_not_every_refresh(monkeyp
         set_cells = MachineList.set_cells
 
         async def refresh_once(i: int) -> None:
-            app.post_message(SnapshotReady(replace(_with_cpu(base, bb.cgroup, (0.1, 0.4)[i % 2]),
+            app.post_message(SnapshotReady(_with_cpu(base, bb.cgroup, (0.1, 0.4)[i % 2])._replace(
                                                    timestamp=base.timestamp + i)))
             await pilot.pause()
 

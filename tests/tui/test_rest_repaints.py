@@ -6,8 +6,6 @@ cells in view only: the scrollbar beside them (and its lines, in every frame) is
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from _paintkit import painted_anew, painted_lines
 from textual.geometry import Region
 from tuikit import feed_sample, sample_app
@@ -85,14 +83,14 @@ async def test_the_machine_lists_changed_rows_are_marked_in_one_refresh(monkeypa
                      for i in range(20))
     async with app.run_test(size=(160, 48)) as pilot:
         await feed_sample(app, pilot)
-        app.post_message(SnapshotReady(replace(sd.snapshot(5), machines=machines)))
+        app.post_message(SnapshotReady(sd.snapshot(5)._replace(machines=machines)))
         await pilot.pause()
         await pilot.pause()
         table = app.screen.query_one(MachineList)
         before = painted_lines(table)
         clock[0] += 1
         calls = await _marked_by(table, pilot, monkeypatch, lambda: app.on_snapshot_ready(
-            SnapshotReady(replace(sd.snapshot(6), machines=machines))))
+            SnapshotReady(sd.snapshot(6)._replace(machines=machines))))
         after = painted_anew(table)
         assert len(calls) == 1, calls
         changed = {y for y, (was, now) in enumerate(zip(before, after, strict=True)) if was != now}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pyte
 import textual
@@ -37,7 +36,7 @@ def _snapshot(step: int) -> Snapshot:
     """The sample's host a second later each STEP: the figures of cgtop's rows move."""
     moved = tuple(row._replace(cpu_percent=None if row.cpu_percent is None else row.cpu_percent + step % 3 * 0.7)
                   for row in sd.ROWS)
-    return replace(sd.snapshot(step), rows=moved)
+    return sd.snapshot(step)._replace(rows=moved)
 
 
 async def _life(app: App, pilot: Pilot) -> AsyncIterator[str]:
@@ -198,9 +197,9 @@ _GUEST_TEXT = ("漢字😀", "é\u0301\u0302\u0303\u0304q", "👩\u200d💻", "x
 def _hostile(step: int) -> Snapshot:
     base = _snapshot(step)
     text = _GUEST_TEXT[step % len(_GUEST_TEXT)] + _GUEST_TEXT[(step + 2) % len(_GUEST_TEXT)]
-    machines = tuple(replace(m, os=text, address=text[::-1]) for m in base.machines)
+    machines = tuple(m._replace(os=text, address=text[::-1]) for m in base.machines)
     commands = {pid: f"{cmd} {text}" for pid, cmd in base.commands.items()}
-    return replace(base, machines=machines, commands=commands)
+    return base._replace(machines=machines, commands=commands)
 
 
 async def test_frames_with_what_a_guest_writes_are_textuals_frames(monkeypatch):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from tuikit import confirm_by_name, feed_sample, sample_app, wait_for, wait_for_screen
 
 from nsdash.errors import NsdashError
@@ -53,12 +51,12 @@ async def test_table_cursor_stays_on_its_cgroup_across_refreshes():
         await pilot.pause()
         # The next refresh makes /init.scope the busiest: it moves to the top, the cursor with it.
         rows = tuple(r._replace(cpu_percent=90.0) if r.path == "/init.scope" else r for r in sd.ROWS)
-        app.post_message(SnapshotReady(replace(sd.snapshot(9), rows=rows)))
+        app.post_message(SnapshotReady(sd.snapshot(9)._replace(rows=rows)))
         await pilot.pause()
         assert table.selected_path() == "/init.scope"
         assert order(table).index("/init.scope") < order(table).index("/system.slice")
         # A cgroup that disappears loses its row; the others keep theirs.
-        app.post_message(SnapshotReady(replace(sd.snapshot(10), rows=rows[:-1])))
+        app.post_message(SnapshotReady(sd.snapshot(10)._replace(rows=rows[:-1])))
         await pilot.pause()
         assert "/system.slice" not in order(table) and table.row_count == len(sd.ROWS) - 1
 
@@ -80,7 +78,7 @@ async def test_tree_keeps_open_branches_and_cursor_and_marks_unreadable():
         # A new cgroup appears above the cursor; the cursor and the open branch stay.
         new_root = CgroupNode("/", (CgroupNode("/aaa.slice", (), ()),) + sd.TREE.children, ())
         for step in (5, 6):  # the tree follows every other refresh
-            app.post_message(SnapshotReady(replace(sd.snapshot(step), tree=new_root)))
+            app.post_message(SnapshotReady(sd.snapshot(step)._replace(tree=new_root)))
             await pilot.pause()
         await pilot.pause()
         assert tree.node_for(("cg", "/aaa.slice")) is not None
@@ -102,8 +100,8 @@ async def test_machine_list_updates_cells_by_name():
         ml = app.screen.query_one(MachineList)
         assert ml.row_count == 2
         assert str(ml.get_row("demo-debian")[4]) == "3h 2m"
-        machines = (replace(sd.MACHINES[0], state="rebooting"), sd.MACHINES[1])
-        app.post_message(SnapshotReady(replace(sd.snapshot(5), machines=machines)))
+        machines = (sd.MACHINES[0]._replace(state="rebooting"), sd.MACHINES[1])
+        app.post_message(SnapshotReady(sd.snapshot(5)._replace(machines=machines)))
         await pilot.pause()
         assert str(ml.get_row("demo-busybox")[1]) == "rebooting"
         assert ml.row_count == 2
@@ -263,7 +261,7 @@ async def test_table_paints_changed_and_moved_rows_from_the_new_data():
         before = [shown(table, i) for i in range(table.row_count)]
         assert not any("/init.scope" in line and "90.0" in line for line in before)
         rows = tuple(r._replace(cpu_percent=90.0) if r.path == "/init.scope" else r for r in sd.ROWS)
-        app.post_message(SnapshotReady(replace(sd.snapshot(9), rows=rows)))
+        app.post_message(SnapshotReady(sd.snapshot(9)._replace(rows=rows)))
         await pilot.pause()
         lines = [shown(table, i) for i in range(table.row_count)]
         at = order(table).index("/init.scope")
@@ -273,7 +271,7 @@ async def test_table_paints_changed_and_moved_rows_from_the_new_data():
         # A figure that changes without moving its row (memory, sorted by %CPU) is painted too.
         still = order(table)[-1]
         rows = tuple(r._replace(memory=7 << 30) if r.path == still else r for r in rows)
-        app.post_message(SnapshotReady(replace(sd.snapshot(10), rows=rows)))
+        app.post_message(SnapshotReady(sd.snapshot(10)._replace(rows=rows)))
         await pilot.pause()
         assert order(table)[-1] == still and "7.0G" in shown(table, table.row_count - 1)
 

@@ -1,5 +1,5 @@
-"""nsdash.tui.standins: Textual's app module loaded without uuid, mimetypes, platformdirs and
-textual.types (issue 16), each real again when used.  In a fresh interpreter: this one has them."""
+"""nsdash.tui.standins: Textual's app module loaded without uuid, mimetypes, platformdirs,
+textual.types and rich.pretty (issue 16), each real again when used.  In a fresh interpreter: this one has them."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from nsdash.tui import standins
 with standins.deferred() as placed:
     import textual.app
     import textual.notifications
+    import textual.widgets._rich_log
 print(sorted(placed))
-print(sorted(n for n in ("uuid", "platform", "mimetypes", "platformdirs", "textual.types") if n in sys.modules))
+print(sorted(n for n in ("uuid", "platform", "mimetypes", "platformdirs", "textual.types", "rich.pretty")
+             if n in sys.modules))
 # Textual's own uses, after the block: the real modules behind them
 key = textual.notifications.Notification("hello").identity  # uuid4, through the function held
 print(len(key), "uuid" in sys.modules and not isinstance(sys.modules["uuid"], standins.StandIn))
@@ -26,6 +28,8 @@ print(str(textual.app.user_downloads_path()).startswith("/"))
 import textual.types, uuid, mimetypes
 print(type(textual.types).__name__, hasattr(textual.types, "SelectType"), len(textual.app.uuid.uuid4().hex),
       type(mimetypes).__name__, type(uuid).__name__)
+pretty = textual.widgets._rich_log.Pretty({"a": 1})  # what RichLog.write makes of an object
+print(type(pretty).__module__, type(sys.modules["rich.pretty"]).__name__)
 """
 
 
@@ -35,12 +39,13 @@ def test_textual_app_loads_without_them_and_each_is_real_when_used():
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == [
-        "['mimetypes', 'platformdirs', 'textual.types', 'uuid']",
+        "['mimetypes', 'platformdirs', 'rich.pretty', 'textual.types', 'uuid']",
         "[]",  # none of them loaded by Textual's import
         "36 True",
         "text/plain",
         "True",
         "module True 32 module module",
+        "rich.pretty module",
     ], out.stderr[-2000:]
 
 

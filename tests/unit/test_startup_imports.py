@@ -319,7 +319,7 @@ DASHBOARD_NOT_BEFORE_FIRST_FRAME = {
     "importlib.metadata",  # textual.__version__ reads it: 4% of the start (nsdash.tui.rows.pinned_installed)
     # what textual.app imports for file deliveries and type names (nsdash.tui.standins)
     "uuid", "platform", "mimetypes", "platformdirs", "textual.types", "textual.widgets._select",
-    "textual.widgets._directory_tree", "textual.widgets._placeholder",
+    "textual.widgets._directory_tree", "textual.widgets._placeholder", "rich.pretty",
 }
 
 # The real app at 160x48 (headless: Textual's own driver), its real poller on this host: the

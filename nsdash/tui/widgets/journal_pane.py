@@ -26,7 +26,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -35,6 +34,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Input
 
+from nsdash.system.frozen import Frozen
 from nsdash.system.text import escape
 from nsdash.tui.backlog import backlog
 from nsdash.tui.keyfirst import gate
@@ -55,8 +55,7 @@ PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", 
 PRIORITY_STEPS = (None, 5, 4, 3)
 
 
-@dataclass(frozen=True)
-class JournalFilter:
+class JournalFilter(Frozen):
     max_priority: int | None = None  # show entries at this priority or more urgent
     unit: str | None = None  # substring of the unit or identifier
     search: str | None = None  # case-insensitive substring of the message

@@ -1,0 +1,180 @@
+"""The dashboard's parsed style rules kept between starts, so a start parses no CSS it parsed before.
+
+Textual parses every CSS source at each start: styles/nsdash.tcss and the
+DEFAULT_CSS of every widget class on the first screen, about 5% of the CPU to
+the dashboard's first frame (issue 16), for rules that change only when a file
+or Textual does.  RuleStylesheet is Textual's Stylesheet with one more cache in
+front of its parser: the rules of each source, looked up by everything Textual
+parses them from (the CSS text itself, where it was read, default or not, its
+tie-breaker and scope, and the theme's variables substituted into it).  The
+text being the key, the cache can never answer for an old version of a file:
+styles/*.tcss stay the one source of truth, and an edited file is parsed again.
+
+RuleCache is that cache on disk: one pickle per Textual version and Python,
+$XDG_CACHE_HOME/nsdash (~/.cache/nsdash), written when a source was parsed (what
+this run used, nothing more): once the first full frame is out, and again when the
+app ends.  A pickle runs code as it loads, like a .pyc: it is read only from a file and directories the user alone
+can write (or root), never through a symbolic link, and anything wrong with it
+(another format, a broken file) is a miss, never an error.
+
+Only the dashboard's own start uses it (nsdash.cli.dashboard); an app made by a
+test parses as Textual does unless given one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from typing import TYPE_CHECKING, Any
+
+from textual.css.stylesheet import Stylesheet
+
+from nsdash.tui.installed import textual_version
+
+if TYPE_CHECKING:
+    from textual.css.model import RuleSet
+    from textual.css.types import CSSLocation
+
+FORMAT = 1  # bump when what is stored changes
+MAX_BYTES = 8 << 20  # a cache file larger than this is not read
+
+
+def default_path(env: dict[str, str] | os._Environ[str] | None = None) -> str | None:
+    """Where the rules are kept for this Textual and Python; None if there is no home or version."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or (os.path.join(env["HOME"], ".cache") if env.get("HOME") else None)
+    version = textual_version()
+    if not base or not os.path.isabs(base) or version is None:
+        return None
+    return os.path.join(base, "nsdash", f"css-rules-textual-{version}-py{sys.version_info[0]}{sys.version_info[1]}.pickle")
+
+
+def _trusted(st: os.stat_result, directory: bool) -> bool:
+    """Owned by us or root and writable by nobody else; or, for a directory, root's and sticky
+    (/tmp: nobody else can rename or remove what we made in it)."""
+    import stat
+
+    if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+        return False
+    if directory and st.st_uid == 0 and st.st_mode & stat.S_ISVTX:
+        return True
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+
+
+def _trusted_dirs(path: str) -> bool:
+    """Every directory from PATH's up to / trusted: nobody else could have put the file there."""
+    here = os.path.dirname(path)
+    while True:
+        try:
+            if not _trusted(os.lstat(here), directory=True):
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(here)
+        if parent == here:
+            return True
+        here = parent
+
+
+class RuleCache:
+    """Parsed rules by what they were parsed from, loaded from PATH (None: in memory only)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._stored: dict[tuple, list[RuleSet]] = self._load() if path else {}
+        self._used: dict[tuple, list[RuleSet]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.saved_once = False  # save() was called (at the app's first full frame)
+
+    def get(self, key: tuple) -> list[RuleSet] | None:
+        rules = self._stored.get(key)
+        if rules is None:
+            return None
+        self.hits += 1
+        self._used[key] = rules
+        return rules
+
+    def put(self, key: tuple, rules: list[RuleSet]) -> None:
+        self.misses += 1
+        self._used[key] = self._stored[key] = rules
+
+    def save(self) -> None:
+        """Write what this run used, if it parsed anything; never raises (a cache is optional)."""
+        self.saved_once = True
+        if self.path is None or not self.misses:
+            return
+        try:
+            self._write(pickle.dumps((FORMAT, self._used), protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError):
+            return
+        self.misses = 0
+
+    def _load(self) -> dict[tuple, list[RuleSet]]:
+        assert self.path is not None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return {}
+        try:
+            st = os.fstat(fd)
+            if not _trusted(st, directory=False) or st.st_size > MAX_BYTES or not _trusted_dirs(self.path):
+                return {}
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(MAX_BYTES + 1)
+        except OSError:
+            return {}
+        finally:
+            os.close(fd)
+        try:
+            version, entries = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - any broken or foreign file is a miss (Textual's classes may have moved)
+            return {}
+        return entries if version == FORMAT and isinstance(entries, dict) else {}
+
+    def _write(self, data: bytes) -> None:
+        assert self.path is not None
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _trusted_dirs(self.path):
+            return  # a directory someone else can write: the next start would not read it
+        temp = f"{self.path}.{os.getpid()}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                f.write(data)
+            os.rename(temp, self.path)
+        except OSError:
+            os.unlink(temp)
+            raise
+        finally:
+            os.close(fd)
+
+
+class RuleStylesheet(Stylesheet):
+    """Textual's Stylesheet, each source's rules taken from CACHE when it holds them.
+
+    Overrides Textual's Stylesheet._parse_rules (its one parser call, 8.2.8): tests/tui/
+    test_rule_cache.py fails if Textual stops calling it or changes its arguments."""
+
+    def __init__(self, *, variables: dict[str, str] | None = None, cache: RuleCache) -> None:
+        super().__init__(variables=variables)
+        self.rule_cache = cache
+        self._variables_key: tuple | None = None
+
+    def set_variables(self, variables: dict[str, str]) -> None:
+        super().set_variables(variables)
+        self._variables_key = None
+
+    def _parse_rules(self, css: str, read_from: CSSLocation, is_default_rules: bool = False,
+                     tie_breaker: int = 0, scope: str = "") -> list[RuleSet]:
+        if self._variables_key is None:
+            self._variables_key = tuple(sorted(self._variables.items()))
+        key: tuple[Any, ...] = (css, read_from, is_default_rules, tie_breaker, scope, self._variables_key)
+        rules = self.rule_cache.get(key)
+        if rules is None:
+            rules = super()._parse_rules(css, read_from, is_default_rules, tie_breaker, scope)
+            if not any(rule.errors for rule in rules):  # (errors are raised again from the text)
+                self.rule_cache.put(key, rules)
+        return rules

@@ -1,0 +1,177 @@
+"""The style rules kept between starts (nsdash.tui.rulecache, issue 16): a start with a warm cache
+parses no CSS and paints the same frame; an edited source is parsed again; a file someone else
+could have written is not read.  Textual's Stylesheet._parse_rules is what the cache overrides:
+if Textual stops going through it, the first test fails (the parser runs although every rule
+is cached)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+
+import pytest
+from textual.css import stylesheet as textual_stylesheet
+from textual.css.stylesheet import Stylesheet
+from tuikit import feed_sample, sample_app
+
+from nsdash.tui import rulecache
+from nsdash.tui.installed import textual_version
+from nsdash.tui.rulecache import RuleCache, RuleStylesheet
+
+
+def described(rules) -> list[tuple]:
+    """Each rule set as what it selects and sets (repr of each value: a layout has no __eq__)."""
+    return [(rule.selectors, rule.is_default_rules, rule.tie_breaker, rule.selector_names,
+             sorted((name, repr(value)) for name, value in rule.styles.get_rules().items()))
+            for rule in rules]
+
+
+async def _run(rules: RuleCache | None) -> tuple[str, list[tuple]]:
+    """The sample dashboard at 160x48: its frame (as SVG) and its rules."""
+    app = sample_app(rules=rules)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot)
+        frame = app.export_screenshot()
+        css = described(app.stylesheet.rules)
+    return frame, css
+
+
+def _counting_parser(monkeypatch) -> list[object]:
+    parsed: list[object] = []
+    real_parse = textual_stylesheet.parse
+
+    def counting_parse(scope, css, read_from, **kw):
+        parsed.append(read_from)
+        return real_parse(scope, css, read_from, **kw)
+
+    monkeypatch.setattr(textual_stylesheet, "parse", counting_parse)
+    return parsed
+
+
+async def test_a_warm_cache_parses_no_css_and_paints_the_same_frame(tmp_path, monkeypatch):
+    path = str(tmp_path / "cache" / "rules.pickle")
+    parsed = _counting_parser(monkeypatch)
+    plain_frame, plain_css = await _run(None)
+    assert parsed, "Textual parsed nothing: the counting parser is not the one it calls"
+
+    parsed.clear()
+    cold = RuleCache(path)
+    cold_frame, _ = await _run(cold)  # parses as Textual does; saved when the app ends
+    assert parsed and cold.misses == 0 and os.path.exists(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+    parsed.clear()
+    warm = RuleCache(path)
+    warm_frame, warm_css = await _run(warm)
+    assert parsed == []  # every source's rules came from the file
+    assert warm.hits > 0
+    assert warm_css == plain_css
+    assert warm_frame == plain_frame == cold_frame
+
+
+def test_an_edited_source_is_parsed_again(tmp_path, monkeypatch):
+    cache = RuleCache(str(tmp_path / "rules.pickle"))
+    sheet = RuleStylesheet(cache=cache)
+    sheet.add_source("#a { width: 3; }", read_from=("styles/x.tcss", ""))
+    sheet.parse()
+    cache.save()
+
+    parsed = _counting_parser(monkeypatch)
+    again = RuleStylesheet(cache=RuleCache(cache.path))
+    again.add_source("#a { width: 3; }", read_from=("styles/x.tcss", ""))
+    again.parse()
+    assert parsed == []
+    edited = RuleStylesheet(cache=RuleCache(cache.path))
+    edited.add_source("#a { width: 4; }", read_from=("styles/x.tcss", ""))
+    edited.parse()
+    assert parsed == [("styles/x.tcss", "")]
+    assert [r.styles.width.value for r in edited.rules if r.styles.width is not None] == [4]
+
+
+def test_other_variables_are_another_entry(tmp_path):
+    """A source's rules depend on the theme's variables substituted into it."""
+    cache = RuleCache(str(tmp_path / "rules.pickle"))
+    for colour in ("red", "blue"):
+        sheet = RuleStylesheet(variables={"accent": colour}, cache=cache)
+        sheet.add_source("#a { color: $accent; }", read_from=("styles/x.tcss", ""))
+        sheet.parse()
+    assert cache.misses == 2 and cache.hits == 0
+
+
+def test_a_source_with_errors_is_not_kept(tmp_path):
+    cache = RuleCache(str(tmp_path / "rules.pickle"))
+    sheet = RuleStylesheet(cache=cache)
+    sheet.add_source("#a { width: nonsense; }", read_from=("styles/x.tcss", ""))
+    with pytest.raises(Exception):  # noqa: B017 - Textual's StylesheetParseError, as without the cache
+        sheet.parse()
+    assert cache.misses == 0
+
+
+def _saved(tmp_path) -> str:
+    cache = RuleCache(str(tmp_path / "c" / "rules.pickle"))
+    sheet = RuleStylesheet(cache=cache)
+    sheet.add_source("#a { width: 3; }", read_from=("styles/x.tcss", ""))
+    sheet.parse()
+    cache.save()
+    assert cache.path is not None and RuleCache(cache.path)._stored
+    return cache.path
+
+
+@pytest.mark.parametrize("how", ["file writable by others", "directory writable by others", "symbolic link",
+                                 "broken", "another format"])
+def test_a_file_it_cannot_trust_or_read_is_a_miss(tmp_path, how):
+    path = _saved(tmp_path)
+    if how == "file writable by others":
+        os.chmod(path, 0o622)
+    elif how == "directory writable by others":
+        os.chmod(os.path.dirname(path), 0o777)
+    elif how == "symbolic link":
+        os.rename(path, path + ".real")
+        os.symlink(path + ".real", path)
+    elif how == "broken":
+        with open(path, "wb") as f:
+            f.write(b"\x80\x05not a pickle")
+    else:
+        with open(path, "wb") as f:
+            f.write(pickle.dumps((rulecache.FORMAT + 1, {})))
+    assert RuleCache(path)._stored == {}
+
+
+def test_nothing_is_written_when_nothing_was_parsed(tmp_path):
+    path = _saved(tmp_path)
+    before = os.stat(path).st_mtime_ns
+    cache = RuleCache(path)
+    sheet = RuleStylesheet(cache=cache)
+    sheet.add_source("#a { width: 3; }", read_from=("styles/x.tcss", ""))
+    sheet.parse()
+    cache.save()
+    assert cache.hits == 1 and os.stat(path).st_mtime_ns == before
+
+
+def test_the_default_place_follows_xdg(tmp_path):
+    version = textual_version()
+    assert version is not None  # pip's record is beside the installed Textual
+    found = rulecache.default_path({"XDG_CACHE_HOME": str(tmp_path), "HOME": "/nonexistent"})
+    assert found is not None and found.startswith(f"{tmp_path}/nsdash/") and version in found
+    assert rulecache.default_path({"HOME": str(tmp_path)}).startswith(f"{tmp_path}/.cache/nsdash/")
+    assert rulecache.default_path({"XDG_CACHE_HOME": "relative"}) is None
+    assert rulecache.default_path({}) is None
+
+
+def test_textual_parses_through_the_method_the_cache_overrides():
+    """Pinned: Textual 8.2.8's Stylesheet.parse calls _parse_rules with these arguments."""
+    names = list(inspect.signature(Stylesheet._parse_rules).parameters)
+    assert names == ["self", "css", "read_from", "is_default_rules", "tie_breaker", "scope"]
+    assert "self._parse_rules(" in inspect.getsource(Stylesheet.parse)
+
+
+async def test_the_rules_are_written_once_the_first_full_frame_is_out(tmp_path):
+    """Not only when the app ends: a dashboard closed at once (a benchmark's, killed with its
+    terminal) would otherwise parse at every start."""
+    path = str(tmp_path / "rules.pickle")
+    app = sample_app(rules=RuleCache(path))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        assert os.path.exists(path)  # still running
+        assert RuleCache(path)._stored
