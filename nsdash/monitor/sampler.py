@@ -81,11 +81,12 @@ class _Group:
     """Cgroups with the same kept-open files: each file is read for all of them at once and
     parsed a column at a time (counters.column), the Counters made without a Python call each."""
 
-    __slots__ = ("paths", "parsers", "fds")
+    __slots__ = ("paths", "parsers", "sizes", "fds")
 
     def __init__(self, parsers: list[C.Parser]) -> None:
         self.paths: list[str] = []
         self.parsers = list(parsers)
+        self.sizes = [C.read_size(parse) for parse in parsers]
         self.fds: list[list[int]] = [[] for _ in parsers]
 
     def add(self, path: str, fds: list[int]) -> None:
@@ -97,8 +98,8 @@ class _Group:
         """Every cgroup's Counters, in the order added (OSError or ValueError: read them one by one)."""
         pread = os.pread
         columns: list[Iterable] = [_NONE] * C.NFIELDS
-        for parse, fds in zip(self.parsers, self.fds, strict=True):
-            datas = [pread(fd, 4096, 0) for fd in fds]
+        for parse, size, fds in zip(self.parsers, self.sizes, self.fds, strict=True):
+            datas = [pread(fd, size, 0) for fd in fds]
             for field, values in zip(C.WRITES[parse], C.column(parse, datas), strict=True):
                 columns[field] = values
         if not self.parsers:  # no file at all: every figure unknown
