@@ -135,6 +135,7 @@ def _keys(rows: Sequence[Row], order: str, cpu_time: bool) -> list[tuple]:
     """Each row's sort key: bigger first, known before unknown; the path breaks ties."""
     if order == "path":
         return [(0, 0, r.path) for r in rows]
+    values: list[float | int | None]
     if order == "cpu":
         values = [r.cpu_usec for r in rows] if cpu_time else [r.cpu_percent for r in rows]
     elif order == "tasks":
