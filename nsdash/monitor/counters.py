@@ -89,6 +89,9 @@ def column(parse: Parser, datas: list[bytes]) -> list[list]:
         if datas and max(map(len, datas)) >= INT_READ:
             raise ValueError("not one number")  # (a file cut at INT_READ bytes)
         return [list(map(int, datas))]
+    special = _COLUMNS.get(parse)
+    if special is not None:
+        return special(datas)
     fields = WRITES[parse]
     known: dict[bytes, tuple] = {}
     results = []
@@ -122,6 +125,18 @@ def parse_cpu_stat_usage(data: bytes, out: list) -> bool:
         return False
     out[CPU_NS] = int(fields[1]) * 1000
     return True
+
+
+def _cpu_stat_usage_column(datas: list[bytes]) -> list[list]:
+    """parse_cpu_stat_usage over a column: every cgroup's cpu.stat differs (no two parse alike),
+    and a call and a list per cgroup cost 0.6 us each (cgroup2 hosts: every cgroup's CPU)."""
+    usage = []
+    for data in datas:
+        fields = data.split(None, 2)
+        if len(fields) < 2 or fields[0] != b"usage_usec":
+            raise ValueError("not cpu.stat")
+        usage.append(int(fields[1]) * 1000)
+    return [usage]
 
 
 def parse_throttling(data: bytes, out: list) -> bool:
@@ -226,6 +241,9 @@ def parse_proc_meminfo_used(data: bytes, out: list) -> bool:
     out[MEMORY] = total - avail
     return True
 
+
+# Parsers with a column of their own (counters.column): the same answers, written for many files.
+_COLUMNS: dict[Parser, Callable[[list[bytes]], list[list]]] = {parse_cpu_stat_usage: _cpu_stat_usage_column}
 
 WRITES.update({parse_cpu_stat_usage: (CPU_NS,), parse_throttling: (NR_THROTTLED, THROTTLED_USEC),
                parse_limit: (MEMORY_LIMIT,), parse_io_stat: (IO_READ, IO_WRITE), parse_blkio: (IO_READ, IO_WRITE),
