@@ -1,6 +1,7 @@
 """The counter sampler: counter files stay open and each refresh re-reads them with pread.
 
-A refresh costs one pread per counter per cgroup.  The hierarchies are walked
+A refresh costs one pread per counter per cgroup, made for all the cgroups with the
+same files in one go and parsed a column at a time (_Group).  The hierarchies are walked
 again only when the set of cgroups may have changed: at once when the cgroup2
 root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
