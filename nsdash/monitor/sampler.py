@@ -86,18 +86,19 @@ class _Group:
     cgroups' memory.usage_in_bytes, then all their pids.current, ...) took the kernel a fifth
     longer here, its structures of each cgroup fetched again for each file."""
 
-    __slots__ = ("paths", "parsers", "fds", "sizes")
+    __slots__ = ("paths", "parsers", "fds", "sizes", "_row_sizes")
 
     def __init__(self, parsers: list[C.Parser]) -> None:
         self.paths: list[str] = []
         self.parsers = list(parsers)
         self.fds: list[int] = []  # each cgroup's files in a row
         self.sizes: list[int] = []  # how much of each to read
+        self._row_sizes = [C.read_size(parse) for parse in parsers]
 
     def add(self, path: str, fds: list[int]) -> None:
         self.paths.append(path)
         self.fds += fds
-        self.sizes += [C.read_size(parse) for parse in self.parsers]
+        self.sizes += self._row_sizes
 
     def read(self) -> list[C.Counters]:
         """Every cgroup's Counters, in the order added (OSError or ValueError: read them one by one)."""
