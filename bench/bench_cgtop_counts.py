@@ -57,8 +57,8 @@ if sys.argv[1] == "calls":
 
 def _run(repo: Path, argv: list[str], what: str, k: int, start: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(repo))
-    out = subprocess.run([*argv, sys.executable, "-c", RUN, what, str(k), start], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
+    out = subprocess.run([*argv, sys.executable, "-c", RUN, what, str(k), start], env=env, cwd="/",  # not a checkout:
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)  # it would come first
     if out.returncode != 0:
         raise SystemExit(f"bench_cgtop_counts: {what} run failed: {out.stderr[-400:]}")
     return out.stderr
