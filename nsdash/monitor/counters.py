@@ -65,6 +65,45 @@ class Counters(Record):
     io_pressure: float | None = None
 
 
+# The fields each parser fills (read by `column`); _int_into's parsers are also by their field.
+WRITES: dict[Parser, tuple[int, ...]] = {}
+_INT_FIELD: dict[Parser, int] = {}
+# How much of a one-number file a column reads: a 64-bit counter is at most 20 digits and a newline,
+# and a small read costs the interpreter a small buffer instead of a page (a tenth of the pread here).
+INT_READ = 64
+
+
+def read_size(parse: Parser) -> int:
+    """How many bytes `column` needs of each file PARSE reads."""
+    return INT_READ if parse in _INT_FIELD else 4096
+
+
+def column(parse: Parser, datas: list[bytes]) -> list[list]:
+    """PARSE over many cgroups' files at once (the sampler's refresh): one list per field
+    that PARSE fills (WRITES[PARSE]), each with a value per data, as PARSE would leave them in
+    a list of Nones.  ValueError when a data does not parse where PARSE would raise or leave a
+    figure unknown: the caller then reads those files one by one, as before.  The same bytes
+    parse once (thousands of idle cgroups read 'Total 0' or the same few sizes)."""
+    field = _INT_FIELD.get(parse)
+    if field is not None:
+        if datas and max(map(len, datas)) >= INT_READ:
+            raise ValueError("not one number")  # (a file cut at INT_READ bytes)
+        return [list(map(int, datas))]
+    special = _COLUMNS.get(parse)
+    if special is not None:
+        return special(datas)
+    fields = WRITES[parse]
+    known: dict[bytes, tuple] = {}
+    results = []
+    for data in datas:
+        result = known.get(data)
+        if result is None:
+            values = [None] * NFIELDS
+            if not parse(data, values):
+                raise ValueError("not a counter file")
+            result = known[data] = tuple(values[f] for f in fields)
+        results.append(result)
+    return [list(col) for col in zip(*results, strict=True)] if results else [[] for _ in fields]
 
 
 def _int_into(field: int) -> Parser:
@@ -74,6 +113,8 @@ def _int_into(field: int) -> Parser:
         except ValueError:
             return False
         return True
+    WRITES[parse] = (field,)
+    _INT_FIELD[parse] = field
     return parse
 
 
@@ -84,6 +125,18 @@ def parse_cpu_stat_usage(data: bytes, out: list) -> bool:
         return False
     out[CPU_NS] = int(fields[1]) * 1000
     return True
+
+
+def _cpu_stat_usage_column(datas: list[bytes]) -> list[list]:
+    """parse_cpu_stat_usage over a column: every cgroup's cpu.stat differs (no two parse alike),
+    and a call and a list per cgroup cost 0.6 us each (cgroup2 hosts: every cgroup's CPU)."""
+    usage = []
+    for data in datas:
+        fields = data.split(None, 2)
+        if len(fields) < 2 or fields[0] != b"usage_usec":
+            raise ValueError("not cpu.stat")
+        usage.append(int(fields[1]) * 1000)
+    return [usage]
 
 
 def parse_throttling(data: bytes, out: list) -> bool:
@@ -151,6 +204,7 @@ def _pressure_into(field: int) -> Parser:
         end = data.find(b" ", start)
         out[field] = float(data[start + 6:end if end > 0 else None])
         return True
+    WRITES[parse] = (field,)
     return parse
 
 
@@ -187,6 +241,14 @@ def parse_proc_meminfo_used(data: bytes, out: list) -> bool:
     out[MEMORY] = total - avail
     return True
 
+
+# Parsers with a column of their own (counters.column): the same answers, written for many files.
+_COLUMNS: dict[Parser, Callable[[list[bytes]], list[list]]] = {parse_cpu_stat_usage: _cpu_stat_usage_column}
+
+WRITES.update({parse_cpu_stat_usage: (CPU_NS,), parse_throttling: (NR_THROTTLED, THROTTLED_USEC),
+               parse_limit: (MEMORY_LIMIT,), parse_io_stat: (IO_READ, IO_WRITE), parse_blkio: (IO_READ, IO_WRITE),
+               parse_proc_loadavg_tasks: (TASKS,), parse_proc_stat_cpu: (CPU_NS,),
+               parse_proc_meminfo_used: (MEMORY,)})
 
 # Candidate sources per figure: (hierarchy key, file name, parser): Source, for mypy.
 # Hierarchy key "" is cgroup2; anything else is a v1 controller name.

@@ -116,6 +116,7 @@ def rows_from(counters: Mapping[str, Counters], rates: Mapping[str, Rates]) -> l
     """The cgroups cgtop shows: those with at least one known value (zero tasks or memory count as unknown)."""
     rows = []
     none = Rates()
+    new = tuple.__new__  # Row(...) without a Python call per row (thousands per refresh)
     for path, c in counters.items():
         r = rates.get(path) or none
         tasks = c.tasks if c.tasks else None
@@ -124,26 +125,28 @@ def rows_from(counters: Mapping[str, Counters], rates: Mapping[str, Rates]) -> l
         if tasks is None and r.cpu_percent is None and memory is None and not io_known:
             continue
         cpu_usec = None if c.cpu_ns is None else c.cpu_ns // 1000
-        rows.append(Row(path, tasks, r.cpu_percent, cpu_usec, memory,
-                        r.io_read_bps if io_known else None, r.io_write_bps if io_known else None, c))
+        rows.append(new(Row, (path, tasks, r.cpu_percent, cpu_usec, memory,
+                              r.io_read_bps if io_known else None, r.io_write_bps if io_known else None,
+                              c, None)))
     return rows
 
 
-def _value_key(row: Row, order: str, cpu_time: bool) -> tuple:
-    """Bigger first, known before unknown; the path breaks ties."""
-    if order == "cpu":
-        v = row.cpu_usec if cpu_time else row.cpu_percent
-    elif order == "tasks":
-        v = row.tasks
-    elif order == "memory":
-        v = row.memory
-    elif order == "io":
-        v = None if row.io_read_bps is None else row.io_read_bps + (row.io_write_bps or 0)
-    else:
-        v = None
+def _keys(rows: Sequence[Row], order: str, cpu_time: bool) -> list[tuple]:
+    """Each row's sort key: bigger first, known before unknown; the path breaks ties."""
     if order == "path":
-        return (0, 0, row.path)
-    return (0, -v, row.path) if v is not None else (1, 0, row.path)
+        return [(0, 0, r.path) for r in rows]
+    values: list[float | int | None]
+    if order == "cpu":
+        values = [r.cpu_usec for r in rows] if cpu_time else [r.cpu_percent for r in rows]
+    elif order == "tasks":
+        values = [r.tasks for r in rows]
+    elif order == "memory":
+        values = [r.memory for r in rows]
+    elif order == "io":
+        values = [None if r.io_read_bps is None else r.io_read_bps + (r.io_write_bps or 0) for r in rows]
+    else:
+        values = [None] * len(rows)
+    return [(1, 0, r.path) if v is None else (0, -v, r.path) for r, v in zip(rows, values, strict=True)]
 
 
 def order_rows(rows: Sequence[Row], order: str = "cpu", cpu_time: bool = False,
@@ -152,35 +155,46 @@ def order_rows(rows: Sequence[Row], order: str = "cpu", cpu_time: bool = False,
 
     systemd-cgtop folds "parent first" into its qsort comparison, which is not
     a consistent order; here it is a priority walk: the best-ranked row whose
-    shown ancestors are already out goes next.
+    shown ancestors are already out goes next.  Done as one sort: rows go out in
+    key order, one whose shown ancestor is not out yet waits for it, and when it
+    goes out its waiting descendants follow at once, best first (they rank above
+    every row not reached yet).
     """
-    keys = {r.path: _value_key(r, order, cpu_time) for r in rows}
+    keys = _keys(rows, order, cpu_time)
+    ranked = sorted(range(len(rows)), key=keys.__getitem__)
     if not parents_first:
-        return sorted(rows, key=lambda r: keys[r.path])
+        return [rows[i] for i in ranked]
     by_path = {r.path: r for r in rows}
-    waiting: dict[str, list[tuple]] = {}
-    ready: list[tuple] = []
-    for r in rows:
-        anc = _shown_ancestor(r.path, by_path)
-        if anc is None:
-            ready.append((keys[r.path], r.path))
-        else:
-            waiting.setdefault(anc, []).append((keys[r.path], r.path))
-    heapify(ready)
     out: list[Row] = []
-    while ready:
-        _, path = heappop(ready)
-        out.append(by_path[path])
-        children = waiting.pop(path, None)
-        if children is None:
-            continue
-        if len(children) > 64:  # thousands of siblings: one heapify beats a push each
-            ready.extend(children)
-            heapify(ready)
-        else:
-            for child in children:
-                heappush(ready, child)
+    emitted: set[str] = set()
+    waiting: dict[str, list[tuple]] = {}
+    for i in ranked:
+        row = rows[i]
+        path = row.path
+        if path != "/" and (path[:path.rfind("/")] or "/") not in emitted:  # (most rows: the parent is out)
+            anc = _shown_ancestor(path, by_path)
+            if anc is not None and anc not in emitted:
+                waiting.setdefault(anc, []).append((keys[i], i))
+                continue
+        out.append(row)
+        emitted.add(path)
+        if path in waiting:
+            _release(path, rows, waiting, out, emitted)
     return out
+
+
+def _release(path: str, rows: Sequence[Row], waiting: dict[str, list[tuple]], out: list[Row],
+             emitted: set[str]) -> None:
+    """PATH just went out: the rows that waited for it go out best first, with theirs."""
+    ready = waiting.pop(path)
+    heapify(ready)
+    while ready:
+        _, i = heappop(ready)
+        row = rows[i]
+        out.append(row)
+        emitted.add(row.path)
+        for child in waiting.pop(row.path, ()):
+            heappush(ready, child)
 
 
 def _shown_ancestor(path: str, shown: Mapping[str, Row]) -> str | None:
@@ -191,20 +205,24 @@ def _shown_ancestor(path: str, shown: Mapping[str, Row]) -> str | None:
     return None
 
 
-_BYTES_SHOWN: dict[int, str] = {}  # format_bytes() of figures seen (most repeat: 0B/s, the same sizes)
+# The text of each figure seen, by the figure (most repeat: 0B/s, the same sizes); a float equal to
+# an int is the same key and has the same text.
+_BYTES_SHOWN: dict[float | int | None, str] = {}
+_RAW_SHOWN: dict[float | int | None, str] = {}
 
 
 def _maybe_bytes(value: float | int | None, raw: bool) -> str:
-    if value is None:
-        return "-"
-    n = int(value)
-    if raw:
-        return str(n)
-    text = _BYTES_SHOWN.get(n)
+    shown = _RAW_SHOWN if raw else _BYTES_SHOWN
+    text = shown.get(value)
     if text is None:
-        if len(_BYTES_SHOWN) > 65536:
-            _BYTES_SHOWN.clear()
-        text = _BYTES_SHOWN[n] = format_bytes(n)
+        if value is None:
+            text = "-"
+        else:
+            n = int(value)
+            text = str(n) if raw else format_bytes(n)
+        if len(shown) > 65536:
+            shown.clear()
+        shown[value] = text
     return text
 
 
@@ -257,24 +275,28 @@ def render(rows: Sequence[Row], *, cpu_time: bool = False, raw: bool = False,
     cpu_texts = [_maybe_timespan(r.cpu_usec, raw) for r in rows] if cpu_time else []
     if cpu_width is None:
         cpu_width = max((len(t) for t in cpu_texts), default=0)
+    cut = path_width is not None  # (batch mode: the column fits every path)
     if path_width is None:
         path_width = max([3, *(len(r.path) for r in rows)])
     lines = []
     if header is not None:
         lines.append(header)
+    shown = _RAW_SHOWN if raw else _BYTES_SHOWN
     for i, r in enumerate(rows):
-        parts = [f"{ellipsize(r.path, path_width):<{path_width}}"]
-        parts.append(f" {r.tasks:7d}" if r.tasks is not None else "       -")
+        path = ellipsize(r.path, path_width) if cut else r.path
+        tasks = "       -" if r.tasks is None else f" {r.tasks:7d}"
         if cpu_time:
-            parts.append(f" {cpu_texts[i]:>{cpu_width}}")
+            cpu = f" {cpu_texts[i]:>{cpu_width}}"
         else:
-            parts.append(f" {r.cpu_percent:6.1f}" if r.cpu_percent is not None else "      -")
-        parts.append(f" {_maybe_bytes(r.memory, raw):>8}")
-        parts.append(f" {_maybe_bytes(r.io_read_bps, raw):>8}")
-        parts.append(f" {_maybe_bytes(r.io_write_bps, raw):>8}")
-        for col in extras:
-            parts.append(f" {_extra_text(col, r, raw):>{col.width}}")
-        lines.append("".join(parts))
+            cpu = "      -" if r.cpu_percent is None else f" {r.cpu_percent:6.1f}"
+        # Each figure's text from those seen before; a new one made (and kept) by _maybe_bytes.
+        memory = shown.get(r.memory) or _maybe_bytes(r.memory, raw)
+        read = shown.get(r.io_read_bps) or _maybe_bytes(r.io_read_bps, raw)
+        write = shown.get(r.io_write_bps) or _maybe_bytes(r.io_write_bps, raw)
+        line = f"{path:<{path_width}}{tasks}{cpu} {memory:>8} {read:>8} {write:>8}"
+        if extras:
+            line += "".join([f" {_extra_text(col, r, raw):>{col.width}}" for col in extras])
+        lines.append(line)
     return lines
 
 

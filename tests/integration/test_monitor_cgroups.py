@@ -239,6 +239,29 @@ def test_kept_open_files_of_a_removed_cgroup_are_dropped(cgroups):
         assert sampler.open_files() < before
 
 
+def test_a_cgroup_removed_between_walks_is_dropped_from_a_column_read(cgroups):
+    """A refresh reads every cgroup's files in one go (sampler._Group): a removed cgroup's files
+    answer ENODEV there, and that refresh reads the cgroups one by one instead, as before:
+    the gone one dropped and its files closed, the others' figures those one-by-one reads give."""
+    for n in ("stay", "gone"):
+        cgroups.make(n)
+    with Sampler(start=cgroups.scope, rewalk_interval=3600) as sampler, \
+            Sampler(start=cgroups.scope, rewalk_interval=3600) as single:
+        single._make_plan = lambda: []  # type: ignore[method-assign]
+        sampler.sample()
+        sampler.sample()  # (files read in columns from now on)
+        assert sampler._plan and len(sampler._plan[0].paths) == 3
+        before = sampler.open_files()
+        sampler._needs_walk = lambda: None  # type: ignore[method-assign]  # (the walk would see it first)
+        cgroups.remove("gone")
+        after = sampler.sample().counters
+        one_by_one = single.sample().counters
+        assert set(after) == set(one_by_one) == {cgroups.scope, cgroups.scope + "/stay"}
+        assert sampler.open_files() < before
+        assert [c.memory for c in after.values()] == [c.memory for c in one_by_one.values()]
+        assert sampler.sample().counters.keys() == after.keys() and sampler._plan
+
+
 def test_kept_cgroup_procs_are_read_fresh_and_closed_when_their_cgroup_goes(cgroups):
     """The dashboard's tree keeps each cgroup2 cgroup.procs open and reads it again with pread:
     what it reads must be the processes now, not when the file was opened."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import heapq
+import random
 from types import MappingProxyType
+
+import pytest
 
 from nsdash.monitor import counters as C
 from nsdash.monitor import display
@@ -39,9 +42,9 @@ def _row(path: str, cpu: float | None) -> display.Row:
     return display.Row(path, 1, cpu, None, None, None, None, Counters())
 
 
-def _reference_order(rows: list[display.Row]) -> list[str]:
+def _reference_order(rows: list[display.Row], order: str = "cpu") -> list[str]:
     """The priority walk one push at a time, as it was written first."""
-    keys = {r.path: display._value_key(r, "cpu", False) for r in rows}
+    keys = dict(zip([r.path for r in rows], display._keys(rows, order, False), strict=True))
     by_path = {r.path: r for r in rows}
     waiting: dict[str, list[display.Row]] = {}
     ready: list[tuple] = []
@@ -68,6 +71,27 @@ def test_thousands_of_siblings_come_out_in_the_same_order():
     got = [r.path for r in display.order_rows(rows, "cpu")]
     assert got == _reference_order(rows)
     assert got.index("/a") < got.index("/a/g5") < got.index("/a/g5/deep")
+
+
+@pytest.mark.parametrize("order", display.ORDERS)
+def test_children_ranked_above_their_parents_come_out_as_the_priority_walk_gives(order):
+    """The one-sort walk against the heap walk: children that outrank their parent (and a
+    grandchild whose parent is not shown) wait for it, then go out best first."""
+    rng = random.Random(16)
+    paths = ["/"] + [f"/s{i}" for i in range(6)]
+    paths += [f"/s{i}/c{j}" for i in range(6) for j in range(rng.randrange(0, 9))]
+    paths += [f"{p}/d{k}" for p in list(paths[7:]) for k in range(rng.randrange(0, 3))]
+    paths += ["/hidden/x", "/hidden/y/z"]  # no shown ancestor but the root
+    rows = [display.Row(p, rng.choice([None, 1, 5, 9]), rng.choice([None, 0.0, 3.5, 99.0]),
+                        None, rng.choice([None, 4096, 1 << 20]), rng.choice([None, 0.0, 10.0]),
+                        rng.choice([None, 0.0, 7.0]), Counters()) for p in paths if rng.random() < 0.8 or p == "/"]
+    rng.shuffle(rows)
+    got = [r.path for r in display.order_rows(rows, order)]
+    assert got == _reference_order(rows, order)
+    assert sorted(got) == sorted(r.path for r in rows)
+    flat = [r.path for r in display.order_rows(rows, order, parents_first=False)]
+    keys = dict(zip([r.path for r in rows], display._keys(rows, order, False), strict=True))
+    assert flat == sorted(keys, key=keys.__getitem__)
 
 
 def test_a_changed_cgroup2_count_walks_cgroup2_alone_and_keeps_what_only_v1_has(tmp_path, monkeypatch):

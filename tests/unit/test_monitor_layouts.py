@@ -456,3 +456,28 @@ def test_joined_controllers_and_their_symlinks_are_found_as_systemd_mounts_them(
                               "pids": f"{r}/pids", "net_cls": f"{r}/net_cls,net_prio",
                               "net_prio": f"{r}/net_cls,net_prio", "systemd": f"{r}/systemd"}
     assert layout.hierarchy_dirs()[0] == f"{r}/unified" and len(layout.hierarchy_dirs()) == 6
+
+
+def _one_by_one(sampler: Sampler) -> Sampler:
+    """SAMPLER reading every cgroup file by file, as before files were read a column at a time."""
+    sampler._make_plan = lambda: []  # type: ignore[method-assign]
+    return sampler
+
+
+def test_files_read_a_column_at_a_time_give_what_one_by_one_reads_give(layout):
+    with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600) as columns, \
+            _one_by_one(Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600)) as single:
+        for _ in range(3):  # the first reads what opening read; the others read columns
+            assert columns.sample().counters == single.sample().counters
+        assert columns._plan and sum(len(g.paths) for g in columns._plan) == len(columns._entries)
+        assert single._plan == []
+
+
+def test_a_number_longer_than_a_column_reads_is_read_whole_as_before(tmp_path):
+    root = tmp_path / "cgroup"
+    make_v2(root, ("/", "/x", "/y"))
+    (root / "x" / "memory.current").write_text("0" * 80 + "2048\n")  # int() reads it; 64 bytes would not
+    with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=3600) as sampler:
+        for _ in range(3):
+            got = sampler.sample().counters
+            assert (got["/x"].memory, got["/y"].memory, got["/x"].tasks) == (2048, 1048576, 4)
