@@ -37,6 +37,7 @@ class PlaySession:
         self.typed: queue.Queue[bytes] = queue.Queue()
         self.sent: list[bytes] = []
         self.done = threading.Event()
+        self.handed = 0  # bytes read() has returned
 
     def read(self, timeout=None):
         out = b""
@@ -48,6 +49,7 @@ class PlaySession:
         elif not out:
             self.done.set()
             time.sleep(0.01)
+        self.handed += len(out)
         return out, []
 
     def send(self, data: bytes) -> None:
@@ -87,10 +89,13 @@ async def attach_playing(pilot, session: PlaySession) -> ConsolePane:
 
 
 async def settle(pilot, session: PlaySession, pane: ConsolePane) -> None:
+    """Until the session has handed out everything and the pane has painted all of it (the
+    reader parses a share of each frame: on a loaded host the last read takes more frames)."""
     deadline = time.monotonic() + 20
     while not session.done.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    await asyncio.sleep(3 / FPS)  # the next frames take what the reader fed last
+    while pane.shown_bytes < session.handed and time.monotonic() < deadline:
+        await asyncio.sleep(1 / FPS)
     await pilot.pause()
 
 
