@@ -20,12 +20,10 @@ installed Textual is another one, so an upgrade reads this again.
 from __future__ import annotations
 
 import functools
-import os
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
-import textual
 from textual._compositor import ChopsUpdate, Compositor
 from textual.geometry import Region
 from textual.screen import Screen
@@ -105,14 +103,10 @@ def _runs(rows: list[int]) -> list[list[int]]:
 
 
 def pinned_installed() -> bool:
-    """The installed Textual is PINNED.
+    """The installed Textual is PINNED (read from pip's record: nsdash.tui.installed)."""
+    from nsdash.tui.installed import textual_version
 
-    pip's record of the install, the dist-info directory beside the package, names the version:
-    one stat.  textual.__version__ asks importlib.metadata, whose import (email, zipfile, csv, ...)
-    was 4% of the instructions to the dashboard's first frame (issue 16); it is asked only when
-    there is no such directory (another version, or another kind of install)."""
-    site = os.path.dirname(os.path.dirname(textual.__file__))
-    return os.path.isdir(os.path.join(site, f"textual-{PINNED}.dist-info")) or textual.__version__ == PINNED
+    return textual_version() == PINNED
 
 
 @functools.cache

@@ -41,11 +41,11 @@ MAX_BYTES = 8 << 20  # a cache file larger than this is not read
 
 
 def default_path(env: dict[str, str] | os._Environ[str] | None = None) -> str | None:
-    """Where the rules are kept for this Textual and Python; None if there is no home or version."""
+    """Where the rules are kept for this Textual and Python; None if there is no home."""
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME") or (os.path.join(env["HOME"], ".cache") if env.get("HOME") else None)
     version = textual_version()
-    if not base or not os.path.isabs(base) or version is None:
+    if not base or not os.path.isabs(base):
         return None
     return os.path.join(base, "nsdash", f"css-rules-textual-{version}-py{sys.version_info[0]}{sys.version_info[1]}.pickle")
 

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from tuikit import sample_app
 
-from nsdash.tui import rows
+from nsdash.tui import installed, rows
 from nsdash.tui import sample_data as sd
 from nsdash.tui.messages import Snapshot, SnapshotReady
 from nsdash.tui.screens.dashboard import DashboardScreen
@@ -66,6 +66,7 @@ def test_the_pinned_version_is_read_without_importlib_metadata_and_agrees_with_i
     """rows.pinned_installed reads pip's dist-info directory (issue 16: importlib.metadata's
     import was 4% of the start); it says what textual.__version__ (importlib.metadata) says."""
     assert rows.pinned_installed() is (textual.__version__ == rows.PINNED)
+    assert installed.textual_version() == textual.__version__
     monkeypatch.setattr(rows, "PINNED", "0.0.1")  # no such dist-info: the metadata's answer
     assert rows.pinned_installed() is False
 
