@@ -45,9 +45,11 @@ $(VENV)/.installed: pyproject.toml
 
 # The `nsdash` command pip makes runs `site` first (about 3 ms of every start); bin/nsdash
 # starts Python with -S and adds the same directories itself.  Written over pip's launcher
-# after each install, with its first line naming this environment's interpreter.
-$(VENV)/.launcher: bin/nsdash $(VENV)/.installed
-	sed '1s|.*|#!$(abspath $(PY)) -S|' bin/nsdash > $(VENV)/bin/nsdash.new
+# after each install, with this environment's interpreter on its first line and its
+# directories written in, found once here (nsdash/launchscript.py), not on every run.
+$(VENV)/.launcher: bin/nsdash nsdash/launchscript.py $(VENV)/.installed
+	$(PY) -m nsdash.launchscript $(abspath $(VENV)) < bin/nsdash > $(VENV)/bin/nsdash.new \
+		|| { rm -f $(VENV)/bin/nsdash.new; exit 1; }
 	chmod 755 $(VENV)/bin/nsdash.new
 	mv $(VENV)/bin/nsdash.new $(VENV)/bin/nsdash
 	touch $@

@@ -1,13 +1,18 @@
 """bin/nsdash, the `nsdash` command `make venv` installs: Python without `site`, the same path.
 
 Run for real in a virtual environment made in tmp_path (pyvenv.cfg beside a link to this
-interpreter), with a stand-in `nsdash.cli` that reports what the launcher set up.
+interpreter), with a stand-in `nsdash.cli` that reports what the launcher set up: installed
+as the Makefile installs it (nsdash.launchscript writes the directories in), and from a checkout.
 """
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from nsdash import launchscript
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,9 +43,9 @@ def _venv(tmp_path: Path) -> tuple[Path, Path, Path]:
     (site_packages / "distutils-precedence.pth").write_text("import os; os.environ['HOOK_RAN'] = '1'\n")
     (site_packages / "zz.pth").write_text("# a comment\n\nno-such-directory\n")
     launcher = venv / "bin" / "nsdash"
-    lines = (REPO / "bin" / "nsdash").read_text().splitlines(keepends=True)
-    launcher.write_text(f"#!{python} -S\n" + "".join(lines[1:]))  # as the Makefile writes it
+    launcher.write_text(launchscript.installed((REPO / "bin" / "nsdash").read_text(), str(venv)))
     launcher.chmod(0o755)
+    assert launcher.read_text().startswith(f"#!{python} -S\n")  # as the Makefile writes it
     return launcher, site_packages, project
 
 
@@ -71,3 +76,47 @@ def test_pythonpath_still_comes_first(tmp_path):
     env["PYTHONPATH"] = str(other)
     out = subprocess.run([str(launcher)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert (out.returncode, out.stdout.strip()) == (0, "checkout"), out.stderr
+
+
+def test_installed_launcher_looks_nothing_up(tmp_path):
+    """The directories are written in at install: no .pth file read, and the checkout's
+    way of finding them not in the file (compiled on every run)."""
+    launcher, site_packages, project = _venv(tmp_path)
+    text = launcher.read_text()
+    assert f"SITE = ({str(site_packages.parents[2])!r}, {[str(site_packages), str(project)]!r})\n" in text
+    assert "if SITE is None" not in text and "import os" not in text
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    out = subprocess.run(["strace", "-f", "-e", "trace=openat,getdents64", str(launcher)], capture_output=True,
+                         text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 7, out.stderr[-2000:]
+    assert "openat(" in out.stderr and ".pth" not in out.stderr
+
+
+def test_launcher_from_a_checkout(tmp_path):
+    """bin/nsdash run as it is (SITE None): its interpreter's site-packages, then the checkout,
+    after PYTHONPATH; the environment is sys.prefix as site would make it; no .pth read."""
+    _, site_packages, _ = _venv(tmp_path)
+    checkout = tmp_path / "checkout"
+    (checkout / "bin").mkdir(parents=True)
+    (checkout / "nsdash").mkdir()
+    (checkout / "nsdash" / "__init__.py").write_text("")
+    (checkout / "nsdash" / "cli.py").write_text(REPORT)
+    (checkout / "bin" / "nsdash").write_text((REPO / "bin" / "nsdash").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    python = site_packages.parents[2] / "bin" / "python"
+    out = subprocess.run([str(python), "-S", str(checkout / "bin" / "nsdash")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 7, out.stderr
+    no_site, site_loaded, hook_ran, prefix, path = eval(out.stdout)  # our own repr
+    assert no_site == 1 and not site_loaded and not hook_ran
+    assert prefix == str(site_packages.parents[2])
+    assert path[-2:] == [str(site_packages), str(checkout)] and str(checkout / "bin") not in path
+
+
+def test_launchscript_refuses_what_is_not_the_launcher(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "nsdash.launchscript", str(tmp_path)], input="print('hi')\n",
+                       capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "give it bin/nsdash" in r.stderr
+    with pytest.raises(ValueError):
+        launchscript.installed("SITE = None\nSITE = None\n", str(tmp_path))
