@@ -9,7 +9,8 @@ load, so this counts them, whole process each, in stages:
   python -S -c pass          the interpreter's floor (its teardown included; the verb has none)
   + import os                `import os` alone, which every nsdash module needs, then _exit
   + the verb's imports       the modules a `journal -M M -n 20` imports, then _exit
-  nsdash journal -M M -n 20  the whole run through bin/nsdash (launcher, imports, read, print)
+  nsdash journal -M M -n 20  the whole run through bin/nsdash as `make venv` installs it (launcher,
+                             imports, read, print)
   journalctl -D DIR -n 20    the peer, on the machine's own journal directory
 
 The machine M is the Debian demo tree booted ephemeral (-x) for the run and
@@ -29,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +74,22 @@ def system_calls(argv: list[str], env: dict[str, str] | None) -> int:
     raise SystemExit(f"strace gave no total for {argv}: {out.stderr[-500:]}")
 
 
-def count(name: str, journal_dir: str, repos: list[Path]) -> None:
+def installed_launcher(repo: Path, into: Path) -> str:
+    """REPO's bin/nsdash as `make venv` installs it in this environment, written in INTO (a checkout
+    from before nsdash/launchscript.py: the file as it is, as the Makefile installed it then)."""
+    source = repo / "bin" / "nsdash"
+    if not (repo / "nsdash" / "launchscript.py").exists():
+        return str(source)
+    into.mkdir()
+    with open(source) as f:
+        text = subprocess.run([PYTHON, "-m", "nsdash.launchscript", sys.prefix], stdin=f, capture_output=True,
+                              text=True, check=True, env=_env(repo)).stdout
+    (into / "nsdash").write_text(text)
+    return str(into / "nsdash")
+
+
+def count(name: str, journal_dir: str, launchers: dict[Path, str]) -> None:
+    repos = list(launchers)
     jc = ["journalctl", "-D", journal_dir, "-n", "20", "--no-pager"]
     floor = instructions([PYTHON, "-S", "-c", "pass"], None)
     print(f"{'':34}" + "".join(f"{str(r)[-24:]:>26}" for r in repos) + "   (M instructions, system calls)")
@@ -87,7 +104,7 @@ def count(name: str, journal_dir: str, repos: list[Path]) -> None:
     row("+ the verb's imports, then _exit", lambda r: f"{instructions([PYTHON, '-S', '-c', VERB_IMPORTS], _env(r)) / 1e6:.2f}")
 
     def whole(r: Path) -> str:
-        argv = [PYTHON, "-S", str(r / "bin" / "nsdash"), "journal", "-M", name, "-n", "20"]
+        argv = [PYTHON, "-S", launchers[r], "journal", "-M", name, "-n", "20"]
         ir = instructions(argv, _env(r))
         return f"{ir / 1e6:.2f} ({(ir - floor) / 1e6:+.2f}), {system_calls(argv, _env(r))}"
 
@@ -111,19 +128,20 @@ def main() -> int:
     for repo in repos:
         compileall.compile_dir(str(repo / "nsdash"), quiet=1)
     print(f"load average {os.getloadavg()[0]:.2f} (counts hardly move with it)")
-    if args.machine:
-        from nsdash.inside.target import resolve
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-launcher-") as tmp:
+        launchers = {r: installed_launcher(r, Path(tmp, str(i))) for i, r in enumerate(repos)}
+        if args.machine:
+            from nsdash.inside.target import resolve
 
-        count(args.machine, f"/proc/{resolve(args.machine).leader}/root/var/log/journal", repos)
-        return 0
-    name = f"benchjournalir{os.getpid()}"
-    try:
-        leader = boot(name)
-        count(name, f"/proc/{leader}/root/var/log/journal", repos)
-    finally:
-        stop(name)
+            count(args.machine, f"/proc/{resolve(args.machine).leader}/root/var/log/journal", launchers)
+            return 0
+        name = f"benchjournalir{os.getpid()}"
+        try:
+            leader = boot(name)
+            count(name, f"/proc/{leader}/root/var/log/journal", launchers)
+        finally:
+            stop(name)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
