@@ -78,6 +78,24 @@ def _trusted_dirs(path: str) -> bool:
         here = parent
 
 
+# Stylesheet._parse_rules's parameters (Textual 8.2.8), which RuleStylesheet's override takes.
+PARAMETERS = ("self", "css", "read_from", "is_default_rules", "tie_breaker", "scope")
+
+
+def usable() -> bool:
+    """Textual's Stylesheet.parse calls _parse_rules with PARAMETERS, as 8.2.8's does; another
+    Textual (8.2 is all pyproject asks for) may call it with others, and the override would
+    fail the dashboard's start: it then parses as Textual does."""
+    code = Stylesheet._parse_rules.__code__
+    return (code.co_varnames[:code.co_argcount] == PARAMETERS and not code.co_kwonlyargcount
+            and "_parse_rules" in Stylesheet.parse.__code__.co_names)
+
+
+def for_dashboard() -> RuleCache | None:
+    """The dashboard's cache at its default place; None on a Textual it does not fit."""
+    return RuleCache(default_path()) if usable() else None
+
+
 class RuleCache:
     """Parsed rules by what they were parsed from, loaded from PATH (None: in memory only)."""
 

@@ -167,6 +167,16 @@ def test_textual_parses_through_the_method_the_cache_overrides():
     names = list(inspect.signature(Stylesheet._parse_rules).parameters)
     assert names == ["self", "css", "read_from", "is_default_rules", "tie_breaker", "scope"]
     assert "self._parse_rules(" in inspect.getsource(Stylesheet.parse)
+    assert rulecache.usable() and isinstance(rulecache.for_dashboard(), RuleCache)
+
+
+def test_on_a_textual_whose_parser_call_differs_the_dashboard_parses_as_textual_does(monkeypatch):
+    """Another 8.2 (pyproject allows any): RuleStylesheet's override would fail the start."""
+    def other(self, css, read_from, is_default_rules=False, tie_breaker=0, scope="", inline=False):
+        raise AssertionError("not called here")
+
+    monkeypatch.setattr(Stylesheet, "_parse_rules", other)
+    assert not rulecache.usable() and rulecache.for_dashboard() is None
 
 
 async def test_the_rules_are_written_once_the_first_full_frame_is_out(tmp_path):
