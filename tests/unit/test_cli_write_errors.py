@@ -154,3 +154,20 @@ def test_closed_standard_descriptors_are_not_reused_for_the_verbs_files(tmp_path
     subprocess.run(["sh", "-c", 'exec "$@" >&- 2>&-', "sh", sys.executable, "-c", code], env=env, timeout=60,
                    cwd=REPO)
     assert report.read_text() == "1 True /dev/null /dev/null"
+
+
+def test_a_closed_stdin_is_read_as_dev_null_not_as_the_verbs_first_file(tmp_path):
+    """`nsdash spawn ... <&-`: the supervisor's wake-up pipe took number 0, and the console relay
+    read it as the user's input, stealing its wake-ups and typing them into the guest."""
+    report = tmp_path / "report"
+    code = ("import os, sys\n"
+            "from nsdash import cli\n"
+            "sys.argv = ['nsdash', '--version']\n"
+            "rc = cli.run()\n"
+            "r, w = os.pipe()\n"
+            f"fd = os.open({str(report)!r}, os.O_WRONLY | os.O_CREAT)\n"
+            "os.write(fd, f'{rc} {r > 2} {os.readlink(\"/proc/self/fd/0\")} {os.read(0, 1)!r}'.encode())\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", sys.executable, "-c", code], env=env, timeout=20,
+                   cwd=REPO, stdout=subprocess.DEVNULL)  # (before: read(0) waited on its own pipe)
+    assert report.read_text() == "0 True /dev/null b''"
