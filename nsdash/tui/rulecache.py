@@ -14,8 +14,8 @@ RuleCache is that cache on disk: one pickle per Textual version and Python,
 $XDG_CACHE_HOME/nsdash (~/.cache/nsdash), written when a source was parsed (what
 this run used, nothing more): once the first full frame is out, and again when the
 app ends.  A pickle runs code as it loads, like a .pyc: it is read only from a file and directories the user alone
-can write (or root), never through a symbolic link or a second hard link, and nothing is created
-in a directory that is not the user's (root with a user's HOME kept), and anything wrong with it
+can write (or root), never through a symbolic link or a second hard link; nothing is made in a
+directory that is not the user's (root with a user's HOME kept); and anything wrong with it
 (another format, a broken file) is a miss, never an error.
 
 Only the dashboard's own start uses it (nsdash.cli.dashboard); an app made by a
