@@ -93,8 +93,8 @@ def run() -> int:
     left no atexit handler, no thread and no file half-written: such a verb sets TEARDOWN_FREE.
     Such verbs also run with the cyclic garbage collector off, as the launcher starts them.
     """
-    if sys.stdout is None:  # started with file descriptor 1 closed (`nsdash list >&-`)
-        sys.stdout = _ClosedStdout()
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:  # started with 0, 1 or 2 closed
+        _hold_closed_stdio()
     try:
         try:
             rc = main()
@@ -108,6 +108,40 @@ def run() -> int:
     except KeyboardInterrupt:  # ^C while the last output is flushed: as during the verb
         rc = 130
     return rc
+
+
+def _hold_closed_stdio() -> None:
+    """/dev/null on a closed descriptor 0, 1 or 2, before the verb's first open(2) takes that
+    number and what is meant for stdin, stdout or stderr (ours, a child's that inherits them)
+    is that file (the supervisor's wake-up pipe was spawn's "stdin" at 0, read by the console
+    relay).  0 reads as `</dev/null`; 1 is read-only, so writes fail as to a closed one
+    (_ClosedStdout); 2 takes errors nowhere, and the verb's last flush of stderr works."""
+    for fd, stream, flags in ((0, sys.stdin, os.O_RDONLY), (1, sys.stdout, os.O_RDONLY),
+                              (2, sys.stderr, os.O_WRONLY)):
+        if stream is None and not _is_open(fd):  # (open after all: a test's None)
+            try:
+                null = os.open(os.devnull, flags)
+            except OSError:
+                continue
+            if null != fd:
+                os.dup2(null, fd)  # (inheritable, as what a closed one stands for)
+                os.close(null)
+            else:
+                os.set_inheritable(fd, True)
+    if sys.stdin is None and _is_open(0):
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - for good, as the interpreter's own
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+    if sys.stderr is None and _is_open(2):
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115 - for good
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 class _ClosedStdout:

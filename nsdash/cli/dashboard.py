@@ -117,10 +117,10 @@ def main(argv: list[str], hosts: list | None = None) -> int:
         # (nsdash.tui.host_readers says why); the app's poller takes it over.
         first = FirstSnapshot()
     app_class = load_app()
-    from nsdash.tui.rulecache import RuleCache, default_path
+    from nsdash.tui.rulecache import for_dashboard
 
     # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again
-    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=RuleCache(default_path())).run()
+    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=for_dashboard()).run()
     return 0
 
 

@@ -416,15 +416,23 @@ class Container:
         finally:
             os.umask(old)
         self._run_files.append(NOTIFY_FILE)
-        if not plan.userns:
-            # Host users must not reach what the guest writes into a temporary layer (the
-            # directory may be searchable); -U hands the layers to the guest's root instead.
-            spec = self.spec
-            for name, used in ((BIND_TEMP_DIR, any(b.source is None for b in spec.binds)),
-                               (OVERLAY_TEMP_DIR, any(o.temporary for o in spec.overlays))):
-                if used:
-                    os.makedirs(run_dir / name, mode=0o700, exist_ok=True)
-                    self._run_subdirs.append(name)
+        # Host users must not reach what the guest writes into a temporary layer (the
+        # directory may be searchable).
+        spec = self.spec
+        for name, used in ((BIND_TEMP_DIR, any(b.source is None for b in spec.binds)),
+                           (OVERLAY_TEMP_DIR, any(o.temporary for o in spec.overlays))):
+            if used:
+                os.makedirs(run_dir / name, mode=0o700, exist_ok=True)
+                self._run_subdirs.append(name)
+        if plan.userns:
+            # -U: each --bind=:PATH directory is the container root's, as nspawn makes it (host
+            # root's, the guest could not write to it); the child opens it as host root, the owner
+            # of the 0700 directory above.
+            for i, bind in enumerate(spec.binds):
+                if bind.source is None:
+                    source = run_dir / BIND_TEMP_DIR / str(i)
+                    os.makedirs(source, mode=0o755, exist_ok=True)
+                    os.chown(source, plan.userns.range[0], plan.userns.range[0])
         if plan.boot_id is not None:
             fd = os.open(run_dir / BOOT_ID_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
             self._run_files.append(BOOT_ID_FILE)

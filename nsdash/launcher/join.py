@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from nsdash.errors import NsdashError
 from nsdash.launcher.cgroup import MachineCgroup
 from nsdash.launcher.container import SECCOMP_FILE
+from nsdash.launcher.plan import NOTIFY_FILE
 from nsdash.launcher.sandbox import install_seccomp
 from nsdash.launcher.sealed_exec import ensure_sealed_exe
 from nsdash.system import paths, syscalls
@@ -114,15 +115,18 @@ def _leader_limits(leader: int) -> tuple[int, bool, bool]:
 
 
 def _machine_filters(name: str) -> bytes | None:
-    """The seccomp filters the machine's PID 1 runs under, as its supervisor saved them (in its
-    entry; a supervisor of before, in the launcher's run directory)."""
-    for directory in (paths.machine_path(name), os.path.join(paths.state_path(), "run", name)):
-        try:
-            with open(os.path.join(directory, SECCOMP_FILE), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            continue
-    return None
+    """The seccomp filters the machine's PID 1 runs under, as its supervisor saved them: in its
+    entry, when the entry holds the run files (its notify socket says so); else, a supervisor of
+    before, in the launcher's run directory.  Never the one for the other: a run/NAME left by
+    a run killed outright holds that run's filters, maybe looser ones."""
+    entry = paths.machine_path(name)
+    directory = entry if os.path.lexists(os.path.join(entry, NOTIFY_FILE)) else \
+        os.path.join(paths.state_path(), "run", name)
+    try:
+        with open(os.path.join(directory, SECCOMP_FILE), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def _limit_capabilities(bounding: int, no_new_privs: bool) -> None:

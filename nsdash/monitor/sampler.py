@@ -247,6 +247,13 @@ class Sampler:
                 out[path] = counters
         for path in gone:
             self._close_entry(self._entries.pop(path))
+        if gone:
+            # Gone although no walk saw it go: removed since, or removed and made again under its
+            # name (a restarted unit: the count of descendants the same). Walk at the next refresh.
+            if self._stat_fd >= 0:
+                self._descendants = None  # a quick walk (cgroup2's)
+            else:
+                self._last_walk = -1e18  # a full one
         if self.count != COUNT_PIDS:
             out = _sum_tasks_up(out)
         return Sample(now, MappingProxyType(out), frozenset(unreadable), self.start, self.depth)

@@ -14,7 +14,8 @@ RuleCache is that cache on disk: one pickle per Textual version and Python,
 $XDG_CACHE_HOME/nsdash (~/.cache/nsdash), written when a source was parsed (what
 this run used, nothing more): once the first full frame is out, and again when the
 app ends.  A pickle runs code as it loads, like a .pyc: it is read only from a file and directories the user alone
-can write (or root), never through a symbolic link, and anything wrong with it
+can write (or root), never through a symbolic link or a second hard link; nothing is made in a
+directory that is not the user's (root with a user's HOME kept); and anything wrong with it
 (another format, a broken file) is a miss, never an error.
 
 Only the dashboard's own start uses it (nsdash.cli.dashboard); an app made by a
@@ -77,6 +78,24 @@ def _trusted_dirs(path: str) -> bool:
         here = parent
 
 
+# Stylesheet._parse_rules's parameters (Textual 8.2.8), which RuleStylesheet's override takes.
+PARAMETERS = ("self", "css", "read_from", "is_default_rules", "tie_breaker", "scope")
+
+
+def usable() -> bool:
+    """Textual's Stylesheet.parse calls _parse_rules with PARAMETERS, as 8.2.8's does; another
+    Textual (8.2 is all pyproject asks for) may call it with others, and the override would
+    fail the dashboard's start: it then parses as Textual does."""
+    code = Stylesheet._parse_rules.__code__
+    return (code.co_varnames[:code.co_argcount] == PARAMETERS and not code.co_kwonlyargcount
+            and "_parse_rules" in Stylesheet.parse.__code__.co_names)
+
+
+def for_dashboard() -> RuleCache | None:
+    """The dashboard's cache at its default place; None on a Textual it does not fit."""
+    return RuleCache(default_path()) if usable() else None
+
+
 class RuleCache:
     """Parsed rules by what they were parsed from, loaded from PATH (None: in memory only)."""
 
@@ -113,13 +132,18 @@ class RuleCache:
 
     def _load(self) -> dict[tuple, list[RuleSet]]:
         assert self.path is not None
+        # the directories first: in one others can write, even open(2) is theirs to answer (a FIFO
+        # there would block it for good); in ours nobody else can swap the file after this check
+        if not _trusted_dirs(self.path):
+            return {}
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError:
             return {}
         try:
             st = os.fstat(fd)
-            if not _trusted(st, directory=False) or st.st_size > MAX_BYTES or not _trusted_dirs(self.path):
+            # one link: not another file of ours linked here (with fs.protected_hardlinks off)
+            if not _trusted(st, directory=False) or st.st_nlink != 1 or st.st_size > MAX_BYTES:
                 return {}
             with os.fdopen(fd, "rb", closefd=False) as f:
                 data = f.read(MAX_BYTES + 1)
@@ -136,6 +160,11 @@ class RuleCache:
     def _write(self, data: bytes) -> None:
         assert self.path is not None
         directory = os.path.dirname(self.path)
+        existing = directory
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        if not _trusted_dirs(os.path.join(existing, "-")):
+            return  # e.g. root with a user's HOME kept (sudo -E): make nothing of root's in it
         os.makedirs(directory, mode=0o700, exist_ok=True)
         if not _trusted_dirs(self.path):
             return  # a directory someone else can write: the next start would not read it

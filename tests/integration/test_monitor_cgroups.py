@@ -262,6 +262,23 @@ def test_a_cgroup_removed_between_walks_is_dropped_from_a_column_read(cgroups):
         assert sampler.sample().counters.keys() == after.keys() and sampler._plan
 
 
+def test_a_cgroup_removed_and_made_again_under_its_name_stays_listed(cgroups):
+    """A unit restarted between two refreshes: its cgroup removed and made again, the count of
+    descendants unchanged, so no walk is due; the kept-open files of the old one answer ENODEV.
+    The new one must be listed by the next refresh at the latest, not after rewalk_interval."""
+    cgroups.make("unit")
+    path = cgroups.scope + "/unit"
+    with Sampler(start=cgroups.scope, rewalk_interval=3600) as sampler:
+        sampler.sample()
+        assert path in sampler.sample().counters
+        cgroups.remove("unit")
+        cgroups.make("unit")
+        first = sampler.sample().counters
+        second = sampler.sample().counters
+        assert path in second, f"the remade cgroup is missing ({sorted(first)})"
+        assert set(second) == {cgroups.scope, path}
+
+
 def test_kept_cgroup_procs_are_read_fresh_and_closed_when_their_cgroup_goes(cgroups):
     """The dashboard's tree keeps each cgroup2 cgroup.procs open and reads it again with pread:
     what it reads must be the processes now, not when the file was opened."""

@@ -111,6 +111,13 @@ def test_empty_bind_source_is_a_temporary_directory_removed_at_exit(busybox_tree
     assert leftovers == []
 
 
+def test_an_empty_bind_source_is_the_containers_roots_under_private_users(busybox_tree):
+    """As systemd-nspawn: with -U the temporary directory belongs to the container's root (it
+    was host root's, 0755, so the guest could not write to its own scratch directory)."""
+    out = sh(busybox_tree, "echo hi > /scratch/f && cat /scratch/f && stat -c %u /scratch", "-U", "--bind=:/scratch")
+    assert out.split() == ["hi", "0"]
+
+
 def test_machine_id_in_an_nspawn_file_is_the_uuid(busybox_tree):
     settings = busybox_tree.parent / f"{busybox_tree.name}.nspawn"
     settings.write_text("[Exec]\nMachineID=0123456789abcdef0123456789abcdef\n")

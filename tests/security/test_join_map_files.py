@@ -174,3 +174,26 @@ def test_shell_refuses_a_filtered_machine_whose_saved_filter_is_gone(busybox_tre
     assert "RAN" not in r.stdout
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "filter" in r.stderr, r.stderr
+
+
+def test_shell_never_takes_a_stale_run_directorys_filter_for_a_supervised_machine(busybox_tree, detached,
+                                                                                  machine_name):
+    """A run/NAME left by an earlier run killed outright holds that run's filters, maybe looser
+    ones: a machine whose supervisor keeps its run files in its entry is joined with the entry's
+    filters or not at all (run/NAME is only for a supervisor of before, whose entry has none)."""
+    from nsdash.launcher.container import SECCOMP_FILE
+    from nsdash.system import paths
+
+    detached("-D", str(busybox_tree), "/bin/sleep", "600")
+    entry_filters = paths.machine_dir(machine_name) / SECCOMP_FILE
+    stale = paths.state_root() / "run" / machine_name
+    stale.mkdir(parents=True)
+    try:
+        (stale / SECCOMP_FILE).write_bytes(entry_filters.read_bytes())  # (any filters of another run)
+        entry_filters.unlink()
+        r = run_nsdash("shell", machine_name, "/bin/sh", "-c", "echo RAN")
+    finally:
+        (stale / SECCOMP_FILE).unlink()
+        stale.rmdir()
+    assert r.returncode != 0 and "RAN" not in r.stdout
+    assert "filter" in r.stderr, r.stderr

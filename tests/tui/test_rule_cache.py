@@ -119,7 +119,7 @@ def _saved(tmp_path) -> str:
 
 
 @pytest.mark.parametrize("how", ["file writable by others", "directory writable by others", "symbolic link",
-                                 "broken", "another format"])
+                                 "another user's file", "a second hard link", "broken", "another format"])
 def test_a_file_it_cannot_trust_or_read_is_a_miss(tmp_path, how):
     path = _saved(tmp_path)
     if how == "file writable by others":
@@ -129,6 +129,10 @@ def test_a_file_it_cannot_trust_or_read_is_a_miss(tmp_path, how):
     elif how == "symbolic link":
         os.rename(path, path + ".real")
         os.symlink(path + ".real", path)
+    elif how == "another user's file":
+        os.chown(path, 65534, 65534)
+    elif how == "a second hard link":  # another file of ours linked in place (protected_hardlinks off)
+        os.link(path, path + ".other")
     elif how == "broken":
         with open(path, "wb") as f:
             f.write(b"\x80\x05not a pickle")
@@ -163,6 +167,16 @@ def test_textual_parses_through_the_method_the_cache_overrides():
     names = list(inspect.signature(Stylesheet._parse_rules).parameters)
     assert names == ["self", "css", "read_from", "is_default_rules", "tie_breaker", "scope"]
     assert "self._parse_rules(" in inspect.getsource(Stylesheet.parse)
+    assert rulecache.usable() and isinstance(rulecache.for_dashboard(), RuleCache)
+
+
+def test_on_a_textual_whose_parser_call_differs_the_dashboard_parses_as_textual_does(monkeypatch):
+    """Another 8.2 (pyproject allows any): RuleStylesheet's override would fail the start."""
+    def other(self, css, read_from, is_default_rules=False, tie_breaker=0, scope="", inline=False):
+        raise AssertionError("not called here")
+
+    monkeypatch.setattr(Stylesheet, "_parse_rules", other)
+    assert not rulecache.usable() and rulecache.for_dashboard() is None
 
 
 async def test_the_rules_are_written_once_the_first_full_frame_is_out(tmp_path):
@@ -174,3 +188,40 @@ async def test_the_rules_are_written_once_the_first_full_frame_is_out(tmp_path):
         await feed_sample(app, pilot, steps=1)
         assert os.path.exists(path)  # still running
         assert RuleCache(path)._stored
+
+
+def test_a_fifo_in_a_shared_directory_does_not_hang_the_start(tmp_path):
+    """XDG_CACHE_HOME on a shared directory (a careless operator): another user's FIFO where the
+    file would be must be a miss at once, not an open(2) waiting for a writer forever."""
+    import subprocess
+    import sys
+
+    shared = tmp_path / "shared" / "nsdash"
+    shared.mkdir(parents=True)
+    os.chmod(shared, 0o777)
+    fifo = shared / "rules.pickle"
+    os.mkfifo(fifo, 0o600)
+    code = f"from nsdash.tui.rulecache import RuleCache; print(len(RuleCache({str(fifo)!r})._stored))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("RuleCache blocked opening a FIFO")
+    assert done.returncode == 0 and done.stdout == "0\n", done.stderr
+
+
+def test_root_with_another_users_home_leaves_nothing_in_it(tmp_path):
+    """`sudo -E nsdash` (HOME kept): root must not make ~/.cache or ~/.cache/nsdash in the user's
+    home (root's 0700 directories there would break the user's own cache and programs)."""
+    if os.geteuid() != 0:
+        pytest.fail("the suite runs as root")
+    home = tmp_path / "alice"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    path = rulecache.default_path({"HOME": str(home)})
+    assert path is not None
+    cache = RuleCache(path)
+    sheet = RuleStylesheet(cache=cache)
+    sheet.add_source("#a { width: 3; }", read_from=("styles/x.tcss", ""))
+    sheet.parse()
+    cache.save()
+    assert os.listdir(home) == []

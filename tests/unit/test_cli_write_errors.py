@@ -123,3 +123,51 @@ def test_a_closed_stdout_fails_only_a_verb_that_prints(monkeypatch, capsys):
     assert cli.run() == 0
     assert ran == [["x"]]
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("args", [*CASES, ["cgtop", "-b", "-n", "1"]], ids=lambda a: " ".join(a))
+def test_a_closed_stderr_changes_nothing_for_a_verb_that_works(tmp_path, args):
+    """`nsdash VERB 2>&-`: Python leaves sys.stderr None; a verb that works still prints its
+    output and exits 0 (a teardown-free verb's last flush of stderr failed it with status 1)."""
+    argv = [a.format(dir=tmp_path) for a in args]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("NSDASH_DEBUG", None)
+    env.pop("NSDASH_HOST", None)
+    out = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-S", str(REPO / "bin" / "nsdash"),
+                          *argv], stdout=subprocess.PIPE, text=True, env=env, timeout=60, cwd=REPO)
+    assert out.returncode == 0 and out.stdout
+
+
+def test_closed_standard_descriptors_are_not_reused_for_the_verbs_files(tmp_path):
+    """With 1 and 2 closed, the first files a verb opens would take those numbers: whatever
+    then writes to "stdout" or "stderr" (a flush, a child's inherited 1 and 2) would write into
+    them.  They hold /dev/null instead: 1 read-only (a write to it fails as to a closed one)."""
+    report = tmp_path / "report"
+    code = ("import os, sys\n"
+            "from nsdash import cli\n"
+            "sys.argv = ['nsdash', '--version']\n"
+            "rc = cli.run()\n"
+            f"fd = os.open({str(report)!r}, os.O_WRONLY | os.O_CREAT)\n"
+            "os.write(fd, f'{rc} {fd > 2} {os.readlink(\"/proc/self/fd/1\")} {os.readlink(\"/proc/self/fd/2\")}'"
+            ".encode())\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(["sh", "-c", 'exec "$@" >&- 2>&-', "sh", sys.executable, "-c", code], env=env, timeout=60,
+                   cwd=REPO)
+    assert report.read_text() == "1 True /dev/null /dev/null"
+
+
+def test_a_closed_stdin_is_read_as_dev_null_not_as_the_verbs_first_file(tmp_path):
+    """`nsdash spawn ... <&-`: the supervisor's wake-up pipe took number 0, and the console relay
+    read it as the user's input, stealing its wake-ups and typing them into the guest."""
+    report = tmp_path / "report"
+    code = ("import os, sys\n"
+            "from nsdash import cli\n"
+            "sys.argv = ['nsdash', '--version']\n"
+            "rc = cli.run()\n"
+            "r, w = os.pipe()\n"
+            f"fd = os.open({str(report)!r}, os.O_WRONLY | os.O_CREAT)\n"
+            "os.write(fd, f'{rc} {r > 2} {os.readlink(\"/proc/self/fd/0\")} {os.read(0, 1)!r}'.encode())\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", sys.executable, "-c", code], env=env, timeout=20,
+                   cwd=REPO, stdout=subprocess.DEVNULL)  # (before: read(0) waited on its own pipe)
+    assert report.read_text() == "0 True /dev/null b''"
