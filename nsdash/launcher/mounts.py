@@ -302,6 +302,39 @@ class Bind(MountOp):
                 mount(None, at.open(self.target, directory=is_dir, create=False), None, REMOUNT_RO | self.flags)
 
 
+class DeviceNode(MountOp):
+    """A host character device (SOURCE) made anew at a container path with mknod, its mode,
+    owner and device number as on the host, as systemd-nspawn makes /dev/null and the rest;
+    bound from the host where mknod is refused (EPERM), as nspawn falls back.  A node, not a
+    mount: every mount a guest sees costs its shutdown (Debian's umountfs runs a grep for
+    each line of /proc/mounts; 9 more there than under nspawn, a process each)."""
+
+    source: str
+    target: str
+
+    def describe(self) -> str:
+        return f"device {self.source} -> {self.target}"
+
+    def execute(self, root: str) -> None:
+        st = os.stat(self.source)
+        if not stat.S_ISCHR(st.st_mode):
+            raise OSError(19, "not a character device", self.source)  # ENODEV
+        parent, name = os.path.split(self.target)
+        with _At(root) as at:
+            where = at.open(parent)
+            try:
+                os.mknod(f"{where}/{name}", stat.S_IFCHR | 0o600, st.st_rdev)
+            except PermissionError:
+                Bind(self.source, self.target, recursive=False).execute(root)
+                return
+            fd = os.open(f"{where}/{name}", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:  # through an O_PATH fd of the node just made: no path is looked up twice
+                os.chown(sandbox.fd_path(fd), st.st_uid, st.st_gid)
+                os.chmod(sandbox.fd_path(fd), stat.S_IMODE(st.st_mode))
+            finally:
+                os.close(fd)
+
+
 class ReadOnly(MountOp):
     """Make an existing container path read-only by binding it onto itself."""
 

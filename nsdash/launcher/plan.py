@@ -548,7 +548,10 @@ def build_plan(spec: ContainerSpec, *, console: bool = False, state_dir: str | N
     nodes = [n for n in DEV_NODES if os.path.exists(os.path.join(dev, n))]
     if os.path.exists(os.path.join(dev, "net/tun")):
         nodes.append("net/tun")
-    ops += [m.Bind(f"/dev/{n}", f"/dev/{n}", recursive=False) for n in nodes]
+    # Made with mknod, as nspawn does; a user namespace may not make device nodes (and its
+    # tmpfs would not honour them): there they are bound from the host.
+    ops += [m.Bind(f"/dev/{n}", f"/dev/{n}", recursive=False) if user_range else m.DeviceNode(f"/dev/{n}", f"/dev/{n}")
+            for n in nodes]
     ops += _dev_char_links(dev, nodes)
     ops += [
         m.Filesystem("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),

@@ -70,7 +70,8 @@ HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older 
 BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machines/busproxy.py)
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
-CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest)
+CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest) ...
+CONSOLE_BURST = 4  # ... once this many looks in a row found bytes (ConsolePace)
 # The most one look at the console reads before handing it on: about what a PTY buffers
 # (its flip buffers hold 64 KiB), so a flood comes at most this much a tick (~6 MB/s).  A
 # flooding guest fills every look to this bound, as the PTY refills while it is read: at
@@ -99,6 +100,33 @@ class RebootLimiter:
             self.times.popleft()
         self.times.append(now)
         return len(self.times) <= self.burst
+
+
+class ConsolePace:
+    """When the console rests (Supervisor._pty_rest): after the BURST-th look in a row that
+    found bytes, a row being looks less than TICK apart (or a look right after a rest).
+
+    A flood is read once a tick, as before; a short exchange is not held back.  Resting after
+    every look held whatever came right after the first piece for a tick: agetty writes "\\r\\n",
+    then its issue and "login: ", and the prompt reached the terminal 10.3 ms after agetty wrote
+    it (strace of a trixie boot); a guest's question to the terminal would wait as long for
+    its answer."""
+
+    def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
+        self.burst, self.tick = burst, tick
+        self.looks = 0  # looks in a row that found bytes
+        self.last = float("-inf")  # when the last of them began
+
+    def rest_after(self, began: float, took: int, resumed: bool) -> bool:
+        """A look that BEGAN (monotonic s) took TOOK bytes; RESUMED: the look at the end of a
+        rest.  True: rest now."""
+        if not resumed and began - self.last >= self.tick:
+            self.looks = 0  # quiet for a tick: a new row
+        if not took:
+            return False
+        self.looks += 1
+        self.last = began
+        return self.looks >= self.burst
 
 
 def outcome_event(kind: OutcomeKind, status: int) -> tuple[str, str | None]:
@@ -222,6 +250,7 @@ class Supervisor:
         self._lock_fd = -1
         self._pty_retry: float | None = None  # when to watch the PTY master again (EIO, or a rest)
         self._pty_took = 0  # bytes the last look at the console read
+        self._pace = ConsolePace()
         self.bus_proxy: Any = None  # a busproxy.BusProxy from the first bus-call on
 
     # ---------------------------------------------------------------- lifecycle
@@ -764,7 +793,7 @@ class Supervisor:
                 self._pty_retry = None
                 if self.master >= 0:
                     self.watch(self.master, self._pty_event)
-                    self._pty_event(POLLIN)  # still flooding: another tick's rest
+                    self._pty_event(POLLIN, resumed=True)  # still flooding: another tick's rest
             if self._dhcp_retry is not None and now >= self._dhcp_retry:
                 self._dhcp_retry = None
                 c = self.container
@@ -817,12 +846,15 @@ class Supervisor:
 
     # ---------------------------------------------------------------- console
 
-    def _pty_event(self, _mask: int) -> None:
-        if not self._pty_readable() and self._pty_retry is None and self._pty_took:
+    def _pty_event(self, _mask: int, resumed: bool = False) -> None:
+        began = time.monotonic()
+        if (not self._pty_readable() and self._pty_retry is None
+                and self._pace.rest_after(began, self._pty_took, resumed)):
             self._pty_rest()
 
     def _pty_rest(self) -> None:
-        """Leave the console unread for CONSOLE_TICK after a read that found bytes (issue 15).
+        """Leave the console unread for CONSOLE_TICK after a read that found bytes, once
+        CONSOLE_BURST looks in a row did (issue 15; ConsolePace).
 
         A guest's `yes > /dev/console` never waits: read whenever the master polls readable,
         the console came in 40-byte pieces, 27,000 reads a second, each with its log write
@@ -830,7 +862,8 @@ class Supervisor:
         reader, `nsdash login`).  Resting a tick lets the PTY's buffer fill, so a flood costs
         one read, one log write and one frame per attacher a tick, and once the buffer is full
         the guest's writer waits (as on a real console) instead of taking a core.  A console at
-        rest loses nothing: its first bytes after a quiet tick are read at once."""
+        rest loses nothing: its first looks after a quiet tick read at once, so a prompt written
+        in pieces or a terminal query reaches the terminal without waiting out a tick."""
         self.unwatch(self.master)
         self._pty_retry = time.monotonic() + CONSOLE_TICK
 

@@ -220,6 +220,26 @@ def test_default_device_nodes_and_their_numbers(busybox_tree, machine_name):
     assert not {n for n in listing if n.startswith(("sd", "vd", "nvme", "mem", "kmsg", "port"))}
 
 
+
+def test_a_guests_device_nodes_are_its_own_not_the_hosts(busybox_tree, machine_name):
+    """The nodes are made in the machine's /dev (as systemd-nspawn makes them), not bound from
+    the host's: root inside may touch, chmod or chown its /dev/null, and the host's stays as it
+    was (a bind was the host's very inode: a touch inside moved the host's /dev/null's mtime)."""
+    nodes = ("null", "zero", "full", "random", "urandom", "tty")
+    before = {n: os.stat(f"/dev/{n}") for n in nodes}
+    rc, out, err = _sh(busybox_tree, machine_name,
+                       f"for n in {' '.join(nodes)}; do stat -c '%n %i %d %a' /dev/$n; "
+                       "touch /dev/$n || echo TOUCH-FAILED; done")
+    assert rc == 0, err
+    assert "TOUCH-FAILED" not in out, out
+    for line in out.splitlines():
+        name, ino, dev, mode = line.split()
+        host = before[name.removeprefix("/dev/")]
+        assert (int(ino), int(dev)) != (host.st_ino, host.st_dev), f"{name} is the host's own node"
+        assert int(mode, 8) == host.st_mode & 0o7777, line  # the host's mode, copied
+    for n in nodes:
+        assert os.stat(f"/dev/{n}").st_mtime_ns == before[n].st_mtime_ns, f"/dev/{n} changed on the host"
+
 def test_raw_block_device_of_host_disk_is_unreadable(busybox_tree, machine_name):
     st = os.stat("/")
     major, minor = os.major(st.st_dev), os.minor(st.st_dev)

@@ -86,7 +86,7 @@ def test_mount_order_puts_run_before_masks_and_root_first(tree, host):
     text = "\n".join(kinds(plan))
     for expected in ("mount proc /proc", "read-only /proc/sys", "mask /proc/kcore", "mount sysfs /sys (ro",
                      "mount cgroup2 /sys/fs/cgroup", "mount devpts /dev/pts", "symlink /dev/ptmx -> pts/ptmx",
-                     "bind /dev/null -> /dev/null", "bind /dev/net/tun -> /dev/net/tun",
+                     "device /dev/null -> /dev/null", "device /dev/net/tun -> /dev/net/tun",
                      "write /run/host/os-release", "write /run/systemd/container"):
         assert expected in text, expected
     assert "/dev/console" not in text  # no console: systemd-nspawn's pipe mode has none
