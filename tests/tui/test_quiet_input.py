@@ -104,6 +104,37 @@ async def test_a_terminal_that_hangs_up_ends_the_app_and_the_thread_waits_no_mor
         assert _stopped(driver, thread)
 
 
+async def test_a_stop_reads_what_was_typed_without_waiting_for_more(monkeypatch):
+    """The driver's caller (`q`'s terminal restore, ^Z) waits for the input thread to end: its last
+    look at the terminal waits for nothing (Textual's own sleeps 0.1 s there, the shell's prompt
+    that much late), and a key already typed is still taken."""
+    import select
+
+    from nsdash.tui import quiet_input
+
+    waits: list[float | None] = []
+    real_select = select.select
+
+    def recording_select(r, w, x, timeout=None):
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(quiet_input, "select", SimpleNamespace(
+        poll=select.poll, select=recording_select, POLLIN=select.POLLIN))
+    with _driver_on_a_pty() as (driver, keys, end):
+        thread = _input_thread(driver, end)
+        assert _stopped(driver, thread)
+        assert waits == [0]  # one look, no wait
+        # a key in the terminal's buffer when input stops (the thread's loop never saw it): taken
+        os.write(end.master, b"b")
+        driver.exit_event.clear()
+        waits.clear()
+        driver.exit_event.set()  # stopped before it starts: only the last look reads
+        thread = _input_thread(driver, end)
+        thread.join(timeout=5)
+        assert not thread.is_alive() and keys == ["b"] and waits == [0]
+
+
 async def test_a_resumed_input_thread_still_sleeps_until_input_and_only_a_stopped_one_is_resumed(monkeypatch):
     """^Z closes the driver (suspend_application_mode), its wake-up pipe too; fg resumes it.  The
     resumed thread sleeps until input as before (without a pipe it was Textual's, awake ten
