@@ -239,9 +239,10 @@ class NsdashApp(App):
         self.key_first.frame()
         if self._save_rules and self.rules is not None:
             # The first full frame's style rules, as soon as it is out (a dashboard closed at once,
-            # a benchmark's, never gets to on_unmount): written only if this start parsed any.
+            # a benchmark's, never gets to on_unmount): written only if this start parsed any, in a
+            # thread (a key pressed now waits for no pickle and no file).
             self._save_rules = False
-            self.rules.save()
+            self.rules.save_soon()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -278,7 +279,7 @@ class NsdashApp(App):
     def on_unmount(self) -> None:
         gcpause.untended()
         if self.rules is not None:
-            self.rules.save()  # (those of the screens opened since)
+            self.rules.save()  # (those of the screens opened since; the first frame's write finished first)
         if self.poller is not None:
             self.poller.stop()
         if self.first is not None:
