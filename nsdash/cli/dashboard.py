@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 DEMO_MACHINES = (("demo-busybox", "busybox"), ("demo-debian", "debian"))
 
+# Once the app has ended (the terminal restored, its threads joined, the rule cache written),
+# nothing is left for the interpreter's teardown but freeing what the kernel frees at exit:
+# nsdash.cli.run exits without it after the atexit handlers (issue 16: q to the shell's turn).
+EXIT_AFTER_HANDLERS = True
+
 
 def _parser() -> Parser:
     # nsdash.cli.quickparse: argparse and gettext only for --help or an error (neither is on the

@@ -164,7 +164,7 @@ class _Dashboard:
     """The real `nsdash` dashboard in a PTY (HUP: SIGHUP ignored, as under nohup); what it
     writes is read all the time, as a terminal would."""
 
-    def __init__(self, ignore_hup: bool = False) -> None:
+    def __init__(self, ignore_hup: bool = False, env: dict[str, str] | None = None) -> None:
         import pty
         import signal
         import sys
@@ -175,7 +175,7 @@ class _Dashboard:
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
             os.chdir(REPO)
             os.execvpe(sys.executable, [sys.executable, "-m", "nsdash"],
-                       {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"})
+                       {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", **(env or {})})
         self.seen = b""
         self.framed = False  # its first frame written (the machine list's title)
 
@@ -249,3 +249,21 @@ def test_q_still_quits_after_a_sigcont_that_resumed_nothing():
         assert dashboard.status_within(10, "q") == 0
     finally:
         dashboard.close()
+
+
+def test_q_ends_nsdash_with_its_first_starts_rules_written_whole(tmp_path):
+    """A new user's first start (no rule cache) quit with q: exit status 0 (nsdash.cli.run exits
+    without the interpreter's teardown, after the rule cache's writer thread was waited for), the
+    rules written, and nothing else left in the cache directory."""
+    from nsdash.tui.rulecache import RuleCache, default_path
+
+    dashboard = _Dashboard(env={"XDG_CACHE_HOME": str(tmp_path)})
+    try:
+        dashboard.started()
+        os.write(dashboard.fd, b"q")
+        assert dashboard.status_within(10, "q") == 0
+    finally:
+        dashboard.close()
+    path = default_path({"XDG_CACHE_HOME": str(tmp_path)})
+    assert path is not None and os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
+    assert RuleCache(path)._stored
