@@ -347,19 +347,30 @@ def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: boo
 QUIT_MARK = "nsdash-bench-quit-done"
 
 
-def quit_frame(sock: str, repo: Path = REPO, timeout: float = 20.0) -> float:
+# The method's floor: a program that shows the frame and exits on the first byte typed.
+FLOOR_QUIT = ("import sys, tty; sys.stdout.write(open(sys.argv[1]).read()); sys.stdout.flush(); "
+              "tty.setraw(0); sys.stdin.buffer.raw.read(1); sys.stdout.write(chr(13) + chr(10))")  # (the mark on a line of its own)
+
+
+def quit_frame(sock: str, repo: Path = REPO, timeout: float = 20.0, run: str | None = None) -> float:
     """Seconds from `q` sent to REPO's dashboard (in tmux 160x48, 1.5 s after its first full frame)
-    to the shell's turn: a line the shell prints once nsdash has exited, read from the screen."""
+    to the shell's turn: a line the shell prints once nsdash has exited, read from the screen.
+    RUN: another command in its place (the method's floor)."""
     import subprocess
 
-    env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={repo}"
-    command = f"env {env} {sys.executable} -S {repo}/bin/nsdash; echo {QUIT_MARK}; exec sleep {timeout:.0f}"
+    if run is None:
+        run = f"env NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={repo} {sys.executable} -S {repo}/bin/nsdash"
+    command = f"{run}; echo {QUIT_MARK}; exec sleep {timeout:.0f}"
     subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
                     f"exec sh -c '{command}'"], cwd=repo, check=True)
     try:
         t0 = time.perf_counter()
-        while not _full_frame(subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                             capture_output=True, text=True).stdout):
+        while True:
+            screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
+                                    capture_output=True, text=True).stdout
+            if _full_frame(screen):
+                LAST_FRAME[:] = [screen]
+                break
             if time.perf_counter() - t0 > timeout:
                 raise SystemExit(f"no full frame within {timeout:.0f} s")
             time.sleep(0.01)
@@ -378,6 +389,17 @@ def quit_frame(sock: str, repo: Path = REPO, timeout: float = 20.0) -> float:
             subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
 
 
+def floor_quit(sock: str) -> float:
+    """quit_frame's own share: the same for a program that shows the last frame read and exits
+    on the first byte typed."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as frame:
+        frame.write(LAST_FRAME[0].rstrip("\n"))
+        frame.flush()
+        return quit_frame(sock, run=f"{sys.executable} -S -c \"{FLOOR_QUIT}\" {frame.name}")
+
+
 def quit_time(args, report: Report) -> None:
     """Part 5: `q` to the shell's turn (the terminal restored and the process gone), alternated with
     --peer's; and the method's floor: the same for a program that exits at once on a key."""
@@ -385,6 +407,9 @@ def quit_time(args, report: Report) -> None:
     for i in range(args.first_runs):
         for n, checkout in enumerate(list(runs) if i % 2 == 0 else list(reversed(runs))):
             runs[checkout].append(quit_frame(f"nsdash-bench-quit-{os.getpid()}-{i}-{n}", repo=checkout))
+    floor = [floor_quit(f"nsdash-bench-quit-floor-{os.getpid()}-{i}") for i in range(args.first_runs)]
+    print(f"  the method's floor (a program that shows the frame and exits on the key, the same polling): "
+          f"median {statistics.median(floor) * 1000:.1f} ms [{min(floor) * 1000:.1f}..{max(floor) * 1000:.1f}]")
     for checkout, walls in runs.items():
         print(f"`q` to the shell's turn ({'this checkout' if checkout == REPO else checkout}): median "
               f"{statistics.median(walls) * 1000:.1f} ms [{min(walls) * 1000:.1f}..{max(walls) * 1000:.1f}] "
@@ -393,7 +418,8 @@ def quit_time(args, report: Report) -> None:
     theirs = runs.get(args.peer.resolve()) if args.peer else None
     report.row("dashboard: q to the shell's turn (tmux 160x48)", statistics.median(ours) * 1000,
                str(args.peer) if theirs else "-", statistics.median(theirs) * 1000 if theirs else None, "ms",
-               spread=(min(ours) * 1000, max(ours) * 1000), note="spread: min..max of nsdash's")
+               spread=(min(ours) * 1000, max(ours) * 1000),
+               note=f"spread: min..max of nsdash's; the method's floor {statistics.median(floor) * 1000:.0f} ms")
 
 
 def floor_frame(sock: str, timeout: float = 20.0) -> float:
