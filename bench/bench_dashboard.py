@@ -298,6 +298,27 @@ FIRST_CPU: list[float] = []  # CPU seconds the dashboard had used at its first f
 LAST_FRAME: list[str] = []  # the last full frame read (floor_frame prints it)
 
 
+def _until(sock: str, done, t0: float, timeout: float, pause: float, what: str) -> tuple[float, str]:
+    """Read the pane of SOCK's tmux server until DONE(screen): the seconds since T0 then and that
+    screen; once TIMEOUT seconds from T0 have passed, the bench ends: WHAT did not happen."""
+    import subprocess
+
+    while time.perf_counter() - t0 < timeout:
+        screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
+                                capture_output=True, text=True).stdout
+        if done(screen):
+            return time.perf_counter() - t0, screen
+        time.sleep(pause)
+    raise SystemExit(f"{what} within {timeout:.0f} s")
+
+
+def _kill_server(sock: str) -> None:
+    import subprocess
+
+    with shielded():
+        subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+
+
 def _pane_cpu(sock: str) -> float:
     """CPU seconds (user + system) of the process in SOCK's pane: `exec env … python`, so the pane's pid."""
     import subprocess
@@ -329,19 +350,12 @@ def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: boo
     if started.returncode != 0:
         raise SystemExit(f"tmux new-session failed: {started.stderr.strip()}")
     try:
-        while time.perf_counter() - t0 < timeout:
-            screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                    capture_output=True, text=True).stdout
-            if _full_frame(screen):
-                wall = time.perf_counter() - t0
-                FIRST_CPU.append(_pane_cpu(sock))
-                LAST_FRAME[:] = [screen]
-                return wall
-            time.sleep(0.005)
-        raise SystemExit(f"no full frame within {timeout:.0f} s; last screen:\n{screen}")
+        wall, screen = _until(sock, _full_frame, t0, timeout, 0.005, "no full frame")
+        FIRST_CPU.append(_pane_cpu(sock))
+        LAST_FRAME[:] = [screen]
+        return wall
     finally:
-        with shielded():
-            subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+        _kill_server(sock)
 
 
 QUIT_MARK = "nsdash-bench-quit-done"
@@ -364,29 +378,13 @@ def quit_frame(sock: str, repo: Path = REPO, timeout: float = 20.0, run: str | N
     subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
                     f"exec sh -c '{command}'"], cwd=repo, check=True)
     try:
-        t0 = time.perf_counter()
-        while True:
-            screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                    capture_output=True, text=True).stdout
-            if _full_frame(screen):
-                LAST_FRAME[:] = [screen]
-                break
-            if time.perf_counter() - t0 > timeout:
-                raise SystemExit(f"no full frame within {timeout:.0f} s")
-            time.sleep(0.01)
+        LAST_FRAME[:] = [_until(sock, _full_frame, time.perf_counter(), timeout, 0.01, "no full frame")[1]]
         time.sleep(1.5)  # past the start's own work: a user quits a dashboard that has been showing
         t0 = time.perf_counter()
         subprocess.run(["tmux", "-L", sock, "send-keys", "-t", "f", "q"], check=True)
-        while time.perf_counter() - t0 < timeout:
-            screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                    capture_output=True, text=True).stdout
-            if QUIT_MARK in screen:
-                return time.perf_counter() - t0
-            time.sleep(0.002)
-        raise SystemExit(f"the dashboard had not quit {timeout:.0f} s after q")
+        return _until(sock, lambda screen: QUIT_MARK in screen, t0, timeout, 0.002, "the dashboard did not quit")[0]
     finally:
-        with shielded():
-            subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+        _kill_server(sock)
 
 
 def floor_quit(sock: str) -> float:
@@ -435,16 +433,9 @@ def floor_frame(sock: str, timeout: float = 20.0) -> float:
         subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
                         f"exec sh -c 'cat {frame.name}; exec sleep {timeout:.0f}'"], check=True)
         try:
-            while time.perf_counter() - t0 < timeout:
-                screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                        capture_output=True, text=True).stdout
-                if _full_frame(screen):
-                    return time.perf_counter() - t0
-                time.sleep(0.005)
-            raise SystemExit(f"the floor's frame was not read within {timeout:.0f} s")
+            return _until(sock, _full_frame, t0, timeout, 0.005, "the floor's frame was not read")[0]
         finally:
-            with shielded():
-                subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+            _kill_server(sock)
 
 
 class _FloodFeed:
