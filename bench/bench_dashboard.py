@@ -13,6 +13,10 @@
    minute (uptimes in seconds, sparklines filling: every machine row changes each
    second) and, with --settle 70, again once machines and dashboard are 70 s old;
    --terminal does both for the real `nsdash` in tmux.  `make bench` reports both.
+3. (--only first) Start to the first full frame of the real `nsdash` in tmux, with the style rules
+   an earlier start kept (nsdash.tui.rulecache) and without (a new user's first start), alternated.
+4. (--only flood) Key latency while the followed journal floods.
+5. (--only quit) `q` to the shell's turn: the terminal restored and the process gone.
 
     .venv/bin/python bench/bench_dashboard.py
     .venv/bin/python bench/bench_dashboard.py --cgroups 500 --machines 50 --rest-machines 5 --rest-seconds 10
