@@ -317,10 +317,13 @@ def _until(sock: str, done, t0: float, timeout: float, pause: float, what: str) 
 
 
 def _kill_server(sock: str) -> None:
+    """End SOCK's tmux server and remove its socket (kill-server leaves the file behind)."""
     import subprocess
 
     with shielded():
         subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", f"tmux-{os.getuid()}", sock))
 
 
 def _pane_cpu(sock: str) -> float:
