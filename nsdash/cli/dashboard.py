@@ -124,8 +124,10 @@ def main(argv: list[str], hosts: list | None = None) -> int:
     app_class = load_app()
     from nsdash.tui.rulecache import RuleCache, default_path
 
-    # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again
-    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=RuleCache(default_path())).run()
+    # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again; this
+    # host's open files left to the kernel at exit (a far host's ssh sessions are ended as always)
+    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=RuleCache(default_path()),
+              process_ends=not hosts).run()
     return 0
 
 
