@@ -13,6 +13,10 @@
    minute (uptimes in seconds, sparklines filling: every machine row changes each
    second) and, with --settle 70, again once machines and dashboard are 70 s old;
    --terminal does both for the real `nsdash` in tmux.  `make bench` reports both.
+3. (--only first) Start to the first full frame of the real `nsdash` in tmux, with the style rules
+   an earlier start kept (nsdash.tui.rulecache) and without (a new user's first start), alternated.
+4. (--only flood) Key latency while the followed journal floods.
+5. (--only quit) `q` to the shell's turn: the terminal restored and the process gone.
 
     .venv/bin/python bench/bench_dashboard.py
     .venv/bin/python bench/bench_dashboard.py --cgroups 500 --machines 50 --rest-machines 5 --rest-seconds 10
@@ -185,8 +189,9 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                     help="part 2 measures again once the machines and the dashboard are SECONDS old (e.g. 70: "
                          "past their first minute, full sparklines), and the RSS then; --terminal too")
-    ap.add_argument("--only", choices=("load", "rest", "first", "flood"),
-                    help="run only part 1 (load), part 2 (rest), part 3 (first frame) or part 4 (journal flood)")
+    ap.add_argument("--only", choices=("load", "rest", "first", "flood", "quit"),
+                    help="run only part 1 (load), part 2 (rest), part 3 (first frame), part 4 (journal flood) "
+                         "or part 5 (quit: `q` to the shell's turn)")
     ap.add_argument("--flood-rate", type=int, default=2000, help="part 4: journal lines a second (default 2000)")
     ap.add_argument("--flood-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
@@ -208,6 +213,8 @@ def main() -> int:
     with report.capture():
         if args.only in (None, "first"):
             first(args, report)
+        if args.only in (None, "quit"):
+            quit_time(args, report)
         if args.only in (None, "load"):
             load(args, report)
         if args.only in (None, "rest"):
@@ -227,41 +234,61 @@ def rss_mib(pid: int | str = "self") -> float:
 
 
 def first(args, report: Report) -> None:
-    """Start to first full frame: the real `nsdash` in tmux 160x48, the screen read until every pane is filled."""
+    """Start to first full frame: the real `nsdash` in tmux 160x48, the screen read until every pane is
+    filled.  Twice: with a warm rule cache (nsdash.tui.rulecache: a start after the first) and with none
+    (a new user's first start, as issue 16 asks: every style source parsed), alternated start by start."""
     import compileall
+    import shutil
+    import tempfile
 
     # Bytecode compiled in both checkouts, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE
     # set (as it may be), a checkout never run without it compiles all ~40 of its modules at every
     # start (about 30 ms of CPU here), which is not what a user's start pays.
-    for checkout in (REPO, args.peer.resolve()) if args.peer else (REPO,):
+    checkouts = [REPO, *([args.peer.resolve()] if args.peer else [])]
+    for checkout in checkouts:
         compileall.compile_dir(str(checkout / "nsdash"), quiet=1)
-    samples, peer, cpu, peer_cpu = [], [], [], []
-    for i in range(args.first_runs):
-        # Which goes first alternates too: the second start finds the first's files in the page cache.
-        for who in ((0, 1) if i % 2 == 0 else (1, 0)) if args.peer else (0,):
-            if who == 0:
-                samples.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}", module=args.module))
-                cpu.append(FIRST_CPU[-1])
-            else:
-                peer.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}p", repo=args.peer.resolve(),
-                                        module=args.module))
-                peer_cpu.append(FIRST_CPU[-1])
-    if peer:
-        print(f"  {args.peer}: median {statistics.median(peer) * 1000:.0f} ms "
-              f"[{min(peer) * 1000:.0f}..{max(peer) * 1000:.0f}], CPU used by then median "
-              f"{statistics.median(peer_cpu) * 1000:.0f} ms (alternated with this checkout's)")
-    print(f"  this checkout: CPU used by the first full frame median {statistics.median(cpu) * 1000:.0f} ms "
-          f"[{min(cpu) * 1000:.0f}..{max(cpu) * 1000:.0f}] (load-proof, unlike the wall time)")
+    # Each checkout its own cache directory (the user's ~/.cache is neither read nor written): warmed
+    # by one start not counted; a cold start gets a new empty one.
+    scratch = tempfile.mkdtemp(prefix="nsdash-bench-first-")
+    try:
+        warm = {c: os.path.join(scratch, f"warm{i}") for i, c in enumerate(checkouts)}
+        for i, checkout in enumerate(checkouts):
+            first_frame(f"nsdash-bench-first-{os.getpid()}-prime{i}", repo=checkout, module=args.module,
+                        cache=warm[checkout])
+        runs: dict[tuple[Path, str], tuple[list[float], list[float]]] = {
+            (c, temp): ([], []) for c in checkouts for temp in ("warm", "cold")}
+        for i in range(args.first_runs):
+            # Which goes first alternates too: the second start finds the first's files in the page cache.
+            order = list(runs) if i % 2 == 0 else list(reversed(runs))
+            for n, (checkout, temp) in enumerate(order):
+                cache = warm[checkout] if temp == "warm" else tempfile.mkdtemp(dir=scratch, prefix="cold")
+                walls, cpus = runs[checkout, temp]
+                walls.append(first_frame(f"nsdash-bench-first-{os.getpid()}-{i}-{n}", repo=checkout,
+                                         module=args.module, cache=cache))
+                cpus.append(FIRST_CPU[-1])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    load_now = os.getloadavg()[0]
+    for (checkout, temp), (walls, cpus) in runs.items():
+        who = "this checkout" if checkout == REPO else str(checkout)
+        print(f"  {who}, {temp} rule cache: median {statistics.median(walls) * 1000:.0f} ms "
+              f"[{min(walls) * 1000:.0f}..{max(walls) * 1000:.0f}], CPU used by then median "
+              f"{statistics.median(cpus) * 1000:.0f} ms [{min(cpus) * 1000:.0f}..{max(cpus) * 1000:.0f}]"
+              f" (CPU: load-proof, unlike the wall time)")
     floor = [floor_frame(f"nsdash-bench-floor-{os.getpid()}-{i}") for i in range(args.first_runs)]
     print(f"  the method's floor (tmux started, a program that prints the frame at once, the same polling): "
           f"median {statistics.median(floor) * 1000:.0f} ms [{min(floor) * 1000:.0f}..{max(floor) * 1000:.0f}]")
-    med = statistics.median(samples)
-    print(f"start to first full frame in tmux 160x48 ({'python -m nsdash' if args.module else 'bin/nsdash'}): "
-          f"median {med * 1000:.0f} ms "
-          f"[{min(samples) * 1000:.0f}..{max(samples) * 1000:.0f}] over {len(samples)} starts; "
-          f"load {os.getloadavg()[0]:.2f}")
-    report.row("dashboard: start to first full frame (tmux 160x48)", med * 1000, "goal", 250.0, "ms",
-               spread=(min(samples) / 0.25, max(samples) / 0.25), note="ratio to the 250 ms goal")
+    how = "python -m nsdash" if args.module else "bin/nsdash"
+    for temp, label in (("warm", "a start after the first"), ("cold", "a new user's first start")):
+        walls, cpus = runs[REPO, temp]
+        med = statistics.median(walls)
+        print(f"start to first full frame in tmux 160x48 ({how}), {temp} rule cache ({label}): "
+              f"median {med * 1000:.0f} ms [{min(walls) * 1000:.0f}..{max(walls) * 1000:.0f}] over "
+              f"{len(walls)} starts; load {load_now:.2f}")
+        what = "start to first full frame (tmux 160x48)" + (", no rule cache (first start)" if temp == "cold" else "")
+        report.row(f"dashboard: {what}", med * 1000, "goal", 250.0, "ms",
+                   spread=(min(walls) / 0.25, max(walls) / 0.25),
+                   note=f"ratio to the 250 ms goal; CPU by then {statistics.median(cpus) * 1000:.0f} ms")
 
 
 def _full_frame(screen: str) -> bool:
@@ -275,6 +302,30 @@ FIRST_CPU: list[float] = []  # CPU seconds the dashboard had used at its first f
 LAST_FRAME: list[str] = []  # the last full frame read (floor_frame prints it)
 
 
+def _until(sock: str, done, t0: float, timeout: float, pause: float, what: str) -> tuple[float, str]:
+    """Read the pane of SOCK's tmux server until DONE(screen): the seconds since T0 then and that
+    screen; once TIMEOUT seconds from T0 have passed, the bench ends: WHAT did not happen."""
+    import subprocess
+
+    while time.perf_counter() - t0 < timeout:
+        screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
+                                capture_output=True, text=True).stdout
+        if done(screen):
+            return time.perf_counter() - t0, screen
+        time.sleep(pause)
+    raise SystemExit(f"{what} within {timeout:.0f} s")
+
+
+def _kill_server(sock: str) -> None:
+    """End SOCK's tmux server and remove its socket (kill-server leaves the file behind)."""
+    import subprocess
+
+    with shielded():
+        subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", f"tmux-{os.getuid()}", sock))
+
+
 def _pane_cpu(sock: str) -> float:
     """CPU seconds (user + system) of the process in SOCK's pane: `exec env … python`, so the pane's pid."""
     import subprocess
@@ -286,8 +337,10 @@ def _pane_cpu(sock: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: bool = False) -> float:
-    """Seconds from `tmux new-session` to a full frame of REPO's nsdash; SOCK names a tmux server of its own.
+def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: bool = False,
+                cache: str | None = None) -> float:
+    """Seconds from `tmux new-session` to a full frame of REPO's nsdash; SOCK names a tmux server of its own;
+    CACHE: its XDG_CACHE_HOME (where its rule cache is kept), else the caller's.
 
     Started as a user's `nsdash` starts: REPO's bin/nsdash run by this environment's python with
     -S, as `make venv` installs it (REPO first on the path); MODULE: `python -m nsdash` instead
@@ -295,6 +348,8 @@ def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: boo
     import subprocess
 
     env = f"NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={repo}"
+    if cache is not None:
+        env += f" XDG_CACHE_HOME={cache}"
     command = f"{sys.executable} -m nsdash" if module else f"{sys.executable} -S {repo}/bin/nsdash"
     t0 = time.perf_counter()
     started = subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
@@ -302,19 +357,74 @@ def first_frame(sock: str, timeout: float = 20.0, repo: Path = REPO, module: boo
     if started.returncode != 0:
         raise SystemExit(f"tmux new-session failed: {started.stderr.strip()}")
     try:
-        while time.perf_counter() - t0 < timeout:
-            screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                    capture_output=True, text=True).stdout
-            if _full_frame(screen):
-                wall = time.perf_counter() - t0
-                FIRST_CPU.append(_pane_cpu(sock))
-                LAST_FRAME[:] = [screen]
-                return wall
-            time.sleep(0.005)
-        raise SystemExit(f"no full frame within {timeout:.0f} s; last screen:\n{screen}")
+        wall, screen = _until(sock, _full_frame, t0, timeout, 0.005, "no full frame")
+        FIRST_CPU.append(_pane_cpu(sock))
+        LAST_FRAME[:] = [screen]
+        return wall
     finally:
-        with shielded():
-            subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+        _kill_server(sock)
+
+
+QUIT_MARK = "nsdash-bench-quit-done"
+
+
+# The method's floor: a program that shows the frame and exits on the first byte typed.
+FLOOR_QUIT = ("import sys, tty; sys.stdout.write(open(sys.argv[1]).read()); sys.stdout.flush(); "
+              "tty.setraw(0); sys.stdin.buffer.raw.read(1); sys.stdout.write(chr(13) + chr(10))")  # (the mark on a line of its own)
+
+
+def quit_frame(sock: str, repo: Path = REPO, timeout: float = 20.0, run: str | None = None) -> float:
+    """Seconds from `q` sent to REPO's dashboard (in tmux 160x48, 1.5 s after its first full frame)
+    to the shell's turn: a line the shell prints once nsdash has exited, read from the screen.
+    RUN: another command in its place (the method's floor)."""
+    import subprocess
+
+    if run is None:
+        run = f"env NSDASH_STATE_DIR={os.environ['NSDASH_STATE_DIR']} PYTHONPATH={repo} {sys.executable} -S {repo}/bin/nsdash"
+    command = f"{run}; echo {QUIT_MARK}; exec sleep {timeout:.0f}"
+    subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
+                    f"exec sh -c '{command}'"], cwd=repo, check=True)
+    try:
+        LAST_FRAME[:] = [_until(sock, _full_frame, time.perf_counter(), timeout, 0.01, "no full frame")[1]]
+        time.sleep(1.5)  # past the start's own work: a user quits a dashboard that has been showing
+        t0 = time.perf_counter()
+        subprocess.run(["tmux", "-L", sock, "send-keys", "-t", "f", "q"], check=True)
+        return _until(sock, lambda screen: QUIT_MARK in screen, t0, timeout, 0.002, "the dashboard did not quit")[0]
+    finally:
+        _kill_server(sock)
+
+
+def floor_quit(sock: str) -> float:
+    """quit_frame's own share: the same for a program that shows the last frame read and exits
+    on the first byte typed."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as frame:
+        frame.write(LAST_FRAME[0].rstrip("\n"))
+        frame.flush()
+        return quit_frame(sock, run=f"{sys.executable} -S -c \"{FLOOR_QUIT}\" {frame.name}")
+
+
+def quit_time(args, report: Report) -> None:
+    """Part 5: `q` to the shell's turn (the terminal restored and the process gone), alternated with
+    --peer's; and the method's floor: the same for a program that exits at once on a key."""
+    runs: dict[Path, list[float]] = {REPO: [], **({args.peer.resolve(): []} if args.peer else {})}
+    for i in range(args.first_runs):
+        for n, checkout in enumerate(list(runs) if i % 2 == 0 else list(reversed(runs))):
+            runs[checkout].append(quit_frame(f"nsdash-bench-quit-{os.getpid()}-{i}-{n}", repo=checkout))
+    floor = [floor_quit(f"nsdash-bench-quit-floor-{os.getpid()}-{i}") for i in range(args.first_runs)]
+    print(f"  the method's floor (a program that shows the frame and exits on the key, the same polling): "
+          f"median {statistics.median(floor) * 1000:.1f} ms [{min(floor) * 1000:.1f}..{max(floor) * 1000:.1f}]")
+    for checkout, walls in runs.items():
+        print(f"`q` to the shell's turn ({'this checkout' if checkout == REPO else checkout}): median "
+              f"{statistics.median(walls) * 1000:.1f} ms [{min(walls) * 1000:.1f}..{max(walls) * 1000:.1f}] "
+              f"over {len(walls)} quits; load {os.getloadavg()[0]:.2f}")
+    ours = runs[REPO]
+    theirs = runs.get(args.peer.resolve()) if args.peer else None
+    report.row("dashboard: q to the shell's turn (tmux 160x48)", statistics.median(ours) * 1000,
+               str(args.peer) if theirs else "-", statistics.median(theirs) * 1000 if theirs else None, "ms",
+               spread=(min(ours) * 1000, max(ours) * 1000),
+               note=f"spread: min..max of nsdash's; the method's floor {statistics.median(floor) * 1000:.0f} ms")
 
 
 def floor_frame(sock: str, timeout: float = 20.0) -> float:
@@ -330,16 +440,9 @@ def floor_frame(sock: str, timeout: float = 20.0) -> float:
         subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "f", "-x", "160", "-y", "48",
                         f"exec sh -c 'cat {frame.name}; exec sleep {timeout:.0f}'"], check=True)
         try:
-            while time.perf_counter() - t0 < timeout:
-                screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", "f"],
-                                        capture_output=True, text=True).stdout
-                if _full_frame(screen):
-                    return time.perf_counter() - t0
-                time.sleep(0.005)
-            raise SystemExit(f"the floor's frame was not read within {timeout:.0f} s")
+            return _until(sock, _full_frame, t0, timeout, 0.005, "the floor's frame was not read")[0]
         finally:
-            with shielded():
-                subprocess.run(["tmux", "-L", sock, "kill-server"], check=False)
+            _kill_server(sock)
 
 
 class _FloodFeed:

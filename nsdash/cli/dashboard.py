@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 DEMO_MACHINES = (("demo-busybox", "busybox"), ("demo-debian", "debian"))
 
+# Once the app has ended (the terminal restored, its threads joined, the rule cache written),
+# nothing is left for the interpreter's teardown but freeing what the kernel frees at exit:
+# nsdash.cli.run exits without it after the atexit handlers (issue 16: q to the shell's turn).
+EXIT_AFTER_HANDLERS = True
+
 
 def _parser() -> Parser:
     # nsdash.cli.quickparse: argparse and gettext only for --help or an error (neither is on the
@@ -119,8 +124,10 @@ def main(argv: list[str], hosts: list | None = None) -> int:
     app_class = load_app()
     from nsdash.tui.rulecache import for_dashboard
 
-    # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again
-    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=for_dashboard()).run()
+    # the style rules parsed by the last start (nsdash.tui.rulecache): none parsed again; this
+    # host's open files left to the kernel at exit (a far host's ssh sessions are ended as always)
+    app_class(interval=args.delay, hosts=hosts or None, first=first, rules=for_dashboard(),
+              process_ends=not hosts).run()
     return 0
 
 

@@ -152,15 +152,18 @@ class NsdashApp(App):
 
     def __init__(self, readers: Readers | None = None, actions: LauncherActions | None = None,
                  interval: float = 1.0, poll: bool = True, clock=time.time, hosts: list | None = None,
-                 first: FirstSnapshot | None = None, rules: RuleCache | None = None) -> None:
+                 first: FirstSnapshot | None = None, rules: RuleCache | None = None,
+                 process_ends: bool = False) -> None:
         """HOSTS: remote hosts (-H, nsdash.remote.target.Target): the dashboard shows theirs
         only, as machinectl -H does (nsdash.tui.remote).  FIRST: this host's readers and first
         snapshot, started before Textual was imported (nsdash.cli.dashboard); the poller takes them.
         RULES: the style rules parsed by earlier starts (nsdash.tui.rulecache), saved again if
-        this one parsed any."""
+        this one parsed any.  PROCESS_ENDS: the process ends with the app (nsdash.cli.dashboard):
+        the poller's open files are left for the kernel to close then."""
         super().__init__()
         self.rules = rules
         self._save_rules = False
+        self.process_ends = process_ends
         if rules is not None:
             from nsdash.tui.rulecache import RuleStylesheet
 
@@ -239,9 +242,10 @@ class NsdashApp(App):
         self.key_first.frame()
         if self._save_rules and self.rules is not None:
             # The first full frame's style rules, as soon as it is out (a dashboard closed at once,
-            # a benchmark's, never gets to on_unmount): written only if this start parsed any.
+            # a benchmark's, never gets to on_unmount): written only if this start parsed any, in a
+            # thread (a key pressed now waits for no pickle and no file).
             self._save_rules = False
-            self.rules.save()
+            self.rules.save_soon()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -278,9 +282,9 @@ class NsdashApp(App):
     def on_unmount(self) -> None:
         gcpause.untended()
         if self.rules is not None:
-            self.rules.save()  # (those of the screens opened since)
+            self.rules.save()  # (those of the screens opened since; the first frame's write finished first)
         if self.poller is not None:
-            self.poller.stop()
+            self.poller.stop(close_readers=not self.process_ends)
         if self.first is not None:
             self.first.close()  # (its readers are the poller's, closed by it, if it took them)
         if self.hosts is not None:

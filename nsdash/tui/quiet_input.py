@@ -101,7 +101,11 @@ class QuietInputDriver(LinuxDriver):
                         reading = False
                         self._hung_up()
                 self._tick(parser)
-            if reading and select.select([self.fileno], [], [], WAIT)[0]:  # what was typed as input stopped
+            # What was typed before input stopped, read without waiting for more: Textual's own thread
+            # sleeps 0.1 s here (a select on no file), and the driver's caller, restoring the terminal
+            # at `q` or ^Z, waits for this thread: the shell's prompt came 0.1 s late.  A key typed
+            # after the stop is flushed by the driver anyway (disable_input: tcflush).
+            if reading and select.select([self.fileno], [], [], 0)[0]:
                 self._feed(parser, decode, final=True)
                 self._tick(parser)
         finally:

@@ -104,6 +104,37 @@ async def test_a_terminal_that_hangs_up_ends_the_app_and_the_thread_waits_no_mor
         assert _stopped(driver, thread)
 
 
+async def test_a_stop_reads_what_was_typed_without_waiting_for_more(monkeypatch):
+    """The driver's caller (`q`'s terminal restore, ^Z) waits for the input thread to end: its last
+    look at the terminal waits for nothing (Textual's own sleeps 0.1 s there, the shell's prompt
+    that much late), and a key already typed is still taken."""
+    import select
+
+    from nsdash.tui import quiet_input
+
+    waits: list[float | None] = []
+    real_select = select.select
+
+    def recording_select(r, w, x, timeout=None):
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(quiet_input, "select", SimpleNamespace(
+        poll=select.poll, select=recording_select, POLLIN=select.POLLIN))
+    with _driver_on_a_pty() as (driver, keys, end):
+        thread = _input_thread(driver, end)
+        assert _stopped(driver, thread)
+        assert waits == [0]  # one look, no wait
+        # a key in the terminal's buffer when input stops (the thread's loop never saw it): taken
+        os.write(end.master, b"b")
+        driver.exit_event.clear()
+        waits.clear()
+        driver.exit_event.set()  # stopped before it starts: only the last look reads
+        thread = _input_thread(driver, end)
+        thread.join(timeout=5)
+        assert not thread.is_alive() and keys == ["b"] and waits == [0]
+
+
 async def test_a_resumed_input_thread_still_sleeps_until_input_and_only_a_stopped_one_is_resumed(monkeypatch):
     """^Z closes the driver (suspend_application_mode), its wake-up pipe too; fg resumes it.  The
     resumed thread sleeps until input as before (without a pipe it was Textual's, awake ten
@@ -133,7 +164,7 @@ class _Dashboard:
     """The real `nsdash` dashboard in a PTY (HUP: SIGHUP ignored, as under nohup); what it
     writes is read all the time, as a terminal would."""
 
-    def __init__(self, ignore_hup: bool = False) -> None:
+    def __init__(self, ignore_hup: bool = False, env: dict[str, str] | None = None) -> None:
         import pty
         import signal
         import sys
@@ -144,7 +175,7 @@ class _Dashboard:
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
             os.chdir(REPO)
             os.execvpe(sys.executable, [sys.executable, "-m", "nsdash"],
-                       {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"})
+                       {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", **(env or {})})
         self.seen = b""
         self.framed = False  # its first frame written (the machine list's title)
 
@@ -218,3 +249,21 @@ def test_q_still_quits_after_a_sigcont_that_resumed_nothing():
         assert dashboard.status_within(10, "q") == 0
     finally:
         dashboard.close()
+
+
+def test_q_ends_nsdash_with_its_first_starts_rules_written_whole(tmp_path):
+    """A new user's first start (no rule cache) quit with q: exit status 0 (nsdash.cli.run exits
+    without the interpreter's teardown, after the rule cache's writer thread was waited for), the
+    rules written, and nothing else left in the cache directory."""
+    from nsdash.tui.rulecache import RuleCache, default_path
+
+    dashboard = _Dashboard(env={"XDG_CACHE_HOME": str(tmp_path)})
+    try:
+        dashboard.started()
+        os.write(dashboard.fd, b"q")
+        assert dashboard.status_within(10, "q") == 0
+    finally:
+        dashboard.close()
+    path = default_path({"XDG_CACHE_HOME": str(tmp_path)})
+    assert path is not None and os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
+    assert RuleCache(path)._stored

@@ -225,3 +225,91 @@ def test_root_with_another_users_home_leaves_nothing_in_it(tmp_path):
     sheet.parse()
     cache.save()
     assert os.listdir(home) == []
+
+
+async def test_a_key_pressed_while_the_first_frames_rules_are_written_does_not_wait(tmp_path, monkeypatch):
+    """The first full frame's write runs in a thread of its own: while it is held (here: until the
+    key has been handled, 10 s at most) the UI thread goes on, and the key's sort is done at once."""
+    import threading
+
+    from nsdash.tui.widgets.cpu_table import CpuTable
+
+    held, written = threading.Event(), []
+    real_write = RuleCache._write
+
+    def held_write(self, data: bytes) -> None:
+        held.wait(timeout=10)  # (on the UI thread, as before the thread, the key would wait this out)
+        real_write(self, data)
+        written.append(threading.current_thread().name)
+
+    monkeypatch.setattr(RuleCache, "_write", held_write)
+    path = str(tmp_path / "rules.pickle")
+    cache = RuleCache(path)
+    app = sample_app(rules=cache)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await feed_sample(app, pilot, steps=1)
+        assert cache.saved_once  # the first full frame is out: its write has begun
+        table = app.screen.query_one(CpuTable)
+        table.focus()
+        await pilot.press("m")
+        assert table.order == "memory" and written == []  # the key done, the write still held
+        held.set()
+        cache.wait()
+        assert written == ["nsdash-rule-cache"] and RuleCache(path)._stored
+    assert os.listdir(tmp_path) == ["rules.pickle"]
+
+
+def _child(tmp_path, code: str) -> None:
+    """CODE run by a Python of its own, with `cache`: a RuleCache at tmp_path/c/rules.pickle that
+    has parsed a source."""
+    import subprocess
+    import sys
+
+    setup = ("from nsdash.tui.rulecache import RuleCache, RuleStylesheet\n"
+             f"cache = RuleCache({str(tmp_path / 'c' / 'rules.pickle')!r})\n"
+             "sheet = RuleStylesheet(cache=cache)\n"
+             "sheet.add_source('#a { width: 3; }', read_from=('styles/x.tcss', ''))\n"
+             "sheet.parse()\n")
+    subprocess.run([sys.executable, "-c", setup + code], check=False, timeout=60,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def test_a_write_begun_as_the_program_ends_is_finished(tmp_path):
+    _child(tmp_path, "cache.save_soon()\n")  # and the main thread ends at once
+    assert os.listdir(tmp_path / "c") == ["rules.pickle"]
+    assert RuleCache(str(tmp_path / "c" / "rules.pickle"))._stored
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["first write", "over an older file"])
+def test_a_start_killed_while_writing_leaves_no_file_behind(tmp_path, old):
+    """Killed (SIGKILL: nothing of ours runs) with the data written, just before the file is named."""
+    path = tmp_path / "c" / "rules.pickle"
+    if old:
+        _child(tmp_path, "cache.save()\n")
+        before = path.read_bytes()
+    _child(tmp_path, "import os, signal\n"
+                     "from nsdash.tui import rulecache\n"
+                     "rulecache._link_in_place = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+                     "cache.misses = 1\n"
+                     "cache.save_soon()\n"
+                     "cache.wait()\n"
+                     "raise SystemExit('not killed')\n")
+    assert os.listdir(tmp_path / "c") == (["rules.pickle"] if old else [])
+    if old:
+        assert path.read_bytes() == before
+
+
+def test_a_file_system_without_unnamed_files_gets_a_named_one_renamed_in_place(tmp_path, monkeypatch):
+    import errno
+
+    real_open = os.open
+
+    def no_tmpfile(path, flags, *args, **kw):
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(rulecache.os, "open", no_tmpfile)
+    path = _saved(tmp_path)
+    assert os.listdir(os.path.dirname(path)) == ["rules.pickle"]
+    assert os.stat(path).st_mode & 0o777 == 0o600

@@ -1,6 +1,7 @@
 """nsdash.cli.run: a verb that says TEARDOWN_FREE exits without the interpreter's teardown,
 its output flushed first; anything the teardown still has to do (an atexit handler, a thread)
-keeps the ordinary exit.  The launcher loads the verb with the garbage collector off; main()
+keeps the ordinary exit; a verb that says EXIT_AFTER_HANDLERS (the dashboard) runs the atexit
+handlers first.  The launcher loads the verb with the garbage collector off; main()
 turns it back on for every other verb.  Real interpreters, real pipes."""
 
 import gc
@@ -32,6 +33,25 @@ def test_exit_now_flushes_both_streams_and_keeps_the_status():
 def test_an_atexit_handler_keeps_the_ordinary_exit():
     out = _run("atexit.register(lambda: print('handler ran'))\n_exit_now(3)\nprint('returned')")
     assert (out.returncode, out.stdout.split()) == (0, ["returned", "handler", "ran"])
+
+
+def test_a_verb_that_exits_after_the_handlers_runs_them_once_and_exits_at_once():
+    out = _run("atexit.register(lambda: print('handler ran'))\n_exit_now(3, handlers_first=True)\nprint('returned')")
+    assert (out.returncode, out.stdout.split()) == (3, ["handler", "ran"])
+
+
+def test_a_running_thread_keeps_the_ordinary_exit_even_after_the_handlers():
+    out = _run("atexit.register(lambda: print('handler ran'))\n"
+               "t = threading.Thread(target=lambda: (time.sleep(0.2), print('thread done')))\nt.start()\n"
+               "_exit_now(3, handlers_first=True)\nprint('returned')")
+    assert (out.returncode, out.stdout.split()) == (0, ["returned", "thread", "done", "handler", "ran"])
+
+
+def test_the_dashboard_exits_after_the_handlers_with_the_collector_on():
+    import nsdash.cli.dashboard
+
+    assert nsdash.cli.dashboard.EXIT_AFTER_HANDLERS is True
+    assert not getattr(nsdash.cli.dashboard, "TEARDOWN_FREE", False)
 
 
 def test_a_running_thread_keeps_the_ordinary_exit():
