@@ -64,12 +64,13 @@ class Sample(Frozen):
 class _Entry:
     """One cgroup's open counter files (mutable: the sampler fills and repairs it)."""
 
-    __slots__ = ("fds", "names", "parsers", "procs_fd", "procs_name", "incomplete", "fresh")
+    __slots__ = ("fds", "names", "parsers", "kinds", "procs_fd", "procs_name", "incomplete", "fresh")
 
     def __init__(self, keep_reads: bool) -> None:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
         self.names: list[str] = []
         self.parsers: list[C.Parser] = []
+        self.kinds: list[str | None] = []  # a file of counters.RISING: its mount and name (_Rising's key)
         # KEEP_READS (a sampler sampled once): what opening the files read (each is read to see
         # that it parses) is the figures of the sample that opened them, which then reads none
         # of them again.  None after it, and always on a sampler whose samples give rates.
@@ -79,38 +80,121 @@ class _Entry:
         self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
 
 
+class _Rising:
+    """One kind of counters.RISING file (one name in one hierarchy) of the cgroups in the plan.
+
+    A refresh reads the files of the cgroups with no parent here (the tops) and then, wave by
+    wave, the children of those whose file read otherwise than last time: an unchanged parent
+    vouches for its whole subtree, which keeps its last figures unread (a host's idle cgroups,
+    most of them).  The children come after their parent, so each kept figure was read after
+    the parent's figure it is judged by."""
+
+    __slots__ = ("parse", "fields", "size", "fds", "last", "values", "children", "tops", "_parent", "_slot_of")
+
+    def __init__(self, parse: C.Parser) -> None:
+        self.parse = parse
+        self.fields = C.WRITES[parse]
+        self.size = C.read_size(parse)
+        self.fds: list[int] = []  # by slot, parents before children
+        self.last: list[bytes | None] = []  # what each file read last (None: nothing yet, read it)
+        self.values: list[list] = [[] for _ in self.fields]  # its figures, by field and slot
+        self.children: list[list[int]] = []
+        self.tops: list[int] = []  # read every refresh
+        self._parent: list[int] = []  # -1: a top
+        self._slot_of: dict[str, int] = {}
+
+    def add(self, path: str, fd: int, kept: tuple | None) -> int:
+        """PATH's file (after its parent's); KEPT: (data, figures) from the last plan, if any."""
+        slot = len(self.fds)
+        self.fds.append(fd)
+        self.children.append([])
+        self._slot_of[path] = slot
+        parent = self._slot_of.get(path.rsplit("/", 1)[0] or "/", -1)
+        self._parent.append(parent)
+        if parent < 0:
+            self.tops.append(slot)
+        else:
+            self.children[parent].append(slot)
+        if kept is None:
+            self.last.append(None)
+            for values in self.values:
+                values.append(None)
+            # Its ancestors read again, with every child of theirs: read before them, this file
+            # could miss what they count (the rule above).
+            while parent >= 0 and self.last[parent] is not None:
+                self.last[parent] = None
+                parent = self._parent[parent]
+        else:
+            self.last.append(kept[0])
+            for values, value in zip(self.values, kept[1], strict=True):
+                values.append(value)
+        return slot
+
+    def read(self) -> None:
+        """Read the files that may have moved (OSError or ValueError: this kind's state is void)."""
+        fds, last, children, parse = self.fds, self.last, self.children, self.parse
+        todo = self.tops
+        while todo:
+            datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
+            moved: list[int] = []
+            moved_datas: list[bytes] = []
+            for slot, data in zip(todo, datas):
+                if data != last[slot]:
+                    last[slot] = data
+                    moved.append(slot)
+                    moved_datas.append(data)
+            for values, column in zip(self.values, C.column(parse, moved_datas), strict=True):
+                for slot, value in zip(moved, column):
+                    values[slot] = value
+            todo = [child for slot in moved for child in children[slot]]
+
+    def kept(self, into: dict[int, tuple], released: set[int]) -> None:
+        """Each file's (data, figures) by descriptor, for the next plan (RELEASED: closed since)."""
+        for slot, fd in enumerate(self.fds):
+            if fd not in released:
+                into[fd] = (self.last[slot], tuple(values[slot] for values in self.values))
+
+
 class _Group:
     """Cgroups with the same kept-open files: every file of all of them is read in one go and
     parsed a column at a time (counters.column), the Counters made without a Python call each.
+    Their counters.RISING files are read by _Rising first; the group takes their figures.
 
     The reads go cgroup by cgroup, each cgroup's files one after another: file by file (all the
     cgroups' memory.usage_in_bytes, then all their pids.current, ...) took the kernel a fifth
     longer here, its structures of each cgroup fetched again for each file."""
 
-    __slots__ = ("paths", "parsers", "fds", "sizes", "_row_sizes")
+    __slots__ = ("paths", "parsers", "fds", "sizes", "rising", "_row_sizes")
 
-    def __init__(self, parsers: list[C.Parser]) -> None:
+    def __init__(self, parsers: list[C.Parser], rising: list[_Rising]) -> None:
         self.paths: list[str] = []
-        self.parsers = list(parsers)
+        self.parsers = list(parsers)  # the files read here
         self.fds: list[int] = []  # each cgroup's files in a row
         self.sizes: list[int] = []  # how much of each to read
+        self.rising = [(kind, []) for kind in rising]  # each kind's slot of each cgroup
         self._row_sizes = [C.read_size(parse) for parse in parsers]
 
-    def add(self, path: str, fds: list[int]) -> None:
+    def add(self, path: str, fds: list[int], slots: list[int]) -> None:
         self.paths.append(path)
         self.fds += fds
         self.sizes += self._row_sizes
+        for (_, kind_slots), slot in zip(self.rising, slots, strict=True):
+            kind_slots.append(slot)
 
     def read(self) -> list[C.Counters]:
         """Every cgroup's Counters, in the order added (OSError or ValueError: read them one by one)."""
-        if not self.parsers:  # no file at all: every figure unknown
+        if not self.parsers and not self.rising:  # no file at all: every figure unknown
             return [C.Counters() for _ in self.paths]
-        datas = list(map(os.pread, self.fds, self.sizes, _ZERO))
-        step = len(self.parsers)
         columns: list[Iterable] = [_NONE] * C.NFIELDS
-        for first, parse in enumerate(self.parsers):
-            for field, values in zip(C.WRITES[parse], C.column(parse, datas[first::step]), strict=True):
-                columns[field] = values
+        if self.parsers:
+            datas = list(map(os.pread, self.fds, self.sizes, _ZERO))
+            step = len(self.parsers)
+            for first, parse in enumerate(self.parsers):
+                for field, values in zip(C.WRITES[parse], C.column(parse, datas[first::step]), strict=True):
+                    columns[field] = values
+        for kind, slots in self.rising:
+            for field, values in zip(kind.fields, kind.values, strict=True):
+                columns[field] = list(map(values.__getitem__, slots))
         return list(map(_tuple_new, repeat(C.Counters), zip(*columns, strict=False)))  # (the unknown ones repeat)
 
 
@@ -200,6 +284,8 @@ class Sampler:
         self._unreadable_elsewhere: set[str] = set()
         self._entries: dict[str, _Entry] = {}
         self._plan: list[_Group] | None = None  # sample()'s groups; None: made again (entries changed)
+        self._rising: list[_Rising] = []  # the plan's RISING files, read before its groups
+        self._released: set[int] = set()  # descriptors closed since the plan was made
         self._unreadable: frozenset[str] = frozenset()
         self._last_walk = -1e18
         self._stat_fd = self._open_descendant_counter()
@@ -226,6 +312,13 @@ class Sampler:
         plan = self._plan
         now = time.monotonic()
         fast: dict[str, C.Counters] = {}
+        try:
+            for kind in self._rising:
+                kind.read()
+        except (OSError, ValueError):
+            # Read one by one this time, and every file of the next plan (what a wave read is
+            # no judge of what it did not come to read).
+            self._rising, self._plan, plan = [], None, []
         for group in plan:
             try:
                 fast.update(zip(group.paths, group.read(), strict=True))
@@ -255,17 +348,31 @@ class Sampler:
         """The cgroups whose files are all kept open, grouped by which files they have, for
         sample() to read a file of all of them at once; the others (just opened, read by name,
         processes counted) are read one by one."""
+        kept: dict[int, tuple] = {}
+        for old in self._rising:
+            old.kept(kept, self._released)
+        self._released.clear()
+        self._rising = []
         if self.count != COUNT_PIDS:
             return []
+        rising: dict[str, _Rising] = {}
         groups: dict[tuple, _Group] = {}
-        for path, entry in self._entries.items():
+        for path, entry in self._entries.items():  # (parents first)
             if entry.fresh is not None or -1 in entry.fds:
                 continue
-            key = tuple(entry.parsers)
+            key = tuple(zip(entry.parsers, entry.kinds, strict=True))
             group = groups.get(key)
             if group is None:
-                group = groups[key] = _Group(entry.parsers)
-            group.add(path, entry.fds)
+                kinds = [rising.get(k) or rising.setdefault(k, _Rising(p)) for p, k in key if k is not None]
+                group = groups[key] = _Group([p for p, k in key if k is None], kinds)
+            fds, slots = [], []
+            for fd, parse, kind in zip(entry.fds, entry.parsers, entry.kinds, strict=True):
+                if kind is None:
+                    fds.append(fd)
+                else:
+                    slots.append(rising[kind].add(path, fd, kept.get(fd)))
+            group.add(path, fds, slots)
+        self._rising = list(rising.values())
         return list(groups.values())
 
     def _read_entry(self, entry: _Entry, path: str, unreadable: set[str]) -> C.Counters | None:
@@ -435,18 +542,19 @@ class Sampler:
                 self._unreadable_elsewhere = unreadable - bad_in_unified
         present = dict.fromkeys(seen)
         for path in [p for p in self._entries if p not in present or self._entries[p].incomplete]:
-            self._close_entry(self._entries.pop(path))
+            self._close_entry(self._entries.pop(path))  # (the plan is made again)
         self._incomplete = False
-        # Keep parents before children: rebuild the dict in path order.
-        entries: dict[str, _Entry] = {}
-        for path in sorted(present, key=_path_key):
-            entry = self._entries.get(path)
-            if entry is None:
-                entry = self._open_entry(path, unreadable, members)
-                self._incomplete |= entry.incomplete
-            entries[path] = entry
-        self._entries = entries
-        self._plan = None
+        if len(present) != len(self._entries):
+            # Keep parents before children: rebuild the dict in path order.
+            entries: dict[str, _Entry] = {}
+            for path in sorted(present, key=_path_key):
+                entry = self._entries.get(path)
+                if entry is None:
+                    entry = self._open_entry(path, unreadable, members)
+                    self._incomplete |= entry.incomplete
+                entries[path] = entry
+            self._entries = entries
+            self._plan = None
         self._unreadable = frozenset(unreadable)
 
     def _open_entry(self, path: str, unreadable: set[str], members: dict[str, set[str]] | None = None) -> _Entry:
@@ -464,7 +572,9 @@ class Sampler:
             for mount, slash_name, parser, walked in candidates:
                 if members is not None and walked is not None and path not in members[walked]:
                     continue  # PATH is not in that hierarchy
-                if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path):
+                # (the root cgroup's figures are no judge of its children's: counters.RISING)
+                kind = mount + slash_name if path != "/" and (slash_name[1:], parser) in C.RISING else None
+                if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path, kind):
                     break
         if self.count != COUNT_PIDS:
             filename = _dir(self._procs_mount, path) + "/cgroup.procs"
@@ -525,7 +635,8 @@ class Sampler:
         self._kept += 1
         return fd
 
-    def _try_open(self, entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str) -> bool:
+    def _try_open(self, entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str,
+                  kind: str | None = None) -> bool:
         fd = -1
         try:
             fd = self._open_counter(filename)
@@ -550,6 +661,7 @@ class Sampler:
         entry.fds.append(fd)
         entry.names.append(filename)
         entry.parsers.append(parser)
+        entry.kinds.append(kind)
         if entry.fresh is not None:
             entry.fresh = values
         return True
@@ -557,6 +669,7 @@ class Sampler:
     def _release(self, fd: int) -> None:
         os.close(fd)
         self._kept -= 1
+        self._released.add(fd)  # (its number may come back for another file: _Rising.kept)
 
     def _close_entry(self, entry: _Entry) -> None:
         self._plan = None  # it may hold these descriptors (numbers the next open reuses)
@@ -566,6 +679,7 @@ class Sampler:
         entry.fds.clear()
         entry.names.clear()
         entry.parsers.clear()
+        entry.kinds.clear()
         if entry.procs_fd >= 0:
             self._release(entry.procs_fd)
             entry.procs_fd = -1
