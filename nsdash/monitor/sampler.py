@@ -138,13 +138,13 @@ class _Rising:
             datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
             moved: list[int] = []
             moved_datas: list[bytes] = []
-            for slot, data in zip(todo, datas):
+            for slot, data in zip(todo, datas, strict=True):
                 if data != last[slot]:
                     last[slot] = data
                     moved.append(slot)
                     moved_datas.append(data)
             for values, column in zip(self.values, C.column(parse, moved_datas), strict=True):
-                for slot, value in zip(moved, column):
+                for slot, value in zip(moved, column, strict=True):
                     values[slot] = value
             todo = [child for slot in moved for child in children[slot]]
 
@@ -171,7 +171,7 @@ class _Group:
         self.parsers = list(parsers)  # the files read here
         self.fds: list[int] = []  # each cgroup's files in a row
         self.sizes: list[int] = []  # how much of each to read
-        self.rising = [(kind, []) for kind in rising]  # each kind's slot of each cgroup
+        self.rising: list[tuple[_Rising, list[int]]] = [(kind, []) for kind in rising]  # each kind's slot of each cgroup
         self._row_sizes = [C.read_size(parse) for parse in parsers]
 
     def add(self, path: str, fds: list[int], slots: list[int]) -> None:
@@ -366,7 +366,7 @@ class Sampler:
                 kinds = [rising.get(k) or rising.setdefault(k, _Rising(p)) for p, k in key if k is not None]
                 group = groups[key] = _Group([p for p, k in key if k is None], kinds)
             fds, slots = [], []
-            for fd, parse, kind in zip(entry.fds, entry.parsers, entry.kinds, strict=True):
+            for fd, kind in zip(entry.fds, entry.kinds, strict=True):
                 if kind is None:
                     fds.append(fd)
                 else:
