@@ -284,6 +284,14 @@ RISING = frozenset({("cpuacct.usage", SOURCES["cpu"][0][2]), ("cpu.stat", parse_
                     ("io.stat", parse_io_stat), ("blkio.throttle.io_service_bytes_recursive", parse_blkio),
                     ("blkio.io_service_bytes_recursive", parse_blkio)})
 
+# The files that count a cgroup's whole subtree and never go below zero (tasks, and memory's page
+# counter, charged to every ancestor at once): a cgroup that reads 0 has 0 in every descendant, which
+# the sampler then does not read (empty subtrees).  v1's memory only where memory.use_hierarchy is 1
+# (the kernel's only choice since 5.11; sampler._open_entry checks the root's).
+ZERO_BELOW = frozenset({("pids.current", SOURCES["tasks"][0][2]), ("pids.current", SOURCES["tasks"][1][2]),
+                        ("memory.current", SOURCES["memory"][0][2]),
+                        ("memory.usage_in_bytes", SOURCES["memory"][1][2])})
+
 # The cgroup2 files above that a controller provides: a cgroup has them only where that controller
 # is enabled, never when the hierarchy's root does not list it in cgroup.controllers (hybrid hosts
 # often list none).  cpu.stat and the *.pressure files belong to every cgroup.

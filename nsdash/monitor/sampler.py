@@ -70,7 +70,7 @@ class _Entry:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
         self.names: list[str] = []
         self.parsers: list[C.Parser] = []
-        self.kinds: list[str | None] = []  # a file of counters.RISING: its mount and name (_Rising's key)
+        self.kinds: list[str | None] = []  # a RISING or ZERO_BELOW file: its mount and name (_Rising's key)
         # KEEP_READS (a sampler sampled once): what opening the files read (each is read to see
         # that it parses) is the figures of the sample that opened them, which then reads none
         # of them again.  None after it, and always on a sampler whose samples give rates.
@@ -81,18 +81,22 @@ class _Entry:
 
 
 class _Rising:
-    """One kind of counters.RISING file (one name in one hierarchy) of the cgroups in the plan.
+    """One kind of counters.RISING or ZERO_BELOW file (one name in one hierarchy) of the cgroups
+    in the plan.
 
     A refresh reads the files of the cgroups with no parent here (the tops) and then, wave by
-    wave, the children of those whose file read otherwise than last time: an unchanged parent
-    vouches for its whole subtree, which keeps its last figures unread (a host's idle cgroups,
-    most of them).  The children come after their parent, so each kept figure was read after
-    the parent's figure it is judged by."""
+    wave, the children of those that do not vouch for their subtree.  A RISING file vouches when
+    it reads as it did last time: its subtree keeps its last figures unread (a host's idle
+    cgroups, most of them).  The children come after their parent, so each kept figure was read
+    after the parent's figure it is judged by.  A ZERO_BELOW file vouches when it reads 0: its
+    subtree is 0 (empty cgroups)."""
 
-    __slots__ = ("parse", "fields", "size", "fds", "last", "values", "children", "tops", "_parent", "_slot_of")
+    __slots__ = ("parse", "zero", "fields", "size", "fds", "last", "values", "children", "tops", "_parent",
+                 "_slot_of")
 
-    def __init__(self, parse: C.Parser) -> None:
+    def __init__(self, parse: C.Parser, zero: bool = False) -> None:
         self.parse = parse
+        self.zero = zero  # ZERO_BELOW (else RISING)
         self.fields = C.WRITES[parse]
         self.size = C.read_size(parse)
         self.fds: list[int] = []  # by slot, parents before children
@@ -115,7 +119,10 @@ class _Rising:
             self.tops.append(slot)
         else:
             self.children[parent].append(slot)
-        if kept is None:
+        if self.zero:
+            self.last.append(None)  # (unused: nothing is kept from one refresh to the next)
+            self.values[0].append(None)
+        elif kept is None:
             self.last.append(None)
             for values in self.values:
                 values.append(None)
@@ -132,6 +139,9 @@ class _Rising:
 
     def read(self) -> None:
         """Read the files that may have moved (OSError or ValueError: this kind's state is void)."""
+        if self.zero:
+            self._read_zero()
+            return
         fds, last, children, parse = self.fds, self.last, self.children, self.parse
         todo = self.tops
         while todo:
@@ -148,8 +158,29 @@ class _Rising:
                     values[slot] = value
             todo = [child for slot in moved for child in children[slot]]
 
+    def _read_zero(self) -> None:
+        fds, children, values = self.fds, self.children, self.values[0]
+        todo = self.tops
+        while todo:
+            datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
+            below = []
+            for slot, value in zip(todo, C.column(self.parse, datas)[0], strict=True):
+                values[slot] = value
+                if value:
+                    below += children[slot]
+                else:  # its subtree is 0: made so, down to what is 0 already (its own subtree is)
+                    stack = list(children[slot])
+                    while stack:
+                        child = stack.pop()
+                        if values[child] != 0:
+                            values[child] = 0
+                            stack += children[child]
+            todo = below
+
     def kept(self, into: dict[int, tuple], released: set[int]) -> None:
         """Each file's (data, figures) by descriptor, for the next plan (RELEASED: closed since)."""
+        if self.zero:
+            return
         for slot, fd in enumerate(self.fds):
             if fd not in released:
                 into[fd] = (self.last[slot], tuple(values[slot] for values in self.values))
@@ -291,6 +322,10 @@ class Sampler:
         self._stat_fd = self._open_descendant_counter()
         self._descendants: bytes | None = None
         self._kthread: dict[int, bool] = {}
+        self._judges = C.RISING | C.ZERO_BELOW
+        memory = self.layout.v1_dirs.get("memory")
+        if memory is not None and not _hierarchical(memory):  # (a kernel before 5.11)
+            self._judges = self._judges - {("memory.usage_in_bytes", C.SOURCES["memory"][1][2])}
         # Counter files kept open, and how many may be: past that, open-read-close.  The budget
         # starts from the soft limit as it is (sysconf reads it: no `resource` module) and is
         # raised to the hard limit only when it runs out (_raise_budget): a host of a few
@@ -363,7 +398,8 @@ class Sampler:
             key = tuple(zip(entry.parsers, entry.kinds, strict=True))
             group = groups.get(key)
             if group is None:
-                kinds = [rising.get(k) or rising.setdefault(k, _Rising(p)) for p, k in key if k is not None]
+                kinds = [rising.get(k) or rising.setdefault(k, _Rising(p, (k[k.rfind("/") + 1:], p) in C.ZERO_BELOW))
+                         for p, k in key if k is not None]
                 group = groups[key] = _Group([p for p, k in key if k is None], kinds)
             fds, slots = [], []
             for fd, kind in zip(entry.fds, entry.kinds, strict=True):
@@ -573,7 +609,7 @@ class Sampler:
                 if members is not None and walked is not None and path not in members[walked]:
                     continue  # PATH is not in that hierarchy
                 # (the root cgroup's figures are no judge of its children's: counters.RISING)
-                kind = mount + slash_name if path != "/" and (slash_name[1:], parser) in C.RISING else None
+                kind = mount + slash_name if path != "/" and (slash_name[1:], parser) in self._judges else None
                 if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path, kind):
                     break
         if self.count != COUNT_PIDS:
@@ -712,6 +748,14 @@ class Sampler:
             self._kthread.clear()
         self._kthread[pid] = known
         return known
+
+
+def _hierarchical(memory: str) -> bool:
+    """Whether v1's memory charges every cgroup's ancestors too (memory.use_hierarchy 1 at the root)."""
+    try:
+        return _read_by_name(memory + "/memory.use_hierarchy").strip() == b"1"
+    except OSError:
+        return False
 
 
 def _dir(mount: str, path: str) -> str:

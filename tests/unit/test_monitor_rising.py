@@ -173,7 +173,8 @@ def test_only_recursive_blkio_files_vouch_for_a_subtree(tmp_path, monkeypatch, r
 
 def test_figures_kept_unread_are_those_a_read_of_every_file_gives(unified):
     """Changes that keep the kernel's rule, sampled by the pruning sampler and by one reading
-    every file one by one: the same figures every refresh."""
+    every file one by one: the same figures every refresh (/z's subtree empty throughout)."""
+    _empty(unified, "/z", "/z/y")
     with _sampler(unified, fields=C.ALL) as pruned, _sampler(unified, fields=C.ALL) as single:
         single._make_plan = lambda: []  # type: ignore[method-assign]
         for step, moved in enumerate(["", "/a/b/d", "/z/y", "/a/c", "", "/a/b", "/a/b/d"]):
@@ -181,3 +182,56 @@ def test_figures_kept_unread_are_those_a_read_of_every_file_gives(unified):
                 _bump(unified, moved, 10 * step + 1)
             assert pruned.sample().counters == single.sample().counters, (step, moved)
         assert pruned._rising and single._rising == []
+
+
+def _empty(root: Path, *paths: str) -> None:
+    for path in paths:
+        d = root / path.lstrip("/")
+        (d / "pids.current").write_text("0\n")
+        (d / "memory.current").write_text("0\n")
+
+
+def test_an_empty_cgroup_reads_no_tasks_nor_memory_below_it(unified, monkeypatch):
+    """Tasks and memory are counted up every ancestor and never below zero (counters.ZERO_BELOW):
+    a cgroup that reads 0 has 0 in each descendant, which is not read."""
+    _empty(unified, "/a", "/a/b", "/a/c", "/a/b/d")
+    reads = Reads(monkeypatch)
+    with _sampler(unified) as sampler:
+        sampler.sample()
+        reads.clear()
+        got = sampler.sample().counters
+        assert reads.of(unified, "pids.current") == reads.of(unified, "memory.current") == ["/", "/a", "/z", "/z/y"]
+        assert {p: (got[p].tasks, got[p].memory) for p in ("/a/b", "/a/b/d")} == {"/a/b": (0, 0), "/a/b/d": (0, 0)}
+        # A process starts in /a/b/d: counted there and in every ancestor, read down to it.
+        for path in ("/a", "/a/b", "/a/b/d"):
+            (unified / path.lstrip("/") / "pids.current").write_text("1\n")
+        reads.clear()
+        got = sampler.sample().counters
+        assert reads.of(unified, "pids.current") == ["/", "/a", "/a/b", "/a/b/d", "/a/c", "/z", "/z/y"]
+        assert (got["/a/b/d"].tasks, got["/a/c"].tasks, got["/a/b/d"].memory) == (1, 0, 0)
+        # It ends: /a reads 0 again, and so does everything below it, unread.
+        for path in ("/a", "/a/b", "/a/b/d"):
+            (unified / path.lstrip("/") / "pids.current").write_text("0\n")
+        reads.clear()
+        got = sampler.sample().counters
+        assert reads.of(unified, "pids.current") == ["/", "/a", "/z", "/z/y"]
+        assert (got["/a/b"].tasks, got["/a/b/d"].tasks) == (0, 0)
+
+
+@pytest.mark.parametrize("hierarchical", [True, False])
+def test_v1_memory_judges_only_where_it_is_charged_up_the_tree(tmp_path, monkeypatch, hierarchical):
+    """v1's memory.use_hierarchy 0 (kernels before 5.11 let a cgroup choose it) leaves a parent
+    at 0 with children using memory: then every cgroup's memory is read."""
+    root = tmp_path / "cgroup"
+    make_v1(root, TREE)
+    (root / "memory" / "memory.use_hierarchy").write_text("1\n" if hierarchical else "0\n")
+    for cg in ("/a", "/a/b", "/a/c", "/a/b/d"):
+        (root / "memory" / cg.lstrip("/") / "memory.usage_in_bytes").write_text("0\n")
+    reads = Reads(monkeypatch)
+    with _sampler(root) as sampler:
+        sampler.sample()
+        reads.clear()
+        sampler.sample()
+    expected = ["/", "/a", "/z", "/z/y"] if hierarchical else sorted(TREE)
+    assert reads.of(root / "memory", "memory.usage_in_bytes") == expected
+    assert reads.of(root / "pids", "pids.current") == sorted(TREE)  # (7 tasks in each)
