@@ -1,7 +1,10 @@
 """The counter sampler: counter files stay open and each refresh re-reads them with pread.
 
-A refresh costs one pread per counter per cgroup, made for all the cgroups with the
-same files in one go and parsed a column at a time (_Group).  The hierarchies are walked
+A refresh costs at most one pread per counter per cgroup, made for all the cgroups with the
+same files in one go and parsed a column at a time (_Group).  CPU time, the recursive I/O files,
+tasks and memory are read wave by wave from the top instead (_Rising): the kernel's sums let an
+unchanged CPU or I/O figure, or a task count or memory of 0, vouch for the whole subtree below it,
+whose files are then not read (counters.RISING, counters.ZERO_BELOW).  The hierarchies are walked
 again only when the set of cgroups may have changed: at once when the cgroup2
 root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such

@@ -20,6 +20,7 @@ from nsdash.monitor.rates import rates_between
 from nsdash.monitor.sampler import Sampler
 from nsdash.system import cgroupfs, paths
 from tests.conftest import NSDASH, REPO, drop_machine_slice, make_machine_cgroup, run_nsdash
+from tests.unit.test_monitor_rising import Reads
 
 # The counting v1 controllers, and name=systemd, where systemd-cgtop -P counts processes.
 COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio", "systemd")
@@ -158,21 +159,8 @@ def test_an_idle_subtree_keeps_its_cpu_and_io_unread_and_a_busy_loop_reads_right
         layout = cgroupfs.Layout("unified", layout.unified_dir, layout.unified_dir, {})
     burner = cgroups.run_in("busy/burn", BURN)
     idle = [cgroups.make(f"idle/i{i}") for i in range(4)]
-    names: dict[int, str] = {}
-    read: list[str] = []
-    real_open, real_pread = os.open, os.pread
-
-    def recording_open(path, *args, **kwargs):
-        fd = real_open(path, *args, **kwargs)
-        names[fd] = str(path)
-        return fd
-
-    def recording_pread(fd, size, offset):
-        read.append(names.get(fd, "?"))
-        return real_pread(fd, size, offset)
-
-    monkeypatch.setattr(os, "open", recording_open)
-    monkeypatch.setattr(os, "pread", recording_pread)
+    reads = Reads(monkeypatch)
+    read = reads.read
     with Sampler(layout, start=cgroups.scope, rewalk_interval=3600) as sampler:
         first = sampler.sample()
         read.clear()
