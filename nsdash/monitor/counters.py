@@ -273,6 +273,25 @@ SOURCES: dict[str, tuple[Source, ...]] = {
     "io_pressure": (("", "io.pressure", _pressure_into(IO_PRESSURE)),),
 }
 
+# The files whose figures only grow and take in every descendant's (a read of the parent flushes
+# cgroup2's per-CPU figures of the whole subtree first): while a cgroup's file reads the same, none
+# of its descendants' can have moved, and the sampler keeps their last figures without reading
+# them.  Not v1's blkio.throttle.io_service_bytes (its own I/O only), nor v1's cpu.stat or cgroup2's
+# throttling (its own throttling); the root cgroup is never taken as the judge (sampler._open_entry):
+# cgroup2's root reads the host-wide figures (CPU from the tick accounting, I/O from the disks),
+# counted elsewhere and at other moments than its children's.
+RISING = frozenset({("cpuacct.usage", SOURCES["cpu"][0][2]), ("cpu.stat", parse_cpu_stat_usage),
+                    ("io.stat", parse_io_stat), ("blkio.throttle.io_service_bytes_recursive", parse_blkio),
+                    ("blkio.io_service_bytes_recursive", parse_blkio)})
+
+# The files that count a cgroup's whole subtree and never go below zero (tasks, and memory's page
+# counter, charged to every ancestor at once): a cgroup that reads 0 has 0 in every descendant, which
+# the sampler then does not read (empty subtrees).  v1's memory only where memory.use_hierarchy is 1
+# (the kernel's only choice since 5.11; sampler._open_entry checks the root's).
+ZERO_BELOW = frozenset({("pids.current", SOURCES["tasks"][0][2]), ("pids.current", SOURCES["tasks"][1][2]),
+                        ("memory.current", SOURCES["memory"][0][2]),
+                        ("memory.usage_in_bytes", SOURCES["memory"][1][2])})
+
 # The cgroup2 files above that a controller provides: a cgroup has them only where that controller
 # is enabled, never when the hierarchy's root does not list it in cgroup.controllers (hybrid hosts
 # often list none).  cpu.stat and the *.pressure files belong to every cgroup.

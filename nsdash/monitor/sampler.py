@@ -1,7 +1,10 @@
 """The counter sampler: counter files stay open and each refresh re-reads them with pread.
 
-A refresh costs one pread per counter per cgroup, made for all the cgroups with the
-same files in one go and parsed a column at a time (_Group).  The hierarchies are walked
+A refresh costs at most one pread per counter per cgroup, made for all the cgroups with the
+same files in one go and parsed a column at a time (_Group).  CPU time, the recursive I/O files,
+tasks and memory are read wave by wave from the top instead (_Rising): the kernel's sums let an
+unchanged CPU or I/O figure, or a task count or memory of 0, vouch for the whole subtree below it,
+whose files are then not read (counters.RISING, counters.ZERO_BELOW).  The hierarchies are walked
 again only when the set of cgroups may have changed: at once when the cgroup2
 root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
@@ -64,12 +67,13 @@ class Sample(Frozen):
 class _Entry:
     """One cgroup's open counter files (mutable: the sampler fills and repairs it)."""
 
-    __slots__ = ("fds", "names", "parsers", "procs_fd", "procs_name", "incomplete", "fresh")
+    __slots__ = ("fds", "names", "parsers", "kinds", "procs_fd", "procs_name", "incomplete", "fresh")
 
     def __init__(self, keep_reads: bool) -> None:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
         self.names: list[str] = []
         self.parsers: list[C.Parser] = []
+        self.kinds: list[str | None] = []  # a RISING or ZERO_BELOW file: its mount and name (_Rising's key)
         # KEEP_READS (a sampler sampled once): what opening the files read (each is read to see
         # that it parses) is the figures of the sample that opened them, which then reads none
         # of them again.  None after it, and always on a sampler whose samples give rates.
@@ -79,38 +83,152 @@ class _Entry:
         self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
 
 
+class _Rising:
+    """One kind of counters.RISING or ZERO_BELOW file (one name in one hierarchy) of the cgroups
+    in the plan.
+
+    A refresh reads the files of the cgroups with no parent here (the tops) and then, wave by
+    wave, the children of those that do not vouch for their subtree.  A RISING file vouches when
+    it reads as it did last time: its subtree keeps its last figures unread (a host's idle
+    cgroups, most of them).  The children come after their parent, so each kept figure was read
+    after the parent's figure it is judged by.  A ZERO_BELOW file vouches when it reads 0: its
+    subtree is 0 (empty cgroups)."""
+
+    __slots__ = ("parse", "zero", "fields", "size", "fds", "last", "values", "children", "tops", "_parent",
+                 "_slot_of")
+
+    def __init__(self, parse: C.Parser, zero: bool = False) -> None:
+        self.parse = parse
+        self.zero = zero  # ZERO_BELOW (else RISING)
+        self.fields = C.WRITES[parse]
+        self.size = C.read_size(parse)
+        self.fds: list[int] = []  # by slot, parents before children
+        self.last: list[bytes | None] = []  # what each file read last (None: nothing yet, read it)
+        self.values: list[list] = [[] for _ in self.fields]  # its figures, by field and slot
+        self.children: list[list[int]] = []
+        self.tops: list[int] = []  # read every refresh
+        self._parent: list[int] = []  # -1: a top
+        self._slot_of: dict[str, int] = {}
+
+    def add(self, path: str, fd: int, kept: tuple | None) -> int:
+        """PATH's file (after its parent's); KEPT: (data, figures) from the last plan, if any."""
+        slot = len(self.fds)
+        self.fds.append(fd)
+        self.children.append([])
+        self._slot_of[path] = slot
+        parent = self._slot_of.get(path.rsplit("/", 1)[0] or "/", -1)
+        self._parent.append(parent)
+        if parent < 0:
+            self.tops.append(slot)
+        else:
+            self.children[parent].append(slot)
+        if self.zero:
+            self.last.append(None)  # (unused: nothing is kept from one refresh to the next)
+            self.values[0].append(None)
+        elif kept is None:
+            self.last.append(None)
+            for values in self.values:
+                values.append(None)
+            # Its ancestors read again, with every child of theirs: read before them, this file
+            # could miss what they count (the rule above).
+            while parent >= 0 and self.last[parent] is not None:
+                self.last[parent] = None
+                parent = self._parent[parent]
+        else:
+            self.last.append(kept[0])
+            for values, value in zip(self.values, kept[1], strict=True):
+                values.append(value)
+        return slot
+
+    def read(self) -> None:
+        """Read the files that may have moved (OSError or ValueError: this kind's state is void)."""
+        if self.zero:
+            self._read_zero()
+            return
+        fds, last, children, parse = self.fds, self.last, self.children, self.parse
+        todo = self.tops
+        while todo:
+            datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
+            moved: list[int] = []
+            moved_datas: list[bytes] = []
+            for slot, data in zip(todo, datas, strict=True):
+                if data != last[slot]:
+                    last[slot] = data
+                    moved.append(slot)
+                    moved_datas.append(data)
+            for values, column in zip(self.values, C.column(parse, moved_datas), strict=True):
+                for slot, value in zip(moved, column, strict=True):
+                    values[slot] = value
+            todo = [child for slot in moved for child in children[slot]]
+
+    def _read_zero(self) -> None:
+        fds, children, values = self.fds, self.children, self.values[0]
+        todo = self.tops
+        while todo:
+            datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
+            below = []
+            for slot, value in zip(todo, C.column(self.parse, datas)[0], strict=True):
+                values[slot] = value
+                if value:
+                    below += children[slot]
+                else:  # its subtree is 0: made so, down to what is 0 already (its own subtree is)
+                    stack = list(children[slot])
+                    while stack:
+                        child = stack.pop()
+                        if values[child] != 0:
+                            values[child] = 0
+                            stack += children[child]
+            todo = below
+
+    def kept(self, into: dict[int, tuple], released: set[int]) -> None:
+        """Each file's (data, figures) by descriptor, for the next plan (RELEASED: closed since)."""
+        if self.zero:
+            return
+        for slot, fd in enumerate(self.fds):
+            if fd not in released:
+                into[fd] = (self.last[slot], tuple(values[slot] for values in self.values))
+
+
 class _Group:
     """Cgroups with the same kept-open files: every file of all of them is read in one go and
     parsed a column at a time (counters.column), the Counters made without a Python call each.
+    Their counters.RISING files are read by _Rising first; the group takes their figures.
 
     The reads go cgroup by cgroup, each cgroup's files one after another: file by file (all the
     cgroups' memory.usage_in_bytes, then all their pids.current, ...) took the kernel a fifth
     longer here, its structures of each cgroup fetched again for each file."""
 
-    __slots__ = ("paths", "parsers", "fds", "sizes", "_row_sizes")
+    __slots__ = ("paths", "parsers", "fds", "sizes", "rising", "_row_sizes")
 
-    def __init__(self, parsers: list[C.Parser]) -> None:
+    def __init__(self, parsers: list[C.Parser], rising: list[_Rising]) -> None:
         self.paths: list[str] = []
-        self.parsers = list(parsers)
+        self.parsers = list(parsers)  # the files read here
         self.fds: list[int] = []  # each cgroup's files in a row
         self.sizes: list[int] = []  # how much of each to read
+        self.rising: list[tuple[_Rising, list[int]]] = [(kind, []) for kind in rising]  # each kind's slot of each cgroup
         self._row_sizes = [C.read_size(parse) for parse in parsers]
 
-    def add(self, path: str, fds: list[int]) -> None:
+    def add(self, path: str, fds: list[int], slots: list[int]) -> None:
         self.paths.append(path)
         self.fds += fds
         self.sizes += self._row_sizes
+        for (_, kind_slots), slot in zip(self.rising, slots, strict=True):
+            kind_slots.append(slot)
 
     def read(self) -> list[C.Counters]:
         """Every cgroup's Counters, in the order added (OSError or ValueError: read them one by one)."""
-        if not self.parsers:  # no file at all: every figure unknown
+        if not self.parsers and not self.rising:  # no file at all: every figure unknown
             return [C.Counters() for _ in self.paths]
-        datas = list(map(os.pread, self.fds, self.sizes, _ZERO))
-        step = len(self.parsers)
         columns: list[Iterable] = [_NONE] * C.NFIELDS
-        for first, parse in enumerate(self.parsers):
-            for field, values in zip(C.WRITES[parse], C.column(parse, datas[first::step]), strict=True):
-                columns[field] = values
+        if self.parsers:
+            datas = list(map(os.pread, self.fds, self.sizes, _ZERO))
+            step = len(self.parsers)
+            for first, parse in enumerate(self.parsers):
+                for field, values in zip(C.WRITES[parse], C.column(parse, datas[first::step]), strict=True):
+                    columns[field] = values
+        for kind, slots in self.rising:
+            for field, values in zip(kind.fields, kind.values, strict=True):
+                columns[field] = list(map(values.__getitem__, slots))
         return list(map(_tuple_new, repeat(C.Counters), zip(*columns, strict=False)))  # (the unknown ones repeat)
 
 
@@ -200,11 +318,17 @@ class Sampler:
         self._unreadable_elsewhere: set[str] = set()
         self._entries: dict[str, _Entry] = {}
         self._plan: list[_Group] | None = None  # sample()'s groups; None: made again (entries changed)
+        self._rising: list[_Rising] = []  # the plan's RISING files, read before its groups
+        self._released: set[int] = set()  # descriptors closed since the plan was made
         self._unreadable: frozenset[str] = frozenset()
         self._last_walk = -1e18
         self._stat_fd = self._open_descendant_counter()
         self._descendants: bytes | None = None
         self._kthread: dict[int, bool] = {}
+        self._judges = C.RISING | C.ZERO_BELOW
+        memory = self.layout.v1_dirs.get("memory")
+        if memory is not None and not _hierarchical(memory):  # (a kernel before 5.11)
+            self._judges = self._judges - {("memory.usage_in_bytes", C.SOURCES["memory"][1][2])}
         # Counter files kept open, and how many may be: past that, open-read-close.  The budget
         # starts from the soft limit as it is (sysconf reads it: no `resource` module) and is
         # raised to the hard limit only when it runs out (_raise_budget): a host of a few
@@ -226,6 +350,13 @@ class Sampler:
         plan = self._plan
         now = time.monotonic()
         fast: dict[str, C.Counters] = {}
+        try:
+            for kind in self._rising:
+                kind.read()
+        except (OSError, ValueError):
+            # Read one by one this time, and every file of the next plan (what a wave read is
+            # no judge of what it did not come to read).
+            self._rising, self._plan, plan = [], None, []
         for group in plan:
             try:
                 fast.update(zip(group.paths, group.read(), strict=True))
@@ -262,17 +393,32 @@ class Sampler:
         """The cgroups whose files are all kept open, grouped by which files they have, for
         sample() to read a file of all of them at once; the others (just opened, read by name,
         processes counted) are read one by one."""
+        kept: dict[int, tuple] = {}
+        for old in self._rising:
+            old.kept(kept, self._released)
+        self._released.clear()
+        self._rising = []
         if self.count != COUNT_PIDS:
             return []
+        rising: dict[str, _Rising] = {}
         groups: dict[tuple, _Group] = {}
-        for path, entry in self._entries.items():
+        for path, entry in self._entries.items():  # (parents first)
             if entry.fresh is not None or -1 in entry.fds:
                 continue
-            key = tuple(entry.parsers)
+            key = tuple(zip(entry.parsers, entry.kinds, strict=True))
             group = groups.get(key)
             if group is None:
-                group = groups[key] = _Group(entry.parsers)
-            group.add(path, entry.fds)
+                kinds = [rising.get(k) or rising.setdefault(k, _Rising(p, (k[k.rfind("/") + 1:], p) in C.ZERO_BELOW))
+                         for p, k in key if k is not None]
+                group = groups[key] = _Group([p for p, k in key if k is None], kinds)
+            fds, slots = [], []
+            for fd, kind in zip(entry.fds, entry.kinds, strict=True):
+                if kind is None:
+                    fds.append(fd)
+                else:
+                    slots.append(rising[kind].add(path, fd, kept.get(fd)))
+            group.add(path, fds, slots)
+        self._rising = list(rising.values())
         return list(groups.values())
 
     def _read_entry(self, entry: _Entry, path: str, unreadable: set[str]) -> C.Counters | None:
@@ -442,18 +588,19 @@ class Sampler:
                 self._unreadable_elsewhere = unreadable - bad_in_unified
         present = dict.fromkeys(seen)
         for path in [p for p in self._entries if p not in present or self._entries[p].incomplete]:
-            self._close_entry(self._entries.pop(path))
+            self._close_entry(self._entries.pop(path))  # (the plan is made again)
         self._incomplete = False
-        # Keep parents before children: rebuild the dict in path order.
-        entries: dict[str, _Entry] = {}
-        for path in sorted(present, key=_path_key):
-            entry = self._entries.get(path)
-            if entry is None:
-                entry = self._open_entry(path, unreadable, members)
-                self._incomplete |= entry.incomplete
-            entries[path] = entry
-        self._entries = entries
-        self._plan = None
+        if len(present) != len(self._entries):
+            # Keep parents before children: rebuild the dict in path order.
+            entries: dict[str, _Entry] = {}
+            for path in sorted(present, key=_path_key):
+                entry = self._entries.get(path)
+                if entry is None:
+                    entry = self._open_entry(path, unreadable, members)
+                    self._incomplete |= entry.incomplete
+                entries[path] = entry
+            self._entries = entries
+            self._plan = None
         self._unreadable = frozenset(unreadable)
 
     def _open_entry(self, path: str, unreadable: set[str], members: dict[str, set[str]] | None = None) -> _Entry:
@@ -471,7 +618,9 @@ class Sampler:
             for mount, slash_name, parser, walked in candidates:
                 if members is not None and walked is not None and path not in members[walked]:
                     continue  # PATH is not in that hierarchy
-                if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path):
+                # (the root cgroup's figures are no judge of its children's: counters.RISING)
+                kind = mount + slash_name if path != "/" and (slash_name[1:], parser) in self._judges else None
+                if self._try_open(entry, _dir(mount, path) + slash_name, parser, unreadable, path, kind):
                     break
         if self.count != COUNT_PIDS:
             filename = _dir(self._procs_mount, path) + "/cgroup.procs"
@@ -532,7 +681,8 @@ class Sampler:
         self._kept += 1
         return fd
 
-    def _try_open(self, entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str) -> bool:
+    def _try_open(self, entry: _Entry, filename: str, parser: C.Parser, unreadable: set[str], path: str,
+                  kind: str | None = None) -> bool:
         fd = -1
         try:
             fd = self._open_counter(filename)
@@ -557,6 +707,7 @@ class Sampler:
         entry.fds.append(fd)
         entry.names.append(filename)
         entry.parsers.append(parser)
+        entry.kinds.append(kind)
         if entry.fresh is not None:
             entry.fresh = values
         return True
@@ -564,6 +715,7 @@ class Sampler:
     def _release(self, fd: int) -> None:
         os.close(fd)
         self._kept -= 1
+        self._released.add(fd)  # (its number may come back for another file: _Rising.kept)
 
     def _close_entry(self, entry: _Entry) -> None:
         self._plan = None  # it may hold these descriptors (numbers the next open reuses)
@@ -573,6 +725,7 @@ class Sampler:
         entry.fds.clear()
         entry.names.clear()
         entry.parsers.clear()
+        entry.kinds.clear()
         if entry.procs_fd >= 0:
             self._release(entry.procs_fd)
             entry.procs_fd = -1
@@ -605,6 +758,14 @@ class Sampler:
             self._kthread.clear()
         self._kthread[pid] = known
         return known
+
+
+def _hierarchical(memory: str) -> bool:
+    """Whether v1's memory charges every cgroup's ancestors too (memory.use_hierarchy 1 at the root)."""
+    try:
+        return _read_by_name(memory + "/memory.use_hierarchy").strip() == b"1"
+    except OSError:
+        return False
 
 
 def _dir(mount: str, path: str) -> str:

@@ -231,27 +231,42 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
     bad = set() if unreadable is None else unreadable
     if not os.path.isdir(mount + ("" if start == "/" else start)):
         return found
-    stack = [(start, 0)]
+    # A directory's link count is 2 + its subdirectories (kernfs, tmpfs, ext4; 1 means "not
+    # counted"): a leaf cgroup costs one stat instead of listing its many files, made from its
+    # parent's descriptor (one name to look up, not the whole path: a third less at 5,000 cgroups).
+    stack: list[tuple[str, int, bool | None]] = [(start, 0, None)]  # None: not known to be a leaf yet
     while stack:
-        path, level = stack.pop()
+        path, level, leaf = stack.pop()
         found.append(path)
-        if depth is not None and level >= depth:
+        if leaf or (depth is not None and level >= depth):
             continue
         directory = mount + ("" if path == "/" else path)
         try:
-            # A directory's link count is 2 + its subdirectories (kernfs, tmpfs, ext4; 1 means
-            # "not counted"): a leaf cgroup costs one stat instead of listing its many files.
-            if os.stat(directory).st_nlink == 2:
+            if leaf is None and os.stat(directory).st_nlink == 2:
                 continue
-            with os.scandir(directory) as it:
-                names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                with os.scandir(fd) as it:
+                    names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+                below = depth is None or level + 1 < depth  # (deeper ones are listed, not entered)
+                leaves = [_is_leaf(n, fd) if below else True for n in names]
+            finally:
+                os.close(fd)
         except OSError as e:
             if e.errno not in _GONE:
                 bad.add(path)
             continue
         prefix = "/" if path == "/" else path + "/"
-        stack.extend((prefix + n, level + 1) for n in names)
+        stack.extend((prefix + n, level + 1, is_leaf) for n, is_leaf in zip(names, leaves, strict=True))
     return found
+
+
+def _is_leaf(name: str, dir_fd: int) -> bool | None:
+    """Whether NAME in DIR_FD has no subdirectory (None: the stat failed; list_cgroups tries again)."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink == 2
+    except OSError:
+        return None
 
 
 def from_paths(paths) -> CgroupNode:

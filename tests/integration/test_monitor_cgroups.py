@@ -20,6 +20,7 @@ from nsdash.monitor.rates import rates_between
 from nsdash.monitor.sampler import Sampler
 from nsdash.system import cgroupfs, paths
 from tests.conftest import NSDASH, REPO, drop_machine_slice, make_machine_cgroup, run_nsdash
+from tests.unit.test_monitor_rising import Reads
 
 # The counting v1 controllers, and name=systemd, where systemd-cgtop -P counts processes.
 COUNTED = ("cpu", "cpuacct", "memory", "pids", "blkio", "systemd")
@@ -141,6 +142,47 @@ def test_burner_reads_one_core_and_idle_reads_zero(cgroups):
     assert idle is not None and idle < 5, idle
     scope = second.counters[cgroups.scope]
     assert scope.tasks == 2 and scope.memory and scope.memory > 0
+
+
+RISING_FILES = ("/cpuacct.usage", "/cpu.stat", "/io.stat", "/blkio.throttle.io_service_bytes_recursive")
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["host", "cgroup2-alone"])
+def test_an_idle_subtree_keeps_its_cpu_and_io_unread_and_a_busy_loop_reads_right(cgroups, monkeypatch, pure):
+    """A parent whose CPU and recursive I/O files read the same vouches for its subtree
+    (counters.RISING): the idle cgroups below it are not read again, while the busy loop's
+    rate is what the kernel charged it.  On this host's layout (v1 controllers) and on
+    cgroup2 alone (cpu.stat, as on a pure cgroup2 host)."""
+    layout = cgroupfs.detect()
+    if pure:
+        assert layout.unified_dir is not None  # (every host this suite runs on has cgroup2)
+        layout = cgroupfs.Layout("unified", layout.unified_dir, layout.unified_dir, {})
+    burner = cgroups.run_in("busy/burn", BURN)
+    idle = [cgroups.make(f"idle/i{i}") for i in range(4)]
+    reads = Reads(monkeypatch)
+    read = reads.read
+    with Sampler(layout, start=cgroups.scope, rewalk_interval=3600) as sampler:
+        first = sampler.sample()
+        read.clear()
+        t0, c0 = time.monotonic(), _cpu_seconds(burner.pid)
+        a = sampler.sample()
+        time.sleep(1.0)
+        b = sampler.sample()
+        t1, c1 = time.monotonic(), _cpu_seconds(burner.pid)
+    monkeypatch.undo()
+
+    def rising_read(path: str) -> list[str]:
+        return [n for n in read if n.endswith(RISING_FILES) and n.rsplit("/", 1)[0].endswith(path)]
+
+    assert all(rising_read(p) == [] for p in idle), read
+    assert rising_read(cgroups.scope + "/idle") and rising_read(cgroups.scope + "/busy/burn")
+    for p in idle:
+        assert first.counters[p].cpu_ns is not None and b.counters[p].cpu_ns == first.counters[p].cpu_ns
+    rates = rates_between(a, b)
+    truth = 100 * (c1 - c0) / (t1 - t0)
+    burn = rates[cgroups.scope + "/busy/burn"].cpu_percent
+    assert burn is not None and truth > 1 and abs(burn - truth) < 12, (burn, truth)
+    assert all(rates[p].cpu_percent == 0 for p in idle)
 
 
 def _parse_batch(text: str) -> dict[str, tuple[str, str, str]]:

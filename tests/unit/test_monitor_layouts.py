@@ -390,7 +390,8 @@ def test_the_first_rate_counts_the_interval_and_not_the_walk_that_opened_the_fil
         second = sampler.sample()
     percents = {cg: rates_between(first, second)[cg].cpu_percent for cg in cgroups}
     if once:  # (not what a sampler sampled once is for: its first figures are the walk's)
-        assert all(pct is not None and pct > 150 for pct in percents.values()), percents
+        # (133-284%: the refresh reads every CPU file before the other files, _Rising)
+        assert all(pct is not None and pct > 120 for pct in percents.values()), percents
     else:
         assert all(pct is not None and abs(pct - 100) < 0.5 for pct in percents.values()), percents
 
