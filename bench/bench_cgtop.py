@@ -118,16 +118,21 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=0, help="K for the long run (default: by size)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--procs", action="store_true", help="a sleeping process in every cgroup")
+    ap.add_argument("--procs-sizes", default="",
+                    help="sizes to run again with a sleeping process in every cgroup (rows of their own): "
+                         "no cgroup then reads 0 tasks, so none vouches for an empty subtree")
     args = ap.parse_args()
     need_root("bench_cgtop", "it creates cgroups")
     nsdash = [sys.executable, "-m", "nsdash", "cgtop", "-b", "-d", "0.1"]
     systemd = ["systemd-cgtop", "-b", "-d", "0.1"]
     results = {}
     with report.capture():
-        for n in (int(s) for s in args.sizes.split(",")):
+        runs = [(int(s), args.procs) for s in args.sizes.split(",")]
+        runs += [(int(s), True) for s in args.procs_sizes.split(",") if s and not args.procs]
+        for n, procs in runs:
             top = f"nsbench-{os.getpid()}"
             many = args.iterations or (102 if n <= 1000 else 62)  # long runs span rewalks
-            pids = make_tree(top, n, args.procs)
+            pids = make_tree(top, n, procs)
             try:
                 time.sleep(0.2)
                 sds = per_refresh(systemd, many, args.repeat)
@@ -135,11 +140,13 @@ def main() -> int:
             finally:
                 remove_tree(top, n, pids)
             ns, sd = min(nss), min(sds)
-            results[n] = (ns, sd)
-            print(f"N={n:5d}  nsdash {ns * 1000:7.2f} ms/refresh   systemd-cgtop {sd * 1000:7.2f} ms/refresh"
+            if not procs or args.procs:
+                results[n] = (ns, sd)
+            each = ", a sleeping process in each" if procs else ""
+            print(f"N={n:5d}{each}  nsdash {ns * 1000:7.2f} ms/refresh   systemd-cgtop {sd * 1000:7.2f} ms/refresh"
                   f"   ratio {ns / sd:.3f}", flush=True)
             ratios = [a / b for a, b in zip(nss, sds, strict=True)]
-            report.row(f"cgtop CPU per refresh, {n} cgroups", ns * 1000, "systemd-cgtop", sd * 1000, "ms",
+            report.row(f"cgtop CPU per refresh, {n} cgroups{each}", ns * 1000, "systemd-cgtop", sd * 1000, "ms",
                        ratio=ns / sd, spread=(min(ratios), max(ratios)), note=f"best of {args.repeat}")
         sizes = sorted(results)
         if len(sizes) >= 2:

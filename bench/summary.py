@@ -38,7 +38,9 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "verbs": (["--runs", "15"], ["--runs", "7"]),
     "nested": (["--runs", "15"], ["--runs", "7"]),  # list/status against machinectl on a systemd host
     "spawn": (["--runs", "20", "--boots", "3"], ["--runs", "9", "--boots", "2"]),
-    "cgtop": (["--repeat", "3"], ["--sizes", "500", "--repeat", "3", "--iterations", "42"]),
+    # empty cgroups, and with a sleeping process in each (no zero task count vouches for a subtree)
+    "cgtop": (["--repeat", "3", "--procs-sizes", "500,5000"],
+              ["--sizes", "500", "--repeat", "3", "--iterations", "42", "--procs-sizes", "500"]),
     "journal": (["--runs", "3"], ["--entries", "20000", "--runs", "3"]),
     "console": ([], ["4"]),
     # At rest twice: the machines (and the dashboard) in their first minute, when every machine row
