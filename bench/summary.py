@@ -53,7 +53,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "userns": (["--runs", "5"], ["--runs", "2"]),
     "remote": (["--runs", "15"], ["--runs", "7"]),
     "multihost": (["--window", "20", "--rounds", "2"], ["--window", "10", "--rounds", "1"]),
-    "boot": ([], []),  # bench_boot.py: the guest matrix, when it exists
+    "boot": (["--runs", "5"], []),  # bench_boot.py: the guest matrix, when it exists (5 pairs: a median past one stray)
 }
 
 
