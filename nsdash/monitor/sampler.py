@@ -180,6 +180,11 @@ class _Rising:
                             stack += children[child]
             todo = below
 
+    def forget(self) -> None:
+        """Read every file at the next refresh: a cgroup removed and made again under its name
+        below an idle parent is read nowhere else, and only a read finds its files gone (ENODEV)."""
+        self.last = [None] * len(self.fds)
+
     def kept(self, into: dict[int, tuple], released: set[int]) -> None:
         """Each file's (data, figures) by descriptor, for the next plan (RELEASED: closed since)."""
         if self.zero:
@@ -556,6 +561,9 @@ class Sampler:
         walk, every rewalk_interval; a gone one answers ENODEV at once): cgroups made and
         removed anywhere on a hybrid host cost one hierarchy's walk, not five."""
         quick = how == QUICK and self._unified_walk is not None
+        if how == FULL:  # (the interval's walk: a walk lists a remade cgroup as the one it replaced)
+            for kind in self._rising:
+                kind.forget()
         if not quick:
             self._last_walk = time.monotonic()
             self._v2_controllers = self._available_v2_controllers()  # for the cgroups opened now

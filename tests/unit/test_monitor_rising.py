@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nsdash.monitor import counters as C
-from nsdash.monitor.sampler import Sampler
+from nsdash.monitor.sampler import QUICK, Sampler
 from nsdash.system import cgroupfs
 from tests.unit.test_monitor_layouts import make_v1, make_v2
 
@@ -112,11 +112,28 @@ def test_a_new_cgroup_is_read_after_its_ancestors_and_the_others_stay_unread(uni
         sampler.sample()
         sampler.sample()
         make_v2(unified, ("/a/b/e",))
-        sampler._rewalk()
+        sampler._rewalk(QUICK)  # (cgroup2's count of descendants moved; a full walk reads every file)
         reads.clear()
         assert "/a/b/e" in sampler.sample().counters
         # Its ancestors and their children once (read after them, it is judged by them), /z's not.
         assert reads.of(unified, "cpu.stat") == ["/", "/a", "/a/b", "/a/b/d", "/a/b/e", "/a/c", "/z"]
+        reads.clear()
+        sampler.sample()
+        assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
+
+
+def test_a_full_walk_reads_every_file_once(unified, monkeypatch):
+    """A cgroup removed and made again under its name below an idle parent is read by nothing
+    else: the full walk (every rewalk_interval) has the next refresh read every file, where the
+    old one's answer ENODEV."""
+    reads = Reads(monkeypatch)
+    with _sampler(unified) as sampler:
+        sampler.sample()
+        sampler.sample()
+        sampler._rewalk()
+        reads.clear()
+        sampler.sample()
+        assert reads.of(unified, "cpu.stat") == sorted(TREE)
         reads.clear()
         sampler.sample()
         assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
