@@ -4,12 +4,13 @@ A refresh costs at most one pread per counter per cgroup, made for all the cgrou
 same files in one go and parsed a column at a time (_Group).  CPU time, the recursive I/O files,
 tasks and memory are read wave by wave from the top instead (_Rising): the kernel's sums let an
 unchanged CPU or I/O figure, or a task count or memory of 0, vouch for the whole subtree below it,
-whose files are then not read (counters.RISING, counters.ZERO_BELOW).  The hierarchies are walked
+whose files are then not read (counters.RISING, counters.ZERO_BELOW), but at the refresh
+after each walk of the interval.  The hierarchies are walked
 again only when the set of cgroups may have changed: at once when the cgroup2
 root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
-signal).  A cgroup that vanished is noticed on the spot: its kept-open files
-answer ENODEV, and it is dropped and its files closed.
+signal).  A cgroup that vanished is noticed when its kept-open files are read:
+they answer ENODEV, and it is dropped and its files closed.
 
 Thousands of cgroups need tens of thousands of open files: the sampler raises
 its soft RLIMIT_NOFILE to the hard limit, keeps a reserve of descriptors free
