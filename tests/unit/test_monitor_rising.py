@@ -139,6 +139,27 @@ def test_a_full_walk_reads_every_file_once(unified, monkeypatch):
         assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
 
 
+def test_a_descriptor_number_reused_by_a_new_cgroup_carries_nothing_over(unified, monkeypatch):
+    """/z/y removed and /a/b/e made in its stead (the count of cgroups the same): the new one's
+    files take the numbers /z/y's closed; the figures kept across the plan by descriptor are
+    /z/y's and must not become /a/b/e's."""
+    import shutil
+
+    numbers = Reads(monkeypatch).names
+    with _sampler(unified) as sampler:
+        sampler.sample()
+        sampler.sample()
+        old = {fd for fd, name in numbers.items() if name.startswith(str(unified / "z/y") + "/")}
+        shutil.rmtree(unified / "z/y")
+        make_v2(unified, ("/a/b/e",))
+        (unified / "a/b/e/cpu.stat").write_text("usage_usec 7\nuser_usec 7\nsystem_usec 0\n")
+        sampler._rewalk(QUICK)
+        new = {fd for fd, name in numbers.items() if name.startswith(str(unified / "a/b/e") + "/")}
+        assert old & new, (old, new)  # (the numbers came back: what this test is about)
+        got = sampler.sample().counters
+        assert "/z/y" not in got and got["/a/b/e"].cpu_ns == 7000
+
+
 def test_a_walk_that_finds_the_same_cgroups_keeps_the_plan(unified):
     with _sampler(unified) as sampler:
         sampler.sample()
