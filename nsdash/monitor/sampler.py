@@ -4,13 +4,13 @@ A refresh costs at most one pread per counter per cgroup, made for all the cgrou
 same files in one go and parsed a column at a time (_Group).  CPU time, the recursive I/O files,
 tasks and memory are read wave by wave from the top instead (_Rising): the kernel's sums let an
 unchanged CPU or I/O figure, or a task count or memory of 0, vouch for the whole subtree below it,
-whose files are then not read (counters.RISING, counters.ZERO_BELOW), but at the refresh
-after each walk of the interval.  The hierarchies are walked
+whose files are then not read (counters.RISING, counters.ZERO_BELOW).  The hierarchies are walked
 again only when the set of cgroups may have changed: at once when the cgroup2
 root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
 signal).  A cgroup that vanished is noticed when its kept-open files are read:
-they answer ENODEV, and it is dropped and its files closed.
+they answer ENODEV, and it is dropped and its files closed; one made again under its
+name is noticed by the walk (another inode number: _remade), its files opened again.
 
 Thousands of cgroups need tens of thousands of open files: the sampler raises
 its soft RLIMIT_NOFILE to the hard limit, keeps a reserve of descriptors free
@@ -68,7 +68,7 @@ class Sample(Frozen):
 class _Entry:
     """One cgroup's open counter files (mutable: the sampler fills and repairs it)."""
 
-    __slots__ = ("fds", "names", "parsers", "kinds", "procs_fd", "procs_name", "incomplete", "fresh")
+    __slots__ = ("fds", "names", "parsers", "kinds", "procs_fd", "procs_name", "incomplete", "fresh", "inodes")
 
     def __init__(self, keep_reads: bool) -> None:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
@@ -82,6 +82,9 @@ class _Entry:
         self.procs_fd = -1  # cgroup.procs, when tasks are counted from processes
         self.procs_name = ""  # set when cgroup.procs is read by name (no descriptor to spare)
         self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
+        # Its directory's inode number in each walked hierarchy, as the walks found it: another
+        # is a cgroup made again under its name, whose files these are not (_remade: opened again).
+        self.inodes: dict[str, int] = {}
 
 
 class _Rising:
@@ -180,11 +183,6 @@ class _Rising:
                             values[child] = 0
                             stack += children[child]
             todo = below
-
-    def forget(self) -> None:
-        """Read every file at the next refresh: a cgroup removed and made again under its name
-        below an idle parent is read nowhere else, and only a read finds its files gone (ENODEV)."""
-        self.last = [None] * len(self.fds)
 
     def kept(self, into: dict[int, tuple], released: set[int]) -> None:
         """Each file's (data, figures) by descriptor, for the next plan (RELEASED: closed since)."""
@@ -562,9 +560,6 @@ class Sampler:
         walk, every rewalk_interval; a gone one answers ENODEV at once): cgroups made and
         removed anywhere on a hybrid host cost one hierarchy's walk, not five."""
         quick = how == QUICK and self._unified_walk is not None
-        if how == FULL:  # (the interval's walk: a walk lists a remade cgroup as the one it replaced)
-            for kind in self._rising:
-                kind.forget()
         if not quick:
             self._last_walk = time.monotonic()
             self._v2_controllers = self._available_v2_controllers()  # for the cgroups opened now
@@ -577,9 +572,11 @@ class Sampler:
         seen: list[str] = []
         unreadable: set[str] = set()
         members: dict[str, set[str]] | None = None  # walked mount -> its cgroups, on a full walk
+        inodes: dict[str, dict[str, int]] = {}  # walked mount -> its cgroups' inode numbers
         if quick:
             assert self._unified_walk is not None
-            list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable)
+            inodes[self._unified_walk] = {}
+            list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable, inodes[self._unified_walk])
             seen += self._elsewhere
             unreadable |= self._unreadable_elsewhere
         else:
@@ -588,7 +585,8 @@ class Sampler:
             bad_in_unified: set[str] = set()
             for mount in self._walk_mounts:
                 first = len(seen)
-                list_cgroups(mount, self.start, self.depth, seen, unreadable)
+                inodes[mount] = {}
+                list_cgroups(mount, self.start, self.depth, seen, unreadable, inodes[mount])
                 members[mount] = set(seen[first:])
                 if mount == self._unified_walk:
                     in_unified, bad_in_unified = members[mount], set(unreadable)
@@ -596,7 +594,10 @@ class Sampler:
                 self._elsewhere = [p for p in dict.fromkeys(seen) if p not in in_unified]
                 self._unreadable_elsewhere = unreadable - bad_in_unified
         present = dict.fromkeys(seen)
-        for path in [p for p in self._entries if p not in present or self._entries[p].incomplete]:
+        # A cgroup removed and made again under its name since: the kept files are the old one's
+        # (answering ENODEV, but only when read: below an idle parent, nothing reads them).
+        for path in [p for p, entry in self._entries.items()
+                     if p not in present or entry.incomplete or _remade(entry, p, inodes)]:
             self._close_entry(self._entries.pop(path))  # (the plan is made again)
         self._incomplete = False
         if len(present) != len(self._entries):
@@ -607,6 +608,7 @@ class Sampler:
                 if entry is None:
                     entry = self._open_entry(path, unreadable, members)
                     self._incomplete |= entry.incomplete
+                    entry.inodes.update((m, found[path]) for m, found in inodes.items() if path in found)
                 entries[path] = entry
             self._entries = entries
             self._plan = None
@@ -767,6 +769,16 @@ class Sampler:
             self._kthread.clear()
         self._kthread[pid] = known
         return known
+
+
+def _remade(entry: _Entry, path: str, inodes: dict[str, dict[str, int]]) -> bool:
+    """Whether a walk (INODES) found PATH's directory another than the one ENTRY's files are of
+    (one it had not found before is taken as theirs)."""
+    for mount, found in inodes.items():
+        new = found.get(path)
+        if new is not None and entry.inodes.setdefault(mount, new) != new:
+            return True
+    return False
 
 
 def _hierarchical(memory: str) -> bool:

@@ -122,18 +122,25 @@ def test_a_new_cgroup_is_read_after_its_ancestors_and_the_others_stay_unread(uni
         assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
 
 
-def test_a_full_walk_reads_every_file_once(unified, monkeypatch):
-    """A cgroup removed and made again under its name below an idle parent is read by nothing
-    else: the full walk (every rewalk_interval) has the next refresh read every file, where the
-    old one's answer ENODEV."""
+def test_a_cgroup_made_again_under_its_name_is_opened_again_by_the_walk(unified, monkeypatch):
+    """/a/b/d removed and made again below an idle /a/b: nothing reads its old files (its
+    parent's CPU reads the same), so only the walk can tell, by the directory's inode number;
+    then the new one's figures are read, and /z's subtree stays unread."""
+    import shutil
+
     reads = Reads(monkeypatch)
     with _sampler(unified) as sampler:
         sampler.sample()
         sampler.sample()
+        (unified / "a/b/d").rename(unified / "old")  # (the new directory cannot take its inode)
+        make_v2(unified, ("/a/b/d",))
+        shutil.rmtree(unified / "old")
+        (unified / "a/b/d/cpu.stat").write_text("usage_usec 7\nuser_usec 7\nsystem_usec 0\n")
         sampler._rewalk()
         reads.clear()
-        sampler.sample()
-        assert reads.of(unified, "cpu.stat") == sorted(TREE)
+        assert sampler.sample().counters["/a/b/d"].cpu_ns == 7000
+        assert reads.of(unified, "cpu.stat") == ["/", "/a", "/a/b", "/a/b/d", "/a/c", "/z"]
+        sampler._rewalk()  # (the same directory: the files stay open, nothing read again)
         reads.clear()
         sampler.sample()
         assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
