@@ -10,7 +10,7 @@ root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
 signal).  A cgroup that vanished is noticed when its kept-open files are read:
 they answer ENODEV, and it is dropped and its files closed; one made again under its
-name is noticed by the walk (another inode number: _remade), its files opened again.
+name is noticed by the walk (another inode number), its files opened again.
 
 Thousands of cgroups need tens of thousands of open files: the sampler raises
 its soft RLIMIT_NOFILE to the hard limit, keeps a reserve of descriptors free
@@ -68,7 +68,7 @@ class Sample(Frozen):
 class _Entry:
     """One cgroup's open counter files (mutable: the sampler fills and repairs it)."""
 
-    __slots__ = ("fds", "names", "parsers", "kinds", "procs_fd", "procs_name", "incomplete", "fresh", "inodes")
+    __slots__ = ("fds", "names", "parsers", "kinds", "procs_fd", "procs_name", "incomplete", "fresh")
 
     def __init__(self, keep_reads: bool) -> None:
         self.fds: list[int] = []  # -1: not kept open, read by name each time
@@ -82,9 +82,6 @@ class _Entry:
         self.procs_fd = -1  # cgroup.procs, when tasks are counted from processes
         self.procs_name = ""  # set when cgroup.procs is read by name (no descriptor to spare)
         self.incomplete = False  # a file could not be opened even for a moment (EMFILE): retry
-        # Its directory's inode number in each walked hierarchy, as the walks found it: another
-        # is a cgroup made again under its name, whose files these are not (_remade: opened again).
-        self.inodes: dict[str, int] = {}
 
 
 class _Rising:
@@ -328,6 +325,7 @@ class Sampler:
         self._last_walk = -1e18
         self._stat_fd = self._open_descendant_counter()
         self._descendants: bytes | None = None
+        self._inodes: dict[str, dict[str, int]] = {}  # walked mount -> its cgroups' inode numbers at the last walk
         self._kthread: dict[int, bool] = {}
         self._judges = C.RISING | C.ZERO_BELOW
         memory = self.layout.v1_dirs.get("memory")
@@ -594,10 +592,16 @@ class Sampler:
                 self._elsewhere = [p for p in dict.fromkeys(seen) if p not in in_unified]
                 self._unreadable_elsewhere = unreadable - bad_in_unified
         present = dict.fromkeys(seen)
-        # A cgroup removed and made again under its name since: the kept files are the old one's
-        # (answering ENODEV, but only when read: below an idle parent, nothing reads them).
-        for path in [p for p, entry in self._entries.items()
-                     if p not in present or entry.incomplete or _remade(entry, p, inodes)]:
+        # A cgroup removed and made again under its name since the last walk has another inode
+        # number: the kept files are the old one's (answering ENODEV, but only when read: below
+        # an idle parent nothing reads them).
+        remade: set[str] = set()
+        for mount, found in inodes.items():
+            last = self._inodes.get(mount)
+            if last is not None:
+                remade.update(p for p, _ in found.items() - last.items() if p in last)
+            self._inodes[mount] = found
+        for path in [p for p, entry in self._entries.items() if p not in present or entry.incomplete or p in remade]:
             self._close_entry(self._entries.pop(path))  # (the plan is made again)
         self._incomplete = False
         if len(present) != len(self._entries):
@@ -608,7 +612,6 @@ class Sampler:
                 if entry is None:
                     entry = self._open_entry(path, unreadable, members)
                     self._incomplete |= entry.incomplete
-                    entry.inodes.update((m, found[path]) for m, found in inodes.items() if path in found)
                 entries[path] = entry
             self._entries = entries
             self._plan = None
@@ -769,16 +772,6 @@ class Sampler:
             self._kthread.clear()
         self._kthread[pid] = known
         return known
-
-
-def _remade(entry: _Entry, path: str, inodes: dict[str, dict[str, int]]) -> bool:
-    """Whether a walk (INODES) found PATH's directory another than the one ENTRY's files are of
-    (one it had not found before is taken as theirs)."""
-    for mount, found in inodes.items():
-        new = found.get(path)
-        if new is not None and entry.inodes.setdefault(mount, new) != new:
-            return True
-    return False
 
 
 def _hierarchical(memory: str) -> bool:

@@ -261,9 +261,10 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
                 bad.add(path)
             continue
         prefix = "/" if path == "/" else path + "/"
-        stack.extend((prefix + n, level + 1, is_leaf) for n, is_leaf in zip(names, leaves, strict=True))
+        paths = [prefix + n for n in names]
+        stack.extend((p, level + 1, is_leaf) for p, is_leaf in zip(paths, leaves, strict=True))
         if inodes is not None:
-            inodes.update((prefix + e.name, e.inode()) for e in dirs)
+            inodes.update(zip(paths, [e.inode() for e in dirs], strict=True))
     return found
 
 
