@@ -8,8 +8,9 @@ whose files are then not read (counters.RISING, counters.ZERO_BELOW).  The hiera
 again only when the set of cgroups may have changed: at once when the cgroup2
 root's cgroup.stat reports a different number of descendants (one pread), and
 otherwise every `rewalk_interval` seconds (v1-only cgroups have no such
-signal).  A cgroup that vanished is noticed on the spot: its kept-open files
-answer ENODEV, and it is dropped and its files closed.
+signal).  A cgroup that vanished is noticed when its kept-open files are read:
+they answer ENODEV, and it is dropped and its files closed; one made again under its
+name is noticed by the walk (another inode number), its files opened again.
 
 Thousands of cgroups need tens of thousands of open files: the sampler raises
 its soft RLIMIT_NOFILE to the hard limit, keeps a reserve of descriptors free
@@ -324,6 +325,7 @@ class Sampler:
         self._last_walk = -1e18
         self._stat_fd = self._open_descendant_counter()
         self._descendants: bytes | None = None
+        self._inodes: dict[str, dict[str, int]] = {}  # walked mount -> its cgroups' inode numbers at the last walk
         self._kthread: dict[int, bool] = {}
         self._judges = C.RISING | C.ZERO_BELOW
         memory = self.layout.v1_dirs.get("memory")
@@ -568,9 +570,11 @@ class Sampler:
         seen: list[str] = []
         unreadable: set[str] = set()
         members: dict[str, set[str]] | None = None  # walked mount -> its cgroups, on a full walk
+        inodes: dict[str, dict[str, int]] = {}  # walked mount -> its cgroups' inode numbers
         if quick:
             assert self._unified_walk is not None
-            list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable)
+            inodes[self._unified_walk] = {}
+            list_cgroups(self._unified_walk, self.start, self.depth, seen, unreadable, inodes[self._unified_walk])
             seen += self._elsewhere
             unreadable |= self._unreadable_elsewhere
         else:
@@ -579,7 +583,8 @@ class Sampler:
             bad_in_unified: set[str] = set()
             for mount in self._walk_mounts:
                 first = len(seen)
-                list_cgroups(mount, self.start, self.depth, seen, unreadable)
+                inodes[mount] = {}
+                list_cgroups(mount, self.start, self.depth, seen, unreadable, inodes[mount])
                 members[mount] = set(seen[first:])
                 if mount == self._unified_walk:
                     in_unified, bad_in_unified = members[mount], set(unreadable)
@@ -587,7 +592,16 @@ class Sampler:
                 self._elsewhere = [p for p in dict.fromkeys(seen) if p not in in_unified]
                 self._unreadable_elsewhere = unreadable - bad_in_unified
         present = dict.fromkeys(seen)
-        for path in [p for p in self._entries if p not in present or self._entries[p].incomplete]:
+        # A cgroup removed and made again under its name since the last walk has another inode
+        # number: the kept files are the old one's (answering ENODEV, but only when read: below
+        # an idle parent nothing reads them).
+        remade: set[str] = set()
+        for mount, found in inodes.items():
+            last = self._inodes.get(mount)
+            if last is not None:
+                remade.update(p for p, _ in found.items() - last.items() if p in last)
+            self._inodes[mount] = found
+        for path in [p for p, entry in self._entries.items() if p not in present or entry.incomplete or p in remade]:
             self._close_entry(self._entries.pop(path))  # (the plan is made again)
         self._incomplete = False
         if len(present) != len(self._entries):

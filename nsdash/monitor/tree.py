@@ -224,8 +224,11 @@ def hierarchy_mounts(layout: Layout) -> dict[str, str]:
 
 
 def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
-                 out: list[str] | None = None, unreadable: set[str] | None = None) -> list[str]:
-    """Paths of every cgroup under START in one hierarchy, parents first; cheap (d_type only)."""
+                 out: list[str] | None = None, unreadable: set[str] | None = None,
+                 inodes: dict[str, int] | None = None) -> list[str]:
+    """Paths of every cgroup under START in one hierarchy, parents first; cheap (d_type only).
+    INODES: filled with each one's inode number but START's, as its parent's listing gives it
+    (no call more): a cgroup made again under its name has another."""
     start = normalize(start)
     found = [] if out is None else out
     bad = set() if unreadable is None else unreadable
@@ -247,7 +250,8 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 with os.scandir(fd) as it:
-                    names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+                    dirs = [e for e in it if e.is_dir(follow_symlinks=False)]
+                names = [e.name for e in dirs]
                 below = depth is None or level + 1 < depth  # (deeper ones are listed, not entered)
                 leaves = [_is_leaf(n, fd) if below else True for n in names]
             finally:
@@ -257,7 +261,10 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
                 bad.add(path)
             continue
         prefix = "/" if path == "/" else path + "/"
-        stack.extend((prefix + n, level + 1, is_leaf) for n, is_leaf in zip(names, leaves, strict=True))
+        paths = [prefix + n for n in names]
+        stack.extend((p, level + 1, is_leaf) for p, is_leaf in zip(paths, leaves, strict=True))
+        if inodes is not None:
+            inodes.update(zip(paths, [e.inode() for e in dirs], strict=True))
     return found
 
 

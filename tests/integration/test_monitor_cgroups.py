@@ -321,6 +321,31 @@ def test_a_cgroup_removed_and_made_again_under_its_name_stays_listed(cgroups):
         assert set(second) == {cgroups.scope, path}
 
 
+@pytest.mark.parametrize("pure", [False, True], ids=["host", "cgroup2-alone"])
+def test_a_cgroup_remade_under_an_idle_parent_shows_its_own_cpu_time(cgroups, pure):
+    """A cgroup that used CPU, removed and made again under its name below an idle, empty
+    parent: the parent's CPU reads the same (it keeps the old one's time) and nothing below it
+    is read, but the new cgroup's time is its own (0), as a read of its files gives and
+    'cgtop --cpu=time' shows, even after a full walk."""
+    layout = cgroupfs.detect()
+    if pure:
+        layout = cgroupfs.Layout("unified", layout.unified_dir, layout.unified_dir, {})
+    proc = cgroups.run_in("p/unit", ["sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+    proc.wait()
+    cgroups.procs.remove(proc)
+    path = cgroups.scope + "/p/unit"
+    with Sampler(layout, start=cgroups.scope, rewalk_interval=0.2) as sampler:
+        sampler.sample()
+        before = sampler.sample().counters[path].cpu_ns
+        assert before, before
+        cgroups.remove("p/unit")
+        cgroups.make("p/unit")
+        for _ in range(3):
+            time.sleep(0.3)  # (a full walk is due each time)
+            counters = sampler.sample().counters
+        assert path in counters and counters[path].cpu_ns == 0, (before, counters.get(path))
+
+
 def test_kept_cgroup_procs_are_read_fresh_and_closed_when_their_cgroup_goes(cgroups):
     """The dashboard's tree keeps each cgroup2 cgroup.procs open and reads it again with pread:
     what it reads must be the processes now, not when the file was opened."""

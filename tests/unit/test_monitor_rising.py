@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nsdash.monitor import counters as C
-from nsdash.monitor.sampler import Sampler
+from nsdash.monitor.sampler import QUICK, Sampler
 from nsdash.system import cgroupfs
 from tests.unit.test_monitor_layouts import make_v1, make_v2
 
@@ -112,7 +112,7 @@ def test_a_new_cgroup_is_read_after_its_ancestors_and_the_others_stay_unread(uni
         sampler.sample()
         sampler.sample()
         make_v2(unified, ("/a/b/e",))
-        sampler._rewalk()
+        sampler._rewalk(QUICK)  # (cgroup2's count of descendants moved; a full walk reads every file)
         reads.clear()
         assert "/a/b/e" in sampler.sample().counters
         # Its ancestors and their children once (read after them, it is judged by them), /z's not.
@@ -120,6 +120,51 @@ def test_a_new_cgroup_is_read_after_its_ancestors_and_the_others_stay_unread(uni
         reads.clear()
         sampler.sample()
         assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
+
+
+def test_a_cgroup_made_again_under_its_name_is_opened_again_by_the_walk(unified, monkeypatch):
+    """/a/b/d removed and made again below an idle /a/b: nothing reads its old files (its
+    parent's CPU reads the same), so only the walk can tell, by the directory's inode number;
+    then the new one's figures are read, and /z's subtree stays unread."""
+    import shutil
+
+    reads = Reads(monkeypatch)
+    with _sampler(unified) as sampler:
+        sampler.sample()
+        sampler.sample()
+        (unified / "a/b/d").rename(unified / "old")  # (the new directory cannot take its inode)
+        make_v2(unified, ("/a/b/d",))
+        shutil.rmtree(unified / "old")
+        (unified / "a/b/d/cpu.stat").write_text("usage_usec 7\nuser_usec 7\nsystem_usec 0\n")
+        sampler._rewalk()
+        reads.clear()
+        assert sampler.sample().counters["/a/b/d"].cpu_ns == 7000
+        assert reads.of(unified, "cpu.stat") == ["/", "/a", "/a/b", "/a/b/d", "/a/c", "/z"]
+        sampler._rewalk()  # (the same directory: the files stay open, nothing read again)
+        reads.clear()
+        sampler.sample()
+        assert reads.of(unified, "cpu.stat") == ["/", "/a", "/z"]
+
+
+def test_a_descriptor_number_reused_by_a_new_cgroup_carries_nothing_over(unified, monkeypatch):
+    """/z/y removed and /a/b/e made in its stead (the count of cgroups the same): the new one's
+    files take the numbers /z/y's closed; the figures kept across the plan by descriptor are
+    /z/y's and must not become /a/b/e's."""
+    import shutil
+
+    numbers = Reads(monkeypatch).names
+    with _sampler(unified) as sampler:
+        sampler.sample()
+        sampler.sample()
+        old = {fd for fd, name in numbers.items() if name.startswith(str(unified / "z/y") + "/")}
+        shutil.rmtree(unified / "z/y")
+        make_v2(unified, ("/a/b/e",))
+        (unified / "a/b/e/cpu.stat").write_text("usage_usec 7\nuser_usec 7\nsystem_usec 0\n")
+        sampler._rewalk(QUICK)
+        new = {fd for fd, name in numbers.items() if name.startswith(str(unified / "a/b/e") + "/")}
+        assert old & new, (old, new)  # (the numbers came back: what this test is about)
+        got = sampler.sample().counters
+        assert "/z/y" not in got and got["/a/b/e"].cpu_ns == 7000
 
 
 def test_a_walk_that_finds_the_same_cgroups_keeps_the_plan(unified):
