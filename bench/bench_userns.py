@@ -83,6 +83,10 @@ def boot_nspawn(tree: Path, mode: str, name: str) -> float:
         took = time.monotonic() - t0
     finally:
         _remove_cgroup(cg)
+        # On a hybrid host nspawn mirrors its cgroups into the name=systemd hierarchy too.
+        mirror = Path("/sys/fs/cgroup/systemd") / cg.name
+        if mirror.is_dir():
+            _remove_cgroup(mirror)
     if r.returncode != 0 or "Powering off" not in r.stdout:
         raise SystemExit(f"systemd-nspawn -U {mode} did not boot and power off: {r.stdout.strip()[-300:]}")
     return took
