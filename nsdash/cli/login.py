@@ -20,6 +20,7 @@ import sys
 import termios
 import tty
 
+from nsdash.system.fdio import write_all
 from nsdash.system.terminal import window_size
 
 ESCAPE = 0x1D  # ^]
@@ -45,11 +46,6 @@ class EscapeDetector:
                 return True
         return False
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def skip_behind(pending: bytearray) -> int:
@@ -145,7 +141,7 @@ def login(name: str) -> int:
     finally:
         os.set_blocking(stdout, was_blocking)
         with contextlib.suppress(OSError):
-            _write_all(stdout, bytes(pending))
+            write_all(stdout, bytes(pending))
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)

@@ -26,6 +26,7 @@ from nsdash.remote import protocol as p
 from nsdash.remote.ssh import SshProcess
 from nsdash.remote.target import Target, ssh_argv
 from nsdash.system import terminal as term
+from nsdash.system.fdio import write_all
 from nsdash.system.ready import readable
 from nsdash.system.text import escape, escape_bytes
 
@@ -326,14 +327,8 @@ def _deliver(message: dict[str, Any], escapers: dict[int, LineEscaper], code: in
         if escapers:
             escapers[fd].feed(data)
         else:
-            _write_all(fd, data)
+            write_all(fd, data)
     elif message["t"] == "exit":
         value = message.get("code")
         return value if isinstance(value, int) and 0 <= value < 256 else 1
     return code
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.css.stylesheet import Stylesheet
 
+from nsdash.system.fdio import write_all
 from nsdash.tui.installed import textual_version
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ class RuleCache:
                 self._write_named(data)  # a file system without unnamed files (NFS, old kernels)
                 return
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 _link_in_place(fd, dir_fd, os.path.basename(self.path))
             finally:
                 os.close(fd)
@@ -253,12 +254,6 @@ class RuleCache:
             raise
         finally:
             os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _link_in_place(fd: int, dir_fd: int, name: str) -> None:
