@@ -12,7 +12,8 @@ for) for an object written that is not text; the journal pane writes only text.
 `deferred()` puts a stand-in for each in sys.modules while the block imports
 Textual, and takes them out after it.  A stand-in holds what Textual takes from it
 by name while it loads (a function that loads the real module when first called;
-for textual.types the very object Textual's own textual._types holds) and loads the
+for textual.types the very object Textual's own textual._types holds; a Textual
+without that private name gets the real textual.types) and loads the
 real module on any other attribute: a module that keeps a stand-in (textual.app's
 `uuid`, say) gets the real one's attributes on first use.  Any other import of these
 names after the block gets the real module.  Nothing is stood in for a module that
@@ -57,17 +58,27 @@ def later(module: str, name: str) -> Callable[..., Any]:
 
 def _stand_ins() -> dict[str, dict[str, Any]]:
     """Each module stood in for, and what Textual takes from it by name while it loads."""
-    import textual._types
-
-    return {
+    stand_ins: dict[str, dict[str, Any]] = {
         "uuid": {"uuid4": later("uuid", "uuid4")},  # textual.notifications
         "mimetypes": {},
         "platformdirs": {"user_downloads_path": later("platformdirs", "user_downloads_path")},  # textual.app
         # RichLog's renderable for an object that is not text (the journal pane writes only text)
         "rich.pretty": {"Pretty": later("rich.pretty", "Pretty")},
-        # textual.command takes this one name; textual.types takes it from textual._types
-        "textual.types": {"IgnoreReturnCallbackType": textual._types.IgnoreReturnCallbackType},
     }
+    # textual.command takes this one name; textual.types takes it from textual._types, a private
+    # module: a Textual without it there gets no stand-in (the real textual.types, a little slower)
+    held = _private_name("textual._types", "IgnoreReturnCallbackType")
+    if held is not None:
+        stand_ins["textual.types"] = {"IgnoreReturnCallbackType": held}
+    return stand_ins
+
+
+def _private_name(module: str, name: str) -> Any:
+    """MODULE.NAME, or None where this Textual has no such module or name."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
 
 
 @contextlib.contextmanager
