@@ -12,6 +12,7 @@ It puts the terminal in raw mode (before the container starts, so early keys,
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -21,6 +22,7 @@ import termios
 import time
 import tty
 
+from nsdash.errors import UsageError
 from nsdash.launcher.plan import signal_name
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines.supervisor import LocalConsole, Supervisor
@@ -70,16 +72,32 @@ def _copy_winsize(src: int, engine: Supervisor) -> None:
             engine.set_winsize(rows, cols)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+# Our terminal or reader went away (`| head`, a hung-up terminal): the machine runs on, quietly,
+# as systemd-nspawn's PTY forwarder treats them.  Any other write error is said once.
+_HANGUPS = frozenset((errno.EPIPE, errno.ECONNRESET, errno.EIO))
+
+
+def _write_all(fd: int, data: bytes) -> OSError | None:
+    """Write all of DATA to FD (non-blocking); the error that stopped it, if it was not a hang-up."""
     while data:
         try:
             n = os.write(fd, data)
         except BlockingIOError:
             wait((), [fd], 1.0)
             continue
-        except OSError:
-            return  # our stdout went away (a closed pipe): the machine runs on regardless
+        except OSError as e:
+            return None if e.errno in _HANGUPS else e
         data = data[n:]
+    return None
+
+
+def stdout_writable() -> bool:
+    """Whether file descriptor 1 takes writes: not closed (the CLI puts a read-only /dev/null
+    on a closed one), not opened read-only."""
+    try:
+        return fcntl.fcntl(1, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except OSError:
+        return False
 
 
 class Terminal(LocalConsole):
@@ -94,6 +112,7 @@ class Terminal(LocalConsole):
         self.show_output = mode in ("interactive", "read-only")
         self.escape = EscapeDetector()
         self.engine: Supervisor | None = None
+        self.lost_output = False  # the guest's output could not be written: the exit status says so
         self._saved: list | None = None
 
     def __enter__(self) -> Terminal:
@@ -126,7 +145,15 @@ class Terminal(LocalConsole):
 
     def output(self, data: bytes) -> None:
         if self.show_output:
-            _write_all(1, data)
+            error = _write_all(1, data)
+            if error is not None:  # a full disk (`> /dev/full`), say: once, and the machine runs on
+                self.show_output = False
+                self.lost_output = True
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(f"nsdash: write error: {error.strerror}; the guest's output is dropped "
+                                     "from here on (free some space or send it elsewhere)"
+                                     + ("\r\n" if self.raw else "\n"))
+                    sys.stderr.flush()
 
     def booted(self, boot: int) -> None:
         if boot != 1:
@@ -178,5 +205,11 @@ class Terminal(LocalConsole):
 def run_foreground(spec: ContainerSpec) -> int:
     """Run SPEC with the caller's terminal as its console; the exit code for nsdash spawn."""
     mode = console_mode(spec.console, os.isatty(0), os.isatty(1))
+    if mode in ("interactive", "read-only") and not stdout_writable():
+        # (systemd-nspawn drops the output then and exits 0; --console=pipe hands the payload our
+        # descriptors, which then says so itself, and passive shows nothing: both run as asked)
+        raise UsageError("standard output is closed (or read-only): the guest's console has nowhere to go",
+                         "run it with its output open (>/dev/null drops it; --console=passive shows none)")
     with Terminal(spec, mode) as terminal:
-        return Supervisor(spec, console=terminal, pty=mode != "pipe", foreground=True).run()
+        code = Supervisor(spec, console=terminal, pty=mode != "pipe", foreground=True).run()
+    return 1 if code == 0 and terminal.lost_output else code
