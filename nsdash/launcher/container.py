@@ -50,7 +50,11 @@ if TYPE_CHECKING:
     from nsdash.launcher.image import AttachedImage
     from nsdash.launcher.modes import OutcomeKind, Ownership
 
-NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; the rest of a longer one is dropped
+NOTIFY_DATAGRAM = 4096  # bytes read of one sd_notify datagram; a longer one is dropped whole (as nspawn)
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid (SCM_CREDENTIALS)
+# Room for the sender's credentials alone: descriptors passed with a message (FDSTORE=1)
+# find no room, and the kernel drops them rather than install them here.
+_NOTIFY_ANCILLARY = _socket.CMSG_SPACE(_UCRED.size)
 NOTIFY_BATCH = 256  # datagrams drained per read_notify() call, so a flood cannot starve the caller's loop
 STATUS_MAX = 256  # characters kept of STATUS= (guest text, shown escaped by whoever displays it)
 SECCOMP_FILE = "seccomp"  # in the run's state directory: the machine's filters (sandbox.pack_filters)
@@ -410,6 +414,9 @@ class Container:
         self._run_dir = run_dir
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
         self._notify = sock
+        # Each datagram then carries its sender's PID (the kernel's, in our PID namespace):
+        # read_notify() takes only PID 1's, as systemd-nspawn does.
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
         old = os.umask(0o177)  # 0600 whatever the caller's umask: the directory may be searchable
         try:
             sock.bind(str(run_dir / NOTIFY_FILE))
@@ -681,22 +688,30 @@ class Container:
     def read_notify(self) -> bool:
         """Drain sd_notify datagrams from the payload; True if READY=1 or STATUS= changed.
 
-        Bounded so a flood costs nothing: at most NOTIFY_BATCH datagrams per call (the
-        caller's loop calls again while the socket stays readable), each cut at
-        NOTIFY_DATAGRAM bytes, and only READY=1 and the last STATUS= (cut at STATUS_MAX)
-        are kept; every other key (newer systemds send more) and garbage is dropped.
-        Passed file descriptors (FDSTORE=1) are closed by the kernel: no ancillary buffer.
+        Only the container's PID 1 is heard, as systemd-nspawn hears only its inner child:
+        a datagram is taken when the kernel's credentials (SO_PASSCRED) name the leader.
+        Any other process that reaches the socket (the guest's root owns it under -U; a
+        guest root daemon, say) cannot mark the machine ready or set its status; a process
+        may claim another PID only with CAP_SYS_ADMIN over the guest's PID namespace, which
+        can do more than that anyway.  Bounded so a flood costs nothing: at most NOTIFY_BATCH
+        datagrams per call (the caller's loop calls again while the socket stays readable),
+        one longer than NOTIFY_DATAGRAM dropped whole, and only READY=1 and the last STATUS=
+        (cut at STATUS_MAX) kept; every other key (newer systemds send more) and garbage is
+        dropped.  Passed file descriptors (FDSTORE=1) find no room and are dropped by the kernel.
         """
         changed = False
         if self._notify is None:
             return changed
         for _ in range(NOTIFY_BATCH):
             try:
-                data = self._notify.recv(NOTIFY_DATAGRAM)
+                data, ancillary, flags, _ = self._notify.recvmsg(NOTIFY_DATAGRAM, _NOTIFY_ANCILLARY,
+                                                                 _socket.MSG_CMSG_CLOEXEC)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
+            if _notify_sender(ancillary) != self.leader or self.leader is None or flags & _socket.MSG_TRUNC:
+                continue
             for line in data.split(b"\n"):
                 if line == b"READY=1" and not self.ready:
                     self.ready = True
@@ -960,6 +975,22 @@ def _receive_console(sock_fd: int) -> int:
     os.set_inheritable(fds[0], False)
     os.set_blocking(fds[0], False)
     return fds[0]
+
+
+def _notify_sender(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The PID in a datagram's SCM_CREDENTIALS, None without them; passed descriptors that
+    did arrive (none should: no room is given) are closed."""
+    sender = None
+    for level, kind, data in ancillary:
+        if level != _socket.SOL_SOCKET:
+            continue
+        if kind == _socket.SCM_CREDENTIALS and len(data) == _UCRED.size:
+            sender = _UCRED.unpack(data)[0]
+        elif kind == _socket.SCM_RIGHTS:
+            for (fd,) in struct.iter_unpack("i", data[:len(data) - len(data) % 4]):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    return sender
 
 
 def _read_all(fd: int) -> bytes:

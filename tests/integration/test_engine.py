@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import sys
 import time
 
@@ -279,3 +280,39 @@ def test_a_systemd_guest_with_a_failed_unit_is_degraded(debian_cache, machine_na
     row = next(line for line in run_nsdash("list", "--no-legend").stdout.splitlines()
                if line.split()[0] == machine_name)
     assert "degraded" in row.split()[-2:]
+
+
+# Only PID 1 is heard (systemd-nspawn hears only its inner child): a child of PID 1 sends
+# READY=1 with a forged status, PID 1 one datagram longer than the bound, then a status of its own.
+OTHERS = ("import os, signal, socket, time\n"
+          "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+          "path = os.environ['NOTIFY_SOCKET']\n"
+          "if os.fork() == 0:\n"
+          "    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1\\nSTATUS=forged by a child', path)\n"
+          "    os._exit(0)\n"
+          "os.wait()\n"
+          "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+          "s.sendto(b'STATUS=too long\\nREADY=1\\n' + b'x' * 5000, path)\n"
+          "s.sendto(b'STATUS=from PID 1', path)\n"
+          "signal.sigwait({signal.SIGUSR1})\n"  # the host's forgeries are sent meanwhile
+          "s.sendto(b'STATUS=again from PID 1', path)\n"
+          "time.sleep(600)\n")
+
+
+@pytest.mark.parametrize("users", [[], ["-U"], ["--private-users=pick"]], ids=["root", "U", "pick"])
+def test_notify_is_heard_from_pid_1_alone(debian_cache, machine_name, cleanup, users):
+    cleanup(machine_name)
+    r = run_nsdash("spawn", "--detach", "--notify-ready=yes", "-q", *users,
+                   "-xD", str(debian_cache), "-M", machine_name, "python3", "-c", OTHERS)
+    assert r.returncode == 0, r.stderr
+    s = wait_for(lambda: (x := state_of(machine_name)).status_text == "from PID 1" and x, timeout=20)
+    assert s.state == "starting"  # neither the child's READY=1 nor the long datagram's counted
+    # A host process that reaches the socket (root here) is not the guest either.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.sendto(b"READY=1\nSTATUS=forged by the host", str(st.machine_dir(machine_name) / "notify"))
+    sock.sendto(b"READY=1", str(st.machine_dir(machine_name) / "notify"))
+    sock.close()
+    assert s.leader is not None
+    os.kill(s.leader, signal.SIGUSR1)  # PID 1's last word, after ours
+    s = wait_for(lambda: (x := state_of(machine_name)).status_text == "again from PID 1" and x, timeout=20)
+    assert s.state == "starting"
