@@ -178,8 +178,8 @@ def _stdout_failed(e: OSError) -> bool:
         return False
     if e.errno in _WRITE_ERRNOS:
         return True
-    if e.errno == errno.EBADF and isinstance(sys.stdout, _ClosedStdout):
-        return True
+    if e.errno == errno.EBADF and (isinstance(sys.stdout, _ClosedStdout) or not _fd_writable(1)):
+        return True  # (`nsdash list 1</dev/null`: a descriptor 1 opened read-only fails so too)
     try:  # another errno (EIO...): ours only if stdout still cannot take what it holds
         sys.stdout.flush()
     except OSError:
@@ -187,6 +187,12 @@ def _stdout_failed(e: OSError) -> bool:
     except ValueError:
         return False  # closed
     return False
+
+
+def _fd_writable(fd: int) -> bool:
+    from nsdash.system.fdio import writable  # only on this error's path
+
+    return writable(fd)
 
 
 def _write_error(e: OSError) -> int:

@@ -116,6 +116,8 @@ def login(name: str) -> int:
                     data = os.read(stdin, 4096)
                 except BlockingIOError:  # stdin shares stdout's file (a terminal): not ready after all
                     data = None
+                except OSError:  # (`0>/dev/null`: write-only) no input to send, as at its end
+                    data = b""
                 if data == b"":
                     stdin_open = False  # piped input ended: keep showing output
                 elif data:

@@ -26,6 +26,7 @@ from nsdash.errors import UsageError
 from nsdash.launcher.plan import signal_name
 from nsdash.launcher.spec import ContainerSpec
 from nsdash.machines.supervisor import LocalConsole, Supervisor
+from nsdash.system.fdio import writable
 from nsdash.system.ready import wait
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
@@ -89,15 +90,6 @@ def _write_all(fd: int, data: bytes) -> OSError | None:
             return None if e.errno in _HANGUPS else e
         data = data[n:]
     return None
-
-
-def stdout_writable() -> bool:
-    """Whether file descriptor 1 takes writes: not closed (the CLI puts a read-only /dev/null
-    on a closed one), not opened read-only."""
-    try:
-        return fcntl.fcntl(1, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
-    except OSError:
-        return False
 
 
 class Terminal(LocalConsole):
@@ -205,7 +197,7 @@ class Terminal(LocalConsole):
 def run_foreground(spec: ContainerSpec) -> int:
     """Run SPEC with the caller's terminal as its console; the exit code for nsdash spawn."""
     mode = console_mode(spec.console, os.isatty(0), os.isatty(1))
-    if mode in ("interactive", "read-only") and not stdout_writable():
+    if mode in ("interactive", "read-only") and not writable(1):
         # (systemd-nspawn drops the output then and exits 0; --console=pipe hands the payload our
         # descriptors, which then says so itself, and passive shows nothing: both run as asked)
         raise UsageError("standard output is closed (or read-only): the guest's console has nowhere to go",

@@ -93,16 +93,19 @@ def test_systemctl_output_buffer_does_not_write_nothing(monkeypatch):
 CLOSED_LINE = "nsdash: write error: Bad file descriptor; run it with its standard output open\n"
 
 
+@pytest.mark.parametrize("redirect", [">&-", "1</dev/null"], ids=["closed", "read-only"])
 @pytest.mark.parametrize("args", CASES, ids=lambda a: " ".join(a))
-def test_a_closed_stdout_is_one_line_and_status_1(tmp_path, args):
+def test_a_closed_stdout_is_one_line_and_status_1(tmp_path, args, redirect):
     """`nsdash list >&-`: Python leaves sys.stdout None; a verb that prints says so in one line,
-    as coreutils' `ls >&-` does, instead of an AttributeError's traceback."""
+    as coreutils' `ls >&-` does, instead of an AttributeError's traceback.  So too with a
+    descriptor 1 opened read-only (`1</dev/null`: each write fails with EBADF)."""
     argv = [a.format(dir=tmp_path) for a in args]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("NSDASH_DEBUG", None)
     env.pop("NSDASH_HOST", None)
-    out = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-S", str(REPO / "bin" / "nsdash"),
-                          *argv], stderr=subprocess.PIPE, text=True, env=env, timeout=60, cwd=REPO)
+    out = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", sys.executable, "-S",
+                          str(REPO / "bin" / "nsdash"), *argv], stderr=subprocess.PIPE, text=True, env=env,
+                         timeout=60, cwd=REPO)
     assert (out.returncode, out.stderr) == (1, CLOSED_LINE)
 
 

@@ -1,4 +1,5 @@
-"""`nsdash spawn` with its standard output closed, read-only or failing, as root on the BusyBox tree.
+"""Odd standard descriptors, as root on the BusyBox tree: `nsdash spawn` with its standard
+output closed, read-only or failing; `nsdash login` with a stdin it cannot read.
 
 systemd-nspawn 252 drops the guest's output then and exits 0 (`>&-`), or says
 "write(): No space left on device" and exits 0 (`>/dev/full`).  nsdash refuses a
@@ -11,9 +12,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, console_log, run_nsdash, wait_for
 
 RAN = "/ran"  # the payload's mark in the tree: it ran, to its end
 SCRIPT = f"echo hello; sleep 0.1; echo again; echo done > {RAN}"
@@ -67,3 +69,27 @@ def test_pipe_and_passive_consoles_run_with_stdout_closed(busybox_tree, console,
     r = spawn_with(">&-", busybox_tree, f"--console={console}")
     assert (r.returncode, r.stderr) == (status, stderr)
     assert (busybox_tree / RAN.lstrip("/")).read_text() == "done\n"
+
+
+def test_login_with_a_write_only_stdin_reads_it_as_ended(detached, busybox_tree, machine_name):
+    """`nsdash login M 0>/dev/null`: no input to send, as at its end; the console is still shown
+    until the machine goes (was: the first read's EBADF as a traceback)."""
+    detached("-bD", str(busybox_tree))
+    wait_for(lambda: "login:" in console_log(machine_name), what="the getty prompt")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("NSDASH_DEBUG", None)
+    login = subprocess.Popen(["sh", "-c", 'exec "$@" 0>/dev/null', "sh", sys.executable, "-S",
+                              str(REPO / "bin" / "nsdash"), "login", machine_name],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    try:
+        time.sleep(0.5)  # (its first look at stdin; nothing to wait for that can be seen)
+        assert login.poll() is None, login.communicate()
+        assert run_nsdash("poweroff", machine_name).returncode == 0
+        out, err = login.communicate(timeout=30)
+    finally:
+        if login.poll() is None:
+            login.kill()
+            login.wait()
+    assert login.returncode == 0, err
+    assert b"login:" in out
+    assert err.decode().endswith(f"Machine {machine_name} terminated.\r\n"), err
