@@ -205,7 +205,7 @@ def console_log(name: str) -> str:
 def alive(pid: int) -> bool:
     """PID runs (gone or a zombie is not alive)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/{pid}/stat", errors="surrogateescape") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
@@ -435,7 +435,7 @@ def _session_roots() -> tuple[str, ...]:
 
 
 def _mounts(roots) -> set[str]:
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:
         return {m for m in (line.split()[4] for line in f) if _ours(m, roots)}
 
 
@@ -497,7 +497,7 @@ def _container_procs() -> set[str]:
         if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/cgroup") as f:
+            with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:
                 text = f.read()
         except OSError:
             continue
@@ -515,7 +515,7 @@ def _reaped_by_host_init(pid: str) -> bool:
     machine's PID 1 (not systemd) reaps at its own pace; that is not a leak.
     """
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/{pid}/stat", errors="surrogateescape") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return True
@@ -528,11 +528,11 @@ def _about(procs) -> str:
     for entry in sorted(procs):
         pid = entry.split(" ", 1)[0]
         try:
-            with open(f"/proc/{pid}/stat") as f:
+            with open(f"/proc/{pid}/stat", errors="surrogateescape") as f:
                 state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read(200).replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/cgroup") as f:
+            with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:
                 groups = sorted({line.split(":", 2)[-1] for line in f.read().splitlines()})
         except OSError as e:
             out.append(f"{pid}: {e}")
