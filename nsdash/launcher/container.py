@@ -710,7 +710,8 @@ class Container:
                 break
             except OSError:
                 break
-            if _notify_sender(ancillary) != self.leader or self.leader is None or flags & _socket.MSG_TRUNC:
+            sender = _notify_sender(ancillary)  # (which also closes any descriptor that came)
+            if sender is None or sender != self.leader or flags & _socket.MSG_TRUNC:
                 continue
             for line in data.split(b"\n"):
                 if line == b"READY=1" and not self.ready:
