@@ -179,27 +179,32 @@ def cmd_read_only(argv: list[str]) -> int:
 def cmd_export_tar(argv: list[str]) -> int:
     p = _parser("export-tar", None)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", nargs="?", default="-", help="- or none: standard output")
     p.add_argument("--format", dest="fmt")
     p.add_argument("-q", "--quiet", action="store_true")
     ns = _parse(p, argv)
     progress = ProgressLine("Exported", ns.quiet)
     size = images.export_tar(ns.name, ns.file, ns.fmt, progress)
-    progress.finish(f"Exported image '{ns.name}' to {escape(ns.file)} ({size / (1 << 20):.1f} MiB of tar).")
+    progress.finish(f"Exported image '{ns.name}' to {_file_or_stdio(ns.file, 'output')} "
+                    f"({size / (1 << 20):.1f} MiB of tar).")
     return 0
 
 
 def cmd_import_tar(argv: list[str]) -> int:
     p = _parser("import-tar", None)
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="-: standard input (then NAME is needed)")
     p.add_argument("name", metavar="NAME", nargs="?")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     ns = _parse(p, argv)
     progress = ProgressLine("Imported", ns.quiet)
     image = images.import_tar(ns.file, ns.name, ns.read_only, progress)
-    progress.finish(f"Imported {escape(ns.file)} as image '{image.name}' ({image.path}).")
+    progress.finish(f"Imported {_file_or_stdio(ns.file, 'input')} as image '{image.name}' ({image.path}).")
     return 0
+
+
+def _file_or_stdio(file: str, which: str) -> str:
+    return f"standard {which}" if file in images.STDIO else escape(file)
 
 
 def main(argv: list[str]) -> int:

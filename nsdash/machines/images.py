@@ -42,6 +42,7 @@ from typing import IO
 from nsdash.errors import MachineExists, MachineNotFound, NsdashError, UsageError
 from nsdash.launcher import inuse, names, template
 from nsdash.system import confined, fsflags, mountinfo, paths
+from nsdash.system.fdio import writable
 
 CHUNK = 1 << 20
 
@@ -452,49 +453,75 @@ def _tail(f: IO[bytes]) -> str:
     return lines[0] if lines else ""
 
 
+STDIO = ("-", "")  # an export's FILE, an import's FILE: standard output or input, as machinectl takes them
+
+
 def export_tar(name: str, file: str, fmt: str | None = None, progress: Progress | None = None) -> int:
     """Write image NAME to FILE as a tar archive; the number of bytes written.  FILE is
-    written under a temporary name beside it and renamed at the end."""
+    written under a temporary name beside it and renamed at the end; "-" is standard
+    output (never a terminal, as machinectl refuses one)."""
     image = find(name)
     if image.type == "raw":
         raise UsageError(f"image '{name}' is a raw disk image", "copy the .raw file instead of exporting a tar")
     fmt = format_for(file, fmt)
     if fmt != "uncompressed" and not shutil.which(FORMATS[fmt][1][0]):
         raise UsageError(f"--format={fmt} needs {FORMATS[fmt][1][0]}", f"install {FORMATS[fmt][1][0]}")
+    if file in STDIO:
+        if not writable(1):
+            raise UsageError("standard output is closed (or read-only): the archive has nowhere to go",
+                             "name a FILE, or run it with its output open")
+        if os.isatty(1):
+            raise UsageError("refusing to write the archive to a terminal",
+                             "name a FILE, or send standard output to one (> NAME.tar) or to a pipe")
+        with open(1, "wb", closefd=False) as out:
+            return _write_tar(name, image.path, fmt, out, progress)
     target = Path(file).absolute()
     if not target.parent.is_dir():
         raise UsageError(f"cannot write {target}: {target.parent} is not a directory",
                          "create the directory first, or name a file in an existing one")
     temp = target.parent / f".#{target.name}{secrets.token_hex(8)}"
+    try:
+        with open(temp, "xb") as out:
+            written = _write_tar(name, image.path, fmt, out, progress)
+        os.rename(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return written
+
+
+def _write_tar(name: str, tree: Path, fmt: str, out: IO[bytes], progress: Progress | None) -> int:
+    """TREE as a tar archive (compressed as FMT) into OUT; the number of tar bytes."""
     written = 0
     with tempfile.TemporaryFile() as errors:
+        tar = subprocess.Popen(["tar", *TAR_COMMON, "--sparse", "-C", str(tree), "-c", "."],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        comp = None
+        if fmt != "uncompressed":
+            comp = subprocess.Popen(FORMATS[fmt][1], stdin=subprocess.PIPE, stdout=out, stderr=errors)
+        assert tar.stdout is not None
+        sink = comp.stdin if comp is not None else out
+        assert sink is not None
         try:
-            with open(temp, "xb") as out:
-                tar = subprocess.Popen(["tar", *TAR_COMMON, "--sparse", "-C", str(image.path), "-c", "."],
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
-                comp = None
-                if fmt != "uncompressed":
-                    comp = subprocess.Popen(FORMATS[fmt][1], stdin=subprocess.PIPE, stdout=out, stderr=errors)
-                assert tar.stdout is not None
-                sink = comp.stdin if comp is not None else out
-                assert sink is not None
-                while chunk := tar.stdout.read(CHUNK):
-                    sink.write(chunk)
-                    written += len(chunk)
-                    if progress:
-                        progress(written, None)
-                tar_rc = tar.wait()
-                comp_rc = 0
-                if comp is not None:
-                    sink.close()
-                    comp_rc = comp.wait()
-            if tar_rc not in (0,) or comp_rc != 0:
-                raise NsdashError(f"exporting '{name}' failed: {_tail(errors) or 'tar failed'}")
-            os.rename(temp, target)
+            while chunk := tar.stdout.read(CHUNK):
+                sink.write(chunk)
+                written += len(chunk)
+                if progress:
+                    progress(written, None)
         except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+            for child in (tar, comp):
+                if child is not None:
+                    child.kill()
+                    child.wait()
             raise
+        tar_rc = tar.wait()
+        comp_rc = 0
+        if comp is not None:
+            sink.close()
+            comp_rc = comp.wait()
+        if tar_rc != 0 or comp_rc != 0:
+            raise NsdashError(f"exporting '{name}' failed: {_tail(errors) or 'tar failed'}")
     return written
 
 
@@ -510,11 +537,16 @@ def import_tar(file: str, name: str | None = None, read_only: bool = False,
                progress: Progress | None = None) -> Image:
     """Unpack tar archive FILE (compressed or not) as image NAME in /var/lib/machines.
     A damaged archive is refused and leaves nothing behind."""
+    stdin = file in STDIO
+    if stdin and not name:
+        raise UsageError("an archive read from standard input needs a NAME", "add the image's NAME after -")
     name = name or _default_import_name(file)
     check_name(name)
     target = check_new(name, paths.image_home())
+    if stdin and os.isatty(0):
+        raise UsageError("refusing to read the archive from a terminal", "name a FILE, or send one in (< FILE)")
     try:
-        src = open(file, "rb")  # noqa: SIM115 - closed in the finally below
+        src = open(0 if stdin else file, "rb", closefd=not stdin)  # noqa: SIM115 - closed in the finally below
     except OSError as e:
         raise UsageError(f"cannot read {file}: {e.strerror}", "name an existing tar archive") from None
     home = paths.image_home()

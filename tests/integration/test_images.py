@@ -10,16 +10,18 @@ round trip must keep more than plain files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import pty
 import stat
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import run_nsdash, tree_manifest, wait_for
+from conftest import NSDASH, REPO, run_nsdash, tree_manifest, wait_for
 
 from nsdash.system import fsflags
 
@@ -124,6 +126,54 @@ def test_export_import_round_trip(image_dir, image, tmp_path, suffix):
     assert "Imported 0% (0.0 MiB)" in r.stderr and "Imported 100%" in r.stderr
     assert manifest(image_dir / (image + "-i")) == before
     assert not hidden(image_dir)
+
+
+def test_export_to_stdout_and_import_from_stdin_round_trip(image_dir, image):
+    """`-` (or no FILE for export-tar) is standard output or input, as machinectl takes it: a
+    pipe from one to the other; never a file named "-"."""
+    before = manifest(image_dir / image)
+    export = subprocess.Popen([*NSDASH, "export-tar", "--format=gzip", image], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=image_dir)
+    assert export.stdout is not None
+    r = run_nsdash("import-tar", "-", image + "-p", stdin=export.stdout)
+    export.stdout.close()
+    assert export.wait(timeout=60) == 0, export.stderr.read() if export.stderr else ""
+    assert r.returncode == 0, r.stderr
+    assert export.stderr is not None and export.stderr.read().decode().splitlines()[-1].startswith(
+        f"Exported image '{image}' to standard output (")
+    assert r.stderr.splitlines()[-1].startswith(f"Imported standard input as image '{image}-p' (")
+    assert manifest(image_dir / (image + "-p")) == before
+    assert sorted(os.listdir(image_dir)) == [image, image + "-p"]  # no "-", nothing hidden
+
+
+@pytest.mark.parametrize("redirect, line", [
+    (">&-", "nsdash: standard output is closed (or read-only): the archive has nowhere to go; "
+            "name a FILE, or run it with its output open"),
+    ("1</dev/null", "nsdash: standard output is closed (or read-only): the archive has nowhere to go; "
+                    "name a FILE, or run it with its output open"),
+])
+def test_export_to_a_closed_stdout_is_one_line(image_dir, image, redirect, line):
+    r = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *NSDASH, "export-tar", image, "-"],
+                       capture_output=True, text=True, cwd=image_dir, timeout=60)
+    assert (r.returncode, r.stderr) == (1, line + "\n")
+    assert sorted(os.listdir(image_dir)) == [image]
+
+
+def test_stdio_refusals_are_one_line(image_dir, image, tmp_path):
+    assert "needs a NAME" in refused("import-tar", "-")
+    for args in (("export-tar", image, "-"), ("import-tar", "-", "tty")):  # a terminal on both ends
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execvpe(NSDASH[0], [*NSDASH, *args], dict(os.environ, PYTHONPATH=str(REPO)))
+        out = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(fd, 4096):
+                out += chunk
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 1
+        assert b"refusing to " in out and b"a terminal" in out, out
+    assert sorted(os.listdir(image_dir)) == [image]
 
 
 def test_import_name_from_the_file_and_read_only(image_dir, image, tmp_path):
