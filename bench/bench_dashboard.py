@@ -40,6 +40,8 @@ sys.path.insert(0, os.environ.get("NSDASH_BENCH_CODE", str(REPO)))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cgtop import make_tree, remove_tree  # noqa: E402
+from hoststate import Watch  # noqa: E402
+from hoststate import Window as HostWindow  # noqa: E402
 from report import Report, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
@@ -114,10 +116,14 @@ def thread_cpu(name: str) -> float:
 WINDOWS = 4  # the at-rest time is measured in this many equal windows: their spread is the row's
 
 
-async def at_rest(seconds: float, settled_at: float | None = None) -> list[tuple[float, float, float, tuple[float, float]]]:
+Rest = tuple[float, float, float, tuple[float, float], HostWindow]
+
+
+async def at_rest(seconds: float, settled_at: float | None = None) -> list[Rest]:
     """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread,
-    and the least and most of the whole process over WINDOWS windows.  With SETTLED_AT
-    (a time.monotonic() value), measured once more from then on: the same figures again."""
+    the least and most of the whole process over WINDOWS windows, and the host over the same
+    window (bench/hoststate.py).  With SETTLED_AT (a time.monotonic() value), measured once more
+    from then on: the same figures again."""
     from nsdash.tui import gcpause
     from nsdash.tui.app import NsdashApp
 
@@ -135,7 +141,8 @@ async def at_rest(seconds: float, settled_at: float | None = None) -> list[tuple
         return out
 
 
-async def _rest_windows(pilot, seconds: float) -> tuple[float, float, float, tuple[float, float]]:
+async def _rest_windows(pilot, seconds: float) -> Rest:
+    host = Watch()
     c0, u0, p0, w0 = cpu_now(), time.thread_time(), thread_cpu("nsdash-poller"), time.perf_counter()
     windows = []
     for _ in range(WINDOWS):
@@ -143,8 +150,9 @@ async def _rest_windows(pilot, seconds: float) -> tuple[float, float, float, tup
         await pilot.pause(seconds / WINDOWS)
         windows.append((cpu_now() - c) / (time.perf_counter() - w) * 100)
     wall = time.perf_counter() - w0
-    return ((cpu_now() - c0) / wall * 100, (time.thread_time() - u0) / wall * 100,
-            (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)))
+    ours = (cpu_now() - c0) / wall * 100
+    return (ours, (time.thread_time() - u0) / wall * 100,
+            (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)), host.end(ours))
 
 
 def start_machines(k: int, names: list[str]) -> None:
@@ -586,47 +594,51 @@ def rest(args, report: Report) -> None:
         settled_at = booted + args.settle if args.settle else None
         measured = asyncio.run(at_rest(args.rest_seconds, settled_at))
         n = len(names)
-        pct, ui, poller, spread = measured[0]
+        pct, ui, poller, spread, host = measured[0]
         print(f"at rest, {n} machines in their first minute, 1 s refresh: {pct:.1f}% of one core "
               f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
-              f"{os.getloadavg()[0]:.2f} after)")
+              f"{os.getloadavg()[0]:.2f} after)\n  {host.line()}")
         report.row(f"dashboard at rest, {n} machines in their first minute (headless), % of a core", pct,
                    "goal", 1.0, "%", spread=spread,
                    note=f"UI {ui:.1f}%, poller {poller:.1f}%; uptimes in seconds, sparklines filling; "
-                        f"spread over {WINDOWS} windows")
+                        f"spread over {WINDOWS} windows; {host.note()}")
         if settled_at is not None:
-            pct, ui, poller, spread = measured[1]
+            pct, ui, poller, spread, host = measured[1]
             rss = rss_mib()
             print(f"at rest, settled (the {n} machines and the dashboard {args.settle:g} s old): {pct:.1f}% of "
                   f"one core (UI thread {ui:.1f}%, poller {poller:.1f}%; load {os.getloadavg()[0]:.2f}); "
-                  f"{rss:.0f} MiB resident (headless app and bench)")
+                  f"{rss:.0f} MiB resident (headless app and bench)\n  {host.line()}")
             report.row(f"dashboard at rest, {n} machines settled (older than a minute; headless), % of a core",
                        pct, "goal", 1.0, "%", spread=spread,
                        note=f"UI {ui:.1f}%, poller {poller:.1f}%; machines and dashboard {args.settle:g} s old; "
-                            f"spread over {WINDOWS} windows")
+                            f"spread over {WINDOWS} windows; {host.note()}")
             report.row(f"dashboard RSS, {n} machines {args.settle:g} s old (headless)", rss, "-", None, "MiB")
         if args.terminal:
             first, settled, rss, age = in_tmux(args.rest_seconds, args.settle, booted, args.peer)
-            pct, spread, machines_age = first
+            pct, spread, machines_age, host = first
             print(f"at rest in tmux (160x50, real terminal output), {n} machines {machines_age:.0f} s old, "
-                  f"the dashboard in its first minute: {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]")
+                  f"the dashboard in its first minute: {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]"
+                  f"\n  {host.line()}")
             report.row(f"dashboard at rest in tmux, {n} machines, the dashboard in its first minute, % of a core",
                        pct, "goal", 1.0, "%", spread=spread,
-                       note=f"sparklines filling; machines {machines_age:.0f} s old; spread over {WINDOWS} windows")
+                       note=f"sparklines filling; machines {machines_age:.0f} s old; spread over {WINDOWS} windows; "
+                            f"{host.note()}")
             if settled is not None:
-                pct, spread, machines_age = settled
+                pct, spread, machines_age, host = settled
                 print(f"at rest in tmux, settled (the dashboard {args.settle:g} s old, {n} machines "
-                      f"{machines_age:.0f} s old): {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]")
+                      f"{machines_age:.0f} s old): {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]"
+                      f"\n  {host.line()}")
                 report.row(f"dashboard at rest in tmux, {n} machines settled (older than a minute), % of a core",
                            pct, "goal", 1.0, "%", spread=spread,
-                           note=f"dashboard {args.settle:g} s old; spread over {WINDOWS} windows")
+                           note=f"dashboard {args.settle:g} s old; spread over {WINDOWS} windows; {host.note()}")
             print(f"  tmux: {rss:.0f} MiB resident after {age:.0f} s")
             report.row(f"dashboard RSS after {age:.0f} s, {n} machines (tmux)", rss, "-", None, "MiB")
     finally:
         stop_machines(names)
 
 
-Window = tuple[float, tuple[float, float], float]  # percent of a core, its least..most, the machines' age
+# Percent of a core, its least..most, the machines' age, the host over the window (bench/hoststate.py).
+Window = tuple[float, tuple[float, float], float, HostWindow]
 
 
 def in_tmux(seconds: float, settle: float, booted: float,
@@ -660,6 +672,7 @@ def in_tmux(seconds: float, settle: float, booted: float,
 
         def measure() -> list[Window]:
             age = time.monotonic() - booted
+            host = Watch()
             t0, c0 = time.monotonic(), [ticks(pid) for pid in pids]
             windows: list[list[float]] = [[] for _ in pids]
             for _ in range(WINDOWS):
@@ -668,8 +681,9 @@ def in_tmux(seconds: float, settle: float, booted: float,
                 for i, pid in enumerate(pids):
                     windows[i].append(100 * (ticks(pid) - c[i]) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t))
             wall = time.monotonic() - t0
-            return [(100 * (ticks(pid) - c0[i]) / os.sysconf("SC_CLK_TCK") / wall, (min(windows[i]), max(windows[i])),
-                     age) for i, pid in enumerate(pids)]
+            pcts = [100 * (ticks(pid) - c0[i]) / os.sysconf("SC_CLK_TCK") / wall for i, pid in enumerate(pids)]
+            seen = host.end(sum(pcts))  # both dashboards (with --peer) are ours, not the host's others
+            return [(pct, (min(windows[i]), max(windows[i])), age, seen) for i, pct in enumerate(pcts)]
 
         first = measure()
         settled = None
@@ -679,7 +693,7 @@ def in_tmux(seconds: float, settle: float, booted: float,
         if peer:
             for what, got in (("the dashboards in their first minute", first), ("settled", settled)):
                 if got is not None:
-                    (ours, _, _), (theirs, _, _) = got
+                    (ours, _, _, _), (theirs, _, _, _) = got
                     print(f"  at rest in tmux, {what}, side by side over the same windows: this checkout "
                           f"{ours:.2f}%, {peer} {theirs:.2f}% (ratio {ours / theirs if theirs else float('nan'):.2f}); "
                           f"load {os.getloadavg()[0]:.2f}")
