@@ -202,6 +202,11 @@ def main() -> int:
                          "or part 5 (quit: `q` to the shell's turn)")
     ap.add_argument("--flood-rate", type=int, default=2000, help="part 4: journal lines a second (default 2000)")
     ap.add_argument("--flood-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=float, default=0.0, metavar="SECONDS",
+                    help="part 2 also counted: the headless app under callgrind for SECONDS once the timed windows "
+                         "are done, instructions per refresh of its UI and poller threads (a count: no host's "
+                         "cache penalty in it)")
+    ap.add_argument("--count-child", metavar="FLAG", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
     ap.add_argument("--module", action="store_true",
                     help="part 3 starts `python -m nsdash` (with site) instead of the checkout's bin/nsdash "
@@ -213,6 +218,9 @@ def main() -> int:
                     help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
     report = Report("dashboard", wants_json())
     args = ap.parse_args()
+    if args.count_child:
+        asyncio.run(count_child(args.count_child))
+        return 0
     if args.flood_child:
         med, most, n = asyncio.run(flood_keys(args.flood_rate))
         print(f"{med} {most} {n}")
@@ -633,12 +641,97 @@ def rest(args, report: Report) -> None:
                            note=f"dashboard {args.settle:g} s old; spread over {WINDOWS} windows; {host.note()}")
             print(f"  tmux: {rss:.0f} MiB resident after {age:.0f} s")
             report.row(f"dashboard RSS after {age:.0f} s, {n} machines (tmux)", rss, "-", None, "MiB")
+        if args.count:
+            counted(args.count, n, booted, report)
     finally:
         stop_machines(names)
 
 
 # Percent of a core, its least..most, the machines' age, the host over the window (bench/hoststate.py).
 Window = tuple[float, tuple[float, float], float, HostWindow]
+
+
+async def count_child(flag: str) -> None:
+    """--count-child FLAG: the headless app at rest (as at_rest runs it) under callgrind with its
+    instrumentation off; once three snapshots are applied it writes its pid to FLAG.ready (the parent
+    then turns the counting on), and when FLAG.stop appears, the snapshots applied since to FLAG.count."""
+    from nsdash.tui import gcpause
+    from nsdash.tui.app import NsdashApp
+
+    applied = [0]
+
+    class Counted(NsdashApp):
+        def on_snapshot_ready(self, message: SnapshotReady) -> None:
+            applied[0] += 1
+            super().on_snapshot_ready(message)
+
+    gcpause.hold()
+    app = Counted(interval=1.0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        while applied[0] < 3:
+            await pilot.pause(0.5)
+        start = applied[0]
+        Path(flag + ".ready").write_text(str(os.getpid()))
+        while not os.path.exists(flag + ".stop"):
+            await pilot.pause(0.5)
+        Path(flag + ".count").write_text(str(applied[0] - start))
+
+
+def counted(seconds: float, n: int, booted: float, report: Report) -> None:
+    """Part 2 counted: instructions per refresh of the headless app's UI thread and poller thread
+    (callgrind, one output per thread) over SECONDS with the same N machines.  The timed rows move
+    with the host (bench/hoststate.py: the same refresh cost 1.1 ms back to back and 7.7-11 ms after
+    a second asleep); a count does not.  Kernel work (the poller's reads) is not in it."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("at rest, counted: valgrind not found, no count rows (apt-get install valgrind)")
+        return
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-count-") as tmp:
+        flag = os.path.join(tmp, "flag")
+        child = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--instr-atstart=no",
+             f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--count-child", flag],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 300
+            while not os.path.exists(flag + ".ready") and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not os.path.exists(flag + ".ready"):
+                print("at rest, counted: the app under callgrind did not start; no count rows")
+                return
+            age = time.monotonic() - booted
+            subprocess.run(["callgrind_control", "-i", "on", str(child.pid)], check=True, capture_output=True)
+            time.sleep(seconds)
+            Path(flag + ".stop").touch()
+            child.wait(timeout=300)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        refreshes = int(Path(flag + ".count").read_text())
+        per_thread = sorted(Path(tmp).glob("cg.out-*"))  # -01 the main (UI) thread, then the others
+        totals = [_callgrind_total(f) for f in per_thread]
+    if refreshes < 1 or not totals:
+        print(f"at rest, counted: {refreshes} refreshes, {len(totals)} threads counted; no count rows")
+        return
+    ui, others = totals[0] / refreshes / 1e6, sum(totals[1:]) / refreshes / 1e6
+    print(f"at rest, counted (callgrind, {n} machines {age:.0f} s old, {refreshes} refreshes): {ui + others:.1f} M "
+          f"instructions a refresh (UI thread {ui:.1f} M, the poller and any other thread {others:.1f} M)")
+    note = f"callgrind over {refreshes} refreshes, machines {age:.0f} s old; user space only"
+    report.row(f"dashboard at rest, {n} machines, UI thread instructions a refresh (headless)", ui, "-", None,
+               "M instr", note=note)
+    report.row(f"dashboard at rest, {n} machines, poller instructions a refresh (headless)", others, "-", None,
+               "M instr", note=note + "; every thread but the UI's (at rest: the poller)")
+
+
+def _callgrind_total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    return 0
 
 
 def in_tmux(seconds: float, settle: float, booted: float,
