@@ -222,4 +222,10 @@ def _penalty_child() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="A library of the benches (bench_dashboard's at-rest rows); run "
+                                             "alone, the child a Watch starts: the wake-up penalty until stdin closes.")
+    ap.add_argument("what", choices=["penalty"])
+    ap.parse_args()
     _penalty_child()
