@@ -204,8 +204,8 @@ def main() -> int:
     ap.add_argument("--flood-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=float, default=0.0, metavar="SECONDS",
                     help="part 2 also counted: the headless app under callgrind for SECONDS once the timed windows "
-                         "are done, instructions per refresh of its UI and poller threads (a count: no host's "
-                         "cache penalty in it)")
+                         "are done, instructions per refresh of its UI and poller threads (no host's cache "
+                         "penalty in a count; what its wall-clock timers do still varies, 60-83 M over 4 runs)")
     ap.add_argument("--count-child", metavar="FLAG", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
     ap.add_argument("--module", action="store_true",
@@ -681,7 +681,10 @@ def counted(seconds: float, n: int, booted: float, report: Report) -> None:
     """Part 2 counted: instructions per refresh of the headless app's UI thread and poller thread
     (callgrind, one output per thread) over SECONDS with the same N machines.  The timed rows move
     with the host (bench/hoststate.py: the same refresh cost 1.1 ms back to back and 7.7-11 ms after
-    a second asleep); a count does not.  Kernel work (the poller's reads) is not in it."""
+    a second asleep); a count has no cache penalty in it.  It is not exact either: the app runs ~50x
+    slower under callgrind, so what its wall-clock timers and coalesced snapshots do per refresh
+    varies (settled, 20 machines: 60.3 and 82.7 M, session 11's code 74.3 and 68.9 M, alternated
+    under load 3).  Kernel work (the poller's reads) is not in it."""
     import shutil
     import subprocess
     import tempfile
