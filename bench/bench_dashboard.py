@@ -40,6 +40,8 @@ sys.path.insert(0, os.environ.get("NSDASH_BENCH_CODE", str(REPO)))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cgtop import make_tree, remove_tree  # noqa: E402
+from hoststate import Watch  # noqa: E402
+from hoststate import Window as HostWindow  # noqa: E402
 from report import Report, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
@@ -114,10 +116,14 @@ def thread_cpu(name: str) -> float:
 WINDOWS = 4  # the at-rest time is measured in this many equal windows: their spread is the row's
 
 
-async def at_rest(seconds: float, settled_at: float | None = None) -> list[tuple[float, float, float, tuple[float, float]]]:
+Rest = tuple[float, float, float, tuple[float, float], HostWindow]
+
+
+async def at_rest(seconds: float, settled_at: float | None = None) -> list[Rest]:
     """Percent of one core over SECONDS: the whole process, its UI thread, its poller thread,
-    and the least and most of the whole process over WINDOWS windows.  With SETTLED_AT
-    (a time.monotonic() value), measured once more from then on: the same figures again."""
+    the least and most of the whole process over WINDOWS windows, and the host over the same
+    window (bench/hoststate.py).  With SETTLED_AT (a time.monotonic() value), measured once more
+    from then on: the same figures again."""
     from nsdash.tui import gcpause
     from nsdash.tui.app import NsdashApp
 
@@ -135,7 +141,8 @@ async def at_rest(seconds: float, settled_at: float | None = None) -> list[tuple
         return out
 
 
-async def _rest_windows(pilot, seconds: float) -> tuple[float, float, float, tuple[float, float]]:
+async def _rest_windows(pilot, seconds: float) -> Rest:
+    host = Watch()
     c0, u0, p0, w0 = cpu_now(), time.thread_time(), thread_cpu("nsdash-poller"), time.perf_counter()
     windows = []
     for _ in range(WINDOWS):
@@ -143,8 +150,9 @@ async def _rest_windows(pilot, seconds: float) -> tuple[float, float, float, tup
         await pilot.pause(seconds / WINDOWS)
         windows.append((cpu_now() - c) / (time.perf_counter() - w) * 100)
     wall = time.perf_counter() - w0
-    return ((cpu_now() - c0) / wall * 100, (time.thread_time() - u0) / wall * 100,
-            (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)))
+    ours = (cpu_now() - c0) / wall * 100
+    return (ours, (time.thread_time() - u0) / wall * 100,
+            (thread_cpu("nsdash-poller") - p0) / wall * 100, (min(windows), max(windows)), host.end(ours))
 
 
 def start_machines(k: int, names: list[str]) -> None:
@@ -194,6 +202,11 @@ def main() -> int:
                          "or part 5 (quit: `q` to the shell's turn)")
     ap.add_argument("--flood-rate", type=int, default=2000, help="part 4: journal lines a second (default 2000)")
     ap.add_argument("--flood-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=float, default=0.0, metavar="SECONDS",
+                    help="part 2 also counted: the headless app under callgrind for SECONDS once the timed windows "
+                         "are done, instructions per refresh of its UI and poller threads (no host's cache "
+                         "penalty in a count; what its wall-clock timers do still varies, 60-83 M over 4 runs)")
+    ap.add_argument("--count-child", metavar="FLAG", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
     ap.add_argument("--module", action="store_true",
                     help="part 3 starts `python -m nsdash` (with site) instead of the checkout's bin/nsdash "
@@ -205,6 +218,9 @@ def main() -> int:
                     help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
     report = Report("dashboard", wants_json())
     args = ap.parse_args()
+    if args.count_child:
+        asyncio.run(count_child(args.count_child))
+        return 0
     if args.flood_child:
         med, most, n = asyncio.run(flood_keys(args.flood_rate))
         print(f"{med} {most} {n}")
@@ -586,47 +602,139 @@ def rest(args, report: Report) -> None:
         settled_at = booted + args.settle if args.settle else None
         measured = asyncio.run(at_rest(args.rest_seconds, settled_at))
         n = len(names)
-        pct, ui, poller, spread = measured[0]
+        pct, ui, poller, spread, host = measured[0]
         print(f"at rest, {n} machines in their first minute, 1 s refresh: {pct:.1f}% of one core "
               f"(UI thread {ui:.1f}%, poller {poller:.1f}%; load average {load_before:.2f} before, "
-              f"{os.getloadavg()[0]:.2f} after)")
+              f"{os.getloadavg()[0]:.2f} after)\n  {host.line()}")
         report.row(f"dashboard at rest, {n} machines in their first minute (headless), % of a core", pct,
                    "goal", 1.0, "%", spread=spread,
                    note=f"UI {ui:.1f}%, poller {poller:.1f}%; uptimes in seconds, sparklines filling; "
-                        f"spread over {WINDOWS} windows")
+                        f"spread over {WINDOWS} windows; {host.note()}")
         if settled_at is not None:
-            pct, ui, poller, spread = measured[1]
+            pct, ui, poller, spread, host = measured[1]
             rss = rss_mib()
             print(f"at rest, settled (the {n} machines and the dashboard {args.settle:g} s old): {pct:.1f}% of "
                   f"one core (UI thread {ui:.1f}%, poller {poller:.1f}%; load {os.getloadavg()[0]:.2f}); "
-                  f"{rss:.0f} MiB resident (headless app and bench)")
+                  f"{rss:.0f} MiB resident (headless app and bench)\n  {host.line()}")
             report.row(f"dashboard at rest, {n} machines settled (older than a minute; headless), % of a core",
                        pct, "goal", 1.0, "%", spread=spread,
                        note=f"UI {ui:.1f}%, poller {poller:.1f}%; machines and dashboard {args.settle:g} s old; "
-                            f"spread over {WINDOWS} windows")
+                            f"spread over {WINDOWS} windows; {host.note()}")
             report.row(f"dashboard RSS, {n} machines {args.settle:g} s old (headless)", rss, "-", None, "MiB")
         if args.terminal:
             first, settled, rss, age = in_tmux(args.rest_seconds, args.settle, booted, args.peer)
-            pct, spread, machines_age = first
+            pct, spread, machines_age, host = first
             print(f"at rest in tmux (160x50, real terminal output), {n} machines {machines_age:.0f} s old, "
-                  f"the dashboard in its first minute: {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]")
+                  f"the dashboard in its first minute: {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]"
+                  f"\n  {host.line()}")
             report.row(f"dashboard at rest in tmux, {n} machines, the dashboard in its first minute, % of a core",
                        pct, "goal", 1.0, "%", spread=spread,
-                       note=f"sparklines filling; machines {machines_age:.0f} s old; spread over {WINDOWS} windows")
+                       note=f"sparklines filling; machines {machines_age:.0f} s old; spread over {WINDOWS} windows; "
+                            f"{host.note()}")
             if settled is not None:
-                pct, spread, machines_age = settled
+                pct, spread, machines_age, host = settled
                 print(f"at rest in tmux, settled (the dashboard {args.settle:g} s old, {n} machines "
-                      f"{machines_age:.0f} s old): {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]")
+                      f"{machines_age:.0f} s old): {pct:.1f}% of one core [{spread[0]:.1f}..{spread[1]:.1f}]"
+                      f"\n  {host.line()}")
                 report.row(f"dashboard at rest in tmux, {n} machines settled (older than a minute), % of a core",
                            pct, "goal", 1.0, "%", spread=spread,
-                           note=f"dashboard {args.settle:g} s old; spread over {WINDOWS} windows")
+                           note=f"dashboard {args.settle:g} s old; spread over {WINDOWS} windows; {host.note()}")
             print(f"  tmux: {rss:.0f} MiB resident after {age:.0f} s")
             report.row(f"dashboard RSS after {age:.0f} s, {n} machines (tmux)", rss, "-", None, "MiB")
+        if args.count:
+            counted(args.count, n, booted, report)
     finally:
         stop_machines(names)
 
 
-Window = tuple[float, tuple[float, float], float]  # percent of a core, its least..most, the machines' age
+# Percent of a core, its least..most, the machines' age, the host over the window (bench/hoststate.py).
+Window = tuple[float, tuple[float, float], float, HostWindow]
+
+
+async def count_child(flag: str) -> None:
+    """--count-child FLAG: the headless app at rest (as at_rest runs it) under callgrind with its
+    instrumentation off; once three snapshots are applied it writes its pid to FLAG.ready (the parent
+    then turns the counting on), and when FLAG.stop appears, the snapshots applied since to FLAG.count."""
+    from nsdash.tui import gcpause
+    from nsdash.tui.app import NsdashApp
+
+    applied = [0]
+
+    class Counted(NsdashApp):
+        def on_snapshot_ready(self, message: SnapshotReady) -> None:
+            applied[0] += 1
+            super().on_snapshot_ready(message)
+
+    gcpause.hold()
+    app = Counted(interval=1.0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        while applied[0] < 3:
+            await pilot.pause(0.5)
+        start = applied[0]
+        Path(flag + ".ready").write_text(str(os.getpid()))
+        while not os.path.exists(flag + ".stop"):
+            await pilot.pause(0.5)
+        Path(flag + ".count").write_text(str(applied[0] - start))
+
+
+def counted(seconds: float, n: int, booted: float, report: Report) -> None:
+    """Part 2 counted: instructions per refresh of the headless app's UI thread and poller thread
+    (callgrind, one output per thread) over SECONDS with the same N machines.  The timed rows move
+    with the host (bench/hoststate.py: the same refresh cost 1.1 ms back to back and 7.7-11 ms after
+    a second asleep); a count has no cache penalty in it.  It is not exact either: the app runs ~50x
+    slower under callgrind, so what its wall-clock timers and coalesced snapshots do per refresh
+    varies (settled, 20 machines: 60.3 and 82.7 M, session 11's code 74.3 and 68.9 M, alternated
+    under load 3).  Kernel work (the poller's reads) is not in it."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("at rest, counted: valgrind not found, no count rows (apt-get install valgrind)")
+        return
+    with tempfile.TemporaryDirectory(prefix="nsdash-bench-count-") as tmp:
+        flag = os.path.join(tmp, "flag")
+        child = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--instr-atstart=no",
+             f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--count-child", flag],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 300
+            while not os.path.exists(flag + ".ready") and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not os.path.exists(flag + ".ready"):
+                print("at rest, counted: the app under callgrind did not start; no count rows")
+                return
+            age = time.monotonic() - booted
+            subprocess.run(["callgrind_control", "-i", "on", str(child.pid)], check=True, capture_output=True)
+            time.sleep(seconds)
+            Path(flag + ".stop").touch()
+            child.wait(timeout=300)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        refreshes = int(Path(flag + ".count").read_text())
+        per_thread = sorted(Path(tmp).glob("cg.out-*"))  # -01 the main (UI) thread, then the others
+        totals = [_callgrind_total(f) for f in per_thread]
+    if refreshes < 1 or not totals:
+        print(f"at rest, counted: {refreshes} refreshes, {len(totals)} threads counted; no count rows")
+        return
+    ui, others = totals[0] / refreshes / 1e6, sum(totals[1:]) / refreshes / 1e6
+    print(f"at rest, counted (callgrind, {n} machines {age:.0f} s old, {refreshes} refreshes): {ui + others:.1f} M "
+          f"instructions a refresh (UI thread {ui:.1f} M, the poller and any other thread {others:.1f} M)")
+    note = f"callgrind over {refreshes} refreshes, machines {age:.0f} s old; user space only"
+    report.row(f"dashboard at rest, {n} machines, UI thread instructions a refresh (headless)", ui, "-", None,
+               "M instr", note=note)
+    report.row(f"dashboard at rest, {n} machines, poller instructions a refresh (headless)", others, "-", None,
+               "M instr", note=note + "; every thread but the UI's (at rest: the poller)")
+
+
+def _callgrind_total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    return 0
 
 
 def in_tmux(seconds: float, settle: float, booted: float,
@@ -660,6 +768,7 @@ def in_tmux(seconds: float, settle: float, booted: float,
 
         def measure() -> list[Window]:
             age = time.monotonic() - booted
+            host = Watch()
             t0, c0 = time.monotonic(), [ticks(pid) for pid in pids]
             windows: list[list[float]] = [[] for _ in pids]
             for _ in range(WINDOWS):
@@ -668,8 +777,9 @@ def in_tmux(seconds: float, settle: float, booted: float,
                 for i, pid in enumerate(pids):
                     windows[i].append(100 * (ticks(pid) - c[i]) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t))
             wall = time.monotonic() - t0
-            return [(100 * (ticks(pid) - c0[i]) / os.sysconf("SC_CLK_TCK") / wall, (min(windows[i]), max(windows[i])),
-                     age) for i, pid in enumerate(pids)]
+            pcts = [100 * (ticks(pid) - c0[i]) / os.sysconf("SC_CLK_TCK") / wall for i, pid in enumerate(pids)]
+            seen = host.end(sum(pcts))  # both dashboards (with --peer) are ours, not the host's others
+            return [(pct, (min(windows[i]), max(windows[i])), age, seen) for i, pct in enumerate(pcts)]
 
         first = measure()
         settled = None
@@ -679,7 +789,7 @@ def in_tmux(seconds: float, settle: float, booted: float,
         if peer:
             for what, got in (("the dashboards in their first minute", first), ("settled", settled)):
                 if got is not None:
-                    (ours, _, _), (theirs, _, _) = got
+                    (ours, _, _, _), (theirs, _, _, _) = got
                     print(f"  at rest in tmux, {what}, side by side over the same windows: this checkout "
                           f"{ours:.2f}%, {peer} {theirs:.2f}% (ratio {ours / theirs if theirs else float('nan'):.2f}); "
                           f"load {os.getloadavg()[0]:.2f}")
