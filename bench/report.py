@@ -54,15 +54,15 @@ def need_root(bench: str, why: str) -> None:
 
 def compile_checkout(checkout: str | os.PathLike[str]) -> None:
     """CHECKOUT's package compiled as `make bytecode` leaves it (its .pyc files and, where it
-    has nsdash/codebundle.py, the bundle the `nsdash` command reads), as an installed wheel runs."""
+    has nsdash/bundlewrite.py, the bundle the `nsdash` command reads), as an installed wheel runs."""
     import compileall
     import subprocess
 
     package = os.path.join(checkout, "nsdash")
     compileall.compile_dir(package, quiet=1)
-    if os.path.exists(os.path.join(package, "codebundle.py")):
+    if os.path.exists(os.path.join(package, "bundlewrite.py")):
         env = dict(os.environ, PYTHONPATH=os.fspath(checkout))
-        subprocess.run([sys.executable, "-m", "nsdash.codebundle", "build"], env=env, check=True,
+        subprocess.run([sys.executable, "-m", "nsdash.bundlewrite"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from nsdash import codebundle, launchscript
+from nsdash import bundlewrite, codebundle, launchscript
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = """\
 import sys
 sys.path.insert(0, {root!r})
-from nsdash import codebundle, launchscript
+from nsdash import bundlewrite, codebundle, launchscript
 print(codebundle.install("pkgx"))
 {before}
 for name in {names!r}:
@@ -44,7 +44,7 @@ def _package(root: Path) -> None:
 
 
 def _build(root: Path) -> None:
-    codebundle.build("pkgx", str(root / "pkgx"), settle=0.05)
+    bundlewrite.build("pkgx", str(root / "pkgx"), settle=0.05)
     time.sleep(0.05)  # a change from here on is after the build, in a later clock tick
 
 
@@ -143,7 +143,7 @@ def test_a_source_changed_just_before_the_build_is_left_out(tmp_path):
     """Within the settle time another edit could keep the same times: not bundled."""
     _package(tmp_path)
     (tmp_path / "pkgx" / "a.py").write_text("VALUE = 'a4'\n")
-    codebundle.build("pkgx", str(tmp_path / "pkgx"), settle=30)
+    bundlewrite.build("pkgx", str(tmp_path / "pkgx"), settle=30)
     _, got = _probe(tmp_path, ["pkgx.a"])
     assert got["pkgx.a"][:2] == ("SourceFileLoader", "a4")
 
@@ -153,7 +153,7 @@ def test_another_interpreters_or_a_damaged_bundle_is_not_used(tmp_path):
     _build(tmp_path)
     path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
     data = path.read_bytes()
-    head = codebundle._header()
+    head = codebundle.header()
     path.write_bytes(head[:-1] + bytes([head[-1] + 1]) + data[len(head):])  # built under another -O level
     installed, got = _probe(tmp_path, ["pkgx.a"])
     assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
@@ -198,7 +198,7 @@ def test_the_launcher_reads_the_checkouts_bundle(tmp_path):
     before = os.stat(REPO / "nsdash" / "cli" / "__init__.py")
     if time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) < 2.5e9:
         time.sleep(2.5)  # nsdash.cli just edited: past the build's settle time
-    subprocess.run([sys.executable, "-m", "nsdash.codebundle", "build"], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "nsdash.bundlewrite"], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     launcher = tmp_path / "nsdash"  # as `make venv` installs it
     launcher.write_text(launchscript.installed((REPO / "bin" / "nsdash").read_text(), sys.prefix))
@@ -223,20 +223,19 @@ def test_the_launcher_reads_the_checkouts_bundle(tmp_path):
 
 
 def test_an_entry_is_used_only_for_the_module_it_names(tmp_path):
-    """What a descriptor reused for another bundle would give: pkgx.a's index entry pointing at
+    """What a descriptor reused for another bundle would give: pkgx.a's index line pointing at
     pkgx.sub's (unchanged) entry.  pkgx.a is found the usual way, not given that code."""
-    import marshal
-
     _package(tmp_path)
     _build(tmp_path)
     path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
     data = path.read_bytes()
-    start = len(codebundle._header()) + 4
+    start = len(codebundle.header()) + 4
     n = int.from_bytes(data[start - 4:start], "little")
-    index = marshal.loads(data[start:start + n])
-    index["pkgx.a"] = index["pkgx.sub"]  # a package in the same directory: passes the path check
-    swapped = marshal.dumps(index)  # (entries are placed from the index's end: they stay valid)
-    path.write_bytes(data[:start - 4] + len(swapped).to_bytes(4, "little") + swapped + data[start + n:])
+    lines = {line.split()[0]: line.split()[1:] for line in data[start:start + n].split(b"\n") if line}
+    lines[b"pkgx.a"] = lines[b"pkgx.sub"]  # a package in the same directory: passes the path check
+    index = b"\n" + b"\n".join(b" ".join([k, *v]) for k, v in lines.items()) + b"\n"
+    # (entries are placed from the index's end: they stay valid)
+    path.write_bytes(data[:start - 4] + len(index).to_bytes(4, "little") + index + data[start + n:])
     _, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub.b"])
     assert got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
     assert got["pkgx.sub.b"][:2] == ("_Loader", "b1")
