@@ -30,7 +30,7 @@ for name in {names!r}:
     except ImportError as e:
         print(name, "ImportError", type(e).__name__)
         continue
-    print(name, type(m.__spec__.loader).__name__, m.VALUE, m.__file__)
+    print(name, type(m.__spec__.loader).__name__, m.VALUE, m.__file__, m.__cached__)
 """
 
 
@@ -64,9 +64,10 @@ def test_modules_come_from_the_bundle(tmp_path):
     _build(tmp_path)
     installed, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub", "pkgx.sub.b"])
     assert installed == "True"
-    assert got["pkgx.a"] == ("_Loader", "a1", str(tmp_path / "pkgx" / "a.py"))
-    assert got["pkgx.sub"] == ("_Loader", "sub", str(tmp_path / "pkgx" / "sub" / "__init__.py"))
-    assert got["pkgx.sub.b"] == ("_Loader", "b1", str(tmp_path / "pkgx" / "sub" / "b.py"))
+    bundle = codebundle.bundle_path(str(tmp_path / "pkgx"))  # __cached__: where the compiled code is
+    assert got["pkgx.a"] == ("_Loader", "a1", str(tmp_path / "pkgx" / "a.py"), bundle)
+    assert got["pkgx.sub"] == ("_Loader", "sub", str(tmp_path / "pkgx" / "sub" / "__init__.py"), bundle)
+    assert got["pkgx.sub.b"] == ("_Loader", "b1", str(tmp_path / "pkgx" / "sub" / "b.py"), bundle)
 
 
 def test_tracebacks_and_source_point_at_the_file(tmp_path):
