@@ -102,10 +102,10 @@ class _Finder:
             named, rel, was, is_pkg = marshal.loads(blob[2:2 + n])
             if named != fullname:  # not this module's entry: the descriptor is no longer the bundle's
                 return None
-            source = os.path.join(self._dir, rel)
-            where = os.path.dirname(os.path.dirname(source) if is_pkg else source)
-            if path[0] != where:  # the parent package is another copy: the path finder's to find
-                return None
+            source = f"{self._dir}/{rel}"  # (str methods, not os.path's Python: this runs for every module)
+            here = source.rpartition("/")[0]
+            if path[0] != (here.rpartition("/")[0] if is_pkg else here):
+                return None  # the parent package is another copy: the path finder's to find
             st = os.stat(source)
         except (OSError, ValueError, EOFError, TypeError):
             return None  # the source is gone (the path finder says so), or a damaged bundle
@@ -116,7 +116,7 @@ class _Finder:
         spec.has_location = True
         spec.cached = self._path  # where its compiled code is (else derived from origin: 14 k instructions a module)
         if is_pkg:
-            spec.submodule_search_locations = [os.path.dirname(source)]
+            spec.submodule_search_locations = [here]
         return spec
 
     def invalidate_caches(self) -> None:
