@@ -26,9 +26,12 @@ setup: apt venv trees bytecode
 
 # Every `nsdash` run is a fresh interpreter: without .pyc files (an editable
 # install compiles nothing, and PYTHONDONTWRITEBYTECODE may forbid writing them)
-# each run recompiles the package, about 100 ms.  Only stale files recompile.
+# each run recompiles the package, about 100 ms.  Only stale files recompile.  Then the
+# bundle of all of it that `nsdash` reads instead of a .pyc per module (nsdash/codebundle.py, written by nsdash/bundlewrite.py):
+# about 230 system calls fewer per verb; a module whose source changed since is found as before.
 bytecode: venv
 	$(PY) -m compileall -q nsdash
+	$(PY) -m nsdash.bundlewrite >/dev/null
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \

@@ -43,7 +43,6 @@ Run as root: .venv/bin/python bench/bench_boot.py [--runs N] [--markdown] [--sta
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import fcntl
 import json
@@ -68,7 +67,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_spawn import clean_nspawn_leftovers, copy_tree, nsdash_env, system_bus  # noqa: E402
-from report import Report, need_root, wants_json  # noqa: E402
+from report import Report, compile_checkout, need_root, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -586,7 +585,7 @@ def run(report: Report) -> int:
     if unknown:
         ap.error(f"unknown guest {unknown[0]!r}; choose from {', '.join(trees.MATRIX)}")
     guests = args.guests or list(trees.MATRIX)
-    compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
+    compile_checkout(ROOT)  # as `make bytecode` leaves it: .pyc files and the bundle
     trees.ensure_all(guests)
     tag = f"bb{os.getpid()}"
     load = os.getloadavg()

@@ -25,7 +25,6 @@ Run as root: .venv/bin/python bench/bench_journal_ir.py [--machine NAME] [--peer
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import shutil
 import subprocess
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_verbs import boot, stop  # noqa: E402
-from report import need_root  # noqa: E402
+from report import compile_checkout, installed_launcher, need_root  # noqa: E402
 
 PYTHON = sys.executable
 SITE = f"{sys.prefix}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"  # systemd-python
@@ -72,20 +71,6 @@ def system_calls(argv: list[str], env: dict[str, str] | None) -> int:
         if line.rstrip().endswith(" total"):
             return int(line.split()[3])
     raise SystemExit(f"strace gave no total for {argv}: {out.stderr[-500:]}")
-
-
-def installed_launcher(repo: Path, into: Path) -> str:
-    """REPO's bin/nsdash as `make venv` installs it in this environment, written in INTO (a checkout
-    from before nsdash/launchscript.py: the file as it is, as the Makefile installed it then)."""
-    source = repo / "bin" / "nsdash"
-    if not (repo / "nsdash" / "launchscript.py").exists():
-        return str(source)
-    into.mkdir()
-    with open(source) as f:
-        text = subprocess.run([PYTHON, "-m", "nsdash.launchscript", sys.prefix], stdin=f, capture_output=True,
-                              text=True, check=True, env=_env(repo)).stdout
-    (into / "nsdash").write_text(text)
-    return str(into / "nsdash")
 
 
 def count(name: str, journal_dir: str, launchers: dict[Path, str]) -> None:
@@ -126,7 +111,7 @@ def main() -> int:
             return 1
     repos = [ROOT, *args.peer]
     for repo in repos:
-        compileall.compile_dir(str(repo / "nsdash"), quiet=1)
+        compile_checkout(repo)
     print(f"load average {os.getloadavg()[0]:.2f} (counts hardly move with it)")
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-launcher-") as tmp:
         launchers = {r: installed_launcher(r, Path(tmp, str(i))) for i, r in enumerate(repos)}

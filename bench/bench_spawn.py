@@ -21,7 +21,6 @@ Run as root: .venv/bin/python bench/bench_spawn.py [--runs N] [--boots M] [--no-
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import resource
 import shutil
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import Report, need_root, wants_json  # noqa: E402
+from report import Report, compile_checkout, need_root, wants_json  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
 
@@ -163,7 +162,7 @@ def main() -> int:
     ap.add_argument("--no-debian", action="store_true", help="BusyBox only")
     args = ap.parse_args()
     need_root("bench_spawn", "it starts machines")
-    compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
+    compile_checkout(ROOT)  # as `make bytecode` leaves it: .pyc files and the bundle
     tag = f"bench{os.getpid()}"
     names = ["busybox"] + ([] if args.no_debian else ["debian"])
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-", dir="/var/tmp") as tmp, system_bus(), \

@@ -19,7 +19,8 @@ is the steadier figure on a busy machine.
 
 The machine M is the Debian demo tree booted ephemeral (-x) for the run and
 powered off at the end; "run inside" is nsenter into all its namespaces.
-nsdash runs with its bytecode compiled, as an installed wheel has it.
+nsdash runs with its bytecode compiled (`make bytecode`), through this checkout's bin/nsdash as
+`make venv` installs it.
 
 Run as root: .venv/bin/python bench/bench_verbs.py [--runs N] [--only LABEL] [--json]
 (--only journal: just the pairs whose label starts with LABEL; the machine is booted only if one needs it)
@@ -28,10 +29,10 @@ Run as root: .venv/bin/python bench/bench_verbs.py [--runs N] [--only LABEL] [--
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import Report, need_root, wants_json  # noqa: E402
+from report import Report, compile_checkout, installed_launcher, need_root, wants_json  # noqa: E402
 from stopping import shielded  # noqa: E402
 
 from nsdash.demo import trees  # noqa: E402
@@ -156,9 +157,9 @@ def main() -> int:
 
     need_root("bench_verbs", "it starts machines")
     report = Report("verbs", as_json)
-    with report.capture():
-        compileall.compile_dir(str(ROOT / "nsdash"), quiet=1)
-        ours = nsdash_cmd()
+    with report.capture(), tempfile.TemporaryDirectory(prefix="nsdash-bench-launcher-") as tmp:
+        compile_checkout(ROOT)
+        ours = [installed_launcher(ROOT, Path(tmp, "bin"))]  # this checkout's, as `make venv` installs it
         print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
               "medians [min..max]; [spread of the pair ratios]")
         run_pair("python -c pass (floor)", [str(PYTHON), "-c", "pass"], "/bin/true", ["/bin/true"],

@@ -52,6 +52,41 @@ def need_root(bench: str, why: str) -> None:
         raise SystemExit(f"{bench} needs root ({why}): run it as root")
 
 
+def compile_checkout(checkout: str | os.PathLike[str]) -> None:
+    """CHECKOUT's package compiled as `make bytecode` leaves it (its .pyc files and, where it
+    has nsdash/bundlewrite.py, the bundle the `nsdash` command reads), as an installed wheel runs."""
+    import compileall
+    import subprocess
+
+    package = os.path.join(checkout, "nsdash")
+    compileall.compile_dir(package, quiet=1)
+    if os.path.exists(os.path.join(package, "bundlewrite.py")):
+        env = dict(os.environ, PYTHONPATH=os.fspath(checkout))
+        subprocess.run([sys.executable, "-m", "nsdash.bundlewrite"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def installed_launcher(checkout: str | os.PathLike[str], into: str | os.PathLike[str]) -> str:
+    """CHECKOUT's bin/nsdash as `make venv` installs it in this environment, written in the new
+    directory INTO (a checkout from before nsdash/launchscript.py: the file as it is, as the
+    Makefile installed it then); its path."""
+    import subprocess
+
+    source = os.path.join(checkout, "bin", "nsdash")
+    if not os.path.exists(os.path.join(checkout, "nsdash", "launchscript.py")):
+        return source
+    os.mkdir(into)
+    env = dict(os.environ, PYTHONPATH=os.fspath(checkout))
+    with open(source) as f:
+        text = subprocess.run([sys.executable, "-m", "nsdash.launchscript", sys.prefix], stdin=f,
+                              capture_output=True, text=True, check=True, env=env).stdout
+    path = os.path.join(into, "nsdash")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
 def load() -> float:
     """The 1-minute load average now."""
     return os.getloadavg()[0]

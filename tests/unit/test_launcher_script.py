@@ -6,6 +6,7 @@ as the Makefile installs it (nsdash.launchscript writes the directories in), and
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def _venv(tmp_path: Path) -> tuple[Path, Path, Path]:
     (project / "nsdash").mkdir(parents=True)
     (project / "nsdash" / "__init__.py").write_text("")
     (project / "nsdash" / "cli.py").write_text(REPORT)
+    shutil.copy(REPO / "nsdash" / "codebundle.py", project / "nsdash")  # the launcher's first import
     (site_packages / "_editable_impl_nsdash.pth").write_text(f"{project}\n")
     # What site would run, and lines naming nothing: none of it reaches the path.
     (site_packages / "distutils-precedence.pth").write_text("import os; os.environ['HOOK_RAN'] = '1'\n")
@@ -72,6 +74,7 @@ def test_pythonpath_still_comes_first(tmp_path):
     (other / "nsdash").mkdir(parents=True)
     (other / "nsdash" / "__init__.py").write_text("")
     (other / "nsdash" / "cli.py").write_text("def run():\n    print('checkout')\n    return 0\n")
+    shutil.copy(REPO / "nsdash" / "codebundle.py", other / "nsdash")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(other)
     out = subprocess.run([str(launcher)], capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -101,6 +104,7 @@ def test_launcher_from_a_checkout(tmp_path):
     (checkout / "nsdash").mkdir()
     (checkout / "nsdash" / "__init__.py").write_text("")
     (checkout / "nsdash" / "cli.py").write_text(REPORT)
+    shutil.copy(REPO / "nsdash" / "codebundle.py", checkout / "nsdash")
     (checkout / "bin" / "nsdash").write_text((REPO / "bin" / "nsdash").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     python = site_packages.parents[2] / "bin" / "python"

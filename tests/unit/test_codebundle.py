@@ -1,0 +1,242 @@
+"""nsdash.codebundle: the package's code from one file, and never stale code.
+
+Each case builds a bundle for a small package made in tmp_path and imports it in a fresh
+interpreter (the bundle's finder is process-wide), then changes a source as a user or an
+upgrade would: edited in place, replaced, its times set back, removed, a module added.
+The last case runs the real launcher on this checkout's bundle.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nsdash import bundlewrite, codebundle, launchscript
+
+REPO = Path(__file__).resolve().parents[2]
+
+# What the child prints for each module: where its code came from, its value, its file.
+PROBE = """\
+import sys
+sys.path.insert(0, {root!r})
+from nsdash import bundlewrite, codebundle, launchscript
+print(codebundle.install("pkgx"))
+{before}
+for name in {names!r}:
+    try:
+        m = __import__(name, fromlist=["_"])
+    except ImportError as e:
+        print(name, "ImportError", type(e).__name__)
+        continue
+    print(name, type(m.__spec__.loader).__name__, m.VALUE, m.__file__, m.__cached__)
+"""
+
+
+def _package(root: Path) -> None:
+    (root / "pkgx" / "sub").mkdir(parents=True)
+    (root / "pkgx" / "__init__.py").write_text("VALUE = 'top'\n")
+    (root / "pkgx" / "a.py").write_text("VALUE = 'a1'\n")
+    (root / "pkgx" / "sub" / "__init__.py").write_text("VALUE = 'sub'\n")
+    (root / "pkgx" / "sub" / "b.py").write_text("VALUE = 'b1'\n")
+    time.sleep(0.1)  # older than build()'s settle below
+
+
+def _build(root: Path) -> None:
+    bundlewrite.build("pkgx", str(root / "pkgx"), settle=0.05)
+    time.sleep(0.05)  # a change from here on is after the build, in a later clock tick
+
+
+def _probe(root: Path, names: list[str], before: str = "") -> tuple[str, dict[str, tuple[str, ...]]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing but the bundle or the source: no .pyc in play
+    out = subprocess.run([sys.executable, "-S", "-c", PROBE.format(root=str(root), names=names, before=before)],
+                         capture_output=True, text=True, env=env, cwd=root)
+    assert out.returncode == 0, out.stderr
+    first, *rest = out.stdout.splitlines()
+    return first, {line.split()[0]: tuple(line.split()[1:]) for line in rest}
+
+
+def test_modules_come_from_the_bundle(tmp_path):
+    _package(tmp_path)
+    _build(tmp_path)
+    installed, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub", "pkgx.sub.b"])
+    assert installed == "True"
+    bundle = codebundle.bundle_path(str(tmp_path / "pkgx"))  # __cached__: where the compiled code is
+    assert got["pkgx.a"] == ("_Loader", "a1", str(tmp_path / "pkgx" / "a.py"), bundle)
+    assert got["pkgx.sub"] == ("_Loader", "sub", str(tmp_path / "pkgx" / "sub" / "__init__.py"), bundle)
+    assert got["pkgx.sub.b"] == ("_Loader", "b1", str(tmp_path / "pkgx" / "sub" / "b.py"), bundle)
+
+
+def test_tracebacks_and_source_point_at_the_file(tmp_path):
+    _package(tmp_path)
+    (tmp_path / "pkgx" / "a.py").write_text("VALUE = 'a1'\n\n\ndef boom():\n    raise KeyError('x')\n")
+    time.sleep(0.1)
+    _build(tmp_path)
+    before = ("import traceback, inspect, pkgx.a\ntry:\n    pkgx.a.boom()\nexcept KeyError as e:\n"
+              "    fr = traceback.extract_tb(e.__traceback__)[-1]\n    print(fr.filename, fr.lineno, fr.line)\n"
+              "print(type(pkgx.a.__spec__.loader).__name__, inspect.getsource(pkgx.a.boom).splitlines()[0])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run([sys.executable, "-S", "-c", PROBE.format(root=str(tmp_path), names=[], before=before)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1] == f"{tmp_path / 'pkgx' / 'a.py'} 5 raise KeyError('x')"
+    assert lines[2] == "_Loader def boom():"
+
+
+def test_an_edited_source_runs_as_edited(tmp_path):
+    """Edited in place, same size, same inode: its new code runs, the others stay bundled."""
+    _package(tmp_path)
+    _build(tmp_path)
+    a = tmp_path / "pkgx" / "a.py"
+    ino = a.stat().st_ino
+    with open(a, "r+") as f:
+        f.write("VALUE = 'a2'\n")
+    assert a.stat().st_ino == ino and a.stat().st_size == len("VALUE = 'a1'\n")
+    _, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub.b"])
+    assert got["pkgx.a"][:2] == ("SourceFileLoader", "a2")
+    assert got["pkgx.sub.b"][:2] == ("_Loader", "b1")
+
+
+def test_a_replaced_source_with_its_old_times_runs_as_replaced(tmp_path):
+    """An upgrade that writes a new file of the same size and sets its times back to the old
+    ones (as tar, cp -p or a reproducible wheel may): the new code runs."""
+    _package(tmp_path)
+    _build(tmp_path)
+    b = tmp_path / "pkgx" / "sub" / "b.py"
+    st = b.stat()
+    new = b.with_name("b.py.new")
+    new.write_text("VALUE = 'b2'\n")
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, b)
+    assert (b.stat().st_size, b.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    _, got = _probe(tmp_path, ["pkgx.sub.b"])
+    assert got["pkgx.sub.b"][:2] == ("SourceFileLoader", "b2")
+
+
+def test_times_set_back_in_place_still_run_as_edited(tmp_path):
+    """Edited in place and its modification time set back: the change time still tells."""
+    _package(tmp_path)
+    _build(tmp_path)
+    a = tmp_path / "pkgx" / "a.py"
+    st = a.stat()
+    a.write_text("VALUE = 'a3'\n")
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _, got = _probe(tmp_path, ["pkgx.a"])
+    assert got["pkgx.a"][:2] == ("SourceFileLoader", "a3")
+
+
+def test_removed_and_added_modules(tmp_path):
+    _package(tmp_path)
+    _build(tmp_path)
+    (tmp_path / "pkgx" / "a.py").unlink()
+    (tmp_path / "pkgx" / "c.py").write_text("VALUE = 'c1'\n")
+    _, got = _probe(tmp_path, ["pkgx.a", "pkgx.c"])
+    assert got["pkgx.a"] == ("ImportError", "ModuleNotFoundError")  # gone, not served from the bundle
+    assert got["pkgx.c"][:2] == ("SourceFileLoader", "c1")
+
+
+def test_a_source_changed_just_before_the_build_is_left_out(tmp_path):
+    """Within the settle time another edit could keep the same times: not bundled."""
+    _package(tmp_path)
+    (tmp_path / "pkgx" / "a.py").write_text("VALUE = 'a4'\n")
+    bundlewrite.build("pkgx", str(tmp_path / "pkgx"), settle=30)
+    _, got = _probe(tmp_path, ["pkgx.a"])
+    assert got["pkgx.a"][:2] == ("SourceFileLoader", "a4")
+
+
+def test_another_interpreters_or_a_damaged_bundle_is_not_used(tmp_path):
+    _package(tmp_path)
+    _build(tmp_path)
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    data = path.read_bytes()
+    head = codebundle.header()
+    path.write_bytes(head[:-1] + bytes([head[-1] + 1]) + data[len(head):])  # built under another -O level
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+    path.write_bytes(data[:len(head) + 10])  # cut short
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+
+
+def test_a_closed_and_reused_descriptor_is_not_read_as_the_bundle(tmp_path):
+    """A process that closes every descriptor (a container's child) and opens another file on
+    the bundle's number: its imports work, the usual way."""
+    _package(tmp_path)
+    _build(tmp_path)
+    other = tmp_path / "other"
+    other.write_bytes(os.urandom(4096))
+    before = ("import os\nfd = [f for f in sys.meta_path if type(f).__name__ == '_Finder'][0]._fd\nos.close(fd)\n"
+              f"assert os.open({str(other)!r}, os.O_RDONLY) == fd")
+    _, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub.b"], before=before)
+    assert got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+    assert got["pkgx.sub.b"][:2] == ("SourceFileLoader", "b1")
+
+
+def test_a_copy_of_the_package_uses_its_own_sources(tmp_path):
+    """The package copied elsewhere with its bundle (cp -a keeps times): other inodes, so the
+    copy's edited module is never given the original's code."""
+    src = tmp_path / "one"
+    _package(src)
+    _build(src)
+    dst = tmp_path / "two"
+    shutil.copytree(src, dst, copy_function=shutil.copy2)
+    (dst / "pkgx" / "a.py").write_text("VALUE = 'a5'\n")
+    _, got = _probe(dst, ["pkgx.a"])
+    assert got["pkgx.a"][:2] == ("SourceFileLoader", "a5")
+
+
+def test_the_launcher_reads_the_checkouts_bundle(tmp_path):
+    """This checkout's bin/nsdash with a bundle built: nsdash's modules come from it, a verb's
+    output is the same as without it, and no .pyc of nsdash is opened."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "nsdash")], check=True, env=env)
+    before = os.stat(REPO / "nsdash" / "cli" / "__init__.py")
+    if time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) < 2.5e9:
+        time.sleep(2.5)  # nsdash.cli just edited: past the build's settle time
+    subprocess.run([sys.executable, "-m", "nsdash.bundlewrite"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    launcher = tmp_path / "nsdash"  # as `make venv` installs it
+    launcher.write_text(launchscript.installed((REPO / "bin" / "nsdash").read_text(), sys.prefix))
+    probe = tmp_path / "probe"
+    probe.write_text(launcher.read_text().replace(
+        "sys.exit(run())", "print(type(sys.modules['nsdash.cli'].__spec__.loader).__name__); sys.exit(run())"))
+    out = subprocess.run([sys.executable, "-S", str(probe), "cgls", "--help"], capture_output=True, text=True,
+                         env=env, cwd="/")
+    assert out.returncode == 0, out.stderr
+    loader, rest = out.stdout.split("\n", 1)
+    assert loader == "_Loader"
+    plain = subprocess.run([sys.executable, "-m", "nsdash", "cgls", "--help"], capture_output=True, text=True,
+                           env=env, cwd="/")
+    assert rest == plain.stdout
+    traced = subprocess.run(["strace", "-f", "-e", "trace=openat", sys.executable, "-S", str(launcher), "cgls",
+                             "--help"], capture_output=True, text=True, env=env, cwd="/")
+    assert traced.returncode == 0
+    opened = [line for line in traced.stderr.splitlines() if "/nsdash/" in line and ".pyc" in line]
+    # The launcher's own first import (the package, this module) is found the usual way.
+    assert [line.split('"')[1].rsplit("/", 1)[1] for line in opened] == [
+        f"__init__.{sys.implementation.cache_tag}.pyc", f"codebundle.{sys.implementation.cache_tag}.pyc"], opened
+
+
+def test_an_entry_is_used_only_for_the_module_it_names(tmp_path):
+    """What a descriptor reused for another bundle would give: pkgx.a's index line pointing at
+    pkgx.sub's (unchanged) entry.  pkgx.a is found the usual way, not given that code."""
+    _package(tmp_path)
+    _build(tmp_path)
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    data = path.read_bytes()
+    start = len(codebundle.header()) + 4
+    n = int.from_bytes(data[start - 4:start], "little")
+    lines = {line.split()[0]: line.split()[1:] for line in data[start:start + n].split(b"\n") if line}
+    lines[b"pkgx.a"] = lines[b"pkgx.sub"]  # a package in the same directory: passes the path check
+    index = b"\n" + b"\n".join(b" ".join([k, *v]) for k, v in lines.items()) + b"\n"
+    # (entries are placed from the index's end: they stay valid)
+    path.write_bytes(data[:start - 4] + len(index).to_bytes(4, "little") + index + data[start + n:])
+    _, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub.b"])
+    assert got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+    assert got["pkgx.sub.b"][:2] == ("_Loader", "b1")
