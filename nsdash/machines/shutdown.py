@@ -261,6 +261,6 @@ def _create(root: int, path: str, mode: int, owner: int) -> int:
         return openat2(directory, name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK
                        | os.O_NOCTTY, _RESOLVE, mode)
     except OSError as e:
-        raise OSError(e.errno, os.strerror(e.errno), path) from None
+        raise OSError(e.errno, os.strerror(e.errno or errno.EIO), path) from None
     finally:
         os.close(directory)
