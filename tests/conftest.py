@@ -497,7 +497,7 @@ def _container_procs() -> set[str]:
         if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/cgroup") as f:
+            with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:  # a guest's cgroup names: any bytes
                 text = f.read()
         except OSError:
             continue
@@ -528,11 +528,11 @@ def _about(procs) -> str:
     for entry in sorted(procs):
         pid = entry.split(" ", 1)[0]
         try:
-            with open(f"/proc/{pid}/stat") as f:
+            with open(f"/proc/{pid}/stat", errors="surrogateescape") as f:
                 state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read(200).replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/cgroup") as f:
+            with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:
                 groups = sorted({line.split(":", 2)[-1] for line in f.read().splitlines()})
         except OSError as e:
             out.append(f"{pid}: {e}")

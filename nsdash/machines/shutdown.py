@@ -135,7 +135,7 @@ def _kill(pid: int, sig: int) -> None:
 def _root_uid(leader: int) -> int:
     """The host UID of the machine's root: its PID 1's (0 without -U)."""
     try:
-        with open(f"/proc/{leader}/status") as f:
+        with open(f"/proc/{leader}/status", errors="surrogateescape") as f:  # Name: the guest's bytes
             for line in f:
                 if line.startswith("Uid:"):
                     return int(line.split()[1])
