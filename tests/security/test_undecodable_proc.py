@@ -11,6 +11,8 @@ A real BusyBox machine does it to itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from conftest import run_nsdash, wait_for
 
 from nsdash.machines import client
@@ -25,9 +27,8 @@ sleep 1000 & wait
 def test_undecodable_cgroup_and_comm_of_the_guests_init(detached, busybox_tree, machine_name):
     detached("-D", str(busybox_tree), "/bin/sh", "-c", SCRIPT)
     leader = client.status(machine_name)["leader"]
-    wait_for(lambda: b"\xff\xfex" in open(f"/proc/{leader}/cgroup", "rb").read(), what="the guest's cgroup")
-    with open(f"/proc/{leader}/comm", "rb") as f:
-        assert f.read() == b"\xff\xfe\n"
+    wait_for(lambda: b"\xff\xfex" in Path(f"/proc/{leader}/cgroup").read_bytes(), what="the guest's cgroup")
+    assert Path(f"/proc/{leader}/comm").read_bytes() == b"\xff\xfe\n"
 
     r = run_nsdash("shell", machine_name, "/bin/echo", "joined", timeout=60)
     assert r.returncode == 0 and r.stdout == "joined\n" and "Traceback" not in r.stderr, r.stderr[-1500:]
