@@ -497,7 +497,7 @@ def _container_procs() -> set[str]:
         if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:
+            with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:  # a guest's cgroup names: any bytes
                 text = f.read()
         except OSError:
             continue

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from nsdash.cli.machinectl import _dump, _parse, _parser
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines import images
 from nsdash.system.text import escape
+from nsdash.system.utctime import utc
 
 VERBS = ("image-status", "show-image", "clone", "rename", "remove", "read-only", "export-tar", "import-tar")
 
@@ -25,9 +25,7 @@ VERBS = ("image-status", "show-image", "clone", "rename", "remove", "read-only",
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "n/a"
-    return datetime.fromtimestamp(ts, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
+    return utc(ts, "%a %Y-%m-%d %H:%M:%S UTC")
 
 
 def image_json(image: images.Image, users: list[str]) -> dict[str, Any]:

@@ -377,14 +377,13 @@ def cmd_list_images(argv: list[str]) -> int:
     p = _parser("list-images", None)
     _output_opts(p)
     ns = _parse(p, argv)
-    from datetime import UTC, datetime
-
     from nsdash.machines import images
+    from nsdash.system.utctime import utc
 
     rows, data = [], []
     for image in images.discover():
         ro = "yes" if image.read_only else "no"
-        mtime = datetime.fromtimestamp(image.mtime, UTC).strftime("%a %Y-%m-%d %H:%M:%S UTC")
+        mtime = utc(image.mtime, "%a %Y-%m-%d %H:%M:%S UTC")  # the guest's to set
         rows.append([image.name, image.type, ro, str(image.path), mtime])
         data.append({"name": image.name, "type": image.type, "ro": image.read_only, "path": str(image.path),
                      "mtime": int(image.mtime)})

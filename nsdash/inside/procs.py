@@ -98,7 +98,8 @@ def unit_processes(target: Target, control_group: str, layout: cgroupfs.Layout |
 def _process(host_pid: int, cgroup: str, proc: PathLike) -> UnitProcess:
     pdir = os.path.join(proc, str(host_pid))
     try:
-        with open(os.path.join(pdir, "status")) as f:
+        # Name: is the process's own choice of bytes (any but NUL), not always UTF-8
+        with open(os.path.join(pdir, "status"), errors="replace") as f:
             status = f.read()
     except OSError:
         status = ""

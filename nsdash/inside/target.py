@@ -35,7 +35,7 @@ class Target(Frozen):
         return Path(self.root_dir)
 
     def _stat(self) -> str:
-        with open(f"{self.proc}/{self.leader}/stat") as f:
+        with open(f"{self.proc}/{self.leader}/stat", errors="surrogateescape") as f:  # (comm): the guest's bytes
             return f.read()
 
     def started_us(self) -> int | None:

@@ -463,7 +463,9 @@ class Systemd:
         (job_path,) = await self._manager(methods[kind], "ss", [name, mode], reply="o")
         job_path = str(job_path)
         tail = job_path.rsplit("/", 1)[-1]
-        return JobOutcome(int(tail) if tail.isdigit() else 0, job_path, name, kind, None)
+        # systemd's job IDs are uint32: a guest's bus may name any path (5,000 digits made int() raise)
+        return JobOutcome(int(tail) if tail.isascii() and tail.isdigit() and len(tail) <= 10 else 0,
+                          job_path, name, kind, None)
 
     async def finish(self, outcome: JobOutcome, job_timeout: float | None = 300.0) -> JobOutcome:
         """Wait for a job queued after subscribe(); raises JobFailed unless it is done."""

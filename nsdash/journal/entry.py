@@ -59,7 +59,9 @@ class Entry:
         raw = self.fields.get("PRIORITY")
         if isinstance(raw, list):
             raw = raw[0]
-        if raw is None or not raw.isdigit():
+        # One digit, as journalctl reads it: the guest's journald stores any PRIORITY= a user sends
+        # (5,000 digits made int() raise past Python's limit, in the dashboard's poller too).
+        if raw is None or len(raw) != 1 or not raw.isdigit():
             return None
         return int(raw)
 

@@ -99,6 +99,21 @@ def _first(value: FieldValue | None) -> bytes | None:
     return value
 
 
+# journalctl's VALID_REALTIME(): a time the journal can hold (0 < t < 2^55 µs, the year 3112).
+REALTIME_LIMIT = 1 << 55
+
+
+def _source_usec(raw: bytes | None, realtime: int) -> int:
+    """The sender's own time (_SOURCE_REALTIME_TIMESTAMP) when it is one, else the entry's
+    REALTIME.  A guest's journal file may hold any digits there (journald never checks a
+    file it did not write): as journalctl, a value out of range falls back to the entry's
+    time, which libsystemd checked; localtime() of it raised OverflowError, the verb's end."""
+    if raw is None or len(raw) > 17 or not raw.isdigit():  # (17 digits hold 2^55: no huge int())
+        return realtime
+    usec = int(raw)
+    return usec if 0 < usec < REALTIME_LIMIT else realtime
+
+
 class _Clock:
     """Local-time "Mon DD HH:MM:SS", cached per second (most entries share their second)."""
 
@@ -217,7 +232,7 @@ class Printer:
         source_ts = fields.get("_SOURCE_REALTIME_TIMESTAMP")
         if isinstance(source_ts, list):
             source_ts = source_ts[0]
-        usec = int(source_ts) if source_ts is not None and source_ts.isdigit() else entry.realtime
+        usec = _source_usec(source_ts, entry.realtime)
         stamp = self._clock(usec)
         if self.precise:
             stamp = f"{stamp}.{usec % 1_000_000:06d}"

@@ -75,7 +75,7 @@ def pin_leader(name: str, leader: int, cgroup_path: str) -> int:
     """
     try:
         pidfd = os.pidfd_open(leader)
-        with open(f"/proc/{leader}/cgroup") as f:
+        with open(f"/proc/{leader}/cgroup", errors="surrogateescape") as f:  # the guest names cgroups
             ours = in_cgroup(f.read(), cgroup_path)
     except (ProcessLookupError, FileNotFoundError):
         raise NsdashError(f"machine '{name}' stopped while we joined it") from None
@@ -103,7 +103,7 @@ def exit_status(wait_status: int) -> int:
 def _leader_limits(leader: int) -> tuple[int, bool, bool]:
     """The machine PID 1's capability bounding set, no_new_privs flag and whether it is filtered."""
     bounding, no_new_privs, filtered = 0, False, False
-    with open(f"/proc/{leader}/status") as f:
+    with open(f"/proc/{leader}/status", errors="surrogateescape") as f:  # Name: the guest's bytes
         for line in f:
             if line.startswith("CapBnd:"):
                 bounding = int(line.split()[1], 16)

@@ -16,7 +16,10 @@ not tell, from files in the machine's root:
   machine's kill signal.
 
 Files are written inside the machine's root (/proc/LEADER/root) with openat2
-RESOLVE_IN_ROOT, so a guest's symlinks cannot aim the write at the host.
+RESOLVE_IN_ROOT, so a guest's symlinks cannot aim the write at the host; and under -U
+only files (and, to make one, directories) its root owns: a symlink inside may still
+lead onto a host directory bound in (--bind), where host root would chmod and create
+what the guest's root may not touch (root inside is the leader's UID on the host).
 """
 
 from __future__ import annotations
@@ -129,6 +132,24 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+def _root_uid(leader: int) -> int:
+    """The host UID of the machine's root: its PID 1's (0 without -U)."""
+    try:
+        with open(f"/proc/{leader}/status", errors="surrogateescape") as f:  # Name: the guest's bytes
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    raise NsdashError(f"cannot read the credentials of the machine's init (PID {leader})")
+
+
+def _owned(fd: int, owner: int, path: str) -> None:
+    """Refuse FD unless the machine's root owns it (always true of host root's own machines)."""
+    if owner != 0 and os.fstat(fd).st_uid != owner:
+        raise OSError(errno.EPERM, "not the machine's own file", path)
+
+
 def _open_root(leader: int) -> int:
     try:
         return os.open(f"/proc/{leader}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -139,12 +160,13 @@ def _open_root(leader: int) -> int:
 def _write_initctl(leader: int, data: bytes) -> None:
     """Write DATA to init's FIFO: opened inside the root, write-only and non-blocking (ENXIO
     when init is not reading it), and only if it really is a FIFO (not a file the guest put there)."""
+    owner = _root_uid(leader)
     root = _open_root(leader)
     try:
         last: OSError | None = None
         for path in INITCTL_PATHS:
             try:
-                fd = _open_fifo(root, path)
+                fd = _open_fifo(root, path, owner)
             except OSError as e:
                 last = e
                 continue
@@ -163,14 +185,15 @@ def _write_initctl(leader: int, data: bytes) -> None:
         os.close(root)
 
 
-def _open_fifo(root: int, path: str) -> int:
-    """PATH inside ROOT opened for writing only if it is a FIFO: looked at through an O_PATH
-    fd first (opening a device node the guest planted there could itself do something),
+def _open_fifo(root: int, path: str, owner: int) -> int:
+    """PATH inside ROOT opened for writing only if it is a FIFO of OWNER's: looked at through an
+    O_PATH fd first (opening a device node the guest planted there could itself do something),
     then reopened write-only and non-blocking through that fd, the same inode."""
     probe = openat2(root, path, os.O_PATH | os.O_NOFOLLOW, _RESOLVE)
     try:
         if not stat.S_ISFIFO(os.fstat(probe).st_mode):
             raise OSError(errno.EINVAL, "not a FIFO", path)
+        _owned(probe, owner, path)
         return os.open(f"/proc/self/fd/{probe}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     finally:
         os.close(probe)
@@ -182,14 +205,15 @@ def _runit_files(leader: int, reboot: bool) -> None:
     /etc/runit (Void links them to /run), Debian's build reads /run/runit.stopit and
     /run/runit.reboot: the binary says which.  Written only inside the machine's root."""
     stopit, reboot_flag = RUNIT_FLAGS[_runit_build(leader)]
+    owner = _root_uid(leader)
     root = _open_root(leader)
     try:
-        _set_mode(root, stopit, 0o100, create=True)
+        _set_mode(root, stopit, 0o100, owner, create=True)
         if reboot:
-            _set_mode(root, reboot_flag, 0o100, create=True)
+            _set_mode(root, reboot_flag, 0o100, owner, create=True)
         else:
             with contextlib.suppress(FileNotFoundError):
-                _set_mode(root, reboot_flag, 0o000, create=False)
+                _set_mode(root, reboot_flag, 0o000, owner, create=False)
     except OSError as e:
         raise NsdashError(f"cannot ask the machine's runit to stop: /{e.filename or stopit}: "
                           f"{e.strerror}", "try again, or 'nsdash terminate' it") from None
@@ -206,18 +230,37 @@ def _runit_build(leader: int) -> str:
         return "upstream"
 
 
-def _set_mode(root: int, path: str, mode: int, create: bool) -> None:
-    """chmod PATH inside ROOT, a regular file (made empty if missing and CREATE); an existing
-    file is looked at through O_PATH and changed through that fd, never opened."""
+def _set_mode(root: int, path: str, mode: int, owner: int, create: bool) -> None:
+    """chmod PATH inside ROOT, a regular file of OWNER's (made empty if missing and CREATE, in a
+    directory of OWNER's); an existing file is looked at through O_PATH and changed through that
+    fd, never opened."""
     try:
         fd = openat2(root, path, os.O_PATH, _RESOLVE)
     except FileNotFoundError:
         if not create:
             raise
-        fd = openat2(root, path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, _RESOLVE, mode)
+        fd = _create(root, path, mode, owner)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
+        _owned(fd, owner, path)
         os.chmod(f"/proc/self/fd/{fd}", mode)
     finally:
         os.close(fd)
+
+
+def _create(root: int, path: str, mode: int, owner: int) -> int:
+    """An empty PATH made inside ROOT.  Under -U in a directory OWNER owns, and never through a
+    symlink at its end (O_EXCL): the link's target could be on a host directory bound in."""
+    if owner == 0:
+        return openat2(root, path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, _RESOLVE, mode)
+    parent, _, name = path.rpartition("/")
+    directory = openat2(root, parent or ".", os.O_PATH | os.O_DIRECTORY, _RESOLVE)
+    try:
+        _owned(directory, owner, parent or "/")
+        return openat2(directory, name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK
+                       | os.O_NOCTTY, _RESOLVE, mode)
+    except OSError as e:
+        raise OSError(e.errno, os.strerror(e.errno or errno.EIO), path) from None
+    finally:
+        os.close(directory)

@@ -98,7 +98,8 @@ class MachineMap:
 def process_cgroup(pid: int, proc: str = "/proc") -> str | None:
     """A process's cgroup in the hierarchy that holds every process (cgroup2, else name=systemd)."""
     try:
-        with open(f"{proc}/{pid}/cgroup") as f:
+        # A guest names its cgroups with any bytes but '/': not always UTF-8.
+        with open(f"{proc}/{pid}/cgroup", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError:
         return None

@@ -277,3 +277,27 @@ def test_a_job_verb_reads_no_message_over_the_limit_from_the_guest(detached, bus
         assert bus.sent - sent < 8 << 20, f"the host read {bus.sent - sent} bytes of the guest's answer"
     finally:
         bus.close()
+
+
+def test_a_job_path_of_5000_digits_ends_a_job_verb_in_one_line(detached, busybox_tree, machine_name):
+    """StartUnit answered with a job path whose last element is 5,000 digits (an object path may
+    be): int() of it raised ValueError past Python's 4,300 digits, a traceback out of `systemctl
+    -M M start` (and the units screen's action).  The job's number is its path's when it is a
+    uint32, as systemd's are, else 0."""
+    detached("-bD", str(busybox_tree))
+    bus = _plant(client.status(machine_name)["leader"])
+    job = "/org/freedesktop/systemd1/job/" + "9" * 5000
+
+    def answer(call: Message) -> list:
+        if call.member == "StartUnit":
+            return [(_return(call, "o", [job]), [])]
+        return [(_return(call, "", []), [])]  # Subscribe, AddMatch: as systemd, dbus do
+
+    bus.answer = answer
+    try:
+        r = run_nsdash("systemctl", "-M", machine_name, "start", "x.service", "--no-block", "-o", "json", timeout=60)
+        assert "Traceback" not in r.stderr, r.stderr[-1500:]
+        assert r.returncode == 0 and '"job": 0' in r.stdout, r.stderr  # no number systemd would give
+        assert client.status(machine_name)["state"] in st.UP_STATES
+    finally:
+        bus.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections import deque
 from typing import Any
 
@@ -93,11 +94,24 @@ _OTHER = re.compile(f"[^{_NARROW}\x1b\r\n]+")
 _CURSOR_ONLY = {final: name for final, name in pyte.Stream.csi.items() if name.startswith("cursor_")}
 
 
+# Characters one cell holds: its own and the combining marks drawn onto it (xterm keeps 2
+# marks, no script stacks 16).  pyte NFC-normalises a cell's whole text at each mark, so a
+# guest's console of N marks on one cell cost O(N^2): 32 KB of U+0301 took 4 s of CPU in the
+# reader's thread (which shares the GIL with the UI), and the cell grew unbounded.
+CELL_MAX = 16
+
+
+def _is_mark(c: str) -> bool:
+    """What pyte combines with the previous cell (zero width and a combining class)."""
+    return wcwidth(c) == 0 and unicodedata.combining(c) != 0
+
+
 class ScrollbackScreen(pyte.Screen):
     """A pyte Screen that keeps the lines scrolled off the top of the screen.
 
     As xterm does, a scroll region that starts at the top line counts (a
     progress bar kept below it); a line feed that scrolls nothing keeps nothing.
+    Combining marks past CELL_MAX characters in a cell are dropped.
     """
 
     def __init__(self, columns: int, lines: int, history: int) -> None:
@@ -109,6 +123,31 @@ class ScrollbackScreen(pyte.Screen):
         if self.cursor.y == bottom and top == 0:
             self.history.append(self.buffer[0])
         super().index()
+
+    def draw(self, data: str) -> None:
+        if not data.isascii() and any(_is_mark(c) for c in data):
+            data = self._capped(data)
+        super().draw(data)
+
+    def _capped(self, data: str) -> str:
+        """DATA without the marks that would take a cell past CELL_MAX characters: the cell a
+        leading mark joins is the one pyte would join it to (before the cursor, or the previous
+        line's last), a later mark the cell of the character drawn before it."""
+        x, y = self.cursor.x, self.cursor.y
+        if x:
+            held = len(self.buffer[y][min(x, self.columns) - 1].data)
+        else:
+            held = len(self.buffer[y - 1][self.columns - 1].data) if y else 0
+        kept = []
+        for c in data:
+            if _is_mark(c):
+                if held >= CELL_MAX:
+                    continue
+                held += 1
+            elif wcwidth(c) > 0:
+                held = 1
+            kept.append(c)
+        return "".join(kept)
 
 
 class TerminalModel:

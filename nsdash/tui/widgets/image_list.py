@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.message import Message
 
 from nsdash.system.text import escape
+from nsdash.system.utctime import utc
 from nsdash.tui import format as fmt
 from nsdash.tui.messages import ImageRow
 from nsdash.tui.widgets.fast_table import HOST_COLUMN, Column, SelectingTable
@@ -19,7 +19,7 @@ COLUMNS = (Column("name", "Image"), Column("type", "Type"), Column("ro", "RO"), 
 
 def modified(ts: float) -> str:
     """The modification time in UTC, as `nsdash list-images` prints it (and the same on every host)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    return utc(ts, "%Y-%m-%d %H:%M")
 
 
 def cells_of(row: ImageRow, hosts: bool = False) -> tuple[str, ...]:
