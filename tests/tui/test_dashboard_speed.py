@@ -229,6 +229,65 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
             os.close(lock)
 
 
+def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_path, monkeypatch):
+    """At rest no entry is stat'ed or its lock tried (StateWatch: one read of an inotify
+    descriptor); a supervisor killed, a state file replaced, an entry made or removed still
+    shows at the very next refresh."""
+    import signal
+    import subprocess
+    import sys
+
+    from nsdash.machines import state as st
+    from nsdash.monitor import host
+    from nsdash.tui.poller import HostReaders
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(host, "MACHINES_REREAD", 3600.0)
+    db = tmp_path / "machines" / "db"
+    db.mkdir(parents=True)
+    fields = dict(name="db", root="/", leader=None, cgroup="/custom/db", supervisor=1,
+                  started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z")
+    st.write_state(db, st.MachineState(**fields))
+    # A supervisor as the real one holds its entry: the lock opened for writing, flocked.
+    holder = subprocess.Popen(
+        [sys.executable, "-S", "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); sys.stdin.read()", str(db / st.LOCK_FILE)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    readers = HostReaders(with_machined=False)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline()
+        assert [m.state for m in readers.snapshot().machines] == ["running"]
+        looks = readers.state_looks
+        for _ in range(5):
+            assert [m.state for m in readers.snapshot().machines] == ["running"]
+        assert readers.state_looks == looks  # at rest: no look
+        st.read_state(db)  # a reader (a client, `nsdash list`) raises nothing
+        assert st.supervisor_alive(db)
+        readers.snapshot()
+        assert readers.state_looks == looks
+        holder.send_signal(signal.SIGKILL)  # dies without a word: only its lock's close says so
+        holder.wait()
+        assert [m.state for m in readers.snapshot().machines] == ["orphan"]
+        assert readers.state_looks == looks + 1
+        st.write_state(db, st.MachineState(**{**fields, "cgroup": "/custom/db2"}))
+        assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db2"]
+        web = tmp_path / "machines" / "web"
+        web.mkdir()
+        st.write_state(web, st.MachineState(**{**fields, "name": "web"}))
+        assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
+        (web / st.STATE_FILE).unlink()
+        web.rmdir()
+        assert [m.name for m in readers.snapshot().machines] == ["db"]
+        reads = readers.machine_reads
+        readers.snapshot()
+        assert readers.machine_reads == reads
+    finally:
+        readers.close()
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
 async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):
     """No class changes between compose and the first frame: the screen is born with its
     breakpoint class and the journal pane born following.  Each such change restyled the
