@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_dashboard import start_machines, stop_machines  # noqa: E402
 from report import Report, need_root, wants_json  # noqa: E402
 
+# Run in /: `-c` puts the working directory on the path before PYTHONPATH (a checkout's own code).
 CHILD = """
 import sys, time
 from nsdash.tui.host_readers import HostReaders
@@ -51,7 +52,7 @@ def count(code: Path, seconds: float, log: str | None = None) -> tuple[int, dict
     """Snapshots taken (a second apart), and the poller's system calls by name over SECONDS
     (strace -c); LOG: every call written there with its paths instead (strace -yy), not counted."""
     env = dict(os.environ, PYTHONPATH=str(code))
-    child = subprocess.Popen([sys.executable, "-S", "-c", CHILD, str(seconds)], env=env, text=True,
+    child = subprocess.Popen([sys.executable, "-S", "-c", CHILD, str(seconds)], env=env, text=True, cwd="/",
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
     child.stdout.readline()
