@@ -72,6 +72,7 @@ class HostSnapshots:
         self._listed_at = -1e18
         self._state_watch: Any = None  # nsdash.monitor.statewatch.StateWatch, made at the first look
         self.machine_reads = 0  # whole reads of the machine list (tests read it)
+        self._os_releases: Any = None  # nsdash.machines.identity.OsReleaseCache, at the first read
         self.state_looks = 0  # looks at the machines' entries (tests read it)
 
     def close(self) -> None:
@@ -205,12 +206,17 @@ class HostSnapshots:
     def _list_registry(self, errors: list[str]) -> list[Any]:
         """The registry's machines (nsdash.machines.registry.Machine), machined's if it answers."""
         from nsdash.machines import registry
+        from nsdash.machines.identity import OsReleaseCache
 
+        if self._os_releases is None:
+            self._os_releases = OsReleaseCache()
         try:
-            return registry.list_machines(with_machined=self.with_machined)
+            found = registry.list_machines(with_machined=self.with_machined, os_release_of=self._os_releases)
         except NsdashError as e:
             errors.append(e.oneline())
-            return registry.list_machines(with_machined=False)
+            found = registry.list_machines(with_machined=False, os_release_of=self._os_releases)
+        self._os_releases.sweep()
+        return found
 
     def _read_machines(self, errors: list[str]) -> tuple[MachineInfo, ...]:
         found = self._list_registry(errors)
