@@ -2,9 +2,10 @@
 """System calls a second of the dashboard's poller at rest (issue 16), counted, not timed.
 
 K real BusyBox machines (default 20) are booted; then, for this checkout and
-(--peer) another alternately, a child makes the dashboard's HostReaders and takes
+(--peer) another side by side, a child makes the dashboard's HostReaders and takes
 a snapshot every second, as the poller does at rest, under `strace -c -f` for
-S seconds (default 30).  A count does not move with the host's load; after each
+S seconds (default 30).  Both count at the same time: what other processes do to
+the host (cgroups made, processes started) moves a count, not the load; after each
 1 s sleep every call is a cache-cold one (rest24: 1.15 ms a snapshot back to back,
 11.4 ms after a sleep), so fewer calls is what makes the poller cheaper at rest.
 
@@ -14,6 +15,7 @@ S seconds (default 30).  A count does not move with the host's load; after each
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -48,26 +50,33 @@ print(n, flush=True)
 """
 
 
-def count(code: Path, seconds: float, log: str | None = None) -> tuple[int, dict[str, int]]:
-    """Snapshots taken (a second apart), and the poller's system calls by name over SECONDS
-    (strace -c); LOG: every call written there with its paths instead (strace -yy), not counted."""
-    env = dict(os.environ, PYTHONPATH=str(code))
-    child = subprocess.Popen([sys.executable, "-S", "-c", CHILD, str(seconds)], env=env, text=True, cwd="/",
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert child.stdin is not None and child.stdout is not None
-    child.stdout.readline()
-    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        how = ["-yy", "-o", log] if log else ["-c", "-o", out.name]
-        trace = subprocess.Popen(["strace", "-f", *how, "-p", str(child.pid)],
-                                 stderr=subprocess.DEVNULL)
+def count(codes: list[Path], seconds: float, log: str | None = None) -> list[tuple[int, dict[str, int]]]:
+    """For each checkout in CODES, at the same time (the same host, the same changes in it):
+    snapshots taken (a second apart) and its system calls by name over SECONDS (strace -c);
+    LOG: one checkout's every call written there with its paths instead (strace -yy), not counted."""
+    children = [subprocess.Popen([sys.executable, "-S", "-c", CHILD, str(seconds)], text=True, cwd="/",
+                                 env=dict(os.environ, PYTHONPATH=str(code)),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE) for code in codes]
+    with contextlib.ExitStack() as files:
+        outs = [files.enter_context(tempfile.NamedTemporaryFile("r", suffix=".strace")) for _ in codes]
+        traces = []
+        for child, out in zip(children, outs, strict=True):
+            assert child.stdout is not None
+            child.stdout.readline()
+            how = ["-yy", "-o", log] if log else ["-c", "-o", out.name]
+            traces.append(subprocess.Popen(["strace", "-f", *how, "-p", str(child.pid)], stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # strace attached
-        child.stdin.write("\n")
-        child.stdin.flush()
-        snapshots = int(child.stdout.readline())
-        child.wait()
-        trace.wait()
-        calls = _parse(out.read())
-    return snapshots, calls
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("\n")
+            child.stdin.flush()
+        taken = []
+        for child, trace in zip(children, traces, strict=True):
+            assert child.stdout is not None
+            taken.append(int(child.stdout.readline()))
+            child.wait()
+            trace.wait()
+        return [(n, _parse(out.read())) for n, out in zip(taken, outs, strict=True)]
 
 
 def _parse(text: str) -> dict[str, int]:
@@ -83,7 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--machines", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--runs", type=int, default=2, help="runs of each checkout, alternated")
+    parser.add_argument("--runs", type=int, default=2, help="runs (both checkouts at once each time)")
     parser.add_argument("--log", metavar="FILE", help="also trace this checkout's poller for --seconds, every call "
                         "with its paths written to FILE (where the calls go)")
     parser.add_argument("--peer", metavar="CHECKOUT", help="also count another checkout's poller (e.g. main)")
@@ -99,12 +108,11 @@ def main() -> int:
             per: dict[str, list[float]] = {s: [] for s, _ in sides}
             last: dict[str, dict[str, int]] = {}
             for _ in range(args.runs):
-                for side, code in sides:
-                    snapshots, calls = count(code, args.seconds)
+                for (side, _), (snapshots, calls) in zip(sides, count([c for _, c in sides], args.seconds), strict=True):
                     per[side].append(sum(calls.values()) / snapshots)
                     last[side] = {k: round(v / snapshots, 1) for k, v in calls.items()}
             if args.log:
-                count(REPO, args.seconds, args.log)
+                count([REPO], args.seconds, args.log)
             for side, _ in sides:
                 top = sorted(last[side].items(), key=lambda kv: -kv[1])[:12]
                 print(f"{side}: system calls a snapshot {statistics.median(per[side]):.0f} "

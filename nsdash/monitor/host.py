@@ -176,10 +176,9 @@ class HostSnapshots:
         at only when the kernel says something happened in the entries (StateWatch)."""
         now = time.monotonic()
         fresh = self._listed is not None and now - self._listed_at < MACHINES_REREAD
-        if fresh and self._state_watch is not None and self._state_watch.quiet():
-            look = self._listed_look
-        else:
-            look = self._look()
+        # (A reread for time alone needs no look either: the entries are as last looked at.)
+        quiet = self._listed is not None and self._state_watch is not None and self._state_watch.quiet()
+        look = self._listed_look if quiet else self._look()
         if fresh and look == self._listed_look:
             assert self._listed is not None
             machines, problems = self._listed
