@@ -21,6 +21,7 @@ from nsdash.system.frozen import Frozen
 MACHINED_STATE = "/run/systemd/machines"
 
 OsReleaseOf = Callable[[str], dict[str, str]]  # a machine's root -> its os-release (identity.os_release)
+EntryOf = Callable[[str], "tuple[st.MachineState | None, bool] | None"]  # a name -> its entry (read_entry)
 
 
 def parse_machined_record(text: str) -> dict[str, str]:
@@ -119,14 +120,24 @@ def addresses(pid: int) -> list[str]:
     return out
 
 
-def _from_entry(name: str, details: bool = True, os_release_of: OsReleaseOf = identity.os_release) -> Machine | None:
-    """Machine NAME from nsdash's state; without DETAILS its os-release and addresses are left
-    empty (read only for what shows them: list, status)."""
+def read_entry(name: str) -> tuple[st.MachineState | None, bool] | None:
+    """NAME's entry: its state and whether a supervisor holds it; None: there is none."""
     directory = st.machine_path(name)
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
     if not alive and not os.path.exists(directory):
         return None
+    return state, alive
+
+
+def _from_entry(name: str, details: bool = True, os_release_of: OsReleaseOf = identity.os_release,
+                entry_of: EntryOf = read_entry) -> Machine | None:
+    """Machine NAME from nsdash's state; without DETAILS its os-release and addresses are left
+    empty (read only for what shows them: list, status)."""
+    entry = entry_of(name)
+    if entry is None:
+        return None
+    state, alive = entry
     leader = state.leader if state else None
     addrs: list[str] = []
     # Its own view while it runs (an ephemeral overlay, binds); its tree when stopped.
@@ -152,14 +163,17 @@ def _os_release(root: str | None, os_release_of: OsReleaseOf) -> tuple[dict[str,
         return {}, f"os-release refused: {e.strerror or e}"
 
 
-def nsdash_machines(os_release_of: OsReleaseOf = identity.os_release) -> list[Machine]:
-    return [m for m in (_from_entry(n, os_release_of=os_release_of) for n in st.entry_names()) if m is not None]
+def nsdash_machines(os_release_of: OsReleaseOf = identity.os_release, entry_of: EntryOf = read_entry) -> list[Machine]:
+    return [m for m in (_from_entry(n, os_release_of=os_release_of, entry_of=entry_of) for n in st.entry_names())
+            if m is not None]
 
 
-def list_machines(with_machined: bool = True, os_release_of: OsReleaseOf = identity.os_release) -> list[Machine]:
+def list_machines(with_machined: bool = True, os_release_of: OsReleaseOf = identity.os_release,
+                  entry_of: EntryOf = read_entry) -> list[Machine]:
     """nsdash's machines, then those other managers registered with machined; OS_RELEASE_OF
-    reads an nsdash machine's os-release (the dashboard's keeps what it read: OsReleaseCache)."""
-    ours = nsdash_machines(os_release_of)
+    and ENTRY_OF read an nsdash machine's os-release and entry (the dashboard's keep what
+    they read while it cannot have changed: OsReleaseCache, nsdash.monitor.host)."""
+    ours = nsdash_machines(os_release_of, entry_of)
     if not with_machined:
         return ours
     names = {m.name for m in ours}

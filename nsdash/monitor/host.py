@@ -73,6 +73,7 @@ class HostSnapshots:
         self._state_watch: Any = None  # nsdash.monitor.statewatch.StateWatch, made at the first look
         self.machine_reads = 0  # whole reads of the machine list (tests read it)
         self._os_releases: Any = None  # nsdash.machines.identity.OsReleaseCache, at the first read
+        self._entries: dict[str, Any] = {}  # name -> registry.read_entry(name), while the watch is quiet
         self.state_looks = 0  # looks at the machines' entries (tests read it)
 
     def close(self) -> None:
@@ -178,6 +179,8 @@ class HostSnapshots:
         fresh = self._listed is not None and now - self._listed_at < MACHINES_REREAD
         # (A reread for time alone needs no look either: the entries are as last looked at.)
         quiet = self._listed is not None and self._state_watch is not None and self._state_watch.quiet()
+        if not quiet:
+            self._entries.clear()  # something happened: each entry is read again
         look = self._listed_look if quiet else self._look()
         if fresh and look == self._listed_look:
             assert self._listed is not None
@@ -209,11 +212,19 @@ class HostSnapshots:
 
         if self._os_releases is None:
             self._os_releases = OsReleaseCache()
+        entries = self._entries
+
+        def entry_of(name: str) -> Any:
+            """The entry as read since the watch last said something happened (then cleared)."""
+            if name not in entries:
+                entries[name] = registry.read_entry(name)
+            return entries[name]
+
         try:
-            found = registry.list_machines(with_machined=self.with_machined, os_release_of=self._os_releases)
+            found = registry.list_machines(self.with_machined, self._os_releases, entry_of)
         except NsdashError as e:
             errors.append(e.oneline())
-            found = registry.list_machines(with_machined=False, os_release_of=self._os_releases)
+            found = registry.list_machines(False, self._os_releases, entry_of)
         self._os_releases.sweep()
         return found
 

@@ -237,6 +237,7 @@ def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_pat
     import subprocess
     import sys
 
+    from nsdash.machines import registry
     from nsdash.machines import state as st
     from nsdash.monitor import host
     from nsdash.tui.poller import HostReaders
@@ -281,6 +282,17 @@ def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_pat
         reads = readers.machine_reads
         readers.snapshot()
         assert readers.machine_reads == reads
+        # The list read again for time alone (machined's machines, addresses): the entries as read.
+        monkeypatch.setattr(host, "MACHINES_REREAD", 0.0)
+        entries = []
+        read_entry = registry.read_entry
+        monkeypatch.setattr(registry, "read_entry", lambda name: entries.append(name) or read_entry(name))
+        for _ in range(3):
+            assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db2"]
+        assert readers.machine_reads == reads + 3 and entries == []
+        st.write_state(db, st.MachineState(**{**fields, "cgroup": "/custom/db3"}))
+        assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db3"]
+        assert entries == ["db"]
     finally:
         readers.close()
         if holder.poll() is None:
