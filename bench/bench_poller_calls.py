@@ -88,7 +88,7 @@ def _parse(text: str) -> dict[str, int]:
     return calls
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--machines", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -126,8 +126,7 @@ def main() -> int:
         finally:
             stop_machines(names)
     report.done()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

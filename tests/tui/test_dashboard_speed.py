@@ -216,9 +216,7 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
         assert readers.machine_reads == 2
         st.write_state(db, st.MachineState(**{**fields, "state": "degraded"}))
         assert [m.state for m in readers.snapshot().machines] == ["degraded"]
-        web = tmp_path / "machines" / "web"
-        web.mkdir()
-        st.write_state(web, st.MachineState(**{**fields, "name": "web"}))
+        _entry(tmp_path, "web", fields)
         assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
         assert readers.machine_reads == 4
         readers.snapshot()
@@ -227,6 +225,16 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
         readers.close()
         if lock >= 0:
             os.close(lock)
+
+
+def _entry(tmp_path, name: str, fields: dict):
+    """A machine's entry as a supervisor makes it (state file only; no lock held)."""
+    from nsdash.machines import state as st
+
+    directory = tmp_path / "machines" / name
+    directory.mkdir()
+    st.write_state(directory, st.MachineState(**{**fields, "name": name}))
+    return directory
 
 
 def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_path, monkeypatch):
@@ -272,9 +280,7 @@ def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_pat
         assert readers.state_looks == looks + 1
         st.write_state(db, st.MachineState(**{**fields, "cgroup": "/custom/db2"}))
         assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db2"]
-        web = tmp_path / "machines" / "web"
-        web.mkdir()
-        st.write_state(web, st.MachineState(**{**fields, "name": "web"}))
+        web = _entry(tmp_path, "web", fields)
         assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
         (web / st.STATE_FILE).unlink()
         web.rmdir()
