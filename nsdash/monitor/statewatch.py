@@ -48,6 +48,8 @@ class StateWatch:
                     return not happened
             except BlockingIOError:
                 return not happened
+            except OSError:
+                return False  # whatever it was, the caller looks
             happened = True
 
     def watch(self, names: list[str]) -> None:
