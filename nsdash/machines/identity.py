@@ -9,12 +9,13 @@ machine-id is an error for that machine, never a host file, a hang or a flood.
 from __future__ import annotations
 
 import os
+import time
 
 from nsdash.system import confined
 from nsdash.system.idfiles import normalise_id, parse_os_release
 from nsdash.system.namespaces import shares_host_namespace  # the one copy, shared with the launcher
 
-__all__ = ["machine_id", "normalise_id", "os_release", "parse_os_release", "shares_host_namespace"]
+__all__ = ["OsReleaseCache", "machine_id", "normalise_id", "os_release", "parse_os_release", "shares_host_namespace"]
 
 OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")
 
@@ -33,6 +34,70 @@ def os_release(root: str | os.PathLike[str] | int) -> dict[str, str]:
         except FileNotFoundError:
             continue  # a refused file is not a missing one: that error is the caller's to show
     return {}
+
+
+class OsReleaseCache:
+    """os_release(), read again only when the file it names changed (the dashboard reads every
+    machine's every 5 s: the confined walk, read and parse were ~15 system calls a machine).
+
+    The file is looked up as the confined read resolves it (openat2, RESOLVE_IN_ROOT, no magic
+    links: one call) and compared by its identity (device, inode, size, change times) with the
+    one last read under that root; only a change, a refusal or an error reads it (os_release)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[tuple, dict[str, str]]] = {}  # root -> (identity, os-release)
+        self._asked: set[str] = set()
+
+    def __call__(self, root: str) -> dict[str, str]:
+        self._asked.add(root)
+        seen = _identity(root)
+        known = self._known.get(root)
+        if seen is not None and known is not None and known[0] == seen:
+            return known[1]
+        self._known.pop(root, None)
+        found = os_release(root)  # raises what it refuses, as without a cache
+        # Kept only once its change time is a second old: a rewrite of the same size within one
+        # timestamp tick of the read would look unchanged (git's "racy" files, the same remedy).
+        if seen is not None and time.time_ns() - seen[-1] > 1_000_000_000:
+            self._known[root] = (seen, found)
+        return found
+
+    def sweep(self) -> None:
+        """Forget the roots not asked about since the last sweep (machines gone, leaders changed)."""
+        for root in [r for r in self._known if r not in self._asked]:
+            del self._known[root]
+        self._asked.clear()
+
+
+def _identity(root: str) -> tuple | None:
+    """Which file os_release(ROOT) would read, and its identity; None where that cannot be
+    said in one lookup (no file, not a regular one, an error): os_release then reads."""
+    import stat
+
+    from nsdash.system.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+
+    try:
+        root_fd = confined.open_root(root)
+    except OSError:
+        return None
+    try:
+        for path in OS_RELEASE_PATHS:
+            try:
+                fd = openat2(root_fd, path.lstrip("/"), os.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+            try:
+                info = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        return None
+    finally:
+        os.close(root_fd)
 
 
 def machine_id(root: str | os.PathLike[str] | int) -> str | None:

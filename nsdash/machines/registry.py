@@ -8,6 +8,7 @@ launcher's orphans module cleans it when a command touches the name).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from nsdash.errors import MachineNotFound
 from nsdash.launcher import names
@@ -18,6 +19,9 @@ from nsdash.system.frozen import Frozen
 # systemd-machined keeps a file per registered machine there ("unit:*" links map units to them), and
 # libsystemd's sd_get_machine_names() lists them from there.
 MACHINED_STATE = "/run/systemd/machines"
+
+OsReleaseOf = Callable[[str], dict[str, str]]  # a machine's root -> its os-release (identity.os_release)
+EntryOf = Callable[[str], "tuple[st.MachineState | None, bool] | None"]  # a name -> its entry (read_entry)
 
 
 def parse_machined_record(text: str) -> dict[str, str]:
@@ -116,14 +120,24 @@ def addresses(pid: int) -> list[str]:
     return out
 
 
-def _from_entry(name: str, details: bool = True) -> Machine | None:
-    """Machine NAME from nsdash's state; without DETAILS its os-release and addresses are left
-    empty (read only for what shows them: list, status)."""
+def read_entry(name: str) -> tuple[st.MachineState | None, bool] | None:
+    """NAME's entry: its state and whether a supervisor holds it; None: there is none."""
     directory = st.machine_path(name)
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
     if not alive and not os.path.exists(directory):
         return None
+    return state, alive
+
+
+def _from_entry(name: str, details: bool = True, os_release_of: OsReleaseOf = identity.os_release,
+                entry_of: EntryOf = read_entry) -> Machine | None:
+    """Machine NAME from nsdash's state; without DETAILS its os-release and addresses are left
+    empty (read only for what shows them: list, status)."""
+    entry = entry_of(name)
+    if entry is None:
+        return None
+    state, alive = entry
     leader = state.leader if state else None
     addrs: list[str] = []
     # Its own view while it runs (an ephemeral overlay, binds); its tree when stopped.
@@ -131,7 +145,7 @@ def _from_entry(name: str, details: bool = True) -> Machine | None:
     root = f"/proc/{leader}/root" if alive and leader else (state.root if state else None)
     if root and not alive and not os.path.isdir(root):
         root = None  # an --image machine's root is its disk image: nothing to read without mounting it
-    os_release, error = _os_release(root) if details else ({}, None)
+    os_release, error = _os_release(root, os_release_of) if details else ({}, None)
     if alive and leader and details:
         addrs = addresses(leader)
     return Machine(name=name, orphan=not alive, state=state, leader=leader if alive else None,
@@ -139,23 +153,27 @@ def _from_entry(name: str, details: bool = True) -> Machine | None:
                    os_release_error=error)
 
 
-def _os_release(root: str | None) -> tuple[dict[str, str], str | None]:
+def _os_release(root: str | None, os_release_of: OsReleaseOf) -> tuple[dict[str, str], str | None]:
     """The machine's os-release, or {} and why it was refused (a FIFO, a device, too big...)."""
     if not root:
         return {}, None
     try:
-        return identity.os_release(root), None
+        return os_release_of(root), None
     except OSError as e:
         return {}, f"os-release refused: {e.strerror or e}"
 
 
-def nsdash_machines() -> list[Machine]:
-    return [m for m in (_from_entry(n) for n in st.entry_names()) if m is not None]
+def nsdash_machines(os_release_of: OsReleaseOf = identity.os_release, entry_of: EntryOf = read_entry) -> list[Machine]:
+    return [m for m in (_from_entry(n, os_release_of=os_release_of, entry_of=entry_of) for n in st.entry_names())
+            if m is not None]
 
 
-def list_machines(with_machined: bool = True) -> list[Machine]:
-    """nsdash's machines, then those other managers registered with machined."""
-    ours = nsdash_machines()
+def list_machines(with_machined: bool = True, os_release_of: OsReleaseOf = identity.os_release,
+                  entry_of: EntryOf = read_entry) -> list[Machine]:
+    """nsdash's machines, then those other managers registered with machined; OS_RELEASE_OF
+    and ENTRY_OF read an nsdash machine's os-release and entry (the dashboard's keep what
+    they read while it cannot have changed: OsReleaseCache, nsdash.monitor.host)."""
+    ours = nsdash_machines(os_release_of, entry_of)
     if not with_machined:
         return ours
     names = {m.name for m in ours}

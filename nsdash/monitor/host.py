@@ -70,10 +70,16 @@ class HostSnapshots:
         self._listed: tuple[tuple[MachineInfo, ...], tuple[str, ...]] | None = None
         self._listed_look: tuple = ()
         self._listed_at = -1e18
+        self._state_watch: Any = None  # nsdash.monitor.statewatch.StateWatch, made at the first look
         self.machine_reads = 0  # whole reads of the machine list (tests read it)
+        self._os_releases: Any = None  # nsdash.machines.identity.OsReleaseCache, at the first read
+        self._entries: dict[str, Any] = {}  # name -> registry.read_entry(name), while the watch is quiet
+        self.state_looks = 0  # looks at the machines' entries (tests read it)
 
     def close(self) -> None:
         self.sampler.close()
+        if self._state_watch is not None:
+            self._state_watch.close()
         if self._procs is not None:
             self._procs.close()
 
@@ -167,10 +173,17 @@ class HostSnapshots:
     def _machines(self, errors: list[str]) -> tuple[MachineInfo, ...]:
         """The machine list, read whole (every state file, os-release, addresses, machined) only
         when a state file or a supervisor changed, or MACHINES_REREAD seconds went by: at rest
-        that read was most of a refresh's cost with 20 machines."""
-        look = _state_look()
+        that read was most of a refresh's cost with 20 machines.  Whether one changed is looked
+        at only when the kernel says something happened in the entries (StateWatch)."""
         now = time.monotonic()
-        if self._listed is not None and look == self._listed_look and now - self._listed_at < MACHINES_REREAD:
+        fresh = self._listed is not None and now - self._listed_at < MACHINES_REREAD
+        # (A reread for time alone needs no look either: the entries are as last looked at.)
+        quiet = self._listed is not None and self._state_watch is not None and self._state_watch.quiet()
+        if not quiet:
+            self._entries.clear()  # something happened: each entry is read again
+        look = self._listed_look if quiet else self._look()
+        if fresh and look == self._listed_look:
+            assert self._listed is not None
             machines, problems = self._listed
             errors.extend(problems)
             return machines
@@ -180,15 +193,40 @@ class HostSnapshots:
         self.machine_reads += 1
         return machines
 
+    def _look(self) -> tuple:
+        """_state_look, the entries watched first (a change after this is the next quiet()'s)."""
+        from nsdash.machines import state as st
+        from nsdash.monitor.statewatch import StateWatch
+
+        if self._state_watch is None:
+            self._state_watch = StateWatch(str(st.machines_root()))
+        names = st.entry_names()
+        self._state_watch.watch(names)
+        self.state_looks += 1
+        return _state_look(names)
+
     def _list_registry(self, errors: list[str]) -> list[Any]:
         """The registry's machines (nsdash.machines.registry.Machine), machined's if it answers."""
         from nsdash.machines import registry
+        from nsdash.machines.identity import OsReleaseCache
+
+        if self._os_releases is None:
+            self._os_releases = OsReleaseCache()
+        entries = self._entries
+
+        def entry_of(name: str) -> Any:
+            """The entry as read since the watch last said something happened (then cleared)."""
+            if name not in entries:
+                entries[name] = registry.read_entry(name)
+            return entries[name]
 
         try:
-            return registry.list_machines(with_machined=self.with_machined)
+            found = registry.list_machines(self.with_machined, self._os_releases, entry_of)
         except NsdashError as e:
             errors.append(e.oneline())
-            return registry.list_machines(with_machined=False)
+            found = registry.list_machines(False, self._os_releases, entry_of)
+        self._os_releases.sweep()
+        return found
 
     def _read_machines(self, errors: list[str]) -> tuple[MachineInfo, ...]:
         found = self._list_registry(errors)
@@ -237,7 +275,7 @@ class HostSnapshots:
         return {pid: text for pid, text in live.items() if text is not None}
 
 
-def _state_look() -> tuple:
+def _state_look(names: list[str]) -> tuple:
     """What nsdash's machine entries look like now, cheaply: each entry's name, its state
     file's identity and change time (state files are replaced whole), and whether its
     supervisor still holds the lock."""
@@ -245,7 +283,7 @@ def _state_look() -> tuple:
 
     root = str(st.machines_root())
     look = []
-    for name in st.entry_names():
+    for name in names:
         directory = os.path.join(root, name)  # (strings: pathlib was most of this, every refresh)
         try:
             info = os.stat(os.path.join(directory, st.STATE_FILE))

@@ -152,9 +152,20 @@ class KeptProcs:
         self._seen.clear()
 
 
+# cgroup.procs is a seq_file: a read fills the kernel's buffer (a page, 4 KiB or more) with whole
+# lines and comes back short of a page only at the end of the list; a line is at most 8 bytes
+# ("4194304\n": PID_MAX_LIMIT).  So a first read this short was the whole list, and the read that
+# would find its end is not made: one call less a cgroup a walk, most of them (checked on this
+# host's kernel: tests/integration/test_monitor_cgroups.py).
+_WHOLE = 4096 - 8
+
+
 def _pread_pids(fd: int) -> tuple[int, ...]:
-    chunks = []
-    offset = 0
+    first = os.pread(fd, 65536, 0)
+    if len(first) <= _WHOLE:
+        return tuple(int(x) for x in first.split())
+    chunks = [first]
+    offset = len(first)
     while chunk := os.pread(fd, 65536, offset):
         chunks.append(chunk)
         offset += len(chunk)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -384,6 +386,42 @@ def test_kept_cgroup_procs_are_read_fresh_and_closed_when_their_cgroup_goes(cgro
     finally:
         kept.close()
     assert kept.open_files() == 0
+
+
+def test_kept_cgroup_procs_are_read_in_one_call_unless_the_first_read_filled_a_page(cgroups, monkeypatch):
+    """KeptProcs takes a first read shorter than a page (less a line) as the whole list: the
+    kernel's seq_file stops short of a page only at its end.  A list past a page (1,200 processes)
+    comes back short of it all the same, and is read on to the end."""
+    unified = cgroupfs.detect().unified
+    if unified is None:
+        pytest.skip("no cgroup2 hierarchy on this host: KeptProcs is for cgroup2 only")
+    many = cgroups.run_in("many", ["sh", "-c", "for i in $(seq 1200); do sleep 600 & done; echo; wait"])
+    few = cgroups.run_in("few", IDLE)
+    kept = tree.KeptProcs()
+    directory = str(unified) + cgroups.scope
+    calls: list[int] = []
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, offset: calls.append(fd) or pread(fd, n, offset))
+    try:
+        assert kept(directory + "/few") == (few.pid,) and len(calls) == 1
+        for _ in range(100):  # the shell's 800 children started
+            with open(directory + "/many/cgroup.procs", "rb") as f:
+                listed = f.read()
+            if len(listed.split()) == 1201:
+                break
+            time.sleep(0.1)
+        assert len(listed) > 4096
+        calls.clear()
+        assert kept(directory + "/many") == tuple(int(x) for x in listed.split())
+        assert len(calls) >= 3  # a short page, the rest, the end
+    finally:
+        monkeypatch.undo()
+        kept.close()
+        with open(directory + "/many/cgroup.procs") as f:
+            for pid in f.read().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        many.wait()
 
 
 def test_a_walk_with_processes_lists_no_leaf_cgroup(cgroups, monkeypatch):

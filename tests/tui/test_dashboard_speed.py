@@ -216,9 +216,7 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
         assert readers.machine_reads == 2
         st.write_state(db, st.MachineState(**{**fields, "state": "degraded"}))
         assert [m.state for m in readers.snapshot().machines] == ["degraded"]
-        web = tmp_path / "machines" / "web"
-        web.mkdir()
-        st.write_state(web, st.MachineState(**{**fields, "name": "web"}))
+        _entry(tmp_path, "web", fields)
         assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
         assert readers.machine_reads == 4
         readers.snapshot()
@@ -227,6 +225,85 @@ def test_the_machine_list_is_read_whole_only_when_a_state_file_or_a_supervisor_c
         readers.close()
         if lock >= 0:
             os.close(lock)
+
+
+def _entry(tmp_path, name: str, fields: dict):
+    """A machine's entry as a supervisor makes it (state file only; no lock held)."""
+    from nsdash.machines import state as st
+
+    directory = tmp_path / "machines" / name
+    directory.mkdir()
+    st.write_state(directory, st.MachineState(**{**fields, "name": name}))
+    return directory
+
+
+def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_path, monkeypatch):
+    """At rest no entry is stat'ed or its lock tried (StateWatch: one read of an inotify
+    descriptor); a supervisor killed, a state file replaced, an entry made or removed still
+    shows at the very next refresh."""
+    import signal
+    import subprocess
+    import sys
+
+    from nsdash.machines import registry
+    from nsdash.machines import state as st
+    from nsdash.monitor import host
+    from nsdash.tui.poller import HostReaders
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(host, "MACHINES_REREAD", 3600.0)
+    db = tmp_path / "machines" / "db"
+    db.mkdir(parents=True)
+    fields = dict(name="db", root="/", leader=None, cgroup="/custom/db", supervisor=1,
+                  started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z")
+    st.write_state(db, st.MachineState(**fields))
+    # A supervisor as the real one holds its entry: the lock opened for writing, flocked.
+    holder = subprocess.Popen(
+        [sys.executable, "-S", "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); sys.stdin.read()", str(db / st.LOCK_FILE)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    readers = HostReaders(with_machined=False)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline()
+        assert [m.state for m in readers.snapshot().machines] == ["running"]
+        looks = readers.state_looks
+        for _ in range(5):
+            assert [m.state for m in readers.snapshot().machines] == ["running"]
+        assert readers.state_looks == looks  # at rest: no look
+        st.read_state(db)  # a reader (a client, `nsdash list`) raises nothing
+        assert st.supervisor_alive(db)
+        readers.snapshot()
+        assert readers.state_looks == looks
+        holder.send_signal(signal.SIGKILL)  # dies without a word: only its lock's close says so
+        holder.wait()
+        assert [m.state for m in readers.snapshot().machines] == ["orphan"]
+        assert readers.state_looks == looks + 1
+        st.write_state(db, st.MachineState(**{**fields, "cgroup": "/custom/db2"}))
+        assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db2"]
+        web = _entry(tmp_path, "web", fields)
+        assert [m.name for m in readers.snapshot().machines] == ["db", "web"]
+        (web / st.STATE_FILE).unlink()
+        web.rmdir()
+        assert [m.name for m in readers.snapshot().machines] == ["db"]
+        reads = readers.machine_reads
+        readers.snapshot()
+        assert readers.machine_reads == reads
+        # The list read again for time alone (machined's machines, addresses): the entries as read.
+        monkeypatch.setattr(host, "MACHINES_REREAD", 0.0)
+        entries = []
+        read_entry = registry.read_entry
+        monkeypatch.setattr(registry, "read_entry", lambda name: entries.append(name) or read_entry(name))
+        for _ in range(3):
+            assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db2"]
+        assert readers.machine_reads == reads + 3 and entries == []
+        st.write_state(db, st.MachineState(**{**fields, "cgroup": "/custom/db3"}))
+        assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/db3"]
+        assert entries == ["db"]
+    finally:
+        readers.close()
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
 
 
 async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):

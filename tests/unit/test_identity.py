@@ -62,3 +62,50 @@ def test_identity_files_are_read_confined(tmp_path):
 def test_shares_host_namespace():
     assert identity.shares_host_namespace(os.getpid(), "net") is True
     assert identity.shares_host_namespace(2**22 + 12345, "net") is None
+
+
+def test_the_os_release_cache_reads_again_only_what_changed(tmp_path, monkeypatch):
+    """OsReleaseCache answers as os_release does at every step (confined, refusals raised),
+    and reads the file again only when the one it resolves to is another or changed."""
+    reads = []
+    real = identity.os_release
+    monkeypatch.setattr(identity, "os_release", lambda root: reads.append(root) or real(root))
+    secret = tmp_path / "secret"
+    secret.write_text("ID=hostsecret\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "usr/lib").mkdir(parents=True)
+    lib = root / "usr/lib/os-release"
+    lib.write_text("ID=guest\n")
+    old = 1_600_000_000
+    os.utime(lib, (old, old))  # (a change time a second old is what the cache trusts; ctime follows)
+    cache = identity.OsReleaseCache()
+    time_ns = identity.time.time_ns
+    monkeypatch.setattr(identity.time, "time_ns", lambda: time_ns() + 5_000_000_000)  # reads 5 s later
+    assert cache(str(root)) == {"ID": "guest"} and cache(str(root)) == {"ID": "guest"}
+    assert len(reads) == 1
+    (root / "etc/os-release").symlink_to("../usr/lib/os-release")  # the usual link: the same file
+    assert cache(str(root)) == {"ID": "guest"} and len(reads) == 1
+    lib.write_text("ID=gueSt\n")  # rewritten in place, same size
+    assert cache(str(root)) == {"ID": "gueSt"} and len(reads) == 2
+    for plant in (str(secret), "../../secret"):  # resolved in the root: not there, so usr/lib's
+        (root / "etc/os-release").unlink()
+        (root / "etc/os-release").symlink_to(plant)
+        assert cache(str(root)) == {"ID": "gueSt"}
+    (root / "etc/os-release").unlink()
+    (root / "etc/os-release").write_text("ID=other\n")  # etc/ first, as systemd looks
+    assert cache(str(root)) == {"ID": "other"}
+    (root / "etc/os-release").unlink()
+    os.mkfifo(root / "etc/os-release")
+    for _ in range(2):  # refused each time, never answered from what was kept
+        with pytest.raises(OSError):
+            cache(str(root))
+    (root / "etc/os-release").unlink()
+    monkeypatch.setattr(identity.time, "time_ns", time_ns)
+    lib.write_text("ID=fresh\n")  # changed this very tick: read, but not kept
+    before = len(reads)
+    assert cache(str(root)) == {"ID": "fresh"} and cache(str(root)) == {"ID": "fresh"}
+    assert len(reads) == before + 2
+    cache.sweep()
+    cache.sweep()  # not asked since: forgotten
+    assert not cache._known
