@@ -161,10 +161,12 @@ class CpuTable(FastTable):
                                           in zip(self.column_keys, cells, old, strict=True) if new != was})
                 reorder = reorder or (ranked is not None and ranked >= 0 and cells[ranked] != old[ranked])
             self._rows[row.path] = cells
-        for gone in set(self._rows) - seen:
-            del self._rows[gone]
-            figures.pop(gone, None)
-            self.remove_row(gone)
+        gone = set(self._rows) - seen
+        for path in gone:
+            del self._rows[path]
+            figures.pop(path, None)
+        if gone:
+            self.remove_rows(gone)
             reorder = True
         self._reorder(cursor_key, reorder)
 
