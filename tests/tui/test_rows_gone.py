@@ -5,9 +5,7 @@ left standing where another (or nothing) now is."""
 from __future__ import annotations
 
 import pyte
-from textual._compositor import CompositorUpdate
-from textual.app import App
-from textual.screen import Screen
+from _paintkit import terminal_fed
 from tuikit import sample_app
 
 from nsdash.monitor.display import Row
@@ -29,16 +27,7 @@ def _text(terminal: pyte.Screen) -> list[str]:
 
 
 async def test_rows_removed_leave_the_screen_as_a_whole_repaint_paints_it(monkeypatch):
-    terminal = pyte.Screen(*SIZE)
-    stream = pyte.Stream(terminal)
-    display = App._display
-
-    def written(self: App, screen: Screen, renderable: object) -> None:
-        if isinstance(renderable, CompositorUpdate):
-            stream.feed(renderable.render_segments(self.console))
-        display(self, screen, renderable)
-
-    monkeypatch.setattr(App, "_display", written)
+    terminal = terminal_fed(monkeypatch, SIZE)
     app = sample_app()
     async with app.run_test(size=SIZE) as pilot:
         extra = _extra(8)
