@@ -147,7 +147,7 @@ async def _rest_windows(pilot, seconds: float) -> Rest:
     windows = []
     for _ in range(WINDOWS):
         c, w = cpu_now(), time.perf_counter()
-        await pilot.pause(seconds / WINDOWS)
+        await asyncio.sleep(seconds / WINDOWS)  # (not pilot.pause: see count_child)
         windows.append((cpu_now() - c) / (time.perf_counter() - w) * 100)
     wall = time.perf_counter() - w0
     ours = (cpu_now() - c0) / wall * 100
@@ -206,6 +206,9 @@ def main() -> int:
                     help="part 2 also counted: the headless app under callgrind for SECONDS once the timed windows "
                          "are done, instructions per refresh of its UI and poller threads (no host's cache "
                          "penalty in a count; what its wall-clock timers do still varies, 60-83 M over 4 runs)")
+    ap.add_argument("--count-still", action="store_true",
+                    help="with --count, count once more with every snapshot replaced by the first: the UI's "
+                         "cost a refresh when nothing it shows changes (the rest is what the host's changes cost)")
     ap.add_argument("--count-child", metavar="FLAG", help=argparse.SUPPRESS)
     ap.add_argument("--first-runs", type=int, default=7, help="starts timed for the first frame (default 7)")
     ap.add_argument("--module", action="store_true",
@@ -219,7 +222,7 @@ def main() -> int:
     report = Report("dashboard", wants_json())
     args = ap.parse_args()
     if args.count_child:
-        asyncio.run(count_child(args.count_child))
+        asyncio.run(count_child(args.count_child, still=args.count_still))
         return 0
     if args.flood_child:
         med, most, n = asyncio.run(flood_keys(args.flood_rate))
@@ -643,6 +646,8 @@ def rest(args, report: Report) -> None:
             report.row(f"dashboard RSS after {age:.0f} s, {n} machines (tmux)", rss, "-", None, "MiB")
         if args.count:
             counted(args.count, n, booted, report)
+            if args.count_still:
+                counted(args.count, n, booted, report, still=True)
     finally:
         stop_machines(names)
 
@@ -651,40 +656,48 @@ def rest(args, report: Report) -> None:
 Window = tuple[float, tuple[float, float], float, HostWindow]
 
 
-async def count_child(flag: str) -> None:
+async def count_child(flag: str, still: bool = False) -> None:
     """--count-child FLAG: the headless app at rest (as at_rest runs it) under callgrind with its
     instrumentation off; once three snapshots are applied it writes its pid to FLAG.ready (the parent
-    then turns the counting on), and when FLAG.stop appears, the snapshots applied since to FLAG.count."""
+    then turns the counting on), and when FLAG.stop appears, the snapshots applied since to FLAG.count.
+    STILL: every snapshot is the first one again (only the clock moves)."""
     from nsdash.tui import gcpause
     from nsdash.tui.app import NsdashApp
 
     applied = [0]
+    first: list[SnapshotReady] = []
 
     class Counted(NsdashApp):
+        # Only counts: Textual runs NsdashApp's own handler after this one (it calls the handler of
+        # each class up the MRO), so calling it here too applied every snapshot twice.
         def on_snapshot_ready(self, message: SnapshotReady) -> None:
             applied[0] += 1
-            super().on_snapshot_ready(message)
+            if still:
+                first[:] = first or [message]
+                message.snapshot = first[0].snapshot
 
     gcpause.hold()
     app = Counted(interval=1.0)
-    async with app.run_test(size=(160, 50)) as pilot:
+    # Waits by asyncio.sleep, not pilot.pause: each pause posts a callback to every widget, waits
+    # for them all and forces a screen update, work `nsdash` never does (a third of the UI count).
+    async with app.run_test(size=(160, 50)):
         while applied[0] < 3:
-            await pilot.pause(0.5)
+            await asyncio.sleep(0.5)
         start = applied[0]
         Path(flag + ".ready").write_text(str(os.getpid()))
         while not os.path.exists(flag + ".stop"):
-            await pilot.pause(0.5)
+            await asyncio.sleep(0.5)
         Path(flag + ".count").write_text(str(applied[0] - start))
 
 
-def counted(seconds: float, n: int, booted: float, report: Report) -> None:
+def counted(seconds: float, n: int, booted: float, report: Report, still: bool = False) -> None:
     """Part 2 counted: instructions per refresh of the headless app's UI thread and poller thread
     (callgrind, one output per thread) over SECONDS with the same N machines.  The timed rows move
     with the host (bench/hoststate.py: the same refresh cost 1.1 ms back to back and 7.7-11 ms after
     a second asleep); a count has no cache penalty in it.  It is not exact either: the app runs ~50x
     slower under callgrind, so what its wall-clock timers and coalesced snapshots do per refresh
     varies (settled, 20 machines: 60.3 and 82.7 M, session 11's code 74.3 and 68.9 M, alternated
-    under load 3).  Kernel work (the poller's reads) is not in it."""
+    under load 3).  Kernel work (the poller's reads) is not in it.  STILL: count_child's."""
     import shutil
     import subprocess
     import tempfile
@@ -696,7 +709,8 @@ def counted(seconds: float, n: int, booted: float, report: Report) -> None:
         flag = os.path.join(tmp, "flag")
         child = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--instr-atstart=no",
-             f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--count-child", flag],
+             f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--count-child", flag,
+             *(["--count-still"] if still else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 300
@@ -721,12 +735,13 @@ def counted(seconds: float, n: int, booted: float, report: Report) -> None:
         print(f"at rest, counted: {refreshes} refreshes, {len(totals)} threads counted; no count rows")
         return
     ui, others = totals[0] / refreshes / 1e6, sum(totals[1:]) / refreshes / 1e6
-    print(f"at rest, counted (callgrind, {n} machines {age:.0f} s old, {refreshes} refreshes): {ui + others:.1f} M "
+    what = f"{n} machines, nothing shown changing (the first snapshot again)" if still else f"{n} machines"
+    print(f"at rest, counted (callgrind, {what}, {age:.0f} s old, {refreshes} refreshes): {ui + others:.1f} M "
           f"instructions a refresh (UI thread {ui:.1f} M, the poller and any other thread {others:.1f} M)")
     note = f"callgrind over {refreshes} refreshes, machines {age:.0f} s old; user space only"
-    report.row(f"dashboard at rest, {n} machines, UI thread instructions a refresh (headless)", ui, "-", None,
+    report.row(f"dashboard at rest, {what}, UI thread instructions a refresh (headless)", ui, "-", None,
                "M instr", note=note)
-    report.row(f"dashboard at rest, {n} machines, poller instructions a refresh (headless)", others, "-", None,
+    report.row(f"dashboard at rest, {what}, poller instructions a refresh (headless)", others, "-", None,
                "M instr", note=note + "; every thread but the UI's (at rest: the poller)")
 
 

@@ -29,6 +29,9 @@ class MetricHistory:
     def __init__(self) -> None:
         self.by_machine: dict[str, Series] = {}
         self.samples = 0  # snapshots taken in: the newest sample's number + 1, the same for every machine
+        # (name, per) -> group number -> the mean of that whole group (cpu_means): a group whole in
+        # the window never changes, so at rest only the first and the newest bar are worked out again.
+        self._whole_means: dict[tuple[str, int], dict[int, float | None]] = {}
 
     def update(self, snap: Snapshot) -> None:
         if not snap.machines and snap.errors:
@@ -54,6 +57,8 @@ class MetricHistory:
             series.io.append(io)
         for gone in set(self.by_machine) - live:
             del self.by_machine[gone]
+            for key in [key for key in self._whole_means if key[0] == gone]:
+                del self._whole_means[key]
 
     def cpu(self, name: str) -> list[float | None]:
         s = self.by_machine.get(name)
@@ -64,17 +69,32 @@ class MetricHistory:
         The groups are fixed by the samples' numbers, not counted back from the newest: a group
         holds the same samples from refresh to refresh (the newest fills up), so a chart of them
         moves one step every PER refreshes instead of every bar changing at every refresh."""
-        values = self.cpu(name)
+        s = self.by_machine.get(name)
+        if not s:
+            return []
+        values = list(s.cpu)
+        end = self.samples  # the number after the newest sample's
+        first = end - len(values)  # the number of the oldest sample kept
+        whole = self._whole_means.setdefault((name, per), {})
         means: list[float | None] = []
-        group: list[float] = []
-        first = self.samples - len(values)  # the number of the oldest sample kept
-        for number, value in enumerate(values, first):
-            if value is not None:
-                group.append(value)
-            if number % per == per - 1 or number == self.samples - 1:
-                means.append(sum(group) / len(group) if group else None)
-                group = []
+        for group in range(first // per, (end + per - 1) // per):
+            lo, hi = group * per, group * per + per
+            if first <= lo and hi <= end:
+                if group not in whole:
+                    whole[group] = _mean(values[lo - first:hi - first])
+                means.append(whole[group])
+            else:  # the oldest group, partly gone from the window, or the newest, still filling
+                means.append(_mean(values[max(lo, first) - first:min(hi, end) - first]))
+        if len(whole) > len(means):  # groups gone from the window
+            oldest = first // per
+            for group in [group for group in whole if group < oldest]:
+                del whole[group]
         return means
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def _tops(machine_of: Mapping[str, str]) -> dict[str, str]:

@@ -4,6 +4,10 @@ that shows anything else than painting anew would is the bug those tests look fo
 
 from __future__ import annotations
 
+import pyte
+from textual._compositor import CompositorUpdate
+from textual.app import App
+from textual.screen import Screen
 from textual.widget import Widget
 from tuikit import feed_sample
 
@@ -42,3 +46,19 @@ def painted_anew(widget: Widget) -> list[str]:
         widget._fast_lines.clear()
         widget._fast_placed.clear()
     return painted_lines(widget)
+
+
+def terminal_fed(monkeypatch, size: tuple[int, int]) -> pyte.Screen:
+    """A terminal model of SIZE that every frame an app writes from now on (full and partial) is
+    fed to, as the real terminal would be."""
+    terminal = pyte.Screen(*size)
+    stream = pyte.Stream(terminal)
+    display = App._display
+
+    def written(self: App, screen: Screen, renderable: object) -> None:
+        if isinstance(renderable, CompositorUpdate):
+            stream.feed(renderable.render_segments(self.console))
+        display(self, screen, renderable)
+
+    monkeypatch.setattr(App, "_display", written)
+    return terminal

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import pyte
 import textual
-from textual._compositor import Compositor, CompositorUpdate
+from _paintkit import terminal_fed
+from textual._compositor import Compositor
 from textual.app import App
 from textual.containers import Horizontal
 from textual.pilot import Pilot
-from textual.screen import Screen
 from textual.widget import Widget
 from tuikit import sample_app
 
@@ -151,16 +151,7 @@ async def _screens_seen(monkeypatch, rows_on: bool) -> tuple[list[tuple[str, lis
     without them as on a Textual other than rows.PINNED (usable() False)."""
     if not rows_on:
         monkeypatch.setattr(rows, "usable", lambda: False)
-    terminal = pyte.Screen(*SMALL)
-    stream = pyte.Stream(terminal)
-    display = App._display
-
-    def written(self: App, screen: Screen, renderable: object) -> None:
-        if isinstance(renderable, CompositorUpdate):
-            stream.feed(renderable.render_segments(self.console))
-        display(self, screen, renderable)
-
-    monkeypatch.setattr(App, "_display", written)
+    terminal = terminal_fed(monkeypatch, SMALL)
     app = sample_app()
     seen = []
     async with app.run_test(size=SMALL) as pilot:

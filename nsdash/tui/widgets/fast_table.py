@@ -35,7 +35,7 @@ from textual._two_way_dict import TwoWayDict
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import default_cell_formatter
+from textual.widgets._data_table import CellKey, default_cell_formatter
 
 from nsdash.tui.widgets.steady import SteadyScrollbars
 
@@ -363,6 +363,33 @@ class FastTable(DataTable, SteadyScrollbars):
         self._versions.pop(row_key, None)
         with self.changing_rows():  # the virtual size lays the screen out if it changed
             super().remove_row(row_key)
+
+    def remove_rows(self, row_keys: Iterable[str]) -> None:
+        """Remove the rows keyed ROW_KEYS (those there are) at once, as remove_row() each, but
+        the rows' places are worked out once, not once a row: DataTable's remove_row rebuilds
+        them all (a cgroup gone from 5,000 is 5,000 places), then asks for a layout and sets the
+        cursor again, each time (on a busy host, a tenth of the dashboard's work at rest)."""
+        gone = set(row_keys)
+        before = self.row_count
+        order = [self._row_locations.get_key(index) for index in range(before)]
+        if not any(key is not None and key.value in gone for key in order):
+            return
+        self._row_locations = TwoWayDict({key: place for place, key in enumerate(
+            key for key in order if key is not None and key.value not in gone)})
+        for row_key in [key for key in order if key is not None and key.value in gone]:
+            for column_key in self.columns:
+                self._fast_cells.pop((row_key, column_key), None)
+                self._updated_cells.discard(CellKey(row_key, column_key))
+            self._versions.pop(row_key, None)
+            del self.rows[row_key]
+            del self._data[row_key]
+        self._require_update_dimensions = True
+        self.check_idle()
+        self.cursor_coordinate = self.cursor_coordinate  # (as remove_row: kept in range, its watchers told)
+        self.hover_coordinate = self.hover_coordinate
+        self._update_count += 1
+        with self.changing_rows():  # the virtual size lays the screen out if it changed
+            self.refresh(layout=True)
 
     def refresh_line(self, row_index: int | None) -> None:
         """Repaint the row at ROW_INDEX: its cells in view (rows here are one line high); within
