@@ -200,6 +200,15 @@ class _ConfinedFiles:
             if fd is not None and fd >= 0:
                 os.close(fd)
 
+
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _is_boot_id(raw: bytes) -> bool:
+    """32 lowercase hex digits, as journald writes _BOOT_ID (no re: its import costs every verb)."""
+    return len(raw) == 32 and _HEX.issuperset(raw)
+
+
 def _inotify() -> int:
     from nsdash.system import syscalls  # ctypes: only for a reader that follows
 
@@ -293,6 +302,8 @@ class JournalSource:
         try:
             spans = []
             for raw in r.query_unique("_BOOT_ID"):
+                if not _is_boot_id(raw):
+                    continue  # a guest writes its journal files: any bytes; journalctl's boots are 128-bit IDs
                 r.flush_matches()
                 r.add_match(b"_BOOT_ID=" + raw)
                 r.seek_head()
@@ -301,7 +312,7 @@ class JournalSource:
                 first = r._get_realtime()
                 r.seek_tail()
                 last = r._get_realtime() if r._previous() else first
-                spans.append((first, last, raw.decode()))
+                spans.append((first, last, raw.decode("ascii")))
         finally:
             r.close()
         spans.sort()

@@ -161,6 +161,7 @@ class Container:
         self.plan: LaunchPlan | None = None
         self.ready = False  # true once the payload has sent READY=1
         self.status_text: str | None = None  # the payload's last STATUS=
+        self.notify_taken = 0  # datagrams the last read_notify() read
         self.outcome: Outcome | None = None
         self._cg: MachineCgroup | None = None
         self._run_dir: Path | None = None
@@ -685,7 +686,7 @@ class Container:
         """The notify socket; call read_notify() when it is readable."""
         return self._notify.fileno() if self._notify else None
 
-    def read_notify(self) -> bool:
+    def read_notify(self, limit: int = NOTIFY_BATCH) -> bool:
         """Drain sd_notify datagrams from the payload; True if READY=1 or STATUS= changed.
 
         Only the container's PID 1 is heard, as systemd-nspawn hears only its inner child:
@@ -698,30 +699,34 @@ class Container:
         one longer than NOTIFY_DATAGRAM dropped whole, and only READY=1 and the last STATUS=
         (cut at STATUS_MAX) kept; every other key (newer systemds send more) and garbage is
         dropped.  Passed file descriptors (FDSTORE=1) find no room and are dropped by the kernel.
+        At most LIMIT datagrams this call; notify_taken says how many were read (heard or
+        not: each cost a system call), so the caller can keep its own budget.
         """
-        changed = False
+        self.notify_taken = 0
         if self._notify is None:
-            return changed
-        for _ in range(NOTIFY_BATCH):
+            return False
+        ready, status = False, None
+        for _ in range(min(limit, NOTIFY_BATCH)):
             try:
                 data, ancillary, flags, _ = self._notify.recvmsg(NOTIFY_DATAGRAM, _NOTIFY_ANCILLARY,
                                                                  _socket.MSG_CMSG_CLOEXEC)
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # (BlockingIOError: drained)
                 break
-            except OSError:
-                break
+            self.notify_taken += 1
             sender = _notify_sender(ancillary)  # (which also closes any descriptor that came)
             if sender is None or sender != self.leader or flags & _socket.MSG_TRUNC:
                 continue
-            for line in data.split(b"\n"):
-                if line == b"READY=1" and not self.ready:
-                    self.ready = True
-                    changed = True
-                elif line.startswith(b"STATUS="):
-                    text = line[7:7 + STATUS_MAX].decode("utf-8", "replace")
-                    if text != self.status_text:
-                        self.status_text = text
-                        changed = True
+            said_ready, said_status = parse_notify(data)
+            ready = ready or said_ready
+            status = said_status if said_status is not None else status
+        changed = False
+        if ready and not self.ready:
+            self.ready = changed = True
+        if status is not None:  # the batch's last, decoded once however many came
+            text = status[:STATUS_MAX].decode("utf-8", "replace")
+            if text != self.status_text:
+                self.status_text = text
+                changed = True
         return changed
 
     def wait(self) -> Outcome:
@@ -976,6 +981,19 @@ def _receive_console(sock_fd: int) -> int:
     os.set_inheritable(fds[0], False)
     os.set_blocking(fds[0], False)
     return fds[0]
+
+
+def parse_notify(data: bytes) -> tuple[bool, bytes | None]:
+    """Whether one sd_notify datagram says READY=1, and its STATUS= value, read as systemd-nspawn
+    reads its payload's: a C string (up to the first NUL), tags split at each '\n' and '\r', an
+    exact READY=1 tag, and the datagram's first STATUS= tag (as nspawn's strv_find_startswith)."""
+    ready, status = False, None
+    for tag in data.split(b"\0", 1)[0].replace(b"\r", b"\n").split(b"\n"):
+        if tag == b"READY=1":
+            ready = True
+        elif status is None and tag.startswith(b"STATUS="):
+            status = tag[7:]
+    return ready, status
 
 
 def _notify_sender(ancillary: list[tuple[int, int, bytes]]) -> int | None:

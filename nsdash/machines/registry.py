@@ -108,7 +108,7 @@ def addresses(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/net/fib_trie") as f:
             out += parse_fib_trie(f.read())
-        with open(f"/proc/{pid}/net/if_inet6") as f:
+        with open(f"/proc/{pid}/net/if_inet6", errors="surrogateescape") as f:  # (its links' names: any bytes)
             for line in f:
                 parts = line.split()
                 raw, scope = parts[0], parts[3]

@@ -10,8 +10,8 @@ at all (the payload has the caller's stdio).
 Either way the engine holds the console PTY (so it survives reboots), writes the
 console log, keeps the state entry and the control socket (so `nsdash
 status|shell|poweroff NAME` reach a terminal-run machine too), drains sd_notify
-(READY=1 and STATUS=; bounded, so a flood costs nothing), follows the guest's
-progress (starting, running, degraded), registers with systemd-machined, stops
+(READY=1 and STATUS=; read at a bounded rate, STATUS= written coalesced, so a flood costs
+little), follows the guest's progress (starting, running, degraded), registers with systemd-machined, stops
 the machine in its init's own way (machines/shutdown.py), runs the reboot loop
 with its limiter, and settles the exit code as systemd-nspawn does.
 
@@ -68,6 +68,9 @@ HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units 
 HEALTH_TIMEOUT = 5.0  # seconds a guest's bus has to answer (machines/health.py)
 HEALTH_FRESH = 5.0  # a status request asks again when the last answer is older than this
 BUS_QUIESCE = 2.0  # seconds a boot waits for the bus-call worker to end (machines/busproxy.py)
+STATUS_WRITE_INTERVAL = 0.25  # s between state.json writes for a new STATUS= alone (READY=1 is written at once)
+NOTIFY_TICK = 0.1  # s: the notify socket's budget is counted per tick ...
+NOTIFY_PER_TICK = 128  # ... of this many datagrams; past them it is left unread until the next tick
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest) ...
@@ -229,6 +232,11 @@ class Supervisor:
         self.registration_checks: list[float] = []
         self.health_due: float | None = None
         self._dhcp_retry: float | None = None  # when to watch a flooded DHCP socket again
+        self._notify_retry: float | None = None  # when to watch a flooded notify socket again
+        self._notify_tick = 0.0  # when the notify socket's current tick began ...
+        self._notify_read = 0  # ... and the datagrams read in it
+        self._state_written = 0.0  # monotonic time of the last state.json write
+        self._state_due: float | None = None  # when a coalesced STATUS= change is written
         self.health_busy = False
         self.health_result: str | None = None
         self.health_checked = 0.0  # monotonic time of the last answer
@@ -466,7 +474,7 @@ class Supervisor:
         self.local.booted(self.boot)
         notify = container.notify_fd
         if notify is not None:
-            self.watch(notify, lambda _mask: self._notify_readable())
+            self._watch_notify_again()
         if container.dhcp is not None:  # a networkd guest's DHCP, answered on its ve- link
             self.watch(container.dhcp.fileno(), lambda _mask: self._serve_dhcp())
         if container.pidfd is not None:
@@ -526,14 +534,42 @@ class Supervisor:
             self.unwatch(container.dhcp.fileno())
 
     def _notify_readable(self) -> None:
+        """The payload's sd_notify datagrams: READY=1 is acted on and written at once; a new STATUS=
+        alone is written at most every STATUS_WRITE_INTERVAL, the last one always (a flood of
+        distinct lines cost a state.json per batch: a guest root kept a host CPU a quarter busy).
+        At most NOTIFY_PER_TICK datagrams are read a tick."""
         c = self.container
-        if c is None or not c.read_notify():
+        if c is None:
+            return
+        now = time.monotonic()
+        if now - self._notify_tick >= NOTIFY_TICK:
+            self._notify_tick, self._notify_read = now, 0
+        changed = c.read_notify(NOTIFY_PER_TICK - self._notify_read)
+        self._notify_read += c.notify_taken
+        if self._notify_read >= NOTIFY_PER_TICK and c.notify_fd is not None:
+            # A flood: the rest waits in the socket (its sender blocks) until the next tick,
+            # as a flooded DHCP socket does; a READY=1 in it is read then and acted on at once.
+            self.unwatch(c.notify_fd)
+            self._notify_retry = self._notify_tick + NOTIFY_TICK
+        if not changed:
             return
         if c.ready and self.phase == "starting":
             self.phase = "running"
             if self.init == "systemd":
                 self.health_due = time.monotonic()  # ask at once whether its boot left failed units
-        self._write_state()
+            self._write_state()
+            return
+        due = self._state_written + STATUS_WRITE_INTERVAL
+        if time.monotonic() >= due:
+            self._write_state()
+        elif self._state_due is None:
+            self._state_due = due
+
+    def _watch_notify_again(self) -> None:
+        self._notify_retry = None
+        c = self.container
+        if c is not None and c.notify_fd is not None:
+            self.watch(c.notify_fd, lambda _mask: self._notify_readable())
 
     def _after_exit(self) -> bool:
         """The container's init ended: drain and log it, then reboot (True) or stop (False)."""
@@ -543,6 +579,7 @@ class Supervisor:
         self._drain_console()
         if container.notify_fd is not None:
             self.unwatch(container.notify_fd)
+        self._notify_retry = None
         self._unwatch_dhcp(container)
         event, detail = outcome_event(outcome.kind, outcome.status)
         reboot = self.stop_reason is None and not self.stop_requests and (
@@ -721,6 +758,7 @@ class Supervisor:
 
     def _write_state(self) -> None:
         st.write_state(self.dir, self._state())
+        self._state_written, self._state_due = time.monotonic(), None
 
     def status(self) -> dict[str, Any]:
         data = self._state().to_json()
@@ -775,7 +813,8 @@ class Supervisor:
     def _loop(self) -> None:
         while True:
             deadlines = [d for d in (self.kill_deadline, self._pty_retry, self.health_due, self.nudge_due,
-                                     self._dhcp_retry, *self.registration_checks[:1]) if d is not None]
+                                     self._dhcp_retry, self._notify_retry, self._state_due,
+                                     *self.registration_checks[:1]) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 events = self.poller.poll(None if timeout is None else int(timeout * 1000) + 1)
@@ -799,6 +838,10 @@ class Supervisor:
                 c = self.container
                 if c is not None and c.dhcp is not None:
                     self.watch(c.dhcp.fileno(), lambda _mask: self._serve_dhcp())
+            if self._notify_retry is not None and now >= self._notify_retry:
+                self._watch_notify_again()
+            if self._state_due is not None and now >= self._state_due:
+                self._write_state()
             if self.registration_checks and now >= self.registration_checks[0]:
                 self.registration_checks.pop(0)
                 self._check_registration()

@@ -148,7 +148,7 @@ def detect(root: str | os.PathLike[str] = DEFAULT_ROOT_DIR) -> Layout:
 def own_cgroup(pid: int | str = "self", proc: str | os.PathLike[str] = "/proc") -> dict[str, str]:
     """A process's cgroups by hierarchy: '' for cgroup2, else the controller list."""
     result: dict[str, str] = {}
-    with open(os.path.join(os.fspath(proc), str(pid), "cgroup")) as f:
+    with open(os.path.join(os.fspath(proc), str(pid), "cgroup"), errors="surrogateescape") as f:  # a guest's names
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             result[ctrls] = path

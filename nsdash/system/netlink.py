@@ -130,7 +130,7 @@ def parse_net_dev(text: str) -> dict[str, LinkCounters]:
 
 def netns_counters(pid: int, proc: str = "/proc") -> dict[str, LinkCounters]:
     """Counters of every link in the network namespace PID lives in."""
-    with open(f"{proc}/{pid}/net/dev") as f:
+    with open(f"{proc}/{pid}/net/dev", errors="surrogateescape") as f:  # a guest names its links with any bytes
         return parse_net_dev(f.read())
 
 

@@ -43,11 +43,13 @@ class MachineProcess:
 
 
 def nspid(host_pid: int, proc: Path = Path("/proc")) -> list[int] | None:
-    """The NSpid line of /proc/HOSTPID/status (host's PID first), or None if the process is gone."""
+    """The NSpid line of /proc/HOSTPID/status (host's PID first), or None if the process is gone.
+
+    Read as bytes: the Name: line above it is the process's comm, any bytes its owner chose."""
     try:
-        with open(proc / str(host_pid) / "status") as f:
+        with open(proc / str(host_pid) / "status", "rb") as f:
             for line in f:
-                if line.startswith("NSpid:"):
+                if line.startswith(b"NSpid:"):
                     return [int(x) for x in line.split()[1:]]
     except (OSError, ValueError):
         return None
