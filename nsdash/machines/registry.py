@@ -8,7 +8,6 @@ launcher's orphans module cleans it when a command touches the name).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from nsdash.errors import MachineNotFound
 from nsdash.launcher import names
@@ -20,8 +19,12 @@ from nsdash.system.frozen import Frozen
 # libsystemd's sd_get_machine_names() lists them from there.
 MACHINED_STATE = "/run/systemd/machines"
 
-OsReleaseOf = Callable[[str], dict[str, str]]  # a machine's root -> its os-release (identity.os_release)
-EntryOf = Callable[[str], "tuple[st.MachineState | None, bool] | None"]  # a name -> its entry (read_entry)
+TYPE_CHECKING = False  # mypy reads this as True: collections stays off every verb's imports
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    OsReleaseOf = Callable[[str], dict[str, str]]  # a machine's root -> its os-release (identity.os_release)
+    EntryOf = Callable[[str], tuple[st.MachineState | None, bool] | None]  # a name -> its entry (read_entry)
 
 
 def parse_machined_record(text: str) -> dict[str, str]:
