@@ -283,6 +283,20 @@ def test_kept_open_files_of_a_removed_cgroup_are_dropped(cgroups):
         assert sampler.open_files() < before
 
 
+def _memory_settled(sampler: Sampler, path: str) -> None:
+    """Wait until PATH's memory figure holds still: the kernel takes a removed child's last
+    charges (a CPU's stock of up to 64 pages) off its parent a moment after the rmdir, so two
+    reads a few microseconds apart could differ by 256 KiB (seen in CI: 262144 against 20480)."""
+    last = None
+    for _ in range(100):
+        now = sampler.sample().counters[path].memory
+        if now == last:
+            return
+        last = now
+        time.sleep(0.02)
+    pytest.fail(f"{path}'s memory never held still for 20 ms in 2 s")
+
+
 def test_a_cgroup_removed_between_walks_is_dropped_from_a_column_read(cgroups):
     """A refresh reads every cgroup's files in one go (sampler._Group): a removed cgroup's files
     answer ENODEV there, and that refresh reads the cgroups one by one instead, as before:
@@ -298,6 +312,7 @@ def test_a_cgroup_removed_between_walks_is_dropped_from_a_column_read(cgroups):
         before = sampler.open_files()
         sampler._needs_walk = lambda: None  # type: ignore[method-assign]  # (the walk would see it first)
         cgroups.remove("gone")
+        _memory_settled(single, cgroups.scope)
         after = sampler.sample().counters
         one_by_one = single.sample().counters
         assert set(after) == set(one_by_one) == {cgroups.scope, cgroups.scope + "/stay"}
