@@ -25,6 +25,11 @@ def _text(value: FieldValue | None) -> str | None:
     return value.decode("utf-8", "replace")
 
 
+# journalctl's VALID_REALTIME(): a time the journal can hold (0 < t < 2^55 µs, the year 3112);
+# a guest's journal, local or read over SSH, may hold any digits where a time belongs.
+REALTIME_LIMIT = 1 << 55
+
+
 class Entry:
     """One log entry.
 
@@ -61,7 +66,7 @@ class Entry:
             raw = raw[0]
         # One digit, as journalctl reads it: the guest's journald stores any PRIORITY= a user sends
         # (5,000 digits made int() raise past Python's limit, in the dashboard's poller too).
-        if raw is None or len(raw) != 1 or not raw.isdigit():
+        if raw is None or len(raw) != 1 or raw not in b"01234567":
             return None
         return int(raw)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from nsdash.journal.entry import Entry, FieldValue
+from nsdash.journal.entry import REALTIME_LIMIT, Entry, FieldValue
 from nsdash.system.text import escape, escape_json
 
 TYPE_CHECKING = False  # typing is 2 ms of every `nsdash journal`; the annotations are strings
@@ -97,10 +97,6 @@ def _first(value: FieldValue | None) -> bytes | None:
     if isinstance(value, list):
         return value[0] if value else None
     return value
-
-
-# journalctl's VALID_REALTIME(): a time the journal can hold (0 < t < 2^55 µs, the year 3112).
-REALTIME_LIMIT = 1 << 55
 
 
 def _source_usec(raw: bytes | None, realtime: int) -> int:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from nsdash.errors import NsdashError
-from nsdash.journal.entry import SHOWN_FIELD_MAX, SHOWN_MESSAGE_MAX, shown
+from nsdash.journal.entry import REALTIME_LIMIT, SHOWN_FIELD_MAX, SHOWN_MESSAGE_MAX, shown
 from nsdash.remote.hosts import HOST_TIMEOUT, backoff
 from nsdash.remote.ssh import SshProcess
 from nsdash.remote.stream import Stream
@@ -56,7 +56,6 @@ HISTORY_WAIT = 3.0  # s: the longest the history is held back for a host that ha
 QUIET = 0.3  # s: a host with nothing more after its first bytes has sent its history
 NOTE_MAX = 200  # characters of a far side's last words in a note
 JOIN_WAIT = 5.0  # s close() waits for each thread once its ssh is killed
-REALTIME_MAX = 1 << 62  # µs; anything above is no time
 # What a pane line takes of an entry: asked for alone, an entry crosses ssh in about half the bytes.
 FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM", "_SYSTEMD_UNIT", "NSDASH_EVENT")
 
@@ -98,7 +97,7 @@ def parse_entry(line: bytes, host: str, machines: Sequence[str]) -> JournalLine 
     stamp = obj.get("__REALTIME_TIMESTAMP")
     realtime = int(stamp) if isinstance(stamp, str) and stamp.isascii() and stamp.isdigit() and len(stamp) < 19 \
         else 0
-    if not 0 < realtime < REALTIME_MAX:
+    if not 0 < realtime < REALTIME_LIMIT:
         return None
     priority = _field(obj.get("PRIORITY"))
     return JournalLine(
