@@ -462,6 +462,7 @@ class Supervisor:
             raise
         self.container = container
         self._take_console(container)
+        self._catch_console()
         self.uuid = container.plan.uuid if container.plan is not None else self.session_uuid
         self.since = utc_now()  # when this boot's init started, after any slow set-up
         # The guest is up when it says READY=1; inits that never say it are up once they run.
@@ -483,6 +484,16 @@ class Supervisor:
             import threading  # only here and for the health check: a spawn imports no threading
 
             threading.Thread(target=self._wait_container, args=(container,), daemon=True).start()
+        self._catch_console()
+
+    def _catch_console(self) -> None:
+        """Read what the new PID 1 has already written, now rather than at the next poll.
+        A guest may discard console output we have not read yet: sysvinit prints its banner,
+        then its first child's tcflush(TCIOFLUSH) on /dev/console empties the master's
+        unread buffer a few milliseconds later (on a PTY the slave's flush reaches the
+        master's input).  The boot's own bookkeeping must not widen that window."""
+        if self.master >= 0 and self._pty_retry is None:
+            self._pty_readable()
 
     def _cgroup_backend(self) -> Any:
         """A systemd scope for this boot where systemd manages the host (not --keep-unit),
@@ -820,6 +831,8 @@ class Supervisor:
                 events = self.poller.poll(None if timeout is None else int(timeout * 1000) + 1)
             except InterruptedError:
                 events = []
+            if len(events) > 1 and self.master >= 0:  # the console first: see _catch_console
+                events.sort(key=lambda event: event[0] != self.master)
             for fd, mask in events:
                 handler = self.handlers.get(fd)
                 if handler is not None:
