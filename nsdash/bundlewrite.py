@@ -20,13 +20,15 @@ from nsdash.codebundle import bundle_path, header, key
 
 def modules(package: str, package_dir: str) -> list[tuple[str, str, bool]]:
     """(module name, source path, is a package) of every module under PACKAGE_DIR."""
-    found = []
+    found: list[tuple[str, str, bool]] = []
     for top, dirs, files in os.walk(package_dir):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__" and os.path.exists(os.path.join(top, d, "__init__.py")))
         rel = os.path.relpath(top, package_dir)
         prefix = package if rel == "." else package + "." + rel.replace(os.sep, ".")
         for f in sorted(files):
-            if f.endswith(".py") and f[:-3].isidentifier():
+            # A module with a package of its name beside it is not the one imported (the path
+            # finder takes the package): left out, or the bundle would give the other's code.
+            if f.endswith(".py") and f[:-3].isidentifier() and (f == "__init__.py" or f[:-3] not in dirs):
                 is_pkg = f == "__init__.py"
                 found.append((prefix if is_pkg else f"{prefix}.{f[:-3]}", os.path.join(top, f), is_pkg))
     return found
@@ -56,8 +58,14 @@ def build(package: str, package_dir: str, settle: float = 2.0) -> str:
     target = bundle_path(package_dir)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     tmp = f"{target}.{os.getpid()}.tmp"
+    # A new file of ours, never a path someone put there (a link to another file), readable by
+    # all and writable by us alone whatever the umask: codebundle.install refuses any other.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a crashed build's of the same PID
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        with open(tmp, "wb") as f:
+        with open(fd, "wb") as f:
+            os.fchmod(fd, 0o644)
             f.write(header() + len(index_blob).to_bytes(4, "little") + index_blob)
             for blob in blobs:
                 f.write(blob)

@@ -20,6 +20,13 @@ The descriptor stays open, close-on-exec, for the process: a module may be impor
 any time.  A process that closes it (a container's child closes every descriptor) gets
 its modules the usual way.  A rebuilt bundle is renamed over the old one, so a running
 process keeps reading the one it opened.
+
+Never foreign: whoever can write the bundle chooses the code of every verb, root's
+included, and can read the sources' stat keys to forge entries.  So the bundle is used
+only if it is a regular file owned by root, by this process's user or by the package
+directory's owner (who could replace its sources anyway), and writable by its owner alone:
+one planted by another user in a writable __pycache__, or left writable to others, is
+not read (nor is a FIFO waited on).
 """
 
 from __future__ import annotations
@@ -123,6 +130,13 @@ class _Finder:
         pass
 
 
+def _trusted(st: os.stat_result, package_dir: str) -> bool:
+    """Whether a bundle with this stat may give this process its code (see the module's doc)."""
+    if (st.st_mode & 0o170000) != 0o100000 or st.st_mode & 0o022:  # (stat's S_ISREG, inline: no import)
+        return False
+    return st.st_uid in (0, os.geteuid()) or st.st_uid == os.stat(package_dir).st_uid
+
+
 def install(package: str = "nsdash") -> bool:
     """Serve the submodules of PACKAGE (imported the usual way) from its bundle if it has a
     usable one; whether it was installed."""
@@ -133,12 +147,15 @@ def install(package: str = "nsdash") -> bool:
     package_dir = paths[0]
     path = bundle_path(package_dir)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # (a FIFO put there: no wait)
     except OSError:
         return False
     head = header()
     start = len(head) + 4
     try:
+        if not _trusted(os.fstat(fd), package_dir):
+            os.close(fd)
+            return False
         first = os.pread(fd, 16384, 0)
         n = int.from_bytes(first[len(head):start], "little")
         index = first[start:start + n] if start + n <= len(first) else os.pread(fd, n, start)

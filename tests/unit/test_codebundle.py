@@ -8,10 +8,13 @@ The last case runs the real launcher on this checkout's bundle.
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from nsdash import bundlewrite, codebundle, launchscript
 
@@ -53,7 +56,7 @@ def _probe(root: Path, names: list[str], before: str = "") -> tuple[str, dict[st
     env["PYTHONPATH"] = str(REPO)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing but the bundle or the source: no .pyc in play
     out = subprocess.run([sys.executable, "-S", "-c", PROBE.format(root=str(root), names=names, before=before)],
-                         capture_output=True, text=True, env=env, cwd=root)
+                         capture_output=True, text=True, env=env, cwd=root, timeout=120)
     assert out.returncode == 0, out.stderr
     first, *rest = out.stdout.splitlines()
     return first, {line.split()[0]: tuple(line.split()[1:]) for line in rest}
@@ -240,3 +243,69 @@ def test_an_entry_is_used_only_for_the_module_it_names(tmp_path):
     _, got = _probe(tmp_path, ["pkgx.a", "pkgx.sub.b"])
     assert got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
     assert got["pkgx.sub.b"][:2] == ("_Loader", "b1")
+
+
+def test_a_bundle_others_may_write_or_not_a_file_is_not_used(tmp_path):
+    """Whoever may write the bundle chooses every verb's code: one writable by its group or by
+    all is not read, and a FIFO in its place is not waited on.  Their modules: the usual way."""
+    _package(tmp_path)
+    _build(tmp_path)
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    for mode in (0o664, 0o646):
+        path.chmod(mode)
+        installed, got = _probe(tmp_path, ["pkgx.a"])
+        assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1"), oct(mode)
+    path.unlink()
+    os.mkfifo(path)
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+
+
+@pytest.mark.integration
+def test_a_bundle_of_another_user_is_used_only_if_the_package_is_theirs(tmp_path):
+    """A bundle another user put in a __pycache__ they may write (forged entries carry the
+    sources' stat keys, which anyone can read) is not read by root; one of the package
+    directory's owner is (they could replace its sources anyway)."""
+    _package(tmp_path)
+    _build(tmp_path)
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    os.chown(path, 65534, 65534)
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+    os.chown(tmp_path / "pkgx", 65534, 65534)
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "True" and got["pkgx.a"][:2] == ("_Loader", "a1")
+
+
+def test_the_bundle_is_written_as_a_new_private_file(tmp_path):
+    """Whatever the umask, the bundle is its writer's alone to write (the reader refuses any
+    other), and a link put at the temporary file's name is replaced, its target untouched."""
+    _package(tmp_path)
+    target = tmp_path / "target"
+    target.write_text("kept\n")
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    path.parent.mkdir()
+    os.symlink(target, f"{path}.{os.getpid()}.tmp")
+    old = os.umask(0o002)
+    try:
+        _build(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert target.read_text() == "kept\n"
+    assert not os.path.lexists(f"{path}.{os.getpid()}.tmp")
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "True" and got["pkgx.a"][:2] == ("_Loader", "a1")
+
+
+def test_a_module_beside_a_package_of_its_name_is_not_bundled(tmp_path):
+    """pkgx/c.py left beside a package pkgx/c/: the import system takes the package, and so
+    does the bundle (it gave c.py's code)."""
+    _package(tmp_path)
+    (tmp_path / "pkgx" / "c").mkdir()
+    (tmp_path / "pkgx" / "c.py").write_text("VALUE = 'module c'\n")
+    (tmp_path / "pkgx" / "c" / "__init__.py").write_text("VALUE = 'package c'\n")
+    time.sleep(0.1)
+    _build(tmp_path)
+    _, got = _probe(tmp_path, ["pkgx.c"])
+    assert got["pkgx.c"][:2] == ("_Loader", "package")
