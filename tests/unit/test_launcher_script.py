@@ -117,6 +117,31 @@ def test_launcher_from_a_checkout(tmp_path):
     assert path[-2:] == [str(site_packages), str(checkout)] and str(checkout / "bin") not in path
 
 
+def test_a_link_to_the_checkouts_launcher_runs_the_checkout(tmp_path):
+    """bin/nsdash linked from elsewhere (~/bin, /usr/local/bin): its checkout is where the
+    file is, not the link's parent, whose nsdash/ (anyone's) is never imported."""
+    _, site_packages, _ = _venv(tmp_path)
+    checkout = tmp_path / "checkout"
+    (checkout / "bin").mkdir(parents=True)
+    (checkout / "nsdash").mkdir()
+    (checkout / "nsdash" / "__init__.py").write_text("")
+    (checkout / "nsdash" / "cli.py").write_text(REPORT)
+    shutil.copy(REPO / "nsdash" / "codebundle.py", checkout / "nsdash")
+    (checkout / "bin" / "nsdash").write_text((REPO / "bin" / "nsdash").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "bin").mkdir(parents=True)
+    (elsewhere / "bin" / "nsdash").symlink_to(checkout / "bin" / "nsdash")
+    (elsewhere / "nsdash").mkdir()
+    (elsewhere / "nsdash" / "__init__.py").write_text("raise SystemExit('foreign nsdash imported')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    python = site_packages.parents[2] / "bin" / "python"
+    out = subprocess.run([str(python), "-S", str(elsewhere / "bin" / "nsdash")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 7, out.stderr
+    path = eval(out.stdout)[4]  # our own repr
+    assert path[-1] == str(checkout) and str(elsewhere) not in path
+
+
 def test_launchscript_refuses_what_is_not_the_launcher(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nsdash.launchscript", str(tmp_path)], input="print('hi')\n",
                        capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
