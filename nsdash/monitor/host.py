@@ -200,8 +200,7 @@ class HostSnapshots:
 
         if self._state_watch is None:
             self._state_watch = StateWatch(str(st.machines_root()))
-        names = st.entry_names()
-        self._state_watch.watch(names)
+        names = self._state_watch.watch(st.entry_names)
         self.state_looks += 1
         return _state_look(names)
 

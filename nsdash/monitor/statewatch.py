@@ -19,6 +19,10 @@ import os
 
 from nsdash.system import syscalls as sc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _ROOT_MASK = sc.IN_CREATE | sc.IN_DELETE | sc.IN_MOVED_FROM | sc.IN_MOVED_TO | sc.IN_DELETE_SELF | sc.IN_MOVE_SELF
 _ENTRY_MASK = _ROOT_MASK | sc.IN_CLOSE_WRITE | sc.IN_ATTRIB
 
@@ -26,9 +30,10 @@ _ENTRY_MASK = _ROOT_MASK | sc.IN_CLOSE_WRITE | sc.IN_ATTRIB
 class StateWatch:
     """`quiet()` is True only when nothing happened under ROOT since `watch()` last ran.
 
-    The caller, on False: `watch(names)` first, then its look at the entries, so a change
-    after the watches are in place is queued for the next `quiet()` and one before them is
-    in the look.  Where inotify fails (no descriptor, no machines directory yet), never quiet."""
+    The caller, on False: `watch(list_names)` first, then its look at the entries it names,
+    so a change after the watches are in place is queued for the next `quiet()` and one
+    before them is in the look.  Where inotify fails (no descriptor, no machines directory
+    yet), never quiet."""
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -52,23 +57,27 @@ class StateWatch:
                 return False  # whatever it was, the caller looks
             happened = True
 
-    def watch(self, names: list[str]) -> None:
-        """Watches on the root and on each entry NAMES (an entry already watched keeps its
-        watch; a removed one's is gone with it, one made again under its name gets its own)."""
+    def watch(self, list_names: Callable[[], list[str]]) -> list[str]:
+        """Watches on the root, then on each entry LIST_NAMES() names, which it returns (an entry
+        already watched keeps its watch; a removed one's is gone with it, one made again under
+        its name gets its own).  Listed once the root's watch is in place: an entry made before
+        the listing is in it, one made after is queued (listed first, one made in between was
+        in neither, and its changes went unseen while the watch stayed quiet)."""
         if self._fd < 0:
-            return
+            return list_names()
         try:
             sc.inotify_add_watch(self._fd, self.root, _ROOT_MASK | sc.IN_ONLYDIR)
         except OSError:
             self._watching = False  # no machines directory yet (or no watches left): look each time
-            return
+            return list_names()
         self._watching = True
+        names = list_names()
         for name in names:
             try:
                 sc.inotify_add_watch(self._fd, os.path.join(self.root, name), _ENTRY_MASK | sc.IN_ONLYDIR)
             except OSError:
                 self._watching = False  # gone meanwhile (the root's event is queued) or no room
-        return
+        return names
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -306,6 +306,39 @@ def test_the_entries_are_looked_at_only_when_the_kernel_says_one_changed(tmp_pat
             holder.wait()
 
 
+def test_an_entry_made_as_the_entries_are_listed_is_watched(tmp_path, monkeypatch):
+    """An entry made just after the look listed the entries (a machine started then): the
+    next refresh shows it, and its later changes show at the refresh after each (its own
+    watch); listed before the machines directory was watched, it was in neither the listing
+    nor the queue, and its state stayed as first read while the watch stayed quiet."""
+    from nsdash.machines import state as st
+    from nsdash.monitor import host
+    from nsdash.tui.poller import HostReaders
+
+    monkeypatch.setenv("NSDASH_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(host, "MACHINES_REREAD", 3600.0)
+    (tmp_path / "machines").mkdir()
+    fields = dict(name="late", root="/", leader=None, cgroup="/custom/late", supervisor=None,
+                  started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z")
+    entry_names = st.entry_names
+
+    def listing_then_a_start() -> list[str]:
+        names = entry_names()
+        if not (tmp_path / "machines" / "late").exists():
+            _entry(tmp_path, "late", fields)
+        return names
+
+    monkeypatch.setattr(st, "entry_names", listing_then_a_start)
+    readers = HostReaders(with_machined=False)
+    try:
+        readers.snapshot()  # listed none; "late" made right after
+        assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/late"]
+        st.write_state(tmp_path / "machines" / "late", st.MachineState(**{**fields, "cgroup": "/custom/late2"}))
+        assert [m.cgroup for m in readers.snapshot().machines] == ["/custom/late2"]
+    finally:
+        readers.close()
+
+
 async def test_the_dashboard_is_styled_once_on_the_way_to_its_first_frame(monkeypatch):
     """No class changes between compose and the first frame: the screen is born with its
     breakpoint class and the journal pane born following.  Each such change restyled the
