@@ -21,7 +21,7 @@ from nsdash.launcher import mounts as m
 from nsdash.launcher.spec import ContainerSpec, OverlayMount
 from nsdash.launcher.validate import is_host_root
 from nsdash.system import confined
-from nsdash.system.idfiles import normalise_id, parse_os_release
+from nsdash.system.idfiles import OS_RELEASE_PATHS, normalise_id, parse_os_release
 from nsdash.system.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -320,8 +320,8 @@ def tree_machine_id(tree: str, spec_uuid: str | None) -> str | None:
 
 
 def host_os_release(host_root: str = "/") -> bytes:
-    for p in ("etc/os-release", "usr/lib/os-release"):
-        data = _read(os.path.join(host_root, p))
+    for p in OS_RELEASE_PATHS:
+        data = _read(os.path.join(host_root, p.lstrip("/")))
         if data is not None:
             return data
     return b""

@@ -12,12 +12,10 @@ import os
 import time
 
 from nsdash.system import confined
-from nsdash.system.idfiles import normalise_id, parse_os_release
+from nsdash.system.idfiles import OS_RELEASE_PATHS, normalise_id, parse_os_release
 from nsdash.system.namespaces import shares_host_namespace  # the one copy, shared with the launcher
 
 __all__ = ["OsReleaseCache", "machine_id", "normalise_id", "os_release", "parse_os_release", "shares_host_namespace"]
-
-OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")
 
 
 def os_release(root: str | os.PathLike[str] | int) -> dict[str, str]:

@@ -14,6 +14,10 @@ may be written by a guest.
 
 from __future__ import annotations
 
+# Where os-release(5) is, in the order systemd looks: /etc's first (for the host's file, a
+# tree's and a running machine's alike).
+OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")
+
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _DQ_ESCAPABLE = '"\\`$'
 _HEX = frozenset("0123456789abcdef")
