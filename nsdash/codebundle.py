@@ -153,13 +153,16 @@ def install(package: str = "nsdash") -> bool:
     head = header()
     start = len(head) + 4
     try:
-        if not _trusted(os.fstat(fd), package_dir):
+        st = os.fstat(fd)
+        first = os.pread(fd, 16384, 0) if _trusted(st, package_dir) else b""
+        n = int.from_bytes(first[len(head):start], "little")
+        # (The index's length is checked against the file before it is read: a damaged one's
+        # could ask pread for 4 GiB.)
+        if not first.startswith(head) or start + n > st.st_size:
             os.close(fd)
             return False
-        first = os.pread(fd, 16384, 0)
-        n = int.from_bytes(first[len(head):start], "little")
         index = first[start:start + n] if start + n <= len(first) else os.pread(fd, n, start)
-        if not first.startswith(head) or len(index) != n or not index.endswith(b"\n"):
+        if len(index) != n or not index.endswith(b"\n"):
             os.close(fd)
             return False
     except OSError:

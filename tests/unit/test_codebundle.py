@@ -309,3 +309,22 @@ def test_a_module_beside_a_package_of_its_name_is_not_bundled(tmp_path):
     _build(tmp_path)
     _, got = _probe(tmp_path, ["pkgx.c"])
     assert got["pkgx.c"][:2] == ("_Loader", "package")
+
+
+def test_a_damaged_index_length_is_not_read(tmp_path):
+    """A bundle whose index length is damaged (4 GiB) is refused before any read of it: the
+    index was read first, a 4 GiB buffer that failed where memory is bounded."""
+    _package(tmp_path)
+    _build(tmp_path)
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    data = path.read_bytes()
+    start = len(codebundle.header()) + 4
+    path.write_bytes(data[:start - 4] + (2**32 - 16).to_bytes(4, "little") + data[start:])
+    code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\nfrom nsdash import codebundle\n"
+            "print(codebundle.install('pkgx'))\nimport pkgx.a\nprint(pkgx.a.VALUE)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert (out.returncode, out.stdout) == (0, "False\na1\n"), out.stderr[-2000:]
