@@ -134,7 +134,7 @@ def _trusted(st: os.stat_result, package_dir: str) -> bool:
     """Whether a bundle with this stat may give this process its code (see the module's doc)."""
     if (st.st_mode & 0o170000) != 0o100000 or st.st_mode & 0o022:  # (stat's S_ISREG, inline: no import)
         return False
-    return st.st_uid in (0, os.geteuid()) or st.st_uid == os.stat(package_dir).st_uid
+    return st.st_uid == 0 or st.st_uid in (os.geteuid(), os.stat(package_dir).st_uid)
 
 
 def install(package: str = "nsdash") -> bool:
