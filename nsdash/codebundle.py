@@ -12,14 +12,19 @@ usual way makes that stat too), and only by an interpreter of the same bytecode 
 import system's magic number and the -O level are in the header).  An edited, replaced
 or removed source, a new module, a foreign or damaged bundle: that module is found the
 usual way (its .pyc, or compiled anew), as if there were no bundle.  Each entry names
-its module and its source lies under the package's own directory, so neither another
-copy of the package on the path nor a descriptor reused for another file is read as
-this bundle.
+its module and its source lies under the package's own directory, so another copy of
+the package on the path is not read as this bundle.
 
 The descriptor stays open, close-on-exec, for the process: a module may be imported at
-any time.  A process that closes it (a container's child closes every descriptor) gets
-its modules the usual way.  A rebuilt bundle is renamed over the old one, so a running
-process keeps reading the one it opened.
+any time.  A forked child may close it (the remote server's verbs, a container's child
+close every descriptor) and open another file on its number, a guest's journal say,
+which would then be read as the bundle and its bytes run: so in a forked child each
+import first checks that the descriptor is still the bundle (one fstat; the process
+itself never closes it, and pays nothing), else its modules come the usual way.  (A
+child of a raw clone3 runs no fork hook: the container's PID 1 closes its descriptors
+only right before its exec, importing nothing after.)  A
+rebuilt bundle is renamed over the old one, so a running process keeps reading the one
+it opened.
 
 Never foreign: whoever can write the bundle chooses the code of every verb, root's
 included, and can read the sources' stat keys to forge entries.  So the bundle is used
@@ -86,13 +91,20 @@ class _Loader(_external.SourceFileLoader):  # type: ignore[misc, name-defined]
 class _Finder:
     """First on sys.meta_path: the bundle's modules whose sources are unchanged."""
 
-    def __init__(self, package: str, package_dir: str, path: str, fd: int, index: bytes, base: int) -> None:
+    def __init__(self, package: str, package_dir: str, path: str, fd: int, ident: tuple[int, int], index: bytes,
+                 base: int) -> None:
         self._prefix = package + "."
         self._dir = package_dir
         self._path = path
         self._fd = fd
         self._index = index
         self._base = base
+        self._ident = ident  # the bundle's (device, inode)
+        self._forked = False  # a forked child's imports check the descriptor first
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._forked = True
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None,
                   ) -> ModuleSpec | None:
@@ -103,6 +115,10 @@ class _Finder:
         if at < 0:
             return None
         try:
+            if self._forked:
+                st = os.fstat(self._fd)
+                if (st.st_dev, st.st_ino) != self._ident:
+                    return None  # closed, its number another file's: never read as the bundle
             _, offset, length = index[at + 1:index.index(b"\n", at + 1)].split()
             blob = os.pread(self._fd, int(length), self._base + int(offset))
             n = int.from_bytes(blob[:2], "little")
@@ -170,5 +186,5 @@ def install(package: str = "nsdash") -> bool:
         return False
     # First: the built-in and frozen importers never have a submodule of PACKAGE (asking them
     # costs each such import more than this finder's refusal costs any other import).
-    sys.meta_path.insert(0, _Finder(package, package_dir, path, fd, index, start + n))
+    sys.meta_path.insert(0, _Finder(package, package_dir, path, fd, (st.st_dev, st.st_ino), index, start + n))
     return True

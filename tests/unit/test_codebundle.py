@@ -6,6 +6,7 @@ upgrade would: edited in place, replaced, its times set back, removed, a module 
 The last case runs the real launcher on this checkout's bundle.
 """
 
+import marshal
 import os
 import shutil
 import stat
@@ -328,3 +329,41 @@ def test_a_damaged_index_length_is_not_read(tmp_path):
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
     assert (out.returncode, out.stdout) == (0, "False\na1\n"), out.stderr[-2000:]
+
+
+def test_a_forked_child_never_reads_another_file_on_the_bundles_number(tmp_path):
+    """A forked child that closes its descriptors (the remote server's verbs do) and opens a
+    file on the bundle's number, one that holds at pkgx.a's place an entry naming pkgx.a and
+    its source's stat with other code (a guest's journal, say): pkgx.a is found the usual
+    way, that code never runs (it ran)."""
+    _package(tmp_path)
+    _build(tmp_path)
+    data = Path(codebundle.bundle_path(str(tmp_path / "pkgx"))).read_bytes()
+    start = len(codebundle.header()) + 4
+    n = int.from_bytes(data[start - 4:start], "little")
+    line = next(x for x in data[start:start + n].split(b"\n") if x.startswith(b"pkgx.a "))
+    at = start + n + int(line.split()[1])
+    code_at = at + 2 + int.from_bytes(data[at:at + 2], "little")
+    other = marshal.dumps(compile("VALUE = 'f2'\n", str(tmp_path / "pkgx" / "a.py"), "exec", dont_inherit=True))
+    assert len(other) == len(marshal.dumps(compile("VALUE = 'a1'\n", str(tmp_path / "pkgx" / "a.py"), "exec",
+                                                   dont_inherit=True)))
+    forged = tmp_path / "forged"
+    forged.write_bytes(data[:code_at] + other + data[code_at + len(other):])
+    code = (f"import os, sys\nsys.path.insert(0, {str(tmp_path)!r})\nfrom nsdash import codebundle\n"
+            "assert codebundle.install('pkgx')\n"
+            "fd = [f for f in sys.meta_path if type(f).__name__ == '_Finder'][0]._fd\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.close(fd)\n"
+            f"    assert os.open({str(forged)!r}, os.O_RDONLY) == fd\n"
+            "    import pkgx.a\n"
+            "    print(pkgx.a.VALUE, type(pkgx.a.__spec__.loader).__name__, flush=True)\n"
+            "    os._exit(0)\n"
+            "assert os.waitpid(pid, 0)[1] == 0\n"
+            "import pkgx.a\nprint(pkgx.a.VALUE, type(pkgx.a.__spec__.loader).__name__)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["a1 SourceFileLoader", "a1 _Loader"]  # the child's, then the parent's
