@@ -51,6 +51,17 @@ def _venv(tmp_path: Path) -> tuple[Path, Path, Path]:
     return launcher, site_packages, project
 
 
+def _checkout(checkout: Path) -> Path:
+    """A checkout at CHECKOUT: bin/nsdash as it is, its nsdash.cli.run reporting the path."""
+    (checkout / "bin").mkdir(parents=True)
+    (checkout / "nsdash").mkdir()
+    (checkout / "nsdash" / "__init__.py").write_text("")
+    (checkout / "nsdash" / "cli.py").write_text(REPORT)
+    shutil.copy(REPO / "nsdash" / "codebundle.py", checkout / "nsdash")
+    (checkout / "bin" / "nsdash").write_text((REPO / "bin" / "nsdash").read_text())
+    return checkout
+
+
 def test_launcher_adds_site_directories_without_site(tmp_path):
     launcher, site_packages, project = _venv(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -99,13 +110,7 @@ def test_launcher_from_a_checkout(tmp_path):
     """bin/nsdash run as it is (SITE None): its interpreter's site-packages, then the checkout,
     after PYTHONPATH; the environment is sys.prefix as site would make it; no .pth read."""
     _, site_packages, _ = _venv(tmp_path)
-    checkout = tmp_path / "checkout"
-    (checkout / "bin").mkdir(parents=True)
-    (checkout / "nsdash").mkdir()
-    (checkout / "nsdash" / "__init__.py").write_text("")
-    (checkout / "nsdash" / "cli.py").write_text(REPORT)
-    shutil.copy(REPO / "nsdash" / "codebundle.py", checkout / "nsdash")
-    (checkout / "bin" / "nsdash").write_text((REPO / "bin" / "nsdash").read_text())
+    checkout = _checkout(tmp_path / "checkout")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     python = site_packages.parents[2] / "bin" / "python"
     out = subprocess.run([str(python), "-S", str(checkout / "bin" / "nsdash")], capture_output=True, text=True,
@@ -121,13 +126,7 @@ def test_a_link_to_the_checkouts_launcher_runs_the_checkout(tmp_path):
     """bin/nsdash linked from elsewhere (~/bin, /usr/local/bin): its checkout is where the
     file is, not the link's parent, whose nsdash/ (anyone's) is never imported."""
     _, site_packages, _ = _venv(tmp_path)
-    checkout = tmp_path / "checkout"
-    (checkout / "bin").mkdir(parents=True)
-    (checkout / "nsdash").mkdir()
-    (checkout / "nsdash" / "__init__.py").write_text("")
-    (checkout / "nsdash" / "cli.py").write_text(REPORT)
-    shutil.copy(REPO / "nsdash" / "codebundle.py", checkout / "nsdash")
-    (checkout / "bin" / "nsdash").write_text((REPO / "bin" / "nsdash").read_text())
+    checkout = _checkout(tmp_path / "checkout")
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "bin").mkdir(parents=True)
     (elsewhere / "bin" / "nsdash").symlink_to(checkout / "bin" / "nsdash")
