@@ -14,6 +14,7 @@ import marshal
 import os
 import sys
 import time
+from importlib.machinery import EXTENSION_SUFFIXES
 
 from nsdash.codebundle import bundle_path, header, key
 
@@ -25,10 +26,12 @@ def modules(package: str, package_dir: str) -> list[tuple[str, str, bool]]:
         dirs[:] = sorted(d for d in dirs if d != "__pycache__" and os.path.exists(os.path.join(top, d, "__init__.py")))
         rel = os.path.relpath(top, package_dir)
         prefix = package if rel == "." else package + "." + rel.replace(os.sep, ".")
+        # A module with a package or an extension module of its name beside it is not the one
+        # imported (the path finder takes those first): left out, or the bundle would give
+        # other code than the import system.
+        shadowed = set(dirs) | {f.split(".", 1)[0] for f in files if f.endswith(tuple(EXTENSION_SUFFIXES))}
         for f in sorted(files):
-            # A module with a package of its name beside it is not the one imported (the path
-            # finder takes the package): left out, or the bundle would give the other's code.
-            if f.endswith(".py") and f[:-3].isidentifier() and (f == "__init__.py" or f[:-3] not in dirs):
+            if f.endswith(".py") and f[:-3].isidentifier() and (f == "__init__.py" or f[:-3] not in shadowed):
                 is_pkg = f == "__init__.py"
                 found.append((prefix if is_pkg else f"{prefix}.{f[:-3]}", os.path.join(top, f), is_pkg))
     return found

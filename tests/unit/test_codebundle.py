@@ -299,17 +299,23 @@ def test_the_bundle_is_written_as_a_new_private_file(tmp_path):
     assert installed == "True" and got["pkgx.a"][:2] == ("_Loader", "a1")
 
 
-def test_a_module_beside_a_package_of_its_name_is_not_bundled(tmp_path):
-    """pkgx/c.py left beside a package pkgx/c/: the import system takes the package, and so
-    does the bundle (it gave c.py's code)."""
+def test_a_module_beside_a_package_or_an_extension_of_its_name_is_not_bundled(tmp_path):
+    """pkgx/c.py left beside a package pkgx/c/, pkgx/d.py beside an extension module d.*.so:
+    the import system takes the package and the extension, and so does the bundle (it gave
+    c.py's and d.py's code)."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
     _package(tmp_path)
     (tmp_path / "pkgx" / "c").mkdir()
     (tmp_path / "pkgx" / "c.py").write_text("VALUE = 'module c'\n")
     (tmp_path / "pkgx" / "c" / "__init__.py").write_text("VALUE = 'package c'\n")
+    (tmp_path / "pkgx" / "d.py").write_text("VALUE = 'module d'\n")
+    (tmp_path / "pkgx" / f"d{EXTENSION_SUFFIXES[0]}").write_bytes(b"not an ELF object")  # loading it fails
     time.sleep(0.1)
     _build(tmp_path)
-    _, got = _probe(tmp_path, ["pkgx.c"])
+    _, got = _probe(tmp_path, ["pkgx.c", "pkgx.d"])
     assert got["pkgx.c"][:2] == ("_Loader", "package")
+    assert got["pkgx.d"] == ("ImportError", "ImportError")  # as without a bundle
 
 
 def test_a_damaged_index_length_is_not_read(tmp_path):
