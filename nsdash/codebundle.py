@@ -22,9 +22,8 @@ which would then be read as the bundle and its bytes run: so in a forked child e
 import first checks that the descriptor is still the bundle (one fstat; the process
 itself never closes it, and pays nothing), else its modules come the usual way.  (A
 child of a raw clone3 runs no fork hook: the container's PID 1 closes its descriptors
-only right before its exec, importing nothing after.)  A
-rebuilt bundle is renamed over the old one, so a running process keeps reading the one
-it opened.
+only right before its exec, importing nothing after.)  A rebuilt bundle is renamed over
+the old one, so a running process keeps reading the one it opened.
 
 Never foreign: whoever can write the bundle chooses the code of every verb, root's
 included, and can read the sources' stat keys to forge entries.  So the bundle is used
@@ -170,7 +169,10 @@ def install(package: str = "nsdash") -> bool:
     start = len(head) + 4
     try:
         st = os.fstat(fd)
-        first = os.pread(fd, 16384, 0) if _trusted(st, package_dir) else b""
+        if not _trusted(st, package_dir):
+            os.close(fd)
+            return False
+        first = os.pread(fd, 16384, 0)
         n = int.from_bytes(first[len(head):start], "little")
         # (The index's length is checked against the file before it is read: a damaged one's
         # could ask pread for 4 GiB.)
