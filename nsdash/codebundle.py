@@ -30,7 +30,8 @@ included, and can read the sources' stat keys to forge entries.  So the bundle i
 only if it is a regular file owned by root, by this process's user or by the package
 directory's owner (who could replace its sources anyway), and writable by its owner alone:
 one planted by another user in a writable __pycache__, or left writable to others, is
-not read (nor is a FIFO waited on).
+not read, nor a link in its place (to some file of root's holding a user's bytes), nor
+is a FIFO waited on.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ def install(package: str = "nsdash") -> bool:
     package_dir = paths[0]
     path = bundle_path(package_dir)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # (a FIFO put there: no wait)
+        # The file itself, never a link put in its place (to any file of root's whose bytes a
+        # user chose); a FIFO put there is not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return False
     head = header()

@@ -262,6 +262,19 @@ def test_a_bundle_others_may_write_or_not_a_file_is_not_used(tmp_path):
     assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
 
 
+def test_a_link_in_the_bundles_place_is_not_followed(tmp_path):
+    """A link put where the bundle goes (a writable __pycache__) may name any file of root's,
+    one holding bytes a user chose: not followed, even to a good bundle."""
+    _package(tmp_path)
+    _build(tmp_path)
+    path = Path(codebundle.bundle_path(str(tmp_path / "pkgx")))
+    elsewhere = tmp_path / "elsewhere.bin"
+    path.rename(elsewhere)
+    path.symlink_to(elsewhere)
+    installed, got = _probe(tmp_path, ["pkgx.a"])
+    assert installed == "False" and got["pkgx.a"][:2] == ("SourceFileLoader", "a1")
+
+
 @pytest.mark.integration
 def test_a_bundle_of_another_user_is_used_only_if_the_package_is_theirs(tmp_path):
     """A bundle another user put in a __pycache__ they may write (forged entries carry the
