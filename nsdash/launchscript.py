@@ -15,6 +15,23 @@ import os
 import sys
 
 SITE_LINE = "SITE = None"
+SHEBANG_MAX = 255  # the kernel reads a script's first line into 256 bytes (BINPRM_BUF_SIZE), its newline too
+
+
+class PrefixError(ValueError):
+    """An environment whose interpreter no first line can name."""
+
+
+def shebang(prefix: str) -> str:
+    """The first line that runs PREFIX's interpreter with -S.  The kernel splits it at the first
+    blank (the rest is one argument) and reads at most SHEBANG_MAX bytes of it: a prefix with
+    a blank, or a longer line, would run another program or none."""
+    line = f"#!{prefix}/bin/python -S\n"
+    if any(c.isspace() for c in prefix):
+        raise PrefixError(f"{prefix!r} has a blank in it, which a script's first line cannot hold")
+    if len(line.encode()) > SHEBANG_MAX:
+        raise PrefixError(f"{prefix!r} makes a first line over the kernel's {SHEBANG_MAX} bytes")
+    return line
 
 
 def site_dirs(prefix: str) -> list[str]:
@@ -49,7 +66,7 @@ def installed(source: str, prefix: str) -> str:
     at = [i for i, line in enumerate(lines) if line.startswith(SITE_LINE)]
     if not lines or len(at) != 1:
         raise ValueError(f"not bin/nsdash: no single line starting {SITE_LINE!r}")
-    lines[0] = f"#!{prefix}/bin/python -S\n"
+    lines[0] = shebang(prefix)
     lines[at[0]] = f"SITE = {(prefix, site_dirs(prefix))!r}\n"
     # The checkout's way (`if SITE is None:` and its block) is dead code here: not compiled per run.
     end = at[0] + 1
@@ -64,6 +81,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         sys.stdout.write(installed(sys.stdin.read(), os.path.abspath(argv[0])))
+    except PrefixError as e:
+        print(f"nsdash.launchscript: the environment {e}; make it at a shorter path without blanks",
+              file=sys.stderr)
+        return 1
     except ValueError as e:
         print(f"nsdash.launchscript: standard input is {e}; give it bin/nsdash", file=sys.stderr)
         return 1

@@ -148,3 +148,13 @@ def test_launchscript_refuses_what_is_not_the_launcher(tmp_path):
     assert r.stderr.count("\n") == 1 and "give it bin/nsdash" in r.stderr
     with pytest.raises(ValueError):
         launchscript.installed("SITE = None\nSITE = None\n", str(tmp_path))
+
+
+@pytest.mark.parametrize("venv", ["/srv/my venv", "/srv/" + "v" * 250])
+def test_launchscript_refuses_an_environment_no_first_line_can_name(venv):
+    """A blank splits the first line (the kernel runs '/srv/my' with 'venv/bin/python -S'), and
+    the kernel reads 256 bytes of it: one line naming the problem and the fix, nothing written."""
+    r = subprocess.run([sys.executable, "-m", "nsdash.launchscript", venv], input=(REPO / "bin" / "nsdash").read_text(),
+                       capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "shorter path without blanks" in r.stderr, r.stderr
