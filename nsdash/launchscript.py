@@ -15,7 +15,7 @@ import os
 import sys
 
 SITE_LINE = "SITE = None"
-SHEBANG_MAX = 255  # the kernel reads a script's first line into 256 bytes (BINPRM_BUF_SIZE), its newline too
+SHEBANG_MAX = 256  # bytes of a script's first line the kernel reads (BINPRM_BUF_SIZE), its newline included
 
 
 class PrefixError(ValueError):
