@@ -25,7 +25,8 @@ class PrefixError(ValueError):
 def shebang(prefix: str) -> str:
     """The first line that runs PREFIX's interpreter with -S.  The kernel splits it at the first
     blank (the rest is one argument) and reads at most SHEBANG_MAX bytes of it: a prefix with
-    a blank, or a longer line, would run another program or none."""
+    a blank runs another program, and a line one byte longer is cut to `python -`, which runs
+    its standard input as the program (seen on this kernel)."""
     line = f"#!{prefix}/bin/python -S\n"
     if any(c.isspace() for c in prefix):
         raise PrefixError(f"{prefix!r} has a blank in it, which a script's first line cannot hold")
