@@ -25,7 +25,7 @@ process keeps reading the one it opened.
 from __future__ import annotations
 
 import marshal
-import os
+import posix
 import sys
 
 TYPE_CHECKING = False
@@ -47,7 +47,7 @@ FORMAT = b"nsdash-bundle-2\n"
 
 
 def bundle_path(package_dir: str) -> str:
-    return os.path.join(package_dir, "__pycache__", f"bundle.{sys.implementation.cache_tag}.bin")
+    return f"{package_dir.rstrip('/')}/__pycache__/bundle.{sys.implementation.cache_tag}.bin"
 
 
 def header() -> bytes:
@@ -55,7 +55,7 @@ def header() -> bytes:
     return FORMAT + _external.MAGIC_NUMBER + bytes([sys.flags.optimize])
 
 
-def key(st: os.stat_result) -> tuple[int, int, int, int]:
+def key(st: posix.stat_result) -> tuple[int, int, int, int]:
     """What an edit or a replacement changes: inode, size, and both times (ctime cannot be set back)."""
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -97,7 +97,7 @@ class _Finder:
             return None
         try:
             _, offset, length = index[at + 1:index.index(b"\n", at + 1)].split()
-            blob = os.pread(self._fd, int(length), self._base + int(offset))
+            blob = posix.pread(self._fd, int(length), self._base + int(offset))
             n = int.from_bytes(blob[:2], "little")
             named, rel, was, is_pkg = marshal.loads(blob[2:2 + n])
             if named != fullname:  # not this module's entry: the descriptor is no longer the bundle's
@@ -106,7 +106,7 @@ class _Finder:
             here = source.rpartition("/")[0]
             if path[0] != (here.rpartition("/")[0] if is_pkg else here):
                 return None  # the parent package is another copy: the path finder's to find
-            st = os.stat(source)
+            st = posix.stat(source)
         except (OSError, ValueError, EOFError, TypeError):
             return None  # the source is gone (the path finder says so), or a damaged bundle
         if key(st) != was:
@@ -133,20 +133,20 @@ def install(package: str = "nsdash") -> bool:
     package_dir = paths[0]
     path = bundle_path(package_dir)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
         return False
     head = header()
     start = len(head) + 4
     try:
-        first = os.pread(fd, 16384, 0)
+        first = posix.pread(fd, 16384, 0)
         n = int.from_bytes(first[len(head):start], "little")
-        index = first[start:start + n] if start + n <= len(first) else os.pread(fd, n, start)
+        index = first[start:start + n] if start + n <= len(first) else posix.pread(fd, n, start)
         if not first.startswith(head) or len(index) != n or not index.endswith(b"\n"):
-            os.close(fd)
+            posix.close(fd)
             return False
     except OSError:
-        os.close(fd)
+        posix.close(fd)
         return False
     # First: the built-in and frozen importers never have a submodule of PACKAGE (asking them
     # costs each such import more than this finder's refusal costs any other import).

@@ -1,0 +1,59 @@
+"""The few os.path and os.environ reads the short read-only verbs need, without `import os`.
+
+Python started with -S (bin/nsdash) has not loaded os; importing it costs a verb about 4.6 M
+instructions, an eighth of `nsdash cgtop -b -n 1`: _collections_abc's 26 abstract classes
+(for os.environ's mapping) and posixpath.  os's functions are the built-in posix module's
+own, so cgls's and cgtop's modules call posix directly, and these few helpers stand in for
+os.path's on the plain str paths those modules hold.
+"""
+
+from __future__ import annotations
+
+import posix
+import sys
+
+_S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, 0o040000, 0o100000
+
+
+def join(first: str, *rest: str) -> str:
+    """os.path.join for str paths: an absolute part starts again, '/' only where none is."""
+    path = first
+    for part in rest:
+        if part.startswith("/") or not path:
+            path = part
+        elif path.endswith("/"):
+            path += part
+        else:
+            path += "/" + part
+    return path
+
+
+def _mode(path: str) -> int | None:
+    try:
+        return posix.stat(path).st_mode
+    except (OSError, ValueError):  # (ValueError: a NUL in the path, as os.path.exists takes it)
+        return None
+
+
+def exists(path: str) -> bool:
+    return _mode(path) is not None
+
+
+def isdir(path: str) -> bool:
+    mode = _mode(path)
+    return mode is not None and mode & _S_IFMT == _S_IFDIR
+
+
+def isfile(path: str) -> bool:
+    mode = _mode(path)
+    return mode is not None and mode & _S_IFMT == _S_IFREG
+
+
+def getenv(name: str) -> str | None:
+    """os.environ.get(NAME): os.environ's own where os is loaded (what was set through it since,
+    a test's monkeypatch for one, is there alone), else the environment the process began with."""
+    os = sys.modules.get("os")
+    if os is not None:
+        return os.environ.get(name)  # type: ignore[no-any-return]
+    value = posix.environ.get(name.encode("utf-8", "surrogateescape"))
+    return None if value is None else value.decode("utf-8", "surrogateescape")
