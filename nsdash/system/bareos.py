@@ -12,12 +12,18 @@ from __future__ import annotations
 import posix
 import sys
 
+TYPE_CHECKING = False  # mypy reads this as True
+if TYPE_CHECKING:
+    from os import PathLike
+
+    StrPath = str | PathLike[str]
+
 _S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, 0o040000, 0o100000
 
 
-def join(first: str, *rest: str) -> str:
+def join(first: StrPath, *rest: str) -> str:
     """os.path.join for str paths: an absolute part starts again, '/' only where none is."""
-    path = first
+    path = posix.fspath(first)
     for part in rest:
         if part.startswith("/") or not path:
             path = part
@@ -28,23 +34,23 @@ def join(first: str, *rest: str) -> str:
     return path
 
 
-def _mode(path: str) -> int | None:
+def _mode(path: StrPath) -> int | None:
     try:
         return posix.stat(path).st_mode
     except (OSError, ValueError):  # (ValueError: a NUL in the path, as os.path.exists takes it)
         return None
 
 
-def exists(path: str) -> bool:
+def exists(path: StrPath) -> bool:
     return _mode(path) is not None
 
 
-def isdir(path: str) -> bool:
+def isdir(path: StrPath) -> bool:
     mode = _mode(path)
     return mode is not None and mode & _S_IFMT == _S_IFDIR
 
 
-def isfile(path: str) -> bool:
+def isfile(path: StrPath) -> bool:
     mode = _mode(path)
     return mode is not None and mode & _S_IFMT == _S_IFREG
 
@@ -57,3 +63,31 @@ def getenv(name: str) -> str | None:
         return os.environ.get(name)  # type: ignore[no-any-return]
     value = posix.environ.get(name.encode("utf-8", "surrogateescape"))
     return None if value is None else value.decode("utf-8", "surrogateescape")
+
+
+def lexists(path: StrPath) -> bool:
+    try:
+        posix.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def setenv(name: str, value: str | None) -> None:
+    """os.environ[NAME] = VALUE (del where VALUE is None), for this process's C libraries too.
+    Without os, posix.environ is kept as well: os.environ is made from it if os loads later."""
+    os = sys.modules.get("os")
+    if os is not None:
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+        return
+    key = name.encode("utf-8", "surrogateescape")
+    if value is None:
+        posix.unsetenv(key)
+        posix.environ.pop(key, None)
+    else:
+        posix.putenv(key, value.encode("utf-8", "surrogateescape"))
+        posix.environ[key] = value.encode("utf-8", "surrogateescape")
+

@@ -48,3 +48,28 @@ def test_getenv_without_os_reads_the_environment_as_os_would():
     env = {b"PYTHONPATH": str(REPO).encode(), b"NSDASH_A": "é=1".encode(), b"NSDASH_B": b"\xff\xfe", b"LANG": b"C.UTF-8"}
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, env=env, check=True)
     assert out.stdout.decode().split() == ["['\\xe9=1',", "'\\udcff\\udcfe',", "None]", "False"]
+
+
+def test_join_takes_a_path_first(tmp_path):
+    assert bareos.join(tmp_path, "a", "b") == os.path.join(tmp_path, "a", "b")
+
+
+def test_lexists_is_os_path_lexists(tmp_path):
+    (tmp_path / "dangling").symlink_to("nowhere")
+    for name in ("dangling", "nowhere", ""):
+        path = f"{tmp_path}/{name}"
+        assert bareos.lexists(path) == os.path.lexists(path), name
+
+
+def test_setenv_without_os_reaches_the_c_library_and_a_later_os_environ():
+    """Set and unset before os loads: getenv(3) (what libsystemd reads) and os.environ agree."""
+    code = ("import sys\nfrom nsdash.system import bareos\n"
+            "bareos.setenv('NSDASH_SET', 'crit'); bareos.setenv('NSDASH_GONE', None)\n"
+            "assert 'os' not in sys.modules\n"
+            "import os, ctypes\n"
+            "libc = ctypes.CDLL(None); libc.getenv.restype = ctypes.c_char_p\n"
+            "print(os.environ.get('NSDASH_SET'), os.environ.get('NSDASH_GONE'),"
+            " libc.getenv(b'NSDASH_SET'), libc.getenv(b'NSDASH_GONE'))")
+    env = {"PYTHONPATH": str(REPO), "NSDASH_GONE": "here"}
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["crit", "None", "b'crit'", "None"], out.stderr
