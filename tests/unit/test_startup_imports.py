@@ -40,15 +40,16 @@ _LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "ur
 # types for one name the sampler takes from type.__dict__; heapq's functions come from _heapq;
 # the launcher's booleans only for --recursive other than yes, text only for a path to escape.
 # os: posix's own functions and nsdash.system.bareos (os brings _collections_abc's 26 classes).
-_NO_OS = {"os", "posixpath", "_collections_abc", "stat"}
-LEAN_VERBS = {"cgls": _LEAN | _NO_OS | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
-              "cgtop": _LEAN | _NO_OS | {"collections", "functools", "nsdash.machines",  # -M reads machine state
+_NO_OS = {"os", "posixpath", "_collections_abc"}
+LEAN_VERBS = {"cgls": _LEAN | _NO_OS | {"stat", "collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
+              "list": _NO_OS, "status": _NO_OS,
+              "cgtop": _LEAN | _NO_OS | {"stat", "collections", "functools", "nsdash.machines",  # -M reads machine state
                                 "resource", "types", "heapq", "nsdash.launcher", "nsdash.system.text"}}
 # `journal -M M -n 20` against journalctl -D (bench_verbs.py): systemd-python's _reader is its
 # floor; the rest reads paths as strings (no pathlib), state.json with system/jsontext (no json),
 # files confined without ctypes where no symlink is on the way (system/confined), and formats
 # with str methods (no re).  datetime: _reader's C API is served by _datetime itself.
-JOURNAL_NEVER = _LEAN | {"collections", "functools", "ctypes", "datetime", "struct", "heapq", "fnmatch",
+JOURNAL_NEVER = _LEAN | _NO_OS | {"collections", "functools", "ctypes", "datetime", "struct", "heapq", "fnmatch",
                          "typing", "nsdash.launcher", "nsdash.system.syscalls", "nsdash.machines.identity"}
 
 
@@ -200,7 +201,7 @@ def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
     found by system/confined's walk) are not on list-units' path."""
     names = _imported(["systemctl", "-M", "nosuchmachine", "list-units"], {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.cli.systemctl" in names
-    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio", "ctypes"}
+    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio", "ctypes"} | _NO_OS
             or n.startswith(("nsdash.journal", "nsdash.inside.unitlog", "nsdash.system.syscalls"))} == set()
 
 
@@ -211,6 +212,7 @@ def test_systemctl_status_reads_no_preset_files_module(tmp_path):
                       {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.inside.render" in names
     assert "nsdash.inside.presets" not in names
+    assert names & _NO_OS == set()
 
 
 
