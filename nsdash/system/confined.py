@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import errno
 import posix
-import stat
+
+from nsdash.system.bareos import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 
 TYPE_CHECKING = False  # mypy reads this as True: os names a type here, posix serves the calls
 if TYPE_CHECKING:
@@ -62,12 +63,12 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: 
     try:
         mode = posix.fstat(fd).st_mode
         if directory:
-            if not stat.S_ISDIR(mode):
+            if mode & S_IFMT != S_IFDIR:
                 raise OSError(errno.EINVAL, "not a directory", path)
             return fd
-        if stat.S_ISLNK(mode):  # O_PATH|O_NOFOLLOW gives the link itself where an open says ELOOP
+        if mode & S_IFMT == S_IFLNK:  # O_PATH|O_NOFOLLOW gives the link itself where an open says ELOOP
             raise OSError(errno.ELOOP, "a symbolic link, not followed", path)
-        if not stat.S_ISREG(mode):
+        if mode & S_IFMT != S_IFREG:
             raise OSError(errno.EINVAL, "not a regular file", path)
         # The same inode opened for reading through our own descriptor: no path is resolved again.
         opened = posix.open(f"/proc/self/fd/{fd}", posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOCTTY)
@@ -139,7 +140,7 @@ def _walk(root_fd: int, inner: str, flags: int) -> int:
 def _open_last(name: str, flags: int, dir_fd: int) -> int:
     """NAME in DIR_FD opened with O_NOFOLLOW: ELOOP for a symlink, as an O_PATH open would not say."""
     fd = posix.open(name, flags | posix.O_NOFOLLOW, dir_fd=dir_fd)
-    if flags & posix.O_PATH and stat.S_ISLNK(posix.fstat(fd).st_mode):
+    if flags & posix.O_PATH and posix.fstat(fd).st_mode & S_IFMT == S_IFLNK:
         posix.close(fd)
         raise OSError(errno.ELOOP, posix.strerror(errno.ELOOP), name)
     return fd

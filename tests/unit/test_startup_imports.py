@@ -39,11 +39,12 @@ _LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "ur
 # cgtop: resource only when the sampler needs more open files than the soft limit leaves;
 # types for one name the sampler takes from type.__dict__; heapq's functions come from _heapq;
 # the launcher's booleans only for --recursive other than yes, text only for a path to escape.
-# os: posix's own functions and nsdash.system.bareos (os brings _collections_abc's 26 classes).
-_NO_OS = {"os", "posixpath", "_collections_abc"}
-LEAN_VERBS = {"cgls": _LEAN | _NO_OS | {"stat", "collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
+# os: posix's own functions and nsdash.system.bareos (os brings _collections_abc's 26 classes);
+# stat: bareos's S_IF* (stat brings _stat).
+_NO_OS = {"os", "posixpath", "_collections_abc", "stat"}
+LEAN_VERBS = {"cgls": _LEAN | _NO_OS | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
               "list": _NO_OS, "status": _NO_OS,
-              "cgtop": _LEAN | _NO_OS | {"stat", "collections", "functools", "nsdash.machines",  # -M reads machine state
+              "cgtop": _LEAN | _NO_OS | {"collections", "functools", "nsdash.machines",  # -M reads machine state
                                 "resource", "types", "heapq", "nsdash.launcher", "nsdash.system.text"}}
 # `journal -M M -n 20` against journalctl -D (bench_verbs.py): systemd-python's _reader is its
 # floor; the rest reads paths as strings (no pathlib), state.json with system/jsontext (no json),
