@@ -468,3 +468,12 @@ def test_the_dashboard_in_a_terminal_loads_no_shutil_before_its_first_frame(tmp_
     assert "nsdash.tui.screens.dashboard" in loaded and "textual.drivers.linux_driver" in loaded
     never = DASHBOARD_NOT_BEFORE_FIRST_FRAME | {"shutil", "bz2", "lzma"}
     assert {m for m in loaded if m in never or any(m.startswith(n + ".") for n in never)} == set()
+
+
+@pytest.mark.parametrize("argv", [["cgls", "-M", "nosuch"], ["cgtop", "-b", "-n", "1", "-M", "nosuch"]],
+                         ids=["cgls", "cgtop"])
+def test_cgls_and_cgtop_of_a_machine_read_its_state_without_pathlib(argv, tmp_path):
+    """-M reads the machines' state entries as strings: no pathlib (re, enum, urllib with it), no os."""
+    names = _imported(argv, {"NSDASH_STATE_DIR": str(tmp_path)})
+    assert "nsdash.monitor.machines" in names
+    assert names & ({"pathlib", "re", "enum", "urllib"} | _NO_OS) == set()
