@@ -166,7 +166,7 @@ async def _dispatch(sd: Systemd, target: Target, args: Namespace, out: _Out) -> 
 
         files = filter_unit_files(await sd.list_unit_files(), types=args.type, states=args.state,
                                   patterns=args.args)
-        rules = presets.read_rules(target.root)
+        rules = presets.read_rules(target.root_dir)  # (a string: no pathlib)
         table = {f.name: presets.preset_of(f.name, rules) for f in files}
         if out.json:
             out.emit(render.unit_files_json(files, table))
