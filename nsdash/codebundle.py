@@ -37,7 +37,7 @@ is a FIFO waited on.
 from __future__ import annotations
 
 import marshal
-import os
+import posix
 import sys
 
 TYPE_CHECKING = False
@@ -59,7 +59,7 @@ FORMAT = b"nsdash-bundle-2\n"
 
 
 def bundle_path(package_dir: str) -> str:
-    return os.path.join(package_dir, "__pycache__", f"bundle.{sys.implementation.cache_tag}.bin")
+    return f"{package_dir.rstrip('/')}/__pycache__/bundle.{sys.implementation.cache_tag}.bin"
 
 
 def header() -> bytes:
@@ -67,7 +67,7 @@ def header() -> bytes:
     return FORMAT + _external.MAGIC_NUMBER + bytes([sys.flags.optimize])
 
 
-def key(st: os.stat_result) -> tuple[int, int, int, int]:
+def key(st: posix.stat_result) -> tuple[int, int, int, int]:
     """What an edit or a replacement changes: inode, size, and both times (ctime cannot be set back)."""
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -101,7 +101,7 @@ class _Finder:
         self._base = base
         self._ident = ident  # the bundle's (device, inode)
         self._forked = False  # a forked child's imports check the descriptor first
-        os.register_at_fork(after_in_child=self._after_fork)
+        posix.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         self._forked = True
@@ -116,11 +116,11 @@ class _Finder:
             return None
         try:
             if self._forked:
-                st = os.fstat(self._fd)
+                st = posix.fstat(self._fd)
                 if (st.st_dev, st.st_ino) != self._ident:
                     return None  # closed, its number another file's: never read as the bundle
             _, offset, length = index[at + 1:index.index(b"\n", at + 1)].split()
-            blob = os.pread(self._fd, int(length), self._base + int(offset))
+            blob = posix.pread(self._fd, int(length), self._base + int(offset))
             n = int.from_bytes(blob[:2], "little")
             named, rel, was, is_pkg = marshal.loads(blob[2:2 + n])
             if named != fullname:  # not this module's entry: the descriptor is no longer the bundle's
@@ -129,7 +129,7 @@ class _Finder:
             here = source.rpartition("/")[0]
             if path[0] != (here.rpartition("/")[0] if is_pkg else here):
                 return None  # the parent package is another copy: the path finder's to find
-            st = os.stat(source)
+            st = posix.stat(source)
         except (OSError, ValueError, EOFError, TypeError):
             return None  # the source is gone (the path finder says so), or a damaged bundle
         if key(st) != was:
@@ -146,11 +146,11 @@ class _Finder:
         pass
 
 
-def _trusted(st: os.stat_result, package_dir: str) -> bool:
+def _trusted(st: posix.stat_result, package_dir: str) -> bool:
     """Whether a bundle with this stat may give this process its code (see the module's doc)."""
     if (st.st_mode & 0o170000) != 0o100000 or st.st_mode & 0o022:  # (stat's S_ISREG, inline: no import)
         return False
-    return st.st_uid == 0 or st.st_uid in (os.geteuid(), os.stat(package_dir).st_uid)
+    return st.st_uid == 0 or st.st_uid in (posix.geteuid(), posix.stat(package_dir).st_uid)
 
 
 def install(package: str = "nsdash") -> bool:
@@ -165,29 +165,29 @@ def install(package: str = "nsdash") -> bool:
     try:
         # The file itself, never a link put in its place (to any file of root's whose bytes a
         # user chose); a FIFO put there is not waited on.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOFOLLOW)
     except OSError:
         return False
     head = header()
     start = len(head) + 4
     try:
-        st = os.fstat(fd)
+        st = posix.fstat(fd)
         if not _trusted(st, package_dir):
-            os.close(fd)
+            posix.close(fd)
             return False
-        first = os.pread(fd, 16384, 0)
+        first = posix.pread(fd, 16384, 0)
         n = int.from_bytes(first[len(head):start], "little")
         # (The index's length is checked against the file before it is read: a damaged one's
         # could ask pread for 4 GiB.)
         if not first.startswith(head) or start + n > st.st_size:
-            os.close(fd)
+            posix.close(fd)
             return False
-        index = first[start:start + n] if start + n <= len(first) else os.pread(fd, n, start)
+        index = first[start:start + n] if start + n <= len(first) else posix.pread(fd, n, start)
         if len(index) != n or not index.endswith(b"\n"):
-            os.close(fd)
+            posix.close(fd)
             return False
     except OSError:
-        os.close(fd)
+        posix.close(fd)
         return False
     # First: the built-in and frozen importers never have a submodule of PACKAGE (asking them
     # costs each such import more than this finder's refusal costs any other import).

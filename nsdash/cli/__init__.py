@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import errno
 import gc
-import os
+import posix
 import sys
 
 from nsdash.errors import NsdashError, PrivilegeError
+from nsdash.system.bareos import getenv
 
 # verb -> module under nsdash.cli
 VERBS: dict[str, str] = {
@@ -120,18 +121,18 @@ def _hold_closed_stdio() -> None:
     is that file (the supervisor's wake-up pipe was spawn's "stdin" at 0, read by the console
     relay).  0 reads as `</dev/null`; 1 is read-only, so writes fail as to a closed one
     (_ClosedStdout); 2 takes errors nowhere, and the verb's last flush of stderr works."""
-    for fd, stream, flags in ((0, sys.stdin, os.O_RDONLY), (1, sys.stdout, os.O_RDONLY),
-                              (2, sys.stderr, os.O_WRONLY)):
+    for fd, stream, flags in ((0, sys.stdin, posix.O_RDONLY), (1, sys.stdout, posix.O_RDONLY),
+                              (2, sys.stderr, posix.O_WRONLY)):
         if stream is None and not _is_open(fd):  # (open after all: a test's None)
             try:
-                null = os.open(os.devnull, flags)
+                null = posix.open("/dev/null", flags)
             except OSError:
                 continue
             if null != fd:
-                os.dup2(null, fd)  # (inheritable, as what a closed one stands for)
-                os.close(null)
+                posix.dup2(null, fd)  # (inheritable, as what a closed one stands for)
+                posix.close(null)
             else:
-                os.set_inheritable(fd, True)
+                posix.set_inheritable(fd, True)
     if sys.stdin is None and _is_open(0):
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - for good, as the interpreter's own
     if sys.stdout is None:
@@ -142,7 +143,7 @@ def _hold_closed_stdio() -> None:
 
 def _is_open(fd: int) -> bool:
     try:
-        os.fstat(fd)
+        posix.fstat(fd)
     except OSError:
         return False
     return True
@@ -154,7 +155,7 @@ class _ClosedStdout:
     one line (coreutils: "write error: Bad file descriptor"); a verb that prints nothing works."""
 
     def write(self, text: str) -> int:
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        raise OSError(errno.EBADF, posix.strerror(errno.EBADF))
 
     def flush(self) -> None:
         pass  # nothing is ever held: every write failed at once
@@ -207,15 +208,15 @@ def _write_error(e: OSError) -> int:
 def _stdout_to_devnull() -> None:
     """Point file descriptor 1 at /dev/null: what stdout still holds goes nowhere, quietly."""
     try:
-        fd = os.open(os.devnull, os.O_WRONLY)
+        fd = posix.open("/dev/null", posix.O_WRONLY)
     except OSError:
         return
     try:
-        os.dup2(fd, sys.stdout.fileno())
+        posix.dup2(fd, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _flush_stdout(rc: int) -> int:
@@ -250,7 +251,7 @@ def _exit_now(rc: int, handlers_first: bool = False) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         return  # a closed pipe or stream: the ordinary exit reports it as it always has
-    os._exit(rc)
+    posix._exit(rc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:
         # `nsdash list > /dev/full`: one line, exit status 1, as coreutils' "write error"
-        if os.environ.get("NSDASH_DEBUG") or not _stdout_failed(e):
+        if getenv("NSDASH_DEBUG") or not _stdout_failed(e):
             raise
         return _write_error(e)
 
@@ -278,7 +279,7 @@ def _main(argv: list[str] | None) -> int:
 
         print(f"nsdash {__version__}")
         return 0
-    debug = bool(os.environ.get("NSDASH_DEBUG"))
+    debug = bool(getenv("NSDASH_DEBUG"))
     try:
         targets, args = _remote_targets(args)
     except NsdashError as e:
@@ -327,12 +328,12 @@ def _main(argv: list[str] | None) -> int:
         import contextlib  # here: every start would pay for it
 
         with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115
         return 0
 
 
 def _remote_targets(args: list[str]):  # -> (list[Target], args); typed loosely to keep imports lazy
-    if not os.environ.get("NSDASH_HOST") and not (args and args[0].startswith(("-H", "--host"))):
+    if not getenv("NSDASH_HOST") and not (args and args[0].startswith(("-H", "--host"))):
         return [], args  # the common case imports nothing more
     from nsdash.remote.target import split_host_option
 

@@ -9,7 +9,7 @@ unless -l.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
 from nsdash.cli.quickparse import SUPPRESS, Parser
@@ -17,7 +17,7 @@ from nsdash.errors import UsageError
 from nsdash.launcher.booleans import parse_boolean
 from nsdash.monitor import procs, tree
 from nsdash.monitor.tree import CgroupNode
-from nsdash.system import cgroupfs
+from nsdash.system import bareos, cgroupfs
 from nsdash.system.text import escape, escape_bytes
 
 TYPE_CHECKING = False  # mypy reads this as True; collections stays unimported at run time
@@ -104,7 +104,7 @@ def _cmd_columns(columns: int, pids: list[int]) -> int:
 # ------------------------------------------------------------------ effects
 
 def _columns() -> int:
-    env = os.environ.get("COLUMNS", "")
+    env = bareos.getenv("COLUMNS") or ""
     if env.isdigit() and int(env) > 0:
         return int(env)
     if sys.stdout.isatty():
@@ -119,7 +119,7 @@ def _cgroup_id(mount: str, unified: bool) -> Callable[[str], int | None]:
         if not unified:
             return None
         try:
-            return os.stat(mount + path).st_ino
+            return posix.stat(mount + path).st_ino
         except OSError:
             return None
     return get
@@ -130,14 +130,14 @@ def _xattrs(mount: str) -> Callable[[str], list[tuple[str, str]]]:
     def get(path: str) -> list[tuple[str, str]]:
         directory = mount + path
         try:
-            names = os.listxattr(directory)
+            names = posix.listxattr(directory)
         except OSError:
             return []
         out = []
         for name in names:
             if name.startswith(("user.", "trusted.")):
                 try:
-                    value = os.getxattr(directory, name)
+                    value = posix.getxattr(directory, name)
                 except OSError:
                     continue
                 out.append((escape(name), escape_bytes(value)))
@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
         base = found
     paths = [tree.normalize(base + "/" + p) if opts.machine else tree.normalize(p) for p in opts.paths]
     for p in paths:
-        if not os.path.isdir(mount + ("" if p == "/" else p)):
+        if not bareos.isdir(mount + ("" if p == "/" else p)):
             raise UsageError(f"control group '{p}' does not exist", "see 'nsdash cgls' for the tree")
     columns = None if opts.full else _columns()
     kthreads: dict[int, bool] = {}

@@ -8,7 +8,7 @@ p t c m i (order), % (CPU percent/time), + - (delay), space (refresh), q (quit).
 from __future__ import annotations
 
 import gc
-import os
+import posix
 import sys
 import time
 
@@ -19,7 +19,7 @@ from nsdash.monitor import display
 from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
 from nsdash.monitor.tree import normalize, primary_mount
-from nsdash.system import cgroupfs
+from nsdash.system import bareos, cgroupfs
 
 # Imported where they are needed, each a module that most runs (the defaults, a hybrid or v1
 # host, cgroup names a host made) would load for nothing: nsdash.launcher.booleans (--recursive
@@ -197,7 +197,7 @@ def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
             raise UsageError(f"no machine '{opts.machine}' is running",
                              "see 'nsdash list' for the running machines")
         path = normalize(cgroup + path)
-    if not any(os.path.isdir(m + ("" if path == "/" else path)) for m in layout.hierarchy_dirs()):
+    if not any(bareos.isdir(m + ("" if path == "/" else path)) for m in layout.hierarchy_dirs()):
         raise UsageError(f"control group '{path}' does not exist", "see 'nsdash cgls' for the tree")
     return path
 
@@ -338,7 +338,7 @@ def _interactive(sampler: Sampler, view: _View, delay: float, iterations: int) -
                 ready = readable([fd], left)
                 if not ready:
                     break
-                key = os.read(fd, 1).decode(errors="replace")
+                key = posix.read(fd, 1).decode(errors="replace")
                 if key in ("q", "Q"):
                     return 0
                 if key == " ":

@@ -8,12 +8,12 @@ show their console log instead.  Entries are the guest's text: shown escaped
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 from nsdash.cli.quickparse import Parser
 from nsdash.errors import UsageError
+from nsdash.system import bareos
 from nsdash.system.text import escape
 
 # Every path closes its journal files and flushes its output before main() returns: nothing is
@@ -53,10 +53,10 @@ def build_parser() -> Parser:
 
 
 def _use_color() -> bool:
-    forced = os.environ.get("SYSTEMD_COLORS")
+    forced = bareos.getenv("SYSTEMD_COLORS")
     if forced is not None:
         return forced.lower() in ("1", "yes", "true", "on", "16", "256", "24bit")
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    return sys.stdout.isatty() and bareos.getenv("NO_COLOR") is None and bareos.getenv("TERM") != "dumb"
 
 
 def _lines(text: str | None, follow: bool) -> int | None:
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
         raise UsageError("no machine or journal directory given",
                          "name a machine with -M NAME (see 'nsdash list') or a directory with -D DIR")
     for d in args.directory:
-        if not os.path.isdir(d):
+        if not bareos.isdir(d):
             raise UsageError(f"journal directory '{d}' does not exist", "give a directory that holds *.journal files")
     filters = flt.Filters(
         priorities=flt.parse_priority(args.priority) if args.priority else None,

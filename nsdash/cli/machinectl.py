@@ -10,14 +10,14 @@ output is escaped by the encoder (ASCII only).
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 import time
 
 from nsdash.cli.quickparse import REMAINDER, Namespace, Parser
 from nsdash.errors import NsdashError, UsageError
 from nsdash.machines.registry import Machine
-from nsdash.system import jsontext
+from nsdash.system import bareos, jsontext
 from nsdash.system.text import escape
 
 TYPE_CHECKING = False  # typing and datetime cost 3 ms of `nsdash list`; the annotations are strings
@@ -267,7 +267,7 @@ def _status_text(m: Machine, log_lines: list[str], limits: dict[str, str]) -> st
         top = tree.primary_mount(cgroupfs.detect()) + s.cgroup
         found: dict[str, list[tuple[int, str]]] = {}
         for sub in cgroupfs.subtree(top):  # no recursion: a guest nests its cgroups at will
-            rel = os.path.relpath(sub, top)
+            rel = sub[len(top):].lstrip("/")  # (subtree gives TOP, then TOP/...)
             try:
                 found["" if rel == "." else rel] = [(pi.pid, pi.cmdline) for pi in procs.processes(sub)]
             except OSError:
@@ -298,7 +298,7 @@ def cmd_status(argv: list[str]) -> int:
 
             client.clean_if_orphan(name)
         m = registry.lookup(name)
-        log = os.path.join(st.machine_path(name), st.CONSOLE_LOG)  # a string: pathlib is not on status's path
+        log = bareos.join(st.machine_path(name), st.CONSOLE_LOG)  # a string: pathlib is not on status's path
         lines = last_lines(log, ns.lines) if m.source == "nsdash" else []
         limits = _limits(m)
         results.append({**machine_json(m), "limits": limits, "log": lines})
@@ -320,7 +320,7 @@ def cmd_start(argv: list[str]) -> int:
         raise UsageError(f"--wait-timeout takes seconds (0 < SECS <= 86400), not {ns.wait_timeout:g}",
                          "for example --wait-timeout=90")
     names = _names_required(ns, "start")
-    if os.geteuid() != 0:  # before the image search: /var/lib/machines is 0700, so "no image" would mislead
+    if posix.geteuid() != 0:  # before the image search: /var/lib/machines is 0700, so "no image" would mislead
         from nsdash.errors import PrivilegeError
 
         raise PrivilegeError("'nsdash start' needs root", "run it with sudo (machines need namespaces and cgroups)")

@@ -12,7 +12,6 @@ waited for by default, as systemctl does; --no-block only queues them.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from nsdash.cli.quickparse import Namespace, Parser
@@ -31,6 +30,7 @@ from nsdash.inside.units import (
     run,
     run_blocking,
 )
+from nsdash.system import bareos
 from nsdash.system.text import escape, escape_fields
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
@@ -166,7 +166,7 @@ async def _dispatch(sd: Systemd, target: Target, args: Namespace, out: _Out) -> 
 
         files = filter_unit_files(await sd.list_unit_files(), types=args.type, states=args.state,
                                   patterns=args.args)
-        rules = presets.read_rules(target.root)
+        rules = presets.read_rules(target.root_dir)  # (a string: no pathlib)
         table = {f.name: presets.preset_of(f.name, rules) for f in files}
         if out.json:
             out.emit(render.unit_files_json(files, table))
@@ -236,7 +236,7 @@ def is_glob(text: str) -> bool:
 
 def _color() -> bool:
     """Colour like systemctl on a terminal; never into pipes, files or with NO_COLOR set."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    return sys.stdout.isatty() and not bareos.getenv("NO_COLOR") and bareos.getenv("TERM") != "dumb"
 
 
 def _report_states(states: list[tuple[str, str]], args: Namespace, out: _Out) -> None:

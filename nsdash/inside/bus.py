@@ -16,14 +16,14 @@ by uid; without a user namespace, root on the host is root inside; with one
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import sys
 import time
 
 from nsdash.errors import NsdashError, PrivilegeError
 from nsdash.inside.target import Target
 from nsdash.machines import identity
-from nsdash.system import confined
+from nsdash.system import bareos, confined
 
 TYPE_CHECKING = False  # typing costs `systemctl` 2 ms; the annotations are strings
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 # not through the supervisor: they cost a read-only command several times its own work.
 
 BUS_SOCKET = "run/dbus/system_bus_socket"
-DEFAULT_TIMEOUT = float(os.environ.get("NSDASH_BUS_TIMEOUT", "10"))
+_TIMEOUT = bareos.getenv("NSDASH_BUS_TIMEOUT")
+DEFAULT_TIMEOUT = float("10" if _TIMEOUT is None else _TIMEOUT)
 
 
 class BusUnreachable(NsdashError):
@@ -91,7 +92,7 @@ def _diagnose_missing_bus(target: Target) -> BusUnreachable:
 def open_bus_socket(target: Target) -> int:
     """An O_PATH fd on the machine's bus socket, resolved within the machine's root."""
     try:
-        rootfd = os.open(target.root_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rootfd = posix.open(target.root_dir, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except PermissionError as e:
         raise PrivilegeError(f"reaching machine '{target.name}' needs root", "run it with sudo") from e
     except OSError as e:
@@ -105,7 +106,7 @@ def open_bus_socket(target: Target) -> int:
         raise BusUnreachable(f"cannot open the bus socket of machine '{target.name}': {e.strerror}",
                              "check that the machine is running and booted") from e
     finally:
-        os.close(rootfd)
+        posix.close(rootfd)
 
 
 def own_user_namespace(target: Target) -> bool:
@@ -125,36 +126,36 @@ def connect_as_machine_root(target: Target, path_fd: int, timeout: float) -> soc
 
     from nsdash.system import syscalls  # ctypes (before the fork): only for a machine with -U
 
-    userns = os.open(f"{target.proc}/{target.leader}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    userns = posix.open(f"{target.proc}/{target.leader}/ns/user", posix.O_RDONLY | posix.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:  # the child: system calls only, then _exit
             status = 1
             try:
                 syscalls.setns(userns, syscalls.CLONE_NEWUSER)
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+                posix.setresgid(0, 0, 0)
+                posix.setresuid(0, 0, 0)
                 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 conn.connect(f"/proc/self/fd/{path_fd}")
                 socket.send_fds(theirs, [b"k"], [conn.fileno()])
                 status = 0
             finally:
-                os._exit(status)
+                posix._exit(status)
         theirs.close()
         ours.settimeout(timeout)
         try:
             _, fds, _, _ = socket.recv_fds(ours, 1, 1)
         except TimeoutError:
-            os.kill(pid, 9)
+            posix.kill(pid, 9)
             raise
         finally:
-            os.waitpid(pid, 0)
+            posix.waitpid(pid, 0)
         if not fds:
             raise ConnectionRefusedError(errno.ECONNREFUSED, "could not connect from the machine's user namespace")
         return _preconnected(fds[0])
     finally:
-        os.close(userns)
+        posix.close(userns)
         ours.close()
         theirs.close()
 
@@ -255,7 +256,7 @@ class MachineBus:
         except OSError as e:
             raise await self.loss(e) from e
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _connect_guest(self, fd: int) -> socket.socket:
         """A socket connected to the bus socket at FD (from inside the machine's user namespace

@@ -42,7 +42,7 @@ def preset_of(name: str, rules: list[tuple[str, str]]) -> str:
     return "enabled"
 
 
-def read_rules(root: Path) -> list[tuple[str, str]]:
+def read_rules(root: str | Path) -> list[tuple[str, str]]:
     """The preset rules of the machine whose root is ROOT (files refused or missing are skipped)."""
     chosen: dict[str, str] = {}
     for d in PRESET_DIRS:

@@ -9,14 +9,14 @@ and translated to the machine's own PIDs through /proc/PID/status (NSpid).
 
 from __future__ import annotations
 
-import os
-
 from nsdash.inside.target import Target
-from nsdash.system import cgroupfs
+from nsdash.system import bareos, cgroupfs
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # paths are strings here: pathlib (with re, enum, urllib) cost `status` 3 ms
 if TYPE_CHECKING:
+    import os
+
     PathLike = str | os.PathLike[str]
 
 
@@ -79,14 +79,14 @@ def unit_processes(target: Target, control_group: str, layout: cgroupfs.Layout |
     base = machine_cgroup_root(target, init_cgroup, proc)
     if base is None or layout.unified_dir is None:
         return None
-    top = os.path.join(layout.unified_dir, (base + control_group).lstrip("/"))
-    if not os.path.isdir(top):
+    top = bareos.join(layout.unified_dir, (base + control_group).lstrip("/"))
+    if not bareos.isdir(top):
         return []
     found: list[UnitProcess] = []
     for directory in cgroupfs.subtree(top):  # by name, parents first; no recursion (a guest nests at will)
         rel = control_group + directory[len(top):]
         try:
-            with open(os.path.join(directory, "cgroup.procs")) as f:
+            with open(bareos.join(directory, "cgroup.procs")) as f:
                 pids = [int(p) for p in f.read().split()]
         except (OSError, ValueError):
             continue  # the cgroup went away while we walked
@@ -96,15 +96,15 @@ def unit_processes(target: Target, control_group: str, layout: cgroupfs.Layout |
 
 
 def _process(host_pid: int, cgroup: str, proc: PathLike) -> UnitProcess:
-    pdir = os.path.join(proc, str(host_pid))
+    pdir = bareos.join(proc, str(host_pid))
     try:
         # Name: is the process's own choice of bytes (any but NUL), not always UTF-8
-        with open(os.path.join(pdir, "status"), errors="replace") as f:
+        with open(bareos.join(pdir, "status"), errors="replace") as f:
             status = f.read()
     except OSError:
         status = ""
     try:
-        with open(os.path.join(pdir, "cmdline"), "rb") as b:
+        with open(bareos.join(pdir, "cmdline"), "rb") as b:
             raw = b.read()
     except OSError:
         raw = b""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import posix
 import time
 
 from nsdash.errors import MachineNotFound
@@ -50,7 +50,7 @@ class Target(Frozen):
             return None
         ticks = int(stat[stat.rfind(")") + 2 :].split()[19])  # field 22, starttime
         now_real, now_boot = time.time(), time.clock_gettime(time.CLOCK_BOOTTIME)
-        return int((now_real - (now_boot - ticks / os.sysconf("SC_CLK_TCK"))) * 1_000_000)
+        return int((now_real - (now_boot - ticks / posix.sysconf("SC_CLK_TCK"))) * 1_000_000)
 
     def alive(self) -> bool:
         """The init still runs (a zombie waiting for its supervisor to reap it does not count)."""

@@ -30,17 +30,18 @@ journal shows nothing, not the host's journal.
 from __future__ import annotations
 
 import errno
-import os
+import posix
 
 from nsdash.errors import MachineNotFound, NsdashError
 from nsdash.machines import state as st
-from nsdash.system import confined
+from nsdash.system import bareos, confined
 from nsdash.system.frozen import Frozen
 from nsdash.system.idfiles import normalise_id
 from nsdash.system.paths import image_dirs, machine_path
 
 TYPE_CHECKING = False  # paths are strings here: pathlib (with re, enum, urllib) is off `journal -n 20`
 if TYPE_CHECKING:
+    import os
     from pathlib import Path
 
 HOST_JOURNAL = "/var/log/journal"
@@ -59,7 +60,7 @@ class JournalDir(Frozen):
     @property
     def path(self) -> str:
         """Where it is on the host, for messages (never opened as such)."""
-        return os.path.join(os.fspath(self.root), self.inner)
+        return bareos.join(posix.fspath(self.root), self.inner)
 
     def __fspath__(self) -> str:
         return self.path
@@ -77,7 +78,7 @@ class JournalDir(Frozen):
         try:
             return confined.open_in_root(root_fd, self.inner, directory=True)
         finally:
-            os.close(root_fd)
+            posix.close(root_fd)
 
     def signature(self) -> tuple[tuple[str, int, int], ...]:
         """(name, inode, size) of each journal file entry, not followed: changes when files come
@@ -89,7 +90,7 @@ class JournalDir(Frozen):
         try:
             return _signature(dir_fd, self._names(dir_fd))
         finally:
-            os.close(dir_fd)
+            posix.close(dir_fd)
 
     def scan(self) -> tuple[tuple[tuple[str, int, int], ...], list[tuple[str, int]], list[str]]:
         """signature(), then the journal files opened, on one opening and one listing of the
@@ -103,7 +104,7 @@ class JournalDir(Frozen):
             listed = _signature(dir_fd, names)  # first: a file that changes while we open shows next time
             return (listed, *self._open_files(dir_fd, names))
         finally:
-            os.close(dir_fd)
+            posix.close(dir_fd)
 
     @staticmethod
     def _names(dir_fd: int) -> list[str]:
@@ -125,13 +126,13 @@ class JournalDir(Frozen):
                     continue
                 why = check_journal_fd(fd)
                 if why:
-                    os.close(fd)
+                    posix.close(fd)
                     skipped.append(f"{self}/{name}: {why}, skipped")
                     continue
                 opened.append((name, fd))
         except BaseException:
             for _, fd in opened:
-                os.close(fd)
+                posix.close(fd)
             raise
         return opened, skipped
 
@@ -140,7 +141,7 @@ def _signature(dir_fd: int, names: list[str]) -> tuple[tuple[str, int, int], ...
     out = []
     for name in names:
         try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            st = posix.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError:
             continue
         out.append((name, st.st_ino, st.st_size))
@@ -180,7 +181,7 @@ def _leader_alive(pid: int | None) -> bool:
     if not pid or pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
+        posix.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -190,7 +191,7 @@ def _leader_alive(pid: int | None) -> bool:
 
 def _supervised(mdir: str) -> bool:
     """The supervisor's lock, not the recorded PID, says a machine runs (PIDs get reused)."""
-    if not os.path.exists(os.path.join(mdir, st.LOCK_FILE)):
+    if not bareos.exists(bareos.join(mdir, st.LOCK_FILE)):
         return True  # a state entry from elsewhere (or older): trust the PID check
     from nsdash.machines.state import supervisor_alive
 
@@ -227,9 +228,9 @@ def journal_dirs(machine_id: str, tree: str | Path | None, leader: int | None,
         except OSError:
             continue
         try:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
         finally:
-            os.close(fd)
+            posix.close(fd)
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
@@ -254,7 +255,7 @@ def locate(name: str, host_journal: str | Path = HOST_JOURNAL) -> MachineLogs:
         tree = state.root or None
         leader = state.leader if state.leader and state.leader > 0 else None
         uuid = normalise_id(state.uuid)
-    elif not os.path.isdir(mdir):
+    elif not bareos.isdir(mdir):
         tree = next((d / name for d in image_dirs() if (d / name).is_dir()), None)
         if tree is None:
             raise MachineNotFound(f"no machine named '{name}'",
@@ -267,11 +268,11 @@ def locate(name: str, host_journal: str | Path = HOST_JOURNAL) -> MachineLogs:
     machine_id = uuid if state is not None else machine_id_of(tree)
     # Whose the host's directory of the ID is matters only when there is one (the claim's
     # check imports the launcher's cgroup walk).
-    owned = (machine_id is not None and os.path.lexists(os.path.join(host_journal, machine_id))
+    owned = (machine_id is not None and bareos.lexists(bareos.join(host_journal, machine_id))
              and host_dir_owned(name, machine_id, running))
     dirs = journal_dirs(machine_id, tree, leader, host_journal, owned) if machine_id else ()
-    console = os.path.join(mdir, st.CONSOLE_LOG)
-    return MachineLogs(name, machine_id, dirs, console if os.path.isfile(console) else None, running)
+    console = bareos.join(mdir, st.CONSOLE_LOG)
+    return MachineLogs(name, machine_id, dirs, console if bareos.isfile(console) else None, running)
 
 
 def host_dir_owned(name: str, machine_id: str, running: bool) -> bool:
@@ -306,13 +307,13 @@ SIGNATURE = b"LPKSHHRH"
 def check_journal_file(path: str | Path) -> str | None:
     """Why libsystemd would refuse PATH (None if it looks whole); see check_journal_fd."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK)
     except OSError as e:
         return f"unreadable ({e.strerror})"
     try:
         return check_journal_fd(fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def check_journal_fd(fd: int) -> str | None:
@@ -325,8 +326,8 @@ def check_journal_fd(fd: int) -> str | None:
     the library drop them silently (or, given descriptors, refuse them all).
     """
     try:
-        head = os.pread(fd, HEADER_SIZE_MIN, 0)
-        size = os.fstat(fd).st_size
+        head = posix.pread(fd, HEADER_SIZE_MIN, 0)
+        size = posix.fstat(fd).st_size
     except OSError as e:
         return f"unreadable ({e.strerror})"
     if len(head) < HEADER_SIZE_MIN or size < HEADER_SIZE_MIN:
@@ -350,7 +351,7 @@ def check_journal_fd(fd: int) -> str | None:
 
 def journal_files(directory: str | Path) -> list[str]:
     try:
-        names = os.listdir(directory)
+        names = posix.listdir(directory)
     except OSError:
         return []
-    return [os.path.join(directory, n) for n in sorted(names) if n.endswith(JOURNAL_SUFFIXES)]
+    return [bareos.join(directory, n) for n in sorted(names) if n.endswith(JOURNAL_SUFFIXES)]

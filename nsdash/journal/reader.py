@@ -17,13 +17,14 @@ entry when the set of files changed (rotation, journald's flush from /run to
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
 from nsdash.errors import NsdashError
 from nsdash.journal.entry import Entry
 from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
+from nsdash.system import bareos
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False
@@ -52,13 +53,13 @@ class _quiet_libsystemd:  # noqa: N801  (used as a function: `with _quiet_libsys
     collections and functools, milliseconds of `nsdash journal -n 20`.)"""
 
     def __enter__(self) -> None:
-        self.set = "SYSTEMD_LOG_LEVEL" not in os.environ
+        self.set = bareos.getenv("SYSTEMD_LOG_LEVEL") is None
         if self.set:
-            os.environ["SYSTEMD_LOG_LEVEL"] = "crit"
+            bareos.setenv("SYSTEMD_LOG_LEVEL", "crit")
 
     def __exit__(self, *exc: object) -> None:
         if self.set:
-            os.environ.pop("SYSTEMD_LOG_LEVEL", None)
+            bareos.setenv("SYSTEMD_LOG_LEVEL", None)
 
 
 def _open(directory: str | int) -> _reader._Reader:
@@ -113,11 +114,11 @@ class _ConfinedFiles:
                 return _open_fds(fds)
             except BaseException:
                 for fd in fds:
-                    os.close(fd)
+                    posix.close(fd)
                 raise
         except BaseException:
             for fd in fds:
-                os.close(fd)
+                posix.close(fd)
             raise
 
     def _without_refused(self, opened: list[tuple[str, int]], skipped: list[str] | None) -> list[int]:
@@ -126,16 +127,16 @@ class _ConfinedFiles:
         kept: list[int] = []
         for i, (name, fd) in enumerate(opened):
             try:
-                alone = os.dup(fd)
+                alone = posix.dup(fd)
             except OSError:  # out of descriptors: none of OPENED is left open
                 for rest in kept + [f for _, f in opened[i:]]:
-                    os.close(rest)
+                    posix.close(rest)
                 raise
             try:
                 _open_fds([alone]).close()  # the reader owns ALONE once made
             except OSError as e:
-                os.close(alone)
-                os.close(fd)
+                posix.close(alone)
+                posix.close(fd)
                 self._retry.add(name)
                 if skipped is not None:
                     skipped.append(f"{self.directory}/{name}: refused by libsystemd ({e.strerror or e}), skipped")
@@ -166,14 +167,14 @@ class _ConfinedFiles:
         except OSError:
             pass
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def drain(self) -> None:
         """Read the pending change events (what changed is looked up, not taken from them)."""
         if self._inotify < 0:
             return
         try:
-            while os.read(self._inotify, 65536):
+            while posix.read(self._inotify, 65536):
                 pass
         except BlockingIOError:
             pass
@@ -190,15 +191,15 @@ class _ConfinedFiles:
 
             made = tempfile.mkdtemp(prefix="nsdash-empty-")
             try:
-                self._empty = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._empty = posix.open(made, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
             finally:
-                os.rmdir(made)
+                posix.rmdir(made)
         return self._empty
 
     def close(self) -> None:
         for fd in (self._inotify, self._empty):
             if fd is not None and fd >= 0:
-                os.close(fd)
+                posix.close(fd)
 
 
 _HEX = frozenset(b"0123456789abcdef")
@@ -261,7 +262,7 @@ class JournalSource:
     def __init__(self, directory: str | Path | JournalDir, filters: Filters | None = None,
                  machine: str | None = None, detail: bool = False, only: tuple[str, ...] | None = None,
                  follow: bool = True) -> None:
-        self.directory = os.fspath(directory)
+        self.directory = posix.fspath(directory)
         self.only = only  # fetch just these fields (cat needs one; fetching all 20 costs 2.5x)
         self.filters = filters or Filters()
         self.machine = machine

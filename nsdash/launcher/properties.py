@@ -16,7 +16,7 @@ CPUQuota= a percentage of one CPU; weights 1..10000; time spans such as "5s",
 
 from __future__ import annotations
 
-import os
+import posix
 
 from nsdash.errors import UsageError
 from nsdash.system import unitname
@@ -195,7 +195,7 @@ def dbus_value(prop: Property) -> tuple[str, str, object]:
 
 
 def _physical_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return posix.sysconf("SC_PAGE_SIZE") * posix.sysconf("SC_PHYS_PAGES")
 
 
 def _system_tasks_max() -> int:

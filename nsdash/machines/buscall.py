@@ -15,12 +15,11 @@ supervisor, a machine with -U); the caller then speaks to the bus itself.
 from __future__ import annotations
 
 import _socket
-import os
 
 from nsdash.machines.busguard import BUS_REPLY_MAX
 from nsdash.machines.protocol import VERSION
 from nsdash.machines.state import CONTROL
-from nsdash.system import dbusjson, jsontext
+from nsdash.system import bareos, dbusjson, jsontext
 from nsdash.system.paths import machine_path
 
 TYPE_CHECKING = False  # typing stays unimported at run time (the verbs' fast path)
@@ -60,7 +59,7 @@ class SupervisorBus:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
-            sock.connect(os.path.join(machine_path(name), CONTROL))
+            sock.connect(bareos.join(machine_path(name), CONTROL))
             bus = cls(sock)
             bus.meanwhile.extend(meanwhile)
             hello = bus._request({"op": "hello", "version": VERSION}, timeout)

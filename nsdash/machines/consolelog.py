@@ -26,7 +26,8 @@ Events: `boot N`, `reboot`, `poweroff`, `exited`, `killed`.
 
 from __future__ import annotations
 
-import os
+import io
+import posix
 import time
 
 from nsdash.system import jsontext
@@ -129,7 +130,7 @@ def read_marks(log: Path) -> list[Mark]:
     """The marks of the log at LOG (its index's last INDEX_LIMIT bytes), oldest first."""
     try:
         with open(index_path(log), "rb") as f:
-            size = f.seek(0, os.SEEK_END)
+            size = f.seek(0, io.SEEK_END)
             f.seek(max(0, size - INDEX_LIMIT))
             data = f.read(INDEX_LIMIT)
     except OSError:
@@ -140,7 +141,7 @@ def read_marks(log: Path) -> list[Mark]:
 
 
 def _open_append(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    return posix.open(path, posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_CLOEXEC, 0o600)
 
 
 class ConsoleLog:
@@ -153,7 +154,7 @@ class ConsoleLog:
         self.limit = limit
         self._fd = _open_append(self.path)
         self._index = _open_append(index_path(self.path))
-        self._size = os.fstat(self._fd).st_size
+        self._size = posix.fstat(self._fd).st_size
         self.dropped = 0  # bytes lost to write errors (ENOSPC)
 
     def write(self, data: bytes) -> None:
@@ -162,7 +163,7 @@ class ConsoleLog:
             return
         try:
             self._make_room(len(data))
-            self._size += os.write(self._fd, data)
+            self._size += posix.write(self._fd, data)
         except OSError:
             self.dropped += len(data)
 
@@ -175,7 +176,7 @@ class ConsoleLog:
         line = separator(event, detail, when)
         try:
             self._make_room(len(line))
-            os.write(self._index, Mark(self._size + 1, when, event, detail).record())
+            posix.write(self._index, Mark(self._size + 1, when, event, detail).record())
         except OSError:
             pass  # the line below is then only text, never a mark
         self.write(line)
@@ -193,7 +194,7 @@ class ConsoleLog:
     def close(self) -> None:
         for fd in (self._fd, self._index):
             if fd >= 0:
-                os.close(fd)
+                posix.close(fd)
         self._fd = self._index = -1
 
     def _make_room(self, n: int) -> None:
@@ -202,16 +203,16 @@ class ConsoleLog:
 
     def _rotate(self) -> None:
         index = index_path(self.path)
-        os.replace(self.path, rotated(self.path))
+        posix.replace(self.path, rotated(self.path))
         import contextlib  # here: readers of the log (`nsdash status`) need none of it
 
         with contextlib.suppress(FileNotFoundError):
-            os.replace(index, index_path(rotated(self.path)))
+            posix.replace(index, index_path(rotated(self.path)))
         fd = _open_append(self.path)
-        os.close(self._fd)
+        posix.close(self._fd)
         self._fd = fd
         fd = _open_append(index)
-        os.close(self._index)
+        posix.close(self._index)
         self._index = fd
         self._size = 0
 
@@ -219,12 +220,12 @@ class ConsoleLog:
 def tail(path: Path | str, nbytes: int) -> bytes:
     """The last NBYTES of the log at PATH, across the rotation boundary."""
     parts: list[bytes] = []
-    for p in (os.fspath(path), os.fspath(path) + ROTATED):  # (rotated(), on a string)
+    for p in (posix.fspath(path), posix.fspath(path) + ROTATED):  # (rotated(), on a string)
         if nbytes <= 0:
             break
         try:
             with open(p, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
+                size = f.seek(0, io.SEEK_END)
                 f.seek(max(0, size - nbytes))
                 chunk = f.read(nbytes)
         except FileNotFoundError:
@@ -239,7 +240,7 @@ def _whole(path: Path, held: int) -> bool:
     if rotated(path).exists():
         return False
     try:
-        return os.stat(path).st_size <= held
+        return posix.stat(path).st_size <= held
     except OSError:
         return True
 

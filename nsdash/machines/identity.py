@@ -8,12 +8,16 @@ machine-id is an error for that machine, never a host file, a hang or a flood.
 
 from __future__ import annotations
 
-import os
+import posix
 import time
 
 from nsdash.system import confined
 from nsdash.system.idfiles import OS_RELEASE_PATHS, normalise_id, parse_os_release
 from nsdash.system.namespaces import shares_host_namespace  # the one copy, shared with the launcher
+
+TYPE_CHECKING = False  # mypy reads this as True: os names a type here, posix serves the calls
+if TYPE_CHECKING:
+    import os
 
 __all__ = ["OsReleaseCache", "machine_id", "normalise_id", "os_release", "parse_os_release", "shares_host_namespace"]
 
@@ -81,21 +85,21 @@ def _identity(root: str) -> tuple | None:
     try:
         for path in OS_RELEASE_PATHS:
             try:
-                fd = openat2(root_fd, path.lstrip("/"), os.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+                fd = openat2(root_fd, path.lstrip("/"), posix.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
             except FileNotFoundError:
                 continue
             except OSError:
                 return None
             try:
-                info = os.fstat(fd)
+                info = posix.fstat(fd)
             finally:
-                os.close(fd)
+                posix.close(fd)
             if not stat.S_ISREG(info.st_mode):
                 return None
             return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         return None
     finally:
-        os.close(root_fd)
+        posix.close(root_fd)
 
 
 def machine_id(root: str | os.PathLike[str] | int) -> str | None:

@@ -9,10 +9,8 @@ the dashboard read limits and need none of it.  Changing them is units.set_limit
 
 from __future__ import annotations
 
-import os
-
 from nsdash.launcher import properties as props
-from nsdash.system import cgroupfs, unitname
+from nsdash.system import bareos, cgroupfs, unitname
 from nsdash.system.kernfiles import read_value
 
 TYPE_CHECKING = False  # mypy takes this as true; typing stays unimported at run time
@@ -28,7 +26,7 @@ TRANSIENT_UNITS = "/run/systemd/transient"
 
 def booted() -> bool:
     """sd_booted(): the host runs systemd as its init."""
-    return os.path.isdir("/run/systemd/system")
+    return bareos.isdir("/run/systemd/system")
 
 
 def one_line(text: str) -> str:
@@ -41,7 +39,7 @@ def systemd_scope(unit: str) -> bool:
     unit file says so: no D-Bus round trip (three, with the bus check and ActiveState) to ask."""
     if not booted() or not unit.endswith(".scope"):
         return False
-    return os.path.exists(os.path.join(TRANSIENT_UNITS, unit))
+    return bareos.exists(bareos.join(TRANSIENT_UNITS, unit))
 
 
 def unit_properties(unit: str, interface: str) -> dict[str, Any]:

@@ -7,12 +7,13 @@ launcher's orphans module cleans it when a command touches the name).
 
 from __future__ import annotations
 
-import os
+import posix
 
 from nsdash.errors import MachineNotFound
 from nsdash.launcher import names
 from nsdash.machines import identity
 from nsdash.machines import state as st
+from nsdash.system import bareos
 from nsdash.system.frozen import Frozen
 
 # systemd-machined keeps a file per registered machine there ("unit:*" links map units to them), and
@@ -44,7 +45,7 @@ def machined_machines(directory: str | None = None) -> list[Machine]:
     skipped, and one that vanishes while read is a machine that just went away."""
     directory = MACHINED_STATE if directory is None else directory
     try:
-        entries = sorted(os.listdir(directory))
+        entries = sorted(posix.listdir(directory))
     except OSError:
         return []
     found: list[Machine] = []
@@ -52,7 +53,7 @@ def machined_machines(directory: str | None = None) -> list[Machine]:
         if entry.startswith((".", "unit:")):
             continue
         try:
-            with open(os.path.join(directory, entry), encoding="utf-8", errors="replace") as f:
+            with open(bareos.join(directory, entry), encoding="utf-8", errors="replace") as f:
                 record = parse_machined_record(f.read(65536))  # machined's own few lines
         except OSError:
             continue
@@ -128,7 +129,7 @@ def read_entry(name: str) -> tuple[st.MachineState | None, bool] | None:
     directory = st.machine_path(name)
     state = st.read_state(directory)
     alive = st.supervisor_alive(directory)
-    if not alive and not os.path.exists(directory):
+    if not alive and not bareos.exists(directory):
         return None
     return state, alive
 
@@ -146,7 +147,7 @@ def _from_entry(name: str, details: bool = True, os_release_of: OsReleaseOf = id
     # Its own view while it runs (an ephemeral overlay, binds); its tree when stopped.
     # Either way confined: the tree's path on the host is as much the guest's as its root.
     root = f"/proc/{leader}/root" if alive and leader else (state.root if state else None)
-    if root and not alive and not os.path.isdir(root):
+    if root and not alive and not bareos.isdir(root):
         root = None  # an --image machine's root is its disk image: nothing to read without mounting it
     os_release, error = _os_release(root, os_release_of) if details else ({}, None)
     if alive and leader and details:

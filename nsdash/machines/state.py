@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
+import posix
 
-from nsdash.system import jsontext
+from nsdash.system import bareos, jsontext
 from nsdash.system.frozen import Frozen
 from nsdash.system.paths import machine_dir, machine_path, state_path, state_root
 
@@ -89,17 +89,17 @@ def write_state(directory: Path, state: MachineState) -> None:
     """Write state.json atomically: readers see the old or the new file, never half.
 
     Root only (0600): it names the machine's tree, its leader and its supervisor."""
-    tmp = directory / f".{STATE_FILE}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, STATE_MODE)
-    os.fchmod(fd, STATE_MODE)  # a leftover temporary file keeps its old mode otherwise
+    tmp = directory / f".{STATE_FILE}.{posix.getpid()}"
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC | posix.O_NOFOLLOW, STATE_MODE)
+    posix.fchmod(fd, STATE_MODE)  # a leftover temporary file keeps its old mode otherwise
     with open(fd, "w") as f:
         f.write(jsontext.encode(state.to_json(), indent=1) + "\n")  # json.dump's text, not its import
-    os.replace(tmp, directory / STATE_FILE)
+    posix.replace(tmp, directory / STATE_FILE)
 
 
 def read_state(directory: Path | str) -> MachineState | None:
     try:
-        with open(os.path.join(directory, STATE_FILE)) as f:
+        with open(bareos.join(directory, STATE_FILE)) as f:
             data = jsontext.decode(f.read())  # json.load's result; json's import is a tenth of `list`
         if not isinstance(data, dict):
             return None
@@ -113,13 +113,13 @@ def read_state(directory: Path | str) -> MachineState | None:
 def orphaned(name: str) -> bool:
     """True if NAME has an entry whose supervisor died (nobody holds its lock)."""
     directory = machine_path(name)
-    return os.path.exists(directory) and not supervisor_alive(directory)
+    return bareos.exists(directory) and not supervisor_alive(directory)
 
 
 def supervisor_alive(directory: Path | str) -> bool:
     """True while some process holds the entry's lock (the supervisor)."""
     try:
-        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(bareos.join(directory, LOCK_FILE), posix.O_RDONLY | posix.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -129,14 +129,14 @@ def supervisor_alive(directory: Path | str) -> bool:
             return True
         raise
     finally:
-        os.close(fd)
+        posix.close(fd)
     return False
 
 
 def entry_names() -> list[str]:
-    root = os.path.join(state_path(), "machines")  # machines_root(), without pathlib
+    root = bareos.join(state_path(), "machines")  # machines_root(), without pathlib
     try:
-        return sorted(n for n in os.listdir(root) if not n.startswith("."))
+        return sorted(n for n in posix.listdir(root) if not n.startswith("."))
     except FileNotFoundError:
         return []
 

@@ -26,8 +26,9 @@ the same (see `root_from_proc`).
 
 from __future__ import annotations
 
-import os
+import posix
 
+from nsdash.system import bareos
 from nsdash.system.records import Record
 
 TYPE_CHECKING = False  # mypy reads this as True; typing and collections.abc stay unimported
@@ -46,7 +47,7 @@ NFIELDS = 11
 
 # v1 reports "no limit" as a page-rounded LONG_MAX; treat anything this big as none.
 _NO_LIMIT_FLOOR = 1 << 60
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLK_TCK = posix.sysconf("SC_CLK_TCK")
 
 
 class Counters(Record):
@@ -313,10 +314,10 @@ def in_container(root: str = "/") -> bool:
     """Whether we run inside a container, by the signs systemd's detect_container() trusts."""
     for sign in ("run/systemd/container", "run/host/container-manager",
                  "run/.containerenv", ".dockerenv"):
-        if os.path.exists(os.path.join(root, sign)):
+        if bareos.exists(bareos.join(root, sign)):
             return True
     try:
-        with open(os.path.join(root, "proc/1/environ"), "rb") as f:
+        with open(bareos.join(root, "proc/1/environ"), "rb") as f:
             return any(v.startswith(b"container=") for v in f.read().split(b"\0"))
     except OSError:
         return False

@@ -8,12 +8,12 @@ machine's cgroup explicitly (state.json, field "cgroup"); that wins.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from nsdash.launcher import names
 from nsdash.machines import state as st
 from nsdash.machines.state import MachineState
-from nsdash.system import paths
+from nsdash.system import bareos, paths
 
 TYPE_CHECKING = False  # mypy reads this as True; collections and pathlib stay off cgls's path
 if TYPE_CHECKING:
@@ -26,15 +26,16 @@ machine_from_scope = names.machine_from_scope  # the one copy of the rule lives 
 def _state_records(state_root: Path | None) -> dict[str, MachineState]:
     """Every machine's state as machines/state reads it (unreadable entries skipped: as a
     user who may not read /run/nsdash, cgls and cgtop simply know no machine names)."""
-    root = (state_root or paths.state_root()) / "machines"
+    # (strings: paths.state_root()'s pathlib would load re, enum, urllib and ipaddress for cgtop -M)
+    root = bareos.join(paths.state_path() if state_root is None else state_root, "machines")
     found: dict[str, MachineState] = {}
     try:
-        names = sorted(os.listdir(root))
+        names = sorted(posix.listdir(root))
     except OSError:
         return found
     for name in names:
         try:
-            record = st.read_state(root / name)
+            record = st.read_state(f"{root}/{name}")
         except OSError:
             continue
         if record is not None:
@@ -130,6 +131,6 @@ def find_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap | N
     candidates += [f"/machine.slice/machine-{machine}.scope",
                    names.scope_path(machine)]
     for c in candidates:
-        if any(os.path.isdir(d + c) for d in dirs):
+        if any(bareos.isdir(d + c) for d in dirs):
             return c
     return None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
-import os
+import posix
 
+from nsdash.system import bareos
 from nsdash.system.frozen import Frozen
 from nsdash.system.text import escape
 
@@ -30,20 +31,20 @@ def _read(path: str, limit: int | None = None) -> bytes:
     the buffer or the arguments end), so a short read is the end: no second read
     to see EOF, on every process cgls shows."""
     size = 65536 if limit is None else min(65536, limit)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        data = os.read(fd, size)
+        data = posix.read(fd, size)
         if len(data) < size or limit == size:
             return data
         chunks = [data]
         got = len(data)
-        while (limit is None or got < limit) and (chunk := os.read(fd, 65536 if limit is None
+        while (limit is None or got < limit) and (chunk := posix.read(fd, 65536 if limit is None
                                                                    else min(65536, limit - got))):
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
@@ -95,7 +96,7 @@ def _cut(written: str, shown: str, room: int) -> str:
 
 def processes(directory: str, kernel_threads: bool = False, proc: str = "/proc") -> list[ProcessInfo]:
     """The processes listed in DIRECTORY/cgroup.procs, sorted by PID; gone ones skipped."""
-    with open(os.path.join(directory, "cgroup.procs"), "rb") as f:
+    with open(bareos.join(directory, "cgroup.procs"), "rb") as f:
         pids = sorted({int(x) for x in f.read().split()})
     out = []
     for pid in pids:

@@ -21,13 +21,13 @@ the remaining counters are read open-read-close instead: slower, never failing.
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import time
 from itertools import repeat
 
 from nsdash.monitor import counters as C
 from nsdash.monitor.tree import list_cgroups, normalize, primary_mount
-from nsdash.system import cgroupfs
+from nsdash.system import bareos, cgroupfs
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # mypy reads this as True; collections.abc stays unimported at run time
@@ -149,7 +149,7 @@ class _Rising:
         fds, last, children, parse = self.fds, self.last, self.children, self.parse
         todo = self.tops
         while todo:
-            datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
+            datas = list(map(posix.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
             moved: list[int] = []
             moved_datas: list[bytes] = []
             for slot, data in zip(todo, datas, strict=True):
@@ -166,7 +166,7 @@ class _Rising:
         fds, children, values = self.fds, self.children, self.values[0]
         todo = self.tops
         while todo:
-            datas = list(map(os.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
+            datas = list(map(posix.pread, map(fds.__getitem__, todo), repeat(self.size), _ZERO))
             below = []
             for slot, value in zip(todo, C.column(self.parse, datas)[0], strict=True):
                 values[slot] = value
@@ -222,7 +222,7 @@ class _Group:
             return [C.Counters() for _ in self.paths]
         columns: list[Iterable] = [_NONE] * C.NFIELDS
         if self.parsers:
-            datas = list(map(os.pread, self.fds, self.sizes, _ZERO))
+            datas = list(map(posix.pread, self.fds, self.sizes, _ZERO))
             step = len(self.parsers)
             for first, parse in enumerate(self.parsers):
                 for field, values in zip(C.WRITES[parse], C.column(parse, datas[first::step]), strict=True):
@@ -241,7 +241,7 @@ _tuple_new = tuple.__new__
 def _soft_nofile() -> int:
     """The soft RLIMIT_NOFILE now in force (sysconf's OPEN_MAX is getrlimit's soft limit)."""
     try:
-        soft = os.sysconf("SC_OPEN_MAX")
+        soft = posix.sysconf("SC_OPEN_MAX")
     except (ValueError, OSError):
         soft = -1
     return soft if soft >= 0 else 1024
@@ -263,11 +263,11 @@ def raise_nofile_limit() -> int:
 
 
 def _read_by_name(filename: str) -> bytes:
-    fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(filename, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         return _pread_all(fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 class Sampler:
@@ -433,7 +433,7 @@ class Sampler:
         else:
             entry.fresh = None
             self._plan = None  # it joins a group from the next refresh
-        pread = os.pread
+        pread = posix.pread
         counting = self.count != COUNT_PIDS
         try:
             for fd, name, parse in files:
@@ -469,7 +469,7 @@ class Sampler:
             self._close_entry(entry)
         self._entries.clear()
         if self._stat_fd >= 0:
-            os.close(self._stat_fd)
+            posix.close(self._stat_fd)
             self._stat_fd = -1
 
     def __enter__(self) -> Sampler:
@@ -522,7 +522,7 @@ class Sampler:
         known = self._hierarchies.get(mount)
         if known is None:
             try:
-                st = os.stat(mount)
+                st = posix.stat(mount)
                 known = (st.st_dev, st.st_ino)
             except OSError:
                 known = mount
@@ -534,7 +534,7 @@ class Sampler:
         if unified is None:
             return -1
         try:
-            return os.open(_dir(unified, self.start) + "/cgroup.stat", os.O_RDONLY | os.O_CLOEXEC)
+            return posix.open(_dir(unified, self.start) + "/cgroup.stat", posix.O_RDONLY | posix.O_CLOEXEC)
         except OSError:
             return -1
 
@@ -544,7 +544,7 @@ class Sampler:
             return FULL  # (the first walk is a full one, whatever the interval: it works out _files)
         if self._stat_fd >= 0:
             try:
-                data = os.pread(self._stat_fd, 4096, 0)
+                data = posix.pread(self._stat_fd, 4096, 0)
             except OSError:
                 return FULL
             line = data.split(b"\n", 1)[0]  # nr_descendants N
@@ -564,7 +564,7 @@ class Sampler:
             self._files = self._file_candidates()
         if self._stat_fd >= 0:
             try:
-                self._descendants = os.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
+                self._descendants = posix.pread(self._stat_fd, 4096, 0).split(b"\n", 1)[0]
             except OSError:
                 self._descendants = None
         seen: list[str] = []
@@ -627,7 +627,7 @@ class Sampler:
         for name, candidates in self._files or ():
             if from_proc and name in C.ROOT_PROC_SOURCES:
                 fname, parser = C.ROOT_PROC_SOURCES[name]
-                self._try_open(entry, os.path.join(self.proc, fname), parser, unreadable, path)
+                self._try_open(entry, bareos.join(self.proc, fname), parser, unreadable, path)
                 continue
             for mount, slash_name, parser, walked in candidates:
                 if members is not None and walked is not None and path not in members[walked]:
@@ -643,7 +643,7 @@ class Sampler:
                 if fd >= 0:
                     entry.procs_fd = fd
                 else:
-                    os.close(os.open(filename, os.O_RDONLY | os.O_CLOEXEC))  # readable at all?
+                    posix.close(posix.open(filename, posix.O_RDONLY | posix.O_CLOEXEC))  # readable at all?
                     entry.procs_name = filename
             except OSError as e:
                 if e.errno in (errno.EACCES, errno.EPERM):
@@ -685,7 +685,7 @@ class Sampler:
             if self._kept >= self._fd_budget:
                 return -1
         try:
-            fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
+            fd = posix.open(filename, posix.O_RDONLY | posix.O_CLOEXEC)
         except OSError as e:
             if e.errno not in _NO_FDS:
                 raise
@@ -700,7 +700,7 @@ class Sampler:
         fd = -1
         try:
             fd = self._open_counter(filename)
-            data = os.pread(fd, 4096, 0) if fd >= 0 else _read_by_name(filename)
+            data = posix.pread(fd, 4096, 0) if fd >= 0 else _read_by_name(filename)
             # Parsed into a copy of what the entry's other files gave: kept only if it parses (a
             # parser that fails half-way leaves nothing behind).
             values: list = [None] * C.NFIELDS if entry.fresh is None else entry.fresh.copy()
@@ -727,7 +727,7 @@ class Sampler:
         return True
 
     def _release(self, fd: int) -> None:
-        os.close(fd)
+        posix.close(fd)
         self._kept -= 1
         self._released.add(fd)  # (its number may come back for another file: _Rising.kept)
 
@@ -794,7 +794,7 @@ def _pread_all(fd: int) -> bytes:
     chunks = []
     offset = 0
     while True:
-        data = os.pread(fd, 65536, offset)
+        data = posix.pread(fd, 65536, offset)
         if not data:
             break
         chunks.append(data)

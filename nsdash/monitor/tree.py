@@ -7,8 +7,9 @@ marked in place on its node; the walk never aborts because of it.
 from __future__ import annotations
 
 import errno
-import os
+import posix
 
+from nsdash.system import bareos
 from nsdash.system.cgroupfs import Layout
 from nsdash.system.frozen import Frozen
 
@@ -88,13 +89,13 @@ def primary_mount(layout: Layout) -> str:
 
 def read_pids(directory: str) -> tuple[int, ...]:
     # os.open/os.read: open() adds an fstat, an ioctl and two lseeks per cgroup (cgls reads them all)
-    fd = os.open(directory + "/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(directory + "/cgroup.procs", posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         chunks = []
-        while chunk := os.read(fd, 65536):
+        while chunk := posix.read(fd, 65536):
             chunks.append(chunk)
     finally:
-        os.close(fd)
+        posix.close(fd)
     return tuple(int(x) for x in b"".join(chunks).split())
 
 
@@ -123,11 +124,11 @@ class KeptProcs:
                 if e.errno not in _GONE:
                     raise
                 del self._fds[directory]  # removed (perhaps made again): open it by name below
-                os.close(fd)
+                posix.close(fd)
         if len(self._fds) >= self.limit:
             return read_pids(directory)
         try:
-            fd = os.open(directory + "/cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+            fd = posix.open(directory + "/cgroup.procs", posix.O_RDONLY | posix.O_CLOEXEC)
         except OSError as e:
             if e.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -139,7 +140,7 @@ class KeptProcs:
     def sweep(self) -> None:
         """Close the files of cgroups the last walk did not visit (gone, or no longer walked)."""
         for directory in [d for d in self._fds if d not in self._seen]:
-            os.close(self._fds.pop(directory))
+            posix.close(self._fds.pop(directory))
         self._seen.clear()
 
     def open_files(self) -> int:
@@ -147,7 +148,7 @@ class KeptProcs:
 
     def close(self) -> None:
         for fd in self._fds.values():
-            os.close(fd)
+            posix.close(fd)
         self._fds.clear()
         self._seen.clear()
 
@@ -161,12 +162,12 @@ _WHOLE = 4096 - 8
 
 
 def _pread_pids(fd: int) -> tuple[int, ...]:
-    first = os.pread(fd, 65536, 0)
+    first = posix.pread(fd, 65536, 0)
     if len(first) <= _WHOLE:
         return tuple(int(x) for x in first.split())
     chunks = [first]
     offset = len(first)
-    while chunk := os.pread(fd, 65536, offset):
+    while chunk := posix.pread(fd, 65536, offset):
         chunks.append(chunk)
         offset += len(chunk)
     return tuple(int(x) for x in b"".join(chunks).split())
@@ -205,13 +206,13 @@ def _walk(mount: str, path: str, depth: int | None, pids_of: PidReader | None, s
         # most cgroups, costs one stat instead of listing its twenty-odd files.  Only where its
         # processes could be read: an unreadable directory is still found out by listing it.
         try:
-            if os.stat(directory).st_nlink == 2:
+            if posix.stat(directory).st_nlink == 2:
                 return CgroupNode(path, (), pids, unreadable)
         except OSError as e:
             if e.errno in _GONE:
                 return CgroupNode(path, vanished=True)
     try:
-        with os.scandir(directory) as it:
+        with posix.scandir(directory) as it:
             names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
     except OSError as e:
         if e.errno in _GONE:
@@ -224,16 +225,6 @@ def _walk(mount: str, path: str, depth: int | None, pids_of: PidReader | None, s
     return CgroupNode(path, children, pids, unreadable)
 
 
-def hierarchy_mounts(layout: Layout) -> dict[str, str]:
-    """Distinct mount -> hierarchy key ('' for cgroup2, else the first controller name)."""
-    mounts: dict[str, str] = {}
-    if layout.unified_dir is not None:
-        mounts[layout.unified_dir] = ""
-    for ctrl, path in layout.v1_dirs.items():
-        mounts.setdefault(os.path.realpath(path), ctrl)
-    return mounts
-
-
 def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
                  out: list[str] | None = None, unreadable: set[str] | None = None,
                  inodes: dict[str, int] | None = None) -> list[str]:
@@ -243,7 +234,7 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
     start = normalize(start)
     found = [] if out is None else out
     bad = set() if unreadable is None else unreadable
-    if not os.path.isdir(mount + ("" if start == "/" else start)):
+    if not bareos.isdir(mount + ("" if start == "/" else start)):
         return found
     # A directory's link count is 2 + its subdirectories (kernfs, tmpfs, ext4; 1 means "not
     # counted"): a leaf cgroup costs one stat instead of listing its many files, made from its
@@ -256,17 +247,17 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
             continue
         directory = mount + ("" if path == "/" else path)
         try:
-            if leaf is None and os.stat(directory).st_nlink == 2:
+            if leaf is None and posix.stat(directory).st_nlink == 2:
                 continue
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
             try:
-                with os.scandir(fd) as it:
+                with posix.scandir(fd) as it:
                     dirs = [e for e in it if e.is_dir(follow_symlinks=False)]
                 names = [e.name for e in dirs]
                 below = depth is None or level + 1 < depth  # (deeper ones are listed, not entered)
                 leaves = [_is_leaf(n, fd) if below else True for n in names]
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as e:
             if e.errno not in _GONE:
                 bad.add(path)
@@ -282,7 +273,7 @@ def list_cgroups(mount: str, start: str = "/", depth: int | None = None,
 def _is_leaf(name: str, dir_fd: int) -> bool | None:
     """Whether NAME in DIR_FD has no subdirectory (None: the stat failed; list_cgroups tries again)."""
     try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink == 2
+        return posix.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink == 2
     except OSError:
         return None
 

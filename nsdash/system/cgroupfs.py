@@ -10,12 +10,14 @@ The root is a parameter so tests can point it at a fixture tree.
 
 from __future__ import annotations
 
-import os
+import posix
 
+from nsdash.system import bareos
 from nsdash.system.frozen import Frozen
 
 TYPE_CHECKING = False  # mypy reads this as True; at run time pathlib waits for a caller that wants Paths
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterator
     from pathlib import Path
 
@@ -43,7 +45,7 @@ class Layout(Frozen):
     def __init__(self, kind: str, root: str | os.PathLike[str], unified: str | os.PathLike[str] | None,
                  v1: dict[str, str] | dict[str, Path]) -> None:
         def spelled(path: str | os.PathLike[str]) -> str:
-            return _spelled_as_path(os.fspath(path))
+            return _spelled_as_path(posix.fspath(path))
 
         super().__init__(kind, spelled(root), None if unified is None else spelled(unified),
                          {ctrl: spelled(path) for ctrl, path in v1.items()})
@@ -106,7 +108,7 @@ def _spelled_as_path(path: str) -> str:
 
 
 def _exists(path: str) -> bool:
-    return os.path.exists(path)
+    return bareos.exists(path)
 
 
 def _is_cgroup2(path: str) -> bool:
@@ -117,18 +119,18 @@ def _is_cgroup2(path: str) -> bool:
 
 def detect(root: str | os.PathLike[str] = DEFAULT_ROOT_DIR) -> Layout:
     """Detect the layout under ROOT by looking at what is mounted there."""
-    top = _spelled_as_path(os.fspath(root))
+    top = _spelled_as_path(posix.fspath(root))
     if _is_cgroup2(top):
         return Layout("unified", top, top, {})
     v1: dict[str, str] = {}
     try:
         # (name, a directory, a symlink) from the listing's entry types: no stat per entry
-        with os.scandir(top) as it:
+        with posix.scandir(top) as it:
             entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it)
     except OSError:
         entries = []
     for name, is_dir, _ in entries:
-        path = os.path.join(top, name)
+        path = bareos.join(top, name)
         if name == "unified" or not is_dir:  # (a symlink is not a directory here: see below)
             continue
         if _exists(path + "/tasks") or _exists(path + "/cgroup.procs"):
@@ -136,11 +138,11 @@ def detect(root: str | os.PathLike[str] = DEFAULT_ROOT_DIR) -> Layout:
                 v1.setdefault(ctrl, path)
     # Joined mounts such as cpu,cpuacct appear as symlinks cpu -> cpu,cpuacct.
     for name, _, is_link in entries:
-        path = os.path.join(top, name)
-        if is_link and name not in v1 and os.path.isdir(path):
+        path = bareos.join(top, name)
+        if is_link and name not in v1 and bareos.isdir(path):
             v1[name] = path
-    unified = os.path.join(top, "unified")
-    if os.path.isdir(unified) and _is_cgroup2(unified):
+    unified = bareos.join(top, "unified")
+    if bareos.isdir(unified) and _is_cgroup2(unified):
         return Layout("hybrid", top, unified, v1)
     return Layout("legacy", top, None, v1)
 
@@ -148,7 +150,7 @@ def detect(root: str | os.PathLike[str] = DEFAULT_ROOT_DIR) -> Layout:
 def own_cgroup(pid: int | str = "self", proc: str | os.PathLike[str] = "/proc") -> dict[str, str]:
     """A process's cgroups by hierarchy: '' for cgroup2, else the controller list."""
     result: dict[str, str] = {}
-    with open(os.path.join(os.fspath(proc), str(pid), "cgroup"), errors="surrogateescape") as f:  # a guest's names
+    with open(bareos.join(posix.fspath(proc), str(pid), "cgroup"), errors="surrogateescape") as f:  # a guest's names
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             result[ctrls] = path
@@ -161,12 +163,12 @@ def subtree(top: str | os.PathLike[str]) -> Iterator[str]:
     guest nests the cgroups it was delegated as deep as it likes and os.walk raised
     RecursionError past about a thousand levels.  Lazy, as os.walk is; one that cannot be
     listed (vanished, unreadable) is given but not descended, as os.walk does."""
-    stack = [os.fspath(top)]
+    stack = [posix.fspath(top)]
     while stack:
         directory = stack.pop()
         yield directory
         try:
-            with os.scandir(directory) as entries:
+            with posix.scandir(directory) as entries:
                 below = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
         except OSError:
             continue

@@ -23,16 +23,21 @@ openat2, whose answer is the one given.
 from __future__ import annotations
 
 import errno
-import os
-import stat
+import posix
+
+from nsdash.system.bareos import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
+
+TYPE_CHECKING = False  # mypy reads this as True: os names a type here, posix serves the calls
+if TYPE_CHECKING:
+    import os
 
 SMALL = 64 * 1024  # os-release, machine-id, hostname, presets: far smaller than this
-_DIR_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_STEP = posix.O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
 
 
 def open_root(root: str | os.PathLike[str]) -> int:
     """An O_PATH fd on a machine's root directory (a tree, or /proc/LEADER/root)."""
-    return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return posix.open(root, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
 
 def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: bool = False) -> int:
@@ -45,10 +50,10 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: 
     # A file is first only looked up (O_PATH): opening a device or a FIFO has effects of its
     # own (a watchdog starts, a FIFO's blocked writer is let go), so only a regular file is
     # opened, through the looked-up descriptor.  O_DIRECTORY opens nothing but a directory.
-    flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_DIRECTORY) if directory else os.O_PATH
-    flags |= os.O_CLOEXEC
+    flags = (posix.O_RDONLY | posix.O_NONBLOCK | posix.O_NOCTTY | posix.O_DIRECTORY) if directory else posix.O_PATH
+    flags |= posix.O_CLOEXEC
     if nofollow:
-        flags |= os.O_NOFOLLOW
+        flags |= posix.O_NOFOLLOW
     inner = path.lstrip("/") or "."
     fd = _walk(root_fd, inner, flags)
     if fd < 0:
@@ -56,21 +61,21 @@ def open_in_root(root_fd: int, path: str, *, directory: bool = False, nofollow: 
 
         fd = openat2(root_fd, inner, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     try:
-        mode = os.fstat(fd).st_mode
+        mode = posix.fstat(fd).st_mode
         if directory:
-            if not stat.S_ISDIR(mode):
+            if mode & S_IFMT != S_IFDIR:
                 raise OSError(errno.EINVAL, "not a directory", path)
             return fd
-        if stat.S_ISLNK(mode):  # O_PATH|O_NOFOLLOW gives the link itself where an open says ELOOP
+        if mode & S_IFMT == S_IFLNK:  # O_PATH|O_NOFOLLOW gives the link itself where an open says ELOOP
             raise OSError(errno.ELOOP, "a symbolic link, not followed", path)
-        if not stat.S_ISREG(mode):
+        if mode & S_IFMT != S_IFREG:
             raise OSError(errno.EINVAL, "not a regular file", path)
         # The same inode opened for reading through our own descriptor: no path is resolved again.
-        opened = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        opened = posix.open(f"/proc/self/fd/{fd}", posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOCTTY)
     except BaseException:
-        os.close(fd)
+        posix.close(fd)
         raise
-    os.close(fd)
+    posix.close(fd)
     return opened
 
 
@@ -78,7 +83,7 @@ def open_path_in_root(root_fd: int, path: str) -> int:
     """An O_PATH fd on whatever PATH is (as the machine sees it) under ROOT_FD, resolved as
     open_in_root resolves, of any type: a socket to connect through /proc/self/fd/N."""
     inner = path.lstrip("/") or "."
-    fd = _walk(root_fd, inner, os.O_PATH | os.O_CLOEXEC)
+    fd = _walk(root_fd, inner, posix.O_PATH | posix.O_CLOEXEC)
     if fd < 0:
         from nsdash.system.syscalls import O_PATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
@@ -99,20 +104,20 @@ def _walk(root_fd: int, inner: str, flags: int) -> int:
     refusal on the way is left to openat2 to give."""
     parts = [p for p in inner.split("/") if p and p != "."]
     if inner.endswith(("/", "/.")):
-        flags |= os.O_DIRECTORY  # `f/` and `f/.` name a directory: a file there is ENOTDIR, as openat2 says
+        flags |= posix.O_DIRECTORY  # `f/` and `f/.` name a directory: a file there is ENOTDIR, as openat2 says
     for _ in range(_HOPS + 1):
         if ".." in parts:
             return -1
         if not parts:
-            return os.open(".", flags, dir_fd=root_fd)
+            return posix.open(".", flags, dir_fd=root_fd)
         fd = root_fd
         depth = 0
         try:
             try:
                 while depth < len(parts) - 1:  # (DEPTH: the component being opened)
-                    step = os.open(parts[depth], _DIR_STEP, dir_fd=fd)
+                    step = posix.open(parts[depth], _DIR_STEP, dir_fd=fd)
                     if fd != root_fd:
-                        os.close(fd)
+                        posix.close(fd)
                     fd = step
                     depth += 1
                 return _open_last(parts[-1], flags, fd)
@@ -120,12 +125,12 @@ def _walk(root_fd: int, inner: str, flags: int) -> int:
                 if e.errno == errno.ENOENT:
                     raise
                 last = depth == len(parts) - 1
-                if e.errno not in (errno.ELOOP, errno.ENOTDIR) or (last and flags & os.O_NOFOLLOW):
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR) or (last and flags & posix.O_NOFOLLOW):
                     return -1  # EACCES and the rest, or the caller's own O_NOFOLLOW: the kernel's to say
             hopped = _hop(fd, parts, depth)  # (ELOOP, ENOTDIR: a symlink, or not a directory)
         finally:
             if fd != root_fd:
-                os.close(fd)
+                posix.close(fd)
         if hopped is None:
             return -1
         parts = hopped
@@ -134,10 +139,10 @@ def _walk(root_fd: int, inner: str, flags: int) -> int:
 
 def _open_last(name: str, flags: int, dir_fd: int) -> int:
     """NAME in DIR_FD opened with O_NOFOLLOW: ELOOP for a symlink, as an O_PATH open would not say."""
-    fd = os.open(name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
-    if flags & os.O_PATH and stat.S_ISLNK(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+    fd = posix.open(name, flags | posix.O_NOFOLLOW, dir_fd=dir_fd)
+    if flags & posix.O_PATH and posix.fstat(fd).st_mode & S_IFMT == S_IFLNK:
+        posix.close(fd)
+        raise OSError(errno.ELOOP, posix.strerror(errno.ELOOP), name)
     return fd
 
 
@@ -149,7 +154,7 @@ def _hop(dir_fd: int, parts: list[str], depth: int) -> list[str] | None:
     may be a symlink) leaves the path to openat2.  A /proc magic link never reads as `..`: it
     is refused by openat2 (RESOLVE_NO_MAGICLINKS), not followed as text here."""
     try:
-        target = os.readlink(parts[depth], dir_fd=dir_fd)
+        target = posix.readlink(parts[depth], dir_fd=dir_fd)
     except OSError:
         return None  # EINVAL: not a symlink; the refusal was something else
     rest = [p for p in target.split("/") if p and p != "."]
@@ -175,12 +180,12 @@ def read_bytes(root: str | os.PathLike[str] | int, path: str, limit: int = SMALL
         fd = open_in_root(root_fd, path, nofollow=nofollow)
     finally:
         if not isinstance(root, int):
-            os.close(root_fd)
+            posix.close(root_fd)
     try:
         chunks: list[bytes] = []
         total = 0
         while True:
-            chunk = os.read(fd, min(65536, limit + 1 - total))
+            chunk = posix.read(fd, min(65536, limit + 1 - total))
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
@@ -188,7 +193,7 @@ def read_bytes(root: str | os.PathLike[str] | int, path: str, limit: int = SMALL
             if total > limit:
                 raise OSError(errno.EFBIG, f"longer than {limit} bytes", path)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def read_text(root: str | os.PathLike[str] | int, path: str, limit: int = SMALL, *,
@@ -204,26 +209,26 @@ def list_dir(root: str | os.PathLike[str] | int, path: str, limit: int = 4096) -
         fd = open_in_root(root_fd, path, directory=True)
     finally:
         if not isinstance(root, int):
-            os.close(root_fd)
+            posix.close(root_fd)
     try:
         names = []
-        for entry in os.scandir(fd):
+        for entry in posix.scandir(fd):
             names.append(entry.name)
             if len(names) >= limit:
                 break
         return names
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def is_dir(root: str | os.PathLike[str] | int, path: str) -> bool:
     """True if PATH inside ROOT is a directory (reached without leaving the root)."""
     root_fd = open_root(root) if not isinstance(root, int) else root
     try:
-        os.close(open_in_root(root_fd, path, directory=True))
+        posix.close(open_in_root(root_fd, path, directory=True))
         return True
     except OSError:
         return False
     finally:
         if not isinstance(root, int):
-            os.close(root_fd)
+            posix.close(root_fd)

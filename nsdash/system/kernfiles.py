@@ -10,7 +10,7 @@ Files a machine controls are not read here: those go through confined.
 
 from __future__ import annotations
 
-import os
+import posix
 
 LIMIT = 8192  # a loop device's backing path is up to PATH_MAX (4096) and its newline
 
@@ -18,18 +18,18 @@ LIMIT = 8192  # a loop device's backing path is up to PATH_MAX (4096) and its ne
 def read_value(path: str, limit: int = LIMIT) -> str | None:
     """PATH's text less its trailing newline, or None when it cannot be read or is longer than LIMIT."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except OSError:
         return None
     try:
         data = b""
         # procfs' seq files may hand the text over in pieces; sysfs hands it in one
-        while chunk := os.read(fd, limit + 1 - len(data)):
+        while chunk := posix.read(fd, limit + 1 - len(data)):
             data += chunk
             if len(data) > limit:
                 return None
     except OSError:
         return None
     finally:
-        os.close(fd)
+        posix.close(fd)
     return data.rstrip(b"\n").decode("utf-8", "surrogateescape")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import posix
 
 
 def shares_host_namespace(pid: int | str, ns: str, proc: str = "/proc") -> bool | None:
     """True if process PID (under PROC) shares namespace NS (net, user, ...) with us; None if it is gone."""
     try:
-        theirs = os.stat(f"{proc}/{pid}/ns/{ns}")
-        ours = os.stat(f"/proc/self/ns/{ns}")
+        theirs = posix.stat(f"{proc}/{pid}/ns/{ns}")
+        ours = posix.stat(f"/proc/self/ns/{ns}")
     except OSError:
         return None
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from nsdash.system import bareos
 
 TYPE_CHECKING = False  # mypy reads this as True; pathlib is imported by the functions that
 if TYPE_CHECKING:      # make Paths, not by cgls and cgtop, which import this module and call none
@@ -20,7 +20,7 @@ def image_dirs() -> tuple[Path, ...]:
     for tests, its first entry then being where new images go."""
     from pathlib import Path
 
-    env = os.environ.get("NSDASH_IMAGE_PATH")
+    env = bareos.getenv("NSDASH_IMAGE_PATH")
     return tuple(Path(p) for p in (env.split(":") if env else IMAGE_SEARCH) if p)
 
 
@@ -28,12 +28,13 @@ def image_home() -> Path:
     """Where new images (clone, import-tar, create) are made: /var/lib/machines."""
     from pathlib import Path
 
-    return image_dirs()[0] if os.environ.get("NSDASH_IMAGE_PATH") else Path("/var/lib/machines")
+    return image_dirs()[0] if bareos.getenv("NSDASH_IMAGE_PATH") else Path("/var/lib/machines")
 
 
 def state_path() -> str:
     """The state directory (/run/nsdash), overridable with NSDASH_STATE_DIR for tests."""
-    return os.environ.get("NSDASH_STATE_DIR", "/run/nsdash")
+    state = bareos.getenv("NSDASH_STATE_DIR")
+    return "/run/nsdash" if state is None else state
 
 
 def state_root() -> Path:
@@ -46,7 +47,7 @@ def state_root() -> Path:
 def machine_path(name: str) -> str:
     """A machine's own state directory: state file, control socket, console log.  As a string
     for the readers `list` and `status` run (pathlib imports re, urllib and ipaddress)."""
-    return os.path.join(state_path(), "machines", name)
+    return bareos.join(state_path(), "machines", name)
 
 
 def machine_dir(name: str) -> Path:

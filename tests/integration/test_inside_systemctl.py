@@ -521,6 +521,14 @@ def test_status_reads_the_journal_without_systemd_journal(machine):
     assert _among(names, READ_ONLY_NEVER | THROUGH_SUPERVISOR_NEVER | {"ctypes", "nsdash.system.syscalls"}) == set()
 
 
+def test_list_unit_files_reads_the_presets_without_pathlib(machine):
+    """The PRESET column's files are read below the machine's root given as a string."""
+    r, names = _imported_by(machine, "list-unit-files")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "nsdash.inside.presets" in names and "dbus.service" in r.stdout
+    assert _among(names, {"pathlib", "urllib", "ipaddress"}) == set()
+
+
 # A job verb speaks to the machine's bus itself (dbus-fast's async bus: it waits for the job's
 # signal), through a relay that lets no message over BUS_REPLY_MAX through (inside/busrelay.py):
 # the limit comes from machines/busguard.py, not with the control protocol's codec.

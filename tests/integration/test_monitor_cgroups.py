@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posix
 import shutil
 import signal
 import subprocess
@@ -416,7 +417,7 @@ def test_kept_cgroup_procs_are_read_in_one_call_unless_the_first_read_filled_a_p
     directory = str(unified) + cgroups.scope
     calls: list[int] = []
     pread = os.pread
-    monkeypatch.setattr(os, "pread", lambda fd, n, offset: calls.append(fd) or pread(fd, n, offset))
+    monkeypatch.setattr(posix, "pread", lambda fd, n, offset: calls.append(fd) or pread(fd, n, offset))
     try:
         assert kept(directory + "/few") == (few.pid,) and len(calls) == 1
         for _ in range(100):  # the shell's 800 children started
@@ -451,7 +452,7 @@ def test_a_walk_with_processes_lists_no_leaf_cgroup(cgroups, monkeypatch):
         listed.append(str(path)[len(mount):])
         return scandir(path)
 
-    monkeypatch.setattr(tree.os, "scandir", counting)
+    monkeypatch.setattr(tree.posix, "scandir", counting)
     root = tree.walk(mount, cgroups.scope, with_pids=True)
     assert [n.path for n in root.iter()] == [cgroups.scope + p for p in ("", "/a", "/a/b", "/c")]
     assert sorted(listed) == [cgroups.scope, cgroups.scope + "/a"]
@@ -618,7 +619,7 @@ def test_kept_cgroup_procs_take_their_descriptors_from_the_samplers_budget(tmp_p
             raise OSError(errno.EMFILE, "Too many open files")
         return real_open(path, flags, *args, **kw)
 
-    monkeypatch.setattr(os, "open", out_of_descriptors)
+    monkeypatch.setattr(posix, "open", out_of_descriptors)
     assert kept(str(tmp_path / "b")) == (1, 2)  # read by name on the second try
     assert refused and kept.open_files() == 1 and kept.limit == 1
     kept.close()

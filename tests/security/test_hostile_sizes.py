@@ -55,7 +55,7 @@ def test_a_command_line_of_megabytes_is_read_and_kept_bounded(long_process, monk
 
     snapshots = host.HostSnapshots.__new__(host.HostSnapshots)  # (its readers are not needed here)
     snapshots._commands, snapshots._round = {}, 0
-    monkeypatch.setattr(procs.os, "read", counted)
+    monkeypatch.setattr(procs.posix, "read", counted)
     commands = snapshots._command_lines(CgroupNode("/", pids=(long_process,)))
     monkeypatch.undo()
     text = commands[long_process]

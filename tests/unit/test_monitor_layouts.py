@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posix
 import shutil
 import tempfile
 from pathlib import Path
@@ -315,7 +316,7 @@ def test_a_cgroup_in_cgroup2_alone_is_not_looked_for_in_v1(tmp_path, monkeypatch
         opened.append(str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(posix, "open", recording_open)
     with Sampler(cgroupfs.detect(root), root_from_proc=False) as sampler:
         counters = sampler.sample().counters
     guest = "/machine.slice/machine-web.scope/init.scope"
@@ -343,8 +344,8 @@ def test_each_counter_file_is_read_once_per_sample_the_first_included(layout, mo
         reads.append(f"{fd}:{names[fd]}")  # (cpu.stat is opened twice on cgroup2: cpu, throttling)
         return real_pread(fd, size, offset)
 
-    monkeypatch.setattr(os, "open", recording_open)
-    monkeypatch.setattr(os, "pread", counting_pread)
+    monkeypatch.setattr(posix, "open", recording_open)
+    monkeypatch.setattr(posix, "pread", counting_pread)
     with Sampler(layout, fields=C.ALL, root_from_proc=False, rewalk_interval=3600, once=True) as sampler:
         per_sample = []
         for _ in range(2):
@@ -382,7 +383,7 @@ def test_the_first_rate_counts_the_interval_and_not_the_walk_that_opened_the_fil
             return b"usage_usec %d\nuser_usec 0\nsystem_usec 0\n" % round(clock[0] * 1e6)
         return data
 
-    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(posix, "pread", pread)
     monkeypatch.setattr(sampler_module, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
     with Sampler(cgroupfs.detect(root), root_from_proc=False, rewalk_interval=3600, once=once) as sampler:
         first = sampler.sample()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posix
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,8 @@ class Reads:
                 raise OSError(errno.ENODEV, "gone")
             return real_pread(fd, size, offset)
 
-        monkeypatch.setattr(os, "open", recording_open)
-        monkeypatch.setattr(os, "pread", recording_pread)
+        monkeypatch.setattr(posix, "open", recording_open)
+        monkeypatch.setattr(posix, "pread", recording_pread)
 
     def of(self, root: Path, file: str) -> list[str]:
         """The cgroups whose FILE (under ROOT) was read since the last call, sorted."""

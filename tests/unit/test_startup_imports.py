@@ -39,14 +39,18 @@ _LEAN = {"argparse", "gettext", "locale", "pathlib", "re", "enum", "signal", "ur
 # cgtop: resource only when the sampler needs more open files than the soft limit leaves;
 # types for one name the sampler takes from type.__dict__; heapq's functions come from _heapq;
 # the launcher's booleans only for --recursive other than yes, text only for a path to escape.
-LEAN_VERBS = {"cgls": _LEAN | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
-              "cgtop": _LEAN | {"collections", "functools", "nsdash.machines",  # -M reads machine state
+# os: posix's own functions and nsdash.system.bareos (os brings _collections_abc's 26 classes);
+# stat: bareos's S_IF* (stat brings _stat).
+_NO_OS = {"os", "posixpath", "_collections_abc", "stat"}
+LEAN_VERBS = {"cgls": _LEAN | _NO_OS | {"collections", "functools", "nsdash.launcher.validate", "nsdash.machines"},
+              "list": _NO_OS, "status": _NO_OS,
+              "cgtop": _LEAN | _NO_OS | {"collections", "functools", "nsdash.machines",  # -M reads machine state
                                 "resource", "types", "heapq", "nsdash.launcher", "nsdash.system.text"}}
 # `journal -M M -n 20` against journalctl -D (bench_verbs.py): systemd-python's _reader is its
 # floor; the rest reads paths as strings (no pathlib), state.json with system/jsontext (no json),
 # files confined without ctypes where no symlink is on the way (system/confined), and formats
 # with str methods (no re).  datetime: _reader's C API is served by _datetime itself.
-JOURNAL_NEVER = _LEAN | {"collections", "functools", "ctypes", "datetime", "struct", "heapq", "fnmatch",
+JOURNAL_NEVER = _LEAN | _NO_OS | {"collections", "functools", "ctypes", "datetime", "struct", "heapq", "fnmatch",
                          "typing", "nsdash.launcher", "nsdash.system.syscalls", "nsdash.machines.identity"}
 
 
@@ -198,7 +202,7 @@ def test_systemctl_list_units_imports_no_journal_and_no_argparse(tmp_path):
     found by system/confined's walk) are not on list-units' path."""
     names = _imported(["systemctl", "-M", "nosuchmachine", "list-units"], {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.cli.systemctl" in names
-    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio", "ctypes"}
+    assert {n for n in names if n.split(".")[0] in {"argparse", "gettext", "datetime", "asyncio", "ctypes"} | _NO_OS
             or n.startswith(("nsdash.journal", "nsdash.inside.unitlog", "nsdash.system.syscalls"))} == set()
 
 
@@ -209,6 +213,7 @@ def test_systemctl_status_reads_no_preset_files_module(tmp_path):
                       {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.inside.render" in names
     assert "nsdash.inside.presets" not in names
+    assert names & _NO_OS == set()
 
 
 
@@ -463,3 +468,12 @@ def test_the_dashboard_in_a_terminal_loads_no_shutil_before_its_first_frame(tmp_
     assert "nsdash.tui.screens.dashboard" in loaded and "textual.drivers.linux_driver" in loaded
     never = DASHBOARD_NOT_BEFORE_FIRST_FRAME | {"shutil", "bz2", "lzma"}
     assert {m for m in loaded if m in never or any(m.startswith(n + ".") for n in never)} == set()
+
+
+@pytest.mark.parametrize("argv", [["cgls", "-M", "nosuch"], ["cgtop", "-b", "-n", "1", "-M", "nosuch"]],
+                         ids=["cgls", "cgtop"])
+def test_cgls_and_cgtop_of_a_machine_read_its_state_without_pathlib(argv, tmp_path):
+    """-M reads the machines' state entries as strings: no pathlib (re, enum, urllib with it), no os."""
+    names = _imported(argv, {"NSDASH_STATE_DIR": str(tmp_path)})
+    assert "nsdash.monitor.machines" in names
+    assert names & ({"pathlib", "re", "enum", "urllib"} | _NO_OS) == set()
