@@ -3,9 +3,10 @@
 no timing, the same figure every run.
 
 The real app over the sample data (nsdash.tui.sample_data) with 20 idle machines, the first
-one selected: each refresh four of them trade places at 0.0/0.1 %CPU (the selected machine's
-row among them), and in the second case a cgroup also comes or goes each refresh (a transient
-unit, another tool's container: what a busy host does).  Counted: every Python function call
+one selected: the same snapshot each refresh (the floor: nothing shown changes); four of them
+trading places at 0.0/0.1 %CPU each refresh (the selected machine's row among them); and that
+with a cgroup coming or going each refresh (a transient unit, another tool's container: what
+a busy host does).  Counted: every Python function call
 the app's thread makes from the snapshot posted to its frame written, over --refreshes
 refreshes.  With --peer the other checkout's app is counted the same way (a child each).
 
@@ -27,11 +28,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from report import Report, wants_json  # noqa: E402
 
-CASES = {"trading": "idle machines trading places", "churn": "and a cgroup coming or going"}
+CASES = {"still": "nothing shown changing", "trading": "idle machines trading places",
+         "churn": "and a cgroup coming or going"}
 
 
-async def counted(refreshes: int, churn: bool) -> float:
-    """Python calls a refresh of the app (this process's nsdash) over REFRESHES refreshes."""
+async def counted(refreshes: int, case: str) -> float:
+    """Python calls a refresh of the app (this process's nsdash) over REFRESHES refreshes of CASE."""
     from nsdash.monitor.counters import Counters
     from nsdash.monitor.display import Row
     from nsdash.tui import sample_data as sd
@@ -42,10 +44,11 @@ async def counted(refreshes: int, churn: bool) -> float:
         return f"/machine.slice/machine-idle\\x2d{i:02d}.scope"
 
     def rows(step: int) -> tuple[Row, ...]:
+        step = 0 if case == "still" else step
         idle = tuple(Row(scope(i), 4, (0.0, 0.1)[(i + step) % 2] if i < 4 else 0.0, None, 720_000 + 4096 * i,
                          0.0, 0.0, Counters()) for i in range(20))
         coming = (Row(f"/transient-{step // 2}.service", 1, 0.0, None, 4096, 0.0, 0.0, Counters()),)
-        return (*sd.ROWS, *idle, *(coming if churn and step % 2 else ()))
+        return (*sd.ROWS, *idle, *(coming if case == "churn" and step % 2 else ()))
 
     machines = tuple(MachineInfo(f"idle-{i:02d}", "running", "busybox 1", "-", sd.T0 - 100, scope(i), 100 + i)
                      for i in range(20))
@@ -88,7 +91,7 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args([a for a in sys.argv[1:] if a != "--json"])
     if args.child:
-        print(json.dumps({case: asyncio.run(counted(args.refreshes, case == "churn")) for case in CASES}))
+        print(json.dumps({case: asyncio.run(counted(args.refreshes, case)) for case in CASES}))
         return
     report = Report("rest_calls", wants_json())
     with report.capture():
