@@ -216,7 +216,8 @@ def main() -> int:
                          "as `make venv` installs it (`python -S`): the figures before session 9")
     ap.add_argument("--peer", type=Path, metavar="CHECKOUT",
                     help="part 3 also times the dashboard of another checkout (e.g. main), alternating run by "
-                         "run; part 2 with --terminal runs its `nsdash` in tmux beside this one's, same windows")
+                         "run; part 2 with --terminal runs its `nsdash` in tmux beside this one's, same windows; "
+                         "--count counts its app beside this one's, over the same window")
     ap.add_argument("--terminal", action="store_true",
                     help="part 2 also with the real `nsdash` in a tmux terminal (160x50), its CPU from /proc")
     report = Report("dashboard", wants_json())
@@ -645,9 +646,9 @@ def rest(args, report: Report) -> None:
             print(f"  tmux: {rss:.0f} MiB resident after {age:.0f} s")
             report.row(f"dashboard RSS after {age:.0f} s, {n} machines (tmux)", rss, "-", None, "MiB")
         if args.count:
-            counted(args.count, n, booted, report)
+            counted(args.count, n, booted, report, peer=args.peer)
             if args.count_still:
-                counted(args.count, n, booted, report, still=True)
+                counted(args.count, n, booted, report, still=True, peer=args.peer)
     finally:
         stop_machines(names)
 
@@ -690,14 +691,18 @@ async def count_child(flag: str, still: bool = False) -> None:
         Path(flag + ".count").write_text(str(applied[0] - start))
 
 
-def counted(seconds: float, n: int, booted: float, report: Report, still: bool = False) -> None:
+def counted(seconds: float, n: int, booted: float, report: Report, still: bool = False,
+            peer: Path | None = None) -> None:
     """Part 2 counted: instructions per refresh of the headless app's UI thread and poller thread
     (callgrind, one output per thread) over SECONDS with the same N machines.  The timed rows move
     with the host (bench/hoststate.py: the same refresh cost 1.1 ms back to back and 7.7-11 ms after
     a second asleep); a count has no cache penalty in it.  It is not exact either: the app runs ~50x
     slower under callgrind, so what its wall-clock timers and coalesced snapshots do per refresh
     varies (settled, 20 machines: 60.3 and 82.7 M, session 11's code 74.3 and 68.9 M, alternated
-    under load 3).  Kernel work (the poller's reads) is not in it.  STILL: count_child's."""
+    under load 3), and so does what the host does meanwhile (other processes' cgroups coming and
+    going are rows to add and drop).  PEER: another checkout's app counted at the same time over the
+    same window (the same machines, the same changes in the host), printed beside this one's.
+    Kernel work (the poller's reads) is not in it.  STILL: count_child's."""
     import shutil
     import subprocess
     import tempfile
@@ -705,44 +710,60 @@ def counted(seconds: float, n: int, booted: float, report: Report, still: bool =
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("at rest, counted: valgrind not found, no count rows (apt-get install valgrind)")
         return
+    codes = [REPO, *([peer.resolve()] if peer else [])]
     with tempfile.TemporaryDirectory(prefix="nsdash-bench-count-") as tmp:
-        flag = os.path.join(tmp, "flag")
-        child = subprocess.Popen(
+        flags = [os.path.join(tmp, f"flag{i}") for i in range(len(codes))]
+        children = [subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--instr-atstart=no",
-             f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--count-child", flag,
+             f"--callgrind-out-file={tmp}/cg{i}.out", sys.executable, __file__, "--count-child", flag,
              *(["--count-still"] if still else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env={**os.environ, "NSDASH_BENCH_CODE": str(code)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, (code, flag) in enumerate(zip(codes, flags, strict=True))]
         try:
             deadline = time.monotonic() + 300
-            while not os.path.exists(flag + ".ready") and child.poll() is None and time.monotonic() < deadline:
+            while not all(os.path.exists(f + ".ready") for f in flags) and time.monotonic() < deadline \
+                    and all(c.poll() is None for c in children):
                 time.sleep(0.5)
-            if not os.path.exists(flag + ".ready"):
+            if not all(os.path.exists(f + ".ready") for f in flags):
                 print("at rest, counted: the app under callgrind did not start; no count rows")
                 return
             age = time.monotonic() - booted
-            subprocess.run(["callgrind_control", "-i", "on", str(child.pid)], check=True, capture_output=True)
+            for child in children:
+                subprocess.run(["callgrind_control", "-i", "on", str(child.pid)], check=True, capture_output=True)
             time.sleep(seconds)
-            Path(flag + ".stop").touch()
-            child.wait(timeout=300)
+            for flag in flags:
+                Path(flag + ".stop").touch()
+            for child in children:
+                child.wait(timeout=300)
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        refreshes = int(Path(flag + ".count").read_text())
-        per_thread = sorted(Path(tmp).glob("cg.out-*"))  # -01 the main (UI) thread, then the others
-        totals = [_callgrind_total(f) for f in per_thread]
-    if refreshes < 1 or not totals:
-        print(f"at rest, counted: {refreshes} refreshes, {len(totals)} threads counted; no count rows")
-        return
-    ui, others = totals[0] / refreshes / 1e6, sum(totals[1:]) / refreshes / 1e6
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        counts = []  # per checkout: refreshes, UI thread's instructions, the other threads'
+        for i, flag in enumerate(flags):
+            refreshes = int(Path(flag + ".count").read_text())
+            per_thread = sorted(Path(tmp).glob(f"cg{i}.out-*"))  # -01 the main (UI) thread, then the others
+            totals = [_callgrind_total(f) for f in per_thread]
+            if refreshes < 1 or not totals:
+                print(f"at rest, counted: {refreshes} refreshes, {len(totals)} threads counted; no count rows")
+                return
+            counts.append((refreshes, totals[0] / refreshes / 1e6, sum(totals[1:]) / refreshes / 1e6))
     what = f"{n} machines, nothing shown changing (the first snapshot again)" if still else f"{n} machines"
-    print(f"at rest, counted (callgrind, {what}, {age:.0f} s old, {refreshes} refreshes): {ui + others:.1f} M "
-          f"instructions a refresh (UI thread {ui:.1f} M, the poller and any other thread {others:.1f} M)")
+    for code, (refreshes, ui, others) in zip(codes, counts, strict=True):
+        print(f"at rest, counted{'' if code == REPO else f' ({code}, the same window)'} (callgrind, {what}, "
+              f"{age:.0f} s old, {refreshes} refreshes): {ui + others:.1f} M instructions a refresh "
+              f"(UI thread {ui:.1f} M, the poller and any other thread {others:.1f} M)")
+    refreshes, ui, others = counts[0]
+    theirs = counts[1] if peer else None
     note = f"callgrind over {refreshes} refreshes, machines {age:.0f} s old; user space only"
-    report.row(f"dashboard at rest, {what}, UI thread instructions a refresh (headless)", ui, "-", None,
-               "M instr", note=note)
-    report.row(f"dashboard at rest, {what}, poller instructions a refresh (headless)", others, "-", None,
-               "M instr", note=note + "; every thread but the UI's (at rest: the poller)")
+    if theirs:
+        note += f"; the peer's counted at the same time ({theirs[0]} refreshes)"
+    report.row(f"dashboard at rest, {what}, UI thread instructions a refresh (headless)", ui,
+               str(peer) if peer else "-", theirs[1] if theirs else None, "M instr", note=note)
+    report.row(f"dashboard at rest, {what}, poller instructions a refresh (headless)", others,
+               str(peer) if peer else "-", theirs[2] if theirs else None, "M instr",
+               note=note + "; every thread but the UI's (at rest: the poller)")
 
 
 def _callgrind_total(path: Path) -> int:

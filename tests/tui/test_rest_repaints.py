@@ -149,3 +149,49 @@ async def test_rows_whose_figures_are_unchanged_are_not_formatted_again(monkeypa
         await pilot.pause()
         monkeypatch.undo()
         assert painted_lines(table) == painted_anew(table)
+
+
+async def test_the_selected_row_trading_places_takes_the_highlight_along_without_a_message(monkeypatch):
+    """The selected machine's idle row trades places most refreshes at rest: the cursor goes with
+    it (the same row highlighted at its new line, the line it left plain) and, the row being the
+    one highlighted already, no RowHighlighted goes through the table, the screen and the app."""
+    from textual.widgets import DataTable
+
+    highlighted: list[str] = []
+
+    def hook(message) -> None:
+        if isinstance(message, DataTable.RowHighlighted) and isinstance(message.data_table, CpuTable):
+            highlighted.append(str(message.row_key.value))
+
+    app = sample_app()
+    async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
+        await feed_sample(app, pilot)
+        table = app.screen.query_one(CpuTable)
+        assert not table.has_focus
+        table.update_rows(_rows(0), dict(sd.MACHINE_OF))
+        table.select_path(_scope(5))
+        await pilot.pause()
+        await pilot.pause()
+        assert highlighted[-1:] == [_scope(5)]  # picked: announced
+        highlighted.clear()
+        places = {table.cursor_row}
+        header = table.header_height - int(table.scroll_y)
+        checked = 0
+        for step in range(1, 4):
+            was = table.cursor_row
+            calls = await _marked_by(table, pilot, monkeypatch, lambda step=step: table.update_rows(_rows(step), dict(sd.MACHINE_OF)))
+            assert table.selected_path() == _scope(5)
+            marked = {y for regions in calls for region in regions for y in range(region.y, region.bottom)}
+            lines = {was + header, table.cursor_row + header}  # the line it left, the line it took
+            in_view = {y for y in lines if y < table.size.height}  # (others are painted when scrolled to)
+            assert in_view <= marked
+            checked += len(in_view)
+            places.add(table.cursor_row)
+            await pilot.pause()
+            await pilot.pause()
+            kept = [list(table.render_line(y)) for y in range(table.size.height)]
+            table._fast_lines.clear()
+            table._fast_placed.clear()
+            assert kept == [list(table.render_line(y)) for y in range(table.size.height)]
+        assert len(places) > 1 and checked  # it did move, in view
+        assert highlighted == []

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
@@ -265,7 +266,20 @@ class CpuTable(FastTable):
                 # machine's idle row trades places with the other idle machines' every refresh
                 # or two, and chasing it scrolled (and repainted) the whole table each time.
                 self._view_still = not self.has_focus
-                self.move_cursor(row=row, animate=False, scroll=not self._view_still)
+                if self._view_still:
+                    self._carry_cursor(row)
+                else:
+                    self.move_cursor(row=row, animate=False)
+
+    def _carry_cursor(self, row: int) -> None:
+        """The cursor's row moved to ROW: the highlight goes with it, as a new place for the same
+        row, not a move.  DataTable's cursor watcher would post RowHighlighted for it, a message
+        through the table, the screen and the app each refresh the selected machine's idle row
+        trades places (at rest, most refreshes), for a row highlighted already."""
+        old = self.cursor_row
+        self.set_reactive(DataTable.cursor_coordinate, Coordinate(row, self.cursor_column))
+        self.refresh_line(old)  # (both lines show another row: put_in_order marked them already)
+        self.refresh_line(row)
 
     def _scroll_cursor_into_view(self, animate: bool = False) -> None:
         # DataTable scrolls to the cursor on every move (its cursor watcher too, and after a

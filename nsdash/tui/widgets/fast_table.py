@@ -11,8 +11,9 @@ each row's line under the row's own version; it renders the one-line cells our t
 hold straight to segments.  set_cells() repaints
 just the changed row (update_cell() repaints the whole table, and finds a
 row's place by summing every row above it); put_in_order() re-orders the rows and
-repaints just the lines that show another row (sort() repaints them all).  A row's repaint
-covers its cells in view, not the scrollbar and border beside them (DataTable's spans the
+repaints just the lines that show another row (sort() repaints them all), and so do rows
+added and remove_rows(), with the lines past the rows' new end (DataTable repaints all).
+A row's repaint covers its cells in view, not the scrollbar and border beside them (DataTable's spans the
 virtual width, so every frame that repainted a row painted the bar's lines too), and within
 repainting() each line is marked once, in one refresh, when the update is done (a refresh
 changed a row's cells, then moved it: the same line marked twice, each mark a walk through
@@ -32,7 +33,7 @@ from rich.style import Style
 from rich.text import Text
 from textual._segment_tools import line_crop
 from textual._two_way_dict import TwoWayDict
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets._data_table import CellKey, default_cell_formatter
@@ -123,6 +124,7 @@ class FastTable(DataTable, SteadyScrollbars):
 
     # (class-level: DataTable's __init__ already repaints rows, before ours runs)
     _pending_lines: set[int] | None = None  # rows to repaint when repainting() ends
+    _new_height: tuple[int, int] | None = None  # rows came or went: the lines between the two ends (refresh)
     _tall_rows = False  # a row more than one line high was added: DataTable places the rows
 
     def __init__(self, *args, columns: Sequence[Column] = (), **kw) -> None:
@@ -388,8 +390,14 @@ class FastTable(DataTable, SteadyScrollbars):
         self.cursor_coordinate = self.cursor_coordinate  # (as remove_row: kept in range, its watchers told)
         self.hover_coordinate = self.hover_coordinate
         self._update_count += 1
-        with self.changing_rows():  # the virtual size lays the screen out if it changed
-            self.refresh(layout=True)
+        # The lines from the first row gone down show another row now, or none: those, not the
+        # whole table (the new virtual size, on idle, asks for no more: refresh).
+        if self._tall_rows:  # (DataTable places such rows: its own whole repaint)
+            with self.changing_rows():
+                self.refresh(layout=True)
+            return
+        first = next(place for place, key in enumerate(order) if key is not None and key.value in gone)
+        self.refresh_line_range(first, before)
 
     def refresh_line(self, row_index: int | None) -> None:
         """Repaint the row at ROW_INDEX: its cells in view (rows here are one line high); within
@@ -401,6 +409,13 @@ class FastTable(DataTable, SteadyScrollbars):
         else:
             self._repaint_rows((row_index,))
 
+    def refresh_line_range(self, start: int, end: int) -> None:
+        """Repaint the rows from START to END (the places, whichever rows are there now)."""
+        if self._pending_lines is not None:
+            self._pending_lines.update(range(start, end))
+        else:
+            self._repaint_rows(range(start, end))
+
     def refresh_row(self, row_index: int) -> Self:
         # DataTable's (the cursor and hover moving): its region spans the virtual width, the
         # scrollbar's column with it, and is placed by summing the heights of the rows above.
@@ -408,6 +423,26 @@ class FastTable(DataTable, SteadyScrollbars):
             return super().refresh_row(row_index)
         self.refresh_line(row_index)
         return self
+
+    def _watch_virtual_size(self, old: Size, new: Size) -> None:
+        offset = self.scroll_offset
+        super()._watch_virtual_size(old, new)
+        # Rows came or went and the columns and the view stay as they were: the lines that show
+        # another row are marked already (put_in_order, remove_rows), the repaint asked next can
+        # be the lines between the rows' old and new end, not the whole table (every line and the
+        # header through the styles, and written out again).
+        if self._spare_layout and old.width == new.width and self.scroll_offset == offset and not self._tall_rows:
+            self._new_height = (old.height, new.height)
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> Self:
+        ends, self._new_height = self._new_height, None
+        if ends is not None and layout and repaint and not regions and not recompose:
+            done = super().refresh(repaint=False, layout=layout)  # (the layout asked is spared: steady.py)
+            header = self.header_height if self.show_header else 0
+            self._repaint_rows(range(min(ends) - header, max(ends) - header))
+            return done
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     @contextlib.contextmanager
     def repainting(self) -> Iterator[None]:
