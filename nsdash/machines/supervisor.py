@@ -46,6 +46,7 @@ from nsdash.machines import state as st
 from nsdash.machines.consolelog import utc_now
 from nsdash.system import syscalls
 from nsdash.system.ready import readable
+from nsdash.system.unlink import unlink_together
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     import threading
@@ -368,11 +369,9 @@ class Supervisor:
     def _remove_entry(self) -> None:
         # Everything the entry holds (state, socket, the console log and its side files,
         # temporaries), whatever other modules keep there: only the supervisor removes it.
+        # All at once: on a /run on disk each file with data waits for its own discard.
         with os.scandir(self.dir) as entries:
-            for entry in entries:
-                if entry.name != st.LOCK_FILE:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+            unlink_together([entry.path for entry in entries if entry.name != st.LOCK_FILE])
         # The lock goes last, so nobody sees a lock-less entry while we tear down.
         with contextlib.suppress(OSError):
             (self.dir / st.LOCK_FILE).unlink()
@@ -621,7 +620,9 @@ class Supervisor:
         if container.pidfd is not None:
             self.unwatch(container.pidfd)
         self.container = None
-        container.close()
+        # The last boot's run files (the seccomp filter, the notify socket) are the entry's:
+        # they go with its own files, at once (_remove_entry); a reboot's next boot makes them anew.
+        container.close(leave_run_files=not reboot)
         return reboot
 
     def _exit_status(self, outcome: Outcome, then: str) -> int:
