@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import os
 
 from nsdash.system.unlink import unlink_together
 
@@ -30,6 +31,27 @@ def test_nothing_to_unlink_and_one_path_start_no_thread(tmp_path, monkeypatch):
     unlink_together([])
     unlink_together([str(tmp_path / "one")])
     assert started == [] and list(tmp_path.iterdir()) == []
+
+
+def test_files_without_blocks_are_unlinked_without_threads(tmp_path, monkeypatch):
+    started: list[object] = []
+    monkeypatch.setattr(_thread, "start_new_thread", lambda *a: started.append(a))
+    for name in "abc":
+        (tmp_path / name).touch()
+    os.symlink("a", tmp_path / "link")
+    unlink_together([str(p) for p in tmp_path.iterdir()])
+    assert started == [] and list(tmp_path.iterdir()) == []
+
+
+def test_files_with_blocks_get_a_thread_each_but_the_first(tmp_path, monkeypatch):
+    started: list[object] = []
+    real = _thread.start_new_thread
+    monkeypatch.setattr(_thread, "start_new_thread", lambda f, a: started.append(a) or real(f, a))
+    for name in "abc":
+        (tmp_path / name).write_bytes(b"x" * 4096)
+    (tmp_path / "empty").touch()
+    unlink_together([str(p) for p in sorted(tmp_path.iterdir())])
+    assert len(started) == 2 and list(tmp_path.iterdir()) == []
 
 
 def test_without_threads_it_unlinks_them_itself(tmp_path, monkeypatch):
