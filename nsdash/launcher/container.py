@@ -773,8 +773,10 @@ class Container:
         if self.plan is not None:
             self.signal(self.plan.kill_signal)
 
-    def close(self) -> None:
-        """Kill what remains, remove the cgroup everywhere, the veth and the run directory."""
+    def close(self, leave_run_files: bool = False) -> None:
+        """Kill what remains, remove the cgroup everywhere, the veth and the run directory.
+        LEAVE_RUN_FILES (a run directory given by the caller, at its last run): its RUN_FILES
+        stay for the caller, who removes them with its own files all at once (unlink.py)."""
         if self._closed:
             return
         self._closed = True
@@ -820,7 +822,8 @@ class Container:
             # and the next start its mkdir.
             # What this run made there, by name (with -U its PID 1 may have made RUN_DIRS too).
             subdirs = RUN_DIRS if self.plan is not None and self.plan.userns else self._run_subdirs
-            _clear_run_dir(self._run_dir, self._run_files, subdirs)
+            files = [] if leave_run_files and self._given_run_dir is not None else self._run_files
+            _clear_run_dir(self._run_dir, files, subdirs)
             if self._given_run_dir is None:
                 _remove_run_dir(self._run_dir)
         if self.plan is not None:

@@ -46,6 +46,7 @@ from nsdash.machines import state as st
 from nsdash.machines.consolelog import utc_now
 from nsdash.system import syscalls
 from nsdash.system.ready import readable
+from nsdash.system.unlink import unlink_together
 
 if False:  # typing.TYPE_CHECKING without importing typing on the spawn path
     import threading
@@ -74,7 +75,8 @@ NOTIFY_PER_TICK = 128  # ... of this many datagrams; past them it is left unread
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
 CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest) ...
-CONSOLE_BURST = 4  # ... once this many looks in a row found bytes (ConsolePace)
+CONSOLE_BURST = 4  # ... once this many looks in a row found bytes (ConsolePace) ...
+CONSOLE_FLOOD = 256  # ... and rests again while a rest's end finds at least this much
 # The most one look at the console reads before handing it on: about what a PTY buffers
 # (its flip buffers hold 64 KiB), so a flood comes at most this much a tick (~6 MB/s).  A
 # flooding guest fills every look to this bound, as the PTY refills while it is read: at
@@ -107,28 +109,42 @@ class RebootLimiter:
 
 class ConsolePace:
     """When the console rests (Supervisor._pty_rest): after the BURST-th look in a row that
-    found bytes, a row being looks less than TICK apart (or a look right after a rest).
+    found bytes, a row being looks less than TICK apart (or a look right after a rest that
+    found at least FLOOD bytes).
 
     A flood is read once a tick, as before; a short exchange is not held back.  Resting after
     every look held whatever came right after the first piece for a tick: agetty writes "\\r\\n",
     then its issue and "login: ", and the prompt reached the terminal 10.3 ms after agetty wrote
     it (strace of a trixie boot); a guest's question to the terminal would wait as long for
-    its answer."""
+    its answer.
 
-    def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
-        self.burst, self.tick = burst, tick
+    The look that ends a rest rests again only if the tick brought at least FLOOD bytes (a
+    `yes` flood brings 2-20 KiB a tick on a loaded 2-core host, rarely under 1 KiB; a systemd
+    shutdown's status lines 45-480 bytes, mostly under 200).
+    Resting on any bytes kept a systemd guest's busy shutdown in rest after rest for 130 ms,
+    and sid's PID 1 writes a cursor-position query as it stops the console getty and waits up
+    to 1/3 s for the answer: it got it 6-10 ms late, its whole shutdown waiting (strace)."""
+
+    def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK,
+                 flood: int = CONSOLE_FLOOD) -> None:
+        self.burst, self.tick, self.flood = burst, tick, flood
         self.looks = 0  # looks in a row that found bytes
-        self.last = float("-inf")  # when the last of them began
+        self.last = float("-inf")  # when the last of them ended
 
-    def rest_after(self, began: float, took: int, resumed: bool) -> bool:
-        """A look that BEGAN (monotonic s) took TOOK bytes; RESUMED: the look at the end of a
-        rest.  True: rest now."""
-        if not resumed and began - self.last >= self.tick:
+    def rest_after(self, began: float, took: int, resumed: bool, ended: float | None = None) -> bool:
+        """A look that BEGAN (monotonic s) took TOOK bytes and was done with them (logged, sent
+        on) at ENDED (BEGAN if not given); RESUMED: the look at the end of a rest.  True: rest
+        now.  A row's gaps run from a look's end to the next one's begin: from begin to begin,
+        a look slowed down by a loaded host (8 ms between its read and its log write) let the
+        next, right after it, start a new row, and five looks came in a row (test_console_rest)."""
+        if resumed and took < self.flood:
+            self.looks = 0  # the rest brought little: no flood, a new row
+        elif not resumed and began - self.last >= self.tick:
             self.looks = 0  # quiet for a tick: a new row
         if not took:
             return False
         self.looks += 1
-        self.last = began
+        self.last = began if ended is None else ended
         return self.looks >= self.burst
 
 
@@ -368,11 +384,9 @@ class Supervisor:
     def _remove_entry(self) -> None:
         # Everything the entry holds (state, socket, the console log and its side files,
         # temporaries), whatever other modules keep there: only the supervisor removes it.
+        # All at once: on a /run on disk each file with data waits for its own discard.
         with os.scandir(self.dir) as entries:
-            for entry in entries:
-                if entry.name != st.LOCK_FILE:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+            unlink_together([entry.path for entry in entries if entry.name != st.LOCK_FILE])
         # The lock goes last, so nobody sees a lock-less entry while we tear down.
         with contextlib.suppress(OSError):
             (self.dir / st.LOCK_FILE).unlink()
@@ -621,7 +635,9 @@ class Supervisor:
         if container.pidfd is not None:
             self.unwatch(container.pidfd)
         self.container = None
-        container.close()
+        # The last boot's run files (the seccomp filter, the notify socket) are the entry's:
+        # they go with its own files, at once (_remove_entry); a reboot's next boot makes them anew.
+        container.close(leave_run_files=not reboot)
         return reboot
 
     def _exit_status(self, outcome: Outcome, then: str) -> int:
@@ -905,7 +921,7 @@ class Supervisor:
     def _pty_event(self, _mask: int, resumed: bool = False) -> None:
         began = time.monotonic()
         if (not self._pty_readable() and self._pty_retry is None
-                and self._pace.rest_after(began, self._pty_took, resumed)):
+                and self._pace.rest_after(began, self._pty_took, resumed, time.monotonic())):
             self._pty_rest()
 
     def _pty_rest(self) -> None:

@@ -168,6 +168,23 @@ def test_a_tree_without_machine_id_keeps_one_uuid_across_reboots(busybox_tree, m
     assert state_of(machine_name).boot == 2 and state_of(machine_name).uuid == first
 
 
+def test_a_reboot_makes_its_run_files_anew_and_a_poweroff_leaves_no_entry(busybox_tree, machine_name, cleanup):
+    # The last boot's run files (seccomp filter, notify socket) go with the entry's own files at
+    # once (system/unlink.py); a reboot's close still removes them for its next boot to make.
+    cleanup(machine_name)
+    assert run_nsdash("spawn", "--detach", "-bD", str(busybox_tree), "-M", machine_name).returncode == 0
+    entry = st.machine_dir(machine_name)
+    assert (entry / "seccomp").exists()
+    assert run_nsdash("reboot", machine_name).returncode == 0
+    wait_for(lambda: state_of(machine_name).boot == 2 and state_of(machine_name).state == "running",
+             what="the second boot running")
+    assert (entry / "seccomp").exists() and (entry / "notify").exists()
+    inside = run_nsdash("shell", machine_name, "/bin/echo", "filtered-shell")
+    assert inside.returncode == 0 and "filtered-shell" in inside.stdout, inside.stderr
+    assert run_nsdash("poweroff", machine_name).returncode == 0
+    wait_for(lambda: not entry.exists(), what="the machine's entry removed")
+
+
 # ---------------------------------------------------------------- stops
 
 

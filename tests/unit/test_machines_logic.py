@@ -80,6 +80,24 @@ def test_console_pace_reads_a_short_exchange_at_once_and_a_flood_once_a_tick():
     assert all(pace.rest_after(1.0003 + 0.011 * i, 65536, True) for i in range(1, 20))
 
 
+def test_console_pace_rests_again_only_when_a_rest_brought_a_flood():
+    # a systemd guest's shutdown: status lines a few ms apart, 50-500 bytes a tick; after the
+    # first rest the console is read at once again (a terminal query is not held a tick more)
+    pace = ConsolePace(burst=4, tick=0.01, flood=1024)
+    assert [pace.rest_after(t, 90, False) for t in (1.0, 1.002, 1.004, 1.006)] == [False] * 3 + [True]
+    assert not pace.rest_after(1.017, 278, True)  # the rest brought 278 bytes: a new row, no rest
+    assert [pace.rest_after(t, 80, False) for t in (1.019, 1.021)] == [False, False]
+    assert pace.rest_after(1.023, 80, False)  # the row's fourth look rests again
+    assert pace.rest_after(1.034, 1024, True)  # a flood's tick: rest on
+    assert not pace.rest_after(1.045, 1023, True)
+
+
+def test_console_pace_counts_a_row_from_each_look_s_end():
+    pace = ConsolePace(burst=2, tick=0.01)
+    assert not pace.rest_after(1.0, 10, False, ended=1.008)  # a slow look: its bytes sent on at 1.008
+    assert pace.rest_after(1.011, 10, False, ended=1.0111)  # 11 ms after it began, 3 ms after its end: a row
+
+
 def test_console_pace_starts_a_new_row_after_a_quiet_tick():
     pace = ConsolePace(burst=2, tick=0.01)
     assert not pace.rest_after(1.0, 10, False)

@@ -1,0 +1,65 @@
+"""system/unlink.unlink_together: every path unlinked by the time it returns, whatever fails."""
+
+from __future__ import annotations
+
+import _thread
+import os
+
+from nsdash.system.unlink import unlink_together
+
+
+def test_every_file_is_gone_when_it_returns(tmp_path):
+    paths = [tmp_path / f"f{i}" for i in range(6)]
+    for i, p in enumerate(paths):
+        p.write_bytes(b"x" * (4096 * i))
+    unlink_together([str(p) for p in paths])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_cannot_be_unlinked_is_passed_over_and_the_rest_goes(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    unlink_together([str(tmp_path / "missing"), str(tmp_path / "a"), str(tmp_path / "dir"), str(tmp_path / "b")])
+    assert [p.name for p in tmp_path.iterdir()] == ["dir"]
+
+
+def test_nothing_to_unlink_and_one_path_start_no_thread(tmp_path, monkeypatch):
+    started: list[object] = []
+    monkeypatch.setattr(_thread, "start_new_thread", lambda *a: started.append(a))
+    (tmp_path / "one").write_text("1")
+    unlink_together([])
+    unlink_together([str(tmp_path / "one")])
+    assert started == [] and list(tmp_path.iterdir()) == []
+
+
+def test_files_without_blocks_are_unlinked_without_threads(tmp_path, monkeypatch):
+    started: list[object] = []
+    monkeypatch.setattr(_thread, "start_new_thread", lambda *a: started.append(a))
+    for name in "abc":
+        (tmp_path / name).touch()
+    os.symlink("a", tmp_path / "link")
+    unlink_together([str(p) for p in tmp_path.iterdir()])
+    assert started == [] and list(tmp_path.iterdir()) == []
+
+
+def test_files_with_blocks_get_a_thread_each_but_the_first(tmp_path, monkeypatch):
+    started: list[object] = []
+    real = _thread.start_new_thread
+    monkeypatch.setattr(_thread, "start_new_thread", lambda f, a: started.append(a) or real(f, a))
+    for name in "abc":
+        (tmp_path / name).write_bytes(b"x" * 4096)
+    (tmp_path / "empty").touch()
+    unlink_together([str(p) for p in sorted(tmp_path.iterdir())])
+    assert len(started) == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_without_threads_it_unlinks_them_itself(tmp_path, monkeypatch):
+    def refuse(*_args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_thread, "start_new_thread", refuse)
+    for name in "abc":
+        (tmp_path / name).write_text(name)
+    unlink_together([str(tmp_path / name) for name in "abc"])
+    assert list(tmp_path.iterdir()) == []
