@@ -11,6 +11,7 @@ from nsdash.errors import NsdashError, UsageError
 from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus, plain
 from nsdash.inside.target import Target
 from nsdash.system.frozen import Frozen
+from nsdash.system.wildcard import fnmatchcase
 
 TYPE_CHECKING = False  # typing, and the records as dataclasses, cost `systemctl` more than its own work
 if TYPE_CHECKING:
@@ -239,9 +240,7 @@ def matches(name: str, patterns: Iterable[str]) -> bool:
     pats = list(patterns)
     if not pats:
         return True
-    import fnmatch  # patterns only: it imports re, which list-units and status need not load
-
-    return any(fnmatch.fnmatchcase(name, p) for p in pats)
+    return any(fnmatchcase(name, p) for p in pats)
 
 
 def filter_units(units: Iterable[UnitInfo], *, types: Iterable[str] = (), states: Iterable[str] = (),
