@@ -11,7 +11,6 @@ from nsdash.errors import NsdashError, UsageError
 from nsdash.inside.bus import DEFAULT_TIMEOUT, BusCallError, MachineBus, plain
 from nsdash.inside.target import Target
 from nsdash.system.frozen import Frozen
-from nsdash.system.wildcard import fnmatchcase
 
 TYPE_CHECKING = False  # typing, and the records as dataclasses, cost `systemctl` more than its own work
 if TYPE_CHECKING:
@@ -240,6 +239,8 @@ def matches(name: str, patterns: Iterable[str]) -> bool:
     pats = list(patterns)
     if not pats:
         return True
+    from nsdash.system.wildcard import fnmatchcase  # patterns only: list-units and status load a module less
+
     return any(fnmatchcase(name, p) for p in pats)
 
 

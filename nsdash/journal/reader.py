@@ -26,7 +26,6 @@ from nsdash.journal.filters import Filters, boot_index, is_glob
 from nsdash.journal.locate import JournalDir, check_journal_file, journal_files
 from nsdash.system import bareos
 from nsdash.system.frozen import Frozen
-from nsdash.system.wildcard import fnmatchcase
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -356,6 +355,8 @@ class JournalSource:
         globs = [u for u in units if is_glob(u)]
         names = [u for u in units if not is_glob(u)]
         if globs:
+            from nsdash.system.wildcard import fnmatchcase  # -u with a glob only
+
             present = {v.decode("utf-8", "replace") for v in self._r.query_unique("_SYSTEMD_UNIT")}
             names += sorted(u for u in present if any(fnmatchcase(u, g) for g in globs))
         return names
