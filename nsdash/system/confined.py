@@ -163,7 +163,7 @@ def _hop(dir_fd: int, parts: list[str], depth: int) -> list[str] | None:
     except OSError:
         return None  # EINVAL: not a symlink; the refusal was something else
     rest = [p for p in target.split("/") if p and p != "."]
-    if not rest:
+    if not rest or target.endswith(("/", "/.")):  # (a trailing `/` asks for a directory: openat2's to say)
         return None
     if rest[0] != ".." or target.startswith("/"):
         try:

@@ -109,7 +109,8 @@ WALKED = ["/etc/os-release", "/etc/up", "/etc/dots/os-release", "/etc/dots2", "/
           "/etc/toolong", "/etc/file/x", "/etc/later", "/etc/dotslash", "/lnk/lib/os-release",
           "/lnk/nosuch", "/etc/dangling", "/etc/selfloop", "/etc/abs", "/etc/zero", "/etc/magic",
           "/usr/lib", "/etc/fifo", "/etc/sock", "/etc/socklink", "/lib/os-release", "/etc/absrel",
-          "/etc/absdots", "/etc/names/os-release", "/lib/nosuch", "/etc/absloop"]
+          "/etc/absdots", "/etc/names/os-release", "/lib/nosuch", "/etc/absloop", "/etc/slash", "/etc/absdot",
+          "/etc/dirslash"]
 
 
 @pytest.fixture
@@ -135,6 +136,9 @@ def walked(tree):
     (etc / "absdots").symlink_to("/../../usr/lib/os-release")
     (etc / "names").symlink_to("../lib")  # a hop to a names-alone link
     (etc / "absloop").symlink_to("/etc/absloop")
+    (etc / "slash").symlink_to("../usr/lib/os-release/")  # a file named as a directory: ENOTDIR
+    (etc / "absdot").symlink_to("/usr/lib/os-release/.")
+    (etc / "dirslash").symlink_to("../usr/lib/")
     (etc / "selfloop").symlink_to("../proc/self/root/etc/file")
     (tree / "proc").symlink_to("/proc")  # in the root: itself, a loop
     sock = socket.socket(socket.AF_UNIX)
