@@ -10,6 +10,7 @@ read confined to the machine's root (nsdash.system.confined), each bounded.
 from __future__ import annotations
 
 from nsdash.system import confined
+from nsdash.system.wildcard import fnmatchcase
 
 TYPE_CHECKING = False  # pathlib costs `systemctl list-units` (which imports this module) 3 ms
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ def parse_rules(texts: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def preset_of(name: str, rules: list[tuple[str, str]]) -> str:
-    from fnmatch import fnmatchcase  # here: fnmatch imports re, which render (list-units) need not load
-
     for action, pattern in rules:
         if fnmatchcase(name, pattern):
             return "enabled" if action == "enable" else "disabled"

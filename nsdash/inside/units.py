@@ -239,9 +239,9 @@ def matches(name: str, patterns: Iterable[str]) -> bool:
     pats = list(patterns)
     if not pats:
         return True
-    import fnmatch  # patterns only: it imports re, which list-units and status need not load
+    from nsdash.system.wildcard import fnmatchcase  # patterns only: list-units and status load a module less
 
-    return any(fnmatch.fnmatchcase(name, p) for p in pats)
+    return any(fnmatchcase(name, p) for p in pats)
 
 
 def filter_units(units: Iterable[UnitInfo], *, types: Iterable[str] = (), states: Iterable[str] = (),

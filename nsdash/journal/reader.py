@@ -355,10 +355,10 @@ class JournalSource:
         globs = [u for u in units if is_glob(u)]
         names = [u for u in units if not is_glob(u)]
         if globs:
-            import fnmatch  # re: only for -u with a glob
+            from nsdash.system.wildcard import fnmatchcase  # -u with a glob only
 
             present = {v.decode("utf-8", "replace") for v in self._r.query_unique("_SYSTEMD_UNIT")}
-            names += sorted(u for u in present if any(fnmatch.fnmatchcase(u, g) for g in globs))
+            names += sorted(u for u in present if any(fnmatchcase(u, g) for g in globs))
         return names
 
     # ------------------------------------------------------------ reading

@@ -62,8 +62,8 @@ def getenv(name: str) -> str | None:
     os = sys.modules.get("os")
     if os is not None:
         return os.environ.get(name)  # type: ignore[no-any-return]
-    value = posix.environ.get(name.encode("utf-8", "surrogateescape"))
-    return None if value is None else value.decode("utf-8", "surrogateescape")
+    value = posix.environ.get(_encode(name))
+    return None if value is None else _decode(value)
 
 
 def lexists(path: StrPath) -> bool:
@@ -84,11 +84,21 @@ def setenv(name: str, value: str | None) -> None:
         else:
             os.environ[name] = value
         return
-    key = name.encode("utf-8", "surrogateescape")
+    key = _encode(name)
     if value is None:
         posix.unsetenv(key)
         posix.environ.pop(key, None)
     else:
-        posix.putenv(key, value.encode("utf-8", "surrogateescape"))
-        posix.environ[key] = value.encode("utf-8", "surrogateescape")
+        posix.putenv(key, _encode(value))
+        posix.environ[key] = _encode(value)
+
+
+# As os.environ and every path argument: the file system's encoding, which is ascii under a C
+# locale without UTF-8 mode (a value decoded as UTF-8 there names no file posix can encode).
+def _encode(text: str) -> bytes:
+    return text.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
+def _decode(data: bytes) -> str:
+    return data.decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 

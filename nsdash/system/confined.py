@@ -16,14 +16,17 @@ differently, and it needs no ctypes (importing ctypes is about 3 ms of every
 the way whose target is `..`s then names (etc/os-release -> ../usr/lib/os-release
 in nearly every tree) is followed by the same walk: the `..`s climb the
 directories just descended (none a symlink), stopping at the root as
-RESOLVE_IN_ROOT does.  Any other symlink or `..` hands the whole path to
-openat2, whose answer is the one given.
+RESOLVE_IN_ROOT does; so is one whose target is names alone (lib -> usr/lib
+in merged-/usr trees) or absolute (from the root, as RESOLVE_IN_ROOT takes
+it), once its size shows it is no /proc link.  Any other symlink or `..`
+hands the whole path to openat2, whose answer is the one given.
 """
 
 from __future__ import annotations
 
 import errno
 import posix
+import sys
 
 from nsdash.system.bareos import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 
@@ -148,19 +151,28 @@ def _open_last(name: str, flags: int, dir_fd: int) -> int:
 
 def _hop(dir_fd: int, parts: list[str], depth: int) -> list[str] | None:
     """PARTS with the symlink PARTS[DEPTH] (in DIR_FD, reached by PARTS[:DEPTH], none of them a
-    symlink) replaced by its target; None for anything but a symlink whose target starts with
-    `..`, as etc/os-release's does in nearly every tree.  Those `..`s climb the directories just
-    descended, and stop at the root as under RESOLVE_IN_ROOT; a later `..` (after a name that
-    may be a symlink) leaves the path to openat2.  A /proc magic link never reads as `..`: it
-    is refused by openat2 (RESOLVE_NO_MAGICLINKS), not followed as text here."""
+    symlink) replaced by its target; None for anything but a symlink to a path.  A target's
+    leading `..`s (etc/os-release's in nearly every tree) climb the directories just descended
+    and stop at the root as under RESOLVE_IN_ROOT; an absolute target starts at the root; a
+    later `..` (after a name that may be a symlink) leaves the path to openat2.  A /proc magic
+    link is refused by openat2 (RESOLVE_NO_MAGICLINKS), never followed as text here: its text
+    never starts with `..`, and where it is names or absolute (pipe:[N], /dev/pts/0) the
+    link's size tells: procfs gives its links size 0, other file systems the target's length."""
     try:
         target = posix.readlink(parts[depth], dir_fd=dir_fd)
     except OSError:
         return None  # EINVAL: not a symlink; the refusal was something else
     rest = [p for p in target.split("/") if p and p != "."]
-    if not rest or rest[0] != ".." or target.startswith("/"):
+    if not rest or target.endswith(("/", "/.")):  # (a trailing `/` asks for a directory: openat2's to say)
         return None
-    base = parts[:depth]
+    if rest[0] != ".." or target.startswith("/"):
+        try:
+            size = posix.stat(parts[depth], dir_fd=dir_fd, follow_symlinks=False).st_size
+        except OSError:
+            return None
+        if size != len(target.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())):
+            return None
+    base = [] if target.startswith("/") else parts[:depth]
     while rest and rest[0] == "..":
         rest.pop(0)
         if base:

@@ -50,6 +50,26 @@ def test_getenv_without_os_reads_the_environment_as_os_would():
     assert out.stdout.decode().split() == ["['\\xe9=1',", "'\\udcff\\udcfe',", "None]", "False"]
 
 
+@pytest.mark.parametrize("encoding_env", [{b"LANG": b"C.UTF-8"},
+                                          {b"LC_ALL": b"C", b"PYTHONUTF8": b"0", b"PYTHONCOERCECLOCALE": b"0"}])
+def test_getenv_and_setenv_decode_as_os_environ_does(encoding_env, tmp_path):
+    """In the file system's encoding, as os.environ: under a C locale without UTF-8 mode (ascii)
+    a non-ASCII byte is a surrogate that opens the file it names; decoded as UTF-8 it was 'é',
+    which ascii cannot encode back, and every verb failed on NSDASH_STATE_DIR=/tmp/é."""
+    made = bytes(tmp_path) + b"/\xc3\xa9"
+    os.mkdir(made)
+    code = ("import sys, posix; from nsdash.system import bareos\n"
+            "got = bareos.getenv('NSDASH_E'); bareos.setenv('NSDASH_F', got)\n"
+            "posix.stat(got)\n"  # the value names the directory it was given as
+            "assert 'os' not in sys.modules\n"
+            "import os\n"
+            "print(got == os.environ['NSDASH_E'], os.environ['NSDASH_F'] == got, os.environb[b'NSDASH_F'] == posix.environ[b'NSDASH_E'])")
+    env = {b"PYTHONPATH": str(REPO).encode(), b"NSDASH_E": made, **encoding_env}
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, env=env)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    assert out.stdout.split() == [b"True", b"True", b"True"]
+
+
 def test_join_takes_a_path_first(tmp_path):
     assert bareos.join(tmp_path, "a", "b") == os.path.join(tmp_path, "a", "b")
 

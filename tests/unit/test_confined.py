@@ -84,15 +84,23 @@ def test_a_symlinked_directory_on_the_way_is_followed_inside_the_root(tree):
 
 def test_a_plain_path_is_opened_without_ctypes(tree):
     """No symlink and no '..' on the way: walked with O_NOFOLLOW per component, no openat2 (ctypes);
-    nor for a symlink whose target starts with '..' (etc/os-release's); an absolute one is openat2's."""
+    nor for a symlink whose target starts with '..' (etc/os-release's), is names (lib -> usr/lib) or
+    is absolute; a `..` after a symlink is openat2's."""
     code = ("import sys; from nsdash.system import confined; "
             f"print(confined.read_text({str(tree)!r}, '/usr/lib/os-release'), 'ctypes' in sys.modules); "
             f"print(confined.read_text({str(tree)!r}, '/etc/os-release'), 'ctypes' in sys.modules); "
-            f"print(confined.is_dir({str(tree)!r}, '/etc/abs'), 'ctypes' in sys.modules)")
+            f"print(confined.read_text({str(tree)!r}, '/lib/os-release'), 'ctypes' in sys.modules); "
+            f"print(confined.read_text({str(tree)!r}, '/etc/absrel'), 'ctypes' in sys.modules); "
+            f"print(confined.is_dir({str(tree)!r}, '/etc/abs'), 'ctypes' in sys.modules); "
+            f"print(confined.is_dir({str(tree)!r}, '/etc/later'), 'ctypes' in sys.modules)")
+    (tree / "lib").symlink_to("usr/lib")
+    (tree / "etc/absrel").symlink_to("/usr/lib/os-release")
+    (tree / "etc/later").symlink_to("../usr/../usr/lib")
     repo = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
-    assert out.stdout.split() == ["ID=guest", "False", "ID=guest", "False", "False", "True"]
+    assert out.stdout.split() == ["ID=guest", "False", "ID=guest", "False", "ID=guest", "False", "ID=guest", "False",
+                                  "False", "False", "True", "True"]
 
 
 # Paths whose answer the plain walk (with its `..`-symlink hops) gives itself or hands on: either
@@ -100,7 +108,9 @@ def test_a_plain_path_is_opened_without_ctypes(tree):
 WALKED = ["/etc/os-release", "/etc/up", "/etc/dots/os-release", "/etc/dots2", "/etc/loop", "/etc/chain",
           "/etc/toolong", "/etc/file/x", "/etc/later", "/etc/dotslash", "/lnk/lib/os-release",
           "/lnk/nosuch", "/etc/dangling", "/etc/selfloop", "/etc/abs", "/etc/zero", "/etc/magic",
-          "/usr/lib", "/etc/fifo", "/etc/sock", "/etc/socklink"]
+          "/usr/lib", "/etc/fifo", "/etc/sock", "/etc/socklink", "/lib/os-release", "/etc/absrel",
+          "/etc/absdots", "/etc/names/os-release", "/lib/nosuch", "/etc/absloop", "/etc/slash", "/etc/absdot",
+          "/etc/dirslash"]
 
 
 @pytest.fixture
@@ -121,6 +131,14 @@ def walked(tree):
     (etc / "dotslash").symlink_to("./../usr/./lib/os-release")
     (tree / "lnk").symlink_to("etc/../usr")  # a relative target not starting with `..`
     (etc / "dangling").symlink_to("../nosuch/x")
+    (tree / "lib").symlink_to("usr/lib")  # names alone (merged /usr)
+    (etc / "absrel").symlink_to("/usr/lib/os-release")  # absolute: from the root
+    (etc / "absdots").symlink_to("/../../usr/lib/os-release")
+    (etc / "names").symlink_to("../lib")  # a hop to a names-alone link
+    (etc / "absloop").symlink_to("/etc/absloop")
+    (etc / "slash").symlink_to("../usr/lib/os-release/")  # a file named as a directory: ENOTDIR
+    (etc / "absdot").symlink_to("/usr/lib/os-release/.")
+    (etc / "dirslash").symlink_to("../usr/lib/")
     (etc / "selfloop").symlink_to("../proc/self/root/etc/file")
     (tree / "proc").symlink_to("/proc")  # in the root: itself, a loop
     sock = socket.socket(socket.AF_UNIX)
@@ -177,9 +195,34 @@ def test_the_hops_need_no_openat2(walked):
         assert walk("etc/os-release") and walk("etc/dots2") and walk("etc/chain") and walk("etc/dotslash")
         assert walk("etc/socklink", os.O_PATH | os.O_CLOEXEC)
         assert not walk("etc/toolong") and not walk("etc/later") and not walk("lnk/lib/os-release")
-        assert not walk("etc/loop") and not walk("etc/selfloop") and not walk("etc/abs")
-        with pytest.raises(FileNotFoundError):
-            walk("etc/up")  # ../../host-secret, resolved in the root: not there
+        assert walk("lib/os-release") and walk("etc/absrel") and walk("etc/absdots") and walk("etc/names/os-release")
+        assert not walk("etc/loop") and not walk("etc/selfloop") and not walk("etc/absloop")
+        for path in ("etc/up", "etc/abs"):  # ../../host-secret, and the host's path: in the root, not there
+            with pytest.raises(FileNotFoundError):
+                walk(path)
+    finally:
+        os.close(root)
+
+
+MAGIC = ["proc/self/cwd", "proc/self/cwd/etc", "proc/self/fd/0", "proc/self/ns/net", "proc/self/root/etc/hostname",
+         "proc/thread-self/exe", "proc/self/exe", f"proc/{os.getpid()}/root/etc", f"proc/{os.getpid()}/cwd"]
+
+
+@pytest.mark.parametrize("path", MAGIC)
+@pytest.mark.parametrize("how", ["file", "path"])
+def test_a_proc_link_is_never_followed_as_text(path, how):
+    """/proc's links (magic or not: self, cwd, fd/N, ns/net) read as names or absolute paths the
+    walk could follow; openat2 refuses the magic ones (ELOOP), and the walk must answer as it."""
+    from nsdash.system import syscalls as sc
+
+    flags = os.O_PATH | os.O_CLOEXEC if how == "path" else os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    root = confined.open_root("/")
+    try:
+        def ours():
+            fd = confined._walk(root, path, flags)
+            return fd if fd >= 0 else sc.openat2(root, path, flags, sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+        expected = _answer(lambda: sc.openat2(root, path, flags, sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS))
+        assert _answer(ours) == expected
     finally:
         os.close(root)
 
