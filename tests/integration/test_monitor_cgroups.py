@@ -21,7 +21,7 @@ from nsdash.monitor.machines import MachineMap, machine_of_process
 from nsdash.monitor.rates import rates_between
 from nsdash.monitor.sampler import Sampler
 from nsdash.system import cgroupfs, paths
-from tests.conftest import NSDASH, REPO, drop_machine_slice, make_machine_cgroup, run_nsdash
+from tests.conftest import NSDASH, REPO, drop_machine_slice, make_machine_cgroup, run_nsdash, wait_for
 from tests.unit.test_monitor_rising import Reads
 
 # The counting v1 controllers, and name=systemd, where systemd-cgtop -P counts processes.
@@ -207,7 +207,9 @@ def test_cgtop_agrees_with_systemd_cgtop(cgroups):
     cgroups.run_in("burn", BURN)
     cgroups.run_in("idle", IDLE)
     cgroups.run_in("idle", HOLD)
-    time.sleep(0.5)  # let the holder fill its memory
+    with Sampler(start=cgroups.scope) as sampler:  # the holder's memory filled
+        wait_for(lambda: (sampler.sample().counters[cgroups.scope + "/idle"].memory or 0) >= 24 << 20,
+                 what="the holder's 24 MiB")
     for mode in ([], ["-P"], ["-k"]):
         args = ["-b", "-n", "2", "-d", "1", *mode, cgroups.scope]
         theirs = subprocess.Popen(["systemd-cgtop", *args], stdout=subprocess.PIPE, text=True)
@@ -522,13 +524,25 @@ def test_machine_cgroup_and_processes_map_to_the_machine(cgroups, machine_name):
     assert "no machine" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def _send_udp(count: int, size: int) -> None:
+def _netns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except FileNotFoundError:
+        return None
+
+
+def _send_udp(link: str, count: int, size: int) -> None:
+    """COUNT datagrams of SIZE bytes to the machine, returning once LINK sent them all: the first
+    wait in the neighbour queue for the machine's ARP reply, a softirq that a busy host runs late."""
     import socket
 
+    sent = Path(f"/sys/class/net/{link}/statistics/tx_bytes")
+    before = int(sent.read_text())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(count):
             s.sendto(b"x" * size, ("10.213.7.2", 9))
-    time.sleep(0.1)
+    framed = size + 8 + 20 + 14  # UDP, IPv4 and Ethernet headers
+    wait_for(lambda: int(sent.read_text()) >= before + count * framed, what=f"{link} to send {count} datagrams")
 
 
 @pytest.fixture
@@ -536,7 +550,9 @@ def machine_with_veth(cgroups, machine_name):
     """A process in its own network namespace inside the scope, wired to the host by ve-NAME."""
     proc = cgroups.run_in("payload", ["unshare", "-n", "sleep", "600"])
     link = f"ve-{machine_name}"[:15]
-    time.sleep(0.2)  # let unshare exec sleep in the new namespace
+    # unshare's own network namespace, not the host's it starts in: host0 goes there
+    host_ns = os.readlink("/proc/self/ns/net")
+    wait_for(lambda: _netns(proc.pid) not in (None, host_ns), what="unshare's new network namespace")
     sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
     sh("ip", "link", "add", link, "type", "veth", "peer", "name", "host0", "netns", str(proc.pid))
     try:
@@ -558,7 +574,7 @@ def test_machine_network_counters_from_host_veth_and_from_inside(machine_with_ve
     with NetSampler() as ns:
         # "other" has no ve-other link: it is read from inside its namespace.
         before = ns.sample({machine_name: pid, "other": pid, "host": os.getpid()})
-        _send_udp(20, 200)
+        _send_udp(f"ve-{machine_name}"[:15], 20, 200)
         after = ns.sample({machine_name: pid, "other": pid, "host": os.getpid()})
     assert before["host"] is None  # shares the host's network: no figures of its own
     for name in (machine_name, "other"):
@@ -573,8 +589,9 @@ def test_machine_network_counters_from_host_veth_and_from_inside(machine_with_ve
 
 
 def test_cgtop_net_column_shows_machine_traffic(machine_with_veth, machine_name, cgroups):
+    link = f"ve-{machine_name}"[:15]
     stop = threading.Event()
-    sender = threading.Thread(target=lambda: [_send_udp(5, 500) for _ in iter(lambda: stop.wait(0.05), True)])
+    sender = threading.Thread(target=lambda: [_send_udp(link, 5, 500) for _ in iter(lambda: stop.wait(0.05), True)])
     sender.start()
     state = paths.machine_dir(machine_name)
     state.mkdir(parents=True)
