@@ -107,7 +107,10 @@ class RebootLimiter:
 
 class ConsolePace:
     """When the console rests (Supervisor._pty_rest): after the BURST-th look in a row that
-    found bytes, a row being looks less than TICK apart (or a look right after a rest).
+    found bytes, a row being looks that each began less than TICK after the last one ended (or
+    a look right after a rest).  From its end, not its start: a look that was itself slow (the
+    supervisor preempted between its clock read and its log write, on a busy host) is no quiet
+    tick, and counting from its start let a flood be read in five and more looks in a row.
 
     A flood is read once a tick, as before; a short exchange is not held back.  Resting after
     every look held whatever came right after the first piece for a tick: agetty writes "\\r\\n",
@@ -118,17 +121,17 @@ class ConsolePace:
     def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
         self.burst, self.tick = burst, tick
         self.looks = 0  # looks in a row that found bytes
-        self.last = float("-inf")  # when the last of them began
+        self.last = float("-inf")  # when the last of them ended
 
-    def rest_after(self, began: float, took: int, resumed: bool) -> bool:
-        """A look that BEGAN (monotonic s) took TOOK bytes; RESUMED: the look at the end of a
-        rest.  True: rest now."""
+    def rest_after(self, began: float, ended: float, took: int, resumed: bool) -> bool:
+        """A look that BEGAN and ENDED (monotonic s) took TOOK bytes; RESUMED: the look at the
+        end of a rest.  True: rest now."""
         if not resumed and began - self.last >= self.tick:
             self.looks = 0  # quiet for a tick: a new row
         if not took:
             return False
         self.looks += 1
-        self.last = began
+        self.last = ended
         return self.looks >= self.burst
 
 
@@ -905,7 +908,7 @@ class Supervisor:
     def _pty_event(self, _mask: int, resumed: bool = False) -> None:
         began = time.monotonic()
         if (not self._pty_readable() and self._pty_retry is None
-                and self._pace.rest_after(began, self._pty_took, resumed)):
+                and self._pace.rest_after(began, time.monotonic(), self._pty_took, resumed)):
             self._pty_rest()
 
     def _pty_rest(self) -> None:
