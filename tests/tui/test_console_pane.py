@@ -153,10 +153,16 @@ async def test_a_flood_is_painted_at_most_fps_times_a_second_and_keys_still_get_
         painted.clear()
         start = time.monotonic()
         pilot.app.post_message(events.Key("x", "x"))
-        await asyncio.sleep(1.0)
-        frames = sum(1 for t in painted if start <= t < start + 1.0)
+        # Painting goes on through the flood: 2 s of frames at FLOOD_FPS, however long a loaded
+        # host takes to paint them (5 frames in the first second was a speed test: 4 at load 10).
+        wanted = 2 * FLOOD_FPS
+        while len(painted) < wanted and time.monotonic() < start + 30:
+            await asyncio.sleep(0.1)
+        assert len(painted) >= wanted, f"{len(painted)} frames in 30 s of flood"
         assert session.next < session.count, "the flood ended before the measurement did"
-        assert 5 <= frames <= FLOOD_FPS + 3  # a flood is painted FLOOD_FPS times a second (and for the key)
+        # ... and never more than FLOOD_FPS of them in any second (and one for the key)
+        most = max(sum(1 for u in painted if t <= u < t + 1.0) for t in [start, *painted])
+        assert most <= FLOOD_FPS + 3, (most, [round(t - start, 3) for t in painted])
         assert session.sent == [b"x"]
         assert pane.model.bytes_fed > 1_000_000
         pane.detach()
