@@ -543,3 +543,31 @@ async def test_a_keys_frame_waits_for_the_bytes_read_after_the_key():
         assert pane._soon is None and not conn.changed.is_set()  # the key's frame
         assert pane.shown_bytes == pane.model.bytes_fed
         pane.connection = None
+
+
+def test_keys_typed_while_the_console_opens_are_sent_once_it_is_open_in_order():
+    # A far console's session takes an ssh connection to open (seconds on a loaded host): what
+    # the user typed meanwhile was dropped (the multihost test's first Enter, after a fixed wait).
+    opened = threading.Event()
+    session = PlaySession(b"demo login: ")
+
+    def slow_attach(name, rows, cols):
+        assert opened.wait(10)
+        return session
+
+    ends: list[str] = []
+    conn = ConsoleConnection("slow", TerminalModel(), ends.append, attach=slow_attach)
+    conn.start()
+    try:
+        conn.send(b"ro")
+        conn.send(b"ot")
+        assert session.sent == []  # nothing to send them to yet
+        opened.set()
+        deadline = time.monotonic() + 10
+        while not session.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        conn.send(b"\r")
+        assert session.sent == [b"root", b"\r"]
+    finally:
+        conn.close()
+    assert ends == []
