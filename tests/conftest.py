@@ -211,6 +211,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def catches(pid: int, sig: int) -> bool:
+    """PID has a handler for SIG (its SigCgt mask): a shell's trap is set.  A container's init
+    ignores a signal it has no handler for, even from the host, so a test that signals its trap
+    waits for this first."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    except FileNotFoundError:
+        return False
+    return bool(mask >> (sig - 1) & 1)
+
+
 @pytest.fixture
 def detached(machine_name):
     """start(*spawn_args, name=...) runs `nsdash spawn --detach`; every machine is torn down after."""

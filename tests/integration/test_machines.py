@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pty
 import select
 import signal
+import struct
+import termios
 import time
 from pathlib import Path
 
+from _spawnhelp import leader_of
 from conftest import alive, console_log, run_nsdash, teardown_machine, wait_for
 
 from nsdash.launcher import names
@@ -305,13 +309,29 @@ def test_non_root_peers_are_refused(detached, busybox_tree, machine_name):
     assert client.status(machine_name)["state"] == "running"
 
 
+def _window_size(pid: int | None) -> tuple[int, int] | None:
+    """(rows, columns) of PID's terminal on its stdin: the machine's console as its init sees it."""
+    if pid is None:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:  # (gone, or not yet set up)
+        return None
+    try:
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))[:2]
+    finally:
+        os.close(fd)
+    return rows, cols
+
+
 def test_many_attachers_and_window_size(detached, busybox_tree, machine_name):
     detached("-D", str(busybox_tree), "/bin/sh", "-c", "while read l; do stty size; done")
     a = client.attach(machine_name, rows=30, cols=100, replay=0)
     b = client.attach(machine_name, replay=0)
     try:
         a.resize(41, 133)
-        time.sleep(0.1)
+        # a's resize and b's input come on two sockets, in no set order: the size first
+        wait_for(lambda: _window_size(leader_of(machine_name)) == (41, 133), what="the console's new size")
         b.send(b"go\n")
         for session in (a, b):
             out = b""
@@ -323,7 +343,7 @@ def test_many_attachers_and_window_size(detached, busybox_tree, machine_name):
                 out += got[0]
     finally:
         a.close()
-    assert client.status(machine_name)["attached"] == 1
+    wait_for(lambda: client.status(machine_name)["attached"] == 1, what="a's detach to be seen")
     b.close()
     assert run_nsdash("terminate", machine_name).returncode == 0
 

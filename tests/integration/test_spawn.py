@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from _spawnhelp import run_spec
-from conftest import REPO, run_nsdash, wait_for
+from conftest import REPO, catches, run_nsdash, wait_for
 
 from nsdash.errors import MachineExists, NsdashError, SpecError
 from nsdash.launcher import names
@@ -372,10 +372,7 @@ def test_kill_signal_and_terminate(busybox_tree, machine_name):
                     kill_signal=signal.SIGTERM)
     with Container(spec) as c:
         c.start()
-        wait_for(lambda: len(os.listdir(f"/proc/{c.leader}/task")) and c.poll() is None)
-        import time
-
-        time.sleep(0.2)
+        wait_for(lambda: catches(c.leader, signal.SIGTERM), what="the shell's TERM trap")
         c.terminate()
         outcome = c.wait()
     assert (outcome.kind, outcome.status) == ("exited", 42)

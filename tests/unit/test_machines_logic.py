@@ -108,6 +108,15 @@ def test_console_pace_starts_a_new_row_after_a_quiet_tick():
     assert not pace.rest_after(1.4, 0, False)  # a look that found nothing counts for nothing
 
 
+def test_console_pace_counts_a_quiet_tick_from_the_end_of_a_slow_look():
+    """A look preempted for 12 ms between its start and its log write, the next one right after
+    it: no quiet tick came between them, so the row goes on and the fourth look rests (CI's
+    loaded host read a flood in five looks in a row when the tick counted from a look's start)."""
+    pace = ConsolePace(burst=4, tick=0.01)
+    looks = [(1.0, 1.0001), (1.0002, 1.0122), (1.0123, 1.0124), (1.0125, 1.0126)]
+    assert [pace.rest_after(began, 4095, False, ended) for began, ended in looks] == [False] * 3 + [True]
+
+
 def test_outcome_events():
     assert outcome_event("exited", 3) == ("exited", "status 3")
     assert outcome_event("killed", signal.SIGKILL) == ("killed", "signal SIGKILL")

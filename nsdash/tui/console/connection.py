@@ -51,6 +51,7 @@ FLOOD_HOLD = 1.0
 # holds the key's frame until then (echo_pending).  A flood would otherwise keep the echo
 # tens of ms behind the screen, and the frame after the key's own is 0.1 s away.
 ECHO_WINDOW = 0.05
+EARLY_MAX = 4096  # bytes of keys kept while the session opens (a tty's input queue holds as many)
 _clock = time.monotonic  # the reader's clock (a test sets its own)
 
 
@@ -113,6 +114,10 @@ class ConsoleConnection:
         self.on_end = on_end
         self._attach = attach
         self._session: Session | None = None
+        # Keys typed while the session is still being opened (a far console's ssh takes a while):
+        # sent once it is, in order, up to a tty's input queue (they were dropped).
+        self._early = bytearray()
+        self._send_lock = threading.Lock()
         self._closing = False
         self._thread: threading.Thread | None = None
         self.max_backlog = 0  # the most unparsed bytes held at once (bounded by BEHIND)
@@ -134,7 +139,11 @@ class ConsoleConnection:
             if not self._closing:  # else the pane has moved on: this is no news about what it shows
                 self.on_end(e.oneline() if isinstance(e, NsdashError) else f"cannot attach: {e}")
             return
-        self._session = session
+        with self._send_lock:
+            self._session = session
+            early, self._early = bytes(self._early), bytearray()
+            if early and not self._closing:
+                self._send_to(session, early)
         if self._closing:  # closed while attaching: close() found no session to close
             with contextlib.suppress(OSError):
                 session.close()
@@ -231,13 +240,19 @@ class ConsoleConnection:
             self.ui_waiting = False
 
     def send(self, data: bytes) -> None:
-        if self._session is not None:
-            self._echo_end = None
-            self._sent_at = _clock()
-            try:
-                self._session.send(data)
-            except OSError as e:
-                self.on_end(f"console connection lost: {e}")
+        with self._send_lock:
+            if self._session is not None:
+                self._send_to(self._session, data)
+            else:
+                self._early += data[:EARLY_MAX - len(self._early)]
+
+    def _send_to(self, session: Session, data: bytes) -> None:
+        self._echo_end = None
+        self._sent_at = _clock()
+        try:
+            session.send(data)
+        except OSError as e:
+            self.on_end(f"console connection lost: {e}")
 
     def resize(self, columns: int, lines: int) -> None:
         with self.locked_for_ui():
