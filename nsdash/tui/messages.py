@@ -29,6 +29,9 @@ class JournalLine(Frozen):
     unit: str | None
     message: str
     event: str | None = None  # console-log separators: "boot 2", "reboot", ...
+    # History that came after newer lines went out (a host slower than HISTORY_WAIT, nsdash.tui.
+    # remote_journal): the pane puts it in place by time, where live lines are only appended.
+    late: bool = False
 
 
 def host_path(host: str, path: str = "/") -> str:

@@ -11,7 +11,10 @@ descriptor for the poller's poll(2).
 Order: the far side merges its own machines by time; across hosts, each batch
 the poller takes is sorted by the entries' realtime.  The history (the last N
 entries of each host) is held back until every host has sent its own (or
-failed, or HISTORY_WAIT passed), so the first screen is in time order too.
+failed, or HISTORY_WAIT passed), so the first screen is in time order too.  A
+host's history that comes after that (its ssh slower than HISTORY_WAIT, or a
+stream connected again) goes out marked `late`, and the pane merges it into
+place by time (JournalPane.show): live lines are only ever appended.
 
 Bounds, as the local pane's: the inbox keeps at most JOURNAL_KEEP lines (the
 oldest go first), a JSON line longer than LINE_MAX is left out whole, and a
@@ -164,9 +167,13 @@ class _Inbox:
         self.released = False  # the history went out: everything flows from now on
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
-    def put(self, host: str, lines: Sequence[JournalLine]) -> None:
+    def put(self, host: str, lines: Sequence[JournalLine], history: bool = False) -> None:
+        """HISTORY: lines of a stream's history (sent before it settled); once the history of
+        every host went out, they are marked late (the pane puts them in place by time)."""
         if lines:
             with self.lock:
+                if history and self.released:
+                    lines = [line._replace(late=True) for line in lines]
                 self.lines[host].extend(lines)
             self._wake()
 
@@ -298,7 +305,7 @@ class HostFollower:
                     self._down = False
                     self.inbox.put(self.host, [_note(self.host, "journal connected again")])
                 heard = time.monotonic()
-                self.inbox.put(self.host, self._fresh(split.feed(got[1]), before))
+                self.inbox.put(self.host, self._fresh(split.feed(got[1]), before), history=not settled)
             if not settled:
                 now = time.monotonic()
                 if (heard is not None and now - heard >= QUIET) or now - began >= HISTORY_WAIT:

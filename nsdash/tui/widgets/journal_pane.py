@@ -18,11 +18,17 @@ oldest of them, which would scroll away unseen, are left out of the log (the
 pane's buffer keeps them, and a filter's re-render writes them).  No slice is
 written while a key waits for its frame (nsdash.tui.keyfirst): the writer took a
 turn between every two of the key's hops through Textual.
+
+Lines come in time order and are appended, except history marked `late` (a far
+host's, sent after newer lines were shown: nsdash.tui.remote_journal): older than
+the last kept line, it is merged into place by time and the log written again,
+once per late history, so the pane reads as one time-ordered journal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -89,6 +95,10 @@ def line_text(line: JournalLine, merged: bool) -> str:
     who = escape(line.identifier or line.unit or "")
     machine = f"{escape(line.machine)} " if merged and line.machine else ""
     return f"{stamp} {machine}{who + ': ' if who else ''}{escape(line.message)}"
+
+
+def _realtime(line: JournalLine) -> int:
+    return line.realtime
 
 
 def slice_for(per_line: float) -> int:
@@ -158,11 +168,17 @@ class JournalPane(FocusEdges, Vertical):
             self.lines.clear()
             self.note = note
         new = list(lines)[-KEEP:]
-        self.lines.extend(new)
+        late = [line for line in new if line.late]
+        placed = bool(late) and bool(self.lines) and min(line.realtime for line in late) < self.lines[-1].realtime
+        if placed:  # older lines than some shown: merged by time (kept lines first for ties)
+            kept = [*self.lines, *(line for line in new if not line.late)]
+            self.lines = deque(heapq.merge(kept, late, key=_realtime), maxlen=KEEP)
+        else:
+            self.lines.extend(new)
         if not self.query(FollowLog):
             self._retitle()
             return  # not composed yet (or going away): on_mount renders what is kept
-        if reset or len(new) >= KEEP:
+        if reset or placed or len(new) >= KEEP:
             self._render_all()
         else:
             self._write(self.query_one(FollowLog), new, scroll_end=None)
