@@ -56,7 +56,7 @@ LINE_MAX = 256 * 1024  # bytes of one JSON entry from the far side; a longer one
 MESSAGE_MAX = SHOWN_MESSAGE_MAX  # characters of a message kept (the pane shows one line; a filter searches these)
 FIELD_MAX = SHOWN_FIELD_MAX  # characters of an identifier or unit name kept
 HISTORY_WAIT = 3.0  # s: the longest the history is held back for a host that has not sent its own
-QUIET = 0.3  # s: a host with nothing more after its first bytes has sent its history
+QUIET = 0.3  # s: a stream with nothing more after its first bytes has sent its history (or its N entries came)
 NOTE_MAX = 200  # characters of a far side's last words in a note
 JOIN_WAIT = 5.0  # s close() waits for each thread once its ssh is killed
 # What a pane line takes of an entry: asked for alone, an entry crosses ssh in about half the bytes.
@@ -286,7 +286,9 @@ class HostFollower:
         errors = bytearray()
         began = time.monotonic()
         heard: float | None = None  # when bytes last came, until the history is in
-        settled = False
+        sent = 0  # entries the stream sent: its history is the first self.lines of them at most
+        history = True  # the stream is sending its history: until it is quiet for QUIET, or all came
+        settled = False  # the inbox was told (the history came, or HISTORY_WAIT passed without it)
         while not self._stop.is_set():
             wait = 0.1 if not settled else 1.0
             ready = readable(stream.fds(), wait)
@@ -305,12 +307,16 @@ class HostFollower:
                     self._down = False
                     self.inbox.put(self.host, [_note(self.host, "journal connected again")])
                 heard = time.monotonic()
-                self.inbox.put(self.host, self._fresh(split.feed(got[1]), before), history=not settled)
-            if not settled:
-                now = time.monotonic()
-                if (heard is not None and now - heard >= QUIET) or now - began >= HISTORY_WAIT:
-                    settled = True
-                    self.inbox.settle(self.host)
+                raw = split.feed(got[1])
+                self.inbox.put(self.host, self._fresh(raw, before), history=history)
+                sent += len(raw)
+                history = history and sent < self.lines
+            now = time.monotonic()
+            if history and heard is not None and now - heard >= QUIET:
+                history = False
+            if not settled and (not history or now - began >= HISTORY_WAIT):
+                settled = True
+                self.inbox.settle(self.host)
             if not ready and self.alive is not None and not self.alive():
                 return f"{self.host} does not answer", heard is not None
         return "stopped", heard is not None

@@ -24,7 +24,7 @@ from nsdash.tui.remote_journal import (
     merge_batches,
     parse_entry,
 )
-from nsdash.tui.widgets.journal_pane import line_text
+from nsdash.tui.widgets.journal_pane import line_text, merged_in
 
 T0 = 1_796_428_800_000_000  # µs: 2026-12-05
 
@@ -133,6 +133,8 @@ send(t="hello", v=[1, 0], nsdash="test")
 run = json.loads(sys.stdin.readline())
 with open(os.path.join(d, host + ".argv"), "a") as f:
     f.write(json.dumps(run["argv"]) + "\n")
+while mode == "late" and not os.path.exists(os.path.join(d, host + ".go")):
+    time.sleep(0.02)  # a slow host: its history comes once the test says so
 data = open(os.path.join(d, host + ".out"), "rb").read()
 for i in range(0, len(data), 30000):
     send(t="out", ch=1, fd=1, d=base64.b64encode(data[i:i + 30000]).decode())
@@ -203,6 +205,49 @@ def test_two_hosts_histories_come_merged_by_time(tmp_path, monkeypatch):
     finally:
         feed.close()
     assert _children() == []  # every ssh stand-in ended and was reaped
+
+
+def test_a_hosts_history_that_comes_after_the_others_lines_is_marked_late_and_the_pane_puts_it_in_place(
+        tmp_path, monkeypatch):
+    """far2's ssh is slow ON PURPOSE: its history comes only after far1's newer lines went out
+    (HISTORY_WAIT passed without it).  Its lines come marked late, and the pane's merge puts them
+    before far1's (the flaky CI run showed them 30 s out of order, after)."""
+    from nsdash.tui import remote_journal
+
+    monkeypatch.setattr(remote_journal, "HISTORY_WAIT", 0.2)  # the release is not what is tested
+    far = FakeFar(tmp_path, monkeypatch)
+    far.host("far1", [entry(T0 + 100, "one-new"), entry(T0 + 300, "one-newer")])
+    far.host("far2", [entry(T0 + 10, "two-old"), entry(T0 + 200, "two-mid")], mode="late")
+    feed = RemoteJournal({"far1": Target("far1"), "far2": Target("far2")}, ("far1/m", "far2/m"), 10)
+    try:
+        first = _read_until(feed, lambda g: len(g) >= 2)
+        assert [(x.message, x.late) for x in first] == [("one-new", False), ("one-newer", False)]
+        (tmp_path / "far2.go").touch()  # now far2's history comes
+        second = _read_until(feed, lambda g: len(g) >= 2)
+        assert [(x.message, x.late) for x in second] == [("two-old", True), ("two-mid", True)]
+    finally:
+        feed.close()
+    assert _children() == []
+    shown = merged_in(first, second)
+    assert shown is not None
+    assert [x.message for x in shown] == ["two-old", "one-new", "two-mid", "one-newer"]
+
+
+def test_the_panes_merge_appends_live_lines_and_places_late_ones_by_time():
+    def line(t: int, text: str, late: bool = False) -> JournalLine:
+        return JournalLine(T0 + t, "h/m", 6, None, None, text, late=late)
+
+    kept = [line(10, "a"), line(30, "b")]
+    # live lines, even one older than the last kept (a console line timed by its boot): appended as they come
+    assert merged_in(kept, [line(20, "live-older"), line(40, "c")]) is None
+    assert merged_in([], [line(5, "late-first", late=True)]) is None  # nothing shown yet
+    assert merged_in(kept, [line(30, "late-tie", late=True), line(50, "late-after", late=True)]) is None
+    got = merged_in(kept, [line(20, "late-mid", late=True), line(35, "live"), line(5, "late-old", late=True)])
+    assert got is not None
+    # the late lines in place by time; the live one after the kept ones; a tie goes after what was kept
+    assert [x.message for x in got] == ["late-old", "a", "late-mid", "b", "live"]
+    got = merged_in(kept, [line(10, "late-tie", late=True)])
+    assert got is not None and [x.message for x in got] == ["a", "late-tie", "b"]
 
 
 def test_a_host_that_drops_says_so_once_the_other_goes_on_and_it_comes_back(tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ import asyncio
 import heapq
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -101,6 +101,17 @@ def _realtime(line: JournalLine) -> int:
     return line.realtime
 
 
+def merged_in(kept: Sequence[JournalLine], new: Sequence[JournalLine]) -> list[JournalLine] | None:
+    """KEPT, then NEW's lines with its late ones (a far host's history that came after newer
+    lines) put in place by time, kept lines first for ties; None when that is KEPT + NEW as
+    they come (no late line is older than the last kept one): appended, nothing rewritten."""
+    late = [line for line in new if line.late]
+    if not late or not kept or min(line.realtime for line in late) >= kept[-1].realtime:
+        return None
+    late.sort(key=_realtime)  # (a batch comes sorted: nsdash.tui.remote_journal.merge_batches)
+    return list(heapq.merge([*kept, *(line for line in new if not line.late)], late, key=_realtime))
+
+
 def slice_for(per_line: float) -> int:
     """Lines a write takes when each cost PER_LINE seconds in the last: what fits SLICE_BUDGET,
     within MIN_SLICE..WRITE_SLICE.  A key that comes while a slice is written waits for it
@@ -168,13 +179,12 @@ class JournalPane(FocusEdges, Vertical):
             self.lines.clear()
             self.note = note
         new = list(lines)[-KEEP:]
-        late = [line for line in new if line.late]
-        placed = bool(late) and bool(self.lines) and min(line.realtime for line in late) < self.lines[-1].realtime
-        if placed:  # older lines than some shown: merged by time (kept lines first for ties)
-            kept = [*self.lines, *(line for line in new if not line.late)]
-            self.lines = deque(heapq.merge(kept, late, key=_realtime), maxlen=KEEP)
-        else:
+        merged = merged_in(self.lines, new)
+        placed = merged is not None
+        if merged is None:
             self.lines.extend(new)
+        else:
+            self.lines = deque(merged, maxlen=KEEP)
         if not self.query(FollowLog):
             self._retitle()
             return  # not composed yet (or going away): on_mount renders what is kept
