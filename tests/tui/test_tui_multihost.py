@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +32,9 @@ from tuikit import confirm_by_name, wait_for, wait_for_screen
 from nsdash.demo import farhost
 from nsdash.errors import NsdashError
 from nsdash.launcher import network
+from nsdash.remote.stream import Stream
 from nsdash.remote.target import Target
+from nsdash.tui import remote_journal
 from nsdash.tui.app import NsdashApp
 from nsdash.tui.remote import UNREACHABLE
 from nsdash.tui.screens.confirm import ConfirmScreen
@@ -324,11 +327,23 @@ def _messages(pane: JournalPane, keys: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.usefixtures("farm_env")
-async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_one_line(farm):
+async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_one_line(farm, monkeypatch):
     keys = ("far1/jr", "far2/jr")
     for alias in HOSTS:  # a machine of this test's own on each host (the test above stops some)
         r = farm.remote(alias, "spawn", "--detach", "-M", "jr", "-xbD", "/opt/busybox")
         assert r.returncode == 0, r.stderr
+    # far2's journal is slow ON PURPOSE: its stream opens only once far1's lines, newer than far2's
+    # history, are in the pane (under load its ssh took longer than HISTORY_WAIT, and its older
+    # history went after far1's lines, 30 s out of order).
+    far2_go = threading.Event()
+    real_stream = remote_journal.Stream
+
+    def stream(target: Target, argv: list[str], **kw) -> Stream:
+        if target.host == "far2":
+            far2_go.wait(timeout=120)
+        return real_stream(target, argv, **kw)
+
+    monkeypatch.setattr(remote_journal, "Stream", stream)
     app = NsdashApp(interval=0.5, hosts=[Target(h) for h in HOSTS])
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -336,9 +351,19 @@ async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_
                            what=lambda: f"both jr machines ({app.snapshot.machines}, {app.snapshot.errors})")
             await pilot.press("J")  # every machine's journal, merged
             pane = app.screen.query_one(JournalPane)
-            await wait_for(pilot, lambda: all(any(line.machine == k and line.event for line in pane.lines)
-                                              for k in keys), timeout=60,
-                           what=lambda: f"both boot separators ({[line_text(x, True) for x in pane.lines][-6:]})")
+            await wait_for(pilot, lambda: any(line.machine == "far1/jr" and line.event for line in pane.lines),
+                           timeout=60, what=lambda: f"far1's boot separator ({_last(pane, 6)})")
+            await _console(farm, "far1", "jr", "jr-early")
+            await wait_for(pilot, lambda: _seen(pane, keys, "jr-early"), timeout=30,
+                           what=lambda: f"jr-early in the pane ({_last(pane)})")
+            assert not any(line.machine == "far2/jr" for line in pane.lines)
+            far2_go.set()  # far2's history comes now, older than jr-early: put in place by time
+            await wait_for(pilot, lambda: any(line.machine == "far2/jr" and line.event for line in pane.lines),
+                           timeout=60, what=lambda: f"far2's boot separator ({_last(pane, 6)})")
+            order = [line.machine if "jr-early" not in line.message else "jr-early" for line in pane.lines]
+            assert order.index("far2/jr") < order.index("jr-early"), _last(pane, 12)
+            stamps = [line.realtime for line in pane.lines]
+            assert stamps == sorted(stamps), _last(pane, 12)
             # lines from both hosts as they are written, each tagged HOST/MACHINE, the far text escaped
             for host, text in (("far1", "jr-one"), ("far2", r"jr-two \033[31mred"), ("far1", "jr-three")):
                 await _console(farm, host, "jr", text)
@@ -378,6 +403,7 @@ async def test_journals_of_two_hosts_merge_in_one_pane_and_a_host_that_drops_is_
             assert _seen(pane, keys, "jr-two") == 1
             assert len(far2_notes()) == 2
     finally:
+        far2_go.set()
         for alias in HOSTS:
             farm.remote(alias, "terminate", "jr")
 
