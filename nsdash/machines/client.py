@@ -284,7 +284,8 @@ class ConsoleSession:
         return self.sock.fileno()
 
     def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
-        """Console bytes and events received; None once the supervisor closed the connection."""
+        """Console bytes and events received; None once the supervisor closed the connection.
+        Each event gets `at`: where in those bytes it came (a `skipped` gap's place)."""
         if self._early:
             data, self._early = self._early, b""
         else:
@@ -298,7 +299,7 @@ class ConsoleSession:
             if kind == proto.FRAME_OUTPUT:
                 out += payload
             elif kind == proto.FRAME_EVENT:
-                events.append(json.loads(payload))
+                events.append({**json.loads(payload), "at": len(out)})
         return bytes(out), events
 
     def send(self, data: bytes) -> None:

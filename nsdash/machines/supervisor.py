@@ -63,7 +63,9 @@ REBOOT_BURST = 5  # more than this many reboots ...
 REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
 STOP_TIMEOUT = 15.0  # poweroff/reboot: SIGKILL everything after this long
 REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
-CLIENT_BUFFER_LIMIT = 1024 * 1024  # an attacher this far behind is dropped
+# An attacher this far behind gets no more console output until it has taken what it holds
+# (then a `skipped` event says how much it missed); a client this far behind on answers is dropped.
+CLIENT_BUFFER_LIMIT = 1024 * 1024
 REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
 HEALTH_TIMEOUT = 5.0  # seconds a guest's bus has to answer (machines/health.py)
@@ -199,6 +201,7 @@ class _Conn:
         self.closing = False
         self.refused = False  # a non-root peer: everything it sends is discarded
         self.busy = False  # a bus-call in the worker: its next requests wait (answers stay in order)
+        self.skipped = 0  # console bytes left out while this attacher was behind, not yet reported
 
     @property
     def attached(self) -> bool:
@@ -1017,8 +1020,15 @@ class Supervisor:
 
         wire = data if raw else proto.output_frames(data)
         for conn in list(self.conns.values()):
-            if conn.attached:
-                self._send(conn, wire)
+            if not conn.attached:
+                continue
+            # Behind is what the client has not taken yet, not what one look at a flooding console
+            # handed it at once.  A slow attacher skips ahead, as a terminal would, rather than
+            # being dropped (its pane would tell a machine that runs on from one that stopped).
+            if not raw and (conn.skipped or len(conn.out) + len(wire) > CLIENT_BUFFER_LIMIT):
+                conn.skipped += len(data)
+                continue
+            self._send(conn, wire)
 
     def _answer_waiters(self) -> None:
         """Answer the stop requests that asked to wait for the end of this boot."""
@@ -1151,9 +1161,8 @@ class Supervisor:
     def _send(self, conn: _Conn, data: bytes) -> None:
         conn.out += data
         self._flush(conn)
-        # Behind is what the client has not taken yet (a stalled attacher must never stall the
-        # machine), not what one look at a flooding console handed it at once.
-        if len(conn.out) > CLIENT_BUFFER_LIMIT and conn.sock.fileno() >= 0:
+        # Answers a client does not take: dropped (an attacher's output is bounded by _broadcast).
+        if not conn.attached and len(conn.out) > CLIENT_BUFFER_LIMIT and conn.sock.fileno() >= 0:
             self._drop(conn)
 
     def _flush(self, conn: _Conn) -> None:
@@ -1161,6 +1170,8 @@ class Supervisor:
             while conn.out:
                 n = conn.sock.send(conn.out)
                 del conn.out[:n]
+                if not conn.out and conn.skipped:
+                    conn.out += self._caught_up(conn)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
@@ -1172,6 +1183,16 @@ class Supervisor:
         fd = conn.sock.fileno()
         if fd in self.handlers:
             self.poller.modify(fd, POLLIN | (POLLOUT if conn.out else 0))
+
+    def _caught_up(self, conn: _Conn) -> bytes:
+        """An attacher that was behind has taken all it held: the gap (a `skipped` event), then
+        the console's latest bytes, as a new attacher's replay, so it sees the screen the skipped
+        output left (a flood's last line may be the last the machine prints for a while)."""
+        from nsdash.machines import protocol as proto
+
+        tail = self.log.tail_safe(min(conn.skipped, self.replay_bytes)) if self.log is not None else b""
+        gap, conn.skipped = conn.skipped - len(tail), 0
+        return proto.event_frame("skipped", bytes=gap) + (proto.output_frames(tail) if tail else b"")
 
     def _conn_readable(self, conn: _Conn) -> None:
         try:

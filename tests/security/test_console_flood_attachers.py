@@ -1,10 +1,12 @@
 """A flooding guest and an attacher that never reads (issue 15; the console tick, review21).
 
 The supervisor reads a flooding console a tick at a time, up to CONSOLE_BATCH a look, and
-sends each attacher its share; an attacher CLIENT_BUFFER_LIMIT behind is dropped.  A guest
-that floods while one attacher never reads must not grow the supervisor's memory, hold up
-its control socket or starve an attacher that does read; the one that never reads is
-dropped.  Counted, not timed (bounds of seconds only where the test must end)."""
+sends each attacher its share; an attacher CLIENT_BUFFER_LIMIT behind gets no more until it
+has taken what it holds, then a `skipped` event and the console's tail (it is not dropped: a
+pane on a loaded host is a slow attacher, and must not read that as the machine stopping).
+A guest that floods while one attacher never reads must not grow the supervisor's memory,
+hold up its control socket or starve an attacher that does read.  Counted, not timed
+(bounds of seconds only where the test must end)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def _rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def test_an_attacher_that_never_reads_is_dropped_and_holds_up_nothing(busybox_tree, machine_name, detached):
+def test_an_attacher_that_never_reads_is_skipped_ahead_and_holds_up_nothing(busybox_tree, machine_name, detached):
     detached("-q", "-D", str(busybox_tree), "/bin/sh", "-c", "yes flood-line-of-the-guest > /dev/console")
     state = wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader and s)
     supervisor = state.supervisor
@@ -42,14 +44,25 @@ def test_an_attacher_that_never_reads_is_dropped_and_holds_up_nothing(busybox_tr
         assert got >= 8 * CLIENT_BUFFER_LIMIT, f"the reading attacher got {got} bytes in 60 s"
         # The control socket answers while the guest floods and one attacher stalls.
         assert client.status(machine_name)["state"] == "running"
-        # The stalled one was dropped: what it holds ends, then the connection does.
-        stalled.sock.settimeout(10)
-        held = 0
-        while (data := stalled.sock.recv(1 << 20)):
-            held += len(data)
-            assert held < 4 * CLIENT_BUFFER_LIMIT, "the stalled attacher is still being sent to"
         grown = _rss_kib(supervisor) - start_rss
         assert grown < 32 * 1024, f"the supervisor grew by {grown} KiB"
+        # The stalled one was held to its limit: what it holds, then the gap, said, then the
+        # console's tail and live output again; still attached.
+        held, gap, after = 0, 0, 0
+        while not after:
+            got_stalled = stalled.read(timeout=10)
+            assert got_stalled is not None, f"the stalled attacher was dropped after {held} bytes"
+            data, events = got_stalled
+            skipped = [e for e in events if e["event"] == "skipped"]
+            if gap or skipped:
+                after += len(data) - (skipped[0]["at"] if skipped and not gap else 0)
+            if skipped and not gap:
+                held += skipped[0]["at"]
+                gap = skipped[0]["bytes"]
+            elif not gap:
+                held += len(data)
+            assert held < 4 * CLIENT_BUFFER_LIMIT, "the stalled attacher is sent more than its limit"
+        assert gap >= 4 * CLIENT_BUFFER_LIMIT, (held, gap)  # the reader took 8 MiB meanwhile
     finally:
         reading.close()
         stalled.close()

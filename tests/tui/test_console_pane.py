@@ -571,3 +571,32 @@ def test_keys_typed_while_the_console_opens_are_sent_once_it_is_open_in_order():
     finally:
         conn.close()
     assert ends == []
+
+
+def test_a_gap_the_supervisor_skipped_is_counted_and_what_comes_after_starts_clean():
+    """The supervisor skipped ahead for this reader (a `skipped` event, `at` its place in the
+    read): what the reader held from before the gap is left out with it, the gap is counted as
+    skipped, and what follows is parsed from the ground state (a sequence cut by the gap does
+    not swallow it)."""
+    before = b"held-before-the-gap \x1b[1"  # ends inside a CSI sequence
+    lost, after = b"cut-by-gap", b"\r\nAFTER THE GAP\r\n"
+    reads = [(before, []), (lost + after, [{"event": "skipped", "bytes": 5000, "at": len(lost)}])]
+
+    class Scripted(PlaySession):
+        def read(self, timeout=None):
+            return reads.pop(0) if reads else None
+
+    ended = threading.Event()
+    model = TerminalModel(40, 5)
+    conn = ConsoleConnection("gap", model, lambda reason: ended.set(),
+                             attach=lambda name, rows, cols: Scripted(b""))
+    conn.start()
+    try:
+        assert ended.wait(20), "the reader did not end with the session"
+    finally:
+        conn.close()
+    assert model.bytes_fed == len(before) + len(lost) + len(after) + 5000
+    assert model.bytes_skipped >= len(lost) + 5000
+    screen = model.display()
+    assert any(line.startswith("AFTER THE GAP") for line in screen), screen
+    assert not any("cut-by-gap" in line for line in screen), screen

@@ -7,7 +7,8 @@ the other way.  Closing detaches; the machine keeps running.
 
 A flood (`yes > /dev/console`) arrives faster than any terminal model parses
 it.  The reader takes everything the socket holds at once (the supervisor
-drops an attacher that falls a megabyte behind), but parses only for part of
+skips ahead for an attacher that falls a megabyte behind, and says how much: counted as
+skipped here), but parses only for part of
 each frame (PARSE_SHARE, FLOOD_PARSE_SHARE while it skips): the rest waits in a
 backlog.  When the backlog passes BEHIND, all but its last KEEP bytes are skipped,
 from a point where a terminal is in its ground state (consolelog.safe_start): what would have scrolled past
@@ -211,8 +212,18 @@ class ConsoleConnection:
             got = session.read(timeout=timeout)
             if got is None:
                 return False
-            data, _events = got
+            data, events = got
+            gaps = [e for e in events if e.get("event") == "skipped"]
+            if gaps:  # the supervisor skipped ahead: what we hold from before the gap goes too
+                at = int(gaps[-1].get("at", 0))
+                with self.lock:
+                    self.model.skip(len(backlog) + at + sum(int(e.get("bytes", 0)) for e in gaps))
+                del backlog[:]
+                data = data[at:]
             if not data:
+                if gaps:
+                    timeout = 0.0
+                    continue
                 return True
             backlog += data
             took += len(data)
