@@ -133,9 +133,9 @@ class ConsolePace:
         self.looks = 0  # looks in a row that found bytes
         self.last = float("-inf")  # when the last of them ended
 
-    def rest_after(self, began: float, took: int, resumed: bool, ended: float | None = None) -> bool:
+    def rest_after(self, began: float, took: int, resumed: bool, ended: float) -> bool:
         """A look that BEGAN (monotonic s) took TOOK bytes and was done with them (logged, sent
-        on) at ENDED (BEGAN if not given); RESUMED: the look at the end of a rest.  True: rest
+        on) at ENDED; RESUMED: the look at the end of a rest.  True: rest
         now.  A row's gaps run from a look's end to the next one's begin: from begin to begin,
         a look slowed down by a loaded host (8 ms between its read and its log write) let the
         next, right after it, start a new row, and five looks came in a row (test_console_rest)."""
@@ -146,7 +146,7 @@ class ConsolePace:
         if not took:
             return False
         self.looks += 1
-        self.last = began if ended is None else ended
+        self.last = ended
         return self.looks >= self.burst
 
 

@@ -72,24 +72,24 @@ def test_reboot_limiter_allows_a_burst_then_stops_and_forgets_old_reboots():
 def test_console_pace_reads_a_short_exchange_at_once_and_a_flood_once_a_tick():
     pace = ConsolePace(burst=4, tick=0.01)
     # agetty after a quiet second: "\r\n", then its issue, then "login: ": none waits
-    assert [pace.rest_after(t, n, False) for t, n in ((5.0, 3), (5.0003, 34), (5.0006, 13))] == [False] * 3
+    assert [pace.rest_after(t, n, False, t) for t, n in ((5.0, 3), (5.0003, 34), (5.0006, 13))] == [False] * 3
     # a flood from a quiet console: the fourth look in a row rests, and so does every look
     # that ends a rest and finds bytes (the tick after it does not start a new row)
     pace = ConsolePace(burst=4, tick=0.01)
-    assert [pace.rest_after(t, 40, False) for t in (1.0, 1.0001, 1.0002, 1.0003)] == [False] * 3 + [True]
-    assert all(pace.rest_after(1.0003 + 0.011 * i, 65536, True) for i in range(1, 20))
+    assert [pace.rest_after(t, 40, False, t) for t in (1.0, 1.0001, 1.0002, 1.0003)] == [False] * 3 + [True]
+    assert all(pace.rest_after(1.0003 + 0.011 * i, 65536, True, 1.0003 + 0.011 * i) for i in range(1, 20))
 
 
 def test_console_pace_rests_again_only_when_a_rest_brought_a_flood():
     # a systemd guest's shutdown: status lines a few ms apart, 50-500 bytes a tick; after the
     # first rest the console is read at once again (a terminal query is not held a tick more)
     pace = ConsolePace(burst=4, tick=0.01, flood=1024)
-    assert [pace.rest_after(t, 90, False) for t in (1.0, 1.002, 1.004, 1.006)] == [False] * 3 + [True]
-    assert not pace.rest_after(1.017, 278, True)  # the rest brought 278 bytes: a new row, no rest
-    assert [pace.rest_after(t, 80, False) for t in (1.019, 1.021)] == [False, False]
-    assert pace.rest_after(1.023, 80, False)  # the row's fourth look rests again
-    assert pace.rest_after(1.034, 1024, True)  # a flood's tick: rest on
-    assert not pace.rest_after(1.045, 1023, True)
+    assert [pace.rest_after(t, 90, False, t) for t in (1.0, 1.002, 1.004, 1.006)] == [False] * 3 + [True]
+    assert not pace.rest_after(1.017, 278, True, 1.017)  # the rest brought 278 bytes: a new row, no rest
+    assert [pace.rest_after(t, 80, False, t) for t in (1.019, 1.021)] == [False, False]
+    assert pace.rest_after(1.023, 80, False, 1.023)  # the row's fourth look rests again
+    assert pace.rest_after(1.034, 1024, True, 1.034)  # a flood's tick: rest on
+    assert not pace.rest_after(1.045, 1023, True, 1.045)
 
 
 def test_console_pace_counts_a_row_from_each_look_s_end():
@@ -100,12 +100,12 @@ def test_console_pace_counts_a_row_from_each_look_s_end():
 
 def test_console_pace_starts_a_new_row_after_a_quiet_tick():
     pace = ConsolePace(burst=2, tick=0.01)
-    assert not pace.rest_after(1.0, 10, False)
-    assert pace.rest_after(1.005, 10, False)  # the second look within a tick
-    assert not pace.rest_after(1.016, 0, True)  # the rest ended on nothing: the guest went quiet
-    assert not pace.rest_after(1.2, 10, False)  # a tick and more since the last bytes: a new row
-    assert not pace.rest_after(1.3, 10, False)  # a slow trickle never rests
-    assert not pace.rest_after(1.4, 0, False)  # a look that found nothing counts for nothing
+    assert not pace.rest_after(1.0, 10, False, 1.0)
+    assert pace.rest_after(1.005, 10, False, 1.005)  # the second look within a tick
+    assert not pace.rest_after(1.016, 0, True, 1.016)  # the rest ended on nothing: the guest went quiet
+    assert not pace.rest_after(1.2, 10, False, 1.2)  # a tick and more since the last bytes: a new row
+    assert not pace.rest_after(1.3, 10, False, 1.3)  # a slow trickle never rests
+    assert not pace.rest_after(1.4, 0, False, 1.4)  # a look that found nothing counts for nothing
 
 
 def test_console_pace_counts_a_quiet_tick_from_the_end_of_a_slow_look():
