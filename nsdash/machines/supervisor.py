@@ -76,9 +76,8 @@ NOTIFY_TICK = 0.1  # s: the notify socket's budget is counted per tick ...
 NOTIFY_PER_TICK = 128  # ... of this many datagrams; past them it is left unread until the next tick
 NUDGE_INTERVAL = 1.0  # seconds between SIGCONTs to a runit asked to stop
 DRAIN_TIMEOUT = 1.0  # seconds to wait for the console's last bytes after PID 1 ended
-CONSOLE_TICK = 0.01  # s the console rests after a read that found bytes (Supervisor._pty_rest) ...
-CONSOLE_BURST = 4  # ... once this many looks in a row found bytes (ConsolePace) ...
-CONSOLE_FLOOD = 256  # ... and rests again while a rest's end finds at least this much
+CONSOLE_TICK = 0.01  # s: a flooding console is read once a tick (ConsolePace) ...
+CONSOLE_BURST = 64  # ... after this many looks at once (the bucket's size)
 # The most one look at the console reads before handing it on: about what a PTY buffers
 # (its flip buffers hold 64 KiB), so a flood comes at most this much a tick (~6 MB/s).  A
 # flooding guest fills every look to this bound, as the PTY refills while it is read: at
@@ -110,44 +109,33 @@ class RebootLimiter:
 
 
 class ConsolePace:
-    """When the console rests (Supervisor._pty_rest): after the BURST-th look in a row that
-    found bytes, a row being looks less than TICK apart (or a look right after a rest that
-    found at least FLOOD bytes).
+    """How long the console rests after each look (Supervisor._pty_rest): a bucket of BURST
+    looks, refilled one a TICK.  A look that found bytes takes one; an empty bucket rests
+    until the next comes in.
 
-    A flood is read once a tick, as before; a short exchange is not held back.  Resting after
-    every look held whatever came right after the first piece for a tick: agetty writes "\\r\\n",
-    then its issue and "login: ", and the prompt reached the terminal 10.3 ms after agetty wrote
-    it (strace of a trixie boot); a guest's question to the terminal would wait as long for
-    its answer.
+    A flood is read once a tick, after its first BURST looks (a couple of ms); a busy
+    exchange, a systemd boot or shutdown, is never held back.  A guest's question to the
+    terminal waits for its answer, so any rest before the reader takes it is the guest's
+    wait: sid's PID 1 writes a cursor-position query as it stops the console getty, right
+    after a row of status lines, and waits up to 1/3 s for the answer.  The rule before (a rest
+    after the fourth look in a row less than a tick apart, a tick more while a rest brought 256
+    bytes) rested on those rows, and the query waited 7-14 ms of the guest's shutdown (its
+    journal, 10 poweroffs) against systemd-nspawn's 1-3.  A sid boot and poweroff takes at
+    most 20 looks more than its ticks (its busiest stretch), well inside BURST."""
 
-    The look that ends a rest rests again only if the tick brought at least FLOOD bytes (a
-    `yes` flood brings 2-20 KiB a tick on a loaded 2-core host, rarely under 1 KiB; a systemd
-    shutdown's status lines 45-480 bytes, mostly under 200).
-    Resting on any bytes kept a systemd guest's busy shutdown in rest after rest for 130 ms,
-    and sid's PID 1 writes a cursor-position query as it stops the console getty and waits up
-    to 1/3 s for the answer: it got it 6-10 ms late, its whole shutdown waiting (strace)."""
+    def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
+        self.burst, self.tick = burst, tick
+        self.tokens = float(burst)
+        self.stamp = float("-inf")  # when the bucket was last counted
 
-    def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK,
-                 flood: int = CONSOLE_FLOOD) -> None:
-        self.burst, self.tick, self.flood = burst, tick, flood
-        self.looks = 0  # looks in a row that found bytes
-        self.last = float("-inf")  # when the last of them ended
-
-    def rest_after(self, began: float, took: int, resumed: bool, ended: float) -> bool:
-        """A look that BEGAN (monotonic s) took TOOK bytes and was done with them (logged, sent
-        on) at ENDED; RESUMED: the look at the end of a rest.  True: rest
-        now.  A row's gaps run from a look's end to the next one's begin: from begin to begin,
-        a look slowed down by a loaded host (8 ms between its read and its log write) let the
-        next, right after it, start a new row, and five looks came in a row (test_console_rest)."""
-        if resumed and took < self.flood:
-            self.looks = 0  # the rest brought little: no flood, a new row
-        elif not resumed and began - self.last >= self.tick:
-            self.looks = 0  # quiet for a tick: a new row
-        if not took:
-            return False
-        self.looks += 1
-        self.last = ended
-        return self.looks >= self.burst
+    def rest_after(self, took: int, now: float) -> float:
+        """A look took TOOK bytes and was done with them (logged, sent on) at NOW (monotonic s):
+        how long to rest now (s; 0: read on)."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) / self.tick)
+        self.stamp = now
+        if took:
+            self.tokens -= 1
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) * self.tick
 
 
 def outcome_event(kind: OutcomeKind, status: int) -> tuple[str, str | None]:
@@ -864,7 +852,7 @@ class Supervisor:
                 self._pty_retry = None
                 if self.master >= 0:
                     self.watch(self.master, self._pty_event)
-                    self._pty_event(POLLIN, resumed=True)  # still flooding: another tick's rest
+                    self._pty_event(POLLIN)  # still flooding: another rest
             if self._dhcp_retry is not None and now >= self._dhcp_retry:
                 self._dhcp_retry = None
                 c = self.container
@@ -921,26 +909,23 @@ class Supervisor:
 
     # ---------------------------------------------------------------- console
 
-    def _pty_event(self, _mask: int, resumed: bool = False) -> None:
-        began = time.monotonic()
-        if (not self._pty_readable() and self._pty_retry is None
-                and self._pace.rest_after(began, self._pty_took, resumed, time.monotonic())):
-            self._pty_rest()
+    def _pty_event(self, _mask: int) -> None:
+        if not self._pty_readable() and self._pty_retry is None:
+            rest = self._pace.rest_after(self._pty_took, time.monotonic())
+            if rest:
+                self._pty_rest(rest)
 
-    def _pty_rest(self) -> None:
-        """Leave the console unread for CONSOLE_TICK after a read that found bytes, once
-        CONSOLE_BURST looks in a row did (issue 15; ConsolePace).
+    def _pty_rest(self, seconds: float) -> None:
+        """Leave the console unread for SECONDS, the bucket being empty (issue 15; ConsolePace).
 
         A guest's `yes > /dev/console` never waits: read whenever the master polls readable,
         the console came in 40-byte pieces, 27,000 reads a second, each with its log write
         and its frame to every attacher, and every attacher woken as often (the dashboard's
         reader, `nsdash login`).  Resting a tick lets the PTY's buffer fill, so a flood costs
         one read, one log write and one frame per attacher a tick, and once the buffer is full
-        the guest's writer waits (as on a real console) instead of taking a core.  A console at
-        rest loses nothing: its first looks after a quiet tick read at once, so a prompt written
-        in pieces or a terminal query reaches the terminal without waiting out a tick."""
+        the guest's writer waits (as on a real console) instead of taking a core."""
         self.unwatch(self.master)
-        self._pty_retry = time.monotonic() + CONSOLE_TICK
+        self._pty_retry = time.monotonic() + seconds
 
     def _pty_readable(self) -> bool:
         """Read the console until it would block (at most CONSOLE_BATCH bytes), then hand what

@@ -69,52 +69,43 @@ def test_reboot_limiter_allows_a_burst_then_stops_and_forgets_old_reboots():
     assert all(lim.allow(t * 3.0) for t in range(20))  # slow reboots never trip it
 
 
-def test_console_pace_reads_a_short_exchange_at_once_and_a_flood_once_a_tick():
-    pace = ConsolePace(burst=4, tick=0.01)
+def test_console_pace_reads_a_busy_exchange_at_once():
+    pace = ConsolePace(burst=64, tick=0.01)
     # agetty after a quiet second: "\r\n", then its issue, then "login: ": none waits
-    assert [pace.rest_after(t, n, False, t) for t, n in ((5.0, 3), (5.0003, 34), (5.0006, 13))] == [False] * 3
-    # a flood from a quiet console: the fourth look in a row rests, and so does every look
-    # that ends a rest and finds bytes (the tick after it does not start a new row)
+    assert [pace.rest_after(n, t) for t, n in ((5.0, 3), (5.0003, 34), (5.0006, 13))] == [0.0] * 3
+    # a systemd shutdown: 60 status lines 0.3 ms apart, then the cursor query: none waits
+    assert [pace.rest_after(90, 6.0 + 0.0003 * i) for i in range(61)] == [0.0] * 61
+
+
+def test_console_pace_reads_a_flood_once_a_tick_after_its_burst():
     pace = ConsolePace(burst=4, tick=0.01)
-    assert [pace.rest_after(t, 40, False, t) for t in (1.0, 1.0001, 1.0002, 1.0003)] == [False] * 3 + [True]
-    assert all(pace.rest_after(1.0003 + 0.011 * i, 65536, True, 1.0003 + 0.011 * i) for i in range(1, 20))
+    # a flood from a quiet console: the bucket's four looks at once, then a rest to the next
+    # look's due time (a tick, less what the looks themselves took)
+    assert [pace.rest_after(40, t) for t in (1.0, 1.0001, 1.0002)] == [0.0] * 3
+    assert pace.rest_after(40, 1.0003) == pytest.approx(0.01 - 0.0003)
+    t, rests = 1.0003 + 0.0097 + 0.0001, []  # each look takes 0.1 ms after its rest
+    for _ in range(20):
+        rests.append(pace.rest_after(65536, t))
+        t += rests[-1] + 0.0001
+    assert rests == [pytest.approx(0.0099)] * 20  # one look a tick
+    # a look that found nothing takes nothing, and a quiet stretch refills the bucket
+    assert pace.rest_after(0, 1.3) == 0.0
+    assert [pace.rest_after(10, 1.3 + 0.0001 * i) for i in range(1, 4)] == [0.0] * 3
 
 
-def test_console_pace_rests_again_only_when_a_rest_brought_a_flood():
-    # a systemd guest's shutdown: status lines a few ms apart, 50-500 bytes a tick; after the
-    # first rest the console is read at once again (a terminal query is not held a tick more)
-    pace = ConsolePace(burst=4, tick=0.01, flood=1024)
-    assert [pace.rest_after(t, 90, False, t) for t in (1.0, 1.002, 1.004, 1.006)] == [False] * 3 + [True]
-    assert not pace.rest_after(1.017, 278, True, 1.017)  # the rest brought 278 bytes: a new row, no rest
-    assert [pace.rest_after(t, 80, False, t) for t in (1.019, 1.021)] == [False, False]
-    assert pace.rest_after(1.023, 80, False, 1.023)  # the row's fourth look rests again
-    assert pace.rest_after(1.034, 1024, True, 1.034)  # a flood's tick: rest on
-    assert not pace.rest_after(1.045, 1023, True, 1.045)
-
-
-def test_console_pace_counts_a_row_from_each_look_s_end():
-    pace = ConsolePace(burst=2, tick=0.01)
-    assert not pace.rest_after(1.0, 10, False, ended=1.008)  # a slow look: its bytes sent on at 1.008
-    assert pace.rest_after(1.011, 10, False, ended=1.0111)  # 11 ms after it began, 3 ms after its end: a row
-
-
-def test_console_pace_starts_a_new_row_after_a_quiet_tick():
-    pace = ConsolePace(burst=2, tick=0.01)
-    assert not pace.rest_after(1.0, 10, False, 1.0)
-    assert pace.rest_after(1.005, 10, False, 1.005)  # the second look within a tick
-    assert not pace.rest_after(1.016, 0, True, 1.016)  # the rest ended on nothing: the guest went quiet
-    assert not pace.rest_after(1.2, 10, False, 1.2)  # a tick and more since the last bytes: a new row
-    assert not pace.rest_after(1.3, 10, False, 1.3)  # a slow trickle never rests
-    assert not pace.rest_after(1.4, 0, False, 1.4)  # a look that found nothing counts for nothing
-
-
-def test_console_pace_counts_a_quiet_tick_from_the_end_of_a_slow_look():
-    """A look preempted for 12 ms between its start and its log write, the next one right after
-    it: no quiet tick came between them, so the row goes on and the fourth look rests (CI's
-    loaded host read a flood in five looks in a row when the tick counted from a look's start)."""
+def test_console_pace_never_keeps_more_than_its_burst():
     pace = ConsolePace(burst=4, tick=0.01)
-    looks = [(1.0, 1.0001), (1.0002, 1.0122), (1.0123, 1.0124), (1.0125, 1.0126)]
-    assert [pace.rest_after(began, 4095, False, ended) for began, ended in looks] == [False] * 3 + [True]
+    assert pace.rest_after(10, 100.0) == 0.0  # an hour of quiet still allows only BURST at once
+    assert [pace.rest_after(10, 100.0 + 0.0001 * i) for i in range(1, 4)][-1] > 0
+
+
+def test_console_pace_counts_from_each_look_s_end():
+    """A look preempted for 12 ms between its read and its log write counts from its end: the
+    bucket refills by the time that passed, however the looks were spread (CI's loaded host)."""
+    pace = ConsolePace(burst=2, tick=0.01)
+    assert pace.rest_after(4095, 1.0) == 0.0
+    assert pace.rest_after(4095, 1.0122) == 0.0  # 12 ms later: a look came back into the bucket
+    assert pace.rest_after(4095, 1.0123) > 0
 
 
 def test_outcome_events():
