@@ -120,8 +120,8 @@ class ConsolePace:
     after a row of status lines, and waits up to 1/3 s for the answer.  The rule before (a rest
     after the fourth look in a row less than a tick apart, a tick more while a rest brought 256
     bytes) rested on those rows, and the query waited 7-14 ms of the guest's shutdown (its
-    journal, 10 poweroffs) against systemd-nspawn's 1-3.  A sid boot and poweroff takes at
-    most 20 looks more than its ticks (its busiest stretch), well inside BURST."""
+    journal, 10 poweroffs) against systemd-nspawn's 1-3.  A sid boot and poweroff left at
+    least 24 of the 64 in the bucket (its busiest stretch: 40 looks more than its ticks)."""
 
     def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
         self.burst, self.tick = burst, tick
