@@ -225,37 +225,49 @@ def test_the_far_watch_imports_no_dashboard(tmp_path):
     assert {n for n in names if n.split(".")[0] in {"textual", "rich"} or n.startswith("nsdash.tui")} == set()
 
 
-def test_journal_of_a_machine_imports_only_its_floor(tmp_path):
-    """`journal -M NAME -n 20` as bench_verbs runs it, on a machine's state entry and its tree's
-    journal: prints what journalctl -D prints, importing none of JOURNAL_NEVER."""
+def _journal_machine(tmp_path, boots: int = 1):
+    """Machine "web": a state entry and its tree's journal of 30 entries over BOOTS boots
+    (journalctl's directory of it, and the environment that names the state directory)."""
     from nsdash.journal.export import export_entry, journal_remote, write_journal
     from nsdash.machines import state as st
 
     if journal_remote() is None:
         pytest.fail("systemd-journal-remote is needed (make apt installs it)")
-    mid, boot = "08c30baea87644339ade293f4e706ff1", "5b1d2c9a0e8f4e1aa0b1c2d3e4f50607"
+    mid = "08c30baea87644339ade293f4e706ff1"
+    ids = [f"5b1d2c9a0e8f4e1aa0b1c2d3e4f5060{b}" for b in range(boots)]
     journal = tmp_path / "tree" / "var/log/journal" / mid
     journal.mkdir(parents=True)
     base = {"_HOSTNAME": "web", "SYSLOG_IDENTIFIER": "app", "_PID": "7", "PRIORITY": "6"}
     write_journal(journal / "system.journal", [
-        export_entry({**base, "MESSAGE": f"line {i}"}, 1_700_000_000_000_000 + i, 1 + i, boot) for i in range(30)])
+        export_entry({**base, "MESSAGE": f"line {i}"}, 1_700_000_000_000_000 + i * 10**8, 1 + i,
+                     ids[i * boots // 30]) for i in range(30)])
     entry = tmp_path / "state" / "machines" / "web"
     entry.mkdir(parents=True)
     st.write_state(entry, st.MachineState(name="web", root=str(tmp_path / "tree"), leader=None, cgroup="/x",
                                           supervisor=1, started="2026-01-01T00:00:00Z",
                                           since="2026-01-01T00:00:00Z", uuid=mid))
-    env = {"NSDASH_STATE_DIR": str(tmp_path / "state"), "TZ": "UTC"}
-    names = _imported(["journal", "-M", "web", "-n", "20"], env)
+    return journal, {"NSDASH_STATE_DIR": str(tmp_path / "state"), "TZ": "UTC"}
+
+
+@pytest.mark.parametrize("argv", [["-n", "20"], ["--list-boots"]], ids=["tail", "list-boots"])
+def test_journal_of_a_machine_imports_only_its_floor(argv, tmp_path):
+    """`journal -M NAME -n 20` and `--list-boots` as bench_verbs runs them, on a machine's state
+    entry and its tree's journal: print what journalctl -D prints, importing none of
+    JOURNAL_NEVER (--list-boots no console-log reader: its pathlib, os, re and ctypes)."""
+    journal, env = _journal_machine(tmp_path, boots=3)
+    names = _imported(["journal", "-M", "web", *argv], env)
     assert "systemd._reader" in names and "nsdash.journal.reader" in names
     assert {n for n in names if n in JOURNAL_NEVER or n.split(".")[0] in JOURNAL_NEVER
             or n.startswith(tuple(m + "." for m in JOURNAL_NEVER))} == set()
-    ours = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "journal", "-M", "web", "-n", "20"],
+    assert "nsdash.journal.console" not in names
+    ours = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "journal", "-M", "web", *argv],
                           capture_output=True, text=True, timeout=60, cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO), **env))
-    theirs = subprocess.run(["journalctl", "-D", str(journal), "-n", "20", "--no-pager"], capture_output=True,
+    theirs = subprocess.run(["journalctl", "-D", str(journal), *argv, "--no-pager"], capture_output=True,
                             text=True, timeout=60, env=dict(os.environ, TZ="UTC"))
     assert ours.returncode == 0, ours.stderr
-    assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 20
+    assert ours.stdout == theirs.stdout
+    assert ours.stdout.count(": line ") == 20 if argv[0] == "-n" else ours.stdout.count("\n") == 4
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a leader chrooted into the machine's tree")
