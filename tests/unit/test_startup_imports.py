@@ -518,9 +518,9 @@ def _psutil_rows(pids: list[int], machine: str) -> str:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a machine's cgroup with processes in it")
 def test_ps_of_a_machine_reads_its_cgroup_without_psutil(tmp_path, machine_name):
     """`ps -M NAME` lists the processes in the machine's cgroup and below it, as psutil read them,
-    importing none of PS_NEVER.  The
-    machine is a state entry whose lock its leader holds, in a real scope of the hierarchy that
-    holds every process; a process outside it is not listed."""
+    importing none of PS_NEVER.  The machine is a state entry whose lock its leader holds, in a
+    real scope of the hierarchy that holds every process; neither a process outside it nor one
+    of a machine nested in it (its own entry names a cgroup below) is listed."""
     from nsdash.machines import state as st
     from nsdash.monitor import tree
     from nsdash.system import cgroupfs
@@ -528,7 +528,7 @@ def test_ps_of_a_machine_reads_its_cgroup_without_psutil(tmp_path, machine_name)
     scope = f"/machine.slice/nsdash-test-{machine_name}.scope"
     top = tree.primary_mount(cgroupfs.detect())
     made = []
-    for d in (top + "/machine.slice", top + scope, top + scope + "/payload"):
+    for d in (top + "/machine.slice", top + scope, top + scope + "/payload", top + scope + "/nested"):
         if not os.path.isdir(d):
             os.mkdir(d)
             made.append(d)
@@ -547,13 +547,18 @@ def test_ps_of_a_machine_reads_its_cgroup_without_psutil(tmp_path, machine_name)
     hold = (f"import fcntl, os, sys; fd = os.open({str(lock)!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
             "print('ok', flush=True); sys.stdin.read()")
     wait = "import sys; print('ok', flush=True); sys.stdin.read()"
-    procs = [start(scope, hold), start(scope + "/payload", wait), start("/", wait)]
+    procs = [start(scope, hold), start(scope + "/payload", wait), start("/", wait), start(scope + "/nested", wait)]
     try:
         assert all(p.stdout is not None and p.stdout.readline() == "ok\n" for p in procs)
         leader = procs[0].pid
         st.write_state(entry, st.MachineState(name=machine_name, root="/", leader=leader, cgroup=scope,
                                               supervisor=leader, started="2026-01-01T00:00:00Z",
                                               since="2026-01-01T00:00:00Z"))
+        nested = tmp_path / "state" / "machines" / f"{machine_name}-in"
+        nested.mkdir()
+        st.write_state(nested, st.MachineState(name=f"{machine_name}-in", root="/", leader=procs[3].pid,
+                                               cgroup=scope + "/nested", supervisor=procs[3].pid,
+                                               started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z"))
         env = {"NSDASH_STATE_DIR": str(tmp_path / "state")}
         names = _imported(["ps", "-M", machine_name], env)
         assert "nsdash.cli.machinectl" in names
