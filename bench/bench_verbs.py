@@ -14,6 +14,13 @@ is the steadier figure on a busy machine.
                                                                  bench_nested.py compares them with
                                                                  machinectl on a booted systemd host)
   journal                   nsdash journal -M M -n 20            journalctl -D (its journal) -n 20
+  journal --list-boots      nsdash journal -M M --list-boots     journalctl -D (its journal) --list-boots
+  ps -M M                   nsdash ps -M M                       ps -o pid,user,time,args -p (M's PIDs):
+                                                                 the same rows; ps is handed the PIDs
+                                                                 (read once from M's cgroup) where nsdash
+                                                                 finds them itself, so the ratio leans
+                                                                 to the peer (machinectl status's
+                                                                 process tree needs machined)
   systemctl list-units      nsdash systemctl -M M list-units     systemctl list-units, run inside M
   systemctl status          nsdash systemctl -M M status U       systemctl status U, run inside M
 
@@ -120,6 +127,19 @@ def boot(name: str) -> int:
     return resolve(name).leader
 
 
+def machine_pids(name: str) -> list[int]:
+    """The PIDs in machine NAME's cgroup and below it, as `nsdash ps -M NAME` finds them."""
+    from nsdash.machines import registry
+    from nsdash.monitor import tree
+    from nsdash.system import cgroupfs
+
+    state = registry.lookup(name, details=False).state
+    if state is None or not state.cgroup:
+        raise SystemExit(f"machine {name} has no cgroup recorded")
+    top = tree.primary_mount(cgroupfs.detect()) + state.cgroup
+    return sorted(pid for sub in cgroupfs.subtree(top) for pid in tree.read_pids(sub))
+
+
 def machine_pairs(ours: list[str], run_pair, runs: int, report: Report) -> None:
     """The pairs that need a booted machine (M): booted here, powered off after."""
     name = f"benchverbs{os.getpid()}"
@@ -132,6 +152,11 @@ def machine_pairs(ours: list[str], run_pair, runs: int, report: Report) -> None:
         journal = f"/proc/{leader}/root/var/log/journal"
         run_pair("journal -M M -n 20", [*ours, "journal", "-M", name, "-n", "20"], "journalctl -D",
                  ["journalctl", "-D", journal, "-n", "20", "--no-pager"], runs, report)
+        run_pair("journal --list-boots", [*ours, "journal", "-M", name, "--list-boots"], "journalctl -D",
+                 ["journalctl", "-D", journal, "--list-boots", "--no-pager"], runs, report)
+        pids = machine_pids(name)
+        run_pair("ps -M M", [*ours, "ps", "-M", name], "ps -p (its PIDs)",
+                 ["ps", "-o", "pid,user,time,args", "-p", ",".join(map(str, pids))], runs, report)
         run_pair("systemctl list-units", [*ours, "systemctl", "-M", name, "list-units"], "systemctl inside",
                  [*inside, "systemctl", "list-units", "--no-pager"], runs, report)
         run_pair("systemctl status dbus", [*ours, "systemctl", "-M", name, "status", "dbus.service"],
@@ -167,7 +192,8 @@ def main() -> int:
         run_pair("cgls", [*ours, "cgls"], "systemd-cgls", ["systemd-cgls", "--no-pager"], args.runs, report)
         run_pair("cgtop -b -n 1", [*ours, "cgtop", "-b", "-n", "1"], "systemd-cgtop",
                  ["systemd-cgtop", "-b", "-n", "1"], args.runs, report)
-        machine_labels = ("list", "status M", "journal -M M -n 20", "systemctl list-units", "systemctl status dbus")
+        machine_labels = ("list", "status M", "journal -M M -n 20", "journal --list-boots", "ps -M M",
+                          "systemctl list-units", "systemctl status dbus")
         if not wanted or any(label.startswith(wanted) for label in machine_labels):
             machine_pairs(ours, run_pair, args.runs, report)
     report.done()

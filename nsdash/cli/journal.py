@@ -78,7 +78,6 @@ def _report_skipped(log, already: int) -> int:
 
 
 def _list_boots(log) -> int:
-    from nsdash.journal.console import ConsoleSource
     from nsdash.journal.reader import JournalSource
 
     for src in log.sources:
@@ -88,7 +87,12 @@ def _list_boots(log) -> int:
                 first = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(b.first // 10**6))
                 last = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(b.last // 10**6))
                 print(f"{b.index:>3} {escape(b.boot_id)} {first:27} {last}")  # the guest wrote the file
-        elif isinstance(src, ConsoleSource):
+            continue
+        # A console log's source: its module is loaded already where there is one (a journal's
+        # listing imports neither it nor what it brings: pathlib, os, re, ctypes).
+        from nsdash.journal.console import ConsoleSource
+
+        if isinstance(src, ConsoleSource):
             numbers = src.boot_numbers()
             print(f"{'IDX':>3} BOOT (console log of {src.machine})")
             for i, n in enumerate(numbers):

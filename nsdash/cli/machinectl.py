@@ -396,32 +396,51 @@ def cmd_list_images(argv: list[str]) -> int:
     return 0
 
 
+def _machine_pids(m: Machine) -> list[int] | None:
+    """The PIDs in machine M's cgroup and below it (in the hierarchy that holds every process), or
+    None where no cgroup is recorded for it (machined's machines: every process is looked at)."""
+    cgroup = m.state.cgroup if m.state else None
+    if not cgroup:
+        return None
+    from nsdash.monitor import tree
+    from nsdash.system import cgroupfs
+
+    top = tree.primary_mount(cgroupfs.detect()) + cgroup
+    pids: set[int] = set()
+    for sub in cgroupfs.subtree(top):  # (no recursion: a guest nests its cgroups at will)
+        try:
+            pids.update(tree.read_pids(sub))
+        except OSError:  # gone while we looked
+            continue
+    return sorted(pids)
+
+
 def cmd_ps(argv: list[str]) -> int:
     p = _parser("ps", None)
     _output_opts(p)
     p.add_argument("-M", "--machine", dest="machine")
     ns = _parse(p, argv)
-    import psutil
-
     from nsdash.machines import registry
+    from nsdash.monitor import procs
     from nsdash.monitor.machines import MachineMap, process_cgroup
 
-    if ns.machine:
-        registry.lookup(ns.machine)
+    pids = None
+    if ns.machine:  # only its processes are read, not every process of the host
+        pids = _machine_pids(registry.lookup(ns.machine, details=False))
     mapping = MachineMap()
     rows, data = [], []
-    for proc in psutil.process_iter(["pid", "username", "cmdline", "name", "cpu_times"]):
-        cg = process_cgroup(proc.info["pid"])
+    users: dict[int, str] = {}
+    for pid in procs.all_pids() if pids is None else pids:
+        cg = process_cgroup(pid)
         machine = mapping.machine_of(cg) if cg else None
-        if ns.machine and machine != ns.machine:
+        if ns.machine and machine != ns.machine:  # (a machine nested in it is its own)
             continue
-        cmd = " ".join(proc.info["cmdline"] or []) or f"[{proc.info['name']}]"
-        t = proc.info["cpu_times"]
-        secs = int(t.user + t.system) if t else 0
-        rows.append([str(proc.info["pid"]), machine or "-", proc.info["username"] or "?",
-                     f"{secs // 60}:{secs % 60:02d}", cmd])
-        data.append({"pid": proc.info["pid"], "machine": machine, "user": proc.info["username"],
-                     "cpu_seconds": secs, "command": cmd})
+        row = procs.ps_row(pid, users)
+        if row is None:  # gone
+            continue
+        secs = row.cpu_seconds
+        rows.append([str(pid), machine or "-", row.user or "?", f"{secs // 60}:{secs % 60:02d}", row.command])
+        data.append({"pid": pid, "machine": machine, "user": row.user, "cpu_seconds": secs, "command": row.command})
     if ns.output.startswith("json"):
         _dump(data, ns.output)
         return 0

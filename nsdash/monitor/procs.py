@@ -119,3 +119,69 @@ def processes_with_machines(directory: str, cgroup: str, kernel_threads: bool = 
     machine = mapping.machine_of(cgroup)
     return [ProcessInfo(p.pid, p.cmdline, p.kernel_thread, machine)
             for p in processes(directory, kernel_threads, proc)]
+
+
+# ---------------------------------------------------------------- `nsdash ps`
+
+
+class PsRow(Frozen):
+    """One process as `nsdash ps` shows it: what psutil gave it, read as psutil reads it."""
+
+    pid: int
+    user: str | None  # the real UID's name, its number where it has none; None if unreadable
+    cpu_seconds: int  # user + system time, whole seconds
+    command: str  # the process's own text, not escaped: its arguments, or '[comm]'
+
+
+def all_pids(proc: str = "/proc") -> list[int]:
+    """Every process's PID, sorted."""
+    return sorted(int(n) for n in posix.listdir(proc) if n.isdigit())
+
+
+def command_text(raw: bytes, comm: bytes) -> str:
+    """/proc/PID/cmdline's arguments joined by spaces, as psutil's cmdline() split them: on NUL,
+    or on spaces where the process rewrote its title without a NUL at the end (setproctitle);
+    '[COMM]' where there are none (kernel threads, zombies)."""
+    # (a title without the NUL at the end keeps any NUL in it: psutil split it on spaces alone)
+    text = raw[:-1].replace(b"\0", b" ") if raw.endswith(b"\0") else raw.removesuffix(b" ")
+    return (text or b"[" + comm + b"]").decode("utf-8", "surrogateescape")
+
+
+def _real_uid(status: bytes) -> int:
+    start = status.index(b"\nUid:") + 5
+    return int(status[start:status.index(b"\n", start)].split()[0])
+
+
+_ticks: list[int] = []  # SC_CLK_TCK, asked once
+
+
+def ps_row(pid: int, users: dict[int, str], proc: str = "/proc") -> PsRow | None:
+    """Process PID's row, or None when it is gone; USERS caches the names of UIDs seen."""
+    try:
+        stat = _read(f"{proc}/{pid}/stat")
+        try:
+            uid: int | None = _real_uid(_read(f"{proc}/{pid}/status"))
+        except PermissionError:
+            uid = None
+        try:
+            raw = _read(f"{proc}/{pid}/cmdline")
+        except PermissionError:
+            raw = b""
+    except OSError:  # gone (or never was)
+        return None
+    rpar = stat.rfind(b")")
+    fields = stat[rpar + 2:].split()
+    if not _ticks:
+        _ticks.append(posix.sysconf("SC_CLK_TCK"))
+    secs = int(int(fields[11]) / _ticks[0] + int(fields[12]) / _ticks[0])  # (psutil's float sum)
+    user = None
+    if uid is not None:
+        if uid not in users:
+            import pwd
+
+            try:
+                users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                users[uid] = str(uid)
+        user = users[uid]
+    return PsRow(pid, user, secs, command_text(raw, stat[stat.find(b"(") + 1:rpar]))

@@ -5,6 +5,7 @@ which names every module imported; the spawn path's modules are imported in a
 fresh interpreter.  Timing is bench/'s business (bench_verbs.py, bench_spawn.py).
 """
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -225,37 +226,49 @@ def test_the_far_watch_imports_no_dashboard(tmp_path):
     assert {n for n in names if n.split(".")[0] in {"textual", "rich"} or n.startswith("nsdash.tui")} == set()
 
 
-def test_journal_of_a_machine_imports_only_its_floor(tmp_path):
-    """`journal -M NAME -n 20` as bench_verbs runs it, on a machine's state entry and its tree's
-    journal: prints what journalctl -D prints, importing none of JOURNAL_NEVER."""
+def _journal_machine(tmp_path, boots: int = 1):
+    """Machine "web": a state entry and its tree's journal of 30 entries over BOOTS boots
+    (journalctl's directory of it, and the environment that names the state directory)."""
     from nsdash.journal.export import export_entry, journal_remote, write_journal
     from nsdash.machines import state as st
 
     if journal_remote() is None:
         pytest.fail("systemd-journal-remote is needed (make apt installs it)")
-    mid, boot = "08c30baea87644339ade293f4e706ff1", "5b1d2c9a0e8f4e1aa0b1c2d3e4f50607"
+    mid = "08c30baea87644339ade293f4e706ff1"
+    ids = [f"5b1d2c9a0e8f4e1aa0b1c2d3e4f5060{b}" for b in range(boots)]
     journal = tmp_path / "tree" / "var/log/journal" / mid
     journal.mkdir(parents=True)
     base = {"_HOSTNAME": "web", "SYSLOG_IDENTIFIER": "app", "_PID": "7", "PRIORITY": "6"}
     write_journal(journal / "system.journal", [
-        export_entry({**base, "MESSAGE": f"line {i}"}, 1_700_000_000_000_000 + i, 1 + i, boot) for i in range(30)])
+        export_entry({**base, "MESSAGE": f"line {i}"}, 1_700_000_000_000_000 + i * 10**8, 1 + i,
+                     ids[i * boots // 30]) for i in range(30)])
     entry = tmp_path / "state" / "machines" / "web"
     entry.mkdir(parents=True)
     st.write_state(entry, st.MachineState(name="web", root=str(tmp_path / "tree"), leader=None, cgroup="/x",
                                           supervisor=1, started="2026-01-01T00:00:00Z",
                                           since="2026-01-01T00:00:00Z", uuid=mid))
-    env = {"NSDASH_STATE_DIR": str(tmp_path / "state"), "TZ": "UTC"}
-    names = _imported(["journal", "-M", "web", "-n", "20"], env)
+    return journal, {"NSDASH_STATE_DIR": str(tmp_path / "state"), "TZ": "UTC"}
+
+
+@pytest.mark.parametrize("argv", [["-n", "20"], ["--list-boots"]], ids=["tail", "list-boots"])
+def test_journal_of_a_machine_imports_only_its_floor(argv, tmp_path):
+    """`journal -M NAME -n 20` and `--list-boots` as bench_verbs runs them, on a machine's state
+    entry and its tree's journal: print what journalctl -D prints, importing none of
+    JOURNAL_NEVER (--list-boots no console-log reader: its pathlib, os, re and ctypes)."""
+    journal, env = _journal_machine(tmp_path, boots=3)
+    names = _imported(["journal", "-M", "web", *argv], env)
     assert "systemd._reader" in names and "nsdash.journal.reader" in names
     assert {n for n in names if n in JOURNAL_NEVER or n.split(".")[0] in JOURNAL_NEVER
             or n.startswith(tuple(m + "." for m in JOURNAL_NEVER))} == set()
-    ours = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "journal", "-M", "web", "-n", "20"],
+    assert "nsdash.journal.console" not in names
+    ours = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "journal", "-M", "web", *argv],
                           capture_output=True, text=True, timeout=60, cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO), **env))
-    theirs = subprocess.run(["journalctl", "-D", str(journal), "-n", "20", "--no-pager"], capture_output=True,
+    theirs = subprocess.run(["journalctl", "-D", str(journal), *argv, "--no-pager"], capture_output=True,
                             text=True, timeout=60, env=dict(os.environ, TZ="UTC"))
     assert ours.returncode == 0, ours.stderr
-    assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 20
+    assert ours.stdout == theirs.stdout
+    assert ours.stdout.count(": line ") == 20 if argv[0] == "-n" else ours.stdout.count("\n") == 4
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a leader chrooted into the machine's tree")
@@ -477,3 +490,91 @@ def test_cgls_and_cgtop_of_a_machine_read_its_state_without_pathlib(argv, tmp_pa
     names = _imported(argv, {"NSDASH_STATE_DIR": str(tmp_path)})
     assert "nsdash.monitor.machines" in names
     assert names & ({"pathlib", "re", "enum", "urllib"} | _NO_OS) == set()
+
+
+# `ps -M M` against ps of the machine's processes (bench_verbs.py): psutil reads every process of
+# the host (and brings subprocess, socket, threading, re, os ...); the verb reads M's cgroup.
+PS_NEVER = _LEAN | _NO_OS | {"psutil", "subprocess", "socket", "threading", "datetime", "collections",
+                             "functools", "ctypes", "pathlib", "argparse"}
+
+
+def _psutil_rows(pids: list[int], machine: str) -> str:
+    """What `nsdash ps` printed for PIDS when psutil read them (the code before issue 16's change)."""
+    import psutil
+
+    from nsdash.cli.machinectl import table
+
+    rows = []
+    for proc in psutil.process_iter(["pid", "username", "cmdline", "name", "cpu_times"]):
+        if proc.info["pid"] in pids:
+            cmd = " ".join(proc.info["cmdline"] or []) or f"[{proc.info['name']}]"
+            t = proc.info["cpu_times"]
+            secs = int(t.user + t.system) if t else 0
+            rows.append([str(proc.info["pid"]), machine, proc.info["username"] or "?", f"{secs // 60}:{secs % 60:02d}",
+                         cmd])
+    return table(["PID", "MACHINE", "USER", "TIME", "COMMAND"], rows)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a machine's cgroup with processes in it")
+def test_ps_of_a_machine_reads_its_cgroup_without_psutil(tmp_path, machine_name):
+    """`ps -M NAME` lists the processes in the machine's cgroup and below it, as psutil read them,
+    importing none of PS_NEVER.  The machine is a state entry whose lock its leader holds, in a
+    real scope of the hierarchy that holds every process; neither a process outside it nor one
+    of a machine nested in it (its own entry names a cgroup below) is listed."""
+    from nsdash.machines import state as st
+    from nsdash.monitor import tree
+    from nsdash.system import cgroupfs
+
+    scope = f"/machine.slice/nsdash-test-{machine_name}.scope"
+    top = tree.primary_mount(cgroupfs.detect())
+    made = []
+    for d in (top + "/machine.slice", top + scope, top + scope + "/payload", top + scope + "/nested"):
+        if not os.path.isdir(d):
+            os.mkdir(d)
+            made.append(d)
+    entry = tmp_path / "state" / "machines" / machine_name
+    entry.mkdir(parents=True)
+    lock = entry / st.LOCK_FILE
+    lock.touch()
+
+    def start(cgroup: str, code: str) -> subprocess.Popen:
+        def join() -> None:
+            with open(f"{top}{cgroup}/cgroup.procs", "w") as f:
+                f.write("0")
+        return subprocess.Popen([sys.executable, "-S", "-c", code, "an argument with spaces"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, preexec_fn=join)
+
+    hold = (f"import fcntl, os, sys; fd = os.open({str(lock)!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('ok', flush=True); sys.stdin.read()")
+    wait = "import sys; print('ok', flush=True); sys.stdin.read()"
+    procs = [start(scope, hold), start(scope + "/payload", wait), start("/", wait), start(scope + "/nested", wait)]
+    try:
+        assert all(p.stdout is not None and p.stdout.readline() == "ok\n" for p in procs)
+        leader = procs[0].pid
+        st.write_state(entry, st.MachineState(name=machine_name, root="/", leader=leader, cgroup=scope,
+                                              supervisor=leader, started="2026-01-01T00:00:00Z",
+                                              since="2026-01-01T00:00:00Z"))
+        nested = tmp_path / "state" / "machines" / f"{machine_name}-in"
+        nested.mkdir()
+        st.write_state(nested, st.MachineState(name=f"{machine_name}-in", root="/", leader=procs[3].pid,
+                                               cgroup=scope + "/nested", supervisor=procs[3].pid,
+                                               started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z"))
+        env = {"NSDASH_STATE_DIR": str(tmp_path / "state")}
+        names = _imported(["ps", "-M", machine_name], env)
+        assert "nsdash.cli.machinectl" in names
+        assert {n for n in names if n in PS_NEVER or n.split(".")[0] in PS_NEVER} == set()
+        out = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "ps", "-M", machine_name],
+                             capture_output=True, text=True, timeout=60, cwd=REPO,
+                             env=dict(os.environ, PYTHONPATH=str(REPO), **env))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == _psutil_rows([procs[0].pid, procs[1].pid], machine_name)
+        assert out.stdout.count("an argument with spaces") == 2
+    finally:
+        for p in procs:
+            p.communicate(timeout=10)  # its stdin's end: it leaves
+        for d in reversed(made):
+            if d.endswith("/machine.slice"):
+                with contextlib.suppress(OSError):  # another run's machine may hold it
+                    os.rmdir(d)
+            else:
+                os.rmdir(d)
