@@ -420,8 +420,9 @@ def cmd_ps(argv: list[str]) -> int:
     _output_opts(p)
     p.add_argument("-M", "--machine", dest="machine")
     ns = _parse(p, argv)
+    import psutil
+
     from nsdash.machines import registry
-    from nsdash.monitor import procs
     from nsdash.monitor.machines import MachineMap, process_cgroup
 
     pids = None
@@ -429,18 +430,20 @@ def cmd_ps(argv: list[str]) -> int:
         pids = _machine_pids(registry.lookup(ns.machine, details=False))
     mapping = MachineMap()
     rows, data = [], []
-    users: dict[int, str] = {}
-    for pid in procs.all_pids() if pids is None else pids:
+    for pid in psutil.pids() if pids is None else pids:
         cg = process_cgroup(pid)
         machine = mapping.machine_of(cg) if cg else None
         if ns.machine and machine != ns.machine:  # (a machine nested in it is its own)
             continue
-        row = procs.ps_row(pid, users)
-        if row is None:  # gone
+        try:
+            info = psutil.Process(pid).as_dict(["username", "cmdline", "name", "cpu_times"])
+        except psutil.Error:  # gone
             continue
-        secs = row.cpu_seconds
-        rows.append([str(pid), machine or "-", row.user or "?", f"{secs // 60}:{secs % 60:02d}", row.command])
-        data.append({"pid": pid, "machine": machine, "user": row.user, "cpu_seconds": secs, "command": row.command})
+        cmd = " ".join(info["cmdline"] or []) or f"[{info['name']}]"
+        t = info["cpu_times"]
+        secs = int(t.user + t.system) if t else 0
+        rows.append([str(pid), machine or "-", info["username"] or "?", f"{secs // 60}:{secs % 60:02d}", cmd])
+        data.append({"pid": pid, "machine": machine, "user": info["username"], "cpu_seconds": secs, "command": cmd})
     if ns.output.startswith("json"):
         _dump(data, ns.output)
         return 0
