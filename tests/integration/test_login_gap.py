@@ -18,7 +18,7 @@ import pytest
 from _tmux import Tmux
 from conftest import NSDASH, wait_for
 
-from nsdash.machines import client
+from nsdash.machines import client, consolelog
 from nsdash.machines import state as st
 
 pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
@@ -66,8 +66,8 @@ def test_login_resets_the_terminal_where_the_supervisor_skipped_ahead(busybox_tr
                  what="the program's state on the terminal")
         os.kill(login, signal.SIGSTOP)  # a terminal that cannot keep up, at its most
         (busybox_tree / "flood").touch()
-        log = st.machine_dir(machine_name) / "console.log"
-        wait_for(lambda: MARK.encode() in log.read_bytes()[-4096:], timeout=60, what="the guest's last line")
+        log = st.machine_dir(machine_name) / "console.log"  # (tail: across a rotation under way)
+        wait_for(lambda: MARK.encode() in consolelog.tail(log, 4096), timeout=60, what="the guest's last line")
         os.kill(login, signal.SIGCONT)
         screen = tmux.wait("tail-marker")
         flags = tmux.run("display-message", "-p", "-t", tmux.session,
