@@ -8,7 +8,9 @@ A flooding machine (`yes > /dev/console`) writes faster than a terminal
 behind.  So the output goes out without blocking, keys are read meanwhile,
 and once BEHIND bytes wait for the terminal all but the last KEEP of them
 are skipped, from a point where a terminal is in its ground state
-(consolelog.safe_start); the closing message says how much.
+(consolelog.safe_start); the closing message says how much.  Where output
+was skipped, here or by the supervisor, the terminal gets consolelog.GAP_RESET
+first: what was skipped may have held the end of what the last bytes shown began.
 """
 
 from __future__ import annotations
@@ -51,15 +53,30 @@ class EscapeDetector:
 def skip_behind(pending: bytearray) -> int:
     """Cut PENDING to its last KEEP bytes (from a safe start) once it holds more than BEHIND;
     how many bytes went."""
-    from nsdash.machines.consolelog import safe_start
+    from nsdash.machines.consolelog import GAP_RESET, safe_start
 
     if len(pending) <= BEHIND:
         return 0
     cut = len(pending) - KEEP
     start = safe_start(bytes(pending[cut:]))
     cut += start if start < KEEP else 0
-    del pending[:cut]
+    pending[:cut] = GAP_RESET
     return cut
+
+
+def with_gaps(out: bytes, events: list[dict]) -> bytes:
+    """OUT with GAP_RESET at the place of each gap the supervisor skipped (`skipped` events)."""
+    places = [int(e.get("at", 0)) for e in events if e.get("event") == "skipped"]
+    if not places:
+        return out
+    from nsdash.machines.consolelog import GAP_RESET
+
+    parts, last = [], 0
+    for at in places:
+        parts += [out[last:at], GAP_RESET]
+        last = at
+    parts.append(out[last:])
+    return b"".join(parts)
 
 
 def _flush(fd: int, pending: bytearray) -> None:
@@ -132,6 +149,7 @@ def login(name: str) -> int:
                 out, events = got
                 # The supervisor left out what came while we were a megabyte behind: said at the end.
                 skipped += sum(int(e.get("bytes", 0)) for e in events if e.get("event") == "skipped")
+                out = with_gaps(out, events)
                 if out:
                     pending += out
                     skipped += skip_behind(pending)

@@ -262,6 +262,21 @@ _SEQUENCE = (
 )
 
 
+# Written to a terminal where the console's stream has a gap (output skipped ahead of a
+# reader that fell behind), before what follows it.  The terminal is in whatever state the
+# last bytes before the gap left it; the gap may have held the sequences that undid it (a
+# program's exit from the alternate screen, a progress bar's scroll region given back, SGR 0)
+# or half a sequence that would swallow what follows.  So, the least that makes the rest
+# render as in a fresh terminal, and keeps what the user sees and scrolled (no RIS, no
+# erase): CAN and ST end a sequence or control string cut open; the normal screen (1047, not
+# 1049: that one restores a saved cursor even when not on the alternate screen); the whole
+# screen as scroll region (DECSTBM homes the cursor, so between DECSC and DECRC); no
+# attributes, ASCII in G0 and G0 in GL; replace mode, autowrap, the cursor shown.  Input
+# modes (application keys, mouse, bracketed paste) stay: a program still running wants them.
+GAP_RESET = (b"\x18\x1b\\" b"\x1b[?1047l" b"\x1b7\x1b[r\x1b8"
+             b"\x1b[m\x0f\x1b(B" b"\x1b[4l\x1b[?7h\x1b[?25h")
+
+
 def safe_start(data: bytes) -> int:
     """Where to start showing DATA, a cut from a console stream, so that no escape
     sequence, control string or UTF-8 character is entered in its middle.

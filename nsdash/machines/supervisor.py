@@ -189,7 +189,8 @@ class _Conn:
         self.closing = False
         self.refused = False  # a non-root peer: everything it sends is discarded
         self.busy = False  # a bus-call in the worker: its next requests wait (answers stay in order)
-        self.skipped = 0  # console bytes left out while this attacher was behind, not yet reported
+        self.behind = False  # sent no console output until it has taken all it holds
+        self.skipped = 0  # console bytes left out while it was behind, not yet reported
 
     @property
     def attached(self) -> bool:
@@ -1007,10 +1008,18 @@ class Supervisor:
         for conn in list(self.conns.values()):
             if not conn.attached:
                 continue
+            if raw:
+                # An event goes in its place in the stream, after the output that came before
+                # it, even output skipped: the gap so far and its tail (a boot's last lines and
+                # separator) first.  The tail while the queue stays within twice the limit (an
+                # attacher that never reads, through a reboot loop, must not grow the supervisor).
+                self._send(conn, self._gap(conn, len(conn.out) < 2 * CLIENT_BUFFER_LIMIT) + wire)
+                continue
             # Behind is what the client has not taken yet, not what one look at a flooding console
             # handed it at once.  A slow attacher skips ahead, as a terminal would, rather than
             # being dropped (its pane would tell a machine that runs on from one that stopped).
-            if not raw and (conn.skipped or len(conn.out) + len(wire) > CLIENT_BUFFER_LIMIT):
+            if conn.behind or len(conn.out) + len(wire) > CLIENT_BUFFER_LIMIT:
+                conn.behind = True
                 conn.skipped += len(data)
                 continue
             self._send(conn, wire)
@@ -1155,8 +1164,9 @@ class Supervisor:
             while conn.out:
                 n = conn.sock.send(conn.out)
                 del conn.out[:n]
-                if not conn.out and conn.skipped:
-                    conn.out += self._caught_up(conn)
+                if not conn.out and conn.behind:
+                    conn.behind = False
+                    conn.out += self._gap(conn)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
@@ -1169,15 +1179,19 @@ class Supervisor:
         if fd in self.handlers:
             self.poller.modify(fd, POLLIN | (POLLOUT if conn.out else 0))
 
-    def _caught_up(self, conn: _Conn) -> bytes:
-        """An attacher that was behind has taken all it held: the gap (a `skipped` event), then
-        the console's latest bytes, as a new attacher's replay, so it sees the screen the skipped
-        output left (a flood's last line may be the last the machine prints for a while)."""
+    def _gap(self, conn: _Conn, tail: bool = True) -> bytes:
+        """What an attacher that was behind missed (once it has taken all it held, or before an
+        event): the gap (a `skipped` event), then with TAIL the console's latest bytes, as a new
+        attacher's replay, so it sees the screen the skipped output left (a flood's last line may
+        be the last the machine prints for a while).  Nothing if it missed nothing since the
+        last event."""
         from nsdash.machines import protocol as proto
 
-        tail = self.log.tail_safe(min(conn.skipped, self.replay_bytes)) if self.log is not None else b""
-        gap, conn.skipped = conn.skipped - len(tail), 0
-        return proto.event_frame("skipped", bytes=gap) + (proto.output_frames(tail) if tail else b"")
+        if not conn.skipped:
+            return b""
+        shown = self.log.tail_safe(min(conn.skipped, self.replay_bytes)) if tail and self.log is not None else b""
+        gap, conn.skipped = conn.skipped - len(shown), 0
+        return proto.event_frame("skipped", bytes=gap) + (proto.output_frames(shown) if shown else b"")
 
     def _conn_readable(self, conn: _Conn) -> None:
         try:

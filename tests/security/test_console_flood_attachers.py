@@ -91,3 +91,53 @@ def test_nsdash_login_stays_attached_through_a_flood(busybox_tree, machine_name,
     finally:
         login.kill()
         login.communicate(timeout=10)
+
+
+def _stream(session, until) -> list[tuple[str, object]]:
+    """What SESSION receives, in order, as ("O", bytes) and ("E", event) items, read until
+    UNTIL(event) holds for an event."""
+    items: list[tuple[str, object]] = []
+    while True:
+        got = session.read(timeout=10)
+        assert got is not None, f"the attacher was dropped; it got {items[-3:]}"
+        data, events = got
+        at = 0
+        for e in events:
+            if e["at"] > at:
+                items.append(("O", data[at:e["at"]]))
+                at = e["at"]
+            items.append(("E", e))
+        if data[at:]:
+            items.append(("O", data[at:]))
+        if any(until(e) for e in events):
+            return items
+
+
+def test_a_skipped_attacher_hears_of_its_gap_before_the_reboot_that_followed_it(busybox_tree, machine_name, detached):
+    """An attacher that fell behind a flood the guest then rebooted after: the stream keeps the
+    true order.  What it missed before the reboot is said (a `skipped` event, then the tail: the
+    flood's last lines and the reboot's separator) before the `reboot` event, and nothing from
+    before the reboot comes after it.  (Before, events went out at once while the gap was said
+    only once the attacher had drained: `reboot`, `boot 2`, then the gap and the first boot's
+    flood.)"""
+    script = ("while [ ! -e /go ]; do usleep 20000; done; "  # the test has attached
+              "[ -e /flooded ] || { touch /flooded; yes flood-line-of-the-guest | head -c 4000000 > /dev/console; "
+              "reboot -f; }; exec sleep 1000")
+    detached("-q", "-D", str(busybox_tree), "/bin/sh", "-c", script)
+    wait_for(lambda: (s := st.read_state(st.machine_dir(machine_name))) and s.leader)
+    stalled = client.attach(machine_name, replay=0)  # read only once the machine has rebooted
+    try:
+        (busybox_tree / "go").touch()
+        wait_for(lambda: client.status(machine_name)["boot"] >= 2, timeout=60, what="the reboot")
+        items = _stream(stalled, until=lambda e: e["event"] == "boot 2")
+    finally:
+        stalled.close()
+    kinds = [v["event"] if k == "E" else k for k, v in items]
+    reboot = kinds.index("reboot")
+    gap = kinds.index("skipped")
+    assert gap < reboot and items[gap][1]["bytes"] > 0, kinds
+    assert kinds[gap + 1:reboot] == ["O"], kinds  # the tail, then the event
+    tail = items[reboot - 1][1]
+    assert tail.startswith(b"flood-line") and b"\n-- nsdash: reboot " in tail[-100:], tail[-300:]
+    late = b"".join(v for k, v in items[reboot + 1:] if k == "O")
+    assert b"flood-line" not in late and b"-- nsdash: reboot" not in late, (kinds, late[-300:])

@@ -328,3 +328,28 @@ def test_whole_lines_at_the_bottom_match_pyte_cell_for_cell(mode, lines, cuts, s
     ref = ScrollbackScreen(cols, rows, history=history)
     pyte.ByteStream(ref).feed(data)
     assert_exactly_pyte(model, ref)
+
+
+# A full-screen program's state: a scroll region, reverse video, insert mode, no autowrap, the
+# cursor hidden, DEC line drawing in G0 and G1 with G1 shifted in; undone by bytes a gap skips.
+PROGRAM_STATE = b"\x1b[3;6r\x1b[7m\x1b[4h\x1b[?7l\x1b[?25l\x1b(0\x1b)0\x0e" + b"drawn\r\n" * 3
+
+
+def test_what_follows_a_gap_is_drawn_as_in_a_fresh_terminal_where_the_last_bytes_left_it():
+    """The bytes a skip leaves out may hold the end of a program's state (GAP_RESET): after
+    the gap, text is plain ASCII, scrolls the whole screen and wraps, the cursor shows and
+    stays where it was; nothing already drawn changes.  Exactly as pyte draws the bytes
+    before, the reset, and the bytes after."""
+    from nsdash.machines.consolelog import GAP_RESET
+
+    after = b"tail-marker-qx " * 2 + b"\r\n" + b"line\r\n" * 3
+    model = model_of(PROGRAM_STATE, 20, 8)
+    drawn, (x, y) = model.display(), model.cursor
+    model.skip(5000)
+    assert model.display() == drawn and model.cursor == (x, y)
+    model.feed(after)
+    assert_exactly_pyte(model, reference(PROGRAM_STATE + GAP_RESET + after, 20, 8))
+    screen = model.screen
+    assert screen.margins is None and model.cursor_visible
+    assert any(line.startswith("tail-marker-qx tail-") for line in model.display()), model.display()  # wrapped
+    assert not any(screen.buffer[y][x].reverse for y in range(8) for x in range(20) if screen.buffer[y][x].data == "q")

@@ -33,6 +33,7 @@ from pyte import modes as mo
 from pyte.screens import Char
 from wcwidth import wcwidth
 
+from nsdash.machines.consolelog import GAP_RESET
 from nsdash.tui.console.rows import (
     DEFAULT,
     GlyphCache,
@@ -46,6 +47,8 @@ from nsdash.tui.console.rows import (
 )
 
 __all__ = ["Row", "Run", "TerminalModel", "key_to_bytes", "runs_of"]
+
+_GAP_RESET = GAP_RESET.decode("ascii")
 
 DECCKM = 1 << 5  # application cursor keys (private mode 1, shifted as pyte does)
 
@@ -204,13 +207,17 @@ class TerminalModel:
     def skip(self, nbytes: int) -> None:
         """NBYTES of the console's output are left out (a flood the pane cannot keep up
         with); what comes next starts in the terminal's ground state, so a character or
-        sequence cut by the skip must not swallow it."""
+        sequence cut by the skip must not swallow it, nor modes the skipped bytes would have
+        undone draw it (GAP_RESET, as `nsdash login` writes it to a terminal)."""
         self.bytes_fed += nbytes
         self.bytes_skipped += nbytes
         self._decoder.reset()
         self._partial = ""
         if not self.stream._taking_plain_text:
             self.stream._initialize_parser()
+        # Straight to pyte, the rows kept: the reset moves no cell (its DECSTBM is between
+        # DECSC and DECRC), so the fast path's rows stay the screen.
+        self._pyte_feed(_GAP_RESET)
 
     def feed_text(self, text: str) -> None:
         stream = self.stream
