@@ -110,8 +110,8 @@ class RebootLimiter:
 
 class ConsolePace:
     """How long the console rests after each look (Supervisor._pty_rest): a bucket of BURST
-    looks, refilled one a TICK.  A look that found bytes takes one; an empty bucket rests
-    until the next comes in.
+    looks, refilled one a TICK the console is left unread.  A look that found bytes takes
+    one; an empty bucket rests until the next comes in.
 
     A flood is read once a tick, after its first BURST looks (a couple of ms); a busy
     exchange, a systemd boot or shutdown, is never held back.  A guest's question to the
