@@ -6,7 +6,8 @@ supervisor runs in a child of this script, from this checkout or --peer's, alter
 Counted over the pattern's run: the looks that found bytes (each one log write and one frame
 to every attacher), the bytes, and the supervisor's CPU (its main thread's
 /proc/self/task/TID/schedstat, run time in ns); and, per look, the pattern's worst stretch:
-the most looks more than ticks between any two looks (the bucket's bound is CONSOLE_BURST).
+the most looks more than ticks between any two looks (the bucket's bound is CONSOLE_BURST), and
+what the first 64 looks read, in how long (the bucket's burst).
 
     .venv/bin/python bench/bench_console_pace.py --peer /work/wt/old --runs 3
 """
@@ -73,8 +74,10 @@ def child(pattern: str, seconds: float, tree: str) -> None:
     for i in range(len(times)):  # O(n^2) but n is at most a few thousand
         for j in range(i, len(times)):
             worst = max(worst, j - i - (times[j] - times[i]) / tick)
+    first = looks[:sup.CONSOLE_BURST] if hasattr(sup, "CONSOLE_BURST") else looks[:64]
     print(json.dumps({"looks": len(looks), "bytes": sum(n for _, n in looks), "cpu_ms": used / 1e6,
-                      "secs": took, "worst": worst}))
+                      "secs": took, "worst": worst, "first_kb": sum(n for _, n in first) / 1e3,
+                      "first_ms": (first[-1][0] - first[0][0]) * 1e3 if first else 0.0}))
 
 
 def run(checkout: Path, pattern: str, seconds: float, tree: str) -> dict[str, float]:
@@ -109,7 +112,8 @@ def main() -> None:
             for name, rs in results.items():
                 rs.sort(key=lambda r: r["cpu_ms"])
                 cells = "  ".join(f"looks/s {r['looks'] / r['secs']:6.0f} KB {r['bytes'] / 1e3:8.0f} "
-                                  f"cpu {r['cpu_ms']:6.0f} ms worst {r['worst']:5.1f}" for r in rs)
+                                  f"cpu {r['cpu_ms']:6.0f} ms worst {r['worst']:5.1f} "
+                                  f"first 64: {r['first_kb']:5.0f} KB in {r['first_ms']:4.0f} ms" for r in rs)
                 print(f"{pattern:12s} {name:5s} {cells}  load {os.getloadavg()[0]:.1f}", flush=True)
 
 
