@@ -110,8 +110,8 @@ class RebootLimiter:
 
 class ConsolePace:
     """How long the console rests after each look (Supervisor._pty_rest): a bucket of BURST
-    looks, refilled one a TICK.  A look that found bytes takes one; an empty bucket rests
-    until the next comes in.
+    looks, refilled one a TICK the console is left unread.  A look that found bytes takes
+    one; an empty bucket rests until the next comes in.
 
     A flood is read once a tick, after its first BURST looks (a couple of ms); a busy
     exchange, a systemd boot or shutdown, is never held back.  A guest's question to the
@@ -126,13 +126,17 @@ class ConsolePace:
     def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
         self.burst, self.tick = burst, tick
         self.tokens = float(burst)
-        self.stamp = float("-inf")  # when the bucket was last counted
+        self.last = float("-inf")  # when the last look ended
 
-    def rest_after(self, took: int, now: float) -> float:
-        """A look took TOOK bytes and was done with them (logged, sent on) at NOW (monotonic s):
-        how long to rest now (s; 0: read on)."""
-        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) / self.tick)
-        self.stamp = now
+    def rest_after(self, took: int, began: float, ended: float) -> float:
+        """A look that BEGAN (monotonic s) took TOOK bytes and was done with them (logged, sent
+        on) at ENDED: how long to rest now (s; 0: read on).  The bucket refills only while the
+        console is left alone, from one look's end to the next one's begin: counting a look's
+        own time (a millisecond or more for a flood's 64 KiB, its log write and its frames)
+        let a flood be read every 10 ms whatever each look took, 130 looks a second against
+        the old rule's 66, and the supervisor spent half as much again."""
+        self.tokens = min(float(self.burst), self.tokens + max(0.0, began - self.last) / self.tick)
+        self.last = ended
         if took:
             self.tokens -= 1
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) * self.tick
@@ -911,8 +915,9 @@ class Supervisor:
     # ---------------------------------------------------------------- console
 
     def _pty_event(self, _mask: int) -> None:
+        began = time.monotonic()
         if not self._pty_readable() and self._pty_retry is None:
-            rest = self._pace.rest_after(self._pty_took, time.monotonic())
+            rest = self._pace.rest_after(self._pty_took, began, time.monotonic())
             if rest:
                 self._pty_rest(rest)
 

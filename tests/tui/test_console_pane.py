@@ -573,6 +573,44 @@ def test_keys_typed_while_the_console_opens_are_sent_once_it_is_open_in_order():
     assert ends == []
 
 
+def test_a_key_never_waits_for_the_keys_typed_while_the_console_opened():
+    """The reader sends the keys typed while the session opened (a far console's ssh: the send
+    can take a while); a key typed meanwhile is kept for after them, and send() returns at
+    once on the UI thread: it waited for that send under the lock (and a send that failed
+    called on_end, which waits for the UI thread, under it: the dashboard hung)."""
+    opened, release, early_sending = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowFirstSend(PlaySession):
+        def send(self, data: bytes) -> None:
+            if not self.sent:
+                early_sending.set()
+                assert release.wait(20)
+            super().send(data)
+
+    session = SlowFirstSend(b"demo login: ")
+    conn = ConsoleConnection("slow", TerminalModel(), [].append,
+                             attach=lambda name, rows, cols: session if opened.wait(20) else None)
+    conn.start()
+    typed = threading.Event()
+    ui = threading.Thread(target=lambda: (conn.send(b"\r"), typed.set()), daemon=True)
+    try:
+        conn.send(b"root")
+        opened.set()
+        assert early_sending.wait(20), "the early keys were not sent"
+        ui.start()  # the UI thread types Enter while they are being sent
+        assert typed.wait(20), "send() waited for the early keys' send"
+        assert session.sent == []
+        release.set()
+        deadline = time.monotonic() + 20
+        while len(session.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        conn.send(b"x")
+        assert session.sent == [b"root", b"\r", b"x"]  # in the order typed
+    finally:
+        release.set()
+        conn.close()
+
+
 def test_a_gap_the_supervisor_skipped_is_counted_and_what_comes_after_starts_clean():
     """The supervisor skipped ahead for this reader (a `skipped` event, `at` its place in the
     read): what the reader held from before the gap is left out with it, the gap is counted as

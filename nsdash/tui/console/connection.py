@@ -140,11 +140,7 @@ class ConsoleConnection:
             if not self._closing:  # else the pane has moved on: this is no news about what it shows
                 self.on_end(e.oneline() if isinstance(e, NsdashError) else f"cannot attach: {e}")
             return
-        with self._send_lock:
-            self._session = session
-            early, self._early = bytes(self._early), bytearray()
-            if early and not self._closing:
-                self._send_to(session, early)
+        self._send_early(session)
         if self._closing:  # closed while attaching: close() found no session to close
             with contextlib.suppress(OSError):
                 session.close()
@@ -252,10 +248,25 @@ class ConsoleConnection:
 
     def send(self, data: bytes) -> None:
         with self._send_lock:
-            if self._session is not None:
-                self._send_to(self._session, data)
-            else:
+            session = self._session
+            if session is None:
                 self._early += data[:EARLY_MAX - len(self._early)]
+                return
+        self._send_to(session, data)
+
+    def _send_early(self, session: Session) -> None:
+        """Send the keys typed while SESSION opened, then make it the one keys go to.  The lock
+        is held only to take them: held through the send, a key typed meanwhile waited on the UI
+        thread for it (a far console's ssh), and a send that failed called on_end, which waits
+        for the UI thread, under it (the dashboard hung).  Keys typed during the send are
+        kept and sent next, in order, before any goes straight to the session."""
+        while True:
+            with self._send_lock:
+                early, self._early = bytes(self._early), bytearray()
+                if not early or self._closing:
+                    self._session = session
+                    return
+            self._send_to(session, early)
 
     def _send_to(self, session: Session, data: bytes) -> None:
         self._echo_end = None

@@ -278,8 +278,7 @@ class CpuTable(FastTable):
         trades places (at rest, most refreshes), for a row highlighted already."""
         old = self.cursor_row
         self.set_reactive(DataTable.cursor_coordinate, Coordinate(row, self.cursor_column))
-        self.refresh_line(old)  # (both lines show another row: put_in_order marked them already)
-        self.refresh_line(row)
+        self.refresh_rows((old, row))  # (both lines show another row: put_in_order marked them already)
 
     def _scroll_cursor_into_view(self, animate: bool = False) -> None:
         # DataTable scrolls to the cursor on every move (its cursor watcher too, and after a

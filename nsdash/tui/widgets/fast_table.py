@@ -345,7 +345,9 @@ class FastTable(DataTable, SteadyScrollbars):
                 row[column_key] = value
         self._update_count += 1
         self._bump(row_key)
-        self.refresh_line(self._row_locations.get(row_key))  # type: ignore[arg-type]
+        place = self._row_locations.get(row_key)  # type: ignore[arg-type]
+        if place is not None:
+            self.refresh_rows((place,))
 
     def update_cell(self, row_key, column_key, value, *, update_width: bool = False) -> None:  # type: ignore[no-untyped-def]
         self._bump(row_key)
@@ -397,31 +399,22 @@ class FastTable(DataTable, SteadyScrollbars):
                 self.refresh(layout=True)
             return
         first = next(place for place, key in enumerate(order) if key is not None and key.value in gone)
-        self.refresh_line_range(first, before)
+        self.refresh_rows(range(first, before))
 
-    def refresh_line(self, row_index: int | None) -> None:
-        """Repaint the row at ROW_INDEX: its cells in view (rows here are one line high); within
-        repainting(), once, when it ends."""
-        if row_index is None:
-            return
+    def refresh_rows(self, indexes: Iterable[int]) -> None:
+        """Repaint the rows at INDEXES (places, whichever rows are there now): their cells in
+        view (rows here are one line high); within repainting(), once, when it ends."""
         if self._pending_lines is not None:
-            self._pending_lines.add(row_index)
+            self._pending_lines.update(indexes)
         else:
-            self._repaint_rows((row_index,))
-
-    def refresh_line_range(self, start: int, end: int) -> None:
-        """Repaint the rows from START to END (the places, whichever rows are there now)."""
-        if self._pending_lines is not None:
-            self._pending_lines.update(range(start, end))
-        else:
-            self._repaint_rows(range(start, end))
+            self._repaint_rows(indexes)
 
     def refresh_row(self, row_index: int) -> Self:
         # DataTable's (the cursor and hover moving): its region spans the virtual width, the
         # scrollbar's column with it, and is placed by summing the heights of the rows above.
         if self._tall_rows or not self.is_valid_row_index(row_index):
             return super().refresh_row(row_index)
-        self.refresh_line(row_index)
+        self.refresh_rows((row_index,))
         return self
 
     def _watch_virtual_size(self, old: Size, new: Size) -> None:
@@ -497,9 +490,7 @@ class FastTable(DataTable, SteadyScrollbars):
         # stayed, through the styles, and writes them out again.
         top = int(self.scroll_y)
         end = min(len(keys), top + self.size.height)
-        for index in range(top, end):
-            if index >= len(before) or before[index] != keys[index]:
-                self.refresh_line(index)
+        self.refresh_rows([index for index in range(top, end) if index >= len(before) or before[index] != keys[index]])
 
     def row_keys(self) -> list[str]:
         """The rows' keys in the order shown."""
