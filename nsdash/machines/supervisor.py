@@ -121,7 +121,7 @@ class ConsolePace:
     after the fourth look in a row less than a tick apart, a tick more while a rest brought 256
     bytes) rested on those rows, and the query waited 7-14 ms of the guest's shutdown (its
     journal, 10 poweroffs) against systemd-nspawn's 1-3.  A sid boot and poweroff left at
-    least 24 of the 64 in the bucket (its busiest stretch: 40 looks more than its ticks)."""
+    least 17 of the 64 in the bucket (six runs, at rest and at load 2-4)."""
 
     def __init__(self, burst: int = CONSOLE_BURST, tick: float = CONSOLE_TICK) -> None:
         self.burst, self.tick = burst, tick
