@@ -90,10 +90,12 @@ def exit_after_pid1(checkout: Path, tree: Path, name: str, state: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--peer", required=True, type=Path, help="the other nsdash checkout")
+    ap.add_argument("--peer", type=Path, help="the other nsdash checkout (required)")
     ap.add_argument("--runs", type=int, default=20, help="measured runs per checkout (default 20)")
     args = ap.parse_args()
     need_root("bench_exit", "it starts machines")
+    if args.peer is None:
+        ap.error("--peer CHECKOUT is required (another nsdash checkout to compare with)")
     tools = {"this": ROOT, "peer": args.peer.resolve()}
     for checkout in tools.values():
         compile_checkout(checkout)
