@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from nsdash.system import syscalls
+from nsdash.system import syscalls, unlink
 from nsdash.system.unlink import _on_disk, unlink_together
 
 
@@ -81,25 +81,45 @@ def test_files_written_back_get_a_thread_each_but_the_first(tmp_path, monkeypatc
     assert len(started) == 2 and list(tmp_path.iterdir()) == []
 
 
+# Another process's writeback (a sync, a copy pushing dirty memory past the background ratio)
+# may write fresh files back at any moment on a busy host; a scenario that found its fresh files
+# on the disk already is run again rather than judged.
+TRIES = 5
+
+
 def test_files_whose_data_waits_to_be_written_back_get_no_thread(tmp_path, monkeypatch):
     """Their blocks are only reserved (delayed allocation): their unlinks discard nothing."""
     _fiemap_here(tmp_path)
     started: list[object] = []
     monkeypatch.setattr(_thread, "start_new_thread", lambda *a: started.append(a))
-    for name in "abc":
-        (tmp_path / name).write_bytes(b"x" * 4096)  # not synced: written back ~30 s from now
-    assert all(os.lstat(p).st_blocks for p in tmp_path.iterdir())  # counted, though not on the disk
-    _written_back(tmp_path / "d")
-    unlink_together([str(p) for p in sorted(tmp_path.iterdir())])
-    assert started == [] and list(tmp_path.iterdir()) == []  # "d" went in the caller's own thread
+    answers: dict[str, bool] = {}
+    monkeypatch.setattr(unlink, "_on_disk", lambda path: answers.setdefault(path, _on_disk(path)))
+    for _ in range(TRIES):
+        answers.clear()
+        for name in "abc":
+            (tmp_path / name).write_bytes(b"x" * 4096)  # not synced: written back ~30 s from now
+        assert all(os.lstat(p).st_blocks for p in tmp_path.iterdir())  # counted, though not on the disk
+        _written_back(tmp_path / "d")
+        unlink_together([str(p) for p in sorted(tmp_path.iterdir())])
+        assert list(tmp_path.iterdir()) == []
+        if not any(answers[str(tmp_path / name)] for name in "abc"):
+            assert answers[str(tmp_path / "d")] and started == []  # "d" went in the caller's own thread
+            return
+    pytest.fail(f"fresh files were written back by others before each of {TRIES} tries")
 
 
 def test_on_disk_tells_written_back_data_from_reserved(tmp_path):
     _fiemap_here(tmp_path)
     _written_back(tmp_path / "synced")
-    (tmp_path / "fresh").write_bytes(b"x" * 4096)
     (tmp_path / "empty").touch()
-    assert [_on_disk(str(tmp_path / n)) for n in ("synced", "fresh", "empty", "missing")] == [True, False, False, False]
+    for _ in range(TRIES):
+        (tmp_path / "fresh").write_bytes(b"x" * 4096)
+        if not _on_disk(str(tmp_path / "fresh")):
+            break
+        (tmp_path / "fresh").unlink()
+    else:
+        pytest.fail(f"fresh files were written back by others before each of {TRIES} tries")
+    assert [_on_disk(str(tmp_path / n)) for n in ("synced", "empty", "missing")] == [True, False, False]
 
 
 def test_without_threads_it_unlinks_them_itself(tmp_path, monkeypatch):
