@@ -63,7 +63,8 @@ def _run(spec: ContainerSpec) -> int:
         return 0
     from nsdash.machines.run import run_foreground
 
-    code = run_foreground(spec)
+    kept: list[object] = []  # held until _fast_exit's os._exit (see run_foreground)
+    code = run_foreground(spec, kept)
     _fast_exit(code)
     return code
 

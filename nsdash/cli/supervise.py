@@ -80,7 +80,10 @@ def main(argv: list[str]) -> int:
         state["fd"] = -1
 
     try:
-        status = Supervisor(spec, on_ready=on_ready).run()
+        # The engine stays referenced until os._exit below: it and its last Container go with
+        # the process's memory, not object by object after the machine has stopped (machines/run.py).
+        engine = Supervisor(spec, on_ready=on_ready)
+        status = engine.run()
     except NsdashError as e:
         _report(state["fd"], {"ok": False, "message": e.message, "hint": e.hint})
         os._exit(1)

@@ -317,8 +317,7 @@ def _rmtree_cgroup(top: Path) -> bool:
     """rmdir a cgroup and its children, deepest first; False while some stay busy."""
     if _rmdir(str(top)):
         return True  # the common case: no child cgroups, no processes
-    if not os.path.isdir(top):
-        return True
+    # (busy, so it is there: a booted guest's init.scope, say; one gone meanwhile lists nothing)
     ok = True
     for sub in reversed(list(cgroupfs.subtree(top))[1:]):  # deepest first; the first is TOP itself
         ok &= _rmdir(sub)

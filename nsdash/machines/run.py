@@ -194,8 +194,11 @@ class Terminal(LocalConsole):
             self.engine.write_console(data)
 
 
-def run_foreground(spec: ContainerSpec) -> int:
-    """Run SPEC with the caller's terminal as its console; the exit code for nsdash spawn."""
+def run_foreground(spec: ContainerSpec, kept: list[object] | None = None) -> int:
+    """Run SPEC with the caller's terminal as its console; the exit code for nsdash spawn.
+    KEPT: where the caller that ends its process right after (os._exit) keeps the engine, its
+    last Container and their plans, so that they go with the process's memory, not object by
+    object after PID 1 has gone (some 60 us of the tool's exit, then)."""
     mode = console_mode(spec.console, os.isatty(0), os.isatty(1))
     if mode in ("interactive", "read-only") and not writable(1):
         # (systemd-nspawn drops the output then and exits 0; --console=pipe hands the payload our
@@ -203,5 +206,8 @@ def run_foreground(spec: ContainerSpec) -> int:
         raise UsageError("standard output is closed (or read-only): the guest's console has nowhere to go",
                          "run it with its output open (>/dev/null drops it; --console=passive shows none)")
     with Terminal(spec, mode) as terminal:
-        code = Supervisor(spec, console=terminal, pty=mode != "pipe", foreground=True).run()
+        engine = Supervisor(spec, console=terminal, pty=mode != "pipe", foreground=True)
+        if kept is not None:
+            kept.append(engine)
+        code = engine.run()
     return 1 if code == 0 and terminal.lost_output else code

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 
 try:  # glibc's name first: find_library would run ldconfig in a subprocess on every start
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -479,3 +480,25 @@ def blkpg_add_partition(fd: int, number: int, start: int, length: int) -> None:
     part = _BlkpgPartition(start, length, number)
     arg = _BlkpgIoctlArg(BLKPG_ADD_PARTITION, 0, ctypes.sizeof(part), ctypes.cast(ctypes.pointer(part), ctypes.c_void_p))
     _ioctl(fd, BLKPG, ctypes.byref(arg), "ioctl(BLKPG_ADD_PARTITION)")
+
+
+# ---- FIEMAP (added for system/unlink: which files' data is on the disk) ----------
+
+FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
+FIEMAP_EXTENT_UNKNOWN = 0x2  # no location on the disk yet ...
+FIEMAP_EXTENT_DELALLOC = 0x4  # ... because the data waits for delayed allocation
+
+
+# struct fiemap (start, length, flags, mapped extents, extent count, reserved) and room for one
+# struct fiemap_extent (logical, physical, length, 2 reserved, flags, 3 reserved): 32 + 56 bytes.
+_FIEMAP_ONE = struct.Struct("=QQIIII QQQQQ I III")
+
+
+def fiemap_first_flags(fd: int) -> int | None:
+    """ioctl(FS_IOC_FIEMAP) for the first extent of the file FD: its FIEMAP_EXTENT_* flags, or
+    None when the file has none.  OSError where the filesystem cannot tell (tmpfs: EOPNOTSUPP)."""
+    import fcntl  # (fcntl.ioctl: a buffer in and out without ctypes' structures)
+
+    request = _FIEMAP_ONE.pack(0, 0xFFFFFFFFFFFFFFFF, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    fields = _FIEMAP_ONE.unpack(fcntl.ioctl(fd, FS_IOC_FIEMAP, request))
+    return fields[11] if fields[3] else None
