@@ -397,22 +397,14 @@ def cmd_list_images(argv: list[str]) -> int:
 
 
 def _machine_pids(m: Machine) -> list[int] | None:
-    """The PIDs in machine M's cgroup and below it (in the hierarchy that holds every process), or
-    None where no cgroup is recorded for it (machined's machines: every process is looked at)."""
+    """The PIDs in machine M's cgroup and below it (MachineCgroup.pids), or None where no
+    cgroup is recorded for it (machined's machines: every process is looked at)."""
     cgroup = m.state.cgroup if m.state else None
     if not cgroup:
         return None
-    from nsdash.monitor import tree
-    from nsdash.system import cgroupfs
+    from nsdash.launcher.cgroup import MachineCgroup
 
-    top = tree.primary_mount(cgroupfs.detect()) + cgroup
-    pids: set[int] = set()
-    for sub in cgroupfs.subtree(top):  # (no recursion: a guest nests its cgroups at will)
-        try:
-            pids.update(tree.read_pids(sub))
-        except OSError:  # gone while we looked
-            continue
-    return sorted(pids)
+    return MachineCgroup(m.name, path=cgroup).pids()
 
 
 def cmd_ps(argv: list[str]) -> int:
