@@ -156,16 +156,23 @@ class ConsoleLog:
         self._index = _open_append(index_path(self.path))
         self._size = posix.fstat(self._fd).st_size
         self.dropped = 0  # bytes lost to write errors (ENOSPC)
+        self.position = 0  # bytes of the console's stream given to write() by this writer
+        self.whole_from = 0  # the position from which the log holds every byte of the stream
 
     def write(self, data: bytes) -> None:
         """Append DATA; on a full or failing disk the bytes are dropped, never the machine."""
         if not data:
             return
+        self.position += len(data)
+        written = 0
         try:
             self._make_room(len(data))
-            self._size += posix.write(self._fd, data)
+            written = posix.write(self._fd, data)
+            self._size += written
         except OSError:
             self.dropped += len(data)
+        if written < len(data):
+            self.whole_from = self.position
 
     def mark(self, event: str, detail: str | None = None, when: str | None = None) -> bytes:
         """Record EVENT in the index and as a separator line in the log; the line's bytes (to
@@ -186,8 +193,19 @@ class ConsoleLog:
         """The last NBYTES written, across the rotation boundary."""
         return tail(self.path, nbytes)
 
-    def tail_safe(self, nbytes: int) -> bytes:
-        """At most the last NBYTES, starting where a terminal is in its ground state (see safe_start)."""
+    def tail_safe(self, nbytes: int, since: int | None = None) -> bytes:
+        """At most the last NBYTES, starting where a terminal is in its ground state.
+
+        SINCE is a position in the stream (`position` then) where the reader's stream is
+        known to have left off: a boundary the caller made (where an attacher was last
+        sent output, as at an event).  The bytes after it, if at most NBYTES and all in the
+        log, come whole: they go on from the reader's last byte, whatever state that left.
+        Else the tail starts where it is safe to, not knowing that state: the machine's
+        first byte, or safe_start's point."""
+        if since is not None and since >= self.whole_from and 0 <= self.position - since <= nbytes:
+            data = self.tail(self.position - since)
+            if len(data) == self.position - since:  # (the log was not removed under us)
+                return data
         data = self.tail(nbytes)
         return data if _whole(self.path, len(data)) else data[safe_start(data):]
 

@@ -65,7 +65,8 @@ REBOOT_WINDOW = 10.0  # ... within this many seconds stops the machine
 STOP_TIMEOUT = 15.0  # poweroff/reboot: SIGKILL everything after this long
 REPLAY_BYTES = 16 * 1024  # console history sent to a new attacher
 # An attacher this far behind gets no more console output until it has taken what it holds
-# (then a `skipped` event says how much it missed); a client this far behind on answers is dropped.
+# (then a `skipped` event says how much it missed, unless the tail it is sent holds all of it);
+# a client this far behind on answers is dropped.
 CLIENT_BUFFER_LIMIT = 1024 * 1024
 REGISTRATION_CHECKS = (1.0, 3.0, 8.0)  # seconds after each registration
 HEALTH_INTERVAL = 30.0  # seconds between asks of a systemd guest whether units failed
@@ -196,6 +197,7 @@ class _Conn:
         self.busy = False  # a bus-call in the worker: its next requests wait (answers stay in order)
         self.behind = False  # sent no console output until it has taken all it holds
         self.skipped = 0  # console bytes left out while it was behind, not yet reported
+        self.skip_from = 0  # where in the console log's stream they start (ConsoleLog.position)
 
     @property
     def attached(self) -> bool:
@@ -1031,6 +1033,8 @@ class Supervisor:
             # being dropped (its pane would tell a machine that runs on from one that stopped).
             if conn.behind or len(conn.out) + len(wire) > CLIENT_BUFFER_LIMIT:
                 conn.behind = True
+                if not conn.skipped and self.log is not None:  # (the log has DATA already)
+                    conn.skip_from = self.log.position - len(data)
                 conn.skipped += len(data)
                 continue
             self._send(conn, wire)
@@ -1194,14 +1198,20 @@ class Supervisor:
         """What an attacher that was behind missed (once it has taken all it held, or before an
         event): the gap (a `skipped` event), then with TAIL the console's latest bytes, as a new
         attacher's replay, so it sees the screen the skipped output left (a flood's last line may
-        be the last the machine prints for a while).  Nothing if it missed nothing since the
-        last event."""
+        be the last the machine prints for a while).  What it missed is shown whole when it is
+        no more than that tail: it goes on from the attacher's last byte (skip_from), no gap
+        to say (a small one after an event lost its first line to a safe start).  Nothing if it
+        missed nothing since the last event."""
         from nsdash.machines import protocol as proto
 
         if not conn.skipped:
             return b""
-        shown = self.log.tail_safe(min(conn.skipped, self.replay_bytes)) if tail and self.log is not None else b""
+        shown = b""
+        if tail and self.log is not None:
+            shown = self.log.tail_safe(min(conn.skipped, self.replay_bytes), since=conn.skip_from)
         gap, conn.skipped = conn.skipped - len(shown), 0
+        if not gap:
+            return proto.output_frames(shown)
         return proto.event_frame("skipped", bytes=gap) + (proto.output_frames(shown) if shown else b"")
 
     def _conn_readable(self, conn: _Conn) -> None:

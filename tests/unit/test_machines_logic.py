@@ -350,3 +350,49 @@ def test_last_lines_of_a_rotated_log(tmp_path):
     log.write_bytes(b"\n\x1b[32mnew\x1b[0m one\r\n   \n")
     assert consolelog.last_lines(str(log), 2) == ["old two", "new one"]
     assert consolelog.last_lines(log, 10) == ["old one", "old two", "new one"]
+
+
+def test_tail_safe_from_where_the_reader_left_off_is_whole(tmp_path):
+    """A tail that starts where the reader's stream left off (SINCE) goes on from its last byte:
+    nothing is cut, not the first line, not a sequence the reader's last bytes began."""
+    log = consolelog.ConsoleLog(tmp_path / "console.log")
+    log.write(b"x" * 100 + b"\r\nshown before\r\n\x1b[3")
+    since = log.position
+    log.write(b"2mgreen\x1b[0m\r\nfirst line\r\nlast line\r\n")
+    after = b"2mgreen\x1b[0m\r\nfirst line\r\nlast line\r\n"
+    assert log.tail_safe(len(after), since=since) == after
+    assert log.tail_safe(1 << 14, since=since) == after  # never more than came after it
+    assert log.tail_safe(len(after), since=log.position) == b""
+    # Without SINCE, or when more than NBYTES came after it, the cut point is unknown: safe_start's.
+    assert log.tail_safe(len(after)) == b"first line\r\nlast line\r\n"
+    assert log.tail_safe(len(after) - 1, since=since) == b"first line\r\nlast line\r\n"
+    log.close()
+
+
+def test_tail_safe_from_a_point_the_log_lost_bytes_after_is_cut(tmp_path):
+    """Bytes the log could not keep (a full disk) break the stream: the tail is cut safely."""
+    import os
+
+    log = consolelog.ConsoleLog(tmp_path / "console.log")
+    log.write(b"before\r\n")
+    since = log.position
+    fd, log._fd = log._fd, os.open(tmp_path / "console.log", os.O_RDONLY)  # every write fails
+    log.write(b"lost line\r\n")
+    os.close(log._fd)
+    log._fd = fd
+    log.write(b"kept\r\nlast\r\n")
+    assert log.dropped == len(b"lost line\r\n") and log.whole_from == log.position - len(b"kept\r\nlast\r\n")
+    assert log.tail_safe(1 << 14, since=since) == b"before\r\nkept\r\nlast\r\n"  # the log's start: whole
+    assert log.tail_safe(12, since=since) == b"last\r\n"
+    assert log.tail_safe(12, since=log.whole_from) == b"kept\r\nlast\r\n"
+    log.close()
+
+
+def test_tail_safe_from_before_a_rotation_is_whole(tmp_path):
+    log = consolelog.ConsoleLog(tmp_path / "console.log", limit=64)
+    log.write(b"a" * 40 + b"\r\n")
+    since = log.position - 10
+    log.write(b"rotated here\r\n" * 2)
+    assert (tmp_path / "console.log.1").exists()
+    assert log.tail_safe(40, since=since) == b"a" * 8 + b"\r\n" + b"rotated here\r\n" * 2
+    log.close()
