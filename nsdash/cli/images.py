@@ -115,12 +115,10 @@ def cmd_image_status(argv: list[str]) -> int:
     p.add_argument("-o", "--output", choices=["short", "json", "json-pretty"], default="short")
     ns = _parse(p, argv)
     found = [imagescan.find(n) for n in ns.names]
-    from nsdash.machines import images
-
     if ns.output.startswith("json"):
-        _dump([image_json(i, images.users(i)) for i in found], ns.output)
+        _dump([image_json(i, imagescan.users(i)) for i in found], ns.output)
         return 0
-    sys.stdout.write("\n".join(format_status(i, images.users(i)) for i in found))
+    sys.stdout.write("\n".join(format_status(i, imagescan.users(i)) for i in found))
     return 0
 
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import IO
 
 from nsdash.errors import MachineExists, NsdashError, UsageError
-from nsdash.launcher import inuse, template
-from nsdash.machines.imagescan import Image, check_name, discover, find  # noqa: F401 - the lean half, re-exported
+from nsdash.launcher import template
+from nsdash.machines.imagescan import Image, check_name, discover, find, users, users_of  # noqa: F401 - the lean half, re-exported
 from nsdash.system import fsflags, mountinfo, paths
 from nsdash.system.fdio import writable
 
@@ -74,32 +74,6 @@ def disk_usage(image: Image) -> int | None:
         # du reports what it could read even when some entry failed (its status is then 1)
         return int(out.stdout.split()[0])
     return None
-
-
-def users(image: Image) -> list[str]:
-    """Running machines that use IMAGE: those whose root is the tree, and nsdash's
-    machines started from it (an --ephemeral one runs on an overlay of it)."""
-    return users_of([image])[image.name]
-
-
-def users_of(found: list[Image]) -> dict[str, list[str]]:
-    """users() of each image, by name, with the machines' roots and nsdash's machines read once."""
-    from nsdash.machines.registry import nsdash_machines
-
-    roots = inuse.machine_roots() if any(i.type != "raw" for i in found) else {}
-    ours: list[tuple[str, str]] = []  # (machine, its root)
-    with contextlib.suppress(OSError, NsdashError):
-        ours = [(m.name, m.root) for m in nsdash_machines() if not m.orphan and m.root]
-    out = {}
-    for image in found:
-        names_ = list(inuse.tree_users(image.path, roots=roots)) if image.type != "raw" else []
-        for machine, root in ours:
-            if machine not in names_:
-                with contextlib.suppress(OSError):
-                    if os.path.samefile(root, image.path):
-                        names_.append(machine)
-        out[image.name] = names_
-    return out
 
 
 # ---------------------------------------------------------------- building blocks

@@ -192,3 +192,44 @@ def discover(dirs: tuple[str | PathLike[str], ...] | None = None, crtime: bool =
             if image is not None:
                 seen[name] = image
     return [seen[n] for n in sorted(seen)]
+
+
+# ---------------------------------------------------------------- who uses an image
+
+
+def users(image: Image) -> list[str]:
+    """Running machines that use IMAGE: those whose root is the tree, and nsdash's
+    machines started from it (an --ephemeral one runs on an overlay of it)."""
+    return users_of([image])[image.name]
+
+
+def _same_file(a: str, b: str) -> bool:
+    """os.path.samefile: one device and inode, symlinks followed."""
+    sa, sb = posix.stat(a), posix.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def users_of(found: list[Image]) -> dict[str, list[str]]:
+    """users() of each image, by name, with the machines' roots and nsdash's machines read once."""
+    from nsdash.errors import NsdashError
+    from nsdash.launcher import treeusers
+    from nsdash.machines.registry import nsdash_machines
+
+    roots = treeusers.machine_roots() if any(i.type != "raw" for i in found) else {}
+    ours: list[tuple[str, str]] = []  # (machine, its root)
+    try:  # noqa: SIM105
+        ours = [(m.name, m.root) for m in nsdash_machines() if not m.orphan and m.root]
+    except (OSError, NsdashError):
+        pass
+    out = {}
+    for image in found:
+        names_ = list(treeusers.tree_users(image.where, roots=roots)) if image.type != "raw" else []
+        for machine, root in ours:
+            if machine not in names_:
+                try:
+                    if _same_file(root, image.where):
+                        names_.append(machine)
+                except OSError:
+                    pass
+        out[image.name] = names_
+    return out

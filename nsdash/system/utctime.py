@@ -9,7 +9,6 @@ list-images and image-status, and the dashboard's images screen).
 
 from __future__ import annotations
 
-
 # datetime's years 1-9999 in seconds since the epoch: what nsdash has always shown, now through
 # time.strftime (importing datetime was a tenth of `nsdash list-images`)
 _FIRST, _PAST_LAST = -62135596800, 253402300800

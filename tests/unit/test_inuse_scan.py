@@ -1,6 +1,6 @@
 """The in-use scan and the cgroup layout's paths: the cheaper ways give what the plain ones gave.
 
-launcher/inuse._pids reads a machine's cgroup top-down and lists a directory only when its own
+launcher/treeusers._pids reads a machine's cgroup top-down and lists a directory only when its own
 processes are not enough; Layout.v1_path and unified_path build one Path from the mount strings.
 Checked here against the plain definitions on a made-up cgroup tree (plain directories and files).
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nsdash.launcher import inuse
+from nsdash.launcher import treeusers
 from nsdash.system import cgroupfs
 
 
@@ -52,12 +52,12 @@ def _tree(root: Path) -> Path:
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 12, 100])
 def test_pids_match_a_top_down_walk(tmp_path, limit):
     top = _tree(tmp_path)
-    assert inuse._pids(top, limit) == _walk_pids(top, limit)
-    assert inuse._pids(str(top), limit) == _walk_pids(top, limit)
+    assert treeusers._pids(top, limit) == _walk_pids(top, limit)
+    assert treeusers._pids(str(top), limit) == _walk_pids(top, limit)
 
 
 def test_pids_of_a_missing_cgroup_is_empty(tmp_path):
-    assert inuse._pids(tmp_path / "gone") == []
+    assert treeusers._pids(tmp_path / "gone") == []
 
 
 def test_pids_stop_listing_once_enough(tmp_path, monkeypatch):
@@ -70,10 +70,10 @@ def test_pids_stop_listing_once_enough(tmp_path, monkeypatch):
         listed.append(os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(inuse.os, "scandir", counting)
-    assert inuse._pids(top, 2) == [10, 11]
+    monkeypatch.setattr(treeusers.posix, "scandir", counting)
+    assert treeusers._pids(top, 2) == [10, 11]
     assert listed == []
-    assert inuse._pids(top, 3) == _walk_pids(top, 3)
+    assert treeusers._pids(top, 3) == _walk_pids(top, 3)
     assert listed[0] == str(top) and len(listed) < 8  # the top first; never all eight directories
 
 
@@ -99,12 +99,12 @@ def test_a_leaf_cgroup_is_not_listed(tmp_path, monkeypatch):
         pytest.skip("this file system does not count subdirectories in a directory's links")
     listed: list[str] = []
     real = os.scandir
-    monkeypatch.setattr(inuse.os, "scandir", lambda path: listed.append(os.fspath(path)) or real(path))
-    assert inuse._pids(leaf) == [5, 6]
+    monkeypatch.setattr(treeusers.posix, "scandir", lambda path: listed.append(os.fspath(path)) or real(path))
+    assert treeusers._pids(leaf) == [5, 6]
     assert listed == []
     (leaf / "child").mkdir()
     (leaf / "child" / "cgroup.procs").write_text("7\n")
-    assert inuse._pids(leaf) == [5, 6, 7]
+    assert treeusers._pids(leaf) == [5, 6, 7]
     assert listed == [str(leaf)]
 
 

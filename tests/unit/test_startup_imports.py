@@ -573,3 +573,32 @@ def test_ps_of_a_machine_lists_its_cgroup_subtree(tmp_path, machine_name):
                     os.rmdir(d)
             else:
                 os.rmdir(d)
+
+
+# The read-only image verbs (bench_nested.py, against machinectl's): list-images as lean as list
+# (it shows no creation time: no statx, so no ctypes; no datetime); image-status and show-image
+# take ctypes for statx's birth time, but none of images' tools for changing images.
+IMAGE_VERBS_NEVER = {"list-images": _LEAN | _NO_OS | {"ctypes", "datetime", "nsdash.launcher.template"},
+                     "image-status": _LEAN | {"datetime", "nsdash.machines.images", "nsdash.launcher.inuse",
+                                              "nsdash.launcher.template"},
+                     "show-image": _LEAN | {"datetime", "nsdash.machines.images", "nsdash.launcher.registry",
+                                            "nsdash.launcher.treeusers", "nsdash.launcher.template"}}
+
+
+@pytest.mark.parametrize("verb", list(IMAGE_VERBS_NEVER))
+def test_read_only_image_verbs_import_nothing_heavy(verb, tmp_path):
+    tree = tmp_path / "images" / "box"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "os-release").write_text('PRETTY_NAME="Box OS"\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"),
+               NSDASH_IMAGE_PATH=str(tmp_path / "images"))
+    env.pop("NSDASH_DEBUG", None)
+    argv = [verb] if verb == "list-images" else [verb, "box"]
+    out = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), *argv],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert str(tree) in out.stdout  # the verb ran and showed the image
+    names = {line.split("|")[2].strip() for line in out.stderr.splitlines()
+             if line.startswith("import time:") and "imported package" not in line}
+    never = HEAVY | IMAGE_VERBS_NEVER[verb]
+    assert {n for n in names if n in never or n.split(".")[0] in never} == set()

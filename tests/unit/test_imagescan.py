@@ -1,0 +1,52 @@
+"""machines/imagescan (the read-only image verbs' half): what it reads without os, pathlib or
+subprocess is what those gave -- the birth time `stat -c %W` printed, os.path.samefile's answer --
+and what a verb does not show is not read."""
+
+import os
+import subprocess
+
+from nsdash.machines import images, imagescan
+from nsdash.system import syscalls
+
+
+def _tree(tmp_path):
+    tree = tmp_path / "images" / "box"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "os-release").write_text('PRETTY_NAME="Box OS"\n')
+    (tree / "etc" / "hostname").write_text("boxhost\n")
+    return tree
+
+
+def test_birth_time_is_what_stat_printed(tmp_path):
+    tree = _tree(tmp_path)
+    printed = int(subprocess.run(["stat", "-c", "%W", str(tree)], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert syscalls.birth_time(str(tree)) == (float(printed) if printed > 0 else None)
+
+
+def test_find_reads_everything_image_status_shows(tmp_path):
+    tree = _tree(tmp_path)
+    image = imagescan.find("box", (tmp_path / "images",))
+    assert (image.name, image.where, image.path, image.type) == ("box", str(tree), tree, "directory")
+    assert (image.os_release, image.hostname) == ({"PRETTY_NAME": "Box OS"}, "boxhost")
+    assert image.mtime == os.stat(tree).st_mtime and image.read_only is False
+    assert image.crtime == syscalls.birth_time(str(tree))
+    assert images.find is imagescan.find and images.Image is imagescan.Image  # one copy
+
+
+def test_list_images_reads_neither_times_nor_guest_files_it_does_not_show(tmp_path, monkeypatch):
+    _tree(tmp_path)
+    (tmp_path / "images" / "disk.raw").write_bytes(b"\0" * 512)
+    (tmp_path / "images" / ".#half").mkdir()  # an image being made: skipped
+    monkeypatch.setattr(imagescan, "_guest_facts", lambda path: (_ for _ in ()).throw(AssertionError(path)))
+    monkeypatch.setattr(imagescan, "_crtime", lambda path: (_ for _ in ()).throw(AssertionError(path)))
+    found = imagescan.discover((tmp_path / "images",), crtime=False, facts=False)
+    assert [(i.name, i.type, i.crtime, i.os_release, i.hostname) for i in found] == [
+        ("box", "directory", None, {}, None), ("disk", "raw", None, {}, None)]
+
+
+def test_same_file_is_samefile(tmp_path):
+    tree = _tree(tmp_path)
+    (tmp_path / "link").symlink_to(tree)
+    for a, b in ((tree, tmp_path / "link"), (tree, tree / "etc"), (tree / "etc", tmp_path / "link" / "etc")):
+        assert imagescan._same_file(str(a), str(b)) == os.path.samefile(a, b)
