@@ -78,7 +78,7 @@ def _dirs(dirs: tuple[str | PathLike[str], ...] | None) -> list[str]:
 
 def _crtime(path: str) -> float | None:
     """PATH's birth time (statx), None where the file system keeps none."""
-    from nsdash.system.syscalls import birth_time
+    from nsdash.system.birthtime import birth_time
 
     try:
         return birth_time(path)

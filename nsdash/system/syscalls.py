@@ -11,7 +11,6 @@ import ctypes
 import errno
 import os
 import struct
-import sys
 
 try:  # glibc's name first: find_library would run ldconfig in a subprocess on every start
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -503,26 +502,3 @@ def fiemap_first_flags(fd: int) -> int | None:
     request = _FIEMAP_ONE.pack(0, 0xFFFFFFFFFFFFFFFF, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     fields = _FIEMAP_ONE.unpack(fcntl.ioctl(fd, FS_IOC_FIEMAP, request))
     return fields[11] if fields[3] else None
-
-
-# ---- statx (added for machines/imagescan: an image's creation time) ----------
-
-AT_FDCWD = -100
-STATX_BTIME = 0x800
-_STATX_SIZE = 256  # struct statx; stx_mask (u32) at 0, stx_btime's tv_sec (s64) at 80
-_BTIME = struct.Struct("=q")
-
-
-def birth_time(path: str) -> float | None:
-    """PATH's birth time in whole seconds (statx, symlinks followed), None where the file
-    system keeps none; as `stat -c %W` prints it, without running stat."""
-    buf = ctypes.create_string_buffer(_STATX_SIZE)
-    try:
-        statx = _libc.statx
-    except AttributeError:  # a C library older than glibc 2.28
-        raise OSError(errno.ENOSYS, "statx: not in this C library", path) from None
-    _check(statx(AT_FDCWD, _b(path), 0, STATX_BTIME, buf), "statx", path)
-    if not int.from_bytes(buf.raw[:4], sys.byteorder) & STATX_BTIME:
-        return None
-    seconds: int = _BTIME.unpack_from(buf.raw, 80)[0]
-    return float(seconds) if seconds > 0 else None

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 from nsdash.machines import images, imagescan
-from nsdash.system import syscalls
+from nsdash.system import birthtime
 
 
 def _tree(tmp_path):
@@ -21,7 +21,7 @@ def test_birth_time_is_what_stat_printed(tmp_path):
     tree = _tree(tmp_path)
     printed = int(subprocess.run(["stat", "-c", "%W", str(tree)], capture_output=True, text=True,
                                  check=True).stdout)
-    assert syscalls.birth_time(str(tree)) == (float(printed) if printed > 0 else None)
+    assert birthtime.birth_time(str(tree)) == (float(printed) if printed > 0 else None)
 
 
 def test_find_reads_everything_image_status_shows(tmp_path):
@@ -30,7 +30,7 @@ def test_find_reads_everything_image_status_shows(tmp_path):
     assert (image.name, image.where, image.path, image.type) == ("box", str(tree), tree, "directory")
     assert (image.os_release, image.hostname) == ({"PRETTY_NAME": "Box OS"}, "boxhost")
     assert image.mtime == os.stat(tree).st_mtime and image.read_only is False
-    assert image.crtime == syscalls.birth_time(str(tree))
+    assert image.crtime == birthtime.birth_time(str(tree))
     assert images.find is imagescan.find and images.Image is imagescan.Image  # one copy
 
 
