@@ -397,14 +397,15 @@ def cmd_list_images(argv: list[str]) -> int:
 
 
 def _machine_pids(m: Machine) -> list[int] | None:
-    """The PIDs in machine M's cgroup and below it (MachineCgroup.pids), or None where no
-    cgroup is recorded for it (machined's machines: every process is looked at)."""
+    """The PIDs in machine M's cgroup and below it (MachineCgroup.pids' reading, without
+    launcher/cgroup and its pathlib), or None where no cgroup is recorded for it (machined's
+    machines: every process is looked at)."""
     cgroup = m.state.cgroup if m.state else None
     if not cgroup:
         return None
-    from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.system import cgroupfs
 
-    return MachineCgroup(m.name, path=cgroup).pids()
+    return cgroupfs.procs(cgroupfs.machine_dirs(cgroupfs.detect(), cgroup))
 
 
 def cmd_ps(argv: list[str]) -> int:

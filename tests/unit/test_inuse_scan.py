@@ -116,3 +116,38 @@ def test_kernfs_counts_child_cgroups_in_links():
         pytest.skip("no cgroup hierarchy mounted")
     subdirs = sum(1 for e in os.scandir(top) if e.is_dir(follow_symlinks=False))
     assert os.stat(top).st_nlink == 2 + subdirs
+
+
+def _dirs_as_they_were(layout: cgroupfs.Layout, cgroup: str) -> list[Path]:
+    """MachineCgroup's directories as launcher/cgroup made them (Paths), before cgroupfs.machine_dirs."""
+    dirs: list[Path] = []
+    unified = layout.unified_path(cgroup)
+    if unified is not None:
+        dirs.append(unified)
+    for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event", *sorted(layout.v1_dirs)):
+        p = layout.v1_path(ctrl, cgroup)
+        if p is not None and p not in dirs:
+            dirs.append(p)
+    return dirs
+
+
+@pytest.mark.parametrize("layout", [
+    cgroupfs.Layout("hybrid", "/sys/fs/cgroup", "/sys/fs/cgroup/unified",
+                    {"cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+                     "pids": "/sys/fs/cgroup/pids", "name=systemd": "/sys/fs/cgroup/systemd",
+                     "perf_event": "/sys/fs/cgroup/perf_event", "devices": "/sys/fs/cgroup/devices"}),
+    cgroupfs.Layout("unified", "/sys/fs/cgroup", "/sys/fs/cgroup", {}),
+    cgroupfs.Layout("legacy", "/sys/fs/cgroup", None, {"memory": "/sys/fs/cgroup/memory"})], ids=str)
+def test_machine_dirs_as_machinecgroup_made_them(layout):
+    for cg in ("/machine.slice/machine-a.scope", "machine.slice/x/", "/"):
+        assert [Path(d) for d in cgroupfs.machine_dirs(layout, cg)] == _dirs_as_they_were(layout, cg)
+
+
+def test_procs_reads_the_subtree_of_each_hierarchy_once_each(tmp_path):
+    a, b = tmp_path / "unified" / "m.scope", tmp_path / "pids" / "m.scope"
+    (a / "payload").mkdir(parents=True)
+    b.mkdir(parents=True)
+    (a / "cgroup.procs").write_text("30\n10\n")
+    (a / "payload" / "cgroup.procs").write_text("20\n\n")
+    (b / "cgroup.procs").write_text("10\n40\n")
+    assert cgroupfs.procs([str(a), b, tmp_path / "gone"]) == [10, 20, 30, 40]
