@@ -73,7 +73,8 @@ def _pair(ours: list[str], theirs: list[str], runs: int, env: dict[str, str],
 
 def inside(runs: int, machine: str, before: bool = False) -> None:
     """Time the pairs here (in the booted host); one JSON object per pair on stdout.  BEFORE: also
-    `status M` of this checkout against the one bound at BEFORE_CHECKOUT (--before)."""
+    `status M`, `ps -M M` and the image verbs of this checkout against the one bound at
+    BEFORE_CHECKOUT (--before)."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": f"{CHECKOUT}:{SITE}", "LANG": "C.UTF-8"}
     nsdash = ["/usr/bin/python3", "-S", f"{CHECKOUT}/bin/nsdash"]
     pairs = [("python3 -S -c pass (floor)", [*nsdash[:2], "-c", "pass"], "/bin/true", ["/bin/true"]),
@@ -89,8 +90,10 @@ def inside(runs: int, machine: str, before: bool = False) -> None:
                for verb, arg in (("list-images", []), ("image-status", [IMAGE]), ("show-image", [IMAGE])))]
     if before:
         old = ["/usr/bin/python3", "-S", f"{BEFORE_CHECKOUT}/bin/nsdash"]
-        pairs.append(("status M (this checkout)", [*nsdash, "status", machine], "status M (--before's)",
-                      [*old, "status", machine]))
+        for args in (["status", machine], ["ps", "-M", machine], ["list-images"], ["image-status", IMAGE],
+                     ["show-image", IMAGE]):
+            what = " ".join(args).replace(machine, "M").replace(IMAGE, "IMG")
+            pairs.append((f"{what} (this checkout)", [*nsdash, *args], f"{what} (--before's)", [*old, *args]))
     for label, ours, peer, theirs in pairs:
         # each checkout imports its own code
         env_b = dict(env, PYTHONPATH=f"{BEFORE_CHECKOUT}:{SITE}") if f"{BEFORE_CHECKOUT}/" in " ".join(theirs) else env
@@ -183,8 +186,8 @@ def main() -> int:
     as_json = wants_json()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
-    ap.add_argument("--before", metavar="DIR", help="also time `status M` against the checkout in DIR "
-                    "(e.g. a git archive of main), alternated")
+    ap.add_argument("--before", metavar="DIR", help="also time `status M`, `ps -M M` and the image verbs "
+                    "against the checkout in DIR (e.g. a git archive of main), alternated")
     args = ap.parse_args()
     need_root("bench_nested", "it boots a systemd host")
     report = Report("nested", as_json)
