@@ -130,7 +130,7 @@ def cmd_show_image(argv: list[str]) -> int:
     ns = _parse(p, argv)
     blocks = []
     for name in ns.names:
-        props = show_properties(imagescan.find(name))
+        props = show_properties(imagescan.find(name, facts=False))  # shows no os-release, no hostname
         if ns.property:
             wanted = {w for x in ns.property for w in x.split(",")}
             props = [(k, v) for k, v in props if k in wanted]

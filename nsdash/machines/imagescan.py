@@ -158,13 +158,15 @@ def image_at(name: str, path: str, crtime: bool = True, facts: bool = True) -> I
 # ---------------------------------------------------------------- the search path
 
 
-def find(name: str, dirs: tuple[str | PathLike[str], ...] | None = None, crtime: bool = True) -> Image:
-    """The image NAME (the first of the search path), or MachineNotFound in one line."""
+def find(name: str, dirs: tuple[str | PathLike[str], ...] | None = None, crtime: bool = True,
+         facts: bool = True) -> Image:
+    """The image NAME (the first of the search path), or MachineNotFound in one line.  CRTIME and
+    FACTS as image_at() takes them."""
     check_name(name)
     searched = _dirs(dirs)
     for d in searched:
         for candidate in (bareos.join(d, name), bareos.join(d, f"{name}.raw")):
-            image = image_at(name, candidate, crtime)
+            image = image_at(name, candidate, crtime, facts)
             if image is not None:
                 return image
     from nsdash.errors import MachineNotFound

@@ -50,3 +50,14 @@ def test_same_file_is_samefile(tmp_path):
     (tmp_path / "link").symlink_to(tree)
     for a, b in ((tree, tmp_path / "link"), (tree, tree / "etc"), (tree / "etc", tmp_path / "link" / "etc")):
         assert imagescan._same_file(str(a), str(b)) == os.path.samefile(a, b)
+
+
+def test_show_image_reads_no_guest_file(tmp_path, monkeypatch, capsys):
+    """show-image's properties have no os-release or hostname: neither is read."""
+    from nsdash.cli import images as cli
+
+    tree = _tree(tmp_path)
+    monkeypatch.setenv("NSDASH_IMAGE_PATH", str(tmp_path / "images"))
+    monkeypatch.setattr(imagescan, "_guest_facts", lambda path: (_ for _ in ()).throw(AssertionError(path)))
+    assert cli.main(["show-image", "box"]) == 0
+    assert f"Path={tree}\n" in capsys.readouterr().out
