@@ -4,6 +4,9 @@ and what a verb does not show is not read."""
 
 import os
 import subprocess
+import tempfile
+
+import pytest
 
 from nsdash.machines import images, imagescan
 from nsdash.system import birthtime
@@ -18,10 +21,18 @@ def _tree(tmp_path):
 
 
 def test_birth_time_is_what_stat_printed(tmp_path):
-    tree = _tree(tmp_path)
-    printed = int(subprocess.run(["stat", "-c", "%W", str(tree)], capture_output=True, text=True,
-                                 check=True).stdout)
-    assert birthtime.birth_time(str(tree)) == (float(printed) if printed > 0 else None)
+    """On this file system and on a tmpfs (which keeps birth times), followed through a symlink."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+        (tmp_path / "link").symlink_to(shm)
+        known = 0
+        for path in (_tree(tmp_path), tmp_path / "link", tmp_path / "images" / "box" / "etc" / "hostname"):
+            printed = int(subprocess.run(["stat", "-L", "-c", "%W", str(path)], capture_output=True, text=True,
+                                         check=True).stdout)
+            known += printed > 0
+            assert birthtime.birth_time(str(path)) == (float(printed) if printed > 0 else None)
+        assert known  # a time was compared, not only None with None
+    with pytest.raises(FileNotFoundError):
+        birthtime.birth_time(str(tmp_path / "gone"))
 
 
 def test_find_reads_everything_image_status_shows(tmp_path):
