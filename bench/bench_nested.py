@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""`list` and `status` against machinectl, on a host booted with systemd (issue 16).
+"""The read-only verbs machinectl has, against machinectl, on a host booted with systemd (issue 16).
 
 This machine runs no systemd, so the systemd host is the Debian demo tree booted
 ephemeral (-xbD) by nsdash, with this checkout and the venv's packages bound in
 read-only (as tests/integration/test_systemd_host.py does).  Inside it, nsdash
 boots the same tree again as machine M, so systemd-machined has one machine
-registered.  Then one script run INSIDE the host (this file with --inside)
-alternates each pair (A B B A ...) after a warm-up run and times every whole
+registered, and a small directory tree IMG (an os-release, a hostname) is made
+in its /var/lib/machines, where both tools list images (both are checked to show
+it alike before the timing; it is removed after).  Then one script run INSIDE
+the host (this file with --inside) alternates each pair (A B B A ...) after a warm-up run and times every whole
 process with CLOCK_MONOTONIC, CPU (user + system) from wait4's rusage; so the
 cost of getting into the host (`nsdash shell`) stays out of the figures.
 
   list                 nsdash list                 machinectl list
   list -o json         nsdash list -o json         machinectl list --output=json
   status M             nsdash status M             machinectl status M
+  ps -M M              nsdash ps -M M              machinectl status M (its process tree: no ps verb)
+  list-images          nsdash list-images          machinectl list-images
+  image-status IMG     nsdash image-status IMG     machinectl image-status IMG
+  show-image IMG       nsdash show-image IMG       machinectl show-image IMG
 
 nsdash runs there as users get it: the tree's own python3 (Debian 12's 3.11)
 started with -S on bin/nsdash (the launcher `make venv` installs), PYTHONPATH
@@ -31,6 +37,7 @@ import time
 
 CHECKOUT, SITE = "/opt/nsdash", "/opt/site"  # where the host sees this checkout and the venv's packages
 INNER = "benchinner"
+IMAGE = "benchimage"  # made in the host's /var/lib/machines for the image verbs
 BEFORE_CHECKOUT = "/opt/before"  # --before DIR: another checkout (a git archive), bound here
 
 
@@ -66,7 +73,8 @@ def _pair(ours: list[str], theirs: list[str], runs: int, env: dict[str, str],
 
 def inside(runs: int, machine: str, before: bool = False) -> None:
     """Time the pairs here (in the booted host); one JSON object per pair on stdout.  BEFORE: also
-    `status M` of this checkout against the one bound at BEFORE_CHECKOUT (--before)."""
+    `status M`, `ps -M M` and the image verbs of this checkout against the one bound at
+    BEFORE_CHECKOUT (--before)."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": f"{CHECKOUT}:{SITE}", "LANG": "C.UTF-8"}
     nsdash = ["/usr/bin/python3", "-S", f"{CHECKOUT}/bin/nsdash"]
     pairs = [("python3 -S -c pass (floor)", [*nsdash[:2], "-c", "pass"], "/bin/true", ["/bin/true"]),
@@ -74,11 +82,18 @@ def inside(runs: int, machine: str, before: bool = False) -> None:
              ("list -o json", [*nsdash, "list", "-o", "json"], "machinectl list --output=json",
               ["machinectl", "list", "--output=json"]),
              ("status M", [*nsdash, "status", machine], "machinectl status M",
-              ["machinectl", "status", machine])]
+              ["machinectl", "status", machine]),
+             ("ps -M M", [*nsdash, "ps", "-M", machine], "machinectl status M",
+              ["machinectl", "status", machine]),
+             *((f"{verb} IMG" if arg else verb, [*nsdash, verb, *arg], f"machinectl {verb}" + (" IMG" if arg else ""),
+                ["machinectl", verb, *arg])
+               for verb, arg in (("list-images", []), ("image-status", [IMAGE]), ("show-image", [IMAGE])))]
     if before:
         old = ["/usr/bin/python3", "-S", f"{BEFORE_CHECKOUT}/bin/nsdash"]
-        pairs.append(("status M (this checkout)", [*nsdash, "status", machine], "status M (--before's)",
-                      [*old, "status", machine]))
+        for args in (["status", machine], ["ps", "-M", machine], ["list-images"], ["image-status", IMAGE],
+                     ["show-image", IMAGE]):
+            what = " ".join(args).replace(machine, "M").replace(IMAGE, "IMG")
+            pairs.append((f"{what} (this checkout)", [*nsdash, *args], f"{what} (--before's)", [*old, *args]))
     for label, ours, peer, theirs in pairs:
         # each checkout imports its own code
         env_b = dict(env, PYTHONPATH=f"{BEFORE_CHECKOUT}:{SITE}") if f"{BEFORE_CHECKOUT}/" in " ".join(theirs) else env
@@ -128,6 +143,29 @@ def boot_host(name: str, *binds: str):
     return run
 
 
+def make_image(run) -> None:
+    """IMAGE in the host's /var/lib/machines, and both tools showing it alike: the same image in
+    list-images, the same values in image-status's and show-image's fields they both print."""
+    tree = f"/var/lib/machines/{IMAGE}"
+    run(f"mkdir -p {tree}/etc && echo 'PRETTY_NAME=\"Bench image\"' >{tree}/etc/os-release && "
+        f"echo {IMAGE} >{tree}/etc/hostname")
+    nsdash = f"python3 -S {CHECKOUT}/bin/nsdash"
+
+    def fields(text: str, sep: str) -> dict[str, str]:
+        return {k.strip(): v.strip() for k, _, v in (line.partition(sep) for line in text.splitlines()) if v}
+
+    for verb, sep, keys in (("image-status", ":", ("Path", "Type", "Hostname", "OS", "RO")),
+                            ("show-image", "=", ("Name", "Path", "Type", "ReadOnly"))):
+        ours, theirs = (fields(run(f"{tool} {verb} {IMAGE}"), sep) for tool in (nsdash, "machinectl"))
+        differ = [k for k in keys if ours.get(k) != theirs.get(k)]
+        if differ or not ours.get("Path"):
+            raise SystemExit(f"{verb} {IMAGE}: nsdash and machinectl differ on {differ}: {ours} / {theirs}")
+    for tool in (nsdash, "machinectl"):
+        listed = run(f"{tool} list-images --no-legend").split()
+        if IMAGE not in listed:
+            raise SystemExit(f"{tool} list-images does not show {IMAGE}: {listed}")
+
+
 def summarise(pair: dict, report) -> None:
     """One pair timed inside the host (a JSON line of inside()): its line and its row."""
     report.pair(pair["what"], pair["peer"], (pair["wall_a"], pair["wall_b"]), (pair["cpu_a"], pair["cpu_b"]),
@@ -148,8 +186,8 @@ def main() -> int:
     as_json = wants_json()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="pairs per verb (default 15)")
-    ap.add_argument("--before", metavar="DIR", help="also time `status M` against the checkout in DIR "
-                    "(e.g. a git archive of main), alternated")
+    ap.add_argument("--before", metavar="DIR", help="also time `status M`, `ps -M M` and the image verbs "
+                    "against the checkout in DIR (e.g. a git archive of main), alternated")
     args = ap.parse_args()
     need_root("bench_nested", "it boots a systemd host")
     report = Report("nested", as_json)
@@ -167,15 +205,16 @@ def main() -> int:
             # ... and its systemd is up: both status texts then show a settled machine
             run(f"for i in $(seq 150); do python3 -S {CHECKOUT}/bin/nsdash status -o json {INNER} | "
                 "grep -q '\"state\": \"running\"' && break; sleep 0.2; done")
+            make_image(run)
             print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; {args.runs} pairs each, "
                   "timed inside the booted host; medians [min..max]; [spread of the pair ratios]", flush=True)
             out = run(f"python3 -S {CHECKOUT}/bench/bench_nested.py --inside {args.runs} {INNER}"
                       + (" before" if args.before else ""),
-                      timeout=60 + args.runs * 10)
+                      timeout=60 + args.runs * 20)
             for line in out.splitlines():
                 if line.startswith("{"):
                     summarise(json.loads(line), report)
-            run(f"python3 -S {CHECKOUT}/bin/nsdash terminate {INNER}; "
+            run(f"rm -rf /var/lib/machines/{IMAGE}; python3 -S {CHECKOUT}/bin/nsdash terminate {INNER}; "
                 f"for i in $(seq 100); do [ -e /run/nsdash/machines/{INNER} ] || break; sleep 0.1; done")
         finally:
             with shielded():  # (bench/stopping.py: a second Ctrl-C waits for this)

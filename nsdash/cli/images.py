@@ -1,8 +1,10 @@
 """machinectl's image verbs: image-status, show-image, clone, rename, remove,
 read-only, export-tar, import-tar.
 
-The dispatcher passes the verb as argv[0].  The work is nsdash.machines.images;
-this module parses, prints (every guest-written value escaped) and shows
+The dispatcher passes the verb as argv[0].  The work is nsdash.machines.images,
+imported by the verbs that change images: image-status and show-image read them
+through nsdash.machines.imagescan alone, as lean as `nsdash list` (issue 16).
+This module parses, prints (every guest-written value escaped) and shows
 progress on stderr.
 """
 
@@ -10,13 +12,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from nsdash.cli.machinectl import _dump, _parse, _parser
 from nsdash.errors import NsdashError, UsageError
-from nsdash.machines import images
+from nsdash.machines import imagescan
 from nsdash.system.text import escape
 from nsdash.system.utctime import utc
+
+TYPE_CHECKING = False  # mypy reads this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 VERBS = ("image-status", "show-image", "clone", "rename", "remove", "read-only", "export-tar", "import-tar")
 
@@ -28,16 +33,16 @@ def _when(ts: float | None) -> str:
     return utc(ts, "%a %Y-%m-%d %H:%M:%S UTC")
 
 
-def image_json(image: images.Image, users: list[str]) -> dict[str, Any]:
-    return {"name": image.name, "path": str(image.path), "type": image.type, "ro": image.read_only,
+def image_json(image: imagescan.Image, users: list[str]) -> dict[str, Any]:
+    return {"name": image.name, "path": image.where, "type": image.type, "ro": image.read_only,
             "crtime": int(image.crtime) if image.crtime else None, "mtime": int(image.mtime),
             "hostname": image.hostname, "os": image.os_release.get("PRETTY_NAME"), "usage": None,
             "used_by": users}
 
 
-def format_status(image: images.Image, users: list[str]) -> str:
+def format_status(image: imagescan.Image, users: list[str]) -> str:
     """machinectl image-status: the name, then right-aligned labels."""
-    rows = [("Path", str(image.path)), ("Type", image.type)]
+    rows = [("Path", image.where), ("Type", image.type)]
     if image.hostname:
         rows.append(("Hostname", image.hostname))
     pretty = image.os_release.get("PRETTY_NAME") or image.os_release.get("NAME")
@@ -50,12 +55,12 @@ def format_status(image: images.Image, users: list[str]) -> str:
     return escape(image.name) + "\n" + "".join(f"{label:>15}: {escape(value)}\n" for label, value in rows)
 
 
-def show_properties(image: images.Image) -> list[tuple[str, str]]:
+def show_properties(image: imagescan.Image) -> list[tuple[str, str]]:
     """machinectl show-image's properties (org.freedesktop.machine1.Image's names)."""
     def usec(ts: float | None) -> str:
         return _when(ts) if ts else ""
 
-    return [("Name", image.name), ("Path", str(image.path)), ("Type", image.type),
+    return [("Name", image.name), ("Path", image.where), ("Type", image.type),
             ("ReadOnly", "yes" if image.read_only else "no"),
             ("CreationTimestamp", usec(image.crtime)), ("ModificationTimestamp", usec(image.mtime)),
             ("Usage", "[not set]"), ("Limit", "[not set]"), ("UsageExclusive", "[not set]"),
@@ -109,11 +114,11 @@ def cmd_image_status(argv: list[str]) -> int:
     p = _parser("image-status", "+")
     p.add_argument("-o", "--output", choices=["short", "json", "json-pretty"], default="short")
     ns = _parse(p, argv)
-    found = [images.find(n) for n in ns.names]
+    found = [imagescan.find(n) for n in ns.names]
     if ns.output.startswith("json"):
-        _dump([image_json(i, images.users(i)) for i in found], ns.output)
+        _dump([image_json(i, imagescan.users(i)) for i in found], ns.output)
         return 0
-    sys.stdout.write("\n".join(format_status(i, images.users(i)) for i in found))
+    sys.stdout.write("\n".join(format_status(i, imagescan.users(i)) for i in found))
     return 0
 
 
@@ -125,7 +130,7 @@ def cmd_show_image(argv: list[str]) -> int:
     ns = _parse(p, argv)
     blocks = []
     for name in ns.names:
-        props = show_properties(images.find(name))
+        props = show_properties(imagescan.find(name, facts=False))  # shows no os-release, no hostname
         if ns.property:
             wanted = {w for x in ns.property for w in x.split(",")}
             props = [(k, v) for k, v in props if k in wanted]
@@ -137,6 +142,8 @@ def cmd_show_image(argv: list[str]) -> int:
 
 
 def cmd_clone(argv: list[str]) -> int:
+    from nsdash.machines import images
+
     p = _parser("clone", None)
     p.add_argument("name", metavar="NAME")
     p.add_argument("new", metavar="NEW")
@@ -147,6 +154,8 @@ def cmd_clone(argv: list[str]) -> int:
 
 
 def cmd_rename(argv: list[str]) -> int:
+    from nsdash.machines import images
+
     p = _parser("rename", None)
     p.add_argument("name", metavar="NAME")
     p.add_argument("new", metavar="NEW")
@@ -156,6 +165,8 @@ def cmd_rename(argv: list[str]) -> int:
 
 
 def cmd_remove(argv: list[str]) -> int:
+    from nsdash.machines import images
+
     p = _parser("remove", "+")
     ns = _parse(p, argv)
     for name in ns.names:
@@ -166,6 +177,8 @@ def cmd_remove(argv: list[str]) -> int:
 
 
 def cmd_read_only(argv: list[str]) -> int:
+    from nsdash.machines import images
+
     p = _parser("read-only", None)
     p.add_argument("name", metavar="NAME")
     p.add_argument("value", metavar="BOOL", nargs="?", default="yes")
@@ -175,6 +188,8 @@ def cmd_read_only(argv: list[str]) -> int:
 
 
 def cmd_export_tar(argv: list[str]) -> int:
+    from nsdash.machines import images
+
     p = _parser("export-tar", None)
     p.add_argument("name", metavar="NAME")
     p.add_argument("file", metavar="FILE", nargs="?", default="-", help="- or none: standard output")
@@ -189,6 +204,8 @@ def cmd_export_tar(argv: list[str]) -> int:
 
 
 def cmd_import_tar(argv: list[str]) -> int:
+    from nsdash.machines import images
+
     p = _parser("import-tar", None)
     p.add_argument("file", metavar="FILE", help="-: standard input (then NAME is needed)")
     p.add_argument("name", metavar="NAME", nargs="?")
@@ -202,6 +219,8 @@ def cmd_import_tar(argv: list[str]) -> int:
 
 
 def _file_or_stdio(file: str, which: str) -> str:
+    from nsdash.machines import images
+
     return f"standard {which}" if file in images.STDIO else escape(file)
 
 

@@ -377,15 +377,15 @@ def cmd_list_images(argv: list[str]) -> int:
     p = _parser("list-images", None)
     _output_opts(p)
     ns = _parse(p, argv)
-    from nsdash.machines import images
+    from nsdash.machines import imagescan
     from nsdash.system.utctime import utc
 
     rows, data = [], []
-    for image in images.discover():
+    for image in imagescan.discover(crtime=False, facts=False):  # neither is shown here
         ro = "yes" if image.read_only else "no"
         mtime = utc(image.mtime, "%a %Y-%m-%d %H:%M:%S UTC")  # the guest's to set
-        rows.append([image.name, image.type, ro, str(image.path), mtime])
-        data.append({"name": image.name, "type": image.type, "ro": image.read_only, "path": str(image.path),
+        rows.append([image.name, image.type, ro, image.where, mtime])
+        data.append({"name": image.name, "type": image.type, "ro": image.read_only, "path": image.where,
                      "mtime": int(image.mtime)})
     if ns.output.startswith("json"):
         _dump(data, ns.output)
@@ -397,14 +397,15 @@ def cmd_list_images(argv: list[str]) -> int:
 
 
 def _machine_pids(m: Machine) -> list[int] | None:
-    """The PIDs in machine M's cgroup and below it (MachineCgroup.pids), or None where no
-    cgroup is recorded for it (machined's machines: every process is looked at)."""
+    """The PIDs in machine M's cgroup and below it (MachineCgroup.pids' reading, without
+    launcher/cgroup and its pathlib), or None where no cgroup is recorded for it (machined's
+    machines: every process is looked at)."""
     cgroup = m.state.cgroup if m.state else None
     if not cgroup:
         return None
-    from nsdash.launcher.cgroup import MachineCgroup
+    from nsdash.system import cgroupfs
 
-    return MachineCgroup(m.name, path=cgroup).pids()
+    return cgroupfs.procs(cgroupfs.machine_dirs(cgroupfs.detect(), cgroup))
 
 
 def cmd_ps(argv: list[str]) -> int:

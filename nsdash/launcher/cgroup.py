@@ -95,17 +95,7 @@ class MachineCgroup:
         self.dirs = self._dirs()
 
     def _dirs(self) -> list[Path]:
-        dirs: list[Path] = []
-        unified = self.layout.unified_path(self.path)
-        if unified is not None:
-            dirs.append(unified)
-        # Every v1 hierarchy mounted, perf_event too: where it is a v1 hierarchy, `perf record -G`
-        # (nsdash profile) finds the machine there only; on cgroup2 the controller is implicit.
-        for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event", *sorted(self.layout.v1_dirs)):
-            p = self.layout.v1_path(ctrl, self.path)
-            if p is not None and p not in dirs:
-                dirs.append(p)
-        return dirs
+        return [Path(d) for d in cgroupfs.machine_dirs(self.layout, self.path)]
 
     @property
     def filters_devices(self) -> bool:
@@ -124,15 +114,7 @@ class MachineCgroup:
 
     def pids(self) -> list[int]:
         """Every process in the machine's cgroup and its descendants."""
-        found: list[int] = []
-        for d in self.dirs:
-            for sub in cgroupfs.subtree(d):
-                try:
-                    with open(os.path.join(sub, "cgroup.procs")) as f:
-                        found.extend(int(line) for line in f if line.strip())
-                except OSError:
-                    continue
-        return sorted(set(found))
+        return cgroupfs.procs(self.dirs)
 
     def populated(self) -> bool:
         events = self.main_dir / "cgroup.events"

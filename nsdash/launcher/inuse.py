@@ -38,82 +38,12 @@ from pathlib import Path
 
 from nsdash.errors import MachineExists
 from nsdash.launcher import names
+from nsdash.launcher.treeusers import _machine_scopes, _pids, machine_roots, tree_users  # noqa: F401 - re-exported
 from nsdash.system import cgroupfs, paths
 
 SLICE = names.SLICE
 LOCK_DIR = ".locks"
 ID_DIR = ".ids"
-
-
-def _machine_scopes(layout: cgroupfs.Layout) -> dict[str, str]:
-    """machine name -> its cgroup directory in the hierarchy that holds every process
-    (strings: one per running machine, on every spawn)."""
-    slice_dir = SLICE.lstrip("/")
-    base = os.path.join(layout.unified_dir, slice_dir) if layout.unified_dir is not None else None
-    if base is None or not os.path.isdir(base):
-        v1 = layout.v1_dirs.get("pids") or layout.v1_dirs.get("cpu")
-        base = None if v1 is None else os.path.join(v1, slice_dir)
-    found: dict[str, str] = {}
-    if base is None:
-        return found
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(base):
-            name = names.machine_from_unit(entry.name)
-            if name is not None and entry.is_dir():
-                found[name] = entry.path
-    return found
-
-
-def _pids(cgroup: str | Path, limit: int = 8) -> list[int]:
-    """The first LIMIT processes of CGROUP and its children, top-down as os.walk visits them.
-    A directory is listed only when its own processes are not enough and it has child
-    cgroups: a spawn checks every running machine, and os.walk's listing and stat of each
-    cgroup's twenty-odd control files was most of that check's cost."""
-    out: list[int] = []
-    stack = [os.fspath(cgroup)]
-    while stack:
-        d = stack.pop()
-        with contextlib.suppress(OSError), open(d + "/cgroup.procs", "rb") as f:
-            out.extend(int(x) for x in f.read().split())
-        if len(out) >= limit:
-            break
-        try:
-            if os.stat(d).st_nlink == 2:
-                continue  # no child cgroup: a directory's links are 2 + its subdirectories (kernfs)
-            with os.scandir(d) as it:
-                subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-        stack.extend(reversed(subs))  # popped in listing order, as os.walk yields them
-    return out[:limit]
-
-
-def machine_roots(layout: cgroupfs.Layout | None = None) -> dict[str, set[tuple[int, int]]]:
-    """Each running machine's roots: (device, inode) of /proc/PID/root of its first processes
-    (one walk of machine.slice for any number of trees to check)."""
-    roots: dict[str, set[tuple[int, int]]] = {}
-    for name, cg in _machine_scopes(layout or cgroupfs.detect()).items():
-        seen = roots.setdefault(name, set())
-        for pid in _pids(cg):
-            try:
-                root = os.stat(f"/proc/{pid}/root")
-            except OSError:
-                continue  # gone, or a zombie
-            seen.add((root.st_dev, root.st_ino))
-    return roots
-
-
-def tree_users(tree: str | Path, layout: cgroupfs.Layout | None = None,
-               exclude: str | None = None, roots: dict[str, set[tuple[int, int]]] | None = None) -> list[str]:
-    """Names of running machines whose root is TREE (ROOTS: machine_roots(), read once by a caller
-    that checks many trees)."""
-    try:
-        st = os.stat(tree)
-    except OSError:
-        return []
-    key = (st.st_dev, st.st_ino)
-    found = machine_roots(layout) if roots is None else roots
-    return [name for name, seen in found.items() if name != exclude and key in seen]
 
 
 def _lock_file(name: str) -> int:

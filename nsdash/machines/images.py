@@ -31,17 +31,16 @@ import fcntl
 import os
 import secrets
 import shutil
-import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from nsdash.errors import MachineExists, MachineNotFound, NsdashError, UsageError
-from nsdash.launcher import inuse, names, template
-from nsdash.system import confined, fsflags, mountinfo, paths
+from nsdash.errors import MachineExists, NsdashError, UsageError
+from nsdash.launcher import template
+from nsdash.machines.imagescan import Image, check_name, discover, find, users, users_of  # noqa: F401 - the lean half, re-exported
+from nsdash.system import fsflags, mountinfo, paths
 from nsdash.system.fdio import writable
 
 CHUNK = 1 << 20
@@ -58,114 +57,8 @@ TAR_COMMON = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls"]
 Progress = Callable[[int, int | None], None]  # bytes done, bytes in all (None: unknown)
 
 
-@dataclass(frozen=True)
-class Image:
-    name: str
-    path: Path
-    type: str  # directory | subvolume | raw
-    read_only: bool
-    mtime: float
-    crtime: float | None
-    os_release: dict[str, str]
-    hostname: str | None
-
-    @property
-    def vendor(self) -> bool:
-        """Shipped under /usr: machinectl never changes these."""
-        return self.path.is_relative_to("/usr")
-
-
 class ImageBusy(MachineExists):
     """An image a running machine uses."""
-
-
-def check_name(name: str, what: str = "image name") -> str:
-    """machinectl's image name rule: the machine-name rule (so '/' and '..' are refused)."""
-    return names.check_machine_name(name, what)
-
-
-# ---------------------------------------------------------------- discovery
-
-
-def _crtime(path: Path) -> float | None:
-    with contextlib.suppress(OSError, ValueError):
-        out = subprocess.run(["stat", "-c", "%W", str(path)], capture_output=True, text=True)
-        value = int(out.stdout.strip())
-        return float(value) if value > 0 else None
-    return None
-
-
-def _read_only(path: Path, kind: str) -> bool:
-    if path.is_relative_to("/usr") or not os.access(path.parent, os.W_OK):
-        return True
-    with contextlib.suppress(OSError):
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
-            return True
-    if kind == "raw":
-        return not os.lstat(path).st_mode & 0o222
-    if kind == "subvolume":
-        out = subprocess.run(["btrfs", "property", "get", "-ts", str(path), "ro"],
-                             capture_output=True, text=True)
-        return out.stdout.strip() == "ro=true"
-    return fsflags.is_immutable(os.path.realpath(path))  # a symlinked image: its target
-
-
-def _guest_facts(path: Path) -> tuple[dict[str, str], str | None]:
-    """os-release and hostname, read confined to the tree (the guest wrote them)."""
-    from nsdash.machines import identity
-
-    release: dict[str, str] = {}
-    with contextlib.suppress(OSError):  # a refused os-release shows as none
-        release = identity.os_release(path)
-    hostname = None
-    with contextlib.suppress(OSError):
-        hostname = confined.read_text(path, "etc/hostname").strip() or None
-    return release, hostname
-
-
-def _image_at(name: str, path: Path, crtime: bool = True) -> Image | None:
-    try:
-        st = os.stat(path)  # symlinks are followed, as machinectl does (machinectl link made them)
-    except OSError:
-        return None
-    if stat.S_ISDIR(st.st_mode):
-        kind = "subvolume" if template.is_subvolume(path) else "directory"
-        release, hostname = _guest_facts(path)
-    elif stat.S_ISREG(st.st_mode) and path.name.endswith(".raw"):
-        kind, release, hostname = "raw", {}, None
-    else:
-        return None
-    return Image(name, path, kind, _read_only(path, kind), st.st_mtime, _crtime(path) if crtime else None,
-                 release, hostname)
-
-
-def find(name: str, dirs: tuple[Path, ...] | None = None) -> Image:
-    """The image NAME (the first of the search path), or MachineNotFound in one line."""
-    check_name(name)
-    for d in dirs or paths.image_dirs():
-        for candidate in (d / name, d / f"{name}.raw"):
-            image = _image_at(name, candidate)
-            if image is not None:
-                return image
-    raise MachineNotFound(f"no image named '{name}'",
-                          "see 'nsdash list-images' for the images in " + ", ".join(
-                              str(d) for d in (dirs or paths.image_dirs())))
-
-
-def discover(dirs: tuple[Path, ...] | None = None, crtime: bool = True) -> list[Image]:
-    """Every image, the first of each name, sorted by name (hidden and invalid names skipped).
-    CRTIME=False leaves the creation times out (each costs a `stat` run)."""
-    seen: dict[str, Image] = {}
-    for d in dirs or paths.image_dirs():
-        with contextlib.suppress(OSError):
-            for entry in sorted(os.listdir(d)):
-                name = entry[:-4] if entry.endswith(".raw") else entry
-                if name.startswith(".") or name in seen or not names.is_valid_hostname(name):
-                    continue
-                image = _image_at(name, d / entry, crtime)
-                if image is not None:
-                    seen[name] = image
-    return [seen[n] for n in sorted(seen)]
 
 
 def disk_usage(image: Image) -> int | None:
@@ -181,32 +74,6 @@ def disk_usage(image: Image) -> int | None:
         # du reports what it could read even when some entry failed (its status is then 1)
         return int(out.stdout.split()[0])
     return None
-
-
-def users(image: Image) -> list[str]:
-    """Running machines that use IMAGE: those whose root is the tree, and nsdash's
-    machines started from it (an --ephemeral one runs on an overlay of it)."""
-    return users_of([image])[image.name]
-
-
-def users_of(found: list[Image]) -> dict[str, list[str]]:
-    """users() of each image, by name, with the machines' roots and nsdash's machines read once."""
-    from nsdash.machines.registry import nsdash_machines
-
-    roots = inuse.machine_roots() if any(i.type != "raw" for i in found) else {}
-    ours: list[tuple[str, str]] = []  # (machine, its root)
-    with contextlib.suppress(OSError, NsdashError):
-        ours = [(m.name, m.root) for m in nsdash_machines() if not m.orphan and m.root]
-    out = {}
-    for image in found:
-        names_ = list(inuse.tree_users(image.path, roots=roots)) if image.type != "raw" else []
-        for machine, root in ours:
-            if machine not in names_:
-                with contextlib.suppress(OSError):
-                    if os.path.samefile(root, image.path):
-                        names_.append(machine)
-        out[image.name] = names_
-    return out
 
 
 # ---------------------------------------------------------------- building blocks

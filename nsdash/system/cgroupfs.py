@@ -18,7 +18,7 @@ from nsdash.system.frozen import Frozen
 TYPE_CHECKING = False  # mypy reads this as True; at run time pathlib waits for a caller that wants Paths
 if TYPE_CHECKING:
     import os
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -155,6 +155,37 @@ def own_cgroup(pid: int | str = "self", proc: str | os.PathLike[str] = "/proc") 
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             result[ctrls] = path
     return result
+
+
+def machine_dirs(layout: Layout, cgroup: str) -> list[str]:
+    """A machine's cgroup CGROUP in each hierarchy: cgroup2's first (it holds every process),
+    then every v1 hierarchy mounted, perf_event too (`perf record -G`, nsdash profile, finds the
+    machine there only where it is a v1 hierarchy; on cgroup2 the controller is implicit).
+    Strings: `ps -M` reads them without launcher/cgroup's pathlib (MachineCgroup.dirs are these)."""
+    inner = cgroup.strip("/")
+
+    def under(base: str) -> str:
+        return bareos.join(base, inner) if inner else base
+
+    dirs = [under(layout.unified_dir)] if layout.unified_dir is not None else []
+    for ctrl in (*V1_CONTROLLERS, "devices", "perf_event", *sorted(layout.v1_dirs)):
+        base = layout.v1_dirs.get(ctrl)
+        if base is not None and under(base) not in dirs:
+            dirs.append(under(base))
+    return dirs
+
+
+def procs(dirs: Iterable[str | os.PathLike[str]]) -> list[int]:
+    """Every process in DIRS (cgroups) and the cgroups below them, sorted, once each."""
+    found: list[int] = []
+    for d in dirs:
+        for sub in subtree(d):
+            try:
+                with open(bareos.join(sub, "cgroup.procs")) as f:
+                    found.extend(int(line) for line in f if line.strip())
+            except OSError:
+                continue
+    return sorted(set(found))
 
 
 def subtree(top: str | os.PathLike[str]) -> Iterator[str]:

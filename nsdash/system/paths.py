@@ -15,13 +15,18 @@ IMAGE_SEARCH = ("/etc/machines", "/run/machines", "/var/lib/machines", "/var/lib
                 "/usr/local/lib/machines", "/usr/lib/machines")
 
 
-def image_dirs() -> tuple[Path, ...]:
+def image_dir_names() -> tuple[str, ...]:
     """Where images are looked up, in order; NSDASH_IMAGE_PATH (colon-separated) overrides it
     for tests, its first entry then being where new images go."""
+    env = bareos.getenv("NSDASH_IMAGE_PATH")
+    return tuple(p for p in (env.split(":") if env else IMAGE_SEARCH) if p)
+
+
+def image_dirs() -> tuple[Path, ...]:
+    """image_dir_names() as Paths."""
     from pathlib import Path
 
-    env = bareos.getenv("NSDASH_IMAGE_PATH")
-    return tuple(Path(p) for p in (env.split(":") if env else IMAGE_SEARCH) if p)
+    return tuple(Path(p) for p in image_dir_names())
 
 
 def image_home() -> Path:

@@ -1,6 +1,6 @@
 """The in-use scan and the cgroup layout's paths: the cheaper ways give what the plain ones gave.
 
-launcher/inuse._pids reads a machine's cgroup top-down and lists a directory only when its own
+launcher/treeusers._pids reads a machine's cgroup top-down and lists a directory only when its own
 processes are not enough; Layout.v1_path and unified_path build one Path from the mount strings.
 Checked here against the plain definitions on a made-up cgroup tree (plain directories and files).
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nsdash.launcher import inuse
+from nsdash.launcher import treeusers
 from nsdash.system import cgroupfs
 
 
@@ -52,12 +52,12 @@ def _tree(root: Path) -> Path:
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 12, 100])
 def test_pids_match_a_top_down_walk(tmp_path, limit):
     top = _tree(tmp_path)
-    assert inuse._pids(top, limit) == _walk_pids(top, limit)
-    assert inuse._pids(str(top), limit) == _walk_pids(top, limit)
+    assert treeusers._pids(top, limit) == _walk_pids(top, limit)
+    assert treeusers._pids(str(top), limit) == _walk_pids(top, limit)
 
 
 def test_pids_of_a_missing_cgroup_is_empty(tmp_path):
-    assert inuse._pids(tmp_path / "gone") == []
+    assert treeusers._pids(tmp_path / "gone") == []
 
 
 def test_pids_stop_listing_once_enough(tmp_path, monkeypatch):
@@ -70,10 +70,10 @@ def test_pids_stop_listing_once_enough(tmp_path, monkeypatch):
         listed.append(os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(inuse.os, "scandir", counting)
-    assert inuse._pids(top, 2) == [10, 11]
+    monkeypatch.setattr(treeusers.posix, "scandir", counting)
+    assert treeusers._pids(top, 2) == [10, 11]
     assert listed == []
-    assert inuse._pids(top, 3) == _walk_pids(top, 3)
+    assert treeusers._pids(top, 3) == _walk_pids(top, 3)
     assert listed[0] == str(top) and len(listed) < 8  # the top first; never all eight directories
 
 
@@ -99,12 +99,12 @@ def test_a_leaf_cgroup_is_not_listed(tmp_path, monkeypatch):
         pytest.skip("this file system does not count subdirectories in a directory's links")
     listed: list[str] = []
     real = os.scandir
-    monkeypatch.setattr(inuse.os, "scandir", lambda path: listed.append(os.fspath(path)) or real(path))
-    assert inuse._pids(leaf) == [5, 6]
+    monkeypatch.setattr(treeusers.posix, "scandir", lambda path: listed.append(os.fspath(path)) or real(path))
+    assert treeusers._pids(leaf) == [5, 6]
     assert listed == []
     (leaf / "child").mkdir()
     (leaf / "child" / "cgroup.procs").write_text("7\n")
-    assert inuse._pids(leaf) == [5, 6, 7]
+    assert treeusers._pids(leaf) == [5, 6, 7]
     assert listed == [str(leaf)]
 
 
@@ -116,3 +116,38 @@ def test_kernfs_counts_child_cgroups_in_links():
         pytest.skip("no cgroup hierarchy mounted")
     subdirs = sum(1 for e in os.scandir(top) if e.is_dir(follow_symlinks=False))
     assert os.stat(top).st_nlink == 2 + subdirs
+
+
+def _dirs_as_they_were(layout: cgroupfs.Layout, cgroup: str) -> list[Path]:
+    """MachineCgroup's directories as launcher/cgroup made them (Paths), before cgroupfs.machine_dirs."""
+    dirs: list[Path] = []
+    unified = layout.unified_path(cgroup)
+    if unified is not None:
+        dirs.append(unified)
+    for ctrl in (*cgroupfs.V1_CONTROLLERS, "devices", "perf_event", *sorted(layout.v1_dirs)):
+        p = layout.v1_path(ctrl, cgroup)
+        if p is not None and p not in dirs:
+            dirs.append(p)
+    return dirs
+
+
+@pytest.mark.parametrize("layout", [
+    cgroupfs.Layout("hybrid", "/sys/fs/cgroup", "/sys/fs/cgroup/unified",
+                    {"cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+                     "pids": "/sys/fs/cgroup/pids", "name=systemd": "/sys/fs/cgroup/systemd",
+                     "perf_event": "/sys/fs/cgroup/perf_event", "devices": "/sys/fs/cgroup/devices"}),
+    cgroupfs.Layout("unified", "/sys/fs/cgroup", "/sys/fs/cgroup", {}),
+    cgroupfs.Layout("legacy", "/sys/fs/cgroup", None, {"memory": "/sys/fs/cgroup/memory"})], ids=str)
+def test_machine_dirs_as_machinecgroup_made_them(layout):
+    for cg in ("/machine.slice/machine-a.scope", "machine.slice/x/", "/"):
+        assert [Path(d) for d in cgroupfs.machine_dirs(layout, cg)] == _dirs_as_they_were(layout, cg)
+
+
+def test_procs_reads_the_subtree_of_each_hierarchy_once_each(tmp_path):
+    a, b = tmp_path / "unified" / "m.scope", tmp_path / "pids" / "m.scope"
+    (a / "payload").mkdir(parents=True)
+    b.mkdir(parents=True)
+    (a / "cgroup.procs").write_text("30\n10\n")
+    (a / "payload" / "cgroup.procs").write_text("20\n\n")
+    (b / "cgroup.procs").write_text("10\n40\n")
+    assert cgroupfs.procs([str(a), b, tmp_path / "gone"]) == [10, 20, 30, 40]

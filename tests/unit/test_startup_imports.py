@@ -558,12 +558,17 @@ def test_ps_of_a_machine_lists_its_cgroup_subtree(tmp_path, machine_name):
                                                cgroup=scope + "/nested", supervisor=procs[3].pid,
                                                started="2026-01-01T00:00:00Z", since="2026-01-01T00:00:00Z"))
         env = {"NSDASH_STATE_DIR": str(tmp_path / "state")}
-        out = subprocess.run([sys.executable, "-S", str(REPO / "bin" / "nsdash"), "ps", "-M", machine_name],
-                             capture_output=True, text=True, timeout=60, cwd=REPO,
+        out = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), "ps", "-M",
+                              machine_name], capture_output=True, text=True, timeout=60, cwd=REPO,
                              env=dict(os.environ, PYTHONPATH=str(REPO), **env))
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout == _psutil_rows([procs[0].pid, procs[1].pid], machine_name)
         assert out.stdout.count("an argument with spaces") == 2
+        # the cgroup read as launcher/cgroup reads it, without it (its pathlib, ctypes and BPF
+        # device filter were 30 M instructions on top of psutil's import)
+        names = {line.split("|")[2].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+        assert "psutil" in names
+        assert {n for n in names if n in {"nsdash.launcher.cgroup", "pathlib", "ctypes"}} == set()
     finally:
         for p in procs:
             p.communicate(timeout=10)  # its stdin's end: it leaves
@@ -573,3 +578,33 @@ def test_ps_of_a_machine_lists_its_cgroup_subtree(tmp_path, machine_name):
                     os.rmdir(d)
             else:
                 os.rmdir(d)
+
+
+# The read-only image verbs (bench_nested.py, against machinectl's): list-images as lean as list
+# (it shows no creation time: no statx; no datetime); image-status and show-image call statx for
+# the birth time through _ctypes alone (system/birthtime: not ctypes, not the launcher's
+# system/syscalls), and import none of images' tools for changing images.
+IMAGE_VERBS_NEVER = {"list-images": _LEAN | _NO_OS | {"ctypes", "_ctypes", "datetime", "nsdash.launcher.template"},
+                     "image-status": _LEAN | _NO_OS | {"ctypes", "datetime", "nsdash.machines.images", "nsdash.system.syscalls", "nsdash.launcher.inuse",
+                                              "nsdash.launcher.template"},
+                     "show-image": _LEAN | _NO_OS | {"ctypes", "datetime", "nsdash.machines.images", "nsdash.system.syscalls", "nsdash.launcher.registry",
+                                            "nsdash.launcher.treeusers", "nsdash.launcher.template"}}
+
+
+@pytest.mark.parametrize("verb", list(IMAGE_VERBS_NEVER))
+def test_read_only_image_verbs_import_nothing_heavy(verb, tmp_path):
+    tree = tmp_path / "images" / "box"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "os-release").write_text('PRETTY_NAME="Box OS"\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO), NSDASH_STATE_DIR=str(tmp_path / "state"),
+               NSDASH_IMAGE_PATH=str(tmp_path / "images"))
+    env.pop("NSDASH_DEBUG", None)
+    argv = [verb] if verb == "list-images" else [verb, "box"]
+    out = subprocess.run([sys.executable, "-S", "-X", "importtime", str(REPO / "bin" / "nsdash"), *argv],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert str(tree) in out.stdout  # the verb ran and showed the image
+    names = {line.split("|")[2].strip() for line in out.stderr.splitlines()
+             if line.startswith("import time:") and "imported package" not in line}
+    never = HEAVY | IMAGE_VERBS_NEVER[verb]
+    assert {n for n in names if n in never or n.split(".")[0] in never} == set()
