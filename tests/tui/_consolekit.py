@@ -45,8 +45,9 @@ class StubConnection:
     def locked_for_ui(self):
         return self.lock
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> bool:
         self.sent = data
+        return True
 
     def close(self) -> None:
         pass

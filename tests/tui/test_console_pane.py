@@ -63,6 +63,16 @@ class PlaySession:
         pass
 
 
+def until(condition, timeout: float = 20.0) -> bool:
+    """Whether CONDITION() came true within TIMEOUT s (looked at every few ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def painted_text(pane: ConsolePane) -> list[str]:
     """What Textual gets from the pane for each line."""
     return ["".join(seg.text for seg in pane.render_line(y)) for y in range(pane.size.height)]
@@ -563,11 +573,10 @@ def test_keys_typed_while_the_console_opens_are_sent_once_it_is_open_in_order():
         conn.send(b"ot")
         assert session.sent == []  # nothing to send them to yet
         opened.set()
-        deadline = time.monotonic() + 10
-        while not session.sent and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert until(lambda: session.sent), "the early keys were not sent"
         conn.send(b"\r")
-        assert session.sent == [b"root", b"\r"]
+        assert until(lambda: b"".join(session.sent) == b"root\r"), session.sent
+        assert session.sent[0] == b"root"  # the early keys, in one send
     finally:
         conn.close()
     assert ends == []
@@ -601,11 +610,9 @@ def test_a_key_never_waits_for_the_keys_typed_while_the_console_opened():
         assert typed.wait(20), "send() waited for the early keys' send"
         assert session.sent == []
         release.set()
-        deadline = time.monotonic() + 20
-        while len(session.sent) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert until(lambda: len(session.sent) >= 2), session.sent
         conn.send(b"x")
-        assert session.sent == [b"root", b"\r", b"x"]  # in the order typed
+        assert until(lambda: b"".join(session.sent) == b"root\rx"), session.sent  # in the order typed
     finally:
         release.set()
         conn.close()
