@@ -645,3 +645,21 @@ def test_a_gap_the_supervisor_skipped_is_counted_and_what_comes_after_starts_cle
     screen = model.display()
     assert any(line.startswith("AFTER THE GAP") for line in screen), screen
     assert not any("cut-by-gap" in line for line in screen), screen
+
+
+async def test_a_key_the_console_does_not_take_rings_the_bell_and_is_counted_on_the_border():
+    """The connection dropped it (SEND_MAX bytes of keys wait: the machine stopped reading), as
+    a full tty input queue drops: the user hears it and the border says how many."""
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane, conn = await stub_connected(pilot)
+        pane.attached = "stuck"
+        bells: list[int] = []
+        pilot.app.bell = lambda: bells.append(1)
+        pane.focus()
+        await pilot.press("a")
+        assert conn.sent == b"a" and pane.dropped_keys == 0 and not bells
+        conn.send = lambda data: False
+        await pilot.press("b", "c")
+        assert pane.dropped_keys == 2 and len(bells) == 2
+        assert "2 keys dropped: the console is not reading" in str(pane.border_subtitle)
+        pane.connection = None

@@ -1,0 +1,137 @@
+"""Keys typed in the console pane never wait for a peer that stopped reading (tui/console/connection.py).
+
+Real sessions, real buffers: the local console's client (ConsoleSession) on a socket whose peer
+does not read, and a program on a PTY of its own (the gdb pane's PtySession) that is stopped.
+Typing returns at once however full they are; what could not wait is dropped whole and counted;
+once the peer reads again, every key that was taken arrives, in the order typed.  Before the
+sender thread, the UI thread's send blocked in sendall/write: typed.wait() below timed out.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from nsdash.machines import protocol as proto
+from nsdash.machines.client import ConsoleSession
+from nsdash.tui.console.connection import SEND_MAX, ConsoleConnection
+from nsdash.tui.console.pty_session import PtySession
+from nsdash.tui.console.terminal import TerminalModel
+
+KEYS = [b"<%05d>" % i for i in range(4000)]  # 28 KB of keys, each told from the others
+
+
+def until(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def type_all(conn: ConsoleConnection) -> list[bool]:
+    """Type KEYS as the UI thread does, in a thread of its own: whether each was taken.  Fails
+    when typing them does not end within a bound (the old send blocked on the full peer)."""
+    taken: list[bool] = []
+    typed = threading.Event()
+
+    def ui() -> None:
+        for key in KEYS:
+            taken.append(conn.send(key))
+        typed.set()
+
+    threading.Thread(target=ui, daemon=True).start()
+    assert typed.wait(20), f"typing blocked after {len(taken)} of {len(KEYS)} keys: the peer does not read"
+    return taken
+
+
+def check_taken(conn: ConsoleConnection, taken: list[bool]) -> bytes:
+    """What the peer must get (the keys taken, in order); the rest was dropped and counted."""
+    assert not all(taken), "the peer never filled: nothing was held back"
+    dropped = [key for key, ok in zip(KEYS, taken, strict=True) if not ok]
+    assert conn.dropped == sum(map(len, dropped))
+    return b"".join(key for key, ok in zip(KEYS, taken, strict=True) if ok)
+
+
+class _Control:
+    """The part of client.Control a ConsoleSession uses: its socket, the bytes read past the reply."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lines = proto.LineReader()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_keys_to_a_console_socket_its_peer_does_not_read_never_block_and_arrive_in_order():
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # full after a few KB, not 200
+    session = ConsoleSession(_Control(ours))  # sendall() frames, as to a supervisor
+    ends: list[str] = []
+    conn = ConsoleConnection("stuck", TerminalModel(), ends.append, attach=lambda name, rows, cols: session)
+    conn.start()
+    try:
+        taken = type_all(conn)
+        expected = check_taken(conn, taken)
+        frames, got = proto.FrameReader(), bytearray()
+
+        def read_some() -> bool:
+            while socket_readable(peer):
+                for kind, payload in frames.feed(peer.recv(65536)):
+                    assert kind == proto.FRAME_INPUT
+                    got.extend(payload)
+            return len(got) >= len(expected)
+
+        assert until(read_some), f"{len(got)} of {len(expected)} bytes arrived"
+        assert bytes(got) == expected  # every key taken, in the order typed
+        assert conn.send(b"after")  # the queue drained: keys are taken again
+        assert until(lambda: read_some() and got.endswith(b"after"))
+    finally:
+        conn.close()
+        peer.close()
+    assert ends == []
+
+
+def socket_readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_keys_to_a_program_that_stopped_reading_its_pty_never_block_and_arrive_in_order(tmp_path):
+    out = tmp_path / "typed"
+    # Raw and without echo: the PTY passes every byte and fills (about 20 KB) rather than drop;
+    # stopped until the test lets it read.
+    argv = ["sh", "-c", f"stty raw -echo; kill -STOP $$; exec cat > {out}"]
+    sessions: list[PtySession] = []
+
+    def attach(name: str, rows: int, cols: int) -> PtySession:
+        sessions.append(PtySession(argv, rows, cols))
+        return sessions[0]
+
+    ends: list[str] = []
+    conn = ConsoleConnection("stopped", TerminalModel(), ends.append, attach=attach)
+    conn.start()
+    try:
+        assert until(lambda: sessions and _state(sessions[0].process.pid) == "T"), "the program did not stop"
+        pid = sessions[0].process.pid
+        taken = type_all(conn)
+        expected = check_taken(conn, taken)
+        assert len(expected) > SEND_MAX  # the PTY took its fill before the queue did
+        os.kill(pid, signal.SIGCONT)
+        assert until(lambda: out.exists() and out.stat().st_size >= len(expected)), "the keys did not arrive"
+        assert out.read_bytes() == expected
+    finally:
+        if sessions:
+            sessions[0].process.kill()  # cat reads on; a stopped one too: SIGKILL ends either
+        conn.close()
+    assert ends == []
