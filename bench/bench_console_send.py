@@ -17,6 +17,7 @@ from send() to the key read by the console end.  This checkout and --peer's run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -45,10 +46,8 @@ def console_end(sock: socket.socket, flood: bool, report: int) -> None:
     while True:
         for _fd, mask in poller.poll():
             if mask & select.POLLOUT:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     rest = rest[sock.send(rest):] or memoryview(frame)
-                except BlockingIOError:
-                    pass
             if mask & select.POLLIN:
                 data = sock.recv(65536)
                 now = time.monotonic()

@@ -91,7 +91,8 @@ def test_keys_to_a_console_socket_its_peer_does_not_read_never_block_and_arrive_
 
         assert until(read_some), f"{len(got)} of {len(expected)} bytes arrived"
         assert bytes(got) == expected  # every key taken, in the order typed
-        assert conn.send(b"after")  # the queue drained: keys are taken again
+        assert until(lambda: conn._pending == 0)  # the sender is back from its last send
+        assert conn.send(b"after")  # keys are taken again
         assert until(lambda: read_some() and got.endswith(b"after"))
     finally:
         conn.close()
