@@ -12,7 +12,7 @@ import threading
 import time
 
 import pyte
-from _consolekit import PaneApp, flooded, stub_connected
+from _consolekit import PaneApp, flooded, stub_connected, until
 from textual import events
 from textual.app import App
 
@@ -61,16 +61,6 @@ class PlaySession:
 
     def close(self) -> None:
         pass
-
-
-def until(condition, timeout: float = 20.0) -> bool:
-    """Whether CONDITION() came true within TIMEOUT s (looked at every few ms)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def painted_text(pane: ConsolePane) -> list[str]:

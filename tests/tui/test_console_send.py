@@ -14,8 +14,9 @@ import select
 import signal
 import socket
 import threading
-import time
 from pathlib import Path
+
+from _consolekit import until
 
 from nsdash.machines import protocol as proto
 from nsdash.machines.client import ConsoleSession
@@ -24,15 +25,6 @@ from nsdash.tui.console.pty_session import PtySession
 from nsdash.tui.console.terminal import TerminalModel
 
 KEYS = [b"<%05d>" % i for i in range(4000)]  # 28 KB of keys, each told from the others
-
-
-def until(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def type_all(conn: ConsoleConnection) -> list[bool]:
