@@ -13,7 +13,9 @@ import os
 import select
 import signal
 import socket
+import sys
 import threading
+import traceback
 from pathlib import Path
 
 from _consolekit import until
@@ -96,6 +98,20 @@ def socket_readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
+def fill(fd: int) -> bytes:
+    """Write to FD (a PTY's master) until it takes no more: what it took."""
+    blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)
+    taken = 0
+    try:
+        while True:
+            taken += os.write(fd, b"." * 512)
+    except BlockingIOError:
+        return b"." * taken
+    finally:
+        os.set_blocking(fd, blocking)
+
+
 def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
@@ -117,9 +133,10 @@ def test_keys_to_a_program_that_stopped_reading_its_pty_never_block_and_arrive_i
     try:
         assert until(lambda: sessions and _state(sessions[0].process.pid) == "T"), "the program did not stop"
         pid = sessions[0].process.pid
+        filled = fill(sessions[0].master)  # full before the first key, however soon the sender runs
         taken = type_all(conn)
-        expected = check_taken(conn, taken)
-        assert len(expected) > SEND_MAX  # the PTY took its fill before the queue did
+        expected = filled + check_taken(conn, taken)
+        assert len(expected) > SEND_MAX
         os.kill(pid, signal.SIGCONT)
         assert until(lambda: out.exists() and out.stat().st_size >= len(expected)), "the keys did not arrive"
         assert out.read_bytes() == expected
@@ -128,3 +145,47 @@ def test_keys_to_a_program_that_stopped_reading_its_pty_never_block_and_arrive_i
             sessions[0].process.kill()  # cat reads on; a stopped one too: SIGKILL ends either
         conn.close()
     assert ends == []
+
+
+def _senders(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"console-send-{name}"]
+
+
+def _in_send(name: str) -> bool:
+    """Whether NAME's sender is in its session's send (else it waits for keys, or has ended)."""
+    frames = sys._current_frames()
+    return any(f.name == "send" for t in _senders(name) if t.ident in frames
+               for f in traceback.extract_stack(frames[t.ident]))
+
+
+def test_closing_a_console_whose_peer_stopped_reading_ends_its_sender():
+    """The sender waits in a send when the pane closes: a socket's shutdown ends that send; a
+    PTY's write would have waited for good (past the program's end and the master's close: the
+    write holds the PTY), so PtySession waits for room a while at a time and gives up on close."""
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    session = ConsoleSession(_Control(ours))
+    sock_conn = ConsoleConnection("stuck-sock", TerminalModel(), [].append, attach=lambda name, rows, cols: session)
+    argv = ["sh", "-c", "stty raw -echo; kill -STOP $$; exec cat > /dev/null"]
+    ptys: list[PtySession] = []
+    pty_conn = ConsoleConnection("stuck-pty", TerminalModel(), [].append,
+                                 attach=lambda name, rows, cols: ptys.append(PtySession(argv, rows, cols)) or ptys[0])
+    try:
+        for conn in (sock_conn, pty_conn):
+            conn.start()
+            if conn is pty_conn:
+                assert until(lambda: ptys and _state(ptys[0].process.pid) == "T"), "the program did not stop"
+                fill(ptys[0].master)
+            taken = type_all(conn)
+            check_taken(conn, taken)
+            assert until(lambda conn=conn: _in_send(conn.name)), "the sender is not in a send"
+            if conn is pty_conn:
+                ptys[0].process.kill()  # gone: its PTY still takes no byte more
+            conn.close()
+            assert until(lambda conn=conn: not _senders(conn.name)), f"{conn.name}: the sender still waits"
+    finally:
+        for p in ptys:
+            p.process.kill()
+        sock_conn.close()
+        pty_conn.close()
+        peer.close()
