@@ -573,7 +573,7 @@ def test_keys_typed_while_the_console_opens_are_sent_once_it_is_open_in_order():
 
 
 def test_a_key_never_waits_for_the_keys_typed_while_the_console_opened():
-    """The reader sends the keys typed while the session opened (a far console's ssh: the send
+    """The sender sends the keys typed while the session opened (a far console's ssh: the send
     can take a while); a key typed meanwhile is kept for after them, and send() returns at
     once on the UI thread: it waited for that send under the lock (and a send that failed
     called on_end, which waits for the UI thread, under it: the dashboard hung)."""
