@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -189,3 +190,38 @@ def test_closing_a_console_whose_peer_stopped_reading_ends_its_sender():
         sock_conn.close()
         pty_conn.close()
         peer.close()
+
+
+def test_a_send_that_fails_ends_the_console_from_the_sender_outside_the_send_lock():
+    """on_end waits for the UI thread, which may be in send() for the lock (review26: called
+    under it, the dashboard hung); here on_end takes that lock itself, as the UI thread would."""
+
+    class Broken:
+        def read(self, timeout=None):
+            time.sleep(min(timeout or 0.0, 0.01))
+            return b"", []
+
+        def send(self, data: bytes) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def resize(self, rows: int, cols: int) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    ends: list[tuple[str, bool]] = []
+
+    def on_end(reason: str) -> None:
+        typed = threading.Event()  # the UI thread's send, which takes the send lock
+        threading.Thread(target=lambda: (conn.send(b"y"), typed.set()), daemon=True).start()
+        ends.append((reason, typed.wait(10)))
+
+    conn = ConsoleConnection("broken", TerminalModel(), on_end, attach=lambda name, rows, cols: Broken())
+    conn.start()
+    try:
+        assert conn.send(b"x")
+        assert until(lambda: ends), "the failed send did not end the console"
+        assert ends == [("console connection lost: [Errno 32] Broken pipe", True)]
+    finally:
+        conn.close()
