@@ -19,9 +19,12 @@ import time
 import traceback
 from pathlib import Path
 
+import pytest
 from _consolekit import until
+from conftest import wait_for
 
 from nsdash.machines import protocol as proto
+from nsdash.machines import state as st
 from nsdash.machines.client import ConsoleSession
 from nsdash.tui.console.connection import SEND_MAX, ConsoleConnection
 from nsdash.tui.console.pty_session import PtySession
@@ -225,3 +228,36 @@ def test_a_send_that_fails_ends_the_console_from_the_sender_outside_the_send_loc
         assert ends == [("console connection lost: [Errno 32] Broken pipe", True)]
     finally:
         conn.close()
+
+
+@pytest.mark.integration
+def test_keys_to_a_machine_whose_supervisor_stopped_never_block_and_reach_the_guest_in_order(
+        detached, busybox_tree, machine_name):
+    """The real path: the pane's connection attached through the supervisor's socket to a
+    BusyBox machine whose shell copies its console (raw) into /typed.  A supervisor that stops
+    (SIGSTOP: what a hung one does) fills the socket, typing still returns at once; once it
+    goes on, every key taken reaches the guest in order.  (A guest that stops reading does not
+    fill the socket: the supervisor writes the PTY without waiting and drops what it does
+    not take, as a tty's input queue would.)"""
+    typed = busybox_tree / "typed"
+    detached("-D", str(busybox_tree), "/bin/sh", "-c", "stty raw -echo; exec cat > /typed")
+    wait_for(typed.exists, what="the guest's cat")
+    state = st.read_state(st.machine_dir(machine_name))
+    assert state is not None
+    supervisor = state.supervisor
+    ends: list[str] = []
+    conn = ConsoleConnection(machine_name, TerminalModel(), ends.append)
+    conn.start()
+    try:
+        wait_for(lambda: conn._session is not None, what="the console attached")
+        os.kill(supervisor, signal.SIGSTOP)
+        wait_for(lambda: _state(supervisor) == "T", what="the supervisor stopped")
+        taken = type_all(conn)
+        expected = check_taken(conn, taken)
+        os.kill(supervisor, signal.SIGCONT)
+        wait_for(lambda: typed.stat().st_size >= len(expected), what="the keys in the guest")
+        assert typed.read_bytes() == expected
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+        conn.close()
+    assert ends == []
