@@ -270,6 +270,9 @@ def kill(name: str, signal: int, whom: str = "leader") -> None:
 # ---------------------------------------------------------------- console
 
 
+SEND_NOW_MAX = 1024  # bytes send_now() tries: well under the smallest socket buffer's half (2 KB)
+
+
 class ConsoleSession:
     """An attached console: output frames in, keyboard bytes and window sizes out."""
 
@@ -305,6 +308,21 @@ class ConsoleSession:
     def send(self, data: bytes) -> None:
         for i in range(0, len(data), proto.MAX_FRAME):
             self.sock.sendall(proto.frame(proto.FRAME_INPUT, data[i:i + proto.MAX_FRAME]))
+
+    def send_now(self, data: bytes) -> bool:
+        """Send DATA (a key, a short paste) if the socket takes it at once, never waiting: the
+        console pane's UI thread types this way when nothing waits ahead (no hand-off to its
+        sender thread).  A unix stream socket queues a message this short whole or not at all."""
+        if len(data) > SEND_NOW_MAX:
+            return False
+        wire = proto.frame(proto.FRAME_INPUT, data)
+        try:
+            sent = self.sock.send(wire, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        if sent < len(wire):  # not for a message this short (one buffer: see above); were it, the rest follows
+            self.sock.sendall(wire[sent:])
+        return True
 
     def resize(self, rows: int, cols: int) -> None:
         self.sock.sendall(proto.winsize_frame(rows, cols))

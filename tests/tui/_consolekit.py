@@ -5,6 +5,7 @@ the test's own."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,16 @@ from nsdash.tui.console.terminal import TerminalModel
 from nsdash.tui.keyfirst import KeyFirst
 from nsdash.tui.widgets import console_pane
 from nsdash.tui.widgets.console_pane import FLOOD_BYTES, FLOOD_FPS, ConsolePane
+
+
+def until(condition, timeout: float = 20.0) -> bool:
+    """Whether CONDITION() came true within TIMEOUT s (looked at every few ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 class PaneApp(App):
@@ -45,8 +56,9 @@ class StubConnection:
     def locked_for_ui(self):
         return self.lock
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> bool:
         self.sent = data
+        return True
 
     def close(self) -> None:
         pass

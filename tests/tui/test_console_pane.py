@@ -12,7 +12,7 @@ import threading
 import time
 
 import pyte
-from _consolekit import PaneApp, flooded, stub_connected
+from _consolekit import PaneApp, flooded, stub_connected, until
 from textual import events
 from textual.app import App
 
@@ -563,18 +563,17 @@ def test_keys_typed_while_the_console_opens_are_sent_once_it_is_open_in_order():
         conn.send(b"ot")
         assert session.sent == []  # nothing to send them to yet
         opened.set()
-        deadline = time.monotonic() + 10
-        while not session.sent and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert until(lambda: session.sent), "the early keys were not sent"
         conn.send(b"\r")
-        assert session.sent == [b"root", b"\r"]
+        assert until(lambda: b"".join(session.sent) == b"root\r"), session.sent
+        assert session.sent[0] == b"root"  # the early keys, in one send
     finally:
         conn.close()
     assert ends == []
 
 
 def test_a_key_never_waits_for_the_keys_typed_while_the_console_opened():
-    """The reader sends the keys typed while the session opened (a far console's ssh: the send
+    """The sender sends the keys typed while the session opened (a far console's ssh: the send
     can take a while); a key typed meanwhile is kept for after them, and send() returns at
     once on the UI thread: it waited for that send under the lock (and a send that failed
     called on_end, which waits for the UI thread, under it: the dashboard hung)."""
@@ -601,11 +600,9 @@ def test_a_key_never_waits_for_the_keys_typed_while_the_console_opened():
         assert typed.wait(20), "send() waited for the early keys' send"
         assert session.sent == []
         release.set()
-        deadline = time.monotonic() + 20
-        while len(session.sent) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert until(lambda: len(session.sent) >= 2), session.sent
         conn.send(b"x")
-        assert session.sent == [b"root", b"\r", b"x"]  # in the order typed
+        assert until(lambda: b"".join(session.sent) == b"root\rx"), session.sent  # in the order typed
     finally:
         release.set()
         conn.close()
@@ -638,3 +635,21 @@ def test_a_gap_the_supervisor_skipped_is_counted_and_what_comes_after_starts_cle
     screen = model.display()
     assert any(line.startswith("AFTER THE GAP") for line in screen), screen
     assert not any("cut-by-gap" in line for line in screen), screen
+
+
+async def test_a_key_the_console_does_not_take_rings_the_bell_and_is_counted_on_the_border():
+    """The connection dropped it (SEND_MAX bytes of keys wait: the machine stopped reading), as
+    a full tty input queue drops: the user hears it and the border says how many."""
+    async with PaneApp().run_test(size=(100, 30)) as pilot:
+        pane, conn = await stub_connected(pilot)
+        pane.attached = "stuck"
+        bells: list[int] = []
+        pilot.app.bell = lambda: bells.append(1)
+        pane.focus()
+        await pilot.press("a")
+        assert conn.sent == b"a" and pane.dropped_keys == 0 and not bells
+        conn.send = lambda data: False
+        await pilot.press("b", "c")
+        assert pane.dropped_keys == 2 and len(bells) == 2
+        assert "2 keys dropped: the console is not reading" in str(pane.border_subtitle)
+        pane.connection = None

@@ -9,6 +9,10 @@ program lets go of what it holds before it is made to end.
 
 The master is waited on with poll(2): the dashboard holds many descriptors
 (a counter file per cgroup), so it may be numbered past select's FD_SETSIZE.
+It is non-blocking: a write to a PTY whose program stopped reading would wait
+for good, even past the program's end and the master's close (the write holds
+the PTY), so send() waits for room a WRITE_WAIT at a time and gives up once
+the session closes.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
 import time
 from typing import Any
+
+WRITE_WAIT = 0.1  # s send() waits for room at a time, before it looks whether the session closed
 
 
 class PtySession:
@@ -41,7 +48,12 @@ class PtySession:
             raise
         finally:
             os.close(slave)
+        os.set_blocking(master, False)
         self.master = master
+        self._closing = False
+        # Held by send() around each wait and write, and by close() around closing the master:
+        # a send never writes to a descriptor number that close() let go (it may be reused).
+        self._write_lock = threading.Lock()
 
     def read(self, timeout: float | None = None) -> tuple[bytes, list[dict[str, Any]]] | None:
         """What the program wrote ((b'', []) when nothing came within TIMEOUT), None once it has gone."""
@@ -51,13 +63,22 @@ class PtySession:
             return b"", []
         try:
             data = os.read(self.master, 65536)
+        except BlockingIOError:
+            return b"", []
         except OSError:  # EIO: every holder of the PTY's other side has gone
             return None
         return (data, []) if data else None
 
     def send(self, data: bytes) -> None:
-        if self.master >= 0:
-            os.write(self.master, data)
+        """Write DATA, waiting while the PTY is full (its program not reading) until it is written
+        or the session closes (then the rest is dropped)."""
+        view = memoryview(data)
+        while view and not self._closing:
+            with self._write_lock:
+                if self.master < 0 or not _writable(self.master, WRITE_WAIT):
+                    continue
+                with contextlib.suppress(BlockingIOError):  # room for less than POLLOUT promised
+                    view = view[os.write(self.master, view):]
 
     def resize(self, rows: int, cols: int) -> None:
         if self.master >= 0:
@@ -65,10 +86,12 @@ class PtySession:
 
     def close(self, grace: float = 3.0) -> None:
         """Say goodbye, wait up to GRACE s, then end the program (SIGTERM, then SIGKILL) and reap it."""
+        self._closing = True  # a send waiting for room gives up (within WRITE_WAIT)
         if self.process.poll() is None and self.farewell:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # BlockingIOError: a program that does not read it is ended below
                 for part in self.farewell.split(b"\0"):  # NUL: a pause for the program to act
-                    self.send(part)
+                    with self._write_lock:
+                        os.write(self.master, part)
                     time.sleep(0.1)
         deadline = time.monotonic() + grace
         while self.process.poll() is None and time.monotonic() < deadline:
@@ -82,9 +105,10 @@ class PtySession:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(1.0)
         self.process.wait()
-        if self.master >= 0:
-            os.close(self.master)
-            self.master = -1
+        with self._write_lock:
+            if self.master >= 0:
+                os.close(self.master)
+                self.master = -1
 
     def _drain(self) -> None:
         """Read what the program writes while it ends, so a full PTY never blocks its exit."""
@@ -98,6 +122,13 @@ def _readable(fd: int, timeout: float | None) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
+
+
+def _writable(fd: int, timeout: float) -> bool:
+    """Whether FD takes a write within TIMEOUT s."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(max(timeout, 0) * 1000))
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:

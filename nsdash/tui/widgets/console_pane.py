@@ -2,7 +2,9 @@
 
 The model keeps a bounded history (TerminalModel's `history` lines); under a
 flood the connection skips what would scroll past unseen (connection.py) and
-the border says how much.
+the border says how much.  Keys the machine does not take (it stopped reading
+its console: SEND_MAX bytes wait in connection.py) are dropped, as a tty's input
+queue drops them: the pane rings the bell and the border counts them.
 
 ctrl+] leaves the pane (like telnet and nsdash login); shift+pageup and
 shift+pagedown scroll the history, boot separators included.  Rendering
@@ -106,6 +108,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         self._runs: list[list[Run] | None] = []  # each line's runs as of the last frame
         self.shown_bytes = 0  # how much of the console's output the last frame shows
         self.skipped_bytes = 0  # how much of it a flood made the pane leave out
+        self.dropped_keys = 0  # keys (and pastes) dropped: the console did not take them
         self._ticker: Timer | None = None
         self._soon: Timer | None = None
         self._cursor: tuple[int, int] | None = None  # as of the last frame, if visible
@@ -127,6 +130,7 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
 
         self.model = TerminalModel(max(self.size.width, 20), max(self.size.height, 5))
         self.skipped_bytes = 0
+        self.dropped_keys = 0
         self._lines = []
         self._runs = []
         self._cursor = None
@@ -295,8 +299,8 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
             event.prevent_default()
             self.scrollback = 0
             gate(self.app).release()  # the guest's key: its echo is to be read and painted, not held
-            self.connection.send(data)
-            self._tick_soon()
+            if self._sent(data):
+                self._tick_soon()
 
     # Widget's own focus handlers repaint every line; what the focus changes here is the
     # cursor (drawn while focused) and the edges (FocusEdges).  (Textual calls one of a
@@ -324,7 +328,18 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
 
     def on_paste(self, event: events.Paste) -> None:
         if self.connection is not None and not self._leaving:
-            self.connection.send(event.text.replace("\n", "\r").encode())
+            self._sent(event.text.replace("\n", "\r").encode())
+
+    def _sent(self, data: bytes) -> bool:
+        """Send DATA; when the console dropped it (it has not taken the keys before), ring the
+        bell, as a terminal does when a tty's input queue is full, and count it on the border."""
+        assert self.connection is not None
+        if self.connection.send(data):
+            return True
+        self.dropped_keys += 1
+        self.app.bell()
+        self.watch_attached(self.attached)
+        return False
 
     def watch_scrollback(self) -> None:
         self.set_class(self.scrollback > 0, "-scrolled")
@@ -335,7 +350,9 @@ class ConsolePane(FocusEdges, Widget, can_focus=True):
         # A Text, never markup: a str title is read as markup, and a far host names its machines.
         self.border_title = Text(f"Console: {escape(machine)}") if machine else "Console (not attached)"
         skipped = f" · {self.skipped_bytes / 1e6:.1f} MB of a flood skipped" if self.skipped_bytes else ""
-        self.border_subtitle = f"ctrl+] leaves · shift+pgup history{skipped}" if machine else ""
+        dropped = (f" · {self.dropped_keys} key{'s' * (self.dropped_keys > 1)} dropped: the console is not reading"
+                   if self.dropped_keys else "")
+        self.border_subtitle = f"ctrl+] leaves · shift+pgup history{skipped}{dropped}" if machine else ""
 
     def on_unmount(self) -> None:
         self.detach()
