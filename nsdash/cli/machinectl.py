@@ -149,12 +149,7 @@ def _parser(verb: str, names: str | None = "*") -> Parser:
 
 
 def _parse(p: Parser, argv: list[str]) -> Namespace:
-    try:
-        return p.parse_args(argv)
-    except SystemExit as e:
-        if e.code == 0:
-            raise
-        raise UsageError(f"bad arguments for '{p.prog}'", f"see '{p.prog} --help'") from None
+    return p.parse_args(argv)  # (an error is one line: nsdash.cli.args.ArgumentParser)
 
 
 def _output_opts(p: Parser) -> None:

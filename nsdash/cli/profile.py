@@ -10,16 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nsdash.cli.args import ArgumentParser
 from nsdash.errors import UsageError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, through the dispatcher
-        raise UsageError(message, "see 'nsdash profile --help'")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash profile", description="Sample a machine's CPU use with perf, from the host, "
+    p = ArgumentParser(prog="nsdash profile", description="Sample a machine's CPU use with perf, from the host, "
                 "and list its hottest functions and processes.")
     p.add_argument("-M", "--machine", required=True, metavar="NAME", help="the machine")
     p.add_argument("-d", "--duration", type=float, default=5.0, metavar="SECONDS",

@@ -1,0 +1,39 @@
+"""Bad input to every verb: one line on stderr naming the problem and the fix, a non-zero exit,
+no usage block and no traceback (the README's standard; nsdash.cli.args.ArgumentParser is
+where a parse error becomes that line).  In-process: a parse error stops before any effect."""
+
+from __future__ import annotations
+
+import pytest
+
+from nsdash.cli import VERBS
+from nsdash.cli import main as nsdash_main
+
+PUBLIC = sorted(v for v in VERBS if not v.startswith("_"))
+
+
+def _one_line(capsys, argv: list[str]) -> str:
+    rc = nsdash_main(argv)
+    out = capsys.readouterr()
+    assert rc != 0, (argv, out)
+    assert out.err.startswith("nsdash: ") and out.err.count("\n") == 1, (argv, out.err)
+    assert "usage:" not in out.err and "Traceback" not in out.err
+    return out.err
+
+
+@pytest.mark.parametrize("verb", PUBLIC)
+def test_an_unknown_option_is_one_line_with_a_fix(capsys, verb):
+    err = _one_line(capsys, [verb, "--no-such-option", "x"])
+    assert "; " in err, err  # (argparse may name a missing argument first, as it checks those first)
+
+
+@pytest.mark.parametrize("argv", [
+    ["list", "extra"], ["list-images", "extra"], ["list", "-o", "yaml"], ["ps", "-o", "yaml"],
+    ["kill", "--kill-whom=bogus", "m"], ["create"], ["clone", "one"], ["rename"], ["remove"],
+    ["read-only", "a", "yes", "extra"], ["image-status"], ["export-tar"], ["import-tar"],
+    ["set-property", "m"], ["shell", "-q"], ["dashboard", "-d", "soon"], ["--bogus"],
+    ["debug", "-M", "m", "notapid"], ["profile", "-M", "m", "-F", "fast"], ["trace"],
+])
+def test_missing_extra_and_bad_values_are_one_line_with_the_verbs_help(capsys, argv):
+    err = _one_line(capsys, argv)
+    assert "--help'" in err, err  # the fix: where the verb's options are described
