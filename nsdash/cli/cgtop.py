@@ -188,15 +188,10 @@ def _has_pids(layout: cgroupfs.Layout) -> bool:
 
 def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
     path = normalize(opts.path or "/")
-    if opts.machine:
-        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+    if opts.machine is not None:
+        from nsdash.monitor.machines import MachineMap, machine_cgroup  # -M only: it reads machine state
 
-        mounts = layout.hierarchy_dirs()
-        cgroup = find_cgroup(opts.machine, mounts, MachineMap())
-        if cgroup is None:
-            raise UsageError(f"no machine '{opts.machine}' is running",
-                             "see 'nsdash list' for the running machines")
-        path = normalize(cgroup + path)
+        path = normalize(machine_cgroup(opts.machine, layout.hierarchy_dirs(), MachineMap()) + path)
     if not any(bareos.isdir(m + ("" if path == "/" else path)) for m in layout.hierarchy_dirs()):
         raise UsageError(f"control group '{path}' does not exist", "see 'nsdash cgls' for the tree")
     return path

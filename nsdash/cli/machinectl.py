@@ -413,14 +413,14 @@ def cmd_ps(argv: list[str]) -> int:
     from nsdash.monitor.machines import MachineMap, process_cgroup
 
     pids = None
-    if ns.machine:  # only its processes are read, not every process of the host
+    if ns.machine is not None:  # only its processes are read, not every process of the host ('' is no name)
         pids = _machine_pids(registry.lookup(ns.machine, details=False))
     mapping = MachineMap()
     rows, data = [], []
     for pid in psutil.pids() if pids is None else pids:
         cg = process_cgroup(pid)
         machine = mapping.machine_of(cg) if cg else None
-        if ns.machine and machine != ns.machine:  # (a machine nested in it is its own)
+        if ns.machine is not None and machine != ns.machine:  # (a machine nested in it is its own)
             continue
         try:
             info = psutil.Process(pid).as_dict(["username", "cmdline", "name", "cpu_times"])

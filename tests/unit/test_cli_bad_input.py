@@ -37,3 +37,13 @@ def test_an_unknown_option_is_one_line_with_a_fix(capsys, verb):
 def test_missing_extra_and_bad_values_are_one_line_with_the_verbs_help(capsys, argv):
     err = _one_line(capsys, argv)
     assert "--help'" in err, err  # the fix: where the verb's options are described
+
+
+@pytest.mark.parametrize("argv", [
+    ["cgls", "-M", ""], ["cgtop", "-b", "-n", "1", "-M", ""], ["ps", "-M", ""],  # not "no -M": the host
+    ["cgls", "-M", ".."], ["cgtop", "-b", "-n", "1", "-M", "a/b"], ["journal", "-M", ""],
+    ["journal", "-M", ".."], ["journal", "-M", "../cache"], ["journal", "-M", "a\x1b[2J"],
+])
+def test_every_machine_option_applies_the_name_rule(capsys, argv):
+    err = _one_line(capsys, argv)
+    assert "invalid machine name" in err and "\x1b" not in err, err
