@@ -164,24 +164,11 @@ def _dump(data: Any, mode: str) -> None:
 
 
 def parse_signal(text: str) -> int:
-    import signal  # kill's alone (signal imports enum)
+    """kill's --signal: the one rule (launcher.validate, systemd's signal_from_string()), with
+    names in any case, as machinectl's users type them (`-s kill`)."""
+    from nsdash.launcher.validate import parse_signal as signal_from_string  # kill's alone
 
-    t = text.upper()
-    if t.isdigit():
-        n = int(t)
-        if 0 < n < 65:
-            return n
-    else:
-        t = t if t.startswith("SIG") else "SIG" + t
-        if t.startswith("SIGRTMIN+") and t[9:].isdigit():
-            return int(signal.SIGRTMIN) + int(t[9:])
-        if t.startswith("SIGRTMAX-") and t[9:].isdigit():
-            return int(signal.SIGRTMAX) - int(t[9:])
-        try:
-            return int(signal.Signals[t])
-        except KeyError:
-            pass
-    raise UsageError(f"unknown signal '{text}'", "use a name such as TERM, KILL, RTMIN+4, or a number 1-64")
+    return signal_from_string(text.upper(), "signal")
 
 
 def _names_required(ns: Namespace, verb: str) -> list[str]:
