@@ -436,14 +436,20 @@ def cmd_login(argv: list[str]) -> int:
 
 def cmd_shell(argv: list[str]) -> int:
     p = Parser("nsdash shell")
-    p.add_argument("--uid", default=None, help="ignored: commands run as root")
+    p.add_argument("--uid", default=None, help="root or 0 only: commands run as root")
     p.add_argument("-E", "--setenv", action="append", default=[])
     p.add_argument("target", metavar="NAME")
     p.add_argument("command", nargs=REMAINDER)
     ns = _parse(p, argv)
-    name = ns.target.split("@", 1)[-1] or ".host"
+    user, _, name = ns.target.rpartition("@")
+    name = name or ".host"
     if name == ".host":
         raise UsageError("'nsdash shell' enters machines, not the host", "name a machine from 'nsdash list'")
+    for asked in (user, ns.uid):
+        # machinectl runs the command as that user; running it as root instead would be a surprise
+        if asked not in (None, "", "root", "0"):
+            raise UsageError(f"'nsdash shell' runs commands as root only, not as '{asked}'",
+                             f"drop the user, or change user inside: nsdash shell {name} /bin/su - USER")
     env = {}
     for item in ns.setenv:
         if "=" not in item:

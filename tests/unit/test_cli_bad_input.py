@@ -47,3 +47,10 @@ def test_missing_extra_and_bad_values_are_one_line_with_the_verbs_help(capsys, a
 def test_every_machine_option_applies_the_name_rule(capsys, argv):
     err = _one_line(capsys, argv)
     assert "invalid machine name" in err and "\x1b" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["shell", "nobody@web"], ["shell", "--uid=1000", "web"],
+                                  ["shell", "--uid", "nobody", "root@web", "/bin/id"]])
+def test_shell_refuses_a_user_it_would_not_run_as(capsys, argv):
+    """The command runs as root: a user named (machinectl's USER@NAME, --uid) was silently dropped."""
+    assert "as root only" in _one_line(capsys, argv)
