@@ -54,3 +54,25 @@ def test_every_machine_option_applies_the_name_rule(capsys, argv):
 def test_shell_refuses_a_user_it_would_not_run_as(capsys, argv):
     """The command runs as root: a user named (machinectl's USER@NAME, --uid) was silently dropped."""
     assert "as root only" in _one_line(capsys, argv)
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"},
+                                 {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}])
+def test_a_locale_that_is_not_utf8_gets_ascii_trees_not_a_traceback(tmp_path, env):
+    """`nsdash cgls` under LANG=C without Python's UTF-8 mode died of UnicodeEncodeError on
+    its first '├─'; systemd-cgls draws '|-' and '`-' there."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for group in ("cpu/a.slice/x.scope", "cpu/b.slice"):
+        (tmp_path / group).mkdir(parents=True)
+    for d in (tmp_path / "cpu", tmp_path / "cpu/a.slice", tmp_path / "cpu/a.slice/x.scope", tmp_path / "cpu/b.slice"):
+        (d / "cgroup.procs").write_text("")
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-S", str(repo / "bin" / "nsdash"), "cgls", "--all", f"--cgroup-root={tmp_path}"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(repo), **env})
+    assert (r.returncode, r.stderr) == (0, "")
+    assert sorted(r.stdout.splitlines()[2:]) == ["  `-x.scope", "`-a.slice", "|-b.slice"], r.stdout
