@@ -159,6 +159,26 @@ def test_export_to_a_closed_stdout_is_one_line(image_dir, image, redirect, line)
     assert sorted(os.listdir(image_dir)) == [image]
 
 
+def test_export_into_a_device_fifo_or_directory_never_replaces_it(image_dir, image, tmp_path):
+    """A FILE that exists and is not a regular file is written into, as machinectl's open(2)
+    does, never renamed over: `export-tar NAME /dev/full` put a regular file where the host's
+    /dev/full was.  (A node of our own here, with /dev/full's numbers: ENOSPC, one line.)"""
+    out = tmp_path / "out"
+    out.mkdir()
+    full = out / "full"
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    assert "No space left on device" in refused("export-tar", "-q", image, str(full))
+    assert stat.S_ISCHR(os.lstat(full).st_mode) and hidden(out) == []
+    fifo = out / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["sh", "-c", 'exec wc -c < "$1"', "sh", str(fifo)], stdout=subprocess.PIPE, text=True)
+    ok("export-tar", "-q", image, str(fifo))
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert int(reader.communicate(timeout=60)[0]) > 200_000  # the archive went through the FIFO
+    assert "is a directory" in refused("export-tar", image, str(out))
+    assert hidden(out) == [] and sorted(os.listdir(out)) == ["fifo", "full"]
+
+
 def test_stdio_refusals_are_one_line(image_dir, image, tmp_path):
     assert "needs a NAME" in refused("import-tar", "-")
     for args in (("export-tar", image, "-"), ("import-tar", "-", "tty")):  # a terminal on both ends
