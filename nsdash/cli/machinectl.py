@@ -450,12 +450,9 @@ def cmd_shell(argv: list[str]) -> int:
         if asked not in (None, "", "root", "0"):
             raise UsageError(f"'nsdash shell' runs commands as root only, not as '{asked}'",
                              f"drop the user, or change user inside: nsdash shell {name} /bin/su - USER")
-    env = {}
-    for item in ns.setenv:
-        if "=" not in item:
-            raise UsageError(f"--setenv needs NAME=VALUE, got '{item}'")
-        k, _, v = item.partition("=")
-        env[k] = v
+    from nsdash.launcher.validate import parse_setenv  # spawn's -E rule (NAME alone: the caller's value)
+
+    env = dict(parse_setenv(item) for item in ns.setenv)
     from nsdash.cli.shell import shell
 
     return shell(name, list(ns.command), env)

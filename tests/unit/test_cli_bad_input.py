@@ -76,3 +76,20 @@ def test_a_locale_that_is_not_utf8_gets_ascii_trees_not_a_traceback(tmp_path, en
                        env={**os.environ, "PYTHONPATH": str(repo), **env})
     assert (r.returncode, r.stderr) == (0, "")
     assert sorted(r.stdout.splitlines()[2:]) == ["  `-x.scope", "`-a.slice", "|-b.slice"], r.stdout
+
+
+@pytest.mark.parametrize("item", ["=x", "1A=x", "A B=x", "A=\0"])
+def test_shell_setenv_follows_spawns_rule(capsys, item):
+    """`shell -E =x` reached the machine and failed there ("illegal environment variable name",
+    status 126, no fix): -E is checked as spawn's is, before anything runs."""
+    assert "--setenv" in _one_line(capsys, ["shell", "-E", item, "web", "/bin/true"])
+
+
+def test_shell_setenv_name_alone_passes_the_callers_value(monkeypatch):
+    from nsdash.cli import machinectl, shell
+
+    seen = {}
+    monkeypatch.setattr(shell, "shell", lambda name, command, env: seen.update(env) or 0)
+    monkeypatch.setenv("NSDASH_TEST_VALUE", "kept")
+    assert machinectl.main(["shell", "-E", "NSDASH_TEST_VALUE", "-E", "B=2", "web", "/bin/true"]) == 0
+    assert seen == {"NSDASH_TEST_VALUE": "kept", "B": "2"}
