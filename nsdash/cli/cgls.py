@@ -156,7 +156,7 @@ def main(argv: list[str]) -> int:
         from nsdash.monitor.machines import MachineMap, machine_cgroup  # -M only: it reads machine state
 
         base = machine_cgroup(opts.machine, [mount], MachineMap())
-    paths = [tree.normalize(base + "/" + p) for p in opts.paths]
+    paths = [tree.normalize(base + tree.user_path(p)) for p in opts.paths]
     for p in paths:
         if not bareos.isdir(mount + ("" if p == "/" else p)):
             raise UsageError(f"control group '{p}' does not exist", "see 'nsdash cgls' for the tree")

@@ -93,3 +93,9 @@ def test_shell_setenv_name_alone_passes_the_callers_value(monkeypatch):
     monkeypatch.setenv("NSDASH_TEST_VALUE", "kept")
     assert machinectl.main(["shell", "-E", "NSDASH_TEST_VALUE", "-E", "B=2", "web", "/bin/true"]) == 0
     assert seen == {"NSDASH_TEST_VALUE": "kept", "B": "2"}
+
+
+@pytest.mark.parametrize("argv", [["cgls", "../.."], ["cgls", "/a/./b"], ["cgtop", "-b", "-n", "1", "/x/../.."]])
+def test_control_group_paths_do_not_climb(capsys, argv):
+    """`cgls -M NAME ../../..` showed the host's whole tree: the kernel resolved the '..'."""
+    assert "'.' or '..'" in _one_line(capsys, argv)
