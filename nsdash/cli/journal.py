@@ -117,6 +117,8 @@ def main(argv: list[str]) -> int:
         since=flt.parse_time(args.since) if args.since else None,
         until=flt.parse_time(args.until) if args.until else None,
     )
+    if filters.since is not None and filters.until is not None and filters.since > filters.until:
+        raise UsageError("--since= must be before --until=", "swap them, or give a range that is not empty")  # journalctl's
     lines = _lines(args.lines, args.follow)
     if args.follow:
         import gc

@@ -307,6 +307,7 @@ def test_journal_file_header_checks(tmp_path):
     (["journal", "-D", "/tmp", "--since", "whenever"], "failed to parse timestamp"),
     (["journal", "-D", "/tmp", "-o", "verbose"], "invalid choice"),
     (["journal", "-D", "/tmp", "-u", "a/b"], "invalid unit name"),
+    (["journal", "-D", "/tmp", "--since", "2099-01-01", "--until", "2000-01-01"], "must be before --until"),
 ])
 def test_bad_input_is_one_line_with_a_hint(capsys, argv, words):
     rc = nsdash_main(argv)
