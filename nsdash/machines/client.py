@@ -97,8 +97,13 @@ class Control:
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """One request; its reply as it came, an error reply included."""
         self._id += 1
-        self.sock.sendall(proto.encode_request(op, self._id, **args))
-        return proto.decode_response(self._line())
+        try:
+            self.sock.sendall(proto.encode_request(op, self._id, **args))
+            return proto.decode_response(self._line())
+        except (ConnectionResetError, BrokenPipeError):
+            # the supervisor exited mid-call (its machine stopped): as a close, not a traceback,
+            # and not a BrokenPipeError, which nsdash.cli takes for `| head` and exits 0 on
+            raise ProtocolError(f"machine '{self.name}': the supervisor closed the connection") from None
 
     def request(self, op: str, **args: Any) -> dict[str, Any]:
         reply = self.call(op, **args)
