@@ -138,6 +138,7 @@ def main(argv: list[str]) -> int:
             return _list_boots(log)
         if args.follow:
             log.filenos()  # watch before reading, so nothing written meanwhile waits for the next change
+            log.end_with_reader_of(sys.stdout.fileno())
         if lines is None:
             printer.write_all(log.entries())
         else:
