@@ -136,4 +136,4 @@ def machine_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap 
     for c in candidates:
         if any(bareos.isdir(d + c) for d in dirs):
             return c
-    raise UsageError(f"no machine {names.printable(machine)!r} is running", "see 'nsdash list' for the running machines")
+    raise UsageError(f"no machine '{names.printable(machine)}' is running", "see 'nsdash list' for the running machines")

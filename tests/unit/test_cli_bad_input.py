@@ -99,3 +99,8 @@ def test_shell_setenv_name_alone_passes_the_callers_value(monkeypatch):
 def test_control_group_paths_do_not_climb(capsys, argv):
     """`cgls -M NAME ../../..` showed the host's whole tree: the kernel resolved the '..'."""
     assert "'.' or '..'" in _one_line(capsys, argv)
+
+
+def test_a_name_with_an_escape_is_shown_escaped_once(capsys):
+    r"""'a\x1b[2J' was shown as 'a\\x1b[2J': printable()'s escape, then repr() doubling it."""
+    assert "invalid machine name 'a\\x1b[2J';" in _one_line(capsys, ["status", "a\x1b[2J"])
