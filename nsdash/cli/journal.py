@@ -109,7 +109,8 @@ def main(argv: list[str]) -> int:
                          "name a machine with -M NAME (see 'nsdash list') or a directory with -D DIR")
     for d in args.directory:
         if not bareos.isdir(d):
-            raise UsageError(f"journal directory '{d}' does not exist", "give a directory that holds *.journal files")
+            what = "is not a directory" if bareos.lexists(d) else "does not exist"
+            raise UsageError(f"journal directory '{d}' {what}", "give a directory that holds *.journal files")
     filters = flt.Filters(
         priorities=flt.parse_priority(args.priority) if args.priority else None,
         units=tuple(flt.mangle_unit(u) for u in args.unit),

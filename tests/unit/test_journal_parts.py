@@ -302,6 +302,7 @@ def test_journal_file_header_checks(tmp_path):
 @pytest.mark.parametrize("argv, words", [
     (["journal"], "no machine or journal directory given"),
     (["journal", "-D", "/nonexistent/dir"], "does not exist"),
+    (["journal", "-D", "/dev/null"], "'/dev/null' is not a directory"),
     (["journal", "-D", "/tmp", "-p", "loud"], "unknown log level 'loud'"),
     (["journal", "-D", "/tmp", "-n", "many"], "invalid number of lines"),
     (["journal", "-D", "/tmp", "--since", "whenever"], "failed to parse timestamp"),
