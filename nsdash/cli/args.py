@@ -35,6 +35,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message, self.hint or f"see '{self.prog} --help'")
 
 
+def output_file(path: str, option: str) -> str:
+    """PATH, which OPTION (--core, --flame) writes once the work is done: one that cannot be
+    written is refused before the work, not after gdb or perf has run."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a directory", "name a file to write")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: {parent} is not a directory",
+                         "create it first, or name a file in an existing directory")
+    return path
+
+
 def terminal_columns(default: int = 80) -> int:
     """shutil.get_terminal_size().columns: $COLUMNS, else the terminal on stdout, else DEFAULT."""
     env = os.environ.get("COLUMNS", "")

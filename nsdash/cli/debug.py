@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from nsdash.cli.args import ArgumentParser
+from nsdash.cli.args import ArgumentParser, output_file
 
 DESCRIPTION = """\
 Attach the host's gdb to a machine's process (PID as the machine numbers it;
@@ -67,6 +67,8 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
 def main(argv: list[str]) -> int:
     ours, gdb_args = split_args(argv)
     ns = build_parser().parse_args(ours)
+    if ns.core:
+        output_file(ns.core, "--core")
     from nsdash.inside.debugging import gdb, tools
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.target import resolve

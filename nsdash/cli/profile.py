@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nsdash.cli.args import ArgumentParser
+from nsdash.cli.args import ArgumentParser, output_file
 from nsdash.errors import UsageError
 
 
@@ -35,6 +35,8 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--duration {ns.duration:g} is out of range", "give 0 < SECONDS <= 3600")
     if not 1 <= ns.frequency <= 10000 or ns.lines < 1:
         raise UsageError("--frequency must be 1..10000 and --lines at least 1")
+    if ns.flame:
+        output_file(ns.flame, "--flame")
     from nsdash.inside.debugging.perf import Profiler, flame_svg, render_top
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.debugging.tools import interrupt_on_hangup

@@ -104,3 +104,14 @@ def test_control_group_paths_do_not_climb(capsys, argv):
 def test_a_name_with_an_escape_is_shown_escaped_once(capsys):
     r"""'a\x1b[2J' was shown as 'a\\x1b[2J': printable()'s escape, then repr() doubling it."""
     assert "invalid machine name 'a\\x1b[2J';" in _one_line(capsys, ["status", "a\x1b[2J"])
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["debug", "-M", "web", "--core", "/nonexistent/dir/core", "1"], "/nonexistent/dir is not a directory"),
+    (["debug", "-M", "web", "--core", "/tmp", "1"], "--core /tmp is a directory"),
+    (["profile", "-M", "web", "--flame", "/nonexistent/x.svg"], "/nonexistent is not a directory"),
+])
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(capsys, argv, words):
+    """gdb ran and then said "Failed to open '...' for output"; perf sampled for the whole
+    duration before the flame graph's open() failed (a FileNotFoundError: not one line)."""
+    assert words in _one_line(capsys, argv)
