@@ -411,7 +411,8 @@ def _set_read_only(path: Path, kind: str, on: bool) -> None:
 def set_read_only(name: str, on: bool = True) -> Image:
     image = find(name)
     _writable(image, "changed")
-    _set_read_only(image.path.resolve(), image.type, on)
+    with _locked(image):  # a running machine's tree turned immutable under it: machined refuses (EBUSY)
+        _set_read_only(image.path.resolve(), image.type, on)
     return find(name)
 
 

@@ -206,11 +206,14 @@ def test_import_name_from_the_file_and_read_only(image_dir, image, tmp_path):
     ok("remove", "imported")
 
 
-def test_remove_and_rename_refused_while_a_machine_runs_from_the_image(image_dir, image, detached):
+def test_remove_rename_and_read_only_refused_while_a_machine_runs_from_the_image(image_dir, image, detached):
     detached("-D", str(image_dir / image), "/bin/sh", "-c", "sleep 300")
     wait_for(lambda: "In use by" in run_nsdash("image-status", image).stdout, what="the machine to run")
     assert "in use by running machine" in refused("remove", image)
     assert "in use by running machine" in refused("rename", image, image + "-x")
+    # (read-only made the running machine's tree immutable under it; machined says EBUSY)
+    assert "in use by running machine" in refused("read-only", image)
+    assert not fsflags.is_immutable(image_dir / image)
     assert (image_dir / image).is_dir()
     assert sorted(os.listdir(image_dir)) == [image]
     ok("clone", image, image + "-c")  # copying a busy image is fine, as in machinectl
