@@ -179,6 +179,27 @@ def test_export_into_a_device_fifo_or_directory_never_replaces_it(image_dir, ima
     assert hidden(out) == [] and sorted(os.listdir(out)) == ["fifo", "full"]
 
 
+def test_an_error_in_a_terminal_clears_the_progress_line_first(image_dir, image, tmp_path):
+    """In a terminal the progress line is rewritten in place, without a newline: an error
+    after it was written onto it ('Exported 1.0 MiBnsdash: export-tar failed: ...')."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["sh", "-c", 'head -c 1500000 < "$1" > /dev/null', "sh", str(fifo)])  # then it goes
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(NSDASH[0], [*NSDASH, "export-tar", image, str(fifo)], dict(os.environ, PYTHONPATH=str(REPO)))
+    out = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 4096):
+            out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    reader.wait(timeout=60)
+    assert os.waitstatus_to_exitcode(status) == 1, out
+    before, _, after = out.partition(b"nsdash: export-tar failed: Broken pipe")
+    assert b"Exported " in before and before.endswith(b"\r\x1b[K"), out  # the error starts its own line
+
+
 def test_stdio_refusals_are_one_line(image_dir, image, tmp_path):
     assert "needs a NAME" in refused("import-tar", "-")
     for args in (("export-tar", image, "-"), ("import-tar", "-", "tty")):  # a terminal on both ends
