@@ -496,6 +496,10 @@ def _abandon_start(machine: str, received: bytes) -> None:
         time.sleep(0.05)
     with contextlib.suppress(NsdashError, OSError):
         clean_orphan(machine)
+    if ours:
+        from nsdash.launcher.inuse import drop_dead_lock
+
+        drop_dead_lock(machine)  # the killed supervisor held the name's start lock
 
 
 def find_image(name: str, dirs: tuple[Path, ...] | None = None) -> Path:

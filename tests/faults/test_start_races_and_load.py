@@ -138,4 +138,5 @@ def test_ctrl_c_during_a_detached_start_leaves_no_machine(busybox_tree, machine_
     finally:
         os.close(holder)
     assert not entry.exists()
+    assert not (entry.parent.parent / ".locks" / machine_name).exists()  # the name's start lock too
     assert run_nsdash("list").stdout.count(machine_name) == 0
