@@ -179,23 +179,29 @@ def test_export_into_a_device_fifo_or_directory_never_replaces_it(image_dir, ima
     assert hidden(out) == [] and sorted(os.listdir(out)) == ["fifo", "full"]
 
 
-def test_an_error_in_a_terminal_clears_the_progress_line_first(image_dir, image, tmp_path):
-    """In a terminal the progress line is rewritten in place, without a newline: an error
-    after it was written onto it ('Exported 1.0 MiBnsdash: export-tar failed: ...')."""
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    reader = subprocess.Popen(["sh", "-c", 'head -c 1500000 < "$1" > /dev/null', "sh", str(fifo)])  # then it goes
+def _in_a_terminal(*args: str) -> tuple[int, bytes]:
+    """`nsdash ARGS` with a new terminal on its stdin, stdout and stderr: its exit status and output."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.execvpe(NSDASH[0], [*NSDASH, "export-tar", image, str(fifo)], dict(os.environ, PYTHONPATH=str(REPO)))
+        os.execvpe(NSDASH[0], [*NSDASH, *args], dict(os.environ, PYTHONPATH=str(REPO)))
     out = b""
     with contextlib.suppress(OSError):
         while chunk := os.read(fd, 4096):
             out += chunk
     os.close(fd)
     _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_an_error_in_a_terminal_clears_the_progress_line_first(image_dir, image, tmp_path):
+    """In a terminal the progress line is rewritten in place, without a newline: an error
+    after it was written onto it ('Exported 1.0 MiBnsdash: export-tar failed: ...')."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["sh", "-c", 'head -c 1500000 < "$1" > /dev/null', "sh", str(fifo)])  # then it goes
+    status, out = _in_a_terminal("export-tar", image, str(fifo))
     reader.wait(timeout=60)
-    assert os.waitstatus_to_exitcode(status) == 1, out
+    assert status == 1, out
     before, _, after = out.partition(b"nsdash: export-tar failed: Broken pipe")
     assert b"Exported " in before and before.endswith(b"\r\x1b[K"), out  # the error starts its own line
 
@@ -203,16 +209,8 @@ def test_an_error_in_a_terminal_clears_the_progress_line_first(image_dir, image,
 def test_stdio_refusals_are_one_line(image_dir, image, tmp_path):
     assert "needs a NAME" in refused("import-tar", "-")
     for args in (("export-tar", image, "-"), ("import-tar", "-", "tty")):  # a terminal on both ends
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execvpe(NSDASH[0], [*NSDASH, *args], dict(os.environ, PYTHONPATH=str(REPO)))
-        out = b""
-        with contextlib.suppress(OSError):
-            while chunk := os.read(fd, 4096):
-                out += chunk
-        os.close(fd)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 1
+        status, out = _in_a_terminal(*args)
+        assert status == 1
         assert b"refusing to " in out and b"a terminal" in out, out
     assert sorted(os.listdir(image_dir)) == [image]
 

@@ -16,18 +16,15 @@ from nsdash.machines import protocol as proto
 
 
 def _supervisor_that_dies_on_the_second_request(path: str) -> threading.Thread:
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
+    """Greets, then closes as the next request arrives, leaving it unread (the peer then sees a reset)."""
+    listener = socket.create_server(path, family=socket.AF_UNIX)
 
     def serve() -> None:
-        conn, _ = listener.accept()
-        with conn, listener:
-            data = b""
-            while not data.endswith(b"\n"):
-                data += conn.recv(4096)
-            conn.sendall(proto.ok(proto.decode_request(data.strip()).id, version=proto.VERSION))
-            select.select([conn], [], [], 30)  # the next request is there, unread: closing now resets
+        with listener, listener.accept()[0] as conn:
+            hello = conn.makefile("rb").readline()
+            conn.sendall(proto.ok(proto.decode_request(hello.strip()).id, version=proto.VERSION))
+            select.select([conn], [], [], 30)
+
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return thread
