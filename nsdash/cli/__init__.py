@@ -100,6 +100,8 @@ def run() -> int:
     """
     if sys.stdin is None or sys.stdout is None or sys.stderr is None:  # started with 0, 1 or 2 closed
         _hold_closed_stdio()
+    if getattr(sys.stdout, "encoding", "utf-8") != "utf-8" or getattr(sys.stderr, "encoding", "utf-8") != "utf-8":
+        _ascii_where_needed()
     try:
         try:
             rc = main()
@@ -139,6 +141,16 @@ def _hold_closed_stdio() -> None:
         sys.stdout = _ClosedStdout()
     if sys.stderr is None and _is_open(2):
         sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115 - for good
+
+
+def _ascii_where_needed() -> None:
+    """A locale that is not UTF-8: trees and marks in ASCII, as systemd draws them there, and no
+    UnicodeEncodeError (a traceback for `nsdash cgls` under LANG=C with PYTHONUTF8=0)."""
+    from nsdash.system import glyphs
+
+    for stream in (sys.stdout, sys.stderr):
+        if not glyphs.utf8(stream):
+            glyphs.use_on(stream)
 
 
 def _is_open(fd: int) -> bool:

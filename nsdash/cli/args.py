@@ -1,4 +1,7 @@
-"""argparse's help formatters, minus the import of shutil on every start.
+"""argparse for nsdash: a parser whose errors are one line, and help formatters minus shutil.
+
+Every verb's parse error is one line on stderr ("nsdash: MESSAGE; see 'nsdash VERB --help'",
+exit status 1), never argparse's usage block and exit 2: ArgumentParser says so once.
 
 argparse makes a help formatter for every add_argument() (it checks each
 option's nargs by formatting it), and the formatter asks shutil for the
@@ -12,6 +15,36 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from nsdash.errors import UsageError
+
+TYPE_CHECKING = False  # typing stays unimported at run time (as in nsdash.cli.quickparse)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse.ArgumentParser whose errors are a UsageError: one line through nsdash.cli,
+    with HINT, or the verb's --help named (prog is the verb, `nsdash VERB`)."""
+
+    def __init__(self, *args: Any, hint: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hint = hint
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.hint or f"see '{self.prog} --help'")
+
+
+def output_file(path: str, option: str) -> str:
+    """PATH, which OPTION (--core, --flame) writes once the work is done: one that cannot be
+    written is refused before the work, not after gdb or perf has run."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a directory", "name a file to write")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: {parent} is not a directory",
+                         "create it first, or name a file in an existing directory")
+    return path
 
 
 def terminal_columns(default: int = 80) -> int:

@@ -152,15 +152,11 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"no cgroup hierarchy under {opts.cgroup_root}", "mount cgroupfs first")
     mount = tree.primary_mount(layout)
     base = "/"
-    if opts.machine:
-        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+    if opts.machine is not None:
+        from nsdash.monitor.machines import MachineMap, machine_cgroup  # -M only: it reads machine state
 
-        found = find_cgroup(opts.machine, [mount], MachineMap())
-        if found is None:
-            raise UsageError(f"no machine '{opts.machine}' is running",
-                             "see 'nsdash list' for the running machines")
-        base = found
-    paths = [tree.normalize(base + "/" + p) if opts.machine else tree.normalize(p) for p in opts.paths]
+        base = machine_cgroup(opts.machine, [mount], MachineMap())
+    paths = [tree.normalize(base + tree.user_path(p)) for p in opts.paths]
     for p in paths:
         if not bareos.isdir(mount + ("" if p == "/" else p)):
             raise UsageError(f"control group '{p}' does not exist", "see 'nsdash cgls' for the tree")

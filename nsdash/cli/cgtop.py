@@ -18,7 +18,7 @@ from nsdash.monitor import counters as C
 from nsdash.monitor import display
 from nsdash.monitor.rates import net_rates, rates_between
 from nsdash.monitor.sampler import COUNT_ALL, COUNT_PIDS, COUNT_USERSPACE, Sample, Sampler
-from nsdash.monitor.tree import normalize, primary_mount
+from nsdash.monitor.tree import normalize, primary_mount, user_path
 from nsdash.system import bareos, cgroupfs
 
 # Imported where they are needed, each a module that most runs (the defaults, a hybrid or v1
@@ -187,16 +187,11 @@ def _has_pids(layout: cgroupfs.Layout) -> bool:
 
 
 def _start_path(opts: Options, layout: cgroupfs.Layout) -> str:
-    path = normalize(opts.path or "/")
-    if opts.machine:
-        from nsdash.monitor.machines import MachineMap, find_cgroup  # -M only: it reads machine state
+    path = user_path(opts.path or "/")
+    if opts.machine is not None:
+        from nsdash.monitor.machines import MachineMap, machine_cgroup  # -M only: it reads machine state
 
-        mounts = layout.hierarchy_dirs()
-        cgroup = find_cgroup(opts.machine, mounts, MachineMap())
-        if cgroup is None:
-            raise UsageError(f"no machine '{opts.machine}' is running",
-                             "see 'nsdash list' for the running machines")
-        path = normalize(cgroup + path)
+        path = normalize(machine_cgroup(opts.machine, layout.hierarchy_dirs(), MachineMap()) + path)
     if not any(bareos.isdir(m + ("" if path == "/" else path)) for m in layout.hierarchy_dirs()):
         raise UsageError(f"control group '{path}' does not exist", "see 'nsdash cgls' for the tree")
     return path

@@ -18,16 +18,16 @@ mount debootstrap left in it), so nothing half made is ever under the name.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from nsdash.cli.quickparse import Parser
 from nsdash.errors import UsageError
 from nsdash.machines import create, mkosi
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nsdash create", description=__doc__.split("\n\n")[0])
+def _parser() -> Parser:
+    p = Parser("nsdash create", __doc__.split("\n\n")[0])
     p.add_argument("target", metavar="NAME|DIR")
     p.add_argument("--distribution", "-d", default="debian",
                    help="debian or ubuntu (debootstrap); " + ", ".join(mkosi.DISTRIBUTIONS) + " (mkosi)")
@@ -43,12 +43,7 @@ def _step(line: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        ns = _parser().parse_args(argv)
-    except SystemExit as e:
-        if e.code == 0:
-            raise
-        raise UsageError("bad arguments for 'nsdash create'", "see 'nsdash create --help'") from None
+    ns = _parser().parse_args(argv)
     if os.geteuid() != 0:
         raise UsageError("nsdash create needs root (debootstrap does)", "run it with sudo")
     p = create.plan(ns.target, ns.distribution, ns.release, ns.mirror, ns.packages, ns.root_password)

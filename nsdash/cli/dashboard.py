@@ -29,7 +29,7 @@ EXIT_AFTER_HANDLERS = True
 def _parser() -> Parser:
     # nsdash.cli.quickparse: argparse and gettext only for --help or an error (neither is on the
     # way to the first frame otherwise: Textual imports neither; issue 16)
-    p = Parser(prog="nsdash", description="Open the nsdash dashboard.")
+    p = Parser(prog="nsdash", description="Open the nsdash dashboard.", hint="see 'nsdash dashboard --help'")
     p.add_argument("--demo", action="store_true",
                    help="build the demo trees if needed and start demo-busybox and demo-debian first")
     p.add_argument("-d", "--delay", type=float, default=1.0, metavar="SECONDS",

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from nsdash.errors import UsageError
+from nsdash.cli.args import ArgumentParser, output_file
 
 DESCRIPTION = """\
 Attach the host's gdb to a machine's process (PID as the machine numbers it;
@@ -22,13 +22,8 @@ and libthread_db are never loaded.  Words after PID go to gdb
 (--batch -ex bt prints a backtrace and detaches)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, through the dispatcher
-        raise UsageError(message, "see 'nsdash debug --help'")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash debug", description=DESCRIPTION,
+    p = ArgumentParser(prog="nsdash debug", description=DESCRIPTION,
                 usage="nsdash debug -M NAME [--host-pid] [--core FILE] PID [GDB OPTION...]",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-M", "--machine", required=True, metavar="NAME", help="the machine")
@@ -72,6 +67,8 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
 def main(argv: list[str]) -> int:
     ours, gdb_args = split_args(argv)
     ns = build_parser().parse_args(ours)
+    if ns.core:
+        output_file(ns.core, "--core")
     from nsdash.inside.debugging import gdb, tools
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.target import resolve

@@ -83,6 +83,7 @@ class ProgressLine:
         self.verb, self.quiet = verb, quiet
         self.tty = sys.stderr.isatty()
         self.last_step, self.last_time = -1, 0.0
+        self.shown = False  # (in a terminal: a line an error must first clear)
 
     def __call__(self, done: int, total: int | None) -> None:
         if self.quiet:
@@ -97,7 +98,7 @@ class ProgressLine:
         if self.tty:
             if now - self.last_time >= 0.1:
                 sys.stderr.write(f"\r{text}\x1b[K")
-                self.last_time = now
+                self.last_time, self.shown = now, True
         elif step != self.last_step:
             sys.stderr.write(text + "\n")
         self.last_step = step
@@ -105,6 +106,12 @@ class ProgressLine:
     def finish(self, text: str) -> None:
         if not self.quiet:
             sys.stderr.write(("\r\x1b[K" if self.tty else "") + text + "\n")
+
+    def clear(self) -> None:
+        """Before an error: the terminal's progress line goes, so the error starts a line."""
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            self.shown = False
 
 
 # ---------------------------------------------------------------- verbs
@@ -197,7 +204,11 @@ def cmd_export_tar(argv: list[str]) -> int:
     p.add_argument("-q", "--quiet", action="store_true")
     ns = _parse(p, argv)
     progress = ProgressLine("Exported", ns.quiet)
-    size = images.export_tar(ns.name, ns.file, ns.fmt, progress)
+    try:
+        size = images.export_tar(ns.name, ns.file, ns.fmt, progress)
+    except BaseException:
+        progress.clear()
+        raise
     progress.finish(f"Exported image '{ns.name}' to {_file_or_stdio(ns.file, 'output')} "
                     f"({size / (1 << 20):.1f} MiB of tar).")
     return 0
@@ -213,7 +224,11 @@ def cmd_import_tar(argv: list[str]) -> int:
     p.add_argument("-q", "--quiet", action="store_true")
     ns = _parse(p, argv)
     progress = ProgressLine("Imported", ns.quiet)
-    image = images.import_tar(ns.file, ns.name, ns.read_only, progress)
+    try:
+        image = images.import_tar(ns.file, ns.name, ns.read_only, progress)
+    except BaseException:
+        progress.clear()
+        raise
     progress.finish(f"Imported {_file_or_stdio(ns.file, 'input')} as image '{image.name}' ({image.path}).")
     return 0
 

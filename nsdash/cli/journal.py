@@ -109,7 +109,8 @@ def main(argv: list[str]) -> int:
                          "name a machine with -M NAME (see 'nsdash list') or a directory with -D DIR")
     for d in args.directory:
         if not bareos.isdir(d):
-            raise UsageError(f"journal directory '{d}' does not exist", "give a directory that holds *.journal files")
+            what = "is not a directory" if bareos.lexists(d) else "does not exist"
+            raise UsageError(f"journal directory '{d}' {what}", "give a directory that holds *.journal files")
     filters = flt.Filters(
         priorities=flt.parse_priority(args.priority) if args.priority else None,
         units=tuple(flt.mangle_unit(u) for u in args.unit),
@@ -117,6 +118,8 @@ def main(argv: list[str]) -> int:
         since=flt.parse_time(args.since) if args.since else None,
         until=flt.parse_time(args.until) if args.until else None,
     )
+    if filters.since is not None and filters.until is not None and filters.since > filters.until:
+        raise UsageError("--since= must be before --until=", "swap them, or give a range that is not empty")  # journalctl's
     lines = _lines(args.lines, args.follow)
     if args.follow:
         import gc
@@ -136,6 +139,7 @@ def main(argv: list[str]) -> int:
             return _list_boots(log)
         if args.follow:
             log.filenos()  # watch before reading, so nothing written meanwhile waits for the next change
+            log.end_with_reader_of(sys.stdout.fileno())
         if lines is None:
             printer.write_all(log.entries())
         else:

@@ -149,12 +149,7 @@ def _parser(verb: str, names: str | None = "*") -> Parser:
 
 
 def _parse(p: Parser, argv: list[str]) -> Namespace:
-    try:
-        return p.parse_args(argv)
-    except SystemExit as e:
-        if e.code == 0:
-            raise
-        raise UsageError(f"bad arguments for '{p.prog}'", f"see '{p.prog} --help'") from None
+    return p.parse_args(argv)  # (an error is one line: nsdash.cli.args.ArgumentParser)
 
 
 def _output_opts(p: Parser) -> None:
@@ -169,24 +164,11 @@ def _dump(data: Any, mode: str) -> None:
 
 
 def parse_signal(text: str) -> int:
-    import signal  # kill's alone (signal imports enum)
+    """kill's --signal: the one rule (launcher.validate, systemd's signal_from_string()), with
+    names in any case, as machinectl's users type them (`-s kill`)."""
+    from nsdash.launcher.validate import parse_signal as signal_from_string  # kill's alone
 
-    t = text.upper()
-    if t.isdigit():
-        n = int(t)
-        if 0 < n < 65:
-            return n
-    else:
-        t = t if t.startswith("SIG") else "SIG" + t
-        if t.startswith("SIGRTMIN+") and t[9:].isdigit():
-            return int(signal.SIGRTMIN) + int(t[9:])
-        if t.startswith("SIGRTMAX-") and t[9:].isdigit():
-            return int(signal.SIGRTMAX) - int(t[9:])
-        try:
-            return int(signal.Signals[t])
-        except KeyError:
-            pass
-    raise UsageError(f"unknown signal '{text}'", "use a name such as TERM, KILL, RTMIN+4, or a number 1-64")
+    return signal_from_string(text.upper(), "signal")
 
 
 def _names_required(ns: Namespace, verb: str) -> list[str]:
@@ -337,7 +319,13 @@ def _simple(verb: str, argv: list[str]) -> int:
 
     action = {"poweroff": client.poweroff, "terminate": client.terminate, "reboot": client.reboot}[verb]
     for name in _names_required(ns, verb):
-        action(name)
+        try:
+            action(name)
+        except client.OrphanCleaned:
+            if verb == "reboot":
+                raise
+            # its supervisor had died; cleaning up its remains stopped it, as asked (the notice
+            # said so): not a second line saying it "is not running" and exit status 1
     return 0
 
 
@@ -419,14 +407,14 @@ def cmd_ps(argv: list[str]) -> int:
     from nsdash.monitor.machines import MachineMap, process_cgroup
 
     pids = None
-    if ns.machine:  # only its processes are read, not every process of the host
+    if ns.machine is not None:  # only its processes are read, not every process of the host ('' is no name)
         pids = _machine_pids(registry.lookup(ns.machine, details=False))
     mapping = MachineMap()
     rows, data = [], []
     for pid in psutil.pids() if pids is None else pids:
         cg = process_cgroup(pid)
         machine = mapping.machine_of(cg) if cg else None
-        if ns.machine and machine != ns.machine:  # (a machine nested in it is its own)
+        if ns.machine is not None and machine != ns.machine:  # (a machine nested in it is its own)
             continue
         try:
             info = psutil.Process(pid).as_dict(["username", "cmdline", "name", "cpu_times"])
@@ -455,20 +443,23 @@ def cmd_login(argv: list[str]) -> int:
 
 def cmd_shell(argv: list[str]) -> int:
     p = Parser("nsdash shell")
-    p.add_argument("--uid", default=None, help="ignored: commands run as root")
+    p.add_argument("--uid", default=None, help="root or 0 only: commands run as root")
     p.add_argument("-E", "--setenv", action="append", default=[])
     p.add_argument("target", metavar="NAME")
     p.add_argument("command", nargs=REMAINDER)
     ns = _parse(p, argv)
-    name = ns.target.split("@", 1)[-1] or ".host"
+    user, _, name = ns.target.rpartition("@")
+    name = name or ".host"
     if name == ".host":
         raise UsageError("'nsdash shell' enters machines, not the host", "name a machine from 'nsdash list'")
-    env = {}
-    for item in ns.setenv:
-        if "=" not in item:
-            raise UsageError(f"--setenv needs NAME=VALUE, got '{item}'")
-        k, _, v = item.partition("=")
-        env[k] = v
+    for asked in (user, ns.uid):
+        # machinectl runs the command as that user; running it as root instead would be a surprise
+        if asked not in (None, "", "root", "0"):
+            raise UsageError(f"'nsdash shell' runs commands as root only, not as '{asked}'",
+                             f"drop the user, or change user inside: nsdash shell {name} /bin/su - USER")
+    from nsdash.launcher.validate import parse_setenv  # spawn's -E rule (NAME alone: the caller's value)
+
+    env = dict(parse_setenv(item) for item in ns.setenv)
     from nsdash.cli.shell import shell
 
     return shell(name, list(ns.command), env)

@@ -10,16 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nsdash.cli.args import ArgumentParser, output_file
 from nsdash.errors import UsageError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, through the dispatcher
-        raise UsageError(message, "see 'nsdash profile --help'")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash profile", description="Sample a machine's CPU use with perf, from the host, "
+    p = ArgumentParser(prog="nsdash profile", description="Sample a machine's CPU use with perf, from the host, "
                 "and list its hottest functions and processes.")
     p.add_argument("-M", "--machine", required=True, metavar="NAME", help="the machine")
     p.add_argument("-d", "--duration", type=float, default=5.0, metavar="SECONDS",
@@ -39,6 +35,8 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--duration {ns.duration:g} is out of range", "give 0 < SECONDS <= 3600")
     if not 1 <= ns.frequency <= 10000 or ns.lines < 1:
         raise UsageError("--frequency must be 1..10000 and --lines at least 1")
+    if ns.flame:
+        output_file(ns.flame, "--flame")
     from nsdash.inside.debugging.perf import Profiler, flame_svg, render_top
     from nsdash.inside.debugging.pids import MachineProcesses
     from nsdash.inside.debugging.tools import interrupt_on_hangup

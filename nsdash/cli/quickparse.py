@@ -17,7 +17,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # mypy takes this as true; at run time typing and argparse stay unimported
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, NoReturn
+    from typing import Any
 
 SUPPRESS = "==SUPPRESS=="  # argparse.SUPPRESS
 REMAINDER = "..."  # argparse.REMAINDER
@@ -111,7 +111,8 @@ class Parser:
     """argparse.ArgumentParser's calls, read quickly where that is safe (see the module docstring).
 
     RAW: the description and epilog keep their line breaks (RawDescriptionHelpFormatter).
-    HINT: a parse error becomes UsageError(message, HINT) instead of argparse's usage and exit 2.
+    HINT: what a parse error's one line ends with (nsdash.cli.args.ArgumentParser); by default
+    "see 'PROG --help'".
     """
 
     def __init__(self, prog: str, description: str | None = None, epilog: str | None = None, *,
@@ -157,17 +158,9 @@ class Parser:
         """The argparse parser these calls describe (for help, errors and what quick() leaves)."""
         import argparse
 
-        from nsdash.cli.args import HelpFormatter, RawDescriptionHelpFormatter
-        from nsdash.errors import UsageError
+        from nsdash.cli.args import ArgumentParser, HelpFormatter, RawDescriptionHelpFormatter
 
-        hint = self._hint
-
-        class _Real(argparse.ArgumentParser):
-            def error(self, message: str) -> NoReturn:
-                if hint is None:
-                    super().error(message)
-                raise UsageError(message, hint)
-
+        class _Real(ArgumentParser):
             def print_help(self, file: Any = None) -> None:
                 # argparse's own drops a failed write (`--help > /dev/full` said nothing, status
                 # 0); this one raises it, for nsdash.cli to report as a write error.
@@ -176,7 +169,7 @@ class Parser:
                 (file or sys.stdout).write(self.format_help())
 
         real = _Real(prog=self.prog, description=self._description, epilog=self._epilog,
-                     add_help=self._add_help,
+                     add_help=self._add_help, hint=self._hint,
                      formatter_class=RawDescriptionHelpFormatter if self._raw else HelpFormatter)
         groups = [real.add_mutually_exclusive_group(required=r) for r in self._groups]
         # argparse tells SUPPRESS and REMAINDER by identity: hand it its own objects

@@ -35,11 +35,11 @@ def several_hosts(targets: list, argv: list[str]) -> int:
     """`nsdash -H A -H B list [--no-legend] [-o json]`: every host's machines in one table, a
     HOST column first.  Hosts are asked at once, one thread and ssh each; a host that fails
     or does not answer in time is one line on stderr (and exit 1), the others are shown."""
-    import argparse
     import concurrent.futures
     import json
     import sys
 
+    from nsdash.cli.args import ArgumentParser
     from nsdash.cli.machinectl import table
     from nsdash.errors import UsageError
     from nsdash.remote.hosts import list_machines
@@ -47,7 +47,7 @@ def several_hosts(targets: list, argv: list[str]) -> int:
 
     if not argv or argv[0] != "list":
         raise UsageError("several hosts work with 'list' only", "give one -H for other verbs")
-    p = argparse.ArgumentParser(prog="nsdash -H HOST -H HOST list", add_help=False)
+    p = ArgumentParser(prog="nsdash -H HOST -H HOST list", add_help=False)
     p.add_argument("--no-legend", action="store_true")
     p.add_argument("-o", "--output", choices=("short", "json"), default="short")
     ns, unknown = p.parse_known_args(argv[1:])

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import sys
 
+from nsdash.cli.args import ArgumentParser
 from nsdash.errors import UsageError
 from nsdash.inside.debugging.strace import Line
 
@@ -30,13 +31,8 @@ _OURS = {"-M": True, "--machine": True, "--host-pid": False, "--all": False, "--
          "-h": False, "--help": False}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, through the dispatcher
-        raise UsageError(message, "see 'nsdash trace --help'")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nsdash trace", usage=USAGE, description=DESCRIPTION,
+    p = ArgumentParser(prog="nsdash trace", usage=USAGE, description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-M", "--machine", required=True, metavar="NAME", help="the machine")
     p.add_argument("--host-pid", action="store_true", help="PID is the host's number, not the machine's")

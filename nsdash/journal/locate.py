@@ -248,6 +248,13 @@ def locate(name: str, host_journal: str | Path = HOST_JOURNAL) -> MachineLogs:
     """Where machine NAME's logs are: a running (or stopped) nsdash machine, else an image."""
     mdir = machine_path(name)
     state = st.read_state(mdir)  # PermissionError goes up: not "no logs", the caller is not root
+    if state is None or state.name != name:
+        # NAME became a path: '' or '..' is the state directory's own, 'x/../web' web's.  A
+        # machine's entry names it as spawn checked it; any other NAME meets the rule here
+        # (only here: the launcher's package is not the journal's import on its way).
+        from nsdash.launcher.names import check_machine_name
+
+        check_machine_name(name)
     tree: str | Path | None = None
     leader: int | None = None
     uuid = None

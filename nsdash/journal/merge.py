@@ -44,6 +44,7 @@ class MergedLog:
         self.sources = list(sources)
         self._poll: select.poll | None = None
         self._by_fd: dict[int, Source] = {}
+        self._output: int | None = None
 
     @property
     def skipped(self) -> list[str]:
@@ -92,6 +93,14 @@ class MergedLog:
                 wanted = t if wanted < 0 else min(wanted, t)
         return wanted
 
+    def end_with_reader_of(self, fd: int) -> None:
+        """wait() raises BrokenPipeError once FD (the output) has lost its reader: `journal -f |
+        head -1` ends when head does, not at the guest's next line, which may never come."""
+        self.filenos()
+        assert self._poll is not None
+        self._poll.register(fd, 0)  # POLLERR (a pipe's reader gone) and POLLHUP are always reported
+        self._output = fd
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a source changed or TIMEOUT seconds passed; True if something changed."""
         self.filenos()
@@ -100,7 +109,12 @@ class MergedLog:
         recheck = self.recheck_ms()
         if recheck >= 0:
             wanted = recheck if wanted < 0 else min(wanted, recheck)
-        return bool(self._poll.poll(wanted))
+        events = self._poll.poll(wanted)
+        if self._output is not None and any(fd == self._output for fd, _ in events):
+            import errno
+
+            raise BrokenPipeError(errno.EPIPE, "the output's reader has gone")
+        return bool(events)
 
     def read_new(self) -> list[Entry]:
         """Entries added since the last read, by time (non-blocking)."""

@@ -531,8 +531,12 @@ class Container:
         for name in self.spec.network_interface:
             try:
                 netlink.move_link(name, self.leader)
-            except Exception as e:  # pyroute2's NetlinkError and friends
-                raise NsdashError(f"--network-interface={name}: cannot move it into the machine: {e}") from None
+            except Exception as e:  # pyroute2's NetlinkError (its code an errno) and friends
+                code = getattr(e, "code", None)
+                raise NsdashError(f"--network-interface={name}: cannot move it into the machine: "
+                                  f"{os.strerror(code) if isinstance(code, int) and code > 0 else e}",
+                                  "name a link that may change namespace ('ip -d link show' marks "
+                                  "the ones that may not, as lo, netns-local)") from None
             self._moved.append(name)
         for kind, prefix, names in (("macvlan", "mv-", self.spec.network_macvlan),
                                     ("ipvlan", "iv-", self.spec.network_ipvlan)):

@@ -69,6 +69,24 @@ def _release(fd: int, name: str) -> None:
     os.close(fd)
 
 
+def drop_dead_lock(name: str) -> None:
+    """Unlink NAME's start lock file if nobody holds it: a start killed while it held the lock
+    (an abandoned start's supervisor, SIGKILLed) never reached _release."""
+    path = paths.state_root() / LOCK_DIR / name
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)  # (while we hold it: a start that opens it next locks a new one)
+    except OSError:
+        pass  # held (a start is under way), or gone already
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def start_guard(name: str, tree: str | Path, ephemeral: bool,
                 layout: cgroupfs.Layout | None = None) -> Iterator[None]:

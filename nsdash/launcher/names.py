@@ -54,7 +54,8 @@ def printable(text: object) -> str:
 def check_machine_name(name: str, what: str = "machine name") -> str:
     """NAME if it is a valid machine name (the one rule), else UsageError naming WHAT."""
     if not is_valid_hostname(name):
-        raise UsageError(f"invalid {what} {printable(name)!r}", NAME_HINT)
+        # quoted, not repr()'d: repr would double the backslashes printable() escaped with
+        raise UsageError(f"invalid {what} '{printable(name)}'", NAME_HINT)
     return name
 
 

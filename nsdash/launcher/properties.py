@@ -112,7 +112,10 @@ def _size(prop: Property) -> tuple[str, str, int]:
     if not m:
         raise _bad(prop.name, prop.value, "not a size (bytes with K, M, G, T suffix, N%, or infinity)")
     factor = 1024 ** "KMGTPE".find(m.group(2).upper()) * 1024 if m.group(2) else 1
-    return prop.name, "t", int(float(m.group(1)) * factor)
+    size = int(float(m.group(1)) * factor)
+    if size >= UINT64_MAX:  # (systemd's parse_size(): ERANGE; the value went to the kernel as given)
+        raise _bad(prop.name, prop.value, "too large (at most 16E, or infinity)")
+    return prop.name, "t", size
 
 
 def _percent(value: str) -> float | None:

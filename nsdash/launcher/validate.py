@@ -179,6 +179,11 @@ def parse_user(value: str) -> str:
     if (not value or not value.isascii() or not value.isprintable() or any(c in value for c in ":/ ")
             or value.startswith("-") or len(value) > 256):
         raise UsageError(f"invalid --user {value!r}", "give a user name or UID that exists in the container")
+    if value.isdigit() and (int(value) >= 0xFFFFFFFF or int(value) == 0xFFFF):
+        # systemd's uid_is_valid(): 32 bits, less the two "no user" values ((uid_t)-1, 16-bit -1);
+        # past them PID 1 failed in setgid(2) with Python's "gid is less than minimum"
+        raise UsageError(f"invalid --user {value!r}: not a valid UID",
+                         "give a UID from 0 to 4294967294 other than 65535, or a user name")
     return value
 
 

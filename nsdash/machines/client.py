@@ -97,8 +97,13 @@ class Control:
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """One request; its reply as it came, an error reply included."""
         self._id += 1
-        self.sock.sendall(proto.encode_request(op, self._id, **args))
-        return proto.decode_response(self._line())
+        try:
+            self.sock.sendall(proto.encode_request(op, self._id, **args))
+            return proto.decode_response(self._line())
+        except (ConnectionResetError, BrokenPipeError):
+            # the supervisor exited mid-call (its machine stopped): as a close, not a traceback,
+            # and not a BrokenPipeError, which nsdash.cli takes for `| head` and exits 0 on
+            raise ProtocolError(f"machine '{self.name}': the supervisor closed the connection") from None
 
     def request(self, op: str, **args: Any) -> dict[str, Any]:
         reply = self.call(op, **args)
@@ -375,18 +380,15 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
                                                      env.get("PYTHONPATH")) if p)
+    received = bytearray()
     try:
-        if _in_own_unit(spec):
-            _start_service(spec, env, w)
-        else:
-            _fork_supervisor(spec, env, w)
-    except BaseException:
-        os.close(r)
-        raise
-    finally:
-        os.close(w)
-    try:
-        received = bytearray()
+        try:
+            if _in_own_unit(spec):
+                _start_service(spec, env, w)
+            else:
+                _fork_supervisor(spec, env, w)
+        finally:
+            os.close(w)
         try:
             _read_all(r, timeout, received)
         except NsdashError:
@@ -395,6 +397,14 @@ def spawn(spec: ContainerSpec, detach: bool = True, timeout: float = 120.0,
                               "(its supervisor, processes and cgroups were removed)",
                               "the host may be overloaded; try again, or run it in the foreground "
                               "with NSDASH_DEBUG=1 to see where it stops") from None
+    except KeyboardInterrupt:
+        # ^C before the machine ran: the user gave up on the start, so it must not go on behind
+        # the exit status 130.  The supervisor's first line names it (it may be on its way).
+        with contextlib.suppress(NsdashError, OSError):
+            if b'"supervisor"' not in received:
+                _read_all(r, _NAMED_WITHIN, received, until=b'"supervisor"')
+        _abandon_start(spec.machine, bytes(received))
+        raise
     finally:
         os.close(r)
     # The supervisor first says who it is ({"supervisor": PID}), then how the start went.
@@ -458,10 +468,13 @@ def _readable(fd: int, timeout: float | None) -> bool:
     return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
 
-def _read_all(fd: int, timeout: float, into: bytearray) -> None:
-    """Read FD into INTO until EOF or the supervisor's final report line ({"ok": ...}): a
-    service's stdout stays open in systemd for as long as the unit is loaded, so EOF alone
-    cannot end the wait.  NsdashError once TIMEOUT seconds have passed."""
+_NAMED_WITHIN = 10.0  # s a start interrupted by ^C waits for the supervisor to say who it is
+
+
+def _read_all(fd: int, timeout: float, into: bytearray, until: bytes = b'"ok"') -> None:
+    """Read FD into INTO until EOF or the supervisor's line with UNTIL (by default its final
+    report, {"ok": ...}): a service's stdout stays open in systemd for as long as the unit is
+    loaded, so EOF alone cannot end the wait.  NsdashError once TIMEOUT seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -472,7 +485,7 @@ def _read_all(fd: int, timeout: float, into: bytearray) -> None:
             if not data:
                 return
             into += data
-            if data.endswith(b"\n") and b'"ok"' in into.splitlines()[-1]:
+            if data.endswith(b"\n") and until in into:
                 return
 
 
@@ -501,6 +514,10 @@ def _abandon_start(machine: str, received: bytes) -> None:
         time.sleep(0.05)
     with contextlib.suppress(NsdashError, OSError):
         clean_orphan(machine)
+    if ours:
+        from nsdash.launcher.inuse import drop_dead_lock
+
+        drop_dead_lock(machine)  # the killed supervisor held the name's start lock
 
 
 def find_image(name: str, dirs: tuple[Path, ...] | None = None) -> Path:

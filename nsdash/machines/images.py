@@ -278,7 +278,8 @@ def _set_read_only(path: Path, kind: str, on: bool) -> None:
 def set_read_only(name: str, on: bool = True) -> Image:
     image = find(name)
     _writable(image, "changed")
-    _set_read_only(image.path.resolve(), image.type, on)
+    with _locked(image):  # a running machine's tree turned immutable under it: machined refuses (EBUSY)
+        _set_read_only(image.path.resolve(), image.type, on)
     return find(name)
 
 
@@ -326,7 +327,8 @@ STDIO = ("-", "")  # an export's FILE, an import's FILE: standard output or inpu
 def export_tar(name: str, file: str, fmt: str | None = None, progress: Progress | None = None) -> int:
     """Write image NAME to FILE as a tar archive; the number of bytes written.  FILE is
     written under a temporary name beside it and renamed at the end; "-" is standard
-    output (never a terminal, as machinectl refuses one)."""
+    output (never a terminal, as machinectl refuses one); a device or FIFO is written
+    into (as machinectl's open(2) does), never replaced; a symlink's target is written."""
     image = find(name)
     if image.type == "raw":
         raise UsageError(f"image '{name}' is a raw disk image", "copy the .raw file instead of exporting a tar")
@@ -342,7 +344,18 @@ def export_tar(name: str, file: str, fmt: str | None = None, progress: Progress 
                              "name a FILE, or send standard output to one (> NAME.tar) or to a pipe")
         with open(1, "wb", closefd=False) as out:
             return _write_tar(name, image.path, fmt, out, progress)
-    target = Path(file).absolute()
+    try:
+        mode = os.stat(file).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG  # a new file (or a dangling symlink's target)
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"cannot write {file}: it is a directory", f"name a file in it, e.g. {file}/{name}.tar")
+    if not stat.S_ISREG(mode):
+        # /dev/stdout, a FIFO: the rename below would put a regular file in its place
+        # (`export-tar NAME /dev/full` replaced the host's /dev/full)
+        with open(file, "wb") as out:
+            return _write_tar(name, image.path, fmt, out, progress)
+    target = Path(os.path.realpath(file))
     if not target.parent.is_dir():
         raise UsageError(f"cannot write {target}: {target.parent} is not a directory",
                          "create the directory first, or name a file in an existing one")

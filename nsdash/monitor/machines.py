@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posix
 
+from nsdash.errors import UsageError
 from nsdash.launcher import names
 from nsdash.machines import state as st
 from nsdash.machines.state import MachineState
@@ -121,8 +122,10 @@ def machine_of_process(pid: int, mapping: MachineMap | None = None, proc: str = 
     return (mapping or MachineMap()).machine_of(cgroup)
 
 
-def find_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap | None = None) -> str | None:
-    """The cgroup of MACHINE if it exists in one of the hierarchies at MOUNT_DIRS."""
+def machine_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap | None = None) -> str:
+    """The cgroup of MACHINE in one of the hierarchies at MOUNT_DIRS (cgls -M, cgtop -M); a
+    UsageError for a name that is not a machine name ('' is not the host) or none running."""
+    names.check_machine_name(machine)
     mapping = mapping or MachineMap()
     dirs = list(mount_dirs)
     candidates = []
@@ -133,4 +136,4 @@ def find_cgroup(machine: str, mount_dirs: Iterable[str], mapping: MachineMap | N
     for c in candidates:
         if any(bareos.isdir(d + c) for d in dirs):
             return c
-    return None
+    raise UsageError(f"no machine '{names.printable(machine)}' is running", "see 'nsdash list' for the running machines")

@@ -75,6 +75,17 @@ def normalize(path: str) -> str:
     return "/" + "/".join(p for p in path.split("/") if p)
 
 
+def user_path(path: str) -> str:
+    """A control group path the user typed (cgls PATH, cgtop PATH), normalized; '.' and '..'
+    are refused: the kernel would resolve them, and `cgls -M NAME ../..` left the machine."""
+    if any(p in (".", "..") for p in path.split("/")):
+        from nsdash.errors import UsageError
+
+        raise UsageError(f"invalid control group path '{path}': it has '.' or '..' in it",
+                         "name the group from the top, as 'nsdash cgls' shows it")
+    return normalize(path)
+
+
 def primary_mount(layout: Layout) -> str:
     """The hierarchy that holds every process: cgroup2 if mounted, else name=systemd."""
     if layout.unified_dir is not None:

@@ -106,7 +106,11 @@ def ssh_argv(target: Target, env: Mapping[str, str] | None = None) -> list[str]:
     if command:
         import shlex  # (only then: shlex imports re)
 
-        ssh = shlex.split(command)
+        try:
+            ssh = shlex.split(command)
+        except ValueError as e:  # "No closing quotation": a traceback before
+            raise UsageError(f"invalid $NSDASH_SSH_COMMAND {command!r}: {e}",
+                             "fix its quoting (it is split into words as a shell would)") from None
     else:
         ssh = ["ssh"]
     far = env.get("NSDASH_REMOTE_COMMAND") or "nsdash"

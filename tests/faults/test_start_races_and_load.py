@@ -109,3 +109,34 @@ def test_20_detached_machines_at_once_then_stopped(busybox_tree, machine_name, n
     finally:
         for name in names:
             teardown(name)
+
+
+def test_ctrl_c_during_a_detached_start_leaves_no_machine(busybox_tree, machine_name):
+    """^C while `spawn --detach` waits for the machine (held back here: another process holds
+    the tree's start lock): exit status 130 and nothing running on behind it -- not the
+    supervisor, the state entry or the cgroup (the leak check)."""
+    import fcntl
+    import signal
+
+    from nsdash.machines import state as st
+
+    holder = os.open(busybox_tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        p = subprocess.Popen([*NSDASH, "spawn", "--detach", "-M", machine_name, "-bD", str(busybox_tree)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=REPO)
+        entry = st.machine_dir(machine_name)
+        deadline = time.monotonic() + 60
+        while not (entry / "control").exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the supervisor runs (it then waits for the lock)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 130, err
+        assert "Traceback" not in err
+    finally:
+        os.close(holder)
+    assert not entry.exists()
+    assert not (entry.parent.parent / ".locks" / machine_name).exists()  # the name's start lock too
+    assert run_nsdash("list").stdout.count(machine_name) == 0

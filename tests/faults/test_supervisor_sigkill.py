@@ -60,6 +60,7 @@ def test_orphan_blocks_its_name_and_its_tree_until_cleaned(busybox_tree, machine
     # The next command that touches the name reports the orphan and cleans it up.
     r = run_nsdash("terminate", machine_name)
     assert "orphaned" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 0 and r.stderr.count("\n") == 1, r.stderr  # stopped, as asked: the notice alone
     wait_for(lambda: not alive(s["leader"]), what="the orphan's processes to die")
     assert not any(d.exists() for d in cg.dirs)
     assert not st.machine_dir(machine_name).exists()

@@ -159,19 +159,58 @@ def test_export_to_a_closed_stdout_is_one_line(image_dir, image, redirect, line)
     assert sorted(os.listdir(image_dir)) == [image]
 
 
+def test_export_into_a_device_fifo_or_directory_never_replaces_it(image_dir, image, tmp_path):
+    """A FILE that exists and is not a regular file is written into, as machinectl's open(2)
+    does, never renamed over: `export-tar NAME /dev/full` put a regular file where the host's
+    /dev/full was.  (A node of our own here, with /dev/full's numbers: ENOSPC, one line.)"""
+    out = tmp_path / "out"
+    out.mkdir()
+    full = out / "full"
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    assert "No space left on device" in refused("export-tar", "-q", image, str(full))
+    assert stat.S_ISCHR(os.lstat(full).st_mode) and hidden(out) == []
+    fifo = out / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["sh", "-c", 'exec wc -c < "$1"', "sh", str(fifo)], stdout=subprocess.PIPE, text=True)
+    ok("export-tar", "-q", image, str(fifo))
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert int(reader.communicate(timeout=60)[0]) > 200_000  # the archive went through the FIFO
+    assert "is a directory" in refused("export-tar", image, str(out))
+    assert hidden(out) == [] and sorted(os.listdir(out)) == ["fifo", "full"]
+
+
+def _in_a_terminal(*args: str) -> tuple[int, bytes]:
+    """`nsdash ARGS` with a new terminal on its stdin, stdout and stderr: its exit status and output."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(NSDASH[0], [*NSDASH, *args], dict(os.environ, PYTHONPATH=str(REPO)))
+    out = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 4096):
+            out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_an_error_in_a_terminal_clears_the_progress_line_first(image_dir, image, tmp_path):
+    """In a terminal the progress line is rewritten in place, without a newline: an error
+    after it was written onto it ('Exported 1.0 MiBnsdash: export-tar failed: ...')."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["sh", "-c", 'head -c 1500000 < "$1" > /dev/null', "sh", str(fifo)])  # then it goes
+    status, out = _in_a_terminal("export-tar", image, str(fifo))
+    reader.wait(timeout=60)
+    assert status == 1, out
+    before, _, after = out.partition(b"nsdash: export-tar failed: Broken pipe")
+    assert b"Exported " in before and before.endswith(b"\r\x1b[K"), out  # the error starts its own line
+
+
 def test_stdio_refusals_are_one_line(image_dir, image, tmp_path):
     assert "needs a NAME" in refused("import-tar", "-")
     for args in (("export-tar", image, "-"), ("import-tar", "-", "tty")):  # a terminal on both ends
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execvpe(NSDASH[0], [*NSDASH, *args], dict(os.environ, PYTHONPATH=str(REPO)))
-        out = b""
-        with contextlib.suppress(OSError):
-            while chunk := os.read(fd, 4096):
-                out += chunk
-        os.close(fd)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 1
+        status, out = _in_a_terminal(*args)
+        assert status == 1
         assert b"refusing to " in out and b"a terminal" in out, out
     assert sorted(os.listdir(image_dir)) == [image]
 
@@ -186,11 +225,14 @@ def test_import_name_from_the_file_and_read_only(image_dir, image, tmp_path):
     ok("remove", "imported")
 
 
-def test_remove_and_rename_refused_while_a_machine_runs_from_the_image(image_dir, image, detached):
+def test_remove_rename_and_read_only_refused_while_a_machine_runs_from_the_image(image_dir, image, detached):
     detached("-D", str(image_dir / image), "/bin/sh", "-c", "sleep 300")
     wait_for(lambda: "In use by" in run_nsdash("image-status", image).stdout, what="the machine to run")
     assert "in use by running machine" in refused("remove", image)
     assert "in use by running machine" in refused("rename", image, image + "-x")
+    # (read-only made the running machine's tree immutable under it; machined says EBUSY)
+    assert "in use by running machine" in refused("read-only", image)
+    assert not fsflags.is_immutable(image_dir / image)
     assert (image_dir / image).is_dir()
     assert sorted(os.listdir(image_dir)) == [image]
     ok("clone", image, image + "-c")  # copying a busy image is fine, as in machinectl

@@ -182,6 +182,7 @@ def test_a_start_that_times_out_leaves_nothing_behind(busybox_tree, machine_name
             client.spawn(spec, timeout=3, notice=None)
         assert time.monotonic() - t0 < 15
         assert not st.machine_dir(machine_name).exists()
+        assert not (st.machine_dir(machine_name).parent.parent / ".locks" / machine_name).exists()
     finally:
         os.close(holder)
     assert run_nsdash("list").stdout.count(machine_name) == 0

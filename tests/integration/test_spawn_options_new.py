@@ -278,6 +278,8 @@ def test_network_interface_moves_a_host_link_in(busybox_tree, machine_name):
             subprocess.run(["ip", "link", "del", name], capture_output=True)
     code, _, err = spawn(busybox_tree, "--network-interface=nosuch0", "/bin/true")
     assert code != 0 and err.count("\n") == 1 and "no network interface nosuch0" in err
+    code, _, err = spawn(busybox_tree, "--network-interface=lo", "/bin/true")  # (said "(22, 'Invalid argument')")
+    assert code != 0 and err.count("\n") == 1 and "lo: cannot move it into the machine: Invalid argument; " in err
 
 
 def test_network_bridge_attaches_the_veth_to_a_host_bridge(busybox_tree, machine_name):

@@ -176,7 +176,8 @@ def test_parse_signal():
     assert parse_signal("sigterm") == signal.SIGTERM
     assert parse_signal("9") == 9
     assert parse_signal("RTMIN+4") == signal.SIGRTMIN + 4
-    for bad in ("NOPE", "0", "99"):
+    assert parse_signal("rtmax-1") == signal.SIGRTMAX - 1
+    for bad in ("NOPE", "0", "99", "RTMIN+99", "RTMAX-99", "RTMIN+", "-9", "", "KILL\n"):
         with pytest.raises(UsageError):
             parse_signal(bad)
 

@@ -74,6 +74,8 @@ def test_ssh_argv_adds_only_tty_off_and_the_port_and_honours_the_environment():
     env = {"NSDASH_SSH_COMMAND": "ssh -F '/tmp/my config'", "NSDASH_REMOTE_COMMAND": "~/venv/bin/nsdash"}
     assert ssh_argv(Target("far"), env) == ["ssh", "-F", "/tmp/my config", "-T", "--", "far",
                                             "~/venv/bin/nsdash _remote"]
+    with pytest.raises(UsageError, match="NSDASH_SSH_COMMAND .*No closing quotation"):
+        ssh_argv(t, {"NSDASH_SSH_COMMAND": "ssh -F '/tmp/my config"})  # a ValueError traceback before
 
 
 def test_host_option_before_the_verb_or_from_the_environment():

@@ -42,6 +42,7 @@ def test_dbus_values_follow_systemds_types():
     ("TasksMax=lots", "Failed to parse TasksMax= value 'lots'"), ("TasksMax=0", "Failed to parse TasksMax="),
     ("CPUQuota=50", "Failed to parse CPUQuota="), ("CPUQuota=0%", "Failed to parse CPUQuota="),
     ("MemoryMax=12X", "Failed to parse MemoryMax="), ("MemoryMax=101%", "percentage above 100%"),
+    ("MemoryMax=99999999999999999999999", "too large"), ("MemoryHigh=17E", "too large"),
     ("CPUWeight=0", "between 1 and 10000"), ("IOWeight=10001", "between 1 and 10000"),
     ("Delegate=maybe", "not a boolean"), ("TimeoutStopSec=5 fortnights", "not a time span"),
 ])

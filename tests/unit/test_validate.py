@@ -180,3 +180,16 @@ def test_every_route_to_a_plan_refuses_the_host_root(tmp_path):
     for path in (Path("//"), tmp_path / "rootlink"):
         with pytest.raises(SpecError, match="host's root directory is not supported"):
             build_plan(ContainerSpec(directory=path, machine="h"), state_dir=str(tmp_path / "state"))
+
+
+@pytest.mark.parametrize("value,ok", [
+    ("0", True), ("1000", True), ("65534", True), ("65536", True), ("4294967294", True), ("www-data", True),
+    ("65535", False), ("4294967295", False), ("99999999999", False), ("-1", False), ("a:b", False),
+])
+def test_user_uids_are_systemds_valid_ones(value, ok):
+    """-u UID past 32 bits reached PID 1's setgid(2) ("gid is less than minimum", no fix named)."""
+    if ok:
+        assert v.parse_user(value) == value
+    else:
+        with pytest.raises(UsageError):
+            v.parse_user(value)
