@@ -31,6 +31,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
