@@ -475,7 +475,8 @@ def help_text() -> str:
         out += _help_row(r)
     out += ["", *_wrap("Where nsdash differs from systemd-nspawn: $container is \"nsdash\"; --image "
                        "reads GPT and bare file-system images, not LUKS or dm-verity; a reboot inside restarts the container in the same "
-                       "process unless --reboot=exit; --register=auto is the default; --dry-run and --detach "
+                       "process unless --reboot=exit; --register=auto is the default; --bind, --tmpfs, --overlay and "
+                       "--inaccessible onto / itself are refused (nspawn replaces the root); --dry-run and --detach "
                        "are nsdash's own; options marked [nsdash: not supported] are refused with the reason "
                        "(the README lists them).", _WIDTH)]
     return "\n".join(out) + "\n"

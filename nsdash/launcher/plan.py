@@ -382,6 +382,7 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
               userns: bool) -> tuple[list[m.MountOp], list[str], list[str]]:
     """The user's mounts, the mount points they create in the tree, and what they create
     on the host outside it (overlay work directories, removed at exit even with -x)."""
+    _refuse_root_mounts(spec)
     ops: list[m.Bind | m.Filesystem | m.Overlay | m.Mask] = []
     created: list[str] = []
     host_created: list[str] = []
@@ -420,6 +421,19 @@ def _bind_ops(spec: ContainerSpec, tree: str, state_dir: str | None,
     ops.sort(key=_by_destination)
     mounts: list[m.MountOp] = [*ops]
     return mounts, created, host_created
+
+
+def _refuse_root_mounts(spec: ContainerSpec) -> None:
+    """A --bind, --tmpfs, --overlay or --inaccessible onto the machine's root itself: nspawn
+    then replaces the root; nsdash does not, and set-up failed later with an unclear error
+    (/dev/pts/ptmx missing under the new root).  Refused before anything is made."""
+    kinds = (("--bind", [b.target for b in spec.binds]), ("--tmpfs", [t.target for t in spec.tmpfs]),
+             ("--overlay", [o.target for o in spec.overlays]), ("--inaccessible", list(spec.inaccessible)))
+    for option, targets in kinds:
+        if any(t.rstrip("/") == "" for t in targets):
+            raise SpecError(f"{option} onto the machine's root '/' is not supported by nsdash",
+                            "give the root with -D/--directory or -i/--image (--volatile=yes for a tmpfs root), "
+                            "and mount below it")
 
 
 _KIND_ORDER = (m.Bind, m.Filesystem, m.Overlay, m.Mask)  # nspawn's, for one destination

@@ -172,6 +172,24 @@ def test_binds_tmpfs_inaccessible_and_created_mount_points(tree, host, tmp_path)
     assert text.index(f"rbind {src} -> /mnt/a/b") > text.index("mount tmpfs /tmp (nosuid,nodev,mode=1777,size=10%,nr_inodes=400k)")
 
 
+@pytest.mark.parametrize("option,mount", [
+    ("--bind", {"binds": (Bind(Path("/tmp"), "/"),)}),
+    ("--bind", {"binds": (Bind(Path("/tmp"), "//", read_only=True),)}),
+    ("--tmpfs", {"tmpfs": (TmpfsMount("/", "mode=0755"),)}),
+    ("--inaccessible", {"inaccessible": ("/",)}),
+    ("--overlay", {"overlays": (OverlayMount(lower=(Path("/tmp"),), upper=None, target="/", read_only=True),)}),
+])
+def test_a_mount_onto_the_root_itself_is_refused_before_anything_is_made(tree, host, option, mount):
+    """nspawn replaces the root there; nsdash does not, and set-up failed later with an unclear
+    error (/dev/pts/ptmx missing under the new root): one line naming the option, and no mount
+    point made in the tree."""
+    before = sorted(p.name for p in tree.iterdir())
+    with pytest.raises(SpecError, match=f"^{option} onto the machine's root '/' is not supported") as e:
+        plan_for(tree, host, command=("true",), **mount)
+    assert "-D/--directory" in (e.value.hint or "")
+    assert sorted(p.name for p in tree.iterdir()) == before
+
+
 def test_read_only_remounts_root_last(tree, host):
     (tree / "etc/resolv.conf").write_text("")
     plan = plan_for(tree, host, command=("true",), read_only=True)
