@@ -152,6 +152,20 @@ def test_unsupported_options_are_refused_with_the_reason(busybox_tree, argv, wor
     assert code != 0 and err.count("\n") == 1 and word in err, err
 
 
+@pytest.mark.parametrize("option", ["--tmpfs=/", "--bind=/tmp:/", "--bind-ro=/tmp://", "--inaccessible=/",
+                                    "--overlay=/tmp:/"])
+def test_a_mount_onto_the_root_itself_is_one_line_and_leaves_the_tree_as_it_was(busybox_tree, option):
+    """nspawn replaces the root there; nsdash refuses it before set-up (which failed with
+    "/dev/pts/ptmx No such file or directory"), naming the option and what to do instead."""
+    before = sorted(os.listdir(busybox_tree))
+    code, _, err = spawn(busybox_tree, option, "/bin/true")
+    assert code != 0 and err.count("\n") == 1, err
+    assert f"{option.split('=')[0].replace('-ro', '')} onto the machine's root '/' is not supported" in err, err
+    assert "-D/--directory" in err and "ptmx" not in err, err
+    assert sorted(os.listdir(busybox_tree)) == before
+    assert str(busybox_tree) not in Path("/proc/self/mountinfo").read_text()
+
+
 def test_suppress_sync_makes_the_sync_calls_succeed_without_doing_anything(busybox_tree):
     # fdatasync on /dev/null fails with EINVAL; suppressed, the call returns 0 before the kernel sees it
     script = "sync -d /dev/null 2>/dev/null; echo $?"
