@@ -38,7 +38,7 @@ from pathlib import Path
 
 from nsdash.errors import MachineExists
 from nsdash.launcher import names
-from nsdash.launcher.treeusers import _machine_scopes, _pids, machine_roots, tree_users  # noqa: F401 - re-exported
+from nsdash.launcher.treeusers import _machine_scopes, _pids, tree_users
 from nsdash.system import cgroupfs, paths
 
 SLICE = names.SLICE
